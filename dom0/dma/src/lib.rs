@@ -1,0 +1,3 @@
+//! dom0's DMA layer.
+#![cfg_attr(not(test), no_std)]
+extern crate alloc;

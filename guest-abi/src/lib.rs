@@ -1,0 +1,2 @@
+//! Xen's public guest ABI as Linux uses it on ARM.
+#![no_std]

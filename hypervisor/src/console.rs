@@ -1,0 +1,1 @@
+//! Console: log ring + UART output.

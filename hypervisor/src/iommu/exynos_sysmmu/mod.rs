@@ -1,0 +1,1 @@
+//! Samsung Exynos SysMMU driver.

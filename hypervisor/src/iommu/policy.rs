@@ -1,0 +1,1 @@
+//! Ownership policy: who drives each DMA master's IOMMU.

@@ -1,0 +1,1 @@
+//! TODO(module): filled in by the foundation work.

@@ -1,0 +1,16 @@
+//! xenith's hypervisor, as a library: everything that is pure logic (page tables, DT handling,
+//! hypercall semantics, IOMMU ownership and table formats) builds and is unit-tested on the host;
+//! the architecture layer (`arch`) only builds for the bare-metal target.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod arch;
+pub mod console;
+pub mod domain;
+pub mod dt;
+pub mod hypercall;
+pub mod iommu;
+pub mod irq;
+pub mod mm;

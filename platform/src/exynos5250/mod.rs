@@ -1,0 +1,1 @@
+//! Samsung Exynos5250 (Chromebook Snow).

@@ -1,0 +1,67 @@
+//! Hardware-access traits: registers ([`Mmio`]), physical memory ([`PhysMem`]), time ([`Clock`]).
+
+/// A block of device registers. Offsets are in bytes from the block's base.
+///
+/// Methods take `&self`: registers are shared, side-effecting state, not Rust-owned memory.
+pub trait Mmio {
+    fn read32(&self, offset: usize) -> u32;
+    fn write32(&self, offset: usize, value: u32);
+    fn read64(&self, offset: usize) -> u64 {
+        u64::from(self.read32(offset)) | (u64::from(self.read32(offset + 4)) << 32)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.write32(offset, value as u32);
+        self.write32(offset + 4, (value >> 32) as u32);
+    }
+}
+
+/// Why a physical-memory access failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemError {
+    /// No memory at this physical address (or the range runs past its end).
+    NotMemory { pa: u64 },
+}
+
+impl core::fmt::Display for MemError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MemError::NotMemory { pa } => write!(f, "no memory at physical address {pa:#x}"),
+        }
+    }
+}
+
+/// Physical memory as the hypervisor (and a DMA-capable walker) sees it. Little-endian.
+pub trait PhysMem {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError>;
+    fn write(&self, pa: u64, data: &[u8]) -> Result<(), MemError>;
+
+    /// Make CPU writes to `[pa, pa + len)` visible to a non-coherent observer (a table walker
+    /// that does not snoop the CPU caches): clean to the point of coherency. A no-op on
+    /// coherent systems; models use it to catch missing cleans.
+    fn clean_dcache(&self, pa: u64, len: usize) {
+        let _ = (pa, len);
+    }
+
+    fn read_u32(&self, pa: u64) -> Result<u32, MemError> {
+        let mut b = [0u8; 4];
+        self.read(pa, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn write_u32(&self, pa: u64, v: u32) -> Result<(), MemError> {
+        self.write(pa, &v.to_le_bytes())
+    }
+    fn read_u64(&self, pa: u64) -> Result<u64, MemError> {
+        let mut b = [0u8; 8];
+        self.read(pa, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn write_u64(&self, pa: u64, v: u64) -> Result<(), MemError> {
+        self.write(pa, &v.to_le_bytes())
+    }
+}
+
+/// A monotonic clock, for bounded polling (timeouts) in drivers.
+pub trait Clock {
+    /// Nanoseconds since an arbitrary origin; never goes backwards.
+    fn now_ns(&self) -> u64;
+}

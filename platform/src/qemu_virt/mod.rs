@@ -1,0 +1,1 @@
+//! QEMU `virt` (AArch64, and ARMv7 with highmem=off).

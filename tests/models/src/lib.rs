@@ -1,0 +1,1 @@
+//! A model of the Exynos SysMMU for host tests.
