@@ -1,1 +1,2 @@
-//! TODO(module): filled in by the foundation work.
+//! Domains: Domain, Vcpu, the dom0 builder (direct map).
+pub mod image;

@@ -1,1 +1,1 @@
-//! TODO(module): filled in by the foundation work.
+//! Device trees: parse the host's, build dom0's.

@@ -1,1 +1,1 @@
-//! TODO(module): filled in by the foundation work.
+//! Memory: physical frame/region allocation and the stage-2 (p2m) page tables.

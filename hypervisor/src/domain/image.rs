@@ -1,0 +1,1 @@
+//! Kernel image formats a domain can be built from (arm64 Image).
