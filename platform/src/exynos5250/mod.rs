@@ -1,1 +1,3 @@
-//! Samsung Exynos5250 (Chromebook Snow).
+//! Samsung Exynos5250 (Chromebook Snow): board description and the SysMMU IO page-table format.
+
+pub mod sysmmu_pt;
