@@ -1,3 +1,28 @@
-//! dom0's DMA layer.
+//! dom0's DMA layer: for every device, the right way to turn a CPU buffer into an address the
+//! device can use — Direct, XenSwiotlb (bounce / machine addresses), IommuDma (an IOMMU dom0
+//! drives) or GrantDma (grants to a backend domain) — chosen per device by [`select`] from what
+//! the hypervisor and dom0's device tree say, never by a global switch.
+//!
+//! `no_std` + `alloc`, no threads, no global allocator assumptions beyond `alloc`: the same code
+//! runs in the bare-metal test guest and in host tests against [`sim`].
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
 extern crate alloc;
+
+pub mod arch;
+pub mod direct;
+pub mod hv;
+pub mod iova;
+pub mod log;
+pub mod ops;
+pub mod sim;
+pub mod swiotlb;
+pub mod types;
+
+pub use arch::{ArchDmaOps, PhysMem};
+pub use direct::Direct;
+pub use hv::{Hypervisor, XenFeatures};
+pub use iova::IovaAllocator;
+pub use swiotlb::{ForeignP2m, XenSwiotlb};
+pub use ops::{DmaKind, DmaOps, RamMap, Shared};
+pub use types::*;
