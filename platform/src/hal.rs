@@ -65,3 +65,49 @@ pub trait Clock {
     /// Nanoseconds since an arbitrary origin; never goes backwards.
     fn now_ns(&self) -> u64;
 }
+
+/// Registers reached through a raw physical (identity-mapped) address: the hardware
+/// implementation of [`Mmio`].
+#[derive(Clone, Copy, Debug)]
+pub struct RawMmio {
+    base: usize,
+}
+
+impl RawMmio {
+    /// # Safety
+    /// `base` must be the address of a device register block that is mapped as Device memory
+    /// for as long as the returned value is used, and that nothing else drives concurrently.
+    pub const unsafe fn new(base: usize) -> Self {
+        Self { base }
+    }
+    pub fn base(&self) -> usize {
+        self.base
+    }
+}
+
+impl Mmio for RawMmio {
+    fn read32(&self, offset: usize) -> u32 {
+        // SAFETY: `new`'s contract: base..base+offset is a mapped register block.
+        unsafe { core::ptr::read_volatile((self.base + offset) as *const u32) }
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        // SAFETY: as for `read32`.
+        unsafe { core::ptr::write_volatile((self.base + offset) as *mut u32, value) }
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        // SAFETY: as for `read32`.
+        unsafe { core::ptr::read_volatile((self.base + offset) as *const u64) }
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        // SAFETY: as for `read32`.
+        unsafe { core::ptr::write_volatile((self.base + offset) as *mut u64, value) }
+    }
+}
+
+/// A serial port the hypervisor logs to.
+pub trait Uart: Send + Sync {
+    /// Send one byte, waiting (bounded) for room.
+    fn put(&self, byte: u8);
+    /// A received byte, if one is waiting.
+    fn get(&self) -> Option<u8>;
+}

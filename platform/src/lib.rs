@@ -10,4 +10,4 @@ pub mod exynos5250;
 pub mod hal;
 pub mod qemu_virt;
 
-pub use hal::{Clock, MemError, Mmio, PhysMem};
+pub use hal::{Clock, MemError, Mmio, PhysMem, RawMmio, Uart};

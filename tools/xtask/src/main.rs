@@ -1,1 +1,106 @@
-fn main() {}
+//! `cargo xtask`: build, run, test and benchmark xenith. `cargo xtask help` lists the commands.
+
+mod build;
+mod elf;
+mod env;
+mod fixtures;
+mod qemu;
+mod systest;
+
+use env::Result;
+use std::path::PathBuf;
+use std::process::Command;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  setup              install what is missing: Rust targets, QEMU >= 9.2 (bookworm-backports, as root)
+  build              build xenith and the test guest as raw arm64 Images under target/xenith/
+  run [options]      boot xenith + dom0 on QEMU virt (GICv3, SMMUv3 stage 2); QEMU exits when dom0 shuts down
+      --dom0 PATH        boot this kernel as dom0 instead of the test guest
+      --dom0-args ARGS   dom0's command line (default: console=hvc0)
+      --initrd PATH      dom0's initrd
+      --append ARGS      xenith's command line (e.g. dom0_mem=512M)
+      --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
+      -- QEMU-ARGS...    extra QEMU arguments
+  test               host tests (cargo test) then the QEMU system tests
+  bench              null-hypercall round trip, measured by the guest under -icount shift=0
+  fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("build") => setup().and_then(|_| build::all()).map(|_| ()),
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench(),
+        Some("fixtures") => setup().and_then(|_| fixtures::all()),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn setup() -> Result<()> {
+    env::ensure_rust_targets()?;
+    env::ensure_qemu()
+}
+
+fn run(args: &[String]) -> Result<()> {
+    setup()?;
+    let images = build::all()?;
+    let mut boot = qemu::Boot::new(images.hypervisor.clone());
+    boot.dom0 = Some(images.test_guest.clone());
+    boot.echo = true;
+    boot.timeout = std::time::Duration::from_secs(24 * 3600);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--dom0" => boot.dom0 = Some(PathBuf::from(value()?)),
+            "--dom0-args" => boot.dom0_args = value()?,
+            "--initrd" => boot.initrd = Some(PathBuf::from(value()?)),
+            "--append" => boot.cmdline = value()?,
+            "--smmu-stage" => boot.smmu_stage = value()?,
+            "--" => {
+                boot.extra.extend(it.by_ref().cloned());
+                break;
+            }
+            other => return Err(format!("unknown option `{other}` for run\n\n{HELP}")),
+        }
+    }
+    if let Some(d) = &boot.dom0 {
+        if !d.exists() {
+            return Err(format!("dom0 kernel {} does not exist", d.display()));
+        }
+    }
+    let out = boot.run()?;
+    if out.exit_code != Some(0) {
+        return Err(format!("QEMU exited with {:?}", out.exit_code));
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    setup()?;
+    fixtures::all()?;
+    let root = env::root();
+    eprintln!("xtask: host tests");
+    env::run(Command::new("cargo").args(["test", "--workspace", "--exclude", "test-guest"]).current_dir(&root))?;
+    let images = build::all()?;
+    systest::run_all(&images)
+}
+
+fn bench() -> Result<()> {
+    setup()?;
+    let images = build::all()?;
+    systest::bench(&images)
+}

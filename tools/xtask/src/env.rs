@@ -1,0 +1,175 @@
+//! Paths and external tools: the workspace, the target dir, rustup targets, QEMU, Debian
+//! packages. Everything `cargo xtask` needs on a fresh Debian machine is installed from here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub type Result<T> = std::result::Result<T, String>;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// Where built images go.
+pub fn images_dir() -> PathBuf {
+    target_dir().join("xenith")
+}
+
+/// Fetched fixtures (Debian packages, dumped DTBs): never committed.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XENITH_CACHE").map(PathBuf::from).unwrap_or_else(|| root().join(".cache"))
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("XENITH_FIXTURES").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("fixtures"))
+}
+
+/// Run a command to completion, failing with its name if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed: {status}"))
+    }
+}
+
+/// Run a command and return its stdout.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.stderr(Stdio::inherit()).output().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{shown} failed: {}", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+}
+
+/// The bare-metal targets from rust-toolchain.toml, installed if missing.
+pub fn ensure_rust_targets() -> Result<()> {
+    let toml = std::fs::read_to_string(root().join("rust-toolchain.toml")).map_err(|e| e.to_string())?;
+    let targets: Vec<String> = toml
+        .lines()
+        .find(|l| l.trim_start().starts_with("targets"))
+        .map(|l| l.split('"').skip(1).step_by(2).map(String::from).collect())
+        .unwrap_or_default();
+    let sysroot = output(Command::new("rustc").arg("--print").arg("sysroot").current_dir(root()))?;
+    let missing: Vec<&String> =
+        targets.iter().filter(|t| !Path::new(sysroot.trim()).join("lib/rustlib").join(t).exists()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Rust targets {missing:?}");
+    run(Command::new("rustup").arg("target").arg("add").args(&missing).current_dir(root()))
+}
+
+/// `(major, minor)` of the installed qemu-system-aarch64, if any.
+pub fn qemu_version() -> Option<(u32, u32)> {
+    let out = Command::new("qemu-system-aarch64").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.split("version ").nth(1)?.split_whitespace().next()?;
+    let mut it = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+static APT_UPDATED: std::sync::Once = std::sync::Once::new();
+
+fn apt_update() {
+    APT_UPDATED.call_once(|| {
+        // A partial failure (a mirror mid-sync for one architecture) is not fatal: what we
+        // need usually resolved; a real miss shows up in the install/download that follows.
+        let _ = Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status();
+    });
+}
+
+/// QEMU >= 9.2 (SMMUv3 stage 2); installs 10.x from bookworm-backports when run as root.
+pub fn ensure_qemu() -> Result<()> {
+    if let Some(v) = qemu_version() {
+        if v >= (9, 2) {
+            return Ok(());
+        }
+        eprintln!("xtask: qemu-system-aarch64 {}.{} has no SMMUv3 stage 2; need >= 9.2", v.0, v.1);
+    }
+    if !is_root() {
+        return Err("qemu-system-aarch64 >= 9.2 is needed: as root, `cargo xtask setup` installs it from bookworm-backports".into());
+    }
+    let src = Path::new("/etc/apt/sources.list.d/xenith-backports.sources");
+    if !src.exists() {
+        eprintln!("xtask: adding bookworm-backports ({})", src.display());
+        std::fs::write(
+            src,
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        )
+        .map_err(|e| format!("cannot write {}: {e}", src.display()))?;
+    }
+    apt_update();
+    eprintln!("xtask: installing qemu-system-arm from bookworm-backports");
+    run(Command::new("apt-get").args(["install", "-y", "-q", "-t", "bookworm-backports", "qemu-system-arm"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    match qemu_version() {
+        Some(v) if v >= (9, 2) => Ok(()),
+        v => Err(format!("after installing, qemu-system-aarch64 is {v:?}, still < 9.2")),
+    }
+}
+
+/// Download a Debian package (`name:arch`) and unpack it under the cache; returns the
+/// unpacked root. Cached: a second call does nothing.
+pub fn debian_package(name: &str, arch: &str) -> Result<PathBuf> {
+    let dir = cache_dir().join("debs").join(format!("{name}_{arch}"));
+    if dir.join(".unpacked").exists() {
+        return Ok(dir);
+    }
+    let native = output(Command::new("dpkg").arg("--print-architecture")).unwrap_or_default();
+    if native.trim() != arch {
+        let foreign = output(Command::new("dpkg").arg("--print-foreign-architectures")).unwrap_or_default();
+        if !foreign.lines().any(|l| l.trim() == arch) {
+            if !is_root() {
+                return Err(format!("Debian architecture {arch} is not enabled: as root, run `dpkg --add-architecture {arch}`"));
+            }
+            run(Command::new("dpkg").args(["--add-architecture", arch]))?;
+        }
+    }
+    apt_update();
+    let dl = cache_dir().join("debs/download");
+    std::fs::create_dir_all(&dl).map_err(|e| e.to_string())?;
+    let spec = format!("{name}:{arch}");
+    eprintln!("xtask: fetching Debian package {spec}");
+    run(Command::new("apt-get").arg("download").arg(&spec).current_dir(&dl))?;
+    let deb = std::fs::read_dir(&dl)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            n.starts_with(&format!("{name}_")) && (n.ends_with(&format!("_{arch}.deb")) || n.ends_with("_all.deb"))
+        })
+        .ok_or_else(|| format!("apt-get download {spec} left no .deb in {}", dl.display()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    std::fs::write(dir.join(".unpacked"), deb.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// The package a Debian metapackage depends on first (e.g. `linux-image-arm64` -> `linux-image-6.1.0-NN-arm64`).
+pub fn debian_depends(meta: &str, arch: &str) -> Result<String> {
+    apt_update();
+    let show = output(Command::new("apt-cache").arg("show").arg(format!("{meta}:{arch}")))?;
+    let deps = show
+        .lines()
+        .find(|l| l.starts_with("Depends:"))
+        .ok_or_else(|| format!("{meta}:{arch} has no Depends"))?;
+    let first = deps["Depends:".len()..].split(',').next().unwrap_or("").trim();
+    let name = first.split_whitespace().next().unwrap_or("").split(':').next().unwrap_or("");
+    if name.is_empty() {
+        return Err(format!("cannot read {meta}'s dependency from `{deps}`"));
+    }
+    Ok(name.to_string())
+}

@@ -1,0 +1,63 @@
+//! Host-test fixtures: real device trees, produced by QEMU or taken from Debian packages.
+//! Cached under .cache/fixtures (never committed).
+
+use crate::env::{self, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// QEMU virt (AArch64) as xenith runs on it; `with_module` adds a guest-loader module node.
+fn dump_qemu_virt(out: &Path, with_module: bool) -> Result<()> {
+    let mut c = Command::new("qemu-system-aarch64");
+    c.args(["-M", &format!("virt,virtualization=on,gic-version=3,iommu=smmuv3,dumpdtb={}", out.display())])
+        .args(["-cpu", "cortex-a57", "-smp", "2", "-m", "2G", "-nographic"]);
+    if with_module {
+        // Any existing file will do: only the module node's reg/bootargs matter.
+        let any = env::root().join("rust-toolchain.toml");
+        c.args(["-device", &format!("guest-loader,addr=0x49000000,kernel={},bootargs=console=hvc0", any.display())]);
+    }
+    env::run(c.stdout(std::process::Stdio::null()))
+}
+
+fn ensure(path: PathBuf, make: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    if !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
+        let tmp = path.with_extension("partial");
+        make(&tmp)?;
+        std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+        eprintln!("xtask: fixture {}", path.display());
+    }
+    Ok(path)
+}
+
+/// The Chromebook Snow's DTB from Debian's armhf LPAE kernel package.
+fn snow_dtb(out: &Path) -> Result<()> {
+    let kernel_pkg = env::debian_depends("linux-image-armmp-lpae", "armhf")?;
+    let root = env::debian_package(&kernel_pkg, "armhf")?;
+    let lib = root.join("usr/lib");
+    let dir = std::fs::read_dir(&lib)
+        .map_err(|e| format!("{}: {e}", lib.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("linux-image-")))
+        .ok_or_else(|| format!("{kernel_pkg} has no usr/lib/linux-image-*"))?;
+    let dtb = dir.join("exynos5250-snow.dtb");
+    std::fs::copy(&dtb, out).map_err(|e| format!("{}: {e}", dtb.display()))?;
+    Ok(())
+}
+
+pub fn all() -> Result<()> {
+    let dir = env::fixtures_dir();
+    ensure(dir.join("qemu-virt-aarch64.dtb"), |p| dump_qemu_virt(p, false))?;
+    ensure(dir.join("qemu-virt-aarch64-dom0.dtb"), |p| dump_qemu_virt(p, true))?;
+    ensure(dir.join("exynos5250-snow.dtb"), snow_dtb)?;
+    Ok(())
+}
+
+/// Debian's Xen 4.17 for arm64 (the reference hypervisor), as a raw Image.
+#[allow(dead_code)]
+pub fn xen_4_17() -> Result<PathBuf> {
+    ensure(env::fixtures_dir().join("xen-4.17-arm64"), |p| {
+        let root = env::debian_package("xen-hypervisor-4.17-arm64", "arm64")?;
+        std::fs::copy(root.join("boot/xen-4.17-arm64"), p).map(|_| ()).map_err(|e| e.to_string())
+    })
+}

@@ -1,0 +1,156 @@
+//! Booting xenith (or another hypervisor) under QEMU virt and collecting what it prints.
+
+use crate::env::Result;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where `-device guest-loader` puts dom0's kernel and initrd (as in the Xen reference setup).
+pub const DOM0_KERNEL_ADDR: u64 = 0x4900_0000;
+pub const DOM0_INITRD_ADDR: u64 = 0x4b20_0000;
+
+/// One QEMU virt (AArch64) boot.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    /// The hypervisor image given to `-kernel` (a raw arm64 Image, or an ELF to test x0 = 0).
+    pub hypervisor: PathBuf,
+    /// The hypervisor's command line (`-append`, i.e. /chosen/bootargs).
+    pub cmdline: String,
+    pub dom0: Option<PathBuf>,
+    pub dom0_args: String,
+    pub initrd: Option<PathBuf>,
+    /// `stage=` of the SMMUv3 model: "2", "1" or "nested".
+    pub smmu_stage: String,
+    pub smp: u32,
+    pub mem: String,
+    /// `-icount shift=0,sleep=off`: the guest counter counts instructions (benchmarks).
+    pub icount: bool,
+    pub extra: Vec<String>,
+    pub timeout: Duration,
+    /// Echo the output live (interactive `run`).
+    pub echo: bool,
+}
+
+impl Boot {
+    pub fn new(hypervisor: PathBuf) -> Self {
+        Self {
+            hypervisor,
+            cmdline: String::new(),
+            dom0: None,
+            dom0_args: "console=hvc0".into(),
+            initrd: None,
+            smmu_stage: "2".into(),
+            smp: 2,
+            mem: "2G".into(),
+            icount: false,
+            extra: Vec::new(),
+            timeout: Duration::from_secs(60),
+            echo: false,
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new("qemu-system-aarch64");
+        c.args(["-M", "virt,virtualization=on,gic-version=3,iommu=smmuv3"])
+            .args(["-global", &format!("arm-smmuv3.stage={}", self.smmu_stage)])
+            .args(["-cpu", "cortex-a57", "-smp", &self.smp.to_string(), "-m", &self.mem])
+            .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
+            .arg("-kernel")
+            .arg(&self.hypervisor);
+        if !self.cmdline.is_empty() {
+            c.args(["-append", &self.cmdline]);
+        }
+        if let Some(k) = &self.dom0 {
+            c.args(["-device", &format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", k.display(), self.dom0_args.replace(',', ",,"))]);
+        }
+        if let Some(i) = &self.initrd {
+            c.args(["-device", &format!("guest-loader,addr={DOM0_INITRD_ADDR:#x},initrd={}", i.display())]);
+        }
+        if self.icount {
+            c.args(["-icount", "shift=0,sleep=off"]);
+        }
+        c.args(&self.extra);
+        c
+    }
+
+    /// Boot, wait for QEMU to exit (or kill it at the timeout), return what it printed.
+    pub fn run(&self) -> Result<Outcome> {
+        let mut cmd = self.command();
+        if self.echo {
+            eprintln!("xtask: {}", shell_line(&cmd));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+        let out = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        for (stream, echo) in [(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo), (child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo)] {
+            let Some(stream) = stream else { continue };
+            let out = Arc::clone(&out);
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
+                    let line = String::from_utf8_lossy(&line).replace('\r', "");
+                    if echo {
+                        let _ = writeln!(std::io::stdout(), "{line}");
+                    }
+                    if let Ok(mut o) = out.lock() {
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                }
+            }));
+        }
+        let start = Instant::now();
+        let (status, timed_out) = loop {
+            if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+                break (Some(st), false);
+            }
+            if start.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break (None, true);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let output = out.lock().map(|o| o.clone()).unwrap_or_default();
+        Ok(Outcome { output, exit_code: status.and_then(|s| s.code()), timed_out, wall: start.elapsed() })
+    }
+}
+
+/// What a boot printed and how it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub output: String,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub wall: Duration,
+}
+
+impl Outcome {
+    pub fn has(&self, needle: &str) -> bool {
+        self.output.contains(needle)
+    }
+}
+
+/// A command as a shell line, for the README and logs.
+pub fn shell_line(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        if a.contains(' ') || a.contains('"') {
+            s.push_str(&format!(" '{a}'"));
+        } else {
+            s.push(' ');
+            s.push_str(&a);
+        }
+    }
+    s
+}
