@@ -1,1 +1,657 @@
-//! Ownership policy: who drives each DMA master's IOMMU.
+//! Ownership policy: who drives each DMA master's IOMMU (the hypervisor, dom0, or nobody), decided once at
+//! boot from the host DT, the platform's defaults and the command line, printed as a table, and turned into
+//! the edits of dom0's DT. Pure logic, shared by the SMMUv3 and Exynos SysMMU drivers.
+//!
+//! Rule: masters and IOMMUs linked by `iommus`/`iommu-map` form groups (connected components); a group has
+//! one owner, because an IOMMU cannot be driven by two parties. A group with a DT error is `Blocked`: its
+//! IOMMUs are hidden from dom0 and its masters disabled in dom0's DT.
+
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::dt::{DeviceRegion, DtError, HostDt, IrqSpec, NodeId, Region, RegionKind};
+
+/// The kind of an IOMMU instance, from its compatible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IommuKind {
+    /// "arm,smmu-v3"
+    SmmuV3,
+    /// "samsung,exynos-sysmmu"
+    ExynosSysmmu,
+    /// Anything else with `#iommu-cells` (its first compatible).
+    Other(String),
+}
+
+impl fmt::Display for IommuKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IommuKind::SmmuV3 => f.write_str("SMMUv3"),
+            IommuKind::ExynosSysmmu => f.write_str("Exynos SysMMU"),
+            IommuKind::Other(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+/// One IOMMU node of the host DT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IommuInstance {
+    pub path: String,
+    pub kind: IommuKind,
+    pub regs: Vec<Region>,
+    pub phandle: Option<u32>,
+    pub iommu_cells: u32,
+    pub interrupts: Vec<IrqSpec>,
+    pub enabled: bool,
+    /// Why the node cannot be used (no `reg`, bad `#iommu-cells`...): the group is then blocked.
+    pub problem: Option<DtError>,
+}
+
+/// What kind of DMA master a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterKind {
+    /// A platform device with `iommus`.
+    Platform,
+    /// A PCI host bridge (its devices' requester IDs map to stream IDs through `iommu-map`).
+    PciHostBridge,
+}
+
+/// One `iommus` entry: an IOMMU (index into [`DmaTopology::iommus`]) and the specifier cells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IommuRef {
+    pub iommu: usize,
+    pub specifier: Vec<u32>,
+}
+
+/// One `iommu-map` entry: requester IDs `rid_base..rid_base+length` map to stream IDs from `sid_base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IommuMapEntry {
+    pub rid_base: u32,
+    pub iommu: usize,
+    pub sid_base: u32,
+    pub length: u32,
+}
+
+/// A DMA master of the host DT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmaMaster {
+    pub path: String,
+    pub kind: MasterKind,
+    pub iommus: Vec<IommuRef>,
+    pub iommu_map: Vec<IommuMapEntry>,
+    pub iommu_map_mask: Option<u32>,
+    pub enabled: bool,
+    /// Why its IOMMU links could not be read: the master is then blocked.
+    pub problem: Option<DtError>,
+}
+
+impl DmaMaster {
+    /// The IOMMUs this master is behind (indices, deduplicated, in DT order).
+    pub fn iommu_indices(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        for i in self.iommus.iter().map(|r| r.iommu).chain(self.iommu_map.iter().map(|e| e.iommu)) {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// A PCI requester ID's (IOMMU index, stream ID): `iommu-map-mask` applied, then `iommu-map`.
+    /// `None` when no entry covers it (the device then has no translation: keep it blocked).
+    pub fn pci_rid_to_stream(&self, rid: u32) -> Option<(usize, u32)> {
+        let masked = rid & self.iommu_map_mask.unwrap_or(u32::MAX);
+        self.iommu_map.iter().find_map(|e| {
+            let off = masked.checked_sub(e.rid_base)?;
+            (off < e.length).then(|| (e.iommu, e.sid_base.wrapping_add(off)))
+        })
+    }
+}
+
+/// The IOMMUs and DMA masters of the host DT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmaTopology {
+    pub iommus: Vec<IommuInstance>,
+    pub masters: Vec<DmaMaster>,
+}
+
+fn iommu_kind(dt: &HostDt, n: NodeId) -> IommuKind {
+    if dt.is_compatible(n, "arm,smmu-v3") {
+        IommuKind::SmmuV3
+    } else if dt.is_compatible(n, "samsung,exynos-sysmmu") {
+        IommuKind::ExynosSysmmu
+    } else {
+        IommuKind::Other(dt.compatible(n).first().map(|s| (*s).to_owned()).unwrap_or_default())
+    }
+}
+
+impl DmaTopology {
+    /// Finds IOMMUs (nodes with `#iommu-cells`, or an SMMUv3/SysMMU compatible) and masters (nodes with
+    /// `iommus`, and PCI host bridges). Per-device problems are recorded in `problem`, not returned: the
+    /// rest of the table stays usable. The `Err` is for a tree too broken to walk (not produced today).
+    pub fn from_dt(dt: &HostDt) -> Result<DmaTopology, DtError> {
+        let mut iommus = Vec::new();
+        let mut by_node: Vec<(NodeId, usize)> = Vec::new();
+        for n in dt.nodes() {
+            let kind = iommu_kind(dt, n);
+            if !dt.has_prop(n, "#iommu-cells") && matches!(kind, IommuKind::Other(_)) {
+                continue;
+            }
+            let mut problem = None;
+            let iommu_cells = match dt.prop_u32(n, "#iommu-cells") {
+                Ok(Some(c)) if c <= 4 => c,
+                Ok(Some(c)) => {
+                    problem = Some(dt.bad_prop(n, "#iommu-cells", format!("{c} cells is implausible")));
+                    0
+                }
+                Ok(None) => {
+                    problem = Some(DtError::MissingProperty { node: dt.path(n), prop: "#iommu-cells".to_owned() });
+                    0
+                }
+                Err(e) => {
+                    problem = Some(e);
+                    0
+                }
+            };
+            let regs = if !dt.has_prop(n, "reg") {
+                problem.get_or_insert(DtError::MissingProperty { node: dt.path(n), prop: "reg".to_owned() });
+                Vec::new()
+            } else {
+                match dt.reg(n) {
+                    Ok(r) if !r.is_empty() => r,
+                    Ok(_) => {
+                        problem.get_or_insert(dt.bad_prop(n, "reg", "empty"));
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        problem.get_or_insert(e);
+                        Vec::new()
+                    }
+                }
+            };
+            let interrupts = dt.interrupts(n).unwrap_or_default();
+            by_node.push((n, iommus.len()));
+            iommus.push(IommuInstance {
+                path: dt.path(n),
+                kind,
+                regs,
+                phandle: dt.phandle(n),
+                iommu_cells,
+                interrupts,
+                enabled: dt.is_available(n),
+                problem,
+            });
+        }
+        let lookup = |ph: u32| -> Option<usize> {
+            let node = dt.find_phandle(ph)?;
+            by_node.iter().find(|(n, _)| *n == node).map(|&(_, i)| i)
+        };
+
+        let mut masters = Vec::new();
+        for n in dt.nodes() {
+            let pci = dt.is_pci_host_bridge(n);
+            if !pci && !dt.has_prop(n, "iommus") {
+                continue;
+            }
+            let mut m = DmaMaster {
+                path: dt.path(n),
+                kind: if pci { MasterKind::PciHostBridge } else { MasterKind::Platform },
+                iommus: Vec::new(),
+                iommu_map: Vec::new(),
+                iommu_map_mask: None,
+                enabled: dt.is_available(n),
+                problem: None,
+            };
+            if let Err(e) = read_iommus(dt, n, &iommus, &lookup, &mut m) {
+                m.problem = Some(e);
+            }
+            if pci {
+                if let Err(e) = read_iommu_map(dt, n, &iommus, &lookup, &mut m) {
+                    m.problem.get_or_insert(e);
+                }
+            }
+            masters.push(m);
+        }
+        Ok(DmaTopology { iommus, masters })
+    }
+
+    /// The IOMMU instance at `path`.
+    pub fn iommu_by_path(&self, path: &str) -> Option<usize> {
+        self.iommus.iter().position(|i| i.path == path)
+    }
+
+    /// The master at `path`.
+    pub fn master_by_path(&self, path: &str) -> Option<usize> {
+        self.masters.iter().position(|m| m.path == path)
+    }
+}
+
+fn read_iommus(
+    dt: &HostDt,
+    n: NodeId,
+    iommus: &[IommuInstance],
+    lookup: &dyn Fn(u32) -> Option<usize>,
+    m: &mut DmaMaster,
+) -> Result<(), DtError> {
+    let Some(cells) = dt.prop_cells(n, "iommus")? else { return Ok(()) };
+    let mut i = 0;
+    while i < cells.len() {
+        let ph = cells[i];
+        let Some(idx) = lookup(ph) else {
+            if dt.find_phandle(ph).is_some() {
+                return Err(dt.bad_prop(n, "iommus", format!("phandle {ph:#x} is not an IOMMU (no #iommu-cells)")));
+            }
+            return Err(DtError::DanglingPhandle { node: dt.path(n), prop: "iommus".to_owned(), phandle: ph });
+        };
+        let nc = iommus[idx].iommu_cells as usize;
+        let spec = cells.get(i + 1..i + 1 + nc).ok_or_else(|| {
+            dt.bad_prop(n, "iommus", format!("entry for {} needs {nc} specifier cells", iommus[idx].path))
+        })?;
+        m.iommus.push(IommuRef { iommu: idx, specifier: spec.to_vec() });
+        i += 1 + nc;
+    }
+    Ok(())
+}
+
+fn read_iommu_map(
+    dt: &HostDt,
+    n: NodeId,
+    iommus: &[IommuInstance],
+    lookup: &dyn Fn(u32) -> Option<usize>,
+    m: &mut DmaMaster,
+) -> Result<(), DtError> {
+    m.iommu_map_mask = dt.prop_u32(n, "iommu-map-mask")?;
+    let Some(cells) = dt.prop_cells(n, "iommu-map")? else { return Ok(()) };
+    if cells.is_empty() {
+        return Err(dt.bad_prop(n, "iommu-map", "empty"));
+    }
+    let mut i = 0;
+    while i < cells.len() {
+        let rest = &cells[i..];
+        if rest.len() < 4 {
+            return Err(dt.bad_prop(n, "iommu-map", format!("entry at cell {i} is truncated")));
+        }
+        let ph = rest[1];
+        let Some(idx) = lookup(ph) else {
+            return Err(DtError::DanglingPhandle { node: dt.path(n), prop: "iommu-map".to_owned(), phandle: ph });
+        };
+        if iommus[idx].iommu_cells != 1 {
+            return Err(dt.bad_prop(
+                n,
+                "iommu-map",
+                format!("{} has #iommu-cells {}, a map needs 1", iommus[idx].path, iommus[idx].iommu_cells),
+            ));
+        }
+        let e = IommuMapEntry { rid_base: rest[0], iommu: idx, sid_base: rest[2], length: rest[3] };
+        if e.length == 0 || e.rid_base.checked_add(e.length - 1).is_none() || e.sid_base.checked_add(e.length - 1).is_none()
+        {
+            return Err(dt.bad_prop(n, "iommu-map", format!("entry at cell {i} has a bad length {:#x}", e.length)));
+        }
+        m.iommu_map.push(e);
+        i += 4;
+    }
+    Ok(())
+}
+
+/// Who drives an IOMMU (and so who controls its masters' DMA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IommuOwner {
+    /// xenith drives it (stage 2 / shadow of the owner domain's p2m); dom0 does not see it.
+    Hypervisor,
+    /// dom0 drives it: the node stays in dom0's DT and its MMIO is mapped 1:1 into dom0.
+    Dom0,
+    /// Nobody: there is no IOMMU for this master, or (override) the IOMMU is hidden and left alone.
+    None,
+    /// The DT is inconsistent or the requested owner cannot drive it: the IOMMU is hidden from dom0 and
+    /// its masters are disabled in dom0's DT.
+    Blocked,
+}
+
+impl fmt::Display for IommuOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IommuOwner::Hypervisor => "hypervisor",
+            IommuOwner::Dom0 => "dom0",
+            IommuOwner::None => "none",
+            IommuOwner::Blocked => "blocked",
+        })
+    }
+}
+
+/// Why a row has its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerReason {
+    PlatformDefault,
+    /// `iommu-owner=` on the command line.
+    CommandLine,
+    /// The hypervisor has no driver for this IOMMU kind.
+    NoDriver,
+    /// The master is behind no IOMMU.
+    NoIommu,
+    /// No master uses this IOMMU: the hypervisor keeps it hidden (and idle).
+    NoMaster,
+    /// The DT describing the group is invalid (the error's text).
+    InvalidDt(String),
+    /// Overrides asked for different owners inside one group sharing an IOMMU.
+    SharedIommuConflict(String),
+}
+
+impl fmt::Display for OwnerReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OwnerReason::PlatformDefault => f.write_str("platform default"),
+            OwnerReason::CommandLine => f.write_str("command-line override"),
+            OwnerReason::NoDriver => f.write_str("no hypervisor driver"),
+            OwnerReason::NoIommu => f.write_str("no IOMMU"),
+            OwnerReason::NoMaster => f.write_str("no master: kept hidden"),
+            OwnerReason::InvalidDt(e) => write!(f, "invalid DT: {e}"),
+            OwnerReason::SharedIommuConflict(who) => write!(f, "conflicting overrides in a shared group: {who}"),
+        }
+    }
+}
+
+/// `iommu-owner=<owner>:<path>`: `path` is a master or an IOMMU; it sets the owner of its whole group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerOverride {
+    pub path: String,
+    pub owner: IommuOwner,
+}
+
+/// A platform's default owners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlatformDefaults {
+    pub smmuv3: IommuOwner,
+    pub exynos_sysmmu: IommuOwner,
+    pub other: IommuOwner,
+}
+
+impl PlatformDefaults {
+    /// QEMU virt: the SMMUv3 is the hypervisor's.
+    pub const QEMU_VIRT: PlatformDefaults =
+        PlatformDefaults { smmuv3: IommuOwner::Hypervisor, exynos_sysmmu: IommuOwner::Hypervisor, other: IommuOwner::Dom0 };
+    /// Exynos5250: every SysMMU with a master is the hypervisor's (isolation).
+    pub const EXYNOS5250: PlatformDefaults =
+        PlatformDefaults { smmuv3: IommuOwner::Hypervisor, exynos_sysmmu: IommuOwner::Hypervisor, other: IommuOwner::Dom0 };
+    /// Anything else: what the hypervisor has drivers for, it keeps.
+    pub const GENERIC: PlatformDefaults =
+        PlatformDefaults { smmuv3: IommuOwner::Hypervisor, exynos_sysmmu: IommuOwner::Hypervisor, other: IommuOwner::Dom0 };
+
+    /// Picks the defaults from the root `compatible`.
+    pub fn for_dt(dt: &HostDt) -> PlatformDefaults {
+        let root = dt.root();
+        if dt.is_compatible(root, "linux,dummy-virt") {
+            PlatformDefaults::QEMU_VIRT
+        } else if dt.is_compatible(root, "samsung,exynos5250") {
+            PlatformDefaults::EXYNOS5250
+        } else {
+            PlatformDefaults::GENERIC
+        }
+    }
+
+    fn for_kind(&self, k: &IommuKind) -> IommuOwner {
+        match k {
+            IommuKind::SmmuV3 => self.smmuv3,
+            IommuKind::ExynosSysmmu => self.exynos_sysmmu,
+            IommuKind::Other(_) => self.other,
+        }
+    }
+}
+
+/// One row of the table: a (master, IOMMU) pair, an IOMMU without master, or a master without IOMMU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnershipRow {
+    /// Index into [`DmaTopology::masters`].
+    pub master: Option<usize>,
+    /// Index into [`DmaTopology::iommus`].
+    pub iommu: Option<usize>,
+    pub owner: IommuOwner,
+    pub reason: OwnerReason,
+}
+
+/// The boot-time decision for every master and IOMMU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnershipTable {
+    pub topology: DmaTopology,
+    pub rows: Vec<OwnershipRow>,
+}
+
+/// What dom0's DT must change to match the table (feeds [`crate::dt::dom0::Dom0DtSpec`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dom0DtEdits {
+    /// IOMMU nodes dom0 must not see.
+    pub remove_nodes: Vec<String>,
+    /// (node path, property) pairs to delete: `iommus`, `iommu-map`, `iommu-map-mask` of masters behind them.
+    pub strip_props: Vec<(String, String)>,
+    /// Masters to mark `status = "disabled"` (their DMA cannot be contained).
+    pub disable_nodes: Vec<String>,
+    /// IOMMU MMIO dom0 drives: map it 1:1 into dom0.
+    pub mmio_to_map: Vec<DeviceRegion>,
+    /// IOMMU MMIO the hypervisor keeps: never map it into dom0.
+    pub mmio_withheld: Vec<DeviceRegion>,
+}
+
+/// A tiny union-find over masters (0..m) and IOMMUs (m..m+i).
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+impl OwnershipTable {
+    /// Decides an owner for every group of masters and IOMMUs (see the module comment). `drivers` lists the
+    /// IOMMU kinds the hypervisor can drive. Without a driver, a default owner of `Hypervisor` becomes
+    /// `Dom0` (what Xen does implicitly: dom0 is direct-mapped, so it works, but does not isolate), and an
+    /// explicit `hypervisor` override becomes `Blocked`.
+    pub fn decide(
+        topo: &DmaTopology,
+        defaults: PlatformDefaults,
+        overrides: &[OwnerOverride],
+        drivers: &[IommuKind],
+    ) -> OwnershipTable {
+        let nm = topo.masters.len();
+        let mut parent: Vec<usize> = (0..nm + topo.iommus.len()).collect();
+        for (mi, m) in topo.masters.iter().enumerate() {
+            for ii in m.iommu_indices() {
+                let (a, b) = (find(&mut parent, mi), find(&mut parent, nm + ii));
+                parent[a] = b;
+            }
+        }
+        // Decide per group root.
+        let mut decisions: Vec<Option<(IommuOwner, OwnerReason)>> = vec![None; parent.len()];
+        for x in 0..parent.len() {
+            let r = find(&mut parent, x);
+            if decisions[r].is_some() {
+                continue;
+            }
+            let members: Vec<usize> = (0..parent.len()).filter(|&y| find(&mut parent, y) == r).collect();
+            decisions[r] = Some(Self::decide_group(topo, nm, &members, defaults, overrides, drivers));
+        }
+        let mut rows = Vec::new();
+        let mut decision = |x: usize| decisions[find(&mut parent, x)].clone().unwrap_or((IommuOwner::Blocked, OwnerReason::NoIommu));
+        for ii in 0..topo.iommus.len() {
+            let users: Vec<usize> =
+                (0..nm).filter(|&mi| topo.masters[mi].iommu_indices().contains(&ii)).collect();
+            let (owner, reason) = decision(nm + ii);
+            if users.is_empty() {
+                rows.push(OwnershipRow { master: None, iommu: Some(ii), owner, reason: reason.clone() });
+            }
+            for mi in users {
+                rows.push(OwnershipRow { master: Some(mi), iommu: Some(ii), owner, reason: reason.clone() });
+            }
+        }
+        for (mi, m) in topo.masters.iter().enumerate() {
+            if m.iommu_indices().is_empty() {
+                let (owner, reason) = decision(mi);
+                rows.push(OwnershipRow { master: Some(mi), iommu: None, owner, reason });
+            }
+        }
+        OwnershipTable { topology: topo.clone(), rows }
+    }
+
+    fn decide_group(
+        topo: &DmaTopology,
+        nm: usize,
+        members: &[usize],
+        defaults: PlatformDefaults,
+        overrides: &[OwnerOverride],
+        drivers: &[IommuKind],
+    ) -> (IommuOwner, OwnerReason) {
+        let masters: Vec<&DmaMaster> = members.iter().filter(|&&x| x < nm).map(|&x| &topo.masters[x]).collect();
+        let iommus: Vec<&IommuInstance> =
+            members.iter().filter(|&&x| x >= nm).map(|&x| &topo.iommus[x - nm]).collect();
+        // Invalid DT anywhere in the group: blocked.
+        let problem = masters
+            .iter()
+            .filter_map(|m| m.problem.as_ref())
+            .chain(iommus.iter().filter_map(|i| i.problem.as_ref()))
+            .next();
+        if let Some(p) = problem {
+            return (IommuOwner::Blocked, OwnerReason::InvalidDt(p.to_string()));
+        }
+        if iommus.is_empty() {
+            return (IommuOwner::None, OwnerReason::NoIommu);
+        }
+        let paths: Vec<&str> =
+            masters.iter().map(|m| m.path.as_str()).chain(iommus.iter().map(|i| i.path.as_str())).collect();
+        let asked: BTreeSet<(u8, &str)> = overrides
+            .iter()
+            .filter(|o| paths.contains(&o.path.as_str()))
+            .map(|o| (o.owner as u8, o.path.as_str()))
+            .collect();
+        let owners: Vec<IommuOwner> = overrides
+            .iter()
+            .filter(|o| paths.contains(&o.path.as_str()))
+            .map(|o| o.owner)
+            .fold(Vec::new(), |mut v, o| {
+                if !v.contains(&o) {
+                    v.push(o);
+                }
+                v
+            });
+        let has_driver = iommus.iter().all(|i| drivers.contains(&i.kind));
+        let (owner, reason) = match owners.len() {
+            0 if masters.is_empty() => return (IommuOwner::Hypervisor, OwnerReason::NoMaster),
+            0 => (defaults.for_kind(&iommus[0].kind), OwnerReason::PlatformDefault),
+            1 => (owners[0], OwnerReason::CommandLine),
+            _ => {
+                let who: Vec<&str> = asked.iter().map(|(_, p)| *p).collect();
+                let safe = if has_driver { IommuOwner::Hypervisor } else { IommuOwner::Blocked };
+                return (safe, OwnerReason::SharedIommuConflict(who.join(", ")));
+            }
+        };
+        if owner == IommuOwner::Hypervisor && !has_driver {
+            return match reason {
+                OwnerReason::PlatformDefault => (IommuOwner::Dom0, OwnerReason::NoDriver),
+                _ => (IommuOwner::Blocked, OwnerReason::NoDriver),
+            };
+        }
+        (owner, reason)
+    }
+
+    /// The owner decided for an IOMMU (by path).
+    pub fn owner_of_iommu(&self, path: &str) -> Option<IommuOwner> {
+        let i = self.topology.iommu_by_path(path)?;
+        self.rows.iter().find(|r| r.iommu == Some(i)).map(|r| r.owner)
+    }
+
+    /// The owner decided for a master (by path).
+    pub fn owner_of_master(&self, path: &str) -> Option<IommuOwner> {
+        let m = self.topology.master_by_path(path)?;
+        self.rows.iter().find(|r| r.master == Some(m)).map(|r| r.owner)
+    }
+
+    /// The edits of dom0's DT that implement the table.
+    pub fn dom0_dt_edits(&self) -> Dom0DtEdits {
+        let mut e = Dom0DtEdits::default();
+        let push = |v: &mut Vec<String>, s: &str| {
+            if !v.iter().any(|x| x == s) {
+                v.push(s.to_owned());
+            }
+        };
+        for row in &self.rows {
+            let iommu = row.iommu.map(|i| &self.topology.iommus[i]);
+            let master = row.master.map(|m| &self.topology.masters[m]);
+            match row.owner {
+                IommuOwner::Dom0 => {
+                    if let Some(i) = iommu {
+                        for r in &i.regs {
+                            let d = DeviceRegion { path: i.path.clone(), region: *r, kind: RegionKind::Reg };
+                            if !e.mmio_to_map.contains(&d) {
+                                e.mmio_to_map.push(d);
+                            }
+                        }
+                    }
+                }
+                IommuOwner::None if iommu.is_none() => {}
+                IommuOwner::Hypervisor | IommuOwner::None | IommuOwner::Blocked => {
+                    if let Some(i) = iommu {
+                        push(&mut e.remove_nodes, &i.path);
+                        for r in &i.regs {
+                            let d = DeviceRegion { path: i.path.clone(), region: *r, kind: RegionKind::Reg };
+                            if !e.mmio_withheld.contains(&d) {
+                                e.mmio_withheld.push(d);
+                            }
+                        }
+                    }
+                    if let Some(m) = master {
+                        let props: &[&str] = match m.kind {
+                            MasterKind::Platform => &["iommus"],
+                            MasterKind::PciHostBridge => &["iommu-map", "iommu-map-mask"],
+                        };
+                        for p in props {
+                            let pair = (m.path.clone(), (*p).to_owned());
+                            if !e.strip_props.contains(&pair) {
+                                e.strip_props.push(pair);
+                            }
+                        }
+                        if row.owner == IommuOwner::Blocked {
+                            push(&mut e.disable_nodes, &m.path);
+                        }
+                    }
+                }
+            }
+        }
+        e
+    }
+}
+
+impl fmt::Display for OwnershipTable {
+    /// The boot-time table: master, IOMMU, owner, reason.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cells: Vec<[String; 4]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.master.map(|m| self.topology.masters[m].path.clone()).unwrap_or_else(|| "-".to_owned()),
+                    r.iommu
+                        .map(|i| {
+                            let i = &self.topology.iommus[i];
+                            format!("{} ({})", i.path, i.kind)
+                        })
+                        .unwrap_or_else(|| "-".to_owned()),
+                    r.owner.to_string(),
+                    r.reason.to_string(),
+                ]
+            })
+            .collect();
+        let head = ["master", "IOMMU", "owner", "reason"];
+        let mut w = head.map(|h| h.len());
+        for c in &cells {
+            for k in 0..3 {
+                w[k] = w[k].max(c[k].len());
+            }
+        }
+        writeln!(f, "{:<w0$}  {:<w1$}  {:<w2$}  {}", head[0], head[1], head[2], head[3], w0 = w[0], w1 = w[1], w2 = w[2])?;
+        for c in &cells {
+            writeln!(f, "{:<w0$}  {:<w1$}  {:<w2$}  {}", c[0], c[1], c[2], c[3], w0 = w[0], w1 = w[1], w2 = w[2])?;
+        }
+        Ok(())
+    }
+}

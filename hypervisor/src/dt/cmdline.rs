@@ -1,0 +1,153 @@
+//! The hypervisor's command line (from `/chosen/xen,xen-bootargs` or `bootargs`): the options xenith acts on,
+//! with Xen's spelling, and the list of options it ignored (for a boot warning).
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::DtError;
+use crate::iommu::policy::{IommuOwner, OwnerOverride};
+
+/// `dom0_mem=`: Xen's forms `<size>`, `min:<size>`, `max:<size>`, comma-separated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dom0Mem {
+    /// The amount dom0 gets (`dom0_mem=512M`).
+    pub amount: Option<u64>,
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+}
+
+impl Dom0Mem {
+    /// The amount to give dom0: `amount`, clamped to `min`/`max`; without `amount`, `max` (else `min`).
+    pub fn target(&self) -> Option<u64> {
+        let mut v = self.amount.or(self.max).or(self.min)?;
+        if let Some(max) = self.max {
+            v = v.min(max);
+        }
+        if let Some(min) = self.min {
+            v = v.max(min);
+        }
+        Some(v)
+    }
+}
+
+/// The parsed command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HypervisorCmdline {
+    pub dom0_mem: Option<Dom0Mem>,
+    /// `console=` (Xen's values: `dtuart`, `none`, ...).
+    pub console: Option<String>,
+    /// `dtuart=` (a DT path or alias of the console UART, optionally `:options`).
+    pub dtuart: Option<String>,
+    /// `iommu-owner=dom0:/path,hypervisor:/path,none:/path`.
+    pub iommu_owner: Vec<OwnerOverride>,
+    /// Options xenith does not act on, as written (for a warning).
+    pub unknown: Vec<String>,
+}
+
+/// Parses a size with Xen's suffixes (`K`, `M`, `G`, `T`, optional trailing `B`, case-insensitive; no
+/// suffix means KiB, as Xen's `parse_size_and_unit`). Decimal or 0x-hex.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None => (s, 10),
+    };
+    let end = digits.find(|c: char| !c.is_digit(radix)).unwrap_or(digits.len());
+    if end == 0 {
+        return None;
+    }
+    let n = u64::from_str_radix(&digits[..end], radix).ok()?;
+    let suffix = &digits[end..];
+    let shift = match suffix.to_ascii_uppercase().as_str() {
+        "" => 10,
+        "B" => 0,
+        "K" | "KB" => 10,
+        "M" | "MB" => 20,
+        "G" | "GB" => 30,
+        "T" | "TB" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+fn parse_dom0_mem(v: &str) -> Result<Dom0Mem, DtError> {
+    let bad = |reason: String| DtError::BadCmdline { option: format!("dom0_mem={v}"), reason };
+    let mut out = Dom0Mem::default();
+    if v.is_empty() {
+        return Err(bad("empty value".to_owned()));
+    }
+    for part in v.split(',') {
+        let (slot, size) = if let Some(s) = part.strip_prefix("min:") {
+            (&mut out.min, s)
+        } else if let Some(s) = part.strip_prefix("max:") {
+            (&mut out.max, s)
+        } else {
+            (&mut out.amount, part)
+        };
+        if size.starts_with('-') {
+            return Err(bad(format!("\"{part}\": negative sizes (all memory but N) are not supported on Arm")));
+        }
+        let n = parse_size(size).ok_or_else(|| bad(format!("\"{part}\" is not a size (e.g. 512M, 1G)")))?;
+        if n == 0 {
+            return Err(bad(format!("\"{part}\" is zero")));
+        }
+        *slot = Some(n);
+    }
+    if let (Some(min), Some(max)) = (out.min, out.max) {
+        if min > max {
+            return Err(bad(format!("min {min:#x} is above max {max:#x}")));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_iommu_owner(v: &str) -> Result<Vec<OwnerOverride>, DtError> {
+    let mut out = Vec::new();
+    for part in v.split(',').filter(|p| !p.is_empty()) {
+        let bad = |reason: String| DtError::BadCmdline { option: format!("iommu-owner={v}"), reason };
+        let (who, path) = part
+            .split_once(':')
+            .ok_or_else(|| bad(format!("\"{part}\" is not <owner>:<dt path>")))?;
+        let owner = match who {
+            "dom0" => IommuOwner::Dom0,
+            "hypervisor" | "xen" => IommuOwner::Hypervisor,
+            "none" => IommuOwner::None,
+            other => return Err(bad(format!("owner \"{other}\" is not dom0, hypervisor or none"))),
+        };
+        if !path.starts_with('/') {
+            return Err(bad(format!("\"{path}\" is not an absolute DT path")));
+        }
+        out.push(OwnerOverride { path: path.to_owned(), owner });
+    }
+    Ok(out)
+}
+
+impl HypervisorCmdline {
+    /// Parses a whitespace-separated command line. A malformed value of a known option is an error naming
+    /// it; unknown options are collected in `unknown`.
+    pub fn parse(line: &str) -> Result<HypervisorCmdline, DtError> {
+        let mut out = HypervisorCmdline::default();
+        for word in line.split_ascii_whitespace() {
+            let (key, value) = match word.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (word, None),
+            };
+            let need = |v: Option<&str>| {
+                v.map(|s| s.to_owned()).ok_or_else(|| DtError::BadCmdline {
+                    option: key.to_owned(),
+                    reason: "needs a value (option=value)".to_owned(),
+                })
+            };
+            match key {
+                "dom0_mem" => out.dom0_mem = Some(parse_dom0_mem(&need(value)?)?),
+                "console" => out.console = Some(need(value)?),
+                "dtuart" => out.dtuart = Some(need(value)?),
+                "iommu-owner" => out.iommu_owner.extend(parse_iommu_owner(&need(value)?)?),
+                _ => out.unknown.push(word.to_owned()),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,247 @@
+//! dom0's device tree: the one place that decides what dom0 sees (the counterpart of Xen's domain_build.c).
+//! It copies the host tree and edits it: dom0's RAM banks, its /chosen, a /hypervisor node, a PSCI node
+//! that calls the hypervisor, and the removals the IOMMU ownership table and the hypervisor's own devices
+//! require.
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::fdt::{NodeId, Tree};
+use super::{DtError, HostDt, Region};
+use crate::iommu::policy::Dom0DtEdits;
+
+/// The `compatible` of the /hypervisor node: the Xen version whose ABI xenith speaks.
+pub const XEN_COMPATIBLE: &[&str] = &["xen,xen-4.17", "xen,xen"];
+/// The /psci compatibles given to dom0.
+pub const PSCI_COMPATIBLE: &[&str] = &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"];
+
+/// What the dom0 builder decided; everything else is copied from the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dom0DtSpec {
+    /// dom0's RAM banks (one /memory node holds them all).
+    pub memory: Vec<Region>,
+    /// dom0's command line (`/chosen/bootargs`); `None` leaves none.
+    pub bootargs: Option<String>,
+    /// Where dom0's initrd was placed (`linux,initrd-start/end`).
+    pub initrd: Option<Region>,
+    /// The grant-table region (/hypervisor reg[0]).
+    pub grant_table: Region,
+    /// Extended regions (/hypervisor reg[1..]), for 64-bit dom0.
+    pub extended_regions: Vec<Region>,
+    /// INTID of the event-channel upcall PPI (16..=31).
+    pub evtchn_ppi: u32,
+    /// Nodes dom0 must not see (the hypervisor's UART, IOMMUs it keeps...), by path.
+    pub remove_nodes: Vec<String>,
+    /// (node path, property) pairs to delete.
+    pub strip_props: Vec<(String, String)>,
+    /// Nodes to mark `status = "disabled"`.
+    pub disable_nodes: Vec<String>,
+}
+
+impl Dom0DtSpec {
+    /// Adds the IOMMU ownership table's edits.
+    pub fn add_edits(&mut self, e: &Dom0DtEdits) {
+        for p in &e.remove_nodes {
+            if !self.remove_nodes.contains(p) {
+                self.remove_nodes.push(p.clone());
+            }
+        }
+        for p in &e.strip_props {
+            if !self.strip_props.contains(p) {
+                self.strip_props.push(p.clone());
+            }
+        }
+        for p in &e.disable_nodes {
+            if !self.disable_nodes.contains(p) {
+                self.disable_nodes.push(p.clone());
+            }
+        }
+    }
+}
+
+fn strings_value(list: &[&str]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for s in list {
+        v.extend_from_slice(s.as_bytes());
+        v.push(0);
+    }
+    v
+}
+
+fn cells_value(cells: &[u32]) -> Vec<u8> {
+    cells.iter().flat_map(|c| c.to_be_bytes()).collect()
+}
+
+/// Encodes (base, size) pairs with the given cell counts; error if a value does not fit.
+fn reg_value(node: &str, regions: &[Region], na: u32, ns: u32) -> Result<Vec<u8>, DtError> {
+    let mut cells = Vec::new();
+    for r in regions {
+        for (v, n) in [(r.base, na), (r.size, ns)] {
+            if n == 1 && v > u32::MAX as u64 || n == 0 {
+                return Err(DtError::BadProperty {
+                    node: node.to_owned(),
+                    prop: "reg".to_owned(),
+                    reason: format!("{v:#x} does not fit in {n} cell(s) of the root bus"),
+                });
+            }
+            if n >= 3 {
+                cells.extend(core::iter::repeat(0).take(n as usize - 2));
+            }
+            if n >= 2 {
+                cells.push((v >> 32) as u32);
+            }
+            cells.push(v as u32);
+        }
+    }
+    Ok(cells_value(&cells))
+}
+
+/// Whether a node is a CPU PMU (`arm,*-pmu`/`arm,*-pmuv3`; not e.g. Samsung's power-management unit).
+fn is_cpu_pmu(host: &HostDt, n: NodeId) -> bool {
+    host.compatible(n).iter().any(|c| c.starts_with("arm,") && (c.ends_with("-pmu") || c.ends_with("-pmuv3")))
+}
+
+/// Builds dom0's DT from the host's. See the module comment and [`Dom0DtSpec`].
+pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtError> {
+    let mut t: Tree = host.tree().clone();
+    let root = host.root();
+    let (na, ns) = host.cells_of_bus(root)?;
+    t.mem_reserve.clear();
+    let find = |p: &str| host.find_path(p).ok_or_else(|| DtError::MissingNode(p.to_owned()));
+
+    // Nodes removed wholesale.
+    for n in host.nodes() {
+        let top_level = host.parent(n) == Some(root);
+        let is_memory = top_level
+            && (host.name(n).split('@').next() == Some("memory")
+                || host.prop_str(n, "device_type").ok().flatten() == Some("memory"));
+        let is_host_hypervisor = top_level && host.is_compatible(n, "xen,xen");
+        let is_timer_mem = host.is_compatible(n, "arm,armv7-timer-mem");
+        if is_memory || is_host_hypervisor || is_timer_mem || is_cpu_pmu(host, n) || host.is_boot_module(n) {
+            t.node_mut(n).deleted = true;
+        }
+        if top_level && host.name(n).split('@').next() == Some("psci") {
+            t.node_mut(n).deleted = true;
+        }
+    }
+    for p in &spec.remove_nodes {
+        let n = find(p)?;
+        if n == root {
+            return Err(DtError::BadProperty {
+                node: "/".to_owned(),
+                prop: "(node)".to_owned(),
+                reason: "the root cannot be removed".to_owned(),
+            });
+        }
+        t.node_mut(n).deleted = true;
+    }
+    for (p, prop) in &spec.strip_props {
+        let n = find(p)?;
+        t.remove_prop(n, prop);
+    }
+    for p in &spec.disable_nodes {
+        let n = find(p)?;
+        t.set_prop(n, "status", strings_value(&["disabled"]));
+    }
+
+    // RAM.
+    let mem_name = format!("memory@{:x}", spec.memory.first().map(|r| r.base).unwrap_or(0));
+    if spec.memory.is_empty() {
+        return Err(DtError::BadProperty {
+            node: "/memory".to_owned(),
+            prop: "reg".to_owned(),
+            reason: "dom0 has no RAM bank".to_owned(),
+        });
+    }
+    let mem = t.add_node(root, &mem_name);
+    t.set_prop(mem, "device_type", strings_value(&["memory"]));
+    t.set_prop(mem, "reg", reg_value("/memory", &spec.memory, na, ns)?);
+
+    // /chosen.
+    let chosen = match host.find_path("/chosen") {
+        Some(c) => c,
+        None => t.add_node(root, "chosen"),
+    };
+    for p in [
+        "xen,xen-bootargs",
+        "xen,dom0-bootargs",
+        "stdout-path",
+        "linux,stdout-path",
+        "bootargs",
+        "linux,initrd-start",
+        "linux,initrd-end",
+        "xen,static-heap",
+    ] {
+        t.remove_prop(chosen, p);
+    }
+    if let Some(a) = &spec.bootargs {
+        t.set_prop(chosen, "bootargs", strings_value(&[a.as_str()]));
+    }
+    if let Some(rd) = spec.initrd {
+        let end = rd.base.checked_add(rd.size).ok_or_else(|| DtError::BadProperty {
+            node: "/chosen".to_owned(),
+            prop: "linux,initrd-end".to_owned(),
+            reason: "initrd end overflows".to_owned(),
+        })?;
+        t.set_prop(chosen, "linux,initrd-start", rd.base.to_be_bytes().to_vec());
+        t.set_prop(chosen, "linux,initrd-end", end.to_be_bytes().to_vec());
+    }
+
+    // The GIC: dom0 sees the distributor and the CPU interface (v2) or redistributors (v3), not GICH/GICV.
+    let gic = host.gic_node().ok_or_else(|| DtError::MissingNode("interrupt controller (Arm GIC)".to_owned()))?;
+    if let Some(parent) = host.parent(gic) {
+        let (gna, gns) = host.cells_of_bus(parent)?;
+        let keep = if host.is_compatible(gic, "arm,gic-v3") {
+            1 + host.prop_u32(gic, "#redistributor-regions")?.unwrap_or(1) as usize
+        } else {
+            2
+        };
+        if let Some(reg) = host.prop(gic, "reg") {
+            let bytes = keep * (gna + gns) as usize * 4;
+            if reg.len() > bytes {
+                t.set_prop(gic, "reg", reg[..bytes].to_vec());
+            }
+        }
+    }
+    let gic_phandle = match host.phandle(gic) {
+        Some(p) => p,
+        None => {
+            let p = host.max_phandle().checked_add(1).ok_or_else(|| DtError::BadProperty {
+                node: host.path(gic),
+                prop: "phandle".to_owned(),
+                reason: "no phandle left to give the GIC".to_owned(),
+            })?;
+            t.set_prop(gic, "phandle", p.to_be_bytes().to_vec());
+            p
+        }
+    };
+
+    // /hypervisor.
+    if !(16..32).contains(&spec.evtchn_ppi) {
+        return Err(DtError::BadProperty {
+            node: "/hypervisor".to_owned(),
+            prop: "interrupts".to_owned(),
+            reason: format!("event-channel INTID {} is not a PPI (16..=31)", spec.evtchn_ppi),
+        });
+    }
+    let hyp = t.add_node(root, "hypervisor");
+    t.set_prop(hyp, "compatible", strings_value(XEN_COMPATIBLE));
+    let mut regions = Vec::with_capacity(1 + spec.extended_regions.len());
+    regions.push(spec.grant_table);
+    regions.extend_from_slice(&spec.extended_regions);
+    t.set_prop(hyp, "reg", reg_value("/hypervisor", &regions, na, ns)?);
+    t.set_prop(hyp, "interrupts", cells_value(&[1, spec.evtchn_ppi - 16, 0xf08]));
+    t.set_prop(hyp, "interrupt-parent", gic_phandle.to_be_bytes().to_vec());
+
+    // /psci: calls go to the hypervisor.
+    let psci = t.add_node(root, "psci");
+    t.set_prop(psci, "compatible", strings_value(PSCI_COMPATIBLE));
+    t.set_prop(psci, "method", strings_value(&["hvc"]));
+
+    let blob = t.to_blob();
+    // The writer's output must read back; anything else is a bug here, reported rather than handed on.
+    Tree::parse(&blob)?;
+    Ok(blob)
+}
