@@ -221,8 +221,12 @@ impl fmt::Display for Command {
 
 /// Split `pages` granules into range-invalidation commands (SMMUv3.2 RIL): each covers
 /// `(num + 1) << scale` granules. Greedy from the largest chunk, so at most a handful of
-/// commands for any size. Returns `(first_page_offset, TlbiRange)` pairs via the callback.
-pub fn split_range(pages: u64, tg: u8, mut emit: impl FnMut(u64, TlbiRange)) {
+/// commands for any size. Calls `emit(first_page_offset, range)` for each, in order.
+pub fn split_range<E>(
+    pages: u64,
+    tg: u8,
+    mut emit: impl FnMut(u64, TlbiRange) -> Result<(), E>,
+) -> Result<(), E> {
     let mut done = 0u64;
     while done < pages {
         let left = pages - done;
@@ -239,9 +243,10 @@ pub fn split_range(pages: u64, tg: u8, mut emit: impl FnMut(u64, TlbiRange)) {
                 num,
                 scale: scale as u8,
             },
-        );
+        )?;
         done += count << scale;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -345,12 +350,14 @@ mod tests {
         for pages in [1u64, 2, 31, 32, 33, 100, 1000, 4096, 123_457, 1 << 30] {
             let mut covered = 0u64;
             let mut cmds = 0;
-            split_range(pages, 1, |off, r| {
+            split_range::<()>(pages, 1, |off, r| {
                 assert_eq!(off, covered, "contiguous");
                 assert!(r.num <= 31 && r.scale <= 31);
                 covered += (u64::from(r.num) + 1) << r.scale;
                 cmds += 1;
-            });
+                Ok(())
+            })
+            .unwrap();
             assert_eq!(covered, pages, "{pages} pages");
             assert!(cmds <= 7, "{pages} pages took {cmds} commands");
         }

@@ -15,6 +15,7 @@
 pub mod cmd;
 pub mod event;
 pub mod features;
+pub mod inval;
 pub mod queue;
 pub mod regs;
 pub mod ste;
@@ -34,6 +35,7 @@ use tock_registers::LocalRegisterCopy;
 pub use cmd::{Command, TlbiRange};
 pub use event::{EventType, FaultClass, SmmuEvent};
 pub use features::{IdRegs, SmmuFeatures};
+pub use inval::{plan_s2_invalidation, InvalidationPolicy};
 pub use ste::{Cd, CdConfig, Granule, L1Desc, S2Config, Ste, SteConfig};
 
 use queue::QueuePtr;
@@ -789,57 +791,16 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
         ranges: &[(u64, u64)],
         leaf: bool,
     ) -> Result<(), SmmuError> {
-        let shift = self.vmid_granule.get(&vmid).copied().unwrap_or(12);
-        let granule = 1u64 << shift;
-        let span = |ipa: u64, size: u64| -> (u64, u64) {
-            let first = ipa >> shift;
-            let end = ipa.saturating_add(size).saturating_add(granule - 1) >> shift;
-            (first, end.saturating_sub(first))
+        let policy = InvalidationPolicy {
+            range_inval: self.features.range_inval,
+            vmall_threshold_pages: self.config.vmall_threshold_pages,
+            granule_shift: self.vmid_granule.get(&vmid).copied().unwrap_or(12),
         };
-        let total: u64 = ranges
-            .iter()
-            .map(|&(ipa, size)| span(ipa, size).1)
-            .fold(0, u64::saturating_add);
-        if total == 0 {
+        let n = plan_s2_invalidation(&policy, vmid, ranges, leaf, |c| {
+            self.queue_cmd(c).map(|_| ())
+        })?;
+        if n == 0 {
             return Ok(());
-        }
-        if self.features.range_inval {
-            let tg = match shift {
-                12 => 1,
-                14 => 2,
-                _ => 3,
-            };
-            for &(ipa, size) in ranges {
-                let (first, pages) = span(ipa, size);
-                let mut cmds: Vec<Command> = Vec::new();
-                cmd::split_range(pages, tg, |offset, range| {
-                    cmds.push(Command::TlbiS2Ipa {
-                        vmid,
-                        ipa: (first + offset) << shift,
-                        leaf,
-                        ttl: 0,
-                        range: Some(range),
-                    })
-                });
-                for c in cmds {
-                    self.queue_cmd(c)?;
-                }
-            }
-        } else if total > self.config.vmall_threshold_pages {
-            self.queue_cmd(Command::TlbiS12Vmall { vmid })?;
-        } else {
-            for &(ipa, size) in ranges {
-                let (first, pages) = span(ipa, size);
-                for p in first..first + pages {
-                    self.queue_cmd(Command::TlbiS2Ipa {
-                        vmid,
-                        ipa: p << shift,
-                        leaf,
-                        ttl: 0,
-                        range: None,
-                    })?;
-                }
-            }
         }
         self.issue_sync()?;
         self.stats.batches += 1;
