@@ -655,3 +655,251 @@ impl fmt::Display for OwnershipTable {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::dt::fdt::Tree;
+    use crate::dt::fixtures::{self, QEMU_VIRT, SNOW};
+    use std::println;
+
+    fn load(name: &str) -> HostDt {
+        HostDt::parse(&fixtures::load(name)).unwrap()
+    }
+
+    fn edited(dt: &HostDt, edit: impl FnOnce(&HostDt, &mut Tree)) -> HostDt {
+        let mut t = dt.tree().clone();
+        edit(dt, &mut t);
+        HostDt::parse(&t.to_blob()).unwrap()
+    }
+
+    /// The 23 SysMMUs of the Snow (base, master) — exynos5250.md section 1.
+    const SNOW_SYSMMUS: [(u64, Option<&str>); 23] = [
+        (0x10a6_0000, Some("/soc/g2d@10850000")),
+        (0x1120_0000, Some("/soc/codec@11000000")),
+        (0x1121_0000, Some("/soc/codec@11000000")),
+        (0x11d4_0000, Some("/soc/rotator@11c00000")),
+        (0x11f2_0000, None),
+        (0x1326_0000, None),
+        (0x1327_0000, None),
+        (0x132a_0000, None),
+        (0x1328_0000, None),
+        (0x1329_0000, None),
+        (0x132b_0000, None),
+        (0x132c_0000, None),
+        (0x132d_0000, None),
+        (0x132e_0000, None),
+        (0x132f_0000, None),
+        (0x13c4_0000, None),
+        (0x13c5_0000, None),
+        (0x13e8_0000, Some("/soc/gsc@13e00000")),
+        (0x13e9_0000, Some("/soc/gsc@13e10000")),
+        (0x13ea_0000, Some("/soc/gsc@13e20000")),
+        (0x13eb_0000, Some("/soc/gsc@13e30000")),
+        (0x1464_0000, Some("/soc/fimd@14400000")),
+        (0x1465_0000, Some("/soc/mixer@14450000")),
+    ];
+
+    #[test]
+    fn snow_default_ownership_table() {
+        let dt = load(SNOW);
+        let topo = DmaTopology::from_dt(&dt).unwrap();
+        assert_eq!(topo.iommus.len(), 23);
+        assert!(topo.iommus.iter().all(|i| i.kind == IommuKind::ExynosSysmmu && i.iommu_cells == 0 && i.problem.is_none()));
+        let codec = &topo.masters[topo.master_by_path("/soc/codec@11000000").unwrap()];
+        assert_eq!(codec.iommus.len(), 2, "the MFC codec has a left and a right SysMMU");
+        let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &[], &[IommuKind::ExynosSysmmu]);
+        println!("Snow, default policy, SysMMU driver present:\n{table}");
+        assert_eq!(table.rows.len(), 23);
+        for (base, master) in SNOW_SYSMMUS {
+            let path = alloc::format!("/soc/sysmmu@{base:x}");
+            let i = topo.iommu_by_path(&path).unwrap_or_else(|| panic!("{path} missing"));
+            assert_eq!(topo.iommus[i].regs, [Region { base, size: 0x1000 }]);
+            let row = table.rows.iter().find(|r| r.iommu == Some(i)).unwrap();
+            assert_eq!(row.master.map(|m| topo.masters[m].path.as_str()), master, "{path}");
+            assert_eq!(row.owner, IommuOwner::Hypervisor, "{path}");
+            let want = if master.is_some() { OwnerReason::PlatformDefault } else { OwnerReason::NoMaster };
+            assert_eq!(row.reason, want, "{path}");
+        }
+        let text = table.to_string();
+        assert!(text.starts_with("master"));
+        assert_eq!(text.lines().count(), 24);
+        assert!(text.contains("/soc/mixer@14450000"));
+
+        // Without the SysMMU driver: masters' SysMMUs go to dom0 (Xen's behaviour), masterless stay hidden.
+        let nodrv = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &[], &[]);
+        println!("Snow, default policy, no SysMMU driver:\n{nodrv}");
+        assert_eq!(nodrv.owner_of_master("/soc/mixer@14450000"), Some(IommuOwner::Dom0));
+        assert!(nodrv.rows.iter().filter(|r| r.master.is_some()).all(|r| r.reason == OwnerReason::NoDriver));
+        assert_eq!(nodrv.owner_of_iommu("/soc/sysmmu@11f20000"), Some(IommuOwner::Hypervisor));
+    }
+
+    #[test]
+    fn qemu_smmuv3_and_pci_iommu_map() {
+        let dt = load(QEMU_VIRT);
+        let topo = DmaTopology::from_dt(&dt).unwrap();
+        assert_eq!(topo.iommus.len(), 1);
+        let smmu = &topo.iommus[0];
+        assert_eq!(smmu.path, "/smmuv3@9050000");
+        assert_eq!(smmu.kind, IommuKind::SmmuV3);
+        assert_eq!(smmu.regs, [Region { base: 0x0905_0000, size: 0x2_0000 }]);
+        assert_eq!(smmu.iommu_cells, 1);
+        assert_eq!(smmu.interrupts.iter().map(|i| i.gic_intid().unwrap()).collect::<Vec<_>>(), [106, 107, 108, 109]);
+        assert!(smmu.phandle.is_some());
+        assert_eq!(topo.masters.len(), 1);
+        let pcie = &topo.masters[0];
+        assert_eq!(pcie.path, "/pcie@10000000");
+        assert_eq!(pcie.kind, MasterKind::PciHostBridge);
+        assert_eq!(pcie.iommu_map, [IommuMapEntry { rid_base: 0, iommu: 0, sid_base: 0, length: 0x10000 }]);
+        assert_eq!(pcie.pci_rid_to_stream(0x0008), Some((0, 8)));
+        assert_eq!(pcie.pci_rid_to_stream(0xffff), Some((0, 0xffff)));
+        assert_eq!(pcie.pci_rid_to_stream(0x1_0000), None);
+
+        let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &[], &[IommuKind::SmmuV3]);
+        println!("QEMU virt:\n{table}");
+        assert_eq!(table.rows.len(), 1);
+        assert_eq!((table.rows[0].owner, &table.rows[0].reason), (IommuOwner::Hypervisor, &OwnerReason::PlatformDefault));
+        let e = table.dom0_dt_edits();
+        assert_eq!(e.remove_nodes, ["/smmuv3@9050000"]);
+        assert_eq!(
+            e.strip_props,
+            [("/pcie@10000000".to_owned(), "iommu-map".to_owned()), ("/pcie@10000000".to_owned(), "iommu-map-mask".to_owned())]
+        );
+        // dom0 override: node kept, MMIO mapped.
+        let o = [OwnerOverride { path: "/pcie@10000000".to_owned(), owner: IommuOwner::Dom0 }];
+        let t2 = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &o, &[IommuKind::SmmuV3]);
+        assert_eq!((t2.rows[0].owner, &t2.rows[0].reason), (IommuOwner::Dom0, &OwnerReason::CommandLine));
+        let e2 = t2.dom0_dt_edits();
+        assert!(e2.remove_nodes.is_empty() && e2.strip_props.is_empty());
+        assert_eq!(e2.mmio_to_map[0].region, Region { base: 0x0905_0000, size: 0x2_0000 });
+        // Explicit hypervisor ownership without a driver: blocked, the bridge disabled in dom0.
+        let o = [OwnerOverride { path: "/smmuv3@9050000".to_owned(), owner: IommuOwner::Hypervisor }];
+        let t3 = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &o, &[]);
+        assert_eq!((t3.rows[0].owner, &t3.rows[0].reason), (IommuOwner::Blocked, &OwnerReason::NoDriver));
+        assert_eq!(t3.dom0_dt_edits().disable_nodes, ["/pcie@10000000"]);
+    }
+
+    #[test]
+    fn iommu_map_mask_is_applied_before_the_map() {
+        let dt = edited(&load(QEMU_VIRT), |dt, t| {
+            let pcie = dt.find_path("/pcie@10000000").unwrap();
+            let ph = dt.phandle(dt.find_path("/smmuv3@9050000").unwrap()).unwrap();
+            let map: Vec<u8> = [0x100u32, ph, 0x40, 0x100].iter().flat_map(|c| c.to_be_bytes()).collect();
+            t.set_prop(pcie, "iommu-map", map);
+            t.set_prop(pcie, "iommu-map-mask", 0xff00u32.to_be_bytes().to_vec());
+        });
+        let topo = DmaTopology::from_dt(&dt).unwrap();
+        let m = &topo.masters[0];
+        assert_eq!(m.iommu_map_mask, Some(0xff00));
+        assert_eq!(m.pci_rid_to_stream(0x0108), Some((0, 0x40)), "function bits masked off");
+        assert_eq!(m.pci_rid_to_stream(0x0008), None);
+    }
+
+    #[test]
+    fn qemu_without_iommu_has_a_no_iommu_row() {
+        let dt = edited(&load(QEMU_VIRT), |dt, t| {
+            t.node_mut(dt.find_path("/smmuv3@9050000").unwrap()).deleted = true;
+            t.remove_prop(dt.find_path("/pcie@10000000").unwrap(), "iommu-map");
+        });
+        let topo = DmaTopology::from_dt(&dt).unwrap();
+        let table = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &[], &[IommuKind::SmmuV3]);
+        assert_eq!(table.rows.len(), 1);
+        assert_eq!((table.rows[0].owner, &table.rows[0].reason), (IommuOwner::None, &OwnerReason::NoIommu));
+        assert_eq!(table.dom0_dt_edits(), Dom0DtEdits::default());
+    }
+
+    #[test]
+    fn sysmmu_without_reg_blocks_its_master() {
+        let dt = edited(&load(SNOW), |dt, t| t.remove_prop(dt.find_path("/soc/sysmmu@14650000").unwrap(), "reg"));
+        let topo = DmaTopology::from_dt(&dt).unwrap();
+        let i = topo.iommu_by_path("/soc/sysmmu@14650000").unwrap();
+        assert_eq!(
+            topo.iommus[i].problem.as_ref().unwrap().to_string(),
+            "device tree node /soc/sysmmu@14650000: no `reg` property"
+        );
+        let table = OwnershipTable::decide(&topo, PlatformDefaults::EXYNOS5250, &[], &[IommuKind::ExynosSysmmu]);
+        assert_eq!(table.owner_of_master("/soc/mixer@14450000"), Some(IommuOwner::Blocked));
+        let row = table.rows.iter().find(|r| r.iommu == Some(i)).unwrap();
+        assert!(matches!(&row.reason, OwnerReason::InvalidDt(e) if e.contains("sysmmu@14650000")));
+        // The rest of the table is unaffected.
+        assert_eq!(table.owner_of_master("/soc/fimd@14400000"), Some(IommuOwner::Hypervisor));
+        let e = table.dom0_dt_edits();
+        assert_eq!(e.disable_nodes, ["/soc/mixer@14450000"]);
+        assert!(e.remove_nodes.contains(&"/soc/sysmmu@14650000".to_owned()));
+    }
+
+    #[test]
+    fn iommus_phandle_to_nothing_blocks_that_master_only() {
+        let dt = edited(&load(SNOW), |dt, t| {
+            t.set_prop(dt.find_path("/soc/g2d@10850000").unwrap(), "iommus", 0xdeadu32.to_be_bytes().to_vec())
+        });
+        let topo = DmaTopology::from_dt(&dt).unwrap();
+        let m = &topo.masters[topo.master_by_path("/soc/g2d@10850000").unwrap()];
+        assert_eq!(
+            m.problem,
+            Some(DtError::DanglingPhandle { node: "/soc/g2d@10850000".to_owned(), prop: "iommus".to_owned(), phandle: 0xdead })
+        );
+        let table = OwnershipTable::decide(&topo, PlatformDefaults::EXYNOS5250, &[], &[IommuKind::ExynosSysmmu]);
+        println!("{table}");
+        assert_eq!(table.owner_of_master("/soc/g2d@10850000"), Some(IommuOwner::Blocked));
+        // Its SysMMU, now without a master, stays hidden.
+        let row = table.rows.iter().find(|r| r.iommu == topo.iommu_by_path("/soc/sysmmu@10a60000")).unwrap();
+        assert_eq!((row.owner, &row.reason), (IommuOwner::Hypervisor, &OwnerReason::NoMaster));
+        let e = table.dom0_dt_edits();
+        assert_eq!(e.disable_nodes, ["/soc/g2d@10850000"]);
+        assert!(e.strip_props.contains(&("/soc/g2d@10850000".to_owned(), "iommus".to_owned())));
+    }
+
+    #[test]
+    fn malformed_iommu_map_is_reported_on_the_bridge() {
+        let dt = edited(&load(QEMU_VIRT), |dt, t| {
+            let pcie = dt.find_path("/pcie@10000000").unwrap();
+            let map: Vec<u8> = [0u32, 0x8005, 0].iter().flat_map(|c| c.to_be_bytes()).collect();
+            t.set_prop(pcie, "iommu-map", map);
+        });
+        let topo = DmaTopology::from_dt(&dt).unwrap();
+        let e = topo.masters[0].problem.clone().unwrap();
+        assert_eq!(e.to_string(), "device tree node /pcie@10000000: property `iommu-map`: entry at cell 0 is truncated");
+        let table = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &[], &[IommuKind::SmmuV3]);
+        assert_eq!(table.owner_of_master("/pcie@10000000"), Some(IommuOwner::Blocked));
+
+        let dt = edited(&load(QEMU_VIRT), |dt, t| {
+            let pcie = dt.find_path("/pcie@10000000").unwrap();
+            let map: Vec<u8> = [0u32, 0x8005, 0, 0].iter().flat_map(|c| c.to_be_bytes()).collect();
+            t.set_prop(pcie, "iommu-map", map);
+        });
+        let topo = DmaTopology::from_dt(&dt).unwrap();
+        assert!(topo.masters[0].problem.as_ref().unwrap().to_string().contains("bad length 0x0"));
+    }
+
+    #[test]
+    fn masters_sharing_an_iommu_cannot_be_split() {
+        // Point the mixer at fimd's SysMMU: one group, two masters; ask for different owners.
+        let dt = edited(&load(SNOW), |dt, t| {
+            let fimd_mmu = dt.phandle(dt.find_path("/soc/sysmmu@14640000").unwrap()).unwrap();
+            t.set_prop(dt.find_path("/soc/mixer@14450000").unwrap(), "iommus", fimd_mmu.to_be_bytes().to_vec());
+        });
+        let topo = DmaTopology::from_dt(&dt).unwrap();
+        let o = [
+            OwnerOverride { path: "/soc/mixer@14450000".to_owned(), owner: IommuOwner::Dom0 },
+            OwnerOverride { path: "/soc/fimd@14400000".to_owned(), owner: IommuOwner::Hypervisor },
+        ];
+        let table = OwnershipTable::decide(&topo, PlatformDefaults::EXYNOS5250, &o, &[IommuKind::ExynosSysmmu]);
+        println!("{table}");
+        let rows: Vec<_> = table.rows.iter().filter(|r| r.iommu == topo.iommu_by_path("/soc/sysmmu@14640000")).collect();
+        assert_eq!(rows.len(), 2);
+        for r in rows {
+            assert_eq!(r.owner, IommuOwner::Hypervisor);
+            assert!(matches!(&r.reason, OwnerReason::SharedIommuConflict(w) if w.contains("mixer") && w.contains("fimd")));
+        }
+        // Agreeing overrides are fine.
+        let o = [
+            OwnerOverride { path: "/soc/mixer@14450000".to_owned(), owner: IommuOwner::Dom0 },
+            OwnerOverride { path: "/soc/fimd@14400000".to_owned(), owner: IommuOwner::Dom0 },
+        ];
+        let table = OwnershipTable::decide(&topo, PlatformDefaults::EXYNOS5250, &o, &[IommuKind::ExynosSysmmu]);
+        assert_eq!(table.owner_of_iommu("/soc/sysmmu@14640000"), Some(IommuOwner::Dom0));
+    }
+}
