@@ -1,1 +1,134 @@
-//! Console: log ring + UART output.
+//! The hypervisor console: every log line goes to a RAM ring (kept for boards with no reachable
+//! serial port, e.g. the Snow) and, once one is known, to the UART named by the DT's
+//! `/chosen/stdout-path`. Guests' console_io output is written here too, prefixed by domain.
+
+use core::fmt::{self, Write};
+use platform::Uart;
+use spin::Mutex;
+
+/// Bytes kept in the RAM log ring.
+pub const RING_SIZE: usize = 16 * 1024;
+
+/// A byte ring that keeps the newest `N` bytes written.
+pub struct LogRing<const N: usize> {
+    buf: [u8; N],
+    /// Total bytes ever written (the write position is `written % N`).
+    written: usize,
+}
+
+impl<const N: usize> LogRing<N> {
+    pub const fn new() -> Self {
+        Self { buf: [0; N], written: 0 }
+    }
+    pub fn push(&mut self, b: u8) {
+        self.buf[self.written % N] = b;
+        self.written = self.written.wrapping_add(1);
+    }
+    /// The retained bytes, oldest first, as two slices.
+    pub fn contents(&self) -> (&[u8], &[u8]) {
+        if self.written <= N {
+            (&self.buf[..self.written], &[])
+        } else {
+            let at = self.written % N;
+            (&self.buf[at..], &self.buf[..at])
+        }
+    }
+}
+
+impl<const N: usize> Default for LogRing<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct Console {
+    uart: Option<&'static dyn Uart>,
+    ring: LogRing<RING_SIZE>,
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl Console {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.ring.push(b);
+            if let Some(u) = self.uart {
+                if b == b'\n' {
+                    u.put(b'\r');
+                }
+                u.put(b);
+            }
+        }
+    }
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None, ring: LogRing::new() });
+
+/// Attach the UART; what was logged before is replayed to it.
+pub fn set_uart(uart: &'static dyn Uart) {
+    let mut c = CONSOLE.lock();
+    c.uart = Some(uart);
+    let (a, b) = c.ring.contents();
+    for &byte in a.iter().chain(b.iter()) {
+        if byte == b'\n' {
+            uart.put(b'\r');
+        }
+        uart.put(byte);
+    }
+}
+
+/// Write formatted text (used by the `log!` macro).
+pub fn write_fmt(args: fmt::Arguments<'_>) {
+    let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Write raw bytes from a guest, with non-printable bytes other than newline/tab replaced so a
+/// guest cannot drive the operator's terminal.
+pub fn write_guest_bytes(bytes: &[u8]) {
+    let mut c = CONSOLE.lock();
+    for &b in bytes {
+        let safe = if b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b) { b } else { b'.' };
+        c.write_bytes(&[safe]);
+    }
+}
+
+/// A byte typed on the console, if any (for CONSOLEIO_read).
+pub fn read_byte() -> Option<u8> {
+    let c = CONSOLE.lock();
+    c.uart.and_then(|u| u.get())
+}
+
+/// Log a line on the hypervisor console: `log!("dom0: {}", x)`.
+#[macro_export]
+macro_rules! log {
+    ($($arg:tt)*) => {
+        $crate::console::write_fmt(format_args!("(xenith) {}\n", format_args!($($arg)*)))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_keeps_newest_bytes_in_order() {
+        let mut r = LogRing::<4>::new();
+        for b in b"abcdef" {
+            r.push(*b);
+        }
+        let (a, b) = r.contents();
+        assert_eq!([a, b].concat(), b"cdef");
+    }
+
+    #[test]
+    fn ring_before_wrap() {
+        let mut r = LogRing::<8>::new();
+        r.push(b'x');
+        assert_eq!(r.contents(), (&b"x"[..], &b""[..]));
+    }
+}

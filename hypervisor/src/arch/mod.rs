@@ -1,1 +1,2 @@
-//! The AArch64 architecture layer.
+//! Architecture layers: the only place with assembly and system-register access.
+pub mod aarch64;

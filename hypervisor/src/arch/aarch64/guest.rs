@@ -1,0 +1,116 @@
+//! Running a guest at EL1: EL2 configuration for a domain, guest-virtual address translation
+//! with the CPU's AT instructions, and exception injection.
+
+use super::entry::TrapFrame;
+use super::regs::isb;
+use crate::sysreg;
+
+/// HCR_EL2 while a guest runs: stage 2 on, SMC trapped, physical interrupts to EL2, set/way
+/// cache ops upgraded, implementation-defined and auxiliary control registers trapped,
+/// broadcast of TLB/cache maintenance inner shareable, EL1 is AArch64.
+pub const HCR_GUEST: u64 = (1 << 0)  // VM
+    | (1 << 1)                        // SWIO
+    | (1 << 2)                        // PTW
+    | (1 << 3) | (1 << 4) | (1 << 5)  // FMO, IMO, AMO
+    | (1 << 9)                        // FB
+    | (0b01 << 10)                    // BSU: inner shareable
+    | (1 << 19)                       // TSC
+    | (1 << 20)                       // TIDCP
+    | (1 << 21)                       // TACR
+    | (1 << 22)                       // TSW
+    | (1 << 31);                      // RW
+
+/// PSTATE a vCPU starts in, and that exceptions injected into EL1 enter with: EL1h, DAIF masked.
+pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
+
+/// SCTLR_EL1 at vCPU reset: MMU and caches off, RES1 bits set.
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+
+/// Program the EL2 and EL1 registers for running vCPU `vcpu_id` of a domain whose stage 2 is
+/// described by `vttbr`/`vtcr`.
+pub fn configure(vttbr: u64, vtcr: u64, vcpu_id: u64) {
+    sysreg!(write VTCR_EL2, vtcr);
+    sysreg!(write VTTBR_EL2, vttbr);
+    let midr = sysreg!(read MIDR_EL1);
+    sysreg!(write VPIDR_EL2, midr);
+    sysreg!(write VMPIDR_EL2, (1 << 31) | vcpu_id);
+    sysreg!(write SCTLR_EL1, SCTLR_EL1_RESET);
+    // Guests may read the physical counter and use the physical timer directly for now.
+    sysreg!(write CNTHCTL_EL2, 0b11);
+    sysreg!(write CNTVOFF_EL2, 0);
+    // FP/SIMD is the guest's: the hypervisor is built without it, so never trap it.
+    sysreg!(write CPTR_EL2, 0x33ff);
+    let pmcr_n = (sysreg!(read PMCR_EL0) >> 11) & 0x1f;
+    sysreg!(write MDCR_EL2, pmcr_n);
+    sysreg!(write HSTR_EL2, 0);
+    sysreg!(write HCR_EL2, HCR_GUEST);
+    isb();
+    // SAFETY: invalidate any stage-1+2 TLB entries for this VMID left from before.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb") };
+}
+
+/// Translate a guest virtual address of the running vCPU to a physical address with the
+/// guest's current stage 1 and its stage 2 (`AT S12E1R`/`S12E1W`). `None` if either stage
+/// faults. PAR_EL1 is the guest's register: it is preserved.
+pub fn gva_to_pa(gva: u64, write: bool) -> Option<u64> {
+    let saved = sysreg!(read PAR_EL1);
+    // SAFETY: address translation instruction; result lands in PAR_EL1 only.
+    unsafe {
+        if write {
+            core::arch::asm!("at s12e1w, {}", in(reg) gva, options(nostack, preserves_flags));
+        } else {
+            core::arch::asm!("at s12e1r, {}", in(reg) gva, options(nostack, preserves_flags));
+        }
+    }
+    isb();
+    let par = sysreg!(read PAR_EL1);
+    sysreg!(write PAR_EL1, saved);
+    if par & 1 != 0 {
+        None
+    } else {
+        Some((par & 0x0000_ffff_ffff_f000) | (gva & 0xfff))
+    }
+}
+
+/// Make the guest take a synchronous exception at EL1 as if the hardware had raised it:
+/// ESR_EL1 = `esr`, FAR_EL1 = `far` (when given), return state saved in ELR/SPSR_EL1.
+/// `return_to` is the address the guest's handler sees in ELR_EL1.
+pub fn inject_sync(frame: &mut TrapFrame, esr: u64, far: Option<u64>, return_to: u64) {
+    let offset = match frame.spsr & 0xf {
+        0b0000 => 0x400, // EL0 (AArch64): lower EL vector
+        0b0100 => 0x000, // EL1t
+        _ => 0x200,      // EL1h
+    };
+    sysreg!(write ELR_EL1, return_to);
+    sysreg!(write SPSR_EL1, frame.spsr);
+    sysreg!(write ESR_EL1, esr);
+    if let Some(f) = far {
+        sysreg!(write FAR_EL1, f);
+    }
+    frame.elr = sysreg!(read VBAR_EL1) + offset;
+    frame.spsr = SPSR_EL1H_MASKED;
+}
+
+/// True when the trapped guest context was running at EL0.
+pub fn from_el0(frame: &TrapFrame) -> bool {
+    frame.spsr & 0xf == 0
+}
+
+/// ESR values for injected exceptions.
+pub mod esr {
+    const IL: u64 = 1 << 25;
+    /// Unknown reason (an UNDEFINED instruction).
+    pub fn undef() -> u64 {
+        IL
+    }
+    /// Synchronous external abort on a data access; `wnr` copied from the trapped access.
+    pub fn data_abort(from_el0: bool, wnr: bool) -> u64 {
+        let ec: u64 = if from_el0 { 0x24 } else { 0x25 };
+        (ec << 26) | IL | (u64::from(wnr) << 6) | 0x10
+    }
+    /// Synchronous external abort on an instruction fetch.
+    pub fn prefetch_abort(from_el0: bool) -> u64 {
+        let ec: u64 = if from_el0 { 0x20 } else { 0x21 };
+        (ec << 26) | IL | 0x10
+    }
+}

@@ -1,0 +1,103 @@
+//! AArch64 at EL2: entry, exception vectors, the hypervisor's own stage-1 MMU, system
+//! registers, guest entry/exit, guest-memory access and TLB maintenance. Everything in here
+//! is thin: decisions are made by the arch-neutral modules it calls.
+
+pub mod entry;
+pub mod guest;
+pub mod heap;
+pub mod mmu;
+pub mod psci;
+pub mod regs;
+pub mod start;
+pub mod trap;
+
+use crate::sysreg;
+
+/// Park this CPU for good (interrupts masked).
+pub fn halt() -> ! {
+    loop {
+        // SAFETY: masks interrupts and waits; touches no memory.
+        unsafe { core::arch::asm!("msr daifset, #0xf", "wfi") };
+    }
+}
+
+/// A panic is a hypervisor bug (guest input never reaches one): say where, then stop the machine.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::log!("HYPERVISOR BUG: panic: {info}");
+    psci::system_off()
+}
+
+/// Physical memory through the hypervisor's identity map (the hardware `PhysMem`).
+pub struct DirectMem;
+
+impl platform::PhysMem for DirectMem {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), platform::MemError> {
+        // SAFETY: callers (page-table code) only pass table frames they allocated from RAM,
+        // which the boot map covers as Normal memory.
+        unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+    fn write(&self, pa: u64, data: &[u8]) -> Result<(), platform::MemError> {
+        // SAFETY: as for `read`.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), pa as *mut u8, data.len()) };
+        Ok(())
+    }
+    fn read_u64(&self, pa: u64) -> Result<u64, platform::MemError> {
+        // SAFETY: as for `read`; table entries are 8-byte aligned.
+        Ok(unsafe { core::ptr::read_volatile(pa as *const u64) })
+    }
+    fn write_u64(&self, pa: u64, v: u64) -> Result<(), platform::MemError> {
+        // SAFETY: as for `read`; a single 64-bit store so the walker never sees a torn entry.
+        unsafe { core::ptr::write_volatile(pa as *mut u64, v) };
+        Ok(())
+    }
+}
+
+/// Stage-2 TLB maintenance for a VMID (the `mm::TlbOps` of the hardware).
+pub struct HwTlb;
+
+impl HwTlb {
+    /// Run `f` with VTTBR_EL2 holding `vmid` (TLBIs by IPA/VMALL act on the current VMID).
+    fn with_vmid(vmid: u16, f: impl FnOnce()) {
+        let saved = sysreg!(read VTTBR_EL2);
+        sysreg!(write VTTBR_EL2, u64::from(vmid) << 48);
+        regs::isb();
+        f();
+        sysreg!(write VTTBR_EL2, saved);
+        regs::isb();
+    }
+}
+
+impl crate::mm::TlbOps for HwTlb {
+    fn invalidate_ipa(&mut self, vmid: u16, ipa: u64) {
+        Self::with_vmid(vmid, || {
+            // SAFETY: TLB maintenance only.
+            unsafe { core::arch::asm!("dsb ishst", "tlbi ipas2e1is, {}", "dsb ish", "tlbi vmalle1is", in(reg) ipa >> 12) };
+        });
+    }
+    fn invalidate_vmid(&mut self, vmid: u16) {
+        Self::with_vmid(vmid, || {
+            // SAFETY: TLB maintenance only.
+            unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is") };
+        });
+    }
+    fn sync(&mut self) {
+        // SAFETY: barriers only.
+        unsafe { core::arch::asm!("dsb ish", "isb") };
+    }
+}
+
+/// Clean (write back) the data cache for `[pa, pa + len)` to the point of coherency, and
+/// invalidate the instruction cache: for code and data a guest reads with its MMU off.
+pub fn clean_dcache_range(pa: u64, len: u64) {
+    let line = 4u64 << ((sysreg!(read CTR_EL0) >> 16) & 0xf);
+    let mut a = pa & !(line - 1);
+    while a < pa + len {
+        // SAFETY: cache maintenance by address on identity-mapped RAM.
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) a) };
+        a += line;
+    }
+    // SAFETY: barrier and I-cache invalidation.
+    unsafe { core::arch::asm!("dsb sy", "ic iallu", "dsb sy", "isb") };
+}

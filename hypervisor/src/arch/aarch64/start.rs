@@ -1,0 +1,304 @@
+//! The boot CPU's path from the entry code to dom0: MMU, heap, console, the host DT, memory,
+//! the dom0 plan (`domain::dom0`), its DT (`dt::dom0`), its stage 2, then EL1 entry. Any
+//! reason to stop is printed, then the machine is powered off.
+
+use super::entry::{enter_guest, TrapFrame};
+use super::guest::{self, SPSR_EL1H_MASKED};
+use super::{heap, mmu, psci, trap, DirectMem, HwTlb};
+use crate::domain::dom0::{self, Dom0Layout, DTB_ROOM};
+use crate::domain::{Domain, RamBank, RamBanks};
+use crate::dt::cmdline::HypervisorCmdline;
+use crate::dt::dom0::{build_dom0_dt, Dom0DtSpec};
+use crate::dt::{HostDt, Region, RegionKind};
+use crate::iommu::policy::{DmaTopology, OwnershipTable, PlatformDefaults};
+use crate::log;
+use crate::mm::{RegionAllocator, S2Attr, Stage2, Stage2Config};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use platform::qemu_virt::pl011::Pl011;
+use platform::RawMmio;
+use spin::Once;
+
+/// Where to log before the DT names the console (QEMU virt's PL011), like Xen's early printk.
+const EARLY_UART: u64 = 0x0900_0000;
+/// Largest host DTB accepted.
+const MAX_DTB: usize = 2 << 20;
+/// dom0's VMID.
+const DOM0_VMID: u16 = 1;
+/// INTID of dom0's event-channel PPI (as Xen allocates it for dom0).
+const DOM0_EVTCHN_PPI: u32 = 16;
+/// Size of the grant-table region advertised to dom0 (64 frames, Xen's default maximum).
+const GNTTAB_SIZE: u64 = 64 * 4096;
+
+static EARLY: Once<Pl011<RawMmio>> = Once::new();
+static CONSOLE_UART: Once<Pl011<RawMmio>> = Once::new();
+/// dom0's boot vCPU registers (kept off the boot stack, which guest entry reuses).
+static mut DOM0_ENTRY: TrapFrame = TrapFrame::ZERO;
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+#[no_mangle]
+extern "C" fn xenith_boot_el2(dtb_pa: u64) -> ! {
+    mmu::enable_boot_map();
+    heap::init();
+    // SAFETY: QEMU virt's PL011, identity-mapped as Device memory by the boot map.
+    let early = EARLY.call_once(|| Pl011::new(unsafe { RawMmio::new(EARLY_UART as usize) }));
+    crate::console::set_uart(early);
+    psci::set_conduit(psci::Conduit::Smc);
+    log!("xenith {} — Xen {}.{} guest ABI — EL2, DTB at {dtb_pa:#x}", env!("CARGO_PKG_VERSION"),
+        crate::hypercall::version::XEN_MAJOR, crate::hypercall::version::XEN_MINOR);
+    match boot(dtb_pa) {
+        Ok(()) => unreachable_guest_entry(),
+        Err(why) => {
+            log!("{why}");
+            log!("xenith: cannot continue: powering off");
+            psci::system_off();
+        }
+    }
+}
+
+fn unreachable_guest_entry() -> ! {
+    log!("xenith: returned from guest entry: powering off");
+    psci::system_off()
+}
+
+/// Read the host DTB at `pa`: checks the header before trusting `totalsize`.
+fn host_dt(pa: u64) -> Result<HostDt, String> {
+    let hint = "x0 must hold the DTB's address (an ELF given to QEMU's -kernel gets none: boot the raw Image)";
+    if pa == 0 || pa % 8 != 0 {
+        return Err(format!("no usable device tree at {pa:#x}: {hint}"));
+    }
+    let mut head = [0u8; 8];
+    // SAFETY: reads 8 bytes of the identity-mapped physical address the loader gave in x0.
+    unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, head.as_mut_ptr(), 8) };
+    let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let size = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    if magic != 0xd00d_feed {
+        return Err(format!("no usable device tree at {pa:#x}: magic {magic:#010x}, not 0xd00dfeed; {hint}"));
+    }
+    if !(40..=MAX_DTB).contains(&size) {
+        return Err(format!("no usable device tree at {pa:#x}: totalsize {size} is outside 40..={MAX_DTB}"));
+    }
+    // SAFETY: the header says the blob is `size` bytes (bounded above); it lies in RAM the
+    // loader wrote, identity-mapped.
+    let blob = unsafe { core::slice::from_raw_parts(pa as *const u8, size) };
+    HostDt::parse(blob).map_err(|e| format!("no usable device tree at {pa:#x}: {e}"))
+}
+
+fn mib(b: u64) -> u64 {
+    b >> 20
+}
+
+fn boot(dtb_pa: u64) -> Result<(), String> {
+    let dt = host_dt(dtb_pa)?;
+    let info = dt.boot_info().map_err(|e| format!("device tree at {dtb_pa:#x}: {e}"))?;
+    for w in &info.warnings {
+        log!("device tree warning: {w}");
+    }
+    if let Some(m) = info.psci {
+        psci::set_conduit(match m {
+            crate::dt::boot_info::PsciMethod::Smc => psci::Conduit::Smc,
+            crate::dt::boot_info::PsciMethod::Hvc => psci::Conduit::Hvc,
+        });
+    }
+    probe_firmware();
+    let mut hyp_devices: Vec<String> = Vec::new();
+    if let Some(out) = &info.stdout {
+        let pl011 = out.compatible.iter().any(|c| c == "arm,pl011");
+        match (pl011, out.mmio) {
+            (true, Some(r)) => {
+                if r.base != EARLY_UART {
+                    // SAFETY: the DT's console UART; its GiB is Device memory in the boot map.
+                    let u = CONSOLE_UART.call_once(|| Pl011::new(unsafe { RawMmio::new(r.base as usize) }));
+                    crate::console::set_uart(u);
+                }
+                log!("console: {} (PL011 at {:#x})", out.path, r.base);
+                hyp_devices.push(out.path.clone());
+            }
+            _ => log!("console: {} is not a PL011 xenith drives; staying on {EARLY_UART:#x}", out.path),
+        }
+    }
+    let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
+    mmu::refine(&ram);
+
+    let cmdline_text = info.hypervisor_cmdline.clone().unwrap_or_default();
+    log!("command line: \"{cmdline_text}\"");
+    crate::hypercall::version::set_command_line(&cmdline_text);
+    let cmdline = HypervisorCmdline::parse(&cmdline_text).map_err(|e| format!("command line: {e}"))?;
+    if !cmdline.unknown.is_empty() {
+        log!("command line: ignoring options xenith does not act on: {}", cmdline.unknown.join(" "));
+    }
+
+    // Physical memory: the DT's banks minus the hypervisor, the DTB, modules and reservations.
+    let mut free = RegionAllocator::new();
+    for (i, r) in info.memory.iter().enumerate() {
+        log!("RAM bank {i}: {:#x}-{:#x} ({} MiB)", r.base, r.base + r.size, mib(r.size));
+        free.add(r.base, r.size).map_err(|e| format!("memory bank {r}: {e}"))?;
+    }
+    // Linker-script symbols: only their addresses are used.
+    let (img_start, img_end) = (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64);
+    // The hypervisor keeps the whole 2 MiB block its image starts in (the grant-table region
+    // dom0 is told about is carved from it: a GPA range that is never dom0 RAM).
+    let hyp = Region { base: img_start & !((2 << 20) - 1), size: (img_end - (img_start & !((2 << 20) - 1))).div_ceil(2 << 20) * (2 << 20) };
+    let mut reserve = |what: &str, r: Region| {
+        log!("reserved: {what} {:#x}-{:#x}", r.base, r.base + r.size);
+        let _ = free.reserve(r.base, r.size);
+    };
+    reserve("xenith", hyp);
+    reserve("host DTB", Region { base: dtb_pa & !0xfff, size: (dt_size(dtb_pa) + (dtb_pa & 0xfff)).div_ceil(4096) * 4096 });
+    for m in &info.modules {
+        log!("module {}: {:?} at {}{}", m.path, m.kind, m.region, m.bootargs.as_deref().map(|a| format!(" \"{a}\"")).unwrap_or_default());
+        reserve("module", page_round(m.region));
+    }
+    for r in &info.reserved {
+        reserve("firmware", page_round(r.region));
+    }
+
+    // dom0.
+    let kernel = info.kernel().ok_or_else(|| dom0::BuildError::NoKernel.to_string())?;
+    let in_ram = |r: Region| info.memory.iter().any(|b| r.base >= b.base && r.base.saturating_add(r.size) <= b.base + b.size);
+    if !in_ram(kernel.region) {
+        return Err(format!("dom0 kernel module {} at {} is not in RAM", kernel.path, kernel.region));
+    }
+    // SAFETY: the module lies in RAM (checked), identity-mapped.
+    let kernel_bytes = unsafe { core::slice::from_raw_parts(kernel.region.base as *const u8, kernel.region.size as usize) };
+    let initrd = info.ramdisk();
+    if let Some(i) = initrd {
+        if !in_ram(i.region) {
+            return Err(format!("dom0 initrd module {} at {} is not in RAM", i.path, i.region));
+        }
+    }
+    let dom0_mem = cmdline.dom0_mem.and_then(|m| m.target());
+    let layout = dom0::plan(&mut free, dom0_mem, kernel.region.base, kernel_bytes, kernel.region.size, initrd.map(|i| i.region.size))
+        .map_err(|e| e.to_string())?;
+
+    // Who owns each DMA master's IOMMU (no IOMMU driver is wired in yet: dom0 keeps them, as on Xen).
+    let topo = DmaTopology::from_dt(&dt).map_err(|e| format!("DMA topology: {e}"))?;
+    let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &cmdline.iommu_owner, &[]);
+    for line in table.to_string().lines() {
+        log!("{line}");
+    }
+    let edits = table.dom0_dt_edits();
+
+    let mut spec = Dom0DtSpec {
+        memory: alloc::vec![Region { base: layout.ram_base, size: layout.ram_size }],
+        bootargs: info.dom0_cmdline().map(String::from),
+        initrd: layout.initrd.map(|(b, s)| Region { base: b, size: s }),
+        grant_table: Region { base: hyp.base, size: GNTTAB_SIZE },
+        extended_regions: Vec::new(),
+        evtchn_ppi: DOM0_EVTCHN_PPI,
+        remove_nodes: hyp_devices.clone(),
+        strip_props: Vec::new(),
+        disable_nodes: Vec::new(),
+    };
+    spec.add_edits(&edits);
+    let dom0_dtb = build_dom0_dt(&dt, &spec).map_err(|e| format!("dom0 device tree: {e}"))?;
+    if dom0_dtb.len() as u64 > DTB_ROOM {
+        return Err(dom0::BuildError::DtbTooLarge { size: dom0_dtb.len() as u64 }.to_string());
+    }
+    load_dom0(&layout, kernel_bytes, initrd.map(|i| i.region), &dom0_dtb);
+
+    // dom0's stage 2: its RAM, and every device the hypervisor does not keep.
+    let mem = DirectMem;
+    let mut tlb = HwTlb;
+    let cfg = Stage2Config { ipa_bits: 40, pa_bits: 40 };
+    let mut p2m = Stage2::new(DOM0_VMID, cfg, &mut free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
+    p2m.map(layout.ram_base, layout.ram_base, layout.ram_size, S2Attr::RAM_RWX, &mut free, &mem, &mut tlb)
+        .map_err(|e| format!("dom0 stage 2: RAM: {e}"))?;
+    let gic_path = info.gic.path.clone();
+    let hidden = |path: &str| {
+        path == gic_path
+            || spec.remove_nodes.iter().any(|r| path == r || path.starts_with(&format!("{r}/")))
+    };
+    let mut mapped = 0u64;
+    for d in dt.device_regions() {
+        if hidden(&d.path) {
+            continue;
+        }
+        let r = page_round(d.region);
+        if in_ram(r) || r.size == 0 {
+            continue;
+        }
+        if let Err(e) = p2m.map(r.base, r.base, r.size, S2Attr::DEVICE_RW, &mut free, &mem, &mut tlb) {
+            log!("dom0 stage 2: cannot map {} {} ({:?}): {e}", d.path, r, d.kind);
+            continue;
+        }
+        if d.kind == RegionKind::PciWindow || mapped < 64 {
+            mapped += 1;
+        }
+    }
+    log!(
+        "dom0: RAM {:#x}-{:#x} ({} MiB), kernel at {:#x} (entry), initrd {}, DTB at {:#x} ({} bytes), 1 vCPU, VMID {DOM0_VMID}",
+        layout.ram_base,
+        layout.ram_base + layout.ram_size,
+        mib(layout.ram_size),
+        layout.kernel_load,
+        layout.initrd.map(|(b, s)| format!("at {b:#x} ({s} bytes)")).unwrap_or_else(|| "none".into()),
+        layout.dtb,
+        dom0_dtb.len()
+    );
+    log!("dom0: command line \"{}\"; stage 2 uses {} table frames", spec.bootargs.as_deref().unwrap_or(""), p2m.table_frames());
+    let (used, total) = heap::usage();
+    log!("heap: {} KiB of {} KiB in use; {} MiB of RAM left free", used / 1024, total / 1024, mib(free.total_free()));
+
+    let mut ram = RamBanks::default();
+    ram.push(RamBank { ipa: layout.ram_base, pa: layout.ram_base, size: layout.ram_size });
+    let dom = Domain::new(0, true, true, ram);
+    guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
+    *trap::CURRENT.lock() = Some(dom);
+    // The p2m lives as long as dom0 (the domain owns it once domains are torn down).
+    core::mem::forget(p2m);
+    log!("starting dom0");
+    // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
+    let frame = unsafe {
+        let f = &mut *core::ptr::addr_of_mut!(DOM0_ENTRY);
+        f.x[0] = layout.dtb;
+        f.elr = layout.kernel_load;
+        f.spsr = SPSR_EL1H_MASKED;
+        &*f
+    };
+    enter_guest(frame)
+}
+
+/// Ask the firmware (through the host PSCI conduit) which SMCCC workarounds it implements.
+fn probe_firmware() {
+    use guest_abi::smccc::{SMCCC_ARCH_FEATURES, SMCCC_ARCH_WORKAROUND_1, SMCCC_VERSION};
+    let version = psci::call(u64::from(SMCCC_VERSION), 0, 0, 0).unwrap_or(u64::MAX) as u32;
+    let wa1 = version as i32 >= 0x1_0001
+        && psci::call(u64::from(SMCCC_ARCH_FEATURES), u64::from(SMCCC_ARCH_WORKAROUND_1), 0, 0) == Some(0);
+    log!("firmware: SMCCC {}, ARCH_WORKAROUND_1 {}", if (version as i32) < 0 { "1.0".into() } else { format!("{}.{}", version >> 16, version & 0xffff) },
+        if wa1 { "implemented (forwarded for guests)" } else { "not implemented" });
+    crate::hypercall::smccc::set_host_workaround_1(wa1);
+}
+
+fn page_round(r: Region) -> Region {
+    let base = r.base & !0xfff;
+    let end = r.base.saturating_add(r.size).div_ceil(4096).saturating_mul(4096);
+    Region { base, size: end - base }
+}
+
+fn dt_size(pa: u64) -> u64 {
+    let mut b = [0u8; 4];
+    // SAFETY: the header was validated by `host_dt` before this runs.
+    unsafe { core::ptr::copy_nonoverlapping((pa + 4) as *const u8, b.as_mut_ptr(), 4) };
+    u64::from(u32::from_be_bytes(b))
+}
+
+/// Copy dom0's kernel, initrd and DTB into its RAM, then make them visible to a guest that
+/// starts with caches off (clean to the point of coherency).
+fn load_dom0(l: &Dom0Layout, kernel: &[u8], initrd: Option<Region>, dtb: &[u8]) {
+    // SAFETY: every destination lies inside dom0's RAM (planned by `dom0::plan`), which no
+    // one else uses yet; sources are the modules (RAM, reserved) and a heap buffer.
+    unsafe {
+        core::ptr::copy(kernel.as_ptr(), l.kernel_load as *mut u8, kernel.len());
+        if let (Some(src), Some((dst, len))) = (initrd, l.initrd) {
+            core::ptr::copy(src.base as *const u8, dst as *mut u8, len as usize);
+        }
+        core::ptr::copy_nonoverlapping(dtb.as_ptr(), l.dtb as *mut u8, dtb.len());
+    }
+    super::clean_dcache_range(l.ram_base, l.ram_size);
+}

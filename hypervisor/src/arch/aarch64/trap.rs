@@ -1,0 +1,221 @@
+//! Traps from guests (and, as bugs, from EL2 itself): decode ESR_EL2 and hand the work to the
+//! arch-neutral handlers. Guest input never stops the hypervisor: what it cannot handle is
+//! answered with an injected exception, or the domain is killed with a log line.
+
+use super::entry::TrapFrame;
+use super::guest::{self, esr};
+use super::psci;
+use crate::domain::{Domain, RamBanks, ShutdownReason};
+use crate::hypercall::{self, GuestFault, GuestMemory};
+use crate::{log, sysreg};
+use spin::Mutex;
+
+/// The domain running on this (the boot) CPU. SMP and domUs come later.
+pub static CURRENT: Mutex<Option<Domain>> = Mutex::new(None);
+
+/// Exception classes (ESR_EL2.EC) handled here.
+mod ec {
+    pub const UNKNOWN: u64 = 0x00;
+    pub const WFX: u64 = 0x01;
+    pub const HVC64: u64 = 0x16;
+    pub const SMC64: u64 = 0x17;
+    pub const SYSREG: u64 = 0x18;
+    pub const IABT_LOW: u64 = 0x20;
+    pub const DABT_LOW: u64 = 0x24;
+}
+
+/// Guest memory of the running vCPU, reached through its own stage 1 and stage 2.
+struct CurrentGuestMemory {
+    ram: RamBanks,
+}
+
+impl CurrentGuestMemory {
+    /// Walk `[gva, gva + len)` page by page, handing each piece's host address to `f`.
+    fn for_each_page(&self, gva: u64, len: usize, write: bool, mut f: impl FnMut(usize, usize, usize)) -> Result<(), GuestFault> {
+        let mut done = 0usize;
+        while done < len {
+            let va = gva.checked_add(done as u64).ok_or(GuestFault { gva })?;
+            let chunk = core::cmp::min(len - done, (0x1000 - (va & 0xfff)) as usize);
+            let pa = guest::gva_to_pa(va, write).ok_or(GuestFault { gva: va })?;
+            if !self.ram.contains_pa(pa, chunk as u64) {
+                return Err(GuestFault { gva: va });
+            }
+            f(pa as usize, done, chunk);
+            done += chunk;
+        }
+        Ok(())
+    }
+}
+
+impl GuestMemory for CurrentGuestMemory {
+    fn copy_from_guest(&mut self, gva: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
+        let dst = buf.as_mut_ptr();
+        self.for_each_page(gva, buf.len(), false, |pa, off, n| {
+            // SAFETY: `pa..pa+n` is RAM of this domain (checked), identity-mapped at EL2, and
+            // `off..off+n` lies inside `buf`.
+            unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, dst.add(off), n) }
+        })
+    }
+
+    fn copy_to_guest(&mut self, gva: u64, data: &[u8]) -> Result<(), GuestFault> {
+        let src = data.as_ptr();
+        self.for_each_page(gva, data.len(), true, |pa, off, n| {
+            // SAFETY: as in `copy_from_guest`, in the other direction.
+            unsafe { core::ptr::copy_nonoverlapping(src.add(off), pa as *mut u8, n) }
+        })
+    }
+}
+
+#[no_mangle]
+extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
+    let esr_el2 = sysreg!(read ESR_EL2);
+    let class = esr_el2 >> 26;
+    let iss = esr_el2 & 0x1ff_ffff;
+    let mut slot = CURRENT.lock();
+    let Some(dom) = slot.as_mut() else {
+        log!("trap with no current domain (ESR {esr_el2:#x}): halting this CPU");
+        super::halt();
+    };
+    match class {
+        ec::HVC64 if iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) => {
+            let nr = frame.x[16];
+            let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
+            let mut mem = CurrentGuestMemory { ram: dom.ram };
+            let ret = hypercall::dispatch(dom, &mut mem, nr, args);
+            frame.x[0] = ret as u64;
+        }
+        ec::HVC64 if iss == 0 => smccc(dom, frame),
+        ec::SMC64 => {
+            // A trapped SMC returns to the SMC itself: step over it.
+            frame.elr += 4;
+            if iss == 0 {
+                smccc(dom, frame);
+            } else {
+                inject_undef(dom, frame, frame.elr - 4);
+            }
+        }
+        ec::HVC64 => {
+            if dom.should_log_fault() {
+                log!("d{}: HVC #{:#x} at {:#x}: not a hypercall, UNDEF injected", dom.id, iss & 0xffff, frame.elr - 4);
+            }
+            // Xen reports the exception with the return address after the HVC.
+            let ret = frame.elr;
+            inject_undef(dom, frame, ret);
+        }
+        ec::DABT_LOW | ec::IABT_LOW => guest_abort(dom, frame, class, iss),
+        ec::SYSREG | ec::UNKNOWN => {
+            if dom.should_log_fault() {
+                log!("d{}: trapped instruction (EC {class:#x}, ISS {iss:#x}) at {:#x}: UNDEF injected", dom.id, frame.elr);
+            }
+            let ret = frame.elr;
+            inject_undef(dom, frame, ret);
+        }
+        ec::WFX => frame.elr += 4,
+        _ => {
+            log!("d{}: unhandled trap EC {class:#x} ISS {iss:#x} at {:#x}: domain killed", dom.id, frame.elr);
+            dom.shutdown = Some(ShutdownReason::Crash);
+        }
+    }
+    act_on_shutdown(dom);
+}
+
+fn smccc(dom: &mut Domain, frame: &mut TrapFrame) {
+    if hypercall::smccc::forwards_workaround_1(frame.x[0]) {
+        let _ = psci::call(frame.x[0] as u32 as u64, 0, 0, 0);
+    }
+    let args = [frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];
+    let ret = hypercall::smccc::handle(dom, frame.x[0], args);
+    frame.x[..4].copy_from_slice(&ret);
+}
+
+fn inject_undef(_dom: &mut Domain, frame: &mut TrapFrame, return_to: u64) {
+    guest::inject_sync(frame, esr::undef(), None, return_to);
+}
+
+/// A stage-2 fault: the guest touched an IPA it does not own (no emulated device there yet).
+fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) {
+    let far = sysreg!(read FAR_EL2);
+    let hpfar = sysreg!(read HPFAR_EL2);
+    let ipa = ((hpfar & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff);
+    let el0 = guest::from_el0(frame);
+    let write = iss & (1 << 6) != 0;
+    let is_data = class == ec::DABT_LOW;
+    if dom.should_log_fault() {
+        log!(
+            "d{}: {} {} IPA {ipa:#x} (VA {far:#x}, PC {:#x}): not owned, abort injected",
+            dom.id,
+            if is_data { "data abort" } else { "instruction abort" },
+            if !is_data { "fetching" } else if write { "writing" } else { "reading" },
+            frame.elr
+        );
+    }
+    let esr = if is_data { esr::data_abort(el0, write) } else { esr::prefetch_abort(el0) };
+    let ret = frame.elr;
+    guest::inject_sync(frame, esr, Some(far), ret);
+}
+
+/// dom0 stopping takes the machine with it (as on Xen): power off, or reset for reboot and crash.
+fn act_on_shutdown(dom: &mut Domain) {
+    let Some(reason) = dom.shutdown else { return };
+    log!("d{}: shutdown ({reason:?})", dom.id);
+    if dom.is_hardware {
+        match reason {
+            ShutdownReason::PowerOff => {
+                log!("hardware domain powered off: powering off the machine");
+                psci::system_off();
+            }
+            _ => {
+                log!("hardware domain stopped ({reason:?}): resetting the machine");
+                psci::system_reset();
+            }
+        }
+    }
+}
+
+#[no_mangle]
+extern "C" fn xenith_trap_lower_irq(_frame: &mut TrapFrame) {
+    // No interrupt is enabled at the GIC yet; an IRQ here is spurious.
+    log!("spurious IRQ while a guest ran");
+}
+
+#[no_mangle]
+extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
+    let mut slot = CURRENT.lock();
+    if let Some(dom) = slot.as_mut() {
+        log!("d{}: SError (ESR {:#x}) at {:#x}: domain killed", dom.id, sysreg!(read ESR_EL2), frame.elr);
+        dom.shutdown = Some(ShutdownReason::Crash);
+        act_on_shutdown(dom);
+    }
+}
+
+#[no_mangle]
+extern "C" fn xenith_trap_lower32(frame: &mut TrapFrame) {
+    let mut slot = CURRENT.lock();
+    if let Some(dom) = slot.as_mut() {
+        log!("d{}: AArch32 guest state at {:#x} is not supported: domain killed", dom.id, frame.elr);
+        dom.shutdown = Some(ShutdownReason::Crash);
+        act_on_shutdown(dom);
+    }
+}
+
+/// An exception taken at EL2 itself: a hypervisor bug. Report everything and stop.
+#[no_mangle]
+extern "C" fn xenith_trap_hyp(frame: &mut TrapFrame, kind: u64) -> ! {
+    let kinds = ["SP0", "sync", "IRQ", "FIQ", "SError"];
+    log!(
+        "HYPERVISOR BUG: {} exception at EL2: ESR {:#x} ELR {:#x} FAR {:#x} SPSR {:#x}",
+        kinds.get(kind as usize).copied().unwrap_or("?"),
+        sysreg!(read ESR_EL2),
+        frame.elr,
+        sysreg!(read FAR_EL2),
+        frame.spsr
+    );
+    for (i, pair) in frame.x.chunks(2).enumerate() {
+        match pair {
+            [a, b] => log!("  x{:<2} {a:#018x}  x{:<2} {b:#018x}", 2 * i, 2 * i + 1),
+            [a] => log!("  x{:<2} {a:#018x}", 2 * i),
+            _ => {}
+        }
+    }
+    psci::system_off();
+}

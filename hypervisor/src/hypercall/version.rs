@@ -1,0 +1,150 @@
+//! `xen_version`: the version xenith answers as (Xen 4.17, the ABI it implements) and the
+//! feature bits a domain sees.
+
+use super::{read_arg, write_arg, GuestMemory};
+use crate::domain::Domain;
+use alloc::string::String;
+use guest_abi::errno::{ret, EFAULT, EINVAL, ENOSYS, EPERM};
+use spin::Once;
+use guest_abi::features::*;
+use guest_abi::version::*;
+
+/// The Xen interface version xenith implements.
+pub const XEN_MAJOR: u32 = 4;
+pub const XEN_MINOR: u32 = 17;
+
+/// XENFEAT bits of submap 0 every ARM domain sees (Xen 4.17's set).
+const COMMON_FEATURES: u32 = bit(XENFEAT_WRITABLE_PAGE_TABLES)
+    | bit(XENFEAT_AUTO_TRANSLATED_PHYSMAP)
+    | bit(XENFEAT_MEMORY_OP_VNODE_SUPPORTED)
+    | bit(XENFEAT_ARM_SMCCC_SUPPORTED)
+    | bit(XENFEAT_RUNSTATE_PHYS_AREA);
+
+/// Submap 0 for a direct-mapped hardware domain: 0x66805, as Xen 4.17 reports to dom0.
+pub const DOM0_FEATURES: u32 = COMMON_FEATURES | bit(XENFEAT_DOM0) | bit(XENFEAT_DIRECT_MAPPED);
+
+/// Submap 0 for `dom`.
+pub fn features(dom: &Domain) -> u32 {
+    let mut f = COMMON_FEATURES;
+    if dom.is_hardware {
+        f |= bit(XENFEAT_DOM0);
+    }
+    f |= if dom.direct_mapped { bit(XENFEAT_DIRECT_MAPPED) } else { bit(XENFEAT_NOT_DIRECT_MAPPED) };
+    f
+}
+
+pub fn xen_version(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64) -> i64 {
+    // `cmd` is a C int in Xen: the upper half of x0 is ignored.
+    let cmd = cmd as u32;
+    match cmd {
+        XENVER_VERSION => i64::from((XEN_MAJOR << 16) | XEN_MINOR),
+        XENVER_GET_FEATURES => {
+            let mut fi: XenFeatureInfo = match read_arg(mem, arg) {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
+            if fi.submap_idx != 0 {
+                return ret(EINVAL);
+            }
+            fi.submap = features(dom);
+            match write_arg(mem, arg, &fi) {
+                Ok(()) => 0,
+                Err(e) => e,
+            }
+        }
+        XENVER_PAGESIZE => 4096,
+        XENVER_EXTRAVERSION => put(mem, arg, &fixed::<16>(EXTRAVERSION)),
+        XENVER_COMPILE_INFO => {
+            let mut b = [0u8; 144];
+            b[..64].copy_from_slice(&fixed::<64>(concat!("rustc (", env!("CARGO_PKG_NAME"), ")")));
+            b[64..80].copy_from_slice(&fixed::<16>("xenith"));
+            b[80..112].copy_from_slice(&fixed::<32>("xenith"));
+            b[112..].copy_from_slice(&fixed::<32>(""));
+            put(mem, arg, &b)
+        }
+        XENVER_CAPABILITIES => put(mem, arg, &fixed::<1024>(CAPABILITIES)),
+        XENVER_CHANGESET => put(mem, arg, &fixed::<64>(concat!("xenith ", env!("CARGO_PKG_VERSION")))),
+        XENVER_PLATFORM_PARAMETERS => put(mem, arg, &0u64.to_le_bytes()),
+        XENVER_GUEST_HANDLE => put(mem, arg, &[0u8; 16]),
+        XENVER_COMMANDLINE => {
+            if !dom.is_hardware {
+                return ret(EPERM);
+            }
+            put(mem, arg, &fixed::<1024>(COMMAND_LINE.get().map(String::as_str).unwrap_or("")))
+        }
+        _ => ret(ENOSYS),
+    }
+}
+
+/// What XENVER_extraversion reports after "4.17".
+pub const EXTRAVERSION: &str = "-xenith";
+/// The guest kinds a 64-bit ARM hypervisor runs (XENVER_capabilities).
+pub const CAPABILITIES: &str = "xen-3.0-aarch64 xen-3.0-armv7l ";
+
+/// The hypervisor's own command line, for XENVER_commandline.
+static COMMAND_LINE: Once<String> = Once::new();
+
+pub fn set_command_line(line: &str) {
+    COMMAND_LINE.call_once(|| String::from(line));
+}
+
+/// `s` as a NUL-terminated, zero-filled C array (truncated to leave room for the NUL).
+fn fixed<const N: usize>(s: &str) -> [u8; N] {
+    let mut b = [0u8; N];
+    let n = core::cmp::min(s.len(), N.saturating_sub(1));
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    b
+}
+
+fn put(mem: &mut dyn GuestMemory, gva: u64, bytes: &[u8]) -> i64 {
+    match mem.copy_to_guest(gva, bytes) {
+        Ok(()) => 0,
+        Err(_) => ret(EFAULT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testmem::*;
+    use super::*;
+
+    #[test]
+    fn dom0_features_match_xen_4_17() {
+        assert_eq!(DOM0_FEATURES, 0x66805);
+    }
+
+    #[test]
+    fn strings_are_nul_terminated_and_zero_filled() {
+        let mut d = dom0();
+        let mut m = FlatMemory::new(0x1000, 0x2000);
+        m.bytes.fill(0xaa);
+        assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_EXTRAVERSION), 0x1000), 0);
+        assert_eq!(&m.bytes[..8], b"-xenith\0");
+        assert!(m.bytes[8..16].iter().all(|&b| b == 0));
+        assert_eq!(m.bytes[16], 0xaa, "nothing written past the 16-byte buffer");
+        assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_CAPABILITIES), 0x1000), 0);
+        assert!(m.bytes.starts_with(b"xen-3.0-aarch64 "));
+        assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_EXTRAVERSION), 0x9000), ret(EFAULT));
+        assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_COMMANDLINE), 0x2f00), ret(EFAULT), "1024 bytes run off the end");
+    }
+
+    #[test]
+    fn version_is_4_17() {
+        let mut d = dom0();
+        let mut m = FlatMemory::new(0x1000, 0x1000);
+        assert_eq!(xen_version(&mut d, &mut m, 0, 0), 0x40011);
+    }
+
+    #[test]
+    fn features_submap0_for_dom0_and_errors() {
+        let mut d = dom0();
+        let mut m = FlatMemory::new(0x1000, 0x1000);
+        assert_eq!(xen_version(&mut d, &mut m, 6, 0x1000), 0);
+        assert_eq!(u32::from_le_bytes(m.bytes[4..8].try_into().unwrap()), DOM0_FEATURES);
+        m.bytes[0] = 1;
+        assert_eq!(xen_version(&mut d, &mut m, 6, 0x1000), ret(EINVAL));
+        assert_eq!(xen_version(&mut d, &mut m, 6, 0x9000), ret(EFAULT));
+        assert_eq!(xen_version(&mut d, &mut m, u64::MAX, 0), ret(ENOSYS));
+        assert_eq!(xen_version(&mut d, &mut m, 0xffff_ffff, 0), ret(ENOSYS));
+    }
+}
