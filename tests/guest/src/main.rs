@@ -1,5 +1,89 @@
-//! The test guest.
+//! The xenith test guest: a tiny AArch64 EL1 kernel that boots as dom0 (on xenith or on real Xen),
+//! runs the conformance table in `cases`, prints one line per case on the hypervisor console and
+//! powers the domain off. With `bench` on its command line it runs the null-hypercall benchmark
+//! instead.
+//!
+//! Boot contract: a raw arm64 Image, position independent (self-relocating), entered at EL1 with the
+//! MMU off and x0 = DTB. It reads `/memory*` (its RAM banks) and `/chosen/bootargs` from the DTB,
+//! identity-maps its RAM, and talks to the hypervisor only through hypercalls.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+mod bench;
+#[cfg(target_os = "none")]
+mod cases;
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod exceptions;
+mod fdt;
+#[cfg(target_os = "none")]
+mod mmu;
+
+/// On the host only the pure parts (the DTB reader) are built, for their unit tests.
 #[cfg(not(target_os = "none"))]
 fn main() {}
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use crate::{bench, cases, exceptions, fdt, mmu, println};
+    use guest_abi::guest;
+    use guest_abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
+
+    extern "C" {
+        static _end: u8;
+    }
+
+    fn stop(reason: u32) -> ! {
+        loop {
+            guest::shutdown(reason);
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Called by `boot.rs` with the MMU off, on the BSS stack.
+    #[no_mangle]
+    extern "C" fn rust_entry(dtb: usize, image: usize) -> ! {
+        // SAFETY: the boot protocol hands us a DTB address in x0.
+        let info = match unsafe { fdt::read(dtb) } {
+            Ok(info) => info,
+            Err(e) => {
+                println!("test-guest: cannot read the DTB at {dtb:#x}: {e:?}");
+                stop(SHUTDOWN_CRASH);
+            }
+        };
+        let image_end = core::ptr::addr_of!(_end) as u64;
+        // SAFETY: boot CPU, MMU off, first and only call.
+        if let Err(e) = unsafe { mmu::enable(info.banks(), image as u64, image_end) } {
+            println!("test-guest: cannot build the page tables: {e:?}");
+            stop(SHUTDOWN_CRASH);
+        }
+        exceptions::clear();
+        println!("test-guest: image at {image:#x}..{image_end:#x}, DTB at {dtb:#x}");
+        for b in info.banks() {
+            println!("test-guest: RAM {:#x}..{:#x}", b.base, b.base + b.size);
+        }
+        if info.in_ram(mmu::DEVICE_HOLE_IPA, 4) {
+            println!("test-guest: warning: the stage-2 hole {:#x} is inside RAM", mmu::DEVICE_HOLE_IPA);
+        }
+        let args = core::str::from_utf8(info.bootargs()).unwrap_or("?");
+        println!("test-guest: bootargs \"{args}\"");
+
+        if info.has_arg(b"bench") {
+            bench::run();
+        } else {
+            let (passed, failed) = cases::run_all();
+            println!("{passed} passed, {failed} failed");
+        }
+        stop(SHUTDOWN_POWEROFF);
+    }
+
+    #[panic_handler]
+    fn panic(p: &core::panic::PanicInfo) -> ! {
+        println!("test-guest: panic: {p}");
+        stop(SHUTDOWN_CRASH);
+    }
+}

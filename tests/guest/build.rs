@@ -1,0 +1,13 @@
+//! Links the bare-metal test guest as a position-independent executable with its linker script.
+fn main() {
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../linker/test-guest-aarch64.ld");
+    println!("cargo:rerun-if-changed={}", script.display());
+    if target.starts_with("aarch64") && target.contains("none") {
+        println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        // Relocatable at load time: the entry code applies the R_AARCH64_RELATIVE entries.
+        println!("cargo:rustc-link-arg-bins=--pie");
+        println!("cargo:rustc-link-arg-bins=-znotext");
+        println!("cargo:rustc-link-arg-bins=--no-dynamic-linker");
+    }
+}
