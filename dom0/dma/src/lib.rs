@@ -11,7 +11,9 @@ extern crate alloc;
 
 pub mod arch;
 pub mod direct;
+pub mod grant;
 pub mod hv;
+pub mod iommu;
 pub mod iova;
 pub mod log;
 pub mod ops;
@@ -21,7 +23,9 @@ pub mod types;
 
 pub use arch::{ArchDmaOps, PhysMem};
 pub use direct::Direct;
+pub use grant::GrantDma;
 pub use hv::{Hypervisor, XenFeatures};
+pub use iommu::{IommuDma, IommuDomain};
 pub use iova::IovaAllocator;
 pub use swiotlb::{ForeignP2m, XenSwiotlb};
 pub use ops::{DmaKind, DmaOps, RamMap, Shared};

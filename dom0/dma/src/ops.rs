@@ -331,6 +331,14 @@ impl<X: Copy> Tracker<X> {
         }
     }
 
+    /// Is `[dma, dma+size)` inside one live mapping? (No logging.)
+    pub fn contains_range(&self, dma: DmaAddr, size: usize) -> bool {
+        if let Some((m, _)) = self.live.get(&dma) {
+            return size <= m.size;
+        }
+        self.live.iter().any(|(&s, (m, _))| dma > s && dma + size as u64 <= s + m.size as u64)
+    }
+
     #[inline]
     fn remember(&mut self, dma: DmaAddr) {
         self.recent[self.recent_pos] = dma;

@@ -203,14 +203,6 @@ pub(crate) fn align_up(x: u64, a: u64) -> u64 {
     (x + a - 1) & !(a - 1)
 }
 
-/// Number of `1 << shift` pages that `[addr, addr + size)` touches.
-#[inline]
-pub(crate) fn pages_spanned(addr: u64, size: usize, shift: u32) -> u64 {
-    let first = addr >> shift;
-    let last = (addr + size as u64 - 1) >> shift;
-    last - first + 1
-}
-
 /// Is `[addr, addr + size)` addressable under `mask` (inclusive limit)?
 #[inline]
 pub fn dma_capable(addr: DmaAddr, size: usize, mask: u64) -> bool {
