@@ -24,6 +24,7 @@ cargo xtask <command>
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       -- QEMU-ARGS...    extra QEMU arguments
   test               host tests (cargo test) then the QEMU system tests
+  systest            only the QEMU system tests
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
   fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
 ";
@@ -36,6 +37,7 @@ fn main() {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("systest") => setup().and_then(|_| build::all()).and_then(|i| systest::run_all(&i)),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");

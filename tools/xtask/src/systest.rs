@@ -62,7 +62,8 @@ fn cases(images: &Images) -> Vec<Case> {
                 ends_by_itself(o)?;
                 expect(o, "xenith 0.1.0")?;
                 expect(o, "RAM bank")?;
-                expect(o, "dom0: kernel at")?;
+                expect(o, "dom0: RAM ")?;
+                expect(o, "starting dom0")?;
                 match guest_summary(o) {
                     Some((p, 0)) if p > 0 => {}
                     other => return Err(format!("guest summary {other:?}, wanted `N passed, 0 failed`")),
