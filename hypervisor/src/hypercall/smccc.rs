@@ -69,6 +69,8 @@ pub fn handle(dom: &mut Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
             one(neg(r))
         }
         PSCI_CPU_OFF => one(neg(PSCI_RET_DENIED)),
+        // A standby request: returning at once is a valid wake-up (nothing to wait for yet).
+        PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => one(0),
         SMCCC_ARCH_WORKAROUND_1 if HOST_WORKAROUND_1.load(Ordering::Relaxed) => one(0),
         _ => one(neg(SMCCC_RET_NOT_SUPPORTED)),
     }
@@ -87,7 +89,7 @@ fn arch_features(fid: u32) -> i64 {
 
 fn psci_features(fid: u32) -> i64 {
     match fid {
-        SMCCC_VERSION | PSCI_VERSION | PSCI_FEATURES | PSCI_CPU_OFF | PSCI_CPU_ON_32 | PSCI_CPU_ON_64
+        SMCCC_VERSION | PSCI_VERSION | PSCI_FEATURES | PSCI_CPU_OFF | PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 | PSCI_CPU_ON_32 | PSCI_CPU_ON_64
         | PSCI_AFFINITY_INFO_32 | PSCI_AFFINITY_INFO_64 | PSCI_MIGRATE_INFO_TYPE
         | PSCI_SYSTEM_OFF | PSCI_SYSTEM_RESET => PSCI_RET_SUCCESS,
         _ => PSCI_RET_NOT_SUPPORTED,
@@ -114,7 +116,8 @@ mod tests {
         let mut d = dom0();
         let f = |d: &mut Domain, id: u32| handle(d, u64::from(PSCI_FEATURES), [u64::from(id), 0, 0, 0, 0, 0, 0])[0] as i64;
         assert_eq!(f(&mut d, PSCI_SYSTEM_OFF), 0);
-        assert_eq!(f(&mut d, PSCI_CPU_SUSPEND_64), -1);
+        assert_eq!(f(&mut d, PSCI_CPU_SUSPEND_64), 0);
+        assert_eq!(f(&mut d, PSCI_MIGRATE_64), -1);
         assert_eq!(f(&mut d, 0x1234), -1);
         let wa = handle(&mut d, u64::from(SMCCC_ARCH_FEATURES), [u64::from(SMCCC_ARCH_WORKAROUND_1), 0, 0, 0, 0, 0, 0]);
         assert_eq!(wa[0] as i64, -1, "a workaround not in force is never reported as not required");

@@ -103,14 +103,15 @@ pub mod esr {
     pub fn undef() -> u64 {
         IL
     }
-    /// Synchronous external abort on a data access; `wnr` copied from the trapped access.
-    pub fn data_abort(from_el0: bool, wnr: bool) -> u64 {
+    /// A data abort, reported as Xen 4.17 reports one it injects: the exception class and IL
+    /// only (ISS 0), e.g. 0x96000000 from EL1.
+    pub fn data_abort(from_el0: bool) -> u64 {
         let ec: u64 = if from_el0 { 0x24 } else { 0x25 };
-        (ec << 26) | IL | (u64::from(wnr) << 6) | 0x10
+        (ec << 26) | IL
     }
-    /// Synchronous external abort on an instruction fetch.
+    /// An instruction abort, likewise.
     pub fn prefetch_abort(from_el0: bool) -> u64 {
         let ec: u64 = if from_el0 { 0x20 } else { 0x21 };
-        (ec << 26) | IL | 0x10
+        (ec << 26) | IL
     }
 }

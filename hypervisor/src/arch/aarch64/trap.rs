@@ -149,7 +149,7 @@ fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) {
             frame.elr
         );
     }
-    let esr = if is_data { esr::data_abort(el0, write) } else { esr::prefetch_abort(el0) };
+    let esr = if is_data { esr::data_abort(el0) } else { esr::prefetch_abort(el0) };
     let ret = frame.elr;
     guest::inject_sync(frame, esr, Some(far), ret);
 }
