@@ -242,11 +242,16 @@ fn extraversion_tail() -> Observed {
 /// Feature bits every Xen dom0 on ARM has: auto-translated physmap and dom0.
 const DOM0_FEATURES: u64 = (1 << XENFEAT_AUTO_TRANSLATED_PHYSMAP) | (1 << XENFEAT_DOM0);
 
+/// Xen 4.17's whole submap 0 for dom0 on ARM: writable_page_tables, auto_translated_physmap, dom0,
+/// memory_op_vnode_supported, ARM_SMCCC_supported, direct_mapped.
+const XEN_4_17_DOM0_FEATURES: i64 = 0x26805;
+
 /// The table. Expected values: real Xen 4.17 (Debian 4.17.5) as dom0 under QEMU virt.
 pub static CASES: &[Case] = &[
     Case { name: "xen_version.version", run: || Observed::Hex(raw(HYPERVISOR_XEN_VERSION, XENVER_VERSION as usize, 0, 0).value().unwrap_or(0) as u64), expect: Expect::Eq(0x40011) },
     // Xen 4.17 dom0 on QEMU virt: 0x26805 (bits 0, 2, 11, 13, 14, 17; not 18 as xen-abi.md said).
     Case { name: "xen_version.get_features.0", run: || features(0), expect: Expect::BitsSet(DOM0_FEATURES) },
+    Case { name: "xen_version.get_features.0.exact", run: || features(0), expect: Expect::Eq(XEN_4_17_DOM0_FEATURES) },
     Case { name: "xen_version.get_features.1", run: || features(1), expect: Expect::Err(errno::EINVAL) },
     Case { name: "xen_version.get_features.unmapped_va", run: || raw(HYPERVISOR_XEN_VERSION, XENVER_GET_FEATURES as usize, UNMAPPED_VA as usize, 0), expect: Expect::Err(errno::EFAULT) },
     Case { name: "xen_version.extraversion.unmapped_va", run: || raw(HYPERVISOR_XEN_VERSION, XENVER_EXTRAVERSION as usize, UNMAPPED_VA as usize, 0), expect: Expect::Err(errno::EFAULT) },
