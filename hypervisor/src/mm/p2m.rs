@@ -100,7 +100,11 @@ fn leaf_allowed(level: u8) -> bool {
 }
 
 fn leaf_desc(level: u8, pa: u64, attr_bits: u64) -> u64 {
-    let ty = if level == 3 { DESC_TABLE_OR_PAGE } else { DESC_BLOCK };
+    let ty = if level == 3 {
+        DESC_TABLE_OR_PAGE
+    } else {
+        DESC_BLOCK
+    };
     (pa & ADDR_MASK) | attr_bits | ty
 }
 
@@ -112,7 +116,10 @@ fn table_desc(pa: u64) -> u64 {
 /// `[start, end)` touches. `tbase <= start < end`.
 fn index_span(level: u8, tbase: u64, start: u64, end: u64) -> (usize, usize) {
     let sh = shift(level);
-    (((start - tbase) >> sh) as usize, ((end - 1 - tbase) >> sh) as usize)
+    (
+        ((start - tbase) >> sh) as usize,
+        ((end - 1 - tbase) >> sh) as usize,
+    )
 }
 
 /// Stage-2 memory type.
@@ -135,13 +142,33 @@ pub struct S2Attr {
 
 impl S2Attr {
     /// Guest RAM: normal WB, read/write/execute.
-    pub const RAM_RWX: S2Attr = S2Attr { mem: S2MemType::NormalWb, read: true, write: true, exec: true };
+    pub const RAM_RWX: S2Attr = S2Attr {
+        mem: S2MemType::NormalWb,
+        read: true,
+        write: true,
+        exec: true,
+    };
     /// Normal WB, read/write, not executable (e.g. grant-mapped data).
-    pub const RAM_RW: S2Attr = S2Attr { mem: S2MemType::NormalWb, read: true, write: true, exec: false };
+    pub const RAM_RW: S2Attr = S2Attr {
+        mem: S2MemType::NormalWb,
+        read: true,
+        write: true,
+        exec: false,
+    };
     /// Normal WB, read-only, not executable.
-    pub const RAM_RO: S2Attr = S2Attr { mem: S2MemType::NormalWb, read: true, write: false, exec: false };
+    pub const RAM_RO: S2Attr = S2Attr {
+        mem: S2MemType::NormalWb,
+        read: true,
+        write: false,
+        exec: false,
+    };
     /// Device MMIO passed through: Device-nGnRE, read/write, never executable.
-    pub const DEVICE_RW: S2Attr = S2Attr { mem: S2MemType::Device, read: true, write: true, exec: false };
+    pub const DEVICE_RW: S2Attr = S2Attr {
+        mem: S2MemType::Device,
+        read: true,
+        write: true,
+        exec: false,
+    };
 
     /// The descriptor's attribute bits (everything but the address and type bits).
     pub fn desc_bits(self) -> u64 {
@@ -235,7 +262,10 @@ impl Stage2Config {
     }
 
     fn validate(self) -> Result<(u8, usize), P2mError> {
-        let bad = P2mError::UnsupportedConfig { ipa_bits: self.ipa_bits, pa_bits: self.pa_bits };
+        let bad = P2mError::UnsupportedConfig {
+            ipa_bits: self.ipa_bits,
+            pa_bits: self.pa_bits,
+        };
         let (_, ps_bits) = self.ps().ok_or(bad)?;
         if self.ipa_bits > ps_bits {
             return Err(bad);
@@ -292,7 +322,10 @@ impl fmt::Display for P2mError {
             }
             P2mError::AlreadyMapped { ipa } => write!(f, "IPA {ipa:#x} is already mapped"),
             P2mError::UnsupportedConfig { ipa_bits, pa_bits } => {
-                write!(f, "unsupported stage-2 config: {ipa_bits}-bit IPA, {pa_bits}-bit PA")
+                write!(
+                    f,
+                    "unsupported stage-2 config: {ipa_bits}-bit IPA, {pa_bits}-bit PA"
+                )
             }
             P2mError::BadFrame { pa } => write!(f, "frame allocator returned bad frame {pa:#x}"),
             P2mError::Mem(e) => write!(f, "page-table memory: {e}"),
@@ -316,7 +349,11 @@ pub struct Stage2 {
 #[derive(Clone, Copy)]
 enum Op {
     /// Map `[ipa, ..)` to `[pa, ..)` with the given leaf attribute bits.
-    Map { ipa: u64, pa: u64, attr: u64 },
+    Map {
+        ipa: u64,
+        pa: u64,
+        attr: u64,
+    },
     Unmap,
 }
 
@@ -327,7 +364,7 @@ impl Op {
         match self {
             Op::Unmap => true,
             Op::Map { ipa, pa, .. } => {
-                leaf_allowed(level) && (pa + (ebase - ipa)) % entry_size(level) == 0
+                leaf_allowed(level) && (pa + (ebase - ipa)).is_multiple_of(entry_size(level))
             }
         }
     }
@@ -400,7 +437,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
 
     fn check_frame(&self, pa: u64, pages: usize) -> Result<(), P2mError> {
         let bytes = pages as u64 * PAGE_SIZE;
-        if pa % bytes != 0 || pa.checked_add(bytes).map_or(true, |e| e > self.pa_limit) {
+        if !pa.is_multiple_of(bytes) || pa.checked_add(bytes).is_none_or(|e| e > self.pa_limit) {
             return Err(P2mError::BadFrame { pa });
         }
         Ok(())
@@ -414,7 +451,8 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
                 Some(pa) => match self.check_frame(pa, 1) {
                     Ok(()) => self.pool.push(pa),
                     Err(e) => {
-                        // Not ours to use and not trustworthy to give back.
+                        // Unusable as a table, but still the allocator's: give it back.
+                        self.frames.free_frame(pa);
                         bad = Some(e);
                         break;
                     }
@@ -440,8 +478,12 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
             Some(pa) => pa,
             // The count should make this unreachable; stay correct if it is not.
             None => {
-                let pa = self.frames.alloc_frame().ok_or(P2mError::OutOfFrames { needed: 1 })?;
+                let pa = self
+                    .frames
+                    .alloc_frame()
+                    .ok_or(P2mError::OutOfFrames { needed: 1 })?;
                 if let Err(e) = self.check_frame(pa, 1) {
+                    self.frames.free_frame(pa);
                     return Err(e);
                 }
                 pa
@@ -711,7 +753,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
         }
         let pa0 = d0 & ADDR_MASK;
         let attr = d0 & LEAF_ATTR_MASK;
-        if pa0 % entry_size(level) != 0 {
+        if !pa0.is_multiple_of(entry_size(level)) {
             return Ok(None);
         }
         let step = entry_size(child);
@@ -736,15 +778,27 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
 impl Stage2 {
     /// Empty stage-2 tables for `vmid`: allocates and zeroes the root (two or more
     /// concatenated, size-aligned frames for IPA sizes above 39 bits).
-    pub fn new<F, M>(vmid: u16, cfg: Stage2Config, frames: &mut F, mem: &M) -> Result<Self, P2mError>
+    pub fn new<F, M>(
+        vmid: u16,
+        cfg: Stage2Config,
+        frames: &mut F,
+        mem: &M,
+    ) -> Result<Self, P2mError>
     where
         F: FrameAlloc + ?Sized,
         M: PhysMem + ?Sized,
     {
         let (start_level, root_pages) = cfg.validate()?;
-        let root = frames.alloc_frames(root_pages).ok_or(P2mError::OutOfFrames { needed: root_pages })?;
+        let root = frames
+            .alloc_frames(root_pages)
+            .ok_or(P2mError::OutOfFrames { needed: root_pages })?;
         let bytes = root_pages as u64 * PAGE_SIZE;
-        if root % bytes != 0 || root.checked_add(bytes).map_or(true, |e| e > 1u64 << cfg.pa_bits) {
+        if !root.is_multiple_of(bytes)
+            || root
+                .checked_add(bytes)
+                .is_none_or(|e| e > 1u64 << cfg.pa_bits)
+        {
+            frames.free_frames(root, root_pages);
             return Err(P2mError::BadFrame { pa: root });
         }
         const ZEROS: [u8; 512] = [0; 512];
@@ -755,7 +809,14 @@ impl Stage2 {
             }
         }
         mem.clean_dcache(root, bytes as usize);
-        Ok(Stage2 { vmid, cfg, root, start_level, root_pages, tables: 0 })
+        Ok(Stage2 {
+            vmid,
+            cfg,
+            root,
+            start_level,
+            root_pages,
+            tables: 0,
+        })
     }
 
     pub fn vmid(&self) -> u16 {
@@ -814,10 +875,10 @@ impl Stage2 {
     }
 
     fn check_ipa_range(&self, ipa: u64, size: u64) -> Result<(), P2mError> {
-        if ipa % PAGE_SIZE != 0 {
+        if !ipa.is_multiple_of(PAGE_SIZE) {
             return Err(P2mError::MisalignedIpa(ipa));
         }
-        if size % PAGE_SIZE != 0 {
+        if !size.is_multiple_of(PAGE_SIZE) {
             return Err(P2mError::MisalignedSize(size));
         }
         match ipa.checked_add(size) {
@@ -828,7 +889,7 @@ impl Stage2 {
 
     fn check_map_args(&self, ipa: u64, pa: u64, size: u64) -> Result<(), P2mError> {
         self.check_ipa_range(ipa, size)?;
-        if pa % PAGE_SIZE != 0 {
+        if !pa.is_multiple_of(PAGE_SIZE) {
             return Err(P2mError::MisalignedPa(pa));
         }
         match pa.checked_add(size) {
@@ -861,7 +922,18 @@ impl Stage2 {
         if size == 0 {
             return Ok(());
         }
-        self.update(Op::Map { ipa, pa, attr: attr.desc_bits() }, ipa, ipa + size, frames, mem, tlb)
+        self.update(
+            Op::Map {
+                ipa,
+                pa,
+                attr: attr.desc_bits(),
+            },
+            ipa,
+            ipa + size,
+            frames,
+            mem,
+            tlb,
+        )
     }
 
     /// Like [`map`](Self::map), but fails with [`P2mError::AlreadyMapped`] (changing
@@ -885,7 +957,9 @@ impl Stage2 {
         self.check_map_args(ipa, pa, size)?;
         if let Some(first) = self.leaves_in(ipa, ipa.saturating_add(size), mem).next() {
             let leaf = first?;
-            return Err(P2mError::AlreadyMapped { ipa: leaf.ipa.max(ipa) });
+            return Err(P2mError::AlreadyMapped {
+                ipa: leaf.ipa.max(ipa),
+            });
         }
         self.map(ipa, pa, size, attr, frames, mem, tlb)
     }
@@ -970,12 +1044,29 @@ impl Stage2 {
 
     /// The leaf mappings that overlap `[start, end)`, in IPA order (whole leaves, which may
     /// extend beyond the range).
-    pub fn leaves_in<'m, M: PhysMem + ?Sized>(&self, start: u64, end: u64, mem: &'m M) -> Leaves<'m, M> {
+    pub fn leaves_in<'m, M: PhysMem + ?Sized>(
+        &self,
+        start: u64,
+        end: u64,
+        mem: &'m M,
+    ) -> Leaves<'m, M> {
         let end = end.min(self.ipa_limit());
-        let mut it = Leaves { mem, end, stack: [WalkFrame::default(); 4], depth: 0, start };
+        let mut it = Leaves {
+            mem,
+            end,
+            stack: [WalkFrame::default(); 4],
+            depth: 0,
+            start,
+        };
         if start < end {
             let (first, last) = index_span(self.start_level, 0, start, end);
-            it.stack[0] = WalkFrame { level: self.start_level, table: self.root, tbase: 0, idx: first, last };
+            it.stack[0] = WalkFrame {
+                level: self.start_level,
+                table: self.root,
+                tbase: 0,
+                idx: first,
+                last,
+            };
             it.depth = 1;
         }
         it
@@ -1043,7 +1134,13 @@ impl<M: PhysMem + ?Sized> Iterator for Leaves<'_, M> {
                 self.depth -= 1;
                 continue;
             }
-            let WalkFrame { level, table, tbase, idx, .. } = *f;
+            let WalkFrame {
+                level,
+                table,
+                tbase,
+                idx,
+                ..
+            } = *f;
             f.idx += 1;
             let size = entry_size(level);
             let ebase = tbase + idx as u64 * size;
@@ -1055,14 +1152,24 @@ impl<M: PhysMem + ?Sized> Iterator for Leaves<'_, M> {
                 }
             };
             if is_leaf(d, level) {
-                return Some(Ok(S2Leaf { ipa: ebase, pa: d & ADDR_MASK, size, attr: S2Attr::from_desc(d) }));
+                return Some(Ok(S2Leaf {
+                    ipa: ebase,
+                    pa: d & ADDR_MASK,
+                    size,
+                    attr: S2Attr::from_desc(d),
+                }));
             }
             if is_table(d, level) && self.depth < self.stack.len() {
                 let s = self.start.max(ebase);
                 let e = self.end.min(ebase + size);
                 let (first, last) = index_span(level + 1, ebase, s, e);
-                self.stack[self.depth] =
-                    WalkFrame { level: level + 1, table: d & ADDR_MASK, tbase: ebase, idx: first, last };
+                self.stack[self.depth] = WalkFrame {
+                    level: level + 1,
+                    table: d & ADDR_MASK,
+                    tbase: ebase,
+                    idx: first,
+                    last,
+                };
                 self.depth += 1;
             }
         }

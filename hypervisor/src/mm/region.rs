@@ -48,7 +48,10 @@ impl fmt::Display for RegionError {
                 write!(f, "range {base:#x}+{size:#x} is not entirely free")
             }
             RegionError::NotAllocated { base, size } => {
-                write!(f, "range {base:#x}+{size:#x} is not allocated RAM (double free?)")
+                write!(
+                    f,
+                    "range {base:#x}+{size:#x} is not allocated RAM (double free?)"
+                )
             }
             RegionError::TooManyRanges => write!(f, "too many disjoint ranges"),
         }
@@ -71,7 +74,10 @@ struct SpanSet<const N: usize> {
 
 impl<const N: usize> SpanSet<N> {
     const fn new() -> Self {
-        SpanSet { spans: [Span { start: 0, end: 0 }; N], len: 0 }
+        SpanSet {
+            spans: [Span { start: 0, end: 0 }; N],
+            len: 0,
+        }
     }
 
     fn iter(&self) -> impl Iterator<Item = Span> + '_ {
@@ -135,8 +141,14 @@ impl<const N: usize> SpanSet<N> {
         let mut i = self.spans[..self.len].partition_point(|x| x.end <= s.start);
         while i < self.len && self.spans[i].start < s.end {
             let x = self.spans[i];
-            let left = Span { start: x.start, end: s.start };
-            let right = Span { start: s.end, end: x.end };
+            let left = Span {
+                start: x.start,
+                end: s.start,
+            };
+            let right = Span {
+                start: s.end,
+                end: x.end,
+            };
             match (left.start < left.end, right.start < right.end) {
                 (true, true) => {
                     self.spans[i] = left;
@@ -194,7 +206,11 @@ impl Default for RegionAllocator {
 impl RegionAllocator {
     /// An allocator with no memory.
     pub const fn new() -> Self {
-        RegionAllocator { ram: SpanSet::new(), reserved: SpanSet::new(), free: SpanSet::new() }
+        RegionAllocator {
+            ram: SpanSet::new(),
+            reserved: SpanSet::new(),
+            free: SpanSet::new(),
+        }
     }
 
     /// Add a bank of RAM. Parts already reserved stay unavailable. Fails if it overlaps RAM
@@ -259,7 +275,7 @@ impl RegionAllocator {
     /// Allocate exactly `[base, base + size)` (size rounded up to pages). `base` must be page
     /// aligned and the whole range free.
     pub fn alloc_at(&mut self, base: u64, size: u64) -> Result<(), RegionError> {
-        if base % PAGE_SIZE != 0 {
+        if !base.is_multiple_of(PAGE_SIZE) {
             return Err(RegionError::Misaligned { base });
         }
         let s = span(base, size)?;
@@ -274,7 +290,7 @@ impl RegionAllocator {
     /// Return `[base, base + size)` (size rounded up to pages), coalescing with free
     /// neighbours. It must be RAM, unreserved and entirely allocated (catches double frees).
     pub fn free(&mut self, base: u64, size: u64) -> Result<(), RegionError> {
-        if base % PAGE_SIZE != 0 {
+        if !base.is_multiple_of(PAGE_SIZE) {
             return Err(RegionError::Misaligned { base });
         }
         let s = span(base, size)?;
@@ -298,7 +314,9 @@ impl RegionAllocator {
 
     /// Is every byte of `[base, base + size)` free?
     pub fn is_free(&self, base: u64, size: u64) -> bool {
-        span(base, size).map(|s| self.free.contains(s)).unwrap_or(false)
+        span(base, size)
+            .map(|s| self.free.contains(s))
+            .unwrap_or(false)
     }
 }
 
@@ -346,7 +364,10 @@ mod tests {
         a.reserve(0x4020_0000, 0x1234).unwrap(); // rounds out to 2 pages
         assert_eq!(
             ranges(&a),
-            vec![(0x4000_0000, 0x20_0000), (0x4020_2000, 64 * MIB - 0x20_2000)]
+            vec![
+                (0x4000_0000, 0x20_0000),
+                (0x4020_2000, 64 * MIB - 0x20_2000)
+            ]
         );
         assert_eq!(a.total_free(), 64 * MIB - 0x2000);
         // Lowest fit with 2 MiB alignment skips the hole's partial 2 MiB.
@@ -363,21 +384,48 @@ mod tests {
     #[test]
     fn errors_not_panics() {
         let mut a = RegionAllocator::new();
-        assert_eq!(a.add(u64::MAX - 10, 100), Err(RegionError::BadRange { base: u64::MAX - 10, size: 100 }));
+        assert_eq!(
+            a.add(u64::MAX - 10, 100),
+            Err(RegionError::BadRange {
+                base: u64::MAX - 10,
+                size: 100
+            })
+        );
         assert!(matches!(a.add(0, 0), Err(RegionError::BadRange { .. })));
         a.add(0x1000_0000, 16 * MIB).unwrap();
-        assert!(matches!(a.add(0x1080_0000, 16 * MIB), Err(RegionError::OverlapsRam { .. })));
+        assert!(matches!(
+            a.add(0x1080_0000, 16 * MIB),
+            Err(RegionError::OverlapsRam { .. })
+        ));
         assert_eq!(a.alloc(0, 4096), None);
         assert_eq!(a.alloc(4096, 3), None);
         assert_eq!(a.alloc(32 * MIB, 4096), None);
-        assert!(matches!(a.free(0x1000_0000, 4096), Err(RegionError::NotAllocated { .. })));
-        assert!(matches!(a.free(0x1000_0001, 4096), Err(RegionError::Misaligned { .. })));
-        assert!(matches!(a.free(0x9000_0000, 4096), Err(RegionError::NotAllocated { .. })));
+        assert!(matches!(
+            a.free(0x1000_0000, 4096),
+            Err(RegionError::NotAllocated { .. })
+        ));
+        assert!(matches!(
+            a.free(0x1000_0001, 4096),
+            Err(RegionError::Misaligned { .. })
+        ));
+        assert!(matches!(
+            a.free(0x9000_0000, 4096),
+            Err(RegionError::NotAllocated { .. })
+        ));
         a.alloc_at(0x1010_0000, 4096).unwrap();
-        assert!(matches!(a.alloc_at(0x1010_0000, 4096), Err(RegionError::NotFree { .. })));
-        assert!(matches!(a.alloc_at(0x10ff_f000, 0x2000), Err(RegionError::NotFree { .. })));
+        assert!(matches!(
+            a.alloc_at(0x1010_0000, 4096),
+            Err(RegionError::NotFree { .. })
+        ));
+        assert!(matches!(
+            a.alloc_at(0x10ff_f000, 0x2000),
+            Err(RegionError::NotFree { .. })
+        ));
         a.free(0x1010_0000, 4096).unwrap();
-        assert!(matches!(a.free(0x1010_0000, 4096), Err(RegionError::NotAllocated { .. })));
+        assert!(matches!(
+            a.free(0x1010_0000, 4096),
+            Err(RegionError::NotAllocated { .. })
+        ));
         assert_eq!(a.total_free(), 16 * MIB);
         assert_eq!(a.alloc(usize::MAX as u64, 1 << 63), None);
     }
@@ -388,7 +436,10 @@ mod tests {
         a.reserve(0x2000, 0x1000).unwrap();
         a.add(0, 0x10000).unwrap();
         assert_eq!(ranges(&a), vec![(0, 0x2000), (0x3000, 0xd000)]);
-        assert!(matches!(a.free(0x2000, 0x1000), Err(RegionError::NotAllocated { .. })));
+        assert!(matches!(
+            a.free(0x2000, 0x1000),
+            Err(RegionError::NotAllocated { .. })
+        ));
         // Unaligned RAM rounds inward.
         a.add(0x10_0800, 0x2000).unwrap();
         assert!(a.is_free(0x10_1000, 0x1000));
@@ -494,8 +545,8 @@ mod tests {
                     Op::Reserve(b, s) => {
                         a.reserve(b, s).unwrap();
                         let p0 = (b / 4096) as usize;
-                        let p1 = ((b + s + 4095) / 4096) as usize;
-                        for p in p0..p1.min(PAGES) { model[p] = false; }
+                        let p1 = (b + s).div_ceil(4096) as usize;
+                        for m in model.iter_mut().take(p1.min(PAGES)).skip(p0) { *m = false; }
                         // Live allocations overlapping a reservation can no longer be freed.
                         live.retain(|&(lb, ls)| lb + ls <= p0 as u64 * 4096 || lb >= p1 as u64 * 4096);
                     }

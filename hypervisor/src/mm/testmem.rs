@@ -14,9 +14,18 @@ use super::{FrameAlloc, RegionAllocator, TlbOps, PAGE_SIZE};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// An 8-byte aligned descriptor write: old and new value.
-    Write { pa: u64, old: u64, new: u64 },
-    InvIpa { vmid: u16, ipa: u64 },
-    InvVmid { vmid: u16 },
+    Write {
+        pa: u64,
+        old: u64,
+        new: u64,
+    },
+    InvIpa {
+        vmid: u16,
+        ipa: u64,
+    },
+    InvVmid {
+        vmid: u16,
+    },
     Sync,
 }
 
@@ -54,13 +63,19 @@ impl TestMem {
     }
 
     pub fn tlb(&self) -> RecTlb {
-        RecTlb { shared: self.shared.clone() }
+        RecTlb {
+            shared: self.shared.clone(),
+        }
     }
 
     fn range(&self, pa: u64, len: usize) -> Result<core::ops::Range<usize>, MemError> {
         let size = self.bytes.borrow().len() as u64;
-        let off = pa.checked_sub(self.base).ok_or(MemError::NotMemory { pa })?;
-        let end = off.checked_add(len as u64).ok_or(MemError::NotMemory { pa })?;
+        let off = pa
+            .checked_sub(self.base)
+            .ok_or(MemError::NotMemory { pa })?;
+        let end = off
+            .checked_add(len as u64)
+            .ok_or(MemError::NotMemory { pa })?;
         if end > size {
             return Err(MemError::NotMemory { pa });
         }
@@ -91,7 +106,11 @@ impl TestMem {
         let s = self.shared.borrow();
         assert!(s.violations.is_empty(), "violations: {:?}", s.violations);
         assert!(s.dirty.is_empty(), "uncleaned lines: {:x?}", s.dirty);
-        assert!(s.stale.is_empty(), "invalid entries not yet invalidated+synced: {:x?}", s.stale);
+        assert!(
+            s.stale.is_empty(),
+            "invalid entries not yet invalidated+synced: {:x?}",
+            s.stale
+        );
     }
 }
 
@@ -167,7 +186,8 @@ impl RecTlb {
         let mut s = self.shared.borrow_mut();
         if !s.dirty.is_empty() {
             let d = s.dirty.clone();
-            s.violations.push(format!("TLB maintenance with uncleaned table lines {d:x?}"));
+            s.violations
+                .push(format!("TLB maintenance with uncleaned table lines {d:x?}"));
         }
         // The model does not know which IPA a slot maps, so any invalidation counts; the
         // unit tests check the IPAs exactly from the log.
@@ -213,7 +233,12 @@ impl TestFrames {
     pub fn new(mem: &TestMem, base: u64, len: u64) -> Self {
         let mut inner = RegionAllocator::new();
         inner.add(base, len).unwrap();
-        TestFrames { inner, outstanding: 0, budget: None, shared: mem.shared.clone() }
+        TestFrames {
+            inner,
+            outstanding: 0,
+            budget: None,
+            shared: mem.shared.clone(),
+        }
     }
 
     /// A frame just handed out is unreachable by the walker: its old slots are not stale.
@@ -253,7 +278,9 @@ impl FrameAlloc for TestFrames {
         Some(f)
     }
     fn free_frame(&mut self, pa: u64) {
-        self.inner.free(pa, PAGE_SIZE).expect("freeing a frame that is not allocated");
+        self.inner
+            .free(pa, PAGE_SIZE)
+            .expect("freeing a frame that is not allocated");
         self.outstanding -= 1;
     }
     fn alloc_frames(&mut self, count: usize) -> Option<u64> {

@@ -37,13 +37,43 @@ fn stage2(e: &mut Env, ipa_bits: u8, pa_bits: u8) -> Stage2 {
 }
 
 impl Env {
-    fn map(&mut self, s: &mut Stage2, ipa: u64, pa: u64, size: u64, attr: S2Attr) -> Result<(), P2mError> {
-        let r = s.map(ipa, pa, size, attr, &mut self.frames, &self.mem, &mut self.tlb);
+    fn map(
+        &mut self,
+        s: &mut Stage2,
+        ipa: u64,
+        pa: u64,
+        size: u64,
+        attr: S2Attr,
+    ) -> Result<(), P2mError> {
+        let r = s.map(
+            ipa,
+            pa,
+            size,
+            attr,
+            &mut self.frames,
+            &self.mem,
+            &mut self.tlb,
+        );
         self.mem.check_quiescent();
         r
     }
-    fn map_new(&mut self, s: &mut Stage2, ipa: u64, pa: u64, size: u64, attr: S2Attr) -> Result<(), P2mError> {
-        let r = s.map_new(ipa, pa, size, attr, &mut self.frames, &self.mem, &mut self.tlb);
+    fn map_new(
+        &mut self,
+        s: &mut Stage2,
+        ipa: u64,
+        pa: u64,
+        size: u64,
+        attr: S2Attr,
+    ) -> Result<(), P2mError> {
+        let r = s.map_new(
+            ipa,
+            pa,
+            size,
+            attr,
+            &mut self.frames,
+            &self.mem,
+            &mut self.tlb,
+        );
         self.mem.check_quiescent();
         r
     }
@@ -73,7 +103,11 @@ impl Env {
 }
 
 fn tr(pa: u64, attr: S2Attr, size_of_leaf: u64) -> Option<S2Translation> {
-    Some(S2Translation { pa, attr, size_of_leaf })
+    Some(S2Translation {
+        pa,
+        attr,
+        size_of_leaf,
+    })
 }
 
 // ---- registers ------------------------------------------------------------------------
@@ -122,11 +156,22 @@ fn unsupported_configs_are_errors() {
     let mut e = env();
     for (ipa_bits, pa_bits) in [(31, 40), (49, 48), (40, 36), (39, 52), (39, 0), (64, 64)] {
         let r = Stage2::new(1, Stage2Config { ipa_bits, pa_bits }, &mut e.frames, &e.mem);
-        assert_eq!(r.unwrap_err(), P2mError::UnsupportedConfig { ipa_bits, pa_bits });
+        assert_eq!(
+            r.unwrap_err(),
+            P2mError::UnsupportedConfig { ipa_bits, pa_bits }
+        );
     }
     assert_eq!(e.frames.outstanding, 0);
     e.frames.budget = Some(1);
-    let r = Stage2::new(1, Stage2Config { ipa_bits: 40, pa_bits: 40 }, &mut e.frames, &e.mem);
+    let r = Stage2::new(
+        1,
+        Stage2Config {
+            ipa_bits: 40,
+            pa_bits: 40,
+        },
+        &mut e.frames,
+        &e.mem,
+    );
     assert_eq!(r.unwrap_err(), P2mError::OutOfFrames { needed: 2 });
 }
 
@@ -136,20 +181,28 @@ fn unsupported_configs_are_errors() {
 fn page_descriptor_bits() {
     let mut e = env();
     let mut s = stage2(&mut e, 39, 40);
-    e.map(&mut s, 0x1000, 0x4_0000_3000, KIB4, S2Attr::RAM_RWX).unwrap();
+    e.map(&mut s, 0x1000, 0x4_0000_3000, KIB4, S2Attr::RAM_RWX)
+        .unwrap();
     let (d, level) = e.leaf_desc(&s, 0x1000);
     assert_eq!(level, 3);
     // MemAttr 1111, S2AP 11, SH 11, AF, page.
     assert_eq!(d, 0x4_0000_3000 | 0x7ff);
-    e.map(&mut s, 0x2000, 0x900_0000, KIB4, S2Attr::DEVICE_RW).unwrap();
+    e.map(&mut s, 0x2000, 0x900_0000, KIB4, S2Attr::DEVICE_RW)
+        .unwrap();
     let (d, _) = e.leaf_desc(&s, 0x2000);
     // MemAttr 0001, S2AP 11, SH 10, AF, XN, page.
     assert_eq!(d, 0x900_0000 | (1 << 54) | 0x400 | 0x200 | 0xc0 | 0x4 | 0x3);
     e.map(&mut s, 0x3000, 0x5000, KIB4, S2Attr::RAM_RO).unwrap();
     let (d, _) = e.leaf_desc(&s, 0x3000);
     assert_eq!(d, 0x5000 | (1 << 54) | 0x400 | 0x300 | 0x40 | 0x3c | 0x3);
-    assert_eq!(s.lookup(0x1234, &e.mem), tr(0x4_0000_3234, S2Attr::RAM_RWX, KIB4));
-    assert_eq!(s.lookup(0x2008, &e.mem), tr(0x900_0008, S2Attr::DEVICE_RW, KIB4));
+    assert_eq!(
+        s.lookup(0x1234, &e.mem),
+        tr(0x4_0000_3234, S2Attr::RAM_RWX, KIB4)
+    );
+    assert_eq!(
+        s.lookup(0x2008, &e.mem),
+        tr(0x900_0008, S2Attr::DEVICE_RW, KIB4)
+    );
     assert_eq!(s.lookup(0x4000, &e.mem), None);
     assert_eq!(s.table_frames(), 2);
 }
@@ -158,7 +211,12 @@ fn page_descriptor_bits() {
 fn attr_roundtrip() {
     for mem in [S2MemType::NormalWb, S2MemType::Device] {
         for bits in 0..8u8 {
-            let a = S2Attr { mem, read: bits & 1 != 0, write: bits & 2 != 0, exec: bits & 4 != 0 };
+            let a = S2Attr {
+                mem,
+                read: bits & 1 != 0,
+                write: bits & 2 != 0,
+                exec: bits & 4 != 0,
+            };
             assert_eq!(S2Attr::from_desc(a.desc_bits()), a);
             assert_ne!(a.desc_bits() & DESC_AF, 0);
         }
@@ -174,20 +232,47 @@ fn blocks_at_each_level() {
     assert_eq!(s.table_frames(), 0);
     let (d, level) = e.leaf_desc(&s, GIB);
     assert_eq!((level, d & 3), (1, 1));
-    assert_eq!(s.lookup(GIB + 0x1234_5678, &e.mem), tr(2 * GIB + 0x1234_5678, S2Attr::RAM_RWX, GIB));
+    assert_eq!(
+        s.lookup(GIB + 0x1234_5678, &e.mem),
+        tr(2 * GIB + 0x1234_5678, S2Attr::RAM_RWX, GIB)
+    );
     // 2 MiB blocks: one level-2 table.
-    e.map(&mut s, 4 * GIB, 0x1_0020_0000, 2 * MIB2, S2Attr::RAM_RW).unwrap();
+    e.map(&mut s, 4 * GIB, 0x1_0020_0000, 2 * MIB2, S2Attr::RAM_RW)
+        .unwrap();
     assert_eq!(s.table_frames(), 1);
-    assert_eq!(s.lookup(4 * GIB + MIB2 + 8, &e.mem), tr(0x1_0040_0008, S2Attr::RAM_RW, MIB2));
+    assert_eq!(
+        s.lookup(4 * GIB + MIB2 + 8, &e.mem),
+        tr(0x1_0040_0008, S2Attr::RAM_RW, MIB2)
+    );
     // IPA and size block aligned but PA only page aligned: pages.
-    e.map(&mut s, 8 * GIB, 0x1_0000_1000, MIB2, S2Attr::RAM_RW).unwrap();
+    e.map(&mut s, 8 * GIB, 0x1_0000_1000, MIB2, S2Attr::RAM_RW)
+        .unwrap();
     assert_eq!(s.table_frames(), 3);
-    assert_eq!(s.lookup(8 * GIB + 0x1f_f000, &e.mem), tr(0x1_0020_0000, S2Attr::RAM_RW, KIB4));
+    assert_eq!(
+        s.lookup(8 * GIB + 0x1f_f000, &e.mem),
+        tr(0x1_0020_0000, S2Attr::RAM_RW, KIB4)
+    );
     // A range that starts and ends on pages but spans a 2 MiB aligned block in the middle.
-    e.map(&mut s, 12 * GIB - KIB4, 0x2_0000_0000 - KIB4, MIB2 + 2 * KIB4, S2Attr::RAM_RW).unwrap();
-    assert_eq!(s.lookup(12 * GIB, &e.mem), tr(0x2_0000_0000, S2Attr::RAM_RW, MIB2));
-    assert_eq!(s.lookup(12 * GIB - KIB4, &e.mem).unwrap().size_of_leaf, KIB4);
-    assert_eq!(s.lookup(12 * GIB + MIB2, &e.mem).unwrap().size_of_leaf, KIB4);
+    e.map(
+        &mut s,
+        12 * GIB - KIB4,
+        0x2_0000_0000 - KIB4,
+        MIB2 + 2 * KIB4,
+        S2Attr::RAM_RW,
+    )
+    .unwrap();
+    assert_eq!(
+        s.lookup(12 * GIB, &e.mem),
+        tr(0x2_0000_0000, S2Attr::RAM_RW, MIB2)
+    );
+    assert_eq!(
+        s.lookup(12 * GIB - KIB4, &e.mem).unwrap().size_of_leaf,
+        KIB4
+    );
+    assert_eq!(
+        s.lookup(12 * GIB + MIB2, &e.mem).unwrap().size_of_leaf,
+        KIB4
+    );
     let leaves = e.leaves(&s);
     let sizes: Vec<u64> = leaves.iter().map(|l| l.size).collect();
     assert_eq!(&sizes[..3], &[GIB, MIB2, MIB2]);
@@ -204,13 +289,20 @@ fn ipa_40_bits_uses_second_root_table() {
     // Entry 1023 of the concatenated root = entry 511 of its second page.
     let d = e.mem.read_u64(s.root_pa() + 0x1000 + 511 * 8).unwrap();
     assert_eq!(d & 3, 1);
-    assert_eq!(s.lookup(high + 5, &e.mem), tr(GIB + 5, S2Attr::RAM_RWX, GIB));
+    assert_eq!(
+        s.lookup(high + 5, &e.mem),
+        tr(GIB + 5, S2Attr::RAM_RWX, GIB)
+    );
     assert_eq!(
         e.map(&mut s, 1 << 40, 0, KIB4, S2Attr::RAM_RWX),
-        Err(P2mError::IpaOutOfRange { ipa: 1 << 40, size: KIB4 })
+        Err(P2mError::IpaOutOfRange {
+            ipa: 1 << 40,
+            size: KIB4
+        })
     );
     assert_eq!(s.lookup(1 << 40, &e.mem), None);
-    e.map(&mut s, (1 << 39) - KIB4, 0x1000, 2 * KIB4, S2Attr::RAM_RW).unwrap();
+    e.map(&mut s, (1 << 39) - KIB4, 0x1000, 2 * KIB4, S2Attr::RAM_RW)
+        .unwrap();
     let l: Vec<S2Leaf> = e.leaves(&s);
     assert_eq!(l.len(), 3);
     assert_eq!(l[1].ipa, 1 << 39);
@@ -220,7 +312,9 @@ fn ipa_40_bits_uses_second_root_table() {
 
 /// Index of the first event matching `f`.
 fn pos(log: &[Event], f: impl Fn(&Event) -> bool) -> usize {
-    log.iter().position(f).unwrap_or_else(|| panic!("event not found in {log:#x?}"))
+    log.iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("event not found in {log:#x?}"))
 }
 
 #[test]
@@ -234,38 +328,74 @@ fn partial_unmap_splits_1g_block_with_bbm() {
     e.unmap(&mut s, GIB + 3 * MIB2 + 5 * KIB4, KIB4).unwrap();
     let log = e.mem.take_log();
     // The block is broken, invalidated, synced, and only then replaced by the table.
-    let broke = pos(&log, |ev| *ev == Event::Write { pa: slot, old: block, new: 0 });
+    let broke = pos(&log, |ev| {
+        *ev == Event::Write {
+            pa: slot,
+            old: block,
+            new: 0,
+        }
+    });
     let inv = pos(&log, |ev| *ev == Event::InvIpa { vmid: 7, ipa: GIB });
     let sync = broke + pos(&log[broke..], |ev| *ev == Event::Sync);
-    let made = pos(&log, |ev| matches!(ev, Event::Write { pa, old: 0, new } if *pa == slot && new & 3 == 3));
+    let made = pos(
+        &log,
+        |ev| matches!(ev, Event::Write { pa, old: 0, new } if *pa == slot && new & 3 == 3),
+    );
     assert!(broke < inv && inv < sync && sync < made, "{log:#x?}");
     // The unmapped page was invalidated by IPA, after its entry was cleared.
     let page_ipa = GIB + 3 * MIB2 + 5 * KIB4;
-    let inv_page = pos(&log, |ev| *ev == Event::InvIpa { vmid: 7, ipa: page_ipa });
-    let cleared = pos(&log, |ev| matches!(ev, Event::Write { new: 0, old, .. } if old & 0xfff == 0x7ff && old & ADDR_MASK == page_ipa - GIB));
+    let inv_page = pos(&log, |ev| {
+        *ev == Event::InvIpa {
+            vmid: 7,
+            ipa: page_ipa,
+        }
+    });
+    let cleared = pos(
+        &log,
+        |ev| matches!(ev, Event::Write { new: 0, old, .. } if old & 0xfff == 0x7ff && old & ADDR_MASK == page_ipa - GIB),
+    );
     assert!(cleared < inv_page);
     assert_eq!(*log.last().unwrap(), Event::Sync);
 
     assert_eq!(s.table_frames(), 2);
     assert_eq!(s.lookup(page_ipa, &e.mem), None);
-    assert_eq!(s.lookup(page_ipa - KIB4, &e.mem), tr(page_ipa - KIB4 - GIB, S2Attr::RAM_RWX, KIB4));
-    assert_eq!(s.lookup(page_ipa + KIB4, &e.mem), tr(page_ipa + KIB4 - GIB, S2Attr::RAM_RWX, KIB4));
+    assert_eq!(
+        s.lookup(page_ipa - KIB4, &e.mem),
+        tr(page_ipa - KIB4 - GIB, S2Attr::RAM_RWX, KIB4)
+    );
+    assert_eq!(
+        s.lookup(page_ipa + KIB4, &e.mem),
+        tr(page_ipa + KIB4 - GIB, S2Attr::RAM_RWX, KIB4)
+    );
     assert_eq!(s.lookup(GIB, &e.mem), tr(0, S2Attr::RAM_RWX, MIB2));
-    assert_eq!(s.lookup(2 * GIB - 1, &e.mem), tr(GIB - 1, S2Attr::RAM_RWX, MIB2));
+    assert_eq!(
+        s.lookup(2 * GIB - 1, &e.mem),
+        tr(GIB - 1, S2Attr::RAM_RWX, MIB2)
+    );
     assert_eq!(e.leaves(&s).len(), 511 + 511);
 
     // Mapping the page back merges all the way up to the 1 GiB block again.
     e.mem.set_logging(true);
-    e.map(&mut s, page_ipa, page_ipa - GIB, KIB4, S2Attr::RAM_RWX).unwrap();
+    e.map(&mut s, page_ipa, page_ipa - GIB, KIB4, S2Attr::RAM_RWX)
+        .unwrap();
     let log = e.mem.take_log();
     assert_eq!(s.table_frames(), 0);
     assert_eq!(e.mem.read_u64(slot).unwrap(), block);
     assert_eq!(e.frames.outstanding, 1);
     // Merges break the table entry and invalidate the whole VMID before the block goes in.
-    let broke = pos(&log, |ev| matches!(ev, Event::Write { pa, old, new: 0 } if *pa == slot && old & 3 == 3));
+    let broke = pos(
+        &log,
+        |ev| matches!(ev, Event::Write { pa, old, new: 0 } if *pa == slot && old & 3 == 3),
+    );
     let inv = broke + pos(&log[broke..], |ev| *ev == Event::InvVmid { vmid: 7 });
     let sync = inv + pos(&log[inv..], |ev| *ev == Event::Sync);
-    let made = pos(&log, |ev| *ev == Event::Write { pa: slot, old: 0, new: block });
+    let made = pos(&log, |ev| {
+        *ev == Event::Write {
+            pa: slot,
+            old: 0,
+            new: block,
+        }
+    });
     assert!(broke < inv && inv < sync && sync < made, "{log:#x?}");
 }
 
@@ -278,24 +408,78 @@ fn pages_merge_into_2m_block_and_frame_is_freed() {
     // Map in a scrambled order, one page at a time.
     for i in 0..512u64 {
         let p = (i * 97) % 512;
-        e.map(&mut s, base_ipa + p * KIB4, base_pa + p * KIB4, KIB4, S2Attr::RAM_RW).unwrap();
+        e.map(
+            &mut s,
+            base_ipa + p * KIB4,
+            base_pa + p * KIB4,
+            KIB4,
+            S2Attr::RAM_RW,
+        )
+        .unwrap();
         if i < 511 {
             assert_eq!(s.table_frames(), 2);
         }
     }
     assert_eq!(s.table_frames(), 1);
     assert_eq!(e.frames.outstanding, 2);
-    assert_eq!(s.lookup(base_ipa + 0x1234, &e.mem), tr(base_pa + 0x1234, S2Attr::RAM_RW, MIB2));
-    // Different attributes on one page stop a merge; a misaligned PA run too.
+    assert_eq!(
+        s.lookup(base_ipa + 0x1234, &e.mem),
+        tr(base_pa + 0x1234, S2Attr::RAM_RW, MIB2)
+    );
+    // Different attributes on one page stop a merge (and split a block).
     let other = 5 * GIB;
-    e.map(&mut s, other, 0x10_0000, MIB2 - KIB4, S2Attr::RAM_RW).unwrap();
-    e.map(&mut s, other + MIB2 - KIB4, 0x10_0000 + MIB2 - KIB4, KIB4, S2Attr::RAM_RO).unwrap();
-    assert_eq!(s.lookup(other, &e.mem).unwrap().size_of_leaf, KIB4);
-    e.map(&mut s, other + MIB2 - KIB4, 0x10_0000 + MIB2 - KIB4, KIB4, S2Attr::RAM_RW).unwrap();
-    assert_eq!(s.lookup(other, &e.mem).unwrap().size_of_leaf, KIB4, "PA 1 MiB aligned: no block");
+    e.map(&mut s, other, 0x40_0000, MIB2, S2Attr::RAM_RW)
+        .unwrap();
+    e.map(
+        &mut s,
+        other + MIB2 - KIB4,
+        0x40_0000 + MIB2 - KIB4,
+        KIB4,
+        S2Attr::RAM_RO,
+    )
+    .unwrap();
+    assert_eq!(s.lookup(other, &e.mem), tr(0x40_0000, S2Attr::RAM_RW, KIB4));
+    assert_eq!(
+        s.lookup(other + MIB2 - 1, &e.mem),
+        tr(0x60_0000 - 1, S2Attr::RAM_RO, KIB4)
+    );
+    e.map(
+        &mut s,
+        other + MIB2 - KIB4,
+        0x40_0000 + MIB2 - KIB4,
+        KIB4,
+        S2Attr::RAM_RW,
+    )
+    .unwrap();
+    assert_eq!(s.lookup(other, &e.mem), tr(0x40_0000, S2Attr::RAM_RW, MIB2));
+    // A contiguous run whose PA is not 2 MiB aligned stays pages.
+    let misaligned = 7 * GIB;
+    e.map(&mut s, misaligned, 0x10_0000, MIB2 - KIB4, S2Attr::RAM_RW)
+        .unwrap();
+    e.map(
+        &mut s,
+        misaligned + MIB2 - KIB4,
+        0x10_0000 + MIB2 - KIB4,
+        KIB4,
+        S2Attr::RAM_RW,
+    )
+    .unwrap();
+    assert_eq!(
+        s.lookup(misaligned, &e.mem).unwrap().size_of_leaf,
+        KIB4,
+        "PA 1 MiB aligned: no block"
+    );
     let again = 6 * GIB;
-    e.map(&mut s, again, 0x20_0000, MIB2 - KIB4, S2Attr::RAM_RW).unwrap();
-    e.map(&mut s, again + MIB2 - KIB4, 0x20_0000 + MIB2 - KIB4, KIB4, S2Attr::RAM_RW).unwrap();
+    e.map(&mut s, again, 0x20_0000, MIB2 - KIB4, S2Attr::RAM_RW)
+        .unwrap();
+    e.map(
+        &mut s,
+        again + MIB2 - KIB4,
+        0x20_0000 + MIB2 - KIB4,
+        KIB4,
+        S2Attr::RAM_RW,
+    )
+    .unwrap();
     assert_eq!(s.lookup(again, &e.mem).unwrap().size_of_leaf, MIB2);
 }
 
@@ -303,27 +487,58 @@ fn pages_merge_into_2m_block_and_frame_is_freed() {
 fn attribute_change_is_break_before_make() {
     let mut e = env();
     let mut s = stage2(&mut e, 39, 40);
-    e.map(&mut s, 0x10_0000, 0x20_0000, 4 * KIB4, S2Attr::RAM_RWX).unwrap();
+    e.map(&mut s, 0x10_0000, 0x20_0000, 4 * KIB4, S2Attr::RAM_RWX)
+        .unwrap();
     e.mem.set_logging(true);
-    e.map(&mut s, 0x10_1000, 0x20_1000, KIB4, S2Attr::RAM_RO).unwrap();
+    e.map(&mut s, 0x10_1000, 0x20_1000, KIB4, S2Attr::RAM_RO)
+        .unwrap();
     let log = e.mem.take_log();
-    let writes: Vec<&Event> = log.iter().filter(|ev| matches!(ev, Event::Write { .. })).collect();
+    let writes: Vec<&Event> = log
+        .iter()
+        .filter(|ev| matches!(ev, Event::Write { .. }))
+        .collect();
     assert_eq!(writes.len(), 2, "{log:#x?}");
-    let Event::Write { pa: slot, old, new: 0 } = *writes[0] else { panic!("{log:#x?}") };
+    let Event::Write {
+        pa: slot,
+        old,
+        new: 0,
+    } = *writes[0]
+    else {
+        panic!("{log:#x?}")
+    };
     assert_eq!(old & ADDR_MASK, 0x20_1000);
-    let inv = pos(&log, |ev| *ev == Event::InvIpa { vmid: 7, ipa: 0x10_1000 });
+    let inv = pos(&log, |ev| {
+        *ev == Event::InvIpa {
+            vmid: 7,
+            ipa: 0x10_1000,
+        }
+    });
     let sync = pos(&log, |ev| *ev == Event::Sync);
-    let made = pos(&log, |ev| matches!(ev, Event::Write { pa, old: 0, .. } if *pa == slot));
+    let made = pos(
+        &log,
+        |ev| matches!(ev, Event::Write { pa, old: 0, .. } if *pa == slot),
+    );
     assert!(inv < sync && sync < made);
-    assert_eq!(s.lookup(0x10_1000, &e.mem), tr(0x20_1000, S2Attr::RAM_RO, KIB4));
+    assert_eq!(
+        s.lookup(0x10_1000, &e.mem),
+        tr(0x20_1000, S2Attr::RAM_RO, KIB4)
+    );
     // Re-mapping an identical translation writes nothing and invalidates nothing.
     e.mem.set_logging(true);
-    e.map(&mut s, 0x10_0000, 0x20_0000, KIB4, S2Attr::RAM_RWX).unwrap();
+    e.map(&mut s, 0x10_0000, 0x20_0000, KIB4, S2Attr::RAM_RWX)
+        .unwrap();
     assert_eq!(e.mem.take_log(), vec![]);
     // Nor does mapping a sub-range of a block with the block's own translation.
     e.map(&mut s, GIB, 0, GIB, S2Attr::RAM_RWX).unwrap();
     e.mem.set_logging(true);
-    e.map(&mut s, GIB + MIB2 + KIB4, MIB2 + KIB4, KIB4, S2Attr::RAM_RWX).unwrap();
+    e.map(
+        &mut s,
+        GIB + MIB2 + KIB4,
+        MIB2 + KIB4,
+        KIB4,
+        S2Attr::RAM_RWX,
+    )
+    .unwrap();
     assert_eq!(e.mem.take_log(), vec![]);
 }
 
@@ -332,7 +547,14 @@ fn map_over_table_with_a_block_frees_the_subtree() {
     let mut e = env();
     let mut s = stage2(&mut e, 39, 40);
     for i in 0..8u64 {
-        e.map(&mut s, GIB + i * MIB2 + KIB4, 0x1000 * i, KIB4, S2Attr::RAM_RW).unwrap();
+        e.map(
+            &mut s,
+            GIB + i * MIB2 + KIB4,
+            0x1000 * i,
+            KIB4,
+            S2Attr::RAM_RW,
+        )
+        .unwrap();
     }
     assert_eq!(s.table_frames(), 9);
     e.mem.set_logging(true);
@@ -341,21 +563,37 @@ fn map_over_table_with_a_block_frees_the_subtree() {
     assert!(log.contains(&Event::InvVmid { vmid: 7 }));
     assert_eq!(s.table_frames(), 0);
     assert_eq!(e.frames.outstanding, 1);
-    assert_eq!(s.lookup(GIB + KIB4, &e.mem), tr(4 * GIB + KIB4, S2Attr::RAM_RWX, GIB));
+    assert_eq!(
+        s.lookup(GIB + KIB4, &e.mem),
+        tr(4 * GIB + KIB4, S2Attr::RAM_RWX, GIB)
+    );
 }
 
 #[test]
 fn unmap_everything_frees_all_tables_and_destroy_frees_root() {
     let mut e = env();
     let mut s = stage2(&mut e, 40, 40);
-    e.map(&mut s, 0, 0, 3 * GIB + 5 * MIB2 + 7 * KIB4, S2Attr::RAM_RWX).unwrap();
-    e.map(&mut s, (1 << 39) + KIB4, 0x1234_5000, 40 * KIB4, S2Attr::DEVICE_RW).unwrap();
+    e.map(&mut s, 0, 0, 3 * GIB + 5 * MIB2 + 7 * KIB4, S2Attr::RAM_RWX)
+        .unwrap();
+    e.map(
+        &mut s,
+        (1 << 39) + KIB4,
+        0x1234_5000,
+        40 * KIB4,
+        S2Attr::DEVICE_RW,
+    )
+    .unwrap();
     assert!(s.table_frames() > 0);
     // Unmapping a large range clears whole entries and invalidates the VMID once.
     e.mem.set_logging(true);
     e.unmap(&mut s, 0, 1 << 40).unwrap();
     let log = e.mem.take_log();
-    assert_eq!(log.iter().filter(|ev| matches!(ev, Event::InvVmid { .. })).count(), 1);
+    assert_eq!(
+        log.iter()
+            .filter(|ev| matches!(ev, Event::InvVmid { .. }))
+            .count(),
+        1
+    );
     assert_eq!(log.iter().filter(|ev| **ev == Event::Sync).count(), 1);
     assert_eq!(s.table_frames(), 0);
     assert_eq!(e.frames.outstanding, 2);
@@ -371,19 +609,36 @@ fn unmap_everything_frees_all_tables_and_destroy_frees_root() {
 fn small_unmap_invalidates_by_ipa_and_prunes_empty_tables() {
     let mut e = env();
     let mut s = stage2(&mut e, 39, 40);
-    e.map(&mut s, 0x40_0000, 0x80_0000, 3 * KIB4, S2Attr::RAM_RW).unwrap();
+    e.map(&mut s, 0x40_0000, 0x80_0000, 3 * KIB4, S2Attr::RAM_RW)
+        .unwrap();
     e.mem.set_logging(true);
     e.unmap(&mut s, 0x40_0000, 3 * KIB4).unwrap();
     let log = e.mem.take_log();
-    let invs: Vec<Event> = log.iter().copied().filter(|ev| !matches!(ev, Event::Write { .. })).collect();
+    let invs: Vec<Event> = log
+        .iter()
+        .copied()
+        .filter(|ev| !matches!(ev, Event::Write { .. }))
+        .collect();
     // Three pages, then the emptied level-3 and level-2 tables' entries (walk cache), one sync.
     assert_eq!(
         invs,
         vec![
-            Event::InvIpa { vmid: 7, ipa: 0x40_0000 },
-            Event::InvIpa { vmid: 7, ipa: 0x40_1000 },
-            Event::InvIpa { vmid: 7, ipa: 0x40_2000 },
-            Event::InvIpa { vmid: 7, ipa: 0x40_0000 },
+            Event::InvIpa {
+                vmid: 7,
+                ipa: 0x40_0000
+            },
+            Event::InvIpa {
+                vmid: 7,
+                ipa: 0x40_1000
+            },
+            Event::InvIpa {
+                vmid: 7,
+                ipa: 0x40_2000
+            },
+            Event::InvIpa {
+                vmid: 7,
+                ipa: 0x40_0000
+            },
             Event::InvIpa { vmid: 7, ipa: 0 },
             Event::Sync,
         ]
@@ -399,23 +654,50 @@ fn argument_errors() {
     let mut e = env();
     let mut s = stage2(&mut e, 39, 40);
     let a = S2Attr::RAM_RW;
-    assert_eq!(e.map(&mut s, 0x1001, 0, KIB4, a), Err(P2mError::MisalignedIpa(0x1001)));
-    assert_eq!(e.map(&mut s, 0x1000, 0x10, KIB4, a), Err(P2mError::MisalignedPa(0x10)));
-    assert_eq!(e.map(&mut s, 0x1000, 0, 0x800, a), Err(P2mError::MisalignedSize(0x800)));
+    assert_eq!(
+        e.map(&mut s, 0x1001, 0, KIB4, a),
+        Err(P2mError::MisalignedIpa(0x1001))
+    );
+    assert_eq!(
+        e.map(&mut s, 0x1000, 0x10, KIB4, a),
+        Err(P2mError::MisalignedPa(0x10))
+    );
+    assert_eq!(
+        e.map(&mut s, 0x1000, 0, 0x800, a),
+        Err(P2mError::MisalignedSize(0x800))
+    );
     assert_eq!(
         e.map(&mut s, (1 << 39) - KIB4, 0, 2 * KIB4, a),
-        Err(P2mError::IpaOutOfRange { ipa: (1 << 39) - KIB4, size: 2 * KIB4 })
+        Err(P2mError::IpaOutOfRange {
+            ipa: (1 << 39) - KIB4,
+            size: 2 * KIB4
+        })
     );
     assert_eq!(
         e.map(&mut s, 0xffff_ffff_ffff_f000, 0, 2 * KIB4, a),
-        Err(P2mError::IpaOutOfRange { ipa: 0xffff_ffff_ffff_f000, size: 2 * KIB4 })
+        Err(P2mError::IpaOutOfRange {
+            ipa: 0xffff_ffff_ffff_f000,
+            size: 2 * KIB4
+        })
     );
     assert_eq!(
         e.map(&mut s, 0, (1 << 40) - KIB4, 2 * KIB4, a),
-        Err(P2mError::PaOutOfRange { pa: (1 << 40) - KIB4, size: 2 * KIB4 })
+        Err(P2mError::PaOutOfRange {
+            pa: (1 << 40) - KIB4,
+            size: 2 * KIB4
+        })
     );
-    assert_eq!(e.unmap(&mut s, 0x1001, KIB4), Err(P2mError::MisalignedIpa(0x1001)));
-    assert_eq!(e.unmap(&mut s, 0, 1 << 40), Err(P2mError::IpaOutOfRange { ipa: 0, size: 1 << 40 }));
+    assert_eq!(
+        e.unmap(&mut s, 0x1001, KIB4),
+        Err(P2mError::MisalignedIpa(0x1001))
+    );
+    assert_eq!(
+        e.unmap(&mut s, 0, 1 << 40),
+        Err(P2mError::IpaOutOfRange {
+            ipa: 0,
+            size: 1 << 40
+        })
+    );
     assert_eq!(e.map(&mut s, 0, 0, 0, a), Ok(()));
     assert_eq!(s.lookup(u64::MAX, &e.mem), None);
     assert_eq!(e.frames.outstanding, 1);
@@ -428,7 +710,8 @@ fn argument_errors() {
 fn map_new_refuses_overlap_and_changes_nothing() {
     let mut e = env();
     let mut s = stage2(&mut e, 39, 40);
-    e.map_new(&mut s, 0x20_0000, 0x40_0000, MIB2, S2Attr::RAM_RW).unwrap();
+    e.map_new(&mut s, 0x20_0000, 0x40_0000, MIB2, S2Attr::RAM_RW)
+        .unwrap();
     let before = e.leaves(&s);
     assert_eq!(
         e.map_new(&mut s, 0x1f_f000, 0, 2 * KIB4, S2Attr::RAM_RW),
@@ -439,10 +722,15 @@ fn map_new_refuses_overlap_and_changes_nothing() {
         Err(P2mError::AlreadyMapped { ipa: 0x30_0000 })
     );
     assert_eq!(e.leaves(&s), before);
-    e.map_new(&mut s, 0x1f_f000, 0, KIB4, S2Attr::RAM_RW).unwrap();
+    e.map_new(&mut s, 0x1f_f000, 0, KIB4, S2Attr::RAM_RW)
+        .unwrap();
     // map() replaces instead.
-    e.map(&mut s, 0x1f_f000, 0x9000, 2 * KIB4, S2Attr::RAM_RO).unwrap();
-    assert_eq!(s.lookup(0x20_0000, &e.mem), tr(0xa000, S2Attr::RAM_RO, KIB4));
+    e.map(&mut s, 0x1f_f000, 0x9000, 2 * KIB4, S2Attr::RAM_RO)
+        .unwrap();
+    assert_eq!(
+        s.lookup(0x20_0000, &e.mem),
+        tr(0xa000, S2Attr::RAM_RO, KIB4)
+    );
 }
 
 #[test]
@@ -461,7 +749,10 @@ fn out_of_frames_changes_nothing() {
         Err(P2mError::OutOfFrames { needed: 2 })
     );
     // Splitting a 1 GiB block down to a page also needs two.
-    assert_eq!(e.unmap(&mut s, GIB + KIB4, KIB4), Err(P2mError::OutOfFrames { needed: 2 }));
+    assert_eq!(
+        e.unmap(&mut s, GIB + KIB4, KIB4),
+        Err(P2mError::OutOfFrames { needed: 2 })
+    );
     assert_eq!(
         e.map(&mut s, GIB + KIB4, 0x5000, KIB4, S2Attr::RAM_RW),
         Err(P2mError::OutOfFrames { needed: 2 })
@@ -475,7 +766,10 @@ fn out_of_frames_changes_nothing() {
     e.map(&mut s, KIB4, 0x1000, KIB4, S2Attr::RAM_RWX).unwrap();
     assert_eq!(e.frames.budget, Some(0));
     assert_eq!(s.lookup(GIB + MIB2, &e.mem), None);
-    assert_eq!(s.lookup(GIB + 2 * MIB2, &e.mem), tr(2 * MIB2, S2Attr::RAM_RWX, MIB2));
+    assert_eq!(
+        s.lookup(GIB + 2 * MIB2, &e.mem),
+        tr(2 * MIB2, S2Attr::RAM_RWX, MIB2)
+    );
     // With no frames, unmapping whole entries and remapping pages in place still work.
     e.unmap(&mut s, GIB, MIB2).unwrap();
     e.map(&mut s, 0, 0x8000, KIB4, S2Attr::RAM_RO).unwrap();
@@ -487,10 +781,24 @@ fn leaves_in_range() {
     let mut s = stage2(&mut e, 39, 40);
     e.map(&mut s, 0, 0, 4 * KIB4, S2Attr::RAM_RW).unwrap();
     e.map(&mut s, GIB, GIB, GIB, S2Attr::RAM_RW).unwrap();
-    let got: Vec<u64> = s.leaves_in(KIB4, 3 * KIB4, &e.mem).map(|l| l.unwrap().ipa).collect();
+    let got: Vec<u64> = s
+        .leaves_in(KIB4, 3 * KIB4, &e.mem)
+        .map(|l| l.unwrap().ipa)
+        .collect();
     assert_eq!(got, vec![KIB4, 2 * KIB4]);
-    let got: Vec<S2Leaf> = s.leaves_in(GIB + 5 * MIB2, GIB + 6 * MIB2, &e.mem).map(|l| l.unwrap()).collect();
-    assert_eq!(got, vec![S2Leaf { ipa: GIB, pa: GIB, size: GIB, attr: S2Attr::RAM_RW }]);
+    let got: Vec<S2Leaf> = s
+        .leaves_in(GIB + 5 * MIB2, GIB + 6 * MIB2, &e.mem)
+        .map(|l| l.unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        vec![S2Leaf {
+            ipa: GIB,
+            pa: GIB,
+            size: GIB,
+            attr: S2Attr::RAM_RW
+        }]
+    );
     assert_eq!(s.leaves_in(2 * GIB, 2 * GIB, &e.mem).count(), 0);
     assert_eq!(s.leaves_in(5 << 39, 6 << 39, &e.mem).count(), 0);
 }
@@ -515,7 +823,8 @@ impl Model {
                 self.0.insert(ipa, (start - ipa, pa, attr));
             }
             if ipa + len > end {
-                self.0.insert(end, (ipa + len - end, pa + (end - ipa), attr));
+                self.0
+                    .insert(end, (ipa + len - end, pa + (end - ipa), attr));
             }
         }
     }
@@ -524,7 +833,11 @@ impl Model {
         self.0.insert(ipa, (size, pa, attr));
     }
     fn runs(&self) -> Vec<(u64, u64, u64, S2Attr)> {
-        coalesce(self.0.iter().map(|(&ipa, &(len, pa, attr))| (ipa, len, pa, attr)))
+        coalesce(
+            self.0
+                .iter()
+                .map(|(&ipa, &(len, pa, attr))| (ipa, len, pa, attr)),
+        )
     }
 }
 
@@ -545,8 +858,25 @@ fn coalesce(it: impl Iterator<Item = (u64, u64, u64, S2Attr)>) -> Vec<(u64, u64,
 
 #[derive(Clone, Debug)]
 enum P2mOp {
-    Map { ipa: u64, pa: u64, size: u64, attr: u8, budget: Option<usize> },
-    Unmap { ipa: u64, size: u64, budget: Option<usize> },
+    Map {
+        ipa: u64,
+        pa: u64,
+        size: u64,
+        attr: u8,
+        budget: Option<usize>,
+    },
+    Unmap {
+        ipa: u64,
+        size: u64,
+        budget: Option<usize>,
+    },
+    /// Re-map what is mapped in the range to the same PAs with other attributes.
+    Reattr {
+        ipa: u64,
+        size: u64,
+        attr: u8,
+        budget: Option<usize>,
+    },
 }
 
 const ATTRS: [S2Attr; 3] = [S2Attr::RAM_RWX, S2Attr::RAM_RO, S2Attr::DEVICE_RW];
@@ -558,7 +888,17 @@ fn p2m_op() -> impl Strategy<Value = P2mOp> {
     // extra pages; PAs aligned like the IPA or deliberately not (page / 2 MiB offset).
     let granule = prop_oneof![3 => Just(1u64), 3 => Just(512u64), 1 => Just(512 * 512u64)];
     let budget = prop_oneof![6 => Just(None), 1 => (0usize..3).prop_map(Some)];
-    (granule, 0u64..WINDOW_PAGES, 1u64..4, 0u64..3, 0u64..(1 << 16), 0u8..3, any::<bool>(), budget, 0u8..3)
+    (
+        granule,
+        0u64..WINDOW_PAGES,
+        1u64..4,
+        0u64..3,
+        0u64..(1 << 16),
+        0u8..3,
+        any::<bool>(),
+        budget,
+        0u8..3,
+    )
         .prop_map(|(g, at, n, extra, pa_at, attr, map, budget, skew)| {
             let ipa_page = (at / g) * g;
             let pages = (n * g + if g > 1 { extra } else { 0 }).min(WINDOW_PAGES - ipa_page);
@@ -569,10 +909,22 @@ fn p2m_op() -> impl Strategy<Value = P2mOp> {
                 _ => 512,
             };
             let pa_page = (pa_at / g.min(512)) * g + skew_pages;
-            if map {
-                P2mOp::Map { ipa: ipa_page * KIB4, pa: pa_page * KIB4, size: pages * KIB4, attr, budget }
-            } else {
-                P2mOp::Unmap { ipa: ipa_page * KIB4, size: pages * KIB4, budget }
+            let (ipa, size) = (ipa_page * KIB4, pages * KIB4);
+            match (map, skew) {
+                (true, _) => P2mOp::Map {
+                    ipa,
+                    pa: pa_page * KIB4,
+                    size,
+                    attr,
+                    budget,
+                },
+                (false, 2) => P2mOp::Reattr {
+                    ipa,
+                    size,
+                    attr,
+                    budget,
+                },
+                (false, _) => P2mOp::Unmap { ipa, size, budget },
             }
         })
 }
@@ -583,7 +935,7 @@ fn check_against_model(e: &Env, s: &Stage2, model: &Model, base: u64) -> Result<
     prop_assert_eq!(&got, &model.runs());
     // Spot-check lookup at the edges of every run and just outside them.
     for (&ipa, &(len, pa, attr)) in model.0.iter().take(64) {
-        for off in [0, len / 2 & !0xfff, len - KIB4] {
+        for off in [0, (len / 2) & !0xfff, len - KIB4] {
             let t = s.lookup(base + ipa + off + 8, &e.mem);
             prop_assert_eq!(t.map(|t| (t.pa, t.attr)), Some((pa + off + 8, attr)));
         }
@@ -615,6 +967,27 @@ proptest! {
                     let r = e.map(&mut s, base + ipa, pa, size, ATTRS[attr as usize]);
                     if r.is_ok() {
                         model.map(ipa, pa, size, ATTRS[attr as usize]);
+                    }
+                    (budget, r)
+                }
+                P2mOp::Reattr { ipa, size, attr, budget } => {
+                    let attr = ATTRS[attr as usize];
+                    let runs: Vec<(u64, u64, u64)> = model.0.iter()
+                        .filter(|(&at, &(len, _, _))| at < ipa + size && ipa < at + len)
+                        .map(|(&at, &(len, pa, _))| {
+                            let s0 = at.max(ipa);
+                            let e0 = (at + len).min(ipa + size);
+                            (s0, e0 - s0, pa + (s0 - at))
+                        })
+                        .collect();
+                    let mut r = Ok(());
+                    for (at, len, pa) in runs {
+                        e.frames.budget = budget;
+                        r = e.map(&mut s, base + at, pa, len, attr);
+                        if r.is_err() {
+                            break;
+                        }
+                        model.map(at, pa, len, attr);
                     }
                     (budget, r)
                 }
