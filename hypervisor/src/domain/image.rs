@@ -19,7 +19,10 @@ pub enum ImageError {
     /// Fewer than 64 bytes.
     TooShort { len: usize },
     /// Magic is wrong; `looks_like` names the format the bytes appear to be, if recognised.
-    NotArm64Image { magic: u32, looks_like: Option<OtherFormat> },
+    NotArm64Image {
+        magic: u32,
+        looks_like: Option<OtherFormat>,
+    },
     /// Flags bit 0 says big-endian.
     BigEndian,
     /// Reserved flag bits (4..63) are set.
@@ -42,10 +45,18 @@ pub enum OtherFormat {
 impl fmt::Display for OtherFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            OtherFormat::Gzip => "a gzip-compressed file (a vmlinuz? decompress it to the raw Image)",
-            OtherFormat::ArmZImage => "an ARM32 zImage (magic 0x016f2818 at 0x24), not an arm64 Image",
-            OtherFormat::Elf => "an ELF file (vmlinux?): pass the raw arm64 Image (arch/arm64/boot/Image)",
-            OtherFormat::Uimage => "a U-Boot uImage (magic 0x27051956): pass the raw Image inside it",
+            OtherFormat::Gzip => {
+                "a gzip-compressed file (a vmlinuz? decompress it to the raw Image)"
+            }
+            OtherFormat::ArmZImage => {
+                "an ARM32 zImage (magic 0x016f2818 at 0x24), not an arm64 Image"
+            }
+            OtherFormat::Elf => {
+                "an ELF file (vmlinux?): pass the raw arm64 Image (arch/arm64/boot/Image)"
+            }
+            OtherFormat::Uimage => {
+                "a U-Boot uImage (magic 0x27051956): pass the raw Image inside it"
+            }
         })
     }
 }
@@ -54,20 +65,37 @@ impl fmt::Display for ImageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ImageError::TooShort { len } => {
-                write!(f, "not an arm64 Image: {len} bytes, shorter than the 64-byte header")
+                write!(
+                    f,
+                    "not an arm64 Image: {len} bytes, shorter than the 64-byte header"
+                )
             }
-            ImageError::NotArm64Image { magic, looks_like: Some(o) } => {
-                write!(f, "not an arm64 Image: magic at 0x38 is {magic:#010x}; the file looks like {o}")
+            ImageError::NotArm64Image {
+                magic,
+                looks_like: Some(o),
+            } => {
+                write!(
+                    f,
+                    "not an arm64 Image: magic at 0x38 is {magic:#010x}; the file looks like {o}"
+                )
             }
-            ImageError::NotArm64Image { magic, looks_like: None } => {
+            ImageError::NotArm64Image {
+                magic,
+                looks_like: None,
+            } => {
                 write!(f, "not an arm64 Image: magic at 0x38 is {magic:#010x}, expected 0x644d5241 (\"ARM\\x64\")")
             }
-            ImageError::BigEndian => f.write_str("arm64 Image is big-endian (flags bit 0): only little-endian kernels boot"),
+            ImageError::BigEndian => f.write_str(
+                "arm64 Image is big-endian (flags bit 0): only little-endian kernels boot",
+            ),
             ImageError::ReservedFlags { flags } => {
                 write!(f, "arm64 Image flags {flags:#x} set reserved bits 4..63")
             }
             ImageError::BadTextOffset { text_offset } => {
-                write!(f, "arm64 Image text_offset {text_offset:#x} is not 4 KiB aligned below 2 MiB")
+                write!(
+                    f,
+                    "arm64 Image text_offset {text_offset:#x} is not 4 KiB aligned below 2 MiB"
+                )
             }
             ImageError::BadImageSize { image_size } => {
                 write!(f, "arm64 Image image_size {image_size:#x} is implausible")
@@ -138,7 +166,10 @@ impl Arm64Image {
         }
         let magic = le32(bytes, 0x38);
         if magic != ARM64_MAGIC {
-            return Err(ImageError::NotArm64Image { magic, looks_like: sniff_other_format(bytes) });
+            return Err(ImageError::NotArm64Image {
+                magic,
+                looks_like: sniff_other_format(bytes),
+            });
         }
         let mut text_offset = le64(bytes, 8);
         let raw_size = le64(bytes, 16);
@@ -148,7 +179,7 @@ impl Arm64Image {
             // Before v3.17 the fields after text_offset are zero, flags meaningless, and text_offset 0x80000.
             text_offset = LEGACY_TEXT_OFFSET;
         }
-        if text_offset % 4096 != 0 || text_offset >= 2 << 20 {
+        if !text_offset.is_multiple_of(4096) || text_offset >= 2 << 20 {
             return Err(ImageError::BadTextOffset { text_offset });
         }
         let flags = if legacy_header { 0 } else { flags };
@@ -162,7 +193,9 @@ impl Arm64Image {
             (bytes.len() as u64).saturating_add(LEGACY_BSS_ALLOWANCE)
         } else {
             if raw_size < HEADER_LEN as u64 || raw_size > MAX_IMAGE_SIZE {
-                return Err(ImageError::BadImageSize { image_size: raw_size });
+                return Err(ImageError::BadImageSize {
+                    image_size: raw_size,
+                });
             }
             raw_size
         };
@@ -234,11 +267,26 @@ mod tests {
 
     #[test]
     fn rejects_big_endian_bad_offsets_and_sizes() {
-        assert_eq!(Arm64Image::parse(&header(0, 0x10000, 1)), Err(ImageError::BigEndian));
-        assert_eq!(Arm64Image::parse(&header(0x123, 0x10000, 0)), Err(ImageError::BadTextOffset { text_offset: 0x123 }));
-        assert_eq!(Arm64Image::parse(&header(0, 0x10000, 0x10)), Err(ImageError::ReservedFlags { flags: 0x10 }));
-        assert_eq!(Arm64Image::parse(&header(0, 8, 0)), Err(ImageError::BadImageSize { image_size: 8 }));
-        assert_eq!(Arm64Image::parse(&[0u8; 10]), Err(ImageError::TooShort { len: 10 }));
+        assert_eq!(
+            Arm64Image::parse(&header(0, 0x10000, 1)),
+            Err(ImageError::BigEndian)
+        );
+        assert_eq!(
+            Arm64Image::parse(&header(0x123, 0x10000, 0)),
+            Err(ImageError::BadTextOffset { text_offset: 0x123 })
+        );
+        assert_eq!(
+            Arm64Image::parse(&header(0, 0x10000, 0x10)),
+            Err(ImageError::ReservedFlags { flags: 0x10 })
+        );
+        assert_eq!(
+            Arm64Image::parse(&header(0, 8, 0)),
+            Err(ImageError::BadImageSize { image_size: 8 })
+        );
+        assert_eq!(
+            Arm64Image::parse(&[0u8; 10]),
+            Err(ImageError::TooShort { len: 10 })
+        );
     }
 
     #[test]
@@ -246,23 +294,44 @@ mod tests {
         let mut gz = vec![0u8; 128];
         gz[..3].copy_from_slice(&[0x1f, 0x8b, 0x08]);
         let e = Arm64Image::parse(&gz).unwrap_err();
-        assert!(matches!(e, ImageError::NotArm64Image { looks_like: Some(OtherFormat::Gzip), .. }));
+        assert!(matches!(
+            e,
+            ImageError::NotArm64Image {
+                looks_like: Some(OtherFormat::Gzip),
+                ..
+            }
+        ));
         assert!(e.to_string().contains("gzip"), "{e}");
 
         let mut z = vec![0u8; 128];
         z[0x24..0x28].copy_from_slice(&ZIMAGE_MAGIC.to_le_bytes());
         let e = Arm64Image::parse(&z).unwrap_err();
-        assert!(matches!(e, ImageError::NotArm64Image { looks_like: Some(OtherFormat::ArmZImage), .. }));
+        assert!(matches!(
+            e,
+            ImageError::NotArm64Image {
+                looks_like: Some(OtherFormat::ArmZImage),
+                ..
+            }
+        ));
         assert!(e.to_string().contains("zImage"), "{e}");
 
         let mut elf = vec![0u8; 128];
         elf[..4].copy_from_slice(b"\x7fELF");
         let e = Arm64Image::parse(&elf).unwrap_err();
-        assert!(matches!(e, ImageError::NotArm64Image { looks_like: Some(OtherFormat::Elf), .. }));
+        assert!(matches!(
+            e,
+            ImageError::NotArm64Image {
+                looks_like: Some(OtherFormat::Elf),
+                ..
+            }
+        ));
         assert!(e.to_string().contains("ELF"), "{e}");
 
         let e = Arm64Image::parse(&[0x55u8; 64]).unwrap_err();
-        assert_eq!(e.to_string(), "not an arm64 Image: magic at 0x38 is 0x55555555, expected 0x644d5241 (\"ARM\\x64\")");
+        assert_eq!(
+            e.to_string(),
+            "not an arm64 Image: magic at 0x38 is 0x55555555, expected 0x644d5241 (\"ARM\\x64\")"
+        );
     }
 
     #[test]

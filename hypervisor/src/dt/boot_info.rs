@@ -95,7 +95,10 @@ pub struct TimerInfo {
 impl TimerInfo {
     /// The PPI INTIDs in binding order.
     pub fn ppis(&self) -> Vec<u32> {
-        self.interrupts.iter().filter_map(|i| i.gic_intid()).collect()
+        self.interrupts
+            .iter()
+            .filter_map(|i| i.gic_intid())
+            .collect()
     }
 }
 
@@ -132,18 +135,26 @@ pub struct BootInfo {
 impl BootInfo {
     /// dom0's kernel module.
     pub fn kernel(&self) -> Option<&BootModule> {
-        self.modules.iter().find(|m| !m.for_domu && m.kind == ModuleKind::Kernel)
+        self.modules
+            .iter()
+            .find(|m| !m.for_domu && m.kind == ModuleKind::Kernel)
     }
 
     /// dom0's initrd module.
     pub fn ramdisk(&self) -> Option<&BootModule> {
-        self.modules.iter().find(|m| !m.for_domu && m.kind == ModuleKind::Ramdisk)
+        self.modules
+            .iter()
+            .find(|m| !m.for_domu && m.kind == ModuleKind::Ramdisk)
     }
 
     /// dom0's command line: the kernel module's `bootargs`, else `xen,dom0-bootargs`, else `/chosen/bootargs`
     /// when the hypervisor did not take it for itself.
     pub fn dom0_cmdline(&self) -> Option<&str> {
-        if let Some(a) = self.kernel().and_then(|k| k.bootargs.as_deref()).filter(|a| !a.is_empty()) {
+        if let Some(a) = self
+            .kernel()
+            .and_then(|k| k.bootargs.as_deref())
+            .filter(|a| !a.is_empty())
+        {
             return Some(a);
         }
         if let Some(a) = self.dom0_bootargs.as_deref() {
@@ -191,7 +202,9 @@ impl HostDt {
         }
         memory.sort();
         if memory.is_empty() {
-            return Err(DtError::MissingNode("/memory (no RAM bank with a non-empty reg)".to_owned()));
+            return Err(DtError::MissingNode(
+                "/memory (no RAM bank with a non-empty reg)".to_owned(),
+            ));
         }
 
         // Reserved ranges.
@@ -199,7 +212,10 @@ impl HostDt {
             .tree()
             .mem_reserve
             .iter()
-            .map(|&(base, size)| MemRegion { region: Region { base, size }, source: ReservedSource::MemReserve })
+            .map(|&(base, size)| MemRegion {
+                region: Region { base, size },
+                source: ReservedSource::MemReserve,
+            })
             .collect();
         if let Some(rm) = self.find_path("/reserved-memory") {
             for &c in self.children(rm) {
@@ -207,7 +223,10 @@ impl HostDt {
                     continue;
                 }
                 for r in self.reg(c)? {
-                    reserved.push(MemRegion { region: r, source: ReservedSource::Node(self.path(c)) });
+                    reserved.push(MemRegion {
+                        region: r,
+                        source: ReservedSource::Node(self.path(c)),
+                    });
                 }
             }
         }
@@ -230,9 +249,11 @@ impl HostDt {
                 modules.push(initrd);
             }
         }
-        let kernel_has_args = modules
-            .iter()
-            .any(|m| !m.for_domu && m.kind == ModuleKind::Kernel && m.bootargs.as_deref().is_some_and(|a| !a.is_empty()));
+        let kernel_has_args = modules.iter().any(|m| {
+            !m.for_domu
+                && m.kind == ModuleKind::Kernel
+                && m.bootargs.as_deref().is_some_and(|a| !a.is_empty())
+        });
         let hypervisor_cmdline = match xen_bootargs {
             Some(a) => Some(a),
             None if dom0_bootargs.is_some() || kernel_has_args => chosen_bootargs.clone(),
@@ -297,9 +318,9 @@ impl HostDt {
 
     fn boot_module(&self, n: NodeId, guess: &mut u32) -> Result<BootModule, DtError> {
         let raw = self.raw_reg(n)?;
-        let &(_, base, size) = raw
-            .first()
-            .ok_or_else(|| self.bad_prop(n, "reg", "empty: a boot module needs its address and size"))?;
+        let &(_, base, size) = raw.first().ok_or_else(|| {
+            self.bad_prop(n, "reg", "empty: a boot module needs its address and size")
+        })?;
         let is = |c: &str| self.is_compatible(n, c);
         let mut kind = if is("xen,linux-zimage") || is("multiboot,kernel") {
             ModuleKind::Kernel
@@ -320,7 +341,9 @@ impl HostDt {
             };
             *guess += 1;
         }
-        let for_domu = self.parent(n).is_some_and(|p| self.is_compatible(p, "xen,domain"));
+        let for_domu = self
+            .parent(n)
+            .is_some_and(|p| self.is_compatible(p, "xen,domain"));
         Ok(BootModule {
             path: self.path(n),
             kind,
@@ -335,21 +358,32 @@ impl HostDt {
             match self.prop_cells(chosen, p)? {
                 None => Ok(None),
                 Some(c) if c.len() == 1 || c.len() == 2 => Ok(Some(super::cells_to_u64(&c))),
-                Some(c) => Err(self.bad_prop(chosen, p, format!("{} cells, expected 1 or 2", c.len()))),
+                Some(c) => {
+                    Err(self.bad_prop(chosen, p, format!("{} cells, expected 1 or 2", c.len())))
+                }
             }
         };
-        let Some(start) = read("linux,initrd-start")? else { return Ok(None) };
+        let Some(start) = read("linux,initrd-start")? else {
+            return Ok(None);
+        };
         let end = read("linux,initrd-end")?.ok_or_else(|| DtError::MissingProperty {
             node: "/chosen".to_owned(),
             prop: "linux,initrd-end".to_owned(),
         })?;
         if end <= start {
-            return Err(self.bad_prop(chosen, "linux,initrd-end", format!("{end:#x} is not above start {start:#x}")));
+            return Err(self.bad_prop(
+                chosen,
+                "linux,initrd-end",
+                format!("{end:#x} is not above start {start:#x}"),
+            ));
         }
         Ok(Some(BootModule {
             path: "/chosen".to_owned(),
             kind: ModuleKind::Ramdisk,
-            region: Region { base: start, size: end - start },
+            region: Region {
+                base: start,
+                size: end - start,
+            },
             bootargs: None,
             for_domu: false,
         }))
@@ -367,10 +401,18 @@ impl HostDt {
             Some((p, o)) => (p, Some(o.to_owned())),
             None => (path, None),
         };
-        let uart = self
-            .find_path(node_path)
-            .ok_or_else(|| self.bad_prop(chosen, prop, format!("\"{node_path}\" names no node (nor alias)")))?;
-        let mmio = if self.has_prop(uart, "reg") { self.reg(uart)?.first().copied() } else { None };
+        let uart = self.find_path(node_path).ok_or_else(|| {
+            self.bad_prop(
+                chosen,
+                prop,
+                format!("\"{node_path}\" names no node (nor alias)"),
+            )
+        })?;
+        let mmio = if self.has_prop(uart, "reg") {
+            self.reg(uart)?.first().copied()
+        } else {
+            None
+        };
         let interrupt = self.interrupts(uart)?.into_iter().next();
         Ok(Some(StdoutDevice {
             path: self.path(uart),
@@ -390,24 +432,39 @@ impl HostDt {
         match self.prop_str(n, "method")? {
             Some("smc") => Ok(Some(PsciMethod::Smc)),
             Some("hvc") => Ok(Some(PsciMethod::Hvc)),
-            Some(other) => Err(self.bad_prop(n, "method", format!("\"{other}\" is neither \"smc\" nor \"hvc\""))),
-            None => Err(DtError::MissingProperty { node: self.path(n), prop: "method".to_owned() }),
+            Some(other) => Err(self.bad_prop(
+                n,
+                "method",
+                format!("\"{other}\" is neither \"smc\" nor \"hvc\""),
+            )),
+            None => Err(DtError::MissingProperty {
+                node: self.path(n),
+                prop: "method".to_owned(),
+            }),
         }
     }
 
     /// The GIC node: the first interrupt controller with a GIC compatible.
     pub fn gic_node(&self) -> Option<NodeId> {
         self.nodes().find(|&n| {
-            self.has_prop(n, "interrupt-controller") && GIC_COMPATIBLES.iter().any(|c| self.is_compatible(n, c))
+            self.has_prop(n, "interrupt-controller")
+                && GIC_COMPATIBLES.iter().any(|c| self.is_compatible(n, c))
         })
     }
 
     fn gic_info(&self) -> Result<GicInfo, DtError> {
-        let n = self.gic_node().ok_or_else(|| DtError::MissingNode("interrupt controller (Arm GIC)".to_owned()))?;
-        let version = if self.is_compatible(n, "arm,gic-v3") { 3 } else { 2 };
+        let n = self
+            .gic_node()
+            .ok_or_else(|| DtError::MissingNode("interrupt controller (Arm GIC)".to_owned()))?;
+        let version = if self.is_compatible(n, "arm,gic-v3") {
+            3
+        } else {
+            2
+        };
         let regs = self.reg(n)?;
-        let distributor =
-            *regs.first().ok_or_else(|| self.bad_prop(n, "reg", "empty: no distributor region"))?;
+        let distributor = *regs
+            .first()
+            .ok_or_else(|| self.bad_prop(n, "reg", "empty: no distributor region"))?;
         let mut rest = &regs[1..];
         let mut redistributors = Vec::new();
         if version == 3 {
@@ -416,7 +473,10 @@ impl HostDt {
                 return Err(self.bad_prop(
                     n,
                     "reg",
-                    format!("{} regions after GICD, #redistributor-regions says {count}", rest.len()),
+                    format!(
+                        "{} regions after GICD, #redistributor-regions says {count}",
+                        rest.len()
+                    ),
                 ));
             }
             redistributors = rest[..count].to_vec();
@@ -438,10 +498,9 @@ impl HostDt {
     }
 
     fn timer_info(&self) -> Result<Option<TimerInfo>, DtError> {
-        let Some(n) = self
-            .nodes()
-            .find(|&n| self.is_compatible(n, "arm,armv8-timer") || self.is_compatible(n, "arm,armv7-timer"))
-        else {
+        let Some(n) = self.nodes().find(|&n| {
+            self.is_compatible(n, "arm,armv8-timer") || self.is_compatible(n, "arm,armv7-timer")
+        }) else {
             return Ok(None);
         };
         Ok(Some(TimerInfo {
@@ -452,14 +511,18 @@ impl HostDt {
     }
 
     fn cpu_list(&self) -> Result<Vec<CpuInfo>, DtError> {
-        let Some(cpus) = self.find_path("/cpus") else { return Ok(Vec::new()) };
+        let Some(cpus) = self.find_path("/cpus") else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for &c in self.children(cpus) {
             if self.prop_str(c, "device_type")? != Some("cpu") || !self.is_enabled(c) {
                 continue;
             }
             let reg = self.raw_reg(c)?;
-            let &(_, mpidr, _) = reg.first().ok_or_else(|| self.bad_prop(c, "reg", "empty"))?;
+            let &(_, mpidr, _) = reg
+                .first()
+                .ok_or_else(|| self.bad_prop(c, "reg", "empty"))?;
             out.push(CpuInfo {
                 path: self.path(c),
                 mpidr,

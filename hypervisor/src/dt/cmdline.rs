@@ -54,7 +54,9 @@ pub fn parse_size(s: &str) -> Option<u64> {
         Some(h) => (h, 16),
         None => (s, 10),
     };
-    let end = digits.find(|c: char| !c.is_digit(radix)).unwrap_or(digits.len());
+    let end = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
     if end == 0 {
         return None;
     }
@@ -73,7 +75,10 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 fn parse_dom0_mem(v: &str) -> Result<Dom0Mem, DtError> {
-    let bad = |reason: String| DtError::BadCmdline { option: format!("dom0_mem={v}"), reason };
+    let bad = |reason: String| DtError::BadCmdline {
+        option: format!("dom0_mem={v}"),
+        reason,
+    };
     let mut out = Dom0Mem::default();
     if v.is_empty() {
         return Err(bad("empty value".to_owned()));
@@ -87,9 +92,12 @@ fn parse_dom0_mem(v: &str) -> Result<Dom0Mem, DtError> {
             (&mut out.amount, part)
         };
         if size.starts_with('-') {
-            return Err(bad(format!("\"{part}\": negative sizes (all memory but N) are not supported on Arm")));
+            return Err(bad(format!(
+                "\"{part}\": negative sizes (all memory but N) are not supported on Arm"
+            )));
         }
-        let n = parse_size(size).ok_or_else(|| bad(format!("\"{part}\" is not a size (e.g. 512M, 1G)")))?;
+        let n = parse_size(size)
+            .ok_or_else(|| bad(format!("\"{part}\" is not a size (e.g. 512M, 1G)")))?;
         if n == 0 {
             return Err(bad(format!("\"{part}\" is zero")));
         }
@@ -106,7 +114,10 @@ fn parse_dom0_mem(v: &str) -> Result<Dom0Mem, DtError> {
 fn parse_iommu_owner(v: &str) -> Result<Vec<OwnerOverride>, DtError> {
     let mut out = Vec::new();
     for part in v.split(',').filter(|p| !p.is_empty()) {
-        let bad = |reason: String| DtError::BadCmdline { option: format!("iommu-owner={v}"), reason };
+        let bad = |reason: String| DtError::BadCmdline {
+            option: format!("iommu-owner={v}"),
+            reason,
+        };
         let (who, path) = part
             .split_once(':')
             .ok_or_else(|| bad(format!("\"{part}\" is not <owner>:<dt path>")))?;
@@ -114,12 +125,19 @@ fn parse_iommu_owner(v: &str) -> Result<Vec<OwnerOverride>, DtError> {
             "dom0" => IommuOwner::Dom0,
             "hypervisor" | "xen" => IommuOwner::Hypervisor,
             "none" => IommuOwner::None,
-            other => return Err(bad(format!("owner \"{other}\" is not dom0, hypervisor or none"))),
+            other => {
+                return Err(bad(format!(
+                    "owner \"{other}\" is not dom0, hypervisor or none"
+                )))
+            }
         };
         if !path.starts_with('/') {
             return Err(bad(format!("\"{path}\" is not an absolute DT path")));
         }
-        out.push(OwnerOverride { path: path.to_owned(), owner });
+        out.push(OwnerOverride {
+            path: path.to_owned(),
+            owner,
+        });
     }
     Ok(out)
 }

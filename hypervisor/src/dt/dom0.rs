@@ -87,7 +87,7 @@ fn reg_value(node: &str, regions: &[Region], na: u32, ns: u32) -> Result<Vec<u8>
                 });
             }
             if n >= 3 {
-                cells.extend(core::iter::repeat(0).take(n as usize - 2));
+                cells.extend(core::iter::repeat_n(0, n as usize - 2));
             }
             if n >= 2 {
                 cells.push((v >> 32) as u32);
@@ -100,7 +100,23 @@ fn reg_value(node: &str, regions: &[Region], na: u32, ns: u32) -> Result<Vec<u8>
 
 /// Whether a node is a CPU PMU (`arm,*-pmu`/`arm,*-pmuv3`; not e.g. Samsung's power-management unit).
 fn is_cpu_pmu(host: &HostDt, n: NodeId) -> bool {
-    host.compatible(n).iter().any(|c| c.starts_with("arm,") && (c.ends_with("-pmu") || c.ends_with("-pmuv3")))
+    host.compatible(n)
+        .iter()
+        .any(|c| c.starts_with("arm,") && (c.ends_with("-pmu") || c.ends_with("-pmuv3")))
+}
+
+/// Whether a node and all its ancestors are still in the tree being built.
+fn is_live(t: &Tree, mut n: NodeId) -> bool {
+    loop {
+        let d = t.node(n);
+        if d.deleted {
+            return false;
+        }
+        match d.parent {
+            Some(p) => n = p,
+            None => return true,
+        }
+    }
 }
 
 /// Builds dom0's DT from the host's. See the module comment and [`Dom0DtSpec`].
@@ -109,7 +125,10 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
     let root = host.root();
     let (na, ns) = host.cells_of_bus(root)?;
     t.mem_reserve.clear();
-    let find = |p: &str| host.find_path(p).ok_or_else(|| DtError::MissingNode(p.to_owned()));
+    let find = |p: &str| {
+        host.find_path(p)
+            .ok_or_else(|| DtError::MissingNode(p.to_owned()))
+    };
 
     // Nodes removed wholesale.
     for n in host.nodes() {
@@ -119,7 +138,12 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
                 || host.prop_str(n, "device_type").ok().flatten() == Some("memory"));
         let is_host_hypervisor = top_level && host.is_compatible(n, "xen,xen");
         let is_timer_mem = host.is_compatible(n, "arm,armv7-timer-mem");
-        if is_memory || is_host_hypervisor || is_timer_mem || is_cpu_pmu(host, n) || host.is_boot_module(n) {
+        if is_memory
+            || is_host_hypervisor
+            || is_timer_mem
+            || is_cpu_pmu(host, n)
+            || host.is_boot_module(n)
+        {
             t.node_mut(n).deleted = true;
         }
         if top_level && host.name(n).split('@').next() == Some("psci") {
@@ -146,8 +170,71 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
         t.set_prop(n, "status", strings_value(&["disabled"]));
     }
 
+    // Devices marked for passthrough belong to other domains.
+    for n in host.nodes() {
+        if host.has_prop(n, "xen,passthrough") {
+            t.set_prop(n, "status", strings_value(&["disabled"]));
+        }
+    }
+    // Aliases to removed nodes go too (the hypervisor's UART is usually one).
+    if let Some(aliases) = host.find_path("/aliases") {
+        for p in &host.tree().node(aliases).props {
+            if let Some(target) = host.find_path(
+                p.value
+                    .split(|&b| b == 0)
+                    .next()
+                    .and_then(|v| core::str::from_utf8(v).ok())
+                    .unwrap_or(""),
+            ) {
+                if !is_live(&t, target) {
+                    t.remove_prop(aliases, &p.name);
+                }
+            }
+        }
+    }
+    // No surviving reference may point into a removed subtree.
+    for n in host.nodes() {
+        if !is_live(&t, n) {
+            continue;
+        }
+        for (prop, cell) in [
+            ("iommus", 0usize),
+            ("iommu-map", 1),
+            ("interrupt-parent", 0),
+        ] {
+            let Some(v) = t
+                .node(n)
+                .props
+                .iter()
+                .find(|p| p.name == prop)
+                .map(|p| &p.value)
+            else {
+                continue;
+            };
+            let Some(c) = v.get(cell * 4..cell * 4 + 4) else {
+                continue;
+            };
+            let ph = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+            if let Some(target) = host.find_phandle(ph) {
+                if !is_live(&t, target) {
+                    return Err(DtError::BadProperty {
+                        node: host.path(n),
+                        prop: prop.to_owned(),
+                        reason: format!(
+                            "refers to {}, which dom0's DT no longer has",
+                            host.path(target)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
     // RAM.
-    let mem_name = format!("memory@{:x}", spec.memory.first().map(|r| r.base).unwrap_or(0));
+    let mem_name = format!(
+        "memory@{:x}",
+        spec.memory.first().map(|r| r.base).unwrap_or(0)
+    );
     if spec.memory.is_empty() {
         return Err(DtError::BadProperty {
             node: "/memory".to_owned(),
@@ -180,17 +267,22 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
         t.set_prop(chosen, "bootargs", strings_value(&[a.as_str()]));
     }
     if let Some(rd) = spec.initrd {
-        let end = rd.base.checked_add(rd.size).ok_or_else(|| DtError::BadProperty {
-            node: "/chosen".to_owned(),
-            prop: "linux,initrd-end".to_owned(),
-            reason: "initrd end overflows".to_owned(),
-        })?;
+        let end = rd
+            .base
+            .checked_add(rd.size)
+            .ok_or_else(|| DtError::BadProperty {
+                node: "/chosen".to_owned(),
+                prop: "linux,initrd-end".to_owned(),
+                reason: "initrd end overflows".to_owned(),
+            })?;
         t.set_prop(chosen, "linux,initrd-start", rd.base.to_be_bytes().to_vec());
         t.set_prop(chosen, "linux,initrd-end", end.to_be_bytes().to_vec());
     }
 
     // The GIC: dom0 sees the distributor and the CPU interface (v2) or redistributors (v3), not GICH/GICV.
-    let gic = host.gic_node().ok_or_else(|| DtError::MissingNode("interrupt controller (Arm GIC)".to_owned()))?;
+    let gic = host
+        .gic_node()
+        .ok_or_else(|| DtError::MissingNode("interrupt controller (Arm GIC)".to_owned()))?;
     if let Some(parent) = host.parent(gic) {
         let (gna, gns) = host.cells_of_bus(parent)?;
         let keep = if host.is_compatible(gic, "arm,gic-v3") {
@@ -208,11 +300,14 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
     let gic_phandle = match host.phandle(gic) {
         Some(p) => p,
         None => {
-            let p = host.max_phandle().checked_add(1).ok_or_else(|| DtError::BadProperty {
-                node: host.path(gic),
-                prop: "phandle".to_owned(),
-                reason: "no phandle left to give the GIC".to_owned(),
-            })?;
+            let p = host
+                .max_phandle()
+                .checked_add(1)
+                .ok_or_else(|| DtError::BadProperty {
+                    node: host.path(gic),
+                    prop: "phandle".to_owned(),
+                    reason: "no phandle left to give the GIC".to_owned(),
+                })?;
             t.set_prop(gic, "phandle", p.to_be_bytes().to_vec());
             p
         }
@@ -223,7 +318,10 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
         return Err(DtError::BadProperty {
             node: "/hypervisor".to_owned(),
             prop: "interrupts".to_owned(),
-            reason: format!("event-channel INTID {} is not a PPI (16..=31)", spec.evtchn_ppi),
+            reason: format!(
+                "event-channel INTID {} is not a PPI (16..=31)",
+                spec.evtchn_ppi
+            ),
         });
     }
     let hyp = t.add_node(root, "hypervisor");
@@ -232,7 +330,11 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
     regions.push(spec.grant_table);
     regions.extend_from_slice(&spec.extended_regions);
     t.set_prop(hyp, "reg", reg_value("/hypervisor", &regions, na, ns)?);
-    t.set_prop(hyp, "interrupts", cells_value(&[1, spec.evtchn_ppi - 16, 0xf08]));
+    t.set_prop(
+        hyp,
+        "interrupts",
+        cells_value(&[1, spec.evtchn_ppi - 16, 0xf08]),
+    );
     t.set_prop(hyp, "interrupt-parent", gic_phandle.to_be_bytes().to_vec());
 
     // /psci: calls go to the hypervisor.

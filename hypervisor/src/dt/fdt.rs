@@ -84,10 +84,20 @@ struct Header {
     size_dt_struct: u32,
 }
 
-fn block(name: &'static str, off: u32, size: u32, total: u32) -> Result<core::ops::Range<usize>, DtError> {
+fn block(
+    name: &'static str,
+    off: u32,
+    size: u32,
+    total: u32,
+) -> Result<core::ops::Range<usize>, DtError> {
     let end = off as u64 + size as u64;
     if end > total as u64 {
-        return Err(DtError::BlockOutOfBounds { block: name, offset: off, size, totalsize: total });
+        return Err(DtError::BlockOutOfBounds {
+            block: name,
+            offset: off,
+            size,
+            totalsize: total,
+        });
     }
     Ok(off as usize..end as usize)
 }
@@ -96,7 +106,10 @@ impl Tree {
     /// Parses and validates `blob` (see [`DtError`] for what is checked).
     pub fn parse(blob: &[u8]) -> Result<Tree, DtError> {
         if blob.len() < HEADER_LEN {
-            return Err(DtError::Truncated { len: blob.len(), needed: HEADER_LEN });
+            return Err(DtError::Truncated {
+                len: blob.len(),
+                needed: HEADER_LEN,
+            });
         }
         let rd = |i: usize| be32(blob, i * 4).unwrap_or(0);
         let magic = rd(0);
@@ -115,13 +128,19 @@ impl Tree {
         };
         let last_comp = rd(6);
         if (h.totalsize as usize) > blob.len() {
-            return Err(DtError::TotalSizeBeyondBlob { totalsize: h.totalsize, blob_len: blob.len() });
+            return Err(DtError::TotalSizeBeyondBlob {
+                totalsize: h.totalsize,
+                blob_len: blob.len(),
+            });
         }
         if (h.totalsize as usize) < HEADER_LEN {
             return Err(DtError::BadHeader("totalsize is smaller than the header"));
         }
         if h.version < 16 || last_comp > 17 {
-            return Err(DtError::UnsupportedVersion { version: h.version, last_comp_version: last_comp });
+            return Err(DtError::UnsupportedVersion {
+                version: h.version,
+                last_comp_version: last_comp,
+            });
         }
         if h.version < 17 {
             // v16 has no size_dt_struct: the block may run to the end of the blob.
@@ -130,17 +149,21 @@ impl Tree {
         let blob = &blob[..h.totalsize as usize];
         let st = block("structure", h.off_dt_struct, h.size_dt_struct, h.totalsize)?;
         let strs = block("strings", h.off_dt_strings, h.size_dt_strings, h.totalsize)?;
-        if h.off_dt_struct % 4 != 0 {
+        if !h.off_dt_struct.is_multiple_of(4) {
             return Err(DtError::BadHeader("structure block is not 4-byte aligned"));
         }
-        if h.off_mem_rsvmap % 8 != 0 || h.off_mem_rsvmap as usize >= blob.len() {
-            return Err(DtError::BadHeader("memory reservation block misaligned or outside the blob"));
+        if !h.off_mem_rsvmap.is_multiple_of(8) || h.off_mem_rsvmap as usize >= blob.len() {
+            return Err(DtError::BadHeader(
+                "memory reservation block misaligned or outside the blob",
+            ));
         }
         let mut mem_reserve = Vec::new();
         let mut off = h.off_mem_rsvmap as usize;
         loop {
             let (Some(addr), Some(size)) = (be64(blob, off), be64(blob, off + 8)) else {
-                return Err(DtError::BadHeader("memory reservation block not terminated inside the blob"));
+                return Err(DtError::BadHeader(
+                    "memory reservation block not terminated inside the blob",
+                ));
             };
             if addr == 0 && size == 0 {
                 break;
@@ -149,7 +172,11 @@ impl Tree {
             off += 16;
         }
         let nodes = parse_struct(&blob[st.clone()], &blob[strs], st.start)?;
-        Ok(Tree { nodes, mem_reserve, boot_cpuid_phys: h.boot_cpuid_phys })
+        Ok(Tree {
+            nodes,
+            mem_reserve,
+            boot_cpuid_phys: h.boot_cpuid_phys,
+        })
     }
 
     /// The root node.
@@ -185,7 +212,10 @@ impl Tree {
         if let Some(p) = n.props.iter_mut().find(|p| p.name == name) {
             p.value = value;
         } else {
-            n.props.push(Property { name: String::from(name), value });
+            n.props.push(Property {
+                name: String::from(name),
+                value,
+            });
         }
     }
 
@@ -212,7 +242,7 @@ impl Tree {
             st.extend_from_slice(&FDT_BEGIN_NODE.to_be_bytes());
             st.extend_from_slice(n.name.as_bytes());
             st.push(0);
-            while st.len() % 4 != 0 {
+            while !st.len().is_multiple_of(4) {
                 st.push(0);
             }
             for p in &n.props {
@@ -226,7 +256,7 @@ impl Tree {
                 st.extend_from_slice(&(p.value.len() as u32).to_be_bytes());
                 st.extend_from_slice(&off.to_be_bytes());
                 st.extend_from_slice(&p.value);
-                while st.len() % 4 != 0 {
+                while !st.len().is_multiple_of(4) {
                     st.push(0);
                 }
             }
@@ -277,7 +307,10 @@ fn cstr(b: &[u8], off: usize) -> Option<&str> {
 
 /// Walks the structure block. `base` is the block's offset in the blob, for error messages.
 fn parse_struct(st: &[u8], strs: &[u8], base: usize) -> Result<Vec<NodeData>, DtError> {
-    let bad = |off: usize, reason: &'static str| DtError::BadStructure { offset: base + off, reason };
+    let bad = |off: usize, reason: &'static str| DtError::BadStructure {
+        offset: base + off,
+        reason,
+    };
     let mut nodes: Vec<NodeData> = Vec::new();
     let mut stack: Vec<NodeId> = Vec::new();
     let mut off = 0usize;
@@ -294,7 +327,8 @@ fn parse_struct(st: &[u8], strs: &[u8], base: usize) -> Result<Vec<NodeData>, Dt
                 if stack.len() >= MAX_DEPTH {
                     return Err(bad(tok_off, "nodes nested too deep"));
                 }
-                let name = cstr(st, off).ok_or_else(|| bad(off, "node name not NUL-terminated or not UTF-8"))?;
+                let name = cstr(st, off)
+                    .ok_or_else(|| bad(off, "node name not NUL-terminated or not UTF-8"))?;
                 if stack.is_empty() && !name.is_empty() {
                     return Err(bad(off, "root node has a name"));
                 }
@@ -325,19 +359,32 @@ fn parse_struct(st: &[u8], strs: &[u8], base: usize) -> Result<Vec<NodeData>, Dt
                 }
             }
             FDT_PROP => {
-                let cur = *stack.last().ok_or_else(|| bad(tok_off, "property outside any node"))?;
-                let len = be32(st, off).ok_or_else(|| bad(off, "truncated property header"))? as usize;
-                let nameoff = be32(st, off + 4).ok_or_else(|| bad(off, "truncated property header"))? as usize;
+                let cur = *stack
+                    .last()
+                    .ok_or_else(|| bad(tok_off, "property outside any node"))?;
+                let len =
+                    be32(st, off).ok_or_else(|| bad(off, "truncated property header"))? as usize;
+                let nameoff = be32(st, off + 4)
+                    .ok_or_else(|| bad(off, "truncated property header"))?
+                    as usize;
                 off += 8;
                 let value = st
-                    .get(off..off.checked_add(len).ok_or_else(|| bad(off, "offset overflow"))?)
+                    .get(
+                        off..off
+                            .checked_add(len)
+                            .ok_or_else(|| bad(off, "offset overflow"))?,
+                    )
                     .ok_or_else(|| bad(off, "property value runs past the structure block"))?;
-                let name = cstr(strs, nameoff)
-                    .ok_or_else(|| bad(tok_off, "property name offset outside the strings block"))?;
+                let name = cstr(strs, nameoff).ok_or_else(|| {
+                    bad(tok_off, "property name offset outside the strings block")
+                })?;
                 if name.is_empty() {
                     return Err(bad(tok_off, "property with an empty name"));
                 }
-                nodes[cur.idx()].props.push(Property { name: String::from(name), value: value.to_vec() });
+                nodes[cur.idx()].props.push(Property {
+                    name: String::from(name),
+                    value: value.to_vec(),
+                });
                 off = align4(off + len).ok_or_else(|| bad(off, "offset overflow"))?;
             }
             FDT_NOP => {}

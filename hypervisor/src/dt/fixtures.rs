@@ -10,7 +10,10 @@ use std::vec::Vec;
 pub fn dir() -> PathBuf {
     match std::env::var_os("XENITH_FIXTURES") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(".cache").join("fixtures"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".cache")
+            .join("fixtures"),
     }
 }
 
@@ -19,7 +22,10 @@ pub fn load(name: &str) -> Vec<u8> {
     let path = dir().join(name);
     match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) => panic!("missing fixture {name} ({}: {e}): run `cargo xtask fixtures`", path.display()),
+        Err(e) => panic!(
+            "missing fixture {name} ({}: {e}): run `cargo xtask fixtures`",
+            path.display()
+        ),
     }
 }
 

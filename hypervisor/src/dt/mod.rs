@@ -20,7 +20,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-pub use boot_info::{BootInfo, BootModule, GicInfo, MemRegion, ModuleKind, PsciMethod, StdoutDevice, TimerInfo};
+pub use boot_info::{
+    BootInfo, BootModule, GicInfo, MemRegion, ModuleKind, PsciMethod, StdoutDevice, TimerInfo,
+};
 pub use fdt::{NodeId, Tree};
 
 /// Why a device tree (or a value taken from it) was rejected.
@@ -35,9 +37,17 @@ pub enum DtError {
     /// Some other inconsistent header field.
     BadHeader(&'static str),
     /// Only FDT versions 16 and 17 are read.
-    UnsupportedVersion { version: u32, last_comp_version: u32 },
+    UnsupportedVersion {
+        version: u32,
+        last_comp_version: u32,
+    },
     /// The structure or strings block lies (partly) outside totalsize.
-    BlockOutOfBounds { block: &'static str, offset: u32, size: u32, totalsize: u32 },
+    BlockOutOfBounds {
+        block: &'static str,
+        offset: u32,
+        size: u32,
+        totalsize: u32,
+    },
     /// The structure block's token stream is malformed at `offset` (from the start of the blob).
     BadStructure { offset: usize, reason: &'static str },
     /// A node the caller needs is absent.
@@ -45,9 +55,17 @@ pub enum DtError {
     /// A property the caller needs is absent.
     MissingProperty { node: String, prop: String },
     /// A property is present but its value is malformed.
-    BadProperty { node: String, prop: String, reason: String },
+    BadProperty {
+        node: String,
+        prop: String,
+        reason: String,
+    },
     /// A phandle in `prop` of `node` refers to no node.
-    DanglingPhandle { node: String, prop: String, phandle: u32 },
+    DanglingPhandle {
+        node: String,
+        prop: String,
+        phandle: u32,
+    },
     /// An address of `node` cannot be translated to a CPU physical address.
     Untranslatable { node: String, reason: String },
     /// A hypervisor command-line option has a malformed value.
@@ -132,7 +150,11 @@ impl IrqSpec {
 
     /// The trigger/cpu-mask flags cell of a GIC specifier.
     pub fn gic_flags(&self) -> Option<u32> {
-        if self.controller_is_gic { self.cells.get(2).copied() } else { None }
+        if self.controller_is_gic {
+            self.cells.get(2).copied()
+        } else {
+            None
+        }
     }
 }
 
@@ -278,7 +300,11 @@ impl HostDt {
 
     /// The value of `/aliases/<name>`.
     pub fn alias(&self, name: &str) -> Option<&str> {
-        let aliases = self.children(self.root()).iter().copied().find(|&k| self.name(k) == "aliases")?;
+        let aliases = self
+            .children(self.root())
+            .iter()
+            .copied()
+            .find(|&k| self.name(k) == "aliases")?;
         self.prop_str(aliases, name).ok().flatten()
     }
 
@@ -288,7 +314,10 @@ impl HostDt {
 
     /// The node's phandle, if it has one.
     pub fn phandle(&self, id: NodeId) -> Option<u32> {
-        self.prop_u32(id, "phandle").ok().flatten().or_else(|| self.prop_u32(id, "linux,phandle").ok().flatten())
+        self.prop_u32(id, "phandle")
+            .ok()
+            .flatten()
+            .or_else(|| self.prop_u32(id, "linux,phandle").ok().flatten())
     }
 
     /// The largest phandle in use (0 if none), for allocating new ones.
@@ -298,16 +327,21 @@ impl HostDt {
 
     /// All nodes (in document order) whose `compatible` list contains `compat`.
     pub fn find_compatible(&self, compat: &str) -> Vec<NodeId> {
-        self.nodes().filter(|&n| self.is_compatible(n, compat)).collect()
+        self.nodes()
+            .filter(|&n| self.is_compatible(n, compat))
+            .collect()
     }
 
     pub fn is_compatible(&self, id: NodeId, compat: &str) -> bool {
-        self.compatible(id).iter().any(|c| *c == compat)
+        self.compatible(id).contains(&compat)
     }
 
     /// The `compatible` list (empty when absent or malformed).
     pub fn compatible(&self, id: NodeId) -> Vec<&str> {
-        self.prop_strings(id, "compatible").ok().flatten().unwrap_or_default()
+        self.prop_strings(id, "compatible")
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     /// `status` absent, "okay" or "ok".
@@ -335,7 +369,12 @@ impl HostDt {
 
     /// A property's raw value.
     pub fn prop(&self, id: NodeId, name: &str) -> Option<&[u8]> {
-        self.tree.node(id).props.iter().find(|p| p.name == name).map(|p| p.value.as_slice())
+        self.tree
+            .node(id)
+            .props
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.value.as_slice())
     }
 
     pub fn has_prop(&self, id: NodeId, name: &str) -> bool {
@@ -343,21 +382,37 @@ impl HostDt {
     }
 
     pub(crate) fn bad_prop(&self, id: NodeId, prop: &str, reason: impl Into<String>) -> DtError {
-        DtError::BadProperty { node: self.path(id), prop: prop.to_owned(), reason: reason.into() }
+        DtError::BadProperty {
+            node: self.path(id),
+            prop: prop.to_owned(),
+            reason: reason.into(),
+        }
     }
 
     /// A property as big-endian u32 cells (error if its length is not a multiple of 4).
     pub fn prop_cells(&self, id: NodeId, name: &str) -> Result<Option<Vec<u32>>, DtError> {
-        let Some(v) = self.prop(id, name) else { return Ok(None) };
+        let Some(v) = self.prop(id, name) else {
+            return Ok(None);
+        };
         if v.len() % 4 != 0 {
-            return Err(self.bad_prop(id, name, format!("length {} is not a multiple of 4", v.len())));
+            return Err(self.bad_prop(
+                id,
+                name,
+                format!("length {} is not a multiple of 4", v.len()),
+            ));
         }
-        Ok(Some(v.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<u32>>()))
+        Ok(Some(
+            v.chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect::<Vec<u32>>(),
+        ))
     }
 
     /// A one-cell property.
     pub fn prop_u32(&self, id: NodeId, name: &str) -> Result<Option<u32>, DtError> {
-        let Some(v) = self.prop(id, name) else { return Ok(None) };
+        let Some(v) = self.prop(id, name) else {
+            return Ok(None);
+        };
         if v.len() != 4 {
             return Err(self.bad_prop(id, name, format!("length {} is not one cell", v.len())));
         }
@@ -366,12 +421,16 @@ impl HostDt {
 
     /// A string property (the first string of a list).
     pub fn prop_str(&self, id: NodeId, name: &str) -> Result<Option<&str>, DtError> {
-        Ok(self.prop_strings(id, name)?.map(|l| l.first().copied().unwrap_or("")))
+        Ok(self
+            .prop_strings(id, name)?
+            .map(|l| l.first().copied().unwrap_or("")))
     }
 
     /// A NUL-separated string list property.
     pub fn prop_strings(&self, id: NodeId, name: &str) -> Result<Option<Vec<&str>>, DtError> {
-        let Some(v) = self.prop(id, name) else { return Ok(None) };
+        let Some(v) = self.prop(id, name) else {
+            return Ok(None);
+        };
         if v.is_empty() {
             return Ok(Some(Vec::new()));
         }
@@ -380,7 +439,10 @@ impl HostDt {
         }
         let mut out = Vec::new();
         for s in v[..v.len() - 1].split(|&b| b == 0) {
-            out.push(core::str::from_utf8(s).map_err(|_| self.bad_prop(id, name, "string is not UTF-8"))?);
+            out.push(
+                core::str::from_utf8(s)
+                    .map_err(|_| self.bad_prop(id, name, "string is not UTF-8"))?,
+            );
         }
         Ok(Some(out))
     }
@@ -401,10 +463,18 @@ impl HostDt {
         let a = find("#address-cells", 2)?;
         let s = find("#size-cells", 1)?;
         if a > 3 {
-            return Err(self.bad_prop(bus, "#address-cells", format!("{a} cells unsupported (max 3)")));
+            return Err(self.bad_prop(
+                bus,
+                "#address-cells",
+                format!("{a} cells unsupported (max 3)"),
+            ));
         }
         if s > 2 {
-            return Err(self.bad_prop(bus, "#size-cells", format!("{s} cells unsupported (max 2)")));
+            return Err(self.bad_prop(
+                bus,
+                "#size-cells",
+                format!("{s} cells unsupported (max 2)"),
+            ));
         }
         Ok((a, s))
     }
@@ -416,14 +486,20 @@ impl HostDt {
         };
         let (na, ns) = self.cells_of_bus(bus)?;
         let Some(cells) = self.prop_cells(id, "reg")? else {
-            return Err(DtError::MissingProperty { node: self.path(id), prop: "reg".to_owned() });
+            return Err(DtError::MissingProperty {
+                node: self.path(id),
+                prop: "reg".to_owned(),
+            });
         };
         let stride = (na + ns) as usize;
         if na == 0 || stride == 0 || cells.len() % stride != 0 {
             return Err(self.bad_prop(
                 id,
                 "reg",
-                format!("{} cells is not a multiple of #address-cells {na} + #size-cells {ns}", cells.len()),
+                format!(
+                    "{} cells is not a multiple of #address-cells {na} + #size-cells {ns}",
+                    cells.len()
+                ),
             ));
         }
         Ok(cells
@@ -439,7 +515,12 @@ impl HostDt {
     pub fn reg(&self, id: NodeId) -> Result<Vec<Region>, DtError> {
         self.raw_reg(id)?
             .into_iter()
-            .map(|(hi, addr, size)| Ok(Region { base: self.translate(id, hi, addr)?, size }))
+            .map(|(hi, addr, size)| {
+                Ok(Region {
+                    base: self.translate(id, hi, addr)?,
+                    size,
+                })
+            })
             .collect()
     }
 
@@ -461,7 +542,11 @@ impl HostDt {
                 let (pna, _) = self.cells_of_bus(up)?;
                 let stride = (cna + pna + cns) as usize;
                 if stride == 0 || ranges.len() % stride != 0 {
-                    return Err(self.bad_prop(bus, "ranges", "length is not a multiple of its entry size"));
+                    return Err(self.bad_prop(
+                        bus,
+                        "ranges",
+                        "length is not a multiple of its entry size",
+                    ));
                 }
                 let mut found = None;
                 for e in ranges.chunks_exact(stride) {
@@ -477,7 +562,10 @@ impl HostDt {
                 let Some((h, a)) = found else {
                     return Err(DtError::Untranslatable {
                         node: self.path(id),
-                        reason: format!("address {addr:#x} is outside the `ranges` of {}", self.path(bus)),
+                        reason: format!(
+                            "address {addr:#x} is outside the `ranges` of {}",
+                            self.path(bus)
+                        ),
                     });
                 };
                 hi = h;
@@ -493,11 +581,14 @@ impl HostDt {
         let mut cur = Some(id);
         while let Some(c) = cur {
             if let Some(ph) = self.prop_u32(c, "interrupt-parent")? {
-                return self.find_phandle(ph).map(Some).ok_or_else(|| DtError::DanglingPhandle {
-                    node: self.path(c),
-                    prop: "interrupt-parent".to_owned(),
-                    phandle: ph,
-                });
+                return self
+                    .find_phandle(ph)
+                    .map(Some)
+                    .ok_or_else(|| DtError::DanglingPhandle {
+                        node: self.path(c),
+                        prop: "interrupt-parent".to_owned(),
+                        phandle: ph,
+                    });
             }
             cur = self.parent(c);
         }
@@ -519,27 +610,39 @@ impl HostDt {
             let mut i = 0;
             while i < cells.len() {
                 let ph = cells[i];
-                let ctrl = self.find_phandle(ph).ok_or_else(|| DtError::DanglingPhandle {
-                    node: self.path(id),
-                    prop: "interrupts-extended".to_owned(),
-                    phandle: ph,
-                })?;
+                let ctrl = self
+                    .find_phandle(ph)
+                    .ok_or_else(|| DtError::DanglingPhandle {
+                        node: self.path(id),
+                        prop: "interrupts-extended".to_owned(),
+                        phandle: ph,
+                    })?;
                 let n = self.interrupt_cells(ctrl)? as usize;
-                let spec = cells
-                    .get(i + 1..i + 1 + n)
-                    .ok_or_else(|| self.bad_prop(id, "interrupts-extended", "truncated specifier"))?;
+                let spec = cells.get(i + 1..i + 1 + n).ok_or_else(|| {
+                    self.bad_prop(id, "interrupts-extended", "truncated specifier")
+                })?;
                 out.push(self.irq_spec(ctrl, spec));
                 i += 1 + n;
             }
             return Ok(out);
         }
-        let Some(cells) = self.prop_cells(id, "interrupts")? else { return Ok(out) };
-        let ctrl = self
-            .interrupt_parent(id)?
-            .ok_or_else(|| self.bad_prop(id, "interrupts", "no interrupt-parent in the node or its ancestors"))?;
+        let Some(cells) = self.prop_cells(id, "interrupts")? else {
+            return Ok(out);
+        };
+        let ctrl = self.interrupt_parent(id)?.ok_or_else(|| {
+            self.bad_prop(
+                id,
+                "interrupts",
+                "no interrupt-parent in the node or its ancestors",
+            )
+        })?;
         let n = self.interrupt_cells(ctrl)? as usize;
         if n == 0 || cells.len() % n != 0 {
-            return Err(self.bad_prop(id, "interrupts", format!("not a multiple of #interrupt-cells {n}")));
+            return Err(self.bad_prop(
+                id,
+                "interrupts",
+                format!("not a multiple of #interrupt-cells {n}"),
+            ));
         }
         for spec in cells.chunks_exact(n) {
             out.push(self.irq_spec(ctrl, spec));
@@ -551,7 +654,10 @@ impl HostDt {
         match self.prop_u32(ctrl, "#interrupt-cells")? {
             Some(n) if (1..=8).contains(&n) => Ok(n),
             Some(n) => Err(self.bad_prop(ctrl, "#interrupt-cells", format!("{n} is not in 1..=8"))),
-            None => Err(DtError::MissingProperty { node: self.path(ctrl), prop: "#interrupt-cells".to_owned() }),
+            None => Err(DtError::MissingProperty {
+                node: self.path(ctrl),
+                prop: "#interrupt-cells".to_owned(),
+            }),
         }
     }
 
@@ -564,9 +670,13 @@ impl HostDt {
 
     /// A PCI host bridge's outbound windows (its `ranges`), translated to CPU physical addresses.
     pub fn pci_windows(&self, id: NodeId) -> Result<Vec<Region>, DtError> {
-        let Some(ranges) = self.prop_cells(id, "ranges")? else { return Ok(Vec::new()) };
+        let Some(ranges) = self.prop_cells(id, "ranges")? else {
+            return Ok(Vec::new());
+        };
         let (cna, cns) = self.cells_of_bus(id)?;
-        let Some(parent) = self.parent(id) else { return Ok(Vec::new()) };
+        let Some(parent) = self.parent(id) else {
+            return Ok(Vec::new());
+        };
         let (pna, _) = self.cells_of_bus(parent)?;
         let stride = (cna + pna + cns) as usize;
         if stride == 0 || ranges.len() % stride != 0 {
@@ -577,7 +687,10 @@ impl HostDt {
             let (p_hi, p_addr) = split_addr(&e[cna as usize..(cna + pna) as usize]);
             let size = cells_to_u64(&e[(cna + pna) as usize..]);
             // The parent-side address is in the bus of `parent`, i.e. the same space as `id`'s reg.
-            out.push(Region { base: self.translate(id, p_hi, p_addr)?, size });
+            out.push(Region {
+                base: self.translate(id, p_hi, p_addr)?,
+                size,
+            });
         }
         Ok(out)
     }
@@ -594,14 +707,22 @@ impl HostDt {
             if self.prop(id, "reg").is_some() {
                 if let Ok(regs) = self.reg(id) {
                     for r in regs.into_iter().filter(|r| r.size != 0) {
-                        out.push(DeviceRegion { path: self.path(id), region: r, kind: RegionKind::Reg });
+                        out.push(DeviceRegion {
+                            path: self.path(id),
+                            region: r,
+                            kind: RegionKind::Reg,
+                        });
                     }
                 }
             }
             if self.is_pci_host_bridge(id) {
                 if let Ok(wins) = self.pci_windows(id) {
                     for r in wins.into_iter().filter(|r| r.size != 0) {
-                        out.push(DeviceRegion { path: self.path(id), region: r, kind: RegionKind::PciWindow });
+                        out.push(DeviceRegion {
+                            path: self.path(id),
+                            region: r,
+                            kind: RegionKind::PciWindow,
+                        });
                     }
                 }
             }
@@ -612,11 +733,15 @@ impl HostDt {
     fn in_non_device_subtree(&self, id: NodeId) -> bool {
         let mut cur = id;
         loop {
-            let Some(p) = self.parent(cur) else { return false };
+            let Some(p) = self.parent(cur) else {
+                return false;
+            };
             if p == self.root() {
                 let name = self.name(cur).split('@').next().unwrap_or("");
-                return matches!(name, "memory" | "reserved-memory" | "cpus" | "chosen" | "aliases")
-                    || self.prop_str(cur, "device_type").ok().flatten() == Some("memory");
+                return matches!(
+                    name,
+                    "memory" | "reserved-memory" | "cpus" | "chosen" | "aliases"
+                ) || self.prop_str(cur, "device_type").ok().flatten() == Some("memory");
             }
             cur = p;
         }

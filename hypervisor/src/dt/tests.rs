@@ -35,10 +35,18 @@ fn dtc_accepts(blob: &[u8]) {
     use std::process::{Command, Stdio};
     let path = std::env::temp_dir().join(std::format!("xenith-dom0-{}.dtb", std::process::id()));
     std::fs::write(&path, blob).unwrap();
-    let out = Command::new("dtc").args(["-I", "dtb", "-O", "dts", "-o", "/dev/null"]).arg(&path).stderr(Stdio::piped()).output();
+    let out = Command::new("dtc")
+        .args(["-I", "dtb", "-O", "dts", "-o", "/dev/null"])
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .output();
     let _ = std::fs::remove_file(&path);
     match out {
-        Ok(o) => assert!(o.status.success(), "dtc rejects dom0's DT: {}", String::from_utf8_lossy(&o.stderr)),
+        Ok(o) => assert!(
+            o.status.success(),
+            "dtc rejects dom0's DT: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
         Err(_) => println!("dtc not installed: skipping the dtc check"),
     }
 }
@@ -52,7 +60,11 @@ fn round_trip_preserves_every_node_and_property() {
         let b = HostDt::parse(&a.tree().to_blob()).unwrap();
         assert_eq!(a.tree().nodes.len(), b.tree().nodes.len(), "{f}");
         for (x, y) in a.tree().nodes.iter().zip(&b.tree().nodes) {
-            assert_eq!((&x.name, &x.props, &x.children), (&y.name, &y.props, &y.children), "{f}");
+            assert_eq!(
+                (&x.name, &x.props, &x.children),
+                (&y.name, &y.props, &y.children),
+                "{f}"
+            );
         }
     }
 }
@@ -60,35 +72,68 @@ fn round_trip_preserves_every_node_and_property() {
 #[test]
 fn rejects_truncated_bad_magic_and_oversized_blobs() {
     let blob = fixtures::load(SNOW);
-    assert_eq!(HostDt::parse(&blob[..20]).unwrap_err(), DtError::Truncated { len: 20, needed: 40 });
+    assert_eq!(
+        HostDt::parse(&blob[..20]).unwrap_err(),
+        DtError::Truncated {
+            len: 20,
+            needed: 40
+        }
+    );
     let e = HostDt::parse(&blob[..blob.len() - 100]).unwrap_err();
-    assert_eq!(e, DtError::TotalSizeBeyondBlob { totalsize: blob.len() as u32, blob_len: blob.len() - 100 });
+    assert_eq!(
+        e,
+        DtError::TotalSizeBeyondBlob {
+            totalsize: blob.len() as u32,
+            blob_len: blob.len() - 100
+        }
+    );
     assert!(e.to_string().contains("beyond"), "{e}");
 
     let mut bad = blob.clone();
     bad[0] = 0xde;
     let e = HostDt::parse(&bad).unwrap_err();
     assert_eq!(e, DtError::BadMagic(0xde0d_feed));
-    assert_eq!(e.to_string(), "not a device tree: magic is 0xde0dfeed, expected 0xd00dfeed");
+    assert_eq!(
+        e.to_string(),
+        "not a device tree: magic is 0xde0dfeed, expected 0xd00dfeed"
+    );
 
     let mut bad = blob.clone();
     bad[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
-    assert!(matches!(HostDt::parse(&bad), Err(DtError::TotalSizeBeyondBlob { .. })));
+    assert!(matches!(
+        HostDt::parse(&bad),
+        Err(DtError::TotalSizeBeyondBlob { .. })
+    ));
 
     let mut bad = blob.clone();
     bad[20..24].copy_from_slice(&15u32.to_be_bytes()); // version
-    assert!(matches!(HostDt::parse(&bad), Err(DtError::UnsupportedVersion { version: 15, .. })));
+    assert!(matches!(
+        HostDt::parse(&bad),
+        Err(DtError::UnsupportedVersion { version: 15, .. })
+    ));
 
     let mut bad = blob.clone();
     bad[32..36].copy_from_slice(&0x10_0000u32.to_be_bytes()); // size_dt_strings
-    assert!(matches!(HostDt::parse(&bad), Err(DtError::BlockOutOfBounds { block: "strings", .. })));
+    assert!(matches!(
+        HostDt::parse(&bad),
+        Err(DtError::BlockOutOfBounds {
+            block: "strings",
+            ..
+        })
+    ));
 
     // A token that is not one: overwrite the root's FDT_BEGIN_NODE.
     let mut bad = blob.clone();
     let off = u32::from_be_bytes([bad[8], bad[9], bad[10], bad[11]]) as usize;
     bad[off..off + 4].copy_from_slice(&7u32.to_be_bytes());
     let e = HostDt::parse(&bad).unwrap_err();
-    assert_eq!(e, DtError::BadStructure { offset: off, reason: "unknown token" });
+    assert_eq!(
+        e,
+        DtError::BadStructure {
+            offset: off,
+            reason: "unknown token"
+        }
+    );
 }
 
 #[test]
@@ -102,7 +147,10 @@ fn paths_aliases_phandles_and_compatibles() {
     let gic = snow.gic_node().unwrap();
     assert_eq!(snow.find_phandle(1), Some(gic));
     assert_eq!(snow.find_compatible("samsung,exynos-sysmmu").len(), 23);
-    assert_eq!(snow.prop_strings(gic, "compatible").unwrap().unwrap(), ["arm,gic-400", "arm,cortex-a15-gic"]);
+    assert_eq!(
+        snow.prop_strings(gic, "compatible").unwrap().unwrap(),
+        ["arm,gic-400", "arm,cortex-a15-gic"]
+    );
     assert!(snow.find_path("/soc/nonexistent").is_none());
     assert!(snow.find_path("nosuchalias").is_none());
     // A property with the wrong length names the node and property.
@@ -124,7 +172,10 @@ fn check_qemu_common(bi: &BootInfo) {
     assert_eq!(bi.gic.compatible, ["arm,gic-v3"]);
     assert_eq!(bi.gic.distributor, r(0x0800_0000, 0x1_0000));
     assert_eq!(bi.gic.redistributors, vec![r(0x080a_0000, 0xf6_0000)]);
-    assert_eq!(bi.gic.maintenance_irq.as_ref().unwrap().gic_intid(), Some(25));
+    assert_eq!(
+        bi.gic.maintenance_irq.as_ref().unwrap().gic_intid(),
+        Some(25)
+    );
     assert_eq!(bi.timer.as_ref().unwrap().ppis(), [29, 30, 27, 26]);
     assert_eq!(bi.cpus.iter().map(|c| c.mpidr).collect::<Vec<_>>(), [0, 1]);
     assert!(bi.warnings.is_empty(), "{:?}", bi.warnings);
@@ -159,16 +210,32 @@ fn modules_without_specific_kind_are_kernel_then_ramdisk_and_cmdlines_follow_xen
         let chosen = dt.find_path("/chosen").unwrap();
         t.set_prop(chosen, "#address-cells", 1u32.to_be_bytes().to_vec());
         t.set_prop(chosen, "#size-cells", 1u32.to_be_bytes().to_vec());
-        t.set_prop(chosen, "bootargs", b"dom0_mem=512M iommu-owner=dom0:/pcie@10000000\0".to_vec());
-        t.set_prop(chosen, "xen,dom0-bootargs", b"console=hvc0 root=/dev/vda\0".to_vec());
+        t.set_prop(
+            chosen,
+            "bootargs",
+            b"dom0_mem=512M iommu-owner=dom0:/pcie@10000000\0".to_vec(),
+        );
+        t.set_prop(
+            chosen,
+            "xen,dom0-bootargs",
+            b"console=hvc0 root=/dev/vda\0".to_vec(),
+        );
         for (name, compat, base) in [
-            ("module@48000000", &b"xen,linux-zimage\0xen,multiboot-module\0"[..], 0x4800_0000u32),
+            (
+                "module@48000000",
+                &b"xen,linux-zimage\0xen,multiboot-module\0"[..],
+                0x4800_0000u32,
+            ),
             ("module@4a000000", &b"multiboot,module\0"[..], 0x4a00_0000),
             ("module@4b000000", &b"multiboot,module\0"[..], 0x4b00_0000),
         ] {
             let m = t.add_node(chosen, name);
             t.set_prop(m, "compatible", compat.to_vec());
-            t.set_prop(m, "reg", [base.to_be_bytes(), 0x1000u32.to_be_bytes()].concat());
+            t.set_prop(
+                m,
+                "reg",
+                [base.to_be_bytes(), 0x1000u32.to_be_bytes()].concat(),
+            );
         }
     });
     let bi = dt.boot_info().unwrap();
@@ -177,11 +244,18 @@ fn modules_without_specific_kind_are_kernel_then_ramdisk_and_cmdlines_follow_xen
     // counter does not look at what was found), the second the ramdisk.
     assert_eq!(
         kinds,
-        [(0x4800_0000, ModuleKind::Kernel), (0x4a00_0000, ModuleKind::Kernel), (0x4b00_0000, ModuleKind::Ramdisk)]
+        [
+            (0x4800_0000, ModuleKind::Kernel),
+            (0x4a00_0000, ModuleKind::Kernel),
+            (0x4b00_0000, ModuleKind::Ramdisk)
+        ]
     );
     assert_eq!(bi.kernel().unwrap().region.base, 0x4800_0000);
     // xen,dom0-bootargs present: /chosen/bootargs is the hypervisor's.
-    assert_eq!(bi.hypervisor_cmdline.as_deref(), Some("dom0_mem=512M iommu-owner=dom0:/pcie@10000000"));
+    assert_eq!(
+        bi.hypervisor_cmdline.as_deref(),
+        Some("dom0_mem=512M iommu-owner=dom0:/pcie@10000000")
+    );
     assert_eq!(bi.dom0_cmdline(), Some("console=hvc0 root=/dev/vda"));
 }
 
@@ -189,24 +263,49 @@ fn modules_without_specific_kind_are_kernel_then_ramdisk_and_cmdlines_follow_xen
 fn xen_bootargs_and_initrd_properties() {
     let dt = edited(&load(QEMU_VIRT_DOM0), |dt, t| {
         let chosen = dt.find_path("/chosen").unwrap();
-        t.set_prop(chosen, "xen,xen-bootargs", b"console=dtuart dom0_mem=1G\0".to_vec());
-        t.set_prop(chosen, "linux,initrd-start", 0x4c00_0000u64.to_be_bytes().to_vec());
-        t.set_prop(chosen, "linux,initrd-end", 0x4c20_0000u32.to_be_bytes().to_vec());
+        t.set_prop(
+            chosen,
+            "xen,xen-bootargs",
+            b"console=dtuart dom0_mem=1G\0".to_vec(),
+        );
+        t.set_prop(
+            chosen,
+            "linux,initrd-start",
+            0x4c00_0000u64.to_be_bytes().to_vec(),
+        );
+        t.set_prop(
+            chosen,
+            "linux,initrd-end",
+            0x4c20_0000u32.to_be_bytes().to_vec(),
+        );
         let rm = t.add_node(dt.root(), "reserved-memory");
         t.set_prop(rm, "#address-cells", 2u32.to_be_bytes().to_vec());
         t.set_prop(rm, "#size-cells", 2u32.to_be_bytes().to_vec());
         t.set_prop(rm, "ranges", Vec::new());
         let fw = t.add_node(rm, "fw@7e000000");
-        t.set_prop(fw, "reg", [0u32, 0x7e00_0000, 0, 0x20_0000].iter().flat_map(|c| c.to_be_bytes()).collect());
+        t.set_prop(
+            fw,
+            "reg",
+            [0u32, 0x7e00_0000, 0, 0x20_0000]
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect(),
+        );
         t.mem_reserve.push((0x4000_0000, 0x1000));
     });
     let bi = dt.boot_info().unwrap();
-    assert_eq!(bi.hypervisor_cmdline.as_deref(), Some("console=dtuart dom0_mem=1G"));
+    assert_eq!(
+        bi.hypervisor_cmdline.as_deref(),
+        Some("console=dtuart dom0_mem=1G")
+    );
     assert_eq!(bi.ramdisk().unwrap().region, r(0x4c00_0000, 0x20_0000));
     assert_eq!(bi.reserved.len(), 2);
     assert_eq!(bi.reserved[0].region, r(0x4000_0000, 0x1000));
     assert_eq!(bi.reserved[1].region, r(0x7e00_0000, 0x20_0000));
-    assert_eq!(bi.reserved[1].source, boot_info::ReservedSource::Node("/reserved-memory/fw@7e000000".to_owned()));
+    assert_eq!(
+        bi.reserved[1].source,
+        boot_info::ReservedSource::Node("/reserved-memory/fw@7e000000".to_owned())
+    );
 }
 
 #[test]
@@ -216,7 +315,10 @@ fn module_without_reg_is_an_error_naming_it() {
         t.remove_prop(m, "reg");
     });
     let e = dt.boot_info().unwrap_err();
-    assert_eq!(e.to_string(), "device tree node /chosen/module@0x49000000: no `reg` property");
+    assert_eq!(
+        e.to_string(),
+        "device tree node /chosen/module@0x49000000: no `reg` property"
+    );
 }
 
 #[test]
@@ -236,7 +338,10 @@ fn snow_boot_info() {
     assert_eq!(bi.gic.cpu_interface, Some(r(0x1048_2000, 0x2000)));
     assert_eq!(bi.gic.hyp_interface, Some(r(0x1048_4000, 0x2000)));
     assert_eq!(bi.gic.vcpu_interface, Some(r(0x1048_6000, 0x2000)));
-    assert_eq!(bi.gic.maintenance_irq.as_ref().unwrap().gic_intid(), Some(25));
+    assert_eq!(
+        bi.gic.maintenance_irq.as_ref().unwrap().gic_intid(),
+        Some(25)
+    );
     let timer = bi.timer.as_ref().unwrap();
     assert_eq!(timer.ppis(), [29, 30, 27, 26]);
     assert_eq!(timer.clock_frequency, Some(24_000_000));
@@ -250,21 +355,70 @@ fn snow_boot_info() {
 fn device_regions_cover_devices_and_pci_windows() {
     let dt = load(QEMU_VIRT);
     let regs = dt.device_regions();
-    let has = |p: &str, reg: Region, k: RegionKind| regs.iter().any(|d| d.path == p && d.region == reg && d.kind == k);
-    assert!(has("/pl011@9000000", r(0x0900_0000, 0x1000), RegionKind::Reg));
-    assert!(has("/smmuv3@9050000", r(0x0905_0000, 0x2_0000), RegionKind::Reg));
-    assert!(has("/pcie@10000000", r(0x40_1000_0000, 0x1000_0000), RegionKind::Reg), "ECAM");
-    assert!(has("/pcie@10000000", r(0x3eff_0000, 0x1_0000), RegionKind::PciWindow), "I/O window");
-    assert!(has("/pcie@10000000", r(0x1000_0000, 0x2eff_0000), RegionKind::PciWindow), "32-bit MMIO window");
-    assert!(has("/pcie@10000000", r(0x80_0000_0000, 0x80_0000_0000), RegionKind::PciWindow), "64-bit MMIO window");
-    assert!(has("/intc@8000000/its@8080000", r(0x0808_0000, 0x2_0000), RegionKind::Reg));
-    assert!(!regs.iter().any(|d| d.path.starts_with("/memory") || d.path.starts_with("/cpus")));
+    let has = |p: &str, reg: Region, k: RegionKind| {
+        regs.iter()
+            .any(|d| d.path == p && d.region == reg && d.kind == k)
+    };
+    assert!(has(
+        "/pl011@9000000",
+        r(0x0900_0000, 0x1000),
+        RegionKind::Reg
+    ));
+    assert!(has(
+        "/smmuv3@9050000",
+        r(0x0905_0000, 0x2_0000),
+        RegionKind::Reg
+    ));
+    assert!(
+        has(
+            "/pcie@10000000",
+            r(0x40_1000_0000, 0x1000_0000),
+            RegionKind::Reg
+        ),
+        "ECAM"
+    );
+    assert!(
+        has(
+            "/pcie@10000000",
+            r(0x3eff_0000, 0x1_0000),
+            RegionKind::PciWindow
+        ),
+        "I/O window"
+    );
+    assert!(
+        has(
+            "/pcie@10000000",
+            r(0x1000_0000, 0x2eff_0000),
+            RegionKind::PciWindow
+        ),
+        "32-bit MMIO window"
+    );
+    assert!(
+        has(
+            "/pcie@10000000",
+            r(0x80_0000_0000, 0x80_0000_0000),
+            RegionKind::PciWindow
+        ),
+        "64-bit MMIO window"
+    );
+    assert!(has(
+        "/intc@8000000/its@8080000",
+        r(0x0808_0000, 0x2_0000),
+        RegionKind::Reg
+    ));
+    assert!(!regs
+        .iter()
+        .any(|d| d.path.starts_with("/memory") || d.path.starts_with("/cpus")));
 
     let snow = load(SNOW);
     let regs = snow.device_regions();
-    assert!(regs.iter().any(|d| d.path == "/soc/mixer@14450000" && d.region == r(0x1445_0000, 0x1_0000)));
+    assert!(regs
+        .iter()
+        .any(|d| d.path == "/soc/mixer@14450000" && d.region == r(0x1445_0000, 0x1_0000)));
     // I2C children have no CPU address: not listed. Disabled nodes neither.
-    assert!(!regs.iter().any(|d| d.path.contains("i2c@") && d.path.matches('/').count() > 2));
+    assert!(!regs
+        .iter()
+        .any(|d| d.path.contains("i2c@") && d.path.matches('/').count() > 2));
     for d in &regs {
         let n = snow.find_path(&d.path).unwrap();
         assert!(snow.is_available(n), "{} is disabled", d.path);
@@ -291,13 +445,27 @@ fn cmdline_options() {
     assert_eq!(parse_size("1G"), Some(1 << 30));
     assert_eq!(parse_size("64k"), Some(64 << 10));
     assert_eq!(parse_size("0x10M"), Some(16 << 20));
-    assert_eq!(parse_size("0x100000B"), Some(0x100000b << 10), "B is a hex digit after 0x, as with Xen's strtoull");
-    assert_eq!(parse_size("1024"), Some(1 << 20), "no suffix is KiB, as on Xen");
-    let m = HypervisorCmdline::parse("dom0_mem=1G,max:768M").unwrap().dom0_mem.unwrap();
+    assert_eq!(
+        parse_size("0x100000B"),
+        Some(0x100000b << 10),
+        "B is a hex digit after 0x, as with Xen's strtoull"
+    );
+    assert_eq!(
+        parse_size("1024"),
+        Some(1 << 20),
+        "no suffix is KiB, as on Xen"
+    );
+    let m = HypervisorCmdline::parse("dom0_mem=1G,max:768M")
+        .unwrap()
+        .dom0_mem
+        .unwrap();
     assert_eq!(m.target(), Some(768 << 20));
 
     let e = HypervisorCmdline::parse("dom0_mem=12Q").unwrap_err();
-    assert_eq!(e.to_string(), "command line option `dom0_mem=12Q`: \"12Q\" is not a size (e.g. 512M, 1G)");
+    assert_eq!(
+        e.to_string(),
+        "command line option `dom0_mem=12Q`: \"12Q\" is not a size (e.g. 512M, 1G)"
+    );
     assert!(HypervisorCmdline::parse("dom0_mem=-1G").is_err());
     assert!(HypervisorCmdline::parse("dom0_mem").is_err());
     let e = HypervisorCmdline::parse("iommu-owner=guest:/x").unwrap_err();
@@ -326,19 +494,33 @@ fn check_dom0_common(blob: &[u8], spec: &Dom0DtSpec) -> HostDt {
     let root = d.root();
     let (na, ns) = d.cells_of_bus(root).unwrap();
     // Memory: one node, dom0's banks.
-    let mems: Vec<_> = d.children(root).iter().copied().filter(|&n| d.name(n).starts_with("memory")).collect();
+    let mems: Vec<_> = d
+        .children(root)
+        .iter()
+        .copied()
+        .filter(|&n| d.name(n).starts_with("memory"))
+        .collect();
     assert_eq!(mems.len(), 1);
     assert_eq!(d.reg(mems[0]).unwrap(), spec.memory);
     // /chosen.
     let chosen = d.find_path("/chosen").unwrap();
-    assert_eq!(d.prop_str(chosen, "bootargs").unwrap(), spec.bootargs.as_deref());
+    assert_eq!(
+        d.prop_str(chosen, "bootargs").unwrap(),
+        spec.bootargs.as_deref()
+    );
     for gone in ["xen,xen-bootargs", "xen,dom0-bootargs", "stdout-path"] {
         assert!(!d.has_prop(chosen, gone), "{gone}");
     }
     assert!(d.children(chosen).iter().all(|&c| !d.is_boot_module(c)));
     if let Some(rd) = spec.initrd {
-        assert_eq!(d.prop(chosen, "linux,initrd-start").unwrap(), rd.base.to_be_bytes());
-        assert_eq!(d.prop(chosen, "linux,initrd-end").unwrap(), (rd.base + rd.size).to_be_bytes());
+        assert_eq!(
+            d.prop(chosen, "linux,initrd-start").unwrap(),
+            rd.base.to_be_bytes()
+        );
+        assert_eq!(
+            d.prop(chosen, "linux,initrd-end").unwrap(),
+            (rd.base + rd.size).to_be_bytes()
+        );
     }
     // /hypervisor.
     let hyp = d.find_path("/hypervisor").unwrap();
@@ -351,10 +533,16 @@ fn check_dom0_common(blob: &[u8], spec: &Dom0DtSpec) -> HostDt {
     let _ = (na, ns);
     // /psci.
     let psci = d.find_path("/psci").unwrap();
-    assert_eq!(d.compatible(psci), ["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]);
+    assert_eq!(
+        d.compatible(psci),
+        ["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]
+    );
     assert_eq!(d.prop_str(psci, "method").unwrap(), Some("hvc"));
     // No CPU PMU, nothing removed is still there.
-    assert!(d.nodes().all(|n| !d.compatible(n).iter().any(|c| *c == "arm,cortex-a15-pmu" || *c == "arm,armv8-pmuv3")));
+    assert!(d.nodes().all(|n| !d
+        .compatible(n)
+        .iter()
+        .any(|c| *c == "arm,cortex-a15-pmu" || *c == "arm,armv8-pmuv3")));
     for p in &spec.remove_nodes {
         assert!(d.find_path(p).is_none(), "{p} still present");
     }
@@ -362,7 +550,11 @@ fn check_dom0_common(blob: &[u8], spec: &Dom0DtSpec) -> HostDt {
     for n in d.nodes() {
         for prop in ["iommus", "interrupt-parent"] {
             if let Some(cells) = d.prop_cells(n, prop).unwrap() {
-                assert!(d.find_phandle(cells[0]).is_some(), "{} {prop} dangles", d.path(n));
+                assert!(
+                    d.find_phandle(cells[0]).is_some(),
+                    "{} {prop} dangles",
+                    d.path(n)
+                );
             }
         }
     }
@@ -373,7 +565,12 @@ fn check_dom0_common(blob: &[u8], spec: &Dom0DtSpec) -> HostDt {
 fn qemu_dom0_dt() {
     let host = load(QEMU_VIRT_DOM0);
     let topo = DmaTopology::from_dt(&host).unwrap();
-    let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&host), &[], &[IommuKind::SmmuV3]);
+    let table = OwnershipTable::decide(
+        &topo,
+        PlatformDefaults::for_dt(&host),
+        &[],
+        &[IommuKind::SmmuV3],
+    );
     let mut spec = Dom0DtSpec {
         memory: vec![r(0x4800_0000, 0x2000_0000)],
         bootargs: Some("console=hvc0".to_owned()),
@@ -391,10 +588,16 @@ fn qemu_dom0_dt() {
     assert!(!d.has_prop(pcie, "iommu-map"));
     assert!(d.has_prop(pcie, "msi-map"));
     let hyp = d.find_path("/hypervisor").unwrap();
-    assert_eq!(d.reg(hyp).unwrap(), [r(0x3800_0000, 0x4_0000), r(0x1_0000_0000, 0x4000_0000)]);
+    assert_eq!(
+        d.reg(hyp).unwrap(),
+        [r(0x3800_0000, 0x4_0000), r(0x1_0000_0000, 0x4000_0000)]
+    );
     // GICv3: distributor and redistributors only.
     let gic = d.find_path("/intc@8000000").unwrap();
-    assert_eq!(d.reg(gic).unwrap(), [r(0x0800_0000, 0x1_0000), r(0x080a_0000, 0xf6_0000)]);
+    assert_eq!(
+        d.reg(gic).unwrap(),
+        [r(0x0800_0000, 0x1_0000), r(0x080a_0000, 0xf6_0000)]
+    );
     assert!(d.find_path("/pmu").is_none());
     // Nothing else lost: host - (module, pmu, smmu, uart) - (memory, psci: rebuilt) + (memory, psci, hypervisor).
     assert_eq!(d.tree().nodes.len(), host.tree().nodes.len() - 3);
@@ -404,7 +607,12 @@ fn qemu_dom0_dt() {
 fn snow_dom0_dt_default_policy_hides_every_sysmmu() {
     let host = load(SNOW);
     let topo = DmaTopology::from_dt(&host).unwrap();
-    let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&host), &[], &[IommuKind::ExynosSysmmu]);
+    let table = OwnershipTable::decide(
+        &topo,
+        PlatformDefaults::for_dt(&host),
+        &[],
+        &[IommuKind::ExynosSysmmu],
+    );
     let edits = table.dom0_dt_edits();
     assert_eq!(edits.remove_nodes.len(), 23);
     assert!(edits.mmio_to_map.is_empty());
@@ -427,12 +635,22 @@ fn snow_dom0_dt_default_policy_hides_every_sysmmu() {
     ] {
         let n = d.find_path(m).unwrap();
         assert!(!d.has_prop(n, "iommus"), "{m} keeps iommus");
-        assert!(d.is_enabled(n) || !host.is_enabled(host.find_path(m).unwrap()), "{m} got disabled");
+        assert!(
+            d.is_enabled(n) || !host.is_enabled(host.find_path(m).unwrap()),
+            "{m} got disabled"
+        );
     }
     // GICv2: GICD + GICC only; the GIC keeps its phandle, /hypervisor points at it.
     let gic = d.find_path("/soc/interrupt-controller@10481000").unwrap();
-    assert_eq!(d.reg(gic).unwrap(), [r(0x1048_1000, 0x1000), r(0x1048_2000, 0x2000)]);
-    assert_eq!(d.prop_u32(d.find_path("/hypervisor").unwrap(), "interrupt-parent").unwrap(), Some(1));
+    assert_eq!(
+        d.reg(gic).unwrap(),
+        [r(0x1048_1000, 0x1000), r(0x1048_2000, 0x2000)]
+    );
+    assert_eq!(
+        d.prop_u32(d.find_path("/hypervisor").unwrap(), "interrupt-parent")
+            .unwrap(),
+        Some(1)
+    );
     // Samsung's power-management unit is not a CPU PMU: it stays.
     assert!(!d.find_compatible("samsung,exynos5250-pmu").is_empty());
     assert!(d.find_path("/pmu").is_none());
@@ -442,26 +660,51 @@ fn snow_dom0_dt_default_policy_hides_every_sysmmu() {
 fn snow_dom0_dt_with_mixer_and_fimd_given_to_dom0() {
     let host = load(SNOW);
     let topo = DmaTopology::from_dt(&host).unwrap();
-    let c = HypervisorCmdline::parse("iommu-owner=dom0:/soc/mixer@14450000,dom0:/soc/fimd@14400000").unwrap();
-    let table =
-        OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&host), &c.iommu_owner, &[IommuKind::ExynosSysmmu]);
+    let c =
+        HypervisorCmdline::parse("iommu-owner=dom0:/soc/mixer@14450000,dom0:/soc/fimd@14400000")
+            .unwrap();
+    let table = OwnershipTable::decide(
+        &topo,
+        PlatformDefaults::for_dt(&host),
+        &c.iommu_owner,
+        &[IommuKind::ExynosSysmmu],
+    );
     println!("{table}");
-    assert_eq!(table.owner_of_master("/soc/mixer@14450000"), Some(IommuOwner::Dom0));
-    assert_eq!(table.owner_of_master("/soc/fimd@14400000"), Some(IommuOwner::Dom0));
-    assert_eq!(table.owner_of_master("/soc/g2d@10850000"), Some(IommuOwner::Hypervisor));
+    assert_eq!(
+        table.owner_of_master("/soc/mixer@14450000"),
+        Some(IommuOwner::Dom0)
+    );
+    assert_eq!(
+        table.owner_of_master("/soc/fimd@14400000"),
+        Some(IommuOwner::Dom0)
+    );
+    assert_eq!(
+        table.owner_of_master("/soc/g2d@10850000"),
+        Some(IommuOwner::Hypervisor)
+    );
     let edits = table.dom0_dt_edits();
     assert_eq!(edits.remove_nodes.len(), 21);
-    let mapped: Vec<_> = edits.mmio_to_map.iter().map(|d| (d.path.as_str(), d.region)).collect();
+    let mapped: Vec<_> = edits
+        .mmio_to_map
+        .iter()
+        .map(|d| (d.path.as_str(), d.region))
+        .collect();
     assert_eq!(
         mapped,
-        [("/soc/sysmmu@14640000", r(0x1464_0000, 0x1000)), ("/soc/sysmmu@14650000", r(0x1465_0000, 0x1000))]
+        [
+            ("/soc/sysmmu@14640000", r(0x1464_0000, 0x1000)),
+            ("/soc/sysmmu@14650000", r(0x1465_0000, 0x1000))
+        ]
     );
     let mut spec = snow_spec();
     spec.add_edits(&edits);
     let blob = build_dom0_dt(&host, &spec).unwrap();
     let d = check_dom0_common(&blob, &spec);
     assert_eq!(d.find_compatible("samsung,exynos-sysmmu").len(), 2);
-    for (m, mmu) in [("/soc/mixer@14450000", "/soc/sysmmu@14650000"), ("/soc/fimd@14400000", "/soc/sysmmu@14640000")] {
+    for (m, mmu) in [
+        ("/soc/mixer@14450000", "/soc/sysmmu@14650000"),
+        ("/soc/fimd@14400000", "/soc/sysmmu@14640000"),
+    ] {
         let n = d.find_path(m).unwrap();
         let ph = d.prop_cells(n, "iommus").unwrap().unwrap();
         assert_eq!(d.find_phandle(ph[0]), d.find_path(mmu), "{m}");
@@ -474,13 +717,39 @@ fn dom0_spec_errors_name_what_is_wrong() {
     let host = load(SNOW);
     let mut spec = snow_spec();
     spec.remove_nodes.push("/soc/nothing@0".to_owned());
-    assert_eq!(build_dom0_dt(&host, &spec).unwrap_err(), DtError::MissingNode("/soc/nothing@0".to_owned()));
+    assert_eq!(
+        build_dom0_dt(&host, &spec).unwrap_err(),
+        DtError::MissingNode("/soc/nothing@0".to_owned())
+    );
     let mut spec = snow_spec();
     spec.evtchn_ppi = 40;
-    assert!(build_dom0_dt(&host, &spec).unwrap_err().to_string().contains("/hypervisor"));
+    assert!(build_dom0_dt(&host, &spec)
+        .unwrap_err()
+        .to_string()
+        .contains("/hypervisor"));
     let mut spec = snow_spec();
     spec.memory = vec![r(0x1_0000_0000, 0x1000)]; // the Snow's root has 1 address cell
-    assert!(build_dom0_dt(&host, &spec).unwrap_err().to_string().contains("does not fit"));
+    assert!(build_dom0_dt(&host, &spec)
+        .unwrap_err()
+        .to_string()
+        .contains("does not fit"));
+}
+
+#[test]
+fn dom0_dt_refuses_references_into_removed_nodes_and_drops_dangling_aliases() {
+    let host = load(SNOW);
+    // Hide the mixer's SysMMU without stripping the mixer's `iommus`: a builder bug, caught.
+    let mut spec = snow_spec();
+    spec.remove_nodes.push("/soc/sysmmu@14650000".to_owned());
+    let e = build_dom0_dt(&host, &spec).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "device tree node /soc/mixer@14450000: property `iommus`: refers to /soc/sysmmu@14650000, which dom0's DT no longer has"
+    );
+    // The removed console UART's alias is gone, the others stay.
+    let d = HostDt::parse(&build_dom0_dt(&host, &snow_spec()).unwrap()).unwrap();
+    assert_eq!(d.alias("serial3"), None);
+    assert_eq!(d.alias("serial0"), Some("/soc/serial@12c00000"));
 }
 
 // ---------------------------------------------------------------- fuzz
@@ -542,6 +811,17 @@ mod fuzz {
                 blob.truncate(keep);
             }
             fuzz_one(&blob);
+        }
+
+        #[test]
+        fn any_command_line_parses_or_errors(line in "[ -~]{0,80}", opt in "(dom0_mem|console|iommu-owner)=[ -~]{0,20}") {
+            let _ = HypervisorCmdline::parse(&line);
+            let _ = HypervisorCmdline::parse(&opt);
+        }
+
+        #[test]
+        fn any_bytes_as_an_arm64_image(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = crate::domain::image::Arm64Image::parse(&bytes).map(|i| i.memory_needed());
         }
 
         #[test]

@@ -93,7 +93,12 @@ impl DmaMaster {
     /// The IOMMUs this master is behind (indices, deduplicated, in DT order).
     pub fn iommu_indices(&self) -> Vec<usize> {
         let mut out: Vec<usize> = Vec::new();
-        for i in self.iommus.iter().map(|r| r.iommu).chain(self.iommu_map.iter().map(|e| e.iommu)) {
+        for i in self
+            .iommus
+            .iter()
+            .map(|r| r.iommu)
+            .chain(self.iommu_map.iter().map(|e| e.iommu))
+        {
             if !out.contains(&i) {
                 out.push(i);
             }
@@ -125,7 +130,12 @@ fn iommu_kind(dt: &HostDt, n: NodeId) -> IommuKind {
     } else if dt.is_compatible(n, "samsung,exynos-sysmmu") {
         IommuKind::ExynosSysmmu
     } else {
-        IommuKind::Other(dt.compatible(n).first().map(|s| (*s).to_owned()).unwrap_or_default())
+        IommuKind::Other(
+            dt.compatible(n)
+                .first()
+                .map(|s| (*s).to_owned())
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -145,11 +155,15 @@ impl DmaTopology {
             let iommu_cells = match dt.prop_u32(n, "#iommu-cells") {
                 Ok(Some(c)) if c <= 4 => c,
                 Ok(Some(c)) => {
-                    problem = Some(dt.bad_prop(n, "#iommu-cells", format!("{c} cells is implausible")));
+                    problem =
+                        Some(dt.bad_prop(n, "#iommu-cells", format!("{c} cells is implausible")));
                     0
                 }
                 Ok(None) => {
-                    problem = Some(DtError::MissingProperty { node: dt.path(n), prop: "#iommu-cells".to_owned() });
+                    problem = Some(DtError::MissingProperty {
+                        node: dt.path(n),
+                        prop: "#iommu-cells".to_owned(),
+                    });
                     0
                 }
                 Err(e) => {
@@ -158,7 +172,10 @@ impl DmaTopology {
                 }
             };
             let regs = if !dt.has_prop(n, "reg") {
-                problem.get_or_insert(DtError::MissingProperty { node: dt.path(n), prop: "reg".to_owned() });
+                problem.get_or_insert(DtError::MissingProperty {
+                    node: dt.path(n),
+                    prop: "reg".to_owned(),
+                });
                 Vec::new()
             } else {
                 match dt.reg(n) {
@@ -199,7 +216,11 @@ impl DmaTopology {
             }
             let mut m = DmaMaster {
                 path: dt.path(n),
-                kind: if pci { MasterKind::PciHostBridge } else { MasterKind::Platform },
+                kind: if pci {
+                    MasterKind::PciHostBridge
+                } else {
+                    MasterKind::Platform
+                },
                 iommus: Vec::new(),
                 iommu_map: Vec::new(),
                 iommu_map_mask: None,
@@ -237,21 +258,38 @@ fn read_iommus(
     lookup: &dyn Fn(u32) -> Option<usize>,
     m: &mut DmaMaster,
 ) -> Result<(), DtError> {
-    let Some(cells) = dt.prop_cells(n, "iommus")? else { return Ok(()) };
+    let Some(cells) = dt.prop_cells(n, "iommus")? else {
+        return Ok(());
+    };
     let mut i = 0;
     while i < cells.len() {
         let ph = cells[i];
         let Some(idx) = lookup(ph) else {
             if dt.find_phandle(ph).is_some() {
-                return Err(dt.bad_prop(n, "iommus", format!("phandle {ph:#x} is not an IOMMU (no #iommu-cells)")));
+                return Err(dt.bad_prop(
+                    n,
+                    "iommus",
+                    format!("phandle {ph:#x} is not an IOMMU (no #iommu-cells)"),
+                ));
             }
-            return Err(DtError::DanglingPhandle { node: dt.path(n), prop: "iommus".to_owned(), phandle: ph });
+            return Err(DtError::DanglingPhandle {
+                node: dt.path(n),
+                prop: "iommus".to_owned(),
+                phandle: ph,
+            });
         };
         let nc = iommus[idx].iommu_cells as usize;
         let spec = cells.get(i + 1..i + 1 + nc).ok_or_else(|| {
-            dt.bad_prop(n, "iommus", format!("entry for {} needs {nc} specifier cells", iommus[idx].path))
+            dt.bad_prop(
+                n,
+                "iommus",
+                format!("entry for {} needs {nc} specifier cells", iommus[idx].path),
+            )
         })?;
-        m.iommus.push(IommuRef { iommu: idx, specifier: spec.to_vec() });
+        m.iommus.push(IommuRef {
+            iommu: idx,
+            specifier: spec.to_vec(),
+        });
         i += 1 + nc;
     }
     Ok(())
@@ -265,7 +303,9 @@ fn read_iommu_map(
     m: &mut DmaMaster,
 ) -> Result<(), DtError> {
     m.iommu_map_mask = dt.prop_u32(n, "iommu-map-mask")?;
-    let Some(cells) = dt.prop_cells(n, "iommu-map")? else { return Ok(()) };
+    let Some(cells) = dt.prop_cells(n, "iommu-map")? else {
+        return Ok(());
+    };
     if cells.is_empty() {
         return Err(dt.bad_prop(n, "iommu-map", "empty"));
     }
@@ -277,19 +317,37 @@ fn read_iommu_map(
         }
         let ph = rest[1];
         let Some(idx) = lookup(ph) else {
-            return Err(DtError::DanglingPhandle { node: dt.path(n), prop: "iommu-map".to_owned(), phandle: ph });
+            return Err(DtError::DanglingPhandle {
+                node: dt.path(n),
+                prop: "iommu-map".to_owned(),
+                phandle: ph,
+            });
         };
         if iommus[idx].iommu_cells != 1 {
             return Err(dt.bad_prop(
                 n,
                 "iommu-map",
-                format!("{} has #iommu-cells {}, a map needs 1", iommus[idx].path, iommus[idx].iommu_cells),
+                format!(
+                    "{} has #iommu-cells {}, a map needs 1",
+                    iommus[idx].path, iommus[idx].iommu_cells
+                ),
             ));
         }
-        let e = IommuMapEntry { rid_base: rest[0], iommu: idx, sid_base: rest[2], length: rest[3] };
-        if e.length == 0 || e.rid_base.checked_add(e.length - 1).is_none() || e.sid_base.checked_add(e.length - 1).is_none()
+        let e = IommuMapEntry {
+            rid_base: rest[0],
+            iommu: idx,
+            sid_base: rest[2],
+            length: rest[3],
+        };
+        if e.length == 0
+            || e.rid_base.checked_add(e.length - 1).is_none()
+            || e.sid_base.checked_add(e.length - 1).is_none()
         {
-            return Err(dt.bad_prop(n, "iommu-map", format!("entry at cell {i} has a bad length {:#x}", e.length)));
+            return Err(dt.bad_prop(
+                n,
+                "iommu-map",
+                format!("entry at cell {i} has a bad length {:#x}", e.length),
+            ));
         }
         m.iommu_map.push(e);
         i += 4;
@@ -349,7 +407,9 @@ impl fmt::Display for OwnerReason {
             OwnerReason::NoIommu => f.write_str("no IOMMU"),
             OwnerReason::NoMaster => f.write_str("no master: kept hidden"),
             OwnerReason::InvalidDt(e) => write!(f, "invalid DT: {e}"),
-            OwnerReason::SharedIommuConflict(who) => write!(f, "conflicting overrides in a shared group: {who}"),
+            OwnerReason::SharedIommuConflict(who) => {
+                write!(f, "conflicting overrides in a shared group: {who}")
+            }
         }
     }
 }
@@ -371,14 +431,23 @@ pub struct PlatformDefaults {
 
 impl PlatformDefaults {
     /// QEMU virt: the SMMUv3 is the hypervisor's.
-    pub const QEMU_VIRT: PlatformDefaults =
-        PlatformDefaults { smmuv3: IommuOwner::Hypervisor, exynos_sysmmu: IommuOwner::Hypervisor, other: IommuOwner::Dom0 };
+    pub const QEMU_VIRT: PlatformDefaults = PlatformDefaults {
+        smmuv3: IommuOwner::Hypervisor,
+        exynos_sysmmu: IommuOwner::Hypervisor,
+        other: IommuOwner::Dom0,
+    };
     /// Exynos5250: every SysMMU with a master is the hypervisor's (isolation).
-    pub const EXYNOS5250: PlatformDefaults =
-        PlatformDefaults { smmuv3: IommuOwner::Hypervisor, exynos_sysmmu: IommuOwner::Hypervisor, other: IommuOwner::Dom0 };
+    pub const EXYNOS5250: PlatformDefaults = PlatformDefaults {
+        smmuv3: IommuOwner::Hypervisor,
+        exynos_sysmmu: IommuOwner::Hypervisor,
+        other: IommuOwner::Dom0,
+    };
     /// Anything else: what the hypervisor has drivers for, it keeps.
-    pub const GENERIC: PlatformDefaults =
-        PlatformDefaults { smmuv3: IommuOwner::Hypervisor, exynos_sysmmu: IommuOwner::Hypervisor, other: IommuOwner::Dom0 };
+    pub const GENERIC: PlatformDefaults = PlatformDefaults {
+        smmuv3: IommuOwner::Hypervisor,
+        exynos_sysmmu: IommuOwner::Hypervisor,
+        other: IommuOwner::Dom0,
+    };
 
     /// Picks the defaults from the root `compatible`.
     pub fn for_dt(dt: &HostDt) -> PlatformDefaults {
@@ -462,36 +531,65 @@ impl OwnershipTable {
                 parent[a] = b;
             }
         }
-        // Decide per group root.
-        let mut decisions: Vec<Option<(IommuOwner, OwnerReason)>> = vec![None; parent.len()];
-        for x in 0..parent.len() {
-            let r = find(&mut parent, x);
-            if decisions[r].is_some() {
-                continue;
+        // Group members by root, then decide per group.
+        let roots: Vec<usize> = (0..parent.len()).map(|x| find(&mut parent, x)).collect();
+        let mut members_of: Vec<Vec<usize>> = vec![Vec::new(); parent.len()];
+        for (x, &r) in roots.iter().enumerate() {
+            members_of[r].push(x);
+        }
+        let decisions: Vec<Option<(IommuOwner, OwnerReason)>> = members_of
+            .iter()
+            .map(|m| {
+                (!m.is_empty())
+                    .then(|| Self::decide_group(topo, nm, m, defaults, overrides, drivers))
+            })
+            .collect();
+        let decision = |x: usize| {
+            decisions[roots[x]]
+                .clone()
+                .unwrap_or((IommuOwner::Blocked, OwnerReason::NoIommu))
+        };
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); topo.iommus.len()];
+        for (mi, m) in topo.masters.iter().enumerate() {
+            for ii in m.iommu_indices() {
+                users[ii].push(mi);
             }
-            let members: Vec<usize> = (0..parent.len()).filter(|&y| find(&mut parent, y) == r).collect();
-            decisions[r] = Some(Self::decide_group(topo, nm, &members, defaults, overrides, drivers));
         }
         let mut rows = Vec::new();
-        let mut decision = |x: usize| decisions[find(&mut parent, x)].clone().unwrap_or((IommuOwner::Blocked, OwnerReason::NoIommu));
-        for ii in 0..topo.iommus.len() {
-            let users: Vec<usize> =
-                (0..nm).filter(|&mi| topo.masters[mi].iommu_indices().contains(&ii)).collect();
+        for (ii, users) in users.iter().enumerate() {
             let (owner, reason) = decision(nm + ii);
             if users.is_empty() {
-                rows.push(OwnershipRow { master: None, iommu: Some(ii), owner, reason: reason.clone() });
+                rows.push(OwnershipRow {
+                    master: None,
+                    iommu: Some(ii),
+                    owner,
+                    reason: reason.clone(),
+                });
             }
-            for mi in users {
-                rows.push(OwnershipRow { master: Some(mi), iommu: Some(ii), owner, reason: reason.clone() });
+            for &mi in users {
+                rows.push(OwnershipRow {
+                    master: Some(mi),
+                    iommu: Some(ii),
+                    owner,
+                    reason: reason.clone(),
+                });
             }
         }
         for (mi, m) in topo.masters.iter().enumerate() {
             if m.iommu_indices().is_empty() {
                 let (owner, reason) = decision(mi);
-                rows.push(OwnershipRow { master: Some(mi), iommu: None, owner, reason });
+                rows.push(OwnershipRow {
+                    master: Some(mi),
+                    iommu: None,
+                    owner,
+                    reason,
+                });
             }
         }
-        OwnershipTable { topology: topo.clone(), rows }
+        OwnershipTable {
+            topology: topo.clone(),
+            rows,
+        }
     }
 
     fn decide_group(
@@ -502,9 +600,16 @@ impl OwnershipTable {
         overrides: &[OwnerOverride],
         drivers: &[IommuKind],
     ) -> (IommuOwner, OwnerReason) {
-        let masters: Vec<&DmaMaster> = members.iter().filter(|&&x| x < nm).map(|&x| &topo.masters[x]).collect();
-        let iommus: Vec<&IommuInstance> =
-            members.iter().filter(|&&x| x >= nm).map(|&x| &topo.iommus[x - nm]).collect();
+        let masters: Vec<&DmaMaster> = members
+            .iter()
+            .filter(|&&x| x < nm)
+            .map(|&x| &topo.masters[x])
+            .collect();
+        let iommus: Vec<&IommuInstance> = members
+            .iter()
+            .filter(|&&x| x >= nm)
+            .map(|&x| &topo.iommus[x - nm])
+            .collect();
         // Invalid DT anywhere in the group: blocked.
         let problem = masters
             .iter()
@@ -517,8 +622,11 @@ impl OwnershipTable {
         if iommus.is_empty() {
             return (IommuOwner::None, OwnerReason::NoIommu);
         }
-        let paths: Vec<&str> =
-            masters.iter().map(|m| m.path.as_str()).chain(iommus.iter().map(|i| i.path.as_str())).collect();
+        let paths: Vec<&str> = masters
+            .iter()
+            .map(|m| m.path.as_str())
+            .chain(iommus.iter().map(|i| i.path.as_str()))
+            .collect();
         let asked: BTreeSet<(u8, &str)> = overrides
             .iter()
             .filter(|o| paths.contains(&o.path.as_str()))
@@ -537,11 +645,18 @@ impl OwnershipTable {
         let has_driver = iommus.iter().all(|i| drivers.contains(&i.kind));
         let (owner, reason) = match owners.len() {
             0 if masters.is_empty() => return (IommuOwner::Hypervisor, OwnerReason::NoMaster),
-            0 => (defaults.for_kind(&iommus[0].kind), OwnerReason::PlatformDefault),
+            0 => (
+                defaults.for_kind(&iommus[0].kind),
+                OwnerReason::PlatformDefault,
+            ),
             1 => (owners[0], OwnerReason::CommandLine),
             _ => {
                 let who: Vec<&str> = asked.iter().map(|(_, p)| *p).collect();
-                let safe = if has_driver { IommuOwner::Hypervisor } else { IommuOwner::Blocked };
+                let safe = if has_driver {
+                    IommuOwner::Hypervisor
+                } else {
+                    IommuOwner::Blocked
+                };
                 return (safe, OwnerReason::SharedIommuConflict(who.join(", ")));
             }
         };
@@ -557,13 +672,19 @@ impl OwnershipTable {
     /// The owner decided for an IOMMU (by path).
     pub fn owner_of_iommu(&self, path: &str) -> Option<IommuOwner> {
         let i = self.topology.iommu_by_path(path)?;
-        self.rows.iter().find(|r| r.iommu == Some(i)).map(|r| r.owner)
+        self.rows
+            .iter()
+            .find(|r| r.iommu == Some(i))
+            .map(|r| r.owner)
     }
 
     /// The owner decided for a master (by path).
     pub fn owner_of_master(&self, path: &str) -> Option<IommuOwner> {
         let m = self.topology.master_by_path(path)?;
-        self.rows.iter().find(|r| r.master == Some(m)).map(|r| r.owner)
+        self.rows
+            .iter()
+            .find(|r| r.master == Some(m))
+            .map(|r| r.owner)
     }
 
     /// The edits of dom0's DT that implement the table.
@@ -581,7 +702,11 @@ impl OwnershipTable {
                 IommuOwner::Dom0 => {
                     if let Some(i) = iommu {
                         for r in &i.regs {
-                            let d = DeviceRegion { path: i.path.clone(), region: *r, kind: RegionKind::Reg };
+                            let d = DeviceRegion {
+                                path: i.path.clone(),
+                                region: *r,
+                                kind: RegionKind::Reg,
+                            };
                             if !e.mmio_to_map.contains(&d) {
                                 e.mmio_to_map.push(d);
                             }
@@ -593,7 +718,11 @@ impl OwnershipTable {
                     if let Some(i) = iommu {
                         push(&mut e.remove_nodes, &i.path);
                         for r in &i.regs {
-                            let d = DeviceRegion { path: i.path.clone(), region: *r, kind: RegionKind::Reg };
+                            let d = DeviceRegion {
+                                path: i.path.clone(),
+                                region: *r,
+                                kind: RegionKind::Reg,
+                            };
                             if !e.mmio_withheld.contains(&d) {
                                 e.mmio_withheld.push(d);
                             }
@@ -629,7 +758,9 @@ impl fmt::Display for OwnershipTable {
             .iter()
             .map(|r| {
                 [
-                    r.master.map(|m| self.topology.masters[m].path.clone()).unwrap_or_else(|| "-".to_owned()),
+                    r.master
+                        .map(|m| self.topology.masters[m].path.clone())
+                        .unwrap_or_else(|| "-".to_owned()),
                     r.iommu
                         .map(|i| {
                             let i = &self.topology.iommus[i];
@@ -648,9 +779,29 @@ impl fmt::Display for OwnershipTable {
                 w[k] = w[k].max(c[k].len());
             }
         }
-        writeln!(f, "{:<w0$}  {:<w1$}  {:<w2$}  {}", head[0], head[1], head[2], head[3], w0 = w[0], w1 = w[1], w2 = w[2])?;
+        writeln!(
+            f,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            head[0],
+            head[1],
+            head[2],
+            head[3],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2]
+        )?;
         for c in &cells {
-            writeln!(f, "{:<w0$}  {:<w1$}  {:<w2$}  {}", c[0], c[1], c[2], c[3], w0 = w[0], w1 = w[1], w2 = w[2])?;
+            writeln!(
+                f,
+                "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2]
+            )?;
         }
         Ok(())
     }
@@ -707,20 +858,41 @@ mod tests {
         let dt = load(SNOW);
         let topo = DmaTopology::from_dt(&dt).unwrap();
         assert_eq!(topo.iommus.len(), 23);
-        assert!(topo.iommus.iter().all(|i| i.kind == IommuKind::ExynosSysmmu && i.iommu_cells == 0 && i.problem.is_none()));
+        assert!(topo.iommus.iter().all(|i| i.kind == IommuKind::ExynosSysmmu
+            && i.iommu_cells == 0
+            && i.problem.is_none()));
         let codec = &topo.masters[topo.master_by_path("/soc/codec@11000000").unwrap()];
-        assert_eq!(codec.iommus.len(), 2, "the MFC codec has a left and a right SysMMU");
-        let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &[], &[IommuKind::ExynosSysmmu]);
+        assert_eq!(
+            codec.iommus.len(),
+            2,
+            "the MFC codec has a left and a right SysMMU"
+        );
+        let table = OwnershipTable::decide(
+            &topo,
+            PlatformDefaults::for_dt(&dt),
+            &[],
+            &[IommuKind::ExynosSysmmu],
+        );
         println!("Snow, default policy, SysMMU driver present:\n{table}");
         assert_eq!(table.rows.len(), 23);
         for (base, master) in SNOW_SYSMMUS {
             let path = alloc::format!("/soc/sysmmu@{base:x}");
-            let i = topo.iommu_by_path(&path).unwrap_or_else(|| panic!("{path} missing"));
+            let i = topo
+                .iommu_by_path(&path)
+                .unwrap_or_else(|| panic!("{path} missing"));
             assert_eq!(topo.iommus[i].regs, [Region { base, size: 0x1000 }]);
             let row = table.rows.iter().find(|r| r.iommu == Some(i)).unwrap();
-            assert_eq!(row.master.map(|m| topo.masters[m].path.as_str()), master, "{path}");
+            assert_eq!(
+                row.master.map(|m| topo.masters[m].path.as_str()),
+                master,
+                "{path}"
+            );
             assert_eq!(row.owner, IommuOwner::Hypervisor, "{path}");
-            let want = if master.is_some() { OwnerReason::PlatformDefault } else { OwnerReason::NoMaster };
+            let want = if master.is_some() {
+                OwnerReason::PlatformDefault
+            } else {
+                OwnerReason::NoMaster
+            };
             assert_eq!(row.reason, want, "{path}");
         }
         let text = table.to_string();
@@ -731,9 +903,19 @@ mod tests {
         // Without the SysMMU driver: masters' SysMMUs go to dom0 (Xen's behaviour), masterless stay hidden.
         let nodrv = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &[], &[]);
         println!("Snow, default policy, no SysMMU driver:\n{nodrv}");
-        assert_eq!(nodrv.owner_of_master("/soc/mixer@14450000"), Some(IommuOwner::Dom0));
-        assert!(nodrv.rows.iter().filter(|r| r.master.is_some()).all(|r| r.reason == OwnerReason::NoDriver));
-        assert_eq!(nodrv.owner_of_iommu("/soc/sysmmu@11f20000"), Some(IommuOwner::Hypervisor));
+        assert_eq!(
+            nodrv.owner_of_master("/soc/mixer@14450000"),
+            Some(IommuOwner::Dom0)
+        );
+        assert!(nodrv
+            .rows
+            .iter()
+            .filter(|r| r.master.is_some())
+            .all(|r| r.reason == OwnerReason::NoDriver));
+        assert_eq!(
+            nodrv.owner_of_iommu("/soc/sysmmu@11f20000"),
+            Some(IommuOwner::Hypervisor)
+        );
     }
 
     #[test]
@@ -744,40 +926,90 @@ mod tests {
         let smmu = &topo.iommus[0];
         assert_eq!(smmu.path, "/smmuv3@9050000");
         assert_eq!(smmu.kind, IommuKind::SmmuV3);
-        assert_eq!(smmu.regs, [Region { base: 0x0905_0000, size: 0x2_0000 }]);
+        assert_eq!(
+            smmu.regs,
+            [Region {
+                base: 0x0905_0000,
+                size: 0x2_0000
+            }]
+        );
         assert_eq!(smmu.iommu_cells, 1);
-        assert_eq!(smmu.interrupts.iter().map(|i| i.gic_intid().unwrap()).collect::<Vec<_>>(), [106, 107, 108, 109]);
+        assert_eq!(
+            smmu.interrupts
+                .iter()
+                .map(|i| i.gic_intid().unwrap())
+                .collect::<Vec<_>>(),
+            [106, 107, 108, 109]
+        );
         assert!(smmu.phandle.is_some());
         assert_eq!(topo.masters.len(), 1);
         let pcie = &topo.masters[0];
         assert_eq!(pcie.path, "/pcie@10000000");
         assert_eq!(pcie.kind, MasterKind::PciHostBridge);
-        assert_eq!(pcie.iommu_map, [IommuMapEntry { rid_base: 0, iommu: 0, sid_base: 0, length: 0x10000 }]);
+        assert_eq!(
+            pcie.iommu_map,
+            [IommuMapEntry {
+                rid_base: 0,
+                iommu: 0,
+                sid_base: 0,
+                length: 0x10000
+            }]
+        );
         assert_eq!(pcie.pci_rid_to_stream(0x0008), Some((0, 8)));
         assert_eq!(pcie.pci_rid_to_stream(0xffff), Some((0, 0xffff)));
         assert_eq!(pcie.pci_rid_to_stream(0x1_0000), None);
 
-        let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &[], &[IommuKind::SmmuV3]);
+        let table = OwnershipTable::decide(
+            &topo,
+            PlatformDefaults::for_dt(&dt),
+            &[],
+            &[IommuKind::SmmuV3],
+        );
         println!("QEMU virt:\n{table}");
         assert_eq!(table.rows.len(), 1);
-        assert_eq!((table.rows[0].owner, &table.rows[0].reason), (IommuOwner::Hypervisor, &OwnerReason::PlatformDefault));
+        assert_eq!(
+            (table.rows[0].owner, &table.rows[0].reason),
+            (IommuOwner::Hypervisor, &OwnerReason::PlatformDefault)
+        );
         let e = table.dom0_dt_edits();
         assert_eq!(e.remove_nodes, ["/smmuv3@9050000"]);
         assert_eq!(
             e.strip_props,
-            [("/pcie@10000000".to_owned(), "iommu-map".to_owned()), ("/pcie@10000000".to_owned(), "iommu-map-mask".to_owned())]
+            [
+                ("/pcie@10000000".to_owned(), "iommu-map".to_owned()),
+                ("/pcie@10000000".to_owned(), "iommu-map-mask".to_owned())
+            ]
         );
         // dom0 override: node kept, MMIO mapped.
-        let o = [OwnerOverride { path: "/pcie@10000000".to_owned(), owner: IommuOwner::Dom0 }];
-        let t2 = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &o, &[IommuKind::SmmuV3]);
-        assert_eq!((t2.rows[0].owner, &t2.rows[0].reason), (IommuOwner::Dom0, &OwnerReason::CommandLine));
+        let o = [OwnerOverride {
+            path: "/pcie@10000000".to_owned(),
+            owner: IommuOwner::Dom0,
+        }];
+        let t2 =
+            OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &o, &[IommuKind::SmmuV3]);
+        assert_eq!(
+            (t2.rows[0].owner, &t2.rows[0].reason),
+            (IommuOwner::Dom0, &OwnerReason::CommandLine)
+        );
         let e2 = t2.dom0_dt_edits();
         assert!(e2.remove_nodes.is_empty() && e2.strip_props.is_empty());
-        assert_eq!(e2.mmio_to_map[0].region, Region { base: 0x0905_0000, size: 0x2_0000 });
+        assert_eq!(
+            e2.mmio_to_map[0].region,
+            Region {
+                base: 0x0905_0000,
+                size: 0x2_0000
+            }
+        );
         // Explicit hypervisor ownership without a driver: blocked, the bridge disabled in dom0.
-        let o = [OwnerOverride { path: "/smmuv3@9050000".to_owned(), owner: IommuOwner::Hypervisor }];
+        let o = [OwnerOverride {
+            path: "/smmuv3@9050000".to_owned(),
+            owner: IommuOwner::Hypervisor,
+        }];
         let t3 = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &o, &[]);
-        assert_eq!((t3.rows[0].owner, &t3.rows[0].reason), (IommuOwner::Blocked, &OwnerReason::NoDriver));
+        assert_eq!(
+            (t3.rows[0].owner, &t3.rows[0].reason),
+            (IommuOwner::Blocked, &OwnerReason::NoDriver)
+        );
         assert_eq!(t3.dom0_dt_edits().disable_nodes, ["/pcie@10000000"]);
     }
 
@@ -785,15 +1017,24 @@ mod tests {
     fn iommu_map_mask_is_applied_before_the_map() {
         let dt = edited(&load(QEMU_VIRT), |dt, t| {
             let pcie = dt.find_path("/pcie@10000000").unwrap();
-            let ph = dt.phandle(dt.find_path("/smmuv3@9050000").unwrap()).unwrap();
-            let map: Vec<u8> = [0x100u32, ph, 0x40, 0x100].iter().flat_map(|c| c.to_be_bytes()).collect();
+            let ph = dt
+                .phandle(dt.find_path("/smmuv3@9050000").unwrap())
+                .unwrap();
+            let map: Vec<u8> = [0x100u32, ph, 0x40, 0x100]
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect();
             t.set_prop(pcie, "iommu-map", map);
             t.set_prop(pcie, "iommu-map-mask", 0xff00u32.to_be_bytes().to_vec());
         });
         let topo = DmaTopology::from_dt(&dt).unwrap();
         let m = &topo.masters[0];
         assert_eq!(m.iommu_map_mask, Some(0xff00));
-        assert_eq!(m.pci_rid_to_stream(0x0108), Some((0, 0x40)), "function bits masked off");
+        assert_eq!(
+            m.pci_rid_to_stream(0x0108),
+            Some((0, 0x40)),
+            "function bits masked off"
+        );
         assert_eq!(m.pci_rid_to_stream(0x0008), None);
     }
 
@@ -804,27 +1045,48 @@ mod tests {
             t.remove_prop(dt.find_path("/pcie@10000000").unwrap(), "iommu-map");
         });
         let topo = DmaTopology::from_dt(&dt).unwrap();
-        let table = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &[], &[IommuKind::SmmuV3]);
+        let table = OwnershipTable::decide(
+            &topo,
+            PlatformDefaults::QEMU_VIRT,
+            &[],
+            &[IommuKind::SmmuV3],
+        );
         assert_eq!(table.rows.len(), 1);
-        assert_eq!((table.rows[0].owner, &table.rows[0].reason), (IommuOwner::None, &OwnerReason::NoIommu));
+        assert_eq!(
+            (table.rows[0].owner, &table.rows[0].reason),
+            (IommuOwner::None, &OwnerReason::NoIommu)
+        );
         assert_eq!(table.dom0_dt_edits(), Dom0DtEdits::default());
     }
 
     #[test]
     fn sysmmu_without_reg_blocks_its_master() {
-        let dt = edited(&load(SNOW), |dt, t| t.remove_prop(dt.find_path("/soc/sysmmu@14650000").unwrap(), "reg"));
+        let dt = edited(&load(SNOW), |dt, t| {
+            t.remove_prop(dt.find_path("/soc/sysmmu@14650000").unwrap(), "reg")
+        });
         let topo = DmaTopology::from_dt(&dt).unwrap();
         let i = topo.iommu_by_path("/soc/sysmmu@14650000").unwrap();
         assert_eq!(
             topo.iommus[i].problem.as_ref().unwrap().to_string(),
             "device tree node /soc/sysmmu@14650000: no `reg` property"
         );
-        let table = OwnershipTable::decide(&topo, PlatformDefaults::EXYNOS5250, &[], &[IommuKind::ExynosSysmmu]);
-        assert_eq!(table.owner_of_master("/soc/mixer@14450000"), Some(IommuOwner::Blocked));
+        let table = OwnershipTable::decide(
+            &topo,
+            PlatformDefaults::EXYNOS5250,
+            &[],
+            &[IommuKind::ExynosSysmmu],
+        );
+        assert_eq!(
+            table.owner_of_master("/soc/mixer@14450000"),
+            Some(IommuOwner::Blocked)
+        );
         let row = table.rows.iter().find(|r| r.iommu == Some(i)).unwrap();
         assert!(matches!(&row.reason, OwnerReason::InvalidDt(e) if e.contains("sysmmu@14650000")));
         // The rest of the table is unaffected.
-        assert_eq!(table.owner_of_master("/soc/fimd@14400000"), Some(IommuOwner::Hypervisor));
+        assert_eq!(
+            table.owner_of_master("/soc/fimd@14400000"),
+            Some(IommuOwner::Hypervisor)
+        );
         let e = table.dom0_dt_edits();
         assert_eq!(e.disable_nodes, ["/soc/mixer@14450000"]);
         assert!(e.remove_nodes.contains(&"/soc/sysmmu@14650000".to_owned()));
@@ -833,73 +1095,157 @@ mod tests {
     #[test]
     fn iommus_phandle_to_nothing_blocks_that_master_only() {
         let dt = edited(&load(SNOW), |dt, t| {
-            t.set_prop(dt.find_path("/soc/g2d@10850000").unwrap(), "iommus", 0xdeadu32.to_be_bytes().to_vec())
+            t.set_prop(
+                dt.find_path("/soc/g2d@10850000").unwrap(),
+                "iommus",
+                0xdeadu32.to_be_bytes().to_vec(),
+            )
         });
         let topo = DmaTopology::from_dt(&dt).unwrap();
         let m = &topo.masters[topo.master_by_path("/soc/g2d@10850000").unwrap()];
         assert_eq!(
             m.problem,
-            Some(DtError::DanglingPhandle { node: "/soc/g2d@10850000".to_owned(), prop: "iommus".to_owned(), phandle: 0xdead })
+            Some(DtError::DanglingPhandle {
+                node: "/soc/g2d@10850000".to_owned(),
+                prop: "iommus".to_owned(),
+                phandle: 0xdead
+            })
         );
-        let table = OwnershipTable::decide(&topo, PlatformDefaults::EXYNOS5250, &[], &[IommuKind::ExynosSysmmu]);
+        let table = OwnershipTable::decide(
+            &topo,
+            PlatformDefaults::EXYNOS5250,
+            &[],
+            &[IommuKind::ExynosSysmmu],
+        );
         println!("{table}");
-        assert_eq!(table.owner_of_master("/soc/g2d@10850000"), Some(IommuOwner::Blocked));
+        assert_eq!(
+            table.owner_of_master("/soc/g2d@10850000"),
+            Some(IommuOwner::Blocked)
+        );
         // Its SysMMU, now without a master, stays hidden.
-        let row = table.rows.iter().find(|r| r.iommu == topo.iommu_by_path("/soc/sysmmu@10a60000")).unwrap();
-        assert_eq!((row.owner, &row.reason), (IommuOwner::Hypervisor, &OwnerReason::NoMaster));
+        let row = table
+            .rows
+            .iter()
+            .find(|r| r.iommu == topo.iommu_by_path("/soc/sysmmu@10a60000"))
+            .unwrap();
+        assert_eq!(
+            (row.owner, &row.reason),
+            (IommuOwner::Hypervisor, &OwnerReason::NoMaster)
+        );
         let e = table.dom0_dt_edits();
         assert_eq!(e.disable_nodes, ["/soc/g2d@10850000"]);
-        assert!(e.strip_props.contains(&("/soc/g2d@10850000".to_owned(), "iommus".to_owned())));
+        assert!(e
+            .strip_props
+            .contains(&("/soc/g2d@10850000".to_owned(), "iommus".to_owned())));
     }
 
     #[test]
     fn malformed_iommu_map_is_reported_on_the_bridge() {
         let dt = edited(&load(QEMU_VIRT), |dt, t| {
             let pcie = dt.find_path("/pcie@10000000").unwrap();
-            let map: Vec<u8> = [0u32, 0x8005, 0].iter().flat_map(|c| c.to_be_bytes()).collect();
+            let map: Vec<u8> = [0u32, 0x8005, 0]
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect();
             t.set_prop(pcie, "iommu-map", map);
         });
         let topo = DmaTopology::from_dt(&dt).unwrap();
         let e = topo.masters[0].problem.clone().unwrap();
-        assert_eq!(e.to_string(), "device tree node /pcie@10000000: property `iommu-map`: entry at cell 0 is truncated");
-        let table = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &[], &[IommuKind::SmmuV3]);
-        assert_eq!(table.owner_of_master("/pcie@10000000"), Some(IommuOwner::Blocked));
+        assert_eq!(
+            e.to_string(),
+            "device tree node /pcie@10000000: property `iommu-map`: entry at cell 0 is truncated"
+        );
+        let table = OwnershipTable::decide(
+            &topo,
+            PlatformDefaults::QEMU_VIRT,
+            &[],
+            &[IommuKind::SmmuV3],
+        );
+        assert_eq!(
+            table.owner_of_master("/pcie@10000000"),
+            Some(IommuOwner::Blocked)
+        );
 
         let dt = edited(&load(QEMU_VIRT), |dt, t| {
             let pcie = dt.find_path("/pcie@10000000").unwrap();
-            let map: Vec<u8> = [0u32, 0x8005, 0, 0].iter().flat_map(|c| c.to_be_bytes()).collect();
+            let map: Vec<u8> = [0u32, 0x8005, 0, 0]
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect();
             t.set_prop(pcie, "iommu-map", map);
         });
         let topo = DmaTopology::from_dt(&dt).unwrap();
-        assert!(topo.masters[0].problem.as_ref().unwrap().to_string().contains("bad length 0x0"));
+        assert!(topo.masters[0]
+            .problem
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("bad length 0x0"));
     }
 
     #[test]
     fn masters_sharing_an_iommu_cannot_be_split() {
         // Point the mixer at fimd's SysMMU: one group, two masters; ask for different owners.
         let dt = edited(&load(SNOW), |dt, t| {
-            let fimd_mmu = dt.phandle(dt.find_path("/soc/sysmmu@14640000").unwrap()).unwrap();
-            t.set_prop(dt.find_path("/soc/mixer@14450000").unwrap(), "iommus", fimd_mmu.to_be_bytes().to_vec());
+            let fimd_mmu = dt
+                .phandle(dt.find_path("/soc/sysmmu@14640000").unwrap())
+                .unwrap();
+            t.set_prop(
+                dt.find_path("/soc/mixer@14450000").unwrap(),
+                "iommus",
+                fimd_mmu.to_be_bytes().to_vec(),
+            );
         });
         let topo = DmaTopology::from_dt(&dt).unwrap();
         let o = [
-            OwnerOverride { path: "/soc/mixer@14450000".to_owned(), owner: IommuOwner::Dom0 },
-            OwnerOverride { path: "/soc/fimd@14400000".to_owned(), owner: IommuOwner::Hypervisor },
+            OwnerOverride {
+                path: "/soc/mixer@14450000".to_owned(),
+                owner: IommuOwner::Dom0,
+            },
+            OwnerOverride {
+                path: "/soc/fimd@14400000".to_owned(),
+                owner: IommuOwner::Hypervisor,
+            },
         ];
-        let table = OwnershipTable::decide(&topo, PlatformDefaults::EXYNOS5250, &o, &[IommuKind::ExynosSysmmu]);
+        let table = OwnershipTable::decide(
+            &topo,
+            PlatformDefaults::EXYNOS5250,
+            &o,
+            &[IommuKind::ExynosSysmmu],
+        );
         println!("{table}");
-        let rows: Vec<_> = table.rows.iter().filter(|r| r.iommu == topo.iommu_by_path("/soc/sysmmu@14640000")).collect();
+        let rows: Vec<_> = table
+            .rows
+            .iter()
+            .filter(|r| r.iommu == topo.iommu_by_path("/soc/sysmmu@14640000"))
+            .collect();
         assert_eq!(rows.len(), 2);
         for r in rows {
             assert_eq!(r.owner, IommuOwner::Hypervisor);
-            assert!(matches!(&r.reason, OwnerReason::SharedIommuConflict(w) if w.contains("mixer") && w.contains("fimd")));
+            assert!(
+                matches!(&r.reason, OwnerReason::SharedIommuConflict(w) if w.contains("mixer") && w.contains("fimd"))
+            );
         }
         // Agreeing overrides are fine.
         let o = [
-            OwnerOverride { path: "/soc/mixer@14450000".to_owned(), owner: IommuOwner::Dom0 },
-            OwnerOverride { path: "/soc/fimd@14400000".to_owned(), owner: IommuOwner::Dom0 },
+            OwnerOverride {
+                path: "/soc/mixer@14450000".to_owned(),
+                owner: IommuOwner::Dom0,
+            },
+            OwnerOverride {
+                path: "/soc/fimd@14400000".to_owned(),
+                owner: IommuOwner::Dom0,
+            },
         ];
-        let table = OwnershipTable::decide(&topo, PlatformDefaults::EXYNOS5250, &o, &[IommuKind::ExynosSysmmu]);
-        assert_eq!(table.owner_of_iommu("/soc/sysmmu@14640000"), Some(IommuOwner::Dom0));
+        let table = OwnershipTable::decide(
+            &topo,
+            PlatformDefaults::EXYNOS5250,
+            &o,
+            &[IommuKind::ExynosSysmmu],
+        );
+        assert_eq!(
+            table.owner_of_iommu("/soc/sysmmu@14640000"),
+            Some(IommuOwner::Dom0)
+        );
     }
 }
