@@ -335,6 +335,11 @@ impl fmt::Display for P2mError {
 
 /// A domain's stage-2 translation tables. Owns its table frames (give them back with
 /// [`destroy`](Self::destroy)); memory, frames and TLB are passed to each call.
+///
+/// Not internally locked: callers serialise `map`/`unmap` per domain (`&mut self`). CPUs and
+/// SMMUs may walk the tables concurrently; every individual update is a single 64-bit store,
+/// so walkers see either the old or the new descriptor. Hardware access-flag / dirty-state
+/// updates (VTCR_EL2.HA/HD) must stay off: the code compares descriptors with what it wrote.
 #[derive(Debug)]
 pub struct Stage2 {
     vmid: u16,

@@ -308,6 +308,41 @@ fn ipa_40_bits_uses_second_root_table() {
     assert_eq!(l[1].ipa, 1 << 39);
 }
 
+#[test]
+fn ipa_44_bits_starts_at_level_0() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 44, 44);
+    let high = (1u64 << 43) + 3 * GIB;
+    e.map(&mut s, high, 5 * GIB, GIB, S2Attr::RAM_RWX).unwrap();
+    e.map(&mut s, high + GIB + KIB4, 0x1000, KIB4, S2Attr::RAM_RO)
+        .unwrap();
+    assert_eq!(s.table_frames(), 3); // level 1 under the root entry, then level 2 and 3
+    let (_, level) = e.leaf_desc(&s, high);
+    assert_eq!(level, 1);
+    assert_eq!(
+        s.lookup(high + 77, &e.mem),
+        tr(5 * GIB + 77, S2Attr::RAM_RWX, GIB)
+    );
+    assert_eq!(
+        s.lookup(high + GIB + KIB4, &e.mem),
+        tr(0x1000, S2Attr::RAM_RO, KIB4)
+    );
+    e.unmap(&mut s, 0, 1 << 44).unwrap();
+    assert_eq!(s.table_frames(), 0);
+    assert_eq!(e.frames.outstanding, 1);
+}
+
+#[test]
+fn test_memory_flags_missing_break_before_make() {
+    // The harness itself: a valid entry overwritten by another valid one is a violation.
+    let e = env();
+    e.mem.write_u64(MEM_BASE, 0x1000 | 0x7ff).unwrap();
+    e.mem.write_u64(MEM_BASE, 0x2000 | 0x7ff).unwrap();
+    e.mem.clean_dcache(MEM_BASE, 8);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.mem.check_quiescent()));
+    assert!(r.is_err());
+}
+
 // ---- split / merge / break-before-make --------------------------------------------------
 
 /// Index of the first event matching `f`.
