@@ -2,6 +2,9 @@
 //! builder (`dom0`) that lays out and loads a direct-mapped dom0.
 pub mod dom0;
 pub mod image;
+pub mod mmio;
+
+use mmio::MmioBus;
 
 /// A domain identifier (Xen's `domid_t`).
 pub type DomId = u16;
@@ -77,6 +80,8 @@ impl RamBanks {
 /// One guest.
 #[derive(Debug)]
 pub struct Domain {
+    /// Devices emulated for this domain (trapped MMIO).
+    pub mmio: MmioBus,
     pub id: DomId,
     /// dom0: the hardware domain, direct-mapped, owner of the devices the hypervisor does not keep.
     pub is_hardware: bool,
@@ -91,7 +96,7 @@ pub struct Domain {
 
 impl Domain {
     pub fn new(id: DomId, is_hardware: bool, direct_mapped: bool, ram: RamBanks) -> Self {
-        Self { id, is_hardware, direct_mapped, ram, shutdown: None, faults_logged: 0 }
+        Self { mmio: MmioBus::default(), id, is_hardware, direct_mapped, ram, shutdown: None, faults_logged: 0 }
     }
 
     /// Host physical range `[pa, pa + len)` lies entirely inside one of this domain's RAM banks.

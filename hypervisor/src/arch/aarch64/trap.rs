@@ -5,6 +5,7 @@
 use super::entry::TrapFrame;
 use super::guest::{self, esr};
 use super::psci;
+use crate::domain::mmio::{MmioAccess, MmioResult};
 use crate::domain::{Domain, RamBanks, ShutdownReason};
 use crate::hypercall::{self, GuestFault, GuestMemory};
 use crate::{log, sysreg};
@@ -132,7 +133,8 @@ fn inject_undef(_dom: &mut Domain, frame: &mut TrapFrame, return_to: u64) {
     guest::inject_sync(frame, esr::undef(), None, return_to);
 }
 
-/// A stage-2 fault: the guest touched an IPA it does not own (no emulated device there yet).
+/// A stage-2 fault: emulate the access if a device of the domain covers the IPA, else the
+/// guest touched an IPA it does not own and gets an abort.
 fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) {
     let far = sysreg!(read FAR_EL2);
     let hpfar = sysreg!(read HPFAR_EL2);
@@ -140,6 +142,9 @@ fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) {
     let el0 = guest::from_el0(frame);
     let write = iss & (1 << 6) != 0;
     let is_data = class == ec::DABT_LOW;
+    if is_data && emulate_mmio(dom, frame, ipa, iss) {
+        return;
+    }
     if dom.should_log_fault() {
         log!(
             "d{}: {} {} IPA {ipa:#x} (VA {far:#x}, PC {:#x}): not owned, abort injected",
@@ -152,6 +157,43 @@ fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) {
     let esr = if is_data { esr::data_abort(el0) } else { esr::prefetch_abort(el0) };
     let ret = frame.elr;
     guest::inject_sync(frame, esr, Some(far), ret);
+}
+
+/// Emulate a trapped load/store on an emulated device. Returns false when no device covers
+/// `ipa` (the caller injects an abort). The syndrome must be valid (ISV): instructions
+/// without one (e.g. load/store pair) on device registers get an abort, as on Xen.
+fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> bool {
+    let Some((dev, offset)) = dom.mmio.find(ipa) else { return false };
+    let isv = iss & (1 << 24) != 0;
+    if !isv || iss & (1 << 7) != 0 {
+        return false; // no syndrome, or a fault on a stage-1 walk: not a device access
+    }
+    let size = 1u8 << ((iss >> 22) & 3);
+    let sign_extend = iss & (1 << 21) != 0;
+    let reg = ((iss >> 16) & 0x1f) as usize;
+    let sixty_four = iss & (1 << 15) != 0;
+    let write = iss & (1 << 6) != 0;
+    let value = if reg == 31 { 0 } else { frame.x[reg] };
+    let value = if size == 8 { value } else { value & ((1u64 << (size * 8)) - 1) };
+    let access = MmioAccess { offset, size, write, value };
+    match dev.access(0, access) {
+        MmioResult::Done(v) => {
+            if !write && reg != 31 {
+                let bits = u32::from(size) * 8;
+                let mut v = if bits == 64 { v } else { v & ((1u64 << bits) - 1) };
+                if sign_extend && bits < 64 && v & (1 << (bits - 1)) != 0 {
+                    v |= !((1u64 << bits) - 1);
+                }
+                if !sixty_four {
+                    v &= 0xffff_ffff;
+                }
+                frame.x[reg] = v;
+            }
+            frame.elr += if iss & (1 << 25) != 0 { 4 } else { 2 };
+            true
+        }
+        MmioResult::Abort => false,
+    }
 }
 
 /// dom0 stopping takes the machine with it (as on Xen): power off, or reset for reboot and crash.
