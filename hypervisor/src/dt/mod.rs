@@ -195,6 +195,25 @@ pub struct HostDt {
 }
 
 impl HostDt {
+    /// The `totalsize` of the FDT whose header starts `header` (at least 40 bytes), after checking the
+    /// magic: lets the boot path turn the DTB pointer it was given into a slice before calling [`parse`].
+    ///
+    /// [`parse`]: HostDt::parse
+    pub fn totalsize_of(header: &[u8]) -> Result<usize, DtError> {
+        if header.len() < 40 {
+            return Err(DtError::Truncated {
+                len: header.len(),
+                needed: 40,
+            });
+        }
+        let word =
+            |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        if word(0) != fdt::FDT_MAGIC {
+            return Err(DtError::BadMagic(word(0)));
+        }
+        Ok(word(4) as usize)
+    }
+
     /// Validates and parses an FDT blob. The blob is copied; `HostDt` owns its data.
     pub fn parse(blob: &[u8]) -> Result<HostDt, DtError> {
         let tree = Tree::parse(blob)?;

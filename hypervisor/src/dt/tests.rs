@@ -89,6 +89,12 @@ fn rejects_truncated_bad_magic_and_oversized_blobs() {
     );
     assert!(e.to_string().contains("beyond"), "{e}");
 
+    assert_eq!(HostDt::totalsize_of(&blob[..40]), Ok(blob.len()));
+    assert_eq!(
+        HostDt::totalsize_of(&blob[..8]),
+        Err(DtError::Truncated { len: 8, needed: 40 })
+    );
+
     let mut bad = blob.clone();
     bad[0] = 0xde;
     let e = HostDt::parse(&bad).unwrap_err();
