@@ -204,7 +204,9 @@ fn qemu_virt_guest_loader_module_is_dom0_kernel() {
     let k = bi.kernel().unwrap();
     assert_eq!(k.path, "/chosen/module@0x49000000");
     assert_eq!(k.kind, ModuleKind::Kernel);
-    assert_eq!(k.region, r(0x4900_0000, 0x1000));
+    // The size is the file given to guest-loader (xtask uses a 4 KiB dummy); only its presence matters.
+    assert_eq!(k.region.base, 0x4900_0000);
+    assert!(k.region.size > 0);
     assert_eq!(k.bootargs.as_deref(), Some("console=hvc0"));
     assert!(bi.ramdisk().is_none());
     assert_eq!(bi.dom0_cmdline(), Some("console=hvc0"));
