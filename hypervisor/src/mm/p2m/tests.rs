@@ -981,7 +981,11 @@ fn check_against_model(e: &Env, s: &Stage2, model: &Model, base: u64) -> Result<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    // 96 cases by default (a few seconds); PROPTEST_CASES=N for a deeper run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96),
+        ..ProptestConfig::default()
+    })]
 
     /// Random map/unmap sequences translate every page exactly like the model, never break
     /// BBM or leave writes uncleaned (TestMem checks each write), fail cleanly when out of
