@@ -191,12 +191,11 @@ impl IovaAllocator {
         if a < self.frontier || a.checked_add(len)? > self.end || a + len - 1 > limit {
             return None;
         }
-        if a > self.frontier {
-            let gap_start = self.frontier;
-            self.frontier = a;
+        let gap_start = self.frontier;
+        self.frontier = a + len;
+        if a > gap_start {
             self.insert_free(gap_start, a - gap_start);
         }
-        self.frontier = a + len;
         Some(a)
     }
 

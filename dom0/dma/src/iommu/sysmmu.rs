@@ -125,7 +125,7 @@ impl<P: PhysMem, R: Mmio> SysmmuDomain<P, R> {
     }
     /// Level-2 tables in use (besides the shared zero table).
     pub fn lv2_tables(&self) -> usize {
-        self.arena.live
+        self.arena.live - 1
     }
     /// The attached instances.
     pub fn instances(&self) -> &[R] {
