@@ -3,6 +3,7 @@
 pub mod dom0;
 pub mod image;
 pub mod mmio;
+pub mod registry;
 
 use mmio::MmioBus;
 
@@ -92,11 +93,13 @@ pub struct Domain {
     pub shutdown: Option<ShutdownReason>,
     /// Guest aborts logged so far (a hostile guest must not flood the console).
     pub faults_logged: u32,
+    /// The domain's stage-2 translation (absent only in host tests that do not need one).
+    pub p2m: Option<crate::mm::Stage2>,
 }
 
 impl Domain {
     pub fn new(id: DomId, is_hardware: bool, direct_mapped: bool, ram: RamBanks) -> Self {
-        Self { mmio: MmioBus::default(), id, is_hardware, direct_mapped, ram, shutdown: None, faults_logged: 0 }
+        Self { mmio: MmioBus::default(), id, is_hardware, direct_mapped, ram, shutdown: None, faults_logged: 0, p2m: None }
     }
 
     /// Host physical range `[pa, pa + len)` lies entirely inside one of this domain's RAM banks.

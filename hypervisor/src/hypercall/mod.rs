@@ -7,8 +7,9 @@ pub mod sched;
 pub mod smccc;
 pub mod version;
 
-use crate::domain::Domain;
-use guest_abi::errno::{ret, EFAULT, ENOSYS};
+use crate::domain::registry::{Domains, Machine};
+use crate::domain::DomId;
+use guest_abi::errno::{ret, EFAULT, ENOSYS, ESRCH};
 use guest_abi::hypercall as nr;
 
 /// A guest virtual address that could not be read or written.
@@ -41,8 +42,19 @@ pub fn write_arg<T: Copy>(mem: &mut dyn GuestMemory, gva: u64, v: &T) -> Result<
     mem.copy_to_guest(gva, bytes).map_err(|_| ret(EFAULT))
 }
 
-/// Handle hypercall `nr` with arguments x0..x4; the result goes back in x0.
-pub fn dispatch(dom: &mut Domain, mem: &mut dyn GuestMemory, number: u64, args: [u64; 5]) -> i64 {
+/// Everything a hypercall handler may touch: every domain, which one is calling, the caller's
+/// guest-virtual memory, and the machine services for stage-2 changes.
+pub struct HypercallCtx<'a, 'm> {
+    pub domains: &'a mut Domains,
+    pub caller: DomId,
+    pub mem: &'a mut dyn GuestMemory,
+    pub machine: &'a mut Machine<'m>,
+}
+
+/// Handle hypercall `number` with arguments x0..x4 from `cx.caller`; the result goes back in x0.
+pub fn dispatch(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5]) -> i64 {
+    let Some(dom) = cx.domains.get_mut(cx.caller) else { return ret(ESRCH) };
+    let mem = &mut *cx.mem;
     match number {
         nr::HYPERVISOR_XEN_VERSION => version::xen_version(dom, mem, args[0], args[1]),
         nr::HYPERVISOR_CONSOLE_IO => console_io::console_io(dom, mem, args[0], args[1], args[2]),
@@ -90,10 +102,24 @@ pub mod testmem {
         }
     }
 
-    pub fn dom0() -> Domain {
+    pub fn dom0() -> crate::domain::Domain {
         let mut ram = crate::domain::RamBanks::default();
         ram.push(crate::domain::RamBank { ipa: 0x4000_0000, pa: 0x4000_0000, size: 0x1000_0000 });
-        Domain::new(0, true, true, ram)
+        crate::domain::Domain::new(0, true, true, ram)
+    }
+
+    /// Run `f` with a context whose caller is dom0 (`dom0()`), the given guest memory, and a
+    /// machine over a small test physical memory.
+    pub fn with_dom0<R>(mem: &mut FlatMemory, f: impl FnOnce(&mut HypercallCtx<'_, '_>) -> R) -> R {
+        let mut domains = Domains::new();
+        let _ = domains.insert(dom0());
+        let phys = crate::mm::testmem::TestMem::new(0x8000_0000, 1 << 20);
+        let mut frames = crate::mm::RegionAllocator::new();
+        let _ = frames.add(0x8000_0000, 1 << 20);
+        let mut tlb = phys.tlb();
+        let mut machine = Machine { mem: &phys, frames: &mut frames, tlb: &mut tlb };
+        let mut cx = HypercallCtx { domains: &mut domains, caller: 0, mem, machine: &mut machine };
+        f(&mut cx)
     }
 }
 
@@ -104,10 +130,11 @@ mod tests {
 
     #[test]
     fn unknown_and_deprecated_numbers_are_enosys() {
-        let mut d = dom0();
         let mut m = FlatMemory::new(0x1000, 0x1000);
-        for n in [6, 16, 19, 63, 64, 100, u64::MAX] {
-            assert_eq!(dispatch(&mut d, &mut m, n, [0; 5]), ret(ENOSYS), "hypercall {n}");
-        }
+        with_dom0(&mut m, |cx| {
+            for n in [6, 16, 19, 63, 64, 100, u64::MAX] {
+                assert_eq!(dispatch(cx, n, [0; 5]), ret(ENOSYS), "hypercall {n}");
+            }
+        });
     }
 }

@@ -247,11 +247,14 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
 
     let mut ram = RamBanks::default();
     ram.push(RamBank { ipa: layout.ram_base, pa: layout.ram_base, size: layout.ram_size });
-    let dom = Domain::new(0, true, true, ram);
+    let mut dom = Domain::new(0, true, true, ram);
     guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
-    *trap::CURRENT.lock() = Some(dom);
-    // The p2m lives as long as dom0 (the domain owns it once domains are torn down).
-    core::mem::forget(p2m);
+    dom.p2m = Some(p2m);
+    if trap::DOMAINS.lock().insert(dom).is_err() {
+        return Err("dom0: domain 0 exists already".into());
+    }
+    *trap::CURRENT.lock() = 0;
+    *trap::FRAMES.lock() = free;
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {

@@ -6,13 +6,19 @@ use super::entry::TrapFrame;
 use super::guest::{self, esr};
 use super::psci;
 use crate::domain::mmio::{MmioAccess, MmioResult};
-use crate::domain::{Domain, RamBanks, ShutdownReason};
-use crate::hypercall::{self, GuestFault, GuestMemory};
+use crate::domain::registry::{Domains, Machine};
+use crate::domain::{DomId, Domain, RamBanks, ShutdownReason};
+use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx};
+use crate::mm::RegionAllocator;
+use super::{DirectMem, HwTlb};
 use crate::{log, sysreg};
 use spin::Mutex;
 
-/// The domain running on this (the boot) CPU. SMP and domUs come later.
-pub static CURRENT: Mutex<Option<Domain>> = Mutex::new(None);
+/// Every domain, and which one runs on this (the boot) CPU. SMP and scheduling come later.
+pub static DOMAINS: Mutex<Domains> = Mutex::new(Domains::new());
+pub static CURRENT: Mutex<DomId> = Mutex::new(0);
+/// Table frames for stage-2 changes after boot (what dom0 was not given).
+pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 
 /// Exception classes (ESR_EL2.EC) handled here.
 mod ec {
@@ -72,19 +78,29 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     let esr_el2 = sysreg!(read ESR_EL2);
     let class = esr_el2 >> 26;
     let iss = esr_el2 & 0x1ff_ffff;
-    let mut slot = CURRENT.lock();
-    let Some(dom) = slot.as_mut() else {
-        log!("trap with no current domain (ESR {esr_el2:#x}): halting this CPU");
+    let current = *CURRENT.lock();
+    let mut domains = DOMAINS.lock();
+    if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
+        let nr = frame.x[16];
+        let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
+        let ram = domains.get(current).map(|d| d.ram).unwrap_or_default();
+        let mut mem = CurrentGuestMemory { ram };
+        let mut frames = FRAMES.lock();
+        let mut tlb = HwTlb;
+        let mut machine = Machine { mem: &DirectMem, frames: &mut *frames, tlb: &mut tlb };
+        let mut cx = HypercallCtx { domains: &mut domains, caller: current, mem: &mut mem, machine: &mut machine };
+        frame.x[0] = hypercall::dispatch(&mut cx, nr, args) as u64;
+        drop(frames);
+        if let Some(dom) = domains.get_mut(current) {
+            act_on_shutdown(dom);
+        }
+        return;
+    }
+    let Some(dom) = domains.get_mut(current) else {
+        log!("trap from unknown domain {current} (ESR {esr_el2:#x}): halting this CPU");
         super::halt();
     };
     match class {
-        ec::HVC64 if iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) => {
-            let nr = frame.x[16];
-            let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
-            let mut mem = CurrentGuestMemory { ram: dom.ram };
-            let ret = hypercall::dispatch(dom, &mut mem, nr, args);
-            frame.x[0] = ret as u64;
-        }
         ec::HVC64 if iss == 0 => smccc(dom, frame),
         ec::SMC64 => {
             // A trapped SMC returns to the SMC itself: step over it.
@@ -222,8 +238,8 @@ extern "C" fn xenith_trap_lower_irq(_frame: &mut TrapFrame) {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
-    let mut slot = CURRENT.lock();
-    if let Some(dom) = slot.as_mut() {
+    let current = *CURRENT.lock();
+    if let Some(dom) = DOMAINS.lock().get_mut(current) {
         log!("d{}: SError (ESR {:#x}) at {:#x}: domain killed", dom.id, sysreg!(read ESR_EL2), frame.elr);
         dom.shutdown = Some(ShutdownReason::Crash);
         act_on_shutdown(dom);
@@ -232,8 +248,8 @@ extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower32(frame: &mut TrapFrame) {
-    let mut slot = CURRENT.lock();
-    if let Some(dom) = slot.as_mut() {
+    let current = *CURRENT.lock();
+    if let Some(dom) = DOMAINS.lock().get_mut(current) {
         log!("d{}: AArch32 guest state at {:#x} is not supported: domain killed", dom.id, frame.elr);
         dom.shutdown = Some(ShutdownReason::Crash);
         act_on_shutdown(dom);
