@@ -14,9 +14,11 @@
 //! - TLB: 64 sets x 8 ways, indexed by iova[17:12]. FLUSH invalidates everything. FLUSH_ENTRY on v1/v3
 //!   invalidates the entries covering that page; on v2 it invalidates the whole set (so 64 entry
 //!   flushes cover any range). v5 has FLUSH_RANGE over [FLUSH_START, FLUSH_END] (page granular).
-//! - v3.x prefetch buffer: a level-2 miss fetches the whole aligned block of level-2 entries around the
-//!   walked one (32 entries = 128 KiB of IOVA on v3.0/v3.1, 64 = 256 KiB on v3.2+) and keeps the
-//!   last two blocks, fault entries included. A later walk in the block uses the cached entries, so a
+//! - v3.x prefetch buffer: a level-2 miss fetches the aligned block of level-2 entries holding the
+//!   walked one and the block after it (a block is 32 entries = 128 KiB of IOVA on v3.0/v3.1, 64 =
+//!   256 KiB on v3.2+; never past the end of the level-2 table) and keeps the last two such
+//!   windows, fault entries included. Hence the rule for IOVA layouts: regions aligned to a block
+//!   and separated by at least one block are never prefetched from a neighbour's walk. A later walk in the block uses the cached entries, so a
 //!   page mapped after its neighbour was walked keeps faulting until FLUSH_ENTRY of that page (or
 //!   FLUSH) drops the block.
 //! - FLPD cache (v3.2+, v5; when CFG.FLPDCACHE is set): caches level-1 entries. v3.3 also fills it
@@ -378,13 +380,15 @@ impl SysmmuModel {
                 .map_err(|_| self.raise(st, self.walk_bus_error(write), iova));
         }
         let iova64 = u64::from(iova);
-        if let Some(b) = st.prefetch.iter().find(|b| b.va <= iova64 && iova64 < b.va + n as u64 * PAGE) {
+        if let Some(b) = st.prefetch.iter().find(|b| b.va <= iova64 && iova64 < b.va + b.entries.len() as u64 * PAGE) {
             st.stats.prefetch_hits += 1;
             return Ok(b.entries[((iova64 - b.va) / PAGE) as usize]);
         }
+        // The aligned block holding the walked entry and the block after it (within this table).
         let first = index & !(n as u64 - 1);
-        let mut entries = Vec::with_capacity(n);
-        for i in first..first + n as u64 {
+        let last = (first + 2 * n as u64).min(256);
+        let mut entries = Vec::with_capacity(2 * n);
+        for i in first..last {
             match self.mem.device_read_u32(table_pa + 4 * i) {
                 Ok(v) => entries.push(v),
                 Err(_) => return Err(self.raise(st, self.walk_bus_error(write), iova)),
@@ -543,8 +547,7 @@ impl SysmmuModel {
         } else {
             st.tlb[set].retain(|e| !e.covers(iova64));
         }
-        let n = self.cfg.prefetch_entries() as u64;
-        st.prefetch.retain(|b| !(b.va <= iova64 && iova64 < b.va + n * PAGE));
+        st.prefetch.retain(|b| !(b.va <= iova64 && iova64 < b.va + b.entries.len() as u64 * PAGE));
         let idx = iova >> 20;
         let quirk = self.cfg.flpd_quirk();
         st.flpd.retain(|(i, raw)| *i != idx || (quirk && matches!(raw & 3, 0 | 3)));
