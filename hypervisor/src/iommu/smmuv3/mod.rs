@@ -19,6 +19,7 @@ pub mod inval;
 pub mod queue;
 pub mod regs;
 pub mod ste;
+pub mod tlb;
 
 #[cfg(test)]
 mod model;
@@ -37,6 +38,7 @@ pub use event::{EventType, FaultClass, SmmuEvent};
 pub use features::{IdRegs, SmmuFeatures};
 pub use inval::{plan_s2_invalidation, InvalidationPolicy};
 pub use ste::{Cd, CdConfig, Granule, L1Desc, S2Config, Ste, SteConfig};
+pub use tlb::{BothTlb, FrameDma, SmmuTlb};
 
 use queue::QueuePtr;
 use regs::{off, CMDQ_BASE, CMDQ_CONS, CR0, CR1, CR2, EVENTQ_BASE, EVENTQ_CONS, EVENTQ_PROD, GBPA};
@@ -791,14 +793,42 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
         ranges: &[(u64, u64)],
         leaf: bool,
     ) -> Result<(), SmmuError> {
+        let n = self.queue_invalidation(vmid, ranges, leaf)?;
+        self.finish_batch(n)
+    }
+
+    /// Like [`Smmu::invalidate_ipa_ranges`] for several VMIDs at once: still one CMD_SYNC.
+    pub fn invalidate_grouped(
+        &mut self,
+        groups: &[(u16, Vec<(u64, u64)>)],
+        leaf: bool,
+    ) -> Result<(), SmmuError> {
+        let mut n = 0;
+        for (vmid, ranges) in groups {
+            n += self.queue_invalidation(*vmid, ranges, leaf)?;
+        }
+        self.finish_batch(n)
+    }
+
+    /// Queue (not sync) the invalidation commands for `ranges` of `vmid`.
+    fn queue_invalidation(
+        &mut self,
+        vmid: u16,
+        ranges: &[(u64, u64)],
+        leaf: bool,
+    ) -> Result<usize, SmmuError> {
         let policy = InvalidationPolicy {
             range_inval: self.features.range_inval,
             vmall_threshold_pages: self.config.vmall_threshold_pages,
             granule_shift: self.vmid_granule.get(&vmid).copied().unwrap_or(12),
         };
-        let n = plan_s2_invalidation(&policy, vmid, ranges, leaf, |c| {
+        plan_s2_invalidation(&policy, vmid, ranges, leaf, |c| {
             self.queue_cmd(c).map(|_| ())
-        })?;
+        })
+    }
+
+    /// End a batch of `n` queued invalidations with its one CMD_SYNC (none if `n == 0`).
+    fn finish_batch(&mut self, n: usize) -> Result<(), SmmuError> {
         if n == 0 {
             return Ok(());
         }
