@@ -195,7 +195,7 @@ impl core::fmt::Display for PtError {
 }
 
 fn check_pa(format: PtFormat, pa: u64, align: u64) -> Result<(), PtError> {
-    if pa % align != 0 {
+    if !pa.is_multiple_of(align) {
         return Err(PtError::Misaligned { addr: pa, align });
     }
     if pa >= format.pa_limit() {
@@ -370,16 +370,16 @@ pub fn translate_with(
     let raw = mem.read_u32(lv1_entry_pa(pgd_pa, iova)).map_err(memfault)?;
     match decode_lv1(format, raw) {
         Lv1Entry::Fault => Err(Fault::Lv1 { iova }),
-        Lv1Entry::Section { pa, prot } => Ok((pa | u64::from(iova) % SECTION_SIZE, prot)),
+        Lv1Entry::Section { pa, prot } => Ok((pa | (u64::from(iova) % SECTION_SIZE), prot)),
         Lv1Entry::Lv2Link { table_pa } => {
             let raw = mem.read_u32(lv2_entry_pa(table_pa, iova)).map_err(memfault)?;
             match decode_lv2(format, raw) {
                 Lv2Entry::Fault => Err(Fault::Lv2 { iova }),
                 Lv2Entry::LargePage { pa, prot } => {
-                    Ok((pa | u64::from(iova) % LARGE_PAGE_SIZE, prot))
+                    Ok((pa | (u64::from(iova) % LARGE_PAGE_SIZE), prot))
                 }
                 Lv2Entry::SmallPage { pa, prot } => {
-                    Ok((pa | u64::from(iova) % SMALL_PAGE_SIZE, prot))
+                    Ok((pa | (u64::from(iova) % SMALL_PAGE_SIZE), prot))
                 }
             }
         }
@@ -438,10 +438,10 @@ fn check_range(iova: u64, len: u64, align: u64) -> Result<(), PtError> {
     if len == 0 || iova.checked_add(len).is_none_or(|end| end > IOVA_SPACE) {
         return Err(PtError::BadRange { iova, len });
     }
-    if iova % align != 0 {
+    if !iova.is_multiple_of(align) {
         return Err(PtError::Misaligned { addr: iova, align });
     }
-    if len % align != 0 {
+    if !len.is_multiple_of(align) {
         return Err(PtError::Misaligned { addr: len, align });
     }
     Ok(())
@@ -681,7 +681,7 @@ impl SysmmuPageTable {
                 .into_iter()
                 .find(|s| {
                     let b = s.bytes();
-                    va % b == 0 && p % b == 0 && left >= b
+                    va.is_multiple_of(b) && p.is_multiple_of(b) && left >= b
                 })
                 .unwrap_or(PageSize::Small4K);
             match self.map_page(mem, alloc, va as u32, p, size, prot) {

@@ -167,6 +167,7 @@ impl PhysMem for &SimMem {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 

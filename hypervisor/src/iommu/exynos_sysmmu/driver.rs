@@ -271,8 +271,8 @@ impl<M: Mmio> Sysmmu<M> {
     /// enable. On error the SysMMU stays blocked.
     pub fn enable(&self, pgd_pa: u64) -> Result<(), SysmmuError> {
         let pt_base = match self.layout {
-            RegLayout::V1 if pgd_pa < 1 << 32 && pgd_pa % 0x4000 == 0 => pgd_pa as u32,
-            RegLayout::V5 if pgd_pa < 1 << 44 && pgd_pa % 0x4000 == 0 => (pgd_pa >> 12) as u32,
+            RegLayout::V1 if pgd_pa < 1 << 32 && pgd_pa.is_multiple_of(0x4000) => pgd_pa as u32,
+            RegLayout::V5 if pgd_pa < 1 << 44 && pgd_pa.is_multiple_of(0x4000) => (pgd_pa >> 12) as u32,
             _ => {
                 self.isolate();
                 return Err(SysmmuError::BadPageTable { pgd_pa });

@@ -140,7 +140,7 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio> ShadowTable<P, A, M> {
     /// skipped. On error the range is left unmapped (the device faults rather than reaching memory
     /// the p2m no longer grants).
     pub fn map(&mut self, ipa: u64, pa: u64, size: u64, writable: bool) -> Result<(), ShadowError> {
-        if size == 0 || (ipa | pa | size) % SMALL_PAGE_SIZE != 0 {
+        if size == 0 || !(ipa | pa | size).is_multiple_of(SMALL_PAGE_SIZE) {
             return Err(ShadowError::Misaligned { ipa, pa, size });
         }
         if ipa >= IOVA_SPACE {
@@ -155,7 +155,7 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio> ShadowTable<P, A, M> {
 
     /// Mirror a p2m unmap of `[ipa, ipa + size)`.
     pub fn unmap(&mut self, ipa: u64, size: u64) -> Result<(), ShadowError> {
-        if size == 0 || (ipa | size) % SMALL_PAGE_SIZE != 0 {
+        if size == 0 || !(ipa | size).is_multiple_of(SMALL_PAGE_SIZE) {
             return Err(ShadowError::Misaligned { ipa, pa: 0, size });
         }
         if ipa >= IOVA_SPACE {

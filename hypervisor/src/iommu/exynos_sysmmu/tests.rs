@@ -1,5 +1,6 @@
 //! The driver and the shadow table run against the register-level SysMMU model (tests/models),
 //! through the same `Mmio`/`PhysMem` traits they use on the Exynos5250.
+#![allow(clippy::single_range_in_vec_init)]
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
