@@ -5,6 +5,7 @@
 pub mod entry;
 pub mod guest;
 pub mod heap;
+pub mod iommu;
 pub mod mmu;
 pub mod psci;
 pub mod regs;

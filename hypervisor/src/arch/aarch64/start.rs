@@ -4,13 +4,13 @@
 
 use super::entry::{enter_guest, TrapFrame};
 use super::guest::{self, SPSR_EL1H_MASKED};
-use super::{heap, mmu, psci, trap, DirectMem, HwTlb};
+use super::{heap, iommu, mmu, psci, trap, DirectMem, HwTlb};
 use crate::domain::dom0::{self, Dom0Layout, DTB_ROOM};
 use crate::domain::{Domain, RamBank, RamBanks};
 use crate::dt::cmdline::HypervisorCmdline;
 use crate::dt::dom0::{build_dom0_dt, Dom0DtSpec};
 use crate::dt::{HostDt, Region, RegionKind};
-use crate::iommu::policy::{DmaTopology, OwnershipTable, PlatformDefaults};
+use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable, PlatformDefaults};
 use crate::log;
 use crate::mm::{RegionAllocator, S2Attr, Stage2, Stage2Config};
 use alloc::format;
@@ -176,12 +176,16 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let layout = dom0::plan(&mut free, dom0_mem, kernel.region.base, kernel_bytes, kernel.region.size, initrd.map(|i| i.region.size))
         .map_err(|e| e.to_string())?;
 
-    // Who owns each DMA master's IOMMU (no IOMMU driver is wired in yet: dom0 keeps them, as on Xen).
+    // Who owns each DMA master's IOMMU: the hypervisor drives every SMMUv3 it can use for
+    // stage 2; one it cannot (no stage 2) falls back to dom0, as Xen does, and says why.
     let topo = DmaTopology::from_dt(&dt).map_err(|e| format!("DMA topology: {e}"))?;
-    let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &cmdline.iommu_owner, &[]);
+    *trap::FRAMES.lock() = free;
+    let drivers = take_smmus(&topo);
+    let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &cmdline.iommu_owner, &drivers);
     for line in table.to_string().lines() {
         log!("{line}");
     }
+    release_smmus_not_ours(&table);
     let edits = table.dom0_dt_edits();
 
     let mut spec = Dom0DtSpec {
@@ -206,8 +210,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let mem = DirectMem;
     let mut tlb = HwTlb;
     let cfg = Stage2Config { ipa_bits: 40, pa_bits: 40 };
-    let mut p2m = Stage2::new(DOM0_VMID, cfg, &mut free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
-    p2m.map(layout.ram_base, layout.ram_base, layout.ram_size, S2Attr::RAM_RWX, &mut free, &mem, &mut tlb)
+    let mut frames = trap::FRAMES.lock();
+    let free = &mut *frames;
+    let mut p2m = Stage2::new(DOM0_VMID, cfg, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
+    p2m.map(layout.ram_base, layout.ram_base, layout.ram_size, S2Attr::RAM_RWX, free, &mem, &mut tlb)
         .map_err(|e| format!("dom0 stage 2: RAM: {e}"))?;
     let gic_path = info.gic.path.clone();
     let hidden = |path: &str| {
@@ -223,7 +229,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         if in_ram(r) || r.size == 0 {
             continue;
         }
-        if let Err(e) = p2m.map(r.base, r.base, r.size, S2Attr::DEVICE_RW, &mut free, &mem, &mut tlb) {
+        if let Err(e) = p2m.map(r.base, r.base, r.size, S2Attr::DEVICE_RW, free, &mem, &mut tlb) {
             log!("dom0 stage 2: cannot map {} {} ({:?}): {e}", d.path, r, d.kind);
             continue;
         }
@@ -247,6 +253,8 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
 
     let mut ram = RamBanks::default();
     ram.push(RamBank { ipa: layout.ram_base, pa: layout.ram_base, size: layout.ram_size });
+    drop(frames);
+    attach_dom0_streams(&dt, &table, &p2m);
     let mut dom = Domain::new(0, true, true, ram);
     guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
     dom.p2m = Some(p2m);
@@ -254,7 +262,6 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         return Err("dom0: domain 0 exists already".into());
     }
     *trap::CURRENT.lock() = 0;
-    *trap::FRAMES.lock() = free;
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {
@@ -265,6 +272,90 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         &*f
     };
     enter_guest(frame)
+}
+
+/// Probe every SMMUv3 in the DT and take over those that can translate with stage 2 (all
+/// streams blocked until attached). Returns the IOMMU kinds the hypervisor now drives.
+fn take_smmus(topo: &DmaTopology) -> Vec<IommuKind> {
+    let mut all_ok = false;
+    for iommu in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3 && i.enabled) {
+        let Some(reg) = iommu.regs.first() else { continue };
+        match iommu::probe(reg.base) {
+            Ok(f) => {
+                log!("{}: {f}", iommu.path);
+                let max_sid = topo.masters.iter().flat_map(|m| m.iommu_map.iter()).map(|e| e.sid_base.saturating_add(e.length)).max();
+                let bits = max_sid.map(|s| (32 - s.saturating_sub(1).leading_zeros()).max(1) as u8);
+                match iommu::take(&iommu.path, reg.base, bits) {
+                    Ok(()) => {
+                        log!("{}: enabled, unknown streams abort (GBPA.ABORT)", iommu.path);
+                        all_ok = true;
+                    }
+                    Err(e) => log!("{}: cannot take over: {e}; dom0 keeps it", iommu.path),
+                }
+            }
+            Err(e) => log!("{}: {e}: falling back: dom0 keeps this SMMU and its DMA is not isolated by xenith", iommu.path),
+        }
+    }
+    if all_ok {
+        alloc::vec![IommuKind::SmmuV3]
+    } else {
+        Vec::new()
+    }
+}
+
+/// An SMMU the table gives to dom0 (command-line override) goes back to its reset state.
+fn release_smmus_not_ours(table: &OwnershipTable) {
+    let mut smmus = iommu::SMMUS.lock();
+    smmus.retain_mut(|inst| {
+        if table.owner_of_iommu(&inst.path) == Some(IommuOwner::Hypervisor) {
+            return true;
+        }
+        match inst.smmu.disable() {
+            Ok(()) => log!("{}: handed to dom0 (disabled; dom0's driver programs it)", inst.path),
+            Err(e) => log!("{}: handed to dom0, but disabling failed: {e}", inst.path),
+        }
+        false
+    });
+}
+
+/// Attach every stream of dom0's devices behind a hypervisor-owned SMMU to dom0's stage 2.
+/// PCI requester IDs are found by scanning bus 0 of each host bridge's ECAM.
+fn attach_dom0_streams(dt: &HostDt, table: &OwnershipTable, p2m: &Stage2) {
+    let topo = &table.topology;
+    for m in topo.masters.iter().filter(|m| m.enabled && m.problem.is_none()) {
+        let mut sids: Vec<(usize, u32)> = Vec::new();
+        for r in &m.iommus {
+            if let Some(&sid) = r.specifier.first() {
+                sids.push((r.iommu, sid));
+            }
+        }
+        if !m.iommu_map.is_empty() {
+            let ecam = dt.find_path(&m.path).and_then(|n| dt.reg(n).ok()).and_then(|r| r.first().copied());
+            if let Some(ecam) = ecam {
+                for devfn in 0..256u64 {
+                    // SAFETY: bus 0's config space in the bridge's ECAM window (Device memory);
+                    // a read of an absent function returns all ones.
+                    let id = unsafe { core::ptr::read_volatile((ecam.base + (devfn << 12)) as *const u32) };
+                    if id != 0xffff_ffff {
+                        if let Some(s) = m.pci_rid_to_stream(devfn as u32) {
+                            log!("{}: PCI 00:{:02x}.{} ({:04x}:{:04x}) is stream {:#x}", m.path, devfn >> 3, devfn & 7, id & 0xffff, id >> 16, s.1);
+                            sids.push(s);
+                        }
+                    }
+                }
+            }
+        }
+        for (idx, sid) in sids {
+            let Some(iommu) = topo.iommus.get(idx) else { continue };
+            if table.owner_of_iommu(&iommu.path) != Some(IommuOwner::Hypervisor) {
+                continue;
+            }
+            match iommu::attach(&iommu.path, sid, DOM0_VMID, p2m.vttbr(), p2m.vtcr()) {
+                Ok(()) => log!("{}: stream {sid:#x} ({}) translates through dom0's stage 2", iommu.path, m.path),
+                Err(e) => log!("{}: stream {sid:#x} ({}) left blocked: {e}", iommu.path, m.path),
+            }
+        }
+    }
 }
 
 /// Ask the firmware (through the host PSCI conduit) which SMCCC workarounds it implements.

@@ -1,0 +1,142 @@
+//! The IOMMUs the hypervisor drives on this machine (SMMUv3 on QEMU virt), as hardware
+//! objects: probing at boot, attaching dom0's streams to its stage 2 (shared tables), TLB
+//! maintenance that reaches both the CPU and the SMMUs, and event reporting.
+
+use super::trap::FRAMES;
+use super::{DirectMem, HwTlb};
+use crate::iommu::smmuv3::{self, DmaAlloc, Smmu, SmmuConfig, SmmuError, SmmuTlb};
+use crate::log;
+use crate::mm::{FrameAlloc, TlbOps};
+use alloc::vec::Vec;
+use platform::{Clock, RawMmio};
+use spin::Mutex;
+
+/// Nanoseconds from the generic timer's physical counter.
+#[derive(Clone, Copy)]
+pub struct ArchClock;
+
+impl Clock for ArchClock {
+    fn now_ns(&self) -> u64 {
+        let f = super::regs::counter_freq().max(1);
+        let t = super::regs::counter();
+        ((u128::from(t) * 1_000_000_000) / u128::from(f)) as u64
+    }
+}
+
+/// SMMU structures come from the hypervisor's frame pool.
+pub struct PoolDma;
+
+impl DmaAlloc for PoolDma {
+    fn alloc(&mut self, size: usize, align: usize) -> Option<u64> {
+        let bytes = (size.max(align) as u64).max(4096);
+        let count = usize::try_from(bytes.div_ceil(4096).checked_next_power_of_two()?).ok()?;
+        let pa = FRAMES.lock().alloc_frames(count)?;
+        if pa % (align as u64).max(1) != 0 {
+            FRAMES.lock().free_frames(pa, count);
+            return None;
+        }
+        Some(pa)
+    }
+}
+
+pub type HwSmmu = Smmu<RawMmio, DirectMem, ArchClock, PoolDma>;
+
+/// One hypervisor-driven SMMU and the stage-2 VMIDs it translates for.
+pub struct SmmuInstance {
+    pub path: alloc::string::String,
+    pub smmu: HwSmmu,
+    pub vmids: Vec<u16>,
+}
+
+/// Every SMMU the hypervisor drives.
+pub static SMMUS: Mutex<Vec<SmmuInstance>> = Mutex::new(Vec::new());
+
+/// Probe the SMMUv3 at `base`: its features, or why it cannot be used (no stage 2, ...).
+pub fn probe(base: u64) -> Result<smmuv3::SmmuFeatures, SmmuError> {
+    // SAFETY: the DT's SMMU register page, Device memory in the EL2 map; nothing else drives it.
+    smmuv3::probe(&unsafe { RawMmio::new(base as usize) })
+}
+
+/// Take over the SMMUv3 at `base`: stream table, queues, all unknown streams aborted (GBPA).
+pub fn take(path: &str, base: u64, max_sid_bits: Option<u8>) -> Result<(), SmmuError> {
+    // SAFETY: as in `probe`; from here on only this driver touches the registers.
+    let mmio = unsafe { RawMmio::new(base as usize) };
+    let config = SmmuConfig { max_sid_bits, enable_irqs: false, ..SmmuConfig::default() };
+    let mut smmu = Smmu::new(mmio, DirectMem, ArchClock, PoolDma, config)?;
+    smmu.enable()?;
+    SMMUS.lock().push(SmmuInstance { path: path.into(), smmu, vmids: Vec::new() });
+    Ok(())
+}
+
+/// Translate stream `sid` of the SMMU at `path` with the stage 2 `vttbr`/`vtcr` of `vmid`.
+pub fn attach(path: &str, sid: u32, vmid: u16, vttbr: u64, vtcr: u64) -> Result<(), SmmuError> {
+    let mut smmus = SMMUS.lock();
+    let Some(inst) = smmus.iter_mut().find(|s| s.path == path) else { return Err(SmmuError::NotEnabled) };
+    inst.smmu.attach_stream(sid, vmid, vttbr, vtcr)?;
+    if !inst.vmids.contains(&vmid) {
+        inst.vmids.push(vmid);
+    }
+    Ok(())
+}
+
+/// Log every pending SMMU event (translation faults of blocked DMA, ...). Called from the
+/// trap path until the SMMU's event interrupt is wired to the GIC.
+pub fn report_events() {
+    let mut smmus = SMMUS.lock();
+    for inst in smmus.iter_mut() {
+        let path = inst.path.clone();
+        match inst.smmu.drain_events(|e| log!("{path}: {e}")) {
+            Ok(d) if d.overflowed => log!("{path}: event queue overflowed: events were lost"),
+            Ok(_) => {}
+            Err(e) => log!("{path}: cannot read events: {e}"),
+        }
+    }
+}
+
+/// Stage-2 TLB maintenance for the whole machine: the CPU's TLBs and, for VMIDs an SMMU
+/// translates for, the SMMU's (batched: one CMD_SYNC per `sync`).
+#[derive(Default)]
+pub struct SystemTlb {
+    pending: Vec<(u16, Option<u64>)>,
+}
+
+impl TlbOps for SystemTlb {
+    fn invalidate_ipa(&mut self, vmid: u16, ipa: u64) {
+        HwTlb.invalidate_ipa(vmid, ipa);
+        self.pending.push((vmid, Some(ipa)));
+    }
+    fn invalidate_vmid(&mut self, vmid: u16) {
+        HwTlb.invalidate_vmid(vmid);
+        self.pending.push((vmid, None));
+    }
+    fn sync(&mut self) {
+        HwTlb.sync();
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = core::mem::take(&mut self.pending);
+        let mut smmus = SMMUS.lock();
+        for inst in smmus.iter_mut() {
+            let vmids = inst.vmids.clone();
+            let mut t = SmmuTlb::new(&mut inst.smmu);
+            for &(vmid, ipa) in pending.iter().filter(|(v, _)| vmids.contains(v)) {
+                match ipa {
+                    Some(ipa) => t.invalidate_ipa(vmid, ipa),
+                    None => t.invalidate_vmid(vmid),
+                }
+            }
+            t.sync();
+            if let Some(e) = t.last_error {
+                log!("{}: TLB invalidation failed ({} errors): {e}", inst.path, t.errors);
+            }
+        }
+    }
+}
+
+impl Drop for SystemTlb {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            self.sync();
+        }
+    }
+}
