@@ -55,8 +55,10 @@ pub trait DmaAlloc {
 /// Why the driver refused or failed. Every variant has a log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SmmuError {
-    /// IDR0.S2P = 0: the SMMU cannot translate with a domain's p2m (QEMU < 8.1, or QEMU without
-    /// `-global arm-smmuv3.stage=2`). The caller falls back (leave the SMMU to dom0 or off).
+    /// IDR0.S2P = 0: the SMMU cannot translate with a domain's p2m. On QEMU: before 8.1, or a
+    /// `virt-9.1` (or older) machine without `-global arm-smmuv3.stage=2`; `virt` >= 9.2 forces
+    /// `stage=nested` (S1P+S2P) whatever `-global` says. The caller falls back (leave the SMMU
+    /// to dom0 or off).
     NoStage2,
     /// IDR0.TTF lacks AArch64 tables.
     NoAArch64Tables,
@@ -94,7 +96,8 @@ impl fmt::Display for SmmuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SmmuError::NoStage2 => f.write_str(
-                "no stage-2 support (IDR0.S2P=0; QEMU needs >= 8.1 and -global arm-smmuv3.stage=2)",
+                "no stage-2 support (IDR0.S2P=0: QEMU < 8.1, or a virt machine <= 9.1 without \
+                 -global arm-smmuv3.stage=2)",
             ),
             SmmuError::NoAArch64Tables => f.write_str("no AArch64 translation table support"),
             SmmuError::PresetStructures => f.write_str("preset queues/tables are not supported"),
