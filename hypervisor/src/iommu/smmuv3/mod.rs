@@ -333,6 +333,7 @@ pub fn probe(mmio: &impl Mmio) -> Result<SmmuFeatures, SmmuError> {
 }
 
 /// Write barrier: memory writes (queue entries, STEs) before the MMIO write that publishes them.
+/// (SMMUv3 only exists on AArch64 systems; elsewhere this is a no-op.)
 fn wmb() {
     #[cfg(target_arch = "aarch64")]
     aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ST);
@@ -1085,6 +1086,17 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
             (EVENTQ_CONS::RD.val(cons.raw()) + EVENTQ_CONS::OVACKFLG.val(overflow)).value,
         );
         Ok(EventDrain { count, overflowed })
+    }
+
+    /// Interrupt (or periodic) service: acknowledge global errors, then drain and hand every
+    /// event to `on_event`. For the eventq and gerror interrupt lines alike.
+    pub fn service(
+        &mut self,
+        on_event: impl FnMut(&SmmuEvent),
+    ) -> Result<(GlobalErrors, EventDrain), SmmuError> {
+        let g = self.handle_gerror()?;
+        let d = self.drain_events(on_event)?;
+        Ok((g, d))
     }
 
     /// Read and acknowledge active global errors (GERROR ^ GERRORN). A command-queue error

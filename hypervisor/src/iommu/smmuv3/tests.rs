@@ -667,6 +667,15 @@ fn global_errors_are_acknowledged() {
     let g = s.handle_gerror().unwrap();
     assert_eq!(format!("{g}"), "EVENTQ_ABT_ERR|SFM_ERR");
     assert!(s.handle_gerror().unwrap().is_empty(), "acknowledged");
+
+    // The interrupt-time entry point does both.
+    model.raise_gerror(1 << 8);
+    model.inject_event([0x02 | (0x77u64 << 32), 0, 0, 0]);
+    let mut seen = Vec::new();
+    let (g, d) = s.service(|e| seen.push(e.kind)).unwrap();
+    assert_eq!(g, GlobalErrors(1 << 8));
+    assert_eq!(d.count, 1);
+    assert_eq!(seen, [EventType::CBadStreamid]);
 }
 
 #[test]
