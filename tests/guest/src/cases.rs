@@ -311,7 +311,7 @@ pub static CASES: &[Case] = &[
 /// Runs every case; returns (passed, failed).
 pub fn run_all() -> (u32, u32) {
     let (mut passed, mut failed) = (0, 0);
-    for case in CASES {
+    for case in CASES.iter().chain(crate::ops::OPS_CASES) {
         let observed = (case.run)();
         println!("case {}: {}", case.name, observed);
         if case.expect.matches(&observed) {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, run, test and benchmark xenith. `cargo xtask help` lists the commands.
 
 mod build;
+mod conformance;
 mod elf;
 mod env;
 mod fixtures;
@@ -25,6 +26,9 @@ cargo xtask <command>
       -- QEMU-ARGS...    extra QEMU arguments
   test               host tests (cargo test) then the QEMU system tests
   systest            only the QEMU system tests
+  conformance [--against xen]
+                     run the test guest on xenith and diff its `case` lines with real Xen 4.17's
+                     (tests/conformance/); `--against xen` re-records Xen's values
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
   fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
 ";
@@ -37,6 +41,7 @@ fn main() {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
         Some("systest") => setup().and_then(|_| build::all()).and_then(|i| systest::run_all(&i)),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -98,7 +103,8 @@ fn test() -> Result<()> {
     eprintln!("xtask: host tests");
     env::run(Command::new("cargo").args(["test", "--workspace", "--exclude", "test-guest"]).current_dir(&root))?;
     let images = build::all()?;
-    systest::run_all(&images)
+    systest::run_all(&images)?;
+    conformance::check(&images)
 }
 
 fn bench() -> Result<()> {

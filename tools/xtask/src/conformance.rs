@@ -1,0 +1,235 @@
+//! `cargo xtask conformance`: the test guest's observed values on xenith, compared case by case
+//! with real Xen 4.17's (tests/conformance/expected-xen-4.17.txt). `--against xen` boots the same
+//! guest on Debian's Xen 4.17 under the same QEMU and rewrites that file. A difference is a
+//! failure unless tests/conformance/deviations.txt lists it (with xenith's value and a reason).
+
+use crate::build::{self, Images, GUEST_TARGET};
+use crate::env::{self, Result};
+use crate::fixtures;
+use crate::qemu::{Boot, Outcome};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// Xen's command line for the reference run: dom0 gets the same 512 MiB xenith gives it.
+const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0";
+
+fn dir() -> PathBuf {
+    env::root().join("tests/conformance")
+}
+fn expected_path() -> PathBuf {
+    dir().join("expected-xen-4.17.txt")
+}
+fn deviations_path() -> PathBuf {
+    dir().join("deviations.txt")
+}
+
+/// `case <name>: <value>` lines, in order.
+pub fn parse_cases(output: &str) -> Vec<(String, String)> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim_end().strip_prefix("case ")?;
+            let (name, value) = rest.split_once(": ")?;
+            Some((name.trim().to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
+/// One listed deviation: xenith's value for a case and why it differs from Xen's.
+#[derive(Debug, PartialEq)]
+pub struct Deviation {
+    pub xenith: String,
+    pub reason: String,
+}
+
+/// `<name>: <xenith value> -- <reason>` per line; `#` starts a comment line.
+pub fn parse_deviations(text: &str) -> std::result::Result<BTreeMap<String, Deviation>, String> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || format!("deviations.txt:{}: want `<case>: <xenith value> -- <reason>`", i + 1);
+        let (name, rest) = line.split_once(": ").ok_or_else(bad)?;
+        let (value, reason) = rest.split_once(" -- ").ok_or_else(bad)?;
+        if reason.trim().is_empty() {
+            return Err(bad());
+        }
+        out.insert(name.trim().to_string(), Deviation { xenith: value.trim().to_string(), reason: reason.trim().to_string() });
+    }
+    Ok(out)
+}
+
+/// What happened to one case.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Match,
+    Deviation,
+    Differs,
+    MissingOnXenith,
+    NotInExpected,
+}
+
+/// Compare xenith's cases with Xen's: one line per case and the verdicts.
+pub fn compare(expected: &[(String, String)], got: &[(String, String)], devs: &BTreeMap<String, Deviation>) -> (Vec<String>, Vec<Verdict>) {
+    let got_map: BTreeMap<&str, &str> = got.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let exp_map: BTreeMap<&str, &str> = expected.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let mut lines = Vec::new();
+    let mut verdicts = Vec::new();
+    for (name, xen) in expected {
+        let (line, v) = match got_map.get(name.as_str()) {
+            None => (format!("MISSING  {name}: xen {xen}, xenith printed nothing"), Verdict::MissingOnXenith),
+            Some(x) if *x == xen => {
+                let note = if devs.contains_key(name) { " (listed deviation is stale)" } else { "" };
+                (format!("ok       {name}: {x}{note}"), Verdict::Match)
+            }
+            Some(x) => match devs.get(name) {
+                Some(d) if d.xenith == *x => (format!("DEVIATES {name}: xen {xen}, xenith {x} -- {}", d.reason), Verdict::Deviation),
+                Some(d) => (format!("DIFFERS  {name}: xen {xen}, xenith {x} (deviations.txt lists {})", d.xenith), Verdict::Differs),
+                None => (format!("DIFFERS  {name}: xen {xen}, xenith {x}"), Verdict::Differs),
+            },
+        };
+        lines.push(line);
+        verdicts.push(v);
+    }
+    for (name, x) in got {
+        if !exp_map.contains_key(name.as_str()) {
+            lines.push(format!("NEW      {name}: xenith {x}, not in the expected file (run `cargo xtask conformance --against xen`)"));
+            verdicts.push(Verdict::NotInExpected);
+        }
+    }
+    (lines, verdicts)
+}
+
+/// Build only the test guest (the reference run does not need the hypervisor crate).
+fn guest_image() -> Result<PathBuf> {
+    env::run(Command::new("cargo").args(["build", "--release", "-p", "test-guest", "--bin", "test-guest", "--target", GUEST_TARGET]).current_dir(env::root()))?;
+    let elf_path = env::target_dir().join(GUEST_TARGET).join("release").join("test-guest");
+    let bytes = std::fs::read(&elf_path).map_err(|e| format!("{}: {e}", elf_path.display()))?;
+    let (_, image) = crate::elf::flatten(&bytes).map_err(|e| format!("{}: {e}", elf_path.display()))?;
+    std::fs::create_dir_all(env::images_dir()).map_err(|e| e.to_string())?;
+    let out = env::images_dir().join("test-guest.Image");
+    std::fs::write(&out, image).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
+fn boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<Outcome> {
+    let mut b = Boot::new(hypervisor);
+    b.cmdline = cmdline.into();
+    b.dom0 = Some(guest);
+    b.timeout = Duration::from_secs(120);
+    let out = b.run()?;
+    if out.timed_out {
+        return Err(format!("QEMU did not end within {:?}: {}", b.timeout, tail(&out)));
+    }
+    if crate::systest::guest_summary(&out).is_none() {
+        return Err(format!("the guest did not reach its summary line (a case crashed it?): {}", tail(&out)));
+    }
+    Ok(out)
+}
+
+fn tail(out: &Outcome) -> String {
+    let lines: Vec<&str> = out.output.lines().collect();
+    let mut s = String::from("last output:\n");
+    for l in &lines[lines.len().saturating_sub(30)..] {
+        s.push_str("  | ");
+        s.push_str(l);
+        s.push('\n');
+    }
+    s
+}
+
+/// `--against xen`: record Xen 4.17's values as the expected file.
+pub fn record_xen() -> Result<()> {
+    let xen = fixtures::xen_4_17()?;
+    let guest = guest_image()?;
+    let out = boot(xen, XEN_CMDLINE, guest)?;
+    let cases = parse_cases(&out.output);
+    let log = env::target_dir().join("conformance-xen-4.17.log");
+    let _ = std::fs::write(&log, &out.output);
+    for l in out.output.lines().filter(|l| l.starts_with("fail ")) {
+        println!("xen: {l} (the guest table's expectation; Xen's value is recorded)");
+    }
+    let mut text = String::new();
+    text.push_str("# The test guest's observed values on real Xen 4.17 (Debian xen-hypervisor-4.17-arm64) as dom0\n");
+    text.push_str("# under QEMU virt (cortex-a57, GICv3, 2 GiB). Written by `cargo xtask conformance --against xen`;\n");
+    text.push_str(&format!("# Xen command line: {XEN_CMDLINE}\n"));
+    for (name, value) in &cases {
+        text.push_str(&format!("case {name}: {value}\n"));
+    }
+    std::fs::create_dir_all(dir()).map_err(|e| e.to_string())?;
+    std::fs::write(expected_path(), text).map_err(|e| e.to_string())?;
+    let (p, f) = crate::systest::guest_summary(&out).unwrap_or((0, 0));
+    println!("conformance: recorded {} cases from Xen 4.17 into {} (guest's own table: {p} passed, {f} failed)", cases.len(), expected_path().display());
+    Ok(())
+}
+
+/// Run the guest on xenith and compare with the expected file.
+pub fn check(images: &Images) -> Result<()> {
+    let text = std::fs::read_to_string(expected_path()).map_err(|e| format!("{}: {e} (run `cargo xtask conformance --against xen`)", expected_path().display()))?;
+    let expected = parse_cases(&text);
+    let devs = match std::fs::read_to_string(deviations_path()) {
+        Ok(t) => parse_deviations(&t)?,
+        Err(_) => BTreeMap::new(),
+    };
+    let out = boot(images.hypervisor.clone(), "", images.test_guest.clone())?;
+    let got = parse_cases(&out.output);
+    let (lines, verdicts) = compare(&expected, &got, &devs);
+    for l in &lines {
+        println!("{l}");
+    }
+    let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count();
+    let (ok, dev, diff, missing, new) = (count(Verdict::Match), count(Verdict::Deviation), count(Verdict::Differs), count(Verdict::MissingOnXenith), count(Verdict::NotInExpected));
+    println!("conformance: {} cases: {ok} match Xen 4.17, {dev} listed deviations, {diff} differ, {missing} missing, {new} not in the expected file", expected.len());
+    if diff + missing + new > 0 {
+        Err(format!("{} conformance difference(s) not listed in {}", diff + missing + new, deviations_path().display()))
+    } else {
+        Ok(())
+    }
+}
+
+/// `cargo xtask conformance [--against xen]`.
+pub fn main(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("--against") => match args.get(1).map(String::as_str) {
+            Some("xen") => record_xen(),
+            other => Err(format!("--against: only `xen` is known, got {other:?}")),
+        },
+        None => check(&build::all()?),
+        Some(other) => Err(format!("conformance: unknown option `{other}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cases(s: &str) -> Vec<(String, String)> {
+        parse_cases(s)
+    }
+
+    #[test]
+    fn parses_case_lines_among_other_output() {
+        let c = cases("(XEN) hello\ncase a.b: -22 (-EINVAL)\r\nnoise case x: 1\ncase c: 0x1\n");
+        assert_eq!(c, vec![("a.b".into(), "-22 (-EINVAL)".into()), ("c".into(), "0x1".into())]);
+    }
+
+    #[test]
+    fn deviations_need_a_reason() {
+        assert!(parse_deviations("a: 1 -- because\n# c\n").is_ok());
+        assert!(parse_deviations("a: 1\n").is_err());
+        assert!(parse_deviations("a: 1 --  \n").is_err());
+    }
+
+    #[test]
+    fn verdicts() {
+        let exp = cases("case a: 1\ncase b: 2\ncase c: 3\ncase d: 4\n");
+        let got = cases("case a: 1\ncase b: 5\ncase c: 6\ncase e: 7\n");
+        let devs = parse_deviations("b: 5 -- listed\nc: 9 -- listed with another value\n").unwrap();
+        let (_, v) = compare(&exp, &got, &devs);
+        assert_eq!(v, vec![Verdict::Match, Verdict::Deviation, Verdict::Differs, Verdict::MissingOnXenith, Verdict::NotInExpected]);
+    }
+}
