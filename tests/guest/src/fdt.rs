@@ -23,8 +23,19 @@ pub struct Bank {
     pub size: u64,
 }
 
+/// A PCI host bridge (`pci-host-ecam-generic`): its config space and 32-bit MMIO window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PciHost {
+    /// ECAM (`reg`).
+    pub ecam: Bank,
+    /// The first non-prefetchable 32-bit memory window of `ranges` (CPU address and size).
+    pub mmio32: Bank,
+}
+
 /// What the guest takes from its DTB.
 pub struct BootInfo {
+    /// The first PCI host bridge at the root, if any.
+    pub pci: Option<PciHost>,
     /// RAM banks from `/memory*`.
     pub banks: [Bank; MAX_BANKS],
     /// Valid entries in `banks`.
@@ -83,7 +94,7 @@ pub unsafe fn read(dtb: usize) -> Result<BootInfo, FdtError> {
 pub fn parse(blob: &[u8]) -> Result<BootInfo, FdtError> {
     let off_struct = be32(blob, 8)? as usize;
     let off_strings = be32(blob, 12)? as usize;
-    let mut info = BootInfo { banks: [Bank::default(); MAX_BANKS], nr_banks: 0, bootargs: [0; MAX_BOOTARGS], bootargs_len: 0 };
+    let mut info = BootInfo { pci: None, banks: [Bank::default(); MAX_BANKS], nr_banks: 0, bootargs: [0; MAX_BOOTARGS], bootargs_len: 0 };
     let (mut addr_cells, mut size_cells) = (2u32, 1u32);
     let mut depth = 0usize;
     let mut top: &[u8] = b"";
@@ -121,6 +132,27 @@ pub fn parse(blob: &[u8]) -> Result<BootInfo, FdtError> {
                             if bank.size != 0 {
                                 info.banks[info.nr_banks] = bank;
                                 info.nr_banks += 1;
+                            }
+                        }
+                    }
+                    // QEMU virt's bridge: `#address-cells = 3`, `#size-cells = 2` below it.
+                    (2, b"reg") if top.starts_with(b"pcie@") => {
+                        let stride = 4 * (addr_cells + size_cells) as usize;
+                        if let Some(entry) = value.chunks_exact(stride.max(4)).next() {
+                            let (a, s) = entry.split_at(4 * addr_cells as usize);
+                            let pci = info.pci.get_or_insert_with(PciHost::default);
+                            pci.ecam = Bank { base: cells(a, addr_cells), size: cells(s, size_cells) };
+                        }
+                    }
+                    (2, b"ranges") if top.starts_with(b"pcie@") => {
+                        let stride = 4 * (3 + addr_cells + 2) as usize;
+                        for entry in value.chunks_exact(stride) {
+                            let space = (u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]) >> 24) & 3;
+                            let cpu = cells(&entry[12..], addr_cells);
+                            let size = cells(&entry[12 + 4 * addr_cells as usize..], 2);
+                            let pci = info.pci.get_or_insert_with(PciHost::default);
+                            if space == 2 && pci.mmio32.size == 0 && cpu + size <= 1 << 32 {
+                                pci.mmio32 = Bank { base: cpu, size };
                             }
                         }
                     }

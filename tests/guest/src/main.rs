@@ -18,6 +18,8 @@ mod cases;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod edu;
+#[cfg(target_os = "none")]
 mod exceptions;
 mod fdt;
 #[cfg(target_os = "none")]
@@ -58,6 +60,14 @@ mod kernel {
             }
         };
         let image_end = core::ptr::addr_of!(_end) as u64;
+        let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated");
+        if let (true, Some(pci)) = (edu_mode, info.pci) {
+            // SAFETY: boot CPU, before the MMU is enabled.
+            unsafe {
+                mmu::add_device(pci.ecam.base, 1 << 20);
+                mmu::add_device(pci.mmio32.base, 1 << 20);
+            }
+        }
         // SAFETY: boot CPU, MMU off, first and only call.
         if let Err(e) = unsafe { mmu::enable(info.banks(), image as u64, image_end) } {
             println!("test-guest: cannot build the page tables: {e:?}");
@@ -77,7 +87,10 @@ mod kernel {
         if info.has_arg(b"bench") {
             bench::run();
         } else {
-            let (passed, failed) = cases::run_all();
+            let (mut passed, mut failed) = cases::run_all();
+            if edu_mode {
+                crate::edu::run(info.pci, !info.has_arg(b"edu=unisolated"), &mut passed, &mut failed);
+            }
             println!("{passed} passed, {failed} failed");
         }
         stop(SHUTDOWN_POWEROFF);

@@ -84,6 +84,23 @@ unsafe fn map_blocks(base: u64, size: u64, attrs: u64) -> Result<(), MapError> {
     Ok(())
 }
 
+/// Device mappings requested before [`enable`] (PCI config space and BAR windows).
+static mut EXTRA_DEVICE: [(u64, u64); 4] = [(0, 0); 4];
+
+/// Also map `[base, base + size)` as Device memory when [`enable`] runs.
+///
+/// # Safety
+/// Boot CPU, before [`enable`].
+pub unsafe fn add_device(base: u64, size: u64) {
+    // SAFETY: forwarded contract: nothing else touches the list.
+    unsafe {
+        let extra = &mut *addr_of_mut!(EXTRA_DEVICE);
+        if let Some(slot) = extra.iter_mut().find(|e| e.1 == 0) {
+            *slot = (base, size);
+        }
+    }
+}
+
 /// Builds the tables for `banks` (plus the image at `image` .. `image_end`, should a loader have
 /// put it outside them) and turns the MMU and caches on.
 ///
@@ -98,6 +115,9 @@ pub unsafe fn enable(banks: &[Bank], image: u64, image_end: u64) -> Result<(), M
         }
         map_blocks(image, image_end - image, normal)?;
         map_blocks(DEVICE_HOLE_IPA, BLOCK_2M, ATTR_DEVICE | XN)?;
+        for &(base, size) in (*addr_of_mut!(EXTRA_DEVICE)).iter().filter(|e| e.1 != 0) {
+            map_blocks(base, size, ATTR_DEVICE | XN)?;
+        }
     }
     let ttbr = addr_of_mut!(L1) as u64;
     // MAIR: attr0 Normal WB RW-allocate, attr1 Device-nGnRnE.

@@ -21,7 +21,8 @@ pub struct Boot {
     pub dom0: Option<PathBuf>,
     pub dom0_args: String,
     pub initrd: Option<PathBuf>,
-    /// `stage=` of the SMMUv3 model: "2", "1" or "nested".
+    /// The SMMUv3 model: "2" (QEMU 10's virt: stage 1 + stage 2) or "1" (stage 1 only, as
+    /// QEMU < 9.2 has it: QEMU 10's `virt` always makes it nested, so this uses `virt-9.0`).
     pub smmu_stage: String,
     pub smp: u32,
     pub mem: String,
@@ -53,8 +54,13 @@ impl Boot {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new("qemu-system-aarch64");
-        c.args(["-M", "virt,virtualization=on,gic-version=3,iommu=smmuv3"])
-            .args(["-global", &format!("arm-smmuv3.stage={}", self.smmu_stage)])
+        if self.smmu_stage == "1" {
+            c.args(["-M", "virt-9.0,virtualization=on,gic-version=3,iommu=smmuv3"]);
+        } else {
+            c.args(["-M", "virt,virtualization=on,gic-version=3,iommu=smmuv3"])
+                .args(["-global", &format!("arm-smmuv3.stage={}", self.smmu_stage)]);
+        }
+        c
             .args(["-cpu", "cortex-a57", "-smp", &self.smp.to_string(), "-m", &self.mem])
             .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
             .arg("-kernel")

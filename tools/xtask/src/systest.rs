@@ -45,6 +45,22 @@ pub fn guest_summary(out: &Outcome) -> Option<(u32, u32)> {
     })
 }
 
+/// The guest ran to its summary with no failure and QEMU ended by itself.
+fn guest_clean(o: &Outcome) -> std::result::Result<(), String> {
+    ends_by_itself(o)?;
+    match guest_summary(o) {
+        Some((p, 0)) if p > 0 => Ok(()),
+        other => Err(format!("guest summary {other:?}, wanted `N passed, 0 failed`")),
+    }
+}
+
+/// QEMU's edu device (with a 64-bit DMA mask: RAM starts at 1 GiB) and the guest's edu checks.
+fn edu_boot(mut b: Boot, mode: &str) -> Boot {
+    b.extra = vec!["-device".into(), "edu,dma_mask=0xffffffffffffffff".into()];
+    b.dom0_args = format!("console=hvc0 {mode}");
+    b
+}
+
 fn cases(images: &Images) -> Vec<Case> {
     let base = |dom0: bool| {
         let mut b = Boot::new(images.hypervisor.clone());
@@ -73,6 +89,40 @@ fn cases(images: &Images) -> Vec<Case> {
                     return Err(format!("QEMU exit code {:?}", o.exit_code));
                 }
                 Ok(())
+            },
+        },
+        Case {
+            name: "edu_dma_through_hypervisor_smmu",
+            boot: edu_boot(base(true), "edu"),
+            check: |o| {
+                guest_clean(o)?;
+                expect(o, "case edu.dma_round_trip: 4096 bytes back intact")?;
+                expect(o, "case edu.dma_read_not_owned: blocked")?;
+                expect(o, "/smmuv3@9050000 (SMMUv3)  hypervisor  platform default")?;
+                // The blocked transfers are reported, with stream and address.
+                expect(o, "F_TRANSLATION")?;
+                expect(o, "0x40080000")?;
+                expect(o, "0xbff00000")
+            },
+        },
+        Case {
+            name: "smmu_stage1_only_falls_back_to_dom0",
+            boot: Boot { smmu_stage: "1".into(), ..edu_boot(base(true), "edu=unisolated") },
+            check: |o| {
+                guest_clean(o)?;
+                expect(o, "no stage-2 support")?;
+                expect(o, "/smmuv3@9050000 (SMMUv3)  dom0")?;
+                expect(o, "case edu.dma_round_trip: 4096 bytes back intact")
+            },
+        },
+        Case {
+            name: "smmu_override_to_dom0",
+            boot: Boot { cmdline: "iommu-owner=dom0:/pcie@10000000".into(), ..edu_boot(base(true), "edu=unisolated") },
+            check: |o| {
+                guest_clean(o)?;
+                expect(o, "command-line override")?;
+                expect(o, "/smmuv3@9050000: handed to dom0")?;
+                expect(o, "case edu.dma_read_not_owned: device read memory the guest does not own")
             },
         },
         Case { name: "no_dom0_module", boot: base(false), check: |o| fatal_and_off(o, "no dom0 kernel") },

@@ -79,13 +79,36 @@ pub fn attach(path: &str, sid: u32, vmid: u16, vttbr: u64, vtcr: u64) -> Result<
     Ok(())
 }
 
-/// Log every pending SMMU event (translation faults of blocked DMA, ...). Called from the
-/// trap path until the SMMU's event interrupt is wired to the GIC.
+/// Log every pending SMMU event (translation faults of blocked DMA, ...). A device retrying
+/// word by word raises one event per access: consecutive events of one stream, kind and
+/// direction within one page become one line with a count. Called from the trap path until
+/// the SMMU's event interrupt is wired to the GIC.
 pub fn report_events() {
     let mut smmus = SMMUS.lock();
     for inst in smmus.iter_mut() {
         let path = inst.path.clone();
-        match inst.smmu.drain_events(|e| log!("{path}: {e}")) {
+        let mut run: Option<(smmuv3::SmmuEvent, u32)> = None;
+        let key = |e: &smmuv3::SmmuEvent| (e.kind.code(), e.sid, e.read, e.input_addr.map(|a| a >> 12));
+        let flush = |run: &mut Option<(smmuv3::SmmuEvent, u32)>| {
+            if let Some((e, n)) = run.take() {
+                if n > 1 {
+                    log!("{path}: {e} (and {} more in the same page)", n - 1);
+                } else {
+                    log!("{path}: {e}");
+                }
+            }
+        };
+        let r = inst.smmu.drain_events(|e| {
+            match &mut run {
+                Some((first, n)) if key(first) == key(e) => *n += 1,
+                _ => {
+                    flush(&mut run);
+                    run = Some((*e, 1));
+                }
+            }
+        });
+        flush(&mut run);
+        match r {
             Ok(d) if d.overflowed => log!("{path}: event queue overflowed: events were lost"),
             Ok(_) => {}
             Err(e) => log!("{path}: cannot read events: {e}"),

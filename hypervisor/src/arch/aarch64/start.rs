@@ -180,12 +180,15 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // stage 2; one it cannot (no stage 2) falls back to dom0, as Xen does, and says why.
     let topo = DmaTopology::from_dt(&dt).map_err(|e| format!("DMA topology: {e}"))?;
     *trap::FRAMES.lock() = free;
-    let drivers = take_smmus(&topo);
-    let table = OwnershipTable::decide(&topo, PlatformDefaults::for_dt(&dt), &cmdline.iommu_owner, &drivers);
+    let drivers = probe_smmus(&topo);
+    let defaults = PlatformDefaults::for_dt(&dt);
+    let mut table = OwnershipTable::decide(&topo, defaults, &cmdline.iommu_owner, &drivers);
+    if !take_smmus(&table) {
+        table = OwnershipTable::decide(&topo, defaults, &cmdline.iommu_owner, &[]);
+    }
     for line in table.to_string().lines() {
         log!("{line}");
     }
-    release_smmus_not_ours(&table);
     let edits = table.dom0_dt_edits();
 
     let mut spec = Dom0DtSpec {
@@ -274,48 +277,54 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     enter_guest(frame)
 }
 
-/// Probe every SMMUv3 in the DT and take over those that can translate with stage 2 (all
-/// streams blocked until attached). Returns the IOMMU kinds the hypervisor now drives.
-fn take_smmus(topo: &DmaTopology) -> Vec<IommuKind> {
-    let mut all_ok = false;
-    for iommu in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3 && i.enabled) {
-        let Some(reg) = iommu.regs.first() else { continue };
+/// Probe (read-only) every SMMUv3 in the DT: the IOMMU kinds the hypervisor can drive here.
+/// One without stage 2 is reported and left alone: dom0 keeps it, as on Xen.
+fn probe_smmus(topo: &DmaTopology) -> Vec<IommuKind> {
+    let mut usable = false;
+    for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3 && i.enabled) {
+        let Some(reg) = i.regs.first() else { continue };
         match iommu::probe(reg.base) {
             Ok(f) => {
-                log!("{}: {f}", iommu.path);
-                let max_sid = topo.masters.iter().flat_map(|m| m.iommu_map.iter()).map(|e| e.sid_base.saturating_add(e.length)).max();
-                let bits = max_sid.map(|s| (32 - s.saturating_sub(1).leading_zeros()).max(1) as u8);
-                match iommu::take(&iommu.path, reg.base, bits) {
-                    Ok(()) => {
-                        log!("{}: enabled, unknown streams abort (GBPA.ABORT)", iommu.path);
-                        all_ok = true;
-                    }
-                    Err(e) => log!("{}: cannot take over: {e}; dom0 keeps it", iommu.path),
-                }
+                log!("{}: {f}", i.path);
+                usable = true;
             }
-            Err(e) => log!("{}: {e}: falling back: dom0 keeps this SMMU and its DMA is not isolated by xenith", iommu.path),
+            Err(e) => log!("{}: {e}: falling back: dom0 keeps this SMMU and its DMA is not isolated by xenith", i.path),
         }
     }
-    if all_ok {
+    if usable {
         alloc::vec![IommuKind::SmmuV3]
     } else {
         Vec::new()
     }
 }
 
-/// An SMMU the table gives to dom0 (command-line override) goes back to its reset state.
-fn release_smmus_not_ours(table: &OwnershipTable) {
-    let mut smmus = iommu::SMMUS.lock();
-    smmus.retain_mut(|inst| {
-        if table.owner_of_iommu(&inst.path) == Some(IommuOwner::Hypervisor) {
-            return true;
+/// Take over every SMMUv3 the table gives the hypervisor (all streams blocked until
+/// attached). False if one could not be taken: the caller decides again without the driver.
+fn take_smmus(table: &OwnershipTable) -> bool {
+    let topo = &table.topology;
+    let max_sid = topo.masters.iter().flat_map(|m| m.iommu_map.iter()).map(|e| e.sid_base.saturating_add(e.length)).max();
+    let bits = max_sid.map(|s| (32 - s.saturating_sub(1).leading_zeros()).max(1) as u8);
+    let mut ok = true;
+    for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3) {
+        if table.owner_of_iommu(&i.path) != Some(IommuOwner::Hypervisor) {
+            continue;
         }
-        match inst.smmu.disable() {
-            Ok(()) => log!("{}: handed to dom0 (disabled; dom0's driver programs it)", inst.path),
-            Err(e) => log!("{}: handed to dom0, but disabling failed: {e}", inst.path),
+        let Some(reg) = i.regs.first() else { continue };
+        match iommu::take(&i.path, reg.base, bits) {
+            Ok(()) => log!("{}: enabled, unknown streams abort (GBPA.ABORT)", i.path),
+            Err(e) => {
+                log!("{}: cannot take over: {e}; dom0 keeps it", i.path);
+                ok = false;
+            }
         }
-        false
-    });
+    }
+    if !ok {
+        for inst in iommu::SMMUS.lock().iter_mut() {
+            let _ = inst.smmu.disable();
+        }
+        iommu::SMMUS.lock().clear();
+    }
+    ok
 }
 
 /// Attach every stream of dom0's devices behind a hypervisor-owned SMMU to dom0's stage 2.

@@ -83,6 +83,11 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
         let nr = frame.x[16];
         let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
+        if nr == guest_abi::hypercall::HYPERVISOR_CONSOLE_IO {
+            // Until the SMMU's event interrupt reaches the GIC, faults are reported before
+            // the guest's next console output (so they appear in order with it).
+            super::iommu::report_events();
+        }
         let ram = domains.get(current).map(|d| d.ram).unwrap_or_default();
         let mut mem = CurrentGuestMemory { ram };
         let mut frames = FRAMES.lock();
@@ -215,6 +220,7 @@ fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> 
 /// dom0 stopping takes the machine with it (as on Xen): power off, or reset for reboot and crash.
 fn act_on_shutdown(dom: &mut Domain) {
     let Some(reason) = dom.shutdown else { return };
+    super::iommu::report_events();
     log!("d{}: shutdown ({reason:?})", dom.id);
     if dom.is_hardware {
         match reason {
