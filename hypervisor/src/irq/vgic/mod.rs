@@ -1,0 +1,483 @@
+//! A virtual GICv3 for one domain: per-interrupt state (enabled, pending, active, priority,
+//! trigger, group, route), the emulated distributor and redistributor register files
+//! (`regs`), and the injection logic that moves pending interrupts into the CPU's list
+//! registers and reads their state back. Hardware is reached only through [`ListRegisters`],
+//! so everything here runs in host tests.
+//!
+//! The model: a guest-visible interrupt is either held here (pending latch, line level,
+//! active) or, once chosen for delivery, owned by one list register. `sync` (after the vCPU
+//! exits) reads the list registers back — an LR the guest has deactivated is free again —
+//! and `flush` (before it re-enters) fills free LRs by priority. When more interrupts are
+//! pending than there are LRs, the underflow maintenance interrupt brings the vCPU back to
+//! the hypervisor as soon as the LRs drain, and `flush` continues.
+
+pub mod lr;
+pub mod regs;
+#[cfg(test)]
+mod tests;
+
+use alloc::vec::Vec;
+
+/// INTIDs below this are banked per vCPU (SGIs 0-15, PPIs 16-31).
+pub const PRIVATE_IRQS: u32 = 32;
+/// SGIs are INTIDs 0-15.
+pub const SGI_COUNT: u32 = 16;
+/// INTIDs 1020-1023 are special; SPIs stop below them.
+pub const MAX_INTID: u32 = 1020;
+/// The GIC maintenance interrupt (PPI, as on QEMU virt and Arm's recommendation).
+pub const MAINTENANCE_PPI: u32 = 25;
+/// The hypervisor's physical timer (CNTHP) PPI.
+pub const HYP_TIMER_PPI: u32 = 26;
+/// The EL1 virtual timer PPI.
+pub const VTIMER_PPI: u32 = 27;
+/// The EL1 physical timer PPI.
+pub const PTIMER_PPI: u32 = 30;
+/// Most list registers the architecture allows (ICH_VTR_EL2.ListRegs is 4 bits).
+pub const MAX_LRS: usize = 16;
+/// Priority bits kept: the virtual CPU interface on QEMU (ICH_VTR_EL2.PRIbits) and most
+/// cores implement 5; lower bits read as zero, as on hardware with 32 priority levels.
+pub const PRIORITY_MASK: u8 = 0xf8;
+
+/// Why an injection request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VgicError {
+    /// No such vCPU in this domain.
+    BadVcpu(usize),
+    /// The INTID is not implemented (beyond ITLinesNumber, or special).
+    BadIntid(u32),
+}
+
+impl core::fmt::Display for VgicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadVcpu(v) => write!(f, "no vCPU {v}"),
+            Self::BadIntid(i) => write!(f, "INTID {i} is not implemented"),
+        }
+    }
+}
+
+/// What the vGIC needs from the CPU's virtual interface (ICH_LR<n>_EL2 and ICH_HCR_EL2).
+pub trait ListRegisters {
+    /// Number of implemented list registers (ICH_VTR_EL2.ListRegs + 1).
+    fn count(&self) -> usize;
+    fn read(&self, index: usize) -> u64;
+    fn write(&mut self, index: usize, value: u64);
+    /// Ask for the underflow maintenance interrupt (ICH_HCR_EL2.UIE): raised when at most
+    /// one LR still holds an interrupt, so the hypervisor can refill them.
+    fn set_underflow_irq(&mut self, on: bool);
+}
+
+/// One interrupt's state as the guest's GIC holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrqState {
+    pub enabled: bool,
+    /// Latched pending state: an edge, a write to ISPENDR, or an SGI.
+    pub pending: bool,
+    /// Input line level (level-sensitive sources): pending while high.
+    pub level: bool,
+    pub active: bool,
+    pub priority: u8,
+    /// Edge-triggered (ICFGR bit set) rather than level-sensitive.
+    pub edge: bool,
+    pub group1: bool,
+    /// The list register holding this interrupt, if any.
+    pub lr: Option<u8>,
+    /// GICD_IROUTER (SPIs only): affinity, or bit 31 (IRM) for "any vCPU".
+    pub route: u64,
+}
+
+impl IrqState {
+    const RESET: IrqState = IrqState {
+        enabled: false,
+        pending: false,
+        level: false,
+        active: false,
+        priority: 0,
+        edge: false,
+        group1: false,
+        lr: None,
+        route: 0,
+    };
+
+    /// Pending, counting a high line of a level-sensitive interrupt.
+    pub fn is_pending(&self) -> bool {
+        self.pending || (!self.edge && self.level)
+    }
+}
+
+/// The banked interrupts and list-register bookkeeping of one vCPU.
+#[derive(Clone, Debug)]
+struct VcpuIrqs {
+    /// MPIDR affinity fields only (Aff3 in bits 39:32, Aff2-Aff0 in 23:0).
+    affinity: u64,
+    private: [IrqState; PRIVATE_IRQS as usize],
+    /// INTID held by each list register.
+    lr_owner: [Option<u32>; MAX_LRS],
+    /// The value of each owned LR as last read or to be written.
+    lr_value: [u64; MAX_LRS],
+    /// LRs changed here (by register writes) that `flush` must write back.
+    lr_stale: u16,
+    /// GICR_WAKER.ProcessorSleep.
+    asleep: bool,
+    /// Something may be deliverable that `flush` has not looked at yet.
+    dirty: bool,
+}
+
+impl VcpuIrqs {
+    fn new(affinity: u64) -> Self {
+        let mut private = [IrqState::RESET; PRIVATE_IRQS as usize];
+        for (i, irq) in private.iter_mut().enumerate() {
+            // SGIs are always edge-triggered; PPIs reset to level-sensitive.
+            irq.edge = (i as u32) < SGI_COUNT;
+        }
+        Self { affinity, private, lr_owner: [None; MAX_LRS], lr_value: [0; MAX_LRS], lr_stale: 0, asleep: true, dirty: false }
+    }
+}
+
+/// The affinity fields of an MPIDR value.
+pub fn mpidr_affinity(mpidr: u64) -> u64 {
+    mpidr & 0xff_00ff_ffff
+}
+
+/// The virtual GICv3 of one domain.
+#[derive(Clone, Debug)]
+pub struct Vgic {
+    vcpus: Vec<VcpuIrqs>,
+    spis: Vec<IrqState>,
+    /// GICD_TYPER.ITLinesNumber: INTIDs up to 32 * (it_lines + 1) - 1 exist.
+    it_lines: u32,
+    /// GICD_CTLR bits the guest set (EnableGrp0/EnableGrp1A).
+    ctlr: u32,
+}
+
+impl Vgic {
+    /// A vGIC with the host's ITLinesNumber (`it_lines`, at most 31) and one redistributor per
+    /// vCPU, whose MPIDRs are `vcpu_mpidrs` (vCPU id = index).
+    pub fn new(it_lines: u32, vcpu_mpidrs: &[u64]) -> Self {
+        let it_lines = it_lines.min(31);
+        let nr = (32 * (it_lines + 1)).min(MAX_INTID);
+        let spis = alloc::vec![IrqState::RESET; (nr - PRIVATE_IRQS) as usize];
+        let vcpus = vcpu_mpidrs.iter().map(|&m| VcpuIrqs::new(mpidr_affinity(m))).collect();
+        Self { vcpus, spis, it_lines, ctlr: 0 }
+    }
+
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// One past the highest implemented INTID.
+    pub fn nr_irqs(&self) -> u32 {
+        PRIVATE_IRQS + self.spis.len() as u32
+    }
+
+    /// The state of `intid` as `vcpu` sees it (private interrupts are per vCPU).
+    pub fn irq(&self, vcpu: usize, intid: u32) -> Option<&IrqState> {
+        if intid < PRIVATE_IRQS {
+            self.vcpus.get(vcpu)?.private.get(intid as usize)
+        } else {
+            self.spis.get((intid - PRIVATE_IRQS) as usize)
+        }
+    }
+
+    fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
+        if intid < PRIVATE_IRQS {
+            self.vcpus.get_mut(vcpu)?.private.get_mut(intid as usize)
+        } else {
+            self.spis.get_mut((intid - PRIVATE_IRQS) as usize)
+        }
+    }
+
+    /// The vCPU an SPI is delivered to: the one its IROUTER names, or vCPU 0 when routed to
+    /// "any" (IRM). `None` when the route names no vCPU of this domain.
+    pub fn spi_target(&self, intid: u32) -> Option<usize> {
+        let irq = self.irq(0, intid)?;
+        if irq.route & (1 << 31) != 0 {
+            return if self.vcpus.is_empty() { None } else { Some(0) };
+        }
+        let aff = mpidr_affinity(irq.route);
+        self.vcpus.iter().position(|v| v.affinity == aff)
+    }
+
+    /// Mark the vCPU(s) that may now have something to deliver for `intid`.
+    fn touch(&mut self, vcpu: usize, intid: u32) {
+        if intid < PRIVATE_IRQS {
+            if let Some(v) = self.vcpus.get_mut(vcpu) {
+                v.dirty = true;
+            }
+        } else if let Some(t) = self.spi_target(intid) {
+            self.vcpus[t].dirty = true;
+        }
+    }
+
+    fn mark_all_dirty(&mut self) {
+        for v in &mut self.vcpus {
+            v.dirty = true;
+        }
+    }
+
+    fn check(&self, vcpu: usize, intid: u32) -> Result<(), VgicError> {
+        if vcpu >= self.vcpus.len() {
+            return Err(VgicError::BadVcpu(vcpu));
+        }
+        if intid >= self.nr_irqs() {
+            return Err(VgicError::BadIntid(intid));
+        }
+        Ok(())
+    }
+
+    /// An edge (or a message: SGI, timer expiry) for `intid`; `vcpu` selects the bank for
+    /// private interrupts and is ignored for SPIs.
+    pub fn inject_edge(&mut self, vcpu: usize, intid: u32) -> Result<(), VgicError> {
+        self.check(vcpu, intid)?;
+        if let Some(irq) = self.irq_mut(vcpu, intid) {
+            irq.pending = true;
+        }
+        self.touch(vcpu, intid);
+        Ok(())
+    }
+
+    /// Drive the input line of a level-sensitive `intid` high or low.
+    pub fn set_level(&mut self, vcpu: usize, intid: u32, high: bool) -> Result<(), VgicError> {
+        self.check(vcpu, intid)?;
+        let mut changed = false;
+        if let Some(irq) = self.irq_mut(vcpu, intid) {
+            changed = irq.level != high;
+            irq.level = high;
+            if irq.edge && high && changed {
+                // A rising edge on an interrupt configured edge-triggered latches it.
+                irq.pending = true;
+            }
+        }
+        if changed {
+            self.touch(vcpu, intid);
+        }
+        Ok(())
+    }
+
+    /// Whether the group of `irq` is enabled at the distributor.
+    fn group_enabled(&self, irq: &IrqState) -> bool {
+        let bit = if irq.group1 { regs::CTLR_ENABLE_GRP1A } else { regs::CTLR_ENABLE_GRP0 };
+        self.ctlr & bit != 0
+    }
+
+    /// Could `irq` be put into a list register now?
+    fn deliverable(&self, irq: &IrqState) -> bool {
+        irq.enabled && irq.is_pending() && irq.lr.is_none() && self.group_enabled(irq)
+    }
+
+    /// Visit the interrupts `vcpu` could take now (not yet in an LR): `(priority, intid)`.
+    fn for_each_candidate(&self, vcpu: usize, mut f: impl FnMut(u8, u32)) {
+        let Some(v) = self.vcpus.get(vcpu) else { return };
+        if !v.asleep {
+            for (i, irq) in v.private.iter().enumerate() {
+                if self.deliverable(irq) {
+                    f(irq.priority, i as u32);
+                }
+            }
+        }
+        for (i, irq) in self.spis.iter().enumerate() {
+            let intid = PRIVATE_IRQS + i as u32;
+            if self.deliverable(irq) && self.spi_target(intid) == Some(vcpu) {
+                f(irq.priority, intid);
+            }
+        }
+    }
+
+    /// Read back the list registers after `vcpu` ran: free the ones the guest deactivated,
+    /// record the active/pending state of the rest.
+    pub fn sync(&mut self, vcpu: usize, lrs: &dyn ListRegisters) {
+        let Some(v) = self.vcpus.get(vcpu) else { return };
+        if v.lr_owner.iter().all(Option::is_none) {
+            return;
+        }
+        let n = lrs.count().min(MAX_LRS);
+        for i in 0..n {
+            let Some(intid) = self.vcpus[vcpu].lr_owner[i] else { continue };
+            let value = lrs.read(i);
+            let freed = lr::is_free(value) || lr::intid(value) != intid;
+            let v = &mut self.vcpus[vcpu];
+            if freed {
+                v.lr_owner[i] = None;
+                v.lr_value[i] = 0;
+                v.lr_stale &= !(1 << i);
+                v.dirty = true;
+            } else {
+                v.lr_value[i] = value;
+            }
+            if let Some(irq) = self.irq_mut(vcpu, intid) {
+                if freed {
+                    irq.lr = None;
+                    irq.active = false;
+                } else {
+                    irq.active = lr::is_active(value);
+                }
+            }
+        }
+    }
+
+    /// Fill `vcpu`'s free list registers with its highest-priority pending interrupts, write
+    /// back LRs changed by register writes, and ask for the underflow maintenance interrupt
+    /// while interrupts are left waiting for a free LR.
+    pub fn flush(&mut self, vcpu: usize, lrs: &mut dyn ListRegisters) {
+        let Some(v) = self.vcpus.get(vcpu) else { return };
+        if !v.dirty && v.lr_stale == 0 {
+            return;
+        }
+        let n = lrs.count().min(MAX_LRS);
+
+        // Interrupts already in an LR that became pending again (an edge while active).
+        for i in 0..n {
+            let Some(intid) = self.vcpus[vcpu].lr_owner[i] else { continue };
+            let Some(irq) = self.irq(vcpu, intid).copied() else { continue };
+            if irq.pending && irq.enabled {
+                let v = &mut self.vcpus[vcpu];
+                if !lr::is_pending(v.lr_value[i]) {
+                    v.lr_value[i] |= lr::PENDING;
+                    v.lr_stale |= 1 << i;
+                }
+                if let Some(irq) = self.irq_mut(vcpu, intid) {
+                    irq.pending = false;
+                }
+            }
+        }
+        // Write back what register writes changed; an LR left with no state is free.
+        let stale = self.vcpus[vcpu].lr_stale;
+        for i in 0..n {
+            if stale & (1 << i) == 0 {
+                continue;
+            }
+            let value = self.vcpus[vcpu].lr_value[i];
+            if lr::is_free(value) {
+                let owner = self.vcpus[vcpu].lr_owner[i].take();
+                self.vcpus[vcpu].lr_value[i] = 0;
+                if let Some(irq) = owner.and_then(|o| self.irq_mut(vcpu, o)) {
+                    irq.lr = None;
+                    irq.active = false;
+                }
+                lrs.write(i, 0);
+            } else {
+                lrs.write(i, value);
+            }
+        }
+        self.vcpus[vcpu].lr_stale = 0;
+
+        // The best candidates for the free LRs, in priority order (lowest value first, then
+        // lowest INTID).
+        let free: Vec<usize> = (0..n).filter(|&i| self.vcpus[vcpu].lr_owner[i].is_none()).collect();
+        let mut best: [(u8, u32); MAX_LRS] = [(0, 0); MAX_LRS];
+        let mut chosen = 0usize;
+        let mut total = 0usize;
+        let want = free.len();
+        self.for_each_candidate(vcpu, |prio, intid| {
+            total += 1;
+            if want == 0 {
+                return;
+            }
+            let key = (prio, intid);
+            if chosen < want {
+                best[chosen] = key;
+                chosen += 1;
+            } else if key < best[chosen - 1] {
+                best[chosen - 1] = key;
+            } else {
+                return;
+            }
+            // Keep `best[..chosen]` sorted (insertion step).
+            let mut j = chosen - 1;
+            while j > 0 && best[j] < best[j - 1] {
+                best.swap(j, j - 1);
+                j -= 1;
+            }
+        });
+        for (k, &(_, intid)) in best[..chosen].iter().enumerate() {
+            let slot = free[k];
+            let Some(irq) = self.irq_mut(vcpu, intid) else { continue };
+            let value = lr::encode(intid, irq.priority, irq.group1, true, irq.active);
+            irq.lr = Some(slot as u8);
+            // The pending state now lives in the LR; a level interrupt whose line stays high
+            // pends again once the guest deactivates it.
+            irq.pending = false;
+            let v = &mut self.vcpus[vcpu];
+            v.lr_owner[slot] = Some(intid);
+            v.lr_value[slot] = value;
+            lrs.write(slot, value);
+        }
+        let left = total > chosen;
+        lrs.set_underflow_irq(left);
+        // With nothing left over, nothing changes until new input arrives or an LR frees up.
+        self.vcpus[vcpu].dirty = left;
+    }
+
+    /// Whether `vcpu` has an interrupt it could take: one pending in an LR, or one waiting for
+    /// an LR. A WFI with nothing deliverable blocks until a physical interrupt.
+    pub fn has_deliverable(&self, vcpu: usize) -> bool {
+        let Some(v) = self.vcpus.get(vcpu) else { return false };
+        if v.lr_owner.iter().zip(v.lr_value.iter()).any(|(o, val)| o.is_some() && lr::is_pending(*val)) {
+            return true;
+        }
+        let mut any = false;
+        self.for_each_candidate(vcpu, |_, _| any = true);
+        any
+    }
+
+    /// A write of `value` to ICC_SGI1R_EL1 by `sender`: latch the SGI on every target vCPU.
+    /// Returns how many vCPUs were targeted.
+    pub fn send_sgi(&mut self, sender: usize, value: u64) -> usize {
+        let sgi = SgiRequest::decode(value);
+        let mut targets: [bool; 256] = [false; 256];
+        let mut count = 0usize;
+        for (i, v) in self.vcpus.iter().enumerate().take(targets.len()) {
+            if sgi.targets(sender == i, v.affinity) {
+                targets[i] = true;
+                count += 1;
+            }
+        }
+        for (i, &t) in targets.iter().enumerate().take(self.vcpus.len()) {
+            if t {
+                let _ = self.inject_edge(i, sgi.intid);
+            }
+        }
+        count
+    }
+}
+
+/// A decoded ICC_SGI1R_EL1 value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgiRequest {
+    pub intid: u32,
+    /// Interrupt Routing Mode: all vCPUs except the sender.
+    pub all_but_self: bool,
+    /// Aff3.Aff2.Aff1 of the targets, in MPIDR positions.
+    pub cluster: u64,
+    /// Range selector: the target list names Aff0 values 16 * rs .. 16 * rs + 15.
+    pub rs: u8,
+    pub target_list: u16,
+}
+
+impl SgiRequest {
+    pub fn decode(value: u64) -> Self {
+        let aff1 = (value >> 16) & 0xff;
+        let aff2 = (value >> 32) & 0xff;
+        let aff3 = (value >> 48) & 0xff;
+        Self {
+            intid: ((value >> 24) & 0xf) as u32,
+            all_but_self: value & (1 << 40) != 0,
+            cluster: (aff3 << 32) | (aff2 << 16) | (aff1 << 8),
+            rs: ((value >> 44) & 0xf) as u8,
+            target_list: (value & 0xffff) as u16,
+        }
+    }
+
+    /// Whether a vCPU with affinity `affinity` (and `is_sender`) is a target.
+    pub fn targets(&self, is_sender: bool, affinity: u64) -> bool {
+        if self.all_but_self {
+            return !is_sender;
+        }
+        if affinity & !0xff != self.cluster {
+            return false;
+        }
+        let aff0 = (affinity & 0xff) as u32;
+        let base = u32::from(self.rs) * 16;
+        aff0 >= base && aff0 < base + 16 && self.target_list & (1 << (aff0 - base)) != 0
+    }
+}
