@@ -767,7 +767,9 @@ impl SysmmuPageTable {
                     if self.lv2_table_empty(mem, table_pa)? {
                         self.write_entry(mem, lv1_entry_pa(self.pgd_pa, va), self.zero_link)?;
                         alloc.free_lv2(table_pa);
-                        flush = flush.merge(Flush { iova: sect_start, len: SECTION_SIZE, flpd: true });
+                        // The rest of the table held only fault entries, which no TLB caches:
+                        // the FLPD entry of this MiB and the pages just unmapped are enough.
+                        flush = flush.merge(Flush { iova: at, len: stop - at, flpd: true });
                     }
                 }
             }

@@ -564,7 +564,7 @@ fn check_page(model: &SysmmuModel, p2m: &BTreeMap<u64, (u64, bool)>, page: u64) 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// After any sequence of p2m changes the SysMMU (model) translates exactly like the p2m, with
     /// DMAs interleaved so that stale TLB, prefetch and FLPD entries would show.
