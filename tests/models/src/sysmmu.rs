@@ -689,3 +689,142 @@ impl Mmio for &SysmmuModel {
         (**self).write32(offset, value)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
+mod tests {
+    //! The model's own behaviour, driven register by register (no driver).
+    use super::*;
+    use platform::exynos5250::sysmmu_pt::{Lv2TableAllocator, Prot, PtFormat, SysmmuPageTable};
+    use platform::PhysMem;
+
+    const PGD: u64 = 0x4000_0000;
+
+    struct Bump(u64);
+    impl Lv2TableAllocator for Bump {
+        fn alloc_lv2(&mut self) -> Option<u64> {
+            self.0 += 0x400;
+            Some(self.0)
+        }
+        fn free_lv2(&mut self, _: u64) {}
+    }
+
+    fn setup(cfg: ModelConfig) -> (Rc<SimMem>, SysmmuModel, SysmmuPageTable, Bump) {
+        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x6000_0000]));
+        let model = SysmmuModel::new(cfg.clone(), mem.clone());
+        let mut pool = Bump(0x4010_0000);
+        let format = if cfg.major >= 5 { PtFormat::V5 } else { PtFormat::V1 };
+        let pt = SysmmuPageTable::new(&*mem, &mut pool, format, PGD).unwrap();
+        let (base_reg, base) = if cfg.major >= 5 { (V5_PT_BASE, (PGD >> 12) as u32) } else { (V1_PT_BASE, PGD as u32) };
+        model.write32(CTRL, 0x7);
+        model.write32(CFG, CFG_EAP | CFG_FLPDCACHE);
+        model.write32(base_reg, base);
+        model.write32(CTRL, 0x5);
+        (mem, model, pt, pool)
+    }
+
+    #[test]
+    fn out_of_reset_it_bypasses_and_block_takes_reads() {
+        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4010_0000]));
+        let model = SysmmuModel::new(ModelConfig { block_latency: Some(2), ..ModelConfig::v3(1) }, mem);
+        assert_eq!(model.version_reg(), 0x3020_0000);
+        assert_eq!(model.translate(0x4000_1000, true), Ok(0x4000_1000));
+        assert_eq!(model.translate(0x1000, true), Err(DmaError::BypassNotMemory { pa: 0x1000 }));
+        model.write32(CTRL, 0x7);
+        assert_eq!(model.translate(0x4000_1000, true), Err(DmaError::Stalled));
+        assert_eq!([model.read32(STATUS), model.read32(STATUS), model.read32(STATUS)], [0, 0, 1]);
+        let wedged = SysmmuModel::new(ModelConfig { block_latency: None, ..ModelConfig::v3(1) }, Rc::new(SimMem::new(&[])));
+        wedged.write32(CTRL, 0x7);
+        assert!((0..1000).all(|_| wedged.read32(STATUS) == 0));
+    }
+
+    #[test]
+    fn fault_blocks_until_int_clear_and_enable() {
+        let (_mem, model, _pt, _) = setup(ModelConfig::v3(3));
+        assert!(matches!(model.translate(0x0123_4567, true), Err(DmaError::Fault { .. })));
+        assert_eq!(model.read32(STATUS), 1);
+        assert_eq!(model.read32(V1_INT_STATUS), 1);
+        assert_eq!(model.read32(V1_PAGE_FAULT_ADDR), 0x0123_4567);
+        model.write32(CTRL, 0x5);
+        assert_eq!(model.translate(0, false), Err(DmaError::Stalled), "ENABLE before INT_CLEAR");
+        model.write32(V1_INT_CLEAR, 1);
+        assert_eq!(model.translate(0, false), Err(DmaError::Stalled), "INT_CLEAR alone");
+        model.write32(CTRL, 0x5);
+        assert!(matches!(model.translate(0, false), Err(DmaError::Fault { .. })));
+    }
+
+    #[test]
+    fn prefetch_window_caches_fault_entries_until_flushed() {
+        let (mem, model, mut pt, mut pool) = setup(ModelConfig::v3(1));
+        pt.map(&*mem, &mut pool, 0x0010_0000, 0x5000_0000, 0x1000, Prot::RW).unwrap();
+        assert_eq!(model.translate(0x0010_0000, false), Ok(0x5000_0000));
+        // The window is the 128 KiB block and the next one: 0x0010_0000..0x0014_0000.
+        for (iova, cached) in [(0x0014_0000u32, false), (0x0011_f000, true), (0x0013_f000, true)] {
+            pt.map(&*mem, &mut pool, iova, 0x5000_0000 + u64::from(iova), 0x1000, Prot::RW).unwrap();
+            let r = model.translate(iova, false);
+            assert_eq!(r.is_err(), cached, "iova {iova:#x}");
+            if cached {
+                model.write32(V1_INT_CLEAR, 0xff);
+                model.write32(CTRL, 0x5);
+                model.write32(V1_FLUSH_ENTRY, iova | 1);
+                assert!(model.translate(iova, false).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn v2_entry_flush_drops_the_whole_set_and_v3_only_the_page() {
+        for (cfg, survives) in [(ModelConfig::v2(), false), (ModelConfig::v3(1), true)] {
+            let (mem, model, mut pt, mut pool) = setup(cfg);
+            pt.map(&*mem, &mut pool, 0x0010_0000, 0x5000_0000, 0x1000, Prot::RW).unwrap();
+            pt.map(&*mem, &mut pool, 0x0014_0000, 0x5004_0000, 0x1000, Prot::RW).unwrap(); // same set
+            model.translate(0x0010_0000, false).unwrap();
+            model.translate(0x0014_0000, false).unwrap();
+            // Unmap 0x0014_0000 in memory, flush the *other* page of the set.
+            pt.unmap(&*mem, &mut pool, 0x0014_0000, 0x1000).unwrap();
+            model.write32(V1_FLUSH_ENTRY, 0x0010_0000 | 1);
+            assert_eq!(model.translate(0x0014_0000, false).is_ok(), survives);
+        }
+    }
+
+    #[test]
+    fn walker_ignores_uncleaned_writes_and_checks_permissions() {
+        let (mem, model, mut pt, mut pool) = setup(ModelConfig::v3(3));
+        pt.map(&*mem, &mut pool, 0x0020_0000, 0x5000_0000, 0x1000, Prot::RO).unwrap();
+        assert_eq!(model.translate(0x0020_0010, false), Ok(0x5000_0010));
+        assert_eq!(
+            model.translate(0x0020_0000, true),
+            Err(DmaError::Fault { fault: ModelFault::AccessProt { write: true }, iova: 0x0020_0000 })
+        );
+        assert_eq!(model.read32(V1_INT_STATUS), 1 << 7);
+        assert_eq!(model.read32(V1_AW_FAULT_ADDR), 0x0020_0000);
+        model.write32(V1_INT_CLEAR, 1 << 7);
+        model.write32(CTRL, 0x5);
+        // A section written without a clean is not seen.
+        mem.write_u32(PGD + 4 * 0x30, 0x5030_0000 | (1 << 10) | 2).unwrap();
+        model.write32(V1_FLUSH, 1);
+        assert!(model.translate(0x0300_0000, false).is_err());
+        assert!(mem.stale_device_reads() > 0);
+    }
+
+    #[test]
+    fn v5_layout_and_range_flush() {
+        let (mem, model, mut pt, mut pool) = setup(ModelConfig::v5());
+        assert_eq!(model.read32(V5_PT_BASE), (PGD >> 12) as u32);
+        assert_eq!(model.pt_base(), PGD);
+        pt.map(&*mem, &mut pool, 0x0010_0000, 0x5000_0000, 0x3000, Prot::RW).unwrap();
+        for p in 0..3u32 {
+            model.translate(0x0010_0000 + p * 0x1000, false).unwrap();
+        }
+        pt.unmap(&*mem, &mut pool, 0x0010_0000, 0x3000).unwrap();
+        model.write32(V5_FLUSH_START, 0x0010_0000);
+        model.write32(V5_FLUSH_END, 0x0010_1000);
+        model.write32(V5_FLUSH_RANGE, 1);
+        assert!(model.translate(0x0010_1000, false).is_err()); // flushed: walks, faults
+        assert_eq!(model.read32(V5_INT_STATUS), 1 << 1);
+        assert_eq!(model.read32(V5_FAULT_AR_VA), 0x0010_1000);
+        model.write32(V5_INT_CLEAR, 1 << 1);
+        model.write32(CTRL, 0x5);
+        assert_eq!(model.translate(0x0010_2000, false), Ok(0x5000_2000), "outside the range: stale TLB hit");
+    }
+}
