@@ -34,7 +34,7 @@ pub fn split_grant_dma_addr(dma: DmaAddr) -> Option<(GrantRef, u64)> {
     Some((((dma & !GRANT_DMA_FLAG) >> XEN_PAGE_SHIFT) as GrantRef, dma & (XEN_PAGE_SIZE - 1)))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 struct GrantMap {
     first: u64,
     pages: u64,

@@ -9,6 +9,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 extern crate alloc;
 
+pub mod addr_table;
 pub mod arch;
 pub mod direct;
 pub mod grant;
@@ -21,6 +22,8 @@ pub mod select;
 pub mod sim;
 pub mod swiotlb;
 pub mod types;
+#[cfg(all(feature = "xen", any(target_arch = "aarch64", target_arch = "arm")))]
+pub mod xen;
 
 pub use arch::{ArchDmaOps, PhysMem};
 pub use direct::Direct;

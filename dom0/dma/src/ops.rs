@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::hash::{BuildHasherDefault, Hasher};
 
+use crate::addr_table::AddrTable;
 use crate::dma_warn;
 use crate::types::{CoherentBuf, Direction, DmaAddr, DmaAttrs, DmaError, PhysAddr, SgEntry};
 
@@ -217,7 +218,7 @@ impl Hasher for AddrHasher {
 pub type AddrMap<V> = hashbrown::HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 
 /// One live mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Mapping<X> {
     pub size: usize,
     pub dir: Direction,
@@ -228,8 +229,8 @@ const RECENT: usize = 64;
 
 /// The live mappings of one ops instance, keyed by DMA address, plus a short memory of
 /// recent unmaps so a double unmap is told apart from an address that never was mapped.
-pub struct Tracker<X> {
-    live: AddrMap<(Mapping<X>, u32)>,
+pub struct Tracker<X: Copy + Default> {
+    live: AddrTable<(Mapping<X>, u32)>,
     /// Further mappings at an address already live with a different size (Direct only).
     overflow: Vec<(DmaAddr, Mapping<X>)>,
     recent: [DmaAddr; RECENT],
@@ -237,17 +238,17 @@ pub struct Tracker<X> {
     errors: u64,
 }
 
-impl<X: Copy> Default for Tracker<X> {
+impl<X: Copy + Default> Default for Tracker<X> {
     fn default() -> Self {
         Tracker::new()
     }
 }
 
-impl<X: Copy> Tracker<X> {
+impl<X: Copy + Default> Tracker<X> {
     /// An empty tracker.
     pub fn new() -> Tracker<X> {
         Tracker {
-            live: AddrMap::default(),
+            live: AddrTable::new(),
             overflow: Vec::new(),
             recent: [u64::MAX; RECENT],
             recent_pos: 0,
@@ -259,46 +260,42 @@ impl<X: Copy> Tracker<X> {
     /// needs its own unmap.
     #[inline]
     pub fn insert(&mut self, dma: DmaAddr, m: Mapping<X>) {
-        match self.live.entry(dma) {
-            hashbrown::hash_map::Entry::Vacant(v) => {
-                v.insert((m, 1));
+        if let Some((prev, count)) = self.live.get_mut(dma) {
+            if prev.size == m.size {
+                *count += 1;
+            } else {
+                self.overflow.push((dma, m));
             }
-            hashbrown::hash_map::Entry::Occupied(mut o) => {
-                let (prev, count) = o.get_mut();
-                if prev.size == m.size {
-                    *count += 1;
-                } else {
-                    self.overflow.push((dma, m));
-                }
-            }
+            return;
         }
+        self.live.insert(dma, (m, 1));
     }
 
     /// The mapping live at `dma` (exact start).
     #[inline]
     pub fn get(&self, dma: DmaAddr) -> Option<&Mapping<X>> {
-        self.live.get(&dma).map(|(m, _)| m)
+        self.live.get(dma).map(|(m, _)| m)
     }
 
     /// Remove the mapping at `dma` of `size` bytes; errors (logged) for unknown address,
     /// double unmap and wrong size — the mapping stays live on a size mismatch.
     #[inline]
     pub fn remove(&mut self, dma: DmaAddr, size: usize, op: &'static str) -> Result<Mapping<X>, DmaError> {
-        if let Some((m, count)) = self.live.get_mut(&dma) {
+        if let Some((m, count)) = self.live.get_mut(dma) {
             if m.size == size {
                 let m = *m;
                 if *count > 1 {
                     *count -= 1;
                 } else {
-                    self.live.remove(&dma);
+                    self.live.remove(dma);
                     self.remember(dma);
                 }
                 return Ok(m);
             }
+            let mapped = m.size;
             if let Some(i) = self.overflow.iter().position(|&(d, o)| d == dma && o.size == size) {
                 return Ok(self.overflow.swap_remove(i).1);
             }
-            let mapped = m.size;
             return Err(self.fail(op, DmaError::SizeMismatch { dma, mapped, requested: size }));
         }
         let e = if self.recent.contains(&dma) {
@@ -312,7 +309,7 @@ impl<X: Copy> Tracker<X> {
     /// The live mapping containing `[dma, dma+size)`, for sync: `(start, mapping)`.
     pub fn find_containing(&mut self, dma: DmaAddr, size: usize, op: &'static str)
         -> Result<(DmaAddr, Mapping<X>), DmaError> {
-        if let Some((m, _)) = self.live.get(&dma) {
+        if let Some((m, _)) = self.live.get(dma) {
             if size <= m.size {
                 return Ok((dma, *m));
             }
@@ -323,8 +320,8 @@ impl<X: Copy> Tracker<X> {
         let found = self
             .live
             .iter()
-            .find(|(&s, (m, _))| dma > s && dma + size as u64 <= s + m.size as u64)
-            .map(|(&s, (m, _))| (s, *m));
+            .find(|&(s, (m, _))| dma > s && dma + size as u64 <= s + m.size as u64)
+            .map(|(s, (m, _))| (s, *m));
         match found {
             Some(f) => Ok(f),
             None => Err(self.fail(op, DmaError::NotMapped { dma })),
@@ -333,10 +330,10 @@ impl<X: Copy> Tracker<X> {
 
     /// Is `[dma, dma+size)` inside one live mapping? (No logging.)
     pub fn contains_range(&self, dma: DmaAddr, size: usize) -> bool {
-        if let Some((m, _)) = self.live.get(&dma) {
+        if let Some((m, _)) = self.live.get(dma) {
             return size <= m.size;
         }
-        self.live.iter().any(|(&s, (m, _))| dma > s && dma + size as u64 <= s + m.size as u64)
+        self.live.iter().any(|(s, (m, _))| dma > s && dma + size as u64 <= s + m.size as u64)
     }
 
     #[inline]
@@ -346,6 +343,8 @@ impl<X: Copy> Tracker<X> {
     }
 
     /// Log and count an error; returns it.
+    #[cold]
+    #[inline(never)]
     pub fn fail(&mut self, op: &'static str, e: DmaError) -> DmaError {
         self.errors += 1;
         dma_warn!("dma {op}: {e}");
@@ -354,7 +353,7 @@ impl<X: Copy> Tracker<X> {
 
     /// Number of live mappings.
     pub fn len(&self) -> usize {
-        self.live.values().map(|(_, c)| *c as usize).sum::<usize>() + self.overflow.len()
+        self.live.iter().map(|(_, (_, c))| *c as usize).sum::<usize>() + self.overflow.len()
     }
     /// No live mappings?
     pub fn is_empty(&self) -> bool {
@@ -368,7 +367,7 @@ impl<X: Copy> Tracker<X> {
     pub fn iter(&self) -> impl Iterator<Item = (DmaAddr, Mapping<X>)> + '_ {
         self.live
             .iter()
-            .flat_map(|(&d, &(m, c))| core::iter::repeat((d, m)).take(c as usize))
+            .flat_map(|(d, &(m, c))| core::iter::repeat_n((d, m), c as usize))
             .chain(self.overflow.iter().copied())
     }
 }

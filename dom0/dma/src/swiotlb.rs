@@ -149,7 +149,7 @@ pub fn decide(
     SwiotlbDecision::Direct { bus, foreign }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 struct SwMap {
     orig: PhysAddr,
     bounce: bool,

@@ -19,9 +19,10 @@ pub const XEN_PAGE_SHIFT: u32 = 12;
 pub const XEN_PAGE_SIZE: u64 = 1 << XEN_PAGE_SHIFT;
 
 /// Which way the data moves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Direction {
     /// The device reads and writes.
+    #[default]
     Bidirectional,
     /// The device reads (CPU -> device).
     ToDevice,

@@ -1,4 +1,5 @@
 //! Done-when #1, the implementations: swiotlb-xen decisions, map_resource, consistency errors,
+#![allow(clippy::single_range_in_vec_init)]
 //! IOTLB batching, grant DMA, and the SysMMU domain against the register-level model.
 
 use dom0_dma::grant::{split_grant_dma_addr, GrantDma};
@@ -306,7 +307,7 @@ fn sysmmu_domain_shared_by_fimd_and_mixer_against_the_model() {
     use std::rc::Rc;
     use sysmmu_model::mem::SimMem;
     use sysmmu_model::sysmmu::{ModelConfig, SysmmuModel};
-    let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4100_0000]));
+    let mem = Rc::new(SimMem::new(&[(0x4000_0000..0x4100_0000)]));
     let fimd = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
     let mixer = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
     let mut dom = SysmmuDomain::new(&*mem, 0x4080_0000, 64 << 10).unwrap();
@@ -338,7 +339,7 @@ fn sysmmu_iommu_dma_round_trip_and_batching() {
     use sysmmu_model::mem::SimMem;
     use sysmmu_model::sysmmu::{ModelConfig, SysmmuModel};
     let m = machine();
-    let regs_mem = Rc::new(SimMem::new(&[0..0x1000]));
+    let regs_mem = Rc::new(SimMem::new(&[(0..0x1000)]));
     let regs = SysmmuModel::new(ModelConfig::v3(3), regs_mem);
     let arch = SimArch::new(&m, false);
     let tables = dom0_dma::ArchDmaOps::alloc_pages(&arch, 256 << 10, 16 << 10).unwrap();
@@ -387,7 +388,7 @@ fn grant_dma_addresses_and_read_only_to_device() {
     assert_eq!(g.leaked_grefs(), 1);
     g.unmap_page(d, 19, Direction::ToDevice, DmaAttrs::NONE).unwrap();
     assert_eq!(g.grefs_in_use(), 1);
-    assert_eq!(g.set_dma_mask(0xFFFF_FFFF).is_err(), true);
+    assert!(g.set_dma_mask(0xFFFF_FFFF).is_err());
 }
 
 // ---- Groups share one instance ----

@@ -1,4 +1,5 @@
 //! Done-when #1, the property: random map / unmap / sync / device-write sequences, in every
+#![allow(clippy::single_range_in_vec_init)]
 //! implementation, keep every live mapping translating to the right bytes (as the device sees
 //! them: machine memory, through the IO page table, or through the backend's grant lookup),
 //! report wrong-size unmaps without losing the mapping, and leak no IOVA, bounce slot or grant.
@@ -85,7 +86,7 @@ fn regs() -> &'static SysmmuModel {
     thread_local! {
         static MODEL: &'static SysmmuModel = Box::leak(Box::new(SysmmuModel::new(
             ModelConfig::v3(3),
-            std::rc::Rc::new(SimMem::new(&[0..0x1000])),
+            std::rc::Rc::new(SimMem::new(&[(0..0x1000)])),
         )));
     }
     MODEL.with(|m| *m)

@@ -106,8 +106,8 @@ impl<M: ArchDmaOps, Q: CommandQueue> Smmuv3S1Domain<M, Q> {
     /// 48-bit IPS, faults recorded and aborted, the ASID, TTB0 and MAIR.
     pub fn context_descriptor(&self) -> [u64; 8] {
         let t0sz = u64::from(64 - IAS);
+        // TG0 (bits 7:6) = 0: 4 KiB granule.
         let q0 = t0sz
-            | (0 << 6)          // TG0 = 4 KiB
             | (1 << 8)          // IR0 = WB RA/WA
             | (1 << 10)         // OR0 = WB RA/WA
             | (3 << 12)         // SH0 = inner shareable

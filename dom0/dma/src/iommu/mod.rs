@@ -105,7 +105,7 @@ pub struct IommuStats {
     pub unmaps: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 struct IoMap {
     iova: u64,
     len: u64,
@@ -400,10 +400,10 @@ impl<A: ArchDmaOps, D: IommuDomain> DmaOps for IommuDma<A, D> {
             }
         };
         let mut at = iova;
-        for i in 0..sg.len() {
-            let off = sg[i].phys & (self.granule - 1);
-            let len = align_up(off + sg[i].len as u64, self.granule);
-            if let Err(e) = self.domain.map(at, sg[i].phys - off, len, IoProt::for_dir(dir)) {
+        for s in sg.iter_mut() {
+            let off = s.phys & (self.granule - 1);
+            let len = align_up(off + s.len as u64, self.granule);
+            if let Err(e) = self.domain.map(at, s.phys - off, len, IoProt::for_dir(dir)) {
                 let mut g = IotlbGather::default();
                 if at > iova {
                     let _ = self.domain.unmap(iova, at - iova, &mut g);
@@ -413,10 +413,10 @@ impl<A: ArchDmaOps, D: IommuDomain> DmaOps for IommuDma<A, D> {
                 self.iova.free(iova, span);
                 return Err(self.sgs.fail("map_sg", e.into()));
             }
-            sg[i].dma = at + off;
-            sg[i].dma_len = sg[i].len;
+            s.dma = at + off;
+            s.dma_len = s.len;
             if !self.coherent_dev && !attrs.contains(DmaAttrs::SKIP_CPU_SYNC) {
-                self.arch.sync_for_device(sg[i].phys, sg[i].len, dir);
+                self.arch.sync_for_device(s.phys, s.len, dir);
             }
             at += len;
         }

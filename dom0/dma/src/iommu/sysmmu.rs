@@ -111,7 +111,7 @@ impl<P: PhysMem, R: Mmio> SysmmuDomain<P, R> {
     /// A domain whose tables live in `[table_base, table_base + table_size)` of `mem`: the
     /// first 16 KiB (16 KiB aligned) hold level 1, the rest level-2 tables.
     pub fn new(mem: P, table_base: u64, table_size: u64) -> Result<Self, IommuError> {
-        if table_base % LV1_TABLE_SIZE as u64 != 0 || table_size < (LV1_TABLE_SIZE + 2 * LV2_TABLE_SIZE) as u64 {
+        if !table_base.is_multiple_of(LV1_TABLE_SIZE as u64) || table_size < (LV1_TABLE_SIZE + 2 * LV2_TABLE_SIZE) as u64 {
             return Err(IommuError::Misaligned { iova: 0, pa: table_base, size: table_size as usize });
         }
         let mut arena = TableArena::new(table_base + LV1_TABLE_SIZE as u64, table_size - LV1_TABLE_SIZE as u64);
