@@ -81,9 +81,19 @@ fn iova(c: &mut Criterion) {
                 a.free(black_box(x), 4096);
             })
         });
-        // Churn: free a random live mapping, allocate its replacement (live count stays n).
+        // Churn: free one live mapping, allocate its replacement (live count stays n),
+        // walking the live set in order...
+        let mut next = 0usize;
+        g.bench_with_input(BenchmarkId::new("churn-seq", n), &n, |b, _| {
+            b.iter(|| {
+                next = if next + 1 == n { 0 } else { next + 1 };
+                a.free(live[next], 4096);
+                live[next] = a.alloc(black_box(4096), u64::MAX).unwrap();
+            })
+        });
+        // ...or at random (includes the bench's own cache miss on its table of n live IOVAs).
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        g.bench_with_input(BenchmarkId::new("churn", n), &n, |b, _| {
+        g.bench_with_input(BenchmarkId::new("churn-random", n), &n, |b, _| {
             b.iter(|| {
                 let i = (rng.next() % n as u64) as usize;
                 a.free(live[i], 4096);

@@ -11,6 +11,8 @@ extern crate alloc;
 
 pub mod addr_table;
 pub mod arch;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod baremetal;
 pub mod direct;
 pub mod grant;
 pub mod hv;

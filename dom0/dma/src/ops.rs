@@ -187,6 +187,11 @@ impl RamMap {
         let end = pa.saturating_add(size as u64);
         self.banks.iter().any(|&(b, s)| pa < b + s && b < end)
     }
+    /// Is `[pa, pa+size)` entirely inside one bank?
+    pub fn contains(&self, pa: PhysAddr, size: usize) -> bool {
+        let Some(end) = pa.checked_add(size as u64) else { return false };
+        self.banks.iter().any(|&(b, s)| pa >= b && end <= b + s)
+    }
     /// One past the highest RAM address.
     pub fn top(&self) -> u64 {
         self.banks.iter().map(|&(b, s)| b + s).max().unwrap_or(0)

@@ -1,6 +1,6 @@
 //! Done-when #1, the implementations: swiotlb-xen decisions, map_resource, consistency errors,
-#![allow(clippy::single_range_in_vec_init)]
 //! IOTLB batching, grant DMA, and the SysMMU domain against the register-level model.
+#![allow(clippy::single_range_in_vec_init)]
 
 use dom0_dma::grant::{split_grant_dma_addr, GrantDma};
 use dom0_dma::hv::XenFeatures;

@@ -1,8 +1,8 @@
 //! Done-when #1, the property: random map / unmap / sync / device-write sequences, in every
-#![allow(clippy::single_range_in_vec_init)]
 //! implementation, keep every live mapping translating to the right bytes (as the device sees
 //! them: machine memory, through the IO page table, or through the backend's grant lookup),
 //! report wrong-size unmaps without losing the mapping, and leak no IOVA, bounce slot or grant.
+#![allow(clippy::single_range_in_vec_init)]
 
 use dom0_dma::grant::GrantDma;
 use dom0_dma::hv::XenFeatures;
