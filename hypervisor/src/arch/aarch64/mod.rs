@@ -3,6 +3,8 @@
 //! is thin: decisions are made by the arch-neutral modules it calls.
 
 pub mod entry;
+/// Physical GICv3 and the ICH_* virtual interface (vGIC glue).
+pub mod gic;
 pub mod guest;
 pub mod heap;
 pub mod iommu;
@@ -11,6 +13,8 @@ pub mod psci;
 pub mod regs;
 pub mod start;
 pub mod trap;
+/// Guest virtual timer injection and the trapped EL1 physical timer.
+pub mod vtimer;
 
 use crate::sysreg;
 

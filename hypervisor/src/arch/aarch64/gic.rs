@@ -1,0 +1,310 @@
+//! The physical GICv3 as the hypervisor uses it at EL2: enough of the distributor,
+//! this CPU's redistributor and the CPU interface to take the PPIs the hypervisor owns
+//! (maintenance 25, hypervisor timer 26, virtual timer 27), and the ICH_* virtual interface
+//! (ICH_HCR_EL2, ICH_LR<n>_EL2) behind the vGIC's `ListRegisters` trait. Decisions about
+//! guest interrupts are made in `irq::vgic`; this file only moves values to and from
+//! registers.
+
+use super::entry::TrapFrame;
+use super::regs::isb;
+use crate::domain::Domain;
+use crate::dt::boot_info::GicInfo;
+use crate::irq::vgic::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE};
+use crate::irq::vgic::{ListRegisters, Vgic, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, VTIMER_PPI};
+use crate::{log, sysreg};
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, Ordering};
+use spin::{Mutex, Once};
+
+/// INTIDs from 1020 up are special (1023: nothing pending).
+const SPECIAL_INTID: u32 = 1020;
+/// Priority the hypervisor gives its PPIs.
+const HYP_PRIORITY: u8 = 0x80;
+/// Polls of a GIC "write pending"/"children asleep" bit before giving up.
+const POLL_LIMIT: u32 = 1_000_000;
+
+/// The vGIC of the vCPU running on this (the boot) CPU. One vCPU per physical CPU for now.
+static CURRENT_VGIC: Once<SharedVgic> = Once::new();
+/// Physical IRQs taken that nobody claims (logged a few times only).
+static STRAY: AtomicU32 = AtomicU32::new(0);
+
+// ICC_* (physical CPU interface at EL2) and ICH_* by encoding: names every assembler knows.
+macro_rules! icc_iar1 { () => { sysreg!(read S3_0_C12_C12_0) } }
+macro_rules! icc_eoir1 { ($v:expr) => { sysreg!(write S3_0_C12_C12_1, $v) } }
+
+fn mmio_read32(pa: u64) -> u32 {
+    // SAFETY: `pa` is a GIC register inside a region the host DT names; the boot map covers it
+    // as Device memory.
+    unsafe { core::ptr::read_volatile(pa as *const u32) }
+}
+
+fn mmio_write32(pa: u64, v: u32) {
+    // SAFETY: as for `mmio_read32`.
+    unsafe { core::ptr::write_volatile(pa as *mut u32, v) }
+}
+
+fn mmio_read64(pa: u64) -> u64 {
+    // SAFETY: as for `mmio_read32`; GICR_TYPER is a 64-bit register.
+    unsafe { core::ptr::read_volatile(pa as *const u64) }
+}
+
+fn poll_clear(pa: u64, mask: u32) -> bool {
+    (0..POLL_LIMIT).any(|_| mmio_read32(pa) & mask == 0)
+}
+
+/// This CPU's redistributor: the frame whose GICR_TYPER affinity matches MPIDR_EL1.
+fn find_redistributor(info: &GicInfo) -> Option<u64> {
+    let mpidr = sysreg!(read MPIDR_EL1);
+    let aff = ((mpidr >> 32) & 0xff) << 24 | (mpidr & 0xff_ffff);
+    for region in &info.redistributors {
+        let mut frame = region.base;
+        while frame + 0x2_0000 <= region.base + region.size {
+            let typer = mmio_read64(frame + 0x8);
+            if typer >> 32 == aff {
+                return Some(frame);
+            }
+            if typer & (1 << 4) != 0 {
+                break; // Last
+            }
+            // Two 64 KiB frames, four with virtual LPIs (VLPIS).
+            frame += if typer & (1 << 1) != 0 { 0x4_0000 } else { 0x2_0000 };
+        }
+    }
+    None
+}
+
+/// Bring up the physical GIC for the hypervisor's own PPIs on the boot CPU and enable the
+/// virtual CPU interface. Returns the distributor's ITLinesNumber (for the vGIC).
+pub fn init(info: &GicInfo) -> Result<u32, String> {
+    if info.version != 3 {
+        return Err(alloc::format!("GICv{} at {}: only GICv3 is supported on AArch64", info.version, info.path));
+    }
+    let gicd = info.distributor.base;
+    let it_lines = mmio_read32(gicd + 0x4) & 0x1f;
+    // Distributor: affinity routing, both groups on (SPIs stay disabled until routed to a guest).
+    mmio_write32(gicd, (1 << 4) | 0b11);
+    if !poll_clear(gicd, 1 << 31) {
+        return Err("GICD_CTLR.RWP never cleared".into());
+    }
+    let rd = find_redistributor(info).ok_or("no GICv3 redistributor matches this CPU's MPIDR")?;
+    // Wake the redistributor.
+    let waker = rd + 0x14;
+    mmio_write32(waker, mmio_read32(waker) & !(1 << 1));
+    if !poll_clear(waker, 1 << 2) {
+        return Err("GICR_WAKER.ChildrenAsleep never cleared".into());
+    }
+    let sgi = rd + 0x1_0000;
+    mmio_write32(sgi + 0x180, 0xffff_ffff); // ICENABLER0: everything off
+    mmio_write32(sgi + 0x80, 0xffff_ffff); // IGROUPR0: group 1
+    for ppi in [MAINTENANCE_PPI, HYP_TIMER_PPI, VTIMER_PPI] {
+        let reg = sgi + 0x400 + u64::from(ppi & !3);
+        let shift = 8 * (ppi & 3);
+        let v = (mmio_read32(reg) & !(0xff << shift)) | (u32::from(HYP_PRIORITY) << shift);
+        mmio_write32(reg, v);
+    }
+    mmio_write32(sgi + 0x100, (1 << MAINTENANCE_PPI) | (1 << HYP_TIMER_PPI) | (1 << VTIMER_PPI));
+    if !poll_clear(rd, 1 << 3) {
+        return Err("GICR_CTLR.RWP never cleared".into());
+    }
+
+    // CPU interface: system registers at EL2, and let EL1 use them too (ICC_SRE_EL2.Enable).
+    let sre = sysreg!(read S3_4_C12_C9_5);
+    sysreg!(write S3_4_C12_C9_5, sre | 0b1001);
+    isb();
+    sysreg!(write S3_0_C4_C6_0, 0xff); // ICC_PMR_EL1: every priority
+    sysreg!(write S3_0_C12_C12_3, 0); // ICC_BPR1_EL1
+    sysreg!(write S3_0_C12_C12_4, 0); // ICC_CTLR_EL1: EOImode 0 (EOI drops and deactivates)
+    sysreg!(write S3_0_C12_C12_7, 1); // ICC_IGRPEN1_EL1
+    isb();
+
+    // Virtual interface: empty list registers and active-priority registers, then enable.
+    let mut l = HwLrs::new();
+    for i in 0..l.count() {
+        l.write(i, 0);
+    }
+    sysreg!(write S3_4_C12_C8_0, 0); // ICH_AP0R0_EL2
+    sysreg!(write S3_4_C12_C9_0, 0); // ICH_AP1R0_EL2
+    sysreg!(write S3_4_C12_C11_7, 0); // ICH_VMCR_EL2
+    sysreg!(write S3_4_C12_C11_0, 1); // ICH_HCR_EL2.En
+    isb();
+    let vtr = sysreg!(read S3_4_C12_C11_1);
+    log!(
+        "GICv3: distributor {:#x} ({} INTIDs), redistributor {rd:#x}; virtual interface: {} list registers, {} priority bits",
+        gicd,
+        32 * (it_lines + 1),
+        l.count(),
+        ((vtr >> 29) & 7) + 1
+    );
+    Ok(it_lines)
+}
+
+/// Give `dom` (one vCPU, id 0, vMPIDR 0x80000000) an emulated GICv3 at the host's GIC
+/// addresses and make it the vGIC of this CPU.
+pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<(), String> {
+    let vgic: SharedVgic = Arc::new(Mutex::new(Vgic::new(it_lines, &[1 << 31])));
+    let rdist = info.redistributors.first().ok_or("GICv3 without a redistributor region")?;
+    if !dom.mmio.add(info.distributor.base, GICD_SIZE, alloc::boxed::Box::new(GicdDevice(vgic.clone())))
+        || !dom.mmio.add(rdist.base, rdist.size, alloc::boxed::Box::new(GicrDevice(vgic.clone())))
+    {
+        return Err("vGIC: its MMIO ranges overlap another emulated device".into());
+    }
+    CURRENT_VGIC.call_once(|| vgic);
+    log!("d{}: vGICv3 distributor {:#x}, redistributors {:#x} (trapped and emulated)", dom.id, info.distributor.base, rdist.base);
+    Ok(())
+}
+
+/// The vGIC of the vCPU on this CPU, if one is attached.
+pub fn current_vgic() -> Option<&'static SharedVgic> {
+    CURRENT_VGIC.get()
+}
+
+/// The virtual CPU interface's list registers.
+#[derive(Clone, Copy)]
+pub struct HwLrs {
+    count: usize,
+}
+
+impl HwLrs {
+    pub fn new() -> Self {
+        let vtr = sysreg!(read S3_4_C12_C11_1); // ICH_VTR_EL2
+        Self { count: ((vtr & 0x1f) as usize + 1).min(MAX_LRS) }
+    }
+}
+
+impl Default for HwLrs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ListRegisters for HwLrs {
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn read(&self, index: usize) -> u64 {
+        match index {
+            0 => sysreg!(read S3_4_C12_C12_0),
+            1 => sysreg!(read S3_4_C12_C12_1),
+            2 => sysreg!(read S3_4_C12_C12_2),
+            3 => sysreg!(read S3_4_C12_C12_3),
+            4 => sysreg!(read S3_4_C12_C12_4),
+            5 => sysreg!(read S3_4_C12_C12_5),
+            6 => sysreg!(read S3_4_C12_C12_6),
+            7 => sysreg!(read S3_4_C12_C12_7),
+            8 => sysreg!(read S3_4_C12_C13_0),
+            9 => sysreg!(read S3_4_C12_C13_1),
+            10 => sysreg!(read S3_4_C12_C13_2),
+            11 => sysreg!(read S3_4_C12_C13_3),
+            12 => sysreg!(read S3_4_C12_C13_4),
+            13 => sysreg!(read S3_4_C12_C13_5),
+            14 => sysreg!(read S3_4_C12_C13_6),
+            15 => sysreg!(read S3_4_C12_C13_7),
+            _ => 0,
+        }
+    }
+    fn write(&mut self, index: usize, v: u64) {
+        match index {
+            0 => sysreg!(write S3_4_C12_C12_0, v),
+            1 => sysreg!(write S3_4_C12_C12_1, v),
+            2 => sysreg!(write S3_4_C12_C12_2, v),
+            3 => sysreg!(write S3_4_C12_C12_3, v),
+            4 => sysreg!(write S3_4_C12_C12_4, v),
+            5 => sysreg!(write S3_4_C12_C12_5, v),
+            6 => sysreg!(write S3_4_C12_C12_6, v),
+            7 => sysreg!(write S3_4_C12_C12_7, v),
+            8 => sysreg!(write S3_4_C12_C13_0, v),
+            9 => sysreg!(write S3_4_C12_C13_1, v),
+            10 => sysreg!(write S3_4_C12_C13_2, v),
+            11 => sysreg!(write S3_4_C12_C13_3, v),
+            12 => sysreg!(write S3_4_C12_C13_4, v),
+            13 => sysreg!(write S3_4_C12_C13_5, v),
+            14 => sysreg!(write S3_4_C12_C13_6, v),
+            15 => sysreg!(write S3_4_C12_C13_7, v),
+            _ => {}
+        }
+    }
+    fn set_underflow_irq(&mut self, on: bool) {
+        let hcr = sysreg!(read S3_4_C12_C11_0); // ICH_HCR_EL2
+        let want = if on { hcr | (1 << 1) } else { hcr & !(1 << 1) };
+        if want != hcr {
+            sysreg!(write S3_4_C12_C11_0, want);
+        }
+    }
+}
+
+/// The vCPU left the guest: read the list registers back into the vGIC.
+pub fn guest_exit() {
+    if let Some(v) = current_vgic() {
+        v.lock().sync(0, &HwLrs::new());
+    }
+}
+
+/// The vCPU is about to re-enter the guest. When it trapped on WFI with nothing to take,
+/// wait here (WFI at EL2, interrupts masked: a physical interrupt still wakes the CPU)
+/// until something is deliverable; then fill the list registers.
+pub fn guest_entry(blocked_in_wfi: bool) {
+    let Some(v) = current_vgic() else { return };
+    if blocked_in_wfi {
+        while !v.lock().has_deliverable(0) {
+            // SAFETY: waits for an interrupt; touches no memory.
+            unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
+            take_physical_irqs();
+        }
+    }
+    v.lock().flush(0, &mut HwLrs::new());
+}
+
+/// Acknowledge and handle every pending physical interrupt (Group 1).
+pub fn take_physical_irqs() {
+    for _ in 0..64 {
+        let iar = icc_iar1!();
+        let intid = (iar & 0xff_ffff) as u32;
+        if intid >= SPECIAL_INTID {
+            return;
+        }
+        match intid {
+            VTIMER_PPI => super::vtimer::on_virtual_timer(),
+            HYP_TIMER_PPI => super::vtimer::on_hyp_timer(),
+            // Underflow: the list registers drained; `guest_entry` refills them.
+            MAINTENANCE_PPI => {}
+            other => {
+                if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
+                    log!("physical IRQ {other} has no handler: ignored");
+                }
+            }
+        }
+        icc_eoir1!(iar);
+    }
+}
+
+/// An IRQ taken while a guest ran.
+pub fn irq_from_guest(_frame: &mut TrapFrame) {
+    guest_exit();
+    take_physical_irqs();
+    guest_entry(false);
+}
+
+/// Emulate a trapped MSR/MRS of a GIC system register (EC 0x18, `iss`): a write to
+/// ICC_SGI1R_EL1 sends SGIs. Returns false for other registers.
+pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
+    // Op0 3, Op1 0, CRn 12, CRm 11, Op2 5, a write (Direction 0).
+    let key = iss & 0x3f_fc1e;
+    let sgi1r = (3 << 20) | (5 << 17) | (0 << 14) | (12 << 10) | (11 << 1);
+    if key != sgi1r {
+        return false;
+    }
+    let rt = ((iss >> 5) & 0x1f) as usize;
+    if iss & 1 != 0 {
+        // A read of a write-only register: read as zero rather than kill the guest.
+        if rt != 31 {
+            frame.x[rt] = 0;
+        }
+        return true;
+    }
+    let value = if rt == 31 { 0 } else { frame.x[rt] };
+    if let Some(v) = current_vgic() {
+        v.lock().send_sgi(0, value);
+    }
+    true
+}

@@ -1,0 +1,153 @@
+//! Guest timers. The EL1 virtual timer is the guest's own hardware (CNTV_*, offset by
+//! CNTVOFF_EL2); its PPI 27 is taken at EL2, where the hypervisor masks it (CNTV_CTL.IMASK)
+//! and injects virtual PPI 27 — the guest unmasks it when it programs the next deadline. The
+//! EL1 physical timer is trapped (CNTHCTL_EL2.EL1PCEN = 0) and emulated on the hypervisor's
+//! own physical timer (CNTHP, PPI 26): its state is per vCPU here, and its output is a level
+//! on virtual PPI 30. The physical counter stays readable (EL1PCTEN = 1).
+
+use super::entry::TrapFrame;
+use super::regs::isb;
+use crate::irq::vgic::{PTIMER_PPI, VTIMER_PPI};
+use crate::sysreg;
+use spin::Mutex;
+
+/// CNT*_CTL bits.
+const CTL_ENABLE: u64 = 1 << 0;
+const CTL_IMASK: u64 = 1 << 1;
+const CTL_ISTATUS: u64 = 1 << 2;
+
+/// CNTHCTL_EL2 for a guest: EL1PCTEN (counter readable), EL1PCEN clear (physical timer trapped).
+const CNTHCTL_GUEST: u64 = 0b01;
+
+/// The emulated EL1 physical timer of the vCPU on this CPU.
+#[derive(Clone, Copy, Debug, Default)]
+struct PhysTimer {
+    ctl: u64,
+    cval: u64,
+}
+
+static PTIMER: Mutex<PhysTimer> = Mutex::new(PhysTimer { ctl: 0, cval: 0 });
+
+/// Saved virtual-timer state of a vCPU that is not running (for when vCPUs share a CPU).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VtimerState {
+    pub ctl: u64,
+    pub cval: u64,
+    pub offset: u64,
+}
+
+/// Program the timer controls for vCPU `vcpu_id` about to run: the physical timer trapped,
+/// the virtual counter offset (0: dom0's virtual counter equals the physical one, as the
+/// host's firmware set it), the virtual timer off.
+pub fn configure_vcpu(_vcpu_id: u64) {
+    sysreg!(write CNTHCTL_EL2, CNTHCTL_GUEST);
+    sysreg!(write CNTVOFF_EL2, 0);
+    sysreg!(write CNTV_CTL_EL0, 0);
+    sysreg!(write CNTHP_CTL_EL2, 0);
+    *PTIMER.lock() = PhysTimer::default();
+    isb();
+}
+
+/// Save the running vCPU's virtual timer (it keeps counting; its interrupt is masked by the
+/// hardware only while disabled).
+pub fn save() -> VtimerState {
+    let s = VtimerState { ctl: sysreg!(read CNTV_CTL_EL0), cval: sysreg!(read CNTV_CVAL_EL0), offset: sysreg!(read CNTVOFF_EL2) };
+    sysreg!(write CNTV_CTL_EL0, 0);
+    isb();
+    s
+}
+
+/// Restore a vCPU's virtual timer before it runs.
+pub fn restore(s: &VtimerState) {
+    sysreg!(write CNTVOFF_EL2, s.offset);
+    sysreg!(write CNTV_CVAL_EL0, s.cval);
+    sysreg!(write CNTV_CTL_EL0, s.ctl);
+    isb();
+}
+
+/// The host virtual-timer PPI fired: the guest's deadline passed. Mask it at the timer (the
+/// guest clears IMASK when it programs the next one) and hand the guest its PPI 27.
+pub fn on_virtual_timer() {
+    let ctl = sysreg!(read CNTV_CTL_EL0);
+    sysreg!(write CNTV_CTL_EL0, ctl | CTL_IMASK);
+    isb();
+    if let Some(v) = super::gic::current_vgic() {
+        let _ = v.lock().inject_edge(0, VTIMER_PPI);
+    }
+}
+
+/// The hypervisor timer (backing the guest's physical timer) fired.
+pub fn on_hyp_timer() {
+    sysreg!(write CNTHP_CTL_EL2, CTL_IMASK);
+    isb();
+    let t = *PTIMER.lock();
+    update_ptimer_line(&t);
+}
+
+fn now() -> u64 {
+    isb();
+    sysreg!(read CNTPCT_EL0)
+}
+
+/// Whether the emulated timer's condition is met and it asserts its interrupt.
+fn fired(t: &PhysTimer) -> bool {
+    t.ctl & CTL_ENABLE != 0 && now() >= t.cval
+}
+
+/// Drive virtual PPI 30 from the emulated timer, and arm CNTHP for its next deadline.
+fn update_ptimer_line(t: &PhysTimer) {
+    let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
+    if let Some(v) = super::gic::current_vgic() {
+        let _ = v.lock().set_level(0, PTIMER_PPI, asserted);
+    }
+    if t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted {
+        sysreg!(write CNTHP_CVAL_EL2, t.cval);
+        sysreg!(write CNTHP_CTL_EL2, CTL_ENABLE);
+    } else {
+        sysreg!(write CNTHP_CTL_EL2, 0);
+    }
+    isb();
+}
+
+/// Emulate a trapped access to CNTP_CTL_EL0, CNTP_CVAL_EL0 or CNTP_TVAL_EL0 (EC 0x18,
+/// `iss`). Returns false for other registers.
+pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
+    // Op0 3, Op1 3, CRn 14, CRm 2; Op2 selects the register.
+    let key = iss & 0x31_fc1e;
+    if key != (3 << 20) | (3 << 14) | (14 << 10) | (2 << 1) {
+        return false;
+    }
+    let op2 = (iss >> 17) & 7;
+    let read = iss & 1 != 0;
+    let rt = ((iss >> 5) & 0x1f) as usize;
+    let value = if rt == 31 { 0 } else { frame.x[rt] };
+    let mut t = PTIMER.lock();
+    let result = match (op2, read) {
+        (1, true) => Some(t.ctl | if fired(&t) { CTL_ISTATUS } else { 0 }),
+        (1, false) => {
+            t.ctl = value & (CTL_ENABLE | CTL_IMASK);
+            None
+        }
+        (2, true) => Some(t.cval),
+        (2, false) => {
+            t.cval = value;
+            None
+        }
+        // TVAL: a signed 32-bit view of CVAL - now.
+        (0, true) => Some(t.cval.wrapping_sub(now()) & 0xffff_ffff),
+        (0, false) => {
+            t.cval = now().wrapping_add(value as u32 as i32 as i64 as u64);
+            None
+        }
+        _ => return false,
+    };
+    match result {
+        Some(v) => {
+            if rt != 31 {
+                frame.x[rt] = v;
+            }
+        }
+        None => update_ptimer_line(&t),
+    }
+    true
+}
