@@ -75,6 +75,16 @@ impl GuestMemory for CurrentGuestMemory {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
+    // vGIC: read the list registers back before anything looks at interrupt state, and
+    // refill them on the way out; a WFI with nothing to take waits there (gic.rs).
+    let esr_el2 = sysreg!(read ESR_EL2);
+    let wfi = esr_el2 >> 26 == ec::WFX && esr_el2 & 1 == 0;
+    super::gic::guest_exit();
+    handle_lower_sync(frame);
+    super::gic::guest_entry(wfi);
+}
+
+fn handle_lower_sync(frame: &mut TrapFrame) {
     let esr_el2 = sysreg!(read ESR_EL2);
     let class = esr_el2 >> 26;
     let iss = esr_el2 & 0x1ff_ffff;
@@ -125,6 +135,8 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
             inject_undef(dom, frame, ret);
         }
         ec::DABT_LOW | ec::IABT_LOW => guest_abort(dom, frame, class, iss),
+        // Timer and GIC system registers the guest may not touch directly are emulated.
+        ec::SYSREG if super::vtimer::emulate_sysreg(frame, iss) || super::gic::emulate_sysreg(frame, iss) => frame.elr += 4,
         ec::SYSREG | ec::UNKNOWN => {
             if dom.should_log_fault() {
                 log!("d{}: trapped instruction (EC {class:#x}, ISS {iss:#x}) at {:#x}: UNDEF injected", dom.id, frame.elr);
@@ -237,9 +249,9 @@ fn act_on_shutdown(dom: &mut Domain) {
 }
 
 #[no_mangle]
-extern "C" fn xenith_trap_lower_irq(_frame: &mut TrapFrame) {
-    // No interrupt is enabled at the GIC yet; an IRQ here is spurious.
-    log!("spurious IRQ while a guest ran");
+extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
+    // Physical interrupts the hypervisor owns (timers, GIC maintenance): see gic.rs.
+    super::gic::irq_from_guest(frame);
 }
 
 #[no_mangle]
