@@ -14,6 +14,7 @@ pub const HCR_GUEST: u64 = (1 << 0)  // VM
     | (1 << 3) | (1 << 4) | (1 << 5)  // FMO, IMO, AMO
     | (1 << 9)                        // FB
     | (0b01 << 10)                    // BSU: inner shareable
+    | (1 << 13)                       // TWI: a WFI blocks in the hypervisor (gic::guest_entry)
     | (1 << 19)                       // TSC
     | (1 << 20)                       // TIDCP
     | (1 << 21)                       // TACR
@@ -35,9 +36,8 @@ pub fn configure(vttbr: u64, vtcr: u64, vcpu_id: u64) {
     sysreg!(write VPIDR_EL2, midr);
     sysreg!(write VMPIDR_EL2, (1 << 31) | vcpu_id);
     sysreg!(write SCTLR_EL1, SCTLR_EL1_RESET);
-    // Guests may read the physical counter and use the physical timer directly for now.
-    sysreg!(write CNTHCTL_EL2, 0b11);
-    sysreg!(write CNTVOFF_EL2, 0);
+    // Timers: physical counter readable, physical timer trapped and emulated (vtimer.rs).
+    super::vtimer::configure_vcpu(vcpu_id);
     // FP/SIMD is the guest's: the hypervisor is built without it, so never trap it.
     sysreg!(write CPTR_EL2, 0x33ff);
     let pmcr_n = (sysreg!(read PMCR_EL0) >> 11) & 0x1f;
