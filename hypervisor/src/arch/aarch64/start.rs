@@ -261,6 +261,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let mut dom = Domain::new(0, true, true, ram);
     guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
     dom.p2m = Some(p2m);
+    // Interrupts: the physical GIC for the hypervisor's PPIs, and dom0's emulated GICv3 at the
+    // host GIC's addresses (left out of its stage 2 above, so every access traps).
+    let it_lines = super::gic::init(&info.gic)?;
+    super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
     if trap::DOMAINS.lock().insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
