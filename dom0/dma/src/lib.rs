@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod addr_table;
+pub mod any;
 pub mod arch;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod baremetal;
@@ -27,6 +28,7 @@ pub mod types;
 #[cfg(all(feature = "xen", any(target_arch = "aarch64", target_arch = "arm")))]
 pub mod xen;
 
+pub use any::AnyDmaOps;
 pub use arch::{ArchDmaOps, PhysMem};
 pub use direct::Direct;
 pub use grant::GrantDma;

@@ -1,4 +1,5 @@
 //! Done-when #1, selection: the Snow display pipeline, QEMU virt and grant-dma cases.
+#![allow(clippy::single_range_in_vec_init)]
 
 use dom0_dma::hv::{xenfeat, XenFeatures};
 use dom0_dma::select::{select, select_group, DeviceFacts, DmaEnv, DmaGroup, IommuKind, Override, Reason, SelectError};
@@ -168,4 +169,76 @@ fn override_per_device_not_global() {
 fn empty_group_is_an_error() {
     let g = DmaGroup { name: "none", members: vec![] };
     assert!(matches!(select_group(&g, &snow_env()), Err(SelectError::EmptyGroup { .. })));
+}
+
+// ---- From the selection to working ops: the Snow display pipeline end to end ----
+
+mod end_to_end {
+    use super::*;
+    use dom0_dma::iommu::sysmmu::SysmmuDomain;
+    use dom0_dma::iommu::{IommuDma, IommuDomain};
+    use dom0_dma::sim::{SimArch, SimHypervisor, SimMachine};
+    use dom0_dma::{AnyDmaOps, ArchDmaOps, Direct, Direction, DmaAttrs, DmaOps, RamMap, Shared};
+    use std::rc::Rc;
+    use sysmmu_model::mem::SimMem;
+    use sysmmu_model::sysmmu::{ModelConfig, SysmmuModel};
+
+    type Ops = AnyDmaOps<SimArch, SimHypervisor, SysmmuDomain<SimArch, &'static SysmmuModel>>;
+
+    struct RcRegs;
+    impl RcRegs {
+        fn model() -> &'static SysmmuModel {
+            Box::leak(Box::new(SysmmuModel::new(ModelConfig::v3(3), Rc::new(SimMem::new(&[(0..0x1000)])))))
+        }
+    }
+
+    /// Build the ops for the display group the way a dom0 would: one domain for the group,
+    /// every member's SysMMU attached to it.
+    fn build(fimd_dom0: bool, mixer_dom0: bool) -> Result<Vec<Ops>, SelectError> {
+        let m = SimMachine::new(0x4000_0000, 32 << 20);
+        let ram = RamMap::new(&[(0x4000_0000, 32 << 20)]);
+        let g = select_group(&display(fimd_dom0, mixer_dom0), &snow_env())?;
+        let arch = SimArch::new(&m, false);
+        Ok(match g.choice.kind {
+            DmaKind::IommuDma => {
+                let tables = arch.alloc_pages(256 << 10, 16 << 10).unwrap();
+                let mut dom = SysmmuDomain::new(arch.clone(), tables, 256 << 10).unwrap();
+                for _ in &g.members {
+                    dom.attach(RcRegs::model());
+                }
+                let shared = Shared::new(IommuDma::new(arch, dom, 0xFFFF_FFFF, ram));
+                g.members.iter().map(|_| AnyDmaOps::IommuDma(shared.clone())).collect()
+            }
+            DmaKind::Direct => g.members.iter().map(|_| AnyDmaOps::Direct(Direct::new(arch.clone(), 0xFFFF_FFFF, ram.clone()))).collect(),
+            other => panic!("unexpected {other}"),
+        })
+    }
+
+    #[test]
+    fn dom0_owned_sysmmus_share_one_domain_with_both_instances_attached() {
+        let ops = build(true, true).unwrap();
+        let (AnyDmaOps::IommuDma(a), AnyDmaOps::IommuDma(b)) = (&ops[0], &ops[1]) else { panic!("not IommuDma") };
+        assert!(a.same_as(b), "FIMD and mixer share one IOMMU domain");
+        assert_eq!(a.0.borrow().domain().instances().len(), 2);
+        let mut fimd: Ops = AnyDmaOps::IommuDma(a.clone());
+        let fb = fimd.map_page(0x4100_0000, 1 << 20, Direction::ToDevice, DmaAttrs::NONE).unwrap();
+        // The mixer's SysMMU walks the same table: the framebuffer IOVA is valid for it too.
+        for inst in a.0.borrow().domain().instances() {
+            assert_eq!(inst.pt_base(), a.0.borrow().domain().pgd());
+        }
+        assert_eq!(a.0.borrow().domain().iova_to_phys(fb).unwrap().0, 0x4100_0000);
+        fimd.unmap_page(fb, 1 << 20, Direction::ToDevice, DmaAttrs::NONE).unwrap();
+    }
+
+    #[test]
+    fn xenith_owned_sysmmus_give_direct_ops() {
+        let mut ops = build(false, false).unwrap();
+        assert!(ops.iter().all(|o| o.kind() == DmaKind::Direct));
+        assert_eq!(ops[1].map_page(0x4100_0000, 4096, Direction::ToDevice, DmaAttrs::NONE).unwrap(), 0x4100_0000);
+    }
+
+    #[test]
+    fn mixed_ownership_builds_nothing() {
+        assert!(matches!(build(true, false), Err(SelectError::GroupMismatch { device, .. }) if device == "14450000.mixer"));
+    }
 }
