@@ -112,7 +112,26 @@ impl<V: Copy + Default> AddrTable<V> {
     /// Remove `key`, returning its value.
     #[inline]
     pub fn remove(&mut self, key: u64) -> Option<V> {
-        let mut hole = self.find(key)?;
+        let i = self.find(key)?;
+        Some(self.remove_at(i))
+    }
+
+    /// The slot holding `key` (for a lookup followed by [`Self::remove_at`] without a second probe).
+    #[inline]
+    pub fn slot_of(&self, key: u64) -> Option<usize> {
+        self.find(key)
+    }
+
+    /// The value in slot `i` (from [`Self::slot_of`]).
+    #[inline]
+    pub fn at_mut(&mut self, i: usize) -> &mut V {
+        &mut self.slots[i].val
+    }
+
+    /// Remove the entry in slot `i` (from [`Self::slot_of`]).
+    #[inline]
+    pub fn remove_at(&mut self, i: usize) -> V {
+        let mut hole = i;
         let val = self.slots[hole].val;
         self.len -= 1;
         // Backward-shift: pull later entries of the probe run into the hole.
@@ -134,7 +153,30 @@ impl<V: Copy + Default> AddrTable<V> {
             i = (i + 1) & mask;
         }
         self.slots[hole].key = EMPTY;
-        Some(val)
+        val
+    }
+
+    /// Insert `val` at `key` if absent; otherwise hand the present value to `update`.
+    #[inline]
+    pub fn insert_or_update(&mut self, key: u64, val: V, update: impl FnOnce(&mut V)) {
+        debug_assert!(key != EMPTY);
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mut i = self.home(key);
+        loop {
+            let k = self.slots[i].key;
+            if k == key {
+                update(&mut self.slots[i].val);
+                return;
+            }
+            if k == EMPTY {
+                self.slots[i] = Slot { key, val };
+                self.len += 1;
+                return;
+            }
+            i = (i + 1) & self.mask();
+        }
     }
 
     fn grow(&mut self) {

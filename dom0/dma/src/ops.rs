@@ -265,15 +265,17 @@ impl<X: Copy + Default> Tracker<X> {
     /// needs its own unmap.
     #[inline]
     pub fn insert(&mut self, dma: DmaAddr, m: Mapping<X>) {
-        if let Some((prev, count)) = self.live.get_mut(dma) {
+        let mut differs = false;
+        self.live.insert_or_update(dma, (m, 1), |(prev, count)| {
             if prev.size == m.size {
                 *count += 1;
             } else {
-                self.overflow.push((dma, m));
+                differs = true;
             }
-            return;
+        });
+        if differs {
+            self.overflow.push((dma, m));
         }
-        self.live.insert(dma, (m, 1));
     }
 
     /// The mapping live at `dma` (exact start).
@@ -286,13 +288,14 @@ impl<X: Copy + Default> Tracker<X> {
     /// double unmap and wrong size — the mapping stays live on a size mismatch.
     #[inline]
     pub fn remove(&mut self, dma: DmaAddr, size: usize, op: &'static str) -> Result<Mapping<X>, DmaError> {
-        if let Some((m, count)) = self.live.get_mut(dma) {
+        if let Some(i) = self.live.slot_of(dma) {
+            let (m, count) = self.live.at_mut(i);
             if m.size == size {
                 let m = *m;
                 if *count > 1 {
                     *count -= 1;
                 } else {
-                    self.live.remove(dma);
+                    self.live.remove_at(i);
                     self.remember(dma);
                 }
                 return Ok(m);
