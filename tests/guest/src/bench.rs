@@ -10,14 +10,14 @@ use guest_abi::version::XENVER_VERSION;
 /// Calls per timed window.
 pub const N: u64 = 100_000;
 
-fn counter() -> u64 {
+pub fn counter() -> u64 {
     let t: u64;
     // SAFETY: CNTVCT_EL0 is readable at EL1; the ISB keeps the read from moving.
     unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) t, options(nomem, nostack)) };
     t
 }
 
-fn frequency() -> u64 {
+pub fn frequency() -> u64 {
     let f: u64;
     // SAFETY: reading CNTFRQ_EL0.
     unsafe { asm!("mrs {}, cntfrq_el0", out(reg) f, options(nomem, nostack)) };
@@ -25,7 +25,7 @@ fn frequency() -> u64 {
 }
 
 /// Waits for the counter to tick, so each window starts on an edge.
-fn edge() -> u64 {
+pub fn edge() -> u64 {
     let t0 = counter();
     loop {
         let t = counter();

@@ -161,3 +161,27 @@ pub fn run(pci: Option<PciHost>, isolated: bool, passed: &mut u32, failed: &mut 
     let alive = guest_abi::guest::version().is_ok();
     check("edu.hypervisor_alive", alive, "xen_version answers", passed, failed);
 }
+
+/// Transfers per timed window of the DMA benchmark.
+const BENCH_TRANSFERS: u64 = 8;
+
+/// `edu-bench`: time 4 KiB RAM -> device transfers (guest counter; deterministic under
+/// `-icount shift=0`) and print `bench edu_dma_4k_ns: <ns per transfer>`.
+pub fn bench(pci: Option<PciHost>) {
+    let Some(edu) = pci.and_then(|p| Edu::find(&p)) else {
+        println!("bench edu: no 1234:11e8 device on bus 0");
+        return;
+    };
+    // SAFETY: as in `run`.
+    let a = unsafe { &mut (*core::ptr::addr_of_mut!(BUF_A)).0 };
+    pattern(a, 3);
+    let start = crate::bench::edge();
+    let mut ok = 0;
+    for _ in 0..BENCH_TRANSFERS {
+        ok += u64::from(edu.dma(a.as_ptr() as u64, 4096, false));
+    }
+    let ticks = crate::bench::counter() - start;
+    let freq = crate::bench::frequency().max(1);
+    let ns = u128::from(ticks) * 1_000_000_000 / (u128::from(freq) * u128::from(BENCH_TRANSFERS));
+    println!("bench edu_dma_4k_ns: {ns} transfers: {BENCH_TRANSFERS} completed: {ok}");
+}

@@ -60,7 +60,7 @@ mod kernel {
             }
         };
         let image_end = core::ptr::addr_of!(_end) as u64;
-        let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated");
+        let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench");
         if let (true, Some(pci)) = (edu_mode, info.pci) {
             // SAFETY: boot CPU, before the MMU is enabled.
             unsafe {
@@ -84,11 +84,13 @@ mod kernel {
         let args = core::str::from_utf8(info.bootargs()).unwrap_or("?");
         println!("test-guest: bootargs \"{args}\"");
 
-        if info.has_arg(b"bench") {
+        if info.has_arg(b"edu-bench") {
+            crate::edu::bench(info.pci);
+        } else if info.has_arg(b"bench") {
             bench::run();
         } else {
             let (mut passed, mut failed) = cases::run_all();
-            if edu_mode {
+            if info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") {
                 crate::edu::run(info.pci, !info.has_arg(b"edu=unisolated"), &mut passed, &mut failed);
             }
             println!("{passed} passed, {failed} failed");

@@ -238,6 +238,40 @@ mod tests {
         }
     }
 
+    /// The figure `cargo xtask bench` reports: SMMU commands for one p2m unmap of 1000 pages
+    /// of a domain whose stage 2 the SMMU shares (target: one CMD_SYNC for the batch).
+    #[test]
+    fn bench_unmap_1000_pages_commands() {
+        use crate::mm::{S2Attr, Stage2, Stage2Config};
+        let ram = Ram::new(0x4000_0000, 16 << 20);
+        let clock = TestClock::new(1000);
+        let model = Model::new(&ram, qemu_stage2_idr());
+        let cfg = SmmuConfig { max_sid_bits: Some(8), ..SmmuConfig::default() };
+        let mut smmu = Smmu::new(&model, &ram, &clock, Bump::new(0x4000_0000, 0x4040_0000), cfg).unwrap();
+        smmu.enable().unwrap();
+        let mut frames = Frames { next: 0x4040_0000 };
+        let mut cpu = Recorder::default();
+        let mem = &ram;
+        let mut p2m = Stage2::new(5, Stage2Config { ipa_bits: 40, pa_bits: 40 }, &mut frames, &mem).unwrap();
+        smmu.attach_stream(1, 5, p2m.vttbr(), p2m.vtcr()).unwrap();
+        for i in 0..1000u64 {
+            // Every other frame, so nothing merges into a block.
+            p2m.map(0x8000_0000 + i * PAGE_SIZE, 0x1_0000_0000 + 2 * i * PAGE_SIZE, PAGE_SIZE, S2Attr::RAM_RW, &mut frames, &mem, &mut cpu)
+                .unwrap();
+        }
+        let before = smmu.stats();
+        {
+            let mut stlb = SmmuTlb::new(&mut smmu);
+            let mut both = BothTlb(&mut cpu, &mut stlb);
+            p2m.unmap(0x8000_0000, 1000 * PAGE_SIZE, &mut frames, &mem, &mut both).unwrap();
+        }
+        let after = smmu.stats();
+        let (cmds, syncs) = (after.total - before.total, after.syncs - before.syncs);
+        std::println!("bench smmu_unmap_1000_pages: commands {cmds} cmd_sync {syncs}");
+        assert_eq!(syncs, 1, "one CMD_SYNC for the whole unmap");
+        assert!(cmds <= 3, "{cmds} commands");
+    }
+
     #[test]
     fn frame_dma_rounds_to_aligned_blocks() {
         let mut d = FrameDma(Frames { next: 0x4000_1000 });
