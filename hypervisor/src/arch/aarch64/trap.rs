@@ -222,7 +222,8 @@ fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> 
                 }
                 frame.x[reg] = v;
             }
-            frame.elr += if iss & (1 << 25) != 0 { 4 } else { 2 };
+            // `iss` is ESR_EL2[24:0], so it never holds IL (bit 25); AArch64 instructions are 4 bytes.
+            frame.elr += 4;
             true
         }
         MmioResult::Abort => false,
