@@ -408,3 +408,39 @@ fn group_members_share_one_iommu_domain() {
     mixer.unmap_page(a, 4096, Direction::ToDevice, DmaAttrs::NONE).unwrap();
     fimd.unmap_page(b, 4096, Direction::ToDevice, DmaAttrs::NONE).unwrap();
 }
+
+#[test]
+fn sysmmu_v3_iova_ranges_keep_the_prefetch_holes() {
+    use std::rc::Rc;
+    use sysmmu_model::mem::SimMem;
+    use sysmmu_model::sysmmu::{ModelConfig, SysmmuModel};
+    for (minor, want) in [(1u8, 128u64 << 10), (3, 256 << 10)] {
+        let m = machine();
+        let regs = SysmmuModel::new(ModelConfig::v3(minor), Rc::new(SimMem::new(&[0..0x1000])));
+        let arch = SimArch::new(&m, true);
+        let tables = dom0_dma::ArchDmaOps::alloc_pages(&arch, 256 << 10, 16 << 10).unwrap();
+        let mut dom = SysmmuDomain::new(arch.clone(), tables, 256 << 10).unwrap();
+        dom.attach(&regs);
+        let mut io = IommuDma::new(arch, dom, 0xFFFF_FFFF, ram());
+        assert_eq!((io.iova_guard().align, io.iova_guard().hole), (want, want));
+        let maps: Vec<(u64, usize)> = (0..20u64)
+            .map(|i| {
+                let len = 1 + (i as usize * 37_000) % (600 << 10);
+                (io.map_page(BUF + i * 4096, len, Direction::Bidirectional, DmaAttrs::NONE).unwrap(), len)
+            })
+            .collect();
+        for &(d, len) in &maps {
+            let start = d & !0xFFF;
+            assert_eq!(start % want, 0, "v3.{minor}: IOVA {d:#x} aligned");
+            let end = (d + len as u64 + 0xFFF) & !0xFFF;
+            for hole in (end..end + want).step_by(4096) {
+                assert!(io.domain().iova_to_phys(hole).is_none(), "v3.{minor}: hole after {d:#x} unmapped at {hole:#x}");
+            }
+        }
+        io.check_consistency().unwrap();
+        for (d, len) in maps {
+            io.unmap_page(d, len, Direction::Bidirectional, DmaAttrs::NONE).unwrap();
+        }
+        assert_eq!(io.iova_stats().live, 0);
+    }
+}

@@ -84,6 +84,24 @@ pub trait IommuDomain {
     fn mapped_bytes(&self) -> u64;
     /// Low-level invalidation operations issued so far (commands or register writes).
     fn invalidation_ops(&self) -> u64;
+    /// Constraints on where IOVA ranges may sit (hardware that prefetches neighbouring
+    /// entries). None by default.
+    fn iova_guard(&self) -> IovaGuard {
+        IovaGuard::NONE
+    }
+}
+
+/// IOVA placement constraints: every range starts `align`-aligned and is followed by `hole`
+/// bytes that stay unmapped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IovaGuard {
+    pub align: u64,
+    pub hole: u64,
+}
+
+impl IovaGuard {
+    /// No constraint.
+    pub const NONE: IovaGuard = IovaGuard { align: 0, hole: 0 };
 }
 
 /// When IOTLB invalidations happen.
@@ -125,6 +143,7 @@ pub struct IommuDma<A: ArchDmaOps, D: IommuDomain> {
     ram: RamMap,
     coherent_dev: bool,
     mode: FlushMode,
+    guard: IovaGuard,
     pending: Vec<(u64, u64)>,
     pending_gather: IotlbGather,
     maps: Tracker<IoMap>,
@@ -141,6 +160,7 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
         let top = if domain.ias() >= 64 { u64::MAX } else { (1u64 << domain.ias()) - 1 };
         let size = top - IOVA_BASE + 1;
         let coherent_dev = arch.coherent();
+        let guard = domain.iova_guard();
         IommuDma {
             arch,
             domain,
@@ -150,6 +170,7 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
             ram,
             coherent_dev,
             mode: FlushMode::Strict,
+            guard,
             pending: Vec::new(),
             pending_gather: IotlbGather::default(),
             maps: Tracker::new(),
@@ -165,6 +186,26 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
         self.mode = mode;
         self
     }
+    /// Override the IOVA placement constraints the domain asked for (before any mapping).
+    pub fn with_iova_guard(mut self, guard: IovaGuard) -> Self {
+        self.guard = guard;
+        self
+    }
+    /// The IOVA placement constraints in force.
+    pub fn iova_guard(&self) -> IovaGuard {
+        self.guard
+    }
+
+    /// IOVA space reserved for a mapping of `len` bytes (alignment padding and hole included;
+    /// the allocator aligns power-of-two sizes to themselves).
+    #[inline]
+    fn reserve_len(&self, len: u64) -> u64 {
+        if self.guard.align == 0 && self.guard.hole == 0 {
+            return len;
+        }
+        align_up(len, self.guard.align.max(self.granule)) + self.guard.hole
+    }
+
     /// The IO page table.
     pub fn domain(&self) -> &D {
         &self.domain
@@ -203,20 +244,27 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
         self.stats.iotlb_syncs += 1;
         self.pending_gather = IotlbGather::default();
         for (iova, len) in core::mem::take(&mut self.pending) {
-            self.iova.free(iova, len);
+            let r = self.reserve_len(len);
+            self.iova.free(iova, r);
+        }
+    }
+
+    fn alloc_iova(&mut self, len: u64) -> Result<u64, DmaError> {
+        let r = self.reserve_len(len);
+        match self.iova.alloc(r, self.mask) {
+            Some(i) => Ok(i),
+            None => {
+                self.flush();
+                self.iova.alloc(r, self.mask).ok_or(DmaError::IovaExhausted { size: len as usize })
+            }
         }
     }
 
     fn map_range(&mut self, pa: PhysAddr, len: u64, prot: IoProt) -> Result<u64, DmaError> {
-        let iova = match self.iova.alloc(len, self.mask) {
-            Some(i) => i,
-            None => {
-                self.flush();
-                self.iova.alloc(len, self.mask).ok_or(DmaError::IovaExhausted { size: len as usize })?
-            }
-        };
+        let iova = self.alloc_iova(len)?;
         if let Err(e) = self.domain.map(iova, pa, len, prot) {
-            self.iova.free(iova, len);
+            let r = self.reserve_len(len);
+            self.iova.free(iova, r);
             return Err(e.into());
         }
         Ok(iova)
@@ -235,7 +283,8 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
             FlushMode::Strict => {
                 self.domain.iotlb_sync(&gather);
                 self.stats.iotlb_syncs += 1;
-                self.iova.free(m.iova, m.len);
+                let r = self.reserve_len(m.len);
+                self.iova.free(m.iova, r);
             }
             FlushMode::Deferred { batch } => {
                 self.pending.push((m.iova, m.len));
@@ -389,15 +438,9 @@ impl<A: ArchDmaOps, D: IommuDomain> DmaOps for IommuDma<A, D> {
             return Err(self.sgs.fail("map_sg", DmaError::ZeroSize));
         }
         let span = self.sg_span(sg);
-        let iova = match self.iova.alloc(span, self.mask) {
-            Some(i) => i,
-            None => {
-                self.flush();
-                match self.iova.alloc(span, self.mask) {
-                    Some(i) => i,
-                    None => return Err(self.sgs.fail("map_sg", DmaError::IovaExhausted { size: span as usize })),
-                }
-            }
+        let iova = match self.alloc_iova(span) {
+            Ok(i) => i,
+            Err(e) => return Err(self.sgs.fail("map_sg", e)),
         };
         let mut at = iova;
         for s in sg.iter_mut() {
@@ -410,7 +453,8 @@ impl<A: ArchDmaOps, D: IommuDomain> DmaOps for IommuDma<A, D> {
                     self.domain.iotlb_sync(&g);
                     self.stats.iotlb_syncs += 1;
                 }
-                self.iova.free(iova, span);
+                let r = self.reserve_len(span);
+                self.iova.free(iova, r);
                 return Err(self.sgs.fail("map_sg", e.into()));
             }
             s.dma = at + off;

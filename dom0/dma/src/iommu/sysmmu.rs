@@ -12,7 +12,7 @@ use platform::exynos5250::sysmmu_pt::{
 };
 use platform::{Mmio, PhysMem};
 
-use crate::iommu::{IoProt, IommuDomain, IotlbGather};
+use crate::iommu::{IoProt, IommuDomain, IotlbGather, IovaGuard};
 use crate::types::IommuError;
 
 /// v1-v3 register offsets.
@@ -85,6 +85,17 @@ pub fn cfg_for_version(major: u32, minor: u32) -> u32 {
     cfg | EAP
 }
 
+/// IOVA placement a SysMMU of this version needs: v3.x prefetches neighbouring level-2
+/// entries (fault entries included), so ranges are kept 128 KiB aligned with a 128 KiB hole
+/// (v3.1 and earlier v3) or 256 KiB (v3.2 and later v3).
+pub fn prefetch_guard(major: u32, minor: u32) -> IovaGuard {
+    match (major, minor) {
+        (3, 0..=1) => IovaGuard { align: 128 << 10, hole: 128 << 10 },
+        (3, _) => IovaGuard { align: 256 << 10, hole: 256 << 10 },
+        _ => IovaGuard::NONE,
+    }
+}
+
 fn pt_err(e: PtError, iova: u64) -> IommuError {
     match e {
         PtError::Misaligned { addr, .. } => IommuError::Misaligned { iova, pa: addr, size: 0 },
@@ -105,6 +116,7 @@ pub struct SysmmuDomain<P: PhysMem, R: Mmio> {
     mapped: u64,
     inv_ops: u64,
     block_timeouts: u64,
+    guard: IovaGuard,
 }
 
 impl<P: PhysMem, R: Mmio> SysmmuDomain<P, R> {
@@ -116,7 +128,7 @@ impl<P: PhysMem, R: Mmio> SysmmuDomain<P, R> {
         }
         let mut arena = TableArena::new(table_base + LV1_TABLE_SIZE as u64, table_size - LV1_TABLE_SIZE as u64);
         let pt = SysmmuPageTable::new(&mem, &mut arena, PtFormat::V1, table_base).map_err(|e| pt_err(e, 0))?;
-        Ok(SysmmuDomain { mem, arena, pt, instances: Vec::new(), mapped: 0, inv_ops: 0, block_timeouts: 0 })
+        Ok(SysmmuDomain { mem, arena, pt, instances: Vec::new(), mapped: 0, inv_ops: 0, block_timeouts: 0, guard: IovaGuard::NONE })
     }
 
     /// The level-1 table's address (PT_BASE).
@@ -141,6 +153,8 @@ impl<P: PhysMem, R: Mmio> SysmmuDomain<P, R> {
     pub fn attach(&mut self, regs: R) {
         let v = regs.read32(reg::VERSION);
         let (major, minor) = (v >> 28, (v >> 21) & 0x7F);
+        let g = prefetch_guard(major, minor);
+        self.guard = IovaGuard { align: self.guard.align.max(g.align), hole: self.guard.hole.max(g.hole) };
         self.block(&regs);
         regs.write32(reg::CFG, cfg_for_version(major, minor));
         regs.write32(reg::PT_BASE, self.pt.pgd_pa() as u32);
@@ -252,5 +266,8 @@ impl<P: PhysMem, R: Mmio> IommuDomain for SysmmuDomain<P, R> {
     }
     fn invalidation_ops(&self) -> u64 {
         self.inv_ops
+    }
+    fn iova_guard(&self) -> IovaGuard {
+        self.guard
     }
 }
