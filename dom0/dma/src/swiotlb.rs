@@ -94,6 +94,38 @@ pub(crate) fn hv_err(op: &'static str, e: HvError) -> DmaError {
     }
 }
 
+/// A bounce pool: a range of dom0's own RAM carved into 2 KiB slots. One pool can serve many
+/// devices ([`SharedPool`]), as swiotlb's single pool does.
+pub struct BouncePool {
+    base: PhysAddr,
+    size: usize,
+    slots: IovaAllocator,
+}
+
+/// A bounce pool shared by several devices' swiotlb-xen ops.
+pub type SharedPool = Rc<RefCell<BouncePool>>;
+
+impl BouncePool {
+    /// A pool over `[base, base + size)` of local RAM (already allocated by the caller).
+    pub fn new(base: PhysAddr, size: usize) -> BouncePool {
+        BouncePool { base, size, slots: IovaAllocator::new(base, size as u64, SLOT_SHIFT) }
+    }
+    /// A pool of `size` bytes allocated through `arch`, shared.
+    pub fn allocate<A: ArchDmaOps>(arch: &A, size: usize) -> Result<SharedPool, DmaError> {
+        let size = align_up(size as u64, XEN_PAGE_SIZE) as usize;
+        let base = arch.alloc_pages(size, XEN_PAGE_SIZE as usize).ok_or(DmaError::OutOfMemory { size })?;
+        Ok(Rc::new(RefCell::new(BouncePool::new(base, size))))
+    }
+    /// The pool's range.
+    pub fn range(&self) -> (PhysAddr, usize) {
+        (self.base, self.size)
+    }
+    /// Slot accounting (leak checks).
+    pub fn stats(&self) -> IovaStats {
+        self.slots.stats()
+    }
+}
+
 /// Why a mapping bounces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BounceReason {
@@ -174,9 +206,8 @@ pub struct XenSwiotlb<A: ArchDmaOps, H: Hypervisor> {
     coherent_dev: bool,
     has_cache_flush: bool,
     force_bounce: bool,
-    pool_base: PhysAddr,
-    pool_size: usize,
-    pool: IovaAllocator,
+    pool: SharedPool,
+    own_pool: bool,
     maps: Tracker<SwMap>,
     coherent: Tracker<()>,
     resources: Tracker<()>,
@@ -184,14 +215,20 @@ pub struct XenSwiotlb<A: ArchDmaOps, H: Hypervisor> {
 }
 
 impl<A: ArchDmaOps, H: Hypervisor> XenSwiotlb<A, H> {
-    /// swiotlb-xen for a device with mask `mask`, with a bounce pool of `pool_size` bytes
+    /// swiotlb-xen for a device with mask `mask`, with its own bounce pool of `pool_size` bytes
     /// allocated from the arch ops (so in dom0's own, local RAM).
     pub fn new(arch: A, hv: H, p2m: SharedP2m, mask: u64, ram: RamMap, pool_size: usize) -> Result<Self, DmaError> {
-        let pool_size = align_up(pool_size as u64, XEN_PAGE_SIZE) as usize;
-        let pool_base = arch.alloc_pages(pool_size, XEN_PAGE_SIZE as usize).ok_or(DmaError::OutOfMemory { size: pool_size })?;
+        let pool = BouncePool::allocate(&arch, pool_size)?;
+        let mut sw = Self::with_pool(arch, hv, p2m, mask, ram, pool);
+        sw.own_pool = true;
+        Ok(sw)
+    }
+
+    /// swiotlb-xen bouncing through a pool shared with other devices.
+    pub fn with_pool(arch: A, hv: H, p2m: SharedP2m, mask: u64, ram: RamMap, pool: SharedPool) -> Self {
         let coherent_dev = arch.coherent();
         let has_cache_flush = hv.has_cache_flush();
-        Ok(XenSwiotlb {
+        XenSwiotlb {
             arch,
             hv,
             p2m,
@@ -200,14 +237,13 @@ impl<A: ArchDmaOps, H: Hypervisor> XenSwiotlb<A, H> {
             coherent_dev,
             has_cache_flush,
             force_bounce: false,
-            pool_base,
-            pool_size,
-            pool: IovaAllocator::new(pool_base, pool_size as u64, SLOT_SHIFT),
+            pool,
+            own_pool: false,
             maps: Tracker::new(),
             coherent: Tracker::new(),
             resources: Tracker::new(),
             stats: SwiotlbStats::default(),
-        })
+        }
     }
 
     /// Bounce every streaming mapping (swiotlb=force).
@@ -217,11 +253,11 @@ impl<A: ArchDmaOps, H: Hypervisor> XenSwiotlb<A, H> {
     }
     /// The bounce pool's range.
     pub fn pool_range(&self) -> (PhysAddr, usize) {
-        (self.pool_base, self.pool_size)
+        self.pool.borrow().range()
     }
     /// The bounce pool's accounting (leak checks).
     pub fn pool_stats(&self) -> IovaStats {
-        self.pool.stats()
+        self.pool.borrow().stats()
     }
     /// Counters.
     pub fn stats(&self) -> SwiotlbStats {
@@ -239,12 +275,15 @@ impl<A: ArchDmaOps, H: Hypervisor> XenSwiotlb<A, H> {
     pub fn decide(&self, phys: PhysAddr, size: usize) -> SwiotlbDecision {
         decide(&self.p2m.borrow(), phys, size, self.mask, self.coherent_dev, self.has_cache_flush, self.force_bounce)
     }
-    /// Release the bounce pool (all mappings must be gone).
+    /// Release the bounce pool if this instance owns it (all mappings must be gone).
     pub fn destroy(self) -> Result<(), DmaError> {
+        let (base, size) = self.pool_range();
         if !self.maps.is_empty() {
-            return Err(DmaError::Inconsistent { dma: self.pool_base, what: "destroying swiotlb with live mappings" });
+            return Err(DmaError::Inconsistent { dma: base, what: "destroying swiotlb with live mappings" });
         }
-        self.arch.free_pages(self.pool_base, self.pool_size);
+        if self.own_pool {
+            self.arch.free_pages(base, size);
+        }
         Ok(())
     }
 
@@ -347,11 +386,13 @@ impl<A: ArchDmaOps, H: Hypervisor> DmaOps for XenSwiotlb<A, H> {
                 if size > MAX_BOUNCE {
                     return Err(self.maps.fail("map_page", DmaError::TooLarge { size, max: MAX_BOUNCE }));
                 }
-                let slot = match self.pool.alloc(size as u64, self.mask) {
+                let got = self.pool.borrow_mut().slots.alloc(size as u64, self.mask);
+                let slot = match got {
                     Some(s) => s,
                     None => {
-                        let e = if self.pool_base > self.mask {
-                            DmaError::MaskExceeded { addr: self.pool_base, size, mask: self.mask }
+                        let base = self.pool.borrow().base;
+                        let e = if base > self.mask {
+                            DmaError::MaskExceeded { addr: base, size, mask: self.mask }
                         } else {
                             DmaError::BounceFull { size }
                         };
@@ -360,7 +401,7 @@ impl<A: ArchDmaOps, H: Hypervisor> DmaOps for XenSwiotlb<A, H> {
                 };
                 if sync {
                     if let Err(e) = self.bounce_to_device(phys, slot, size, dir) {
-                        self.pool.free(slot, size as u64);
+                        self.pool.borrow_mut().slots.free(slot, size as u64);
                         return Err(self.maps.fail("map_page", e));
                     }
                 }
@@ -376,7 +417,7 @@ impl<A: ArchDmaOps, H: Hypervisor> DmaOps for XenSwiotlb<A, H> {
         let sync = !attrs.contains(DmaAttrs::SKIP_CPU_SYNC);
         if m.extra.bounce {
             let r = if sync { self.bounce_to_cpu(m.extra.orig, dma, size, m.dir) } else { Ok(()) };
-            self.pool.free(dma, size as u64);
+            self.pool.borrow_mut().slots.free(dma, size as u64);
             return r;
         }
         if sync {

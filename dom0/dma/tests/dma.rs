@@ -444,3 +444,23 @@ fn sysmmu_v3_iova_ranges_keep_the_prefetch_holes() {
         assert_eq!(io.iova_stats().live, 0);
     }
 }
+
+#[test]
+fn swiotlb_devices_can_share_one_bounce_pool() {
+    use dom0_dma::swiotlb::BouncePool;
+    let m = machine();
+    let arch = SimArch::new(&m, true);
+    let pool = BouncePool::allocate(&arch, 64 << 10).unwrap();
+    let p2m = ForeignP2m::shared();
+    let mut a = XenSwiotlb::with_pool(arch.clone(), hv(&m), p2m.clone(), u64::MAX, ram(), pool.clone()).force_bounce(true);
+    let mut b = XenSwiotlb::with_pool(arch, hv(&m), p2m, u64::MAX, ram(), pool.clone()).force_bounce(true);
+    let x = a.map_page(BUF, 4096, Direction::ToDevice, DmaAttrs::NONE).unwrap();
+    let y = b.map_page(BUF + 4096, 4096, Direction::ToDevice, DmaAttrs::NONE).unwrap();
+    assert_ne!(x, y);
+    assert_eq!(pool.borrow().stats().live, 8192);
+    // Each device unmaps only its own mappings.
+    assert!(matches!(b.unmap_page(x, 4096, Direction::ToDevice, DmaAttrs::NONE), Err(DmaError::NotMapped { .. })));
+    a.unmap_page(x, 4096, Direction::ToDevice, DmaAttrs::NONE).unwrap();
+    b.unmap_page(y, 4096, Direction::ToDevice, DmaAttrs::NONE).unwrap();
+    assert_eq!(pool.borrow().stats().live, 0);
+}
