@@ -5,6 +5,7 @@ mod conformance;
 mod elf;
 mod env;
 mod fixtures;
+mod linux;
 mod qemu;
 mod systest;
 
@@ -19,6 +20,7 @@ cargo xtask <command>
   build              build xenith and the test guest as raw arm64 Images under target/xenith/
   run [options]      boot xenith + dom0 on QEMU virt (GICv3, SMMUv3 stage 2); QEMU exits when dom0 shuts down
       --dom0 PATH        boot this kernel as dom0 instead of the test guest
+                         (`linux`: Debian's arm64 kernel + a busybox initramfs, fetched and cached)
       --dom0-args ARGS   dom0's command line (default: console=hvc0)
       --initrd PATH      dom0's initrd
       --append ARGS      xenith's command line (e.g. dom0_mem=512M)
@@ -72,7 +74,11 @@ fn run(args: &[String]) -> Result<()> {
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
-            "--dom0" => boot.dom0 = Some(PathBuf::from(value()?)),
+            "--dom0" => match value()?.as_str() {
+                // Debian's arm64 kernel with a busybox initramfs (linux.rs).
+                "linux" => linux::use_for(&mut boot)?,
+                path => boot.dom0 = Some(PathBuf::from(path)),
+            },
             "--dom0-args" => boot.dom0_args = value()?,
             "--initrd" => boot.initrd = Some(PathBuf::from(value()?)),
             "--append" => boot.cmdline = value()?,
