@@ -544,9 +544,14 @@ fn op_strategy() -> impl Strategy<Value = P2mOp> {
 }
 
 fn check_page(model: &SysmmuModel, p2m: &BTreeMap<u64, (u64, bool)>, page: u64) -> Result<(), TestCaseError> {
+    check_against(model, page, p2m.get(&page).copied())
+}
+
+/// The master's read and write at `page` behave as the p2m entry `expect` says.
+fn check_against(model: &SysmmuModel, page: u64, expect: Option<(u64, bool)>) -> Result<(), TestCaseError> {
     let ipa = page << 12;
-    match p2m.get(&page) {
-        Some(&(pa, writable)) => {
+    match expect {
+        Some((pa, writable)) => {
             prop_assert_eq!(dma(model, ipa + 8, false), Ok(pa + 8), "read ipa {:#x}", ipa);
             let w = dma(model, ipa, true);
             if writable {
@@ -610,6 +615,82 @@ proptest! {
         for page in (0..WINDOW_PAGES).step_by(3) {
             check_page(&model, &p2m, page)?;
             prop_assert_eq!(sh.lookup(page << 12), p2m.get(&page).copied());
+        }
+    }
+}
+
+/// The real stage-2 code as the p2m: every change is applied to `mm::p2m::Stage2` and mirrored into
+/// the shadow table, and the SysMMU (model) must translate as `Stage2::lookup` does.
+mod with_stage2 {
+    use super::*;
+    use crate::mm::{FrameAlloc, S2Attr, Stage2, Stage2Config, TlbOps};
+
+    struct Frames {
+        next: u64,
+        free: Vec<u64>,
+    }
+    impl FrameAlloc for Frames {
+        fn alloc_frame(&mut self) -> Option<u64> {
+            self.free.pop().or_else(|| {
+                let p = self.next;
+                self.next += 0x1000;
+                Some(p)
+            })
+        }
+        fn free_frame(&mut self, pa: u64) {
+            self.free.push(pa);
+        }
+    }
+    struct NoTlb;
+    impl TlbOps for NoTlb {
+        fn invalidate_ipa(&mut self, _: u16, _: u64) {}
+        fn invalidate_vmid(&mut self, _: u16) {}
+        fn sync(&mut self) {}
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn shadow_translates_like_stage2(
+            ops in proptest::collection::vec(op_strategy(), 1..20),
+            version in 0usize..3,
+        ) {
+            let cfg = [v3(1), v3(3), ModelConfig::v5()][version].clone();
+            let (mem, model) = rig(cfg);
+            let mut sh = shadow(&mem, &model);
+            let p2m_mem = SimMem::new(&[0x4000_0000..0x4100_0000]);
+            let mut frames = Frames { next: 0x4000_0000, free: Vec::new() };
+            let mut s2 = Stage2::new(1, Stage2Config { ipa_bits: 32, pa_bits: 32 }, &mut frames, &p2m_mem).unwrap();
+            for op in &ops {
+                let (first, n) = match *op {
+                    P2mOp::Map { ipa_page, pages, pa_mib, aligned, writable } => {
+                        let pages = pages.min(WINDOW_PAGES - ipa_page);
+                        let off = if aligned { (ipa_page << 12) % MIB } else { 0x3000 };
+                        let pa = 0x5000_0000 + pa_mib * MIB + off;
+                        let attr = if writable { S2Attr::RAM_RW } else { S2Attr::RAM_RO };
+                        s2.map(ipa_page << 12, pa, pages << 12, attr, &mut frames, &p2m_mem, &mut NoTlb).unwrap();
+                        sh.map(ipa_page << 12, pa, pages << 12, writable).unwrap();
+                        (ipa_page, pages)
+                    }
+                    P2mOp::Unmap { ipa_page, pages } => {
+                        let pages = pages.min(WINDOW_PAGES - ipa_page);
+                        s2.unmap(ipa_page << 12, pages << 12, &mut frames, &p2m_mem, &mut NoTlb).unwrap();
+                        sh.unmap(ipa_page << 12, pages << 12).unwrap();
+                        (ipa_page, pages)
+                    }
+                };
+                let mut probes = std::vec![first.saturating_sub(1), first, first + n / 2, first + n - 1, first + n];
+                probes.extend((first..first + n).step_by(41));
+                for p in probes.into_iter().filter(|&p| p < WINDOW_PAGES) {
+                    let expect = s2.lookup(p << 12, &p2m_mem).map(|t| (t.pa, t.attr.write));
+                    check_against(&model, p, expect)?;
+                }
+            }
+            for page in (0..WINDOW_PAGES).step_by(5) {
+                let expect = s2.lookup(page << 12, &p2m_mem).map(|t| (t.pa, t.attr.write));
+                check_against(&model, page, expect)?;
+            }
         }
     }
 }
