@@ -27,6 +27,8 @@ pub const MAX_BOUNCE: usize = 128 << SLOT_SHIFT;
 #[derive(Default)]
 pub struct ForeignP2m {
     map: AddrMap<u64>,
+    /// mfn -> pfn, for turning an IO page table's machine output back into dom0's address.
+    rev: AddrMap<u64>,
 }
 
 /// A foreign p2m shared by the backends that grant-map and the devices that DMA.
@@ -39,11 +41,27 @@ impl ForeignP2m {
     }
     /// Record that dom0 frame `pfn` is machine frame `mfn`.
     pub fn insert(&mut self, pfn: u64, mfn: u64) {
-        self.map.insert(pfn, mfn);
+        if let Some(old) = self.map.insert(pfn, mfn) {
+            self.rev.remove(&old);
+        }
+        self.rev.insert(mfn, pfn);
     }
     /// Forget `pfn`.
     pub fn remove(&mut self, pfn: u64) -> Option<u64> {
-        self.map.remove(&pfn)
+        let mfn = self.map.remove(&pfn)?;
+        self.rev.remove(&mfn);
+        Some(mfn)
+    }
+    /// Bus (machine) address -> dom0 physical: the inverse of [`Self::phys_to_bus`].
+    #[inline]
+    pub fn bus_to_phys(&self, bus: u64) -> PhysAddr {
+        if self.rev.is_empty() {
+            return bus;
+        }
+        match self.rev.get(&(bus >> XEN_PAGE_SHIFT)) {
+            Some(&pfn) => (pfn << XEN_PAGE_SHIFT) | (bus & (XEN_PAGE_SIZE - 1)),
+            None => bus,
+        }
     }
     /// Is `pfn` a foreign frame?
     #[inline]

@@ -1,5 +1,5 @@
 //! Done-when #1, the property: random map / unmap / sync / device-write sequences, in every
-//! implementation, keep every live mapping translating to the right bytes (as the device sees
+//! implementation (and a dom0-driven SysMMU over grant-mapped foreign frames), keep every live mapping translating to the right bytes (as the device sees
 //! them: machine memory, through the IO page table, or through the backend's grant lookup),
 //! report wrong-size unmaps without losing the mapping, and leak no IOVA, bounce slot or grant.
 #![allow(clippy::single_range_in_vec_init)]
@@ -31,6 +31,7 @@ enum Mode {
     SwiotlbForce,
     IommuLpaeDeferred,
     IommuSysmmu,
+    IommuSysmmuForeign,
     Grant,
 }
 
@@ -92,6 +93,18 @@ fn regs() -> &'static SysmmuModel {
     MODEL.with(|m| *m)
 }
 
+/// Buffer 7: two foreign frames that are not machine-contiguous; buffer 6: two that are.
+/// Both below the swiotlb mode's mask; buffers 4.. themselves are above it.
+fn foreign_buffers(h: &SimHypervisor) -> dom0_dma::swiotlb::SharedP2m {
+    let p2m = ForeignP2m::shared();
+    for (buf, page, mfn) in [(7u64, 0u64, 0x30000u64), (7, 1, 0x30002), (6, 0, 0x30010), (6, 1, 0x30011)] {
+        let gref = (buf * 10 + page) as u32;
+        h.offer_grant(1, gref, mfn, false);
+        p2m.borrow_mut().map_grant(h, BUFS + buf * BUF_STRIDE + page * 4096, 1, gref, false).unwrap();
+    }
+    p2m
+}
+
 fn world(mode: Mode) -> World {
     let m = SimMachine::new(RAM, RAM_SIZE);
     m.add_foreign_memory(FOREIGN, 1 << 20);
@@ -101,14 +114,7 @@ fn world(mode: Mode) -> World {
     let dut = match mode {
         Mode::Direct => Dut::Direct(Direct::new(arch, u64::MAX, ram)),
         Mode::SwiotlbMaskForeign => {
-            let p2m = ForeignP2m::shared();
-            // Buffer 7: two foreign frames that are not machine-contiguous; buffer 6: two
-            // that are. Both below the mask; buffers 4.. themselves are above it.
-            for (buf, page, mfn) in [(7u64, 0u64, 0x30000u64), (7, 1, 0x30002), (6, 0, 0x30010), (6, 1, 0x30011)] {
-                let gref = (buf * 10 + page) as u32;
-                h.offer_grant(1, gref, mfn, false);
-                p2m.borrow_mut().map_grant(&h, BUFS + buf * BUF_STRIDE + page * 4096, 1, gref, false).unwrap();
-            }
+            let p2m = foreign_buffers(&h);
             let mask = BUFS + 4 * BUF_STRIDE - 1;
             Dut::Sw(XenSwiotlb::new(arch, h.clone(), p2m, mask, ram, 1 << 20).unwrap())
         }
@@ -119,11 +125,17 @@ fn world(mode: Mode) -> World {
             let dom = Smmuv3S1Domain::new(arch.clone(), RecordingCmdq { count_only: true, ..Default::default() }, 1).unwrap();
             Dut::Lpae(IommuDma::new(arch, dom, u64::MAX, ram).with_flush_mode(FlushMode::Deferred { batch: 4 }))
         }
-        Mode::IommuSysmmu => {
+        Mode::IommuSysmmu | Mode::IommuSysmmuForeign => {
             let tables = arch.alloc_pages(256 << 10, 16 << 10).unwrap();
             let mut dom = SysmmuDomain::new(arch.clone(), tables, 256 << 10).unwrap();
             dom.attach(regs());
-            Dut::Sysmmu(IommuDma::new(arch, dom, 0xFFFF_FFFF, ram))
+            let io = IommuDma::new(arch, dom, 0xFFFF_FFFF, ram);
+            if mode == Mode::IommuSysmmuForeign {
+                // The SysMMU outputs machine addresses: grant-mapped frames need their mfn.
+                Dut::Sysmmu(io.with_foreign_p2m(foreign_buffers(&h)))
+            } else {
+                Dut::Sysmmu(io)
+            }
         }
         Mode::Grant => Dut::Grant(GrantDma::new(arch, h.clone(), BACKEND, 4096, ram)),
     };
@@ -137,7 +149,8 @@ impl World {
             Dut::Direct(_) => self.m.gpa_to_machine(dma),
             Dut::Sw(_) => dma,
             Dut::Lpae(io) => self.m.gpa_to_machine(io.domain().iova_to_phys(dma).expect("live IOVA translates").0),
-            Dut::Sysmmu(io) => self.m.gpa_to_machine(io.domain().iova_to_phys(dma).expect("live IOVA translates").0),
+            // No stage 2 behind a dom0-driven SysMMU: its output is the machine address.
+            Dut::Sysmmu(io) => io.domain().iova_to_phys(dma).expect("live IOVA translates").0,
             Dut::Grant(_) => self.h.resolve_grant_addr(BACKEND, dma).expect("live grant resolves").0,
         }
     }
@@ -322,6 +335,8 @@ proptest! {
     fn iommu_lpae_deferred_sequences(ops in prop::collection::vec(op(), 1..40)) { run(Mode::IommuLpaeDeferred, ops)?; }
     #[test]
     fn iommu_sysmmu_sequences(ops in prop::collection::vec(op(), 1..40)) { run(Mode::IommuSysmmu, ops)?; }
+    #[test]
+    fn iommu_sysmmu_foreign_frames_sequences(ops in prop::collection::vec(op(), 1..40)) { run(Mode::IommuSysmmuForeign, ops)?; }
     #[test]
     fn grant_sequences(ops in prop::collection::vec(op(), 1..40)) { run(Mode::Grant, ops)?; }
 }

@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 
 use crate::arch::ArchDmaOps;
 use crate::iova::{IovaAllocator, IovaStats};
+use crate::swiotlb::SharedP2m;
 use crate::ops::{DmaKind, DmaOps, Mapping, RamMap, Tracker};
 use crate::types::{
     align_up, CoherentBuf, Direction, DmaAddr, DmaAttrs, DmaError, IommuError, PhysAddr, SgEntry,
@@ -144,6 +145,7 @@ pub struct IommuDma<A: ArchDmaOps, D: IommuDomain> {
     coherent_dev: bool,
     mode: FlushMode,
     guard: IovaGuard,
+    foreign: Option<SharedP2m>,
     pending: Vec<(u64, u64)>,
     pending_gather: IotlbGather,
     maps: Tracker<IoMap>,
@@ -171,6 +173,7 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
             coherent_dev,
             mode: FlushMode::Strict,
             guard,
+            foreign: None,
             pending: Vec::new(),
             pending_gather: IotlbGather::default(),
             maps: Tracker::new(),
@@ -191,6 +194,59 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
         self.guard = guard;
         self
     }
+    /// The IOMMU outputs machine addresses (dom0 drives it and no hypervisor stage 2 sits
+    /// behind it, as with the Exynos SysMMU on a direct-mapped dom0): map grant-mapped foreign
+    /// frames to their machine frames from `p2m`, not to dom0's pfn.
+    pub fn with_foreign_p2m(mut self, p2m: SharedP2m) -> Self {
+        self.foreign = Some(p2m);
+        self
+    }
+
+    /// The address the IO page table must hold for dom0 physical `pa`.
+    #[inline]
+    fn out_addr(&self, pa: PhysAddr) -> u64 {
+        match &self.foreign {
+            Some(p2m) => p2m.borrow().phys_to_bus(pa),
+            None => pa,
+        }
+    }
+
+    /// dom0 physical for an address the IO page table holds.
+    #[inline]
+    fn in_addr(&self, out: u64) -> PhysAddr {
+        match &self.foreign {
+            Some(p2m) => p2m.borrow().bus_to_phys(out),
+            None => out,
+        }
+    }
+
+    /// Map `[iova, iova+len)` to dom0's `[pa, pa+len)`, page by page where frames are foreign.
+    fn map_out(&mut self, iova: u64, pa: PhysAddr, len: u64, prot: IoProt) -> Result<(), IommuError> {
+        let any_foreign = match &self.foreign {
+            Some(p2m) => {
+                let p2m = p2m.borrow();
+                !p2m.is_empty() && (0..len).step_by(self.granule as usize).any(|off| p2m.is_foreign((pa + off) >> 12))
+            }
+            None => false,
+        };
+        if !any_foreign {
+            return self.domain.map(iova, pa, len, prot);
+        }
+        let mut done = 0;
+        while done < len {
+            let out = self.out_addr(pa + done);
+            if let Err(e) = self.domain.map(iova + done, out, self.granule, prot) {
+                if done > 0 {
+                    let mut g = IotlbGather::default();
+                    let _ = self.domain.unmap(iova, done, &mut g);
+                }
+                return Err(e);
+            }
+            done += self.granule;
+        }
+        Ok(())
+    }
+
     /// The IOVA placement constraints in force.
     pub fn iova_guard(&self) -> IovaGuard {
         self.guard
@@ -262,7 +318,7 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
 
     fn map_range(&mut self, pa: PhysAddr, len: u64, prot: IoProt) -> Result<u64, DmaError> {
         let iova = self.alloc_iova(len)?;
-        if let Err(e) = self.domain.map(iova, pa, len, prot) {
+        if let Err(e) = self.map_out(iova, pa, len, prot) {
             let r = self.reserve_len(len);
             self.iova.free(iova, r);
             return Err(e.into());
@@ -302,7 +358,7 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
     /// Cross-check the records against the IO page table (the debug check, callable any time).
     fn verify(&self, dma: DmaAddr, m: &IoMap) -> Result<(), DmaError> {
         match self.domain.iova_to_phys(m.iova) {
-            Some((pa, _)) if pa == m.pa => Ok(()),
+            Some((out, _)) if out == self.out_addr(m.pa) => Ok(()),
             _ => Err(DmaError::Inconsistent { dma, what: "IO page table does not map the tracked IOVA to the tracked address" }),
         }
     }
@@ -316,7 +372,7 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
             for (dma, m) in t.iter() {
                 for off in (0..m.extra.len).step_by(self.granule as usize) {
                     match self.domain.iova_to_phys(m.extra.iova + off) {
-                        Some((pa, _)) if pa == m.extra.pa + off => {}
+                        Some((out, _)) if out == self.out_addr(m.extra.pa + off) => {}
                         _ => return Err(DmaError::Inconsistent { dma, what: "page not mapped to its buffer" }),
                     }
                 }
@@ -351,7 +407,9 @@ impl<A: ArchDmaOps, D: IommuDomain> IommuDma<A, D> {
         while done < size {
             let a = dma + done as u64;
             let n = core::cmp::min(size - done, (self.granule - (a & (self.granule - 1))) as usize);
-            if let Some((pa, _)) = self.domain.iova_to_phys(a) {
+            if let Some((out, _)) = self.domain.iova_to_phys(a) {
+                // Cache maintenance by dom0's own address (a foreign frame is mapped there).
+                let pa = self.in_addr(out);
                 if for_device {
                     self.arch.sync_for_device(pa, n, dir);
                 } else {
@@ -446,7 +504,7 @@ impl<A: ArchDmaOps, D: IommuDomain> DmaOps for IommuDma<A, D> {
         for s in sg.iter_mut() {
             let off = s.phys & (self.granule - 1);
             let len = align_up(off + s.len as u64, self.granule);
-            if let Err(e) = self.domain.map(at, s.phys - off, len, IoProt::for_dir(dir)) {
+            if let Err(e) = self.map_out(at, s.phys - off, len, IoProt::for_dir(dir)) {
                 let mut g = IotlbGather::default();
                 if at > iova {
                     let _ = self.domain.unmap(iova, at - iova, &mut g);
