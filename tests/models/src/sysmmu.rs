@@ -269,6 +269,14 @@ impl SysmmuModel {
         self.st.borrow().int_status
     }
 
+    /// The power domain went off and on: every register and cache is back at its reset value,
+    /// so the SysMMU bypasses again until software reprograms it.
+    pub fn power_cycle(&self) {
+        let mut st = self.st.borrow_mut();
+        let stats = st.stats;
+        *st = State { tlb: vec![Vec::new(); TLB_SETS], stats, ..State::default() };
+    }
+
     /// Raise a fault the model cannot produce from a walk (e.g. a TLB multi-hit), as the hardware
     /// would report it.
     pub fn inject_fault(&self, fault: ModelFault, iova: u32) {

@@ -105,6 +105,22 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio> ShadowTable<P, A, M> {
         Some(mmu)
     }
 
+    /// Reprogram every attached SysMMU after its power domain came back (registers are lost when
+    /// the domain is off, and the SysMMU then bypasses): call before the master runs again.
+    /// Each one that fails is left blocked; the first error is returned.
+    pub fn resume(&self) -> Result<(), ShadowError> {
+        let mut first_err = None;
+        for mmu in &self.mmus {
+            if let Err(e) = mmu.enable(self.pt.pgd_pa()) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
     /// The translation the SysMMUs would find for `ipa` (CPU view of the table).
     pub fn lookup(&self, ipa: u64) -> Option<(u64, bool)> {
         if ipa >= IOVA_SPACE {

@@ -165,6 +165,19 @@ fn disable_is_bypass_and_isolate_is_not() {
     assert_eq!(model.translate(0x4123_4000, true), Err(DmaError::Stalled));
 }
 
+#[test]
+fn resume_after_power_domain_off_reprograms_before_the_master_runs() {
+    let (mem, model) = rig(v3(3));
+    let mut sh = shadow(&mem, &model);
+    sh.map(0x0010_0000, 0x5000_0000, 0x1000, true).unwrap();
+    model.power_cycle();
+    assert!(!model.is_isolated(), "after power-up the SysMMU bypasses");
+    sh.resume().unwrap();
+    assert_eq!(model.cfg_reg(), cfg_for(SysmmuVersion::new(3, 3)));
+    assert_eq!(dma(&model, 0x0010_0000, true), Ok(0x5000_0000));
+    assert!(dma(&model, 0x0020_0000, true).is_err());
+}
+
 /// Sections, 64 KiB and 4 KiB pages across level-2 table and section boundaries, on every version.
 #[test]
 fn map_unmap_all_page_sizes_across_boundaries() {
