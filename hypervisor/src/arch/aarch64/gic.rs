@@ -119,6 +119,8 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
     isb();
 
     // Virtual interface: empty list registers and active-priority registers, then enable.
+    let vtr = sysreg!(read S3_4_C12_C11_1); // ICH_VTR_EL2
+    LR_COUNT.store(((vtr & 0x1f) as u32 + 1).min(MAX_LRS as u32), Ordering::Relaxed);
     let mut l = HwLrs::new();
     for i in 0..l.count() {
         l.write(i, 0);
@@ -128,7 +130,6 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
     sysreg!(write S3_4_C12_C11_7, 0); // ICH_VMCR_EL2
     sysreg!(write S3_4_C12_C11_0, 1); // ICH_HCR_EL2.En
     isb();
-    let vtr = sysreg!(read S3_4_C12_C11_1);
     log!(
         "GICv3: distributor {:#x} ({} INTIDs), redistributor {rd:#x}; virtual interface: {} list registers, {} priority bits",
         gicd,
@@ -165,10 +166,12 @@ pub struct HwLrs {
     count: usize,
 }
 
+/// ICH_VTR_EL2.ListRegs + 1, read once by `init` (every guest exit and entry needs it).
+static LR_COUNT: AtomicU32 = AtomicU32::new(0);
+
 impl HwLrs {
     pub fn new() -> Self {
-        let vtr = sysreg!(read S3_4_C12_C11_1); // ICH_VTR_EL2
-        Self { count: ((vtr & 0x1f) as usize + 1).min(MAX_LRS) }
+        Self { count: LR_COUNT.load(Ordering::Relaxed) as usize }
     }
 }
 
@@ -307,4 +310,25 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
         v.lock().send_sgi(0, value);
     }
     true
+}
+
+/// Latch an edge (or message) interrupt `intid` for `vcpu` of the domain on this CPU: for
+/// callers outside the vGIC (e.g. an event-channel upcall delivered as a PPI).
+pub fn inject_edge(vcpu: usize, intid: u32) {
+    if let Some(v) = current_vgic() {
+        if let Err(e) = v.lock().inject_edge(vcpu, intid) {
+            log!("vGIC: cannot inject: {e}");
+        }
+    }
+}
+
+/// Drive the line of a level-sensitive `intid` for `vcpu` (e.g. the event-channel PPI, high
+/// while vcpu_info.evtchn_upcall_pending is set, as Xen delivers it). Takes effect at the
+/// vCPU's next entry.
+pub fn set_irq_level(vcpu: usize, intid: u32, high: bool) {
+    if let Some(v) = current_vgic() {
+        if let Err(e) = v.lock().set_level(vcpu, intid, high) {
+            log!("vGIC: cannot set level: {e}");
+        }
+    }
 }
