@@ -1,6 +1,8 @@
 //! Domains: what the hypervisor knows about each guest (its memory, its state), and the dom0
 //! builder (`dom0`) that lays out and loads a direct-mapped dom0.
 pub mod dom0;
+pub mod evtchn;
+pub mod grant;
 pub mod image;
 pub mod mmio;
 pub mod registry;
@@ -95,11 +97,17 @@ pub struct Domain {
     pub faults_logged: u32,
     /// The domain's stage-2 translation (absent only in host tests that do not need one).
     pub p2m: Option<crate::mm::Stage2>,
+    /// Grant table (its frames, pins on its grants, its mappings of others' grants).
+    pub grants: grant::GrantTable,
+    /// Event channels, shared_info and vcpu_info; `evtchn.upcall_pending` is the vGIC's hook.
+    pub evtchn: evtchn::EventChannels,
+    /// VMASST_TYPE_* bits enabled with `vm_assist`.
+    pub vm_assist: u64,
 }
 
 impl Domain {
     pub fn new(id: DomId, is_hardware: bool, direct_mapped: bool, ram: RamBanks) -> Self {
-        Self { mmio: MmioBus::default(), id, is_hardware, direct_mapped, ram, shutdown: None, faults_logged: 0, p2m: None }
+        Self { mmio: MmioBus::default(), id, is_hardware, direct_mapped, ram, shutdown: None, faults_logged: 0, p2m: None, grants: Default::default(), evtchn: Default::default(), vm_assist: 0 }
     }
 
     /// Host physical range `[pa, pa + len)` lies entirely inside one of this domain's RAM banks.

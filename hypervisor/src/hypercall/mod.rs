@@ -3,8 +3,16 @@
 //! are guest *virtual* addresses, reached through [`GuestMemory`].
 
 pub mod console_io;
+pub mod event_channel;
+pub mod grant_table;
+pub mod guest_phys;
+pub mod hvm;
+pub mod memory;
+pub mod multicall;
+pub mod platform;
 pub mod sched;
 pub mod smccc;
+pub mod vcpu;
 pub mod version;
 
 use crate::domain::registry::{Domains, Machine};
@@ -51,15 +59,56 @@ pub struct HypercallCtx<'a, 'm> {
     pub machine: &'a mut Machine<'m>,
 }
 
-/// Handle hypercall `number` with arguments x0..x4 from `cx.caller`; the result goes back in x0.
-pub fn dispatch(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5]) -> i64 {
-    let Some(dom) = cx.domains.get_mut(cx.caller) else { return ret(ESRCH) };
-    let mem = &mut *cx.mem;
+/// What a hypercall handler decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: this goes back to the guest in x0.
+    Return(i64),
+    /// Not done yet (a long batch): re-enter the same hypercall with x0..x2 rewritten, as Xen's
+    /// continuations do. The trap layer rewinds ELR_EL2 by 4 so the guest re-issues the HVC
+    /// with these arguments (and can take interrupts in between).
+    Continue { x0: u64, x1: u64, x2: u64 },
+}
+
+/// Handle hypercall `number` with arguments x0..x4 from `cx.caller`: one step, which may ask
+/// to be continued (see [`Outcome::Continue`]).
+pub fn dispatch_step(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5]) -> Outcome {
+    if cx.domains.get(cx.caller).is_none() {
+        return Outcome::Return(ret(ESRCH));
+    }
     match number {
+        nr::HYPERVISOR_MEMORY_OP => return memory::memory_op(cx, args[0], args[1]),
+        nr::HYPERVISOR_GRANT_TABLE_OP => return grant_table::grant_table_op(cx, args[0], args[1], args[2]),
+        nr::HYPERVISOR_MULTICALL => return multicall::multicall(cx, args[0], args[1]),
+        nr::HYPERVISOR_EVENT_CHANNEL_OP => return Outcome::Return(event_channel::event_channel_op(cx, args[0], args[1])),
+        nr::HYPERVISOR_VCPU_OP => return Outcome::Return(vcpu::vcpu_op(cx, args[0], args[1], args[2])),
+        nr::HYPERVISOR_HVM_OP => return Outcome::Return(hvm::hvm_op(cx, args[0], args[1])),
+        nr::HYPERVISOR_PLATFORM_OP => return Outcome::Return(platform::platform_op(cx, args[0])),
+        nr::HYPERVISOR_VM_ASSIST => return Outcome::Return(platform::vm_assist(cx, args[0], args[1])),
+        nr::HYPERVISOR_SCHED_OP => return Outcome::Return(sched::sched_op_cx(cx, args[0], args[1])),
+        _ => {}
+    }
+    let Some(dom) = cx.domains.get_mut(cx.caller) else { return Outcome::Return(ret(ESRCH)) };
+    let mem = &mut *cx.mem;
+    Outcome::Return(match number {
         nr::HYPERVISOR_XEN_VERSION => version::xen_version(dom, mem, args[0], args[1]),
         nr::HYPERVISOR_CONSOLE_IO => console_io::console_io(dom, mem, args[0], args[1], args[2]),
-        nr::HYPERVISOR_SCHED_OP => sched::sched_op(dom, mem, args[0], args[1]),
         _ => ret(ENOSYS),
+    })
+}
+
+/// Handle hypercall `number` to completion (continuations run back to back here) and return
+/// x0. The trap layer may instead call [`dispatch_step`] and honour [`Outcome::Continue`].
+pub fn dispatch(cx: &mut HypercallCtx<'_, '_>, number: u64, mut args: [u64; 5]) -> i64 {
+    loop {
+        match dispatch_step(cx, number, args) {
+            Outcome::Return(r) => return r,
+            Outcome::Continue { x0, x1, x2 } => {
+                args[0] = x0;
+                args[1] = x1;
+                args[2] = x2;
+            }
+        }
     }
 }
 

@@ -26,7 +26,7 @@ cargo xtask <command>
       --append ARGS      xenith's command line (e.g. dom0_mem=512M)
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       -- QEMU-ARGS...    extra QEMU arguments
-  test               host tests (cargo test) then the QEMU system tests
+  test               host tests (cargo test), the QEMU system tests, then the conformance diff
   systest            only the QEMU system tests
   conformance [--against xen]
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
@@ -109,7 +109,8 @@ fn test() -> Result<()> {
     eprintln!("xtask: host tests");
     env::run(Command::new("cargo").args(["test", "--workspace", "--exclude", "test-guest"]).current_dir(&root))?;
     let images = build::all()?;
-    systest::run_all(&images)
+    systest::run_all(&images)?;
+    conformance::check(&images)
 }
 
 fn bench() -> Result<()> {

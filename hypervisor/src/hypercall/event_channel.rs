@@ -1,0 +1,283 @@
+//! `event_channel_op`, 2-level ABI: alloc_unbound, bind_interdomain, bind_virq, close, send,
+//! unmask, bind_vcpu. The FIFO ABI is not implemented: init_control checks its arguments as Xen
+//! does and then answers -ENOSYS, which makes Linux fall back to 2-level events (Xen 4.17 would
+//! accept it; listed in tests/conformance/deviations.txt). Delivery (pending bits, selector,
+//! evtchn_upcall_pending) is `domain::evtchn`; injecting the interrupt is the vGIC's, driven by
+//! `Domain::evtchn.upcall_pending`.
+
+use super::guest_phys as gp;
+use super::{read_arg, write_arg, HypercallCtx};
+use crate::domain::evtchn::PortState;
+use crate::domain::DomId;
+use guest_abi::errno::{ret, EEXIST, EINVAL, ENOENT, ENOSPC, ENOSYS, EOPNOTSUPP, EPERM, ESRCH};
+use guest_abi::event_channel::*;
+
+/// vCPUs per domain (one for now).
+pub const NR_VCPUS: u32 = 1;
+
+/// Virtual IRQs delivered per vCPU; the others are global (bound on vCPU 0 only).
+fn virq_is_per_vcpu(virq: u32) -> bool {
+    matches!(virq, VIRQ_TIMER | VIRQ_DEBUG | VIRQ_XENOPROF | VIRQ_XENPMU)
+}
+
+pub fn event_channel_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> i64 {
+    let r = match cmd as u32 {
+        EVTCHNOP_ALLOC_UNBOUND => alloc_unbound(cx, arg),
+        EVTCHNOP_BIND_INTERDOMAIN => bind_interdomain(cx, arg),
+        EVTCHNOP_BIND_VIRQ => bind_virq(cx, arg),
+        EVTCHNOP_CLOSE => read_arg::<EvtchnClose>(cx.mem, arg).and_then(|c| close(cx, c.port)),
+        EVTCHNOP_SEND => read_arg::<EvtchnSend>(cx.mem, arg).and_then(|s| send(cx, s.port)),
+        EVTCHNOP_UNMASK => read_arg::<EvtchnUnmask>(cx.mem, arg).and_then(|u| unmask(cx, u.port)),
+        EVTCHNOP_BIND_VCPU => bind_vcpu(cx, arg),
+        EVTCHNOP_INIT_CONTROL => init_control(cx, arg),
+        EVTCHNOP_EXPAND_ARRAY => read_arg::<EvtchnExpandArray>(cx.mem, arg).and(Err(ret(EOPNOTSUPP))),
+        _ => Err(ret(ENOSYS)),
+    };
+    r.err().unwrap_or(0)
+}
+
+fn alloc_unbound(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let mut a: EvtchnAllocUnbound = read_arg(cx.mem, arg)?;
+    let dom = gp::resolve(cx.caller, a.dom);
+    let remote = gp::resolve(cx.caller, a.remote_dom);
+    let privileged = cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware);
+    if cx.domains.get(dom).is_none() || cx.domains.get(remote).is_none() {
+        return Err(ret(ESRCH));
+    }
+    if dom != cx.caller && !privileged {
+        return Err(ret(EPERM));
+    }
+    let d = cx.domains.get_mut(dom).ok_or(ret(ESRCH))?;
+    let port = d.evtchn.alloc(PortState::Unbound { remote }).ok_or(ret(ENOSPC))?;
+    a.port = port;
+    write_arg(cx.mem, arg, &a)
+}
+
+fn bind_interdomain(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let mut b: EvtchnBindInterdomain = read_arg(cx.mem, arg)?;
+    let caller = cx.caller;
+    let remote = gp::resolve(caller, b.remote_dom);
+    let rd = cx.domains.get(remote).ok_or(ret(ESRCH))?;
+    if rd.evtchn.state(b.remote_port) != (PortState::Unbound { remote: caller }) {
+        return Err(ret(EINVAL));
+    }
+    let ld = cx.domains.get_mut(caller).ok_or(ret(ESRCH))?;
+    let lport = ld.evtchn.alloc(PortState::Interdomain { dom: remote, port: b.remote_port }).ok_or(ret(ENOSPC))?;
+    if let Some(rd) = cx.domains.get_mut(remote) {
+        rd.evtchn.set(b.remote_port, PortState::Interdomain { dom: caller, port: lport });
+    }
+    // Events sent to the unbound end may have been lost: signal the new port once (as Xen).
+    raise(cx, caller, lport);
+    b.local_port = lport;
+    write_arg(cx.mem, arg, &b)
+}
+
+fn bind_virq(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let mut b: EvtchnBindVirq = read_arg(cx.mem, arg)?;
+    if b.virq >= NR_VIRQS || (!virq_is_per_vcpu(b.virq) && b.vcpu != 0) {
+        return Err(ret(EINVAL));
+    }
+    if b.vcpu >= NR_VCPUS {
+        return Err(ret(ENOENT));
+    }
+    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
+    if d.evtchn.virq_port(b.virq).is_some() {
+        return Err(ret(EEXIST));
+    }
+    b.port = d.evtchn.alloc(PortState::Virq(b.virq)).ok_or(ret(ENOSPC))?;
+    write_arg(cx.mem, arg, &b)
+}
+
+fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
+    let caller = cx.caller;
+    let d = cx.domains.get_mut(caller).ok_or(ret(ESRCH))?;
+    match d.evtchn.free(port) {
+        PortState::Free => Err(ret(EINVAL)),
+        PortState::Interdomain { dom, port: rport } => {
+            // The other end goes back to waiting for us.
+            if let Some(rd) = cx.domains.get_mut(dom) {
+                if rd.evtchn.state(rport) == (PortState::Interdomain { dom: caller, port }) {
+                    rd.evtchn.set(rport, PortState::Unbound { remote: caller });
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Mark `port` of `dom` pending (creating its shared_info page if it has none yet).
+fn raise(cx: &mut HypercallCtx<'_, '_>, dom: DomId, port: u32) {
+    if let Some(d) = cx.domains.get_mut(dom) {
+        if gp::shared_info(d, cx.machine).is_ok() {
+            d.evtchn.set_pending(port, cx.machine.mem);
+        }
+    }
+}
+
+fn send(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    match d.evtchn.state(port) {
+        PortState::Interdomain { dom, port: rport } => {
+            raise(cx, dom, rport);
+            Ok(())
+        }
+        PortState::Unbound { .. } => Ok(()), // nobody listens yet: dropped
+        _ => Err(ret(EINVAL)),
+    }
+}
+
+fn unmask(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
+    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
+    if !d.evtchn.is_live(port) {
+        return Err(ret(EINVAL));
+    }
+    d.evtchn.unmask(port, cx.machine.mem);
+    Ok(())
+}
+
+/// Raise virtual IRQ `virq` in `dom` if it is bound (VIRQ_CONSOLE on input, VIRQ_TIMER, ...).
+pub fn send_virq(d: &mut crate::domain::Domain, m: &mut crate::domain::registry::Machine<'_>, virq: u32) {
+    if let Some(port) = d.evtchn.virq_port(virq) {
+        if gp::shared_info(d, m).is_ok() {
+            d.evtchn.set_pending(port, m.mem);
+        }
+    }
+}
+
+fn bind_vcpu(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let b: EvtchnBindVcpu = read_arg(cx.mem, arg)?;
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    if b.vcpu >= NR_VCPUS {
+        return Err(ret(ENOENT));
+    }
+    match d.evtchn.state(b.port) {
+        PortState::Free => Err(ret(EINVAL)),
+        PortState::Virq(v) if virq_is_per_vcpu(v) => Err(ret(EINVAL)),
+        _ => Ok(()), // one vCPU: it is already there
+    }
+}
+
+fn init_control(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let c: EvtchnInitControl = read_arg(cx.mem, arg)?;
+    if !c.offset.is_multiple_of(8) || c.offset as usize > 4096 - EVTCHN_FIFO_CONTROL_BLOCK_SIZE {
+        return Err(ret(EINVAL));
+    }
+    if c.vcpu >= NR_VCPUS {
+        return Err(ret(ENOENT));
+    }
+    Err(ret(ENOSYS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::guest_phys::env::*;
+    use super::*;
+    use guest_abi::errno::EFAULT;
+    use guest_abi::DOMID_SELF;
+    use platform::PhysMem;
+
+    fn op(e: &mut Env, caller: u16, cmd: u32) -> i64 {
+        e.call(caller, |cx| super::super::dispatch(cx, 32, [u64::from(cmd), ARGS, 0, 0, 0]))
+    }
+
+    fn alloc(e: &mut Env, caller: u16, dom: u16, remote: u16) -> i64 {
+        e.put(0, &EvtchnAllocUnbound { dom, remote_dom: remote, port: 0 });
+        match op(e, caller, EVTCHNOP_ALLOC_UNBOUND) {
+            0 => i64::from(e.get::<EvtchnAllocUnbound>(0).port),
+            r => r,
+        }
+    }
+
+    fn port_op(e: &mut Env, caller: u16, cmd: u32, port: u32) -> i64 {
+        e.put(0, &EvtchnSend { port });
+        op(e, caller, cmd)
+    }
+
+    fn pending(e: &Env, dom: u16, port: u32) -> bool {
+        let sh = e.dom(dom).evtchn.shared_info.unwrap();
+        e.phys.read_u64(sh + 48 + u64::from(port / 64) * 8).unwrap() & (1 << (port % 64)) != 0
+    }
+
+    #[test]
+    fn interdomain_channel_between_dom0_and_dom1() {
+        let mut e = Env::new();
+        assert_eq!(alloc(&mut e, 1, DOMID_SELF, 0), 1);
+        e.put(0, &EvtchnBindInterdomain { remote_dom: 1, remote_port: 1, local_port: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_INTERDOMAIN), 0);
+        let local = e.get::<EvtchnBindInterdomain>(0).local_port;
+        assert_eq!(local, 1);
+        assert!(pending(&e, 0, 1), "bind signals the new port once");
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_INTERDOMAIN), ret(EINVAL), "already bound");
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, local), 0);
+        assert!(pending(&e, 1, 1));
+        assert!(e.dom(1).evtchn.upcall_pending);
+        assert_eq!(port_op(&mut e, 1, EVTCHNOP_CLOSE, 1), 0);
+        assert_eq!(e.dom(0).evtchn.state(1), PortState::Unbound { remote: 1 });
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, 1), 0, "unbound: dropped");
+        assert_eq!(port_op(&mut e, 1, EVTCHNOP_CLOSE, 1), ret(EINVAL));
+    }
+
+    #[test]
+    fn alloc_checks_domains() {
+        let mut e = Env::new();
+        assert_eq!(alloc(&mut e, 0, DOMID_SELF, 0x1234), ret(ESRCH));
+        assert_eq!(alloc(&mut e, 0, 0x1234, DOMID_SELF), ret(ESRCH));
+        assert_eq!(alloc(&mut e, 1, 0, 1), ret(EPERM));
+        assert_eq!(alloc(&mut e, 0, 1, 0), 1, "dom0 may allocate in dom1");
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, 32, [6, 0xdead_0000, 0, 0, 0])), ret(EFAULT));
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, 32, [99, ARGS, 0, 0, 0])), ret(ENOSYS));
+    }
+
+    #[test]
+    fn virqs() {
+        let mut e = Env::new();
+        let bind = |e: &mut Env, virq, vcpu| {
+            e.put(0, &EvtchnBindVirq { virq, vcpu, port: 0 });
+            match op(e, 0, EVTCHNOP_BIND_VIRQ) {
+                0 => i64::from(e.get::<EvtchnBindVirq>(0).port),
+                r => r,
+            }
+        };
+        assert_eq!(bind(&mut e, VIRQ_CONSOLE, 0), 1);
+        assert_eq!(bind(&mut e, VIRQ_CONSOLE, 0), ret(EEXIST));
+        assert_eq!(bind(&mut e, VIRQ_TIMER, 0), 2);
+        assert_eq!(bind(&mut e, NR_VIRQS, 0), ret(EINVAL));
+        assert_eq!(bind(&mut e, VIRQ_CONSOLE, 1), ret(EINVAL));
+        assert_eq!(bind(&mut e, VIRQ_DEBUG, 77), ret(ENOENT));
+        e.call(0, |cx| {
+            let d = cx.domains.get_mut(0).unwrap();
+            send_virq(d, cx.machine, VIRQ_CONSOLE);
+        });
+        assert!(pending(&e, 0, 1));
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, 1), ret(EINVAL), "virq ports are not sent to");
+        e.put(0, &EvtchnBindVcpu { port: 1, vcpu: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_VCPU), 0);
+        e.put(0, &EvtchnBindVcpu { port: 1, vcpu: 77 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_VCPU), ret(ENOENT));
+        e.put(0, &EvtchnBindVcpu { port: 4000, vcpu: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_VCPU), ret(EINVAL));
+        e.put(0, &EvtchnBindVcpu { port: 2, vcpu: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_VCPU), ret(EINVAL), "per-vCPU virq");
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_CLOSE, 1), 0);
+        assert_eq!(bind(&mut e, VIRQ_CONSOLE, 0), 1);
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_UNMASK, 1), 0);
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_UNMASK, 4000), ret(EINVAL));
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, 0), ret(EINVAL));
+    }
+
+    #[test]
+    fn fifo_is_refused_after_xens_checks() {
+        let mut e = Env::new();
+        let ic = |offset, vcpu| EvtchnInitControl { control_gfn: RAM >> 12, offset, vcpu, link_bits: 0, _pad: [0; 7] };
+        e.put(0, &ic(4, 0));
+        assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(EINVAL));
+        e.put(0, &ic(4096 - 64, 0));
+        assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(EINVAL));
+        e.put(0, &ic(0, 77));
+        assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(ENOENT));
+        e.put(0, &ic(0, 0));
+        assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(ENOSYS));
+        assert_eq!(op(&mut e, 0, EVTCHNOP_EXPAND_ARRAY), ret(EOPNOTSUPP));
+    }
+}

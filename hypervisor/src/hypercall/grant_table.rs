@@ -1,0 +1,496 @@
+//! `grant_table_op`, v1 only (as Xen on ARM): query_size, set_version, setup_table,
+//! map_grant_ref with GNTMAP_host_map (the frame goes into the mapper's stage 2 at host_addr,
+//! dev_bus_addr is its host PA), unmap_grant_ref, copy and cache_flush. Per-op failures are
+//! `GNTST_*` statuses written back into the op; the hypercall itself fails only for unreadable
+//! arguments and bad counts. Batches longer than [`OPS_PER_TRAP`] continue in a new trap with
+//! the array pointer advanced and the count reduced.
+
+use super::guest_phys::{self as gp, PAGE};
+use super::{read_arg, write_arg, HypercallCtx, Outcome};
+use crate::domain::grant::{GrantMapping, MAX_GRANT_FRAMES};
+use crate::domain::{DomId, Domain};
+use crate::mm::S2Attr;
+use guest_abi::errno::{ret, EINVAL, ENOSYS, EPERM};
+use guest_abi::grant_table::*;
+use platform::PhysMem;
+
+/// Map/unmap/copy/flush ops handled per trap before the call continues.
+pub const OPS_PER_TRAP: u32 = 64;
+
+/// One op of a batch: its guest address in, `Err(rc)` to end the whole call.
+type BatchOp = fn(&mut HypercallCtx<'_, '_>, u64) -> Result<(), i64>;
+
+pub fn grant_table_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, uop: u64, count: u64) -> Outcome {
+    let (op, opaque) = split_cmd(cmd);
+    let count = count as u32; // `unsigned int` in Xen's prototype
+    if (opaque != 0 && op != GNTTABOP_CACHE_FLUSH) || (count as i32) < 0 {
+        return Outcome::Return(ret(EINVAL));
+    }
+    let (size, one): (u64, BatchOp) = match op {
+        GNTTABOP_QUERY_SIZE | GNTTABOP_SETUP_TABLE | GNTTABOP_SET_VERSION => {
+            if count != 1 {
+                return Outcome::Return(ret(EINVAL));
+            }
+            let r = match op {
+                GNTTABOP_QUERY_SIZE => query_size(cx, uop),
+                GNTTABOP_SETUP_TABLE => setup_table(cx, uop),
+                _ => set_version(cx, uop),
+            };
+            return Outcome::Return(r);
+        }
+        GNTTABOP_MAP_GRANT_REF => (32, map_op),
+        GNTTABOP_UNMAP_GRANT_REF => (24, unmap_op),
+        GNTTABOP_COPY => (40, copy_op),
+        GNTTABOP_CACHE_FLUSH => (16, cache_flush_op),
+        _ => return Outcome::Return(ret(ENOSYS)),
+    };
+    let n = count.min(OPS_PER_TRAP);
+    for i in 0..u64::from(n) {
+        if let Err(e) = one(cx, uop.wrapping_add(i * size)) {
+            return Outcome::Return(e);
+        }
+    }
+    if n < count {
+        return Outcome::Continue { x0: cmd, x1: uop.wrapping_add(u64::from(n) * size), x2: u64::from(count - n) };
+    }
+    Outcome::Return(0)
+}
+
+fn query_size(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
+    let mut q: GnttabQuerySize = match read_arg(cx.mem, uop) {
+        Ok(q) => q,
+        Err(e) => return e,
+    };
+    let dom = gp::resolve(cx.caller, q.dom);
+    match cx.domains.get(dom) {
+        None => q.status = GNTST_BAD_DOMAIN,
+        Some(_) if !may_inspect(cx, dom) => q.status = GNTST_PERMISSION_DENIED,
+        Some(d) => {
+            q.nr_frames = d.grants.nr_frames();
+            q.max_nr_frames = MAX_GRANT_FRAMES;
+            q.status = GNTST_OKAY;
+        }
+    }
+    write_arg(cx.mem, uop, &q).err().unwrap_or(0)
+}
+
+fn may_inspect(cx: &HypercallCtx<'_, '_>, dom: DomId) -> bool {
+    dom == cx.caller || cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware)
+}
+
+fn set_version(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
+    let mut v: GnttabSetVersion = match read_arg(cx.mem, uop) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    match v.version {
+        1 => {
+            v.version = 1;
+            write_arg(cx.mem, uop, &v).err().unwrap_or(0)
+        }
+        2 => ret(ENOSYS), // v2 is not built on ARM
+        _ => ret(EINVAL),
+    }
+}
+
+fn setup_table(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
+    let mut s: GnttabSetupTable = match read_arg(cx.mem, uop) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let dom = gp::resolve(cx.caller, s.dom);
+    s.status = if cx.domains.get(dom).is_none() {
+        GNTST_BAD_DOMAIN
+    } else if !may_inspect(cx, dom) {
+        GNTST_PERMISSION_DENIED
+    } else if s.nr_frames > MAX_GRANT_FRAMES {
+        GNTST_GENERAL_ERROR
+    } else {
+        setup_frames(cx, dom, s.nr_frames, s.frame_list)
+    };
+    write_arg(cx.mem, uop, &s).err().unwrap_or(0)
+}
+
+/// Grow `dom`'s table to `n` frames and list where each is mapped (Xen on ARM lists guest
+/// frames; an unmapped frame reads as all ones, INVALID_GFN).
+fn setup_frames(cx: &mut HypercallCtx<'_, '_>, dom: DomId, n: u32, list: u64) -> i16 {
+    let Some(d) = cx.domains.get_mut(dom) else { return GNTST_BAD_DOMAIN };
+    if d.grants.grow(n, &mut *cx.machine.frames, cx.machine.mem).is_err() {
+        return GNTST_GENERAL_ERROR;
+    }
+    for i in 0..n {
+        let gfn = d.grants.frame_gfn(i).unwrap_or(u64::MAX);
+        if write_arg(cx.mem, list.wrapping_add(u64::from(i) * 8), &gfn).is_err() {
+            return GNTST_BAD_VIRT_ADDR;
+        }
+    }
+    GNTST_OKAY
+}
+
+/// A v1 grant entry as read from the granter's table.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    flags: u16,
+    domid: u16,
+    frame: u32,
+}
+
+fn read_entry(d: &Domain, gref: u32, mem: &dyn PhysMem) -> Option<(u64, Entry)> {
+    let pa = d.grants.entry_pa(gref)?;
+    let mut b = [0u8; 8];
+    mem.read(pa, &mut b).ok()?;
+    let e = Entry { flags: u16::from_le_bytes([b[0], b[1]]), domid: u16::from_le_bytes([b[2], b[3]]), frame: u32::from_le_bytes([b[4], b[5], b[6], b[7]]) };
+    Some((pa, e))
+}
+
+/// The host frame `grantee` may use through `gref` of `granter`, checking the entry's type,
+/// grantee and (for `write`) that it is not read-only.
+fn granted_frame(granter: &Domain, gref: u32, grantee: DomId, write: bool, mem: &dyn PhysMem) -> Result<(u64, u64), i16> {
+    if gref >= granter.grants.nr_entries() {
+        return Err(GNTST_BAD_GNTREF);
+    }
+    let (entry_pa, e) = read_entry(granter, gref, mem).ok_or(GNTST_GENERAL_ERROR)?;
+    if e.flags & GTF_TYPE_MASK != GTF_PERMIT_ACCESS || e.domid != grantee {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    if write && e.flags & GTF_READONLY != 0 {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    let pa = gp::own_ram(granter, u64::from(e.frame), mem).ok_or(GNTST_GENERAL_ERROR)?;
+    Ok((entry_pa, pa))
+}
+
+/// Set or clear GTF_reading / GTF_writing in the entry at `entry_pa` from its pins.
+fn update_entry_flags(d: &Domain, gref: u32, entry_pa: u64, mem: &dyn PhysMem) {
+    let p = d.grants.pins(gref);
+    let mut b = [0u8; 2];
+    if mem.read(entry_pa, &mut b).is_err() {
+        return;
+    }
+    let mut flags = u16::from_le_bytes(b) & !(GTF_READING | GTF_WRITING);
+    if p.readers + p.writers > 0 {
+        flags |= GTF_READING;
+    }
+    if p.writers > 0 {
+        flags |= GTF_WRITING;
+    }
+    let _ = mem.write(entry_pa, &flags.to_le_bytes());
+}
+
+fn map_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
+    let mut m: GnttabMapGrantRef = read_arg(cx.mem, uop)?;
+    match map_one(cx, &m) {
+        Ok((handle, bus)) => {
+            m.status = GNTST_OKAY;
+            m.handle = handle;
+            m.dev_bus_addr = bus;
+        }
+        Err(st) => m.status = st,
+    }
+    write_arg(cx.mem, uop, &m)
+}
+
+fn map_one(cx: &mut HypercallCtx<'_, '_>, m: &GnttabMapGrantRef) -> Result<(u32, u64), i16> {
+    if m.flags & (GNTMAP_HOST_MAP | GNTMAP_DEVICE_MAP) == 0 {
+        return Err(GNTST_BAD_GNTREF);
+    }
+    if m.flags & GNTMAP_DEVICE_MAP != 0 {
+        return Err(GNTST_GENERAL_ERROR); // device mappings do not exist on ARM
+    }
+    let readonly = m.flags & GNTMAP_READONLY != 0;
+    let caller = cx.caller;
+    let granter_id = gp::resolve(caller, m.dom);
+    let mem = cx.machine.mem;
+    let granter = cx.domains.get(granter_id).ok_or(GNTST_BAD_DOMAIN)?;
+    let (entry_pa, pa) = granted_frame(granter, m.r#ref, caller, !readonly, mem)?;
+    let host_gfn = m.host_addr >> 12;
+    gp::ipa_of(host_gfn).ok_or(GNTST_GENERAL_ERROR)?;
+    let mapper = cx.domains.get_mut(caller).ok_or(GNTST_GENERAL_ERROR)?;
+    let mapping = GrantMapping { granter: granter_id, gref: m.r#ref, host_gfn, pa, readonly };
+    let handle = mapper.grants.add_mapping(mapping).ok_or(GNTST_NO_SPACE)?;
+    let attr = if readonly { S2Attr::RAM_RO } else { S2Attr::RAM_RW };
+    if gp::map(mapper, cx.machine, host_gfn, pa, attr).is_err() {
+        mapper.grants.remove_mapping(handle);
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    if let Some(g) = cx.domains.get_mut(granter_id) {
+        g.grants.pin(m.r#ref, readonly);
+        update_entry_flags(g, m.r#ref, entry_pa, mem);
+    }
+    Ok((handle, pa))
+}
+
+fn unmap_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
+    let mut u: GnttabUnmapGrantRef = read_arg(cx.mem, uop)?;
+    u.status = match unmap_one(cx, &u) {
+        Ok(()) => GNTST_OKAY,
+        Err(st) => st,
+    };
+    write_arg(cx.mem, uop, &u)
+}
+
+fn unmap_one(cx: &mut HypercallCtx<'_, '_>, u: &GnttabUnmapGrantRef) -> Result<(), i16> {
+    let mem = cx.machine.mem;
+    let mapper = cx.domains.get_mut(cx.caller).ok_or(GNTST_GENERAL_ERROR)?;
+    let m = mapper.grants.mapping(u.handle).ok_or(GNTST_BAD_HANDLE)?;
+    if u.host_addr != 0 && u.host_addr >> 12 != m.host_gfn {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    // Take the frame out of the mapper's stage 2 if it is still there.
+    if gp::lookup(mapper, m.host_gfn, mem) == Some(m.pa) && gp::unmap(mapper, cx.machine, m.host_gfn).is_err() {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    mapper.grants.remove_mapping(u.handle);
+    if let Some(g) = cx.domains.get_mut(m.granter) {
+        g.grants.unpin(m.gref, m.readonly);
+        if let Some(entry_pa) = g.grants.entry_pa(m.gref) {
+            update_entry_flags(g, m.gref, entry_pa, mem);
+        }
+    }
+    Ok(())
+}
+
+/// One end of a copy, resolved to a host address.
+fn copy_end(cx: &HypercallCtx<'_, '_>, p: &GnttabCopyPtr, is_gref: bool, write: bool) -> Result<u64, i16> {
+    let mem = cx.machine.mem;
+    let id = gp::resolve(cx.caller, p.domid);
+    if is_gref {
+        let g = cx.domains.get(id).ok_or(GNTST_BAD_DOMAIN)?;
+        let gref = u32::try_from(p.u).map_err(|_| GNTST_BAD_GNTREF)?;
+        let (_, pa) = granted_frame(g, gref, cx.caller, write, mem)?;
+        Ok(pa)
+    } else {
+        let d = cx.domains.get(id).ok_or(GNTST_BAD_DOMAIN)?;
+        if id != cx.caller && !cx.domains.get(cx.caller).is_some_and(|c| c.is_hardware) {
+            return Err(GNTST_PERMISSION_DENIED);
+        }
+        gp::own_ram(d, p.u, mem).ok_or(GNTST_BAD_PAGE)
+    }
+}
+
+fn copy_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
+    let mut c: GnttabCopy = read_arg(cx.mem, uop)?;
+    c.status = match copy_one(cx, &c) {
+        Ok(()) => GNTST_OKAY,
+        Err(st) => st,
+    };
+    write_arg(cx.mem, uop, &c)
+}
+
+fn copy_one(cx: &mut HypercallCtx<'_, '_>, c: &GnttabCopy) -> Result<(), i16> {
+    let len = u64::from(c.len);
+    if u64::from(c.source.offset) + len > PAGE || u64::from(c.dest.offset) + len > PAGE {
+        return Err(GNTST_BAD_COPY_ARG);
+    }
+    let src = copy_end(cx, &c.source, c.flags & GNTCOPY_SOURCE_GREF != 0, false)? + u64::from(c.source.offset);
+    let dst = copy_end(cx, &c.dest, c.flags & GNTCOPY_DEST_GREF != 0, true)? + u64::from(c.dest.offset);
+    let mem = cx.machine.mem;
+    let mut buf = [0u8; 256];
+    let mut done = 0u64;
+    while done < len {
+        let n = core::cmp::min(buf.len() as u64, len - done) as usize;
+        mem.read(src + done, &mut buf[..n]).map_err(|_| GNTST_GENERAL_ERROR)?;
+        mem.write(dst + done, &buf[..n]).map_err(|_| GNTST_GENERAL_ERROR)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+fn cache_flush_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
+    let c: GnttabCacheFlush = read_arg(cx.mem, uop)?;
+    let (offset, length) = (u64::from(c.offset), u64::from(c.length));
+    if offset >= PAGE || length > PAGE || offset + length > PAGE || c.op & !(GNTTAB_CACHE_INVAL | GNTTAB_CACHE_CLEAN) != 0 {
+        return Err(ret(EINVAL));
+    }
+    if length == 0 || c.op == 0 {
+        return Ok(());
+    }
+    let pa = c.a & !(PAGE - 1);
+    let caller = cx.domains.get(cx.caller).ok_or(ret(EINVAL))?;
+    if !caller.owns_ram(pa, PAGE) && !caller.grants.maps_frame(pa) {
+        let someones = cx.domains.iter().any(|d| d.owns_ram(pa, PAGE));
+        return Err(ret(if someones { EPERM } else { EINVAL }));
+    }
+    // Clean (and, for INVAL, the clean is a safe superset: no dirty line is dropped).
+    cx.machine.mem.clean_dcache(pa + offset, length as usize);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::guest_phys::env::*;
+    use super::*;
+    use guest_abi::errno::EFAULT;
+    use guest_abi::DOMID_SELF;
+
+    fn gnt(e: &mut Env, caller: u16, op: u32, count: u64) -> i64 {
+        e.call(caller, |cx| super::super::dispatch(cx, 20, [u64::from(op), ARGS, count, 0, 0]))
+    }
+
+    /// dom1 grants its first RAM page to dom0 (`readonly` as asked) at ref `gref`.
+    fn grant_from_dom1(e: &mut Env, gref: u32, readonly: bool) -> u64 {
+        let frame = (RAM + RAM_SIZE / 2) >> 12;
+        e.call(1, |cx| {
+            let d = cx.domains.get_mut(1).unwrap();
+            d.grants.grow(1, &mut *cx.machine.frames, cx.machine.mem).unwrap();
+            let pa = d.grants.entry_pa(gref).unwrap();
+            let flags = GTF_PERMIT_ACCESS | if readonly { GTF_READONLY } else { 0 };
+            let mut b = [0u8; 8];
+            b[0..2].copy_from_slice(&flags.to_le_bytes());
+            b[2..4].copy_from_slice(&0u16.to_le_bytes());
+            b[4..8].copy_from_slice(&(frame as u32).to_le_bytes());
+            cx.machine.mem.write(pa, &b).unwrap();
+        });
+        e.phys.write(frame << 12, b"domU data").unwrap();
+        frame << 12
+    }
+
+    fn map(e: &mut Env, gref: u32, dom: u16, flags: u32, host_addr: u64) -> GnttabMapGrantRef {
+        e.put(0, &GnttabMapGrantRef { host_addr, flags, r#ref: gref, dom, status: 0x77, handle: 0x7777, dev_bus_addr: 0 });
+        assert_eq!(gnt(e, 0, GNTTABOP_MAP_GRANT_REF, 1), 0);
+        e.get(0)
+    }
+
+    fn unmap(e: &mut Env, handle: u32, host_addr: u64) -> i16 {
+        e.put(0, &GnttabUnmapGrantRef { host_addr, dev_bus_addr: 0, handle, status: 0x77 });
+        assert_eq!(gnt(e, 0, GNTTABOP_UNMAP_GRANT_REF, 1), 0);
+        e.get::<GnttabUnmapGrantRef>(0).status
+    }
+
+    fn entry_flags(e: &Env, dom: u16, gref: u32) -> u16 {
+        let pa = e.dom(dom).grants.entry_pa(gref).unwrap();
+        let mut b = [0u8; 2];
+        e.phys.read(pa, &mut b).unwrap();
+        u16::from_le_bytes(b)
+    }
+
+    #[test]
+    fn cross_domain_map_read_unmap() {
+        let mut e = Env::new();
+        let pa = grant_from_dom1(&mut e, 3, false);
+        let host = 0x8_0000_0000u64;
+        let m = map(&mut e, 3, 1, GNTMAP_HOST_MAP, host);
+        assert_eq!(m.status, GNTST_OKAY);
+        assert_eq!(m.dev_bus_addr, pa);
+        assert_eq!(gp::lookup(e.dom(0), host >> 12, &e.phys), Some(pa));
+        assert_eq!(entry_flags(&e, 1, 3), GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
+        assert_eq!(unmap(&mut e, m.handle, host), GNTST_OKAY);
+        assert_eq!(gp::lookup(e.dom(0), host >> 12, &e.phys), None);
+        assert_eq!(entry_flags(&e, 1, 3), GTF_PERMIT_ACCESS);
+        assert_eq!(unmap(&mut e, m.handle, host), GNTST_BAD_HANDLE);
+        assert_eq!(unmap(&mut e, 0xffff, host), GNTST_BAD_HANDLE);
+    }
+
+    #[test]
+    fn map_error_statuses() {
+        let mut e = Env::new();
+        grant_from_dom1(&mut e, 3, true);
+        let host = 0x8_0000_0000u64;
+        assert_eq!(map(&mut e, 3, 1, 0, host).status, GNTST_BAD_GNTREF);
+        assert_eq!(map(&mut e, 3, 1, GNTMAP_HOST_MAP | GNTMAP_DEVICE_MAP, host).status, GNTST_GENERAL_ERROR);
+        assert_eq!(map(&mut e, 3, 0x1234, GNTMAP_HOST_MAP, host).status, GNTST_BAD_DOMAIN);
+        assert_eq!(map(&mut e, 0xff_ffff, 1, GNTMAP_HOST_MAP, host).status, GNTST_BAD_GNTREF);
+        assert_eq!(map(&mut e, 4, 1, GNTMAP_HOST_MAP, host).status, GNTST_GENERAL_ERROR, "unused entry");
+        assert_eq!(map(&mut e, 3, 1, GNTMAP_HOST_MAP, host).status, GNTST_GENERAL_ERROR, "rw of a r/o grant");
+        assert_eq!(map(&mut e, 3, 1, GNTMAP_HOST_MAP, u64::MAX).status, GNTST_GENERAL_ERROR, "host_addr beyond the IPA space");
+        let m = map(&mut e, 3, 1, GNTMAP_HOST_MAP | GNTMAP_READONLY, host);
+        assert_eq!(m.status, GNTST_OKAY);
+        assert_eq!(entry_flags(&e, 1, 3), GTF_PERMIT_ACCESS | GTF_READONLY | GTF_READING);
+        // only dom0 is the grantee: dom1 mapping its own grant to dom0 is refused
+        e.put(0, &GnttabMapGrantRef { host_addr: host, flags: GNTMAP_HOST_MAP | GNTMAP_READONLY, r#ref: 3, dom: DOMID_SELF, status: 0, handle: 0, dev_bus_addr: 0 });
+        assert_eq!(gnt(&mut e, 1, GNTTABOP_MAP_GRANT_REF, 1), 0);
+        assert_eq!(e.get::<GnttabMapGrantRef>(0).status, GNTST_GENERAL_ERROR);
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_MAP_GRANT_REF, 0), 0);
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, 20, [0, 0xdead_0000, 1, 0, 0])), ret(EFAULT));
+    }
+
+    #[test]
+    fn query_setup_version_and_bad_calls() {
+        let mut e = Env::new();
+        e.put(0, &GnttabQuerySize { dom: DOMID_SELF, ..Default::default() });
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_QUERY_SIZE, 1), 0);
+        let q: GnttabQuerySize = e.get(0);
+        assert_eq!((q.nr_frames, q.max_nr_frames, q.status), (1, 64, 0));
+        e.put(0, &GnttabQuerySize { dom: 0x1234, ..Default::default() });
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_QUERY_SIZE, 1), 0);
+        assert_eq!(e.get::<GnttabQuerySize>(0).status, GNTST_BAD_DOMAIN);
+        e.put(0, &GnttabQuerySize { dom: 0, ..Default::default() });
+        assert_eq!(gnt(&mut e, 1, GNTTABOP_QUERY_SIZE, 1), 0);
+        assert_eq!(e.get::<GnttabQuerySize>(0).status, GNTST_PERMISSION_DENIED);
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_QUERY_SIZE, 2), ret(EINVAL));
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_QUERY_SIZE | (1 << 12), 1), ret(EINVAL));
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_MAP_GRANT_REF, 0x8000_0000), ret(EINVAL));
+        assert_eq!(gnt(&mut e, 0, 13, 1), ret(ENOSYS));
+        for (v, r) in [(1u32, 0i64), (2, ret(ENOSYS)), (3, ret(EINVAL))] {
+            e.put(0, &GnttabSetVersion { version: v });
+            assert_eq!(gnt(&mut e, 0, GNTTABOP_SET_VERSION, 1), r);
+        }
+        e.put(0, &GnttabSetupTable { dom: DOMID_SELF, nr_frames: 2, status: 0, frame_list: ARGS + 0x100 });
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_SETUP_TABLE, 1), 0);
+        assert_eq!(e.get::<GnttabSetupTable>(0).status, 0);
+        assert_eq!(e.get::<u64>(0x100), u64::MAX);
+        assert_eq!(e.dom(0).grants.nr_frames(), 2);
+        e.put(0, &GnttabSetupTable { dom: DOMID_SELF, nr_frames: 0x10000, status: 0, frame_list: ARGS + 0x100 });
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_SETUP_TABLE, 1), 0);
+        assert_eq!(e.get::<GnttabSetupTable>(0).status, GNTST_GENERAL_ERROR);
+    }
+
+    #[test]
+    fn copy_between_grant_and_own_frame() {
+        let mut e = Env::new();
+        let pa = grant_from_dom1(&mut e, 3, true);
+        let own = RAM >> 12;
+        let src = GnttabCopyPtr { u: 3, domid: 1, offset: 0 };
+        let dst = GnttabCopyPtr { u: own, domid: DOMID_SELF, offset: 8 };
+        let mut c = GnttabCopy { source: src, dest: dst, len: 9, flags: GNTCOPY_SOURCE_GREF, status: 0x77 };
+        e.put(0, &c);
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_COPY, 1), 0);
+        assert_eq!(e.get::<GnttabCopy>(0).status, 0);
+        let mut b = [0u8; 9];
+        e.phys.read(RAM + 8, &mut b).unwrap();
+        assert_eq!(&b, b"domU data");
+        let _ = pa;
+        for (src, dst, len, flags, st) in [
+            (GnttabCopyPtr { offset: 4090, ..src }, dst, 16, GNTCOPY_SOURCE_GREF, GNTST_BAD_COPY_ARG),
+            (GnttabCopyPtr { domid: 0x1234, ..src }, dst, 8, GNTCOPY_SOURCE_GREF, GNTST_BAD_DOMAIN),
+            (dst, src, 8, GNTCOPY_DEST_GREF, GNTST_GENERAL_ERROR),
+            (src, GnttabCopyPtr { u: 1, ..dst }, 8, GNTCOPY_SOURCE_GREF, GNTST_BAD_PAGE),
+        ] {
+            c = GnttabCopy { source: src, dest: dst, len, flags, status: 0x77 };
+            e.put(0, &c);
+            assert_eq!(gnt(&mut e, 0, GNTTABOP_COPY, 1), 0);
+            assert_eq!(e.get::<GnttabCopy>(0).status, st);
+        }
+    }
+
+    #[test]
+    fn cache_flush_checks_ranges_and_ownership() {
+        let mut e = Env::new();
+        let other = RAM + RAM_SIZE / 2;
+        for (a, off, len, op, r) in [
+            (0, 0, 0, 0, 0),
+            (RAM, 0, 64, GNTTAB_CACHE_CLEAN, 0),
+            (RAM, 4096, 1, GNTTAB_CACHE_CLEAN, ret(EINVAL)),
+            (RAM, 0, 4097, GNTTAB_CACHE_CLEAN, ret(EINVAL)),
+            (RAM, 4000, 200, GNTTAB_CACHE_CLEAN, ret(EINVAL)),
+            (RAM, 0, 1, GNTTAB_CACHE_SOURCE_GREF, ret(EINVAL)),
+            (other, 0, 1, GNTTAB_CACHE_INVAL, ret(EPERM)),
+            (0x1000, 0, 1, GNTTAB_CACHE_INVAL, ret(EINVAL)),
+        ] {
+            e.put(0, &GnttabCacheFlush { a, offset: off, length: len, op });
+            assert_eq!(gnt(&mut e, 0, GNTTABOP_CACHE_FLUSH, 1), r, "{a:#x} {off} {len} {op}");
+        }
+    }
+
+    #[test]
+    fn long_batches_continue() {
+        let mut e = Env::new();
+        let n = OPS_PER_TRAP as u64 + 3;
+        for i in 0..n {
+            e.put(i * 16, &GnttabCacheFlush { a: RAM, offset: 0, length: 8, op: GNTTAB_CACHE_CLEAN });
+        }
+        let o = e.call(0, |cx| grant_table_op(cx, u64::from(GNTTABOP_CACHE_FLUSH), ARGS, n));
+        assert_eq!(o, Outcome::Continue { x0: u64::from(GNTTABOP_CACHE_FLUSH), x1: ARGS + u64::from(OPS_PER_TRAP) * 16, x2: 3 });
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_CACHE_FLUSH, n), 0);
+    }
+}

@@ -1,0 +1,77 @@
+//! `hvm_op` on ARM: get_param and set_param. HVM_PARAM_CALLBACK_IRQ reports the domain's
+//! event-channel PPI in Xen's encoding (type 2 = PPI in bits 63:56, flags in 15:8, PPI in 7:0).
+
+use super::guest_phys as gp;
+use super::{read_arg, write_arg, HypercallCtx};
+use crate::domain::evtchn::HVM_NR_PARAMS;
+use guest_abi::errno::{ret, EINVAL, ENOSYS, EPERM, ESRCH};
+use guest_abi::hvm::*;
+
+/// Xen's callback type for a PPI on ARM (its header gives PPI the value 2).
+const CALLBACK_TYPE_PPI: u64 = 2;
+/// Flags Xen 4.17 reports with it: level triggered, active high.
+const CALLBACK_PPI_FLAGS: u64 = 0x2;
+
+pub fn callback_irq_value(ppi: u32) -> u64 {
+    (CALLBACK_TYPE_PPI << 56) | (CALLBACK_PPI_FLAGS << 8) | u64::from(ppi & 0xff)
+}
+
+pub fn hvm_op(cx: &mut HypercallCtx<'_, '_>, op: u64, arg: u64) -> i64 {
+    let set = match op {
+        0 => true, // HVMOP_set_param
+        1 => false, // HVMOP_get_param
+        _ => return ret(ENOSYS),
+    };
+    let mut p: XenHvmParam = match read_arg(cx.mem, arg) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    if p.index as usize >= HVM_NR_PARAMS {
+        return ret(EINVAL);
+    }
+    let target = gp::resolve(cx.caller, p.domid);
+    let privileged = cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware);
+    let Some(d) = cx.domains.get_mut(target) else { return ret(ESRCH) };
+    if target != cx.caller && !privileged {
+        return ret(EPERM);
+    }
+    if set {
+        if p.index == HVM_PARAM_CALLBACK_IRQ {
+            return ret(EINVAL); // fixed by the domain builder on ARM
+        }
+        d.evtchn.hvm_params[p.index as usize] = p.value;
+        return 0;
+    }
+    p.value = match p.index {
+        HVM_PARAM_CALLBACK_IRQ => callback_irq_value(d.evtchn.callback_ppi),
+        i => d.evtchn.hvm_params[i as usize],
+    };
+    write_arg(cx.mem, arg, &p).err().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::guest_phys::env::*;
+    use super::*;
+    use guest_abi::errno::EFAULT;
+
+    fn op(e: &mut Env, caller: u16, cmd: u64, domid: u16, index: u32, value: u64) -> (i64, u64) {
+        e.put(0, &XenHvmParam { domid, index, value });
+        let r = e.call(caller, |cx| super::super::dispatch(cx, 34, [cmd, ARGS, 0, 0, 0]));
+        (r, e.get::<XenHvmParam>(0).value)
+    }
+
+    #[test]
+    fn params() {
+        let mut e = Env::new();
+        assert_eq!(op(&mut e, 0, 1, 0x7ff0, HVM_PARAM_CALLBACK_IRQ, 0), (0, 0x0200_0000_0000_0210));
+        assert_eq!(op(&mut e, 0, 1, 0x7ff0, 1000, 0).0, ret(EINVAL));
+        assert_eq!(op(&mut e, 0, 1, 0x1234, 0, 0).0, ret(ESRCH));
+        assert_eq!(op(&mut e, 0, 0, 1, HVM_PARAM_STORE_PFN, 0x1234).0, 0);
+        assert_eq!(op(&mut e, 1, 1, 0x7ff0, HVM_PARAM_STORE_PFN, 0), (0, 0x1234));
+        assert_eq!(op(&mut e, 1, 1, 0, HVM_PARAM_STORE_PFN, 0).0, ret(EPERM));
+        assert_eq!(op(&mut e, 0, 0, 0x7ff0, HVM_PARAM_CALLBACK_IRQ, 5).0, ret(EINVAL));
+        assert_eq!(op(&mut e, 0, 99, 0, 0, 0).0, ret(ENOSYS));
+        assert_eq!(e.call(0, |cx| hvm_op(cx, 1, 0xdead_0000)), ret(EFAULT));
+    }
+}

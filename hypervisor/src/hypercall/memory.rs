@@ -1,0 +1,364 @@
+//! `memory_op`: the guest's physical map. add_to_physmap puts the hypervisor's shared_info page
+//! or grant-table frames at a guest frame; remove_from_physmap takes a page out; the reservation
+//! ops (populate_physmap, decrease_reservation) map and unmap a direct-mapped domain's own RAM.
+//! Reservation ops answer with the number of extents done (Xen's rule, even for errors), and
+//! long batches continue in a new trap (`cmd = op | done << 6`).
+
+use super::guest_phys::{self as gp, PAGE};
+use super::{read_arg, write_arg, HypercallCtx, Outcome};
+use crate::domain::grant::GrowError;
+use crate::domain::Domain;
+use crate::mm::S2Attr;
+use guest_abi::errno::{ret, EBUSY, EDOM, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSYS, EPERM, ESRCH};
+use guest_abi::memory::*;
+
+/// Extents handled per trap before the call continues.
+pub const EXTENTS_PER_TRAP: u64 = 256;
+/// Largest extent order accepted (2 MiB with 4 KiB pages).
+const MAX_ORDER: u32 = 9;
+
+pub fn memory_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> Outcome {
+    let (op, start) = split_cmd(cmd);
+    let r = match op {
+        XENMEM_INCREASE_RESERVATION | XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP => {
+            return reservation(cx, op, start, arg);
+        }
+        XENMEM_ADD_TO_PHYSMAP => add_to_physmap(cx, start, arg),
+        XENMEM_ADD_TO_PHYSMAP_BATCH => add_to_physmap_batch(cx, start, arg),
+        XENMEM_REMOVE_FROM_PHYSMAP => remove_from_physmap(cx, arg),
+        _ => ret(ENOSYS),
+    };
+    Outcome::Return(r)
+}
+
+/// The caller may act on `target` (itself, or anyone if it is the hardware domain).
+fn may_control(cx: &HypercallCtx<'_, '_>, target: u16) -> bool {
+    target == cx.caller || cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware)
+}
+
+fn add_to_physmap(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> i64 {
+    // The continuation field carries progress through a gmfn_range, a u16.
+    if start > u64::from(u16::MAX) {
+        return ret(EDOM);
+    }
+    let a: XenAddToPhysmap = match read_arg(cx.mem, arg) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    if a.space == XENMAPSPACE_GMFN_FOREIGN {
+        return ret(ENOSYS); // only through add_to_physmap_batch
+    }
+    let target = gp::resolve(cx.caller, a.domid);
+    if cx.domains.get(target).is_none() {
+        return ret(ESRCH);
+    }
+    if !may_control(cx, target) {
+        return ret(EPERM);
+    }
+    let Some(dom) = cx.domains.get_mut(target) else { return ret(ESRCH) };
+    match add_one(dom, cx.machine, a.space, a.idx, a.gpfn) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
+/// Map one page of `space` at `gpfn` in `dom`.
+fn add_one(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, space: u32, idx: u64, gpfn: u64) -> Result<(), i64> {
+    gp::ipa_of(gpfn).ok_or(ret(EINVAL))?;
+    match space {
+        XENMAPSPACE_SHARED_INFO => {
+            if idx != 0 {
+                return Err(ret(EINVAL));
+            }
+            // As Xen 4.17: a page the hypervisor owns is mapped at one place at a time.
+            if dom.evtchn.shared_info_gfn.is_some() {
+                return Err(ret(EBUSY));
+            }
+            let pa = gp::shared_info(dom, m)?;
+            gp::map(dom, m, gpfn, pa, S2Attr::RAM_RW)?;
+            dom.evtchn.shared_info_gfn = Some(gpfn);
+            Ok(())
+        }
+        XENMAPSPACE_GRANT_TABLE => {
+            if idx & XENMAPIDX_GRANT_TABLE_STATUS != 0 || idx >= u64::from(crate::domain::grant::MAX_GRANT_FRAMES) {
+                return Err(ret(EINVAL)); // status frames are v2 only
+            }
+            let idx = idx as u32;
+            match dom.grants.grow(idx + 1, &mut *m.frames, m.mem) {
+                Ok(()) => {}
+                Err(GrowError::TooMany) => return Err(ret(EINVAL)),
+                Err(GrowError::NoMemory) => return Err(ret(ENOMEM)),
+            }
+            if dom.grants.frame_gfn(idx).is_some() {
+                return Err(ret(EBUSY));
+            }
+            let pa = dom.grants.frame(idx).ok_or(ret(EINVAL))?;
+            gp::map(dom, m, gpfn, pa, S2Attr::RAM_RW)?;
+            dom.grants.set_frame_gfn(idx, Some(gpfn));
+            Ok(())
+        }
+        _ => Err(ret(ENOSYS)),
+    }
+}
+
+/// Forget that a hypervisor page was mapped at `gfn` (it was just unmapped).
+fn forget_mapping_at(dom: &mut Domain, gfn: u64) {
+    if dom.evtchn.shared_info_gfn == Some(gfn) {
+        dom.evtchn.shared_info_gfn = None;
+    }
+    if let Some(i) = dom.grants.frame_at_gfn(gfn) {
+        dom.grants.set_frame_gfn(i, None);
+    }
+}
+
+fn add_to_physmap_batch(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> i64 {
+    let b: XenAddToPhysmapBatch = match read_arg(cx.mem, arg) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    if start > u64::from(b.size) {
+        return ret(EINVAL);
+    }
+    let target = gp::resolve(cx.caller, b.domid);
+    if cx.domains.get(target).is_none() {
+        return ret(ESRCH);
+    }
+    if !may_control(cx, target) {
+        return ret(EPERM);
+    }
+    let space = u32::from(b.space);
+    let foreign = gp::resolve(cx.caller, b.foreign_domid);
+    if space == XENMAPSPACE_GMFN_FOREIGN {
+        if cx.domains.get(foreign).is_none() {
+            return ret(ESRCH);
+        }
+        if foreign == target || !cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware) {
+            return ret(EPERM);
+        }
+    }
+    for i in start..u64::from(b.size) {
+        let (Ok(idx), Ok(gpfn)) = (read_arg::<u64>(cx.mem, b.idxs.wrapping_add(i * 8)), read_arg::<u64>(cx.mem, b.gpfns.wrapping_add(i * 8))) else {
+            return ret(EFAULT);
+        };
+        let r = if space == XENMAPSPACE_GMFN_FOREIGN {
+            map_foreign(cx, target, foreign, idx, gpfn)
+        } else {
+            match cx.domains.get_mut(target) {
+                Some(dom) => add_one(dom, cx.machine, space, idx, gpfn),
+                None => Err(ret(ESRCH)),
+            }
+        };
+        let err = match r {
+            Ok(()) => 0i32,
+            Err(e) => e as i32,
+        };
+        if write_arg(cx.mem, b.errs.wrapping_add(i * 4), &err).is_err() {
+            return ret(EFAULT);
+        }
+    }
+    0
+}
+
+/// The hardware domain maps frame `gfn` of `foreign` at its own `gpfn`.
+fn map_foreign(cx: &mut HypercallCtx<'_, '_>, target: u16, foreign: u16, gfn: u64, gpfn: u64) -> Result<(), i64> {
+    let (dom, fdom) = cx.domains.pair_mut(target, foreign).ok_or(ret(ESRCH))?;
+    let pa = gp::own_ram(fdom, gfn, cx.machine.mem).ok_or(ret(EINVAL))?;
+    gp::map(dom, cx.machine, gpfn, pa, S2Attr::RAM_RW)
+}
+
+fn remove_from_physmap(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
+    let r: XenRemoveFromPhysmap = match read_arg(cx.mem, arg) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let target = gp::resolve(cx.caller, r.domid);
+    if cx.domains.get(target).is_none() {
+        return ret(ESRCH);
+    }
+    if !may_control(cx, target) {
+        return ret(EPERM);
+    }
+    let Some(dom) = cx.domains.get_mut(target) else { return ret(ESRCH) };
+    if gp::lookup(dom, r.gpfn, cx.machine.mem).is_none() || dom.p2m.is_none() {
+        return ret(ENOENT);
+    }
+    match gp::unmap(dom, cx.machine, r.gpfn) {
+        Ok(()) => {
+            forget_mapping_at(dom, r.gpfn);
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+/// increase_reservation / decrease_reservation / populate_physmap.
+fn reservation(cx: &mut HypercallCtx<'_, '_>, op: u32, start: u64, arg: u64) -> Outcome {
+    let done = |n: u64| Outcome::Return(n as i64);
+    let Ok(r) = read_arg::<XenMemoryReservation>(cx.mem, arg) else { return done(start) };
+    if r.nr_extents > u64::from(u32::MAX >> MEMOP_EXTENT_SHIFT) || start >= r.nr_extents || r.extent_order > MAX_ORDER {
+        return done(start);
+    }
+    let target = gp::resolve(cx.caller, r.domid);
+    if cx.domains.get(target).is_none() || !may_control(cx, target) {
+        return done(start);
+    }
+    let end = core::cmp::min(r.nr_extents, start.saturating_add(EXTENTS_PER_TRAP));
+    let pages = 1u64 << r.extent_order;
+    let mut i = start;
+    while i < end {
+        let Ok(gpfn) = read_arg::<u64>(cx.mem, r.extent_start.wrapping_add(i.wrapping_mul(8))) else { return done(i) };
+        let Some(dom) = cx.domains.get_mut(target) else { return done(i) };
+        let ok = match op {
+            XENMEM_POPULATE_PHYSMAP => populate(dom, cx.machine, gpfn, pages),
+            XENMEM_DECREASE_RESERVATION => decrease(dom, cx.machine, gpfn, pages),
+            // A direct-mapped domain cannot be given new frames (their addresses would not be
+            // its guest addresses); nothing else exists yet.
+            _ => false,
+        };
+        if !ok {
+            return done(i);
+        }
+        i += 1;
+    }
+    if i < r.nr_extents {
+        return Outcome::Continue { x0: u64::from(op) | (i << MEMOP_EXTENT_SHIFT), x1: arg, x2: 0 };
+    }
+    done(i)
+}
+
+/// Direct-mapped domain: map its own RAM back at gpfn == pfn.
+fn populate(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u64, pages: u64) -> bool {
+    if !dom.direct_mapped || !gpfn.is_multiple_of(pages) {
+        return false;
+    }
+    let Some(pa) = gpfn.checked_mul(PAGE) else { return false };
+    if !dom.owns_ram(pa, pages * PAGE) {
+        return false;
+    }
+    (0..pages).all(|k| gp::map(dom, m, gpfn + k, pa + k * PAGE, S2Attr::RAM_RWX).is_ok())
+}
+
+/// Take pages out of the domain's map (the RAM stays the domain's; populate brings it back).
+fn decrease(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u64, pages: u64) -> bool {
+    if !gpfn.is_multiple_of(pages) || gpfn.checked_add(pages).and_then(gp::ipa_of).is_none() {
+        return false;
+    }
+    for k in 0..pages {
+        if gp::own_ram(dom, gpfn + k, m.mem).is_none() {
+            return false;
+        }
+    }
+    (0..pages).all(|k| gp::unmap(dom, m, gpfn + k).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::guest_phys::env::*;
+    use super::*;
+    use guest_abi::DOMID_SELF;
+    use platform::PhysMem;
+
+    fn call(e: &mut Env, caller: u16, cmd: u64) -> i64 {
+        e.call(caller, |cx| super::super::dispatch(cx, 12, [cmd, ARGS, 0, 0, 0]))
+    }
+
+    fn atp(e: &mut Env, domid: u16, space: u32, idx: u64, gpfn: u64) -> i64 {
+        e.put(0, &XenAddToPhysmap { domid, size: 0, space, idx, gpfn });
+        call(e, 0, u64::from(XENMEM_ADD_TO_PHYSMAP))
+    }
+
+    #[test]
+    fn shared_info_is_mapped_once_and_can_move() {
+        let mut e = Env::new();
+        let gpfn = (RAM >> 12) + 5;
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_SHARED_INFO, 1, gpfn), ret(EINVAL));
+        assert_eq!(atp(&mut e, 0x1234, XENMAPSPACE_SHARED_INFO, 0, gpfn), ret(ESRCH));
+        assert_eq!(atp(&mut e, DOMID_SELF, 99, 0, gpfn), ret(ENOSYS));
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GMFN_FOREIGN, 0, gpfn), ret(ENOSYS));
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_SHARED_INFO, 0, u64::MAX), ret(EINVAL));
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_SHARED_INFO, 0, gpfn), 0);
+        let shinfo = e.dom(0).evtchn.shared_info.unwrap();
+        assert_eq!(gp::lookup(e.dom(0), gpfn, &e.phys), Some(shinfo));
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_SHARED_INFO, 0, gpfn + 1), ret(EBUSY));
+        e.put(0, &XenRemoveFromPhysmap { domid: DOMID_SELF, gpfn });
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_REMOVE_FROM_PHYSMAP)), 0);
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_REMOVE_FROM_PHYSMAP)), ret(ENOENT));
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_SHARED_INFO, 0, gpfn + 1), 0);
+        assert_eq!(e.dom(0).evtchn.shared_info, Some(shinfo), "the same page moves");
+    }
+
+    #[test]
+    fn grant_frames_grow_on_demand() {
+        let mut e = Env::new();
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GRANT_TABLE, 64, 0x9000), ret(EINVAL));
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GRANT_TABLE, 1 << 31, 0x9000), ret(EINVAL));
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GRANT_TABLE, 3, 0x9003), 0);
+        assert_eq!(e.dom(0).grants.nr_frames(), 4);
+        assert_eq!(gp::lookup(e.dom(0), 0x9003, &e.phys), e.dom(0).grants.frame(3));
+        assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GRANT_TABLE, 3, 0x9004), ret(EBUSY));
+    }
+
+    #[test]
+    fn unreadable_arguments_and_bad_commands() {
+        let mut e = Env::new();
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, 12, [7, 0xdead_0000, 0, 0, 0])), ret(EFAULT));
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, 12, [1, 0xdead_0000, 0, 0, 0])), 0);
+        assert_eq!(call(&mut e, 0, 63), ret(ENOSYS));
+        e.put(0, &XenAddToPhysmap { domid: DOMID_SELF, size: 0, space: 0, idx: 0, gpfn: 0x9000 });
+        assert_eq!(call(&mut e, 0, 7 | (0x10000 << 6)), ret(EDOM));
+        // a domU may not change dom0's map
+        e.put(0, &XenRemoveFromPhysmap { domid: 0, gpfn: RAM >> 12 });
+        assert_eq!(call(&mut e, 1, u64::from(XENMEM_REMOVE_FROM_PHYSMAP)), ret(EPERM));
+    }
+
+    #[test]
+    fn decrease_then_populate_a_direct_mapped_domain() {
+        let mut e = Env::new();
+        let base = RAM >> 12;
+        let n = 300u64; // more than one trap's worth
+        for i in 0..n {
+            e.put(0x100 + i * 8, &(base + i));
+        }
+        e.put(0, &XenMemoryReservation { extent_start: ARGS + 0x100, nr_extents: n, extent_order: 0, mem_flags: 0, domid: DOMID_SELF });
+        let first = e.call(0, |cx| memory_op(cx, u64::from(XENMEM_DECREASE_RESERVATION), ARGS));
+        assert_eq!(first, Outcome::Continue { x0: 1 | (EXTENTS_PER_TRAP << 6), x1: ARGS, x2: 0 });
+        assert_eq!(call(&mut e, 0, 1 | (EXTENTS_PER_TRAP << 6)), n as i64, "the continuation finishes it");
+        assert_eq!(gp::lookup(e.dom(0), base + 7, &e.phys), None);
+        // again: nothing is mapped, the first extent fails
+        assert_eq!(call(&mut e, 0, 1), 0);
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_POPULATE_PHYSMAP)), n as i64);
+        assert_eq!(gp::lookup(e.dom(0), base + 7, &e.phys), Some(RAM + 7 * PAGE));
+        // frames of another domain, unaligned orders, bad extents
+        e.put(0x100, &((RAM >> 12) + (RAM_SIZE >> 13)));
+        e.put(0, &XenMemoryReservation { extent_start: ARGS + 0x100, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: DOMID_SELF });
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_POPULATE_PHYSMAP)), 0);
+        e.put(0x100, &(base + 1));
+        e.put(0, &XenMemoryReservation { extent_start: ARGS + 0x100, nr_extents: 1, extent_order: 1, mem_flags: 0, domid: DOMID_SELF });
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_DECREASE_RESERVATION)), 0);
+        e.put(0, &XenMemoryReservation { extent_start: 0xdead_0000, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: 0x1234 });
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_POPULATE_PHYSMAP)), 0);
+        assert_eq!(call(&mut e, 0, 0), 0, "increase_reservation: nothing to give a direct-mapped domain");
+    }
+
+    #[test]
+    fn batch_maps_foreign_frames_for_dom0_only() {
+        let mut e = Env::new();
+        let d1_gfn = (RAM + RAM_SIZE / 2) >> 12;
+        e.put(0x100, &d1_gfn);
+        e.put(0x108, &0x9_0000u64);
+        e.put(0x110, &0x7777_7777u32);
+        let b = |foreign| XenAddToPhysmapBatch { domid: DOMID_SELF, space: XENMAPSPACE_GMFN_FOREIGN as u16, size: 1, foreign_domid: foreign, idxs: ARGS + 0x100, gpfns: ARGS + 0x108, errs: ARGS + 0x110 };
+        e.put(0, &b(0x1234));
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH)), ret(ESRCH));
+        e.put(0, &b(1));
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH)), 0);
+        assert_eq!(e.get::<i32>(0x110), 0);
+        assert_eq!(gp::lookup(e.dom(0), 0x9_0000, &e.phys), Some(d1_gfn << 12));
+        e.put(0x100, &0x1u64); // not domU RAM
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH)), 0);
+        assert_eq!(e.get::<i32>(0x110), ret(EINVAL) as i32);
+        e.put(0, &b(0));
+        assert_eq!(call(&mut e, 1, u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH)), ret(EPERM));
+        let _ = e.phys.read_u64(RAM);
+    }
+}

@@ -1,0 +1,104 @@
+//! `vcpu_op` as Xen answers it on ARM: only register_vcpu_info and
+//! register_runstate_memory_area exist (everything else is -EINVAL), after the vCPU id check
+//! (-ENOENT). One vCPU per domain for now.
+
+use super::event_channel::NR_VCPUS;
+use super::guest_phys as gp;
+use super::{read_arg, HypercallCtx};
+use guest_abi::errno::{ret, EINVAL, ENXIO, ESRCH};
+use guest_abi::shared_info::{VcpuRunstateInfo, RUNSTATE_RUNNING};
+use guest_abi::vcpu::*;
+
+/// sizeof(struct vcpu_info) on arm64.
+const VCPU_INFO_SIZE: u64 = 48;
+
+pub fn vcpu_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, vcpu: u64, arg: u64) -> i64 {
+    if vcpu as u32 >= NR_VCPUS {
+        return ret(guest_abi::errno::ENOENT);
+    }
+    let r = match cmd as u32 {
+        VCPUOP_REGISTER_VCPU_INFO => register_vcpu_info(cx, arg),
+        VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => register_runstate(cx, arg),
+        _ => Err(ret(EINVAL)),
+    };
+    r.err().unwrap_or(0)
+}
+
+fn register_vcpu_info(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let info: VcpuRegisterVcpuInfo = read_arg(cx.mem, arg)?;
+    if u64::from(info.offset) > 4096 - VCPU_INFO_SIZE {
+        return Err(ret(ENXIO));
+    }
+    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
+    if d.evtchn.vcpu_info.is_some() {
+        return Err(ret(EINVAL)); // Xen 4.17: once registered, always registered
+    }
+    let page = gp::own_ram(d, info.mfn, cx.machine.mem).ok_or(ret(EINVAL))?;
+    let new = page + u64::from(info.offset);
+    // Carry the current state over, then mark everything pending so nothing is lost (as Xen).
+    let shinfo = gp::shared_info(d, cx.machine)?;
+    let mut cur = [0u8; VCPU_INFO_SIZE as usize];
+    cx.machine.mem.read(shinfo, &mut cur).map_err(|_| ret(EINVAL))?;
+    cur[0] = 1; // evtchn_upcall_pending
+    cur[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // evtchn_pending_sel
+    cx.machine.mem.write(new, &cur).map_err(|_| ret(EINVAL))?;
+    d.evtchn.set_vcpu_info(new);
+    Ok(())
+}
+
+fn register_runstate(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let area: VcpuRegisterRunstateMemoryArea = read_arg(cx.mem, arg)?;
+    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
+    d.evtchn.runstate_gva = (area.addr != 0).then_some(area.addr);
+    if area.addr != 0 {
+        // The calling vCPU is running; a guest that gave a bad address just gets nothing.
+        let rs = VcpuRunstateInfo { state: RUNSTATE_RUNNING, ..Default::default() };
+        let _ = super::write_arg(cx.mem, area.addr, &rs);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::guest_phys::env::*;
+    use super::*;
+    use guest_abi::errno::{EFAULT, ENOENT};
+    use platform::PhysMem;
+
+    fn op(e: &mut Env, cmd: u32, vcpu: u64, arg: u64) -> i64 {
+        e.call(0, |cx| super::super::dispatch(cx, 24, [u64::from(cmd), vcpu, arg, 0, 0]))
+    }
+
+    #[test]
+    fn register_vcpu_info_once_within_a_page() {
+        let mut e = Env::new();
+        let gfn = (RAM >> 12) + 3;
+        e.put(0, &VcpuRegisterVcpuInfo { mfn: gfn, offset: 4090, rsvd: 0 });
+        assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 0, ARGS), ret(ENXIO));
+        assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 7, ARGS), ret(ENOENT));
+        assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 0, 0xdead_0000), ret(EFAULT));
+        e.put(0, &VcpuRegisterVcpuInfo { mfn: 0x10, offset: 64, rsvd: 0 });
+        assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 0, ARGS), ret(EINVAL), "not RAM");
+        e.put(0, &VcpuRegisterVcpuInfo { mfn: gfn, offset: 64, rsvd: 0 });
+        assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 0, ARGS), 0);
+        let pa = (gfn << 12) + 64;
+        assert_eq!(e.dom(0).evtchn.vcpu_info, Some(pa));
+        assert_eq!(e.phys.read_u64(pa + 8).unwrap(), u64::MAX);
+        assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 0, ARGS), ret(EINVAL));
+    }
+
+    #[test]
+    fn runstate_and_other_commands() {
+        let mut e = Env::new();
+        e.put(0, &VcpuRegisterRunstateMemoryArea { addr: ARGS + 0x100 });
+        e.put(0x100, &VcpuRunstateInfo { state: 7, ..Default::default() });
+        assert_eq!(op(&mut e, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, ARGS), 0);
+        assert_eq!(e.get::<VcpuRunstateInfo>(0x100).state, RUNSTATE_RUNNING);
+        e.put(0, &VcpuRegisterRunstateMemoryArea { addr: 0xdead_0000 });
+        assert_eq!(op(&mut e, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, ARGS), 0);
+        assert_eq!(op(&mut e, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 77, ARGS), ret(ENOENT));
+        for cmd in [VCPUOP_UP, VCPUOP_INITIALISE, 99] {
+            assert_eq!(op(&mut e, cmd, 0, 0), ret(EINVAL));
+        }
+    }
+}
