@@ -114,6 +114,11 @@ struct Page([u8; 4096]);
 static mut BUF_A: Page = Page([0; 4096]);
 static mut BUF_B: Page = Page([0; 4096]);
 
+/// The two page buffers' addresses (identity-mapped: physical == virtual).
+pub fn pages() -> (u64, u64) {
+    (core::ptr::addr_of!(BUF_A) as u64, core::ptr::addr_of!(BUF_B) as u64)
+}
+
 /// Addresses the guest does not own: the start of QEMU virt's RAM, where xenith lives, and a
 /// page high in RAM that no domain is given (2 GiB machine, dom0 at most 512 MiB below it).
 const NOT_OWNED_READ: u64 = 0x4008_0000;

@@ -18,7 +18,13 @@ mod cases;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod dma_layer;
+#[cfg(target_os = "none")]
 mod edu;
+#[cfg(target_os = "none")]
+mod heap;
+#[cfg(target_os = "none")]
+extern crate alloc;
 #[cfg(target_os = "none")]
 mod exceptions;
 mod fdt;
@@ -60,7 +66,8 @@ mod kernel {
             }
         };
         let image_end = core::ptr::addr_of!(_end) as u64;
-        let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench");
+        crate::heap::init();
+        let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench") || info.has_arg(b"edu-dma");
         if let (true, Some(pci)) = (edu_mode, info.pci) {
             // SAFETY: boot CPU, before the MMU is enabled.
             unsafe {
@@ -90,6 +97,15 @@ mod kernel {
             bench::run();
         } else {
             let (mut passed, mut failed) = cases::run_all();
+            if info.has_arg(b"edu-dma") {
+                match info.pci.and_then(|p| crate::edu::Edu::find(&p)) {
+                    Some(edu) => crate::dma_layer::run(&edu, info.banks(), &mut passed, &mut failed),
+                    None => {
+                        println!("fail dma_layer: no edu device");
+                        failed += 1;
+                    }
+                }
+            }
             if info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") {
                 crate::edu::run(info.pci, !info.has_arg(b"edu=unisolated"), &mut passed, &mut failed);
             }

@@ -125,6 +125,18 @@ fn cases(images: &Images) -> Vec<Case> {
                 expect(o, "case edu.dma_read_not_owned: device read memory the guest does not own")
             },
         },
+        Case {
+            name: "edu_dma_through_dom0_dma_layer",
+            // 6 GiB of RAM and a 4 GiB dom0, so dom0 has RAM above a 32-bit DMA mask.
+            boot: Boot { mem: "6G".into(), cmdline: "dom0_mem=4G".into(), ..edu_boot(base(true), "edu-dma") },
+            check: |o| {
+                guest_clean(o)?;
+                expect(o, "case dma_layer.select.full_mask: Ok(Direct)")?;
+                expect(o, "case dma_layer.direct.round_trip: Ok(")?;
+                expect(o, "case dma_layer.select.mask_32: Ok(XenSwiotlb)")?;
+                expect(o, "2 bounced, data intact")
+            },
+        },
         Case { name: "no_dom0_module", boot: base(false), check: |o| fatal_and_off(o, "no dom0 kernel") },
         Case {
             name: "dom0_not_an_arm64_image",
