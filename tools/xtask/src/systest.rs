@@ -243,5 +243,14 @@ fn host_bench_lines() -> Result<()> {
     for l in out.lines().filter(|l| l.starts_with("bench ")) {
         println!("  {l}");
     }
+    // Criterion benches (wall time on this machine: compare runs on the same machine only).
+    for (pkg, bench) in [("xenith-hypervisor", "sysmmu"), ("xenith-dom0-dma", "dma")] {
+        println!("criterion: cargo bench -p {pkg} --bench {bench} -- --warm-up-time 1 --measurement-time 2");
+        crate::env::run(
+            std::process::Command::new("cargo")
+                .args(["bench", "-q", "-p", pkg, "--bench", bench, "--", "--warm-up-time", "1", "--measurement-time", "2"])
+                .current_dir(crate::env::root()),
+        )?;
+    }
     Ok(())
 }
