@@ -10,7 +10,7 @@ use crate::domain::registry::{Domains, Machine};
 use crate::domain::{DomId, Domain, RamBanks, ShutdownReason};
 use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx};
 use crate::mm::RegionAllocator;
-use super::{DirectMem, HwTlb};
+use super::DirectMem;
 use crate::{log, sysreg};
 use spin::Mutex;
 
@@ -101,10 +101,19 @@ fn handle_lower_sync(frame: &mut TrapFrame) {
         let ram = domains.get(current).map(|d| d.ram).unwrap_or_default();
         let mut mem = CurrentGuestMemory { ram };
         let mut frames = FRAMES.lock();
-        let mut tlb = HwTlb;
+        let mut tlb = super::iommu::SystemTlb::default(); // p2m changes reach the SMMUs sharing the tables
         let mut machine = Machine { mem: &DirectMem, frames: &mut *frames, tlb: &mut tlb };
         let mut cx = HypercallCtx { domains: &mut domains, caller: current, mem: &mut mem, machine: &mut machine };
-        frame.x[0] = hypercall::dispatch(&mut cx, nr, args) as u64;
+        // (hypercall continuations, issue 3) A long batch (memory_op, grant_table_op,
+        // multicall) comes back unfinished: rewind ELR to the HVC with x0..x2 rewritten, so
+        // the guest re-issues it and can take interrupts in between, as on Xen.
+        match hypercall::dispatch_step(&mut cx, nr, args) {
+            hypercall::Outcome::Return(r) => frame.x[0] = r as u64,
+            hypercall::Outcome::Continue { x0, x1, x2 } => {
+                (frame.x[0], frame.x[1], frame.x[2]) = (x0, x1, x2);
+                frame.elr -= 4;
+            }
+        }
         drop(frames);
         if let Some(dom) = domains.get_mut(current) {
             act_on_shutdown(dom);
