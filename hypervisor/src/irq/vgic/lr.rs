@@ -22,6 +22,11 @@ pub fn encode(intid: u32, priority: u8, group1: bool, pending: bool, active: boo
     v
 }
 
+/// `v` linked to physical INTID `pintid`: the guest's deactivation deactivates it.
+pub fn with_hw(v: u64, pintid: u32) -> u64 {
+    (v & !(0x3ff << 32)) | HW | (u64::from(pintid & 0x3ff) << 32)
+}
+
 pub fn intid(v: u64) -> u32 {
     v as u32
 }

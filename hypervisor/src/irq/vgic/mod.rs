@@ -84,6 +84,11 @@ pub struct IrqState {
     pub lr: Option<u8>,
     /// GICD_IROUTER (SPIs only): affinity, or bit 31 (IRM) for "any vCPU".
     pub route: u64,
+    /// Backed by the physical SPI with the same INTID (a device passed through to the domain).
+    pub hw: bool,
+    /// The physical interrupt was taken and is active at the physical GIC until the guest
+    /// deactivates it (the LR carries the HW bit, so its EOI reaches the physical GIC).
+    pub hw_active: bool,
 }
 
 impl IrqState {
@@ -97,12 +102,26 @@ impl IrqState {
         group1: false,
         lr: None,
         route: 0,
+        hw: false,
+        hw_active: false,
     };
 
     /// Pending, counting a high line of a level-sensitive interrupt.
     pub fn is_pending(&self) -> bool {
         self.pending || (!self.edge && self.level)
     }
+}
+
+/// What the physical GIC must do for a passed-through SPI after the guest changed its virtual
+/// state (applied by the arch layer before the vCPU re-enters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HwOp {
+    /// Enable or disable the physical SPI (routed to the CPU running the vCPU).
+    Enable(u32, bool),
+    /// Set its trigger: edge (true) or level.
+    Configure(u32, bool),
+    /// Deactivate it: the guest dropped the interrupt without deactivating it through an LR.
+    Deactivate(u32),
 }
 
 /// The banked interrupts and list-register bookkeeping of one vCPU.
@@ -148,6 +167,8 @@ pub struct Vgic {
     it_lines: u32,
     /// GICD_CTLR bits the guest set (EnableGrp0/EnableGrp1A).
     ctlr: u32,
+    /// Physical-GIC work for passed-through SPIs, drained by `take_hw_ops`.
+    hw_ops: Vec<HwOp>,
 }
 
 impl Vgic {
@@ -158,7 +179,7 @@ impl Vgic {
         let nr = (32 * (it_lines + 1)).min(MAX_INTID);
         let spis = alloc::vec![IrqState::RESET; (nr - PRIVATE_IRQS) as usize];
         let vcpus = vcpu_mpidrs.iter().map(|&m| VcpuIrqs::new(mpidr_affinity(m))).collect();
-        Self { vcpus, spis, it_lines, ctlr: 0 }
+        Self { vcpus, spis, it_lines, ctlr: 0, hw_ops: Vec::new() }
     }
 
     pub fn vcpu_count(&self) -> usize {
@@ -236,6 +257,46 @@ impl Vgic {
         Ok(())
     }
 
+    /// Make SPI `intid` the virtual face of the physical SPI with the same INTID (or stop).
+    pub fn set_hw(&mut self, intid: u32, hw: bool) -> Result<(), VgicError> {
+        if intid < PRIVATE_IRQS {
+            return Err(VgicError::BadIntid(intid));
+        }
+        self.check(0, intid)?;
+        if let Some(irq) = self.irq_mut(0, intid) {
+            irq.hw = hw;
+        }
+        Ok(())
+    }
+
+    /// The physical SPI `intid` fired and was acknowledged (priority dropped, still active):
+    /// deliver it with the HW bit so the guest's deactivation reaches the physical GIC.
+    /// Refused for SPIs that are not passed through (the caller deactivates them itself).
+    pub fn inject_hw(&mut self, intid: u32) -> Result<(), VgicError> {
+        self.check(0, intid)?;
+        match self.irq_mut(0, intid) {
+            Some(irq) if irq.hw && intid >= PRIVATE_IRQS => {
+                irq.pending = true;
+                irq.hw_active = true;
+            }
+            _ => return Err(VgicError::BadIntid(intid)),
+        }
+        self.touch(0, intid);
+        Ok(())
+    }
+
+    /// Physical-GIC work the guest's register writes asked for since the last call.
+    pub fn take_hw_ops(&mut self) -> Vec<HwOp> {
+        core::mem::take(&mut self.hw_ops)
+    }
+
+    pub(crate) fn push_hw_op(&mut self, op: HwOp) {
+        // Bounded: a guest hammering enable bits cannot grow this without limit.
+        if self.hw_ops.len() < 4096 {
+            self.hw_ops.push(op);
+        }
+    }
+
     /// Drive the input line of a level-sensitive `intid` high or low.
     pub fn set_level(&mut self, vcpu: usize, intid: u32, high: bool) -> Result<(), VgicError> {
         self.check(vcpu, intid)?;
@@ -308,6 +369,8 @@ impl Vgic {
                 if freed {
                     irq.lr = None;
                     irq.active = false;
+                    // A HW LR the guest deactivated deactivated the physical SPI too.
+                    irq.hw_active = false;
                 } else {
                     irq.active = lr::is_active(value);
                 }
@@ -329,7 +392,8 @@ impl Vgic {
         for i in 0..n {
             let Some(intid) = self.vcpus[vcpu].lr_owner[i] else { continue };
             let Some(irq) = self.irq(vcpu, intid).copied() else { continue };
-            if irq.pending && irq.enabled {
+            // A physically active SPI cannot pend again until the guest deactivates it.
+            if irq.pending && irq.enabled && !irq.hw_active {
                 let v = &mut self.vcpus[vcpu];
                 if !lr::is_pending(v.lr_value[i]) {
                     v.lr_value[i] |= lr::PENDING;
@@ -350,9 +414,17 @@ impl Vgic {
             if lr::is_free(value) {
                 let owner = self.vcpus[vcpu].lr_owner[i].take();
                 self.vcpus[vcpu].lr_value[i] = 0;
+                let mut deactivate = None;
                 if let Some(irq) = owner.and_then(|o| self.irq_mut(vcpu, o)) {
                     irq.lr = None;
                     irq.active = false;
+                    if irq.hw_active {
+                        irq.hw_active = false;
+                        deactivate = owner;
+                    }
+                }
+                if let Some(intid) = deactivate {
+                    self.push_hw_op(HwOp::Deactivate(intid));
                 }
                 lrs.write(i, 0);
             } else {
@@ -392,7 +464,10 @@ impl Vgic {
         for (k, &(_, intid)) in best[..chosen].iter().enumerate() {
             let slot = free[k];
             let Some(irq) = self.irq_mut(vcpu, intid) else { continue };
-            let value = lr::encode(intid, irq.priority, irq.group1, true, irq.active);
+            let mut value = lr::encode(intid, irq.priority, irq.group1, true, irq.active);
+            if irq.hw_active {
+                value = lr::with_hw(value, intid);
+            }
             irq.lr = Some(slot as u8);
             // The pending state now lives in the LR; a level interrupt whose line stays high
             // pends again once the guest deactivates it.

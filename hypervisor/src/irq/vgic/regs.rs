@@ -4,7 +4,7 @@
 //! word accesses only, IPRIORITYR also takes bytes, IROUTER and GICR_TYPER take 64-bit or
 //! 32-bit accesses; anything else aborts. Reserved offsets read as zero and ignore writes.
 
-use super::{lr, IrqState, Vgic, PRIORITY_MASK, PRIVATE_IRQS, SGI_COUNT};
+use super::{lr, HwOp, IrqState, Vgic, PRIORITY_MASK, PRIVATE_IRQS, SGI_COUNT};
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
 use alloc::sync::Arc;
 use spin::Mutex;
@@ -175,6 +175,14 @@ impl Vgic {
         // The LR of an SPI lives on the vCPU it was delivered to.
         let lr_vcpu = if intid < PRIVATE_IRQS { vcpu } else { self.spi_target(intid).unwrap_or(0) };
         let Some(irq) = self.irq_mut(vcpu, intid) else { return };
+        if irq.hw && one && matches!(reg, BitReg::SetEnable | BitReg::ClearEnable) {
+            let on = reg == BitReg::SetEnable;
+            if irq.enabled != on {
+                irq.enabled = on;
+                self.push_hw_op(HwOp::Enable(intid, on));
+            }
+            return;
+        }
         match (reg, one) {
             (BitReg::Group, v) => irq.group1 = v,
             (BitReg::SetEnable, true) => irq.enabled = true,
@@ -182,6 +190,13 @@ impl Vgic {
             (BitReg::SetPending, true) => irq.pending = true,
             (BitReg::ClearPending, true) => {
                 irq.pending = false;
+                // A physically active SPI that never reached an LR is dropped here: the
+                // physical GIC must let go of it too.
+                let drop_hw = irq.hw_active && irq.lr.is_none();
+                if drop_hw {
+                    irq.hw_active = false;
+                    self.push_hw_op(HwOp::Deactivate(intid));
+                }
                 self.edit_lr(lr_vcpu, intid, 0, lr::PENDING);
             }
             (BitReg::SetActive, true) => {
@@ -252,9 +267,15 @@ impl Vgic {
             let intid = first + k;
             let Some(irq) = self.irq_mut(vcpu, intid) else { continue };
             if a.write && intid >= SGI_COUNT {
-                irq.edge = a.value & (1 << (2 * k + 1)) != 0;
+                let edge = a.value & (1 << (2 * k + 1)) != 0;
+                let changed = irq.edge != edge;
+                irq.edge = edge;
+                if irq.hw && changed {
+                    self.push_hw_op(HwOp::Configure(intid, edge));
+                }
             }
-            if irq.edge {
+            let edge = self.irq(vcpu, intid).is_some_and(|i| i.edge);
+            if edge {
                 out |= 1 << (2 * k + 1);
             }
         }

@@ -489,8 +489,15 @@ proptest! {
     #[test]
     fn random_accesses_never_panic(ops in proptest::collection::vec((any::<bool>(), 0u64..0x4_0000, prop_oneof![Just(1u8), Just(2), Just(3), Just(4), Just(8), Just(0)], any::<bool>(), any::<u64>()), 1..200)) {
         let mut g = vgic(2);
+        for i in 40..72 {
+            g.set_hw(i, true).unwrap();
+        }
         let mut lrs = FakeLrs::new(4);
         for (dist, off, size, write, value) in ops {
+            if value & 0x10 != 0 {
+                let _ = g.inject_hw((value >> 16) as u32 % 300);
+            }
+            prop_assert!(g.take_hw_ops().len() <= 4096);
             let a = MmioAccess { offset: if dist { off % 0x1_0000 } else { off }, size, write, value };
             let r = if dist { g.gicd_access(0, a) } else { g.gicr_access(1, a) };
             if let MmioResult::Done(v) = r {
@@ -506,4 +513,72 @@ proptest! {
             }
         }
     }
+}
+
+fn passthrough(g: &mut Vgic, intid: u32) {
+    g.set_hw(intid, true).unwrap();
+}
+
+#[test]
+fn passed_through_spi_enable_and_trigger_reach_the_physical_gic() {
+    let mut g = enabled(1);
+    passthrough(&mut g, 35);
+    enable_spi(&mut g, 35, 0xa0);
+    enable_spi(&mut g, 36, 0xa0); // not passed through: no physical work
+    done(g.gicd_access(0, wr(0xc08, 4, 0b10 << 6))); // INTID 35 edge
+    done(g.gicd_access(0, wr(0x184, 4, 1 << 3)));
+    done(g.gicd_access(0, wr(0x184, 4, 1 << 3))); // already disabled: nothing more
+    assert_eq!(g.take_hw_ops(), vec![HwOp::Enable(35, true), HwOp::Configure(35, true), HwOp::Enable(35, false)]);
+    assert!(g.take_hw_ops().is_empty());
+    assert_eq!(g.set_hw(27, true), Err(VgicError::BadIntid(27)), "only SPIs are passed through");
+    assert_eq!(g.inject_hw(36), Err(VgicError::BadIntid(36)), "not passed through");
+}
+
+#[test]
+fn physical_spi_is_delivered_with_the_hw_bit_and_the_guest_eoi_releases_it() {
+    let mut g = enabled(1);
+    passthrough(&mut g, 37);
+    enable_spi(&mut g, 37, 0xa0);
+    g.take_hw_ops();
+    g.inject_hw(37).unwrap();
+    let mut lrs = FakeLrs::new(4);
+    g.flush(0, &mut lrs);
+    let v = lrs.lr[0];
+    assert_eq!(lr::intid(v), 37);
+    assert!(v & lr::HW != 0 && (v >> 32) & 0x3ff == 37, "HW bit and pINTID");
+    assert_eq!(lrs.ack(), Some(37));
+    lrs.eoi(37); // hardware deactivates the physical SPI
+    g.sync(0, &lrs);
+    assert!(!g.irq(0, 37).unwrap().hw_active);
+    assert!(g.take_hw_ops().is_empty(), "nothing for the hypervisor to deactivate");
+    // Pended by the guest itself (ISPENDR): no HW link, nothing physical to deactivate.
+    done(g.gicd_access(0, wr(0x204, 4, 1 << 5)));
+    g.flush(0, &mut lrs);
+    let v = lrs.lr.iter().copied().find(|v| !lr::is_free(*v)).unwrap();
+    assert_eq!(v & lr::HW, 0);
+}
+
+#[test]
+fn a_dropped_physical_spi_is_deactivated_by_the_hypervisor() {
+    let mut g = enabled(1);
+    passthrough(&mut g, 38);
+    enable_spi(&mut g, 38, 0xa0);
+    g.take_hw_ops();
+    // Delivered to an LR, then the guest clears it with ICPENDR before taking it.
+    g.inject_hw(38).unwrap();
+    let mut lrs = FakeLrs::new(4);
+    g.flush(0, &mut lrs);
+    g.sync(0, &lrs);
+    done(g.gicd_access(0, wr(0x284, 4, 1 << 6)));
+    g.flush(0, &mut lrs);
+    assert!(lrs.intids().is_empty());
+    assert_eq!(g.take_hw_ops(), vec![HwOp::Deactivate(38)]);
+    // Pending while disabled, then cleared: never reached an LR.
+    done(g.gicd_access(0, wr(0x184, 4, 1 << 6)));
+    g.take_hw_ops();
+    g.inject_hw(38).unwrap();
+    g.flush(0, &mut lrs);
+    assert!(lrs.intids().is_empty());
+    done(g.gicd_access(0, wr(0x284, 4, 1 << 6)));
+    assert_eq!(g.take_hw_ops(), vec![HwOp::Deactivate(38)]);
 }
