@@ -10,11 +10,11 @@ use super::regs::isb;
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
 use crate::irq::vgic::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE};
-use crate::irq::vgic::{ListRegisters, Vgic, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, VTIMER_PPI};
+use crate::irq::vgic::{HwOp, ListRegisters, Vgic, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, PRIVATE_IRQS, VTIMER_PPI};
 use crate::{log, sysreg};
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::{Mutex, Once};
 
 /// INTIDs from 1020 up are special (1023: nothing pending).
@@ -28,10 +28,15 @@ const POLL_LIMIT: u32 = 1_000_000;
 static CURRENT_VGIC: Once<SharedVgic> = Once::new();
 /// Physical IRQs taken that nobody claims (logged a few times only).
 static STRAY: AtomicU32 = AtomicU32::new(0);
+/// The physical distributor's base (0 until `init`).
+static GICD_BASE: AtomicU64 = AtomicU64::new(0);
+/// Priority of passed-through SPIs at the physical GIC (below the hypervisor's own PPIs).
+const GUEST_SPI_PRIORITY: u8 = 0xa0;
 
 // ICC_* (physical CPU interface at EL2) and ICH_* by encoding: names every assembler knows.
 macro_rules! icc_iar1 { () => { sysreg!(read S3_0_C12_C12_0) } }
 macro_rules! icc_eoir1 { ($v:expr) => { sysreg!(write S3_0_C12_C12_1, $v) } }
+macro_rules! icc_dir { ($v:expr) => { sysreg!(write S3_0_C12_C11_1, $v) } }
 
 fn mmio_read32(pa: u64) -> u32 {
     // SAFETY: `pa` is a GIC register inside a region the host DT names; the boot map covers it
@@ -81,6 +86,7 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
         return Err(alloc::format!("GICv{} at {}: only GICv3 is supported on AArch64", info.version, info.path));
     }
     let gicd = info.distributor.base;
+    GICD_BASE.store(gicd, Ordering::Relaxed);
     let it_lines = mmio_read32(gicd + 0x4) & 0x1f;
     // Distributor: affinity routing, both groups on (SPIs stay disabled until routed to a guest).
     mmio_write32(gicd, (1 << 4) | 0b11);
@@ -114,7 +120,9 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
     isb();
     sysreg!(write S3_0_C4_C6_0, 0xff); // ICC_PMR_EL1: every priority
     sysreg!(write S3_0_C12_C12_3, 0); // ICC_BPR1_EL1
-    sysreg!(write S3_0_C12_C12_4, 0); // ICC_CTLR_EL1: EOImode 0 (EOI drops and deactivates)
+    // ICC_CTLR_EL1.EOImode 1: EOIR only drops priority, deactivation is separate (ICC_DIR or,
+    // for a passed-through SPI, the guest's EOI through a HW list register).
+    sysreg!(write S3_0_C12_C12_4, 1 << 1);
     sysreg!(write S3_0_C12_C12_7, 1); // ICC_IGRPEN1_EL1
     isb();
 
@@ -143,7 +151,13 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
 /// Give `dom` (one vCPU, id 0, vMPIDR 0x80000000) an emulated GICv3 at the host's GIC
 /// addresses and make it the vGIC of this CPU.
 pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<(), String> {
-    let vgic: SharedVgic = Arc::new(Mutex::new(Vgic::new(it_lines, &[1 << 31])));
+    let mut g = Vgic::new(it_lines, &[1 << 31]);
+    // Every SPI is dom0's (direct-mapped hardware domain): its devices' interrupts pass
+    // through. The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled here.
+    for intid in PRIVATE_IRQS..g.nr_irqs() {
+        let _ = g.set_hw(intid, true);
+    }
+    let vgic: SharedVgic = Arc::new(Mutex::new(g));
     let rdist = info.redistributors.first().ok_or("GICv3 without a redistributor region")?;
     if !dom.mmio.add(info.distributor.base, GICD_SIZE, alloc::boxed::Box::new(GicdDevice(vgic.clone())))
         || !dom.mmio.add(rdist.base, rdist.size, alloc::boxed::Box::new(GicrDevice(vgic.clone())))
@@ -255,7 +269,13 @@ pub fn guest_entry(blocked_in_wfi: bool) {
             take_physical_irqs();
         }
     }
-    v.lock().flush(0, &mut HwLrs::new());
+    let mut g = v.lock();
+    g.flush(0, &mut HwLrs::new());
+    let ops = g.take_hw_ops();
+    drop(g);
+    if !ops.is_empty() {
+        apply_hw_ops(&ops);
+    }
 }
 
 /// Acknowledge and handle every pending physical interrupt (Group 1).
@@ -265,6 +285,18 @@ pub fn take_physical_irqs() {
         let intid = (iar & 0xff_ffff) as u32;
         if intid >= SPECIAL_INTID {
             return;
+        }
+        icc_eoir1!(iar); // priority drop; deactivation below or by the guest
+        if intid >= PRIVATE_IRQS {
+            // A passed-through SPI: the guest deactivates it through a HW list register.
+            let taken = current_vgic().is_some_and(|v| v.lock().inject_hw(intid).is_ok());
+            if !taken {
+                icc_dir!(iar);
+                if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
+                    log!("physical SPI {intid} is not passed through to a guest: ignored");
+                }
+            }
+            continue;
         }
         match intid {
             VTIMER_PPI => super::vtimer::on_virtual_timer(),
@@ -277,7 +309,42 @@ pub fn take_physical_irqs() {
                 }
             }
         }
-        icc_eoir1!(iar);
+        icc_dir!(iar);
+    }
+}
+
+/// Carry out on the physical distributor what the guest's writes to passed-through SPIs
+/// asked for: enable (routed to this CPU, group 1), disable, trigger, deactivate.
+fn apply_hw_ops(ops: &[HwOp]) {
+    let gicd = GICD_BASE.load(Ordering::Relaxed);
+    if gicd == 0 {
+        return;
+    }
+    let word = |base: u64, intid: u32| gicd + base + 4 * u64::from(intid / 32);
+    let bit = |intid: u32| 1u32 << (intid % 32);
+    for &op in ops {
+        match op {
+            HwOp::Enable(intid, true) => {
+                let mpidr = sysreg!(read MPIDR_EL1);
+                let route = mpidr & 0xff_00ff_ffff;
+                // SAFETY: IROUTER<n> of an implemented SPI (the vGIC only names those).
+                unsafe { core::ptr::write_volatile((gicd + 0x6000 + 8 * u64::from(intid)) as *mut u64, route) };
+                let g = word(0x80, intid);
+                mmio_write32(g, mmio_read32(g) | bit(intid));
+                let p = gicd + 0x400 + u64::from(intid & !3);
+                let shift = 8 * (intid & 3);
+                mmio_write32(p, (mmio_read32(p) & !(0xff << shift)) | (u32::from(GUEST_SPI_PRIORITY) << shift));
+                mmio_write32(word(0x100, intid), bit(intid));
+            }
+            HwOp::Enable(intid, false) => mmio_write32(word(0x180, intid), bit(intid)),
+            HwOp::Configure(intid, edge) => {
+                let c = gicd + 0xc00 + 4 * u64::from(intid / 16);
+                let b = 2 * (intid % 16) + 1;
+                let v = mmio_read32(c);
+                mmio_write32(c, if edge { v | (1 << b) } else { v & !(1 << b) });
+            }
+            HwOp::Deactivate(intid) => icc_dir!(u64::from(intid)),
+        }
     }
 }
 
