@@ -13,9 +13,10 @@ pub const MARKER: &str = "XENITH-DOM0-USERSPACE-OK";
 /// dom0's command line (the Xen reference setup's, see ../shared/facts/environment.md).
 pub const DOM0_ARGS: &str = "console=hvc0 earlycon=xenboot rdinit=/init";
 
-/// Xen's device modules the kernel package builds as modules: loaded by /init so /dev/xen
-/// has evtchn, gntdev and privcmd (their dependencies come from modules.dep).
-const XEN_MODULES: &[&str] = &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs"];
+/// Modules the kernel package builds as modules that /init loads: Xen's devices (so /dev/xen
+/// has evtchn, gntdev and privcmd) and virtio-rng (/dev/hwrng, when QEMU has a
+/// virtio-rng-pci device: DMA behind the SMMU and a passed-through INTx interrupt).
+const MODULES: &[&str] = &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "virtio-rng"];
 
 /// Paths of the kernel and initramfs to boot.
 pub struct Dom0Linux {
@@ -37,7 +38,7 @@ pub fn fixtures() -> Result<Dom0Linux> {
     let version = kernel.file_name().map(|n| n.to_string_lossy().trim_start_matches("vmlinuz-").to_string()).unwrap_or_default();
     let bb = env::debian_package("busybox-static", "arm64")?.join("bin/busybox");
     let busybox = std::fs::read(&bb).map_err(|e| format!("{}: {e}", bb.display()))?;
-    let modules = xen_modules(&kdir.join("lib/modules").join(&version))?;
+    let modules = modules(&kdir.join("lib/modules").join(&version))?;
 
     let out = env::cache_dir().join("linux");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
@@ -57,10 +58,10 @@ fn check_image(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The Xen modules, each after the modules it depends on (read from its `depends=` modinfo;
+/// The wanted modules, each after the modules it depends on (read from its `depends=` modinfo;
 /// the package ships no modules.dep), decompressed: `(file name, bytes)`.
-fn xen_modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let dir = moddir.join("kernel/drivers/xen");
+fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let dir = moddir.join("kernel/drivers");
     let mut found: Vec<(String, Vec<u8>)> = Vec::new();
     let mut stack = vec![dir.clone()];
     while let Some(d) = stack.pop() {
@@ -72,7 +73,7 @@ fn xen_modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
             }
             let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let stem = file.split('.').next().unwrap_or("").to_string();
-            if XEN_MODULES.contains(&stem.as_str()) {
+            if MODULES.contains(&stem.as_str()) {
                 found.push((stem, unpack_module(&path)?));
             }
         }
@@ -88,7 +89,7 @@ fn xen_modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         }
         order.push((name.to_string(), bytes.clone()));
     }
-    for m in XEN_MODULES {
+    for m in MODULES {
         if found.iter().any(|(n, _)| n == m) {
             place(m, &found, &mut order, 0);
         } else {
@@ -142,6 +143,8 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
          echo \"hypervisor type: $(cat /sys/hypervisor/type 2>&1)\"\n\
          echo \"/dev/xen: $(ls /dev/xen 2>&1 | tr '\\n' ' ')\"\n\
          echo \"cpus online: $(cat /sys/devices/system/cpu/online)\"\n\
+         if [ -e /dev/hwrng ]; then echo \"hwrng: $(timeout 10 head -c 16 /dev/hwrng | od -An -tx1 | tr -d '\\n')\"; fi\n\
+         echo \"interrupts:\"; cat /proc/interrupts\n\
          poweroff -f\n"
     ));
     s
