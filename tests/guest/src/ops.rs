@@ -450,6 +450,112 @@ fn unmapped() -> u64 {
     UNMAPPED_VA
 }
 
+
+// ---- long batches and the fuzz row ---------------------------------------------------------
+
+/// A multicall of `n` yields: how many entries report 0 (all, whether or not the hypervisor
+/// split the batch across traps).
+fn multicall_batch(n: usize) -> Observed {
+    // SAFETY: the fuzz page is the guest's own scratch; n * 64 bytes fit in it.
+    let e = unsafe { &mut *(addr_of_mut!(FUZZ_PAGE) as *mut [MulticallEntry; 64]) };
+    for en in e.iter_mut().take(n) {
+        *en = MulticallEntry { op: HYPERVISOR_SCHED_OP, result: 0x7777, args: [SCHEDOP_YIELD as u64, 0, 0, 0, 0, 0] };
+    }
+    let r = hc2(HYPERVISOR_MULTICALL, e.as_ptr() as u64, n as u64);
+    if r != 0 {
+        return ret(r);
+    }
+    Observed::Int(e.iter().take(n).filter(|en| en.result == 0).count() as i64)
+}
+
+/// `n` cache_flush ops on the guest's own page in one call.
+fn cache_flush_batch(n: usize) -> Observed {
+    // SAFETY: as in `multicall_batch`; n * 16 bytes fit.
+    let f = unsafe { &mut *(addr_of_mut!(FUZZ_PAGE) as *mut [GnttabCacheFlush; 256]) };
+    for c in f.iter_mut().take(n) {
+        *c = GnttabCacheFlush { a: pa(addr_of!(COPY_PAGE)), offset: 0, length: 64, op: GNTTAB_CACHE_CLEAN };
+    }
+    ret(hc3(HYPERVISOR_GRANT_TABLE_OP, GNTTABOP_CACHE_FLUSH as u64, f.as_ptr() as u64, n as u64))
+}
+
+/// Scratch for the batch rows and the fuzzer's argument buffers.
+static mut FUZZ_PAGE: Page = Page([0; 4096]);
+
+/// Print every fuzz call from this index on (to find the one that hangs a hypervisor).
+const FUZZ_TRACE_FROM: u32 = u32::MAX;
+/// Calls made by [`fuzz`].
+pub const FUZZ_CALLS: u32 = 100_000;
+
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// [`FUZZ_CALLS`] hypercalls with random numbers, sub-ops, pointers and sizes (a fixed seed, so
+/// both hypervisors see the same sequence; counts stay small), then `xen_version`: the hypervisor must still be
+/// there and answer. Left out: calls that stop, block or arm a watchdog on the guest itself
+/// (sched_op other than yield), console writes of random lengths, and multicalls (whose random
+/// entries could be any of those).
+fn fuzz() -> Observed {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let page = addr_of_mut!(FUZZ_PAGE) as *mut u64;
+    let families = [
+        HYPERVISOR_MEMORY_OP, HYPERVISOR_GRANT_TABLE_OP, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_VCPU_OP,
+        HYPERVISOR_XEN_VERSION, HYPERVISOR_HVM_OP, HYPERVISOR_PLATFORM_OP, HYPERVISOR_VM_ASSIST,
+        HYPERVISOR_PHYSDEV_OP, HYPERVISOR_SCHED_OP,
+    ];
+    for n in 0..FUZZ_CALLS {
+        // Fresh random argument words at the start of the scratch page.
+        for i in 0..24 {
+            let v = rng.next();
+            // SAFETY: our own page, 24 words of it.
+            unsafe { page.add(i).write_volatile(v) };
+        }
+        let pick = rng.next();
+        let nr = if pick % 8 == 0 {
+            rng.next() % 64
+        } else {
+            families[(pick >> 8) as usize % families.len()]
+        };
+        if matches!(nr, HYPERVISOR_MULTICALL | HYPERVISOR_CONSOLE_IO) {
+            continue;
+        }
+        let r = rng.next();
+        let cmd = match r % 4 {
+            0 => rng.next(),
+            _ => rng.next() % 16,
+        };
+        // sched_op: yield, or commands above the defined ones (the low 32 bits count).
+        if nr == HYPERVISOR_SCHED_OP && cmd as u32 != SCHEDOP_YIELD && (cmd as u32) < 8 {
+            continue;
+        }
+        let ptr = match (r >> 8) % 4 {
+            0 => rng.next(),
+            1 => 0,
+            2 => UNMAPPED_VA,
+            _ => page as u64 + (rng.next() % 64) * 8,
+        };
+        // Small counts, or negative ones: a large positive count would have the hypervisor
+        // walk (and write statuses into) the guest's whole RAM as an op array.
+        let count = match (r >> 16) % 3 {
+            0 => rng.next() | 0x8000_0000,
+            _ => rng.next() % 4,
+        };
+        if n >= FUZZ_TRACE_FROM {
+            crate::println!("fuzz {n}: nr {nr} cmd {cmd:#x} ptr {ptr:#x} count {count:#x}");
+        }
+        let _ = hc3(nr, cmd, ptr, count);
+    }
+    Observed::Hex(hc2(HYPERVISOR_XEN_VERSION, 0, 0) as u64)
+}
+
 const DOMID_BAD: u16 = 0x1234;
 
 /// The rows. They run after `cases::CASES` and before the guest powers off.
@@ -593,6 +699,11 @@ pub static OPS_CASES: &[Case] = &[
     Case { name: "sched_op.remote_shutdown.bad_domid", run: || { let mut r = SchedRemoteShutdown { domain_id: DOMID_BAD, reason: 0 }; ret(hc2(HYPERVISOR_SCHED_OP, SCHEDOP_REMOTE_SHUTDOWN as u64, &mut r as *mut _ as u64)) }, expect: Expect::Err(errno::ESRCH) },
     Case { name: "console_io.read.empty", run: || { let mut b = [0u8; 16]; ret(hc3(HYPERVISOR_CONSOLE_IO, 1, 16, b.as_mut_ptr() as u64)) }, expect: Expect::Eq(0) },
     Case { name: "hypercall.xsm_op", run: || ret(hc2(HYPERVISOR_XSM_OP, 0, 0)), expect: Expect::Err(errno::ENOSYS) },
+    // Batches long enough that xenith splits them across traps (continuations).
+    Case { name: "multicall.batch_40_yields", run: || multicall_batch(40), expect: Expect::Eq(40) },
+    Case { name: "grant_table_op.cache_flush.batch_100", run: || cache_flush_batch(100), expect: Expect::Eq(0) },
     // Last: a successful FIFO init would switch the event ABI for the rest of the run.
     Case { name: "event_channel_op.init_control", run: || init_control(pfn(addr_of!(FIFO_PAGE)), 0, 0), expect: Expect::Eq(0) },
+    // After everything: 100 000 random hypercalls, then the hypervisor must still answer.
+    Case { name: "fuzz.random_hypercalls.then_xen_version", run: fuzz, expect: Expect::Eq(0x40011) },
 ];
