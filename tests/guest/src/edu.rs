@@ -124,6 +124,38 @@ pub fn pages() -> (u64, u64) {
 const NOT_OWNED_READ: u64 = 0x4008_0000;
 const NOT_OWNED_WRITE: u64 = 0xbff0_0000;
 
+/// Where QEMU virt puts its SMMUv3 (dom0 may not be told: the node is gone when the
+/// hypervisor keeps the SMMU).
+pub const QEMU_VIRT_SMMU: u64 = 0x0905_0000;
+
+/// Read the SMMU's IDR0: `Some(value)`, or `None` if the access faulted (not in dom0's stage 2).
+fn read_smmu_idr0() -> Option<u32> {
+    crate::exceptions::clear();
+    let v: u32;
+    // SAFETY: QEMU_VIRT_SMMU is mapped Device at stage 1 (main.rs); the load either completes
+    // or the injected abort is recorded and execution resumes after it (the nop).
+    unsafe {
+        core::arch::asm!("ldr {v:w}, [{p}]", "nop", v = out(reg) v, p = in(reg) QEMU_VIRT_SMMU, options(nostack));
+    }
+    match crate::exceptions::last() {
+        (_, Some(_)) => None,
+        (_, None) => Some(v),
+    }
+}
+
+/// Whether dom0 sees the SMMU: its DT node, and its registers in dom0's stage 2. The
+/// hypervisor hides both when it keeps the SMMU, and gives both when dom0 owns it.
+pub fn smmu_visibility(node: Option<crate::fdt::Bank>, isolated: bool, passed: &mut u32, failed: &mut u32) {
+    let idr0 = read_smmu_idr0();
+    let seen = alloc::format!(
+        "node {}, IDR0 {}",
+        if node.is_some() { "present" } else { "absent" },
+        idr0.map(|v| alloc::format!("{v:#x}")).unwrap_or_else(|| "abort".into())
+    );
+    let ok = if isolated { node.is_none() && idr0.is_none() } else { node.is_some() && idr0.is_some() };
+    check("edu.smmu_visible_to_dom0", ok, &seen, passed, failed);
+}
+
 /// Run the edu checks; `isolated`: the hypervisor owns the SMMU, so DMA outside the guest's
 /// memory must be blocked. Adds to the pass/fail counts.
 pub fn run(pci: Option<PciHost>, isolated: bool, passed: &mut u32, failed: &mut u32) {

@@ -34,6 +34,9 @@ pub struct PciHost {
 
 /// What the guest takes from its DTB.
 pub struct BootInfo {
+    /// The `reg` of a root-level `smmuv3@...` node, if dom0's DT has one (the hypervisor
+    /// removes the node of an SMMU it keeps).
+    pub smmu: Option<Bank>,
     /// The first PCI host bridge at the root, if any.
     pub pci: Option<PciHost>,
     /// RAM banks from `/memory*`.
@@ -94,7 +97,7 @@ pub unsafe fn read(dtb: usize) -> Result<BootInfo, FdtError> {
 pub fn parse(blob: &[u8]) -> Result<BootInfo, FdtError> {
     let off_struct = be32(blob, 8)? as usize;
     let off_strings = be32(blob, 12)? as usize;
-    let mut info = BootInfo { pci: None, banks: [Bank::default(); MAX_BANKS], nr_banks: 0, bootargs: [0; MAX_BOOTARGS], bootargs_len: 0 };
+    let mut info = BootInfo { smmu: None, pci: None, banks: [Bank::default(); MAX_BANKS], nr_banks: 0, bootargs: [0; MAX_BOOTARGS], bootargs_len: 0 };
     let (mut addr_cells, mut size_cells) = (2u32, 1u32);
     let mut depth = 0usize;
     let mut top: &[u8] = b"";
@@ -133,6 +136,13 @@ pub fn parse(blob: &[u8]) -> Result<BootInfo, FdtError> {
                                 info.banks[info.nr_banks] = bank;
                                 info.nr_banks += 1;
                             }
+                        }
+                    }
+                    (2, b"reg") if top.starts_with(b"smmuv3@") => {
+                        let stride = 4 * (addr_cells + size_cells) as usize;
+                        if let Some(entry) = value.chunks_exact(stride.max(4)).next() {
+                            let (a, s) = entry.split_at(4 * addr_cells as usize);
+                            info.smmu = Some(Bank { base: cells(a, addr_cells), size: cells(s, size_cells) });
                         }
                     }
                     // QEMU virt's bridge: `#address-cells = 3`, `#size-cells = 2` below it.

@@ -73,6 +73,7 @@ mod kernel {
             unsafe {
                 mmu::add_device(pci.ecam.base, 1 << 20);
                 mmu::add_device(pci.mmio32.base, 1 << 20);
+                mmu::add_device(crate::edu::QEMU_VIRT_SMMU, 1 << 16);
             }
         }
         // SAFETY: boot CPU, MMU off, first and only call.
@@ -107,7 +108,9 @@ mod kernel {
                 }
             }
             if info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") {
-                crate::edu::run(info.pci, !info.has_arg(b"edu=unisolated"), &mut passed, &mut failed);
+                let isolated = !info.has_arg(b"edu=unisolated");
+                crate::edu::run(info.pci, isolated, &mut passed, &mut failed);
+                crate::edu::smmu_visibility(info.smmu, isolated, &mut passed, &mut failed);
             }
             println!("{passed} passed, {failed} failed");
         }
