@@ -213,11 +213,35 @@ fn map_one(cx: &mut HypercallCtx<'_, '_>, m: &GnttabMapGrantRef) -> Result<(u32,
         mapper.grants.remove_mapping(handle);
         return Err(GNTST_GENERAL_ERROR);
     }
+    map_bus_alias(mapper, cx.machine, pa, attr);
     if let Some(g) = cx.domains.get_mut(granter_id) {
         g.grants.pin(m.r#ref, readonly);
         update_entry_flags(g, m.r#ref, entry_pa, mem);
     }
     Ok((handle, pa))
+}
+
+/// A direct-mapped mapper (dom0) hands dev_bus_addr, the frame's host address, to devices. When
+/// its devices translate through its stage 2 (an SMMU sharing the tables) that address must
+/// work too, so a foreign frame is also mapped 1:1 (IPA == PA), as Xen does for such a dom0.
+/// Only where that IPA is free (it is never the mapper's own RAM: the frame is foreign).
+fn map_bus_alias(mapper: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, pa: u64, attr: S2Attr) {
+    let gfn = pa >> 12;
+    if !mapper.direct_mapped || mapper.owns_ram(pa, PAGE) || gp::lookup(mapper, gfn, m.mem).is_some() {
+        return;
+    }
+    let _ = gp::map(mapper, m, gfn, pa, attr);
+}
+
+/// Undo [`map_bus_alias`] once the mapper holds no other mapping of the frame.
+fn unmap_bus_alias(mapper: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, pa: u64) {
+    let gfn = pa >> 12;
+    if !mapper.direct_mapped || mapper.owns_ram(pa, PAGE) || mapper.grants.maps_frame(pa) {
+        return;
+    }
+    if gp::lookup(mapper, gfn, m.mem) == Some(pa) {
+        let _ = gp::unmap(mapper, m, gfn);
+    }
 }
 
 fn unmap_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
@@ -241,6 +265,7 @@ fn unmap_one(cx: &mut HypercallCtx<'_, '_>, u: &GnttabUnmapGrantRef) -> Result<(
         return Err(GNTST_GENERAL_ERROR);
     }
     mapper.grants.remove_mapping(u.handle);
+    unmap_bus_alias(mapper, cx.machine, m.pa);
     if let Some(g) = cx.domains.get_mut(m.granter) {
         g.grants.unpin(m.gref, m.readonly);
         if let Some(entry_pa) = g.grants.entry_pa(m.gref) {
@@ -374,8 +399,15 @@ mod tests {
         assert_eq!(m.dev_bus_addr, pa);
         assert_eq!(gp::lookup(e.dom(0), host >> 12, &e.phys), Some(pa));
         assert_eq!(entry_flags(&e, 1, 3), GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
+        assert_eq!(gp::lookup(e.dom(0), pa >> 12, &e.phys), Some(pa), "1:1 alias for devices");
+        let m2 = map(&mut e, 3, 1, GNTMAP_HOST_MAP, host + PAGE);
+        assert_eq!(m2.status, GNTST_OKAY);
+        assert_eq!(unmap(&mut e, m2.handle, host + PAGE), GNTST_OKAY);
+        assert_eq!(gp::lookup(e.dom(0), pa >> 12, &e.phys), Some(pa), "still mapped once");
         assert_eq!(unmap(&mut e, m.handle, host), GNTST_OKAY);
         assert_eq!(gp::lookup(e.dom(0), host >> 12, &e.phys), None);
+        assert_eq!(gp::lookup(e.dom(0), pa >> 12, &e.phys), None, "alias gone with the last mapping");
+        assert_eq!(e.dom(1).grants.pins(3), crate::domain::grant::Pin::default());
         assert_eq!(entry_flags(&e, 1, 3), GTF_PERMIT_ACCESS);
         assert_eq!(unmap(&mut e, m.handle, host), GNTST_BAD_HANDLE);
         assert_eq!(unmap(&mut e, 0xffff, host), GNTST_BAD_HANDLE);
