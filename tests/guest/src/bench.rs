@@ -67,4 +67,27 @@ pub fn run() {
     let tenths = if freq == 0 { 0 } else { delta * 10_000_000_000 / (freq as u128 * N as u128) };
     println!("bench null_hypercall_ticks: {full} empty_loop_ticks: {empty} calls: {N} cntfrq: {freq}");
     println!("bench null_hypercall_ns: {}.{}", tenths / 10, tenths % 10);
+    grant_map_unmap(freq);
+}
+
+/// Grant map + unmap round trips of a page the guest grants to itself (same measurement as
+/// above: two hypercalls per round, argument set-up included).
+const GRANT_ROUNDS: u64 = 10_000;
+
+fn grant_map_unmap(freq: u64) {
+    if !crate::ops::bench_grant_setup() {
+        println!("bench grant_map_unmap: cannot set up the grant table");
+        return;
+    }
+    let start = edge();
+    for _ in 0..GRANT_ROUNDS {
+        if !crate::ops::bench_grant_map_unmap() {
+            println!("bench grant_map_unmap: a map or unmap failed");
+            return;
+        }
+    }
+    let ticks = counter() - start;
+    let tenths = if freq == 0 { 0 } else { ticks as u128 * 10_000_000_000 / (freq as u128 * GRANT_ROUNDS as u128) };
+    println!("bench grant_map_unmap_ticks: {ticks} rounds: {GRANT_ROUNDS}");
+    println!("bench grant_map_unmap_ns: {}.{}", tenths / 10, tenths % 10);
 }

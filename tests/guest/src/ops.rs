@@ -556,6 +556,22 @@ fn fuzz() -> Observed {
     Observed::Hex(hc2(HYPERVISOR_XEN_VERSION, 0, 0) as u64)
 }
 
+/// For the benchmark (a fresh boot, no cases run): grant-table frame 0 mapped over
+/// [`GNTTAB_PAGE`] and a read/write self-grant of [`DATA_PAGE`] at [`GREF_RW`].
+pub fn bench_grant_setup() -> bool {
+    matches!(add_to_physmap(DOMID_SELF, XENMAPSPACE_GRANT_TABLE, 0, pfn(addr_of!(GNTTAB_PAGE))), Observed::Ret(0)) && {
+        write_grant(GREF_RW, false);
+        true
+    }
+}
+
+/// One map + unmap of the self-grant at [`GRANT_MAP_IPA`]; false if either failed.
+#[inline(always)]
+pub fn bench_grant_map_unmap() -> bool {
+    let m = map(GREF_RW, 0, GNTMAP_HOST_MAP, GRANT_MAP_IPA);
+    m.status == 0 && unmap(m.handle, GRANT_MAP_IPA) == 0
+}
+
 const DOMID_BAD: u16 = 0x1234;
 
 /// The rows. They run after `cases::CASES` and before the guest powers off.

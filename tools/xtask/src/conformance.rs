@@ -191,6 +191,50 @@ pub fn check(images: &Images) -> Result<()> {
     }
 }
 
+/// `bench` lines of one boot of the test guest in bench mode under `-icount shift=0`.
+fn bench_run(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<BTreeMap<String, f64>> {
+    let mut b = Boot::new(hypervisor);
+    b.cmdline = cmdline.into();
+    b.dom0 = Some(guest);
+    b.dom0_args = "console=hvc0 bench".into();
+    b.icount = true;
+    b.timeout = Duration::from_secs(300);
+    let out = b.run()?;
+    let mut v = BTreeMap::new();
+    for l in out.output.lines() {
+        let Some(rest) = l.trim().strip_prefix("bench ") else { continue };
+        if let Some((k, x)) = rest.split_once(": ") {
+            if let Ok(x) = x.trim().parse::<f64>() {
+                v.insert(k.to_string(), x);
+            }
+        }
+    }
+    if v.is_empty() {
+        return Err(format!("no bench lines: {}", tail(&out)));
+    }
+    Ok(v)
+}
+
+/// `cargo xtask bench --against xen`: the guest's round trips on xenith and on Xen 4.17, same
+/// QEMU, same guest, instructions counted the same way, and their ratio.
+pub fn bench_against_xen(images: &Images) -> Result<()> {
+    let xen = bench_run(fixtures::xen_4_17()?, XEN_CMDLINE, images.test_guest.clone())?;
+    let ours = bench_run(images.hypervisor.clone(), "", images.test_guest.clone())?;
+    println!("guest round trips under -icount shift=0 (1 instruction = 1 ns of guest time):");
+    println!("  {:<28} {:>12} {:>12} {:>8}", "", "xenith", "Xen 4.17", "ratio");
+    for key in ["null_hypercall_ns", "grant_map_unmap_ns"] {
+        let (a, b) = (ours.get(key).copied(), xen.get(key).copied());
+        let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.3}", a / b),
+            _ => "-".into(),
+        };
+        println!("  {key:<28} {:>12} {:>12} {ratio:>8}", f(a), f(b));
+    }
+    println!("  (target: xenith at most half of Xen's, ratio <= 0.5)");
+    Ok(())
+}
+
 /// `cargo xtask conformance [--against xen]`.
 pub fn main(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {

@@ -32,6 +32,7 @@ cargo xtask <command>
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
                      (tests/conformance/); `--against xen` re-records Xen's values
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
+      --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
   fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
 ";
 
@@ -42,6 +43,9 @@ fn main() {
         Some("build") => setup().and_then(|_| build::all()).map(|_| ()),
         Some("run") => run(&args[1..]),
         Some("test") => test(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("--against") => {
+            setup().and_then(|_| build::all()).and_then(|i| conformance::bench_against_xen(&i))
+        }
         Some("bench") => bench(),
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
         Some("systest") => setup().and_then(|_| build::all()).and_then(|i| systest::run_all(&i)),
