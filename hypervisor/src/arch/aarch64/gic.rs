@@ -12,7 +12,10 @@ use crate::dt::boot_info::GicInfo;
 use crate::irq::vgic::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE};
 use crate::irq::vgic::{HwOp, ListRegisters, Vgic, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, PRIVATE_IRQS, VTIMER_PPI};
 use crate::{log, sysreg};
+use super::smp::this_vcpu;
+use crate::dt::Region;
 use alloc::string::String;
+use alloc::vec::Vec;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::{Mutex, Once};
@@ -28,6 +31,10 @@ const POLL_LIMIT: u32 = 1_000_000;
 static CURRENT_VGIC: Once<SharedVgic> = Once::new();
 /// Physical IRQs taken that nobody claims (logged a few times only).
 static STRAY: AtomicU32 = AtomicU32::new(0);
+/// Redistributor regions, for CPUs that come up later.
+static REDISTRIBUTORS: Once<Vec<Region>> = Once::new();
+/// The SGI one CPU sends another to make it look at its vCPU's interrupts again.
+const KICK_SGI: u32 = 0;
 /// The physical distributor's base (0 until `init`).
 static GICD_BASE: AtomicU64 = AtomicU64::new(0);
 /// Priority of passed-through SPIs at the physical GIC (below the hypervisor's own PPIs).
@@ -59,10 +66,10 @@ fn poll_clear(pa: u64, mask: u32) -> bool {
 }
 
 /// This CPU's redistributor: the frame whose GICR_TYPER affinity matches MPIDR_EL1.
-fn find_redistributor(info: &GicInfo) -> Option<u64> {
+fn find_redistributor(regions: &[Region]) -> Option<u64> {
     let mpidr = sysreg!(read MPIDR_EL1);
     let aff = ((mpidr >> 32) & 0xff) << 24 | (mpidr & 0xff_ffff);
-    for region in &info.redistributors {
+    for region in regions {
         let mut frame = region.base;
         while frame + 0x2_0000 <= region.base + region.size {
             let typer = mmio_read64(frame + 0x8);
@@ -93,7 +100,23 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
     if !poll_clear(gicd, 1 << 31) {
         return Err("GICD_CTLR.RWP never cleared".into());
     }
-    let rd = find_redistributor(info).ok_or("no GICv3 redistributor matches this CPU's MPIDR")?;
+    REDISTRIBUTORS.call_once(|| info.redistributors.clone());
+    init_this_cpu()?;
+    log!(
+        "GICv3: distributor {:#x} ({} INTIDs); virtual interface: {} list registers, {} priority bits",
+        gicd,
+        32 * (it_lines + 1),
+        HwLrs::new().count(),
+        ((sysreg!(read S3_4_C12_C11_1) >> 29) & 7) + 1
+    );
+    Ok(it_lines)
+}
+
+/// This CPU's part of the GIC: wake its redistributor, enable the hypervisor's PPIs and the
+/// kick SGI, the CPU interface at EL2, and the virtual interface.
+pub fn init_this_cpu() -> Result<(), String> {
+    let regions = REDISTRIBUTORS.get().map(Vec::as_slice).unwrap_or(&[]);
+    let rd = find_redistributor(regions).ok_or("no GICv3 redistributor matches this CPU's MPIDR")?;
     // Wake the redistributor.
     let waker = rd + 0x14;
     mmio_write32(waker, mmio_read32(waker) & !(1 << 1));
@@ -103,13 +126,13 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
     let sgi = rd + 0x1_0000;
     mmio_write32(sgi + 0x180, 0xffff_ffff); // ICENABLER0: everything off
     mmio_write32(sgi + 0x80, 0xffff_ffff); // IGROUPR0: group 1
-    for ppi in [MAINTENANCE_PPI, HYP_TIMER_PPI, VTIMER_PPI] {
+    for ppi in [KICK_SGI, MAINTENANCE_PPI, HYP_TIMER_PPI, VTIMER_PPI] {
         let reg = sgi + 0x400 + u64::from(ppi & !3);
         let shift = 8 * (ppi & 3);
         let v = (mmio_read32(reg) & !(0xff << shift)) | (u32::from(HYP_PRIORITY) << shift);
         mmio_write32(reg, v);
     }
-    mmio_write32(sgi + 0x100, (1 << MAINTENANCE_PPI) | (1 << HYP_TIMER_PPI) | (1 << VTIMER_PPI));
+    mmio_write32(sgi + 0x100, (1 << KICK_SGI) | (1 << MAINTENANCE_PPI) | (1 << HYP_TIMER_PPI) | (1 << VTIMER_PPI));
     if !poll_clear(rd, 1 << 3) {
         return Err("GICR_CTLR.RWP never cleared".into());
     }
@@ -138,20 +161,31 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
     sysreg!(write S3_4_C12_C11_7, 0); // ICH_VMCR_EL2
     sysreg!(write S3_4_C12_C11_0, 1); // ICH_HCR_EL2.En
     isb();
-    log!(
-        "GICv3: distributor {:#x} ({} INTIDs), redistributor {rd:#x}; virtual interface: {} list registers, {} priority bits",
-        gicd,
-        32 * (it_lines + 1),
-        l.count(),
-        ((vtr >> 29) & 7) + 1
-    );
-    Ok(it_lines)
+    Ok(())
 }
 
-/// Give `dom` (one vCPU, id 0, vMPIDR 0x80000000) an emulated GICv3 at the host's GIC
+/// Make the CPU running `vcpu` re-examine its interrupts (it may be in the guest or blocked
+/// in WFI): a physical SGI, unless that CPU is this one.
+pub fn kick(vcpu: usize) {
+    if vcpu == this_vcpu() {
+        return;
+    }
+    let mpidr = super::smp::host_mpidr(vcpu);
+    let aff0 = mpidr & 0xf;
+    let value = ((mpidr >> 8) & 0xff) << 16 | ((mpidr >> 16) & 0xff) << 32 | ((mpidr >> 32) & 0xff) << 48
+        | ((mpidr & 0xf0) >> 4) << 44
+        | u64::from(KICK_SGI) << 24
+        | 1 << aff0;
+    super::regs::dsb_ish();
+    sysreg!(write S3_0_C12_C11_5, value); // ICC_SGI1R_EL1
+    isb();
+}
+
+/// Give `dom` (`smp::vcpus()` vCPUs, vMPIDR 0x80000000 + id) an emulated GICv3 at the host's GIC
 /// addresses and make it the vGIC of this CPU.
 pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<(), String> {
-    let mut g = Vgic::new(it_lines, &[1 << 31]);
+    let mpidrs: Vec<u64> = (0..super::smp::vcpus() as u64).map(|i| (1 << 31) | i).collect();
+    let mut g = Vgic::new(it_lines, &mpidrs);
     // Every SPI is dom0's (direct-mapped hardware domain): its devices' interrupts pass
     // through. The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled here.
     for intid in PRIVATE_IRQS..g.nr_irqs() {
@@ -253,7 +287,7 @@ impl ListRegisters for HwLrs {
 /// The vCPU left the guest: read the list registers back into the vGIC.
 pub fn guest_exit() {
     if let Some(v) = current_vgic() {
-        v.lock().sync(0, &HwLrs::new());
+        v.lock().sync(this_vcpu(), &HwLrs::new());
     }
 }
 
@@ -262,15 +296,16 @@ pub fn guest_exit() {
 /// until something is deliverable; then fill the list registers.
 pub fn guest_entry(blocked_in_wfi: bool) {
     let Some(v) = current_vgic() else { return };
+    let me = this_vcpu();
     if blocked_in_wfi {
-        while !v.lock().has_deliverable(0) {
+        while !v.lock().has_deliverable(me) {
             // SAFETY: waits for an interrupt; touches no memory.
             unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
             take_physical_irqs();
         }
     }
     let mut g = v.lock();
-    g.flush(0, &mut HwLrs::new());
+    g.flush(me, &mut HwLrs::new());
     let ops = g.take_hw_ops();
     drop(g);
     if !ops.is_empty() {
@@ -289,7 +324,14 @@ pub fn take_physical_irqs() {
         icc_eoir1!(iar); // priority drop; deactivation below or by the guest
         if intid >= PRIVATE_IRQS {
             // A passed-through SPI: the guest deactivates it through a HW list register.
-            let taken = current_vgic().is_some_and(|v| v.lock().inject_hw(intid).is_ok());
+            let target = current_vgic().and_then(|v| {
+                let mut g = v.lock();
+                g.inject_hw(intid).ok().map(|()| g.spi_target(intid))
+            });
+            let taken = target.is_some();
+            if let Some(Some(t)) = target {
+                kick(t);
+            }
             if !taken {
                 icc_dir!(iar);
                 if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
@@ -301,8 +343,9 @@ pub fn take_physical_irqs() {
         match intid {
             VTIMER_PPI => super::vtimer::on_virtual_timer(),
             HYP_TIMER_PPI => super::vtimer::on_hyp_timer(),
-            // Underflow: the list registers drained; `guest_entry` refills them.
-            MAINTENANCE_PPI => {}
+            // Underflow: the list registers drained; `guest_entry` refills them. A kick: another
+            // CPU changed this vCPU's interrupts; `guest_entry` looks at them.
+            MAINTENANCE_PPI | KICK_SGI => {}
             other => {
                 if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
                     log!("physical IRQ {other} has no handler: ignored");
@@ -374,7 +417,12 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
     }
     let value = if rt == 31 { 0 } else { frame.x[rt] };
     if let Some(v) = current_vgic() {
-        v.lock().send_sgi(0, value);
+        let targets = v.lock().send_sgi(this_vcpu(), value);
+        for t in 0..64 {
+            if targets & (1 << t) != 0 {
+                kick(t);
+            }
+        }
     }
     true
 }
@@ -385,7 +433,9 @@ pub fn inject_edge(vcpu: usize, intid: u32) {
     if let Some(v) = current_vgic() {
         if let Err(e) = v.lock().inject_edge(vcpu, intid) {
             log!("vGIC: cannot inject: {e}");
+            return;
         }
+        kick(vcpu);
     }
 }
 
@@ -396,6 +446,8 @@ pub fn set_irq_level(vcpu: usize, intid: u32, high: bool) {
     if let Some(v) = current_vgic() {
         if let Err(e) = v.lock().set_level(vcpu, intid, high) {
             log!("vGIC: cannot set level: {e}");
+            return;
         }
+        kick(vcpu);
     }
 }

@@ -11,6 +11,8 @@ pub mod iommu;
 pub mod mmu;
 pub mod psci;
 pub mod regs;
+/// SMP dom0: vCPU n pinned to physical CPU n, PSCI CPU_ON through the firmware.
+pub mod smp;
 pub mod start;
 pub mod trap;
 /// Guest virtual timer injection and the trapped EL1 physical timer.

@@ -9,6 +9,7 @@ use super::entry::TrapFrame;
 use super::regs::isb;
 use crate::irq::vgic::{PTIMER_PPI, VTIMER_PPI};
 use crate::sysreg;
+use super::smp::{this_vcpu, MAX_CPUS};
 use spin::Mutex;
 
 /// CNT*_CTL bits.
@@ -26,7 +27,13 @@ struct PhysTimer {
     cval: u64,
 }
 
-static PTIMER: Mutex<PhysTimer> = Mutex::new(PhysTimer { ctl: 0, cval: 0 });
+/// Per physical CPU (each runs one vCPU).
+static PTIMER: [Mutex<PhysTimer>; MAX_CPUS] = [const { Mutex::new(PhysTimer { ctl: 0, cval: 0 }) }; MAX_CPUS];
+
+/// This CPU's emulated physical timer.
+fn ptimer() -> &'static Mutex<PhysTimer> {
+    &PTIMER[this_vcpu() % MAX_CPUS]
+}
 
 /// Saved virtual-timer state of a vCPU that is not running (for when vCPUs share a CPU).
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,7 +51,7 @@ pub fn configure_vcpu(_vcpu_id: u64) {
     sysreg!(write CNTVOFF_EL2, 0);
     sysreg!(write CNTV_CTL_EL0, 0);
     sysreg!(write CNTHP_CTL_EL2, 0);
-    *PTIMER.lock() = PhysTimer::default();
+    *ptimer().lock() = PhysTimer::default();
     isb();
 }
 
@@ -72,7 +79,7 @@ pub fn on_virtual_timer() {
     sysreg!(write CNTV_CTL_EL0, ctl | CTL_IMASK);
     isb();
     if let Some(v) = super::gic::current_vgic() {
-        let _ = v.lock().inject_edge(0, VTIMER_PPI);
+        let _ = v.lock().inject_edge(this_vcpu(), VTIMER_PPI);
     }
 }
 
@@ -80,7 +87,7 @@ pub fn on_virtual_timer() {
 pub fn on_hyp_timer() {
     sysreg!(write CNTHP_CTL_EL2, CTL_IMASK);
     isb();
-    let t = *PTIMER.lock();
+    let t = *ptimer().lock();
     update_ptimer_line(&t);
 }
 
@@ -98,7 +105,7 @@ fn fired(t: &PhysTimer) -> bool {
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
     if let Some(v) = super::gic::current_vgic() {
-        let _ = v.lock().set_level(0, PTIMER_PPI, asserted);
+        let _ = v.lock().set_level(this_vcpu(), PTIMER_PPI, asserted);
     }
     if t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted {
         sysreg!(write CNTHP_CVAL_EL2, t.cval);
@@ -121,7 +128,7 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
     let read = iss & 1 != 0;
     let rt = ((iss >> 5) & 0x1f) as usize;
     let value = if rt == 31 { 0 } else { frame.x[rt] };
-    let mut t = PTIMER.lock();
+    let mut t = ptimer().lock();
     let result = match (op2, read) {
         (1, true) => Some(t.ctl | if fired(&t) { CTL_ISTATUS } else { 0 }),
         (1, false) => {

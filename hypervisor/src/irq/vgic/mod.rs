@@ -496,23 +496,21 @@ impl Vgic {
     }
 
     /// A write of `value` to ICC_SGI1R_EL1 by `sender`: latch the SGI on every target vCPU.
-    /// Returns how many vCPUs were targeted.
-    pub fn send_sgi(&mut self, sender: usize, value: u64) -> usize {
+    /// Returns the targeted vCPUs as a bit mask (vCPUs beyond 63 are not addressable).
+    pub fn send_sgi(&mut self, sender: usize, value: u64) -> u64 {
         let sgi = SgiRequest::decode(value);
-        let mut targets: [bool; 256] = [false; 256];
-        let mut count = 0usize;
-        for (i, v) in self.vcpus.iter().enumerate().take(targets.len()) {
+        let mut targets = 0u64;
+        for (i, v) in self.vcpus.iter().enumerate().take(64) {
             if sgi.targets(sender == i, v.affinity) {
-                targets[i] = true;
-                count += 1;
+                targets |= 1 << i;
             }
         }
-        for (i, &t) in targets.iter().enumerate().take(self.vcpus.len()) {
-            if t {
+        for i in 0..self.vcpus.len().min(64) {
+            if targets & (1 << i) != 0 {
                 let _ = self.inject_edge(i, sgi.intid);
             }
         }
-        count
+        targets
     }
 }
 

@@ -441,9 +441,9 @@ fn sgi1r_decoding() {
     for v in 0..3 {
         enable_ppi(&mut g, v, 1, 0x80);
     }
-    assert_eq!(g.send_sgi(0, (1 << 24) | 0b110), 2);
+    assert_eq!(g.send_sgi(0, (1 << 24) | 0b110), 0b110);
     assert!(!g.irq(0, 1).unwrap().pending && g.irq(1, 1).unwrap().pending && g.irq(2, 1).unwrap().pending);
-    assert_eq!(g.send_sgi(1, (1 << 40) | (2 << 24)), 2);
+    assert_eq!(g.send_sgi(1, (1 << 40) | (2 << 24)), 0b101);
     assert!(g.irq(0, 2).unwrap().pending && !g.irq(1, 2).unwrap().pending);
     assert!(g.has_deliverable(1));
 }

@@ -1,0 +1,230 @@
+//! SMP dom0: one vCPU per physical CPU, vCPU n pinned to the CPU whose MPIDR Aff0 is n. A
+//! guest's PSCI CPU_ON for vCPU n powers physical CPU n on through the firmware; it starts in
+//! `xenith_secondary_entry` with the boot CPU's EL2 translation settings, brings up its GIC
+//! redistributor and CPU interface, and enters the guest where the guest asked.
+
+use super::entry::{Stack, TrapFrame, STACK_SIZE};
+use super::guest::{self, SPSR_EL1H_MASKED};
+use super::psci;
+use crate::{log, sysreg};
+use alloc::string::String;
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use spin::Mutex;
+
+/// Most vCPUs (and physical CPUs) used.
+pub const MAX_CPUS: usize = 4;
+
+/// vCPU power states, numbered as PSCI AFFINITY_INFO reports them.
+const ON: u8 = 0;
+const OFF: u8 = 1;
+const ON_PENDING: u8 = 2;
+
+/// PSCI return codes.
+const INVALID_PARAMETERS: i64 = -2;
+const ALREADY_ON: i64 = -4;
+const ON_PENDING_ERR: i64 = -5;
+const INTERNAL_FAILURE: i64 = -6;
+
+static STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
+static VCPUS: AtomicUsize = AtomicUsize::new(1);
+/// Physical MPIDR of each CPU, from the host DT's /cpus.
+static HOST_MPIDR: Mutex<[u64; MAX_CPUS]> = Mutex::new([0; MAX_CPUS]);
+
+/// What a secondary CPU needs before its MMU is on (read with caches off: cleaned to PoC).
+#[repr(C)]
+struct StartBlock {
+    ttbr0: u64,
+    tcr: u64,
+    mair: u64,
+    sctlr: u64,
+    vbar: u64,
+    stack_top: u64,
+    vttbr: u64,
+    vtcr: u64,
+    entry: u64,
+    context: u64,
+    cpu: u64,
+}
+
+const START_ZERO: StartBlock =
+    StartBlock { ttbr0: 0, tcr: 0, mair: 0, sctlr: 0, vbar: 0, stack_top: 0, vttbr: 0, vtcr: 0, entry: 0, context: 0, cpu: 0 };
+static mut START: [StartBlock; MAX_CPUS] = [START_ZERO; MAX_CPUS];
+/// Each secondary vCPU's first register state.
+static mut ENTRY: [TrapFrame; MAX_CPUS] = [TrapFrame::ZERO; MAX_CPUS];
+/// EL2 stacks of CPUs 1.. (CPU 0 uses the boot stack).
+static mut STACKS: [Stack; MAX_CPUS - 1] = [const { Stack([0; STACK_SIZE]) }; MAX_CPUS - 1];
+
+global_asm!(
+    r#"
+    .section .text, "ax"
+    .balign 4
+    .global xenith_secondary_entry
+xenith_secondary_entry:
+    // From firmware (PSCI CPU_ON): EL2, MMU and caches off, x0 = this CPU's StartBlock.
+    msr     daifset, #0xf
+    mov     x19, x0
+    ldr     x1, [x19, #0]
+    msr     ttbr0_el2, x1
+    ldr     x1, [x19, #8]
+    msr     tcr_el2, x1
+    ldr     x1, [x19, #16]
+    msr     mair_el2, x1
+    isb
+    tlbi    alle2
+    dsb     sy
+    isb
+    ldr     x1, [x19, #32]
+    msr     vbar_el2, x1
+    ldr     x1, [x19, #40]
+    mov     sp, x1
+    ldr     x1, [x19, #24]
+    msr     sctlr_el2, x1
+    isb
+    mov     x0, x19
+    bl      xenith_secondary_main
+1:  wfe
+    b       1b
+"#
+);
+
+extern "C" {
+    fn xenith_secondary_entry();
+    fn xenith_enter_guest(frame: *const TrapFrame, stack_top: u64) -> !;
+}
+
+/// dom0's vCPU count when the command line does not say: one until the hypercall layer
+/// serves more than one vCPU (VCPUOP_register_vcpu_info for vCPU 1 answers -ENOENT today, and
+/// Linux stops its second CPU on that).
+const DOM0_DEFAULT_VCPUS: usize = 1;
+
+/// Xen's `dom0_max_vcpus=N` (or `=MIN-MAX`: the maximum) among the command-line options.
+pub fn dom0_max_vcpus(options: &[String]) -> Option<usize> {
+    let v = options.iter().rev().find_map(|o| o.strip_prefix("dom0_max_vcpus="))?;
+    v.rsplit('-').next()?.parse().ok()
+}
+
+/// dom0 gets `requested` vCPUs (default `DOM0_DEFAULT_VCPUS`), at most one per host CPU and
+/// `MAX_CPUS`; vCPU 0 runs already. Returns the count.
+pub fn setup_dom0(host_cpus: &[u64], requested: Option<usize>) -> usize {
+    let n = requested.unwrap_or(DOM0_DEFAULT_VCPUS).min(host_cpus.len()).clamp(1, MAX_CPUS);
+    let mut m = HOST_MPIDR.lock();
+    for (i, &mpidr) in host_cpus.iter().take(n).enumerate() {
+        m[i] = mpidr;
+    }
+    VCPUS.store(n, Ordering::Relaxed);
+    STATE[0].store(ON, Ordering::Relaxed);
+    n
+}
+
+/// Number of dom0 vCPUs.
+pub fn vcpus() -> usize {
+    VCPUS.load(Ordering::Relaxed)
+}
+
+/// The vCPU running on this CPU (vCPU n runs on the CPU with Aff0 n).
+pub fn this_vcpu() -> usize {
+    (sysreg!(read MPIDR_EL1) & 0xff) as usize
+}
+
+/// The physical MPIDR of the CPU that runs vCPU `vcpu`.
+pub fn host_mpidr(vcpu: usize) -> u64 {
+    HOST_MPIDR.lock().get(vcpu).copied().unwrap_or(0)
+}
+
+/// PSCI calls that concern other vCPUs (CPU_ON, AFFINITY_INFO) when the domain has more than
+/// one; returns false to leave the call to the single-vCPU handler.
+pub fn psci(frame: &mut TrapFrame) -> bool {
+    if vcpus() <= 1 {
+        return false;
+    }
+    let fid = frame.x[0] as u32;
+    let is32 = fid & 0x4000_0000 == 0;
+    let arg = |i: usize| if is32 { frame.x[i] & 0xffff_ffff } else { frame.x[i] };
+    let ret = match fid & !0x4000_0000 {
+        0x8400_0003 => cpu_on(arg(1), arg(2), arg(3)),
+        0x8400_0004 => affinity_info(arg(1), arg(2)),
+        _ => return false,
+    };
+    frame.x[0] = ret as u64;
+    true
+}
+
+fn vcpu_of(mpidr: u64) -> Option<usize> {
+    // vMPIDR of vCPU n is Aff0 = n (bit 31 is RES1 and not an affinity field).
+    let aff = mpidr & 0xff_00ff_ffff;
+    let v = (aff & 0xff) as usize;
+    (aff >> 8 == 0 && v < vcpus()).then_some(v)
+}
+
+fn affinity_info(target: u64, lowest_level: u64) -> i64 {
+    if lowest_level != 0 {
+        return INVALID_PARAMETERS;
+    }
+    match vcpu_of(target) {
+        Some(v) => i64::from(STATE[v].load(Ordering::Acquire)),
+        None => INVALID_PARAMETERS,
+    }
+}
+
+fn cpu_on(target: u64, entry: u64, context: u64) -> i64 {
+    let Some(v) = vcpu_of(target) else { return INVALID_PARAMETERS };
+    if let Err(state) = STATE[v].compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
+        return if state == ON { ALREADY_ON } else { ON_PENDING_ERR };
+    }
+    let stacks = core::ptr::addr_of!(STACKS) as u64;
+    let fill = StartBlock {
+        ttbr0: sysreg!(read TTBR0_EL2),
+        tcr: sysreg!(read TCR_EL2),
+        mair: sysreg!(read MAIR_EL2),
+        sctlr: sysreg!(read SCTLR_EL2),
+        vbar: sysreg!(read VBAR_EL2),
+        stack_top: stacks + (v as u64) * STACK_SIZE as u64, // top of STACKS[v - 1]
+        // dom0's stage 2: this CPU is handling a trap from dom0's vCPU.
+        vttbr: sysreg!(read VTTBR_EL2),
+        vtcr: sysreg!(read VTCR_EL2),
+        entry,
+        context,
+        cpu: v as u64,
+    };
+    // SAFETY: START[v] is only written here, while vCPU v is OFF -> ON_PENDING (exclusive by
+    // the compare-exchange above), and read by CPU v after it starts.
+    let block = unsafe {
+        let b = &mut (*core::ptr::addr_of_mut!(START))[v];
+        *b = fill;
+        b as *const StartBlock as u64
+    };
+    super::clean_dcache_range(block, core::mem::size_of::<StartBlock>() as u64);
+    let ret = psci::call(0xc400_0003, host_mpidr(v), xenith_secondary_entry as *const () as u64, block);
+    match ret {
+        Some(0) => 0,
+        other => {
+            log!("d0: vCPU {v}: firmware CPU_ON of CPU {:#x} failed ({other:?})", host_mpidr(v));
+            STATE[v].store(OFF, Ordering::Release);
+            INTERNAL_FAILURE
+        }
+    }
+}
+
+#[no_mangle]
+extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
+    let v = block.cpu as usize;
+    if let Err(e) = super::gic::init_this_cpu() {
+        log!("CPU {v}: GIC: {e}: parking it");
+        STATE[v].store(OFF, Ordering::Release);
+        super::halt();
+    }
+    guest::configure(block.vttbr, block.vtcr, v as u64);
+    STATE[v].store(ON, Ordering::Release);
+    log!("d0: vCPU {v} up on CPU {v}, entering at {:#x}", block.entry);
+    // SAFETY: ENTRY[v] belongs to this CPU (kept off its stack, which guest entry reuses);
+    // EL1/EL2 state was programmed above.
+    unsafe {
+        let f = &mut (*core::ptr::addr_of_mut!(ENTRY))[v];
+        *f = TrapFrame::ZERO;
+        f.x[0] = block.context;
+        f.elr = block.entry;
+        f.spsr = SPSR_EL1H_MASKED;
+        xenith_enter_guest(f, block.stack_top)
+    }
+}
