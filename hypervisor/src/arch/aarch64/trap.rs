@@ -163,6 +163,10 @@ fn handle_lower_sync(frame: &mut TrapFrame) {
 }
 
 fn smccc(dom: &mut Domain, frame: &mut TrapFrame) {
+    // PSCI CPU_ON / AFFINITY_INFO for a domain with several vCPUs (smp.rs).
+    if super::smp::psci(frame) {
+        return;
+    }
     if hypercall::smccc::forwards_workaround_1(frame.x[0]) {
         let _ = psci::call(frame.x[0] as u32 as u64, 0, 0, 0);
     }
