@@ -264,6 +264,9 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // Interrupts: the physical GIC for the hypervisor's PPIs, and dom0's emulated GICv3 at the
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
     let it_lines = super::gic::init(&info.gic)?;
+    let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
+    let vcpus = super::smp::setup_dom0(&mpidrs, super::smp::dom0_max_vcpus(&cmdline.unknown));
+    log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
     super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
     if trap::DOMAINS.lock().insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
