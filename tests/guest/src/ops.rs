@@ -718,8 +718,10 @@ pub static OPS_CASES: &[Case] = &[
     // Batches long enough that xenith splits them across traps (continuations).
     Case { name: "multicall.batch_40_yields", run: || multicall_batch(40), expect: Expect::Eq(40) },
     Case { name: "grant_table_op.cache_flush.batch_100", run: || cache_flush_batch(100), expect: Expect::Eq(0) },
-    // Last: a successful FIFO init would switch the event ABI for the rest of the run.
-    Case { name: "event_channel_op.init_control", run: || init_control(pfn(addr_of!(FIFO_PAGE)), 0, 0), expect: Expect::Eq(0) },
+    // Last: a successful FIFO init would switch the event ABI for the rest of the run. Xen 4.17
+    // answers 0; xenith has 2-level events only and answers -ENOSYS (a listed deviation: the
+    // conformance runner still compares the exact value).
+    Case { name: "event_channel_op.init_control", run: || init_control(pfn(addr_of!(FIFO_PAGE)), 0, 0), expect: Expect::OneOf(&[0, -(errno::ENOSYS as i64)]) },
     // After everything: 100 000 random hypercalls, then the hypervisor must still answer.
     Case { name: "fuzz.random_hypercalls.then_xen_version", run: fuzz, expect: Expect::Eq(0x40011) },
 ];
