@@ -80,14 +80,25 @@ fn grant_map_unmap(freq: u64) {
         return;
     }
     let start = edge();
+    let mut in_map = 0u64;
     for _ in 0..GRANT_ROUNDS {
-        if !crate::ops::bench_grant_map_unmap() {
+        let t0 = counter();
+        let mut t1 = 0;
+        if !crate::ops::bench_grant_map_unmap(&mut || t1 = counter()) {
             println!("bench grant_map_unmap: a map or unmap failed");
             return;
         }
+        in_map += t1 - t0;
     }
     let ticks = counter() - start;
-    let tenths = if freq == 0 { 0 } else { ticks as u128 * 10_000_000_000 / (freq as u128 * GRANT_ROUNDS as u128) };
+    let q0 = edge();
+    for _ in 0..GRANT_ROUNDS {
+        crate::ops::bench_grant_query();
+    }
+    let query = counter() - q0;
+    let per = |t: u64| if freq == 0 { 0 } else { t as u128 * 10_000_000_000 / (freq as u128 * GRANT_ROUNDS as u128) };
+    println!("bench grant_map_ns: {}.{}", per(in_map) / 10, per(in_map) % 10);
+    println!("bench grant_query_size_ns: {}.{}", per(query) / 10, per(query) % 10);
     println!("bench grant_map_unmap_ticks: {ticks} rounds: {GRANT_ROUNDS}");
-    println!("bench grant_map_unmap_ns: {}.{}", tenths / 10, tenths % 10);
+    println!("bench grant_map_unmap_ns: {}.{}", per(ticks) / 10, per(ticks) % 10);
 }

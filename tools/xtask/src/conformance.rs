@@ -222,7 +222,7 @@ pub fn bench_against_xen(images: &Images) -> Result<()> {
     let ours = bench_run(images.hypervisor.clone(), "", images.test_guest.clone())?;
     println!("guest round trips under -icount shift=0 (1 instruction = 1 ns of guest time):");
     println!("  {:<28} {:>12} {:>12} {:>8}", "", "xenith", "Xen 4.17", "ratio");
-    for key in ["null_hypercall_ns", "grant_map_unmap_ns"] {
+    for key in ["null_hypercall_ns", "grant_map_unmap_ns", "grant_map_ns", "grant_query_size_ns"] {
         let (a, b) = (ours.get(key).copied(), xen.get(key).copied());
         let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
         let ratio = match (a, b) {
