@@ -1,7 +1,8 @@
 //! `multicall`: a batch of hypercalls, each result written back into its entry. A multicall
-//! inside a multicall is -EINVAL in that entry. Long batches continue in a new trap.
+//! inside a multicall is -EINVAL in that entry. Long batches continue in a new trap, and so
+//! does an entry that is itself a long batch (its progress is kept in its own arguments).
 
-use super::{dispatch, read_arg, write_arg, HypercallCtx, Outcome};
+use super::{dispatch_step, read_arg, write_arg, HypercallCtx, Outcome};
 use guest_abi::errno::{ret, EINVAL};
 use guest_abi::hypercall::HYPERVISOR_MULTICALL;
 use guest_abi::multicall::MulticallEntry;
@@ -22,7 +23,17 @@ pub fn multicall(cx: &mut HypercallCtx<'_, '_>, list: u64, nr: u64) -> Outcome {
         let result = if e.op == HYPERVISOR_MULTICALL {
             ret(EINVAL)
         } else {
-            dispatch(cx, e.op, [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]])
+            match dispatch_step(cx, e.op, [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]]) {
+                Outcome::Return(r) => r,
+                // The entry itself is a long batch: store its progress in the entry's arguments
+                // and continue the multicall from this entry (so no entry holds the CPU long).
+                Outcome::Continue { x0, x1, x2 } => {
+                    if let Err(r) = write_arg(cx.mem, at.wrapping_add(16), &[x0, x1, x2]) {
+                        return Outcome::Return(r);
+                    }
+                    return Outcome::Continue { x0: at, x1: u64::from(nr) - i, x2: 0 };
+                }
+            }
         };
         if let Err(r) = write_arg(cx.mem, at.wrapping_add(8), &result) {
             return Outcome::Return(r);
@@ -42,6 +53,7 @@ pub fn multicall(cx: &mut HypercallCtx<'_, '_>, list: u64, nr: u64) -> Outcome {
 mod tests {
     use super::super::guest_phys::env::*;
     use super::*;
+    use super::super::dispatch;
     use alloc::vec::Vec;
     use guest_abi::errno::{EFAULT, ENOSYS};
 
@@ -76,5 +88,23 @@ mod tests {
         assert_eq!(o, Outcome::Continue { x0: ARGS + u64::from(CALLS_PER_TRAP) * 64, x1: 2, x2: 0 });
         assert_eq!(e.call(0, |cx| dispatch(cx, 13, [ARGS, n, 0, 0, 0])), 0);
         assert_eq!(e.get::<MulticallEntry>((n - 1) * 64).result, 0);
+    }
+
+    #[test]
+    fn an_entry_that_is_a_long_batch_continues_the_multicall() {
+        use guest_abi::grant_table::{GnttabCacheFlush, GNTTAB_CACHE_CLEAN};
+        let mut e = Env::new();
+        let per = u64::from(super::super::grant_table::OPS_PER_TRAP);
+        let n = per + 5;
+        for i in 0..n {
+            e.put(0x400 + i * 16, &GnttabCacheFlush { a: RAM, offset: 0, length: 8, op: GNTTAB_CACHE_CLEAN });
+        }
+        e.put(0, &entry(29, 0));
+        e.put(64, &MulticallEntry { op: 20, result: 0x7777, args: [12, ARGS + 0x400, n, 0, 0, 0] });
+        let o = e.call(0, |cx| multicall(cx, ARGS, 2));
+        assert_eq!(o, Outcome::Continue { x0: ARGS + 64, x1: 1, x2: 0 });
+        assert_eq!(e.get::<MulticallEntry>(64).args[..3], [12, ARGS + 0x400 + per * 16, 5]);
+        assert_eq!(e.call(0, |cx| dispatch(cx, 13, [ARGS + 64, 1, 0, 0, 0])), 0);
+        assert_eq!(e.get::<MulticallEntry>(64).result, 0);
     }
 }

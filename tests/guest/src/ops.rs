@@ -478,6 +478,16 @@ fn cache_flush_batch(n: usize) -> Observed {
     ret(hc3(HYPERVISOR_GRANT_TABLE_OP, GNTTABOP_CACHE_FLUSH as u64, f.as_ptr() as u64, n as u64))
 }
 
+/// A multicall whose one entry is itself a long batch (100 cache flushes): the entry's result.
+fn multicall_of_long_batch() -> Observed {
+    // SAFETY: the fuzz page is the guest's own scratch; 100 * 16 bytes fit.
+    let f = unsafe { &mut *(addr_of_mut!(FUZZ_PAGE) as *mut [GnttabCacheFlush; 256]) };
+    for c in f.iter_mut().take(100) {
+        *c = GnttabCacheFlush { a: pa(addr_of!(COPY_PAGE)), offset: 0, length: 64, op: GNTTAB_CACHE_CLEAN };
+    }
+    multicall(&[(HYPERVISOR_GRANT_TABLE_OP, [GNTTABOP_CACHE_FLUSH as u64, f.as_ptr() as u64, 100, 0, 0, 0])])
+}
+
 /// Scratch for the batch rows and the fuzzer's argument buffers.
 static mut FUZZ_PAGE: Page = Page([0; 4096]);
 
@@ -725,6 +735,7 @@ pub static OPS_CASES: &[Case] = &[
     // Batches long enough that xenith splits them across traps (continuations).
     Case { name: "multicall.batch_40_yields", run: || multicall_batch(40), expect: Expect::Eq(40) },
     Case { name: "grant_table_op.cache_flush.batch_100", run: || cache_flush_batch(100), expect: Expect::Eq(0) },
+    Case { name: "multicall.entry_is_a_long_batch", run: multicall_of_long_batch, expect: Expect::Eq(0) },
     // Last: a successful FIFO init would switch the event ABI for the rest of the run. Xen 4.17
     // answers 0; xenith has 2-level events only and answers -ENOSYS (a listed deviation: the
     // conformance runner still compares the exact value).
