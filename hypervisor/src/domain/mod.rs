@@ -1,6 +1,7 @@
 //! Domains: what the hypervisor knows about each guest (its memory, its state), and the dom0
 //! builder (`dom0`) that lays out and loads a direct-mapped dom0.
 pub mod dom0;
+pub mod domu;
 pub mod evtchn;
 pub mod grant;
 pub mod image;
