@@ -9,7 +9,7 @@ use super::entry::TrapFrame;
 use super::regs::isb;
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
-use crate::irq::vgic::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE};
+use crate::irq::vgic::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE, REGISTER_WRITES};
 use crate::irq::vgic::{HwOp, ListRegisters, Vgic, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, PRIVATE_IRQS, VTIMER_PPI};
 use crate::{log, sysreg};
 use super::smp::this_vcpu;
@@ -17,7 +17,8 @@ use crate::dt::Region;
 use alloc::string::String;
 use alloc::vec::Vec;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use super::smp::MAX_CPUS;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use spin::{Mutex, Once};
 
 /// INTIDs from 1020 up are special (1023: nothing pending).
@@ -31,6 +32,21 @@ const POLL_LIMIT: u32 = 1_000_000;
 static CURRENT_VGIC: Once<SharedVgic> = Once::new();
 /// Physical IRQs taken that nobody claims (logged a few times only).
 static STRAY: AtomicU32 = AtomicU32::new(0);
+/// Per CPU: its vCPU's list registers hold something (guest exit must read them back).
+static LRS_LIVE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: its vCPU's interrupt state changed since the last flush (set before any kick).
+static WORK: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: the vGIC register-write count its last flush saw.
+static SEEN_WRITES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Note that `vcpu`'s interrupts changed, and make its CPU look (`kick`).
+fn notify(vcpu: usize) {
+    if let Some(w) = WORK.get(vcpu) {
+        w.store(true, Ordering::Release);
+    }
+    kick(vcpu);
+}
+
 /// Redistributor regions, for CPUs that come up later.
 static REDISTRIBUTORS: Once<Vec<Region>> = Once::new();
 /// The SGI one CPU sends another to make it look at its vCPU's interrupts again.
@@ -286,8 +302,14 @@ impl ListRegisters for HwLrs {
 
 /// The vCPU left the guest: read the list registers back into the vGIC.
 pub fn guest_exit() {
+    let me = this_vcpu();
+    // Fast path: no LR was filled, so there is nothing to read back.
+    if !LRS_LIVE.get(me).is_some_and(|l| l.load(Ordering::Relaxed)) {
+        return;
+    }
     if let Some(v) = current_vgic() {
-        v.lock().sync(this_vcpu(), &HwLrs::new());
+        v.lock().sync(me, &HwLrs::new());
+        WORK[me].store(true, Ordering::Relaxed);
     }
 }
 
@@ -297,6 +319,14 @@ pub fn guest_exit() {
 pub fn guest_entry(blocked_in_wfi: bool) {
     let Some(v) = current_vgic() else { return };
     let me = this_vcpu();
+    let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
+    let writes = REGISTER_WRITES.load(Ordering::Acquire);
+    // Fast path: nothing changed since the last flush and the guest is not waiting.
+    if !blocked_in_wfi && !work.load(Ordering::Acquire) && seen.load(Ordering::Relaxed) == writes {
+        return;
+    }
+    work.store(false, Ordering::Relaxed);
+    seen.store(writes, Ordering::Relaxed);
     if blocked_in_wfi {
         while !v.lock().has_deliverable(me) {
             // SAFETY: waits for an interrupt; touches no memory.
@@ -306,6 +336,7 @@ pub fn guest_entry(blocked_in_wfi: bool) {
     }
     let mut g = v.lock();
     g.flush(me, &mut HwLrs::new());
+    LRS_LIVE[me].store(g.lrs_in_use(me), Ordering::Relaxed);
     let ops = g.take_hw_ops();
     drop(g);
     if !ops.is_empty() {
@@ -330,7 +361,7 @@ pub fn take_physical_irqs() {
             });
             let taken = target.is_some();
             if let Some(Some(t)) = target {
-                kick(t);
+                notify(t);
             }
             if !taken {
                 icc_dir!(iar);
@@ -420,7 +451,7 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
         let targets = v.lock().send_sgi(this_vcpu(), value);
         for t in 0..64 {
             if targets & (1 << t) != 0 {
-                kick(t);
+                notify(t);
             }
         }
     }
@@ -435,7 +466,7 @@ pub fn inject_edge(vcpu: usize, intid: u32) {
             log!("vGIC: cannot inject: {e}");
             return;
         }
-        kick(vcpu);
+        notify(vcpu);
     }
 }
 
@@ -448,6 +479,6 @@ pub fn set_irq_level(vcpu: usize, intid: u32, high: bool) {
             log!("vGIC: cannot set level: {e}");
             return;
         }
-        kick(vcpu);
+        notify(vcpu);
     }
 }

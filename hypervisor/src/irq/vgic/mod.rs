@@ -483,6 +483,11 @@ impl Vgic {
         self.vcpus[vcpu].dirty = left;
     }
 
+    /// Whether any of `vcpu`'s list registers holds an interrupt (then `sync` has work).
+    pub fn lrs_in_use(&self, vcpu: usize) -> bool {
+        self.vcpus.get(vcpu).is_some_and(|v| v.lr_owner.iter().any(Option::is_some))
+    }
+
     /// Whether `vcpu` has an interrupt it could take: one pending in an LR, or one waiting for
     /// an LR. A WFI with nothing deliverable blocks until a physical interrupt.
     pub fn has_deliverable(&self, vcpu: usize) -> bool {

@@ -7,7 +7,12 @@
 use super::{lr, HwOp, IrqState, Vgic, PRIORITY_MASK, PRIVATE_IRQS, SGI_COUNT};
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
+
+/// Bumped by every write to an emulated GIC register: the arch layer compares it with what
+/// it saw last to skip list-register work on guest entry when nothing changed.
+pub static REGISTER_WRITES: AtomicU64 = AtomicU64::new(0);
 
 /// GICD_CTLR (non-secure view of a GIC with two security states).
 pub const CTLR_ENABLE_GRP0: u32 = 1 << 0;
@@ -431,7 +436,11 @@ impl MmioDevice for GicdDevice {
         "vGICv3 distributor"
     }
     fn access(&mut self, vcpu: usize, access: MmioAccess) -> MmioResult {
-        self.0.lock().gicd_access(vcpu, access)
+        let r = self.0.lock().gicd_access(vcpu, access);
+        if access.write {
+            REGISTER_WRITES.fetch_add(1, Ordering::Release);
+        }
+        r
     }
 }
 
@@ -443,6 +452,10 @@ impl MmioDevice for GicrDevice {
         "vGICv3 redistributors"
     }
     fn access(&mut self, vcpu: usize, access: MmioAccess) -> MmioResult {
-        self.0.lock().gicr_access(vcpu, access)
+        let r = self.0.lock().gicr_access(vcpu, access);
+        if access.write {
+            REGISTER_WRITES.fetch_add(1, Ordering::Release);
+        }
+        r
     }
 }
