@@ -48,7 +48,7 @@ pub struct RamBank {
 }
 
 /// Most RAM banks a domain has (Xen gives dom0 at most 4 on ARM).
-pub const MAX_RAM_BANKS: usize = 8;
+pub const MAX_RAM_BANKS: usize = 4;
 
 /// A domain's RAM banks: a small fixed set, cheap to copy into a hypercall's memory view.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +58,10 @@ pub struct RamBanks {
 }
 
 impl RamBanks {
+    pub const fn new() -> Self {
+        Self { banks: [RamBank { ipa: 0, pa: 0, size: 0 }; MAX_RAM_BANKS], len: 0 }
+    }
+
     /// Add a bank; `false` (and nothing added) when the set is full.
     pub fn push(&mut self, bank: RamBank) -> bool {
         if self.len == MAX_RAM_BANKS {

@@ -268,6 +268,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let vcpus = super::smp::setup_dom0(&mpidrs, super::smp::dom0_max_vcpus(&cmdline.unknown));
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
     super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
+    *trap::GUEST_RAM.lock() = dom.ram;
     if trap::DOMAINS.lock().insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }

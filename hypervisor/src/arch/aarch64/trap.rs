@@ -32,8 +32,43 @@ mod ec {
 }
 
 /// Guest memory of the running vCPU, reached through its own stage 1 and stage 2.
-struct CurrentGuestMemory {
-    ram: RamBanks,
+/// The RAM of the domain whose vCPUs run on this machine's CPUs, as host-physical ranges.
+/// Set when a domain is entered (not per hypercall: the hypercall path copies nothing).
+pub static GUEST_RAM: Mutex<RamBanks> = Mutex::new(RamBanks::new());
+
+/// The frame pool, locked only when a hypercall actually changes a stage 2 (most take no
+/// frame: the hypercall path should not pay for the lock).
+#[derive(Default)]
+struct LazyFrames(Option<spin::MutexGuard<'static, RegionAllocator>>);
+
+impl LazyFrames {
+    fn pool(&mut self) -> &mut RegionAllocator {
+        self.0.get_or_insert_with(|| FRAMES.lock())
+    }
+}
+
+impl crate::mm::FrameAlloc for LazyFrames {
+    fn alloc_frame(&mut self) -> Option<u64> {
+        self.pool().alloc_frame()
+    }
+    fn free_frame(&mut self, pa: u64) {
+        self.pool().free_frame(pa)
+    }
+    fn alloc_frames(&mut self, count: usize) -> Option<u64> {
+        self.pool().alloc_frames(count)
+    }
+    fn free_frames(&mut self, pa: u64, count: usize) {
+        self.pool().free_frames(pa, count)
+    }
+}
+
+/// The calling vCPU's memory through its own stage 1 and stage 2, limited to its RAM.
+struct CurrentGuestMemory;
+
+impl CurrentGuestMemory {
+    fn owns(&self, pa: u64, len: u64) -> bool {
+        GUEST_RAM.lock().contains_pa(pa, len)
+    }
 }
 
 impl CurrentGuestMemory {
@@ -44,7 +79,7 @@ impl CurrentGuestMemory {
             let va = gva.checked_add(done as u64).ok_or(GuestFault { gva })?;
             let chunk = core::cmp::min(len - done, (0x1000 - (va & 0xfff)) as usize);
             let pa = guest::gva_to_pa(va, write).ok_or(GuestFault { gva: va })?;
-            if !self.ram.contains_pa(pa, chunk as u64) {
+            if !self.owns(pa, chunk as u64) {
                 return Err(GuestFault { gva: va });
             }
             f(pa as usize, done, chunk);
@@ -98,11 +133,10 @@ fn handle_lower_sync(frame: &mut TrapFrame) {
             // the guest's next console output (so they appear in order with it).
             super::iommu::report_events();
         }
-        let ram = domains.get(current).map(|d| d.ram).unwrap_or_default();
-        let mut mem = CurrentGuestMemory { ram };
-        let mut frames = FRAMES.lock();
+        let mut mem = CurrentGuestMemory;
+        let mut frames = LazyFrames::default();
         let mut tlb = super::iommu::SystemTlb::default(); // p2m changes reach the SMMUs sharing the tables
-        let mut machine = Machine { mem: &DirectMem, frames: &mut *frames, tlb: &mut tlb };
+        let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
         let mut cx = HypercallCtx { domains: &mut domains, caller: current, mem: &mut mem, machine: &mut machine };
         // (hypercall continuations, issue 3) A long batch (memory_op, grant_table_op,
         // multicall) comes back unfinished: rewind ELR to the HVC with x0..x2 rewritten, so
