@@ -12,8 +12,13 @@ use crate::mm::S2Attr;
 use guest_abi::errno::{ret, EBUSY, EDOM, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSYS, EPERM, ESRCH};
 use guest_abi::memory::*;
 
-/// Extents handled per trap before the call continues.
+/// Order-0 extents handled per trap before the call continues (fewer for larger orders:
+/// [`PAGES_PER_TRAP`] bounds the pages).
 pub const EXTENTS_PER_TRAP: u64 = 256;
+/// Pages mapped or unmapped per trap by the reservation ops.
+pub const PAGES_PER_TRAP: u64 = 4096;
+/// add_to_physmap_batch entries per trap.
+pub const BATCH_PER_TRAP: u64 = 256;
 /// Largest extent order accepted (2 MiB with 4 KiB pages).
 const MAX_ORDER: u32 = 9;
 
@@ -24,7 +29,7 @@ pub fn memory_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> Outcome {
             return reservation(cx, op, start, arg);
         }
         XENMEM_ADD_TO_PHYSMAP => add_to_physmap(cx, start, arg),
-        XENMEM_ADD_TO_PHYSMAP_BATCH => add_to_physmap_batch(cx, start, arg),
+        XENMEM_ADD_TO_PHYSMAP_BATCH => return add_to_physmap_batch(cx, start, arg),
         XENMEM_REMOVE_FROM_PHYSMAP => remove_from_physmap(cx, arg),
         _ => ret(ENOSYS),
     };
@@ -111,36 +116,38 @@ fn forget_mapping_at(dom: &mut Domain, gfn: u64) {
     }
 }
 
-fn add_to_physmap_batch(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> i64 {
+fn add_to_physmap_batch(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> Outcome {
+    let r = |v: i64| Outcome::Return(v);
     let b: XenAddToPhysmapBatch = match read_arg(cx.mem, arg) {
         Ok(b) => b,
-        Err(e) => return e,
+        Err(e) => return r(e),
     };
     if start > u64::from(b.size) {
-        return ret(EINVAL);
+        return r(ret(EINVAL));
     }
     let target = gp::resolve(cx.caller, b.domid);
     if cx.domains.get(target).is_none() {
-        return ret(ESRCH);
+        return r(ret(ESRCH));
     }
     if !may_control(cx, target) {
-        return ret(EPERM);
+        return r(ret(EPERM));
     }
     let space = u32::from(b.space);
     let foreign = gp::resolve(cx.caller, b.foreign_domid);
     if space == XENMAPSPACE_GMFN_FOREIGN {
         if cx.domains.get(foreign).is_none() {
-            return ret(ESRCH);
+            return r(ret(ESRCH));
         }
         if foreign == target || !cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware) {
-            return ret(EPERM);
+            return r(ret(EPERM));
         }
     }
-    for i in start..u64::from(b.size) {
+    let end = u64::from(b.size).min(start.saturating_add(BATCH_PER_TRAP));
+    for i in start..end {
         let (Ok(idx), Ok(gpfn)) = (read_arg::<u64>(cx.mem, b.idxs.wrapping_add(i * 8)), read_arg::<u64>(cx.mem, b.gpfns.wrapping_add(i * 8))) else {
-            return ret(EFAULT);
+            return r(ret(EFAULT));
         };
-        let r = if space == XENMAPSPACE_GMFN_FOREIGN {
+        let res = if space == XENMAPSPACE_GMFN_FOREIGN {
             map_foreign(cx, target, foreign, idx, gpfn)
         } else {
             match cx.domains.get_mut(target) {
@@ -148,15 +155,18 @@ fn add_to_physmap_batch(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> 
                 None => Err(ret(ESRCH)),
             }
         };
-        let err = match r {
+        let err = match res {
             Ok(()) => 0i32,
             Err(e) => e as i32,
         };
         if write_arg(cx.mem, b.errs.wrapping_add(i * 4), &err).is_err() {
-            return ret(EFAULT);
+            return Outcome::Return(ret(EFAULT));
         }
     }
-    0
+    if end < u64::from(b.size) {
+        return Outcome::Continue { x0: u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH) | (end << MEMOP_EXTENT_SHIFT), x1: arg, x2: 0 };
+    }
+    Outcome::Return(0)
 }
 
 /// The hardware domain maps frame `gfn` of `foreign` at its own `gpfn`.
@@ -202,8 +212,9 @@ fn reservation(cx: &mut HypercallCtx<'_, '_>, op: u32, start: u64, arg: u64) -> 
     if cx.domains.get(target).is_none() || !may_control(cx, target) {
         return done(start);
     }
-    let end = core::cmp::min(r.nr_extents, start.saturating_add(EXTENTS_PER_TRAP));
     let pages = 1u64 << r.extent_order;
+    let per_trap = EXTENTS_PER_TRAP.min((PAGES_PER_TRAP / pages).max(1));
+    let end = core::cmp::min(r.nr_extents, start.saturating_add(per_trap));
     let mut i = start;
     while i < end {
         let Ok(gpfn) = read_arg::<u64>(cx.mem, r.extent_start.wrapping_add(i.wrapping_mul(8))) else { return done(i) };
@@ -235,7 +246,9 @@ fn populate(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn
     if !dom.owns_ram(pa, pages * PAGE) {
         return false;
     }
-    (0..pages).all(|k| gp::map(dom, m, gpfn + k, pa + k * PAGE, S2Attr::RAM_RWX).is_ok())
+    // One stage-2 change for the whole extent (a block where it can be one).
+    let Some(p2m) = dom.p2m.as_mut() else { return false };
+    p2m.map(pa, pa, pages * PAGE, S2Attr::RAM_RWX, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
 }
 
 /// Take pages out of the domain's map (the RAM stays the domain's; populate brings it back).
@@ -248,7 +261,8 @@ fn decrease(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn
             return false;
         }
     }
-    (0..pages).all(|k| gp::unmap(dom, m, gpfn + k).is_ok())
+    let Some(p2m) = dom.p2m.as_mut() else { return false };
+    p2m.unmap(gpfn * PAGE, pages * PAGE, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
 }
 
 #[cfg(test)]
@@ -359,6 +373,20 @@ mod tests {
         assert_eq!(e.get::<i32>(0x110), ret(EINVAL) as i32);
         e.put(0, &b(0));
         assert_eq!(call(&mut e, 1, u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH)), ret(EPERM));
+        // a long batch continues; every entry gets its own result
+        let n = BATCH_PER_TRAP + 44;
+        for i in 0..n {
+            e.put(0x200 + i * 8, &(d1_gfn + i));
+            e.put(0x200 + n * 8 + i * 8, &(0x9_1000 + i));
+            e.put(0x200 + 2 * n * 8 + i * 4, &0x7777_7777u32);
+        }
+        let long = XenAddToPhysmapBatch { domid: DOMID_SELF, space: XENMAPSPACE_GMFN_FOREIGN as u16, size: n as u16, foreign_domid: 1, idxs: ARGS + 0x200, gpfns: ARGS + 0x200 + n * 8, errs: ARGS + 0x200 + 2 * n * 8 };
+        e.put(0, &long);
+        let first = e.call(0, |cx| memory_op(cx, u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH), ARGS));
+        assert_eq!(first, Outcome::Continue { x0: u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH) | (BATCH_PER_TRAP << 6), x1: ARGS, x2: 0 });
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH)), 0);
+        assert!((0..n).all(|i| e.get::<i32>(0x200 + 2 * n * 8 + i * 4) == 0));
+        assert_eq!(gp::lookup(e.dom(0), 0x9_1000 + n - 1, &e.phys), Some((d1_gfn + n - 1) << 12));
         let _ = e.phys.read_u64(RAM);
     }
 }
