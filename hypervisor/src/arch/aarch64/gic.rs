@@ -308,7 +308,7 @@ pub fn guest_exit() {
         return;
     }
     if let Some(v) = current_vgic() {
-        v.lock().sync(me, &HwLrs::new());
+        v.lock().sync(me, &mut HwLrs::new());
         WORK[me].store(true, Ordering::Relaxed);
     }
 }

@@ -5,6 +5,8 @@ pub const PENDING: u64 = 1 << 62;
 pub const ACTIVE: u64 = 1 << 63;
 pub const HW: u64 = 1 << 61;
 pub const GROUP1: u64 = 1 << 60;
+/// (HW = 0) Raise the EOI maintenance interrupt when the guest deactivates this interrupt.
+pub const EOI_MAINT: u64 = 1 << 41;
 const PRIORITY_SHIFT: u32 = 48;
 
 /// A list-register value for virtual interrupt `intid` (no HW link).

@@ -346,7 +346,7 @@ impl Vgic {
 
     /// Read back the list registers after `vcpu` ran: free the ones the guest deactivated,
     /// record the active/pending state of the rest.
-    pub fn sync(&mut self, vcpu: usize, lrs: &dyn ListRegisters) {
+    pub fn sync(&mut self, vcpu: usize, lrs: &mut dyn ListRegisters) {
         let Some(v) = self.vcpus.get(vcpu) else { return };
         if v.lr_owner.iter().all(Option::is_none) {
             return;
@@ -358,6 +358,10 @@ impl Vgic {
             let freed = lr::is_free(value) || lr::intid(value) != intid;
             let v = &mut self.vcpus[vcpu];
             if freed {
+                if lr::intid(value) == intid && value & (lr::HW | lr::EOI_MAINT) == lr::EOI_MAINT {
+                    // Clear it, or its EOI maintenance interrupt stays asserted.
+                    lrs.write(i, 0);
+                }
                 v.lr_owner[i] = None;
                 v.lr_value[i] = 0;
                 v.lr_stale &= !(1 << i);
@@ -467,6 +471,10 @@ impl Vgic {
             let mut value = lr::encode(intid, irq.priority, irq.group1, true, irq.active);
             if irq.hw_active {
                 value = lr::with_hw(value, intid);
+            } else if !irq.edge && irq.level {
+                // A level interrupt whose line is still high: come back when the guest
+                // deactivates it, so it pends again at once rather than at the next exit.
+                value |= lr::EOI_MAINT;
             }
             irq.lr = Some(slot as u8);
             // The pending state now lives in the LR; a level interrupt whose line stays high

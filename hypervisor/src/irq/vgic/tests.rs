@@ -254,7 +254,7 @@ fn injects_by_priority_and_refills_after_underflow() {
         lrs.eoi(i);
     }
     assert_eq!(order, vec![42, 44, 41, 45]);
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     g.flush(0, &mut lrs);
     let mut second = lrs.intids();
     second.sort();
@@ -266,7 +266,7 @@ fn injects_by_priority_and_refills_after_underflow() {
     while let Some(i) = lrs.ack() {
         lrs.eoi(i);
     }
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     assert!(lrs.intids().is_empty());
     assert!(g.irq(0, 40).unwrap().lr.is_none());
     // Nothing new: flush does not touch the hardware.
@@ -296,16 +296,18 @@ fn level_interrupt_repends_while_the_line_is_high() {
     let mut lrs = FakeLrs::new(4);
     g.set_level(0, VTIMER_PPI, true).unwrap();
     g.flush(0, &mut lrs);
+    assert!(lrs.lr[0] & lr::EOI_MAINT != 0, "level: maintenance interrupt on deactivation");
     assert_eq!(lrs.ack(), Some(VTIMER_PPI));
     lrs.eoi(VTIMER_PPI);
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     g.flush(0, &mut lrs);
     assert_eq!(lrs.intids(), vec![VTIMER_PPI], "line still high: injected again");
     // The device drops the line before the guest takes it again.
     g.set_level(0, VTIMER_PPI, false).unwrap();
     assert_eq!(lrs.ack(), Some(VTIMER_PPI));
     lrs.eoi(VTIMER_PPI);
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
+    assert_eq!(lrs.lr[0], 0, "the freed LR is cleared so its EOI maintenance interrupt drops");
     g.flush(0, &mut lrs);
     assert!(lrs.intids().is_empty(), "line low: not injected again");
     assert!(!g.has_deliverable(0));
@@ -323,12 +325,12 @@ fn edges_coalesce_while_pending_and_queue_behind_active() {
     assert_eq!(lrs.intids(), vec![50]);
     assert!(!g.irq(0, 50).unwrap().pending, "pending state moved into the LR");
     g.inject_edge(0, 50).unwrap();
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     g.flush(0, &mut lrs);
     assert_eq!(lrs.lr.iter().filter(|v| !lr::is_free(**v)).count(), 1, "one LR, not two");
     // Taken (active), then another edge: pending+active in the same LR.
     assert_eq!(lrs.ack(), Some(50));
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     assert!(g.irq(0, 50).unwrap().active);
     g.inject_edge(0, 50).unwrap();
     g.flush(0, &mut lrs);
@@ -337,7 +339,7 @@ fn edges_coalesce_while_pending_and_queue_behind_active() {
     lrs.eoi(50);
     assert_eq!(lrs.ack(), Some(50));
     lrs.eoi(50);
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     assert!(lrs.intids().is_empty());
     assert!(!g.irq(0, 50).unwrap().active);
 }
@@ -382,7 +384,7 @@ fn clearing_pending_or_active_reaches_the_list_register() {
     g.inject_edge(0, 60).unwrap();
     let mut lrs = FakeLrs::new(4);
     g.flush(0, &mut lrs);
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     assert_eq!(done(g.gicd_access(0, rd(0x204 + 0, 4))) & (1 << 28), 1 << 28, "ISPENDR shows LR state");
     done(g.gicd_access(0, wr(0x284, 4, 1 << 28)));
     g.flush(0, &mut lrs);
@@ -392,7 +394,7 @@ fn clearing_pending_or_active_reaches_the_list_register() {
     g.inject_edge(0, 60).unwrap();
     g.flush(0, &mut lrs);
     lrs.ack();
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     assert_eq!(done(g.gicd_access(0, rd(0x304, 4))), 1 << 28);
     done(g.gicd_access(0, wr(0x384, 4, 1 << 28)));
     g.flush(0, &mut lrs);
@@ -456,7 +458,7 @@ fn injection_rejects_bad_vcpus_and_intids() {
     assert_eq!(g.set_level(0, u32::MAX, true), Err(VgicError::BadIntid(u32::MAX)));
     let mut lrs = FakeLrs::new(4);
     g.flush(7, &mut lrs);
-    g.sync(7, &lrs);
+    g.sync(7, &mut lrs);
     assert!(!g.has_deliverable(7));
 }
 
@@ -480,7 +482,7 @@ fn a_guest_that_grabs_lrs_back_is_tolerated() {
     let mut lrs = FakeLrs::new(1);
     g.flush(0, &mut lrs);
     lrs.lr[0] = lr::encode(99, 0, true, true, false);
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     assert!(g.irq(0, 33).unwrap().lr.is_none());
 }
 
@@ -506,7 +508,7 @@ proptest! {
                 }
             }
             let _ = g.inject_edge((value % 3) as usize, (value >> 8) as u32 % 300);
-            g.sync(0, &lrs);
+            g.sync(0, &mut lrs);
             g.flush(0, &mut lrs);
             if value & 1 == 1 {
                 if let Some(i) = lrs.ack() { lrs.eoi(i); }
@@ -548,7 +550,7 @@ fn physical_spi_is_delivered_with_the_hw_bit_and_the_guest_eoi_releases_it() {
     assert!(v & lr::HW != 0 && (v >> 32) & 0x3ff == 37, "HW bit and pINTID");
     assert_eq!(lrs.ack(), Some(37));
     lrs.eoi(37); // hardware deactivates the physical SPI
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     assert!(!g.irq(0, 37).unwrap().hw_active);
     assert!(g.take_hw_ops().is_empty(), "nothing for the hypervisor to deactivate");
     // Pended by the guest itself (ISPENDR): no HW link, nothing physical to deactivate.
@@ -568,7 +570,7 @@ fn a_dropped_physical_spi_is_deactivated_by_the_hypervisor() {
     g.inject_hw(38).unwrap();
     let mut lrs = FakeLrs::new(4);
     g.flush(0, &mut lrs);
-    g.sync(0, &lrs);
+    g.sync(0, &mut lrs);
     done(g.gicd_access(0, wr(0x284, 4, 1 << 6)));
     g.flush(0, &mut lrs);
     assert!(lrs.intids().is_empty());
