@@ -119,6 +119,20 @@ pub fn ensure_qemu() -> Result<()> {
     }
 }
 
+/// A Debian tool a test uses (e.g. `dtc` from device-tree-compiler), installed when missing
+/// (as root).
+pub fn ensure_tool(binary: &str, package: &str) -> Result<()> {
+    if Command::new(binary).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!("`{binary}` is needed: as root, `apt-get install {package}`"));
+    }
+    apt_update();
+    eprintln!("xtask: installing {package}");
+    run(Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 /// Download a Debian package (`name:arch`) and unpack it under the cache; returns the
 /// unpacked root. Cached: a second call does nothing.
 pub fn debian_package(name: &str, arch: &str) -> Result<PathBuf> {

@@ -45,9 +45,26 @@ fn snow_dtb(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// QEMU virt's DTB with the GIC's `reg` cut to 5 cells (not a whole number of entries): a
+/// malformed DTB that QEMU still loads with `-dtb`.
+fn malformed_qemu_virt(out: &Path) -> Result<()> {
+    env::ensure_tool("dtc", "device-tree-compiler")?;
+    let good = env::fixtures_dir().join("qemu-virt-aarch64.dtb");
+    let dts = env::output(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&good))?;
+    let start = dts.find("intc@8000000 {").ok_or("no intc@8000000 node in QEMU virt's DT")?;
+    let reg = start + dts[start..].find("reg = <").ok_or("the GIC node has no reg")?;
+    let end = reg + dts[reg..].find(">;").ok_or("unterminated reg")?;
+    let cells: Vec<&str> = dts[reg + "reg = <".len()..end].split_whitespace().collect();
+    let bad = format!("{}reg = <{}>;{}", &dts[..reg], cells[..5.min(cells.len())].join(" "), &dts[end + 2..]);
+    let src = out.with_extension("dts");
+    std::fs::write(&src, bad).map_err(|e| e.to_string())?;
+    env::run(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(out).arg(&src))
+}
+
 pub fn all() -> Result<()> {
     let dir = env::fixtures_dir();
     ensure(dir.join("qemu-virt-aarch64.dtb"), |p| dump_qemu_virt(p, false))?;
+    ensure(dir.join("qemu-virt-aarch64-bad-gic-reg.dtb"), malformed_qemu_virt)?;
     ensure(dir.join("qemu-virt-aarch64-dom0.dtb"), |p| dump_qemu_virt(p, true))?;
     ensure(dir.join("exynos5250-snow.dtb"), snow_dtb)?;
     Ok(())

@@ -48,7 +48,7 @@ fn main() {
         }
         Some("bench") => bench(),
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
-        Some("systest") => setup().and_then(|_| build::all()).and_then(|i| systest::run_all(&i)),
+        Some("systest") => setup().and_then(|_| fixtures::all()).and_then(|_| build::all()).and_then(|i| systest::run_all(&i)),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");

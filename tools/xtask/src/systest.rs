@@ -151,6 +151,14 @@ fn cases(images: &Images) -> Vec<Case> {
             check: |o| fatal_and_off(o, "dom0_mem=4G"),
         },
         Case {
+            name: "malformed_device_tree",
+            boot: Boot {
+                extra: vec!["-dtb".into(), crate::env::fixtures_dir().join("qemu-virt-aarch64-bad-gic-reg.dtb").display().to_string()],
+                ..base(true)
+            },
+            check: |o| fatal_and_off(o, "property `reg`: 5 cells is not a multiple of"),
+        },
+        Case {
             name: "no_device_tree",
             // An ELF given to -kernel is entered with x0 = 0: no DTB.
             boot: Boot { hypervisor: images.hypervisor_elf.clone(), ..base(true) },
