@@ -458,6 +458,17 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
     true
 }
 
+/// Deliver `dom`'s event-channel upcall: when an event set vcpu_info.evtchn_upcall_pending
+/// (`evtchn.upcall_pending`, the event-channel code's hook), pend the domain's callback PPI
+/// on vCPU 0 (whose vcpu_info it is), as Xen injects it. A PPI already pending absorbs it.
+pub fn deliver_event_upcall(dom: &mut Domain) {
+    if !dom.evtchn.upcall_pending {
+        return;
+    }
+    dom.evtchn.upcall_pending = false;
+    inject_edge(0, dom.evtchn.callback_ppi);
+}
+
 /// Latch an edge (or message) interrupt `intid` for `vcpu` of the domain on this CPU: for
 /// callers outside the vGIC (e.g. an event-channel upcall delivered as a PPI).
 pub fn inject_edge(vcpu: usize, intid: u32) {
