@@ -150,6 +150,8 @@ fn handle_lower_sync(frame: &mut TrapFrame) {
         }
         drop(frames);
         if let Some(dom) = domains.get_mut(current) {
+            // An event the hypercall raised reaches the guest as its event-channel PPI (gic.rs).
+            super::gic::deliver_event_upcall(dom);
             act_on_shutdown(dom);
         }
         return;
