@@ -309,7 +309,9 @@ pub fn guest_exit() {
     }
     if let Some(v) = current_vgic() {
         v.lock().sync(me, &mut HwLrs::new());
-        WORK[me].store(true, Ordering::Relaxed);
+        if let Some(w) = WORK.get(me) {
+            w.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -336,7 +338,9 @@ pub fn guest_entry(blocked_in_wfi: bool) {
     }
     let mut g = v.lock();
     g.flush(me, &mut HwLrs::new());
-    LRS_LIVE[me].store(g.lrs_in_use(me), Ordering::Relaxed);
+    if let Some(l) = LRS_LIVE.get(me) {
+        l.store(g.lrs_in_use(me), Ordering::Relaxed);
+    }
     let ops = g.take_hw_ops();
     drop(g);
     if !ops.is_empty() {
