@@ -117,48 +117,89 @@ pub fn report_events() {
 }
 
 /// Stage-2 TLB maintenance for the whole machine: the CPU's TLBs and, for VMIDs an SMMU
-/// translates for, the SMMU's (batched: one CMD_SYNC per `sync`).
+/// translates for, the SMMU's (batched: one CMD_SYNC per `sync`). Invalidations are recorded
+/// in a small fixed buffer (no allocation on the hypercall path); past it, the VMID is
+/// invalidated whole.
 #[derive(Default)]
 pub struct SystemTlb {
-    pending: Vec<(u16, Option<u64>)>,
+    pending: [(u16, u64); SystemTlb::BATCH],
+    len: usize,
+    /// A VMID to invalidate whole (buffer overflow, or `invalidate_vmid`).
+    whole: Option<u16>,
+    /// Two VMIDs needed it: invalidate every VMID the SMMU translates for.
+    all: bool,
+}
+
+impl SystemTlb {
+    const BATCH: usize = 16;
+
+    fn whole_vmid(&mut self, vmid: u16) {
+        match self.whole {
+            Some(v) if v != vmid => self.all = true,
+            _ => self.whole = Some(vmid),
+        }
+    }
+
+    fn replay(&self, vmids: &[u16], t: &mut dyn TlbOps) {
+        if self.all {
+            for &v in vmids {
+                t.invalidate_vmid(v);
+            }
+            return;
+        }
+        if let Some(v) = self.whole.filter(|v| vmids.contains(v)) {
+            t.invalidate_vmid(v);
+        }
+        for &(vmid, ipa) in self.pending[..self.len].iter().filter(|(v, _)| vmids.contains(v) && Some(*v) != self.whole) {
+            t.invalidate_ipa(vmid, ipa);
+        }
+    }
 }
 
 impl TlbOps for SystemTlb {
     fn invalidate_ipa(&mut self, vmid: u16, ipa: u64) {
         HwTlb.invalidate_ipa(vmid, ipa);
-        self.pending.push((vmid, Some(ipa)));
+        if self.len < Self::BATCH {
+            self.pending[self.len] = (vmid, ipa);
+            self.len += 1;
+        } else {
+            self.whole_vmid(vmid);
+        }
     }
     fn invalidate_vmid(&mut self, vmid: u16) {
         HwTlb.invalidate_vmid(vmid);
-        self.pending.push((vmid, None));
+        self.whole_vmid(vmid);
     }
     fn sync(&mut self) {
         HwTlb.sync();
-        if self.pending.is_empty() {
+        if self.len == 0 && self.whole.is_none() && !self.all {
             return;
         }
-        let pending = core::mem::take(&mut self.pending);
         let mut smmus = SMMUS.lock();
         for inst in smmus.iter_mut() {
-            let vmids = inst.vmids.clone();
-            let mut t = SmmuTlb::new(&mut inst.smmu);
-            for &(vmid, ipa) in pending.iter().filter(|(v, _)| vmids.contains(v)) {
-                match ipa {
-                    Some(ipa) => t.invalidate_ipa(vmid, ipa),
-                    None => t.invalidate_vmid(vmid),
-                }
+            let touches = (self.all && !inst.vmids.is_empty())
+                || self.whole.is_some_and(|v| inst.vmids.contains(&v))
+                || self.pending[..self.len].iter().any(|(v, _)| inst.vmids.contains(v));
+            if !touches {
+                continue;
             }
+            let SmmuInstance { path, smmu, vmids } = inst;
+            let mut t = SmmuTlb::new(smmu);
+            self.replay(vmids, &mut t);
             t.sync();
             if let Some(e) = t.last_error {
-                log!("{}: TLB invalidation failed ({} errors): {e}", inst.path, t.errors);
+                log!("{path}: TLB invalidation failed ({} errors): {e}", t.errors);
             }
         }
+        self.len = 0;
+        self.whole = None;
+        self.all = false;
     }
 }
 
 impl Drop for SystemTlb {
     fn drop(&mut self) {
-        if !self.pending.is_empty() {
+        if self.len != 0 || self.whole.is_some() || self.all {
             self.sync();
         }
     }
