@@ -75,24 +75,11 @@ impl<A: ArchDmaOps> DmaOps for Direct<A> {
     }
 
     fn alloc_coherent(&mut self, size: usize) -> Result<CoherentBuf, DmaError> {
-        if size == 0 {
-            return Err(self.coherent.fail("alloc_coherent", DmaError::ZeroSize));
-        }
-        let len = align_up(size as u64, XEN_PAGE_SIZE) as usize;
-        let pa = self.arch.alloc_coherent(len).ok_or(DmaError::OutOfMemory { size: len })?;
-        if !dma_capable(pa, len, self.mask) {
-            self.arch.free_coherent(pa, len);
-            return Err(self.coherent.fail("alloc_coherent", DmaError::MaskExceeded { addr: pa, size: len, mask: self.mask }));
-        }
-        self.coherent.insert(pa, Mapping { size: len, dir: Direction::Bidirectional, extra: () });
-        Ok(CoherentBuf { phys: pa, dma: pa, size: len })
+        crate::direct::alloc_coherent_1to1(&self.arch, self.mask, &mut self.coherent, size)
     }
 
     fn free_coherent(&mut self, buf: CoherentBuf) -> Result<(), DmaError> {
-        let len = align_up(buf.size as u64, XEN_PAGE_SIZE) as usize;
-        self.coherent.remove(buf.dma, len, "free_coherent")?;
-        self.arch.free_coherent(buf.phys, len);
-        Ok(())
+        crate::direct::free_coherent_1to1(&self.arch, &mut self.coherent, buf)
     }
 
     #[inline]
@@ -153,4 +140,29 @@ impl<A: ArchDmaOps> DmaOps for Direct<A> {
     fn max_mapping_size(&self) -> usize {
         usize::MAX
     }
+}
+
+/// Coherent memory whose DMA address is its physical address (direct-mapped dom0): from the
+/// device's arch ops, refused if the device's mask does not reach it, tracked for `free`.
+/// Shared by [`Direct`] and [`crate::XenSwiotlb`] (which never bounces coherent memory).
+pub(crate) fn alloc_coherent_1to1<A: ArchDmaOps>(arch: &A, mask: u64, coherent: &mut Tracker<()>, size: usize) -> Result<CoherentBuf, DmaError> {
+    if size == 0 {
+        return Err(coherent.fail("alloc_coherent", DmaError::ZeroSize));
+    }
+    let len = align_up(size as u64, XEN_PAGE_SIZE) as usize;
+    let pa = arch.alloc_coherent(len).ok_or(DmaError::OutOfMemory { size: len })?;
+    if !dma_capable(pa, len, mask) {
+        arch.free_coherent(pa, len);
+        return Err(coherent.fail("alloc_coherent", DmaError::MaskExceeded { addr: pa, size: len, mask }));
+    }
+    coherent.insert(pa, Mapping { size: len, dir: Direction::Bidirectional, extra: () });
+    Ok(CoherentBuf { phys: pa, dma: pa, size: len })
+}
+
+/// Free what [`alloc_coherent_1to1`] gave (size and address must match the allocation).
+pub(crate) fn free_coherent_1to1<A: ArchDmaOps>(arch: &A, coherent: &mut Tracker<()>, buf: CoherentBuf) -> Result<(), DmaError> {
+    let len = align_up(buf.size as u64, XEN_PAGE_SIZE) as usize;
+    coherent.remove(buf.dma, len, "free_coherent")?;
+    arch.free_coherent(buf.phys, len);
+    Ok(())
 }

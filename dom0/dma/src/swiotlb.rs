@@ -366,24 +366,11 @@ impl<A: ArchDmaOps, H: Hypervisor> DmaOps for XenSwiotlb<A, H> {
     }
 
     fn alloc_coherent(&mut self, size: usize) -> Result<CoherentBuf, DmaError> {
-        if size == 0 {
-            return Err(self.coherent.fail("alloc_coherent", DmaError::ZeroSize));
-        }
-        let len = align_up(size as u64, XEN_PAGE_SIZE) as usize;
-        let pa = self.arch.alloc_coherent(len).ok_or(DmaError::OutOfMemory { size: len })?;
-        if !dma_capable(pa, len, self.mask) {
-            self.arch.free_coherent(pa, len);
-            return Err(self.coherent.fail("alloc_coherent", DmaError::MaskExceeded { addr: pa, size: len, mask: self.mask }));
-        }
-        self.coherent.insert(pa, Mapping { size: len, dir: Direction::Bidirectional, extra: () });
-        Ok(CoherentBuf { phys: pa, dma: pa, size: len })
+        crate::direct::alloc_coherent_1to1(&self.arch, self.mask, &mut self.coherent, size)
     }
 
     fn free_coherent(&mut self, buf: CoherentBuf) -> Result<(), DmaError> {
-        let len = align_up(buf.size as u64, XEN_PAGE_SIZE) as usize;
-        self.coherent.remove(buf.dma, len, "free_coherent")?;
-        self.arch.free_coherent(buf.phys, len);
-        Ok(())
+        crate::direct::free_coherent_1to1(&self.arch, &mut self.coherent, buf)
     }
 
     fn map_page(&mut self, phys: PhysAddr, size: usize, dir: Direction, attrs: DmaAttrs) -> Result<DmaAddr, DmaError> {
