@@ -9,7 +9,7 @@ use crate::domain::dom0::{self, Dom0Layout, DTB_ROOM};
 use crate::domain::{Domain, RamBank, RamBanks};
 use crate::dt::cmdline::HypervisorCmdline;
 use crate::dt::dom0::{build_dom0_dt, Dom0DtSpec};
-use crate::dt::{HostDt, Region, RegionKind};
+use crate::dt::{HostDt, Region};
 use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable, PlatformDefaults};
 use crate::log;
 use crate::mm::{RegionAllocator, S2Attr, Stage2, Stage2Config};
@@ -223,7 +223,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         path == gic_path
             || spec.remove_nodes.iter().any(|r| path == r || path.starts_with(&format!("{r}/")))
     };
-    let mut mapped = 0u64;
+    let mut mapped = 0usize;
     for d in dt.device_regions() {
         if hidden(&d.path) {
             continue;
@@ -236,9 +236,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
             log!("dom0 stage 2: cannot map {} {} ({:?}): {e}", d.path, r, d.kind);
             continue;
         }
-        if d.kind == RegionKind::PciWindow || mapped < 64 {
-            mapped += 1;
-        }
+        mapped += 1;
     }
     log!(
         "dom0: RAM {:#x}-{:#x} ({} MiB), kernel at {:#x} (entry), initrd {}, DTB at {:#x} ({} bytes), 1 vCPU, VMID {DOM0_VMID}",
@@ -250,7 +248,11 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         layout.dtb,
         dom0_dtb.len()
     );
-    log!("dom0: command line \"{}\"; stage 2 uses {} table frames", spec.bootargs.as_deref().unwrap_or(""), p2m.table_frames());
+    log!(
+        "dom0: command line \"{}\"; stage 2 maps its RAM and {mapped} device regions with {} table frames",
+        spec.bootargs.as_deref().unwrap_or(""),
+        p2m.table_frames()
+    );
     let (used, total) = heap::usage();
     log!("heap: {} KiB of {} KiB in use; {} MiB of RAM left free", used / 1024, total / 1024, mib(free.total_free()));
 
