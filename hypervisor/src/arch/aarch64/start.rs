@@ -274,7 +274,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     if trap::DOMAINS.lock().insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
-    *trap::CURRENT.lock() = 0;
+    trap::CURRENT.store(0, core::sync::atomic::Ordering::Relaxed);
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {

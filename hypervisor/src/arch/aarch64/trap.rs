@@ -12,11 +12,12 @@ use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx};
 use crate::mm::RegionAllocator;
 use super::DirectMem;
 use crate::{log, sysreg};
+use core::sync::atomic::{AtomicU16, Ordering};
 use spin::Mutex;
 
 /// Every domain, and which one runs on this (the boot) CPU. SMP and scheduling come later.
 pub static DOMAINS: Mutex<Domains> = Mutex::new(Domains::new());
-pub static CURRENT: Mutex<DomId> = Mutex::new(0);
+pub static CURRENT: AtomicU16 = AtomicU16::new(0);
 /// Table frames for stage-2 changes after boot (what dom0 was not given).
 pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 
@@ -115,15 +116,14 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     let esr_el2 = sysreg!(read ESR_EL2);
     let wfi = esr_el2 >> 26 == ec::WFX && esr_el2 & 1 == 0;
     super::gic::guest_exit();
-    handle_lower_sync(frame);
+    handle_lower_sync(frame, esr_el2);
     super::gic::guest_entry(wfi);
 }
 
-fn handle_lower_sync(frame: &mut TrapFrame) {
-    let esr_el2 = sysreg!(read ESR_EL2);
+fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
     let class = esr_el2 >> 26;
     let iss = esr_el2 & 0x1ff_ffff;
-    let current = *CURRENT.lock();
+    let current: DomId = CURRENT.load(Ordering::Relaxed);
     let mut domains = DOMAINS.lock();
     if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
         let nr = frame.x[16];
@@ -306,7 +306,7 @@ extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
-    let current = *CURRENT.lock();
+    let current: DomId = CURRENT.load(Ordering::Relaxed);
     if let Some(dom) = DOMAINS.lock().get_mut(current) {
         log!("d{}: SError (ESR {:#x}) at {:#x}: domain killed", dom.id, sysreg!(read ESR_EL2), frame.elr);
         dom.shutdown = Some(ShutdownReason::Crash);
@@ -316,7 +316,7 @@ extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower32(frame: &mut TrapFrame) {
-    let current = *CURRENT.lock();
+    let current: DomId = CURRENT.load(Ordering::Relaxed);
     if let Some(dom) = DOMAINS.lock().get_mut(current) {
         log!("d{}: AArch32 guest state at {:#x} is not supported: domain killed", dom.id, frame.elr);
         dom.shutdown = Some(ShutdownReason::Crash);
