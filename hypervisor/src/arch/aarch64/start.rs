@@ -239,7 +239,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         mapped += 1;
     }
     log!(
-        "dom0: RAM {:#x}-{:#x} ({} MiB), kernel at {:#x} (entry), initrd {}, DTB at {:#x} ({} bytes), 1 vCPU, VMID {DOM0_VMID}",
+        "dom0: RAM {:#x}-{:#x} ({} MiB), kernel at {:#x} (entry), initrd {}, DTB at {:#x} ({} bytes), VMID {DOM0_VMID}",
         layout.ram_base,
         layout.ram_base + layout.ram_size,
         mib(layout.ram_size),
