@@ -17,8 +17,9 @@ pub const HVM_PARAM_STORE_EVTCHN: u32 = 2;
 pub const HVM_PARAM_CONSOLE_PFN: u32 = 17;
 /// Parameter: PV console event channel.
 pub const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
-/// Callback type in bits 63:56 of `HVM_PARAM_CALLBACK_IRQ`: a PPI.
-pub const HVM_PARAM_CALLBACK_TYPE_PPI: u64 = 3;
+/// Callback type in bits 63:56 of `HVM_PARAM_CALLBACK_IRQ`: a PPI (2 on ARM, as Xen 4.17
+/// reports dom0's: 0x0200000000000210).
+pub const HVM_PARAM_CALLBACK_TYPE_PPI: u64 = 2;
 /// Shift of the callback type field.
 pub const HVM_PARAM_CALLBACK_TYPE_SHIFT: u32 = 56;
 

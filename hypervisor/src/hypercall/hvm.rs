@@ -7,13 +7,11 @@ use crate::domain::evtchn::HVM_NR_PARAMS;
 use guest_abi::errno::{ret, EINVAL, ENOSYS, EPERM, ESRCH};
 use guest_abi::hvm::*;
 
-/// Xen's callback type for a PPI on ARM (its header gives PPI the value 2).
-const CALLBACK_TYPE_PPI: u64 = 2;
 /// Flags Xen 4.17 reports with it: level triggered, active high.
 const CALLBACK_PPI_FLAGS: u64 = 0x2;
 
 pub fn callback_irq_value(ppi: u32) -> u64 {
-    (CALLBACK_TYPE_PPI << 56) | (CALLBACK_PPI_FLAGS << 8) | u64::from(ppi & 0xff)
+    (HVM_PARAM_CALLBACK_TYPE_PPI << HVM_PARAM_CALLBACK_TYPE_SHIFT) | (CALLBACK_PPI_FLAGS << 8) | u64::from(ppi & 0xff)
 }
 
 pub fn hvm_op(cx: &mut HypercallCtx<'_, '_>, op: u64, arg: u64) -> i64 {
