@@ -48,7 +48,7 @@ fn main() {
         }
         Some("bench") => bench(),
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
-        Some("systest") => setup().and_then(|_| fixtures::all()).and_then(|_| build::all()).and_then(|i| systest::run_all(&i)),
+        Some("systest") => setup().and_then(|_| fixtures::all()).and_then(|_| build::all()).and_then(|i| systest::run_all(&i)).map(|_| ()),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
@@ -111,10 +111,39 @@ fn test() -> Result<()> {
     fixtures::all()?;
     let root = env::root();
     eprintln!("xtask: host tests");
-    env::run(Command::new("cargo").args(["test", "--workspace", "--exclude", "test-guest"]).current_dir(&root))?;
+    let host = host_tests(&root)?;
     let images = build::all()?;
-    systest::run_all(&images)?;
-    conformance::check(&images)
+    let system = systest::run_all(&images)?;
+    let conformance = conformance::check(&images)?;
+    // One closing line for the whole run (every stage above stops the run on a failure).
+    println!("host {host}, system {system}, conformance {conformance}");
+    println!("tests: {} passed, 0 failed", host as usize + system as usize + conformance);
+    Ok(())
+}
+
+/// `cargo test` over the host crates, its output passed through; the number of tests that passed.
+fn host_tests(root: &std::path::Path) -> Result<u64> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("cargo")
+        .args(["test", "--workspace", "--exclude", "test-guest"])
+        .current_dir(root)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    let mut passed = 0u64;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ok. ") {
+                passed += rest.split(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("host tests failed: {status}"));
+    }
+    Ok(passed)
 }
 
 fn bench() -> Result<()> {

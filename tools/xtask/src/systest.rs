@@ -167,7 +167,8 @@ fn cases(images: &Images) -> Vec<Case> {
     ]
 }
 
-pub fn run_all(images: &Images) -> Result<()> {
+/// Run every system test; the number that passed (an error if any failed).
+pub fn run_all(images: &Images) -> Result<u32> {
     let mut cases = cases(images);
     // Debian's Linux as dom0, to the marker its /init prints (linux.rs; opt-in for now).
     if crate::linux::systest_enabled() {
@@ -196,7 +197,7 @@ pub fn run_all(images: &Images) -> Result<()> {
     if failed > 0 {
         Err(format!("{failed} system test(s) failed"))
     } else {
-        Ok(())
+        Ok(passed)
     }
 }
 
