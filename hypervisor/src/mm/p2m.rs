@@ -726,7 +726,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
                     }
                 }
                 Op::Map { .. } => {
-                    if leaf_allowed(level) {
+                    if leaf_allowed(level) && self.may_merge(child, level, ebase, s)? {
                         if let Some(block) = self.mergeable(child, level)? {
                             self.replace(slot, cur, block, level, ebase, true)?;
                             self.deferred.push(child);
@@ -746,6 +746,25 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
             }
         }
         Ok(true)
+    }
+
+    /// Cheap test before [`mergeable`](Self::mergeable)'s scan of 512 entries: the first, the
+    /// last and the just-written entry (IPA `written`, in the table covering `tbase`) must
+    /// already be the pieces of one block. Almost every map into a populated table (a grant
+    /// mapped into dom0's RAM, say) fails this in three reads.
+    fn may_merge(&self, table: u64, level: u8, tbase: u64, written: u64) -> Result<bool, P2mError> {
+        let child = level + 1;
+        let step = entry_size(child);
+        let d0 = self.read(table)?;
+        if !is_leaf(d0, child) {
+            return Ok(false);
+        }
+        let pa0 = d0 & ADDR_MASK;
+        let attr = d0 & LEAF_ATTR_MASK;
+        let fits = |d: u64, i: u64| is_leaf(d, child) && d & LEAF_ATTR_MASK == attr && d & ADDR_MASK == pa0 + i * step;
+        let i = (written - tbase) / step;
+        let last = ENTRIES as u64 - 1;
+        Ok(fits(self.read(table + i * 8)?, i) && fits(self.read(table + last * 8)?, last))
     }
 
     /// If the table under an entry at `level` maps 512 contiguous same-attribute leaves

@@ -17,9 +17,11 @@ pub struct ArchClock;
 
 impl Clock for ArchClock {
     fn now_ns(&self) -> u64 {
+        // Whole seconds and the remainder separately: two hardware divisions, no 128-bit
+        // arithmetic (a software routine) on the command-queue polling path.
         let f = super::regs::counter_freq().max(1);
         let t = super::regs::counter();
-        ((u128::from(t) * 1_000_000_000) / u128::from(f)) as u64
+        (t / f).saturating_mul(1_000_000_000).saturating_add((t % f).saturating_mul(1_000_000_000) / f)
     }
 }
 
