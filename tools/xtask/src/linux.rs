@@ -43,8 +43,39 @@ pub fn fixtures() -> Result<Dom0Linux> {
     let out = env::cache_dir().join("linux");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let initrd = out.join(format!("initramfs-{version}.cpio"));
-    std::fs::write(&initrd, initramfs(&busybox, &modules)).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    let fuzz = match fuzzer(&out) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("xtask: privcmd fuzzer not built ({e}): `xenith-fuzz` will report FUZZ-FAILED");
+            None
+        }
+    };
+    std::fs::write(&initrd, initramfs(&busybox, &modules, fuzz.as_deref())).map_err(|e| format!("{}: {e}", initrd.display()))?;
     Ok(Dom0Linux { kernel, initrd })
+}
+
+/// Printed by /init after the privcmd fuzzer ran its calls (`xenith-fuzz` on dom0's command line).
+pub const FUZZ_DONE: &str = "FUZZ-DONE calls=100000";
+
+/// Build tools/xtask/fuzz/privcmd_fuzz.rs (no_std, raw Linux syscalls) with rustc alone into a
+/// static aarch64 ELF: no C toolchain or Linux Rust target is needed, only aarch64-unknown-none
+/// and its rust-lld. Returns the stripped executable's bytes.
+fn fuzzer(out: &Path) -> Result<Vec<u8>> {
+    let src = env::root().join("tools/xtask/fuzz/privcmd_fuzz.rs");
+    let exe = out.join("privcmd_fuzz");
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let st = std::process::Command::new(rustc)
+        .current_dir(env::root())
+        .args(["--edition", "2021", "--target", "aarch64-unknown-none", "-C", "panic=abort", "-C", "opt-level=2"])
+        .args(["-C", "relocation-model=static", "-C", "strip=symbols", "-C", "debuginfo=0", "-C", "link-arg=--entry=_start", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    if !st.success() {
+        return Err(format!("rustc {} failed", src.display()));
+    }
+    std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))
 }
 
 /// A raw arm64 Image has "ARM\x64" at offset 0x38 (a gzip or EFI zboot kernel would not boot).
@@ -139,6 +170,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     }
     s.push_str(&format!(
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
+         if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          echo {MARKER}\n\
          echo \"hypervisor type: $(cat /sys/hypervisor/type 2>&1)\"\n\
          echo \"/dev/xen: $(ls /dev/xen 2>&1 | tr '\\n' ' ')\"\n\
@@ -151,7 +183,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
 }
 
 /// The initramfs: busybox, /init, device node for the console, Xen modules.
-pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], fuzzer: Option<&[u8]>) -> Vec<u8> {
     let mut c = Cpio::default();
     for d in ["bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "sbin", "usr", "usr/bin", "usr/sbin"] {
         c.dir(d);
@@ -162,6 +194,9 @@ pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)]) -> Vec<u8> {
     c.node("dev/console", 0o020600, 5, 1);
     for (name, bytes) in modules {
         c.file(&format!("lib/modules/{name}"), 0o644, bytes);
+    }
+    if let Some(f) = fuzzer {
+        c.file("bin/privcmd_fuzz", 0o755, f);
     }
     c.file("init", 0o755, init_script(modules).as_bytes());
     c.finish()
@@ -257,6 +292,42 @@ pub fn systest_boot(hypervisor: PathBuf) -> Boot {
     b
 }
 
+/// The hostile-dom0 system test's boot: as `systest_boot` (no extra device), with `xenith-fuzz`
+/// on dom0's command line so /init runs the privcmd fuzzer before the marker.
+pub fn fuzz_systest_boot(hypervisor: PathBuf) -> Boot {
+    let mut b = Boot::new(hypervisor);
+    b.timeout = Duration::from_secs(120);
+    if let Err(e) = use_for(&mut b) {
+        eprintln!("xtask: Linux dom0 fixtures: {e}");
+        b.dom0 = Some(PathBuf::from("/nonexistent/linux-dom0-fixtures-unavailable"));
+    }
+    b.dom0_args = format!("{DOM0_ARGS} xenith-fuzz");
+    b
+}
+
+/// 100 000 random hypercalls from dom0 userspace: the fuzzer finished, dom0 went on to the
+/// marker and powered off cleanly, and xenith never reported a bug of its own.
+pub fn fuzz_systest_check(o: &Outcome) -> std::result::Result<(), String> {
+    if !o.has(FUZZ_DONE) {
+        let last = o.output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(format!("the fuzzer never printed `{FUZZ_DONE}` (timed out: {}); last line: {last}", o.timed_out));
+    }
+    for needle in ["fuzz: dom0 alive after the fuzzer", MARKER, "hardware domain powered off"] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}` after the fuzzer"));
+        }
+    }
+    for bad in ["HYPERVISOR BUG", "panicked", "domain killed", "Kernel panic", "Internal error: Oops"] {
+        if o.has(bad) {
+            return Err(format!("`{bad}` in the output"));
+        }
+    }
+    if o.timed_out {
+        return Err("QEMU did not end after poweroff -f".into());
+    }
+    Ok(())
+}
+
 /// What the Linux dom0 system test requires of the boot.
 pub fn systest_check(o: &Outcome) -> std::result::Result<(), String> {
     if !o.has(MARKER) {
@@ -310,6 +381,29 @@ mod tests {
     }
 
     #[test]
+    fn fuzzer_is_a_static_aarch64_executable() {
+        let dir = std::env::temp_dir().join(format!("xenith-fuzz-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let elf = fuzzer(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(&elf[..5], b"\x7fELF\x02");
+        assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), 2, "ET_EXEC");
+        assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 0xb7, "EM_AARCH64");
+        // No PT_INTERP: static.
+        assert!(!elf.windows(3).any(|w| w == b"ld-"));
+    }
+
+    #[test]
+    fn counts_exceptions_into_el2_from_guests() {
+        let path = std::env::temp_dir().join(format!("xenith-int-log-{}", std::process::id()));
+        std::fs::write(&path, "Taking exception 5 [IRQ] on CPU 0\n...from EL1 to EL2\nTaking exception 2 [SVC] on CPU 1\n...from EL0 to EL1\nTaking exception 5 [IRQ] on CPU 1\n...from EL2 to EL2\nTaking exception 16 [HVC] on CPU 0\n...from EL1 to EL2\n...with ESR 0x16/0x5a000000\n").unwrap();
+        let n = count_el2_entries(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(n, 2);
+        assert_eq!(own_trap_count("x\n(xenith) traps from guests: 1234\n"), Some(1234));
+    }
+
+    #[test]
     fn init_prints_marker_and_powers_off() {
         let s = init_script(&[("xen-evtchn.ko".into(), vec![])]);
         assert!(s.contains(MARKER) && s.contains("poweroff -f") && s.contains("insmod /lib/modules/xen-evtchn.ko"));
@@ -320,4 +414,137 @@ mod tests {
 /// Debian packages on first use; skip it offline).
 pub fn systest_enabled() -> bool {
     std::env::var_os("XENITH_LINUX_SYSTEST").is_none_or(|v| v != "0")
+}
+
+/// Xen 4.17's command line for the Linux comparison (the reference setup's, scrubbing off).
+const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0";
+
+/// One timed boot of Linux dom0: seconds from QEMU's start to the /init marker, the whole
+/// output, and (with `trace`) the number of exceptions QEMU's `-d int` log shows taken into
+/// EL2 from EL0/EL1, i.e. guest traps into the hypervisor, counted the same way for any
+/// hypervisor.
+fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Option<u64>)> {
+    use std::io::BufRead;
+    let mut cmd = b.command();
+    if let Some(log) = trace {
+        let _ = std::fs::remove_file(log);
+        cmd.args(["-d", "int", "-D"]).arg(log);
+    }
+    let start = std::time::Instant::now();
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel::<(String, f64)>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
+            let t = start.elapsed().as_secs_f64();
+            if tx.send((String::from_utf8_lossy(&line).replace('\r', ""), t)).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut output, mut marker, mut killed) = (String::new(), None, false);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((line, t)) => {
+                if marker.is_none() && line.contains(MARKER) {
+                    marker = Some(t);
+                }
+                output.push_str(&line);
+                output.push('\n');
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(_) if start.elapsed() > b.timeout => {
+                let _ = child.kill();
+                killed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let _ = child.wait();
+    let _ = reader.join();
+    let traps = match trace {
+        // Counted from boot to poweroff only: a boot killed at the timeout has no such count.
+        Some(_) if killed => return Err(format!("QEMU did not power off within {:?}:\n{}", b.timeout, tail(&output))),
+        Some(log) => Some(count_el2_entries(log)?),
+        None => None,
+    };
+    Ok((marker, output, traps))
+}
+
+/// Exceptions into EL2 from a lower EL in a QEMU `-d int` log: each "Taking exception" record
+/// is followed by a "...from ELx to ELy" line.
+fn count_el2_entries(log: &Path) -> Result<u64> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut n = 0;
+    for line in std::io::BufReader::new(f).split(b'\n').map_while(|l| l.ok()) {
+        if line.ends_with(b"from EL1 to EL2") || line.ends_with(b"from EL0 to EL2") {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The number in "(xenith) traps from guests: N".
+fn own_trap_count(output: &str) -> Option<u64> {
+    output.lines().find_map(|l| l.split("traps from guests: ").nth(1)).and_then(|n| n.trim().parse().ok())
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied()
+}
+
+/// Part of `cargo xtask bench --against xen`: Linux dom0 (same kernel, same initramfs, same
+/// QEMU, no extra devices) on xenith and on Xen 4.17 (`bootscrub=0`, `dom0_mem=512M`): wall
+/// seconds from QEMU's start to the /init marker (median of 3 boots each), and the traps into
+/// the hypervisor from boot to poweroff, counted for both from QEMU's `-d int` log (one more
+/// boot each; logging slows it, so it is not timed). xenith's own counter is printed too.
+pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
+    const RUNS: usize = 3;
+    let mut rows = Vec::new();
+    for (name, hyp, cmdline) in [("xenith", xenith, ""), ("Xen 4.17", xen, XEN_CMDLINE)] {
+        let mut b = Boot::new(hyp);
+        b.cmdline = cmdline.into();
+        b.timeout = Duration::from_secs(180);
+        use_for(&mut b)?;
+        let mut times = Vec::new();
+        for i in 0..RUNS {
+            let (t, out, _) = timed_boot(&b, None)?;
+            let t = t.ok_or_else(|| format!("{name}: run {i}: dom0 never printed {MARKER}; last lines:\n{}", tail(&out)))?;
+            println!("  {name}: run {}: marker at {t:.2} s", i + 1);
+            times.push(t);
+        }
+        let log = env::cache_dir().join("linux").join(format!("bench-int-{}.log", name.split(' ').next().unwrap_or("x")));
+        let (_, out, traps) = timed_boot(&b, Some(&log))?;
+        let _ = std::fs::remove_file(&log);
+        let own = own_trap_count(&out);
+        if !out.contains(MARKER) {
+            return Err(format!("{name}: the -d int boot did not reach {MARKER}:\n{}", tail(&out)));
+        }
+        rows.push((name, median(times), traps, own));
+    }
+    println!("Linux dom0 boot to the /init marker ({MARKER}), same kernel/initramfs/QEMU, -smp 2:");
+    println!("  {:<10} {:>16} {:>22} {:>18}", "", "marker (median s)", "traps (QEMU -d int)", "own counter");
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
+    let g = |x: Option<u64>| x.map_or("-".to_string(), |x| x.to_string());
+    for (name, t, traps, own) in &rows {
+        println!("  {name:<10} {:>16} {:>22} {:>18}", f(*t), g(*traps), g(*own));
+    }
+    if let [(_, Some(ta), Some(na), _), (_, Some(tb), Some(nb), _)] = rows.as_slice() {
+        println!("  ratio xenith/Xen: time {:.3}, traps {:.3}", ta / tb, *na as f64 / *nb as f64);
+    }
+    println!("  (targets: time <= Xen's, traps <= 25% of Xen's; traps = exceptions from EL0/EL1 taken to EL2)");
+    Ok(())
+}
+
+fn tail(out: &str) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }

@@ -173,6 +173,8 @@ pub fn run_all(images: &Images) -> Result<u32> {
     // Debian's Linux as dom0, to the marker its /init prints (linux.rs; opt-in for now).
     if crate::linux::systest_enabled() {
         cases.push(Case { name: "linux_dom0_userspace", boot: crate::linux::systest_boot(images.hypervisor.clone()), check: crate::linux::systest_check });
+        // A hostile dom0 process: 100 000 random hypercalls through /dev/xen/privcmd (~25 s).
+        cases.push(Case { name: "linux_dom0_privcmd_fuzz", boot: crate::linux::fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::fuzz_systest_check });
     }
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {

@@ -12,12 +12,14 @@ use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx};
 use crate::mm::RegionAllocator;
 use super::DirectMem;
 use crate::{log, sysreg};
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use spin::Mutex;
 
 /// Every domain, and which one runs on this (the boot) CPU. SMP and scheduling come later.
 pub static DOMAINS: Mutex<Domains> = Mutex::new(Domains::new());
 pub static CURRENT: AtomicU16 = AtomicU16::new(0);
+/// Exceptions taken from guests into EL2 (every lower-EL vector), printed when dom0 stops.
+pub static TRAPS: AtomicU64 = AtomicU64::new(0);
 /// Table frames for stage-2 changes after boot (what dom0 was not given).
 pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 
@@ -111,6 +113,7 @@ impl GuestMemory for CurrentGuestMemory {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
+    TRAPS.fetch_add(1, Ordering::Relaxed);
     // vGIC: read the list registers back before anything looks at interrupt state, and
     // refill them on the way out; a WFI with nothing to take waits there (gic.rs).
     let esr_el2 = sysreg!(read ESR_EL2);
@@ -285,6 +288,7 @@ fn act_on_shutdown(dom: &mut Domain) {
     super::iommu::report_events();
     log!("d{}: shutdown ({reason:?})", dom.id);
     if dom.is_hardware {
+        log!("traps from guests: {}", TRAPS.load(Ordering::Relaxed));
         match reason {
             ShutdownReason::PowerOff => {
                 log!("hardware domain powered off: powering off the machine");
@@ -300,12 +304,14 @@ fn act_on_shutdown(dom: &mut Domain) {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
+    TRAPS.fetch_add(1, Ordering::Relaxed);
     // Physical interrupts the hypervisor owns (timers, GIC maintenance): see gic.rs.
     super::gic::irq_from_guest(frame);
 }
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
+    TRAPS.fetch_add(1, Ordering::Relaxed);
     let current: DomId = CURRENT.load(Ordering::Relaxed);
     if let Some(dom) = DOMAINS.lock().get_mut(current) {
         log!("d{}: SError (ESR {:#x}) at {:#x}: domain killed", dom.id, sysreg!(read ESR_EL2), frame.elr);
@@ -316,6 +322,7 @@ extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower32(frame: &mut TrapFrame) {
+    TRAPS.fetch_add(1, Ordering::Relaxed);
     let current: DomId = CURRENT.load(Ordering::Relaxed);
     if let Some(dom) = DOMAINS.lock().get_mut(current) {
         log!("d{}: AArch32 guest state at {:#x} is not supported: domain killed", dom.id, frame.elr);
