@@ -58,6 +58,20 @@ pub trait PhysMem {
     fn write_u64(&self, pa: u64, v: u64) -> Result<(), MemError> {
         self.write(pa, &v.to_le_bytes())
     }
+    /// Atomically OR `bits` into the 64-bit word at `pa` (8-byte aligned) and return its old
+    /// value: for words another CPU updates concurrently (event-channel bitmaps a guest shares
+    /// with the hypervisor). The default is a plain read-modify-write, enough for models.
+    fn fetch_or_u64(&self, pa: u64, bits: u64) -> Result<u64, MemError> {
+        let old = self.read_u64(pa)?;
+        self.write_u64(pa, old | bits)?;
+        Ok(old)
+    }
+    /// Atomically AND `bits` into the 64-bit word at `pa`; returns the old value.
+    fn fetch_and_u64(&self, pa: u64, bits: u64) -> Result<u64, MemError> {
+        let old = self.read_u64(pa)?;
+        self.write_u64(pa, old & bits)?;
+        Ok(old)
+    }
 }
 
 /// A monotonic clock, for bounded polling (timeouts) in drivers.

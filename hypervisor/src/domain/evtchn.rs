@@ -3,8 +3,10 @@
 //! vcpu_info a guest may register elsewhere in its RAM. Pure state plus the set-pending /
 //! unmask rules; the hypercall layer (`hypercall::event_channel`) validates arguments.
 //!
-//! One vCPU per domain for now: the hypervisor only touches these pages while the guest is
-//! stopped in a trap, so plain read-modify-write is enough. SMP needs atomic bit operations.
+//! Each port notifies one vCPU (vCPU 0 unless EVTCHNOP_bind_vcpu moved it): its selector and
+//! upcall flag are set in that vCPU's vcpu_info. Other vCPUs of the guest run while the
+//! hypervisor sets bits in the shared bitmaps, so bits are set and cleared with atomic
+//! read-modify-writes (`PhysMem::fetch_or_u64`).
 
 use super::DomId;
 use alloc::vec::Vec;
@@ -13,6 +15,9 @@ use platform::PhysMem;
 
 /// Ports in the 2-level ABI: 64 words of 64 bits.
 pub const NR_PORTS: u32 = 4096;
+
+/// Most vCPUs a domain has (one per physical CPU used, as `arch::smp::MAX_CPUS`).
+pub const MAX_VCPUS: usize = 4;
 
 /// Byte offsets inside shared_info and vcpu_info (Xen's arm64 layout, guest-abi asserts them).
 const SHINFO_PENDING: u64 = 48;
@@ -36,19 +41,22 @@ pub enum PortState {
 #[derive(Debug)]
 pub struct EventChannels {
     ports: Vec<PortState>,
-    virq_port: [u32; NR_VIRQS as usize],
+    /// The vCPU each port notifies (same indices as `ports`).
+    port_vcpu: Vec<u8>,
+    /// Per vCPU, the port bound to each virtual IRQ (global VIRQs only on vCPU 0).
+    virq_port: [[u32; NR_VIRQS as usize]; MAX_VCPUS],
     /// Host PA of the domain's shared_info frame (allocated on first use).
     pub shared_info: Option<u64>,
     /// Where shared_info is mapped in the domain's stage 2, if it is.
     pub shared_info_gfn: Option<u64>,
-    /// Host PA of vCPU 0's registered vcpu_info (else it is vcpu_info[0] of shared_info).
-    pub vcpu_info: Option<u64>,
-    /// Guest VA of vCPU 0's registered runstate area.
-    pub runstate_gva: Option<u64>,
-    /// Set when an event made `evtchn_upcall_pending` 1: the hook for the vGIC, which injects
-    /// the domain's event-channel PPI and clears this (level: keep injecting while the guest's
-    /// vcpu_info still says pending).
-    pub upcall_pending: bool,
+    /// Host PA of each vCPU's registered vcpu_info (vCPU 0 without one uses vcpu_info[0] of
+    /// shared_info; other vCPUs get no events until they register one, as on Xen/ARM).
+    pub vcpu_info: [Option<u64>; MAX_VCPUS],
+    /// Guest VA of each vCPU's registered runstate area.
+    pub runstate_gva: [Option<u64>; MAX_VCPUS],
+    /// Bit n set when an event made vCPU n's `evtchn_upcall_pending` 1: the hook for the
+    /// vGIC, which injects the event-channel PPI on vCPU n and clears the bit.
+    pub upcall_pending: u32,
     /// The event-channel PPI as `hvm_op` reports it (HVM_PARAM_CALLBACK_IRQ); the domain
     /// builder sets it (dom0: 16, as Xen 4.17 on QEMU virt).
     pub callback_ppi: u32,
@@ -63,12 +71,13 @@ impl Default for EventChannels {
     fn default() -> Self {
         Self {
             ports: Vec::new(),
-            virq_port: [0; NR_VIRQS as usize],
+            port_vcpu: Vec::new(),
+            virq_port: [[0; NR_VIRQS as usize]; MAX_VCPUS],
             shared_info: None,
             shared_info_gfn: None,
-            vcpu_info: None,
-            runstate_gva: None,
-            upcall_pending: false,
+            vcpu_info: [None; MAX_VCPUS],
+            runstate_gva: [None; MAX_VCPUS],
+            upcall_pending: 0,
             callback_ppi: 16,
             hvm_params: [0; HVM_NR_PARAMS],
         }
@@ -89,26 +98,51 @@ impl EventChannels {
         self.state(port) != PortState::Free
     }
 
-    /// Lowest free port (port 0 is reserved), or `None` when all are in use.
+    /// Lowest free port (port 0 is reserved), or `None` when all are in use; it notifies vCPU 0.
     pub fn alloc(&mut self, state: PortState) -> Option<u32> {
+        self.alloc_on(state, 0)
+    }
+
+    /// Lowest free port, notifying `vcpu` (< `MAX_VCPUS`, else vCPU 0).
+    pub fn alloc_on(&mut self, state: PortState, vcpu: u32) -> Option<u32> {
+        let vcpu = if (vcpu as usize) < MAX_VCPUS { vcpu } else { 0 };
         if self.ports.is_empty() {
             self.ports.push(PortState::Free); // port 0, never handed out
+            self.port_vcpu.push(0);
         }
         let port = match self.ports.iter().skip(1).position(|p| *p == PortState::Free) {
             Some(i) => i + 1,
             None if self.ports.len() < NR_PORTS as usize => {
                 self.ports.push(PortState::Free);
+                self.port_vcpu.push(0);
                 self.ports.len() - 1
             }
             None => return None,
         };
         self.ports[port] = state;
+        if let Some(pv) = self.port_vcpu.get_mut(port) {
+            *pv = vcpu as u8;
+        }
         if let PortState::Virq(v) = state {
-            if let Some(slot) = self.virq_port.get_mut(v as usize) {
+            if let Some(slot) = self.virq_port[vcpu as usize].get_mut(v as usize) {
                 *slot = port as u32;
             }
         }
         Some(port as u32)
+    }
+
+    /// The vCPU `port` notifies.
+    pub fn port_vcpu(&self, port: u32) -> u32 {
+        self.port_vcpu.get(port as usize).map_or(0, |&v| u32::from(v))
+    }
+
+    /// Make live `port` notify `vcpu` (EVTCHNOP_bind_vcpu; the caller checked both).
+    pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) {
+        if (vcpu as usize) < MAX_VCPUS && self.is_live(port) {
+            if let Some(pv) = self.port_vcpu.get_mut(port as usize) {
+                *pv = vcpu as u8;
+            }
+        }
     }
 
     /// Rebind a live port (used when the remote end connects or goes away).
@@ -124,22 +158,37 @@ impl EventChannels {
     pub fn free(&mut self, port: u32) -> PortState {
         let old = self.state(port);
         if let PortState::Virq(v) = old {
-            if let Some(slot) = self.virq_port.get_mut(v as usize) {
-                *slot = 0;
+            let vcpu = self.port_vcpu(port) as usize;
+            if let Some(slot) = self.virq_port.get_mut(vcpu).and_then(|s| s.get_mut(v as usize)) {
+                if *slot == port {
+                    *slot = 0;
+                }
             }
         }
         self.set(port, PortState::Free);
+        if let Some(pv) = self.port_vcpu.get_mut(port as usize) {
+            *pv = 0;
+        }
         old
     }
 
-    /// The port bound to `virq`, if any.
+    /// The port bound to `virq` on vCPU 0, if any.
     pub fn virq_port(&self, virq: u32) -> Option<u32> {
-        self.virq_port.get(virq as usize).copied().filter(|p| *p != 0)
+        self.virq_port_on(virq, 0)
     }
 
-    /// PA of the vcpu_info events are signalled through.
-    fn vcpu_info_pa(&self) -> Option<u64> {
-        self.vcpu_info.or(self.shared_info)
+    /// The port bound to `virq` on `vcpu`, if any.
+    pub fn virq_port_on(&self, virq: u32, vcpu: u32) -> Option<u32> {
+        self.virq_port.get(vcpu as usize)?.get(virq as usize).copied().filter(|p| *p != 0)
+    }
+
+    /// PA of the vcpu_info `vcpu`'s events are signalled through.
+    pub fn vcpu_info_pa(&self, vcpu: u32) -> Option<u64> {
+        match self.vcpu_info.get(vcpu as usize).copied().flatten() {
+            Some(pa) => Some(pa),
+            None if vcpu == 0 => self.shared_info,
+            None => None,
+        }
     }
 
     /// Mark `port` pending (Xen's 2-level rule): set its bit in evtchn_pending; if it was not
@@ -152,13 +201,13 @@ impl EventChannels {
         }
         let (word, bit) = (u64::from(port / 64), 1u64 << (port % 64));
         let pending_pa = shinfo + SHINFO_PENDING + word * 8;
-        let Ok(pending) = mem.read_u64(pending_pa) else { return };
-        if pending & bit != 0 || mem.write_u64(pending_pa, pending | bit).is_err() {
+        let Ok(pending) = mem.fetch_or_u64(pending_pa, bit) else { return };
+        if pending & bit != 0 {
             return;
         }
         let masked = mem.read_u64(shinfo + SHINFO_MASK + word * 8).map_or(true, |m| m & bit != 0);
         if !masked {
-            self.raise_selector(word, mem);
+            self.raise_selector(word, self.port_vcpu(port), mem);
         }
     }
 
@@ -170,30 +219,33 @@ impl EventChannels {
         }
         let (word, bit) = (u64::from(port / 64), 1u64 << (port % 64));
         let mask_pa = shinfo + SHINFO_MASK + word * 8;
-        let Ok(mask) = mem.read_u64(mask_pa) else { return };
-        if mask & bit == 0 || mem.write_u64(mask_pa, mask & !bit).is_err() {
+        let Ok(mask) = mem.fetch_and_u64(mask_pa, !bit) else { return };
+        if mask & bit == 0 {
             return;
         }
         if mem.read_u64(shinfo + SHINFO_PENDING + word * 8).is_ok_and(|p| p & bit != 0) {
-            self.raise_selector(word, mem);
+            self.raise_selector(word, self.port_vcpu(port), mem);
         }
     }
 
-    fn raise_selector(&mut self, word: u64, mem: &dyn PhysMem) {
-        let Some(vi) = self.vcpu_info_pa() else { return };
-        let Ok(sel) = mem.read_u64(vi + VCPU_PENDING_SEL) else { return };
+    fn raise_selector(&mut self, word: u64, vcpu: u32, mem: &dyn PhysMem) {
+        let Some(vi) = self.vcpu_info_pa(vcpu) else { return };
+        let Ok(sel) = mem.fetch_or_u64(vi + VCPU_PENDING_SEL, 1 << word) else { return };
         if sel & (1 << word) != 0 {
             return;
         }
-        if mem.write_u64(vi + VCPU_PENDING_SEL, sel | (1 << word)).is_ok() && mem.write(vi + VCPU_UPCALL_PENDING, &[1]).is_ok() {
-            self.upcall_pending = true;
+        if mem.write(vi + VCPU_UPCALL_PENDING, &[1]).is_ok() {
+            self.upcall_pending |= 1 << vcpu;
         }
     }
 
-    /// Record a registered vcpu_info at `pa` (already filled by the caller) and flag an upcall.
-    pub fn set_vcpu_info(&mut self, pa: u64) {
-        self.vcpu_info = Some(pa);
-        self.upcall_pending = true;
+    /// Record `vcpu`'s registered vcpu_info at `pa` (already filled by the caller) and flag an
+    /// upcall for it.
+    pub fn set_vcpu_info(&mut self, vcpu: u32, pa: u64) {
+        if let Some(slot) = self.vcpu_info.get_mut(vcpu as usize) {
+            *slot = Some(pa);
+            self.upcall_pending |= 1 << vcpu;
+        }
     }
 }
 
@@ -239,19 +291,48 @@ mod tests {
         e.set_pending(70, &mem);
         assert_eq!(mem.read_u64(0x8000_0000 + SHINFO_PENDING + 8).unwrap(), 1 << 6);
         assert_eq!(mem.read_u64(0x8000_0000 + VCPU_PENDING_SEL).unwrap(), 1 << 1);
-        assert!(e.upcall_pending);
+        assert_eq!(e.upcall_pending, 1);
         // masked: pending but no upcall; unmask delivers it
-        e.upcall_pending = false;
+        e.upcall_pending = 0;
         mem.write_u64(0x8000_0000 + VCPU_PENDING_SEL, 0).unwrap();
         mem.write_u64(0x8000_0000 + SHINFO_MASK, 1 << 3).unwrap();
         e.set_pending(3, &mem);
-        assert!(!e.upcall_pending);
+        assert_eq!(e.upcall_pending, 0);
         e.unmask(3, &mem);
-        assert!(e.upcall_pending);
+        assert_eq!(e.upcall_pending, 1);
         assert_eq!(mem.read_u64(0x8000_0000 + SHINFO_MASK).unwrap(), 0);
         // out of range ports are ignored
         e.set_pending(NR_PORTS, &mem);
         e.unmask(u32::MAX, &mem);
+    }
+
+    #[test]
+    fn events_go_to_the_vcpu_the_port_is_bound_to() {
+        let (mut e, mem) = with_shinfo();
+        let vi1 = 0x8000_0000 + 0x1000 + 64;
+        let p = e.alloc(PortState::Unbound { remote: 0 }).unwrap();
+        e.bind_vcpu(p, 1);
+        assert_eq!(e.port_vcpu(p), 1);
+        // vCPU 1 has no vcpu_info yet: the bit is pending, nobody is told.
+        e.set_pending(p, &mem);
+        assert_eq!(e.upcall_pending, 0);
+        e.set_vcpu_info(1, vi1);
+        assert_eq!(e.upcall_pending, 1 << 1);
+        e.upcall_pending = 0;
+        mem.write_u64(0x8000_0000 + SHINFO_PENDING, 0).unwrap();
+        e.set_pending(p, &mem);
+        assert_eq!(e.upcall_pending, 1 << 1);
+        assert_eq!(mem.read_u64(vi1 + VCPU_PENDING_SEL).unwrap(), 1);
+        assert_eq!(mem.read_u64(0x8000_0000 + VCPU_PENDING_SEL).unwrap(), 0, "not vCPU 0's");
+        // Per-vCPU VIRQs: one port per vCPU; freeing the port resets its vCPU.
+        let t0 = e.alloc_on(PortState::Virq(0), 0).unwrap();
+        let t1 = e.alloc_on(PortState::Virq(0), 1).unwrap();
+        assert_eq!((e.virq_port_on(0, 0), e.virq_port_on(0, 1)), (Some(t0), Some(t1)));
+        e.free(t1);
+        assert_eq!((e.virq_port_on(0, 0), e.virq_port_on(0, 1)), (Some(t0), None));
+        assert_eq!(e.port_vcpu(t1), 0);
+        e.bind_vcpu(p, MAX_VCPUS as u32);
+        assert_eq!(e.port_vcpu(p), 1, "out of range: unchanged");
     }
 
     #[test]
@@ -260,6 +341,6 @@ mod tests {
         let mut e = EventChannels::default();
         e.set_pending(1, &mem);
         e.unmask(1, &mem);
-        assert!(!e.upcall_pending);
+        assert_eq!(e.upcall_pending, 0);
     }
 }

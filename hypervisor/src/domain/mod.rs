@@ -108,11 +108,16 @@ pub struct Domain {
     pub evtchn: evtchn::EventChannels,
     /// VMASST_TYPE_* bits enabled with `vm_assist`.
     pub vm_assist: u64,
+    /// vCPUs the domain has (vCPU ids 0..max_vcpus; the builder sets it, default 1).
+    pub max_vcpus: u32,
+    /// The vCPU whose trap is being handled: the trap layer sets it under the domain lock
+    /// before a hypercall, so handlers know which vCPU is calling.
+    pub current_vcpu: u32,
 }
 
 impl Domain {
     pub fn new(id: DomId, is_hardware: bool, direct_mapped: bool, ram: RamBanks) -> Self {
-        Self { mmio: MmioBus::default(), id, is_hardware, direct_mapped, ram, shutdown: None, faults_logged: 0, p2m: None, grants: Default::default(), evtchn: Default::default(), vm_assist: 0 }
+        Self { mmio: MmioBus::default(), id, is_hardware, direct_mapped, ram, shutdown: None, faults_logged: 0, p2m: None, grants: Default::default(), evtchn: Default::default(), vm_assist: 0, max_vcpus: 1, current_vcpu: 0 }
     }
 
     /// Host physical range `[pa, pa + len)` lies entirely inside one of this domain's RAM banks.

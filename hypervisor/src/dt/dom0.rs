@@ -38,6 +38,9 @@ pub struct Dom0DtSpec {
     pub strip_props: Vec<(String, String)>,
     /// Nodes to mark `status = "disabled"`.
     pub disable_nodes: Vec<String>,
+    /// dom0's vCPU count: /cpus keeps that many cpu nodes (the first ones), renumbered to
+    /// dom0's vMPIDRs (vCPU n has Aff0 n), and loses its cpu-map. `None` copies the host's.
+    pub vcpus: Option<u32>,
 }
 
 impl Dom0DtSpec {
@@ -105,6 +108,44 @@ fn is_cpu_pmu(host: &HostDt, n: NodeId) -> bool {
         .any(|c| c.starts_with("arm,") && (c.ends_with("-pmu") || c.ends_with("-pmuv3")))
 }
 
+/// /cpus for `vcpus` vCPUs: the host's first `vcpus` cpu nodes, `reg` = the vCPU's index (its
+/// vMPIDR affinity), the rest and /cpus/cpu-map (which names host CPUs) deleted.
+fn dom0_cpus(host: &HostDt, t: &mut Tree, vcpus: u32) -> Result<(), DtError> {
+    let bad = |reason: String| DtError::BadProperty { node: "/cpus".to_owned(), prop: "(node)".to_owned(), reason };
+    let cpus = host.find_path("/cpus").ok_or_else(|| DtError::MissingNode("/cpus".to_owned()))?;
+    let na = host.prop_u32(cpus, "#address-cells")?.unwrap_or(2);
+    let cpu_nodes: Vec<NodeId> = host
+        .children(cpus)
+        .iter()
+        .copied()
+        .filter(|&c| {
+            host.prop_str(c, "device_type").ok().flatten() == Some("cpu")
+                || host.name(c).split('@').next() == Some("cpu")
+        })
+        .collect();
+    if vcpus == 0 || vcpus as usize > cpu_nodes.len() {
+        return Err(bad(format!("dom0 has {vcpus} vCPUs but the host DT lists {} CPUs", cpu_nodes.len())));
+    }
+    for (i, &c) in cpu_nodes.iter().enumerate() {
+        if i < vcpus as usize {
+            let reg = match na {
+                1 => (i as u32).to_be_bytes().to_vec(),
+                2 => (i as u64).to_be_bytes().to_vec(),
+                _ => return Err(bad(format!("#address-cells = {na}"))),
+            };
+            t.set_prop(c, "reg", reg);
+        } else {
+            t.node_mut(c).deleted = true;
+        }
+    }
+    for &c in host.children(cpus) {
+        if host.name(c) == "cpu-map" {
+            t.node_mut(c).deleted = true;
+        }
+    }
+    Ok(())
+}
+
 /// Whether a node and all its ancestors are still in the tree being built.
 fn is_live(t: &Tree, mut n: NodeId) -> bool {
     loop {
@@ -168,6 +209,10 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
     for p in &spec.disable_nodes {
         let n = find(p)?;
         t.set_prop(n, "status", strings_value(&["disabled"]));
+    }
+
+    if let Some(n) = spec.vcpus {
+        dom0_cpus(host, &mut t, n)?;
     }
 
     // Devices marked for passthrough belong to other domains.

@@ -846,3 +846,39 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn dom0_cpus_list_only_dom0s_vcpus() {
+    let host = load(QEMU_VIRT_DOM0);
+    let cpus = host.find_path("/cpus").unwrap();
+    let host_cpus: Vec<_> = host.children(cpus).iter().copied().filter(|&c| host.name(c).starts_with("cpu@")).collect();
+    let spec = |vcpus| Dom0DtSpec {
+        memory: vec![r(0x4800_0000, 0x2000_0000)],
+        grant_table: r(0x3800_0000, 0x4_0000),
+        evtchn_ppi: 31,
+        vcpus,
+        ..Default::default()
+    };
+    let d = HostDt::parse(&build_dom0_dt(&host, &spec(Some(1))).unwrap()).unwrap();
+    let dc = d.find_path("/cpus").unwrap();
+    let kept: Vec<_> = d.children(dc).iter().copied().filter(|&c| d.name(c).starts_with("cpu@")).collect();
+    assert_eq!(kept.len(), 1);
+    let reg = d.prop(kept[0], "reg").unwrap();
+    assert!(reg.iter().all(|&b| b == 0), "vCPU 0 has MPIDR affinity 0");
+    assert!(d.find_path("/cpus/cpu-map").is_none());
+    // As many as the host has: all kept, numbered 0..n.
+    let n = host_cpus.len() as u32;
+    let d = HostDt::parse(&build_dom0_dt(&host, &spec(Some(n))).unwrap()).unwrap();
+    let dc = d.find_path("/cpus").unwrap();
+    let regs: Vec<u32> = d
+        .children(dc)
+        .iter()
+        .copied()
+        .filter(|&c| d.name(c).starts_with("cpu@"))
+        .map(|c| d.prop(c, "reg").unwrap().last().copied().unwrap().into())
+        .collect();
+    assert_eq!(regs, (0..n).collect::<Vec<_>>());
+    // More vCPUs than CPUs, or none: refused, not invented.
+    assert!(build_dom0_dt(&host, &spec(Some(n + 1))).is_err());
+    assert!(build_dom0_dt(&host, &spec(Some(0))).is_err());
+}

@@ -12,8 +12,10 @@ use crate::domain::DomId;
 use guest_abi::errno::{ret, EEXIST, EINVAL, ENOENT, ENOSPC, ENOSYS, EOPNOTSUPP, EPERM, ESRCH};
 use guest_abi::event_channel::*;
 
-/// vCPUs per domain (one for now).
-pub const NR_VCPUS: u32 = 1;
+/// How many vCPUs the calling domain has (ids at or above it are -ENOENT).
+pub fn nr_vcpus(cx: &HypercallCtx<'_, '_>) -> u32 {
+    cx.domains.get(cx.caller).map_or(0, |d| d.max_vcpus)
+}
 
 /// Virtual IRQs delivered per vCPU; the others are global (bound on vCPU 0 only).
 fn virq_is_per_vcpu(virq: u32) -> bool {
@@ -77,14 +79,14 @@ fn bind_virq(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     if b.virq >= NR_VIRQS || (!virq_is_per_vcpu(b.virq) && b.vcpu != 0) {
         return Err(ret(EINVAL));
     }
-    if b.vcpu >= NR_VCPUS {
+    if b.vcpu >= nr_vcpus(cx) {
         return Err(ret(ENOENT));
     }
     let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
-    if d.evtchn.virq_port(b.virq).is_some() {
+    if d.evtchn.virq_port_on(b.virq, b.vcpu).is_some() {
         return Err(ret(EEXIST));
     }
-    b.port = d.evtchn.alloc(PortState::Virq(b.virq)).ok_or(ret(ENOSPC))?;
+    b.port = d.evtchn.alloc_on(PortState::Virq(b.virq), b.vcpu).ok_or(ret(ENOSPC))?;
     write_arg(cx.mem, arg, &b)
 }
 
@@ -147,14 +149,18 @@ pub fn send_virq(d: &mut crate::domain::Domain, m: &mut crate::domain::registry:
 
 fn bind_vcpu(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     let b: EvtchnBindVcpu = read_arg(cx.mem, arg)?;
-    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
-    if b.vcpu >= NR_VCPUS {
+    if b.vcpu >= nr_vcpus(cx) {
         return Err(ret(ENOENT));
     }
+    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
     match d.evtchn.state(b.port) {
         PortState::Free => Err(ret(EINVAL)),
         PortState::Virq(v) if virq_is_per_vcpu(v) => Err(ret(EINVAL)),
-        _ => Ok(()), // one vCPU: it is already there
+        _ => {
+            // Later events on the port notify that vCPU (one already pending stays where it is).
+            d.evtchn.bind_vcpu(b.port, b.vcpu);
+            Ok(())
+        }
     }
 }
 
@@ -163,7 +169,7 @@ fn init_control(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     if !c.offset.is_multiple_of(8) || c.offset as usize > 4096 - EVTCHN_FIFO_CONTROL_BLOCK_SIZE {
         return Err(ret(EINVAL));
     }
-    if c.vcpu >= NR_VCPUS {
+    if c.vcpu >= nr_vcpus(cx) {
         return Err(ret(ENOENT));
     }
     Err(ret(ENOSYS))
@@ -211,7 +217,7 @@ mod tests {
         assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_INTERDOMAIN), ret(EINVAL), "already bound");
         assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, local), 0);
         assert!(pending(&e, 1, 1));
-        assert!(e.dom(1).evtchn.upcall_pending);
+        assert_ne!(e.dom(1).evtchn.upcall_pending, 0);
         assert_eq!(port_op(&mut e, 1, EVTCHNOP_CLOSE, 1), 0);
         assert_eq!(e.dom(0).evtchn.state(1), PortState::Unbound { remote: 1 });
         assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, 1), 0, "unbound: dropped");

@@ -278,12 +278,14 @@ pub fn use_for(boot: &mut Boot) -> Result<()> {
     Ok(())
 }
 
-/// The system test's boot: Linux dom0 on xenith, 90 s to reach the marker and power off,
-/// with a virtio-rng PCI device whose DMA goes through the hypervisor's SMMUv3 (the case
-/// Xen 4.17 fails). Its fixtures are fetched on first use (about 90 MB, cached under .cache/).
+/// The system test's boot: Linux dom0 on xenith with 2 vCPUs (`dom0_max_vcpus=2`, one per
+/// QEMU CPU), 90 s to reach the marker and power off, with a virtio-rng PCI device whose DMA
+/// goes through the hypervisor's SMMUv3 (the case Xen 4.17 fails). Its fixtures are fetched on
+/// first use (about 90 MB, cached under .cache/).
 pub fn systest_boot(hypervisor: PathBuf) -> Boot {
     let mut b = Boot::new(hypervisor);
     b.timeout = Duration::from_secs(90);
+    b.cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS}");
     b.extra.extend(["-device".to_string(), "virtio-rng-pci,iommu_platform=on,disable-legacy=on".to_string()]);
     if let Err(e) = use_for(&mut b) {
         eprintln!("xtask: Linux dom0 fixtures: {e}");
@@ -328,13 +330,17 @@ pub fn fuzz_systest_check(o: &Outcome) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// dom0's vCPUs in the system test (QEMU's `-smp` is 2).
+pub const SYSTEST_VCPUS: u32 = 2;
+
 /// What the Linux dom0 system test requires of the boot.
 pub fn systest_check(o: &Outcome) -> std::result::Result<(), String> {
     if !o.has(MARKER) {
         let last = o.output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
         return Err(format!("dom0 never printed {MARKER} (timed out: {}); last line: {last}", o.timed_out));
     }
-    for needle in ["hypervisor type: xen", "evtchn", "gntdev", "privcmd", "hardware domain powered off"] {
+    let online = format!("cpus online: 0-{}", SYSTEST_VCPUS - 1);
+    for needle in ["hypervisor type: xen", "evtchn", "gntdev", "privcmd", online.as_str(), "hardware domain powered off"] {
         if !o.has(needle) {
             return Err(format!("expected output containing `{needle}`"));
         }

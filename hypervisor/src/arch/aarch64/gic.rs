@@ -403,8 +403,10 @@ fn apply_hw_ops(ops: &[HwOp]) {
     for &op in ops {
         match op {
             HwOp::Enable(intid, true) => {
-                let mpidr = sysreg!(read MPIDR_EL1);
-                let route = mpidr & 0xff_00ff_ffff;
+                // To the CPU of vCPU 0, where Linux routes SPIs (GICD_IROUTER) unless told
+                // otherwise, whichever vCPU enabled it: the guest's EOI through a HW list
+                // register then deactivates it on the CPU that acknowledged it.
+                let route = super::smp::host_mpidr(0) & 0xff_00ff_ffff;
                 // SAFETY: IROUTER<n> of an implemented SPI (the vGIC only names those).
                 unsafe { core::ptr::write_volatile((gicd + 0x6000 + 8 * u64::from(intid)) as *mut u64, route) };
                 let g = word(0x80, intid);
@@ -462,15 +464,16 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
     true
 }
 
-/// Deliver `dom`'s event-channel upcall: when an event set vcpu_info.evtchn_upcall_pending
-/// (`evtchn.upcall_pending`, the event-channel code's hook), pend the domain's callback PPI
-/// on vCPU 0 (whose vcpu_info it is), as Xen injects it. A PPI already pending absorbs it.
+/// Deliver `dom`'s event-channel upcalls: for each vCPU whose vcpu_info.evtchn_upcall_pending
+/// an event set (bit n of `evtchn.upcall_pending`, the event-channel code's hook), pend the
+/// domain's callback PPI on that vCPU, as Xen injects it. A PPI already pending absorbs it.
 pub fn deliver_event_upcall(dom: &mut Domain) {
-    if !dom.evtchn.upcall_pending {
-        return;
+    let pending = core::mem::take(&mut dom.evtchn.upcall_pending);
+    for vcpu in 0..32usize {
+        if pending & (1 << vcpu) != 0 {
+            inject_edge(vcpu, dom.evtchn.callback_ppi);
+        }
     }
-    dom.evtchn.upcall_pending = false;
-    inject_edge(0, dom.evtchn.callback_ppi);
 }
 
 /// Latch an edge (or message) interrupt `intid` for `vcpu` of the domain on this CPU: for

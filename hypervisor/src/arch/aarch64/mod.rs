@@ -59,6 +59,24 @@ impl platform::PhysMem for DirectMem {
         unsafe { core::ptr::write_volatile(pa as *mut u64, v) };
         Ok(())
     }
+    fn fetch_or_u64(&self, pa: u64, bits: u64) -> Result<u64, platform::MemError> {
+        // SAFETY: as for `read`; the word is 8-byte aligned (checked), so it is a valid AtomicU64.
+        Ok(Self::atomic(pa)?.fetch_or(bits, core::sync::atomic::Ordering::SeqCst))
+    }
+    fn fetch_and_u64(&self, pa: u64, bits: u64) -> Result<u64, platform::MemError> {
+        Ok(Self::atomic(pa)?.fetch_and(bits, core::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+impl DirectMem {
+    /// The 64-bit word at `pa` as an atomic (RAM mapped Normal, so exclusives work).
+    fn atomic(pa: u64) -> Result<&'static core::sync::atomic::AtomicU64, platform::MemError> {
+        if pa % 8 != 0 {
+            return Err(platform::MemError::NotMemory { pa });
+        }
+        // SAFETY: callers pass RAM the boot map covers (as for `read`), 8-byte aligned.
+        Ok(unsafe { &*(pa as *const core::sync::atomic::AtomicU64) })
+    }
 }
 
 /// Stage-2 TLB maintenance for a VMID (the `mm::TlbOps` of the hardware).

@@ -93,9 +93,8 @@ extern "C" {
     fn xenith_enter_guest(frame: *const TrapFrame, stack_top: u64) -> !;
 }
 
-/// dom0's vCPU count when the command line does not say: one until the hypercall layer
-/// serves more than one vCPU (VCPUOP_register_vcpu_info for vCPU 1 answers -ENOENT today, and
-/// Linux stops its second CPU on that).
+/// dom0's vCPU count when the command line does not say (`dom0_max_vcpus=N` gives it up to
+/// one per host CPU; the Linux system test boots with 2).
 const DOM0_DEFAULT_VCPUS: usize = 1;
 
 /// Xen's `dom0_max_vcpus=N` (or `=MIN-MAX`: the maximum) among the command-line options.

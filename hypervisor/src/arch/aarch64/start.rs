@@ -129,8 +129,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     log!("command line: \"{cmdline_text}\"");
     crate::hypercall::version::set_command_line(&cmdline_text);
     let cmdline = HypervisorCmdline::parse(&cmdline_text).map_err(|e| format!("command line: {e}"))?;
-    if !cmdline.unknown.is_empty() {
-        log!("command line: ignoring options xenith does not act on: {}", cmdline.unknown.join(" "));
+    // dom0_max_vcpus= is read from the unparsed options (smp.rs); the others are ignored.
+    let ignored: Vec<&str> = cmdline.unknown.iter().map(String::as_str).filter(|o| !o.starts_with("dom0_max_vcpus=")).collect();
+    if !ignored.is_empty() {
+        log!("command line: ignoring options xenith does not act on: {}", ignored.join(" "));
     }
 
     // Physical memory: the DT's banks minus the hypervisor, the DTB, modules and reservations.
@@ -191,6 +193,9 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     }
     let edits = table.dom0_dt_edits();
 
+    // dom0's vCPU count decides its /cpus.
+    let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
+    let vcpus = super::smp::setup_dom0(&mpidrs, super::smp::dom0_max_vcpus(&cmdline.unknown));
     let mut spec = Dom0DtSpec {
         memory: alloc::vec![Region { base: layout.ram_base, size: layout.ram_size }],
         bootargs: info.dom0_cmdline().map(String::from),
@@ -201,6 +206,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         remove_nodes: hyp_devices.clone(),
         strip_props: Vec::new(),
         disable_nodes: Vec::new(),
+        vcpus: Some(vcpus as u32),
     };
     spec.add_edits(&edits);
     let dom0_dtb = build_dom0_dt(&dt, &spec).map_err(|e| format!("dom0 device tree: {e}"))?;
@@ -261,13 +267,12 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     drop(frames);
     attach_dom0_streams(&dt, &table, &p2m);
     let mut dom = Domain::new(0, true, true, ram);
+    dom.max_vcpus = vcpus as u32;
     guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
     dom.p2m = Some(p2m);
     // Interrupts: the physical GIC for the hypervisor's PPIs, and dom0's emulated GICv3 at the
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
     let it_lines = super::gic::init(&info.gic)?;
-    let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
-    let vcpus = super::smp::setup_dom0(&mpidrs, super::smp::dom0_max_vcpus(&cmdline.unknown));
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
     super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
     *trap::GUEST_RAM.lock() = dom.ram;

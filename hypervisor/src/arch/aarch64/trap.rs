@@ -136,6 +136,10 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
             // the guest's next console output (so they appear in order with it).
             super::iommu::report_events();
         }
+        if let Some(dom) = domains.get_mut(current) {
+            // Which vCPU calls: the one pinned to this CPU (smp.rs).
+            dom.current_vcpu = super::smp::this_vcpu() as u32;
+        }
         let mut mem = CurrentGuestMemory;
         let mut frames = LazyFrames::default();
         let mut tlb = super::iommu::SystemTlb::default(); // p2m changes reach the SMMUs sharing the tables
