@@ -515,7 +515,9 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
     const RUNS: usize = 3;
     let mut rows = Vec::new();
-    for (name, hyp, cmdline) in [("xenith", xenith, ""), ("Xen 4.17", xen, XEN_CMDLINE)] {
+    // Both dom0s get 2 vCPUs (Xen gives dom0 every CPU by default; QEMU has 2).
+    let xenith_cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS}");
+    for (name, hyp, cmdline) in [("xenith", xenith, xenith_cmdline.as_str()), ("Xen 4.17", xen, XEN_CMDLINE)] {
         let mut b = Boot::new(hyp);
         b.cmdline = cmdline.into();
         b.timeout = Duration::from_secs(180);

@@ -74,13 +74,17 @@ fn run(args: &[String]) -> Result<()> {
     boot.dom0 = Some(images.test_guest.clone());
     boot.echo = true;
     boot.timeout = std::time::Duration::from_secs(24 * 3600);
+    let mut linux_dom0 = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
             "--dom0" => match value()?.as_str() {
                 // Debian's arm64 kernel with a busybox initramfs (linux.rs).
-                "linux" => linux::use_for(&mut boot)?,
+                "linux" => {
+                    linux::use_for(&mut boot)?;
+                    linux_dom0 = true;
+                }
                 path => boot.dom0 = Some(PathBuf::from(path)),
             },
             "--dom0-args" => boot.dom0_args = value()?,
@@ -93,6 +97,10 @@ fn run(args: &[String]) -> Result<()> {
             }
             other => return Err(format!("unknown option `{other}` for run\n\n{HELP}")),
         }
+    }
+    if linux_dom0 && boot.cmdline.is_empty() {
+        // Linux dom0 gets one vCPU per CPU of the QEMU machine, as on Xen.
+        boot.cmdline = format!("dom0_max_vcpus={}", boot.smp);
     }
     if let Some(d) = &boot.dom0 {
         if !d.exists() {
