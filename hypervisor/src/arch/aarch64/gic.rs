@@ -468,11 +468,12 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
 /// an event set (bit n of `evtchn.upcall_pending`, the event-channel code's hook), pend the
 /// domain's callback PPI on that vCPU, as Xen injects it. A PPI already pending absorbs it.
 pub fn deliver_event_upcall(dom: &mut Domain) {
-    let pending = core::mem::take(&mut dom.evtchn.upcall_pending);
-    for vcpu in 0..32usize {
-        if pending & (1 << vcpu) != 0 {
-            inject_edge(vcpu, dom.evtchn.callback_ppi);
-        }
+    // Every hypercall ends here: only the set bits are visited (usually none).
+    let mut pending = core::mem::take(&mut dom.evtchn.upcall_pending);
+    while pending != 0 {
+        let vcpu = pending.trailing_zeros() as usize;
+        pending &= pending - 1;
+        inject_edge(vcpu, dom.evtchn.callback_ppi);
     }
 }
 
