@@ -20,15 +20,16 @@ pub struct Direct<A: ArchDmaOps> {
     resources: Tracker<()>,
 }
 
-/// Refuse RAM and check the mask for map_resource (shared by the implementations that map
-/// MMIO 1:1).
-pub(crate) fn check_resource(
+/// map_resource for the implementations that map MMIO 1:1 (Direct, swiotlb-xen): refuse RAM,
+/// check the mask, record the mapping; the DMA address is `phys`.
+pub(crate) fn map_resource_1to1(
     ram: &RamMap,
     tracker: &mut Tracker<()>,
     phys: PhysAddr,
     size: usize,
+    dir: Direction,
     mask: u64,
-) -> Result<(), DmaError> {
+) -> Result<DmaAddr, DmaError> {
     if size == 0 {
         return Err(tracker.fail("map_resource", DmaError::ZeroSize));
     }
@@ -38,7 +39,8 @@ pub(crate) fn check_resource(
     if !dma_capable(phys, size, mask) {
         return Err(tracker.fail("map_resource", DmaError::MaskExceeded { addr: phys, size, mask }));
     }
-    Ok(())
+    tracker.insert(phys, Mapping { size, dir, extra: () });
+    Ok(phys)
 }
 
 impl<A: ArchDmaOps> Direct<A> {
@@ -105,9 +107,7 @@ impl<A: ArchDmaOps> DmaOps for Direct<A> {
     }
 
     fn map_resource(&mut self, phys: PhysAddr, size: usize, dir: Direction, _attrs: DmaAttrs) -> Result<DmaAddr, DmaError> {
-        check_resource(&self.ram, &mut self.resources, phys, size, self.mask)?;
-        self.resources.insert(phys, Mapping { size, dir, extra: () });
-        Ok(phys)
+        map_resource_1to1(&self.ram, &mut self.resources, phys, size, dir, self.mask)
     }
 
     fn unmap_resource(&mut self, dma: DmaAddr, size: usize, _dir: Direction, _attrs: DmaAttrs) -> Result<(), DmaError> {

@@ -9,7 +9,7 @@ use alloc::rc::Rc;
 use core::cell::RefCell;
 
 use crate::arch::ArchDmaOps;
-use crate::direct::check_resource;
+use crate::direct::map_resource_1to1;
 use crate::hv::{CacheFlushOp, GrantMapping, HvError, Hypervisor};
 use crate::iova::{IovaAllocator, IovaStats};
 use crate::ops::{AddrMap, DmaKind, DmaOps, Mapping, RamMap, Tracker};
@@ -432,9 +432,7 @@ impl<A: ArchDmaOps, H: Hypervisor> DmaOps for XenSwiotlb<A, H> {
     }
 
     fn map_resource(&mut self, phys: PhysAddr, size: usize, dir: Direction, _attrs: DmaAttrs) -> Result<DmaAddr, DmaError> {
-        check_resource(&self.ram, &mut self.resources, phys, size, self.mask)?;
-        self.resources.insert(phys, Mapping { size, dir, extra: () });
-        Ok(phys)
+        map_resource_1to1(&self.ram, &mut self.resources, phys, size, dir, self.mask)
     }
 
     fn unmap_resource(&mut self, dma: DmaAddr, size: usize, _dir: Direction, _attrs: DmaAttrs) -> Result<(), DmaError> {
