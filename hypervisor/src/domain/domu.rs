@@ -42,6 +42,8 @@ pub struct DomUSpec {
     pub kernel: (u64, u64),
     pub ramdisk: Option<(u64, u64)>,
     pub bootargs: Option<String>,
+    /// `vpl011`: an emulated SBSA UART at Xen's guest address (`vuart::GUEST_PL011_BASE`).
+    pub vpl011: bool,
 }
 
 /// Why a domU cannot be read or built.
@@ -115,7 +117,8 @@ pub fn find_domus(dt: &HostDt) -> Result<Vec<DomUSpec>, DomUError> {
             }
         }
         let kernel = kernel.ok_or(bad("multiboot,kernel module"))?;
-        out.push(DomUSpec { name, memory, vcpus, kernel, ramdisk, bootargs });
+        let vpl011 = dt.prop(node, "vpl011").is_some();
+        out.push(DomUSpec { name, memory, vcpus, kernel, ramdisk, bootargs, vpl011 });
     }
     Ok(out)
 }
@@ -287,6 +290,16 @@ pub fn domu_dt(spec: &DomUSpec) -> Vec<u8> {
     t.set_prop(timer, "compatible", strs(&["arm,armv8-timer"]));
     // Secure, non-secure physical, virtual and hypervisor PPIs (INTIDs 29, 30, 27, 26), level low.
     t.set_prop(timer, "interrupts", u32s(&[1, 13, 0xf08, 1, 14, 0xf08, 1, 11, 0xf08, 1, 10, 0xf08]));
+    if spec.vpl011 {
+        use super::vuart::{GUEST_PL011_BASE, GUEST_PL011_SIZE, GUEST_VPL011_SPI};
+        let uart = t.add_node(root, &alloc::format!("sbsa-uart@{GUEST_PL011_BASE:x}"));
+        t.set_prop(uart, "compatible", strs(&["arm,sbsa-uart"]));
+        t.set_prop(uart, "reg", u64s(&[GUEST_PL011_BASE, GUEST_PL011_SIZE]));
+        // SPI, level high.
+        t.set_prop(uart, "interrupts", u32s(&[0, GUEST_VPL011_SPI - 32, 4]));
+        t.set_prop(uart, "interrupt-parent", u32s(&[GIC_PHANDLE]));
+        t.set_prop(uart, "current-speed", u32s(&[115_200]));
+    }
     let hyp = t.add_node(root, "hypervisor");
     t.set_prop(hyp, "compatible", strs(&["xen,xen-4.17", "xen,xen"]));
     t.set_prop(hyp, "reg", u64s(&[GUEST_GNTTAB_BASE, GUEST_GNTTAB_SIZE]));
@@ -318,6 +331,7 @@ mod tests {
         t.set_prop(d, "#size-cells", u32s(&[1]));
         t.set_prop(d, "memory", u32s(&[(memory_kib >> 32) as u32, memory_kib as u32]));
         t.set_prop(d, "cpus", u32s(&[1]));
+        t.set_prop(d, "vpl011", Vec::new());
         let k = t.add_node(d, "module@4a000000");
         t.set_prop(k, "compatible", strs(&["multiboot,kernel", "multiboot,module"]));
         t.set_prop(k, "reg", u32s(&[kernel.0 as u32, kernel.1 as u32]));
@@ -339,7 +353,7 @@ mod tests {
     fn reads_domu_nodes() {
         let dt = host_dt(4096, (0x4a00_0000, 0x1000));
         let specs = find_domus(&dt).unwrap();
-        assert_eq!(specs, vec![DomUSpec { name: "domU1".into(), memory: 4 * MIB, vcpus: 1, kernel: (0x4a00_0000, 0x1000), ramdisk: None, bootargs: Some("console=hvc0 domu".into()) }]);
+        assert_eq!(specs, vec![DomUSpec { name: "domU1".into(), memory: 4 * MIB, vcpus: 1, kernel: (0x4a00_0000, 0x1000), ramdisk: None, bootargs: Some("console=hvc0 domu".into()), vpl011: true }]);
         assert!(matches!(find_domus(&host_dt(0, (0, 1))), Err(DomUError::BadMemory { .. })));
         assert!(matches!(find_domus(&host_dt(u64::MAX, (0, 1))), Err(DomUError::BadNode { .. })));
     }
@@ -353,7 +367,7 @@ mod tests {
         let mut frames = RegionAllocator::new();
         let _ = frames.add(0x8040_0000, 11 * MIB);
         let mut tlb = phys.tlb();
-        let spec = DomUSpec { name: "domU1".into(), memory: 3 * MIB, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: Some("console=hvc0".into()) };
+        let spec = DomUSpec { name: "domU1".into(), memory: 3 * MIB, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: Some("console=hvc0".into()), vpl011: true };
         let (d, boot) = build_domu(&spec, 1, 2, &mut frames, &phys, &mut tlb).unwrap();
         assert_eq!(boot.entry, GUEST_RAM0_BASE + 0x8_0000);
         assert!(!d.direct_mapped && !d.is_hardware);
@@ -375,6 +389,8 @@ mod tests {
         assert!(dt.compatible(hyp).contains(&"xen,xen"));
         assert_eq!(dt.prop(dt.find_path("/memory@40000000").unwrap(), "reg").unwrap(), &u64s(&[GUEST_RAM0_BASE, 3 * MIB])[..]);
         assert_eq!(str_prop(&dt, dt.find_path("/chosen").unwrap(), "bootargs").as_deref(), Some("console=hvc0"));
+        let uart = dt.find_path("/sbsa-uart@22000000").unwrap();
+        assert!(dt.compatible(uart).contains(&"arm,sbsa-uart"));
         // the power-of-two remainder went back: only RAM and a few table frames are gone
         assert!(frames.total_free() >= 11 * MIB - 3 * MIB - 16 * 4096);
     }
@@ -387,7 +403,7 @@ mod tests {
         let _ = frames.add(0x8020_0000, 2 * MIB);
         let mut tlb = phys.tlb();
         let free = frames.total_free();
-        let tiny = DomUSpec { name: "d".into(), memory: 0x8_0000, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: None };
+        let tiny = DomUSpec { name: "d".into(), memory: 0x8_0000, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: None, vpl011: false };
         assert!(matches!(build_domu(&tiny, 1, 2, &mut frames, &phys, &mut tlb), Err(DomUError::TooSmall { .. })));
         assert_eq!(frames.total_free(), free);
         let huge = DomUSpec { memory: 64 * MIB, ..tiny.clone() };

@@ -7,6 +7,7 @@ pub mod grant;
 pub mod image;
 pub mod mmio;
 pub mod registry;
+pub mod vuart;
 
 use mmio::MmioBus;
 

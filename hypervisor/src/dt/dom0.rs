@@ -184,6 +184,7 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
             || is_timer_mem
             || is_cpu_pmu(host, n)
             || host.is_boot_module(n)
+            || host.is_compatible(n, "xen,domain")
         {
             t.node_mut(n).deleted = true;
         }

@@ -133,7 +133,7 @@ fn raw(nr: u64, a0: usize, a1: usize, a2: usize) -> Observed {
     Observed::Ret(unsafe { hypercall3(nr as usize, a0, a1, a2) })
 }
 
-fn features(idx: u32) -> Observed {
+pub(crate) fn features(idx: u32) -> Observed {
     let mut fi = XenFeatureInfo { submap_idx: idx, submap: 0 };
     // SAFETY: `fi` is live.
     let r = unsafe { xen_version(XENVER_GET_FEATURES, &mut fi as *mut _ as usize) };
@@ -310,8 +310,13 @@ pub static CASES: &[Case] = &[
 
 /// Runs every case; returns (passed, failed).
 pub fn run_all() -> (u32, u32) {
+    run_table(CASES.iter().chain(crate::ops::OPS_CASES))
+}
+
+/// Runs `cases` in order, printing each; returns (passed, failed).
+pub fn run_table<'a>(cases: impl Iterator<Item = &'a Case>) -> (u32, u32) {
     let (mut passed, mut failed) = (0, 0);
-    for case in CASES.iter().chain(crate::ops::OPS_CASES) {
+    for case in cases {
         let observed = (case.run)();
         println!("case {}: {}", case.name, observed);
         if case.expect.matches(&observed) {

@@ -39,6 +39,9 @@ pub struct BootInfo {
     pub smmu: Option<Bank>,
     /// The first PCI host bridge at the root, if any.
     pub pci: Option<PciHost>,
+    /// The `reg` of a root-level `sbsa-uart@...` node: the emulated UART (Xen's vpl011) a
+    /// dom0less domU writes its console to.
+    pub uart: Option<Bank>,
     /// RAM banks from `/memory*`.
     pub banks: [Bank; MAX_BANKS],
     /// Valid entries in `banks`.
@@ -97,7 +100,7 @@ pub unsafe fn read(dtb: usize) -> Result<BootInfo, FdtError> {
 pub fn parse(blob: &[u8]) -> Result<BootInfo, FdtError> {
     let off_struct = be32(blob, 8)? as usize;
     let off_strings = be32(blob, 12)? as usize;
-    let mut info = BootInfo { smmu: None, pci: None, banks: [Bank::default(); MAX_BANKS], nr_banks: 0, bootargs: [0; MAX_BOOTARGS], bootargs_len: 0 };
+    let mut info = BootInfo { smmu: None, pci: None, uart: None, banks: [Bank::default(); MAX_BANKS], nr_banks: 0, bootargs: [0; MAX_BOOTARGS], bootargs_len: 0 };
     let (mut addr_cells, mut size_cells) = (2u32, 1u32);
     let mut depth = 0usize;
     let mut top: &[u8] = b"";
@@ -138,11 +141,16 @@ pub fn parse(blob: &[u8]) -> Result<BootInfo, FdtError> {
                             }
                         }
                     }
-                    (2, b"reg") if top.starts_with(b"smmuv3@") => {
+                    (2, b"reg") if top.starts_with(b"smmuv3@") || top.starts_with(b"sbsa-uart@") => {
                         let stride = 4 * (addr_cells + size_cells) as usize;
                         if let Some(entry) = value.chunks_exact(stride.max(4)).next() {
                             let (a, s) = entry.split_at(4 * addr_cells as usize);
-                            info.smmu = Some(Bank { base: cells(a, addr_cells), size: cells(s, size_cells) });
+                            let bank = Some(Bank { base: cells(a, addr_cells), size: cells(s, size_cells) });
+                            if top.starts_with(b"smmuv3@") {
+                                info.smmu = bank;
+                            } else {
+                                info.uart = bank;
+                            }
                         }
                     }
                     // QEMU virt's bridge: `#address-cells = 3`, `#size-cells = 2` below it.

@@ -32,6 +32,8 @@ mod fdt;
 mod mmu;
 #[cfg(target_os = "none")]
 mod ops;
+#[cfg(target_os = "none")]
+mod xdom;
 
 /// On the host only the pure parts (the DTB reader) are built, for their unit tests.
 #[cfg(not(target_os = "none"))]
@@ -67,6 +69,13 @@ mod kernel {
         };
         let image_end = core::ptr::addr_of!(_end) as u64;
         crate::heap::init();
+        // A dom0less domU writes its console to the emulated UART its DT names.
+        let domu = info.has_arg(b"domu");
+        let uart = info.uart.filter(|_| domu);
+        if let Some(u) = uart {
+            // SAFETY: boot CPU, before the MMU is enabled.
+            unsafe { mmu::add_device(u.base, u.size.max(0x1000)) };
+        }
         let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench") || info.has_arg(b"edu-dma");
         if let (true, Some(pci)) = (edu_mode, info.pci) {
             // SAFETY: boot CPU, before the MMU is enabled.
@@ -82,6 +91,9 @@ mod kernel {
             stop(SHUTDOWN_CRASH);
         }
         exceptions::clear();
+        if let Some(u) = uart {
+            crate::console::use_uart(u.base as usize);
+        }
         println!("test-guest: image at {image:#x}..{image_end:#x}, DTB at {dtb:#x}");
         for b in info.banks() {
             println!("test-guest: RAM {:#x}..{:#x}", b.base, b.base + b.size);
@@ -92,12 +104,17 @@ mod kernel {
         let args = core::str::from_utf8(info.bootargs()).unwrap_or("?");
         println!("test-guest: bootargs \"{args}\"");
 
-        if info.has_arg(b"edu-bench") {
+        if domu {
+            crate::xdom::run_domu();
+        } else if info.has_arg(b"edu-bench") {
             crate::edu::bench(info.pci);
         } else if info.has_arg(b"bench") {
             bench::run();
         } else {
             let (mut passed, mut failed) = cases::run_all();
+            if info.has_arg(b"domu-peer") {
+                crate::xdom::run_dom0_side(info.banks(), &mut passed, &mut failed);
+            }
             if info.has_arg(b"edu-dma") {
                 match info.pci.and_then(|p| crate::edu::Edu::find(&p)) {
                     Some(edu) => crate::dma_layer::run(&edu, info.banks(), &mut passed, &mut failed),

@@ -27,12 +27,12 @@ use guest_abi::vcpu::*;
 use guest_abi::DOMID_SELF;
 
 #[repr(C, align(4096))]
-struct Page([u8; 4096]);
+pub(crate) struct Page(pub(crate) [u8; 4096]);
 
 /// Replaced by the shared_info page (add_to_physmap space 0).
-static mut SHINFO_PAGE: Page = Page([0; 4096]);
+pub(crate) static mut SHINFO_PAGE: Page = Page([0; 4096]);
 /// Replaced by grant-table frame 0 (add_to_physmap space 1).
-static mut GNTTAB_PAGE: Page = Page([0; 4096]);
+pub(crate) static mut GNTTAB_PAGE: Page = Page([0; 4096]);
 /// Holds the registered vcpu_info.
 static mut VCPU_INFO_PAGE: Page = Page([0; 4096]);
 /// The page the guest grants (to itself) and maps.
@@ -45,7 +45,7 @@ static mut MISC_PAGE: Page = Page([0; 4096]);
 static mut FIFO_PAGE: Page = Page([0; 4096]);
 
 /// Where the self-granted page is mapped: a hole at stage 2, Device memory at stage 1.
-const GRANT_MAP_IPA: u64 = DEVICE_HOLE_IPA + 0x10_0000;
+pub(crate) const GRANT_MAP_IPA: u64 = DEVICE_HOLE_IPA + 0x10_0000;
 /// The value the guest writes into [`DATA_PAGE`] before granting it.
 const MAGIC: u64 = 0x5eed_cafe_f00d_0001;
 /// Grant references used: a read/write grant and a read-only one.
@@ -61,7 +61,7 @@ static MAP_HANDLE: AtomicU32 = AtomicU32::new(u32::MAX);
 fn pa<T>(p: *const T) -> u64 {
     p as u64
 }
-fn pfn<T>(p: *const T) -> u64 {
+pub(crate) fn pfn<T>(p: *const T) -> u64 {
     p as u64 >> 12
 }
 
@@ -69,11 +69,11 @@ fn ret(r: i64) -> Observed {
     Observed::Ret(r)
 }
 
-fn hc2(nr: u64, a0: u64, a1: u64) -> i64 {
+pub(crate) fn hc2(nr: u64, a0: u64, a1: u64) -> i64 {
     // SAFETY: every row passes a live argument or a deliberately bad one.
     unsafe { hypercall2(nr as usize, a0 as usize, a1 as usize) }
 }
-fn hc3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
+pub(crate) fn hc3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
     // SAFETY: as in `hc2`.
     unsafe { hypercall3(nr as usize, a0 as usize, a1 as usize, a2 as usize) }
 }
@@ -102,12 +102,12 @@ fn atp(domid: u16, space: u32, idx: u64, gpfn: u64) -> XenAddToPhysmap {
     XenAddToPhysmap { domid, size: 0, space, idx, gpfn }
 }
 
-fn add_to_physmap(domid: u16, space: u32, idx: u64, gpfn: u64) -> Observed {
+pub(crate) fn add_to_physmap(domid: u16, space: u32, idx: u64, gpfn: u64) -> Observed {
     let mut a = atp(domid, space, idx, gpfn);
     ret(memop(XENMEM_ADD_TO_PHYSMAP as u64, &mut a))
 }
 
-fn shinfo() -> *mut SharedInfo {
+pub(crate) fn shinfo() -> *mut SharedInfo {
     addr_of_mut!(SHINFO_PAGE) as *mut SharedInfo
 }
 
@@ -156,7 +156,7 @@ fn batch(space: u16, foreign: u16) -> Observed {
 
 // ---- grant_table_op -----------------------------------------------------------------------
 
-fn query_size(dom: u16) -> Observed {
+pub(crate) fn query_size(dom: u16) -> Observed {
     let mut q = GnttabQuerySize { dom, ..Default::default() };
     let r = gntop(GNTTABOP_QUERY_SIZE as u64, &mut q, 1);
     or_else(r, q, |q| if q.status != 0 { Observed::Int(q.status as i64) } else { Observed::Hex(((q.nr_frames as u64) << 32) | q.max_nr_frames as u64) })
@@ -176,7 +176,7 @@ fn setup_table(dom: u16, nr_frames: u32) -> Observed {
     or_else(r, s, |s| Observed::Int(s.status as i64))
 }
 
-fn gnttab_entries() -> *mut GrantEntryV1 {
+pub(crate) fn gnttab_entries() -> *mut GrantEntryV1 {
     addr_of_mut!(GNTTAB_PAGE) as *mut GrantEntryV1
 }
 
@@ -201,7 +201,7 @@ fn grant_flags(gref: u32) -> u16 {
     unsafe { core::ptr::read_volatile(addr_of!((*gnttab_entries().add(gref as usize)).flags)) }
 }
 
-fn map(gref: u32, dom: u16, flags: u32, host_addr: u64) -> GnttabMapGrantRef {
+pub(crate) fn map(gref: u32, dom: u16, flags: u32, host_addr: u64) -> GnttabMapGrantRef {
     let mut m = GnttabMapGrantRef { host_addr, flags, r#ref: gref, dom, status: 0x77, handle: 0x7777, dev_bus_addr: 0x7777 };
     let r = gntop(GNTTABOP_MAP_GRANT_REF as u64, &mut m, 1);
     if r < 0 {
@@ -220,7 +220,7 @@ fn map_status(gref: u32, dom: u16, flags: u32) -> Observed {
     Observed::Int(m.status as i64)
 }
 
-fn unmap(handle: u32, host_addr: u64) -> i64 {
+pub(crate) fn unmap(handle: u32, host_addr: u64) -> i64 {
     let mut u = GnttabUnmapGrantRef { host_addr, dev_bus_addr: 0, handle, status: 0x77 };
     let r = gntop(GNTTABOP_UNMAP_GRANT_REF as u64, &mut u, 1);
     if r < 0 { r } else { u.status as i64 }
@@ -283,13 +283,13 @@ fn cache_flush(a: u64, offset: u16, length: u16, op: u32) -> Observed {
 
 // ---- event_channel_op ---------------------------------------------------------------------
 
-fn alloc_unbound(dom: u16, remote: u16) -> i64 {
+pub(crate) fn alloc_unbound(dom: u16, remote: u16) -> i64 {
     let mut a = EvtchnAllocUnbound { dom, remote_dom: remote, port: 0 };
     let r = evtop(EVTCHNOP_ALLOC_UNBOUND, &mut a);
     if r < 0 { r } else { a.port as i64 }
 }
 
-fn bind_virq(virq: u32, vcpu: u32) -> i64 {
+pub(crate) fn bind_virq(virq: u32, vcpu: u32) -> i64 {
     let mut b = EvtchnBindVirq { virq, vcpu, port: 0 };
     let r = evtop(EVTCHNOP_BIND_VIRQ, &mut b);
     if r < 0 { r } else { b.port as i64 }
@@ -319,7 +319,7 @@ fn keep(slot: &AtomicU32, r: i64) -> Observed {
     ret(r)
 }
 
-fn pending_bit(port: u32) -> u64 {
+pub(crate) fn pending_bit(port: u32) -> u64 {
     // SAFETY: SHINFO_PAGE is the shared_info page by now (an earlier row).
     let word = unsafe { core::ptr::read_volatile(addr_of!((*shinfo()).evtchn_pending[(port / 64) as usize])) };
     (word >> (port % 64)) & 1
@@ -434,7 +434,7 @@ fn multicall(calls: &[(u64, [u64; 6])]) -> Observed {
     Observed::Hex(packed)
 }
 
-fn settime64(interface_version: u32) -> Observed {
+pub(crate) fn settime64(interface_version: u32) -> Observed {
     let mut op = XenPlatformOp { cmd: XENPF_SETTIME64, interface_version, u: XenPlatformOpU { pad: [0; 128] } };
     op.u.settime64 = XenpfSettime64 { secs: 1_700_000_000, nsecs: 0, mbz: 0, system_time: 0 };
     ret(hc2(HYPERVISOR_PLATFORM_OP, &mut op as *mut _ as u64, 0))

@@ -12,8 +12,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-/// Xen's command line for the reference run: dom0 gets the same 512 MiB xenith gives it.
-const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0";
+/// Xen's command line for the reference run: dom0 gets the same 512 MiB and the one vCPU
+/// xenith gives it (the other CPU runs the domU).
+const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0 dom0_max_vcpus=1";
+/// The benchmark's (no domU): as the reference run was recorded before domUs.
+const XEN_BENCH_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0";
+/// Where the domU's kernel (the test guest again) is loaded, and its RAM (KiB).
+const DOMU_KERNEL_ADDR: u64 = 0x4c00_0000;
+const DOMU_MEMORY_KIB: u64 = 128 * 1024;
 
 fn dir() -> PathBuf {
     env::root().join("tests/conformance")
@@ -25,12 +31,15 @@ fn deviations_path() -> PathBuf {
     dir().join("deviations.txt")
 }
 
-/// `case <name>: <value>` lines, in order.
+/// `case <name>: <value>` lines, in order: dom0's (console_io, printed as is) and the domU's
+/// (its emulated UART, printed by the hypervisor as `DOM1: case ...` after its own prefix).
 pub fn parse_cases(output: &str) -> Vec<(String, String)> {
     output
         .lines()
         .filter_map(|l| {
-            let rest = l.trim_end().strip_prefix("case ")?;
+            let l = l.trim_end();
+            let l = l.find("DOM1: case ").map_or(l, |i| &l[i + "DOM1: ".len()..]);
+            let rest = l.strip_prefix("case ")?;
             let (name, value) = rest.split_once(": ")?;
             Some((name.trim().to_string(), value.trim().to_string()))
         })
@@ -116,17 +125,56 @@ fn guest_image() -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The `/chosen/domU1` node (Xen's dom0less binding) that runs the test guest as a domU.
+fn domu_node(kernel_size: u64) -> String {
+    format!(
+        "\t\tdomU1 {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {DOMU_MEMORY_KIB:#x}>;\n\t\t\tcpus = <0x1>;\n\t\t\tvpl011;\n\t\t\tmodule@{DOMU_KERNEL_ADDR:x} {{\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\t\t\t\treg = <{DOMU_KERNEL_ADDR:#x} {kernel_size:#x}>;\n\t\t\t\tbootargs = \"console=ttyAMA0 domu\";\n\t\t\t}};\n\t\t}};\n"
+    )
+}
+
+/// Insert `node` as the last child of /chosen in a `dtc -O dts` listing (after its properties
+/// and other children, as the format wants).
+pub fn add_to_chosen(dts: &str, node: &str) -> std::result::Result<String, String> {
+    let at = dts.find("\tchosen {").ok_or("no /chosen node in QEMU's device tree")?;
+    let end = at + dts[at..].find("\n\t};").ok_or("unterminated /chosen")? + 1;
+    Ok(format!("{}{node}{}", &dts[..end], &dts[end..]))
+}
+
+/// QEMU's device tree for exactly this boot, with a domU running `guest` added to /chosen.
+fn dom0less_dtb(b: &Boot, guest: &std::path::Path) -> Result<PathBuf> {
+    env::ensure_tool("dtc", "device-tree-compiler")?;
+    let dir = env::target_dir().join("conformance");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let plain = dir.join("qemu-virt.dtb");
+    let mut dump = b.clone();
+    dump.dumpdtb = Some(plain.clone());
+    env::run(dump.command().stdout(std::process::Stdio::null()))?;
+    let dts = env::output(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&plain))?;
+    let size = std::fs::metadata(guest).map_err(|e| format!("{}: {e}", guest.display()))?.len();
+    let src = dir.join("dom0less.dts");
+    std::fs::write(&src, add_to_chosen(&dts, &domu_node(size))?).map_err(|e| e.to_string())?;
+    let out = dir.join("dom0less.dtb");
+    env::run(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&out).arg(&src))?;
+    Ok(out)
+}
+
 fn boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<Outcome> {
     let mut b = Boot::new(hypervisor);
     b.cmdline = cmdline.into();
-    b.dom0 = Some(guest);
-    b.timeout = Duration::from_secs(120);
+    b.dom0 = Some(guest.clone());
+    b.dom0_args = "console=hvc0 domu-peer".into();
+    b.extra = vec!["-device".into(), format!("loader,file={},addr={DOMU_KERNEL_ADDR:#x},force-raw=on", guest.display())];
+    b.dtb = Some(dom0less_dtb(&b, &guest)?);
+    b.timeout = Duration::from_secs(180);
     let out = b.run()?;
     if out.timed_out {
         return Err(format!("QEMU did not end within {:?}: {}", b.timeout, tail(&out)));
     }
     if crate::systest::guest_summary(&out).is_none() {
         return Err(format!("the guest did not reach its summary line (a case crashed it?): {}", tail(&out)));
+    }
+    if !out.output.lines().any(|l| l.contains("DOM1: domu: ") && l.contains(" passed, ")) {
+        return Err(format!("the domU did not reach its summary line: {}", tail(&out)));
     }
     Ok(out)
 }
@@ -155,7 +203,9 @@ pub fn record_xen() -> Result<()> {
     }
     let mut text = String::new();
     text.push_str("# The test guest's observed values on real Xen 4.17 (Debian xen-hypervisor-4.17-arm64) as dom0\n");
-    text.push_str("# under QEMU virt (cortex-a57, GICv3, 2 GiB). Written by `cargo xtask conformance --against xen`;\n");
+    text.push_str("# under QEMU virt (cortex-a57, GICv3, 2 GiB, 2 CPUs), with the same guest as a dom0less domU beside\n");
+    text.push_str("# it (domu.* lines are the domU's, xdom.* dom0's side of their grant exchange).\n");
+    text.push_str("# Written by `cargo xtask conformance --against xen`;\n");
     text.push_str(&format!("# Xen command line: {XEN_CMDLINE}\n"));
     for (name, value) in &cases {
         text.push_str(&format!("case {name}: {value}\n"));
@@ -220,7 +270,7 @@ fn bench_run(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<BTree
 /// `cargo xtask bench --against xen`: the guest's round trips on xenith and on Xen 4.17, same
 /// QEMU, same guest, instructions counted the same way, and their ratio.
 pub fn bench_against_xen(images: &Images) -> Result<()> {
-    let xen = bench_run(fixtures::xen_4_17()?, XEN_CMDLINE, images.test_guest.clone())?;
+    let xen = bench_run(fixtures::xen_4_17()?, XEN_BENCH_CMDLINE, images.test_guest.clone())?;
     let ours = bench_run(images.hypervisor.clone(), "", images.test_guest.clone())?;
     println!("guest round trips under -icount shift=0 (1 instruction = 1 ns of guest time):");
     println!("  {:<28} {:>12} {:>12} {:>8}", "", "xenith", "Xen 4.17", "ratio");
@@ -261,6 +311,22 @@ mod tests {
     fn parses_case_lines_among_other_output() {
         let c = cases("(XEN) hello\ncase a.b: -22 (-EINVAL)\r\nnoise case x: 1\ncase c: 0x1\n");
         assert_eq!(c, vec![("a.b".into(), "-22 (-EINVAL)".into()), ("c".into(), "0x1".into())]);
+    }
+
+    #[test]
+    fn domu_lines_come_through_either_hypervisors_prefix() {
+        let c = cases("(XEN) DOM1: case domu.a: 0x1\n(xenith) DOM1: case domu.b: 0 \n(xenith) DOM2: case other: 1\n");
+        assert_eq!(c, vec![("domu.a".into(), "0x1".into()), ("domu.b".into(), "0".into())]);
+    }
+
+    #[test]
+    fn domu_node_goes_last_under_chosen() {
+        let dts = "/ {\n\tchosen {\n\t\tbootargs = \"x\";\n\t\tmodule@1 {\n\t\t};\n\t};\n\tcpus {\n\t};\n};\n";
+        let out = add_to_chosen(dts, &domu_node(0x9000)).unwrap();
+        let at = out.find("domU1 {").unwrap();
+        assert!(out.find("module@1 {").unwrap() < at && at < out.find("cpus {").unwrap());
+        assert!(out.contains("reg = <0x4c000000 0x9000>;") && out.contains("memory = <0x0 0x20000>;") && out.contains("vpl011;"));
+        assert!(add_to_chosen("/ { };", "n").is_err());
     }
 
     #[test]

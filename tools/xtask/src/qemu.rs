@@ -29,6 +29,10 @@ pub struct Boot {
     /// `-icount shift=0,sleep=off`: the guest counter counts instructions (benchmarks).
     pub icount: bool,
     pub extra: Vec<String>,
+    /// `-dtb`: a device tree to boot with instead of QEMU's own (e.g. one with dom0less domUs).
+    pub dtb: Option<PathBuf>,
+    /// `dumpdtb=`: write QEMU's device tree for this exact machine and exit.
+    pub dumpdtb: Option<PathBuf>,
     pub timeout: Duration,
     /// Echo the output live (interactive `run`).
     pub echo: bool,
@@ -47,6 +51,8 @@ impl Boot {
             mem: "2G".into(),
             icount: false,
             extra: Vec::new(),
+            dtb: None,
+            dumpdtb: None,
             timeout: Duration::from_secs(60),
             echo: false,
         }
@@ -54,11 +60,15 @@ impl Boot {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new("qemu-system-aarch64");
+        let dump = self.dumpdtb.as_ref().map(|p| format!(",dumpdtb={}", p.display())).unwrap_or_default();
         if self.smmu_stage == "1" {
-            c.args(["-M", "virt-9.0,virtualization=on,gic-version=3,iommu=smmuv3"]);
+            c.args(["-M", &format!("virt-9.0,virtualization=on,gic-version=3,iommu=smmuv3{dump}")]);
         } else {
-            c.args(["-M", "virt,virtualization=on,gic-version=3,iommu=smmuv3"])
+            c.args(["-M", &format!("virt,virtualization=on,gic-version=3,iommu=smmuv3{dump}")])
                 .args(["-global", &format!("arm-smmuv3.stage={}", self.smmu_stage)]);
+        }
+        if let Some(d) = &self.dtb {
+            c.arg("-dtb").arg(d);
         }
         c
             .args(["-cpu", "cortex-a57", "-smp", &self.smp.to_string(), "-m", &self.mem])

@@ -28,7 +28,8 @@ const HYP_PRIORITY: u8 = 0x80;
 /// Polls of a GIC "write pending"/"children asleep" bit before giving up.
 const POLL_LIMIT: u32 = 1_000_000;
 
-/// The vGIC of the vCPU running on this (the boot) CPU. One vCPU per physical CPU for now.
+/// dom0's vGIC (its vCPU n on CPU n). domUs have none yet: the dom0less guests xenith runs
+/// poll (see README); a CPU running a domU skips the vGIC paths below.
 static CURRENT_VGIC: Once<SharedVgic> = Once::new();
 /// Physical IRQs taken that nobody claims (logged a few times only).
 static STRAY: AtomicU32 = AtomicU32::new(0);
@@ -219,8 +220,13 @@ pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<()
     Ok(())
 }
 
-/// The vGIC of the vCPU on this CPU, if one is attached.
+/// The vGIC of the vCPU on this CPU, if one is attached (only dom0's CPUs have one).
 pub fn current_vgic() -> Option<&'static SharedVgic> {
+    CURRENT_VGIC.get().filter(|_| super::smp::runs_dom0())
+}
+
+/// dom0's vGIC, whichever CPU asks (its passed-through SPIs, events other domains raise for it).
+fn dom0_vgic() -> Option<&'static SharedVgic> {
     CURRENT_VGIC.get()
 }
 
@@ -359,7 +365,7 @@ pub fn take_physical_irqs() {
         icc_eoir1!(iar); // priority drop; deactivation below or by the guest
         if intid >= PRIVATE_IRQS {
             // A passed-through SPI: the guest deactivates it through a HW list register.
-            let target = current_vgic().and_then(|v| {
+            let target = dom0_vgic().and_then(|v| {
                 let mut g = v.lock();
                 g.inject_hw(intid).ok().map(|()| g.spi_target(intid))
             });
@@ -470,6 +476,9 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
 pub fn deliver_event_upcall(dom: &mut Domain) {
     // Every hypercall ends here: only the set bits are visited (usually none).
     let mut pending = core::mem::take(&mut dom.evtchn.upcall_pending);
+    if !dom.is_hardware {
+        return; // no vGIC for domUs yet: they poll vcpu_info.evtchn_upcall_pending
+    }
     while pending != 0 {
         let vcpu = pending.trailing_zeros() as usize;
         pending &= pending - 1;
@@ -480,7 +489,7 @@ pub fn deliver_event_upcall(dom: &mut Domain) {
 /// Latch an edge (or message) interrupt `intid` for `vcpu` of the domain on this CPU: for
 /// callers outside the vGIC (e.g. an event-channel upcall delivered as a PPI).
 pub fn inject_edge(vcpu: usize, intid: u32) {
-    if let Some(v) = current_vgic() {
+    if let Some(v) = dom0_vgic() {
         if let Err(e) = v.lock().inject_edge(vcpu, intid) {
             log!("vGIC: cannot inject: {e}");
             return;

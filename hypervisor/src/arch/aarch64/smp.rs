@@ -8,8 +8,10 @@ use super::guest::{self, SPSR_EL1H_MASKED};
 use super::psci;
 use crate::{log, sysreg};
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use crate::domain::DomId;
+use core::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// Most vCPUs (and physical CPUs) used.
@@ -27,6 +29,12 @@ const ON_PENDING_ERR: i64 = -5;
 const INTERNAL_FAILURE: i64 = -6;
 
 static STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
+/// What each physical CPU runs: a domain and one of its vCPUs (`NO_DOMAIN`: nothing yet).
+/// dom0's vCPU n runs on CPU n; a dom0less domU's vCPU 0 on a CPU dom0 does not use.
+static CPU_DOMAIN: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(NO_DOMAIN) }; MAX_CPUS];
+static CPU_VCPU: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// `CPU_DOMAIN` of a CPU that runs no guest.
+pub const NO_DOMAIN: DomId = DomId::MAX;
 static VCPUS: AtomicUsize = AtomicUsize::new(1);
 /// Physical MPIDR of each CPU, from the host DT's /cpus.
 static HOST_MPIDR: Mutex<[u64; MAX_CPUS]> = Mutex::new([0; MAX_CPUS]);
@@ -45,10 +53,13 @@ struct StartBlock {
     entry: u64,
     context: u64,
     cpu: u64,
+    /// The domain and vCPU this CPU runs.
+    domain: u64,
+    vcpu: u64,
 }
 
 const START_ZERO: StartBlock =
-    StartBlock { ttbr0: 0, tcr: 0, mair: 0, sctlr: 0, vbar: 0, stack_top: 0, vttbr: 0, vtcr: 0, entry: 0, context: 0, cpu: 0 };
+    StartBlock { ttbr0: 0, tcr: 0, mair: 0, sctlr: 0, vbar: 0, stack_top: 0, vttbr: 0, vtcr: 0, entry: 0, context: 0, cpu: 0, domain: 0, vcpu: 0 };
 static mut START: [StartBlock; MAX_CPUS] = [START_ZERO; MAX_CPUS];
 /// Each secondary vCPU's first register state.
 static mut ENTRY: [TrapFrame; MAX_CPUS] = [TrapFrame::ZERO; MAX_CPUS];
@@ -113,7 +124,41 @@ pub fn setup_dom0(host_cpus: &[u64], requested: Option<usize>) -> usize {
     }
     VCPUS.store(n, Ordering::Relaxed);
     STATE[0].store(ON, Ordering::Relaxed);
+    assign(0, 0, 0);
     n
+}
+
+/// Physical MPIDRs of the host CPUs dom0 leaves free (from the host DT's /cpus), for domUs.
+pub fn spare_cpus(host_cpus: &[u64]) -> Vec<(usize, u64)> {
+    host_cpus.iter().copied().enumerate().skip(vcpus()).take(MAX_CPUS.saturating_sub(vcpus())).collect()
+}
+
+/// This physical CPU's index (MPIDR Aff0: QEMU virt and the boards here number CPUs so).
+pub fn this_cpu() -> usize {
+    (sysreg!(read MPIDR_EL1) & 0xff) as usize
+}
+
+/// Record that `cpu` runs vCPU `vcpu` of `domain`.
+fn assign(cpu: usize, domain: DomId, vcpu: u32) {
+    if let (Some(d), Some(v)) = (CPU_DOMAIN.get(cpu), CPU_VCPU.get(cpu)) {
+        v.store(vcpu as u8, Ordering::Relaxed);
+        d.store(domain, Ordering::Release);
+    }
+}
+
+/// The domain whose vCPU runs on this CPU (`NO_DOMAIN` if none).
+pub fn current_domain() -> DomId {
+    CPU_DOMAIN.get(this_cpu()).map_or(NO_DOMAIN, |d| d.load(Ordering::Acquire))
+}
+
+/// Which of its domain's vCPUs runs on this CPU.
+pub fn current_vcpu() -> u32 {
+    CPU_VCPU.get(this_cpu()).map_or(0, |v| u32::from(v.load(Ordering::Relaxed)))
+}
+
+/// Whether this CPU runs one of dom0's vCPUs (the vGIC and its per-vCPU state are dom0's).
+pub fn runs_dom0() -> bool {
+    current_domain() == 0
 }
 
 /// Number of dom0 vCPUs.
@@ -134,7 +179,7 @@ pub fn host_mpidr(vcpu: usize) -> u64 {
 /// PSCI calls that concern other vCPUs (CPU_ON, AFFINITY_INFO) when the domain has more than
 /// one; returns false to leave the call to the single-vCPU handler.
 pub fn psci(frame: &mut TrapFrame) -> bool {
-    if vcpus() <= 1 {
+    if vcpus() <= 1 || !runs_dom0() {
         return false;
     }
     let fid = frame.x[0] as u32;
@@ -171,6 +216,26 @@ fn cpu_on(target: u64, entry: u64, context: u64) -> i64 {
     if let Err(state) = STATE[v].compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
         return if state == ON { ALREADY_ON } else { ON_PENDING_ERR };
     }
+    let vttbr = sysreg!(read VTTBR_EL2);
+    let vtcr = sysreg!(read VTCR_EL2);
+    // dom0's stage 2: this CPU is handling a trap from dom0's vCPU.
+    match start_cpu(v, host_mpidr(v), 0, v as u32, vttbr, vtcr, entry, context) {
+        Ok(()) => 0,
+        Err(e) => {
+            log!("d0: vCPU {v}: {e}");
+            STATE[v].store(OFF, Ordering::Release);
+            INTERNAL_FAILURE
+        }
+    }
+}
+
+/// Power physical CPU `cpu` (MPIDR `mpidr`) on through the firmware to run vCPU `vcpu` of
+/// `domain` with stage 2 `vttbr`/`vtcr`, entering EL1 at `entry` with x0 = `context`.
+#[allow(clippy::too_many_arguments)]
+pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, vtcr: u64, entry: u64, context: u64) -> Result<(), String> {
+    if cpu == 0 || cpu >= MAX_CPUS {
+        return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
+    }
     let stacks = core::ptr::addr_of!(STACKS) as u64;
     let fill = StartBlock {
         ttbr0: sysreg!(read TTBR0_EL2),
@@ -178,48 +243,60 @@ fn cpu_on(target: u64, entry: u64, context: u64) -> i64 {
         mair: sysreg!(read MAIR_EL2),
         sctlr: sysreg!(read SCTLR_EL2),
         vbar: sysreg!(read VBAR_EL2),
-        stack_top: stacks + (v as u64) * STACK_SIZE as u64, // top of STACKS[v - 1]
-        // dom0's stage 2: this CPU is handling a trap from dom0's vCPU.
-        vttbr: sysreg!(read VTTBR_EL2),
-        vtcr: sysreg!(read VTCR_EL2),
+        stack_top: stacks + (cpu as u64) * STACK_SIZE as u64, // top of STACKS[cpu - 1]
+        vttbr,
+        vtcr,
         entry,
         context,
-        cpu: v as u64,
+        cpu: cpu as u64,
+        domain: u64::from(domain),
+        vcpu: u64::from(vcpu),
     };
-    // SAFETY: START[v] is only written here, while vCPU v is OFF -> ON_PENDING (exclusive by
-    // the compare-exchange above), and read by CPU v after it starts.
+    // SAFETY: START[cpu] is only written while CPU `cpu` is off: for dom0 vCPUs under the
+    // OFF -> ON_PENDING compare-exchange, for a domU once at boot; CPU `cpu` reads it after
+    // it starts.
     let block = unsafe {
-        let b = &mut (*core::ptr::addr_of_mut!(START))[v];
+        let b = &mut (*core::ptr::addr_of_mut!(START))[cpu];
         *b = fill;
         b as *const StartBlock as u64
     };
     super::clean_dcache_range(block, core::mem::size_of::<StartBlock>() as u64);
-    let ret = psci::call(0xc400_0003, host_mpidr(v), xenith_secondary_entry as *const () as u64, block);
-    match ret {
-        Some(0) => 0,
-        other => {
-            log!("d0: vCPU {v}: firmware CPU_ON of CPU {:#x} failed ({other:?})", host_mpidr(v));
-            STATE[v].store(OFF, Ordering::Release);
-            INTERNAL_FAILURE
-        }
+    match psci::call(0xc400_0003, mpidr, xenith_secondary_entry as *const () as u64, block) {
+        Some(0) => Ok(()),
+        other => Err(alloc::format!("firmware CPU_ON of CPU {mpidr:#x} failed ({other:?})")),
     }
+}
+
+/// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever.
+pub fn park_this_cpu() -> ! {
+    assign(this_cpu(), NO_DOMAIN, 0);
+    let _ = psci::call(0x8400_0002, 0, 0, 0);
+    super::halt()
 }
 
 #[no_mangle]
 extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
-    let v = block.cpu as usize;
+    let cpu = block.cpu as usize;
+    let (domain, vcpu) = (block.domain as DomId, block.vcpu as u32);
+    let dom0_vcpu = (domain == 0).then_some(vcpu as usize);
     if let Err(e) = super::gic::init_this_cpu() {
-        log!("CPU {v}: GIC: {e}: parking it");
-        STATE[v].store(OFF, Ordering::Release);
+        log!("CPU {cpu}: GIC: {e}: parking it");
+        if let Some(v) = dom0_vcpu {
+            STATE[v].store(OFF, Ordering::Release);
+        }
         super::halt();
     }
-    guest::configure(block.vttbr, block.vtcr, v as u64);
-    STATE[v].store(ON, Ordering::Release);
-    log!("d0: vCPU {v} up on CPU {v}, entering at {:#x}", block.entry);
-    // SAFETY: ENTRY[v] belongs to this CPU (kept off its stack, which guest entry reuses);
+    guest::configure(block.vttbr, block.vtcr, u64::from(vcpu));
+    super::trap::set_guest_ram(cpu, domain);
+    assign(cpu, domain, vcpu);
+    if let Some(v) = dom0_vcpu {
+        STATE[v].store(ON, Ordering::Release);
+    }
+    log!("d{domain}: vCPU {vcpu} up on CPU {cpu}, entering at {:#x}", block.entry);
+    // SAFETY: ENTRY[cpu] belongs to this CPU (kept off its stack, which guest entry reuses);
     // EL1/EL2 state was programmed above.
     unsafe {
-        let f = &mut (*core::ptr::addr_of_mut!(ENTRY))[v];
+        let f = &mut (*core::ptr::addr_of_mut!(ENTRY))[cpu];
         *f = TrapFrame::ZERO;
         f.x[0] = block.context;
         f.elr = block.entry;

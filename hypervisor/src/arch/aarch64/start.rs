@@ -275,11 +275,11 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let it_lines = super::gic::init(&info.gic)?;
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
     super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
-    *trap::GUEST_RAM.lock() = dom.ram;
     if trap::DOMAINS.lock().insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
-    trap::CURRENT.store(0, core::sync::atomic::Ordering::Relaxed);
+    trap::set_guest_ram(0, 0);
+    start_domus(&dt, &mpidrs);
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {
@@ -290,6 +290,65 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         &*f
     };
     enter_guest(frame)
+}
+
+/// Boot-time domUs (Xen's dom0less `/chosen/domU*` nodes): each gets its RAM, its DT, an
+/// emulated UART if asked, and one of the CPUs dom0 does not use, where its vCPU 0 starts
+/// now. One that cannot be built or has no CPU is reported and skipped; dom0 boots anyway.
+fn start_domus(dt: &HostDt, host_cpus: &[u64]) {
+    use crate::domain::domu::{build_domu, find_domus};
+    use crate::domain::vuart::{Vpl011, GUEST_PL011_BASE, GUEST_PL011_SIZE};
+    let specs = match find_domus(dt) {
+        Ok(s) => s,
+        Err(e) => {
+            log!("dom0less: {e:?}: no domU started");
+            return;
+        }
+    };
+    let mut cpus = super::smp::spare_cpus(host_cpus).into_iter();
+    for (i, spec) in specs.iter().enumerate() {
+        let id = (i + 1) as u16;
+        if spec.vcpus != 1 {
+            log!("{}: asks for {} vCPUs; xenith runs dom0less guests with one (one vCPU per CPU, no scheduler yet): not started", spec.name, spec.vcpus);
+            continue;
+        }
+        let Some((cpu, mpidr)) = cpus.next() else {
+            log!("{}: no CPU left (dom0 has {} of {}; xenith runs one vCPU per CPU): not started", spec.name, super::smp::vcpus(), host_cpus.len());
+            continue;
+        };
+        let built = {
+            let mut frames = trap::FRAMES.lock();
+            build_domu(spec, id, DOM0_VMID + id, &mut *frames, &DirectMem, &mut HwTlb)
+        };
+        let (mut dom, boot) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                log!("{}: cannot build d{id}: {e:?}: not started", spec.name);
+                continue;
+            }
+        };
+        for b in dom.ram.as_slice() {
+            // The guest starts with its caches off: its kernel and DTB must be in memory.
+            super::clean_dcache_range(b.pa, b.size);
+        }
+        if spec.vpl011 && !dom.mmio.add(GUEST_PL011_BASE, GUEST_PL011_SIZE, alloc::boxed::Box::new(Vpl011::new(id, |d, line| log!("DOM{d}: {line}")))) {
+            log!("{}: vpl011 overlaps another device", spec.name);
+        }
+        let Some((vttbr, vtcr)) = dom.p2m.as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };
+        let bank = dom.ram.as_slice().first().copied().unwrap_or_default();
+        log!(
+            "d{id} ({}): RAM {:#x}-{:#x} ({} MiB) at host {:#x}, kernel entry {:#x}, DTB at {:#x}, VMID {}, {}vCPU 0 on CPU {cpu}",
+            spec.name, bank.ipa, bank.ipa + bank.size, mib(bank.size), bank.pa, boot.entry, boot.dtb, DOM0_VMID + id,
+            if spec.vpl011 { "vpl011, " } else { "" }
+        );
+        if trap::DOMAINS.lock().insert(dom).is_err() {
+            log!("{}: domain {id} exists already: not started", spec.name);
+            continue;
+        }
+        if let Err(e) = super::smp::start_cpu(cpu, mpidr, id, 0, vttbr, vtcr, boot.entry, boot.dtb) {
+            log!("{}: {e}: d{id} not started", spec.name);
+        }
+    }
 }
 
 /// Probe (read-only) every SMMUv3 in the DT: the IOMMU kinds the hypervisor can drive here.

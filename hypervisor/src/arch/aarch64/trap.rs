@@ -12,12 +12,12 @@ use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx};
 use crate::mm::RegionAllocator;
 use super::DirectMem;
 use crate::{log, sysreg};
-use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use super::smp::{self, MAX_CPUS};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
-/// Every domain, and which one runs on this (the boot) CPU. SMP and scheduling come later.
+/// Every domain. Which one runs on each CPU is smp.rs's (`smp::current_domain`).
 pub static DOMAINS: Mutex<Domains> = Mutex::new(Domains::new());
-pub static CURRENT: AtomicU16 = AtomicU16::new(0);
 /// Exceptions taken from guests into EL2 (every lower-EL vector), printed when dom0 stops.
 pub static TRAPS: AtomicU64 = AtomicU64::new(0);
 /// Table frames for stage-2 changes after boot (what dom0 was not given).
@@ -34,10 +34,18 @@ mod ec {
     pub const DABT_LOW: u64 = 0x24;
 }
 
-/// Guest memory of the running vCPU, reached through its own stage 1 and stage 2.
-/// The RAM of the domain whose vCPUs run on this machine's CPUs, as host-physical ranges.
-/// Set when a domain is entered (not per hypercall: the hypercall path copies nothing).
-pub static GUEST_RAM: Mutex<RamBanks> = Mutex::new(RamBanks::new());
+/// Per CPU, the RAM of the domain whose vCPU runs there, as host-physical ranges: what a
+/// hypercall may read or write through that vCPU's own stage 1 and stage 2. Set when the
+/// CPU first enters its domain (not per hypercall: the hypercall path copies nothing).
+static GUEST_RAM: [Mutex<RamBanks>; MAX_CPUS] = [const { Mutex::new(RamBanks::new()) }; MAX_CPUS];
+
+/// Record domain `id`'s RAM as what hypercalls on `cpu` may touch.
+pub fn set_guest_ram(cpu: usize, id: DomId) {
+    let ram = DOMAINS.lock().get(id).map(|d| d.ram).unwrap_or_default();
+    if let Some(slot) = GUEST_RAM.get(cpu) {
+        *slot.lock() = ram;
+    }
+}
 
 /// The frame pool, locked only when a hypercall actually changes a stage 2 (most take no
 /// frame: the hypercall path should not pay for the lock).
@@ -70,7 +78,7 @@ struct CurrentGuestMemory;
 
 impl CurrentGuestMemory {
     fn owns(&self, pa: u64, len: u64) -> bool {
-        GUEST_RAM.lock().contains_pa(pa, len)
+        GUEST_RAM.get(smp::this_cpu()).is_some_and(|r| r.lock().contains_pa(pa, len))
     }
 }
 
@@ -119,14 +127,24 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     let esr_el2 = sysreg!(read ESR_EL2);
     let wfi = esr_el2 >> 26 == ec::WFX && esr_el2 & 1 == 0;
     super::gic::guest_exit();
-    handle_lower_sync(frame, esr_el2);
+    if handle_lower_sync(frame, esr_el2) == After::Park {
+        smp::park_this_cpu();
+    }
     super::gic::guest_entry(wfi);
 }
 
-fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
+/// What the CPU does once a trap is handled.
+#[derive(PartialEq)]
+enum After {
+    Resume,
+    /// Its domain (a domU) shut down: the CPU stops (domains lock released first).
+    Park,
+}
+
+fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     let class = esr_el2 >> 26;
     let iss = esr_el2 & 0x1ff_ffff;
-    let current: DomId = CURRENT.load(Ordering::Relaxed);
+    let current: DomId = smp::current_domain();
     let mut domains = DOMAINS.lock();
     if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
         let nr = frame.x[16];
@@ -138,7 +156,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
         }
         if let Some(dom) = domains.get_mut(current) {
             // Which vCPU calls: the one pinned to this CPU (smp.rs).
-            dom.current_vcpu = super::smp::this_vcpu() as u32;
+            dom.current_vcpu = smp::current_vcpu();
         }
         let mut mem = CurrentGuestMemory;
         let mut frames = LazyFrames::default();
@@ -156,12 +174,16 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
             }
         }
         drop(frames);
+        let after = domu_shutdown(&mut domains, current);
+        // An event the hypercall raised reaches dom0 as its event-channel PPI (gic.rs); it may
+        // be another domain's (an interdomain send, a domU's shutdown).
+        if let Some(d0) = domains.get_mut(0) {
+            super::gic::deliver_event_upcall(d0);
+        }
         if let Some(dom) = domains.get_mut(current) {
-            // An event the hypercall raised reaches the guest as its event-channel PPI (gic.rs).
-            super::gic::deliver_event_upcall(dom);
             act_on_shutdown(dom);
         }
-        return;
+        return after;
     }
     let Some(dom) = domains.get_mut(current) else {
         log!("trap from unknown domain {current} (ESR {esr_el2:#x}): halting this CPU");
@@ -203,6 +225,24 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
         }
     }
     act_on_shutdown(dom);
+    domu_shutdown(&mut domains, current)
+}
+
+/// A domU that asked to stop (SCHEDOP_shutdown, PSCI SYSTEM_OFF, a crash) stays as it is
+/// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
+/// VIRQ_DOM_EXC as on Xen, and its CPU stops.
+fn domu_shutdown(domains: &mut Domains, id: DomId) -> After {
+    let Some(reason) = domains.get(id).filter(|d| !d.is_hardware).and_then(|d| d.shutdown) else { return After::Resume };
+    super::iommu::report_events();
+    log!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC");
+    if let Some(d0) = domains.get_mut(0) {
+        let mut frames = LazyFrames::default();
+        let mut tlb = super::iommu::SystemTlb::default();
+        let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
+        hypercall::event_channel::send_virq(d0, &mut machine, guest_abi::event_channel::VIRQ_DOM_EXC);
+        super::gic::deliver_event_upcall(d0);
+    }
+    After::Park
 }
 
 fn smccc(dom: &mut Domain, frame: &mut TrapFrame) {
@@ -288,10 +328,10 @@ fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> 
 
 /// dom0 stopping takes the machine with it (as on Xen): power off, or reset for reboot and crash.
 fn act_on_shutdown(dom: &mut Domain) {
-    let Some(reason) = dom.shutdown else { return };
+    let Some(reason) = dom.shutdown.filter(|_| dom.is_hardware) else { return };
     super::iommu::report_events();
     log!("d{}: shutdown ({reason:?})", dom.id);
-    if dom.is_hardware {
+    {
         log!("traps from guests: {}", TRAPS.load(Ordering::Relaxed));
         match reason {
             ShutdownReason::PowerOff => {
@@ -316,22 +356,32 @@ extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
 #[no_mangle]
 extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    let current: DomId = CURRENT.load(Ordering::Relaxed);
-    if let Some(dom) = DOMAINS.lock().get_mut(current) {
+    let current: DomId = smp::current_domain();
+    let mut domains = DOMAINS.lock();
+    if let Some(dom) = domains.get_mut(current) {
         log!("d{}: SError (ESR {:#x}) at {:#x}: domain killed", dom.id, sysreg!(read ESR_EL2), frame.elr);
         dom.shutdown = Some(ShutdownReason::Crash);
         act_on_shutdown(dom);
+    }
+    if domu_shutdown(&mut domains, current) == After::Park {
+        drop(domains);
+        smp::park_this_cpu();
     }
 }
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower32(frame: &mut TrapFrame) {
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    let current: DomId = CURRENT.load(Ordering::Relaxed);
-    if let Some(dom) = DOMAINS.lock().get_mut(current) {
+    let current: DomId = smp::current_domain();
+    let mut domains = DOMAINS.lock();
+    if let Some(dom) = domains.get_mut(current) {
         log!("d{}: AArch32 guest state at {:#x} is not supported: domain killed", dom.id, frame.elr);
         dom.shutdown = Some(ShutdownReason::Crash);
         act_on_shutdown(dom);
+    }
+    if domu_shutdown(&mut domains, current) == After::Park {
+        drop(domains);
+        smp::park_this_cpu();
     }
 }
 
