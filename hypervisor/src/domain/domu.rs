@@ -63,6 +63,19 @@ pub enum DomUError {
     Mem,
 }
 
+impl core::fmt::Display for DomUError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadNode { node, what } => write!(f, "/chosen/{node}: missing or malformed {what}"),
+            Self::BadMemory { node, bytes } => write!(f, "/chosen/{node}: memory of {bytes} bytes (want a multiple of 4 KiB, at most {} MiB)", MAX_DOMU_RAM >> 20),
+            Self::BadKernel => write!(f, "its kernel module is not an arm64 Image"),
+            Self::TooSmall { needed, have } => write!(f, "kernel, ramdisk and DTB need {needed} bytes of its {have}"),
+            Self::OutOfMemory => write!(f, "not enough free host memory for its RAM and tables"),
+            Self::Mem => write!(f, "host memory could not be read or written"),
+        }
+    }
+}
+
 fn be32(b: &[u8], i: usize) -> Option<u32> {
     let start = i.checked_mul(4)?;
     let s = b.get(start..start.checked_add(4)?)?;

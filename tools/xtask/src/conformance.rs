@@ -140,10 +140,11 @@ pub fn add_to_chosen(dts: &str, node: &str) -> std::result::Result<String, Strin
     Ok(format!("{}{node}{}", &dts[..end], &dts[end..]))
 }
 
-/// QEMU's device tree for exactly this boot, with a domU running `guest` added to /chosen.
-fn dom0less_dtb(b: &Boot, guest: &std::path::Path) -> Result<PathBuf> {
+/// QEMU's device tree for exactly this boot, with a domU running `guest` added to /chosen
+/// (files named after `tag`).
+fn dom0less_dtb(b: &Boot, guest: &std::path::Path, tag: &str) -> Result<PathBuf> {
     env::ensure_tool("dtc", "device-tree-compiler")?;
-    let dir = env::target_dir().join("conformance");
+    let dir = env::target_dir().join("conformance").join(tag);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let plain = dir.join("qemu-virt.dtb");
     let mut dump = b.clone();
@@ -158,13 +159,21 @@ fn dom0less_dtb(b: &Boot, guest: &std::path::Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// `b` with a dom0less domU1 whose kernel module is `kernel` (loaded by QEMU, named in the
+/// DT QEMU would give this exact machine). `tag` names the generated files.
+pub fn with_domu(mut b: Boot, kernel: &std::path::Path, tag: &str) -> Result<Boot> {
+    b.extra.push("-device".into());
+    b.extra.push(format!("loader,file={},addr={DOMU_KERNEL_ADDR:#x},force-raw=on", kernel.display()));
+    b.dtb = Some(dom0less_dtb(&b, kernel, tag)?);
+    Ok(b)
+}
+
 fn boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<Outcome> {
     let mut b = Boot::new(hypervisor);
     b.cmdline = cmdline.into();
     b.dom0 = Some(guest.clone());
     b.dom0_args = "console=hvc0 domu-peer".into();
-    b.extra = vec!["-device".into(), format!("loader,file={},addr={DOMU_KERNEL_ADDR:#x},force-raw=on", guest.display())];
-    b.dtb = Some(dom0less_dtb(&b, &guest)?);
+    let mut b = with_domu(b, &guest, "run")?;
     b.timeout = Duration::from_secs(180);
     let out = b.run()?;
     if out.timed_out {

@@ -170,6 +170,24 @@ fn cases(images: &Images) -> Vec<Case> {
 /// Run every system test; the number that passed (an error if any failed).
 pub fn run_all(images: &Images) -> Result<u32> {
     let mut cases = cases(images);
+    // dom0less domUs that cannot run: reported, and dom0 boots anyway.
+    let one_cpu = Boot { smp: 1, ..Boot::new(images.hypervisor.clone()) };
+    cases.push(Case {
+        name: "domu_without_a_free_cpu",
+        boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), ..one_cpu }, &images.test_guest, "no-cpu")?,
+        check: |o| {
+            guest_clean(o)?;
+            expect(o, "domU1: no CPU left (dom0 has 1 of 1; xenith runs one vCPU per CPU): not started")
+        },
+    });
+    cases.push(Case {
+        name: "domu_kernel_not_an_arm64_image",
+        boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), ..Boot::new(images.hypervisor.clone()) }, &images.test_guest_elf, "bad-kernel")?,
+        check: |o| {
+            guest_clean(o)?;
+            expect(o, "domU1: cannot build d1: its kernel module is not an arm64 Image: not started")
+        },
+    });
     // Debian's Linux as dom0, to the marker its /init prints (linux.rs; opt-in for now).
     if crate::linux::systest_enabled() {
         cases.push(Case { name: "linux_dom0_userspace", boot: crate::linux::systest_boot(images.hypervisor.clone()), check: crate::linux::systest_check });

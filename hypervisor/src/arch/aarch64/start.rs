@@ -301,7 +301,7 @@ fn start_domus(dt: &HostDt, host_cpus: &[u64]) {
     let specs = match find_domus(dt) {
         Ok(s) => s,
         Err(e) => {
-            log!("dom0less: {e:?}: no domU started");
+            log!("dom0less: {e}: no domU started");
             return;
         }
     };
@@ -323,7 +323,7 @@ fn start_domus(dt: &HostDt, host_cpus: &[u64]) {
         let (mut dom, boot) = match built {
             Ok(b) => b,
             Err(e) => {
-                log!("{}: cannot build d{id}: {e:?}: not started", spec.name);
+                log!("{}: cannot build d{id}: {e}: not started", spec.name);
                 continue;
             }
         };
