@@ -234,7 +234,9 @@ impl EventChannels {
         if sel & (1 << word) != 0 {
             return;
         }
-        if mem.write(vi + VCPU_UPCALL_PENDING, &[1]).is_ok() {
+        // Bit 0 of the byte, as Xen's test_and_set_bit: other bits the guest keeps there stay.
+        let mut b = [0u8];
+        if mem.read(vi + VCPU_UPCALL_PENDING, &mut b).is_ok() && mem.write(vi + VCPU_UPCALL_PENDING, &[b[0] | 1]).is_ok() {
             self.upcall_pending |= 1 << vcpu;
         }
     }

@@ -304,11 +304,13 @@ fn copy_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
 
 fn copy_one(cx: &mut HypercallCtx<'_, '_>, c: &GnttabCopy) -> Result<(), i16> {
     let len = u64::from(c.len);
+    // Both ends are resolved (domain, grant, frame) before the offsets are checked, as Xen
+    // orders it: a bad grant wins over a bad length.
+    let src = copy_end(cx, &c.source, c.flags & GNTCOPY_SOURCE_GREF != 0, false)? + u64::from(c.source.offset);
+    let dst = copy_end(cx, &c.dest, c.flags & GNTCOPY_DEST_GREF != 0, true)? + u64::from(c.dest.offset);
     if u64::from(c.source.offset) + len > PAGE || u64::from(c.dest.offset) + len > PAGE {
         return Err(GNTST_BAD_COPY_ARG);
     }
-    let src = copy_end(cx, &c.source, c.flags & GNTCOPY_SOURCE_GREF != 0, false)? + u64::from(c.source.offset);
-    let dst = copy_end(cx, &c.dest, c.flags & GNTCOPY_DEST_GREF != 0, true)? + u64::from(c.dest.offset);
     let mem = cx.machine.mem;
     let mut buf = [0u8; 256];
     let mut done = 0u64;
@@ -330,11 +332,17 @@ fn cache_flush_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
     if length == 0 || c.op == 0 {
         return Ok(());
     }
+    // `a` is a host address (dev_bus_addr), as on Xen: not RAM -EINVAL; RAM no domain owns
+    // (the hypervisor's, free memory) -EPERM; another domain's frame only if the caller maps it
+    // (else -EINVAL, as Xen's search of the owner's grants ends).
     let pa = c.a & !(PAGE - 1);
     let caller = cx.domains.get(cx.caller).ok_or(ret(EINVAL))?;
     if !caller.owns_ram(pa, PAGE) && !caller.grants.maps_frame(pa) {
+        if !super::is_host_ram(pa) {
+            return Err(ret(EINVAL));
+        }
         let someones = cx.domains.iter().any(|d| d.owns_ram(pa, PAGE));
-        return Err(ret(if someones { EPERM } else { EINVAL }));
+        return Err(ret(if someones { EINVAL } else { EPERM }));
     }
     // Clean (and, for INVAL, the clean is a safe superset: no dirty line is dropped).
     cx.machine.mem.clean_dcache(pa + offset, length as usize);
@@ -506,8 +514,9 @@ mod tests {
             (RAM, 0, 4097, GNTTAB_CACHE_CLEAN, ret(EINVAL)),
             (RAM, 4000, 200, GNTTAB_CACHE_CLEAN, ret(EINVAL)),
             (RAM, 0, 1, GNTTAB_CACHE_SOURCE_GREF, ret(EINVAL)),
-            (other, 0, 1, GNTTAB_CACHE_INVAL, ret(EPERM)),
+            (other, 0, 1, GNTTAB_CACHE_INVAL, ret(EINVAL)),
             (0x1000, 0, 1, GNTTAB_CACHE_INVAL, ret(EINVAL)),
+            (POOL, 0, 1, GNTTAB_CACHE_INVAL, ret(EPERM)),
         ] {
             e.put(0, &GnttabCacheFlush { a, offset: off, length: len, op });
             assert_eq!(gnt(&mut e, 0, GNTTABOP_CACHE_FLUSH, 1), r, "{a:#x} {off} {len} {op}");

@@ -117,6 +117,7 @@ pub mod env {
         #[allow(clippy::new_without_default)]
         pub fn new() -> Self {
             let phys = TestMem::new(RAM, (RAM_SIZE + POOL_SIZE) as usize);
+            crate::hypercall::set_host_ram(&[(RAM, RAM_SIZE + POOL_SIZE)]);
             let mut frames = RegionAllocator::new();
             let _ = frames.add(POOL, POOL_SIZE);
             let mut domains = Domains::new();

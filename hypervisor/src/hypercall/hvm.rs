@@ -41,7 +41,9 @@ pub fn hvm_op(cx: &mut HypercallCtx<'_, '_>, op: u64, arg: u64) -> i64 {
         return 0;
     }
     p.value = match p.index {
-        HVM_PARAM_CALLBACK_IRQ => callback_irq_value(d.evtchn.callback_ppi),
+        // dom0's is set by the domain builder (as Xen's); a dom0less domU's is whatever was set
+        // (Xen 4.17 leaves it 0: the PPI is in the guest's DT).
+        HVM_PARAM_CALLBACK_IRQ if d.is_hardware => callback_irq_value(d.evtchn.callback_ppi),
         i => d.evtchn.hvm_params[i as usize],
     };
     write_arg(cx.mem, arg, &p).err().unwrap_or(0)

@@ -34,6 +34,20 @@ pub trait GuestMemory {
 
 /// Read a plain-old-data argument struct from the guest. `T` must be valid for any bytes
 /// (the guest-abi structs are `#[repr(C)]` integers only).
+/// The host's RAM banks (from the DT at boot), for the answers that depend on whether a host
+/// address is RAM at all (grant cache_flush). Unset means "no RAM known".
+static HOST_RAM: spin::Once<alloc::vec::Vec<(u64, u64)>> = spin::Once::new();
+
+/// Record the host RAM banks (once, at boot).
+pub fn set_host_ram(banks: &[(u64, u64)]) {
+    HOST_RAM.call_once(|| banks.to_vec());
+}
+
+/// Whether the page at host address `pa` is RAM.
+pub fn is_host_ram(pa: u64) -> bool {
+    HOST_RAM.get().is_some_and(|b| b.iter().any(|&(base, size)| pa >= base && pa - base < size))
+}
+
 pub fn read_arg<T: Copy + Default>(mem: &mut dyn GuestMemory, gva: u64) -> Result<T, i64> {
     let mut v = T::default();
     // SAFETY: `T` is a plain integer struct (callers use guest-abi types): any byte pattern is

@@ -13,9 +13,7 @@ const VALID_ASSISTS: u64 = 1 << VMASST_TYPE_RUNSTATE_UPDATE_FLAG;
 const WC_VERSION: u64 = 1072;
 
 pub fn platform_op(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
-    if !cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware) {
-        return ret(EPERM);
-    }
+    // Xen's order: copy the argument, check its interface version, then the privilege.
     let head: [u32; 2] = match read_arg(cx.mem, arg) {
         Ok(h) => h,
         Err(e) => return e,
@@ -23,6 +21,9 @@ pub fn platform_op(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
     let (cmd, version) = (head[0], head[1]);
     if version != XENPF_INTERFACE_VERSION {
         return ret(EACCES);
+    }
+    if !cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware) {
+        return ret(EPERM);
     }
     let (secs, nsecs) = match cmd {
         XENPF_SETTIME64 => match read_arg::<XenpfSettime64>(cx.mem, arg.wrapping_add(8)) {

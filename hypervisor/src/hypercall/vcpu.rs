@@ -45,7 +45,7 @@ fn register_vcpu_info(cx: &mut HypercallCtx<'_, '_>, vcpu: u32, arg: u64) -> Res
     if vcpu == 0 {
         cx.machine.mem.read(shinfo, &mut cur).map_err(|_| ret(EINVAL))?;
     }
-    cur[0] = 1; // evtchn_upcall_pending
+    cur[0] |= 1; // evtchn_upcall_pending: bit 0 set (Xen's test_and_set_bit), the rest kept
     cur[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // evtchn_pending_sel
     cx.machine.mem.write(new, &cur).map_err(|_| ret(EINVAL))?;
     d.evtchn.set_vcpu_info(vcpu, new);

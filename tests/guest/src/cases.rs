@@ -310,20 +310,27 @@ pub static CASES: &[Case] = &[
 
 /// Runs every case; returns (passed, failed).
 pub fn run_all() -> (u32, u32) {
-    run_table(CASES.iter().chain(crate::ops::OPS_CASES))
+    run_table("", CASES.iter().chain(crate::ops::OPS_CASES))
 }
 
-/// Runs `cases` in order, printing each; returns (passed, failed).
-pub fn run_table<'a>(cases: impl Iterator<Item = &'a Case>) -> (u32, u32) {
+/// Runs every case with `prefix` before each name (the domU runs the table too; its
+/// expectations are dom0's, so only the conformance diff with Xen judges it); returns
+/// (passed, failed) against the table's own expectations.
+pub fn run_all_as(prefix: &str) -> (u32, u32) {
+    run_table(prefix, CASES.iter().chain(crate::ops::OPS_CASES))
+}
+
+/// Runs `cases` in order, printing each (`prefix` before its name); returns (passed, failed).
+pub fn run_table<'a>(prefix: &str, cases: impl Iterator<Item = &'a Case>) -> (u32, u32) {
     let (mut passed, mut failed) = (0, 0);
     for case in cases {
         let observed = (case.run)();
-        println!("case {}: {}", case.name, observed);
+        println!("case {prefix}{}: {}", case.name, observed);
         if case.expect.matches(&observed) {
             passed += 1;
         } else {
             failed += 1;
-            println!("fail {}: expected {}", case.name, case.expect);
+            println!("fail {prefix}{}: expected {}", case.name, case.expect);
         }
     }
     (passed, failed)

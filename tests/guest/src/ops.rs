@@ -276,7 +276,7 @@ fn copy_gref_to_own_page() -> Observed {
     o
 }
 
-fn cache_flush(a: u64, offset: u16, length: u16, op: u32) -> Observed {
+pub(crate) fn cache_flush(a: u64, offset: u16, length: u16, op: u32) -> Observed {
     let mut c = GnttabCacheFlush { a, offset, length, op };
     ret(gntop(GNTTABOP_CACHE_FLUSH as u64, &mut c, 1))
 }

@@ -124,6 +124,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     }
     let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
     mmu::refine(&ram);
+    crate::hypercall::set_host_ram(&ram);
 
     let cmdline_text = info.hypervisor_cmdline.clone().unwrap_or_default();
     log!("command line: \"{cmdline_text}\"");
