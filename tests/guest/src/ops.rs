@@ -295,13 +295,13 @@ pub(crate) fn bind_virq(virq: u32, vcpu: u32) -> i64 {
     if r < 0 { r } else { b.port as i64 }
 }
 
-fn bind_interdomain(remote_dom: u16, remote_port: u32) -> i64 {
+pub(crate) fn bind_interdomain(remote_dom: u16, remote_port: u32) -> i64 {
     let mut b = EvtchnBindInterdomain { remote_dom, remote_port, local_port: 0 };
     let r = evtop(EVTCHNOP_BIND_INTERDOMAIN, &mut b);
     if r < 0 { r } else { b.local_port as i64 }
 }
 
-fn port_op(cmd: u32, port: u32) -> Observed {
+pub(crate) fn port_op(cmd: u32, port: u32) -> Observed {
     let mut p = EvtchnSend { port };
     ret(evtop(cmd, &mut p))
 }
@@ -323,6 +323,15 @@ pub(crate) fn pending_bit(port: u32) -> u64 {
     // SAFETY: SHINFO_PAGE is the shared_info page by now (an earlier row).
     let word = unsafe { core::ptr::read_volatile(addr_of!((*shinfo()).evtchn_pending[(port / 64) as usize])) };
     (word >> (port % 64)) & 1
+}
+
+/// Clear `port`'s pending bit in shared_info (the guest acknowledges an event it polled).
+pub(crate) fn clear_pending(port: u32) {
+    // SAFETY: as in `pending_bit`.
+    unsafe {
+        let p = addr_of_mut!((*shinfo()).evtchn_pending[(port / 64) as usize]);
+        core::ptr::write_volatile(p, core::ptr::read_volatile(p) & !(1u64 << (port % 64)));
+    }
 }
 
 fn set_mask(port: u32, masked: bool) {
