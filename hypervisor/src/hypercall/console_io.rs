@@ -17,15 +17,17 @@ pub fn console_io(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, count: 
     let count = count as u32;
     match cmd as u32 {
         CONSOLEIO_WRITE => {
-            if !dom.is_hardware && count > 0 {
-                console::write_fmt(format_args!("(d{}) ", dom.id));
-            }
+
             let mut kbuf = [0u8; CHUNK];
             let mut done = 0u64;
             while done < u64::from(count) {
                 let n = core::cmp::min(CHUNK as u64, u64::from(count) - done) as usize;
                 if mem.copy_from_guest(buf.wrapping_add(done), &mut kbuf[..n]).is_err() {
                     return ret(EFAULT);
+                }
+                if done == 0 && !dom.is_hardware {
+                    // Once something is there to print (a bad buffer prints nothing).
+                    console::write_fmt(format_args!("(d{}) ", dom.id));
                 }
                 console::write_guest_bytes(&kbuf[..n]);
                 done += n as u64;

@@ -23,6 +23,8 @@ cargo xtask <command>
                          (`linux`: Debian's arm64 kernel + a busybox initramfs, fetched and cached)
       --dom0-args ARGS   dom0's command line (default: console=hvc0)
       --initrd PATH      dom0's initrd
+      --domu PATH        also boot this kernel as a dom0less domU (`guest`: the test guest, which then
+                         trades a grant and events with a test-guest dom0); QEMU gets one more CPU
       --append ARGS      xenith's command line (e.g. dom0_mem=512M)
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       -- QEMU-ARGS...    extra QEMU arguments
@@ -75,6 +77,7 @@ fn run(args: &[String]) -> Result<()> {
     boot.echo = true;
     boot.timeout = std::time::Duration::from_secs(24 * 3600);
     let mut linux_dom0 = false;
+    let mut domu: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
@@ -89,6 +92,12 @@ fn run(args: &[String]) -> Result<()> {
             },
             "--dom0-args" => boot.dom0_args = value()?,
             "--initrd" => boot.initrd = Some(PathBuf::from(value()?)),
+            "--domu" => {
+                domu = Some(match value()?.as_str() {
+                    "guest" => images.test_guest.clone(),
+                    path => PathBuf::from(path),
+                })
+            }
             "--append" => boot.cmdline = value()?,
             "--smmu-stage" => boot.smmu_stage = value()?,
             "--" => {
@@ -106,6 +115,17 @@ fn run(args: &[String]) -> Result<()> {
         if !d.exists() {
             return Err(format!("dom0 kernel {} does not exist", d.display()));
         }
+    }
+    if let Some(k) = domu {
+        if !k.exists() {
+            return Err(format!("domU kernel {} does not exist", k.display()));
+        }
+        // The domU runs on a CPU of its own (xenith pins one vCPU per CPU).
+        boot.smp += 1;
+        if boot.dom0.as_ref() == Some(&images.test_guest) && k == images.test_guest {
+            boot.dom0_args.push_str(" domu-peer");
+        }
+        boot = conformance::with_domu(boot, &k, "run")?;
     }
     let out = boot.run()?;
     if out.exit_code != Some(0) {
