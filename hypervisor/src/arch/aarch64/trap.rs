@@ -6,11 +6,10 @@ use super::entry::TrapFrame;
 use super::guest::{self, esr};
 use super::psci;
 use crate::domain::mmio::{MmioAccess, MmioResult};
-use crate::domain::registry::{Domains, Machine};
+use crate::domain::registry::Domains;
 use crate::domain::{DomId, Domain, RamBanks, ShutdownReason};
-use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx};
+use crate::hypercall::{self, GuestFault, GuestMemory};
 use crate::mm::RegionAllocator;
-use super::DirectMem;
 use crate::{log, sysreg};
 use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use spin::Mutex;
@@ -42,7 +41,7 @@ pub static GUEST_RAM: Mutex<RamBanks> = Mutex::new(RamBanks::new());
 /// The frame pool, locked only when a hypercall actually changes a stage 2 (most take no
 /// frame: the hypercall path should not pay for the lock).
 #[derive(Default)]
-struct LazyFrames(Option<spin::MutexGuard<'static, RegionAllocator>>);
+pub(super) struct LazyFrames(Option<spin::MutexGuard<'static, RegionAllocator>>);
 
 impl LazyFrames {
     fn pool(&mut self) -> &mut RegionAllocator {
@@ -66,7 +65,7 @@ impl crate::mm::FrameAlloc for LazyFrames {
 }
 
 /// The calling vCPU's memory through its own stage 1 and stage 2, limited to its RAM.
-struct CurrentGuestMemory;
+pub(super) struct CurrentGuestMemory;
 
 impl CurrentGuestMemory {
     fn owns(&self, pa: u64, len: u64) -> bool {
@@ -127,42 +126,19 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
     let class = esr_el2 >> 26;
     let iss = esr_el2 & 0x1ff_ffff;
     let current: DomId = CURRENT.load(Ordering::Relaxed);
-    let mut domains = DOMAINS.lock();
     if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
-        let nr = frame.x[16];
+        // The vector sends these to hvc.rs directly; should one arrive here, same handling.
         let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
-        if nr == guest_abi::hypercall::HYPERVISOR_CONSOLE_IO {
-            // Until the SMMU's event interrupt reaches the GIC, faults are reported before
-            // the guest's next console output (so they appear in order with it).
-            super::iommu::report_events();
-        }
-        if let Some(dom) = domains.get_mut(current) {
-            // Which vCPU calls: the one pinned to this CPU (smp.rs).
-            dom.current_vcpu = super::smp::this_vcpu() as u32;
-        }
-        let mut mem = CurrentGuestMemory;
-        let mut frames = LazyFrames::default();
-        let mut tlb = super::iommu::SystemTlb::default(); // p2m changes reach the SMMUs sharing the tables
-        let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
-        let mut cx = HypercallCtx { domains: &mut domains, caller: current, mem: &mut mem, machine: &mut machine };
-        // (hypercall continuations, issue 3) A long batch (memory_op, grant_table_op,
-        // multicall) comes back unfinished: rewind ELR to the HVC with x0..x2 rewritten, so
-        // the guest re-issues it and can take interrupts in between, as on Xen.
-        match hypercall::dispatch_step(&mut cx, nr, args) {
+        match super::hvc::hypercall(frame.x[16], args) {
             hypercall::Outcome::Return(r) => frame.x[0] = r as u64,
             hypercall::Outcome::Continue { x0, x1, x2 } => {
                 (frame.x[0], frame.x[1], frame.x[2]) = (x0, x1, x2);
                 frame.elr -= 4;
             }
         }
-        drop(frames);
-        if let Some(dom) = domains.get_mut(current) {
-            // An event the hypercall raised reaches the guest as its event-channel PPI (gic.rs).
-            super::gic::deliver_event_upcall(dom);
-            act_on_shutdown(dom);
-        }
         return;
     }
+    let mut domains = DOMAINS.lock();
     let Some(dom) = domains.get_mut(current) else {
         log!("trap from unknown domain {current} (ESR {esr_el2:#x}): halting this CPU");
         super::halt();
@@ -287,7 +263,7 @@ fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> 
 }
 
 /// dom0 stopping takes the machine with it (as on Xen): power off, or reset for reboot and crash.
-fn act_on_shutdown(dom: &mut Domain) {
+pub(super) fn act_on_shutdown(dom: &mut Domain) {
     let Some(reason) = dom.shutdown else { return };
     super::iommu::report_events();
     log!("d{}: shutdown ({reason:?})", dom.id);
