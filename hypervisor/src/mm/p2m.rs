@@ -12,6 +12,10 @@
 //!   zeroes and frees nothing). [`Stage2::reclaim_empty_tables`] frees empty tables; `map` and
 //!   `unmap` call it themselves before reporting [`P2mError::OutOfFrames`], so kept tables never
 //!   cost a failed operation.
+//! - A one-page map or unmap whose level-3 table exists (a grant, a shared page) skips the
+//!   general count/reserve/apply walk: a map into an empty slot is one descriptor write and a
+//!   barrier, an unmap one write, its invalidation by IPA and a sync. Anything else (a block to
+//!   split, a live entry to replace, a table that may merge) takes the general path.
 //! - Break-before-make: a valid entry is never overwritten by a different valid entry; it is
 //!   first written invalid, the TLB is invalidated for it ([`TlbOps`]) and synced, then the new
 //!   entry is written. Invalidations for plain unmaps are batched to the end of the operation
@@ -963,6 +967,9 @@ impl Stage2 {
         if size == 0 {
             return Ok(());
         }
+        if size == PAGE_SIZE && self.map_page_in_place(ipa, pa, attr.desc_bits(), mem, tlb)? {
+            return Ok(());
+        }
         self.update(
             Op::Map {
                 ipa,
@@ -1026,7 +1033,86 @@ impl Stage2 {
         if size == 0 {
             return Ok(());
         }
+        if size == PAGE_SIZE && self.unmap_page_in_place(ipa, mem, tlb)? {
+            return Ok(());
+        }
         self.update(Op::Unmap, ipa, ipa + size, frames, mem, tlb)
+    }
+
+    /// The level-3 slot that translates `ipa`, if tables lead down to it (no block or hole
+    /// on the way).
+    fn page_slot<M: PhysMem + ?Sized>(&self, ipa: u64, mem: &M) -> Result<Option<u64>, P2mError> {
+        let mut level = self.start_level;
+        let mut table = self.root;
+        let mut idx = ipa >> shift(level);
+        while level < 3 {
+            let d = mem.read_u64(table + idx * 8)?;
+            if !is_table(d, level) {
+                return Ok(None);
+            }
+            table = d & ADDR_MASK;
+            level += 1;
+            idx = (ipa >> shift(level)) & (ENTRIES as u64 - 1);
+        }
+        Ok(Some(table + idx * 8))
+    }
+
+    /// The usual one-page map (a grant, a shared page) done without the general machinery:
+    /// the tables exist down to level 3 and the slot is empty, so the page is one descriptor
+    /// write (no frame, no break-before-make). Returns false, having changed nothing, when that
+    /// is not the case or when the page could complete a table that merges into a block: the
+    /// general path ([`Stage2::update`]) then does it.
+    fn map_page_in_place<M, T>(&mut self, ipa: u64, pa: u64, attr: u64, mem: &M, tlb: &mut T) -> Result<bool, P2mError>
+    where
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        let Some(slot) = self.page_slot(ipa, mem)? else { return Ok(false) };
+        let new = leaf_desc(3, pa, attr);
+        let old = mem.read_u64(slot)?;
+        if old == new {
+            return Ok(true);
+        }
+        if is_valid(old) {
+            return Ok(false);
+        }
+        // A merge needs the first and last pages of the table to continue this one (the test
+        // `Editor::may_merge` makes after the write); leave those rare cases to `update`.
+        let table = slot & !(PAGE_SIZE - 1);
+        let i = (slot - table) / 8;
+        let last = ENTRIES as u64 - 1;
+        let base = pa.wrapping_sub(i * PAGE_SIZE);
+        let fits = |d: u64, j: u64| is_leaf(d, 3) && d & LEAF_ATTR_MASK == attr && d & ADDR_MASK == base.wrapping_add(j * PAGE_SIZE);
+        let ends = [(0, if i == 0 { new } else { mem.read_u64(table)? }), (last, if i == last { new } else { mem.read_u64(table + last * 8)? })];
+        if ends.iter().all(|&(j, d)| fits(d, j)) {
+            return Ok(false);
+        }
+        mem.write_u64(slot, new)?;
+        mem.clean_dcache(slot, 8);
+        // The descriptor is visible to the walkers before the guest runs again.
+        tlb.sync();
+        Ok(true)
+    }
+
+    /// The usual one-page unmap without the general machinery: the page is a level-3 entry,
+    /// cleared, invalidated by IPA (CPU and SMMUs) and synced. Returns false, having changed
+    /// nothing, when the page is not mapped by a level-3 entry (a block to split, or nothing
+    /// mapped): [`Stage2::update`] handles those.
+    fn unmap_page_in_place<M, T>(&mut self, ipa: u64, mem: &M, tlb: &mut T) -> Result<bool, P2mError>
+    where
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        let Some(slot) = self.page_slot(ipa, mem)? else { return Ok(false) };
+        let old = mem.read_u64(slot)?;
+        if !is_valid(old) {
+            return Ok(true);
+        }
+        mem.write_u64(slot, 0)?;
+        mem.clean_dcache(slot, 8);
+        tlb.invalidate_ipa(self.vmid, ipa);
+        tlb.sync();
+        Ok(true)
     }
 
     fn update<F, M, T>(
@@ -1099,6 +1185,29 @@ impl Stage2 {
                     attr: S2Attr::from_desc(d),
                     size_of_leaf: size,
                 });
+            }
+            if !is_table(d, level) {
+                return None;
+            }
+            table = d & ADDR_MASK;
+            level += 1;
+            idx = (ipa >> shift(level)) & (ENTRIES as u64 - 1);
+        }
+    }
+
+    /// The PA `ipa` translates to, without decoding attributes (the grant and memory ops ask
+    /// this on every call). `None` as for [`lookup`](Self::lookup).
+    pub fn lookup_pa<M: PhysMem + ?Sized>(&self, ipa: u64, mem: &M) -> Option<u64> {
+        if ipa >= self.ipa_limit() {
+            return None;
+        }
+        let mut level = self.start_level;
+        let mut table = self.root;
+        let mut idx = ipa >> shift(level);
+        loop {
+            let d = mem.read_u64(table + idx * 8).ok()?;
+            if is_leaf(d, level) {
+                return Some((d & ADDR_MASK) + (ipa & (entry_size(level) - 1)));
             }
             if !is_table(d, level) {
                 return None;

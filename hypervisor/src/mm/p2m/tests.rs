@@ -204,6 +204,9 @@ fn page_descriptor_bits() {
         tr(0x900_0008, S2Attr::DEVICE_RW, KIB4)
     );
     assert_eq!(s.lookup(0x4000, &e.mem), None);
+    assert_eq!(s.lookup_pa(0x4000, &e.mem), None);
+    assert_eq!(s.lookup_pa(0x2008, &e.mem), Some(0x900_0008));
+    assert_eq!(s.lookup_pa(u64::MAX, &e.mem), None);
     assert_eq!(s.table_frames(), 2);
 }
 
@@ -691,6 +694,52 @@ fn small_unmap_invalidates_by_ipa_and_keeps_the_emptied_tables() {
 }
 
 #[test]
+fn one_page_in_existing_tables_is_one_descriptor_write() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 40, 40);
+    let page = (1 << 39) + 5 * MIB2 + 7 * KIB4;
+    e.map(&mut s, page + KIB4, 0x3000, KIB4, S2Attr::RAM_RW).unwrap();
+    let outstanding = e.frames.outstanding;
+    let slot = |e: &Env, s: &Stage2| {
+        let (_, level) = e.leaf_desc(s, page + KIB4);
+        assert_eq!(level, 3);
+        s.page_slot(page, &e.mem).unwrap().unwrap()
+    };
+    let at = slot(&e, &s);
+    // Map: the descriptor, then a barrier (sync) so walkers see it; no frame, no invalidation.
+    e.mem.set_logging(true);
+    e.map(&mut s, page, 0x2000, KIB4, S2Attr::RAM_RO).unwrap();
+    let new = e.mem.read_u64(at).unwrap();
+    assert_eq!(e.mem.take_log(), vec![Event::Write { pa: at, old: 0, new }, Event::Sync]);
+    assert_eq!(e.frames.outstanding, outstanding);
+    assert_eq!(s.lookup(page, &e.mem), tr(0x2000, S2Attr::RAM_RO, KIB4));
+    // The same translation again: nothing at all.
+    e.mem.set_logging(true);
+    e.map(&mut s, page, 0x2000, KIB4, S2Attr::RAM_RO).unwrap();
+    assert_eq!(e.mem.take_log(), vec![]);
+    // Unmap: cleared, then invalidated by IPA, then synced.
+    e.mem.set_logging(true);
+    e.unmap(&mut s, page, KIB4).unwrap();
+    assert_eq!(
+        e.mem.take_log(),
+        vec![Event::Write { pa: at, old: new, new: 0 }, Event::InvIpa { vmid: 7, ipa: page }, Event::Sync]
+    );
+    // Unmapping a hole in the same table: nothing.
+    e.mem.set_logging(true);
+    e.unmap(&mut s, page, KIB4).unwrap();
+    assert_eq!(e.mem.take_log(), vec![]);
+    // Remapping a live page elsewhere is break-before-make (the general path).
+    e.mem.set_logging(true);
+    e.map(&mut s, page + KIB4, 0x9000, KIB4, S2Attr::RAM_RW).unwrap();
+    let log = e.mem.take_log();
+    let cleared = pos(&log, |ev| matches!(ev, Event::Write { new: 0, .. }));
+    let inv = pos(&log, |ev| *ev == Event::InvIpa { vmid: 7, ipa: page + KIB4 });
+    let made = pos(&log, |ev| matches!(ev, Event::Write { old: 0, .. }));
+    assert!(cleared < inv && inv < made, "{log:#x?}");
+    assert_eq!(s.lookup(page + KIB4, &e.mem), tr(0x9000, S2Attr::RAM_RW, KIB4));
+}
+
+#[test]
 fn reclaim_keeps_tables_that_still_map_something() {
     let mut e = env();
     let mut s = stage2(&mut e, 39, 40);
@@ -1020,6 +1069,7 @@ fn check_against_model(e: &Env, s: &Stage2, model: &Model, base: u64) -> Result<
         for off in [0, (len / 2) & !0xfff, len - KIB4] {
             let t = s.lookup(base + ipa + off + 8, &e.mem);
             prop_assert_eq!(t.map(|t| (t.pa, t.attr)), Some((pa + off + 8, attr)));
+            prop_assert_eq!(s.lookup_pa(base + ipa + off + 8, &e.mem), Some(pa + off + 8));
         }
     }
     // Every table is reachable and counted: frames out = root + tables.
