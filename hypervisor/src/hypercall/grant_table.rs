@@ -137,9 +137,9 @@ struct Entry {
 
 fn read_entry(d: &Domain, gref: u32, mem: &dyn PhysMem) -> Option<(u64, Entry)> {
     let pa = d.grants.entry_pa(gref)?;
-    let mut b = [0u8; 8];
-    mem.read(pa, &mut b).ok()?;
-    let e = Entry { flags: u16::from_le_bytes([b[0], b[1]]), domid: u16::from_le_bytes([b[2], b[3]]), frame: u32::from_le_bytes([b[4], b[5], b[6], b[7]]) };
+    // One 8-byte load: the entry is 8-aligned and little-endian (flags, domid, frame).
+    let w = mem.read_u64(pa).ok()?;
+    let e = Entry { flags: w as u16, domid: (w >> 16) as u16, frame: (w >> 32) as u32 };
     Some((pa, e))
 }
 
@@ -160,21 +160,25 @@ fn granted_frame(granter: &Domain, gref: u32, grantee: DomId, write: bool, mem: 
     Ok((entry_pa, pa))
 }
 
-/// Set or clear GTF_reading / GTF_writing in the entry at `entry_pa` from its pins.
+/// Set or clear GTF_reading / GTF_writing in the entry at `entry_pa` from its pins. The granter
+/// may write its entry at any time: the two bits change with atomic ORs/ANDs on the entry's
+/// 8-aligned word (its low 16 bits are the flags), leaving the other bits as the guest has them.
 fn update_entry_flags(d: &Domain, gref: u32, entry_pa: u64, mem: &dyn PhysMem) {
     let p = d.grants.pins(gref);
-    let mut b = [0u8; 2];
-    if mem.read(entry_pa, &mut b).is_err() {
-        return;
-    }
-    let mut flags = u16::from_le_bytes(b) & !(GTF_READING | GTF_WRITING);
+    let mut want = 0u16;
     if p.readers + p.writers > 0 {
-        flags |= GTF_READING;
+        want |= GTF_READING;
     }
     if p.writers > 0 {
-        flags |= GTF_WRITING;
+        want |= GTF_WRITING;
     }
-    let _ = mem.write(entry_pa, &flags.to_le_bytes());
+    let clear = (GTF_READING | GTF_WRITING) & !want;
+    if want != 0 {
+        let _ = mem.fetch_or_u64(entry_pa, u64::from(want));
+    }
+    if clear != 0 {
+        let _ = mem.fetch_and_u64(entry_pa, !u64::from(clear));
+    }
 }
 
 fn map_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
@@ -402,6 +406,8 @@ mod tests {
         let mut e = Env::new();
         let pa = grant_from_dom1(&mut e, 3, false);
         let host = 0x8_0000_0000u64;
+        let entry = |e: &Env| e.phys.read_u64(e.dom(1).grants.entry_pa(3).unwrap()).unwrap();
+        let granted = entry(&e);
         let m = map(&mut e, 3, 1, GNTMAP_HOST_MAP, host);
         assert_eq!(m.status, GNTST_OKAY);
         assert_eq!(m.dev_bus_addr, pa);
@@ -417,6 +423,7 @@ mod tests {
         assert_eq!(gp::lookup(e.dom(0), pa >> 12, &e.phys), None, "alias gone with the last mapping");
         assert_eq!(e.dom(1).grants.pins(3), crate::domain::grant::Pin::default());
         assert_eq!(entry_flags(&e, 1, 3), GTF_PERMIT_ACCESS);
+        assert_eq!(entry(&e), granted, "only the two status bits ever change; domid and frame stay");
         assert_eq!(unmap(&mut e, m.handle, host), GNTST_BAD_HANDLE);
         assert_eq!(unmap(&mut e, 0xffff, host), GNTST_BAD_HANDLE);
     }

@@ -29,7 +29,7 @@ pub fn ipa_of(gfn: u64) -> Option<u64> {
 pub fn lookup(dom: &Domain, gfn: u64, mem: &dyn PhysMem) -> Option<u64> {
     let ipa = ipa_of(gfn)?;
     match &dom.p2m {
-        Some(p2m) => p2m.lookup(ipa, mem).map(|t| t.pa & !(PAGE - 1)),
+        Some(p2m) => p2m.lookup_pa(ipa, mem).map(|pa| pa & !(PAGE - 1)),
         None if dom.direct_mapped => Some(ipa),
         None => None,
     }

@@ -87,6 +87,13 @@ pub enum Outcome {
 /// Handle hypercall `number` with arguments x0..x4 from `cx.caller`: one step, which may ask
 /// to be continued (see [`Outcome::Continue`]).
 pub fn dispatch_step(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5]) -> Outcome {
+    if number == nr::HYPERVISOR_XEN_VERSION {
+        // The null hypercall: first, and with one domain lookup.
+        return Outcome::Return(match cx.domains.get_mut(cx.caller) {
+            Some(dom) => version::xen_version(dom, cx.mem, args[0], args[1]),
+            None => ret(ESRCH),
+        });
+    }
     if cx.domains.get(cx.caller).is_none() {
         return Outcome::Return(ret(ESRCH));
     }
@@ -105,7 +112,6 @@ pub fn dispatch_step(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5])
     let Some(dom) = cx.domains.get_mut(cx.caller) else { return Outcome::Return(ret(ESRCH)) };
     let mem = &mut *cx.mem;
     Outcome::Return(match number {
-        nr::HYPERVISOR_XEN_VERSION => version::xen_version(dom, mem, args[0], args[1]),
         nr::HYPERVISOR_CONSOLE_IO => console_io::console_io(dom, mem, args[0], args[1], args[2]),
         _ => ret(ENOSYS),
     })

@@ -7,13 +7,23 @@
 //! - 1 GiB / 2 MiB blocks are used where the IPA, the PA and the remaining size allow; blocks
 //!   are split when part of one is unmapped or remapped, and a table that comes to map 512
 //!   contiguous, aligned, same-attribute entries is merged back into a block (its frame freed).
+//! - A table an unmap empties stays linked, as on Xen: mapping there again needs no frame and
+//!   an unmap never scans a table for emptiness (a grant map + unmap round trip allocates,
+//!   zeroes and frees nothing). [`Stage2::reclaim_empty_tables`] frees empty tables; `map` and
+//!   `unmap` call it themselves before reporting [`P2mError::OutOfFrames`], so kept tables never
+//!   cost a failed operation.
+//! - A one-page map or unmap whose level-3 table exists (a grant, a shared page) skips the
+//!   general count/reserve/apply walk: a map into an empty slot is one descriptor write and a
+//!   barrier, an unmap one write, its invalidation by IPA and a sync. Anything else (a block to
+//!   split, a live entry to replace, a table that may merge) takes the general path.
 //! - Break-before-make: a valid entry is never overwritten by a different valid entry; it is
 //!   first written invalid, the TLB is invalidated for it ([`TlbOps`]) and synced, then the new
 //!   entry is written. Invalidations for plain unmaps are batched to the end of the operation
 //!   (and table frames unlinked by it are freed only after that invalidation has completed).
 //! - Frames: before changing anything, `map`/`unmap` walk the range to count the table
 //!   frames they will need and take them all from the [`FrameAlloc`]; if it cannot supply them
-//!   the call returns [`P2mError::OutOfFrames`] with the tables untouched. So no half-done
+//!   the call returns [`P2mError::OutOfFrames`] with every translation untouched (only empty
+//!   tables may have been reclaimed on the way). So no half-done
 //!   mapping is ever visible. (The only mid-operation failure is [`P2mError::Mem`], a
 //!   `PhysMem` error on table memory, i.e. a hypervisor bug: the tables then hold a mix of old
 //!   and new entries, each one a complete descriptor, with TLBs already invalidated.)
@@ -717,21 +727,14 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
             };
             self.apply(level + 1, child, ebase, s, e, op)?;
 
-            match op {
-                Op::Unmap => {
-                    if self.table_empty(child)? {
-                        self.replace(slot, cur, 0, level, ebase, false)?;
+            // A table the unmap emptied stays linked (as on Xen): the next map there needs no
+            // frame, and an unmap does not scan 512 entries. `reclaim` gives such tables back.
+            if let Op::Map { .. } = op {
+                if leaf_allowed(level) && self.may_merge(child, level, ebase, s)? {
+                    if let Some(block) = self.mergeable(child, level)? {
+                        self.replace(slot, cur, block, level, ebase, true)?;
                         self.deferred.push(child);
                         self.tables_delta -= 1;
-                    }
-                }
-                Op::Map { .. } => {
-                    if leaf_allowed(level) && self.may_merge(child, level, ebase, s)? {
-                        if let Some(block) = self.mergeable(child, level)? {
-                            self.replace(slot, cur, block, level, ebase, true)?;
-                            self.deferred.push(child);
-                            self.tables_delta -= 1;
-                        }
                     }
                 }
             }
@@ -739,13 +742,31 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
         Ok(())
     }
 
-    fn table_empty(&self, table: u64) -> Result<bool, P2mError> {
-        for i in 0..ENTRIES as u64 {
-            if is_valid(self.read(table + i * 8)?) {
-                return Ok(false);
+    /// Unlink and queue for freeing every table under `table` (at `level`, covering IPAs from
+    /// `tbase`; `entries` of them) that maps nothing. Returns whether `table` itself maps
+    /// nothing now. Break-before-make does not arise: only empty tables are unlinked, and
+    /// each unlinked entry is invalidated (walk caches) before its frame is freed (`flush`).
+    fn reclaim(&mut self, level: u8, table: u64, tbase: u64, entries: usize) -> Result<bool, P2mError> {
+        let size = entry_size(level);
+        let mut empty = true;
+        for idx in 0..entries as u64 {
+            let slot = table + idx * 8;
+            let d = self.read(slot)?;
+            if is_table(d, level) {
+                let ebase = tbase + idx * size;
+                if self.reclaim(level + 1, d & ADDR_MASK, ebase, ENTRIES)? {
+                    self.write(slot, 0)?;
+                    self.queue_ipa(ebase);
+                    self.deferred.push(d & ADDR_MASK);
+                    self.tables_delta -= 1;
+                } else {
+                    empty = false;
+                }
+            } else if is_valid(d) {
+                empty = false;
             }
         }
-        Ok(true)
+        Ok(empty)
     }
 
     /// Cheap test before [`mergeable`](Self::mergeable)'s scan of 512 entries: the first, the
@@ -946,6 +967,9 @@ impl Stage2 {
         if size == 0 {
             return Ok(());
         }
+        if size == PAGE_SIZE && self.map_page_in_place(ipa, pa, attr.desc_bits(), mem, tlb)? {
+            return Ok(());
+        }
         self.update(
             Op::Map {
                 ipa,
@@ -990,7 +1014,8 @@ impl Stage2 {
 
     /// Unmap `[ipa, ipa + size)`; unmapped pages in the range are fine. Splits blocks that
     /// are only partly unmapped (which can need frames: [`P2mError::OutOfFrames`], with
-    /// nothing changed) and frees tables that become empty.
+    /// nothing changed). Tables it empties stay linked ([`reclaim_empty_tables`](Self::reclaim_empty_tables));
+    /// tables under entries it clears whole are freed.
     pub fn unmap<F, M, T>(
         &mut self,
         ipa: u64,
@@ -1008,7 +1033,86 @@ impl Stage2 {
         if size == 0 {
             return Ok(());
         }
+        if size == PAGE_SIZE && self.unmap_page_in_place(ipa, mem, tlb)? {
+            return Ok(());
+        }
         self.update(Op::Unmap, ipa, ipa + size, frames, mem, tlb)
+    }
+
+    /// The level-3 slot that translates `ipa`, if tables lead down to it (no block or hole
+    /// on the way).
+    fn page_slot<M: PhysMem + ?Sized>(&self, ipa: u64, mem: &M) -> Result<Option<u64>, P2mError> {
+        let mut level = self.start_level;
+        let mut table = self.root;
+        let mut idx = ipa >> shift(level);
+        while level < 3 {
+            let d = mem.read_u64(table + idx * 8)?;
+            if !is_table(d, level) {
+                return Ok(None);
+            }
+            table = d & ADDR_MASK;
+            level += 1;
+            idx = (ipa >> shift(level)) & (ENTRIES as u64 - 1);
+        }
+        Ok(Some(table + idx * 8))
+    }
+
+    /// The usual one-page map (a grant, a shared page) done without the general machinery:
+    /// the tables exist down to level 3 and the slot is empty, so the page is one descriptor
+    /// write (no frame, no break-before-make). Returns false, having changed nothing, when that
+    /// is not the case or when the page could complete a table that merges into a block: the
+    /// general path ([`Stage2::update`]) then does it.
+    fn map_page_in_place<M, T>(&mut self, ipa: u64, pa: u64, attr: u64, mem: &M, tlb: &mut T) -> Result<bool, P2mError>
+    where
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        let Some(slot) = self.page_slot(ipa, mem)? else { return Ok(false) };
+        let new = leaf_desc(3, pa, attr);
+        let old = mem.read_u64(slot)?;
+        if old == new {
+            return Ok(true);
+        }
+        if is_valid(old) {
+            return Ok(false);
+        }
+        // A merge needs the first and last pages of the table to continue this one (the test
+        // `Editor::may_merge` makes after the write); leave those rare cases to `update`.
+        let table = slot & !(PAGE_SIZE - 1);
+        let i = (slot - table) / 8;
+        let last = ENTRIES as u64 - 1;
+        let base = pa.wrapping_sub(i * PAGE_SIZE);
+        let fits = |d: u64, j: u64| is_leaf(d, 3) && d & LEAF_ATTR_MASK == attr && d & ADDR_MASK == base.wrapping_add(j * PAGE_SIZE);
+        let ends = [(0, if i == 0 { new } else { mem.read_u64(table)? }), (last, if i == last { new } else { mem.read_u64(table + last * 8)? })];
+        if ends.iter().all(|&(j, d)| fits(d, j)) {
+            return Ok(false);
+        }
+        mem.write_u64(slot, new)?;
+        mem.clean_dcache(slot, 8);
+        // The descriptor is visible to the walkers before the guest runs again.
+        tlb.sync();
+        Ok(true)
+    }
+
+    /// The usual one-page unmap without the general machinery: the page is a level-3 entry,
+    /// cleared, invalidated by IPA (CPU and SMMUs) and synced. Returns false, having changed
+    /// nothing, when the page is not mapped by a level-3 entry (a block to split, or nothing
+    /// mapped): [`Stage2::update`] handles those.
+    fn unmap_page_in_place<M, T>(&mut self, ipa: u64, mem: &M, tlb: &mut T) -> Result<bool, P2mError>
+    where
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        let Some(slot) = self.page_slot(ipa, mem)? else { return Ok(false) };
+        let old = mem.read_u64(slot)?;
+        if !is_valid(old) {
+            return Ok(true);
+        }
+        mem.write_u64(slot, 0)?;
+        mem.clean_dcache(slot, 8);
+        tlb.invalidate_ipa(self.vmid, ipa);
+        tlb.sync();
+        Ok(true)
     }
 
     fn update<F, M, T>(
@@ -1026,12 +1130,42 @@ impl Stage2 {
         T: TlbOps + ?Sized,
     {
         let mut ed = Editor::new(self, frames, mem, tlb);
-        let needed = ed.count(self.start_level, Some(self.root), 0, start, end, op)?;
-        ed.reserve(needed)?;
+        let mut needed = ed.count(self.start_level, Some(self.root), 0, start, end, op)?;
+        match ed.reserve(needed) {
+            Ok(()) => {}
+            Err(P2mError::OutOfFrames { .. }) => {
+                // Give back the tables earlier unmaps left empty, then try once more (a freed
+                // table may be one this operation counted on: count again).
+                let reclaimed = ed.reclaim(self.start_level, self.root, 0, self.root_pages * ENTRIES);
+                ed.flush();
+                self.tables = self.tables.saturating_add_signed(core::mem::take(&mut ed.tables_delta));
+                reclaimed?;
+                needed = ed.count(self.start_level, Some(self.root), 0, start, end, op)?;
+                ed.reserve(needed)?;
+            }
+            Err(e) => return Err(e),
+        }
         let result = ed.apply(self.start_level, self.root, 0, start, end, op);
         ed.finish();
         self.tables = self.tables.saturating_add_signed(ed.tables_delta);
         result
+    }
+
+    /// Free the tables that map nothing (unmaps leave them linked, see the module docs), after
+    /// invalidating their walk-cache entries. Also done by `map`/`unmap` when the frame
+    /// allocator runs dry. Returns how many table frames were freed.
+    pub fn reclaim_empty_tables<F, M, T>(&mut self, frames: &mut F, mem: &M, tlb: &mut T) -> Result<usize, P2mError>
+    where
+        F: FrameAlloc + ?Sized,
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        let mut ed = Editor::new(self, frames, mem, tlb);
+        let result = ed.reclaim(self.start_level, self.root, 0, self.root_pages * ENTRIES);
+        ed.finish();
+        let freed = ed.tables_delta.unsigned_abs();
+        self.tables = self.tables.saturating_add_signed(ed.tables_delta);
+        result.map(|_| freed)
     }
 
     /// Translate one IPA. `None` if unmapped, beyond the IPA size, or unreadable.
@@ -1051,6 +1185,29 @@ impl Stage2 {
                     attr: S2Attr::from_desc(d),
                     size_of_leaf: size,
                 });
+            }
+            if !is_table(d, level) {
+                return None;
+            }
+            table = d & ADDR_MASK;
+            level += 1;
+            idx = (ipa >> shift(level)) & (ENTRIES as u64 - 1);
+        }
+    }
+
+    /// The PA `ipa` translates to, without decoding attributes (the grant and memory ops ask
+    /// this on every call). `None` as for [`lookup`](Self::lookup).
+    pub fn lookup_pa<M: PhysMem + ?Sized>(&self, ipa: u64, mem: &M) -> Option<u64> {
+        if ipa >= self.ipa_limit() {
+            return None;
+        }
+        let mut level = self.start_level;
+        let mut table = self.root;
+        let mut idx = ipa >> shift(level);
+        loop {
+            let d = mem.read_u64(table + idx * 8).ok()?;
+            if is_leaf(d, level) {
+                return Some((d & ADDR_MASK) + (ipa & (entry_size(level) - 1)));
             }
             if !is_table(d, level) {
                 return None;

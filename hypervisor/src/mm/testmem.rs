@@ -225,6 +225,8 @@ pub struct TestFrames {
     pub outstanding: usize,
     /// When `Some(n)`, at most `n` more frames are handed out.
     pub budget: Option<usize>,
+    /// When `Some(n)`, at most `n` frames are out at once (frames given back count again).
+    pub limit: Option<usize>,
     shared: Rc<RefCell<Shared>>,
 }
 
@@ -237,6 +239,7 @@ impl TestFrames {
             inner,
             outstanding: 0,
             budget: None,
+            limit: None,
             shared: mem.shared.clone(),
         }
     }
@@ -256,6 +259,9 @@ impl TestFrames {
     }
 
     fn take(&mut self, n: usize) -> bool {
+        if self.limit.is_some_and(|l| self.outstanding + n > l) {
+            return false;
+        }
         match &mut self.budget {
             Some(b) if *b < n => false,
             Some(b) => {

@@ -136,7 +136,61 @@ el2_vectors:
     VECTOR  el2_lower32
 
 el2_lower_sync:
-    SAVE_FRAME
+    // A Xen hypercall (ESR_EL2 = EC 0x16, IL, HVC #0xEA1) takes the short path (hvc.rs): only
+    // the registers the Rust handler may clobber are saved (AAPCS64: x0-x18, x30; it keeps
+    // x19-x29), into an `HvcRegs` at the bottom of a TrapFrame-sized slot.
+    sub     sp, sp, #{frame}
+    stp     x0, x1, [sp, #0 * 8]
+    mrs     x0, esr_el2
+    mov     w1, #{hvc_esr_lo}
+    movk    w1, #{hvc_esr_hi}, lsl #16
+    cmp     w0, w1
+    b.ne    .Lfull_sync
+    stp     x2, x3, [sp, #2 * 8]
+    stp     x4, x5, [sp, #4 * 8]
+    stp     x6, x7, [sp, #6 * 8]
+    stp     x8, x9, [sp, #8 * 8]
+    stp     x10, x11, [sp, #10 * 8]
+    stp     x12, x13, [sp, #12 * 8]
+    stp     x14, x15, [sp, #14 * 8]
+    stp     x16, x17, [sp, #16 * 8]
+    stp     x18, x30, [sp, #18 * 8]
+    mov     x0, sp
+    bl      xenith_hypercall
+    ldp     x18, x30, [sp, #18 * 8]
+    ldp     x16, x17, [sp, #16 * 8]
+    ldp     x14, x15, [sp, #14 * 8]
+    ldp     x12, x13, [sp, #12 * 8]
+    ldp     x10, x11, [sp, #10 * 8]
+    ldp     x8, x9, [sp, #8 * 8]
+    ldp     x6, x7, [sp, #6 * 8]
+    ldp     x4, x5, [sp, #4 * 8]
+    ldp     x2, x3, [sp, #2 * 8]
+    ldp     x0, x1, [sp, #0 * 8]
+    add     sp, sp, #{frame}
+    eret
+    dsb     nsh
+    isb
+.Lfull_sync:
+    // Any other trap: the whole TrapFrame (x0/x1 are already saved).
+    stp     x2, x3, [sp, #2 * 8]
+    stp     x4, x5, [sp, #4 * 8]
+    stp     x6, x7, [sp, #6 * 8]
+    stp     x8, x9, [sp, #8 * 8]
+    stp     x10, x11, [sp, #10 * 8]
+    stp     x12, x13, [sp, #12 * 8]
+    stp     x14, x15, [sp, #14 * 8]
+    stp     x16, x17, [sp, #16 * 8]
+    stp     x18, x19, [sp, #18 * 8]
+    stp     x20, x21, [sp, #20 * 8]
+    stp     x22, x23, [sp, #22 * 8]
+    stp     x24, x25, [sp, #24 * 8]
+    stp     x26, x27, [sp, #26 * 8]
+    stp     x28, x29, [sp, #28 * 8]
+    mrs     x0, elr_el2
+    mrs     x1, spsr_el2
+    stp     x30, x0, [sp, #30 * 8]
+    str     x1, [sp, #32 * 8]
     mov     x0, sp
     bl      xenith_trap_lower_sync
     b       xenith_return_to_guest
@@ -229,6 +283,8 @@ xenith_enter_guest:
 "#,
     stack_size = const STACK_SIZE,
     frame = const FRAME_SIZE,
+    hvc_esr_lo = const super::hvc::HVC_XEN_ESR & 0xffff,
+    hvc_esr_hi = const super::hvc::HVC_XEN_ESR >> 16,
 );
 
 extern "C" {

@@ -306,13 +306,18 @@ impl ListRegisters for HwLrs {
     }
 }
 
-/// The vCPU left the guest: read the list registers back into the vGIC.
+/// The vCPU left the guest: read the list registers back into the vGIC. Inline: on most
+/// exits no list register was filled and this is one load.
+#[inline]
 pub fn guest_exit() {
     let me = this_vcpu();
-    // Fast path: no LR was filled, so there is nothing to read back.
-    if !LRS_LIVE.get(me).is_some_and(|l| l.load(Ordering::Relaxed)) {
-        return;
+    if LRS_LIVE.get(me).is_some_and(|l| l.load(Ordering::Relaxed)) {
+        guest_exit_sync(me);
     }
+}
+
+#[inline(never)]
+fn guest_exit_sync(me: usize) {
     if let Some(v) = current_vgic() {
         v.lock().sync(me, &mut HwLrs::new());
         if let Some(w) = WORK.get(me) {
@@ -323,16 +328,23 @@ pub fn guest_exit() {
 
 /// The vCPU is about to re-enter the guest. When it trapped on WFI with nothing to take,
 /// wait here (WFI at EL2, interrupts masked: a physical interrupt still wakes the CPU)
-/// until something is deliverable; then fill the list registers.
+/// until something is deliverable; then fill the list registers. Inline: the usual case
+/// (nothing changed since the last flush, the guest is not waiting) is three loads.
+#[inline]
 pub fn guest_entry(blocked_in_wfi: bool) {
-    let Some(v) = current_vgic() else { return };
     let me = this_vcpu();
     let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
     let writes = REGISTER_WRITES.load(Ordering::Acquire);
-    // Fast path: nothing changed since the last flush and the guest is not waiting.
     if !blocked_in_wfi && !work.load(Ordering::Acquire) && seen.load(Ordering::Relaxed) == writes {
         return;
     }
+    guest_entry_flush(me, blocked_in_wfi, writes);
+}
+
+#[inline(never)]
+fn guest_entry_flush(me: usize, blocked_in_wfi: bool, writes: u64) {
+    let Some(v) = current_vgic() else { return };
+    let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
     work.store(false, Ordering::Relaxed);
     seen.store(writes, Ordering::Relaxed);
     if blocked_in_wfi {

@@ -4,7 +4,7 @@
 
 use super::trap::FRAMES;
 use super::{DirectMem, HwTlb};
-use crate::iommu::smmuv3::{self, DmaAlloc, Smmu, SmmuConfig, SmmuError, SmmuTlb};
+use crate::iommu::smmuv3::{self, DmaAlloc, Smmu, SmmuConfig, SmmuError};
 use crate::log;
 use crate::mm::{FrameAlloc, TlbOps};
 use alloc::vec::Vec;
@@ -119,41 +119,24 @@ pub fn report_events() {
 }
 
 /// Stage-2 TLB maintenance for the whole machine: the CPU's TLBs and, for VMIDs an SMMU
-/// translates for, the SMMU's (batched: one CMD_SYNC per `sync`). Invalidations are recorded
-/// in a small fixed buffer (no allocation on the hypercall path); past it, the VMID is
-/// invalidated whole.
+/// translates for, the SMMU's. Each invalidation is issued at once on the CPU and queued on
+/// those SMMUs (no allocation, no buffer: this is on the hypercall path of every unmap);
+/// `sync` waits for the CPU's and ends each SMMU's batch with one CMD_SYNC.
 #[derive(Default)]
 pub struct SystemTlb {
-    pending: [(u16, u64); SystemTlb::BATCH],
-    len: usize,
-    /// A VMID to invalidate whole (buffer overflow, or `invalidate_vmid`).
-    whole: Option<u16>,
-    /// Two VMIDs needed it: invalidate every VMID the SMMU translates for.
-    all: bool,
+    /// SMMU commands were queued since the last `sync`.
+    queued: bool,
 }
 
 impl SystemTlb {
-    const BATCH: usize = 16;
-
-    fn whole_vmid(&mut self, vmid: u16) {
-        match self.whole {
-            Some(v) if v != vmid => self.all = true,
-            _ => self.whole = Some(vmid),
-        }
-    }
-
-    fn replay(&self, vmids: &[u16], t: &mut dyn TlbOps) {
-        if self.all {
-            for &v in vmids {
-                t.invalidate_vmid(v);
+    /// Queue `cmd` on every SMMU that translates for `vmid`.
+    fn on_smmus(&mut self, vmid: u16, cmd: impl Fn(&mut HwSmmu) -> Result<(), SmmuError>) {
+        let mut smmus = SMMUS.lock();
+        for inst in smmus.iter_mut().filter(|i| i.vmids.contains(&vmid)) {
+            self.queued = true;
+            if let Err(e) = cmd(&mut inst.smmu) {
+                log!("{}: TLB invalidation for VMID {vmid} failed: {e}", inst.path);
             }
-            return;
-        }
-        if let Some(v) = self.whole.filter(|v| vmids.contains(v)) {
-            t.invalidate_vmid(v);
-        }
-        for &(vmid, ipa) in self.pending[..self.len].iter().filter(|(v, _)| vmids.contains(v) && Some(*v) != self.whole) {
-            t.invalidate_ipa(vmid, ipa);
         }
     }
 }
@@ -161,47 +144,29 @@ impl SystemTlb {
 impl TlbOps for SystemTlb {
     fn invalidate_ipa(&mut self, vmid: u16, ipa: u64) {
         HwTlb.invalidate_ipa(vmid, ipa);
-        if self.len < Self::BATCH {
-            self.pending[self.len] = (vmid, ipa);
-            self.len += 1;
-        } else {
-            self.whole_vmid(vmid);
-        }
+        self.on_smmus(vmid, |s| s.queue_s2_ipa(vmid, ipa));
     }
     fn invalidate_vmid(&mut self, vmid: u16) {
         HwTlb.invalidate_vmid(vmid);
-        self.whole_vmid(vmid);
+        self.on_smmus(vmid, |s| s.queue_vmid(vmid));
     }
     fn sync(&mut self) {
         HwTlb.sync();
-        if self.len == 0 && self.whole.is_none() && !self.all {
+        if !core::mem::take(&mut self.queued) {
             return;
         }
         let mut smmus = SMMUS.lock();
         for inst in smmus.iter_mut() {
-            let touches = (self.all && !inst.vmids.is_empty())
-                || self.whole.is_some_and(|v| inst.vmids.contains(&v))
-                || self.pending[..self.len].iter().any(|(v, _)| inst.vmids.contains(v));
-            if !touches {
-                continue;
-            }
-            let SmmuInstance { path, smmu, vmids } = inst;
-            let mut t = SmmuTlb::new(smmu);
-            self.replay(vmids, &mut t);
-            t.sync();
-            if let Some(e) = t.last_error {
-                log!("{path}: TLB invalidation failed ({} errors): {e}", t.errors);
+            if let Err(e) = inst.smmu.sync_queued() {
+                log!("{}: TLB invalidation failed: {e}", inst.path);
             }
         }
-        self.len = 0;
-        self.whole = None;
-        self.all = false;
     }
 }
 
 impl Drop for SystemTlb {
     fn drop(&mut self) {
-        if self.len != 0 || self.whole.is_some() || self.all {
+        if self.queued {
             self.sync();
         }
     }

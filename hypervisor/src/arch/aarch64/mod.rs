@@ -7,6 +7,8 @@ pub mod entry;
 pub mod gic;
 pub mod guest;
 pub mod heap;
+/// The Xen hypercall path (HVC #0xEA1): short register save, straight to the dispatcher.
+pub mod hvc;
 pub mod iommu;
 pub mod mmu;
 pub mod psci;

@@ -7,10 +7,10 @@ use super::guest::{self, esr};
 use super::psci;
 use crate::domain::mmio::{MmioAccess, MmioResult};
 use crate::domain::registry::{Domains, Machine};
-use crate::domain::{DomId, Domain, RamBanks, ShutdownReason};
-use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx};
-use crate::mm::RegionAllocator;
 use super::DirectMem;
+use crate::domain::{DomId, Domain, RamBanks, ShutdownReason};
+use crate::hypercall::{self, GuestFault, GuestMemory};
+use crate::mm::RegionAllocator;
 use crate::{log, sysreg};
 use super::smp::{self, MAX_CPUS};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +50,7 @@ pub fn set_guest_ram(cpu: usize, id: DomId) {
 /// The frame pool, locked only when a hypercall actually changes a stage 2 (most take no
 /// frame: the hypercall path should not pay for the lock).
 #[derive(Default)]
-struct LazyFrames(Option<spin::MutexGuard<'static, RegionAllocator>>);
+pub(super) struct LazyFrames(Option<spin::MutexGuard<'static, RegionAllocator>>);
 
 impl LazyFrames {
     fn pool(&mut self) -> &mut RegionAllocator {
@@ -74,7 +74,7 @@ impl crate::mm::FrameAlloc for LazyFrames {
 }
 
 /// The calling vCPU's memory through its own stage 1 and stage 2, limited to its RAM.
-struct CurrentGuestMemory;
+pub(super) struct CurrentGuestMemory;
 
 impl CurrentGuestMemory {
     fn owns(&self, pa: u64, len: u64) -> bool {
@@ -135,7 +135,7 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
 
 /// What the CPU does once a trap is handled.
 #[derive(PartialEq)]
-enum After {
+pub(super) enum After {
     Resume,
     /// Its domain (a domU) shut down: the CPU stops (domains lock released first).
     Park,
@@ -145,46 +145,19 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     let class = esr_el2 >> 26;
     let iss = esr_el2 & 0x1ff_ffff;
     let current: DomId = smp::current_domain();
-    let mut domains = DOMAINS.lock();
     if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
-        let nr = frame.x[16];
+        // The vector sends these to hvc.rs directly; should one arrive here, same handling.
         let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
-        if nr == guest_abi::hypercall::HYPERVISOR_CONSOLE_IO {
-            // Until the SMMU's event interrupt reaches the GIC, faults are reported before
-            // the guest's next console output (so they appear in order with it).
-            super::iommu::report_events();
-        }
-        if let Some(dom) = domains.get_mut(current) {
-            // Which vCPU calls: the one pinned to this CPU (smp.rs).
-            dom.current_vcpu = smp::current_vcpu();
-        }
-        let mut mem = CurrentGuestMemory;
-        let mut frames = LazyFrames::default();
-        let mut tlb = super::iommu::SystemTlb::default(); // p2m changes reach the SMMUs sharing the tables
-        let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
-        let mut cx = HypercallCtx { domains: &mut domains, caller: current, mem: &mut mem, machine: &mut machine };
-        // (hypercall continuations, issue 3) A long batch (memory_op, grant_table_op,
-        // multicall) comes back unfinished: rewind ELR to the HVC with x0..x2 rewritten, so
-        // the guest re-issues it and can take interrupts in between, as on Xen.
-        match hypercall::dispatch_step(&mut cx, nr, args) {
+        match super::hvc::hypercall(frame.x[16], args) {
             hypercall::Outcome::Return(r) => frame.x[0] = r as u64,
             hypercall::Outcome::Continue { x0, x1, x2 } => {
                 (frame.x[0], frame.x[1], frame.x[2]) = (x0, x1, x2);
                 frame.elr -= 4;
             }
         }
-        drop(frames);
-        let after = domu_shutdown(&mut domains, current);
-        // An event the hypercall raised reaches dom0 as its event-channel PPI (gic.rs); it may
-        // be another domain's (an interdomain send, a domU's shutdown).
-        if let Some(d0) = domains.get_mut(0) {
-            super::gic::deliver_event_upcall(d0);
-        }
-        if let Some(dom) = domains.get_mut(current) {
-            act_on_shutdown(dom);
-        }
-        return after;
+        return After::Resume;
     }
+    let mut domains = DOMAINS.lock();
     let Some(dom) = domains.get_mut(current) else {
         log!("trap from unknown domain {current} (ESR {esr_el2:#x}): halting this CPU");
         super::halt();
@@ -231,7 +204,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
 /// A domU that asked to stop (SCHEDOP_shutdown, PSCI SYSTEM_OFF, a crash) stays as it is
 /// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
 /// VIRQ_DOM_EXC as on Xen, and its CPU stops.
-fn domu_shutdown(domains: &mut Domains, id: DomId) -> After {
+pub(super) fn domu_shutdown(domains: &mut Domains, id: DomId) -> After {
     let Some(reason) = domains.get(id).filter(|d| !d.is_hardware).and_then(|d| d.shutdown) else { return After::Resume };
     super::iommu::report_events();
     log!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC");
@@ -327,7 +300,7 @@ fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> 
 }
 
 /// dom0 stopping takes the machine with it (as on Xen): power off, or reset for reboot and crash.
-fn act_on_shutdown(dom: &mut Domain) {
+pub(super) fn act_on_shutdown(dom: &mut Domain) {
     let Some(reason) = dom.shutdown.filter(|_| dom.is_hardware) else { return };
     super::iommu::report_events();
     log!("d{}: shutdown ({reason:?})", dom.id);

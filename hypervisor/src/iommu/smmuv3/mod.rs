@@ -306,6 +306,8 @@ pub struct Smmu<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> {
     stats: CmdStats,
     /// Stage-2 granule (log2) of each attached VMID, for invalidation by IPA.
     vmid_granule: BTreeMap<u16, u32>,
+    /// Commands were queued since the last CMD_SYNC ([`Smmu::sync_queued`] completes them).
+    unsynced: bool,
 }
 
 /// Read IDR0..5 and decode them. Refuses an SMMU without stage 2 with [`SmmuError::NoStage2`];
@@ -437,6 +439,7 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
             enabled: false,
             stats: CmdStats::default(),
             vmid_granule: BTreeMap::new(),
+            unsynced: false,
         })
     }
 
@@ -663,10 +666,15 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
         }
         let at = self.cmdq.prod;
         let pa = self.cmdq.base + u64::from(at.index()) * CMD_BYTES;
-        self.mem.write(pa, &c.to_bytes())?;
+        // Two 64-bit stores (the command's little-endian words), no byte buffer.
+        let [w0, w1] = c.encode();
+        self.mem.write_u64(pa, w0)?;
+        self.mem.write_u64(pa + 8, w1)?;
         self.mem.clean_dcache(pa, CMD_BYTES as usize);
         self.cmdq.prod = at.advance(1);
         self.count(&c);
+        // A CMD_SYNC completes everything queued before it (its wait reports failures).
+        self.unsynced = !matches!(c, Command::Sync);
         Ok(at)
     }
 
@@ -691,7 +699,9 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
         done: impl Fn(&Self) -> bool,
         what: &'static str,
     ) -> Result<(), SmmuError> {
-        let deadline = self.clock.now_ns().saturating_add(self.config.timeout_ns);
+        // The clock is read only once the first poll did not find it done (the usual case
+        // on a CMD_SYNC for a few invalidations).
+        let mut deadline = None;
         let mut first_err = None;
         loop {
             self.refresh_cons();
@@ -705,7 +715,8 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
                 first_err.get_or_insert(e);
                 continue;
             }
-            if self.clock.now_ns() > deadline {
+            let now = self.clock.now_ns();
+            if now > *deadline.get_or_insert_with(|| now.saturating_add(self.config.timeout_ns)) {
                 return Err(SmmuError::Timeout { what });
             }
             core::hint::spin_loop();
@@ -812,6 +823,31 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
             n += self.queue_invalidation(*vmid, ranges, leaf)?;
         }
         self.finish_batch(n)
+    }
+
+    /// Queue, without a CMD_SYNC, the invalidation of whatever `vmid`'s stage 2 cached for
+    /// `ipa` at any level (leaf and walk cache: the p2m may have removed a table descriptor).
+    /// Nothing allocates: this is on the hypercall path of every stage-2 unmap. Complete it
+    /// (and the rest of the batch) with [`Smmu::sync_queued`].
+    pub fn queue_s2_ipa(&mut self, vmid: u16, ipa: u64) -> Result<(), SmmuError> {
+        // One address: a plain (non-range) TLBI_S2_IPA covers whatever entry, of any granule
+        // or block size, translates it.
+        let c = Command::TlbiS2Ipa { vmid, ipa: ipa & !0xfff, leaf: false, ttl: 0, range: None };
+        self.queue_cmd(c).map(|_| ())
+    }
+
+    /// Queue, without a CMD_SYNC, the invalidation of every TLB entry of `vmid`.
+    pub fn queue_vmid(&mut self, vmid: u16) -> Result<(), SmmuError> {
+        self.queue_cmd(Command::TlbiS12Vmall { vmid }).map(|_| ())
+    }
+
+    /// If commands were queued since the last CMD_SYNC, issue one and wait for it: the end of
+    /// a batch of [`queue_s2_ipa`](Self::queue_s2_ipa) / [`queue_vmid`](Self::queue_vmid).
+    pub fn sync_queued(&mut self) -> Result<(), SmmuError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.finish_batch(1)
     }
 
     /// Queue (not sync) the invalidation commands for `ranges` of `vmid`.

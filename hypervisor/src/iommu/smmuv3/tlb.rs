@@ -3,19 +3,17 @@
 //! that feeds two implementations (the CPU's and the SMMU's), and a [`DmaAlloc`] over the
 //! frame allocator.
 
-use alloc::vec::Vec;
-
 use platform::{Clock, Mmio, PhysMem};
 
 use super::{DmaAlloc, Smmu, SmmuError};
 use crate::mm::{FrameAlloc, TlbOps, PAGE_SIZE};
 
-/// The SMMU side of stage-2 TLB maintenance. `invalidate_ipa` only records; `sync` issues
-/// all recorded invalidations followed by one CMD_SYNC. [`TlbOps`] cannot fail, so SMMU
-/// errors are counted and kept for the caller to log.
+/// The SMMU side of stage-2 TLB maintenance. `invalidate_ipa` / `invalidate_vmid` queue
+/// their command at once (no CMD_SYNC, nothing allocated); `sync` ends the batch with one
+/// CMD_SYNC and waits for it. [`TlbOps`] cannot fail, so SMMU errors are counted and kept for
+/// the caller to log.
 pub struct SmmuTlb<'a, M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> {
     smmu: &'a mut Smmu<M, P, C, A>,
-    pending: Vec<(u16, u64)>,
     pub errors: u32,
     pub last_error: Option<SmmuError>,
 }
@@ -24,7 +22,6 @@ impl<'a, M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> SmmuTlb<'a, M, P, C, A> {
     pub fn new(smmu: &'a mut Smmu<M, P, C, A>) -> Self {
         SmmuTlb {
             smmu,
-            pending: Vec::new(),
             errors: 0,
             last_error: None,
         }
@@ -37,41 +34,21 @@ impl<'a, M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> SmmuTlb<'a, M, P, C, A> {
         }
     }
 
-    /// Issue what is pending: for each VMID (in order of first appearance) its invalidations,
-    /// then a single CMD_SYNC for the lot.
+    /// Complete what is queued: one CMD_SYNC (none if nothing was queued since the last).
     pub fn flush(&mut self) -> Result<(), SmmuError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let pending = core::mem::take(&mut self.pending);
-        let mut vmids: Vec<u16> = Vec::new();
-        for &(vmid, _) in &pending {
-            if !vmids.contains(&vmid) {
-                vmids.push(vmid);
-            }
-        }
-        let mut groups: Vec<(u16, Vec<(u64, u64)>)> = Vec::with_capacity(vmids.len());
-        for vmid in vmids {
-            let ranges = pending
-                .iter()
-                .filter(|(v, _)| *v == vmid)
-                .map(|&(_, ipa)| (ipa, 1))
-                .collect();
-            groups.push((vmid, ranges));
-        }
-        // Non-leaf: the p2m may have removed table descriptors too.
-        self.smmu.invalidate_grouped(&groups, false)
+        self.smmu.sync_queued()
     }
 }
 
 impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> TlbOps for SmmuTlb<'_, M, P, C, A> {
     fn invalidate_ipa(&mut self, vmid: u16, ipa: u64) {
-        self.pending.push((vmid, ipa));
+        // Non-leaf: the p2m may have removed table descriptors too.
+        let r = self.smmu.queue_s2_ipa(vmid, ipa);
+        self.record(r);
     }
 
     fn invalidate_vmid(&mut self, vmid: u16) {
-        self.pending.retain(|(v, _)| *v != vmid);
-        let r = self.smmu.invalidate_vmid(vmid);
+        let r = self.smmu.queue_vmid(vmid);
         self.record(r);
     }
 
@@ -82,8 +59,8 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> TlbOps for SmmuTlb<'_, M, P, C,
 }
 
 impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Drop for SmmuTlb<'_, M, P, C, A> {
-    /// Nothing recorded may be lost: a p2m change without a final `sync` still reaches the
-    /// SMMU (errors are then only counted on the dropped value).
+    /// Nothing queued may be left incomplete: a p2m change without a final `sync` still gets
+    /// its CMD_SYNC (errors are then only counted on the dropped value).
     fn drop(&mut self) {
         let _ = self.flush();
     }
@@ -270,6 +247,48 @@ mod tests {
         std::println!("bench smmu_unmap_1000_pages: commands {cmds} cmd_sync {syncs}");
         assert_eq!(syncs, 1, "one CMD_SYNC for the whole unmap");
         assert!(cmds <= 3, "{cmds} commands");
+    }
+
+    /// DMA isolation after a grant unmap: a one-page unmap from a stage 2 the SMMU shares
+    /// leaves exactly one TLBI_S2_IPA for that page followed by one CMD_SYNC, completed before
+    /// `unmap` returns; a one-page map into existing tables issues nothing.
+    #[test]
+    fn one_page_unmap_invalidates_the_smmu_before_returning() {
+        use crate::mm::{S2Attr, Stage2, Stage2Config};
+        let ram = Ram::new(0x4000_0000, 16 << 20);
+        let clock = TestClock::new(1000);
+        let model = Model::new(&ram, qemu_stage2_idr());
+        let cfg = SmmuConfig { max_sid_bits: Some(8), ..SmmuConfig::default() };
+        let mut smmu = Smmu::new(&model, &ram, &clock, Bump::new(0x4000_0000, 0x4040_0000), cfg).unwrap();
+        smmu.enable().unwrap();
+        let mut frames = Frames { next: 0x4040_0000 };
+        let mem = &ram;
+        let mut p2m = Stage2::new(5, Stage2Config { ipa_bits: 40, pa_bits: 40 }, &mut frames, &mem).unwrap();
+        smmu.attach_stream(1, 5, p2m.vttbr(), p2m.vtcr()).unwrap();
+        let page = 0x8010_0000;
+        let mut cpu = Recorder::default();
+        // A neighbour stays mapped (the table under the page never becomes empty).
+        p2m.map(page + PAGE_SIZE, 0x1_0000_2000, PAGE_SIZE, S2Attr::RAM_RW, &mut frames, &mem, &mut cpu).unwrap();
+        for round in 0..2 {
+            model.commands.borrow_mut().clear();
+            {
+                let mut stlb = SmmuTlb::new(&mut smmu);
+                let mut both = BothTlb(&mut cpu, &mut stlb);
+                p2m.map(page, 0x1_0000_0000, PAGE_SIZE, S2Attr::RAM_RW, &mut frames, &mem, &mut both).unwrap();
+            }
+            assert!(model.commands.borrow().is_empty(), "round {round}: a map over nothing invalidates nothing");
+            let synced = smmu.stats().syncs;
+            {
+                let mut stlb = SmmuTlb::new(&mut smmu);
+                let mut both = BothTlb(&mut cpu, &mut stlb);
+                p2m.unmap(page, PAGE_SIZE, &mut frames, &mem, &mut both).unwrap();
+                assert_eq!(stlb.errors, 0);
+            }
+            let tlbi = Command::TlbiS2Ipa { vmid: 5, ipa: page, leaf: false, ttl: 0, range: None };
+            assert_eq!(*model.commands.borrow(), [tlbi, Command::Sync], "round {round}");
+            assert_eq!(smmu.stats().syncs, synced + 1);
+            assert_eq!(p2m.lookup(page, &mem), None);
+        }
     }
 
     #[test]

@@ -204,6 +204,9 @@ fn page_descriptor_bits() {
         tr(0x900_0008, S2Attr::DEVICE_RW, KIB4)
     );
     assert_eq!(s.lookup(0x4000, &e.mem), None);
+    assert_eq!(s.lookup_pa(0x4000, &e.mem), None);
+    assert_eq!(s.lookup_pa(0x2008, &e.mem), Some(0x900_0008));
+    assert_eq!(s.lookup_pa(u64::MAX, &e.mem), None);
     assert_eq!(s.table_frames(), 2);
 }
 
@@ -641,11 +644,12 @@ fn unmap_everything_frees_all_tables_and_destroy_frees_root() {
 }
 
 #[test]
-fn small_unmap_invalidates_by_ipa_and_prunes_empty_tables() {
+fn small_unmap_invalidates_by_ipa_and_keeps_the_emptied_tables() {
     let mut e = env();
     let mut s = stage2(&mut e, 39, 40);
     e.map(&mut s, 0x40_0000, 0x80_0000, 3 * KIB4, S2Attr::RAM_RW)
         .unwrap();
+    let outstanding = e.frames.outstanding;
     e.mem.set_logging(true);
     e.unmap(&mut s, 0x40_0000, 3 * KIB4).unwrap();
     let log = e.mem.take_log();
@@ -654,32 +658,124 @@ fn small_unmap_invalidates_by_ipa_and_prunes_empty_tables() {
         .copied()
         .filter(|ev| !matches!(ev, Event::Write { .. }))
         .collect();
-    // Three pages, then the emptied level-3 and level-2 tables' entries (walk cache), one sync.
-    assert_eq!(
-        invs,
-        vec![
-            Event::InvIpa {
-                vmid: 7,
-                ipa: 0x40_0000
-            },
-            Event::InvIpa {
-                vmid: 7,
-                ipa: 0x40_1000
-            },
-            Event::InvIpa {
-                vmid: 7,
-                ipa: 0x40_2000
-            },
-            Event::InvIpa {
-                vmid: 7,
-                ipa: 0x40_0000
-            },
-            Event::InvIpa { vmid: 7, ipa: 0 },
-            Event::Sync,
-        ]
-    );
+    // Three pages, one sync; the emptied level-3 and level-2 tables stay linked.
+    let inv = |ipa| Event::InvIpa { vmid: 7, ipa };
+    assert_eq!(invs, vec![inv(0x40_0000), inv(0x40_1000), inv(0x40_2000), Event::Sync]);
+    assert_eq!(log.iter().filter(|ev| matches!(ev, Event::Write { .. })).count(), 3);
+    assert_eq!(s.table_frames(), 2);
+    assert_eq!(e.frames.outstanding, outstanding);
+    assert!(e.leaves(&s).is_empty());
+
+    // Mapping there again reuses them: no frame taken, one write, no invalidation.
+    e.mem.set_logging(true);
+    e.map(&mut s, 0x40_1000, 0x90_0000, KIB4, S2Attr::RAM_RW).unwrap();
+    let log = e.mem.take_log();
+    assert_eq!(log.iter().filter(|ev| matches!(ev, Event::Write { .. })).count(), 1, "{log:#x?}");
+    assert!(!log.iter().any(|ev| matches!(ev, Event::InvIpa { .. } | Event::InvVmid { .. })));
+    assert_eq!(e.frames.outstanding, outstanding);
+    assert_eq!(s.lookup(0x40_1000, &e.mem), tr(0x90_0000, S2Attr::RAM_RW, KIB4));
+    e.unmap(&mut s, 0x40_1000, KIB4).unwrap();
+
+    // Reclaiming unlinks both, invalidates their walk-cache entries, syncs, then frees them.
+    e.mem.set_logging(true);
+    assert_eq!(s.reclaim_empty_tables(&mut e.frames, &e.mem, &mut e.tlb), Ok(2));
+    e.mem.check_quiescent();
+    let log = e.mem.take_log();
+    let invs: Vec<Event> = log
+        .iter()
+        .copied()
+        .filter(|ev| !matches!(ev, Event::Write { .. }))
+        .collect();
+    assert_eq!(invs, vec![inv(0x40_0000), inv(0), Event::Sync]);
     assert_eq!(s.table_frames(), 0);
     assert_eq!(e.frames.outstanding, 1);
+    // Nothing left to reclaim.
+    assert_eq!(s.reclaim_empty_tables(&mut e.frames, &e.mem, &mut e.tlb), Ok(0));
+}
+
+#[test]
+fn one_page_in_existing_tables_is_one_descriptor_write() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 40, 40);
+    let page = (1 << 39) + 5 * MIB2 + 7 * KIB4;
+    e.map(&mut s, page + KIB4, 0x3000, KIB4, S2Attr::RAM_RW).unwrap();
+    let outstanding = e.frames.outstanding;
+    let slot = |e: &Env, s: &Stage2| {
+        let (_, level) = e.leaf_desc(s, page + KIB4);
+        assert_eq!(level, 3);
+        s.page_slot(page, &e.mem).unwrap().unwrap()
+    };
+    let at = slot(&e, &s);
+    // Map: the descriptor, then a barrier (sync) so walkers see it; no frame, no invalidation.
+    e.mem.set_logging(true);
+    e.map(&mut s, page, 0x2000, KIB4, S2Attr::RAM_RO).unwrap();
+    let new = e.mem.read_u64(at).unwrap();
+    assert_eq!(e.mem.take_log(), vec![Event::Write { pa: at, old: 0, new }, Event::Sync]);
+    assert_eq!(e.frames.outstanding, outstanding);
+    assert_eq!(s.lookup(page, &e.mem), tr(0x2000, S2Attr::RAM_RO, KIB4));
+    // The same translation again: nothing at all.
+    e.mem.set_logging(true);
+    e.map(&mut s, page, 0x2000, KIB4, S2Attr::RAM_RO).unwrap();
+    assert_eq!(e.mem.take_log(), vec![]);
+    // Unmap: cleared, then invalidated by IPA, then synced.
+    e.mem.set_logging(true);
+    e.unmap(&mut s, page, KIB4).unwrap();
+    assert_eq!(
+        e.mem.take_log(),
+        vec![Event::Write { pa: at, old: new, new: 0 }, Event::InvIpa { vmid: 7, ipa: page }, Event::Sync]
+    );
+    // Unmapping a hole in the same table: nothing.
+    e.mem.set_logging(true);
+    e.unmap(&mut s, page, KIB4).unwrap();
+    assert_eq!(e.mem.take_log(), vec![]);
+    // Remapping a live page elsewhere is break-before-make (the general path).
+    e.mem.set_logging(true);
+    e.map(&mut s, page + KIB4, 0x9000, KIB4, S2Attr::RAM_RW).unwrap();
+    let log = e.mem.take_log();
+    let cleared = pos(&log, |ev| matches!(ev, Event::Write { new: 0, .. }));
+    let inv = pos(&log, |ev| *ev == Event::InvIpa { vmid: 7, ipa: page + KIB4 });
+    let made = pos(&log, |ev| matches!(ev, Event::Write { old: 0, .. }));
+    assert!(cleared < inv && inv < made, "{log:#x?}");
+    assert_eq!(s.lookup(page + KIB4, &e.mem), tr(0x9000, S2Attr::RAM_RW, KIB4));
+}
+
+#[test]
+fn reclaim_keeps_tables_that_still_map_something() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 39, 40);
+    e.map(&mut s, 0x40_0000, 0x80_0000, KIB4, S2Attr::RAM_RW).unwrap();
+    e.map(&mut s, 0x60_0000, 0x90_0000, KIB4, S2Attr::RAM_RW).unwrap();
+    e.map(&mut s, GIB + KIB4, 0xa0_0000, KIB4, S2Attr::RAM_RW).unwrap();
+    assert_eq!(s.table_frames(), 5);
+    e.unmap(&mut s, 0x60_0000, KIB4).unwrap();
+    e.unmap(&mut s, GIB + KIB4, KIB4).unwrap();
+    assert_eq!(s.table_frames(), 5);
+    // The level-3 table under 0x60_0000 and the whole subtree under GIB go; the rest stays.
+    assert_eq!(s.reclaim_empty_tables(&mut e.frames, &e.mem, &mut e.tlb), Ok(3));
+    assert_eq!(s.table_frames(), 2);
+    assert_eq!(e.frames.outstanding, 3);
+    assert_eq!(s.lookup(0x40_0000, &e.mem), tr(0x80_0000, S2Attr::RAM_RW, KIB4));
+}
+
+#[test]
+fn out_of_frames_reclaims_empty_tables_first() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 39, 40);
+    e.map(&mut s, 0x40_0000, 0x80_0000, KIB4, S2Attr::RAM_RW).unwrap();
+    e.unmap(&mut s, 0x40_0000, KIB4).unwrap();
+    assert_eq!(s.table_frames(), 2);
+    // A page in another 1 GiB region needs two tables; the allocator has none left, but the two
+    // empty ones are given back first.
+    e.frames.limit = Some(e.frames.outstanding);
+    e.map(&mut s, 3 * GIB, 0x70_0000, KIB4, S2Attr::RAM_RW).unwrap();
+    assert_eq!(s.table_frames(), 2);
+    assert_eq!(s.lookup(3 * GIB, &e.mem), tr(0x70_0000, S2Attr::RAM_RW, KIB4));
+    // Still nothing to spare: a third region fails cleanly, its translations untouched.
+    assert_eq!(
+        e.map(&mut s, 4 * GIB, 0x70_0000, KIB4, S2Attr::RAM_RW),
+        Err(P2mError::OutOfFrames { needed: 2 })
+    );
+    assert_eq!(e.leaves(&s).len(), 1);
 }
 
 // ---- errors -----------------------------------------------------------------------------
@@ -973,6 +1069,7 @@ fn check_against_model(e: &Env, s: &Stage2, model: &Model, base: u64) -> Result<
         for off in [0, (len / 2) & !0xfff, len - KIB4] {
             let t = s.lookup(base + ipa + off + 8, &e.mem);
             prop_assert_eq!(t.map(|t| (t.pa, t.attr)), Some((pa + off + 8, attr)));
+            prop_assert_eq!(s.lookup_pa(base + ipa + off + 8, &e.mem), Some(pa + off + 8));
         }
     }
     // Every table is reachable and counted: frames out = root + tables.
@@ -989,17 +1086,35 @@ proptest! {
 
     /// Random map/unmap sequences translate every page exactly like the model, never break
     /// BBM or leave writes uncleaned (TestMem checks each write), fail cleanly when out of
-    /// frames, and leak no table frame once everything is unmapped.
+    /// frames (after reclaiming empty tables), and leak no table frame once everything is
+    /// unmapped.
     #[test]
     fn stage2_matches_model(
         forty in any::<bool>(),
         ops in proptest::collection::vec(p2m_op(), 1..24),
+        tight in proptest::collection::vec(any::<bool>(), 24),
+        undo in proptest::collection::vec(any::<bool>(), 24),
     ) {
         let mut e = env();
         let (bits, base) = if forty { (40, (1u64 << 39) - 2 * GIB) } else { (39, 0) };
         let mut s = stage2(&mut e, bits, 40);
         let mut model = Model::default();
-        for op in ops {
+        let mut last_map = None;
+        for (i, op) in ops.into_iter().enumerate() {
+            // Sometimes an unmap undoes the last map exactly (which empties the tables it made).
+            let op = match (op, last_map) {
+                (P2mOp::Unmap { budget, .. }, Some((ipa, size))) if undo[i] => P2mOp::Unmap { ipa, size, budget },
+                (op, _) => op,
+            };
+            if let P2mOp::Map { ipa, size, .. } = op {
+                last_map = Some((ipa, size));
+            }
+            // Sometimes at most one more frame may be out: the op must reclaim the tables
+            // earlier unmaps left empty, or fail with nothing changed.
+            let limited = tight[i];
+            if limited {
+                e.frames.limit = Some(e.frames.outstanding + 1);
+            }
             let (budget, result) = match op {
                 P2mOp::Map { ipa, pa, size, attr, budget } => {
                     e.frames.budget = budget;
@@ -1041,10 +1156,11 @@ proptest! {
             };
             match result {
                 Ok(()) => {}
-                Err(P2mError::OutOfFrames { needed }) => prop_assert!(budget.is_some_and(|b| b < needed)),
+                Err(P2mError::OutOfFrames { needed }) => prop_assert!(limited || budget.is_some_and(|b| b < needed)),
                 Err(err) => prop_assert!(false, "unexpected {}", err),
             }
             e.frames.budget = None;
+            e.frames.limit = None;
             check_against_model(&e, &s, &model, base)?;
         }
         e.unmap(&mut s, base, WINDOW_PAGES * KIB4).unwrap();

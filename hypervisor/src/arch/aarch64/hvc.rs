@@ -1,0 +1,88 @@
+//! The Xen hypercall path: `HVC #0xEA1` from a guest. The vector (entry.rs) recognises the
+//! syndrome before saving anything else and saves only the registers the Rust code below may
+//! clobber (AAPCS64: x0-x18 and x30; x19-x29 are preserved by every Rust function), so a
+//! hypercall does not pay for the full `TrapFrame`. A hypercall only reads x0-x4 and x16 and
+//! writes x0 (x0-x2 and the return address for a continuation).
+
+use super::trap::{self, CurrentGuestMemory, LazyFrames, DOMAINS};
+use super::{gic, iommu, smp, DirectMem};
+use crate::domain::registry::Machine;
+use crate::domain::DomId;
+use crate::hypercall::{self, HypercallCtx, Outcome};
+use crate::sysreg;
+use core::sync::atomic::Ordering;
+
+/// ESR_EL2 of `HVC #0xEA1` from AArch64: EC 0x16, IL, ISS = the immediate (Xen's tag).
+pub const HVC_XEN_ESR: u32 = (0x16 << 26) | (1 << 25) | guest_abi::hypercall::XEN_HYPERCALL_TAG as u32;
+
+/// The caller-saved registers as the hypercall vector stores them: x0-x18, then x30.
+#[repr(C)]
+pub struct HvcRegs {
+    pub x: [u64; 19],
+    pub lr: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<HvcRegs>() == 20 * 8);
+const _: () = assert!(core::mem::size_of::<HvcRegs>() <= super::entry::FRAME_SIZE);
+
+#[no_mangle]
+extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
+    trap::TRAPS.fetch_add(1, Ordering::Relaxed);
+    // vGIC: the list registers are read back and refilled only when something changed (gic.rs).
+    gic::guest_exit();
+    let args = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
+    match hypercall(regs.x[16], args) {
+        Outcome::Return(r) => regs.x[0] = r as u64,
+        Outcome::Continue { x0, x1, x2 } => {
+            (regs.x[0], regs.x[1], regs.x[2]) = (x0, x1, x2);
+            // Re-issue the HVC: ELR_EL2 still holds the return address (nothing on this path
+            // takes an exception to EL2).
+            sysreg!(write ELR_EL2, sysreg!(read ELR_EL2).wrapping_sub(4));
+        }
+    }
+    gic::guest_entry(false);
+}
+
+/// Hypercall `nr` with x0..x4 = `args` from the vCPU on this CPU: one step, which may ask to be
+/// continued (hypercall continuations, issue 3: a long batch comes back unfinished so the
+/// guest re-issues it and can take interrupts in between, as on Xen).
+#[inline(always)]
+pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
+    if nr == guest_abi::hypercall::HYPERVISOR_CONSOLE_IO {
+        // Until the SMMU's event interrupt reaches the GIC, faults are reported before the
+        // guest's next console output (so they appear in order with it).
+        iommu::report_events();
+    }
+    let current: DomId = smp::current_domain();
+    let mut domains = DOMAINS.lock();
+    if let Some(dom) = domains.get_mut(current) {
+        // Which vCPU calls: the one pinned to this CPU (smp.rs).
+        dom.current_vcpu = smp::current_vcpu();
+    }
+    let mut mem = CurrentGuestMemory;
+    let mut frames = LazyFrames::default();
+    // p2m changes reach the SMMUs sharing the tables.
+    let mut tlb = iommu::SystemTlb::default();
+    let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
+    let mut cx = HypercallCtx { domains: &mut domains, caller: current, mem: &mut mem, machine: &mut machine };
+    let outcome = hypercall::dispatch_step(&mut cx, nr, args);
+    drop(frames);
+    drop(tlb);
+    // An event the hypercall raised reaches dom0 as its event-channel PPI (gic.rs), whichever
+    // domain raised it (an interdomain send, a domU's shutdown). domUs have no vGIC: they poll.
+    if let Some(d0) = domains.get_mut(0) {
+        if d0.evtchn.upcall_pending != 0 {
+            gic::deliver_event_upcall(d0);
+        }
+    }
+    if let Some(dom) = domains.get_mut(current) {
+        if dom.shutdown.is_some() {
+            trap::act_on_shutdown(dom);
+        }
+    }
+    if trap::domu_shutdown(&mut domains, current) == trap::After::Park {
+        drop(domains);
+        smp::park_this_cpu();
+    }
+    outcome
+}
