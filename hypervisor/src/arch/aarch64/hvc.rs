@@ -70,19 +70,25 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     drop(tlb);
     // An event the hypercall raised reaches dom0 as its event-channel PPI (gic.rs), whichever
     // domain raised it (an interdomain send, a domU's shutdown). domUs have no vGIC: they poll.
-    if let Some(d0) = domains.get_mut(0) {
-        if d0.evtchn.upcall_pending != 0 {
-            gic::deliver_event_upcall(d0);
+    if current == 0 {
+        if let Some(dom) = domains.get_mut(0) {
+            if dom.evtchn.upcall_pending != 0 {
+                gic::deliver_event_upcall(dom);
+            }
+            if dom.shutdown.is_some() {
+                trap::act_on_shutdown(dom);
+            }
         }
-    }
-    if let Some(dom) = domains.get_mut(current) {
-        if dom.shutdown.is_some() {
-            trap::act_on_shutdown(dom);
+    } else {
+        if let Some(d0) = domains.get_mut(0) {
+            if d0.evtchn.upcall_pending != 0 {
+                gic::deliver_event_upcall(d0);
+            }
         }
-    }
-    if trap::domu_shutdown(&mut domains, current) == trap::After::Park {
-        drop(domains);
-        smp::park_this_cpu();
+        if trap::domu_shutdown(&mut domains, current) == trap::After::Park {
+            drop(domains);
+            smp::park_this_cpu();
+        }
     }
     outcome
 }

@@ -11,7 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::arch::global_asm;
 use crate::domain::DomId;
-use core::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// Most vCPUs (and physical CPUs) used.
@@ -29,11 +29,7 @@ const ON_PENDING_ERR: i64 = -5;
 const INTERNAL_FAILURE: i64 = -6;
 
 static STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
-/// What each physical CPU runs: a domain and one of its vCPUs (`NO_DOMAIN`: nothing yet).
-/// dom0's vCPU n runs on CPU n; a dom0less domU's vCPU 0 on a CPU dom0 does not use.
-static CPU_DOMAIN: [AtomicU16; MAX_CPUS] = [const { AtomicU16::new(NO_DOMAIN) }; MAX_CPUS];
-static CPU_VCPU: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
-/// `CPU_DOMAIN` of a CPU that runs no guest.
+/// The domain of a CPU that runs no guest.
 pub const NO_DOMAIN: DomId = DomId::MAX;
 static VCPUS: AtomicUsize = AtomicUsize::new(1);
 /// Physical MPIDR of each CPU, from the host DT's /cpus.
@@ -124,7 +120,7 @@ pub fn setup_dom0(host_cpus: &[u64], requested: Option<usize>) -> usize {
     }
     VCPUS.store(n, Ordering::Relaxed);
     STATE[0].store(ON, Ordering::Relaxed);
-    assign(0, 0, 0);
+    assign(this_cpu(), 0, 0);
     n
 }
 
@@ -133,27 +129,40 @@ pub fn spare_cpus(host_cpus: &[u64]) -> Vec<(usize, u64)> {
     host_cpus.iter().copied().enumerate().skip(vcpus()).take(MAX_CPUS.saturating_sub(vcpus())).collect()
 }
 
-/// This physical CPU's index (MPIDR Aff0: QEMU virt and the boards here number CPUs so).
-pub fn this_cpu() -> usize {
-    (sysreg!(read MPIDR_EL1) & 0xff) as usize
+/// What each physical CPU runs lives in its own TPIDR_EL2 (nothing else uses it): bits 0-7
+/// the CPU's index, 8-15 the vCPU, 16-31 the domain. dom0's vCPU n runs on CPU n; a dom0less
+/// domU's vCPU 0 on a CPU dom0 does not use. Every hypercall asks: one register read.
+fn percpu() -> u64 {
+    sysreg!(read TPIDR_EL2)
 }
 
-/// Record that `cpu` runs vCPU `vcpu` of `domain`.
+/// This physical CPU's index (MPIDR Aff0: QEMU virt and the boards here number CPUs so).
+#[inline]
+pub fn this_cpu() -> usize {
+    (percpu() & 0xff) as usize
+}
+
+/// Set on each CPU by itself before anything asks (boot, secondary entry, parking).
 fn assign(cpu: usize, domain: DomId, vcpu: u32) {
-    if let (Some(d), Some(v)) = (CPU_DOMAIN.get(cpu), CPU_VCPU.get(cpu)) {
-        v.store(vcpu as u8, Ordering::Relaxed);
-        d.store(domain, Ordering::Release);
-    }
+    let v = (cpu as u64 & 0xff) | (u64::from(vcpu) & 0xff) << 8 | u64::from(domain) << 16;
+    sysreg!(write TPIDR_EL2, v);
+}
+
+/// The boot CPU, before any domain runs.
+pub fn init_boot_cpu() {
+    assign((sysreg!(read MPIDR_EL1) & 0xff) as usize, NO_DOMAIN, 0);
 }
 
 /// The domain whose vCPU runs on this CPU (`NO_DOMAIN` if none).
+#[inline]
 pub fn current_domain() -> DomId {
-    CPU_DOMAIN.get(this_cpu()).map_or(NO_DOMAIN, |d| d.load(Ordering::Acquire))
+    (percpu() >> 16) as DomId
 }
 
 /// Which of its domain's vCPUs runs on this CPU.
+#[inline]
 pub fn current_vcpu() -> u32 {
-    CPU_VCPU.get(this_cpu()).map_or(0, |v| u32::from(v.load(Ordering::Relaxed)))
+    ((percpu() >> 8) & 0xff) as u32
 }
 
 /// Whether this CPU runs one of dom0's vCPUs (the vGIC and its per-vCPU state are dom0's).
@@ -279,6 +288,7 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
     let cpu = block.cpu as usize;
     let (domain, vcpu) = (block.domain as DomId, block.vcpu as u32);
     let dom0_vcpu = (domain == 0).then_some(vcpu as usize);
+    assign(cpu, NO_DOMAIN, vcpu);
     if let Err(e) = super::gic::init_this_cpu() {
         log!("CPU {cpu}: GIC: {e}: parking it");
         if let Some(v) = dom0_vcpu {

@@ -44,6 +44,7 @@ extern "C" {
 #[no_mangle]
 extern "C" fn xenith_boot_el2(dtb_pa: u64) -> ! {
     mmu::enable_boot_map();
+    super::smp::init_boot_cpu();
     heap::init();
     // SAFETY: QEMU virt's PL011, identity-mapped as Device memory by the boot map.
     let early = EARLY.call_once(|| Pl011::new(unsafe { RawMmio::new(EARLY_UART as usize) }));
