@@ -407,6 +407,9 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         assert_eq!(n, 2);
         assert_eq!(own_trap_count("x\n(xenith) traps from guests: 1234\n"), Some(1234));
+        let out = "(xenith) traps from guests: 3\n(xenith) traps by CPU: 3 = 2 + 1\n(xenith) traps by kind (CPU 0/1): wfi 1/1,\n(xenith)   hypercall 1/0\n(xenith) hardware domain powered off\n(xenith)   not this\n";
+        assert_eq!(own_trap_breakdown(out), ["traps by CPU: 3 = 2 + 1", "traps by kind (CPU 0/1): wfi 1/1,", "  hypercall 1/0"]);
+        assert!(own_trap_breakdown("(xenith)   indented but no header\n").is_empty());
     }
 
     #[test]
@@ -502,6 +505,21 @@ fn own_trap_count(output: &str) -> Option<u64> {
     output.lines().find_map(|l| l.split("traps from guests: ").nth(1)).and_then(|n| n.trim().parse().ok())
 }
 
+/// xenith's per-CPU and per-kind trap breakdown: the "(xenith) traps by ..." lines and their
+/// indented continuations, without the prefix.
+fn own_trap_breakdown(output: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in output.lines() {
+        let Some(rest) = l.strip_prefix("(xenith) ") else { continue };
+        if rest.starts_with("traps by ") || (rest.starts_with("  ") && !out.is_empty()) {
+            out.push(rest.trim_end().to_string());
+        } else if !out.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied()
@@ -515,6 +533,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
     const RUNS: usize = 3;
     let mut rows = Vec::new();
+    let mut breakdown = Vec::new();
     // Both dom0s get 2 vCPUs (Xen gives dom0 every CPU by default; QEMU has 2).
     let xenith_cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS}");
     for (name, hyp, cmdline) in [("xenith", xenith, xenith_cmdline.as_str()), ("Xen 4.17", xen, XEN_CMDLINE)] {
@@ -537,6 +556,7 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
             return Err(format!("{name}: the -d int boot did not reach {MARKER}:\n{}", tail(&out)));
         }
         rows.push((name, median(times), traps, own));
+        breakdown.extend(own_trap_breakdown(&out).into_iter().map(|l| format!("{name}: {l}")));
     }
     println!("Linux dom0 boot to the /init marker ({MARKER}), same kernel/initramfs/QEMU, -smp 2:");
     println!("  {:<10} {:>16} {:>22} {:>18}", "", "marker (median s)", "traps (QEMU -d int)", "own counter");
@@ -549,6 +569,9 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
         println!("  ratio xenith/Xen: time {:.3}, traps {:.3}", ta / tb, *na as f64 / *nb as f64);
     }
     println!("  (targets: time <= Xen's, traps <= 25% of Xen's; traps = exceptions from EL0/EL1 taken to EL2)");
+    for l in breakdown {
+        println!("  {l}");
+    }
     Ok(())
 }
 

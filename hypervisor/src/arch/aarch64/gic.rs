@@ -11,6 +11,7 @@ use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
 use crate::irq::vgic::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE, REGISTER_WRITES};
 use crate::irq::vgic::{HwOp, ListRegisters, Vgic, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, PRIVATE_IRQS, VTIMER_PPI};
+use crate::trap_stats::TrapKind;
 use crate::{log, sysreg};
 use super::smp::this_vcpu;
 use crate::dt::Region;
@@ -333,7 +334,7 @@ pub fn guest_entry(blocked_in_wfi: bool) {
         while !v.lock().has_deliverable(me) {
             // SAFETY: waits for an interrupt; touches no memory.
             unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
-            take_physical_irqs();
+            let _ = take_physical_irqs();
         }
     }
     let mut g = v.lock();
@@ -348,14 +349,17 @@ pub fn guest_entry(blocked_in_wfi: bool) {
     }
 }
 
-/// Acknowledge and handle every pending physical interrupt (Group 1).
-pub fn take_physical_irqs() {
+/// Acknowledge and handle every pending physical interrupt (Group 1). Returns the first
+/// INTID taken, if any.
+pub fn take_physical_irqs() -> Option<u32> {
+    let mut first = None;
     for _ in 0..64 {
         let iar = icc_iar1!();
         let intid = (iar & 0xff_ffff) as u32;
         if intid >= SPECIAL_INTID {
-            return;
+            return first;
         }
+        first = first.or(Some(intid));
         icc_eoir1!(iar); // priority drop; deactivation below or by the guest
         if intid >= PRIVATE_IRQS {
             // A passed-through SPI: the guest deactivates it through a HW list register.
@@ -389,6 +393,7 @@ pub fn take_physical_irqs() {
         }
         icc_dir!(iar);
     }
+    first
 }
 
 /// Carry out on the physical distributor what the guest's writes to passed-through SPIs
@@ -428,11 +433,26 @@ fn apply_hw_ops(ops: &[HwOp]) {
     }
 }
 
-/// An IRQ taken while a guest ran.
-pub fn irq_from_guest(_frame: &mut TrapFrame) {
+/// An IRQ taken while a guest ran. Returns its kind for the trap counters (by the first
+/// INTID taken).
+pub fn irq_from_guest(_frame: &mut TrapFrame) -> TrapKind {
     guest_exit();
-    take_physical_irqs();
+    let first = take_physical_irqs();
     guest_entry(false);
+    TrapKind::of_irq(first, KICK_SGI)
+}
+
+/// Which emulated GIC part a trapped access at `ipa` hit (for the trap counters).
+pub fn mmio_kind(ipa: u64) -> TrapKind {
+    let gicd = GICD_BASE.load(Ordering::Relaxed);
+    if gicd != 0 && ipa.wrapping_sub(gicd) < GICD_SIZE {
+        return TrapKind::Gicd;
+    }
+    let regions = REDISTRIBUTORS.get().map(Vec::as_slice).unwrap_or(&[]);
+    if regions.iter().any(|r| ipa.wrapping_sub(r.base) < r.size) {
+        return TrapKind::Gicr;
+    }
+    TrapKind::Mmio
 }
 
 /// Emulate a trapped MSR/MRS of a GIC system register (EC 0x18, `iss`): a write to
@@ -501,3 +521,4 @@ pub fn set_irq_level(vcpu: usize, intid: u32, high: bool) {
         notify(vcpu);
     }
 }
+
