@@ -208,6 +208,7 @@ pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<()
     for intid in PRIVATE_IRQS..g.nr_irqs() {
         let _ = g.set_hw(intid, true);
     }
+    let intids = g.nr_irqs();
     let vgic: SharedVgic = Arc::new(Mutex::new(g));
     let rdist = info.redistributors.first().ok_or("GICv3 without a redistributor region")?;
     if !dom.mmio.add(info.distributor.base, GICD_SIZE, alloc::boxed::Box::new(GicdDevice(vgic.clone())))
@@ -216,7 +217,13 @@ pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<()
         return Err("vGIC: its MMIO ranges overlap another emulated device".into());
     }
     CURRENT_VGIC.call_once(|| vgic);
-    log!("d{}: vGICv3 distributor {:#x}, redistributors {:#x} (trapped and emulated)", dom.id, info.distributor.base, rdist.base);
+    log!(
+        "d{}: vGICv3 distributor {:#x} ({} INTIDs), redistributors {:#x} (trapped and emulated)",
+        dom.id,
+        info.distributor.base,
+        intids,
+        rdist.base
+    );
     Ok(())
 }
 
