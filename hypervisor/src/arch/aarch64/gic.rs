@@ -181,8 +181,8 @@ pub fn init_this_cpu() -> Result<(), String> {
     Ok(())
 }
 
-/// Make the CPU running `vcpu` re-examine its interrupts (it may be in the guest or blocked
-/// in WFI): a physical SGI, unless that CPU is this one.
+/// Make the CPU running `vcpu` re-examine its interrupts (it may be running the guest or
+/// waiting in the guest's WFI): a physical SGI, unless that CPU is this one.
 pub fn kick(vcpu: usize) {
     if vcpu == this_vcpu() {
         return;
@@ -323,27 +323,19 @@ pub fn guest_exit() {
     }
 }
 
-/// The vCPU is about to re-enter the guest. When it trapped on WFI with nothing to take,
-/// wait here (WFI at EL2, interrupts masked: a physical interrupt still wakes the CPU)
-/// until something is deliverable; then fill the list registers.
-pub fn guest_entry(blocked_in_wfi: bool) {
+/// The vCPU is about to re-enter the guest: fill the list registers if its interrupt state
+/// changed.
+pub fn guest_entry() {
     let Some(v) = current_vgic() else { return };
     let me = this_vcpu();
     let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
     let writes = REGISTER_WRITES.load(Ordering::Acquire);
-    // Fast path: nothing changed since the last flush and the guest is not waiting.
-    if !blocked_in_wfi && !work.load(Ordering::Acquire) && seen.load(Ordering::Relaxed) == writes {
+    // Fast path: nothing changed since the last flush.
+    if !work.load(Ordering::Acquire) && seen.load(Ordering::Relaxed) == writes {
         return;
     }
     work.store(false, Ordering::Relaxed);
     seen.store(writes, Ordering::Relaxed);
-    if blocked_in_wfi {
-        while !v.lock().has_deliverable(me) {
-            // SAFETY: waits for an interrupt; touches no memory.
-            unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
-            let _ = take_physical_irqs();
-        }
-    }
     let mut g = v.lock();
     g.flush(me, &mut HwLrs::new());
     if let Some(l) = LRS_LIVE.get(me) {
@@ -445,7 +437,7 @@ fn apply_hw_ops(ops: &[HwOp]) {
 pub fn irq_from_guest(_frame: &mut TrapFrame) -> TrapKind {
     guest_exit();
     let first = take_physical_irqs();
-    guest_entry(false);
+    guest_entry();
     TrapKind::of_irq(first, KICK_SGI)
 }
 

@@ -121,9 +121,8 @@ impl GuestMemory for CurrentGuestMemory {
 #[no_mangle]
 extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     // vGIC: read the list registers back before anything looks at interrupt state, and
-    // refill them on the way out; a WFI with nothing to take waits there (gic.rs).
+    // refill them on the way out (gic.rs).
     let esr_el2 = sysreg!(read ESR_EL2);
-    let wfi = esr_el2 >> 26 == ec::WFX && esr_el2 & 1 == 0;
     // Counted now (a hypercall may power the machine off), except a stage-2 fault: that is
     // counted once the device it hit is known.
     let kind = TrapKind::of_sync(esr_el2);
@@ -132,7 +131,7 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     }
     super::gic::guest_exit();
     handle_lower_sync(frame, esr_el2);
-    super::gic::guest_entry(wfi);
+    super::gic::guest_entry();
 }
 
 fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
@@ -208,6 +207,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
             let ret = frame.elr;
             inject_undef(dom, frame, ret);
         }
+        // Not trapped (guest.rs); should one be, it completes at once, as WFI/WFE may.
         ec::WFX => frame.elr += 4,
         _ => {
             log!("d{}: unhandled trap EC {class:#x} ISS {iss:#x} at {:#x}: domain killed", dom.id, frame.elr);

@@ -506,7 +506,7 @@ impl Vgic {
     }
 
     /// Whether `vcpu` has an interrupt it could take: one pending in an LR, or one waiting for
-    /// an LR. A WFI with nothing deliverable blocks until a physical interrupt.
+    /// an LR (what a trapped WFI would wait for; vCPUs pinned one per CPU wait natively).
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
         let Some(v) = self.vcpus.get(vcpu) else { return false };
         if v.lr_owner.iter().zip(v.lr_value.iter()).any(|(o, val)| o.is_some() && lr::is_pending(*val)) {
