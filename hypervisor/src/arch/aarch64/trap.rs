@@ -123,12 +123,6 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     // vGIC: read the list registers back before anything looks at interrupt state, and
     // refill them on the way out (gic.rs).
     let esr_el2 = sysreg!(read ESR_EL2);
-    // Counted now (a hypercall may power the machine off), except a stage-2 fault: that is
-    // counted once the device it hit is known.
-    let kind = TrapKind::of_sync(esr_el2);
-    if kind != TrapKind::Abort {
-        count(kind);
-    }
     super::gic::guest_exit();
     handle_lower_sync(frame, esr_el2);
     super::gic::guest_entry();
@@ -140,6 +134,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
     let current: DomId = CURRENT.load(Ordering::Relaxed);
     let mut domains = DOMAINS.lock();
     if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
+        count(TrapKind::Hypercall); // before the call (it may power the machine off)
         let nr = frame.x[16];
         let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
         if nr == guest_abi::hypercall::HYPERVISOR_CONSOLE_IO {
@@ -173,6 +168,11 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) {
             act_on_shutdown(dom);
         }
         return;
+    }
+    // Counted now, except a stage-2 fault: that is counted once the device it hit is known.
+    let kind = TrapKind::of_sync(esr_el2);
+    if kind != TrapKind::Abort {
+        count(kind);
     }
     let Some(dom) = domains.get_mut(current) else {
         log!("trap from unknown domain {current} (ESR {esr_el2:#x}): halting this CPU");
