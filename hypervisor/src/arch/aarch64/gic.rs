@@ -323,9 +323,14 @@ pub fn guest_exit() {
     }
 }
 
-/// The vCPU is about to re-enter the guest: fill the list registers if its interrupt state
-/// changed.
+/// The vCPU is about to re-enter the guest: first take the physical interrupts that became
+/// pending while the hypervisor ran (each would otherwise exit again right after the return),
+/// then fill the list registers if its interrupt state changed.
 pub fn guest_entry() {
+    // ISR_EL1.I: a physical IRQ is pending (at EL2 it reports the physical state).
+    if sysreg!(read ISR_EL1) & (1 << 7) != 0 {
+        let _ = take_physical_irqs();
+    }
     let Some(v) = current_vgic() else { return };
     let me = this_vcpu();
     let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
