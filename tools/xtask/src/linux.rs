@@ -530,43 +530,69 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// seconds from QEMU's start to the /init marker (median of 3 boots each), and the traps into
 /// the hypervisor from boot to poweroff, counted for both from QEMU's `-d int` log (one more
 /// boot each; logging slows it, so it is not timed). xenith's own counter is printed too.
+///
+/// Those trap counts follow the wall clock: the guest's timer ticks and idle wake-ups, most
+/// of its exits, grow with the host's load (and with the logging, which slows the hypervisor
+/// that traps more). So each hypervisor is also booted under `-icount shift=0,sleep=off`,
+/// where executed instructions drive the guest clock: the same count within a few percent
+/// from run to run, whatever the host does.
 pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
     const RUNS: usize = 3;
-    let mut rows = Vec::new();
-    let mut breakdown = Vec::new();
     // Both dom0s get 2 vCPUs (Xen gives dom0 every CPU by default; QEMU has 2).
     let xenith_cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS}");
+    let mut boots = Vec::new();
     for (name, hyp, cmdline) in [("xenith", xenith, xenith_cmdline.as_str()), ("Xen 4.17", xen, XEN_CMDLINE)] {
         let mut b = Boot::new(hyp);
         b.cmdline = cmdline.into();
         b.timeout = Duration::from_secs(180);
         use_for(&mut b)?;
-        let mut times = Vec::new();
-        for i in 0..RUNS {
-            let (t, out, _) = timed_boot(&b, None)?;
+        boots.push((name, b));
+    }
+    // Timed boots alternate between the hypervisors, so a change in the host's load (the
+    // machine is shared) falls on both.
+    let mut times = vec![Vec::new(); boots.len()];
+    for i in 0..RUNS {
+        for ((name, b), times) in boots.iter().zip(times.iter_mut()) {
+            let (t, out, _) = timed_boot(b, None)?;
             let t = t.ok_or_else(|| format!("{name}: run {i}: dom0 never printed {MARKER}; last lines:\n{}", tail(&out)))?;
             println!("  {name}: run {}: marker at {t:.2} s", i + 1);
             times.push(t);
         }
+    }
+    let mut rows = Vec::new();
+    let mut breakdown = Vec::new();
+    for ((name, b), times) in boots.iter().zip(times) {
+        let name = *name;
         let log = env::cache_dir().join("linux").join(format!("bench-int-{}.log", name.split(' ').next().unwrap_or("x")));
-        let (_, out, traps) = timed_boot(&b, Some(&log))?;
+        let (_, out, traps) = timed_boot(b, Some(&log))?;
         let _ = std::fs::remove_file(&log);
         let own = own_trap_count(&out);
         if !out.contains(MARKER) {
             return Err(format!("{name}: the -d int boot did not reach {MARKER}:\n{}", tail(&out)));
         }
-        rows.push((name, median(times), traps, own));
-        breakdown.extend(own_trap_breakdown(&out).into_iter().map(|l| format!("{name}: {l}")));
+        breakdown.extend(own_trap_breakdown(&out).into_iter().map(|l| format!("{name}, wall clock: {l}")));
+        let icount = Boot { icount: true, ..b.clone() };
+        let (_, out, traps_icount) = timed_boot(&icount, Some(&log))?;
+        let _ = std::fs::remove_file(&log);
+        if !out.contains(MARKER) {
+            return Err(format!("{name}: the -icount -d int boot did not reach {MARKER}:\n{}", tail(&out)));
+        }
+        breakdown.extend(own_trap_breakdown(&out).into_iter().map(|l| format!("{name}, -icount: {l}")));
+        rows.push((name, median(times), traps, own, traps_icount));
     }
     println!("Linux dom0 boot to the /init marker ({MARKER}), same kernel/initramfs/QEMU, -smp 2:");
-    println!("  {:<10} {:>16} {:>22} {:>18}", "", "marker (median s)", "traps (QEMU -d int)", "own counter");
+    println!("  {:<10} {:>17} {:>20} {:>12} {:>16}", "", "marker (median s)", "traps (QEMU -d int)", "own counter", "traps, -icount");
     let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
     let g = |x: Option<u64>| x.map_or("-".to_string(), |x| x.to_string());
-    for (name, t, traps, own) in &rows {
-        println!("  {name:<10} {:>16} {:>22} {:>18}", f(*t), g(*traps), g(*own));
+    for (name, t, traps, own, traps_icount) in &rows {
+        println!("  {name:<10} {:>17} {:>20} {:>12} {:>16}", f(*t), g(*traps), g(*own), g(*traps_icount));
     }
-    if let [(_, Some(ta), Some(na), _), (_, Some(tb), Some(nb), _)] = rows.as_slice() {
-        println!("  ratio xenith/Xen: time {:.3}, traps {:.3}", ta / tb, *na as f64 / *nb as f64);
+    if let [(_, Some(ta), Some(na), _, ia), (_, Some(tb), Some(nb), _, ib)] = rows.as_slice() {
+        let icount = match (ia, ib) {
+            (Some(a), Some(b)) => format!("{:.3}", *a as f64 / *b as f64),
+            _ => "-".into(),
+        };
+        println!("  ratio xenith/Xen: time {:.3}, traps {:.3} (wall clock), {icount} (-icount)", ta / tb, *na as f64 / *nb as f64);
     }
     println!("  (targets: time <= Xen's, traps <= 25% of Xen's; traps = exceptions from EL0/EL1 taken to EL2)");
     for l in breakdown {
