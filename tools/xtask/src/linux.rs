@@ -402,10 +402,32 @@ mod tests {
     #[test]
     fn counts_exceptions_into_el2_from_guests() {
         let path = std::env::temp_dir().join(format!("xenith-int-log-{}", std::process::id()));
-        std::fs::write(&path, "Taking exception 5 [IRQ] on CPU 0\n...from EL1 to EL2\nTaking exception 2 [SVC] on CPU 1\n...from EL0 to EL1\nTaking exception 5 [IRQ] on CPU 1\n...from EL2 to EL2\nTaking exception 16 [HVC] on CPU 0\n...from EL1 to EL2\n...with ESR 0x16/0x5a000000\n").unwrap();
+        let log = [
+            "Taking exception 5 [IRQ] on CPU 0\n...from EL1 to EL2\n...with ESR 0x16/0x5a000ea1\n...with SPSR 0x600003c5\n",
+            "Exception return from AArch64 EL2 to AArch64 EL1 PC 0xffff0000\n",
+            "Taking exception 2 [SVC] on CPU 1\n...from EL0 to EL1\n...with ESR 0x15/0x56000000\n",
+            "Taking exception 5 [IRQ] on CPU 1\n...from EL2 to EL2\n",
+            "Taking exception 11 [Hypervisor Call] on CPU 0\n...from EL1 to EL2\n...with ESR 0x16/0x5a000000\n",
+            "Taking exception 11 [Hypervisor Call] on CPU 1\n...from EL1 to EL2\n...with ESR 0x16/0x5a000ea1\n",
+            "Taking exception 11 [Hypervisor Call] on CPU 0\n...from EL0 to EL2\n...with ESR 0x16/0x5a000ea1\n",
+            // MSR ICC_SGI1R_EL1, x1; a data abort; a WFI; a sysreg read.
+            "Taking exception 1 [Undefined Instruction] on CPU 0\n...from EL1 to EL2\n...with ESR 0x18/0x3a3036\n",
+            "Taking exception 4 [Data Abort] on CPU 0\n...from EL1 to EL2\n...with ESR 0x24/0x93800007\n",
+            "Taking exception 1 [Undefined Instruction] on CPU 1\n...from EL1 to EL2\n...with ESR 0x1/0x1e00000\n",
+            "Taking exception 1 [Undefined Instruction] on CPU 1\n...from EL1 to EL2\n...with ESR 0x18/0x3201801\n",
+            // Two records interleaved: both count.
+            "Taking exception 5 [IRQ] on CPU 0\n...from EL1 to EL2\nTaking exception 5 [IRQ] on CPU 1\n...from EL1 to EL2\n",
+        ]
+        .concat();
+        std::fs::write(&path, log).unwrap();
         let n = count_el2_entries(&path).unwrap();
         let _ = std::fs::remove_file(&path);
-        assert_eq!(n, 2);
+        assert_eq!(n.total, 10);
+        assert_eq!(
+            n.kinds,
+            [("irq", 3), ("hypercall", 2), ("data-abort", 1), ("sgi-send", 1), ("smccc", 1), ("sysreg", 1), ("wfi", 1)]
+        );
+        assert_eq!(n.kinds_line(), "irq 3, hypercall 2, data-abort 1, sgi-send 1, smccc 1, sysreg 1, wfi 1");
         assert_eq!(own_trap_count("x\n(xenith) traps from guests: 1234\n"), Some(1234));
         let out = "(xenith) traps from guests: 3\n(xenith) traps by CPU: 3 = 2 + 1\n(xenith) traps by kind (CPU 0/1): wfi 1/1,\n(xenith)   hypercall 1/0\n(xenith) hardware domain powered off\n(xenith)   not this\n";
         assert_eq!(own_trap_breakdown(out), ["traps by CPU: 3 = 2 + 1", "traps by kind (CPU 0/1): wfi 1/1,", "  hypercall 1/0"]);
@@ -432,7 +454,7 @@ const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bo
 /// output, and (with `trace`) the number of exceptions QEMU's `-d int` log shows taken into
 /// EL2 from EL0/EL1, i.e. guest traps into the hypervisor, counted the same way for any
 /// hypervisor.
-fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Option<u64>)> {
+fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Option<El2Entries>)> {
     use std::io::BufRead;
     let mut cmd = b.command();
     if let Some(log) = trace {
@@ -486,18 +508,80 @@ fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Op
     Ok((marker, output, traps))
 }
 
-/// Exceptions into EL2 from a lower EL in a QEMU `-d int` log: each "Taking exception" record
-/// is followed by a "...from ELx to ELy" line.
-fn count_el2_entries(log: &Path) -> Result<u64> {
+/// Exceptions into EL2 from a lower EL counted in a QEMU `-d int` log, in all and by kind.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct El2Entries {
+    total: u64,
+    /// (kind, count), most frequent first.
+    kinds: Vec<(&'static str, u64)>,
+}
+
+impl El2Entries {
+    /// "hypercall 975, irq 700, ...".
+    fn kinds_line(&self) -> String {
+        self.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The kind of an exception taken to EL2, named as xenith's own counters name them where they
+/// agree: from QEMU's exception name ("IRQ", "Hypervisor Call", ...) and the ESR the next
+/// record line gives ("0x16/0x5a000ea1": EC / ISS).
+fn el2_entry_kind(name: &str, esr: Option<(u64, u64)>) -> &'static str {
+    if name == "IRQ" || name == "FIQ" {
+        return "irq";
+    }
+    let Some((ec, iss)) = esr else { return "other" };
+    match ec {
+        0x16 if iss & 0xffff == 0xea1 => "hypercall",
+        0x16 | 0x17 if iss & 0xffff == 0 => "smccc",
+        0x01 if iss & 1 == 0 => "wfi",
+        0x01 => "wfe",
+        // MSR ICC_SGI1R_EL1 (Op0 3, Op1 0, CRn 12, CRm 11, Op2 5, a write).
+        0x18 if iss & 0x3f_fc1f == (3 << 20) | (5 << 17) | (12 << 10) | (11 << 1) => "sgi-send",
+        0x18 | 0x00 => "sysreg",
+        0x24 => "data-abort",
+        _ => "other",
+    }
+}
+
+/// Exceptions into EL2 from a lower EL in a QEMU `-d int` log: each "Taking exception N [Name]"
+/// record is followed by a "...from ELx to ELy" line and, for synchronous ones, "...with ESR".
+fn count_el2_entries(log: &Path) -> Result<El2Entries> {
     use std::io::BufRead;
     let f = std::fs::File::open(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut n = 0;
+    let mut kinds: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    // The exception being read: its name, and whether it went from EL0/EL1 to EL2.
+    let mut name = String::new();
+    let mut pending: Option<String> = None;
+    let mut finish = |pending: &mut Option<String>, esr: Option<(u64, u64)>| {
+        if let Some(n) = pending.take() {
+            *kinds.entry(el2_entry_kind(&n, esr)).or_default() += 1;
+        }
+    };
     for line in std::io::BufReader::new(f).split(b'\n').map_while(|l| l.ok()) {
-        if line.ends_with(b"from EL1 to EL2") || line.ends_with(b"from EL0 to EL2") {
-            n += 1;
+        let line = String::from_utf8_lossy(&line);
+        if let Some(rest) = line.strip_prefix("Taking exception ") {
+            finish(&mut pending, None);
+            name = rest.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or("").to_string();
+        } else if line.ends_with("from EL1 to EL2") || line.ends_with("from EL0 to EL2") {
+            // (Records of two CPUs may interleave: every such line counts once, whatever follows.)
+            finish(&mut pending, None);
+            pending = Some(std::mem::take(&mut name));
+        } else if let Some(esr) = line.strip_prefix("...with ESR ") {
+            let mut parts = esr.trim().split('/').map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+            let parsed = match (parts.next().flatten(), parts.next().flatten()) {
+                (Some(ec), Some(iss)) => Some((ec, iss & 0x1ff_ffff)),
+                _ => None,
+            };
+            finish(&mut pending, parsed);
+        } else if !line.starts_with("...") {
+            finish(&mut pending, None);
         }
     }
-    Ok(n)
+    finish(&mut pending, None);
+    let mut kinds: Vec<(&'static str, u64)> = kinds.into_iter().collect();
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    Ok(El2Entries { total: kinds.iter().map(|(_, n)| n).sum(), kinds })
 }
 
 /// The number in "(xenith) traps from guests: N".
@@ -561,10 +645,12 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
     }
     let mut rows = Vec::new();
     let mut breakdown = Vec::new();
+    let mut qemu_kinds = Vec::new();
     for ((name, b), times) in boots.iter().zip(times) {
         let name = *name;
         let log = env::cache_dir().join("linux").join(format!("bench-int-{}.log", name.split(' ').next().unwrap_or("x")));
         let (_, out, traps) = timed_boot(b, Some(&log))?;
+        let traps = traps.map(|t| t.total);
         let _ = std::fs::remove_file(&log);
         let own = own_trap_count(&out);
         if !out.contains(MARKER) {
@@ -573,6 +659,10 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
         breakdown.extend(own_trap_breakdown(&out).into_iter().map(|l| format!("{name}, wall clock: {l}")));
         let icount = Boot { icount: true, ..b.clone() };
         let (_, out, traps_icount) = timed_boot(&icount, Some(&log))?;
+        if let Some(t) = &traps_icount {
+            qemu_kinds.push(format!("{name}, -icount, QEMU log: {}", t.kinds_line()));
+        }
+        let traps_icount = traps_icount.map(|t| t.total);
         let _ = std::fs::remove_file(&log);
         if !out.contains(MARKER) {
             return Err(format!("{name}: the -icount -d int boot did not reach {MARKER}:\n{}", tail(&out)));
@@ -595,7 +685,7 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
         println!("  ratio xenith/Xen: time {:.3}, traps {:.3} (wall clock), {icount} (-icount)", ta / tb, *na as f64 / *nb as f64);
     }
     println!("  (targets: time <= Xen's, traps <= 25% of Xen's; traps = exceptions from EL0/EL1 taken to EL2)");
-    for l in breakdown {
+    for l in qemu_kinds.iter().chain(&breakdown) {
         println!("  {l}");
     }
     Ok(())
