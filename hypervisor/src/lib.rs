@@ -14,3 +14,4 @@ pub mod hypercall;
 pub mod iommu;
 pub mod irq;
 pub mod mm;
+pub mod trap_stats;

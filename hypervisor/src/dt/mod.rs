@@ -669,6 +669,63 @@ impl HostDt {
         Ok(out)
     }
 
+    /// The highest GIC INTID any node names, SPIs included (at least 31: SGIs and PPIs always
+    /// exist): in `interrupts`, `interrupts-extended`, and the parent side of `interrupt-map`
+    /// entries (PCI INTx). Disabled nodes count too. An error when the tree can use SPIs it
+    /// does not name (a GICv2m MSI frame hands them out at run time) or is malformed: then
+    /// the caller cannot bound the SPIs a guest needs.
+    pub fn highest_gic_intid(&self) -> Result<u32, DtError> {
+        let mut highest = 31u32;
+        for id in self.nodes() {
+            if self.is_compatible(id, "arm,gic-v2m-frame") {
+                return Err(self.bad_prop(id, "compatible", "a GICv2m MSI frame allocates SPIs the tree does not name"));
+            }
+            for spec in self.interrupts(id)? {
+                if let Some(intid) = spec.gic_intid() {
+                    highest = highest.max(intid);
+                }
+            }
+            for spec in self.interrupt_map_parents(id)? {
+                if let Some(intid) = spec.gic_intid() {
+                    highest = highest.max(intid);
+                }
+            }
+        }
+        Ok(highest)
+    }
+
+    /// The parent interrupt specifiers of a node's `interrupt-map` (empty without one). Each
+    /// entry is: child unit address (the node's `#address-cells`), child specifier (its
+    /// `#interrupt-cells`), parent phandle, parent unit address (the parent's `#address-cells`,
+    /// 0 if absent), parent specifier (the parent's `#interrupt-cells`).
+    pub fn interrupt_map_parents(&self, id: NodeId) -> Result<Vec<IrqSpec>, DtError> {
+        let Some(map) = self.prop_cells(id, "interrupt-map")? else {
+            return Ok(Vec::new());
+        };
+        let child = self.prop_u32(id, "#address-cells")?.unwrap_or(2) as usize + self.interrupt_cells(id)? as usize;
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < map.len() {
+            let truncated = || self.bad_prop(id, "interrupt-map", "truncated entry");
+            let ph = *map.get(i + child).ok_or_else(truncated)?;
+            let parent = self.find_phandle(ph).ok_or_else(|| DtError::DanglingPhandle {
+                node: self.path(id),
+                prop: "interrupt-map".to_owned(),
+                phandle: ph,
+            })?;
+            let paddr = self.prop_u32(parent, "#address-cells")?.unwrap_or(0) as usize;
+            if paddr > 4 {
+                return Err(self.bad_prop(parent, "#address-cells", "more than 4 cells in an interrupt-map parent"));
+            }
+            let start = i + child + 1 + paddr;
+            let n = self.interrupt_cells(parent)? as usize;
+            let spec = map.get(start..start + n).ok_or_else(truncated)?;
+            out.push(self.irq_spec(parent, spec));
+            i = start + n;
+        }
+        Ok(out)
+    }
+
     fn interrupt_cells(&self, ctrl: NodeId) -> Result<u32, DtError> {
         match self.prop_u32(ctrl, "#interrupt-cells")? {
             Some(n) if (1..=8).contains(&n) => Ok(n),

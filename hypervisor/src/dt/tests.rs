@@ -607,6 +607,10 @@ fn qemu_dom0_dt() {
         [r(0x0800_0000, 0x1_0000), r(0x080a_0000, 0xf6_0000)]
     );
     assert!(d.find_path("/pmu").is_none());
+    // Without the SMMU (SPIs 74-77), the last virtio-mmio transport's SPI 47 is the highest
+    // INTID dom0's vGIC needs: 96 INTIDs instead of the host's 288.
+    assert_eq!(host.highest_gic_intid().unwrap(), 32 + 77);
+    assert_eq!(d.highest_gic_intid().unwrap(), 32 + 47);
     // Nothing else lost: host - (module, pmu, smmu, uart) - (memory, psci: rebuilt) + (memory, psci, hypervisor).
     assert_eq!(d.tree().nodes.len(), host.tree().nodes.len() - 3);
 }
@@ -881,4 +885,64 @@ fn dom0_cpus_list_only_dom0s_vcpus() {
     // More vCPUs than CPUs, or none: refused, not invented.
     assert!(build_dom0_dt(&host, &spec(Some(n + 1))).is_err());
     assert!(build_dom0_dt(&host, &spec(Some(0))).is_err());
+}
+
+#[test]
+fn highest_gic_intid_covers_interrupts_and_pci_interrupt_maps() {
+    // QEMU virt: the SMMUv3's gerror (SPI 77) is the highest; the PCIe INTx map names SPIs 3-6.
+    let virt = load(QEMU_VIRT);
+    assert_eq!(virt.highest_gic_intid().unwrap(), 32 + 77);
+    let pcie = virt.find_path("/pcie@10000000").unwrap();
+    let intx: Vec<u32> = virt
+        .interrupt_map_parents(pcie)
+        .unwrap()
+        .iter()
+        .filter_map(IrqSpec::gic_intid)
+        .collect();
+    assert_eq!(intx.len(), 16);
+    assert_eq!(intx[..4], [35, 36, 37, 38]);
+    assert!(intx.iter().all(|i| (35..=38).contains(i)));
+    // The Snow's GIC (Exynos combiner interrupts do not name GIC SPIs directly).
+    assert_eq!(load(SNOW).highest_gic_intid().unwrap(), 156);
+    // An interrupt-map entry pointing higher raises it.
+    let dt = edited(&virt, |dt, t| {
+        let pcie = dt.find_path("/pcie@10000000").unwrap();
+        let gic = dt.phandle(dt.find_path("/intc@8000000").unwrap()).unwrap();
+        let entry: Vec<u8> = [0, 0, 0, 1, gic, 0, 0, 0, 200, 4]
+            .iter()
+            .flat_map(|c: &u32| c.to_be_bytes())
+            .collect();
+        t.set_prop(pcie, "interrupt-map", entry);
+    });
+    assert_eq!(dt.highest_gic_intid().unwrap(), 232);
+}
+
+#[test]
+fn highest_gic_intid_is_unknown_with_an_msi_frame_or_a_bad_map() {
+    let virt = load(QEMU_VIRT);
+    let v2m = edited(&virt, |dt, t| {
+        let gic = dt.find_path("/intc@8000000").unwrap();
+        let f = t.add_node(gic, "v2m@8020000");
+        t.set_prop(f, "compatible", b"arm,gic-v2m-frame\0".to_vec());
+    });
+    assert!(v2m.highest_gic_intid().is_err());
+    let truncated = edited(&virt, |dt, t| {
+        let pcie = dt.find_path("/pcie@10000000").unwrap();
+        let gic = dt.phandle(dt.find_path("/intc@8000000").unwrap()).unwrap();
+        let entry: Vec<u8> = [0u32, 0, 0, 1, gic, 0, 0, 0]
+            .iter()
+            .flat_map(|c| c.to_be_bytes())
+            .collect();
+        t.set_prop(pcie, "interrupt-map", entry);
+    });
+    assert!(truncated.highest_gic_intid().is_err());
+    let dangling = edited(&virt, |dt, t| {
+        let pcie = dt.find_path("/pcie@10000000").unwrap();
+        let entry: Vec<u8> = [0u32, 0, 0, 1, 0xdead, 0, 0, 0, 3, 4]
+            .iter()
+            .flat_map(|c| c.to_be_bytes())
+            .collect();
+        t.set_prop(pcie, "interrupt-map", entry);
+    });
+    assert!(dangling.highest_gic_intid().is_err());
 }

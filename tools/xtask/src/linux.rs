@@ -402,11 +402,36 @@ mod tests {
     #[test]
     fn counts_exceptions_into_el2_from_guests() {
         let path = std::env::temp_dir().join(format!("xenith-int-log-{}", std::process::id()));
-        std::fs::write(&path, "Taking exception 5 [IRQ] on CPU 0\n...from EL1 to EL2\nTaking exception 2 [SVC] on CPU 1\n...from EL0 to EL1\nTaking exception 5 [IRQ] on CPU 1\n...from EL2 to EL2\nTaking exception 16 [HVC] on CPU 0\n...from EL1 to EL2\n...with ESR 0x16/0x5a000000\n").unwrap();
+        let log = [
+            "Taking exception 5 [IRQ] on CPU 0\n...from EL1 to EL2\n...with ESR 0x16/0x5a000ea1\n...with SPSR 0x600003c5\n",
+            "Exception return from AArch64 EL2 to AArch64 EL1 PC 0xffff0000\n",
+            "Taking exception 2 [SVC] on CPU 1\n...from EL0 to EL1\n...with ESR 0x15/0x56000000\n",
+            "Taking exception 5 [IRQ] on CPU 1\n...from EL2 to EL2\n",
+            "Taking exception 11 [Hypervisor Call] on CPU 0\n...from EL1 to EL2\n...with ESR 0x16/0x5a000000\n",
+            "Taking exception 11 [Hypervisor Call] on CPU 1\n...from EL1 to EL2\n...with ESR 0x16/0x5a000ea1\n",
+            "Taking exception 11 [Hypervisor Call] on CPU 0\n...from EL0 to EL2\n...with ESR 0x16/0x5a000ea1\n",
+            // MSR ICC_SGI1R_EL1, x1; a data abort; a WFI; a sysreg read.
+            "Taking exception 1 [Undefined Instruction] on CPU 0\n...from EL1 to EL2\n...with ESR 0x18/0x3a3036\n",
+            "Taking exception 4 [Data Abort] on CPU 0\n...from EL1 to EL2\n...with ESR 0x24/0x93800007\n",
+            "Taking exception 1 [Undefined Instruction] on CPU 1\n...from EL1 to EL2\n...with ESR 0x1/0x1e00000\n",
+            "Taking exception 1 [Undefined Instruction] on CPU 1\n...from EL1 to EL2\n...with ESR 0x18/0x3201801\n",
+            // Two records interleaved: both count.
+            "Taking exception 5 [IRQ] on CPU 0\n...from EL1 to EL2\nTaking exception 5 [IRQ] on CPU 1\n...from EL1 to EL2\n",
+        ]
+        .concat();
+        std::fs::write(&path, log).unwrap();
         let n = count_el2_entries(&path).unwrap();
         let _ = std::fs::remove_file(&path);
-        assert_eq!(n, 2);
+        assert_eq!(n.total, 10);
+        assert_eq!(
+            n.kinds,
+            [("irq", 3), ("hypercall", 2), ("data-abort", 1), ("sgi-send", 1), ("smccc", 1), ("sysreg", 1), ("wfi", 1)]
+        );
+        assert_eq!(n.kinds_line(), "irq 3, hypercall 2, data-abort 1, sgi-send 1, smccc 1, sysreg 1, wfi 1");
         assert_eq!(own_trap_count("x\n(xenith) traps from guests: 1234\n"), Some(1234));
+        let out = "(xenith) traps from guests: 3\n(xenith) traps by CPU: 3 = 2 + 1\n(xenith) traps by kind (CPU 0/1): wfi 1/1,\n(xenith)   hypercall 1/0\n(xenith) hardware domain powered off\n(xenith)   not this\n";
+        assert_eq!(own_trap_breakdown(out), ["traps by CPU: 3 = 2 + 1", "traps by kind (CPU 0/1): wfi 1/1,", "  hypercall 1/0"]);
+        assert!(own_trap_breakdown("(xenith)   indented but no header\n").is_empty());
     }
 
     #[test]
@@ -429,7 +454,7 @@ const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bo
 /// output, and (with `trace`) the number of exceptions QEMU's `-d int` log shows taken into
 /// EL2 from EL0/EL1, i.e. guest traps into the hypervisor, counted the same way for any
 /// hypervisor.
-fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Option<u64>)> {
+fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Option<El2Entries>)> {
     use std::io::BufRead;
     let mut cmd = b.command();
     if let Some(log) = trace {
@@ -483,23 +508,100 @@ fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Op
     Ok((marker, output, traps))
 }
 
-/// Exceptions into EL2 from a lower EL in a QEMU `-d int` log: each "Taking exception" record
-/// is followed by a "...from ELx to ELy" line.
-fn count_el2_entries(log: &Path) -> Result<u64> {
+/// Exceptions into EL2 from a lower EL counted in a QEMU `-d int` log, in all and by kind.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct El2Entries {
+    total: u64,
+    /// (kind, count), most frequent first.
+    kinds: Vec<(&'static str, u64)>,
+}
+
+impl El2Entries {
+    /// "hypercall 975, irq 700, ...".
+    fn kinds_line(&self) -> String {
+        self.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The kind of an exception taken to EL2, named as xenith's own counters name them where they
+/// agree: from QEMU's exception name ("IRQ", "Hypervisor Call", ...) and the ESR the next
+/// record line gives ("0x16/0x5a000ea1": EC / ISS).
+fn el2_entry_kind(name: &str, esr: Option<(u64, u64)>) -> &'static str {
+    if name == "IRQ" || name == "FIQ" {
+        return "irq";
+    }
+    let Some((ec, iss)) = esr else { return "other" };
+    match ec {
+        0x16 if iss & 0xffff == 0xea1 => "hypercall",
+        0x16 | 0x17 if iss & 0xffff == 0 => "smccc",
+        0x01 if iss & 1 == 0 => "wfi",
+        0x01 => "wfe",
+        // MSR ICC_SGI1R_EL1 (Op0 3, Op1 0, CRn 12, CRm 11, Op2 5, a write).
+        0x18 if iss & 0x3f_fc1f == (3 << 20) | (5 << 17) | (12 << 10) | (11 << 1) => "sgi-send",
+        0x18 | 0x00 => "sysreg",
+        0x24 => "data-abort",
+        _ => "other",
+    }
+}
+
+/// Exceptions into EL2 from a lower EL in a QEMU `-d int` log: each "Taking exception N [Name]"
+/// record is followed by a "...from ELx to ELy" line and, for synchronous ones, "...with ESR".
+fn count_el2_entries(log: &Path) -> Result<El2Entries> {
     use std::io::BufRead;
     let f = std::fs::File::open(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut n = 0;
+    let mut kinds: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    // The exception being read: its name, and whether it went from EL0/EL1 to EL2.
+    let mut name = String::new();
+    let mut pending: Option<String> = None;
+    let mut finish = |pending: &mut Option<String>, esr: Option<(u64, u64)>| {
+        if let Some(n) = pending.take() {
+            *kinds.entry(el2_entry_kind(&n, esr)).or_default() += 1;
+        }
+    };
     for line in std::io::BufReader::new(f).split(b'\n').map_while(|l| l.ok()) {
-        if line.ends_with(b"from EL1 to EL2") || line.ends_with(b"from EL0 to EL2") {
-            n += 1;
+        let line = String::from_utf8_lossy(&line);
+        if let Some(rest) = line.strip_prefix("Taking exception ") {
+            finish(&mut pending, None);
+            name = rest.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or("").to_string();
+        } else if line.ends_with("from EL1 to EL2") || line.ends_with("from EL0 to EL2") {
+            // (Records of two CPUs may interleave: every such line counts once, whatever follows.)
+            finish(&mut pending, None);
+            pending = Some(std::mem::take(&mut name));
+        } else if let Some(esr) = line.strip_prefix("...with ESR ") {
+            let mut parts = esr.trim().split('/').map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+            let parsed = match (parts.next().flatten(), parts.next().flatten()) {
+                (Some(ec), Some(iss)) => Some((ec, iss & 0x1ff_ffff)),
+                _ => None,
+            };
+            finish(&mut pending, parsed);
+        } else if !line.starts_with("...") {
+            finish(&mut pending, None);
         }
     }
-    Ok(n)
+    finish(&mut pending, None);
+    let mut kinds: Vec<(&'static str, u64)> = kinds.into_iter().collect();
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    Ok(El2Entries { total: kinds.iter().map(|(_, n)| n).sum(), kinds })
 }
 
 /// The number in "(xenith) traps from guests: N".
 fn own_trap_count(output: &str) -> Option<u64> {
     output.lines().find_map(|l| l.split("traps from guests: ").nth(1)).and_then(|n| n.trim().parse().ok())
+}
+
+/// xenith's per-CPU and per-kind trap breakdown: the "(xenith) traps by ..." lines and their
+/// indented continuations, without the prefix.
+fn own_trap_breakdown(output: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in output.lines() {
+        let Some(rest) = l.strip_prefix("(xenith) ") else { continue };
+        if rest.starts_with("traps by ") || (rest.starts_with("  ") && !out.is_empty()) {
+            out.push(rest.trim_end().to_string());
+        } else if !out.is_empty() {
+            break;
+        }
+    }
+    out
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -512,43 +614,80 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// seconds from QEMU's start to the /init marker (median of 3 boots each), and the traps into
 /// the hypervisor from boot to poweroff, counted for both from QEMU's `-d int` log (one more
 /// boot each; logging slows it, so it is not timed). xenith's own counter is printed too.
+///
+/// Those trap counts follow the wall clock: the guest's timer ticks and idle wake-ups, most
+/// of its exits, grow with the host's load (and with the logging, which slows the hypervisor
+/// that traps more). So each hypervisor is also booted under `-icount shift=0,sleep=off`,
+/// where executed instructions drive the guest clock: the same count within a few percent
+/// from run to run, whatever the host does.
 pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
     const RUNS: usize = 3;
-    let mut rows = Vec::new();
     // Both dom0s get 2 vCPUs (Xen gives dom0 every CPU by default; QEMU has 2).
     let xenith_cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS}");
+    let mut boots = Vec::new();
     for (name, hyp, cmdline) in [("xenith", xenith, xenith_cmdline.as_str()), ("Xen 4.17", xen, XEN_CMDLINE)] {
         let mut b = Boot::new(hyp);
         b.cmdline = cmdline.into();
         b.timeout = Duration::from_secs(180);
         use_for(&mut b)?;
-        let mut times = Vec::new();
-        for i in 0..RUNS {
-            let (t, out, _) = timed_boot(&b, None)?;
+        boots.push((name, b));
+    }
+    // Timed boots alternate between the hypervisors, so a change in the host's load (the
+    // machine is shared) falls on both.
+    let mut times = vec![Vec::new(); boots.len()];
+    for i in 0..RUNS {
+        for ((name, b), times) in boots.iter().zip(times.iter_mut()) {
+            let (t, out, _) = timed_boot(b, None)?;
             let t = t.ok_or_else(|| format!("{name}: run {i}: dom0 never printed {MARKER}; last lines:\n{}", tail(&out)))?;
             println!("  {name}: run {}: marker at {t:.2} s", i + 1);
             times.push(t);
         }
+    }
+    let mut rows = Vec::new();
+    let mut breakdown = Vec::new();
+    let mut qemu_kinds = Vec::new();
+    for ((name, b), times) in boots.iter().zip(times) {
+        let name = *name;
         let log = env::cache_dir().join("linux").join(format!("bench-int-{}.log", name.split(' ').next().unwrap_or("x")));
-        let (_, out, traps) = timed_boot(&b, Some(&log))?;
+        let (_, out, traps) = timed_boot(b, Some(&log))?;
+        let traps = traps.map(|t| t.total);
         let _ = std::fs::remove_file(&log);
         let own = own_trap_count(&out);
         if !out.contains(MARKER) {
             return Err(format!("{name}: the -d int boot did not reach {MARKER}:\n{}", tail(&out)));
         }
-        rows.push((name, median(times), traps, own));
+        breakdown.extend(own_trap_breakdown(&out).into_iter().map(|l| format!("{name}, wall clock: {l}")));
+        let icount = Boot { icount: true, ..b.clone() };
+        let (_, out, traps_icount) = timed_boot(&icount, Some(&log))?;
+        if let Some(t) = &traps_icount {
+            qemu_kinds.push(format!("{name}, -icount, QEMU log: {}", t.kinds_line()));
+        }
+        let traps_icount = traps_icount.map(|t| t.total);
+        let _ = std::fs::remove_file(&log);
+        if !out.contains(MARKER) {
+            return Err(format!("{name}: the -icount -d int boot did not reach {MARKER}:\n{}", tail(&out)));
+        }
+        breakdown.extend(own_trap_breakdown(&out).into_iter().map(|l| format!("{name}, -icount: {l}")));
+        rows.push((name, median(times), traps, own, traps_icount));
     }
     println!("Linux dom0 boot to the /init marker ({MARKER}), same kernel/initramfs/QEMU, -smp 2:");
-    println!("  {:<10} {:>16} {:>22} {:>18}", "", "marker (median s)", "traps (QEMU -d int)", "own counter");
+    println!("  {:<10} {:>17} {:>20} {:>12} {:>16}", "", "marker (median s)", "traps (QEMU -d int)", "own counter", "traps, -icount");
     let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
     let g = |x: Option<u64>| x.map_or("-".to_string(), |x| x.to_string());
-    for (name, t, traps, own) in &rows {
-        println!("  {name:<10} {:>16} {:>22} {:>18}", f(*t), g(*traps), g(*own));
+    for (name, t, traps, own, traps_icount) in &rows {
+        println!("  {name:<10} {:>17} {:>20} {:>12} {:>16}", f(*t), g(*traps), g(*own), g(*traps_icount));
     }
-    if let [(_, Some(ta), Some(na), _), (_, Some(tb), Some(nb), _)] = rows.as_slice() {
-        println!("  ratio xenith/Xen: time {:.3}, traps {:.3}", ta / tb, *na as f64 / *nb as f64);
+    if let [(_, Some(ta), Some(na), _, ia), (_, Some(tb), Some(nb), _, ib)] = rows.as_slice() {
+        let icount = match (ia, ib) {
+            (Some(a), Some(b)) => format!("{:.3}", *a as f64 / *b as f64),
+            _ => "-".into(),
+        };
+        println!("  ratio xenith/Xen: time {:.3}, traps {:.3} (wall clock), {icount} (-icount)", ta / tb, *na as f64 / *nb as f64);
     }
     println!("  (targets: time <= Xen's, traps <= 25% of Xen's; traps = exceptions from EL0/EL1 taken to EL2)");
+    for l in qemu_kinds.iter().chain(&breakdown) {
+        println!("  {l}");
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
 use crate::irq::vgic::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE, REGISTER_WRITES};
 use crate::irq::vgic::{HwOp, ListRegisters, Vgic, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, PRIVATE_IRQS, VTIMER_PPI};
+use crate::trap_stats::TrapKind;
 use crate::{log, sysreg};
 use super::smp::this_vcpu;
 use crate::dt::Region;
@@ -181,8 +182,8 @@ pub fn init_this_cpu() -> Result<(), String> {
     Ok(())
 }
 
-/// Make the CPU running `vcpu` re-examine its interrupts (it may be in the guest or blocked
-/// in WFI): a physical SGI, unless that CPU is this one.
+/// Make the CPU running `vcpu` re-examine its interrupts (it may be running the guest or
+/// waiting in the guest's WFI): a physical SGI, unless that CPU is this one.
 pub fn kick(vcpu: usize) {
     if vcpu == this_vcpu() {
         return;
@@ -208,6 +209,7 @@ pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<()
     for intid in PRIVATE_IRQS..g.nr_irqs() {
         let _ = g.set_hw(intid, true);
     }
+    let intids = g.nr_irqs();
     let vgic: SharedVgic = Arc::new(Mutex::new(g));
     let rdist = info.redistributors.first().ok_or("GICv3 without a redistributor region")?;
     if !dom.mmio.add(info.distributor.base, GICD_SIZE, alloc::boxed::Box::new(GicdDevice(vgic.clone())))
@@ -216,7 +218,13 @@ pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<()
         return Err("vGIC: its MMIO ranges overlap another emulated device".into());
     }
     CURRENT_VGIC.call_once(|| vgic);
-    log!("d{}: vGICv3 distributor {:#x}, redistributors {:#x} (trapped and emulated)", dom.id, info.distributor.base, rdist.base);
+    log!(
+        "d{}: vGICv3 distributor {:#x} ({} INTIDs), redistributors {:#x} (trapped and emulated)",
+        dom.id,
+        info.distributor.base,
+        intids,
+        rdist.base
+    );
     Ok(())
 }
 
@@ -326,34 +334,31 @@ fn guest_exit_sync(me: usize) {
     }
 }
 
-/// The vCPU is about to re-enter the guest. When it trapped on WFI with nothing to take,
-/// wait here (WFI at EL2, interrupts masked: a physical interrupt still wakes the CPU)
-/// until something is deliverable; then fill the list registers. Inline: the usual case
-/// (nothing changed since the last flush, the guest is not waiting) is three loads.
+/// The vCPU is about to re-enter the guest: first take the physical interrupts that became
+/// pending while the hypervisor ran (each would otherwise exit again right after the return),
+/// then fill the list registers if its interrupt state changed. Inline: the usual case
+/// (nothing pending, nothing changed since the last flush) is a register read and three loads.
 #[inline]
-pub fn guest_entry(blocked_in_wfi: bool) {
+pub fn guest_entry() {
+    // ISR_EL1.I: a physical IRQ is pending (at EL2 it reports the physical state).
+    if sysreg!(read ISR_EL1) & (1 << 7) != 0 {
+        let _ = take_physical_irqs();
+    }
     let me = this_vcpu();
     let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
     let writes = REGISTER_WRITES.load(Ordering::Acquire);
-    if !blocked_in_wfi && !work.load(Ordering::Acquire) && seen.load(Ordering::Relaxed) == writes {
+    if !work.load(Ordering::Acquire) && seen.load(Ordering::Relaxed) == writes {
         return;
     }
-    guest_entry_flush(me, blocked_in_wfi, writes);
+    guest_entry_flush(me, writes);
 }
 
 #[inline(never)]
-fn guest_entry_flush(me: usize, blocked_in_wfi: bool, writes: u64) {
+fn guest_entry_flush(me: usize, writes: u64) {
     let Some(v) = current_vgic() else { return };
     let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
     work.store(false, Ordering::Relaxed);
     seen.store(writes, Ordering::Relaxed);
-    if blocked_in_wfi {
-        while !v.lock().has_deliverable(me) {
-            // SAFETY: waits for an interrupt; touches no memory.
-            unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
-            take_physical_irqs();
-        }
-    }
     let mut g = v.lock();
     g.flush(me, &mut HwLrs::new());
     if let Some(l) = LRS_LIVE.get(me) {
@@ -366,14 +371,17 @@ fn guest_entry_flush(me: usize, blocked_in_wfi: bool, writes: u64) {
     }
 }
 
-/// Acknowledge and handle every pending physical interrupt (Group 1).
-pub fn take_physical_irqs() {
+/// Acknowledge and handle every pending physical interrupt (Group 1). Returns the first
+/// INTID taken, if any.
+pub fn take_physical_irqs() -> Option<u32> {
+    let mut first = None;
     for _ in 0..64 {
         let iar = icc_iar1!();
         let intid = (iar & 0xff_ffff) as u32;
         if intid >= SPECIAL_INTID {
-            return;
+            return first;
         }
+        first = first.or(Some(intid));
         icc_eoir1!(iar); // priority drop; deactivation below or by the guest
         if intid >= PRIVATE_IRQS {
             // A passed-through SPI: the guest deactivates it through a HW list register.
@@ -407,6 +415,7 @@ pub fn take_physical_irqs() {
         }
         icc_dir!(iar);
     }
+    first
 }
 
 /// Carry out on the physical distributor what the guest's writes to passed-through SPIs
@@ -446,11 +455,26 @@ fn apply_hw_ops(ops: &[HwOp]) {
     }
 }
 
-/// An IRQ taken while a guest ran.
-pub fn irq_from_guest(_frame: &mut TrapFrame) {
+/// An IRQ taken while a guest ran. Returns its kind for the trap counters (by the first
+/// INTID taken).
+pub fn irq_from_guest(_frame: &mut TrapFrame) -> TrapKind {
     guest_exit();
-    take_physical_irqs();
-    guest_entry(false);
+    let first = take_physical_irqs();
+    guest_entry();
+    TrapKind::of_irq(first, KICK_SGI)
+}
+
+/// Which emulated GIC part a trapped access at `ipa` hit (for the trap counters).
+pub fn mmio_kind(ipa: u64) -> TrapKind {
+    let gicd = GICD_BASE.load(Ordering::Relaxed);
+    if gicd != 0 && ipa.wrapping_sub(gicd) < GICD_SIZE {
+        return TrapKind::Gicd;
+    }
+    let regions = REDISTRIBUTORS.get().map(Vec::as_slice).unwrap_or(&[]);
+    if regions.iter().any(|r| ipa.wrapping_sub(r.base) < r.size) {
+        return TrapKind::Gicr;
+    }
+    TrapKind::Mmio
 }
 
 /// Emulate a trapped MSR/MRS of a GIC system register (EC 0x18, `iss`): a write to
@@ -522,3 +546,4 @@ pub fn set_irq_level(vcpu: usize, intid: u32, high: bool) {
         notify(vcpu);
     }
 }
+

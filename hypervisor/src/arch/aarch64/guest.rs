@@ -8,13 +8,19 @@ use crate::sysreg;
 /// HCR_EL2 while a guest runs: stage 2 on, SMC trapped, physical interrupts to EL2, set/way
 /// cache ops upgraded, implementation-defined and auxiliary control registers trapped,
 /// broadcast of TLB/cache maintenance inner shareable, EL1 is AArch64.
+///
+/// WFI and WFE are not trapped (TWI, TWE clear): each vCPU has a physical CPU to itself
+/// (smp.rs), so it may wait there natively, as with Xen's `vwfi=native`. A waiting CPU wakes
+/// on a virtual interrupt pending in its list registers and on any physical interrupt (taken
+/// to EL2: its timers, the GIC maintenance interrupt, the kick SGI another CPU sends after
+/// changing this vCPU's interrupts), after which `gic::guest_entry` fills the list registers.
+/// Trapping WFI would cost an exit per idle period on top of the wake-up.
 pub const HCR_GUEST: u64 = (1 << 0)  // VM
     | (1 << 1)                        // SWIO
     | (1 << 2)                        // PTW
     | (1 << 3) | (1 << 4) | (1 << 5)  // FMO, IMO, AMO
     | (1 << 9)                        // FB
     | (0b01 << 10)                    // BSU: inner shareable
-    | (1 << 13)                       // TWI: a WFI blocks in the hypervisor (gic::guest_entry)
     | (1 << 19)                       // TSC
     | (1 << 20)                       // TIDCP
     | (1 << 21)                       // TACR

@@ -10,7 +10,6 @@ use crate::domain::registry::Machine;
 use crate::domain::DomId;
 use crate::hypercall::{self, HypercallCtx, Outcome};
 use crate::sysreg;
-use core::sync::atomic::Ordering;
 
 /// ESR_EL2 of `HVC #0xEA1` from AArch64: EC 0x16, IL, ISS = the immediate (Xen's tag).
 pub const HVC_XEN_ESR: u32 = (0x16 << 26) | (1 << 25) | guest_abi::hypercall::XEN_HYPERCALL_TAG as u32;
@@ -27,7 +26,7 @@ const _: () = assert!(core::mem::size_of::<HvcRegs>() <= super::entry::FRAME_SIZ
 
 #[no_mangle]
 extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
-    trap::TRAPS.fetch_add(1, Ordering::Relaxed);
+    trap::count(crate::trap_stats::TrapKind::Hypercall);
     // vGIC: the list registers are read back and refilled only when something changed (gic.rs).
     gic::guest_exit();
     let args = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
@@ -40,7 +39,7 @@ extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
             sysreg!(write ELR_EL2, sysreg!(read ELR_EL2).wrapping_sub(4));
         }
     }
-    gic::guest_entry(false);
+    gic::guest_entry();
 }
 
 /// Hypercall `nr` with x0..x4 = `args` from the vCPU on this CPU: one step, which may ask to be

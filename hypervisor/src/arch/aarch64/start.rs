@@ -274,8 +274,18 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     dom.p2m = Some(p2m);
     // Interrupts: the physical GIC for the hypervisor's PPIs, and dom0's emulated GICv3 at the
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
-    let it_lines = super::gic::init(&info.gic)?;
+    let host_lines = super::gic::init(&info.gic)?;
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
+    // dom0's vGIC has the SPIs dom0's DT names (each implemented SPI costs its GIC driver
+    // trapped writes at boot; devices the hypervisor keeps are not in it), all of the host's
+    // when the DT cannot bound them.
+    let it_lines = match HostDt::parse(&dom0_dtb).and_then(|d| d.highest_gic_intid()) {
+        Ok(highest) => crate::irq::vgic::it_lines_for(highest, host_lines),
+        Err(e) => {
+            log!("dom0: vGIC with every host INTID: {e}");
+            host_lines
+        }
+    };
     super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
     if trap::DOMAINS.lock().insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());

@@ -13,13 +13,20 @@ use crate::hypercall::{self, GuestFault, GuestMemory};
 use crate::mm::RegionAllocator;
 use crate::{log, sysreg};
 use super::smp::{self, MAX_CPUS};
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::trap_stats::{TrapKind, TrapStats};
 use spin::Mutex;
 
 /// Every domain. Which one runs on each CPU is smp.rs's (`smp::current_domain`).
 pub static DOMAINS: Mutex<Domains> = Mutex::new(Domains::new());
-/// Exceptions taken from guests into EL2 (every lower-EL vector), printed when dom0 stops.
-pub static TRAPS: AtomicU64 = AtomicU64::new(0);
+/// Exceptions taken from guests into EL2 (every lower-EL vector) per CPU and kind, printed
+/// when dom0 stops.
+pub static TRAPS: TrapStats<{ MAX_CPUS }> = TrapStats::new();
+
+/// Count one trap of `kind` on this CPU.
+#[inline]
+pub(super) fn count(kind: TrapKind) {
+    TRAPS.count(smp::this_cpu(), kind);
+}
 /// Table frames for stage-2 changes after boot (what dom0 was not given).
 pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 
@@ -121,16 +128,14 @@ impl GuestMemory for CurrentGuestMemory {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
-    TRAPS.fetch_add(1, Ordering::Relaxed);
     // vGIC: read the list registers back before anything looks at interrupt state, and
-    // refill them on the way out; a WFI with nothing to take waits there (gic.rs).
+    // refill them on the way out (gic.rs).
     let esr_el2 = sysreg!(read ESR_EL2);
-    let wfi = esr_el2 >> 26 == ec::WFX && esr_el2 & 1 == 0;
     super::gic::guest_exit();
     if handle_lower_sync(frame, esr_el2) == After::Park {
         smp::park_this_cpu();
     }
-    super::gic::guest_entry(wfi);
+    super::gic::guest_entry();
 }
 
 /// What the CPU does once a trap is handled.
@@ -147,6 +152,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     let current: DomId = smp::current_domain();
     if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
         // The vector sends these to hvc.rs directly; should one arrive here, same handling.
+        count(TrapKind::Hypercall); // before the call (it may power the machine off)
         let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
         match super::hvc::hypercall(frame.x[16], args) {
             hypercall::Outcome::Return(r) => frame.x[0] = r as u64,
@@ -156,6 +162,11 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             }
         }
         return After::Resume;
+    }
+    // Counted now, except a stage-2 fault: that is counted once the device it hit is known.
+    let kind = TrapKind::of_sync(esr_el2);
+    if kind != TrapKind::Abort {
+        count(kind);
     }
     let mut domains = DOMAINS.lock();
     let Some(dom) = domains.get_mut(current) else {
@@ -181,7 +192,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             let ret = frame.elr;
             inject_undef(dom, frame, ret);
         }
-        ec::DABT_LOW | ec::IABT_LOW => guest_abort(dom, frame, class, iss),
+        ec::DABT_LOW | ec::IABT_LOW => count(guest_abort(dom, frame, class, iss)),
         // Timer and GIC system registers the guest may not touch directly are emulated.
         ec::SYSREG if super::vtimer::emulate_sysreg(frame, iss) || super::gic::emulate_sysreg(frame, iss) => frame.elr += 4,
         ec::SYSREG | ec::UNKNOWN => {
@@ -191,6 +202,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             let ret = frame.elr;
             inject_undef(dom, frame, ret);
         }
+        // Not trapped (guest.rs); should one be, it completes at once, as WFI/WFE may.
         ec::WFX => frame.elr += 4,
         _ => {
             log!("d{}: unhandled trap EC {class:#x} ISS {iss:#x} at {:#x}: domain killed", dom.id, frame.elr);
@@ -236,16 +248,18 @@ fn inject_undef(_dom: &mut Domain, frame: &mut TrapFrame, return_to: u64) {
 }
 
 /// A stage-2 fault: emulate the access if a device of the domain covers the IPA, else the
-/// guest touched an IPA it does not own and gets an abort.
-fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) {
+/// guest touched an IPA it does not own and gets an abort. Returns the trap's kind.
+fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> TrapKind {
     let far = sysreg!(read FAR_EL2);
     let hpfar = sysreg!(read HPFAR_EL2);
     let ipa = ((hpfar & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff);
     let el0 = guest::from_el0(frame);
     let write = iss & (1 << 6) != 0;
     let is_data = class == ec::DABT_LOW;
-    if is_data && emulate_mmio(dom, frame, ipa, iss) {
-        return;
+    if is_data {
+        if let Some(kind) = emulate_mmio(dom, frame, ipa, iss) {
+            return kind;
+        }
     }
     if dom.should_log_fault() {
         log!(
@@ -259,17 +273,20 @@ fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) {
     let esr = if is_data { esr::data_abort(el0) } else { esr::prefetch_abort(el0) };
     let ret = frame.elr;
     guest::inject_sync(frame, esr, Some(far), ret);
+    TrapKind::Abort
 }
 
-/// Emulate a trapped load/store on an emulated device. Returns false when no device covers
-/// `ipa` (the caller injects an abort). The syndrome must be valid (ISV): instructions
-/// without one (e.g. load/store pair) on device registers get an abort, as on Xen.
-fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> bool {
-    let Some((dev, offset)) = dom.mmio.find(ipa) else { return false };
+/// Emulate a trapped load/store on an emulated device. Returns `None` when no device covers
+/// `ipa` (the caller injects an abort), else the trap's kind (which device). The syndrome must
+/// be valid (ISV): instructions without one (e.g. load/store pair) on device registers get an
+/// abort, as on Xen.
+fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Option<TrapKind> {
+    let (dev, offset) = dom.mmio.find(ipa)?;
     let isv = iss & (1 << 24) != 0;
     if !isv || iss & (1 << 7) != 0 {
-        return false; // no syndrome, or a fault on a stage-1 walk: not a device access
+        return None; // no syndrome, or a fault on a stage-1 walk: not a device access
     }
+    let kind = super::gic::mmio_kind(ipa);
     let size = 1u8 << ((iss >> 22) & 3);
     let sign_extend = iss & (1 << 21) != 0;
     let reg = ((iss >> 16) & 0x1f) as usize;
@@ -293,9 +310,9 @@ fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> 
             }
             // `iss` is ESR_EL2[24:0], so it never holds IL (bit 25); AArch64 instructions are 4 bytes.
             frame.elr += 4;
-            true
+            Some(kind)
         }
-        MmioResult::Abort => false,
+        MmioResult::Abort => None,
     }
 }
 
@@ -305,7 +322,11 @@ pub(super) fn act_on_shutdown(dom: &mut Domain) {
     super::iommu::report_events();
     log!("d{}: shutdown ({reason:?})", dom.id);
     {
-        log!("traps from guests: {}", TRAPS.load(Ordering::Relaxed));
+        let counts = TRAPS.snapshot();
+        log!("traps from guests: {}", counts.iter().flatten().map(|&n| u64::from(n)).sum::<u64>());
+        for line in crate::trap_stats::breakdown(&counts, super::smp::vcpus(), 100) {
+            log!("{line}");
+        }
         match reason {
             ShutdownReason::PowerOff => {
                 log!("hardware domain powered off: powering off the machine");
@@ -321,14 +342,14 @@ pub(super) fn act_on_shutdown(dom: &mut Domain) {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
-    TRAPS.fetch_add(1, Ordering::Relaxed);
     // Physical interrupts the hypervisor owns (timers, GIC maintenance): see gic.rs.
-    super::gic::irq_from_guest(frame);
+    let kind = super::gic::irq_from_guest(frame);
+    count(kind);
 }
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
-    TRAPS.fetch_add(1, Ordering::Relaxed);
+    count(TrapKind::OtherSync);
     let current: DomId = smp::current_domain();
     let mut domains = DOMAINS.lock();
     if let Some(dom) = domains.get_mut(current) {
@@ -344,7 +365,7 @@ extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower32(frame: &mut TrapFrame) {
-    TRAPS.fetch_add(1, Ordering::Relaxed);
+    count(TrapKind::OtherSync);
     let current: DomId = smp::current_domain();
     let mut domains = DOMAINS.lock();
     if let Some(dom) = domains.get_mut(current) {

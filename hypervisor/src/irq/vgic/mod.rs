@@ -38,6 +38,15 @@ pub const MAX_LRS: usize = 16;
 /// cores implement 5; lower bits read as zero, as on hardware with 32 priority levels.
 pub const PRIORITY_MASK: u8 = 0xf8;
 
+/// GICD_TYPER.ITLinesNumber for a domain's vGIC: the fewest 32-INTID blocks that hold
+/// `highest_intid` (the highest INTID the domain's devices use), at most the host's
+/// `host_it_lines`. Every implemented SPI costs the guest's GIC driver trapped register
+/// writes at boot (one IROUTER each, a priority word per four, ...): none for lines no
+/// device has.
+pub fn it_lines_for(highest_intid: u32, host_it_lines: u32) -> u32 {
+    (highest_intid / 32).min(host_it_lines)
+}
+
 /// Why an injection request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VgicError {
@@ -497,7 +506,7 @@ impl Vgic {
     }
 
     /// Whether `vcpu` has an interrupt it could take: one pending in an LR, or one waiting for
-    /// an LR. A WFI with nothing deliverable blocks until a physical interrupt.
+    /// an LR (what a trapped WFI would wait for; vCPUs pinned one per CPU wait natively).
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
         let Some(v) = self.vcpus.get(vcpu) else { return false };
         if v.lr_owner.iter().zip(v.lr_value.iter()).any(|(o, val)| o.is_some() && lr::is_pending(*val)) {

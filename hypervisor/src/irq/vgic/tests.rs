@@ -584,3 +584,25 @@ fn a_dropped_physical_spi_is_deactivated_by_the_hypervisor() {
     done(g.gicd_access(0, wr(0x284, 4, 1 << 6)));
     assert_eq!(g.take_hw_ops(), vec![HwOp::Deactivate(38)]);
 }
+
+#[test]
+fn it_lines_cover_the_highest_intid_and_no_more_than_the_host() {
+    // QEMU virt's DT names up to INTID 109 (SMMUv3 gerror, SPI 77): 128 INTIDs, 3 lines.
+    assert_eq!(it_lines_for(109, 8), 3);
+    assert_eq!(it_lines_for(127, 8), 3);
+    assert_eq!(it_lines_for(128, 8), 4);
+    // Only SGIs and PPIs named: one block of 32.
+    assert_eq!(it_lines_for(31, 8), 0);
+    // Never more than the host has.
+    assert_eq!(it_lines_for(1019, 8), 8);
+    let g = Vgic::new(it_lines_for(109, 8), &[0x8000_0000]);
+    assert_eq!(g.nr_irqs(), 128);
+    let d = GicdDevice(Arc::new(spin::Mutex::new(g)));
+    let mut d = d;
+    assert_eq!(done(d.access(0, rd(0x4, 4))) & 0x1f, 3, "GICD_TYPER.ITLinesNumber");
+    // IROUTER of the last implemented SPI takes a route; the next one is reserved (RAZ/WI).
+    d.access(0, wr(0x6000 + 8 * 127, 8, 1));
+    assert_eq!(done(d.access(0, rd(0x6000 + 8 * 127, 8))), 1);
+    d.access(0, wr(0x6000 + 8 * 128, 8, 1));
+    assert_eq!(done(d.access(0, rd(0x6000 + 8 * 128, 8))), 0);
+}
