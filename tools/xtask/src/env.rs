@@ -175,7 +175,15 @@ pub fn debian_package(name: &str, arch: &str) -> Result<PathBuf> {
 /// The package a Debian metapackage depends on first (e.g. `linux-image-arm64` -> `linux-image-6.1.0-NN-arm64`).
 pub fn debian_depends(meta: &str, arch: &str) -> Result<String> {
     apt_update();
-    let show = output(Command::new("apt-cache").arg("show").arg(format!("{meta}:{arch}")))?;
+    // The version apt would install (Debian stable's, not a backport listed first by
+    // `apt-cache show`): the kernel the Xen reference figures were taken with.
+    let policy = output(Command::new("apt-cache").arg("policy").arg(format!("{meta}:{arch}")))?;
+    let candidate = policy.lines().find_map(|l| l.trim().strip_prefix("Candidate: ")).map(str::trim).filter(|v| *v != "(none)");
+    let spec = match candidate {
+        Some(v) => format!("{meta}:{arch}={v}"),
+        None => format!("{meta}:{arch}"),
+    };
+    let show = output(Command::new("apt-cache").arg("show").arg(&spec))?;
     let deps = show
         .lines()
         .find(|l| l.starts_with("Depends:"))

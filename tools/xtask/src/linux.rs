@@ -16,7 +16,7 @@ pub const DOM0_ARGS: &str = "console=hvc0 earlycon=xenboot rdinit=/init";
 /// Modules the kernel package builds as modules that /init loads: Xen's devices (so /dev/xen
 /// has evtchn, gntdev and privcmd) and virtio-rng (/dev/hwrng, when QEMU has a
 /// virtio-rng-pci device: DMA behind the SMMU and a passed-through INTx interrupt).
-const MODULES: &[&str] = &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "virtio-rng"];
+const MODULES: &[&str] = &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "virtio_pci", "virtio-rng"];
 
 /// Paths of the kernel and initramfs to boot.
 pub struct Dom0Linux {
@@ -92,8 +92,10 @@ fn check_image(path: &Path) -> Result<()> {
 /// The wanted modules, each after the modules it depends on (read from its `depends=` modinfo;
 /// the package ships no modules.dep), decompressed: `(file name, bytes)`.
 fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let dir = moddir.join("kernel/drivers");
-    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
+    let dir = moddir.join("kernel");
+    // Every module file by name (read only when wanted: a wanted module's dependencies,
+    // e.g. virtio_pci's virtio_pci_modern_dev on 6.1, come along).
+    let mut paths: std::collections::BTreeMap<String, std::path::PathBuf> = std::collections::BTreeMap::new();
     let mut stack = vec![dir.clone()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?.flatten() {
@@ -104,25 +106,27 @@ fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
             }
             let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let stem = file.split('.').next().unwrap_or("").to_string();
-            if MODULES.contains(&stem.as_str()) {
-                found.push((stem, unpack_module(&path)?));
-            }
+            paths.insert(stem, path);
         }
+    }
+    fn place(name: &str, paths: &std::collections::BTreeMap<String, std::path::PathBuf>, order: &mut Vec<(String, Vec<u8>)>, depth: u32) -> Result<()> {
+        // modinfo names dependencies with '_' where files may use '-'.
+        let key = [name.to_string(), name.replace('_', "-"), name.replace('-', "_")].into_iter().find(|k| paths.contains_key(k));
+        let Some(key) = key else { return Ok(()) }; // built in
+        if depth > 8 || order.iter().any(|(n, _)| *n == key) {
+            return Ok(());
+        }
+        let bytes = unpack_module(&paths[&key])?;
+        for dep in modinfo(&bytes, "depends").split(',').filter(|d| !d.is_empty()) {
+            place(dep, paths, order, depth + 1)?;
+        }
+        order.push((key, bytes));
+        Ok(())
     }
     let mut order: Vec<(String, Vec<u8>)> = Vec::new();
-    fn place(name: &str, found: &[(String, Vec<u8>)], order: &mut Vec<(String, Vec<u8>)>, depth: u32) {
-        if depth > 8 || order.iter().any(|(n, _)| n == name) {
-            return;
-        }
-        let Some((_, bytes)) = found.iter().find(|(n, _)| n == name) else { return };
-        for dep in modinfo(bytes, "depends").split(',').filter(|d| !d.is_empty()) {
-            place(dep, found, order, depth + 1);
-        }
-        order.push((name.to_string(), bytes.clone()));
-    }
     for m in MODULES {
-        if found.iter().any(|(n, _)| n == m) {
-            place(m, &found, &mut order, 0);
+        if paths.contains_key(*m) {
+            place(m, &paths, &mut order, 0)?;
         } else {
             eprintln!("xtask: kernel module {m} not found under {} (built in?): skipped", dir.display());
         }
