@@ -349,27 +349,24 @@ extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
-    count(TrapKind::OtherSync);
-    let current: DomId = smp::current_domain();
-    let mut domains = DOMAINS.lock();
-    if let Some(dom) = domains.get_mut(current) {
-        log!("d{}: SError (ESR {:#x}) at {:#x}: domain killed", dom.id, sysreg!(read ESR_EL2), frame.elr);
-        dom.shutdown = Some(ShutdownReason::Crash);
-        act_on_shutdown(dom);
-    }
-    if domu_shutdown(&mut domains, current) == After::Park {
-        drop(domains);
-        smp::park_this_cpu();
-    }
+    let why = alloc::format!("SError (ESR {:#x}) at {:#x}", sysreg!(read ESR_EL2), frame.elr);
+    kill_current(&why);
 }
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower32(frame: &mut TrapFrame) {
+    let why = alloc::format!("AArch32 guest state at {:#x} is not supported", frame.elr);
+    kill_current(&why);
+}
+
+/// The running domain did something it cannot continue from: it crashes (dom0 takes the
+/// machine with it; a domU's CPU stops).
+fn kill_current(why: &str) {
     count(TrapKind::OtherSync);
     let current: DomId = smp::current_domain();
     let mut domains = DOMAINS.lock();
     if let Some(dom) = domains.get_mut(current) {
-        log!("d{}: AArch32 guest state at {:#x} is not supported: domain killed", dom.id, frame.elr);
+        log!("d{}: {why}: domain killed", dom.id);
         dom.shutdown = Some(ShutdownReason::Crash);
         act_on_shutdown(dom);
     }
