@@ -131,6 +131,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     log!("command line: \"{cmdline_text}\"");
     crate::hypercall::version::set_command_line(&cmdline_text);
     let cmdline = HypervisorCmdline::parse(&cmdline_text).map_err(|e| format!("command line: {e}"))?;
+    crate::domain::lifecycle::set_noreboot(cmdline.noreboot);
     // dom0_max_vcpus= is read from the unparsed options (smp.rs); the others are ignored.
     let ignored: Vec<&str> = cmdline.unknown.iter().map(String::as_str).filter(|o| !o.starts_with("dom0_max_vcpus=")).collect();
     if !ignored.is_empty() {

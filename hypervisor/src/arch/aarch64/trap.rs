@@ -15,6 +15,7 @@ use crate::{log, sysreg};
 use super::smp::{self, MAX_CPUS};
 use crate::trap_stats::{TrapKind, TrapStats};
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
+use crate::domain::lifecycle::MachineAction;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
@@ -357,13 +358,12 @@ pub(super) fn act_on_shutdown(dom: &mut Domain) {
         for line in crate::trap_stats::breakdown(&counts, super::smp::vcpus(), 100) {
             log!("{line}");
         }
-        match reason {
-            ShutdownReason::PowerOff => {
-                log!("hardware domain powered off: powering off the machine");
-                psci::system_off();
-            }
-            _ => {
-                log!("hardware domain stopped ({reason:?}): resetting the machine");
+        let (action, line) = crate::domain::lifecycle::hardware_domain_stopped(reason);
+        log!("{line}");
+        match action {
+            MachineAction::PowerOff => psci::system_off(),
+            MachineAction::Restart { delay_ms } => {
+                super::regs::delay_ms(delay_ms);
                 psci::system_reset();
             }
         }
