@@ -161,6 +161,56 @@ fn is_live(t: &Tree, mut n: NodeId) -> bool {
 }
 
 /// Builds dom0's DT from the host's. See the module comment and [`Dom0DtSpec`].
+/// Devices dom0 must not program because they read and write memory by physical address,
+/// outside any SMMU stream the hypervisor controls: through them dom0 could reach the
+/// hypervisor's memory or another domain's. Their nodes are removed from dom0's DT and their
+/// registers left unmapped; references to them are stripped (PCI MSIs then fall back to INTx).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PhysicalMasters {
+    /// (node path, why) of each device kept from dom0.
+    pub kept: Vec<(String, &'static str)>,
+    /// (node path, property) that refer to a kept device.
+    pub strip: Vec<(String, String)>,
+}
+
+/// Compatibles of devices that master memory by physical address, and why.
+const PHYSICAL_MASTERS: &[(&str, &str)] = &[
+    ("arm,gic-v3-its", "GICv3 ITS: reads its command queue and tables by physical address"),
+    ("qemu,fw-cfg-mmio", "QEMU fw_cfg: its DMA interface reads and writes by physical address"),
+];
+
+/// Find the devices of [`PhysicalMasters`] in the host DT.
+pub fn physical_masters(host: &HostDt) -> PhysicalMasters {
+    let mut out = PhysicalMasters::default();
+    let mut phandles = Vec::new();
+    for &(compat, why) in PHYSICAL_MASTERS {
+        for n in host.find_compatible(compat) {
+            if !host.is_enabled(n) {
+                continue;
+            }
+            out.kept.push((host.path(n), why));
+            if let Some(ph) = host.phandle(n) {
+                phandles.push(ph);
+            }
+        }
+    }
+    // `msi-parent = <phandle ...>` names its controller first; `msi-map` entries are
+    // <rid-base controller msi-base length> (the controller's #msi-cells is 1 for the ITS,
+    // the only MSI controller kept here).
+    for n in host.nodes() {
+        let refers = |prop: &str, first: usize, stride: usize| {
+            host.prop_cells(n, prop).ok().flatten().is_some_and(|c| c.iter().skip(first).step_by(stride).any(|ph| phandles.contains(ph)))
+        };
+        if refers("msi-parent", 0, usize::MAX) {
+            out.strip.push((host.path(n), "msi-parent".to_owned()));
+        }
+        if refers("msi-map", 1, 4) {
+            out.strip.push((host.path(n), "msi-map".to_owned()));
+        }
+    }
+    out
+}
+
 pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtError> {
     let mut t: Tree = host.tree().clone();
     let root = host.root();
@@ -247,6 +297,8 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
             ("iommus", 0usize),
             ("iommu-map", 1),
             ("interrupt-parent", 0),
+            ("msi-parent", 0),
+            ("msi-map", 1),
         ] {
             let Some(v) = t
                 .node(n)

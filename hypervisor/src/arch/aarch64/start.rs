@@ -212,6 +212,14 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         vcpus: Some(vcpus as u32),
     };
     spec.add_edits(&edits);
+    // Devices that master memory by physical address (no SMMU stream in between) stay the
+    // hypervisor's: dom0 does not see them and their registers are not mapped.
+    let masters = crate::dt::dom0::physical_masters(&dt);
+    for (path, why) in &masters.kept {
+        log!("{path}: kept from dom0 ({why})");
+        spec.remove_nodes.push(path.clone());
+    }
+    spec.strip_props.extend(masters.strip.iter().cloned());
     let dom0_dtb = build_dom0_dt(&dt, &spec).map_err(|e| format!("dom0 device tree: {e}"))?;
     if dom0_dtb.len() as u64 > DTB_ROOM {
         return Err(dom0::BuildError::DtbTooLarge { size: dom0_dtb.len() as u64 }.to_string());
