@@ -211,6 +211,82 @@ pub fn physical_masters(host: &HostDt) -> PhysicalMasters {
     out
 }
 
+/// Smallest extended region offered (Xen's minimum).
+pub const EXT_REGION_MIN: u64 = 64 << 20;
+/// Most extended regions offered.
+pub const EXT_REGIONS_MAX: usize = 128;
+
+/// dom0's extended regions, as Xen 4.17 finds them for a dom0 behind an IOMMU: the guest
+/// physical space below `2^ipa_bits` that no `reg` of the host DT (RAM, devices, reserved
+/// memory) and no PCI window uses, nor any of `also_used` (the grant-table region), cut to
+/// 2 MiB boundaries, each at least [`EXT_REGION_MIN`]. dom0 maps grants and foreign pages
+/// there instead of ballooning its RAM out.
+pub fn extended_regions(host: &HostDt, ipa_bits: u8, also_used: &[Region]) -> Vec<Region> {
+    const MIB2: u64 = 2 << 20;
+    let limit = 1u64 << ipa_bits.min(63);
+    let mut used: Vec<(u64, u64)> = Vec::new();
+    let mut add = |r: Region| {
+        let start = r.base & !0xfff;
+        let end = r.base.saturating_add(r.size).saturating_add(0xfff) & !0xfff;
+        if end > start {
+            used.push((start, end));
+        }
+    };
+    for d in host.device_regions() {
+        add(d.region);
+    }
+    // RAM and reserved memory (device_regions leaves those out).
+    for id in host.nodes() {
+        if host.prop(id, "reg").is_none() || id == host.root() {
+            continue;
+        }
+        let under_memory = {
+            let mut cur = id;
+            let mut hit = false;
+            while let Some(p) = host.parent(cur) {
+                if p == host.root() {
+                    let name = host.name(cur).split('@').next().unwrap_or("");
+                    hit = name == "memory" || name == "reserved-memory" || host.prop_str(cur, "device_type").ok().flatten() == Some("memory");
+                    break;
+                }
+                cur = p;
+            }
+            hit
+        };
+        if under_memory {
+            for r in host.reg(id).unwrap_or_default() {
+                add(r);
+            }
+        }
+    }
+    for &r in also_used {
+        add(r);
+    }
+    used.sort_unstable();
+    let mut out = Vec::new();
+    let mut cursor = 0u64;
+    let offer = |s: u64, e: u64, out: &mut Vec<Region>| {
+        let s = s.saturating_add(MIB2 - 1) & !(MIB2 - 1);
+        let e = e & !(MIB2 - 1);
+        if e > s && e - s >= EXT_REGION_MIN && out.len() < EXT_REGIONS_MAX {
+            out.push(Region { base: s, size: e - s });
+        }
+    };
+    for (s, e) in used {
+        if s >= limit {
+            break;
+        }
+        if s > cursor {
+            offer(cursor, s, &mut out);
+        }
+        cursor = cursor.max(e);
+    }
+    if cursor < limit {
+        offer(cursor, limit, &mut out);
+    }
+    out
+}
+
 pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtError> {
     let mut t: Tree = host.tree().clone();
     let root = host.root();

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use std::println;
 
 use super::cmdline::{parse_size, HypervisorCmdline};
-use super::dom0::{build_dom0_dt, physical_masters, Dom0DtSpec, PhysicalMasters};
+use super::dom0::{build_dom0_dt, extended_regions, physical_masters, Dom0DtSpec, PhysicalMasters, EXT_REGION_MIN};
 use super::fixtures::{self, QEMU_VIRT, QEMU_VIRT_DOM0, SNOW};
 use super::*;
 use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable, PlatformDefaults};
@@ -976,4 +976,34 @@ fn devices_mastering_by_physical_address_are_kept_from_dom0() {
     assert!(build_dom0_dt(&host, &spec).unwrap_err().to_string().contains("msi-map"));
     // The Snow has neither.
     assert_eq!(physical_masters(&load(SNOW)), PhysicalMasters::default());
+}
+
+#[test]
+fn extended_regions_are_the_unused_space_as_xen_finds_it() {
+    let host = load(QEMU_VIRT);
+    let gnttab = r(0x3800_0000, 0x4_0000);
+    let ext = extended_regions(&host, 40, &[gnttab]);
+    // QEMU virt (2 GiB): RAM 0x4000_0000-0xc000_0000, PCIe ECAM at 0x40_1000_0000, 64-bit
+    // window 0x80_0000_0000-0x100_0000_0000 (the whole top of a 40-bit space), devices and the
+    // 32-bit window below 1 GiB.
+    assert!(!ext.is_empty());
+    for e in &ext {
+        assert_eq!(e.base % (2 << 20), 0, "{e}");
+        assert_eq!(e.size % (2 << 20), 0, "{e}");
+        assert!(e.size >= EXT_REGION_MIN, "{e}");
+        assert!(e.base + e.size <= 1 << 40, "{e}");
+        for d in host.device_regions() {
+            let dr = d.region;
+            assert!(e.base + e.size <= dr.base || dr.base + dr.size <= e.base, "{e} overlaps {} {dr}", d.path);
+        }
+        assert!(e.base + e.size <= gnttab.base || gnttab.base + gnttab.size <= e.base);
+        assert!(e.base + e.size <= 0x4000_0000 || e.base >= 0xc000_0000, "{e} overlaps RAM");
+    }
+    // Right above RAM, up to the PCIe ECAM window; and the hole between the virtio-mmio
+    // transports and the 32-bit PCIe window.
+    assert!(ext.contains(&r(0xc000_0000, 0x40_1000_0000 - 0xc000_0000)), "{ext:x?}");
+    assert!(ext.contains(&r(0x0a20_0000, 0x1000_0000 - 0x0a20_0000)), "{ext:x?}");
+    // A smaller IPA space cuts them.
+    assert!(extended_regions(&host, 36, &[]).iter().all(|e| e.base + e.size <= 1 << 36));
+    assert_eq!(extended_regions(&host, 32, &[]), [r(0x0a20_0000, 0x1000_0000 - 0x0a20_0000), r(0xc000_0000, 0x4000_0000)]);
 }

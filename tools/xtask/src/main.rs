@@ -108,9 +108,18 @@ fn run(args: &[String]) -> Result<()> {
             other => return Err(format!("unknown option `{other}` for run\n\n{HELP}")),
         }
     }
-    if linux_dom0 && boot.cmdline.is_empty() {
-        // Linux dom0 gets one vCPU per CPU of the QEMU machine, as on Xen.
-        boot.cmdline = format!("dom0_max_vcpus={}", boot.smp);
+    // `-- -smp N` sets the machine's CPU count (QEMU takes the last -smp given).
+    if let Some(n) = qemu_smp(&boot.extra) {
+        boot.smp = n;
+    }
+    if linux_dom0 {
+        if boot.initrd.is_some() {
+            return Err("--initrd cannot be combined with --dom0 linux: that dom0 brings its own initramfs (build your own and give it with --dom0 PATH --initrd PATH)".into());
+        }
+        if !boot.cmdline.split_whitespace().any(|w| w.starts_with("dom0_max_vcpus=")) {
+            // Linux dom0 gets one vCPU per CPU of the QEMU machine.
+            boot.cmdline = format!("{} dom0_max_vcpus={}", boot.cmdline, boot.smp).trim().to_string();
+        }
     }
     if let Some(d) = &boot.dom0 {
         if !d.exists() {
@@ -138,12 +147,30 @@ fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The CPU count of the last `-smp N[,...]` (or `-smp cpus=N,...`) among QEMU arguments.
+fn qemu_smp(extra: &[String]) -> Option<u32> {
+    let i = extra.iter().rposition(|a| a == "-smp")?;
+    let v = extra.get(i + 1)?;
+    v.split(',').find_map(|part| part.strip_prefix("cpus=").unwrap_or(part).parse().ok())
+}
+
 /// How a boot ended, in words.
 fn ended(out: &qemu::Outcome) -> String {
     match (out.timed_out, out.exit_code) {
         (true, _) => "was stopped (no exit in time)".into(),
         (false, Some(c)) => format!("exited with {c}"),
         (false, None) => "was killed by a signal".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn smp_from_qemu_arguments() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(super::qemu_smp(&a(&["-cpu", "max", "-smp", "4"])), Some(4));
+        assert_eq!(super::qemu_smp(&a(&["-smp", "2", "-smp", "cpus=3,sockets=1"])), Some(3));
+        assert_eq!(super::qemu_smp(&a(&["-m", "4G"])), None);
     }
 }
 

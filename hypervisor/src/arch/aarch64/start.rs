@@ -30,6 +30,8 @@ const DOM0_VMID: u16 = 1;
 const DOM0_EVTCHN_PPI: u32 = 16;
 /// Size of the grant-table region advertised to dom0 (64 frames, Xen's default maximum).
 const GNTTAB_SIZE: u64 = 64 * 4096;
+/// dom0's guest physical address size (its stage 2's input range).
+const DOM0_IPA_BITS: u8 = 40;
 
 static EARLY: Once<Pl011<RawMmio>> = Once::new();
 static CONSOLE_UART: Once<Pl011<RawMmio>> = Once::new();
@@ -204,7 +206,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         bootargs: info.dom0_cmdline().map(String::from),
         initrd: layout.initrd.map(|(b, s)| Region { base: b, size: s }),
         grant_table: Region { base: hyp.base, size: GNTTAB_SIZE },
-        extended_regions: Vec::new(),
+        extended_regions: crate::dt::dom0::extended_regions(&dt, DOM0_IPA_BITS, &[Region { base: hyp.base, size: GNTTAB_SIZE }]),
         evtchn_ppi: DOM0_EVTCHN_PPI,
         remove_nodes: hyp_devices.clone(),
         strip_props: Vec::new(),
@@ -212,6 +214,9 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         vcpus: Some(vcpus as u32),
     };
     spec.add_edits(&edits);
+    for (i, r) in spec.extended_regions.iter().enumerate() {
+        log!("dom0: extended region {i}: {:#x}-{:#x} ({} MiB)", r.base, r.base + r.size, mib(r.size));
+    }
     // Devices that master memory by physical address (no SMMU stream in between) stay the
     // hypervisor's: dom0 does not see them and their registers are not mapped.
     let masters = crate::dt::dom0::physical_masters(&dt);
@@ -229,7 +234,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // dom0's stage 2: its RAM, and every device the hypervisor does not keep.
     let mem = DirectMem;
     let mut tlb = HwTlb;
-    let cfg = Stage2Config { ipa_bits: 40, pa_bits: 40 };
+    let cfg = Stage2Config { ipa_bits: DOM0_IPA_BITS, pa_bits: 40 };
     let mut frames = trap::FRAMES.lock();
     let free = &mut *frames;
     let mut p2m = Stage2::new(DOM0_VMID, cfg, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
