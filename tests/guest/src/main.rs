@@ -18,6 +18,8 @@ mod cases;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
 mod dma_layer;
 #[cfg(target_os = "none")]
 mod edu;

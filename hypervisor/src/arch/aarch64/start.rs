@@ -220,7 +220,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // dom0's stage 2: its RAM, and every device the hypervisor does not keep.
     let mem = DirectMem;
     let mut tlb = HwTlb;
-    let cfg = Stage2Config { ipa_bits: 40, pa_bits: 40 };
+    let cfg = Stage2Config::DOMAIN;
     let mut frames = trap::FRAMES.lock();
     let free = &mut *frames;
     let mut p2m = Stage2::new(DOM0_VMID, cfg, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
