@@ -128,6 +128,9 @@ fn run(args: &[String]) -> Result<()> {
         boot = conformance::with_domu(boot, &k, "run")?;
     }
     let out = boot.run()?;
+    if let Some(why) = out.hypervisor_failure() {
+        return Err(format!("dom0 or the hypervisor failed: {why}"));
+    }
     if out.exit_code != Some(0) {
         return Err(format!("QEMU exited with {:?}", out.exit_code));
     }

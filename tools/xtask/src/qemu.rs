@@ -154,6 +154,28 @@ impl Outcome {
     pub fn has(&self, needle: &str) -> bool {
         self.output.contains(needle)
     }
+
+    /// Why the run failed, from what was printed: a domain the hypervisor killed, dom0
+    /// stopping other than by power-off or reboot, a bug of the hypervisor's own (xenith's
+    /// lines; Xen's `(XEN)` crash lines too), or a Linux guest's kernel panic (which may end
+    /// in a reboot). `None` for a clean run.
+    pub fn hypervisor_failure(&self) -> Option<String> {
+        failure_in(&self.output)
+    }
+}
+
+/// The first line of `output` that says a domain died or the hypervisor failed.
+pub fn failure_in(output: &str) -> Option<String> {
+    const FATAL: [&str; 7] = [
+        "Kernel panic - not syncing",
+        "domain killed",
+        "HYPERVISOR BUG",
+        "hardware domain stopped (Crash)",
+        "hardware domain stopped (Watchdog)",
+        "Hardware Dom0 crashed",
+        "Panic on CPU",
+    ];
+    output.lines().find(|l| FATAL.iter().any(|f| l.contains(f))).map(|l| l.trim().to_string())
 }
 
 /// A command as a shell line, for the README and logs.
@@ -169,4 +191,22 @@ pub fn shell_line(cmd: &Command) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_in;
+
+    #[test]
+    fn killed_or_crashed_domains_and_hypervisor_bugs_are_failures() {
+        let clean = "(xenith) d0: shutdown (PowerOff)\n(xenith) hardware domain powered off: powering off the machine\n";
+        assert_eq!(failure_in(clean), None);
+        assert_eq!(failure_in("(xenith) hardware domain stopped (Reboot): resetting the machine\n"), None);
+        let killed = "x\n(xenith) d0: SError (ESR 0xbe000000) at 0x1000: domain killed\n(xenith) hardware domain stopped (Crash): resetting\n";
+        assert_eq!(failure_in(killed).as_deref(), Some("(xenith) d0: SError (ESR 0xbe000000) at 0x1000: domain killed"));
+        assert!(failure_in("(xenith) hardware domain stopped (Crash): resetting the machine").is_some());
+        assert!(failure_in("(xenith) HYPERVISOR BUG: panic: x").is_some());
+        assert!(failure_in("(XEN) Hardware Dom0 crashed: rebooting machine in 5 seconds.").is_some());
+        assert!(failure_in("[    1.0] Kernel panic - not syncing: Attempted to kill init!").is_some());
+    }
 }
