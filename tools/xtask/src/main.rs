@@ -29,7 +29,7 @@ cargo xtask <command>
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       -- QEMU-ARGS...    extra QEMU arguments
   test               host tests (cargo test), the QEMU system tests, then the conformance diff
-  systest            only the QEMU system tests
+  systest [NAME]     only the QEMU system tests (those whose name contains NAME)
   conformance [--against xen]
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
                      (tests/conformance/); `--against xen` re-records Xen's values
@@ -50,7 +50,11 @@ fn main() {
         }
         Some("bench") => bench(),
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
-        Some("systest") => setup().and_then(|_| fixtures::all()).and_then(|_| build::all()).and_then(|i| systest::run_all(&i)).map(|_| ()),
+        Some("systest") => setup()
+            .and_then(|_| fixtures::all())
+            .and_then(|_| build::all())
+            .and_then(|i| systest::run_matching(&i, args.get(1).map(String::as_str)))
+            .map(|_| ()),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
