@@ -30,9 +30,10 @@ cargo xtask <command>
       -- QEMU-ARGS...    extra QEMU arguments
   test               host tests (cargo test), the QEMU system tests, then the conformance diff
   systest [NAME]     only the QEMU system tests (those whose name contains NAME)
-  conformance [--against xen]
+  conformance [--against xen] [--cpu cortex-a57|max]
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
-                     (tests/conformance/); `--against xen` re-records Xen's values
+                     (tests/conformance/): the whole table on cortex-a57, the cpu.* cases on max;
+                     `--against xen` re-records Xen's values (for cortex-a57 unless --cpu says)
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
       --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
   fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
