@@ -30,7 +30,8 @@ const GUEST_PARANGE: u64 = parange(GUEST_IPA_BITS);
 /// Pointer authentication is offered to guests: HCR_EL2.API and APK are set, so the
 /// guest's PAC instructions and key registers work without trapping; the keys are per-vCPU
 /// state (each vCPU has a physical CPU to itself, so they only need saving where a CPU
-/// would change vCPUs, and are reset when a vCPU starts).
+/// would change vCPUs, and are reset when a vCPU starts). The hypervisor is built without
+/// pointer authentication, so the key registers only ever hold guest keys.
 pub const PAUTH_OFFERED: bool = true;
 
 /// An ID register in the space HCR_EL2.TID3 traps: op0 3, op1 0, CRn 0, `crm` 1..=7, `op2`.
