@@ -84,10 +84,11 @@ pub fn gva_to_pa(gva: u64, write: bool) -> Option<u64> {
 /// ESR_EL1 = `esr`, FAR_EL1 = `far` (when given), return state saved in ELR/SPSR_EL1.
 /// `return_to` is the address the guest's handler sees in ELR_EL1.
 pub fn inject_sync(frame: &mut TrapFrame, esr: u64, far: Option<u64>, return_to: u64) {
-    let offset = match frame.spsr & 0xf {
-        0b0000 => 0x400, // EL0 (AArch64): lower EL vector
-        0b0100 => 0x000, // EL1t
-        _ => 0x200,      // EL1h
+    let offset = match frame.spsr & 0x1f {
+        0b00000 => 0x400,         // EL0 (AArch64): lower EL vector
+        m if m & 0x10 != 0 => 0x600, // EL0 in AArch32 (EL1 is always AArch64): lower EL, AArch32
+        0b00100 => 0x000,         // EL1t
+        _ => 0x200,               // EL1h
     };
     sysreg!(write ELR_EL1, return_to);
     sysreg!(write SPSR_EL1, frame.spsr);
@@ -99,9 +100,10 @@ pub fn inject_sync(frame: &mut TrapFrame, esr: u64, far: Option<u64>, return_to:
     frame.spsr = SPSR_EL1H_MASKED;
 }
 
-/// True when the trapped guest context was running at EL0.
+/// True when the trapped guest context was running at EL0 (AArch64, or AArch32: its modes
+/// at EL1 do not exist here, HCR_EL2.RW making EL1 AArch64).
 pub fn from_el0(frame: &TrapFrame) -> bool {
-    frame.spsr & 0xf == 0
+    frame.spsr & 0xf == 0 || frame.spsr & 0x10 != 0
 }
 
 /// ESR values for injected exceptions.

@@ -361,12 +361,6 @@ extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
     kill_current(&why);
 }
 
-#[no_mangle]
-extern "C" fn xenith_trap_lower32(frame: &mut TrapFrame) {
-    let why = alloc::format!("AArch32 guest state at {:#x} is not supported", frame.elr);
-    kill_current(&why);
-}
-
 /// The running domain did something it cannot continue from: it crashes (dom0 takes the
 /// machine with it; a domU's CPU stops).
 fn kill_current(why: &str) {
