@@ -18,6 +18,8 @@ mod cases;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
 mod dma_layer;
 #[cfg(target_os = "none")]
 mod edu;
@@ -110,6 +112,10 @@ mod kernel {
             crate::edu::bench(info.pci);
         } else if info.has_arg(b"bench") {
             bench::run();
+        } else if info.has_arg(b"cpu-cases") {
+            // Only what the CPU looks like (the conformance run on other CPU models).
+            let (passed, failed) = cases::run_table("", crate::cpu::CPU_CASES.iter());
+            println!("{passed} passed, {failed} failed");
         } else {
             let (mut passed, mut failed) = cases::run_all();
             if info.has_arg(b"domu-peer") {

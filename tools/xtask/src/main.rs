@@ -30,10 +30,11 @@ cargo xtask <command>
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       -- QEMU-ARGS...    extra QEMU arguments
   test               host tests (cargo test), the QEMU system tests, then the conformance diff
-  systest            only the QEMU system tests
-  conformance [--against xen]
+  systest [NAME]     only the QEMU system tests (those whose name contains NAME)
+  conformance [--against xen] [--cpu cortex-a57|max]
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
-                     (tests/conformance/); `--against xen` re-records Xen's values
+                     (tests/conformance/): the whole table on cortex-a57, the cpu.* cases on max;
+                     `--against xen` re-records Xen's values (for cortex-a57 unless --cpu says)
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
       --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
   fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
@@ -51,7 +52,11 @@ fn main() {
         }
         Some("bench") => bench(),
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
-        Some("systest") => setup().and_then(|_| fixtures::all()).and_then(|_| build::all()).and_then(|i| systest::run_all(&i)).map(|_| ()),
+        Some("systest") => setup()
+            .and_then(|_| fixtures::all())
+            .and_then(|_| build::all())
+            .and_then(|i| systest::run_matching(&i, args.get(1).map(String::as_str)))
+            .map(|_| ()),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");

@@ -31,7 +31,7 @@ const DOM0_EVTCHN_PPI: u32 = 16;
 /// Size of the grant-table region advertised to dom0 (64 frames, Xen's default maximum).
 const GNTTAB_SIZE: u64 = 64 * 4096;
 /// dom0's guest physical address size (its stage 2's input range).
-const DOM0_IPA_BITS: u8 = 40;
+const DOM0_IPA_BITS: u8 = Stage2Config::DOMAIN.ipa_bits;
 
 static EARLY: Once<Pl011<RawMmio>> = Once::new();
 static CONSOLE_UART: Once<Pl011<RawMmio>> = Once::new();
@@ -234,7 +234,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // dom0's stage 2: its RAM, and every device the hypervisor does not keep.
     let mem = DirectMem;
     let mut tlb = HwTlb;
-    let cfg = Stage2Config { ipa_bits: DOM0_IPA_BITS, pa_bits: 40 };
+    let cfg = Stage2Config::DOMAIN;
     let mut frames = trap::FRAMES.lock();
     let free = &mut *frames;
     let mut p2m = Stage2::new(DOM0_VMID, cfg, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
