@@ -166,6 +166,32 @@ fn hvc_bad_immediate() -> Observed {
     }
 }
 
+/// QEMU virt's GICv3 ITS (its control frame), mapped at the guest's stage 1 by main.rs.
+pub const QEMU_VIRT_ITS: u64 = 0x0808_0000;
+/// GITS_CBASER: the ITS command queue's physical base.
+const GITS_CBASER: u64 = 0x80;
+
+/// Aim the physical ITS's command queue at the hypervisor's own memory (QEMU virt loads it at
+/// 0x4008_0000), Valid set: the store must not reach the ITS. The observed value is the
+/// ESR_EL1 of the abort the guest takes for it (FAR must be the register), else the value
+/// read back after a store that went through.
+fn its_cbaser_write() -> Observed {
+    let reg = QEMU_VIRT_ITS + GITS_CBASER;
+    exceptions::clear();
+    // SAFETY: mapped as Device memory at stage 1; the store either faults (the vector resumes
+    // past it) or reaches whatever the hypervisor put there.
+    unsafe { core::ptr::write_volatile(reg as *mut u64, (1 << 63) | 0x4008_0000 | 0xff) };
+    match exceptions::last() {
+        (_, Some(e)) if e.ec() == EC_DABT_CUR && e.far == reg => Observed::Hex(e.esr),
+        (_, Some(e)) => Observed::Hex(e.esr | 1 << 63),
+        (_, None) => {
+            // SAFETY: as above; the store went through, so the read does too.
+            let back = unsafe { core::ptr::read_volatile(reg as *const u64) };
+            Observed::NoException(back as i64)
+        }
+    }
+}
+
 /// A 32-bit store to [`DEVICE_HOLE_IPA`], mapped at stage 1 but owned by nobody at stage 2.
 fn store_to_hole() -> Observed {
     exceptions::clear();
@@ -311,6 +337,7 @@ pub static CASES: &[Case] = &[
     Case { name: "psci.cpu_on_64.no_such_cpu", run: || Observed::Int(smccc(PSCI_CPU_ON_64, 0xff00)), expect: Expect::Eq(PSCI_RET_INVALID_PARAMETERS) },
     Case { name: "psci.features.unknown", run: || Observed::Int(smccc(PSCI_FEATURES, 0x8400_00FF)), expect: Expect::Eq(PSCI_RET_NOT_SUPPORTED) },
     Case { name: "stage2.store_to_hole", run: store_to_hole, expect: Expect::Exception { esr: ESR_DABT_HOLE, elr_offset: 0 } },
+    Case { name: "isolation.its.cbaser_write", run: its_cbaser_write, expect: Expect::Eq(ESR_DABT_HOLE as i64) },
 ];
 
 /// Runs every case; returns (passed, failed).

@@ -78,6 +78,10 @@ mod kernel {
             // SAFETY: boot CPU, before the MMU is enabled.
             unsafe { mmu::add_device(u.base, u.size.max(0x1000)) };
         }
+        // The physical ITS (QEMU virt): an isolation case aims its command queue at the
+        // hypervisor, which must not work.
+        // SAFETY: boot CPU, before the MMU is enabled.
+        unsafe { mmu::add_device(crate::cases::QEMU_VIRT_ITS, 0x1_0000) };
         let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench") || info.has_arg(b"edu-dma");
         if let (true, Some(pci)) = (edu_mode, info.pci) {
             // SAFETY: boot CPU, before the MMU is enabled.
