@@ -15,4 +15,5 @@ pub mod hypercall;
 pub mod iommu;
 pub mod irq;
 pub mod mm;
+pub mod spectre;
 pub mod trap_stats;

@@ -333,9 +333,9 @@ pub fn bench_against_xen(images: &Images) -> Result<()> {
     crate::linux::bench_against_xen(images.hypervisor.clone(), fixtures::xen_4_17()?)
 }
 
-/// `cargo xtask conformance [--against xen] [--cpu MODEL]`.
+/// `cargo xtask conformance [--against xen [--vulnerabilities]] [--cpu MODEL]`.
 pub fn main(args: &[String]) -> Result<()> {
-    let (mut against_xen, mut cpu) = (false, None);
+    let (mut against_xen, mut cpu, mut vulns) = (false, None, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -347,8 +347,19 @@ pub fn main(args: &[String]) -> Result<()> {
                 Some(c) if c == FULL_RUN_CPU || OTHER_CPUS.contains(&c) => cpu = Some(c.to_string()),
                 other => return Err(format!("--cpu: one of {FULL_RUN_CPU} {OTHER_CPUS:?}, got {other:?}")),
             },
+            "--vulnerabilities" => vulns = true,
             other => return Err(format!("conformance: unknown option `{other}`")),
         }
+    }
+    if vulns {
+        if !against_xen {
+            return Err("--vulnerabilities goes with --against xen (the system tests compare xenith's)".into());
+        }
+        let cpus: Vec<&str> = match &cpu {
+            Some(c) => vec![c.as_str()],
+            None => crate::vulnerabilities::CPUS.iter().map(|(c, _)| *c).collect(),
+        };
+        return cpus.into_iter().try_for_each(crate::vulnerabilities::record_xen);
     }
     match (against_xen, cpu) {
         (true, cpu) => record_xen(cpu.as_deref().unwrap_or(FULL_RUN_CPU)),

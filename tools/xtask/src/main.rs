@@ -9,6 +9,7 @@ mod health;
 mod linux;
 mod qemu;
 mod systest;
+mod vulnerabilities;
 
 use env::Result;
 use std::path::PathBuf;
@@ -34,7 +35,9 @@ cargo xtask <command>
   conformance [--against xen] [--cpu cortex-a57|max]
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
                      (tests/conformance/): the whole table on cortex-a57, the cpu.* cases on max;
-                     `--against xen` re-records Xen's values (for cortex-a57 unless --cpu says)
+                     `--against xen` re-records Xen's values (for cortex-a57 unless --cpu says);
+                     `--against xen --vulnerabilities` re-records Linux dom0's
+                     /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says)
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
       --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
   fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
