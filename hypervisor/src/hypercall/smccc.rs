@@ -3,8 +3,9 @@
 //! 32-bit value in w0; results go back in x0..x3.
 
 use crate::domain::{Domain, ShutdownReason};
-use core::sync::atomic::{AtomicBool, Ordering};
+use crate::spectre::{CallAction, Plan};
 use guest_abi::smccc::*;
+use spin::Once;
 
 /// Xen's hypervisor-service UID (a71812dc-c698-4369-9acf-79d18ddee667), as Xen returns it in
 /// w0..w3: each register holds four UUID bytes, first byte in the low bits.
@@ -19,17 +20,33 @@ const SMCCC_VERSION_1_1: u64 = 0x1_0001;
 /// MIGRATE_INFO_TYPE: "Trusted OS not present or does not require migration".
 const MIGRATE_NOT_REQUIRED: u64 = 2;
 
-/// Whether the host firmware implements SMCCC_ARCH_WORKAROUND_1 (branch-predictor
-/// invalidation); set once at boot from the firmware's own SMCCC_ARCH_FEATURES answer.
-static HOST_WORKAROUND_1: AtomicBool = AtomicBool::new(false);
+/// The speculative-execution plan decided at boot (`crate::spectre::decide`): what a guest's
+/// ARCH_FEATURES query for the workarounds is told and what its workaround calls do. Until
+/// boot has decided, nothing is offered.
+static PLAN: Once<Plan> = Once::new();
 
-pub fn set_host_workaround_1(available: bool) {
-    HOST_WORKAROUND_1.store(available, Ordering::Relaxed);
+pub fn set_plan(plan: Plan) {
+    PLAN.call_once(|| plan);
 }
 
-/// A guest's SMCCC_ARCH_WORKAROUND_1 call must be forwarded to the firmware.
-pub fn forwards_workaround_1(x0: u64) -> bool {
-    x0 as u32 == SMCCC_ARCH_WORKAROUND_1 && HOST_WORKAROUND_1.load(Ordering::Relaxed)
+fn plan() -> &'static Plan {
+    PLAN.get().unwrap_or(&Plan::NOTHING)
+}
+
+/// A guest's workaround call that must reach the firmware, as (function ID, argument): a
+/// WORKAROUND_1/3 the plan forwards, or a WORKAROUND_2 (x1: mitigation on if non-zero) when
+/// the firmware's is dynamic (per-vCPU state, kept by the caller).
+pub fn firmware_forward(x0: u64, x1: u64) -> Option<(u64, u64)> {
+    forward_in(plan(), x0, x1)
+}
+
+fn forward_in(p: &Plan, x0: u64, x1: u64) -> Option<(u64, u64)> {
+    match x0 as u32 {
+        SMCCC_ARCH_WORKAROUND_1 if p.wa1_call == CallAction::Forward => Some((u64::from(SMCCC_ARCH_WORKAROUND_1), 0)),
+        SMCCC_ARCH_WORKAROUND_3 if p.wa3_call == CallAction::Forward => Some((u64::from(SMCCC_ARCH_WORKAROUND_3), 0)),
+        SMCCC_ARCH_WORKAROUND_2 if p.wa2_dynamic => Some((u64::from(SMCCC_ARCH_WORKAROUND_2), u64::from(x1 as u32 != 0))),
+        _ => None,
+    }
 }
 
 fn neg(v: i64) -> u64 {
@@ -71,18 +88,28 @@ pub fn handle(dom: &mut Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
         PSCI_CPU_OFF => one(neg(PSCI_RET_DENIED)),
         // A standby request: returning at once is a valid wake-up (nothing to wait for yet).
         PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => one(0),
-        SMCCC_ARCH_WORKAROUND_1 if HOST_WORKAROUND_1.load(Ordering::Relaxed) => one(0),
+        // Offered workaround calls: done on the way in (the hypervisor's entry ran the
+        // mitigation), or forwarded by the caller (`firmware_forward`) before this runs.
+        SMCCC_ARCH_WORKAROUND_1 if plan().wa1_call != CallAction::Refuse => one(0),
+        SMCCC_ARCH_WORKAROUND_3 if plan().wa3_call != CallAction::Refuse => one(0),
+        SMCCC_ARCH_WORKAROUND_2 if plan().wa2_dynamic => one(0),
         _ => one(neg(SMCCC_RET_NOT_SUPPORTED)),
     }
 }
 
-/// SMCCC_ARCH_FEATURES: what is implemented. WORKAROUND_1 is offered exactly when the host
-/// firmware implements it (the guest's call is forwarded); the others are not implemented and
-/// reported NOT_SUPPORTED — never "not required".
+/// SMCCC_ARCH_FEATURES: what is implemented. The workarounds are answered from the plan, in
+/// which every answer is backed by a mitigation in force (the CPU's, the firmware's or the
+/// hypervisor's own); one nothing provides is NOT_SUPPORTED, never "not required".
 fn arch_features(fid: u32) -> i64 {
+    arch_features_in(plan(), fid)
+}
+
+fn arch_features_in(p: &Plan, fid: u32) -> i64 {
     match fid {
         SMCCC_VERSION | SMCCC_ARCH_FEATURES => SMCCC_RET_SUCCESS,
-        SMCCC_ARCH_WORKAROUND_1 if HOST_WORKAROUND_1.load(Ordering::Relaxed) => SMCCC_RET_SUCCESS,
+        SMCCC_ARCH_WORKAROUND_1 => p.wa1.value(),
+        SMCCC_ARCH_WORKAROUND_2 => p.wa2.value(),
+        SMCCC_ARCH_WORKAROUND_3 => p.wa3.value(),
         _ => SMCCC_RET_NOT_SUPPORTED,
     }
 }
@@ -124,6 +151,36 @@ mod tests {
         assert_eq!(d.shutdown, None);
         handle(&mut d, u64::from(PSCI_SYSTEM_OFF), [0; 7]);
         assert_eq!(d.shutdown, Some(ShutdownReason::PowerOff));
+    }
+
+    /// A firmware that implements the workarounds (emulated): what guests are told and what
+    /// reaches the firmware follow the plan.
+    #[test]
+    fn workarounds_follow_the_plan() {
+        use crate::spectre::{decide, Firmware, HostCpu};
+        let a57 = HostCpu { midr: 0x411f_d070, pfr0: 0x1122, ..HostCpu::default() };
+        let fw = Firmware { wa1: Some(0), wa2: Some(0), wa3: Some(-1), smc: false };
+        let p = decide(&a57, &fw);
+        assert_eq!(arch_features_in(&p, SMCCC_ARCH_WORKAROUND_1), 0);
+        assert_eq!(arch_features_in(&p, SMCCC_ARCH_WORKAROUND_2), 0);
+        // Over an HVC conduit the hypervisor cannot run the firmware's call on entry, so the
+        // guest's is forwarded; the loop it runs instead backs WORKAROUND_3.
+        assert_eq!(forward_in(&p, u64::from(SMCCC_ARCH_WORKAROUND_1), 7), Some((u64::from(SMCCC_ARCH_WORKAROUND_1), 0)));
+        assert_eq!(arch_features_in(&p, SMCCC_ARCH_WORKAROUND_3), 0);
+        assert_eq!(forward_in(&p, u64::from(SMCCC_ARCH_WORKAROUND_3), 0), None, "done on entry");
+        // WORKAROUND_2's argument is a flag in w1.
+        assert_eq!(forward_in(&p, u64::from(SMCCC_ARCH_WORKAROUND_2), 1 << 32), Some((u64::from(SMCCC_ARCH_WORKAROUND_2), 0)));
+        assert_eq!(forward_in(&p, u64::from(SMCCC_ARCH_WORKAROUND_2), 5), Some((u64::from(SMCCC_ARCH_WORKAROUND_2), 1)));
+        // With an SMC conduit, WORKAROUND_1 runs on every entry: the guest's call is done.
+        let p = decide(&a57, &Firmware { smc: true, ..fw });
+        assert_eq!(forward_in(&p, u64::from(SMCCC_ARCH_WORKAROUND_1), 0), None);
+        assert_eq!(arch_features_in(&p, SMCCC_ARCH_WORKAROUND_1), 0);
+        // QEMU's firmware: nothing to forward, nothing offered.
+        let p = decide(&a57, &Firmware { wa1: Some(-1), wa2: Some(-1), wa3: Some(-1), smc: true });
+        for wa in [SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3] {
+            assert_eq!(arch_features_in(&p, wa), -1);
+            assert_eq!(forward_in(&p, u64::from(wa), 1), None);
+        }
     }
 
     #[test]

@@ -35,6 +35,17 @@ fn fatal_and_off(out: &Outcome, needle: &str) -> std::result::Result<(), String>
     expect(out, "powering off")
 }
 
+/// dom0's vulnerabilities files against Xen 4.17's on `cpu`; each file's verdict is printed.
+fn vulnerabilities(o: &Outcome, cpu: &str) -> std::result::Result<(), String> {
+    for l in o.output.lines().filter(|l| l.contains("(xenith) firmware: ") || l.contains("(xenith) spectre: ")) {
+        println!("    {}", l.trim());
+    }
+    for l in crate::vulnerabilities::check(o, cpu)? {
+        println!("    vulnerabilities (-cpu {cpu}): {l}");
+    }
+    Ok(())
+}
+
 /// `N passed, M failed` from the guest: (N, M).
 pub fn guest_summary(out: &Outcome) -> Option<(u32, u32)> {
     out.output.lines().rev().find_map(|l| {
@@ -196,9 +207,41 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
     });
     // Debian's Linux as dom0, to the marker its /init prints (linux.rs; opt-in for now).
     if crate::linux::systest_enabled() {
-        cases.push(Case { name: "linux_dom0_userspace", boot: crate::linux::systest_boot(images.hypervisor.clone()), check: crate::linux::systest_check });
+        // Each Linux boot on cortex-a57 and max also compares dom0's
+        // /sys/devices/system/cpu/vulnerabilities/* with Xen 4.17's (vulnerabilities.rs).
+        cases.push(Case {
+            name: "linux_dom0_userspace",
+            boot: crate::linux::systest_boot(images.hypervisor.clone()),
+            check: |o| {
+                crate::linux::systest_check(o)?;
+                vulnerabilities(o, "cortex-a57")
+            },
+        });
         // The same on QEMU's `max` CPU (SVE, SME, MTE, pointer authentication, ...).
-        cases.push(Case { name: "linux_dom0_cpu_max", boot: Boot { cpu: "max".into(), ..crate::linux::systest_boot(images.hypervisor.clone()) }, check: crate::linux::cpu_max_check });
+        cases.push(Case {
+            name: "linux_dom0_cpu_max",
+            boot: Boot { cpu: "max".into(), ..crate::linux::systest_boot(images.hypervisor.clone()) },
+            check: |o| {
+                crate::linux::cpu_max_check(o)?;
+                vulnerabilities(o, "max")
+            },
+        });
+        // Every speculation barrier of the exception vectors forced on (spectre_entry=all:
+        // firmware WORKAROUND_1 and _3 calls, CLRBHB, the 32-iteration history loop on every
+        // exception from a guest): Linux boots as usual, the guest's registers survive them.
+        cases.push(Case {
+            name: "linux_dom0_spectre_entry_barriers",
+            boot: {
+                let mut b = crate::linux::systest_boot(images.hypervisor.clone());
+                b.cmdline.push_str(" spectre_entry=all");
+                b
+            },
+            check: |o| {
+                crate::linux::systest_check(o)?;
+                expect(o, "spectre_entry=all: every entry barrier runs")?;
+                vulnerabilities(o, "cortex-a57")
+            },
+        });
         // A hostile dom0 process: 100 000 random hypercalls through /dev/xen/privcmd (~25 s).
         cases.push(Case { name: "linux_dom0_privcmd_fuzz", boot: crate::linux::fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::fuzz_systest_check });
         // dom0 panics (panic=1, sysrq c): the hypervisor restarts the machine as Xen does.

@@ -114,6 +114,47 @@ _start:
     b       \target
     .endm
 
+    // On every exception from a guest, before the hypervisor takes any indirect branch: the
+    // speculation barriers spectre.rs chose (XENITH_SPECTRE_ENTRY; nothing on most CPUs).
+    // x0 and x1 are already saved in the frame at sp; x2/x3 are saved around a firmware call
+    // (SMCCC 1.1 preserves x4-x17).
+    .macro  SPECTRE_ENTRY
+    adrp    x0, XENITH_SPECTRE_ENTRY
+    ldr     w0, [x0, :lo12:XENITH_SPECTRE_ENTRY]
+    cbz     w0, .Lspectre_done\@
+    tbz     w0, #0, .Lspectre_no_wa1\@
+    stp     x2, x3, [sp, #2 * 8]
+    mov     w0, #0x8000             // SMCCC_ARCH_WORKAROUND_1 (0x80008000)
+    movk    w0, #0x8000, lsl #16
+    smc     #0
+    ldp     x2, x3, [sp, #2 * 8]
+    adrp    x0, XENITH_SPECTRE_ENTRY
+    ldr     w0, [x0, :lo12:XENITH_SPECTRE_ENTRY]
+.Lspectre_no_wa1\@:
+    tbz     w0, #1, .Lspectre_no_wa3\@
+    stp     x2, x3, [sp, #2 * 8]
+    mov     w0, #0x3fff             // SMCCC_ARCH_WORKAROUND_3 (0x80003fff)
+    movk    w0, #0x8000, lsl #16
+    smc     #0
+    ldp     x2, x3, [sp, #2 * 8]
+    adrp    x0, XENITH_SPECTRE_ENTRY
+    ldr     w0, [x0, :lo12:XENITH_SPECTRE_ENTRY]
+.Lspectre_no_wa3\@:
+    tbz     w0, #2, .Lspectre_no_clrbhb\@
+    hint    #22                     // CLRBHB
+    isb
+.Lspectre_no_clrbhb\@:
+    ubfx    w0, w0, #8, #8          // history-loop iterations
+    cbz     w0, .Lspectre_done\@
+.Lspectre_loop\@:
+    b       . + 4                   // each taken branch displaces one history entry
+    subs    w0, w0, #1
+    b.ne    .Lspectre_loop\@
+    dsb     nsh
+    isb
+.Lspectre_done\@:
+    .endm
+
     .section .text.vectors, "ax"
     .balign 0x800
     .global el2_vectors
@@ -141,6 +182,7 @@ el2_lower_sync:
     // x19-x29), into an `HvcRegs` at the bottom of a TrapFrame-sized slot.
     sub     sp, sp, #{frame}
     stp     x0, x1, [sp, #0 * 8]
+    SPECTRE_ENTRY
     mrs     x0, esr_el2
     mov     w1, #{hvc_esr_lo}
     movk    w1, #{hvc_esr_hi}, lsl #16
@@ -196,21 +238,25 @@ el2_lower_sync:
     b       xenith_return_to_guest
 el2_lower_irq:
     SAVE_FRAME
+    SPECTRE_ENTRY
     mov     x0, sp
     bl      xenith_trap_lower_irq
     b       xenith_return_to_guest
 el2_lower_fiq:
     SAVE_FRAME
+    SPECTRE_ENTRY
     mov     x0, sp
     bl      xenith_trap_lower_irq
     b       xenith_return_to_guest
 el2_lower_serror:
     SAVE_FRAME
+    SPECTRE_ENTRY
     mov     x0, sp
     bl      xenith_trap_lower_serror
     b       xenith_return_to_guest
 el2_lower32_sync:
     SAVE_FRAME
+    SPECTRE_ENTRY
     mov     x0, sp
     bl      xenith_trap_lower_sync
     b       xenith_return_to_guest

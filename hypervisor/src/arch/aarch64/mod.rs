@@ -17,6 +17,8 @@ pub mod psci;
 pub mod regs;
 /// SMP dom0: vCPU n pinned to physical CPU n, PSCI CPU_ON through the firmware.
 pub mod smp;
+/// Spectre v2 / BHB / SSBD: firmware and CPU probed at boot, entry flags, guests' calls.
+pub mod spectre;
 pub mod start;
 pub mod trap;
 /// Guest virtual timer injection and the trapped EL1 physical timer.

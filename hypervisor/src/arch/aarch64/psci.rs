@@ -18,6 +18,11 @@ pub fn set_conduit(c: Conduit) {
     CONDUIT.call_once(|| c);
 }
 
+/// The conduit from the host DT, if it named one.
+pub fn conduit() -> Option<Conduit> {
+    CONDUIT.get().copied()
+}
+
 /// Issue an SMCCC call through the host conduit; returns x0.
 pub fn call(fid: u64, a1: u64, a2: u64, a3: u64) -> Option<u64> {
     let conduit = *CONDUIT.get()?;

@@ -108,7 +108,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
             crate::dt::boot_info::PsciMethod::Hvc => psci::Conduit::Hvc,
         });
     }
-    probe_firmware();
+    super::spectre::init();
     let mut hyp_devices: Vec<String> = Vec::new();
     if let Some(out) = &info.stdout {
         let pl011 = out.compatible.iter().any(|c| c == "arm,pl011");
@@ -134,8 +134,14 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     crate::hypercall::version::set_command_line(&cmdline_text);
     let cmdline = HypervisorCmdline::parse(&cmdline_text).map_err(|e| format!("command line: {e}"))?;
     crate::domain::lifecycle::set_noreboot(cmdline.noreboot);
-    // dom0_max_vcpus= is read from the unparsed options (smp.rs); the others are ignored.
-    let ignored: Vec<&str> = cmdline.unknown.iter().map(String::as_str).filter(|o| !o.starts_with("dom0_max_vcpus=")).collect();
+    // dom0_max_vcpus= is read from the unparsed options (smp.rs); the others but
+    // spectre_entry= are ignored.
+    // spectre_entry=all: every entry barrier runs whatever the CPU needs (spectre.rs).
+    if cmdline.unknown.iter().any(|o| o == "spectre_entry=all") {
+        super::spectre::force_all_entry_barriers();
+    }
+    let ignored: Vec<&str> =
+        cmdline.unknown.iter().map(String::as_str).filter(|o| !o.starts_with("dom0_max_vcpus=") && *o != "spectre_entry=all").collect();
     if !ignored.is_empty() {
         log!("command line: ignoring options xenith does not act on: {}", ignored.join(" "));
     }
@@ -475,17 +481,6 @@ fn attach_dom0_streams(dt: &HostDt, table: &OwnershipTable, p2m: &Stage2) {
             }
         }
     }
-}
-
-/// Ask the firmware (through the host PSCI conduit) which SMCCC workarounds it implements.
-fn probe_firmware() {
-    use guest_abi::smccc::{SMCCC_ARCH_FEATURES, SMCCC_ARCH_WORKAROUND_1, SMCCC_VERSION};
-    let version = psci::call(u64::from(SMCCC_VERSION), 0, 0, 0).unwrap_or(u64::MAX) as u32;
-    let wa1 = version as i32 >= 0x1_0001
-        && psci::call(u64::from(SMCCC_ARCH_FEATURES), u64::from(SMCCC_ARCH_WORKAROUND_1), 0, 0) == Some(0);
-    log!("firmware: SMCCC {}, ARCH_WORKAROUND_1 {}", if (version as i32) < 0 { "1.0".into() } else { format!("{}.{}", version >> 16, version & 0xffff) },
-        if wa1 { "implemented (forwarded for guests)" } else { "not implemented" });
-    crate::hypercall::smccc::set_host_workaround_1(wa1);
 }
 
 fn page_round(r: Region) -> Region {

@@ -139,11 +139,13 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     // vGIC: read the list registers back before anything looks at interrupt state, and
     // refill them on the way out (gic.rs).
     let esr_el2 = sysreg!(read ESR_EL2);
+    super::spectre::guest_exit();
     super::gic::guest_exit();
     if handle_lower_sync(frame, esr_el2) == After::Park {
         smp::park_this_cpu();
     }
     super::gic::guest_entry();
+    super::spectre::guest_entry();
 }
 
 /// What the CPU does once a trap is handled.
@@ -251,8 +253,8 @@ fn smccc(dom: &mut Domain, frame: &mut TrapFrame) {
     if super::smp::psci(frame) {
         return;
     }
-    if hypercall::smccc::forwards_workaround_1(frame.x[0]) {
-        let _ = psci::call(frame.x[0] as u32 as u64, 0, 0, 0);
+    if let Some((fid, arg)) = hypercall::smccc::firmware_forward(frame.x[0], frame.x[1]) {
+        super::spectre::forward(fid, arg);
     }
     let args = [frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];
     let ret = hypercall::smccc::handle(dom, frame.x[0], args);
@@ -381,8 +383,10 @@ pub(super) fn act_on_shutdown(dom: &mut Domain) {
 #[no_mangle]
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
     // Physical interrupts the hypervisor owns (timers, GIC maintenance): see gic.rs.
+    super::spectre::guest_exit();
     let kind = super::gic::irq_from_guest(frame);
     count(kind);
+    super::spectre::guest_entry();
 }
 
 #[no_mangle]
