@@ -27,7 +27,7 @@ const _: () = assert!(core::mem::size_of::<HvcRegs>() <= super::entry::FRAME_SIZ
 #[no_mangle]
 extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
     trap::count(crate::trap_stats::TrapKind::Hypercall);
-    super::spectre::guest_exit();
+    let ssbd = super::spectre::guest_exit();
     // vGIC: the list registers are read back and refilled only when something changed (gic.rs).
     gic::guest_exit();
     let args = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
@@ -41,7 +41,7 @@ extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
         }
     }
     gic::guest_entry();
-    super::spectre::guest_entry();
+    super::spectre::guest_entry(ssbd);
 }
 
 /// Hypercall `nr` with x0..x4 = `args` from the vCPU on this CPU: one step, which may ask to be

@@ -127,25 +127,28 @@ pub fn forward(fid: u64, arg: u64) {
 }
 
 /// The CPU left the guest. Where the vCPU turned the SSBD mitigation off, the hypervisor
-/// turns it on for itself. Inline: without a dynamic firmware mitigation this is one load.
+/// turns it on for itself; returns whether it did (pass it to `guest_entry`). Inline:
+/// without a dynamic firmware mitigation this is one load.
 #[inline]
-pub fn guest_exit() {
-    if SSBD_DYNAMIC.load(Ordering::Relaxed) {
-        ssbd_switch(true);
-    }
+pub fn guest_exit() -> bool {
+    SSBD_DYNAMIC.load(Ordering::Relaxed) && ssbd_switch(true)
 }
 
-/// The CPU is about to re-enter the guest: the vCPU's own SSBD state goes back in.
+/// The CPU is about to re-enter the guest: the vCPU's own SSBD state goes back in if
+/// `guest_exit` changed it.
 #[inline]
-pub fn guest_entry() {
-    if SSBD_DYNAMIC.load(Ordering::Relaxed) {
+pub fn guest_entry(switched: bool) {
+    if switched {
         ssbd_switch(false);
     }
 }
 
+/// Set the firmware's SSBD mitigation to `on` if this CPU's vCPU has it off; whether it did.
 #[inline(never)]
-fn ssbd_switch(to_hypervisor: bool) {
-    if !SSBD.get(smp::this_cpu()) {
-        let _ = psci::call(u64::from(SMCCC_ARCH_WORKAROUND_2), u64::from(to_hypervisor), 0, 0);
+fn ssbd_switch(on: bool) -> bool {
+    let off = !SSBD.get(smp::this_cpu());
+    if off {
+        let _ = psci::call(u64::from(SMCCC_ARCH_WORKAROUND_2), u64::from(on), 0, 0);
     }
+    off
 }

@@ -139,13 +139,13 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     // vGIC: read the list registers back before anything looks at interrupt state, and
     // refill them on the way out (gic.rs).
     let esr_el2 = sysreg!(read ESR_EL2);
-    super::spectre::guest_exit();
+    let ssbd = super::spectre::guest_exit();
     super::gic::guest_exit();
     if handle_lower_sync(frame, esr_el2) == After::Park {
         smp::park_this_cpu();
     }
     super::gic::guest_entry();
-    super::spectre::guest_entry();
+    super::spectre::guest_entry(ssbd);
 }
 
 /// What the CPU does once a trap is handled.
@@ -383,10 +383,10 @@ pub(super) fn act_on_shutdown(dom: &mut Domain) {
 #[no_mangle]
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
     // Physical interrupts the hypervisor owns (timers, GIC maintenance): see gic.rs.
-    super::spectre::guest_exit();
+    let ssbd = super::spectre::guest_exit();
     let kind = super::gic::irq_from_guest(frame);
     count(kind);
-    super::spectre::guest_entry();
+    super::spectre::guest_entry(ssbd);
 }
 
 #[no_mangle]
