@@ -4,7 +4,7 @@
 
 use core::fmt::{self, Write};
 use platform::Uart;
-use spin::Mutex;
+use crate::sync::SpinMutex as Mutex;
 
 /// Bytes kept in the RAM log ring.
 pub const RING_SIZE: usize = 16 * 1024;

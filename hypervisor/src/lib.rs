@@ -14,4 +14,5 @@ pub mod hypercall;
 pub mod iommu;
 pub mod irq;
 pub mod mm;
+pub mod sync;
 pub mod trap_stats;

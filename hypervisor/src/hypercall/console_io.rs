@@ -10,7 +10,7 @@ use guest_abi::errno::{ret, E2BIG, EFAULT, ENOSYS};
 /// Bytes copied from the guest per step.
 const CHUNK: usize = 128;
 
-pub fn console_io(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, count: u64, buf: u64) -> i64 {
+pub fn console_io(dom: &Domain, mem: &mut dyn GuestMemory, cmd: u64, count: u64, buf: u64) -> i64 {
     // A dom0less domU uses the console as dom0 does (Xen 4.17 answers it the same way; built
     // for release it logs a domU's writes at a level it does not print: xenith prints them,
     // prefixed with the domain).

@@ -18,7 +18,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use platform::qemu_virt::pl011::Pl011;
 use platform::RawMmio;
-use spin::Once;
+use crate::sync::Once;
 
 /// Where to log before the DT names the console (QEMU virt's PL011), like Xen's early printk.
 const EARLY_UART: u64 = 0x0900_0000;
@@ -271,7 +271,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let mut dom = Domain::new(0, true, true, ram);
     dom.max_vcpus = vcpus as u32;
     guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
-    dom.p2m = Some(p2m);
+    *dom.p2m.get_mut() = Some(p2m);
     // Interrupts: the physical GIC for the hypervisor's PPIs, and dom0's emulated GICv3 at the
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
     let host_lines = super::gic::init(&info.gic)?;
@@ -287,7 +287,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         }
     };
     super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
-    if trap::DOMAINS.lock().insert(dom).is_err() {
+    if trap::DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
     trap::set_guest_ram(0, 0);
@@ -346,14 +346,14 @@ fn start_domus(dt: &HostDt, host_cpus: &[u64]) {
         if spec.vpl011 && !dom.mmio.add(GUEST_PL011_BASE, GUEST_PL011_SIZE, alloc::boxed::Box::new(Vpl011::new(id, |d, line| log!("DOM{d}: {line}")))) {
             log!("{}: vpl011 overlaps another device", spec.name);
         }
-        let Some((vttbr, vtcr)) = dom.p2m.as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };
+        let Some((vttbr, vtcr)) = dom.p2m.get_mut().as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };
         let bank = dom.ram.as_slice().first().copied().unwrap_or_default();
         log!(
             "d{id} ({}): RAM {:#x}-{:#x} ({} MiB) at host {:#x}, kernel entry {:#x}, DTB at {:#x}, VMID {}, {}vCPU 0 on CPU {cpu}",
             spec.name, bank.ipa, bank.ipa + bank.size, mib(bank.size), bank.pa, boot.entry, boot.dtb, DOM0_VMID + id,
             if spec.vpl011 { "vpl011, " } else { "" }
         );
-        if trap::DOMAINS.lock().insert(dom).is_err() {
+        if trap::DOMAINS.insert(dom).is_err() {
             log!("{}: domain {id} exists already: not started", spec.name);
             continue;
         }
