@@ -15,4 +15,6 @@ pub mod iommu;
 pub mod irq;
 pub mod mm;
 pub mod sync;
+#[cfg(all(test, loom))]
+mod loom_models;
 pub mod trap_stats;

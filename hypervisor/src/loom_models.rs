@@ -16,7 +16,7 @@ use crate::hypercall::testmem::FlatMemory;
 use crate::hypercall::{dispatch, HypercallCtx};
 use crate::mm::{FrameAlloc, RegionAllocator, S2Attr, Stage2, Stage2Config, TlbOps};
 use crate::sync::Mutex;
-use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use loom::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use loom::sync::Arc;
 use platform::{MemError, PhysMem};
 use std::collections::HashMap;
@@ -194,10 +194,14 @@ impl World {
         Arc::new(World { mem, frames: Mutex::new(frames), domains })
     }
 
-    /// Hypercall `nr` from `caller`, with `args` (x0..) and `arg` at guest VA [`ARGS`].
-    fn call<T: Copy>(&self, caller: DomId, nr: u64, x0: u64, arg: &T, x2: u64) -> (i64, FlatMemory) {
+    /// Hypercall `nr` from `caller` with x0 = `x0`, x1 = [`ARGS`] (where `arg` is put), x2 =
+    /// `x2`; `more` are further u64s to put at guest VAs.
+    fn call<T: Copy>(&self, caller: DomId, nr: u64, x0: u64, arg: &T, x2: u64, more: &[(u64, u64)]) -> (i64, FlatMemory) {
         let mut gm = FlatMemory::new(ARGS, 0x1000);
         crate::hypercall::write_arg(&mut gm, ARGS, arg).unwrap();
+        for (va, v) in more {
+            crate::hypercall::write_arg(&mut gm, *va, v).unwrap();
+        }
         let mut frames = SharedFrames(&self.frames);
         let mut machine = Machine { mem: &self.mem, frames: &mut frames, tlb: &mut NoTlb };
         let mut cx = HypercallCtx { domains: &self.domains, caller, vcpu: 0, mem: &mut gm, machine: &mut machine };
@@ -206,10 +210,25 @@ impl World {
     }
 }
 
+/// Check `f` (which runs on a thread of its own: the domain table and the stage-2 code need
+/// more stack than `loom` gives the model's first thread).
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    let f = std::sync::Arc::new(f);
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
-    b.check(f);
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = runs.clone();
+    b.check(move || {
+        r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let f = f.clone();
+        spawn(move || f()).join().unwrap();
+    });
+    eprintln!("{} interleavings", runs.load(std::sync::atomic::Ordering::Relaxed));
+}
+
+/// A model thread with room for the hypervisor's code.
+fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> loom::thread::JoinHandle<T> {
+    loom::thread::Builder::new().stack_size(4 << 20).spawn(f).unwrap()
 }
 
 /// The stage-2 fault re-check of a vCPU against a block split and merge on another CPU: the
@@ -228,37 +247,38 @@ fn split_merge_against_recheck(recheck_locks: bool) {
             *slot.lock().unwrap() = s;
         });
         let slot = *slot.lock().unwrap();
-        let w2 = w.clone();
-        let writer = loom::thread::spawn(move || {
-            let d0 = w2.domains.get(0).unwrap();
-            let mut frames = SharedFrames(&w2.frames);
-            // decrease_reservation of page B (splits the block), then populate (merges it).
-            {
-                let mut p2m = d0.p2m.write();
-                p2m.as_mut().unwrap().unmap(page_b, PAGE, &mut frames, &w2.mem, &mut NoTlb).unwrap();
-            }
-            let mut p2m = d0.p2m.write();
-            p2m.as_mut().unwrap().map(page_b, page_b, PAGE, S2Attr::RAM_RWX, &mut frames, &w2.mem, &mut NoTlb).unwrap();
-        });
         // The vCPU's access to page A: the walker reads the level-2 entry without any lock.
+        let w2 = w.clone();
+        let vcpu = spawn(move || {
+            let entry = w2.mem.words[&slot].load(SeqCst);
+            if entry & 1 == 0 {
+                // A translation fault: the re-check.
+                let d0 = w2.domains.get(0).unwrap();
+                let found = if recheck_locks {
+                    let p2m = d0.p2m.read();
+                    p2m.as_ref().unwrap().lookup_pa(page_a, &w2.mem)
+                } else {
+                    // The broken protocol: walk again without the lock, which finds the
+                    // level-2 entry as the writer has it now.
+                    let v = w2.mem.words[&slot].load(SeqCst);
+                    (v & 1 != 0).then_some(page_a)
+                };
+                assert_eq!(found, Some(page_a), "an owned page was reported unowned");
+            }
+        });
+        // Another CPU: decrease_reservation of page B (splits the block), then populate (merges
+        // it back), each under the p2m's write lock.
         let d0 = w.domains.get(0).unwrap();
-        let entry = w.mem.words[&slot].load(SeqCst);
-        if entry & 1 == 0 {
-            // A translation fault: the re-check.
-            let found = if recheck_locks {
-                let p2m = d0.p2m.read();
-                p2m.as_ref().unwrap().lookup(page_a, &w.mem)
-            } else {
-                // SAFETY-free shortcut of the broken protocol: look without the lock, from a
-                // walk of the tables as they are now.
-                let root = d0.p2m.read().as_ref().unwrap().root_pa();
-                let _ = root;
-                let v = w.mem.words[&slot].load(SeqCst);
-                (v & 1 != 0).then_some(crate::mm::S2Translation { pa: page_a, attr: S2Attr::RAM_RWX, size_of_leaf: PAGE })
-            };
-            assert!(found.is_some_and(|t| t.pa == page_a), "an owned page was reported unowned");
+        let mut frames = SharedFrames(&w.frames);
+        {
+            let mut p2m = d0.p2m.write();
+            p2m.as_mut().unwrap().unmap(page_b, PAGE, &mut frames, &w.mem, &mut NoTlb).unwrap();
         }
-        writer.join().unwrap();
+        {
+            let mut p2m = d0.p2m.write();
+            p2m.as_mut().unwrap().map(page_b, page_b, PAGE, S2Attr::RAM_RWX, &mut frames, &w.mem, &mut NoTlb).unwrap();
+        }
+        vcpu.join().unwrap();
         let p2m = d0.p2m.read();
         assert_eq!(p2m.as_ref().unwrap().lookup_pa(page_b, &w.mem), Some(page_b));
     });
@@ -317,15 +337,15 @@ fn loom_grant_map_unmap_vs_end_access_and_decrease() {
         });
         let entry_pa = *entry_pa.lock().unwrap();
         let w2 = w.clone();
-        let dom0_vcpu = loom::thread::spawn(move || {
+        let dom0_vcpu = spawn(move || {
             let op = GnttabMapGrantRef { host_addr: HOST_ADDR, flags: GNTMAP_HOST_MAP, r#ref: 0, dom: 1, status: 0, handle: 0, dev_bus_addr: 0 };
-            let (r, mut gm) = w2.call(0, 20, u64::from(GNTTABOP_MAP_GRANT_REF), &op, 1);
+            let (r, mut gm) = w2.call(0, 20, u64::from(GNTTABOP_MAP_GRANT_REF), &op, 1, &[]);
             assert_eq!(r, 0);
             let m: GnttabMapGrantRef = crate::hypercall::read_arg(&mut gm, ARGS).unwrap();
             if m.status == GNTST_OKAY {
                 assert_eq!(m.dev_bus_addr, GRANTED);
                 let u = GnttabUnmapGrantRef { host_addr: HOST_ADDR, dev_bus_addr: 0, handle: m.handle, status: 0 };
-                let (r, mut gm) = w2.call(0, 20, u64::from(GNTTABOP_UNMAP_GRANT_REF), &u, 1);
+                let (r, mut gm) = w2.call(0, 20, u64::from(GNTTABOP_UNMAP_GRANT_REF), &u, 1, &[]);
                 assert_eq!(r, 0);
                 let u: GnttabUnmapGrantRef = crate::hypercall::read_arg(&mut gm, ARGS).unwrap();
                 assert_eq!(u.status, GNTST_OKAY);
@@ -338,24 +358,20 @@ fn loom_grant_map_unmap_vs_end_access_and_decrease() {
             let p2m = d0.p2m.read();
             assert_ne!(p2m.as_ref().unwrap().lookup_pa(HOST_ADDR, &w.mem), Some(GRANTED), "mapped after end of access");
         }
-        let mut list = FlatMemory::new(0x2000, 8);
-        crate::hypercall::write_arg(&mut list, 0x2000, &(GRANTED / PAGE)).unwrap();
-        let res = XenMemoryReservation { extent_start: 0x2000, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: guest_abi::DOMID_SELF };
-        let _ = (res, XENMEM_DECREASE_RESERVATION);
-        {
-            // decrease_reservation of the granted frame, as the balloon driver does after it.
-            let d1 = w.domains.get(1).unwrap();
-            let mut frames = SharedFrames(&w.frames);
-            let mut p2m = d1.p2m.write();
-            p2m.as_mut().unwrap().unmap(GRANTED, PAGE, &mut frames, &w.mem, &mut NoTlb).unwrap();
-        }
+        // decrease_reservation of the granted frame, as the balloon driver does next.
+        let list = ARGS + 0x100;
+        let res = XenMemoryReservation { extent_start: list, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: guest_abi::DOMID_SELF };
+        let (done, _) = w.call(1, 12, u64::from(XENMEM_DECREASE_RESERVATION), &res, 0, &[(list, GRANTED / PAGE)]);
+        assert_eq!(done, 1);
         dom0_vcpu.join().unwrap();
         let d1 = w.domains.get(1).unwrap();
         assert_eq!(d1.grants.lock().pins(0), crate::domain::grant::Pin::default());
         let flags = w.mem.words[&entry_pa].load(SeqCst) as u16;
         assert_eq!(flags & (GTF_READING | GTF_WRITING), 0, "no pin, no flag");
         assert_eq!(d0.p2m.read().as_ref().unwrap().lookup_pa(HOST_ADDR, &w.mem), None);
+        assert_eq!(d0.p2m.read().as_ref().unwrap().lookup_pa(GRANTED, &w.mem), None, "the 1:1 alias went with the mapping");
         assert!(!d0.grants.lock().maps_frame(GRANTED));
+        assert_eq!(d1.p2m.read().as_ref().unwrap().lookup_pa(GRANTED, &w.mem), None, "ballooned out");
     });
 }
 
@@ -368,27 +384,21 @@ fn loom_event_send_vs_close() {
         let w = World::new(|_, _, _| {});
         // dom1 offers port 1 to dom0; dom0 binds it (its port 1) and dom1 consumes the event
         // the bind raises.
-        let (r, _) = w.call(1, 32, u64::from(EVTCHNOP_ALLOC_UNBOUND), &EvtchnAllocUnbound { dom: guest_abi::DOMID_SELF, remote_dom: 0, port: 0 }, 0);
+        let (r, _) = w.call(1, 32, u64::from(EVTCHNOP_ALLOC_UNBOUND), &EvtchnAllocUnbound { dom: guest_abi::DOMID_SELF, remote_dom: 0, port: 0 }, 0, &[]);
         assert_eq!(r, 0);
-        let (r, _) = w.call(0, 32, u64::from(EVTCHNOP_BIND_INTERDOMAIN), &EvtchnBindInterdomain { remote_dom: 1, remote_port: 1, local_port: 0 }, 0);
+        let (r, _) = w.call(0, 32, u64::from(EVTCHNOP_BIND_INTERDOMAIN), &EvtchnBindInterdomain { remote_dom: 1, remote_port: 1, local_port: 0 }, 0, &[]);
         assert_eq!(r, 0);
         let d1 = w.domains.get(1).unwrap();
-        let shinfo = d1.with_evtchn(|ev| ev.shared_info);
-        let pending = |w: &World| {
-            let d1 = w.domains.get(1).unwrap();
-            d1.with_evtchn(|ev| ev.shared_info.map(|sh| w.mem.plain_u64(sh + 48) & 2 != 0))
-        };
-        let _ = shinfo;
-        let closed = Arc::new(AtomicBool::new(false));
-        let (w2, c2) = (w.clone(), closed.clone());
-        let sender = loom::thread::spawn(move || {
-            let (r, _) = w2.call(0, 32, u64::from(EVTCHNOP_SEND), &EvtchnSend { port: 1 }, 0);
-            assert_eq!(r, 0);
-            let _ = c2;
+        // dom1's port 1: bit 1 of the first evtchn_pending word.
+        let pending = |w: &World| d1.with_evtchn(|ev| ev.shared_info.map(|sh| w.mem.plain_u64(sh + 48) & 2 != 0));
+        let w2 = w.clone();
+        let sender = spawn(move || {
+            let (r, _) = w2.call(0, 32, u64::from(EVTCHNOP_SEND), &EvtchnSend { port: 1 }, 0, &[]);
+            // -EINVAL: the port was already closed when the send looked at it.
+            assert!(r == 0 || r == guest_abi::errno::ret(guest_abi::errno::EINVAL), "send: {r}");
         });
-        let (r, _) = w.call(0, 32, u64::from(EVTCHNOP_CLOSE), &EvtchnClose { port: 1 }, 0);
+        let (r, _) = w.call(0, 32, u64::from(EVTCHNOP_CLOSE), &EvtchnClose { port: 1 }, 0, &[]);
         assert_eq!(r, 0);
-        closed.store(true, SeqCst);
         let after_close = pending(&w);
         sender.join().unwrap();
         assert_eq!(pending(&w), after_close, "an event reached a channel after it was closed");
