@@ -3,8 +3,10 @@
 pub mod dom0;
 pub mod domu;
 pub mod evtchn;
+pub mod fault;
 pub mod grant;
 pub mod image;
+pub mod lifecycle;
 pub mod mmio;
 pub mod registry;
 pub mod vuart;

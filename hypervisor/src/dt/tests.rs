@@ -449,6 +449,12 @@ fn cmdline_options() {
     assert_eq!(c.iommu_owner[0].owner, IommuOwner::Dom0);
     assert_eq!(c.iommu_owner[1].owner, IommuOwner::Hypervisor);
     assert_eq!(c.unknown, ["loglvl=all", "bootscrub=0"]);
+    assert!(!c.noreboot);
+    assert!(HypervisorCmdline::parse("noreboot").unwrap().noreboot);
+    assert!(HypervisorCmdline::parse("noreboot=on").unwrap().noreboot);
+    assert!(!HypervisorCmdline::parse("noreboot no-noreboot").unwrap().noreboot);
+    assert!(!HypervisorCmdline::parse("noreboot=0").unwrap().noreboot);
+    assert!(HypervisorCmdline::parse("noreboot=maybe").is_err());
 
     assert_eq!(parse_size("1G"), Some(1 << 30));
     assert_eq!(parse_size("64k"), Some(64 << 10));

@@ -5,6 +5,7 @@ mod conformance;
 mod elf;
 mod env;
 mod fixtures;
+mod health;
 mod linux;
 mod qemu;
 mod systest;
@@ -128,10 +129,22 @@ fn run(args: &[String]) -> Result<()> {
         boot = conformance::with_domu(boot, &k, "run")?;
     }
     let out = boot.run()?;
+    if let Some(lines) = out.trouble() {
+        return Err(format!("the console reports trouble (QEMU {}):\n{}", ended(&out), lines.join("\n")));
+    }
     if out.exit_code != Some(0) {
-        return Err(format!("QEMU exited with {:?}", out.exit_code));
+        return Err(format!("QEMU {}", ended(&out)));
     }
     Ok(())
+}
+
+/// How a boot ended, in words.
+fn ended(out: &qemu::Outcome) -> String {
+    match (out.timed_out, out.exit_code) {
+        (true, _) => "was stopped (no exit in time)".into(),
+        (false, Some(c)) => format!("exited with {c}"),
+        (false, None) => "was killed by a signal".into(),
+    }
 }
 
 fn test() -> Result<()> {

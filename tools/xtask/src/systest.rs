@@ -193,6 +193,8 @@ pub fn run_all(images: &Images) -> Result<u32> {
         cases.push(Case { name: "linux_dom0_userspace", boot: crate::linux::systest_boot(images.hypervisor.clone()), check: crate::linux::systest_check });
         // A hostile dom0 process: 100 000 random hypercalls through /dev/xen/privcmd (~25 s).
         cases.push(Case { name: "linux_dom0_privcmd_fuzz", boot: crate::linux::fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::fuzz_systest_check });
+        // dom0 panics (panic=1, sysrq c): the hypervisor restarts the machine as Xen does.
+        cases.push(Case { name: "linux_dom0_crash_restarts_machine", boot: crate::linux::crash_systest_boot(images.hypervisor.clone()), check: crate::linux::crash_systest_check });
     }
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {

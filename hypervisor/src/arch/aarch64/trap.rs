@@ -15,6 +15,9 @@ use crate::{log, sysreg};
 use super::smp::{self, MAX_CPUS};
 use crate::trap_stats::{TrapKind, TrapStats};
 use crate::sync::SpinMutex as Mutex;
+use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
+use crate::domain::lifecycle::MachineAction;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Every domain (a lock-free table: each domain has its own locks). Which one runs on each
 /// CPU is smp.rs's (`smp::current_domain`).
@@ -28,6 +31,11 @@ pub static TRAPS: TrapStats<{ MAX_CPUS }> = TrapStats::new();
 pub(super) fn count(kind: TrapKind) {
     TRAPS.count(smp::this_cpu(), kind);
 }
+/// Stage-2 faults that were another CPU's p2m change in progress: the guest retried.
+pub static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
+/// Per CPU, the last retried stage-2 fault (`fault::resolve`'s bound).
+static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RETRY_INIT) }; MAX_CPUS];
+const RETRY_INIT: RetryState = RetryState::new();
 /// Table frames for stage-2 changes after boot (what dom0 was not given).
 pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 
@@ -270,6 +278,29 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
             return kind;
         }
     }
+    // Another CPU's p2m change (a block split to take a page out, say) can leave the entry
+    // invalid for a moment; p2m changes hold the p2m's write lock, so under its read lock the
+    // p2m is whole.
+    let fault = Stage2Fault::from_iss(ipa, iss, !is_data);
+    let now = super::regs::counter();
+    // Retries more than ~1 ms apart (at the counter's frequency) are separate windows.
+    let gap = super::regs::counter_freq() / 1000;
+    let resolution = match S2_RETRY.get(smp::this_cpu()) {
+        Some(slot) => fault::resolve(dom.p2m.read().as_ref(), &DirectMem, fault, &mut slot.lock(), now, gap),
+        None => Resolution::Abort,
+    };
+    match resolution {
+        Resolution::Retry => {
+            S2_FAULTS_RESOLVED.fetch_add(1, Ordering::Relaxed);
+            return TrapKind::Abort;
+        }
+        Resolution::AbortStuck => log!(
+            "d{}: stage-2 fault on IPA {ipa:#x} (PC {:#x}) repeats although the page is mapped: abort injected",
+            dom.id,
+            frame.elr
+        ),
+        Resolution::Abort => {}
+    }
     if dom.should_log_fault() {
         log!(
             "d{}: {} {} IPA {ipa:#x} (VA {far:#x}, PC {:#x}): not owned, abort injected",
@@ -333,16 +364,16 @@ pub(super) fn act_on_shutdown(dom: &Domain) {
     {
         let counts = TRAPS.snapshot();
         log!("traps from guests: {}", counts.iter().flatten().map(|&n| u64::from(n)).sum::<u64>());
+        log!("stage-2 faults resolved by a retry (a p2m change in progress): {}", S2_FAULTS_RESOLVED.load(Ordering::Relaxed));
         for line in crate::trap_stats::breakdown(&counts, super::smp::vcpus(), 100) {
             log!("{line}");
         }
-        match reason {
-            ShutdownReason::PowerOff => {
-                log!("hardware domain powered off: powering off the machine");
-                psci::system_off();
-            }
-            _ => {
-                log!("hardware domain stopped ({reason:?}): resetting the machine");
+        let (action, line) = crate::domain::lifecycle::hardware_domain_stopped(reason);
+        log!("{line}");
+        match action {
+            MachineAction::PowerOff => psci::system_off(),
+            MachineAction::Restart { delay_ms } => {
+                super::regs::delay_ms(delay_ms);
                 psci::system_reset();
             }
         }
