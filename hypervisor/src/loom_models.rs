@@ -10,6 +10,7 @@
 //! (the hardware's table walker, a guest's compare-exchange on its grant entry) interleaves
 //! with each access to them.
 
+use crate::domain::fault::{self, Access, Resolution, RetryState, Stage2Fault};
 use crate::domain::registry::{Domains, Machine};
 use crate::domain::{DomId, Domain, RamBank, RamBanks};
 use crate::hypercall::testmem::FlatMemory;
@@ -255,8 +256,11 @@ fn split_merge_against_recheck(recheck_locks: bool) {
                 // A translation fault: the re-check.
                 let d0 = w2.domains.get(0).unwrap();
                 let found = if recheck_locks {
+                    // The trap path's re-check (`domain::fault::resolve`) under the read lock.
+                    let fault = Stage2Fault { ipa: page_a, access: Access::Write, fsc: 0x06, s1ptw: false };
                     let p2m = d0.p2m.read();
-                    p2m.as_ref().unwrap().lookup_pa(page_a, &w2.mem)
+                    let r = fault::resolve(p2m.as_ref(), &w2.mem, fault, &mut RetryState::new(), 0, 1);
+                    (r == Resolution::Retry).then_some(page_a)
                 } else {
                     // The broken protocol: walk again without the lock, which finds the
                     // level-2 entry as the writer has it now.

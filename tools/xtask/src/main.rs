@@ -162,11 +162,26 @@ fn test() -> Result<()> {
     Ok(())
 }
 
-/// `cargo test` over the host crates, its output passed through; the number of tests that passed.
+/// `cargo test` over the host crates, then the hypervisor's `loom` model checks (its own build
+/// with `--cfg loom`, in a target directory of its own so the normal build is not redone),
+/// output passed through; the number of tests that passed.
 fn host_tests(root: &std::path::Path) -> Result<u64> {
+    let mut plain = Command::new("cargo");
+    plain.args(["test", "--workspace", "--exclude", "test-guest"]);
+    let mut loom = Command::new("cargo");
+    loom.args(["test", "-p", "xenith-hypervisor", "--lib", "--release", "loom"])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", root.join("target").join("loom"));
+    let mut passed = run_tests(plain, root)?;
+    eprintln!("xtask: loom model checks");
+    passed += run_tests(loom, root)?;
+    Ok(passed)
+}
+
+/// Run one `cargo test` command, passing its output through; the number of tests that passed.
+fn run_tests(mut cmd: Command, root: &std::path::Path) -> Result<u64> {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new("cargo")
-        .args(["test", "--workspace", "--exclude", "test-guest"])
+    let mut child = cmd
         .current_dir(root)
         .stdout(std::process::Stdio::piped())
         .spawn()
