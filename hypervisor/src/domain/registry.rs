@@ -3,16 +3,28 @@
 //!
 //! The table is read-mostly and lock-free: a domain is put in its slot once, at boot, and stays
 //! there until the machine stops (no domain is ever destroyed), so a lookup is one load and
-//! the `&Domain` it gives stays valid. The work happens under the domain's own locks. Their
-//! order (a CPU holding one may only take those below it; locks of one kind in two domains are
-//! taken in domain-id order):
+//! the `&Domain` it gives stays valid. The work happens under the domain's own locks.
 //!
-//! 1. `Domain::evtchn` (event channels, shared_info, vcpu_info)
-//! 2. `Domain::grants` (grant table: pins, maptrack)
-//! 3. `Domain::p2m` (read or write)
-//! 4. the machine's: the frame pool, the SMMU command queues, the console
+//! Lock order: a CPU holding a lock takes only locks further down this list; two locks of one
+//! kind belong to two domains and are taken in domain-id order ([`lock_pair`]).
 //!
-//! The vGIC's lock and an emulated device's lock are taken with none of these held.
+//! 1. `Domain::evtchn` (`with_evtchn`): ports, shared_info, vcpu_info. Both domains' for
+//!    EVTCHNOP_bind_interdomain and close; a send takes one at a time (it reads its port, lets
+//!    go, then raises the other end only if that end still names the sender's port).
+//! 2. `Domain::grants`: pins, maptrack, table frames. Granter's and mapper's for grant
+//!    map/unmap; the entry's GTF_reading/writing change with atomic OR/AND under the granter's.
+//! 3. `Domain::p2m`, read or write: never two domains' at once (a foreign map reads the
+//!    foreign p2m, lets go, then writes its own). Writers: populate, decrease, add/remove
+//!    physmap, grant and foreign maps. Readers: lookups, the stage-2 fault re-check, a guest
+//!    copy whose translation failed once.
+//! 4. Leaves, which take nothing else: the frame pool, the SMMU queues, per-CPU retry state,
+//!    the console, the heap.
+//!
+//! Apart: an emulated device's lock, then the vGIC's (MMIO emulation, event upcalls after a
+//! hypercall), with no domain lock held.
+//!
+//! Without any lock: the domain lookup, xen_version, the checks every hypercall exit makes
+//! (pending upcalls, shutdown: atomics), shutdown and vm_assist requests, fault-log counting.
 
 use super::{DomId, Domain};
 use crate::mm::{FrameAlloc, TlbOps};
