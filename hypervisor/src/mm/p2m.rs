@@ -248,6 +248,10 @@ pub struct Stage2Config {
 }
 
 impl Stage2Config {
+    /// What every domain's stage 2 uses: 40-bit IPAs and PAs. Guests are told the same
+    /// physical address range (`crate::cpufeature`).
+    pub const DOMAIN: Stage2Config = Stage2Config { ipa_bits: 40, pa_bits: 40 };
+
     /// VTCR_EL2.PS encoding and the number of bits it stands for.
     fn ps(self) -> Option<(u64, u8)> {
         match self.pa_bits {

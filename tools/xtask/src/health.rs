@@ -16,6 +16,8 @@ const PATTERNS: &[&str] = &[
     ": domain killed",
     "crashed: ",
     "hardware domain crashed",
+    "Hardware Dom0 crashed",
+    "Panic on CPU",
 ];
 
 /// Whether one console line reports trouble.

@@ -403,6 +403,27 @@ pub fn systest_check(o: &Outcome) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Linux dom0 on `-cpu max`: the usual boot to the marker and power-off, nothing killed or
+/// panicked, the hidden features stayed hidden (Linux saw no SVE, SME or MTE) and the offered
+/// pointer authentication was taken up.
+pub fn cpu_max_check(o: &Outcome) -> std::result::Result<(), String> {
+    systest_check(o)?;
+    if let Some(lines) = o.trouble() {
+        return Err(format!("trouble in the output:\n{}", lines.join("\n")));
+    }
+    for needle in ["cpu features: ID_AA64PFR0_EL1 host", "CPU features: detected: Address authentication"] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}`"));
+        }
+    }
+    for hidden in ["Scalable Vector Extension", "Scalable Matrix Extension", "Memory Tagging Extension"] {
+        if o.has(hidden) {
+            return Err(format!("dom0 detected a hidden feature: `{hidden}`"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@ pub struct Boot {
     /// The SMMUv3 model: "2" (QEMU 10's virt: stage 1 + stage 2) or "1" (stage 1 only, as
     /// QEMU < 9.2 has it: QEMU 10's `virt` always makes it nested, so this uses `virt-9.0`).
     pub smmu_stage: String,
+    /// QEMU's CPU model (`-cpu`).
+    pub cpu: String,
     pub smp: u32,
     pub mem: String,
     /// `-icount shift=0,sleep=off`: the guest counter counts instructions (benchmarks).
@@ -51,6 +53,7 @@ impl Boot {
             dom0_args: "console=hvc0".into(),
             initrd: None,
             smmu_stage: "2".into(),
+            cpu: "cortex-a57".into(),
             smp: 2,
             mem: "2G".into(),
             icount: false,
@@ -76,7 +79,7 @@ impl Boot {
             c.arg("-dtb").arg(d);
         }
         c
-            .args(["-cpu", "cortex-a57", "-smp", &self.smp.to_string(), "-m", &self.mem])
+            .args(["-cpu", &self.cpu, "-smp", &self.smp.to_string(), "-m", &self.mem])
             .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
             .arg("-kernel")
             .arg(&self.hypervisor);
