@@ -1384,5 +1384,6 @@ impl<M: PhysMem + ?Sized> Iterator for Leaves<'_, M> {
     }
 }
 
-#[cfg(test)]
+// Property tests (proptest), not built for the loom model checks.
+#[cfg(all(test, not(loom)))]
 mod tests;

@@ -368,7 +368,8 @@ impl FrameAlloc for RegionAllocator {
     }
 }
 
-#[cfg(test)]
+// Property tests (proptest), not built for the loom model checks.
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use proptest::prelude::*;
