@@ -193,6 +193,8 @@ pub fn run_all(images: &Images) -> Result<u32> {
         cases.push(Case { name: "linux_dom0_userspace", boot: crate::linux::systest_boot(images.hypervisor.clone()), check: crate::linux::systest_check });
         // A hostile dom0 process: 100 000 random hypercalls through /dev/xen/privcmd (~25 s).
         cases.push(Case { name: "linux_dom0_privcmd_fuzz", boot: crate::linux::fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::fuzz_systest_check });
+        // The SMP stress suite, short: 4 vCPUs, 30 s of every workload at once (stress.rs).
+        cases.push(Case { name: "linux_dom0_stress_short", boot: crate::stress::systest_boot(images.hypervisor.clone()), check: crate::stress::systest_check });
     }
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
