@@ -156,7 +156,8 @@ pub fn parse(output: &str) -> Report {
     let mut r = Report::default();
     let mut loading = false;
     for (i, raw) in output.lines().enumerate() {
-        let line = raw.trim_end();
+        // xenith prints a guest's carriage return as '.' (a non-printing byte).
+        let line = raw.trim_end().trim_end_matches('.');
         // The program's lines can follow other text on the same console line (hvc output is
         // not line-buffered against the kernel's): look for the markers anywhere.
         if line.contains("STRESS-START") {
@@ -272,7 +273,7 @@ pub fn boot(hyp: Hyp, image: PathBuf, o: &Opts) -> Result<Boot> {
 }
 
 /// Run a boot, reading its console as it comes: QEMU is stopped a few seconds after dom0
-/// panics (rather than at the timeout); `progress` echoes the program's lines.
+/// panics or oopses (rather than at the timeout); `progress` echoes the program's lines.
 fn run(b: &Boot, progress: bool) -> Result<Outcome> {
     let mut child = b
         .command()
@@ -297,7 +298,9 @@ fn run(b: &Boot, progress: bool) -> Result<Outcome> {
     drop(tx);
     let start = Instant::now();
     let mut output = String::new();
-    let mut panicked: Option<Instant> = None;
+    // After an oops or a panic, a few more seconds of console (the trace, what dom0 does
+    // next), then QEMU is stopped: a dom0 that oopsed often hangs rather than powering off.
+    let mut panicked: Option<(Instant, Duration)> = None;
     let mut timed_out = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
@@ -307,7 +310,10 @@ fn run(b: &Boot, progress: bool) -> Result<Outcome> {
                     let _ = std::io::stdout().flush();
                 }
                 if panicked.is_none() && line.contains("Kernel panic") {
-                    panicked = Some(Instant::now());
+                    panicked = Some((Instant::now(), Duration::from_secs(5)));
+                }
+                if panicked.is_none() && line.contains("Internal error: Oops") {
+                    panicked = Some((Instant::now(), Duration::from_secs(30)));
                 }
                 output.push_str(&line);
                 output.push('\n');
@@ -315,7 +321,7 @@ fn run(b: &Boot, progress: bool) -> Result<Outcome> {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             Err(_) => {}
         }
-        let give_up = panicked.is_some_and(|t| t.elapsed() > Duration::from_secs(5));
+        let give_up = panicked.is_some_and(|(t, grace)| t.elapsed() > grace);
         if give_up || start.elapsed() > b.timeout {
             timed_out = !give_up;
             let _ = child.kill();
@@ -568,6 +574,15 @@ STRESS-DONE\n\
         assert_eq!(parse(&after).unhealthy.len(), 1);
         let r = parse(&GOOD.replace("STRESS-LOAD-END", "(xenith) d0: data abort\nSTRESS-LOAD-END"));
         assert_eq!(r.unhealthy[0].0, 5, "the line number is kept for the context");
+    }
+
+    #[test]
+    fn carriage_returns_printed_as_dots_are_ignored() {
+        let dotted: String = GOOD.lines().map(|l| format!("{l}.\n")).collect();
+        let r = parse(&dotted);
+        assert_eq!(r.load_ms, Some(5000));
+        assert_eq!(r.workloads[0].field("ms"), Some(5000));
+        assert!(verdict(&r, &WORKLOADS).is_empty());
     }
 
     #[test]
