@@ -372,6 +372,9 @@ fn print_boot(r: &BootResult, o: &Opts) {
     for e in r.report.errors.iter().take(12) {
         println!("  {e}");
     }
+    for (n, l) in r.report.unhealthy.iter().take(12) {
+        println!("  unhealthy, console line {}: {}", n + 1, l.trim());
+    }
     println!("  console log: {}", r.log.display());
 }
 
