@@ -388,13 +388,15 @@ fn context(output: &str, r: &Report) -> Vec<String> {
 }
 
 /// One boot of the suite on `hyp`, printed.
-fn one(hyp: Hyp, image: &PathBuf, o: &Opts, index: u32) -> Result<BootResult> {
-    let b = boot(hyp, image.clone(), o)?;
+fn one(hyp: Hyp, image: &std::path::Path, o: &Opts, index: u32) -> Result<BootResult> {
+    let b = boot(hyp, image.to_path_buf(), o)?;
     println!("xtask: stress boot {index} on {}: {}", hyp.name(), crate::qemu::shell_line(&b.command()));
     let out = run(&b, true)?;
     let dir = env::target_dir().join("stress");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let log = dir.join(format!("{}-{}cpu-{}s{}-boot{index}.log", hyp.file_tag(), o.vcpus, o.secs, if o.icount { "-icount" } else { "" }));
+    let only = o.only.as_ref().map(|w| format!("-{}", w.replace(',', "+"))).unwrap_or_default();
+    let icount = if o.icount { "-icount" } else { "" };
+    let log = dir.join(format!("{}-{}cpu-{}s{icount}{only}-boot{index}.log", hyp.file_tag(), o.vcpus, o.secs));
     std::fs::write(&log, &out.output).map_err(|e| format!("{}: {e}", log.display()))?;
     // The disk is scratch space: drop it.
     for a in &b.extra {
