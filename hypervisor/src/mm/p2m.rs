@@ -359,6 +359,9 @@ pub struct Stage2 {
     root_pages: usize,
     /// Non-root table frames currently in use.
     tables: usize,
+    /// The lowest level at which a leaf may be written: 1 (1 GiB blocks and below) by default,
+    /// 3 for tables devices walk too ([`set_page_granular`](Self::set_page_granular)).
+    min_leaf_level: u8,
 }
 
 #[derive(Clone, Copy)]
@@ -375,11 +378,13 @@ enum Op {
 impl Op {
     /// Would the entry at `level` covering `[ebase, ebase + size)` (entirely inside the
     /// operation's range) be written as one leaf / cleared as a whole?
-    fn whole_entry(self, level: u8, ebase: u64) -> bool {
+    fn whole_entry(self, level: u8, ebase: u64, min_leaf_level: u8) -> bool {
         match self {
             Op::Unmap => true,
             Op::Map { ipa, pa, .. } => {
-                leaf_allowed(level) && (pa + (ebase - ipa)).is_multiple_of(entry_size(level))
+                leaf_allowed(level)
+                    && level >= min_leaf_level
+                    && (pa + (ebase - ipa)).is_multiple_of(entry_size(level))
             }
         }
     }
@@ -399,6 +404,7 @@ impl Op {
 /// One table edit in progress: the borrowed environment plus batched TLB work.
 struct Editor<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> {
     vmid: u16,
+    min_leaf_level: u8,
     pa_limit: u64,
     frames: &'a mut F,
     mem: &'a M,
@@ -417,6 +423,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
     fn new(s2: &Stage2, frames: &'a mut F, mem: &'a M, tlb: &'a mut T) -> Self {
         Editor {
             vmid: s2.vmid,
+            min_leaf_level: s2.min_leaf_level,
             pa_limit: 1u64 << s2.cfg.pa_bits,
             frames,
             mem,
@@ -637,7 +644,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
             let ebase = tbase + idx as u64 * size;
             let s = start.max(ebase);
             let e = end.min(ebase + size);
-            if s == ebase && e == ebase + size && op.whole_entry(level, ebase) {
+            if s == ebase && e == ebase + size && op.whole_entry(level, ebase, self.min_leaf_level) {
                 continue;
             }
             if level >= 3 {
@@ -687,7 +694,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
             let e = end.min(ebase + size);
             let old = self.read(slot)?;
 
-            if s == ebase && e == ebase + size && op.whole_entry(level, ebase) {
+            if s == ebase && e == ebase + size && op.whole_entry(level, ebase, self.min_leaf_level) {
                 let new = match op {
                     Op::Map { ipa, pa, attr } => leaf_desc(level, pa + (ebase - ipa), attr),
                     Op::Unmap if is_valid(old) => 0,
@@ -730,7 +737,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
             // A table the unmap emptied stays linked (as on Xen): the next map there needs no
             // frame, and an unmap does not scan 512 entries. `reclaim` gives such tables back.
             if let Op::Map { .. } = op {
-                if leaf_allowed(level) && self.may_merge(child, level, ebase, s)? {
+                if leaf_allowed(level) && level >= self.min_leaf_level && self.may_merge(child, level, ebase, s)? {
                     if let Some(block) = self.mergeable(child, level)? {
                         self.replace(slot, cur, block, level, ebase, true)?;
                         self.deferred.push(child);
@@ -861,7 +868,23 @@ impl Stage2 {
             start_level,
             root_pages,
             tables: 0,
+            min_leaf_level: 1,
         })
+    }
+
+    /// Map with pages only, from now on: no block is written, so none is ever split or merged.
+    /// For tables that devices walk too (an SMMU sharing this stage 2): changing a block's size
+    /// needs break-before-make, and a device cannot retry a DMA that meets the invalid entry
+    /// the way a CPU retries a faulting access. With pages only, changing one page's mapping
+    /// leaves every other page's entry untouched. Call it before mapping anything that is to
+    /// stay page-granular (existing blocks are not split).
+    pub fn set_page_granular(&mut self) {
+        self.min_leaf_level = 3;
+    }
+
+    /// Whether leaves are pages only ([`set_page_granular`](Self::set_page_granular)).
+    pub fn is_page_granular(&self) -> bool {
+        self.min_leaf_level == 3
     }
 
     pub fn vmid(&self) -> u16 {

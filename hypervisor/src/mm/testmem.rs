@@ -147,7 +147,9 @@ impl PhysMem for TestMem {
                     if old & 1 == 1 && new & 1 == 0 && !s.fresh.contains(&(slot & !0xfff)) {
                         s.stale.insert(slot);
                     }
-                    if new & 3 == 3 {
+                    // A table descriptor (type 0b11 and no attributes: page descriptors of
+                    // the same type always carry AF, bit 10) links the frame it names.
+                    if new & 3 == 3 && new & (1 << 10) == 0 {
                         s.fresh.remove(&(new & 0x0000_ffff_ffff_f000));
                     }
                     if s.logging {

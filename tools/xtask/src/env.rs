@@ -140,16 +140,7 @@ pub fn debian_package(name: &str, arch: &str) -> Result<PathBuf> {
     if dir.join(".unpacked").exists() {
         return Ok(dir);
     }
-    let native = output(Command::new("dpkg").arg("--print-architecture")).unwrap_or_default();
-    if native.trim() != arch {
-        let foreign = output(Command::new("dpkg").arg("--print-foreign-architectures")).unwrap_or_default();
-        if !foreign.lines().any(|l| l.trim() == arch) {
-            if !is_root() {
-                return Err(format!("Debian architecture {arch} is not enabled: as root, run `dpkg --add-architecture {arch}`"));
-            }
-            run(Command::new("dpkg").args(["--add-architecture", arch]))?;
-        }
-    }
+    ensure_architecture(arch)?;
     apt_update();
     let dl = cache_dir().join("debs/download");
     std::fs::create_dir_all(&dl).map_err(|e| e.to_string())?;
@@ -172,8 +163,30 @@ pub fn debian_package(name: &str, arch: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Packages of `arch` can be looked up and downloaded: a foreign architecture is added to
+/// dpkg (as root) and apt's lists are fetched again, so that they include it.
+fn ensure_architecture(arch: &str) -> Result<()> {
+    let native = output(Command::new("dpkg").arg("--print-architecture")).unwrap_or_default();
+    if native.trim() == arch || arch == "all" {
+        return Ok(());
+    }
+    let foreign = output(Command::new("dpkg").arg("--print-foreign-architectures")).unwrap_or_default();
+    if foreign.lines().any(|l| l.trim() == arch) {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!("Debian architecture {arch} is not enabled: as root, run `dpkg --add-architecture {arch} && apt-get update`"));
+    }
+    eprintln!("xtask: adding the Debian architecture {arch} (dpkg --add-architecture) and updating apt's lists");
+    run(Command::new("dpkg").args(["--add-architecture", arch]))?;
+    // Not `apt_update`: that may have run already, before this architecture was known.
+    let _ = Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status();
+    Ok(())
+}
+
 /// The package a Debian metapackage depends on first (e.g. `linux-image-arm64` -> `linux-image-6.1.0-NN-arm64`).
 pub fn debian_depends(meta: &str, arch: &str) -> Result<String> {
+    ensure_architecture(arch)?;
     apt_update();
     // The version apt would install (Debian stable's, not a backport listed first by
     // `apt-cache show`): the kernel the Xen reference figures were taken with.

@@ -224,8 +224,6 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let mut frames = trap::FRAMES.lock();
     let free = &mut *frames;
     let mut p2m = Stage2::new(DOM0_VMID, cfg, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
-    p2m.map(layout.ram_base, layout.ram_base, layout.ram_size, S2Attr::RAM_RWX, free, &mem, &mut tlb)
-        .map_err(|e| format!("dom0 stage 2: RAM: {e}"))?;
     let gic_path = info.gic.path.clone();
     let hidden = |path: &str| {
         path == gic_path
@@ -246,6 +244,17 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         }
         mapped += 1;
     }
+    // RAM last: devices behind an SMMU the hypervisor keeps walk these same tables and cannot
+    // retry a DMA that meets a break-before-make window, so dom0's RAM (and whatever is mapped
+    // later) uses pages only, and a page ballooned out or granted away never invalidates its
+    // neighbours (ARCHITECTURE.md, principle 8). Device windows above keep their blocks (the
+    // PCIe windows alone would take a GiB of tables in pages).
+    let shared_with_smmu = table.topology.iommus.iter().any(|i| table.owner_of_iommu(&i.path) == Some(IommuOwner::Hypervisor));
+    if shared_with_smmu {
+        p2m.set_page_granular();
+    }
+    p2m.map(layout.ram_base, layout.ram_base, layout.ram_size, S2Attr::RAM_RWX, free, &mem, &mut tlb)
+        .map_err(|e| format!("dom0 stage 2: RAM: {e}"))?;
     log!(
         "dom0: RAM {:#x}-{:#x} ({} MiB), kernel at {:#x} (entry), initrd {}, DTB at {:#x} ({} bytes), VMID {DOM0_VMID}",
         layout.ram_base,
@@ -257,9 +266,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         dom0_dtb.len()
     );
     log!(
-        "dom0: command line \"{}\"; stage 2 maps its RAM and {mapped} device regions with {} table frames",
+        "dom0: command line \"{}\"; stage 2 maps its RAM and {mapped} device regions with {} table frames{}",
         spec.bootargs.as_deref().unwrap_or(""),
-        p2m.table_frames()
+        p2m.table_frames(),
+        if p2m.is_page_granular() { " (4 KiB pages only: shared with the SMMU)" } else { "" }
     );
     let (used, total) = heap::usage();
     log!("heap: {} KiB of {} KiB in use; {} MiB of RAM left free", used / 1024, total / 1024, mib(free.total_free()));

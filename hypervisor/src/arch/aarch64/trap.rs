@@ -14,6 +14,8 @@ use crate::mm::RegionAllocator;
 use crate::{log, sysreg};
 use super::smp::{self, MAX_CPUS};
 use crate::trap_stats::{TrapKind, TrapStats};
+use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 /// Every domain. Which one runs on each CPU is smp.rs's (`smp::current_domain`).
@@ -27,6 +29,11 @@ pub static TRAPS: TrapStats<{ MAX_CPUS }> = TrapStats::new();
 pub(super) fn count(kind: TrapKind) {
     TRAPS.count(smp::this_cpu(), kind);
 }
+/// Stage-2 faults that were another CPU's p2m change in progress: the guest retried.
+pub static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
+/// Per CPU, the last retried stage-2 fault (`fault::resolve`'s bound).
+static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RETRY_INIT) }; MAX_CPUS];
+const RETRY_INIT: RetryState = RetryState::new();
 /// Table frames for stage-2 changes after boot (what dom0 was not given).
 pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 
@@ -261,6 +268,28 @@ fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) ->
             return kind;
         }
     }
+    // Another CPU's p2m change (a block split to take a page out, say) can leave the entry
+    // invalid for a moment; p2m changes run under the lock held here, so the p2m is whole now.
+    let fault = Stage2Fault::from_iss(ipa, iss, !is_data);
+    let now = super::regs::counter();
+    // Retries more than ~1 ms apart (at the counter's frequency) are separate windows.
+    let gap = super::regs::counter_freq() / 1000;
+    let resolution = match S2_RETRY.get(smp::this_cpu()) {
+        Some(slot) => fault::resolve(dom.p2m.as_ref(), &DirectMem, fault, &mut slot.lock(), now, gap),
+        None => Resolution::Abort,
+    };
+    match resolution {
+        Resolution::Retry => {
+            S2_FAULTS_RESOLVED.fetch_add(1, Ordering::Relaxed);
+            return TrapKind::Abort;
+        }
+        Resolution::AbortStuck => log!(
+            "d{}: stage-2 fault on IPA {ipa:#x} (PC {:#x}) repeats although the page is mapped: abort injected",
+            dom.id,
+            frame.elr
+        ),
+        Resolution::Abort => {}
+    }
     if dom.should_log_fault() {
         log!(
             "d{}: {} {} IPA {ipa:#x} (VA {far:#x}, PC {:#x}): not owned, abort injected",
@@ -324,6 +353,7 @@ pub(super) fn act_on_shutdown(dom: &mut Domain) {
     {
         let counts = TRAPS.snapshot();
         log!("traps from guests: {}", counts.iter().flatten().map(|&n| u64::from(n)).sum::<u64>());
+        log!("stage-2 faults resolved by a retry (a p2m change in progress): {}", S2_FAULTS_RESOLVED.load(Ordering::Relaxed));
         for line in crate::trap_stats::breakdown(&counts, super::smp::vcpus(), 100) {
             log!("{line}");
         }

@@ -1010,6 +1010,17 @@ enum P2mOp {
     },
 }
 
+impl P2mOp {
+    /// The same op on at most `max` bytes.
+    fn clamped(self, max: u64) -> Self {
+        match self {
+            P2mOp::Map { ipa, pa, size, attr, budget } => P2mOp::Map { ipa, pa, size: size.min(max), attr, budget },
+            P2mOp::Reattr { ipa, size, attr, budget } => P2mOp::Reattr { ipa, size: size.min(max), attr, budget },
+            P2mOp::Unmap { ipa, size, budget } => P2mOp::Unmap { ipa, size: size.min(max), budget },
+        }
+    }
+}
+
 const ATTRS: [S2Attr; 3] = [S2Attr::RAM_RWX, S2Attr::RAM_RO, S2Attr::DEVICE_RW];
 /// IPA window the test works in: 4 GiB (so 1 GiB blocks occur).
 const WINDOW_PAGES: u64 = 1 << 20;
@@ -1091,6 +1102,7 @@ proptest! {
     #[test]
     fn stage2_matches_model(
         forty in any::<bool>(),
+        granular in any::<bool>(),
         ops in proptest::collection::vec(p2m_op(), 1..24),
         tight in proptest::collection::vec(any::<bool>(), 24),
         undo in proptest::collection::vec(any::<bool>(), 24),
@@ -1098,6 +1110,9 @@ proptest! {
         let mut e = env();
         let (bits, base) = if forty { (40, (1u64 << 39) - 2 * GIB) } else { (39, 0) };
         let mut s = stage2(&mut e, bits, 40);
+        if granular {
+            s.set_page_granular();
+        }
         let mut model = Model::default();
         let mut last_map = None;
         for (i, op) in ops.into_iter().enumerate() {
@@ -1106,6 +1121,9 @@ proptest! {
                 (P2mOp::Unmap { budget, .. }, Some((ipa, size))) if undo[i] => P2mOp::Unmap { ipa, size, budget },
                 (op, _) => op,
             };
+            // Page-granular tables need a frame per 2 MiB mapped: keep ops to what the test
+            // memory holds.
+            let op = if granular { op.clamped(4 * MIB2) } else { op };
             if let P2mOp::Map { ipa, size, .. } = op {
                 last_map = Some((ipa, size));
             }
@@ -1162,6 +1180,9 @@ proptest! {
             e.frames.budget = None;
             e.frames.limit = None;
             check_against_model(&e, &s, &model, base)?;
+            if granular {
+                prop_assert!(e.leaves(&s).iter().all(|l| l.size == KIB4));
+            }
         }
         e.unmap(&mut s, base, WINDOW_PAGES * KIB4).unwrap();
         prop_assert_eq!(s.table_frames(), 0);
@@ -1169,5 +1190,79 @@ proptest! {
         prop_assert!(e.leaves(&s).is_empty());
         s.destroy(&mut e.frames, &e.mem, &mut e.tlb).unwrap();
         prop_assert_eq!(e.frames.outstanding, 0);
+    }
+}
+
+// ---- page-granular tables (shared with a device) -----------------------------------------
+
+/// Valid descriptors some write made invalid, other than those at `allowed` IPAs' slots.
+fn broken_entries(log: &[Event]) -> Vec<(u64, u64)> {
+    log.iter()
+        .filter_map(|ev| match *ev {
+            Event::Write { pa, old, new } if old & 1 == 1 && new & 1 == 0 => Some((pa, old)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn page_granular_maps_pages_only_and_never_merges() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 39, 40);
+    s.set_page_granular();
+    assert!(s.is_page_granular());
+    let base = GIB;
+    e.map(&mut s, base, base, 4 * MIB2, S2Attr::RAM_RWX).unwrap();
+    let leaves = e.leaves(&s);
+    assert_eq!(leaves.len(), 4 * 512);
+    assert!(leaves.iter().all(|l| l.size == KIB4));
+    // A page given away and taken back: its table does not merge into a block.
+    let page = base + MIB2 + 7 * KIB4;
+    e.unmap(&mut s, page, KIB4).unwrap();
+    e.map(&mut s, page, page, KIB4, S2Attr::RAM_RWX).unwrap();
+    assert_eq!(s.lookup(page + 8, &e.mem), tr(page + 8, S2Attr::RAM_RWX, KIB4));
+    assert_eq!(e.leaves(&s).len(), 4 * 512);
+}
+
+#[test]
+fn page_granular_changes_leave_every_other_entry_valid() {
+    // What a device walking the tables needs: while pages come and go, no other page's
+    // descriptor is ever invalid, not even for a moment. The default (blocks) does break
+    // a whole block to take one page out of it.
+    for granular in [true, false] {
+        let mut e = env();
+        let mut s = stage2(&mut e, 39, 40);
+        if granular {
+            s.set_page_granular();
+        }
+        let base = GIB;
+        e.map(&mut s, base, base, 4 * MIB2, S2Attr::RAM_RWX).unwrap();
+        e.mem.set_logging(true);
+        let pages: Vec<u64> = (0..64u64).map(|i| base + ((i * 131) % 2048) * KIB4).collect();
+        for &p in &pages {
+            e.unmap(&mut s, p, KIB4).unwrap();
+        }
+        // A run of several pages, then everything back (the default merges blocks again).
+        e.unmap(&mut s, base + 3 * MIB2 + 16 * KIB4, 32 * KIB4).unwrap();
+        e.map(&mut s, base + 3 * MIB2 + 16 * KIB4, base + 3 * MIB2 + 16 * KIB4, 32 * KIB4, S2Attr::RAM_RWX).unwrap();
+        for &p in &pages {
+            e.map(&mut s, p, p, KIB4, S2Attr::RAM_RWX).unwrap();
+        }
+        let log = e.mem.take_log();
+        let broken = broken_entries(&log);
+        if granular {
+            // Only the unmapped pages' own descriptors went invalid, each once.
+            let run = base + 3 * MIB2 + 16 * KIB4..base + 3 * MIB2 + 48 * KIB4;
+            let expected = pages.iter().filter(|p| !run.contains(p)).count() + 32;
+            assert_eq!(broken.len(), expected, "{broken:#x?}");
+            assert!(broken.iter().all(|&(_, old)| old & 0b11 == 0b11 && old & ADDR_MASK != 0));
+            for &(_, old) in &broken {
+                let pa = old & ADDR_MASK;
+                assert!(pages.contains(&pa) || run.contains(&pa), "{pa:#x}");
+            }
+        } else {
+            assert!(broken.iter().any(|&(_, old)| old & 0b11 == 0b01), "blocks are broken before make");
+        }
+        assert_eq!(e.leaves(&s).iter().map(|l| l.size).sum::<u64>(), 4 * MIB2);
     }
 }
