@@ -126,6 +126,8 @@ pub struct Report {
     pub done: bool,
     /// `STRESS-ERR` lines (the program's descriptions of its errors).
     pub errors: Vec<String>,
+    /// `STRESS-INFO` lines (what was still in progress at the stop, ...).
+    pub notes: Vec<String>,
     /// Lines that make the boot unhealthy, with their line numbers.
     pub unhealthy: Vec<(usize, String)>,
     /// Milliseconds of load (from `STRESS-LOAD-END ms=`).
@@ -173,6 +175,9 @@ pub fn parse(output: &str) -> Report {
         }
         if let Some(at) = line.find("STRESS-ERR ") {
             r.errors.push(line[at..].to_string());
+        }
+        if let Some(at) = line.find("STRESS-INFO ") {
+            r.notes.push(line[at..].to_string());
         }
         if let Some(at) = line.find("STRESS ") {
             if let Some(w) = parse_workload(&line[at + "STRESS ".len()..]) {
@@ -369,7 +374,7 @@ fn print_boot(r: &BootResult, o: &Opts) {
     for why in &r.why {
         println!("  FAIL: {why}");
     }
-    for e in r.report.errors.iter().take(12) {
+    for e in r.report.errors.iter().chain(&r.report.notes).take(12) {
         println!("  {e}");
     }
     for (n, l) in r.report.unhealthy.iter().take(12) {
@@ -596,6 +601,9 @@ STRESS-DONE\n\
         assert!(r.started && r.done);
         assert_eq!(r.workloads[0].ops, 1);
         assert_eq!(r.errors, ["STRESS-ERR grant cpu=0 gntdev map ioctl -22"]);
+        let r = parse("STRESS-INFO balloon down to target_kb 516096 unfinished at the stop after 9000 ms; current_kb 520000\n");
+        assert_eq!(r.notes.len(), 1);
+        assert!(r.errors.is_empty());
     }
 
     #[test]

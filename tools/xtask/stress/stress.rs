@@ -364,6 +364,10 @@ impl Ctx {
     }
     /// Count an error (or corruption) and describe the first few.
     fn fail(&self, corrupt: bool, what: &str, v: i64) {
+        self.fail_with(corrupt, what, "", v)
+    }
+    /// As `fail`, the description in two parts (e.g. a hypercall's name and what differed).
+    fn fail_with(&self, corrupt: bool, what: &str, detail: &str, v: i64) {
         let r = self.res();
         if corrupt {
             r.corrupt.fetch_add(1, Relaxed);
@@ -371,7 +375,7 @@ impl Ctx {
             r.errors.fetch_add(1, Relaxed);
         }
         if r.printed.fetch_add(1, Relaxed) < 4 {
-            Line::new().s("STRESS-ERR ").s(NAMES[self.w]).s(" cpu=").n(self.cpu as u64).s(" ").s(what).s(" ").i(v).out();
+            Line::new().s("STRESS-ERR ").s(NAMES[self.w]).s(" cpu=").n(self.cpu as u64).s(" ").s(what).s(detail).s(" ").i(v).out();
         }
     }
     /// Setup done: wait for the parent's start signal.
@@ -700,6 +704,9 @@ fn balloon_to(c: &Ctx, kb: u64, down: bool) -> Option<u64> {
             return Some((now_ns() - t0) / 1_000_000);
         }
         if c.stopping() {
+            // Not an error (the load ended first), but worth seeing when no cycle completed.
+            let what = if down { "STRESS-INFO balloon down to target_kb " } else { "STRESS-INFO balloon up to target_kb " };
+            Line::new().s(what).n(kb).s(" unfinished at the stop after ").n((now_ns() - t0) / 1_000_000).s(" ms; current_kb ").i(cur.map_or(-1, |v| v as i64)).out();
             return None;
         }
         if now_ns() - t0 > 20_000_000_000 {
@@ -987,7 +994,7 @@ fn calibrate(errors: &mut u64) -> bool {
         let (ret, buf) = unsafe { (&mut (*core::ptr::addr_of_mut!(CAL_RET))[k], &mut (*core::ptr::addr_of_mut!(CAL_BUF))[k]) };
         *ret = issue(fd, call, buf);
         let r2 = issue(fd, call, &mut again);
-        if r2 != *ret || differs(call, buf, &again) {
+        if r2 != *ret || first_difference(call, buf, &again).is_some() {
             Line::new().s("STRESS-ERR privcmd calibration: ").s(call.name).s(" not deterministic: ").i(*ret).s(" then ").i(r2).out();
             *errors += 1;
         }
@@ -1005,8 +1012,9 @@ fn calibrate(errors: &mut u64) -> bool {
     true
 }
 
-fn differs(call: &Call, a: &[u8; CALL_BUF], b: &[u8; CALL_BUF]) -> bool {
-    a.iter().zip(b.iter()).enumerate().any(|(i, (x, y))| x != y && !(call.skip.0..call.skip.1).contains(&i))
+/// The first byte at which two output buffers differ, outside the call's skipped range.
+fn first_difference(call: &Call, a: &[u8; CALL_BUF], b: &[u8; CALL_BUF]) -> Option<usize> {
+    a.iter().zip(b.iter()).enumerate().position(|(i, (x, y))| x != y && !(call.skip.0..call.skip.1).contains(&i))
 }
 
 fn privcmd(c: &Ctx) {
@@ -1025,9 +1033,9 @@ fn privcmd(c: &Ctx) {
         let call = &CALLS[k];
         let r = issue(fd, call, &mut buf);
         if r != cal_ret[k] {
-            c.fail(true, call.name, r);
-        } else if differs(call, &cal_buf[k], &buf) {
-            c.fail(true, call.name, -9999);
+            c.fail_with(true, call.name, " returned, unlike the calibration pass,", r);
+        } else if let Some(at) = first_difference(call, &cal_buf[k], &buf) {
+            c.fail_with(true, call.name, " wrote another output than the calibration pass, first at byte", at as i64);
         } else if call.op == 20 {
             // query_size: nr_frames (skipped above) never above max_nr_frames.
             let nr = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
