@@ -87,14 +87,26 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
 }
 
-/// Write raw bytes from a guest, with non-printable bytes other than newline/tab replaced so a
-/// guest cannot drive the operator's terminal.
-pub fn write_guest_bytes(bytes: &[u8]) {
+/// Write bytes from a guest, as Xen does: the hardware domain's pass through unchanged (its
+/// console is interactive: carriage returns, escape sequences); another domain's lose every
+/// byte that is not printable, a newline or a tab, so that it cannot drive the operator's
+/// terminal.
+pub fn write_guest_bytes(bytes: &[u8], hardware_domain: bool) {
     let mut c = CONSOLE.lock();
-    for &b in bytes {
-        let safe = if b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b) { b } else { b'.' };
-        c.write_bytes(&[safe]);
+    if hardware_domain {
+        c.write_bytes(bytes);
+        return;
     }
+    for &b in bytes {
+        if printable_from_domu(b) {
+            c.write_bytes(&[b]);
+        }
+    }
+}
+
+/// A byte a domU's console output keeps.
+fn printable_from_domu(b: u8) -> bool {
+    b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b)
 }
 
 /// A byte typed on the console, if any (for CONSOLEIO_read).
@@ -123,6 +135,12 @@ mod tests {
         }
         let (a, b) = r.contents();
         assert_eq!([a, b].concat(), b"cdef");
+    }
+
+    #[test]
+    fn domu_output_loses_control_bytes() {
+        let kept: Vec<u8> = b"a\rb\x1b[2Jc\td\n\x7f\x80".iter().copied().filter(|&b| printable_from_domu(b)).collect();
+        assert_eq!(kept, b"ab[2Jc\td\n");
     }
 
     #[test]

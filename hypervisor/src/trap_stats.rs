@@ -30,7 +30,7 @@ pub enum TrapKind {
     Mmio,
     /// A stage-2 fault nothing emulates (abort injected).
     Abort,
-    /// Any other synchronous exception (bad HVC/SMC immediate, unhandled class, SError, AArch32).
+    /// Any other synchronous exception (bad HVC/SMC immediate, unhandled class, SError).
     OtherSync,
     /// IRQ exits, by the first physical INTID acknowledged: the guest's virtual timer,
     IrqVtimer,

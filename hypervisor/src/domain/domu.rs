@@ -190,7 +190,7 @@ pub fn build_domu(spec: &DomUSpec, id: DomId, vmid: u16, frames: &mut dyn FrameA
     let r = (|| {
         zero(mem, pa, spec.memory)?;
         let boot = load(spec, pa, mem)?;
-        let mut p2m = Stage2::new(vmid, Stage2Config { ipa_bits: 40, pa_bits: 40 }, frames, mem).map_err(|_| DomUError::OutOfMemory)?;
+        let mut p2m = Stage2::new(vmid, Stage2Config::DOMAIN, frames, mem).map_err(|_| DomUError::OutOfMemory)?;
         if p2m.map(GUEST_RAM0_BASE, pa, spec.memory, S2Attr::RAM_RWX, frames, mem, tlb).is_err() {
             let _ = p2m.destroy(frames, mem, tlb);
             return Err(DomUError::OutOfMemory);

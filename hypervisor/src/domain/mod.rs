@@ -6,6 +6,7 @@ pub mod evtchn;
 pub mod fault;
 pub mod grant;
 pub mod image;
+pub mod lifecycle;
 pub mod mmio;
 pub mod registry;
 pub mod vuart;

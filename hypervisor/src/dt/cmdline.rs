@@ -42,6 +42,8 @@ pub struct HypervisorCmdline {
     pub dtuart: Option<String>,
     /// `iommu-owner=dom0:/path,hypervisor:/path,none:/path`.
     pub iommu_owner: Vec<OwnerOverride>,
+    /// `noreboot`: a crashed dom0 halts the machine instead of restarting it.
+    pub noreboot: bool,
     /// Options xenith does not act on, as written (for a warning).
     pub unknown: Vec<String>,
 }
@@ -142,6 +144,16 @@ fn parse_iommu_owner(v: &str) -> Result<Vec<OwnerOverride>, DtError> {
     Ok(out)
 }
 
+/// A boolean option as Xen spells it: bare (`opt`) is true, else `1/0`, `yes/no`, `true/false`,
+/// `on/off`, `enable/disable`.
+fn parse_bool(key: &str, value: Option<&str>) -> Result<bool, DtError> {
+    match value {
+        None | Some("1" | "yes" | "true" | "on" | "enable") => Ok(true),
+        Some("0" | "no" | "false" | "off" | "disable") => Ok(false),
+        Some(v) => Err(DtError::BadCmdline { option: format!("{key}={v}"), reason: "not a boolean (yes/no, on/off, 1/0, true/false)".to_owned() }),
+    }
+}
+
 impl HypervisorCmdline {
     /// Parses a whitespace-separated command line. A malformed value of a known option is an error naming
     /// it; unknown options are collected in `unknown`.
@@ -163,6 +175,8 @@ impl HypervisorCmdline {
                 "console" => out.console = Some(need(value)?),
                 "dtuart" => out.dtuart = Some(need(value)?),
                 "iommu-owner" => out.iommu_owner.extend(parse_iommu_owner(&need(value)?)?),
+                "noreboot" => out.noreboot = parse_bool(key, value)?,
+                "no-noreboot" if value.is_none() => out.noreboot = false,
                 _ => out.unknown.push(word.to_owned()),
             }
         }

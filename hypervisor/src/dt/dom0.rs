@@ -161,6 +161,132 @@ fn is_live(t: &Tree, mut n: NodeId) -> bool {
 }
 
 /// Builds dom0's DT from the host's. See the module comment and [`Dom0DtSpec`].
+/// Devices dom0 must not program because they read and write memory by physical address,
+/// outside any SMMU stream the hypervisor controls: through them dom0 could reach the
+/// hypervisor's memory or another domain's. Their nodes are removed from dom0's DT and their
+/// registers left unmapped; references to them are stripped (PCI MSIs then fall back to INTx).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PhysicalMasters {
+    /// (node path, why) of each device kept from dom0.
+    pub kept: Vec<(String, &'static str)>,
+    /// (node path, property) that refer to a kept device.
+    pub strip: Vec<(String, String)>,
+}
+
+/// Compatibles of devices that master memory by physical address, and why.
+const PHYSICAL_MASTERS: &[(&str, &str)] = &[
+    ("arm,gic-v3-its", "GICv3 ITS: reads its command queue and tables by physical address"),
+    ("qemu,fw-cfg-mmio", "QEMU fw_cfg: its DMA interface reads and writes by physical address"),
+];
+
+/// Find the devices of [`PhysicalMasters`] in the host DT.
+pub fn physical_masters(host: &HostDt) -> PhysicalMasters {
+    let mut out = PhysicalMasters::default();
+    let mut phandles = Vec::new();
+    for &(compat, why) in PHYSICAL_MASTERS {
+        for n in host.find_compatible(compat) {
+            if !host.is_enabled(n) {
+                continue;
+            }
+            out.kept.push((host.path(n), why));
+            if let Some(ph) = host.phandle(n) {
+                phandles.push(ph);
+            }
+        }
+    }
+    // `msi-parent = <phandle ...>` names its controller first; `msi-map` entries are
+    // <rid-base controller msi-base length> (the controller's #msi-cells is 1 for the ITS,
+    // the only MSI controller kept here).
+    for n in host.nodes() {
+        let refers = |prop: &str, first: usize, stride: usize| {
+            host.prop_cells(n, prop).ok().flatten().is_some_and(|c| c.iter().skip(first).step_by(stride).any(|ph| phandles.contains(ph)))
+        };
+        if refers("msi-parent", 0, usize::MAX) {
+            out.strip.push((host.path(n), "msi-parent".to_owned()));
+        }
+        if refers("msi-map", 1, 4) {
+            out.strip.push((host.path(n), "msi-map".to_owned()));
+        }
+    }
+    out
+}
+
+/// Smallest extended region offered (Xen's minimum).
+pub const EXT_REGION_MIN: u64 = 64 << 20;
+/// Most extended regions offered.
+pub const EXT_REGIONS_MAX: usize = 128;
+
+/// dom0's extended regions, as Xen 4.17 finds them for a dom0 behind an IOMMU: the guest
+/// physical space below `2^ipa_bits` that no `reg` of the host DT (RAM, devices, reserved
+/// memory) and no PCI window uses, nor any of `also_used` (the grant-table region), cut to
+/// 2 MiB boundaries, each at least [`EXT_REGION_MIN`]. dom0 maps grants and foreign pages
+/// there instead of ballooning its RAM out.
+pub fn extended_regions(host: &HostDt, ipa_bits: u8, also_used: &[Region]) -> Vec<Region> {
+    const MIB2: u64 = 2 << 20;
+    let limit = 1u64 << ipa_bits.min(63);
+    let mut used: Vec<(u64, u64)> = Vec::new();
+    let mut add = |r: Region| {
+        let start = r.base & !0xfff;
+        let end = r.base.saturating_add(r.size).saturating_add(0xfff) & !0xfff;
+        if end > start {
+            used.push((start, end));
+        }
+    };
+    for d in host.device_regions() {
+        add(d.region);
+    }
+    // RAM and reserved memory (device_regions leaves those out).
+    for id in host.nodes() {
+        if host.prop(id, "reg").is_none() || id == host.root() {
+            continue;
+        }
+        let under_memory = {
+            let mut cur = id;
+            let mut hit = false;
+            while let Some(p) = host.parent(cur) {
+                if p == host.root() {
+                    let name = host.name(cur).split('@').next().unwrap_or("");
+                    hit = name == "memory" || name == "reserved-memory" || host.prop_str(cur, "device_type").ok().flatten() == Some("memory");
+                    break;
+                }
+                cur = p;
+            }
+            hit
+        };
+        if under_memory {
+            for r in host.reg(id).unwrap_or_default() {
+                add(r);
+            }
+        }
+    }
+    for &r in also_used {
+        add(r);
+    }
+    used.sort_unstable();
+    let mut out = Vec::new();
+    let mut cursor = 0u64;
+    let offer = |s: u64, e: u64, out: &mut Vec<Region>| {
+        let s = s.saturating_add(MIB2 - 1) & !(MIB2 - 1);
+        let e = e & !(MIB2 - 1);
+        if e > s && e - s >= EXT_REGION_MIN && out.len() < EXT_REGIONS_MAX {
+            out.push(Region { base: s, size: e - s });
+        }
+    };
+    for (s, e) in used {
+        if s >= limit {
+            break;
+        }
+        if s > cursor {
+            offer(cursor, s, &mut out);
+        }
+        cursor = cursor.max(e);
+    }
+    if cursor < limit {
+        offer(cursor, limit, &mut out);
+    }
+    out
+}
+
 pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtError> {
     let mut t: Tree = host.tree().clone();
     let root = host.root();
@@ -247,6 +373,8 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
             ("iommus", 0usize),
             ("iommu-map", 1),
             ("interrupt-parent", 0),
+            ("msi-parent", 0),
+            ("msi-map", 1),
         ] {
             let Some(v) = t
                 .node(n)

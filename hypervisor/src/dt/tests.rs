@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use std::println;
 
 use super::cmdline::{parse_size, HypervisorCmdline};
-use super::dom0::{build_dom0_dt, Dom0DtSpec};
+use super::dom0::{build_dom0_dt, extended_regions, physical_masters, Dom0DtSpec, PhysicalMasters, EXT_REGION_MIN};
 use super::fixtures::{self, QEMU_VIRT, QEMU_VIRT_DOM0, SNOW};
 use super::*;
 use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable, PlatformDefaults};
@@ -449,6 +449,12 @@ fn cmdline_options() {
     assert_eq!(c.iommu_owner[0].owner, IommuOwner::Dom0);
     assert_eq!(c.iommu_owner[1].owner, IommuOwner::Hypervisor);
     assert_eq!(c.unknown, ["loglvl=all", "bootscrub=0"]);
+    assert!(!c.noreboot);
+    assert!(HypervisorCmdline::parse("noreboot").unwrap().noreboot);
+    assert!(HypervisorCmdline::parse("noreboot=on").unwrap().noreboot);
+    assert!(!HypervisorCmdline::parse("noreboot no-noreboot").unwrap().noreboot);
+    assert!(!HypervisorCmdline::parse("noreboot=0").unwrap().noreboot);
+    assert!(HypervisorCmdline::parse("noreboot=maybe").is_err());
 
     assert_eq!(parse_size("1G"), Some(1 << 30));
     assert_eq!(parse_size("64k"), Some(64 << 10));
@@ -945,4 +951,59 @@ fn highest_gic_intid_is_unknown_with_an_msi_frame_or_a_bad_map() {
         t.set_prop(pcie, "interrupt-map", entry);
     });
     assert!(dangling.highest_gic_intid().is_err());
+}
+
+#[test]
+fn devices_mastering_by_physical_address_are_kept_from_dom0() {
+    let host = load(QEMU_VIRT);
+    let m = physical_masters(&host);
+    let kept: Vec<&str> = m.kept.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(kept, ["/intc@8000000/its@8080000", "/fw-cfg@9020000"]);
+    assert_eq!(m.strip, [("/pcie@10000000".to_owned(), "msi-map".to_owned())]);
+    // dom0's DT without them and without the reference builds and has neither.
+    let mut spec = snow_spec();
+    spec.memory = vec![r(0x8000_0000, 0x2000_0000)];
+    spec.remove_nodes = m.kept.iter().map(|(p, _)| p.clone()).collect();
+    spec.strip_props = m.strip.clone();
+    let d = HostDt::parse(&build_dom0_dt(&host, &spec).unwrap()).unwrap();
+    assert!(d.find_compatible("arm,gic-v3-its").is_empty());
+    assert!(d.find_compatible("qemu,fw-cfg-mmio").is_empty());
+    let pcie = d.find_path("/pcie@10000000").unwrap();
+    assert!(!d.has_prop(pcie, "msi-map"));
+    assert!(d.has_prop(pcie, "iommu-map"));
+    // Without stripping, the dangling reference is refused (a builder bug, caught).
+    spec.strip_props.clear();
+    assert!(build_dom0_dt(&host, &spec).unwrap_err().to_string().contains("msi-map"));
+    // The Snow has neither.
+    assert_eq!(physical_masters(&load(SNOW)), PhysicalMasters::default());
+}
+
+#[test]
+fn extended_regions_are_the_unused_space_as_xen_finds_it() {
+    let host = load(QEMU_VIRT);
+    let gnttab = r(0x3800_0000, 0x4_0000);
+    let ext = extended_regions(&host, 40, &[gnttab]);
+    // QEMU virt (2 GiB): RAM 0x4000_0000-0xc000_0000, PCIe ECAM at 0x40_1000_0000, 64-bit
+    // window 0x80_0000_0000-0x100_0000_0000 (the whole top of a 40-bit space), devices and the
+    // 32-bit window below 1 GiB.
+    assert!(!ext.is_empty());
+    for e in &ext {
+        assert_eq!(e.base % (2 << 20), 0, "{e}");
+        assert_eq!(e.size % (2 << 20), 0, "{e}");
+        assert!(e.size >= EXT_REGION_MIN, "{e}");
+        assert!(e.base + e.size <= 1 << 40, "{e}");
+        for d in host.device_regions() {
+            let dr = d.region;
+            assert!(e.base + e.size <= dr.base || dr.base + dr.size <= e.base, "{e} overlaps {} {dr}", d.path);
+        }
+        assert!(e.base + e.size <= gnttab.base || gnttab.base + gnttab.size <= e.base);
+        assert!(e.base + e.size <= 0x4000_0000 || e.base >= 0xc000_0000, "{e} overlaps RAM");
+    }
+    // Right above RAM, up to the PCIe ECAM window; and the hole between the virtio-mmio
+    // transports and the 32-bit PCIe window.
+    assert!(ext.contains(&r(0xc000_0000, 0x40_1000_0000 - 0xc000_0000)), "{ext:x?}");
+    assert!(ext.contains(&r(0x0a20_0000, 0x1000_0000 - 0x0a20_0000)), "{ext:x?}");
+    // A smaller IPA space cuts them.
+    assert!(extended_regions(&host, 36, &[]).iter().all(|e| e.base + e.size <= 1 << 36));
+    assert_eq!(extended_regions(&host, 32, &[]), [r(0x0a20_0000, 0x1000_0000 - 0x0a20_0000), r(0xc000_0000, 0x4000_0000)]);
 }

@@ -29,7 +29,7 @@ pub fn console_io(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, count: 
                     // Once something is there to print (a bad buffer prints nothing).
                     console::write_fmt(format_args!("(d{}) ", dom.id));
                 }
-                console::write_guest_bytes(&kbuf[..n]);
+                console::write_guest_bytes(&kbuf[..n], dom.is_hardware);
                 done += n as u64;
             }
             0

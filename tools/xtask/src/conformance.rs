@@ -24,11 +24,26 @@ const DOMU_MEMORY_KIB: u64 = 128 * 1024;
 fn dir() -> PathBuf {
     env::root().join("tests/conformance")
 }
-fn expected_path() -> PathBuf {
-    dir().join("expected-xen-4.17.txt")
+
+/// The QEMU CPU model of the full run; on other models only the guest's `cpu.*` cases run
+/// (as dom0, no domU), each model with its own expected and deviations files.
+pub const FULL_RUN_CPU: &str = "cortex-a57";
+/// The other CPU models the conformance run covers.
+pub const OTHER_CPUS: [&str; 1] = ["max"];
+
+fn expected_path(cpu: &str) -> PathBuf {
+    if cpu == FULL_RUN_CPU {
+        dir().join("expected-xen-4.17.txt")
+    } else {
+        dir().join(format!("expected-xen-4.17-{cpu}.txt"))
+    }
 }
-fn deviations_path() -> PathBuf {
-    dir().join("deviations.txt")
+fn deviations_path(cpu: &str) -> PathBuf {
+    if cpu == FULL_RUN_CPU {
+        dir().join("deviations.txt")
+    } else {
+        dir().join(format!("deviations-{cpu}.txt"))
+    }
 }
 
 /// `case <name>: <value>` lines, in order: dom0's (console_io, printed as is) and the domU's
@@ -168,12 +183,19 @@ pub fn with_domu(mut b: Boot, kernel: &std::path::Path, tag: &str) -> Result<Boo
     Ok(b)
 }
 
-fn boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<Outcome> {
+fn boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf, cpu: &str) -> Result<Outcome> {
     let mut b = Boot::new(hypervisor);
     b.cmdline = cmdline.into();
+    b.cpu = cpu.into();
     b.dom0 = Some(guest.clone());
-    b.dom0_args = "console=hvc0 domu-peer".into();
-    let mut b = with_domu(b, &guest, "run")?;
+    let full = cpu == FULL_RUN_CPU;
+    let mut b = if full {
+        b.dom0_args = "console=hvc0 domu-peer".into();
+        with_domu(b, &guest, "run")?
+    } else {
+        b.dom0_args = "console=hvc0 cpu-cases".into();
+        b
+    };
     b.timeout = Duration::from_secs(180);
     let out = b.run()?;
     if out.timed_out {
@@ -182,7 +204,7 @@ fn boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<Outcome> {
     if crate::systest::guest_summary(&out).is_none() {
         return Err(format!("the guest did not reach its summary line (a case crashed it?): {}", tail(&out)));
     }
-    if !out.output.lines().any(|l| l.contains("DOM1: domu: ") && l.contains(" passed, ")) {
+    if full && !out.output.lines().any(|l| l.contains("DOM1: domu: ") && l.contains(" passed, ")) {
         return Err(format!("the domU did not reach its summary line: {}", tail(&out)));
     }
     Ok(out)
@@ -199,30 +221,34 @@ fn tail(out: &Outcome) -> String {
     s
 }
 
-/// `--against xen`: record Xen 4.17's values as the expected file.
-pub fn record_xen() -> Result<()> {
+/// `--against xen`: record Xen 4.17's values on QEMU CPU `cpu` as its expected file.
+pub fn record_xen(cpu: &str) -> Result<()> {
     let xen = fixtures::xen_4_17()?;
     let guest = guest_image()?;
-    let out = boot(xen, XEN_CMDLINE, guest)?;
+    let out = boot(xen, XEN_CMDLINE, guest, cpu)?;
     let cases = parse_cases(&out.output);
-    let log = env::target_dir().join("conformance-xen-4.17.log");
+    let log = env::target_dir().join(format!("conformance-xen-4.17-{cpu}.log"));
     let _ = std::fs::write(&log, &out.output);
     for l in out.output.lines().filter(|l| l.starts_with("fail ")) {
         println!("xen: {l} (the guest table's expectation; Xen's value is recorded)");
     }
     let mut text = String::new();
     text.push_str("# The test guest's observed values on real Xen 4.17 (Debian xen-hypervisor-4.17-arm64) as dom0\n");
-    text.push_str("# under QEMU virt (cortex-a57, GICv3, 2 GiB, 2 CPUs), with the same guest as a dom0less domU beside\n");
-    text.push_str("# it (domu.* lines are the domU's, xdom.* dom0's side of their grant exchange).\n");
+    if cpu == FULL_RUN_CPU {
+        text.push_str("# under QEMU virt (cortex-a57, GICv3, 2 GiB, 2 CPUs), with the same guest as a dom0less domU beside\n");
+        text.push_str("# it (domu.* lines are the domU's, xdom.* dom0's side of their grant exchange).\n");
+    } else {
+        text.push_str(&format!("# under QEMU virt (-cpu {cpu}, GICv3, 2 GiB, 2 CPUs): only the guest's cpu.* cases (bootarg cpu-cases).\n"));
+    }
     text.push_str("# Written by `cargo xtask conformance --against xen`;\n");
     text.push_str(&format!("# Xen command line: {XEN_CMDLINE}\n"));
     for (name, value) in &cases {
         text.push_str(&format!("case {name}: {value}\n"));
     }
     std::fs::create_dir_all(dir()).map_err(|e| e.to_string())?;
-    std::fs::write(expected_path(), text).map_err(|e| e.to_string())?;
+    std::fs::write(expected_path(cpu), text).map_err(|e| e.to_string())?;
     let (p, f) = crate::systest::guest_summary(&out).unwrap_or((0, 0));
-    println!("conformance: recorded {} cases from Xen 4.17 into {} (guest's own table: {p} passed, {f} failed)", cases.len(), expected_path().display());
+    println!("conformance: recorded {} cases from Xen 4.17 on {cpu} into {} (guest's own table: {p} passed, {f} failed)", cases.len(), expected_path(cpu).display());
     Ok(())
 }
 
@@ -230,13 +256,24 @@ pub fn record_xen() -> Result<()> {
 /// Run the suite on xenith and diff it; the number of cases that matched Xen or a listed
 /// deviation (an error on any other difference).
 pub fn check(images: &Images) -> Result<usize> {
-    let text = std::fs::read_to_string(expected_path()).map_err(|e| format!("{}: {e} (run `cargo xtask conformance --against xen`)", expected_path().display()))?;
+    let mut matched = check_cpu(images, FULL_RUN_CPU)?;
+    for cpu in OTHER_CPUS {
+        matched += check_cpu(images, cpu)?;
+    }
+    Ok(matched)
+}
+
+/// The conformance diff on QEMU CPU `cpu`.
+fn check_cpu(images: &Images, cpu: &str) -> Result<usize> {
+    let expected_path = expected_path(cpu);
+    let text = std::fs::read_to_string(&expected_path).map_err(|e| format!("{}: {e} (run `cargo xtask conformance --against xen`)", expected_path.display()))?;
     let expected = parse_cases(&text);
-    let devs = match std::fs::read_to_string(deviations_path()) {
+    let devs = match std::fs::read_to_string(deviations_path(cpu)) {
         Ok(t) => parse_deviations(&t)?,
         Err(_) => BTreeMap::new(),
     };
-    let out = boot(images.hypervisor.clone(), "", images.test_guest.clone())?;
+    println!("conformance on -cpu {cpu}:");
+    let out = boot(images.hypervisor.clone(), "", images.test_guest.clone(), cpu)?;
     let got = parse_cases(&out.output);
     let (lines, verdicts) = compare(&expected, &got, &devs);
     for l in &lines {
@@ -244,9 +281,9 @@ pub fn check(images: &Images) -> Result<usize> {
     }
     let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count();
     let (ok, dev, diff, missing, new) = (count(Verdict::Match), count(Verdict::Deviation), count(Verdict::Differs), count(Verdict::MissingOnXenith), count(Verdict::NotInExpected));
-    println!("conformance: {} cases: {ok} match Xen 4.17, {dev} listed deviations, {diff} differ, {missing} missing, {new} not in the expected file", expected.len());
+    println!("conformance (-cpu {cpu}): {} cases: {ok} match Xen 4.17, {dev} listed deviations, {diff} differ, {missing} missing, {new} not in the expected file", expected.len());
     if diff + missing + new > 0 {
-        Err(format!("{} conformance difference(s) not listed in {}", diff + missing + new, deviations_path().display()))
+        Err(format!("{} conformance difference(s) on -cpu {cpu} not listed in {}", diff + missing + new, deviations_path(cpu).display()))
     } else {
         Ok(ok + dev)
     }
@@ -296,15 +333,27 @@ pub fn bench_against_xen(images: &Images) -> Result<()> {
     crate::linux::bench_against_xen(images.hypervisor.clone(), fixtures::xen_4_17()?)
 }
 
-/// `cargo xtask conformance [--against xen]`.
+/// `cargo xtask conformance [--against xen] [--cpu MODEL]`.
 pub fn main(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("--against") => match args.get(1).map(String::as_str) {
-            Some("xen") => record_xen(),
-            other => Err(format!("--against: only `xen` is known, got {other:?}")),
-        },
-        None => check(&build::all()?).map(|_| ()),
-        Some(other) => Err(format!("conformance: unknown option `{other}`")),
+    let (mut against_xen, mut cpu) = (false, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--against" => match it.next().map(String::as_str) {
+                Some("xen") => against_xen = true,
+                other => return Err(format!("--against: only `xen` is known, got {other:?}")),
+            },
+            "--cpu" => match it.next().map(String::as_str) {
+                Some(c) if c == FULL_RUN_CPU || OTHER_CPUS.contains(&c) => cpu = Some(c.to_string()),
+                other => return Err(format!("--cpu: one of {FULL_RUN_CPU} {OTHER_CPUS:?}, got {other:?}")),
+            },
+            other => return Err(format!("conformance: unknown option `{other}`")),
+        }
+    }
+    match (against_xen, cpu) {
+        (true, cpu) => record_xen(cpu.as_deref().unwrap_or(FULL_RUN_CPU)),
+        (false, Some(cpu)) => check_cpu(&build::all()?, &cpu).map(|_| ()),
+        (false, None) => check(&build::all()?).map(|_| ()),
     }
 }
 

@@ -187,6 +187,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
          echo {MARKER}\n\
+         if grep -q xenith-crash /proc/cmdline; then echo \"crash: triggering a kernel crash (sysrq c)\"; echo c > /proc/sysrq-trigger; fi\n\
          echo \"hypervisor type: $(cat /sys/hypervisor/type 2>&1)\"\n\
          echo \"/dev/xen: $(ls /dev/xen 2>&1 | tr '\\n' ' ')\"\n\
          echo \"cpus online: $(cat /sys/devices/system/cpu/online)\"\n\
@@ -357,6 +358,47 @@ pub fn fuzz_systest_check(o: &Outcome) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The crashing-dom0 system test's boot: `panic=1 xenith-crash` on dom0's command line, so
+/// /init crashes the kernel (sysrq c) after the marker and Linux asks the hypervisor to stop it
+/// a second later.
+pub fn crash_systest_boot(hypervisor: PathBuf) -> Boot {
+    let mut b = Boot::new(hypervisor);
+    b.timeout = Duration::from_secs(90);
+    b.cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS}");
+    if let Err(e) = use_for(&mut b) {
+        eprintln!("xtask: Linux dom0 fixtures: {e}");
+        b.dom0 = Some(PathBuf::from("/nonexistent/linux-dom0-fixtures-unavailable"));
+    }
+    b.dom0_args = format!("{DOM0_ARGS} panic=1 xenith-crash");
+    b
+}
+
+/// A crashed dom0 takes the machine down as on Xen: the kernel's panic reaches the hypervisor
+/// through Xen's ABI, the hypervisor says what dom0 asked for and restarts the machine (QEMU,
+/// under -no-reboot, exits) within 10 s of the crash; the runner saw the crash as trouble.
+pub fn crash_systest_check(o: &Outcome) -> std::result::Result<(), String> {
+    if !o.has("crash: triggering a kernel crash") {
+        return Err("dom0 never reached the crash trigger".into());
+    }
+    let Some(at) = o.trouble_at else { return Err("the runner saw no trouble line for the crash".into()) };
+    let said = o.output.lines().find(|l| l.contains("(xenith) hardware domain ") && !l.contains("powered off"));
+    let Some(said) = said else { return Err("the hypervisor never said what the crashed dom0 asked for".into()) };
+    if !said.contains("restarting the machine") {
+        return Err(format!("expected a restart, got `{said}`"));
+    }
+    if o.timed_out || o.exit_code != Some(0) {
+        return Err(format!("QEMU did not exit by itself on the restart (timed out: {}, exit {:?})", o.timed_out, o.exit_code));
+    }
+    let after = o.wall.saturating_sub(at);
+    if after > Duration::from_secs(10) {
+        return Err(format!("the machine restarted {:.1} s after the crash (at most 10 s)", after.as_secs_f64()));
+    }
+    if o.has("HYPERVISOR BUG") {
+        return Err("`HYPERVISOR BUG` in the output".into());
+    }
+    Ok(())
+}
+
 /// dom0's vCPUs in the system test (QEMU's `-smp` is 2).
 pub const SYSTEST_VCPUS: u32 = 2;
 
@@ -380,6 +422,27 @@ pub fn systest_check(o: &Outcome) -> std::result::Result<(), String> {
     }
     if o.timed_out {
         return Err("QEMU did not end after poweroff -f".into());
+    }
+    Ok(())
+}
+
+/// Linux dom0 on `-cpu max`: the usual boot to the marker and power-off, nothing killed or
+/// panicked, the hidden features stayed hidden (Linux saw no SVE, SME or MTE) and the offered
+/// pointer authentication was taken up.
+pub fn cpu_max_check(o: &Outcome) -> std::result::Result<(), String> {
+    systest_check(o)?;
+    if let Some(lines) = o.trouble() {
+        return Err(format!("trouble in the output:\n{}", lines.join("\n")));
+    }
+    for needle in ["cpu features: ID_AA64PFR0_EL1 host", "CPU features: detected: Address authentication"] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}`"));
+        }
+    }
+    for hidden in ["Scalable Vector Extension", "Scalable Matrix Extension", "Memory Tagging Extension"] {
+        if o.has(hidden) {
+            return Err(format!("dom0 detected a hidden feature: `{hidden}`"));
+        }
     }
     Ok(())
 }

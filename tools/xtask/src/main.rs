@@ -5,6 +5,7 @@ mod conformance;
 mod elf;
 mod env;
 mod fixtures;
+mod health;
 mod linux;
 mod qemu;
 mod stress;
@@ -30,10 +31,11 @@ cargo xtask <command>
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       -- QEMU-ARGS...    extra QEMU arguments
   test               host tests (cargo test), the QEMU system tests, then the conformance diff
-  systest            only the QEMU system tests
-  conformance [--against xen]
+  systest [NAME]     only the QEMU system tests (those whose name contains NAME)
+  conformance [--against xen] [--cpu cortex-a57|max]
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
-                     (tests/conformance/); `--against xen` re-records Xen's values
+                     (tests/conformance/): the whole table on cortex-a57, the cpu.* cases on max;
+                     `--against xen` re-records Xen's values (for cortex-a57 unless --cpu says)
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
       --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
   stress [options]   SMP dom0 stress suite: Debian's Linux as dom0 runs grant, balloon, evtchn, privcmd,
@@ -61,7 +63,11 @@ fn main() {
         }
         Some("bench") => bench(),
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
-        Some("systest") => setup().and_then(|_| fixtures::all()).and_then(|_| build::all()).and_then(|i| systest::run_all(&i)).map(|_| ()),
+        Some("systest") => setup()
+            .and_then(|_| fixtures::all())
+            .and_then(|_| build::all())
+            .and_then(|i| systest::run_matching(&i, args.get(1).map(String::as_str)))
+            .map(|_| ()),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
         Some("stress") => setup().and_then(|_| stress::main(&args[1..])),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -119,9 +125,18 @@ fn run(args: &[String]) -> Result<()> {
             other => return Err(format!("unknown option `{other}` for run\n\n{HELP}")),
         }
     }
-    if linux_dom0 && boot.cmdline.is_empty() {
-        // Linux dom0 gets one vCPU per CPU of the QEMU machine, as on Xen.
-        boot.cmdline = format!("dom0_max_vcpus={}", boot.smp);
+    // `-- -smp N` sets the machine's CPU count (QEMU takes the last -smp given).
+    if let Some(n) = qemu_smp(&boot.extra) {
+        boot.smp = n;
+    }
+    if linux_dom0 {
+        if boot.initrd.is_some() {
+            return Err("--initrd cannot be combined with --dom0 linux: that dom0 brings its own initramfs (build your own and give it with --dom0 PATH --initrd PATH)".into());
+        }
+        if !boot.cmdline.split_whitespace().any(|w| w.starts_with("dom0_max_vcpus=")) {
+            // Linux dom0 gets one vCPU per CPU of the QEMU machine.
+            boot.cmdline = format!("{} dom0_max_vcpus={}", boot.cmdline, boot.smp).trim().to_string();
+        }
     }
     if let Some(d) = &boot.dom0 {
         if !d.exists() {
@@ -140,10 +155,40 @@ fn run(args: &[String]) -> Result<()> {
         boot = conformance::with_domu(boot, &k, "run")?;
     }
     let out = boot.run()?;
+    if let Some(lines) = out.trouble() {
+        return Err(format!("the console reports trouble (QEMU {}):\n{}", ended(&out), lines.join("\n")));
+    }
     if out.exit_code != Some(0) {
-        return Err(format!("QEMU exited with {:?}", out.exit_code));
+        return Err(format!("QEMU {}", ended(&out)));
     }
     Ok(())
+}
+
+/// The CPU count of the last `-smp N[,...]` (or `-smp cpus=N,...`) among QEMU arguments.
+fn qemu_smp(extra: &[String]) -> Option<u32> {
+    let i = extra.iter().rposition(|a| a == "-smp")?;
+    let v = extra.get(i + 1)?;
+    v.split(',').find_map(|part| part.strip_prefix("cpus=").unwrap_or(part).parse().ok())
+}
+
+/// How a boot ended, in words.
+fn ended(out: &qemu::Outcome) -> String {
+    match (out.timed_out, out.exit_code) {
+        (true, _) => "was stopped (no exit in time)".into(),
+        (false, Some(c)) => format!("exited with {c}"),
+        (false, None) => "was killed by a signal".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn smp_from_qemu_arguments() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(super::qemu_smp(&a(&["-cpu", "max", "-smp", "4"])), Some(4));
+        assert_eq!(super::qemu_smp(&a(&["-smp", "2", "-smp", "cpus=3,sockets=1"])), Some(3));
+        assert_eq!(super::qemu_smp(&a(&["-m", "4G"])), None);
+    }
 }
 
 fn test() -> Result<()> {

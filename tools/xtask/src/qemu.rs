@@ -24,6 +24,8 @@ pub struct Boot {
     /// The SMMUv3 model: "2" (QEMU 10's virt: stage 1 + stage 2) or "1" (stage 1 only, as
     /// QEMU < 9.2 has it: QEMU 10's `virt` always makes it nested, so this uses `virt-9.0`).
     pub smmu_stage: String,
+    /// QEMU's CPU model (`-cpu`).
+    pub cpu: String,
     pub smp: u32,
     pub mem: String,
     /// `-icount shift=0,sleep=off`: the guest counter counts instructions (benchmarks).
@@ -34,6 +36,10 @@ pub struct Boot {
     /// `dumpdtb=`: write QEMU's device tree for this exact machine and exit.
     pub dumpdtb: Option<PathBuf>,
     pub timeout: Duration,
+    /// Once a console line reports trouble (`health::is_trouble`: an oops, a panic, a
+    /// hypervisor bug), how long QEMU may go on before it is stopped: time for the hypervisor
+    /// to act on a crashed dom0 (Xen restarts the machine 5 s after), not the whole timeout.
+    pub trouble_grace: Duration,
     /// Echo the output live (interactive `run`).
     pub echo: bool,
 }
@@ -47,6 +53,7 @@ impl Boot {
             dom0_args: "console=hvc0".into(),
             initrd: None,
             smmu_stage: "2".into(),
+            cpu: "cortex-a57".into(),
             smp: 2,
             mem: "2G".into(),
             icount: false,
@@ -54,6 +61,7 @@ impl Boot {
             dtb: None,
             dumpdtb: None,
             timeout: Duration::from_secs(60),
+            trouble_grace: Duration::from_secs(15),
             echo: false,
         }
     }
@@ -71,7 +79,7 @@ impl Boot {
             c.arg("-dtb").arg(d);
         }
         c
-            .args(["-cpu", "cortex-a57", "-smp", &self.smp.to_string(), "-m", &self.mem])
+            .args(["-cpu", &self.cpu, "-smp", &self.smp.to_string(), "-m", &self.mem])
             .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
             .arg("-kernel")
             .arg(&self.hypervisor);
@@ -104,13 +112,22 @@ impl Boot {
             .spawn()
             .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
         let out = Arc::new(Mutex::new(String::new()));
+        let start = Instant::now();
+        // When the first trouble line arrived (since `start`).
+        let trouble_at: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
         let mut readers = Vec::new();
         for (stream, echo) in [(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo), (child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo)] {
             let Some(stream) = stream else { continue };
             let out = Arc::clone(&out);
+            let trouble_at = Arc::clone(&trouble_at);
             readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
                     let line = String::from_utf8_lossy(&line).replace('\r', "");
+                    if crate::health::is_trouble(&line) {
+                        if let Ok(mut t) = trouble_at.lock() {
+                            t.get_or_insert(start.elapsed());
+                        }
+                    }
                     if echo {
                         let _ = writeln!(std::io::stdout(), "{line}");
                     }
@@ -121,12 +138,13 @@ impl Boot {
                 }
             }));
         }
-        let start = Instant::now();
         let (status, timed_out) = loop {
             if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
                 break (Some(st), false);
             }
-            if start.elapsed() > self.timeout {
+            let trouble = trouble_at.lock().ok().and_then(|t| *t);
+            let give_up = trouble.map_or(self.timeout, |t| self.timeout.min(t + self.trouble_grace));
+            if start.elapsed() > give_up {
                 let _ = child.kill();
                 let _ = child.wait();
                 break (None, true);
@@ -137,7 +155,8 @@ impl Boot {
             let _ = r.join();
         }
         let output = out.lock().map(|o| o.clone()).unwrap_or_default();
-        Ok(Outcome { output, exit_code: status.and_then(|s| s.code()), timed_out, wall: start.elapsed() })
+        let trouble_at = trouble_at.lock().ok().and_then(|t| *t);
+        Ok(Outcome { output, exit_code: status.and_then(|s| s.code()), timed_out, wall: start.elapsed(), trouble_at })
     }
 }
 
@@ -148,11 +167,18 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     pub timed_out: bool,
     pub wall: Duration,
+    /// When the first console line reporting trouble arrived (`health::is_trouble`).
+    pub trouble_at: Option<Duration>,
 }
 
 impl Outcome {
     pub fn has(&self, needle: &str) -> bool {
         self.output.contains(needle)
+    }
+
+    /// The lines around the first trouble report, if the console shows one.
+    pub fn trouble(&self) -> Option<Vec<String>> {
+        crate::health::report(&self.output)
     }
 }
 

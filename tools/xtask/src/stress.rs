@@ -5,9 +5,8 @@
 
 use crate::env::{self, Result};
 use crate::qemu::{Boot, Outcome};
-use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Every workload the program runs, in the order it reports them.
 pub const WORKLOADS: [&str; 6] = ["grant", "balloon", "evtchn", "privcmd", "memory", "dma"];
@@ -184,7 +183,7 @@ pub fn parse(output: &str) -> Report {
                 r.workloads.push(w);
             }
         }
-        let kernel = KERNEL_TROUBLE.iter().any(|p| line.contains(p));
+        let kernel = KERNEL_TROUBLE.iter().any(|p| line.contains(p)) || crate::health::is_trouble(line);
         let hypervisor = loading && HYPERVISOR_PREFIXES.iter().any(|p| line.contains(p));
         if kernel || hypervisor {
             r.unhealthy.push((i, line.to_string()));
@@ -274,74 +273,10 @@ pub fn boot(hyp: Hyp, image: PathBuf, o: &Opts) -> Result<Boot> {
     // Boot (~10 s here, far more under -icount or with many vCPUs on 2 host cores), the load,
     // then the program's drain (up to a minute for a stuck process).
     b.timeout = if o.icount { Duration::from_secs(600 + 40 * o.secs) } else { Duration::from_secs(240 + 3 * o.secs) };
+    // After an oops, more console (what dom0 does next) before QEMU is stopped: a dom0 that
+    // oopsed under the load often hangs rather than powering off.
+    b.trouble_grace = Duration::from_secs(30);
     Ok(b)
-}
-
-/// Run a boot, reading its console as it comes: QEMU is stopped a few seconds after dom0
-/// panics or oopses (rather than at the timeout); `progress` echoes the program's lines.
-fn run(b: &Boot, progress: bool) -> Result<Outcome> {
-    let mut child = b
-        .command()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let mut readers = Vec::new();
-    for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)] {
-        let Some(stream) = stream else { continue };
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
-                if tx.send(String::from_utf8_lossy(&line).replace('\r', "")).is_err() {
-                    break;
-                }
-            }
-        }));
-    }
-    drop(tx);
-    let start = Instant::now();
-    let mut output = String::new();
-    // After an oops or a panic, a few more seconds of console (the trace, what dom0 does
-    // next), then QEMU is stopped: a dom0 that oopsed often hangs rather than powering off.
-    let mut panicked: Option<(Instant, Duration)> = None;
-    let mut timed_out = false;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                if progress && (line.contains("STRESS") || KERNEL_TROUBLE.iter().any(|p| line.contains(p))) {
-                    println!("    | {line}");
-                    let _ = std::io::stdout().flush();
-                }
-                if panicked.is_none() && line.contains("Kernel panic") {
-                    panicked = Some((Instant::now(), Duration::from_secs(5)));
-                }
-                if panicked.is_none() && line.contains("Internal error: Oops") {
-                    panicked = Some((Instant::now(), Duration::from_secs(30)));
-                }
-                output.push_str(&line);
-                output.push('\n');
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(_) => {}
-        }
-        let give_up = panicked.is_some_and(|(t, grace)| t.elapsed() > grace);
-        if give_up || start.elapsed() > b.timeout {
-            timed_out = !give_up;
-            let _ = child.kill();
-            break;
-        }
-    }
-    let status = child.wait().ok();
-    for r in readers {
-        let _ = r.join();
-    }
-    while let Ok(line) = rx.try_recv() {
-        output.push_str(&line);
-        output.push('\n');
-    }
-    Ok(Outcome { output, exit_code: status.and_then(|s| s.code()), timed_out, wall: start.elapsed() })
 }
 
 /// One boot's result.
@@ -396,7 +331,7 @@ fn context(output: &str, r: &Report) -> Vec<String> {
 fn one(hyp: Hyp, image: &std::path::Path, o: &Opts, index: u32) -> Result<BootResult> {
     let b = boot(hyp, image.to_path_buf(), o)?;
     println!("xtask: stress boot {index} on {}: {}", hyp.name(), crate::qemu::shell_line(&b.command()));
-    let out = run(&b, true)?;
+    let out = b.run()?;
     let dir = env::target_dir().join("stress");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let only = o.only.as_ref().map(|w| format!("-{}", w.replace(',', "+"))).unwrap_or_default();
@@ -411,8 +346,10 @@ fn one(hyp: Hyp, image: &std::path::Path, o: &Opts, index: u32) -> Result<BootRe
     }
     let report = parse(&out.output);
     let mut why = verdict(&report, &o.workloads());
-    if out.timed_out {
-        why.push(format!("QEMU did not end within {:?}", b.timeout));
+    match out.trouble_at {
+        Some(t) if out.timed_out => why.push(format!("QEMU stopped {:?} after the first trouble line (at {:.1} s)", b.trouble_grace, t.as_secs_f64())),
+        _ if out.timed_out => why.push(format!("QEMU did not end within {:?}", b.timeout)),
+        _ => {}
     }
     let r = BootResult { hyp, index, report, why, wall: out.wall, log };
     print_boot(&r, o);

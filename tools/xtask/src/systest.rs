@@ -169,6 +169,12 @@ fn cases(images: &Images) -> Vec<Case> {
 
 /// Run every system test; the number that passed (an error if any failed).
 pub fn run_all(images: &Images) -> Result<u32> {
+    run_matching(images, None)
+}
+
+/// Run the system tests whose name contains `filter` (all without one); the number that
+/// passed (an error if any failed, or if none matched).
+pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
     let mut cases = cases(images);
     // dom0less domUs that cannot run: reported, and dom0 boots anyway.
     let one_cpu = Boot { smp: 1, ..Boot::new(images.hypervisor.clone()) };
@@ -191,10 +197,18 @@ pub fn run_all(images: &Images) -> Result<u32> {
     // Debian's Linux as dom0, to the marker its /init prints (linux.rs; opt-in for now).
     if crate::linux::systest_enabled() {
         cases.push(Case { name: "linux_dom0_userspace", boot: crate::linux::systest_boot(images.hypervisor.clone()), check: crate::linux::systest_check });
+        // The same on QEMU's `max` CPU (SVE, SME, MTE, pointer authentication, ...).
+        cases.push(Case { name: "linux_dom0_cpu_max", boot: Boot { cpu: "max".into(), ..crate::linux::systest_boot(images.hypervisor.clone()) }, check: crate::linux::cpu_max_check });
         // A hostile dom0 process: 100 000 random hypercalls through /dev/xen/privcmd (~25 s).
         cases.push(Case { name: "linux_dom0_privcmd_fuzz", boot: crate::linux::fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::fuzz_systest_check });
+        // dom0 panics (panic=1, sysrq c): the hypervisor restarts the machine as Xen does.
+        cases.push(Case { name: "linux_dom0_crash_restarts_machine", boot: crate::linux::crash_systest_boot(images.hypervisor.clone()), check: crate::linux::crash_systest_check });
         // The SMP stress suite, short: 4 vCPUs, 30 s of every workload at once (stress.rs).
         cases.push(Case { name: "linux_dom0_stress_short", boot: crate::stress::systest_boot(images.hypervisor.clone()), check: crate::stress::systest_check });
+    }
+    cases.retain(|c| filter.is_none_or(|f| c.name.contains(f)));
+    if cases.is_empty() {
+        return Err(format!("no system test matches {filter:?}"));
     }
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {

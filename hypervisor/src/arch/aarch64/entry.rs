@@ -130,10 +130,10 @@ el2_vectors:
     VECTOR  el2_lower_irq
     VECTOR  el2_lower_fiq
     VECTOR  el2_lower_serror
-    VECTOR  el2_lower32             // lower EL, AArch32: not supported yet
-    VECTOR  el2_lower32
-    VECTOR  el2_lower32
-    VECTOR  el2_lower32
+    VECTOR  el2_lower32_sync        // lower EL, AArch32: only EL0 can be (HCR_EL2.RW: EL1 is
+    VECTOR  el2_lower_irq           // AArch64), and the guest may be told it can (ID_AA64PFR0.EL0);
+    VECTOR  el2_lower_fiq           // the same handlers serve it (the frame holds r0-r14 in
+    VECTOR  el2_lower_serror        // x0-x14, as the architecture maps them)
 
 el2_lower_sync:
     // A Xen hypercall (ESR_EL2 = EC 0x16, IL, HVC #0xEA1) takes the short path (hvc.rs): only
@@ -209,10 +209,10 @@ el2_lower_serror:
     mov     x0, sp
     bl      xenith_trap_lower_serror
     b       xenith_return_to_guest
-el2_lower32:
+el2_lower32_sync:
     SAVE_FRAME
     mov     x0, sp
-    bl      xenith_trap_lower32
+    bl      xenith_trap_lower_sync
     b       xenith_return_to_guest
 
 el2_cur_sp0:

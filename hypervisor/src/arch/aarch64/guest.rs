@@ -6,8 +6,10 @@ use super::regs::isb;
 use crate::sysreg;
 
 /// HCR_EL2 while a guest runs: stage 2 on, SMC trapped, physical interrupts to EL2, set/way
-/// cache ops upgraded, implementation-defined and auxiliary control registers trapped,
-/// broadcast of TLB/cache maintenance inner shareable, EL1 is AArch64.
+/// cache ops upgraded, implementation-defined and auxiliary control registers trapped, the
+/// feature ID registers trapped (TID3: guests see `crate::cpufeature`'s view), broadcast of
+/// TLB/cache maintenance inner shareable, EL1 is AArch64. `cpufeat::hcr_bits` adds what the
+/// CPU's features call for (pointer authentication, RAS).
 ///
 /// WFI and WFE are not trapped (TWI, TWE clear): each vCPU has a physical CPU to itself
 /// (smp.rs), so it may wait there natively, as with Xen's `vwfi=native`. A waiting CPU wakes
@@ -21,6 +23,7 @@ pub const HCR_GUEST: u64 = (1 << 0)  // VM
     | (1 << 3) | (1 << 4) | (1 << 5)  // FMO, IMO, AMO
     | (1 << 9)                        // FB
     | (0b01 << 10)                    // BSU: inner shareable
+    | (1 << 18)                       // TID3
     | (1 << 19)                       // TSC
     | (1 << 20)                       // TIDCP
     | (1 << 21)                       // TACR
@@ -44,12 +47,11 @@ pub fn configure(vttbr: u64, vtcr: u64, vcpu_id: u64) {
     sysreg!(write SCTLR_EL1, SCTLR_EL1_RESET);
     // Timers: physical counter readable, physical timer trapped and emulated (vtimer.rs).
     super::vtimer::configure_vcpu(vcpu_id);
-    // FP/SIMD is the guest's: the hypervisor is built without it, so never trap it.
-    sysreg!(write CPTR_EL2, 0x33ff);
-    let pmcr_n = (sysreg!(read PMCR_EL0) >> 11) & 0x1f;
-    sysreg!(write MDCR_EL2, pmcr_n);
+    // FP/SIMD, debug and PMU are the guest's; SVE, SME, trace, AMU, SPE are trapped
+    // (cpufeature.rs decides), and the vCPU's pointer-authentication keys start reset.
+    super::cpufeat::configure_vcpu();
     sysreg!(write HSTR_EL2, 0);
-    sysreg!(write HCR_EL2, HCR_GUEST);
+    sysreg!(write HCR_EL2, HCR_GUEST | super::cpufeat::hcr_bits());
     isb();
     // SAFETY: invalidate any stage-1+2 TLB entries for this VMID left from before.
     unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb") };
@@ -82,10 +84,11 @@ pub fn gva_to_pa(gva: u64, write: bool) -> Option<u64> {
 /// ESR_EL1 = `esr`, FAR_EL1 = `far` (when given), return state saved in ELR/SPSR_EL1.
 /// `return_to` is the address the guest's handler sees in ELR_EL1.
 pub fn inject_sync(frame: &mut TrapFrame, esr: u64, far: Option<u64>, return_to: u64) {
-    let offset = match frame.spsr & 0xf {
-        0b0000 => 0x400, // EL0 (AArch64): lower EL vector
-        0b0100 => 0x000, // EL1t
-        _ => 0x200,      // EL1h
+    let offset = match frame.spsr & 0x1f {
+        0b00000 => 0x400,         // EL0 (AArch64): lower EL vector
+        m if m & 0x10 != 0 => 0x600, // EL0 in AArch32 (EL1 is always AArch64): lower EL, AArch32
+        0b00100 => 0x000,         // EL1t
+        _ => 0x200,               // EL1h
     };
     sysreg!(write ELR_EL1, return_to);
     sysreg!(write SPSR_EL1, frame.spsr);
@@ -97,9 +100,10 @@ pub fn inject_sync(frame: &mut TrapFrame, esr: u64, far: Option<u64>, return_to:
     frame.spsr = SPSR_EL1H_MASKED;
 }
 
-/// True when the trapped guest context was running at EL0.
+/// True when the trapped guest context was running at EL0 (AArch64, or AArch32: its modes
+/// at EL1 do not exist here, HCR_EL2.RW making EL1 AArch64).
 pub fn from_el0(frame: &TrapFrame) -> bool {
-    frame.spsr & 0xf == 0
+    frame.spsr & 0xf == 0 || frame.spsr & 0x10 != 0
 }
 
 /// ESR values for injected exceptions.

@@ -21,6 +21,16 @@ pub fn init() {
     }
 }
 
+/// Add `[start, start + size)` to the heap.
+///
+/// # Safety
+/// The range is RAM that nothing else uses, now or later (taken from the frame pool for good),
+/// mapped Normal at EL2.
+pub unsafe fn grow(start: usize, size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { HEAP.lock().add_to_heap(start, start + size) };
+}
+
 /// Bytes allocated / total, for the boot log.
 pub fn usage() -> (usize, usize) {
     let h = HEAP.lock();

@@ -2,6 +2,8 @@
 //! registers, guest entry/exit, guest-memory access and TLB maintenance. Everything in here
 //! is thin: decisions are made by the arch-neutral modules it calls.
 
+/// The host's feature ID registers, the guest's view of them, and the feature traps.
+pub mod cpufeat;
 pub mod entry;
 /// Physical GICv3 and the ICH_* virtual interface (vGIC glue).
 pub mod gic;

@@ -42,3 +42,12 @@ pub fn counter() -> u64 {
 pub fn counter_freq() -> u64 {
     sysreg!(read CNTFRQ_EL0)
 }
+
+/// Busy-wait `ms` milliseconds on the generic counter.
+pub fn delay_ms(ms: u32) {
+    let ticks = counter_freq().saturating_mul(u64::from(ms)) / 1000;
+    let start = counter();
+    while counter().wrapping_sub(start) < ticks {
+        core::hint::spin_loop();
+    }
+}

@@ -30,6 +30,8 @@ const DOM0_VMID: u16 = 1;
 const DOM0_EVTCHN_PPI: u32 = 16;
 /// Size of the grant-table region advertised to dom0 (64 frames, Xen's default maximum).
 const GNTTAB_SIZE: u64 = 64 * 4096;
+/// dom0's guest physical address size (its stage 2's input range).
+const DOM0_IPA_BITS: u8 = Stage2Config::DOMAIN.ipa_bits;
 
 static EARLY: Once<Pl011<RawMmio>> = Once::new();
 static CONSOLE_UART: Once<Pl011<RawMmio>> = Once::new();
@@ -131,6 +133,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     log!("command line: \"{cmdline_text}\"");
     crate::hypercall::version::set_command_line(&cmdline_text);
     let cmdline = HypervisorCmdline::parse(&cmdline_text).map_err(|e| format!("command line: {e}"))?;
+    crate::domain::lifecycle::set_noreboot(cmdline.noreboot);
     // dom0_max_vcpus= is read from the unparsed options (smp.rs); the others are ignored.
     let ignored: Vec<&str> = cmdline.unknown.iter().map(String::as_str).filter(|o| !o.starts_with("dom0_max_vcpus=")).collect();
     if !ignored.is_empty() {
@@ -153,7 +156,8 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         let _ = free.reserve(r.base, r.size);
     };
     reserve("xenith", hyp);
-    reserve("host DTB", Region { base: dtb_pa & !0xfff, size: (dt_size(dtb_pa) + (dtb_pa & 0xfff)).div_ceil(4096) * 4096 });
+    let host_dtb = Region { base: dtb_pa & !0xfff, size: (dt_size(dtb_pa) + (dtb_pa & 0xfff)).div_ceil(4096) * 4096 };
+    reserve("host DTB", host_dtb);
     for m in &info.modules {
         log!("module {}: {:?} at {}{}", m.path, m.kind, m.region, m.bootargs.as_deref().map(|a| format!(" \"{a}\"")).unwrap_or_default());
         reserve("module", page_round(m.region));
@@ -183,6 +187,17 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // Who owns each DMA master's IOMMU: the hypervisor drives every SMMUv3 it can use for
     // stage 2; one it cannot (no stage 2) falls back to dom0, as Xen does, and says why.
     let topo = DmaTopology::from_dt(&dt).map_err(|e| format!("DMA topology: {e}"))?;
+    // The heap grows with the machine (grant and event state, p2m bookkeeping scale with RAM):
+    // 1/256 of RAM on top of the image's static heap, at most 64 MiB.
+    let ram_total: u64 = info.memory.iter().map(|r| r.size).sum();
+    let extra_heap = (ram_total / 256).min(64 << 20) & !((2 << 20) - 1);
+    if extra_heap != 0 {
+        match free.alloc(extra_heap, 2 << 20) {
+            // SAFETY: taken from the frame pool for good; the EL2 map covers RAM as Normal.
+            Some(base) => unsafe { heap::grow(base as usize, extra_heap as usize) },
+            None => log!("heap: no {} MiB of RAM to grow into; staying at the static heap", mib(extra_heap)),
+        }
+    }
     *trap::FRAMES.lock() = free;
     let drivers = probe_smmus(&topo);
     let defaults = PlatformDefaults::for_dt(&dt);
@@ -203,7 +218,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         bootargs: info.dom0_cmdline().map(String::from),
         initrd: layout.initrd.map(|(b, s)| Region { base: b, size: s }),
         grant_table: Region { base: hyp.base, size: GNTTAB_SIZE },
-        extended_regions: Vec::new(),
+        extended_regions: crate::dt::dom0::extended_regions(&dt, DOM0_IPA_BITS, &[Region { base: hyp.base, size: GNTTAB_SIZE }]),
         evtchn_ppi: DOM0_EVTCHN_PPI,
         remove_nodes: hyp_devices.clone(),
         strip_props: Vec::new(),
@@ -211,6 +226,17 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         vcpus: Some(vcpus as u32),
     };
     spec.add_edits(&edits);
+    for (i, r) in spec.extended_regions.iter().enumerate() {
+        log!("dom0: extended region {i}: {:#x}-{:#x} ({} MiB)", r.base, r.base + r.size, mib(r.size));
+    }
+    // Devices that master memory by physical address (no SMMU stream in between) stay the
+    // hypervisor's: dom0 does not see them and their registers are not mapped.
+    let masters = crate::dt::dom0::physical_masters(&dt);
+    for (path, why) in &masters.kept {
+        log!("{path}: kept from dom0 ({why})");
+        spec.remove_nodes.push(path.clone());
+    }
+    spec.strip_props.extend(masters.strip.iter().cloned());
     let dom0_dtb = build_dom0_dt(&dt, &spec).map_err(|e| format!("dom0 device tree: {e}"))?;
     if dom0_dtb.len() as u64 > DTB_ROOM {
         return Err(dom0::BuildError::DtbTooLarge { size: dom0_dtb.len() as u64 }.to_string());
@@ -220,7 +246,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // dom0's stage 2: its RAM, and every device the hypervisor does not keep.
     let mem = DirectMem;
     let mut tlb = HwTlb;
-    let cfg = Stage2Config { ipa_bits: 40, pa_bits: 40 };
+    let cfg = Stage2Config::DOMAIN;
     let mut frames = trap::FRAMES.lock();
     let free = &mut *frames;
     let mut p2m = Stage2::new(DOM0_VMID, cfg, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
@@ -302,6 +328,23 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     }
     trap::set_guest_ram(0, 0);
     start_domus(&dt, &mpidrs);
+    release_boot_modules(&info, &[hyp, host_dtb]);
+    let guests_ram: u64 = trap::DOMAINS.lock().iter().map(|d| d.ram.total()).sum();
+    let firmware: u64 = info.reserved.iter().map(|r| page_round(r.region).size).sum();
+    let free_now = trap::FRAMES.lock().total_free();
+    let (used, total) = heap::usage();
+    log!(
+        "memory: xenith uses {} MiB of {} MiB (image {} MiB with a {} MiB static heap, {} MiB more heap, {} KiB of it in use; page tables, SMMU queues and the host DTB the rest); guests {} MiB, free {} MiB",
+        mib(ram_total.saturating_sub(free_now + guests_ram + firmware)),
+        mib(ram_total),
+        mib(hyp.size),
+        mib(heap::HEAP_SIZE as u64),
+        mib(extra_heap),
+        used / 1024,
+        mib(guests_ram),
+        mib(free_now)
+    );
+    let _ = total;
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {
@@ -312,6 +355,27 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         &*f
     };
     enter_guest(frame)
+}
+
+/// Once the guests are built, the boot modules (their kernels and initrds, copied into them)
+/// are only memory: it goes back to the frame pool. A module overlapping something still kept
+/// (`keep`, firmware reservations) stays reserved.
+fn release_boot_modules(info: &crate::dt::boot_info::BootInfo, keep: &[Region]) {
+    let overlaps = |a: Region, b: Region| a.base < b.base.saturating_add(b.size) && b.base < a.base.saturating_add(a.size);
+    let mut frames = trap::FRAMES.lock();
+    let mut released = 0u64;
+    for m in &info.modules {
+        let r = page_round(m.region);
+        if keep.iter().chain(info.reserved.iter().map(|f| &f.region)).any(|&k| overlaps(r, k)) {
+            log!("module {}: kept reserved (it overlaps memory still in use)", m.path);
+            continue;
+        }
+        match frames.unreserve(r.base, r.size) {
+            Ok(()) => released += r.size,
+            Err(e) => log!("module {}: cannot release {r}: {e}", m.path),
+        }
+    }
+    log!("boot modules freed: {} MiB back to the free pool", mib(released));
 }
 
 /// Boot-time domUs (Xen's dom0less `/chosen/domU*` nodes): each gets its RAM, its DT, an
@@ -499,5 +563,11 @@ fn load_dom0(l: &Dom0Layout, kernel: &[u8], initrd: Option<Region>, dtb: &[u8]) 
         }
         core::ptr::copy_nonoverlapping(dtb.as_ptr(), l.dtb as *mut u8, dtb.len());
     }
-    super::clean_dcache_range(l.ram_base, l.ram_size);
+    // dom0 starts with its MMU and caches off: what the hypervisor wrote must be in memory.
+    // Nothing else of dom0's RAM was written here (cleaning all of it cost 34 M instructions).
+    super::clean_dcache_range(l.kernel_load, kernel.len() as u64);
+    if let Some((dst, len)) = l.initrd {
+        super::clean_dcache_range(dst, len);
+    }
+    super::clean_dcache_range(l.dtb, dtb.len() as u64);
 }

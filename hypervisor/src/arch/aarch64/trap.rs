@@ -15,6 +15,7 @@ use crate::{log, sysreg};
 use super::smp::{self, MAX_CPUS};
 use crate::trap_stats::{TrapKind, TrapStats};
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
+use crate::domain::lifecycle::MachineAction;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
@@ -200,6 +201,8 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             inject_undef(dom, frame, ret);
         }
         ec::DABT_LOW | ec::IABT_LOW => count(guest_abort(dom, frame, class, iss)),
+        // Feature ID registers (HCR_EL2.TID3): the guest's view (cpufeat.rs).
+        ec::SYSREG if super::cpufeat::emulate_sysreg(frame, iss) => {}
         // Timer and GIC system registers the guest may not touch directly are emulated.
         ec::SYSREG if super::vtimer::emulate_sysreg(frame, iss) || super::gic::emulate_sysreg(frame, iss) => frame.elr += 4,
         ec::SYSREG | ec::UNKNOWN => {
@@ -211,9 +214,15 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         }
         // Not trapped (guest.rs); should one be, it completes at once, as WFI/WFE may.
         ec::WFX => frame.elr += 4,
+        // Anything else a guest instruction can raise at EL2 is a trapped use of a feature
+        // the guest is not offered (SVE 0x19, SME 0x1d, pointer authentication 0x09 when
+        // hidden, ...): UNDEFINED as on a CPU without it.
         _ => {
-            log!("d{}: unhandled trap EC {class:#x} ISS {iss:#x} at {:#x}: domain killed", dom.id, frame.elr);
-            dom.shutdown = Some(ShutdownReason::Crash);
+            if dom.should_log_fault() {
+                log!("d{}: trapped instruction (EC {class:#x}, ISS {iss:#x}) at {:#x}: feature not offered, UNDEF injected", dom.id, frame.elr);
+            }
+            let ret = frame.elr;
+            inject_undef(dom, frame, ret);
         }
     }
     act_on_shutdown(dom);
@@ -357,13 +366,12 @@ pub(super) fn act_on_shutdown(dom: &mut Domain) {
         for line in crate::trap_stats::breakdown(&counts, super::smp::vcpus(), 100) {
             log!("{line}");
         }
-        match reason {
-            ShutdownReason::PowerOff => {
-                log!("hardware domain powered off: powering off the machine");
-                psci::system_off();
-            }
-            _ => {
-                log!("hardware domain stopped ({reason:?}): resetting the machine");
+        let (action, line) = crate::domain::lifecycle::hardware_domain_stopped(reason);
+        log!("{line}");
+        match action {
+            MachineAction::PowerOff => psci::system_off(),
+            MachineAction::Restart { delay_ms } => {
+                super::regs::delay_ms(delay_ms);
                 psci::system_reset();
             }
         }
@@ -380,12 +388,6 @@ extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
 #[no_mangle]
 extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
     let why = alloc::format!("SError (ESR {:#x}) at {:#x}", sysreg!(read ESR_EL2), frame.elr);
-    kill_current(&why);
-}
-
-#[no_mangle]
-extern "C" fn xenith_trap_lower32(frame: &mut TrapFrame) {
-    let why = alloc::format!("AArch32 guest state at {:#x} is not supported", frame.elr);
     kill_current(&why);
 }
 
