@@ -58,7 +58,14 @@ pub fn fixtures() -> Result<Dom0Linux> {
             None
         }
     };
-    let programs = Programs { fuzzer: fuzz.as_deref(), stress: stress.as_deref() };
+    let cntvct = match user_program(&out, "tools/xtask/fuzz/cntvct.rs", "cntvct") {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("xtask: counter reader not built ({e}): the boot-overhead bench will find no CNTVCT line");
+            None
+        }
+    };
+    let programs = Programs { fuzzer: fuzz.as_deref(), stress: stress.as_deref(), cntvct: cntvct.as_deref() };
     std::fs::write(&initrd, initramfs(&busybox, &modules, &programs)).map_err(|e| format!("{}: {e}", initrd.display()))?;
     Ok(Dom0Linux { kernel, initrd })
 }
@@ -174,6 +181,7 @@ fn modinfo(module: &[u8], key: &str) -> String {
 fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     let mut s = String::from(
         "#!/bin/busybox sh\n\
+         [ -x /bin/cntvct ] && /bin/cntvct\n\
          /bin/busybox --install -s /bin\n\
          mount -t proc proc /proc\n\
          mount -t sysfs sysfs /sys\n\
@@ -205,6 +213,8 @@ pub struct Programs<'a> {
     pub fuzzer: Option<&'a [u8]>,
     /// /bin/stress (`xenith-stress=SECS`).
     pub stress: Option<&'a [u8]>,
+    /// /bin/cntvct, /init's first command (the boot-overhead bench reads its line).
+    pub cntvct: Option<&'a [u8]>,
 }
 
 /// The initramfs: busybox, /init, device node for the console, Xen modules, our programs.
@@ -225,6 +235,9 @@ pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], programs: &Progr
     }
     if let Some(f) = programs.stress {
         c.file("bin/stress", 0o755, f);
+    }
+    if let Some(f) = programs.cntvct {
+        c.file("bin/cntvct", 0o755, f);
     }
     c.file("init", 0o755, init_script(modules).as_bytes());
     c.finish()
@@ -480,7 +493,7 @@ mod tests {
     fn user_programs_are_static_aarch64_executables() {
         let dir = std::env::temp_dir().join(format!("xenith-fuzz-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for (src, name) in [("tools/xtask/fuzz/privcmd_fuzz.rs", "privcmd_fuzz"), ("tools/xtask/stress/stress.rs", "stress")] {
+        for (src, name) in [("tools/xtask/fuzz/privcmd_fuzz.rs", "privcmd_fuzz"), ("tools/xtask/stress/stress.rs", "stress"), ("tools/xtask/fuzz/cntvct.rs", "cntvct")] {
             let elf = user_program(&dir, src, name).unwrap();
             assert_eq!(&elf[..5], b"\x7fELF\x02", "{name}");
             assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), 2, "{name}: ET_EXEC");

@@ -7,6 +7,7 @@ mod env;
 mod fixtures;
 mod health;
 mod linux;
+mod overhead;
 mod qemu;
 mod stress;
 mod systest;
@@ -38,6 +39,7 @@ cargo xtask <command>
                      `--against xen` re-records Xen's values (for cortex-a57 unless --cpu says)
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
       --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
+      --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
   stress [options]   SMP dom0 stress suite: Debian's Linux as dom0 runs grant, balloon, evtchn, privcmd,
                      memory and virtio-blk DMA workloads on every vCPU at once; per-workload ops,
                      errors, integrity and dom0's health per boot; PASS/FAIL (non-zero exit on FAIL)
@@ -61,6 +63,9 @@ fn main() {
         Some("bench") if args.get(1).map(String::as_str) == Some("--against") => {
             setup().and_then(|_| build::all()).and_then(|i| conformance::bench_against_xen(&i))
         }
+        Some("bench") if args.get(1).map(String::as_str) == Some("--boot-overhead") => setup()
+            .and_then(|_| build::all())
+            .and_then(|i| overhead::bench(i.hypervisor.clone(), fixtures::xen_4_17()?)),
         Some("bench") => bench(),
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
         Some("systest") => setup()
