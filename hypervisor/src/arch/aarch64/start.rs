@@ -563,5 +563,11 @@ fn load_dom0(l: &Dom0Layout, kernel: &[u8], initrd: Option<Region>, dtb: &[u8]) 
         }
         core::ptr::copy_nonoverlapping(dtb.as_ptr(), l.dtb as *mut u8, dtb.len());
     }
-    super::clean_dcache_range(l.ram_base, l.ram_size);
+    // dom0 starts with its MMU and caches off: what the hypervisor wrote must be in memory.
+    // Nothing else of dom0's RAM was written here (cleaning all of it cost 34 M instructions).
+    super::clean_dcache_range(l.kernel_load, kernel.len() as u64);
+    if let Some((dst, len)) = l.initrd {
+        super::clean_dcache_range(dst, len);
+    }
+    super::clean_dcache_range(l.dtb, dtb.len() as u64);
 }
