@@ -4,7 +4,7 @@
 
 use core::fmt::{self, Write};
 use platform::Uart;
-use spin::Mutex;
+use crate::sync::SpinMutex as Mutex;
 
 /// Bytes kept in the RAM log ring.
 pub const RING_SIZE: usize = 16 * 1024;
@@ -90,9 +90,18 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
 /// Write bytes from a guest, as Xen does: the hardware domain's pass through unchanged (its
 /// console is interactive: carriage returns, escape sequences); another domain's lose every
 /// byte that is not printable, a newline or a tab, so that it cannot drive the operator's
-/// terminal.
+/// terminal. With `from`, the bytes start with the domain's tag `(dN) `, written under the same
+/// lock hold (so that another CPU's output cannot land between the tag and the text).
 pub fn write_guest_bytes(bytes: &[u8], hardware_domain: bool) {
+    write_guest(None, bytes, hardware_domain)
+}
+
+/// [`write_guest_bytes`], tagged with domain `from` when given.
+pub fn write_guest(from: Option<u16>, bytes: &[u8], hardware_domain: bool) {
     let mut c = CONSOLE.lock();
+    if let Some(id) = from {
+        let _ = write!(c, "(d{id}) ");
+    }
     if hardware_domain {
         c.write_bytes(bytes);
         return;

@@ -16,4 +16,7 @@ pub mod iommu;
 pub mod irq;
 pub mod mm;
 pub mod spectre;
+pub mod sync;
+#[cfg(all(test, loom))]
+mod loom_models;
 pub mod trap_stats;

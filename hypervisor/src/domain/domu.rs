@@ -207,8 +207,8 @@ pub fn build_domu(spec: &DomUSpec, id: DomId, vmid: u16, frames: &mut dyn FrameA
     let mut ram = RamBanks::default();
     ram.push(RamBank { ipa: GUEST_RAM0_BASE, pa, size: spec.memory });
     let mut d = Domain::new(id, false, false, ram);
-    d.p2m = Some(p2m);
-    d.evtchn.callback_ppi = GUEST_EVTCHN_PPI;
+    *d.p2m.get_mut() = Some(p2m);
+    d.callback_ppi = GUEST_EVTCHN_PPI;
     Ok((d, boot))
 }
 
@@ -384,7 +384,7 @@ mod tests {
         let (d, boot) = build_domu(&spec, 1, 2, &mut frames, &phys, &mut tlb).unwrap();
         assert_eq!(boot.entry, GUEST_RAM0_BASE + 0x8_0000);
         assert!(!d.direct_mapped && !d.is_hardware);
-        assert_eq!(d.evtchn.callback_ppi, 31);
+        assert_eq!(d.callback_ppi, 31);
         let pa = lookup(&d, boot.entry >> 12, &phys).unwrap();
         let mut b = [0u8; 6];
         phys.read(pa + 64, &mut b).unwrap();

@@ -54,12 +54,9 @@ pub struct EventChannels {
     pub vcpu_info: [Option<u64>; MAX_VCPUS],
     /// Guest VA of each vCPU's registered runstate area.
     pub runstate_gva: [Option<u64>; MAX_VCPUS],
-    /// Bit n set when an event made vCPU n's `evtchn_upcall_pending` 1: the hook for the
-    /// vGIC, which injects the event-channel PPI on vCPU n and clears the bit.
+    /// Bit n set when an event made vCPU n's `evtchn_upcall_pending` 1: `Domain::with_evtchn`
+    /// moves it to the domain's upcall bits, which the vGIC injects.
     pub upcall_pending: u32,
-    /// The event-channel PPI as `hvm_op` reports it (HVM_PARAM_CALLBACK_IRQ); the domain
-    /// builder sets it (dom0: 16, as Xen 4.17 on QEMU virt).
-    pub callback_ppi: u32,
     /// HVM parameters set with `hvm_op` (xenstore page and port for domUs, ...).
     pub hvm_params: [u64; HVM_NR_PARAMS],
 }
@@ -78,7 +75,6 @@ impl Default for EventChannels {
             vcpu_info: [None; MAX_VCPUS],
             runstate_gva: [None; MAX_VCPUS],
             upcall_pending: 0,
-            callback_ppi: 16,
             hvm_params: [0; HVM_NR_PARAMS],
         }
     }

@@ -2,6 +2,7 @@
 //! redistributors first). A stage-2 data abort on an IPA inside a registered range is decoded
 //! by the arch layer (access size, register, direction) and handed to the device here.
 
+use crate::sync::{SpinMutex, SpinMutexGuard};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
@@ -33,17 +34,18 @@ pub trait MmioDevice: Send {
     fn access(&mut self, vcpu: usize, access: MmioAccess) -> MmioResult;
 }
 
-/// The emulated devices of a domain, by IPA range.
+/// The emulated devices of a domain, by IPA range: the set is fixed before the domain runs,
+/// each device has its own lock (two vCPUs reach two devices at once).
 #[derive(Default)]
 pub struct MmioBus {
-    devices: Vec<(u64, u64, Box<dyn MmioDevice>)>,
+    devices: Vec<(u64, u64, SpinMutex<Box<dyn MmioDevice>>)>,
 }
 
 impl core::fmt::Debug for MmioBus {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut l = f.debug_list();
-        for (b, s, d) in &self.devices {
-            l.entry(&(b, s, d.name()));
+        for (b, s, _) in &self.devices {
+            l.entry(&(b, s));
         }
         l.finish()
     }
@@ -56,16 +58,13 @@ impl MmioBus {
         if self.devices.iter().any(|(b, s, _)| base < b + s && *b < end) {
             return false;
         }
-        self.devices.push((base, size, dev));
+        self.devices.push((base, size, SpinMutex::new(dev)));
         true
     }
 
-    /// The device covering `ipa` and the offset into it.
-    pub fn find(&mut self, ipa: u64) -> Option<(&mut dyn MmioDevice, u64)> {
-        self.devices
-            .iter_mut()
-            .find(|(b, s, _)| ipa >= *b && ipa - *b < *s)
-            .map(|(b, _, d)| (d.as_mut() as &mut dyn MmioDevice, ipa - *b))
+    /// The device covering `ipa`, locked, and the offset into it.
+    pub fn find(&self, ipa: u64) -> Option<(SpinMutexGuard<'_, Box<dyn MmioDevice>>, u64)> {
+        self.devices.iter().find(|(b, s, _)| ipa >= *b && ipa - *b < *s).map(|(b, _, d)| (d.lock(), ipa - *b))
     }
 }
 
@@ -95,11 +94,12 @@ mod tests {
         let mut bus = MmioBus::default();
         assert!(bus.add(0x1000, 0x1000, Box::new(Reg(7))));
         assert!(!bus.add(0x1800, 0x1000, Box::new(Reg(0))));
-        let (dev, off) = bus.find(0x1000).unwrap();
+        let (mut dev, off) = bus.find(0x1000).unwrap();
         assert_eq!(off, 0);
         assert_eq!(dev.access(0, MmioAccess { offset: off, size: 4, write: false, value: 0 }), MmioResult::Done(7));
+        drop(dev); // the device's lock
         assert!(bus.find(0x2000).is_none());
-        let (dev, off) = bus.find(0x1004).unwrap();
+        let (mut dev, off) = bus.find(0x1004).unwrap();
         assert_eq!(dev.access(0, MmioAccess { offset: off, size: 4, write: false, value: 0 }), MmioResult::Abort);
     }
 }

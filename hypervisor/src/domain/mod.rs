@@ -11,6 +11,8 @@ pub mod mmio;
 pub mod registry;
 pub mod vuart;
 
+use crate::sync::{Mutex, RwLock};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use mmio::MmioBus;
 
 /// A domain identifier (Xen's `domid_t`).
@@ -18,6 +20,7 @@ pub type DomId = u16;
 
 /// Why a domain stopped (Xen's `SHUTDOWN_*` reasons).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum ShutdownReason {
     PowerOff,
     Reboot,
@@ -88,10 +91,13 @@ impl RamBanks {
     }
 }
 
-/// One guest.
+/// One guest. What never changes once the domain runs (id, kind, RAM banks, vCPU count, the
+/// emulated devices' ranges) is plain data; everything else has its own lock or is atomic, so
+/// that vCPUs of one domain, and different domains, work side by side (lock order: `sync`'s
+/// users follow ARCHITECTURE.md principle 8 and [`registry`]'s module documentation).
 #[derive(Debug)]
 pub struct Domain {
-    /// Devices emulated for this domain (trapped MMIO).
+    /// Devices emulated for this domain (trapped MMIO), each behind its own lock.
     pub mmio: MmioBus,
     pub id: DomId,
     /// dom0: the hardware domain, direct-mapped, owner of the devices the hypervisor does not keep.
@@ -99,28 +105,49 @@ pub struct Domain {
     /// Guest physical == host physical for RAM.
     pub direct_mapped: bool,
     pub ram: RamBanks,
-    /// Set by SCHEDOP_shutdown / PSCI SYSTEM_OFF; the trap layer acts on it.
-    pub shutdown: Option<ShutdownReason>,
-    /// Guest aborts logged so far (a hostile guest must not flood the console).
-    pub faults_logged: u32,
-    /// The domain's stage-2 translation (absent only in host tests that do not need one).
-    pub p2m: Option<crate::mm::Stage2>,
-    /// Grant table (its frames, pins on its grants, its mappings of others' grants).
-    pub grants: grant::GrantTable,
-    /// Event channels, shared_info and vcpu_info; `evtchn.upcall_pending` is the vGIC's hook.
-    pub evtchn: evtchn::EventChannels,
-    /// VMASST_TYPE_* bits enabled with `vm_assist`.
-    pub vm_assist: u64,
     /// vCPUs the domain has (vCPU ids 0..max_vcpus; the builder sets it, default 1).
     pub max_vcpus: u32,
-    /// The vCPU whose trap is being handled: the trap layer sets it under the domain lock
-    /// before a hypercall, so handlers know which vCPU is calling.
-    pub current_vcpu: u32,
+    /// The event-channel PPI as `hvm_op` reports it (HVM_PARAM_CALLBACK_IRQ); the domain
+    /// builder sets it (dom0: 16, as Xen 4.17 on QEMU virt).
+    pub callback_ppi: u32,
+    /// The domain's stage-2 translation (absent only in host tests that do not need one).
+    /// Writers: every change of the map (populate, decrease, grant and foreign maps,
+    /// add/remove_from_physmap); readers: lookups, the stage-2 fault re-check.
+    pub p2m: RwLock<Option<crate::mm::Stage2>>,
+    /// Grant table (its frames, pins on its grants, its mappings of others' grants).
+    pub grants: Mutex<grant::GrantTable>,
+    /// Event channels, shared_info and vcpu_info: reached through [`Domain::with_evtchn`].
+    evtchn: Mutex<evtchn::EventChannels>,
+    /// Bit n: an event made vCPU n's `evtchn_upcall_pending` 1 and the vGIC has not injected
+    /// the upcall yet. Outside the event-channel lock: every hypercall exit looks at it.
+    upcalls: AtomicU32,
+    /// 0, or 1 + Xen's `SHUTDOWN_*` code: set by SCHEDOP_shutdown / PSCI SYSTEM_OFF; the
+    /// trap layer acts on it.
+    shutdown: AtomicU8,
+    /// Guest aborts logged so far (a hostile guest must not flood the console).
+    faults_logged: AtomicU32,
+    /// VMASST_TYPE_* bits enabled with `vm_assist`.
+    vm_assist: AtomicU64,
 }
 
 impl Domain {
     pub fn new(id: DomId, is_hardware: bool, direct_mapped: bool, ram: RamBanks) -> Self {
-        Self { mmio: MmioBus::default(), id, is_hardware, direct_mapped, ram, shutdown: None, faults_logged: 0, p2m: None, grants: Default::default(), evtchn: Default::default(), vm_assist: 0, max_vcpus: 1, current_vcpu: 0 }
+        Self {
+            mmio: MmioBus::default(),
+            id,
+            is_hardware,
+            direct_mapped,
+            ram,
+            max_vcpus: 1,
+            callback_ppi: 16,
+            p2m: RwLock::new(None),
+            grants: Mutex::new(Default::default()),
+            evtchn: Mutex::new(Default::default()),
+            upcalls: AtomicU32::new(0),
+            shutdown: AtomicU8::new(0),
+            faults_logged: AtomicU32::new(0),
+            vm_assist: AtomicU64::new(0),
+        }
     }
 
     /// Host physical range `[pa, pa + len)` lies entirely inside one of this domain's RAM banks.
@@ -129,9 +156,59 @@ impl Domain {
     }
 
     /// Whether to log one more guest fault (the first 64, then every 1024th).
-    pub fn should_log_fault(&mut self) -> bool {
-        self.faults_logged = self.faults_logged.saturating_add(1);
-        self.faults_logged <= 64 || self.faults_logged % 1024 == 0
+    pub fn should_log_fault(&self) -> bool {
+        let n = self.faults_logged.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        n <= 64 || n % 1024 == 0
+    }
+
+    /// Work on the event channels under their lock; the upcalls the work raised (bits of
+    /// `EventChannels::upcall_pending`) are handed to the vGIC's [`Domain::take_upcalls`].
+    pub fn with_evtchn<R>(&self, f: impl FnOnce(&mut evtchn::EventChannels) -> R) -> R {
+        let mut e = self.evtchn.lock();
+        let r = f(&mut e);
+        let raised = core::mem::take(&mut e.upcall_pending);
+        drop(e);
+        if raised != 0 {
+            self.upcalls.fetch_or(raised, Ordering::Release);
+        }
+        r
+    }
+
+    /// Whether some vCPU has an upcall waiting (one load: every hypercall exit asks).
+    #[inline]
+    pub fn has_upcalls(&self) -> bool {
+        self.upcalls.load(Ordering::Relaxed) != 0
+    }
+
+    /// The vCPUs (bit n) with an upcall to inject; they are the caller's from now on.
+    pub fn take_upcalls(&self) -> u32 {
+        self.upcalls.swap(0, Ordering::Acquire)
+    }
+
+    /// Why the domain stopped, if it did.
+    #[inline]
+    pub fn shutdown(&self) -> Option<ShutdownReason> {
+        match self.shutdown.load(Ordering::Acquire) {
+            0 => None,
+            c => ShutdownReason::from_code(u32::from(c) - 1),
+        }
+    }
+
+    /// Record that the domain stops (the first reason stays, as Xen keeps it).
+    pub fn set_shutdown(&self, reason: ShutdownReason) {
+        let _ = self.shutdown.compare_exchange(0, reason as u8 + 1, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    pub fn vm_assist(&self) -> u64 {
+        self.vm_assist.load(Ordering::Relaxed)
+    }
+
+    pub fn set_vm_assist(&self, bit: u32, on: bool) {
+        if on {
+            self.vm_assist.fetch_or(1 << bit, Ordering::Relaxed);
+        } else {
+            self.vm_assist.fetch_and(!(1 << bit), Ordering::Relaxed);
+        }
     }
 }
 

@@ -10,7 +10,8 @@ pub mod dom0;
 pub mod fdt;
 #[cfg(test)]
 pub(crate) mod fixtures;
-#[cfg(test)]
+// Property tests (proptest), not built for the loom model checks.
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 use alloc::borrow::ToOwned;

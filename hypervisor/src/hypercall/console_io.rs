@@ -7,10 +7,11 @@ use crate::domain::Domain;
 use guest_abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE};
 use guest_abi::errno::{ret, E2BIG, EFAULT, ENOSYS};
 
-/// Bytes copied from the guest per step.
-const CHUNK: usize = 128;
+/// Bytes copied from the guest per step; each step reaches the console in one piece (other
+/// vCPUs print in between, never inside a step).
+const CHUNK: usize = 512;
 
-pub fn console_io(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, count: u64, buf: u64) -> i64 {
+pub fn console_io(dom: &Domain, mem: &mut dyn GuestMemory, cmd: u64, count: u64, buf: u64) -> i64 {
     // A dom0less domU uses the console as dom0 does (Xen 4.17 answers it the same way; built
     // for release it logs a domU's writes at a level it does not print: xenith prints them,
     // prefixed with the domain).
@@ -25,11 +26,10 @@ pub fn console_io(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, count: 
                 if mem.copy_from_guest(buf.wrapping_add(done), &mut kbuf[..n]).is_err() {
                     return ret(EFAULT);
                 }
-                if done == 0 && !dom.is_hardware {
-                    // Once something is there to print (a bad buffer prints nothing).
-                    console::write_fmt(format_args!("(d{}) ", dom.id));
-                }
-                console::write_guest_bytes(&kbuf[..n], dom.is_hardware);
+                // A domU's output is tagged once something is there to print (a bad buffer
+                // prints nothing).
+                let tag = (done == 0 && !dom.is_hardware).then_some(dom.id);
+                console::write_guest(tag, &kbuf[..n], dom.is_hardware);
                 done += n as u64;
             }
             0

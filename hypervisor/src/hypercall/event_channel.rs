@@ -7,8 +7,8 @@
 
 use super::guest_phys as gp;
 use super::{read_arg, write_arg, HypercallCtx};
-use crate::domain::evtchn::PortState;
-use crate::domain::DomId;
+use crate::domain::evtchn::{EventChannels, PortState};
+use crate::domain::{DomId, Domain};
 use guest_abi::errno::{ret, EEXIST, EINVAL, ENOENT, ENOSPC, ENOSYS, EOPNOTSUPP, EPERM, ESRCH};
 use guest_abi::event_channel::*;
 
@@ -49,10 +49,20 @@ fn alloc_unbound(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     if dom != cx.caller && !privileged {
         return Err(ret(EPERM));
     }
-    let d = cx.domains.get_mut(dom).ok_or(ret(ESRCH))?;
-    let port = d.evtchn.alloc(PortState::Unbound { remote }).ok_or(ret(ENOSPC))?;
+    let d = cx.domains.get(dom).ok_or(ret(ESRCH))?;
+    let port = d.with_evtchn(|ev| ev.alloc(PortState::Unbound { remote })).ok_or(ret(ENOSPC))?;
     a.port = port;
     write_arg(cx.mem, arg, &a)
+}
+
+/// Run `f` on the event channels of `a` and `b` (two different domains), locked in domain-id
+/// order; upcalls it raises are published as `Domain::with_evtchn` does.
+fn with_two<R>(a: &Domain, b: &Domain, f: impl FnOnce(&mut EventChannels, &mut EventChannels) -> R) -> R {
+    if a.id < b.id {
+        a.with_evtchn(|ea| b.with_evtchn(|eb| f(ea, eb)))
+    } else {
+        b.with_evtchn(|eb| a.with_evtchn(|ea| f(ea, eb)))
+    }
 }
 
 fn bind_interdomain(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
@@ -60,16 +70,30 @@ fn bind_interdomain(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> 
     let caller = cx.caller;
     let remote = gp::resolve(caller, b.remote_dom);
     let rd = cx.domains.get(remote).ok_or(ret(ESRCH))?;
-    if rd.evtchn.state(b.remote_port) != (PortState::Unbound { remote: caller }) {
-        return Err(ret(EINVAL));
-    }
-    let ld = cx.domains.get_mut(caller).ok_or(ret(ESRCH))?;
-    let lport = ld.evtchn.alloc(PortState::Interdomain { dom: remote, port: b.remote_port }).ok_or(ret(ENOSPC))?;
-    if let Some(rd) = cx.domains.get_mut(remote) {
-        rd.evtchn.set(b.remote_port, PortState::Interdomain { dom: caller, port: lport });
-    }
+    let ld = cx.domains.get(caller).ok_or(ret(ESRCH))?;
+    let rport = b.remote_port;
+    let lport = if remote == caller {
+        ld.with_evtchn(|ev| {
+            if ev.state(rport) != (PortState::Unbound { remote: caller }) {
+                return Err(ret(EINVAL));
+            }
+            let lport = ev.alloc(PortState::Interdomain { dom: remote, port: rport }).ok_or(ret(ENOSPC))?;
+            ev.set(rport, PortState::Interdomain { dom: caller, port: lport });
+            Ok(lport)
+        })?
+    } else {
+        // Both ends change together: no other vCPU binds or closes either in between.
+        with_two(ld, rd, |lev, rev| {
+            if rev.state(rport) != (PortState::Unbound { remote: caller }) {
+                return Err(ret(EINVAL));
+            }
+            let lport = lev.alloc(PortState::Interdomain { dom: remote, port: rport }).ok_or(ret(ENOSPC))?;
+            rev.set(rport, PortState::Interdomain { dom: caller, port: lport });
+            Ok(lport)
+        })?
+    };
     // Events sent to the unbound end may have been lost: signal the new port once (as Xen).
-    raise(cx, caller, lport);
+    raise(cx, caller, lport, None);
     b.local_port = lport;
     write_arg(cx.mem, arg, &b)
 }
@@ -82,46 +106,94 @@ fn bind_virq(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     if b.vcpu >= nr_vcpus(cx) {
         return Err(ret(ENOENT));
     }
-    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
-    if d.evtchn.virq_port_on(b.virq, b.vcpu).is_some() {
-        return Err(ret(EEXIST));
-    }
-    b.port = d.evtchn.alloc_on(PortState::Virq(b.virq), b.vcpu).ok_or(ret(ENOSPC))?;
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    b.port = d.with_evtchn(|ev| {
+        if ev.virq_port_on(b.virq, b.vcpu).is_some() {
+            return Err(ret(EEXIST));
+        }
+        ev.alloc_on(PortState::Virq(b.virq), b.vcpu).ok_or(ret(ENOSPC))
+    })?;
     write_arg(cx.mem, arg, &b)
 }
 
-fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
+/// EVTCHNOP_close. An interdomain port and its other end change under both domains' locks
+/// (in id order), so a send that already read the port can tell: it only raises the other
+/// end while that end still names the sender's port (see [`send`]).
+pub fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
     let caller = cx.caller;
-    let d = cx.domains.get_mut(caller).ok_or(ret(ESRCH))?;
-    match d.evtchn.free(port) {
-        PortState::Free => Err(ret(EINVAL)),
-        PortState::Interdomain { dom, port: rport } => {
-            // The other end goes back to waiting for us.
-            if let Some(rd) = cx.domains.get_mut(dom) {
-                if rd.evtchn.state(rport) == (PortState::Interdomain { dom: caller, port }) {
-                    rd.evtchn.set(rport, PortState::Unbound { remote: caller });
+    let d = cx.domains.get(caller).ok_or(ret(ESRCH))?;
+    loop {
+        match d.with_evtchn(|ev| ev.state(port)) {
+            PortState::Free => return Err(ret(EINVAL)),
+            PortState::Interdomain { dom, port: rport } if dom != caller => {
+                let Some(rd) = cx.domains.get(dom) else {
+                    d.with_evtchn(|ev| ev.free(port));
+                    return Ok(());
+                };
+                let done = with_two(d, rd, |ev, rev| {
+                    // Another vCPU may have closed or rebound the port since it was read.
+                    if ev.state(port) != (PortState::Interdomain { dom, port: rport }) {
+                        return false;
+                    }
+                    ev.free(port);
+                    // The other end goes back to waiting for us.
+                    if rev.state(rport) == (PortState::Interdomain { dom: caller, port }) {
+                        rev.set(rport, PortState::Unbound { remote: caller });
+                    }
+                    true
+                });
+                if done {
+                    return Ok(());
                 }
             }
-            Ok(())
+            state => {
+                let freed = d.with_evtchn(|ev| {
+                    if ev.state(port) != state {
+                        return false;
+                    }
+                    if let PortState::Interdomain { port: rport, .. } = state {
+                        // A loopback channel: its other end is ours too.
+                        if ev.state(rport) == (PortState::Interdomain { dom: caller, port }) && rport != port {
+                            ev.set(rport, PortState::Unbound { remote: caller });
+                        }
+                    }
+                    ev.free(port);
+                    true
+                });
+                if freed {
+                    return Ok(());
+                }
+            }
         }
-        _ => Ok(()),
     }
 }
 
-/// Mark `port` of `dom` pending (creating its shared_info page if it has none yet).
-fn raise(cx: &mut HypercallCtx<'_, '_>, dom: DomId, port: u32) {
-    if let Some(d) = cx.domains.get_mut(dom) {
-        if gp::shared_info(d, cx.machine).is_ok() {
-            d.evtchn.set_pending(port, cx.machine.mem);
+/// Mark `port` of `dom` pending (creating its shared_info page if it has none yet). With
+/// `from = Some((sender, sender_port))`, only while the port is still the other end of that
+/// channel: a close that finished before this took the lock leaves it unbound, and the event
+/// is dropped as on a closed channel.
+fn raise(cx: &mut HypercallCtx<'_, '_>, dom: DomId, port: u32, from: Option<(DomId, u32)>) {
+    let Some(d) = cx.domains.get(dom) else { return };
+    let machine = &mut *cx.machine;
+    d.with_evtchn(|ev| {
+        if let Some((sdom, sport)) = from {
+            if ev.state(port) != (PortState::Interdomain { dom: sdom, port: sport }) {
+                return;
+            }
         }
-    }
+        if gp::shared_info(ev, machine).is_ok() {
+            ev.set_pending(port, machine.mem);
+        }
+    });
 }
 
-fn send(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
+/// EVTCHNOP_send: the sender's port is read under its lock, the other end raised under the
+/// other domain's (never both at once: a send takes one event-channel lock at a time).
+pub fn send(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
     let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
-    match d.evtchn.state(port) {
+    match d.with_evtchn(|ev| ev.state(port)) {
         PortState::Interdomain { dom, port: rport } => {
-            raise(cx, dom, rport);
+            raise(cx, dom, rport, Some((cx.caller, port)));
             Ok(())
         }
         PortState::Unbound { .. } => Ok(()), // nobody listens yet: dropped
@@ -130,21 +202,26 @@ fn send(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
 }
 
 fn unmask(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
-    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
-    if !d.evtchn.is_live(port) {
-        return Err(ret(EINVAL));
-    }
-    d.evtchn.unmask(port, cx.machine.mem);
-    Ok(())
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    let mem = cx.machine.mem;
+    d.with_evtchn(|ev| {
+        if !ev.is_live(port) {
+            return Err(ret(EINVAL));
+        }
+        ev.unmask(port, mem);
+        Ok(())
+    })
 }
 
-/// Raise virtual IRQ `virq` in `dom` if it is bound (VIRQ_CONSOLE on input, VIRQ_TIMER, ...).
-pub fn send_virq(d: &mut crate::domain::Domain, m: &mut crate::domain::registry::Machine<'_>, virq: u32) {
-    if let Some(port) = d.evtchn.virq_port(virq) {
-        if gp::shared_info(d, m).is_ok() {
-            d.evtchn.set_pending(port, m.mem);
+/// Raise virtual IRQ `virq` in `d` if it is bound (VIRQ_CONSOLE on input, VIRQ_TIMER, ...).
+pub fn send_virq(d: &Domain, m: &mut crate::domain::registry::Machine<'_>, virq: u32) {
+    d.with_evtchn(|ev| {
+        if let Some(port) = ev.virq_port(virq) {
+            if gp::shared_info(ev, m).is_ok() {
+                ev.set_pending(port, m.mem);
+            }
         }
-    }
+    });
 }
 
 fn bind_vcpu(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
@@ -152,16 +229,16 @@ fn bind_vcpu(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     if b.vcpu >= nr_vcpus(cx) {
         return Err(ret(ENOENT));
     }
-    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
-    match d.evtchn.state(b.port) {
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    d.with_evtchn(|ev| match ev.state(b.port) {
         PortState::Free => Err(ret(EINVAL)),
         PortState::Virq(v) if virq_is_per_vcpu(v) => Err(ret(EINVAL)),
         _ => {
             // Later events on the port notify that vCPU (one already pending stays where it is).
-            d.evtchn.bind_vcpu(b.port, b.vcpu);
+            ev.bind_vcpu(b.port, b.vcpu);
             Ok(())
         }
-    }
+    })
 }
 
 fn init_control(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
@@ -201,7 +278,7 @@ mod tests {
     }
 
     fn pending(e: &Env, dom: u16, port: u32) -> bool {
-        let sh = e.dom(dom).evtchn.shared_info.unwrap();
+        let sh = e.dom(dom).with_evtchn(|ev| ev.shared_info).unwrap();
         e.phys.read_u64(sh + 48 + u64::from(port / 64) * 8).unwrap() & (1 << (port % 64)) != 0
     }
 
@@ -217,9 +294,9 @@ mod tests {
         assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_INTERDOMAIN), ret(EINVAL), "already bound");
         assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, local), 0);
         assert!(pending(&e, 1, 1));
-        assert_ne!(e.dom(1).evtchn.upcall_pending, 0);
+        assert_ne!(e.dom(1).take_upcalls(), 0);
         assert_eq!(port_op(&mut e, 1, EVTCHNOP_CLOSE, 1), 0);
-        assert_eq!(e.dom(0).evtchn.state(1), PortState::Unbound { remote: 1 });
+        assert_eq!(e.dom(0).with_evtchn(|ev| ev.state(1)), PortState::Unbound { remote: 1 });
         assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, 1), 0, "unbound: dropped");
         assert_eq!(port_op(&mut e, 1, EVTCHNOP_CLOSE, 1), ret(EINVAL));
     }
@@ -252,7 +329,7 @@ mod tests {
         assert_eq!(bind(&mut e, VIRQ_CONSOLE, 1), ret(EINVAL));
         assert_eq!(bind(&mut e, VIRQ_DEBUG, 77), ret(ENOENT));
         e.call(0, |cx| {
-            let d = cx.domains.get_mut(0).unwrap();
+            let d = cx.domains.get(0).unwrap();
             send_virq(d, cx.machine, VIRQ_CONSOLE);
         });
         assert!(pending(&e, 0, 1));

@@ -7,8 +7,10 @@
 
 use super::guest_phys::{self as gp, PAGE};
 use super::{read_arg, write_arg, HypercallCtx, Outcome};
-use crate::domain::grant::{GrantMapping, MAX_GRANT_FRAMES};
+use crate::domain::grant::{GrantMapping, GrantTable, MAX_GRANT_FRAMES};
+use crate::domain::registry::lock_pair;
 use crate::domain::{DomId, Domain};
+use crate::sync::MutexGuard;
 use crate::mm::S2Attr;
 use guest_abi::errno::{ret, EINVAL, ENOSYS, EPERM};
 use guest_abi::grant_table::*;
@@ -66,7 +68,7 @@ fn query_size(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
         None => q.status = GNTST_BAD_DOMAIN,
         Some(_) if !may_inspect(cx, dom) => q.status = GNTST_PERMISSION_DENIED,
         Some(d) => {
-            q.nr_frames = d.grants.nr_frames();
+            q.nr_frames = d.grants.lock().nr_frames();
             q.max_nr_frames = MAX_GRANT_FRAMES;
             q.status = GNTST_OKAY;
         }
@@ -114,13 +116,22 @@ fn setup_table(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
 /// Grow `dom`'s table to `n` frames and list where each is mapped (Xen on ARM lists guest
 /// frames; an unmapped frame reads as all ones, INVALID_GFN).
 fn setup_frames(cx: &mut HypercallCtx<'_, '_>, dom: DomId, n: u32, list: u64) -> i16 {
-    let Some(d) = cx.domains.get_mut(dom) else { return GNTST_BAD_DOMAIN };
-    if d.grants.grow(n, &mut *cx.machine.frames, cx.machine.mem).is_err() {
-        return GNTST_GENERAL_ERROR;
+    let Some(d) = cx.domains.get(dom) else { return GNTST_BAD_DOMAIN };
+    // The list is read under the lock, written to the guest after it (guest copies take no
+    // lock of this domain's grant table while it is held).
+    let mut gfns = [u64::MAX; MAX_GRANT_FRAMES as usize];
+    {
+        let mut gt = d.grants.lock();
+        if gt.grow(n, &mut *cx.machine.frames, cx.machine.mem).is_err() {
+            return GNTST_GENERAL_ERROR;
+        }
+        for (i, g) in gfns.iter_mut().enumerate().take(n as usize) {
+            *g = gt.frame_gfn(i as u32).unwrap_or(u64::MAX);
+        }
     }
-    for i in 0..n {
-        let gfn = d.grants.frame_gfn(i).unwrap_or(u64::MAX);
-        if write_arg(cx.mem, list.wrapping_add(u64::from(i) * 8), &gfn).is_err() {
+    for (i, gfn) in gfns.iter().enumerate().take(n as usize) {
+        let i = i as u64;
+        if write_arg(cx.mem, list.wrapping_add(i * 8), gfn).is_err() {
             return GNTST_BAD_VIRT_ADDR;
         }
     }
@@ -135,47 +146,74 @@ struct Entry {
     frame: u32,
 }
 
-fn read_entry(d: &Domain, gref: u32, mem: &dyn PhysMem) -> Option<(u64, Entry)> {
-    let pa = d.grants.entry_pa(gref)?;
-    // One 8-byte load: the entry is 8-aligned and little-endian (flags, domid, frame).
-    let w = mem.read_u64(pa).ok()?;
-    let e = Entry { flags: w as u16, domid: (w >> 16) as u16, frame: (w >> 32) as u32 };
-    Some((pa, e))
+impl Entry {
+    /// The entry's 8-aligned little-endian word: flags, domid, frame.
+    fn of(w: u64) -> Self {
+        Entry { flags: w as u16, domid: (w >> 16) as u16, frame: (w >> 32) as u32 }
+    }
+
+    /// Whether it lets `grantee` use the frame (for writing too, if `write`).
+    fn permits(&self, grantee: DomId, write: bool) -> bool {
+        self.flags & GTF_TYPE_MASK == GTF_PERMIT_ACCESS && self.domid == grantee && !(write && self.flags & GTF_READONLY != 0)
+    }
 }
 
-/// The host frame `grantee` may use through `gref` of `granter`, checking the entry's type,
-/// grantee and (for `write`) that it is not read-only.
-fn granted_frame(granter: &Domain, gref: u32, grantee: DomId, write: bool, mem: &dyn PhysMem) -> Result<(u64, u64), i16> {
-    if gref >= granter.grants.nr_entries() {
+/// Host PA of entry `gref` of the table `gt`, or why the reference is bad.
+fn entry_pa(gt: &GrantTable, gref: u32) -> Result<u64, i16> {
+    if gref >= gt.nr_entries() {
         return Err(GNTST_BAD_GNTREF);
     }
-    let (entry_pa, e) = read_entry(granter, gref, mem).ok_or(GNTST_GENERAL_ERROR)?;
-    if e.flags & GTF_TYPE_MASK != GTF_PERMIT_ACCESS || e.domid != grantee {
-        return Err(GNTST_GENERAL_ERROR);
-    }
-    if write && e.flags & GTF_READONLY != 0 {
-        return Err(GNTST_GENERAL_ERROR);
-    }
-    let pa = gp::own_ram(granter, u64::from(e.frame), mem).ok_or(GNTST_GENERAL_ERROR)?;
-    Ok((entry_pa, pa))
+    gt.entry_pa(gref).ok_or(GNTST_GENERAL_ERROR)
 }
 
-/// Set or clear GTF_reading / GTF_writing in the entry at `entry_pa` from its pins. The granter
-/// may write its entry at any time: the two bits change with atomic ORs/ANDs on the entry's
-/// 8-aligned word (its low 16 bits are the flags), leaving the other bits as the guest has them.
-fn update_entry_flags(d: &Domain, gref: u32, entry_pa: u64, mem: &dyn PhysMem) {
-    let p = d.grants.pins(gref);
-    let mut want = 0u16;
+/// The host frame `grantee` may use through `gref` of `granter` (grant table `gt`, locked),
+/// checking the entry's type, grantee and (for `write`) that it is not read-only. Nothing is
+/// pinned: for a copy.
+fn granted_frame(granter: &Domain, gt: &GrantTable, gref: u32, grantee: DomId, write: bool, mem: &dyn PhysMem) -> Result<u64, i16> {
+    let entry_pa = entry_pa(gt, gref)?;
+    // One 8-byte load: the entry is 8-aligned.
+    let e = Entry::of(mem.read_u64(entry_pa).map_err(|_| GNTST_GENERAL_ERROR)?);
+    if !e.permits(grantee, write) {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    gp::own_ram(granter, u64::from(e.frame), mem).ok_or(GNTST_GENERAL_ERROR)
+}
+
+/// Pin `gref` of `granter` (grant table `gt`, locked) for `grantee` and return the entry's
+/// address and the granted host frame. The pin shows in the entry at once: GTF_reading (and
+/// GTF_writing) are ORed in with one atomic operation, and the entry is checked as that
+/// operation found it. The granter ends access with a compare-exchange that fails while either
+/// flag is set, so either it ended access before the OR (the old value says so and the pin is
+/// undone), or it cannot end access until the pin is dropped.
+fn pin_grant(granter: &Domain, gt: &mut GrantTable, gref: u32, grantee: DomId, readonly: bool, mem: &dyn PhysMem) -> Result<(u64, u64), i16> {
+    let entry_pa = entry_pa(gt, gref)?;
+    let want = if readonly { GTF_READING } else { GTF_READING | GTF_WRITING };
+    let old = mem.fetch_or_u64(entry_pa, u64::from(want)).map_err(|_| GNTST_GENERAL_ERROR)?;
+    gt.pin(gref, readonly);
+    let e = Entry::of(old);
+    let frame = if e.permits(grantee, !readonly) { gp::own_ram(granter, u64::from(e.frame), mem) } else { None };
+    match frame {
+        Some(pa) => Ok((entry_pa, pa)),
+        None => {
+            unpin_grant(gt, gref, readonly, entry_pa, mem);
+            Err(GNTST_GENERAL_ERROR)
+        }
+    }
+}
+
+/// Drop a pin taken by [`pin_grant`]: GTF_reading / GTF_writing follow the pins left, with
+/// atomic ANDs on the entry's word (the granter may write the entry at any time: its other
+/// bits stay as the guest has them).
+fn unpin_grant(gt: &mut GrantTable, gref: u32, readonly: bool, entry_pa: u64, mem: &dyn PhysMem) {
+    let p = gt.unpin(gref, readonly);
+    let mut keep = 0u16;
     if p.readers + p.writers > 0 {
-        want |= GTF_READING;
+        keep |= GTF_READING;
     }
     if p.writers > 0 {
-        want |= GTF_WRITING;
+        keep |= GTF_WRITING;
     }
-    let clear = (GTF_READING | GTF_WRITING) & !want;
-    if want != 0 {
-        let _ = mem.fetch_or_u64(entry_pa, u64::from(want));
-    }
+    let clear = (GTF_READING | GTF_WRITING) & !keep;
     if clear != 0 {
         let _ = mem.fetch_and_u64(entry_pa, !u64::from(clear));
     }
@@ -194,6 +232,29 @@ fn map_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
     write_arg(cx.mem, uop, &m)
 }
 
+/// The granter's and the mapper's grant tables, locked in domain-id order (one lock when a
+/// domain maps its own grant).
+struct TwoTables<'a> {
+    granter: MutexGuard<'a, GrantTable>,
+    mapper: Option<MutexGuard<'a, GrantTable>>,
+}
+
+impl<'a> TwoTables<'a> {
+    fn lock(granter: &'a Domain, mapper: &'a Domain) -> Self {
+        let (g, m) = lock_pair(&granter.grants, granter.id, &mapper.grants, mapper.id);
+        Self { granter: g, mapper: m }
+    }
+    fn granter(&mut self) -> &mut GrantTable {
+        &mut self.granter
+    }
+    fn mapper(&mut self) -> &mut GrantTable {
+        match self.mapper.as_deref_mut() {
+            Some(m) => m,
+            None => &mut self.granter,
+        }
+    }
+}
+
 fn map_one(cx: &mut HypercallCtx<'_, '_>, m: &GnttabMapGrantRef) -> Result<(u32, u64), i16> {
     if m.flags & (GNTMAP_HOST_MAP | GNTMAP_DEVICE_MAP) == 0 {
         return Err(GNTST_BAD_GNTREF);
@@ -206,45 +267,58 @@ fn map_one(cx: &mut HypercallCtx<'_, '_>, m: &GnttabMapGrantRef) -> Result<(u32,
     let granter_id = gp::resolve(caller, m.dom);
     let mem = cx.machine.mem;
     let granter = cx.domains.get(granter_id).ok_or(GNTST_BAD_DOMAIN)?;
-    let (entry_pa, pa) = granted_frame(granter, m.r#ref, caller, !readonly, mem)?;
+    let mapper = cx.domains.get(caller).ok_or(GNTST_GENERAL_ERROR)?;
+    let mut t = TwoTables::lock(granter, mapper);
     let host_gfn = m.host_addr >> 12;
+    if m.r#ref >= t.granter().nr_entries() {
+        return Err(GNTST_BAD_GNTREF);
+    }
     gp::ipa_of(host_gfn).ok_or(GNTST_GENERAL_ERROR)?;
-    let mapper = cx.domains.get_mut(caller).ok_or(GNTST_GENERAL_ERROR)?;
+    let (entry_pa, pa) = pin_grant(granter, t.granter(), m.r#ref, caller, readonly, mem)?;
     let mapping = GrantMapping { granter: granter_id, gref: m.r#ref, host_gfn, pa, readonly };
-    let handle = mapper.grants.add_mapping(mapping).ok_or(GNTST_NO_SPACE)?;
     let attr = if readonly { S2Attr::RAM_RO } else { S2Attr::RAM_RW };
-    if gp::map(mapper, cx.machine, host_gfn, pa, attr).is_err() {
-        mapper.grants.remove_mapping(handle);
-        return Err(GNTST_GENERAL_ERROR);
+    let handle = t.mapper().add_mapping(mapping);
+    let mapped = handle.map(|h| (h, gp::map(mapper, cx.machine, host_gfn, pa, attr)));
+    match mapped {
+        Some((h, Ok(()))) => {
+            map_bus_alias(mapper, cx.machine, pa, attr);
+            Ok((h, pa))
+        }
+        failed => {
+            if let Some((h, _)) = failed {
+                t.mapper().remove_mapping(h);
+            }
+            unpin_grant(t.granter(), m.r#ref, readonly, entry_pa, mem);
+            Err(if failed.is_none() { GNTST_NO_SPACE } else { GNTST_GENERAL_ERROR })
+        }
     }
-    map_bus_alias(mapper, cx.machine, pa, attr);
-    if let Some(g) = cx.domains.get_mut(granter_id) {
-        g.grants.pin(m.r#ref, readonly);
-        update_entry_flags(g, m.r#ref, entry_pa, mem);
-    }
-    Ok((handle, pa))
 }
 
 /// A direct-mapped mapper (dom0) hands dev_bus_addr, the frame's host address, to devices. When
 /// its devices translate through its stage 2 (an SMMU sharing the tables) that address must
 /// work too, so a foreign frame is also mapped 1:1 (IPA == PA), as Xen does for such a dom0.
 /// Only where that IPA is free (it is never the mapper's own RAM: the frame is foreign).
-fn map_bus_alias(mapper: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, pa: u64, attr: S2Attr) {
+fn map_bus_alias(mapper: &Domain, m: &mut crate::domain::registry::Machine<'_>, pa: u64, attr: S2Attr) {
     let gfn = pa >> 12;
-    if !mapper.direct_mapped || mapper.owns_ram(pa, PAGE) || gp::lookup(mapper, gfn, m.mem).is_some() {
+    if !mapper.direct_mapped || mapper.owns_ram(pa, PAGE) {
         return;
     }
-    let _ = gp::map(mapper, m, gfn, pa, attr);
+    let mut p2m = mapper.p2m.write();
+    if gp::lookup_in(mapper, &p2m, gfn, m.mem).is_none() {
+        let _ = gp::map_in(&mut p2m, m, gfn, pa, attr);
+    }
 }
 
-/// Undo [`map_bus_alias`] once the mapper holds no other mapping of the frame.
-fn unmap_bus_alias(mapper: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, pa: u64) {
+/// Undo [`map_bus_alias`] once the mapper holds no other mapping of the frame (`maptrack`, the
+/// mapper's grant table, is locked).
+fn unmap_bus_alias(mapper: &Domain, maptrack: &GrantTable, m: &mut crate::domain::registry::Machine<'_>, pa: u64) {
     let gfn = pa >> 12;
-    if !mapper.direct_mapped || mapper.owns_ram(pa, PAGE) || mapper.grants.maps_frame(pa) {
+    if !mapper.direct_mapped || mapper.owns_ram(pa, PAGE) || maptrack.maps_frame(pa) {
         return;
     }
-    if gp::lookup(mapper, gfn, m.mem) == Some(pa) {
-        let _ = gp::unmap(mapper, m, gfn);
+    let mut p2m = mapper.p2m.write();
+    if gp::lookup_in(mapper, &p2m, gfn, m.mem) == Some(pa) {
+        let _ = gp::unmap_in(&mut p2m, m, gfn);
     }
 }
 
@@ -259,22 +333,30 @@ fn unmap_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
 
 fn unmap_one(cx: &mut HypercallCtx<'_, '_>, u: &GnttabUnmapGrantRef) -> Result<(), i16> {
     let mem = cx.machine.mem;
-    let mapper = cx.domains.get_mut(cx.caller).ok_or(GNTST_GENERAL_ERROR)?;
-    let m = mapper.grants.mapping(u.handle).ok_or(GNTST_BAD_HANDLE)?;
+    let mapper = cx.domains.get(cx.caller).ok_or(GNTST_GENERAL_ERROR)?;
+    // The mapping names the granter, whose table is locked first if its id is lower: look,
+    // then lock both in order and check that the handle still holds that mapping (another
+    // vCPU may have unmapped it in between).
+    let m = mapper.grants.lock().mapping(u.handle).ok_or(GNTST_BAD_HANDLE)?;
+    let granter = cx.domains.get(m.granter).ok_or(GNTST_GENERAL_ERROR)?;
+    let mut t = TwoTables::lock(granter, mapper);
+    if t.mapper().mapping(u.handle) != Some(m) {
+        return Err(GNTST_BAD_HANDLE);
+    }
     if u.host_addr != 0 && u.host_addr >> 12 != m.host_gfn {
         return Err(GNTST_GENERAL_ERROR);
     }
     // Take the frame out of the mapper's stage 2 if it is still there.
-    if gp::lookup(mapper, m.host_gfn, mem) == Some(m.pa) && gp::unmap(mapper, cx.machine, m.host_gfn).is_err() {
-        return Err(GNTST_GENERAL_ERROR);
-    }
-    mapper.grants.remove_mapping(u.handle);
-    unmap_bus_alias(mapper, cx.machine, m.pa);
-    if let Some(g) = cx.domains.get_mut(m.granter) {
-        g.grants.unpin(m.gref, m.readonly);
-        if let Some(entry_pa) = g.grants.entry_pa(m.gref) {
-            update_entry_flags(g, m.gref, entry_pa, mem);
+    {
+        let mut p2m = mapper.p2m.write();
+        if gp::lookup_in(mapper, &p2m, m.host_gfn, mem) == Some(m.pa) && gp::unmap_in(&mut p2m, cx.machine, m.host_gfn).is_err() {
+            return Err(GNTST_GENERAL_ERROR);
         }
+    }
+    t.mapper().remove_mapping(u.handle);
+    unmap_bus_alias(mapper, t.mapper(), cx.machine, m.pa);
+    if let Ok(entry_pa) = entry_pa(t.granter(), m.gref) {
+        unpin_grant(t.granter(), m.gref, m.readonly, entry_pa, mem);
     }
     Ok(())
 }
@@ -286,8 +368,7 @@ fn copy_end(cx: &HypercallCtx<'_, '_>, p: &GnttabCopyPtr, is_gref: bool, write: 
     if is_gref {
         let g = cx.domains.get(id).ok_or(GNTST_BAD_DOMAIN)?;
         let gref = u32::try_from(p.u).map_err(|_| GNTST_BAD_GNTREF)?;
-        let (_, pa) = granted_frame(g, gref, cx.caller, write, mem)?;
-        Ok(pa)
+        granted_frame(g, &g.grants.lock(), gref, cx.caller, write, mem)
     } else {
         let d = cx.domains.get(id).ok_or(GNTST_BAD_DOMAIN)?;
         if id != cx.caller && !cx.domains.get(cx.caller).is_some_and(|c| c.is_hardware) {
@@ -341,7 +422,7 @@ fn cache_flush_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
     // (else -EINVAL, as Xen's search of the owner's grants ends).
     let pa = c.a & !(PAGE - 1);
     let caller = cx.domains.get(cx.caller).ok_or(ret(EINVAL))?;
-    if !caller.owns_ram(pa, PAGE) && !caller.grants.maps_frame(pa) {
+    if !caller.owns_ram(pa, PAGE) && !caller.grants.lock().maps_frame(pa) {
         if !super::is_host_ram(pa) {
             return Err(ret(EINVAL));
         }
@@ -368,9 +449,10 @@ mod tests {
     fn grant_from_dom1(e: &mut Env, gref: u32, readonly: bool) -> u64 {
         let frame = (RAM + RAM_SIZE / 2) >> 12;
         e.call(1, |cx| {
-            let d = cx.domains.get_mut(1).unwrap();
-            d.grants.grow(1, &mut *cx.machine.frames, cx.machine.mem).unwrap();
-            let pa = d.grants.entry_pa(gref).unwrap();
+            let d = cx.domains.get(1).unwrap();
+            let mut gt = d.grants.lock();
+            gt.grow(1, &mut *cx.machine.frames, cx.machine.mem).unwrap();
+            let pa = gt.entry_pa(gref).unwrap();
             let flags = GTF_PERMIT_ACCESS | if readonly { GTF_READONLY } else { 0 };
             let mut b = [0u8; 8];
             b[0..2].copy_from_slice(&flags.to_le_bytes());
@@ -395,7 +477,7 @@ mod tests {
     }
 
     fn entry_flags(e: &Env, dom: u16, gref: u32) -> u16 {
-        let pa = e.dom(dom).grants.entry_pa(gref).unwrap();
+        let pa = e.dom(dom).grants.lock().entry_pa(gref).unwrap();
         let mut b = [0u8; 2];
         e.phys.read(pa, &mut b).unwrap();
         u16::from_le_bytes(b)
@@ -406,7 +488,7 @@ mod tests {
         let mut e = Env::new();
         let pa = grant_from_dom1(&mut e, 3, false);
         let host = 0x8_0000_0000u64;
-        let entry = |e: &Env| e.phys.read_u64(e.dom(1).grants.entry_pa(3).unwrap()).unwrap();
+        let entry = |e: &Env| e.phys.read_u64(e.dom(1).grants.lock().entry_pa(3).unwrap()).unwrap();
         let granted = entry(&e);
         let m = map(&mut e, 3, 1, GNTMAP_HOST_MAP, host);
         assert_eq!(m.status, GNTST_OKAY);
@@ -421,7 +503,7 @@ mod tests {
         assert_eq!(unmap(&mut e, m.handle, host), GNTST_OKAY);
         assert_eq!(gp::lookup(e.dom(0), host >> 12, &e.phys), None);
         assert_eq!(gp::lookup(e.dom(0), pa >> 12, &e.phys), None, "alias gone with the last mapping");
-        assert_eq!(e.dom(1).grants.pins(3), crate::domain::grant::Pin::default());
+        assert_eq!(e.dom(1).grants.lock().pins(3), crate::domain::grant::Pin::default());
         assert_eq!(entry_flags(&e, 1, 3), GTF_PERMIT_ACCESS);
         assert_eq!(entry(&e), granted, "only the two status bits ever change; domid and frame stay");
         assert_eq!(unmap(&mut e, m.handle, host), GNTST_BAD_HANDLE);
@@ -476,7 +558,7 @@ mod tests {
         assert_eq!(gnt(&mut e, 0, GNTTABOP_SETUP_TABLE, 1), 0);
         assert_eq!(e.get::<GnttabSetupTable>(0).status, 0);
         assert_eq!(e.get::<u64>(0x100), u64::MAX);
-        assert_eq!(e.dom(0).grants.nr_frames(), 2);
+        assert_eq!(e.dom(0).grants.lock().nr_frames(), 2);
         e.put(0, &GnttabSetupTable { dom: DOMID_SELF, nr_frames: 0x10000, status: 0, frame_list: ARGS + 0x100 });
         assert_eq!(gnt(&mut e, 0, GNTTABOP_SETUP_TABLE, 1), 0);
         assert_eq!(e.get::<GnttabSetupTable>(0).status, GNTST_GENERAL_ERROR);

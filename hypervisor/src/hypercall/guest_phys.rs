@@ -3,8 +3,9 @@
 //! and stage-2 changes with Xen's errno for what can go wrong.
 
 use crate::domain::registry::Machine;
+use crate::domain::evtchn::EventChannels;
 use crate::domain::{DomId, Domain};
-use crate::mm::{P2mError, S2Attr};
+use crate::mm::{P2mError, S2Attr, Stage2};
 use guest_abi::errno::{ret, EINVAL, ENOMEM};
 use guest_abi::DOMID_SELF;
 use platform::PhysMem;
@@ -25,10 +26,16 @@ pub fn ipa_of(gfn: u64) -> Option<u64> {
     gfn.checked_mul(PAGE)
 }
 
-/// Host PA backing guest frame `gfn` (anything mapped: RAM, a grant, shared_info, ...).
+/// Host PA backing guest frame `gfn` (anything mapped: RAM, a grant, shared_info, ...), under
+/// the p2m's read lock.
 pub fn lookup(dom: &Domain, gfn: u64, mem: &dyn PhysMem) -> Option<u64> {
+    lookup_in(dom, &dom.p2m.read(), gfn, mem)
+}
+
+/// As [`lookup`], in `dom`'s stage 2 `p2m` that the caller has locked.
+pub fn lookup_in(dom: &Domain, p2m: &Option<Stage2>, gfn: u64, mem: &dyn PhysMem) -> Option<u64> {
     let ipa = ipa_of(gfn)?;
-    match &dom.p2m {
+    match p2m {
         Some(p2m) => p2m.lookup_pa(ipa, mem).map(|pa| pa & !(PAGE - 1)),
         None if dom.direct_mapped => Some(ipa),
         None => None,
@@ -47,23 +54,34 @@ fn p2m_errno(e: P2mError) -> i64 {
     }
 }
 
-/// Map one page `gfn -> pa` in `dom`'s stage 2, replacing what was there.
-pub fn map(dom: &mut Domain, m: &mut Machine<'_>, gfn: u64, pa: u64, attr: S2Attr) -> Result<(), i64> {
+/// Map one page `gfn -> pa` in `dom`'s stage 2, replacing what was there (p2m write lock).
+pub fn map(dom: &Domain, m: &mut Machine<'_>, gfn: u64, pa: u64, attr: S2Attr) -> Result<(), i64> {
+    map_in(&mut dom.p2m.write(), m, gfn, pa, attr)
+}
+
+/// As [`map`], in a stage 2 the caller has write-locked.
+pub fn map_in(p2m: &mut Option<Stage2>, m: &mut Machine<'_>, gfn: u64, pa: u64, attr: S2Attr) -> Result<(), i64> {
     let ipa = ipa_of(gfn).ok_or(ret(EINVAL))?;
-    let p2m = dom.p2m.as_mut().ok_or(ret(EINVAL))?;
+    let p2m = p2m.as_mut().ok_or(ret(EINVAL))?;
     p2m.map(ipa, pa, PAGE, attr, &mut *m.frames, m.mem, &mut *m.tlb).map_err(p2m_errno)
 }
 
-/// Unmap one page of `dom`'s stage 2.
-pub fn unmap(dom: &mut Domain, m: &mut Machine<'_>, gfn: u64) -> Result<(), i64> {
+/// Unmap one page of `dom`'s stage 2 (p2m write lock).
+pub fn unmap(dom: &Domain, m: &mut Machine<'_>, gfn: u64) -> Result<(), i64> {
+    unmap_in(&mut dom.p2m.write(), m, gfn)
+}
+
+/// As [`unmap`], in a stage 2 the caller has write-locked.
+pub fn unmap_in(p2m: &mut Option<Stage2>, m: &mut Machine<'_>, gfn: u64) -> Result<(), i64> {
     let ipa = ipa_of(gfn).ok_or(ret(EINVAL))?;
-    let p2m = dom.p2m.as_mut().ok_or(ret(EINVAL))?;
+    let p2m = p2m.as_mut().ok_or(ret(EINVAL))?;
     p2m.unmap(ipa, PAGE, &mut *m.frames, m.mem, &mut *m.tlb).map_err(p2m_errno)
 }
 
-/// The domain's shared_info frame, allocated (zeroed) on first use.
-pub fn shared_info(dom: &mut Domain, m: &mut Machine<'_>) -> Result<u64, i64> {
-    if let Some(pa) = dom.evtchn.shared_info {
+/// The domain's shared_info frame, allocated (zeroed) on first use (under the event-channel
+/// lock, which `ev` is held with).
+pub fn shared_info(ev: &mut EventChannels, m: &mut Machine<'_>) -> Result<u64, i64> {
+    if let Some(pa) = ev.shared_info {
         return Ok(pa);
     }
     let pa = m.frames.alloc_frame().ok_or(ret(ENOMEM))?;
@@ -71,7 +89,7 @@ pub fn shared_info(dom: &mut Domain, m: &mut Machine<'_>) -> Result<u64, i64> {
         m.frames.free_frame(pa);
         return Err(ret(ENOMEM));
     }
-    dom.evtchn.shared_info = Some(pa);
+    ev.shared_info = Some(pa);
     Ok(pa)
 }
 
@@ -108,7 +126,7 @@ pub mod env {
         let mut tlb = phys.tlb();
         let mut p2m = Stage2::new(id + 1, Stage2Config { ipa_bits: 40, pa_bits: 40 }, frames, phys).unwrap();
         p2m.map(ram_base, ram_base, RAM_SIZE / 2, S2Attr::RAM_RWX, frames, phys, &mut tlb).unwrap();
-        d.p2m = Some(p2m);
+        *d.p2m.get_mut() = Some(p2m);
         d
     }
 
@@ -120,7 +138,7 @@ pub mod env {
             crate::hypercall::set_host_ram(&[(RAM, RAM_SIZE + POOL_SIZE)]);
             let mut frames = RegionAllocator::new();
             let _ = frames.add(POOL, POOL_SIZE);
-            let mut domains = Domains::new();
+            let domains = Domains::new();
             let d0 = domain(0, RAM, &mut frames, &phys);
             let d1 = domain(1, RAM + RAM_SIZE / 2, &mut frames, &phys);
             let _ = domains.insert(d0);
@@ -132,7 +150,7 @@ pub mod env {
         pub fn call<R>(&mut self, caller: DomId, f: impl FnOnce(&mut HypercallCtx<'_, '_>) -> R) -> R {
             let mut tlb = self.phys.tlb();
             let mut machine = Machine { mem: &self.phys, frames: &mut self.frames, tlb: &mut tlb };
-            let mut cx = HypercallCtx { domains: &mut self.domains, caller, mem: &mut self.args, machine: &mut machine };
+            let mut cx = HypercallCtx { domains: &self.domains, caller, vcpu: 0, mem: &mut self.args, machine: &mut machine };
             f(&mut cx)
         }
 

@@ -29,7 +29,7 @@ pub fn hvm_op(cx: &mut HypercallCtx<'_, '_>, op: u64, arg: u64) -> i64 {
     }
     let target = gp::resolve(cx.caller, p.domid);
     let privileged = cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware);
-    let Some(d) = cx.domains.get_mut(target) else { return ret(ESRCH) };
+    let Some(d) = cx.domains.get(target) else { return ret(ESRCH) };
     if target != cx.caller && !privileged {
         return ret(EPERM);
     }
@@ -37,14 +37,14 @@ pub fn hvm_op(cx: &mut HypercallCtx<'_, '_>, op: u64, arg: u64) -> i64 {
         if p.index == HVM_PARAM_CALLBACK_IRQ {
             return ret(EINVAL); // fixed by the domain builder on ARM
         }
-        d.evtchn.hvm_params[p.index as usize] = p.value;
+        d.with_evtchn(|ev| ev.hvm_params[p.index as usize] = p.value);
         return 0;
     }
     p.value = match p.index {
         // dom0's is set by the domain builder (as Xen's); a dom0less domU's is whatever was set
         // (Xen 4.17 leaves it 0: the PPI is in the guest's DT).
-        HVM_PARAM_CALLBACK_IRQ if d.is_hardware => callback_irq_value(d.evtchn.callback_ppi),
-        i => d.evtchn.hvm_params[i as usize],
+        HVM_PARAM_CALLBACK_IRQ if d.is_hardware => callback_irq_value(d.callback_ppi),
+        i => d.with_evtchn(|ev| ev.hvm_params[i as usize]),
     };
     write_arg(cx.mem, arg, &p).err().unwrap_or(0)
 }

@@ -60,46 +60,50 @@ fn add_to_physmap(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> i64 {
     if !may_control(cx, target) {
         return ret(EPERM);
     }
-    let Some(dom) = cx.domains.get_mut(target) else { return ret(ESRCH) };
+    let Some(dom) = cx.domains.get(target) else { return ret(ESRCH) };
     match add_one(dom, cx.machine, a.space, a.idx, a.gpfn) {
         Ok(()) => 0,
         Err(e) => e,
     }
 }
 
-/// Map one page of `space` at `gpfn` in `dom`.
-fn add_one(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, space: u32, idx: u64, gpfn: u64) -> Result<(), i64> {
+/// Map one page of `space` at `gpfn` in `dom`: under the lock of the page's owner (event
+/// channels for shared_info, the grant table for its frames), then the p2m's.
+fn add_one(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, space: u32, idx: u64, gpfn: u64) -> Result<(), i64> {
     gp::ipa_of(gpfn).ok_or(ret(EINVAL))?;
     match space {
         XENMAPSPACE_SHARED_INFO => {
             if idx != 0 {
                 return Err(ret(EINVAL));
             }
-            // As Xen 4.17: a page the hypervisor owns is mapped at one place at a time.
-            if dom.evtchn.shared_info_gfn.is_some() {
-                return Err(ret(EBUSY));
-            }
-            let pa = gp::shared_info(dom, m)?;
-            gp::map(dom, m, gpfn, pa, S2Attr::RAM_RW)?;
-            dom.evtchn.shared_info_gfn = Some(gpfn);
-            Ok(())
+            dom.with_evtchn(|ev| {
+                // As Xen 4.17: a page the hypervisor owns is mapped at one place at a time.
+                if ev.shared_info_gfn.is_some() {
+                    return Err(ret(EBUSY));
+                }
+                let pa = gp::shared_info(ev, m)?;
+                gp::map(dom, m, gpfn, pa, S2Attr::RAM_RW)?;
+                ev.shared_info_gfn = Some(gpfn);
+                Ok(())
+            })
         }
         XENMAPSPACE_GRANT_TABLE => {
             if idx & XENMAPIDX_GRANT_TABLE_STATUS != 0 || idx >= u64::from(crate::domain::grant::MAX_GRANT_FRAMES) {
                 return Err(ret(EINVAL)); // status frames are v2 only
             }
             let idx = idx as u32;
-            match dom.grants.grow(idx + 1, &mut *m.frames, m.mem) {
+            let mut gt = dom.grants.lock();
+            match gt.grow(idx + 1, &mut *m.frames, m.mem) {
                 Ok(()) => {}
                 Err(GrowError::TooMany) => return Err(ret(EINVAL)),
                 Err(GrowError::NoMemory) => return Err(ret(ENOMEM)),
             }
-            if dom.grants.frame_gfn(idx).is_some() {
+            if gt.frame_gfn(idx).is_some() {
                 return Err(ret(EBUSY));
             }
-            let pa = dom.grants.frame(idx).ok_or(ret(EINVAL))?;
+            let pa = gt.frame(idx).ok_or(ret(EINVAL))?;
             gp::map(dom, m, gpfn, pa, S2Attr::RAM_RW)?;
-            dom.grants.set_frame_gfn(idx, Some(gpfn));
+            gt.set_frame_gfn(idx, Some(gpfn));
             Ok(())
         }
         _ => Err(ret(ENOSYS)),
@@ -107,12 +111,15 @@ fn add_one(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, space
 }
 
 /// Forget that a hypervisor page was mapped at `gfn` (it was just unmapped).
-fn forget_mapping_at(dom: &mut Domain, gfn: u64) {
-    if dom.evtchn.shared_info_gfn == Some(gfn) {
-        dom.evtchn.shared_info_gfn = None;
-    }
-    if let Some(i) = dom.grants.frame_at_gfn(gfn) {
-        dom.grants.set_frame_gfn(i, None);
+fn forget_mapping_at(dom: &Domain, gfn: u64) {
+    dom.with_evtchn(|ev| {
+        if ev.shared_info_gfn == Some(gfn) {
+            ev.shared_info_gfn = None;
+        }
+    });
+    let mut gt = dom.grants.lock();
+    if let Some(i) = gt.frame_at_gfn(gfn) {
+        gt.set_frame_gfn(i, None);
     }
 }
 
@@ -150,7 +157,7 @@ fn add_to_physmap_batch(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> 
         let res = if space == XENMAPSPACE_GMFN_FOREIGN {
             map_foreign(cx, target, foreign, idx, gpfn)
         } else {
-            match cx.domains.get_mut(target) {
+            match cx.domains.get(target) {
                 Some(dom) => add_one(dom, cx.machine, space, idx, gpfn),
                 None => Err(ret(ESRCH)),
             }
@@ -169,9 +176,13 @@ fn add_to_physmap_batch(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> 
     Outcome::Return(0)
 }
 
-/// The hardware domain maps frame `gfn` of `foreign` at its own `gpfn`.
+/// The hardware domain maps frame `gfn` of `foreign` at its own `gpfn` (the foreign p2m's read
+/// lock and the target's write lock are taken one after the other, never together).
 fn map_foreign(cx: &mut HypercallCtx<'_, '_>, target: u16, foreign: u16, gfn: u64, gpfn: u64) -> Result<(), i64> {
-    let (dom, fdom) = cx.domains.pair_mut(target, foreign).ok_or(ret(ESRCH))?;
+    let (Some(dom), Some(fdom)) = (cx.domains.get(target), cx.domains.get(foreign)) else { return Err(ret(ESRCH)) };
+    if target == foreign {
+        return Err(ret(ESRCH));
+    }
     let pa = gp::own_ram(fdom, gfn, cx.machine.mem).ok_or(ret(EINVAL))?;
     gp::map(dom, cx.machine, gpfn, pa, S2Attr::RAM_RW)
 }
@@ -188,11 +199,15 @@ fn remove_from_physmap(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
     if !may_control(cx, target) {
         return ret(EPERM);
     }
-    let Some(dom) = cx.domains.get_mut(target) else { return ret(ESRCH) };
-    if gp::lookup(dom, r.gpfn, cx.machine.mem).is_none() || dom.p2m.is_none() {
-        return ret(ENOENT);
-    }
-    match gp::unmap(dom, cx.machine, r.gpfn) {
+    let Some(dom) = cx.domains.get(target) else { return ret(ESRCH) };
+    let unmapped = {
+        let mut p2m = dom.p2m.write();
+        if gp::lookup_in(dom, &p2m, r.gpfn, cx.machine.mem).is_none() || p2m.is_none() {
+            return ret(ENOENT);
+        }
+        gp::unmap_in(&mut p2m, cx.machine, r.gpfn)
+    };
+    match unmapped {
         Ok(()) => {
             forget_mapping_at(dom, r.gpfn);
             0
@@ -218,7 +233,7 @@ fn reservation(cx: &mut HypercallCtx<'_, '_>, op: u32, start: u64, arg: u64) -> 
     let mut i = start;
     while i < end {
         let Ok(gpfn) = read_arg::<u64>(cx.mem, r.extent_start.wrapping_add(i.wrapping_mul(8))) else { return done(i) };
-        let Some(dom) = cx.domains.get_mut(target) else { return done(i) };
+        let Some(dom) = cx.domains.get(target) else { return done(i) };
         let ok = match op {
             XENMEM_POPULATE_PHYSMAP => populate(dom, cx.machine, gpfn, pages),
             XENMEM_DECREASE_RESERVATION => decrease(dom, cx.machine, gpfn, pages),
@@ -238,7 +253,7 @@ fn reservation(cx: &mut HypercallCtx<'_, '_>, op: u32, start: u64, arg: u64) -> 
 }
 
 /// Direct-mapped domain: map its own RAM back at gpfn == pfn.
-fn populate(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u64, pages: u64) -> bool {
+fn populate(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u64, pages: u64) -> bool {
     if !dom.direct_mapped || !gpfn.is_multiple_of(pages) {
         return false;
     }
@@ -247,21 +262,24 @@ fn populate(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn
         return false;
     }
     // One stage-2 change for the whole extent (a block where it can be one).
-    let Some(p2m) = dom.p2m.as_mut() else { return false };
+    let mut p2m = dom.p2m.write();
+    let Some(p2m) = p2m.as_mut() else { return false };
     p2m.map(pa, pa, pages * PAGE, S2Attr::RAM_RWX, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
 }
 
 /// Take pages out of the domain's map (the RAM stays the domain's; populate brings it back).
-fn decrease(dom: &mut Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u64, pages: u64) -> bool {
+fn decrease(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u64, pages: u64) -> bool {
     if !gpfn.is_multiple_of(pages) || gpfn.checked_add(pages).and_then(gp::ipa_of).is_none() {
         return false;
     }
+    // Checked and unmapped under one write lock: no other vCPU changes the range in between.
+    let mut p2m = dom.p2m.write();
     for k in 0..pages {
-        if gp::own_ram(dom, gpfn + k, m.mem).is_none() {
+        if gp::lookup_in(dom, &p2m, gpfn + k, m.mem).filter(|pa| dom.owns_ram(*pa, PAGE)).is_none() {
             return false;
         }
     }
-    let Some(p2m) = dom.p2m.as_mut() else { return false };
+    let Some(p2m) = p2m.as_mut() else { return false };
     p2m.unmap(gpfn * PAGE, pages * PAGE, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
 }
 
@@ -291,14 +309,14 @@ mod tests {
         assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GMFN_FOREIGN, 0, gpfn), ret(ENOSYS));
         assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_SHARED_INFO, 0, u64::MAX), ret(EINVAL));
         assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_SHARED_INFO, 0, gpfn), 0);
-        let shinfo = e.dom(0).evtchn.shared_info.unwrap();
+        let shinfo = e.dom(0).with_evtchn(|ev| ev.shared_info).unwrap();
         assert_eq!(gp::lookup(e.dom(0), gpfn, &e.phys), Some(shinfo));
         assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_SHARED_INFO, 0, gpfn + 1), ret(EBUSY));
         e.put(0, &XenRemoveFromPhysmap { domid: DOMID_SELF, gpfn });
         assert_eq!(call(&mut e, 0, u64::from(XENMEM_REMOVE_FROM_PHYSMAP)), 0);
         assert_eq!(call(&mut e, 0, u64::from(XENMEM_REMOVE_FROM_PHYSMAP)), ret(ENOENT));
         assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_SHARED_INFO, 0, gpfn + 1), 0);
-        assert_eq!(e.dom(0).evtchn.shared_info, Some(shinfo), "the same page moves");
+        assert_eq!(e.dom(0).with_evtchn(|ev| ev.shared_info), Some(shinfo), "the same page moves");
     }
 
     #[test]
@@ -307,8 +325,8 @@ mod tests {
         assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GRANT_TABLE, 64, 0x9000), ret(EINVAL));
         assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GRANT_TABLE, 1 << 31, 0x9000), ret(EINVAL));
         assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GRANT_TABLE, 3, 0x9003), 0);
-        assert_eq!(e.dom(0).grants.nr_frames(), 4);
-        assert_eq!(gp::lookup(e.dom(0), 0x9003, &e.phys), e.dom(0).grants.frame(3));
+        assert_eq!(e.dom(0).grants.lock().nr_frames(), 4);
+        assert_eq!(gp::lookup(e.dom(0), 0x9003, &e.phys), e.dom(0).grants.lock().frame(3));
         assert_eq!(atp(&mut e, DOMID_SELF, XENMAPSPACE_GRANT_TABLE, 3, 0x9004), ret(EBUSY));
     }
 

@@ -36,7 +36,7 @@ pub trait GuestMemory {
 /// (the guest-abi structs are `#[repr(C)]` integers only).
 /// The host's RAM banks (from the DT at boot), for the answers that depend on whether a host
 /// address is RAM at all (grant cache_flush). Unset means "no RAM known".
-static HOST_RAM: spin::Once<alloc::vec::Vec<(u64, u64)>> = spin::Once::new();
+static HOST_RAM: crate::sync::Once<alloc::vec::Vec<(u64, u64)>> = crate::sync::Once::new();
 
 /// Record the host RAM banks (once, at boot).
 pub fn set_host_ram(banks: &[(u64, u64)]) {
@@ -64,11 +64,13 @@ pub fn write_arg<T: Copy>(mem: &mut dyn GuestMemory, gva: u64, v: &T) -> Result<
     mem.copy_to_guest(gva, bytes).map_err(|_| ret(EFAULT))
 }
 
-/// Everything a hypercall handler may touch: every domain, which one is calling, the caller's
-/// guest-virtual memory, and the machine services for stage-2 changes.
+/// Everything a hypercall handler may touch: every domain (each behind its own locks), which
+/// one is calling and on which of its vCPUs, the caller's guest-virtual memory, and the
+/// machine services for stage-2 changes.
 pub struct HypercallCtx<'a, 'm> {
-    pub domains: &'a mut Domains,
+    pub domains: &'a Domains,
     pub caller: DomId,
+    pub vcpu: u32,
     pub mem: &'a mut dyn GuestMemory,
     pub machine: &'a mut Machine<'m>,
 }
@@ -88,8 +90,8 @@ pub enum Outcome {
 /// to be continued (see [`Outcome::Continue`]).
 pub fn dispatch_step(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5]) -> Outcome {
     if number == nr::HYPERVISOR_XEN_VERSION {
-        // The null hypercall: first, and with one domain lookup.
-        return Outcome::Return(match cx.domains.get_mut(cx.caller) {
+        // The null hypercall: first, with one domain lookup and no lock.
+        return Outcome::Return(match cx.domains.get(cx.caller) {
             Some(dom) => version::xen_version(dom, cx.mem, args[0], args[1]),
             None => ret(ESRCH),
         });
@@ -109,7 +111,7 @@ pub fn dispatch_step(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5])
         nr::HYPERVISOR_SCHED_OP => return Outcome::Return(sched::sched_op_cx(cx, args[0], args[1])),
         _ => {}
     }
-    let Some(dom) = cx.domains.get_mut(cx.caller) else { return Outcome::Return(ret(ESRCH)) };
+    let Some(dom) = cx.domains.get(cx.caller) else { return Outcome::Return(ret(ESRCH)) };
     let mem = &mut *cx.mem;
     Outcome::Return(match number {
         nr::HYPERVISOR_CONSOLE_IO => console_io::console_io(dom, mem, args[0], args[1], args[2]),
@@ -180,14 +182,14 @@ pub mod testmem {
     /// Run `f` with a context whose caller is dom0 (`dom0()`), the given guest memory, and a
     /// machine over a small test physical memory.
     pub fn with_dom0<R>(mem: &mut FlatMemory, f: impl FnOnce(&mut HypercallCtx<'_, '_>) -> R) -> R {
-        let mut domains = Domains::new();
+        let domains = Domains::new();
         let _ = domains.insert(dom0());
         let phys = crate::mm::testmem::TestMem::new(0x8000_0000, 1 << 20);
         let mut frames = crate::mm::RegionAllocator::new();
         let _ = frames.add(0x8000_0000, 1 << 20);
         let mut tlb = phys.tlb();
         let mut machine = Machine { mem: &phys, frames: &mut frames, tlb: &mut tlb };
-        let mut cx = HypercallCtx { domains: &mut domains, caller: 0, mem, machine: &mut machine };
+        let mut cx = HypercallCtx { domains: &domains, caller: 0, vcpu: 0, mem, machine: &mut machine };
         f(&mut cx)
     }
 }

@@ -39,7 +39,7 @@ pub fn multicall(cx: &mut HypercallCtx<'_, '_>, list: u64, nr: u64) -> Outcome {
             return Outcome::Return(r);
         }
         // A call that stopped the domain ends the batch.
-        if cx.domains.get(cx.caller).is_some_and(|d| d.shutdown.is_some()) {
+        if cx.domains.get(cx.caller).is_some_and(|d| d.shutdown().is_some()) {
             return Outcome::Return(0);
         }
     }

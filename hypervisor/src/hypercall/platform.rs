@@ -45,7 +45,7 @@ pub fn platform_op(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
 fn set_wallclock(cx: &mut HypercallCtx<'_, '_>, secs: u64, nsecs: u32) {
     let mem = cx.machine.mem;
     for d in cx.domains.iter() {
-        let Some(sh) = d.evtchn.shared_info else { continue };
+        let Some(sh) = d.with_evtchn(|ev| ev.shared_info) else { continue };
         let v = mem.read_u32(sh + WC_VERSION).unwrap_or(0);
         let _ = mem.write_u32(sh + WC_VERSION, v.wrapping_add(1) | 1);
         let _ = mem.write_u32(sh + WC_VERSION + 4, secs as u32);
@@ -60,10 +60,10 @@ pub fn vm_assist(cx: &mut HypercallCtx<'_, '_>, cmd: u64, kind: u64) -> i64 {
     if kind >= 64 || VALID_ASSISTS & (1 << kind) == 0 {
         return ret(EINVAL);
     }
-    let Some(d) = cx.domains.get_mut(cx.caller) else { return ret(EINVAL) };
+    let Some(d) = cx.domains.get(cx.caller) else { return ret(EINVAL) };
     match cmd {
-        VMASST_CMD_ENABLE => d.vm_assist |= 1 << kind,
-        VMASST_CMD_DISABLE => d.vm_assist &= !(1 << kind),
+        VMASST_CMD_ENABLE => d.set_vm_assist(kind, true),
+        VMASST_CMD_DISABLE => d.set_vm_assist(kind, false),
         _ => return ret(ENOSYS),
     }
     0
@@ -85,9 +85,9 @@ mod tests {
     #[test]
     fn settime_for_dom0_only() {
         let mut e = Env::new();
-        e.call(0, |cx| super::super::guest_phys::shared_info(cx.domains.get_mut(0).unwrap(), cx.machine).unwrap());
+        e.call(0, |cx| cx.domains.get(0).unwrap().with_evtchn(|ev| super::super::guest_phys::shared_info(ev, cx.machine).unwrap()));
         assert_eq!(settime(&mut e, 0, XENPF_INTERFACE_VERSION, 0), 0);
-        let sh = e.dom(0).evtchn.shared_info.unwrap();
+        let sh = e.dom(0).with_evtchn(|ev| ev.shared_info).unwrap();
         assert_eq!(e.phys.read_u32(sh + WC_VERSION + 4).unwrap(), 0x2345_6789);
         assert_eq!(e.phys.read_u32(sh + WC_VERSION + 12).unwrap(), 1);
         assert_eq!(e.phys.read_u32(sh + WC_VERSION).unwrap() % 2, 0);
@@ -103,7 +103,7 @@ mod tests {
     fn vm_assist_knows_one_type() {
         let mut e = Env::new();
         assert_eq!(e.call(0, |cx| vm_assist(cx, 0, 5)), 0);
-        assert_eq!(e.dom(0).vm_assist, 1 << 5);
+        assert_eq!(e.dom(0).vm_assist(), 1 << 5);
         assert_eq!(e.call(0, |cx| vm_assist(cx, 1, 5)), 0);
         assert_eq!(e.call(0, |cx| vm_assist(cx, 0, 31)), ret(EINVAL));
         assert_eq!(e.call(0, |cx| vm_assist(cx, 0, u64::MAX)), ret(EINVAL));

@@ -20,26 +20,26 @@ pub fn sched_op_cx(cx: &mut super::HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> 
                 Err(e) => return e,
             };
             let privileged = cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware);
-            let Some(target) = cx.domains.get_mut(r.domain_id) else { return ret(ESRCH) };
+            let Some(target) = cx.domains.get(r.domain_id) else { return ret(ESRCH) };
             if !privileged {
                 return ret(EPERM);
             }
             match ShutdownReason::from_code(r.reason) {
                 Some(reason) => {
-                    target.shutdown = Some(reason);
+                    target.set_shutdown(reason);
                     0
                 }
                 None => ret(EINVAL),
             }
         }
-        _ => match cx.domains.get_mut(cx.caller) {
+        _ => match cx.domains.get(cx.caller) {
             Some(dom) => sched_op(dom, cx.mem, cmd, arg),
             None => ret(ESRCH),
         },
     }
 }
 
-pub fn sched_op(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64) -> i64 {
+pub fn sched_op(dom: &Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64) -> i64 {
     match cmd as u32 {
         SCHEDOP_YIELD => 0,
         SCHEDOP_SHUTDOWN => {
@@ -49,7 +49,7 @@ pub fn sched_op(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64)
             };
             match ShutdownReason::from_code(s.reason) {
                 Some(r) => {
-                    dom.shutdown = Some(r);
+                    dom.set_shutdown(r);
                     0
                 }
                 None => ret(EINVAL),
@@ -71,7 +71,7 @@ mod tests {
         let mut m = FlatMemory::new(0x1000, 0x1000);
         assert_eq!(sched_op(&mut d, &mut m, 0, 0), 0);
         assert_eq!(sched_op(&mut d, &mut m, 99, 0), ret(ENOSYS));
-        assert_eq!(d.shutdown, None);
+        assert_eq!(d.shutdown(), None);
     }
 
     #[test]
@@ -79,10 +79,10 @@ mod tests {
         let mut d = dom0();
         let mut m = FlatMemory::new(0x1000, 0x1000);
         assert_eq!(sched_op(&mut d, &mut m, 2, 0x9999_0000), ret(EFAULT));
-        assert_eq!(d.shutdown, None);
+        assert_eq!(d.shutdown(), None);
         m.bytes[0] = 1;
         assert_eq!(sched_op(&mut d, &mut m, 2, 0x1000), 0);
-        assert_eq!(d.shutdown, Some(ShutdownReason::Reboot));
+        assert_eq!(d.shutdown(), Some(ShutdownReason::Reboot));
     }
 
     #[test]
@@ -100,7 +100,7 @@ mod tests {
         assert_eq!(call(&mut e, 1, SCHEDOP_REMOTE_SHUTDOWN), ret(EPERM));
         e.put(0, &SchedRemoteShutdown { domain_id: 1, reason: 3 });
         assert_eq!(call(&mut e, 0, SCHEDOP_REMOTE_SHUTDOWN), 0);
-        assert_eq!(e.dom(1).shutdown, Some(ShutdownReason::Crash));
+        assert_eq!(e.dom(1).shutdown(), Some(ShutdownReason::Crash));
         assert_eq!(call(&mut e, 0, SCHEDOP_YIELD), 0);
     }
 }

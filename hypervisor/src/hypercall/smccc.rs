@@ -54,7 +54,7 @@ fn neg(v: i64) -> u64 {
 }
 
 /// Handle one SMCCC call; `args` are x1..x7. Returns x0..x3.
-pub fn handle(dom: &mut Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
+pub fn handle(dom: &Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
     let fid = x0 as u32;
     let one = |v: u64| [v, args[0], args[1], args[2]];
     match fid {
@@ -67,11 +67,11 @@ pub fn handle(dom: &mut Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
         PSCI_FEATURES => one(neg(psci_features(args[0] as u32))),
         PSCI_MIGRATE_INFO_TYPE => one(MIGRATE_NOT_REQUIRED),
         PSCI_SYSTEM_OFF => {
-            dom.shutdown = Some(ShutdownReason::PowerOff);
+            dom.set_shutdown(ShutdownReason::PowerOff);
             one(0)
         }
         PSCI_SYSTEM_RESET => {
-            dom.shutdown = Some(ShutdownReason::Reboot);
+            dom.set_shutdown(ShutdownReason::Reboot);
             one(0)
         }
         PSCI_CPU_ON_32 | PSCI_CPU_ON_64 => {
@@ -148,9 +148,9 @@ mod tests {
         assert_eq!(f(&mut d, 0x1234), -1);
         let wa = handle(&mut d, u64::from(SMCCC_ARCH_FEATURES), [u64::from(SMCCC_ARCH_WORKAROUND_1), 0, 0, 0, 0, 0, 0]);
         assert_eq!(wa[0] as i64, -1, "a workaround not in force is never reported as not required");
-        assert_eq!(d.shutdown, None);
+        assert_eq!(d.shutdown(), None);
         handle(&mut d, u64::from(PSCI_SYSTEM_OFF), [0; 7]);
-        assert_eq!(d.shutdown, Some(ShutdownReason::PowerOff));
+        assert_eq!(d.shutdown(), Some(ShutdownReason::PowerOff));
     }
 
     /// A firmware that implements the workarounds (emulated): what guests are told and what

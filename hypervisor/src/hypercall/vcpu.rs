@@ -31,32 +31,42 @@ fn register_vcpu_info(cx: &mut HypercallCtx<'_, '_>, vcpu: u32, arg: u64) -> Res
     if u64::from(info.offset) > 4096 - VCPU_INFO_SIZE {
         return Err(ret(ENXIO));
     }
-    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
-    let Some(slot) = d.evtchn.vcpu_info.get(vcpu as usize) else { return Err(ret(EINVAL)) };
-    if slot.is_some() {
-        return Err(ret(EINVAL)); // Xen 4.17: once registered, always registered
-    }
-    let page = gp::own_ram(d, info.mfn, cx.machine.mem).ok_or(ret(EINVAL))?;
-    let new = page + u64::from(info.offset);
-    // Carry the current state over (vCPU 0's lives in shared_info until then; the others
-    // have none), then mark everything pending so nothing is lost (as Xen).
-    let shinfo = gp::shared_info(d, cx.machine)?;
-    let mut cur = [0u8; VCPU_INFO_SIZE as usize];
-    if vcpu == 0 {
-        cx.machine.mem.read(shinfo, &mut cur).map_err(|_| ret(EINVAL))?;
-    }
-    cur[0] |= 1; // evtchn_upcall_pending: bit 0 set (Xen's test_and_set_bit), the rest kept
-    cur[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // evtchn_pending_sel
-    cx.machine.mem.write(new, &cur).map_err(|_| ret(EINVAL))?;
-    d.evtchn.set_vcpu_info(vcpu, new);
-    Ok(())
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    // The page is the domain's own RAM for good (its p2m may change, its RAM does not): looked
+    // up before the event-channel lock is taken.
+    let page = gp::own_ram(d, info.mfn, cx.machine.mem);
+    let m = &mut *cx.machine;
+    d.with_evtchn(|ev| {
+        let Some(slot) = ev.vcpu_info.get(vcpu as usize) else { return Err(ret(EINVAL)) };
+        if slot.is_some() {
+            return Err(ret(EINVAL)); // Xen 4.17: once registered, always registered
+        }
+        let new = page.ok_or(ret(EINVAL))? + u64::from(info.offset);
+        // Carry the current state over (vCPU 0's lives in shared_info until then; the others
+        // have none), then mark everything pending so nothing is lost (as Xen).
+        let shinfo = gp::shared_info(ev, m)?;
+        let mut cur = [0u8; VCPU_INFO_SIZE as usize];
+        if vcpu == 0 {
+            m.mem.read(shinfo, &mut cur).map_err(|_| ret(EINVAL))?;
+        }
+        cur[0] |= 1; // evtchn_upcall_pending: bit 0 set (Xen's test_and_set_bit), the rest kept
+        cur[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // evtchn_pending_sel
+        m.mem.write(new, &cur).map_err(|_| ret(EINVAL))?;
+        ev.set_vcpu_info(vcpu, new);
+        Ok(())
+    })
 }
 
 fn register_runstate(cx: &mut HypercallCtx<'_, '_>, vcpu: u32, arg: u64) -> Result<(), i64> {
     let area: VcpuRegisterRunstateMemoryArea = read_arg(cx.mem, arg)?;
-    let d = cx.domains.get_mut(cx.caller).ok_or(ret(ESRCH))?;
-    let Some(slot) = d.evtchn.runstate_gva.get_mut(vcpu as usize) else { return Err(ret(EINVAL)) };
-    *slot = (area.addr != 0).then_some(area.addr);
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    d.with_evtchn(|ev| match ev.runstate_gva.get_mut(vcpu as usize) {
+        Some(slot) => {
+            *slot = (area.addr != 0).then_some(area.addr);
+            Ok(())
+        }
+        None => Err(ret(EINVAL)),
+    })?;
     if area.addr != 0 {
         // Every vCPU that is up is running (one per physical CPU; vCPUs not started yet are
         // written as running too, which is what they are once up); a guest that gave a bad
@@ -91,7 +101,7 @@ mod tests {
         e.put(0, &VcpuRegisterVcpuInfo { mfn: gfn, offset: 64, rsvd: 0 });
         assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 0, ARGS), 0);
         let pa = (gfn << 12) + 64;
-        assert_eq!(e.dom(0).evtchn.vcpu_info[0], Some(pa));
+        assert_eq!(e.dom(0).with_evtchn(|ev| ev.vcpu_info[0]), Some(pa));
         assert_eq!(e.phys.read_u64(pa + 8).unwrap(), u64::MAX);
         assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 0, ARGS), ret(EINVAL));
     }
@@ -107,13 +117,13 @@ mod tests {
         assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 1, ARGS), 0);
         assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 1, ARGS), ret(EINVAL), "once");
         let pa = (gfn << 12) + 128;
-        assert_eq!(e.dom(0).evtchn.vcpu_info, [None, Some(pa), None, None]);
-        assert_eq!(e.dom(0).evtchn.upcall_pending, 1 << 1);
+        assert_eq!(e.dom(0).with_evtchn(|ev| ev.vcpu_info), [None, Some(pa), None, None]);
+        assert_eq!(e.dom(0).take_upcalls(), 1 << 1);
         e.put(0, &VcpuRegisterVcpuInfo { mfn: gfn, offset: 64, rsvd: 0 });
         assert_eq!(op(&mut e, VCPUOP_REGISTER_VCPU_INFO, 0, ARGS), 0, "vCPU 0 still may");
         e.put(0, &VcpuRegisterRunstateMemoryArea { addr: ARGS + 0x100 });
         assert_eq!(op(&mut e, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 1, ARGS), 0);
-        assert_eq!(e.dom(0).evtchn.runstate_gva, [None, Some(ARGS + 0x100), None, None]);
+        assert_eq!(e.dom(0).with_evtchn(|ev| ev.runstate_gva), [None, Some(ARGS + 0x100), None, None]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::{read_arg, write_arg, GuestMemory};
 use crate::domain::Domain;
 use alloc::string::String;
 use guest_abi::errno::{ret, EFAULT, EINVAL, ENOSYS, EPERM};
-use spin::Once;
+use crate::sync::Once;
 use guest_abi::features::*;
 use guest_abi::version::*;
 
@@ -35,7 +35,7 @@ pub fn features(dom: &Domain) -> u32 {
 /// Inline for the commands that only return a number (XENVER_version is the null hypercall
 /// guests and benchmarks use); the others build buffers in [`xen_version_buffers`].
 #[inline]
-pub fn xen_version(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64) -> i64 {
+pub fn xen_version(dom: &Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64) -> i64 {
     // `cmd` is a C int in Xen: the upper half of x0 is ignored.
     match cmd as u32 {
         XENVER_VERSION => i64::from((XEN_MAJOR << 16) | XEN_MINOR),
@@ -45,7 +45,7 @@ pub fn xen_version(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u
 }
 
 #[inline(never)]
-fn xen_version_buffers(dom: &mut Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64) -> i64 {
+fn xen_version_buffers(dom: &Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64) -> i64 {
     let cmd = cmd as u32;
     match cmd {
         XENVER_VERSION => i64::from((XEN_MAJOR << 16) | XEN_MINOR),

@@ -641,6 +641,10 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
         end: u64,
         op: Op,
     ) -> Result<usize, P2mError> {
+        if level == 3 && table.is_none() {
+            // A new level-3 table holds pages, never more tables (inputs are page aligned).
+            return Ok(0);
+        }
         let size = entry_size(level);
         let (first, last) = index_span(level, tbase, start, end);
         let mut n = 0usize;
@@ -727,10 +731,16 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
                 self.replace(slot, old, table_desc(t), level, ebase, false)?;
                 (t, table_desc(t))
             } else {
-                if let Op::Unmap = op {
+                let Op::Map { ipa, pa, attr } = op else { continue };
+                let t = self.new_table()?;
+                if level == 2 && s == ebase && e == ebase + size {
+                    // A whole block's worth of pages into an empty slot (page-granular tables):
+                    // the table is written in one go before it is linked, not page by page.
+                    self.fill_split(t, leaf_desc(2, pa + (ebase - ipa), attr), 3)?;
+                    self.tlb.sync();
+                    self.write_valid(slot, table_desc(t))?;
                     continue;
                 }
-                let t = self.new_table()?;
                 // Order the zeroing before the link.
                 self.tlb.sync();
                 self.write_valid(slot, table_desc(t))?;
@@ -1384,5 +1394,6 @@ impl<M: PhysMem + ?Sized> Iterator for Leaves<'_, M> {
     }
 }
 
-#[cfg(test)]
+// Property tests (proptest), not built for the loom model checks.
+#[cfg(all(test, not(loom)))]
 mod tests;

@@ -255,6 +255,29 @@ impl RegionAllocator {
         Ok(())
     }
 
+    /// Give back a reservation: `[base, base + size)` (rounded outward to pages) is no longer
+    /// reserved, and the RAM in it becomes free. For memory that was only needed during boot
+    /// (the boot modules once the guests are built). The caller must not release a range
+    /// another reservation overlaps (reservations are kept as one set).
+    pub fn unreserve(&mut self, base: u64, size: u64) -> Result<(), RegionError> {
+        let s = span(base, size)?;
+        let start = align_down(s.start, PAGE_SIZE);
+        let end = align_up(s.end, PAGE_SIZE).ok_or(RegionError::BadRange { base, size })?;
+        let s = Span { start, end };
+        let mut reserved = self.reserved.clone();
+        let mut free = self.free.clone();
+        reserved.subtract(s)?;
+        for r in self.ram.iter() {
+            let part = Span { start: r.start.max(s.start), end: r.end.min(s.end) };
+            if part.start < part.end {
+                free.union(part)?;
+            }
+        }
+        self.reserved = reserved;
+        self.free = free;
+        Ok(())
+    }
+
     /// Allocate `size` bytes (rounded up to pages) aligned to `align` (a power of two; at
     /// least 4 KiB is used) from the lowest free address that fits.
     pub fn alloc(&mut self, size: u64, align: u64) -> Option<u64> {
@@ -345,7 +368,8 @@ impl FrameAlloc for RegionAllocator {
     }
 }
 
-#[cfg(test)]
+// Property tests (proptest), not built for the loom model checks.
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -355,6 +379,23 @@ mod tests {
 
     fn ranges(a: &RegionAllocator) -> Vec<(u64, u64)> {
         a.free_ranges().collect()
+    }
+
+    #[test]
+    fn unreserve_frees_the_ram_of_a_released_reservation() {
+        let mut a = RegionAllocator::new();
+        a.add(0x4000_0000, 0x100_0000).unwrap();
+        a.reserve(0x4080_0000, 0x20_0000).unwrap();
+        a.reserve(0x4ff_f000, 0x2000).unwrap(); // not RAM: stays out of the free set
+        let before = a.total_free();
+        assert!(!a.is_free(0x4080_0000, 0x1000));
+        a.unreserve(0x4080_0000, 0x20_0000).unwrap();
+        assert_eq!(a.total_free(), before + 0x20_0000);
+        assert!(a.is_free(0x4080_0000, 0x20_0000));
+        // RAM added later is no longer carved there either; non-RAM never becomes free.
+        a.unreserve(0x4ff_f000, 0x2000).unwrap();
+        assert!(!a.is_free(0x4ff_f000, 0x1000));
+        assert_eq!(a.alloc(0x20_0000, 0x20_0000), Some(0x4000_0000));
     }
 
     #[test]

@@ -330,7 +330,8 @@ pub fn bench_against_xen(images: &Images) -> Result<()> {
         println!("  {key:<28} {:>12} {:>12} {ratio:>8}", f(a), f(b));
     }
     println!("  (target: xenith at most half of Xen's, ratio <= 0.5)");
-    crate::linux::bench_against_xen(images.hypervisor.clone(), fixtures::xen_4_17()?)
+    crate::linux::bench_against_xen(images.hypervisor.clone(), fixtures::xen_4_17()?)?;
+    crate::overhead::bench(images.hypervisor.clone(), fixtures::xen_4_17()?)
 }
 
 /// `cargo xtask conformance [--against xen [--vulnerabilities]] [--cpu MODEL]`.

@@ -15,8 +15,9 @@ pub const DOM0_ARGS: &str = "console=hvc0 earlycon=xenboot rdinit=/init";
 
 /// Modules the kernel package builds as modules that /init loads: Xen's devices (so /dev/xen
 /// has evtchn, gntdev and privcmd) and virtio-rng (/dev/hwrng, when QEMU has a
-/// virtio-rng-pci device: DMA behind the SMMU and a passed-through INTx interrupt).
-const MODULES: &[&str] = &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "virtio_pci", "virtio-rng"];
+/// virtio-rng-pci device: DMA behind the SMMU and a passed-through INTx interrupt), and
+/// virtio-blk (/dev/vda, the stress suite's DMA disk).
+const MODULES: &[&str] = &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "virtio_pci", "virtio-rng", "virtio_blk"];
 
 /// Paths of the kernel and initramfs to boot.
 pub struct Dom0Linux {
@@ -43,26 +44,42 @@ pub fn fixtures() -> Result<Dom0Linux> {
     let out = env::cache_dir().join("linux");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let initrd = out.join(format!("initramfs-{version}.cpio"));
-    let fuzz = match fuzzer(&out) {
+    let fuzz = match user_program(&out, "tools/xtask/fuzz/privcmd_fuzz.rs", "privcmd_fuzz") {
         Ok(b) => Some(b),
         Err(e) => {
             eprintln!("xtask: privcmd fuzzer not built ({e}): `xenith-fuzz` will report FUZZ-FAILED");
             None
         }
     };
-    std::fs::write(&initrd, initramfs(&busybox, &modules, fuzz.as_deref())).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    let stress = match user_program(&out, "tools/xtask/stress/stress.rs", "stress") {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("xtask: stress suite not built ({e}): `xenith-stress=` will report STRESS-FAILED");
+            None
+        }
+    };
+    let cntvct = match user_program(&out, "tools/xtask/fuzz/cntvct.rs", "cntvct") {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("xtask: counter reader not built ({e}): the boot-overhead bench will find no CNTVCT line");
+            None
+        }
+    };
+    let programs = Programs { fuzzer: fuzz.as_deref(), stress: stress.as_deref(), cntvct: cntvct.as_deref() };
+    std::fs::write(&initrd, initramfs(&busybox, &modules, &programs)).map_err(|e| format!("{}: {e}", initrd.display()))?;
     Ok(Dom0Linux { kernel, initrd })
 }
 
 /// Printed by /init after the privcmd fuzzer ran its calls (`xenith-fuzz` on dom0's command line).
 pub const FUZZ_DONE: &str = "FUZZ-DONE calls=100000";
 
-/// Build tools/xtask/fuzz/privcmd_fuzz.rs (no_std, raw Linux syscalls) with rustc alone into a
-/// static aarch64 ELF: no C toolchain or Linux Rust target is needed, only aarch64-unknown-none
-/// and its rust-lld. Returns the stripped executable's bytes.
-fn fuzzer(out: &Path) -> Result<Vec<u8>> {
-    let src = env::root().join("tools/xtask/fuzz/privcmd_fuzz.rs");
-    let exe = out.join("privcmd_fuzz");
+/// Build a dom0 userspace program (`src`, relative to the repository: no_std, raw Linux
+/// syscalls, e.g. tools/xtask/fuzz/privcmd_fuzz.rs) with rustc alone into a static aarch64
+/// ELF: no C toolchain or Linux Rust target is needed, only aarch64-unknown-none and its
+/// rust-lld. Returns the stripped executable's bytes.
+fn user_program(out: &Path, src: &str, name: &str) -> Result<Vec<u8>> {
+    let src = env::root().join(src);
+    let exe = out.join(name);
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let st = std::process::Command::new(rustc)
         .current_dir(env::root())
@@ -164,6 +181,7 @@ fn modinfo(module: &[u8], key: &str) -> String {
 fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     let mut s = String::from(
         "#!/bin/busybox sh\n\
+         [ -x /bin/cntvct ] && /bin/cntvct\n\
          /bin/busybox --install -s /bin\n\
          mount -t proc proc /proc\n\
          mount -t sysfs sysfs /sys\n\
@@ -175,6 +193,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     s.push_str(&format!(
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
+         if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
          echo {MARKER}\n\
          for f in /sys/devices/system/cpu/vulnerabilities/*; do echo \"vuln: ${{f##*/}}: $(cat $f)\"; done\n\
          if grep -q xenith-crash /proc/cmdline; then echo \"crash: triggering a kernel crash (sysrq c)\"; echo c > /proc/sysrq-trigger; fi\n\
@@ -188,8 +207,19 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     s
 }
 
-/// The initramfs: busybox, /init, device node for the console, Xen modules.
-pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], fuzzer: Option<&[u8]>) -> Vec<u8> {
+/// The dom0 userspace programs built here (absent when they could not be built).
+#[derive(Default)]
+pub struct Programs<'a> {
+    /// /bin/privcmd_fuzz (`xenith-fuzz`).
+    pub fuzzer: Option<&'a [u8]>,
+    /// /bin/stress (`xenith-stress=SECS`).
+    pub stress: Option<&'a [u8]>,
+    /// /bin/cntvct, /init's first command (the boot-overhead bench reads its line).
+    pub cntvct: Option<&'a [u8]>,
+}
+
+/// The initramfs: busybox, /init, device node for the console, Xen modules, our programs.
+pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], programs: &Programs) -> Vec<u8> {
     let mut c = Cpio::default();
     for d in ["bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "sbin", "usr", "usr/bin", "usr/sbin"] {
         c.dir(d);
@@ -201,8 +231,14 @@ pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], fuzzer: Option<&
     for (name, bytes) in modules {
         c.file(&format!("lib/modules/{name}"), 0o644, bytes);
     }
-    if let Some(f) = fuzzer {
+    if let Some(f) = programs.fuzzer {
         c.file("bin/privcmd_fuzz", 0o755, f);
+    }
+    if let Some(f) = programs.stress {
+        c.file("bin/stress", 0o755, f);
+    }
+    if let Some(f) = programs.cntvct {
+        c.file("bin/cntvct", 0o755, f);
     }
     c.file("init", 0o755, init_script(modules).as_bytes());
     c.finish()
@@ -455,16 +491,18 @@ mod tests {
     }
 
     #[test]
-    fn fuzzer_is_a_static_aarch64_executable() {
+    fn user_programs_are_static_aarch64_executables() {
         let dir = std::env::temp_dir().join(format!("xenith-fuzz-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let elf = fuzzer(&dir).unwrap();
+        for (src, name) in [("tools/xtask/fuzz/privcmd_fuzz.rs", "privcmd_fuzz"), ("tools/xtask/stress/stress.rs", "stress"), ("tools/xtask/fuzz/cntvct.rs", "cntvct")] {
+            let elf = user_program(&dir, src, name).unwrap();
+            assert_eq!(&elf[..5], b"\x7fELF\x02", "{name}");
+            assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), 2, "{name}: ET_EXEC");
+            assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 0xb7, "{name}: EM_AARCH64");
+            // No PT_INTERP: static.
+            assert!(!elf.windows(3).any(|w| w == b"ld-"), "{name}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(&elf[..5], b"\x7fELF\x02");
-        assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), 2, "ET_EXEC");
-        assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 0xb7, "EM_AARCH64");
-        // No PT_INTERP: static.
-        assert!(!elf.windows(3).any(|w| w == b"ld-"));
     }
 
     #[test]
@@ -516,7 +554,7 @@ pub fn systest_enabled() -> bool {
 }
 
 /// Xen 4.17's command line for the Linux comparison (the reference setup's, scrubbing off).
-const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0";
+pub const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0";
 
 /// One timed boot of Linux dom0: seconds from QEMU's start to the /init marker, the whole
 /// output, and (with `trace`) the number of exceptions QEMU's `-d int` log shows taken into

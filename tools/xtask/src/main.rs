@@ -7,7 +7,9 @@ mod env;
 mod fixtures;
 mod health;
 mod linux;
+mod overhead;
 mod qemu;
+mod stress;
 mod systest;
 mod vulnerabilities;
 
@@ -40,6 +42,17 @@ cargo xtask <command>
                      /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says)
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
       --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
+      --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
+  stress [options]   SMP dom0 stress suite: Debian's Linux as dom0 runs grant, balloon, evtchn, privcmd,
+                     memory and virtio-blk DMA workloads on every vCPU at once; per-workload ops,
+                     errors, integrity and dom0's health per boot; PASS/FAIL (non-zero exit on FAIL)
+      --against xen      also run it on Debian's Xen 4.17 (its disk without the SMMU), side by side
+      --xen-only         only on Xen 4.17 (checks the suite itself)
+      --vcpus N          QEMU CPUs = dom0 vCPUs (default 4)
+      --secs S           seconds of load per boot (default 60; guest seconds with --icount)
+      --boots K          boots per hypervisor (default 1)
+      --icount           -icount shift=0,sleep=off: ops per guest second compare instructions
+      --only W,W         only these workloads (grant,balloon,evtchn,privcmd,memory,dma)
   fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
 ";
 
@@ -53,6 +66,9 @@ fn main() {
         Some("bench") if args.get(1).map(String::as_str) == Some("--against") => {
             setup().and_then(|_| build::all()).and_then(|i| conformance::bench_against_xen(&i))
         }
+        Some("bench") if args.get(1).map(String::as_str) == Some("--boot-overhead") => setup()
+            .and_then(|_| build::all())
+            .and_then(|i| overhead::bench(i.hypervisor.clone(), fixtures::xen_4_17()?)),
         Some("bench") => bench(),
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
         Some("systest") => setup()
@@ -61,6 +77,7 @@ fn main() {
             .and_then(|i| systest::run_matching(&i, args.get(1).map(String::as_str)))
             .map(|_| ()),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
+        Some("stress") => setup().and_then(|_| stress::main(&args[1..])),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -197,11 +214,26 @@ fn test() -> Result<()> {
     Ok(())
 }
 
-/// `cargo test` over the host crates, its output passed through; the number of tests that passed.
+/// `cargo test` over the host crates, then the hypervisor's `loom` model checks (its own build
+/// with `--cfg loom`, in a target directory of its own so the normal build is not redone),
+/// output passed through; the number of tests that passed.
 fn host_tests(root: &std::path::Path) -> Result<u64> {
+    let mut plain = Command::new("cargo");
+    plain.args(["test", "--workspace", "--exclude", "test-guest"]);
+    let mut loom = Command::new("cargo");
+    loom.args(["test", "-p", "xenith-hypervisor", "--lib", "--release", "loom"])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", root.join("target").join("loom"));
+    let mut passed = run_tests(plain, root)?;
+    eprintln!("xtask: loom model checks");
+    passed += run_tests(loom, root)?;
+    Ok(passed)
+}
+
+/// Run one `cargo test` command, passing its output through; the number of tests that passed.
+fn run_tests(mut cmd: Command, root: &std::path::Path) -> Result<u64> {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new("cargo")
-        .args(["test", "--workspace", "--exclude", "test-guest"])
+    let mut child = cmd
         .current_dir(root)
         .stdout(std::process::Stdio::piped())
         .spawn()

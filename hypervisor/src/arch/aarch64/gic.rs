@@ -20,7 +20,7 @@ use alloc::vec::Vec;
 use alloc::sync::Arc;
 use super::smp::MAX_CPUS;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use spin::{Mutex, Once};
+use crate::sync::{Once, SpinMutex as Mutex};
 
 /// INTIDs from 1020 up are special (1023: nothing pending).
 const SPECIAL_INTID: u32 = 1020;
@@ -509,16 +509,16 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
 /// Deliver `dom`'s event-channel upcalls: for each vCPU whose vcpu_info.evtchn_upcall_pending
 /// an event set (bit n of `evtchn.upcall_pending`, the event-channel code's hook), pend the
 /// domain's callback PPI on that vCPU, as Xen injects it. A PPI already pending absorbs it.
-pub fn deliver_event_upcall(dom: &mut Domain) {
-    // Every hypercall ends here: only the set bits are visited (usually none).
-    let mut pending = core::mem::take(&mut dom.evtchn.upcall_pending);
+pub fn deliver_event_upcall(dom: &Domain) {
+    // Only the set bits are visited (usually none).
+    let mut pending = dom.take_upcalls();
     if !dom.is_hardware {
         return; // no vGIC for domUs yet: they poll vcpu_info.evtchn_upcall_pending
     }
     while pending != 0 {
         let vcpu = pending.trailing_zeros() as usize;
         pending &= pending - 1;
-        inject_edge(vcpu, dom.evtchn.callback_ppi);
+        inject_edge(vcpu, dom.callback_ppi);
     }
 }
 

@@ -55,41 +55,28 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
         iommu::report_events();
     }
     let current: DomId = smp::current_domain();
-    let mut domains = DOMAINS.lock();
-    if let Some(dom) = domains.get_mut(current) {
-        // Which vCPU calls: the one pinned to this CPU (smp.rs).
-        dom.current_vcpu = smp::current_vcpu();
-    }
     let mut mem = CurrentGuestMemory;
-    let mut frames = LazyFrames::default();
+    let mut frames = LazyFrames;
     // p2m changes reach the SMMUs sharing the tables.
     let mut tlb = iommu::SystemTlb::default();
     let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
-    let mut cx = HypercallCtx { domains: &mut domains, caller: current, mem: &mut mem, machine: &mut machine };
+    // No lock here: the domain table is read without one, and each handler takes the locks of
+    // what it changes (xen_version takes none).
+    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: smp::current_vcpu(), mem: &mut mem, machine: &mut machine };
     let outcome = hypercall::dispatch_step(&mut cx, nr, args);
-    drop(frames);
     drop(tlb);
     // An event the hypercall raised reaches dom0 as its event-channel PPI (gic.rs), whichever
     // domain raised it (an interdomain send, a domU's shutdown). domUs have no vGIC: they poll.
-    if current == 0 {
-        if let Some(dom) = domains.get_mut(0) {
-            if dom.evtchn.upcall_pending != 0 {
-                gic::deliver_event_upcall(dom);
-            }
-            if dom.shutdown.is_some() {
-                trap::act_on_shutdown(dom);
-            }
+    if let Some(d0) = DOMAINS.get(0) {
+        if d0.has_upcalls() {
+            gic::deliver_event_upcall(d0);
         }
-    } else {
-        if let Some(d0) = domains.get_mut(0) {
-            if d0.evtchn.upcall_pending != 0 {
-                gic::deliver_event_upcall(d0);
-            }
+        if current == 0 && d0.shutdown().is_some() {
+            trap::act_on_shutdown(d0);
         }
-        if trap::domu_shutdown(&mut domains, current) == trap::After::Park {
-            drop(domains);
-            smp::park_this_cpu();
-        }
+    }
+    if current != 0 && trap::domu_shutdown(&DOMAINS, current) == trap::After::Park {
+        smp::park_this_cpu();
     }
     outcome
 }

@@ -9,7 +9,7 @@ use crate::log;
 use crate::mm::{FrameAlloc, TlbOps};
 use alloc::vec::Vec;
 use platform::{Clock, RawMmio};
-use spin::Mutex;
+use crate::sync::SpinMutex as Mutex;
 
 /// Nanoseconds from the generic timer's physical counter.
 #[derive(Clone, Copy)]

@@ -1,6 +1,6 @@
 //! Calls into the firmware's PSCI (the host's conduit from `/psci/method`): power off, reset.
 
-use spin::Once;
+use crate::sync::Once;
 
 /// How the hypervisor reaches firmware: `smc` (QEMU virt with virtualization=on) or `hvc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

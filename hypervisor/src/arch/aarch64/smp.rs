@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use core::arch::global_asm;
 use crate::domain::DomId;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use spin::Mutex;
+use crate::sync::SpinMutex as Mutex;
 
 /// Most vCPUs (and physical CPUs) used.
 pub const MAX_CPUS: usize = 4;

@@ -18,7 +18,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use platform::qemu_virt::pl011::Pl011;
 use platform::RawMmio;
-use spin::Once;
+use crate::sync::Once;
 
 /// Where to log before the DT names the console (QEMU virt's PL011), like Xen's early printk.
 const EARLY_UART: u64 = 0x0900_0000;
@@ -162,7 +162,8 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         let _ = free.reserve(r.base, r.size);
     };
     reserve("xenith", hyp);
-    reserve("host DTB", Region { base: dtb_pa & !0xfff, size: (dt_size(dtb_pa) + (dtb_pa & 0xfff)).div_ceil(4096) * 4096 });
+    let host_dtb = Region { base: dtb_pa & !0xfff, size: (dt_size(dtb_pa) + (dtb_pa & 0xfff)).div_ceil(4096) * 4096 };
+    reserve("host DTB", host_dtb);
     for m in &info.modules {
         log!("module {}: {:?} at {}{}", m.path, m.kind, m.region, m.bootargs.as_deref().map(|a| format!(" \"{a}\"")).unwrap_or_default());
         reserve("module", page_round(m.region));
@@ -192,6 +193,17 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // Who owns each DMA master's IOMMU: the hypervisor drives every SMMUv3 it can use for
     // stage 2; one it cannot (no stage 2) falls back to dom0, as Xen does, and says why.
     let topo = DmaTopology::from_dt(&dt).map_err(|e| format!("DMA topology: {e}"))?;
+    // The heap grows with the machine (grant and event state, p2m bookkeeping scale with RAM):
+    // 1/256 of RAM on top of the image's static heap, at most 64 MiB.
+    let ram_total: u64 = info.memory.iter().map(|r| r.size).sum();
+    let extra_heap = (ram_total / 256).min(64 << 20) & !((2 << 20) - 1);
+    if extra_heap != 0 {
+        match free.alloc(extra_heap, 2 << 20) {
+            // SAFETY: taken from the frame pool for good; the EL2 map covers RAM as Normal.
+            Some(base) => unsafe { heap::grow(base as usize, extra_heap as usize) },
+            None => log!("heap: no {} MiB of RAM to grow into; staying at the static heap", mib(extra_heap)),
+        }
+    }
     *trap::FRAMES.lock() = free;
     let drivers = probe_smmus(&topo);
     let defaults = PlatformDefaults::for_dt(&dt);
@@ -301,7 +313,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let mut dom = Domain::new(0, true, true, ram);
     dom.max_vcpus = vcpus as u32;
     guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
-    dom.p2m = Some(p2m);
+    *dom.p2m.get_mut() = Some(p2m);
     // Interrupts: the physical GIC for the hypervisor's PPIs, and dom0's emulated GICv3 at the
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
     let host_lines = super::gic::init(&info.gic)?;
@@ -317,11 +329,28 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         }
     };
     super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
-    if trap::DOMAINS.lock().insert(dom).is_err() {
+    if trap::DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
     trap::set_guest_ram(0, 0);
     start_domus(&dt, &mpidrs);
+    release_boot_modules(&info, &[hyp, host_dtb]);
+    let guests_ram: u64 = trap::DOMAINS.iter().map(|d| d.ram.total()).sum();
+    let firmware: u64 = info.reserved.iter().map(|r| page_round(r.region).size).sum();
+    let free_now = trap::FRAMES.lock().total_free();
+    let (used, total) = heap::usage();
+    log!(
+        "memory: xenith uses {} MiB of {} MiB (image {} MiB with a {} MiB static heap, {} MiB more heap, {} KiB of it in use; page tables, SMMU queues and the host DTB the rest); guests {} MiB, free {} MiB",
+        mib(ram_total.saturating_sub(free_now + guests_ram + firmware)),
+        mib(ram_total),
+        mib(hyp.size),
+        mib(heap::HEAP_SIZE as u64),
+        mib(extra_heap),
+        used / 1024,
+        mib(guests_ram),
+        mib(free_now)
+    );
+    let _ = total;
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {
@@ -332,6 +361,27 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         &*f
     };
     enter_guest(frame)
+}
+
+/// Once the guests are built, the boot modules (their kernels and initrds, copied into them)
+/// are only memory: it goes back to the frame pool. A module overlapping something still kept
+/// (`keep`, firmware reservations) stays reserved.
+fn release_boot_modules(info: &crate::dt::boot_info::BootInfo, keep: &[Region]) {
+    let overlaps = |a: Region, b: Region| a.base < b.base.saturating_add(b.size) && b.base < a.base.saturating_add(a.size);
+    let mut frames = trap::FRAMES.lock();
+    let mut released = 0u64;
+    for m in &info.modules {
+        let r = page_round(m.region);
+        if keep.iter().chain(info.reserved.iter().map(|f| &f.region)).any(|&k| overlaps(r, k)) {
+            log!("module {}: kept reserved (it overlaps memory still in use)", m.path);
+            continue;
+        }
+        match frames.unreserve(r.base, r.size) {
+            Ok(()) => released += r.size,
+            Err(e) => log!("module {}: cannot release {r}: {e}", m.path),
+        }
+    }
+    log!("boot modules freed: {} MiB back to the free pool", mib(released));
 }
 
 /// Boot-time domUs (Xen's dom0less `/chosen/domU*` nodes): each gets its RAM, its DT, an
@@ -376,14 +426,14 @@ fn start_domus(dt: &HostDt, host_cpus: &[u64]) {
         if spec.vpl011 && !dom.mmio.add(GUEST_PL011_BASE, GUEST_PL011_SIZE, alloc::boxed::Box::new(Vpl011::new(id, |d, line| log!("DOM{d}: {line}")))) {
             log!("{}: vpl011 overlaps another device", spec.name);
         }
-        let Some((vttbr, vtcr)) = dom.p2m.as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };
+        let Some((vttbr, vtcr)) = dom.p2m.get_mut().as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };
         let bank = dom.ram.as_slice().first().copied().unwrap_or_default();
         log!(
             "d{id} ({}): RAM {:#x}-{:#x} ({} MiB) at host {:#x}, kernel entry {:#x}, DTB at {:#x}, VMID {}, {}vCPU 0 on CPU {cpu}",
             spec.name, bank.ipa, bank.ipa + bank.size, mib(bank.size), bank.pa, boot.entry, boot.dtb, DOM0_VMID + id,
             if spec.vpl011 { "vpl011, " } else { "" }
         );
-        if trap::DOMAINS.lock().insert(dom).is_err() {
+        if trap::DOMAINS.insert(dom).is_err() {
             log!("{}: domain {id} exists already: not started", spec.name);
             continue;
         }
@@ -508,5 +558,11 @@ fn load_dom0(l: &Dom0Layout, kernel: &[u8], initrd: Option<Region>, dtb: &[u8]) 
         }
         core::ptr::copy_nonoverlapping(dtb.as_ptr(), l.dtb as *mut u8, dtb.len());
     }
-    super::clean_dcache_range(l.ram_base, l.ram_size);
+    // dom0 starts with its MMU and caches off: what the hypervisor wrote must be in memory.
+    // Nothing else of dom0's RAM was written here (cleaning all of it cost 34 M instructions).
+    super::clean_dcache_range(l.kernel_load, kernel.len() as u64);
+    if let Some((dst, len)) = l.initrd {
+        super::clean_dcache_range(dst, len);
+    }
+    super::clean_dcache_range(l.dtb, dtb.len() as u64);
 }

@@ -14,13 +14,14 @@ use crate::mm::RegionAllocator;
 use crate::{log, sysreg};
 use super::smp::{self, MAX_CPUS};
 use crate::trap_stats::{TrapKind, TrapStats};
+use crate::sync::SpinMutex as Mutex;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
 use crate::domain::lifecycle::MachineAction;
 use core::sync::atomic::{AtomicU64, Ordering};
-use spin::Mutex;
 
-/// Every domain. Which one runs on each CPU is smp.rs's (`smp::current_domain`).
-pub static DOMAINS: Mutex<Domains> = Mutex::new(Domains::new());
+/// Every domain (a lock-free table: each domain has its own locks). Which one runs on each
+/// CPU is smp.rs's (`smp::current_domain`).
+pub static DOMAINS: Domains = Domains::new();
 /// Exceptions taken from guests into EL2 (every lower-EL vector) per CPU and kind, printed
 /// when dom0 stops.
 pub static TRAPS: TrapStats<{ MAX_CPUS }> = TrapStats::new();
@@ -56,35 +57,30 @@ static GUEST_RAM: [Mutex<RamBanks>; MAX_CPUS] = [const { Mutex::new(RamBanks::ne
 
 /// Record domain `id`'s RAM as what hypercalls on `cpu` may touch.
 pub fn set_guest_ram(cpu: usize, id: DomId) {
-    let ram = DOMAINS.lock().get(id).map(|d| d.ram).unwrap_or_default();
+    let ram = DOMAINS.get(id).map(|d| d.ram).unwrap_or_default();
     if let Some(slot) = GUEST_RAM.get(cpu) {
         *slot.lock() = ram;
     }
 }
 
-/// The frame pool, locked only when a hypercall actually changes a stage 2 (most take no
-/// frame: the hypercall path should not pay for the lock).
+/// The frame pool, locked for each allocation or release only (most hypercalls take no frame;
+/// and the pool's lock is the last in the lock order: it is never held while a domain's lock
+/// is taken).
 #[derive(Default)]
-pub(super) struct LazyFrames(Option<spin::MutexGuard<'static, RegionAllocator>>);
-
-impl LazyFrames {
-    fn pool(&mut self) -> &mut RegionAllocator {
-        self.0.get_or_insert_with(|| FRAMES.lock())
-    }
-}
+pub(super) struct LazyFrames;
 
 impl crate::mm::FrameAlloc for LazyFrames {
     fn alloc_frame(&mut self) -> Option<u64> {
-        self.pool().alloc_frame()
+        FRAMES.lock().alloc_frame()
     }
     fn free_frame(&mut self, pa: u64) {
-        self.pool().free_frame(pa)
+        FRAMES.lock().free_frame(pa)
     }
     fn alloc_frames(&mut self, count: usize) -> Option<u64> {
-        self.pool().alloc_frames(count)
+        FRAMES.lock().alloc_frames(count)
     }
     fn free_frames(&mut self, pa: u64, count: usize) {
-        self.pool().free_frames(pa, count)
+        FRAMES.lock().free_frames(pa, count)
     }
 }
 
@@ -104,7 +100,10 @@ impl CurrentGuestMemory {
         while done < len {
             let va = gva.checked_add(done as u64).ok_or(GuestFault { gva })?;
             let chunk = core::cmp::min(len - done, (0x1000 - (va & 0xfff)) as usize);
-            let pa = guest::gva_to_pa(va, write).ok_or(GuestFault { gva: va })?;
+            let pa = match guest::gva_to_pa(va, write) {
+                Some(pa) => pa,
+                None => retranslate(va, write).ok_or(GuestFault { gva: va })?,
+            };
             if !self.owns(pa, chunk as u64) {
                 return Err(GuestFault { gva: va });
             }
@@ -113,6 +112,17 @@ impl CurrentGuestMemory {
         }
         Ok(())
     }
+}
+
+/// A translation that failed once, again under the p2m's read lock: an address in a block
+/// another CPU is splitting or merging (break-before-make) does not translate for a moment,
+/// and once the read lock is ours no such change is under way. Hypercall handlers copy to and
+/// from the guest with none of its domain's p2m locks held.
+#[inline(never)]
+fn retranslate(va: u64, write: bool) -> Option<u64> {
+    let dom = DOMAINS.get(smp::current_domain())?;
+    let _p2m = dom.p2m.read();
+    guest::gva_to_pa(va, write)
 }
 
 impl GuestMemory for CurrentGuestMemory {
@@ -178,8 +188,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     if kind != TrapKind::Abort {
         count(kind);
     }
-    let mut domains = DOMAINS.lock();
-    let Some(dom) = domains.get_mut(current) else {
+    let Some(dom) = DOMAINS.get(current) else {
         log!("trap from unknown domain {current} (ESR {esr_el2:#x}): halting this CPU");
         super::halt();
     };
@@ -228,18 +237,18 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         }
     }
     act_on_shutdown(dom);
-    domu_shutdown(&mut domains, current)
+    domu_shutdown(&DOMAINS, current)
 }
 
 /// A domU that asked to stop (SCHEDOP_shutdown, PSCI SYSTEM_OFF, a crash) stays as it is
 /// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
 /// VIRQ_DOM_EXC as on Xen, and its CPU stops.
-pub(super) fn domu_shutdown(domains: &mut Domains, id: DomId) -> After {
-    let Some(reason) = domains.get(id).filter(|d| !d.is_hardware).and_then(|d| d.shutdown) else { return After::Resume };
+pub(super) fn domu_shutdown(domains: &Domains, id: DomId) -> After {
+    let Some(reason) = domains.get(id).filter(|d| !d.is_hardware).and_then(|d| d.shutdown()) else { return After::Resume };
     super::iommu::report_events();
     log!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC");
-    if let Some(d0) = domains.get_mut(0) {
-        let mut frames = LazyFrames::default();
+    if let Some(d0) = domains.get(0) {
+        let mut frames = LazyFrames;
         let mut tlb = super::iommu::SystemTlb::default();
         let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
         hypercall::event_channel::send_virq(d0, &mut machine, guest_abi::event_channel::VIRQ_DOM_EXC);
@@ -248,7 +257,7 @@ pub(super) fn domu_shutdown(domains: &mut Domains, id: DomId) -> After {
     After::Park
 }
 
-fn smccc(dom: &mut Domain, frame: &mut TrapFrame) {
+fn smccc(dom: &Domain, frame: &mut TrapFrame) {
     // PSCI CPU_ON / AFFINITY_INFO for a domain with several vCPUs (smp.rs).
     if super::smp::psci(frame) {
         return;
@@ -261,13 +270,13 @@ fn smccc(dom: &mut Domain, frame: &mut TrapFrame) {
     frame.x[..4].copy_from_slice(&ret);
 }
 
-fn inject_undef(_dom: &mut Domain, frame: &mut TrapFrame, return_to: u64) {
+fn inject_undef(_dom: &Domain, frame: &mut TrapFrame, return_to: u64) {
     guest::inject_sync(frame, esr::undef(), None, return_to);
 }
 
 /// A stage-2 fault: emulate the access if a device of the domain covers the IPA, else the
 /// guest touched an IPA it does not own and gets an abort. Returns the trap's kind.
-fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> TrapKind {
+fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> TrapKind {
     let far = sysreg!(read FAR_EL2);
     let hpfar = sysreg!(read HPFAR_EL2);
     let ipa = ((hpfar & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff);
@@ -280,13 +289,14 @@ fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) ->
         }
     }
     // Another CPU's p2m change (a block split to take a page out, say) can leave the entry
-    // invalid for a moment; p2m changes run under the lock held here, so the p2m is whole now.
+    // invalid for a moment; p2m changes hold the p2m's write lock, so under its read lock the
+    // p2m is whole.
     let fault = Stage2Fault::from_iss(ipa, iss, !is_data);
     let now = super::regs::counter();
     // Retries more than ~1 ms apart (at the counter's frequency) are separate windows.
     let gap = super::regs::counter_freq() / 1000;
     let resolution = match S2_RETRY.get(smp::this_cpu()) {
-        Some(slot) => fault::resolve(dom.p2m.as_ref(), &DirectMem, fault, &mut slot.lock(), now, gap),
+        Some(slot) => fault::resolve(dom.p2m.read().as_ref(), &DirectMem, fault, &mut slot.lock(), now, gap),
         None => Resolution::Abort,
     };
     match resolution {
@@ -320,8 +330,8 @@ fn guest_abort(dom: &mut Domain, frame: &mut TrapFrame, class: u64, iss: u64) ->
 /// `ipa` (the caller injects an abort), else the trap's kind (which device). The syndrome must
 /// be valid (ISV): instructions without one (e.g. load/store pair) on device registers get an
 /// abort, as on Xen.
-fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Option<TrapKind> {
-    let (dev, offset) = dom.mmio.find(ipa)?;
+fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Option<TrapKind> {
+    let (mut dev, offset) = dom.mmio.find(ipa)?;
     let isv = iss & (1 << 24) != 0;
     if !isv || iss & (1 << 7) != 0 {
         return None; // no syndrome, or a fault on a stage-1 walk: not a device access
@@ -357,8 +367,8 @@ fn emulate_mmio(dom: &mut Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> 
 }
 
 /// dom0 stopping takes the machine with it (as on Xen): power off, or reset for reboot and crash.
-pub(super) fn act_on_shutdown(dom: &mut Domain) {
-    let Some(reason) = dom.shutdown.filter(|_| dom.is_hardware) else { return };
+pub(super) fn act_on_shutdown(dom: &Domain) {
+    let Some(reason) = dom.shutdown().filter(|_| dom.is_hardware) else { return };
     super::iommu::report_events();
     log!("d{}: shutdown ({reason:?})", dom.id);
     {
@@ -400,14 +410,12 @@ extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
 fn kill_current(why: &str) {
     count(TrapKind::OtherSync);
     let current: DomId = smp::current_domain();
-    let mut domains = DOMAINS.lock();
-    if let Some(dom) = domains.get_mut(current) {
+    if let Some(dom) = DOMAINS.get(current) {
         log!("d{}: {why}: domain killed", dom.id);
-        dom.shutdown = Some(ShutdownReason::Crash);
+        dom.set_shutdown(ShutdownReason::Crash);
         act_on_shutdown(dom);
     }
-    if domu_shutdown(&mut domains, current) == After::Park {
-        drop(domains);
+    if domu_shutdown(&DOMAINS, current) == After::Park {
         smp::park_this_cpu();
     }
 }

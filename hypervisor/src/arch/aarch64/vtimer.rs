@@ -10,7 +10,7 @@ use super::regs::isb;
 use crate::irq::vgic::{PTIMER_PPI, VTIMER_PPI};
 use crate::sysreg;
 use super::smp::{this_vcpu, MAX_CPUS};
-use spin::Mutex;
+use crate::sync::SpinMutex as Mutex;
 
 /// CNT*_CTL bits.
 const CTL_ENABLE: u64 = 1 << 0;

@@ -7,7 +7,8 @@ pub mod driver;
 pub mod regs;
 pub mod shadow;
 
-#[cfg(test)]
+// Property tests (proptest), not built for the loom model checks.
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 pub use driver::{

@@ -13,7 +13,8 @@
 
 pub mod lr;
 pub mod regs;
-#[cfg(test)]
+// Property tests (proptest), not built for the loom model checks.
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 use alloc::vec::Vec;

@@ -8,7 +8,7 @@ use super::{lr, HwOp, IrqState, Vgic, PRIORITY_MASK, PRIVATE_IRQS, SGI_COUNT};
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
-use spin::Mutex;
+use crate::sync::SpinMutex as Mutex;
 
 /// Bumped by every write to an emulated GIC register: the arch layer compares it with what
 /// it saw last to skip list-register work on guest entry when nothing changed.

@@ -464,7 +464,7 @@ fn injection_rejects_bad_vcpus_and_intids() {
 
 #[test]
 fn devices_share_one_state() {
-    let shared = Arc::new(spin::Mutex::new(vgic(1)));
+    let shared = Arc::new(crate::sync::SpinMutex::new(vgic(1)));
     let mut d = GicdDevice(shared.clone());
     let mut r = GicrDevice(shared.clone());
     d.access(0, wr(0x104, 4, 1));
@@ -597,7 +597,7 @@ fn it_lines_cover_the_highest_intid_and_no_more_than_the_host() {
     assert_eq!(it_lines_for(1019, 8), 8);
     let g = Vgic::new(it_lines_for(109, 8), &[0x8000_0000]);
     assert_eq!(g.nr_irqs(), 128);
-    let d = GicdDevice(Arc::new(spin::Mutex::new(g)));
+    let d = GicdDevice(Arc::new(crate::sync::SpinMutex::new(g)));
     let mut d = d;
     assert_eq!(done(d.access(0, rd(0x4, 4))) & 0x1f, 3, "GICD_TYPER.ITLinesNumber");
     // IROUTER of the last implemented SPI takes a route; the next one is reserved (RAZ/WI).
