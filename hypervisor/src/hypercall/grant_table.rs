@@ -337,12 +337,20 @@ fn unmap_one(cx: &mut HypercallCtx<'_, '_>, u: &GnttabUnmapGrantRef) -> Result<(
     // The mapping names the granter, whose table is locked first if its id is lower: look,
     // then lock both in order and check that the handle still holds that mapping (another
     // vCPU may have unmapped it in between).
-    let m = mapper.grants.lock().mapping(u.handle).ok_or(GNTST_BAD_HANDLE)?;
-    let granter = cx.domains.get(m.granter).ok_or(GNTST_GENERAL_ERROR)?;
-    let mut t = TwoTables::lock(granter, mapper);
-    if t.mapper().mapping(u.handle) != Some(m) {
-        return Err(GNTST_BAD_HANDLE);
-    }
+    let own = mapper.grants.lock();
+    let m = own.mapping(u.handle).ok_or(GNTST_BAD_HANDLE)?;
+    let mut t = if m.granter == cx.caller {
+        // Its own grant: the one table, already locked.
+        TwoTables { granter: own, mapper: None }
+    } else {
+        drop(own);
+        let granter = cx.domains.get(m.granter).ok_or(GNTST_GENERAL_ERROR)?;
+        let mut t = TwoTables::lock(granter, mapper);
+        if t.mapper().mapping(u.handle) != Some(m) {
+            return Err(GNTST_BAD_HANDLE);
+        }
+        t
+    };
     if u.host_addr != 0 && u.host_addr >> 12 != m.host_gfn {
         return Err(GNTST_GENERAL_ERROR);
     }

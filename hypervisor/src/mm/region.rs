@@ -203,6 +203,14 @@ impl Default for RegionAllocator {
     }
 }
 
+/// `[base, base + size)` rounded outward to whole pages.
+fn page_span_outward(base: u64, size: u64) -> Result<Span, RegionError> {
+    let s = span(base, size)?;
+    let start = align_down(s.start, PAGE_SIZE);
+    let end = align_up(s.end, PAGE_SIZE).ok_or(RegionError::BadRange { base, size })?;
+    Ok(Span { start, end })
+}
+
 impl RegionAllocator {
     /// An allocator with no memory.
     pub const fn new() -> Self {
@@ -242,10 +250,7 @@ impl RegionAllocator {
     /// for RAM added later. Reserving memory that is not RAM, or is already reserved or
     /// allocated, is allowed (the overlap is simply not free).
     pub fn reserve(&mut self, base: u64, size: u64) -> Result<(), RegionError> {
-        let s = span(base, size)?;
-        let start = align_down(s.start, PAGE_SIZE);
-        let end = align_up(s.end, PAGE_SIZE).ok_or(RegionError::BadRange { base, size })?;
-        let s = Span { start, end };
+        let s = page_span_outward(base, size)?;
         let mut reserved = self.reserved.clone();
         let mut free = self.free.clone();
         reserved.union(s)?;
@@ -260,10 +265,7 @@ impl RegionAllocator {
     /// (the boot modules once the guests are built). The caller must not release a range
     /// another reservation overlaps (reservations are kept as one set).
     pub fn unreserve(&mut self, base: u64, size: u64) -> Result<(), RegionError> {
-        let s = span(base, size)?;
-        let start = align_down(s.start, PAGE_SIZE);
-        let end = align_up(s.end, PAGE_SIZE).ok_or(RegionError::BadRange { base, size })?;
-        let s = Span { start, end };
+        let s = page_span_outward(base, size)?;
         let mut reserved = self.reserved.clone();
         let mut free = self.free.clone();
         reserved.subtract(s)?;

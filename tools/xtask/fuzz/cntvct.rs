@@ -8,23 +8,16 @@
 
 use core::arch::asm;
 
+#[path = "decimal.rs"]
+mod decimal;
+
 fn write(s: &[u8]) {
     // SAFETY: the write syscall on stdout with a live buffer.
     unsafe { asm!("svc #0", in("x8") 64u64, inlateout("x0") 1u64 => _, in("x1") s.as_ptr(), in("x2") s.len(), options(nostack)) };
 }
 
-fn write_num(mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    write(&buf[i..]);
+fn write_num(n: u64) {
+    write(decimal::decimal(n, &mut [0u8; 20]));
 }
 
 #[no_mangle]

@@ -12,6 +12,9 @@
 
 use core::arch::asm;
 
+#[path = "decimal.rs"]
+mod decimal;
+
 const CALLS: u64 = 100_000;
 const SEED: u64 = 0x5eed_0007_dead_beef;
 /// _IOC(_IOC_NONE, 'P', 0, sizeof(struct privcmd_hypercall) = 48).
@@ -36,18 +39,8 @@ fn write(s: &[u8]) {
     unsafe { syscall(64, 1, s.as_ptr() as u64, s.len() as u64, 0) };
 }
 
-fn write_num(mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    write(&buf[i..]);
+fn write_num(n: u64) {
+    write(decimal::decimal(n, &mut [0u8; 20]));
 }
 
 fn exit(code: u64) -> ! {

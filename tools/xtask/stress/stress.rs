@@ -26,6 +26,9 @@
 #![no_main]
 
 use core::arch::asm;
+
+#[path = "../fuzz/decimal.rs"]
+mod decimal;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 // ---------------------------------------------------------------- system calls (arm64 Linux)
@@ -251,18 +254,8 @@ impl Line {
         }
         self
     }
-    fn n(&mut self, mut v: u64) -> &mut Self {
-        let mut d = [0u8; 20];
-        let mut i = d.len();
-        loop {
-            i -= 1;
-            d[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.b(&d[i..])
+    fn n(&mut self, v: u64) -> &mut Self {
+        self.b(decimal::decimal(v, &mut [0u8; 20]))
     }
     fn i(&mut self, v: i64) -> &mut Self {
         if v < 0 {
