@@ -1,4 +1,4 @@
-//! DMA-layer costs on the host (issue 6, done-when #3):
+//! DMA-layer costs on the host, the figures the README quotes:
 //! map+unmap of 4 KiB in Direct mode, a 4 KiB bounce through swiotlb-xen, and IOVA
 //! alloc+free with 1 K, 100 K and 1 M live mappings.
 //!

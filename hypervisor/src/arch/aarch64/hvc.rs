@@ -45,7 +45,7 @@ extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
 }
 
 /// Hypercall `nr` with x0..x4 = `args` from the vCPU on this CPU: one step, which may ask to be
-/// continued (hypercall continuations, issue 3: a long batch comes back unfinished so the
+/// continued (hypercall continuations: a long batch comes back unfinished so the
 /// guest re-issues it and can take interrupts in between, as on Xen).
 #[inline(always)]
 pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
