@@ -118,28 +118,26 @@ _start:
     // speculation barriers spectre.rs chose (XENITH_SPECTRE_ENTRY; nothing on most CPUs).
     // x0 and x1 are already saved in the frame at sp; x2/x3 are saved around a firmware call
     // (SMCCC 1.1 preserves x4-x17).
+    // The firmware call 0x8000_<fid_lo> when flag bit \bit (in w0) is set; w0 holds the flags
+    // again afterwards.
+    .macro  SPECTRE_FW_CALL bit, fid_lo
+    tbz     w0, #\bit, .Lspectre_fw_skip\@
+    stp     x2, x3, [sp, #2 * 8]
+    mov     w0, #\fid_lo
+    movk    w0, #0x8000, lsl #16
+    smc     #0
+    ldp     x2, x3, [sp, #2 * 8]
+    adrp    x0, XENITH_SPECTRE_ENTRY
+    ldr     w0, [x0, :lo12:XENITH_SPECTRE_ENTRY]
+.Lspectre_fw_skip\@:
+    .endm
+
     .macro  SPECTRE_ENTRY
     adrp    x0, XENITH_SPECTRE_ENTRY
     ldr     w0, [x0, :lo12:XENITH_SPECTRE_ENTRY]
     cbz     w0, .Lspectre_done\@
-    tbz     w0, #0, .Lspectre_no_wa1\@
-    stp     x2, x3, [sp, #2 * 8]
-    mov     w0, #0x8000             // SMCCC_ARCH_WORKAROUND_1 (0x80008000)
-    movk    w0, #0x8000, lsl #16
-    smc     #0
-    ldp     x2, x3, [sp, #2 * 8]
-    adrp    x0, XENITH_SPECTRE_ENTRY
-    ldr     w0, [x0, :lo12:XENITH_SPECTRE_ENTRY]
-.Lspectre_no_wa1\@:
-    tbz     w0, #1, .Lspectre_no_wa3\@
-    stp     x2, x3, [sp, #2 * 8]
-    mov     w0, #0x3fff             // SMCCC_ARCH_WORKAROUND_3 (0x80003fff)
-    movk    w0, #0x8000, lsl #16
-    smc     #0
-    ldp     x2, x3, [sp, #2 * 8]
-    adrp    x0, XENITH_SPECTRE_ENTRY
-    ldr     w0, [x0, :lo12:XENITH_SPECTRE_ENTRY]
-.Lspectre_no_wa3\@:
+    SPECTRE_FW_CALL 0, 0x8000       // SMCCC_ARCH_WORKAROUND_1 (0x80008000)
+    SPECTRE_FW_CALL 1, 0x3fff       // SMCCC_ARCH_WORKAROUND_3 (0x80003fff)
     tbz     w0, #2, .Lspectre_no_clrbhb\@
     hint    #22                     // CLRBHB
     isb
