@@ -338,7 +338,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let guests_ram: u64 = trap::DOMAINS.iter().map(|d| d.ram.total()).sum();
     let firmware: u64 = info.reserved.iter().map(|r| page_round(r.region).size).sum();
     let free_now = trap::FRAMES.lock().total_free();
-    let (used, total) = heap::usage();
+    let (used, _) = heap::usage();
     log!(
         "memory: xenith uses {} MiB of {} MiB (image {} MiB with a {} MiB static heap, {} MiB more heap, {} KiB of it in use; page tables, SMMU queues and the host DTB the rest); guests {} MiB, free {} MiB",
         mib(ram_total.saturating_sub(free_now + guests_ram + firmware)),
@@ -350,7 +350,6 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         mib(guests_ram),
         mib(free_now)
     );
-    let _ = total;
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {
