@@ -219,6 +219,19 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // dom0's vCPU count decides its /cpus.
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
     let vcpus = super::smp::setup_dom0(&mpidrs, super::smp::dom0_max_vcpus(&cmdline.unknown));
+    // The GICv3 ITS: the hypervisor's, with an emulated one for dom0 (`its=emulate`), or kept
+    // from dom0 altogether (the default: PCI MSIs then fall back to INTx).
+    let its = if super::its::emulation_asked(&cmdline.unknown) {
+        match super::its::init(&dt, &info, vcpus) {
+            Ok(node) => Some(node),
+            Err(e) => {
+                log!("ITS: {e}: no emulated ITS for dom0 (its devices fall back to INTx)");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut spec = Dom0DtSpec {
         memory: alloc::vec![Region { base: layout.ram_base, size: layout.ram_size }],
         bootargs: info.dom0_cmdline().map(String::from),
@@ -237,7 +250,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     }
     // Devices that master memory by physical address (no SMMU stream in between) stay the
     // hypervisor's: dom0 does not see them and their registers are not mapped.
-    let masters = crate::dt::dom0::physical_masters(&dt);
+    let masters = match &its {
+        Some(_) => crate::dt::dom0::physical_masters_except(&dt, &["arm,gic-v3-its"]),
+        None => crate::dt::dom0::physical_masters(&dt),
+    };
     for (path, why) in &masters.kept {
         log!("{path}: kept from dom0 ({why})");
         spec.remove_nodes.push(path.clone());
@@ -263,7 +279,8 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     };
     let mut mapped = 0usize;
     for d in dt.device_regions() {
-        if hidden(&d.path) {
+        // The emulated ITS traps its control frame; only the doorbell page is mapped (below).
+        if hidden(&d.path) || its.as_ref().is_some_and(|n| n.path == d.path) {
             continue;
         }
         let r = page_round(d.region);
@@ -275,6 +292,14 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
             continue;
         }
         mapped += 1;
+    }
+    // Devices behind the SMMU write their MSIs to the ITS's doorbell through dom0's stage 2:
+    // that page (GITS_TRANSLATER) is mapped 1:1, as Xen maps it for its hardware domain.
+    if let Some(node) = &its {
+        let page = super::its::doorbell_page(node);
+        if let Err(e) = p2m.map(page, page, 4096, S2Attr::DEVICE_RW, free, &mem, &mut tlb) {
+            return Err(format!("dom0 stage 2: ITS doorbell {page:#x}: {e}"));
+        }
     }
     // RAM last: devices behind an SMMU the hypervisor keeps walk these same tables and cannot
     // retry a DMA that meets a break-before-make window, so dom0's RAM (and whatever is mapped
@@ -329,6 +354,9 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         }
     };
     super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
+    if let (Some(node), Some(vgic)) = (&its, super::gic::dom0_vgic()) {
+        super::its::attach(&mut dom, node, vgic, vcpus)?;
+    }
     if trap::DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
