@@ -22,7 +22,7 @@ use super::smp::MAX_CPUS;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::sync::{Once, SpinMutex as Mutex};
 
-/// INTIDs from 1020 up are special (1023: nothing pending).
+/// INTIDs 1020-1023 are special (1023: nothing pending); LPIs start at 8192.
 const SPECIAL_INTID: u32 = 1020;
 /// Priority the hypervisor gives its PPIs.
 const HYP_PRIORITY: u8 = 0x80;
@@ -384,7 +384,7 @@ pub fn take_physical_irqs() -> Option<u32> {
     for _ in 0..64 {
         let iar = icc_iar1!();
         let intid = (iar & 0xff_ffff) as u32;
-        if intid >= SPECIAL_INTID {
+        if (SPECIAL_INTID..crate::irq::its::lpi::LPI_BASE).contains(&intid) {
             return first;
         }
         first = first.or(Some(intid));

@@ -11,7 +11,7 @@ use crate::dt::boot_info::BootInfo;
 use crate::dt::HostDt;
 use crate::irq::its::host::{HostIts, TableAlloc};
 use crate::irq::its::lpi::{pend_table_size, prop_table_size, HostLpis, LpiTarget};
-use crate::irq::its::phys::{PhysIts, CACHE_WAWB, SH_INNER};
+use crate::irq::its::phys::{PhysIts, SH_INNER};
 use crate::irq::its::virt::{GuestMem, Vits, VitsConfig, CONTROL_FRAME};
 use crate::irq::vgic::regs::{SharedVgic, REGISTER_WRITES};
 use crate::log;
@@ -154,6 +154,8 @@ pub fn enable_lpis(rd: u64, vcpu: usize) {
             return; // already on (its tables cannot change any more)
         }
         let id_bits = u64::from(HOST_ID_BITS - 1);
+        // InnerCache (bits 9:7) write-back read/write-allocate, Inner Shareable.
+        const CACHE_WAWB: u64 = 7 << 7;
         core::ptr::write_volatile((rd + 0x70) as *mut u64, t.prop | CACHE_WAWB | SH_INNER | id_bits);
         // PTZ: the pending table is zero.
         core::ptr::write_volatile((rd + 0x78) as *mut u64, pend | CACHE_WAWB | SH_INNER | (1 << 62));

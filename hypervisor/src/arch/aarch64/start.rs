@@ -141,7 +141,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         super::spectre::force_all_entry_barriers();
     }
     let ignored: Vec<&str> =
-        cmdline.unknown.iter().map(String::as_str).filter(|o| !o.starts_with("dom0_max_vcpus=") && *o != "spectre_entry=all").collect();
+        cmdline.unknown.iter().map(String::as_str).filter(|o| !o.starts_with("dom0_max_vcpus=") && !o.starts_with("its=") && *o != "spectre_entry=all").collect();
     if !ignored.is_empty() {
         log!("command line: ignoring options xenith does not act on: {}", ignored.join(" "));
     }
