@@ -29,10 +29,10 @@ const GUEST_ID_BITS: u8 = 16;
 /// EventIDs all of dom0's devices' ITTs may hold together.
 const EVENT_BUDGET: u64 = 1 << 16;
 
-/// Whether the command line asks for dom0's emulated ITS (`its=emulate`; `its=hide` keeps
-/// the ITS from dom0, the default).
-pub fn emulation_asked(options: &[String]) -> bool {
-    options.iter().rev().find_map(|o| o.strip_prefix("its=")) == Some("emulate")
+/// Whether dom0 gets an emulated ITS: yes unless the command line says `its=hide` (then the
+/// ITS is kept from dom0 altogether and its PCI devices fall back to INTx).
+pub fn emulation_wanted(options: &[String]) -> bool {
+    options.iter().rev().find_map(|o| o.strip_prefix("its=")) != Some("hide")
 }
 
 /// ITT memory from the frame pool.

@@ -219,9 +219,9 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // dom0's vCPU count decides its /cpus.
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
     let vcpus = super::smp::setup_dom0(&mpidrs, super::smp::dom0_max_vcpus(&cmdline.unknown));
-    // The GICv3 ITS: the hypervisor's, with an emulated one for dom0 (`its=emulate`), or kept
-    // from dom0 altogether (the default: PCI MSIs then fall back to INTx).
-    let its = if super::its::emulation_asked(&cmdline.unknown) {
+    // The GICv3 ITS: the hypervisor's, with an emulated one for dom0; with `its=hide`, or when
+    // it cannot be used, kept from dom0 altogether (PCI MSIs then fall back to INTx).
+    let its = if super::its::emulation_wanted(&cmdline.unknown) {
         match super::its::init(&dt, &info, vcpus) {
             Ok(node) => Some(node),
             Err(e) => {

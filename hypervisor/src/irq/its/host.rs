@@ -68,7 +68,9 @@ impl<R: Mmio, M: PhysMem, A: TableAlloc> HostIts<R, M, A> {
             Ok(()) => true,
             Err(e) => {
                 self.errors += 1;
-                crate::log!("ITS: {e} (commands {cmds:?})");
+                if self.errors <= 8 {
+                    crate::log!("ITS: {e} (commands {cmds:?})");
+                }
                 false
             }
         }
