@@ -1,6 +1,7 @@
 //! The emulated GICv3 register files: the distributor (GICD, 64 KiB) and one redistributor
 //! per vCPU (GICR: an RD frame and an SGI frame, 64 KiB each), with affinity routing always
-//! on and no LPIs. Access rules follow the GICv3 architecture: 32-bit registers take
+//! on; LPIs (GICR_CTLR.EnableLPIs, PROPBASER, PENDBASER) only when an emulated ITS offers
+//! them (`lpi`). Access rules follow the GICv3 architecture: 32-bit registers take
 //! word accesses only, IPRIORITYR also takes bytes, IROUTER and GICR_TYPER take 64-bit or
 //! 32-bit accesses; anything else aborts. Reserved offsets read as zero and ignore writes.
 
