@@ -26,8 +26,9 @@ use platform::RawMmio;
 const HOST_ID_BITS: u8 = 14;
 /// LPI INTID width dom0's vGIC offers (Linux sizes its tables from it).
 const GUEST_ID_BITS: u8 = 16;
-/// EventIDs all of dom0's devices' ITTs may hold together.
-const EVENT_BUDGET: u64 = 1 << 16;
+/// EventIDs all of dom0's devices' ITTs may hold together: 1024 devices with small ITTs (a
+/// page each), or fewer with larger ones; a few MiB of hypervisor memory at most.
+const EVENT_BUDGET: u64 = 1 << 18;
 
 /// Whether dom0 gets an emulated ITS: yes unless the command line says `its=hide` (then the
 /// ITS is kept from dom0 altogether and its PCI devices fall back to INTx).

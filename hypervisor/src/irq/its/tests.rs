@@ -587,6 +587,20 @@ fn hostile_commands_are_ignored_and_reach_nothing_physical() {
 }
 
 #[test]
+fn many_small_devices_run_into_the_budget() {
+    let mut s = setup();
+    let mut g = guest(&s);
+    // Budget 4096 events, each device charged at least 256: 16 devices, the 17th refused.
+    let cmds: Vec<Command> = (0..17).map(|d| Command::Mapd { device: d, bits: 1, itt: 0, valid: true }).collect();
+    g.run(&mut s, &cmds);
+    assert_eq!(s.host.mapped_devices(), 16);
+    assert_eq!(g.vits.last_error, Some(CmdError::IttTooLarge { device: 16, bits: 1 }));
+    // Unmapping one gives its share back.
+    g.run(&mut s, &[Command::Mapd { device: 0, bits: 1, itt: 0, valid: false }, Command::Mapd { device: 16, bits: 1, itt: 0, valid: true }]);
+    assert_eq!(s.host.mapped_devices(), 16);
+}
+
+#[test]
 fn a_queue_outside_the_guests_ram_stalls_and_hypervisor_memory_is_untouched() {
     let mut s = setup();
     let mut g = guest(&s);

@@ -54,6 +54,9 @@ const RETRY: u64 = 1;
 const IIDR_VALUE: u32 = (0x58 << 24) | 0x43b;
 /// ITT entry size the domain is told to allocate (its ITTs are never read).
 const ITT_ENTRY_SIZE: u64 = 8;
+/// EventIDs a mapped device is charged at least against the budget: its physical ITT takes a
+/// whole page however few events it holds.
+pub const MIN_EVENT_CHARGE: u64 = 256;
 /// GITS_BASER<n> entry sizes advertised (device and collection tables).
 const TABLE_ENTRY_SIZE: u64 = 8;
 
@@ -75,8 +78,8 @@ pub struct VitsConfig {
     pub device_bits: u8,
     /// The domain's vCPU count (a collection's target is a vCPU number: GITS_TYPER.PTA = 0).
     pub vcpus: usize,
-    /// EventIDs all mapped devices' ITTs may hold together (the physical ITTs are hypervisor
-    /// memory: this bounds it).
+    /// EventIDs all mapped devices' ITTs may hold together, each device counted as at least
+    /// [`MIN_EVENT_CHARGE`] (the physical ITTs are hypervisor memory: this bounds it).
     pub event_budget: u64,
 }
 
@@ -333,6 +336,11 @@ impl Vits {
         kick
     }
 
+    /// What a device with `bits`-bit EventIDs costs against the event budget.
+    fn charge(bits: u8) -> u64 {
+        (1u64 << bits.min(32)).max(MIN_EVENT_CHARGE)
+    }
+
     fn vcpu_bit(vcpu: usize) -> u64 {
         if vcpu < 64 { 1 << vcpu } else { 0 }
     }
@@ -371,7 +379,7 @@ impl Vits {
             self.drop_events(device, vgic, host);
             host.unmap_device(device);
             if let Some(d) = self.devices.remove(&device) {
-                self.events_in_use -= 1u64 << d.bits;
+                self.events_in_use -= Self::charge(d.bits);
             }
         }
     }
@@ -386,7 +394,7 @@ impl Vits {
                 if !valid {
                     return Ok(0);
                 }
-                let events = 1u64 << bits;
+                let events = Self::charge(bits);
                 if bits > self.cfg.event_bits || self.events_in_use + events > self.cfg.event_budget {
                     return Err(CmdError::IttTooLarge { device, bits });
                 }
