@@ -25,9 +25,15 @@ pub struct Dom0Linux {
     pub initrd: PathBuf,
 }
 
-/// Fetch (cached) the kernel and busybox, build the initramfs.
+/// Fetch (cached) Debian stable's kernel and busybox, build the initramfs.
 pub fn fixtures() -> Result<Dom0Linux> {
-    let kpkg = env::debian_depends("linux-image-arm64", "arm64")?;
+    fixtures_from(env::Suite::Stable)
+}
+
+/// As [`fixtures`], with the kernel from `suite` (bookworm-backports' 6.12 has
+/// CONFIG_XEN_UNPOPULATED_ALLOC: it takes grant and foreign mappings from the extended regions).
+pub fn fixtures_from(suite: env::Suite) -> Result<Dom0Linux> {
+    let kpkg = env::debian_depends_in("linux-image-arm64", "arm64", suite)?;
     let kdir = env::debian_package(&kpkg, "arm64")?;
     let kernel = std::fs::read_dir(kdir.join("boot"))
         .map_err(|e| format!("{}: {e}", kdir.join("boot").display()))?
@@ -194,6 +200,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
+         if grep -q xenith-iomem /proc/cmdline; then grep -i xen /proc/iomem | sed 's/^/iomem: /'; fi\n\
          echo {MARKER}\n\
          for f in /sys/devices/system/cpu/vulnerabilities/*; do echo \"vuln: ${{f##*/}}: $(cat $f)\"; done\n\
          if grep -q xenith-crash /proc/cmdline; then echo \"crash: triggering a kernel crash (sysrq c)\"; echo c > /proc/sysrq-trigger; fi\n\
@@ -308,7 +315,12 @@ impl Cpio {
 
 /// Point a boot at Linux dom0 (`run --dom0 linux`).
 pub fn use_for(boot: &mut Boot) -> Result<()> {
-    let l = fixtures()?;
+    use_kernel_from(boot, env::Suite::Stable)
+}
+
+/// As [`use_for`], with the kernel from `suite`.
+pub fn use_kernel_from(boot: &mut Boot, suite: env::Suite) -> Result<()> {
+    let l = fixtures_from(suite)?;
     // Debian's kernel (~44 MB) runs past the usual initrd address (0x4b200000): load the
     // initrd after it, 2 MiB aligned.
     let size = std::fs::metadata(&l.kernel).map_err(|e| e.to_string())?.len();
@@ -365,6 +377,75 @@ pub fn fuzz_systest_check(o: &Outcome) -> std::result::Result<(), String> {
         if o.has(bad) {
             return Err(format!("`{bad}` in the output"));
         }
+    }
+    if o.timed_out {
+        return Err("QEMU did not end after poweroff -f".into());
+    }
+    Ok(())
+}
+
+/// The extended-regions system test's boot: bookworm-backports' kernel (built with
+/// CONFIG_XEN_UNPOPULATED_ALLOC) as dom0 on 2 vCPUs runs the stress suite's grant workload for a
+/// few seconds (gntdev mappings of gntalloc'd pages), then /init prints the Xen lines of
+/// /proc/iomem (`xenith-iomem`).
+pub fn extended_regions_systest_boot(hypervisor: PathBuf) -> Boot {
+    let mut b = Boot::new(hypervisor);
+    b.timeout = Duration::from_secs(150);
+    b.cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS}");
+    if let Err(e) = use_kernel_from(&mut b, env::Suite::Backports) {
+        eprintln!("xtask: Linux dom0 fixtures (bookworm-backports kernel): {e}");
+        b.dom0 = Some(PathBuf::from("/nonexistent/linux-dom0-fixtures-unavailable"));
+    }
+    b.dom0_args = format!("{DOM0_ARGS} xenith-stress=4 xenith-stress-only=grant xenith-iomem");
+    b
+}
+
+/// `(start, end)` of a `/proc/iomem` line (`  start-end : name`, hex, end inclusive).
+fn iomem_range(line: &str) -> Option<(u64, u64)> {
+    let (range, _) = line.split_once(" : ")?;
+    let (a, b) = range.trim().split_once('-')?;
+    Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+}
+
+/// `(base, end)` (end exclusive) of the `dom0: extended region N: base-end (M MiB)` lines.
+fn extended_regions(output: &str) -> Vec<(u64, u64)> {
+    output
+        .lines()
+        .filter_map(|l| l.split_once("dom0: extended region ")?.1.split_once(": ").map(|(_, r)| r))
+        .filter_map(|r| {
+            let (a, b) = r.split_whitespace().next()?.split_once('-')?;
+            let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+            Some((hex(a)?, hex(b)?))
+        })
+        .collect()
+}
+
+/// dom0 took its grant mappings from the extended regions xenith gave it: each "Xen scratch"
+/// range Linux's unpopulated-page allocator took for gntdev (it takes them from the regions in
+/// /hypervisor's reg, its "Xen unused space", which /proc/iomem does not list) lies inside a
+/// region the hypervisor listed at boot, and the grant workload ran without errors.
+pub fn extended_regions_systest_check(o: &Outcome) -> std::result::Result<(), String> {
+    let regions = extended_regions(&o.output);
+    if regions.is_empty() {
+        return Err("the hypervisor listed no extended region for dom0".into());
+    }
+    let r = crate::stress::parse(&o.output);
+    let why = crate::stress::verdict(&r, &["grant"]);
+    if !why.is_empty() {
+        return Err(format!("grant workload: {}", why.join("; ")));
+    }
+    let inside = |(a, b): (u64, u64)| regions.iter().any(|&(base, end)| a >= base && b < end);
+    let lines: Vec<&str> = o.output.lines().filter_map(|l| l.split_once("iomem: ").map(|(_, r)| r)).collect();
+    let named = |name: &str| lines.iter().filter(|l| l.ends_with(name)).filter_map(|l| iomem_range(l)).collect::<Vec<_>>();
+    let scratch = named("Xen scratch");
+    if scratch.is_empty() {
+        return Err(format!("/proc/iomem has no `Xen scratch` range (no grant mapping came from the regions); its Xen lines: {lines:?}"));
+    }
+    if let Some(bad) = scratch.iter().find(|s| !inside(**s)) {
+        return Err(format!("`Xen scratch` {:#x}-{:#x} is outside every extended region {regions:x?}", bad.0, bad.1));
+    }
+    if !o.has(MARKER) || !o.has("hardware domain powered off") {
+        return Err("dom0 did not reach its marker and power off".into());
     }
     if o.timed_out {
         return Err("QEMU did not end after poweroff -f".into());
@@ -800,4 +881,18 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
 fn tail(out: &str) -> String {
     let lines: Vec<&str> = out.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+#[cfg(test)]
+mod extended_region_tests {
+    use super::{extended_regions, iomem_range};
+
+    #[test]
+    fn regions_and_iomem_ranges_are_read_from_the_logs() {
+        let log = "(xenith) dom0: extended region 0: 0xa200000-0x10000000 (94 MiB)\n(xenith) dom0: extended region 1: 0xc0000000-0x4010000000 (259328 MiB)\n";
+        assert_eq!(extended_regions(log), vec![(0xa200000, 0x10000000), (0xc0000000, 0x40_1000_0000)]);
+        assert_eq!(iomem_range("c0000000-c7ffffff : Xen scratch"), Some((0xc000_0000, 0xc7ff_ffff)));
+        assert_eq!(iomem_range("  40000000-bfffffff : System RAM"), Some((0x4000_0000, 0xbfff_ffff)));
+        assert_eq!(iomem_range("garbage"), None);
+    }
 }

@@ -24,7 +24,8 @@ cargo xtask <command>
   build              build xenith and the test guest as raw arm64 Images under target/xenith/
   run [options]      boot xenith + dom0 on QEMU virt (GICv3, SMMUv3 stage 2); QEMU exits when dom0 shuts down
       --dom0 PATH        boot this kernel as dom0 instead of the test guest
-                         (`linux`: Debian's arm64 kernel + a busybox initramfs, fetched and cached)
+                         (`linux`: Debian's arm64 kernel + a busybox initramfs, fetched and cached;
+                         `linux-backports`: bookworm-backports' 6.12 kernel, same initramfs)
       --dom0-args ARGS   dom0's command line (default: console=hvc0)
       --initrd PATH      dom0's initrd
       --domu PATH        also boot this kernel as a dom0less domU (`guest`: the test guest, which then
@@ -112,6 +113,11 @@ fn run(args: &[String]) -> Result<()> {
                 // Debian's arm64 kernel with a busybox initramfs (linux.rs).
                 "linux" => {
                     linux::use_for(&mut boot)?;
+                    linux_dom0 = true;
+                }
+                // bookworm-backports' 6.12 kernel, same initramfs (it uses the extended regions).
+                "linux-backports" => {
+                    linux::use_kernel_from(&mut boot, env::Suite::Backports)?;
                     linux_dom0 = true;
                 }
                 path => boot.dom0 = Some(PathBuf::from(path)),
