@@ -196,6 +196,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     for (name, _) in modules {
         s.push_str(&format!("insmod /lib/modules/{name} || echo \"insmod {name} failed\"\n"));
     }
+    s.push_str(&crate::console::init_lines());
     s.push_str(&format!(
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\

@@ -2,6 +2,7 @@
 
 mod build;
 mod conformance;
+mod console;
 mod elf;
 mod env;
 mod fixtures;
@@ -40,7 +41,8 @@ cargo xtask <command>
                      (tests/conformance/): the whole table on cortex-a57, the cpu.* cases on max;
                      `--against xen` re-records Xen's values (for cortex-a57 unless --cpu says);
                      `--against xen --vulnerabilities` re-records Linux dom0's
-                     /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says)
+                     /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says);
+                     `--against xen --console` the bytes Xen 4.17 puts on the UART for dom0's console
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
       --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
