@@ -1,6 +1,6 @@
 //! dom0's console bytes, as the hypervisor passes them to the UART. With `xenith-console-bytes`
-//! on its command line, Linux dom0's /init writes every byte value 1..=255 and a few line-ending
-//! sequences to its console (hvc0, i.e. console_io hypercalls) between two markers; the bytes
+//! on its command line, Linux dom0's /init writes `linux::console_payload()` (every byte value
+//! 1..=255 and a few line-ending sequences) to its console (hvc0, i.e. console_io hypercalls) between two markers; the bytes
 //! QEMU's serial port received between them are compared with Xen 4.17's, recorded in
 //! tests/conformance/console-xen-4.17.hex by `cargo xtask conformance --against xen --console`.
 
@@ -10,28 +10,10 @@ use crate::qemu::{Boot, Outcome};
 use std::path::PathBuf;
 use std::time::Duration;
 
-const BEGIN: &[u8] = b"CONSOLE-BYTES-BEGIN";
-const END: &[u8] = b"CONSOLE-BYTES-END";
+use crate::linux::{CONSOLE_BYTES_BEGIN as BEGIN, CONSOLE_BYTES_END as END};
 
 /// Xen 4.17's command line for the recording (the reference setup's).
 const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0 dom0_max_vcpus=1";
-
-/// What /init writes: every byte value but NUL, then line endings a program may write.
-pub fn payload() -> Vec<u8> {
-    let mut p: Vec<u8> = (1..=255u8).collect();
-    p.extend_from_slice(b"\r\nCRLF\nLF\rCR\r\rCRCR\n\tTAB\x1b[1mESC\x1b[0m \xc3\xa9 UTF-8\x7f\nend without newline\r");
-    p
-}
-
-/// The /init lines that write [`payload`] between the markers (`printf` with octal escapes).
-pub fn init_lines() -> String {
-    let fmt: String = payload().iter().map(|b| format!("\\{b:03o}")).collect();
-    format!(
-        "if grep -q xenith-console-bytes /proc/cmdline; then echo {}; printf '{fmt}'; echo; echo {}; fi\n",
-        String::from_utf8_lossy(BEGIN),
-        String::from_utf8_lossy(END)
-    )
-}
 
 /// The bytes between the markers in a console capture.
 pub fn segment(raw: &[u8]) -> Option<&[u8]> {
@@ -101,7 +83,7 @@ pub fn record_xen() -> Result<()> {
         return Err(format!("Linux dom0 on Xen 4.17 never wrote the console markers; output in {}", log.display()));
     };
     let mut text = String::from("# The bytes Debian's Xen 4.17 put on QEMU virt's PL011 while Linux dom0's /init wrote\n");
-    text.push_str("# console::payload() to hvc0 (between the CONSOLE-BYTES markers). Written by\n");
+    text.push_str("# linux::console_payload() to hvc0 (between the CONSOLE-BYTES markers). Written by\n");
     text.push_str(&format!("# `cargo xtask conformance --against xen --console`; Xen command line: {XEN_CMDLINE}\n"));
     text.push_str(&to_hex(seg));
     let path = expected_path();
@@ -126,10 +108,4 @@ mod tests {
         assert!(segment(b"CONSOLE-BYTES-BEGIN only").is_none());
     }
 
-    #[test]
-    fn init_lines_escape_every_byte() {
-        let l = init_lines();
-        assert!(l.contains("\\001\\002") && l.contains("\\377") && l.contains("\\047"));
-        assert!(!l[l.find("printf '").unwrap() + 8..l.rfind('\'').unwrap()].contains('\''));
-    }
 }

@@ -5,6 +5,7 @@ mod conformance;
 mod console;
 mod elf;
 mod env;
+mod extregions;
 mod fixtures;
 mod health;
 mod linux;
