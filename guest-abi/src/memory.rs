@@ -26,6 +26,12 @@ pub const XENMEM_REMOVE_FROM_PHYSMAP: u32 = 15;
 pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u32 = 23;
 /// Map a resource (ioreq pages, grant frames) of another domain.
 pub const XENMEM_ACQUIRE_RESOURCE: u32 = 28;
+/// Memory sharing statistics (always 0 on ARM): pages freed by sharing.
+pub const XENMEM_GET_SHARING_FREED_PAGES: u32 = 18;
+/// Memory sharing statistics: pages shared.
+pub const XENMEM_GET_SHARING_SHARED_PAGES: u32 = 19;
+/// Set aside pages for a domain being built (control domain).
+pub const XENMEM_CLAIM_PAGES: u32 = 24;
 
 /// The low bits of `cmd` hold the sub-op.
 pub const MEMOP_CMD_MASK: u64 = (1 << MEMOP_EXTENT_SHIFT) - 1;
@@ -128,3 +134,19 @@ mod tests {
         assert_eq!(split_cmd(1 | (5 << 6)), (XENMEM_DECREASE_RESERVATION, 5));
     }
 }
+
+/// Argument of XENMEM_current_reservation / maximum_reservation / maximum_gpfn.
+pub type XenMemoryDomain = DomId;
+
+/// Argument of `XENMEM_exchange`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenMemoryExchange {
+    /// In: the extents given up.
+    pub r#in: XenMemoryReservation,
+    /// In/out: the extents wanted in exchange.
+    pub out: XenMemoryReservation,
+    /// In/out: progress (input extents done).
+    pub nr_exchanged: XenUlong,
+}
+crate::layout!(XenMemoryExchange, 72; r#in @ 0, out @ 32, nr_exchanged @ 64);
