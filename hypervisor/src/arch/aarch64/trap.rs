@@ -216,6 +216,8 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         ec::SYSREG if super::cpufeat::emulate_sysreg(frame, iss) => {}
         // Timer and GIC system registers the guest may not touch directly are emulated.
         ec::SYSREG if super::vtimer::emulate_sysreg(frame, iss) || super::gic::emulate_sysreg(frame, iss) => frame.elr += 4,
+        // Cache maintenance by set/way, and the register writes that track the caches.
+        ec::SYSREG if super::setway::emulate(dom, frame, iss) => frame.elr += 4,
         ec::SYSREG | ec::UNKNOWN => {
             if dom.should_log_fault() {
                 log!("d{}: trapped instruction (EC {class:#x}, ISS {iss:#x}) at {:#x}: UNDEF injected", dom.id, frame.elr);
