@@ -244,6 +244,16 @@ impl EventChannels {
     }
 
     /// EVTCHNOP_unmask: clear the mask bit; if the port was masked and is pending, deliver it.
+    /// Clear `port`'s bit in evtchn_pending: a port is freed without an event left over for
+    /// whatever binds it next (as Xen frees ports).
+    pub fn clear_pending(&mut self, port: u32, mem: &dyn PhysMem) {
+        let Some(shinfo) = self.shared_info else { return };
+        if port >= NR_PORTS {
+            return;
+        }
+        let _ = mem.fetch_and_u64(shinfo + SHINFO_PENDING + u64::from(port / 64) * 8, !(1u64 << (port % 64)));
+    }
+
     pub fn unmask(&mut self, port: u32, mem: &dyn PhysMem) {
         let Some(shinfo) = self.shared_info else { return };
         if port >= NR_PORTS {

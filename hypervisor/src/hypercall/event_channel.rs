@@ -127,13 +127,17 @@ fn bind_virq(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
 /// end while that end still names the sender's port (see [`send`]).
 pub fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
     let caller = cx.caller;
+    let mem = cx.machine.mem;
     let d = cx.domains.get(caller).ok_or(ret(ESRCH))?;
     loop {
         match d.with_evtchn(|ev| ev.state(port)) {
             PortState::Free => return Err(ret(EINVAL)),
             PortState::Interdomain { dom, port: rport } if dom != caller => {
                 let Some(rd) = cx.domains.get(dom) else {
-                    d.with_evtchn(|ev| ev.free(port));
+                    d.with_evtchn(|ev| {
+                        ev.free(port);
+                        ev.clear_pending(port, mem);
+                    });
                     return Ok(());
                 };
                 let done = with_two(d, rd, |ev, rev| {
@@ -142,6 +146,7 @@ pub fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
                         return false;
                     }
                     ev.free(port);
+                    ev.clear_pending(port, mem);
                     // The other end goes back to waiting for us.
                     if rev.state(rport) == (PortState::Interdomain { dom: caller, port }) {
                         rev.set(rport, PortState::Unbound { remote: caller });
@@ -164,6 +169,7 @@ pub fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
                         }
                     }
                     ev.free(port);
+                    ev.clear_pending(port, mem);
                     true
                 });
                 if freed {
@@ -486,6 +492,11 @@ mod tests {
         assert!(!pending(&e, 0, ipi));
         assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, ipi), 0);
         assert!(pending(&e, 0, ipi));
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_CLOSE, ipi), 0);
+        assert!(!pending(&e, 0, ipi), "a freed port keeps no event");
+        e.put(0, &EvtchnBindIpi { vcpu: 0, port: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_IPI), 0);
+        assert_eq!(e.get::<EvtchnBindIpi>(0).port, ipi);
         e.put(0, &EvtchnBindVcpu { port: ipi, vcpu: 0 });
         assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_VCPU), ret(EINVAL));
         // pirqs: none to bind on ARM

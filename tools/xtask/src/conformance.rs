@@ -274,6 +274,8 @@ fn check_cpu(images: &Images, cpu: &str) -> Result<usize> {
     };
     println!("conformance on -cpu {cpu}:");
     let out = boot(images.hypervisor.clone(), "", images.test_guest.clone(), cpu)?;
+    let log = env::target_dir().join(format!("conformance-xenith-{cpu}.log"));
+    let _ = std::fs::write(&log, &out.output);
     let got = parse_cases(&out.output);
     let (lines, verdicts) = compare(&expected, &got, &devs);
     for l in &lines {
