@@ -131,6 +131,8 @@ pub struct Domain {
     /// Pages of its RAM the domain has given back (decrease_reservation) and not taken again
     /// (populate_physmap): its current reservation is its RAM less these.
     given_back: AtomicU64,
+    /// Bit n: vCPU n turned itself off (PSCI CPU_OFF) and does not run again.
+    vcpus_off: AtomicU32,
 }
 
 impl Domain {
@@ -151,7 +153,21 @@ impl Domain {
             faults_logged: AtomicU32::new(0),
             vm_assist: AtomicU64::new(0),
             given_back: AtomicU64::new(0),
+            vcpus_off: AtomicU32::new(0),
         }
+    }
+
+    /// vCPU `vcpu` turned itself off (PSCI CPU_OFF): its CPU stops running it. The domain is
+    /// not shut down by that, even when it was its last vCPU (as on Xen).
+    pub fn set_vcpu_off(&self, vcpu: u32) {
+        if vcpu < 32 {
+            self.vcpus_off.fetch_or(1 << vcpu, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether vCPU `vcpu` turned itself off.
+    pub fn vcpu_off(&self, vcpu: u32) -> bool {
+        vcpu < 32 && self.vcpus_off.load(Ordering::Acquire) & (1 << vcpu) != 0
     }
 
     /// Pages the domain may hold (XENMEM_maximum_reservation): its RAM.

@@ -82,7 +82,7 @@ fn pin_override(cx: &mut super::HypercallCtx<'_, '_>, arg: u64) -> i64 {
         Ok(v) => v,
         Err(e) => return e,
     };
-    if pcpu >= NR_CPUS || pcpu < 0 || pcpu as u32 != cx.vcpu {
+    if !(0..NR_CPUS).contains(&pcpu) || pcpu as u32 != cx.vcpu {
         return ret(EINVAL);
     }
     0

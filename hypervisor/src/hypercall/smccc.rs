@@ -85,6 +85,12 @@ pub fn handle(dom: &Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
             let target = if fid == PSCI_AFFINITY_INFO_32 { args[0] & 0xffff_ffff } else { args[0] };
             one(neg(affinity_info(target, args[1] as u32, dom.max_vcpus, |v| v == 0)))
         }
+        // A domU's vCPU turns itself off: it does not run again (the trap layer stops its
+        // CPU), and the domain lives on without it, as on Xen. dom0's vCPUs are refused.
+        PSCI_CPU_OFF if !dom.is_hardware => {
+            dom.set_vcpu_off(0);
+            one(0)
+        }
         PSCI_CPU_OFF => one(neg(PSCI_RET_DENIED)),
         // A standby request: returning at once is a valid wake-up (nothing to wait for yet).
         PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => one(0),
@@ -157,6 +163,20 @@ mod tests {
         let d = dom0();
         assert_eq!(handle(&d, u64::from(PSCI_AFFINITY_INFO_64), [1, 0, 0, 0, 0, 0, 0])[0] as i64, AFFINITY_OFF);
         assert_eq!(handle(&d, u64::from(PSCI_AFFINITY_INFO_64), [0, 1, 0, 0, 0, 0, 0])[0] as i64, AFFINITY_ON);
+    }
+
+    #[test]
+    fn power_calls_of_a_domu_stop_only_that_domu() {
+        let d0 = dom0();
+        let u = Domain::new(1, false, false, Default::default());
+        assert_eq!(handle(&u, u64::from(PSCI_CPU_OFF), [0; 7])[0], 0);
+        assert!(u.vcpu_off(0));
+        assert_eq!(u.shutdown(), None, "CPU_OFF of the last vCPU is not a shutdown");
+        assert_eq!(handle(&u, u64::from(PSCI_SYSTEM_RESET), [0; 7])[0], 0);
+        assert_eq!(u.shutdown(), Some(ShutdownReason::Reboot));
+        assert_eq!(handle(&u, u64::from(PSCI_CPU_ON_64), [1, 0x4000_0000, 0, 0, 0, 0, 0])[0] as i64, PSCI_RET_INVALID_PARAMETERS);
+        assert_eq!((d0.shutdown(), d0.vcpu_off(0)), (None, false), "dom0 untouched");
+        assert_eq!(handle(&d0, u64::from(PSCI_CPU_OFF), [0; 7])[0] as i64, PSCI_RET_DENIED);
     }
 
     #[test]

@@ -78,7 +78,8 @@ mod kernel {
         let image_end = core::ptr::addr_of!(_end) as u64;
         crate::heap::init();
         // A dom0less domU writes its console to the emulated UART its DT names.
-        let domu = info.has_arg(b"domu");
+        let cpu_off = info.has_arg(b"domu-cpu-off");
+        let domu = info.has_arg(b"domu") || cpu_off;
         let uart = info.uart.filter(|_| domu);
         if let Some(u) = uart {
             // SAFETY: boot CPU, before the MMU is enabled.
@@ -93,7 +94,7 @@ mod kernel {
         // SAFETY: boot CPU, before the MMU is enabled.
         unsafe {
             mmu::add_device(crate::gicv3::GICD, 0x20_0000);
-            if domu {
+            if domu && !cpu_off {
                 crate::hostile::map_probes();
             }
         }
@@ -125,7 +126,9 @@ mod kernel {
         let args = core::str::from_utf8(info.bootargs()).unwrap_or("?");
         println!("test-guest: bootargs \"{args}\"");
 
-        if domu {
+        if cpu_off {
+            crate::hostile::cpu_off_last_vcpu();
+        } else if domu {
             crate::xdom::run_domu();
         } else if info.has_arg(b"edu-bench") {
             crate::edu::bench(info.pci);
