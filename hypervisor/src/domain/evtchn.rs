@@ -23,6 +23,7 @@ pub const MAX_VCPUS: usize = 4;
 const SHINFO_PENDING: u64 = 48;
 const SHINFO_MASK: u64 = 560;
 const VCPU_UPCALL_PENDING: u64 = 0;
+const VCPU_UPCALL_MASK: u64 = 1;
 const VCPU_PENDING_SEL: u64 = 8;
 
 /// What a port is bound to.
@@ -214,6 +215,13 @@ impl EventChannels {
         }
         let pa = shinfo + SHINFO_PENDING + u64::from(port / 64) * 8;
         mem.read_u64(pa).is_ok_and(|w| w & (1 << (port % 64)) != 0)
+    }
+
+    /// Clear `vcpu`'s evtchn_upcall_mask (SCHEDOP_block enables event delivery).
+    pub fn enable_upcalls(&self, vcpu: u32, mem: &dyn PhysMem) {
+        if let Some(pa) = self.vcpu_info_pa(vcpu) {
+            let _ = mem.write(pa + VCPU_UPCALL_MASK, &[0]);
+        }
     }
 
     /// Whether `vcpu`'s evtchn_upcall_pending is set in the vcpu_info it uses.

@@ -9,7 +9,7 @@ use super::{read_arg, write_arg, HypercallCtx, Outcome};
 use crate::domain::grant::GrowError;
 use crate::domain::Domain;
 use crate::mm::S2Attr;
-use guest_abi::errno::{ret, EBUSY, EDOM, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSYS, EPERM, ESRCH};
+use guest_abi::errno::{ret, EBUSY, EDOM, EFAULT, EINVAL, EIO, ENOENT, ENOMEM, ENOSYS, EOPNOTSUPP, EPERM, ESRCH};
 use guest_abi::memory::*;
 
 /// Order-0 extents handled per trap before the call continues (fewer for larger orders:
@@ -38,13 +38,15 @@ pub fn memory_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> Outcome {
         XENMEM_GET_SHARING_FREED_PAGES | XENMEM_GET_SHARING_SHARED_PAGES => 0, // no sharing on ARM
         XENMEM_CLAIM_PAGES => claim_pages(cx, arg),
         XENMEM_EXCHANGE => exchange(cx, arg),
+        XENMEM_GET_VNUMAINFO => vnuma_info(cx, arg),
+        XENMEM_ACQUIRE_RESOURCE => return acquire_resource(cx, start, arg),
         _ => ret(ENOSYS),
     };
     Outcome::Return(r)
 }
 
 /// Sub-ops that refuse a continuation field.
-const STATELESS_OPS: [u32; 6] = [XENMEM_MAXIMUM_RAM_PAGE, XENMEM_CURRENT_RESERVATION, XENMEM_MAXIMUM_RESERVATION, XENMEM_MAXIMUM_GPFN, XENMEM_CLAIM_PAGES, XENMEM_EXCHANGE];
+const STATELESS_OPS: [u32; 7] = [XENMEM_MAXIMUM_RAM_PAGE, XENMEM_CURRENT_RESERVATION, XENMEM_MAXIMUM_RESERVATION, XENMEM_MAXIMUM_GPFN, XENMEM_CLAIM_PAGES, XENMEM_EXCHANGE, XENMEM_GET_VNUMAINFO];
 
 /// XENMEM_maximum_ram_page: one past the host's highest RAM frame.
 fn max_ram_page() -> i64 {
@@ -127,6 +129,105 @@ fn exchange(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
         return 0;
     }
     ret(ENOMEM)
+}
+
+/// XENMEM_get_vnumainfo: no domain here has a virtual NUMA layout.
+fn vnuma_info(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
+    let t: XenVnumaTopologyInfo = match read_arg(cx.mem, arg) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    if t.pad != 0 {
+        return ret(EINVAL);
+    }
+    let target = gp::resolve(cx.caller, t.domid);
+    if cx.domains.get(target).is_none() {
+        return ret(ESRCH);
+    }
+    if !may_control(cx, target) {
+        return ret(EPERM);
+    }
+    ret(EOPNOTSUPP)
+}
+
+/// Grant-table frames mapped per trap by XENMEM_acquire_resource.
+const ACQUIRE_PER_TRAP: u64 = 32;
+
+/// XENMEM_acquire_resource: the hardware domain maps another domain's resource into its own
+/// guest frames (the toolstack seeds a new domain's grant table this way). Only grant-table
+/// entry frames exist here (status frames are v2; there are no ioreq servers or trace
+/// buffers); with a NULL list the call tells the resource's size. An unknown type reads as a
+/// huge size and fails when mapped, as Xen's does.
+fn acquire_resource(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> Outcome {
+    let r = |v: i64| Outcome::Return(v);
+    let x: XenMemAcquireResource = match read_arg(cx.mem, arg) {
+        Ok(x) => x,
+        Err(e) => return r(e),
+    };
+    if x.pad != 0 || x.frame >> 32 != 0 || (x.frame + u64::from(x.nr_frames)) >> 32 != 0 {
+        return r(ret(EINVAL));
+    }
+    // A remote domain, by id (DOMID_SELF names none).
+    let Some(target) = cx.domains.get(x.domid) else { return r(ret(ESRCH)) };
+    if x.domid == cx.caller || !cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware) {
+        return r(ret(EPERM));
+    }
+    let max_frames: u32 = match (x.r#type, x.id) {
+        (XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED) => crate::domain::grant::MAX_GRANT_FRAMES,
+        (0..=2, _) => 0,
+        _ => ret(EOPNOTSUPP) as u32,
+    };
+    if max_frames == 0 {
+        return r(ret(EINVAL));
+    }
+    if x.frame_list == 0 {
+        if x.nr_frames != 0 || start != 0 {
+            return r(ret(EINVAL));
+        }
+        return r(write_arg(cx.mem, arg.wrapping_add(8), &max_frames).err().unwrap_or(0));
+    }
+    if start >= u64::from(x.nr_frames) || u64::from(x.nr_frames) > u64::from(u32::MAX >> MEMOP_EXTENT_SHIFT) {
+        return r(ret(EINVAL));
+    }
+    if x.r#type != XENMEM_RESOURCE_GRANT_TABLE {
+        return r(ret(EOPNOTSUPP));
+    }
+    let first = x.frame + start;
+    let todo = (u64::from(x.nr_frames) - start).min(ACQUIRE_PER_TRAP);
+    let last = first + todo - 1;
+    if last >= u64::from(max_frames) {
+        return r(ret(EINVAL));
+    }
+    let mut frames = [0u64; ACQUIRE_PER_TRAP as usize];
+    {
+        let mut gt = target.grants.lock();
+        if gt.grow(last as u32 + 1, &mut *cx.machine.frames, cx.machine.mem).is_err() {
+            return r(ret(ENOMEM));
+        }
+        for (k, f) in frames.iter_mut().enumerate().take(todo as usize) {
+            match gt.frame((first + k as u64) as u32) {
+                Some(pa) => *f = pa,
+                None => return r(ret(EINVAL)),
+            }
+        }
+    }
+    let Some(caller) = cx.domains.get(cx.caller) else { return r(ret(ESRCH)) };
+    for (k, pa) in frames.iter().enumerate().take(todo as usize) {
+        let k = k as u64;
+        let gfn = match read_arg::<u64>(cx.mem, x.frame_list.wrapping_add((start + k) * 8)) {
+            Ok(g) => g,
+            Err(e) => return r(e),
+        };
+        if let Err(e) = gp::map(caller, cx.machine, gfn, *pa, S2Attr::RAM_RW) {
+            // Only the first failure is the map's own error; a later one leaves a partial map.
+            return r(if k == 0 { e } else { ret(EIO) });
+        }
+    }
+    let done = start + todo;
+    if done < u64::from(x.nr_frames) {
+        return Outcome::Continue { x0: u64::from(XENMEM_ACQUIRE_RESOURCE) | (done << MEMOP_EXTENT_SHIFT), x1: arg, x2: 0 };
+    }
+    r(0)
 }
 
 /// The caller may act on `target` (itself, or anyone if it is the hardware domain).
@@ -547,6 +648,52 @@ mod tests {
         assert_eq!(exchange(&mut e, 20, 0, DOMID_SELF, 0), ret(EPERM));
         assert_eq!(exchange(&mut e, 0, 0, DOMID_SELF, 2), 0, "nothing left to exchange");
         assert_eq!(exchange(&mut e, 0, 0, DOMID_SELF, 3), ret(EINVAL));
+    }
+
+    #[test]
+    fn vnuma_and_acquire_resource() {
+        let mut e = Env::new();
+        let vnuma = |e: &mut Env, caller, domid, pad| {
+            e.put(0, &XenVnumaTopologyInfo { domid, pad, ..Default::default() });
+            call(e, caller, u64::from(XENMEM_GET_VNUMAINFO))
+        };
+        assert_eq!(vnuma(&mut e, 0, DOMID_SELF, 0), ret(EOPNOTSUPP));
+        assert_eq!(vnuma(&mut e, 0, DOMID_SELF, 1), ret(EINVAL));
+        assert_eq!(vnuma(&mut e, 0, 0x1234, 0), ret(ESRCH));
+        assert_eq!(vnuma(&mut e, 1, 0, 0), ret(EPERM));
+        let acq = |e: &mut Env, caller, x: XenMemAcquireResource| {
+            e.put(0, &x);
+            call(e, caller, u64::from(XENMEM_ACQUIRE_RESOURCE))
+        };
+        let gt = XenMemAcquireResource { domid: 1, r#type: XENMEM_RESOURCE_GRANT_TABLE, ..Default::default() };
+        assert_eq!(acq(&mut e, 0, gt), 0);
+        assert_eq!(e.get::<XenMemAcquireResource>(0).nr_frames, 64, "the size, asked with a NULL list");
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { id: 1, ..gt }), ret(EINVAL), "no status frames in v1");
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { r#type: 0, ..gt }), ret(EINVAL));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { pad: 1, ..gt }), ret(EINVAL));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { frame: 1 << 32, ..gt }), ret(EINVAL));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { domid: 0, ..gt }), ret(EPERM), "not its own");
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { domid: DOMID_SELF, ..gt }), ret(ESRCH));
+        assert_eq!(acq(&mut e, 1, XenMemAcquireResource { domid: 0, ..gt }), ret(EPERM));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { r#type: 9, ..gt }), 0);
+        assert_eq!(e.get::<XenMemAcquireResource>(0).nr_frames, ret(EOPNOTSUPP) as u32);
+        // map dom1's frames 1 and 2 at dom0's 0x9_0000 and 0x9_0001
+        e.put(0x100, &0x9_0000u64);
+        e.put(0x108, &0x9_0001u64);
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { nr_frames: 2, frame: 1, frame_list: ARGS + 0x100, ..gt }), 0);
+        let f2 = e.dom(1).grants.lock().frame(2).unwrap();
+        assert_eq!(gp::lookup(e.dom(0), 0x9_0001, &e.phys), Some(f2));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { nr_frames: 1, frame: 64, frame_list: ARGS + 0x100, ..gt }), ret(EINVAL));
+        // more than one trap's worth continues
+        for i in 0..40u64 {
+            e.put(0x200 + i * 8, &(0xa_0000 + i));
+        }
+        e.put(0, &XenMemAcquireResource { nr_frames: 40, frame_list: ARGS + 0x200, ..gt });
+        let first = e.call(0, |cx| memory_op(cx, u64::from(XENMEM_ACQUIRE_RESOURCE), ARGS));
+        assert_eq!(first, Outcome::Continue { x0: u64::from(XENMEM_ACQUIRE_RESOURCE) | (32 << 6), x1: ARGS, x2: 0 });
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_ACQUIRE_RESOURCE) | (32 << 6)), 0);
+        let f39 = e.dom(1).grants.lock().frame(39).unwrap();
+        assert_eq!(gp::lookup(e.dom(0), 0xa_0000 + 39, &e.phys), Some(f39));
     }
 
     #[test]

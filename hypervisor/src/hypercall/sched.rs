@@ -1,4 +1,4 @@
-//! `sched_op`: yield, shutdown, shutdown_code, poll, remote_shutdown and pin_override (one
+//! `sched_op`: yield, block, shutdown, shutdown_code, poll, remote_shutdown and pin_override (one
 //! vCPU per physical CPU, no scheduler yet); watchdog ids are checked but no watchdog is armed.
 
 use super::{read_arg, GuestMemory};
@@ -15,6 +15,17 @@ pub fn sched_op_cx(cx: &mut super::HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> 
             Err(e) => e,
         },
         SCHEDOP_PIN_OVERRIDE => pin_override(cx, arg),
+        // Block until an event: event delivery is enabled (as Xen does), then the call returns
+        // at once, a wake-up a blocking guest allows (it re-checks and blocks again). Each
+        // vCPU has its CPU to itself: there is nothing else to run meanwhile.
+        SCHEDOP_BLOCK => match cx.domains.get(cx.caller) {
+            Some(d) => {
+                let mem = cx.machine.mem;
+                d.with_evtchn(|ev| ev.enable_upcalls(cx.vcpu, mem));
+                0
+            }
+            None => ret(ESRCH),
+        },
         SCHEDOP_REMOTE_SHUTDOWN => {
             let r: SchedRemoteShutdown = match read_arg(cx.mem, arg) {
                 Ok(r) => r,
@@ -175,6 +186,17 @@ mod tests {
         e.put(0, &[5u32, 0]);
         assert_eq!(call(&mut e, 0, SCHEDOP_WATCHDOG), ret(EINVAL));
         assert_eq!(call(&mut e, 0, SCHEDOP_SHUTDOWN_CODE), 0);
+        // block: returns, with event delivery enabled
+        use platform::PhysMem;
+        let vi = e.call(0, |cx| {
+            let d = cx.domains.get(0).unwrap();
+            d.with_evtchn(|ev| crate::hypercall::guest_phys::shared_info(ev, cx.machine)).unwrap()
+        });
+        e.phys.write(vi + 1, &[1]).unwrap();
+        assert_eq!(call(&mut e, 0, SCHEDOP_BLOCK), 0);
+        let mut mask = [0xffu8];
+        e.phys.read(vi + 1, &mut mask).unwrap();
+        assert_eq!(mask[0], 0);
         assert_eq!(e.dom(0).shutdown(), None);
         e.put(0, &SchedRemoteShutdown { domain_id: 0x1234, reason: 0 });
         assert_eq!(call(&mut e, 0, SCHEDOP_REMOTE_SHUTDOWN), ret(ESRCH));

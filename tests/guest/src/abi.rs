@@ -444,6 +444,53 @@ fn exchange(in_order: u32, in_dom: u16, out_dom: u16) -> Observed {
     ret(mem(u64::from(XENMEM_EXCHANGE), buf()))
 }
 
+fn vnuma(domid: u16, pad: u16) -> Observed {
+    let p = put(0, XenVnumaTopologyInfo { domid, pad, ..Default::default() });
+    ret(mem(u64::from(XENMEM_GET_VNUMAINFO), p))
+}
+
+/// XENMEM_acquire_resource with a NULL frame list: the return, or the size it reports.
+fn resource_size(domid: u16, r#type: u16, id: u32) -> Observed {
+    let p = put(0, XenMemAcquireResource { domid, r#type, id, ..Default::default() });
+    let r = mem(u64::from(XENMEM_ACQUIRE_RESOURCE), p);
+    if r != 0 {
+        return ret(r);
+    }
+    Observed::Hex(u64::from(get::<XenMemAcquireResource>(0).nr_frames))
+}
+
+fn resource_raw(x: XenMemAcquireResource) -> Observed {
+    let p = put(0, x);
+    ret(mem(u64::from(XENMEM_ACQUIRE_RESOURCE), p))
+}
+
+/// The other domain's grant-table frame 0 mapped at one of our free guest frames, read
+/// through, and taken out again: 1 if all three worked, else the first failure.
+fn map_other_grant_frame() -> Observed {
+    let gfn = (GRANT_MAP_IPA >> 12) + 16;
+    let list = put(512, gfn);
+    let p = put(0, XenMemAcquireResource { domid: other_domain(), r#type: XENMEM_RESOURCE_GRANT_TABLE, id: XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED, nr_frames: 1, pad: 0, frame: 0, frame_list: list });
+    let r = mem(u64::from(XENMEM_ACQUIRE_RESOURCE), p);
+    if r != 0 {
+        return ret(r);
+    }
+    crate::exceptions::clear();
+    // SAFETY: GRANT_MAP_IPA's block is mapped at stage 1 (Device); at stage 2 the frame is
+    // there now, or the vector records the abort and resumes.
+    let _ = unsafe { core::ptr::read_volatile((gfn << 12) as *const u64) };
+    let read_ok = crate::exceptions::last().0 == 0;
+    let p = put(0, XenRemoveFromPhysmap { domid: DOMID_SELF, gpfn: gfn });
+    let removed = mem(u64::from(XENMEM_REMOVE_FROM_PHYSMAP), p);
+    if removed != 0 {
+        return ret(removed);
+    }
+    Observed::Hex(u64::from(read_ok))
+}
+
+fn own_id() -> u16 {
+    1 - other_domain()
+}
+
 // ---- PSCI and caches -----------------------------------------------------------------------
 
 fn smccc(fid: u32, a1: usize, a2: usize) -> i64 {
@@ -634,6 +681,21 @@ pub static ABI_CASES: &[Case] = &[
     Case { name: "memory_op.exchange.order_20", run: || exchange(20, DOMID_SELF, DOMID_SELF), expect: Expect::Recorded },
     Case { name: "memory_op.exchange.unmapped_va", run: || ret(mem(u64::from(XENMEM_EXCHANGE), crate::mmu::UNMAPPED_VA)), expect: Expect::Err(errno::EFAULT) },
     Case { name: "memory_op.exchange.continuation_bits", run: || ret(mem(u64::from(XENMEM_EXCHANGE) | 1 << MEMOP_EXTENT_SHIFT, buf())), expect: Expect::Err(errno::EINVAL) },
+    Case { name: "memory_op.get_vnumainfo.self", run: || vnuma(DOMID_SELF, 0), expect: Expect::Err(errno::EOPNOTSUPP) },
+    Case { name: "memory_op.get_vnumainfo.pad", run: || vnuma(DOMID_SELF, 1), expect: Expect::Err(errno::EINVAL) },
+    Case { name: "memory_op.get_vnumainfo.bad_dom", run: || vnuma(DOMID_BAD, 0), expect: Expect::Err(errno::ESRCH) },
+    Case { name: "memory_op.get_vnumainfo.other_domain", run: || vnuma(other_domain(), 0), expect: Expect::Recorded },
+    Case { name: "memory_op.get_vnumainfo.continuation_bits", run: || { let p = put(0, XenVnumaTopologyInfo { domid: DOMID_SELF, ..Default::default() }); ret(mem(u64::from(XENMEM_GET_VNUMAINFO) | 1 << MEMOP_EXTENT_SHIFT, p)) }, expect: Expect::Err(errno::EINVAL) },
+    Case { name: "memory_op.acquire_resource.grant_table_size.other_domain", run: || resource_size(other_domain(), XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED), expect: Expect::Recorded },
+    Case { name: "memory_op.acquire_resource.grant_table_size.own_id", run: || resource_size(own_id(), XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED), expect: Expect::Err(errno::EPERM) },
+    Case { name: "memory_op.acquire_resource.grant_table_size.domid_self", run: || resource_size(DOMID_SELF, XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED), expect: Expect::Err(errno::ESRCH) },
+    Case { name: "memory_op.acquire_resource.status_frames.other_domain", run: || resource_size(other_domain(), XENMEM_RESOURCE_GRANT_TABLE, 1), expect: Expect::Recorded },
+    Case { name: "memory_op.acquire_resource.ioreq_server.other_domain", run: || resource_size(other_domain(), 0, 0), expect: Expect::Recorded },
+    Case { name: "memory_op.acquire_resource.type_7.other_domain", run: || resource_size(other_domain(), 7, 0), expect: Expect::Recorded },
+    Case { name: "memory_op.acquire_resource.pad", run: || resource_raw(XenMemAcquireResource { domid: other_domain(), r#type: XENMEM_RESOURCE_GRANT_TABLE, pad: 1, ..Default::default() }), expect: Expect::Err(errno::EINVAL) },
+    Case { name: "memory_op.acquire_resource.frame_above_4g", run: || resource_raw(XenMemAcquireResource { domid: other_domain(), r#type: XENMEM_RESOURCE_GRANT_TABLE, frame: 1 << 32, ..Default::default() }), expect: Expect::Err(errno::EINVAL) },
+    Case { name: "memory_op.acquire_resource.unmapped_va", run: || ret(mem(u64::from(XENMEM_ACQUIRE_RESOURCE), crate::mmu::UNMAPPED_VA)), expect: Expect::Err(errno::EFAULT) },
+    Case { name: "memory_op.acquire_resource.map_grant_frame_0.other_domain", run: map_other_grant_frame, expect: Expect::Recorded },
     // PSCI: the vCPUs a domain has
     Case { name: "psci.affinity_info_64.no_such_vcpu", run: || Observed::Int(smccc(PSCI_AFFINITY_INFO_64, 0x7, 0)), expect: Expect::Recorded },
     Case { name: "psci.affinity_info_64.level_4", run: || Observed::Int(smccc(PSCI_AFFINITY_INFO_64, 0, 4)), expect: Expect::Recorded },
