@@ -176,7 +176,7 @@ fn copy(source: GnttabCopyPtr, dest: GnttabCopyPtr, flags: u16) -> Observed {
 }
 
 fn own_frame() -> GnttabCopyPtr {
-    GnttabCopyPtr { u: ops::pfn(addr_of!(HOSTILE_PAGE)) + 0, domid: DOMID_SELF, offset: 2048 }
+    GnttabCopyPtr { u: ops::pfn(addr_of!(HOSTILE_PAGE)), domid: DOMID_SELF, offset: 2048 }
 }
 
 fn setup_table_dom0() -> Observed {
@@ -277,8 +277,9 @@ fn sgi(v: u64) -> Observed {
 }
 
 fn psci(fid: u32, a1: usize) -> Observed {
-    // SAFETY: the calls below either fail or affect only this domain.
+    // CPU_ON's entry point (never used: the targets do not exist); else the affinity level.
     let a2 = if fid == PSCI_CPU_ON_64 { 0x4000_0000 } else { 0 };
+    // SAFETY: the calls made here either fail or affect only this domain.
     Observed::Int(unsafe { guest_abi::guest::smccc_call(fid, [a1, a2, 0, 0, 0, 0, 0])[0] as i32 as i64 })
 }
 
