@@ -30,12 +30,6 @@ const GUEST_ID_BITS: u8 = 16;
 /// page each), or fewer with larger ones; a few MiB of hypervisor memory at most.
 const EVENT_BUDGET: u64 = 1 << 18;
 
-/// Whether dom0 gets an emulated ITS: yes unless the command line says `its=hide` (then the
-/// ITS is kept from dom0 altogether and its PCI devices fall back to INTx).
-pub fn emulation_wanted(options: &[String]) -> bool {
-    options.iter().rev().find_map(|o| o.strip_prefix("its=")) != Some("hide")
-}
-
 /// ITT memory from the frame pool.
 pub struct FrameTables;
 
