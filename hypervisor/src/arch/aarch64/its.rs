@@ -128,7 +128,7 @@ pub fn init(dt: &HostDt, info: &BootInfo, vcpus: usize) -> Result<ItsNode, Strin
     HOST_LPIS.call_once(|| lpis);
     HOST.call_once(|| SpinMutex::new(host));
     log!(
-        "{path}: GICv3 ITS at {base:#x} is the hypervisor's ({tables} tables, {}-bit DeviceIDs, {}-bit EventIDs, {} host LPIs); dom0 gets an emulated ITS for DeviceIDs {:x?}",
+        "{path}: GICv3 ITS at {base:#x} is the hypervisor's ({tables} tables, {}-bit DeviceIDs, {}-bit EventIDs, {} host LPIs); dom0 gets an emulated ITS for DeviceIDs {:#x?}",
         typer.device_bits(),
         typer.event_bits(),
         prop_table_size(id_bits),
