@@ -29,6 +29,8 @@ mod heap;
 extern crate alloc;
 #[cfg(target_os = "none")]
 mod exceptions;
+#[cfg(target_os = "none")]
+mod exits;
 mod fdt;
 #[cfg(target_os = "none")]
 mod mmu;
@@ -82,7 +84,13 @@ mod kernel {
         // hypervisor, which must not work.
         // SAFETY: boot CPU, before the MMU is enabled.
         unsafe { mmu::add_device(crate::cases::QEMU_VIRT_ITS, 0x1_0000) };
-        let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench") || info.has_arg(b"edu-dma");
+        let bench_mode = info.has_arg(b"bench");
+        if bench_mode {
+            // The GIC (distributor, redistributors: one 2 MiB block) for the per-exit benches.
+            // SAFETY: boot CPU, before the MMU is enabled.
+            unsafe { mmu::add_device(crate::exits::GICD, 0x20_0000) };
+        }
+        let edu_mode = bench_mode || info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench") || info.has_arg(b"edu-dma");
         if let (true, Some(pci)) = (edu_mode, info.pci) {
             // SAFETY: boot CPU, before the MMU is enabled.
             unsafe {
@@ -116,6 +124,7 @@ mod kernel {
             crate::edu::bench(info.pci);
         } else if info.has_arg(b"bench") {
             bench::run();
+            crate::exits::run(info.pci);
         } else if info.has_arg(b"cpu-cases") {
             // Only what the CPU looks like (the conformance run on other CPU models).
             let (passed, failed) = cases::run_table("", crate::cpu::CPU_CASES.iter());
