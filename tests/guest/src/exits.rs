@@ -30,8 +30,12 @@ pub const GICR: u64 = 0x080a_0000;
 /// The redistributor's SGI frame (vCPU 0's: the guest runs on vCPU 0).
 const GICR_SGI: u64 = GICR + 0x1_0000;
 
-/// Exits per timed window.
-const N: u64 = 20_000;
+/// Exits per timed window (fewer with `exits-short`, for an execution trace of the paths).
+static N: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(20_000);
+
+fn n() -> u64 {
+    N.load(core::sync::atomic::Ordering::Relaxed)
+}
 /// The SGI the guest sends itself.
 const SELF_SGI: u32 = 1;
 const VTIMER_PPI: u32 = 27;
@@ -113,7 +117,7 @@ fn gic_init() {
 /// Guest counter ticks for `N` runs of `f`.
 fn window(mut f: impl FnMut()) -> u64 {
     let start = edge();
-    for _ in 0..N {
+    for _ in 0..n() {
         f();
     }
     counter() - start
@@ -124,12 +128,12 @@ fn per_exit(freq: u64, full: u64, empty: u64) -> u128 {
     if freq == 0 {
         return 0;
     }
-    u128::from(full.saturating_sub(empty)) * 10_000_000_000 / (u128::from(freq) * u128::from(N))
+    u128::from(full.saturating_sub(empty)) * 10_000_000_000 / (u128::from(freq) * u128::from(n()))
 }
 
 fn report(name: &str, freq: u64, full: u64, empty: u64) {
     let t = per_exit(freq, full, empty);
-    println!("bench exit_{name}_ns: {}.{} ticks: {full} empty_ticks: {empty} exits: {N}", t / 10, t % 10);
+    println!("bench exit_{name}_ns: {}.{} ticks: {full} empty_ticks: {empty} exits: {}", t / 10, t % 10, n());
 }
 
 /// An empty loop body the compiler keeps (the baseline for the MMIO and timer loops).
@@ -139,7 +143,10 @@ fn nothing() {
 }
 
 /// Runs every per-exit benchmark; `pci` is the host bridge, for the SPI bench's edu device.
-pub fn run(pci: Option<crate::fdt::PciHost>) {
+pub fn run(pci: Option<crate::fdt::PciHost>, short: bool) {
+    if short {
+        N.store(200, core::sync::atomic::Ordering::Relaxed);
+    }
     let freq = frequency();
     gic_init();
     let empty = window(nothing);

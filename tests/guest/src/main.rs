@@ -84,7 +84,7 @@ mod kernel {
         // hypervisor, which must not work.
         // SAFETY: boot CPU, before the MMU is enabled.
         unsafe { mmu::add_device(crate::cases::QEMU_VIRT_ITS, 0x1_0000) };
-        let bench_mode = info.has_arg(b"bench");
+        let bench_mode = info.has_arg(b"bench") || info.has_arg(b"exits-short");
         if bench_mode {
             // The GIC (distributor, redistributors: one 2 MiB block) for the per-exit benches.
             // SAFETY: boot CPU, before the MMU is enabled.
@@ -122,9 +122,11 @@ mod kernel {
             crate::xdom::run_domu();
         } else if info.has_arg(b"edu-bench") {
             crate::edu::bench(info.pci);
+        } else if info.has_arg(b"exits-short") {
+            crate::exits::run(info.pci, true);
         } else if info.has_arg(b"bench") {
             bench::run();
-            crate::exits::run(info.pci);
+            crate::exits::run(info.pci, false);
         } else if info.has_arg(b"cpu-cases") {
             // Only what the CPU looks like (the conformance run on other CPU models).
             let (passed, failed) = cases::run_table("", crate::cpu::CPU_CASES.iter());

@@ -236,6 +236,10 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             inject_undef(dom, frame, ret);
         }
     }
+    // One load on the way out; the rest only once the domain asked to stop.
+    if dom.shutdown().is_none() {
+        return After::Resume;
+    }
     act_on_shutdown(dom);
     domu_shutdown(&DOMAINS, current)
 }
