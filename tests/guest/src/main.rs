@@ -35,6 +35,8 @@ mod fdt;
 #[cfg(target_os = "none")]
 mod mmu;
 #[cfg(target_os = "none")]
+mod noise;
+#[cfg(target_os = "none")]
 mod ops;
 #[cfg(target_os = "none")]
 mod xdom;
@@ -118,10 +120,14 @@ mod kernel {
         let args = core::str::from_utf8(info.bootargs()).unwrap_or("?");
         println!("test-guest: bootargs \"{args}\"");
 
-        if domu {
+        if domu && (info.has_arg(b"noise-busy") || info.has_arg(b"noise-idle")) {
+            crate::noise::domu(info.has_arg(b"noise-busy"));
+        } else if domu {
             crate::xdom::run_domu();
         } else if info.has_arg(b"edu-bench") {
             crate::edu::bench(info.pci);
+        } else if info.has_arg(b"bench-noise") {
+            crate::noise::run();
         } else if info.has_arg(b"exits-short") {
             crate::exits::run(info.pci, true);
         } else if info.has_arg(b"bench") {
