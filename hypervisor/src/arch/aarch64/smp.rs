@@ -297,7 +297,6 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
     }
     guest::configure(block.vttbr, block.vtcr, u64::from(vcpu));
     super::spectre::cpu_init();
-    super::trap::set_guest_ram(cpu, domain);
     assign(cpu, domain, vcpu);
     if let Some(v) = dom0_vcpu {
         STATE[v].store(ON, Ordering::Release);

@@ -8,7 +8,7 @@ use super::psci;
 use crate::domain::mmio::{MmioAccess, MmioResult};
 use crate::domain::registry::{Domains, Machine};
 use super::DirectMem;
-use crate::domain::{DomId, Domain, RamBanks, ShutdownReason};
+use crate::domain::{DomId, Domain, ShutdownReason};
 use crate::hypercall::{self, GuestFault, GuestMemory};
 use crate::mm::RegionAllocator;
 use crate::{log, sysreg};
@@ -50,19 +50,6 @@ mod ec {
     pub const DABT_LOW: u64 = 0x24;
 }
 
-/// Per CPU, the RAM of the domain whose vCPU runs there, as host-physical ranges: what a
-/// hypercall may read or write through that vCPU's own stage 1 and stage 2. Set when the
-/// CPU first enters its domain (not per hypercall: the hypercall path copies nothing).
-static GUEST_RAM: [Mutex<RamBanks>; MAX_CPUS] = [const { Mutex::new(RamBanks::new()) }; MAX_CPUS];
-
-/// Record domain `id`'s RAM as what hypercalls on `cpu` may touch.
-pub fn set_guest_ram(cpu: usize, id: DomId) {
-    let ram = DOMAINS.get(id).map(|d| d.ram).unwrap_or_default();
-    if let Some(slot) = GUEST_RAM.get(cpu) {
-        *slot.lock() = ram;
-    }
-}
-
 /// The frame pool, locked for each allocation or release only (most hypercalls take no frame;
 /// and the pool's lock is the last in the lock order: it is never held while a domain's lock
 /// is taken).
@@ -88,8 +75,31 @@ impl crate::mm::FrameAlloc for LazyFrames {
 pub(super) struct CurrentGuestMemory;
 
 impl CurrentGuestMemory {
+    /// Whether `[pa, pa + len)` is RAM of the domain whose vCPU runs on this CPU: what a
+    /// hypercall may read or write through that vCPU's own stage 1 and stage 2. The domain
+    /// table and a domain's RAM banks never change once it runs: no lock, nothing copied.
     fn owns(&self, pa: u64, len: u64) -> bool {
-        GUEST_RAM.get(smp::this_cpu()).is_some_and(|r| r.lock().contains_pa(pa, len))
+        DOMAINS.get(smp::current_domain()).is_some_and(|d| d.ram.contains_pa(pa, len))
+    }
+}
+
+/// Copy `n` bytes from `src` to `dst` (host addresses), by 64-bit words when both ends and
+/// the length allow (hypercall arguments mostly are: structures of u64 and u32 fields).
+///
+/// # Safety
+/// As `core::ptr::copy_nonoverlapping(src, dst, n)`.
+#[inline]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
+    if (src as usize | dst as usize | n) % 8 == 0 {
+        for i in 0..n / 8 {
+            // SAFETY: both ranges are valid for `n` bytes (the caller's contract) and 8-aligned.
+            // Volatile: kept as word accesses (not turned back into a byte-wise memcpy call),
+            // and guest memory another vCPU may write is read once.
+            unsafe { (dst as *mut u64).add(i).write_volatile((src as *const u64).add(i).read_volatile()) };
+        }
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, n) }
     }
 }
 
@@ -131,7 +141,7 @@ impl GuestMemory for CurrentGuestMemory {
         self.for_each_page(gva, buf.len(), false, |pa, off, n| {
             // SAFETY: `pa..pa+n` is RAM of this domain (checked), identity-mapped at EL2, and
             // `off..off+n` lies inside `buf`.
-            unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, dst.add(off), n) }
+            unsafe { copy_bytes(pa as *const u8, dst.add(off), n) }
         })
     }
 
@@ -139,7 +149,7 @@ impl GuestMemory for CurrentGuestMemory {
         let src = data.as_ptr();
         self.for_each_page(gva, data.len(), true, |pa, off, n| {
             // SAFETY: as in `copy_from_guest`, in the other direction.
-            unsafe { core::ptr::copy_nonoverlapping(src.add(off), pa as *mut u8, n) }
+            unsafe { copy_bytes(src.add(off), pa as *mut u8, n) }
         })
     }
 }
