@@ -83,26 +83,6 @@ impl CurrentGuestMemory {
     }
 }
 
-/// Copy `n` bytes from `src` to `dst` (host addresses), by 64-bit words when both ends and
-/// the length allow (hypercall arguments mostly are: structures of u64 and u32 fields).
-///
-/// # Safety
-/// As `core::ptr::copy_nonoverlapping(src, dst, n)`.
-#[inline]
-unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
-    if (src as usize | dst as usize | n) % 8 == 0 {
-        for i in 0..n / 8 {
-            // SAFETY: both ranges are valid for `n` bytes (the caller's contract) and 8-aligned.
-            // Volatile: kept as word accesses (not turned back into a byte-wise memcpy call),
-            // and guest memory another vCPU may write is read once.
-            unsafe { (dst as *mut u64).add(i).write_volatile((src as *const u64).add(i).read_volatile()) };
-        }
-    } else {
-        // SAFETY: the caller's contract.
-        unsafe { core::ptr::copy_nonoverlapping(src, dst, n) }
-    }
-}
-
 impl CurrentGuestMemory {
     /// Walk `[gva, gva + len)` page by page, handing each piece's host address to `f`.
     fn for_each_page(&self, gva: u64, len: usize, write: bool, mut f: impl FnMut(usize, usize, usize)) -> Result<(), GuestFault> {
@@ -141,7 +121,7 @@ impl GuestMemory for CurrentGuestMemory {
         self.for_each_page(gva, buf.len(), false, |pa, off, n| {
             // SAFETY: `pa..pa+n` is RAM of this domain (checked), identity-mapped at EL2, and
             // `off..off+n` lies inside `buf`.
-            unsafe { copy_bytes(pa as *const u8, dst.add(off), n) }
+            unsafe { super::copy_bytes(pa as *const u8, dst.add(off), n) }
         })
     }
 
@@ -149,7 +129,7 @@ impl GuestMemory for CurrentGuestMemory {
         let src = data.as_ptr();
         self.for_each_page(gva, data.len(), true, |pa, off, n| {
             // SAFETY: as in `copy_from_guest`, in the other direction.
-            unsafe { copy_bytes(src.add(off), pa as *mut u8, n) }
+            unsafe { super::copy_bytes(src.add(off), pa as *mut u8, n) }
         })
     }
 }
