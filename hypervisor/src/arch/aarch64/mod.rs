@@ -56,12 +56,12 @@ pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
     let align = src as usize | dst as usize | n;
     // Volatile: the loops stay word loops (not turned back into a `memcpy` call), and guest
     // memory another vCPU may write is read once.
-    if align % 8 == 0 {
+    if align.is_multiple_of(8) {
         for i in 0..n / 8 {
             // SAFETY: both ranges are valid for `n` bytes (the caller's contract), 8-aligned.
             unsafe { (dst as *mut u64).add(i).write_volatile((src as *const u64).add(i).read_volatile()) };
         }
-    } else if align % 4 == 0 {
+    } else if align.is_multiple_of(4) {
         for i in 0..n / 4 {
             // SAFETY: both ranges are valid for `n` bytes (the caller's contract), 4-aligned.
             unsafe { (dst as *mut u32).add(i).write_volatile((src as *const u32).add(i).read_volatile()) };
