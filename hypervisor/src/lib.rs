@@ -7,6 +7,7 @@ extern crate alloc;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod arch;
+pub mod boot;
 pub mod console;
 pub mod cpufeature;
 pub mod domain;
@@ -15,6 +16,7 @@ pub mod hypercall;
 pub mod iommu;
 pub mod irq;
 pub mod mm;
+pub mod setway;
 pub mod spectre;
 pub mod sync;
 #[cfg(all(test, loom))]

@@ -18,15 +18,14 @@
 //! the exit from the guest to the hypervisor happens all the same (physical interrupts go to
 //! EL2 whatever the guest masks).
 //!
-//! The GIC addresses are QEMU virt's, which both Xen and xenith give dom0 unchanged.
+//! The GIC addresses are QEMU virt's (`gicv3`), which both Xen and xenith give dom0 unchanged.
 
 use crate::bench::{counter, edge, frequency};
 use crate::println;
 use core::arch::asm;
-use core::ptr::{read_volatile, write_volatile};
+use core::ptr::write_volatile;
 
-pub const GICD: u64 = 0x0800_0000;
-pub const GICR: u64 = 0x080a_0000;
+use crate::gicv3::{r32, w32, GICD, GICR0 as GICR};
 /// The redistributor's SGI frame (vCPU 0's: the guest runs on vCPU 0).
 const GICR_SGI: u64 = GICR + 0x1_0000;
 
@@ -41,16 +40,6 @@ const SELF_SGI: u32 = 1;
 const VTIMER_PPI: u32 = 27;
 /// ICC_IAR1_EL1 when nothing is pending.
 const SPURIOUS: u32 = 1023;
-
-fn r32(pa: u64) -> u32 {
-    // SAFETY: a GIC register; main.rs maps the GIC's 2 MiB Device in bench mode.
-    unsafe { read_volatile(pa as *const u32) }
-}
-
-fn w32(pa: u64, v: u32) {
-    // SAFETY: as for `r32`.
-    unsafe { write_volatile(pa as *mut u32, v) }
-}
 
 fn iar1() -> u32 {
     let v: u64;

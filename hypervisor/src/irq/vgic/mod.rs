@@ -11,6 +11,7 @@
 //! pending than there are LRs, the underflow maintenance interrupt brings the vCPU back to
 //! the hypervisor as soon as the LRs drain, and `flush` continues.
 
+pub mod lpi;
 pub mod lr;
 pub mod regs;
 // Property tests (proptest), not built for the loom model checks.
@@ -186,6 +187,8 @@ pub struct Vgic {
     /// SPIs that may be deliverable (bit n of word w: INTID 32 + 64 w + n), kept as the
     /// private `candidates` are: the scan in `flush` visits only these, not every SPI.
     spi_candidates: Vec<u64>,
+    /// LPIs (INTIDs from 8192), when an emulated ITS gives the domain some.
+    lpis: lpi::Lpis,
 }
 
 impl Vgic {
@@ -197,7 +200,8 @@ impl Vgic {
         let spis = alloc::vec![IrqState::RESET; (nr - PRIVATE_IRQS) as usize];
         let vcpus = vcpu_mpidrs.iter().map(|&m| VcpuIrqs::new(mpidr_affinity(m))).collect();
         let words = (nr - PRIVATE_IRQS).div_ceil(64) as usize;
-        Self { vcpus, spis, it_lines, ctlr: 0, hw_ops: Vec::new(), spi_candidates: alloc::vec![0; words] }
+        let lpis = lpi::Lpis::new(vcpu_mpidrs.len());
+        Self { vcpus, spis, it_lines, ctlr: 0, hw_ops: Vec::new(), spi_candidates: alloc::vec![0; words], lpis }
     }
 
     pub fn vcpu_count(&self) -> usize {
@@ -211,6 +215,9 @@ impl Vgic {
 
     /// The state of `intid` as `vcpu` sees it (private interrupts are per vCPU).
     pub fn irq(&self, vcpu: usize, intid: u32) -> Option<&IrqState> {
+        if intid >= lpi::LPI_BASE {
+            return self.lpis.map.get(&intid).map(|l| &l.irq);
+        }
         if intid < PRIVATE_IRQS {
             self.vcpus.get(vcpu)?.private.get(intid as usize)
         } else {
@@ -219,6 +226,9 @@ impl Vgic {
     }
 
     fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
+        if intid >= lpi::LPI_BASE {
+            return self.lpis.map.get_mut(&intid).map(|l| &mut l.irq);
+        }
         if intid < PRIVATE_IRQS {
             self.vcpus.get_mut(vcpu)?.private.get_mut(intid as usize)
         } else {
@@ -257,7 +267,8 @@ impl Vgic {
             if let Some(v) = self.vcpus.get_mut(vcpu) {
                 v.candidates |= 1 << intid;
             }
-        } else {
+        } else if intid < lpi::LPI_BASE {
+            // (LPIs have no candidate set: every flush looks at the mapped ones.)
             let i = (intid - PRIVATE_IRQS) as usize;
             if let Some(w) = self.spi_candidates.get_mut(i / 64) {
                 *w |= 1 << (i % 64);
@@ -427,6 +438,9 @@ impl Vgic {
                 self.spi_candidates[w] = keep;
             }
         }
+        if !self.lpis.map.is_empty() {
+            self.for_each_lpi_candidate(vcpu, &mut f);
+        }
     }
 
     /// The candidate sets' invariant: every interrupt that is deliverable now is a candidate
@@ -493,7 +507,9 @@ impl Vgic {
         let idle = v.lr_stale == 0
             && v.lr_owner[..n].iter().all(Option::is_none)
             && (v.asleep || v.candidates == 0)
-            && self.spi_candidates.iter().all(|&w| w == 0);
+            && self.spi_candidates.iter().all(|&w| w == 0)
+            // LPIs have no candidate set: they are looked at on every flush.
+            && self.lpis.map.is_empty();
         if idle {
             lrs.set_underflow_irq(false);
             self.vcpus[vcpu].dirty = false;
