@@ -228,8 +228,9 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             inject_undef(dom, frame, ret);
         }
     }
-    // One load on the way out; the rest only once the domain asked to stop.
-    if dom.shutdown().is_none() {
+    // Two loads on the way out; the rest only once the domain asked to stop or a domU turned
+    // its vCPU off (PSCI CPU_OFF: `domu_shutdown` parks its CPU).
+    if dom.shutdown().is_none() && (dom.is_hardware || !dom.vcpu_off(0)) {
         return After::Resume;
     }
     act_on_shutdown(dom);
