@@ -15,6 +15,8 @@ const EDU_ID: u32 = 0x11e8_1234;
 const EDU_BUF: u64 = 0x4_0000;
 const REG_IDENT: u64 = 0x00;
 const REG_LIVENESS: u64 = 0x04;
+const REG_IRQ_RAISE: u64 = 0x60;
+const REG_IRQ_ACK: u64 = 0x64;
 const REG_DMA_SRC: u64 = 0x80;
 const REG_DMA_DST: u64 = 0x88;
 const REG_DMA_COUNT: u64 = 0x90;
@@ -27,6 +29,8 @@ const SPINS: u64 = 2_000_000_000;
 /// The edu device, with BAR0 assigned and bus mastering on.
 pub struct Edu {
     bar: u64,
+    ecam: u64,
+    devfn: u64,
 }
 
 fn cfg_read(ecam: u64, devfn: u64, off: u64) -> u32 {
@@ -47,7 +51,29 @@ impl Edu {
         cfg_write(pci.ecam.base, devfn, 0x10, bar as u32);
         let cmd = cfg_read(pci.ecam.base, devfn, 0x04);
         cfg_write(pci.ecam.base, devfn, 0x04, cmd | 0b110); // memory space + bus master
-        Some(Edu { bar })
+        Some(Edu { bar, ecam: pci.ecam.base, devfn })
+    }
+
+    /// The device's slot on bus 0 (`pci` is the host it was found on).
+    pub fn slot(&self, pci: &PciHost) -> Option<u32> {
+        (pci.ecam.base == self.ecam).then_some((self.devfn >> 3) as u32)
+    }
+
+    /// Raise the device's interrupt (its "raise" register; INTx while MSI is off).
+    pub fn raise_irq(&self) {
+        self.write32(REG_IRQ_RAISE, 1);
+    }
+
+    /// Acknowledge it: the INTx line drops.
+    pub fn ack_irq(&self) {
+        self.write32(REG_IRQ_ACK, 1);
+    }
+
+    /// Let the device assert INTx (PCI command register bit 10 clear) or not.
+    pub fn intx(&self, on: bool) {
+        let cmd = cfg_read(self.ecam, self.devfn, 0x04);
+        let cmd = if on { cmd & !(1 << 10) } else { cmd | (1 << 10) };
+        cfg_write(self.ecam, self.devfn, 0x04, cmd);
     }
 
     fn read(&self, off: u64) -> u64 {

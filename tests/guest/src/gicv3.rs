@@ -5,17 +5,17 @@
 
 /// QEMU virt's distributor and the first redistributor (RD frame; the SGI frame follows).
 pub const GICD: u64 = 0x0800_0000;
-const GICR0: u64 = 0x080a_0000;
+pub const GICR0: u64 = 0x080a_0000;
 const GICR_SGI: u64 = GICR0 + 0x1_0000;
 /// The SGI the case sends.
 const SGI: u32 = 5;
 
-fn w32(addr: u64, v: u32) {
+pub fn w32(addr: u64, v: u32) {
     // SAFETY: a GIC register, mapped as Device memory by main.rs before the MMU is on.
     unsafe { core::ptr::write_volatile(addr as *mut u32, v) };
 }
 
-fn r32(addr: u64) -> u32 {
+pub fn r32(addr: u64) -> u32 {
     // SAFETY: as in `w32`.
     unsafe { core::ptr::read_volatile(addr as *const u32) }
 }

@@ -35,9 +35,13 @@ mod hostile;
 extern crate alloc;
 #[cfg(target_os = "none")]
 mod exceptions;
+#[cfg(target_os = "none")]
+mod exits;
 mod fdt;
 #[cfg(target_os = "none")]
 mod mmu;
+#[cfg(target_os = "none")]
+mod noise;
 #[cfg(target_os = "none")]
 mod ops;
 #[cfg(target_os = "none")]
@@ -98,7 +102,9 @@ mod kernel {
                 crate::hostile::map_probes();
             }
         }
-        let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench") || info.has_arg(b"edu-dma");
+        // The per-exit benches raise edu's INTx when QEMU has one.
+        let bench_mode = info.has_arg(b"bench") || info.has_arg(b"exits-short");
+        let edu_mode = bench_mode || info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench") || info.has_arg(b"edu-dma");
         if let (true, Some(pci)) = (edu_mode, info.pci) {
             // SAFETY: boot CPU, before the MMU is enabled.
             unsafe {
@@ -128,12 +134,19 @@ mod kernel {
 
         if cpu_off {
             crate::hostile::cpu_off_last_vcpu();
+        } else if domu && (info.has_arg(b"noise-busy") || info.has_arg(b"noise-idle")) {
+            crate::noise::domu(info.has_arg(b"noise-busy"));
         } else if domu {
             crate::xdom::run_domu();
         } else if info.has_arg(b"edu-bench") {
             crate::edu::bench(info.pci);
+        } else if info.has_arg(b"bench-noise") {
+            crate::noise::run();
+        } else if info.has_arg(b"exits-short") {
+            crate::exits::run(info.pci, true);
         } else if info.has_arg(b"bench") {
             bench::run();
+            crate::exits::run(info.pci, false);
         } else if info.has_arg(b"cpu-cases") {
             // Only what the CPU looks like (the conformance run on other CPU models).
             let (passed, failed) = cases::run_table("", crate::cpu::CPU_CASES.iter());

@@ -44,9 +44,14 @@ cargo xtask <command>
                      `--against xen --vulnerabilities` re-records Linux dom0's
                      /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says);
                      `--against xen --console` the bytes Xen 4.17 puts on the UART for dom0's console
-  bench              null-hypercall round trip, measured by the guest under -icount shift=0
-      --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
+  bench              the guest's round trips (null hypercall, grant map+unmap), one trapped access or
+                     interrupt of each kind (exit_*), the noise figure, edu DMA and host-side figures,
+                     measured by the guest under -icount shift=0
+      --against xen      round trips and per-exit costs on xenith and Xen 4.17 and their ratio, the Linux
+                         dom0 boot, the boot overhead and the noise figure on both
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
+      --noise            dom0's null hypercall while two dom0less domUs loop on hypercalls vs while they
+                         idle, on xenith and Xen 4.17 (also part of bench and --against xen)
   stress [options]   SMP dom0 stress suite: Debian's Linux as dom0 runs grant, balloon, evtchn, privcmd,
                      memory and virtio-blk DMA workloads on every vCPU at once; per-workload ops,
                      errors, integrity and dom0's health per boot; PASS/FAIL (non-zero exit on FAIL)
@@ -73,6 +78,14 @@ fn main() {
         Some("bench") if args.get(1).map(String::as_str) == Some("--boot-overhead") => setup()
             .and_then(|_| build::all())
             .and_then(|i| overhead::bench(i.hypervisor.clone(), fixtures::xen_4_17()?)),
+        Some("bench") if args.get(1).map(String::as_str) == Some("--noise") => setup().and_then(|_| build::all()).and_then(|i| {
+            println!("noise: dom0 (1 vCPU) null hypercall, median of short windows under -icount, two dom0less domUs idle vs looping:");
+            let (idle, busy) = conformance::noise_run(i.hypervisor.clone(), "", i.test_guest.clone())?;
+            conformance::print_noise("xenith", &idle, &busy);
+            let (idle, busy) = conformance::noise_run(fixtures::xen_4_17()?, conformance::XEN_BENCH_CMDLINE, i.test_guest.clone())?;
+            conformance::print_noise("Xen 4.17", &idle, &busy);
+            Ok(())
+        }),
         Some("bench") => bench(),
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
         Some("systest") => setup()

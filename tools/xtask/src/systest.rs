@@ -66,8 +66,13 @@ fn guest_clean(o: &Outcome) -> std::result::Result<(), String> {
 }
 
 /// QEMU's edu device (with a 64-bit DMA mask: RAM starts at 1 GiB) and the guest's edu checks.
+/// QEMU's `edu` PCI device, DMA addresses unmasked (QEMU virt's RAM is above its default mask).
+pub fn edu_device() -> Vec<String> {
+    vec!["-device".into(), "edu,dma_mask=0xffffffffffffffff".into()]
+}
+
 fn edu_boot(mut b: Boot, mode: &str) -> Boot {
-    b.extra = vec!["-device".into(), "edu,dma_mask=0xffffffffffffffff".into()];
+    b.extra = edu_device();
     b.dom0_args = format!("console=hvc0 {mode}");
     b
 }
@@ -311,11 +316,14 @@ pub fn bench(images: &Images) -> Result<()> {
     b.dom0_args = "console=hvc0 bench".into();
     b.icount = true;
     b.timeout = Duration::from_secs(300);
-    let lines = bench_lines(&b)?;
+    let lines = bench_lines(&Boot { extra: edu_device(), ..b.clone() })?;
     println!("xenith on QEMU virt, -icount shift=0 (1 instruction = 1 ns of guest time):");
     for l in &lines {
         println!("  {l}");
     }
+    println!("noise: dom0 (1 vCPU) null hypercall, median of short windows under -icount, two dom0less domUs idle vs looping:");
+    let (idle, busy) = crate::conformance::noise_run(images.hypervisor.clone(), "", images.test_guest.clone())?;
+    crate::conformance::print_noise("xenith", &idle, &busy);
     let translated = bench_lines(&edu_boot(b.clone(), "edu-bench"))?;
     let bypass = bench_lines(&Boot { cmdline: "iommu-owner=dom0:/pcie@10000000".into(), ..edu_boot(b.clone(), "edu-bench") })?;
     let (t, p) = (bench_value(&translated, "edu_dma_4k_ns"), bench_value(&bypass, "edu_dma_4k_ns"));

@@ -531,11 +531,11 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
     }
     let value = if rt == 31 { 0 } else { frame.x[rt] };
     if let Some(v) = current_vgic() {
-        let targets = v.lock().send_sgi(this_vcpu(), value);
-        for t in 0..64 {
-            if targets & (1 << t) != 0 {
-                notify(t);
-            }
+        let mut targets = v.lock().send_sgi(this_vcpu(), value);
+        while targets != 0 {
+            let t = targets.trailing_zeros() as usize;
+            targets &= targets - 1;
+            notify(t);
         }
     }
     true

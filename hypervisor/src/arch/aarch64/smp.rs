@@ -11,8 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::arch::global_asm;
 use crate::domain::DomId;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use crate::sync::SpinMutex as Mutex;
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Most vCPUs (and physical CPUs) used.
 pub const MAX_CPUS: usize = 4;
@@ -32,8 +31,9 @@ static STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
 /// The domain of a CPU that runs no guest.
 pub const NO_DOMAIN: DomId = DomId::MAX;
 static VCPUS: AtomicUsize = AtomicUsize::new(1);
-/// Physical MPIDR of each CPU, from the host DT's /cpus.
-static HOST_MPIDR: Mutex<[u64; MAX_CPUS]> = Mutex::new([0; MAX_CPUS]);
+/// Physical MPIDR of each CPU, from the host DT's /cpus: written once at boot, read by every
+/// kick (no lock: a kick on one CPU does not wait for one on another).
+static HOST_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// What a secondary CPU needs before its MMU is on (read with caches off: cleaned to PoC).
 #[repr(C)]
@@ -104,9 +104,8 @@ extern "C" {
 /// on the CPU of the host DT's n-th /cpus entry; vCPU 0 runs already. Returns the count.
 pub fn setup_dom0(host_cpus: &[u64], n: usize) -> usize {
     let n = n.min(host_cpus.len()).clamp(1, MAX_CPUS);
-    let mut m = HOST_MPIDR.lock();
-    for (i, &mpidr) in host_cpus.iter().take(n).enumerate() {
-        m[i] = mpidr;
+    for (slot, &mpidr) in HOST_MPIDR.iter().zip(host_cpus.iter().take(n)) {
+        slot.store(mpidr, Ordering::Relaxed);
     }
     VCPUS.store(n, Ordering::Relaxed);
     STATE[0].store(ON, Ordering::Relaxed);
@@ -172,7 +171,7 @@ pub fn this_vcpu() -> usize {
 
 /// The physical MPIDR of the CPU that runs vCPU `vcpu`.
 pub fn host_mpidr(vcpu: usize) -> u64 {
-    HOST_MPIDR.lock().get(vcpu).copied().unwrap_or(0)
+    HOST_MPIDR.get(vcpu).map_or(0, |m| m.load(Ordering::Relaxed))
 }
 
 /// PSCI calls that concern other vCPUs (CPU_ON, AFFINITY_INFO) when the domain has more than
@@ -283,7 +282,6 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
     }
     guest::configure(block.vttbr, block.vtcr, u64::from(vcpu));
     super::spectre::cpu_init();
-    super::trap::set_guest_ram(cpu, domain);
     assign(cpu, domain, vcpu);
     if let Some(v) = dom0_vcpu {
         STATE[v].store(ON, Ordering::Release);

@@ -271,7 +271,6 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     if trap::DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
-    trap::set_guest_ram(0, 0);
     start_domus(&dt, &mpidrs);
     release_boot_modules(&info, &[hyp, host_dtb]);
     let guests_ram: u64 = trap::DOMAINS.iter().map(|d| d.ram.total()).sum();

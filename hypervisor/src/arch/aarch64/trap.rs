@@ -8,7 +8,7 @@ use super::psci;
 use crate::domain::mmio::{MmioAccess, MmioResult};
 use crate::domain::registry::{Domains, Machine};
 use super::DirectMem;
-use crate::domain::{DomId, Domain, RamBanks, ShutdownReason};
+use crate::domain::{DomId, Domain, ShutdownReason};
 use crate::hypercall::{self, GuestFault, GuestMemory};
 use crate::mm::RegionAllocator;
 use crate::{log, sysreg};
@@ -50,19 +50,6 @@ mod ec {
     pub const DABT_LOW: u64 = 0x24;
 }
 
-/// Per CPU, the RAM of the domain whose vCPU runs there, as host-physical ranges: what a
-/// hypercall may read or write through that vCPU's own stage 1 and stage 2. Set when the
-/// CPU first enters its domain (not per hypercall: the hypercall path copies nothing).
-static GUEST_RAM: [Mutex<RamBanks>; MAX_CPUS] = [const { Mutex::new(RamBanks::new()) }; MAX_CPUS];
-
-/// Record domain `id`'s RAM as what hypercalls on `cpu` may touch.
-pub fn set_guest_ram(cpu: usize, id: DomId) {
-    let ram = DOMAINS.get(id).map(|d| d.ram).unwrap_or_default();
-    if let Some(slot) = GUEST_RAM.get(cpu) {
-        *slot.lock() = ram;
-    }
-}
-
 /// The frame pool, locked for each allocation or release only (most hypercalls take no frame;
 /// and the pool's lock is the last in the lock order: it is never held while a domain's lock
 /// is taken).
@@ -88,8 +75,11 @@ impl crate::mm::FrameAlloc for LazyFrames {
 pub(super) struct CurrentGuestMemory;
 
 impl CurrentGuestMemory {
+    /// Whether `[pa, pa + len)` is RAM of the domain whose vCPU runs on this CPU: what a
+    /// hypercall may read or write through that vCPU's own stage 1 and stage 2. The domain
+    /// table and a domain's RAM banks never change once it runs: no lock, nothing copied.
     fn owns(&self, pa: u64, len: u64) -> bool {
-        GUEST_RAM.get(smp::this_cpu()).is_some_and(|r| r.lock().contains_pa(pa, len))
+        DOMAINS.get(smp::current_domain()).is_some_and(|d| d.ram.contains_pa(pa, len))
     }
 }
 
@@ -131,7 +121,7 @@ impl GuestMemory for CurrentGuestMemory {
         self.for_each_page(gva, buf.len(), false, |pa, off, n| {
             // SAFETY: `pa..pa+n` is RAM of this domain (checked), identity-mapped at EL2, and
             // `off..off+n` lies inside `buf`.
-            unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, dst.add(off), n) }
+            unsafe { super::copy_bytes(pa as *const u8, dst.add(off), n) }
         })
     }
 
@@ -139,7 +129,7 @@ impl GuestMemory for CurrentGuestMemory {
         let src = data.as_ptr();
         self.for_each_page(gva, data.len(), true, |pa, off, n| {
             // SAFETY: as in `copy_from_guest`, in the other direction.
-            unsafe { core::ptr::copy_nonoverlapping(src.add(off), pa as *mut u8, n) }
+            unsafe { super::copy_bytes(src.add(off), pa as *mut u8, n) }
         })
     }
 }
@@ -237,6 +227,11 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             let ret = frame.elr;
             inject_undef(dom, frame, ret);
         }
+    }
+    // Two loads on the way out; the rest only once the domain asked to stop or a domU turned
+    // its vCPU off (PSCI CPU_OFF: `domu_shutdown` parks its CPU).
+    if dom.shutdown().is_none() && (dom.is_hardware || !dom.vcpu_off(0)) {
+        return After::Resume;
     }
     act_on_shutdown(dom);
     domu_shutdown(&DOMAINS, current)

@@ -151,6 +151,10 @@ struct VcpuIrqs {
     asleep: bool,
     /// Something may be deliverable that `flush` has not looked at yet.
     dirty: bool,
+    /// Private interrupts that may be deliverable (bit n: INTID n): set by every change that
+    /// can make one deliverable, cleared by the scan once it is not. `flush` looks only at
+    /// these instead of all 32.
+    candidates: u32,
 }
 
 impl VcpuIrqs {
@@ -160,7 +164,7 @@ impl VcpuIrqs {
             // SGIs are always edge-triggered; PPIs reset to level-sensitive.
             irq.edge = (i as u32) < SGI_COUNT;
         }
-        Self { affinity, private, lr_owner: [None; MAX_LRS], lr_value: [0; MAX_LRS], lr_stale: 0, asleep: true, dirty: false }
+        Self { affinity, private, lr_owner: [None; MAX_LRS], lr_value: [0; MAX_LRS], lr_stale: 0, asleep: true, dirty: false, candidates: 0 }
     }
 }
 
@@ -180,6 +184,9 @@ pub struct Vgic {
     ctlr: u32,
     /// Physical-GIC work for passed-through SPIs, drained by `take_hw_ops`.
     hw_ops: Vec<HwOp>,
+    /// SPIs that may be deliverable (bit n of word w: INTID 32 + 64 w + n), kept as the
+    /// private `candidates` are: the scan in `flush` visits only these, not every SPI.
+    spi_candidates: Vec<u64>,
     /// LPIs (INTIDs from 8192), when an emulated ITS gives the domain some.
     lpis: lpi::Lpis,
 }
@@ -192,8 +199,9 @@ impl Vgic {
         let nr = (32 * (it_lines + 1)).min(MAX_INTID);
         let spis = alloc::vec![IrqState::RESET; (nr - PRIVATE_IRQS) as usize];
         let vcpus = vcpu_mpidrs.iter().map(|&m| VcpuIrqs::new(mpidr_affinity(m))).collect();
+        let words = (nr - PRIVATE_IRQS).div_ceil(64) as usize;
         let lpis = lpi::Lpis::new(vcpu_mpidrs.len());
-        Self { vcpus, spis, it_lines, ctlr: 0, hw_ops: Vec::new(), lpis }
+        Self { vcpus, spis, it_lines, ctlr: 0, hw_ops: Vec::new(), spi_candidates: alloc::vec![0; words], lpis }
     }
 
     pub fn vcpu_count(&self) -> usize {
@@ -241,12 +249,47 @@ impl Vgic {
 
     /// Mark the vCPU(s) that may now have something to deliver for `intid`.
     fn touch(&mut self, vcpu: usize, intid: u32) {
+        self.candidate(vcpu, intid);
         if intid < PRIVATE_IRQS {
             if let Some(v) = self.vcpus.get_mut(vcpu) {
                 v.dirty = true;
             }
         } else if let Some(t) = self.spi_target(intid) {
             self.vcpus[t].dirty = true;
+        }
+    }
+
+    /// `intid` (banked on `vcpu` if private) may have become deliverable: the next scan looks
+    /// at it. Every change that can make an interrupt deliverable (pending, line high,
+    /// enabled, group, its list register freed, the redistributor woken) calls this.
+    pub(crate) fn candidate(&mut self, vcpu: usize, intid: u32) {
+        if intid < PRIVATE_IRQS {
+            if let Some(v) = self.vcpus.get_mut(vcpu) {
+                v.candidates |= 1 << intid;
+            }
+        } else if intid < lpi::LPI_BASE {
+            // (LPIs have no candidate set: every flush looks at the mapped ones.)
+            let i = (intid - PRIVATE_IRQS) as usize;
+            if let Some(w) = self.spi_candidates.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+
+    /// Every interrupt of every vCPU may have become deliverable (a distributor group enabled).
+    pub(crate) fn all_candidates(&mut self) {
+        for v in &mut self.vcpus {
+            v.candidates = u32::MAX;
+        }
+        for w in &mut self.spi_candidates {
+            *w = u64::MAX;
+        }
+    }
+
+    /// Every private interrupt of `vcpu` may have become deliverable (its redistributor woke).
+    pub(crate) fn all_private_candidates(&mut self, vcpu: usize) {
+        if let Some(v) = self.vcpus.get_mut(vcpu) {
+            v.candidates = u32::MAX;
         }
     }
 
@@ -307,6 +350,9 @@ impl Vgic {
 
     /// Physical-GIC work the guest's register writes asked for since the last call.
     pub fn take_hw_ops(&mut self) -> Vec<HwOp> {
+        if self.hw_ops.is_empty() {
+            return Vec::new();
+        }
         core::mem::take(&mut self.hw_ops)
     }
 
@@ -347,24 +393,65 @@ impl Vgic {
     }
 
     /// Visit the interrupts `vcpu` could take now (not yet in an LR): `(priority, intid)`.
-    fn for_each_candidate(&self, vcpu: usize, mut f: impl FnMut(u8, u32)) {
+    /// Only candidates are looked at (see `candidate`); with `prune`, those found not
+    /// deliverable stop being candidates until a change makes them one again.
+    fn for_each_candidate(&mut self, vcpu: usize, prune: bool, mut f: impl FnMut(u8, u32)) {
         let Some(v) = self.vcpus.get(vcpu) else { return };
         if !v.asleep {
-            for (i, irq) in v.private.iter().enumerate() {
+            let mut bits = v.candidates;
+            let mut keep = bits;
+            while bits != 0 {
+                let i = bits.trailing_zeros();
+                bits &= bits - 1;
+                let irq = &v.private[i as usize];
                 if self.deliverable(irq) {
-                    f(irq.priority, i as u32);
+                    f(irq.priority, i);
+                } else {
+                    keep &= !(1 << i);
                 }
             }
+            if prune {
+                self.vcpus[vcpu].candidates = keep;
+            }
         }
-        for (i, irq) in self.spis.iter().enumerate() {
-            let intid = PRIVATE_IRQS + i as u32;
-            if self.deliverable(irq) && self.spi_target(intid) == Some(vcpu) {
-                f(irq.priority, intid);
+        for w in 0..self.spi_candidates.len() {
+            let mut bits = self.spi_candidates[w];
+            let mut keep = bits;
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let i = 64 * w + b;
+                let Some(irq) = self.spis.get(i) else {
+                    keep &= !(1 << b);
+                    continue;
+                };
+                if !self.deliverable(irq) {
+                    keep &= !(1 << b);
+                    continue;
+                }
+                let intid = PRIVATE_IRQS + i as u32;
+                if self.spi_target(intid) == Some(vcpu) {
+                    f(irq.priority, intid);
+                }
+            }
+            if prune {
+                self.spi_candidates[w] = keep;
             }
         }
         if !self.lpis.map.is_empty() {
             self.for_each_lpi_candidate(vcpu, &mut f);
         }
+    }
+
+    /// The candidate sets' invariant: every interrupt that is deliverable now is a candidate
+    /// (an interrupt the scan never looks at would never be delivered).
+    #[cfg(test)]
+    pub fn candidates_cover_deliverable(&self) -> bool {
+        let private = self.vcpus.iter().all(|v| {
+            v.private.iter().enumerate().all(|(i, irq)| !self.deliverable(irq) || v.candidates & (1 << i) != 0)
+        });
+        private
+            && self.spis.iter().enumerate().all(|(i, irq)| !self.deliverable(irq) || self.spi_candidates[i / 64] & (1 << (i % 64)) != 0)
     }
 
     /// Read back the list registers after `vcpu` ran: free the ones the guest deactivated,
@@ -389,6 +476,7 @@ impl Vgic {
                 v.lr_value[i] = 0;
                 v.lr_stale &= !(1 << i);
                 v.dirty = true;
+                self.candidate(vcpu, intid);
             } else {
                 v.lr_value[i] = value;
             }
@@ -414,6 +502,19 @@ impl Vgic {
             return;
         }
         let n = lrs.count().min(MAX_LRS);
+        // The usual case after a register write: no LR held or changed, nothing that could be
+        // delivered. Nothing to write but the underflow request (off).
+        let idle = v.lr_stale == 0
+            && v.lr_owner[..n].iter().all(Option::is_none)
+            && (v.asleep || v.candidates == 0)
+            && self.spi_candidates.iter().all(|&w| w == 0)
+            // LPIs have no candidate set: they are looked at on every flush.
+            && self.lpis.map.is_empty();
+        if idle {
+            lrs.set_underflow_irq(false);
+            self.vcpus[vcpu].dirty = false;
+            return;
+        }
 
         // Interrupts already in an LR that became pending again (an edge while active).
         for i in 0..n {
@@ -453,6 +554,9 @@ impl Vgic {
                 if let Some(intid) = deactivate {
                     self.push_hw_op(HwOp::Deactivate(intid));
                 }
+                if let Some(o) = owner {
+                    self.candidate(vcpu, o);
+                }
                 lrs.write(i, 0);
             } else {
                 lrs.write(i, value);
@@ -462,12 +566,18 @@ impl Vgic {
 
         // The best candidates for the free LRs, in priority order (lowest value first, then
         // lowest INTID).
-        let free: Vec<usize> = (0..n).filter(|&i| self.vcpus[vcpu].lr_owner[i].is_none()).collect();
+        let mut free = [0u8; MAX_LRS];
+        let mut want = 0usize;
+        for i in 0..n {
+            if self.vcpus[vcpu].lr_owner[i].is_none() {
+                free[want] = i as u8;
+                want += 1;
+            }
+        }
         let mut best: [(u8, u32); MAX_LRS] = [(0, 0); MAX_LRS];
         let mut chosen = 0usize;
         let mut total = 0usize;
-        let want = free.len();
-        self.for_each_candidate(vcpu, |prio, intid| {
+        self.for_each_candidate(vcpu, true, |prio, intid| {
             total += 1;
             if want == 0 {
                 return;
@@ -489,7 +599,7 @@ impl Vgic {
             }
         });
         for (k, &(_, intid)) in best[..chosen].iter().enumerate() {
-            let slot = free[k];
+            let slot = usize::from(free[k]);
             let Some(irq) = self.irq_mut(vcpu, intid) else { continue };
             let mut value = lr::encode(intid, irq.priority, irq.group1, true, irq.active);
             if irq.hw_active {
@@ -521,13 +631,13 @@ impl Vgic {
 
     /// Whether `vcpu` has an interrupt it could take: one pending in an LR, or one waiting for
     /// an LR (what a trapped WFI would wait for; vCPUs pinned one per CPU wait natively).
-    pub fn has_deliverable(&self, vcpu: usize) -> bool {
+    pub fn has_deliverable(&mut self, vcpu: usize) -> bool {
         let Some(v) = self.vcpus.get(vcpu) else { return false };
         if v.lr_owner.iter().zip(v.lr_value.iter()).any(|(o, val)| o.is_some() && lr::is_pending(*val)) {
             return true;
         }
         let mut any = false;
-        self.for_each_candidate(vcpu, |_, _| any = true);
+        self.for_each_candidate(vcpu, false, |_, _| any = true);
         any
     }
 
@@ -541,10 +651,11 @@ impl Vgic {
                 targets |= 1 << i;
             }
         }
-        for i in 0..self.vcpus.len().min(64) {
-            if targets & (1 << i) != 0 {
-                let _ = self.inject_edge(i, sgi.intid);
-            }
+        let mut left = targets;
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            let _ = self.inject_edge(i, sgi.intid);
         }
         targets
     }

@@ -78,16 +78,31 @@ impl BitReg {
     /// The register at `off` among the seven bit-per-interrupt arrays (each `len` bytes),
     /// and the byte offset inside it.
     fn at(off: u64, len: u64) -> Option<(BitReg, u64)> {
-        let table = [
-            (gicd::IGROUPR, BitReg::Group),
-            (gicd::ISENABLER, BitReg::SetEnable),
-            (gicd::ICENABLER, BitReg::ClearEnable),
-            (gicd::ISPENDR, BitReg::SetPending),
-            (gicd::ICPENDR, BitReg::ClearPending),
-            (gicd::ISACTIVER, BitReg::SetActive),
-            (gicd::ICACTIVER, BitReg::ClearActive),
+        // The arrays follow each other every 0x80 bytes from IGROUPR to ICACTIVER.
+        const TABLE: [BitReg; 7] = [
+            BitReg::Group,
+            BitReg::SetEnable,
+            BitReg::ClearEnable,
+            BitReg::SetPending,
+            BitReg::ClearPending,
+            BitReg::SetActive,
+            BitReg::ClearActive,
         ];
-        table.iter().find(|(base, _)| off >= *base && off < base + len).map(|&(base, r)| (r, off - base))
+        const STRIDE: u64 = gicd::ISENABLER - gicd::IGROUPR;
+        const _: () = {
+            let bases = [gicd::IGROUPR, gicd::ISENABLER, gicd::ICENABLER, gicd::ISPENDR, gicd::ICPENDR, gicd::ISACTIVER, gicd::ICACTIVER];
+            let mut k = 0;
+            while k < bases.len() {
+                assert!(bases[k] == gicd::IGROUPR + k as u64 * STRIDE);
+                k += 1;
+            }
+        };
+        let rel = off.checked_sub(gicd::IGROUPR)?;
+        let (k, inner) = ((rel / STRIDE) as usize, rel % STRIDE);
+        if inner >= len {
+            return None;
+        }
+        TABLE.get(k).map(|&r| (r, inner))
     }
 }
 
@@ -130,6 +145,16 @@ pub(super) fn write64(a: &MmioAccess, reg_base: u64, old: u64) -> u64 {
     }
 }
 
+/// Bit n set where `f` holds for `states[n]`.
+#[inline]
+fn gather(states: &[IrqState], f: impl Fn(&IrqState) -> bool) -> u32 {
+    let mut w = 0u32;
+    for (b, irq) in states.iter().take(32).enumerate() {
+        w |= u32::from(f(irq)) << b;
+    }
+    w
+}
+
 impl Vgic {
     /// GICD_TYPER: ITLinesNumber, 10 INTID bits (or the LPIs' width and LPIS when LPIs are
     /// offered), no 1-of-N routing.
@@ -148,17 +173,6 @@ impl Vgic {
         let last = if vcpu + 1 == self.vcpus.len() { 1 << 4 } else { 0 };
         let plpis = if self.lpis.id_bits != 0 { super::lpi::GICR_TYPER_PLPIS } else { 0 };
         (packed << 32) | ((vcpu as u64 & 0xffff) << 8) | last | plpis
-    }
-
-    /// One bit of a bit-per-interrupt register as a read shows it.
-    fn bit_read(&self, vcpu: usize, reg: BitReg, intid: u32) -> bool {
-        let Some(irq) = self.irq(vcpu, intid) else { return false };
-        match reg {
-            BitReg::Group => irq.group1,
-            BitReg::SetEnable | BitReg::ClearEnable => irq.enabled,
-            BitReg::SetPending | BitReg::ClearPending => irq.is_pending() || self.lr_bits(vcpu, irq) & lr::PENDING != 0,
-            BitReg::SetActive | BitReg::ClearActive => irq.active,
-        }
     }
 
     /// The state bits of the LR holding `irq`, if one does.
@@ -227,23 +241,64 @@ impl Vgic {
         if !word_only(a) {
             return MmioResult::Abort;
         }
-        let mut word = 0u32;
-        for b in 0..32u32 {
+        let nr = self.nr_irqs();
+        if first >= nr {
+            return MmioResult::Done(0);
+        }
+        let in_range = if nr - first >= 32 { u32::MAX } else { (1u32 << (nr - first)) - 1 };
+        if !a.write {
+            return MmioResult::Done(u64::from(self.bits_read(vcpu, reg, first) & in_range));
+        }
+        let value = a.value as u32 & in_range;
+        // Writing 0 to a set/clear register does nothing: only the ones are visited. A group
+        // write sets every bit either way. SGIs are group-configurable and enable/pend like
+        // others; nothing is read-only here.
+        let mut bits = if reg == BitReg::Group { in_range } else { value };
+        while bits != 0 {
+            let b = bits.trailing_zeros();
+            bits &= bits - 1;
             let intid = first + b;
-            if intid >= self.nr_irqs() {
-                break;
+            self.bit_write(vcpu, reg, intid, value & (1 << b) != 0);
+            self.candidate(vcpu, intid);
+        }
+        self.mark_all_dirty();
+        MmioResult::Done(0)
+    }
+
+    /// The 32 bits of a bit-per-interrupt register from INTID `first` (a multiple of 32),
+    /// as a read shows them (bits past the last INTID are zero).
+    fn bits_read(&self, vcpu: usize, reg: BitReg, first: u32) -> u32 {
+        let states: &[IrqState] = if first < PRIVATE_IRQS {
+            match self.vcpus.get(vcpu) {
+                Some(v) => &v.private,
+                None => return 0,
             }
-            // SGIs are group-configurable and enable/pend like others; nothing is read-only here.
-            if a.write {
-                self.bit_write(vcpu, reg, intid, a.value & (1 << b) != 0);
-            } else if self.bit_read(vcpu, reg, intid) {
-                word |= 1 << b;
+        } else {
+            let start = (first - PRIVATE_IRQS) as usize;
+            let end = (start + 32).min(self.spis.len());
+            self.spis.get(start..end).unwrap_or(&[])
+        };
+        match reg {
+            BitReg::Group => gather(states, |irq| irq.group1),
+            BitReg::SetEnable | BitReg::ClearEnable => gather(states, |irq| irq.enabled),
+            BitReg::SetActive | BitReg::ClearActive => gather(states, |irq| irq.active),
+            BitReg::SetPending | BitReg::ClearPending => {
+                // The LR's copy of the pending bit counts for interrupts an LR holds.
+                let lr_vcpu = |irq: &IrqState, b: usize| {
+                    if first < PRIVATE_IRQS {
+                        vcpu
+                    } else if irq.lr.is_some() {
+                        self.spi_target(first + b as u32).unwrap_or(0)
+                    } else {
+                        vcpu
+                    }
+                };
+                states.iter().enumerate().fold(0u32, |w, (b, irq)| {
+                    let on = irq.is_pending() || (irq.lr.is_some() && self.lr_bits(lr_vcpu(irq, b), irq) & lr::PENDING != 0);
+                    if on { w | (1 << b) } else { w }
+                })
             }
         }
-        if a.write {
-            self.mark_all_dirty();
-        }
-        MmioResult::Done(u64::from(word))
     }
 
     /// IPRIORITYR bytes for INTIDs starting at `first` (byte or word access).
@@ -281,7 +336,11 @@ impl Vgic {
                 let edge = a.value & (1 << (2 * k + 1)) != 0;
                 let changed = irq.edge != edge;
                 irq.edge = edge;
-                if irq.hw && changed {
+                let hw = irq.hw;
+                if changed {
+                    self.candidate(vcpu, intid);
+                }
+                if hw && changed {
                     self.push_hw_op(HwOp::Configure(intid, edge));
                 }
             }
@@ -309,6 +368,7 @@ impl Vgic {
                 }
                 if a.write {
                     self.ctlr = (a.value as u32) & (CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1A);
+                    self.all_candidates();
                     self.mark_all_dirty();
                 }
                 MmioResult::Done(u64::from(self.ctlr | CTLR_ARE_NS))
@@ -410,6 +470,9 @@ impl Vgic {
             gicr::WAKER => {
                 if !word_only(&a) {
                     return MmioResult::Abort;
+                }
+                if a.write {
+                    self.all_private_candidates(vcpu);
                 }
                 let v = &mut self.vcpus[vcpu];
                 if a.write {
