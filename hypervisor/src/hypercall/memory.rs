@@ -88,12 +88,14 @@ fn add_one(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, space: u3
             })
         }
         XENMAPSPACE_GRANT_TABLE => {
-            if idx & XENMAPIDX_GRANT_TABLE_STATUS != 0 || idx >= u64::from(crate::domain::grant::MAX_GRANT_FRAMES) {
+            if idx & XENMAPIDX_GRANT_TABLE_STATUS != 0 {
                 return Err(ret(EINVAL)); // status frames are v2 only
             }
-            let idx = idx as u32;
+            // Beyond the table's limit (`grow` says TooMany) is -EINVAL too.
+            let n = u32::try_from(idx).ok().and_then(|i| i.checked_add(1)).ok_or(ret(EINVAL))?;
+            let idx = n - 1;
             let mut gt = dom.grants.lock();
-            match gt.grow(idx + 1, &mut *m.frames, m.mem) {
+            match gt.grow(n, &mut *m.frames, m.mem) {
                 Ok(()) => {}
                 Err(GrowError::TooMany) => return Err(ret(EINVAL)),
                 Err(GrowError::NoMemory) => return Err(ret(ENOMEM)),

@@ -593,6 +593,57 @@ pub fn bench_grant_map_unmap(mid: &mut dyn FnMut()) -> bool {
     m.status == 0 && unmap(m.handle, GRANT_MAP_IPA) == 0
 }
 
+/// Guest-physical base of the mappings the benchmark holds: a hole above QEMU virt's RAM
+/// (2 GiB from 1 GiB) and below its high regions (256 GiB), on either hypervisor.
+pub const BENCH_HOLD_IPA: u64 = 0x1_0000_0000;
+/// Mappings held per reference: Xen refuses a 129th of one kind on one reference.
+const BENCH_MAPS_PER_REF: u32 = 64;
+
+/// For the held mappings: every entry of grant frame 0 becomes a read/write self-grant of
+/// [`DATA_PAGE`] (after [`bench_grant_setup`]; [`GREF_RW`] already is one).
+pub fn bench_grant_fill_frame() {
+    for gref in 0..512 {
+        write_grant(gref, false);
+    }
+}
+
+/// Hold mapping number `i` (from 0): self-grant `i / 64` at its own page above
+/// [`BENCH_HOLD_IPA`] ([`GREF_RW`] gets one pin more from the timed map). Its handle, or
+/// `None` if the map failed.
+pub fn bench_grant_hold(i: u32) -> Option<u32> {
+    let gref = i / BENCH_MAPS_PER_REF;
+    if gref >= 512 {
+        return None;
+    }
+    let m = map(gref, 0, GNTMAP_HOST_MAP, BENCH_HOLD_IPA + u64::from(i) * 4096);
+    (m.status == 0).then_some(m.handle)
+}
+
+/// Release a mapping taken by [`bench_grant_hold`].
+pub fn bench_grant_release(i: u32, handle: u32) -> bool {
+    unmap(handle, BENCH_HOLD_IPA + u64::from(i) * 4096) == 0
+}
+
+/// The page the memory benchmark gives back and gets again: the guest never touches it.
+static mut BALLOON_PAGE: Page = Page([0; 4096]);
+
+/// decrease_reservation of [`BALLOON_PAGE`] (one 4 KiB extent); true if it was given back.
+pub fn bench_decrease() -> bool {
+    balloon(XENMEM_DECREASE_RESERVATION)
+}
+
+/// populate_physmap of [`BALLOON_PAGE`]'s frame again; true if a page is there again.
+pub fn bench_populate() -> bool {
+    balloon(XENMEM_POPULATE_PHYSMAP)
+}
+
+#[inline(always)]
+fn balloon(cmd: u32) -> bool {
+    let mut frame = pfn(addr_of!(BALLOON_PAGE));
+    let mut r = XenMemoryReservation { extent_start: &mut frame as *mut u64 as u64, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: DOMID_SELF };
+    memop(cmd as u64, &mut r) == 1
+}
+
 /// A grant op that only copies its argument in and out (query_size), for comparison.
 pub fn bench_grant_query() -> bool {
     matches!(query_size(DOMID_SELF), Observed::Hex(_))
