@@ -371,11 +371,8 @@ fn unmap_one(cx: &mut HypercallCtx<'_, '_>, u: &GnttabUnmapGrantRef) -> Result<(
         return Err(GNTST_GENERAL_ERROR);
     }
     // Take the frame out of the mapper's stage 2 if it is still there.
-    {
-        let mut p2m = mapper.p2m.write();
-        if gp::lookup_in(mapper, &p2m, m.host_gfn, mem) == Some(m.pa) && gp::unmap_in(&mut p2m, cx.machine, m.host_gfn).is_err() {
-            return Err(GNTST_GENERAL_ERROR);
-        }
+    if gp::unmap_in_if(&mut mapper.p2m.write(), cx.machine, m.host_gfn, |pa| pa == m.pa).is_err() {
+        return Err(GNTST_GENERAL_ERROR);
     }
     t.mapper().remove_mapping(u.handle);
     unmap_bus_alias(mapper, t.mapper(), cx.machine, m.pa);

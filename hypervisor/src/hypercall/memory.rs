@@ -276,6 +276,10 @@ fn decrease(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u6
     }
     // Checked and unmapped under one write lock: no other vCPU changes the range in between.
     let mut p2m = dom.p2m.write();
+    if pages == 1 {
+        // The usual balloon step: checked and unmapped in one walk.
+        return gp::unmap_in_if(&mut p2m, m, gpfn, |pa| dom.owns_ram(pa, PAGE)) == Ok(true);
+    }
     for k in 0..pages {
         if gp::lookup_in(dom, &p2m, gpfn + k, m.mem).filter(|pa| dom.owns_ram(*pa, PAGE)).is_none() {
             return false;

@@ -1082,6 +1082,44 @@ impl Stage2 {
         self.update(Op::Unmap, ipa, ipa + size, frames, mem, tlb)
     }
 
+    /// Unmap the page at `ipa` if it is mapped and `want` accepts the (page-aligned) PA it maps
+    /// to, in one walk when a level-3 entry maps it. Ok(true) if it was unmapped; Ok(false),
+    /// nothing changed, if it was not mapped or `want` said no. A page inside a block takes
+    /// [`unmap`](Self::unmap)'s split.
+    pub fn unmap_page_if<F, M, T>(
+        &mut self,
+        ipa: u64,
+        want: impl FnOnce(u64) -> bool,
+        frames: &mut F,
+        mem: &M,
+        tlb: &mut T,
+    ) -> Result<bool, P2mError>
+    where
+        F: FrameAlloc + ?Sized,
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        self.check_ipa_range(ipa, PAGE_SIZE)?;
+        if !ipa.is_multiple_of(PAGE_SIZE) {
+            return Err(P2mError::MisalignedIpa(ipa));
+        }
+        if let Some(slot) = self.page_slot(ipa, mem)? {
+            let old = mem.read_u64(slot)?;
+            if !is_leaf(old, 3) || !want(old & ADDR_MASK) {
+                return Ok(false);
+            }
+            mem.write_u64(slot, 0)?;
+            mem.clean_dcache(slot, 8);
+            tlb.invalidate_ipa(self.vmid, ipa);
+            tlb.sync();
+            return Ok(true);
+        }
+        match self.lookup_pa(ipa, mem) {
+            Some(pa) if want(pa & !(PAGE_SIZE - 1)) => self.unmap(ipa, PAGE_SIZE, frames, mem, tlb).map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     /// The level-3 slot that translates `ipa`, if tables lead down to it (no block or hole
     /// on the way).
     fn page_slot<M: PhysMem + ?Sized>(&self, ipa: u64, mem: &M) -> Result<Option<u64>, P2mError> {

@@ -1306,3 +1306,32 @@ fn balloon_cycle_splits_once_and_never_merges() {
     assert_eq!(s.table_frames(), 1);
     assert_eq!(s.lookup(page, &e.mem), tr(page, S2Attr::RAM_RWX, MIB2));
 }
+
+#[test]
+fn unmap_page_if_checks_the_frame_first() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 39, 40);
+    let base = GIB + 4 * MIB2;
+    e.map(&mut s, base, base, MIB2, S2Attr::RAM_RWX).unwrap();
+    let page = base + 5 * KIB4;
+    let mut unmap_if = |e: &mut Env, s: &mut Stage2, ipa: u64, want: u64| {
+        s.unmap_page_if(ipa, |pa| pa == want, &mut e.frames, &e.mem, &mut e.tlb)
+    };
+    // Inside a block: checked, then split.
+    assert_eq!(unmap_if(&mut e, &mut s, page, page + KIB4), Ok(false));
+    assert_eq!(s.table_frames(), 1, "a refusal changes nothing");
+    assert_eq!(unmap_if(&mut e, &mut s, page, page), Ok(true));
+    assert_eq!(s.lookup(page, &e.mem), None);
+    assert_eq!(s.table_frames(), 2);
+    // A level-3 entry: one walk.
+    let next = page + KIB4;
+    assert_eq!(unmap_if(&mut e, &mut s, next, 0), Ok(false));
+    assert_eq!(s.lookup(next, &e.mem), tr(next, S2Attr::RAM_RWX, KIB4));
+    assert_eq!(unmap_if(&mut e, &mut s, next, next), Ok(true));
+    assert_eq!(s.lookup(next, &e.mem), None);
+    // Nothing mapped, and bad addresses.
+    assert_eq!(unmap_if(&mut e, &mut s, next, next), Ok(false));
+    assert_eq!(unmap_if(&mut e, &mut s, 0x10_0000, 0x10_0000), Ok(false));
+    assert!(unmap_if(&mut e, &mut s, next + 8, next).is_err());
+    assert!(unmap_if(&mut e, &mut s, 1 << 45, 0).is_err());
+}
