@@ -629,22 +629,34 @@ pub fn bench_grant_release(i: u32, handle: u32) -> bool {
     unmap(handle, BENCH_HOLD_IPA + u64::from(i) * 4096) == 0
 }
 
-/// The page the memory benchmark gives back and gets again: the guest never touches it.
-static mut BALLOON_PAGE: Page = Page([0; 4096]);
+/// Holds the page the memory benchmark gives back and gets again: a 2 MiB-aligned block of RAM
+/// lies inside it wherever the image is loaded, and the guest touches nothing of that block, so
+/// the hypervisor may map it whole (as a block the first decrease has to split).
+#[repr(C, align(4096))]
+struct BalloonSpace([u8; 4 << 20]);
+static mut BALLOON_SPACE: BalloonSpace = BalloonSpace([0; 4 << 20]);
 
-/// decrease_reservation of [`BALLOON_PAGE`] (one 4 KiB extent); true if it was given back.
+/// The frame the balloon benchmark cycles: a page inside [`BALLOON_SPACE`]'s aligned block
+/// (not its first or last: those are where a merge check looks first).
+fn balloon_frame() -> u64 {
+    const BLOCK: u64 = 2 << 20;
+    let block = (addr_of!(BALLOON_SPACE) as u64 + BLOCK - 1) & !(BLOCK - 1);
+    (block >> 12) + 37
+}
+
+/// decrease_reservation of the balloon frame (one 4 KiB extent); true if it was given back.
 pub fn bench_decrease() -> bool {
     balloon(XENMEM_DECREASE_RESERVATION)
 }
 
-/// populate_physmap of [`BALLOON_PAGE`]'s frame again; true if a page is there again.
+/// populate_physmap of the balloon frame again; true if a page is there again.
 pub fn bench_populate() -> bool {
     balloon(XENMEM_POPULATE_PHYSMAP)
 }
 
 #[inline(always)]
 fn balloon(cmd: u32) -> bool {
-    let mut frame = pfn(addr_of!(BALLOON_PAGE));
+    let mut frame = balloon_frame();
     let mut r = XenMemoryReservation { extent_start: &mut frame as *mut u64 as u64, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: DOMID_SELF };
     memop(cmd as u64, &mut r) == 1
 }
