@@ -7,6 +7,7 @@ extern crate alloc;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod arch;
+pub mod boot;
 pub mod console;
 pub mod cpufeature;
 pub mod domain;

@@ -361,9 +361,9 @@ pub fn bench_against_xen(images: &Images) -> Result<()> {
     crate::overhead::bench(images.hypervisor.clone(), fixtures::xen_4_17()?)
 }
 
-/// `cargo xtask conformance [--against xen [--vulnerabilities]] [--cpu MODEL]`.
+/// `cargo xtask conformance [--against xen [--vulnerabilities | --console]] [--cpu MODEL]`.
 pub fn main(args: &[String]) -> Result<()> {
-    let (mut against_xen, mut cpu, mut vulns) = (false, None, false);
+    let (mut against_xen, mut cpu, mut vulns, mut console) = (false, None, false, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -376,8 +376,15 @@ pub fn main(args: &[String]) -> Result<()> {
                 other => return Err(format!("--cpu: one of {FULL_RUN_CPU} {OTHER_CPUS:?}, got {other:?}")),
             },
             "--vulnerabilities" => vulns = true,
+            "--console" => console = true,
             other => return Err(format!("conformance: unknown option `{other}`")),
         }
+    }
+    if console {
+        if !against_xen {
+            return Err("--console goes with --against xen (the system test compares xenith's)".into());
+        }
+        return crate::console::record_xen();
     }
     if vulns {
         if !against_xen {

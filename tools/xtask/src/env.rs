@@ -101,15 +101,7 @@ pub fn ensure_qemu() -> Result<()> {
     if !is_root() {
         return Err("qemu-system-aarch64 >= 9.2 is needed: as root, `cargo xtask setup` installs it from bookworm-backports".into());
     }
-    let src = Path::new("/etc/apt/sources.list.d/xenith-backports.sources");
-    if !src.exists() {
-        eprintln!("xtask: adding bookworm-backports ({})", src.display());
-        std::fs::write(
-            src,
-            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-        )
-        .map_err(|e| format!("cannot write {}: {e}", src.display()))?;
-    }
+    ensure_backports_source()?;
     apt_update();
     eprintln!("xtask: installing qemu-system-arm from bookworm-backports");
     run(Command::new("apt-get").args(["install", "-y", "-q", "-t", "bookworm-backports", "qemu-system-arm"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
@@ -186,13 +178,74 @@ fn ensure_architecture(arch: &str) -> Result<()> {
 
 /// The package a Debian metapackage depends on first (e.g. `linux-image-arm64` -> `linux-image-6.1.0-NN-arm64`).
 pub fn debian_depends(meta: &str, arch: &str) -> Result<String> {
+    debian_depends_in(meta, arch, Suite::Stable)
+}
+
+/// Which release a package is taken from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    /// The version apt would install: Debian stable's (bookworm).
+    Stable,
+    /// bookworm-backports' (added to apt's sources as root when missing).
+    Backports,
+}
+
+/// The `Suite::Backports` version of `pkg` in `apt-cache policy`'s version table.
+fn backports_version(policy: &str) -> Option<String> {
+    let mut version = None;
+    for line in policy.lines() {
+        let t = line.trim_start_matches([' ', '*']).trim();
+        // A version line is "<version> <priority>"; the source lines under it start with the priority.
+        let mut words = t.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(v), Some(p), None) if p.parse::<i32>().is_ok() && v.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
+                version = Some(v.to_string())
+            }
+            (Some(p), Some(_url), Some(suite)) if p.parse::<i32>().is_ok() && suite.contains("-backports") => return version,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// bookworm-backports in apt's sources (as root), so backports can be looked up.
+fn ensure_backports_source() -> Result<()> {
+    let src = Path::new("/etc/apt/sources.list.d/xenith-backports.sources");
+    let listed = src.exists()
+        || output(Command::new("apt-cache").arg("policy")).is_ok_and(|p| p.contains("bookworm-backports"));
+    if listed {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err("bookworm-backports is not in apt's sources: as root, `cargo xtask setup` adds it".into());
+    }
+    eprintln!("xtask: adding bookworm-backports ({})", src.display());
+    std::fs::write(
+        src,
+        "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+    )
+    .map_err(|e| format!("cannot write {}: {e}", src.display()))?;
+    let _ = Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status();
+    Ok(())
+}
+
+/// As [`debian_depends`], from `suite`.
+pub fn debian_depends_in(meta: &str, arch: &str, suite: Suite) -> Result<String> {
     ensure_architecture(arch)?;
+    if suite == Suite::Backports {
+        ensure_backports_source()?;
+    }
     apt_update();
-    // The version apt would install (Debian stable's, not a backport listed first by
-    // `apt-cache show`): the kernel the Xen reference figures were taken with.
     let policy = output(Command::new("apt-cache").arg("policy").arg(format!("{meta}:{arch}")))?;
-    let candidate = policy.lines().find_map(|l| l.trim().strip_prefix("Candidate: ")).map(str::trim).filter(|v| *v != "(none)");
-    let spec = match candidate {
+    let version = match suite {
+        // The version apt would install (Debian stable's, not a backport listed first by
+        // `apt-cache show`): the kernel the Xen reference figures were taken with.
+        Suite::Stable => policy.lines().find_map(|l| l.trim().strip_prefix("Candidate: ")).map(str::trim).filter(|v| *v != "(none)").map(str::to_string),
+        Suite::Backports => {
+            Some(backports_version(&policy).ok_or_else(|| format!("{meta}:{arch} has no bookworm-backports version in `apt-cache policy`"))?)
+        }
+    };
+    let spec = match version {
         Some(v) => format!("{meta}:{arch}={v}"),
         None => format!("{meta}:{arch}"),
     };
@@ -207,4 +260,17 @@ pub fn debian_depends(meta: &str, arch: &str) -> Result<String> {
         return Err(format!("cannot read {meta}'s dependency from `{deps}`"));
     }
     Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod suite_tests {
+    use super::backports_version;
+
+    #[test]
+    fn the_backports_version_is_read_from_apt_cache_policy() {
+        let policy = "linux-image-arm64:\n  Installed: (none)\n  Candidate: 6.1.158-1\n  Version table:\n     6.12.57-1~bpo12+1 100\n        100 http://deb.debian.org/debian bookworm-backports/main arm64 Packages\n     6.1.158-1 500\n        500 http://deb.debian.org/debian bookworm/main arm64 Packages\n";
+        assert_eq!(backports_version(policy).as_deref(), Some("6.12.57-1~bpo12+1"));
+        let stable_only = "x:\n  Candidate: 1.0\n  Version table:\n *** 1.0 500\n        500 http://deb.debian.org/debian bookworm/main arm64 Packages\n        100 /var/lib/dpkg/status\n";
+        assert_eq!(backports_version(stable_only), None);
+    }
 }

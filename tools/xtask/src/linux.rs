@@ -25,9 +25,15 @@ pub struct Dom0Linux {
     pub initrd: PathBuf,
 }
 
-/// Fetch (cached) the kernel and busybox, build the initramfs.
+/// Fetch (cached) Debian stable's kernel and busybox, build the initramfs.
 pub fn fixtures() -> Result<Dom0Linux> {
-    let kpkg = env::debian_depends("linux-image-arm64", "arm64")?;
+    fixtures_from(env::Suite::Stable)
+}
+
+/// As [`fixtures`], with the kernel from `suite` (bookworm-backports' 6.12 has
+/// CONFIG_XEN_UNPOPULATED_ALLOC: it takes grant and foreign mappings from the extended regions).
+pub fn fixtures_from(suite: env::Suite) -> Result<Dom0Linux> {
+    let kpkg = env::debian_depends_in("linux-image-arm64", "arm64", suite)?;
     let kdir = env::debian_package(&kpkg, "arm64")?;
     let kernel = std::fs::read_dir(kdir.join("boot"))
         .map_err(|e| format!("{}: {e}", kdir.join("boot").display()))?
@@ -177,6 +183,28 @@ fn modinfo(module: &[u8], key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Markers around the bytes /init writes to the console with `xenith-console-bytes` (console.rs
+/// compares what reaches the UART with Xen 4.17's).
+pub const CONSOLE_BYTES_BEGIN: &[u8] = b"CONSOLE-BYTES-BEGIN";
+pub const CONSOLE_BYTES_END: &[u8] = b"CONSOLE-BYTES-END";
+
+/// What /init writes: every byte value but NUL, then line endings a program may write.
+pub fn console_payload() -> Vec<u8> {
+    let mut p: Vec<u8> = (1..=255u8).collect();
+    p.extend_from_slice(b"\r\nCRLF\nLF\rCR\r\rCRCR\n\tTAB\x1b[1mESC\x1b[0m \xc3\xa9 UTF-8\x7f\nend without newline\r");
+    p
+}
+
+/// The /init lines that write [`console_payload`] between the markers (`printf` with octal escapes).
+pub fn console_bytes_init_lines() -> String {
+    let fmt: String = console_payload().iter().map(|b| format!("\\{b:03o}")).collect();
+    format!(
+        "if grep -q xenith-console-bytes /proc/cmdline; then echo {}; printf '{fmt}'; echo; echo {}; fi\n",
+        String::from_utf8_lossy(CONSOLE_BYTES_BEGIN),
+        String::from_utf8_lossy(CONSOLE_BYTES_END)
+    )
+}
+
 /// dom0's /init.
 fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     let mut s = String::from(
@@ -190,10 +218,12 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     for (name, _) in modules {
         s.push_str(&format!("insmod /lib/modules/{name} || echo \"insmod {name} failed\"\n"));
     }
+    s.push_str(&console_bytes_init_lines());
     s.push_str(&format!(
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
+         if grep -q xenith-iomem /proc/cmdline; then grep -i xen /proc/iomem | sed 's/^/iomem: /'; fi\n\
          echo {MARKER}\n\
          for f in /sys/devices/system/cpu/vulnerabilities/*; do echo \"vuln: ${{f##*/}}: $(cat $f)\"; done\n\
          if grep -q xenith-crash /proc/cmdline; then echo \"crash: triggering a kernel crash (sysrq c)\"; echo c > /proc/sysrq-trigger; fi\n\
@@ -308,7 +338,12 @@ impl Cpio {
 
 /// Point a boot at Linux dom0 (`run --dom0 linux`).
 pub fn use_for(boot: &mut Boot) -> Result<()> {
-    let l = fixtures()?;
+    use_kernel_from(boot, env::Suite::Stable)
+}
+
+/// As [`use_for`], with the kernel from `suite`.
+pub fn use_kernel_from(boot: &mut Boot, suite: env::Suite) -> Result<()> {
+    let l = fixtures_from(suite)?;
     // Debian's kernel (~44 MB) runs past the usual initrd address (0x4b200000): load the
     // initrd after it, 2 MiB aligned.
     let size = std::fs::metadata(&l.kernel).map_err(|e| e.to_string())?.len();
@@ -800,4 +835,16 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
 fn tail(out: &str) -> String {
     let lines: Vec<&str> = out.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+#[cfg(test)]
+mod console_bytes_tests {
+    use super::console_bytes_init_lines;
+
+    #[test]
+    fn init_lines_escape_every_byte() {
+        let l = console_bytes_init_lines();
+        assert!(l.contains("\\001\\002") && l.contains("\\377") && l.contains("\\047"));
+        assert!(!l[l.find("printf '").unwrap() + 8..l.rfind('\'').unwrap()].contains('\''));
+    }
 }

@@ -2,8 +2,10 @@
 
 mod build;
 mod conformance;
+mod console;
 mod elf;
 mod env;
+mod extregions;
 mod fixtures;
 mod health;
 mod linux;
@@ -24,7 +26,8 @@ cargo xtask <command>
   build              build xenith and the test guest as raw arm64 Images under target/xenith/
   run [options]      boot xenith + dom0 on QEMU virt (GICv3, SMMUv3 stage 2); QEMU exits when dom0 shuts down
       --dom0 PATH        boot this kernel as dom0 instead of the test guest
-                         (`linux`: Debian's arm64 kernel + a busybox initramfs, fetched and cached)
+                         (`linux`: Debian's arm64 kernel + a busybox initramfs, fetched and cached;
+                         `linux-backports`: bookworm-backports' 6.12 kernel, same initramfs)
       --dom0-args ARGS   dom0's command line (default: console=hvc0)
       --initrd PATH      dom0's initrd
       --domu PATH        also boot this kernel as a dom0less domU (`guest`: the test guest, which then
@@ -39,7 +42,8 @@ cargo xtask <command>
                      (tests/conformance/): the whole table on cortex-a57, the cpu.* cases on max;
                      `--against xen` re-records Xen's values (for cortex-a57 unless --cpu says);
                      `--against xen --vulnerabilities` re-records Linux dom0's
-                     /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says)
+                     /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says);
+                     `--against xen --console` the bytes Xen 4.17 puts on the UART for dom0's console
   bench              null-hypercall round trip, measured by the guest under -icount shift=0
       --against xen      null hypercall and grant map+unmap round trips on xenith and Xen 4.17, and their ratio
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
@@ -112,6 +116,11 @@ fn run(args: &[String]) -> Result<()> {
                 // Debian's arm64 kernel with a busybox initramfs (linux.rs).
                 "linux" => {
                     linux::use_for(&mut boot)?;
+                    linux_dom0 = true;
+                }
+                // bookworm-backports' 6.12 kernel, same initramfs (it uses the extended regions).
+                "linux-backports" => {
+                    linux::use_kernel_from(&mut boot, env::Suite::Backports)?;
                     linux_dom0 = true;
                 }
                 path => boot.dom0 = Some(PathBuf::from(path)),

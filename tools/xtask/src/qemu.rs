@@ -112,17 +112,28 @@ impl Boot {
             .spawn()
             .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
         let out = Arc::new(Mutex::new(String::new()));
+        // QEMU's stdout (the serial console) byte for byte.
+        let raw = Arc::new(Mutex::new(Vec::new()));
         let start = Instant::now();
         // When the first trouble line arrived (since `start`).
         let trouble_at: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
         let mut readers = Vec::new();
-        for (stream, echo) in [(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo), (child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo)] {
+        for (stream, echo, keep_raw) in [(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo, true), (child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo, false)] {
             let Some(stream) = stream else { continue };
             let out = Arc::clone(&out);
+            let raw = Arc::clone(&raw);
             let trouble_at = Arc::clone(&trouble_at);
             readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
-                    let line = String::from_utf8_lossy(&line).replace('\r', "");
+                let mut reader = BufReader::new(stream);
+                let mut bytes = Vec::new();
+                while reader.read_until(b'\n', &mut bytes).is_ok_and(|n| n > 0) {
+                    if keep_raw {
+                        if let Ok(mut r) = raw.lock() {
+                            r.extend_from_slice(&bytes);
+                        }
+                    }
+                    let line = String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(&bytes)).replace('\r', "");
+                    bytes.clear();
                     if crate::health::is_trouble(&line) {
                         if let Ok(mut t) = trouble_at.lock() {
                             t.get_or_insert(start.elapsed());
@@ -155,15 +166,19 @@ impl Boot {
             let _ = r.join();
         }
         let output = out.lock().map(|o| o.clone()).unwrap_or_default();
+        let raw = raw.lock().map(|r| r.clone()).unwrap_or_default();
         let trouble_at = trouble_at.lock().ok().and_then(|t| *t);
-        Ok(Outcome { output, exit_code: status.and_then(|s| s.code()), timed_out, wall: start.elapsed(), trouble_at })
+        Ok(Outcome { output, raw, exit_code: status.and_then(|s| s.code()), timed_out, wall: start.elapsed(), trouble_at })
     }
 }
 
 /// What a boot printed and how it ended.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The console as lines (lossy UTF-8, `\r` dropped).
     pub output: String,
+    /// QEMU's stdout (the serial console) exactly as it came.
+    pub raw: Vec<u8>,
     pub exit_code: Option<i32>,
     pub timed_out: bool,
     pub wall: Duration,

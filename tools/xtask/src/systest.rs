@@ -246,6 +246,10 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         cases.push(Case { name: "linux_dom0_privcmd_fuzz", boot: crate::linux::fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::fuzz_systest_check });
         // dom0 panics (panic=1, sysrq c): the hypervisor restarts the machine as Xen does.
         cases.push(Case { name: "linux_dom0_crash_restarts_machine", boot: crate::linux::crash_systest_boot(images.hypervisor.clone()), check: crate::linux::crash_systest_check });
+        // dom0's console bytes reach the UART exactly as on Xen 4.17.
+        cases.push(Case { name: "linux_dom0_console_bytes", boot: crate::console::boot(images.hypervisor.clone(), ""), check: crate::console::check });
+        // bookworm-backports' kernel takes its grant mappings from the extended regions.
+        cases.push(Case { name: "linux_dom0_extended_regions", boot: crate::extregions::systest_boot(images.hypervisor.clone()), check: crate::extregions::systest_check });
         // The SMP stress suite, short: 4 vCPUs, 30 s of every workload at once (stress.rs).
         cases.push(Case { name: "linux_dom0_stress_short", boot: crate::stress::systest_boot(images.hypervisor.clone()), check: crate::stress::systest_check });
     }

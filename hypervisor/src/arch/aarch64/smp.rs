@@ -100,20 +100,10 @@ extern "C" {
     fn xenith_enter_guest(frame: *const TrapFrame, stack_top: u64) -> !;
 }
 
-/// dom0's vCPU count when the command line does not say (`dom0_max_vcpus=N` gives it up to
-/// one per host CPU; the Linux system test boots with 2).
-const DOM0_DEFAULT_VCPUS: usize = 1;
-
-/// Xen's `dom0_max_vcpus=N` (or `=MIN-MAX`: the maximum) among the command-line options.
-pub fn dom0_max_vcpus(options: &[String]) -> Option<usize> {
-    let v = options.iter().rev().find_map(|o| o.strip_prefix("dom0_max_vcpus="))?;
-    v.rsplit('-').next()?.parse().ok()
-}
-
-/// dom0 gets `requested` vCPUs (default `DOM0_DEFAULT_VCPUS`), at most one per host CPU and
-/// `MAX_CPUS`; vCPU 0 runs already. Returns the count.
-pub fn setup_dom0(host_cpus: &[u64], requested: Option<usize>) -> usize {
-    let n = requested.unwrap_or(DOM0_DEFAULT_VCPUS).min(host_cpus.len()).clamp(1, MAX_CPUS);
+/// dom0 runs `n` vCPUs (the boot plan bounded it by the host's CPUs and [`MAX_CPUS`]), vCPU n
+/// on the CPU of the host DT's n-th /cpus entry; vCPU 0 runs already. Returns the count.
+pub fn setup_dom0(host_cpus: &[u64], n: usize) -> usize {
+    let n = n.min(host_cpus.len()).clamp(1, MAX_CPUS);
     let mut m = HOST_MPIDR.lock();
     for (i, &mpidr) in host_cpus.iter().take(n).enumerate() {
         m[i] = mpidr;

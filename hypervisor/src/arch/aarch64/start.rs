@@ -5,14 +5,13 @@
 use super::entry::{enter_guest, TrapFrame};
 use super::guest::{self, SPSR_EL1H_MASKED};
 use super::{heap, iommu, mmu, psci, trap, DirectMem, HwTlb};
-use crate::domain::dom0::{self, Dom0Layout, DTB_ROOM};
+use crate::boot::{self, page_round, Console};
+use crate::domain::dom0::Dom0Layout;
 use crate::domain::{Domain, RamBank, RamBanks};
-use crate::dt::cmdline::HypervisorCmdline;
-use crate::dt::dom0::{build_dom0_dt, Dom0DtSpec};
 use crate::dt::{HostDt, Region};
-use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable, PlatformDefaults};
+use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable};
 use crate::log;
-use crate::mm::{RegionAllocator, S2Attr, Stage2, Stage2Config};
+use crate::mm::{S2Attr, Stage2, Stage2Config};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -26,12 +25,6 @@ const EARLY_UART: u64 = 0x0900_0000;
 const MAX_DTB: usize = 2 << 20;
 /// dom0's VMID.
 const DOM0_VMID: u16 = 1;
-/// INTID of dom0's event-channel PPI (as Xen allocates it for dom0).
-const DOM0_EVTCHN_PPI: u32 = 16;
-/// Size of the grant-table region advertised to dom0 (64 frames, Xen's default maximum).
-const GNTTAB_SIZE: u64 = 64 * 4096;
-/// dom0's guest physical address size (its stage 2's input range).
-const DOM0_IPA_BITS: u8 = Stage2Config::DOMAIN.ipa_bits;
 
 static EARLY: Once<Pl011<RawMmio>> = Once::new();
 static CONSOLE_UART: Once<Pl011<RawMmio>> = Once::new();
@@ -109,180 +102,105 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         });
     }
     super::spectre::init();
-    let mut hyp_devices: Vec<String> = Vec::new();
-    if let Some(out) = &info.stdout {
-        let pl011 = out.compatible.iter().any(|c| c == "arm,pl011");
-        match (pl011, out.mmio) {
-            (true, Some(r)) => {
-                if r.base != EARLY_UART {
-                    // SAFETY: the DT's console UART; its GiB is Device memory in the boot map.
-                    let u = CONSOLE_UART.call_once(|| Pl011::new(unsafe { RawMmio::new(r.base as usize) }));
-                    crate::console::set_uart(u);
-                }
-                log!("console: {} (PL011 at {:#x})", out.path, r.base);
-                hyp_devices.push(out.path.clone());
+    // Linker-script symbols: only their addresses are used.
+    let image = Region { base: core::ptr::addr_of!(__image_start) as u64, size: core::ptr::addr_of!(__image_end) as u64 - core::ptr::addr_of!(__image_start) as u64 };
+    let dtb = Region { base: dtb_pa, size: dt_size(dtb_pa) };
+    let cmdline_text = info.hypervisor_cmdline.clone().unwrap_or_default();
+    log!("command line: \"{cmdline_text}\"");
+    let mut plan = boot::plan(&dt, &info, image, dtb)?;
+    match &plan.console {
+        Console::Pl011 { path, base } => {
+            if *base != EARLY_UART {
+                // SAFETY: the DT's console UART; its GiB is Device memory in the boot map.
+                let u = CONSOLE_UART.call_once(|| Pl011::new(unsafe { RawMmio::new(*base as usize) }));
+                crate::console::set_uart(u);
             }
-            _ => log!("console: {} is not a PL011 xenith drives; staying on {EARLY_UART:#x}", out.path),
+            log!("console: {path} (PL011 at {base:#x})");
         }
+        Console::SamsungUart { path, .. } | Console::Unsupported { path: Some(path) } => {
+            log!("console: {path} is not a PL011 xenith drives here; staying on {EARLY_UART:#x}")
+        }
+        Console::Unsupported { path: None } => {}
     }
     let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
     mmu::refine(&ram);
     crate::hypercall::set_host_ram(&ram);
-
-    let cmdline_text = info.hypervisor_cmdline.clone().unwrap_or_default();
-    log!("command line: \"{cmdline_text}\"");
     crate::hypercall::version::set_command_line(&cmdline_text);
-    let cmdline = HypervisorCmdline::parse(&cmdline_text).map_err(|e| format!("command line: {e}"))?;
-    crate::domain::lifecycle::set_noreboot(cmdline.noreboot);
-    // dom0_max_vcpus= is read from the unparsed options (smp.rs); the others but
-    // spectre_entry= are ignored.
-    // spectre_entry=all: every entry barrier runs whatever the CPU needs (spectre.rs).
-    if cmdline.unknown.iter().any(|o| o == "spectre_entry=all") {
+    crate::domain::lifecycle::set_noreboot(plan.cmdline.noreboot);
+    if plan.spectre_entry_all {
         super::spectre::force_all_entry_barriers();
     }
     // gnttab_max_frames= and gnttab_max_maptrack_frames=: the grant-table limits (grant.rs).
-    for bad in crate::domain::grant::apply_options(cmdline.unknown.iter().map(String::as_str)) {
+    for bad in crate::domain::grant::apply_options(plan.cmdline.unknown.iter().map(String::as_str)) {
         log!("command line: {bad}: not a number up to 2^20, keeping the default");
     }
     let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
     log!("grant tables: at most {gnttab_frames} frames and {maptrack_frames} maptrack frames per domain");
-    let is_grant_option = |o: &str| o.starts_with("gnttab_max_frames=") || o.starts_with("gnttab_max_maptrack_frames=");
-    let ignored: Vec<&str> = cmdline
-        .unknown
-        .iter()
-        .map(String::as_str)
-        .filter(|o| !o.starts_with("dom0_max_vcpus=") && *o != "spectre_entry=all" && !is_grant_option(o))
-        .collect();
-    if !ignored.is_empty() {
-        log!("command line: ignoring options xenith does not act on: {}", ignored.join(" "));
+    if !plan.ignored_options.is_empty() {
+        log!("command line: ignoring options xenith does not act on: {}", plan.ignored_options.join(" "));
     }
-
-    // Physical memory: the DT's banks minus the hypervisor, the DTB, modules and reservations.
-    let mut free = RegionAllocator::new();
     for (i, r) in info.memory.iter().enumerate() {
         log!("RAM bank {i}: {:#x}-{:#x} ({} MiB)", r.base, r.base + r.size, mib(r.size));
-        free.add(r.base, r.size).map_err(|e| format!("memory bank {r}: {e}"))?;
     }
-    // Linker-script symbols: only their addresses are used.
-    let (img_start, img_end) = (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64);
-    // The hypervisor keeps the whole 2 MiB block its image starts in (the grant-table region
-    // dom0 is told about is carved from it: a GPA range that is never dom0 RAM).
-    let hyp = Region { base: img_start & !((2 << 20) - 1), size: (img_end - (img_start & !((2 << 20) - 1))).div_ceil(2 << 20) * (2 << 20) };
-    let mut reserve = |what: &str, r: Region| {
-        log!("reserved: {what} {:#x}-{:#x}", r.base, r.base + r.size);
-        let _ = free.reserve(r.base, r.size);
-    };
-    reserve("xenith", hyp);
-    let host_dtb = Region { base: dtb_pa & !0xfff, size: (dt_size(dtb_pa) + (dtb_pa & 0xfff)).div_ceil(4096) * 4096 };
-    reserve("host DTB", host_dtb);
     for m in &info.modules {
         log!("module {}: {:?} at {}{}", m.path, m.kind, m.region, m.bootargs.as_deref().map(|a| format!(" \"{a}\"")).unwrap_or_default());
-        reserve("module", page_round(m.region));
     }
-    for r in &info.reserved {
-        reserve("firmware", page_round(r.region));
+    for (what, r) in &plan.reservations {
+        log!("reserved: {what} {:#x}-{:#x}", r.base, r.base + r.size);
     }
+    let (hyp, host_dtb) = (plan.hypervisor, plan.host_dtb);
 
-    // dom0.
-    let kernel = info.kernel().ok_or_else(|| dom0::BuildError::NoKernel.to_string())?;
-    let in_ram = |r: Region| info.memory.iter().any(|b| r.base >= b.base && r.base.saturating_add(r.size) <= b.base + b.size);
-    if !in_ram(kernel.region) {
-        return Err(format!("dom0 kernel module {} at {} is not in RAM", kernel.path, kernel.region));
-    }
+    // dom0's kernel: the plan checked it lies in RAM before its bytes are read.
+    let kernel = boot::dom0_kernel(&info)?;
     // SAFETY: the module lies in RAM (checked), identity-mapped.
     let kernel_bytes = unsafe { core::slice::from_raw_parts(kernel.region.base as *const u8, kernel.region.size as usize) };
     let initrd = info.ramdisk();
-    if let Some(i) = initrd {
-        if !in_ram(i.region) {
-            return Err(format!("dom0 initrd module {} at {} is not in RAM", i.path, i.region));
-        }
-    }
-    let dom0_mem = cmdline.dom0_mem.and_then(|m| m.target());
-    let layout = dom0::plan(&mut free, dom0_mem, kernel.region.base, kernel_bytes, kernel.region.size, initrd.map(|i| i.region.size))
-        .map_err(|e| e.to_string())?;
+    let layout = plan.dom0_layout(&info, kernel_bytes)?;
 
-    // Who owns each DMA master's IOMMU: the hypervisor drives every SMMUv3 it can use for
-    // stage 2; one it cannot (no stage 2) falls back to dom0, as Xen does, and says why.
-    let topo = DmaTopology::from_dt(&dt).map_err(|e| format!("DMA topology: {e}"))?;
-    // The heap grows with the machine (grant and event state, p2m bookkeeping scale with RAM):
-    // 1/256 of RAM on top of the image's static heap, at most 64 MiB.
-    let ram_total: u64 = info.memory.iter().map(|r| r.size).sum();
-    let extra_heap = (ram_total / 256).min(64 << 20) & !((2 << 20) - 1);
+    let extra_heap = plan.extra_heap;
     if extra_heap != 0 {
-        match free.alloc(extra_heap, 2 << 20) {
+        match plan.free.alloc(extra_heap, 2 << 20) {
             // SAFETY: taken from the frame pool for good; the EL2 map covers RAM as Normal.
             Some(base) => unsafe { heap::grow(base as usize, extra_heap as usize) },
             None => log!("heap: no {} MiB of RAM to grow into; staying at the static heap", mib(extra_heap)),
         }
     }
-    *trap::FRAMES.lock() = free;
-    let drivers = probe_smmus(&topo);
-    let defaults = PlatformDefaults::for_dt(&dt);
-    let mut table = OwnershipTable::decide(&topo, defaults, &cmdline.iommu_owner, &drivers);
-    if !take_smmus(&table) {
-        table = OwnershipTable::decide(&topo, defaults, &cmdline.iommu_owner, &[]);
+    *trap::FRAMES.lock() = core::mem::take(&mut plan.free);
+
+    // Who owns each DMA master's IOMMU: the hypervisor drives every SMMUv3 it can use for
+    // stage 2; one it cannot (no stage 2) falls back to dom0, as Xen does, and says why.
+    let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
+    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::smp::MAX_CPUS));
+    let dom0_ram = Region { base: layout.ram_base, size: layout.ram_size };
+    let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
+    let drivers = probe_smmus(&plan.topology);
+    let mut decisions = plan.decide(&dt, &info, &drivers, dom0_ram, dom0_initrd, vcpus)?;
+    if !take_smmus(&decisions.ownership) {
+        decisions = plan.decide(&dt, &info, &[], dom0_ram, dom0_initrd, vcpus)?;
     }
+    let table = &decisions.ownership;
     for line in table.to_string().lines() {
         log!("{line}");
     }
-    let edits = table.dom0_dt_edits();
-
-    // dom0's vCPU count decides its /cpus.
-    let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
-    let vcpus = super::smp::setup_dom0(&mpidrs, super::smp::dom0_max_vcpus(&cmdline.unknown));
-    let mut spec = Dom0DtSpec {
-        memory: alloc::vec![Region { base: layout.ram_base, size: layout.ram_size }],
-        bootargs: info.dom0_cmdline().map(String::from),
-        initrd: layout.initrd.map(|(b, s)| Region { base: b, size: s }),
-        grant_table: Region { base: hyp.base, size: GNTTAB_SIZE },
-        extended_regions: crate::dt::dom0::extended_regions(&dt, DOM0_IPA_BITS, &[Region { base: hyp.base, size: GNTTAB_SIZE }]),
-        evtchn_ppi: DOM0_EVTCHN_PPI,
-        remove_nodes: hyp_devices.clone(),
-        strip_props: Vec::new(),
-        disable_nodes: Vec::new(),
-        vcpus: Some(vcpus as u32),
-    };
-    spec.add_edits(&edits);
-    for (i, r) in spec.extended_regions.iter().enumerate() {
+    for (i, r) in decisions.dom0_dt.extended_regions.iter().enumerate() {
         log!("dom0: extended region {i}: {:#x}-{:#x} ({} MiB)", r.base, r.base + r.size, mib(r.size));
     }
-    // Devices that master memory by physical address (no SMMU stream in between) stay the
-    // hypervisor's: dom0 does not see them and their registers are not mapped.
-    let masters = crate::dt::dom0::physical_masters(&dt);
-    for (path, why) in &masters.kept {
+    for (path, why) in &decisions.kept_masters {
         log!("{path}: kept from dom0 ({why})");
-        spec.remove_nodes.push(path.clone());
     }
-    spec.strip_props.extend(masters.strip.iter().cloned());
-    let dom0_dtb = build_dom0_dt(&dt, &spec).map_err(|e| format!("dom0 device tree: {e}"))?;
-    if dom0_dtb.len() as u64 > DTB_ROOM {
-        return Err(dom0::BuildError::DtbTooLarge { size: dom0_dtb.len() as u64 }.to_string());
-    }
-    load_dom0(&layout, kernel_bytes, initrd.map(|i| i.region), &dom0_dtb);
+    let dom0_dtb = &decisions.dom0_dtb;
+    load_dom0(&layout, kernel_bytes, initrd.map(|i| i.region), dom0_dtb);
 
-    // dom0's stage 2: its RAM, and every device the hypervisor does not keep.
+    // dom0's stage 2: every device the hypervisor does not keep, then its RAM.
     let mem = DirectMem;
     let mut tlb = HwTlb;
-    let cfg = Stage2Config::DOMAIN;
     let mut frames = trap::FRAMES.lock();
     let free = &mut *frames;
-    let mut p2m = Stage2::new(DOM0_VMID, cfg, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
-    let gic_path = info.gic.path.clone();
-    let hidden = |path: &str| {
-        path == gic_path
-            || spec.remove_nodes.iter().any(|r| path == r || path.starts_with(&format!("{r}/")))
-    };
+    let mut p2m = Stage2::new(DOM0_VMID, Stage2Config::DOMAIN, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
     let mut mapped = 0usize;
-    for d in dt.device_regions() {
-        if hidden(&d.path) {
-            continue;
-        }
-        let r = page_round(d.region);
-        if in_ram(r) || r.size == 0 {
-            continue;
-        }
+    for (path, r) in &decisions.dom0_devices {
         if let Err(e) = p2m.map(r.base, r.base, r.size, S2Attr::DEVICE_RW, free, &mem, &mut tlb) {
-            log!("dom0 stage 2: cannot map {} {} ({:?}): {e}", d.path, r, d.kind);
+            log!("dom0 stage 2: cannot map {path} {r}: {e}");
             continue;
         }
         mapped += 1;
@@ -292,8 +210,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // later) uses pages only, and a page ballooned out or granted away never invalidates its
     // neighbours (ARCHITECTURE.md, principle 8). Device windows above keep their blocks (the
     // PCIe windows alone would take a GiB of tables in pages).
-    let shared_with_smmu = table.topology.iommus.iter().any(|i| table.owner_of_iommu(&i.path) == Some(IommuOwner::Hypervisor));
-    if shared_with_smmu {
+    if decisions.page_granular {
         p2m.set_page_granular();
     }
     p2m.map(layout.ram_base, layout.ram_base, layout.ram_size, S2Attr::RAM_RWX, free, &mem, &mut tlb)
@@ -310,7 +227,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     );
     log!(
         "dom0: command line \"{}\"; stage 2 maps its RAM and {mapped} device regions with {} table frames{}",
-        spec.bootargs.as_deref().unwrap_or(""),
+        decisions.dom0_dt.bootargs.as_deref().unwrap_or(""),
         p2m.table_frames(),
         if p2m.is_page_granular() { " (4 KiB pages only: shared with the SMMU)" } else { "" }
     );
@@ -320,12 +237,12 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let mut ram = RamBanks::default();
     ram.push(RamBank { ipa: layout.ram_base, pa: layout.ram_base, size: layout.ram_size });
     drop(frames);
-    attach_dom0_streams(&dt, &table, &p2m);
+    attach_dom0_streams(&dt, table, &p2m);
     let mut dom = Domain::new(0, true, true, ram);
     // dom0 maps its grant frames in the region its DT names: no more frames than fit there
     // (Xen on ARM caps dom0's table the same way).
     let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
-    *dom.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(gnttab_frames.min((GNTTAB_SIZE / 4096) as u32), maptrack_frames);
+    *dom.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(gnttab_frames.min((boot::GNTTAB_SIZE / 4096) as u32), maptrack_frames);
     dom.max_vcpus = vcpus as u32;
     guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
     *dom.p2m.get_mut() = Some(p2m);
@@ -336,7 +253,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // dom0's vGIC has the SPIs dom0's DT names (each implemented SPI costs its GIC driver
     // trapped writes at boot; devices the hypervisor keeps are not in it), all of the host's
     // when the DT cannot bound them.
-    let it_lines = match HostDt::parse(&dom0_dtb).and_then(|d| d.highest_gic_intid()) {
+    let it_lines = match HostDt::parse(dom0_dtb).and_then(|d| d.highest_gic_intid()) {
         Ok(highest) => crate::irq::vgic::it_lines_for(highest, host_lines),
         Err(e) => {
             log!("dom0: vGIC with every host INTID: {e}");
@@ -351,6 +268,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     start_domus(&dt, &mpidrs);
     release_boot_modules(&info, &[hyp, host_dtb]);
     let guests_ram: u64 = trap::DOMAINS.iter().map(|d| d.ram.total()).sum();
+    let ram_total = plan.ram_total;
     let firmware: u64 = info.reserved.iter().map(|r| page_round(r.region).size).sum();
     let free_now = trap::FRAMES.lock().total_free();
     let (used, _) = heap::usage();
@@ -545,12 +463,6 @@ fn attach_dom0_streams(dt: &HostDt, table: &OwnershipTable, p2m: &Stage2) {
             }
         }
     }
-}
-
-fn page_round(r: Region) -> Region {
-    let base = r.base & !0xfff;
-    let end = r.base.saturating_add(r.size).div_ceil(4096).saturating_mul(4096);
-    Region { base, size: end - base }
 }
 
 fn dt_size(pa: u64) -> u64 {

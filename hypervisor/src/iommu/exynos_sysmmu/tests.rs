@@ -253,6 +253,36 @@ fn dma_to_unmapped_iova_faults_and_the_model_reports_it() {
     assert_eq!(sh.sysmmus()[0].handle_fault(true), Err(SysmmuError::NoFault));
 }
 
+/// A fault reaches the CPU the way it does on the Exynos5250: the SysMMU's interrupt line is an
+/// input of the interrupt combiner, whose group drives a GIC SPI. The handler finds the SysMMU
+/// from the SPI through the combiner's status, takes the fault, and the line (and the SPI) drops.
+#[test]
+fn fault_interrupt_routed_through_the_combiner_and_cleared_by_the_handler() {
+    use platform::exynos5250::combiner::{Combiner, CombinerIrq};
+    use platform::exynos5250::SYSMMUS;
+    use sysmmu_model::soc::CombinerModel;
+
+    let (mem, model) = rig(v3(3));
+    let mut sh = shadow(&mem, &model);
+    let mixer = SYSMMUS.iter().find(|s| s.name == "sysmmu_tv").expect("the mixer's SysMMU");
+    let input = CombinerIrq::new(mixer.combiner.0, mixer.combiner.1).unwrap();
+    let mut combiner = CombinerModel::new();
+    combiner.connect(input.group, input.bit, || model.irq_pending());
+    let c = Combiner::new(&combiner);
+    c.disable_all();
+    c.enable(input);
+    sh.map(0x2000_0000, 0x5000_0000, 0x1000, true).unwrap();
+    assert!(!combiner.spi_level(input.spi()));
+    assert!(model.dma(0x2000_1000, 4, true).is_err());
+    assert!(combiner.spi_level(input.spi()), "the fault raises the mixer SysMMU's SPI");
+    let found: Vec<_> = c.pending_for_spi(input.spi()).collect();
+    assert_eq!(found, std::vec![input]);
+    let f = sh.sysmmus()[0].handle_fault(true).unwrap();
+    assert_eq!(f.kind, FaultKind::Page);
+    assert!(!combiner.spi_level(input.spi()), "taking the fault drops the line");
+    assert_eq!(model.dma(0x2000_0000, 4, true), Ok(std::vec![0x5000_0000]));
+}
+
 #[test]
 fn fault_without_resume_keeps_the_master_stopped() {
     let (mem, model) = rig(v3(1));

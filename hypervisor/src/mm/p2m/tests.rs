@@ -1314,7 +1314,7 @@ fn unmap_page_if_checks_the_frame_first() {
     let base = GIB + 4 * MIB2;
     e.map(&mut s, base, base, MIB2, S2Attr::RAM_RWX).unwrap();
     let page = base + 5 * KIB4;
-    let mut unmap_if = |e: &mut Env, s: &mut Stage2, ipa: u64, want: u64| {
+    let unmap_if = |e: &mut Env, s: &mut Stage2, ipa: u64, want: u64| {
         s.unmap_page_if(ipa, |pa| pa == want, &mut e.frames, &e.mem, &mut e.tlb)
     };
     // Inside a block: checked, then split.
