@@ -170,3 +170,78 @@ pub struct EvtchnExpandArray {
     pub array_gfn: u64,
 }
 crate::layout!(EvtchnExpandArray, 8; array_gfn @ 0);
+
+/// `EvtchnStatus::status`: port free or reserved.
+pub const EVTCHNSTAT_CLOSED: u32 = 0;
+/// Port waiting for a remote domain.
+pub const EVTCHNSTAT_UNBOUND: u32 = 1;
+/// Port connected to another domain's.
+pub const EVTCHNSTAT_INTERDOMAIN: u32 = 2;
+/// Port bound to a physical IRQ.
+pub const EVTCHNSTAT_PIRQ: u32 = 3;
+/// Port bound to a virtual IRQ.
+pub const EVTCHNSTAT_VIRQ: u32 = 4;
+/// Port for IPIs between the domain's vCPUs.
+pub const EVTCHNSTAT_IPI: u32 = 5;
+
+/// Argument of `EVTCHNOP_status`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnStatus {
+    /// In: the domain asked about.
+    pub dom: DomId,
+    /// In: the port asked about.
+    pub port: EvtchnPort,
+    /// Out: EVTCHNSTAT_*.
+    pub status: u32,
+    /// Out: the vCPU the port notifies.
+    pub vcpu: u32,
+    /// Out: per status: unbound (remote domain in the low 16 bits), interdomain (domain,
+    /// then port at +4), pirq or virq (the number).
+    pub u: [u32; 2],
+}
+crate::layout!(EvtchnStatus, 24; dom @ 0, port @ 4, status @ 8, vcpu @ 12, u @ 16);
+
+/// Argument of `EVTCHNOP_bind_ipi`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindIpi {
+    /// In: the vCPU to notify.
+    pub vcpu: u32,
+    /// Out: the new port.
+    pub port: EvtchnPort,
+}
+crate::layout!(EvtchnBindIpi, 8; vcpu @ 0, port @ 4);
+
+/// Argument of `EVTCHNOP_bind_pirq`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindPirq {
+    /// In: the physical IRQ number.
+    pub pirq: u32,
+    /// In: BIND_PIRQ__* flags.
+    pub flags: u32,
+    /// Out: the new port.
+    pub port: EvtchnPort,
+}
+crate::layout!(EvtchnBindPirq, 12; pirq @ 0, flags @ 4, port @ 8);
+
+/// Argument of `EVTCHNOP_reset`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnReset {
+    /// In: the domain whose ports are all closed.
+    pub dom: DomId,
+}
+crate::layout!(EvtchnReset, 2; dom @ 0);
+
+/// Argument of `EVTCHNOP_set_priority` (FIFO ABI only).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnSetPriority {
+    /// In: the port.
+    pub port: EvtchnPort,
+    /// In: its new priority.
+    pub priority: u32,
+}
+crate::layout!(EvtchnSetPriority, 8; port @ 0, priority @ 4);

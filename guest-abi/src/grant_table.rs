@@ -270,3 +270,74 @@ mod tests {
         assert_eq!(split_cmd(GNTTABOP_CACHE_FLUSH as u64 | (3 << 12)), (GNTTABOP_CACHE_FLUSH, 3));
     }
 }
+
+/// Argument of `GNTTABOP_get_version`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GnttabGetVersion {
+    /// In: the domain asked about.
+    pub dom: DomId,
+    /// Padding.
+    pub pad: u16,
+    /// Out: its grant-table version.
+    pub version: u32,
+}
+crate::layout!(GnttabGetVersion, 8; dom @ 0, pad @ 2, version @ 4);
+
+/// Argument of `GNTTABOP_get_status_frames` (v2 status frames).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GnttabGetStatusFrames {
+    /// In: number of frames wanted.
+    pub nr_frames: u32,
+    /// In: the domain asked about.
+    pub dom: DomId,
+    /// Out: GNTST_* status.
+    pub status: i16,
+    /// In: handle to an array of `nr_frames` u64, filled with the status frames' guest frames.
+    pub frame_list: GuestHandle,
+}
+crate::layout!(GnttabGetStatusFrames, 16; nr_frames @ 0, dom @ 4, status @ 6, frame_list @ 8);
+
+/// Argument of `GNTTABOP_swap_grant_ref` (one entry of the array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GnttabSwapGrantRef {
+    /// In: one entry of the caller's table.
+    pub ref_a: GrantRef,
+    /// In: the entry it is exchanged with.
+    pub ref_b: GrantRef,
+    /// Out: GNTST_* status.
+    pub status: i16,
+}
+crate::layout!(GnttabSwapGrantRef, 12; ref_a @ 0, ref_b @ 4, status @ 8);
+
+/// Argument of `GNTTABOP_unmap_and_replace` (one entry of the array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GnttabUnmapAndReplace {
+    /// In: the address given to map.
+    pub host_addr: u64,
+    /// In: an address whose mapping should take the unmapped one's place (0: none).
+    pub new_addr: u64,
+    /// In: the handle returned by map.
+    pub handle: GrantHandle,
+    /// Out: GNTST_* status.
+    pub status: i16,
+}
+crate::layout!(GnttabUnmapAndReplace, 24; host_addr @ 0, new_addr @ 8, handle @ 16, status @ 20);
+
+/// Argument of `GNTTABOP_transfer` (one entry of the array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GnttabTransfer {
+    /// In: the caller's frame to give away.
+    pub mfn: u64,
+    /// In: the receiving domain.
+    pub domid: DomId,
+    /// In: the receiver's grant reference.
+    pub r#ref: GrantRef,
+    /// Out: GNTST_* status.
+    pub status: i16,
+}
+crate::layout!(GnttabTransfer, 24; mfn @ 0, domid @ 8, r#ref @ 12, status @ 16);

@@ -26,6 +26,12 @@ pub const XENMEM_REMOVE_FROM_PHYSMAP: u32 = 15;
 pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u32 = 23;
 /// Map a resource (ioreq pages, grant frames) of another domain.
 pub const XENMEM_ACQUIRE_RESOURCE: u32 = 28;
+/// Memory sharing statistics (always 0 on ARM): pages freed by sharing.
+pub const XENMEM_GET_SHARING_FREED_PAGES: u32 = 18;
+/// Memory sharing statistics: pages shared.
+pub const XENMEM_GET_SHARING_SHARED_PAGES: u32 = 19;
+/// Set aside pages for a domain being built (control domain).
+pub const XENMEM_CLAIM_PAGES: u32 = 24;
 
 /// The low bits of `cmd` hold the sub-op.
 pub const MEMOP_CMD_MASK: u64 = (1 << MEMOP_EXTENT_SHIFT) - 1;
@@ -128,3 +134,67 @@ mod tests {
         assert_eq!(split_cmd(1 | (5 << 6)), (XENMEM_DECREASE_RESERVATION, 5));
     }
 }
+
+/// Argument of XENMEM_current_reservation / maximum_reservation / maximum_gpfn.
+pub type XenMemoryDomain = DomId;
+
+/// Argument of `XENMEM_exchange`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenMemoryExchange {
+    /// In: the extents given up.
+    pub r#in: XenMemoryReservation,
+    /// In/out: the extents wanted in exchange.
+    pub out: XenMemoryReservation,
+    /// In/out: progress (input extents done).
+    pub nr_exchanged: XenUlong,
+}
+crate::layout!(XenMemoryExchange, 72; r#in @ 0, out @ 32, nr_exchanged @ 64);
+
+/// XENMEM_get_vnumainfo: a domain's virtual NUMA layout.
+pub const XENMEM_GET_VNUMAINFO: u32 = 26;
+
+/// Argument of `XENMEM_get_vnumainfo`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenVnumaTopologyInfo {
+    /// In: the domain asked about.
+    pub domid: DomId,
+    /// Must be 0.
+    pub pad: u16,
+    /// In/out: sizes of the three arrays.
+    pub nr_vnodes: u32,
+    /// In/out: entries of `vcpu_to_vnode`.
+    pub nr_vcpus: u32,
+    /// In/out: entries of `vmemrange`.
+    pub nr_vmemranges: u32,
+    /// Handles to the distance table, the vCPU-to-node map and the memory ranges.
+    pub handles: [GuestHandle; 3],
+}
+crate::layout!(XenVnumaTopologyInfo, 40; domid @ 0, pad @ 2, nr_vnodes @ 4, nr_vcpus @ 8, nr_vmemranges @ 12, handles @ 16);
+
+/// `XenMemAcquireResource::r#type`: a domain's grant table.
+pub const XENMEM_RESOURCE_GRANT_TABLE: u16 = 1;
+/// `XenMemAcquireResource::id` for the grant table: its shared (entry) frames.
+pub const XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED: u32 = 0;
+
+/// Argument of `XENMEM_acquire_resource`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenMemAcquireResource {
+    /// In: the domain whose resource is mapped.
+    pub domid: DomId,
+    /// In: XENMEM_resource_* type.
+    pub r#type: u16,
+    /// In: which resource of that type.
+    pub id: u32,
+    /// In: frames wanted; out (with a NULL list): the resource's size in frames.
+    pub nr_frames: u32,
+    /// Must be 0.
+    pub pad: u32,
+    /// In: first frame of the resource.
+    pub frame: u64,
+    /// In: handle to `nr_frames` guest frames to map the resource at (NULL: ask the size).
+    pub frame_list: GuestHandle,
+}
+crate::layout!(XenMemAcquireResource, 32; domid @ 0, r#type @ 2, id @ 4, nr_frames @ 8, pad @ 12, frame @ 16, frame_list @ 24);

@@ -16,6 +16,7 @@ pub mod hypercall;
 pub mod iommu;
 pub mod irq;
 pub mod mm;
+pub mod setway;
 pub mod spectre;
 pub mod sync;
 #[cfg(all(test, loom))]

@@ -23,6 +23,7 @@ pub const MAX_VCPUS: usize = 4;
 const SHINFO_PENDING: u64 = 48;
 const SHINFO_MASK: u64 = 560;
 const VCPU_UPCALL_PENDING: u64 = 0;
+const VCPU_UPCALL_MASK: u64 = 1;
 const VCPU_PENDING_SEL: u64 = 8;
 
 /// What a port is bound to.
@@ -35,7 +36,13 @@ pub enum PortState {
     Interdomain { dom: DomId, port: u32 },
     /// Delivers virtual IRQ `virq`.
     Virq(u32),
+    /// An IPI between the domain's vCPUs: a send marks this very port pending.
+    Ipi,
 }
+
+/// Ports come in buckets of this many (Xen's struct evtchn is 64 bytes, a page holds 64):
+/// a port of an allocated bucket exists even while it is free.
+pub const PORTS_PER_BUCKET: u32 = 64;
 
 /// The port table and where events land.
 #[derive(Debug)]
@@ -87,6 +94,19 @@ impl EventChannels {
             return PortState::Free;
         }
         self.ports.get(port as usize).copied().unwrap_or(PortState::Free)
+    }
+
+    /// A port in a bucket the domain has (the first bucket always; others once a port in
+    /// them was allocated): calls on a free port there are answered as for a closed port, on
+    /// any other port as for a port that does not exist.
+    pub fn is_valid(&self, port: u32) -> bool {
+        let buckets = (self.ports.len() as u32).div_ceil(PORTS_PER_BUCKET).max(1);
+        port < buckets * PORTS_PER_BUCKET
+    }
+
+    /// The live ports, lowest first.
+    pub fn live_ports(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ports.iter().enumerate().skip(1).filter(|(_, p)| **p != PortState::Free).map(|(i, _)| i as u32)
     }
 
     /// A port that exists and is bound to something.
@@ -187,6 +207,30 @@ impl EventChannels {
         }
     }
 
+    /// Whether `port`'s bit in evtchn_pending is set (false before shared_info exists).
+    pub fn is_pending(&self, port: u32, mem: &dyn PhysMem) -> bool {
+        let Some(shinfo) = self.shared_info else { return false };
+        if port >= NR_PORTS {
+            return false;
+        }
+        let pa = shinfo + SHINFO_PENDING + u64::from(port / 64) * 8;
+        mem.read_u64(pa).is_ok_and(|w| w & (1 << (port % 64)) != 0)
+    }
+
+    /// Clear `vcpu`'s evtchn_upcall_mask (SCHEDOP_block enables event delivery).
+    pub fn enable_upcalls(&self, vcpu: u32, mem: &dyn PhysMem) {
+        if let Some(pa) = self.vcpu_info_pa(vcpu) {
+            let _ = mem.write(pa + VCPU_UPCALL_MASK, &[0]);
+        }
+    }
+
+    /// Whether `vcpu`'s evtchn_upcall_pending is set in the vcpu_info it uses.
+    pub fn upcall_pending(&self, vcpu: u32, mem: &dyn PhysMem) -> bool {
+        let Some(pa) = self.vcpu_info_pa(vcpu) else { return false };
+        let mut b = [0u8; 1];
+        mem.read(pa + VCPU_UPCALL_PENDING, &mut b).is_ok() && b[0] != 0
+    }
+
     /// Mark `port` pending (Xen's 2-level rule): set its bit in evtchn_pending; if it was not
     /// already pending and is not masked, set its selector bit, and if that was newly set,
     /// raise evtchn_upcall_pending. Nothing happens before shared_info exists.
@@ -208,6 +252,16 @@ impl EventChannels {
     }
 
     /// EVTCHNOP_unmask: clear the mask bit; if the port was masked and is pending, deliver it.
+    /// Clear `port`'s bit in evtchn_pending: a port is freed without an event left over for
+    /// whatever binds it next (as Xen frees ports).
+    pub fn clear_pending(&mut self, port: u32, mem: &dyn PhysMem) {
+        let Some(shinfo) = self.shared_info else { return };
+        if port >= NR_PORTS {
+            return;
+        }
+        let _ = mem.fetch_and_u64(shinfo + SHINFO_PENDING + u64::from(port / 64) * 8, !(1u64 << (port % 64)));
+    }
+
     pub fn unmask(&mut self, port: u32, mem: &dyn PhysMem) {
         let Some(shinfo) = self.shared_info else { return };
         if port >= NR_PORTS {

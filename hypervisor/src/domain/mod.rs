@@ -128,6 +128,11 @@ pub struct Domain {
     faults_logged: AtomicU32,
     /// VMASST_TYPE_* bits enabled with `vm_assist`.
     vm_assist: AtomicU64,
+    /// Pages of its RAM the domain has given back (decrease_reservation) and not taken again
+    /// (populate_physmap): its current reservation is its RAM less these.
+    given_back: AtomicU64,
+    /// Bit n: vCPU n turned itself off (PSCI CPU_OFF) and does not run again.
+    vcpus_off: AtomicU32,
 }
 
 impl Domain {
@@ -147,7 +152,46 @@ impl Domain {
             shutdown: AtomicU8::new(0),
             faults_logged: AtomicU32::new(0),
             vm_assist: AtomicU64::new(0),
+            given_back: AtomicU64::new(0),
+            vcpus_off: AtomicU32::new(0),
         }
+    }
+
+    /// vCPU `vcpu` turned itself off (PSCI CPU_OFF): its CPU stops running it. The domain is
+    /// not shut down by that, even when it was its last vCPU (as on Xen).
+    pub fn set_vcpu_off(&self, vcpu: u32) {
+        if vcpu < 32 {
+            self.vcpus_off.fetch_or(1 << vcpu, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether vCPU `vcpu` turned itself off.
+    pub fn vcpu_off(&self, vcpu: u32) -> bool {
+        vcpu < 32 && self.vcpus_off.load(Ordering::Acquire) & (1 << vcpu) != 0
+    }
+
+    /// Pages the domain may hold (XENMEM_maximum_reservation): its RAM.
+    pub fn max_pages(&self) -> u64 {
+        self.ram.total() >> 12
+    }
+
+    /// Pages the domain holds now (XENMEM_current_reservation).
+    pub fn tot_pages(&self) -> u64 {
+        self.max_pages().saturating_sub(self.given_back.load(Ordering::Relaxed))
+    }
+
+    /// `pages` of its RAM were given back (`true`) or taken again (`false`).
+    pub fn note_reservation(&self, pages: u64, given_back: bool) {
+        if given_back {
+            self.given_back.fetch_add(pages, Ordering::Relaxed);
+        } else {
+            let _ = self.given_back.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(pages)));
+        }
+    }
+
+    /// Pages given back and not taken again.
+    pub fn given_back(&self) -> u64 {
+        self.given_back.load(Ordering::Relaxed)
     }
 
     /// Host physical range `[pa, pa + len)` lies entirely inside one of this domain's RAM banks.

@@ -1,5 +1,6 @@
-//! `event_channel_op`, 2-level ABI: alloc_unbound, bind_interdomain, bind_virq, close, send,
-//! unmask, bind_vcpu. The FIFO ABI is not implemented: init_control checks its arguments as Xen
+//! `event_channel_op`, 2-level ABI: alloc_unbound, bind_interdomain, bind_virq, bind_ipi,
+//! close, send, unmask, bind_vcpu, status, reset; bind_pirq and set_priority answered as Xen
+//! 4.17 on ARM answers a 2-level domain. The FIFO ABI is not implemented: init_control checks its arguments as Xen
 //! does and then answers -ENOSYS, which makes Linux fall back to 2-level events (Xen 4.17 would
 //! accept it; listed in tests/conformance/deviations.txt). Delivery (pending bits, selector,
 //! evtchn_upcall_pending) is `domain::evtchn`; injecting the interrupt is the vGIC's, driven by
@@ -7,9 +8,9 @@
 
 use super::guest_phys as gp;
 use super::{read_arg, write_arg, HypercallCtx};
-use crate::domain::evtchn::{EventChannels, PortState};
+use crate::domain::evtchn::{EventChannels, PortState, NR_PORTS};
 use crate::domain::{DomId, Domain};
-use guest_abi::errno::{ret, EEXIST, EINVAL, ENOENT, ENOSPC, ENOSYS, EOPNOTSUPP, EPERM, ESRCH};
+use guest_abi::errno::{ret, EEXIST, EINVAL, ENOENT, ENOMEM, ENOSPC, ENOSYS, EOPNOTSUPP, EPERM, ESRCH};
 use guest_abi::event_channel::*;
 
 /// How many vCPUs the calling domain has (ids at or above it are -ENOENT).
@@ -33,6 +34,11 @@ pub fn event_channel_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> i6
         EVTCHNOP_BIND_VCPU => bind_vcpu(cx, arg),
         EVTCHNOP_INIT_CONTROL => init_control(cx, arg),
         EVTCHNOP_EXPAND_ARRAY => read_arg::<EvtchnExpandArray>(cx.mem, arg).and(Err(ret(EOPNOTSUPP))),
+        EVTCHNOP_STATUS => status(cx, arg),
+        EVTCHNOP_BIND_IPI => bind_ipi(cx, arg),
+        EVTCHNOP_BIND_PIRQ => bind_pirq(cx, arg),
+        EVTCHNOP_SET_PRIORITY => set_priority(cx, arg),
+        EVTCHNOP_RESET | EVTCHNOP_RESET_CONT => reset(cx, arg),
         _ => Err(ret(ENOSYS)),
     };
     r.err().unwrap_or(0)
@@ -121,13 +127,17 @@ fn bind_virq(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
 /// end while that end still names the sender's port (see [`send`]).
 pub fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
     let caller = cx.caller;
+    let mem = cx.machine.mem;
     let d = cx.domains.get(caller).ok_or(ret(ESRCH))?;
     loop {
         match d.with_evtchn(|ev| ev.state(port)) {
             PortState::Free => return Err(ret(EINVAL)),
             PortState::Interdomain { dom, port: rport } if dom != caller => {
                 let Some(rd) = cx.domains.get(dom) else {
-                    d.with_evtchn(|ev| ev.free(port));
+                    d.with_evtchn(|ev| {
+                        ev.free(port);
+                        ev.clear_pending(port, mem);
+                    });
                     return Ok(());
                 };
                 let done = with_two(d, rd, |ev, rev| {
@@ -136,6 +146,7 @@ pub fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
                         return false;
                     }
                     ev.free(port);
+                    ev.clear_pending(port, mem);
                     // The other end goes back to waiting for us.
                     if rev.state(rport) == (PortState::Interdomain { dom: caller, port }) {
                         rev.set(rport, PortState::Unbound { remote: caller });
@@ -158,6 +169,7 @@ pub fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
                         }
                     }
                     ev.free(port);
+                    ev.clear_pending(port, mem);
                     true
                 });
                 if freed {
@@ -197,18 +209,26 @@ pub fn send(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
             Ok(())
         }
         PortState::Unbound { .. } => Ok(()), // nobody listens yet: dropped
+        PortState::Ipi => {
+            raise(cx, cx.caller, port, None);
+            Ok(())
+        }
         _ => Err(ret(EINVAL)),
     }
 }
 
+/// EVTCHNOP_unmask: a port of an allocated bucket is accepted even while free (nothing to
+/// deliver then).
 fn unmask(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
     let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
     let mem = cx.machine.mem;
     d.with_evtchn(|ev| {
-        if !ev.is_live(port) {
+        if !ev.is_valid(port) {
             return Err(ret(EINVAL));
         }
-        ev.unmask(port, mem);
+        if ev.is_live(port) {
+            ev.unmask(port, mem);
+        }
         Ok(())
     })
 }
@@ -231,7 +251,7 @@ fn bind_vcpu(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     }
     let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
     d.with_evtchn(|ev| match ev.state(b.port) {
-        PortState::Free => Err(ret(EINVAL)),
+        PortState::Free | PortState::Ipi => Err(ret(EINVAL)),
         PortState::Virq(v) if virq_is_per_vcpu(v) => Err(ret(EINVAL)),
         _ => {
             // Later events on the port notify that vCPU (one already pending stays where it is).
@@ -243,13 +263,97 @@ fn bind_vcpu(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
 
 fn init_control(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     let c: EvtchnInitControl = read_arg(cx.mem, arg)?;
-    if !c.offset.is_multiple_of(8) || c.offset as usize > 4096 - EVTCHN_FIFO_CONTROL_BLOCK_SIZE {
-        return Err(ret(EINVAL));
-    }
+    // Xen's order: the vCPU, then the offset.
     if c.vcpu >= nr_vcpus(cx) {
         return Err(ret(ENOENT));
     }
+    if !c.offset.is_multiple_of(8) || c.offset as usize > 4096 - EVTCHN_FIFO_CONTROL_BLOCK_SIZE {
+        return Err(ret(EINVAL));
+    }
     Err(ret(ENOSYS))
+}
+
+/// The caller may look at or act on `dom`'s ports (its own; any, for the hardware domain).
+fn may_target(cx: &HypercallCtx<'_, '_>, dom: DomId) -> bool {
+    dom == cx.caller || cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware)
+}
+
+/// EVTCHNOP_status: what a port of a domain the caller may inspect is bound to.
+fn status(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let mut s: EvtchnStatus = read_arg(cx.mem, arg)?;
+    let dom = gp::resolve(cx.caller, s.dom);
+    let d = cx.domains.get(dom).ok_or(ret(ESRCH))?;
+    let (state, vcpu) = d.with_evtchn(|ev| ev.is_valid(s.port).then(|| (ev.state(s.port), ev.port_vcpu(s.port)))).ok_or(ret(EINVAL))?;
+    if !may_target(cx, dom) {
+        return Err(ret(EPERM));
+    }
+    (s.status, s.u) = match state {
+        PortState::Free => (EVTCHNSTAT_CLOSED, s.u),
+        // The domain ids are 16-bit fields: the bytes after them are left as they were.
+        PortState::Unbound { remote } => (EVTCHNSTAT_UNBOUND, [u32::from(remote) | (s.u[0] & 0xffff_0000), s.u[1]]),
+        PortState::Interdomain { dom, port } => (EVTCHNSTAT_INTERDOMAIN, [u32::from(dom) | (s.u[0] & 0xffff_0000), port]),
+        PortState::Virq(v) => (EVTCHNSTAT_VIRQ, [v, s.u[1]]),
+        PortState::Ipi => (EVTCHNSTAT_IPI, s.u),
+    };
+    s.vcpu = vcpu;
+    write_arg(cx.mem, arg, &s)
+}
+
+/// EVTCHNOP_bind_ipi: a port that notifies `vcpu` of the caller's own sends.
+fn bind_ipi(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let mut b: EvtchnBindIpi = read_arg(cx.mem, arg)?;
+    if b.vcpu >= nr_vcpus(cx) {
+        return Err(ret(ENOENT));
+    }
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    b.port = d.with_evtchn(|ev| ev.alloc_on(PortState::Ipi, b.vcpu)).ok_or(ret(ENOSPC))?;
+    write_arg(cx.mem, arg, &b)
+}
+
+/// Physical IRQs a domain could name (Xen on ARM: 1024 for every domain).
+const NR_PIRQS: u32 = 1024;
+
+/// EVTCHNOP_bind_pirq: ARM keeps no per-domain physical-IRQ records to bind a port to, so a
+/// valid IRQ number fails for want of one (Xen 4.17's -ENOMEM), after the free-port check.
+fn bind_pirq(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let b: EvtchnBindPirq = read_arg(cx.mem, arg)?;
+    if b.pirq >= NR_PIRQS {
+        return Err(ret(EINVAL));
+    }
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    let full = d.with_evtchn(|ev| (1..NR_PORTS).all(|p| ev.is_live(p)));
+    Err(ret(if full { ENOSPC } else { ENOMEM }))
+}
+
+/// EVTCHNOP_set_priority: priorities are a FIFO-ABI notion; a 2-level domain gets -ENOSYS for
+/// any port that exists.
+fn set_priority(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let p: EvtchnSetPriority = read_arg(cx.mem, arg)?;
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    if !d.with_evtchn(|ev| ev.is_valid(p.port)) {
+        return Err(ret(EINVAL));
+    }
+    Err(ret(ENOSYS))
+}
+
+/// EVTCHNOP_reset: close every port of a domain. Only the domain itself can (another domain
+/// would have to be paused by its controller, and nothing pauses domains here).
+fn reset(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let r: EvtchnReset = read_arg(cx.mem, arg)?;
+    let dom = gp::resolve(cx.caller, r.dom);
+    let d = cx.domains.get(dom).ok_or(ret(ESRCH))?;
+    if !may_target(cx, dom) {
+        return Err(ret(EPERM));
+    }
+    if dom != cx.caller {
+        return Err(ret(EINVAL));
+    }
+    let ports: alloc::vec::Vec<u32> = d.with_evtchn(|ev| ev.live_ports().collect());
+    for port in ports {
+        // Each close takes the locks it needs; a port another vCPU closed meanwhile is -EINVAL.
+        let _ = close(cx, port);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -350,11 +454,87 @@ mod tests {
     }
 
     #[test]
+    fn status_ipi_pirq_priority_and_reset() {
+        let mut e = Env::new();
+        let st = |e: &mut Env, caller, dom, port| {
+            e.put(0, &EvtchnStatus { dom, port, ..Default::default() });
+            match op(e, caller, EVTCHNOP_STATUS) {
+                0 => {
+                    let s: EvtchnStatus = e.get(0);
+                    (i64::from(s.status), s.vcpu, s.u)
+                }
+                r => (r, 0, [0; 2]),
+            }
+        };
+        assert_eq!(alloc(&mut e, 0, DOMID_SELF, DOMID_SELF), 1);
+        assert_eq!(st(&mut e, 0, DOMID_SELF, 1), (i64::from(EVTCHNSTAT_UNBOUND), 0, [0, 0]));
+        e.put(0, &EvtchnBindInterdomain { remote_dom: DOMID_SELF, remote_port: 1, local_port: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_INTERDOMAIN), 0);
+        assert_eq!(st(&mut e, 0, DOMID_SELF, 2), (i64::from(EVTCHNSTAT_INTERDOMAIN), 0, [0, 1]));
+        assert_eq!(st(&mut e, 0, DOMID_SELF, 63).0, i64::from(EVTCHNSTAT_CLOSED), "free, in the first bucket");
+        assert_eq!(st(&mut e, 0, DOMID_SELF, 0).0, i64::from(EVTCHNSTAT_CLOSED), "reserved");
+        assert_eq!(st(&mut e, 0, DOMID_SELF, 64).0, ret(EINVAL));
+        assert_eq!(st(&mut e, 0, 0x1234, 1).0, ret(ESRCH));
+        assert_eq!(st(&mut e, 1, 0, 1).0, ret(EPERM));
+        assert_eq!(st(&mut e, 0, 1, 5).0, i64::from(EVTCHNSTAT_CLOSED), "dom0 may look at dom1's ports");
+        // an IPI port signals itself
+        e.put(0, &EvtchnBindIpi { vcpu: 0, port: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_IPI), 0);
+        let ipi = e.get::<EvtchnBindIpi>(0).port;
+        assert_eq!(st(&mut e, 0, DOMID_SELF, ipi).0, i64::from(EVTCHNSTAT_IPI));
+        e.put(0, &EvtchnBindIpi { vcpu: 9, port: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_IPI), ret(ENOENT));
+        e.call(0, |cx| {
+            let d = cx.domains.get(0).unwrap();
+            d.with_evtchn(|ev| gp::shared_info(ev, cx.machine).map(|_| ()))
+        })
+        .unwrap();
+        assert!(!pending(&e, 0, ipi));
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, ipi), 0);
+        assert!(pending(&e, 0, ipi));
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_CLOSE, ipi), 0);
+        assert!(!pending(&e, 0, ipi), "a freed port keeps no event");
+        e.put(0, &EvtchnBindIpi { vcpu: 0, port: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_IPI), 0);
+        assert_eq!(e.get::<EvtchnBindIpi>(0).port, ipi);
+        e.put(0, &EvtchnBindVcpu { port: ipi, vcpu: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_VCPU), ret(EINVAL));
+        // pirqs: none to bind on ARM
+        for (pirq, r) in [(5u32, ret(ENOMEM)), (1024, ret(EINVAL))] {
+            e.put(0, &EvtchnBindPirq { pirq, flags: 0, port: 0 });
+            assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_PIRQ), r);
+        }
+        // priorities are FIFO-only
+        for (port, r) in [(1u32, ret(ENOSYS)), (63, ret(ENOSYS)), (4000, ret(EINVAL))] {
+            e.put(0, &EvtchnSetPriority { port, priority: 7 });
+            assert_eq!(op(&mut e, 0, EVTCHNOP_SET_PRIORITY), r);
+        }
+        // unmask of a free port of a bucket: accepted
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_UNMASK, 63), 0);
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_UNMASK, 64), ret(EINVAL));
+        // reset: not someone else's, not unknown domains; its own: every port closed
+        assert_eq!(alloc(&mut e, 1, DOMID_SELF, 0), 1);
+        e.put(0, &EvtchnReset { dom: 1 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_RESET), ret(EINVAL));
+        e.put(0, &EvtchnReset { dom: 0 });
+        assert_eq!(op(&mut e, 1, EVTCHNOP_RESET), ret(EPERM));
+        e.put(0, &EvtchnReset { dom: 0x1234 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_RESET), ret(ESRCH));
+        e.put(0, &EvtchnReset { dom: DOMID_SELF });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_RESET), 0);
+        assert_eq!(e.dom(0).with_evtchn(|ev| ev.live_ports().count()), 0);
+        assert_eq!(alloc(&mut e, 0, DOMID_SELF, DOMID_SELF), 1, "the lowest port is free again");
+        assert_eq!(e.dom(1).with_evtchn(|ev| ev.live_ports().count()), 1, "other domains keep theirs");
+    }
+
+    #[test]
     fn fifo_is_refused_after_xens_checks() {
         let mut e = Env::new();
         let ic = |offset, vcpu| EvtchnInitControl { control_gfn: RAM >> 12, offset, vcpu, link_bits: 0, _pad: [0; 7] };
         e.put(0, &ic(4, 0));
         assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(EINVAL));
+        e.put(0, &ic(4, 77));
+        assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(ENOENT), "the vCPU is checked first");
         e.put(0, &ic(4096 - 64, 0));
         assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(EINVAL));
         e.put(0, &ic(0, 77));

@@ -12,7 +12,7 @@ use crate::domain::registry::lock_pair;
 use crate::domain::{DomId, Domain};
 use crate::sync::MutexGuard;
 use crate::mm::S2Attr;
-use guest_abi::errno::{ret, EINVAL, ENOSYS, EPERM};
+use guest_abi::errno::{ret, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, ESRCH};
 use guest_abi::grant_table::*;
 use platform::PhysMem;
 
@@ -29,17 +29,26 @@ pub fn grant_table_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, uop: u64, count: 
         return Outcome::Return(ret(EINVAL));
     }
     let (size, one): (u64, BatchOp) = match op {
-        GNTTABOP_QUERY_SIZE | GNTTABOP_SETUP_TABLE | GNTTABOP_SET_VERSION => {
+        GNTTABOP_QUERY_SIZE | GNTTABOP_SETUP_TABLE => {
             if count != 1 {
                 return Outcome::Return(ret(EINVAL));
             }
             let r = match op {
                 GNTTABOP_QUERY_SIZE => query_size(cx, uop),
-                GNTTABOP_SETUP_TABLE => setup_table(cx, uop),
-                _ => set_version(cx, uop),
+                _ => setup_table(cx, uop),
             };
             return Outcome::Return(r);
         }
+        // The version calls take one struct whatever the count.
+        GNTTABOP_SET_VERSION => return Outcome::Return(set_version(cx, uop)),
+        GNTTABOP_GET_VERSION => return Outcome::Return(get_version(cx, uop)),
+        GNTTABOP_GET_STATUS_FRAMES => {
+            return Outcome::Return(if count != 1 { ret(EINVAL) } else { get_status_frames(cx, uop) });
+        }
+        // Page transfer is not offered (as Xen 4.17 on ARM): refused before the ops are read.
+        GNTTABOP_TRANSFER => return Outcome::Return(ret(EOPNOTSUPP)),
+        GNTTABOP_SWAP_GRANT_REF => (12, swap_op),
+        GNTTABOP_UNMAP_AND_REPLACE => (24, unmap_and_replace_op),
         GNTTABOP_MAP_GRANT_REF => (32, map_op),
         GNTTABOP_UNMAP_GRANT_REF => (24, unmap_op),
         GNTTABOP_COPY => (40, copy_op),
@@ -81,19 +90,57 @@ fn may_inspect(cx: &HypercallCtx<'_, '_>, dom: DomId) -> bool {
     dom == cx.caller || cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware)
 }
 
+/// GNTTABOP_set_version: only v1 exists (v2 is -ENOSYS, as on Xen for ARM; anything else
+/// -EINVAL). Whatever the answer, the version in force is written back.
 fn set_version(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
     let mut v: GnttabSetVersion = match read_arg(cx.mem, uop) {
         Ok(v) => v,
         Err(e) => return e,
     };
-    match v.version {
-        1 => {
-            v.version = 1;
-            write_arg(cx.mem, uop, &v).err().unwrap_or(0)
-        }
-        2 => ret(ENOSYS), // v2 is not built on ARM
+    let r = match v.version {
+        1 => 0,
+        2 => ret(ENOSYS),
         _ => ret(EINVAL),
+    };
+    v.version = 1;
+    write_arg(cx.mem, uop, &v).err().unwrap_or(r)
+}
+
+/// GNTTABOP_get_version: the version of a domain the caller may inspect (always 1).
+fn get_version(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
+    let g: GnttabGetVersion = match read_arg(cx.mem, uop) {
+        Ok(g) => g,
+        Err(e) => return e,
+    };
+    let dom = gp::resolve(cx.caller, g.dom);
+    if cx.domains.get(dom).is_none() {
+        return ret(ESRCH);
     }
+    if !may_inspect(cx, dom) {
+        return ret(EPERM);
+    }
+    // Only the version field is written.
+    write_arg(cx.mem, uop.wrapping_add(4), &1u32).err().unwrap_or(0)
+}
+
+/// GNTTABOP_get_status_frames: status frames exist only in v2, so a v1 table has none; the
+/// call succeeds with a status (the only field written back).
+fn get_status_frames(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
+    let g: GnttabGetStatusFrames = match read_arg(cx.mem, uop) {
+        Ok(g) => g,
+        Err(e) => return e,
+    };
+    let dom = gp::resolve(cx.caller, g.dom);
+    let status = if cx.domains.get(dom).is_none() {
+        GNTST_BAD_DOMAIN
+    } else if !may_inspect(cx, dom) {
+        GNTST_PERMISSION_DENIED
+    } else if g.nr_frames > 0 {
+        GNTST_GENERAL_ERROR
+    } else {
+        GNTST_OKAY
+    };
+    write_arg(cx.mem, uop.wrapping_add(6), &status).err().unwrap_or(0)
 }
 
 fn setup_table(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
@@ -429,6 +476,58 @@ fn copy_one(cx: &mut HypercallCtx<'_, '_>, c: &GnttabCopy) -> Result<(), i16> {
     Ok(())
 }
 
+fn swap_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
+    let w: GnttabSwapGrantRef = read_arg(cx.mem, uop)?;
+    let status = swap_entries(cx, w.ref_a, w.ref_b);
+    write_arg(cx.mem, uop.wrapping_add(8), &status)
+}
+
+/// Exchange two entries of the caller's own table (the whole 8-byte v1 entries), unless
+/// either is in use by a mapping (GNTST_eagain).
+fn swap_entries(cx: &mut HypercallCtx<'_, '_>, a: u32, b: u32) -> i16 {
+    let mem = cx.machine.mem;
+    let Some(d) = cx.domains.get(cx.caller) else { return GNTST_GENERAL_ERROR };
+    let gt = d.grants.lock();
+    let (Ok(pa_a), Ok(pa_b)) = (entry_pa(&gt, a), entry_pa(&gt, b)) else { return GNTST_BAD_GNTREF };
+    if a == b {
+        return GNTST_OKAY;
+    }
+    let idle = crate::domain::grant::Pin::default();
+    if gt.pins(a) != idle || gt.pins(b) != idle {
+        return GNTST_EAGAIN;
+    }
+    let (Ok(va), Ok(vb)) = (mem.read_u64(pa_a), mem.read_u64(pa_b)) else { return GNTST_GENERAL_ERROR };
+    let mut ok = true;
+    for (pa, v) in [(pa_a, vb), (pa_b, va)] {
+        ok &= mem.write(pa, &v.to_le_bytes()).is_ok();
+    }
+    if ok { GNTST_OKAY } else { GNTST_GENERAL_ERROR }
+}
+
+fn unmap_and_replace_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
+    let r: GnttabUnmapAndReplace = read_arg(cx.mem, uop)?;
+    let status = unmap_and_replace(cx, &r);
+    write_arg(cx.mem, uop.wrapping_add(20), &status)
+}
+
+/// GNTTABOP_unmap_and_replace as Xen does it on ARM: another mapping cannot take the
+/// unmapped one's place, so a non-zero `new_addr` fails (the mapping stays); without one it
+/// is an unmap. The handle is checked first either way.
+fn unmap_and_replace(cx: &mut HypercallCtx<'_, '_>, r: &GnttabUnmapAndReplace) -> i16 {
+    let Some(mapper) = cx.domains.get(cx.caller) else { return GNTST_GENERAL_ERROR };
+    if mapper.grants.lock().mapping(r.handle).is_none() {
+        return GNTST_BAD_HANDLE;
+    }
+    if r.new_addr != 0 {
+        // With host_addr 0 nothing is asked of the host mapping: it stays, and that is success.
+        return if r.host_addr != 0 { GNTST_GENERAL_ERROR } else { GNTST_OKAY };
+    }
+    match unmap_one(cx, &GnttabUnmapGrantRef { host_addr: r.host_addr, dev_bus_addr: 0, handle: r.handle, status: 0 }) {
+        Ok(()) => GNTST_OKAY,
+        Err(st) => st,
+    }
+}
+
 fn cache_flush_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
     let c: GnttabCacheFlush = read_arg(cx.mem, uop)?;
     let (offset, length) = (u64::from(c.offset), u64::from(c.length));
@@ -663,6 +762,69 @@ mod tests {
             e.put(0, &GnttabCacheFlush { a, offset: off, length: len, op });
             assert_eq!(gnt(&mut e, 0, GNTTABOP_CACHE_FLUSH, 1), r, "{a:#x} {off} {len} {op}");
         }
+    }
+
+    #[test]
+    fn version_status_frames_transfer_and_swap() {
+        let mut e = Env::new();
+        for (v, count, r) in [(1u32, 0u64, 0i64), (2, 1, ret(ENOSYS)), (3, 1, ret(EINVAL))] {
+            e.put(0, &GnttabSetVersion { version: v });
+            assert_eq!(gnt(&mut e, 0, GNTTABOP_SET_VERSION, count), r);
+            assert_eq!(e.get::<GnttabSetVersion>(0).version, 1, "the version in force is written back");
+        }
+        let get = |e: &mut Env, caller, dom| {
+            e.put(0, &GnttabGetVersion { dom, pad: 0, version: 0x77 });
+            match gnt(e, caller, GNTTABOP_GET_VERSION, 0) {
+                0 => i64::from(e.get::<GnttabGetVersion>(0).version),
+                r => r,
+            }
+        };
+        assert_eq!(get(&mut e, 0, DOMID_SELF), 1);
+        assert_eq!(get(&mut e, 0, 1), 1);
+        assert_eq!(get(&mut e, 1, 0), ret(EPERM));
+        assert_eq!(get(&mut e, 0, 0x1234), ret(ESRCH));
+        let frames = |e: &mut Env, caller, dom, nr_frames, count| {
+            e.put(0, &GnttabGetStatusFrames { nr_frames, dom, status: 0x77, frame_list: ARGS + 0x100 });
+            match gnt(e, caller, GNTTABOP_GET_STATUS_FRAMES, count) {
+                0 => i64::from(e.get::<GnttabGetStatusFrames>(0).status),
+                r => r,
+            }
+        };
+        assert_eq!(frames(&mut e, 0, DOMID_SELF, 0, 1), 0);
+        assert_eq!(frames(&mut e, 0, DOMID_SELF, 1, 1), i64::from(GNTST_GENERAL_ERROR));
+        assert_eq!(frames(&mut e, 0, 0x1234, 1, 1), i64::from(GNTST_BAD_DOMAIN));
+        assert_eq!(frames(&mut e, 1, 0, 0, 1), i64::from(GNTST_PERMISSION_DENIED));
+        assert_eq!(frames(&mut e, 0, DOMID_SELF, 0, 2), ret(EINVAL));
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_TRANSFER, 1), ret(EOPNOTSUPP));
+        // swap: dom1's entries 3 (granted) and 4 (empty) change places; 5 with itself is a no-op
+        grant_from_dom1(&mut e, 3, false);
+        let word = |e: &Env, gref| e.phys.read_u64(e.dom(1).grants.lock().entry_pa(gref).unwrap()).unwrap();
+        let (w3, w4) = (word(&e, 3), word(&e, 4));
+        let swap = |e: &mut Env, caller, ref_a, ref_b| {
+            e.put(0, &GnttabSwapGrantRef { ref_a, ref_b, status: 0x77 });
+            assert_eq!(gnt(e, caller, GNTTABOP_SWAP_GRANT_REF, 1), 0);
+            e.get::<GnttabSwapGrantRef>(0).status
+        };
+        assert_eq!(swap(&mut e, 1, 3, 4), GNTST_OKAY);
+        assert_eq!((word(&e, 3), word(&e, 4)), (w4, w3));
+        assert_eq!(swap(&mut e, 1, 5, 5), GNTST_OKAY);
+        assert_eq!(swap(&mut e, 1, 5, 0xff_ffff), GNTST_BAD_GNTREF);
+        // a mapped entry stays where it is
+        let m = map(&mut e, 4, 1, GNTMAP_HOST_MAP, 0x8_0000_0000);
+        assert_eq!(m.status, GNTST_OKAY);
+        assert_eq!(swap(&mut e, 1, 4, 3), GNTST_EAGAIN);
+        // unmap_and_replace: another address is refused and the mapping stays; without one it unmaps
+        let uar = |e: &mut Env, new_addr, handle| {
+            e.put(0, &GnttabUnmapAndReplace { host_addr: 0x8_0000_0000, new_addr, handle, status: 0x77 });
+            assert_eq!(gnt(e, 0, GNTTABOP_UNMAP_AND_REPLACE, 1), 0);
+            e.get::<GnttabUnmapAndReplace>(0).status
+        };
+        assert_eq!(uar(&mut e, 0, 0xffff), GNTST_BAD_HANDLE);
+        assert_eq!(uar(&mut e, 0x8_0000_2000, m.handle), GNTST_GENERAL_ERROR);
+        assert!(gp::lookup(e.dom(0), 0x8_0000_0000 >> 12, &e.phys).is_some());
+        assert_eq!(uar(&mut e, 0, m.handle), GNTST_OKAY);
+        assert_eq!(gp::lookup(e.dom(0), 0x8_0000_0000 >> 12, &e.phys), None);
+        assert_eq!(uar(&mut e, 0, m.handle), GNTST_BAD_HANDLE);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{read_arg, write_arg, HypercallCtx, Outcome};
 use crate::domain::grant::GrowError;
 use crate::domain::Domain;
 use crate::mm::S2Attr;
-use guest_abi::errno::{ret, EBUSY, EDOM, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSYS, EPERM, ESRCH};
+use guest_abi::errno::{ret, EBUSY, EDOM, EFAULT, EINVAL, EIO, ENOENT, ENOMEM, ENOSYS, EOPNOTSUPP, EPERM, ESRCH};
 use guest_abi::memory::*;
 
 /// Order-0 extents handled per trap before the call continues (fewer for larger orders:
@@ -31,9 +31,203 @@ pub fn memory_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> Outcome {
         XENMEM_ADD_TO_PHYSMAP => add_to_physmap(cx, start, arg),
         XENMEM_ADD_TO_PHYSMAP_BATCH => return add_to_physmap_batch(cx, start, arg),
         XENMEM_REMOVE_FROM_PHYSMAP => remove_from_physmap(cx, arg),
+        // The sub-ops below take no continuation: progress bits are refused.
+        _ if start != 0 && STATELESS_OPS.contains(&op) => ret(EINVAL),
+        XENMEM_MAXIMUM_RAM_PAGE => max_ram_page(),
+        XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION | XENMEM_MAXIMUM_GPFN => domain_stat(cx, op, arg),
+        XENMEM_GET_SHARING_FREED_PAGES | XENMEM_GET_SHARING_SHARED_PAGES => 0, // no sharing on ARM
+        XENMEM_CLAIM_PAGES => claim_pages(cx, arg),
+        XENMEM_EXCHANGE => exchange(cx, arg),
+        XENMEM_GET_VNUMAINFO => vnuma_info(cx, arg),
+        XENMEM_ACQUIRE_RESOURCE => return acquire_resource(cx, start, arg),
         _ => ret(ENOSYS),
     };
     Outcome::Return(r)
+}
+
+/// Sub-ops that refuse a continuation field.
+const STATELESS_OPS: [u32; 7] = [XENMEM_MAXIMUM_RAM_PAGE, XENMEM_CURRENT_RESERVATION, XENMEM_MAXIMUM_RESERVATION, XENMEM_MAXIMUM_GPFN, XENMEM_CLAIM_PAGES, XENMEM_EXCHANGE, XENMEM_GET_VNUMAINFO];
+
+/// XENMEM_maximum_ram_page: one past the host's highest RAM frame.
+fn max_ram_page() -> i64 {
+    (super::host_ram_end() >> 12) as i64
+}
+
+/// XENMEM_current_reservation / maximum_reservation / maximum_gpfn of a domain the caller
+/// may look at (itself; any, for the hardware domain).
+fn domain_stat(cx: &mut HypercallCtx<'_, '_>, op: u32, arg: u64) -> i64 {
+    let domid: u16 = match read_arg(cx.mem, arg) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let target = gp::resolve(cx.caller, domid);
+    let Some(dom) = cx.domains.get(target) else { return ret(ESRCH) };
+    if !may_control(cx, target) {
+        return ret(EPERM);
+    }
+    match op {
+        XENMEM_CURRENT_RESERVATION => dom.tot_pages() as i64,
+        XENMEM_MAXIMUM_RESERVATION => dom.max_pages() as i64,
+        _ => max_mapped_gfn(dom, cx.machine.mem) as i64,
+    }
+}
+
+/// The highest guest frame `dom`'s stage 2 maps (0 if none).
+fn max_mapped_gfn(dom: &Domain, mem: &dyn platform::PhysMem) -> u64 {
+    let p2m = dom.p2m.read();
+    let Some(p2m) = p2m.as_ref() else { return 0 };
+    p2m.leaves(mem).filter_map(Result::ok).map(|l| (l.ipa + l.size - 1) >> 12).max().unwrap_or(0)
+}
+
+/// XENMEM_claim_pages: set pages aside for a domain being built. Only a control domain may,
+/// and nothing here is built at run time: a claim of any size is accepted and changes
+/// nothing (pages are never allocated to a domain after it is built).
+fn claim_pages(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
+    let r: XenMemoryReservation = match read_arg(cx.mem, arg) {
+        Ok(r) => r,
+        Err(_) => return ret(EFAULT),
+    };
+    if r.extent_start != 0 || r.extent_order != 0 || r.mem_flags != 0 {
+        return ret(EINVAL);
+    }
+    // By id only: DOMID_SELF names no domain here.
+    if cx.domains.get(r.domid).is_none() {
+        return ret(EINVAL);
+    }
+    if !cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware) {
+        return ret(EPERM);
+    }
+    0
+}
+
+/// Largest extent order a domain may name (Xen's default for a domU; xenith has no larger
+/// extents for anyone).
+const EXCHANGE_MAX_ORDER: u32 = 9;
+
+/// XENMEM_exchange: the argument checks Xen makes before it trades pages. A domain's RAM here
+/// is fixed at build time, so a well-formed exchange (which would hand out other frames) is
+/// refused as Xen refuses one whose output pages cannot be allocated (-ENOMEM).
+fn exchange(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
+    let x: XenMemoryExchange = match read_arg(cx.mem, arg) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let (i, o) = (x.r#in, x.out);
+    if i.extent_order.max(o.extent_order) > EXCHANGE_MAX_ORDER {
+        return ret(EPERM);
+    }
+    let fits = |r: &XenMemoryReservation| r.nr_extents <= u64::MAX >> r.extent_order;
+    if x.nr_exchanged > i.nr_extents
+        || i.domid != o.domid
+        || !fits(&i)
+        || !fits(&o)
+        || i.nr_extents << i.extent_order != o.nr_extents << o.extent_order
+    {
+        return ret(EINVAL);
+    }
+    if x.nr_exchanged == i.nr_extents {
+        return 0;
+    }
+    ret(ENOMEM)
+}
+
+/// XENMEM_get_vnumainfo: no domain here has a virtual NUMA layout.
+fn vnuma_info(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
+    let t: XenVnumaTopologyInfo = match read_arg(cx.mem, arg) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    if t.pad != 0 {
+        return ret(EINVAL);
+    }
+    let target = gp::resolve(cx.caller, t.domid);
+    if cx.domains.get(target).is_none() {
+        return ret(ESRCH);
+    }
+    if !may_control(cx, target) {
+        return ret(EPERM);
+    }
+    ret(EOPNOTSUPP)
+}
+
+/// Grant-table frames mapped per trap by XENMEM_acquire_resource.
+const ACQUIRE_PER_TRAP: u64 = 32;
+
+/// XENMEM_acquire_resource: the hardware domain maps another domain's resource into its own
+/// guest frames (the toolstack seeds a new domain's grant table this way). Only grant-table
+/// entry frames exist here (status frames are v2; there are no ioreq servers or trace
+/// buffers); with a NULL list the call tells the resource's size. An unknown type reads as a
+/// huge size and fails when mapped, as Xen's does.
+fn acquire_resource(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> Outcome {
+    let r = |v: i64| Outcome::Return(v);
+    let x: XenMemAcquireResource = match read_arg(cx.mem, arg) {
+        Ok(x) => x,
+        Err(e) => return r(e),
+    };
+    if x.pad != 0 || x.frame >> 32 != 0 || (x.frame + u64::from(x.nr_frames)) >> 32 != 0 {
+        return r(ret(EINVAL));
+    }
+    // A remote domain, by id (DOMID_SELF names none).
+    let Some(target) = cx.domains.get(x.domid) else { return r(ret(ESRCH)) };
+    if x.domid == cx.caller || !cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware) {
+        return r(ret(EPERM));
+    }
+    let max_frames: u32 = match (x.r#type, x.id) {
+        (XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED) => crate::domain::grant::MAX_GRANT_FRAMES,
+        (0..=2, _) => 0,
+        _ => ret(EOPNOTSUPP) as u32,
+    };
+    if max_frames == 0 {
+        return r(ret(EINVAL));
+    }
+    if x.frame_list == 0 {
+        if x.nr_frames != 0 || start != 0 {
+            return r(ret(EINVAL));
+        }
+        return r(write_arg(cx.mem, arg.wrapping_add(8), &max_frames).err().unwrap_or(0));
+    }
+    if start >= u64::from(x.nr_frames) || u64::from(x.nr_frames) > u64::from(u32::MAX >> MEMOP_EXTENT_SHIFT) {
+        return r(ret(EINVAL));
+    }
+    if x.r#type != XENMEM_RESOURCE_GRANT_TABLE {
+        return r(ret(EOPNOTSUPP));
+    }
+    let first = x.frame + start;
+    let todo = (u64::from(x.nr_frames) - start).min(ACQUIRE_PER_TRAP);
+    let last = first + todo - 1;
+    if last >= u64::from(max_frames) {
+        return r(ret(EINVAL));
+    }
+    let mut frames = [0u64; ACQUIRE_PER_TRAP as usize];
+    {
+        let mut gt = target.grants.lock();
+        if gt.grow(last as u32 + 1, &mut *cx.machine.frames, cx.machine.mem).is_err() {
+            return r(ret(ENOMEM));
+        }
+        for (k, f) in frames.iter_mut().enumerate().take(todo as usize) {
+            match gt.frame((first + k as u64) as u32) {
+                Some(pa) => *f = pa,
+                None => return r(ret(EINVAL)),
+            }
+        }
+    }
+    let Some(caller) = cx.domains.get(cx.caller) else { return r(ret(ESRCH)) };
+    for (k, pa) in frames.iter().enumerate().take(todo as usize) {
+        let k = k as u64;
+        let gfn = match read_arg::<u64>(cx.mem, x.frame_list.wrapping_add((start + k) * 8)) {
+            Ok(g) => g,
+            Err(e) => return r(e),
+        };
+        if let Err(e) = gp::map(caller, cx.machine, gfn, *pa, S2Attr::RAM_RW) {
+            // Only the first failure is the map's own error; a later one leaves a partial map.
+            return r(if k == 0 { e } else { ret(EIO) });
+        }
+    }
+    let done = start + todo;
+    if done < u64::from(x.nr_frames) {
+        return Outcome::Continue { x0: u64::from(XENMEM_ACQUIRE_RESOURCE) | (done << MEMOP_EXTENT_SHIFT), x1: arg, x2: 0 };
+    }
+    r(0)
 }
 
 /// The caller may act on `target` (itself, or anyone if it is the hardware domain).
@@ -237,6 +431,7 @@ fn reservation(cx: &mut HypercallCtx<'_, '_>, op: u32, start: u64, arg: u64) -> 
         let Ok(gpfn) = read_arg::<u64>(cx.mem, r.extent_start.wrapping_add(i.wrapping_mul(8))) else { return done(i) };
         let Some(dom) = cx.domains.get(target) else { return done(i) };
         let ok = match op {
+            XENMEM_POPULATE_PHYSMAP if !dom.direct_mapped => populate_given_back(dom, cx.machine, gpfn, pages),
             XENMEM_POPULATE_PHYSMAP => populate(dom, cx.machine, gpfn, pages),
             XENMEM_DECREASE_RESERVATION => decrease(dom, cx.machine, gpfn, pages),
             // A direct-mapped domain cannot be given new frames (their addresses would not be
@@ -245,6 +440,11 @@ fn reservation(cx: &mut HypercallCtx<'_, '_>, op: u32, start: u64, arg: u64) -> 
         };
         if !ok {
             return done(i);
+        }
+        match op {
+            XENMEM_DECREASE_RESERVATION => dom.note_reservation(pages, true),
+            XENMEM_POPULATE_PHYSMAP => dom.note_reservation(pages, false),
+            _ => {}
         }
         i += 1;
     }
@@ -267,6 +467,32 @@ fn populate(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u6
     let mut p2m = dom.p2m.write();
     let Some(p2m) = p2m.as_mut() else { return false };
     p2m.map(pa, pa, pages * PAGE, S2Attr::RAM_RWX, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
+}
+
+/// A domain whose guest addresses are not its host addresses takes back pages it gave back
+/// (only its own RAM frames: a domain is never given frames beyond those it was built with),
+/// zeroed as a fresh page would be, at the guest frames they had. Pages it never gave back,
+/// or more than it gave back, are refused (its reservation is full).
+fn populate_given_back(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u64, pages: u64) -> bool {
+    if !gpfn.is_multiple_of(pages) || dom.given_back() < pages {
+        return false;
+    }
+    let Some(ipa) = gpfn.checked_mul(PAGE) else { return false };
+    let Some(bank) = dom.ram.as_slice().iter().find(|b| ipa >= b.ipa && ipa - b.ipa + pages * PAGE <= b.size).copied() else { return false };
+    let pa = bank.pa + (ipa - bank.ipa);
+    let mut p2m = dom.p2m.write();
+    if (0..pages).any(|k| gp::lookup_in(dom, &p2m, gpfn + k, m.mem).is_some()) {
+        return false;
+    }
+    let zero = [0u8; 256];
+    for off in (0..pages * PAGE).step_by(zero.len()) {
+        if m.mem.write(pa + off, &zero).is_err() {
+            return false;
+        }
+    }
+    m.mem.clean_dcache(pa, (pages * PAGE) as usize);
+    let Some(p2m) = p2m.as_mut() else { return false };
+    p2m.map(ipa, pa, pages * PAGE, S2Attr::RAM_RWX, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
 }
 
 /// Take pages out of the domain's map (the RAM stays the domain's; populate brings it back).
@@ -376,6 +602,135 @@ mod tests {
         e.put(0, &XenMemoryReservation { extent_start: 0xdead_0000, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: 0x1234 });
         assert_eq!(call(&mut e, 0, u64::from(XENMEM_POPULATE_PHYSMAP)), 0);
         assert_eq!(call(&mut e, 0, 0), 0, "increase_reservation: nothing to give a direct-mapped domain");
+    }
+
+    #[test]
+    fn reservation_figures_and_refused_sub_ops() {
+        let mut e = Env::new();
+        let stat = |e: &mut Env, caller, op: u32, domid: u16| {
+            e.put(0, &domid);
+            call(e, caller, u64::from(op))
+        };
+        let half = (RAM_SIZE / 2) >> 12;
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_MAXIMUM_RAM_PAGE)), ((POOL + POOL_SIZE) >> 12) as i64);
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_MAXIMUM_RAM_PAGE) | 1 << 6), ret(EINVAL));
+        assert_eq!(stat(&mut e, 0, XENMEM_CURRENT_RESERVATION, DOMID_SELF), half as i64);
+        assert_eq!(stat(&mut e, 0, XENMEM_MAXIMUM_RESERVATION, 1), half as i64);
+        assert_eq!(stat(&mut e, 1, XENMEM_MAXIMUM_RESERVATION, 0), ret(EPERM));
+        assert_eq!(stat(&mut e, 0, XENMEM_CURRENT_RESERVATION, 0x1234), ret(ESRCH));
+        assert_eq!(stat(&mut e, 1, XENMEM_MAXIMUM_GPFN, DOMID_SELF), ((RAM + RAM_SIZE) >> 12) as i64 - 1);
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, 12, [3, 0xdead_0000, 0, 0, 0])), ret(EFAULT));
+        // giving a page back lowers the reservation; taking it again restores it
+        let gfn = (RAM >> 12) + 9;
+        e.put(0x100, &gfn);
+        e.put(0, &XenMemoryReservation { extent_start: ARGS + 0x100, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: DOMID_SELF });
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_DECREASE_RESERVATION)), 1);
+        assert_eq!(stat(&mut e, 0, XENMEM_CURRENT_RESERVATION, DOMID_SELF), half as i64 - 1);
+        e.put(0, &XenMemoryReservation { extent_start: ARGS + 0x100, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: DOMID_SELF });
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_POPULATE_PHYSMAP)), 1);
+        assert_eq!(stat(&mut e, 0, XENMEM_CURRENT_RESERVATION, DOMID_SELF), half as i64);
+        for op in [XENMEM_GET_SHARING_FREED_PAGES, XENMEM_GET_SHARING_SHARED_PAGES] {
+            assert_eq!(call(&mut e, 1, u64::from(op)), 0);
+        }
+        for op in [5u64, 9, 10, 12, 13, 16, 17, 20, 22, 25] {
+            assert_eq!(call(&mut e, 0, op), ret(ENOSYS), "x86-only sub-op {op}");
+        }
+        let claim = |e: &mut Env, caller, extent_start, order, domid| {
+            e.put(0, &XenMemoryReservation { extent_start, nr_extents: 4, extent_order: order, mem_flags: 0, domid });
+            call(e, caller, u64::from(XENMEM_CLAIM_PAGES))
+        };
+        assert_eq!(claim(&mut e, 0, 0, 0, 1), 0);
+        assert_eq!(claim(&mut e, 1, 0, 0, 0), ret(EPERM));
+        assert_eq!(claim(&mut e, 0, 0, 0, DOMID_SELF), ret(EINVAL));
+        assert_eq!(claim(&mut e, 0, ARGS, 0, 1), ret(EINVAL));
+        assert_eq!(claim(&mut e, 0, 0, 1, 1), ret(EINVAL));
+        let exchange = |e: &mut Env, in_order, out_order, out_dom, nr_exchanged| {
+            let r = |order: u32, domid| XenMemoryReservation { extent_start: ARGS + 0x200, nr_extents: 2u64 >> order, extent_order: order, mem_flags: 0, domid };
+            e.put(0, &XenMemoryExchange { r#in: r(in_order, DOMID_SELF), out: r(out_order, out_dom), nr_exchanged });
+            call(e, 1, u64::from(XENMEM_EXCHANGE))
+        };
+        assert_eq!(exchange(&mut e, 0, 1, DOMID_SELF, 0), ret(ENOMEM), "well formed: no frames to give");
+        assert_eq!(exchange(&mut e, 0, 0, 0x1234, 0), ret(EINVAL));
+        assert_eq!(exchange(&mut e, 20, 0, DOMID_SELF, 0), ret(EPERM));
+        assert_eq!(exchange(&mut e, 0, 0, DOMID_SELF, 2), 0, "nothing left to exchange");
+        assert_eq!(exchange(&mut e, 0, 0, DOMID_SELF, 3), ret(EINVAL));
+    }
+
+    #[test]
+    fn vnuma_and_acquire_resource() {
+        let mut e = Env::new();
+        let vnuma = |e: &mut Env, caller, domid, pad| {
+            e.put(0, &XenVnumaTopologyInfo { domid, pad, ..Default::default() });
+            call(e, caller, u64::from(XENMEM_GET_VNUMAINFO))
+        };
+        assert_eq!(vnuma(&mut e, 0, DOMID_SELF, 0), ret(EOPNOTSUPP));
+        assert_eq!(vnuma(&mut e, 0, DOMID_SELF, 1), ret(EINVAL));
+        assert_eq!(vnuma(&mut e, 0, 0x1234, 0), ret(ESRCH));
+        assert_eq!(vnuma(&mut e, 1, 0, 0), ret(EPERM));
+        let acq = |e: &mut Env, caller, x: XenMemAcquireResource| {
+            e.put(0, &x);
+            call(e, caller, u64::from(XENMEM_ACQUIRE_RESOURCE))
+        };
+        let gt = XenMemAcquireResource { domid: 1, r#type: XENMEM_RESOURCE_GRANT_TABLE, ..Default::default() };
+        assert_eq!(acq(&mut e, 0, gt), 0);
+        assert_eq!(e.get::<XenMemAcquireResource>(0).nr_frames, 64, "the size, asked with a NULL list");
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { id: 1, ..gt }), ret(EINVAL), "no status frames in v1");
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { r#type: 0, ..gt }), ret(EINVAL));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { pad: 1, ..gt }), ret(EINVAL));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { frame: 1 << 32, ..gt }), ret(EINVAL));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { domid: 0, ..gt }), ret(EPERM), "not its own");
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { domid: DOMID_SELF, ..gt }), ret(ESRCH));
+        assert_eq!(acq(&mut e, 1, XenMemAcquireResource { domid: 0, ..gt }), ret(EPERM));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { r#type: 9, ..gt }), 0);
+        assert_eq!(e.get::<XenMemAcquireResource>(0).nr_frames, ret(EOPNOTSUPP) as u32);
+        // map dom1's frames 1 and 2 at dom0's 0x9_0000 and 0x9_0001
+        e.put(0x100, &0x9_0000u64);
+        e.put(0x108, &0x9_0001u64);
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { nr_frames: 2, frame: 1, frame_list: ARGS + 0x100, ..gt }), 0);
+        let f2 = e.dom(1).grants.lock().frame(2).unwrap();
+        assert_eq!(gp::lookup(e.dom(0), 0x9_0001, &e.phys), Some(f2));
+        assert_eq!(acq(&mut e, 0, XenMemAcquireResource { nr_frames: 1, frame: 64, frame_list: ARGS + 0x100, ..gt }), ret(EINVAL));
+        // more than one trap's worth continues
+        for i in 0..40u64 {
+            e.put(0x200 + i * 8, &(0xa_0000 + i));
+        }
+        e.put(0, &XenMemAcquireResource { nr_frames: 40, frame_list: ARGS + 0x200, ..gt });
+        let first = e.call(0, |cx| memory_op(cx, u64::from(XENMEM_ACQUIRE_RESOURCE), ARGS));
+        assert_eq!(first, Outcome::Continue { x0: u64::from(XENMEM_ACQUIRE_RESOURCE) | (32 << 6), x1: ARGS, x2: 0 });
+        assert_eq!(call(&mut e, 0, u64::from(XENMEM_ACQUIRE_RESOURCE) | (32 << 6)), 0);
+        let f39 = e.dom(1).grants.lock().frame(39).unwrap();
+        assert_eq!(gp::lookup(e.dom(0), 0xa_0000 + 39, &e.phys), Some(f39));
+    }
+
+    #[test]
+    fn a_domu_takes_back_only_what_it_gave_back() {
+        use crate::domain::{Domain, RamBank, RamBanks};
+        let mut e = Env::new();
+        // dom2: guest addresses unlike its host ones (dom1's half of the test RAM)
+        let (ipa, pa) = (0x8000_0000u64, RAM + RAM_SIZE / 2);
+        let mut ram = RamBanks::default();
+        ram.push(RamBank { ipa, pa, size: RAM_SIZE / 2 });
+        let mut d = Domain::new(2, false, false, ram);
+        let mut tlb = e.phys.tlb();
+        let mut p2m = crate::mm::Stage2::new(3, crate::mm::Stage2Config { ipa_bits: 40, pa_bits: 40 }, &mut e.frames, &e.phys).unwrap();
+        p2m.map(ipa, pa, RAM_SIZE / 2, S2Attr::RAM_RWX, &mut e.frames, &e.phys, &mut tlb).unwrap();
+        *d.p2m.get_mut() = Some(p2m);
+        let _ = e.domains.insert(d);
+        let gfn = (ipa >> 12) + 3;
+        let res = |e: &mut Env, op: u32, gfn: u64| {
+            e.put(0x100, &gfn);
+            e.put(0, &XenMemoryReservation { extent_start: ARGS + 0x100, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: DOMID_SELF });
+            call(e, 2, u64::from(op))
+        };
+        assert_eq!(res(&mut e, XENMEM_POPULATE_PHYSMAP, gfn), 0, "nothing given back yet");
+        e.phys.write(pa + 3 * PAGE, b"old data").unwrap();
+        assert_eq!(res(&mut e, XENMEM_DECREASE_RESERVATION, gfn), 1);
+        assert_eq!(gp::lookup(e.dom(2), gfn, &e.phys), None);
+        assert_eq!(res(&mut e, XENMEM_POPULATE_PHYSMAP, (ipa >> 12) + 0x10_0000), 0, "outside its RAM");
+        assert_eq!(res(&mut e, XENMEM_POPULATE_PHYSMAP, gfn), 1);
+        assert_eq!(gp::lookup(e.dom(2), gfn, &e.phys), Some(pa + 3 * PAGE));
+        assert_eq!(e.phys.read_u64(pa + 3 * PAGE).unwrap(), 0, "handed back zeroed");
+        assert_eq!(res(&mut e, XENMEM_POPULATE_PHYSMAP, gfn), 0, "its reservation is full again");
     }
 
     #[test]

@@ -81,9 +81,15 @@ pub fn handle(dom: &Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
             one(neg(r))
         }
         PSCI_AFFINITY_INFO_32 | PSCI_AFFINITY_INFO_64 => {
-            let target = args[0] & 0xff_00ff_ffff;
-            let r = if target == 0 && args[1] == 0 { 0 } else { PSCI_RET_INVALID_PARAMETERS };
-            one(neg(r))
+            // Only vCPU 0 runs on this path (one vCPU, or a domU).
+            let target = if fid == PSCI_AFFINITY_INFO_32 { args[0] & 0xffff_ffff } else { args[0] };
+            one(neg(affinity_info(target, args[1] as u32, dom.max_vcpus, |v| v == 0)))
+        }
+        // A domU's vCPU turns itself off: it does not run again (the trap layer stops its
+        // CPU), and the domain lives on without it, as on Xen. dom0's vCPUs are refused.
+        PSCI_CPU_OFF if !dom.is_hardware => {
+            dom.set_vcpu_off(0);
+            one(0)
         }
         PSCI_CPU_OFF => one(neg(PSCI_RET_DENIED)),
         // A standby request: returning at once is a valid wake-up (nothing to wait for yet).
@@ -95,6 +101,22 @@ pub fn handle(dom: &Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
         SMCCC_ARCH_WORKAROUND_2 if plan().wa2_dynamic => one(0),
         _ => one(neg(SMCCC_RET_NOT_SUPPORTED)),
     }
+}
+
+/// MPIDR fields AFFINITY_INFO compares at each lowest affinity level (0..=3).
+const AFFINITY_MASKS: [u64; 4] = [0xff_00ff_ffff, 0xff_00ff_ff00, 0xff_00ff_0000, 0xff_0000_0000];
+/// AFFINITY_INFO answers.
+const AFFINITY_ON: i64 = 0;
+const AFFINITY_OFF: i64 = 1;
+
+/// PSCI AFFINITY_INFO for a domain of `vcpus` vCPUs (vCPU n has Aff0 = n), `is_on` telling
+/// which run: ON if any vCPU matching `target` at `lowest_level` runs, else OFF (a vCPU the
+/// domain does not have is simply off, as Xen answers); an unknown level is an invalid
+/// parameter.
+pub fn affinity_info(target: u64, lowest_level: u32, vcpus: u32, is_on: impl Fn(u32) -> bool) -> i64 {
+    let Some(&mask) = AFFINITY_MASKS.get(lowest_level as usize) else { return PSCI_RET_INVALID_PARAMETERS };
+    let t = target & mask;
+    if (0..vcpus).any(|v| u64::from(v) & mask == t && is_on(v)) { AFFINITY_ON } else { AFFINITY_OFF }
 }
 
 /// SMCCC_ARCH_FEATURES: what is implemented. The workarounds are answered from the plan, in
@@ -127,6 +149,35 @@ fn psci_features(fid: u32) -> i64 {
 mod tests {
     use super::super::testmem::dom0;
     use super::*;
+
+    #[test]
+    fn affinity_info_answers_on_off_or_invalid() {
+        let on = |v| v != 2;
+        assert_eq!(affinity_info(0, 0, 4, on), AFFINITY_ON);
+        assert_eq!(affinity_info(2, 0, 4, on), AFFINITY_OFF, "a vCPU that is off");
+        assert_eq!(affinity_info(7, 0, 4, on), AFFINITY_OFF, "a vCPU the domain does not have");
+        assert_eq!(affinity_info(0x8000_0003, 0, 4, on), AFFINITY_ON, "bit 31 is not an affinity field");
+        assert_eq!(affinity_info(0x5, 1, 4, on), AFFINITY_ON, "level 1 ignores Aff0");
+        assert_eq!(affinity_info(0x100, 1, 4, on), AFFINITY_OFF, "no vCPU in cluster 1");
+        assert_eq!(affinity_info(0, 4, 4, on), PSCI_RET_INVALID_PARAMETERS);
+        let d = dom0();
+        assert_eq!(handle(&d, u64::from(PSCI_AFFINITY_INFO_64), [1, 0, 0, 0, 0, 0, 0])[0] as i64, AFFINITY_OFF);
+        assert_eq!(handle(&d, u64::from(PSCI_AFFINITY_INFO_64), [0, 1, 0, 0, 0, 0, 0])[0] as i64, AFFINITY_ON);
+    }
+
+    #[test]
+    fn power_calls_of_a_domu_stop_only_that_domu() {
+        let d0 = dom0();
+        let u = Domain::new(1, false, false, Default::default());
+        assert_eq!(handle(&u, u64::from(PSCI_CPU_OFF), [0; 7])[0], 0);
+        assert!(u.vcpu_off(0));
+        assert_eq!(u.shutdown(), None, "CPU_OFF of the last vCPU is not a shutdown");
+        assert_eq!(handle(&u, u64::from(PSCI_SYSTEM_RESET), [0; 7])[0], 0);
+        assert_eq!(u.shutdown(), Some(ShutdownReason::Reboot));
+        assert_eq!(handle(&u, u64::from(PSCI_CPU_ON_64), [1, 0x4000_0000, 0, 0, 0, 0, 0])[0] as i64, PSCI_RET_INVALID_PARAMETERS);
+        assert_eq!((d0.shutdown(), d0.vcpu_off(0)), (None, false), "dom0 untouched");
+        assert_eq!(handle(&d0, u64::from(PSCI_CPU_OFF), [0; 7])[0] as i64, PSCI_RET_DENIED);
+    }
 
     #[test]
     fn versions_and_unknown() {

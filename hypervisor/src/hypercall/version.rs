@@ -4,7 +4,7 @@
 use super::{read_arg, write_arg, GuestMemory};
 use crate::domain::Domain;
 use alloc::string::String;
-use guest_abi::errno::{ret, EFAULT, EINVAL, ENOSYS, EPERM};
+use guest_abi::errno::{ret, EFAULT, EINVAL, ENOBUFS, ENOSYS, EPERM};
 use crate::sync::Once;
 use guest_abi::features::*;
 use guest_abi::version::*;
@@ -39,7 +39,7 @@ pub fn xen_version(dom: &Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64) 
     // `cmd` is a C int in Xen: the upper half of x0 is ignored.
     match cmd as u32 {
         XENVER_VERSION => i64::from((XEN_MAJOR << 16) | XEN_MINOR),
-        XENVER_PAGESIZE => 4096,
+        XENVER_PAGESIZE if arg == 0 => 4096,
         _ => xen_version_buffers(dom, mem, cmd, arg),
     }
 }
@@ -63,7 +63,8 @@ fn xen_version_buffers(dom: &Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u
                 Err(e) => e,
             }
         }
-        XENVER_PAGESIZE => 4096,
+        // The page size is asked for with a NULL argument; anything else is refused.
+        XENVER_PAGESIZE => if arg == 0 { 4096 } else { ret(EINVAL) },
         XENVER_EXTRAVERSION => put(mem, arg, &fixed::<16>(EXTRAVERSION)),
         XENVER_COMPILE_INFO => {
             let mut b = [0u8; 144];
@@ -75,15 +76,75 @@ fn xen_version_buffers(dom: &Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u
         }
         XENVER_CAPABILITIES => put(mem, arg, &fixed::<1024>(CAPABILITIES)),
         XENVER_CHANGESET => put(mem, arg, &fixed::<64>(concat!("xenith ", env!("CARGO_PKG_VERSION")))),
-        XENVER_PLATFORM_PARAMETERS => put(mem, arg, &0u64.to_le_bytes()),
+        XENVER_PLATFORM_PARAMETERS => put(mem, arg, &HYPERVISOR_VIRT_START.to_le_bytes()),
         XENVER_GUEST_HANDLE => put(mem, arg, &[0u8; 16]),
-        XENVER_COMMANDLINE => {
-            if !dom.is_hardware {
-                return ret(EPERM);
-            }
-            put(mem, arg, &fixed::<1024>(COMMAND_LINE.get().map(String::as_str).unwrap_or("")))
-        }
+        // A guest that may not see the command line gets the placeholder Xen gives it.
+        XENVER_COMMANDLINE if !dom.is_hardware => put(mem, arg, DENIED),
+        XENVER_COMMANDLINE => put(mem, arg, &fixed::<1024>(COMMAND_LINE.get().map(String::as_str).unwrap_or(""))),
+        XENVER_BUILD_ID => build_id(dom, mem, arg),
         _ => ret(ENOSYS),
+    }
+}
+
+/// XENVER_platform_parameters' virt_start: where Xen 4.17 on ARM starts its own virtual
+/// address space (0x200000 on arm64 and arm32). A guest learns nothing of xenith's map from
+/// it; it is the value guest tools expect.
+pub const HYPERVISOR_VIRT_START: u64 = 0x20_0000;
+
+/// What an unprivileged guest reads instead of the command line (NUL included).
+const DENIED: &[u8] = b"<denied>\0";
+
+/// The hypervisor's build id: 20 bytes (the size of a GNU build-id note, which is what guest
+/// tools expect), derived from the crate's name and version at compile time.
+pub const BUILD_ID: [u8; 20] = build_id_bytes();
+
+const fn build_id_bytes() -> [u8; 20] {
+    let seed = concat!(env!("CARGO_PKG_NAME"), " ", env!("CARGO_PKG_VERSION")).as_bytes();
+    let mut out = [0u8; 20];
+    let mut k = 0;
+    while k < 3 {
+        // FNV-1a, a different offset basis per 8-byte chunk.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut i = 0;
+        while i < seed.len() {
+            h ^= seed[i] as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        let b = h.to_le_bytes();
+        let mut j = 0;
+        while j < 8 && k * 8 + j < 20 {
+            out[k * 8 + j] = b[j];
+            j += 1;
+        }
+        k += 1;
+    }
+    out
+}
+
+/// XENVER_build_id: the hardware domain only. A NULL argument asks for the size; otherwise
+/// the guest's `len` (the buffer after it) must hold the whole id.
+fn build_id(dom: &Domain, mem: &mut dyn GuestMemory, arg: u64) -> i64 {
+    if !dom.is_hardware {
+        return ret(EPERM);
+    }
+    let size = BUILD_ID.len() as i64;
+    if arg == 0 {
+        return size;
+    }
+    let len: u32 = match read_arg(mem, arg) {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    if len == 0 {
+        return ret(EINVAL);
+    }
+    if (len as usize) < BUILD_ID.len() {
+        return ret(ENOBUFS);
+    }
+    match put(mem, arg.wrapping_add(4), &BUILD_ID) {
+        0 => size,
+        e => e,
     }
 }
 
@@ -137,6 +198,29 @@ mod tests {
         assert!(m.bytes.starts_with(b"xen-3.0-aarch64 "));
         assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_EXTRAVERSION), 0x9000), ret(EFAULT));
         assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_COMMANDLINE), 0x2f00), ret(EFAULT), "1024 bytes run off the end");
+    }
+
+    #[test]
+    fn build_id_pagesize_and_denied_command_line() {
+        let mut d = dom0();
+        let mut m = FlatMemory::new(0x1000, 0x1000);
+        assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_PAGESIZE), 0), 4096);
+        assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_PAGESIZE), 0x1000), ret(EINVAL));
+        assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_BUILD_ID), 0), 20);
+        for (len, r) in [(0u32, ret(EINVAL)), (4, ret(ENOBUFS)), (20, 20), (64, 20)] {
+            m.bytes[..4].copy_from_slice(&len.to_le_bytes());
+            assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_BUILD_ID), 0x1000), r, "len {len}");
+        }
+        assert_eq!(&m.bytes[4..24], &BUILD_ID);
+        assert_ne!(BUILD_ID, [0; 20]);
+        assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_BUILD_ID), 0x9000), ret(EFAULT));
+        assert_eq!(xen_version(&mut d, &mut m, u64::from(XENVER_PLATFORM_PARAMETERS), 0x1000), 0);
+        assert_eq!(u64::from_le_bytes(m.bytes[..8].try_into().unwrap()), 0x20_0000);
+        let mut u = crate::domain::Domain::new(1, false, false, Default::default());
+        assert_eq!(xen_version(&mut u, &mut m, u64::from(XENVER_BUILD_ID), 0), ret(EPERM));
+        m.bytes.fill(0xaa);
+        assert_eq!(xen_version(&mut u, &mut m, u64::from(XENVER_COMMANDLINE), 0x1000), 0);
+        assert_eq!(&m.bytes[..10], b"<denied>\0\xaa");
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub struct Case {
 }
 
 impl Observed {
-    fn value(&self) -> Option<i64> {
+    pub(crate) fn value(&self) -> Option<i64> {
         match *self {
             Observed::Ret(v) | Observed::Int(v) | Observed::NoException(v) => Some(v),
             Observed::Hex(v) => Some(v as i64),
@@ -340,16 +340,21 @@ pub static CASES: &[Case] = &[
     Case { name: "isolation.its.cbaser_write", run: its_cbaser_write, expect: Expect::Eq(ESR_DABT_HOLE as i64) },
 ];
 
+/// The whole table in order.
+fn table() -> impl Iterator<Item = &'static Case> {
+    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::abi::ABI_CASES).chain(crate::ops::OPS_TAIL).chain(crate::cpu::CPU_CASES)
+}
+
 /// Runs every case; returns (passed, failed).
 pub fn run_all() -> (u32, u32) {
-    run_table("", CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::cpu::CPU_CASES))
+    run_table("", table())
 }
 
 /// Runs every case with `prefix` before each name (the domU runs the table too; its
 /// expectations are dom0's, so only the conformance diff with Xen judges it); returns
 /// (passed, failed) against the table's own expectations.
 pub fn run_all_as(prefix: &str) -> (u32, u32) {
-    run_table(prefix, CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::cpu::CPU_CASES))
+    run_table(prefix, table())
 }
 
 /// Runs `cases` in order, printing each (`prefix` before its name); returns (passed, failed).

@@ -12,6 +12,8 @@
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
+mod abi;
+#[cfg(target_os = "none")]
 mod bench;
 #[cfg(target_os = "none")]
 mod cases;
@@ -24,7 +26,11 @@ mod dma_layer;
 #[cfg(target_os = "none")]
 mod edu;
 #[cfg(target_os = "none")]
+mod gicv3;
+#[cfg(target_os = "none")]
 mod heap;
+#[cfg(target_os = "none")]
+mod hostile;
 #[cfg(target_os = "none")]
 extern crate alloc;
 #[cfg(target_os = "none")]
@@ -72,7 +78,8 @@ mod kernel {
         let image_end = core::ptr::addr_of!(_end) as u64;
         crate::heap::init();
         // A dom0less domU writes its console to the emulated UART its DT names.
-        let domu = info.has_arg(b"domu");
+        let cpu_off = info.has_arg(b"domu-cpu-off");
+        let domu = info.has_arg(b"domu") || cpu_off;
         let uart = info.uart.filter(|_| domu);
         if let Some(u) = uart {
             // SAFETY: boot CPU, before the MMU is enabled.
@@ -82,6 +89,15 @@ mod kernel {
         // hypervisor, which must not work.
         // SAFETY: boot CPU, before the MMU is enabled.
         unsafe { mmu::add_device(crate::cases::QEMU_VIRT_ITS, 0x1_0000) };
+        // The host's GIC (dom0's own vGIC, at the host's addresses) and the other host
+        // devices a domU probes (none of them its own).
+        // SAFETY: boot CPU, before the MMU is enabled.
+        unsafe {
+            mmu::add_device(crate::gicv3::GICD, 0x20_0000);
+            if domu && !cpu_off {
+                crate::hostile::map_probes();
+            }
+        }
         let edu_mode = info.has_arg(b"edu") || info.has_arg(b"edu=unisolated") || info.has_arg(b"edu-bench") || info.has_arg(b"edu-dma");
         if let (true, Some(pci)) = (edu_mode, info.pci) {
             // SAFETY: boot CPU, before the MMU is enabled.
@@ -110,7 +126,9 @@ mod kernel {
         let args = core::str::from_utf8(info.bootargs()).unwrap_or("?");
         println!("test-guest: bootargs \"{args}\"");
 
-        if domu {
+        if cpu_off {
+            crate::hostile::cpu_off_last_vcpu();
+        } else if domu {
             crate::xdom::run_domu();
         } else if info.has_arg(b"edu-bench") {
             crate::edu::bench(info.pci);
@@ -122,6 +140,9 @@ mod kernel {
             println!("{passed} passed, {failed} failed");
         } else {
             let (mut passed, mut failed) = cases::run_all();
+            let (p, f) = cases::run_table("", crate::abi::DOM0_ONLY_CASES.iter());
+            passed += p;
+            failed += f;
             if info.has_arg(b"domu-peer") {
                 crate::xdom::run_dom0_side(info.banks(), &mut passed, &mut failed);
             }

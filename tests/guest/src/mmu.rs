@@ -85,7 +85,7 @@ unsafe fn map_blocks(base: u64, size: u64, attrs: u64) -> Result<(), MapError> {
 }
 
 /// Device mappings requested before [`enable`] (PCI config space and BAR windows).
-static mut EXTRA_DEVICE: [(u64, u64); 8] = [(0, 0); 8];
+static mut EXTRA_DEVICE: [(u64, u64); 16] = [(0, 0); 16];
 
 /// Also map `[base, base + size)` as Device memory when [`enable`] runs.
 ///

@@ -189,6 +189,7 @@ pub fn run_domu() {
     crate::println!("domu: {passed} passed, {failed} failed");
     let (p, f) = crate::cases::run_all_as("domu.table.");
     crate::println!("domu table (dom0's expectations): {p} matched, {f} did not");
+    crate::hostile::run();
 }
 
 // ---- the dom0 side --------------------------------------------------------------------------

@@ -46,14 +46,15 @@ fn deviations_path(cpu: &str) -> PathBuf {
     }
 }
 
-/// `case <name>: <value>` lines, in order: dom0's (console_io, printed as is) and the domU's
-/// (its emulated UART, printed by the hypervisor as `DOM1: case ...` after its own prefix).
+/// `case <name>: <value>` lines, in order: dom0's (console_io, printed as is) and the domUs'
+/// (their emulated UARTs, printed by the hypervisor as `DOM1: case ...` / `DOM2: case ...`
+/// after its own prefix).
 pub fn parse_cases(output: &str) -> Vec<(String, String)> {
     output
         .lines()
         .filter_map(|l| {
             let l = l.trim_end();
-            let l = l.find("DOM1: case ").map_or(l, |i| &l[i + "DOM1: ".len()..]);
+            let l = ["DOM1: case ", "DOM2: case "].iter().find_map(|p| l.find(p)).map_or(l, |i| &l[i + "DOM1: ".len()..]);
             let rest = l.strip_prefix("case ")?;
             let (name, value) = rest.split_once(": ")?;
             Some((name.trim().to_string(), value.trim().to_string()))
@@ -142,8 +143,18 @@ fn guest_image() -> Result<PathBuf> {
 
 /// The `/chosen/domU1` node (Xen's dom0less binding) that runs the test guest as a domU.
 fn domu_node(kernel_size: u64) -> String {
+    dom0less_node(1, DOMU_KERNEL_ADDR, DOMU_MEMORY_KIB, kernel_size, "console=ttyAMA0 domu")
+}
+
+/// The conformance run's second domU (domU2): the test guest again, which turns its only
+/// vCPU off with PSCI CPU_OFF (nothing of it may run after that, and nothing else stops).
+const DOMU2_KERNEL_ADDR: u64 = 0x4e00_0000;
+const DOMU2_MEMORY_KIB: u64 = 64 * 1024;
+
+/// A `/chosen/domU<n>` node: one vCPU, a vpl011, `memory_kib` of RAM, its kernel at `addr`.
+fn dom0less_node(n: u32, addr: u64, memory_kib: u64, kernel_size: u64, bootargs: &str) -> String {
     format!(
-        "\t\tdomU1 {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {DOMU_MEMORY_KIB:#x}>;\n\t\t\tcpus = <0x1>;\n\t\t\tvpl011;\n\t\t\tmodule@{DOMU_KERNEL_ADDR:x} {{\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\t\t\t\treg = <{DOMU_KERNEL_ADDR:#x} {kernel_size:#x}>;\n\t\t\t\tbootargs = \"console=ttyAMA0 domu\";\n\t\t\t}};\n\t\t}};\n"
+        "\t\tdomU{n} {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {memory_kib:#x}>;\n\t\t\tcpus = <0x1>;\n\t\t\tvpl011;\n\t\t\tmodule@{addr:x} {{\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\t\t\t\treg = <{addr:#x} {kernel_size:#x}>;\n\t\t\t\tbootargs = \"{bootargs}\";\n\t\t\t}};\n\t\t}};\n"
     )
 }
 
@@ -157,7 +168,7 @@ pub fn add_to_chosen(dts: &str, node: &str) -> std::result::Result<String, Strin
 
 /// QEMU's device tree for exactly this boot, with a domU running `guest` added to /chosen
 /// (files named after `tag`).
-fn dom0less_dtb(b: &Boot, guest: &std::path::Path, tag: &str) -> Result<PathBuf> {
+fn dom0less_dtb(b: &Boot, guest: &std::path::Path, tag: &str, cpu_off_domu: bool) -> Result<PathBuf> {
     env::ensure_tool("dtc", "device-tree-compiler")?;
     let dir = env::target_dir().join("conformance").join(tag);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -168,7 +179,11 @@ fn dom0less_dtb(b: &Boot, guest: &std::path::Path, tag: &str) -> Result<PathBuf>
     let dts = env::output(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&plain))?;
     let size = std::fs::metadata(guest).map_err(|e| format!("{}: {e}", guest.display()))?.len();
     let src = dir.join("dom0less.dts");
-    std::fs::write(&src, add_to_chosen(&dts, &domu_node(size))?).map_err(|e| e.to_string())?;
+    let mut nodes = domu_node(size);
+    if cpu_off_domu {
+        nodes.push_str(&dom0less_node(2, DOMU2_KERNEL_ADDR, DOMU2_MEMORY_KIB, size, "console=ttyAMA0 domu-cpu-off"));
+    }
+    std::fs::write(&src, add_to_chosen(&dts, &nodes)?).map_err(|e| e.to_string())?;
     let out = dir.join("dom0less.dtb");
     env::run(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&out).arg(&src))?;
     Ok(out)
@@ -179,7 +194,19 @@ fn dom0less_dtb(b: &Boot, guest: &std::path::Path, tag: &str) -> Result<PathBuf>
 pub fn with_domu(mut b: Boot, kernel: &std::path::Path, tag: &str) -> Result<Boot> {
     b.extra.push("-device".into());
     b.extra.push(format!("loader,file={},addr={DOMU_KERNEL_ADDR:#x},force-raw=on", kernel.display()));
-    b.dtb = Some(dom0less_dtb(&b, kernel, tag)?);
+    b.dtb = Some(dom0less_dtb(&b, kernel, tag, false)?);
+    Ok(b)
+}
+
+/// The conformance run's machine: domU1 as in [`with_domu`] and domU2 (the guest in
+/// `domu-cpu-off` mode), each with a CPU of its own beside dom0's.
+fn with_conformance_domus(mut b: Boot, kernel: &std::path::Path, tag: &str) -> Result<Boot> {
+    b.smp = b.smp.max(3);
+    for addr in [DOMU_KERNEL_ADDR, DOMU2_KERNEL_ADDR] {
+        b.extra.push("-device".into());
+        b.extra.push(format!("loader,file={},addr={addr:#x},force-raw=on", kernel.display()));
+    }
+    b.dtb = Some(dom0less_dtb(&b, kernel, tag, true)?);
     Ok(b)
 }
 
@@ -191,7 +218,7 @@ fn boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf, cpu: &str) -> Result
     let full = cpu == FULL_RUN_CPU;
     let mut b = if full {
         b.dom0_args = "console=hvc0 domu-peer".into();
-        with_domu(b, &guest, "run")?
+        with_conformance_domus(b, &guest, "run")?
     } else {
         b.dom0_args = "console=hvc0 cpu-cases".into();
         b
@@ -235,8 +262,9 @@ pub fn record_xen(cpu: &str) -> Result<()> {
     let mut text = String::new();
     text.push_str("# The test guest's observed values on real Xen 4.17 (Debian xen-hypervisor-4.17-arm64) as dom0\n");
     if cpu == FULL_RUN_CPU {
-        text.push_str("# under QEMU virt (cortex-a57, GICv3, 2 GiB, 2 CPUs), with the same guest as a dom0less domU beside\n");
-        text.push_str("# it (domu.* lines are the domU's, xdom.* dom0's side of their grant exchange).\n");
+        text.push_str("# under QEMU virt (cortex-a57, GICv3, 2 GiB, 3 CPUs), with the same guest as two dom0less domUs beside\n");
+        text.push_str("# it (domu.* lines are domU1's, xdom.* dom0's side of their grant exchange, domu2.* domU2's, which\n");
+        text.push_str("# turns its only vCPU off).\n");
     } else {
         text.push_str(&format!("# under QEMU virt (-cpu {cpu}, GICv3, 2 GiB, 2 CPUs): only the guest's cpu.* cases (bootarg cpu-cases).\n"));
     }
@@ -274,6 +302,8 @@ fn check_cpu(images: &Images, cpu: &str) -> Result<usize> {
     };
     println!("conformance on -cpu {cpu}:");
     let out = boot(images.hypervisor.clone(), "", images.test_guest.clone(), cpu)?;
+    let log = env::target_dir().join(format!("conformance-xenith-{cpu}.log"));
+    let _ = std::fs::write(&log, &out.output);
     let got = parse_cases(&out.output);
     let (lines, verdicts) = compare(&expected, &got, &devs);
     for l in &lines {
@@ -419,8 +449,8 @@ mod tests {
 
     #[test]
     fn domu_lines_come_through_either_hypervisors_prefix() {
-        let c = cases("(XEN) DOM1: case domu.a: 0x1\n(xenith) DOM1: case domu.b: 0 \n(xenith) DOM2: case other: 1\n");
-        assert_eq!(c, vec![("domu.a".into(), "0x1".into()), ("domu.b".into(), "0".into())]);
+        let c = cases("(XEN) DOM1: case domu.a: 0x1\n(xenith) DOM1: case domu.b: 0 \n(xenith) DOM2: case domu2.c: 1\n(xenith) DOM3: case other: 1\n");
+        assert_eq!(c, vec![("domu.a".into(), "0x1".into()), ("domu.b".into(), "0".into()), ("domu2.c".into(), "1".into())]);
     }
 
     #[test]

@@ -160,6 +160,8 @@ fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 /// A module file's bytes, decompressed when it is `.ko.xz` (with the host's `xz`).
 fn unpack_module(path: &Path) -> Result<Vec<u8>> {
     if path.extension().is_some_and(|e| e == "xz") {
+        // A fresh Debian machine may lack xz (bookworm-backports' kernel compresses its modules).
+        env::ensure_tool("xz", "xz-utils")?;
         let out = std::process::Command::new("xz")
             .arg("-dc")
             .arg(path)

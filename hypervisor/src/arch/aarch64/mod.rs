@@ -15,6 +15,8 @@ pub mod iommu;
 pub mod mmu;
 pub mod psci;
 pub mod regs;
+/// Guest cache maintenance by set/way (HCR_EL2.TSW) and the TVM register writes it tracks.
+pub mod setway;
 /// SMP dom0: vCPU n pinned to physical CPU n, PSCI CPU_ON through the firmware.
 pub mod smp;
 /// Spectre v2 / BHB / SSBD: firmware and CPU probed at boot, entry flags, guests' calls.

@@ -201,13 +201,8 @@ fn vcpu_of(mpidr: u64) -> Option<usize> {
 }
 
 fn affinity_info(target: u64, lowest_level: u64) -> i64 {
-    if lowest_level != 0 {
-        return INVALID_PARAMETERS;
-    }
-    match vcpu_of(target) {
-        Some(v) => i64::from(STATE[v].load(Ordering::Acquire)),
-        None => INVALID_PARAMETERS,
-    }
+    let on = |v: u32| STATE.get(v as usize).is_some_and(|s| s.load(Ordering::Acquire) != OFF);
+    crate::hypercall::smccc::affinity_info(target, lowest_level as u32, vcpus() as u32, on)
 }
 
 fn cpu_on(target: u64, entry: u64, context: u64) -> i64 {

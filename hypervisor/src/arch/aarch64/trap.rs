@@ -216,6 +216,8 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         ec::SYSREG if super::cpufeat::emulate_sysreg(frame, iss) => {}
         // Timer and GIC system registers the guest may not touch directly are emulated.
         ec::SYSREG if super::vtimer::emulate_sysreg(frame, iss) || super::gic::emulate_sysreg(frame, iss) => frame.elr += 4,
+        // Cache maintenance by set/way, and the register writes that track the caches.
+        ec::SYSREG if super::setway::emulate(dom, frame, iss) => frame.elr += 4,
         ec::SYSREG | ec::UNKNOWN => {
             if dom.should_log_fault() {
                 log!("d{}: trapped instruction (EC {class:#x}, ISS {iss:#x}) at {:#x}: UNDEF injected", dom.id, frame.elr);
@@ -244,6 +246,11 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
 /// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
 /// VIRQ_DOM_EXC as on Xen, and its CPU stops.
 pub(super) fn domu_shutdown(domains: &Domains, id: DomId) -> After {
+    // A domU's only vCPU turned itself off (PSCI CPU_OFF): its CPU stops; nobody is told.
+    if domains.get(id).is_some_and(|d| !d.is_hardware && d.vcpu_off(0) && d.shutdown().is_none()) {
+        log!("d{id}: vCPU 0 off (PSCI CPU_OFF): its CPU stops");
+        return After::Park;
+    }
     let Some(reason) = domains.get(id).filter(|d| !d.is_hardware).and_then(|d| d.shutdown()) else { return After::Resume };
     super::iommu::report_events();
     log!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC");
