@@ -173,7 +173,7 @@ fn acquire_resource(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> Outc
         return r(ret(EPERM));
     }
     let max_frames: u32 = match (x.r#type, x.id) {
-        (XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED) => crate::domain::grant::MAX_GRANT_FRAMES,
+        (XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED) => target.grants.lock().max_frames(),
         (0..=2, _) => 0,
         _ => ret(EOPNOTSUPP) as u32,
     };
