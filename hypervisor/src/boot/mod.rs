@@ -15,7 +15,7 @@ mod tests;
 use crate::domain::dom0::{self, Dom0Layout, DTB_ROOM};
 use crate::dt::boot_info::{BootInfo, BootModule};
 use crate::dt::cmdline::HypervisorCmdline;
-use crate::dt::dom0::{build_dom0_dt, extended_regions, physical_masters, Dom0DtSpec};
+use crate::dt::dom0::{build_dom0_dt, extended_regions, physical_masters, physical_masters_except, Dom0DtSpec};
 use crate::dt::{HostDt, Region};
 use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable, PlatformDefaults};
 use crate::mm::{RegionAllocator, Stage2Config};
@@ -32,7 +32,7 @@ pub const DOM0_IPA_BITS: u8 = Stage2Config::DOMAIN.ipa_bits;
 /// dom0's vCPU count when the command line does not say.
 pub const DOM0_DEFAULT_VCPUS: usize = 1;
 /// Options xenith acts on that [`HypervisorCmdline`] leaves among the unknown ones.
-const OWN_UNPARSED: [&str; 4] = ["dom0_max_vcpus=", "spectre_entry=all", "gnttab_max_frames=", "gnttab_max_maptrack_frames="];
+const OWN_UNPARSED: [&str; 5] = ["dom0_max_vcpus=", "spectre_entry=all", "its=", "gnttab_max_frames=", "gnttab_max_maptrack_frames="];
 const MIB: u64 = 1 << 20;
 
 /// The console the hypervisor writes to, from `/chosen/stdout-path`.
@@ -89,6 +89,14 @@ pub struct Plan {
     /// Heap added on top of the image's static heap: 1/256 of RAM, at most 64 MiB, whole 2 MiB.
     pub extra_heap: u64,
     pub topology: DmaTopology,
+    /// dom0 gets an emulated GICv3 ITS (unless `its=hide`: then the ITS is kept from it and its
+    /// PCI devices use INTx).
+    pub its_emulation: bool,
+    /// Set by the architecture once it took the ITS for emulation: the ITS node's path and its
+    /// doorbell page (GITS_TRANSLATER's). [`Plan::decide`] then keeps the node and msi-map in
+    /// dom0's DT, leaves the control frame out of dom0's stage 2 (it traps to the emulation)
+    /// and maps the doorbell page 1:1 (devices behind the SMMU send their MSIs there).
+    pub emulated_its: Option<(String, u64)>,
 }
 
 /// The page-rounded range of `r`.
@@ -144,6 +152,7 @@ pub fn plan(dt: &HostDt, info: &BootInfo, image: Region, dtb: Region) -> Result<
         cmdline.unknown.iter().filter(|o| !OWN_UNPARSED.iter().any(|own| o.starts_with(own))).cloned().collect();
     let spectre_entry_all = cmdline.unknown.iter().any(|o| o == "spectre_entry=all");
     let dom0_max_vcpus = dom0_max_vcpus(&cmdline.unknown);
+    let its_emulation = cmdline.unknown.iter().rev().find_map(|o| o.strip_prefix("its=")) != Some("hide");
 
     let mut free = RegionAllocator::new();
     for r in &info.memory {
@@ -176,6 +185,8 @@ pub fn plan(dt: &HostDt, info: &BootInfo, image: Region, dtb: Region) -> Result<
         ram_total,
         extra_heap,
         topology,
+        its_emulation,
+        emulated_its: None,
     })
 }
 
@@ -242,7 +253,10 @@ impl Plan {
             vcpus: Some(vcpus as u32),
         };
         spec.add_edits(&ownership.dom0_dt_edits());
-        let masters = physical_masters(dt);
+        let masters = match &self.emulated_its {
+            Some(_) => physical_masters_except(dt, &["arm,gic-v3-its"]),
+            None => physical_masters(dt),
+        };
         spec.remove_nodes.extend(masters.kept.iter().map(|(p, _)| p.clone()));
         spec.strip_props.extend(masters.strip.iter().cloned());
         if let Board::Exynos5250 { .. } = self.board {
@@ -262,13 +276,17 @@ impl Plan {
             path == info.gic.path || spec.remove_nodes.iter().any(|r| path == r || path.starts_with(&format!("{r}/")))
         };
         let in_ram = |r: Region| info.memory.iter().any(|b| r.base >= b.base && r.base.saturating_add(r.size) <= b.base + b.size);
-        let dom0_devices = dt
+        let its_path = self.emulated_its.as_ref().map(|(p, _)| p.as_str());
+        let mut dom0_devices: Vec<(String, Region)> = dt
             .device_regions()
             .into_iter()
-            .filter(|d| !hidden(&d.path))
+            .filter(|d| !hidden(&d.path) && Some(d.path.as_str()) != its_path)
             .map(|d| (d.path.clone(), page_round(d.region)))
             .filter(|(_, r)| r.size != 0 && !in_ram(*r))
             .collect();
+        if let Some((path, doorbell)) = &self.emulated_its {
+            dom0_devices.push((format!("{path} (doorbell page)"), Region { base: *doorbell, size: 4096 }));
+        }
         let page_granular =
             ownership.topology.iommus.iter().any(|i| ownership.owner_of_iommu(&i.path) == Some(IommuOwner::Hypervisor));
         Ok(Decisions { ownership, kept_masters: masters.kept, dom0_dt: spec, dom0_dtb, dom0_devices, page_granular })

@@ -81,6 +81,30 @@ fn qemu_virt_with_the_smmu_driver_keeps_it_and_maps_dom0_page_granular() {
 }
 
 #[test]
+fn qemu_virt_with_an_emulated_its_keeps_its_node_and_maps_only_the_doorbell() {
+    let (dt, info) = qemu("dom0_mem=256M");
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    assert!(p.its_emulation, "the default");
+    assert!(p.ignored_options.is_empty());
+    let layout = p.dom0_layout(&info, &image_header()).unwrap();
+    p.emulated_its = Some(("/intc@8000000/its@8080000".into(), 0x0809_0000));
+    let d = p.decide(&dt, &info, &[IommuKind::SmmuV3], r(layout.ram_base, layout.ram_size), None, 2).unwrap();
+    assert!(!d.kept_masters.iter().any(|(p, _)| p.contains("its@")));
+    assert!(d.kept_masters.iter().any(|(p, _)| p == "/fw-cfg@9020000"));
+    // The control frame traps (not mapped); the doorbell page alone is mapped 1:1.
+    assert!(!d.dom0_devices.iter().any(|(p, _)| p == "/intc@8000000/its@8080000"));
+    let doorbell: Vec<_> = d.dom0_devices.iter().filter(|(p, _)| p.contains("its@")).map(|(_, r)| *r).collect();
+    assert_eq!(doorbell, [r(0x0809_0000, 4096)]);
+    let dom0 = HostDt::parse(&d.dom0_dtb).unwrap();
+    assert_eq!(dom0.find_compatible("arm,gic-v3-its").len(), 1);
+    assert!(dom0.has_prop(dom0.find_path("/pcie@10000000").unwrap(), "msi-map"));
+    // `its=hide` is the fallback: understood, not ignored.
+    let (dt, info) = qemu("its=hide");
+    let p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    assert!(!p.its_emulation && p.ignored_options.is_empty());
+}
+
+#[test]
 fn qemu_virt_without_a_driver_gives_dom0_the_smmu_as_xen_does() {
     let (dt, info) = qemu("");
     let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();

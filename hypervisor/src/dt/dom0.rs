@@ -181,9 +181,18 @@ const PHYSICAL_MASTERS: &[(&str, &str)] = &[
 
 /// Find the devices of [`PhysicalMasters`] in the host DT.
 pub fn physical_masters(host: &HostDt) -> PhysicalMasters {
+    physical_masters_except(host, &[])
+}
+
+/// As [`physical_masters`], leaving out the devices with a compatible in `emulated` (dom0 gets
+/// an emulated one at the same address: the node and references to it stay).
+pub fn physical_masters_except(host: &HostDt, emulated: &[&str]) -> PhysicalMasters {
     let mut out = PhysicalMasters::default();
     let mut phandles = Vec::new();
     for &(compat, why) in PHYSICAL_MASTERS {
+        if emulated.contains(&compat) {
+            continue;
+        }
         for n in host.find_compatible(compat) {
             if !host.is_enabled(n) {
                 continue;
@@ -208,6 +217,32 @@ pub fn physical_masters(host: &HostDt) -> PhysicalMasters {
             out.strip.push((host.path(n), "msi-map".to_owned()));
         }
     }
+    out
+}
+
+/// The DeviceIDs devices present to the MSI controller with phandle `controller`: the output
+/// ranges of every `msi-map` entry (<rid-base controller msi-base length>) that names it, and
+/// the specifier of every `msi-parent = <controller id>`. Sorted (first, count) pairs.
+pub fn msi_device_ids(host: &HostDt, controller: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for n in host.nodes() {
+        if let Ok(Some(cells)) = host.prop_cells(n, "msi-map") {
+            for e in cells.chunks_exact(4) {
+                if e[1] == controller && e[3] != 0 {
+                    out.push((e[2], e[3]));
+                }
+            }
+        }
+        if let Ok(Some(cells)) = host.prop_cells(n, "msi-parent") {
+            if let [ph, id] = cells.as_slice() {
+                if *ph == controller {
+                    out.push((*id, 1));
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
     out
 }
 

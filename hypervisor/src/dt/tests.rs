@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use std::println;
 
 use super::cmdline::{parse_size, HypervisorCmdline};
-use super::dom0::{build_dom0_dt, extended_regions, physical_masters, Dom0DtSpec, PhysicalMasters, EXT_REGION_MIN};
+use super::dom0::{build_dom0_dt, extended_regions, msi_device_ids, physical_masters, physical_masters_except, Dom0DtSpec, PhysicalMasters, EXT_REGION_MIN};
 use super::fixtures::{self, QEMU_VIRT, QEMU_VIRT_DOM0, SNOW};
 use super::*;
 use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable, PlatformDefaults};
@@ -976,6 +976,26 @@ fn devices_mastering_by_physical_address_are_kept_from_dom0() {
     assert!(build_dom0_dt(&host, &spec).unwrap_err().to_string().contains("msi-map"));
     // The Snow has neither.
     assert_eq!(physical_masters(&load(SNOW)), PhysicalMasters::default());
+}
+
+#[test]
+fn an_emulated_its_keeps_its_node_and_msi_map_for_dom0() {
+    let host = load(QEMU_VIRT);
+    let m = physical_masters_except(&host, &["arm,gic-v3-its"]);
+    let kept: Vec<&str> = m.kept.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(kept, ["/fw-cfg@9020000"], "fw_cfg stays the hypervisor's");
+    assert!(m.strip.is_empty());
+    let its = host.find_compatible("arm,gic-v3-its")[0];
+    let ph = host.phandle(its).unwrap();
+    // QEMU virt: msi-map = <0 &its 0 0x10000>: every requester ID is a DeviceID of dom0's.
+    assert_eq!(msi_device_ids(&host, ph), [(0, 0x1_0000)]);
+    assert!(msi_device_ids(&host, ph + 1000).is_empty());
+    let mut spec = snow_spec();
+    spec.memory = vec![r(0x8000_0000, 0x2000_0000)];
+    spec.remove_nodes = m.kept.iter().map(|(p, _)| p.clone()).collect();
+    let d = HostDt::parse(&build_dom0_dt(&host, &spec).unwrap()).unwrap();
+    assert_eq!(d.find_compatible("arm,gic-v3-its").len(), 1);
+    assert!(d.has_prop(d.find_path("/pcie@10000000").unwrap(), "msi-map"));
 }
 
 #[test]

@@ -17,7 +17,10 @@ pub const DOM0_ARGS: &str = "console=hvc0 earlycon=xenboot rdinit=/init";
 /// has evtchn, gntdev and privcmd) and virtio-rng (/dev/hwrng, when QEMU has a
 /// virtio-rng-pci device: DMA behind the SMMU and a passed-through INTx interrupt), and
 /// virtio-blk (/dev/vda, the stress suite's DMA disk).
-const MODULES: &[&str] = &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "virtio_pci", "virtio-rng", "virtio_blk"];
+const MODULES: &[&str] = &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "virtio_pci", "virtio-rng", "virtio_blk", "virtio_net"];
+/// Modules /init loads only for the MSI test (`xenith-msi` on dom0's command line): the
+/// network driver and what it needs, so other boots (and their timings) do not change.
+const MSI_ONLY_MODULES: &[&str] = &["virtio_net", "net_failover", "failover"];
 
 /// Paths of the kernel and initramfs to boot.
 pub struct Dom0Linux {
@@ -218,13 +221,16 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
          mount -t devtmpfs devtmpfs /dev\n",
     );
     for (name, _) in modules {
-        s.push_str(&format!("insmod /lib/modules/{name} || echo \"insmod {name} failed\"\n"));
+        let stem = name.split('.').next().unwrap_or("");
+        let only_msi = if MSI_ONLY_MODULES.contains(&stem) { "grep -q xenith-msi /proc/cmdline && " } else { "" };
+        s.push_str(&format!("{only_msi}{{ insmod /lib/modules/{name} || echo \"insmod {name} failed\"; }}\n"));
     }
     s.push_str(&console_bytes_init_lines());
     s.push_str(&format!(
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
+         if grep -q xenith-msi /proc/cmdline; then echo \"msi-blk: $(md5sum /dev/vda)\"; ip link set eth0 up; timeout 15 udhcpc -i eth0 -n -q -t 3 -s /bin/true >/dev/null 2>&1; ip addr add 10.0.2.15/24 dev eth0 2>/dev/null; ping -c 2 -W 2 10.0.2.15 >/dev/null 2>&1; echo \"msi-net: rx $(cat /sys/class/net/eth0/statistics/rx_packets) tx $(cat /sys/class/net/eth0/statistics/tx_packets)\"; fi\n\
          if grep -q xenith-iomem /proc/cmdline; then grep -i xen /proc/iomem | sed 's/^/iomem: /'; fi\n\
          echo {MARKER}\n\
          for f in /sys/devices/system/cpu/vulnerabilities/*; do echo \"vuln: ${{f##*/}}: $(cat $f)\"; done\n\
@@ -371,6 +377,132 @@ pub fn systest_boot(hypervisor: PathBuf) -> Boot {
         b.dom0 = Some(PathBuf::from("/nonexistent/linux-dom0-fixtures-unavailable"));
     }
     b
+}
+
+/// The disk the MSI test reads: 1 MiB of a fixed pattern, and its MD5.
+fn msi_disk() -> Result<(PathBuf, String)> {
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let dir = env::cache_dir().join("linux");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join("msi-disk.img");
+    std::fs::write(&path, &data).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((path, md5_hex(&data)))
+}
+
+/// MD5 of `data` as lowercase hex (what busybox's `md5sum` prints; RFC 1321).
+fn md5_hex(data: &[u8]) -> String {
+    const S: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11,
+        16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    // K[i] = floor(2^32 * |sin(i + 1)|).
+    let k: Vec<u32> = (0..64).map(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32).collect();
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_le_bytes());
+    let mut h: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+    for chunk in msg.chunks_exact(64) {
+        let m: Vec<u32> = chunk.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
+        let [mut a, mut b, mut c, mut d] = h;
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(S[i]));
+        }
+        h = [h[0].wrapping_add(a), h[1].wrapping_add(b), h[2].wrapping_add(c), h[3].wrapping_add(d)];
+    }
+    h.iter().flat_map(|w| w.to_le_bytes()).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The MSI system test's boot: Linux dom0 (2 vCPUs) with the emulated ITS (the default) and
+/// three modern virtio PCI devices behind the hypervisor's SMMUv3 — rng, blk (the fixed disk)
+/// and net (QEMU's user network, nothing outside the VM) — whose MSI-X go through the ITS.
+pub fn msi_systest_boot(hypervisor: PathBuf) -> Boot {
+    let mut b = systest_boot(hypervisor);
+    b.dom0_args = format!("{DOM0_ARGS} xenith-msi");
+    match msi_disk() {
+        Ok((disk, _)) => b.extra.extend(
+            [
+                "-drive".to_string(),
+                format!("if=none,file={},format=raw,id=msidisk", disk.display()),
+                "-device".into(),
+                "virtio-blk-pci,drive=msidisk,iommu_platform=on,disable-legacy=on".into(),
+                "-nic".into(),
+                "none".into(),
+                "-netdev".into(),
+                "user,id=msinet,restrict=on".into(),
+                "-device".into(),
+                "virtio-net-pci,netdev=msinet,iommu_platform=on,disable-legacy=on".into(),
+            ],
+        ),
+        Err(e) => eprintln!("xtask: MSI test disk: {e}"),
+    }
+    b
+}
+
+/// The MSI system test: the usual Linux dom0 checks, the ITS taken by the hypervisor, every
+/// virtio device's MSI-X lines on the ITS with interrupts counted, the disk read back with
+/// the right checksum, and the network device moving packets.
+pub fn msi_systest_check(o: &Outcome) -> std::result::Result<(), String> {
+    systest_check(o)?;
+    if !o.has("is the hypervisor's") || !o.has("dom0 gets an emulated ITS") {
+        return Err("xenith did not take the ITS for an emulated one".into());
+    }
+    let (_, sum) = msi_disk().map_err(|e| e.to_string())?;
+    let want = format!("msi-blk: {sum}  /dev/vda");
+    if !o.has(&want) {
+        let got = o.output.lines().find(|l| l.starts_with("msi-blk:")).unwrap_or("(none)");
+        return Err(format!("disk read back wrong: wanted `{want}`, got `{got}`"));
+    }
+    let net = o.output.lines().find_map(|l| l.strip_prefix("msi-net: ")).ok_or("no msi-net line")?;
+    let counts: Vec<u64> = net.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    if counts.len() != 2 || counts[0] == 0 || counts[1] == 0 {
+        return Err(format!("virtio-net moved no packets: `{net}`"));
+    }
+    // /proc/interrupts: ITS-MSI lines with counts for the rng, the disk and the network.
+    let mut with_counts = Vec::new();
+    for l in o.output.lines().filter(|l| l.contains("ITS-MSI")) {
+        let n: u64 = l.split_whitespace().skip(1).take(SYSTEST_VCPUS as usize).filter_map(|w| w.parse::<u64>().ok()).sum();
+        if n > 0 {
+            with_counts.push(l.split_whitespace().last().unwrap_or("").to_string());
+        }
+    }
+    for dev in ["virtio0", "virtio1", "virtio2"] {
+        if !with_counts.iter().any(|name| name.starts_with(dev)) {
+            return Err(format!("no ITS-MSI interrupts counted for {dev} (lines with counts: {with_counts:?})"));
+        }
+    }
+    Ok(())
+}
+
+/// The fallback: with `its=hide` the ITS is kept from dom0 (no node, no msi-map, frame not
+/// mapped) and the virtio-rng PCI device works through its INTx line.
+pub fn its_hidden_systest_boot(hypervisor: PathBuf) -> Boot {
+    let mut b = systest_boot(hypervisor);
+    b.cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS} its=hide");
+    b
+}
+
+pub fn its_hidden_systest_check(o: &Outcome) -> std::result::Result<(), String> {
+    systest_check(o)?;
+    if !o.has("its@8080000: kept from dom0") {
+        return Err("the ITS was not kept from dom0".into());
+    }
+    if o.has("ITS-MSI") {
+        return Err("dom0 has ITS-MSI interrupts although the ITS is hidden".into());
+    }
+    Ok(())
 }
 
 /// The hostile-dom0 system test's boot: as `systest_boot` (no extra device), with `xenith-fuzz`
@@ -575,6 +707,13 @@ mod tests {
         let out = "(xenith) traps from guests: 3\n(xenith) traps by CPU: 3 = 2 + 1\n(xenith) traps by kind (CPU 0/1): wfi 1/1,\n(xenith)   hypercall 1/0\n(xenith) hardware domain powered off\n(xenith)   not this\n";
         assert_eq!(own_trap_breakdown(out), ["traps by CPU: 3 = 2 + 1", "traps by kind (CPU 0/1): wfi 1/1,", "  hypercall 1/0"]);
         assert!(own_trap_breakdown("(xenith)   indented but no header\n").is_empty());
+    }
+
+    #[test]
+    fn md5_matches_rfc_1321() {
+        assert_eq!(super::md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(super::md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(super::md5_hex(&[b'a'; 1000]), "cabe45dcc9ae5b66ba86600cca6b8ba8");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::smp::MAX_CPUS;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::sync::{Once, SpinMutex as Mutex};
 
-/// INTIDs from 1020 up are special (1023: nothing pending).
+/// INTIDs 1020-1023 are special (1023: nothing pending); LPIs start at 8192.
 const SPECIAL_INTID: u32 = 1020;
 /// Priority the hypervisor gives its PPIs.
 const HYP_PRIORITY: u8 = 0x80;
@@ -85,7 +85,11 @@ fn poll_clear(pa: u64, mask: u32) -> bool {
 
 /// This CPU's redistributor: the frame whose GICR_TYPER affinity matches MPIDR_EL1.
 fn find_redistributor(regions: &[Region]) -> Option<u64> {
-    let mpidr = sysreg!(read MPIDR_EL1);
+    redistributor_in(regions, sysreg!(read MPIDR_EL1))
+}
+
+/// The redistributor frame (in `regions`) of the CPU with `mpidr`.
+pub(super) fn redistributor_in(regions: &[Region], mpidr: u64) -> Option<u64> {
     let aff = ((mpidr >> 32) & 0xff) << 24 | (mpidr & 0xff_ffff);
     for region in regions {
         let mut frame = region.base;
@@ -141,6 +145,8 @@ pub fn init_this_cpu() -> Result<(), String> {
     if !poll_clear(waker, 1 << 2) {
         return Err("GICR_WAKER.ChildrenAsleep never cleared".into());
     }
+    // LPIs (host LPIs of the ITS), when the hypervisor has an ITS.
+    super::its::enable_lpis(rd, this_vcpu());
     let sgi = rd + 0x1_0000;
     mmio_write32(sgi + 0x180, 0xffff_ffff); // ICENABLER0: everything off
     mmio_write32(sgi + 0x80, 0xffff_ffff); // IGROUPR0: group 1
@@ -234,7 +240,7 @@ pub fn current_vgic() -> Option<&'static SharedVgic> {
 }
 
 /// dom0's vGIC, whichever CPU asks (its passed-through SPIs, events other domains raise for it).
-fn dom0_vgic() -> Option<&'static SharedVgic> {
+pub(super) fn dom0_vgic() -> Option<&'static SharedVgic> {
     CURRENT_VGIC.get()
 }
 
@@ -378,11 +384,17 @@ pub fn take_physical_irqs() -> Option<u32> {
     for _ in 0..64 {
         let iar = icc_iar1!();
         let intid = (iar & 0xff_ffff) as u32;
-        if intid >= SPECIAL_INTID {
+        if (SPECIAL_INTID..crate::irq::its::lpi::LPI_BASE).contains(&intid) {
             return first;
         }
         first = first.or(Some(intid));
         icc_eoir1!(iar); // priority drop; deactivation below or by the guest
+        if intid >= crate::irq::its::lpi::LPI_BASE {
+            // A host LPI (an MSI through the ITS): no active state to deactivate; its virtual
+            // LPI pends on the vCPU it targets.
+            take_lpi(intid);
+            continue;
+        }
         if intid >= PRIVATE_IRQS {
             // A passed-through SPI: the guest deactivates it through a HW list register.
             let target = dom0_vgic().and_then(|v| {
@@ -416,6 +428,29 @@ pub fn take_physical_irqs() -> Option<u32> {
         icc_dir!(iar);
     }
     first
+}
+
+/// Host LPI `intid` fired: pend the virtual LPI it stands for.
+fn take_lpi(intid: u32) {
+    let target = super::its::lpi_target(intid);
+    let vcpu = target.and_then(|t| dom0_vgic().and_then(|v| v.lock().lpi_set_pending(t.vlpi, true)));
+    match vcpu {
+        Some(v) => notify(v),
+        None => {
+            if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
+                log!("host LPI {intid} is not mapped to a guest: ignored");
+            }
+        }
+    }
+}
+
+/// Make every vCPU in `mask` (bit n: vCPU n) look at its interrupts.
+pub(super) fn notify_mask(mut mask: u64) {
+    while mask != 0 {
+        let v = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        notify(v);
+    }
 }
 
 /// Carry out on the physical distributor what the guest's writes to passed-through SPIs

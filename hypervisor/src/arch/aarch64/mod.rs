@@ -12,6 +12,7 @@ pub mod heap;
 /// The Xen hypercall path (HVC #0xEA1): short register save, straight to the dispatcher.
 pub mod hvc;
 pub mod iommu;
+pub mod its;
 pub mod mmu;
 pub mod psci;
 pub mod regs;

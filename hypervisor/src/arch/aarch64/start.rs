@@ -173,6 +173,20 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::smp::MAX_CPUS));
     let dom0_ram = Region { base: layout.ram_base, size: layout.ram_size };
     let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
+    // The GICv3 ITS: the hypervisor's, with an emulated one for dom0; with `its=hide`, or when
+    // it cannot be used, kept from dom0 altogether (PCI MSIs then fall back to INTx).
+    let its = if plan.its_emulation {
+        match super::its::init(&dt, &info, vcpus) {
+            Ok(node) => Some(node),
+            Err(e) => {
+                log!("ITS: {e}: no emulated ITS for dom0 (its devices fall back to INTx)");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    plan.emulated_its = its.as_ref().map(|n| (n.path.clone(), super::its::doorbell_page(n)));
     let drivers = probe_smmus(&plan.topology);
     let mut decisions = plan.decide(&dt, &info, &drivers, dom0_ram, dom0_initrd, vcpus)?;
     if !take_smmus(&decisions.ownership) {
@@ -261,6 +275,9 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         }
     };
     super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
+    if let (Some(node), Some(vgic)) = (&its, super::gic::dom0_vgic()) {
+        super::its::attach(&mut dom, node, vgic, vcpus)?;
+    }
     if trap::DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }

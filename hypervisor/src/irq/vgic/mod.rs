@@ -11,6 +11,7 @@
 //! pending than there are LRs, the underflow maintenance interrupt brings the vCPU back to
 //! the hypervisor as soon as the LRs drain, and `flush` continues.
 
+pub mod lpi;
 pub mod lr;
 pub mod regs;
 // Property tests (proptest), not built for the loom model checks.
@@ -179,6 +180,8 @@ pub struct Vgic {
     ctlr: u32,
     /// Physical-GIC work for passed-through SPIs, drained by `take_hw_ops`.
     hw_ops: Vec<HwOp>,
+    /// LPIs (INTIDs from 8192), when an emulated ITS gives the domain some.
+    lpis: lpi::Lpis,
 }
 
 impl Vgic {
@@ -189,7 +192,8 @@ impl Vgic {
         let nr = (32 * (it_lines + 1)).min(MAX_INTID);
         let spis = alloc::vec![IrqState::RESET; (nr - PRIVATE_IRQS) as usize];
         let vcpus = vcpu_mpidrs.iter().map(|&m| VcpuIrqs::new(mpidr_affinity(m))).collect();
-        Self { vcpus, spis, it_lines, ctlr: 0, hw_ops: Vec::new() }
+        let lpis = lpi::Lpis::new(vcpu_mpidrs.len());
+        Self { vcpus, spis, it_lines, ctlr: 0, hw_ops: Vec::new(), lpis }
     }
 
     pub fn vcpu_count(&self) -> usize {
@@ -203,6 +207,9 @@ impl Vgic {
 
     /// The state of `intid` as `vcpu` sees it (private interrupts are per vCPU).
     pub fn irq(&self, vcpu: usize, intid: u32) -> Option<&IrqState> {
+        if intid >= lpi::LPI_BASE {
+            return self.lpis.map.get(&intid).map(|l| &l.irq);
+        }
         if intid < PRIVATE_IRQS {
             self.vcpus.get(vcpu)?.private.get(intid as usize)
         } else {
@@ -211,6 +218,9 @@ impl Vgic {
     }
 
     fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
+        if intid >= lpi::LPI_BASE {
+            return self.lpis.map.get_mut(&intid).map(|l| &mut l.irq);
+        }
         if intid < PRIVATE_IRQS {
             self.vcpus.get_mut(vcpu)?.private.get_mut(intid as usize)
         } else {
@@ -351,6 +361,9 @@ impl Vgic {
             if self.deliverable(irq) && self.spi_target(intid) == Some(vcpu) {
                 f(irq.priority, intid);
             }
+        }
+        if !self.lpis.map.is_empty() {
+            self.for_each_lpi_candidate(vcpu, &mut f);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The emulated GICv3 register files: the distributor (GICD, 64 KiB) and one redistributor
 //! per vCPU (GICR: an RD frame and an SGI frame, 64 KiB each), with affinity routing always
-//! on and no LPIs. Access rules follow the GICv3 architecture: 32-bit registers take
+//! on; LPIs (GICR_CTLR.EnableLPIs, PROPBASER, PENDBASER) only when an emulated ITS offers
+//! them (`lpi`). Access rules follow the GICv3 architecture: 32-bit registers take
 //! word accesses only, IPRIORITYR also takes bytes, IROUTER and GICR_TYPER take 64-bit or
 //! 32-bit accesses; anything else aborts. Reserved offsets read as zero and ignore writes.
 
@@ -94,7 +95,7 @@ fn word_only(a: &MmioAccess) -> bool {
     a.size == 4 && a.offset % 4 == 0
 }
 
-fn word_or_dword(a: &MmioAccess) -> bool {
+pub(super) fn word_or_dword(a: &MmioAccess) -> bool {
     (a.size == 4 || a.size == 8) && a.offset % u64::from(a.size) == 0
 }
 
@@ -108,7 +109,7 @@ fn raz_wi(a: &MmioAccess) -> MmioResult {
 }
 
 /// The 32-bit half of a 64-bit register an access selects, or the whole register.
-fn read64(a: &MmioAccess, reg_base: u64, value: u64) -> u64 {
+pub(super) fn read64(a: &MmioAccess, reg_base: u64, value: u64) -> u64 {
     if a.size == 8 {
         value
     } else if a.offset - reg_base == 4 {
@@ -119,7 +120,7 @@ fn read64(a: &MmioAccess, reg_base: u64, value: u64) -> u64 {
 }
 
 /// `old` with the half (or whole) a write to `reg_base` selects replaced by the written value.
-fn write64(a: &MmioAccess, reg_base: u64, old: u64) -> u64 {
+pub(super) fn write64(a: &MmioAccess, reg_base: u64, old: u64) -> u64 {
     if a.size == 8 {
         a.value
     } else if a.offset - reg_base == 4 {
@@ -130,9 +131,13 @@ fn write64(a: &MmioAccess, reg_base: u64, old: u64) -> u64 {
 }
 
 impl Vgic {
-    /// GICD_TYPER: ITLinesNumber, 10 INTID bits, no LPIs, no 1-of-N routing.
+    /// GICD_TYPER: ITLinesNumber, 10 INTID bits (or the LPIs' width and LPIS when LPIs are
+    /// offered), no 1-of-N routing.
     pub fn gicd_typer(&self) -> u32 {
-        self.it_lines | (9 << 19) | (1 << 25)
+        match self.lpis.id_bits {
+            0 => self.it_lines | (9 << 19) | (1 << 25),
+            bits => self.it_lines | (u32::from(bits - 1) << 19) | super::lpi::GICD_TYPER_LPIS | (1 << 25),
+        }
     }
 
     /// GICR_TYPER of `vcpu`: its affinity, Processor_Number = vCPU id, Last on the final one.
@@ -141,7 +146,8 @@ impl Vgic {
         let aff = v.affinity;
         let packed = ((aff >> 32) & 0xff) << 24 | (aff & 0xff_ffff);
         let last = if vcpu + 1 == self.vcpus.len() { 1 << 4 } else { 0 };
-        (packed << 32) | ((vcpu as u64 & 0xffff) << 8) | last
+        let plpis = if self.lpis.id_bits != 0 { super::lpi::GICR_TYPER_PLPIS } else { 0 };
+        (packed << 32) | ((vcpu as u64 & 0xffff) << 8) | last | plpis
     }
 
     /// One bit of a bit-per-interrupt register as a read shows it.
@@ -390,7 +396,7 @@ impl Vgic {
             return raz_wi(&a);
         }
         match off {
-            gicr::CTLR => raz_wi(&a),
+            gicr::CTLR => self.gicr_ctlr_access(vcpu, &a),
             gicr::IIDR => if word_only(&a) { MmioResult::Done(u64::from(IIDR)) } else { MmioResult::Abort },
             gicr::TYPER | 0x000c => {
                 if !word_or_dword(&a) || (a.size == 8 && off != gicr::TYPER) {
@@ -418,7 +424,10 @@ impl Vgic {
                 if let Some(&(_, v)) = ID_CIDR.iter().find(|(o, _)| *o == off) {
                     return if word_only(&a) { MmioResult::Done(u64::from(v)) } else { MmioResult::Abort };
                 }
-                // PROPBASER/PENDBASER (no LPIs), STATUSR, reserved space: RAZ/WI.
+                if let Some(r) = self.gicr_lpi_access(vcpu, &a) {
+                    return r;
+                }
+                // PROPBASER/PENDBASER (without LPIs), STATUSR, reserved space: RAZ/WI.
                 if a.size == 8 && off % 8 == 0 { MmioResult::Done(0) } else { raz_wi(&a) }
             }
         }
