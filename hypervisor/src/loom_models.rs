@@ -270,8 +270,8 @@ fn split_merge_against_recheck(recheck_locks: bool) {
                 assert_eq!(found, Some(page_a), "an owned page was reported unowned");
             }
         });
-        // Another CPU: decrease_reservation of page B (splits the block), then populate (merges
-        // it back), each under the p2m's write lock.
+        // Another CPU: decrease_reservation of page B (splits the block), then populate (maps
+        // it back into the split table), each under the p2m's write lock.
         let d0 = w.domains.get(0).unwrap();
         let mut frames = SharedFrames(&w.frames);
         {

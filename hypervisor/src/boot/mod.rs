@@ -32,7 +32,7 @@ pub const DOM0_IPA_BITS: u8 = Stage2Config::DOMAIN.ipa_bits;
 /// dom0's vCPU count when the command line does not say.
 pub const DOM0_DEFAULT_VCPUS: usize = 1;
 /// Options xenith acts on that [`HypervisorCmdline`] leaves among the unknown ones.
-const OWN_UNPARSED: [&str; 3] = ["dom0_max_vcpus=", "spectre_entry=all", "its="];
+const OWN_UNPARSED: [&str; 5] = ["dom0_max_vcpus=", "spectre_entry=all", "its=", "gnttab_max_frames=", "gnttab_max_maptrack_frames="];
 const MIB: u64 = 1 << 20;
 
 /// The console the hypervisor writes to, from `/chosen/stdout-path`.

@@ -37,7 +37,7 @@ fn qemu(cmdline: &str) -> (HostDt, BootInfo) {
 
 #[test]
 fn qemu_virt_console_memory_and_command_line() {
-    let (dt, info) = qemu("dom0_mem=256M dom0_max_vcpus=1-2 spectre_entry=all sched=credit2 noreboot");
+    let (dt, info) = qemu("dom0_mem=256M dom0_max_vcpus=1-2 spectre_entry=all gnttab_max_frames=32 sched=credit2 gnttab_max_maptrack_frames=8 noreboot");
     let p = plan(&dt, &info, IMAGE, DTB).unwrap();
     assert_eq!(p.console, Console::Pl011 { path: "/pl011@9000000".into(), base: 0x0900_0000 });
     assert_eq!(p.board, Board::Generic);

@@ -7,7 +7,7 @@
 
 use super::guest_phys::{self as gp, PAGE};
 use super::{read_arg, write_arg, HypercallCtx, Outcome};
-use crate::domain::grant::{GrantMapping, GrantTable, MAX_GRANT_FRAMES};
+use crate::domain::grant::{GrantMapping, GrantTable};
 use crate::domain::registry::lock_pair;
 use crate::domain::{DomId, Domain};
 use crate::sync::MutexGuard;
@@ -77,8 +77,9 @@ fn query_size(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
         None => q.status = GNTST_BAD_DOMAIN,
         Some(_) if !may_inspect(cx, dom) => q.status = GNTST_PERMISSION_DENIED,
         Some(d) => {
-            q.nr_frames = d.grants.lock().nr_frames();
-            q.max_nr_frames = MAX_GRANT_FRAMES;
+            let gt = d.grants.lock();
+            q.nr_frames = gt.nr_frames();
+            q.max_nr_frames = gt.max_frames();
             q.status = GNTST_OKAY;
         }
     }
@@ -152,8 +153,6 @@ fn setup_table(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
         GNTST_BAD_DOMAIN
     } else if !may_inspect(cx, dom) {
         GNTST_PERMISSION_DENIED
-    } else if s.nr_frames > MAX_GRANT_FRAMES {
-        GNTST_GENERAL_ERROR
     } else {
         setup_frames(cx, dom, s.nr_frames, s.frame_list)
     };
@@ -164,22 +163,26 @@ fn setup_table(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> i64 {
 /// frames; an unmapped frame reads as all ones, INVALID_GFN).
 fn setup_frames(cx: &mut HypercallCtx<'_, '_>, dom: DomId, n: u32, list: u64) -> i16 {
     let Some(d) = cx.domains.get(dom) else { return GNTST_BAD_DOMAIN };
-    // The list is read under the lock, written to the guest after it (guest copies take no
-    // lock of this domain's grant table while it is held).
-    let mut gfns = [u64::MAX; MAX_GRANT_FRAMES as usize];
-    {
-        let mut gt = d.grants.lock();
-        if gt.grow(n, &mut *cx.machine.frames, cx.machine.mem).is_err() {
-            return GNTST_GENERAL_ERROR;
-        }
-        for (i, g) in gfns.iter_mut().enumerate().take(n as usize) {
-            *g = gt.frame_gfn(i as u32).unwrap_or(u64::MAX);
-        }
+    if d.grants.lock().grow(n, &mut *cx.machine.frames, cx.machine.mem).is_err() {
+        return GNTST_GENERAL_ERROR;
     }
-    for (i, gfn) in gfns.iter().enumerate().take(n as usize) {
-        let i = i as u64;
-        if write_arg(cx.mem, list.wrapping_add(i * 8), gfn).is_err() {
-            return GNTST_BAD_VIRT_ADDR;
+    // The list is read under the lock, written to the guest after it (guest copies take no
+    // lock of this domain's grant table while it is held), a batch at a time.
+    const BATCH: u32 = 64;
+    let mut gfns = [u64::MAX; BATCH as usize];
+    for first in (0..n).step_by(BATCH as usize) {
+        let k = (n - first).min(BATCH);
+        {
+            let gt = d.grants.lock();
+            for (i, g) in gfns.iter_mut().enumerate().take(k as usize) {
+                *g = gt.frame_gfn(first + i as u32).unwrap_or(u64::MAX);
+            }
+        }
+        for (i, gfn) in gfns.iter().enumerate().take(k as usize) {
+            let i = u64::from(first) + i as u64;
+            if write_arg(cx.mem, list.wrapping_add(i * 8), gfn).is_err() {
+                return GNTST_BAD_VIRT_ADDR;
+            }
         }
     }
     GNTST_OKAY
@@ -235,8 +238,15 @@ fn granted_frame(granter: &Domain, gt: &GrantTable, gref: u32, grantee: DomId, w
 fn pin_grant(granter: &Domain, gt: &mut GrantTable, gref: u32, grantee: DomId, readonly: bool, mem: &dyn PhysMem) -> Result<(u64, u64), i16> {
     let entry_pa = entry_pa(gt, gref)?;
     let want = if readonly { GTF_READING } else { GTF_READING | GTF_WRITING };
-    let old = mem.fetch_or_u64(entry_pa, u64::from(want)).map_err(|_| GNTST_GENERAL_ERROR)?;
-    gt.pin(gref, readonly);
+    // A full pin counter refuses the map before the entry is touched (Xen's overflow check).
+    gt.pin(gref, readonly).ok_or(GNTST_GENERAL_ERROR)?;
+    let old = match mem.fetch_or_u64(entry_pa, u64::from(want)) {
+        Ok(old) => old,
+        Err(_) => {
+            gt.unpin(gref, readonly);
+            return Err(GNTST_GENERAL_ERROR);
+        }
+    };
     let e = Entry::of(old);
     let frame = if e.permits(grantee, !readonly) { gp::own_ram(granter, u64::from(e.frame), mem) } else { None };
     match frame {
@@ -316,6 +326,8 @@ fn map_one(cx: &mut HypercallCtx<'_, '_>, m: &GnttabMapGrantRef) -> Result<(u32,
     let granter = cx.domains.get(granter_id).ok_or(GNTST_BAD_DOMAIN)?;
     let mapper = cx.domains.get(caller).ok_or(GNTST_GENERAL_ERROR)?;
     let mut t = TwoTables::lock(granter, mapper);
+    // A full maptrack wins over a bad reference, as in Xen (which takes the handle first).
+    t.mapper().reserve_handle().map_err(|_| GNTST_NO_SPACE)?;
     let host_gfn = m.host_addr >> 12;
     if m.r#ref >= t.granter().nr_entries() {
         return Err(GNTST_BAD_GNTREF);
@@ -324,19 +336,23 @@ fn map_one(cx: &mut HypercallCtx<'_, '_>, m: &GnttabMapGrantRef) -> Result<(u32,
     let (entry_pa, pa) = pin_grant(granter, t.granter(), m.r#ref, caller, readonly, mem)?;
     let mapping = GrantMapping { granter: granter_id, gref: m.r#ref, host_gfn, pa, readonly };
     let attr = if readonly { S2Attr::RAM_RO } else { S2Attr::RAM_RW };
-    let handle = t.mapper().add_mapping(mapping);
+    // Only frames the mapper does not own are ever asked about (`maps_frame`): count those.
+    let foreign = !mapper.owns_ram(pa, PAGE);
+    let handle = t.mapper().add_mapping(mapping, foreign);
     let mapped = handle.map(|h| (h, gp::map(mapper, cx.machine, host_gfn, pa, attr)));
     match mapped {
-        Some((h, Ok(()))) => {
-            map_bus_alias(mapper, cx.machine, pa, attr);
+        Ok((h, Ok(()))) => {
+            if foreign {
+                map_bus_alias(mapper, cx.machine, pa, attr);
+            }
             Ok((h, pa))
         }
         failed => {
-            if let Some((h, _)) = failed {
+            if let Ok((h, _)) = failed {
                 t.mapper().remove_mapping(h);
             }
             unpin_grant(t.granter(), m.r#ref, readonly, entry_pa, mem);
-            Err(if failed.is_none() { GNTST_NO_SPACE } else { GNTST_GENERAL_ERROR })
+            Err(if failed.is_err() { GNTST_NO_SPACE } else { GNTST_GENERAL_ERROR })
         }
     }
 }
@@ -402,11 +418,8 @@ fn unmap_one(cx: &mut HypercallCtx<'_, '_>, u: &GnttabUnmapGrantRef) -> Result<(
         return Err(GNTST_GENERAL_ERROR);
     }
     // Take the frame out of the mapper's stage 2 if it is still there.
-    {
-        let mut p2m = mapper.p2m.write();
-        if gp::lookup_in(mapper, &p2m, m.host_gfn, mem) == Some(m.pa) && gp::unmap_in(&mut p2m, cx.machine, m.host_gfn).is_err() {
-            return Err(GNTST_GENERAL_ERROR);
-        }
+    if gp::unmap_in_if(&mut mapper.p2m.write(), cx.machine, m.host_gfn, |pa| pa == m.pa).is_err() {
+        return Err(GNTST_GENERAL_ERROR);
     }
     t.mapper().remove_mapping(u.handle);
     unmap_bus_alias(mapper, t.mapper(), cx.machine, m.pa);
@@ -638,6 +651,38 @@ mod tests {
         assert_eq!(e.get::<GnttabMapGrantRef>(0).status, GNTST_GENERAL_ERROR);
         assert_eq!(gnt(&mut e, 0, GNTTABOP_MAP_GRANT_REF, 0), 0);
         assert_eq!(e.call(0, |cx| super::super::dispatch(cx, 20, [0, 0xdead_0000, 1, 0, 0])), ret(EFAULT));
+    }
+
+    #[test]
+    fn pin_and_maptrack_limits() {
+        let mut e = Env::new();
+        grant_from_dom1(&mut e, 3, false);
+        let host = 0x8_0000_0000u64;
+        *e.dom(0).grants.lock() = GrantTable::with_limits(64, 1);
+        let per_frame = crate::domain::grant::MAPTRACK_PER_FRAME;
+        let limit = u32::from(crate::domain::grant::PIN_LIMIT);
+        let mut handles = alloc::vec::Vec::new();
+        for i in 0..limit {
+            let m = map(&mut e, 3, 1, GNTMAP_HOST_MAP, host + u64::from(i) * PAGE);
+            assert_eq!(m.status, GNTST_OKAY, "map {i}");
+            handles.push(m.handle);
+        }
+        let over = host + u64::from(limit) * PAGE;
+        assert_eq!(map(&mut e, 3, 1, GNTMAP_HOST_MAP, over).status, GNTST_GENERAL_ERROR, "write pins full");
+        assert_eq!(gp::lookup(e.dom(0), over >> 12, &e.phys), None);
+        assert_eq!(e.dom(1).grants.lock().pins(3).writers, limit);
+        // Read-only pins count apart: they fill the rest of the one maptrack frame.
+        grant_from_dom1(&mut e, 4, false);
+        for i in limit..per_frame {
+            let m = map(&mut e, 4, 1, GNTMAP_HOST_MAP | GNTMAP_READONLY, host + u64::from(i) * PAGE);
+            assert_eq!(m.status, GNTST_OKAY, "map {i}");
+        }
+        let m = map(&mut e, 4, 1, GNTMAP_HOST_MAP | GNTMAP_READONLY, host + u64::from(per_frame) * PAGE);
+        assert_eq!(m.status, GNTST_NO_SPACE, "maptrack full");
+        assert_eq!(e.dom(1).grants.lock().pins(4).readers, per_frame - limit, "the refused map left no pin");
+        assert_eq!(unmap(&mut e, handles[5], host + 5 * PAGE), GNTST_OKAY);
+        let m = map(&mut e, 3, 1, GNTMAP_HOST_MAP, host + 5 * PAGE);
+        assert_eq!((m.status, m.handle), (GNTST_OKAY, handles[5]), "the freed handle is reused");
     }
 
     #[test]

@@ -78,6 +78,15 @@ pub fn unmap_in(p2m: &mut Option<Stage2>, m: &mut Machine<'_>, gfn: u64) -> Resu
     p2m.unmap(ipa, PAGE, &mut *m.frames, m.mem, &mut *m.tlb).map_err(p2m_errno)
 }
 
+/// Unmap guest frame `gfn` of a stage 2 the caller has write-locked if it maps a host frame
+/// `want` accepts: Ok(true) if it did, Ok(false) (nothing changed) if not (no stage 2 maps
+/// nothing). One walk.
+pub fn unmap_in_if(p2m: &mut Option<Stage2>, m: &mut Machine<'_>, gfn: u64, want: impl FnOnce(u64) -> bool) -> Result<bool, i64> {
+    let ipa = ipa_of(gfn).ok_or(ret(EINVAL))?;
+    let Some(p2m) = p2m.as_mut() else { return Ok(false) };
+    p2m.unmap_page_if(ipa, want, &mut *m.frames, m.mem, &mut *m.tlb).map_err(p2m_errno)
+}
+
 /// The domain's shared_info frame, allocated (zeroed) on first use (under the event-channel
 /// lock, which `ev` is held with).
 pub fn shared_info(ev: &mut EventChannels, m: &mut Machine<'_>) -> Result<u64, i64> {

@@ -173,7 +173,7 @@ fn acquire_resource(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> Outc
         return r(ret(EPERM));
     }
     let max_frames: u32 = match (x.r#type, x.id) {
-        (XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED) => crate::domain::grant::MAX_GRANT_FRAMES,
+        (XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED) => target.grants.lock().max_frames(),
         (0..=2, _) => 0,
         _ => ret(EOPNOTSUPP) as u32,
     };
@@ -282,12 +282,14 @@ fn add_one(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, space: u3
             })
         }
         XENMAPSPACE_GRANT_TABLE => {
-            if idx & XENMAPIDX_GRANT_TABLE_STATUS != 0 || idx >= u64::from(crate::domain::grant::MAX_GRANT_FRAMES) {
+            if idx & XENMAPIDX_GRANT_TABLE_STATUS != 0 {
                 return Err(ret(EINVAL)); // status frames are v2 only
             }
-            let idx = idx as u32;
+            // Beyond the table's limit (`grow` says TooMany) is -EINVAL too.
+            let n = u32::try_from(idx).ok().and_then(|i| i.checked_add(1)).ok_or(ret(EINVAL))?;
+            let idx = n - 1;
             let mut gt = dom.grants.lock();
-            match gt.grow(idx + 1, &mut *m.frames, m.mem) {
+            match gt.grow(n, &mut *m.frames, m.mem) {
                 Ok(()) => {}
                 Err(GrowError::TooMany) => return Err(ret(EINVAL)),
                 Err(GrowError::NoMemory) => return Err(ret(ENOMEM)),
@@ -500,6 +502,10 @@ fn decrease(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u6
     }
     // Checked and unmapped under one write lock: no other vCPU changes the range in between.
     let mut p2m = dom.p2m.write();
+    if pages == 1 {
+        // The usual balloon step: checked and unmapped in one walk.
+        return gp::unmap_in_if(&mut p2m, m, gpfn, |pa| dom.owns_ram(pa, PAGE)) == Ok(true);
+    }
     for k in 0..pages {
         if gp::lookup_in(dom, &p2m, gpfn + k, m.mem).filter(|pa| dom.owns_ram(*pa, PAGE)).is_none() {
             return false;

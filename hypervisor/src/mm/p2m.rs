@@ -5,17 +5,20 @@
 //!   semantics); [`Stage2::map_new`] refuses (and changes nothing) if any page of the range is
 //!   already mapped.
 //! - 1 GiB / 2 MiB blocks are used where the IPA, the PA and the remaining size allow; blocks
-//!   are split when part of one is unmapped or remapped, and a table that comes to map 512
-//!   contiguous, aligned, same-attribute entries is merged back into a block (its frame freed).
+//!   are split when part of one is unmapped or remapped, and a table that a map of more than
+//!   one page leaves mapping 512 contiguous, aligned, same-attribute entries is merged back
+//!   into a block (its frame freed). A one-page map never merges (hysteresis): a page given
+//!   back and taken again (a balloon) would otherwise merge the block on every populate and
+//!   split it on every decrease. Such a table stays until a larger map covers it.
 //! - A table an unmap empties stays linked, as on Xen: mapping there again needs no frame and
 //!   an unmap never scans a table for emptiness (a grant map + unmap round trip allocates,
 //!   zeroes and frees nothing). [`Stage2::reclaim_empty_tables`] frees empty tables; `map` and
 //!   `unmap` call it themselves before reporting [`P2mError::OutOfFrames`], so kept tables never
 //!   cost a failed operation.
-//! - A one-page map or unmap whose level-3 table exists (a grant, a shared page) skips the
-//!   general count/reserve/apply walk: a map into an empty slot is one descriptor write and a
-//!   barrier, an unmap one write, its invalidation by IPA and a sync. Anything else (a block to
-//!   split, a live entry to replace, a table that may merge) takes the general path.
+//! - A one-page map or unmap whose level-3 table exists (a grant, a shared page, a populated
+//!   page) skips the general count/reserve/apply walk: a map into an empty slot is one
+//!   descriptor write and a barrier, an unmap one write, its invalidation by IPA and a sync.
+//!   Anything else (a block to split, a live entry to replace) takes the general path.
 //! - Break-before-make: a valid entry is never overwritten by a different valid entry; it is
 //!   first written invalid, the TLB is invalidated for it ([`TlbOps`]) and synced, then the new
 //!   entry is written. Invalidations for plain unmaps are batched to the end of the operation
@@ -421,6 +424,8 @@ struct Editor<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Size
     /// Unlinked table frames, freed after the next invalidate + sync.
     deferred: Vec<u64>,
     tables_delta: isize,
+    /// Whether a map may merge the tables it fills into blocks (not for one page).
+    merge: bool,
 }
 
 impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor<'a, F, M, T> {
@@ -438,6 +443,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
             pending_all: false,
             deferred: Vec::new(),
             tables_delta: 0,
+            merge: true,
         }
     }
 
@@ -751,7 +757,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
             // A table the unmap emptied stays linked (as on Xen): the next map there needs no
             // frame, and an unmap does not scan 512 entries. `reclaim` gives such tables back.
             if let Op::Map { .. } = op {
-                if leaf_allowed(level) && level >= self.min_leaf_level && self.may_merge(child, level, ebase, s)? {
+                if self.merge && leaf_allowed(level) && level >= self.min_leaf_level && self.may_merge(child, level, ebase, s)? {
                     if let Some(block) = self.mergeable(child, level)? {
                         self.replace(slot, cur, block, level, ebase, true)?;
                         self.deferred.push(child);
@@ -1076,6 +1082,44 @@ impl Stage2 {
         self.update(Op::Unmap, ipa, ipa + size, frames, mem, tlb)
     }
 
+    /// Unmap the page at `ipa` if it is mapped and `want` accepts the (page-aligned) PA it maps
+    /// to, in one walk when a level-3 entry maps it. Ok(true) if it was unmapped; Ok(false),
+    /// nothing changed, if it was not mapped or `want` said no. A page inside a block takes
+    /// [`unmap`](Self::unmap)'s split.
+    pub fn unmap_page_if<F, M, T>(
+        &mut self,
+        ipa: u64,
+        want: impl FnOnce(u64) -> bool,
+        frames: &mut F,
+        mem: &M,
+        tlb: &mut T,
+    ) -> Result<bool, P2mError>
+    where
+        F: FrameAlloc + ?Sized,
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        self.check_ipa_range(ipa, PAGE_SIZE)?;
+        if !ipa.is_multiple_of(PAGE_SIZE) {
+            return Err(P2mError::MisalignedIpa(ipa));
+        }
+        if let Some(slot) = self.page_slot(ipa, mem)? {
+            let old = mem.read_u64(slot)?;
+            if !is_leaf(old, 3) || !want(old & ADDR_MASK) {
+                return Ok(false);
+            }
+            mem.write_u64(slot, 0)?;
+            mem.clean_dcache(slot, 8);
+            tlb.invalidate_ipa(self.vmid, ipa);
+            tlb.sync();
+            return Ok(true);
+        }
+        match self.lookup_pa(ipa, mem) {
+            Some(pa) if want(pa & !(PAGE_SIZE - 1)) => self.unmap(ipa, PAGE_SIZE, frames, mem, tlb).map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     /// The level-3 slot that translates `ipa`, if tables lead down to it (no block or hole
     /// on the way).
     fn page_slot<M: PhysMem + ?Sized>(&self, ipa: u64, mem: &M) -> Result<Option<u64>, P2mError> {
@@ -1094,11 +1138,11 @@ impl Stage2 {
         Ok(Some(table + idx * 8))
     }
 
-    /// The usual one-page map (a grant, a shared page) done without the general machinery:
-    /// the tables exist down to level 3 and the slot is empty, so the page is one descriptor
-    /// write (no frame, no break-before-make). Returns false, having changed nothing, when that
-    /// is not the case or when the page could complete a table that merges into a block: the
-    /// general path ([`Stage2::update`]) then does it.
+    /// The usual one-page map (a grant, a shared page, a populated page) done without the
+    /// general machinery: the tables exist down to level 3 and the slot is empty, so the page
+    /// is one descriptor write (no frame, no break-before-make, and no merge: one page never
+    /// merges). Returns false, having changed nothing, when that is not the case: the general
+    /// path ([`Stage2::update`]) then does it.
     fn map_page_in_place<M, T>(&mut self, ipa: u64, pa: u64, attr: u64, mem: &M, tlb: &mut T) -> Result<bool, P2mError>
     where
         M: PhysMem + ?Sized,
@@ -1111,17 +1155,6 @@ impl Stage2 {
             return Ok(true);
         }
         if is_valid(old) {
-            return Ok(false);
-        }
-        // A merge needs the first and last pages of the table to continue this one (the test
-        // `Editor::may_merge` makes after the write); leave those rare cases to `update`.
-        let table = slot & !(PAGE_SIZE - 1);
-        let i = (slot - table) / 8;
-        let last = ENTRIES as u64 - 1;
-        let base = pa.wrapping_sub(i * PAGE_SIZE);
-        let fits = |d: u64, j: u64| is_leaf(d, 3) && d & LEAF_ATTR_MASK == attr && d & ADDR_MASK == base.wrapping_add(j * PAGE_SIZE);
-        let ends = [(0, if i == 0 { new } else { mem.read_u64(table)? }), (last, if i == last { new } else { mem.read_u64(table + last * 8)? })];
-        if ends.iter().all(|&(j, d)| fits(d, j)) {
             return Ok(false);
         }
         mem.write_u64(slot, new)?;
@@ -1167,6 +1200,7 @@ impl Stage2 {
         T: TlbOps + ?Sized,
     {
         let mut ed = Editor::new(self, frames, mem, tlb);
+        ed.merge = end - start > PAGE_SIZE;
         let mut needed = ed.count(self.start_level, Some(self.root), 0, start, end, op)?;
         match ed.reserve(needed) {
             Ok(()) => {}

@@ -101,4 +101,89 @@ fn grant_map_unmap(freq: u64) {
     println!("bench grant_query_size_ns: {}.{}", per(query) / 10, per(query) % 10);
     println!("bench grant_map_unmap_ticks: {ticks} rounds: {GRANT_ROUNDS}");
     println!("bench grant_map_unmap_ns: {}.{}", per(ticks) / 10, per(ticks) % 10);
+    grant_held(freq);
+    memory_cycle(freq);
+}
+
+/// Mappings held while a map and an unmap are timed (one figure each per count).
+const HELD: [u32; 3] = [1, 1024, 32768];
+const HELD_MAX: usize = 32768;
+/// Rounds per count in [`grant_held`].
+const HELD_ROUNDS: u64 = 4096;
+
+/// Grant map and unmap costs with many mappings held: the self-grants of grant frame 0, 64
+/// mappings per reference at distinct addresses above [`crate::ops::BENCH_HOLD_IPA`], then the
+/// same map + unmap round as above, the two calls timed apart.
+fn grant_held(freq: u64) {
+    static mut HANDLES: [u32; HELD_MAX] = [0; HELD_MAX];
+    // SAFETY: one CPU runs the benchmark; nothing else touches the array.
+    let handles = unsafe { &mut *core::ptr::addr_of_mut!(HANDLES) };
+    crate::ops::bench_grant_fill_frame();
+    let per = |t: u64| if freq == 0 { 0 } else { t as u128 * 10_000_000_000 / (freq as u128 * HELD_ROUNDS as u128) };
+    let mut held = 0usize;
+    for n in HELD {
+        while held < n as usize {
+            match crate::ops::bench_grant_hold(held as u32) {
+                Some(h) => handles[held] = h,
+                None => {
+                    println!("bench grant_held: holding mapping {held} failed");
+                    release(&handles[..held]);
+                    return;
+                }
+            }
+            held += 1;
+        }
+        let (mut in_map, mut in_unmap) = (0u64, 0u64);
+        edge();
+        for _ in 0..HELD_ROUNDS {
+            let t0 = counter();
+            let mut t1 = 0;
+            if !crate::ops::bench_grant_map_unmap(&mut || t1 = counter()) {
+                println!("bench grant_held: a map or unmap failed with {n} held");
+                release(&handles[..held]);
+                return;
+            }
+            let t2 = counter();
+            in_map += t1 - t0;
+            in_unmap += t2 - t1;
+        }
+        println!("bench grant_map_held_{n}_ns: {}.{}", per(in_map) / 10, per(in_map) % 10);
+        println!("bench grant_unmap_held_{n}_ns: {}.{}", per(in_unmap) / 10, per(in_unmap) % 10);
+    }
+    release(&handles[..held]);
+}
+
+fn release(handles: &[u32]) {
+    for (i, &h) in handles.iter().enumerate() {
+        if !crate::ops::bench_grant_release(i as u32, h) {
+            println!("bench grant_held: releasing mapping {i} failed");
+            return;
+        }
+    }
+}
+
+/// Rounds of [`memory_cycle`].
+const CYCLE_ROUNDS: u64 = 1024;
+
+/// A balloon cycle of one page: decrease_reservation then populate_physmap of the same frame,
+/// each timed.
+fn memory_cycle(freq: u64) {
+    let per = |t: u64| if freq == 0 { 0 } else { t as u128 * 10_000_000_000 / (freq as u128 * CYCLE_ROUNDS as u128) };
+    let (mut dec, mut pop) = (0u64, 0u64);
+    edge();
+    for _ in 0..CYCLE_ROUNDS {
+        let t0 = counter();
+        let d = crate::ops::bench_decrease();
+        let t1 = counter();
+        let p = crate::ops::bench_populate();
+        let t2 = counter();
+        if !d || !p {
+            println!("bench memory_cycle: decrease {d} populate {p}");
+            return;
+        }
+        dec += t1 - t0;
+        pop += t2 - t1;
+    }
+    println!("bench decrease_reservation_page_ns: {}.{}", per(dec) / 10, per(dec) % 10);
+    println!("bench populate_physmap_page_ns: {}.{}", per(pop) / 10, per(pop) % 10);
 }

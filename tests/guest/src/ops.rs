@@ -603,6 +603,74 @@ pub fn bench_grant_map_unmap(mid: &mut dyn FnMut()) -> bool {
     m.status == 0 && unmap(m.handle, GRANT_MAP_IPA) == 0
 }
 
+/// Guest-physical base of the mappings the benchmark holds: a hole above QEMU virt's RAM
+/// (2 GiB from 1 GiB) and below its high regions (256 GiB), on either hypervisor.
+pub const BENCH_HOLD_IPA: u64 = 0x1_0000_0000;
+/// Mappings held per reference (Xen refuses a 129th of one kind on one reference): 511
+/// references hold 33 215.
+const BENCH_MAPS_PER_REF: u32 = 65;
+
+/// For the held mappings: every entry of grant frame 0 becomes a read/write self-grant of
+/// [`DATA_PAGE`] (after [`bench_grant_setup`]; [`GREF_RW`] already is one).
+pub fn bench_grant_fill_frame() {
+    for gref in 0..512 {
+        write_grant(gref, false);
+    }
+}
+
+/// Hold mapping number `i` (from 0): self-grant `i / 65` (skipping [`GREF_RW`], which the
+/// timed round maps: its map is a first pin whatever is held, as on a backend that maps a
+/// new grant) at its own page above [`BENCH_HOLD_IPA`]. Its handle, or `None` if the map
+/// failed.
+pub fn bench_grant_hold(i: u32) -> Option<u32> {
+    let mut gref = i / BENCH_MAPS_PER_REF;
+    if gref >= GREF_RW {
+        gref += 1;
+    }
+    if gref >= 512 {
+        return None;
+    }
+    let m = map(gref, 0, GNTMAP_HOST_MAP, BENCH_HOLD_IPA + u64::from(i) * 4096);
+    (m.status == 0).then_some(m.handle)
+}
+
+/// Release a mapping taken by [`bench_grant_hold`].
+pub fn bench_grant_release(i: u32, handle: u32) -> bool {
+    unmap(handle, BENCH_HOLD_IPA + u64::from(i) * 4096) == 0
+}
+
+/// Holds the page the memory benchmark gives back and gets again: a 2 MiB-aligned block of RAM
+/// lies inside it wherever the image is loaded, and the guest touches nothing of that block, so
+/// the hypervisor may map it whole (as a block the first decrease has to split).
+#[repr(C, align(4096))]
+struct BalloonSpace([u8; 4 << 20]);
+static mut BALLOON_SPACE: BalloonSpace = BalloonSpace([0; 4 << 20]);
+
+/// The frame the balloon benchmark cycles: a page inside [`BALLOON_SPACE`]'s aligned block
+/// (not its first or last: those are where a merge check looks first).
+fn balloon_frame() -> u64 {
+    const BLOCK: u64 = 2 << 20;
+    let block = (addr_of!(BALLOON_SPACE) as u64 + BLOCK - 1) & !(BLOCK - 1);
+    (block >> 12) + 37
+}
+
+/// decrease_reservation of the balloon frame (one 4 KiB extent); true if it was given back.
+pub fn bench_decrease() -> bool {
+    balloon(XENMEM_DECREASE_RESERVATION)
+}
+
+/// populate_physmap of the balloon frame again; true if a page is there again.
+pub fn bench_populate() -> bool {
+    balloon(XENMEM_POPULATE_PHYSMAP)
+}
+
+#[inline(always)]
+fn balloon(cmd: u32) -> bool {
+    let mut frame = balloon_frame();
+    let mut r = XenMemoryReservation { extent_start: &mut frame as *mut u64 as u64, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: DOMID_SELF };
+    memop(cmd as u64, &mut r) == 1
+}
+
 /// A grant op that only copies its argument in and out (query_size), for comparison.
 pub fn bench_grant_query() -> bool {
     matches!(query_size(DOMID_SELF), Observed::Hex(_))

@@ -130,6 +130,12 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     if plan.spectre_entry_all {
         super::spectre::force_all_entry_barriers();
     }
+    // gnttab_max_frames= and gnttab_max_maptrack_frames=: the grant-table limits (grant.rs).
+    for bad in crate::domain::grant::apply_options(plan.cmdline.unknown.iter().map(String::as_str)) {
+        log!("command line: {bad}: not a number up to 2^20, keeping the default");
+    }
+    let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
+    log!("grant tables: at most {gnttab_frames} frames and {maptrack_frames} maptrack frames per domain");
     if !plan.ignored_options.is_empty() {
         log!("command line: ignoring options xenith does not act on: {}", plan.ignored_options.join(" "));
     }
@@ -247,6 +253,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     drop(frames);
     attach_dom0_streams(&dt, table, &p2m);
     let mut dom = Domain::new(0, true, true, ram);
+    // dom0 maps its grant frames in the region its DT names: no more frames than fit there
+    // (Xen on ARM caps dom0's table the same way).
+    let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
+    *dom.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(gnttab_frames.min((boot::GNTTAB_SIZE / 4096) as u32), maptrack_frames);
     dom.max_vcpus = vcpus as u32;
     guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
     *dom.p2m.get_mut() = Some(p2m);

@@ -412,9 +412,14 @@ fn partial_unmap_splits_1g_block_with_bbm() {
     );
     assert_eq!(e.leaves(&s).len(), 511 + 511);
 
-    // Mapping the page back merges all the way up to the 1 GiB block again.
-    e.mem.set_logging(true);
+    // Mapping the page back alone merges nothing (one page never does: hysteresis)...
     e.map(&mut s, page_ipa, page_ipa - GIB, KIB4, S2Attr::RAM_RWX)
+        .unwrap();
+    assert_eq!(s.table_frames(), 2);
+    assert_eq!(s.lookup(page_ipa, &e.mem), tr(page_ipa - GIB, S2Attr::RAM_RWX, KIB4));
+    // ...a map of a larger range over it merges all the way up to the 1 GiB block again.
+    e.mem.set_logging(true);
+    e.map(&mut s, page_ipa, page_ipa - GIB, 2 * KIB4, S2Attr::RAM_RWX)
         .unwrap();
     let log = e.mem.take_log();
     assert_eq!(s.table_frames(), 0);
@@ -454,10 +459,11 @@ fn pages_merge_into_2m_block_and_frame_is_freed() {
             S2Attr::RAM_RW,
         )
         .unwrap();
-        if i < 511 {
-            assert_eq!(s.table_frames(), 2);
-        }
+        assert_eq!(s.table_frames(), 2, "one-page maps never merge");
     }
+    // The next map of more than one page over the full table merges it.
+    e.map(&mut s, base_ipa + 17 * KIB4, base_pa + 17 * KIB4, 2 * KIB4, S2Attr::RAM_RW)
+        .unwrap();
     assert_eq!(s.table_frames(), 1);
     assert_eq!(e.frames.outstanding, 2);
     assert_eq!(
@@ -481,24 +487,25 @@ fn pages_merge_into_2m_block_and_frame_is_freed() {
         s.lookup(other + MIB2 - 1, &e.mem),
         tr(0x60_0000 - 1, S2Attr::RAM_RO, KIB4)
     );
+    // Its attributes back (with its neighbour: a one-page map would not merge).
     e.map(
         &mut s,
-        other + MIB2 - KIB4,
-        0x40_0000 + MIB2 - KIB4,
-        KIB4,
+        other + MIB2 - 2 * KIB4,
+        0x40_0000 + MIB2 - 2 * KIB4,
+        2 * KIB4,
         S2Attr::RAM_RW,
     )
     .unwrap();
     assert_eq!(s.lookup(other, &e.mem), tr(0x40_0000, S2Attr::RAM_RW, MIB2));
     // A contiguous run whose PA is not 2 MiB aligned stays pages.
     let misaligned = 7 * GIB;
-    e.map(&mut s, misaligned, 0x10_0000, MIB2 - KIB4, S2Attr::RAM_RW)
+    e.map(&mut s, misaligned, 0x10_0000, MIB2 - 2 * KIB4, S2Attr::RAM_RW)
         .unwrap();
     e.map(
         &mut s,
-        misaligned + MIB2 - KIB4,
-        0x10_0000 + MIB2 - KIB4,
-        KIB4,
+        misaligned + MIB2 - 2 * KIB4,
+        0x10_0000 + MIB2 - 2 * KIB4,
+        2 * KIB4,
         S2Attr::RAM_RW,
     )
     .unwrap();
@@ -508,13 +515,13 @@ fn pages_merge_into_2m_block_and_frame_is_freed() {
         "PA 1 MiB aligned: no block"
     );
     let again = 6 * GIB;
-    e.map(&mut s, again, 0x20_0000, MIB2 - KIB4, S2Attr::RAM_RW)
+    e.map(&mut s, again, 0x20_0000, MIB2 - 2 * KIB4, S2Attr::RAM_RW)
         .unwrap();
     e.map(
         &mut s,
-        again + MIB2 - KIB4,
-        0x20_0000 + MIB2 - KIB4,
-        KIB4,
+        again + MIB2 - 2 * KIB4,
+        0x20_0000 + MIB2 - 2 * KIB4,
+        2 * KIB4,
         S2Attr::RAM_RW,
     )
     .unwrap();
@@ -1265,4 +1272,66 @@ fn page_granular_changes_leave_every_other_entry_valid() {
         }
         assert_eq!(e.leaves(&s).iter().map(|l| l.size).sum::<u64>(), 4 * MIB2);
     }
+}
+
+#[test]
+fn balloon_cycle_splits_once_and_never_merges() {
+    // A page given back and taken again, over and over (decrease_reservation then
+    // populate_physmap): the block is split by the first decrease only; after that each step
+    // is one descriptor write, with no frame taken or freed and no whole-VMID invalidation.
+    let mut e = env();
+    let mut s = stage2(&mut e, 39, 40);
+    let base = GIB + 4 * MIB2;
+    e.map(&mut s, base, base, MIB2, S2Attr::RAM_RWX).unwrap();
+    assert_eq!(s.table_frames(), 1);
+    let page = base + 37 * KIB4;
+    e.unmap(&mut s, page, KIB4).unwrap();
+    assert_eq!(s.table_frames(), 2);
+    let outstanding = e.frames.outstanding;
+    e.mem.set_logging(true);
+    for _ in 0..3 {
+        e.map(&mut s, page, page, KIB4, S2Attr::RAM_RWX).unwrap();
+        assert_eq!(s.lookup(page, &e.mem), tr(page, S2Attr::RAM_RWX, KIB4));
+        e.unmap(&mut s, page, KIB4).unwrap();
+        assert_eq!(s.lookup(page, &e.mem), None);
+    }
+    let log = e.mem.take_log();
+    assert_eq!(s.table_frames(), 2);
+    assert_eq!(e.frames.outstanding, outstanding);
+    assert!(!log.iter().any(|ev| matches!(ev, Event::InvVmid { .. })), "{log:#x?}");
+    let writes = log.iter().filter(|ev| matches!(ev, Event::Write { .. })).count();
+    assert_eq!(writes, 6, "one descriptor write per step: {log:#x?}");
+    // Taken back for good: a map of the whole range merges the block again.
+    e.map(&mut s, base, base, MIB2, S2Attr::RAM_RWX).unwrap();
+    assert_eq!(s.table_frames(), 1);
+    assert_eq!(s.lookup(page, &e.mem), tr(page, S2Attr::RAM_RWX, MIB2));
+}
+
+#[test]
+fn unmap_page_if_checks_the_frame_first() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 39, 40);
+    let base = GIB + 4 * MIB2;
+    e.map(&mut s, base, base, MIB2, S2Attr::RAM_RWX).unwrap();
+    let page = base + 5 * KIB4;
+    let unmap_if = |e: &mut Env, s: &mut Stage2, ipa: u64, want: u64| {
+        s.unmap_page_if(ipa, |pa| pa == want, &mut e.frames, &e.mem, &mut e.tlb)
+    };
+    // Inside a block: checked, then split.
+    assert_eq!(unmap_if(&mut e, &mut s, page, page + KIB4), Ok(false));
+    assert_eq!(s.table_frames(), 1, "a refusal changes nothing");
+    assert_eq!(unmap_if(&mut e, &mut s, page, page), Ok(true));
+    assert_eq!(s.lookup(page, &e.mem), None);
+    assert_eq!(s.table_frames(), 2);
+    // A level-3 entry: one walk.
+    let next = page + KIB4;
+    assert_eq!(unmap_if(&mut e, &mut s, next, 0), Ok(false));
+    assert_eq!(s.lookup(next, &e.mem), tr(next, S2Attr::RAM_RWX, KIB4));
+    assert_eq!(unmap_if(&mut e, &mut s, next, next), Ok(true));
+    assert_eq!(s.lookup(next, &e.mem), None);
+    // Nothing mapped, and bad addresses.
+    assert_eq!(unmap_if(&mut e, &mut s, next, next), Ok(false));
+    assert_eq!(unmap_if(&mut e, &mut s, 0x10_0000, 0x10_0000), Ok(false));
+    assert!(unmap_if(&mut e, &mut s, next + 8, next).is_err());
+    assert!(unmap_if(&mut e, &mut s, 1 << 45, 0).is_err());
 }
