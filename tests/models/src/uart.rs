@@ -18,6 +18,9 @@
 
 use platform::Mmio;
 use std::sync::Mutex;
+
+// Register offsets from the Exynos user manual, written here independently of the driver's own
+// (platform::exynos5250::uart): a wrong offset on either side then shows up in the tests.
 use std::collections::VecDeque;
 
 pub const ULCON: usize = 0x00;
