@@ -231,6 +231,18 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
                 vulnerabilities(o, "max")
             },
         });
+        // The reference: Linux dom0 on Xen 4.17 on both CPUs, in the same run, still reads
+        // the vulnerabilities files xenith's two boots above are compared with.
+        for (name, cpu, check) in [
+            ("xen_4_17_vulnerabilities_cortex_a57", "cortex-a57", (|o| crate::vulnerabilities::check_xen_live(o, "cortex-a57")) as fn(&Outcome) -> std::result::Result<(), String>),
+            ("xen_4_17_vulnerabilities_max", "max", |o| crate::vulnerabilities::check_xen_live(o, "max")),
+        ] {
+            let boot = crate::vulnerabilities::xen_boot(cpu).unwrap_or_else(|e| {
+                eprintln!("xtask: {name}: Xen 4.17 fixtures: {e}");
+                Boot::new(std::path::PathBuf::from("/nonexistent/xen-4.17-fixtures-unavailable"))
+            });
+            cases.push(Case { name, boot, check });
+        }
         // Every speculation barrier of the exception vectors forced on (spectre_entry=all:
         // firmware WORKAROUND_1 and _3 calls, CLRBHB, the 32-iteration history loop on every
         // exception from a guest): Linux boots as usual, the guest's registers survive them.
