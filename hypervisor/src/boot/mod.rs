@@ -117,10 +117,9 @@ pub fn dom0_vcpus(requested: Option<usize>, host_cpus: usize, max_cpus: usize) -
     requested.unwrap_or(DOM0_DEFAULT_VCPUS).min(host_cpus).clamp(1, max_cpus.max(1))
 }
 
-fn console(dt: &HostDt, info: &BootInfo) -> Console {
+fn console(info: &BootInfo) -> Console {
     let Some(out) = &info.stdout else { return Console::Unsupported { path: None } };
     let has = |c: &str| out.compatible.iter().any(|x| x == c);
-    let _ = dt;
     match out.mmio {
         Some(r) if has("arm,pl011") => Console::Pl011 { path: out.path.clone(), base: r.base },
         Some(r) if has("samsung,exynos4210-uart") => Console::SamsungUart { path: out.path.clone(), base: r.base },
@@ -176,7 +175,7 @@ pub fn plan(dt: &HostDt, info: &BootInfo, image: Region, dtb: Region) -> Result<
         ignored_options,
         spectre_entry_all,
         dom0_max_vcpus,
-        console: console(dt, info),
+        console: console(info),
         board: board(dt),
         hypervisor,
         host_dtb,
@@ -190,10 +189,15 @@ pub fn plan(dt: &HostDt, info: &BootInfo, image: Region, dtb: Region) -> Result<
     })
 }
 
+/// `r` lies wholly inside one of the DT's RAM banks.
+fn in_ram(info: &BootInfo, r: Region) -> bool {
+    info.memory.iter().any(|b| r.base >= b.base && r.base.saturating_add(r.size) <= b.base + b.size)
+}
+
 /// dom0's kernel module, checked to lie in RAM (its bytes may be read).
 pub fn dom0_kernel(info: &BootInfo) -> Result<&BootModule, String> {
     let k = info.kernel().ok_or_else(|| dom0::BuildError::NoKernel.to_string())?;
-    if !info.memory.iter().any(|b| k.region.base >= b.base && k.region.base.saturating_add(k.region.size) <= b.base + b.size) {
+    if !in_ram(info, k.region) {
         return Err(format!("dom0 kernel module {} at {} is not in RAM", k.path, k.region));
     }
     Ok(k)
@@ -218,9 +222,8 @@ impl Plan {
     /// bytes (its header decides the load offset); the RAM comes out of [`Plan::free`].
     pub fn dom0_layout(&mut self, info: &BootInfo, kernel: &[u8]) -> Result<Dom0Layout, String> {
         let k = dom0_kernel(info)?;
-        let in_ram = |r: Region| info.memory.iter().any(|b| r.base >= b.base && r.base.saturating_add(r.size) <= b.base + b.size);
         if let Some(i) = info.ramdisk() {
-            if !in_ram(i.region) {
+            if !in_ram(info, i.region) {
                 return Err(format!("dom0 initrd module {} at {} is not in RAM", i.path, i.region));
             }
         }
@@ -275,14 +278,13 @@ impl Plan {
         let hidden = |path: &str| {
             path == info.gic.path || spec.remove_nodes.iter().any(|r| path == r || path.starts_with(&format!("{r}/")))
         };
-        let in_ram = |r: Region| info.memory.iter().any(|b| r.base >= b.base && r.base.saturating_add(r.size) <= b.base + b.size);
         let its_path = self.emulated_its.as_ref().map(|(p, _)| p.as_str());
         let mut dom0_devices: Vec<(String, Region)> = dt
             .device_regions()
             .into_iter()
             .filter(|d| !hidden(&d.path) && Some(d.path.as_str()) != its_path)
             .map(|d| (d.path.clone(), page_round(d.region)))
-            .filter(|(_, r)| r.size != 0 && !in_ram(*r))
+            .filter(|(_, r)| r.size != 0 && !in_ram(info, *r))
             .collect();
         if let Some((path, doorbell)) = &self.emulated_its {
             dom0_devices.push((format!("{path} (doorbell page)"), Region { base: *doorbell, size: 4096 }));
