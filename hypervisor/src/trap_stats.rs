@@ -4,7 +4,7 @@
 //! when dom0 stops, so a user sees what the hypervisor cost the guest and where.
 
 use alloc::string::ToString;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Why a guest left for the hypervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,6 +234,97 @@ pub fn breakdown<const CPUS: usize>(counts: &[[u32; KINDS]; CPUS], cpus: usize, 
     lines
 }
 
+/// Time spent in the hypervisor per hypercall, by hypercall number and (for the multiplexed
+/// ones) the sub-op in the first argument: calls and counter ticks, so a user sees which
+/// calls cost the guest what. Continuation steps count as calls.
+pub struct HypercallTime {
+    /// `[slot] = (calls, ticks)`; slot = `nr * SUBOPS + min(sub-op, SUBOPS - 1)`.
+    cells: [(AtomicU32, AtomicU64); HCALL_SLOTS],
+}
+
+/// Hypercall numbers tracked (Xen's are below 64) and sub-ops per number.
+const HCALL_NRS: usize = 64;
+const SUBOPS: usize = 32;
+const HCALL_SLOTS: usize = HCALL_NRS * SUBOPS;
+
+/// The hypercalls whose first argument is a sub-op worth telling apart.
+fn has_subops(nr: u64) -> bool {
+    // memory_op, xen_version, grant_table_op, vcpu_op, sched_op, event_channel_op, hvm_op
+    matches!(nr, 12 | 17 | 20 | 24 | 29 | 32 | 34)
+}
+
+impl HypercallTime {
+    pub const fn new() -> Self {
+        Self { cells: [const { (AtomicU32::new(0), AtomicU64::new(0)) }; HCALL_SLOTS] }
+    }
+
+    fn slot(nr: u64, arg0: u64) -> Option<usize> {
+        if nr as usize >= HCALL_NRS {
+            return None;
+        }
+        // memory_op keeps its continuation in the bits above the sub-op.
+        let sub = if has_subops(nr) { (if nr == 12 { arg0 & 0x3f } else { arg0 }).min(SUBOPS as u64 - 1) } else { 0 };
+        Some(nr as usize * SUBOPS + sub as usize)
+    }
+
+    /// One call (or continuation step) of `nr` with first argument `arg0` that took `ticks`.
+    /// Racing CPUs may lose an update: these are statistics, not accounts.
+    pub fn add(&self, nr: u64, arg0: u64, ticks: u64) {
+        if let Some(i) = Self::slot(nr, arg0) {
+            let (n, t) = &self.cells[i];
+            n.store(n.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            t.store(t.load(Ordering::Relaxed).wrapping_add(ticks), Ordering::Relaxed);
+        }
+    }
+
+    /// Lines of at most about `width` characters: every (hypercall, sub-op) seen, most total
+    /// time first, as `nr/sub calls×avg`, with `ticks_per_unit` counter ticks making the
+    /// printed unit (e.g. 1 µs).
+    pub fn lines(&self, width: usize) -> alloc::vec::Vec<alloc::string::String> {
+        use alloc::format;
+        let mut seen: alloc::vec::Vec<(u64, usize, u32)> = (0..HCALL_SLOTS)
+            .filter_map(|i| {
+                let n = self.cells[i].0.load(Ordering::Relaxed);
+                (n > 0).then(|| (self.cells[i].1.load(Ordering::Relaxed), i, n))
+            })
+            .collect();
+        seen.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let items: alloc::vec::Vec<alloc::string::String> = seen
+            .iter()
+            .map(|&(ticks, i, n)| {
+                let (nr, sub) = (i / SUBOPS, i % SUBOPS);
+                let name = if has_subops(nr as u64) { format!("{nr}/{sub}") } else { format!("{nr}") };
+                format!("{name} {n}x{}", ticks / u64::from(n).max(1))
+            })
+            .collect();
+        wrap("hypercall ticks (nr/sub-op calls x average ticks, most total first):", &items, width)
+    }
+}
+
+impl Default for HypercallTime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `head` then `items` separated by ", ", broken into lines of about `width` characters.
+fn wrap(head: &str, items: &[alloc::string::String], width: usize) -> alloc::vec::Vec<alloc::string::String> {
+    let mut lines = alloc::vec::Vec::new();
+    let mut line = alloc::string::String::from(head);
+    for (k, it) in items.iter().enumerate() {
+        let sep = if k + 1 < items.len() { "," } else { "" };
+        if line.len() + 1 + it.len() + sep.len() > width && line.len() > 2 {
+            lines.push(core::mem::take(&mut line));
+            line.push(' ');
+        }
+        line.push(' ');
+        line.push_str(it);
+        line.push_str(sep);
+    }
+    lines.push(line);
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +436,20 @@ mod tests {
         let s = TrapStats::<2>::new();
         assert_eq!(breakdown(&s.snapshot(), 2, 80), ["traps by CPU: 0 = 0 + 0"]);
         assert_eq!(breakdown(&s.snapshot(), 9, 80).len(), 1);
+    }
+
+    #[test]
+    fn hypercall_time_by_sub_op_most_total_first() {
+        let t = HypercallTime::new();
+        t.add(17, 0, 10);
+        t.add(17, 0, 30);
+        t.add(12, 1 | (256 << 6), 500); // memory_op decrease, a continuation step
+        t.add(12, 1, 100);
+        t.add(99, 0, 1_000_000); // out of range: ignored
+        t.add(29, 7, 5);
+        let lines = t.lines(200);
+        assert_eq!(lines, ["hypercall ticks (nr/sub-op calls x average ticks, most total first): 12/1 2x300, 17/0 2x20, 29/7 1x5"]);
+        let narrow = t.lines(40);
+        assert!(narrow.len() > 1 && narrow.iter().all(|l| l.len() <= 80));
     }
 }

@@ -44,6 +44,8 @@ pub struct HypervisorCmdline {
     pub iommu_owner: Vec<OwnerOverride>,
     /// `noreboot`: a crashed dom0 halts the machine instead of restarting it.
     pub noreboot: bool,
+    /// `hypercall_stats`: time every hypercall and print the table when dom0 stops.
+    pub hypercall_stats: bool,
     /// Options xenith does not act on, as written (for a warning).
     pub unknown: Vec<String>,
 }
@@ -177,6 +179,7 @@ impl HypervisorCmdline {
                 "iommu-owner" => out.iommu_owner.extend(parse_iommu_owner(&need(value)?)?),
                 "noreboot" => out.noreboot = parse_bool(key, value)?,
                 "no-noreboot" if value.is_none() => out.noreboot = false,
+                "hypercall_stats" => out.hypercall_stats = parse_bool(key, value)?,
                 _ => out.unknown.push(word.to_owned()),
             }
         }

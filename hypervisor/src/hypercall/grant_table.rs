@@ -395,33 +395,34 @@ fn unmap_op(cx: &mut HypercallCtx<'_, '_>, uop: u64) -> Result<(), i64> {
 }
 
 fn unmap_one(cx: &mut HypercallCtx<'_, '_>, u: &GnttabUnmapGrantRef) -> Result<(), i16> {
-    let mem = cx.machine.mem;
     let mapper = cx.domains.get(cx.caller).ok_or(GNTST_GENERAL_ERROR)?;
-    // The mapping names the granter, whose table is locked first if its id is lower: look,
-    // then lock both in order and check that the handle still holds that mapping (another
-    // vCPU may have unmapped it in between).
-    let own = mapper.grants.lock();
-    let m = own.mapping(u.handle).ok_or(GNTST_BAD_HANDLE)?;
-    let mut t = if m.granter == cx.caller {
-        // Its own grant: the one table, already locked.
-        TwoTables { granter: own, mapper: None }
-    } else {
-        drop(own);
-        let granter = cx.domains.get(m.granter).ok_or(GNTST_GENERAL_ERROR)?;
-        let mut t = TwoTables::lock(granter, mapper);
-        if t.mapper().mapping(u.handle) != Some(m) {
-            return Err(GNTST_BAD_HANDLE);
+    // 1. Under the mapper's grant table lock: the handle is checked and taken off the
+    //    maptrack, so this call alone goes on to unmap it (a racing unmap of the same handle
+    //    gets GNTST_bad_handle). The grant stays pinned: the granter cannot take its frame
+    //    back while any CPU may still translate to it.
+    let m = {
+        let mut own = mapper.grants.lock();
+        let m = own.mapping(u.handle).ok_or(GNTST_BAD_HANDLE)?;
+        if u.host_addr != 0 && u.host_addr >> 12 != m.host_gfn {
+            return Err(GNTST_GENERAL_ERROR);
         }
-        t
+        own.remove_mapping(u.handle);
+        m
     };
-    if u.host_addr != 0 && u.host_addr >> 12 != m.host_gfn {
-        return Err(GNTST_GENERAL_ERROR);
-    }
-    // Take the frame out of the mapper's stage 2 if it is still there.
+    // 2. Take the frame out of the mapper's stage 2 if it is still there, and wait for every
+    //    TLB (CPUs and SMMUs) to drop it, holding only the p2m lock: the broadcast
+    //    invalidation does not hold up other vCPUs' grant operations. A failure here (a
+    //    stage-2 walk that cannot happen for a mapped page) leaves the grant pinned for good:
+    //    the frame may still be mapped, so it must never go back to the granter.
     if gp::unmap_in_if(&mut mapper.p2m.write(), cx.machine, m.host_gfn, |pa| pa == m.pa).is_err() {
         return Err(GNTST_GENERAL_ERROR);
     }
-    t.mapper().remove_mapping(u.handle);
+    // 3. The frame is unreachable through this mapping: drop the bus alias if no other
+    //    mapping of the frame needs it, and unpin (granter's table locked first when its id is
+    //    lower, as everywhere).
+    let mem = cx.machine.mem;
+    let Some(granter) = cx.domains.get(m.granter) else { return Ok(()) };
+    let mut t = if m.granter == cx.caller { TwoTables { granter: mapper.grants.lock(), mapper: None } } else { TwoTables::lock(granter, mapper) };
     unmap_bus_alias(mapper, t.mapper(), cx.machine, m.pa);
     if let Ok(entry_pa) = entry_pa(t.granter(), m.gref) {
         unpin_grant(t.granter(), m.gref, m.readonly, entry_pa, mem);

@@ -7,7 +7,7 @@
 use super::guest_phys::{self as gp, PAGE};
 use super::{read_arg, write_arg, HypercallCtx, Outcome};
 use crate::domain::grant::GrowError;
-use crate::domain::Domain;
+use crate::domain::{DomId, Domain};
 use crate::mm::S2Attr;
 use guest_abi::errno::{ret, EBUSY, EDOM, EFAULT, EINVAL, EIO, ENOENT, ENOMEM, ENOSYS, EOPNOTSUPP, EPERM, ESRCH};
 use guest_abi::memory::*;
@@ -426,6 +426,9 @@ fn reservation(cx: &mut HypercallCtx<'_, '_>, op: u32, start: u64, arg: u64) -> 
     let pages = 1u64 << r.extent_order;
     let per_trap = EXTENTS_PER_TRAP.min((PAGES_PER_TRAP / pages).max(1));
     let end = core::cmp::min(r.nr_extents, start.saturating_add(per_trap));
+    if op == XENMEM_DECREASE_RESERVATION && pages == 1 {
+        return decrease_pages(cx, &r, op, arg, start, end, target);
+    }
     let mut i = start;
     while i < end {
         let Ok(gpfn) = read_arg::<u64>(cx.mem, r.extent_start.wrapping_add(i.wrapping_mul(8))) else { return done(i) };
@@ -452,6 +455,37 @@ fn reservation(cx: &mut HypercallCtx<'_, '_>, op: u32, start: u64, arg: u64) -> 
         return Outcome::Continue { x0: u64::from(op) | (i << MEMOP_EXTENT_SHIFT), x1: arg, x2: 0 };
     }
     done(i)
+}
+
+/// decrease_reservation of single pages (the balloon's): this step's extents are read first,
+/// then unmapped under one p2m write lock with one TLB invalidation for them all
+/// (`Stage2::unmap_pages_if`), instead of one lock and one broadcast invalidation per page.
+/// The result is the same as extent by extent: it stops at the first extent that cannot be
+/// read or is not the domain's own mapped RAM, with the ones before it done.
+fn decrease_pages(cx: &mut HypercallCtx<'_, '_>, r: &XenMemoryReservation, op: u32, arg: u64, start: u64, end: u64, target: DomId) -> Outcome {
+    let mut ipas = [0u64; EXTENTS_PER_TRAP as usize];
+    let mut n = 0;
+    for i in start..end {
+        let Ok(gpfn) = read_arg::<u64>(cx.mem, r.extent_start.wrapping_add(i.wrapping_mul(8))) else { break };
+        let Some(ipa) = gpfn.checked_add(1).and_then(gp::ipa_of).and(gp::ipa_of(gpfn)) else { break };
+        ipas[n] = ipa;
+        n += 1;
+    }
+    let Some(dom) = cx.domains.get(target) else { return Outcome::Return(start as i64) };
+    let m = &mut *cx.machine;
+    let done = {
+        let mut p2m = dom.p2m.write();
+        match p2m.as_mut() {
+            Some(p2m) => p2m.unmap_pages_if(&ipas[..n], |pa| dom.owns_ram(pa, PAGE), &mut *m.frames, m.mem, &mut *m.tlb).unwrap_or(0),
+            None => 0,
+        }
+    };
+    dom.note_reservation(done as u64, true);
+    let i = start + done as u64;
+    if done == n && i == end && i < r.nr_extents {
+        return Outcome::Continue { x0: u64::from(op) | (i << MEMOP_EXTENT_SHIFT), x1: arg, x2: 0 };
+    }
+    Outcome::Return(i as i64)
 }
 
 /// Direct-mapped domain: map its own RAM back at gpfn == pfn.

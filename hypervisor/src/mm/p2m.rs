@@ -1120,6 +1120,88 @@ impl Stage2 {
         }
     }
 
+    /// Unmap the pages at `ipas`, in order, each if it is mapped and `want` accepts the PA it
+    /// maps to; stop at the first that is not (a hole, an unwanted frame, a bad address).
+    /// Returns how many were unmapped. Pages that level-3 entries map are cleared in place and
+    /// invalidated together at the end: one `invalidate_ipa` for a single page, one
+    /// `invalidate_vmid` for several, then one `sync` — so a balloon batch costs the TLBs one
+    /// broadcast, not one per page. A page inside a block first flushes what is pending, then
+    /// takes [`unmap_page_if`](Self::unmap_page_if)'s split. Every cleared page is invalidated
+    /// and synced before this returns, error or not.
+    pub fn unmap_pages_if<F, M, T>(
+        &mut self,
+        ipas: &[u64],
+        mut want: impl FnMut(u64) -> bool,
+        frames: &mut F,
+        mem: &M,
+        tlb: &mut T,
+    ) -> Result<usize, P2mError>
+    where
+        F: FrameAlloc + ?Sized,
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        let mut pending: Option<u64> = None;
+        let mut several = false;
+        let flush = |pending: &mut Option<u64>, several: &mut bool, tlb: &mut T, vmid: u16| {
+            match (pending.take(), *several) {
+                (None, _) => return,
+                (Some(ipa), false) => tlb.invalidate_ipa(vmid, ipa),
+                (Some(_), true) => tlb.invalidate_vmid(vmid),
+            }
+            *several = false;
+            tlb.sync();
+        };
+        let mut done = 0;
+        for &ipa in ipas {
+            let step = (|| {
+                self.check_ipa_range(ipa, PAGE_SIZE)?;
+                if !ipa.is_multiple_of(PAGE_SIZE) {
+                    return Err(P2mError::MisalignedIpa(ipa));
+                }
+                let Some(slot) = self.page_slot(ipa, mem)? else { return Ok(None) };
+                let old = mem.read_u64(slot)?;
+                if !is_leaf(old, 3) || !want(old & ADDR_MASK) {
+                    return Ok(Some(false));
+                }
+                mem.write_u64(slot, 0)?;
+                mem.clean_dcache(slot, 8);
+                Ok(Some(true))
+            })();
+            match step {
+                Ok(Some(true)) => {
+                    several |= pending.is_some();
+                    pending = Some(ipa);
+                }
+                Ok(Some(false)) => break,
+                Ok(None) => {
+                    flush(&mut pending, &mut several, tlb, self.vmid);
+                    let mut unmapped = Ok(false);
+                    if let Some(pa) = self.lookup_pa(ipa, mem) {
+                        if want(pa & !(PAGE_SIZE - 1)) {
+                            unmapped = self.unmap(ipa, PAGE_SIZE, frames, mem, tlb).map(|()| true);
+                        }
+                    }
+                    match unmapped {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => {
+                    flush(&mut pending, &mut several, tlb, self.vmid);
+                    if done == 0 {
+                        return Err(e);
+                    }
+                    break;
+                }
+            }
+            done += 1;
+        }
+        flush(&mut pending, &mut several, tlb, self.vmid);
+        Ok(done)
+    }
+
     /// The level-3 slot that translates `ipa`, if tables lead down to it (no block or hole
     /// on the way).
     fn page_slot<M: PhysMem + ?Sized>(&self, ipa: u64, mem: &M) -> Result<Option<u64>, P2mError> {

@@ -54,11 +54,13 @@ pub struct Opts {
     pub icount: bool,
     /// A subset of `WORKLOADS` (comma-separated), for isolating a failure.
     pub only: Option<String>,
+    /// xenith times every hypercall and prints the table at the end (`hypercall_stats`).
+    pub hypercall_stats: bool,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { against_xen: false, xen_only: false, vcpus: 4, secs: 60, boots: 1, icount: false, only: None }
+        Opts { against_xen: false, xen_only: false, vcpus: 4, secs: 60, boots: 1, icount: false, only: None, hypercall_stats: false }
     }
 }
 
@@ -78,6 +80,7 @@ pub fn parse_args(args: &[String]) -> Result<Opts> {
             "--secs" => o.secs = num(value()?)?.max(1),
             "--boots" => o.boots = num(value()?)?.max(1) as u32,
             "--icount" => o.icount = true,
+            "--hypercall-stats" => o.hypercall_stats = true,
             "--only" => {
                 let v = value()?;
                 if let Some(bad) = v.split(',').find(|w| !WORKLOADS.contains(w)) {
@@ -131,6 +134,8 @@ pub struct Report {
     pub unhealthy: Vec<(usize, String)>,
     /// Milliseconds of load (from `STRESS-LOAD-END ms=`).
     pub load_ms: Option<u64>,
+    /// Where dom0's CPU time went during the load (`STRESS-CPU user_ms=.. idle_ms=..`).
+    pub cpu: Option<String>,
 }
 
 fn parse_workload(rest: &str) -> Option<Workload> {
@@ -171,6 +176,9 @@ pub fn parse(output: &str) -> Report {
         }
         if line.contains("STRESS-DONE") {
             r.done = true;
+        }
+        if let Some(at) = line.find("STRESS-CPU ") {
+            r.cpu = Some(line[at + "STRESS-CPU ".len()..].to_string());
         }
         if let Some(at) = line.find("STRESS-ERR ") {
             r.errors.push(line[at..].to_string());
@@ -265,7 +273,7 @@ pub fn boot(hyp: Hyp, image: PathBuf, o: &Opts) -> Result<Boot> {
     }
     b.dom0_args = args;
     b.cmdline = match hyp {
-        Hyp::Xenith => format!("dom0_mem=512M dom0_max_vcpus={}", o.vcpus),
+        Hyp::Xenith => format!("dom0_mem=512M dom0_max_vcpus={}{}", o.vcpus, if o.hypercall_stats { " hypercall_stats" } else { "" }),
         Hyp::Xen => format!("{} dom0_max_vcpus={}", crate::linux::XEN_CMDLINE, o.vcpus),
     };
     let disk = disk(hyp.file_tag())?;
@@ -305,6 +313,9 @@ fn print_boot(r: &BootResult, o: &Opts) {
     for w in &r.report.workloads {
         let details: Vec<String> = w.extra.iter().filter(|(k, _)| k != "ms").map(|(k, v)| format!("{k}={v}")).collect();
         println!("  {:<9} {:>10} {:>7} {:<10} {}", w.name, w.ops, w.errors, w.integrity, details.join(" "));
+    }
+    if let Some(cpu) = &r.report.cpu {
+        println!("  dom0 CPU time during the load: {cpu}");
     }
     for why in &r.why {
         println!("  FAIL: {why}");

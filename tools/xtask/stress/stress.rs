@@ -222,25 +222,62 @@ fn cpus() -> usize {
     (n as usize).clamp(1, MAXCPU)
 }
 
-/// wait4(pid or -1, options): (pid, status), pid 0 when nothing changed under WNOHANG.
-fn wait(pid: i64, options: u64) -> (i64, u32) {
+/// struct rusage (arm64): user and system time, then 14 counters.
+#[repr(C)]
+struct Rusage {
+    utime: Timeval,
+    stime: Timeval,
+    rest: [i64; 14],
+}
+#[repr(C)]
+struct Timeval {
+    sec: i64,
+    usec: i64,
+}
+const _: () = assert!(core::mem::size_of::<Rusage>() == 144);
+
+/// wait4(pid or -1, options): (pid, status, CPU time the child used in ms), pid 0 when nothing
+/// changed under WNOHANG.
+fn wait(pid: i64, options: u64) -> (i64, u32, u64) {
     let mut status: u32 = 0;
-    // SAFETY: the kernel writes one int of status; no rusage.
-    let r = unsafe { raw(SYS_WAIT4, pid as u64, &mut status as *mut u32 as u64, options, 0, 0, 0) };
-    (r, status)
+    let mut ru = Rusage { utime: Timeval { sec: 0, usec: 0 }, stime: Timeval { sec: 0, usec: 0 }, rest: [0; 14] };
+    // SAFETY: the kernel writes one int of status and one struct rusage.
+    let r = unsafe { raw(SYS_WAIT4, pid as u64, &mut status as *mut u32 as u64, options, &mut ru as *mut Rusage as u64, 0, 0) };
+    let ms = |t: &Timeval| (t.sec.max(0) as u64) * 1000 + (t.usec.max(0) as u64) / 1000;
+    (r, status, ms(&ru.utime) + ms(&ru.stime))
+}
+
+/// The first eight fields of /proc/stat's `cpu` line (USER_HZ = 100 ticks a second).
+const CPU_FIELDS: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+
+fn cpu_times() -> Option<[u64; 8]> {
+    let mut buf = [0u8; 256];
+    let fd = open(b"/proc/stat\0", O_RDONLY);
+    if fd < 0 {
+        return None;
+    }
+    let n = read_fd(fd as u64, &mut buf).max(0) as usize;
+    close(fd);
+    let line = buf[..n].split(|&c| c == b'\n').next()?;
+    let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty()).skip(1);
+    let mut out = [0u64; 8];
+    for v in out.iter_mut() {
+        *v = parse_u64(fields.next()?)?;
+    }
+    Some(out)
 }
 
 // ---------------------------------------------------------------- output
 
 /// One console line, written with a single write() so that processes do not interleave.
 struct Line {
-    buf: [u8; 400],
+    buf: [u8; 1000],
     len: usize,
 }
 
 impl Line {
     fn new() -> Self {
-        Line { buf: [0; 400], len: 0 }
+        Line { buf: [0; 1000], len: 0 }
     }
     fn s(&mut self, s: &str) -> &mut Self {
         self.b(s.as_bytes())
@@ -670,7 +707,27 @@ fn map_and_check(c: &Ctx, gd: i64, s: usize, slot: &Slot, cyc: u32) {
 
 const TARGET_KB: &[u8] = b"/sys/devices/system/xen_memory/xen_memory0/target_kb\0";
 const CURRENT_KB: &[u8] = b"/sys/devices/system/xen_memory/xen_memory0/info/current_kb\0";
+const SCHEDULE_DELAY: &[u8] = b"/sys/devices/system/xen_memory/xen_memory0/schedule_delay\0";
+const RETRY_COUNT: &[u8] = b"/sys/devices/system/xen_memory/xen_memory0/retry_count\0";
 const BALLOON_STEP_KB: u64 = 8192;
+
+/// One /proc/meminfo field in kB (-1 when unreadable).
+fn meminfo(key: &[u8]) -> i64 {
+    let mut buf = [0u8; 2048];
+    let fd = open(b"/proc/meminfo\0", O_RDONLY);
+    if fd < 0 {
+        return -1;
+    }
+    let n = read_fd(fd as u64, &mut buf).max(0) as usize;
+    close(fd);
+    for line in buf[..n].split(|&c| c == b'\n') {
+        if let Some(rest) = line.strip_prefix(key) {
+            let digits = rest.iter().position(|c| c.is_ascii_digit()).map_or(&rest[..0], |at| &rest[at..]);
+            return parse_u64(digits).map_or(-1, |v| v as i64);
+        }
+    }
+    -1
+}
 
 /// Pages that dom0's own grant mappings hold out of its reservation at a given moment (gntdev
 /// takes the pages it maps grants into from the balloon, and the balloon driver repopulates
@@ -728,22 +785,32 @@ fn balloon(c: &Ctx) {
             sleep_ms(20);
         }
     };
+    // Every completed step's time, printed at the end (what a slow cycle waited on).
+    let mut steps = Line::new();
+    steps.s("STRESS-INFO balloon steps_ms");
     while !c.stopping() {
         let t0 = now_ns();
+        let (free, cma) = (meminfo(b"MemFree:"), meminfo(b"CmaFree:"));
         let Some(down_ms) = balloon_to(c, base - BALLOON_STEP_KB, true) else {
             hold(t0);
             continue;
         };
+        steps.s(" down=").n(down_ms).s("(free_kb=").i(free).s(",cma_kb=").i(cma).s(")");
         hold(t0);
         let t1 = now_ns();
         let Some(up_ms) = balloon_to(c, base, false) else {
             hold(t1);
             continue;
         };
+        steps.s(" up=").n(up_ms);
         c.ops(1);
         c.res().b.fetch_max(down_ms.max(up_ms), Relaxed);
         hold(t1);
     }
+    // Linux's balloon back-off (seconds before it retries a step that found no pages).
+    steps.s(" schedule_delay=").i(read_number(SCHEDULE_DELAY).map_or(-1, |v| v as i64));
+    steps.s(" retry_count=").i(read_number(RETRY_COUNT).map_or(-1, |v| v as i64));
+    steps.out();
     // Leave dom0 as it was (not waited for: the load is over).
     write_number(TARGET_KB, base);
 }
@@ -1253,16 +1320,18 @@ pub extern "C" fn _start() -> ! {
     }
     let children = &mut children[..nchild];
     let mut died = [0u64; 6];
-    fn reap(children: &mut [Child], died: &mut [u64; 6], options: u64, during_load: bool) -> usize {
+    let mut cpu_ms = [0u64; 6];
+    fn reap(children: &mut [Child], died: &mut [u64; 6], cpu_ms: &mut [u64; 6], options: u64, during_load: bool) -> usize {
         let mut n = 0;
         loop {
-            let (pid, status) = wait(-1, options);
+            let (pid, status, ms) = wait(-1, options);
             if pid <= 0 {
                 return n;
             }
             n += 1;
             if let Some(ch) = children.iter_mut().find(|c| c.pid == pid) {
                 ch.reaped = true;
+                cpu_ms[ch.w] += ms;
                 let bad = status_bad(status);
                 if bad.is_some() || during_load {
                     died[ch.w] += 1;
@@ -1278,17 +1347,19 @@ pub extern "C" fn _start() -> ! {
     if sh.ready.load(SeqCst) < nchild as u32 {
         Line::new().s("STRESS-ERR setup: only ").n(sh.ready.load(SeqCst) as u64).s(" of ").n(nchild as u64).s(" processes ready in 60 s").out();
     }
+    let before = cpu_times();
     let start = now_ns();
     sh.go.store(1, SeqCst);
     while now_ns() - start < secs * 1_000_000_000 {
         sleep_ms(100);
         // A process that ends before the stop is an error (setup failures stay counted by it).
-        reap(children, &mut died, WNOHANG, true);
+        reap(children, &mut died, &mut cpu_ms, WNOHANG, true);
     }
     sh.stop.store(1, SeqCst);
     let stop = now_ns();
+    let after = cpu_times();
     while children.iter().any(|c| !c.reaped) && now_ns() - stop < 60_000_000_000 {
-        if reap(children, &mut died, WNOHANG, false) == 0 {
+        if reap(children, &mut died, &mut cpu_ms, WNOHANG, false) == 0 {
             sleep_ms(50);
         }
     }
@@ -1297,7 +1368,7 @@ pub extern "C" fn _start() -> ! {
         died[ch.w] += 1;
         sys(SYS_KILL, ch.pid as u64, SIGKILL, 0);
     }
-    reap(children, &mut died, 0, false);
+    reap(children, &mut died, &mut cpu_ms, 0, false);
     let load_ms = (stop - start) / 1_000_000;
     Line::new().s("STRESS-LOAD-END ms=").n(load_ms).out();
     for w in 0..6 {
@@ -1327,7 +1398,17 @@ pub extern "C" fn _start() -> ! {
             }
             _ => {}
         }
+        l.s(" cpu_ms=").n(cpu_ms[w]);
         l.s(" ms=").n(load_ms);
+        l.out();
+    }
+    // Where the CPUs' time went during the load (all CPUs, /proc/stat's first line, in ms).
+    if let (Some(b), Some(a)) = (before, after) {
+        let mut l = Line::new();
+        l.s("STRESS-CPU");
+        for (i, name) in CPU_FIELDS.iter().enumerate() {
+            l.s(" ").s(name).s("_ms=").n(a[i].saturating_sub(b[i]) * 10);
+        }
         l.out();
     }
     Line::new().s("STRESS-DONE").out();

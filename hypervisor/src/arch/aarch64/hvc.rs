@@ -31,7 +31,15 @@ extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
     // vGIC: the list registers are read back and refilled only when something changed (gic.rs).
     gic::guest_exit();
     let args = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
-    match hypercall(regs.x[16], args) {
+    let outcome = if trap::HCALL_STATS.load(core::sync::atomic::Ordering::Relaxed) {
+        let t0 = super::regs::counter();
+        let o = hypercall(regs.x[16], args);
+        trap::HCALL_TIME.add(regs.x[16], args[0], super::regs::counter().wrapping_sub(t0));
+        o
+    } else {
+        hypercall(regs.x[16], args)
+    };
+    match outcome {
         Outcome::Return(r) => regs.x[0] = r as u64,
         Outcome::Continue { x0, x1, x2 } => {
             (regs.x[0], regs.x[1], regs.x[2]) = (x0, x1, x2);

@@ -119,13 +119,19 @@ pub fn report_events() {
 }
 
 /// Stage-2 TLB maintenance for the whole machine: the CPU's TLBs and, for VMIDs an SMMU
-/// translates for, the SMMU's. Each invalidation is issued at once on the CPU and queued on
-/// those SMMUs (no allocation, no buffer: this is on the hypercall path of every unmap);
-/// `sync` waits for the CPU's and ends each SMMU's batch with one CMD_SYNC.
+/// translates for, the SMMU's. SMMU invalidations are queued at once (by IPA) on those SMMUs
+/// (no allocation, no buffer: this is on the hypercall path of every unmap); the CPU's are
+/// gathered per VMID and issued at `sync` as one `TLBI VMALLS12E1IS` (stage 1 and 2 of that
+/// VMID, as Xen flushes a p2m change), then waited for; each SMMU's batch ends with one
+/// CMD_SYNC. One broadcast invalidation instead of two per page (IPAS2E1IS, then VMALLE1IS
+/// for the combined entries): every broadcast TLBI stops all CPUs' translation (and, under
+/// QEMU's round-robin TCG, ends this vCPU's turn).
 #[derive(Default)]
 pub struct SystemTlb {
     /// SMMU commands were queued since the last `sync`.
     queued: bool,
+    /// VMIDs whose CPU TLB entries are to be invalidated at the next `sync`.
+    cpu: [Option<u16>; 2],
 }
 
 impl SystemTlb {
@@ -139,18 +145,36 @@ impl SystemTlb {
             }
         }
     }
+
+    /// Remember that `vmid`'s CPU TLB entries must go at the next `sync` (with more VMIDs
+    /// than slots, the oldest is invalidated now).
+    fn note_cpu(&mut self, vmid: u16) {
+        if self.cpu.contains(&Some(vmid)) {
+            return;
+        }
+        if let Some(slot) = self.cpu.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(vmid);
+            return;
+        }
+        if let Some(old) = self.cpu[0].replace(vmid) {
+            HwTlb.invalidate_vmid(old);
+        }
+    }
 }
 
 impl TlbOps for SystemTlb {
     fn invalidate_ipa(&mut self, vmid: u16, ipa: u64) {
-        HwTlb.invalidate_ipa(vmid, ipa);
+        self.note_cpu(vmid);
         self.on_smmus(vmid, |s| s.queue_s2_ipa(vmid, ipa));
     }
     fn invalidate_vmid(&mut self, vmid: u16) {
-        HwTlb.invalidate_vmid(vmid);
+        self.note_cpu(vmid);
         self.on_smmus(vmid, |s| s.queue_vmid(vmid));
     }
     fn sync(&mut self) {
+        for vmid in self.cpu.iter_mut().filter_map(Option::take) {
+            HwTlb.invalidate_vmid(vmid);
+        }
         HwTlb.sync();
         if !core::mem::take(&mut self.queued) {
             return;
@@ -166,7 +190,7 @@ impl TlbOps for SystemTlb {
 
 impl Drop for SystemTlb {
     fn drop(&mut self) {
-        if self.queued {
+        if self.queued || self.cpu.iter().any(Option::is_some) {
             self.sync();
         }
     }

@@ -127,6 +127,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     crate::hypercall::set_host_ram(&ram);
     crate::hypercall::version::set_command_line(&cmdline_text);
     crate::domain::lifecycle::set_noreboot(plan.cmdline.noreboot);
+    super::trap::HCALL_STATS.store(plan.cmdline.hypercall_stats, core::sync::atomic::Ordering::Relaxed);
     if plan.spectre_entry_all {
         super::spectre::force_all_entry_barriers();
     }

@@ -25,6 +25,11 @@ pub static DOMAINS: Domains = Domains::new();
 /// Exceptions taken from guests into EL2 (every lower-EL vector) per CPU and kind, printed
 /// when dom0 stops.
 pub static TRAPS: TrapStats<{ MAX_CPUS }> = TrapStats::new();
+/// Whether hypercalls are timed (`hypercall_stats` on the command line: off by default, so the
+/// hypercall path pays one load for it).
+pub static HCALL_STATS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Time in the hypervisor per hypercall and sub-op, printed when dom0 stops.
+pub static HCALL_TIME: crate::trap_stats::HypercallTime = crate::trap_stats::HypercallTime::new();
 
 /// Count one trap of `kind` on this CPU.
 #[inline]
@@ -379,6 +384,11 @@ pub(super) fn act_on_shutdown(dom: &Domain) {
         log!("stage-2 faults resolved by a retry (a p2m change in progress): {}", S2_FAULTS_RESOLVED.load(Ordering::Relaxed));
         for line in crate::trap_stats::breakdown(&counts, super::smp::vcpus(), 100) {
             log!("{line}");
+        }
+        if HCALL_STATS.load(Ordering::Relaxed) {
+            for line in HCALL_TIME.lines(100) {
+                log!("{line}");
+            }
         }
         let (action, line) = crate::domain::lifecycle::hardware_domain_stopped(reason);
         log!("{line}");

@@ -1335,3 +1335,57 @@ fn unmap_page_if_checks_the_frame_first() {
     assert!(unmap_if(&mut e, &mut s, next + 8, next).is_err());
     assert!(unmap_if(&mut e, &mut s, 1 << 45, 0).is_err());
 }
+
+#[test]
+fn unmap_pages_if_invalidates_a_batch_once() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 39, 40);
+    let base = GIB + 4 * MIB2;
+    e.map(&mut s, base, base, MIB2, S2Attr::RAM_RWX).unwrap();
+    // Make the first 8 pages level-3 entries (a split), then a batch of 6 of them.
+    assert_eq!(s.unmap_page_if(base, |_| true, &mut e.frames, &e.mem, &mut e.tlb), Ok(true));
+    let ipas: Vec<u64> = (1..7).map(|k| base + k * KIB4).collect();
+    e.mem.set_logging(true);
+    let n = s.unmap_pages_if(&ipas, |_| true, &mut e.frames, &e.mem, &mut e.tlb);
+    let log = e.mem.take_log();
+    assert_eq!(n, Ok(6));
+    for &ipa in &ipas {
+        assert_eq!(s.lookup(ipa, &e.mem), None);
+    }
+    assert_eq!(s.lookup(base + 7 * KIB4, &e.mem), tr(base + 7 * KIB4, S2Attr::RAM_RWX, KIB4));
+    let invs: Vec<&Event> = log.iter().filter(|ev| matches!(ev, Event::InvIpa { .. } | Event::InvVmid { .. })).collect();
+    assert_eq!(invs, [&Event::InvVmid { vmid: 7 }], "one invalidation for the batch: {log:#x?}");
+    assert_eq!(log.iter().filter(|ev| **ev == Event::Sync).count(), 1);
+    let inv = log.iter().position(|ev| matches!(ev, Event::InvVmid { .. })).unwrap();
+    let last_clear = log.iter().rposition(|ev| matches!(ev, Event::Write { new: 0, .. })).unwrap();
+    assert!(last_clear < inv, "every entry is cleared before the invalidation");
+    assert_eq!(*log.last().unwrap(), Event::Sync);
+    e.mem.check_quiescent();
+
+    // One page: invalidated by IPA. A refused frame stops the batch; what came before it is
+    // unmapped and invalidated.
+    e.mem.set_logging(true);
+    let seven = base + 7 * KIB4;
+    assert_eq!(s.unmap_pages_if(&[seven], |_| true, &mut e.frames, &e.mem, &mut e.tlb), Ok(1));
+    let log = e.mem.take_log();
+    assert!(log.contains(&Event::InvIpa { vmid: 7, ipa: seven }), "{log:#x?}");
+    let (p8, p9, p10) = (base + 8 * KIB4, base + 9 * KIB4, base + 10 * KIB4);
+    assert_eq!(s.unmap_pages_if(&[p8, p9, p10], |pa| pa != p9, &mut e.frames, &e.mem, &mut e.tlb), Ok(1));
+    assert_eq!(s.lookup(p8, &e.mem), None);
+    assert_eq!(s.lookup(p9, &e.mem), tr(p9, S2Attr::RAM_RWX, KIB4));
+    // A hole stops it too; a bad address first is an error, later it ends the batch.
+    assert_eq!(s.unmap_pages_if(&[p10, p8, p9], |_| true, &mut e.frames, &e.mem, &mut e.tlb), Ok(1));
+    assert!(s.unmap_pages_if(&[p9 + 8], |_| true, &mut e.frames, &e.mem, &mut e.tlb).is_err());
+    assert_eq!(s.unmap_pages_if(&[p9, 1 << 45], |_| true, &mut e.frames, &e.mem, &mut e.tlb), Ok(1));
+    e.mem.check_quiescent();
+
+    // A page inside a block: the pending ones are flushed, then the block is split.
+    let other = base + MIB2;
+    e.map(&mut s, other, other, MIB2, S2Attr::RAM_RWX).unwrap();
+    let a = base + 11 * KIB4;
+    assert_eq!(s.unmap_pages_if(&[a, other + KIB4], |_| true, &mut e.frames, &e.mem, &mut e.tlb), Ok(2));
+    assert_eq!(s.lookup(a, &e.mem), None);
+    assert_eq!(s.lookup(other + KIB4, &e.mem), None);
+    assert_eq!(s.lookup(other, &e.mem), tr(other, S2Attr::RAM_RWX, KIB4));
+    e.mem.check_quiescent();
+}
