@@ -5,7 +5,7 @@ extern crate std;
 
 use super::*;
 use crate::dt::boot_info::{BootModule, ModuleKind};
-use crate::dt::fixtures::{self, QEMU_VIRT_DOM0, SNOW};
+use crate::dt::fixtures::{self, QEMU_VIRT_DOM0, QEMU_VIRT_GICV2_DOM0, SNOW};
 use crate::iommu::policy::OwnerReason;
 
 fn load(name: &str) -> HostDt {
@@ -102,6 +102,32 @@ fn qemu_virt_with_an_emulated_its_keeps_its_node_and_maps_only_the_doorbell() {
     let (dt, info) = qemu("its=hide");
     let p = plan(&dt, &info, IMAGE, DTB).unwrap();
     assert!(!p.its_emulation && p.ignored_options.is_empty());
+}
+
+#[test]
+fn qemu_virt_with_a_gicv2_gives_dom0_its_distributor_and_cpu_interface_only() {
+    let dt = load(QEMU_VIRT_GICV2_DOM0);
+    let info = dt.boot_info().unwrap();
+    let gic = &info.gic;
+    assert_eq!(gic.version, 2);
+    assert!(gic.compatible.iter().any(|c| c == "arm,cortex-a15-gic"));
+    assert_eq!(gic.distributor, r(0x0800_0000, 0x1_0000));
+    assert_eq!(gic.cpu_interface, Some(r(0x0801_0000, 0x1_0000)));
+    assert_eq!(gic.hyp_interface, Some(r(0x0803_0000, 0x1_0000)));
+    assert_eq!(gic.vcpu_interface, Some(r(0x0804_0000, 0x1_0000)));
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    let layout = p.dom0_layout(&info, &image_header()).unwrap();
+    let d = p.decide(&dt, &info, &[IommuKind::SmmuV3], r(layout.ram_base, layout.ram_size), None, 2).unwrap();
+    // The GIC's four frames are not mapped (the distributor traps, GICV is mapped at GICC by
+    // the arch layer); the GICv2m MSI frame is dom0's, 1:1, as on Xen.
+    assert!(!d.dom0_devices.iter().any(|(p, _)| p == "/intc@8000000"));
+    let v2m: Vec<_> = d.dom0_devices.iter().filter(|(p, _)| p == "/intc@8000000/v2m@8020000").map(|(_, r)| *r).collect();
+    assert_eq!(v2m, [r(0x0802_0000, 0x1000)]);
+    let dom0 = HostDt::parse(&d.dom0_dtb).unwrap();
+    let g = dom0.boot_info().unwrap().gic;
+    assert_eq!((g.version, g.distributor, g.cpu_interface), (2, r(0x0800_0000, 0x1_0000), Some(r(0x0801_0000, 0x1_0000))));
+    assert_eq!((g.hyp_interface, g.vcpu_interface, g.maintenance_irq), (None, None, None));
+    assert!(dom0.find_path("/intc@8000000/v2m@8020000").is_some());
 }
 
 #[test]

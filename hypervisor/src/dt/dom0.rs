@@ -497,6 +497,8 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
         let keep = if host.is_compatible(gic, "arm,gic-v3") {
             1 + host.prop_u32(gic, "#redistributor-regions")?.unwrap_or(1) as usize
         } else {
+            // A GICv2: the maintenance interrupt is the hypervisor's (Xen's dom0 node has none).
+            t.remove_prop(gic, "interrupts");
             2
         };
         if let Some(reg) = host.prop(gic, "reg") {

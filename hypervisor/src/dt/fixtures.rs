@@ -61,4 +61,6 @@ pub fn optional(name: &str) -> Option<Vec<u8>> {
 
 pub const QEMU_VIRT: &str = "qemu-virt-aarch64.dtb";
 pub const QEMU_VIRT_DOM0: &str = "qemu-virt-aarch64-dom0.dtb";
+/// QEMU virt with `gic-version=2` and a guest-loader dom0 module.
+pub const QEMU_VIRT_GICV2_DOM0: &str = "qemu-virt-aarch64-gicv2-dom0.dtb";
 pub const SNOW: &str = "exynos5250-snow.dtb";

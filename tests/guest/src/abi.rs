@@ -569,6 +569,10 @@ fn sgi_to_self() -> Observed {
     if !crate::gicv3::enable_for_sgis() {
         return Observed::Hex(0xdead);
     }
+    if crate::gicv3::is_v2() {
+        crate::gicv3::send_sgi_to_self_v2();
+        return Observed::Hex(crate::gicv3::wait_acknowledge(1_000_000));
+    }
     let sgi = 5u64;
     // Aff3.Aff2.Aff1 = 0, target list bit 0 (Aff0 0), INTID 5.
     let v = (sgi << 24) | 1;

@@ -50,6 +50,8 @@ pub struct BootInfo {
     pub bootargs: [u8; MAX_BOOTARGS],
     /// Valid bytes in `bootargs`.
     pub bootargs_len: usize,
+    /// The root-level `intc@...` node is a GICv2 (`arm,cortex-a15-gic` or `arm,gic-400`).
+    pub gic_v2: bool,
 }
 
 /// Why the DTB could not be read.
@@ -100,7 +102,7 @@ pub unsafe fn read(dtb: usize) -> Result<BootInfo, FdtError> {
 pub fn parse(blob: &[u8]) -> Result<BootInfo, FdtError> {
     let off_struct = be32(blob, 8)? as usize;
     let off_strings = be32(blob, 12)? as usize;
-    let mut info = BootInfo { smmu: None, pci: None, uart: None, banks: [Bank::default(); MAX_BANKS], nr_banks: 0, bootargs: [0; MAX_BOOTARGS], bootargs_len: 0 };
+    let mut info = BootInfo { smmu: None, pci: None, uart: None, banks: [Bank::default(); MAX_BANKS], nr_banks: 0, bootargs: [0; MAX_BOOTARGS], bootargs_len: 0, gic_v2: false };
     let (mut addr_cells, mut size_cells) = (2u32, 1u32);
     let mut depth = 0usize;
     let mut top: &[u8] = b"";
@@ -173,6 +175,9 @@ pub fn parse(blob: &[u8]) -> Result<BootInfo, FdtError> {
                                 pci.mmio32 = Bank { base: cpu, size };
                             }
                         }
+                    }
+                    (2, b"compatible") if top.starts_with(b"intc@") => {
+                        info.gic_v2 = value.split(|&c| c == 0).any(|c| c == b"arm,cortex-a15-gic" || c == b"arm,gic-400");
                     }
                     (2, b"bootargs") if top == b"chosen" => {
                         let v = value.split(|&c| c == 0).next().unwrap_or(b"");

@@ -81,6 +81,7 @@ mod kernel {
         };
         let image_end = core::ptr::addr_of!(_end) as u64;
         crate::heap::init();
+        crate::gicv3::set_v2(info.gic_v2);
         // A dom0less domU writes its console to the emulated UART its DT names.
         let cpu_off = info.has_arg(b"domu-cpu-off");
         let domu = info.has_arg(b"domu") || cpu_off;

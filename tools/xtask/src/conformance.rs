@@ -31,15 +31,23 @@ pub const FULL_RUN_CPU: &str = "cortex-a57";
 /// The other CPU models the conformance run covers.
 pub const OTHER_CPUS: [&str; 1] = ["max"];
 
-fn expected_path(cpu: &str) -> PathBuf {
-    if cpu == FULL_RUN_CPU {
+/// The GIC versions the full run covers: QEMU virt's `gic-version=` 3 and 2 (the GICv2 run has
+/// its own expected and deviations files, `-gicv2`).
+pub const GIC_VERSIONS: [u8; 2] = [3, 2];
+
+fn expected_path(cpu: &str, gic: u8) -> PathBuf {
+    if gic == 2 {
+        dir().join("expected-xen-4.17-gicv2.txt")
+    } else if cpu == FULL_RUN_CPU {
         dir().join("expected-xen-4.17.txt")
     } else {
         dir().join(format!("expected-xen-4.17-{cpu}.txt"))
     }
 }
-fn deviations_path(cpu: &str) -> PathBuf {
-    if cpu == FULL_RUN_CPU {
+fn deviations_path(cpu: &str, gic: u8) -> PathBuf {
+    if gic == 2 {
+        dir().join("deviations-gicv2.txt")
+    } else if cpu == FULL_RUN_CPU {
         dir().join("deviations.txt")
     } else {
         dir().join(format!("deviations-{cpu}.txt"))
@@ -274,15 +282,16 @@ pub fn print_noise(name: &str, idle: &BTreeMap<String, f64>, busy: &BTreeMap<Str
     );
 }
 
-fn boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf, cpu: &str) -> Result<Outcome> {
+fn boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf, cpu: &str, gic: u8) -> Result<Outcome> {
     let mut b = Boot::new(hypervisor);
     b.cmdline = cmdline.into();
     b.cpu = cpu.into();
+    b.gic = gic;
     b.dom0 = Some(guest.clone());
     let full = cpu == FULL_RUN_CPU;
     let mut b = if full {
         b.dom0_args = "console=hvc0 domu-peer".into();
-        with_conformance_domus(b, &guest, "run")?
+        with_conformance_domus(b, &guest, if gic == 2 { "run-gicv2" } else { "run" })?
     } else {
         b.dom0_args = "console=hvc0 cpu-cases".into();
         b
@@ -313,12 +322,12 @@ fn tail(out: &Outcome) -> String {
 }
 
 /// `--against xen`: record Xen 4.17's values on QEMU CPU `cpu` as its expected file.
-pub fn record_xen(cpu: &str) -> Result<()> {
+pub fn record_xen(cpu: &str, gic: u8) -> Result<()> {
     let xen = fixtures::xen_4_17()?;
     let guest = guest_image()?;
-    let out = boot(xen, XEN_CMDLINE, guest, cpu)?;
+    let out = boot(xen, XEN_CMDLINE, guest, cpu, gic)?;
     let cases = parse_cases(&out.output);
-    let log = env::target_dir().join(format!("conformance-xen-4.17-{cpu}.log"));
+    let log = env::target_dir().join(format!("conformance-xen-4.17-{cpu}-gicv{gic}.log"));
     let _ = std::fs::write(&log, &out.output);
     for l in out.output.lines().filter(|l| l.starts_with("fail ")) {
         println!("xen: {l} (the guest table's expectation; Xen's value is recorded)");
@@ -326,21 +335,21 @@ pub fn record_xen(cpu: &str) -> Result<()> {
     let mut text = String::new();
     text.push_str("# The test guest's observed values on real Xen 4.17 (Debian xen-hypervisor-4.17-arm64) as dom0\n");
     if cpu == FULL_RUN_CPU {
-        text.push_str("# under QEMU virt (cortex-a57, GICv3, 2 GiB, 3 CPUs), with the same guest as two dom0less domUs beside\n");
+        text.push_str(&format!("# under QEMU virt (cortex-a57, GICv{gic}, 2 GiB, 3 CPUs), with the same guest as two dom0less domUs beside\n"));
         text.push_str("# it (domu.* lines are domU1's, xdom.* dom0's side of their grant exchange, domu2.* domU2's, which\n");
         text.push_str("# turns its only vCPU off).\n");
     } else {
         text.push_str(&format!("# under QEMU virt (-cpu {cpu}, GICv3, 2 GiB, 2 CPUs): only the guest's cpu.* cases (bootarg cpu-cases).\n"));
     }
-    text.push_str("# Written by `cargo xtask conformance --against xen`;\n");
+    text.push_str(if gic == 2 { "# Written by `cargo xtask conformance --against xen --gic 2`;\n" } else { "# Written by `cargo xtask conformance --against xen`;\n" });
     text.push_str(&format!("# Xen command line: {XEN_CMDLINE}\n"));
     for (name, value) in &cases {
         text.push_str(&format!("case {name}: {value}\n"));
     }
     std::fs::create_dir_all(dir()).map_err(|e| e.to_string())?;
-    std::fs::write(expected_path(cpu), text).map_err(|e| e.to_string())?;
+    std::fs::write(expected_path(cpu, gic), text).map_err(|e| e.to_string())?;
     let (p, f) = crate::systest::guest_summary(&out).unwrap_or((0, 0));
-    println!("conformance: recorded {} cases from Xen 4.17 on {cpu} into {} (guest's own table: {p} passed, {f} failed)", cases.len(), expected_path(cpu).display());
+    println!("conformance: recorded {} cases from Xen 4.17 on {cpu}, GICv{gic} into {} (guest's own table: {p} passed, {f} failed)", cases.len(), expected_path(cpu, gic).display());
     Ok(())
 }
 
@@ -348,25 +357,32 @@ pub fn record_xen(cpu: &str) -> Result<()> {
 /// Run the suite on xenith and diff it; the number of cases that matched Xen or a listed
 /// deviation (an error on any other difference).
 pub fn check(images: &Images) -> Result<usize> {
-    let mut matched = check_cpu(images, FULL_RUN_CPU)?;
+    let mut matched = 0;
+    for gic in GIC_VERSIONS {
+        matched += check_cpu(images, FULL_RUN_CPU, gic)?;
+    }
     for cpu in OTHER_CPUS {
-        matched += check_cpu(images, cpu)?;
+        matched += check_cpu(images, cpu, 3)?;
     }
     Ok(matched)
 }
 
-/// The conformance diff on QEMU CPU `cpu`.
-fn check_cpu(images: &Images, cpu: &str) -> Result<usize> {
-    let expected_path = expected_path(cpu);
+/// The conformance diff on QEMU CPU `cpu` with GIC version `gic`.
+fn check_cpu(images: &Images, cpu: &str, gic: u8) -> Result<usize> {
+    let expected_path = expected_path(cpu, gic);
     let text = std::fs::read_to_string(&expected_path).map_err(|e| format!("{}: {e} (run `cargo xtask conformance --against xen`)", expected_path.display()))?;
     let expected = parse_cases(&text);
-    let devs = match std::fs::read_to_string(deviations_path(cpu)) {
-        Ok(t) => parse_deviations(&t)?,
-        Err(_) => BTreeMap::new(),
-    };
-    println!("conformance on -cpu {cpu}:");
-    let out = boot(images.hypervisor.clone(), "", images.test_guest.clone(), cpu)?;
-    let log = env::target_dir().join(format!("conformance-xenith-{cpu}.log"));
+    // The GICv2 run lists its own deviations on top of the GICv3 run's on the same CPU.
+    let mut devs = BTreeMap::new();
+    let files = if gic == 2 { vec![deviations_path(cpu, 3), deviations_path(cpu, 2)] } else { vec![deviations_path(cpu, gic)] };
+    for f in files {
+        if let Ok(t) = std::fs::read_to_string(&f) {
+            devs.extend(parse_deviations(&t)?);
+        }
+    }
+    println!("conformance on -cpu {cpu}, GICv{gic}:");
+    let out = boot(images.hypervisor.clone(), "", images.test_guest.clone(), cpu, gic)?;
+    let log = env::target_dir().join(format!("conformance-xenith-{cpu}-gicv{gic}.log"));
     let _ = std::fs::write(&log, &out.output);
     let got = parse_cases(&out.output);
     let (lines, verdicts) = compare(&expected, &got, &devs);
@@ -375,9 +391,9 @@ fn check_cpu(images: &Images, cpu: &str) -> Result<usize> {
     }
     let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count();
     let (ok, dev, diff, missing, new) = (count(Verdict::Match), count(Verdict::Deviation), count(Verdict::Differs), count(Verdict::MissingOnXenith), count(Verdict::NotInExpected));
-    println!("conformance (-cpu {cpu}): {} cases: {ok} match Xen 4.17, {dev} listed deviations, {diff} differ, {missing} missing, {new} not in the expected file", expected.len());
+    println!("conformance (-cpu {cpu}, GICv{gic}): {} cases: {ok} match Xen 4.17, {dev} listed deviations, {diff} differ, {missing} missing, {new} not in the expected file", expected.len());
     if diff + missing + new > 0 {
-        Err(format!("{} conformance difference(s) on -cpu {cpu} not listed in {}", diff + missing + new, deviations_path(cpu).display()))
+        Err(format!("{} conformance difference(s) on -cpu {cpu}, GICv{gic} not listed in {}", diff + missing + new, deviations_path(cpu, gic).display()))
     } else {
         Ok(ok + dev)
     }
@@ -477,7 +493,7 @@ pub fn bench_against_xen(images: &Images) -> Result<()> {
 
 /// `cargo xtask conformance [--against xen [--vulnerabilities | --console]] [--cpu MODEL]`.
 pub fn main(args: &[String]) -> Result<()> {
-    let (mut against_xen, mut cpu, mut vulns, mut console) = (false, None, false, false);
+    let (mut against_xen, mut cpu, mut vulns, mut console, mut gic) = (false, None, false, false, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -488,6 +504,11 @@ pub fn main(args: &[String]) -> Result<()> {
             "--cpu" => match it.next().map(String::as_str) {
                 Some(c) if c == FULL_RUN_CPU || OTHER_CPUS.contains(&c) => cpu = Some(c.to_string()),
                 other => return Err(format!("--cpu: one of {FULL_RUN_CPU} {OTHER_CPUS:?}, got {other:?}")),
+            },
+            "--gic" => match it.next().map(String::as_str) {
+                Some("2") => gic = Some(2),
+                Some("3") => gic = Some(3),
+                other => return Err(format!("--gic: 2 or 3, got {other:?}")),
             },
             "--vulnerabilities" => vulns = true,
             "--console" => console = true,
@@ -510,10 +531,14 @@ pub fn main(args: &[String]) -> Result<()> {
         };
         return cpus.into_iter().try_for_each(crate::vulnerabilities::record_xen);
     }
-    match (against_xen, cpu) {
-        (true, cpu) => record_xen(cpu.as_deref().unwrap_or(FULL_RUN_CPU)),
-        (false, Some(cpu)) => check_cpu(&build::all()?, &cpu).map(|_| ()),
-        (false, None) => check(&build::all()?).map(|_| ()),
+    if gic == Some(2) && cpu.as_deref().is_some_and(|c| c != FULL_RUN_CPU) {
+        return Err(format!("--gic 2 runs the full table, on {FULL_RUN_CPU} only"));
+    }
+    match (against_xen, cpu, gic) {
+        (true, cpu, gic) => record_xen(cpu.as_deref().unwrap_or(FULL_RUN_CPU), gic.unwrap_or(3)),
+        (false, cpu, Some(gic)) => check_cpu(&build::all()?, cpu.as_deref().unwrap_or(FULL_RUN_CPU), gic).map(|_| ()),
+        (false, Some(cpu), None) => check_cpu(&build::all()?, &cpu, 3).map(|_| ()),
+        (false, None, None) => check(&build::all()?).map(|_| ()),
     }
 }
 

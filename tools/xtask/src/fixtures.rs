@@ -7,8 +7,13 @@ use std::process::Command;
 
 /// QEMU virt (AArch64) as xenith runs on it; `with_module` adds a guest-loader module node.
 fn dump_qemu_virt(out: &Path, with_module: bool) -> Result<()> {
+    dump_qemu_virt_gic(out, with_module, 3)
+}
+
+/// The same with GIC version `gic` (`gic-version=`).
+fn dump_qemu_virt_gic(out: &Path, with_module: bool, gic: u8) -> Result<()> {
     let mut c = Command::new("qemu-system-aarch64");
-    c.args(["-M", &format!("virt,virtualization=on,gic-version=3,iommu=smmuv3,dumpdtb={}", out.display())])
+    c.args(["-M", &format!("virt,virtualization=on,gic-version={gic},iommu=smmuv3,dumpdtb={}", out.display())])
         .args(["-cpu", "cortex-a57", "-smp", "2", "-m", "2G", "-nographic"]);
     if with_module {
         // Any existing file will do: only the module node's reg/bootargs matter.
@@ -66,6 +71,7 @@ pub fn all() -> Result<()> {
     ensure(dir.join("qemu-virt-aarch64.dtb"), |p| dump_qemu_virt(p, false))?;
     ensure(dir.join("qemu-virt-aarch64-bad-gic-reg.dtb"), malformed_qemu_virt)?;
     ensure(dir.join("qemu-virt-aarch64-dom0.dtb"), |p| dump_qemu_virt(p, true))?;
+    ensure(dir.join("qemu-virt-aarch64-gicv2-dom0.dtb"), |p| dump_qemu_virt_gic(p, true, 2))?;
     ensure(dir.join("exynos5250-snow.dtb"), snow_dtb)?;
     Ok(())
 }

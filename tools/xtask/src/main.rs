@@ -34,12 +34,14 @@ cargo xtask <command>
                          trades a grant and events with a test-guest dom0); QEMU gets one more CPU
       --append ARGS      xenith's command line (e.g. dom0_mem=512M)
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
+      --gic 2|3          QEMU virt's interrupt controller: GICv3 (default) or GICv2 (gic-version=2)
       -- QEMU-ARGS...    extra QEMU arguments
   test               host tests (cargo test), the QEMU system tests, then the conformance diff
   systest [NAME]     only the QEMU system tests (those whose name contains NAME)
-  conformance [--against xen] [--cpu cortex-a57|max]
+  conformance [--against xen] [--cpu cortex-a57|max] [--gic 2|3]
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
-                     (tests/conformance/): the whole table on cortex-a57, the cpu.* cases on max;
+                     (tests/conformance/): the whole table on cortex-a57 with GICv3 and again with
+                     GICv2 (`-gicv2` files), the cpu.* cases on max; `--gic N` only that GIC's run;
                      `--against xen` re-records Xen's values (for cortex-a57 unless --cpu says);
                      `--against xen --vulnerabilities` re-records Linux dom0's
                      /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says);
@@ -148,6 +150,13 @@ fn run(args: &[String]) -> Result<()> {
             }
             "--append" => boot.cmdline = value()?,
             "--smmu-stage" => boot.smmu_stage = value()?,
+            "--gic" => {
+                boot.gic = match value()?.as_str() {
+                    "2" => 2,
+                    "3" => 3,
+                    other => return Err(format!("--gic: 2 or 3, got `{other}`")),
+                }
+            }
             "--" => {
                 boot.extra.extend(it.by_ref().cloned());
                 break;

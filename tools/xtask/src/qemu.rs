@@ -26,6 +26,8 @@ pub struct Boot {
     pub smmu_stage: String,
     /// QEMU's CPU model (`-cpu`).
     pub cpu: String,
+    /// The interrupt controller: `gic-version=` 3 (default) or 2.
+    pub gic: u8,
     pub smp: u32,
     pub mem: String,
     /// `-icount shift=0,sleep=off`: the guest counter counts instructions (benchmarks).
@@ -54,6 +56,7 @@ impl Boot {
             initrd: None,
             smmu_stage: "2".into(),
             cpu: "cortex-a57".into(),
+            gic: 3,
             smp: 2,
             mem: "2G".into(),
             icount: false,
@@ -70,9 +73,9 @@ impl Boot {
         let mut c = Command::new("qemu-system-aarch64");
         let dump = self.dumpdtb.as_ref().map(|p| format!(",dumpdtb={}", p.display())).unwrap_or_default();
         if self.smmu_stage == "1" {
-            c.args(["-M", &format!("virt-9.0,virtualization=on,gic-version=3,iommu=smmuv3{dump}")]);
+            c.args(["-M", &format!("virt-9.0,virtualization=on,gic-version={},iommu=smmuv3{dump}", self.gic)]);
         } else {
-            c.args(["-M", &format!("virt,virtualization=on,gic-version=3,iommu=smmuv3{dump}")])
+            c.args(["-M", &format!("virt,virtualization=on,gic-version={},iommu=smmuv3{dump}", self.gic)])
                 .args(["-global", &format!("arm-smmuv3.stage={}", self.smmu_stage)]);
         }
         if let Some(d) = &self.dtb {

@@ -107,6 +107,20 @@ fn cases(images: &Images) -> Vec<Case> {
                 Ok(())
             },
         },
+        // The same on QEMU virt with a GICv2: the physical GICv2 driver, dom0's vGICv2 (its
+        // SGI to itself through GICD_SGIR and the GICV frame at its GICC).
+        Case {
+            name: "test_guest_as_dom0_gicv2",
+            boot: Boot { gic: 2, ..base(true) },
+            check: |o| {
+                guest_clean(o)?;
+                expect(o, "GICv2: distributor 0x8000000")?;
+                expect(o, "vGICv2 distributor 0x8000000")?;
+                expect(o, "virtual CPU interface 0x8040000 mapped at 0x8010000")?;
+                expect(o, "case gic.sgi_to_self: 0x5")?;
+                expect(o, "hardware domain powered off")
+            },
+        },
         Case {
             name: "edu_dma_through_hypervisor_smmu",
             boot: edu_boot(base(true), "edu"),
@@ -220,6 +234,20 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
             check: |o| {
                 crate::linux::systest_check(o)?;
                 vulnerabilities(o, "cortex-a57")
+            },
+        });
+        // The same on a GICv2 host (2 vCPUs: IPIs through the emulated GICD_SGIR, timer PPIs
+        // and the virtio-rng's interrupt through the GICH list registers).
+        cases.push(Case {
+            name: "linux_dom0_gicv2",
+            boot: Boot { gic: 2, ..crate::linux::systest_boot(images.hypervisor.clone()) },
+            check: |o| {
+                crate::linux::systest_check(o)?;
+                expect(o, "vGICv2 distributor")?;
+                if let Some(lines) = o.trouble() {
+                    return Err(format!("trouble in the output:\n{}", lines.join("\n")));
+                }
+                Ok(())
             },
         });
         // The same on QEMU's `max` CPU (SVE, SME, MTE, pointer authentication, ...).

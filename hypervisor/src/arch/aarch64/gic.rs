@@ -25,7 +25,9 @@ use crate::sync::{Once, SpinMutex as Mutex};
 /// INTIDs 1020-1023 are special (1023: nothing pending); LPIs start at 8192.
 const SPECIAL_INTID: u32 = 1020;
 /// Priority the hypervisor gives its PPIs.
-const HYP_PRIORITY: u8 = 0x80;
+pub(super) const HYP_PRIORITY: u8 = 0x80;
+/// The private interrupts the hypervisor takes on every CPU.
+pub(super) const HYP_PPIS: [u32; 4] = [KICK_SGI, MAINTENANCE_PPI, HYP_TIMER_PPI, VTIMER_PPI];
 /// Polls of a GIC "write pending"/"children asleep" bit before giving up.
 const POLL_LIMIT: u32 = 1_000_000;
 
@@ -111,6 +113,12 @@ pub(super) fn redistributor_in(regions: &[Region], mpidr: u64) -> Option<u64> {
 /// Bring up the physical GIC for the hypervisor's own PPIs on the boot CPU and enable the
 /// virtual CPU interface. Returns the distributor's ITLinesNumber (for the vGIC).
 pub fn init(info: &GicInfo) -> Result<u32, String> {
+    if info.version == 2 {
+        GICD_BASE.store(info.distributor.base, Ordering::Relaxed);
+        let it_lines = super::gic_v2::init(info)?;
+        LR_COUNT.store(super::gic_v2::lr_count(), Ordering::Relaxed);
+        return Ok(it_lines);
+    }
     if info.version != 3 {
         return Err(alloc::format!("GICv{} at {}: only GICv3 is supported on AArch64", info.version, info.path));
     }
@@ -137,6 +145,9 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
 /// This CPU's part of the GIC: wake its redistributor, enable the hypervisor's PPIs and the
 /// kick SGI, the CPU interface at EL2, and the virtual interface.
 pub fn init_this_cpu() -> Result<(), String> {
+    if super::gic_v2::get().is_some() {
+        return super::gic_v2::init_this_cpu();
+    }
     let regions = REDISTRIBUTORS.get().map(Vec::as_slice).unwrap_or(&[]);
     let rd = find_redistributor(regions).ok_or("no GICv3 redistributor matches this CPU's MPIDR")?;
     // Wake the redistributor.
@@ -150,7 +161,7 @@ pub fn init_this_cpu() -> Result<(), String> {
     let sgi = rd + 0x1_0000;
     mmio_write32(sgi + 0x180, 0xffff_ffff); // ICENABLER0: everything off
     mmio_write32(sgi + 0x80, 0xffff_ffff); // IGROUPR0: group 1
-    for ppi in [KICK_SGI, MAINTENANCE_PPI, HYP_TIMER_PPI, VTIMER_PPI] {
+    for ppi in HYP_PPIS {
         let reg = sgi + 0x400 + u64::from(ppi & !3);
         let shift = 8 * (ppi & 3);
         let v = (mmio_read32(reg) & !(0xff << shift)) | (u32::from(HYP_PRIORITY) << shift);
@@ -194,6 +205,11 @@ pub fn kick(vcpu: usize) {
     if vcpu == this_vcpu() {
         return;
     }
+    if let Some(g) = super::gic_v2::get() {
+        super::regs::dsb_ish();
+        g.send_sgi(KICK_SGI, super::gic_v2::cpu_mask(vcpu));
+        return;
+    }
     let mpidr = super::smp::host_mpidr(vcpu);
     let aff0 = mpidr & 0xf;
     let value = ((mpidr >> 8) & 0xff) << 16 | ((mpidr >> 16) & 0xff) << 32 | ((mpidr >> 32) & 0xff) << 48
@@ -208,6 +224,11 @@ pub fn kick(vcpu: usize) {
 /// Give `dom` (`smp::vcpus()` vCPUs, vMPIDR 0x80000000 + id) an emulated GICv3 at the host's GIC
 /// addresses and make it the vGIC of this CPU.
 pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<(), String> {
+    if info.version == 2 {
+        let vgic = super::gic_v2::attach_vgic(dom, info, it_lines, super::smp::vcpus())?;
+        CURRENT_VGIC.call_once(|| vgic);
+        return Ok(());
+    }
     let mpidrs: Vec<u64> = (0..super::smp::vcpus() as u64).map(|i| (1 << 31) | i).collect();
     let mut g = Vgic::new(it_lines, &mpidrs);
     // Every SPI is dom0's (direct-mapped hardware domain): its devices' interrupts pass
@@ -248,6 +269,8 @@ pub(super) fn dom0_vgic() -> Option<&'static SharedVgic> {
 #[derive(Clone, Copy)]
 pub struct HwLrs {
     count: usize,
+    /// GICH list registers (GICv2) instead of ICH_LR<n>_EL2.
+    v2: bool,
 }
 
 /// ICH_VTR_EL2.ListRegs + 1, read once by `init` (every guest exit and entry needs it).
@@ -255,7 +278,7 @@ static LR_COUNT: AtomicU32 = AtomicU32::new(0);
 
 impl HwLrs {
     pub fn new() -> Self {
-        Self { count: LR_COUNT.load(Ordering::Relaxed) as usize }
+        Self { count: LR_COUNT.load(Ordering::Relaxed) as usize, v2: super::gic_v2::get().is_some() }
     }
 }
 
@@ -270,6 +293,9 @@ impl ListRegisters for HwLrs {
         self.count
     }
     fn read(&self, index: usize) -> u64 {
+        if self.v2 {
+            return super::gic_v2::read_lr(index);
+        }
         match index {
             0 => sysreg!(read S3_4_C12_C12_0),
             1 => sysreg!(read S3_4_C12_C12_1),
@@ -291,6 +317,9 @@ impl ListRegisters for HwLrs {
         }
     }
     fn write(&mut self, index: usize, v: u64) {
+        if self.v2 {
+            return super::gic_v2::write_lr(index, v);
+        }
         match index {
             0 => sysreg!(write S3_4_C12_C12_0, v),
             1 => sysreg!(write S3_4_C12_C12_1, v),
@@ -312,6 +341,9 @@ impl ListRegisters for HwLrs {
         }
     }
     fn set_underflow_irq(&mut self, on: bool) {
+        if let Some(g) = super::gic_v2::get().filter(|_| self.v2) {
+            return g.set_underflow_irq(on);
+        }
         let hcr = sysreg!(read S3_4_C12_C11_0); // ICH_HCR_EL2
         let want = if on { hcr | (1 << 1) } else { hcr & !(1 << 1) };
         if want != hcr {
@@ -381,14 +413,28 @@ fn guest_entry_flush(me: usize, writes: u64) {
 /// INTID taken, if any.
 pub fn take_physical_irqs() -> Option<u32> {
     let mut first = None;
+    let v2 = super::gic_v2::get();
     for _ in 0..64 {
-        let iar = icc_iar1!();
-        let intid = (iar & 0xff_ffff) as u32;
+        // GICv2: GICC_IAR (an SGI's source CPU in bits 12:10); GICv3: ICC_IAR1_EL1.
+        let (iar, intid) = match v2 {
+            Some(g) => {
+                let iar = g.acknowledge();
+                (u64::from(iar), iar & 0x3ff)
+            }
+            None => {
+                let iar = icc_iar1!();
+                (iar, (iar & 0xff_ffff) as u32)
+            }
+        };
         if (SPECIAL_INTID..crate::irq::its::lpi::LPI_BASE).contains(&intid) {
             return first;
         }
         first = first.or(Some(intid));
-        icc_eoir1!(iar); // priority drop; deactivation below or by the guest
+        // Priority drop; deactivation below or by the guest.
+        match v2 {
+            Some(g) => g.end_of_interrupt(iar as u32),
+            None => icc_eoir1!(iar),
+        }
         if intid >= crate::irq::its::lpi::LPI_BASE {
             // A host LPI (an MSI through the ITS): no active state to deactivate; its virtual
             // LPI pends on the vCPU it targets.
@@ -406,7 +452,7 @@ pub fn take_physical_irqs() -> Option<u32> {
                 notify(t);
             }
             if !taken {
-                icc_dir!(iar);
+                deactivate(iar);
                 if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
                     log!("physical SPI {intid} is not passed through to a guest: ignored");
                 }
@@ -425,9 +471,17 @@ pub fn take_physical_irqs() -> Option<u32> {
                 }
             }
         }
-        icc_dir!(iar);
+        deactivate(iar);
     }
     first
+}
+
+/// Deactivate a physical interrupt whose priority was dropped (`iar` as acknowledged).
+fn deactivate(iar: u64) {
+    match super::gic_v2::get() {
+        Some(g) => g.deactivate(iar as u32),
+        None => icc_dir!(iar),
+    }
 }
 
 /// Host LPI `intid` fired: pend the virtual LPI it stands for.
@@ -456,6 +510,12 @@ pub(super) fn notify_mask(mut mask: u64) {
 /// Carry out on the physical distributor what the guest's writes to passed-through SPIs
 /// asked for: enable (routed to this CPU, group 1), disable, trigger, deactivate.
 fn apply_hw_ops(ops: &[HwOp]) {
+    if super::gic_v2::get().is_some() {
+        for &op in ops {
+            super::gic_v2::apply_hw_op(op, GUEST_SPI_PRIORITY);
+        }
+        return;
+    }
     let gicd = GICD_BASE.load(Ordering::Relaxed);
     if gicd == 0 {
         return;

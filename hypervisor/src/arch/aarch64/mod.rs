@@ -7,6 +7,8 @@ pub mod cpufeat;
 pub mod entry;
 /// Physical GICv3 and the ICH_* virtual interface (vGIC glue).
 pub mod gic;
+/// Physical GICv2 and the GICH virtual interface (vGIC glue for GICv2 hosts).
+pub mod gic_v2;
 pub mod guest;
 pub mod heap;
 /// The Xen hypercall path (HVC #0xEA1): short register save, straight to the dispatcher.

@@ -352,7 +352,10 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
     let value = if reg == 31 { 0 } else { frame.x[reg] };
     let value = if size == 8 { value } else { value & ((1u64 << (size * 8)) - 1) };
     let access = MmioAccess { offset, size, write, value };
-    match dev.access(0, access) {
+    // The accessing vCPU selects banked registers (a GICv2 distributor's SGIs and PPIs):
+    // dom0's vCPU n runs on CPU n; a domU's devices have no banked registers.
+    let vcpu = if dom.is_hardware { super::smp::this_vcpu() } else { 0 };
+    match dev.access(vcpu, access) {
         MmioResult::Done(v) => {
             if !write && reg != 31 {
                 let bits = u32::from(size) * 8;

@@ -13,6 +13,7 @@
 
 pub mod lpi;
 pub mod lr;
+pub mod v2;
 pub mod regs;
 // Property tests (proptest), not built for the loom model checks.
 #[cfg(all(test, not(loom)))]

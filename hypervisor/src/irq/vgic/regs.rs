@@ -59,12 +59,12 @@ mod gicr {
     pub const SGI: u64 = 0x1_0000;
 }
 
-const ID_PIDR2: u64 = 0xffe8;
-const ID_CIDR: [(u64, u32); 4] = [(0xfff0, 0x0d), (0xfff4, 0xf0), (0xfff8, 0x05), (0xfffc, 0xb1)];
+pub(super) const ID_PIDR2: u64 = 0xffe8;
+pub(super) const ID_CIDR: [(u64, u32); 4] = [(0xfff0, 0x0d), (0xfff4, 0xf0), (0xfff8, 0x05), (0xfffc, 0xb1)];
 
 /// Which bit-per-interrupt register a write targets.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum BitReg {
+pub(super) enum BitReg {
     Group,
     SetEnable,
     ClearEnable,
@@ -77,7 +77,7 @@ enum BitReg {
 impl BitReg {
     /// The register at `off` among the seven bit-per-interrupt arrays (each `len` bytes),
     /// and the byte offset inside it.
-    fn at(off: u64, len: u64) -> Option<(BitReg, u64)> {
+    pub(super) fn at(off: u64, len: u64) -> Option<(BitReg, u64)> {
         // The arrays follow each other every 0x80 bytes from IGROUPR to ICACTIVER.
         const TABLE: [BitReg; 7] = [
             BitReg::Group,
@@ -106,7 +106,7 @@ impl BitReg {
     }
 }
 
-fn word_only(a: &MmioAccess) -> bool {
+pub(super) fn word_only(a: &MmioAccess) -> bool {
     a.size == 4 && a.offset % 4 == 0
 }
 
@@ -115,7 +115,7 @@ pub(super) fn word_or_dword(a: &MmioAccess) -> bool {
 }
 
 /// Read-as-zero/write-ignored for a well-formed word access, abort otherwise.
-fn raz_wi(a: &MmioAccess) -> MmioResult {
+pub(super) fn raz_wi(a: &MmioAccess) -> MmioResult {
     if word_only(a) {
         MmioResult::Done(0)
     } else {
@@ -237,7 +237,7 @@ impl Vgic {
     }
 
     /// A bit-per-interrupt register word covering INTIDs `first..first + 32`.
-    fn bits_access(&mut self, vcpu: usize, reg: BitReg, first: u32, a: &MmioAccess) -> MmioResult {
+    pub(super) fn bits_access(&mut self, vcpu: usize, reg: BitReg, first: u32, a: &MmioAccess) -> MmioResult {
         if !word_only(a) {
             return MmioResult::Abort;
         }
@@ -302,7 +302,7 @@ impl Vgic {
     }
 
     /// IPRIORITYR bytes for INTIDs starting at `first` (byte or word access).
-    fn priority_access(&mut self, vcpu: usize, first: u32, a: &MmioAccess) -> MmioResult {
+    pub(super) fn priority_access(&mut self, vcpu: usize, first: u32, a: &MmioAccess) -> MmioResult {
         let ok = a.size == 1 || (a.size == 4 && a.offset % 4 == 0);
         if !ok {
             return MmioResult::Abort;
@@ -324,7 +324,7 @@ impl Vgic {
 
     /// ICFGR word covering INTIDs `first..first + 16`: bit 2k+1 set = edge-triggered. SGIs
     /// are always edge (read-only).
-    fn config_access(&mut self, vcpu: usize, first: u32, a: &MmioAccess) -> MmioResult {
+    pub(super) fn config_access(&mut self, vcpu: usize, first: u32, a: &MmioAccess) -> MmioResult {
         if !word_only(a) {
             return MmioResult::Abort;
         }
