@@ -1,5 +1,6 @@
 //! `cargo xtask`: build, run, test and benchmark xenith. `cargo xtask help` lists the commands.
 
+mod arm32;
 mod build;
 mod conformance;
 mod console;
@@ -35,6 +36,9 @@ cargo xtask <command>
       --append ARGS      xenith's command line (e.g. dom0_mem=512M)
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       -- QEMU-ARGS...    extra QEMU arguments
+  run --arch arm32 [--dom0 PATH|none] [--dom0-args A] [--initrd P] [--append A] [-- QEMU-ARGS]
+                     xenith in HYP mode on qemu-system-arm -M virt,virtualization=on,highmem=off
+                     -cpu cortex-a15 (GICv2); dom0 is the arm32 test guest unless --dom0 says
   test               host tests (cargo test), the QEMU system tests, then the conformance diff
   systest [NAME]     only the QEMU system tests (those whose name contains NAME)
   conformance [--against xen] [--cpu cortex-a57|max]
@@ -70,6 +74,11 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
         Some("build") => setup().and_then(|_| build::all()).map(|_| ()),
+        Some("run") if args.get(1).map(String::as_str) == Some("--arch") => match args.get(2).map(String::as_str) {
+            Some("arm32") => setup().and_then(|_| arm32::run(&args[3..])),
+            Some("aarch64") => run(&args[3..]),
+            other => Err(format!("run --arch: unknown architecture {other:?} (aarch64 or arm32)")),
+        },
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") if args.get(1).map(String::as_str) == Some("--against") => {
