@@ -5,7 +5,7 @@
 //! reaches the ones below 4 GiB through its identity map (`mmu::va_of`).
 
 pub mod entry;
-// pub mod guest;
+pub mod guest;
 /// The heap is the same buddy allocator over a static region as on AArch64.
 #[path = "../aarch64/heap.rs"]
 pub mod heap;
@@ -16,7 +16,7 @@ pub mod smp;
 pub mod start;
 pub mod trap;
 /// Guest timers: the virtual timer is the guest's, the PL1 physical timer is trapped.
-// pub mod vtimer;
+pub mod vtimer;
 
 use regs::{dsb_ish, Vttbr};
 
