@@ -41,7 +41,11 @@ pub fn build(with_guest: bool) -> Result<Images> {
     let hypervisor = flatten_to(&hyp_elf, &dir.join("xenith-arm32.zImage"))?;
     let test_guest = if with_guest {
         let elf = cargo_build("test-guest", "test-guest")?;
-        Some(flatten_to(&elf, &dir.join("test-guest-arm32.zImage"))?)
+        let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+        let image = relocatable_zimage(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+        let out = dir.join("test-guest-arm32.zImage");
+        std::fs::write(&out, image).map_err(|e| format!("{}: {e}", out.display()))?;
+        Some(out)
     } else {
         None
     };
@@ -96,6 +100,88 @@ pub fn flatten32(elf: &[u8]) -> std::result::Result<(u32, Vec<u8>), String> {
         out[at..at + data.len()].copy_from_slice(data);
     }
     Ok((base, out))
+}
+
+/// ELF relocation types the test guest's image can hold (ARM ELF ABI numbers).
+const R_ARM_NONE: u32 = 0;
+const R_ARM_ABS32: u32 = 2;
+const R_ARM_REL32: u32 = 3;
+const R_ARM_CALL: u32 = 28;
+const R_ARM_JUMP24: u32 = 29;
+const R_ARM_TARGET1: u32 = 38;
+const R_ARM_PREL31: u32 = 42;
+const R_ARM_MOVW_ABS_NC: u32 = 43;
+const R_ARM_MOVT_ABS: u32 = 44;
+const R_ARM_ALU_PC_G0_NC: u32 = 57;
+const R_ARM_ALU_PC_G0: u32 = 58;
+
+/// The test guest as a zImage a loader may put anywhere 64 KiB-aligned (Xen and xenith align
+/// a zImage to 2 MiB): the guest is linked at 0 with its static relocations kept
+/// (`--emit-relocs`), and this turns those of the loaded sections into a table the entry code
+/// applies: the words holding an absolute address (R_ARM_ABS32) get the load address added,
+/// the MOVT instructions (R_ARM_MOVT_ABS) its upper half; their MOVW partners hold the lower
+/// half, which a 64 KiB-aligned slide leaves alone; PC-relative ones need nothing. The image
+/// is the loaded bytes, zeros up to the header's end word (the BSS), then the table
+/// (`[n_abs, n_movt, abs offsets.., movt offsets..]`, u32 each), and the end word is
+/// rewritten to cover it.
+pub fn relocatable_zimage(elf: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let (base, mut image) = flatten32(elf)?;
+    if base != 0 {
+        return Err(format!("the test guest must be linked at 0, not {base:#x}"));
+    }
+    if image.len() < 0x30 || u32_at(&image, 0x24)? != 0x016f_2818 {
+        return Err("no zImage header at the start of the image".into());
+    }
+    let end = u32_at(&image, 0x2c)? as usize;
+    if end < image.len() || end % 4 != 0 {
+        return Err(format!("zImage end word {end:#x} is below the loaded bytes ({:#x}) or unaligned", image.len()));
+    }
+    image.resize(end, 0);
+    let shoff = u32_at(elf, 0x20)? as usize;
+    let shentsize = u16_at(elf, 0x2e)? as usize;
+    let shnum = u16_at(elf, 0x30)? as usize;
+    let section = |i: usize| -> std::result::Result<[u32; 10], String> {
+        let o = shoff + i * shentsize;
+        let mut f = [0u32; 10];
+        for (k, v) in f.iter_mut().enumerate() {
+            *v = u32_at(elf, o + 4 * k)?;
+        }
+        Ok(f)
+    };
+    let (mut abs, mut movt) = (Vec::new(), Vec::new());
+    for i in 0..shnum {
+        let sh = section(i)?;
+        const SHT_REL: u32 = 9;
+        const SHF_ALLOC: u32 = 2;
+        if sh[1] != SHT_REL {
+            continue;
+        }
+        let target = section(sh[7] as usize)?;
+        if target[2] & SHF_ALLOC == 0 {
+            continue; // debug information: not loaded
+        }
+        let (off, size) = (sh[4] as usize, sh[5] as usize);
+        for r in (off..off + size).step_by(8) {
+            let (at, info) = (u32_at(elf, r)?, u32_at(elf, r + 4)?);
+            match info & 0xff {
+                R_ARM_ABS32 | R_ARM_TARGET1 => abs.push(at),
+                R_ARM_MOVT_ABS => movt.push(at),
+                R_ARM_NONE | R_ARM_MOVW_ABS_NC | R_ARM_REL32 | R_ARM_CALL | R_ARM_JUMP24 | R_ARM_PREL31 | R_ARM_ALU_PC_G0_NC | R_ARM_ALU_PC_G0 => {}
+                t => return Err(format!("relocation type {t} at {at:#x}: the entry code cannot apply it")),
+            }
+        }
+    }
+    if let Some(bad) = abs.iter().chain(&movt).find(|&&a| a as usize + 4 > end || a % 4 != 0) {
+        return Err(format!("a relocation at {bad:#x} lies outside the image"));
+    }
+    image.extend_from_slice(&(abs.len() as u32).to_le_bytes());
+    image.extend_from_slice(&(movt.len() as u32).to_le_bytes());
+    for a in abs.iter().chain(&movt) {
+        image.extend_from_slice(&a.to_le_bytes());
+    }
+    let total = image.len() as u32;
+    image[0x2c..0x30].copy_from_slice(&total.to_le_bytes());
+    Ok(image)
 }
 
 /// The QEMU command line for one arm32 boot described by `b` (its cpu field is ignored: the

@@ -132,15 +132,11 @@ impl HwTlb {
 }
 
 impl crate::mm::TlbOps for HwTlb {
-    fn invalidate_ipa(&mut self, vmid: u16, ipa: u64) {
-        Self::with_vmid(vmid, || {
-            // SAFETY: TLB maintenance only: TLBIIPAS2IS (IPA[39:12] in bits [27:0]), then
-            // TLBIALLIS for the combined stage 1+2 entries of this VMID.
-            unsafe {
-                core::arch::asm!("dsb ishst", "mcr p15, 4, {ipa}, c8, c0, 1", "dsb ish", "mcr p15, 0, {z}, c8, c3, 0",
-                    ipa = in(reg) (ipa >> 12) as u32, z = in(reg) 0u32)
-            };
-        });
+    /// ARMv7 has no invalidation by IPA (TLBIIPAS2 came with ARMv8): the VMID's whole
+    /// non-HYP TLB goes (TLBIALLIS issued in HYP mode acts on the VMID in VTTBR), as Xen
+    /// does on a Cortex-A15.
+    fn invalidate_ipa(&mut self, vmid: u16, _ipa: u64) {
+        self.invalidate_vmid(vmid);
     }
     fn invalidate_vmid(&mut self, vmid: u16) {
         Self::with_vmid(vmid, || {
