@@ -264,6 +264,96 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 }
 
+/// Xen 4.17 armhf's command line for the conformance run: the one the AArch64 run uses.
+const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0 dom0_max_vcpus=1";
+
+fn expected_path() -> PathBuf {
+    env::root().join("tests/conformance/expected-xen-4.17-armhf.txt")
+}
+fn deviations_path() -> PathBuf {
+    env::root().join("tests/conformance/deviations-armhf.txt")
+}
+
+/// Debian's Xen 4.17 for armhf (a zImage QEMU boots in HYP mode), fetched and cached.
+pub fn xen_4_17_armhf() -> Result<PathBuf> {
+    let p = env::fixtures_dir().join("xen-4.17-armhf");
+    if !p.exists() {
+        let root = env::debian_package("xen-hypervisor-4.17-armhf", "armhf")?;
+        std::fs::create_dir_all(env::fixtures_dir()).map_err(|e| e.to_string())?;
+        std::fs::copy(root.join("boot/xen-4.17-armhf"), &p).map_err(|e| format!("xen-4.17-armhf: {e}"))?;
+    }
+    Ok(p)
+}
+
+/// One conformance boot of the arm32 test guest as dom0 on `hypervisor`.
+fn conformance_boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<qemu::Outcome> {
+    let mut b = Boot::new(hypervisor);
+    b.cmdline = cmdline.into();
+    b.dom0 = Some(guest);
+    b.timeout = std::time::Duration::from_secs(180);
+    let out = boot(&b)?;
+    if out.timed_out {
+        return Err("QEMU did not end in time (arm32 conformance run)".into());
+    }
+    if crate::systest::guest_summary(&out).is_none() {
+        let tail: Vec<&str> = out.output.lines().rev().take(20).collect();
+        return Err(format!("the arm32 guest did not reach its summary line; last lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+    }
+    Ok(out)
+}
+
+/// `cargo xtask conformance --arch arm32 [--against xen]`: record Xen 4.17 armhf's values, or
+/// diff xenith's with them; the number of cases that matched (or are listed deviations).
+pub fn conformance(args: &[String]) -> Result<usize> {
+    let against_xen = match args {
+        [] => false,
+        [a, x] if a == "--against" && x == "xen" => true,
+        other => return Err(format!("conformance --arch arm32: unknown options {other:?} (only --against xen)")),
+    };
+    let images = build(true)?;
+    let guest = images.test_guest.ok_or("the arm32 test guest was not built")?;
+    if against_xen {
+        let out = conformance_boot(xen_4_17_armhf()?, XEN_CMDLINE, guest)?;
+        let _ = std::fs::write(env::target_dir().join("conformance-xen-4.17-armhf.log"), &out.output);
+        let cases = crate::conformance::parse_cases(&out.output);
+        let mut text = String::new();
+        text.push_str("# The arm32 test guest's observed values on real Xen 4.17 (Debian xen-hypervisor-4.17-armhf) as dom0\n");
+        text.push_str("# under qemu-system-arm -M virt,virtualization=on,highmem=off -cpu cortex-a15 -smp 2 -m 2G (GICv2).\n");
+        text.push_str("# Written by `cargo xtask conformance --arch arm32 --against xen`;\n");
+        text.push_str(&format!("# Xen command line: {XEN_CMDLINE}\n"));
+        for (name, value) in &cases {
+            text.push_str(&format!("case {name}: {value}\n"));
+        }
+        std::fs::write(expected_path(), text).map_err(|e| e.to_string())?;
+        let (p, f) = crate::systest::guest_summary(&out).unwrap_or((0, 0));
+        println!("conformance (arm32): recorded {} cases from Xen 4.17 armhf into {} (guest's own table: {p} passed, {f} failed)", cases.len(), expected_path().display());
+        return Ok(cases.len());
+    }
+    let text = std::fs::read_to_string(expected_path())
+        .map_err(|e| format!("{}: {e} (run `cargo xtask conformance --arch arm32 --against xen`)", expected_path().display()))?;
+    let expected = crate::conformance::parse_cases(&text);
+    let devs = match std::fs::read_to_string(deviations_path()) {
+        Ok(t) => crate::conformance::parse_deviations(&t)?,
+        Err(_) => Default::default(),
+    };
+    let out = conformance_boot(images.hypervisor, "", guest)?;
+    let _ = std::fs::write(env::target_dir().join("conformance-xenith-arm32.log"), &out.output);
+    let got = crate::conformance::parse_cases(&out.output);
+    let (lines, verdicts) = crate::conformance::compare(&expected, &got, &devs);
+    for l in &lines {
+        println!("{l}");
+    }
+    use crate::conformance::Verdict;
+    let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count();
+    let (ok, dev, diff, missing, new) = (count(Verdict::Match), count(Verdict::Deviation), count(Verdict::Differs), count(Verdict::MissingOnXenith), count(Verdict::NotInExpected));
+    println!("conformance (arm32, cortex-a15): {} cases: {ok} match Xen 4.17 armhf, {dev} listed deviations, {diff} differ, {missing} missing, {new} not in the expected file", expected.len());
+    if diff + missing + new > 0 {
+        Err(format!("{} arm32 conformance difference(s) not listed in {}", diff + missing + new, deviations_path().display()))
+    } else {
+        Ok(ok + dev)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,7 +39,8 @@ cargo xtask <command>
   run --arch arm32 [--dom0 PATH|none] [--dom0-args A] [--initrd P] [--append A] [-- QEMU-ARGS]
                      xenith in HYP mode on qemu-system-arm -M virt,virtualization=on,highmem=off
                      -cpu cortex-a15 (GICv2); dom0 is the arm32 test guest unless --dom0 says
-  test               host tests (cargo test), the QEMU system tests, then the conformance diff
+  test               host tests (cargo test), the QEMU system tests, then the conformance diffs
+                     (AArch64, then arm32)
   systest [NAME]     only the QEMU system tests (those whose name contains NAME)
   conformance [--against xen] [--cpu cortex-a57|max]
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
@@ -48,6 +49,10 @@ cargo xtask <command>
                      `--against xen --vulnerabilities` re-records Linux dom0's
                      /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says);
                      `--against xen --console` the bytes Xen 4.17 puts on the UART for dom0's console
+  conformance --arch arm32 [--against xen]
+                     the arm32 test guest on xenith in HYP mode (qemu-system-arm cortex-a15) diffed
+                     with Debian's Xen 4.17 armhf (tests/conformance/expected-xen-4.17-armhf.txt);
+                     `--against xen` re-records Xen's values
   bench              the guest's round trips (null hypercall, grant map+unmap), one trapped access or
                      interrupt of each kind (exit_*), the noise figure, edu DMA and host-side figures,
                      measured by the guest under -icount shift=0
@@ -96,6 +101,9 @@ fn main() {
             Ok(())
         }),
         Some("bench") => bench(),
+        Some("conformance") if args.get(1).map(String::as_str) == Some("--arch") && args.get(2).map(String::as_str) == Some("arm32") => {
+            setup().and_then(|_| arm32::conformance(&args[3..])).map(|_| ())
+        }
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
         Some("systest") => setup()
             .and_then(|_| fixtures::all())
@@ -238,7 +246,10 @@ fn test() -> Result<()> {
     let host = host_tests(&root)?;
     let images = build::all()?;
     let system = systest::run_all(&images)?;
-    let conformance = conformance::check(&images)?;
+    let mut conformance = conformance::check(&images)?;
+    // ARMv7-A: the arm32 test guest as dom0 of xenith in HYP mode, diffed with Xen 4.17 armhf.
+    eprintln!("xtask: arm32 conformance (qemu-system-arm, cortex-a15)");
+    conformance += arm32::conformance(&[])?;
     // One closing line for the whole run (every stage above stops the run on a failure).
     println!("host {host}, system {system}, conformance {conformance}");
     println!("tests: {} passed, 0 failed", host as usize + system as usize + conformance);
