@@ -47,7 +47,7 @@ pub struct DirectMem;
 #[inline]
 pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
     let align = src as usize | dst as usize | n;
-    if align % 4 == 0 {
+    if align.is_multiple_of(4) {
         for i in 0..n / 4 {
             // SAFETY: both ranges are valid for `n` bytes (the caller's contract), 4-aligned.
             unsafe { (dst as *mut u32).add(i).write_volatile((src as *const u32).add(i).read_volatile()) };
@@ -70,7 +70,7 @@ impl DirectMem {
 
     /// The 64-bit word at `pa` as an atomic (RAM mapped Normal, so exclusives work).
     fn atomic(pa: u64) -> Result<&'static core::sync::atomic::AtomicU64, platform::MemError> {
-        if pa % 8 != 0 {
+        if !pa.is_multiple_of(8) {
             return Err(platform::MemError::NotMemory { pa });
         }
         let va = Self::va(pa, 8)?;

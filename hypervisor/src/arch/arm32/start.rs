@@ -60,7 +60,7 @@ extern "C" fn xenith_boot_hyp(dtb_pa: u32) -> ! {
 /// Read the host DTB at `pa`: checks the header before trusting `totalsize`.
 fn host_dt(pa: u64) -> Result<HostDt, String> {
     let hint = "r2 must hold the DTB's address (the zImage boot protocol)";
-    if pa == 0 || pa % 8 != 0 {
+    if pa == 0 || !pa.is_multiple_of(8) {
         return Err(format!("no usable device tree at {pa:#x}: {hint}"));
     }
     let Some(va) = mmu::va_of(pa, 8) else { return Err(format!("no usable device tree at {pa:#x}: above 4 GiB")) };

@@ -32,7 +32,6 @@ static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RetryState:
 
 /// HSR exception classes handled here (ARMv7 HYP syndrome).
 mod ec {
-    pub const UNKNOWN: u32 = 0x00;
     pub const WFX: u32 = 0x01;
     pub const CP15_32: u32 = 0x03;
     pub const CP15_64: u32 = 0x04;
@@ -174,11 +173,9 @@ fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
             // A trapped SMC returns to the SMC itself: step over it (4 bytes in A32 and T32).
             let at = frame.elr;
             frame.elr = at.wrapping_add(4);
-            if !condition_passed(hsr, frame.spsr) {
-            } else if iss & 0xffff == 0 || hsr & (1 << 24) == 0 {
+            // A conditional SMC that failed its condition completes without effect.
+            if condition_passed(hsr, frame.spsr) {
                 smccc(dom, frame);
-            } else {
-                inject_undef(frame, at.wrapping_add(4));
             }
         }
         ec::HVC => {
@@ -196,7 +193,8 @@ fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
         }
         // Not trapped (guest.rs); should one be, it completes at once, as WFI/WFE may.
         ec::WFX => frame.elr = frame.elr.wrapping_add(insn_len(hsr)),
-        ec::UNKNOWN | ec::CP15_32 | ec::CP15_64 | _ => {
+        // Anything else (EC 0: an unknown reason, untrapped CP15 registers, ...): UNDEFINED.
+        _ => {
             if dom.should_log_fault() {
                 log!("d{}: trapped instruction (HSR EC {class:#x}, ISS {iss:#x}) at {:#x}: UNDEF injected", dom.id, frame.elr);
             }
