@@ -139,6 +139,17 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
         log!("reserved: {what} {:#x}-{:#x}", r.base, r.base + r.size);
     }
 
+    // RAM above 4 GiB (LPAE machines may have some) has no HYP address: none of it becomes
+    // table frames, heap or a 32-bit dom0's RAM.
+    const HIGH: u64 = 1 << 32;
+    let high: u64 = info.memory.iter().map(|r| (r.base + r.size).saturating_sub(r.base.max(HIGH))).sum();
+    if high != 0 {
+        if let Err(e) = plan.free.reserve(HIGH, (1 << 40) - HIGH) {
+            return Err(format!("cannot set RAM above 4 GiB aside: {e}"));
+        }
+        log!("RAM above 4 GiB: {} MiB set aside (no HYP mapping on ARMv7)", mib(high));
+    }
+
     // dom0's kernel (a zImage) and initrd: the plan checked the kernel lies in RAM.
     let kernel = boot::dom0_kernel(&info)?;
     let kva = mmu::va_of(kernel.region.base, kernel.region.size).ok_or_else(|| format!("dom0 kernel module at {} is above 4 GiB", kernel.region))?;
