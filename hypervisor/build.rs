@@ -7,4 +7,9 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
         println!("cargo:rerun-if-changed={}", script.display());
     }
+    if target.starts_with("armv7a") && target.contains("none") {
+        let script = dir.join("hypervisor-arm32.ld");
+        println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        println!("cargo:rerun-if-changed={}", script.display());
+    }
 }

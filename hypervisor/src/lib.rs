@@ -5,7 +5,7 @@
 
 extern crate alloc;
 
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(all(any(target_arch = "aarch64", target_arch = "arm"), target_os = "none"))]
 pub mod arch;
 pub mod boot;
 pub mod console;

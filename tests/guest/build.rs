@@ -10,4 +10,14 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-znotext");
         println!("cargo:rustc-link-arg-bins=--no-dynamic-linker");
     }
+    // ARMv7-A: linked at 0 with its static relocations kept (--emit-relocs): the precompiled
+    // core library uses absolute MOVW/MOVT pairs, which no dynamic relocation can express.
+    // `cargo xtask` turns the kept relocations into the table the entry code applies
+    // (tools/xtask/src/arm32.rs).
+    if target.starts_with("armv7a") && target.contains("none") {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../linker/test-guest-arm32.ld");
+        println!("cargo:rerun-if-changed={}", script.display());
+        println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        println!("cargo:rustc-link-arg-bins=--emit-relocs");
+    }
 }

@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod mmio;
 pub mod registry;
 pub mod vuart;
+pub mod zimage;
 
 use crate::sync::{Mutex, RwLock};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};

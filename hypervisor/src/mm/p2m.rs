@@ -958,6 +958,29 @@ impl Stage2 {
             | (ps << VTCR_PS_SHIFT)
     }
 
+    /// The ARMv7-A (LPAE) VTCR for the same tables, where that architecture can walk them: a
+    /// walk starting at level 1 over at most 40 IPA bits (T0SZ is a signed 4-bit field, 32 -
+    /// ipa_bits, its sign repeated in S), the same walk cacheability and shareability, RES1
+    /// bit 31, and an 8-bit VMID (ARMv7's VTTBR has no more; `vttbr` then has the same layout).
+    /// `None` for a configuration ARMv7 cannot use.
+    pub fn vtcr_armv7(&self) -> Option<u32> {
+        let bits = self.cfg.ipa_bits;
+        if self.start_level != 1 || !(32..=40).contains(&bits) || self.vmid > 0xff {
+            return None;
+        }
+        let t0sz = (32i32 - i32::from(bits)) as u32 & 0xf;
+        let s = (t0sz >> 3) & 1;
+        Some(
+            VTCR_RES1 as u32
+                | t0sz
+                | (s << 4)
+                | (0b01 << VTCR_SL0_SHIFT)
+                | VTCR_IRGN0_WBWA as u32
+                | VTCR_ORGN0_WBWA as u32
+                | VTCR_SH0_INNER as u32,
+        )
+    }
+
     fn ipa_limit(&self) -> u64 {
         1u64 << self.cfg.ipa_bits
     }

@@ -3,9 +3,12 @@
 //! a row says otherwise). `run_all` prints `case <name>: <observed>` for every row, a `fail ...`
 //! line under each mismatch, and the `N passed, N failed` tally.
 
-use crate::exceptions::{self, Exception, EC_DABT_CUR, EC_UNKNOWN, ESR_IL};
+#[cfg(target_arch = "aarch64")]
+use crate::exceptions::{self, EC_UNKNOWN, ESR_IL};
+use crate::exceptions::{Exception, EC_DABT_CUR};
 use crate::mmu::{DEVICE_HOLE_IPA, UNMAPPED_VA};
 use crate::println;
+#[cfg(target_arch = "aarch64")]
 use core::arch::{asm, global_asm};
 use core::fmt;
 use guest_abi::console::*;
@@ -150,6 +153,7 @@ fn smccc(fid: u32, a1: usize) -> i64 {
     unsafe { smccc_call(fid, [a1, 0, 0, 0, 0, 0, 0])[0] as i32 as i64 }
 }
 
+#[cfg(target_arch = "aarch64")]
 /// `hvc #0x1234`, an immediate that is neither a Xen hypercall nor SMCCC.
 fn hvc_bad_immediate() -> Observed {
     exceptions::clear();
@@ -166,16 +170,23 @@ fn hvc_bad_immediate() -> Observed {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
 /// QEMU virt's GICv3 ITS (its control frame), mapped at the guest's stage 1 by main.rs.
 pub const QEMU_VIRT_ITS: u64 = 0x0808_0000;
+#[cfg(target_arch = "aarch64")]
 /// GITS_CBASER: the ITS command queue's base.
 const GITS_CBASER: u64 = 0x80;
+#[cfg(target_arch = "aarch64")]
 const GITS_CTLR: u64 = 0x0;
+#[cfg(target_arch = "aarch64")]
 const GITS_CWRITER: u64 = 0x88;
+#[cfg(target_arch = "aarch64")]
 const GITS_CREADR: u64 = 0x90;
+#[cfg(target_arch = "aarch64")]
 /// GITS_CREADR with Stalled set at offset 0: the queue was not read.
 const CREADR_STALLED_AT_0: u64 = 1;
 
+#[cfg(target_arch = "aarch64")]
 /// Aim the ITS's command queue at the hypervisor's own memory (QEMU virt loads it at
 /// 0x4008_0000), Valid set, then enable the ITS and queue one command: this must reach
 /// nothing outside the guest. Where the ITS is kept from the guest, the store aborts: the
@@ -211,6 +222,7 @@ fn its_cbaser_write() -> Observed {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
 /// A 32-bit store to [`DEVICE_HOLE_IPA`], mapped at stage 1 but owned by nobody at stage 2.
 fn store_to_hole() -> Observed {
     exceptions::clear();
@@ -227,6 +239,7 @@ fn store_to_hole() -> Observed {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
 global_asm!(
     r#"
     .section .text.probe_preserved_regs, "ax"
@@ -268,14 +281,17 @@ probe_preserved_regs:
 "#
 );
 
+#[cfg(target_arch = "aarch64")]
 extern "C" {
     fn probe_preserved_regs(nr: u64) -> u64;
 }
 
 static HELLO: &[u8] = b"console_io write from the xenith test guest\n";
 
+#[cfg(target_arch = "aarch64")]
 /// ESR_EL1 of an injected UNDEF: EC 0 (unknown), IL set (0x0200_0000).
 const ESR_UNDEF: u64 = (EC_UNKNOWN as u64) << 26 | ESR_IL;
+#[cfg(target_arch = "aarch64")]
 /// ESR_EL1 of the data abort Xen 4.17 injects for an access to an unmapped IPA: EC 0x25, IL set,
 /// ISS 0 (no instruction syndrome, DFSC 0) (0x9600_0000).
 const ESR_DABT_HOLE: u64 = (EC_DABT_CUR as u64) << 26 | ESR_IL;
@@ -327,7 +343,9 @@ pub static CASES: &[Case] = &[
     Case { name: "hypercall.nr_6", run: || raw(HYPERVISOR_SCHED_OP_COMPAT, 0, 0, 0), expect: Expect::Err(errno::ENOSYS) },
     Case { name: "hypercall.nr_16", run: || raw(HYPERVISOR_EVENT_CHANNEL_OP_COMPAT, 0, 0, 0), expect: Expect::Err(errno::ENOSYS) },
     Case { name: "hypercall.nr_19", run: || raw(HYPERVISOR_PHYSDEV_OP_COMPAT, 0, 0, 0), expect: Expect::Err(errno::ENOSYS) },
+    #[cfg(target_arch = "aarch64")]
     Case { name: "hypercall.preserved_regs_mask", run: || Observed::Hex(unsafe { probe_preserved_regs(HYPERVISOR_XEN_VERSION) }), expect: Expect::Eq(0) },
+    #[cfg(target_arch = "aarch64")]
     // Xen injects UNDEF with ELR_EL1 pointing after the HVC (it does not rewind the PC).
     Case { name: "hvc.imm_0x1234", run: hvc_bad_immediate, expect: Expect::Exception { esr: ESR_UNDEF, elr_offset: 4 } },
     // Xen 4.17 reports SMCCC 1.1 (xen-abi.md said 1.2; measured wins).
@@ -355,7 +373,9 @@ pub static CASES: &[Case] = &[
     Case { name: "psci.cpu_on_64.self_already_on", run: || Observed::Int(smccc(PSCI_CPU_ON_64, 0)), expect: Expect::Eq(PSCI_RET_ALREADY_ON) },
     Case { name: "psci.cpu_on_64.no_such_cpu", run: || Observed::Int(smccc(PSCI_CPU_ON_64, 0xff00)), expect: Expect::Eq(PSCI_RET_INVALID_PARAMETERS) },
     Case { name: "psci.features.unknown", run: || Observed::Int(smccc(PSCI_FEATURES, 0x8400_00FF)), expect: Expect::Eq(PSCI_RET_NOT_SUPPORTED) },
+    #[cfg(target_arch = "aarch64")]
     Case { name: "stage2.store_to_hole", run: store_to_hole, expect: Expect::Exception { esr: ESR_DABT_HOLE, elr_offset: 0 } },
+    #[cfg(target_arch = "aarch64")]
     Case {
         name: "isolation.its.cbaser_write",
         run: its_cbaser_write,
@@ -364,8 +384,16 @@ pub static CASES: &[Case] = &[
 ];
 
 /// The whole table in order.
+#[cfg(target_arch = "aarch64")]
 fn table() -> impl Iterator<Item = &'static Case> {
     CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::abi::ABI_CASES).chain(crate::ops::OPS_TAIL).chain(crate::cpu::CPU_CASES)
+}
+
+/// ARMv7-A: the rows both architectures share (the AArch64 instruction, register and GICv3
+/// rows are left out).
+#[cfg(target_arch = "arm")]
+fn table() -> impl Iterator<Item = &'static Case> {
+    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::ops::OPS_TAIL)
 }
 
 /// Runs every case; returns (passed, failed).
@@ -376,6 +404,7 @@ pub fn run_all() -> (u32, u32) {
 /// Runs every case with `prefix` before each name (the domU runs the table too; its
 /// expectations are dom0's, so only the conformance diff with Xen judges it); returns
 /// (passed, failed) against the table's own expectations.
+#[cfg(target_arch = "aarch64")]
 pub fn run_all_as(prefix: &str) -> (u32, u32) {
     run_table(prefix, table())
 }

@@ -8,50 +8,63 @@
 //! identity-maps its RAM, and talks to the hypervisor only through hypercalls.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
+// The ARMv7-A build runs the shared part of the table: what only AArch64 uses is left unused.
+#![cfg_attr(target_arch = "arm", allow(dead_code))]
 
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod boot;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod abi;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod bench;
 #[cfg(target_os = "none")]
 mod cases;
 #[cfg(target_os = "none")]
 mod console;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod cpu;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod dma_layer;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod edu;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod gicv3;
 #[cfg(target_os = "none")]
 mod heap;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod hostile;
 #[cfg(target_os = "none")]
 extern crate alloc;
 #[cfg(target_os = "none")]
 mod exceptions;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod exits;
 mod fdt;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod mmu;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod noise;
 #[cfg(target_os = "none")]
 mod ops;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod xdom;
+
+// ARMv7-A: its own entry, stage 1 and kernel; the conformance rows shared with AArch64.
+#[cfg(all(target_os = "none", target_arch = "arm"))]
+#[path = "arm32/boot.rs"]
+mod boot;
+#[cfg(all(target_os = "none", target_arch = "arm"))]
+#[path = "arm32/mmu.rs"]
+mod mmu;
+#[cfg(all(target_os = "none", target_arch = "arm"))]
+#[path = "arm32/kernel.rs"]
+mod kernel;
 
 /// On the host only the pure parts (the DTB reader) are built, for their unit tests.
 #[cfg(not(target_os = "none"))]
 fn main() {}
 
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod kernel {
     use crate::{bench, cases, exceptions, fdt, mmu, println};
     use guest_abi::guest;

@@ -242,12 +242,18 @@ static DEV_BUS_OK: AtomicU32 = AtomicU32::new(0);
 
 pub(crate) fn read_through_mapping() -> Observed {
     crate::exceptions::clear();
+    #[cfg(target_arch = "aarch64")]
     // SAFETY: GRANT_MAP_IPA is mapped at stage 1 (Device); at stage 2 it is the granted page, or
     // nothing (the vector records the abort and resumes).
-    let v = unsafe { core::ptr::read_volatile(GRANT_MAP_IPA as *const u64) };
+    let same = unsafe { core::ptr::read_volatile(GRANT_MAP_IPA as *const u64) } == MAGIC;
+    // ARMv7: a 32-bit load (a 64-bit LDRD has no syndrome for the hypervisor to act on) with
+    // an explicit resume point (boot.rs says why).
+    #[cfg(target_arch = "arm")]
+    // SAFETY: as above.
+    let same = unsafe { crate::boot::read_u32_recoverable(GRANT_MAP_IPA as usize) } == MAGIC as u32;
     match crate::exceptions::last() {
         (_, Some(_)) => Observed::Hex(0xdead),
-        _ => Observed::Hex((v == MAGIC) as u64),
+        _ => Observed::Hex(same as u64),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask`: build, run, test and benchmark xenith. `cargo xtask help` lists the commands.
 
+mod arm32;
 mod build;
 mod conformance;
 mod console;
@@ -36,7 +37,11 @@ cargo xtask <command>
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       --gic 2|3          QEMU virt's interrupt controller: GICv3 (default) or GICv2 (gic-version=2)
       -- QEMU-ARGS...    extra QEMU arguments
-  test               host tests (cargo test), the QEMU system tests, then the conformance diff
+  run --arch arm32 [--dom0 PATH|none] [--dom0-args A] [--initrd P] [--append A] [-- QEMU-ARGS]
+                     xenith in HYP mode on qemu-system-arm -M virt,virtualization=on,highmem=off
+                     -cpu cortex-a15 (GICv2); dom0 is the arm32 test guest unless --dom0 says
+  test               host tests (cargo test), the QEMU system tests, then the conformance diffs
+                     (AArch64, then arm32)
   systest [NAME]     only the QEMU system tests (those whose name contains NAME)
   conformance [--against xen] [--cpu cortex-a57|max] [--gic 2|3]
                      run the test guest on xenith and diff its `case` lines with real Xen 4.17's
@@ -46,6 +51,10 @@ cargo xtask <command>
                      `--against xen --vulnerabilities` re-records Linux dom0's
                      /sys/devices/system/cpu/vulnerabilities/* on Xen 4.17 (both CPUs unless --cpu says);
                      `--against xen --console` the bytes Xen 4.17 puts on the UART for dom0's console
+  conformance --arch arm32 [--against xen]
+                     the arm32 test guest on xenith in HYP mode (qemu-system-arm cortex-a15) diffed
+                     with Debian's Xen 4.17 armhf (tests/conformance/expected-xen-4.17-armhf.txt);
+                     `--against xen` re-records Xen's values
   bench              the guest's round trips (null hypercall, grant map+unmap), one trapped access or
                      interrupt of each kind (exit_*), the noise figure, edu DMA and host-side figures,
                      measured by the guest under -icount shift=0
@@ -72,6 +81,11 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
         Some("build") => setup().and_then(|_| build::all()).map(|_| ()),
+        Some("run") if args.get(1).map(String::as_str) == Some("--arch") => match args.get(2).map(String::as_str) {
+            Some("arm32") => setup().and_then(|_| arm32::run(&args[3..])),
+            Some("aarch64") => run(&args[3..]),
+            other => Err(format!("run --arch: unknown architecture {other:?} (aarch64 or arm32)")),
+        },
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") if args.get(1).map(String::as_str) == Some("--against") => {
@@ -89,6 +103,9 @@ fn main() {
             Ok(())
         }),
         Some("bench") => bench(),
+        Some("conformance") if args.get(1).map(String::as_str) == Some("--arch") && args.get(2).map(String::as_str) == Some("arm32") => {
+            setup().and_then(|_| arm32::conformance(&args[3..])).map(|_| ())
+        }
         Some("conformance") => setup().and_then(|_| conformance::main(&args[1..])),
         Some("systest") => setup()
             .and_then(|_| fixtures::all())
@@ -238,7 +255,10 @@ fn test() -> Result<()> {
     let host = host_tests(&root)?;
     let images = build::all()?;
     let system = systest::run_all(&images)?;
-    let conformance = conformance::check(&images)?;
+    let mut conformance = conformance::check(&images)?;
+    // ARMv7-A: the arm32 test guest as dom0 of xenith in HYP mode, diffed with Xen 4.17 armhf.
+    eprintln!("xtask: arm32 conformance (qemu-system-arm, cortex-a15)");
+    conformance += arm32::conformance(&[])?;
     // One closing line for the whole run (every stage above stops the run on a failure).
     println!("host {host}, system {system}, conformance {conformance}");
     println!("tests: {} passed, 0 failed", host as usize + system as usize + conformance);

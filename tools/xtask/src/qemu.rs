@@ -104,7 +104,12 @@ impl Boot {
 
     /// Boot, wait for QEMU to exit (or kill it at the timeout), return what it printed.
     pub fn run(&self) -> Result<Outcome> {
-        let mut cmd = self.command();
+        self.run_command(self.command())
+    }
+
+    /// [`Boot::run`] with another QEMU command line (another machine, e.g. `qemu-system-arm`),
+    /// keeping this boot's timeout, echo and trouble handling.
+    pub fn run_command(&self, mut cmd: Command) -> Result<Outcome> {
         if self.echo {
             eprintln!("xtask: {}", shell_line(&cmd));
         }
@@ -113,7 +118,7 @@ impl Boot {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+            .map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
         let out = Arc::new(Mutex::new(String::new()));
         // QEMU's stdout (the serial console) byte for byte.
         let raw = Arc::new(Mutex::new(Vec::new()));

@@ -138,6 +138,22 @@ fn vtcr_and_vttbr_40_bit_concatenated_root() {
 }
 
 #[test]
+fn armv7_vtcr_for_the_same_tables() {
+    let mut e = env();
+    // 40 bits: T0SZ -8 (0b1000), S 1, SL0 01, IRGN0/ORGN0 WBWA, SH0 inner, RES1 (what Xen 4.17
+    // armhf programs on a Cortex-A15: 0x80003558).
+    assert_eq!(stage2(&mut e, 40, 40).vtcr_armv7(), Some(0x8000_3558));
+    // 32 bits: T0SZ 0, S 0.
+    assert_eq!(stage2(&mut e, 32, 32).vtcr_armv7(), Some(0x8000_3540));
+    // 39 bits: T0SZ -7 (0b1001).
+    assert_eq!(stage2(&mut e, 39, 40).vtcr_armv7().map(|v| v & 0x1f), Some(0b1_1001));
+    // A level-0 walk or a 16-bit VMID is AArch64's only.
+    assert_eq!(stage2(&mut e, 44, 44).vtcr_armv7(), None);
+    let wide = Stage2::new(300, Stage2Config { ipa_bits: 40, pa_bits: 40 }, &mut e.frames, &e.mem).unwrap();
+    assert_eq!(wide.vtcr_armv7(), None);
+}
+
+#[test]
 fn vtcr_level0_start_and_pa_sizes() {
     let mut e = env();
     let s = stage2(&mut e, 44, 44);

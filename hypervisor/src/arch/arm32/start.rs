@@ -1,0 +1,273 @@
+//! The boot CPU's path from the entry code to dom0: MMU, heap, console, the host DT, the boot
+//! plan (`crate::boot`), dom0's layout, DT and stage 2, then guest entry. Any reason to stop is
+//! printed, then the machine is powered off.
+
+use super::entry::{enter_guest, TrapFrame};
+use super::guest::{self, CPSR_SVC_MASKED};
+use super::{heap, mmu, psci, trap, DirectMem, HwTlb};
+use crate::boot::{self, Console};
+use crate::domain::zimage::{self, ZImageLayout};
+use crate::domain::{Domain, RamBank, RamBanks};
+use crate::dt::{HostDt, Region};
+use crate::log;
+use crate::mm::{S2Attr, Stage2, Stage2Config};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use platform::qemu_virt::pl011::Pl011;
+use platform::RawMmio;
+use crate::sync::Once;
+
+/// Where to log before the DT names the console (QEMU virt's PL011), like Xen's early printk.
+const EARLY_UART: u64 = 0x0900_0000;
+/// Largest host DTB accepted.
+const MAX_DTB: usize = 2 << 20;
+/// dom0's VMID.
+const DOM0_VMID: u16 = 1;
+/// The zImage protocol's r1: "no machine type, the DTB describes the machine".
+const MACHINE_TYPE_DT: u32 = 0xffff_ffff;
+
+static EARLY: Once<Pl011<RawMmio>> = Once::new();
+static CONSOLE_UART: Once<Pl011<RawMmio>> = Once::new();
+/// dom0's boot vCPU registers (kept off the boot stack, which guest entry reuses).
+static mut DOM0_ENTRY: TrapFrame = TrapFrame::ZERO;
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+#[no_mangle]
+extern "C" fn xenith_boot_hyp(dtb_pa: u32) -> ! {
+    mmu::enable_boot_map();
+    super::smp::init_boot_cpu();
+    heap::init();
+    // SAFETY: QEMU virt's PL011, identity-mapped as Device memory by the boot map.
+    let early = EARLY.call_once(|| Pl011::new(unsafe { RawMmio::new(EARLY_UART as usize) }));
+    crate::console::set_uart(early);
+    psci::set_conduit(psci::Conduit::Smc);
+    log!("xenith {} — Xen {}.{} guest ABI — ARMv7-A HYP mode (MIDR {:#010x}), DTB at {dtb_pa:#x}", env!("CARGO_PKG_VERSION"),
+        crate::hypercall::version::XEN_MAJOR, crate::hypercall::version::XEN_MINOR, super::regs::Midr::read());
+    match boot(u64::from(dtb_pa)) {
+        Err(why) => {
+            log!("{why}");
+            log!("xenith: cannot continue: powering off");
+            psci::system_off();
+        }
+    }
+}
+
+/// Read the host DTB at `pa`: checks the header before trusting `totalsize`.
+fn host_dt(pa: u64) -> Result<HostDt, String> {
+    let hint = "r2 must hold the DTB's address (the zImage boot protocol)";
+    if pa == 0 || !pa.is_multiple_of(8) {
+        return Err(format!("no usable device tree at {pa:#x}: {hint}"));
+    }
+    let Some(va) = mmu::va_of(pa, 8) else { return Err(format!("no usable device tree at {pa:#x}: above 4 GiB")) };
+    let mut head = [0u8; 8];
+    // SAFETY: reads 8 bytes of the identity-mapped physical address the loader gave in r2.
+    unsafe { core::ptr::copy_nonoverlapping(va as *const u8, head.as_mut_ptr(), 8) };
+    let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let size = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    if magic != 0xd00d_feed {
+        return Err(format!("no usable device tree at {pa:#x}: magic {magic:#010x}, not 0xd00dfeed; {hint}"));
+    }
+    if !(40..=MAX_DTB).contains(&size) || mmu::va_of(pa, size as u64).is_none() {
+        return Err(format!("no usable device tree at {pa:#x}: totalsize {size} is outside 40..={MAX_DTB}"));
+    }
+    // SAFETY: the header says the blob is `size` bytes (bounded above); it lies in RAM the
+    // loader wrote, identity-mapped.
+    let blob = unsafe { core::slice::from_raw_parts(va as *const u8, size) };
+    HostDt::parse(blob).map_err(|e| format!("no usable device tree at {pa:#x}: {e}"))
+}
+
+fn mib(b: u64) -> u64 {
+    b >> 20
+}
+
+fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
+    let dt = host_dt(dtb_pa)?;
+    let info = dt.boot_info().map_err(|e| format!("device tree at {dtb_pa:#x}: {e}"))?;
+    for w in &info.warnings {
+        log!("device tree warning: {w}");
+    }
+    if let Some(m) = info.psci {
+        psci::set_conduit(match m {
+            crate::dt::boot_info::PsciMethod::Smc => psci::Conduit::Smc,
+            crate::dt::boot_info::PsciMethod::Hvc => psci::Conduit::Hvc,
+        });
+    }
+    let image_start = core::ptr::addr_of!(__image_start) as u64;
+    let image = Region { base: image_start, size: core::ptr::addr_of!(__image_end) as u64 - image_start };
+    let dtb = Region { base: dtb_pa, size: dt_size(dtb_pa) };
+    let cmdline_text = info.hypervisor_cmdline.clone().unwrap_or_default();
+    log!("command line: \"{cmdline_text}\"");
+    let mut plan = boot::plan(&dt, &info, image, dtb)?;
+    match &plan.console {
+        Console::Pl011 { path, base } => {
+            if *base != EARLY_UART {
+                let Some(va) = mmu::va_of(*base, 0x1000) else { return Err(format!("console {path} at {base:#x} is above 4 GiB")) };
+                // SAFETY: the DT's console UART; its GiB is Device memory in the boot map.
+                let u = CONSOLE_UART.call_once(|| Pl011::new(unsafe { RawMmio::new(va) }));
+                crate::console::set_uart(u);
+            }
+            log!("console: {path} (PL011 at {base:#x})");
+        }
+        Console::SamsungUart { path, .. } | Console::Unsupported { path: Some(path) } => {
+            log!("console: {path} is not a PL011 xenith drives here; staying on {EARLY_UART:#x}")
+        }
+        Console::Unsupported { path: None } => {}
+    }
+    let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
+    mmu::refine(&ram);
+    crate::hypercall::set_host_ram(&ram);
+    crate::hypercall::version::set_command_line(&cmdline_text);
+    crate::domain::lifecycle::set_noreboot(plan.cmdline.noreboot);
+    for bad in crate::domain::grant::apply_options(plan.cmdline.unknown.iter().map(String::as_str)) {
+        log!("command line: {bad}: not a number up to 2^20, keeping the default");
+    }
+    if !plan.ignored_options.is_empty() {
+        log!("command line: ignoring options xenith does not act on: {}", plan.ignored_options.join(" "));
+    }
+    for (i, r) in info.memory.iter().enumerate() {
+        log!("RAM bank {i}: {:#x}-{:#x} ({} MiB)", r.base, r.base + r.size, mib(r.size));
+    }
+    for m in &info.modules {
+        log!("module {}: {:?} at {}{}", m.path, m.kind, m.region, m.bootargs.as_deref().map(|a| format!(" \"{a}\"")).unwrap_or_default());
+    }
+    for (what, r) in &plan.reservations {
+        log!("reserved: {what} {:#x}-{:#x}", r.base, r.base + r.size);
+    }
+
+    // RAM above 4 GiB (LPAE machines may have some) has no HYP address: none of it becomes
+    // table frames, heap or a 32-bit dom0's RAM.
+    const HIGH: u64 = 1 << 32;
+    let high: u64 = info.memory.iter().map(|r| (r.base + r.size).saturating_sub(r.base.max(HIGH))).sum();
+    if high != 0 {
+        if let Err(e) = plan.free.reserve(HIGH, (1 << 40) - HIGH) {
+            return Err(format!("cannot set RAM above 4 GiB aside: {e}"));
+        }
+        log!("RAM above 4 GiB: {} MiB set aside (no HYP mapping on ARMv7)", mib(high));
+    }
+
+    // dom0's kernel (a zImage) and initrd: the plan checked the kernel lies in RAM.
+    let kernel = boot::dom0_kernel(&info)?;
+    let kva = mmu::va_of(kernel.region.base, kernel.region.size).ok_or_else(|| format!("dom0 kernel module at {} is above 4 GiB", kernel.region))?;
+    // SAFETY: the module lies in RAM (checked), identity-mapped.
+    let kernel_bytes = unsafe { core::slice::from_raw_parts(kva as *const u8, kernel.region.size as usize) };
+    let initrd = info.ramdisk().map(|i| i.region);
+    if let Some(r) = initrd {
+        if !info.memory.iter().any(|b| r.base >= b.base && r.base.saturating_add(r.size) <= b.base + b.size) || mmu::va_of(r.base, r.size).is_none() {
+            return Err(format!("dom0 initrd module at {r} is not in RAM below 4 GiB"));
+        }
+    }
+    let dom0_mem = plan.cmdline.dom0_mem.and_then(|m| m.target());
+    let layout = zimage::plan(&mut plan.free, dom0_mem, kernel.region.base, kernel_bytes, kernel.region.size, initrd.map(|r| r.size))?;
+
+    let extra_heap = plan.extra_heap;
+    if extra_heap != 0 {
+        match plan.free.alloc(extra_heap, 2 << 20).filter(|&b| mmu::va_of(b, extra_heap).is_some()) {
+            // SAFETY: taken from the frame pool for good; the HYP map covers RAM as Normal.
+            Some(base) => unsafe { heap::grow(base as usize, extra_heap as usize) },
+            None => log!("heap: no {} MiB of RAM below 4 GiB to grow into; staying at the static heap", mib(extra_heap)),
+        }
+    }
+    let dom0_ram = Region { base: layout.ram_base, size: layout.ram_size };
+    let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
+    // One vCPU until secondary CPUs are brought up on this architecture; no SMMU here.
+    let decisions = plan.decide(&dt, &info, &[], dom0_ram, dom0_initrd, 1)?;
+    for (path, why) in &decisions.kept_masters {
+        log!("{path}: kept from dom0 ({why})");
+    }
+    let dom0_dtb = &decisions.dom0_dtb;
+    load_dom0(&layout, kernel_bytes, initrd, dom0_dtb)?;
+
+    // dom0's stage 2: every device the hypervisor does not keep, then its RAM.
+    let mem = DirectMem;
+    let mut tlb = HwTlb;
+    let free = &mut plan.free;
+    let mut p2m = Stage2::new(DOM0_VMID, Stage2Config::DOMAIN, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
+    let vtcr = p2m.vtcr_armv7().ok_or("dom0 stage 2: a configuration ARMv7's VTCR cannot describe")?;
+    let mut mapped = 0usize;
+    for (path, r) in &decisions.dom0_devices {
+        if let Err(e) = p2m.map(r.base, r.base, r.size, S2Attr::DEVICE_RW, free, &mem, &mut tlb) {
+            log!("dom0 stage 2: cannot map {path} {r}: {e}");
+            continue;
+        }
+        mapped += 1;
+    }
+    p2m.map(layout.ram_base, layout.ram_base, layout.ram_size, S2Attr::RAM_RWX, free, &mem, &mut tlb)
+        .map_err(|e| format!("dom0 stage 2: RAM: {e}"))?;
+    log!(
+        "dom0: RAM {:#x}-{:#x} ({} MiB), zImage at {:#x} (entry), initrd {}, DTB at {:#x} ({} bytes), VMID {DOM0_VMID}, VTCR {vtcr:#x}",
+        layout.ram_base,
+        layout.ram_base + layout.ram_size,
+        mib(layout.ram_size),
+        layout.kernel_load,
+        layout.initrd.map(|(b, s)| format!("at {b:#x} ({s} bytes)")).unwrap_or_else(|| "none".into()),
+        layout.dtb,
+        dom0_dtb.len()
+    );
+    log!(
+        "dom0: command line \"{}\"; stage 2 maps its RAM and {mapped} device regions with {} table frames",
+        decisions.dom0_dt.bootargs.as_deref().unwrap_or(""),
+        p2m.table_frames()
+    );
+    log!("dom0: no vGIC on arm32 yet: the interrupt controller is not mapped (its accesses abort) and no interrupt is delivered");
+    let (used, total) = heap::usage();
+    log!("heap: {} KiB of {} KiB in use; {} MiB of RAM left free", used / 1024, total / 1024, mib(free.total_free()));
+
+    let mut ram = RamBanks::default();
+    ram.push(RamBank { ipa: layout.ram_base, pa: layout.ram_base, size: layout.ram_size });
+    let mut dom = Domain::new(0, true, true, ram);
+    let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
+    *dom.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(gnttab_frames.min((boot::GNTTAB_SIZE / 4096) as u32), maptrack_frames);
+    dom.max_vcpus = 1;
+    guest::configure(p2m.vttbr(), vtcr, 0);
+    *dom.p2m.get_mut() = Some(p2m);
+    trap::install(dom, core::mem::take(&mut plan.free))?;
+    super::smp::assign(super::smp::this_cpu(), 0, 0);
+    log!("starting dom0");
+    // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
+    let frame = unsafe {
+        let f = &mut *core::ptr::addr_of_mut!(DOM0_ENTRY);
+        f.r[0] = 0;
+        f.r[1] = MACHINE_TYPE_DT;
+        f.r[2] = layout.dtb as u32;
+        f.elr = layout.kernel_load as u32;
+        f.spsr = CPSR_SVC_MASKED;
+        &*f
+    };
+    enter_guest(frame)
+}
+
+/// Copy dom0's kernel, initrd and DTB into its RAM, then make them visible to a guest that
+/// starts with caches off (clean to the point of coherency).
+fn load_dom0(l: &ZImageLayout, kernel: &[u8], initrd: Option<Region>, dtb: &[u8]) -> Result<(), String> {
+    let end = l.ram_base + l.ram_size;
+    let kdst = mmu::va_of(l.kernel_load, kernel.len() as u64).filter(|_| end <= 1 << 32).ok_or("dom0's RAM is above 4 GiB")?;
+    let ddst = mmu::va_of(l.dtb, dtb.len() as u64).ok_or("dom0's DTB is above 4 GiB")?;
+    // SAFETY: every destination lies inside dom0's RAM (planned by `zimage::plan`, below
+    // 4 GiB: checked), which no one else uses yet; sources are the modules (RAM, reserved,
+    // checked below 4 GiB) and a heap buffer.
+    unsafe {
+        core::ptr::copy(kernel.as_ptr(), kdst as *mut u8, kernel.len());
+        if let (Some(src), Some((dst, len))) = (initrd, l.initrd) {
+            core::ptr::copy(src.base as usize as *const u8, dst as usize as *mut u8, len as usize);
+        }
+        core::ptr::copy_nonoverlapping(dtb.as_ptr(), ddst as *mut u8, dtb.len());
+    }
+    super::clean_dcache_range(l.kernel_load, kernel.len() as u64);
+    if let Some((dst, len)) = l.initrd {
+        super::clean_dcache_range(dst, len);
+    }
+    super::clean_dcache_range(l.dtb, dtb.len() as u64);
+    Ok(())
+}
+
+fn dt_size(pa: u64) -> u64 {
+    let mut b = [0u8; 4];
+    // SAFETY: the header was validated by `host_dt` before this runs (below 4 GiB).
+    unsafe { core::ptr::copy_nonoverlapping((pa as usize + 4) as *const u8, b.as_mut_ptr(), 4) };
+    u64::from(u32::from_be_bytes(b))
+}

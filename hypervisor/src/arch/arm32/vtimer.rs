@@ -1,0 +1,83 @@
+//! Guest timers. The PL1 virtual timer (CNTV_*) is the guest's own hardware, offset by
+//! CNTVOFF. The PL1 physical timer is trapped (CNTHCTL.PL1PCEN = 0) and emulated per vCPU:
+//! CNTP_CTL and CNTP_TVAL by MCR/MRC, CNTP_CVAL by MCRR/MRRC. The physical counter stays
+//! readable (PL1PCTEN = 1).
+//!
+//! Without a vGIC on this architecture yet, neither timer's interrupt reaches the guest: the
+//! emulated timer's registers (ISTATUS included) behave, its output line goes nowhere.
+
+use super::entry::TrapFrame;
+use super::regs::isb;
+use super::smp::{this_cpu, MAX_CPUS};
+use crate::sync::SpinMutex as Mutex;
+
+/// CNT*_CTL bits.
+const CTL_ENABLE: u32 = 1 << 0;
+const CTL_IMASK: u32 = 1 << 1;
+const CTL_ISTATUS: u32 = 1 << 2;
+
+/// The emulated PL1 physical timer of the vCPU on a CPU.
+#[derive(Clone, Copy, Debug, Default)]
+struct PhysTimer {
+    ctl: u32,
+    cval: u64,
+}
+
+/// Per physical CPU (each runs one vCPU).
+static PTIMER: [Mutex<PhysTimer>; MAX_CPUS] = [const { Mutex::new(PhysTimer { ctl: 0, cval: 0 }) }; MAX_CPUS];
+
+fn ptimer() -> &'static Mutex<PhysTimer> {
+    &PTIMER[this_cpu() % MAX_CPUS]
+}
+
+/// The vCPU about to run on this CPU starts with its emulated timer off.
+pub fn reset_vcpu() {
+    *ptimer().lock() = PhysTimer::default();
+}
+
+fn now() -> u64 {
+    isb();
+    super::regs::Cntpct::read()
+}
+
+fn fired(t: &PhysTimer) -> bool {
+    t.ctl & CTL_ENABLE != 0 && now() >= t.cval
+}
+
+/// A trapped CP15 access (MCR/MRC: `iss` of EC 0x03, or MCRR/MRRC: EC 0x04 with `double`) to
+/// the physical timer. Returns false for any other register.
+pub fn emulate_cp15(frame: &mut TrapFrame, iss: u32, double: bool) -> bool {
+    let read = iss & 1 != 0;
+    let rt = ((iss >> 5) & 0xf) as usize;
+    let crm = (iss >> 1) & 0xf;
+    let mut t = ptimer().lock();
+    if double {
+        // MCRR/MRRC p15, Opc1, Rt, Rt2, CRm: CNTP_CVAL is Opc1 2, CRm 14.
+        let opc1 = (iss >> 16) & 0xf;
+        let rt2 = ((iss >> 10) & 0xf) as usize;
+        if opc1 != 2 || crm != 14 || rt > 12 || rt2 > 12 {
+            return false;
+        }
+        if read {
+            frame.r[rt] = t.cval as u32;
+            frame.r[rt2] = (t.cval >> 32) as u32;
+        } else {
+            t.cval = u64::from(frame.r[rt]) | (u64::from(frame.r[rt2]) << 32);
+        }
+        return true;
+    }
+    // MCR/MRC p15, Opc1, Rt, CRn, CRm, Opc2: CNTP_TVAL is 0, c14, c2, 0; CNTP_CTL 0, c14, c2, 1.
+    let (opc2, opc1, crn) = ((iss >> 17) & 7, (iss >> 14) & 7, (iss >> 10) & 0xf);
+    if opc1 != 0 || crn != 14 || crm != 2 || rt > 12 {
+        return false;
+    }
+    match (opc2, read) {
+        (1, true) => frame.r[rt] = t.ctl | if fired(&t) { CTL_ISTATUS } else { 0 },
+        (1, false) => t.ctl = frame.r[rt] & (CTL_ENABLE | CTL_IMASK),
+        // TVAL: a signed 32-bit view of CVAL - now.
+        (0, true) => frame.r[rt] = t.cval.wrapping_sub(now()) as u32,
+        (0, false) => t.cval = now().wrapping_add(frame.r[rt] as i32 as i64 as u64),
+        _ => return false,
+    }
+    true
+}

@@ -1,0 +1,399 @@
+//! ARMv7-A: xenith in HYP mode on `qemu-system-arm -M virt,virtualization=on,highmem=off -cpu
+//! cortex-a15` (GICv2). Builds the hypervisor for `armv7a-none-eabi` as a raw image with a
+//! zImage header, and boots it (`cargo xtask run --arch arm32`).
+//!
+//! highmem=off: with QEMU's default 32-bit Xen and Linux spin on PCIe config space above 4 GiB;
+//! off, the machine has the Snow's layout (everything below 4 GiB).
+
+use crate::env::{self, Result};
+use crate::qemu::{self, Boot};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TARGET: &str = "armv7a-none-eabi";
+
+/// Where `-device guest-loader` puts dom0's kernel and initrd on the 32-bit machine (QEMU puts
+/// its DTB at RAM base + 128 MiB = 0x48000000, below both).
+pub const DOM0_KERNEL_ADDR: u64 = 0x4900_0000;
+pub const DOM0_INITRD_ADDR: u64 = 0x4b20_0000;
+
+pub struct Images {
+    /// Raw image (zImage header) of the hypervisor.
+    pub hypervisor: PathBuf,
+    /// The arm32 test guest (a zImage), when it builds for this target.
+    pub test_guest: Option<PathBuf>,
+}
+
+fn cargo_build(package: &str, bin: &str) -> Result<PathBuf> {
+    env::run(
+        Command::new("cargo")
+            .args(["build", "--release", "-p", package, "--bin", bin, "--target", TARGET])
+            .current_dir(env::root()),
+    )?;
+    Ok(env::target_dir().join(TARGET).join("release").join(bin))
+}
+
+/// The hypervisor (and the test guest, if `with_guest`) for ARMv7-A, flattened under
+/// target/xenith/.
+pub fn build(with_guest: bool) -> Result<Images> {
+    let hyp_elf = cargo_build("xenith-hypervisor", "xenith")?;
+    let dir = env::images_dir();
+    let hypervisor = flatten_to(&hyp_elf, &dir.join("xenith-arm32.zImage"))?;
+    let test_guest = if with_guest {
+        let elf = cargo_build("test-guest", "test-guest")?;
+        let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+        let image = relocatable_zimage(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+        let out = dir.join("test-guest-arm32.zImage");
+        std::fs::write(&out, image).map_err(|e| format!("{}: {e}", out.display()))?;
+        Some(out)
+    } else {
+        None
+    };
+    Ok(Images { hypervisor, test_guest })
+}
+
+fn flatten_to(elf_path: &Path, out: &Path) -> Result<PathBuf> {
+    let bytes = std::fs::read(elf_path).map_err(|e| format!("{}: {e}", elf_path.display()))?;
+    let (_, image) = flatten32(&bytes).map_err(|e| format!("{}: {e}", elf_path.display()))?;
+    std::fs::create_dir_all(env::images_dir()).map_err(|e| e.to_string())?;
+    std::fs::write(out, image).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out.to_path_buf())
+}
+
+fn u16_at(b: &[u8], o: usize) -> std::result::Result<u16, String> {
+    b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]])).ok_or_else(|| format!("truncated at {o:#x}"))
+}
+fn u32_at(b: &[u8], o: usize) -> std::result::Result<u32, String> {
+    b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok_or_else(|| format!("truncated at {o:#x}"))
+}
+
+/// A little-endian ELF32 as the raw image a loader copies: every PT_LOAD segment's file bytes
+/// laid out from the lowest physical address (BSS is the image's own to clear). Returns that
+/// address and the bytes.
+pub fn flatten32(elf: &[u8]) -> std::result::Result<(u32, Vec<u8>), String> {
+    if elf.get(0..4) != Some(b"\x7fELF") || elf.get(4) != Some(&1) || elf.get(5) != Some(&1) {
+        return Err("not a little-endian ELF32 file".into());
+    }
+    let phoff = u32_at(elf, 0x1c)? as usize;
+    let phentsize = u16_at(elf, 0x2a)? as usize;
+    let phnum = u16_at(elf, 0x2c)? as usize;
+    let mut segs = Vec::new();
+    for i in 0..phnum {
+        let p = phoff + i * phentsize;
+        if u32_at(elf, p)? != 1 {
+            continue; // not PT_LOAD
+        }
+        let offset = u32_at(elf, p + 0x04)? as usize;
+        let paddr = u32_at(elf, p + 0x0c)?;
+        let filesz = u32_at(elf, p + 0x10)? as usize;
+        if filesz == 0 {
+            continue;
+        }
+        let data = elf.get(offset..offset + filesz).ok_or_else(|| format!("segment {i} runs past the file"))?;
+        segs.push((paddr, data));
+    }
+    let base = segs.iter().map(|s| s.0).min().ok_or("no loadable segment")?;
+    let end = segs.iter().map(|s| s.0 as u64 + s.1.len() as u64).max().unwrap_or(u64::from(base));
+    let mut out = vec![0u8; (end - u64::from(base)) as usize];
+    for (pa, data) in segs {
+        let at = (pa - base) as usize;
+        out[at..at + data.len()].copy_from_slice(data);
+    }
+    Ok((base, out))
+}
+
+/// ELF relocation types the test guest's image can hold (ARM ELF ABI numbers).
+const R_ARM_NONE: u32 = 0;
+const R_ARM_ABS32: u32 = 2;
+const R_ARM_REL32: u32 = 3;
+const R_ARM_CALL: u32 = 28;
+const R_ARM_JUMP24: u32 = 29;
+const R_ARM_TARGET1: u32 = 38;
+const R_ARM_PREL31: u32 = 42;
+const R_ARM_MOVW_ABS_NC: u32 = 43;
+const R_ARM_MOVT_ABS: u32 = 44;
+const R_ARM_ALU_PC_G0_NC: u32 = 57;
+const R_ARM_ALU_PC_G0: u32 = 58;
+
+/// The test guest as a zImage a loader may put anywhere 64 KiB-aligned (Xen and xenith align
+/// a zImage to 2 MiB): the guest is linked at 0 with its static relocations kept
+/// (`--emit-relocs`), and this turns those of the loaded sections into a table the entry code
+/// applies: the words holding an absolute address (R_ARM_ABS32) get the load address added,
+/// the MOVT instructions (R_ARM_MOVT_ABS) its upper half; their MOVW partners hold the lower
+/// half, which a 64 KiB-aligned slide leaves alone; PC-relative ones need nothing. The image
+/// is the loaded bytes, zeros up to the header's end word (the BSS), then the table
+/// (`[n_abs, n_movt, abs offsets.., movt offsets..]`, u32 each), and the end word is
+/// rewritten to cover it.
+pub fn relocatable_zimage(elf: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let (base, mut image) = flatten32(elf)?;
+    if base != 0 {
+        return Err(format!("the test guest must be linked at 0, not {base:#x}"));
+    }
+    if image.len() < 0x30 || u32_at(&image, 0x24)? != 0x016f_2818 {
+        return Err("no zImage header at the start of the image".into());
+    }
+    let end = u32_at(&image, 0x2c)? as usize;
+    if end < image.len() || end % 4 != 0 {
+        return Err(format!("zImage end word {end:#x} is below the loaded bytes ({:#x}) or unaligned", image.len()));
+    }
+    image.resize(end, 0);
+    let shoff = u32_at(elf, 0x20)? as usize;
+    let shentsize = u16_at(elf, 0x2e)? as usize;
+    let shnum = u16_at(elf, 0x30)? as usize;
+    let section = |i: usize| -> std::result::Result<[u32; 10], String> {
+        let o = shoff + i * shentsize;
+        let mut f = [0u32; 10];
+        for (k, v) in f.iter_mut().enumerate() {
+            *v = u32_at(elf, o + 4 * k)?;
+        }
+        Ok(f)
+    };
+    let (mut abs, mut movt) = (Vec::new(), Vec::new());
+    for i in 0..shnum {
+        let sh = section(i)?;
+        const SHT_REL: u32 = 9;
+        const SHF_ALLOC: u32 = 2;
+        if sh[1] != SHT_REL {
+            continue;
+        }
+        let target = section(sh[7] as usize)?;
+        if target[2] & SHF_ALLOC == 0 {
+            continue; // debug information: not loaded
+        }
+        let (off, size) = (sh[4] as usize, sh[5] as usize);
+        for r in (off..off + size).step_by(8) {
+            let (at, info) = (u32_at(elf, r)?, u32_at(elf, r + 4)?);
+            match info & 0xff {
+                R_ARM_ABS32 | R_ARM_TARGET1 => abs.push(at),
+                R_ARM_MOVT_ABS => movt.push(at),
+                R_ARM_NONE | R_ARM_MOVW_ABS_NC | R_ARM_REL32 | R_ARM_CALL | R_ARM_JUMP24 | R_ARM_PREL31 | R_ARM_ALU_PC_G0_NC | R_ARM_ALU_PC_G0 => {}
+                t => return Err(format!("relocation type {t} at {at:#x}: the entry code cannot apply it")),
+            }
+        }
+    }
+    if let Some(bad) = abs.iter().chain(&movt).find(|&&a| a as usize + 4 > end || a % 4 != 0) {
+        return Err(format!("a relocation at {bad:#x} lies outside the image"));
+    }
+    image.extend_from_slice(&(abs.len() as u32).to_le_bytes());
+    image.extend_from_slice(&(movt.len() as u32).to_le_bytes());
+    for a in abs.iter().chain(&movt) {
+        image.extend_from_slice(&a.to_le_bytes());
+    }
+    let total = image.len() as u32;
+    image[0x2c..0x30].copy_from_slice(&total.to_le_bytes());
+    Ok(image)
+}
+
+/// The QEMU command line for one arm32 boot described by `b` (its cpu field is ignored: the
+/// machine is a Cortex-A15).
+pub fn command(b: &Boot) -> Command {
+    let mut c = Command::new("qemu-system-arm");
+    c.args(["-M", "virt,virtualization=on,highmem=off", "-cpu", "cortex-a15"])
+        .args(["-smp", &b.smp.to_string(), "-m", &b.mem])
+        .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(&b.hypervisor);
+    if let Some(d) = &b.dtb {
+        c.arg("-dtb").arg(d);
+    }
+    if !b.cmdline.is_empty() {
+        c.args(["-append", &b.cmdline]);
+    }
+    if let Some(k) = &b.dom0 {
+        c.args(["-device", &format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", k.display(), b.dom0_args.replace(',', ",,"))]);
+    }
+    if let Some(i) = &b.initrd {
+        c.args(["-device", &format!("guest-loader,addr={DOM0_INITRD_ADDR:#x},initrd={}", i.display())]);
+    }
+    if b.icount {
+        c.args(["-icount", "shift=0,sleep=off"]);
+    }
+    c.args(&b.extra);
+    c
+}
+
+/// Boot `b` on the arm32 machine.
+pub fn boot(b: &Boot) -> Result<qemu::Outcome> {
+    b.run_command(command(b))
+}
+
+/// `cargo xtask run --arch arm32 [--dom0 PATH|none] [--dom0-args A] [--initrd P] [--append A] [-- QEMU-ARGS]`.
+pub fn run(args: &[String]) -> Result<()> {
+    let mut dom0: Option<Option<PathBuf>> = None;
+    let mut b = Boot::new(PathBuf::new());
+    b.echo = true;
+    b.timeout = std::time::Duration::from_secs(24 * 3600);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--dom0" => {
+                dom0 = Some(match value()?.as_str() {
+                    "none" => None,
+                    p => Some(PathBuf::from(p)),
+                })
+            }
+            "--dom0-args" => b.dom0_args = value()?,
+            "--initrd" => b.initrd = Some(PathBuf::from(value()?)),
+            "--append" => b.cmdline = value()?,
+            "--" => {
+                b.extra.extend(it.by_ref().cloned());
+                break;
+            }
+            other => return Err(format!("unknown option `{other}` for run --arch arm32")),
+        }
+    }
+    let images = build(dom0.is_none())?;
+    b.hypervisor = images.hypervisor;
+    b.dom0 = match dom0 {
+        Some(d) => d,
+        None => images.test_guest,
+    };
+    if let Some(d) = &b.dom0 {
+        if !d.exists() {
+            return Err(format!("dom0 kernel {} does not exist", d.display()));
+        }
+    }
+    let out = boot(&b)?;
+    if let Some(lines) = out.trouble() {
+        return Err(format!("the console reports trouble:\n{}", lines.join("\n")));
+    }
+    match out.exit_code {
+        Some(0) => Ok(()),
+        other => Err(format!("QEMU ended with {other:?}")),
+    }
+}
+
+/// Xen 4.17 armhf's command line for the conformance run: the one the AArch64 run uses.
+const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0 dom0_max_vcpus=1";
+
+fn expected_path() -> PathBuf {
+    env::root().join("tests/conformance/expected-xen-4.17-armhf.txt")
+}
+fn deviations_path() -> PathBuf {
+    env::root().join("tests/conformance/deviations-armhf.txt")
+}
+
+/// Debian's Xen 4.17 for armhf (a zImage QEMU boots in HYP mode), fetched and cached.
+pub fn xen_4_17_armhf() -> Result<PathBuf> {
+    let p = env::fixtures_dir().join("xen-4.17-armhf");
+    if !p.exists() {
+        let root = env::debian_package("xen-hypervisor-4.17-armhf", "armhf")?;
+        std::fs::create_dir_all(env::fixtures_dir()).map_err(|e| e.to_string())?;
+        std::fs::copy(root.join("boot/xen-4.17-armhf"), &p).map_err(|e| format!("xen-4.17-armhf: {e}"))?;
+    }
+    Ok(p)
+}
+
+/// One conformance boot of the arm32 test guest as dom0 on `hypervisor`.
+fn conformance_boot(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<qemu::Outcome> {
+    let mut b = Boot::new(hypervisor);
+    b.cmdline = cmdline.into();
+    b.dom0 = Some(guest);
+    b.timeout = std::time::Duration::from_secs(180);
+    let out = boot(&b)?;
+    if out.timed_out {
+        return Err("QEMU did not end in time (arm32 conformance run)".into());
+    }
+    if crate::systest::guest_summary(&out).is_none() {
+        let tail: Vec<&str> = out.output.lines().rev().take(20).collect();
+        return Err(format!("the arm32 guest did not reach its summary line; last lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+    }
+    Ok(out)
+}
+
+/// `cargo xtask conformance --arch arm32 [--against xen]`: record Xen 4.17 armhf's values, or
+/// diff xenith's with them; the number of cases that matched (or are listed deviations).
+pub fn conformance(args: &[String]) -> Result<usize> {
+    let against_xen = match args {
+        [] => false,
+        [a, x] if a == "--against" && x == "xen" => true,
+        other => return Err(format!("conformance --arch arm32: unknown options {other:?} (only --against xen)")),
+    };
+    let images = build(true)?;
+    let guest = images.test_guest.ok_or("the arm32 test guest was not built")?;
+    if against_xen {
+        let out = conformance_boot(xen_4_17_armhf()?, XEN_CMDLINE, guest)?;
+        let _ = std::fs::write(env::target_dir().join("conformance-xen-4.17-armhf.log"), &out.output);
+        let cases = crate::conformance::parse_cases(&out.output);
+        let mut text = String::new();
+        text.push_str("# The arm32 test guest's observed values on real Xen 4.17 (Debian xen-hypervisor-4.17-armhf) as dom0\n");
+        text.push_str("# under qemu-system-arm -M virt,virtualization=on,highmem=off -cpu cortex-a15 -smp 2 -m 2G (GICv2).\n");
+        text.push_str("# Written by `cargo xtask conformance --arch arm32 --against xen`;\n");
+        text.push_str(&format!("# Xen command line: {XEN_CMDLINE}\n"));
+        for (name, value) in &cases {
+            text.push_str(&format!("case {name}: {value}\n"));
+        }
+        std::fs::write(expected_path(), text).map_err(|e| e.to_string())?;
+        let (p, f) = crate::systest::guest_summary(&out).unwrap_or((0, 0));
+        println!("conformance (arm32): recorded {} cases from Xen 4.17 armhf into {} (guest's own table: {p} passed, {f} failed)", cases.len(), expected_path().display());
+        return Ok(cases.len());
+    }
+    let text = std::fs::read_to_string(expected_path())
+        .map_err(|e| format!("{}: {e} (run `cargo xtask conformance --arch arm32 --against xen`)", expected_path().display()))?;
+    let expected = crate::conformance::parse_cases(&text);
+    let devs = match std::fs::read_to_string(deviations_path()) {
+        Ok(t) => crate::conformance::parse_deviations(&t)?,
+        Err(_) => Default::default(),
+    };
+    let out = conformance_boot(images.hypervisor, "", guest)?;
+    let _ = std::fs::write(env::target_dir().join("conformance-xenith-arm32.log"), &out.output);
+    let got = crate::conformance::parse_cases(&out.output);
+    let (lines, verdicts) = crate::conformance::compare(&expected, &got, &devs);
+    for l in &lines {
+        println!("{l}");
+    }
+    use crate::conformance::Verdict;
+    let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count();
+    let (ok, dev, diff, missing, new) = (count(Verdict::Match), count(Verdict::Deviation), count(Verdict::Differs), count(Verdict::MissingOnXenith), count(Verdict::NotInExpected));
+    println!("conformance (arm32, cortex-a15): {} cases: {ok} match Xen 4.17 armhf, {dev} listed deviations, {diff} differ, {missing} missing, {new} not in the expected file", expected.len());
+    if diff + missing + new > 0 {
+        Err(format!("{} arm32 conformance difference(s) not listed in {}", diff + missing + new, deviations_path().display()))
+    } else {
+        Ok(ok + dev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF32 with two PT_LOAD segments (one of them BSS-only).
+    fn elf32(segs: &[(u32, &[u8], u32)]) -> Vec<u8> {
+        let phoff = 52usize;
+        let data_at = phoff + 32 * segs.len();
+        let mut e = vec![0u8; data_at];
+        e[0..4].copy_from_slice(b"\x7fELF");
+        e[4] = 1;
+        e[5] = 1;
+        e[0x1c..0x20].copy_from_slice(&(phoff as u32).to_le_bytes());
+        e[0x2a..0x2c].copy_from_slice(&32u16.to_le_bytes());
+        e[0x2c..0x2e].copy_from_slice(&(segs.len() as u16).to_le_bytes());
+        for (i, (pa, bytes, memsz)) in segs.iter().enumerate() {
+            let off = e.len() as u32;
+            let p = phoff + 32 * i;
+            e[p..p + 4].copy_from_slice(&1u32.to_le_bytes());
+            e[p + 4..p + 8].copy_from_slice(&off.to_le_bytes());
+            e[p + 0xc..p + 0x10].copy_from_slice(&pa.to_le_bytes());
+            e[p + 0x10..p + 0x14].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+            e[p + 0x14..p + 0x18].copy_from_slice(&memsz.to_le_bytes());
+            e.extend_from_slice(bytes);
+        }
+        e
+    }
+
+    #[test]
+    fn segments_are_laid_out_from_the_lowest_address() {
+        let e = elf32(&[(0x4001_0004, b"cd", 2), (0x4001_0000, b"ab", 2), (0x4002_0000, b"", 0x1000)]);
+        let (base, img) = flatten32(&e).unwrap();
+        assert_eq!(base, 0x4001_0000);
+        assert_eq!(img, b"ab\0\0cd");
+    }
+
+    #[test]
+    fn elf64_is_refused() {
+        let mut e = elf32(&[(0, b"x", 1)]);
+        e[4] = 2;
+        assert!(flatten32(&e).is_err());
+    }
+}
