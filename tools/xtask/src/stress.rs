@@ -559,7 +559,7 @@ STRESS-DONE\n\
         let a = |s: &str| parse_args(&s.split_whitespace().map(String::from).collect::<Vec<_>>());
         assert_eq!(a("").unwrap(), Opts::default());
         let o = a("--against xen --vcpus 2 --secs 10 --boots 3 --icount --only grant,dma").unwrap();
-        assert_eq!(o, Opts { against_xen: true, xen_only: false, vcpus: 2, secs: 10, boots: 3, icount: true, only: Some("grant,dma".into()) });
+        assert_eq!(o, Opts { against_xen: true, xen_only: false, vcpus: 2, secs: 10, boots: 3, icount: true, only: Some("grant,dma".into()), hypercall_stats: false });
         assert_eq!(o.workloads(), ["grant", "dma"]);
         assert!(a("--against kvm").is_err());
         assert!(a("--only grant,bogus").is_err());
