@@ -274,7 +274,18 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
             host_lines
         }
     };
-    super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
+    // Every SPI is dom0's (direct-mapped hardware domain): its devices' interrupts pass
+    // through. The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled there.
+    let rdist = info.gic.redistributors.first().ok_or("GICv3 without a redistributor region")?;
+    let cfg = crate::irq::vgic::domains::VgicConfig {
+        gicd: info.gic.distributor.base,
+        gicr: rdist.base,
+        gicr_size: rdist.size,
+        it_lines,
+        vcpus,
+        passthrough_spis: true,
+    };
+    super::gic::attach_vgic(&mut dom, &cfg)?;
     if let (Some(node), Some(vgic)) = (&its, super::gic::dom0_vgic()) {
         super::its::attach(&mut dom, node, vgic, vcpus)?;
     }

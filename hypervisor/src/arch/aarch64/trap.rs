@@ -347,7 +347,8 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
     let value = if reg == 31 { 0 } else { frame.x[reg] };
     let value = if size == 8 { value } else { value & ((1u64 << (size * 8)) - 1) };
     let access = MmioAccess { offset, size, write, value };
-    match dev.access(0, access) {
+    // Banked registers are the accessing vCPU's.
+    match dev.access(smp::current_vcpu() as usize, access) {
         MmioResult::Done(v) => {
             if !write && reg != 31 {
                 let bits = u32::from(size) * 8;
