@@ -3,6 +3,7 @@
 mod build;
 mod conformance;
 mod console;
+mod dom0less;
 mod elf;
 mod env;
 mod extregions;

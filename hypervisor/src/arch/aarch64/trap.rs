@@ -16,7 +16,7 @@ use super::smp::{self, MAX_CPUS};
 use crate::trap_stats::{TrapKind, TrapStats};
 use crate::sync::SpinMutex as Mutex;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
-use crate::domain::lifecycle::MachineAction;
+use crate::domain::lifecycle::{FaultLoop, MachineAction};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Every domain (a lock-free table: each domain has its own locks). Which one runs on each
@@ -36,6 +36,8 @@ pub static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
 /// Per CPU, the last retried stage-2 fault (`fault::resolve`'s bound).
 static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RETRY_INIT) }; MAX_CPUS];
 const RETRY_INIT: RetryState = RetryState::new();
+/// Per CPU, the exceptions injected into its vCPU (`FaultLoop`: a handler that faults at once).
+static FAULT_LOOP: [Mutex<FaultLoop>; MAX_CPUS] = [const { Mutex::new(FaultLoop::new()) }; MAX_CPUS];
 /// Table frames for stage-2 changes after boot (what dom0 was not given).
 pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 
@@ -194,7 +196,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             }
         }
         ec::HVC64 => {
-            if dom.should_log_fault() {
+            if log_fault(dom, frame.elr) {
                 log!("d{}: HVC #{:#x} at {:#x}: not a hypercall, UNDEF injected", dom.id, iss & 0xffff, frame.elr - 4);
             }
             // Xen reports the exception with the return address after the HVC.
@@ -209,7 +211,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         // Cache maintenance by set/way, and the register writes that track the caches.
         ec::SYSREG if super::setway::emulate(dom, frame, iss) => frame.elr += 4,
         ec::SYSREG | ec::UNKNOWN => {
-            if dom.should_log_fault() {
+            if log_fault(dom, frame.elr) {
                 log!("d{}: trapped instruction (EC {class:#x}, ISS {iss:#x}) at {:#x}: UNDEF injected", dom.id, frame.elr);
             }
             let ret = frame.elr;
@@ -221,7 +223,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         // the guest is not offered (SVE 0x19, SME 0x1d, pointer authentication 0x09 when
         // hidden, ...): UNDEFINED as on a CPU without it.
         _ => {
-            if dom.should_log_fault() {
+            if log_fault(dom, frame.elr) {
                 log!("d{}: trapped instruction (EC {class:#x}, ISS {iss:#x}) at {:#x}: feature not offered, UNDEF injected", dom.id, frame.elr);
             }
             let ret = frame.elr;
@@ -272,8 +274,31 @@ fn smccc(dom: &Domain, frame: &mut TrapFrame) {
     frame.x[..4].copy_from_slice(&ret);
 }
 
-fn inject_undef(_dom: &Domain, frame: &mut TrapFrame, return_to: u64) {
+fn inject_undef(dom: &Domain, frame: &mut TrapFrame, return_to: u64) {
+    let pc = frame.elr;
     guest::inject_sync(frame, esr::undef(), None, return_to);
+    note_injection(dom, pc, frame.elr, "UNDEF");
+}
+
+/// Whether to log a fault at `pc` that gets an exception injected: not when it is one more turn
+/// of a handler faulting in its own vector entry (the loop is reported once, as a crash).
+fn log_fault(dom: &Domain, pc: u64) -> bool {
+    let nested = FAULT_LOOP.get(smp::this_cpu()).is_some_and(|l| l.lock().would_nest(pc));
+    !nested && dom.should_log_fault()
+}
+
+/// An exception was injected for a fault at `pc`, sending the vCPU to `vector`: a vCPU whose
+/// handler keeps faulting inside its vector entry cannot run any more, and its domain crashes
+/// (acted on as the trap returns: a domU's CPU stops, dom0 takes the machine with it).
+fn note_injection(dom: &Domain, pc: u64, vector: u64, what: &str) {
+    let Some(slot) = FAULT_LOOP.get(smp::this_cpu()) else { return };
+    let mut l = slot.lock();
+    if l.injected(pc, vector) {
+        let n = l.nested();
+        drop(l);
+        log!("d{}v{}: {what} loop: its exception handler at {vector:#x} faulted at once {n} times running: domain crashed", dom.id, smp::current_vcpu());
+        dom.set_shutdown(ShutdownReason::Crash);
+    }
 }
 
 /// A stage-2 fault: emulate the access if a device of the domain covers the IPA, else the
@@ -313,7 +338,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
         ),
         Resolution::Abort => {}
     }
-    if dom.should_log_fault() {
+    if log_fault(dom, frame.elr) {
         log!(
             "d{}: {} {} IPA {ipa:#x} (VA {far:#x}, PC {:#x}): not owned, abort injected",
             dom.id,
@@ -325,6 +350,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
     let esr = if is_data { esr::data_abort(el0) } else { esr::prefetch_abort(el0) };
     let ret = frame.elr;
     guest::inject_sync(frame, esr, Some(far), ret);
+    note_injection(dom, ret, frame.elr, if is_data { "data abort" } else { "instruction abort" });
     TrapKind::Abort
 }
 

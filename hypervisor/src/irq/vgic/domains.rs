@@ -74,6 +74,22 @@ pub fn vmpidr(vcpu: usize) -> u64 {
     (1 << 31) | vcpu as u64
 }
 
+/// A dom0less domU's vGIC, where Xen puts a guest's GICv3 (the addresses its DT names):
+/// one redistributor per vCPU, SPIs for its emulated devices only (the vpl011's, when it has
+/// one), nothing passed through; never more INTIDs than the host has.
+pub fn domu_config(vcpus: u32, vpl011: bool, host_it_lines: u32) -> VgicConfig {
+    use crate::domain::domu::{GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICR0_BASE, GUEST_GICV3_GICR_STRIDE};
+    let highest = if vpl011 { crate::domain::vuart::GUEST_VPL011_SPI } else { PRIVATE_IRQS - 1 };
+    VgicConfig {
+        gicd: GUEST_GICV3_GICD_BASE,
+        gicr: GUEST_GICV3_GICR0_BASE,
+        gicr_size: GUEST_GICV3_GICR_STRIDE * u64::from(vcpus),
+        it_lines: super::it_lines_for(highest, host_it_lines),
+        vcpus: vcpus as usize,
+        passthrough_spis: false,
+    }
+}
+
 /// Give `dom` a vGICv3 as `cfg` describes, record it in `table` and return it.
 pub fn attach<'t>(table: &'t VgicTable, dom: &mut Domain, cfg: &VgicConfig) -> Result<&'t SharedVgic, String> {
     if cfg.vcpus == 0 || (cfg.vcpus as u64).saturating_mul(GICR_STRIDE) > cfg.gicr_size {
@@ -130,6 +146,25 @@ mod tests {
         // A second vGIC for a domain is refused.
         let mut again = Domain::new(1, false, false, RamBanks::default());
         assert!(attach(&table, &mut again, &cfg(1, false)).is_err());
+    }
+
+    #[test]
+    fn a_domu_gets_xens_guest_layout_and_an_spi_only_for_its_vpl011() {
+        use crate::domain::domu::{GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICR0_BASE};
+        let c = domu_config(1, true, 8);
+        assert_eq!((c.gicd, c.gicr, c.gicr_size, c.vcpus, c.passthrough_spis), (GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICR0_BASE, GICR_STRIDE, 1, false));
+        // INTID 32 (the vpl011's SPI) needs one block of SPIs; no vpl011, none.
+        assert_eq!(c.it_lines, 1);
+        assert_eq!(domu_config(1, false, 8).it_lines, 0);
+        assert_eq!(domu_config(2, true, 0).it_lines, 0);
+        assert_eq!(domu_config(2, true, 8).gicr_size, 2 * GICR_STRIDE);
+        let table = VgicTable::new();
+        let mut d = Domain::new(1, false, false, RamBanks::default());
+        let v = attach(&table, &mut d, &c).unwrap();
+        assert_eq!(v.lock().nr_irqs(), 64);
+        // The vpl011's line reaches its SPI.
+        v.lock().set_level(0, crate::domain::vuart::GUEST_VPL011_SPI, true).unwrap();
+        assert!(v.lock().irq(0, 32).unwrap().level);
     }
 
     #[test]
