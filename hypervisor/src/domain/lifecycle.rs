@@ -58,6 +58,29 @@ fn decide(reason: ShutdownReason, noreboot: bool) -> (MachineAction, String) {
     }
 }
 
+/// What becomes of a domU's vCPU once a trap from it is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomUAfter {
+    /// It goes on running.
+    Runs,
+    /// Its only vCPU turned itself off (PSCI CPU_OFF): its CPU stops, nobody is told; the
+    /// domain is not shut down by that (as on Xen).
+    VcpuOff,
+    /// The domain stopped (SCHEDOP_shutdown, PSCI SYSTEM_OFF/RESET, a crash): its CPU stops,
+    /// nothing reclaims it (a dom0less guest), dom0 hears of it through VIRQ_DOM_EXC.
+    Stopped(ShutdownReason),
+}
+
+/// What becomes of domU `id`'s vCPU given its domain's shutdown state and whether vCPU 0
+/// turned itself off, and the console line that says so (none while it runs).
+pub fn domu_after_trap(id: super::DomId, shutdown: Option<ShutdownReason>, vcpu0_off: bool) -> (DomUAfter, Option<String>) {
+    match (shutdown, vcpu0_off) {
+        (Some(reason), _) => (DomUAfter::Stopped(reason), Some(format!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC"))),
+        (None, true) => (DomUAfter::VcpuOff, Some(format!("d{id}: vCPU 0 off (PSCI CPU_OFF): its CPU stops"))),
+        (None, false) => (DomUAfter::Runs, None),
+    }
+}
+
 /// Nested faults in a row after which a vCPU's domain counts as crashed.
 pub const FAULT_LOOP_LIMIT: u32 = 16;
 /// Bytes of one AArch64 exception vector entry (32 instructions).
@@ -105,6 +128,23 @@ impl FaultLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_domu_that_stops_stops_its_cpu_and_only_a_shutdown_is_reported_to_dom0() {
+        assert_eq!(domu_after_trap(1, None, false), (DomUAfter::Runs, None));
+        let (after, line) = domu_after_trap(2, None, true);
+        assert_eq!(after, DomUAfter::VcpuOff);
+        assert!(line.unwrap().starts_with("d2: vCPU 0 off"));
+        for reason in [ShutdownReason::Crash, ShutdownReason::PowerOff, ShutdownReason::Reboot] {
+            // A shutdown wins over a vCPU that also turned itself off.
+            for off in [false, true] {
+                let (after, line) = domu_after_trap(3, Some(reason), off);
+                assert_eq!(after, DomUAfter::Stopped(reason));
+                let line = line.unwrap();
+                assert!(line.starts_with(&format!("d3: shutdown ({reason:?})")) && line.contains("VIRQ_DOM_EXC"), "{line}");
+            }
+        }
+    }
 
     #[test]
     fn a_handler_faulting_in_its_own_vector_entry_is_a_crash() {

@@ -16,7 +16,7 @@ use super::smp::{self, MAX_CPUS};
 use crate::trap_stats::{TrapKind, TrapStats};
 use crate::sync::SpinMutex as Mutex;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
-use crate::domain::lifecycle::{FaultLoop, MachineAction};
+use crate::domain::lifecycle::{DomUAfter, FaultLoop, MachineAction};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Every domain (a lock-free table: each domain has its own locks). Which one runs on each
@@ -243,15 +243,18 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
 /// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
 /// VIRQ_DOM_EXC as on Xen, and its CPU stops.
 pub(super) fn domu_shutdown(domains: &Domains, id: DomId) -> After {
-    // A domU's only vCPU turned itself off (PSCI CPU_OFF): its CPU stops; nobody is told.
-    if domains.get(id).is_some_and(|d| !d.is_hardware && d.vcpu_off(0) && d.shutdown().is_none()) {
-        log!("d{id}: vCPU 0 off (PSCI CPU_OFF): its CPU stops");
-        return After::Park;
+    let Some(d) = domains.get(id).filter(|d| !d.is_hardware) else { return After::Resume };
+    let (after, line) = crate::domain::lifecycle::domu_after_trap(id, d.shutdown(), d.vcpu_off(0));
+    if after == DomUAfter::Runs {
+        return After::Resume;
     }
-    let Some(reason) = domains.get(id).filter(|d| !d.is_hardware).and_then(|d| d.shutdown()) else { return After::Resume };
-    super::iommu::report_events();
-    log!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC");
-    if let Some(d0) = domains.get(0) {
+    if matches!(after, DomUAfter::Stopped(_)) {
+        super::iommu::report_events();
+    }
+    if let Some(line) = line {
+        log!("{line}");
+    }
+    if let (DomUAfter::Stopped(_), Some(d0)) = (after, domains.get(0)) {
         let mut frames = LazyFrames;
         let mut tlb = super::iommu::SystemTlb::default();
         let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };

@@ -37,7 +37,8 @@ impl VgicTable {
     }
 
     /// Record `vgic` as domain `id`'s; refused when the slot is taken or does not exist.
-    fn insert(&self, id: DomId, vgic: SharedVgic) -> Result<&SharedVgic, String> {
+    /// (`attach` does this for a vGICv3; a front end that builds its devices itself calls it.)
+    pub fn insert(&self, id: DomId, vgic: SharedVgic) -> Result<&SharedVgic, String> {
         let slot = self.slots.get(usize::from(id)).ok_or_else(|| format!("d{id}: no vGIC slot (domain ids stop at {MAX_DOMAINS})"))?;
         let mut v = Some(vgic);
         let stored = slot.call_once(|| v.take().expect("taken once"));
