@@ -220,16 +220,22 @@ fn load(spec: &DomUSpec, pa: u64, mem: &dyn PhysMem) -> Result<DomUBoot, DomUErr
     let image = Arm64Image::parse(&head).map_err(|_| DomUError::BadKernel)?;
     let kernel_off = image.load_offset();
     let kernel_end = kernel_off + image.memory_needed().max(klen);
-    let dtb_blob = domu_dt(spec);
-    let dtb_len = dtb_blob.len() as u64;
+    // The DTB names the ramdisk's place, which depends on the DTB's size: that size does not
+    // depend on the values written (two 64-bit cells), so it is measured first.
+    let rd = spec.ramdisk.map(|(_, len)| len).unwrap_or(0);
+    let dtb_len = domu_dt(spec, spec.ramdisk.map(|(_, len)| (0, len))).len() as u64;
     // DTB in the last 2 MiB (at most 2 MiB, 8-byte aligned), ramdisk below it.
     let top = spec.memory;
     let dtb_off = align_down(top.saturating_sub(dtb_len), 8);
-    let rd = spec.ramdisk.map(|(_, len)| len).unwrap_or(0);
     let rd_off = align_down(dtb_off.saturating_sub(rd), 4096);
     let needed = kernel_end + rd + dtb_len;
     if dtb_len > 2 << 20 || kernel_end > rd_off || needed > top {
         return Err(DomUError::TooSmall { needed, have: top });
+    }
+    let ramdisk = spec.ramdisk.map(|(_, len)| (GUEST_RAM0_BASE + rd_off, len));
+    let dtb_blob = domu_dt(spec, ramdisk);
+    if dtb_blob.len() as u64 != dtb_len {
+        return Err(DomUError::TooSmall { needed: dtb_blob.len() as u64, have: dtb_len });
     }
     copy(mem, kpa, pa + kernel_off, klen)?;
     if let Some((rpa, rlen)) = spec.ramdisk {
@@ -239,7 +245,7 @@ fn load(spec: &DomUSpec, pa: u64, mem: &dyn PhysMem) -> Result<DomUBoot, DomUErr
     Ok(DomUBoot {
         entry: GUEST_RAM0_BASE + kernel_off,
         dtb: GUEST_RAM0_BASE + dtb_off,
-        ramdisk: spec.ramdisk.map(|(_, len)| (GUEST_RAM0_BASE + rd_off, len)),
+        ramdisk,
     })
 }
 
@@ -258,10 +264,11 @@ fn strs(v: &[&str]) -> Vec<u8> {
     out
 }
 
-/// The domU's device tree, as Xen writes one for a dom0less guest: memory, chosen, cpus
-/// (PSCI), a GICv3 at Xen's guest addresses, the architected timer, /psci and /hypervisor
-/// (grant-table region, event-channel PPI 31).
-pub fn domu_dt(spec: &DomUSpec) -> Vec<u8> {
+/// The domU's device tree, as Xen writes one for a dom0less guest: memory, chosen (bootargs,
+/// and the ramdisk's IPA range `initrd` when it has one), cpus (PSCI), a GICv3 at Xen's guest
+/// addresses, the architected timer, /psci and /hypervisor (grant-table region, event-channel
+/// PPI 31).
+pub fn domu_dt(spec: &DomUSpec, initrd: Option<(u64, u64)>) -> Vec<u8> {
     let mut t = Tree { nodes: vec![NodeData { name: String::new(), parent: None, children: Vec::new(), props: Vec::new(), deleted: false }], mem_reserve: Vec::new(), boot_cpuid_phys: 0 };
     const GIC_PHANDLE: u32 = 0xfde8;
     let root = t.root();
@@ -275,6 +282,10 @@ pub fn domu_dt(spec: &DomUSpec) -> Vec<u8> {
     let chosen = t.add_node(root, "chosen");
     if let Some(args) = &spec.bootargs {
         t.set_prop(chosen, "bootargs", strs(&[args]));
+    }
+    if let Some((start, len)) = initrd {
+        t.set_prop(chosen, "linux,initrd-start", u64s(&[start]));
+        t.set_prop(chosen, "linux,initrd-end", u64s(&[start.saturating_add(len)]));
     }
     let cpus = t.add_node(root, "cpus");
     t.set_prop(cpus, "#address-cells", u32s(&[1]));
@@ -402,10 +413,38 @@ mod tests {
         assert!(dt.compatible(hyp).contains(&"xen,xen"));
         assert_eq!(dt.prop(dt.find_path("/memory@40000000").unwrap(), "reg").unwrap(), &u64s(&[GUEST_RAM0_BASE, 3 * MIB])[..]);
         assert_eq!(str_prop(&dt, dt.find_path("/chosen").unwrap(), "bootargs").as_deref(), Some("console=hvc0"));
+        assert!(dt.prop(dt.find_path("/chosen").unwrap(), "linux,initrd-start").is_none());
         let uart = dt.find_path("/sbsa-uart@22000000").unwrap();
         assert!(dt.compatible(uart).contains(&"arm,sbsa-uart"));
         // the power-of-two remainder went back: only RAM and a few table frames are gone
         assert!(frames.total_free() >= 11 * MIB - 3 * MIB - 16 * 4096);
+    }
+
+    #[test]
+    fn the_ramdisk_is_loaded_where_the_dtb_says() {
+        let phys = TestMem::new(0x8000_0000, (12 * MIB) as usize);
+        phys.write(0x8000_0000, &image(0x2000)).unwrap();
+        phys.write(0x8001_0000, b"RAMDISK!").unwrap();
+        let mut frames = RegionAllocator::new();
+        let _ = frames.add(0x8040_0000, 11 * MIB);
+        let mut tlb = phys.tlb();
+        let spec = DomUSpec { name: "domU1".into(), memory: 4 * MIB, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: Some((0x8001_0000, 0x1234)), bootargs: None, vpl011: false };
+        let (d, boot) = build_domu(&spec, 1, 2, &mut frames, &phys, &mut tlb).unwrap();
+        let (rd, len) = boot.ramdisk.unwrap();
+        assert_eq!(len, 0x1234);
+        let dpa = lookup(&d, boot.dtb >> 12, &phys).unwrap() + (boot.dtb & 0xfff);
+        let mut blob = vec![0u8; 4096];
+        phys.read(dpa, &mut blob[..(4 * MIB - (boot.dtb - GUEST_RAM0_BASE)).min(4096) as usize]).unwrap();
+        let dt = HostDt::parse(&blob).unwrap();
+        let chosen = dt.find_path("/chosen").unwrap();
+        assert_eq!(dt.prop(chosen, "linux,initrd-start").unwrap(), &u64s(&[rd])[..]);
+        assert_eq!(dt.prop(chosen, "linux,initrd-end").unwrap(), &u64s(&[rd + len])[..]);
+        let rpa = lookup(&d, rd >> 12, &phys).unwrap() + (rd & 0xfff);
+        let mut b = [0u8; 8];
+        phys.read(rpa, &mut b).unwrap();
+        assert_eq!(&b, b"RAMDISK!");
+        // Below the DTB, above the kernel.
+        assert!(rd + len <= boot.dtb && rd >= boot.entry + 0x2000);
     }
 
     #[test]

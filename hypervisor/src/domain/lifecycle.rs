@@ -58,9 +58,134 @@ fn decide(reason: ShutdownReason, noreboot: bool) -> (MachineAction, String) {
     }
 }
 
+/// What becomes of a domU's vCPU once a trap from it is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomUAfter {
+    /// It goes on running.
+    Runs,
+    /// Its only vCPU turned itself off (PSCI CPU_OFF): its CPU stops, nobody is told; the
+    /// domain is not shut down by that (as on Xen).
+    VcpuOff,
+    /// The domain stopped (SCHEDOP_shutdown, PSCI SYSTEM_OFF/RESET, a crash): its CPU stops,
+    /// nothing reclaims it (a dom0less guest), dom0 hears of it through VIRQ_DOM_EXC.
+    Stopped(ShutdownReason),
+}
+
+/// What becomes of domU `id`'s vCPU given its domain's shutdown state and whether vCPU 0
+/// turned itself off, and the console line that says so (none while it runs).
+pub fn domu_after_trap(id: super::DomId, shutdown: Option<ShutdownReason>, vcpu0_off: bool) -> (DomUAfter, Option<String>) {
+    match (shutdown, vcpu0_off) {
+        (Some(reason), _) => (DomUAfter::Stopped(reason), Some(format!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC"))),
+        (None, true) => (DomUAfter::VcpuOff, Some(format!("d{id}: vCPU 0 off (PSCI CPU_OFF): its CPU stops"))),
+        (None, false) => (DomUAfter::Runs, None),
+    }
+}
+
+/// Nested faults in a row after which a vCPU's domain counts as crashed.
+pub const FAULT_LOOP_LIMIT: u32 = 16;
+/// Bytes of one AArch64 exception vector entry (32 instructions).
+const VECTOR_ENTRY: u64 = 0x80;
+
+/// Watches the exceptions the hypervisor injects into one vCPU for a guest that can no longer
+/// run: its exception handler faults inside its own vector entry (an undefined instruction
+/// there, a vector table in memory it does not own, a stack it cannot write), so every
+/// injection leads straight to the next one and each overwrites the state (ELR/SPSR/ESR) the
+/// previous one saved. Such a vCPU never gets out again; a domain whose vCPU does has crashed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultLoop {
+    /// The vector entry the last injection sent the vCPU to.
+    vector: Option<u64>,
+    /// Injections in a row whose fault lay inside the previous one's vector entry.
+    nested: u32,
+}
+
+impl FaultLoop {
+    pub const fn new() -> Self {
+        Self { vector: None, nested: 0 }
+    }
+
+    /// An exception is injected for a fault at `pc`, sending the vCPU to its vector entry at
+    /// `vector`. True once [`FAULT_LOOP_LIMIT`] injections in a row were for faults inside the
+    /// vector entry the one before sent it to.
+    pub fn injected(&mut self, pc: u64, vector: u64) -> bool {
+        self.nested = if self.would_nest(pc) { self.nested.saturating_add(1) } else { 0 };
+        self.vector = Some(vector);
+        self.nested >= FAULT_LOOP_LIMIT
+    }
+
+    /// Whether a fault at `pc` lies inside the vector entry the last injection sent the vCPU
+    /// to (one more turn of a loop: worth no log line of its own).
+    pub fn would_nest(&self, pc: u64) -> bool {
+        self.vector.is_some_and(|v| pc.wrapping_sub(v) < VECTOR_ENTRY)
+    }
+
+    /// How many nested faults in a row were seen.
+    pub fn nested(&self) -> u32 {
+        self.nested
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_domu_that_stops_stops_its_cpu_and_only_a_shutdown_is_reported_to_dom0() {
+        assert_eq!(domu_after_trap(1, None, false), (DomUAfter::Runs, None));
+        let (after, line) = domu_after_trap(2, None, true);
+        assert_eq!(after, DomUAfter::VcpuOff);
+        assert!(line.unwrap().starts_with("d2: vCPU 0 off"));
+        for reason in [ShutdownReason::Crash, ShutdownReason::PowerOff, ShutdownReason::Reboot] {
+            // A shutdown wins over a vCPU that also turned itself off.
+            for off in [false, true] {
+                let (after, line) = domu_after_trap(3, Some(reason), off);
+                assert_eq!(after, DomUAfter::Stopped(reason));
+                let line = line.unwrap();
+                assert!(line.starts_with(&format!("d3: shutdown ({reason:?})")) && line.contains("VIRQ_DOM_EXC"), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_handler_faulting_in_its_own_vector_entry_is_a_crash() {
+        let mut l = FaultLoop::new();
+        // An UNDEF at 0x1000 from EL1h; the handler (VBAR 0x8000, entry 0x8200) faults at its
+        // first instruction, over and over.
+        assert!(!l.injected(0x1000, 0x8200));
+        for i in 1..FAULT_LOOP_LIMIT {
+            assert!(!l.injected(0x8200, 0x8200), "nested fault {i}");
+        }
+        assert!(l.would_nest(0x8200) && !l.would_nest(0x1000));
+        assert!(l.injected(0x8200, 0x8200));
+        assert_eq!(l.nested(), FAULT_LOOP_LIMIT);
+        // A few instructions in (a store to a bad stack) counts too.
+        let mut l = FaultLoop::new();
+        assert!(!l.injected(0x1000, 0x8200));
+        assert!((0..FAULT_LOOP_LIMIT).map(|_| l.injected(0x8204, 0x8200)).last().unwrap_or(false));
+    }
+
+    #[test]
+    fn faults_the_guest_handles_are_not_a_crash() {
+        let mut l = FaultLoop::new();
+        // The guest handles each fault and goes on: faults elsewhere, however many, reset.
+        for i in 0..10 * FAULT_LOOP_LIMIT as u64 {
+            assert!(!l.injected(0x1000 + 4 * (i % 3), 0x8200));
+        }
+        // A handler that faults beyond its vector entry (in code it branched to) is running
+        // guest code: not counted.
+        let mut l = FaultLoop::new();
+        for _ in 0..2 * FAULT_LOOP_LIMIT {
+            assert!(!l.injected(0x8280, 0x8200));
+        }
+        // Nested faults broken by one elsewhere start counting again.
+        let mut l = FaultLoop::new();
+        l.injected(0x1000, 0x8200);
+        for _ in 1..FAULT_LOOP_LIMIT {
+            l.injected(0x8200, 0x8200);
+        }
+        assert!(!l.injected(0x2000, 0x8200));
+        assert_eq!(l.nested(), 0);
+    }
 
     #[test]
     fn as_xen_handles_its_hardware_domain() {

@@ -19,6 +19,20 @@ use mmio::MmioBus;
 /// A domain identifier (Xen's `domid_t`).
 pub type DomId = u16;
 
+/// Bit n: domain n (below 32) had an upcall raised that the vGIC has not delivered yet. One
+/// load tells a hypercall exit whether any domain's upcalls need delivering (an event a
+/// domain sends may be for another one).
+static WITH_UPCALLS: AtomicU32 = AtomicU32::new(0);
+
+/// The domains (bit n: domain n) with upcalls raised since the last call; theirs to deliver.
+#[inline]
+pub fn take_domains_with_upcalls() -> u32 {
+    if WITH_UPCALLS.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    WITH_UPCALLS.swap(0, Ordering::Acquire)
+}
+
 /// Why a domain stopped (Xen's `SHUTDOWN_*` reasons).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -215,6 +229,9 @@ impl Domain {
         drop(e);
         if raised != 0 {
             self.upcalls.fetch_or(raised, Ordering::Release);
+            if self.id < 32 {
+                WITH_UPCALLS.fetch_or(1 << self.id, Ordering::Release);
+            }
         }
         r
     }

@@ -1,7 +1,9 @@
 //! The emulated SBSA UART (Xen's "vpl011") a dom0less domU gets with the `vpl011` property:
 //! at Xen's guest address, transmit only, always ready. What the guest writes is collected
 //! per line and printed on the hypervisor console as `DOM<id>: <line>`, as Xen 4.17 prints
-//! a domU's vpl011 output when the console is not focused on it.
+//! a domU's vpl011 output when the console is not focused on it. Its interrupt (SPI
+//! [`GUEST_VPL011_SPI`], level) is high while an unmasked interrupt is raised: the transmit
+//! interrupt, always raised since the FIFO never fills.
 
 use super::mmio::{MmioAccess, MmioDevice, MmioResult};
 use super::DomId;
@@ -37,11 +39,24 @@ pub struct Vpl011 {
     len: usize,
     /// Where complete lines go (the hypervisor console; a buffer in tests).
     out: fn(DomId, &str),
+    /// Drives the domain's SPI [`GUEST_VPL011_SPI`] (its vGIC; a recorder in tests).
+    irq: fn(DomId, bool),
+    /// The level last driven.
+    level: bool,
 }
 
 impl Vpl011 {
-    pub fn new(domain: DomId, out: fn(DomId, &str)) -> Self {
-        Self { domain, imsc: 0, line: [0; LINE], len: 0, out }
+    pub fn new(domain: DomId, out: fn(DomId, &str), irq: fn(DomId, bool)) -> Self {
+        Self { domain, imsc: 0, line: [0; LINE], len: 0, out, irq, level: false }
+    }
+
+    /// Drive the interrupt line from the masked interrupt status, when it changes.
+    fn update_irq(&mut self) {
+        let high = INT_TX & self.imsc != 0;
+        if high != self.level {
+            self.level = high;
+            (self.irq)(self.domain, high);
+        }
     }
 
     fn put(&mut self, b: u8) {
@@ -85,6 +100,7 @@ impl MmioDevice for Vpl011 {
             (FR, true) => 0,
             (IMSC, true) => {
                 self.imsc = a.value & 0x7ff;
+                self.update_irq();
                 0
             }
             (IMSC, false) => self.imsc,
@@ -109,6 +125,10 @@ mod tests {
     fn sink(d: DomId, s: &str) {
         OUT.lock().unwrap().push((d, s.to_string()));
     }
+    static LINE_LEVELS: Mutex<Vec<(DomId, bool)>> = Mutex::new(Vec::new());
+    fn line(d: DomId, high: bool) {
+        LINE_LEVELS.lock().unwrap().push((d, high));
+    }
 
     fn w(u: &mut Vpl011, off: u64, size: u8, value: u64) -> MmioResult {
         u.access(0, MmioAccess { offset: off, size, write: true, value })
@@ -119,7 +139,7 @@ mod tests {
 
     #[test]
     fn lines_reach_the_console_with_the_domain_and_the_uart_is_always_ready() {
-        let mut u = Vpl011::new(7, sink);
+        let mut u = Vpl011::new(7, sink, line);
         for b in b"case x: 1\r\nsecond" {
             assert_eq!(w(&mut u, DR, 1, u64::from(*b)), MmioResult::Done(0));
         }
@@ -134,8 +154,23 @@ mod tests {
     }
 
     #[test]
+    fn the_interrupt_line_follows_the_masked_status() {
+        let mut u = Vpl011::new(9, sink, line);
+        let levels = || LINE_LEVELS.lock().unwrap().iter().filter(|(d, _)| *d == 9).map(|&(_, h)| h).collect::<Vec<_>>();
+        // Receive interrupts unmasked: nothing is ever received, the line stays low.
+        w(&mut u, IMSC, 4, (1 << 4) | (1 << 6));
+        assert_eq!(levels(), [] as [bool; 0]);
+        // The transmit interrupt unmasked: raised at once (the FIFO never fills), and dropped
+        // when masked again; writing the same mask twice drives nothing new.
+        w(&mut u, IMSC, 4, INT_TX | (1 << 4));
+        w(&mut u, IMSC, 4, INT_TX | (1 << 4));
+        w(&mut u, IMSC, 4, 1 << 4);
+        assert_eq!(levels(), [true, false]);
+    }
+
+    #[test]
     fn bad_accesses_abort_and_long_lines_are_split() {
-        let mut u = Vpl011::new(8, sink);
+        let mut u = Vpl011::new(8, sink, line);
         assert_eq!(w(&mut u, FR, 1, 0), MmioResult::Abort);
         assert_eq!(r(&mut u, 0x2), MmioResult::Abort);
         assert_eq!(r(&mut u, 0xffc), MmioResult::Abort);

@@ -22,6 +22,8 @@ mod cases;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
+mod crash;
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod cpu;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod dma_layer;
@@ -146,8 +148,11 @@ mod kernel {
         let args = core::str::from_utf8(info.bootargs()).unwrap_or("?");
         println!("test-guest: bootargs \"{args}\"");
 
+        let crash = crate::crash::kind(&info).filter(|_| domu);
         if cpu_off {
             crate::hostile::cpu_off_last_vcpu();
+        } else if let Some(kind) = crash {
+            crate::crash::run(kind);
         } else if domu && (info.has_arg(b"noise-busy") || info.has_arg(b"noise-idle")) {
             crate::noise::domu(info.has_arg(b"noise-busy"));
         } else if domu {

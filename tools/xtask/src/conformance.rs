@@ -160,7 +160,7 @@ const DOMU2_KERNEL_ADDR: u64 = 0x4e00_0000;
 const DOMU2_MEMORY_KIB: u64 = 64 * 1024;
 
 /// A `/chosen/domU<n>` node: one vCPU, a vpl011, `memory_kib` of RAM, its kernel at `addr`.
-fn dom0less_node(n: u32, addr: u64, memory_kib: u64, kernel_size: u64, bootargs: &str) -> String {
+pub fn dom0less_node(n: u32, addr: u64, memory_kib: u64, kernel_size: u64, bootargs: &str) -> String {
     format!(
         "\t\tdomU{n} {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {memory_kib:#x}>;\n\t\t\tcpus = <0x1>;\n\t\t\tvpl011;\n\t\t\tmodule@{addr:x} {{\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\t\t\t\treg = <{addr:#x} {kernel_size:#x}>;\n\t\t\t\tbootargs = \"{bootargs}\";\n\t\t\t}};\n\t\t}};\n"
     )
@@ -186,7 +186,7 @@ fn dom0less_dtb(b: &Boot, guest: &std::path::Path, tag: &str, cpu_off_domu: bool
 }
 
 /// QEMU's device tree for exactly this boot with `nodes` (dom0less domains) added to /chosen.
-fn dom0less_dtb_with(b: &Boot, nodes: &str, tag: &str) -> Result<PathBuf> {
+pub fn dom0less_dtb_with(b: &Boot, nodes: &str, tag: &str) -> Result<PathBuf> {
     env::ensure_tool("dtc", "device-tree-compiler")?;
     let dir = env::target_dir().join("conformance").join(tag);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

@@ -74,9 +74,65 @@ pub fn fixtures_from(suite: env::Suite) -> Result<Dom0Linux> {
             None
         }
     };
-    let programs = Programs { fuzzer: fuzz.as_deref(), stress: stress.as_deref(), cntvct: cntvct.as_deref() };
+    let domexc = match user_program(&out, "tools/xtask/fuzz/domexc.rs", "domexc") {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("xtask: VIRQ_DOM_EXC waiter not built ({e}): `xenith-wait-domu` will not wait");
+            None
+        }
+    };
+    let programs = Programs { fuzzer: fuzz.as_deref(), stress: stress.as_deref(), cntvct: cntvct.as_deref(), domexc: domexc.as_deref() };
     std::fs::write(&initrd, initramfs(&busybox, &modules, &programs)).map_err(|e| format!("{}: {e}", initrd.display()))?;
     Ok(Dom0Linux { kernel, initrd })
+}
+
+/// Printed by dom0's /init (`xenith-wait-domu`) once its domU stopped, or it gave up waiting.
+pub const DOM0_AFTER_DOMU: &str = "dom0: still running after the domU stopped";
+/// Printed by the domU's /init once its userspace runs (on its vpl011: `DOM1: ...`).
+pub const DOMU_MARKER: &str = "XENITH-DOMU-USERSPACE-OK";
+
+/// The domU's /init: the marker, its virtual timer's interrupt count before and after a
+/// sleep (which needs that interrupt), what /sys/hypervisor says, then power off after a
+/// while (time for dom0 to be listening for VIRQ_DOM_EXC).
+fn domu_init_script() -> String {
+    format!(
+        "#!/bin/busybox sh\n\
+         /bin/busybox --install -s /bin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sysfs /sys\n\
+         echo \"{DOMU_MARKER} uptime $(cat /proc/uptime)\"\n\
+         echo \"domU timer before: $(grep arch_timer /proc/interrupts)\"\n\
+         sleep 2\n\
+         echo \"domU timer after: $(grep arch_timer /proc/interrupts)\"\n\
+         echo \"domU hypervisor type: $(cat /sys/hypervisor/type 2>&1)\"\n\
+         echo \"domU interrupts:\"; cat /proc/interrupts\n\
+         sleep 20\n\
+         echo \"domU: powering off\"\n\
+         poweroff -f\n"
+    )
+}
+
+/// A dom0less domU's initramfs: busybox and its /init, nothing else.
+pub fn domu_initramfs(busybox: &[u8]) -> Vec<u8> {
+    let mut c = Cpio::default();
+    for d in ["bin", "dev", "proc", "sys", "tmp", "sbin", "usr", "usr/bin", "usr/sbin"] {
+        c.dir(d);
+    }
+    c.file("bin/busybox", 0o755, busybox);
+    c.symlink("bin/sh", "busybox");
+    c.node("dev/console", 0o020600, 5, 1);
+    c.file("init", 0o755, domu_init_script().as_bytes());
+    c.finish()
+}
+
+/// Debian stable's kernel (dom0's) and the domU's own initramfs, built here.
+pub fn domu_fixtures() -> Result<Dom0Linux> {
+    let l = fixtures()?;
+    let bb = env::debian_package("busybox-static", "arm64")?.join("bin/busybox");
+    let busybox = std::fs::read(&bb).map_err(|e| format!("{}: {e}", bb.display()))?;
+    let initrd = env::cache_dir().join("linux").join("initramfs-domu.cpio");
+    std::fs::write(&initrd, domu_initramfs(&busybox)).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    Ok(Dom0Linux { kernel: l.kernel, initrd })
 }
 
 /// Printed by /init after the privcmd fuzzer ran its calls (`xenith-fuzz` on dom0's command line).
@@ -225,6 +281,8 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
         let only_msi = if MSI_ONLY_MODULES.contains(&stem) { "grep -q xenith-msi /proc/cmdline && " } else { "" };
         s.push_str(&format!("{only_msi}{{ insmod /lib/modules/{name} || echo \"insmod {name} failed\"; }}\n"));
     }
+    // With a dom0less domU beside it: hear of its stop (VIRQ_DOM_EXC) from early on.
+    s.push_str("if grep -q xenith-wait-domu /proc/cmdline; then /bin/domexc > /tmp/domexc.log 2>&1 & fi\n");
     s.push_str(&console_bytes_init_lines());
     s.push_str(&format!(
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
@@ -234,6 +292,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
          if grep -q xenith-iomem /proc/cmdline; then grep -i xen /proc/iomem | sed 's/^/iomem: /'; fi\n\
          echo {MARKER}\n\
          for f in /sys/devices/system/cpu/vulnerabilities/*; do echo \"vuln: ${{f##*/}}: $(cat $f)\"; done\n\
+         if grep -q xenith-wait-domu /proc/cmdline; then i=0; while [ $i -lt 150 ] && ! grep -q received /tmp/domexc.log; do sleep 1; i=$((i+1)); done; sed 's/^/dom0: /' /tmp/domexc.log; echo \"{DOM0_AFTER_DOMU}: $(cat /proc/uptime)\"; fi\n\
          if grep -q xenith-crash /proc/cmdline; then echo \"crash: triggering a kernel crash (sysrq c)\"; echo c > /proc/sysrq-trigger; fi\n\
          echo \"hypervisor type: $(cat /sys/hypervisor/type 2>&1)\"\n\
          echo \"/dev/xen: $(ls /dev/xen 2>&1 | tr '\\n' ' ')\"\n\
@@ -254,6 +313,8 @@ pub struct Programs<'a> {
     pub stress: Option<&'a [u8]>,
     /// /bin/cntvct, /init's first command (the boot-overhead bench reads its line).
     pub cntvct: Option<&'a [u8]>,
+    /// /bin/domexc (`xenith-wait-domu`: waits for VIRQ_DOM_EXC).
+    pub domexc: Option<&'a [u8]>,
 }
 
 /// The initramfs: busybox, /init, device node for the console, Xen modules, our programs.
@@ -277,6 +338,9 @@ pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], programs: &Progr
     }
     if let Some(f) = programs.cntvct {
         c.file("bin/cntvct", 0o755, f);
+    }
+    if let Some(f) = programs.domexc {
+        c.file("bin/domexc", 0o755, f);
     }
     c.file("init", 0o755, init_script(modules).as_bytes());
     c.finish()

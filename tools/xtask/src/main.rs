@@ -4,6 +4,7 @@ mod arm32;
 mod build;
 mod conformance;
 mod console;
+mod dom0less;
 mod elf;
 mod env;
 mod extregions;

@@ -297,6 +297,12 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         cases.push(Case { name: "linux_dom0_console_bytes", boot: crate::console::boot(images.hypervisor.clone(), ""), check: crate::console::check });
         // bookworm-backports' kernel takes its grant mappings from the extended regions.
         cases.push(Case { name: "linux_dom0_extended_regions", boot: crate::extregions::systest_boot(images.hypervisor.clone()), check: crate::extregions::systest_check });
+        // Debian's kernel as a dom0less domU beside Linux dom0: its own vGIC, virtual timer,
+        // vpl011 and Xen's guest DT, to a marker on its vpl011 (dom0less.rs).
+        cases.push(Case { name: "linux_domu_beside_linux_dom0", boot: crate::dom0less::linux_domu_boot(images.hypervisor.clone()), check: crate::dom0less::linux_domu_check });
+        // domUs that crash (UNDEF loop, abort loop, shutdown with reason crash): reported,
+        // their CPUs stopped, dom0 goes on.
+        cases.push(Case { name: "domu_crashes_reported_dom0_goes_on", boot: crate::dom0less::crash_boot(images.hypervisor.clone(), &images.test_guest), check: crate::dom0less::crash_check });
         // The SMP stress suite, short: 4 vCPUs, 30 s of every workload at once (stress.rs).
         cases.push(Case { name: "linux_dom0_stress_short", boot: crate::stress::systest_boot(images.hypervisor.clone()), check: crate::stress::systest_check });
     }

@@ -9,18 +9,19 @@ use super::entry::TrapFrame;
 use super::regs::isb;
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
-use crate::irq::vgic::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE, REGISTER_WRITES};
-use crate::irq::vgic::{HwOp, ListRegisters, Vgic, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, PRIVATE_IRQS, VTIMER_PPI};
+use crate::domain::DomId;
+use crate::irq::vgic::domains::{VgicConfig, VGICS};
+use crate::irq::vgic::regs::{SharedVgic, GICD_SIZE, REGISTER_WRITES};
+use crate::irq::vgic::{HwOp, ListRegisters, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, PRIVATE_IRQS, VTIMER_PPI};
 use crate::trap_stats::TrapKind;
 use crate::{log, sysreg};
-use super::smp::this_vcpu;
+use super::smp::{self, this_cpu};
 use crate::dt::Region;
 use alloc::string::String;
 use alloc::vec::Vec;
-use alloc::sync::Arc;
 use super::smp::MAX_CPUS;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use crate::sync::{Once, SpinMutex as Mutex};
+use crate::sync::Once;
 
 /// INTIDs 1020-1023 are special (1023: nothing pending); LPIs start at 8192.
 const SPECIAL_INTID: u32 = 1020;
@@ -31,24 +32,24 @@ pub(super) const HYP_PPIS: [u32; 4] = [KICK_SGI, MAINTENANCE_PPI, HYP_TIMER_PPI,
 /// Polls of a GIC "write pending"/"children asleep" bit before giving up.
 const POLL_LIMIT: u32 = 1_000_000;
 
-/// dom0's vGIC (its vCPU n on CPU n). domUs have none yet: the dom0less guests xenith runs
-/// poll (see README); a CPU running a domU skips the vGIC paths below.
-static CURRENT_VGIC: Once<SharedVgic> = Once::new();
 /// Physical IRQs taken that nobody claims (logged a few times only).
 static STRAY: AtomicU32 = AtomicU32::new(0);
-/// Per CPU: its vCPU's list registers hold something (guest exit must read them back).
+// Per physical CPU (each runs one vCPU of one domain; its vGIC is that domain's, in `VGICS`):
+/// its vCPU's list registers hold something (guest exit must read them back);
 static LRS_LIVE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// Per CPU: its vCPU's interrupt state changed since the last flush (set before any kick).
+/// its vCPU's interrupt state changed since the last flush (set before any kick);
 static WORK: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// Per CPU: the vGIC register-write count its last flush saw.
+/// the vGIC register-write count its last flush saw.
 static SEEN_WRITES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Note that `vcpu`'s interrupts changed, and make its CPU look (`kick`).
-fn notify(vcpu: usize) {
-    if let Some(w) = WORK.get(vcpu) {
+/// Note that vCPU `vcpu` of domain `dom` has new interrupt state, and make the CPU running it
+/// look (`kick`). Nothing happens for a vCPU that runs nowhere (not started, or parked).
+fn notify(dom: DomId, vcpu: usize) {
+    let Some(cpu) = smp::cpu_of(dom, vcpu) else { return };
+    if let Some(w) = WORK.get(cpu) {
         w.store(true, Ordering::Release);
     }
-    kick(vcpu);
+    kick(cpu);
 }
 
 /// Redistributor regions, for CPUs that come up later.
@@ -157,7 +158,7 @@ pub fn init_this_cpu() -> Result<(), String> {
         return Err("GICR_WAKER.ChildrenAsleep never cleared".into());
     }
     // LPIs (host LPIs of the ITS), when the hypervisor has an ITS.
-    super::its::enable_lpis(rd, this_vcpu());
+    super::its::enable_lpis(rd, this_cpu());
     let sgi = rd + 0x1_0000;
     mmio_write32(sgi + 0x180, 0xffff_ffff); // ICENABLER0: everything off
     mmio_write32(sgi + 0x80, 0xffff_ffff); // IGROUPR0: group 1
@@ -199,18 +200,18 @@ pub fn init_this_cpu() -> Result<(), String> {
     Ok(())
 }
 
-/// Make the CPU running `vcpu` re-examine its interrupts (it may be running the guest or
+/// Make physical CPU `cpu` re-examine its vCPU's interrupts (it may be running the guest or
 /// waiting in the guest's WFI): a physical SGI, unless that CPU is this one.
-pub fn kick(vcpu: usize) {
-    if vcpu == this_vcpu() {
+pub fn kick(cpu: usize) {
+    if cpu == this_cpu() {
         return;
     }
     if let Some(g) = super::gic_v2::get() {
         super::regs::dsb_ish();
-        g.send_sgi(KICK_SGI, super::gic_v2::cpu_mask(vcpu));
+        g.send_sgi(KICK_SGI, super::gic_v2::cpu_mask(cpu));
         return;
     }
-    let mpidr = super::smp::host_mpidr(vcpu);
+    let mpidr = super::smp::host_mpidr(cpu);
     let aff0 = mpidr & 0xf;
     let value = ((mpidr >> 8) & 0xff) << 16 | ((mpidr >> 16) & 0xff) << 32 | ((mpidr >> 32) & 0xff) << 48
         | ((mpidr & 0xf0) >> 4) << 44
@@ -221,48 +222,46 @@ pub fn kick(vcpu: usize) {
     isb();
 }
 
-/// Give `dom` (`smp::vcpus()` vCPUs, vMPIDR 0x80000000 + id) an emulated GICv3 at the host's GIC
-/// addresses and make it the vGIC of this CPU.
-pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32) -> Result<(), String> {
-    if info.version == 2 {
-        let vgic = super::gic_v2::attach_vgic(dom, info, it_lines, super::smp::vcpus())?;
-        CURRENT_VGIC.call_once(|| vgic);
-        return Ok(());
-    }
-    let mpidrs: Vec<u64> = (0..super::smp::vcpus() as u64).map(|i| (1 << 31) | i).collect();
-    let mut g = Vgic::new(it_lines, &mpidrs);
-    // Every SPI is dom0's (direct-mapped hardware domain): its devices' interrupts pass
-    // through. The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled here.
-    for intid in PRIVATE_IRQS..g.nr_irqs() {
-        let _ = g.set_hw(intid, true);
-    }
-    let intids = g.nr_irqs();
-    let vgic: SharedVgic = Arc::new(Mutex::new(g));
-    let rdist = info.redistributors.first().ok_or("GICv3 without a redistributor region")?;
-    if !dom.mmio.add(info.distributor.base, GICD_SIZE, alloc::boxed::Box::new(GicdDevice(vgic.clone())))
-        || !dom.mmio.add(rdist.base, rdist.size, alloc::boxed::Box::new(GicrDevice(vgic.clone())))
-    {
-        return Err("vGIC: its MMIO ranges overlap another emulated device".into());
-    }
-    CURRENT_VGIC.call_once(|| vgic);
+/// Give dom0 a vGICv2 on a GICv2 host (`vcpus` vCPUs; the GICV frame mapped at its GICC) and
+/// make it that domain's vGIC.
+pub fn attach_vgic_v2(dom: &mut Domain, info: &GicInfo, it_lines: u32, vcpus: usize) -> Result<(), String> {
+    let vgic = super::gic_v2::attach_vgic(dom, info, it_lines, vcpus)?;
+    VGICS.insert(dom.id, vgic)?;
+    Ok(())
+}
+
+/// The vCPUs in `mask` of the domain whose vCPU runs on this CPU look at their interrupts
+/// (a guest's GICD_SGIR write is emulated on the writing vCPU's CPU).
+pub(super) fn notify_mask_here(mask: u64) {
+    notify_mask(smp::current_domain(), mask)
+}
+
+/// Give `dom` a vGICv3 (`cfg`: where, how many vCPUs, whether its SPIs pass through) and
+/// log it.
+pub fn attach_vgic(dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String> {
+    let vgic = crate::irq::vgic::domains::attach(&VGICS, dom, cfg)?;
+    let intids = vgic.lock().nr_irqs();
     log!(
-        "d{}: vGICv3 distributor {:#x} ({} INTIDs), redistributors {:#x} (trapped and emulated)",
+        "d{}: vGICv3 distributor {:#x} ({} INTIDs{}), redistributors {:#x} for {} vCPU(s) (trapped and emulated)",
         dom.id,
-        info.distributor.base,
+        cfg.gicd,
         intids,
-        rdist.base
+        if cfg.passthrough_spis { ", SPIs passed through" } else { "" },
+        cfg.gicr,
+        cfg.vcpus
     );
     Ok(())
 }
 
-/// The vGIC of the vCPU on this CPU, if one is attached (only dom0's CPUs have one).
+/// The vGIC of the vCPU on this CPU (its domain's), if that domain has one.
+#[inline]
 pub fn current_vgic() -> Option<&'static SharedVgic> {
-    CURRENT_VGIC.get().filter(|_| super::smp::runs_dom0())
+    VGICS.get(smp::current_domain())
 }
 
 /// dom0's vGIC, whichever CPU asks (its passed-through SPIs, events other domains raise for it).
 pub(super) fn dom0_vgic() -> Option<&'static SharedVgic> {
-    CURRENT_VGIC.get()
+    VGICS.get(0)
 }
 
 /// The virtual CPU interface's list registers.
@@ -356,7 +355,7 @@ impl ListRegisters for HwLrs {
 /// exits no list register was filled and this is one load.
 #[inline]
 pub fn guest_exit() {
-    let me = this_vcpu();
+    let me = this_cpu();
     if LRS_LIVE.get(me).is_some_and(|l| l.load(Ordering::Relaxed)) {
         guest_exit_sync(me);
     }
@@ -365,7 +364,7 @@ pub fn guest_exit() {
 #[inline(never)]
 fn guest_exit_sync(me: usize) {
     if let Some(v) = current_vgic() {
-        v.lock().sync(me, &mut HwLrs::new());
+        v.lock().sync(smp::current_vcpu() as usize, &mut HwLrs::new());
         if let Some(w) = WORK.get(me) {
             w.store(true, Ordering::Relaxed);
         }
@@ -382,7 +381,7 @@ pub fn guest_entry() {
     if sysreg!(read ISR_EL1) & (1 << 7) != 0 {
         let _ = take_physical_irqs();
     }
-    let me = this_vcpu();
+    let me = this_cpu();
     let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
     let writes = REGISTER_WRITES.load(Ordering::Acquire);
     if !work.load(Ordering::Acquire) && seen.load(Ordering::Relaxed) == writes {
@@ -397,10 +396,11 @@ fn guest_entry_flush(me: usize, writes: u64) {
     let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
     work.store(false, Ordering::Relaxed);
     seen.store(writes, Ordering::Relaxed);
+    let vcpu = smp::current_vcpu() as usize;
     let mut g = v.lock();
-    g.flush(me, &mut HwLrs::new());
+    g.flush(vcpu, &mut HwLrs::new());
     if let Some(l) = LRS_LIVE.get(me) {
-        l.store(g.lrs_in_use(me), Ordering::Relaxed);
+        l.store(g.lrs_in_use(vcpu), Ordering::Relaxed);
     }
     let ops = g.take_hw_ops();
     drop(g);
@@ -449,7 +449,7 @@ pub fn take_physical_irqs() -> Option<u32> {
             });
             let taken = target.is_some();
             if let Some(Some(t)) = target {
-                notify(t);
+                notify(0, t);
             }
             if !taken {
                 deactivate(iar);
@@ -489,7 +489,7 @@ fn take_lpi(intid: u32) {
     let target = super::its::lpi_target(intid);
     let vcpu = target.and_then(|t| dom0_vgic().and_then(|v| v.lock().lpi_set_pending(t.vlpi, true)));
     match vcpu {
-        Some(v) => notify(v),
+        Some(v) => notify(0, v),
         None => {
             if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
                 log!("host LPI {intid} is not mapped to a guest: ignored");
@@ -498,12 +498,12 @@ fn take_lpi(intid: u32) {
     }
 }
 
-/// Make every vCPU in `mask` (bit n: vCPU n) look at its interrupts.
-pub(super) fn notify_mask(mut mask: u64) {
+/// Make every vCPU of `dom` in `mask` (bit n: vCPU n) look at its interrupts.
+pub(super) fn notify_mask(dom: DomId, mut mask: u64) {
     while mask != 0 {
         let v = mask.trailing_zeros() as usize;
         mask &= mask - 1;
-        notify(v);
+        notify(dom, v);
     }
 }
 
@@ -591,12 +591,8 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
     }
     let value = if rt == 31 { 0 } else { frame.x[rt] };
     if let Some(v) = current_vgic() {
-        let mut targets = v.lock().send_sgi(this_vcpu(), value);
-        while targets != 0 {
-            let t = targets.trailing_zeros() as usize;
-            targets &= targets - 1;
-            notify(t);
-        }
+        let targets = v.lock().send_sgi(smp::current_vcpu() as usize, value);
+        notify_mask(smp::current_domain(), targets);
     }
     true
 }
@@ -607,38 +603,34 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
 pub fn deliver_event_upcall(dom: &Domain) {
     // Only the set bits are visited (usually none).
     let mut pending = dom.take_upcalls();
-    if !dom.is_hardware {
-        return; // no vGIC for domUs yet: they poll vcpu_info.evtchn_upcall_pending
-    }
     while pending != 0 {
         let vcpu = pending.trailing_zeros() as usize;
         pending &= pending - 1;
-        inject_edge(vcpu, dom.callback_ppi);
+        inject_edge(dom.id, vcpu, dom.callback_ppi);
     }
 }
 
-/// Latch an edge (or message) interrupt `intid` for `vcpu` of the domain on this CPU: for
-/// callers outside the vGIC (e.g. an event-channel upcall delivered as a PPI).
-pub fn inject_edge(vcpu: usize, intid: u32) {
-    if let Some(v) = dom0_vgic() {
+/// Latch an edge (or message) interrupt `intid` for `vcpu` of domain `dom`: for callers
+/// outside the vGIC (an event-channel upcall delivered as a PPI, a virtual timer expiry).
+pub fn inject_edge(dom: DomId, vcpu: usize, intid: u32) {
+    if let Some(v) = VGICS.get(dom) {
         if let Err(e) = v.lock().inject_edge(vcpu, intid) {
-            log!("vGIC: cannot inject: {e}");
+            log!("d{dom}: vGIC: cannot inject: {e}");
             return;
         }
-        notify(vcpu);
+        notify(dom, vcpu);
     }
 }
 
-/// Drive the line of a level-sensitive `intid` for `vcpu` (e.g. the event-channel PPI, high
-/// while vcpu_info.evtchn_upcall_pending is set, as Xen delivers it). Takes effect at the
-/// vCPU's next entry.
-pub fn set_irq_level(vcpu: usize, intid: u32, high: bool) {
-    if let Some(v) = current_vgic() {
+/// Drive the line of a level-sensitive `intid` for `vcpu` of domain `dom` (an emulated
+/// device's interrupt, the emulated physical timer's PPI). Takes effect at the vCPU's next
+/// entry.
+pub fn set_irq_level(dom: DomId, vcpu: usize, intid: u32, high: bool) {
+    if let Some(v) = VGICS.get(dom) {
         if let Err(e) = v.lock().set_level(vcpu, intid, high) {
-            log!("vGIC: cannot set level: {e}");
+            log!("d{dom}: vGIC: cannot set level: {e}");
             return;
         }
-        notify(vcpu);
+        notify(dom, vcpu);
     }
 }
-

@@ -3,7 +3,7 @@
 //! the host GIC is a GICv2; everything else about interrupts (the core's flush/sync, event
 //! delivery, timers) is shared with GICv3.
 
-use super::smp::{this_vcpu, MAX_CPUS};
+use super::smp::{this_cpu, MAX_CPUS};
 use super::trap::LazyFrames;
 use super::{DirectMem, HwTlb};
 use crate::domain::Domain;
@@ -70,7 +70,7 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
 pub fn init_this_cpu() -> Result<(), String> {
     let g = get().ok_or("GICv2 not initialised")?;
     let mask = g.init_cpu(&super::gic::HYP_PPIS, super::gic::HYP_PRIORITY);
-    if let Some(m) = CPU_MASK.get(this_vcpu()) {
+    if let Some(m) = CPU_MASK.get(this_cpu()) {
         m.store(mask, Ordering::Relaxed);
     }
     Ok(())
@@ -116,7 +116,7 @@ pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32, vcpus: usize
     }
     let intids = g.nr_irqs();
     let vgic: SharedVgic = Arc::new(Mutex::new(g));
-    let dev = GicdV2Device { vgic: vgic.clone(), notify: super::gic::notify_mask };
+    let dev = GicdV2Device { vgic: vgic.clone(), notify: super::gic::notify_mask_here };
     if !dom.mmio.add(info.distributor.base, info.distributor.size, alloc::boxed::Box::new(dev)) {
         return Err("vGIC: its MMIO range overlaps another emulated device".into());
     }

@@ -73,17 +73,21 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: smp::current_vcpu(), mem: &mut mem, machine: &mut machine };
     let outcome = hypercall::dispatch_step(&mut cx, nr, args);
     drop(tlb);
-    // An event the hypercall raised reaches dom0 as its event-channel PPI (gic.rs), whichever
-    // domain raised it (an interdomain send, a domU's shutdown). domUs have no vGIC: they poll.
-    if let Some(d0) = DOMAINS.get(0) {
-        if d0.has_upcalls() {
-            gic::deliver_event_upcall(d0);
-        }
-        if current == 0 && d0.shutdown().is_some() {
-            trap::act_on_shutdown(d0);
+    // An event the hypercall raised reaches its domain as that domain's event-channel PPI
+    // (gic.rs), whichever domain raised it (an interdomain send, a domU's shutdown).
+    let mut with_upcalls = crate::domain::take_domains_with_upcalls();
+    while with_upcalls != 0 {
+        let id = with_upcalls.trailing_zeros() as DomId;
+        with_upcalls &= with_upcalls - 1;
+        if let Some(d) = DOMAINS.get(id) {
+            gic::deliver_event_upcall(d);
         }
     }
-    if current != 0 && trap::domu_shutdown(&DOMAINS, current) == trap::After::Park {
+    if current == 0 {
+        if let Some(d0) = DOMAINS.get(0).filter(|d| d.shutdown().is_some()) {
+            trap::act_on_shutdown(d0);
+        }
+    } else if trap::domu_shutdown(&DOMAINS, current) == trap::After::Park {
         smp::park_this_cpu();
     }
     outcome

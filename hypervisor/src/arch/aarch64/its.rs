@@ -206,7 +206,7 @@ impl MmioDevice for VitsDevice {
             };
             drop(host);
             REGISTER_WRITES.fetch_add(1, Ordering::Release);
-            super::gic::notify_mask(kick);
+            super::gic::notify_mask(0, kick);
         }
         r
     }

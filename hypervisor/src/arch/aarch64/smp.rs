@@ -11,7 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::arch::global_asm;
 use crate::domain::DomId;
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Most vCPUs (and physical CPUs) used.
 pub const MAX_CPUS: usize = 4;
@@ -34,6 +34,9 @@ static VCPUS: AtomicUsize = AtomicUsize::new(1);
 /// Physical MPIDR of each CPU, from the host DT's /cpus: written once at boot, read by every
 /// kick (no lock: a kick on one CPU does not wait for one on another).
 static HOST_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per CPU beyond dom0's: the domU vCPU it was given, as `domain << 8 | vcpu`, plus 1 (0: none).
+/// Written once before that CPU starts; read to find where to send a domU vCPU's kick.
+static DOMU_ON_CPU: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
 /// What a secondary CPU needs before its MMU is on (read with caches off: cleaned to PoC).
 #[repr(C)]
@@ -104,7 +107,8 @@ extern "C" {
 /// on the CPU of the host DT's n-th /cpus entry; vCPU 0 runs already. Returns the count.
 pub fn setup_dom0(host_cpus: &[u64], n: usize) -> usize {
     let n = n.min(host_cpus.len()).clamp(1, MAX_CPUS);
-    for (slot, &mpidr) in HOST_MPIDR.iter().zip(host_cpus.iter().take(n)) {
+    // Every CPU's MPIDR (domUs run on those beyond dom0's).
+    for (slot, &mpidr) in HOST_MPIDR.iter().zip(host_cpus.iter()) {
         slot.store(mpidr, Ordering::Relaxed);
     }
     VCPUS.store(n, Ordering::Relaxed);
@@ -154,19 +158,24 @@ pub fn current_vcpu() -> u32 {
     ((percpu() >> 8) & 0xff) as u32
 }
 
-/// Whether this CPU runs one of dom0's vCPUs (the vGIC and its per-vCPU state are dom0's).
+/// Whether this CPU runs one of dom0's vCPUs.
 pub fn runs_dom0() -> bool {
     current_domain() == 0
+}
+
+/// The physical CPU that runs vCPU `vcpu` of `domain`: dom0's vCPU n on CPU n, a domU's on
+/// the CPU it was given at boot. `None` if it runs nowhere.
+pub fn cpu_of(domain: DomId, vcpu: usize) -> Option<usize> {
+    if domain == 0 {
+        return (vcpu < vcpus()).then_some(vcpu);
+    }
+    let want = (u32::from(domain) << 8 | vcpu as u32).wrapping_add(1);
+    DOMU_ON_CPU.iter().position(|c| c.load(Ordering::Acquire) == want)
 }
 
 /// Number of dom0 vCPUs.
 pub fn vcpus() -> usize {
     VCPUS.load(Ordering::Relaxed)
-}
-
-/// The vCPU running on this CPU (vCPU n runs on the CPU with Aff0 n).
-pub fn this_vcpu() -> usize {
-    (sysreg!(read MPIDR_EL1) & 0xff) as usize
 }
 
 /// The physical MPIDR of the CPU that runs vCPU `vcpu`.
@@ -206,6 +215,9 @@ fn affinity_info(target: u64, lowest_level: u64) -> i64 {
 
 fn cpu_on(target: u64, entry: u64, context: u64) -> i64 {
     let Some(v) = vcpu_of(target) else { return INVALID_PARAMETERS };
+    if v >= MAX_CPUS {
+        return INVALID_PARAMETERS;
+    }
     if let Err(state) = STATE[v].compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
         return if state == ON { ALREADY_ON } else { ON_PENDING_ERR };
     }
@@ -228,6 +240,9 @@ fn cpu_on(target: u64, entry: u64, context: u64) -> i64 {
 pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, vtcr: u64, entry: u64, context: u64) -> Result<(), String> {
     if cpu == 0 || cpu >= MAX_CPUS {
         return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
+    }
+    if domain != 0 {
+        DOMU_ON_CPU[cpu].store((u32::from(domain) << 8 | (vcpu & 0xff)).wrapping_add(1), Ordering::Release);
     }
     let stacks = core::ptr::addr_of!(STACKS) as u64;
     let fill = StartBlock {
@@ -262,6 +277,9 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
 
 /// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever.
 pub fn park_this_cpu() -> ! {
+    if let Some(slot) = DOMU_ON_CPU.get(this_cpu()) {
+        slot.store(0, Ordering::Release);
+    }
     assign(this_cpu(), NO_DOMAIN, 0);
     let _ = psci::call(0x8400_0002, 0, 0, 0);
     super::halt()

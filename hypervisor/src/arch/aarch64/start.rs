@@ -275,14 +275,29 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
             host_lines
         }
     };
-    super::gic::attach_vgic(&mut dom, &info.gic, it_lines)?;
+    // Every SPI is dom0's (direct-mapped hardware domain): its devices' interrupts pass
+    // through. The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled there.
+    if info.gic.version == 2 {
+        super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
+    } else {
+        let rdist = info.gic.redistributors.first().ok_or("GICv3 without a redistributor region")?;
+        let cfg = crate::irq::vgic::domains::VgicConfig {
+            gicd: info.gic.distributor.base,
+            gicr: rdist.base,
+            gicr_size: rdist.size,
+            it_lines,
+            vcpus,
+            passthrough_spis: true,
+        };
+        super::gic::attach_vgic(&mut dom, &cfg)?;
+    }
     if let (Some(node), Some(vgic)) = (&its, super::gic::dom0_vgic()) {
         super::its::attach(&mut dom, node, vgic, vcpus)?;
     }
     if trap::DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
-    start_domus(&dt, &mpidrs);
+    start_domus(&dt, &mpidrs, host_lines);
     release_boot_modules(&info, &[hyp, host_dtb]);
     let guests_ram: u64 = trap::DOMAINS.iter().map(|d| d.ram.total()).sum();
     let ram_total = plan.ram_total;
@@ -336,7 +351,7 @@ fn release_boot_modules(info: &crate::dt::boot_info::BootInfo, keep: &[Region]) 
 /// Boot-time domUs (Xen's dom0less `/chosen/domU*` nodes): each gets its RAM, its DT, an
 /// emulated UART if asked, and one of the CPUs dom0 does not use, where its vCPU 0 starts
 /// now. One that cannot be built or has no CPU is reported and skipped; dom0 boots anyway.
-fn start_domus(dt: &HostDt, host_cpus: &[u64]) {
+fn start_domus(dt: &HostDt, host_cpus: &[u64], host_it_lines: u32) {
     use crate::domain::domu::{build_domu, find_domus};
     use crate::domain::vuart::{Vpl011, GUEST_PL011_BASE, GUEST_PL011_SIZE};
     let specs = match find_domus(dt) {
@@ -372,7 +387,15 @@ fn start_domus(dt: &HostDt, host_cpus: &[u64]) {
             // The guest starts with its caches off: its kernel and DTB must be in memory.
             super::clean_dcache_range(b.pa, b.size);
         }
-        if spec.vpl011 && !dom.mmio.add(GUEST_PL011_BASE, GUEST_PL011_SIZE, alloc::boxed::Box::new(Vpl011::new(id, |d, line| log!("DOM{d}: {line}")))) {
+        // Its own vGICv3 at Xen's guest addresses (virtual timer, event-channel PPI, the
+        // vpl011's SPI), and the vpl011.
+        let vgic = crate::irq::vgic::domains::domu_config(spec.vcpus, spec.vpl011, host_it_lines);
+        if let Err(e) = super::gic::attach_vgic(&mut dom, &vgic) {
+            log!("{}: {e}: d{id} not started", spec.name);
+            continue;
+        }
+        let uart = Vpl011::new(id, |d, line| log!("DOM{d}: {line}"), |d, high| super::gic::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high));
+        if spec.vpl011 && !dom.mmio.add(GUEST_PL011_BASE, GUEST_PL011_SIZE, alloc::boxed::Box::new(uart)) {
             log!("{}: vpl011 overlaps another device", spec.name);
         }
         let Some((vttbr, vtcr)) = dom.p2m.get_mut().as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };

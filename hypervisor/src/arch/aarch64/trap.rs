@@ -16,7 +16,7 @@ use super::smp::{self, MAX_CPUS};
 use crate::trap_stats::{TrapKind, TrapStats};
 use crate::sync::SpinMutex as Mutex;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
-use crate::domain::lifecycle::MachineAction;
+use crate::domain::lifecycle::{DomUAfter, FaultLoop, MachineAction};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Every domain (a lock-free table: each domain has its own locks). Which one runs on each
@@ -41,6 +41,8 @@ pub static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
 /// Per CPU, the last retried stage-2 fault (`fault::resolve`'s bound).
 static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RETRY_INIT) }; MAX_CPUS];
 const RETRY_INIT: RetryState = RetryState::new();
+/// Per CPU, the exceptions injected into its vCPU (`FaultLoop`: a handler that faults at once).
+static FAULT_LOOP: [Mutex<FaultLoop>; MAX_CPUS] = [const { Mutex::new(FaultLoop::new()) }; MAX_CPUS];
 /// Table frames for stage-2 changes after boot (what dom0 was not given).
 pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 
@@ -199,7 +201,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             }
         }
         ec::HVC64 => {
-            if dom.should_log_fault() {
+            if log_fault(dom, frame.elr) {
                 log!("d{}: HVC #{:#x} at {:#x}: not a hypercall, UNDEF injected", dom.id, iss & 0xffff, frame.elr - 4);
             }
             // Xen reports the exception with the return address after the HVC.
@@ -214,7 +216,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         // Cache maintenance by set/way, and the register writes that track the caches.
         ec::SYSREG if super::setway::emulate(dom, frame, iss) => frame.elr += 4,
         ec::SYSREG | ec::UNKNOWN => {
-            if dom.should_log_fault() {
+            if log_fault(dom, frame.elr) {
                 log!("d{}: trapped instruction (EC {class:#x}, ISS {iss:#x}) at {:#x}: UNDEF injected", dom.id, frame.elr);
             }
             let ret = frame.elr;
@@ -226,7 +228,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         // the guest is not offered (SVE 0x19, SME 0x1d, pointer authentication 0x09 when
         // hidden, ...): UNDEFINED as on a CPU without it.
         _ => {
-            if dom.should_log_fault() {
+            if log_fault(dom, frame.elr) {
                 log!("d{}: trapped instruction (EC {class:#x}, ISS {iss:#x}) at {:#x}: feature not offered, UNDEF injected", dom.id, frame.elr);
             }
             let ret = frame.elr;
@@ -246,15 +248,18 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
 /// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
 /// VIRQ_DOM_EXC as on Xen, and its CPU stops.
 pub(super) fn domu_shutdown(domains: &Domains, id: DomId) -> After {
-    // A domU's only vCPU turned itself off (PSCI CPU_OFF): its CPU stops; nobody is told.
-    if domains.get(id).is_some_and(|d| !d.is_hardware && d.vcpu_off(0) && d.shutdown().is_none()) {
-        log!("d{id}: vCPU 0 off (PSCI CPU_OFF): its CPU stops");
-        return After::Park;
+    let Some(d) = domains.get(id).filter(|d| !d.is_hardware) else { return After::Resume };
+    let (after, line) = crate::domain::lifecycle::domu_after_trap(id, d.shutdown(), d.vcpu_off(0));
+    if after == DomUAfter::Runs {
+        return After::Resume;
     }
-    let Some(reason) = domains.get(id).filter(|d| !d.is_hardware).and_then(|d| d.shutdown()) else { return After::Resume };
-    super::iommu::report_events();
-    log!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC");
-    if let Some(d0) = domains.get(0) {
+    if matches!(after, DomUAfter::Stopped(_)) {
+        super::iommu::report_events();
+    }
+    if let Some(line) = line {
+        log!("{line}");
+    }
+    if let (DomUAfter::Stopped(_), Some(d0)) = (after, domains.get(0)) {
         let mut frames = LazyFrames;
         let mut tlb = super::iommu::SystemTlb::default();
         let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
@@ -277,8 +282,31 @@ fn smccc(dom: &Domain, frame: &mut TrapFrame) {
     frame.x[..4].copy_from_slice(&ret);
 }
 
-fn inject_undef(_dom: &Domain, frame: &mut TrapFrame, return_to: u64) {
+fn inject_undef(dom: &Domain, frame: &mut TrapFrame, return_to: u64) {
+    let pc = frame.elr;
     guest::inject_sync(frame, esr::undef(), None, return_to);
+    note_injection(dom, pc, frame.elr, "UNDEF");
+}
+
+/// Whether to log a fault at `pc` that gets an exception injected: not when it is one more turn
+/// of a handler faulting in its own vector entry (the loop is reported once, as a crash).
+fn log_fault(dom: &Domain, pc: u64) -> bool {
+    let nested = FAULT_LOOP.get(smp::this_cpu()).is_some_and(|l| l.lock().would_nest(pc));
+    !nested && dom.should_log_fault()
+}
+
+/// An exception was injected for a fault at `pc`, sending the vCPU to `vector`: a vCPU whose
+/// handler keeps faulting inside its vector entry cannot run any more, and its domain crashes
+/// (acted on as the trap returns: a domU's CPU stops, dom0 takes the machine with it).
+fn note_injection(dom: &Domain, pc: u64, vector: u64, what: &str) {
+    let Some(slot) = FAULT_LOOP.get(smp::this_cpu()) else { return };
+    let mut l = slot.lock();
+    if l.injected(pc, vector) {
+        let n = l.nested();
+        drop(l);
+        log!("d{}v{}: {what} loop: its exception handler at {vector:#x} faulted at once {n} times running: domain crashed", dom.id, smp::current_vcpu());
+        dom.set_shutdown(ShutdownReason::Crash);
+    }
 }
 
 /// A stage-2 fault: emulate the access if a device of the domain covers the IPA, else the
@@ -318,7 +346,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
         ),
         Resolution::Abort => {}
     }
-    if dom.should_log_fault() {
+    if log_fault(dom, frame.elr) {
         log!(
             "d{}: {} {} IPA {ipa:#x} (VA {far:#x}, PC {:#x}): not owned, abort injected",
             dom.id,
@@ -330,6 +358,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
     let esr = if is_data { esr::data_abort(el0) } else { esr::prefetch_abort(el0) };
     let ret = frame.elr;
     guest::inject_sync(frame, esr, Some(far), ret);
+    note_injection(dom, ret, frame.elr, if is_data { "data abort" } else { "instruction abort" });
     TrapKind::Abort
 }
 
@@ -352,10 +381,8 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
     let value = if reg == 31 { 0 } else { frame.x[reg] };
     let value = if size == 8 { value } else { value & ((1u64 << (size * 8)) - 1) };
     let access = MmioAccess { offset, size, write, value };
-    // The accessing vCPU selects banked registers (a GICv2 distributor's SGIs and PPIs):
-    // dom0's vCPU n runs on CPU n; a domU's devices have no banked registers.
-    let vcpu = if dom.is_hardware { super::smp::this_vcpu() } else { 0 };
-    match dev.access(vcpu, access) {
+    // Banked registers are the accessing vCPU's.
+    match dev.access(smp::current_vcpu() as usize, access) {
         MmioResult::Done(v) => {
             if !write && reg != 31 {
                 let bits = u32::from(size) * 8;

@@ -11,6 +11,7 @@
 //! pending than there are LRs, the underflow maintenance interrupt brings the vCPU back to
 //! the hypervisor as soon as the LRs drain, and `flush` continues.
 
+pub mod domains;
 pub mod lpi;
 pub mod lr;
 pub mod v2;
