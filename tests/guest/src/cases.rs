@@ -365,7 +365,7 @@ pub static CASES: &[Case] = &[
 
 /// The whole table in order.
 fn table() -> impl Iterator<Item = &'static Case> {
-    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::abi::ABI_CASES).chain(crate::ops::OPS_TAIL).chain(crate::cpu::CPU_CASES)
+    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::abi::ABI_CASES).chain(crate::ops::OPS_TAIL).chain(crate::cpu::CPU_CASES).chain(crate::toolstack::TOOLSTACK_CASES)
 }
 
 /// Runs every case; returns (passed, failed).

@@ -45,6 +45,8 @@ mod noise;
 #[cfg(target_os = "none")]
 mod ops;
 #[cfg(target_os = "none")]
+mod toolstack;
+#[cfg(target_os = "none")]
 mod xdom;
 
 /// On the host only the pure parts (the DTB reader) are built, for their unit tests.

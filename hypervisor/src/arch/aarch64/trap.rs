@@ -230,7 +230,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     }
     // Two loads on the way out; the rest only once the domain asked to stop or a domU turned
     // its vCPU off (PSCI CPU_OFF: `domu_shutdown` parks its CPU).
-    if dom.shutdown().is_none() && (dom.is_hardware || !dom.vcpu_off(0)) {
+    if dom.shutdown().is_none() && (dom.is_hardware || (!dom.vcpu_off(0) && !dom.paused())) {
         return After::Resume;
     }
     act_on_shutdown(dom);
@@ -241,6 +241,13 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
 /// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
 /// VIRQ_DOM_EXC as on Xen, and its CPU stops.
 pub(super) fn domu_shutdown(domains: &Domains, id: DomId) -> After {
+    // Paused by the toolstack (XEN_DOMCTL_pausedomain): its vCPU waits here, on its own CPU,
+    // until unpaused (or stopped).
+    if let Some(d) = domains.get(id).filter(|d| !d.is_hardware) {
+        while d.paused() && d.shutdown().is_none() {
+            <crate::sync::Relax as spin::RelaxStrategy>::relax();
+        }
+    }
     // A domU's only vCPU turned itself off (PSCI CPU_OFF): its CPU stops; nobody is told.
     if domains.get(id).is_some_and(|d| !d.is_hardware && d.vcpu_off(0) && d.shutdown().is_none()) {
         log!("d{id}: vCPU 0 off (PSCI CPU_OFF): its CPU stops");
