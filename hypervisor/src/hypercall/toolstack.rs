@@ -218,10 +218,19 @@ fn put_bitmap(cx: &mut HypercallCtx<'_, '_>, map: &XenctlBitmap, mask: u64, nbit
     if nbits < 64 {
         mask &= (1u64 << nbits) - 1;
     }
-    for i in 0..guest_bytes {
-        let b = if i < ours && i < 8 { (mask >> (i * 8)) as u8 } else { 0 };
+    let ours = ours.min(guest_bytes).min(8);
+    let bytes = mask.to_le_bytes();
+    if ours != 0 {
+        cx.mem.copy_to_guest(map.bitmap, &bytes[..ours as usize]).map_err(|_| ret(EFAULT))?;
+    }
+    // The rest of the guest's bytes, zeroed a chunk at a time (up to the first fault).
+    let zeros = [0u8; 256];
+    let mut i = ours;
+    while i < guest_bytes {
+        let n = (guest_bytes - i).min(zeros.len() as u64);
         let at = map.bitmap.checked_add(i).ok_or(ret(EFAULT))?;
-        cx.mem.copy_to_guest(at, &[b]).map_err(|_| ret(EFAULT))?;
+        cx.mem.copy_to_guest(at, &zeros[..n as usize]).map_err(|_| ret(EFAULT))?;
+        i += n;
     }
     Ok(())
 }
