@@ -236,6 +236,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     s.push_str(&format!(
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
+         if [ -x /etc/xenith/toolstack.sh ]; then /etc/xenith/toolstack.sh; fi\n\
          if grep -q xenith-tsfuzz /proc/cmdline; then if [ -x /bin/toolstack_fuzz ]; then /bin/toolstack_fuzz; else echo TSFUZZ-FAILED no fuzzer; fi; echo \"tsfuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
          if grep -q xenith-msi /proc/cmdline; then echo \"msi-blk: $(md5sum /dev/vda)\"; ip link set eth0 up; timeout 15 udhcpc -i eth0 -n -q -t 3 -s /bin/true >/dev/null 2>&1; ip addr add 10.0.2.15/24 dev eth0 2>/dev/null; ping -c 2 -W 2 10.0.2.15 >/dev/null 2>&1; echo \"msi-net: rx $(cat /sys/class/net/eth0/statistics/rx_packets) tx $(cat /sys/class/net/eth0/statistics/tx_packets)\"; fi\n\
