@@ -22,6 +22,7 @@ pub mod platform;
 pub mod sched;
 pub mod shared_info;
 pub mod smccc;
+pub mod toolstack;
 pub mod vcpu;
 pub mod version;
 

@@ -24,6 +24,20 @@ impl<const N: usize> LogRing<N> {
         self.buf[self.written % N] = b;
         self.written = self.written.wrapping_add(1);
     }
+    /// Total bytes ever written.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Up to `max` retained bytes from position `from` (bytes ever written before it; clamped to
+    /// what the ring still holds), and the position after them.
+    pub fn read_from(&self, from: usize, max: usize) -> (alloc::vec::Vec<u8>, usize) {
+        let from = from.clamp(self.written.saturating_sub(N), self.written);
+        let len = (self.written - from).min(max);
+        let bytes = (from..from + len).map(|p| self.buf[p % N]).collect();
+        (bytes, from + len)
+    }
+
     /// The retained bytes, oldest first, as two slices.
     pub fn contents(&self) -> (&[u8], &[u8]) {
         if self.written <= N {
@@ -44,6 +58,8 @@ impl<const N: usize> Default for LogRing<N> {
 struct Console {
     uart: Option<&'static dyn Uart>,
     ring: LogRing<RING_SIZE>,
+    /// Ring position up to which a reader cleared the ring (XEN_SYSCTL_readconsole `clear`).
+    cleared: usize,
 }
 
 impl Write for Console {
@@ -67,7 +83,7 @@ impl Console {
     }
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None, ring: LogRing::new() });
+static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None, ring: LogRing::new(), cleared: 0 });
 
 /// Attach the UART; what was logged before is replayed to it.
 pub fn set_uart(uart: &'static dyn Uart) {
@@ -116,6 +132,29 @@ pub fn write_guest(from: Option<u16>, bytes: &[u8], hardware_domain: bool) {
 /// A byte a domU's console output keeps.
 fn printable_from_domu(b: u8) -> bool {
     b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b)
+}
+
+/// The console ring as XEN_SYSCTL_readconsole reads it: up to `max` bytes from the oldest one
+/// not cleared, or from `start` (a position, as returned before) when it is past that and not
+/// beyond the newest byte; with `clear`, what was read is cleared. Returns the bytes and the
+/// position after them. Positions count bytes ever written, modulo 2^32.
+pub fn read_ring(start: Option<u32>, max: usize, clear: bool) -> (alloc::vec::Vec<u8>, u32) {
+    let mut c = CONSOLE.lock();
+    let produced = c.ring.written();
+    let mut from = c.cleared.max(produced.saturating_sub(RING_SIZE));
+    if let Some(s) = start {
+        // The ring holds at most RING_SIZE bytes: `s` is behind the newest by less than that.
+        let behind = (produced as u32).wrapping_sub(s) as usize;
+        let at = produced.wrapping_sub(behind);
+        if behind < produced - from {
+            from = at;
+        }
+    }
+    let (bytes, end) = c.ring.read_from(from, max);
+    if clear {
+        c.cleared = end;
+    }
+    (bytes, end as u32)
 }
 
 /// A byte typed on the console, if any (for CONSOLEIO_read).

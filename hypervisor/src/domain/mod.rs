@@ -148,6 +148,48 @@ pub struct Domain {
     given_back: AtomicU64,
     /// Bit n: vCPU n turned itself off (PSCI CPU_OFF) and does not run again.
     vcpus_off: AtomicU32,
+    /// The shutdown code the toolstack sees (SCHEDOP_shutdown_code or the first shutdown's
+    /// reason; `u32::MAX` until one is given).
+    shutdown_code: AtomicU32,
+    /// When each vCPU turned itself off (ns since boot; 0 while it runs).
+    vcpu_off_ns: [AtomicU64; evtchn::MAX_VCPUS],
+    /// Pauses by the toolstack (XEN_DOMCTL_pausedomain) not undone yet: while non-zero, the
+    /// domain's vCPUs wait in the hypervisor at their next exit.
+    controller_pauses: AtomicU32,
+    /// Pages the domain may hold (XEN_DOMCTL_max_mem; its RAM until the toolstack sets it).
+    max_pages: AtomicU64,
+    /// Where its vCPUs run and may run: read and written by the toolstack's domctls.
+    pub placement: Mutex<Placement>,
+}
+
+/// Each vCPU's physical CPU and affinities, the domain's NUMA node affinity and handle, as the
+/// toolstack sets and reads them. Every vCPU runs on a CPU of its own and never moves: the
+/// affinities are kept and reported, as Xen keeps them, but do not move a vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The physical CPU each vCPU runs on.
+    pub cpu: [u32; evtchn::MAX_VCPUS],
+    /// Hard affinity per vCPU (bit n: CPU n).
+    pub hard: [u64; evtchn::MAX_VCPUS],
+    /// Soft affinity per vCPU.
+    pub soft: [u64; evtchn::MAX_VCPUS],
+    /// NUMA node affinity (bit n: node n).
+    pub nodes: u64,
+    /// The domain's handle (a UUID the toolstack chooses).
+    pub handle: [u8; 16],
+}
+
+impl Placement {
+    /// vCPU n on CPU `first_cpu + n`, every affinity "all".
+    pub const fn new(first_cpu: u32) -> Self {
+        let mut cpu = [0; evtchn::MAX_VCPUS];
+        let mut i = 0;
+        while i < evtchn::MAX_VCPUS {
+            cpu[i] = first_cpu + i as u32;
+            i += 1;
+        }
+        Self { cpu, hard: [u64::MAX; evtchn::MAX_VCPUS], soft: [u64::MAX; evtchn::MAX_VCPUS], nodes: u64::MAX, handle: [0; 16] }
+    }
 }
 
 impl Domain {
@@ -169,15 +211,64 @@ impl Domain {
             vm_assist: AtomicU64::new(0),
             given_back: AtomicU64::new(0),
             vcpus_off: AtomicU32::new(0),
+            shutdown_code: AtomicU32::new(u32::MAX),
+            vcpu_off_ns: [const { AtomicU64::new(0) }; evtchn::MAX_VCPUS],
+            controller_pauses: AtomicU32::new(0),
+            max_pages: AtomicU64::new(ram.total() >> 12),
+            placement: Mutex::new(Placement::new(0)),
         }
+    }
+
+    /// Pause the domain for the toolstack: counted, at most 255 deep (Xen's limit).
+    pub fn controller_pause(&self) -> Result<(), ()> {
+        self.controller_pauses.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < 255).then_some(n + 1)).map(|_| ()).map_err(|_| ())
+    }
+
+    /// Undo one [`Domain::controller_pause`]; `Err` when none is in force.
+    pub fn controller_unpause(&self) -> Result<(), ()> {
+        self.controller_pauses.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).map(|_| ()).map_err(|_| ())
+    }
+
+    /// Whether the toolstack has the domain paused.
+    #[inline]
+    pub fn paused(&self) -> bool {
+        self.controller_pauses.load(Ordering::Acquire) != 0
+    }
+
+    /// Set the pages the domain may hold (XEN_DOMCTL_max_mem).
+    pub fn set_max_pages(&self, pages: u64) {
+        self.max_pages.store(pages, Ordering::Relaxed);
+    }
+
+    /// Pages of RAM the domain was built with.
+    pub fn ram_pages(&self) -> u64 {
+        self.ram.total() >> 12
     }
 
     /// vCPU `vcpu` turned itself off (PSCI CPU_OFF): its CPU stops running it. The domain is
     /// not shut down by that, even when it was its last vCPU (as on Xen).
     pub fn set_vcpu_off(&self, vcpu: u32) {
+        if let Some(t) = self.vcpu_off_ns.get(vcpu as usize) {
+            let _ = t.compare_exchange(0, crate::hypercall::toolstack::now_ns().max(1), Ordering::Relaxed, Ordering::Relaxed);
+        }
         if vcpu < 32 {
             self.vcpus_off.fetch_or(1 << vcpu, Ordering::AcqRel);
         }
+    }
+
+    /// When vCPU `vcpu` turned itself off (ns since boot), if it did.
+    pub fn vcpu_off_at(&self, vcpu: u32) -> Option<u64> {
+        self.vcpu_off_ns.get(vcpu as usize).map(|t| t.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// Record the shutdown code the toolstack sees, unless one was given before.
+    pub fn set_shutdown_code(&self, code: u8) {
+        let _ = self.shutdown_code.compare_exchange(u32::MAX, u32::from(code), Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The shutdown code (`u32::MAX`: none given).
+    pub fn shutdown_code(&self) -> u32 {
+        self.shutdown_code.load(Ordering::Acquire)
     }
 
     /// Whether vCPU `vcpu` turned itself off.
@@ -185,14 +276,15 @@ impl Domain {
         vcpu < 32 && self.vcpus_off.load(Ordering::Acquire) & (1 << vcpu) != 0
     }
 
-    /// Pages the domain may hold (XENMEM_maximum_reservation): its RAM.
+    /// Pages the domain may hold (XENMEM_maximum_reservation): its RAM, unless the toolstack
+    /// set another limit.
     pub fn max_pages(&self) -> u64 {
-        self.ram.total() >> 12
+        self.max_pages.load(Ordering::Relaxed)
     }
 
     /// Pages the domain holds now (XENMEM_current_reservation).
     pub fn tot_pages(&self) -> u64 {
-        self.max_pages().saturating_sub(self.given_back.load(Ordering::Relaxed))
+        self.ram_pages().saturating_sub(self.given_back.load(Ordering::Relaxed))
     }
 
     /// `pages` of its RAM were given back (`true`) or taken again (`false`).
@@ -258,6 +350,7 @@ impl Domain {
 
     /// Record that the domain stops (the first reason stays, as Xen keeps it).
     pub fn set_shutdown(&self, reason: ShutdownReason) {
+        self.set_shutdown_code(reason as u8);
         let _ = self.shutdown.compare_exchange(0, reason as u8 + 1, Ordering::AcqRel, Ordering::Acquire);
     }
 

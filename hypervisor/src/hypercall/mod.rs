@@ -12,12 +12,13 @@ pub mod multicall;
 pub mod platform;
 pub mod sched;
 pub mod smccc;
+pub mod toolstack;
 pub mod vcpu;
 pub mod version;
 
 use crate::domain::registry::{Domains, Machine};
 use crate::domain::DomId;
-use guest_abi::errno::{ret, EACCES, EFAULT, ENOSYS, EPERM, ESRCH};
+use guest_abi::errno::{ret, EFAULT, ENOSYS, ESRCH};
 use guest_abi::hypercall as nr;
 
 /// A guest virtual address that could not be read or written.
@@ -120,36 +121,10 @@ pub fn dispatch_step(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5])
     let mem = &mut *cx.mem;
     Outcome::Return(match number {
         nr::HYPERVISOR_CONSOLE_IO => console_io::console_io(dom, mem, args[0], args[1], args[2]),
-        nr::HYPERVISOR_DOMCTL | nr::HYPERVISOR_SYSCTL => toolstack_op(cx, number, args[0]),
+        nr::HYPERVISOR_DOMCTL => toolstack::domctl(cx, args[0]),
+        nr::HYPERVISOR_SYSCTL => toolstack::sysctl(cx, args[0]),
         _ => ret(ENOSYS),
     })
-}
-
-/// The toolstack's interface version (domctl and sysctl of Xen 4.17).
-const TOOLSTACK_INTERFACE_VERSION: u32 = 0x15;
-/// XEN_DOMCTL_createdomain: the one domctl that names no existing domain.
-const DOMCTL_CREATEDOMAIN: u32 = 1;
-
-/// domctl / sysctl: checked as Xen checks them (the struct readable, the toolstack's interface
-/// version, the domain a domctl names, the caller's privilege). None of their commands is
-/// implemented: domains are built at boot, not by a toolstack, so the hardware domain gets
-/// -ENOSYS and every other domain Xen's -EPERM.
-fn toolstack_op(cx: &mut HypercallCtx<'_, '_>, number: u64, arg: u64) -> i64 {
-    let head: [u32; 3] = match read_arg(cx.mem, arg) {
-        Ok(h) => h,
-        Err(e) => return e,
-    };
-    let (cmd, version, domain) = (head[0], head[1], head[2] as u16);
-    if version != TOOLSTACK_INTERFACE_VERSION {
-        return ret(EACCES);
-    }
-    if number == nr::HYPERVISOR_DOMCTL && cmd != DOMCTL_CREATEDOMAIN && cx.domains.get(domain).is_none() {
-        return ret(ESRCH);
-    }
-    if !cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware) {
-        return ret(EPERM);
-    }
-    ret(ENOSYS)
 }
 
 /// Handle hypercall `number` to completion (continuations run back to back here) and return
@@ -231,22 +206,6 @@ pub mod testmem {
 mod tests {
     use super::testmem::*;
     use super::*;
-
-    #[test]
-    fn toolstack_ops_check_version_domain_and_privilege() {
-        use super::guest_phys::env::*;
-        let mut e = Env::new();
-        let call = |e: &mut Env, caller, number, cmd: u32, version: u32, domain: u32| {
-            e.put(0, &[cmd, version, domain]);
-            e.call(caller, |cx| dispatch(cx, number, [ARGS, 0, 0, 0, 0]))
-        };
-        assert_eq!(call(&mut e, 1, nr::HYPERVISOR_DOMCTL, 5, 0x15, 0), ret(EPERM));
-        assert_eq!(call(&mut e, 1, nr::HYPERVISOR_DOMCTL, 5, 0x14, 0), ret(EACCES));
-        assert_eq!(call(&mut e, 1, nr::HYPERVISOR_DOMCTL, 5, 0x15, 0x1234), ret(ESRCH));
-        assert_eq!(call(&mut e, 1, nr::HYPERVISOR_SYSCTL, 3, 0x15, 0x1234), ret(EPERM));
-        assert_eq!(call(&mut e, 0, nr::HYPERVISOR_SYSCTL, 3, 0x15, 0), ret(ENOSYS));
-        assert_eq!(e.call(0, |cx| dispatch(cx, nr::HYPERVISOR_DOMCTL, [0xdead_0000, 0, 0, 0, 0])), ret(EFAULT));
-    }
 
     #[test]
     fn unknown_and_deprecated_numbers_are_enosys() {

@@ -106,8 +106,11 @@ pub fn sched_op(dom: &Domain, mem: &mut dyn GuestMemory, cmd: u64, arg: u64) -> 
     match cmd as u32 {
         SCHEDOP_YIELD => 0,
         SCHEDOP_SHUTDOWN_CODE => match read_arg::<SchedShutdown>(mem, arg) {
-            // The reason is what a later crash would be reported as; no one reads it here.
-            Ok(_) => 0,
+            // The code the toolstack sees (getdomaininfo), kept from the first call or shutdown.
+            Ok(s) => {
+                dom.set_shutdown_code(s.reason as u8);
+                0
+            }
             Err(e) => e,
         },
         SCHEDOP_WATCHDOG => match read_arg::<[u32; 2]>(mem, arg) {

@@ -386,7 +386,7 @@ pub static CASES: &[Case] = &[
 /// The whole table in order.
 #[cfg(target_arch = "aarch64")]
 fn table() -> impl Iterator<Item = &'static Case> {
-    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::abi::ABI_CASES).chain(crate::ops::OPS_TAIL).chain(crate::cpu::CPU_CASES)
+    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::abi::ABI_CASES).chain(crate::ops::OPS_TAIL).chain(crate::cpu::CPU_CASES).chain(crate::toolstack::TOOLSTACK_CASES)
 }
 
 /// ARMv7-A: the rows both architectures share (the AArch64 instruction, register and GICv3

@@ -49,6 +49,8 @@ mod noise;
 #[cfg(target_os = "none")]
 mod ops;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
+mod toolstack;
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod xdom;
 
 // ARMv7-A: its own entry, stage 1 and kernel; the conformance rows shared with AArch64.

@@ -74,6 +74,13 @@ pub fn fixtures_from(suite: env::Suite) -> Result<Dom0Linux> {
             None
         }
     };
+    let toolstack_fuzz = match user_program(&out, "tools/xtask/fuzz/toolstack_fuzz.rs", "toolstack_fuzz") {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("xtask: toolstack fuzzer not built ({e}): `xenith-tsfuzz` will report TSFUZZ-FAILED");
+            None
+        }
+    };
     let domexc = match user_program(&out, "tools/xtask/fuzz/domexc.rs", "domexc") {
         Ok(b) => Some(b),
         Err(e) => {
@@ -81,7 +88,7 @@ pub fn fixtures_from(suite: env::Suite) -> Result<Dom0Linux> {
             None
         }
     };
-    let programs = Programs { fuzzer: fuzz.as_deref(), stress: stress.as_deref(), cntvct: cntvct.as_deref(), domexc: domexc.as_deref() };
+    let programs = Programs { fuzzer: fuzz.as_deref(), stress: stress.as_deref(), cntvct: cntvct.as_deref(), domexc: domexc.as_deref(), toolstack_fuzzer: toolstack_fuzz.as_deref() };
     std::fs::write(&initrd, initramfs(&busybox, &modules, &programs)).map_err(|e| format!("{}: {e}", initrd.display()))?;
     Ok(Dom0Linux { kernel, initrd })
 }
@@ -287,6 +294,8 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
     s.push_str(&format!(
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
+         if [ -x /etc/xenith/toolstack.sh ]; then /etc/xenith/toolstack.sh; fi\n\
+         if grep -q xenith-tsfuzz /proc/cmdline; then if [ -x /bin/toolstack_fuzz ]; then /bin/toolstack_fuzz; else echo TSFUZZ-FAILED no fuzzer; fi; echo \"tsfuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
          if grep -q xenith-msi /proc/cmdline; then echo \"msi-blk: $(md5sum /dev/vda)\"; ip link set eth0 up; timeout 15 udhcpc -i eth0 -n -q -t 3 -s /bin/true >/dev/null 2>&1; ip addr add 10.0.2.15/24 dev eth0 2>/dev/null; ping -c 2 -W 2 10.0.2.15 >/dev/null 2>&1; echo \"msi-net: rx $(cat /sys/class/net/eth0/statistics/rx_packets) tx $(cat /sys/class/net/eth0/statistics/tx_packets)\"; fi\n\
          if grep -q xenith-iomem /proc/cmdline; then grep -i xen /proc/iomem | sed 's/^/iomem: /'; fi\n\
@@ -315,6 +324,8 @@ pub struct Programs<'a> {
     pub cntvct: Option<&'a [u8]>,
     /// /bin/domexc (`xenith-wait-domu`: waits for VIRQ_DOM_EXC).
     pub domexc: Option<&'a [u8]>,
+    /// /bin/toolstack_fuzz (`xenith-tsfuzz`).
+    pub toolstack_fuzzer: Option<&'a [u8]>,
 }
 
 /// The initramfs: busybox, /init, device node for the console, Xen modules, our programs.
@@ -341,6 +352,9 @@ pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], programs: &Progr
     }
     if let Some(f) = programs.domexc {
         c.file("bin/domexc", 0o755, f);
+    }
+    if let Some(f) = programs.toolstack_fuzzer {
+        c.file("bin/toolstack_fuzz", 0o755, f);
     }
     c.file("init", 0o755, init_script(modules).as_bytes());
     c.finish()
@@ -1052,4 +1066,39 @@ mod console_bytes_tests {
         assert!(l.contains("\\001\\002") && l.contains("\\377") && l.contains("\\047"));
         assert!(!l[l.find("printf '").unwrap() + 8..l.rfind('\'').unwrap()].contains('\''));
     }
+}
+
+/// Printed by /init after the toolstack fuzzer ran its calls (`xenith-tsfuzz`).
+pub const TSFUZZ_DONE: &str = "TSFUZZ-DONE calls=100000";
+
+/// The hostile-toolstack system test's boot: Linux dom0 (2 vCPUs) running
+/// tools/xtask/fuzz/toolstack_fuzz.rs (100 000 sysctl/domctl calls) before the marker.
+pub fn toolstack_fuzz_systest_boot(hypervisor: PathBuf) -> Boot {
+    let mut b = fuzz_systest_boot(hypervisor);
+    b.cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS}");
+    b.dom0_args = format!("{DOM0_ARGS} xenith-tsfuzz");
+    b
+}
+
+/// 100 000 sysctl/domctl calls from dom0 userspace: the fuzzer finished, dom0 reached the
+/// marker and powered off, and xenith reported no bug of its own.
+pub fn toolstack_fuzz_systest_check(o: &Outcome) -> std::result::Result<(), String> {
+    if !o.has(TSFUZZ_DONE) {
+        let last = o.output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(format!("the fuzzer never printed `{TSFUZZ_DONE}` (timed out: {}); last line: {last}", o.timed_out));
+    }
+    for needle in ["tsfuzz: dom0 alive after the fuzzer", MARKER, "hardware domain powered off"] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}` after the fuzzer"));
+        }
+    }
+    for bad in ["HYPERVISOR BUG", "panicked", "domain killed", "Kernel panic", "Internal error: Oops", "soft lockup", "rcu_sched self-detected stall", "rcu: INFO"] {
+        if o.has(bad) {
+            return Err(format!("`{bad}` in the output"));
+        }
+    }
+    if o.timed_out {
+        return Err("QEMU did not end after poweroff -f".into());
+    }
+    Ok(())
 }

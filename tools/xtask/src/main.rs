@@ -15,6 +15,7 @@ mod overhead;
 mod qemu;
 mod stress;
 mod systest;
+mod toolstack;
 mod vulnerabilities;
 
 use env::Result;
@@ -35,6 +36,8 @@ cargo xtask <command>
       --domu PATH        also boot this kernel as a dom0less domU (`guest`: the test guest, which then
                          trades a grant and events with a test-guest dom0); QEMU gets one more CPU
       --append ARGS      xenith's command line (e.g. dom0_mem=512M)
+      --toolstack        with --dom0 linux: Debian's xen-utils-4.17 in dom0's initramfs; /init starts
+                         xenstored, xen-init-dom0 and xenconsoled and runs xl info, xl list, xl vcpu-list
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       --gic 2|3          QEMU virt's interrupt controller: GICv3 (default) or GICv2 (gic-version=2)
       -- QEMU-ARGS...    extra QEMU arguments
@@ -140,6 +143,7 @@ fn run(args: &[String]) -> Result<()> {
     boot.echo = true;
     boot.timeout = std::time::Duration::from_secs(24 * 3600);
     let mut linux_dom0 = false;
+    let mut with_toolstack = false;
     let mut domu: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -167,6 +171,7 @@ fn run(args: &[String]) -> Result<()> {
                 })
             }
             "--append" => boot.cmdline = value()?,
+            "--toolstack" => with_toolstack = true,
             "--smmu-stage" => boot.smmu_stage = value()?,
             "--gic" => {
                 boot.gic = match value()?.as_str() {
@@ -185,6 +190,12 @@ fn run(args: &[String]) -> Result<()> {
     // `-- -smp N` sets the machine's CPU count (QEMU takes the last -smp given).
     if let Some(n) = qemu_smp(&boot.extra) {
         boot.smp = n;
+    }
+    if with_toolstack {
+        if !linux_dom0 {
+            return Err("--toolstack goes with --dom0 linux (Xen's toolstack runs in Linux dom0's initramfs)".into());
+        }
+        toolstack::use_for(&mut boot)?;
     }
     if linux_dom0 {
         if boot.initrd.is_some() {

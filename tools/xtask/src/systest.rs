@@ -291,6 +291,12 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         cases.push(Case { name: "linux_dom0_msi_through_emulated_its", boot: crate::linux::msi_systest_boot(images.hypervisor.clone()), check: crate::linux::msi_systest_check });
         cases.push(Case { name: "linux_dom0_its_hidden_falls_back_to_intx", boot: crate::linux::its_hidden_systest_boot(images.hypervisor.clone()), check: crate::linux::its_hidden_systest_check });
         cases.push(Case { name: "linux_dom0_privcmd_fuzz", boot: crate::linux::fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::fuzz_systest_check });
+        // Xen's toolstack (Debian's xen-utils-4.17) in Linux dom0: xl info, xl list, xl vcpu-list
+        // print the machine and Domain-0; the same script on Xen 4.17 is the reference.
+        cases.push(Case { name: "linux_dom0_toolstack_xl", boot: crate::toolstack::systest_boot(images.hypervisor.clone(), ""), check: crate::toolstack::systest_check });
+        cases.push(Case { name: "linux_dom0_toolstack_xl_on_xen", boot: crate::toolstack::xen_systest_boot(), check: crate::toolstack::xen_systest_check });
+        // A hostile dom0 process aimed at the toolstack's hypercalls: 100 000 sysctl/domctl calls.
+        cases.push(Case { name: "linux_dom0_toolstack_fuzz", boot: crate::linux::toolstack_fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::toolstack_fuzz_systest_check });
         // dom0 panics (panic=1, sysrq c): the hypervisor restarts the machine as Xen does.
         cases.push(Case { name: "linux_dom0_crash_restarts_machine", boot: crate::linux::crash_systest_boot(images.hypervisor.clone()), check: crate::linux::crash_systest_check });
         // dom0's console bytes reach the UART exactly as on Xen 4.17.

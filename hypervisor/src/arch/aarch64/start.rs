@@ -297,6 +297,21 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     if trap::DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
+    // What the toolstack's sysctls report of the machine.
+    let iommu_shares_p2m = table.topology.iommus.iter().any(|i| i.kind == IommuKind::SmmuV3 && table.owner_of_iommu(&i.path) == Some(IommuOwner::Hypervisor));
+    crate::hypercall::toolstack::set_host_info(crate::hypercall::toolstack::HostInfo {
+        nr_cpus: mpidrs.len() as u32,
+        cpu_khz: (super::regs::counter_freq() / 1000) as u32,
+        total_pages: plan.ram_total >> 12,
+        max_mfn: (crate::hypercall::host_ram_end() >> 12).saturating_sub(1),
+        iommu_shares_p2m,
+        ipa_bits: crate::mm::Stage2Config::DOMAIN.ipa_bits,
+        free_pages: || trap::FRAMES.lock().total_free() >> 12,
+        now_ns: || {
+            let f = super::regs::counter_freq().max(1);
+            (u128::from(super::regs::counter()) * 1_000_000_000 / u128::from(f)) as u64
+        },
+    });
     start_domus(&dt, &mpidrs, host_lines);
     release_boot_modules(&info, &[hyp, host_dtb]);
     let guests_ram: u64 = trap::DOMAINS.iter().map(|d| d.ram.total()).sum();
@@ -405,6 +420,7 @@ fn start_domus(dt: &HostDt, host_cpus: &[u64], host_it_lines: u32) {
             spec.name, bank.ipa, bank.ipa + bank.size, mib(bank.size), bank.pa, boot.entry, boot.dtb, DOM0_VMID + id,
             if spec.vpl011 { "vpl011, " } else { "" }
         );
+        *dom.placement.get_mut() = crate::domain::Placement::new(cpu as u32);
         if trap::DOMAINS.insert(dom).is_err() {
             log!("{}: domain {id} exists already: not started", spec.name);
             continue;

@@ -237,7 +237,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     }
     // Two loads on the way out; the rest only once the domain asked to stop or a domU turned
     // its vCPU off (PSCI CPU_OFF: `domu_shutdown` parks its CPU).
-    if dom.shutdown().is_none() && (dom.is_hardware || !dom.vcpu_off(0)) {
+    if dom.shutdown().is_none() && (dom.is_hardware || (!dom.vcpu_off(0) && !dom.paused())) {
         return After::Resume;
     }
     act_on_shutdown(dom);
@@ -248,6 +248,13 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
 /// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
 /// VIRQ_DOM_EXC as on Xen, and its CPU stops.
 pub(super) fn domu_shutdown(domains: &Domains, id: DomId) -> After {
+    // Paused by the toolstack (XEN_DOMCTL_pausedomain): its vCPU waits here, on its own CPU,
+    // until unpaused (or stopped).
+    if let Some(d) = domains.get(id).filter(|d| !d.is_hardware) {
+        while d.paused() && d.shutdown().is_none() {
+            <crate::sync::Relax as spin::RelaxStrategy>::relax();
+        }
+    }
     let Some(d) = domains.get(id).filter(|d| !d.is_hardware) else { return After::Resume };
     let (after, line) = crate::domain::lifecycle::domu_after_trap(id, d.shutdown(), d.vcpu_off(0));
     if after == DomUAfter::Runs {

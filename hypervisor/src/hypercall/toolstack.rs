@@ -1,0 +1,681 @@
+//! `sysctl` and `domctl`: what Xen's toolstack (`xl`, libxl, xenstored, xenconsoled) asks of
+//! the hypervisor, at Xen 4.17's interface version. One handler shape for both: the whole
+//! struct is read, its interface version checked (-EACCES), the domain a domctl names looked up
+//! (-ESRCH), the caller's privilege checked as Xen's default (dummy XSM) policy does (only the
+//! control domain, here dom0: -EPERM), then the command runs and, where Xen copies the struct
+//! back, the struct is written back (-EFAULT if it cannot be). Commands not listed get -ENOSYS.
+//!
+//! The machine is fixed: one CPU pool (0) with every CPU, the null scheduler (each vCPU on a
+//! CPU of its own, never moved), one NUMA node. Affinities and node affinity are kept and
+//! reported as Xen keeps them; they do not move a vCPU.
+
+use super::{read_arg, write_arg, HypercallCtx};
+use crate::domain::evtchn::MAX_VCPUS;
+use crate::domain::Domain;
+use crate::sync::Once;
+use guest_abi::errno::{ret, EACCES, EFAULT, EINVAL, ENOENT, ENOSYS, EOVERFLOW, EPERM, ESRCH};
+use guest_abi::toolstack::*;
+use guest_abi::DOMID_FIRST_RESERVED;
+
+/// What the hypervisor knows of the machine, for physinfo and friends (set once at boot).
+#[derive(Clone, Copy, Debug)]
+pub struct HostInfo {
+    /// CPUs online (and possible: CPUs are neither added nor removed).
+    pub nr_cpus: u32,
+    /// System counter frequency in kHz (Xen on ARM reports it as `cpu_khz`).
+    pub cpu_khz: u32,
+    /// Pages of host RAM.
+    pub total_pages: u64,
+    /// The highest RAM frame number.
+    pub max_mfn: u64,
+    /// The hypervisor drives an IOMMU that shares the domains' stage 2.
+    pub iommu_shares_p2m: bool,
+    /// Guest physical address bits of a domain's stage 2.
+    pub ipa_bits: u8,
+    /// Pages of host RAM free now.
+    pub free_pages: fn() -> u64,
+    /// Nanoseconds since boot.
+    pub now_ns: fn() -> u64,
+}
+
+fn zero() -> u64 {
+    0
+}
+
+/// The host before [`set_host_info`] (host tests): one CPU, no RAM.
+const UNSET: HostInfo = HostInfo { nr_cpus: 1, cpu_khz: 0, total_pages: 0, max_mfn: 0, iommu_shares_p2m: false, ipa_bits: 40, free_pages: zero, now_ns: zero };
+
+static HOST: Once<HostInfo> = Once::new();
+
+/// Record the machine's facts (once, at boot).
+pub fn set_host_info(info: HostInfo) {
+    HOST.call_once(|| info);
+}
+
+fn host() -> HostInfo {
+    HOST.get().copied().unwrap_or(UNSET)
+}
+
+/// Nanoseconds since boot (0 before the clock is known).
+pub fn now_ns() -> u64 {
+    (host().now_ns)()
+}
+
+/// CPU pool 0, the only one.
+const CPUPOOL0: u32 = 0;
+/// Nodes: one (node 0).
+const NR_NODES: u32 = 1;
+/// The CPU mask of every host CPU.
+fn all_cpus() -> u64 {
+    let n = host().nr_cpus.min(64);
+    if n == 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+/// The caller may use the toolstack's interface (Xen's dummy XSM policy: the control domain).
+fn privileged(cx: &HypercallCtx<'_, '_>) -> bool {
+    cx.domains.get(cx.caller).is_some_and(|d| d.is_hardware)
+}
+
+/// `sysctl(arg)`.
+pub fn sysctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
+    let mut op: XenSysctl = match read_arg(cx.mem, arg) {
+        Ok(op) => op,
+        Err(e) => return e,
+    };
+    if op.interface_version != XEN_SYSCTL_INTERFACE_VERSION {
+        return ret(EACCES);
+    }
+    if !privileged(cx) {
+        return ret(EPERM);
+    }
+    let r = match op.cmd {
+        sysctl::READCONSOLE => readconsole(cx, &mut op.u),
+        sysctl::PHYSINFO => {
+            set_payload(&mut op.u, &physinfo());
+            Ok(())
+        }
+        sysctl::SCHED_ID => {
+            set_payload(&mut op.u, &SchedId { sched_id: XEN_SCHEDULER_NULL });
+            Ok(())
+        }
+        sysctl::GETDOMAININFOLIST => getdomaininfolist(cx, &mut op.u),
+        sysctl::AVAILHEAP => {
+            // min_bitwidth u32, max_bitwidth u32, node i32, avail_bytes u64 @ 16: every free
+            // page is node 0's and below any width the hypervisor's frames can have.
+            op.u[2] = (host().free_pages)() << 12;
+            Ok(())
+        }
+        sysctl::CPUTOPOINFO => cputopoinfo(cx, &mut op.u),
+        sysctl::NUMAINFO => numainfo(cx, &mut op.u),
+        sysctl::CPUPOOL_OP => cpupool_op(cx, &mut op.u),
+        sysctl::SCHEDULER_OP => scheduler_op_global(&op.u),
+        _ => return ret(ENOSYS),
+    };
+    match r {
+        Ok(()) => write_arg(cx.mem, arg, &op).map_or_else(|e| e, |()| 0),
+        Err(e) => e,
+    }
+}
+
+fn physinfo() -> Physinfo {
+    let h = host();
+    // Each guest owns the PMU of the CPU its vCPU is pinned to (cpufeature.rs): a vPMU.
+    let mut caps = physcap::HVM | physcap::HAP | physcap::VPMU | physcap::GNTTAB_V1;
+    if h.iommu_shares_p2m {
+        caps |= physcap::DIRECTIO | physcap::IOMMU_HAP_PT_SHARE;
+    }
+    Physinfo {
+        threads_per_core: 1,
+        cores_per_socket: 1,
+        nr_cpus: h.nr_cpus,
+        max_cpu_id: h.nr_cpus.saturating_sub(1),
+        nr_nodes: NR_NODES,
+        max_node_id: NR_NODES - 1,
+        cpu_khz: h.cpu_khz,
+        capabilities: caps,
+        total_pages: h.total_pages,
+        free_pages: (h.free_pages)(),
+        max_mfn: h.max_mfn,
+        ..Default::default()
+    }
+}
+
+/// XEN_SYSCTL_readconsole: the hypervisor's console ring, from the oldest byte not cleared (or
+/// `index` when `incremental` names a position still in the ring), at most `count` bytes.
+fn readconsole(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i64> {
+    let mut rc: ReadConsole = payload(u);
+    let start = (rc.incremental != 0).then_some(rc.index);
+    let (bytes, end) = crate::console::read_ring(start, rc.count as usize, rc.clear != 0);
+    cx.mem.copy_to_guest(rc.buffer, &bytes).map_err(|_| ret(EFAULT))?;
+    rc.count = bytes.len() as u32;
+    rc.index = end;
+    set_payload(u, &rc);
+    Ok(())
+}
+
+fn getdomaininfolist(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i64> {
+    let mut l: GetDomainInfoList = payload(u);
+    let mut n = 0u32;
+    for d in cx.domains.iter().filter(|d| d.id >= l.first_domain) {
+        if n == l.max_domains {
+            break;
+        }
+        let info = domain_info(d);
+        let at = (n as u64).checked_mul(core::mem::size_of::<GetDomainInfo>() as u64).and_then(|o| l.buffer.checked_add(o)).ok_or(ret(EFAULT))?;
+        write_arg(cx.mem, at, &info)?;
+        n += 1;
+    }
+    l.num_domains = n;
+    set_payload(u, &l);
+    Ok(())
+}
+
+fn cputopoinfo(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i64> {
+    let mut t: CpuTopoInfo = payload(u);
+    let mut n = host().nr_cpus;
+    if t.cputopo != 0 {
+        n = n.min(t.num_cpus);
+        for i in 0..n {
+            // Core, socket and node 0 for every CPU: Xen 4.17 on ARM reports no topology.
+            let _ = i;
+            let topo = CpuTopo { core: 0, socket: 0, node: 0 };
+            write_arg(cx.mem, t.cputopo + u64::from(i) * 12, &topo)?;
+        }
+    }
+    t.num_cpus = n;
+    set_payload(u, &t);
+    Ok(())
+}
+
+fn numainfo(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i64> {
+    let mut ni: NumaInfo = payload(u);
+    let mut n = NR_NODES;
+    if ni.meminfo != 0 || ni.distance != 0 {
+        n = n.min(ni.num_nodes);
+        for i in 0..n {
+            if ni.meminfo != 0 {
+                let h = host();
+                let m = MemInfo { memsize: h.total_pages << 12, memfree: (h.free_pages)() << 12 };
+                write_arg(cx.mem, ni.meminfo + u64::from(i) * 16, &m)?;
+            }
+            if ni.distance != 0 {
+                // One node: its distance to itself as Xen 4.17 on ARM reports it (20).
+                write_arg(cx.mem, ni.distance + u64::from(i * n) * 4, &20u32)?;
+            }
+        }
+    }
+    ni.num_nodes = n;
+    set_payload(u, &ni);
+    Ok(())
+}
+
+/// Write `mask` (bit n: CPU or node n, `nbits` of them) into the guest's bitmap as Xen does:
+/// as many bytes as both sides have, the guest's further bytes zeroed.
+fn put_bitmap(cx: &mut HypercallCtx<'_, '_>, map: &XenctlBitmap, mask: u64, nbits: u32) -> Result<(), i64> {
+    let guest_bytes = map.nr_bits.div_ceil(8) as u64;
+    let ours = u64::from(nbits.div_ceil(8));
+    let mut mask = mask;
+    if nbits < 64 {
+        mask &= (1u64 << nbits) - 1;
+    }
+    let ours = ours.min(guest_bytes).min(8);
+    let bytes = mask.to_le_bytes();
+    if ours != 0 {
+        cx.mem.copy_to_guest(map.bitmap, &bytes[..ours as usize]).map_err(|_| ret(EFAULT))?;
+    }
+    // The rest of the guest's bytes, zeroed a chunk at a time (up to the first fault).
+    let zeros = [0u8; 256];
+    let mut i = ours;
+    while i < guest_bytes {
+        let n = (guest_bytes - i).min(zeros.len() as u64);
+        let at = map.bitmap.checked_add(i).ok_or(ret(EFAULT))?;
+        cx.mem.copy_to_guest(at, &zeros[..n as usize]).map_err(|_| ret(EFAULT))?;
+        i += n;
+    }
+    Ok(())
+}
+
+/// Read the guest's bitmap (as many bytes as both sides have, the last partial byte masked).
+fn get_bitmap(cx: &mut HypercallCtx<'_, '_>, map: &XenctlBitmap, nbits: u32) -> Result<u64, i64> {
+    let guest_bytes = map.nr_bits.div_ceil(8);
+    let ours = nbits.div_ceil(8).min(8);
+    let copy = guest_bytes.min(ours);
+    let mut bytes = [0u8; 8];
+    if copy != 0 {
+        cx.mem.copy_from_guest(map.bitmap, &mut bytes[..copy as usize]).map_err(|_| ret(EFAULT))?;
+        if map.nr_bits % 8 != 0 && guest_bytes == copy {
+            bytes[copy as usize - 1] &= !(0xffu8 << (map.nr_bits % 8));
+        }
+    }
+    let mut mask = u64::from_le_bytes(bytes);
+    if nbits < 64 {
+        mask &= (1u64 << nbits) - 1;
+    }
+    Ok(mask)
+}
+
+fn cpupool_op(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i64> {
+    let mut p: CpupoolOp = payload(u);
+    match p.op {
+        // The pool with this id or the next one up: only pool 0 exists.
+        CPUPOOL_OP_INFO => {
+            if p.cpupool_id > CPUPOOL0 {
+                return Err(ret(ENOENT));
+            }
+            p.cpupool_id = CPUPOOL0;
+            p.sched_id = XEN_SCHEDULER_NULL;
+            p.n_dom = cx.domains.iter().count() as u32;
+            put_bitmap(cx, &p.cpumap, all_cpus(), host().nr_cpus)?;
+        }
+        // Every CPU is in pool 0: none is free.
+        CPUPOOL_OP_FREEINFO => put_bitmap(cx, &p.cpumap, 0, host().nr_cpus)?,
+        // Pools are not created, changed or destroyed here: the CPUs stay in pool 0.
+        CPUPOOL_OP_CREATE | CPUPOOL_OP_DESTROY | CPUPOOL_OP_ADDCPU | CPUPOOL_OP_RMCPU | CPUPOOL_OP_MOVEDOMAIN => return Err(ret(guest_abi::errno::EOPNOTSUPP)),
+        _ => return Err(ret(ENOSYS)),
+    }
+    set_payload(u, &p);
+    Ok(())
+}
+
+/// XEN_SYSCTL_scheduler_op (pool-wide parameters): the null scheduler has none to get or set.
+fn scheduler_op_global(u: &[u64; 16]) -> Result<(), i64> {
+    // sched_id u32 @0, cpupool_id u32 @4, cmd u32 @8.
+    let (sched_id, pool, cmd) = (u[0] as u32, (u[0] >> 32) as u32, u[1] as u32);
+    if cmd != SCHEDOP_PUTINFO && cmd != SCHEDOP_GETINFO {
+        return Err(ret(EINVAL));
+    }
+    if pool != CPUPOOL0 {
+        return Err(ret(ESRCH));
+    }
+    if sched_id != XEN_SCHEDULER_NULL {
+        return Err(ret(EINVAL));
+    }
+    Ok(())
+}
+
+/// What getdomaininfo reports of `d`. A vCPU that is online runs: it has its CPU to itself.
+pub fn domain_info(d: &Domain) -> GetDomainInfo {
+    let n = d.max_vcpus.clamp(1, MAX_VCPUS as u32);
+    let online = (0..n).filter(|&v| !d.vcpu_off(v)).count() as u32;
+    // The shutdown code field holds Xen's int code: all ones until one is given.
+    let mut flags = dominf::HAP | dominf::HVM_GUEST | d.shutdown_code() << dominf::SHUTDOWN_SHIFT;
+    if online != 0 {
+        flags |= dominf::RUNNING;
+    }
+    if d.shutdown().is_some() {
+        flags |= dominf::SHUTDOWN;
+    }
+    if d.paused() {
+        flags |= dominf::PAUSED;
+    }
+    let placement = *d.placement.lock();
+    let shared_info = d.with_evtchn(|ev| ev.shared_info);
+    GetDomainInfo {
+        domain: d.id,
+        flags,
+        tot_pages: d.tot_pages(),
+        max_pages: d.max_pages(),
+        shared_info_frame: shared_info.map_or(0, |pa| pa >> 12),
+        cpu_time: (0..n).map(|v| vcpu_time(d, v)).sum(),
+        nr_online_vcpus: online,
+        max_vcpu_id: n - 1,
+        handle: placement.handle,
+        cpupool: CPUPOOL0,
+        gpaddr_bits: host().ipa_bits,
+        ..Default::default()
+    }
+}
+
+/// Nanoseconds vCPU `v` ran: it has its CPU to itself from boot until it turns itself off.
+fn vcpu_time(d: &Domain, v: u32) -> u64 {
+    if d.vcpu_off(v) {
+        d.vcpu_off_at(v).unwrap_or(0)
+    } else {
+        now_ns()
+    }
+}
+
+/// `domctl(arg)`.
+pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
+    let mut op: XenDomctl = match read_arg(cx.mem, arg) {
+        Ok(op) => op,
+        Err(e) => return e,
+    };
+    if op.interface_version != XEN_DOMCTL_INTERFACE_VERSION {
+        return ret(EACCES);
+    }
+    // The domain named: createdomain names none; getdomaininfo takes the next one up.
+    let target = cx.domains.get(op.domain);
+    let named = !matches!(op.cmd, domctl::CREATEDOMAIN | domctl::GETDOMAININFO);
+    if named && target.is_none() {
+        return ret(ESRCH);
+    }
+    if !privileged(cx) {
+        // Xen 4.17 checks getdomaininfo's privilege against the domain named, and lets a call
+        // naming none go on: a reserved id gets -EINVAL and an id with no domain at or above
+        // it -ESRCH, whoever asks. Where Xen would then report the next domain up to anyone,
+        // an unprivileged caller gets -EPERM here.
+        let unnamed_info = op.cmd == domctl::GETDOMAININFO && target.is_none();
+        if unnamed_info && op.domain >= DOMID_FIRST_RESERVED {
+            return ret(EINVAL);
+        }
+        if unnamed_info && !cx.domains.iter().any(|d| d.id >= op.domain) {
+            return ret(ESRCH);
+        }
+        return ret(EPERM);
+    }
+    let domains = cx.domains;
+    let is_caller = op.domain == cx.caller;
+    let r: Result<bool, i64> = match (op.cmd, target) {
+        (domctl::GETDOMAININFO, _) => {
+            if op.domain >= DOMID_FIRST_RESERVED {
+                Err(ret(EINVAL))
+            } else {
+                match domains.iter().find(|d| d.id >= op.domain) {
+                    Some(d) => {
+                        let info = domain_info(d);
+                        op.domain = info.domain;
+                        set_payload(&mut op.u, &info);
+                        Ok(true)
+                    }
+                    None => Err(ret(ESRCH)),
+                }
+            }
+        }
+        (domctl::PAUSEDOMAIN, Some(d)) => {
+            if is_caller {
+                Err(ret(EINVAL))
+            } else {
+                d.controller_pause().map(|()| false).map_err(|()| ret(EOVERFLOW))
+            }
+        }
+        (domctl::UNPAUSEDOMAIN, Some(d)) => d.controller_unpause().map(|()| false).map_err(|()| ret(EINVAL)),
+        (domctl::MAX_MEM, Some(d)) => {
+            let m: MaxMem = payload(&op.u);
+            d.set_max_pages(m.max_memkb >> 2);
+            Ok(false)
+        }
+        (domctl::GETVCPUINFO, Some(d)) => {
+            let mut v: GetVcpuInfo = payload(&op.u);
+            if v.vcpu >= d.max_vcpus || v.vcpu as usize >= MAX_VCPUS {
+                Err(ret(EINVAL))
+            } else {
+                let online = !d.vcpu_off(v.vcpu);
+                v.online = online as u8;
+                v.blocked = 0;
+                v.running = online as u8;
+                v.cpu_time = vcpu_time(d, v.vcpu);
+                v.cpu = d.placement.lock().cpu[v.vcpu as usize];
+                set_payload(&mut op.u, &v);
+                Ok(true)
+            }
+        }
+        (domctl::SETVCPUAFFINITY | domctl::GETVCPUAFFINITY, Some(d)) => vcpu_affinity(cx, d, op.cmd, &op.u).map(|()| false),
+        (domctl::SCHEDULER_OP, Some(_)) => {
+            let s: SchedulerOp = payload(&op.u);
+            let r = if s.sched_id != XEN_SCHEDULER_NULL || s.cmd > SCHEDOP_GETVCPUINFO { Err(ret(EINVAL)) } else { Ok(()) };
+            // Xen copies the struct back whatever the outcome.
+            match write_arg(cx.mem, arg, &op) {
+                Err(e) => Err(e),
+                Ok(()) => r.map(|()| false),
+            }
+        }
+        (domctl::SETDOMAINHANDLE, Some(d)) => {
+            let mut h = [0u8; 16];
+            for (i, w) in op.u[..2].iter().enumerate() {
+                h[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+            }
+            d.placement.lock().handle = h;
+            Ok(false)
+        }
+        (domctl::SETNODEAFFINITY, Some(d)) => {
+            let m: NodeAffinity = payload(&op.u);
+            match get_bitmap(cx, &m.nodemap, NR_NODES) {
+                Ok(0) => Err(ret(EINVAL)),
+                Ok(nodes) => {
+                    d.placement.lock().nodes = nodes;
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (domctl::GETNODEAFFINITY, Some(d)) => {
+            let m: NodeAffinity = payload(&op.u);
+            let nodes = d.placement.lock().nodes;
+            put_bitmap(cx, &m.nodemap, nodes, NR_NODES).map(|()| false)
+        }
+        _ => Err(ret(ENOSYS)),
+    };
+    match r {
+        Ok(true) => write_arg(cx.mem, arg, &op).map_or_else(|e| e, |()| 0),
+        Ok(false) => 0,
+        Err(e) => e,
+    }
+}
+
+/// XEN_DOMCTL_setvcpuaffinity / getvcpuaffinity, with Xen's checks and bitmap copies; a set
+/// reports back the affinity in effect (the hard one within the host's CPUs, the soft one
+/// within that).
+fn vcpu_affinity(cx: &mut HypercallCtx<'_, '_>, d: &Domain, cmd: u32, u: &[u64; 16]) -> Result<(), i64> {
+    let a: VcpuAffinity = payload(u);
+    if a.vcpu >= d.max_vcpus || a.vcpu as usize >= MAX_VCPUS {
+        return Err(ret(EINVAL));
+    }
+    let hard = a.flags & XEN_VCPUAFFINITY_HARD != 0;
+    let soft = a.flags & XEN_VCPUAFFINITY_SOFT != 0;
+    if a.flags == 0 || (hard && a.cpumap_hard.bitmap == 0) || (soft && a.cpumap_soft.bitmap == 0) {
+        return Err(ret(EINVAL));
+    }
+    let v = a.vcpu as usize;
+    let nbits = host().nr_cpus;
+    let online = all_cpus();
+    if cmd == domctl::GETVCPUAFFINITY {
+        let p = *d.placement.lock();
+        if hard {
+            put_bitmap(cx, &a.cpumap_hard, p.hard[v], nbits)?;
+        }
+        if soft {
+            put_bitmap(cx, &a.cpumap_soft, p.soft[v], nbits)?;
+        }
+        return Ok(());
+    }
+    if hard {
+        let m = get_bitmap(cx, &a.cpumap_hard, nbits)?;
+        if m & online == 0 {
+            return Err(ret(EINVAL));
+        }
+        d.placement.lock().hard[v] = m;
+        put_bitmap(cx, &a.cpumap_hard, m & online, nbits)?;
+    }
+    if soft {
+        let m = get_bitmap(cx, &a.cpumap_soft, nbits)?;
+        let h = {
+            let mut p = d.placement.lock();
+            p.soft[v] = m;
+            p.hard[v]
+        };
+        put_bitmap(cx, &a.cpumap_soft, m & online & h, nbits)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::guest_phys::env::*;
+    use super::*;
+    use guest_abi::hypercall as nr;
+
+    fn domctl_call(e: &mut Env, caller: u16, cmd: u32, version: u32, domain: u16, u: [u64; 16]) -> i64 {
+        e.put(0, &XenDomctl { cmd, interface_version: version, domain, pad: [0; 3], u });
+        e.call(caller, |cx| super::super::dispatch(cx, nr::HYPERVISOR_DOMCTL, [ARGS, 0, 0, 0, 0]))
+    }
+
+    fn sysctl_call(e: &mut Env, caller: u16, cmd: u32, u: [u64; 16]) -> i64 {
+        e.put(0, &XenSysctl { cmd, interface_version: XEN_SYSCTL_INTERFACE_VERSION, u });
+        e.call(caller, |cx| super::super::dispatch(cx, nr::HYPERVISOR_SYSCTL, [ARGS, 0, 0, 0, 0]))
+    }
+
+    fn with<T: Payload>(v: T) -> [u64; 16] {
+        let mut u = [0; 16];
+        set_payload(&mut u, &v);
+        u
+    }
+
+    #[test]
+    fn checks_come_in_xens_order() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        // A domU: the version first, then the domain, then its privilege.
+        assert_eq!(domctl_call(&mut e, 1, domctl::GETDOMAININFO, 0x14, 0, [0; 16]), ret(EACCES));
+        assert_eq!(domctl_call(&mut e, 1, domctl::PAUSEDOMAIN, v, 0x1234, [0; 16]), ret(ESRCH));
+        // getdomaininfo naming no domain: Xen's answers when nothing is to be reported, -EPERM
+        // where Xen would report the next domain up.
+        assert_eq!(domctl_call(&mut e, 1, domctl::GETDOMAININFO, v, 0x1234, [0; 16]), ret(ESRCH));
+        assert_eq!(domctl_call(&mut e, 1, domctl::GETDOMAININFO, v, DOMID_FIRST_RESERVED, [0; 16]), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 1, domctl::GETDOMAININFO, v, 0, [0; 16]), ret(EPERM));
+        assert_eq!(domctl_call(&mut e, 1, domctl::PAUSEDOMAIN, v, 0, [0; 16]), ret(EPERM));
+        assert_eq!(sysctl_call(&mut e, 1, sysctl::PHYSINFO, [0; 16]), ret(EPERM));
+        // DOMID_SELF is no domain to a domctl.
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_MEM, v, guest_abi::DOMID_SELF, [0; 16]), ret(ESRCH));
+        // Unknown commands, for dom0.
+        assert_eq!(domctl_call(&mut e, 0, 1000, v, 0, [0; 16]), ret(ENOSYS));
+        assert_eq!(sysctl_call(&mut e, 0, 99, [0; 16]), ret(ENOSYS));
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_DOMCTL, [0xdead_0000, 0, 0, 0, 0])), ret(EFAULT));
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_SYSCTL, [0xdead_0000, 0, 0, 0, 0])), ret(EFAULT));
+    }
+
+    #[test]
+    fn getdomaininfo_takes_the_next_domain_up_and_reports_it() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, 1, [0; 16]), 0);
+        let op: XenDomctl = e.get(0);
+        let info: GetDomainInfo = payload(&op.u);
+        assert_eq!((op.domain, info.domain, info.nr_online_vcpus, info.max_vcpu_id), (1, 1, 1, 0));
+        assert_eq!(info.tot_pages, RAM_SIZE / 2 / 4096);
+        assert_eq!(info.flags, dominf::HAP | dominf::HVM_GUEST | dominf::RUNNING | 0xffff_0000, "no shutdown code yet");
+        e.dom(1).set_shutdown_code(3);
+        e.dom(1).set_shutdown_code(4);
+        assert_eq!(domain_info(e.dom(1)).flags >> dominf::SHUTDOWN_SHIFT, 3, "the first code stays");
+        // Past the last domain: -ESRCH; a reserved id: -EINVAL.
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, 2, [0; 16]), ret(ESRCH));
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, DOMID_FIRST_RESERVED, [0; 16]), ret(EINVAL));
+    }
+
+    #[test]
+    fn pause_counts_and_is_reported() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, 0, [0; 16]), ret(EINVAL), "not itself");
+        assert_eq!(domctl_call(&mut e, 0, domctl::UNPAUSEDOMAIN, v, 1, [0; 16]), ret(EINVAL), "not paused");
+        assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, 1, [0; 16]), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, 1, [0; 16]), 0);
+        assert!(e.dom(1).paused());
+        assert_eq!(domain_info(e.dom(1)).flags & dominf::PAUSED, dominf::PAUSED);
+        assert_eq!(domctl_call(&mut e, 0, domctl::UNPAUSEDOMAIN, v, 1, [0; 16]), 0);
+        assert!(e.dom(1).paused());
+        assert_eq!(domctl_call(&mut e, 0, domctl::UNPAUSEDOMAIN, v, 1, [0; 16]), 0);
+        assert!(!e.dom(1).paused());
+        for _ in 0..255 {
+            assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, 1, [0; 16]), 0);
+        }
+        assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, 1, [0; 16]), ret(EOVERFLOW));
+    }
+
+    #[test]
+    fn max_mem_sets_the_reservation_limit() {
+        let mut e = Env::new();
+        let u = with(MaxMem { max_memkb: 1024 });
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_MEM, XEN_DOMCTL_INTERFACE_VERSION, 1, u), 0);
+        assert_eq!(e.dom(1).max_pages(), 256);
+        assert_eq!(e.dom(1).tot_pages(), RAM_SIZE / 2 / 4096, "holding more than the limit is allowed");
+    }
+
+    #[test]
+    fn vcpu_info_and_affinity() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUINFO, v, 1, with(GetVcpuInfo { vcpu: 1, ..Default::default() })), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUINFO, v, 1, with(GetVcpuInfo::default())), 0);
+        let op: XenDomctl = e.get(0);
+        let vi: GetVcpuInfo = payload(&op.u);
+        assert_eq!((vi.online, vi.running, vi.blocked), (1, 1, 0));
+        // No flags, or a flag without its buffer: -EINVAL.
+        let map = |at: u64, bits: u32| XenctlBitmap { bitmap: ARGS + at, nr_bits: bits, pad: 0 };
+        let aff = |flags, hard, soft| with(VcpuAffinity { vcpu: 0, flags, cpumap_hard: hard, cpumap_soft: soft });
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUAFFINITY, v, 1, aff(0, map(0x800, 8), map(0x808, 8))), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUAFFINITY, v, 1, aff(XEN_VCPUAFFINITY_SOFT, map(0x800, 8), XenctlBitmap::default())), ret(EINVAL));
+        // Default: every CPU (one CPU on the test host); further guest bytes zeroed.
+        e.put(0x800, &[0xffu8; 16]);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUAFFINITY, v, 1, aff(XEN_VCPUAFFINITY_HARD, map(0x800, 16), XenctlBitmap::default())), 0);
+        assert_eq!(e.get::<[u8; 4]>(0x800), [1, 0, 0xff, 0xff]);
+        // A hard affinity naming no host CPU: -EINVAL; one naming CPU 0: kept.
+        e.put(0x800, &[2u8]);
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUAFFINITY, v, 1, aff(XEN_VCPUAFFINITY_HARD, map(0x800, 8), XenctlBitmap::default())), ret(EINVAL));
+        e.put(0x800, &[3u8]);
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUAFFINITY, v, 1, aff(XEN_VCPUAFFINITY_HARD, map(0x800, 8), XenctlBitmap::default())), 0);
+        assert_eq!(e.get::<u8>(0x800), 1, "reported within the host's CPUs");
+        assert_eq!(e.dom(1).placement.lock().hard[0], 1);
+        // A bitmap the caller cannot read: -EFAULT.
+        let bad = XenctlBitmap { bitmap: 0xdead_0000, nr_bits: 8, pad: 0 };
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUAFFINITY, v, 1, aff(XEN_VCPUAFFINITY_HARD, bad, XenctlBitmap::default())), ret(EFAULT));
+    }
+
+    #[test]
+    fn scheduler_is_null_in_pool_0() {
+        let mut e = Env::new();
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::SCHED_ID, [0; 16]), 0);
+        let op: XenSysctl = e.get(0);
+        assert_eq!(payload::<SchedId>(&op.u).sched_id, XEN_SCHEDULER_NULL);
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let s = |id, cmd| with(SchedulerOp { sched_id: id, cmd, u: [0; 2] });
+        assert_eq!(domctl_call(&mut e, 0, domctl::SCHEDULER_OP, v, 1, s(XEN_SCHEDULER_CREDIT2, SCHEDOP_GETINFO)), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SCHEDULER_OP, v, 1, s(XEN_SCHEDULER_NULL, 4)), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SCHEDULER_OP, v, 1, s(XEN_SCHEDULER_NULL, SCHEDOP_GETINFO)), 0);
+        // cpupool info: pool 0 and then no more.
+        let pool = |id| with(CpupoolOp { op: CPUPOOL_OP_INFO, cpupool_id: id, cpumap: XenctlBitmap { bitmap: ARGS + 0x800, nr_bits: 8, pad: 0 }, ..Default::default() });
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::CPUPOOL_OP, pool(0)), 0);
+        let op: XenSysctl = e.get(0);
+        let p: CpupoolOp = payload(&op.u);
+        assert_eq!((p.cpupool_id, p.sched_id, p.n_dom), (0, XEN_SCHEDULER_NULL, 2));
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::CPUPOOL_OP, pool(1)), ret(ENOENT));
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::CPUPOOL_OP, with(CpupoolOp { op: 99, ..Default::default() })), ret(ENOSYS));
+    }
+
+    #[test]
+    fn getdomaininfolist_fills_from_first_domain() {
+        let mut e = Env::new();
+        let list = |first, max| with(GetDomainInfoList { first_domain: first, max_domains: max, buffer: ARGS + 0x400, ..Default::default() });
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::GETDOMAININFOLIST, list(0, 8)), 0);
+        let op: XenSysctl = e.get(0);
+        assert_eq!(payload::<GetDomainInfoList>(&op.u).num_domains, 2);
+        assert_eq!(e.get::<GetDomainInfo>(0x400 + 120).domain, 1);
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::GETDOMAININFOLIST, list(1, 1)), 0);
+        let op: XenSysctl = e.get(0);
+        assert_eq!(payload::<GetDomainInfoList>(&op.u).num_domains, 1);
+        assert_eq!(e.get::<GetDomainInfo>(0x400).domain, 1);
+        let bad = with(GetDomainInfoList { first_domain: 0, max_domains: 2, buffer: 0xdead_0000, ..Default::default() });
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::GETDOMAININFOLIST, bad), ret(EFAULT));
+    }
+
+    #[test]
+    fn physinfo_and_readconsole() {
+        let mut e = Env::new();
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::PHYSINFO, [0; 16]), 0);
+        let op: XenSysctl = e.get(0);
+        let p: Physinfo = payload(&op.u);
+        assert_eq!((p.threads_per_core, p.cores_per_socket, p.nr_nodes, p.max_node_id), (1, 1, 1, 0));
+        assert_eq!(p.capabilities & (physcap::HVM | physcap::HAP | physcap::GNTTAB_V1), physcap::HVM | physcap::HAP | physcap::GNTTAB_V1);
+        crate::log!("readconsole test line");
+        let rc = |clear, incremental, index, count| with(ReadConsole { clear, incremental, index, buffer: ARGS + 0x800, count, ..Default::default() });
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::READCONSOLE, rc(0, 0, 0, 0x2000)), 0);
+        let op: XenSysctl = e.get(0);
+        let r: ReadConsole = payload(&op.u);
+        assert!(r.count > 0);
+        // From the position reached, nothing new unless something was logged since.
+        let end = r.index;
+        assert_eq!(sysctl_call(&mut e, 0, sysctl::READCONSOLE, rc(0, 1, end, 0x100)), 0);
+        let r: ReadConsole = payload(&e.get::<XenSysctl>(0).u);
+        assert!(r.index.wrapping_sub(end) == r.count);
+    }
+}

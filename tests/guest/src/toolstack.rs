@@ -1,0 +1,361 @@
+//! The toolstack's hypercalls (sysctl, domctl) as `xl info`, `xl list`, `xl vcpu-list`,
+//! xenstored and xenconsoled make them: the checks every call gets (interface version, an
+//! unreadable struct, the domain named, privilege) and the commands themselves. Run last in the
+//! table, by dom0 (which may) and by the domU (which gets -EPERM). Values that are the
+//! machine's and not the hypervisor's choice (free memory, timestamps, frame numbers) are shown
+//! as whether they are sane, so that both hypervisors print the same line. The state-changing
+//! rows (pause, max_mem, affinity) act on domU2, whose only vCPU is off: nothing of it runs.
+//! Expected values: real Xen 4.17 (recorded).
+
+use crate::cases::{Case, Expect, Observed};
+use crate::ops::{hc2, Page};
+use core::ptr::addr_of_mut;
+use guest_abi::errno;
+use guest_abi::hypercall::*;
+use guest_abi::toolstack::*;
+
+/// Argument buffers: the struct at 0, bitmaps and arrays from 0x400.
+static mut TS_PAGE: Page = Page([0; 4096]);
+
+/// The domU whose only vCPU is off (the conformance run's domU2).
+const DOMU2: u16 = 2;
+/// A domain id no domain has.
+const ABSENT: u16 = 0x1234;
+const OUT: usize = 0x400;
+
+fn base() -> u64 {
+    addr_of_mut!(TS_PAGE) as u64
+}
+
+fn at<T: Copy>(off: usize) -> *mut T {
+    // SAFETY: in bounds of the page at every call site.
+    unsafe { (addr_of_mut!(TS_PAGE) as *mut u8).add(off) as *mut T }
+}
+
+fn put<T: Copy>(off: usize, v: T) -> u64 {
+    // SAFETY: the guest's own page; callers keep `off + size_of::<T>()` within it.
+    unsafe { at::<T>(off).write_unaligned(v) };
+    base() + off as u64
+}
+
+fn get<T: Copy>(off: usize) -> T {
+    // SAFETY: as in `put`.
+    unsafe { at::<T>(off).read_unaligned() }
+}
+
+fn fill(byte: u8) {
+    // SAFETY: the guest's own page.
+    unsafe { core::ptr::write_bytes(addr_of_mut!(TS_PAGE) as *mut u8, byte, 4096) };
+}
+
+fn ret(r: i64) -> Observed {
+    Observed::Ret(r)
+}
+
+fn hex(v: u64) -> Observed {
+    Observed::Hex(v)
+}
+
+/// sysctl `cmd` with payload `u` (version `version`): its return; the struct stays at 0.
+fn sysctl_v(cmd: u32, version: u32, u: [u64; 16]) -> i64 {
+    let p = put(0, XenSysctl { cmd, interface_version: version, u });
+    hc2(HYPERVISOR_SYSCTL, p, 0)
+}
+
+fn sysctl(cmd: u32, u: [u64; 16]) -> i64 {
+    sysctl_v(cmd, XEN_SYSCTL_INTERFACE_VERSION, u)
+}
+
+fn domctl_v(cmd: u32, version: u32, domain: u16, u: [u64; 16]) -> i64 {
+    let p = put(0, XenDomctl { cmd, interface_version: version, domain, pad: [0; 3], u });
+    hc2(HYPERVISOR_DOMCTL, p, 0)
+}
+
+fn domctl(cmd: u32, domain: u16, u: [u64; 16]) -> i64 {
+    domctl_v(cmd, XEN_DOMCTL_INTERFACE_VERSION, domain, u)
+}
+
+fn with<T: Payload>(v: T) -> [u64; 16] {
+    let mut u = [0; 16];
+    set_payload(&mut u, &v);
+    u
+}
+
+fn sysctl_out<T: Payload>() -> T {
+    payload(&get::<XenSysctl>(0).u)
+}
+
+fn domctl_out<T: Payload>() -> T {
+    payload(&get::<XenDomctl>(0).u)
+}
+
+/// A bitmap of `bits` bits at `OUT + off`.
+fn bitmap(off: usize, bits: u32) -> XenctlBitmap {
+    XenctlBitmap { bitmap: base() + (OUT + off) as u64, nr_bits: bits, pad: 0 }
+}
+
+/// Run `f`; on success show `g()` instead of the return.
+fn then(r: i64, g: impl FnOnce() -> Observed) -> Observed {
+    if r != 0 {
+        return ret(r);
+    }
+    g()
+}
+
+// ---- sysctl --------------------------------------------------------------------------------
+
+fn physinfo(show: fn(&Physinfo) -> u64) -> Observed {
+    fill(0xaa);
+    let r = sysctl(sysctl::PHYSINFO, [0; 16]);
+    then(r, || hex(show(&sysctl_out::<Physinfo>())))
+}
+
+fn topology(p: &Physinfo) -> u64 {
+    u64::from(p.threads_per_core) << 40 | u64::from(p.cores_per_socket) << 32 | u64::from(p.nr_cpus) << 24 | u64::from(p.max_cpu_id) << 16 | u64::from(p.nr_nodes) << 8 | u64::from(p.max_node_id)
+}
+
+/// Free pages within the total, nothing to scrub or claimed, no x86 words.
+fn memory_sane(p: &Physinfo) -> u64 {
+    let free_ok = p.free_pages > 0 && p.free_pages < p.total_pages;
+    let zeros = p.scrub_pages == 0 && p.outstanding_pages == 0 && p.arch_capabilities == 0 && p.hw_cap == [0; 8];
+    u64::from(free_ok) << 4 | u64::from(zeros)
+}
+
+fn getdomaininfolist(first: u16, max: u32) -> Observed {
+    fill(0);
+    let r = sysctl(sysctl::GETDOMAININFOLIST, with(GetDomainInfoList { first_domain: first, max_domains: max, buffer: base() + OUT as u64, ..Default::default() }));
+    then(r, || {
+        let n = sysctl_out::<GetDomainInfoList>().num_domains;
+        // The count, then the ids in order (4 bits each).
+        let ids = (0..n.min(8) as usize).fold(0u64, |acc, i| acc << 4 | u64::from(get::<GetDomainInfo>(OUT + i * 120).domain & 0xf));
+        hex(u64::from(n) << 32 | ids)
+    })
+}
+
+fn cpupool(op: u32, id: u32) -> Observed {
+    fill(0xee);
+    let r = sysctl(sysctl::CPUPOOL_OP, with(CpupoolOp { op, cpupool_id: id, cpumap: bitmap(0, 16), ..Default::default() }));
+    then(r, || {
+        let p = sysctl_out::<CpupoolOp>();
+        // id, scheduler, domains, then the two bitmap bytes.
+        hex(u64::from(p.cpupool_id) << 48 | u64::from(p.sched_id) << 40 | u64::from(p.n_dom) << 32 | u64::from(get::<u16>(OUT)))
+    })
+}
+
+fn numainfo(with_buffers: bool) -> Observed {
+    fill(0);
+    let (m, d) = if with_buffers { (base() + OUT as u64, base() + OUT as u64 + 0x100) } else { (0, 0) };
+    let r = sysctl(sysctl::NUMAINFO, with(NumaInfo { num_nodes: 4, pad: 0, meminfo: m, distance: d }));
+    then(r, || {
+        let n = sysctl_out::<NumaInfo>().num_nodes;
+        if !with_buffers {
+            return hex(u64::from(n));
+        }
+        let mem = get::<MemInfo>(OUT);
+        let sane = mem.memsize > 0 && mem.memfree > 0 && mem.memfree < mem.memsize;
+        // Nodes, node 0's size in MiB, whether its free memory is sane, its distance to itself.
+        hex(u64::from(n) << 48 | (mem.memsize >> 20) << 16 | u64::from(sane) << 8 | u64::from(get::<u32>(OUT + 0x100)))
+    })
+}
+
+fn cputopoinfo(with_buffer: bool) -> Observed {
+    fill(0);
+    let b = if with_buffer { base() + OUT as u64 } else { 0 };
+    let r = sysctl(sysctl::CPUTOPOINFO, with(CpuTopoInfo { num_cpus: 8, pad: 0, cputopo: b }));
+    then(r, || {
+        let n = sysctl_out::<CpuTopoInfo>().num_cpus;
+        if !with_buffer {
+            return hex(u64::from(n));
+        }
+        // core, socket, node of each CPU (4 bits each).
+        let t = (0..n.min(4) as usize).fold(0u64, |acc, i| {
+            let c = get::<CpuTopo>(OUT + i * 12);
+            acc << 12 | u64::from(c.core & 0xf) << 8 | u64::from(c.socket & 0xf) << 4 | u64::from(c.node & 0xf)
+        });
+        hex(u64::from(n) << 48 | t)
+    })
+}
+
+/// Read the console ring, then read again from where that stopped: the first read returns
+/// bytes, the second none (nothing was logged in between).
+fn readconsole() -> Observed {
+    fill(0);
+    let rc = |incremental, index, count| with(ReadConsole { clear: 0, incremental, pad: [0; 2], index, buffer: base() + OUT as u64, count, pad2: 0 });
+    let r = sysctl(sysctl::READCONSOLE, rc(0, 0, 0x800));
+    if r != 0 {
+        return ret(r);
+    }
+    let first = sysctl_out::<ReadConsole>();
+    let r = sysctl(sysctl::READCONSOLE, rc(1, first.index, 0x800));
+    if r != 0 {
+        return ret(r);
+    }
+    let second = sysctl_out::<ReadConsole>();
+    hex(u64::from(first.count == 0x800) << 8 | u64::from(second.count))
+}
+
+// ---- domctl --------------------------------------------------------------------------------
+
+fn info(domain: u16) -> Result<GetDomainInfo, i64> {
+    fill(0x55);
+    match domctl(domctl::GETDOMAININFO, domain, [0; 16]) {
+        0 => Ok(domctl_out()),
+        r => Err(r),
+    }
+}
+
+fn info_show(domain: u16, show: fn(&GetDomainInfo) -> u64) -> Observed {
+    match info(domain) {
+        Ok(i) => hex(show(&i)),
+        Err(r) => ret(r),
+    }
+}
+
+/// The id echoed in the header and the struct, then the online vCPUs and the highest id.
+fn ids_and_vcpus(i: &GetDomainInfo) -> u64 {
+    let echoed = get::<XenDomctl>(0).domain;
+    u64::from(echoed) << 48 | u64::from(i.domain) << 32 | u64::from(i.nr_online_vcpus) << 16 | u64::from(i.max_vcpu_id & 0xffff)
+}
+
+/// cpupool, address bits, ssidref, the handle and arch_config all zero but for the first two.
+fn pool_and_bits(i: &GetDomainInfo) -> u64 {
+    let zeros = i.ssidref == 0 && i.handle == [0; 16] && i.arch_config == [0; 3] && i.outstanding_pages == 0 && i.shr_pages == 0 && i.paged_pages == 0;
+    u64::from(i.cpupool) << 16 | u64::from(i.gpaddr_bits) << 8 | u64::from(zeros)
+}
+
+fn vcpuinfo(domain: u16, vcpu: u32) -> Observed {
+    fill(0x55);
+    let r = domctl(domctl::GETVCPUINFO, domain, with(GetVcpuInfo { vcpu, ..Default::default() }));
+    then(r, || {
+        let v = domctl_out::<GetVcpuInfo>();
+        let timed = (v.cpu_time != 0) == (v.online != 0);
+        hex(u64::from(v.online) << 24 | u64::from(v.blocked) << 16 | u64::from(v.running) << 8 | u64::from(timed) << 4 | u64::from(v.cpu))
+    })
+}
+
+/// vCPU affinity: `cmd` with `flags`, bitmaps of `bits` bits prefilled with 0xff (hard) and
+/// 0xee (soft) unless `set` gives the hard and soft bytes to set.
+fn affinity(cmd: u32, domain: u16, flags: u32, bits: u32, set: Option<(u8, u8)>) -> Observed {
+    fill(0);
+    put(OUT, [0xffu8; 4]);
+    put(OUT + 8, [0xeeu8; 4]);
+    if let Some((h, s)) = set {
+        put(OUT, h);
+        put(OUT + 8, s);
+    }
+    let a = VcpuAffinity { vcpu: 0, flags, cpumap_hard: bitmap(0, bits), cpumap_soft: bitmap(8, bits) };
+    let r = domctl(cmd, domain, with(a));
+    then(r, || hex(u64::from(get::<u32>(OUT)) << 32 | u64::from(get::<u32>(OUT + 8))))
+}
+
+fn sched_op(domain: u16, sched_id: u32, cmd: u32) -> Observed {
+    fill(0);
+    ret(domctl(domctl::SCHEDULER_OP, domain, with(SchedulerOp { sched_id, cmd, u: [0; 2] })))
+}
+
+fn node_affinity(domain: u16) -> Observed {
+    fill(0xff);
+    let r = domctl(domctl::GETNODEAFFINITY, domain, with(NodeAffinity { nodemap: bitmap(0, 16) }));
+    then(r, || hex(u64::from(get::<u16>(OUT))))
+}
+
+/// Pause domU2 twice, read its flags, unpause twice, read them again, then unpause once more
+/// (-EINVAL): the returns and the paused bit each time.
+fn pause_cycle() -> Observed {
+    let paused = |d| info(d).map_or(0xf, |i| u64::from(i.flags & dominf::PAUSED != 0));
+    let rets = [
+        domctl(domctl::PAUSEDOMAIN, DOMU2, [0; 16]),
+        domctl(domctl::PAUSEDOMAIN, DOMU2, [0; 16]),
+    ];
+    let during = paused(DOMU2);
+    let rets2 = [
+        domctl(domctl::UNPAUSEDOMAIN, DOMU2, [0; 16]),
+        domctl(domctl::UNPAUSEDOMAIN, DOMU2, [0; 16]),
+    ];
+    let after = paused(DOMU2);
+    let extra = domctl(domctl::UNPAUSEDOMAIN, DOMU2, [0; 16]);
+    let ok = rets.iter().chain(rets2.iter()).all(|&r| r == 0);
+    hex(u64::from(ok) << 12 | during << 8 | after << 4 | u64::from(extra == -(errno::EINVAL as i64)))
+}
+
+/// Set domU2's limit to what it has (its memory in KiB), and show max_pages after.
+fn max_mem_same() -> Observed {
+    let Ok(before) = info(DOMU2) else { return hex(0xdead) };
+    let kib = before.max_pages * 4;
+    let r = domctl(domctl::MAX_MEM, DOMU2, with(MaxMem { max_memkb: kib }));
+    then(r, || info_show(DOMU2, |i| i.max_pages))
+}
+
+pub static TOOLSTACK_CASES: &[Case] = &[
+    // Every call: the struct, the interface version, privilege; unknown commands.
+    Case { name: "toolstack.sysctl.bad_version", run: || ret(sysctl_v(sysctl::PHYSINFO, 0x14, [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.unmapped", run: || ret(hc2(HYPERVISOR_SYSCTL, crate::mmu::UNMAPPED_VA, 0)), expect: Expect::Err(errno::EFAULT) },
+    Case { name: "toolstack.sysctl.unknown_cmd", run: || ret(sysctl(0x7fff, [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.bad_version", run: || ret(domctl_v(domctl::GETDOMAININFO, 0x16, 0, [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.unmapped", run: || ret(hc2(HYPERVISOR_DOMCTL, crate::mmu::UNMAPPED_VA, 0)), expect: Expect::Err(errno::EFAULT) },
+    Case { name: "toolstack.domctl.unknown_cmd", run: || ret(domctl(999, 0, [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.absent_domain", run: || ret(domctl(domctl::MAX_MEM, ABSENT, [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.domid_self", run: || ret(domctl(domctl::GETVCPUINFO, guest_abi::DOMID_SELF, [0; 16])), expect: Expect::Recorded },
+    // sysctl physinfo (`xl info`).
+    Case { name: "toolstack.sysctl.physinfo.topology", run: || physinfo(topology), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.physinfo.cpu_khz", run: || physinfo(|p| u64::from(p.cpu_khz)), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.physinfo.capabilities", run: || physinfo(|p| u64::from(p.capabilities)), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.physinfo.total_mib", run: || physinfo(|p| p.total_pages >> 8), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.physinfo.max_mfn", run: || physinfo(|p| p.max_mfn), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.physinfo.memory_sane", run: || physinfo(memory_sane), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.sched_id", run: || then(sysctl(sysctl::SCHED_ID, [0; 16]), || hex(u64::from(sysctl_out::<SchedId>().sched_id))), expect: Expect::Recorded },
+    // getdomaininfolist (`xl list`).
+    Case { name: "toolstack.sysctl.getdomaininfolist.all", run: || getdomaininfolist(0, 16), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.getdomaininfolist.from_1_max_1", run: || getdomaininfolist(1, 1), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.getdomaininfolist.max_0", run: || getdomaininfolist(0, 0), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.getdomaininfolist.past_last", run: || getdomaininfolist(0x100, 4), expect: Expect::Recorded },
+    Case {
+        name: "toolstack.sysctl.getdomaininfolist.unmapped_buffer",
+        run: || ret(sysctl(sysctl::GETDOMAININFOLIST, with(GetDomainInfoList { first_domain: 0, max_domains: 4, buffer: crate::mmu::UNMAPPED_VA, ..Default::default() }))),
+        expect: Expect::Recorded,
+    },
+    // cpupools, NUMA and CPU topology (xen-init-dom0, `xl info -n`).
+    Case { name: "toolstack.sysctl.cpupool.info_0", run: || cpupool(CPUPOOL_OP_INFO, 0), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.cpupool.info_1", run: || cpupool(CPUPOOL_OP_INFO, 1), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.cpupool.freeinfo", run: || cpupool(CPUPOOL_OP_FREEINFO, 0), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.cpupool.bad_op", run: || cpupool(99, 0), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.numainfo.count", run: || numainfo(false), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.numainfo.node0", run: || numainfo(true), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.cputopoinfo.count", run: || cputopoinfo(false), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.cputopoinfo.cpus", run: || cputopoinfo(true), expect: Expect::Recorded },
+    Case { name: "toolstack.sysctl.readconsole", run: readconsole, expect: Expect::Recorded },
+    // getdomaininfo (xenconsoled, libxl).
+    Case { name: "toolstack.domctl.getdomaininfo.dom0.ids", run: || info_show(0, ids_and_vcpus), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getdomaininfo.dom0.flags", run: || info_show(0, |i| u64::from(i.flags)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getdomaininfo.dom0.pages", run: || info_show(0, |i| i.tot_pages << 32 | i.max_pages), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getdomaininfo.dom0.pool_and_bits", run: || info_show(0, pool_and_bits), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getdomaininfo.dom0.time_and_shinfo", run: || info_show(0, |i| u64::from(i.cpu_time != 0) << 4 | u64::from(i.shared_info_frame != 0)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getdomaininfo.domu2.ids", run: || info_show(DOMU2, ids_and_vcpus), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getdomaininfo.domu2.flags", run: || info_show(DOMU2, |i| u64::from(i.flags)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getdomaininfo.domu2.pages", run: || info_show(DOMU2, |i| i.tot_pages << 32 | i.max_pages), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getdomaininfo.absent_next_up", run: || info_show(0x100, ids_and_vcpus), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getdomaininfo.reserved_id", run: || info_show(guest_abi::DOMID_FIRST_RESERVED, ids_and_vcpus), expect: Expect::Recorded },
+    // pause / unpause (`xl pause`, `xl unpause`, `xl destroy`).
+    Case { name: "toolstack.domctl.pausedomain.self", run: || ret(domctl(domctl::PAUSEDOMAIN, 0, [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.pausedomain.absent", run: || ret(domctl(domctl::PAUSEDOMAIN, ABSENT, [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.unpausedomain.self_not_paused", run: || ret(domctl(domctl::UNPAUSEDOMAIN, 0, [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.pausedomain.domu2_cycle", run: pause_cycle, expect: Expect::Recorded },
+    // max_mem (`xl mem-max`).
+    Case { name: "toolstack.domctl.max_mem.domu2_same", run: max_mem_same, expect: Expect::Recorded },
+    // vCPUs (`xl vcpu-list`, `xl vcpu-pin`).
+    Case { name: "toolstack.domctl.getvcpuinfo.dom0_vcpu0", run: || vcpuinfo(0, 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuinfo.dom0_vcpu1", run: || vcpuinfo(0, 1), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuinfo.domu2_vcpu0", run: || vcpuinfo(DOMU2, 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuaffinity.dom0.hard", run: || affinity(domctl::GETVCPUAFFINITY, 0, XEN_VCPUAFFINITY_HARD, 32, None), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuaffinity.dom0.both", run: || affinity(domctl::GETVCPUAFFINITY, 0, XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT, 5, None), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuaffinity.no_flags", run: || affinity(domctl::GETVCPUAFFINITY, 0, 0, 8, None), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuaffinity.vcpu_out_of_range", run: || ret(domctl(domctl::GETVCPUAFFINITY, 0, with(VcpuAffinity { vcpu: 7, flags: XEN_VCPUAFFINITY_HARD, cpumap_hard: bitmap(0, 8), ..Default::default() }))), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpuaffinity.domu2.absent_cpu", run: || affinity(domctl::SETVCPUAFFINITY, DOMU2, XEN_VCPUAFFINITY_HARD, 8, Some((0x80, 0))), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpuaffinity.domu2.all", run: || affinity(domctl::SETVCPUAFFINITY, DOMU2, XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT, 8, Some((0xff, 0xff))), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuaffinity.domu2.after", run: || affinity(domctl::GETVCPUAFFINITY, DOMU2, XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT, 8, None), expect: Expect::Recorded },
+    // Scheduler parameters (`xl sched-*`) and NUMA node affinity.
+    Case { name: "toolstack.domctl.scheduler_op.getinfo", run: || sched_op(0, XEN_SCHEDULER_NULL, SCHEDOP_GETINFO), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.scheduler_op.other_scheduler", run: || sched_op(0, XEN_SCHEDULER_CREDIT2, SCHEDOP_GETINFO), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.scheduler_op.bad_cmd", run: || sched_op(0, XEN_SCHEDULER_NULL, 9), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getnodeaffinity.dom0", run: || node_affinity(0), expect: Expect::Recorded },
+];

@@ -1,0 +1,161 @@
+//! A hostile dom0 userspace program aimed at the toolstack's hypercalls: 100 000 sysctl and
+//! domctl calls through /dev/xen/privcmd (IOCTL_PRIVCMD_HYPERCALL), fixed seed, most of them
+//! with the right interface version (0x15) so that they reach the commands: known command
+//! numbers weighted in, domains 0, absent, reserved and random, payloads of random words and
+//! of pointers into a buffer (guest handles, bitmaps, arrays) with small and huge counts.
+//!
+//! The buffer is its own mapping with an unmapped page after it, so a hypervisor write that
+//! runs past it faults there instead of landing on this program's stack or statics. Built by
+//! xtask (linux.rs) like privcmd_fuzz.rs: rustc alone, aarch64-unknown-none, raw syscalls.
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+
+#[path = "decimal.rs"]
+mod decimal;
+
+const CALLS: u64 = 100_000;
+const SEED: u64 = 0x5eed_0016_0000_0015;
+/// _IOC(_IOC_NONE, 'P', 0, sizeof(struct privcmd_hypercall) = 48).
+const IOCTL_PRIVCMD_HYPERCALL: u64 = (48 << 16) | ((b'P' as u64) << 8);
+const SYSCTL: u64 = 35;
+const DOMCTL: u64 = 36;
+const VERSION: u64 = 0x15;
+/// sysctl commands the toolstack uses, and a few more.
+const SYSCTLS: &[u64] = &[1, 2, 3, 4, 6, 7, 8, 9, 16, 17, 18, 19, 22, 27];
+/// domctl commands the toolstack uses, and a few more.
+const DOMCTLS: &[u64] = &[1, 2, 3, 4, 5, 9, 11, 12, 13, 14, 15, 16, 17, 25, 35, 36, 68, 69, 71, 81, 85, 86];
+/// Domain ids: dom0, absent ones, DOMID_SELF, DOMID_IO, DOMID_INVALID, the idle domain.
+const DOMAINS: &[u64] = &[0, 0, 1, 7, 8, 0x100, 0x7ff0, 0x7ff1, 0x7ff4, 0x7fff, 0xffff];
+/// The buffer: 64 KiB, followed by an unmapped page.
+const BUF_SIZE: u64 = 64 << 10;
+const PAGE: u64 = 4096;
+
+#[repr(C)]
+struct Hypercall {
+    op: u64,
+    arg: [u64; 5],
+}
+
+unsafe fn syscall(n: u64, a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> i64 {
+    let ret: i64;
+    asm!("svc #0", in("x8") n, inlateout("x0") a as i64 => ret, in("x1") b, in("x2") c, in("x3") d, in("x4") e, in("x5") f, options(nostack));
+    ret
+}
+
+fn write(s: &[u8]) {
+    unsafe { syscall(64, 1, s.as_ptr() as u64, s.len() as u64, 0, 0, 0) };
+}
+
+fn write_num(n: u64) {
+    write(decimal::decimal(n, &mut [0u8; 20]));
+}
+
+fn exit(code: u64) -> ! {
+    unsafe { syscall(93, code, 0, 0, 0, 0, 0) };
+    loop {}
+}
+
+fn fail(why: &[u8]) -> ! {
+    write(b"TSFUZZ-FAILED ");
+    write(why);
+    write(b"\n");
+    exit(1);
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn pick(&mut self, from: &[u64]) -> u64 {
+        from[(self.next() >> 8) as usize % from.len()]
+    }
+}
+
+/// One payload word: small numbers, huge ones, pointers into the buffer (as guest handles),
+/// or a small count in the low half and a pointer-like high half.
+fn word(rng: &mut Rng, buf: u64) -> u64 {
+    let r = rng.next();
+    match r % 6 {
+        0 => r >> 60,
+        1 => r >> 56,
+        2 | 3 => buf + 0x1000 + ((r >> 8) % 0x1800) * 8,
+        4 => (r >> 8) & 0xffff_ffff,
+        _ => rng.next(),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn _start() -> ! {
+    let path = b"/dev/xen/privcmd\0";
+    let fd = unsafe { syscall(56, -100i64 as u64, path.as_ptr() as u64, 2, 0, 0, 0) };
+    if fd < 0 {
+        fail(b"cannot open /dev/xen/privcmd");
+    }
+    // mmap(NULL, BUF_SIZE + PAGE, RW, PRIVATE|ANONYMOUS), then unmap the last page.
+    let buf = unsafe { syscall(222, 0, BUF_SIZE + PAGE, 3, 0x22, u64::MAX, 0) };
+    if buf < 0 || unsafe { syscall(215, buf as u64 + BUF_SIZE, PAGE, 0, 0, 0, 0) } < 0 {
+        fail(b"cannot map the buffer");
+    }
+    let buf = buf as u64;
+    // SAFETY: the mapping just made, BUF_SIZE bytes, readable and writable.
+    let words = unsafe { core::slice::from_raw_parts_mut(buf as *mut u64, (BUF_SIZE / 8) as usize) };
+    let mut rng = Rng(SEED);
+    let (mut calls, mut ok) = (0u64, 0u64);
+    while calls < CALLS {
+        // Fresh random bytes behind every handle.
+        for w in words.iter_mut() {
+            let r = rng.next();
+            *w = if r & 3 == 0 { r >> 58 } else { r };
+        }
+        let r = rng.next();
+        let op = if r & 1 == 0 { SYSCTL } else { DOMCTL };
+        let cmd = match (r >> 1) % 4 {
+            0 => rng.next() & 0xffff_ffff,
+            1 => (r >> 8) & 0x7f,
+            _ => rng.pick(if op == SYSCTL { SYSCTLS } else { DOMCTLS }),
+        };
+        let version = if (r >> 4) % 8 == 0 { rng.next() & 0xffff_ffff } else { VERSION };
+        // The struct at the start of the buffer: header, then 16 payload words.
+        words[0] = cmd | version << 32;
+        let payload_at = if op == DOMCTL {
+            let dom = if (r >> 7) % 4 == 0 { rng.next() & 0xffff } else { rng.pick(DOMAINS) };
+            words[1] = dom | (rng.next() & 0xffff_0000_0000_0000) * ((r >> 9) & 1);
+            2
+        } else {
+            1
+        };
+        for i in 0..16 {
+            words[payload_at + i] = word(&mut rng, buf);
+        }
+        // Mostly the buffer, sometimes a random or unmapped address.
+        let arg = match (r >> 12) % 16 {
+            0 => rng.next(),
+            1 => buf + BUF_SIZE - 64,
+            _ => buf,
+        };
+        let h = Hypercall { op, arg: [arg, rng.next(), rng.next(), 0, 0] };
+        let ret = unsafe { syscall(29, fd as u64, IOCTL_PRIVCMD_HYPERCALL, &h as *const Hypercall as u64, 0, 0, 0) };
+        calls += 1;
+        if ret >= 0 {
+            ok += 1;
+        }
+    }
+    write(b"TSFUZZ-DONE calls=");
+    write_num(calls);
+    write(b" ok=");
+    write_num(ok);
+    write(b"\n");
+    exit(0);
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    fail(b"panic");
+}
