@@ -20,11 +20,14 @@ pub mod queue;
 pub mod regs;
 pub mod ste;
 pub mod tlb;
+pub mod virt;
 
 #[cfg(test)]
 mod model;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod virt_tests;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -687,7 +690,10 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
             | Command::CfgiAll
             | Command::CfgiCd { .. } => self.stats.cfgi += 1,
             Command::TlbiS2Ipa { .. } => self.stats.tlbi_s2_ipa += 1,
-            Command::TlbiS12Vmall { .. } | Command::TlbiNhAsid { .. } => self.stats.tlbi_vmall += 1,
+            Command::TlbiS12Vmall { .. }
+            | Command::TlbiNhAsid { .. }
+            | Command::TlbiNhAll { .. }
+            | Command::TlbiNhVa { .. } => self.stats.tlbi_vmall += 1,
             Command::TlbiNsnhAll | Command::TlbiEl2All => self.stats.tlbi_all += 1,
         }
     }
