@@ -261,6 +261,8 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         });
         // A hostile dom0 process: 100 000 random hypercalls through /dev/xen/privcmd (~25 s).
         cases.push(Case { name: "linux_dom0_msi_through_emulated_its", boot: crate::linux::msi_systest_boot(images.hypervisor.clone()), check: crate::linux::msi_systest_check });
+        // dom0 drives its own IOMMU: an emulated SMMUv3, nested over xenith's stage 2.
+        cases.push(Case { name: "linux_dom0_nested_smmu", boot: crate::linux::nested_systest_boot(images.hypervisor.clone()), check: crate::linux::nested_systest_check });
         cases.push(Case { name: "linux_dom0_its_hidden_falls_back_to_intx", boot: crate::linux::its_hidden_systest_boot(images.hypervisor.clone()), check: crate::linux::its_hidden_systest_check });
         cases.push(Case { name: "linux_dom0_privcmd_fuzz", boot: crate::linux::fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::fuzz_systest_check });
         // dom0 panics (panic=1, sysrq c): the hypervisor restarts the machine as Xen does.

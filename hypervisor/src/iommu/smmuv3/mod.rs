@@ -842,6 +842,11 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
         self.queue_cmd(c).map(|_| ())
     }
 
+    /// Queue any command without a CMD_SYNC; [`Smmu::sync_queued`] completes it.
+    pub fn queue_command(&mut self, c: Command) -> Result<(), SmmuError> {
+        self.queue_cmd(c).map(|_| ())
+    }
+
     /// Queue, without a CMD_SYNC, the invalidation of every TLB entry of `vmid`.
     pub fn queue_vmid(&mut self, vmid: u16) -> Result<(), SmmuError> {
         self.queue_cmd(Command::TlbiS12Vmall { vmid }).map(|_| ())

@@ -192,19 +192,6 @@ pub fn vsmmu_idr(phys: &SmmuFeatures, phys_idr0: u32, ipa_bits: u8) -> [u32; 6] 
     [idr0, idr1, 0, idr3, 0, idr5]
 }
 
-/// Bits of an OAS/IPS encoding.
-fn oas_bits(field: u64) -> u8 {
-    match field {
-        0 => 32,
-        1 => 36,
-        2 => 40,
-        3 => 42,
-        4 => 44,
-        5 => 48,
-        _ => 52,
-    }
-}
-
 impl Vsmmu {
     pub fn new(cfg: VsmmuConfig) -> Self {
         let idr = vsmmu_idr(&cfg.phys, cfg.phys_idr0, cfg.ipa_bits);
