@@ -253,11 +253,14 @@ fn apply(st: &VsmmuState, ops: PendingOps) {
             (Ok(()), Some((sid, PhysSte::Nested { cd }))) => {
                 log!("{}: stream {sid:#x} translates nested: dom0's stage 1 (CD at IPA {cd:#x}) over its stage 2", st.path)
             }
-            (Ok(()), Some((sid, PhysSte::Invalid))) => log!(
-                "{}: stream {sid:#x}: dom0's configuration refused ({:?}): its DMA aborts",
-                st.path,
-                st.vsmmu.bad_config(sid).map(|b| b.kind.name())
-            ),
+            (Ok(()), Some((sid, PhysSte::Invalid))) => {
+                let kind = st.vsmmu.bad_config(sid).map(|b| b.kind);
+                match kind {
+                    // No level-2 table for it yet: dom0 has not configured the stream.
+                    Some(smmuv3::EventType::CBadStreamid) | None => {}
+                    Some(k) => log!("{}: stream {sid:#x}: dom0's configuration refused ({}): its DMA aborts", st.path, k.name()),
+                }
+            }
             _ => {}
         }
     }
