@@ -144,6 +144,27 @@ fn cases(images: &Images) -> Vec<Case> {
             },
         },
         Case {
+            // dom0 drives the emulated SMMU itself: its stage 1 over xenith's stage 2.
+            name: "edu_dma_through_nested_vsmmu",
+            boot: Boot { cmdline: "iommu-owner=nested:/pcie@10000000".into(), ..edu_boot(base(true), "edu-nested") },
+            check: |o| {
+                guest_clean(o)?;
+                expect(o, "/smmuv3@9050000 (SMMUv3)  nested  command-line override")?;
+                expect(o, "dom0 gets an emulated SMMUv3")?;
+                expect(o, "case edu_nested.dma_round_trip: 4096 bytes back intact through both stages")?;
+                expect(o, "translates nested: dom0's stage 1")?;
+                expect(o, "case edu_nested.stage1_to_foreign_memory: blocked by stage 2")?;
+                // The blocked read is the hypervisor's stage-2 fault, logged with its IPA.
+                expect(o, "0x40080000")?;
+                expect(o, "case edu_nested.stage1_fault_to_dom0: event")?;
+                expect(o, "case edu_nested.bad_command: CMDQ_CONS")?;
+                expect(o, "case edu_nested.command_error_acknowledged: queue resumed")?;
+                expect(o, "case edu_nested.bad_ste: event")?;
+                expect(o, "case edu_nested.features: 0x16805: not direct-mapped")?;
+                expect(o, "dom0's configuration refused (C_BAD_STE)")
+            },
+        },
+        Case {
             name: "edu_dma_through_dom0_dma_layer",
             // 6 GiB of RAM and a 4 GiB dom0, so dom0 has RAM above a 32-bit DMA mask.
             boot: Boot { mem: "6G".into(), cmdline: "dom0_mem=4G".into(), ..edu_boot(base(true), "edu-dma") },

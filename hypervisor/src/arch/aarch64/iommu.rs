@@ -293,6 +293,11 @@ impl MmioDevice for VsmmuDevice {
         "vSMMU"
     }
     fn access(&mut self, _vcpu: usize, a: MmioAccess) -> MmioResult {
+        // dom0 looking at its event queue's producer index sees what the physical SMMU has
+        // recorded so far (events are otherwise collected on the console path).
+        if !a.write && a.offset & 0xffff == 0xa8 {
+            report_events();
+        }
         let mut v = VSMMU.lock();
         let Some(st) = v.as_mut() else { return MmioResult::Done(0) };
         if !a.write {
