@@ -105,6 +105,8 @@ const CR0_CMDQEN: u32 = 1 << 3;
 const CR0_MASK: u32 = CR0_SMMUEN | CR0_EVENTQEN | CR0_CMDQEN;
 const GBPA_ABORT: u32 = 1 << 20;
 const GBPA_UPDATE: u32 = 1 << 31;
+/// GBPA's fields: MEMATTR, MTCFG, ALLOCCFG, SHCFG, PRIVCFG, INSTCFG, ABORT.
+const GBPA_FIELDS: u32 = 0x001f_3f1f;
 const GERROR_CMDQ_ERR: u32 = 1 << 0;
 const GERROR_EVENTQ_ABT_ERR: u32 = 1 << 2;
 const IRQ_GERROR: u32 = 1 << 0;
@@ -361,7 +363,7 @@ impl Vsmmu {
             x if x == off::GBPA as u64 => {
                 if v & GBPA_UPDATE != 0 {
                     // The update completes at once (UPDATE reads back as 0).
-                    self.gbpa = v & !GBPA_UPDATE & 0x003f_3fff;
+                    self.gbpa = v & GBPA_FIELDS;
                     if self.cr0 & CR0_SMMUEN == 0 {
                         self.install_all(mem, be);
                     }
