@@ -154,7 +154,7 @@ mod kernel {
             // dom0 with an emulated SMMU is told it is not direct-mapped (a deliberate
             // difference from Xen's dom0 answers): only the nested-translation checks.
             let (mut passed, mut failed) = (0, 0);
-            crate::vsmmu::run(info.pci, &mut passed, &mut failed);
+            crate::vsmmu::run(info.pci, info.banks(), &mut passed, &mut failed);
             println!("{passed} passed, {failed} failed");
         } else if info.has_arg(b"cpu-cases") {
             // Only what the CPU looks like (the conformance run on other CPU models).

@@ -7,7 +7,11 @@
 //! CERROR_ILL, and xenith carries on.
 
 use crate::edu::{check, pattern, Edu};
-use crate::fdt::PciHost;
+use crate::fdt::{Bank, PciHost};
+use dom0_dma::iommu::lpae::{CommandQueue, Smmuv3S1Domain};
+use dom0_dma::iommu::IommuDma;
+use dom0_dma::select::{select, DeviceFacts, DmaEnv, IommuKind, Override};
+use dom0_dma::{baremetal::BareMetalArch, DmaKind, RamMap, XenFeatures};
 use core::ptr::{read_volatile, write_volatile};
 
 const SMMU: u64 = crate::edu::QEMU_VIRT_SMMU;
@@ -136,7 +140,7 @@ fn next_event(cons: &mut u32) -> Option<[u64; 4]> {
     None
 }
 
-pub fn run(pci: Option<PciHost>, passed: &mut u32, failed: &mut u32) {
+pub fn run(pci: Option<PciHost>, banks: &[Bank], passed: &mut u32, failed: &mut u32) {
     // XENFEAT_not_direct_mapped (16) instead of direct_mapped (17): a Linux dom0 then keeps
     // its IOMMU DMA ops rather than swiotlb-xen's.
     let f = match crate::cases::features(0) {
@@ -239,6 +243,8 @@ pub fn run(pci: Option<PciHost>, passed: &mut u32, failed: &mut u32) {
     let resumed = r32(CMDQ_CONS) == d.prod;
     check("edu_nested.command_error_acknowledged", resumed, "queue resumed", passed, failed);
 
+    dma_layer(&edu, sid, &mut d, banks, passed, failed);
+
     // A malformed STE (stage 2 asked for): the device's DMA aborts with C_BAD_STE for dom0.
     write_ste(sid, [1 | (0b110 << 1), 0, 0, 0, 0, 0, 0, 0]);
     d.cmds(&[cfgi_ste(sid), SYNC]);
@@ -255,4 +261,67 @@ pub fn run(pci: Option<PciHost>, passed: &mut u32, failed: &mut u32) {
     check("edu_nested.bad_ste", ok, &alloc::format!("event {ev:x?}"), passed, failed);
     let alive = guest_abi::guest::version().is_ok();
     check("edu_nested.hypervisor_alive", alive, "xen_version answers", passed, failed);
+}
+
+/// The command queue the DMA layer's stage-1 domain sends its invalidations to.
+struct GuestCmdq(Driver);
+
+impl CommandQueue for GuestCmdq {
+    fn submit(&mut self, c: [u64; 2]) {
+        self.0.cmds(&[c]);
+    }
+}
+
+/// dom0's DMA layer on the emulated SMMU: `select` picks IOMMU DMA for a device behind an
+/// SMMUv3 dom0 drives; its stage-1 domain (`dom0_dma::iommu::lpae`) builds the tables and the
+/// CD, invalidates through the command queue; edu DMA by the IOVAs it hands out, data checked.
+fn dma_layer(edu: &Edu, sid: u32, d: &mut Driver, banks: &[Bank], passed: &mut u32, failed: &mut u32) {
+    let ram: alloc::vec::Vec<(u64, u64)> = banks.iter().map(|b| (b.base, b.size)).collect();
+    let map = RamMap::new(&ram);
+    let features = guest_abi::guest::get_features(0).unwrap_or(0);
+    let env = DmaEnv { features: XenFeatures(features), ram_top: map.top() };
+    let mut facts = DeviceFacts::new("edu");
+    facts.iommus = Some(IommuKind::Smmuv3);
+    facts.hypervisor_iommu = true;
+    facts.coherent = true;
+    facts.dma_mask = u64::MAX;
+    let kind = select(&facts, &env, Override::Auto).map(|c| c.kind);
+    check("edu_nested.dma_layer.select", kind == Ok(DmaKind::IommuDma), &alloc::format!("{kind:?}"), passed, failed);
+    // SAFETY: the guest identity-maps all its RAM (mmu.rs); the heap lies in it.
+    let arch = unsafe { BareMetalArch::new(map.clone(), true) };
+    let domain = match Smmuv3S1Domain::new(arch.clone(), GuestCmdq(Driver { prod: d.prod }), 2) {
+        Ok(dom) => dom,
+        Err(e) => {
+            check("edu_nested.dma_layer.round_trip", false, &alloc::format!("no stage-1 domain: {e:?}"), passed, failed);
+            return;
+        }
+    };
+    // Point the stream's CD at the layer's context.
+    let cd = domain.context_descriptor();
+    // SAFETY: single-threaded; the SMMU reads the CD again on the CFGI below.
+    unsafe {
+        let p = &mut (*core::ptr::addr_of_mut!(PAGES)).cd;
+        for (i, w) in cd.iter().enumerate() {
+            write_volatile(&mut p[i], *w);
+        }
+    }
+    dsb();
+    let mut ops = IommuDma::new(arch, domain, u64::MAX, map);
+    let mut q = Driver { prod: ops.domain().cmdq().0.prod };
+    q.cmds(&[[0x05 | (u64::from(sid) << 32), 1], SYNC]);
+    let (pa_a, pa_b) = crate::edu::pages();
+    crate::dma_layer::fill(pa_a, 29);
+    crate::dma_layer::fill(pa_b, 0);
+    let r = crate::dma_layer::round_trip(edu, &mut ops, pa_a, pa_b);
+    let intact = crate::dma_layer::same(pa_a, pa_b);
+    // The IOVAs are not the buffers' addresses: the DMA went through dom0's own stage 1.
+    let ok = matches!(r, Ok((to, from)) if to != pa_a && from != pa_b) && intact;
+    check(
+        "edu_nested.dma_layer.round_trip",
+        ok,
+        &alloc::format!("IOVAs {r:x?}, data {}", if intact { "intact" } else { "differs" }),
+        passed,
+        failed,
+    );
+    d.prod = ops.domain().cmdq().0.prod;
 }

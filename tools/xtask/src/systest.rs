@@ -161,6 +161,8 @@ fn cases(images: &Images) -> Vec<Case> {
                 expect(o, "case edu_nested.command_error_acknowledged: queue resumed")?;
                 expect(o, "case edu_nested.bad_ste: event")?;
                 expect(o, "case edu_nested.features: 0x16805: not direct-mapped")?;
+                expect(o, "case edu_nested.dma_layer.select: Ok(IommuDma)")?;
+                expect(o, "case edu_nested.dma_layer.round_trip: IOVAs Ok(")?;
                 expect(o, "dom0's configuration refused (C_BAD_STE)")
             },
         },
