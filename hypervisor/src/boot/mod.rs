@@ -283,6 +283,8 @@ impl Plan {
             .device_regions()
             .into_iter()
             .filter(|d| !hidden(&d.path) && Some(d.path.as_str()) != its_path)
+            // An IOMMU dom0 drives nested keeps its node, but its registers are emulated.
+            .filter(|d| ownership.owner_of_iommu(&d.path) != Some(IommuOwner::Nested))
             .map(|d| (d.path.clone(), page_round(d.region)))
             .filter(|(_, r)| r.size != 0 && !in_ram(info, *r))
             .collect();
@@ -290,7 +292,7 @@ impl Plan {
             dom0_devices.push((format!("{path} (doorbell page)"), Region { base: *doorbell, size: 4096 }));
         }
         let page_granular =
-            ownership.topology.iommus.iter().any(|i| ownership.owner_of_iommu(&i.path) == Some(IommuOwner::Hypervisor));
+            ownership.topology.iommus.iter().any(|i| ownership.hypervisor_drives(&i.path));
         Ok(Decisions { ownership, kept_masters: masters.kept, dom0_dt: spec, dom0_dtb, dom0_devices, page_granular })
     }
 }

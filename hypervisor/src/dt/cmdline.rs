@@ -40,7 +40,7 @@ pub struct HypervisorCmdline {
     pub console: Option<String>,
     /// `dtuart=` (a DT path or alias of the console UART, optionally `:options`).
     pub dtuart: Option<String>,
-    /// `iommu-owner=dom0:/path,hypervisor:/path,none:/path`.
+    /// `iommu-owner=dom0:/path,hypervisor:/path,nested:/path,none:/path`.
     pub iommu_owner: Vec<OwnerOverride>,
     /// `noreboot`: a crashed dom0 halts the machine instead of restarting it.
     pub noreboot: bool,
@@ -129,9 +129,10 @@ fn parse_iommu_owner(v: &str) -> Result<Vec<OwnerOverride>, DtError> {
             "dom0" => IommuOwner::Dom0,
             "hypervisor" | "xen" => IommuOwner::Hypervisor,
             "none" => IommuOwner::None,
+            "nested" => IommuOwner::Nested,
             other => {
                 return Err(bad(format!(
-                    "owner \"{other}\" is not dom0, hypervisor or none"
+                    "owner \"{other}\" is not dom0, hypervisor, nested or none"
                 )))
             }
         };

@@ -13,7 +13,7 @@ use super::cmdline::{parse_size, HypervisorCmdline};
 use super::dom0::{build_dom0_dt, extended_regions, msi_device_ids, physical_masters, physical_masters_except, Dom0DtSpec, PhysicalMasters, EXT_REGION_MIN};
 use super::fixtures::{self, QEMU_VIRT, QEMU_VIRT_DOM0, SNOW};
 use super::*;
-use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable, PlatformDefaults};
+use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnerOverride, OwnershipTable, PlatformDefaults};
 
 fn load(name: &str) -> HostDt {
     HostDt::parse(&fixtures::load(name)).unwrap()
@@ -484,6 +484,8 @@ fn cmdline_options() {
     assert!(HypervisorCmdline::parse("dom0_mem").is_err());
     let e = HypervisorCmdline::parse("iommu-owner=guest:/x").unwrap_err();
     assert!(e.to_string().contains("owner \"guest\""), "{e}");
+    let c = HypervisorCmdline::parse("iommu-owner=nested:/pcie@10000000").unwrap();
+    assert_eq!(c.iommu_owner, [OwnerOverride { path: "/pcie@10000000".to_owned(), owner: IommuOwner::Nested }]);
 }
 
 // ---------------------------------------------------------------- dom0's DT

@@ -6,6 +6,7 @@ use crate::domain::Domain;
 use alloc::string::String;
 use guest_abi::errno::{ret, EFAULT, EINVAL, ENOBUFS, ENOSYS, EPERM};
 use crate::sync::Once;
+use core::sync::atomic::{AtomicBool, Ordering};
 use guest_abi::features::*;
 use guest_abi::version::*;
 
@@ -22,13 +23,27 @@ const COMMON_FEATURES: u32 = bit(XENFEAT_WRITABLE_PAGE_TABLES)
 /// Submap 0 for a direct-mapped hardware domain: 0x26805, as Xen 4.17 reports to dom0.
 pub const DOM0_FEATURES: u32 = COMMON_FEATURES | bit(XENFEAT_DOM0) | bit(XENFEAT_DIRECT_MAPPED);
 
+/// dom0 drives an emulated IOMMU (nested over its stage 2) for its devices.
+static DOM0_IOMMU_DMA: AtomicBool = AtomicBool::new(false);
+
+/// Set at boot when dom0 gets an emulated IOMMU: dom0 is then told it is not direct-mapped.
+/// Linux picks swiotlb-xen DMA ops for a dom0 that is (or that is told nothing), and those
+/// ops bypass its IOMMU ones; with XENFEAT_not_direct_mapped it keeps the IOMMU's DMA ops for
+/// devices behind the emulated SMMU and plain DMA for the rest. Every DMA master of such a
+/// dom0 is behind the hypervisor's SMMU (stage 2 = dom0's p2m), so its IPAs are right as
+/// device addresses even for pages granted to it.
+pub fn set_dom0_iommu_dma(on: bool) {
+    DOM0_IOMMU_DMA.store(on, Ordering::Relaxed);
+}
+
 /// Submap 0 for `dom`.
 pub fn features(dom: &Domain) -> u32 {
     let mut f = COMMON_FEATURES;
     if dom.is_hardware {
         f |= bit(XENFEAT_DOM0);
     }
-    f |= if dom.direct_mapped { bit(XENFEAT_DIRECT_MAPPED) } else { bit(XENFEAT_NOT_DIRECT_MAPPED) };
+    let direct = dom.direct_mapped && !(dom.is_hardware && DOM0_IOMMU_DMA.load(Ordering::Relaxed));
+    f |= if direct { bit(XENFEAT_DIRECT_MAPPED) } else { bit(XENFEAT_NOT_DIRECT_MAPPED) };
     f
 }
 

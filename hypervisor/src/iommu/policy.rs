@@ -362,6 +362,10 @@ pub enum IommuOwner {
     Hypervisor,
     /// dom0 drives it: the node stays in dom0's DT and its MMIO is mapped 1:1 into dom0.
     Dom0,
+    /// Both: xenith drives the IOMMU and translates the masters' DMA through the owner domain's
+    /// stage 2, and dom0 gets an emulated IOMMU at the same address (its node kept, its MMIO
+    /// trapped) whose stage-1 configuration xenith installs nested over that stage 2.
+    Nested,
     /// Nobody: there is no IOMMU for this master, or (override) the IOMMU is hidden and left alone.
     None,
     /// The DT is inconsistent or the requested owner cannot drive it: the IOMMU is hidden from dom0 and
@@ -374,6 +378,7 @@ impl fmt::Display for IommuOwner {
         f.write_str(match self {
             IommuOwner::Hypervisor => "hypervisor",
             IommuOwner::Dom0 => "dom0",
+            IommuOwner::Nested => "nested",
             IommuOwner::None => "none",
             IommuOwner::Blocked => "blocked",
         })
@@ -660,7 +665,7 @@ impl OwnershipTable {
                 return (safe, OwnerReason::SharedIommuConflict(who.join(", ")));
             }
         };
-        if owner == IommuOwner::Hypervisor && !has_driver {
+        if matches!(owner, IommuOwner::Hypervisor | IommuOwner::Nested) && !has_driver {
             return match reason {
                 OwnerReason::PlatformDefault => (IommuOwner::Dom0, OwnerReason::NoDriver),
                 _ => (IommuOwner::Blocked, OwnerReason::NoDriver),
@@ -676,6 +681,11 @@ impl OwnershipTable {
             .iter()
             .find(|r| r.iommu == Some(i))
             .map(|r| r.owner)
+    }
+
+    /// Whether the hypervisor drives the IOMMU at `path` (alone, or under dom0's nested stage 1).
+    pub fn hypervisor_drives(&self, path: &str) -> bool {
+        matches!(self.owner_of_iommu(path), Some(IommuOwner::Hypervisor | IommuOwner::Nested))
     }
 
     /// The owner decided for a master (by path).
@@ -714,6 +724,18 @@ impl OwnershipTable {
                     }
                 }
                 IommuOwner::None if iommu.is_none() => {}
+                // The node and the masters' links stay (they describe the emulated IOMMU); the
+                // registers are the hypervisor's, trapped for the emulation.
+                IommuOwner::Nested => {
+                    if let Some(i) = iommu {
+                        for r in &i.regs {
+                            let d = DeviceRegion { path: i.path.clone(), region: *r, kind: RegionKind::Reg };
+                            if !e.mmio_withheld.contains(&d) {
+                                e.mmio_withheld.push(d);
+                            }
+                        }
+                    }
+                }
                 IommuOwner::Hypervisor | IommuOwner::None | IommuOwner::Blocked => {
                     if let Some(i) = iommu {
                         push(&mut e.remove_nodes, &i.path);
@@ -1000,6 +1022,21 @@ mod tests {
                 size: 0x2_0000
             }
         );
+        // Nested: the hypervisor drives the SMMU, dom0 keeps the node and the bridge's
+        // iommu-map (they describe its emulated SMMU), the registers are not mapped.
+        let o = [OwnerOverride { path: "/pcie@10000000".to_owned(), owner: IommuOwner::Nested }];
+        let tn = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &o, &[IommuKind::SmmuV3]);
+        assert_eq!((tn.rows[0].owner, &tn.rows[0].reason), (IommuOwner::Nested, &OwnerReason::CommandLine));
+        assert!(tn.hypervisor_drives("/smmuv3@9050000"));
+        assert!(!t2.hypervisor_drives("/smmuv3@9050000") && table.hypervisor_drives("/smmuv3@9050000"));
+        let en = tn.dom0_dt_edits();
+        assert!(en.remove_nodes.is_empty() && en.strip_props.is_empty() && en.disable_nodes.is_empty());
+        assert!(en.mmio_to_map.is_empty());
+        assert_eq!(en.mmio_withheld[0].region, Region { base: 0x0905_0000, size: 0x2_0000 });
+        assert!(tn.to_string().contains("nested"));
+        // Nested without a driver for the SMMU: blocked, as an explicit hypervisor owner.
+        let tb = OwnershipTable::decide(&topo, PlatformDefaults::QEMU_VIRT, &o, &[]);
+        assert_eq!((tb.rows[0].owner, &tb.rows[0].reason), (IommuOwner::Blocked, &OwnerReason::NoDriver));
         // Explicit hypervisor ownership without a driver: blocked, the bridge disabled in dom0.
         let o = [OwnerOverride {
             path: "/smmuv3@9050000".to_owned(),

@@ -29,7 +29,7 @@ fn xen() -> XenHypervisor {
 
 /// One round trip through `ops`: CPU buffer `a` -> device -> CPU buffer `b`, with the map /
 /// unmap (and so the bounce copies and cache maintenance) done by the layer.
-fn round_trip(edu: &Edu, ops: &mut dyn DmaOps, a: u64, b: u64) -> Result<(u64, u64), alloc::string::String> {
+pub(crate) fn round_trip(edu: &Edu, ops: &mut dyn DmaOps, a: u64, b: u64) -> Result<(u64, u64), alloc::string::String> {
     let to = ops.map_page(a, LEN, Direction::ToDevice, DmaAttrs::NONE).map_err(|e| format!("map to-device: {e:?}"))?;
     let ok1 = edu.dma(to, LEN as u64, false);
     ops.unmap_page(to, LEN, Direction::ToDevice, DmaAttrs::NONE).map_err(|e| format!("unmap to-device: {e:?}"))?;
@@ -42,12 +42,12 @@ fn round_trip(edu: &Edu, ops: &mut dyn DmaOps, a: u64, b: u64) -> Result<(u64, u
     Ok((to, from))
 }
 
-fn same(a: u64, b: u64) -> bool {
+pub(crate) fn same(a: u64, b: u64) -> bool {
     // SAFETY: both are identity-mapped RAM pages of the guest, LEN bytes.
     unsafe { core::slice::from_raw_parts(a as *const u8, LEN) == core::slice::from_raw_parts(b as *const u8, LEN) }
 }
 
-fn fill(pa: u64, seed: u8) {
+pub(crate) fn fill(pa: u64, seed: u8) {
     // SAFETY: an identity-mapped RAM page of the guest that nothing else uses.
     pattern(unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, LEN) }, seed);
 }

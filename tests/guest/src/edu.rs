@@ -54,6 +54,11 @@ impl Edu {
         Some(Edu { bar, ecam: pci.ecam.base, devfn })
     }
 
+    /// The device's requester ID on bus 0 (its StreamID behind QEMU virt's SMMU).
+    pub fn rid(&self) -> u32 {
+        self.devfn as u32
+    }
+
     /// The device's slot on bus 0 (`pci` is the host it was found on).
     pub fn slot(&self, pci: &PciHost) -> Option<u32> {
         (pci.ecam.base == self.ecam).then_some((self.devfn >> 3) as u32)

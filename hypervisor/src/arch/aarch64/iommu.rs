@@ -4,11 +4,14 @@
 
 use super::trap::FRAMES;
 use super::{DirectMem, HwTlb};
-use crate::iommu::smmuv3::{self, DmaAlloc, Smmu, SmmuConfig, SmmuError};
+use crate::iommu::smmuv3::virt::{GuestMem, PhysSte, PhysTlbi, Vsmmu, VsmmuBackend, VsmmuConfig, VSMMU_SIZE};
+use crate::iommu::smmuv3::{self, Command, DmaAlloc, Smmu, SmmuConfig, SmmuError};
+use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
+use crate::domain::Domain;
 use crate::log;
 use crate::mm::{FrameAlloc, TlbOps};
 use alloc::vec::Vec;
-use platform::{Clock, RawMmio};
+use platform::{Clock, Mmio, RawMmio};
 use crate::sync::SpinMutex as Mutex;
 
 /// Nanoseconds from the generic timer's physical counter.
@@ -48,6 +51,10 @@ pub struct SmmuInstance {
     pub path: alloc::string::String,
     pub smmu: HwSmmu,
     pub vmids: Vec<u16>,
+    /// Streams dom0 translates nested through its emulated SMMU (their stage-1 events are
+    /// dom0's), with the VMID of their stage 2.
+    pub nested: Vec<u32>,
+    pub nested_vmid: Option<u16>,
 }
 
 /// Every SMMU the hypervisor drives.
@@ -66,7 +73,7 @@ pub fn take(path: &str, base: u64, max_sid_bits: Option<u8>) -> Result<(), SmmuE
     let config = SmmuConfig { max_sid_bits, enable_irqs: false, ..SmmuConfig::default() };
     let mut smmu = Smmu::new(mmio, DirectMem, ArchClock, PoolDma, config)?;
     smmu.enable()?;
-    SMMUS.lock().push(SmmuInstance { path: path.into(), smmu, vmids: Vec::new() });
+    SMMUS.lock().push(SmmuInstance { path: path.into(), smmu, vmids: Vec::new(), nested: Vec::new(), nested_vmid: None });
     Ok(())
 }
 
@@ -83,12 +90,15 @@ pub fn attach(path: &str, sid: u32, vmid: u16, vttbr: u64, vtcr: u64) -> Result<
 
 /// Log every pending SMMU event (translation faults of blocked DMA, ...). A device retrying
 /// word by word raises one event per access: consecutive events of one stream, kind and
-/// direction within one page become one line with a count. Called from the trap path until
-/// the SMMU's event interrupt is wired to the GIC.
+/// direction within one page become one line with a count. Events of streams dom0 translates
+/// nested go to its emulated SMMU instead, unless they are stage-2 faults (the hypervisor's).
+/// Called from the trap path until the SMMU's event interrupt is wired to the GIC.
 pub fn report_events() {
+    let mut for_dom0: Vec<[u64; 4]> = Vec::new();
     let mut smmus = SMMUS.lock();
     for inst in smmus.iter_mut() {
         let path = inst.path.clone();
+        let nested = &inst.nested;
         let mut run: Option<(smmuv3::SmmuEvent, u32)> = None;
         let key = |e: &smmuv3::SmmuEvent| (e.kind.code(), e.sid, e.read, e.input_addr.map(|a| a >> 12));
         let flush = |run: &mut Option<(smmuv3::SmmuEvent, u32)>| {
@@ -101,6 +111,10 @@ pub fn report_events() {
             }
         };
         let r = inst.smmu.drain_events(|e| {
+            if nested.contains(&e.sid) && e.stage2 != Some(true) && for_dom0.len() < 256 {
+                for_dom0.push(e.raw);
+                return;
+            }
             match &mut run {
                 Some((first, n)) if key(first) == key(e) => *n += 1,
                 _ => {
@@ -116,6 +130,228 @@ pub fn report_events() {
             Err(e) => log!("{path}: cannot read events: {e}"),
         }
     }
+    drop(smmus);
+    if !for_dom0.is_empty() {
+        forward_to_vsmmu(&for_dom0);
+    }
+}
+
+/// dom0's RAM by IPA, for the emulated SMMU: its own RAM only, never a granted or foreign
+/// page. Takes the p2m's read lock: never called with `SMMUS` held (a p2m change holds the
+/// write lock and then takes `SMMUS` for its invalidations).
+struct Dom0Ram<'a>(&'a Domain);
+
+impl Dom0Ram<'_> {
+    fn each_page(&self, ipa: u64, len: usize, mut f: impl FnMut(u64, usize, usize)) -> bool {
+        let mut done = 0usize;
+        while done < len {
+            let at = ipa.wrapping_add(done as u64);
+            let n = ((4096 - (at & 0xfff)) as usize).min(len - done);
+            let Some(pa) = crate::hypercall::guest_phys::own_ram(self.0, at >> 12, &super::DirectMem) else { return false };
+            f(pa + (at & 0xfff), done, n);
+            done += n;
+        }
+        true
+    }
+}
+
+impl GuestMem for Dom0Ram<'_> {
+    fn read(&self, ipa: u64, buf: &mut [u8]) -> bool {
+        let len = buf.len();
+        let mut ok = true;
+        // Check every page first: a read either completes or leaves `buf` alone.
+        ok &= self.each_page(ipa, len, |_, _, _| {});
+        if !ok {
+            return false;
+        }
+        self.each_page(ipa, len, |pa, at, n| {
+            // SAFETY: a page of dom0's own RAM, identity-mapped as Normal memory at EL2.
+            unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf[at..].as_mut_ptr(), n) };
+        })
+    }
+    fn write(&self, ipa: u64, data: &[u8]) -> bool {
+        if !self.each_page(ipa, data.len(), |_, _, _| {}) {
+            return false;
+        }
+        self.each_page(ipa, data.len(), |pa, at, n| {
+            // SAFETY: as in `read`; dom0 reads its event queue through the same cacheable
+            // mapping (the SMMU is coherent on this platform).
+            unsafe { core::ptr::copy_nonoverlapping(data[at..].as_ptr(), pa as *mut u8, n) };
+        })
+    }
+}
+
+/// Physical work the emulated SMMU asked for, carried out once its register write is done
+/// (with `SMMUS` held, and no guest memory touched meanwhile).
+#[derive(Default)]
+struct PendingOps(Vec<PhysOp>);
+
+enum PhysOp {
+    Install(u32, PhysSte),
+    Tlbi(PhysTlbi),
+    Sync,
+}
+
+impl VsmmuBackend for PendingOps {
+    fn install(&mut self, sid: u32, ste: PhysSte) {
+        self.0.push(PhysOp::Install(sid, ste));
+    }
+    fn tlbi(&mut self, op: PhysTlbi) {
+        self.0.push(PhysOp::Tlbi(op));
+    }
+    fn sync(&mut self) {
+        self.0.push(PhysOp::Sync);
+    }
+}
+
+/// dom0's emulated SMMU and the physical one under it.
+struct VsmmuState {
+    /// The physical SMMU's path (in `SMMUS`).
+    path: alloc::string::String,
+    vsmmu: Vsmmu,
+    vmid: u16,
+    vttbr: u64,
+    vtcr: u64,
+    /// The SPIs dom0's SMMU node names for events and global errors (injected, not the
+    /// physical lines: the hypervisor's SMMU interrupts stay off).
+    event_spi: Option<u32>,
+    gerror_spi: Option<u32>,
+}
+
+static VSMMU: Mutex<Option<VsmmuState>> = Mutex::new(None);
+
+fn apply(st: &VsmmuState, ops: PendingOps) {
+    if ops.0.is_empty() {
+        return;
+    }
+    let mut smmus = SMMUS.lock();
+    let Some(inst) = smmus.iter_mut().find(|i| i.path == st.path) else { return };
+    let (vmid, vttbr, vtcr) = (st.vmid, st.vttbr, st.vtcr);
+    for op in ops.0 {
+        let op_log = match op {
+            PhysOp::Install(sid, ste) => Some((sid, ste)),
+            _ => None,
+        };
+        let r = match op {
+            PhysOp::Install(sid, PhysSte::Abort) => inst.smmu.block_stream(sid),
+            PhysOp::Install(sid, PhysSte::Stage2) => inst.smmu.attach_stream(sid, vmid, vttbr, vtcr),
+            PhysOp::Install(sid, PhysSte::Nested { cd }) => inst
+                .smmu
+                .attach_stream_nested(sid, cd, vmid, vttbr, vtcr)
+                // The SMMU caches the CD too: a changed CD behind the same pointer.
+                .and_then(|()| inst.smmu.submit(&[Command::CfgiCd { sid, ssid: 0, leaf: false }])),
+            PhysOp::Install(sid, PhysSte::Invalid) => inst.smmu.detach_stream(sid),
+            PhysOp::Tlbi(t) => inst.smmu.queue_command(match t {
+                PhysTlbi::All => Command::TlbiNhAll { vmid },
+                PhysTlbi::Asid { asid } => Command::TlbiNhAsid { vmid, asid },
+                PhysTlbi::Va { asid, addr, leaf, ttl, range } => Command::TlbiNhVa { vmid, asid, addr, leaf, ttl, range },
+            }),
+            PhysOp::Sync => inst.smmu.sync_queued(),
+        };
+        match (r, op_log) {
+            (Err(e), _) => log!("{}: dom0's vSMMU: physical SMMU command failed: {e}", st.path),
+            (Ok(()), Some((sid, PhysSte::Nested { cd }))) => {
+                log!("{}: stream {sid:#x} translates nested: dom0's stage 1 (CD at IPA {cd:#x}) over its stage 2", st.path)
+            }
+            (Ok(()), Some((sid, PhysSte::Invalid))) => {
+                let kind = st.vsmmu.bad_config(sid).map(|b| b.kind);
+                match kind {
+                    // No level-2 table for it yet: dom0 has not configured the stream.
+                    Some(smmuv3::EventType::CBadStreamid) | None => {}
+                    Some(k) => log!("{}: stream {sid:#x}: dom0's configuration refused ({}): its DMA aborts", st.path, k.name()),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn vsmmu_irqs(st: &mut VsmmuState) {
+    if st.vsmmu.take_irq() {
+        // Both lines are edge-triggered; a gerror or an event, dom0 reads the registers.
+        for spi in [st.event_spi, st.gerror_spi].into_iter().flatten() {
+            super::gic::inject_edge(0, spi);
+        }
+    }
+}
+
+fn forward_to_vsmmu(events: &[[u64; 4]]) {
+    let Some(dom) = super::trap::DOMAINS.get(0) else { return };
+    let mut v = VSMMU.lock();
+    let Some(st) = v.as_mut() else { return };
+    for raw in events {
+        st.vsmmu.forward_event(*raw, &Dom0Ram(dom));
+    }
+    vsmmu_irqs(st);
+}
+
+/// dom0's emulated SMMUv3's registers (page 0 and 1).
+struct VsmmuDevice;
+
+impl MmioDevice for VsmmuDevice {
+    fn name(&self) -> &str {
+        "vSMMU"
+    }
+    fn access(&mut self, _vcpu: usize, a: MmioAccess) -> MmioResult {
+        // dom0 looking at its event queue's producer index sees what the physical SMMU has
+        // recorded so far (events are otherwise collected on the console path).
+        if !a.write && a.offset & 0xffff == 0xa8 {
+            report_events();
+        }
+        let mut v = VSMMU.lock();
+        let Some(st) = v.as_mut() else { return MmioResult::Done(0) };
+        if !a.write {
+            return MmioResult::Done(st.vsmmu.read(a.offset, a.size));
+        }
+        let Some(dom) = super::trap::DOMAINS.get(0) else { return MmioResult::Done(0) };
+        let mut ops = PendingOps::default();
+        st.vsmmu.write(a.offset, a.size, a.value, &Dom0Ram(dom), &mut ops);
+        apply(st, ops);
+        vsmmu_irqs(st);
+        MmioResult::Done(0)
+    }
+}
+
+/// Give dom0 an emulated SMMUv3 at `base` (the physical SMMU's address, its node kept in
+/// dom0's DT) for the streams `sids` of the physical SMMU at `path`, nested over the stage 2
+/// `vttbr`/`vtcr` of `vmid`. The streams already translate through that stage 2 (what an
+/// SMMU out of reset with GBPA bypass gives dom0).
+#[allow(clippy::too_many_arguments)]
+pub fn attach_vsmmu(
+    dom: &mut Domain,
+    path: &str,
+    base: u64,
+    sids: Vec<u32>,
+    (vmid, vttbr, vtcr): (u16, u64, u64),
+    ipa_bits: u8,
+    event_spi: Option<u32>,
+    gerror_spi: Option<u32>,
+) -> Result<(), alloc::string::String> {
+    let (phys, phys_idr0) = {
+        let mut smmus = SMMUS.lock();
+        let inst = smmus.iter_mut().find(|i| i.path == path).ok_or("the SMMU is not the hypervisor's")?;
+        if !inst.smmu.features().stage1 {
+            return Err("the physical SMMU has no stage 1 (IDR0.S1P = 0): no nesting".into());
+        }
+        inst.nested = sids.clone();
+        inst.nested_vmid = Some(vmid);
+        (*inst.smmu.features(), inst.smmu.mmio().read32(smmuv3::regs::off::IDR0))
+    };
+    let ram = dom.ram.as_slice().iter().map(|b| (b.ipa, b.size)).collect();
+    let vsmmu = Vsmmu::new(VsmmuConfig { phys, phys_idr0, sids, ram, ipa_bits });
+    if let Some(v) = super::gic::dom0_vgic() {
+        let mut g = v.lock();
+        for spi in [event_spi, gerror_spi].into_iter().flatten() {
+            // Injected by the emulation, not the physical line.
+            let _ = g.set_hw(spi, false);
+        }
+    }
+    *VSMMU.lock() = Some(VsmmuState { path: path.into(), vsmmu, vmid, vttbr, vtcr, event_spi, gerror_spi });
+    if !dom.mmio.add(base, VSMMU_SIZE, alloc::boxed::Box::new(VsmmuDevice)) {
+        *VSMMU.lock() = None;
+        return Err("its registers overlap another emulated device".into());
+    }
+    Ok(())
 }
 
 /// Stage-2 TLB maintenance for the whole machine: the CPU's TLBs and, for VMIDs an SMMU
@@ -181,6 +417,13 @@ impl TlbOps for SystemTlb {
         }
         let mut smmus = SMMUS.lock();
         for inst in smmus.iter_mut() {
+            // Nested streams cache stage 1 combined with stage 2: a stage-2 change of their
+            // VMID also drops those (TLBI_S2_IPA need not reach combined entries).
+            if let Some(vmid) = inst.nested_vmid {
+                if inst.vmids.contains(&vmid) {
+                    let _ = inst.smmu.queue_command(Command::TlbiNhAll { vmid });
+                }
+            }
             if let Err(e) = inst.smmu.sync_queued() {
                 log!("{}: TLB invalidation failed: {e}", inst.path);
             }

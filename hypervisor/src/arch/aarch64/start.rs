@@ -252,7 +252,11 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let mut ram = RamBanks::default();
     ram.push(RamBank { ipa: layout.ram_base, pa: layout.ram_base, size: layout.ram_size });
     drop(frames);
-    attach_dom0_streams(&dt, table, &p2m);
+    let nested = attach_dom0_streams(&dt, table, &p2m);
+    let p2m_regs = (DOM0_VMID, p2m.vttbr(), p2m.vtcr());
+    // dom0 drives its own IOMMU translation: its DMA layer must use IOMMU DMA ops, not
+    // swiotlb-xen (which Linux picks for a dom0 it is told is direct-mapped).
+    crate::hypercall::version::set_dom0_iommu_dma(!nested.is_empty());
     let mut dom = Domain::new(0, true, true, ram);
     // dom0 maps its grant frames in the region its DT names: no more frames than fit there
     // (Xen on ARM caps dom0's table the same way).
@@ -294,6 +298,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     if let (Some(node), Some(vgic)) = (&its, super::gic::dom0_vgic()) {
         super::its::attach(&mut dom, node, vgic, vcpus)?;
     }
+    attach_vsmmus(&dt, table, &mut dom, nested, p2m_regs, Stage2Config::DOMAIN.ipa_bits);
     if trap::DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
@@ -460,7 +465,7 @@ fn take_smmus(table: &OwnershipTable) -> bool {
     let bits = max_sid.map(|s| (32 - s.saturating_sub(1).leading_zeros()).max(1) as u8);
     let mut ok = true;
     for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3) {
-        if table.owner_of_iommu(&i.path) != Some(IommuOwner::Hypervisor) {
+        if !table.hypervisor_drives(&i.path) {
             continue;
         }
         let Some(reg) = i.regs.first() else { continue };
@@ -482,8 +487,10 @@ fn take_smmus(table: &OwnershipTable) -> bool {
 }
 
 /// Attach every stream of dom0's devices behind a hypervisor-owned SMMU to dom0's stage 2.
-/// PCI requester IDs are found by scanning bus 0 of each host bridge's ECAM.
-fn attach_dom0_streams(dt: &HostDt, table: &OwnershipTable, p2m: &Stage2) {
+/// PCI requester IDs are found by scanning bus 0 of each host bridge's ECAM. Returns the
+/// streams of SMMUs dom0 drives nested, per SMMU path.
+fn attach_dom0_streams(dt: &HostDt, table: &OwnershipTable, p2m: &Stage2) -> Vec<(String, Vec<u32>)> {
+    let mut nested: Vec<(String, Vec<u32>)> = Vec::new();
     let topo = &table.topology;
     for m in topo.masters.iter().filter(|m| m.enabled && m.problem.is_none()) {
         let mut sids: Vec<(usize, u32)> = Vec::new();
@@ -510,13 +517,51 @@ fn attach_dom0_streams(dt: &HostDt, table: &OwnershipTable, p2m: &Stage2) {
         }
         for (idx, sid) in sids {
             let Some(iommu) = topo.iommus.get(idx) else { continue };
-            if table.owner_of_iommu(&iommu.path) != Some(IommuOwner::Hypervisor) {
+            if !table.hypervisor_drives(&iommu.path) {
                 continue;
             }
             match iommu::attach(&iommu.path, sid, DOM0_VMID, p2m.vttbr(), p2m.vtcr()) {
                 Ok(()) => log!("{}: stream {sid:#x} ({}) translates through dom0's stage 2", iommu.path, m.path),
-                Err(e) => log!("{}: stream {sid:#x} ({}) left blocked: {e}", iommu.path, m.path),
+                Err(e) => {
+                    log!("{}: stream {sid:#x} ({}) left blocked: {e}", iommu.path, m.path);
+                    continue;
+                }
             }
+            if table.owner_of_iommu(&iommu.path) == Some(IommuOwner::Nested) {
+                match nested.iter_mut().find(|(p, _)| *p == iommu.path) {
+                    Some((_, v)) => v.push(sid),
+                    None => nested.push((iommu.path.clone(), alloc::vec![sid])),
+                }
+            }
+        }
+    }
+    nested
+}
+
+/// dom0's emulated SMMUs: one per SMMU it drives nested, at the physical SMMU's address, for
+/// the streams found at boot; the SPIs its node names for events and global errors are
+/// injected by the emulation.
+fn attach_vsmmus(dt: &HostDt, table: &OwnershipTable, dom: &mut Domain, nested: Vec<(String, Vec<u32>)>, p2m: (u16, u64, u64), ipa_bits: u8) {
+    for (path, sids) in nested {
+        let Some(i) = table.topology.iommus.iter().find(|i| i.path == path) else { continue };
+        let Some(reg) = i.regs.first() else { continue };
+        let names = dt.find_path(&path).and_then(|n| dt.prop_strings(n, "interrupt-names").ok().flatten()).unwrap_or_default();
+        let spi = |name: &str| {
+            let at = names.iter().position(|n| *n == name)?;
+            i.interrupts.get(at)?.gic_intid()
+        };
+        let (event, gerror) = (spi("eventq"), spi("gerror"));
+        let n = sids.len();
+        match iommu::attach_vsmmu(dom, &path, reg.base, sids, p2m, ipa_bits, event, gerror) {
+            Ok(()) => log!(
+                "{path}: dom0 gets an emulated SMMUv3 (stage 1, nested over its stage 2) at {:#x} for {n} stream(s){}",
+                reg.base,
+                match event {
+                    Some(e) => format!(", event interrupt INTID {e}"),
+                    None => ", no event interrupt".into(),
+                }
+            ),
+            Err(e) => log!("{path}: no emulated SMMU for dom0: {e}; its streams translate through dom0's stage 2 alone"),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod opcode {
     pub const CFGI_CD_ALL: u8 = 0x06;
     pub const TLBI_NH_ALL: u8 = 0x10;
     pub const TLBI_NH_ASID: u8 = 0x11;
+    pub const TLBI_NH_VA: u8 = 0x12;
     pub const TLBI_EL2_ALL: u8 = 0x20;
     pub const TLBI_S12_VMALL: u8 = 0x28;
     pub const TLBI_S2_IPA: u8 = 0x2A;
@@ -43,6 +44,18 @@ pub enum Command {
     CfgiAll,
     /// Invalidate stage-1 entries of one ASID (within `vmid`).
     TlbiNhAsid { vmid: u16, asid: u16 },
+    /// Invalidate every stage-1 (and combined nested) entry of `vmid`.
+    TlbiNhAll { vmid: u16 },
+    /// Invalidate the stage-1 entries of `asid` in `vmid` covering `addr` (one page, or a
+    /// range with RIL). `leaf`: only last-level entries changed; `ttl`: level hint.
+    TlbiNhVa {
+        vmid: u16,
+        asid: u16,
+        addr: u64,
+        leaf: bool,
+        ttl: u8,
+        range: Option<TlbiRange>,
+    },
     /// Invalidate all stage-1 and stage-2 entries of a VMID.
     TlbiS12Vmall { vmid: u16 },
     /// Invalidate stage-2 entries covering `ipa` (one granule, or a range with RIL).
@@ -70,6 +83,8 @@ impl Command {
             Command::CfgiSteRange { .. } | Command::CfgiAll => CFGI_STE_RANGE,
             Command::CfgiCd { .. } => CFGI_CD,
             Command::TlbiNhAsid { .. } => TLBI_NH_ASID,
+            Command::TlbiNhAll { .. } => TLBI_NH_ALL,
+            Command::TlbiNhVa { .. } => TLBI_NH_VA,
             Command::TlbiS12Vmall { .. } => TLBI_S12_VMALL,
             Command::TlbiS2Ipa { .. } => TLBI_S2_IPA,
             Command::TlbiNsnhAll => TLBI_NSNH_ALL,
@@ -94,7 +109,25 @@ impl Command {
             Command::TlbiNhAsid { vmid, asid } => {
                 [op | (u64::from(vmid) << 32) | (u64::from(asid) << 48), 0]
             }
-            Command::TlbiS12Vmall { vmid } => [op | (u64::from(vmid) << 32), 0],
+            Command::TlbiS12Vmall { vmid } | Command::TlbiNhAll { vmid } => {
+                [op | (u64::from(vmid) << 32), 0]
+            }
+            Command::TlbiNhVa { vmid, asid, addr, leaf, ttl, range } => {
+                let (num, scale, tg) = match range {
+                    Some(r) => (r.num & 0x1f, r.scale & 0x1f, r.tg & 3),
+                    None => (0, 0, 0),
+                };
+                [
+                    op | (u64::from(num) << 12)
+                        | (u64::from(scale) << 20)
+                        | (u64::from(vmid) << 32)
+                        | (u64::from(asid) << 48),
+                    u64::from(leaf)
+                        | (u64::from(ttl & 3) << 8)
+                        | (u64::from(tg) << 10)
+                        | (addr & 0x000f_ffff_ffff_f000),
+                ]
+            }
             Command::TlbiS2Ipa {
                 vmid,
                 ipa,
@@ -154,6 +187,22 @@ impl Command {
                 asid: get(w[0], 63, 48) as u16,
             },
             TLBI_S12_VMALL => Command::TlbiS12Vmall { vmid },
+            TLBI_NH_ALL => Command::TlbiNhAll { vmid },
+            TLBI_NH_VA => {
+                let tg = get(w[1], 11, 10) as u8;
+                Command::TlbiNhVa {
+                    vmid,
+                    asid: get(w[0], 63, 48) as u16,
+                    addr: w[1] & 0x000f_ffff_ffff_f000,
+                    leaf: w[1] & 1 != 0,
+                    ttl: get(w[1], 9, 8) as u8,
+                    range: (tg != 0).then(|| TlbiRange {
+                        tg,
+                        num: get(w[0], 16, 12) as u8,
+                        scale: get(w[0], 24, 20) as u8,
+                    }),
+                }
+            }
             TLBI_S2_IPA => {
                 let tg = get(w[1], 11, 10) as u8;
                 Command::TlbiS2Ipa {
@@ -186,6 +235,7 @@ pub fn opcode_name(op: u8) -> &'static str {
         CFGI_CD_ALL => "CFGI_CD_ALL",
         TLBI_NH_ALL => "TLBI_NH_ALL",
         TLBI_NH_ASID => "TLBI_NH_ASID",
+        TLBI_NH_VA => "TLBI_NH_VA",
         TLBI_EL2_ALL => "TLBI_EL2_ALL",
         TLBI_S12_VMALL => "TLBI_S12_VMALL",
         TLBI_S2_IPA => "TLBI_S2_IPA",
@@ -205,6 +255,10 @@ impl fmt::Display for Command {
             Command::CfgiCd { sid, ssid, .. } => write!(f, " sid={sid:#x} ssid={ssid:#x}"),
             Command::TlbiS12Vmall { vmid } => write!(f, " vmid={vmid}"),
             Command::TlbiNhAsid { vmid, asid } => write!(f, " vmid={vmid} asid={asid}"),
+            Command::TlbiNhAll { vmid } => write!(f, " vmid={vmid}"),
+            Command::TlbiNhVa { vmid, asid, addr, .. } => {
+                write!(f, " vmid={vmid} asid={asid} addr={addr:#x}")
+            }
             Command::TlbiS2Ipa {
                 vmid, ipa, range, ..
             } => {
@@ -337,6 +391,15 @@ mod tests {
             },
             Command::TlbiNsnhAll,
             Command::Sync,
+            Command::TlbiNhAll { vmid: 9 },
+            Command::TlbiNhVa {
+                vmid: 1,
+                asid: 0xbeef,
+                addr: 0x12_3456_7000,
+                leaf: true,
+                ttl: 3,
+                range: Some(TlbiRange { tg: 1, num: 4, scale: 1 }),
+            },
         ] {
             assert_eq!(Command::decode(c.encode()), Some(c));
         }

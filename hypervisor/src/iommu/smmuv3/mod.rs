@@ -20,11 +20,14 @@ pub mod queue;
 pub mod regs;
 pub mod ste;
 pub mod tlb;
+pub mod virt;
 
 #[cfg(test)]
 mod model;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod virt_tests;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -687,7 +690,10 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
             | Command::CfgiAll
             | Command::CfgiCd { .. } => self.stats.cfgi += 1,
             Command::TlbiS2Ipa { .. } => self.stats.tlbi_s2_ipa += 1,
-            Command::TlbiS12Vmall { .. } | Command::TlbiNhAsid { .. } => self.stats.tlbi_vmall += 1,
+            Command::TlbiS12Vmall { .. }
+            | Command::TlbiNhAsid { .. }
+            | Command::TlbiNhAll { .. }
+            | Command::TlbiNhVa { .. } => self.stats.tlbi_vmall += 1,
             Command::TlbiNsnhAll | Command::TlbiEl2All => self.stats.tlbi_all += 1,
         }
     }
@@ -833,6 +839,11 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
         // One address: a plain (non-range) TLBI_S2_IPA covers whatever entry, of any granule
         // or block size, translates it.
         let c = Command::TlbiS2Ipa { vmid, ipa: ipa & !0xfff, leaf: false, ttl: 0, range: None };
+        self.queue_cmd(c).map(|_| ())
+    }
+
+    /// Queue any command without a CMD_SYNC; [`Smmu::sync_queued`] completes it.
+    pub fn queue_command(&mut self, c: Command) -> Result<(), SmmuError> {
         self.queue_cmd(c).map(|_| ())
     }
 
