@@ -270,7 +270,7 @@ fn vsmmu_irqs(st: &mut VsmmuState) {
     if st.vsmmu.take_irq() {
         // Both lines are edge-triggered; a gerror or an event, dom0 reads the registers.
         for spi in [st.event_spi, st.gerror_spi].into_iter().flatten() {
-            super::gic::inject_edge(0, spi);
+            super::gic::inject_edge(0, 0, spi);
         }
     }
 }
