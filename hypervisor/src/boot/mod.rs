@@ -32,7 +32,7 @@ pub const DOM0_IPA_BITS: u8 = Stage2Config::DOMAIN.ipa_bits;
 /// dom0's vCPU count when the command line does not say.
 pub const DOM0_DEFAULT_VCPUS: usize = 1;
 /// Options xenith acts on that [`HypervisorCmdline`] leaves among the unknown ones.
-const OWN_UNPARSED: [&str; 5] = ["dom0_max_vcpus=", "spectre_entry=all", "its=", "gnttab_max_frames=", "gnttab_max_maptrack_frames="];
+const OWN_UNPARSED: [&str; 2] = ["gnttab_max_frames=", "gnttab_max_maptrack_frames="];
 const MIB: u64 = 1 << 20;
 
 /// The console the hypervisor writes to, from `/chosen/stdout-path`.
@@ -106,11 +106,6 @@ pub fn page_round(r: Region) -> Region {
     Region { base, size: end - base }
 }
 
-fn dom0_max_vcpus(options: &[String]) -> Option<usize> {
-    let v = options.iter().rev().find_map(|o| o.strip_prefix("dom0_max_vcpus="))?;
-    v.rsplit('-').next()?.parse().ok()
-}
-
 /// dom0's vCPU count: what the command line asks (default [`DOM0_DEFAULT_VCPUS`]), at most one
 /// per host CPU and `max_cpus`, at least one.
 pub fn dom0_vcpus(requested: Option<usize>, host_cpus: usize, max_cpus: usize) -> usize {
@@ -149,9 +144,7 @@ pub fn plan(dt: &HostDt, info: &BootInfo, image: Region, dtb: Region) -> Result<
     let cmdline = HypervisorCmdline::parse(&text).map_err(|e| format!("command line: {e}"))?;
     let ignored_options =
         cmdline.unknown.iter().filter(|o| !OWN_UNPARSED.iter().any(|own| o.starts_with(own))).cloned().collect();
-    let spectre_entry_all = cmdline.unknown.iter().any(|o| o == "spectre_entry=all");
-    let dom0_max_vcpus = dom0_max_vcpus(&cmdline.unknown);
-    let its_emulation = cmdline.unknown.iter().rev().find_map(|o| o.strip_prefix("its=")) != Some("hide");
+    let (spectre_entry_all, dom0_max_vcpus, its_emulation) = (cmdline.spectre_entry_all, cmdline.dom0_max_vcpus, !cmdline.its_hide);
 
     let mut free = RegionAllocator::new();
     for r in &info.memory {

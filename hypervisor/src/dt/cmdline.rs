@@ -46,6 +46,13 @@ pub struct HypervisorCmdline {
     pub noreboot: bool,
     /// `hypercall_stats`: time every hypercall and print the table when dom0 stops.
     pub hypercall_stats: bool,
+    /// Xen's `dom0_max_vcpus=N` (or `=MIN-MAX`: the maximum); a value that is not a number
+    /// leaves the default, as Xen does.
+    pub dom0_max_vcpus: Option<usize>,
+    /// `spectre_entry=all`: every entry barrier runs whatever the CPU needs.
+    pub spectre_entry_all: bool,
+    /// `its=hide`: the GICv3 ITS is kept from dom0 (no emulated ITS; PCI MSIs fall back to INTx).
+    pub its_hide: bool,
     /// Options xenith does not act on, as written (for a warning).
     pub unknown: Vec<String>,
 }
@@ -181,9 +188,31 @@ impl HypervisorCmdline {
                 "noreboot" => out.noreboot = parse_bool(key, value)?,
                 "no-noreboot" if value.is_none() => out.noreboot = false,
                 "hypercall_stats" => out.hypercall_stats = parse_bool(key, value)?,
+                "dom0_max_vcpus" => out.dom0_max_vcpus = value.and_then(|v| v.rsplit('-').next()?.parse().ok()),
+                "spectre_entry" if value == Some("all") => out.spectre_entry_all = true,
+                "its" if value.is_some() => out.its_hide = value == Some("hide"),
                 _ => out.unknown.push(word.to_owned()),
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dom0_vcpus_spectre_and_its_options() {
+        let c = HypervisorCmdline::parse("dom0_max_vcpus=1-2 spectre_entry=all its=hide sched=credit2").unwrap();
+        assert_eq!((c.dom0_max_vcpus, c.spectre_entry_all, c.its_hide), (Some(2), true, true));
+        assert_eq!(c.unknown, ["sched=credit2"]);
+        // The last one given wins; a value that is not a number leaves the default.
+        let c = HypervisorCmdline::parse("dom0_max_vcpus=3 dom0_max_vcpus=4 its=hide its=on").unwrap();
+        assert_eq!((c.dom0_max_vcpus, c.its_hide), (Some(4), false));
+        let c = HypervisorCmdline::parse("dom0_max_vcpus=x spectre_entry=auto").unwrap();
+        assert_eq!((c.dom0_max_vcpus, c.spectre_entry_all), (None, false));
+        assert_eq!(c.unknown, ["spectre_entry=auto"]);
+        assert_eq!(HypervisorCmdline::parse("").unwrap().dom0_max_vcpus, None);
     }
 }
