@@ -27,12 +27,37 @@
 //! (pending upcalls, shutdown: atomics), shutdown and vm_assist requests, fault-log counting.
 
 use super::{DomId, Domain};
-use crate::mm::{FrameAlloc, TlbOps};
-use crate::sync::{Mutex, MutexGuard, Once};
+use crate::mm::{FrameAlloc, RegionAllocator, TlbOps};
+use crate::sync::{Mutex, MutexGuard, Once, SpinMutex};
 use platform::PhysMem;
 
 /// Domain ids a slot exists for (0..MAX_DOMAINS).
 pub const MAX_DOMAINS: usize = 8;
+
+/// Every domain the machine runs (which one runs on each CPU is the architecture's to say).
+pub static DOMAINS: Domains = Domains::new();
+/// Table frames for stage-2 changes after boot (what the boot plan did not give a guest).
+pub static FRAMES: SpinMutex<RegionAllocator> = SpinMutex::new(RegionAllocator::new());
+
+/// The frame pool ([`FRAMES`]), locked for each allocation or release only (most hypercalls
+/// take no frame; its lock is a leaf: never held while a domain's lock is taken).
+#[derive(Default)]
+pub struct PoolFrames;
+
+impl FrameAlloc for PoolFrames {
+    fn alloc_frame(&mut self) -> Option<u64> {
+        FRAMES.lock().alloc_frame()
+    }
+    fn free_frame(&mut self, pa: u64) {
+        FRAMES.lock().free_frame(pa)
+    }
+    fn alloc_frames(&mut self, count: usize) -> Option<u64> {
+        FRAMES.lock().alloc_frames(count)
+    }
+    fn free_frames(&mut self, pa: u64, count: usize) {
+        FRAMES.lock().free_frames(pa, count)
+    }
+}
 
 /// The live domains, each in the slot of its id.
 pub struct Domains {

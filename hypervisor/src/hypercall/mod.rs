@@ -2,6 +2,7 @@
 //! untrusted: handlers return Xen's errno (as a negative value) and never panic. Guest buffers
 //! are guest *virtual* addresses, reached through [`GuestMemory`].
 
+pub mod after;
 pub mod console_io;
 pub mod event_channel;
 pub mod grant_table;

@@ -4,7 +4,7 @@
 //! delivery, timers) is shared with GICv3.
 
 use super::smp::{this_cpu, MAX_CPUS};
-use super::trap::LazyFrames;
+use crate::domain::registry::PoolFrames as LazyFrames;
 use super::{DirectMem, HwTlb};
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;

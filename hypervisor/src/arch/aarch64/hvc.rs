@@ -4,7 +4,9 @@
 //! hypercall does not pay for the full `TrapFrame`. A hypercall only reads x0-x4 and x16 and
 //! writes x0 (x0-x2 and the return address for a continuation).
 
-use super::trap::{self, CurrentGuestMemory, LazyFrames, DOMAINS};
+use super::trap::{self, CurrentGuestMemory};
+use crate::domain::registry::{PoolFrames, DOMAINS};
+use crate::hypercall::after::{self, After};
 use super::{gic, iommu, smp, DirectMem};
 use crate::domain::registry::Machine;
 use crate::domain::DomId;
@@ -64,7 +66,7 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     }
     let current: DomId = smp::current_domain();
     let mut mem = CurrentGuestMemory;
-    let mut frames = LazyFrames;
+    let mut frames = PoolFrames;
     // p2m changes reach the SMMUs sharing the tables.
     let mut tlb = iommu::SystemTlb::default();
     let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
@@ -73,21 +75,8 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: smp::current_vcpu(), mem: &mut mem, machine: &mut machine };
     let outcome = hypercall::dispatch_step(&mut cx, nr, args);
     drop(tlb);
-    // An event the hypercall raised reaches its domain as that domain's event-channel PPI
-    // (gic.rs), whichever domain raised it (an interdomain send, a domU's shutdown).
-    let mut with_upcalls = crate::domain::take_domains_with_upcalls();
-    while with_upcalls != 0 {
-        let id = with_upcalls.trailing_zeros() as DomId;
-        with_upcalls &= with_upcalls - 1;
-        if let Some(d) = DOMAINS.get(id) {
-            gic::deliver_event_upcall(d);
-        }
-    }
-    if current == 0 {
-        if let Some(d0) = DOMAINS.get(0).filter(|d| d.shutdown().is_some()) {
-            trap::act_on_shutdown(d0);
-        }
-    } else if trap::domu_shutdown(&DOMAINS, current) == trap::After::Park {
+    // Upcalls the hypercall raised (gic.rs delivers them), then a stop the caller asked for.
+    if after::after_hypercall(&super::Hw, &DOMAINS, current) == After::Park {
         smp::park_this_cpu();
     }
     outcome

@@ -2,7 +2,7 @@
 //! objects: probing at boot, attaching dom0's streams to its stage 2 (shared tables), TLB
 //! maintenance that reaches both the CPU and the SMMUs, and event reporting.
 
-use super::trap::FRAMES;
+use crate::domain::registry::FRAMES;
 use super::{DirectMem, HwTlb};
 use crate::iommu::smmuv3::virt::{GuestMem, PhysSte, PhysTlbi, Vsmmu, VsmmuBackend, VsmmuConfig, VSMMU_SIZE};
 use crate::iommu::smmuv3::{self, Command, DmaAlloc, Smmu, SmmuConfig, SmmuError};
@@ -276,7 +276,7 @@ fn vsmmu_irqs(st: &mut VsmmuState) {
 }
 
 fn forward_to_vsmmu(events: &[[u64; 4]]) {
-    let Some(dom) = super::trap::DOMAINS.get(0) else { return };
+    let Some(dom) = crate::domain::registry::DOMAINS.get(0) else { return };
     let mut v = VSMMU.lock();
     let Some(st) = v.as_mut() else { return };
     for raw in events {
@@ -303,7 +303,7 @@ impl MmioDevice for VsmmuDevice {
         if !a.write {
             return MmioResult::Done(st.vsmmu.read(a.offset, a.size));
         }
-        let Some(dom) = super::trap::DOMAINS.get(0) else { return MmioResult::Done(0) };
+        let Some(dom) = crate::domain::registry::DOMAINS.get(0) else { return MmioResult::Done(0) };
         let mut ops = PendingOps::default();
         st.vsmmu.write(a.offset, a.size, a.value, &Dom0Ram(dom), &mut ops);
         apply(st, ops);

@@ -3,7 +3,7 @@
 //! configuration and pending tables, and dom0's emulated ITS (`irq::its::virt`) registered on
 //! its control frame. Decisions live in `irq::its`; this file finds things and wires them.
 
-use super::trap::FRAMES;
+use crate::domain::registry::FRAMES;
 use super::DirectMem;
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
 use crate::domain::Domain;
@@ -170,7 +170,7 @@ struct Dom0Ram;
 
 impl GuestMem for Dom0Ram {
     fn read(&self, ipa: u64, buf: &mut [u8]) -> bool {
-        let Some(dom) = super::trap::DOMAINS.get(0) else { return false };
+        let Some(dom) = crate::domain::registry::DOMAINS.get(0) else { return false };
         let mut done = 0usize;
         while done < buf.len() {
             let at = ipa.wrapping_add(done as u64);

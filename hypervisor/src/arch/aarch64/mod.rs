@@ -170,3 +170,54 @@ pub fn clean_dcache_range(pa: u64, len: u64) {
     // SAFETY: barrier and I-cache invalidation.
     unsafe { core::arch::asm!("dsb sy", "ic iallu", "dsb sy", "isb") };
 }
+
+/// The architecture contract ([`crate::arch::Arch`]) on this CPU.
+pub struct Hw;
+
+impl crate::arch::Arch for Hw {
+    fn start_cpu(&self, s: &crate::arch::CpuStart) -> Result<(), alloc::string::String> {
+        smp::start_cpu(s.cpu, s.mpidr, s.domain, s.vcpu, s.vttbr, s.vtcr, s.entry, s.context)
+    }
+    fn clean_dcache_range(&self, pa: u64, len: u64) {
+        clean_dcache_range(pa, len)
+    }
+    fn stop_machine(&self, action: crate::domain::lifecycle::MachineAction) {
+        match action {
+            crate::domain::lifecycle::MachineAction::PowerOff => psci::system_off(),
+            crate::domain::lifecycle::MachineAction::Restart { delay_ms } => {
+                regs::delay_ms(delay_ms);
+                psci::system_reset()
+            }
+        }
+    }
+    fn with_machine(&self, f: &mut dyn FnMut(&mut crate::domain::registry::Machine<'_>)) {
+        let mut frames = crate::domain::registry::PoolFrames;
+        let mut tlb = iommu::SystemTlb::default();
+        f(&mut crate::domain::registry::Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb });
+    }
+    fn attach_vgic(&self, dom: &mut crate::domain::Domain, cfg: &crate::irq::vgic::domains::VgicConfig) -> Result<(), alloc::string::String> {
+        gic::attach_vgic(dom, cfg)
+    }
+    fn spi_level(&self, dom: crate::domain::DomId, intid: u32, high: bool) {
+        gic::set_irq_level(dom, 0, intid, high)
+    }
+    fn deliver_event_upcall(&self, dom: &crate::domain::Domain) {
+        gic::deliver_event_upcall(dom)
+    }
+    fn report_iommu_events(&self) {
+        iommu::report_events()
+    }
+    fn shutdown_report(&self) -> alloc::vec::Vec<alloc::string::String> {
+        use core::sync::atomic::Ordering;
+        let counts = trap::TRAPS.snapshot();
+        let mut out = alloc::vec![
+            alloc::format!("traps from guests: {}", counts.iter().flatten().map(|&n| u64::from(n)).sum::<u64>()),
+            alloc::format!("stage-2 faults resolved by a retry (a p2m change in progress): {}", trap::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)),
+        ];
+        out.extend(crate::trap_stats::breakdown(&counts, smp::vcpus(), 100));
+        if trap::HCALL_STATS.load(Ordering::Relaxed) {
+            out.extend(trap::HCALL_TIME.lines(100));
+        }
+        out
+    }
+}

@@ -4,7 +4,8 @@
 
 use super::entry::{enter_guest, TrapFrame};
 use super::guest::{self, SPSR_EL1H_MASKED};
-use super::{heap, iommu, mmu, psci, trap, DirectMem, HwTlb};
+use super::{heap, iommu, mmu, psci, DirectMem, HwTlb};
+use crate::domain::registry::{DOMAINS, FRAMES};
 use crate::boot::{self, page_round, Console};
 use crate::domain::dom0::Dom0Layout;
 use crate::domain::{Domain, RamBank, RamBanks};
@@ -166,7 +167,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
             None => log!("heap: no {} MiB of RAM to grow into; staying at the static heap", mib(extra_heap)),
         }
     }
-    *trap::FRAMES.lock() = core::mem::take(&mut plan.free);
+    *FRAMES.lock() = core::mem::take(&mut plan.free);
 
     // Who owns each DMA master's IOMMU: the hypervisor drives every SMMUv3 it can use for
     // stage 2; one it cannot (no stage 2) falls back to dom0, as Xen does, and says why.
@@ -209,7 +210,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // dom0's stage 2: every device the hypervisor does not keep, then its RAM.
     let mem = DirectMem;
     let mut tlb = HwTlb;
-    let mut frames = trap::FRAMES.lock();
+    let mut frames = FRAMES.lock();
     let free = &mut *frames;
     let mut p2m = Stage2::new(DOM0_VMID, Stage2Config::DOMAIN, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
     let mut mapped = 0usize;
@@ -299,7 +300,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         super::its::attach(&mut dom, node, vgic, vcpus)?;
     }
     attach_vsmmus(&dt, table, &mut dom, nested, p2m_regs, Stage2Config::DOMAIN.ipa_bits);
-    if trap::DOMAINS.insert(dom).is_err() {
+    if DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
     // What the toolstack's sysctls report of the machine.
@@ -311,7 +312,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         max_mfn: (crate::hypercall::host_ram_end() >> 12).saturating_sub(1),
         iommu_shares_p2m,
         ipa_bits: crate::mm::Stage2Config::DOMAIN.ipa_bits,
-        free_pages: || trap::FRAMES.lock().total_free() >> 12,
+        free_pages: || FRAMES.lock().total_free() >> 12,
         now_ns: || {
             let f = super::regs::counter_freq().max(1);
             (u128::from(super::regs::counter()) * 1_000_000_000 / u128::from(f)) as u64
@@ -319,10 +320,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     });
     start_domus(&dt, &mpidrs, host_lines);
     release_boot_modules(&info, &[hyp, host_dtb]);
-    let guests_ram: u64 = trap::DOMAINS.iter().map(|d| d.ram.total()).sum();
+    let guests_ram: u64 = DOMAINS.iter().map(|d| d.ram.total()).sum();
     let ram_total = plan.ram_total;
     let firmware: u64 = info.reserved.iter().map(|r| page_round(r.region).size).sum();
-    let free_now = trap::FRAMES.lock().total_free();
+    let free_now = FRAMES.lock().total_free();
     let (used, _) = heap::usage();
     log!(
         "memory: xenith uses {} MiB of {} MiB (image {} MiB with a {} MiB static heap, {} MiB more heap, {} KiB of it in use; page tables, SMMU queues and the host DTB the rest); guests {} MiB, free {} MiB",
@@ -352,7 +353,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
 /// (`keep`, firmware reservations) stays reserved.
 fn release_boot_modules(info: &crate::dt::boot_info::BootInfo, keep: &[Region]) {
     let overlaps = |a: Region, b: Region| a.base < b.base.saturating_add(b.size) && b.base < a.base.saturating_add(a.size);
-    let mut frames = trap::FRAMES.lock();
+    let mut frames = FRAMES.lock();
     let mut released = 0u64;
     for m in &info.modules {
         let r = page_round(m.region);
@@ -393,7 +394,7 @@ fn start_domus(dt: &HostDt, host_cpus: &[u64], host_it_lines: u32) {
             continue;
         };
         let built = {
-            let mut frames = trap::FRAMES.lock();
+            let mut frames = FRAMES.lock();
             build_domu(spec, id, DOM0_VMID + id, &mut *frames, &DirectMem, &mut HwTlb)
         };
         let (mut dom, boot) = match built {
@@ -426,7 +427,7 @@ fn start_domus(dt: &HostDt, host_cpus: &[u64], host_it_lines: u32) {
             if spec.vpl011 { "vpl011, " } else { "" }
         );
         *dom.placement.get_mut() = crate::domain::Placement::new(cpu as u32);
-        if trap::DOMAINS.insert(dom).is_err() {
+        if DOMAINS.insert(dom).is_err() {
             log!("{}: domain {id} exists already: not started", spec.name);
             continue;
         }

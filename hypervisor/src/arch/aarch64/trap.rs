@@ -6,22 +6,19 @@ use super::entry::TrapFrame;
 use super::guest::{self, esr};
 use super::psci;
 use crate::domain::mmio::{MmioAccess, MmioResult};
-use crate::domain::registry::{Domains, Machine};
+use crate::domain::registry::DOMAINS;
 use super::DirectMem;
 use crate::domain::{DomId, Domain, ShutdownReason};
+use crate::hypercall::after::{self, After};
 use crate::hypercall::{self, GuestFault, GuestMemory};
-use crate::mm::RegionAllocator;
 use crate::{log, sysreg};
 use super::smp::{self, MAX_CPUS};
 use crate::trap_stats::{TrapKind, TrapStats};
 use crate::sync::SpinMutex as Mutex;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
-use crate::domain::lifecycle::{DomUAfter, FaultLoop, MachineAction};
+use crate::domain::lifecycle::FaultLoop;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Every domain (a lock-free table: each domain has its own locks). Which one runs on each
-/// CPU is smp.rs's (`smp::current_domain`).
-pub static DOMAINS: Domains = Domains::new();
 /// Exceptions taken from guests into EL2 (every lower-EL vector) per CPU and kind, printed
 /// when dom0 stops.
 pub static TRAPS: TrapStats<{ MAX_CPUS }> = TrapStats::new();
@@ -43,8 +40,6 @@ static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RETRY_INIT)
 const RETRY_INIT: RetryState = RetryState::new();
 /// Per CPU, the exceptions injected into its vCPU (`FaultLoop`: a handler that faults at once).
 static FAULT_LOOP: [Mutex<FaultLoop>; MAX_CPUS] = [const { Mutex::new(FaultLoop::new()) }; MAX_CPUS];
-/// Table frames for stage-2 changes after boot (what dom0 was not given).
-pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 
 /// Exception classes (ESR_EL2.EC) handled here.
 mod ec {
@@ -55,27 +50,6 @@ mod ec {
     pub const SYSREG: u64 = 0x18;
     pub const IABT_LOW: u64 = 0x20;
     pub const DABT_LOW: u64 = 0x24;
-}
-
-/// The frame pool, locked for each allocation or release only (most hypercalls take no frame;
-/// and the pool's lock is the last in the lock order: it is never held while a domain's lock
-/// is taken).
-#[derive(Default)]
-pub(super) struct LazyFrames;
-
-impl crate::mm::FrameAlloc for LazyFrames {
-    fn alloc_frame(&mut self) -> Option<u64> {
-        FRAMES.lock().alloc_frame()
-    }
-    fn free_frame(&mut self, pa: u64) {
-        FRAMES.lock().free_frame(pa)
-    }
-    fn alloc_frames(&mut self, count: usize) -> Option<u64> {
-        FRAMES.lock().alloc_frames(count)
-    }
-    fn free_frames(&mut self, pa: u64, count: usize) {
-        FRAMES.lock().free_frames(pa, count)
-    }
 }
 
 /// The calling vCPU's memory through its own stage 1 and stage 2, limited to its RAM.
@@ -155,14 +129,6 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     super::spectre::guest_entry(ssbd);
 }
 
-/// What the CPU does once a trap is handled.
-#[derive(PartialEq)]
-pub(super) enum After {
-    Resume,
-    /// Its domain (a domU) shut down: the CPU stops (domains lock released first).
-    Park,
-}
-
 fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     let class = esr_el2 >> 26;
     let iss = esr_el2 & 0x1ff_ffff;
@@ -235,45 +201,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             inject_undef(dom, frame, ret);
         }
     }
-    // Two loads on the way out; the rest only once the domain asked to stop or a domU turned
-    // its vCPU off (PSCI CPU_OFF: `domu_shutdown` parks its CPU).
-    if dom.shutdown().is_none() && (dom.is_hardware || (!dom.vcpu_off(0) && !dom.paused())) {
-        return After::Resume;
-    }
-    act_on_shutdown(dom);
-    domu_shutdown(&DOMAINS, current)
-}
-
-/// A domU that asked to stop (SCHEDOP_shutdown, PSCI SYSTEM_OFF, a crash) stays as it is
-/// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
-/// VIRQ_DOM_EXC as on Xen, and its CPU stops.
-pub(super) fn domu_shutdown(domains: &Domains, id: DomId) -> After {
-    // Paused by the toolstack (XEN_DOMCTL_pausedomain): its vCPU waits here, on its own CPU,
-    // until unpaused (or stopped).
-    if let Some(d) = domains.get(id).filter(|d| !d.is_hardware) {
-        while d.paused() && d.shutdown().is_none() {
-            <crate::sync::Relax as spin::RelaxStrategy>::relax();
-        }
-    }
-    let Some(d) = domains.get(id).filter(|d| !d.is_hardware) else { return After::Resume };
-    let (after, line) = crate::domain::lifecycle::domu_after_trap(id, d.shutdown(), d.vcpu_off(0));
-    if after == DomUAfter::Runs {
-        return After::Resume;
-    }
-    if matches!(after, DomUAfter::Stopped(_)) {
-        super::iommu::report_events();
-    }
-    if let Some(line) = line {
-        log!("{line}");
-    }
-    if let (DomUAfter::Stopped(_), Some(d0)) = (after, domains.get(0)) {
-        let mut frames = LazyFrames;
-        let mut tlb = super::iommu::SystemTlb::default();
-        let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
-        hypercall::event_channel::send_virq(d0, &mut machine, guest_abi::event_channel::VIRQ_DOM_EXC);
-        super::gic::deliver_event_upcall(d0);
-    }
-    After::Park
+    after::after_trap(&super::Hw, &DOMAINS, dom)
 }
 
 fn smccc(dom: &Domain, frame: &mut TrapFrame) {
@@ -410,35 +338,6 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
     }
 }
 
-/// dom0 stopping takes the machine with it (as on Xen): power off, or reset for reboot and crash.
-pub(super) fn act_on_shutdown(dom: &Domain) {
-    let Some(reason) = dom.shutdown().filter(|_| dom.is_hardware) else { return };
-    super::iommu::report_events();
-    log!("d{}: shutdown ({reason:?})", dom.id);
-    {
-        let counts = TRAPS.snapshot();
-        log!("traps from guests: {}", counts.iter().flatten().map(|&n| u64::from(n)).sum::<u64>());
-        log!("stage-2 faults resolved by a retry (a p2m change in progress): {}", S2_FAULTS_RESOLVED.load(Ordering::Relaxed));
-        for line in crate::trap_stats::breakdown(&counts, super::smp::vcpus(), 100) {
-            log!("{line}");
-        }
-        if HCALL_STATS.load(Ordering::Relaxed) {
-            for line in HCALL_TIME.lines(100) {
-                log!("{line}");
-            }
-        }
-        let (action, line) = crate::domain::lifecycle::hardware_domain_stopped(reason);
-        log!("{line}");
-        match action {
-            MachineAction::PowerOff => psci::system_off(),
-            MachineAction::Restart { delay_ms } => {
-                super::regs::delay_ms(delay_ms);
-                psci::system_reset();
-            }
-        }
-    }
-}
-
 #[no_mangle]
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
     // Physical interrupts the hypervisor owns (timers, GIC maintenance): see gic.rs.
@@ -462,10 +361,9 @@ fn kill_current(why: &str) {
     if let Some(dom) = DOMAINS.get(current) {
         log!("d{}: {why}: domain killed", dom.id);
         dom.set_shutdown(ShutdownReason::Crash);
-        act_on_shutdown(dom);
-    }
-    if domu_shutdown(&DOMAINS, current) == After::Park {
-        smp::park_this_cpu();
+        if after::after_trap(&super::Hw, &DOMAINS, dom) == After::Park {
+            smp::park_this_cpu();
+        }
     }
 }
 

@@ -165,3 +165,43 @@ pub fn clean_dcache_range(pa: u64, len: u64) {
     // SAFETY: barrier and I-cache invalidation (ICIALLUIS, BPIALLIS).
     unsafe { core::arch::asm!("dsb sy", "mcr p15, 0, {z}, c7, c1, 0", "mcr p15, 0, {z}, c7, c1, 6", "dsb sy", "isb", z = in(reg) 0u32) };
 }
+
+/// The architecture contract ([`crate::arch::Arch`]) in HYP mode: one CPU, no interrupt
+/// controller driver yet (no vGIC to attach, no secondary CPU to start).
+pub struct Hw;
+
+impl crate::arch::Arch for Hw {
+    fn start_cpu(&self, s: &crate::arch::CpuStart) -> Result<(), alloc::string::String> {
+        Err(alloc::format!("CPU {} cannot be started: xenith runs one CPU in HYP mode", s.cpu))
+    }
+    fn clean_dcache_range(&self, pa: u64, len: u64) {
+        clean_dcache_range(pa, len)
+    }
+    fn stop_machine(&self, action: crate::domain::lifecycle::MachineAction) {
+        match action {
+            crate::domain::lifecycle::MachineAction::PowerOff => psci::system_off(),
+            crate::domain::lifecycle::MachineAction::Restart { delay_ms } => {
+                regs::delay_ms(delay_ms);
+                psci::system_reset()
+            }
+        }
+    }
+    fn with_machine(&self, f: &mut dyn FnMut(&mut crate::domain::registry::Machine<'_>)) {
+        let mut frames = crate::domain::registry::PoolFrames;
+        let mut tlb = HwTlb;
+        f(&mut crate::domain::registry::Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb });
+    }
+    fn attach_vgic(&self, dom: &mut crate::domain::Domain, _cfg: &crate::irq::vgic::domains::VgicConfig) -> Result<(), alloc::string::String> {
+        Err(alloc::format!("d{}: no vGIC in HYP mode yet", dom.id))
+    }
+    fn spi_level(&self, _dom: crate::domain::DomId, _intid: u32, _high: bool) {}
+    fn shutdown_report(&self) -> alloc::vec::Vec<alloc::string::String> {
+        use core::sync::atomic::Ordering;
+        alloc::vec![alloc::format!(
+            "traps from guests: {} ({} hypercalls); stage-2 faults resolved by a retry: {}",
+            trap::TRAPS.load(Ordering::Relaxed),
+            trap::HYPERCALLS.load(Ordering::Relaxed),
+            trap::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)
+        )]
+    }
+}

@@ -8,9 +8,9 @@ use super::regs::{Hdfar, Hifar, Hpfar, Hsr, Ttbcr};
 use super::smp::{self, MAX_CPUS};
 use super::{psci, DirectMem, HwTlb};
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
-use crate::domain::lifecycle::MachineAction;
 use crate::domain::mmio::{MmioAccess, MmioResult};
-use crate::domain::registry::{Domains, Machine};
+use crate::domain::registry::{Machine, PoolFrames, DOMAINS, FRAMES};
+use crate::hypercall::after::{self, After};
 use crate::domain::{DomId, Domain};
 use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx, Outcome};
 use crate::log;
@@ -18,15 +18,11 @@ use crate::mm::RegionAllocator;
 use crate::sync::SpinMutex as Mutex;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Every domain (a lock-free table: each domain has its own locks).
-pub static DOMAINS: Domains = Domains::new();
-/// Table frames for stage-2 changes after boot (what dom0 was not given).
-pub static FRAMES: Mutex<RegionAllocator> = Mutex::new(RegionAllocator::new());
 /// Traps from guests, and how many of them were Xen hypercalls (printed when dom0 stops).
-static TRAPS: AtomicU64 = AtomicU64::new(0);
-static HYPERCALLS: AtomicU64 = AtomicU64::new(0);
+pub(super) static TRAPS: AtomicU64 = AtomicU64::new(0);
+pub(super) static HYPERCALLS: AtomicU64 = AtomicU64::new(0);
 /// Stage-2 faults that were another CPU's p2m change in progress: the guest retried.
-static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
+pub(super) static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
 /// Per CPU, the last retried stage-2 fault (`fault::resolve`'s bound).
 static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RetryState::new()) }; MAX_CPUS];
 
@@ -43,25 +39,6 @@ mod ec {
 
 /// HSR.IL: the trapped instruction is 32 bits (else a 16-bit Thumb one).
 const HSR_IL: u32 = 1 << 25;
-
-/// The frame pool, locked for each allocation or release only.
-#[derive(Default)]
-pub(super) struct LazyFrames;
-
-impl crate::mm::FrameAlloc for LazyFrames {
-    fn alloc_frame(&mut self) -> Option<u64> {
-        FRAMES.lock().alloc_frame()
-    }
-    fn free_frame(&mut self, pa: u64) {
-        FRAMES.lock().free_frame(pa)
-    }
-    fn alloc_frames(&mut self, count: usize) -> Option<u64> {
-        FRAMES.lock().alloc_frames(count)
-    }
-    fn free_frames(&mut self, pa: u64, count: usize) {
-        FRAMES.lock().free_frames(pa, count)
-    }
-}
 
 /// The calling vCPU's memory through its own stage 1 and stage 2, limited to its RAM.
 pub(super) struct CurrentGuestMemory;
@@ -120,14 +97,6 @@ extern "C" fn xenith_trap_guest(frame: &mut TrapFrame) {
     if handle(frame, hsr) == After::Park {
         park_this_cpu();
     }
-}
-
-/// What the CPU does once a trap is handled.
-#[derive(PartialEq)]
-enum After {
-    Resume,
-    /// Its domain (a domU) shut down: the CPU stops.
-    Park,
 }
 
 /// Whether a trapped conditional instruction passed its condition (HSR.CV and COND against
@@ -206,12 +175,8 @@ fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
 }
 
 /// Once a trap is handled: act on a shutdown the domain asked for.
-fn after_guest_work(dom: &Domain, current: DomId) -> After {
-    if dom.shutdown().is_none() && (dom.is_hardware || !dom.vcpu_off(0)) {
-        return After::Resume;
-    }
-    act_on_shutdown(dom);
-    domu_shutdown(&DOMAINS, current)
+fn after_guest_work(dom: &Domain, _current: DomId) -> After {
+    after::after_trap(&super::Hw, &DOMAINS, dom)
 }
 
 /// A Xen hypercall (`HVC #0xEA1` from A32 or T32): number in r12, arguments r0-r4, result in
@@ -222,7 +187,7 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
     let args = [r[0], r[1], r[2], r[3], r[4]].map(u64::from);
     let nr = u64::from(r[12]);
     let mut mem = CurrentGuestMemory;
-    let mut frames = LazyFrames;
+    let mut frames = PoolFrames;
     let mut tlb = HwTlb;
     let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
     let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: smp::current_vcpu(), mem: &mut mem, machine: &mut machine };
@@ -345,45 +310,6 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32) -> bool
         }
         MmioResult::Abort => false,
     }
-}
-
-/// dom0 stopping takes the machine with it (as on Xen): power off, or reset for reboot and crash.
-fn act_on_shutdown(dom: &Domain) {
-    let Some(reason) = dom.shutdown().filter(|_| dom.is_hardware) else { return };
-    log!("d{}: shutdown ({reason:?})", dom.id);
-    log!(
-        "traps from guests: {} ({} hypercalls); stage-2 faults resolved by a retry: {}",
-        TRAPS.load(Ordering::Relaxed),
-        HYPERCALLS.load(Ordering::Relaxed),
-        S2_FAULTS_RESOLVED.load(Ordering::Relaxed)
-    );
-    let (action, line) = crate::domain::lifecycle::hardware_domain_stopped(reason);
-    log!("{line}");
-    match action {
-        MachineAction::PowerOff => psci::system_off(),
-        MachineAction::Restart { delay_ms } => {
-            super::regs::delay_ms(delay_ms);
-            psci::system_reset();
-        }
-    }
-}
-
-/// A domU that asked to stop keeps its memory; dom0 hears of it through VIRQ_DOM_EXC, as on
-/// Xen; its CPU stops.
-fn domu_shutdown(domains: &Domains, id: DomId) -> After {
-    if domains.get(id).is_some_and(|d| !d.is_hardware && d.vcpu_off(0) && d.shutdown().is_none()) {
-        log!("d{id}: vCPU 0 off (PSCI CPU_OFF): its CPU stops");
-        return After::Park;
-    }
-    let Some(reason) = domains.get(id).filter(|d| !d.is_hardware).and_then(|d| d.shutdown()) else { return After::Resume };
-    log!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC");
-    if let Some(d0) = domains.get(0) {
-        let mut frames = LazyFrames;
-        let mut tlb = HwTlb;
-        let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
-        hypercall::event_channel::send_virq(d0, &mut machine, guest_abi::event_channel::VIRQ_DOM_EXC);
-    }
-    After::Park
 }
 
 /// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever.

@@ -1,0 +1,102 @@
+//! The architecture contract on the host: a machine that records what the core asked of it
+//! (CPUs started, caches cleaned, the machine stopped, upcalls raised) and gives it real frame
+//! pools, test physical memory and vGICs, so boot, lifecycle and PSCI decisions are tested
+//! through the same calls the hardware layers answer.
+
+extern crate std;
+
+use super::{Arch, CpuStart};
+use crate::domain::lifecycle::MachineAction;
+use crate::domain::registry::Machine;
+use crate::domain::{DomId, Domain};
+use crate::irq::vgic::domains::{VgicConfig, VgicTable};
+use crate::mm::testmem::TestMem;
+use crate::mm::RegionAllocator;
+use alloc::string::String;
+use alloc::vec::Vec;
+use std::sync::Mutex;
+
+/// What the fake was asked to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    StartCpu(CpuStart),
+    Clean { pa: u64, len: u64 },
+    StopMachine(MachineAction),
+    Upcall(DomId),
+    Spi { dom: DomId, intid: u32, high: bool },
+    IommuEvents,
+}
+
+/// A host machine: `phys` is its memory, `frames` the pool stage-2 tables come from.
+pub struct FakeArch {
+    pub phys: TestMem,
+    pub frames: Mutex<RegionAllocator>,
+    pub vgics: VgicTable,
+    pub calls: Mutex<Vec<Call>>,
+    /// CPUs whose firmware CPU_ON fails.
+    pub broken_cpus: Vec<usize>,
+}
+
+impl FakeArch {
+    /// A machine with `len` bytes of memory at `base`, all of it in the frame pool.
+    pub fn new(base: u64, len: usize) -> Self {
+        let phys = TestMem::new(base, len);
+        let mut frames = RegionAllocator::new();
+        frames.add(base, len as u64).expect("a fresh pool takes any range");
+        Self { phys, frames: Mutex::new(frames), vgics: VgicTable::new(), calls: Mutex::new(Vec::new()), broken_cpus: Vec::new() }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn record(&self, c: Call) {
+        self.calls.lock().unwrap().push(c);
+    }
+
+    /// The CPUs started, in order.
+    pub fn started(&self) -> Vec<CpuStart> {
+        self.calls().into_iter().filter_map(|c| if let Call::StartCpu(s) = c { Some(s) } else { None }).collect()
+    }
+
+    /// The machine stops asked for, in order.
+    pub fn stops(&self) -> Vec<MachineAction> {
+        self.calls().into_iter().filter_map(|c| if let Call::StopMachine(a) = c { Some(a) } else { None }).collect()
+    }
+}
+
+impl Arch for FakeArch {
+    fn start_cpu(&self, start: &CpuStart) -> Result<(), String> {
+        if self.broken_cpus.contains(&start.cpu) {
+            return Err(alloc::format!("firmware CPU_ON of CPU {:#x} failed (Some(18446744073709551610))", start.mpidr));
+        }
+        self.record(Call::StartCpu(*start));
+        Ok(())
+    }
+    fn clean_dcache_range(&self, pa: u64, len: u64) {
+        self.record(Call::Clean { pa, len });
+    }
+    fn stop_machine(&self, action: MachineAction) {
+        self.record(Call::StopMachine(action));
+    }
+    fn with_machine(&self, f: &mut dyn FnMut(&mut Machine<'_>)) {
+        let mut frames = self.frames.lock().unwrap();
+        let mut tlb = self.phys.tlb();
+        f(&mut Machine { mem: &self.phys, frames: &mut *frames, tlb: &mut tlb });
+    }
+    fn attach_vgic(&self, dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String> {
+        crate::irq::vgic::domains::attach(&self.vgics, dom, cfg).map(|_| ())
+    }
+    fn spi_level(&self, dom: DomId, intid: u32, high: bool) {
+        self.record(Call::Spi { dom, intid, high });
+    }
+    fn deliver_event_upcall(&self, dom: &Domain) {
+        self.record(Call::Upcall(dom.id));
+    }
+    fn report_iommu_events(&self) {
+        self.record(Call::IommuEvents);
+    }
+    fn shutdown_report(&self) -> Vec<String> {
+        alloc::vec!["traps from guests: 0".into()]
+    }
+}

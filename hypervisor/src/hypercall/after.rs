@@ -1,0 +1,166 @@
+//! What a vCPU's CPU does once a hypercall or trap from it is handled: raise the event
+//! upcalls the call caused, and act on a domain that asked to stop (the decisions are
+//! `domain::lifecycle`'s; the architecture carries them out through [`Arch`]).
+
+use crate::arch::Arch;
+use crate::domain::lifecycle::{self, DomUAfter};
+use crate::domain::registry::Domains;
+use crate::domain::{DomId, Domain};
+use crate::log;
+
+/// What the CPU does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Return to the guest.
+    Resume,
+    /// Its domain (a domU) stopped or its vCPU turned itself off: the CPU stops.
+    Park,
+}
+
+/// dom0 stopping takes the machine with it (as on Xen): power off, or restart for reboot and
+/// crash. Nothing happens while `dom` is not a hardware domain that asked to stop.
+pub fn hardware_domain_stop(arch: &dyn Arch, dom: &Domain) {
+    let Some(reason) = dom.shutdown().filter(|_| dom.is_hardware) else { return };
+    arch.report_iommu_events();
+    log!("d{}: shutdown ({reason:?})", dom.id);
+    for line in arch.shutdown_report() {
+        log!("{line}");
+    }
+    let (action, line) = lifecycle::hardware_domain_stopped(reason);
+    log!("{line}");
+    arch.stop_machine(action);
+}
+
+/// A domU that asked to stop (SCHEDOP_shutdown, PSCI SYSTEM_OFF, a crash) stays as it is
+/// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
+/// VIRQ_DOM_EXC as on Xen, and its CPU stops. One paused by the toolstack
+/// (XEN_DOMCTL_pausedomain) waits here, on its own CPU, until unpaused or stopped.
+pub fn domu_stop(arch: &dyn Arch, domains: &Domains, id: DomId) -> After {
+    let Some(d) = domains.get(id).filter(|d| !d.is_hardware) else { return After::Resume };
+    while d.paused() && d.shutdown().is_none() {
+        <crate::sync::Relax as spin::RelaxStrategy>::relax();
+    }
+    let (after, line) = lifecycle::domu_after_trap(id, d.shutdown(), d.vcpu_off(0));
+    if after == DomUAfter::Runs {
+        return After::Resume;
+    }
+    if matches!(after, DomUAfter::Stopped(_)) {
+        arch.report_iommu_events();
+    }
+    if let Some(line) = line {
+        log!("{line}");
+    }
+    if let (DomUAfter::Stopped(_), Some(d0)) = (after, domains.get(0)) {
+        arch.with_machine(&mut |m| crate::hypercall::event_channel::send_virq(d0, m, guest_abi::event_channel::VIRQ_DOM_EXC));
+        arch.deliver_event_upcall(d0);
+    }
+    After::Park
+}
+
+/// Once a trap from `dom`'s vCPU is handled: two loads while the domain runs on; the rest only
+/// once it asked to stop, a domU turned its vCPU off (PSCI CPU_OFF) or was paused.
+#[inline]
+pub fn after_trap(arch: &dyn Arch, domains: &Domains, dom: &Domain) -> After {
+    if dom.shutdown().is_none() && (dom.is_hardware || (!dom.vcpu_off(0) && !dom.paused())) {
+        return After::Resume;
+    }
+    hardware_domain_stop(arch, dom);
+    domu_stop(arch, domains, dom.id)
+}
+
+/// Once a hypercall from domain `caller` is handled: an event it raised reaches its domain as
+/// that domain's event-channel upcall, whichever domain raised it (an interdomain send, a
+/// domU's shutdown); then a stop is acted on.
+pub fn after_hypercall(arch: &dyn Arch, domains: &Domains, caller: DomId) -> After {
+    let mut with_upcalls = crate::domain::take_domains_with_upcalls();
+    while with_upcalls != 0 {
+        let id = with_upcalls.trailing_zeros() as DomId;
+        with_upcalls &= with_upcalls - 1;
+        if let Some(d) = domains.get(id) {
+            arch.deliver_event_upcall(d);
+        }
+    }
+    if caller == 0 {
+        if let Some(d0) = domains.get(0) {
+            hardware_domain_stop(arch, d0);
+        }
+        return After::Resume;
+    }
+    domu_stop(arch, domains, caller)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::arch::fake::{Call, FakeArch};
+    use crate::domain::lifecycle::MachineAction;
+    use crate::domain::{RamBanks, ShutdownReason};
+
+    fn machine() -> (FakeArch, Domains) {
+        let domains = Domains::new();
+        let _ = domains.insert(crate::hypercall::testmem::dom0());
+        let _ = domains.insert(Domain::new(1, false, false, RamBanks::default()));
+        (FakeArch::new(0x8000_0000, 1 << 20), domains)
+    }
+
+    #[test]
+    fn a_running_domain_resumes_and_nothing_is_asked_of_the_machine() {
+        let (arch, domains) = machine();
+        for id in [0, 1] {
+            assert_eq!(after_trap(&arch, &domains, domains.get(id).unwrap()), After::Resume);
+        }
+        assert_eq!(domu_stop(&arch, &domains, 1), After::Resume);
+        assert!(arch.calls().is_empty(), "{:?}", arch.calls());
+    }
+
+    #[test]
+    fn dom0_stopping_stops_the_machine_as_xen_does() {
+        for (reason, want) in [
+            (ShutdownReason::PowerOff, MachineAction::PowerOff),
+            (ShutdownReason::Reboot, MachineAction::Restart { delay_ms: 0 }),
+            (ShutdownReason::Crash, MachineAction::Restart { delay_ms: lifecycle::CRASH_RESTART_DELAY_MS }),
+        ] {
+            let (arch, domains) = machine();
+            let d0 = domains.get(0).unwrap();
+            d0.set_shutdown(reason);
+            // On hardware the machine stops inside; the fake returns and the CPU would resume.
+            assert_eq!(after_trap(&arch, &domains, d0), After::Resume);
+            assert_eq!(arch.stops(), [want], "{reason:?}");
+            assert_eq!(arch.calls().first(), Some(&Call::IommuEvents), "IOMMU faults are reported before the shutdown line");
+            // The same from the hypercall path.
+            let (arch, domains) = machine();
+            domains.get(0).unwrap().set_shutdown(reason);
+            assert_eq!(after_hypercall(&arch, &domains, 0), After::Resume);
+            assert_eq!(arch.stops(), [want]);
+        }
+    }
+
+    #[test]
+    fn a_domu_that_stops_parks_its_cpu_tells_dom0_and_leaves_the_machine_running() {
+        for reason in [ShutdownReason::PowerOff, ShutdownReason::Reboot, ShutdownReason::Crash] {
+            let (arch, domains) = machine();
+            let d1 = domains.get(1).unwrap();
+            d1.set_shutdown(reason);
+            assert_eq!(after_trap(&arch, &domains, d1), After::Park, "{reason:?}");
+            assert!(arch.stops().is_empty(), "a domU never stops the machine");
+            assert_eq!(arch.calls(), [Call::IommuEvents, Call::Upcall(0)]);
+            let (arch, domains) = machine();
+            domains.get(1).unwrap().set_shutdown(reason);
+            assert_eq!(after_hypercall(&arch, &domains, 1), After::Park);
+            assert!(arch.stops().is_empty() && arch.calls().contains(&Call::Upcall(0)));
+        }
+    }
+
+    #[test]
+    fn a_domu_vcpu_turned_off_parks_without_telling_dom0() {
+        let (arch, domains) = machine();
+        let d1 = domains.get(1).unwrap();
+        d1.set_vcpu_off(0);
+        assert_eq!(after_trap(&arch, &domains, d1), After::Park);
+        assert!(arch.calls().is_empty(), "{:?}", arch.calls());
+        // dom0's vCPUs cannot turn themselves off this way (PSCI CPU_OFF is denied to it).
+        let d0 = domains.get(0).unwrap();
+        d0.set_vcpu_off(0);
+        assert_eq!(after_trap(&arch, &domains, d0), After::Resume);
+    }
+}
