@@ -9,6 +9,7 @@ pub mod image;
 pub mod lifecycle;
 pub mod mmio;
 pub mod registry;
+pub mod vcpu;
 pub mod vuart;
 pub mod zimage;
 

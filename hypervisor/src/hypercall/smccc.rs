@@ -2,7 +2,9 @@
 //! hypervisor-service calls and PSCI 1.1 (one vCPU per domain for now). The function ID is a
 //! 32-bit value in w0; results go back in x0..x3.
 
-use crate::domain::{Domain, ShutdownReason};
+use crate::arch::{Arch, CpuStart};
+use crate::domain::vcpu::{Cpus, Power};
+use crate::domain::{DomId, Domain, ShutdownReason};
 use crate::spectre::{CallAction, Plan};
 use guest_abi::smccc::*;
 use spin::Once;
@@ -103,6 +105,40 @@ pub fn handle(dom: &Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
     }
 }
 
+/// PSCI calls that concern dom0's other vCPUs (CPU_ON, AFFINITY_INFO) when it has more than
+/// one, from `caller` with x0..x3 = `x`: x0's answer, or `None` to leave the call to [`handle`].
+/// CPU_ON claims the vCPU in `cpus` and has `arch` power its CPU on with dom0's stage 2
+/// (`stage2()`: VTTBR, VTCR) to enter at the guest's address.
+pub fn psci_smp(cpus: &Cpus, arch: &dyn Arch, caller: DomId, x: [u64; 4], stage2: impl FnOnce() -> (u64, u64)) -> Option<u64> {
+    if cpus.dom0_vcpus() <= 1 || caller != 0 {
+        return None;
+    }
+    let fid = x[0] as u32;
+    let is32 = fid & 0x4000_0000 == 0;
+    let arg = |i: usize| if is32 { x[i] & 0xffff_ffff } else { x[i] };
+    let ret = match fid & !0x4000_0000 {
+        PSCI_CPU_ON_32 => {
+            let (entry, context) = (arg(2), arg(3));
+            let started = cpus.cpu_on(arg(1), |v| {
+                let (vttbr, vtcr) = stage2();
+                arch.start_cpu(&CpuStart { cpu: v, mpidr: cpus.host_mpidr(v), domain: 0, vcpu: v as u32, vttbr, vtcr, entry, context })
+            });
+            match started {
+                Ok(_) => PSCI_RET_SUCCESS,
+                Err((r, why)) => {
+                    if let Some(why) = why {
+                        crate::log!("d0: vCPU {}: {why}", arg(1) & 0xff);
+                    }
+                    r
+                }
+            }
+        }
+        PSCI_AFFINITY_INFO_32 => affinity_info(arg(1), arg(2) as u32, cpus.dom0_vcpus() as u32, |v| cpus.power(v as usize) != Power::Off),
+        _ => return None,
+    };
+    Some(neg(ret))
+}
+
 /// MPIDR fields AFFINITY_INFO compares at each lowest affinity level (0..=3).
 const AFFINITY_MASKS: [u64; 4] = [0xff_00ff_ffff, 0xff_00ff_ff00, 0xff_00ff_0000, 0xff_0000_0000];
 /// AFFINITY_INFO answers.
@@ -149,6 +185,54 @@ fn psci_features(fid: u32) -> i64 {
 mod tests {
     use super::super::testmem::dom0;
     use super::*;
+
+    #[test]
+    fn dom0_cpu_on_and_affinity_info_through_the_arch() {
+        use crate::arch::fake::FakeArch;
+        let arch = FakeArch { broken_cpus: alloc::vec![3], ..FakeArch::new(0x8000_0000, 1 << 20) };
+        let cpus = Cpus::new();
+        cpus.setup_dom0(&[0x8000_0000, 0x8000_0001, 0x8000_0002, 0x8000_0003], 4);
+        let stage2 = || (1 << 48 | 0x4100_0000, 0x8002_3558);
+        let call = |x: [u64; 4]| psci_smp(&cpus, &arch, 0, x, stage2);
+        let r = |v: i64| Some(v as u64);
+        let on = |target: u64, entry: u64| [u64::from(PSCI_CPU_ON_64), target, entry, 0xc0de];
+        let info = |target: u64| [u64::from(PSCI_AFFINITY_INFO_64), target, 0, 0];
+        assert_eq!(call(info(1)), r(1), "vCPU 1 starts OFF");
+        assert_eq!(call(on(1, 0x4020_0000)), r(PSCI_RET_SUCCESS));
+        assert_eq!(
+            arch.started(),
+            [CpuStart { cpu: 1, mpidr: 0x8000_0001, domain: 0, vcpu: 1, vttbr: 1 << 48 | 0x4100_0000, vtcr: 0x8002_3558, entry: 0x4020_0000, context: 0xc0de }]
+        );
+        // ON_PENDING until its CPU enters the guest; AFFINITY_INFO counts it as on.
+        assert_eq!(call(on(1, 0x4020_0000)), r(PSCI_RET_ON_PENDING));
+        assert_eq!(call(info(1)), r(0));
+        cpus.started(1);
+        assert_eq!(call(on(1, 0x4020_0000)), r(PSCI_RET_ALREADY_ON));
+        // SMC32: the upper halves of the arguments are ignored.
+        let on32 = [u64::from(PSCI_CPU_ON_32), 0xffff_ffff_0000_0002, 0xdead_0000_4030_0000, 7];
+        assert_eq!(call(on32), r(PSCI_RET_SUCCESS));
+        assert_eq!(arch.started()[1].entry, 0x4030_0000);
+        assert_eq!((arch.started()[1].cpu, arch.started()[1].context), (2, 7));
+        // Not a vCPU of dom0's, or beyond Aff0.
+        for t in [4, 0x100, 0x1_0000] {
+            assert_eq!(call(on(t, 0x4020_0000)), r(PSCI_RET_INVALID_PARAMETERS), "{t:#x}");
+        }
+        // The firmware cannot start CPU 3: INTERNAL_FAILURE and the vCPU stays OFF.
+        assert_eq!(call(on(3, 0x4020_0000)), r(PSCI_RET_INTERNAL_FAILURE));
+        assert_eq!(cpus.power(3), Power::Off);
+        assert_eq!(call(info(3)), r(1));
+        // Affinity level 1 covers all four vCPUs (Aff1 = 0): on; an unknown level is invalid.
+        assert_eq!(call([u64::from(PSCI_AFFINITY_INFO_64), 3, 1, 0]), r(0));
+        assert_eq!(call([u64::from(PSCI_AFFINITY_INFO_64), 0, 4, 0]), r(PSCI_RET_INVALID_PARAMETERS));
+        // Everything else, and other domains' calls, go to `handle`.
+        assert_eq!(call([u64::from(PSCI_VERSION), 0, 0, 0]), None);
+        assert_eq!(psci_smp(&cpus, &arch, 1, on(1, 0), stage2), None);
+        assert_eq!(arch.started().len(), 2);
+        // dom0 with one vCPU: `handle` answers (only vCPU 0, which runs).
+        let one = Cpus::new();
+        one.setup_dom0(&[0x8000_0000, 0x8000_0001], 1);
+        assert_eq!(psci_smp(&one, &arch, 0, on(1, 0), stage2), None);
+    }
 
     #[test]
     fn affinity_info_answers_on_off_or_invalid() {

@@ -1,5 +1,6 @@
-//! SMP dom0: one vCPU per physical CPU, vCPU n pinned to the CPU whose MPIDR Aff0 is n. A
-//! guest's PSCI CPU_ON for vCPU n powers physical CPU n on through the firmware; it starts in
+//! Secondary CPUs: one vCPU per physical CPU (the placement and dom0's vCPU power states are
+//! `domain::vcpu`'s). A guest's PSCI CPU_ON (`hypercall::smccc::psci_smp`) powers a physical
+//! CPU on through the firmware here; it starts in
 //! `xenith_secondary_entry` with the boot CPU's EL2 translation settings, brings up its GIC
 //! redistributor and CPU interface, and enters the guest where the guest asked.
 
@@ -8,35 +9,13 @@ use super::guest::{self, SPSR_EL1H_MASKED};
 use super::psci;
 use crate::{log, sysreg};
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::arch::global_asm;
+use crate::domain::vcpu::CPUS;
+pub use crate::domain::vcpu::MAX_CPUS;
 use crate::domain::DomId;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-/// Most vCPUs (and physical CPUs) used.
-pub const MAX_CPUS: usize = 4;
-
-/// vCPU power states, numbered as PSCI AFFINITY_INFO reports them.
-const ON: u8 = 0;
-const OFF: u8 = 1;
-const ON_PENDING: u8 = 2;
-
-/// PSCI return codes.
-const INVALID_PARAMETERS: i64 = -2;
-const ALREADY_ON: i64 = -4;
-const ON_PENDING_ERR: i64 = -5;
-const INTERNAL_FAILURE: i64 = -6;
-
-static STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
 /// The domain of a CPU that runs no guest.
 pub const NO_DOMAIN: DomId = DomId::MAX;
-static VCPUS: AtomicUsize = AtomicUsize::new(1);
-/// Physical MPIDR of each CPU, from the host DT's /cpus: written once at boot, read by every
-/// kick (no lock: a kick on one CPU does not wait for one on another).
-static HOST_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Per CPU beyond dom0's: the domU vCPU it was given, as `domain << 8 | vcpu`, plus 1 (0: none).
-/// Written once before that CPU starts; read to find where to send a domU vCPU's kick.
-static DOMU_ON_CPU: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
 /// What a secondary CPU needs before its MMU is on (read with caches off: cleaned to PoC).
 #[repr(C)]
@@ -106,20 +85,9 @@ extern "C" {
 /// dom0 runs `n` vCPUs (the boot plan bounded it by the host's CPUs and [`MAX_CPUS`]), vCPU n
 /// on the CPU of the host DT's n-th /cpus entry; vCPU 0 runs already. Returns the count.
 pub fn setup_dom0(host_cpus: &[u64], n: usize) -> usize {
-    let n = n.min(host_cpus.len()).clamp(1, MAX_CPUS);
-    // Every CPU's MPIDR (domUs run on those beyond dom0's).
-    for (slot, &mpidr) in HOST_MPIDR.iter().zip(host_cpus.iter()) {
-        slot.store(mpidr, Ordering::Relaxed);
-    }
-    VCPUS.store(n, Ordering::Relaxed);
-    STATE[0].store(ON, Ordering::Relaxed);
+    let n = CPUS.setup_dom0(host_cpus, n);
     assign(this_cpu(), 0, 0);
     n
-}
-
-/// Physical MPIDRs of the host CPUs dom0 leaves free (from the host DT's /cpus), for domUs.
-pub fn spare_cpus(host_cpus: &[u64]) -> Vec<(usize, u64)> {
-    host_cpus.iter().copied().enumerate().skip(vcpus()).take(MAX_CPUS.saturating_sub(vcpus())).collect()
 }
 
 /// What each physical CPU runs lives in its own TPIDR_EL2 (nothing else uses it): bits 0-7
@@ -165,73 +133,19 @@ pub fn runs_dom0() -> bool {
 
 /// The physical CPU that runs vCPU `vcpu` of `domain`: dom0's vCPU n on CPU n, a domU's on
 /// the CPU it was given at boot. `None` if it runs nowhere.
+#[inline]
 pub fn cpu_of(domain: DomId, vcpu: usize) -> Option<usize> {
-    if domain == 0 {
-        return (vcpu < vcpus()).then_some(vcpu);
-    }
-    let want = (u32::from(domain) << 8 | vcpu as u32).wrapping_add(1);
-    DOMU_ON_CPU.iter().position(|c| c.load(Ordering::Acquire) == want)
+    CPUS.cpu_of(domain, vcpu)
 }
 
 /// Number of dom0 vCPUs.
 pub fn vcpus() -> usize {
-    VCPUS.load(Ordering::Relaxed)
+    CPUS.dom0_vcpus()
 }
 
-/// The physical MPIDR of the CPU that runs vCPU `vcpu`.
-pub fn host_mpidr(vcpu: usize) -> u64 {
-    HOST_MPIDR.get(vcpu).map_or(0, |m| m.load(Ordering::Relaxed))
-}
-
-/// PSCI calls that concern other vCPUs (CPU_ON, AFFINITY_INFO) when the domain has more than
-/// one; returns false to leave the call to the single-vCPU handler.
-pub fn psci(frame: &mut TrapFrame) -> bool {
-    if vcpus() <= 1 || !runs_dom0() {
-        return false;
-    }
-    let fid = frame.x[0] as u32;
-    let is32 = fid & 0x4000_0000 == 0;
-    let arg = |i: usize| if is32 { frame.x[i] & 0xffff_ffff } else { frame.x[i] };
-    let ret = match fid & !0x4000_0000 {
-        0x8400_0003 => cpu_on(arg(1), arg(2), arg(3)),
-        0x8400_0004 => affinity_info(arg(1), arg(2)),
-        _ => return false,
-    };
-    frame.x[0] = ret as u64;
-    true
-}
-
-fn vcpu_of(mpidr: u64) -> Option<usize> {
-    // vMPIDR of vCPU n is Aff0 = n (bit 31 is RES1 and not an affinity field).
-    let aff = mpidr & 0xff_00ff_ffff;
-    let v = (aff & 0xff) as usize;
-    (aff >> 8 == 0 && v < vcpus()).then_some(v)
-}
-
-fn affinity_info(target: u64, lowest_level: u64) -> i64 {
-    let on = |v: u32| STATE.get(v as usize).is_some_and(|s| s.load(Ordering::Acquire) != OFF);
-    crate::hypercall::smccc::affinity_info(target, lowest_level as u32, vcpus() as u32, on)
-}
-
-fn cpu_on(target: u64, entry: u64, context: u64) -> i64 {
-    let Some(v) = vcpu_of(target) else { return INVALID_PARAMETERS };
-    if v >= MAX_CPUS {
-        return INVALID_PARAMETERS;
-    }
-    if let Err(state) = STATE[v].compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
-        return if state == ON { ALREADY_ON } else { ON_PENDING_ERR };
-    }
-    let vttbr = sysreg!(read VTTBR_EL2);
-    let vtcr = sysreg!(read VTCR_EL2);
-    // dom0's stage 2: this CPU is handling a trap from dom0's vCPU.
-    match start_cpu(v, host_mpidr(v), 0, v as u32, vttbr, vtcr, entry, context) {
-        Ok(()) => 0,
-        Err(e) => {
-            log!("d0: vCPU {v}: {e}");
-            STATE[v].store(OFF, Ordering::Release);
-            INTERNAL_FAILURE
-        }
-    }
+/// The physical MPIDR of CPU `cpu`.
+pub fn host_mpidr(cpu: usize) -> u64 {
+    CPUS.host_mpidr(cpu)
 }
 
 /// Power physical CPU `cpu` (MPIDR `mpidr`) on through the firmware to run vCPU `vcpu` of
@@ -242,7 +156,7 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
         return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
     }
     if domain != 0 {
-        DOMU_ON_CPU[cpu].store((u32::from(domain) << 8 | (vcpu & 0xff)).wrapping_add(1), Ordering::Release);
+        CPUS.give_to_domu(cpu, domain, vcpu);
     }
     let stacks = core::ptr::addr_of!(STACKS) as u64;
     let fill = StartBlock {
@@ -261,7 +175,7 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
         vcpu: u64::from(vcpu),
     };
     // SAFETY: START[cpu] is only written while CPU `cpu` is off: for dom0 vCPUs under the
-    // OFF -> ON_PENDING compare-exchange, for a domU once at boot; CPU `cpu` reads it after
+    // OFF -> ON_PENDING compare-exchange (`Cpus::cpu_on`), for a domU once at boot; CPU `cpu` reads it after
     // it starts.
     let block = unsafe {
         let b = &mut (*core::ptr::addr_of_mut!(START))[cpu];
@@ -277,9 +191,7 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
 
 /// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever.
 pub fn park_this_cpu() -> ! {
-    if let Some(slot) = DOMU_ON_CPU.get(this_cpu()) {
-        slot.store(0, Ordering::Release);
-    }
+    CPUS.release(this_cpu());
     assign(this_cpu(), NO_DOMAIN, 0);
     let _ = psci::call(0x8400_0002, 0, 0, 0);
     super::halt()
@@ -294,7 +206,7 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
     if let Err(e) = super::gic::init_this_cpu() {
         log!("CPU {cpu}: GIC: {e}: parking it");
         if let Some(v) = dom0_vcpu {
-            STATE[v].store(OFF, Ordering::Release);
+            CPUS.failed(v);
         }
         super::halt();
     }
@@ -302,7 +214,7 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
     super::spectre::cpu_init();
     assign(cpu, domain, vcpu);
     if let Some(v) = dom0_vcpu {
-        STATE[v].store(ON, Ordering::Release);
+        CPUS.started(v);
     }
     log!("d{domain}: vCPU {vcpu} up on CPU {cpu}, entering at {:#x}", block.entry);
     // SAFETY: ENTRY[cpu] belongs to this CPU (kept off its stack, which guest entry reuses);

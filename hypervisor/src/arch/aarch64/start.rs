@@ -382,7 +382,7 @@ fn start_domus(dt: &HostDt, host_cpus: &[u64], host_it_lines: u32) {
             return;
         }
     };
-    let mut cpus = super::smp::spare_cpus(host_cpus).into_iter();
+    let mut cpus = crate::domain::vcpu::CPUS.spare().into_iter();
     for (i, spec) in specs.iter().enumerate() {
         let id = (i + 1) as u16;
         if spec.vcpus != 1 {

@@ -205,8 +205,12 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
 }
 
 fn smccc(dom: &Domain, frame: &mut TrapFrame) {
-    // PSCI CPU_ON / AFFINITY_INFO for a domain with several vCPUs (smp.rs).
-    if super::smp::psci(frame) {
+    // PSCI CPU_ON / AFFINITY_INFO for dom0 with several vCPUs (CPU_ON starts its vCPU on
+    // dom0's stage 2: this CPU is handling a trap from one of dom0's vCPUs).
+    let x = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
+    let stage2 = || (sysreg!(read VTTBR_EL2), sysreg!(read VTCR_EL2));
+    if let Some(x0) = hypercall::smccc::psci_smp(&crate::domain::vcpu::CPUS, &super::Hw, dom.id, x, stage2) {
+        frame.x[0] = x0;
         return;
     }
     if let Some((fid, arg)) = hypercall::smccc::firmware_forward(frame.x[0], frame.x[1]) {
