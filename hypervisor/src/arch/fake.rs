@@ -23,7 +23,6 @@ pub enum Call {
     Clean { pa: u64, len: u64 },
     StopMachine(MachineAction),
     Upcall(DomId),
-    Spi { dom: DomId, intid: u32, high: bool },
     IommuEvents,
 }
 
@@ -87,8 +86,8 @@ impl Arch for FakeArch {
     fn attach_vgic(&self, dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String> {
         crate::irq::vgic::domains::attach(&self.vgics, dom, cfg).map(|_| ())
     }
-    fn spi_level(&self, dom: DomId, intid: u32, high: bool) {
-        self.record(Call::Spi { dom, intid, high });
+    fn vpl011_irq(&self) -> fn(DomId, bool) {
+        |_, _| {}
     }
     fn deliver_event_upcall(&self, dom: &Domain) {
         self.record(Call::Upcall(dom.id));

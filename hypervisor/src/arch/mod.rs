@@ -48,8 +48,8 @@ pub trait Arch {
     fn with_machine(&self, f: &mut dyn FnMut(&mut Machine<'_>));
     /// Give `dom` its emulated GICv3 as `cfg` says.
     fn attach_vgic(&self, dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String>;
-    /// What an emulated device calls to drive its domain's SPI `intid` (the vpl011's line).
-    fn spi_level(&self, dom: DomId, intid: u32, high: bool);
+    /// What a domain's vpl011 calls to drive its interrupt line (`GUEST_VPL011_SPI`).
+    fn vpl011_irq(&self) -> fn(DomId, bool);
     /// Raise `dom`'s event-channel upcall where its vCPU runs (nothing without a vGIC).
     fn deliver_event_upcall(&self, _dom: &Domain) {}
     /// Report IOMMU faults not reported yet (before a shutdown line, so they come in order).

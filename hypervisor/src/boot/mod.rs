@@ -12,7 +12,12 @@
 #[cfg(test)]
 mod tests;
 
+use crate::arch::{Arch, CpuStart};
 use crate::domain::dom0::{self, Dom0Layout, DTB_ROOM};
+use crate::domain::registry::Domains;
+use crate::domain::vcpu::Cpus;
+use crate::domain::DomId;
+use crate::log;
 use crate::dt::boot_info::{BootInfo, BootModule};
 use crate::dt::cmdline::HypervisorCmdline;
 use crate::dt::dom0::{build_dom0_dt, extended_regions, physical_masters, physical_masters_except, Dom0DtSpec};
@@ -29,6 +34,8 @@ pub const GNTTAB_SIZE: u64 = 64 * 4096;
 pub const DOM0_EVTCHN_PPI: u32 = 16;
 /// dom0's guest physical address size (its stage 2's input range).
 pub const DOM0_IPA_BITS: u8 = Stage2Config::DOMAIN.ipa_bits;
+/// dom0's VMID (a domU's is its domain id plus this).
+pub const DOM0_VMID: u16 = 1;
 /// dom0's vCPU count when the command line does not say.
 pub const DOM0_DEFAULT_VCPUS: usize = 1;
 /// Options xenith acts on that [`HypervisorCmdline`] leaves among the unknown ones.
@@ -288,4 +295,79 @@ impl Plan {
             ownership.topology.iommus.iter().any(|i| ownership.hypervisor_drives(&i.path));
         Ok(Decisions { ownership, kept_masters: masters.kept, dom0_dt: spec, dom0_dtb, dom0_devices, page_granular })
     }
+}
+
+/// Boot-time domUs (Xen's dom0less `/chosen/domU*` nodes): each gets its RAM, its DT, its
+/// vGICv3, an emulated UART if asked, and one of the CPUs dom0 does not use (from `cpus`),
+/// where `arch` starts its vCPU 0; each goes into `domains`. One that cannot be built or has
+/// no CPU is reported and skipped: dom0 boots anyway. Returns the ids started.
+pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus, host_it_lines: u32) -> Vec<DomId> {
+    use crate::domain::domu::{build_domu, find_domus};
+    use crate::domain::vuart::{Vpl011, GUEST_PL011_BASE, GUEST_PL011_SIZE};
+    let mut started = Vec::new();
+    let specs = match find_domus(dt) {
+        Ok(s) => s,
+        Err(e) => {
+            log!("dom0less: {e}: no domU started");
+            return started;
+        }
+    };
+    // A CPU is used up only by a domU that starts on it.
+    let mut spare = cpus.spare().into_iter().peekable();
+    for (i, spec) in specs.iter().enumerate() {
+        let id = (i + 1) as DomId;
+        let vmid = DOM0_VMID + id;
+        if spec.vcpus != 1 {
+            log!("{}: asks for {} vCPUs; xenith runs dom0less guests with one (one vCPU per CPU, no scheduler yet): not started", spec.name, spec.vcpus);
+            continue;
+        }
+        let Some(&(cpu, mpidr)) = spare.peek() else {
+            log!("{}: no CPU left (dom0 has {} of {}; xenith runs one vCPU per CPU): not started", spec.name, cpus.dom0_vcpus(), cpus.host_cpus());
+            continue;
+        };
+        let mut built = None;
+        arch.with_machine(&mut |m| built = Some(build_domu(spec, id, vmid, &mut *m.frames, m.mem, &mut *m.tlb)));
+        let (mut dom, boot) = match built {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                log!("{}: cannot build d{id}: {e}: not started", spec.name);
+                continue;
+            }
+            None => continue,
+        };
+        for b in dom.ram.as_slice() {
+            // The guest starts with its caches off: its kernel and DTB must be in memory.
+            arch.clean_dcache_range(b.pa, b.size);
+        }
+        // Its own vGICv3 at Xen's guest addresses (virtual timer, event-channel PPI, the
+        // vpl011's SPI), and the vpl011.
+        let vgic = crate::irq::vgic::domains::domu_config(spec.vcpus, spec.vpl011, host_it_lines);
+        if let Err(e) = arch.attach_vgic(&mut dom, &vgic) {
+            log!("{}: {e}: d{id} not started", spec.name);
+            continue;
+        }
+        let uart = Vpl011::new(id, |d, line| log!("DOM{d}: {line}"), arch.vpl011_irq());
+        if spec.vpl011 && !dom.mmio.add(GUEST_PL011_BASE, GUEST_PL011_SIZE, alloc::boxed::Box::new(uart)) {
+            log!("{}: vpl011 overlaps another device", spec.name);
+        }
+        let Some((vttbr, vtcr)) = dom.p2m.get_mut().as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };
+        let bank = dom.ram.as_slice().first().copied().unwrap_or_default();
+        log!(
+            "d{id} ({}): RAM {:#x}-{:#x} ({} MiB) at host {:#x}, kernel entry {:#x}, DTB at {:#x}, VMID {vmid}, {}vCPU 0 on CPU {cpu}",
+            spec.name, bank.ipa, bank.ipa + bank.size, bank.size >> 20, bank.pa, boot.entry, boot.dtb,
+            if spec.vpl011 { "vpl011, " } else { "" }
+        );
+        *dom.placement.get_mut() = crate::domain::Placement::new(cpu as u32);
+        if domains.insert(dom).is_err() {
+            log!("{}: domain {id} exists already: not started", spec.name);
+            continue;
+        }
+        let start = CpuStart { cpu, mpidr, domain: id, vcpu: 0, vttbr, vtcr, entry: boot.entry, context: boot.dtb };
+        spare.next();
+        match arch.start_cpu(&start) {
+            Ok(()) => started.push(id),
+            Err(e) => log!("{}: {e}: d{id} not started", spec.name),
+        }
+    }
+    started
 }

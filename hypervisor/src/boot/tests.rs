@@ -7,6 +7,7 @@ use super::*;
 use crate::dt::boot_info::{BootModule, ModuleKind};
 use crate::dt::fixtures::{self, QEMU_VIRT_DOM0, QEMU_VIRT_GICV2_DOM0, SNOW};
 use crate::iommu::policy::OwnerReason;
+use platform::PhysMem;
 
 fn load(name: &str) -> HostDt {
     HostDt::parse(&fixtures::load(name)).unwrap()
@@ -238,4 +239,112 @@ fn snow_ownership_table_and_dom0_dt() {
     assert_eq!(bi.memory, [ram]);
     assert_eq!(bi.cpus.len(), 2);
     assert!(d.dom0_dt.extended_regions.is_empty(), "a 32-bit dom0 gets none, as on Xen 4.17");
+}
+
+/// QEMU virt's DT with dom0less domUs under /chosen, as U-Boot or QEMU's guest-loader write
+/// them: (name, vCPUs, kernel module address). Each kernel module is 8 KiB.
+fn with_domus(fixture: &str, domus: &[(&str, u32, u32)]) -> HostDt {
+    use crate::dt::fdt::Tree;
+    let be = |v: &[u32]| v.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
+    let strs = |v: &[&str]| v.iter().flat_map(|s| s.bytes().chain([0])).collect::<Vec<u8>>();
+    let mut t = Tree::parse(&fixtures::load(fixture)).unwrap();
+    let root = t.root();
+    let chosen = t.node(root).children.iter().copied().find(|&c| t.node(c).name == "chosen").unwrap();
+    for &(name, vcpus, kernel) in domus {
+        let d = t.add_node(chosen, name);
+        t.set_prop(d, "compatible", strs(&["xen,domain"]));
+        t.set_prop(d, "#address-cells", be(&[1]));
+        t.set_prop(d, "#size-cells", be(&[1]));
+        t.set_prop(d, "memory", be(&[0, 4096]));
+        t.set_prop(d, "cpus", be(&[vcpus]));
+        t.set_prop(d, "vpl011", Vec::new());
+        let k = t.add_node(d, &format!("module@{kernel:x}"));
+        t.set_prop(k, "compatible", strs(&["multiboot,kernel", "multiboot,module"]));
+        t.set_prop(k, "reg", be(&[kernel, 0x2000]));
+        t.set_prop(k, "bootargs", strs(&["console=ttyAMA0"]));
+    }
+    HostDt::parse(&t.to_blob()).unwrap()
+}
+
+/// A small arm64 Image (text_offset 512 KiB) of `len` bytes.
+fn domu_image(len: usize) -> Vec<u8> {
+    let mut b = alloc::vec![0u8; len];
+    b[8..16].copy_from_slice(&0x8_0000u64.to_le_bytes());
+    b[16..24].copy_from_slice(&(len as u64).to_le_bytes());
+    b[24..32].copy_from_slice(&0xau64.to_le_bytes());
+    b[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    b
+}
+
+#[test]
+fn dom0less_domus_start_on_the_cpus_dom0_leaves_through_the_arch() {
+    use crate::arch::fake::{Call, FakeArch};
+    use crate::domain::domu::GUEST_RAM0_BASE;
+    use crate::domain::registry::Domains;
+    use crate::domain::vcpu::Cpus;
+    let (k1, k2, k3, k4) = (0x8000_0000u32, 0x8000_4000u32, 0x8000_8000u32, 0x8000_c000u32);
+    let dt = with_domus(QEMU_VIRT_DOM0, &[("domU1", 1, k1), ("domU2", 2, k2), ("domU3", 1, k3), ("domU4", 1, k4)]);
+    let info = dt.boot_info().unwrap();
+    // A machine with four CPUs (QEMU's -smp 4) whose memory holds the kernel modules, then
+    // the pool guests' RAM and tables come from.
+    let arch = FakeArch::new(0x8000_0000, 24 << 20);
+    arch.frames.lock().unwrap().reserve(0x8000_0000, 1 << 20).unwrap();
+    arch.phys.write(u64::from(k1), &domu_image(0x2000)).unwrap();
+    arch.phys.write(u64::from(k3), b"not an arm64 Image").unwrap();
+    arch.phys.write(u64::from(k4), &domu_image(0x2000)).unwrap();
+    let cpus = Cpus::new();
+    let mpidrs: Vec<u64> = (0..4).map(|i| info.cpus.first().map_or(0, |c| c.mpidr) + i).collect();
+    assert_eq!(cpus.setup_dom0(&mpidrs, 2), 2);
+    let domains = Domains::new();
+    let started = start_domus(&arch, &dt, &domains, &cpus, 288);
+    // domU2 asks for two vCPUs and domU3's kernel is not an Image: both are skipped; domU1
+    // and domU4 take CPUs 2 and 3.
+    assert_eq!(started, [1, 4]);
+    let starts = arch.started();
+    assert_eq!(starts.len(), 2);
+    for (s, (id, cpu)) in starts.iter().zip([(1, 2), (4, 3)]) {
+        assert_eq!((s.domain, s.vcpu, s.cpu, s.mpidr), (id, 0, cpu, mpidrs[cpu]));
+        assert_eq!(s.entry, GUEST_RAM0_BASE + 0x8_0000, "the Image's text_offset into the domU's RAM");
+        let d = domains.get(id).unwrap();
+        assert!(!d.is_hardware && !d.direct_mapped);
+        assert_eq!(d.placement.lock().cpu[0], cpu as u32);
+        assert!(arch.vgics.get(id).is_some(), "d{id} has its own vGIC");
+        let p2m = d.p2m.read();
+        let p2m = p2m.as_ref().unwrap();
+        assert_eq!((s.vttbr, s.vtcr), (p2m.vttbr(), p2m.vtcr()));
+        assert_eq!(s.vttbr >> 48, u64::from(DOM0_VMID + id), "VMID");
+        // Its RAM was cleaned before its CPU started (it runs with caches off at first).
+        let bank = d.ram.as_slice()[0];
+        let at = |c: &Call| arch.calls().iter().position(|x| x == c);
+        let clean = at(&Call::Clean { pa: bank.pa, len: bank.size }).expect("RAM cleaned");
+        assert!(clean < at(&Call::StartCpu(*s)).unwrap());
+    }
+    assert!(domains.get(2).is_none() && domains.get(3).is_none());
+    // With no spare CPU, nothing starts.
+    let cpus = Cpus::new();
+    cpus.setup_dom0(&mpidrs[..2], 2);
+    let arch = FakeArch::new(0x8000_0000, 24 << 20);
+    arch.phys.write(u64::from(k1), &domu_image(0x2000)).unwrap();
+    assert!(start_domus(&arch, &dt, &Domains::new(), &cpus, 288).is_empty());
+    assert!(arch.started().is_empty());
+}
+
+#[test]
+fn a_domu_whose_cpu_does_not_start_is_reported_not_started() {
+    use crate::arch::fake::FakeArch;
+    use crate::domain::registry::Domains;
+    use crate::domain::vcpu::Cpus;
+    let dt = with_domus(SNOW, &[("domU1", 1, 0x8000_0000)]);
+    let arch = FakeArch { broken_cpus: alloc::vec![1], ..FakeArch::new(0x8000_0000, 16 << 20) };
+    arch.frames.lock().unwrap().reserve(0x8000_0000, 1 << 20).unwrap();
+    arch.phys.write(0x8000_0000, &domu_image(0x2000)).unwrap();
+    let cpus = Cpus::new();
+    // The Snow's two Cortex-A15s: dom0 on one, the domU's on the other.
+    let info = dt.boot_info().unwrap();
+    let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
+    assert_eq!(mpidrs.len(), 2);
+    cpus.setup_dom0(&mpidrs, 1);
+    let domains = Domains::new();
+    assert!(start_domus(&arch, &dt, &domains, &cpus, 160).is_empty());
+    assert!(arch.started().is_empty());
 }

@@ -246,11 +246,12 @@ impl Domain {
         self.ram.total() >> 12
     }
 
-    /// vCPU `vcpu` turned itself off (PSCI CPU_OFF): its CPU stops running it. The domain is
-    /// not shut down by that, even when it was its last vCPU (as on Xen).
-    pub fn set_vcpu_off(&self, vcpu: u32) {
+    /// vCPU `vcpu` turned itself off (PSCI CPU_OFF) at `now_ns` (ns since boot): its CPU
+    /// stops running it. The domain is not shut down by that, even when it was its last vCPU
+    /// (as on Xen).
+    pub fn set_vcpu_off(&self, vcpu: u32, now_ns: u64) {
         if let Some(t) = self.vcpu_off_ns.get(vcpu as usize) {
-            let _ = t.compare_exchange(0, crate::hypercall::toolstack::now_ns().max(1), Ordering::Relaxed, Ordering::Relaxed);
+            let _ = t.compare_exchange(0, now_ns.max(1), Ordering::Relaxed, Ordering::Relaxed);
         }
         if vcpu < 32 {
             self.vcpus_off.fetch_or(1 << vcpu, Ordering::AcqRel);

@@ -65,10 +65,15 @@ impl Cpus {
         for (slot, &mpidr) in self.host_mpidr.iter().zip(host_cpus.iter()) {
             slot.store(mpidr, Ordering::Relaxed);
         }
-        self.host_cpus.store(host_cpus.len().min(MAX_CPUS), Ordering::Relaxed);
+        self.host_cpus.store(host_cpus.len(), Ordering::Relaxed);
         self.dom0_vcpus.store(n, Ordering::Relaxed);
         self.power[0].store(Power::On as u8, Ordering::Relaxed);
         n
+    }
+
+    /// The host's CPUs (the host DT's /cpus entries, used or not).
+    pub fn host_cpus(&self) -> usize {
+        self.host_cpus.load(Ordering::Relaxed)
     }
 
     /// dom0's vCPU count.
@@ -83,7 +88,7 @@ impl Cpus {
 
     /// (index, MPIDR) of the host CPUs dom0 leaves free, for domUs.
     pub fn spare(&self) -> Vec<(usize, u64)> {
-        (self.dom0_vcpus()..self.host_cpus.load(Ordering::Relaxed)).map(|c| (c, self.host_mpidr(c))).collect()
+        (self.dom0_vcpus()..self.host_cpus().min(MAX_CPUS)).map(|c| (c, self.host_mpidr(c))).collect()
     }
 
     /// CPU `cpu` runs vCPU `vcpu` of domU `domain` (before the CPU starts).

@@ -7,7 +7,44 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::DtError;
-use crate::iommu::policy::{IommuOwner, OwnerOverride};
+use core::fmt;
+
+/// Who drives an IOMMU (and so who controls its masters' DMA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IommuOwner {
+    /// xenith drives it (stage 2 / shadow of the owner domain's p2m); dom0 does not see it.
+    Hypervisor,
+    /// dom0 drives it: the node stays in dom0's DT and its MMIO is mapped 1:1 into dom0.
+    Dom0,
+    /// Both: xenith drives the IOMMU and translates the masters' DMA through the owner domain's
+    /// stage 2, and dom0 gets an emulated IOMMU at the same address (its node kept, its MMIO
+    /// trapped) whose stage-1 configuration xenith installs nested over that stage 2.
+    Nested,
+    /// Nobody: there is no IOMMU for this master, or (override) the IOMMU is hidden and left alone.
+    None,
+    /// The DT is inconsistent or the requested owner cannot drive it: the IOMMU is hidden from dom0 and
+    /// its masters are disabled in dom0's DT.
+    Blocked,
+}
+
+impl fmt::Display for IommuOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IommuOwner::Hypervisor => "hypervisor",
+            IommuOwner::Dom0 => "dom0",
+            IommuOwner::Nested => "nested",
+            IommuOwner::None => "none",
+            IommuOwner::Blocked => "blocked",
+        })
+    }
+}
+
+/// `iommu-owner=<owner>:<path>`: `path` is a master or an IOMMU; it sets the owner of its whole group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerOverride {
+    pub path: String,
+    pub owner: IommuOwner,
+}
 
 /// `dom0_mem=`: Xen's forms `<size>`, `min:<size>`, `max:<size>`, comma-separated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

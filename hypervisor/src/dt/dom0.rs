@@ -10,7 +10,22 @@ use alloc::vec::Vec;
 
 use super::fdt::{NodeId, Tree};
 use super::{DtError, HostDt, Region};
-use crate::iommu::policy::Dom0DtEdits;
+use super::DeviceRegion;
+
+/// What dom0's DT must change to match the table (feeds [`Dom0DtSpec`]; the IOMMU ownership table produces it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dom0DtEdits {
+    /// IOMMU nodes dom0 must not see.
+    pub remove_nodes: Vec<String>,
+    /// (node path, property) pairs to delete: `iommus`, `iommu-map`, `iommu-map-mask` of masters behind them.
+    pub strip_props: Vec<(String, String)>,
+    /// Masters to mark `status = "disabled"` (their DMA cannot be contained).
+    pub disable_nodes: Vec<String>,
+    /// IOMMU MMIO dom0 drives: map it 1:1 into dom0.
+    pub mmio_to_map: Vec<DeviceRegion>,
+    /// IOMMU MMIO the hypervisor keeps: never map it into dom0.
+    pub mmio_withheld: Vec<DeviceRegion>,
+}
 
 /// The `compatible` of the /hypervisor node: the Xen version whose ABI xenith speaks.
 pub const XEN_COMPATIBLE: &[&str] = &["xen,xen-4.17", "xen,xen"];

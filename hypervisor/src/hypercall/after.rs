@@ -155,12 +155,12 @@ mod tests {
     fn a_domu_vcpu_turned_off_parks_without_telling_dom0() {
         let (arch, domains) = machine();
         let d1 = domains.get(1).unwrap();
-        d1.set_vcpu_off(0);
+        d1.set_vcpu_off(0, 1);
         assert_eq!(after_trap(&arch, &domains, d1), After::Park);
         assert!(arch.calls().is_empty(), "{:?}", arch.calls());
         // dom0's vCPUs cannot turn themselves off this way (PSCI CPU_OFF is denied to it).
         let d0 = domains.get(0).unwrap();
-        d0.set_vcpu_off(0);
+        d0.set_vcpu_off(0, 1);
         assert_eq!(after_trap(&arch, &domains, d0), After::Resume);
     }
 }

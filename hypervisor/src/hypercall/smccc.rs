@@ -90,7 +90,7 @@ pub fn handle(dom: &Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
         // A domU's vCPU turns itself off: it does not run again (the trap layer stops its
         // CPU), and the domain lives on without it, as on Xen. dom0's vCPUs are refused.
         PSCI_CPU_OFF if !dom.is_hardware => {
-            dom.set_vcpu_off(0);
+            dom.set_vcpu_off(0, super::toolstack::now_ns());
             one(0)
         }
         PSCI_CPU_OFF => one(neg(PSCI_RET_DENIED)),

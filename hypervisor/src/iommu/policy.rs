@@ -14,6 +14,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use crate::dt::cmdline::{IommuOwner, OwnerOverride};
+pub use crate::dt::dom0::Dom0DtEdits;
 use crate::dt::{DeviceRegion, DtError, HostDt, IrqSpec, NodeId, Region, RegionKind};
 
 /// The kind of an IOMMU instance, from its compatible.
@@ -355,36 +357,6 @@ fn read_iommu_map(
     Ok(())
 }
 
-/// Who drives an IOMMU (and so who controls its masters' DMA).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IommuOwner {
-    /// xenith drives it (stage 2 / shadow of the owner domain's p2m); dom0 does not see it.
-    Hypervisor,
-    /// dom0 drives it: the node stays in dom0's DT and its MMIO is mapped 1:1 into dom0.
-    Dom0,
-    /// Both: xenith drives the IOMMU and translates the masters' DMA through the owner domain's
-    /// stage 2, and dom0 gets an emulated IOMMU at the same address (its node kept, its MMIO
-    /// trapped) whose stage-1 configuration xenith installs nested over that stage 2.
-    Nested,
-    /// Nobody: there is no IOMMU for this master, or (override) the IOMMU is hidden and left alone.
-    None,
-    /// The DT is inconsistent or the requested owner cannot drive it: the IOMMU is hidden from dom0 and
-    /// its masters are disabled in dom0's DT.
-    Blocked,
-}
-
-impl fmt::Display for IommuOwner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            IommuOwner::Hypervisor => "hypervisor",
-            IommuOwner::Dom0 => "dom0",
-            IommuOwner::Nested => "nested",
-            IommuOwner::None => "none",
-            IommuOwner::Blocked => "blocked",
-        })
-    }
-}
-
 /// Why a row has its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OwnerReason {
@@ -417,13 +389,6 @@ impl fmt::Display for OwnerReason {
             }
         }
     }
-}
-
-/// `iommu-owner=<owner>:<path>`: `path` is a master or an IOMMU; it sets the owner of its whole group.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnerOverride {
-    pub path: String,
-    pub owner: IommuOwner,
 }
 
 /// A platform's default owners.
@@ -491,21 +456,6 @@ pub struct OwnershipRow {
 pub struct OwnershipTable {
     pub topology: DmaTopology,
     pub rows: Vec<OwnershipRow>,
-}
-
-/// What dom0's DT must change to match the table (feeds [`crate::dt::dom0::Dom0DtSpec`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Dom0DtEdits {
-    /// IOMMU nodes dom0 must not see.
-    pub remove_nodes: Vec<String>,
-    /// (node path, property) pairs to delete: `iommus`, `iommu-map`, `iommu-map-mask` of masters behind them.
-    pub strip_props: Vec<(String, String)>,
-    /// Masters to mark `status = "disabled"` (their DMA cannot be contained).
-    pub disable_nodes: Vec<String>,
-    /// IOMMU MMIO dom0 drives: map it 1:1 into dom0.
-    pub mmio_to_map: Vec<DeviceRegion>,
-    /// IOMMU MMIO the hypervisor keeps: never map it into dom0.
-    pub mmio_withheld: Vec<DeviceRegion>,
 }
 
 /// A tiny union-find over masters (0..m) and IOMMUs (m..m+i).

@@ -198,8 +198,8 @@ impl crate::arch::Arch for Hw {
     fn attach_vgic(&self, dom: &mut crate::domain::Domain, cfg: &crate::irq::vgic::domains::VgicConfig) -> Result<(), alloc::string::String> {
         gic::attach_vgic(dom, cfg)
     }
-    fn spi_level(&self, dom: crate::domain::DomId, intid: u32, high: bool) {
-        gic::set_irq_level(dom, 0, intid, high)
+    fn vpl011_irq(&self) -> fn(crate::domain::DomId, bool) {
+        |d, high| gic::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high)
     }
     fn deliver_event_upcall(&self, dom: &crate::domain::Domain) {
         gic::deliver_event_upcall(dom)

@@ -24,8 +24,7 @@ use crate::sync::Once;
 const EARLY_UART: u64 = 0x0900_0000;
 /// Largest host DTB accepted.
 const MAX_DTB: usize = 2 << 20;
-/// dom0's VMID.
-const DOM0_VMID: u16 = 1;
+use crate::boot::DOM0_VMID;
 
 static EARLY: Once<Pl011<RawMmio>> = Once::new();
 static CONSOLE_UART: Once<Pl011<RawMmio>> = Once::new();
@@ -318,7 +317,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
             (u128::from(super::regs::counter()) * 1_000_000_000 / u128::from(f)) as u64
         },
     });
-    start_domus(&dt, &mpidrs, host_lines);
+    boot::start_domus(&super::Hw, &dt, &DOMAINS, &crate::domain::vcpu::CPUS, host_lines);
     release_boot_modules(&info, &[hyp, host_dtb]);
     let guests_ram: u64 = DOMAINS.iter().map(|d| d.ram.total()).sum();
     let ram_total = plan.ram_total;
@@ -367,74 +366,6 @@ fn release_boot_modules(info: &crate::dt::boot_info::BootInfo, keep: &[Region]) 
         }
     }
     log!("boot modules freed: {} MiB back to the free pool", mib(released));
-}
-
-/// Boot-time domUs (Xen's dom0less `/chosen/domU*` nodes): each gets its RAM, its DT, an
-/// emulated UART if asked, and one of the CPUs dom0 does not use, where its vCPU 0 starts
-/// now. One that cannot be built or has no CPU is reported and skipped; dom0 boots anyway.
-fn start_domus(dt: &HostDt, host_cpus: &[u64], host_it_lines: u32) {
-    use crate::domain::domu::{build_domu, find_domus};
-    use crate::domain::vuart::{Vpl011, GUEST_PL011_BASE, GUEST_PL011_SIZE};
-    let specs = match find_domus(dt) {
-        Ok(s) => s,
-        Err(e) => {
-            log!("dom0less: {e}: no domU started");
-            return;
-        }
-    };
-    let mut cpus = crate::domain::vcpu::CPUS.spare().into_iter();
-    for (i, spec) in specs.iter().enumerate() {
-        let id = (i + 1) as u16;
-        if spec.vcpus != 1 {
-            log!("{}: asks for {} vCPUs; xenith runs dom0less guests with one (one vCPU per CPU, no scheduler yet): not started", spec.name, spec.vcpus);
-            continue;
-        }
-        let Some((cpu, mpidr)) = cpus.next() else {
-            log!("{}: no CPU left (dom0 has {} of {}; xenith runs one vCPU per CPU): not started", spec.name, super::smp::vcpus(), host_cpus.len());
-            continue;
-        };
-        let built = {
-            let mut frames = FRAMES.lock();
-            build_domu(spec, id, DOM0_VMID + id, &mut *frames, &DirectMem, &mut HwTlb)
-        };
-        let (mut dom, boot) = match built {
-            Ok(b) => b,
-            Err(e) => {
-                log!("{}: cannot build d{id}: {e}: not started", spec.name);
-                continue;
-            }
-        };
-        for b in dom.ram.as_slice() {
-            // The guest starts with its caches off: its kernel and DTB must be in memory.
-            super::clean_dcache_range(b.pa, b.size);
-        }
-        // Its own vGICv3 at Xen's guest addresses (virtual timer, event-channel PPI, the
-        // vpl011's SPI), and the vpl011.
-        let vgic = crate::irq::vgic::domains::domu_config(spec.vcpus, spec.vpl011, host_it_lines);
-        if let Err(e) = super::gic::attach_vgic(&mut dom, &vgic) {
-            log!("{}: {e}: d{id} not started", spec.name);
-            continue;
-        }
-        let uart = Vpl011::new(id, |d, line| log!("DOM{d}: {line}"), |d, high| super::gic::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high));
-        if spec.vpl011 && !dom.mmio.add(GUEST_PL011_BASE, GUEST_PL011_SIZE, alloc::boxed::Box::new(uart)) {
-            log!("{}: vpl011 overlaps another device", spec.name);
-        }
-        let Some((vttbr, vtcr)) = dom.p2m.get_mut().as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };
-        let bank = dom.ram.as_slice().first().copied().unwrap_or_default();
-        log!(
-            "d{id} ({}): RAM {:#x}-{:#x} ({} MiB) at host {:#x}, kernel entry {:#x}, DTB at {:#x}, VMID {}, {}vCPU 0 on CPU {cpu}",
-            spec.name, bank.ipa, bank.ipa + bank.size, mib(bank.size), bank.pa, boot.entry, boot.dtb, DOM0_VMID + id,
-            if spec.vpl011 { "vpl011, " } else { "" }
-        );
-        *dom.placement.get_mut() = crate::domain::Placement::new(cpu as u32);
-        if DOMAINS.insert(dom).is_err() {
-            log!("{}: domain {id} exists already: not started", spec.name);
-            continue;
-        }
-        if let Err(e) = super::smp::start_cpu(cpu, mpidr, id, 0, vttbr, vtcr, boot.entry, boot.dtb) {
-            log!("{}: {e}: d{id} not started", spec.name);
-        }
-    }
 }
 
 /// Probe (read-only) every SMMUv3 in the DT: the IOMMU kinds the hypervisor can drive here.

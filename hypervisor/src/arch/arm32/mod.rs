@@ -194,7 +194,9 @@ impl crate::arch::Arch for Hw {
     fn attach_vgic(&self, dom: &mut crate::domain::Domain, _cfg: &crate::irq::vgic::domains::VgicConfig) -> Result<(), alloc::string::String> {
         Err(alloc::format!("d{}: no vGIC in HYP mode yet", dom.id))
     }
-    fn spi_level(&self, _dom: crate::domain::DomId, _intid: u32, _high: bool) {}
+    fn vpl011_irq(&self) -> fn(crate::domain::DomId, bool) {
+        |_, _| {}
+    }
     fn shutdown_report(&self) -> alloc::vec::Vec<alloc::string::String> {
         use core::sync::atomic::Ordering;
         alloc::vec![alloc::format!(
