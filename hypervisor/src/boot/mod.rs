@@ -23,7 +23,8 @@ use crate::dt::cmdline::HypervisorCmdline;
 use crate::dt::dom0::{build_dom0_dt, extended_regions, physical_masters, physical_masters_except, Dom0DtSpec};
 use crate::dt::{HostDt, Region};
 use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable, PlatformDefaults};
-use crate::mm::{RegionAllocator, Stage2Config};
+use crate::mm::{FrameAlloc, RegionAllocator, S2Attr, Stage2, Stage2Config, TlbOps};
+use platform::PhysMem;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -370,4 +371,62 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
         }
     }
     started
+}
+
+/// dom0's stage 2 as `decisions` say: every device region the hypervisor does not keep (a
+/// region that cannot be mapped is logged and left out), then its RAM (`ram`, IPA == PA).
+/// Returns the tables and how many device regions they map.
+pub fn build_dom0_stage2(decisions: &Decisions, ram: Region, frames: &mut dyn FrameAlloc, mem: &dyn PhysMem, tlb: &mut dyn TlbOps) -> Result<(Stage2, usize), String> {
+    let mut p2m = Stage2::new(DOM0_VMID, Stage2Config::DOMAIN, frames, mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
+    let mut mapped = 0usize;
+    for (path, r) in &decisions.dom0_devices {
+        if let Err(e) = p2m.map(r.base, r.base, r.size, S2Attr::DEVICE_RW, frames, mem, tlb) {
+            log!("dom0 stage 2: cannot map {path} {r}: {e}");
+            continue;
+        }
+        mapped += 1;
+    }
+    // RAM last: devices behind an SMMU the hypervisor keeps walk these same tables and cannot
+    // retry a DMA that meets a break-before-make window, so dom0's RAM (and whatever is mapped
+    // later) uses pages only, and a page ballooned out or granted away never invalidates its
+    // neighbours (ARCHITECTURE.md, principle 8). Device windows above keep their blocks (the
+    // PCIe windows alone would take a GiB of tables in pages).
+    if decisions.page_granular {
+        p2m.set_page_granular();
+    }
+    p2m.map(ram.base, ram.base, ram.size, S2Attr::RAM_RWX, frames, mem, tlb).map_err(|e| format!("dom0 stage 2: RAM: {e}"))?;
+    Ok((p2m, mapped))
+}
+
+/// dom0's vGIC size: the SPIs its DT names (each implemented SPI costs its GIC driver trapped
+/// writes at boot; devices the hypervisor keeps are not in it), all of the host's
+/// (`host_lines`) when the DT cannot bound them.
+pub fn dom0_vgic_lines(dom0_dtb: &[u8], host_lines: u32) -> u32 {
+    match HostDt::parse(dom0_dtb).and_then(|d| d.highest_gic_intid()) {
+        Ok(highest) => crate::irq::vgic::it_lines_for(highest, host_lines),
+        Err(e) => {
+            log!("dom0: vGIC with every host INTID: {e}");
+            host_lines
+        }
+    }
+}
+
+/// Once the guests are built, the boot modules (their kernels and initrds, copied into them)
+/// are only memory: it goes back to `frames`. A module overlapping something still kept
+/// (`keep`, firmware reservations) stays reserved. Returns the bytes released.
+pub fn release_boot_modules(info: &BootInfo, keep: &[Region], frames: &mut RegionAllocator) -> u64 {
+    let overlaps = |a: Region, b: Region| a.base < b.base.saturating_add(b.size) && b.base < a.base.saturating_add(a.size);
+    let mut released = 0u64;
+    for m in &info.modules {
+        let r = page_round(m.region);
+        if keep.iter().chain(info.reserved.iter().map(|f| &f.region)).any(|&k| overlaps(r, k)) {
+            log!("module {}: kept reserved (it overlaps memory still in use)", m.path);
+            continue;
+        }
+        match frames.unreserve(r.base, r.size) {
+            Ok(()) => released += r.size,
+            Err(e) => log!("module {}: cannot release {r}: {e}", m.path),
+        }
+    }
+    released
 }

@@ -348,3 +348,70 @@ fn a_domu_whose_cpu_does_not_start_is_reported_not_started() {
     assert!(start_domus(&arch, &dt, &domains, &cpus, 160).is_empty());
     assert!(arch.started().is_empty());
 }
+
+#[test]
+fn dom0s_stage2_maps_its_devices_then_its_ram_page_granular_when_the_smmu_shares_it() {
+    use crate::mm::testmem::TestMem;
+    let (dt, info) = qemu("dom0_mem=32M");
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    let layout = p.dom0_layout(&info, &image_header()).unwrap();
+    let ram = r(layout.ram_base, layout.ram_size);
+    for (drivers, page_granular) in [(&[IommuKind::SmmuV3][..], true), (&[][..], false)] {
+        let d = p.decide(&dt, &info, drivers, ram, None, 1).unwrap();
+        let phys = TestMem::new(0x1_0000_0000, 8 << 20);
+        let mut frames = RegionAllocator::new();
+        frames.add(0x1_0000_0000, 8 << 20).unwrap();
+        let mut tlb = phys.tlb();
+        let (p2m, mapped) = build_dom0_stage2(&d, ram, &mut frames, &phys, &mut tlb).unwrap();
+        assert_eq!(mapped, d.dom0_devices.len());
+        assert_eq!(p2m.is_page_granular(), page_granular);
+        // Direct-mapped: RAM and every device region at its own address; the host GIC and
+        // the hypervisor's UART are not mapped (they trap).
+        for ipa in [ram.base, ram.base + ram.size - 4096] {
+            assert_eq!(p2m.lookup_pa(ipa, &phys), Some(ipa));
+        }
+        assert_eq!(p2m.lookup_pa(ram.base + ram.size, &phys), None);
+        for (_, dev) in &d.dom0_devices {
+            assert_eq!(p2m.lookup_pa(dev.base, &phys), Some(dev.base));
+        }
+        assert_eq!(p2m.lookup_pa(0x0800_0000, &phys), None, "GICD");
+        assert_eq!(p2m.lookup_pa(0x0900_0000, &phys), None, "hypervisor UART");
+    }
+    // Out of table frames: an error naming dom0's stage 2, not a panic.
+    let d = p.decide(&dt, &info, &[IommuKind::SmmuV3], ram, None, 1).unwrap();
+    let phys = TestMem::new(0x1_0000_0000, 1 << 20);
+    let mut frames = RegionAllocator::new();
+    frames.add(0x1_0000_0000, 64 << 10).unwrap();
+    let mut tlb = phys.tlb();
+    let e = build_dom0_stage2(&d, ram, &mut frames, &phys, &mut tlb).err().unwrap();
+    assert!(e.starts_with("dom0 stage 2"), "{e}");
+}
+
+#[test]
+fn dom0s_vgic_has_the_spis_its_dt_names() {
+    let (dt, info) = qemu("dom0_mem=64M");
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    let layout = p.dom0_layout(&info, &image_header()).unwrap();
+    let d = p.decide(&dt, &info, &[IommuKind::SmmuV3], r(layout.ram_base, layout.ram_size), None, 1).unwrap();
+    // GICD_TYPER.ITLinesNumber: QEMU virt's GICv3 has 288 INTIDs (8); dom0's devices reach
+    // INTID 79 (the last virtio-mmio transport's SPI 47): blocks 0..=2.
+    let highest = HostDt::parse(&d.dom0_dtb).unwrap().highest_gic_intid().unwrap();
+    assert_eq!(highest, 79);
+    assert_eq!(dom0_vgic_lines(&d.dom0_dtb, 8), 2);
+    assert_eq!(dom0_vgic_lines(&d.dom0_dtb, 1), 1, "never more than the host has");
+    assert_eq!(dom0_vgic_lines(b"not a DTB", 8), 8, "every host INTID when the DT cannot bound them");
+}
+
+#[test]
+fn boot_modules_go_back_to_the_pool_unless_still_in_use() {
+    let (dt, info) = qemu("dom0_mem=64M");
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    let module = page_round(info.modules[0].region);
+    let free = p.free.total_free();
+    assert_eq!(release_boot_modules(&info, &[p.hypervisor, p.host_dtb], &mut p.free), module.size);
+    assert_eq!(p.free.total_free(), free + module.size);
+    // A module overlapping what is kept (here: claimed to hold the host DTB) stays reserved.
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    assert_eq!(release_boot_modules(&info, &[module], &mut p.free), 0);
+    assert_eq!(p.free.total_free(), free);
+}

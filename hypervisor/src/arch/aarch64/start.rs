@@ -12,7 +12,7 @@ use crate::domain::{Domain, RamBank, RamBanks};
 use crate::dt::{HostDt, Region};
 use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable};
 use crate::log;
-use crate::mm::{S2Attr, Stage2, Stage2Config};
+use crate::mm::{Stage2, Stage2Config};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -211,25 +211,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let mut tlb = HwTlb;
     let mut frames = FRAMES.lock();
     let free = &mut *frames;
-    let mut p2m = Stage2::new(DOM0_VMID, Stage2Config::DOMAIN, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
-    let mut mapped = 0usize;
-    for (path, r) in &decisions.dom0_devices {
-        if let Err(e) = p2m.map(r.base, r.base, r.size, S2Attr::DEVICE_RW, free, &mem, &mut tlb) {
-            log!("dom0 stage 2: cannot map {path} {r}: {e}");
-            continue;
-        }
-        mapped += 1;
-    }
-    // RAM last: devices behind an SMMU the hypervisor keeps walk these same tables and cannot
-    // retry a DMA that meets a break-before-make window, so dom0's RAM (and whatever is mapped
-    // later) uses pages only, and a page ballooned out or granted away never invalidates its
-    // neighbours (ARCHITECTURE.md, principle 8). Device windows above keep their blocks (the
-    // PCIe windows alone would take a GiB of tables in pages).
-    if decisions.page_granular {
-        p2m.set_page_granular();
-    }
-    p2m.map(layout.ram_base, layout.ram_base, layout.ram_size, S2Attr::RAM_RWX, free, &mem, &mut tlb)
-        .map_err(|e| format!("dom0 stage 2: RAM: {e}"))?;
+    let (p2m, mapped) = boot::build_dom0_stage2(&decisions, Region { base: layout.ram_base, size: layout.ram_size }, free, &mem, &mut tlb)?;
     log!(
         "dom0: RAM {:#x}-{:#x} ({} MiB), kernel at {:#x} (entry), initrd {}, DTB at {:#x} ({} bytes), VMID {DOM0_VMID}",
         layout.ram_base,
@@ -269,16 +251,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
     let host_lines = super::gic::init(&info.gic)?;
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
-    // dom0's vGIC has the SPIs dom0's DT names (each implemented SPI costs its GIC driver
-    // trapped writes at boot; devices the hypervisor keeps are not in it), all of the host's
-    // when the DT cannot bound them.
-    let it_lines = match HostDt::parse(dom0_dtb).and_then(|d| d.highest_gic_intid()) {
-        Ok(highest) => crate::irq::vgic::it_lines_for(highest, host_lines),
-        Err(e) => {
-            log!("dom0: vGIC with every host INTID: {e}");
-            host_lines
-        }
-    };
+    let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
     // Every SPI is dom0's (direct-mapped hardware domain): its devices' interrupts pass
     // through. The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled there.
     if info.gic.version == 2 {
@@ -347,24 +320,9 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     enter_guest(frame)
 }
 
-/// Once the guests are built, the boot modules (their kernels and initrds, copied into them)
-/// are only memory: it goes back to the frame pool. A module overlapping something still kept
-/// (`keep`, firmware reservations) stays reserved.
+/// Once the guests are built, the boot modules go back to the frame pool (`boot` decides which).
 fn release_boot_modules(info: &crate::dt::boot_info::BootInfo, keep: &[Region]) {
-    let overlaps = |a: Region, b: Region| a.base < b.base.saturating_add(b.size) && b.base < a.base.saturating_add(a.size);
-    let mut frames = FRAMES.lock();
-    let mut released = 0u64;
-    for m in &info.modules {
-        let r = page_round(m.region);
-        if keep.iter().chain(info.reserved.iter().map(|f| &f.region)).any(|&k| overlaps(r, k)) {
-            log!("module {}: kept reserved (it overlaps memory still in use)", m.path);
-            continue;
-        }
-        match frames.unreserve(r.base, r.size) {
-            Ok(()) => released += r.size,
-            Err(e) => log!("module {}: cannot release {r}: {e}", m.path),
-        }
-    }
+    let released = boot::release_boot_modules(info, keep, &mut FRAMES.lock());
     log!("boot modules freed: {} MiB back to the free pool", mib(released));
 }
 
