@@ -430,3 +430,31 @@ pub fn release_boot_modules(info: &BootInfo, keep: &[Region], frames: &mut Regio
     }
     released
 }
+
+/// Act on the command line and the DT's memory facts (the host RAM hypercalls may touch,
+/// `noreboot`, the grant-table limits, what xen_version reports) and log what the boot CPU
+/// found: the options ignored, RAM banks, modules and reservations.
+pub fn apply_options(plan: &Plan, info: &BootInfo) {
+    let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
+    crate::hypercall::set_host_ram(&ram);
+    crate::hypercall::version::set_command_line(info.hypervisor_cmdline.as_deref().unwrap_or_default());
+    crate::domain::lifecycle::set_noreboot(plan.cmdline.noreboot);
+    // gnttab_max_frames= and gnttab_max_maptrack_frames=: the grant-table limits (grant.rs).
+    for bad in crate::domain::grant::apply_options(plan.cmdline.unknown.iter().map(String::as_str)) {
+        log!("command line: {bad}: not a number up to 2^20, keeping the default");
+    }
+    let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
+    log!("grant tables: at most {gnttab_frames} frames and {maptrack_frames} maptrack frames per domain");
+    if !plan.ignored_options.is_empty() {
+        log!("command line: ignoring options xenith does not act on: {}", plan.ignored_options.join(" "));
+    }
+    for (i, r) in info.memory.iter().enumerate() {
+        log!("RAM bank {i}: {:#x}-{:#x} ({} MiB)", r.base, r.base + r.size, r.size >> 20);
+    }
+    for m in &info.modules {
+        log!("module {}: {:?} at {}{}", m.path, m.kind, m.region, m.bootargs.as_deref().map(|a| format!(" \"{a}\"")).unwrap_or_default());
+    }
+    for (what, r) in &plan.reservations {
+        log!("reserved: {what} {:#x}-{:#x}", r.base, r.base + r.size);
+    }
+}

@@ -105,8 +105,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // Linker-script symbols: only their addresses are used.
     let image = Region { base: core::ptr::addr_of!(__image_start) as u64, size: core::ptr::addr_of!(__image_end) as u64 - core::ptr::addr_of!(__image_start) as u64 };
     let dtb = Region { base: dtb_pa, size: dt_size(dtb_pa) };
-    let cmdline_text = info.hypervisor_cmdline.clone().unwrap_or_default();
-    log!("command line: \"{cmdline_text}\"");
+    log!("command line: \"{}\"", info.hypervisor_cmdline.as_deref().unwrap_or_default());
     let mut plan = boot::plan(&dt, &info, image, dtb)?;
     match &plan.console {
         Console::Pl011 { path, base } => {
@@ -124,31 +123,11 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     }
     let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
     mmu::refine(&ram);
-    crate::hypercall::set_host_ram(&ram);
-    crate::hypercall::version::set_command_line(&cmdline_text);
-    crate::domain::lifecycle::set_noreboot(plan.cmdline.noreboot);
     super::trap::HCALL_STATS.store(plan.cmdline.hypercall_stats, core::sync::atomic::Ordering::Relaxed);
     if plan.spectre_entry_all {
         super::spectre::force_all_entry_barriers();
     }
-    // gnttab_max_frames= and gnttab_max_maptrack_frames=: the grant-table limits (grant.rs).
-    for bad in crate::domain::grant::apply_options(plan.cmdline.unknown.iter().map(String::as_str)) {
-        log!("command line: {bad}: not a number up to 2^20, keeping the default");
-    }
-    let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
-    log!("grant tables: at most {gnttab_frames} frames and {maptrack_frames} maptrack frames per domain");
-    if !plan.ignored_options.is_empty() {
-        log!("command line: ignoring options xenith does not act on: {}", plan.ignored_options.join(" "));
-    }
-    for (i, r) in info.memory.iter().enumerate() {
-        log!("RAM bank {i}: {:#x}-{:#x} ({} MiB)", r.base, r.base + r.size, mib(r.size));
-    }
-    for m in &info.modules {
-        log!("module {}: {:?} at {}{}", m.path, m.kind, m.region, m.bootargs.as_deref().map(|a| format!(" \"{a}\"")).unwrap_or_default());
-    }
-    for (what, r) in &plan.reservations {
-        log!("reserved: {what} {:#x}-{:#x}", r.base, r.base + r.size);
-    }
+    boot::apply_options(&plan, &info);
     let (hyp, host_dtb) = (plan.hypervisor, plan.host_dtb);
 
     // dom0's kernel: the plan checked it lies in RAM before its bytes are read.

@@ -100,8 +100,7 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let image_start = core::ptr::addr_of!(__image_start) as u64;
     let image = Region { base: image_start, size: core::ptr::addr_of!(__image_end) as u64 - image_start };
     let dtb = Region { base: dtb_pa, size: dt_size(dtb_pa) };
-    let cmdline_text = info.hypervisor_cmdline.clone().unwrap_or_default();
-    log!("command line: \"{cmdline_text}\"");
+    log!("command line: \"{}\"", info.hypervisor_cmdline.as_deref().unwrap_or_default());
     let mut plan = boot::plan(&dt, &info, image, dtb)?;
     match &plan.console {
         Console::Pl011 { path, base } => {
@@ -120,24 +119,7 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     }
     let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
     mmu::refine(&ram);
-    crate::hypercall::set_host_ram(&ram);
-    crate::hypercall::version::set_command_line(&cmdline_text);
-    crate::domain::lifecycle::set_noreboot(plan.cmdline.noreboot);
-    for bad in crate::domain::grant::apply_options(plan.cmdline.unknown.iter().map(String::as_str)) {
-        log!("command line: {bad}: not a number up to 2^20, keeping the default");
-    }
-    if !plan.ignored_options.is_empty() {
-        log!("command line: ignoring options xenith does not act on: {}", plan.ignored_options.join(" "));
-    }
-    for (i, r) in info.memory.iter().enumerate() {
-        log!("RAM bank {i}: {:#x}-{:#x} ({} MiB)", r.base, r.base + r.size, mib(r.size));
-    }
-    for m in &info.modules {
-        log!("module {}: {:?} at {}{}", m.path, m.kind, m.region, m.bootargs.as_deref().map(|a| format!(" \"{a}\"")).unwrap_or_default());
-    }
-    for (what, r) in &plan.reservations {
-        log!("reserved: {what} {:#x}-{:#x}", r.base, r.base + r.size);
-    }
+    boot::apply_options(&plan, &info);
 
     // RAM above 4 GiB (LPAE machines may have some) has no HYP address: none of it becomes
     // table frames, heap or a 32-bit dom0's RAM.
