@@ -174,18 +174,6 @@ impl crate::arch::Arch for Hw {
     fn start_cpu(&self, s: &crate::arch::CpuStart) -> Result<(), alloc::string::String> {
         Err(alloc::format!("CPU {} cannot be started: xenith runs one CPU in HYP mode", s.cpu))
     }
-    fn clean_dcache_range(&self, pa: u64, len: u64) {
-        clean_dcache_range(pa, len)
-    }
-    fn stop_machine(&self, action: crate::domain::lifecycle::MachineAction) {
-        match action {
-            crate::domain::lifecycle::MachineAction::PowerOff => psci::system_off(),
-            crate::domain::lifecycle::MachineAction::Restart { delay_ms } => {
-                regs::delay_ms(delay_ms);
-                psci::system_reset()
-            }
-        }
-    }
     fn with_machine(&self, f: &mut dyn FnMut(&mut crate::domain::registry::Machine<'_>)) {
         let mut frames = crate::domain::registry::PoolFrames;
         let mut tlb = HwTlb;
@@ -196,6 +184,16 @@ impl crate::arch::Arch for Hw {
     }
     fn vpl011_irq(&self) -> fn(crate::domain::DomId, bool) {
         |_, _| {}
+    }
+    fn clean_dcache_range(&self, pa: u64, len: u64) {
+        clean_dcache_range(pa, len)
+    }
+    fn stop_machine(&self, action: crate::domain::lifecycle::MachineAction) {
+        if let crate::domain::lifecycle::MachineAction::Restart { delay_ms } = action {
+            regs::delay_ms(delay_ms);
+            psci::system_reset()
+        }
+        psci::system_off()
     }
     fn shutdown_report(&self) -> alloc::vec::Vec<alloc::string::String> {
         use core::sync::atomic::Ordering;
