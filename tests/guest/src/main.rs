@@ -52,7 +52,7 @@ mod ops;
 mod toolstack;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod xdom;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod vsmmu;
 
 // ARMv7-A: its own entry, stage 1 and kernel; the conformance rows shared with AArch64.
