@@ -5,6 +5,10 @@
 //! reaches the ones below 4 GiB through its identity map (`mmu::va_of`).
 
 pub mod entry;
+pub mod gic;
+/// The GICv2 driver and dom0's vGICv2 attachment are the same as on AArch64 (GICv2 is all MMIO).
+#[path = "../aarch64/gic_v2.rs"]
+pub mod gic_v2;
 pub mod guest;
 /// The heap is the same buddy allocator over a static region as on AArch64.
 #[path = "../aarch64/heap.rs"]

@@ -117,9 +117,13 @@ impl GuestMemory for CurrentGuestMemory {
 extern "C" fn xenith_trap_guest(frame: &mut TrapFrame) {
     TRAPS.fetch_add(1, Ordering::Relaxed);
     let hsr = Hsr::read();
+    // vGIC: read the list registers back before anything looks at interrupt state, and
+    // refill them on the way out (gic.rs).
+    super::gic::guest_exit();
     if handle(frame, hsr) == After::Park {
         park_this_cpu();
     }
+    super::gic::guest_entry();
 }
 
 /// What the CPU does once a trap is handled.
@@ -233,6 +237,16 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
             frame.elr = frame.elr.wrapping_sub(4);
         }
     }
+    // An event the hypercall raised reaches its domain as that domain's event-channel PPI,
+    // whichever domain raised it.
+    let mut with_upcalls = crate::domain::take_domains_with_upcalls();
+    while with_upcalls != 0 {
+        let id = with_upcalls.trailing_zeros() as DomId;
+        with_upcalls &= with_upcalls - 1;
+        if let Some(d) = DOMAINS.get(id) {
+            super::gic::deliver_event_upcall(d);
+        }
+    }
     match DOMAINS.get(current) {
         Some(dom) => after_guest_work(dom, current),
         None => After::Resume,
@@ -242,6 +256,10 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
 /// SMCCC / PSCI from a 32-bit guest (`HVC #0` or a trapped `SMC #0`): function ID in r0,
 /// arguments r1-r7, results r0-r3. Only SMC32 calls exist for it; an SMC64 ID is unknown.
 fn smccc(dom: &Domain, frame: &mut TrapFrame) {
+    // PSCI CPU_ON / AFFINITY_INFO for a domain with several vCPUs (smp.rs).
+    if smp::psci(frame) {
+        return;
+    }
     let fid = frame.r[0];
     let ret = if fid & 0x4000_0000 != 0 {
         [u64::from(guest_abi::smccc::SMCCC_RET_NOT_SUPPORTED as u32), 0, 0, 0]
@@ -382,6 +400,7 @@ fn domu_shutdown(domains: &Domains, id: DomId) -> After {
         let mut tlb = HwTlb;
         let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
         hypercall::event_channel::send_virq(d0, &mut machine, guest_abi::event_channel::VIRQ_DOM_EXC);
+        super::gic::deliver_event_upcall(d0);
     }
     After::Park
 }
@@ -393,16 +412,12 @@ fn park_this_cpu() -> ! {
     super::halt()
 }
 
-/// A physical IRQ or FIQ taken while a guest ran. Nothing routes one here until the GICv2
-/// driver is wired up (the hypervisor enables none), so one arriving is reported once and the
-/// guest goes on.
+/// A physical IRQ or FIQ taken while a guest ran: the hypervisor's PPIs, a kick, or a
+/// passed-through SPI (gic.rs).
 #[no_mangle]
 extern "C" fn xenith_trap_guest_irq(frame: &mut TrapFrame) {
-    static REPORTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    if !REPORTED.swap(true, Ordering::Relaxed) {
-        log!("physical interrupt taken from a guest at {:#x}: no interrupt controller driver on arm32 yet", frame.elr);
-    }
+    super::gic::irq_from_guest(frame);
 }
 
 /// An exception taken in HYP mode itself: a hypervisor bug. Report everything and stop.
