@@ -180,7 +180,7 @@ fn check_image(path: &Path) -> Result<()> {
 
 /// The wanted modules, each after the modules it depends on (read from its `depends=` modinfo;
 /// the package ships no modules.dep), decompressed: `(file name, bytes)`.
-fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+pub fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let dir = moddir.join("kernel");
     // Every module file by name (read only when wanted: a wanted module's dependencies,
     // e.g. virtio_pci's virtio_pci_modern_dev on 6.1, come along).

@@ -190,7 +190,7 @@ fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
             let ret = frame.elr;
             inject_undef(frame, ret);
         }
-        ec::DABT_LOW | ec::IABT_LOW => guest_abort(dom, frame, class, iss),
+        ec::DABT_LOW | ec::IABT_LOW => guest_abort(dom, frame, class, iss, insn_len(hsr)),
         ec::CP15_32 | ec::CP15_64 if !condition_passed(hsr, frame.spsr) => frame.elr = frame.elr.wrapping_add(insn_len(hsr)),
         ec::CP15_32 | ec::CP15_64 if super::vtimer::emulate_cp15(frame, iss, class == ec::CP15_64) => {
             frame.elr = frame.elr.wrapping_add(insn_len(hsr))
@@ -278,12 +278,12 @@ fn inject_undef(frame: &mut TrapFrame, lr: u32) {
 
 /// A stage-2 fault: emulate the access if a device of the domain covers the IPA, retry if the
 /// page is mapped after all (another CPU's p2m change), else inject an abort.
-fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u32, iss: u32) {
+fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u32, iss: u32, len: u32) {
     let is_data = class == ec::DABT_LOW;
     let far = if is_data { Hdfar::read() } else { Hifar::read() };
     let ipa = (u64::from(Hpfar::read() & 0xffff_fff0) << 8) | u64::from(far & 0xfff);
     let write = iss & (1 << 6) != 0;
-    if is_data && emulate_mmio(dom, frame, ipa, iss) {
+    if is_data && emulate_mmio(dom, frame, ipa, iss, len) {
         return;
     }
     let fault = Stage2Fault::from_iss(ipa, u64::from(iss), !is_data);
@@ -332,8 +332,8 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u32, iss: u32) {
 
 /// Emulate a trapped load/store on an emulated device. False when no device covers `ipa`
 /// or the access cannot be emulated (no valid syndrome, a banked register): the caller
-/// injects an abort.
-fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32) -> bool {
+/// injects an abort. `len` is the trapped instruction's size (HSR.IL), skipped once done.
+fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32, len: u32) -> bool {
     let Some((mut dev, offset)) = dom.mmio.find(ipa) else { return false };
     let isv = iss & (1 << 24) != 0;
     if !isv || iss & (1 << 7) != 0 {
@@ -343,11 +343,19 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32) -> bool
     let sign_extend = iss & (1 << 21) != 0;
     let reg = ((iss >> 16) & 0xf) as usize;
     let write = iss & (1 << 6) != 0;
-    // r13/r14 of the guest's mode and the PC are banked or special: not emulated.
-    if reg > 12 {
-        return false;
-    }
-    let value = u64::from(frame.r[reg]) & if size == 4 { 0xffff_ffff } else { (1u64 << (size * 8)) - 1 };
+    // r0-r12 are in the frame (r8-r12 only outside FIQ mode, which banks its own); r13/r14
+    // are the guest mode's banked ones; the PC is not a transfer register here.
+    let fiq = frame.spsr & 0x1f == guest::mode::FIQ;
+    let current = match reg {
+        0..=7 => frame.r[reg],
+        8..=12 if !fiq => frame.r[reg],
+        13 | 14 => match guest::read_banked(frame, reg) {
+            Some(v) => v,
+            None => return false,
+        },
+        _ => return false,
+    };
+    let value = u64::from(current) & if size == 4 { 0xffff_ffff } else { (1u64 << (size * 8)) - 1 };
     match dev.access(smp::current_vcpu() as usize, MmioAccess { offset, size, write, value }) {
         MmioResult::Done(v) => {
             if !write {
@@ -356,9 +364,13 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32) -> bool
                 if sign_extend && bits < 32 && v & (1 << (bits - 1)) != 0 {
                     v |= !((1u32 << bits) - 1);
                 }
-                frame.r[reg] = v;
+                if reg <= 12 {
+                    frame.r[reg] = v;
+                } else {
+                    guest::write_banked(frame, reg, v);
+                }
             }
-            frame.elr = frame.elr.wrapping_add(if iss & HSR_IL != 0 { 4 } else { 2 });
+            frame.elr = frame.elr.wrapping_add(len);
             true
         }
         MmioResult::Abort => false,
