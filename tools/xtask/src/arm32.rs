@@ -284,17 +284,11 @@ pub fn run(args: &[String]) -> Result<()> {
 pub fn linux_fixtures() -> Result<crate::linux::Dom0Linux> {
     let kpkg = env::debian_depends("linux-image-armmp-lpae", "armhf")?;
     let kdir = env::debian_package(&kpkg, "armhf")?;
-    let kernel = std::fs::read_dir(kdir.join("boot"))
-        .map_err(|e| format!("{}: {e}", kdir.join("boot").display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .ok_or_else(|| format!("{kpkg} has no /boot/vmlinuz-*"))?;
+    let (kernel, version) = crate::linux::vmlinuz(&kdir, &kpkg)?;
     let head = std::fs::read(&kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
     if u32_at(&head, 0x24).ok() != Some(0x016f_2818) {
         return Err(format!("{} is not a zImage (no magic at 0x24)", kernel.display()));
     }
-    let version = kernel.file_name().map(|n| n.to_string_lossy().trim_start_matches("vmlinuz-").to_string()).unwrap_or_default();
     let bb = env::debian_package("busybox-static", "armhf")?.join("bin/busybox");
     let busybox = std::fs::read(&bb).map_err(|e| format!("{}: {e}", bb.display()))?;
     let modules = crate::linux::modules(&kdir.join("lib/modules").join(&version))?;

@@ -269,16 +269,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
     let host_lines = super::gic::init(&info.gic)?;
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
-    // dom0's vGIC has the SPIs dom0's DT names (each implemented SPI costs its GIC driver
-    // trapped writes at boot; devices the hypervisor keeps are not in it), all of the host's
-    // when the DT cannot bound them.
-    let it_lines = match HostDt::parse(dom0_dtb).and_then(|d| d.highest_gic_intid()) {
-        Ok(highest) => crate::irq::vgic::it_lines_for(highest, host_lines),
-        Err(e) => {
-            log!("dom0: vGIC with every host INTID: {e}");
-            host_lines
-        }
-    };
+    let (it_lines, why) = boot::dom0_it_lines(dom0_dtb, host_lines);
+    if let Some(why) = why {
+        log!("{why}");
+    }
     // Every SPI is dom0's (direct-mapped hardware domain): its devices' interrupts pass
     // through. The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled there.
     if info.gic.version == 2 {

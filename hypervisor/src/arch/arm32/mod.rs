@@ -19,6 +19,9 @@ pub mod regs;
 pub mod smp;
 pub mod start;
 pub mod trap;
+/// The vGIC's per-CPU protocol, as on AArch64.
+#[path = "../aarch64/vgic_glue.rs"]
+pub mod vgic_glue;
 /// Guest timers: the virtual timer is the guest's, the PL1 physical timer is trapped.
 pub mod vtimer;
 

@@ -13,6 +13,7 @@ use super::regs::{Htpidr, Hvbar, Mpidr};
 use super::psci;
 use crate::domain::DomId;
 use crate::log;
+use guest_abi::smccc::{PSCI_AFFINITY_INFO_32, PSCI_RET_ALREADY_ON, PSCI_RET_INTERNAL_FAILURE, PSCI_RET_INVALID_PARAMETERS, PSCI_RET_ON_PENDING};
 use alloc::string::String;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -22,16 +23,10 @@ pub const MAX_CPUS: usize = 4;
 /// The domain of a CPU that runs no guest.
 pub const NO_DOMAIN: DomId = DomId::MAX;
 
-/// vCPU power states, numbered as PSCI AFFINITY_INFO reports them.
+/// vCPU power states: running, off, powering on.
 const ON: u8 = 0;
 const OFF: u8 = 1;
 const ON_PENDING: u8 = 2;
-
-/// PSCI return codes.
-const INVALID_PARAMETERS: i32 = -2;
-const ALREADY_ON: i32 = -4;
-const ON_PENDING_ERR: i32 = -5;
-const INTERNAL_FAILURE: i32 = -6;
 
 static STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
 static VCPUS: AtomicUsize = AtomicUsize::new(1);
@@ -187,9 +182,9 @@ pub fn psci(frame: &mut TrapFrame) -> bool {
     }
     let ret = match frame.r[0] {
         psci::CPU_ON => cpu_on(frame.r[1], frame.r[2], frame.r[3]),
-        0x8400_0004 => {
+        PSCI_AFFINITY_INFO_32 => {
             let on = |v: u32| STATE.get(v as usize).is_some_and(|s| s.load(Ordering::Acquire) != OFF);
-            crate::hypercall::smccc::affinity_info(u64::from(frame.r[1]), frame.r[2], vcpus() as u32, on) as i32
+            crate::hypercall::smccc::affinity_info(u64::from(frame.r[1]), frame.r[2], vcpus() as u32, on)
         }
         _ => return false,
     };
@@ -197,15 +192,15 @@ pub fn psci(frame: &mut TrapFrame) -> bool {
     true
 }
 
-fn cpu_on(target: u32, entry: u32, context: u32) -> i32 {
+fn cpu_on(target: u32, entry: u32, context: u32) -> i64 {
     // vMPIDR of vCPU n is Aff0 = n (bits 31:30 are not affinity).
     let aff = target & 0x00ff_ffff;
     let v = (aff & 0xff) as usize;
     if aff >> 8 != 0 || v >= vcpus() {
-        return INVALID_PARAMETERS;
+        return PSCI_RET_INVALID_PARAMETERS;
     }
     if let Err(state) = STATE[v].compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
-        return if state == ON { ALREADY_ON } else { ON_PENDING_ERR };
+        return if state == ON { PSCI_RET_ALREADY_ON } else { PSCI_RET_ON_PENDING };
     }
     // dom0's stage 2: this CPU is handling a trap from one of dom0's vCPUs.
     let (vttbr, vtcr) = (super::regs::Vttbr::read(), super::regs::Vtcr::read());
@@ -214,7 +209,7 @@ fn cpu_on(target: u32, entry: u32, context: u32) -> i32 {
         Err(e) => {
             log!("d0: vCPU {v}: {e}");
             STATE[v].store(OFF, Ordering::Release);
-            INTERNAL_FAILURE
+            PSCI_RET_INTERNAL_FAILURE
         }
     }
 }

@@ -231,13 +231,10 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     // GIC's virtual CPU interface where dom0 expects its CPU interface.
     let host_lines = super::gic::init(&info.gic)?;
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
-    let it_lines = match HostDt::parse(dom0_dtb).and_then(|d| d.highest_gic_intid()) {
-        Ok(highest) => crate::irq::vgic::it_lines_for(highest, host_lines),
-        Err(e) => {
-            log!("dom0: vGIC with every host INTID: {e}");
-            host_lines
-        }
-    };
+    let (it_lines, why) = boot::dom0_it_lines(dom0_dtb, host_lines);
+    if let Some(why) = why {
+        log!("{why}");
+    }
     super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
     trap::install(dom, core::mem::take(&mut plan.free))?;
     super::smp::assign(super::smp::this_cpu(), 0, 0);
