@@ -130,6 +130,17 @@ fn console(info: &BootInfo) -> Console {
     }
 }
 
+/// ITLinesNumber of dom0's vGIC: enough for the SPIs its DT (`dom0_dtb`) names, since each
+/// implemented SPI costs its GIC driver trapped writes at boot and devices the hypervisor
+/// keeps are not in it; all of the host's (`host_lines`) when the DT cannot bound them, with
+/// the reason to log.
+pub fn dom0_it_lines(dom0_dtb: &[u8], host_lines: u32) -> (u32, Option<String>) {
+    match HostDt::parse(dom0_dtb).and_then(|d| d.highest_gic_intid()) {
+        Ok(highest) => (crate::irq::vgic::it_lines_for(highest, host_lines), None),
+        Err(e) => (host_lines, Some(format!("dom0: vGIC with every host INTID: {e}"))),
+    }
+}
+
 fn board(dt: &HostDt) -> Board {
     if dt.is_compatible(dt.root(), "samsung,exynos5250") {
         let mct = dt

@@ -129,6 +129,14 @@ fn qemu_virt_with_a_gicv2_gives_dom0_its_distributor_and_cpu_interface_only() {
     assert_eq!((g.version, g.distributor, g.cpu_interface), (2, r(0x0800_0000, 0x1_0000), Some(r(0x0801_0000, 0x1_0000))));
     assert_eq!((g.hyp_interface, g.vcpu_interface, g.maintenance_irq), (None, None, None));
     assert!(dom0.find_path("/intc@8000000/v2m@8020000").is_some());
+    // dom0's vGIC: the GICv2m frame allocates SPIs its DT does not name, so every host INTID
+    // stays, and the log says why; a DT that does not parse keeps them all too.
+    let (lines, why) = dom0_it_lines(&d.dom0_dtb, 8);
+    assert_eq!(lines, 8);
+    assert!(why.is_some_and(|w| w.contains("GICv2m")));
+    let (lines, why) = dom0_it_lines(b"not a device tree", 5);
+    assert_eq!(lines, 5);
+    assert!(why.is_some());
 }
 
 #[test]

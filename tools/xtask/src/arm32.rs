@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const TARGET: &str = "armv7a-none-eabi";
+/// The CPU of the ARMv7 machine; a `Boot` with it runs on `qemu-system-arm` (`command`).
+pub const CPU: &str = "cortex-a15";
+/// dom0's vCPUs in the Linux dom0 run and system test (one per QEMU CPU).
+pub const LINUX_VCPUS: usize = 2;
 
 /// Where `-device guest-loader` puts dom0's kernel and initrd on the 32-bit machine (QEMU puts
 /// its DTB at RAM base + 128 MiB = 0x48000000, below both).
@@ -188,7 +192,7 @@ pub fn relocatable_zimage(elf: &[u8]) -> std::result::Result<Vec<u8>, String> {
 /// machine is a Cortex-A15).
 pub fn command(b: &Boot) -> Command {
     let mut c = Command::new("qemu-system-arm");
-    c.args(["-M", "virt,virtualization=on,highmem=off", "-cpu", "cortex-a15"])
+    c.args(["-M", "virt,virtualization=on,highmem=off", "-cpu", CPU])
         .args(["-smp", &b.smp.to_string(), "-m", &b.mem])
         .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
         .arg("-kernel")
@@ -230,6 +234,15 @@ pub fn run(args: &[String]) -> Result<()> {
             "--dom0" => {
                 dom0 = Some(match value()?.as_str() {
                     "none" => None,
+                    "linux" => {
+                        let l = linux_fixtures()?;
+                        b.initrd = Some(l.initrd);
+                        b.dom0_args = crate::linux::DOM0_ARGS.into();
+                        if b.cmdline.is_empty() {
+                            b.cmdline = format!("dom0_max_vcpus={LINUX_VCPUS}");
+                        }
+                        Some(l.kernel)
+                    }
                     p => Some(PathBuf::from(p)),
                 })
             }
@@ -262,6 +275,72 @@ pub fn run(args: &[String]) -> Result<()> {
         Some(0) => Ok(()),
         other => Err(format!("QEMU ended with {other:?}")),
     }
+}
+
+/// Debian's armhf kernel for LPAE machines (`linux-image-armmp-lpae`, a zImage: what a Snow
+/// runs) and an initramfs of busybox-static:armhf with that kernel's Xen modules and the same
+/// /init as the AArch64 dom0 (marker, /sys/hypervisor, /dev/xen, `poweroff -f`). Fetched and
+/// cached on first use.
+pub fn linux_fixtures() -> Result<crate::linux::Dom0Linux> {
+    let kpkg = env::debian_depends("linux-image-armmp-lpae", "armhf")?;
+    let kdir = env::debian_package(&kpkg, "armhf")?;
+    let (kernel, version) = crate::linux::vmlinuz(&kdir, &kpkg)?;
+    let head = std::fs::read(&kernel).map_err(|e| format!("{}: {e}", kernel.display()))?;
+    if u32_at(&head, 0x24).ok() != Some(0x016f_2818) {
+        return Err(format!("{} is not a zImage (no magic at 0x24)", kernel.display()));
+    }
+    let bb = env::debian_package("busybox-static", "armhf")?.join("bin/busybox");
+    let busybox = std::fs::read(&bb).map_err(|e| format!("{}: {e}", bb.display()))?;
+    let modules = crate::linux::modules(&kdir.join("lib/modules").join(&version))?;
+    let out = env::cache_dir().join("linux");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let initrd = out.join(format!("initramfs-armhf-{version}.cpio"));
+    let cpio = crate::linux::initramfs(&busybox, &modules, &crate::linux::Programs::default());
+    std::fs::write(&initrd, cpio).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    Ok(crate::linux::Dom0Linux { kernel, initrd })
+}
+
+/// The system test's boot: Debian's armhf Linux as dom0 of xenith in HYP mode with 2 vCPUs.
+pub fn linux_systest_boot() -> Boot {
+    let mut b = Boot::new(PathBuf::from("/nonexistent/xenith-arm32-unavailable"));
+    b.cpu = CPU.into();
+    b.timeout = std::time::Duration::from_secs(120);
+    b.cmdline = format!("dom0_max_vcpus={LINUX_VCPUS}");
+    b.dom0_args = crate::linux::DOM0_ARGS.into();
+    match build(false) {
+        Ok(i) => b.hypervisor = i.hypervisor,
+        Err(e) => eprintln!("xtask: arm32 hypervisor: {e}"),
+    }
+    match linux_fixtures() {
+        Ok(l) => {
+            b.dom0 = Some(l.kernel);
+            b.initrd = Some(l.initrd);
+        }
+        Err(e) => {
+            eprintln!("xtask: arm32 Linux dom0 fixtures: {e}");
+            b.dom0 = Some(PathBuf::from("/nonexistent/linux-armhf-fixtures-unavailable"));
+        }
+    }
+    b
+}
+
+/// dom0 reached its marker with both vCPUs online, saw Xen (/sys/hypervisor, /dev/xen's
+/// evtchn, gntdev and privcmd), and its `poweroff -f` ended QEMU.
+pub fn linux_systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
+    if !o.has(crate::linux::MARKER) {
+        let last = o.output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(format!("dom0 never printed {} (timed out: {}); last line: {last}", crate::linux::MARKER, o.timed_out));
+    }
+    let online = format!("cpus online: 0-{}", LINUX_VCPUS - 1);
+    for needle in ["hypervisor type: xen", "evtchn", "gntdev", "privcmd", online.as_str(), "hardware domain powered off"] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}`"));
+        }
+    }
+    if o.timed_out {
+        return Err("QEMU did not end after poweroff -f".into());
+    }
+    Ok(())
 }
 
 /// Xen 4.17 armhf's command line for the conformance run: the one the AArch64 run uses.

@@ -38,14 +38,8 @@ pub fn fixtures() -> Result<Dom0Linux> {
 pub fn fixtures_from(suite: env::Suite) -> Result<Dom0Linux> {
     let kpkg = env::debian_depends_in("linux-image-arm64", "arm64", suite)?;
     let kdir = env::debian_package(&kpkg, "arm64")?;
-    let kernel = std::fs::read_dir(kdir.join("boot"))
-        .map_err(|e| format!("{}: {e}", kdir.join("boot").display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .ok_or_else(|| format!("{kpkg} has no /boot/vmlinuz-*"))?;
+    let (kernel, version) = vmlinuz(&kdir, &kpkg)?;
     check_image(&kernel)?;
-    let version = kernel.file_name().map(|n| n.to_string_lossy().trim_start_matches("vmlinuz-").to_string()).unwrap_or_default();
     let bb = env::debian_package("busybox-static", "arm64")?.join("bin/busybox");
     let busybox = std::fs::read(&bb).map_err(|e| format!("{}: {e}", bb.display()))?;
     let modules = modules(&kdir.join("lib/modules").join(&version))?;
@@ -167,6 +161,19 @@ fn user_program(out: &Path, src: &str, name: &str) -> Result<Vec<u8>> {
     std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))
 }
 
+/// The kernel in an unpacked kernel package `kdir` (package `kpkg`): its /boot/vmlinuz-* and
+/// the version its name carries.
+pub fn vmlinuz(kdir: &Path, kpkg: &str) -> Result<(PathBuf, String)> {
+    let kernel = std::fs::read_dir(kdir.join("boot"))
+        .map_err(|e| format!("{}: {e}", kdir.join("boot").display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .ok_or_else(|| format!("{kpkg} has no /boot/vmlinuz-*"))?;
+    let version = kernel.file_name().map(|n| n.to_string_lossy().trim_start_matches("vmlinuz-").to_string()).unwrap_or_default();
+    Ok((kernel, version))
+}
+
 /// A raw arm64 Image has "ARM\x64" at offset 0x38 (a gzip or EFI zboot kernel would not boot).
 fn check_image(path: &Path) -> Result<()> {
     let mut head = [0u8; 64];
@@ -180,7 +187,7 @@ fn check_image(path: &Path) -> Result<()> {
 
 /// The wanted modules, each after the modules it depends on (read from its `depends=` modinfo;
 /// the package ships no modules.dep), decompressed: `(file name, bytes)`.
-fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+pub fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let dir = moddir.join("kernel");
     // Every module file by name (read only when wanted: a wanted module's dependencies,
     // e.g. virtio_pci's virtio_pci_modern_dev on 6.1, come along).

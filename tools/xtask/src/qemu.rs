@@ -70,6 +70,10 @@ impl Boot {
     }
 
     pub fn command(&self) -> Command {
+        // The ARMv7 machine is its own QEMU (arm32.rs).
+        if self.cpu == crate::arm32::CPU {
+            return crate::arm32::command(self);
+        }
         let mut c = Command::new("qemu-system-aarch64");
         let dump = self.dumpdtb.as_ref().map(|p| format!(",dumpdtb={}", p.display())).unwrap_or_default();
         if self.smmu_stage == "1" {

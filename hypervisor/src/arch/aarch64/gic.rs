@@ -9,18 +9,18 @@ use super::entry::TrapFrame;
 use super::regs::isb;
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
-use crate::domain::DomId;
 use crate::irq::vgic::domains::{VgicConfig, VGICS};
-use crate::irq::vgic::regs::{SharedVgic, GICD_SIZE, REGISTER_WRITES};
-use crate::irq::vgic::{HwOp, ListRegisters, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, PRIVATE_IRQS, VTIMER_PPI};
+use crate::irq::vgic::regs::GICD_SIZE;
+pub use super::vgic_glue::{current_vgic, deliver_event_upcall, dom0_vgic, guest_exit, inject_edge, notify_mask, notify_mask_here, set_irq_level};
+use super::vgic_glue::notify;
+use crate::irq::vgic::{HwOp, ListRegisters, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, VTIMER_PPI};
 use crate::trap_stats::TrapKind;
 use crate::{log, sysreg};
 use super::smp::{self, this_cpu};
 use crate::dt::Region;
 use alloc::string::String;
 use alloc::vec::Vec;
-use super::smp::MAX_CPUS;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::Once;
 
 /// INTIDs 1020-1023 are special (1023: nothing pending); LPIs start at 8192.
@@ -31,26 +31,6 @@ pub(super) const HYP_PRIORITY: u8 = 0x80;
 pub(super) const HYP_PPIS: [u32; 4] = [KICK_SGI, MAINTENANCE_PPI, HYP_TIMER_PPI, VTIMER_PPI];
 /// Polls of a GIC "write pending"/"children asleep" bit before giving up.
 const POLL_LIMIT: u32 = 1_000_000;
-
-/// Physical IRQs taken that nobody claims (logged a few times only).
-static STRAY: AtomicU32 = AtomicU32::new(0);
-// Per physical CPU (each runs one vCPU of one domain; its vGIC is that domain's, in `VGICS`):
-/// its vCPU's list registers hold something (guest exit must read them back);
-static LRS_LIVE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// its vCPU's interrupt state changed since the last flush (set before any kick);
-static WORK: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// the vGIC register-write count its last flush saw.
-static SEEN_WRITES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-
-/// Note that vCPU `vcpu` of domain `dom` has new interrupt state, and make the CPU running it
-/// look (`kick`). Nothing happens for a vCPU that runs nowhere (not started, or parked).
-fn notify(dom: DomId, vcpu: usize) {
-    let Some(cpu) = smp::cpu_of(dom, vcpu) else { return };
-    if let Some(w) = WORK.get(cpu) {
-        w.store(true, Ordering::Release);
-    }
-    kick(cpu);
-}
 
 /// Redistributor regions, for CPUs that come up later.
 static REDISTRIBUTORS: Once<Vec<Region>> = Once::new();
@@ -230,12 +210,6 @@ pub fn attach_vgic_v2(dom: &mut Domain, info: &GicInfo, it_lines: u32, vcpus: us
     Ok(())
 }
 
-/// The vCPUs in `mask` of the domain whose vCPU runs on this CPU look at their interrupts
-/// (a guest's GICD_SGIR write is emulated on the writing vCPU's CPU).
-pub(super) fn notify_mask_here(mask: u64) {
-    notify_mask(smp::current_domain(), mask)
-}
-
 /// Give `dom` a vGICv3 (`cfg`: where, how many vCPUs, whether its SPIs pass through) and
 /// log it.
 pub fn attach_vgic(dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String> {
@@ -251,17 +225,6 @@ pub fn attach_vgic(dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String> {
         cfg.vcpus
     );
     Ok(())
-}
-
-/// The vGIC of the vCPU on this CPU (its domain's), if that domain has one.
-#[inline]
-pub fn current_vgic() -> Option<&'static SharedVgic> {
-    VGICS.get(smp::current_domain())
-}
-
-/// dom0's vGIC, whichever CPU asks (its passed-through SPIs, events other domains raise for it).
-pub(super) fn dom0_vgic() -> Option<&'static SharedVgic> {
-    VGICS.get(0)
 }
 
 /// The virtual CPU interface's list registers.
@@ -351,26 +314,6 @@ impl ListRegisters for HwLrs {
     }
 }
 
-/// The vCPU left the guest: read the list registers back into the vGIC. Inline: on most
-/// exits no list register was filled and this is one load.
-#[inline]
-pub fn guest_exit() {
-    let me = this_cpu();
-    if LRS_LIVE.get(me).is_some_and(|l| l.load(Ordering::Relaxed)) {
-        guest_exit_sync(me);
-    }
-}
-
-#[inline(never)]
-fn guest_exit_sync(me: usize) {
-    if let Some(v) = current_vgic() {
-        v.lock().sync(smp::current_vcpu() as usize, &mut HwLrs::new());
-        if let Some(w) = WORK.get(me) {
-            w.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
 /// The vCPU is about to re-enter the guest: first take the physical interrupts that became
 /// pending while the hypervisor ran (each would otherwise exit again right after the return),
 /// then fill the list registers if its interrupt state changed. Inline: the usual case
@@ -381,32 +324,7 @@ pub fn guest_entry() {
     if sysreg!(read ISR_EL1) & (1 << 7) != 0 {
         let _ = take_physical_irqs();
     }
-    let me = this_cpu();
-    let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
-    let writes = REGISTER_WRITES.load(Ordering::Acquire);
-    if !work.load(Ordering::Acquire) && seen.load(Ordering::Relaxed) == writes {
-        return;
-    }
-    guest_entry_flush(me, writes);
-}
-
-#[inline(never)]
-fn guest_entry_flush(me: usize, writes: u64) {
-    let Some(v) = current_vgic() else { return };
-    let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
-    work.store(false, Ordering::Relaxed);
-    seen.store(writes, Ordering::Relaxed);
-    let vcpu = smp::current_vcpu() as usize;
-    let mut g = v.lock();
-    g.flush(vcpu, &mut HwLrs::new());
-    if let Some(l) = LRS_LIVE.get(me) {
-        l.store(g.lrs_in_use(vcpu), Ordering::Relaxed);
-    }
-    let ops = g.take_hw_ops();
-    drop(g);
-    if !ops.is_empty() {
-        apply_hw_ops(&ops);
-    }
+    super::vgic_glue::flush_if_changed();
 }
 
 /// Acknowledge and handle every pending physical interrupt (Group 1). Returns the first
@@ -441,37 +359,9 @@ pub fn take_physical_irqs() -> Option<u32> {
             take_lpi(intid);
             continue;
         }
-        if intid >= PRIVATE_IRQS {
-            // A passed-through SPI: the guest deactivates it through a HW list register.
-            let target = dom0_vgic().and_then(|v| {
-                let mut g = v.lock();
-                g.inject_hw(intid).ok().map(|()| g.spi_target(intid))
-            });
-            let taken = target.is_some();
-            if let Some(Some(t)) = target {
-                notify(0, t);
-            }
-            if !taken {
-                deactivate(iar);
-                if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
-                    log!("physical SPI {intid} is not passed through to a guest: ignored");
-                }
-            }
-            continue;
+        if super::vgic_glue::take_physical(intid, KICK_SGI) {
+            deactivate(iar);
         }
-        match intid {
-            VTIMER_PPI => super::vtimer::on_virtual_timer(),
-            HYP_TIMER_PPI => super::vtimer::on_hyp_timer(),
-            // Underflow: the list registers drained; `guest_entry` refills them. A kick: another
-            // CPU changed this vCPU's interrupts; `guest_entry` looks at them.
-            MAINTENANCE_PPI | KICK_SGI => {}
-            other => {
-                if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
-                    log!("physical IRQ {other} has no handler: ignored");
-                }
-            }
-        }
-        deactivate(iar);
     }
     first
 }
@@ -491,25 +381,16 @@ fn take_lpi(intid: u32) {
     match vcpu {
         Some(v) => notify(0, v),
         None => {
-            if STRAY.fetch_add(1, Ordering::Relaxed) < 8 {
+            if super::vgic_glue::log_stray() {
                 log!("host LPI {intid} is not mapped to a guest: ignored");
             }
         }
     }
 }
 
-/// Make every vCPU of `dom` in `mask` (bit n: vCPU n) look at its interrupts.
-pub(super) fn notify_mask(dom: DomId, mut mask: u64) {
-    while mask != 0 {
-        let v = mask.trailing_zeros() as usize;
-        mask &= mask - 1;
-        notify(dom, v);
-    }
-}
-
 /// Carry out on the physical distributor what the guest's writes to passed-through SPIs
 /// asked for: enable (routed to this CPU, group 1), disable, trigger, deactivate.
-fn apply_hw_ops(ops: &[HwOp]) {
+pub(super) fn apply_hw_ops(ops: &[HwOp]) {
     if super::gic_v2::get().is_some() {
         for &op in ops {
             super::gic_v2::apply_hw_op(op, GUEST_SPI_PRIORITY);
@@ -595,42 +476,4 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
         notify_mask(smp::current_domain(), targets);
     }
     true
-}
-
-/// Deliver `dom`'s event-channel upcalls: for each vCPU whose vcpu_info.evtchn_upcall_pending
-/// an event set (bit n of `evtchn.upcall_pending`, the event-channel code's hook), pend the
-/// domain's callback PPI on that vCPU, as Xen injects it. A PPI already pending absorbs it.
-pub fn deliver_event_upcall(dom: &Domain) {
-    // Only the set bits are visited (usually none).
-    let mut pending = dom.take_upcalls();
-    while pending != 0 {
-        let vcpu = pending.trailing_zeros() as usize;
-        pending &= pending - 1;
-        inject_edge(dom.id, vcpu, dom.callback_ppi);
-    }
-}
-
-/// Latch an edge (or message) interrupt `intid` for `vcpu` of domain `dom`: for callers
-/// outside the vGIC (an event-channel upcall delivered as a PPI, a virtual timer expiry).
-pub fn inject_edge(dom: DomId, vcpu: usize, intid: u32) {
-    if let Some(v) = VGICS.get(dom) {
-        if let Err(e) = v.lock().inject_edge(vcpu, intid) {
-            log!("d{dom}: vGIC: cannot inject: {e}");
-            return;
-        }
-        notify(dom, vcpu);
-    }
-}
-
-/// Drive the line of a level-sensitive `intid` for `vcpu` of domain `dom` (an emulated
-/// device's interrupt, the emulated physical timer's PPI). Takes effect at the vCPU's next
-/// entry.
-pub fn set_irq_level(dom: DomId, vcpu: usize, intid: u32, high: bool) {
-    if let Some(v) = VGICS.get(dom) {
-        if let Err(e) = v.lock().set_level(vcpu, intid, high) {
-            log!("d{dom}: vGIC: cannot set level: {e}");
-            return;
-        }
-        notify(dom, vcpu);
-    }
 }

@@ -28,6 +28,8 @@ pub mod start;
 pub mod trap;
 /// Guest virtual timer injection and the trapped EL1 physical timer.
 pub mod vtimer;
+/// The vGIC's per-CPU protocol (shared with ARMv7).
+pub mod vgic_glue;
 
 use crate::sysreg;
 

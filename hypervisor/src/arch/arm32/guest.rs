@@ -151,3 +151,60 @@ pub fn abort_fsr(long_format: bool, write: bool) -> u32 {
     let fs = if long_format { (1 << 9) | 0x10 } else { 0x08 };
     fs | if write { 1 << 11 } else { 0 }
 }
+
+/// A banked register of the trapped guest context: `reg` 13 (SP) or 14 (LR) of the mode
+/// `frame.spsr` names. User and System mode share LR_usr, which the trap frame holds (HYP
+/// mode banks no LR of its own). `None` for a mode a guest cannot be in.
+pub fn read_banked(frame: &TrapFrame, reg: usize) -> Option<u32> {
+    let v: u32;
+    macro_rules! mrs {
+        ($r:literal) => {
+            // SAFETY: reads a banked register of the guest's (MRS banked, virtualization
+            // extensions); no memory effects.
+            unsafe { core::arch::asm!(".arch_extension virt", concat!("mrs {}, ", $r), out(reg) v, options(nomem, nostack, preserves_flags)) }
+        };
+    }
+    match (frame.spsr & 0x1f, reg) {
+        (mode::USR | mode::SYS, 14) => return Some(frame.lr_usr),
+        (mode::USR | mode::SYS, 13) => mrs!("sp_usr"),
+        (mode::SVC, 13) => mrs!("sp_svc"),
+        (mode::SVC, 14) => mrs!("lr_svc"),
+        (mode::ABT, 13) => mrs!("sp_abt"),
+        (mode::ABT, 14) => mrs!("lr_abt"),
+        (mode::UND, 13) => mrs!("sp_und"),
+        (mode::UND, 14) => mrs!("lr_und"),
+        (mode::IRQ, 13) => mrs!("sp_irq"),
+        (mode::IRQ, 14) => mrs!("lr_irq"),
+        (mode::FIQ, 13) => mrs!("sp_fiq"),
+        (mode::FIQ, 14) => mrs!("lr_fiq"),
+        _ => return None,
+    }
+    Some(v)
+}
+
+/// Write `v` to banked register `reg` (13 or 14) of the trapped guest context's mode (see
+/// [`read_banked`]). False for a mode a guest cannot be in.
+pub fn write_banked(frame: &mut TrapFrame, reg: usize, v: u32) -> bool {
+    macro_rules! msr {
+        ($r:literal) => {
+            // SAFETY: writes a banked register of the guest's, as the emulated load defines.
+            unsafe { core::arch::asm!(".arch_extension virt", concat!("msr ", $r, ", {}"), in(reg) v, options(nomem, nostack, preserves_flags)) }
+        };
+    }
+    match (frame.spsr & 0x1f, reg) {
+        (mode::USR | mode::SYS, 14) => frame.lr_usr = v,
+        (mode::USR | mode::SYS, 13) => msr!("sp_usr"),
+        (mode::SVC, 13) => msr!("sp_svc"),
+        (mode::SVC, 14) => msr!("lr_svc"),
+        (mode::ABT, 13) => msr!("sp_abt"),
+        (mode::ABT, 14) => msr!("lr_abt"),
+        (mode::UND, 13) => msr!("sp_und"),
+        (mode::UND, 14) => msr!("lr_und"),
+        (mode::IRQ, 13) => msr!("sp_irq"),
+        (mode::IRQ, 14) => msr!("lr_irq"),
+        (mode::FIQ, 13) => msr!("sp_fiq"),
+        (mode::FIQ, 14) => msr!("lr_fiq"),
+        _ => return false,
+    }
+    true
+}

@@ -5,6 +5,10 @@
 //! reaches the ones below 4 GiB through its identity map (`mmu::va_of`).
 
 pub mod entry;
+pub mod gic;
+/// The GICv2 driver and dom0's vGICv2 attachment are the same as on AArch64 (GICv2 is all MMIO).
+#[path = "../aarch64/gic_v2.rs"]
+pub mod gic_v2;
 pub mod guest;
 /// The heap is the same buddy allocator over a static region as on AArch64.
 #[path = "../aarch64/heap.rs"]
@@ -15,6 +19,9 @@ pub mod regs;
 pub mod smp;
 pub mod start;
 pub mod trap;
+/// The vGIC's per-CPU protocol, as on AArch64.
+#[path = "../aarch64/vgic_glue.rs"]
+pub mod vgic_glue;
 /// Guest timers: the virtual timer is the guest's, the PL1 physical timer is trapped.
 pub mod vtimer;
 
@@ -172,7 +179,8 @@ pub struct Hw;
 
 impl crate::arch::Arch for Hw {
     fn start_cpu(&self, s: &crate::arch::CpuStart) -> Result<(), alloc::string::String> {
-        Err(alloc::format!("CPU {} cannot be started: xenith runs one CPU in HYP mode", s.cpu))
+        // A 32-bit guest's entry point, context and VTCR fit in 32 bits.
+        smp::start_cpu(s.cpu, s.domain, s.vcpu, s.vttbr, s.vtcr as u32, s.entry as u32, s.context as u32)
     }
     fn with_machine(&self, f: &mut dyn FnMut(&mut crate::domain::registry::Machine<'_>)) {
         let mut frames = crate::domain::registry::PoolFrames;
@@ -180,10 +188,13 @@ impl crate::arch::Arch for Hw {
         f(&mut crate::domain::registry::Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb });
     }
     fn attach_vgic(&self, dom: &mut crate::domain::Domain, _cfg: &crate::irq::vgic::domains::VgicConfig) -> Result<(), alloc::string::String> {
-        Err(alloc::format!("d{}: no vGIC in HYP mode yet", dom.id))
+        Err(alloc::format!("d{}: only dom0 gets a vGIC in HYP mode so far", dom.id))
     }
     fn vpl011_irq(&self) -> fn(crate::domain::DomId, bool) {
-        |_, _| {}
+        |d, high| gic::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high)
+    }
+    fn deliver_event_upcall(&self, dom: &crate::domain::Domain) {
+        gic::deliver_event_upcall(dom)
     }
     fn clean_dcache_range(&self, pa: u64, len: u64) {
         clean_dcache_range(pa, len)

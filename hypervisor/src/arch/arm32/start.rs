@@ -156,8 +156,10 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     }
     let dom0_ram = Region { base: layout.ram_base, size: layout.ram_size };
     let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
-    // One vCPU until secondary CPUs are brought up on this architecture; no SMMU here.
-    let decisions = plan.decide(&dt, &info, &[], dom0_ram, dom0_initrd, 1)?;
+    // dom0's vCPU n runs on the host DT's n-th CPU (PSCI CPU_ON starts the others); no SMMU here.
+    let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
+    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::smp::MAX_CPUS));
+    let decisions = plan.decide(&dt, &info, &[], dom0_ram, dom0_initrd, vcpus)?;
     for (path, why) in &decisions.kept_masters {
         log!("{path}: kept from dom0 ({why})");
     }
@@ -195,7 +197,6 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
         decisions.dom0_dt.bootargs.as_deref().unwrap_or(""),
         p2m.table_frames()
     );
-    log!("dom0: no vGIC on arm32 yet: the interrupt controller is not mapped (its accesses abort) and no interrupt is delivered");
     let (used, total) = heap::usage();
     log!("heap: {} KiB of {} KiB in use; {} MiB of RAM left free", used / 1024, total / 1024, mib(free.total_free()));
 
@@ -204,9 +205,19 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let mut dom = Domain::new(0, true, true, ram);
     let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
     *dom.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(gnttab_frames.min((boot::GNTTAB_SIZE / 4096) as u32), maptrack_frames);
-    dom.max_vcpus = 1;
+    dom.max_vcpus = vcpus as u32;
     guest::configure(p2m.vttbr(), vtcr, 0);
     *dom.p2m.get_mut() = Some(p2m);
+    // Interrupts: the physical GICv2 for the hypervisor's PPIs, and dom0's emulated
+    // distributor at the host's (left out of its stage 2, so every access traps) with the
+    // GIC's virtual CPU interface where dom0 expects its CPU interface.
+    let host_lines = super::gic::init(&info.gic)?;
+    log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
+    let (it_lines, why) = boot::dom0_it_lines(dom0_dtb, host_lines);
+    if let Some(why) = why {
+        log!("{why}");
+    }
+    super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
     trap::install(dom, core::mem::take(&mut plan.free))?;
     super::smp::assign(super::smp::this_cpu(), 0, 0);
     log!("starting dom0");

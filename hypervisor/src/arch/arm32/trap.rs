@@ -94,9 +94,13 @@ impl GuestMemory for CurrentGuestMemory {
 extern "C" fn xenith_trap_guest(frame: &mut TrapFrame) {
     TRAPS.fetch_add(1, Ordering::Relaxed);
     let hsr = Hsr::read();
+    // vGIC: read the list registers back before anything looks at interrupt state, and
+    // refill them on the way out (gic.rs).
+    super::gic::guest_exit();
     if handle(frame, hsr) == After::Park {
         park_this_cpu();
     }
+    super::gic::guest_entry();
 }
 
 /// Whether a trapped conditional instruction passed its condition (HSR.CV and COND against
@@ -155,7 +159,7 @@ fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
             let ret = frame.elr;
             inject_undef(frame, ret);
         }
-        ec::DABT_LOW | ec::IABT_LOW => guest_abort(dom, frame, class, iss),
+        ec::DABT_LOW | ec::IABT_LOW => guest_abort(dom, frame, class, iss, insn_len(hsr)),
         ec::CP15_32 | ec::CP15_64 if !condition_passed(hsr, frame.spsr) => frame.elr = frame.elr.wrapping_add(insn_len(hsr)),
         ec::CP15_32 | ec::CP15_64 if super::vtimer::emulate_cp15(frame, iss, class == ec::CP15_64) => {
             frame.elr = frame.elr.wrapping_add(insn_len(hsr))
@@ -198,6 +202,16 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
             frame.elr = frame.elr.wrapping_sub(4);
         }
     }
+    // An event the hypercall raised reaches its domain as that domain's event-channel PPI,
+    // whichever domain raised it.
+    let mut with_upcalls = crate::domain::take_domains_with_upcalls();
+    while with_upcalls != 0 {
+        let id = with_upcalls.trailing_zeros() as DomId;
+        with_upcalls &= with_upcalls - 1;
+        if let Some(d) = DOMAINS.get(id) {
+            super::gic::deliver_event_upcall(d);
+        }
+    }
     match DOMAINS.get(current) {
         Some(dom) => after_guest_work(dom, current),
         None => After::Resume,
@@ -207,6 +221,10 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
 /// SMCCC / PSCI from a 32-bit guest (`HVC #0` or a trapped `SMC #0`): function ID in r0,
 /// arguments r1-r7, results r0-r3. Only SMC32 calls exist for it; an SMC64 ID is unknown.
 fn smccc(dom: &Domain, frame: &mut TrapFrame) {
+    // PSCI CPU_ON / AFFINITY_INFO for a domain with several vCPUs (smp.rs).
+    if smp::psci(frame) {
+        return;
+    }
     let fid = frame.r[0];
     let ret = if fid & 0x4000_0000 != 0 {
         [u64::from(guest_abi::smccc::SMCCC_RET_NOT_SUPPORTED as u32), 0, 0, 0]
@@ -225,12 +243,12 @@ fn inject_undef(frame: &mut TrapFrame, lr: u32) {
 
 /// A stage-2 fault: emulate the access if a device of the domain covers the IPA, retry if the
 /// page is mapped after all (another CPU's p2m change), else inject an abort.
-fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u32, iss: u32) {
+fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u32, iss: u32, len: u32) {
     let is_data = class == ec::DABT_LOW;
     let far = if is_data { Hdfar::read() } else { Hifar::read() };
     let ipa = (u64::from(Hpfar::read() & 0xffff_fff0) << 8) | u64::from(far & 0xfff);
     let write = iss & (1 << 6) != 0;
-    if is_data && emulate_mmio(dom, frame, ipa, iss) {
+    if is_data && emulate_mmio(dom, frame, ipa, iss, len) {
         return;
     }
     let fault = Stage2Fault::from_iss(ipa, u64::from(iss), !is_data);
@@ -279,8 +297,8 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u32, iss: u32) {
 
 /// Emulate a trapped load/store on an emulated device. False when no device covers `ipa`
 /// or the access cannot be emulated (no valid syndrome, a banked register): the caller
-/// injects an abort.
-fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32) -> bool {
+/// injects an abort. `len` is the trapped instruction's size (HSR.IL), skipped once done.
+fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32, len: u32) -> bool {
     let Some((mut dev, offset)) = dom.mmio.find(ipa) else { return false };
     let isv = iss & (1 << 24) != 0;
     if !isv || iss & (1 << 7) != 0 {
@@ -290,11 +308,19 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32) -> bool
     let sign_extend = iss & (1 << 21) != 0;
     let reg = ((iss >> 16) & 0xf) as usize;
     let write = iss & (1 << 6) != 0;
-    // r13/r14 of the guest's mode and the PC are banked or special: not emulated.
-    if reg > 12 {
-        return false;
-    }
-    let value = u64::from(frame.r[reg]) & if size == 4 { 0xffff_ffff } else { (1u64 << (size * 8)) - 1 };
+    // r0-r12 are in the frame (r8-r12 only outside FIQ mode, which banks its own); r13/r14
+    // are the guest mode's banked ones; the PC is not a transfer register here.
+    let fiq = frame.spsr & 0x1f == guest::mode::FIQ;
+    let current = match reg {
+        0..=7 => frame.r[reg],
+        8..=12 if !fiq => frame.r[reg],
+        13 | 14 => match guest::read_banked(frame, reg) {
+            Some(v) => v,
+            None => return false,
+        },
+        _ => return false,
+    };
+    let value = u64::from(current) & if size == 4 { 0xffff_ffff } else { (1u64 << (size * 8)) - 1 };
     match dev.access(smp::current_vcpu() as usize, MmioAccess { offset, size, write, value }) {
         MmioResult::Done(v) => {
             if !write {
@@ -303,9 +329,13 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32) -> bool
                 if sign_extend && bits < 32 && v & (1 << (bits - 1)) != 0 {
                     v |= !((1u32 << bits) - 1);
                 }
-                frame.r[reg] = v;
+                if reg <= 12 {
+                    frame.r[reg] = v;
+                } else {
+                    guest::write_banked(frame, reg, v);
+                }
             }
-            frame.elr = frame.elr.wrapping_add(if iss & HSR_IL != 0 { 4 } else { 2 });
+            frame.elr = frame.elr.wrapping_add(len);
             true
         }
         MmioResult::Abort => false,
@@ -319,16 +349,12 @@ fn park_this_cpu() -> ! {
     super::halt()
 }
 
-/// A physical IRQ or FIQ taken while a guest ran. Nothing routes one here until the GICv2
-/// driver is wired up (the hypervisor enables none), so one arriving is reported once and the
-/// guest goes on.
+/// A physical IRQ or FIQ taken while a guest ran: the hypervisor's PPIs, a kick, or a
+/// passed-through SPI (gic.rs).
 #[no_mangle]
 extern "C" fn xenith_trap_guest_irq(frame: &mut TrapFrame) {
-    static REPORTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    if !REPORTED.swap(true, Ordering::Relaxed) {
-        log!("physical interrupt taken from a guest at {:#x}: no interrupt controller driver on arm32 yet", frame.elr);
-    }
+    super::gic::irq_from_guest(frame);
 }
 
 /// An exception taken in HYP mode itself: a hypervisor bug. Report everything and stop.

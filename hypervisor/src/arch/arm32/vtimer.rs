@@ -1,14 +1,14 @@
 //! Guest timers. The PL1 virtual timer (CNTV_*) is the guest's own hardware, offset by
-//! CNTVOFF. The PL1 physical timer is trapped (CNTHCTL.PL1PCEN = 0) and emulated per vCPU:
-//! CNTP_CTL and CNTP_TVAL by MCR/MRC, CNTP_CVAL by MCRR/MRRC. The physical counter stays
-//! readable (PL1PCTEN = 1).
-//!
-//! Without a vGIC on this architecture yet, neither timer's interrupt reaches the guest: the
-//! emulated timer's registers (ISTATUS included) behave, its output line goes nowhere.
+//! CNTVOFF; its PPI 27 is taken in HYP mode, where the hypervisor masks it (CNTV_CTL.IMASK)
+//! and injects virtual PPI 27 (the guest unmasks it when it programs the next deadline). The
+//! PL1 physical timer is trapped (CNTHCTL.PL1PCEN = 0) and emulated per vCPU on the HYP
+//! timer (CNTHP, PPI 26): CNTP_CTL and CNTP_TVAL by MCR/MRC, CNTP_CVAL by MCRR/MRRC; its
+//! output is a level on virtual PPI 30. The physical counter stays readable (PL1PCTEN = 1).
 
 use super::entry::TrapFrame;
-use super::regs::isb;
-use super::smp::{this_cpu, MAX_CPUS};
+use super::regs::{isb, CntvCtl, CnthpCtl, CnthpCval};
+use super::smp::{self, this_cpu, MAX_CPUS};
+use crate::irq::vgic::{PTIMER_PPI, VTIMER_PPI};
 use crate::sync::SpinMutex as Mutex;
 
 /// CNT*_CTL bits.
@@ -44,6 +44,35 @@ fn fired(t: &PhysTimer) -> bool {
     t.ctl & CTL_ENABLE != 0 && now() >= t.cval
 }
 
+/// The host virtual-timer PPI fired: the guest's deadline passed. Mask it at the timer and
+/// hand the guest its PPI 27.
+pub fn on_virtual_timer() {
+    CntvCtl::write(CntvCtl::read() | CTL_IMASK);
+    isb();
+    super::gic::inject_edge(smp::current_domain(), smp::current_vcpu() as usize, VTIMER_PPI);
+}
+
+/// The HYP timer (backing the guest's physical timer) fired.
+pub fn on_hyp_timer() {
+    CnthpCtl::write(CTL_IMASK);
+    isb();
+    let t = *ptimer().lock();
+    update_ptimer_line(&t);
+}
+
+/// Drive virtual PPI 30 from the emulated timer, and arm CNTHP for its next deadline.
+fn update_ptimer_line(t: &PhysTimer) {
+    let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
+    super::gic::set_irq_level(smp::current_domain(), smp::current_vcpu() as usize, PTIMER_PPI, asserted);
+    if t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted {
+        CnthpCval::write(t.cval);
+        CnthpCtl::write(CTL_ENABLE);
+    } else {
+        CnthpCtl::write(0);
+    }
+    isb();
+}
+
 /// A trapped CP15 access (MCR/MRC: `iss` of EC 0x03, or MCRR/MRRC: EC 0x04 with `double`) to
 /// the physical timer. Returns false for any other register.
 pub fn emulate_cp15(frame: &mut TrapFrame, iss: u32, double: bool) -> bool {
@@ -63,6 +92,7 @@ pub fn emulate_cp15(frame: &mut TrapFrame, iss: u32, double: bool) -> bool {
             frame.r[rt2] = (t.cval >> 32) as u32;
         } else {
             t.cval = u64::from(frame.r[rt]) | (u64::from(frame.r[rt2]) << 32);
+            update_ptimer_line(&t);
         }
         return true;
     }
@@ -73,10 +103,16 @@ pub fn emulate_cp15(frame: &mut TrapFrame, iss: u32, double: bool) -> bool {
     }
     match (opc2, read) {
         (1, true) => frame.r[rt] = t.ctl | if fired(&t) { CTL_ISTATUS } else { 0 },
-        (1, false) => t.ctl = frame.r[rt] & (CTL_ENABLE | CTL_IMASK),
+        (1, false) => {
+            t.ctl = frame.r[rt] & (CTL_ENABLE | CTL_IMASK);
+            update_ptimer_line(&t);
+        }
         // TVAL: a signed 32-bit view of CVAL - now.
         (0, true) => frame.r[rt] = t.cval.wrapping_sub(now()) as u32,
-        (0, false) => t.cval = now().wrapping_add(frame.r[rt] as i32 as i64 as u64),
+        (0, false) => {
+            t.cval = now().wrapping_add(frame.r[rt] as i32 as i64 as u64);
+            update_ptimer_line(&t);
+        }
         _ => return false,
     }
     true
