@@ -1225,6 +1225,75 @@ impl Stage2 {
         Ok(done)
     }
 
+    /// Like [`unmap_pages_if`](Self::unmap_pages_if), but every page of `ipas` is tried and
+    /// none stops the others (`want` gets the page's index in `ipas` and the PA it maps): the
+    /// result says for each page whether it was unmapped, Ok(false) for a hole or a frame
+    /// `want` refused, or why not. Level-3 pages of the whole list are cleared in place and
+    /// invalidated together (one invalidation, one sync; a page inside a block first flushes
+    /// what is pending, then is split), and every cleared page is invalidated and synced
+    /// before this returns.
+    pub fn unmap_each_page_if<F, M, T>(
+        &mut self,
+        ipas: &[u64],
+        mut want: impl FnMut(usize, u64) -> bool,
+        frames: &mut F,
+        mem: &M,
+        tlb: &mut T,
+    ) -> Vec<Result<bool, P2mError>>
+    where
+        F: FrameAlloc + ?Sized,
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        let vmid = self.vmid;
+        let mut pending: Option<u64> = None;
+        let mut several = false;
+        let flush = |pending: &mut Option<u64>, several: &mut bool, tlb: &mut T| {
+            match (pending.take(), *several) {
+                (None, _) => return,
+                (Some(ipa), false) => tlb.invalidate_ipa(vmid, ipa),
+                (Some(_), true) => tlb.invalidate_vmid(vmid),
+            }
+            *several = false;
+            tlb.sync();
+        };
+        let mut out = Vec::with_capacity(ipas.len());
+        for (i, &ipa) in ipas.iter().enumerate() {
+            let step = (|| {
+                self.check_ipa_range(ipa, PAGE_SIZE)?;
+                if !ipa.is_multiple_of(PAGE_SIZE) {
+                    return Err(P2mError::MisalignedIpa(ipa));
+                }
+                let Some(slot) = self.page_slot(ipa, mem)? else { return Ok(None) };
+                let old = mem.read_u64(slot)?;
+                if !is_leaf(old, 3) || !want(i, old & ADDR_MASK) {
+                    return Ok(Some(false));
+                }
+                mem.write_u64(slot, 0)?;
+                mem.clean_dcache(slot, 8);
+                Ok(Some(true))
+            })();
+            out.push(match step {
+                Ok(Some(true)) => {
+                    several |= pending.is_some();
+                    pending = Some(ipa);
+                    Ok(true)
+                }
+                Ok(Some(false)) => Ok(false),
+                Ok(None) => {
+                    flush(&mut pending, &mut several, tlb);
+                    match self.lookup_pa(ipa, mem) {
+                        Some(pa) if want(i, pa & !(PAGE_SIZE - 1)) => self.unmap(ipa, PAGE_SIZE, frames, mem, tlb).map(|()| true),
+                        _ => Ok(false),
+                    }
+                }
+                Err(e) => Err(e),
+            });
+        }
+        flush(&mut pending, &mut several, tlb);
+        out
+    }
+
     /// The level-3 slot that translates `ipa`, if tables lead down to it (no block or hole
     /// on the way).
     fn page_slot<M: PhysMem + ?Sized>(&self, ipa: u64, mem: &M) -> Result<Option<u64>, P2mError> {
