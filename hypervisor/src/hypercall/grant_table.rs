@@ -50,6 +50,8 @@ pub fn grant_table_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, uop: u64, count: 
         GNTTABOP_SWAP_GRANT_REF => (12, swap_op),
         GNTTABOP_UNMAP_AND_REPLACE => (24, unmap_and_replace_op),
         GNTTABOP_MAP_GRANT_REF => (32, map_op),
+        // One op alone takes the short path; a batch is invalidated once.
+        GNTTABOP_UNMAP_GRANT_REF if count > 1 => return unmap_batch(cx, cmd, uop, count),
         GNTTABOP_UNMAP_GRANT_REF => (24, unmap_op),
         GNTTABOP_COPY => (40, copy_op),
         GNTTABOP_CACHE_FLUSH => (16, cache_flush_op),
@@ -428,6 +430,94 @@ fn unmap_one(cx: &mut HypercallCtx<'_, '_>, u: &GnttabUnmapGrantRef) -> Result<(
         unpin_grant(t.granter(), m.gref, m.readonly, entry_pa, mem);
     }
     Ok(())
+}
+
+/// GNTTABOP_unmap_grant_ref with several ops (up to [`OPS_PER_TRAP`] per trap), each with the
+/// outcome [`unmap_one`] would give it, but with one stage-2 invalidation for the batch instead
+/// of one per op:
+/// 1. Every op is read and its handle taken off the maptrack (mapper's grant table locked).
+/// 2. The taken mappings leave the stage 2 under one p2m write lock, cleared first and
+///    invalidated (CPUs and SMMUs) once at the end ([`Stage2::unmap_each_page_if`]).
+/// 3. Only then are the grants unpinned (the granter may take a frame back only once no TLB
+///    can still reach it) and the statuses written.
+///
+/// An op that cannot be read ends the call with its error, after the ops before it are
+/// finished (as Xen finishes a batch's completed ops before it returns -EFAULT).
+fn unmap_batch(cx: &mut HypercallCtx<'_, '_>, cmd: u64, uop: u64, count: u32) -> Outcome {
+    const SIZE: u64 = 24;
+    let n = count.min(OPS_PER_TRAP);
+    let Some(mapper) = cx.domains.get(cx.caller) else { return Outcome::Return(ret(ESRCH)) };
+    // 1.
+    let mut ops: alloc::vec::Vec<(GnttabUnmapGrantRef, Result<GrantMapping, i16>)> = alloc::vec::Vec::with_capacity(n as usize);
+    let mut fault = None;
+    {
+        let mut own = mapper.grants.lock();
+        for i in 0..u64::from(n) {
+            let u: GnttabUnmapGrantRef = match read_arg(cx.mem, uop.wrapping_add(i * SIZE)) {
+                Ok(u) => u,
+                Err(e) => {
+                    fault = Some(e);
+                    break;
+                }
+            };
+            let taken = match own.mapping(u.handle) {
+                None => Err(GNTST_BAD_HANDLE),
+                Some(m) if u.host_addr != 0 && u.host_addr >> 12 != m.host_gfn => Err(GNTST_GENERAL_ERROR),
+                Some(m) => {
+                    own.remove_mapping(u.handle);
+                    Ok(m)
+                }
+            };
+            ops.push((u, taken));
+        }
+    }
+    // 2. An op whose page cannot be unmapped (a stage-2 walk that cannot fail for a mapped
+    //    page) keeps its grant pinned for good, as in `unmap_one`.
+    let ipas: alloc::vec::Vec<u64> = ops.iter().filter_map(|(_, t)| t.as_ref().ok()).map(|m| m.host_gfn << 12).collect();
+    let pas: alloc::vec::Vec<u64> = ops.iter().filter_map(|(_, t)| t.as_ref().ok()).map(|m| m.pa).collect();
+    if !ipas.is_empty() {
+        let results = {
+            let mut p2m = mapper.p2m.write();
+            match p2m.as_mut() {
+                Some(s2) => s2.unmap_each_page_if(&ipas, |i, pa| pa == pas[i], &mut *cx.machine.frames, cx.machine.mem, &mut *cx.machine.tlb),
+                None => alloc::vec![Ok(false); ipas.len()],
+            }
+        };
+        let mut r = results.into_iter();
+        for (_, taken) in ops.iter_mut() {
+            if taken.is_ok() && r.next().is_some_and(|x| x.is_err()) {
+                *taken = Err(GNTST_GENERAL_ERROR);
+            }
+        }
+    }
+    // 3.
+    let mem = cx.machine.mem;
+    let mut rc = None;
+    for (i, (mut u, taken)) in ops.into_iter().enumerate() {
+        u.status = match taken {
+            Ok(m) => {
+                if let Some(granter) = cx.domains.get(m.granter) {
+                    let mut t = if m.granter == cx.caller { TwoTables { granter: mapper.grants.lock(), mapper: None } } else { TwoTables::lock(granter, mapper) };
+                    unmap_bus_alias(mapper, t.mapper(), cx.machine, m.pa);
+                    if let Ok(entry_pa) = entry_pa(t.granter(), m.gref) {
+                        unpin_grant(t.granter(), m.gref, m.readonly, entry_pa, mem);
+                    }
+                }
+                GNTST_OKAY
+            }
+            Err(st) => st,
+        };
+        if let Err(e) = write_arg(cx.mem, uop.wrapping_add(i as u64 * SIZE), &u) {
+            rc.get_or_insert(e);
+        }
+    }
+    if let Some(e) = fault.or(rc) {
+        return Outcome::Return(e);
+    }
+    if n < count {
+        return Outcome::Continue { x0: cmd, x1: uop.wrapping_add(u64::from(n) * SIZE), x2: u64::from(count - n) };
+    }
+    Outcome::Return(0)
 }
 
 /// One end of a copy, resolved to a host address.
@@ -826,6 +916,61 @@ mod tests {
         assert_eq!(uar(&mut e, 0, m.handle), GNTST_OKAY);
         assert_eq!(gp::lookup(e.dom(0), 0x8_0000_0000 >> 12, &e.phys), None);
         assert_eq!(uar(&mut e, 0, m.handle), GNTST_BAD_HANDLE);
+    }
+
+    #[test]
+    fn unmap_batch_invalidates_once_then_unpins() {
+        use crate::mm::testmem::Event;
+        let mut e = Env::new();
+        let pa = grant_from_dom1(&mut e, 3, false);
+        grant_from_dom1(&mut e, 4, false);
+        let host = 0x8_0000_0000u64;
+        let handles: alloc::vec::Vec<u32> = (0..3u64)
+            .map(|k| {
+                let m = map(&mut e, 3 + (k % 2) as u32, 1, GNTMAP_HOST_MAP, host + k * PAGE);
+                assert_eq!(m.status, GNTST_OKAY);
+                m.handle
+            })
+            .collect();
+        // The three mappings, a bad handle between them, one with the wrong host_addr, and
+        // the first again (taken already by then).
+        let ops = [
+            (handles[0], host),
+            (0x999, host),
+            (handles[1], host + PAGE),
+            (handles[2], host + 5 * PAGE),
+            (handles[2], host + 2 * PAGE),
+            (handles[0], host),
+        ];
+        for (i, &(handle, host_addr)) in ops.iter().enumerate() {
+            e.put(i as u64 * 24, &GnttabUnmapGrantRef { host_addr, dev_bus_addr: 0, handle, status: 0x77 });
+        }
+        e.phys.set_logging(true);
+        assert_eq!(gnt(&mut e, 0, GNTTABOP_UNMAP_GRANT_REF, ops.len() as u64), 0);
+        let log = e.phys.take_log();
+        let status: alloc::vec::Vec<i16> = (0..ops.len()).map(|i| e.get::<GnttabUnmapGrantRef>(i as u64 * 24).status).collect();
+        assert_eq!(status, [GNTST_OKAY, GNTST_BAD_HANDLE, GNTST_OKAY, GNTST_GENERAL_ERROR, GNTST_OKAY, GNTST_BAD_HANDLE]);
+        for k in 0..3 {
+            assert_eq!(gp::lookup(e.dom(0), (host >> 12) + k, &e.phys), None);
+        }
+        assert_eq!(gp::lookup(e.dom(0), pa >> 12, &e.phys), None, "bus alias gone with the last mapping");
+        for gref in [3, 4] {
+            assert_eq!(e.dom(1).grants.lock().pins(gref), crate::domain::grant::Pin::default());
+            assert_eq!(entry_flags(&e, 1, gref), GTF_PERMIT_ACCESS);
+        }
+        // The host_addr mappings leave with one invalidation; both entries are unpinned
+        // only after it completed.
+        let vmid0 = 1;
+        let first_inv = log.iter().position(|ev| matches!(ev, Event::InvIpa { vmid, .. } | Event::InvVmid { vmid } if *vmid == vmid0)).unwrap();
+        assert_eq!(log[first_inv], Event::InvVmid { vmid: vmid0 }, "{log:#x?}");
+        let sync = first_inv + log[first_inv..].iter().position(|ev| *ev == Event::Sync).unwrap();
+        let host_clears = log[..first_inv].iter().filter(|ev| matches!(ev, Event::Write { new: 0, .. })).count();
+        assert_eq!(host_clears, 3, "the three mappings are cleared first: {log:#x?}");
+        for gref in [3u32, 4] {
+            let entry = e.dom(1).grants.lock().entry_pa(gref).unwrap();
+            let unpin = log.iter().position(|ev| matches!(ev, Event::Write { pa, .. } if *pa == entry)).unwrap();
+            assert!(unpin > sync, "gref {gref} unpinned before the invalidation completed: {log:#x?}");
+        }
     }
 
     #[test]

@@ -40,6 +40,31 @@ use platform::{MemError, PhysMem};
 
 use super::{FrameAlloc, TlbOps, PAGE_SIZE};
 
+/// Pages cleared in place and not yet invalidated: one is invalidated by IPA, several by
+/// VMID, then one sync.
+#[derive(Default)]
+struct Cleared {
+    last: Option<u64>,
+    several: bool,
+}
+
+impl Cleared {
+    fn note(&mut self, ipa: u64) {
+        self.several |= self.last.is_some();
+        self.last = Some(ipa);
+    }
+
+    fn flush<T: TlbOps + ?Sized>(&mut self, vmid: u16, tlb: &mut T) {
+        match (self.last.take(), self.several) {
+            (None, _) => return,
+            (Some(ipa), false) => tlb.invalidate_ipa(vmid, ipa),
+            (Some(_), true) => tlb.invalidate_vmid(vmid),
+        }
+        self.several = false;
+        tlb.sync();
+    }
+}
+
 /// Entries in a (non-concatenated) table.
 const ENTRIES: usize = 512;
 
@@ -1164,41 +1189,15 @@ impl Stage2 {
         M: PhysMem + ?Sized,
         T: TlbOps + ?Sized,
     {
-        let mut pending: Option<u64> = None;
-        let mut several = false;
-        let flush = |pending: &mut Option<u64>, several: &mut bool, tlb: &mut T, vmid: u16| {
-            match (pending.take(), *several) {
-                (None, _) => return,
-                (Some(ipa), false) => tlb.invalidate_ipa(vmid, ipa),
-                (Some(_), true) => tlb.invalidate_vmid(vmid),
-            }
-            *several = false;
-            tlb.sync();
-        };
+        let mut pending = Cleared::default();
         let mut done = 0;
         for &ipa in ipas {
-            let step = (|| {
-                self.check_ipa_range(ipa, PAGE_SIZE)?;
-                if !ipa.is_multiple_of(PAGE_SIZE) {
-                    return Err(P2mError::MisalignedIpa(ipa));
-                }
-                let Some(slot) = self.page_slot(ipa, mem)? else { return Ok(None) };
-                let old = mem.read_u64(slot)?;
-                if !is_leaf(old, 3) || !want(old & ADDR_MASK) {
-                    return Ok(Some(false));
-                }
-                mem.write_u64(slot, 0)?;
-                mem.clean_dcache(slot, 8);
-                Ok(Some(true))
-            })();
+            let step = self.clear_page_if(ipa, &mut want, mem);
             match step {
-                Ok(Some(true)) => {
-                    several |= pending.is_some();
-                    pending = Some(ipa);
-                }
+                Ok(Some(true)) => pending.note(ipa),
                 Ok(Some(false)) => break,
                 Ok(None) => {
-                    flush(&mut pending, &mut several, tlb, self.vmid);
+                    pending.flush(self.vmid, tlb);
                     let mut unmapped = Ok(false);
                     if let Some(pa) = self.lookup_pa(ipa, mem) {
                         if want(pa & !(PAGE_SIZE - 1)) {
@@ -1212,7 +1211,7 @@ impl Stage2 {
                     }
                 }
                 Err(e) => {
-                    flush(&mut pending, &mut several, tlb, self.vmid);
+                    pending.flush(self.vmid, tlb);
                     if done == 0 {
                         return Err(e);
                     }
@@ -1221,8 +1220,70 @@ impl Stage2 {
             }
             done += 1;
         }
-        flush(&mut pending, &mut several, tlb, self.vmid);
+        pending.flush(self.vmid, tlb);
         Ok(done)
+    }
+
+    /// Like [`unmap_pages_if`](Self::unmap_pages_if), but every page of `ipas` is tried and
+    /// none stops the others (`want` gets the page's index in `ipas` and the PA it maps): the
+    /// result says for each page whether it was unmapped, Ok(false) for a hole or a frame
+    /// `want` refused, or why not. Level-3 pages of the whole list are cleared in place and
+    /// invalidated together (one invalidation, one sync; a page inside a block first flushes
+    /// what is pending, then is split), and every cleared page is invalidated and synced
+    /// before this returns.
+    pub fn unmap_each_page_if<F, M, T>(
+        &mut self,
+        ipas: &[u64],
+        mut want: impl FnMut(usize, u64) -> bool,
+        frames: &mut F,
+        mem: &M,
+        tlb: &mut T,
+    ) -> Vec<Result<bool, P2mError>>
+    where
+        F: FrameAlloc + ?Sized,
+        M: PhysMem + ?Sized,
+        T: TlbOps + ?Sized,
+    {
+        let mut pending = Cleared::default();
+        let mut out = Vec::with_capacity(ipas.len());
+        for (i, &ipa) in ipas.iter().enumerate() {
+            let step = self.clear_page_if(ipa, |pa| want(i, pa), mem);
+            out.push(match step {
+                Ok(Some(true)) => {
+                    pending.note(ipa);
+                    Ok(true)
+                }
+                Ok(Some(false)) => Ok(false),
+                Ok(None) => {
+                    pending.flush(self.vmid, tlb);
+                    match self.lookup_pa(ipa, mem) {
+                        Some(pa) if want(i, pa & !(PAGE_SIZE - 1)) => self.unmap(ipa, PAGE_SIZE, frames, mem, tlb).map(|()| true),
+                        _ => Ok(false),
+                    }
+                }
+                Err(e) => Err(e),
+            });
+        }
+        pending.flush(self.vmid, tlb);
+        out
+    }
+
+    /// Clear the level-3 entry for `ipa` if it maps a page and `want` accepts its PA, leaving
+    /// the invalidation to the caller: Ok(Some(true)) cleared, Ok(Some(false)) a hole or
+    /// refused, Ok(None) when no level-3 table leads to `ipa` (a block, or nothing mapped).
+    fn clear_page_if<M: PhysMem + ?Sized>(&self, ipa: u64, want: impl FnOnce(u64) -> bool, mem: &M) -> Result<Option<bool>, P2mError> {
+        self.check_ipa_range(ipa, PAGE_SIZE)?;
+        if !ipa.is_multiple_of(PAGE_SIZE) {
+            return Err(P2mError::MisalignedIpa(ipa));
+        }
+        let Some(slot) = self.page_slot(ipa, mem)? else { return Ok(None) };
+        let old = mem.read_u64(slot)?;
+        if !is_leaf(old, 3) || !want(old & ADDR_MASK) {
+            return Ok(Some(false));
+        }
+        mem.write_u64(slot, 0)?;
+        mem.clean_dcache(slot, 8);
+        Ok(Some(true))
     }
 
     /// The level-3 slot that translates `ipa`, if tables lead down to it (no block or hole

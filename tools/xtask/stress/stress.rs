@@ -539,6 +539,22 @@ fn stamp_word(mapper: usize, owner: usize, cycle: u32, i: usize) -> u64 {
     mix(0x5a5a_0000_0000_0000 ^ ((mapper as u64) << 48) ^ ((owner as u64) << 40) ^ ((cycle as u64) << 8) ^ i as u64)
 }
 
+/// Guest time (ns) a grant process spends in each phase of its cycles, printed at the end:
+/// where a cycle's time goes (the kernel's and the hypervisor's parts included).
+#[derive(Default)]
+struct Phases {
+    alloc: u64,
+    map_ioctl: u64,
+    mmap: u64,
+    touch: u64,
+    munmap: u64,
+    unmap_ioctl: u64,
+    withdraw: u64,
+    sleep: u64,
+    dealloc: u64,
+    sleeps: u64,
+}
+
 /// A grant this process offers: its gntalloc index and mapping.
 struct Offer {
     index: u64,
@@ -561,8 +577,10 @@ fn grant(c: &Ctx) {
     let mut served = [u32::MAX; MAXCPU];
     let mut offer: Option<Offer> = None;
     let mut cycle: u32 = 0;
+    let mut ph = Phases::default();
     while !c.stopping() {
         if offer.is_none() {
+            let t0 = now_ns();
             let mut a = GntallocAlloc { domid: 0, flags: GNTALLOC_FLAG_WRITABLE, count: 1, index: 0, gref: 0 };
             let r = ioctl(ga, IOCTL_GNTALLOC_ALLOC_GREF, &mut a);
             if r < 0 {
@@ -588,6 +606,7 @@ fn grant(c: &Ctx) {
             mine.cycle.store(cycle, SeqCst);
             mine.done.store(0, SeqCst);
             mine.state.store(READY, SeqCst);
+            ph.alloc += now_ns() - t0;
             offer = Some(Offer { index: a.index, page, cycle, since: now_ns() });
         }
         // Serve every offer (this process's own too), starting after this one.
@@ -602,7 +621,7 @@ fn grant(c: &Ctx) {
                 let cyc = slot.cycle.load(SeqCst);
                 if served[s] != cyc {
                     served[s] = cyc;
-                    map_and_check(c, gd, s, slot, cyc);
+                    map_and_check(c, gd, s, slot, cyc, &mut ph);
                     progress = true;
                 }
             }
@@ -616,7 +635,10 @@ fn grant(c: &Ctx) {
             if !progress {
                 // Waiting for other processes: sleep briefly, so that they (which share their
                 // CPUs with the CPU-bound workloads) get to run, as a blocked thread would.
+                let t0 = now_ns();
                 sleep_us(200);
+                ph.sleep += now_ns() - t0;
+                ph.sleeps += 1;
             }
             continue;
         }
@@ -624,7 +646,9 @@ fn grant(c: &Ctx) {
             c.fail(false, "grant cycle timed out, mappers done", done as i64);
         }
         let Some(mut o) = offer.take() else { continue };
+        let t0 = now_ns();
         withdraw(mine);
+        ph.withdraw += now_ns() - t0;
         if done == c.n {
             let w = o.page.words();
             let mut bad = 0;
@@ -641,6 +665,7 @@ fn grant(c: &Ctx) {
                 c.ops(1);
             }
         }
+        let t0 = now_ns();
         let index = o.index;
         drop(o);
         let mut d = GntallocDealloc { index, count: 1 };
@@ -648,6 +673,7 @@ fn grant(c: &Ctx) {
         if r < 0 {
             c.fail(false, "gntalloc dealloc", r);
         }
+        ph.dealloc += now_ns() - t0;
         cycle = cycle.wrapping_add(1);
     }
     if let Some(o) = offer.take() {
@@ -659,6 +685,10 @@ fn grant(c: &Ctx) {
     }
     let m: u64 = c.sh.slots[me].max_mapped.load(Relaxed) as u64;
     c.res().b.fetch_max(m, Relaxed);
+    let ms = |v: u64| v / 1_000_000;
+    Line::new().s("STRESS-INFO grant cpu").n(me as u64).s(" phase_ms alloc=").n(ms(ph.alloc)).s(" map_ioctl=").n(ms(ph.map_ioctl))
+        .s(" mmap=").n(ms(ph.mmap)).s(" touch=").n(ms(ph.touch)).s(" munmap=").n(ms(ph.munmap)).s(" unmap_ioctl=").n(ms(ph.unmap_ioctl))
+        .s(" withdraw=").n(ms(ph.withdraw)).s(" sleep=").n(ms(ph.sleep)).s(" sleeps=").n(ph.sleeps).s(" dealloc=").n(ms(ph.dealloc)).out();
 }
 
 /// Stop offering: no new mapper starts, and those that started are finished.
@@ -670,14 +700,20 @@ fn withdraw(slot: &Slot) {
 }
 
 /// Map grant process `s`'s offered page, check its pattern, stamp it, unmap.
-fn map_and_check(c: &Ctx, gd: i64, s: usize, slot: &Slot, cyc: u32) {
+fn map_and_check(c: &Ctx, gd: i64, s: usize, slot: &Slot, cyc: u32, ph: &mut Phases) {
     let mut m = GntdevMap { count: 1, pad: 0, index: 0, domid: 0, gref: slot.gref.load(SeqCst) };
+    let t0 = now_ns();
     let r = ioctl(gd, IOCTL_GNTDEV_MAP_GRANT_REF, &mut m);
+    let t1 = now_ns();
+    ph.map_ioctl += t1 - t0;
     if r < 0 {
         c.fail(false, "gntdev map ioctl", r);
         return;
     }
-    match Map::new(4096, MAP_SHARED, gd, m.index) {
+    let mapped = Map::new(4096, MAP_SHARED, gd, m.index);
+    let t2 = now_ns();
+    ph.mmap += t2 - t1;
+    match mapped {
         Ok(mut page) => {
             let now = slot.mapped.fetch_add(1, SeqCst) + 1;
             slot.max_mapped.fetch_max(now, Relaxed);
@@ -687,7 +723,10 @@ fn map_and_check(c: &Ctx, gd: i64, s: usize, slot: &Slot, cyc: u32) {
                 w[GRANTER_WORDS + c.cpu * STAMP_WORDS + i] = stamp_word(c.cpu, s, cyc, i);
             }
             slot.mapped.fetch_sub(1, SeqCst);
+            let t3 = now_ns();
+            ph.touch += t3 - t2;
             drop(page);
+            ph.munmap += now_ns() - t3;
             if bad > 0 {
                 c.fail(true, "granted page read through gntdev differs, words", bad as i64);
             }
@@ -696,7 +735,9 @@ fn map_and_check(c: &Ctx, gd: i64, s: usize, slot: &Slot, cyc: u32) {
         Err(e) => c.fail(false, "gntdev mmap", e),
     }
     let mut u = GntdevUnmap { index: m.index, count: 1, pad: 0 };
+    let t4 = now_ns();
     let r = ioctl(gd, IOCTL_GNTDEV_UNMAP_GRANT_REF, &mut u);
+    ph.unmap_ioctl += now_ns() - t4;
     if r < 0 {
         c.fail(false, "gntdev unmap ioctl", r);
     }

@@ -1405,3 +1405,43 @@ fn unmap_pages_if_invalidates_a_batch_once() {
     assert_eq!(s.lookup(other, &e.mem), tr(other, S2Attr::RAM_RWX, KIB4));
     e.mem.check_quiescent();
 }
+
+#[test]
+fn unmap_each_page_if_goes_past_refusals_and_invalidates_once() {
+    let mut e = env();
+    let mut s = stage2(&mut e, 39, 40);
+    let base = GIB + 4 * MIB2;
+    e.map(&mut s, base, base, MIB2, S2Attr::RAM_RWX).unwrap();
+    assert_eq!(s.unmap_page_if(base, |_| true, &mut e.frames, &e.mem, &mut e.tlb), Ok(true));
+    let p = |k: u64| base + k * KIB4;
+    // A refused frame, a hole and a bad address between pages that go: each gets its own
+    // answer, and the level-3 pages that go share one invalidation.
+    e.mem.set_logging(true);
+    let r = s.unmap_each_page_if(&[p(1), p(2), base, p(3) + 8, p(4)], |i, pa| i != 1 && pa != 0, &mut e.frames, &e.mem, &mut e.tlb);
+    let log = e.mem.take_log();
+    assert_eq!(r[0], Ok(true));
+    assert_eq!(r[1], Ok(false), "refused");
+    assert_eq!(r[2], Ok(false), "a hole");
+    assert!(r[3].is_err(), "misaligned");
+    assert_eq!(r[4], Ok(true));
+    assert_eq!(s.lookup(p(1), &e.mem), None);
+    assert_eq!(s.lookup(p(4), &e.mem), None);
+    assert_eq!(s.lookup(p(2), &e.mem), tr(p(2), S2Attr::RAM_RWX, KIB4));
+    let invs: Vec<&Event> = log.iter().filter(|ev| matches!(ev, Event::InvIpa { .. } | Event::InvVmid { .. })).collect();
+    assert_eq!(invs, [&Event::InvVmid { vmid: 7 }], "{log:#x?}");
+    assert_eq!(*log.last().unwrap(), Event::Sync);
+    e.mem.check_quiescent();
+
+    // One page: by IPA. A page inside a block flushes what is pending, then is split.
+    let other = base + MIB2;
+    e.map(&mut s, other, other, MIB2, S2Attr::RAM_RWX).unwrap();
+    e.mem.set_logging(true);
+    let r = s.unmap_each_page_if(&[p(5), other + KIB4], |_, _| true, &mut e.frames, &e.mem, &mut e.tlb);
+    let log = e.mem.take_log();
+    assert_eq!(r, [Ok(true), Ok(true)]);
+    assert!(log.contains(&Event::InvIpa { vmid: 7, ipa: p(5) }), "{log:#x?}");
+    assert_eq!(s.lookup(other + KIB4, &e.mem), None);
+    assert_eq!(s.lookup(other, &e.mem), tr(other, S2Attr::RAM_RWX, KIB4));
+    e.mem.check_quiescent();
+    assert!(s.unmap_each_page_if(&[], |_, _| true, &mut e.frames, &e.mem, &mut e.tlb).is_empty());
+}
