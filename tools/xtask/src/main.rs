@@ -60,8 +60,11 @@ cargo xtask <command>
                      with Debian's Xen 4.17 armhf (tests/conformance/expected-xen-4.17-armhf.txt);
                      `--against xen` re-records Xen's values
   bench              the guest's round trips (null hypercall, grant map+unmap), one trapped access or
-                     interrupt of each kind (exit_*), the noise figure, edu DMA and host-side figures,
-                     measured by the guest under -icount shift=0
+                     interrupt of each kind (exit_*), the noise figure, edu DMA, Linux dom0's virtio-blk
+                     reads nested vs stage 2 alone, and host-side figures, measured by the guest under
+                     -icount shift=0
+      --only nested      only the virtio-blk read bench: dom0's stage 1 nested over xenith's stage 2 vs
+                         stage 2 alone, ratio and verdict (non-zero exit below 0.8x)
       --against xen      round trips and per-exit costs on xenith and Xen 4.17 and their ratio, the Linux
                          dom0 boot, the boot overhead and the noise figure on both
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
@@ -106,6 +109,12 @@ fn main() {
             conformance::print_noise("Xen 4.17", &idle, &busy);
             Ok(())
         }),
+        Some("bench") if args.get(1).map(String::as_str) == Some("--only") => match args.get(2).map(String::as_str) {
+            Some("nested") => setup().and_then(|_| build::all()).and_then(|i| systest::blkbench(&i)).and_then(|met| {
+                met.then_some(()).ok_or_else(|| format!("nested virtio-blk read throughput below {}x of stage 2 alone", systest::BLKBENCH_TARGET))
+            }),
+            other => Err(format!("bench --only: unknown part {other:?} (nested)")),
+        },
         Some("bench") => bench(),
         Some("conformance") if args.get(1).map(String::as_str) == Some("--arch") && args.get(2).map(String::as_str) == Some("arm32") => {
             setup().and_then(|_| arm32::conformance(&args[3..])).map(|_| ())

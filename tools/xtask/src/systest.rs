@@ -413,28 +413,57 @@ pub fn bench(images: &Images) -> Result<()> {
     if let (Some(t), Some(p)) = (t, p) {
         println!("  throughput ratio translating/bypass: {:.3} (target >= 0.9)", p / t);
     }
-    // virtio-blk reads in a Linux dom0: its own stage 1 nested over xenith's stage 2 against
-    // xenith's stage 2 alone (median of three 64 MiB uncached reads each, guest time).
+    blkbench(images)?;
+    host_bench_lines()
+}
+
+/// Nested/stage-2-alone ratio of dom0's virtio-blk read throughput the bench requires.
+pub const BLKBENCH_TARGET: f64 = 0.8;
+
+/// virtio-blk reads in a Linux dom0: its own stage 1 nested over xenith's stage 2 against
+/// xenith's stage 2 alone, three 64 MiB uncached reads per boot, in guest time. The verdict
+/// compares MiB per second of dom0's busy time (elapsed minus idle: instructions, not host
+/// latency); the elapsed rates are printed beside it. Returns whether the target is met.
+pub fn blkbench(images: &Images) -> Result<bool> {
     let median = |mut v: Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied()
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let mut rates = Vec::new();
+    let round = |v: &[f64], scale: f64| v.iter().map(|x| (x * scale).round() / scale).collect::<Vec<_>>();
+    let mut medians = Vec::new();
     for nested in [false, true] {
         let out = crate::linux::blkbench_boot(images.hypervisor.clone(), nested)?.run()?;
-        let r = crate::linux::blkbench_rates(&out);
+        let reads = crate::linux::blkbench_reads(&out.output);
+        if reads.len() != 3 {
+            return Err(format!(
+                "virtio-blk bench boot (nested: {nested}): {} of 3 blkbench lines (timed out: {})\n{}",
+                reads.len(),
+                out.timed_out,
+                out.output
+            ));
+        }
+        let rates: Vec<f64> = reads.iter().map(|r| r.rate()).collect();
+        let busy: Vec<f64> = reads.iter().map(|r| r.busy_rate()).collect();
+        let idle: Vec<f64> = reads.iter().map(|r| r.idle_secs / r.secs).collect();
         println!(
-            "  virtio-blk read (page cache dropped), Linux dom0, {}: {:?} MiB/s (median {:.1})",
+            "  virtio-blk read, Linux dom0, {}: {:?} MiB per busy s (median {:.1}); elapsed {:?} MiB/s, idle share {:?}",
             if nested { "dom0's stage 1 nested over xenith's stage 2 (vSMMU)" } else { "xenith's stage 2 alone" },
-            r.iter().map(|x| (x * 10.0).round() / 10.0).collect::<Vec<_>>(),
-            median(r.clone()).unwrap_or(f64::NAN)
+            round(&busy, 10.0),
+            median(busy.clone()),
+            round(&rates, 10.0),
+            round(&idle, 1000.0),
         );
-        rates.push(median(r));
+        medians.push((median(busy), median(rates)));
     }
-    if let [Some(alone), Some(nested)] = rates[..] {
-        println!("  virtio-blk read throughput nested/stage-2-alone: {:.3} (target >= 0.8)", nested / alone);
-    }
-    host_bench_lines()
+    let [(alone_busy, alone), (nested_busy, nested)] = medians[..] else { unreachable!("two boots") };
+    let ratio = nested_busy / alone_busy;
+    let met = ratio >= BLKBENCH_TARGET;
+    println!(
+        "  virtio-blk read throughput nested/stage-2-alone: {ratio:.3} per busy second (target >= {BLKBENCH_TARGET}: {}); elapsed {:.3}",
+        if met { "met" } else { "NOT met" },
+        nested / alone
+    );
+    Ok(met)
 }
 
 /// Figures computed by host tests named `bench_*` (deterministic counts over the real code
