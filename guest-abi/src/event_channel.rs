@@ -161,6 +161,28 @@ crate::layout!(EvtchnInitControl, 24; control_gfn @ 0, offset @ 8, vcpu @ 12, li
 
 /// Size of the FIFO control block at `EvtchnInitControl::offset`.
 pub const EVTCHN_FIFO_CONTROL_BLOCK_SIZE: usize = 72;
+/// Byte offset of `head[0]` in the FIFO control block (after `ready` and a reserved word).
+pub const EVTCHN_FIFO_CONTROL_HEAD: u64 = 8;
+/// FIFO event word: the event is pending.
+pub const EVTCHN_FIFO_PENDING: u32 = 1 << 31;
+/// FIFO event word: the event is masked.
+pub const EVTCHN_FIFO_MASKED: u32 = 1 << 30;
+/// FIFO event word: the event is on a queue.
+pub const EVTCHN_FIFO_LINKED: u32 = 1 << 29;
+/// FIFO event word: the hypervisor is changing LINK (the guest must not unmask meanwhile).
+pub const EVTCHN_FIFO_BUSY: u32 = 1 << 28;
+/// Width of the LINK field (`EvtchnInitControl::link_bits`).
+pub const EVTCHN_FIFO_LINK_BITS: u8 = 17;
+/// The LINK field: the next port on the queue.
+pub const EVTCHN_FIFO_LINK_MASK: u32 = (1 << EVTCHN_FIFO_LINK_BITS) - 1;
+/// Queues per vCPU, one per priority (0 highest).
+pub const EVTCHN_FIFO_MAX_QUEUES: usize = 16;
+/// Priority of a newly bound port.
+pub const EVTCHN_FIFO_PRIORITY_DEFAULT: u8 = 7;
+/// The lowest priority a port can have.
+pub const EVTCHN_FIFO_PRIORITY_MIN: u32 = 15;
+/// Event words in one event-array page.
+pub const EVTCHN_FIFO_WORDS_PER_PAGE: u32 = 1024;
 
 /// Argument of `EVTCHNOP_expand_array` (FIFO ABI).
 #[repr(C)]

@@ -72,6 +72,16 @@ pub trait PhysMem {
         self.write_u64(pa, old & bits)?;
         Ok(old)
     }
+    /// Atomically replace the 64-bit word at `pa` (8-byte aligned) with `new` if it holds
+    /// `current`: `Ok(current)` when it did, `Err(actual)` with what it held otherwise.
+    fn compare_exchange_u64(&self, pa: u64, current: u64, new: u64) -> Result<Result<u64, u64>, MemError> {
+        let old = self.read_u64(pa)?;
+        if old != current {
+            return Ok(Err(old));
+        }
+        self.write_u64(pa, new)?;
+        Ok(Ok(old))
+    }
 }
 
 /// A monotonic clock, for bounded polling (timeouts) in drivers.

@@ -1,4 +1,5 @@
-//! A domain's event channels (Xen's 2-level ABI) and the pages they are delivered through:
+//! A domain's event channels (Xen's 2-level ABI, or the FIFO ABI of `evtchn_fifo` once the
+//! domain switched with EVTCHNOP_init_control) and the pages they are delivered through:
 //! the hypervisor-owned shared_info frame (pending and mask bitmaps, vcpu_info[0]) and the
 //! vcpu_info a guest may register elsewhere in its RAM. Pure state plus the set-pending /
 //! unmask rules; the hypercall layer (`hypercall::event_channel`) validates arguments.
@@ -66,6 +67,9 @@ pub struct EventChannels {
     pub upcall_pending: u32,
     /// HVM parameters set with `hvm_op` (xenstore page and port for domUs, ...).
     pub hvm_params: [u64; HVM_NR_PARAMS],
+    /// The FIFO ABI's state once the domain switched to it (pending/mask then live in its
+    /// event words, not in shared_info's bitmaps).
+    pub fifo: Option<super::evtchn_fifo::Fifo>,
 }
 
 /// HVM parameters Xen 4.17 knows.
@@ -83,6 +87,7 @@ impl Default for EventChannels {
             runstate_gva: [None; MAX_VCPUS],
             upcall_pending: 0,
             hvm_params: [0; HVM_NR_PARAMS],
+            fifo: None,
         }
     }
 }
@@ -136,6 +141,9 @@ impl EventChannels {
             None => return None,
         };
         self.ports[port] = state;
+        if let Some(f) = &mut self.fifo {
+            f.init_port(port as u32);
+        }
         if let Some(pv) = self.port_vcpu.get_mut(port) {
             *pv = vcpu as u8;
         }
@@ -209,6 +217,9 @@ impl EventChannels {
 
     /// Whether `port`'s bit in evtchn_pending is set (false before shared_info exists).
     pub fn is_pending(&self, port: u32, mem: &dyn PhysMem) -> bool {
+        if let Some(f) = &self.fifo {
+            return f.is_pending(port, mem);
+        }
         let Some(shinfo) = self.shared_info else { return false };
         if port >= NR_PORTS {
             return false;
@@ -235,6 +246,16 @@ impl EventChannels {
     /// already pending and is not masked, set its selector bit, and if that was newly set,
     /// raise evtchn_upcall_pending. Nothing happens before shared_info exists.
     pub fn set_pending(&mut self, port: u32, mem: &dyn PhysMem) {
+        if port >= NR_PORTS {
+            return;
+        }
+        let vcpu = self.port_vcpu(port);
+        if let Some(f) = &mut self.fifo {
+            if f.set_pending(port, vcpu, mem) {
+                self.mark_upcall(vcpu, mem);
+            }
+            return;
+        }
         let Some(shinfo) = self.shared_info else { return };
         if port >= NR_PORTS {
             return;
@@ -255,6 +276,10 @@ impl EventChannels {
     /// Clear `port`'s bit in evtchn_pending: a port is freed without an event left over for
     /// whatever binds it next (as Xen frees ports).
     pub fn clear_pending(&mut self, port: u32, mem: &dyn PhysMem) {
+        if let Some(f) = &self.fifo {
+            f.clear_pending(port, mem);
+            return;
+        }
         let Some(shinfo) = self.shared_info else { return };
         if port >= NR_PORTS {
             return;
@@ -263,6 +288,16 @@ impl EventChannels {
     }
 
     pub fn unmask(&mut self, port: u32, mem: &dyn PhysMem) {
+        if port >= NR_PORTS {
+            return;
+        }
+        let vcpu = self.port_vcpu(port);
+        if let Some(f) = &mut self.fifo {
+            if f.unmask(port, vcpu, mem) {
+                self.mark_upcall(vcpu, mem);
+            }
+            return;
+        }
         let Some(shinfo) = self.shared_info else { return };
         if port >= NR_PORTS {
             return;
@@ -284,10 +319,44 @@ impl EventChannels {
         if sel & (1 << word) != 0 {
             return;
         }
+        self.mark_upcall(vcpu, mem);
+    }
+
+    /// Set `vcpu`'s evtchn_upcall_pending and flag the upcall for the vGIC.
+    fn mark_upcall(&mut self, vcpu: u32, mem: &dyn PhysMem) {
+        let Some(vi) = self.vcpu_info_pa(vcpu) else { return };
         // Bit 0 of the byte, as Xen's test_and_set_bit: other bits the guest keeps there stay.
         let mut b = [0u8];
         if mem.read(vi + VCPU_UPCALL_PENDING, &mut b).is_ok() && mem.write(vi + VCPU_UPCALL_PENDING, &[b[0] | 1]).is_ok() {
             self.upcall_pending |= 1 << vcpu;
+        }
+    }
+
+    /// Switch to the FIFO ABI (EVTCHNOP_init_control's first call): every live port that is
+    /// pending in the 2-level bitmap stays pending (raised once its event word exists).
+    pub fn switch_to_fifo(&mut self, mem: &dyn PhysMem) {
+        if self.fifo.is_some() {
+            return;
+        }
+        let mut f = super::evtchn_fifo::Fifo::default();
+        for port in self.live_ports().collect::<Vec<_>>() {
+            f.init_port(port);
+            if self.is_pending(port, mem) {
+                f.save_pending(port);
+            }
+        }
+        self.fifo = Some(f);
+    }
+
+    /// EVTCHNOP_expand_array's work after the page was added: raise the ports of `range`
+    /// that became pending while they had no event word.
+    pub fn raise_saved(&mut self, range: core::ops::Range<u32>, mem: &dyn PhysMem) {
+        let end = range.end.min((self.ports.len() as u32).div_ceil(PORTS_PER_BUCKET).max(1) * PORTS_PER_BUCKET);
+        for port in range.start..end.max(range.start) {
+            let saved = self.fifo.as_mut().is_some_and(|f| f.take_saved_pending(port));
+            if saved && self.is_live(port) {
+                self.set_pending(port, mem);
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod dom0;
 pub mod domu;
 pub mod evtchn;
+pub mod evtchn_fifo;
 pub mod fault;
 pub mod grant;
 pub mod image;

@@ -1,10 +1,9 @@
-//! `event_channel_op`, 2-level ABI: alloc_unbound, bind_interdomain, bind_virq, bind_ipi,
-//! close, send, unmask, bind_vcpu, status, reset; bind_pirq and set_priority answered as Xen
-//! 4.17 on ARM answers a 2-level domain. The FIFO ABI is not implemented: init_control checks its arguments as Xen
-//! does and then answers -ENOSYS, which makes Linux fall back to 2-level events (Xen 4.17 would
-//! accept it; listed in tests/conformance/deviations.txt). Delivery (pending bits, selector,
-//! evtchn_upcall_pending) is `domain::evtchn`; injecting the interrupt is the vGIC's, driven by
-//! `Domain::evtchn.upcall_pending`.
+//! `event_channel_op`: alloc_unbound, bind_interdomain, bind_virq, bind_ipi, close, send,
+//! unmask, bind_vcpu, status, reset (which also returns a FIFO domain to 2-level, as Xen);
+//! bind_pirq answered as Xen 4.17 on ARM; the FIFO ABI's init_control, expand_array and
+//! set_priority. Delivery (2-level pending bits and selector, or FIFO event words and queues,
+//! then evtchn_upcall_pending) is `domain::evtchn`; injecting the interrupt is the vGIC's,
+//! driven by `Domain::evtchn.upcall_pending`.
 
 use super::guest_phys as gp;
 use super::{read_arg, write_arg, HypercallCtx};
@@ -33,7 +32,7 @@ pub fn event_channel_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> i6
         EVTCHNOP_UNMASK => read_arg::<EvtchnUnmask>(cx.mem, arg).and_then(|u| unmask(cx, u.port)),
         EVTCHNOP_BIND_VCPU => bind_vcpu(cx, arg),
         EVTCHNOP_INIT_CONTROL => init_control(cx, arg),
-        EVTCHNOP_EXPAND_ARRAY => read_arg::<EvtchnExpandArray>(cx.mem, arg).and(Err(ret(EOPNOTSUPP))),
+        EVTCHNOP_EXPAND_ARRAY => expand_array(cx, arg),
         EVTCHNOP_STATUS => status(cx, arg),
         EVTCHNOP_BIND_IPI => bind_ipi(cx, arg),
         EVTCHNOP_BIND_PIRQ => bind_pirq(cx, arg),
@@ -270,7 +269,37 @@ fn init_control(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     if !c.offset.is_multiple_of(8) || c.offset as usize > 4096 - EVTCHN_FIFO_CONTROL_BLOCK_SIZE {
         return Err(ret(EINVAL));
     }
-    Err(ret(ENOSYS))
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    // The block lives in the domain's own RAM (which stays its own whatever its p2m does).
+    let page = gp::own_ram(d, c.control_gfn, cx.machine.mem).ok_or(ret(EINVAL))?;
+    let mem = cx.machine.mem;
+    d.with_evtchn(|ev| {
+        ev.switch_to_fifo(mem);
+        let f = ev.fifo.as_mut().ok_or(ret(EINVAL))?;
+        f.map_control(c.vcpu, page + u64::from(c.offset)).map_err(|_| ret(EINVAL))
+    })?;
+    let out = EvtchnInitControl { link_bits: EVTCHN_FIFO_LINK_BITS, ..c };
+    write_arg(cx.mem, arg, &out)
+}
+
+/// EVTCHNOP_expand_array: the next event-array page, from the domain's own RAM.
+fn expand_array(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
+    let a: EvtchnExpandArray = read_arg(cx.mem, arg)?;
+    let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
+    let mem = cx.machine.mem;
+    let full = d.with_evtchn(|ev| ev.fifo.as_ref().map(|f| f.nr_words() as usize >= crate::domain::evtchn_fifo::MAX_ARRAY_PAGES * EVTCHN_FIFO_WORDS_PER_PAGE as usize));
+    match full {
+        None => return Err(ret(EOPNOTSUPP)),
+        Some(true) => return Err(ret(ENOSPC)),
+        Some(false) => {}
+    }
+    let page = gp::own_ram(d, a.array_gfn, mem).ok_or(ret(EINVAL))?;
+    d.with_evtchn(|ev| {
+        let f = ev.fifo.as_mut().ok_or(ret(EOPNOTSUPP))?;
+        let range = f.add_page(page).map_err(|_| ret(ENOSPC))?;
+        ev.raise_saved(range, mem);
+        Ok(())
+    })
 }
 
 /// The caller may look at or act on `dom`'s ports (its own; any, for the hardware domain).
@@ -330,10 +359,17 @@ fn bind_pirq(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
 fn set_priority(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     let p: EvtchnSetPriority = read_arg(cx.mem, arg)?;
     let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
-    if !d.with_evtchn(|ev| ev.is_valid(p.port)) {
-        return Err(ret(EINVAL));
-    }
-    Err(ret(ENOSYS))
+    d.with_evtchn(|ev| {
+        if !ev.is_valid(p.port) {
+            return Err(ret(EINVAL));
+        }
+        let f = ev.fifo.as_mut().ok_or(ret(ENOSYS))?;
+        if p.priority > EVTCHN_FIFO_PRIORITY_MIN {
+            return Err(ret(EINVAL));
+        }
+        f.set_priority(p.port, p.priority as u8);
+        Ok(())
+    })
 }
 
 /// EVTCHNOP_reset: close every port of a domain. Only the domain itself can (another domain
@@ -353,6 +389,7 @@ fn reset(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
         // Each close takes the locks it needs; a port another vCPU closed meanwhile is -EINVAL.
         let _ = close(cx, port);
     }
+    d.with_evtchn(|ev| ev.fifo = None);
     Ok(())
 }
 
@@ -528,19 +565,75 @@ mod tests {
     }
 
     #[test]
-    fn fifo_is_refused_after_xens_checks() {
+    fn fifo_after_xens_checks() {
         let mut e = Env::new();
-        let ic = |offset, vcpu| EvtchnInitControl { control_gfn: RAM >> 12, offset, vcpu, link_bits: 0, _pad: [0; 7] };
-        e.put(0, &ic(4, 0));
+        let cb = RAM + 0x10000;
+        e.phys.write(cb, &[0; 0x2000]).unwrap(); // the guest clears its control block and array
+        let ic = |gfn, offset, vcpu| EvtchnInitControl { control_gfn: gfn, offset, vcpu, link_bits: 0, _pad: [0; 7] };
+        e.put(0, &ic(cb >> 12, 4, 0));
         assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(EINVAL));
-        e.put(0, &ic(4, 77));
+        e.put(0, &ic(cb >> 12, 4, 77));
         assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(ENOENT), "the vCPU is checked first");
-        e.put(0, &ic(4096 - 64, 0));
+        e.put(0, &ic(cb >> 12, 4096 - 64, 0));
         assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(EINVAL));
-        e.put(0, &ic(0, 77));
+        e.put(0, &ic(cb >> 12, 0, 77));
         assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(ENOENT));
-        e.put(0, &ic(0, 0));
-        assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(ENOSYS));
+        // Not the domain's RAM: refused, and the domain stays 2-level.
+        e.put(0, &ic(0x10, 0, 0));
+        assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(EINVAL));
+        e.put(0, &EvtchnExpandArray { array_gfn: (cb + 0x1000) >> 12 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_EXPAND_ARRAY), ret(EOPNOTSUPP));
+        e.put(0, &EvtchnSetPriority { port: 1, priority: 3 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_SET_PRIORITY), ret(ENOSYS));
+
+        // An IPI port pending before the switch is delivered once its word exists.
+        e.call(0, |cx| {
+            let d = cx.domains.get(0).unwrap();
+            d.with_evtchn(|ev| gp::shared_info(ev, cx.machine).map(|_| ()))
+        })
+        .unwrap();
+        e.put(0, &EvtchnBindIpi { vcpu: 0, port: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_BIND_IPI), 0);
+        let ipi = e.get::<EvtchnBindIpi>(0).port;
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, ipi), 0);
+
+        e.put(0, &ic(cb >> 12, 8, 0));
+        assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), 0);
+        assert_eq!(e.get::<EvtchnInitControl>(0).link_bits, 17);
+        assert_eq!(op(&mut e, 0, EVTCHNOP_INIT_CONTROL), ret(EINVAL), "one control block per vCPU");
+        e.put(0, &EvtchnExpandArray { array_gfn: 0x10 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_EXPAND_ARRAY), ret(EINVAL));
+        let array = cb + 0x1000;
+        e.put(0, &EvtchnExpandArray { array_gfn: array >> 12 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_EXPAND_ARRAY), 0);
+        let word = |e: &Env, port: u32| e.phys.read_u32(array + 4 * u64::from(port)).unwrap();
+        assert_eq!(word(&e, ipi), EVTCHN_FIFO_PENDING | EVTCHN_FIFO_LINKED);
+        assert_eq!(e.phys.read_u32(cb + 8 + EVTCHN_FIFO_CONTROL_HEAD + 4 * 7).unwrap(), ipi, "head of the default queue");
+        assert_eq!(e.phys.read_u32(cb + 8).unwrap(), 1 << 7, "ready");
+
+        e.put(0, &EvtchnSetPriority { port: ipi, priority: 16 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_SET_PRIORITY), ret(EINVAL));
+        e.put(0, &EvtchnSetPriority { port: 64, priority: 1 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_SET_PRIORITY), ret(EINVAL), "no such port");
+        e.put(0, &EvtchnSetPriority { port: ipi, priority: 0 });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_SET_PRIORITY), 0);
+        // The guest consumes the event; the next send goes to queue 0.
+        e.phys.write_u32(array + 4 * u64::from(ipi), 0).unwrap();
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, ipi), 0);
+        assert_eq!(e.phys.read_u32(cb + 8 + EVTCHN_FIFO_CONTROL_HEAD).unwrap(), ipi);
+        // Masked in its word: pending, not linked, until unmask.
+        e.phys.write_u32(array + 4 * u64::from(ipi), EVTCHN_FIFO_MASKED).unwrap();
+        e.phys.write_u32(cb + 8 + EVTCHN_FIFO_CONTROL_HEAD, 0).unwrap();
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_SEND, ipi), 0);
+        assert_eq!(word(&e, ipi), EVTCHN_FIFO_PENDING | EVTCHN_FIFO_MASKED);
+        assert_eq!(port_op(&mut e, 0, EVTCHNOP_UNMASK, ipi), 0);
+        assert_eq!(word(&e, ipi), EVTCHN_FIFO_PENDING | EVTCHN_FIFO_LINKED);
+
+        // Reset closes every port and returns the domain to 2-level.
+        e.put(0, &EvtchnReset { dom: DOMID_SELF });
+        assert_eq!(op(&mut e, 0, EVTCHNOP_RESET), 0);
+        assert_eq!(word(&e, ipi) & EVTCHN_FIFO_PENDING, 0, "a closed port keeps no event");
+        e.put(0, &EvtchnExpandArray { array_gfn: array >> 12 });
         assert_eq!(op(&mut e, 0, EVTCHNOP_EXPAND_ARRAY), ret(EOPNOTSUPP));
     }
 }

@@ -120,6 +120,10 @@ impl platform::PhysMem for DirectMem {
     fn fetch_and_u64(&self, pa: u64, bits: u64) -> Result<u64, platform::MemError> {
         Ok(Self::atomic(pa)?.fetch_and(bits, core::sync::atomic::Ordering::SeqCst))
     }
+    fn compare_exchange_u64(&self, pa: u64, current: u64, new: u64) -> Result<Result<u64, u64>, platform::MemError> {
+        use core::sync::atomic::Ordering::SeqCst;
+        Ok(Self::atomic(pa)?.compare_exchange(current, new, SeqCst, SeqCst))
+    }
 }
 
 /// Stage-2 TLB maintenance for a VMID (the `mm::TlbOps` of the hardware).
