@@ -65,6 +65,9 @@ mod mmu;
 #[cfg(all(target_os = "none", target_arch = "arm"))]
 #[path = "arm32/kernel.rs"]
 mod kernel;
+#[cfg(all(target_os = "none", target_arch = "arm"))]
+#[path = "arm32/bench.rs"]
+mod bench;
 
 /// On the host only the pure parts (the DTB reader) are built, for their unit tests.
 #[cfg(not(target_os = "none"))]
