@@ -494,6 +494,10 @@ fn linux_marker(xenith: PathBuf, xen: PathBuf) -> Result<(f64, f64)> {
     }
     let marker = |name: &str, b: &Boot| -> Result<f64> {
         let (t, out) = crate::linux::marker_boot(b)?;
+        // A stalled dom0 still reaches its marker, late: say so beside the time.
+        for l in out.lines().filter(|l| l.contains("rcu: INFO") || l.contains("wakeup didn't happen")) {
+            println!("  {name}: dom0 reported: {}", l.trim());
+        }
         t.ok_or_else(|| {
             let tail: Vec<&str> = out.lines().rev().take(20).collect();
             format!("{name}: dom0 never printed {}; last lines:\n{}", crate::linux::MARKER, tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
