@@ -4,7 +4,6 @@
 //! `-icount shift=0` the counter advances one tick per executed instruction, so the figure is
 //! an instruction count and repeats exactly.
 
-use crate::println;
 use core::arch::asm;
 use guest_abi::hypercall::HYPERVISOR_XEN_VERSION;
 use guest_abi::version::XENVER_VERSION;
@@ -27,25 +26,14 @@ pub fn frequency() -> u64 {
     u64::from(f)
 }
 
-/// Waits for the counter to tick, so each window starts on an edge.
-fn edge() -> u64 {
-    let t0 = counter();
-    loop {
-        let t = counter();
-        if t != t0 {
-            return t;
-        }
-    }
-}
-
 fn timed(hvc: bool) -> u64 {
-    let start = edge();
+    let start = crate::window::edge(counter);
     for _ in 0..N {
         if hvc {
             // SAFETY: XENVER_version takes no buffer; r0-r4 and r12 are declared clobbered.
             unsafe {
                 asm!(".arch_extension virt", "hvc #0xEA1",
-                     inlateout("r0") XENVER_VERSION as u32 => _, inlateout("r1") 0u32 => _,
+                     inlateout("r0") XENVER_VERSION => _, inlateout("r1") 0u32 => _,
                      lateout("r2") _, lateout("r3") _, lateout("r4") _,
                      inlateout("r12") HYPERVISOR_XEN_VERSION as u32 => _, options(nostack));
             }
@@ -53,7 +41,7 @@ fn timed(hvc: bool) -> u64 {
             // SAFETY: an empty instruction sequence with the same register constraints.
             unsafe {
                 asm!("",
-                     inlateout("r0") XENVER_VERSION as u32 => _, inlateout("r1") 0u32 => _,
+                     inlateout("r0") XENVER_VERSION => _, inlateout("r1") 0u32 => _,
                      lateout("r2") _, lateout("r3") _, lateout("r4") _,
                      inlateout("r12") HYPERVISOR_XEN_VERSION as u32 => _, options(nostack));
             }
@@ -67,9 +55,5 @@ pub fn run() {
     let freq = frequency();
     let empty = timed(false);
     let full = timed(true);
-    let delta = full.saturating_sub(empty) as u128;
-    // Tenths of a nanosecond per call.
-    let tenths = if freq == 0 { 0 } else { delta * 10_000_000_000 / (freq as u128 * N as u128) };
-    println!("bench null_hypercall_ticks: {full} empty_loop_ticks: {empty} calls: {N} cntfrq: {freq}");
-    println!("bench null_hypercall_ns: {}.{}", tenths / 10, tenths % 10);
+    crate::window::report_null_hypercall(full, empty, N, freq);
 }
