@@ -26,13 +26,7 @@ pub fn frequency() -> u64 {
 
 /// Waits for the counter to tick, so each window starts on an edge.
 pub fn edge() -> u64 {
-    let t0 = counter();
-    loop {
-        let t = counter();
-        if t != t0 {
-            return t;
-        }
-    }
+    crate::window::edge(counter)
 }
 
 fn timed(hvc: bool) -> u64 {
@@ -62,11 +56,7 @@ pub fn run() {
     let freq = frequency();
     let empty = timed(false);
     let full = timed(true);
-    let delta = full.saturating_sub(empty) as u128;
-    // Tenths of a nanosecond per call.
-    let tenths = if freq == 0 { 0 } else { delta * 10_000_000_000 / (freq as u128 * N as u128) };
-    println!("bench null_hypercall_ticks: {full} empty_loop_ticks: {empty} calls: {N} cntfrq: {freq}");
-    println!("bench null_hypercall_ns: {}.{}", tenths / 10, tenths % 10);
+    crate::window::report_null_hypercall(full, empty, N, freq);
     grant_map_unmap(freq);
 }
 

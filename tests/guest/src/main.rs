@@ -54,6 +54,8 @@ mod toolstack;
 mod xdom;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod vsmmu;
+#[cfg(target_os = "none")]
+mod window;
 
 // ARMv7-A: its own entry, stage 1 and kernel; the conformance rows shared with AArch64.
 #[cfg(all(target_os = "none", target_arch = "arm"))]
@@ -65,6 +67,9 @@ mod mmu;
 #[cfg(all(target_os = "none", target_arch = "arm"))]
 #[path = "arm32/kernel.rs"]
 mod kernel;
+#[cfg(all(target_os = "none", target_arch = "arm"))]
+#[path = "arm32/bench.rs"]
+mod bench;
 
 /// On the host only the pure parts (the DTB reader) are built, for their unit tests.
 #[cfg(not(target_os = "none"))]

@@ -433,6 +433,137 @@ pub fn conformance(args: &[String]) -> Result<usize> {
     }
 }
 
+/// The null hypercall's target: at most this fraction of Xen 4.17 armhf's instructions.
+pub const NULL_HYPERCALL_TARGET: f64 = 0.5;
+/// Timed Linux dom0 boots per hypervisor (the median is compared).
+const LINUX_RUNS: usize = 3;
+
+/// The test guest's `bench` mode as dom0 of `hypervisor` under `-icount shift=0`: its
+/// `bench <key>: <number>` values.
+fn guest_bench(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<std::collections::BTreeMap<String, f64>> {
+    let mut b = Boot::new(hypervisor);
+    b.cmdline = cmdline.into();
+    b.dom0 = Some(guest);
+    b.dom0_args = "console=hvc0 bench".into();
+    b.icount = true;
+    b.timeout = std::time::Duration::from_secs(300);
+    let out = boot(&b)?;
+    let v = crate::conformance::bench_values(&out.output);
+    if !v.contains_key("null_hypercall_ns") || out.timed_out {
+        let tail: Vec<&str> = out.output.lines().rev().take(20).collect();
+        return Err(format!(
+            "the arm32 guest printed no null_hypercall_ns line (timed out: {}); last lines:\n{}",
+            out.timed_out,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    Ok(v)
+}
+
+/// Prints and returns the null hypercall per call in instructions: the guest converts counter
+/// ticks to ns with CNTFRQ, and under `-icount shift=0` one ns is one instruction.
+fn null_line(name: &str, v: &std::collections::BTreeMap<String, f64>) -> Option<f64> {
+    let ns = v.get("null_hypercall_ns").copied();
+    println!(
+        "  {name:<10} null hypercall (xen_version, hvc #0xEA1): {} instructions per call (loop with the call: {} ticks)",
+        ns.map_or("-".into(), |x| format!("{x:.1}")),
+        v.get("null_hypercall_ticks").map_or("-".into(), |x| format!("{x}")),
+    );
+    ns
+}
+
+/// Linux dom0 (Debian armmp-lpae, 2 vCPUs) to the /init marker on each hypervisor, same
+/// kernel, initramfs and QEMU: wall seconds from QEMU's start, [`LINUX_RUNS`] boots each
+/// alternating between the hypervisors (so a change in the shared host's load falls on both),
+/// then one boot each under `-icount shift=0,sleep=off`, where the host time follows the
+/// instructions executed and idle waits are skipped. Returns the two medians.
+fn linux_marker(xenith: PathBuf, xen: PathBuf) -> Result<(f64, f64)> {
+    let l = linux_fixtures()?;
+    let xenith_cmdline = format!("dom0_max_vcpus={LINUX_VCPUS}");
+    let xen_cmdline = format!("{} dom0_max_vcpus={LINUX_VCPUS}", crate::linux::XEN_CMDLINE);
+    let mut boots = Vec::new();
+    for (name, hyp, cmdline) in [("xenith", xenith, xenith_cmdline), ("Xen 4.17", xen, xen_cmdline)] {
+        let mut b = Boot::new(hyp);
+        b.cpu = CPU.into();
+        b.cmdline = cmdline;
+        b.dom0 = Some(l.kernel.clone());
+        b.initrd = Some(l.initrd.clone());
+        b.dom0_args = crate::linux::DOM0_ARGS.into();
+        b.timeout = std::time::Duration::from_secs(240);
+        boots.push((name, b));
+    }
+    let marker = |name: &str, b: &Boot| -> Result<f64> {
+        let (t, out) = crate::linux::marker_boot(b)?;
+        // A stalled dom0 still reaches its marker, late: say so beside the time.
+        for l in out.lines().filter(|l| l.contains("rcu: INFO") || l.contains("wakeup didn't happen")) {
+            println!("  {name}: dom0 reported: {}", l.trim());
+        }
+        t.ok_or_else(|| {
+            let tail: Vec<&str> = out.lines().rev().take(20).collect();
+            format!("{name}: dom0 never printed {}; last lines:\n{}", crate::linux::MARKER, tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        })
+    };
+    let mut times = vec![Vec::new(); boots.len()];
+    for i in 0..LINUX_RUNS {
+        for ((name, b), times) in boots.iter().zip(times.iter_mut()) {
+            let t = marker(name, b)?;
+            println!("  {name}: run {}: marker at {t:.2} s", i + 1);
+            times.push(t);
+        }
+    }
+    let mut icount = Vec::new();
+    for (name, b) in &boots {
+        let t = marker(name, &Boot { icount: true, ..b.clone() })?;
+        println!("  {name}: -icount shift=0,sleep=off: marker at {t:.2} s");
+        icount.push(t);
+    }
+    let med: Vec<f64> = times.into_iter().map(|t| crate::linux::median(t).unwrap_or(f64::NAN)).collect();
+    println!("  Linux dom0 (2 vCPUs) to {}: xenith {:.2} s, Xen 4.17 armhf {:.2} s (median of {LINUX_RUNS}); ratio {:.3}; under -icount {:.2} s vs {:.2} s, ratio {:.3}",
+        crate::linux::MARKER, med[0], med[1], med[0] / med[1], icount[0], icount[1], icount[0] / icount[1]);
+    Ok((med[0], med[1]))
+}
+
+/// `cargo xtask bench --arch arm32 [--against xen]`: the arm32 test guest's null hypercall on
+/// xenith in HYP mode; with `--against xen` the same on Debian's Xen 4.17 armhf and Linux
+/// dom0's time to its marker on both, each with its verdict. Errors if a target is not met.
+pub fn bench(args: &[String]) -> Result<()> {
+    let against_xen = match args {
+        [] => false,
+        [a, x] if a == "--against" && x == "xen" => true,
+        other => return Err(format!("bench --arch arm32: unknown options {other:?} (only --against xen)")),
+    };
+    let images = build(true)?;
+    let guest = images.test_guest.clone().ok_or("the arm32 test guest was not built")?;
+    println!("arm32 (qemu-system-arm virt, cortex-a15, GICv2), test guest as dom0, -icount shift=0 (1 instruction = 1 ns):");
+    let ours = guest_bench(images.hypervisor.clone(), "", guest.clone())?;
+    let a = null_line("xenith", &ours);
+    if !against_xen {
+        return Ok(());
+    }
+    let xen = guest_bench(xen_4_17_armhf()?, XEN_CMDLINE, guest)?;
+    let b = null_line("Xen 4.17", &xen);
+    let mut missed = Vec::new();
+    if let (Some(a), Some(b)) = (a, b) {
+        let ratio = a / b;
+        let met = ratio <= NULL_HYPERCALL_TARGET;
+        println!("  null hypercall xenith/Xen: {ratio:.3} (target <= {NULL_HYPERCALL_TARGET}: {})", if met { "met" } else { "NOT met" });
+        if !met {
+            missed.push("null hypercall");
+        }
+    }
+    let (t_ours, t_xen) = linux_marker(images.hypervisor, xen_4_17_armhf()?)?;
+    let met = t_ours <= t_xen;
+    println!("  Linux dom0 time to marker xenith/Xen: {:.3} (target <= 1: {})", t_ours / t_xen, if met { "met" } else { "NOT met" });
+    if !met {
+        missed.push("Linux dom0 time to marker");
+    }
+    if missed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("arm32 bench targets not met: {}", missed.join(", ")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1109,7 +1109,13 @@ fn own_trap_breakdown(output: &str) -> Vec<String> {
     out
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+/// One boot of `b` without a trace: wall seconds from QEMU's start to the marker line (None if
+/// dom0 never printed it), and the console output.
+pub(crate) fn marker_boot(b: &Boot) -> Result<(Option<f64>, String)> {
+    timed_boot(b, None).map(|(t, out, _)| (t, out))
+}
+
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied()
 }

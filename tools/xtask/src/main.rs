@@ -70,6 +70,11 @@ cargo xtask <command>
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
       --noise            dom0's null hypercall while two dom0less domUs loop on hypercalls vs while they
                          idle, on xenith and Xen 4.17 (also part of bench and --against xen)
+  bench --arch arm32 [--against xen]
+                     ARMv7-A: the arm32 test guest's null hypercall in instructions under -icount
+                     shift=0 on xenith in HYP mode; `--against xen` the same on Debian's Xen 4.17
+                     armhf and Linux dom0's time to its marker on both, with the verdicts (null
+                     hypercall <= 0.5x Xen's, time <= Xen's; non-zero exit when one is missed)
   stress [options]   SMP dom0 stress suite: Debian's Linux as dom0 runs grant, balloon, evtchn, privcmd,
                      memory and virtio-blk DMA workloads on every vCPU at once; per-workload ops,
                      errors, integrity and dom0's health per boot; PASS/FAIL (non-zero exit on FAIL)
@@ -95,6 +100,11 @@ fn main() {
         },
         Some("run") => run(&args[1..]),
         Some("test") => test(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("--arch") => match args.get(2).map(String::as_str) {
+            Some("arm32") => setup().and_then(|_| arm32::bench(&args[3..])),
+            Some("aarch64") => bench(),
+            other => Err(format!("bench --arch: unknown architecture {other:?} (aarch64 or arm32)")),
+        },
         Some("bench") if args.get(1).map(String::as_str) == Some("--against") => {
             setup().and_then(|_| build::all()).and_then(|i| conformance::bench_against_xen(&i))
         }

@@ -1,6 +1,7 @@
 //! The test guest's kernel on ARMv7-A: reads the DTB, maps its RAM, runs the part of the
 //! conformance table that is the same on both architectures (the rows that need no AArch64
-//! instruction or register), prints one line per case and powers the domain off.
+//! instruction or register), prints one line per case and powers the domain off. With `bench`
+//! on its command line it runs the null-hypercall benchmark instead.
 
 use crate::{cases, fdt, mmu, println};
 use guest_abi::guest;
@@ -42,6 +43,10 @@ extern "C" fn rust_entry(dtb: usize, image: usize) -> ! {
     }
     let args = core::str::from_utf8(info.bootargs()).unwrap_or("?");
     println!("test-guest: bootargs \"{args}\"");
+    if info.has_arg(b"bench") {
+        crate::bench::run();
+        stop(SHUTDOWN_POWEROFF);
+    }
     let (passed, failed) = cases::run_all();
     println!("{passed} passed, {failed} failed");
     stop(SHUTDOWN_POWEROFF);
