@@ -12,7 +12,7 @@
 #[cfg(test)]
 mod tests;
 
-use crate::arch::{Arch, CpuStart};
+use crate::contract::{Arch, CpuStart};
 use crate::domain::dom0::{self, Dom0Layout, DTB_ROOM};
 use crate::domain::registry::Domains;
 use crate::domain::vcpu::Cpus;

@@ -286,7 +286,7 @@ fn domu_image(len: usize) -> Vec<u8> {
 
 #[test]
 fn dom0less_domus_start_on_the_cpus_dom0_leaves_through_the_arch() {
-    use crate::arch::fake::{Call, FakeArch};
+    use crate::contract::fake::{Call, FakeArch};
     use crate::domain::domu::GUEST_RAM0_BASE;
     use crate::domain::registry::Domains;
     use crate::domain::vcpu::Cpus;
@@ -339,7 +339,7 @@ fn dom0less_domus_start_on_the_cpus_dom0_leaves_through_the_arch() {
 
 #[test]
 fn a_domu_whose_cpu_does_not_start_is_reported_not_started() {
-    use crate::arch::fake::FakeArch;
+    use crate::contract::fake::FakeArch;
     use crate::domain::registry::Domains;
     use crate::domain::vcpu::Cpus;
     let dt = with_domus(SNOW, &[("domU1", 1, 0x8000_0000)]);
