@@ -12,13 +12,14 @@
 #[cfg(test)]
 mod tests;
 
-use crate::arch::{Arch, CpuStart};
+use crate::contract::{Arch, CpuStart};
 use crate::domain::dom0::{self, Dom0Layout, DTB_ROOM};
 use crate::domain::registry::Domains;
 use crate::domain::vcpu::Cpus;
 use crate::domain::DomId;
 use crate::log;
-use crate::dt::boot_info::{BootInfo, BootModule};
+use crate::dt::boot_info::{BootInfo, BootModule, GicInfo};
+use crate::irq::vgic::domains::VgicConfig;
 use crate::dt::cmdline::HypervisorCmdline;
 use crate::dt::dom0::{build_dom0_dt, extended_regions, physical_masters, physical_masters_except, Dom0DtSpec};
 use crate::dt::{HostDt, Region};
@@ -420,6 +421,33 @@ pub fn dom0_vgic_lines(dom0_dtb: &[u8], host_lines: u32) -> u32 {
             host_lines
         }
     }
+}
+
+/// dom0's interrupt controller, of the host's GIC version at the host's addresses: every SPI is
+/// dom0's (direct-mapped hardware domain), so its devices' interrupts pass through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dom0Vgic {
+    /// GICv2: a distributor with banked registers, the GICV frame mapped as dom0's GICC.
+    V2 { it_lines: u32, vcpus: usize },
+    /// GICv3: the distributor and the host's first redistributor region.
+    V3(VgicConfig),
+}
+
+/// Which vGIC dom0 gets on a host whose GIC is `gic`, with `it_lines` (see
+/// [`dom0_vgic_lines`]) and `vcpus`.
+pub fn dom0_vgic(gic: &GicInfo, it_lines: u32, vcpus: usize) -> Result<Dom0Vgic, String> {
+    if gic.version == 2 {
+        return Ok(Dom0Vgic::V2 { it_lines, vcpus });
+    }
+    let rdist = gic.redistributors.first().ok_or("GICv3 without a redistributor region")?;
+    Ok(Dom0Vgic::V3(VgicConfig {
+        gicd: gic.distributor.base,
+        gicr: rdist.base,
+        gicr_size: rdist.size,
+        it_lines,
+        vcpus,
+        passthrough_spis: true,
+    }))
 }
 
 /// Once the guests are built, the boot modules (their kernels and initrds, copied into them)

@@ -286,7 +286,7 @@ fn domu_image(len: usize) -> Vec<u8> {
 
 #[test]
 fn dom0less_domus_start_on_the_cpus_dom0_leaves_through_the_arch() {
-    use crate::arch::fake::{Call, FakeArch};
+    use crate::contract::fake::{Call, FakeArch};
     use crate::domain::domu::GUEST_RAM0_BASE;
     use crate::domain::registry::Domains;
     use crate::domain::vcpu::Cpus;
@@ -339,7 +339,7 @@ fn dom0less_domus_start_on_the_cpus_dom0_leaves_through_the_arch() {
 
 #[test]
 fn a_domu_whose_cpu_does_not_start_is_reported_not_started() {
-    use crate::arch::fake::FakeArch;
+    use crate::contract::fake::FakeArch;
     use crate::domain::registry::Domains;
     use crate::domain::vcpu::Cpus;
     let dt = with_domus(SNOW, &[("domU1", 1, 0x8000_0000)]);
@@ -422,4 +422,21 @@ fn boot_modules_go_back_to_the_pool_unless_still_in_use() {
     let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
     assert_eq!(release_boot_modules(&info, &[module], &mut p.free), 0);
     assert_eq!(p.free.total_free(), free);
+}
+
+#[test]
+fn dom0_gets_a_vgic_of_the_hosts_gic_version_at_its_addresses() {
+    let v3 = load(QEMU_VIRT_DOM0).boot_info().unwrap().gic;
+    let Dom0Vgic::V3(cfg) = dom0_vgic(&v3, 8, 2).unwrap() else { panic!("GICv3 host, GICv3 dom0") };
+    assert_eq!((cfg.gicd, cfg.gicr), (v3.distributor.base, v3.redistributors[0].base));
+    assert_eq!((cfg.gicr_size, cfg.it_lines, cfg.vcpus), (v3.redistributors[0].size, 8, 2));
+    assert!(cfg.passthrough_spis, "dom0's devices' interrupts pass through");
+
+    let v2 = load(QEMU_VIRT_GICV2_DOM0).boot_info().unwrap().gic;
+    assert_eq!(v2.version, 2);
+    assert_eq!(dom0_vgic(&v2, 4, 1).unwrap(), Dom0Vgic::V2 { it_lines: 4, vcpus: 1 });
+
+    let mut no_rdist = v3.clone();
+    no_rdist.redistributors.clear();
+    assert_eq!(dom0_vgic(&no_rdist, 8, 1).unwrap_err(), "GICv3 without a redistributor region");
 }

@@ -13,12 +13,11 @@ use super::DomId;
 use alloc::vec::Vec;
 use guest_abi::event_channel::NR_VIRQS;
 use platform::PhysMem;
+use super::vcpu::MAX_VCPUS;
 
 /// Ports in the 2-level ABI: 64 words of 64 bits.
 pub const NR_PORTS: u32 = 4096;
 
-/// Most vCPUs a domain has (one per physical CPU used, as `arch::smp::MAX_CPUS`).
-pub const MAX_VCPUS: usize = 4;
 
 /// Byte offsets inside shared_info and vcpu_info (Xen's arm64 layout, guest-abi asserts them).
 const SHINFO_PENDING: u64 = 48;

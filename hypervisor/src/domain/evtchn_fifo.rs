@@ -9,7 +9,7 @@
 //! after the first failure so that the guest does not unmask meanwhile (Xen's rules). Queue
 //! tails are the hypervisor's own state, under the domain's event-channel lock.
 
-use super::evtchn::MAX_VCPUS;
+use super::vcpu::MAX_VCPUS;
 use alloc::vec::Vec;
 use guest_abi::event_channel::*;
 use platform::PhysMem;

@@ -154,7 +154,7 @@ pub struct Domain {
     /// reason; `u32::MAX` until one is given).
     shutdown_code: AtomicU32,
     /// When each vCPU turned itself off (ns since boot; 0 while it runs).
-    vcpu_off_ns: [AtomicU64; evtchn::MAX_VCPUS],
+    vcpu_off_ns: [AtomicU64; vcpu::MAX_VCPUS],
     /// Pauses by the toolstack (XEN_DOMCTL_pausedomain) not undone yet: while non-zero, the
     /// domain's vCPUs wait in the hypervisor at their next exit.
     controller_pauses: AtomicU32,
@@ -170,11 +170,11 @@ pub struct Domain {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
     /// The physical CPU each vCPU runs on.
-    pub cpu: [u32; evtchn::MAX_VCPUS],
+    pub cpu: [u32; vcpu::MAX_VCPUS],
     /// Hard affinity per vCPU (bit n: CPU n).
-    pub hard: [u64; evtchn::MAX_VCPUS],
+    pub hard: [u64; vcpu::MAX_VCPUS],
     /// Soft affinity per vCPU.
-    pub soft: [u64; evtchn::MAX_VCPUS],
+    pub soft: [u64; vcpu::MAX_VCPUS],
     /// NUMA node affinity (bit n: node n).
     pub nodes: u64,
     /// The domain's handle (a UUID the toolstack chooses).
@@ -184,13 +184,13 @@ pub struct Placement {
 impl Placement {
     /// vCPU n on CPU `first_cpu + n`, every affinity "all".
     pub const fn new(first_cpu: u32) -> Self {
-        let mut cpu = [0; evtchn::MAX_VCPUS];
+        let mut cpu = [0; vcpu::MAX_VCPUS];
         let mut i = 0;
-        while i < evtchn::MAX_VCPUS {
+        while i < vcpu::MAX_VCPUS {
             cpu[i] = first_cpu + i as u32;
             i += 1;
         }
-        Self { cpu, hard: [u64::MAX; evtchn::MAX_VCPUS], soft: [u64::MAX; evtchn::MAX_VCPUS], nodes: u64::MAX, handle: [0; 16] }
+        Self { cpu, hard: [u64::MAX; vcpu::MAX_VCPUS], soft: [u64::MAX; vcpu::MAX_VCPUS], nodes: u64::MAX, handle: [0; 16] }
     }
 }
 
@@ -214,7 +214,7 @@ impl Domain {
             given_back: AtomicU64::new(0),
             vcpus_off: AtomicU32::new(0),
             shutdown_code: AtomicU32::new(u32::MAX),
-            vcpu_off_ns: [const { AtomicU64::new(0) }; evtchn::MAX_VCPUS],
+            vcpu_off_ns: [const { AtomicU64::new(0) }; vcpu::MAX_VCPUS],
             controller_pauses: AtomicU32::new(0),
             max_pages: AtomicU64::new(ram.total() >> 12),
             placement: Mutex::new(Placement::new(0)),

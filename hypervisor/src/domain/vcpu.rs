@@ -15,6 +15,9 @@ use guest_abi::smccc::{PSCI_RET_ALREADY_ON, PSCI_RET_INTERNAL_FAILURE, PSCI_RET_
 /// Most physical CPUs (and so vCPUs) used.
 pub const MAX_CPUS: usize = 4;
 
+/// Most vCPUs a domain has: each runs on a physical CPU of its own.
+pub const MAX_VCPUS: usize = MAX_CPUS;
+
 /// A vCPU's power state, numbered as PSCI AFFINITY_INFO reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

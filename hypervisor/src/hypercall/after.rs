@@ -2,7 +2,7 @@
 //! upcalls the call caused, and act on a domain that asked to stop (the decisions are
 //! `domain::lifecycle`'s; the architecture carries them out through [`Arch`]).
 
-use crate::arch::Arch;
+use crate::contract::Arch;
 use crate::domain::lifecycle::{self, DomUAfter};
 use crate::domain::registry::Domains;
 use crate::domain::{DomId, Domain};
@@ -94,7 +94,7 @@ pub fn after_hypercall(arch: &dyn Arch, domains: &Domains, caller: DomId) -> Aft
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::arch::fake::{Call, FakeArch};
+    use crate::contract::fake::{Call, FakeArch};
     use crate::domain::lifecycle::MachineAction;
     use crate::domain::{RamBanks, ShutdownReason};
 

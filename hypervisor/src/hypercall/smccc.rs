@@ -2,7 +2,7 @@
 //! hypervisor-service calls and PSCI 1.1 (one vCPU per domain for now). The function ID is a
 //! 32-bit value in w0; results go back in x0..x3.
 
-use crate::arch::{Arch, CpuStart};
+use crate::contract::{Arch, CpuStart};
 use crate::domain::vcpu::{Cpus, Power};
 use crate::domain::{DomId, Domain, ShutdownReason};
 use crate::spectre::{CallAction, Plan};
@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn dom0_cpu_on_and_affinity_info_through_the_arch() {
-        use crate::arch::fake::FakeArch;
+        use crate::contract::fake::FakeArch;
         let arch = FakeArch { broken_cpus: alloc::vec![3], ..FakeArch::new(0x8000_0000, 1 << 20) };
         let cpus = Cpus::new();
         cpus.setup_dom0(&[0x8000_0000, 0x8000_0001, 0x8000_0002, 0x8000_0003], 4);

@@ -10,7 +10,7 @@
 //! reported as Xen keeps them; they do not move a vCPU.
 
 use super::{read_arg, write_arg, HypercallCtx};
-use crate::domain::evtchn::MAX_VCPUS;
+use crate::domain::vcpu::MAX_VCPUS;
 use crate::domain::Domain;
 use crate::sync::Once;
 use guest_abi::errno::{ret, EACCES, EFAULT, EINVAL, ENOENT, ENOSYS, EOVERFLOW, EPERM, ESRCH};

@@ -177,11 +177,11 @@ pub fn clean_dcache_range(pa: u64, len: u64) {
     unsafe { core::arch::asm!("dsb sy", "ic iallu", "dsb sy", "isb") };
 }
 
-/// The architecture contract ([`crate::arch::Arch`]) on this CPU.
+/// The architecture contract ([`crate::contract::Arch`]) on this CPU.
 pub struct Hw;
 
-impl crate::arch::Arch for Hw {
-    fn start_cpu(&self, s: &crate::arch::CpuStart) -> Result<(), alloc::string::String> {
+impl crate::contract::Arch for Hw {
+    fn start_cpu(&self, s: &crate::contract::CpuStart) -> Result<(), alloc::string::String> {
         smp::start_cpu(s.cpu, s.mpidr, s.domain, s.vcpu, s.vttbr, s.vtcr, s.entry, s.context)
     }
     fn clean_dcache_range(&self, pa: u64, len: u64) {

@@ -231,21 +231,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let host_lines = super::gic::init(&info.gic)?;
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
-    // Every SPI is dom0's (direct-mapped hardware domain): its devices' interrupts pass
-    // through. The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled there.
-    if info.gic.version == 2 {
-        super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
-    } else {
-        let rdist = info.gic.redistributors.first().ok_or("GICv3 without a redistributor region")?;
-        let cfg = crate::irq::vgic::domains::VgicConfig {
-            gicd: info.gic.distributor.base,
-            gicr: rdist.base,
-            gicr_size: rdist.size,
-            it_lines,
-            vcpus,
-            passthrough_spis: true,
-        };
-        super::gic::attach_vgic(&mut dom, &cfg)?;
+    // The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled in dom0's vGIC.
+    match boot::dom0_vgic(&info.gic, it_lines, vcpus)? {
+        boot::Dom0Vgic::V2 { it_lines, vcpus } => super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?,
+        boot::Dom0Vgic::V3(cfg) => super::gic::attach_vgic(&mut dom, &cfg)?,
     }
     if let (Some(node), Some(vgic)) = (&its, super::gic::dom0_vgic()) {
         super::its::attach(&mut dom, node, vgic, vcpus)?;

@@ -177,12 +177,12 @@ pub fn clean_dcache_range(pa: u64, len: u64) {
     unsafe { core::arch::asm!("dsb sy", "mcr p15, 0, {z}, c7, c1, 0", "mcr p15, 0, {z}, c7, c1, 6", "dsb sy", "isb", z = in(reg) 0u32) };
 }
 
-/// The architecture contract ([`crate::arch::Arch`]) in HYP mode: one CPU, no interrupt
+/// The architecture contract ([`crate::contract::Arch`]) in HYP mode: one CPU, no interrupt
 /// controller driver yet (no vGIC to attach, no secondary CPU to start).
 pub struct Hw;
 
-impl crate::arch::Arch for Hw {
-    fn start_cpu(&self, s: &crate::arch::CpuStart) -> Result<(), alloc::string::String> {
+impl crate::contract::Arch for Hw {
+    fn start_cpu(&self, s: &crate::contract::CpuStart) -> Result<(), alloc::string::String> {
         // A 32-bit guest's entry point, context and VTCR fit in 32 bits.
         smp::start_cpu(s.cpu, s.domain, s.vcpu, s.vttbr, s.vtcr as u32, s.entry as u32, s.context as u32)
     }

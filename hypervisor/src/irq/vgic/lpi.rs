@@ -19,10 +19,6 @@ pub use crate::irq::its::lpi::LPI_BASE;
 
 /// GICR_CTLR.EnableLPIs.
 pub const GICR_CTLR_ENABLE_LPIS: u32 = 1 << 0;
-/// GICR_TYPER.PLPIS: physical LPIs supported (what the guest sees as its LPIs).
-pub const GICR_TYPER_PLPIS: u64 = 1 << 0;
-/// GICD_TYPER.LPIS.
-pub const GICD_TYPER_LPIS: u32 = 1 << 17;
 /// Virtual LPIs mapped at once, at most (each costs a host LPI as well).
 pub const MAX_MAPPED: usize = 1 << 16;
 

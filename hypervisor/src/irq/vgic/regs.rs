@@ -11,6 +11,11 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::SpinMutex as Mutex;
 
+/// GICR_TYPER.PLPIS: physical LPIs supported (what the guest sees as its LPIs).
+pub const GICR_TYPER_PLPIS: u64 = 1 << 0;
+/// GICD_TYPER.LPIS.
+pub const GICD_TYPER_LPIS: u32 = 1 << 17;
+
 /// Bumped by every write to an emulated GIC register: the arch layer compares it with what
 /// it saw last to skip list-register work on guest entry when nothing changed.
 pub static REGISTER_WRITES: AtomicU64 = AtomicU64::new(0);
@@ -161,7 +166,7 @@ impl Vgic {
     pub fn gicd_typer(&self) -> u32 {
         match self.lpis.id_bits {
             0 => self.it_lines | (9 << 19) | (1 << 25),
-            bits => self.it_lines | (u32::from(bits - 1) << 19) | super::lpi::GICD_TYPER_LPIS | (1 << 25),
+            bits => self.it_lines | (u32::from(bits - 1) << 19) | GICD_TYPER_LPIS | (1 << 25),
         }
     }
 
@@ -171,7 +176,7 @@ impl Vgic {
         let aff = v.affinity;
         let packed = ((aff >> 32) & 0xff) << 24 | (aff & 0xff_ffff);
         let last = if vcpu + 1 == self.vcpus.len() { 1 << 4 } else { 0 };
-        let plpis = if self.lpis.id_bits != 0 { super::lpi::GICR_TYPER_PLPIS } else { 0 };
+        let plpis = if self.lpis.id_bits != 0 { GICR_TYPER_PLPIS } else { 0 };
         (packed << 32) | ((vcpu as u64 & 0xffff) << 8) | last | plpis
     }
 
