@@ -86,9 +86,14 @@ impl Fifo {
         Ok(())
     }
 
+    /// Whether every event-array page is in use.
+    pub fn is_full(&self) -> bool {
+        self.array.len() >= MAX_ARRAY_PAGES
+    }
+
     /// Add the event-array page at host PA `pa`; returns the ports it gives words to.
     pub fn add_page(&mut self, pa: u64) -> Result<core::ops::Range<u32>, FifoError> {
-        if self.array.len() >= MAX_ARRAY_PAGES {
+        if self.is_full() {
             return Err(FifoError::ArrayFull);
         }
         let first = self.nr_words();
@@ -218,12 +223,13 @@ fn word_and(mem: &dyn PhysMem, pa: u64, bits: u32) -> Option<u32> {
 
 /// Atomically replace the 32-bit guest word at `pa` by `new` if it holds `current`:
 /// `Ok(current)`, or `Err(actual)`. A change only to the other half of the 64-bit container
-/// is retried a bounded number of times (the guest owns the neighbouring word).
+/// is retried a bounded number of times (the guest owns the neighbouring word). A word that
+/// cannot be read reads as 0 (not linked).
 fn word_cmpxchg(mem: &dyn PhysMem, pa: u64, current: u32, new: u32) -> Result<u32, u32> {
     let (w, sh) = container(pa);
     let half = |full: u64| (full >> sh) as u32;
     for _ in 0..64 {
-        let Ok(full) = mem.read_u64(w) else { return Err(current ^ EVTCHN_FIFO_LINKED) };
+        let Ok(full) = mem.read_u64(w) else { return Err(0) };
         if half(full) != current {
             return Err(half(full));
         }
@@ -232,7 +238,7 @@ fn word_cmpxchg(mem: &dyn PhysMem, pa: u64, current: u32, new: u32) -> Result<u3
             Ok(Ok(_)) => return Ok(current),
             Ok(Err(actual)) if half(actual) != current => return Err(half(actual)),
             Ok(Err(_)) => continue,
-            Err(_) => return Err(current ^ EVTCHN_FIFO_LINKED),
+            Err(_) => return Err(0),
         }
     }
     Err(current)

@@ -287,8 +287,8 @@ fn expand_array(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> {
     let a: EvtchnExpandArray = read_arg(cx.mem, arg)?;
     let d = cx.domains.get(cx.caller).ok_or(ret(ESRCH))?;
     let mem = cx.machine.mem;
-    let full = d.with_evtchn(|ev| ev.fifo.as_ref().map(|f| f.nr_words() as usize >= crate::domain::evtchn_fifo::MAX_ARRAY_PAGES * EVTCHN_FIFO_WORDS_PER_PAGE as usize));
-    match full {
+    // Xen's order: not FIFO, then no page left, then the frame.
+    match d.with_evtchn(|ev| ev.fifo.as_ref().map(|f| f.is_full())) {
         None => return Err(ret(EOPNOTSUPP)),
         Some(true) => return Err(ret(ENOSPC)),
         Some(false) => {}
