@@ -48,6 +48,8 @@ type Host = HostIts<RawMmio, DirectMem, FrameTables>;
 static HOST: Once<SpinMutex<Host>> = Once::new();
 /// What each host LPI stands for (read by the IRQ path without the ITS lock).
 static HOST_LPIS: Once<Arc<SpinMutex<HostLpis>>> = Once::new();
+/// The ITS taken, once `init` took it.
+static NODE: Once<ItsNode> = Once::new();
 /// The redistributors' LPI tables: configuration (shared) and one pending table per CPU.
 static LPI_TABLES: Once<LpiTables> = Once::new();
 
@@ -134,7 +136,12 @@ pub fn init(dt: &HostDt, info: &BootInfo, vcpus: usize) -> Result<ItsNode, Strin
         prop_table_size(id_bits),
         devices
     );
-    Ok(ItsNode { path, base, devices })
+    Ok(NODE.call_once(|| ItsNode { path, base, devices }).clone())
+}
+
+/// The ITS `init` took, if it did.
+pub fn node() -> Option<&'static ItsNode> {
+    NODE.get()
 }
 
 /// Enable LPIs on the redistributor at `rd` (this CPU's, awake), vCPU `vcpu`'s CPU, with the

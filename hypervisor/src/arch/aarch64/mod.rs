@@ -213,6 +213,38 @@ impl crate::contract::Arch for Hw {
     fn report_iommu_events(&self) {
         iommu::report_events()
     }
+    fn probe_smmu(&self, base: u64) -> Result<alloc::string::String, alloc::string::String> {
+        iommu::probe(base).map(|f| alloc::format!("{f}")).map_err(|e| alloc::format!("{e}"))
+    }
+    fn take_smmu(&self, path: &str, base: u64, sid_bits: Option<u8>) -> Result<(), alloc::string::String> {
+        iommu::take(path, base, sid_bits).map_err(|e| alloc::format!("{e}"))
+    }
+    fn release_smmus(&self) {
+        let mut smmus = iommu::SMMUS.lock();
+        for inst in smmus.iter_mut() {
+            let _ = inst.smmu.disable();
+        }
+        smmus.clear();
+    }
+    fn pci_bus0_functions(&self, ecam: u64) -> alloc::vec::Vec<(u32, u32)> {
+        (0..256u32)
+            .filter_map(|devfn| {
+                // SAFETY: bus 0's config space in the bridge's ECAM window (Device memory); a
+                // read of an absent function returns all ones.
+                let id = unsafe { core::ptr::read_volatile((ecam + (u64::from(devfn) << 12)) as *const u32) };
+                (id != 0xffff_ffff).then_some((devfn, id))
+            })
+            .collect()
+    }
+    fn attach_stream(&self, path: &str, sid: u32, vmid: u16, vttbr: u64, vtcr: u64) -> Result<(), alloc::string::String> {
+        iommu::attach(path, sid, vmid, vttbr, vtcr).map_err(|e| alloc::format!("{e}"))
+    }
+    fn attach_vsmmu(&self, dom: &mut crate::domain::Domain, path: &str, base: u64, sids: alloc::vec::Vec<u32>, p2m: (u16, u64, u64), ipa_bits: u8, event: Option<u32>, gerror: Option<u32>) -> Result<(), alloc::string::String> {
+        iommu::attach_vsmmu(dom, path, base, sids, p2m, ipa_bits, event, gerror)
+    }
+    fn take_its(&self, dt: &crate::dt::HostDt, info: &crate::dt::boot_info::BootInfo, vcpus: usize) -> Result<(alloc::string::String, u64), alloc::string::String> {
+        its::init(dt, info, vcpus).map(|n| (n.path.clone(), its::doorbell_page(&n)))
+    }
     fn shutdown_report(&self) -> alloc::vec::Vec<alloc::string::String> {
         use core::sync::atomic::Ordering;
         let counts = trap::TRAPS.snapshot();
