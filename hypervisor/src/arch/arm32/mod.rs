@@ -184,7 +184,7 @@ pub struct Hw;
 impl crate::contract::Arch for Hw {
     fn start_cpu(&self, s: &crate::contract::CpuStart) -> Result<(), alloc::string::String> {
         // A 32-bit guest's entry point, context and VTCR fit in 32 bits.
-        smp::start_cpu(s.cpu, s.domain, s.vcpu, s.vttbr, s.vtcr as u32, s.entry as u32, s.context as u32)
+        smp::start_cpu(s.cpu, s.mpidr as u32, s.domain, s.vcpu, s.vttbr, s.vtcr as u32, s.entry as u32, s.context as u32)
     }
     fn with_machine(&self, f: &mut dyn FnMut(&mut crate::domain::registry::Machine<'_>)) {
         let mut frames = crate::domain::registry::PoolFrames;

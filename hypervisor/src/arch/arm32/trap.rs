@@ -221,11 +221,17 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
 /// SMCCC / PSCI from a 32-bit guest (`HVC #0` or a trapped `SMC #0`): function ID in r0,
 /// arguments r1-r7, results r0-r3. Only SMC32 calls exist for it; an SMC64 ID is unknown.
 fn smccc(dom: &Domain, frame: &mut TrapFrame) {
-    // PSCI CPU_ON / AFFINITY_INFO for a domain with several vCPUs (smp.rs).
-    if smp::psci(frame) {
-        return;
-    }
     let fid = frame.r[0];
+    // PSCI CPU_ON / AFFINITY_INFO for dom0 with several vCPUs (SMC32: CPU_ON starts its vCPU on
+    // dom0's stage 2, this CPU handling a trap from one of dom0's vCPUs).
+    if fid & 0x4000_0000 == 0 {
+        let x = [frame.r[0], frame.r[1], frame.r[2], frame.r[3]].map(u64::from);
+        let stage2 = || (super::regs::Vttbr::read(), u64::from(super::regs::Vtcr::read()));
+        if let Some(r0) = hypercall::smccc::psci_smp(&crate::domain::vcpu::CPUS, &super::Hw, dom.id, x, stage2) {
+            frame.r[0] = r0 as u32;
+            return;
+        }
+    }
     let ret = if fid & 0x4000_0000 != 0 {
         [u64::from(guest_abi::smccc::SMCCC_RET_NOT_SUPPORTED as u32), 0, 0, 0]
     } else {
