@@ -16,7 +16,7 @@ use super::vgic_glue::notify;
 use crate::irq::vgic::{HwOp, ListRegisters, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, VTIMER_PPI};
 use crate::trap_stats::TrapKind;
 use crate::{log, sysreg};
-use super::smp::{self, this_cpu};
+use super::percpu::{self, this_cpu};
 use crate::dt::Region;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -191,7 +191,7 @@ pub fn kick(cpu: usize) {
         g.send_sgi(KICK_SGI, super::gic_v2::cpu_mask(cpu));
         return;
     }
-    let mpidr = super::smp::host_mpidr(cpu);
+    let mpidr = super::percpu::host_mpidr(cpu);
     let aff0 = mpidr & 0xf;
     let value = ((mpidr >> 8) & 0xff) << 16 | ((mpidr >> 16) & 0xff) << 32 | ((mpidr >> 32) & 0xff) << 48
         | ((mpidr & 0xf0) >> 4) << 44
@@ -409,7 +409,7 @@ pub(super) fn apply_hw_ops(ops: &[HwOp]) {
                 // To the CPU of vCPU 0, where Linux routes SPIs (GICD_IROUTER) unless told
                 // otherwise, whichever vCPU enabled it: the guest's EOI through a HW list
                 // register then deactivates it on the CPU that acknowledged it.
-                let route = super::smp::host_mpidr(0) & 0xff_00ff_ffff;
+                let route = super::percpu::host_mpidr(0) & 0xff_00ff_ffff;
                 // SAFETY: IROUTER<n> of an implemented SPI (the vGIC only names those).
                 unsafe { core::ptr::write_volatile((gicd + 0x6000 + 8 * u64::from(intid)) as *mut u64, route) };
                 let g = word(0x80, intid);
@@ -472,8 +472,8 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
     }
     let value = if rt == 31 { 0 } else { frame.x[rt] };
     if let Some(v) = current_vgic() {
-        let targets = v.lock().send_sgi(smp::current_vcpu() as usize, value);
-        notify_mask(smp::current_domain(), targets);
+        let targets = v.lock().send_sgi(percpu::current_vcpu() as usize, value);
+        notify_mask(percpu::current_domain(), targets);
     }
     true
 }

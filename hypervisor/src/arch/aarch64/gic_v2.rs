@@ -3,9 +3,9 @@
 //! the host GIC is a GICv2; everything else about interrupts (the core's flush/sync, event
 //! delivery, timers) is shared with GICv3.
 
-use super::smp::{this_cpu, MAX_CPUS};
+use super::percpu::{this_cpu, MAX_CPUS};
 use crate::domain::registry::PoolFrames as LazyFrames;
-use super::{DirectMem, HwTlb};
+use super::mem::{DirectMem, HwTlb};
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
 use crate::irq::gicv2::{self, GicV2};

@@ -7,7 +7,8 @@
 use super::trap::{self, CurrentGuestMemory};
 use crate::domain::registry::{PoolFrames, DOMAINS};
 use crate::hypercall::after::{self, After};
-use super::{gic, iommu, smp, DirectMem};
+use super::mem::DirectMem;
+use super::{gic, iommu, percpu, smp};
 use crate::domain::registry::Machine;
 use crate::domain::DomId;
 use crate::hypercall::{self, HypercallCtx, Outcome};
@@ -64,7 +65,7 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
         // guest's next console output (so they appear in order with it).
         iommu::report_events();
     }
-    let current: DomId = smp::current_domain();
+    let current: DomId = percpu::current_domain();
     let mut mem = CurrentGuestMemory;
     let mut frames = PoolFrames;
     // p2m changes reach the SMMUs sharing the tables.
@@ -72,7 +73,7 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
     // No lock here: the domain table is read without one, and each handler takes the locks of
     // what it changes (xen_version takes none).
-    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: smp::current_vcpu(), mem: &mut mem, machine: &mut machine };
+    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine };
     let outcome = hypercall::dispatch_step(&mut cx, nr, args);
     drop(tlb);
     // Upcalls the hypercall raised (gic.rs delivers them), then a stop the caller asked for.

@@ -3,7 +3,7 @@
 //! maintenance that reaches both the CPU and the SMMUs, and event reporting.
 
 use crate::domain::registry::FRAMES;
-use super::{DirectMem, HwTlb};
+use super::mem::{DirectMem, HwTlb};
 use crate::iommu::smmuv3::virt::{GuestMem, PhysSte, PhysTlbi, Vsmmu, VsmmuBackend, VsmmuConfig, VSMMU_SIZE};
 use crate::iommu::smmuv3::{self, Command, DmaAlloc, Smmu, SmmuConfig, SmmuError};
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
@@ -147,7 +147,7 @@ impl Dom0Ram<'_> {
         while done < len {
             let at = ipa.wrapping_add(done as u64);
             let n = ((4096 - (at & 0xfff)) as usize).min(len - done);
-            let Some(pa) = crate::hypercall::guest_phys::own_ram(self.0, at >> 12, &super::DirectMem) else { return false };
+            let Some(pa) = crate::hypercall::guest_phys::own_ram(self.0, at >> 12, &super::mem::DirectMem) else { return false };
             f(pa + (at & 0xfff), done, n);
             done += n;
         }

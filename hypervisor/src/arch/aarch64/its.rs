@@ -4,7 +4,7 @@
 //! its control frame. Decisions live in `irq::its`; this file finds things and wires them.
 
 use crate::domain::registry::FRAMES;
-use super::DirectMem;
+use super::mem::DirectMem;
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
 use crate::domain::Domain;
 use crate::dt::boot_info::BootInfo;
@@ -119,7 +119,7 @@ pub fn init(dt: &HostDt, info: &BootInfo, vcpus: usize) -> Result<ItsNode, Strin
     // Collection n: the redistributor of the CPU running vCPU n.
     let mut rdbases = Vec::new();
     for v in 0..vcpus {
-        let mpidr = super::smp::host_mpidr(v);
+        let mpidr = super::percpu::host_mpidr(v);
         let rd = super::gic::redistributor_in(&info.gic.redistributors, mpidr).ok_or_else(|| alloc::format!("no redistributor for MPIDR {mpidr:#x}"))?;
         // SAFETY: GICR_TYPER of a redistributor frame found in the DT's regions.
         let gicr_typer = unsafe { core::ptr::read_volatile((rd + 8) as *const u64) };

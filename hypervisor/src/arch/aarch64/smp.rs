@@ -10,12 +10,9 @@ use super::psci;
 use crate::{log, sysreg};
 use alloc::string::String;
 use core::arch::global_asm;
+use super::percpu::{assign, this_cpu, MAX_CPUS, NO_DOMAIN};
 use crate::domain::vcpu::CPUS;
-pub use crate::domain::vcpu::MAX_CPUS;
 use crate::domain::DomId;
-
-/// The domain of a CPU that runs no guest.
-pub const NO_DOMAIN: DomId = DomId::MAX;
 
 /// What a secondary CPU needs before its MMU is on (read with caches off: cleaned to PoC).
 #[repr(C)]
@@ -90,64 +87,6 @@ pub fn setup_dom0(host_cpus: &[u64], n: usize) -> usize {
     n
 }
 
-/// What each physical CPU runs lives in its own TPIDR_EL2 (nothing else uses it): bits 0-7
-/// the CPU's index, 8-15 the vCPU, 16-31 the domain. dom0's vCPU n runs on CPU n; a dom0less
-/// domU's vCPU 0 on a CPU dom0 does not use. Every hypercall asks: one register read.
-fn percpu() -> u64 {
-    sysreg!(read TPIDR_EL2)
-}
-
-/// This physical CPU's index (MPIDR Aff0: QEMU virt and the boards here number CPUs so).
-#[inline]
-pub fn this_cpu() -> usize {
-    (percpu() & 0xff) as usize
-}
-
-/// Set on each CPU by itself before anything asks (boot, secondary entry, parking).
-fn assign(cpu: usize, domain: DomId, vcpu: u32) {
-    let v = (cpu as u64 & 0xff) | (u64::from(vcpu) & 0xff) << 8 | u64::from(domain) << 16;
-    sysreg!(write TPIDR_EL2, v);
-}
-
-/// The boot CPU, before any domain runs.
-pub fn init_boot_cpu() {
-    assign((sysreg!(read MPIDR_EL1) & 0xff) as usize, NO_DOMAIN, 0);
-}
-
-/// The domain whose vCPU runs on this CPU (`NO_DOMAIN` if none).
-#[inline]
-pub fn current_domain() -> DomId {
-    (percpu() >> 16) as DomId
-}
-
-/// Which of its domain's vCPUs runs on this CPU.
-#[inline]
-pub fn current_vcpu() -> u32 {
-    ((percpu() >> 8) & 0xff) as u32
-}
-
-/// Whether this CPU runs one of dom0's vCPUs.
-pub fn runs_dom0() -> bool {
-    current_domain() == 0
-}
-
-/// The physical CPU that runs vCPU `vcpu` of `domain`: dom0's vCPU n on CPU n, a domU's on
-/// the CPU it was given at boot. `None` if it runs nowhere.
-#[inline]
-pub fn cpu_of(domain: DomId, vcpu: usize) -> Option<usize> {
-    CPUS.cpu_of(domain, vcpu)
-}
-
-/// Number of dom0 vCPUs.
-pub fn vcpus() -> usize {
-    CPUS.dom0_vcpus()
-}
-
-/// The physical MPIDR of CPU `cpu`.
-pub fn host_mpidr(cpu: usize) -> u64 {
-    CPUS.host_mpidr(cpu)
-}
-
 /// Power physical CPU `cpu` (MPIDR `mpidr`) on through the firmware to run vCPU `vcpu` of
 /// `domain` with stage 2 `vttbr`/`vtcr`, entering EL1 at `entry` with x0 = `context`.
 #[allow(clippy::too_many_arguments)]
@@ -182,7 +121,7 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
         *b = fill;
         b as *const StartBlock as u64
     };
-    super::clean_dcache_range(block, core::mem::size_of::<StartBlock>() as u64);
+    super::mem::clean_dcache_range(block, core::mem::size_of::<StartBlock>() as u64);
     match psci::call(0xc400_0003, mpidr, xenith_secondary_entry as *const () as u64, block) {
         Some(0) => Ok(()),
         other => Err(alloc::format!("firmware CPU_ON of CPU {mpidr:#x} failed ({other:?})")),
@@ -194,7 +133,7 @@ pub fn park_this_cpu() -> ! {
     CPUS.release(this_cpu());
     assign(this_cpu(), NO_DOMAIN, 0);
     let _ = psci::call(0x8400_0002, 0, 0, 0);
-    super::halt()
+    super::regs::halt()
 }
 
 #[no_mangle]
@@ -208,7 +147,7 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
         if let Some(v) = dom0_vcpu {
             CPUS.failed(v);
         }
-        super::halt();
+        super::regs::halt();
     }
     guest::configure(block.vttbr, block.vtcr, u64::from(vcpu));
     super::spectre::cpu_init();

@@ -4,7 +4,8 @@
 
 use super::entry::{enter_guest, TrapFrame};
 use super::guest::{self, SPSR_EL1H_MASKED};
-use super::{heap, mmu, psci, DirectMem, HwTlb};
+use super::mem::{DirectMem, HwTlb};
+use super::{heap, mmu, psci};
 use crate::domain::registry::{DOMAINS, FRAMES};
 use crate::boot::{self, Console};
 use crate::domain::dom0::Dom0Layout;
@@ -37,7 +38,7 @@ extern "C" {
 #[no_mangle]
 extern "C" fn xenith_boot_el2(dtb_pa: u64) -> ! {
     mmu::enable_boot_map();
-    super::smp::init_boot_cpu();
+    super::percpu::init_boot_cpu();
     heap::init();
     // SAFETY: QEMU virt's PL011, identity-mapped as Device memory by the boot map.
     let early = EARLY.call_once(|| Pl011::new(unsafe { RawMmio::new(EARLY_UART as usize) }));
@@ -146,7 +147,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     *FRAMES.lock() = core::mem::take(&mut plan.free);
 
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
-    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::smp::MAX_CPUS));
+    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::percpu::MAX_CPUS));
     let dom0_ram = Region { base: layout.ram_base, size: layout.ram_size };
     let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
     // The GICv3 ITS and the IOMMUs: `boot` decides from what the hardware answers.
@@ -279,9 +280,9 @@ fn load_dom0(l: &Dom0Layout, kernel: &[u8], initrd: Option<Region>, dtb: &[u8]) 
     }
     // dom0 starts with its MMU and caches off: what the hypervisor wrote must be in memory.
     // Nothing else of dom0's RAM was written here (cleaning all of it cost 34 M instructions).
-    super::clean_dcache_range(l.kernel_load, kernel.len() as u64);
+    super::mem::clean_dcache_range(l.kernel_load, kernel.len() as u64);
     if let Some((dst, len)) = l.initrd {
-        super::clean_dcache_range(dst, len);
+        super::mem::clean_dcache_range(dst, len);
     }
-    super::clean_dcache_range(l.dtb, dtb.len() as u64);
+    super::mem::clean_dcache_range(l.dtb, dtb.len() as u64);
 }

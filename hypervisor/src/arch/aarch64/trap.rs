@@ -7,12 +7,13 @@ use super::guest::{self, esr};
 use super::psci;
 use crate::domain::mmio::{MmioAccess, MmioResult};
 use crate::domain::registry::DOMAINS;
-use super::DirectMem;
+use super::mem::DirectMem;
 use crate::domain::{DomId, Domain, ShutdownReason};
 use crate::hypercall::after::{self, After};
 use crate::hypercall::{self, GuestFault, GuestMemory};
 use crate::{log, sysreg};
-use super::smp::{self, MAX_CPUS};
+use super::percpu::{self, MAX_CPUS};
+use super::smp;
 use crate::trap_stats::{TrapKind, TrapStats};
 use crate::sync::SpinMutex as Mutex;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
@@ -31,7 +32,7 @@ pub static HCALL_TIME: crate::trap_stats::HypercallTime = crate::trap_stats::Hyp
 /// Count one trap of `kind` on this CPU.
 #[inline]
 pub(super) fn count(kind: TrapKind) {
-    TRAPS.count(smp::this_cpu(), kind);
+    TRAPS.count(percpu::this_cpu(), kind);
 }
 /// Stage-2 faults that were another CPU's p2m change in progress: the guest retried.
 pub static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
@@ -60,7 +61,7 @@ impl CurrentGuestMemory {
     /// hypercall may read or write through that vCPU's own stage 1 and stage 2. The domain
     /// table and a domain's RAM banks never change once it runs: no lock, nothing copied.
     fn owns(&self, pa: u64, len: u64) -> bool {
-        DOMAINS.get(smp::current_domain()).is_some_and(|d| d.ram.contains_pa(pa, len))
+        DOMAINS.get(percpu::current_domain()).is_some_and(|d| d.ram.contains_pa(pa, len))
     }
 }
 
@@ -91,7 +92,7 @@ impl CurrentGuestMemory {
 /// from the guest with none of its domain's p2m locks held.
 #[inline(never)]
 fn retranslate(va: u64, write: bool) -> Option<u64> {
-    let dom = DOMAINS.get(smp::current_domain())?;
+    let dom = DOMAINS.get(percpu::current_domain())?;
     let _p2m = dom.p2m.read();
     guest::gva_to_pa(va, write)
 }
@@ -102,7 +103,7 @@ impl GuestMemory for CurrentGuestMemory {
         self.for_each_page(gva, buf.len(), false, |pa, off, n| {
             // SAFETY: `pa..pa+n` is RAM of this domain (checked), identity-mapped at EL2, and
             // `off..off+n` lies inside `buf`.
-            unsafe { super::copy_bytes(pa as *const u8, dst.add(off), n) }
+            unsafe { super::mem::copy_bytes(pa as *const u8, dst.add(off), n) }
         })
     }
 
@@ -110,7 +111,7 @@ impl GuestMemory for CurrentGuestMemory {
         let src = data.as_ptr();
         self.for_each_page(gva, data.len(), true, |pa, off, n| {
             // SAFETY: as in `copy_from_guest`, in the other direction.
-            unsafe { super::copy_bytes(src.add(off), pa as *mut u8, n) }
+            unsafe { super::mem::copy_bytes(src.add(off), pa as *mut u8, n) }
         })
     }
 }
@@ -132,7 +133,7 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
 fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     let class = esr_el2 >> 26;
     let iss = esr_el2 & 0x1ff_ffff;
-    let current: DomId = smp::current_domain();
+    let current: DomId = percpu::current_domain();
     if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
         // The vector sends these to hvc.rs directly; should one arrive here, same handling.
         count(TrapKind::Hypercall); // before the call (it may power the machine off)
@@ -153,7 +154,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     }
     let Some(dom) = DOMAINS.get(current) else {
         log!("trap from unknown domain {current} (ESR {esr_el2:#x}): halting this CPU");
-        super::halt();
+        super::regs::halt();
     };
     match class {
         ec::HVC64 if iss == 0 => smccc(dom, frame),
@@ -230,7 +231,7 @@ fn inject_undef(dom: &Domain, frame: &mut TrapFrame, return_to: u64) {
 /// Whether to log a fault at `pc` that gets an exception injected: not when it is one more turn
 /// of a handler faulting in its own vector entry (the loop is reported once, as a crash).
 fn log_fault(dom: &Domain, pc: u64) -> bool {
-    let nested = FAULT_LOOP.get(smp::this_cpu()).is_some_and(|l| l.lock().would_nest(pc));
+    let nested = FAULT_LOOP.get(percpu::this_cpu()).is_some_and(|l| l.lock().would_nest(pc));
     !nested && dom.should_log_fault()
 }
 
@@ -238,12 +239,12 @@ fn log_fault(dom: &Domain, pc: u64) -> bool {
 /// handler keeps faulting inside its vector entry cannot run any more, and its domain crashes
 /// (acted on as the trap returns: a domU's CPU stops, dom0 takes the machine with it).
 fn note_injection(dom: &Domain, pc: u64, vector: u64, what: &str) {
-    let Some(slot) = FAULT_LOOP.get(smp::this_cpu()) else { return };
+    let Some(slot) = FAULT_LOOP.get(percpu::this_cpu()) else { return };
     let mut l = slot.lock();
     if l.injected(pc, vector) {
         let n = l.nested();
         drop(l);
-        log!("d{}v{}: {what} loop: its exception handler at {vector:#x} faulted at once {n} times running: domain crashed", dom.id, smp::current_vcpu());
+        log!("d{}v{}: {what} loop: its exception handler at {vector:#x} faulted at once {n} times running: domain crashed", dom.id, percpu::current_vcpu());
         dom.set_shutdown(ShutdownReason::Crash);
     }
 }
@@ -269,7 +270,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
     let now = super::regs::counter();
     // Retries more than ~1 ms apart (at the counter's frequency) are separate windows.
     let gap = super::regs::counter_freq() / 1000;
-    let resolution = match S2_RETRY.get(smp::this_cpu()) {
+    let resolution = match S2_RETRY.get(percpu::this_cpu()) {
         Some(slot) => fault::resolve(dom.p2m.read().as_ref(), &DirectMem, fault, &mut slot.lock(), now, gap),
         None => Resolution::Abort,
     };
@@ -321,7 +322,7 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
     let value = if size == 8 { value } else { value & ((1u64 << (size * 8)) - 1) };
     let access = MmioAccess { offset, size, write, value };
     // Banked registers are the accessing vCPU's.
-    match dev.access(smp::current_vcpu() as usize, access) {
+    match dev.access(percpu::current_vcpu() as usize, access) {
         MmioResult::Done(v) => {
             if !write && reg != 31 {
                 let bits = u32::from(size) * 8;
@@ -361,7 +362,7 @@ extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
 /// machine with it; a domU's CPU stops).
 fn kill_current(why: &str) {
     count(TrapKind::OtherSync);
-    let current: DomId = smp::current_domain();
+    let current: DomId = percpu::current_domain();
     if let Some(dom) = DOMAINS.get(current) {
         log!("d{}: {why}: domain killed", dom.id);
         dom.set_shutdown(ShutdownReason::Crash);

@@ -5,7 +5,7 @@
 //! (event-channel upcalls, timer expiries, level lines). The architecture's `gic` module gives
 //! the hardware side: `kick`, `HwLrs` (its list registers) and `apply_hw_ops`.
 
-use super::smp::{self, this_cpu, MAX_CPUS};
+use super::percpu::{self, this_cpu, MAX_CPUS};
 use crate::domain::{DomId, Domain};
 use crate::irq::vgic::domains::VGICS;
 use crate::irq::vgic::regs::{SharedVgic, REGISTER_WRITES};
@@ -66,7 +66,7 @@ pub fn take_physical(intid: u32, kick_sgi: u32) -> bool {
 /// Note that vCPU `vcpu` of domain `dom` has new interrupt state, and make the CPU running it
 /// look (`kick`). Nothing happens for a vCPU that runs nowhere (not started, or parked).
 pub fn notify(dom: DomId, vcpu: usize) {
-    let Some(cpu) = smp::cpu_of(dom, vcpu) else { return };
+    let Some(cpu) = percpu::cpu_of(dom, vcpu) else { return };
     if let Some(w) = WORK.get(cpu) {
         w.store(true, Ordering::Release);
     }
@@ -85,13 +85,13 @@ pub fn notify_mask(dom: DomId, mut mask: u64) {
 /// The vCPUs in `mask` of the domain whose vCPU runs on this CPU look at their interrupts
 /// (a guest's GICD_SGIR write is emulated on the writing vCPU's CPU).
 pub fn notify_mask_here(mask: u64) {
-    notify_mask(smp::current_domain(), mask)
+    notify_mask(percpu::current_domain(), mask)
 }
 
 /// The vGIC of the vCPU on this CPU (its domain's), if that domain has one.
 #[inline]
 pub fn current_vgic() -> Option<&'static SharedVgic> {
-    VGICS.get(smp::current_domain())
+    VGICS.get(percpu::current_domain())
 }
 
 /// dom0's vGIC, whichever CPU asks (its passed-through SPIs, events other domains raise for it).
@@ -112,7 +112,7 @@ pub fn guest_exit() {
 #[inline(never)]
 fn guest_exit_sync(me: usize) {
     if let Some(v) = current_vgic() {
-        v.lock().sync(smp::current_vcpu() as usize, &mut super::gic::HwLrs::new());
+        v.lock().sync(percpu::current_vcpu() as usize, &mut super::gic::HwLrs::new());
         if let Some(w) = WORK.get(me) {
             w.store(true, Ordering::Relaxed);
         }
@@ -139,7 +139,7 @@ fn flush(me: usize, writes: u64) {
     let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
     work.store(false, Ordering::Relaxed);
     seen.store(writes, Ordering::Relaxed);
-    let vcpu = smp::current_vcpu() as usize;
+    let vcpu = percpu::current_vcpu() as usize;
     let mut g = v.lock();
     g.flush(vcpu, &mut super::gic::HwLrs::new());
     if let Some(l) = LRS_LIVE.get(me) {

@@ -5,7 +5,7 @@
 //! AArch64 (`gic_v2.rs`, `vgic_glue.rs`, shared by path); this file is ARMv7's hardware side.
 
 use super::entry::TrapFrame;
-use super::smp::this_cpu;
+use super::percpu::this_cpu;
 pub use super::vgic_glue::{deliver_event_upcall, dom0_vgic, guest_exit, inject_edge, notify_mask_here, set_irq_level};
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;

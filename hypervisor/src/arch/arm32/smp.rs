@@ -4,23 +4,18 @@
 //! on through the firmware here; it starts in HYP mode at `xenith_secondary_entry`, takes
 //! the boot CPU's HYP translation settings, brings up its banked GIC state and enters the
 //! guest where the guest asked.
-//!
-//! Each CPU keeps its own assignment in HTPIDR (nothing else uses it): bits 0-7 the CPU's
-//! index, 8-15 the vCPU, 16-31 the domain.
+//! What each CPU runs is `percpu`'s.
 
 use super::entry::{Stack, TrapFrame, STACK_SIZE};
 use super::guest::{self, CPSR_SVC_MASKED};
-use super::regs::{Htpidr, Hvbar, Mpidr};
+use super::percpu::{assign, MAX_CPUS, NO_DOMAIN};
+use super::regs::Hvbar;
 use super::psci;
 use crate::domain::DomId;
 use crate::log;
 use alloc::string::String;
 use core::arch::global_asm;
 use crate::domain::vcpu::CPUS;
-
-pub use crate::domain::vcpu::MAX_CPUS;
-/// The domain of a CPU that runs no guest.
-pub const NO_DOMAIN: DomId = DomId::MAX;
 
 /// What a secondary CPU needs before its MMU is on (read with caches off: cleaned to PoC).
 /// The entry code reads the first seven words; the offsets are fixed by `repr(C)`.
@@ -109,58 +104,10 @@ extern "C" {
     fn xenith_secondary_entry();
 }
 
-fn percpu() -> u32 {
-    Htpidr::read()
-}
-
-/// This physical CPU's index (MPIDR Aff0: QEMU virt and the Exynos5250 number CPUs so).
-#[inline]
-pub fn this_cpu() -> usize {
-    (percpu() & 0xff) as usize
-}
-
-/// Set on each CPU by itself before anything asks (boot, secondary entry, parking).
-pub fn assign(cpu: usize, domain: DomId, vcpu: u32) {
-    Htpidr::write((cpu as u32 & 0xff) | (vcpu & 0xff) << 8 | u32::from(domain) << 16);
-}
-
-/// The boot CPU, before any domain runs.
-pub fn init_boot_cpu() {
-    assign((Mpidr::read() & 0xff) as usize, NO_DOMAIN, 0);
-}
-
-/// The domain whose vCPU runs on this CPU (`NO_DOMAIN` if none).
-#[inline]
-pub fn current_domain() -> DomId {
-    (percpu() >> 16) as DomId
-}
-
-/// Which of its domain's vCPUs runs on this CPU.
-#[inline]
-pub fn current_vcpu() -> u32 {
-    (percpu() >> 8) & 0xff
-}
-
 /// dom0 runs `n` vCPUs (the boot plan bounded it by the host's CPUs and [`MAX_CPUS`]), vCPU n
 /// on the CPU of the host DT's n-th /cpus entry; vCPU 0 runs on this CPU. Returns the count.
 pub fn setup_dom0(host_cpus: &[u64], n: usize) -> usize {
     CPUS.setup_dom0(host_cpus, n)
-}
-
-/// Number of dom0 vCPUs.
-pub fn vcpus() -> usize {
-    CPUS.dom0_vcpus()
-}
-
-/// The physical CPU that runs vCPU `vcpu` of `domain` (dom0's vCPU n on CPU n).
-#[inline]
-pub fn cpu_of(domain: DomId, vcpu: usize) -> Option<usize> {
-    CPUS.cpu_of(domain, vcpu)
-}
-
-/// The physical MPIDR of CPU `cpu`.
-pub fn host_mpidr(cpu: usize) -> u64 {
-    CPUS.host_mpidr(cpu)
 }
 
 /// Power physical CPU `cpu` (MPIDR `mpidr`) on through the firmware to run vCPU `vcpu` of
@@ -195,7 +142,7 @@ pub fn start_cpu(cpu: usize, mpidr: u32, domain: DomId, vcpu: u32, vttbr: u64, v
         *b = fill;
         b as *const StartBlock as u32
     };
-    super::clean_dcache_range(u64::from(block), core::mem::size_of::<StartBlock>() as u64);
+    super::mem::clean_dcache_range(u64::from(block), core::mem::size_of::<StartBlock>() as u64);
     match psci::call(psci::CPU_ON, mpidr, xenith_secondary_entry as *const () as u32, block) {
         Some(0) => Ok(()),
         other => Err(alloc::format!("firmware CPU_ON of CPU {mpidr:#x} failed ({other:?})")),
@@ -213,7 +160,7 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
         if let Some(v) = dom0_vcpu {
             CPUS.failed(v);
         }
-        super::halt();
+        super::regs::halt();
     }
     guest::configure(block.vttbr, block.vtcr, vcpu);
     assign(cpu, domain, vcpu);

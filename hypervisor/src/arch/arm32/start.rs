@@ -4,7 +4,8 @@
 
 use super::entry::{enter_guest, TrapFrame};
 use super::guest::{self, CPSR_SVC_MASKED};
-use super::{heap, mmu, psci, trap, DirectMem, HwTlb};
+use super::mem::{DirectMem, HwTlb};
+use super::{heap, mmu, psci, trap};
 use crate::boot::{self, Console, DOM0_VMID};
 use crate::domain::zimage::{self, ZImageLayout};
 use crate::dt::{HostDt, Region};
@@ -36,7 +37,7 @@ extern "C" {
 #[no_mangle]
 extern "C" fn xenith_boot_hyp(dtb_pa: u32) -> ! {
     mmu::enable_boot_map();
-    super::smp::init_boot_cpu();
+    super::percpu::init_boot_cpu();
     heap::init();
     // SAFETY: QEMU virt's PL011, identity-mapped as Device memory by the boot map.
     let early = EARLY.call_once(|| Pl011::new(unsafe { RawMmio::new(EARLY_UART as usize) }));
@@ -150,7 +151,7 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
     // dom0's vCPU n runs on the host DT's n-th CPU (PSCI CPU_ON starts the others); no SMMU here.
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
-    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::smp::MAX_CPUS));
+    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::percpu::MAX_CPUS));
     let decisions = plan.decide(&dt, &info, &[], dom0_ram, dom0_initrd, vcpus)?;
     for (path, why) in &decisions.kept_masters {
         log!("{path}: kept from dom0 ({why})");
@@ -192,7 +193,7 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
     super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
     trap::install(dom, core::mem::take(&mut plan.free))?;
-    super::smp::assign(super::smp::this_cpu(), 0, 0);
+    super::percpu::assign(super::percpu::this_cpu(), 0, 0);
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {
@@ -223,11 +224,11 @@ fn load_dom0(l: &ZImageLayout, kernel: &[u8], initrd: Option<Region>, dtb: &[u8]
         }
         core::ptr::copy_nonoverlapping(dtb.as_ptr(), ddst as *mut u8, dtb.len());
     }
-    super::clean_dcache_range(l.kernel_load, kernel.len() as u64);
+    super::mem::clean_dcache_range(l.kernel_load, kernel.len() as u64);
     if let Some((dst, len)) = l.initrd {
-        super::clean_dcache_range(dst, len);
+        super::mem::clean_dcache_range(dst, len);
     }
-    super::clean_dcache_range(l.dtb, dtb.len() as u64);
+    super::mem::clean_dcache_range(l.dtb, dtb.len() as u64);
     Ok(())
 }
 

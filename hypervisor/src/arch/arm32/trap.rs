@@ -5,8 +5,9 @@
 use super::entry::TrapFrame;
 use super::guest::{self, Exception};
 use super::regs::{Hdfar, Hifar, Hpfar, Hsr, Ttbcr};
-use super::smp::{self, MAX_CPUS};
-use super::{psci, DirectMem, HwTlb};
+use super::percpu::{self, MAX_CPUS};
+use super::mem::{DirectMem, HwTlb};
+use super::psci;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
 use crate::domain::mmio::{MmioAccess, MmioResult};
 use crate::domain::registry::{Machine, PoolFrames, DOMAINS, FRAMES};
@@ -46,7 +47,7 @@ pub(super) struct CurrentGuestMemory;
 impl CurrentGuestMemory {
     /// Walk `[gva, gva + len)` page by page, handing each piece's HYP address to `f`.
     fn for_each_page(&self, gva: u64, len: usize, write: bool, mut f: impl FnMut(usize, usize, usize)) -> Result<(), GuestFault> {
-        let dom = DOMAINS.get(smp::current_domain()).ok_or(GuestFault { gva })?;
+        let dom = DOMAINS.get(percpu::current_domain()).ok_or(GuestFault { gva })?;
         let mut done = 0usize;
         while done < len {
             let va = gva.checked_add(done as u64).ok_or(GuestFault { gva })?;
@@ -77,7 +78,7 @@ impl GuestMemory for CurrentGuestMemory {
         self.for_each_page(gva, buf.len(), false, |va, off, n| {
             // SAFETY: `va..va+n` is RAM of this domain (checked), identity-mapped in HYP mode,
             // and `off..off+n` lies inside `buf`.
-            unsafe { super::copy_bytes(va as *const u8, dst.add(off), n) }
+            unsafe { super::mem::copy_bytes(va as *const u8, dst.add(off), n) }
         })
     }
 
@@ -85,7 +86,7 @@ impl GuestMemory for CurrentGuestMemory {
         let src = data.as_ptr();
         self.for_each_page(gva, data.len(), true, |va, off, n| {
             // SAFETY: as in `copy_from_guest`, in the other direction.
-            unsafe { super::copy_bytes(src.add(off), va as *mut u8, n) }
+            unsafe { super::mem::copy_bytes(src.add(off), va as *mut u8, n) }
         })
     }
 }
@@ -132,13 +133,13 @@ fn insn_len(hsr: u32) -> u32 {
 fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
     let class = hsr >> 26;
     let iss = hsr & 0x1ff_ffff;
-    let current: DomId = smp::current_domain();
+    let current: DomId = percpu::current_domain();
     if class == ec::HVC && iss & 0xffff == guest_abi::hypercall::XEN_HYPERCALL_TAG as u32 {
         return hypercall_trap(frame, current);
     }
     let Some(dom) = DOMAINS.get(current) else {
         log!("trap from unknown domain {current} (HSR {hsr:#x}): halting this CPU");
-        super::halt();
+        super::regs::halt();
     };
     match class {
         ec::HVC if iss & 0xffff == 0 => smccc(dom, frame),
@@ -194,7 +195,7 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
     let mut frames = PoolFrames;
     let mut tlb = HwTlb;
     let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
-    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: smp::current_vcpu(), mem: &mut mem, machine: &mut machine };
+    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine };
     match hypercall::dispatch_step(&mut cx, nr, args) {
         Outcome::Return(v) => frame.r[0] = v as u32,
         Outcome::Continue { x0, x1, x2 } => {
@@ -260,7 +261,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u32, iss: u32, len: u
     let fault = Stage2Fault::from_iss(ipa, u64::from(iss), !is_data);
     let now = super::regs::counter();
     let gap = super::regs::counter_freq() / 1000;
-    let resolution = match S2_RETRY.get(smp::this_cpu()) {
+    let resolution = match S2_RETRY.get(percpu::this_cpu()) {
         Some(slot) => fault::resolve(dom.p2m.read().as_ref(), &DirectMem, fault, &mut slot.lock(), now, gap),
         None => Resolution::Abort,
     };
@@ -327,7 +328,7 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32, len: u3
         _ => return false,
     };
     let value = u64::from(current) & if size == 4 { 0xffff_ffff } else { (1u64 << (size * 8)) - 1 };
-    match dev.access(smp::current_vcpu() as usize, MmioAccess { offset, size, write, value }) {
+    match dev.access(percpu::current_vcpu() as usize, MmioAccess { offset, size, write, value }) {
         MmioResult::Done(v) => {
             if !write {
                 let bits = u32::from(size) * 8;
@@ -350,9 +351,9 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32, len: u3
 
 /// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever.
 fn park_this_cpu() -> ! {
-    smp::assign(smp::this_cpu(), smp::NO_DOMAIN, 0);
+    percpu::assign(percpu::this_cpu(), percpu::NO_DOMAIN, 0);
     let _ = psci::call(psci::CPU_OFF, 0, 0, 0);
-    super::halt()
+    super::regs::halt()
 }
 
 /// A physical IRQ or FIQ taken while a guest ran: the hypervisor's PPIs, a kick, or a
