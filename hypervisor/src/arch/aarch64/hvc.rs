@@ -4,7 +4,8 @@
 //! hypercall does not pay for the full `TrapFrame`. A hypercall only reads x0-x4 and x16 and
 //! writes x0 (x0-x2 and the return address for a continuation).
 
-use super::trap::{self, CurrentGuestMemory};
+use super::guest::CurrentGuestMemory;
+use super::stats;
 use crate::domain::registry::{PoolFrames, DOMAINS};
 use crate::hypercall::after::{self, After};
 use super::mem::DirectMem;
@@ -13,9 +14,6 @@ use crate::domain::registry::Machine;
 use crate::domain::DomId;
 use crate::hypercall::{self, HypercallCtx, Outcome};
 use crate::sysreg;
-
-/// ESR_EL2 of `HVC #0xEA1` from AArch64: EC 0x16, IL, ISS = the immediate (Xen's tag).
-pub const HVC_XEN_ESR: u32 = (0x16 << 26) | (1 << 25) | guest_abi::hypercall::XEN_HYPERCALL_TAG as u32;
 
 /// The caller-saved registers as the hypercall vector stores them: x0-x18, then x30.
 #[repr(C)]
@@ -29,15 +27,15 @@ const _: () = assert!(core::mem::size_of::<HvcRegs>() <= super::entry::FRAME_SIZ
 
 #[no_mangle]
 extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
-    trap::count(crate::trap_stats::TrapKind::Hypercall);
+    stats::count(crate::trap_stats::TrapKind::Hypercall);
     let ssbd = super::spectre::guest_exit();
     // vGIC: the list registers are read back and refilled only when something changed (gic.rs).
     gic::guest_exit();
     let args = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
-    let outcome = if trap::HCALL_STATS.load(core::sync::atomic::Ordering::Relaxed) {
+    let outcome = if stats::HCALL_STATS.load(core::sync::atomic::Ordering::Relaxed) {
         let t0 = super::regs::counter();
         let o = hypercall(regs.x[16], args);
-        trap::HCALL_TIME.add(regs.x[16], args[0], super::regs::counter().wrapping_sub(t0));
+        stats::HCALL_TIME.add(regs.x[16], args[0], super::regs::counter().wrapping_sub(t0));
         o
     } else {
         hypercall(regs.x[16], args)

@@ -11,6 +11,8 @@ pub mod gic;
 pub mod gic_v2;
 pub mod guest;
 pub mod heap;
+/// Exceptions injected into a guest.
+pub mod inject;
 /// The Xen hypercall path (HVC #0xEA1): short register save, straight to the dispatcher.
 pub mod hvc;
 pub mod iommu;
@@ -26,6 +28,8 @@ pub mod regs;
 pub mod setway;
 /// SMP dom0: vCPU n pinned to physical CPU n, PSCI CPU_ON through the firmware.
 pub mod smp;
+/// Trap counters and hypercall times.
+pub mod stats;
 /// Spectre v2 / BHB / SSBD: firmware and CPU probed at boot, entry flags, guests' calls.
 pub mod spectre;
 pub mod start;
@@ -114,14 +118,14 @@ impl crate::contract::Arch for Hw {
     }
     fn shutdown_report(&self) -> alloc::vec::Vec<alloc::string::String> {
         use core::sync::atomic::Ordering;
-        let counts = trap::TRAPS.snapshot();
+        let counts = stats::TRAPS.snapshot();
         let mut out = alloc::vec![
             alloc::format!("traps from guests: {}", counts.iter().flatten().map(|&n| u64::from(n)).sum::<u64>()),
-            alloc::format!("stage-2 faults resolved by a retry (a p2m change in progress): {}", trap::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)),
+            alloc::format!("stage-2 faults resolved by a retry (a p2m change in progress): {}", stats::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)),
         ];
         out.extend(crate::trap_stats::breakdown(&counts, percpu::vcpus(), 100));
-        if trap::HCALL_STATS.load(Ordering::Relaxed) {
-            out.extend(trap::HCALL_TIME.lines(100));
+        if stats::HCALL_STATS.load(Ordering::Relaxed) {
+            out.extend(stats::HCALL_TIME.lines(100));
         }
         out
     }

@@ -5,7 +5,8 @@
 //! redistributor and CPU interface, and enters the guest where the guest asked.
 
 use super::entry::{Stack, TrapFrame, STACK_SIZE};
-use super::guest::{self, SPSR_EL1H_MASKED};
+use super::guest;
+use super::inject::SPSR_EL1H_MASKED;
 use super::psci;
 use crate::{log, sysreg};
 use alloc::string::String;

@@ -3,7 +3,8 @@
 //! reason to stop is printed, then the machine is powered off.
 
 use super::entry::{enter_guest, TrapFrame};
-use super::guest::{self, SPSR_EL1H_MASKED};
+use super::guest;
+use super::inject::SPSR_EL1H_MASKED;
 use super::mem::{DirectMem, HwTlb};
 use super::{heap, mmu, psci};
 use crate::domain::registry::{DOMAINS, FRAMES};
@@ -122,7 +123,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     }
     let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
     mmu::refine(&ram);
-    super::trap::HCALL_STATS.store(plan.cmdline.hypercall_stats, core::sync::atomic::Ordering::Relaxed);
+    super::stats::HCALL_STATS.store(plan.cmdline.hypercall_stats, core::sync::atomic::Ordering::Relaxed);
     if plan.spectre_entry_all {
         super::spectre::force_all_entry_barriers();
     }

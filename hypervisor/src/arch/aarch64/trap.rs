@@ -3,39 +3,24 @@
 //! answered with an injected exception, or the domain is killed with a log line.
 
 use super::entry::TrapFrame;
-use super::guest::{self, esr};
+use super::inject::{self, esr};
 use super::psci;
 use crate::domain::mmio::{MmioAccess, MmioResult};
 use crate::domain::registry::DOMAINS;
 use super::mem::DirectMem;
 use crate::domain::{DomId, Domain, ShutdownReason};
 use crate::hypercall::after::{self, After};
-use crate::hypercall::{self, GuestFault, GuestMemory};
+use crate::hypercall;
 use crate::{log, sysreg};
 use super::percpu::{self, MAX_CPUS};
 use super::smp;
-use crate::trap_stats::{TrapKind, TrapStats};
+use super::stats::{count, S2_FAULTS_RESOLVED};
+use crate::trap_stats::TrapKind;
 use crate::sync::SpinMutex as Mutex;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
 use crate::domain::lifecycle::FaultLoop;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
-/// Exceptions taken from guests into EL2 (every lower-EL vector) per CPU and kind, printed
-/// when dom0 stops.
-pub static TRAPS: TrapStats<{ MAX_CPUS }> = TrapStats::new();
-/// Whether hypercalls are timed (`hypercall_stats` on the command line: off by default, so the
-/// hypercall path pays one load for it).
-pub static HCALL_STATS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-/// Time in the hypervisor per hypercall and sub-op, printed when dom0 stops.
-pub static HCALL_TIME: crate::trap_stats::HypercallTime = crate::trap_stats::HypercallTime::new();
-
-/// Count one trap of `kind` on this CPU.
-#[inline]
-pub(super) fn count(kind: TrapKind) {
-    TRAPS.count(percpu::this_cpu(), kind);
-}
-/// Stage-2 faults that were another CPU's p2m change in progress: the guest retried.
-pub static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
 /// Per CPU, the last retried stage-2 fault (`fault::resolve`'s bound).
 static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RETRY_INIT) }; MAX_CPUS];
 const RETRY_INIT: RetryState = RetryState::new();
@@ -51,69 +36,6 @@ mod ec {
     pub const SYSREG: u64 = 0x18;
     pub const IABT_LOW: u64 = 0x20;
     pub const DABT_LOW: u64 = 0x24;
-}
-
-/// The calling vCPU's memory through its own stage 1 and stage 2, limited to its RAM.
-pub(super) struct CurrentGuestMemory;
-
-impl CurrentGuestMemory {
-    /// Whether `[pa, pa + len)` is RAM of the domain whose vCPU runs on this CPU: what a
-    /// hypercall may read or write through that vCPU's own stage 1 and stage 2. The domain
-    /// table and a domain's RAM banks never change once it runs: no lock, nothing copied.
-    fn owns(&self, pa: u64, len: u64) -> bool {
-        DOMAINS.get(percpu::current_domain()).is_some_and(|d| d.ram.contains_pa(pa, len))
-    }
-}
-
-impl CurrentGuestMemory {
-    /// Walk `[gva, gva + len)` page by page, handing each piece's host address to `f`.
-    fn for_each_page(&self, gva: u64, len: usize, write: bool, mut f: impl FnMut(usize, usize, usize)) -> Result<(), GuestFault> {
-        let mut done = 0usize;
-        while done < len {
-            let va = gva.checked_add(done as u64).ok_or(GuestFault { gva })?;
-            let chunk = core::cmp::min(len - done, (0x1000 - (va & 0xfff)) as usize);
-            let pa = match guest::gva_to_pa(va, write) {
-                Some(pa) => pa,
-                None => retranslate(va, write).ok_or(GuestFault { gva: va })?,
-            };
-            if !self.owns(pa, chunk as u64) {
-                return Err(GuestFault { gva: va });
-            }
-            f(pa as usize, done, chunk);
-            done += chunk;
-        }
-        Ok(())
-    }
-}
-
-/// A translation that failed once, again under the p2m's read lock: an address in a block
-/// another CPU is splitting or merging (break-before-make) does not translate for a moment,
-/// and once the read lock is ours no such change is under way. Hypercall handlers copy to and
-/// from the guest with none of its domain's p2m locks held.
-#[inline(never)]
-fn retranslate(va: u64, write: bool) -> Option<u64> {
-    let dom = DOMAINS.get(percpu::current_domain())?;
-    let _p2m = dom.p2m.read();
-    guest::gva_to_pa(va, write)
-}
-
-impl GuestMemory for CurrentGuestMemory {
-    fn copy_from_guest(&mut self, gva: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
-        let dst = buf.as_mut_ptr();
-        self.for_each_page(gva, buf.len(), false, |pa, off, n| {
-            // SAFETY: `pa..pa+n` is RAM of this domain (checked), identity-mapped at EL2, and
-            // `off..off+n` lies inside `buf`.
-            unsafe { super::mem::copy_bytes(pa as *const u8, dst.add(off), n) }
-        })
-    }
-
-    fn copy_to_guest(&mut self, gva: u64, data: &[u8]) -> Result<(), GuestFault> {
-        let src = data.as_ptr();
-        self.for_each_page(gva, data.len(), true, |pa, off, n| {
-            // SAFETY: as in `copy_from_guest`, in the other direction.
-            unsafe { super::mem::copy_bytes(src.add(off), pa as *mut u8, n) }
-        })
-    }
 }
 
 #[no_mangle]
@@ -224,7 +146,7 @@ fn smccc(dom: &Domain, frame: &mut TrapFrame) {
 
 fn inject_undef(dom: &Domain, frame: &mut TrapFrame, return_to: u64) {
     let pc = frame.elr;
-    guest::inject_sync(frame, esr::undef(), None, return_to);
+    inject::inject_sync(frame, esr::undef(), None, return_to);
     note_injection(dom, pc, frame.elr, "UNDEF");
 }
 
@@ -255,7 +177,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
     let far = sysreg!(read FAR_EL2);
     let hpfar = sysreg!(read HPFAR_EL2);
     let ipa = ((hpfar & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff);
-    let el0 = guest::from_el0(frame);
+    let el0 = inject::from_el0(frame);
     let write = iss & (1 << 6) != 0;
     let is_data = class == ec::DABT_LOW;
     if is_data {
@@ -297,7 +219,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
     }
     let esr = if is_data { esr::data_abort(el0) } else { esr::prefetch_abort(el0) };
     let ret = frame.elr;
-    guest::inject_sync(frame, esr, Some(far), ret);
+    inject::inject_sync(frame, esr, Some(far), ret);
     note_injection(dom, ret, frame.elr, if is_data { "data abort" } else { "instruction abort" });
     TrapKind::Abort
 }
