@@ -9,7 +9,7 @@ use super::stats;
 use crate::domain::registry::{PoolFrames, DOMAINS};
 use crate::hypercall::after::{self, After};
 use super::mem::DirectMem;
-use super::{gic, iommu, percpu, smp};
+use super::{iommu, irq, percpu, smp};
 use crate::domain::registry::Machine;
 use crate::domain::DomId;
 use crate::hypercall::{self, HypercallCtx, Outcome};
@@ -29,8 +29,8 @@ const _: () = assert!(core::mem::size_of::<HvcRegs>() <= super::entry::FRAME_SIZ
 extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
     stats::count(crate::trap_stats::TrapKind::Hypercall);
     let ssbd = super::spectre::guest_exit();
-    // vGIC: the list registers are read back and refilled only when something changed (gic.rs).
-    gic::guest_exit();
+    // vGIC: the list registers are read back and refilled only when something changed (irq.rs).
+    irq::guest_exit();
     let args = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
     let outcome = if stats::HCALL_STATS.load(core::sync::atomic::Ordering::Relaxed) {
         let t0 = super::regs::counter();
@@ -49,7 +49,7 @@ extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
             sysreg!(write ELR_EL2, sysreg!(read ELR_EL2).wrapping_sub(4));
         }
     }
-    gic::guest_entry();
+    irq::guest_entry();
     super::spectre::guest_entry(ssbd);
 }
 

@@ -270,7 +270,7 @@ fn vsmmu_irqs(st: &mut VsmmuState) {
     if st.vsmmu.take_irq() {
         // Both lines are edge-triggered; a gerror or an event, dom0 reads the registers.
         for spi in [st.event_spi, st.gerror_spi].into_iter().flatten() {
-            super::gic::inject_edge(0, 0, spi);
+            super::vgic_glue::inject_edge(0, 0, spi);
         }
     }
 }
@@ -339,7 +339,7 @@ pub fn attach_vsmmu(
     };
     let ram = dom.ram.as_slice().iter().map(|b| (b.ipa, b.size)).collect();
     let vsmmu = Vsmmu::new(VsmmuConfig { phys, phys_idr0, sids, ram, ipa_bits });
-    if let Some(v) = super::gic::dom0_vgic() {
+    if let Some(v) = super::vgic_glue::dom0_vgic() {
         let mut g = v.lock();
         for spi in [event_spi, gerror_spi].into_iter().flatten() {
             // Injected by the emulation, not the physical line.

@@ -1,6 +1,6 @@
 //! The physical GICv3 ITS on AArch64: found in the host DT, probed and given its tables from
-//! the frame pool at boot, LPIs enabled on each CPU's redistributor with the hypervisor's
-//! configuration and pending tables, and dom0's emulated ITS (`irq::its::virt`) registered on
+//! the frame pool at boot, the LPI configuration and pending tables handed to the
+//! redistributors (`gic`), and dom0's emulated ITS (`irq::its::virt`) registered on
 //! its control frame. Decisions live in `irq::its`; this file finds things and wires them.
 
 use crate::domain::registry::FRAMES;
@@ -11,7 +11,8 @@ use crate::dt::boot_info::BootInfo;
 use crate::dt::HostDt;
 use crate::irq::its::host::{HostIts, TableAlloc};
 use crate::irq::its::lpi::{pend_table_size, prop_table_size, HostLpis, LpiTarget};
-use crate::irq::its::phys::{PhysIts, SH_INNER};
+use super::gic::LpiTables;
+use crate::irq::its::phys::PhysIts;
 use crate::irq::its::virt::{GuestMem, Vits, VitsConfig, CONTROL_FRAME};
 use crate::irq::vgic::regs::{SharedVgic, REGISTER_WRITES};
 use crate::log;
@@ -50,14 +51,6 @@ static HOST: Once<SpinMutex<Host>> = Once::new();
 static HOST_LPIS: Once<Arc<SpinMutex<HostLpis>>> = Once::new();
 /// The ITS taken, once `init` took it.
 static NODE: Once<ItsNode> = Once::new();
-/// The redistributors' LPI tables: configuration (shared) and one pending table per CPU.
-static LPI_TABLES: Once<LpiTables> = Once::new();
-
-struct LpiTables {
-    prop: u64,
-    pend: Vec<u64>,
-}
-
 /// The ITS the hypervisor took, for dom0's DT and stage 2.
 #[derive(Clone, Debug)]
 pub struct ItsNode {
@@ -126,7 +119,7 @@ pub fn init(dt: &HostDt, info: &BootInfo, vcpus: usize) -> Result<ItsNode, Strin
         rdbases.push(if typer.pta() { rd >> 16 } else { (gicr_typer >> 8) & 0xffff });
     }
     host.map_collections(&rdbases).map_err(|e| alloc::format!("{path}: MAPC: {e}"))?;
-    LPI_TABLES.call_once(|| LpiTables { prop, pend });
+    super::gic::set_lpi_tables(LpiTables { prop, pend, id_bits: HOST_ID_BITS });
     HOST_LPIS.call_once(|| lpis);
     HOST.call_once(|| SpinMutex::new(host));
     log!(
@@ -142,29 +135,6 @@ pub fn init(dt: &HostDt, info: &BootInfo, vcpus: usize) -> Result<ItsNode, Strin
 /// The ITS `init` took, if it did.
 pub fn node() -> Option<&'static ItsNode> {
     NODE.get()
-}
-
-/// Enable LPIs on the redistributor at `rd` (this CPU's, awake), vCPU `vcpu`'s CPU, with the
-/// hypervisor's tables. Nothing to do before `init` or without an ITS.
-pub fn enable_lpis(rd: u64, vcpu: usize) {
-    let Some(t) = LPI_TABLES.get() else { return };
-    let Some(&pend) = t.pend.get(vcpu) else { return };
-    let ctlr = rd as *mut u32;
-    // SAFETY: GICR_CTLR/PROPBASER/PENDBASER of this CPU's redistributor (Device map).
-    unsafe {
-        if core::ptr::read_volatile(ctlr) & 1 != 0 {
-            return; // already on (its tables cannot change any more)
-        }
-        let id_bits = u64::from(HOST_ID_BITS - 1);
-        // InnerCache (bits 9:7) write-back read/write-allocate, Inner Shareable.
-        const CACHE_WAWB: u64 = 7 << 7;
-        core::ptr::write_volatile((rd + 0x70) as *mut u64, t.prop | CACHE_WAWB | SH_INNER | id_bits);
-        // PTZ: the pending table is zero.
-        core::ptr::write_volatile((rd + 0x78) as *mut u64, pend | CACHE_WAWB | SH_INNER | (1 << 62));
-        super::regs::dsb_ish();
-        core::ptr::write_volatile(ctlr, core::ptr::read_volatile(ctlr) | 1);
-    }
-    super::regs::dsb_ish();
 }
 
 /// What host LPI `intid` delivers, if it is mapped.
@@ -213,7 +183,7 @@ impl MmioDevice for VitsDevice {
             };
             drop(host);
             REGISTER_WRITES.fetch_add(1, Ordering::Release);
-            super::gic::notify_mask(0, kick);
+            super::vgic_glue::notify_mask(0, kick);
         }
         r
     }

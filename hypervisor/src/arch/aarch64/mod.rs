@@ -16,6 +16,8 @@ pub mod inject;
 /// The Xen hypercall path (HVC #0xEA1): short register save, straight to the dispatcher.
 pub mod hvc;
 pub mod iommu;
+/// Physical interrupts taken from guests and where they go; attaching a domain's vGIC.
+pub mod irq;
 pub mod its;
 /// Physical memory through the identity map, stage-2 TLB and cache maintenance.
 pub mod mem;
@@ -73,13 +75,13 @@ impl crate::contract::Arch for Hw {
         f(&mut crate::domain::registry::Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb });
     }
     fn attach_vgic(&self, dom: &mut crate::domain::Domain, cfg: &crate::irq::vgic::domains::VgicConfig) -> Result<(), alloc::string::String> {
-        gic::attach_vgic(dom, cfg)
+        irq::attach_vgic(dom, cfg)
     }
     fn vpl011_irq(&self) -> fn(crate::domain::DomId, bool) {
-        |d, high| gic::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high)
+        |d, high| vgic_glue::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high)
     }
     fn deliver_event_upcall(&self, dom: &crate::domain::Domain) {
-        gic::deliver_event_upcall(dom)
+        vgic_glue::deliver_event_upcall(dom)
     }
     fn report_iommu_events(&self) {
         iommu::report_events()

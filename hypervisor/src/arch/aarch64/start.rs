@@ -207,10 +207,10 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
     // The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled in dom0's vGIC.
     match boot::dom0_vgic(&info.gic, it_lines, vcpus)? {
-        boot::Dom0Vgic::V2 { it_lines, vcpus } => super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?,
-        boot::Dom0Vgic::V3(cfg) => super::gic::attach_vgic(&mut dom, &cfg)?,
+        boot::Dom0Vgic::V2 { it_lines, vcpus } => super::irq::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?,
+        boot::Dom0Vgic::V3(cfg) => super::irq::attach_vgic(&mut dom, &cfg)?,
     }
-    if let (Some(node), Some(vgic)) = (super::its::node().filter(|_| plan.emulated_its.is_some()), super::gic::dom0_vgic()) {
+    if let (Some(node), Some(vgic)) = (super::its::node().filter(|_| plan.emulated_its.is_some()), super::vgic_glue::dom0_vgic()) {
         super::its::attach(&mut dom, node, vgic, vcpus)?;
     }
     boot::attach_vsmmus(&super::Hw, &dt, table, &mut dom, nested, p2m_regs, Stage2Config::DOMAIN.ipa_bits);

@@ -44,11 +44,11 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     // refill them on the way out (gic.rs).
     let esr_el2 = sysreg!(read ESR_EL2);
     let ssbd = super::spectre::guest_exit();
-    super::gic::guest_exit();
+    super::irq::guest_exit();
     if handle_lower_sync(frame, esr_el2) == After::Park {
         smp::park_this_cpu();
     }
-    super::gic::guest_entry();
+    super::irq::guest_entry();
     super::spectre::guest_entry(ssbd);
 }
 
@@ -101,7 +101,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         // Feature ID registers (HCR_EL2.TID3): the guest's view (cpufeat.rs).
         ec::SYSREG if super::cpufeat::emulate_sysreg(frame, iss) => {}
         // Timer and GIC system registers the guest may not touch directly are emulated.
-        ec::SYSREG if super::vtimer::emulate_sysreg(frame, iss) || super::gic::emulate_sysreg(frame, iss) => frame.elr += 4,
+        ec::SYSREG if super::vtimer::emulate_sysreg(frame, iss) || super::irq::emulate_sysreg(frame, iss) => frame.elr += 4,
         // Cache maintenance by set/way, and the register writes that track the caches.
         ec::SYSREG if super::setway::emulate(dom, frame, iss) => frame.elr += 4,
         ec::SYSREG | ec::UNKNOWN => {
@@ -269,7 +269,7 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
     // Physical interrupts the hypervisor owns (timers, GIC maintenance): see gic.rs.
     let ssbd = super::spectre::guest_exit();
-    let kind = super::gic::irq_from_guest(frame);
+    let kind = super::irq::irq_from_guest(frame);
     count(kind);
     super::spectre::guest_entry(ssbd);
 }

@@ -3,13 +3,14 @@
 //! a kick), reading the list registers back on guest exit and refilling them before guest
 //! entry when the vCPU's interrupt state changed, and the injections other code asks for
 //! (event-channel upcalls, timer expiries, level lines). The architecture's `gic` module gives
-//! the hardware side: `kick`, `HwLrs` (its list registers) and `apply_hw_ops`.
+//! the hardware side: `kick`, `HwLrs` (its list registers) and `apply_hw_ops`; `percpu` says
+//! what this CPU runs. It imports nothing else of the architecture: `irq` and `vtimer` call it.
 
 use super::percpu::{self, this_cpu, MAX_CPUS};
 use crate::domain::{DomId, Domain};
 use crate::irq::vgic::domains::VGICS;
 use crate::irq::vgic::regs::{SharedVgic, REGISTER_WRITES};
-use crate::irq::vgic::{HYP_TIMER_PPI, MAINTENANCE_PPI, PRIVATE_IRQS, VTIMER_PPI};
+use crate::irq::vgic::{MAINTENANCE_PPI, PRIVATE_IRQS};
 use crate::log;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -29,8 +30,9 @@ pub fn log_stray() -> bool {
 }
 
 /// Act on physical SGI, PPI or SPI `intid`, acknowledged and its priority dropped: a
-/// passed-through SPI pends on dom0's vCPU it targets, the timers' PPIs go to `vtimer`, the
-/// maintenance interrupt and the kick (`kick_sgi`) only make `guest_entry` look again.
+/// passed-through SPI pends on dom0's vCPU it targets, the maintenance interrupt and the kick
+/// (`kick_sgi`) only make `guest_entry` look again (the timers' PPIs are the caller's, which
+/// hands them to `vtimer`).
 /// Returns whether the caller deactivates it now (not a passed-through SPI: the guest does,
 /// through a HW list register).
 pub fn take_physical(intid: u32, kick_sgi: u32) -> bool {
@@ -48,8 +50,6 @@ pub fn take_physical(intid: u32, kick_sgi: u32) -> bool {
         return target.is_none();
     }
     match intid {
-        VTIMER_PPI => super::vtimer::on_virtual_timer(),
-        HYP_TIMER_PPI => super::vtimer::on_hyp_timer(),
         // Underflow: the list registers drained; `guest_entry` refills them. A kick: another
         // CPU changed this vCPU's interrupts; `guest_entry` looks at them.
         MAINTENANCE_PPI => {}

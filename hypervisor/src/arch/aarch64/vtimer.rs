@@ -78,7 +78,7 @@ pub fn on_virtual_timer() {
     let ctl = sysreg!(read CNTV_CTL_EL0);
     sysreg!(write CNTV_CTL_EL0, ctl | CTL_IMASK);
     isb();
-    super::gic::inject_edge(percpu::current_domain(), percpu::current_vcpu() as usize, VTIMER_PPI);
+    super::vgic_glue::inject_edge(percpu::current_domain(), percpu::current_vcpu() as usize, VTIMER_PPI);
 }
 
 /// The hypervisor timer (backing the guest's physical timer) fired.
@@ -102,7 +102,7 @@ fn fired(t: &PhysTimer) -> bool {
 /// Drive virtual PPI 30 from the emulated timer, and arm CNTHP for its next deadline.
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
-    super::gic::set_irq_level(percpu::current_domain(), percpu::current_vcpu() as usize, PTIMER_PPI, asserted);
+    super::vgic_glue::set_irq_level(percpu::current_domain(), percpu::current_vcpu() as usize, PTIMER_PPI, asserted);
     if t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted {
         sysreg!(write CNTHP_CVAL_EL2, t.cval);
         sysreg!(write CNTHP_CTL_EL2, CTL_ENABLE);

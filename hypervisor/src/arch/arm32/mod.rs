@@ -13,6 +13,8 @@ pub mod guest;
 /// The heap is the same buddy allocator over a static region as on AArch64.
 #[path = "../aarch64/heap.rs"]
 pub mod heap;
+/// Physical interrupts taken from guests and where they go; attaching dom0's vGIC.
+pub mod irq;
 /// Physical memory through the identity map, stage-2 TLB and cache maintenance.
 pub mod mem;
 pub mod mmu;
@@ -56,10 +58,10 @@ impl crate::contract::Arch for Hw {
         Err(alloc::format!("d{}: only dom0 gets a vGIC in HYP mode so far", dom.id))
     }
     fn vpl011_irq(&self) -> fn(crate::domain::DomId, bool) {
-        |d, high| gic::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high)
+        |d, high| vgic_glue::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high)
     }
     fn deliver_event_upcall(&self, dom: &crate::domain::Domain) {
-        gic::deliver_event_upcall(dom)
+        vgic_glue::deliver_event_upcall(dom)
     }
     fn clean_dcache_range(&self, pa: u64, len: u64) {
         mem::clean_dcache_range(pa, len)

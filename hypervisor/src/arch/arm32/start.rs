@@ -191,7 +191,7 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let host_lines = super::gic::init(&info.gic)?;
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
-    super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
+    super::irq::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
     trap::install(dom, core::mem::take(&mut plan.free))?;
     super::percpu::assign(super::percpu::this_cpu(), 0, 0);
     log!("starting dom0");

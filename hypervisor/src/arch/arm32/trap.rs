@@ -97,11 +97,11 @@ extern "C" fn xenith_trap_guest(frame: &mut TrapFrame) {
     let hsr = Hsr::read();
     // vGIC: read the list registers back before anything looks at interrupt state, and
     // refill them on the way out (gic.rs).
-    super::gic::guest_exit();
+    super::irq::guest_exit();
     if handle(frame, hsr) == After::Park {
         park_this_cpu();
     }
-    super::gic::guest_entry();
+    super::irq::guest_entry();
 }
 
 /// Whether a trapped conditional instruction passed its condition (HSR.CV and COND against
@@ -210,7 +210,7 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
         let id = with_upcalls.trailing_zeros() as DomId;
         with_upcalls &= with_upcalls - 1;
         if let Some(d) = DOMAINS.get(id) {
-            super::gic::deliver_event_upcall(d);
+            super::vgic_glue::deliver_event_upcall(d);
         }
     }
     match DOMAINS.get(current) {
@@ -361,7 +361,7 @@ fn park_this_cpu() -> ! {
 #[no_mangle]
 extern "C" fn xenith_trap_guest_irq(frame: &mut TrapFrame) {
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    super::gic::irq_from_guest(frame);
+    super::irq::irq_from_guest(frame);
 }
 
 /// An exception taken in HYP mode itself: a hypervisor bug. Report everything and stop.

@@ -49,7 +49,7 @@ fn fired(t: &PhysTimer) -> bool {
 pub fn on_virtual_timer() {
     CntvCtl::write(CntvCtl::read() | CTL_IMASK);
     isb();
-    super::gic::inject_edge(percpu::current_domain(), percpu::current_vcpu() as usize, VTIMER_PPI);
+    super::vgic_glue::inject_edge(percpu::current_domain(), percpu::current_vcpu() as usize, VTIMER_PPI);
 }
 
 /// The HYP timer (backing the guest's physical timer) fired.
@@ -63,7 +63,7 @@ pub fn on_hyp_timer() {
 /// Drive virtual PPI 30 from the emulated timer, and arm CNTHP for its next deadline.
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
-    super::gic::set_irq_level(percpu::current_domain(), percpu::current_vcpu() as usize, PTIMER_PPI, asserted);
+    super::vgic_glue::set_irq_level(percpu::current_domain(), percpu::current_vcpu() as usize, PTIMER_PPI, asserted);
     if t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted {
         CnthpCval::write(t.cval);
         CnthpCtl::write(CTL_ENABLE);
