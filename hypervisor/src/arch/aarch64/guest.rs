@@ -18,7 +18,7 @@ use crate::sysreg;
 /// (smp.rs), so it may wait there natively, as with Xen's `vwfi=native`. A waiting CPU wakes
 /// on a virtual interrupt pending in its list registers and on any physical interrupt (taken
 /// to EL2: its timers, the GIC maintenance interrupt, the kick SGI another CPU sends after
-/// changing this vCPU's interrupts), after which `gic::guest_entry` fills the list registers.
+/// changing this vCPU's interrupts), after which `irq::guest_entry` fills the list registers.
 /// Trapping WFI would cost an exit per idle period on top of the wake-up.
 pub const HCR_GUEST: u64 = (1 << 0)  // VM
     | (1 << 1)                        // SWIO

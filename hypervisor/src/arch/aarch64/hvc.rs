@@ -74,7 +74,7 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine };
     let outcome = hypercall::dispatch_step(&mut cx, nr, args);
     drop(tlb);
-    // Upcalls the hypercall raised (gic.rs delivers them), then a stop the caller asked for.
+    // Upcalls the hypercall raised (vgic_glue.rs delivers them), then a stop the caller asked for.
     if after::after_hypercall(&super::Hw, &DOMAINS, current) == After::Park {
         smp::park_this_cpu();
     }

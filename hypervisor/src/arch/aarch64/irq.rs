@@ -1,18 +1,17 @@
 //! Physical interrupts taken while a guest runs, and what dom0's and the domUs' vGICs are
-//! attached with: an acknowledged interrupt goes where it belongs (the timers' PPIs to
-//! `vtimer`, a host LPI or a passed-through SPI to the vGIC that owns it, `vgic_glue`), and
+//! attached with: an acknowledged interrupt goes where it belongs (a host LPI to the vGIC that
+//! owns it; the rest to `vgic_glue`, with `vtimer`'s handlers for the timers' PPIs), and
 //! before guest entry the list registers are refilled. The hardware is `gic`'s (`gic_v2`'s on a
 //! GICv2 host).
 
 use super::entry::TrapFrame;
 use super::gic::{self, KICK_SGI};
 use super::percpu;
-use super::vgic_glue::{self, current_vgic, dom0_vgic, notify, notify_mask};
+use super::vgic_glue::{self, current_vgic, dom0_vgic, notify, notify_mask, TimerPpis};
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
 use crate::irq::its::lpi::LPI_BASE;
 use crate::irq::vgic::domains::{VgicConfig, VGICS};
-use crate::irq::vgic::{HYP_TIMER_PPI, VTIMER_PPI};
 use crate::trap_stats::TrapKind;
 use crate::{log, sysreg};
 use alloc::string::String;
@@ -63,26 +62,18 @@ pub fn take_physical_irqs() -> Option<u32> {
     gic::take_physical_irqs(dispatch)
 }
 
+/// The timers' PPIs go to `vtimer`.
+const TIMERS: TimerPpis = TimerPpis { virtual_timer: super::vtimer::on_virtual_timer, hyp_timer: super::vtimer::on_hyp_timer };
+
 /// Where physical interrupt `intid` (acknowledged, its priority dropped) goes: a host LPI (an
-/// MSI through the ITS) pends its virtual LPI, the timers' PPIs go to `vtimer`, the rest to
-/// the vGIC protocol. Returns whether it is deactivated now.
+/// MSI through the ITS) pends its virtual LPI (no active state to deactivate), the rest goes
+/// to the vGIC protocol. Returns whether it is deactivated now.
 fn dispatch(intid: u32) -> bool {
-    match intid {
-        // No active state to deactivate; its virtual LPI pends on the vCPU it targets.
-        LPI_BASE.. => {
-            take_lpi(intid);
-            false
-        }
-        VTIMER_PPI => {
-            super::vtimer::on_virtual_timer();
-            true
-        }
-        HYP_TIMER_PPI => {
-            super::vtimer::on_hyp_timer();
-            true
-        }
-        _ => vgic_glue::take_physical(intid, KICK_SGI),
+    if intid >= LPI_BASE {
+        take_lpi(intid);
+        return false;
     }
+    vgic_glue::take_physical(intid, KICK_SGI, &TIMERS)
 }
 
 /// Host LPI `intid` fired: pend the virtual LPI it stands for.

@@ -1,6 +1,7 @@
-//! The boot CPU's path from the entry code to dom0: MMU, heap, console, the host DT, memory,
-//! the dom0 plan (`domain::dom0`), its DT (`dt::dom0`), its stage 2, then EL1 entry. Any
-//! reason to stop is printed, then the machine is powered off.
+//! The boot CPU's path from the entry code to dom0: MMU, heap, console, the host DT, then
+//! `crate::boot`'s steps (plan, decide, build, start), this CPU's hardware answering the
+//! questions they ask through [`super::Hw`], then EL1 entry. Any reason to stop is printed,
+//! then the machine is powered off.
 
 use super::entry::{enter_guest, TrapFrame};
 use super::guest;
@@ -65,7 +66,7 @@ fn unreachable_guest_entry() -> ! {
 /// Read the host DTB at `pa`: checks the header before trusting `totalsize`.
 fn host_dt(pa: u64) -> Result<HostDt, String> {
     let hint = "x0 must hold the DTB's address (an ELF given to QEMU's -kernel gets none: boot the raw Image)";
-    if pa == 0 || pa % 8 != 0 {
+    if pa == 0 || !pa.is_multiple_of(8) {
         return Err(format!("no usable device tree at {pa:#x}: {hint}"));
     }
     let mut head = [0u8; 8];

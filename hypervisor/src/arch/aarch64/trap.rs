@@ -41,7 +41,7 @@ mod ec {
 #[no_mangle]
 extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     // vGIC: read the list registers back before anything looks at interrupt state, and
-    // refill them on the way out (gic.rs).
+    // refill them on the way out (irq.rs).
     let esr_el2 = sysreg!(read ESR_EL2);
     let ssbd = super::spectre::guest_exit();
     super::irq::guest_exit();
@@ -267,7 +267,7 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
-    // Physical interrupts the hypervisor owns (timers, GIC maintenance): see gic.rs.
+    // Physical interrupts the hypervisor owns (timers, GIC maintenance): see irq.rs.
     let ssbd = super::spectre::guest_exit();
     let kind = super::irq::irq_from_guest(frame);
     count(kind);

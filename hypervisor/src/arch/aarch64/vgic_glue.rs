@@ -4,13 +4,14 @@
 //! entry when the vCPU's interrupt state changed, and the injections other code asks for
 //! (event-channel upcalls, timer expiries, level lines). The architecture's `gic` module gives
 //! the hardware side: `kick`, `HwLrs` (its list registers) and `apply_hw_ops`; `percpu` says
-//! what this CPU runs. It imports nothing else of the architecture: `irq` and `vtimer` call it.
+//! what this CPU runs. It imports nothing else of the architecture: `irq` and `vtimer` call it
+//! (`irq` passes `vtimer`'s handlers in).
 
 use super::percpu::{self, this_cpu, MAX_CPUS};
 use crate::domain::{DomId, Domain};
 use crate::irq::vgic::domains::VGICS;
 use crate::irq::vgic::regs::{SharedVgic, REGISTER_WRITES};
-use crate::irq::vgic::{MAINTENANCE_PPI, PRIVATE_IRQS};
+use crate::irq::vgic::{HYP_TIMER_PPI, MAINTENANCE_PPI, PRIVATE_IRQS, VTIMER_PPI};
 use crate::log;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -29,13 +30,21 @@ pub fn log_stray() -> bool {
     STRAY.fetch_add(1, Ordering::Relaxed) < 8
 }
 
+/// What the architecture's timer code does when one of its PPIs fires: `vtimer` sits above
+/// this file, so its handlers come in as values.
+pub struct TimerPpis {
+    /// The guest's virtual timer (PPI 27).
+    pub virtual_timer: fn(),
+    /// The hypervisor's timer backing the guest's physical timer (PPI 26).
+    pub hyp_timer: fn(),
+}
+
 /// Act on physical SGI, PPI or SPI `intid`, acknowledged and its priority dropped: a
-/// passed-through SPI pends on dom0's vCPU it targets, the maintenance interrupt and the kick
-/// (`kick_sgi`) only make `guest_entry` look again (the timers' PPIs are the caller's, which
-/// hands them to `vtimer`).
+/// passed-through SPI pends on dom0's vCPU it targets, the timers' PPIs go to `timers`, the
+/// maintenance interrupt and the kick (`kick_sgi`) only make `guest_entry` look again.
 /// Returns whether the caller deactivates it now (not a passed-through SPI: the guest does,
 /// through a HW list register).
-pub fn take_physical(intid: u32, kick_sgi: u32) -> bool {
+pub fn take_physical(intid: u32, kick_sgi: u32, timers: &TimerPpis) -> bool {
     if intid >= PRIVATE_IRQS {
         let target = dom0_vgic().and_then(|v| {
             let mut g = v.lock();
@@ -50,6 +59,8 @@ pub fn take_physical(intid: u32, kick_sgi: u32) -> bool {
         return target.is_none();
     }
     match intid {
+        VTIMER_PPI => (timers.virtual_timer)(),
+        HYP_TIMER_PPI => (timers.hyp_timer)(),
         // Underflow: the list registers drained; `guest_entry` refills them. A kick: another
         // CPU changed this vCPU's interrupts; `guest_entry` looks at them.
         MAINTENANCE_PPI => {}

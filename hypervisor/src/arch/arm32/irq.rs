@@ -1,15 +1,13 @@
 //! Physical interrupts taken while a guest runs, and dom0's vGIC: an acknowledged interrupt
-//! goes where it belongs (the timers' PPIs to `vtimer`, the rest to the vGIC protocol,
-//! `vgic_glue`), and before guest entry the list registers are refilled. The hardware is
-//! `gic`'s.
+//! goes to the vGIC protocol (`vgic_glue`, with `vtimer`'s handlers for the timers' PPIs),
+//! and before guest entry the list registers are refilled. The hardware is `gic`'s.
 
 use super::entry::TrapFrame;
 use super::gic::{self, KICK_SGI};
-use super::vgic_glue;
+use super::vgic_glue::{self, TimerPpis};
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
 use crate::irq::vgic::domains::VGICS;
-use crate::irq::vgic::{HYP_TIMER_PPI, VTIMER_PPI};
 use alloc::string::String;
 
 pub use super::vgic_glue::guest_exit;
@@ -31,25 +29,13 @@ pub fn guest_entry() {
     vgic_glue::flush_if_changed();
 }
 
-/// Acknowledge and handle every pending physical interrupt. Returns the first INTID taken.
-pub fn take_physical_irqs() -> Option<u32> {
-    gic::take_physical_irqs(dispatch)
-}
+/// The timers' PPIs go to `vtimer`.
+const TIMERS: TimerPpis = TimerPpis { virtual_timer: super::vtimer::on_virtual_timer, hyp_timer: super::vtimer::on_hyp_timer };
 
-/// Where physical interrupt `intid` (acknowledged, its priority dropped) goes: the timers'
-/// PPIs to `vtimer`, the rest to the vGIC protocol. Returns whether it is deactivated now.
-fn dispatch(intid: u32) -> bool {
-    match intid {
-        VTIMER_PPI => {
-            super::vtimer::on_virtual_timer();
-            true
-        }
-        HYP_TIMER_PPI => {
-            super::vtimer::on_hyp_timer();
-            true
-        }
-        _ => vgic_glue::take_physical(intid, KICK_SGI),
-    }
+/// Acknowledge and handle every pending physical interrupt (the vGIC protocol's, the timers'
+/// PPIs `vtimer`'s). Returns the first INTID taken.
+pub fn take_physical_irqs() -> Option<u32> {
+    gic::take_physical_irqs(|intid| vgic_glue::take_physical(intid, KICK_SGI, &TIMERS))
 }
 
 /// An IRQ taken to HYP mode while a guest ran.

@@ -24,6 +24,8 @@ pub mod psci;
 pub mod regs;
 pub mod smp;
 pub mod start;
+/// Trap counters.
+pub mod stats;
 pub mod trap;
 /// The vGIC's per-CPU protocol, as on AArch64.
 #[path = "../aarch64/vgic_glue.rs"]
@@ -77,9 +79,9 @@ impl crate::contract::Arch for Hw {
         use core::sync::atomic::Ordering;
         alloc::vec![alloc::format!(
             "traps from guests: {} ({} hypercalls); stage-2 faults resolved by a retry: {}",
-            trap::TRAPS.load(Ordering::Relaxed),
-            trap::HYPERCALLS.load(Ordering::Relaxed),
-            trap::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)
+            stats::TRAPS.load(Ordering::Relaxed),
+            stats::HYPERCALLS.load(Ordering::Relaxed),
+            stats::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)
         )]
     }
 }

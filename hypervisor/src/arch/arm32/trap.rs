@@ -17,13 +17,9 @@ use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx, Outcome};
 use crate::log;
 use crate::mm::RegionAllocator;
 use crate::sync::SpinMutex as Mutex;
-use core::sync::atomic::{AtomicU64, Ordering};
+use super::stats::{HYPERCALLS, S2_FAULTS_RESOLVED, TRAPS};
+use core::sync::atomic::Ordering;
 
-/// Traps from guests, and how many of them were Xen hypercalls (printed when dom0 stops).
-pub(super) static TRAPS: AtomicU64 = AtomicU64::new(0);
-pub(super) static HYPERCALLS: AtomicU64 = AtomicU64::new(0);
-/// Stage-2 faults that were another CPU's p2m change in progress: the guest retried.
-pub(super) static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
 /// Per CPU, the last retried stage-2 fault (`fault::resolve`'s bound).
 static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RetryState::new()) }; MAX_CPUS];
 
@@ -96,7 +92,7 @@ extern "C" fn xenith_trap_guest(frame: &mut TrapFrame) {
     TRAPS.fetch_add(1, Ordering::Relaxed);
     let hsr = Hsr::read();
     // vGIC: read the list registers back before anything looks at interrupt state, and
-    // refill them on the way out (gic.rs).
+    // refill them on the way out (irq.rs).
     super::irq::guest_exit();
     if handle(frame, hsr) == After::Park {
         park_this_cpu();
@@ -357,7 +353,7 @@ fn park_this_cpu() -> ! {
 }
 
 /// A physical IRQ or FIQ taken while a guest ran: the hypervisor's PPIs, a kick, or a
-/// passed-through SPI (gic.rs).
+/// passed-through SPI (irq.rs).
 #[no_mangle]
 extern "C" fn xenith_trap_guest_irq(frame: &mut TrapFrame) {
     TRAPS.fetch_add(1, Ordering::Relaxed);
