@@ -2,7 +2,8 @@
 //!
 //! [`Arch`] covers what only the architecture can do (start a physical CPU, cache maintenance,
 //! stop the machine, the machine services a stage-2 change needs, a domain's interrupt
-//! controller). `arch::aarch64` and `arch::arm32` implement it on hardware; [`fake`] implements
+//! controller, and the hardware questions boot asks: probe or take over an SMMU or the ITS,
+//! the PCI functions on a bridge, attaching a stream). `arch::aarch64` and `arch::arm32` implement it on hardware; [`fake`] implements
 //! it on the host and records what it was asked, so the core's boot, lifecycle and PSCI
 //! decisions run under `cargo test`. The contract lives in the core, so the core never names
 //! `arch`: the architecture layers import the core, and only the binary's entry names them.
