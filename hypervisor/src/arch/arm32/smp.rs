@@ -1,10 +1,9 @@
-//! SMP dom0 and which domain and vCPU each physical CPU runs. dom0's vCPU n runs on the CPU of
+//! Secondary CPUs for an SMP dom0. dom0's vCPU n runs on the CPU of
 //! the host DT's n-th /cpus entry, one vCPU per CPU (the placement and dom0's vCPU power states
 //! are `domain::vcpu`'s). A guest's PSCI CPU_ON (`hypercall::smccc::psci_smp`) powers that CPU
 //! on through the firmware here; it starts in HYP mode at `xenith_secondary_entry`, takes
 //! the boot CPU's HYP translation settings, brings up its banked GIC state and enters the
-//! guest where the guest asked.
-//! What each CPU runs is `percpu`'s.
+//! guest where the guest asked. What each CPU runs is `percpu`'s.
 
 use super::entry::{Stack, TrapFrame, STACK_SIZE};
 use super::guest::{self, CPSR_SVC_MASKED};
