@@ -8,7 +8,8 @@ use super::regs::{isb, Cnthctl, Cntvoff, CntvCtl, CnthpCtl, Hcr, Hstr, Midr, Par
 /// HCR while a guest runs: stage 2 on (VM), set/way invalidates upgraded to clean+invalidate
 /// (SWIO), stage-1 walks to device memory fault (PTW), physical FIQ/IRQ/asynchronous aborts to
 /// HYP (FMO/IMO/AMO), barriers and TLB/cache maintenance broadcast inner shareable (FB,
-/// BSU), SMC trapped (TSC: guests reach PSCI through the hypervisor).
+/// BSU), SMC trapped (TSC: guests reach PSCI through the hypervisor), set/way maintenance
+/// trapped (TSW: it reaches only this CPU's caches and names no address; setway.rs).
 ///
 /// WFI/WFE are not trapped: each vCPU has a physical CPU of its own, as on AArch64.
 pub const HCR_GUEST: u32 = (1 << 0) // VM
@@ -17,7 +18,8 @@ pub const HCR_GUEST: u32 = (1 << 0) // VM
     | (1 << 3) | (1 << 4) | (1 << 5) // FMO, IMO, AMO
     | (1 << 9)                      // FB
     | (0b01 << 10)                  // BSU: inner shareable
-    | (1 << 19);                    // TSC
+    | (1 << 19)                     // TSC
+    | super::setway::HCR_TSW;
 
 /// CPSR a vCPU starts in (and the zImage protocol asks for): SVC mode, A32, A/I/F masked.
 pub const CPSR_SVC_MASKED: u32 = 0x1d3;

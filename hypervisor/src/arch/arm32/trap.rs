@@ -164,6 +164,10 @@ fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
         ec::CP15_32 | ec::CP15_64 if super::vtimer::emulate_cp15(frame, iss, class == ec::CP15_64) => {
             frame.elr = frame.elr.wrapping_add(insn_len(hsr))
         }
+        // Cache maintenance by set/way, and the register writes that track the caches.
+        ec::CP15_32 | ec::CP15_64 if super::setway::emulate(dom, frame, iss, class == ec::CP15_64) => {
+            frame.elr = frame.elr.wrapping_add(insn_len(hsr))
+        }
         // Not trapped (guest.rs); should one be, it completes at once, as WFI/WFE may.
         ec::WFX => frame.elr = frame.elr.wrapping_add(insn_len(hsr)),
         // Anything else (EC 0: an unknown reason, untrapped CP15 registers, ...): UNDEFINED.
