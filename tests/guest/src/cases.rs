@@ -390,10 +390,10 @@ fn table() -> impl Iterator<Item = &'static Case> {
 }
 
 /// ARMv7-A: the rows both architectures share (the AArch64 instruction, register and GICv3
-/// rows are left out).
+/// rows are left out), then ARMv7's own CP15 rows.
 #[cfg(target_arch = "arm")]
 fn table() -> impl Iterator<Item = &'static Case> {
-    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::ops::OPS_TAIL)
+    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::arm32_cases::ARM32_CASES).chain(crate::ops::OPS_TAIL)
 }
 
 /// Runs every case; returns (passed, failed).

@@ -343,6 +343,55 @@ pub fn linux_systest_check(o: &qemu::Outcome) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// Set/way operations each of the test guest's three `cache.dc_*` rows issues at least (one
+/// per set of a 256-set level-1 cache, of at least one way).
+const SETWAY_OPS_PER_ROW: u64 = 256;
+
+/// The set/way system test's boot: the arm32 test guest as dom0 on QEMU's `-cpu max` (an
+/// AArch32 ARMv8 CPU, whose set/way operations honour HCR.TSW; QEMU's Cortex-A15 executes
+/// them untrapped, so the conformance run alone never reaches the trap handler).
+pub fn setway_systest_boot() -> Boot {
+    let mut b = Boot::new(PathBuf::from("/nonexistent/xenith-arm32-unavailable"));
+    b.cpu = CPU.into();
+    b.timeout = std::time::Duration::from_secs(180);
+    // Later on QEMU's command line than `-cpu cortex-a15`, so it wins.
+    b.extra = vec!["-cpu".into(), "max".into()];
+    match build(true) {
+        Ok(i) => {
+            b.hypervisor = i.hypervisor;
+            b.dom0 = i.test_guest;
+        }
+        Err(e) => eprintln!("xtask: arm32 hypervisor and test guest: {e}"),
+    }
+    b
+}
+
+/// Every set/way row completed with its data intact, and the hypervisor took the operations
+/// as traps (its count of traps other than hypercalls covers them).
+pub fn setway_systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
+    for op in ["isw", "csw", "cisw"] {
+        let needle = format!("case cache.dc_{op}: no exception, x0=1");
+        if !o.has(&needle) {
+            return Err(format!("expected `{needle}`"));
+        }
+    }
+    let (traps, hypercalls) = trap_counts(&o.output).ok_or("no `traps from guests` line at shutdown")?;
+    let other = traps.saturating_sub(hypercalls);
+    if other < 3 * SETWAY_OPS_PER_ROW {
+        return Err(format!("only {other} traps other than hypercalls: the set/way operations were not trapped"));
+    }
+    Ok(())
+}
+
+/// `(traps, hypercalls)` from the hypervisor's shutdown line `traps from guests: N (M hypercalls)`.
+fn trap_counts(out: &str) -> Option<(u64, u64)> {
+    let l = out.lines().find(|l| l.contains("traps from guests: "))?;
+    let rest = &l[l.find("traps from guests: ")? + "traps from guests: ".len()..];
+    let traps = rest.split_whitespace().next()?.parse().ok()?;
+    let hypercalls = rest.split('(').nth(1)?.split_whitespace().next()?.parse().ok()?;
+    Some((traps, hypercalls))
+}
+
 /// Xen 4.17 armhf's command line for the conformance run: the one the AArch64 run uses.
 const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 bootscrub=0 dom0_max_vcpus=1";
 
@@ -643,6 +692,13 @@ mod tests {
         let (base, img) = flatten32(&e).unwrap();
         assert_eq!(base, 0x4001_0000);
         assert_eq!(img, b"ab\0\0cd");
+    }
+
+    #[test]
+    fn trap_counts_read_the_shutdown_line() {
+        let out = "x\n(xenith) traps from guests: 98708 (97144 hypercalls); stage-2 faults resolved by a retry: 0\n";
+        assert_eq!(trap_counts(out), Some((98708, 97144)));
+        assert_eq!(trap_counts("nothing"), None);
     }
 
     #[test]
