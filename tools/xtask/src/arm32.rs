@@ -521,6 +521,9 @@ fn null_line(name: &str, v: &std::collections::BTreeMap<String, f64>) -> Option<
     ns
 }
 
+/// A figure for each hypervisor: (xenith, Xen 4.17 armhf).
+type Both<T> = (T, T);
+
 /// The two Linux dom0 boots the bench compares (xenith, then Debian's Xen 4.17 armhf): same
 /// kernel, initramfs and QEMU, 2 vCPUs each.
 fn linux_boots(xenith: PathBuf, xen: PathBuf) -> Result<Vec<(&'static str, Boot)>> {
@@ -564,7 +567,7 @@ fn seconds(v: Option<f64>) -> String {
 /// One boot each under `-icount shift=0,sleep=off`, where executed instructions drive the
 /// guest clock and idle waits are skipped: dom0's uptime at its marker is guest seconds.
 /// Returns those uptimes (xenith, Xen).
-fn linux_marker_icount(boots: &[(&str, Boot)]) -> Result<(Option<f64>, Option<f64>)> {
+fn linux_marker_icount(boots: &[(&str, Boot)]) -> Result<Both<Option<f64>>> {
     let mut up = Vec::new();
     for (name, b) in boots {
         let (t, uptime) = marker(name, &Boot { icount: true, ..b.clone() })?;
@@ -582,7 +585,7 @@ fn linux_marker_icount(boots: &[(&str, Boot)]) -> Result<(Option<f64>, Option<f6
 /// seconds from QEMU's start, [`LINUX_RUNS`] boots each alternating between the hypervisors
 /// (so a change in the shared host's load falls on both), then the `-icount` boots
 /// ([`linux_marker_icount`]). Returns the two wall-clock medians and the two `-icount` uptimes.
-fn linux_marker(xenith: PathBuf, xen: PathBuf) -> Result<((f64, f64), (Option<f64>, Option<f64>))> {
+fn linux_marker(xenith: PathBuf, xen: PathBuf) -> Result<(Both<f64>, Both<Option<f64>>)> {
     let boots = linux_boots(xenith, xen)?;
     let mut times = vec![Vec::new(); boots.len()];
     for i in 0..LINUX_RUNS {

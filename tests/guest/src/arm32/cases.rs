@@ -2,7 +2,7 @@
 //! Xen 4.17 armhf) and the CP15 registers HCR.TAC and HCR.TIDCP trap (ACTLR, and L2CTLR of
 //! the Cortex-A15's implementation-defined c9 space).
 
-use crate::cases::{Case, Expect, Observed};
+use crate::cases::{Case, Expect, Observed, SetWayOp};
 use core::ptr::{addr_of, addr_of_mut};
 
 #[repr(C, align(4096))]
@@ -10,13 +10,6 @@ struct Page([u8; 4096]);
 static mut SW_PAGE: Page = Page([0; 4096]);
 
 const PATTERN: u32 = 0x5e7_3a11;
-
-#[derive(Clone, Copy)]
-enum SetWayOp {
-    Isw,
-    Csw,
-    Cisw,
-}
 
 /// Level-1 data cache: (sets, ways, log2 line bytes), from CCSIDR (CSSELR = 0).
 fn l1_geometry() -> (u32, u32, u32) {
@@ -32,54 +25,59 @@ fn l1_geometry() -> (u32, u32, u32) {
 }
 
 /// Write a pattern, walk every set and way of level 1 with `op` (as ARMv7 Linux does when it
-/// turns its caches off), read the pattern back: the exception the instruction took, or 1 if
-/// every operation completed and the data survived.
+/// turns its caches off), read the pattern back (`cases::set_way_walk`).
 fn dc_set_way(op: SetWayOp) -> Observed {
     // SAFETY: our own page.
     unsafe { core::ptr::write_volatile(addr_of_mut!(SW_PAGE) as *mut u32, PATTERN) };
-    let (sets, ways, line_shift) = l1_geometry();
-    let way_shift = 32 - (ways.max(2) - 1).ilog2() - 1;
-    crate::exceptions::clear();
-    let mut first_at = 0u32;
-    'outer: for way in 0..ways {
-        for set in 0..sets {
-            let v = (way << way_shift) | (set << line_shift);
+    // DCISW, DCCSW and DCCISW are MCR p15, 0, Rt, c7, CRm, 2 with CRm 6, 10 and 14.
+    macro_rules! by_set_way {
+        ($crm:literal, $v:expr) => {{
             let at: u32;
             // SAFETY: cache maintenance by set/way on level 1 (bits 3:1 = 0): no memory is
             // changed architecturally; an UNDEF resumes after the instruction.
-            unsafe {
-                match op {
-                    SetWayOp::Isw => core::arch::asm!("adr {at}, 1f", "1: mcr p15, 0, {v}, c7, c6, 2", "nop", at = out(reg) at, v = in(reg) v, options(nostack)),
-                    SetWayOp::Csw => core::arch::asm!("adr {at}, 1f", "1: mcr p15, 0, {v}, c7, c10, 2", "nop", at = out(reg) at, v = in(reg) v, options(nostack)),
-                    SetWayOp::Cisw => core::arch::asm!("adr {at}, 1f", "1: mcr p15, 0, {v}, c7, c14, 2", "nop", at = out(reg) at, v = in(reg) v, options(nostack)),
-                }
-            }
-            if first_at == 0 {
-                first_at = at;
-            }
-            if crate::exceptions::last().0 != 0 {
-                break 'outer;
-            }
-        }
+            unsafe { core::arch::asm!("adr {at}, 1f", concat!("1: mcr p15, 0, {v}, c7, ", $crm, ", 2"), "nop", at = out(reg) at, v = in(reg) $v, options(nostack)) };
+            u64::from(at)
+        }};
     }
-    if let (_, Some(e)) = crate::exceptions::last() {
-        return Observed::Exception { e, at: u64::from(first_at) };
-    }
+    let walk = |v: u64| match op {
+        SetWayOp::Isw => by_set_way!("c6", v as u32),
+        SetWayOp::Csw => by_set_way!("c10", v as u32),
+        SetWayOp::Cisw => by_set_way!("c14", v as u32),
+    };
     // SAFETY: our own page.
-    let v = unsafe { core::ptr::read_volatile(addr_of!(SW_PAGE) as *const u32) };
-    Observed::NoException(i64::from(v == PATTERN))
+    let intact = || unsafe { core::ptr::read_volatile(addr_of!(SW_PAGE) as *const u32) } == PATTERN;
+    crate::cases::set_way_walk(l1_geometry(), walk, intact)
 }
 
-/// ACTLR (MRC p15, 0, c1, c0, 1) as the guest reads it.
-fn actlr_read() -> Observed {
+/// A CP15 register read `read` performs (returning the value and the instruction's address),
+/// as the guest sees it: the value, or the exception it took.
+fn observe_read(read: impl FnOnce() -> (u32, u32)) -> Observed {
     crate::exceptions::clear();
-    let (v, at): (u32, u32);
-    // SAFETY: a register read; an UNDEF resumes after it.
-    unsafe { core::arch::asm!("adr {at}, 1f", "mov {v}, #0", "1: mrc p15, 0, {v}, c1, c0, 1", "nop", at = out(reg) at, v = out(reg) v, options(nostack)) };
+    let (v, at) = read();
     match crate::exceptions::last() {
         (_, Some(e)) => Observed::Exception { e, at: u64::from(at) },
         _ => Observed::NoException(i64::from(v)),
     }
+}
+
+/// ACTLR (MRC p15, 0, c1, c0, 1) as the guest reads it.
+fn actlr_read() -> Observed {
+    observe_read(|| {
+        let (v, at): (u32, u32);
+        // SAFETY: a register read; an UNDEF resumes after it.
+        unsafe { core::arch::asm!("adr {at}, 1f", "mov {v}, #0", "1: mrc p15, 0, {v}, c1, c0, 1", "nop", at = out(reg) at, v = out(reg) v, options(nostack)) };
+        (v, at)
+    })
+}
+
+/// L2CTLR (MRC p15, 1, c9, c0, 2): implementation-defined c9 space, which HCR.TIDCP traps.
+fn l2ctlr_read() -> Observed {
+    observe_read(|| {
+        let (v, at): (u32, u32);
+        // SAFETY: a register read; an UNDEF resumes after it.
+        unsafe { core::arch::asm!("adr {at}, 1f", "mov {v}, #0", "1: mrc p15, 1, {v}, c9, c0, 2", "nop", at = out(reg) at, v = out(reg) v, options(nostack)) };
+        (v, at)
+    })
 }
 
 /// Write ACTLR with its SMP bit (6) flipped, then read it back: 1 if the value changed
@@ -104,18 +102,6 @@ fn actlr_write_then_read() -> Observed {
     match crate::exceptions::last() {
         (_, Some(e)) => Observed::Exception { e, at: 0 },
         _ => Observed::NoException(i64::from(after != before)),
-    }
-}
-
-/// L2CTLR (MRC p15, 1, c9, c0, 2): implementation-defined c9 space, which HCR.TIDCP traps.
-fn l2ctlr_read() -> Observed {
-    crate::exceptions::clear();
-    let (v, at): (u32, u32);
-    // SAFETY: a register read; an UNDEF resumes after it.
-    unsafe { core::arch::asm!("adr {at}, 1f", "mov {v}, #0", "1: mrc p15, 1, {v}, c9, c0, 2", "nop", at = out(reg) at, v = out(reg) v, options(nostack)) };
-    match crate::exceptions::last() {
-        (_, Some(e)) => Observed::Exception { e, at: u64::from(at) },
-        _ => Observed::NoException(i64::from(v)),
     }
 }
 
