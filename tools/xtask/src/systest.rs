@@ -337,6 +337,8 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         // The SMP stress suite, short: 4 vCPUs, 30 s of every workload at once (stress.rs).
         cases.push(Case { name: "linux_dom0_stress_short", boot: crate::stress::systest_boot(images.hypervisor.clone()), check: crate::stress::systest_check });
     }
+    // ARMv7-A: set/way maintenance trapped (HCR.TSW) and handled, on QEMU's AArch32 `-cpu max`.
+    cases.push(Case { name: "arm32_setway_trapped", boot: crate::arm32::setway_systest_boot(), check: crate::arm32::setway_systest_check });
     // ARMv7-A: Debian's armhf Linux as dom0 of xenith in HYP mode (arm32.rs).
     if crate::linux::systest_enabled() {
         cases.push(Case { name: "linux_dom0_arm32", boot: crate::arm32::linux_systest_boot(), check: crate::arm32::linux_systest_check });

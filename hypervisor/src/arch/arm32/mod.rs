@@ -16,6 +16,8 @@ pub mod heap;
 pub mod mmu;
 pub mod psci;
 pub mod regs;
+/// Data-cache maintenance by set/way, and the control-register writes that track the caches.
+pub mod setway;
 pub mod smp;
 pub mod start;
 pub mod trap;
