@@ -329,7 +329,7 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
     let mut spare = cpus.spare().into_iter().peekable();
     for (i, spec) in specs.iter().enumerate() {
         let id = (i + 1) as DomId;
-        let vmid = DOM0_VMID + id;
+        let vmid = crate::domain::registry::vmid_of(id);
         if spec.vcpus != 1 {
             log!("{}: asks for {} vCPUs; xenith runs dom0less guests with one (one vCPU per CPU, no scheduler yet): not started", spec.name, spec.vcpus);
             continue;

@@ -15,7 +15,7 @@ pub mod vuart;
 pub mod zimage;
 
 use crate::sync::{Mutex, RwLock};
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use mmio::MmioBus;
 
 /// A domain identifier (Xen's `domid_t`).
@@ -162,6 +162,16 @@ pub struct Domain {
     max_pages: AtomicU64,
     /// Where its vCPUs run and may run: read and written by the toolstack's domctls.
     pub placement: Mutex<Placement>,
+    /// Made by the toolstack (createdomain) rather than at boot: its vCPUs exist once
+    /// XEN_DOMCTL_max_vcpus made them, and stay down until the toolstack gives them a context.
+    pub by_toolstack: bool,
+    /// XEN_DOMCTL_max_vcpus made its vCPUs (always true for a domain built at boot).
+    vcpus_made: AtomicBool,
+    /// Register width the toolstack set (XEN_DOMCTL_set_address_size): 32 or 64.
+    address_size: AtomicU8,
+    /// Bytes of stage-2 table pool the toolstack asked for (XEN_DOMCTL_set_paging_mempool_size;
+    /// reported back, the tables themselves come from the frame pool).
+    paging_pool: AtomicU64,
 }
 
 /// Each vCPU's physical CPU and affinities, the domain's NUMA node affinity and handle, as the
@@ -218,7 +228,56 @@ impl Domain {
             controller_pauses: AtomicU32::new(0),
             max_pages: AtomicU64::new(ram.total() >> 12),
             placement: Mutex::new(Placement::new(0)),
+            by_toolstack: false,
+            vcpus_made: AtomicBool::new(true),
+            address_size: AtomicU8::new(64),
+            paging_pool: AtomicU64::new(0),
         }
+    }
+
+    /// A domain as the toolstack's createdomain makes it: no RAM, `max_vcpus` vCPUs not made
+    /// yet (and down once made), paused by the controller until it unpauses it.
+    pub fn new_by_toolstack(id: DomId, max_vcpus: u32, handle: [u8; 16]) -> Self {
+        let mut d = Self::new(id, false, false, RamBanks::default());
+        d.max_vcpus = max_vcpus;
+        d.by_toolstack = true;
+        d.vcpus_made = AtomicBool::new(false);
+        d.vcpus_off = AtomicU32::new(u32::MAX);
+        d.controller_pauses = AtomicU32::new(1);
+        d.callback_ppi = domu::GUEST_EVTCHN_PPI;
+        d.placement.get_mut().handle = handle;
+        // Xen starts a new domain's p2m pool with 16 pages; xenith's stage-2 tables come from
+        // the hypervisor's frame pool, and the figure is the toolstack's to read and set.
+        d.paging_pool = AtomicU64::new(16 * 4096);
+        d
+    }
+
+    /// Whether its vCPUs exist (XEN_DOMCTL_max_vcpus made them, or it was built at boot).
+    pub fn vcpus_made(&self) -> bool {
+        self.vcpus_made.load(Ordering::Acquire)
+    }
+
+    /// XEN_DOMCTL_max_vcpus: make the vCPUs (they stay down).
+    pub fn make_vcpus(&self) {
+        self.vcpus_made.store(true, Ordering::Release);
+    }
+
+    /// The register width the toolstack chose (64 unless it said 32).
+    pub fn address_size(&self) -> u8 {
+        self.address_size.load(Ordering::Relaxed)
+    }
+
+    pub fn set_address_size(&self, bits: u8) {
+        self.address_size.store(bits, Ordering::Relaxed);
+    }
+
+    /// Bytes of stage-2 table pool the toolstack asked for.
+    pub fn paging_pool(&self) -> u64 {
+        self.paging_pool.load(Ordering::Relaxed)
+    }
+
+    pub fn set_paging_pool(&self, bytes: u64) {
+        self.paging_pool.store(bytes, Ordering::Relaxed);
     }
 
     /// Pause the domain for the toolstack: counted, at most 255 deep (Xen's limit).

@@ -13,7 +13,7 @@ use super::{read_arg, write_arg, HypercallCtx};
 use crate::domain::vcpu::MAX_VCPUS;
 use crate::domain::Domain;
 use crate::sync::Once;
-use guest_abi::errno::{ret, EACCES, EFAULT, EINVAL, ENOENT, ENOSYS, EOVERFLOW, EPERM, ESRCH};
+use guest_abi::errno::{ret, EACCES, EEXIST, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSYS, EOVERFLOW, EPERM, ESRCH};
 use guest_abi::toolstack::*;
 use guest_abi::DOMID_FIRST_RESERVED;
 
@@ -32,6 +32,8 @@ pub struct HostInfo {
     pub iommu_shares_p2m: bool,
     /// Guest physical address bits of a domain's stage 2.
     pub ipa_bits: u8,
+    /// The host's GIC as createdomain names it (`XEN_DOMCTL_CONFIG_GIC_V2` or `_V3`).
+    pub gic_version: u8,
     /// Pages of host RAM free now.
     pub free_pages: fn() -> u64,
     /// Nanoseconds since boot.
@@ -43,7 +45,7 @@ fn zero() -> u64 {
 }
 
 /// The host before [`set_host_info`] (host tests): one CPU, no RAM.
-const UNSET: HostInfo = HostInfo { nr_cpus: 1, cpu_khz: 0, total_pages: 0, max_mfn: 0, iommu_shares_p2m: false, ipa_bits: 40, free_pages: zero, now_ns: zero };
+const UNSET: HostInfo = HostInfo { nr_cpus: 1, cpu_khz: 0, total_pages: 0, max_mfn: 0, iommu_shares_p2m: false, ipa_bits: 40, gic_version: XEN_DOMCTL_CONFIG_GIC_V3, free_pages: zero, now_ns: zero };
 
 static HOST: Once<HostInfo> = Once::new();
 
@@ -318,7 +320,8 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
         shared_info_frame: shared_info.map_or(0, |pa| pa >> 12),
         cpu_time: (0..n).map(|v| vcpu_time(d, v)).sum(),
         nr_online_vcpus: online,
-        max_vcpu_id: n - 1,
+        // A domain whose vCPUs are not made yet reports Xen's XEN_INVALID_MAX_VCPU_ID.
+        max_vcpu_id: if d.vcpus_made() { n - 1 } else { u32::MAX },
         handle: placement.handle,
         cpupool: CPUPOOL0,
         gpaddr_bits: host().ipa_bits,
@@ -399,6 +402,8 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
             let mut v: GetVcpuInfo = payload(&op.u);
             if v.vcpu >= d.max_vcpus || v.vcpu as usize >= MAX_VCPUS {
                 Err(ret(EINVAL))
+            } else if !d.vcpus_made() {
+                Err(ret(ESRCH))
             } else {
                 let online = !d.vcpu_off(v.vcpu);
                 v.online = online as u8;
@@ -439,6 +444,46 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
                 Err(e) => Err(e),
             }
         }
+        (domctl::CREATEDOMAIN, _) => createdomain(cx, &mut op).map(|()| true),
+        (domctl::MAX_VCPUS, Some(d)) => {
+            let m: MaxVcpus = payload(&op.u);
+            if is_caller || m.max != d.max_vcpus {
+                Err(ret(EINVAL))
+            } else {
+                d.make_vcpus();
+                Ok(false)
+            }
+        }
+        (domctl::DESTROYDOMAIN, Some(d)) => destroydomain(cx, d, is_caller).map(|()| false),
+        (domctl::SET_ADDRESS_SIZE, Some(d)) => {
+            let a: AddressSize = payload(&op.u);
+            match a.size {
+                // xenith runs AArch64 guests only; Xen takes 32 on CPUs with AArch32 EL1.
+                64 if d.tot_pages() != 0 && d.address_size() != 64 => Err(ret(guest_abi::errno::EBUSY)),
+                64 => {
+                    d.set_address_size(64);
+                    Ok(false)
+                }
+                _ => Err(ret(EINVAL)),
+            }
+        }
+        (domctl::CACHEFLUSH, Some(d)) => {
+            let c: CacheFlush = payload(&op.u);
+            cacheflush(cx, d, c.start_pfn, c.nr_pfns).map(|()| false)
+        }
+        (domctl::GET_PAGING_MEMPOOL_SIZE, Some(d)) => {
+            set_payload(&mut op.u, &PagingMempool { size: d.paging_pool() });
+            Ok(true)
+        }
+        (domctl::SET_PAGING_MEMPOOL_SIZE, Some(d)) => {
+            let m: PagingMempool = payload(&op.u);
+            if m.size & 0xfff != 0 {
+                Err(ret(EINVAL))
+            } else {
+                d.set_paging_pool(m.size);
+                Ok(false)
+            }
+        }
         (domctl::GETNODEAFFINITY, Some(d)) => {
             let m: NodeAffinity = payload(&op.u);
             let nodes = d.placement.lock().nodes;
@@ -451,6 +496,146 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
         Ok(false) => 0,
         Err(e) => e,
     }
+}
+
+/// Most vCPUs a guest's vGIC of each version addresses (Xen: 8 for GICv2; GICv3's
+/// redistributors are bounded by its 128 vCPUs per domain), and xenith's own bound.
+fn max_vcpus_for(gic_version: u8) -> u32 {
+    let by_gic = match gic_version {
+        XEN_DOMCTL_CONFIG_GIC_V2 => 8,
+        XEN_DOMCTL_CONFIG_GIC_V3 => 128,
+        _ => 0,
+    };
+    by_gic.min(MAX_VCPUS as u32)
+}
+
+/// Xen's checks of a new domain's configuration, in its order (common ones, ARM's, then
+/// those of the vGIC, the grant table and the CPU pool). Fills in the native GIC version.
+fn check_config(c: &mut CreateDomain) -> Result<(), i64> {
+    let flags = c.flags;
+    let inval = Err(ret(EINVAL));
+    if flags & !cdf::ALL != 0 || c.grant_opts & !XEN_DOMCTL_GRANT_VERSION_MASK != 0 || c.max_vcpus < 1 {
+        return inval;
+    }
+    if flags & cdf::HAP != 0 && flags & cdf::HVM == 0 {
+        return inval;
+    }
+    if flags & cdf::IOMMU != 0 {
+        // A domain may use the IOMMU when the hypervisor drives one that shares its tables.
+        if c.iommu_opts & !XEN_DOMCTL_IOMMU_NO_SHAREPT != 0 || !host().iommu_shares_p2m {
+            return inval;
+        }
+    } else if c.iommu_opts != 0 {
+        return inval;
+    }
+    if c.vmtrace_size != 0 {
+        return inval;
+    }
+    // ARM: HVM with HAP, nothing else but the IOMMU and the vPMU; the stage 2 always shared.
+    if flags & !(cdf::IOMMU | cdf::VPMU) != cdf::HVM | cdf::HAP || c.iommu_opts & XEN_DOMCTL_IOMMU_NO_SHAREPT != 0 {
+        return inval;
+    }
+    if c.gic_version == XEN_DOMCTL_CONFIG_GIC_NATIVE {
+        c.gic_version = host().gic_version;
+    }
+    let max = max_vcpus_for(c.gic_version);
+    if max == 0 || c.max_vcpus > max || c.tee_type != XEN_DOMCTL_CONFIG_TEE_NONE {
+        return inval;
+    }
+    // The vGIC: only the host's version is emulated; SPIs in whole ranks of 32, at most 988.
+    if c.gic_version != host().gic_version {
+        return Err(ret(ENODEV));
+    }
+    if c.nr_spis.div_ceil(32).saturating_mul(32) > 1020 - 32 {
+        return inval;
+    }
+    let (opt_frames, opt_maptrack) = crate::domain::grant::limits();
+    let version = c.grant_opts & XEN_DOMCTL_GRANT_VERSION_MASK;
+    // ARM has grant tables v1 only.
+    if version != 1 {
+        return inval;
+    }
+    let frames = if c.max_grant_frames < 0 { opt_frames } else { c.max_grant_frames as u32 };
+    let maptrack = if c.max_maptrack_frames < 0 { opt_maptrack } else { c.max_maptrack_frames as u32 };
+    if frames < 1 || frames > opt_frames || maptrack > opt_maptrack {
+        return inval;
+    }
+    if c.cpupool_id != CPUPOOL0 {
+        return Err(ret(ESRCH));
+    }
+    Ok(())
+}
+
+/// XEN_DOMCTL_createdomain: a new domain, paused, with no RAM and its vCPUs not made yet;
+/// its id goes back in the header and its configuration (native GIC resolved) in the payload.
+fn createdomain(cx: &mut HypercallCtx<'_, '_>, op: &mut XenDomctl) -> Result<(), i64> {
+    let wanted = (op.domain > 0 && op.domain < DOMID_FIRST_RESERVED).then_some(op.domain);
+    let id = cx.domains.choose_id(wanted).map_err(|taken| ret(if taken { EEXIST } else { ENOMEM }))?;
+    let mut c: CreateDomain = payload(&op.u);
+    check_config(&mut c)?;
+    let (opt_frames, opt_maptrack) = crate::domain::grant::limits();
+    let frames = if c.max_grant_frames < 0 { opt_frames } else { c.max_grant_frames as u32 };
+    let maptrack = if c.max_maptrack_frames < 0 { opt_maptrack } else { c.max_maptrack_frames as u32 };
+    let mut d = Domain::new_by_toolstack(id, c.max_vcpus, c.handle);
+    *d.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(frames, maptrack);
+    let m = &mut *cx.machine;
+    let p2m = crate::mm::Stage2::new(crate::domain::registry::vmid_of(id), crate::mm::Stage2Config::DOMAIN, &mut *m.frames, m.mem).map_err(|_| ret(ENOMEM))?;
+    *d.p2m.get_mut() = Some(p2m);
+    match cx.domains.insert(d) {
+        Ok(_) => {}
+        Err(mut d) => {
+            // Another createdomain took the id in between.
+            if let Some(p2m) = d.p2m.get_mut().take() {
+                let _ = p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb);
+            }
+            return Err(ret(EEXIST));
+        }
+    }
+    crate::log!("d{id}: created by d{} ({} vCPU(s), GICv{}, {} grant frames)", cx.caller, c.max_vcpus, if c.gic_version == XEN_DOMCTL_CONFIG_GIC_V2 { 2 } else { 3 }, frames);
+    op.domain = id;
+    set_payload(&mut op.u, &c);
+    Ok(())
+}
+
+/// XEN_DOMCTL_destroydomain: take the domain out of the table and give back what it holds (its
+/// stage-2 tables; dom0 hears VIRQ_DOM_EXC). Only a domain the toolstack made and whose vCPUs
+/// never ran: one that runs or ran on a CPU of its own (dom0less) is not torn down yet.
+fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> Result<(), i64> {
+    if is_caller || d.is_hardware {
+        return Err(ret(EINVAL));
+    }
+    if !d.by_toolstack || (0..d.max_vcpus).any(|v| !d.vcpu_off(v)) {
+        return Err(ret(guest_abi::errno::EBUSY));
+    }
+    let Some(d) = cx.domains.remove(d.id) else { return Ok(()) };
+    let m = &mut *cx.machine;
+    if let Some(p2m) = d.p2m.write().take() {
+        if p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb).is_err() {
+            crate::log!("d{}: destroyed, but its stage-2 tables could not all be given back", d.id);
+        }
+    }
+    crate::log!("d{}: destroyed by d{}", d.id, cx.caller);
+    if let Some(d0) = cx.domains.get(0) {
+        crate::hypercall::event_channel::send_virq(d0, m, guest_abi::event_channel::VIRQ_DOM_EXC);
+    }
+    Ok(())
+}
+
+/// XEN_DOMCTL_cacheflush: clean and invalidate the mapped frames of `start..start + n` (at most
+/// 2^18 frames, Xen's largest order) to the point of coherency; holes are skipped.
+fn cacheflush(cx: &mut HypercallCtx<'_, '_>, d: &Domain, start: u64, n: u64) -> Result<(), i64> {
+    if n > 1 << 18 || start.checked_add(n).is_none() {
+        return Err(ret(EINVAL));
+    }
+    let p2m = d.p2m.read();
+    let Some(p2m) = p2m.as_ref() else { return Ok(()) };
+    for gfn in start..start + n {
+        let Some(ipa) = gfn.checked_mul(4096) else { break };
+        if let Some(pa) = p2m.lookup_pa(ipa, cx.machine.mem) {
+            cx.machine.mem.clean_dcache(pa & !0xfff, 4096);
+        }
+    }
+    Ok(())
 }
 
 /// XEN_DOMCTL_setvcpuaffinity / getvcpuaffinity, with Xen's checks and bitmap copies; a set
@@ -519,6 +704,83 @@ mod tests {
         let mut u = [0; 16];
         set_payload(&mut u, &v);
         u
+    }
+
+    fn config(max_vcpus: u32) -> CreateDomain {
+        CreateDomain { flags: cdf::HVM | cdf::HAP, max_vcpus, max_grant_frames: -1, max_maptrack_frames: -1, grant_opts: 1, handle: [7; 16], ..Default::default() }
+    }
+
+    #[test]
+    fn createdomain_checks_the_configuration_as_xen_does() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let bad: [fn(&mut CreateDomain); 12] = [
+            |c| c.flags |= 1 << 8,
+            |c| c.grant_opts = 0x11,
+            |c| c.max_vcpus = 0,
+            |c| c.flags = cdf::HAP,
+            |c| c.iommu_opts = 1,
+            |c| c.vmtrace_size = 4096,
+            |c| c.flags |= cdf::XS_DOMAIN,
+            |c| c.gic_version = 9,
+            |c| c.max_vcpus = 1000,
+            |c| c.tee_type = 1,
+            |c| c.nr_spis = 989,
+            |c| c.grant_opts = 2,
+        ];
+        for (i, f) in bad.iter().enumerate() {
+            let mut c = config(1);
+            f(&mut c);
+            assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(c)), ret(EINVAL), "case {i}");
+        }
+        let mut c = config(1);
+        c.gic_version = XEN_DOMCTL_CONFIG_GIC_V2;
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(c)), ret(ENODEV));
+        let mut c = config(1);
+        c.cpupool_id = 3;
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(c)), ret(ESRCH));
+        // Only the control domain creates.
+        assert_eq!(domctl_call(&mut e, 1, domctl::CREATEDOMAIN, v, 0, with(config(1))), ret(EPERM));
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 1, with(config(1))), ret(EEXIST));
+    }
+
+    #[test]
+    fn a_created_domain_is_paused_without_vcpus_until_max_vcpus_and_destroy_gives_it_back() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let free_before = e.frames.total_free();
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(config(2))), 0);
+        let out: XenDomctl = e.get(0);
+        let id = out.domain;
+        assert!(id >= 2, "a free id above the existing domains: {id}");
+        assert_eq!(payload::<CreateDomain>(&out.u).gic_version, XEN_DOMCTL_CONFIG_GIC_V3, "native resolved");
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), 0);
+        let info: GetDomainInfo = payload(&e.get::<XenDomctl>(0).u);
+        assert_eq!((info.domain, info.flags & 0xffff, info.tot_pages, info.nr_online_vcpus, info.max_vcpu_id), (id, dominf::HAP | dominf::HVM_GUEST | dominf::PAUSED, 0, 0, u32::MAX));
+        assert_eq!(info.handle, [7; 16]);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUINFO, v, id, [0; 16]), ret(ESRCH));
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_VCPUS, v, id, with(MaxVcpus { max: 1 })), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_VCPUS, v, id, with(MaxVcpus { max: 2 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), 0);
+        let info: GetDomainInfo = payload(&e.get::<XenDomctl>(0).u);
+        assert_eq!((info.nr_online_vcpus, info.max_vcpu_id), (0, 1));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 48 })), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 64 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_PAGING_MEMPOOL_SIZE, v, id, with(PagingMempool { size: 0x1001 })), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_PAGING_MEMPOOL_SIZE, v, id, with(PagingMempool { size: 2 << 20 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GET_PAGING_MEMPOOL_SIZE, v, id, [0; 16]), 0);
+        assert_eq!(payload::<PagingMempool>(&e.get::<XenDomctl>(0).u).size, 2 << 20);
+        assert_eq!(domctl_call(&mut e, 0, domctl::CACHEFLUSH, v, id, with(CacheFlush { start_pfn: 0x40000, nr_pfns: (1 << 18) + 1 })), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::CACHEFLUSH, v, id, with(CacheFlush { start_pfn: 0x40000, nr_pfns: 16 })), 0);
+        // A domain does not destroy itself; the toolstack's destroy takes it away for good.
+        assert_eq!(domctl_call(&mut e, id, domctl::DESTROYDOMAIN, v, id, [0; 16]), ret(EPERM));
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), ret(ESRCH));
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), ret(ESRCH));
+        assert_eq!(e.frames.total_free(), free_before, "its stage-2 tables went back");
+        // dom0 and a domain built at boot are not destroyed that way.
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 0, [0; 16]), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 1, [0; 16]), ret(guest_abi::errno::EBUSY));
     }
 
     #[test]
