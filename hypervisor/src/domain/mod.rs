@@ -121,7 +121,9 @@ pub struct Domain {
     pub is_hardware: bool,
     /// Guest physical == host physical for RAM.
     pub direct_mapped: bool,
-    pub ram: RamBanks,
+    /// Its RAM: given at construction for a domain built at boot, set once later for one the
+    /// toolstack made (when its memory is first populated).
+    ram: crate::sync::Once<RamBanks>,
     /// vCPUs the domain has (vCPU ids 0..max_vcpus; the builder sets it, default 1).
     pub max_vcpus: u32,
     /// The event-channel PPI as `hvm_op` reports it (HVM_PARAM_CALLBACK_IRQ); the domain
@@ -206,12 +208,13 @@ impl Placement {
 
 impl Domain {
     pub fn new(id: DomId, is_hardware: bool, direct_mapped: bool, ram: RamBanks) -> Self {
+        let ram_total = ram.total();
         Self {
             mmio: MmioBus::default(),
             id,
             is_hardware,
             direct_mapped,
-            ram,
+            ram: if ram.as_slice().is_empty() { crate::sync::Once::new() } else { crate::sync::Once::initialized(ram) },
             max_vcpus: 1,
             callback_ppi: 16,
             p2m: RwLock::new(None),
@@ -226,7 +229,7 @@ impl Domain {
             shutdown_code: AtomicU32::new(u32::MAX),
             vcpu_off_ns: [const { AtomicU64::new(0) }; vcpu::MAX_VCPUS],
             controller_pauses: AtomicU32::new(0),
-            max_pages: AtomicU64::new(ram.total() >> 12),
+            max_pages: AtomicU64::new(ram_total >> 12),
             placement: Mutex::new(Placement::new(0)),
             by_toolstack: false,
             vcpus_made: AtomicBool::new(true),
@@ -301,9 +304,30 @@ impl Domain {
         self.max_pages.store(pages, Ordering::Relaxed);
     }
 
+    /// Its RAM banks (none yet for a toolstack-made domain whose memory was never populated).
+    #[inline]
+    pub fn ram(&self) -> &RamBanks {
+        static NONE: RamBanks = RamBanks::new();
+        self.ram.get().unwrap_or(&NONE)
+    }
+
+    /// Give a toolstack-made domain its RAM banks, all of it given back (not held) until
+    /// populated. `Err(banks)` when it has RAM already.
+    pub fn set_ram(&self, banks: RamBanks) -> Result<(), RamBanks> {
+        let mut banks = Some(banks);
+        self.ram.call_once(|| {
+            let b = banks.take().unwrap_or_default();
+            // Counted as given back before the banks are seen, so that no populate finds RAM
+            // it could take that the count does not show.
+            self.given_back.fetch_add(b.total() >> 12, Ordering::Relaxed);
+            b
+        });
+        banks.map_or(Ok(()), Err)
+    }
+
     /// Pages of RAM the domain was built with.
     pub fn ram_pages(&self) -> u64 {
-        self.ram.total() >> 12
+        self.ram().total() >> 12
     }
 
     /// vCPU `vcpu` turned itself off (PSCI CPU_OFF) at `now_ns` (ns since boot): its CPU
@@ -365,7 +389,7 @@ impl Domain {
 
     /// Host physical range `[pa, pa + len)` lies entirely inside one of this domain's RAM banks.
     pub fn owns_ram(&self, pa: u64, len: u64) -> bool {
-        self.ram.contains_pa(pa, len)
+        self.ram().contains_pa(pa, len)
     }
 
     /// Whether to log one more guest fault (the first 64, then every 1024th).

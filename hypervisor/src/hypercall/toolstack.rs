@@ -614,11 +614,36 @@ fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> 
             crate::log!("d{}: destroyed, but its stage-2 tables could not all be given back", d.id);
         }
     }
-    crate::log!("d{}: destroyed by d{}", d.id, cx.caller);
+    // Its RAM (a toolstack-made domain's banks, taken when it was first populated), once no
+    // other domain maps any of it: the frames go back to the pool and may be anyone's next.
+    revoke_foreign_maps(cx.domains, d, m);
+    for b in d.ram().as_slice() {
+        m.frames.free_frames(b.pa, (b.size / 4096) as usize);
+    }
+    crate::log!("d{}: destroyed by d{} ({} MiB of RAM given back)", d.id, cx.caller, d.ram().total() >> 20);
     if let Some(d0) = cx.domains.get(0) {
         crate::hypercall::event_channel::send_virq(d0, m, guest_abi::event_channel::VIRQ_DOM_EXC);
     }
     Ok(())
+}
+
+/// Unmap, from every other domain's stage 2, the pages of `gone`'s RAM they map (foreign maps
+/// the toolstack made to load it, rings a backend mapped). One domain's p2m lock at a time.
+fn revoke_foreign_maps(domains: &crate::domain::registry::Domains, gone: &Domain, m: &mut crate::domain::registry::Machine<'_>) {
+    let banks = *gone.ram();
+    if banks.as_slice().is_empty() {
+        return;
+    }
+    for other in domains.iter().filter(|o| o.id != gone.id) {
+        let mut p2m = other.p2m.write();
+        let Some(p2m) = p2m.as_mut() else { continue };
+        let ipas: alloc::vec::Vec<u64> = p2m.leaves(m.mem).filter_map(Result::ok).filter(|l| banks.contains_pa(l.pa, 4096) || (l.size > 4096 && banks.as_slice().iter().any(|b| l.pa < b.pa + b.size && b.pa < l.pa + l.size))).flat_map(|l| (0..l.size / 4096).map(move |k| l.ipa + k * 4096)).collect();
+        if ipas.is_empty() {
+            continue;
+        }
+        let n = p2m.unmap_each_page_if(&ipas, |_, pa| banks.contains_pa(pa, 4096), &mut *m.frames, m.mem, &mut *m.tlb).iter().filter(|r| matches!(r, Ok(true))).count();
+        crate::log!("d{}: {n} page(s) of d{}'s RAM unmapped from its stage 2 as d{} goes", other.id, gone.id, gone.id);
+    }
 }
 
 /// XEN_DOMCTL_cacheflush: clean and invalidate the mapped frames of `start..start + n` (at most
@@ -781,6 +806,45 @@ mod tests {
         // dom0 and a domain built at boot are not destroyed that way.
         assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 0, [0; 16]), ret(EINVAL));
         assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 1, [0; 16]), ret(guest_abi::errno::EBUSY));
+    }
+
+    #[test]
+    fn a_created_domain_gets_ram_when_populated_and_destroy_takes_it_and_dom0s_maps_of_it_back() {
+        use guest_abi::memory::*;
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let free_before = e.frames.total_free();
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(config(1))), 0);
+        let id = e.get::<XenDomctl>(0).domain;
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_MEM, v, id, with(MaxMem { max_memkb: 256 + 16 })), 0);
+        let populate = |e: &mut Env, base: u64, n: u64| {
+            for i in 0..n {
+                e.put(0x800 + i * 8, &(base + i));
+            }
+            e.put(0x400, &XenMemoryReservation { extent_start: ARGS + 0x800, nr_extents: n, extent_order: 0, mem_flags: 0, domid: id });
+            e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_POPULATE_PHYSMAP), ARGS + 0x400, 0, 0, 0]))
+        };
+        assert_eq!(populate(&mut e, 0x40000, 64), 64);
+        assert_eq!(populate(&mut e, crate::hypercall::memory::GUEST_MAGIC_BASE >> 12, 4), 4);
+        // Its limit (68 pages) is reached: no more.
+        assert_eq!(populate(&mut e, 0x40040, 1), 0);
+        assert_eq!(e.dom(id).tot_pages(), 68);
+        assert!(e.frames.total_free() < free_before);
+        // dom0 maps a page of it (as the toolstack does to load a kernel).
+        e.put(0x100, &0x40003u64);
+        e.put(0x108, &0x9_0000u64);
+        e.put(0x110, &0x7777_7777u32);
+        e.put(0, &XenAddToPhysmapBatch { domid: guest_abi::DOMID_SELF, space: XENMAPSPACE_GMFN_FOREIGN as u16, size: 1, foreign_domid: id, idxs: ARGS + 0x100, gpfns: ARGS + 0x108, errs: ARGS + 0x110 });
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH), ARGS, 0, 0, 0])), 0);
+        assert_eq!(e.get::<i32>(0x110), 0);
+        let domu_pa = super::super::guest_phys::lookup(e.dom(id), 0x40003, &e.phys).unwrap();
+        assert_eq!(super::super::guest_phys::lookup(e.dom(0), 0x9_0000, &e.phys), Some(domu_pa));
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), 0);
+        assert_eq!(super::super::guest_phys::lookup(e.dom(0), 0x9_0000, &e.phys), None, "dom0 no longer maps a frame that went back to the pool");
+        // dom0's own RAM is untouched.
+        assert!(super::super::guest_phys::lookup(e.dom(0), RAM >> 12, &e.phys).is_some());
+        // Every frame is back except the table dom0's foreign map split off.
+        assert!(e.frames.total_free() + 2 * 4096 >= free_before, "{} vs {}", e.frames.total_free(), free_before);
     }
 
     #[test]

@@ -261,7 +261,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     });
     boot::start_domus(&super::Hw, &dt, &DOMAINS, &crate::domain::vcpu::CPUS, host_lines);
     release_boot_modules(&info, &[hyp, host_dtb]);
-    let guests_ram: u64 = DOMAINS.iter().map(|d| d.ram.total()).sum();
+    let guests_ram: u64 = DOMAINS.iter().map(|d| d.ram().total()).sum();
     let ram_total = plan.ram_total;
     let firmware: u64 = info.reserved.iter().map(|r| page_round(r.region).size).sum();
     let free_now = FRAMES.lock().total_free();
