@@ -648,6 +648,65 @@ pub struct PagingMempool {
 }
 crate::layout!(PagingMempool, 8);
 
+/// `VGCF_online`: the vCPU comes up when its domain is unpaused.
+pub const VGCF_ONLINE: u32 = 1;
+
+/// `struct vcpu_guest_context` (arm64): what XEN_DOMCTL_setvcpucontext gives a vCPU to start
+/// with and getvcpucontext reads back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuGuestContext {
+    /// [`VGCF_ONLINE`].
+    pub flags: u32,
+    /// Padding.
+    pub pad: u32,
+    /// x0..x30 (AArch32: the banked registers in Xen's order).
+    pub x: [u64; 31],
+    /// ELR_EL2: where the vCPU starts.
+    pub pc: u64,
+    /// SPSR_EL2: the mode and masks it starts in.
+    pub cpsr: u64,
+    /// SPSR_EL1 (AArch32: SPSR_svc in the low half).
+    pub spsr_el1: u64,
+    /// AArch32 SPSR_fiq, _irq, _und, _abt.
+    pub spsr_banked: [u32; 4],
+    /// SP_EL0.
+    pub sp_el0: u64,
+    /// SP_EL1.
+    pub sp_el1: u64,
+    /// ELR_EL1.
+    pub elr_el1: u64,
+    /// SCTLR_EL1.
+    pub sctlr: u64,
+    /// TCR_EL1.
+    pub ttbcr: u64,
+    /// TTBR0_EL1.
+    pub ttbr0: u64,
+    /// TTBR1_EL1.
+    pub ttbr1: u64,
+}
+crate::layout!(VcpuGuestContext, 352; x @ 8, pc @ 256, cpsr @ 264, spsr_el1 @ 272, sp_el0 @ 296, elr_el1 @ 312, sctlr @ 320, ttbr1 @ 344);
+
+impl Default for VcpuGuestContext {
+    fn default() -> Self {
+        Self { flags: 0, pad: 0, x: [0; 31], pc: 0, cpsr: 0, spsr_el1: 0, spsr_banked: [0; 4], sp_el0: 0, sp_el1: 0, elr_el1: 0, sctlr: 0, ttbcr: 0, ttbr0: 0, ttbr1: 0 }
+    }
+}
+
+/// `XEN_DOMCTL_setvcpucontext` / `getvcpucontext`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuContext {
+    /// The vCPU.
+    pub vcpu: u32,
+    /// Padding.
+    pub pad: u32,
+    /// Its [`VcpuGuestContext`] (0 on set: reset the vCPU).
+    pub ctxt: GuestHandle,
+}
+crate::layout!(VcpuContext, 16; ctxt @ 8);
+
+payloads!(VcpuContext);
 payloads!(CreateDomain, MaxVcpus, AddressSize, CacheFlush, PagingMempool);
 payloads!(Physinfo, SchedId, GetDomainInfoList, ReadConsole, GetCpuInfo, CpuTopoInfo, NumaInfo, CpupoolOp, GetDomainInfo, MaxMem, GetVcpuInfo, VcpuAffinity, SchedulerOp, NodeAffinity);
 

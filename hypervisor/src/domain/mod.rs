@@ -171,6 +171,9 @@ pub struct Domain {
     vcpus_made: AtomicBool,
     /// Register width the toolstack set (XEN_DOMCTL_set_address_size): 32 or 64.
     address_size: AtomicU8,
+    /// The register state the toolstack gave each vCPU to start with (setvcpucontext), kept
+    /// until the vCPU starts. Empty for a domain built at boot.
+    pub start_context: Mutex<alloc::vec::Vec<Option<guest_abi::toolstack::VcpuGuestContext>>>,
     /// Bytes of stage-2 table pool the toolstack asked for (XEN_DOMCTL_set_paging_mempool_size;
     /// reported back, the tables themselves come from the frame pool).
     paging_pool: AtomicU64,
@@ -235,6 +238,7 @@ impl Domain {
             vcpus_made: AtomicBool::new(true),
             address_size: AtomicU8::new(64),
             paging_pool: AtomicU64::new(0),
+            start_context: Mutex::new(alloc::vec::Vec::new()),
         }
     }
 
@@ -249,6 +253,7 @@ impl Domain {
         d.controller_pauses = AtomicU32::new(1);
         d.callback_ppi = domu::GUEST_EVTCHN_PPI;
         d.placement.get_mut().handle = handle;
+        *d.start_context.get_mut() = alloc::vec![None; max_vcpus.min(vcpu::MAX_VCPUS as u32) as usize];
         // Xen starts a new domain's p2m pool with 16 pages; xenith's stage-2 tables come from
         // the hypervisor's frame pool, and the figure is the toolstack's to read and set.
         d.paging_pool = AtomicU64::new(16 * 4096);
@@ -355,6 +360,18 @@ impl Domain {
     /// The shutdown code (`u32::MAX`: none given).
     pub fn shutdown_code(&self) -> u32 {
         self.shutdown_code.load(Ordering::Acquire)
+    }
+
+    /// Mark vCPU `vcpu` up (it comes up when the domain runs) or down, as the toolstack's
+    /// setvcpucontext says (VGCF_online) for a vCPU that has not run.
+    pub fn set_vcpu_down(&self, vcpu: u32, down: bool) {
+        if vcpu < 32 {
+            if down {
+                self.vcpus_off.fetch_or(1 << vcpu, Ordering::AcqRel);
+            } else {
+                self.vcpus_off.fetch_and(!(1 << vcpu), Ordering::AcqRel);
+            }
+        }
     }
 
     /// Whether vCPU `vcpu` turned itself off.

@@ -301,7 +301,8 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
     let online = (0..n).filter(|&v| !d.vcpu_off(v)).count() as u32;
     // The shutdown code field holds Xen's int code: all ones until one is given.
     let mut flags = dominf::HAP | dominf::HVM_GUEST | d.shutdown_code() << dominf::SHUTDOWN_SHIFT;
-    if online != 0 {
+    // A toolstack-made domain's vCPUs are up once given a state, but do not run yet.
+    if online != 0 && !d.by_toolstack {
         flags |= dominf::RUNNING;
     }
     if d.shutdown().is_some() {
@@ -331,7 +332,10 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
 
 /// Nanoseconds vCPU `v` ran: it has its CPU to itself from boot until it turns itself off.
 fn vcpu_time(d: &Domain, v: u32) -> u64 {
-    if d.vcpu_off(v) {
+    if d.by_toolstack {
+        // Its vCPUs have not run.
+        0
+    } else if d.vcpu_off(v) {
         d.vcpu_off_at(v).unwrap_or(0)
     } else {
         now_ns()
@@ -408,7 +412,7 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
                 let online = !d.vcpu_off(v.vcpu);
                 v.online = online as u8;
                 v.blocked = 0;
-                v.running = online as u8;
+                v.running = (online && !d.by_toolstack) as u8;
                 v.cpu_time = vcpu_time(d, v.vcpu);
                 v.cpu = d.placement.lock().cpu[v.vcpu as usize];
                 set_payload(&mut op.u, &v);
@@ -453,6 +457,11 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
                 d.make_vcpus();
                 Ok(false)
             }
+        }
+        (domctl::SETVCPUCONTEXT, Some(d)) => setvcpucontext(cx, d, is_caller, &payload(&op.u)).map(|()| false),
+        (domctl::GETVCPUCONTEXT, Some(d)) => {
+            let v: VcpuContext = payload(&op.u);
+            getvcpucontext(cx, d, &v).map(|()| true)
         }
         (domctl::DESTROYDOMAIN, Some(d)) => destroydomain(cx, d, is_caller).map(|()| false),
         (domctl::SET_ADDRESS_SIZE, Some(d)) => {
@@ -595,6 +604,47 @@ fn createdomain(cx: &mut HypercallCtx<'_, '_>, op: &mut XenDomctl) -> Result<(),
     op.domain = id;
     set_payload(&mut op.u, &c);
     Ok(())
+}
+
+/// Whether `psr` is a mode an AArch64 vCPU may start in (EL1h, EL1t or EL0t; Xen's check).
+fn is_guest_psr64(psr: u64) -> bool {
+    psr & 0x10 == 0 && matches!(psr & 0x1f, 0x5 | 0x4 | 0x0)
+}
+
+/// XEN_DOMCTL_setvcpucontext: the register state a vCPU of a domain the toolstack made starts
+/// with (kept until it starts), online or not; a null handle resets the vCPU (down, no state).
+/// A vCPU that runs already (or one of a domain built at boot) is not given a new state.
+fn setvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool, v: &VcpuContext) -> Result<(), i64> {
+    if is_caller || v.vcpu >= d.max_vcpus || !d.vcpus_made() {
+        return Err(ret(EINVAL));
+    }
+    let mut slots = d.start_context.lock();
+    let Some(slot) = slots.get_mut(v.vcpu as usize) else { return Err(ret(guest_abi::errno::EBUSY)) };
+    if v.ctxt == 0 {
+        *slot = None;
+        d.set_vcpu_down(v.vcpu, true);
+        return Ok(());
+    }
+    let c: VcpuGuestContext = read_arg(cx.mem, v.ctxt)?;
+    if !is_guest_psr64(c.cpsr) || (c.spsr_el1 != 0 && !is_guest_psr64(c.spsr_el1)) {
+        return Err(ret(EINVAL));
+    }
+    *slot = Some(c);
+    d.set_vcpu_down(v.vcpu, c.flags & VGCF_ONLINE == 0);
+    Ok(())
+}
+
+/// XEN_DOMCTL_getvcpucontext: the state setvcpucontext gave a vCPU that has not run yet
+/// (VGCF_online if it is up). Not the caller's own vCPU; -ENODATA for one never given a state.
+fn getvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, v: &VcpuContext) -> Result<(), i64> {
+    if v.vcpu >= d.max_vcpus || !d.vcpus_made() || (d.id == cx.caller && v.vcpu == cx.vcpu) {
+        return Err(ret(EINVAL));
+    }
+    // A vCPU that runs (on a CPU of its own) keeps its registers there: not read from here.
+    let Some(slot) = d.start_context.lock().get(v.vcpu as usize).copied() else { return Err(ret(guest_abi::errno::EBUSY)) };
+    let Some(mut c) = slot else { return Err(ret(guest_abi::errno::ENODATA)) };
+    c.flags = if d.vcpu_off(v.vcpu) { 0 } else { VGCF_ONLINE };
+    write_arg(cx.mem, v.ctxt, &c)
 }
 
 /// XEN_DOMCTL_destroydomain: take the domain out of the table and give back what it holds (its
@@ -789,6 +839,25 @@ mod tests {
         assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), 0);
         let info: GetDomainInfo = payload(&e.get::<XenDomctl>(0).u);
         assert_eq!((info.nr_online_vcpus, info.max_vcpu_id), (0, 1));
+        // vCPU 1's start state: a bad mode is refused, a good one kept and read back.
+        let mut ctx = VcpuGuestContext { flags: VGCF_ONLINE, pc: 0x4008_0000, cpsr: 0x1c9, ..Default::default() };
+        ctx.x[0] = 0x4800_0000;
+        e.put(0x800, &ctx);
+        let vc = |vcpu| with(VcpuContext { vcpu, pad: 0, ctxt: ARGS + 0x800 });
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, vc(1)), ret(EINVAL), "EL2h");
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUCONTEXT, v, id, vc(1)), ret(guest_abi::errno::ENODATA));
+        ctx.cpsr = 0x1c5;
+        e.put(0x800, &ctx);
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, vc(2)), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, vc(1)), 0);
+        e.put(0x800, &VcpuGuestContext::default());
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUCONTEXT, v, id, vc(1)), 0);
+        assert_eq!(e.get::<VcpuGuestContext>(0x800), ctx);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), 0);
+        let info: GetDomainInfo = payload(&e.get::<XenDomctl>(0).u);
+        assert_eq!((info.nr_online_vcpus, info.flags & (dominf::RUNNING | dominf::BLOCKED)), (1, 0), "up, paused, not running");
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, with(VcpuContext { vcpu: 1, pad: 0, ctxt: 0 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUCONTEXT, v, id, vc(1)), ret(guest_abi::errno::ENODATA));
         assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 48 })), ret(EINVAL));
         assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 64 })), 0);
         assert_eq!(domctl_call(&mut e, 0, domctl::SET_PAGING_MEMPOOL_SIZE, v, id, with(PagingMempool { size: 0x1001 })), ret(EINVAL));

@@ -355,6 +355,28 @@ fn mempool_size() -> Observed {
     then(r, || hex(domctl_out::<PagingMempool>().size))
 }
 
+/// The start state libxl gives vCPU 0 (kernel entry, EL1h with DAIF masked, x0 = DTB) with
+/// `cpsr` as the mode, at 0x800.
+fn start_state(cpsr: u64, flags: u32) -> u64 {
+    let mut c = VcpuGuestContext { flags, pc: 0x4008_0000, cpsr, ..Default::default() };
+    c.x[0] = 0x4800_0000;
+    put(0x800, c)
+}
+
+fn set_context(vcpu: u32, ctxt: u64) -> Observed {
+    ret(domctl(domctl::SETVCPUCONTEXT, created(), with(VcpuContext { vcpu, pad: 0, ctxt })))
+}
+
+/// getvcpucontext: the return, or the flags, the mode and whether pc and x0 came back.
+fn get_context(vcpu: u32) -> Observed {
+    put(0x800, VcpuGuestContext::default());
+    let r = domctl(domctl::GETVCPUCONTEXT, created(), with(VcpuContext { vcpu, pad: 0, ctxt: base() + 0x800 }));
+    then(r, || {
+        let c: VcpuGuestContext = get(0x800);
+        hex(u64::from(c.flags) << 32 | c.cpsr << 8 | u64::from(c.pc == 0x4008_0000 && c.x[0] == 0x4800_0000))
+    })
+}
+
 /// destroydomain, then what getdomaininfo says of the id.
 fn destroy() -> Observed {
     let r = domctl(domctl::DESTROYDOMAIN, created(), [0; 16]);
@@ -468,6 +490,20 @@ pub static TOOLSTACK_CASES: &[Case] = &[
     Case { name: "toolstack.domctl.max_vcpus.self", run: || ret(domctl(domctl::MAX_VCPUS, 0, with(MaxVcpus { max: 2 }))), expect: Expect::Recorded },
     Case { name: "toolstack.domctl.createdomain.info_after_max_vcpus", run: created_info, expect: Expect::Recorded },
     Case { name: "toolstack.domctl.getvcpuinfo.created_vcpu1", run: || vcpuinfo(created(), 1), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.el2h", run: || set_context(0, start_state(0x1c9, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.aarch32_mode", run: || set_context(0, start_state(0x1d3, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.bad_spsr_el1", run: || set_context(0, { let p = start_state(0x1c5, VGCF_ONLINE); let mut c: VcpuGuestContext = get(0x800); c.spsr_el1 = 0x1cd; put(0x800, c); p }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.vcpu_out_of_range", run: || set_context(2, start_state(0x1c5, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.unmapped", run: || set_context(0, crate::mmu::UNMAPPED_VA), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpucontext.never_set", run: || get_context(0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.vcpu0_online", run: || set_context(0, start_state(0x1c5, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpucontext.vcpu0", run: || get_context(0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.vcpu1_offline", run: || set_context(1, start_state(0x3c4, 0)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpucontext.vcpu1", run: || get_context(1), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.info_with_vcpu0_up", run: created_info, expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuinfo.created_vcpu0_up", run: || vcpuinfo(created(), 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.reset_vcpu1", run: || set_context(1, 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpucontext.vcpu1_after_reset", run: || get_context(1), expect: Expect::Recorded },
     Case { name: "toolstack.domctl.set_address_size.48", run: || created_call(domctl::SET_ADDRESS_SIZE, AddressSize { size: 48 }), expect: Expect::Recorded },
     Case { name: "toolstack.domctl.set_address_size.64", run: || created_call(domctl::SET_ADDRESS_SIZE, AddressSize { size: 64 }), expect: Expect::Recorded },
     Case { name: "toolstack.domctl.get_address_size", run: || created_call(domctl::GET_ADDRESS_SIZE, AddressSize { size: 0 }), expect: Expect::Recorded },
