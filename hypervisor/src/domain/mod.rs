@@ -249,6 +249,8 @@ impl Domain {
         d.max_vcpus = max_vcpus;
         d.by_toolstack = true;
         d.vcpus_made = AtomicBool::new(false);
+        // 32-bit until the toolstack sets the address size (Xen's default for a new domain).
+        d.address_size = AtomicU8::new(32);
         d.vcpus_off = AtomicU32::new(u32::MAX);
         d.controller_pauses = AtomicU32::new(1);
         d.callback_ppi = domu::GUEST_EVTCHN_PPI;

@@ -467,12 +467,14 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
         (domctl::SET_ADDRESS_SIZE, Some(d)) => {
             let a: AddressSize = payload(&op.u);
             match a.size {
-                // xenith runs AArch64 guests only; Xen takes 32 on CPUs with AArch32 EL1.
-                64 if d.tot_pages() != 0 && d.address_size() != 64 => Err(ret(guest_abi::errno::EBUSY)),
+                // Only before the domain holds memory, as on Xen.
+                64 if d.tot_pages() != 0 => Err(ret(guest_abi::errno::EBUSY)),
                 64 => {
                     d.set_address_size(64);
                     Ok(false)
                 }
+                // xenith runs AArch64 guests only on AArch64 (Xen takes 32 where the CPU has
+                // AArch32 at EL1), and no other size.
                 _ => Err(ret(EINVAL)),
             }
         }
@@ -611,6 +613,22 @@ fn is_guest_psr64(psr: u64) -> bool {
     psr & 0x10 == 0 && matches!(psr & 0x1f, 0x5 | 0x4 | 0x0)
 }
 
+/// Whether `psr` is an AArch32 mode a guest may be in (not Monitor or Hyp; Xen's check).
+fn is_guest_psr32(psr: u32) -> bool {
+    matches!(psr & 0x1f, 0x10 | 0x11 | 0x12 | 0x13 | 0x17 | 0x1b | 0x1f)
+}
+
+/// Xen's checks of a start state's modes for a domain of `address_size` bits (a new domain is
+/// 32-bit until the toolstack sets 64): the mode it starts in and every saved mode given.
+fn start_modes_ok(address_size: u8, c: &VcpuGuestContext) -> bool {
+    if address_size == 32 {
+        let saved = [c.spsr_el1 as u32, c.spsr_banked[0], c.spsr_banked[1], c.spsr_banked[2], c.spsr_banked[3]];
+        is_guest_psr32(c.cpsr as u32) && saved.iter().all(|&p| p == 0 || is_guest_psr32(p))
+    } else {
+        is_guest_psr64(c.cpsr) && (c.spsr_el1 == 0 || is_guest_psr64(c.spsr_el1))
+    }
+}
+
 /// XEN_DOMCTL_setvcpucontext: the register state a vCPU of a domain the toolstack made starts
 /// with (kept until it starts), online or not; a null handle resets the vCPU (down, no state).
 /// A vCPU that runs already (or one of a domain built at boot) is not given a new state.
@@ -626,7 +644,7 @@ fn setvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool, v:
         return Ok(());
     }
     let c: VcpuGuestContext = read_arg(cx.mem, v.ctxt)?;
-    if !is_guest_psr64(c.cpsr) || (c.spsr_el1 != 0 && !is_guest_psr64(c.spsr_el1)) {
+    if !start_modes_ok(d.address_size(), &c) {
         return Err(ret(EINVAL));
     }
     *slot = Some(c);
@@ -648,13 +666,13 @@ fn getvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, v: &VcpuContext) ->
 }
 
 /// XEN_DOMCTL_destroydomain: take the domain out of the table and give back what it holds (its
-/// stage-2 tables; dom0 hears VIRQ_DOM_EXC). Only a domain the toolstack made and whose vCPUs
-/// never ran: one that runs or ran on a CPU of its own (dom0less) is not torn down yet.
+/// stage-2 tables; dom0 hears VIRQ_DOM_EXC). Only a domain the toolstack made (whose vCPUs do
+/// not run yet): one that runs or ran on a CPU of its own (dom0less) is not torn down yet.
 fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> Result<(), i64> {
     if is_caller || d.is_hardware {
         return Err(ret(EINVAL));
     }
-    if !d.by_toolstack || (0..d.max_vcpus).any(|v| !d.vcpu_off(v)) {
+    if !d.by_toolstack {
         return Err(ret(guest_abi::errno::EBUSY));
     }
     let Some(d) = cx.domains.remove(d.id) else { return Ok(()) };
@@ -839,6 +857,8 @@ mod tests {
         assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), 0);
         let info: GetDomainInfo = payload(&e.get::<XenDomctl>(0).u);
         assert_eq!((info.nr_online_vcpus, info.max_vcpu_id), (0, 1));
+        // A new domain is 32-bit until the toolstack says 64 (Xen's default).
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 64 })), 0);
         // vCPU 1's start state: a bad mode is refused, a good one kept and read back.
         let mut ctx = VcpuGuestContext { flags: VGCF_ONLINE, pc: 0x4008_0000, cpsr: 0x1c9, ..Default::default() };
         ctx.x[0] = 0x4800_0000;
