@@ -521,8 +521,9 @@ fn max_vcpus_for(gic_version: u8) -> u32 {
 }
 
 /// Xen's checks of a new domain's configuration, in its order (common ones, ARM's, then
-/// those of the vGIC, the grant table and the CPU pool). Fills in the native GIC version.
-fn check_config(c: &mut CreateDomain) -> Result<(), i64> {
+/// those of the vGIC, the grant table and the CPU pool). Fills in the native GIC version;
+/// returns the grant-table limits (frames, maptrack frames) the domain gets.
+fn check_config(c: &mut CreateDomain) -> Result<(u32, u32), i64> {
     let flags = c.flags;
     let inval = Err(ret(EINVAL));
     if flags & !cdf::ALL != 0 || c.grant_opts & !XEN_DOMCTL_GRANT_VERSION_MASK != 0 || c.max_vcpus < 1 {
@@ -574,7 +575,7 @@ fn check_config(c: &mut CreateDomain) -> Result<(), i64> {
     if c.cpupool_id != CPUPOOL0 {
         return Err(ret(ESRCH));
     }
-    Ok(())
+    Ok((frames, maptrack))
 }
 
 /// XEN_DOMCTL_createdomain: a new domain, paused, with no RAM and its vCPUs not made yet;
@@ -583,10 +584,7 @@ fn createdomain(cx: &mut HypercallCtx<'_, '_>, op: &mut XenDomctl) -> Result<(),
     let wanted = (op.domain > 0 && op.domain < DOMID_FIRST_RESERVED).then_some(op.domain);
     let id = cx.domains.choose_id(wanted).map_err(|taken| ret(if taken { EEXIST } else { ENOMEM }))?;
     let mut c: CreateDomain = payload(&op.u);
-    check_config(&mut c)?;
-    let (opt_frames, opt_maptrack) = crate::domain::grant::limits();
-    let frames = if c.max_grant_frames < 0 { opt_frames } else { c.max_grant_frames as u32 };
-    let maptrack = if c.max_maptrack_frames < 0 { opt_maptrack } else { c.max_maptrack_frames as u32 };
+    let (frames, maptrack) = check_config(&mut c)?;
     let mut d = Domain::new_by_toolstack(id, c.max_vcpus, c.handle);
     *d.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(frames, maptrack);
     let m = &mut *cx.machine;
