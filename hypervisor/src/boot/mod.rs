@@ -329,7 +329,7 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
     let mut spare = cpus.spare().into_iter().peekable();
     for (i, spec) in specs.iter().enumerate() {
         let id = (i + 1) as DomId;
-        let vmid = DOM0_VMID + id;
+        let vmid = crate::domain::registry::vmid_of(id);
         if spec.vcpus != 1 {
             log!("{}: asks for {} vCPUs; xenith runs dom0less guests with one (one vCPU per CPU, no scheduler yet): not started", spec.name, spec.vcpus);
             continue;
@@ -348,7 +348,7 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
             }
             None => continue,
         };
-        for b in dom.ram.as_slice() {
+        for b in dom.ram().as_slice() {
             // The guest starts with its caches off: its kernel and DTB must be in memory.
             arch.clean_dcache_range(b.pa, b.size);
         }
@@ -364,7 +364,7 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
             log!("{}: vpl011 overlaps another device", spec.name);
         }
         let Some((vttbr, vtcr)) = dom.p2m.get_mut().as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };
-        let bank = dom.ram.as_slice().first().copied().unwrap_or_default();
+        let bank = dom.ram().as_slice().first().copied().unwrap_or_default();
         log!(
             "d{id} ({}): RAM {:#x}-{:#x} ({} MiB) at host {:#x}, kernel entry {:#x}, DTB at {:#x}, VMID {vmid}, {}vCPU 0 on CPU {cpu}",
             spec.name, bank.ipa, bank.ipa + bank.size, bank.size >> 20, bank.pa, boot.entry, boot.dtb,

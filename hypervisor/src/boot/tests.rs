@@ -322,7 +322,7 @@ fn dom0less_domus_start_on_the_cpus_dom0_leaves_through_the_arch() {
         assert_eq!((s.vttbr, s.vtcr), (p2m.vttbr(), p2m.vtcr()));
         assert_eq!(s.vttbr >> 48, u64::from(DOM0_VMID + id), "VMID");
         // Its RAM was cleaned before its CPU started (it runs with caches off at first).
-        let bank = d.ram.as_slice()[0];
+        let bank = d.ram().as_slice()[0];
         let at = |c: &Call| arch.calls().iter().position(|x| x == c);
         let clean = at(&Call::Clean { pa: bank.pa, len: bank.size }).expect("RAM cleaned");
         assert!(clean < at(&Call::StartCpu(*s)).unwrap());

@@ -1263,6 +1263,14 @@ pub fn toolstack_fuzz_systest_check(o: &Outcome) -> std::result::Result<(), Stri
             return Err(format!("expected output containing `{needle}` after the fuzzer"));
         }
     }
+    // The fuzzer's valid createdomain calls made domains and its destroydomain calls took some
+    // away again: the lifecycle ran under hostile calls, not only the argument checks.
+    let created = o.output.matches(": created by d0").count();
+    let destroyed = o.output.matches(": destroyed by d0").count();
+    if created == 0 || destroyed == 0 {
+        return Err(format!("the fuzzer created {created} and destroyed {destroyed} domains: expected some of each"));
+    }
+    println!("toolstack fuzz: {created} domains created and {destroyed} destroyed by the fuzzer");
     for bad in ["HYPERVISOR BUG", "panicked", "domain killed", "Kernel panic", "Internal error: Oops", "soft lockup", "rcu_sched self-detected stall", "rcu: INFO"] {
         if o.has(bad) {
             return Err(format!("`{bad}` in the output"));

@@ -252,6 +252,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         max_mfn: (crate::hypercall::host_ram_end() >> 12).saturating_sub(1),
         iommu_shares_p2m,
         ipa_bits: crate::mm::Stage2Config::DOMAIN.ipa_bits,
+        gic_version: if super::gic_v2::get().is_some() { guest_abi::toolstack::XEN_DOMCTL_CONFIG_GIC_V2 } else { guest_abi::toolstack::XEN_DOMCTL_CONFIG_GIC_V3 },
         free_pages: || FRAMES.lock().total_free() >> 12,
         now_ns: || {
             let f = super::regs::counter_freq().max(1);
@@ -260,7 +261,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     });
     boot::start_domus(&super::Hw, &dt, &DOMAINS, &crate::domain::vcpu::CPUS, host_lines);
     release_boot_modules(&info, &[hyp, host_dtb]);
-    let guests_ram: u64 = DOMAINS.iter().map(|d| d.ram.total()).sum();
+    let guests_ram: u64 = DOMAINS.iter().map(|d| d.ram().total()).sum();
     let ram_total = plan.ram_total;
     let firmware: u64 = info.reserved.iter().map(|r| page_round(r.region).size).sum();
     let free_now = FRAMES.lock().total_free();

@@ -60,7 +60,7 @@ impl CurrentGuestMemory {
     /// hypercall may read or write through that vCPU's own stage 1 and stage 2. The domain
     /// table and a domain's RAM banks never change once it runs: no lock, nothing copied.
     fn owns(&self, pa: u64, len: u64) -> bool {
-        DOMAINS.get(smp::current_domain()).is_some_and(|d| d.ram.contains_pa(pa, len))
+        DOMAINS.get(smp::current_domain()).is_some_and(|d| d.ram().contains_pa(pa, len))
     }
 }
 

@@ -60,7 +60,7 @@ impl CurrentGuestMemory {
                     guest::gva_to_pa(va, write).ok_or(GuestFault { gva: va })?
                 }
             };
-            if !dom.ram.contains_pa(pa, chunk as u64) {
+            if !dom.ram().contains_pa(pa, chunk as u64) {
                 return Err(GuestFault { gva: va });
             }
             let host = super::mmu::va_of(pa, chunk as u64).ok_or(GuestFault { gva: va })?;
