@@ -156,7 +156,10 @@ struct Inner {
     seq: u64,
 }
 
-/// The machine's scheduler (one per machine: the arch's `SCHED`; tests make their own).
+/// The machine's scheduler (the one the architecture layers drive; tests make their own).
+pub static SCHED: Scheduler = Scheduler::new();
+
+/// One scheduler for the machine.
 pub struct Scheduler {
     inner: SpinMutex<Inner>,
 }
@@ -250,6 +253,12 @@ impl Scheduler {
         let ran = s.unrun(i);
         s.slots[i] = None;
         ran
+    }
+
+    /// The slot vCPU `v` holds (`0..MAX_SCHED_VCPUS`, stable while it is here): where the
+    /// architecture keeps its saved registers.
+    pub fn slot(&self, v: VcpuRef) -> Option<usize> {
+        self.inner.lock().find(v)
     }
 
     /// The state of vCPU `v` (`None`: not here).

@@ -233,10 +233,23 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
     let one_cpu = Boot { smp: 1, ..Boot::new(images.hypervisor.clone()) };
     cases.push(Case {
         name: "domu_without_a_free_cpu",
-        boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), ..one_cpu }, &images.test_guest, "no-cpu")?,
+        boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), ..one_cpu.clone() }, &images.test_guest, "no-cpu")?,
         check: |o| {
             guest_clean(o)?;
             expect(o, "domU1: no CPU left (dom0 has 1 of 1; xenith runs one vCPU per CPU): not started")
+        },
+    });
+    // sched=credit: the same domU shares dom0's only CPU (time-sliced, WFI trapped).
+    cases.push(Case {
+        name: "domu_shares_a_cpu_under_credit",
+        boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), cmdline: "sched=credit".into(), ..one_cpu.clone() }, &images.test_guest, "credit-share")?,
+        check: |o| {
+            guest_clean(o)?;
+            expect(o, "scheduler: credit (sched=)")?;
+            // The domU ran between dom0's timeslices (it then waits for a dom0 that does not
+            // know it, until dom0 powers the machine off).
+            expect(o, "DOM1: case domu.grant.offer_to_dom0: 0x1")?;
+            expect(o, "vCPU switches (sched=credit): ")
         },
     });
     cases.push(Case {
