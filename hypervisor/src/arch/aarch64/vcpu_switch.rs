@@ -132,6 +132,8 @@ pub fn boot_vcpu_running() {
 
 /// Start vCPU `s.vcpu` of `s.domain` (placed on `s.cpu` by the scheduler): its first
 /// registers, runnable, and its CPU powered on if it is off, else kicked.
+#[cold]
+#[inline(never)]
 pub fn start_vcpu(s: &CpuStart) -> Result<(), String> {
     let v = VcpuRef::new(s.domain, s.vcpu);
     let slot = SCHED.slot(v).ok_or_else(|| alloc::format!("d{}v{}: not placed on a CPU", s.domain, s.vcpu))?;
@@ -176,6 +178,8 @@ fn kick(cpu: usize) {
 }
 
 /// An interrupt for `v`: wake it if it waits; the CPU to kick (where it runs or waits).
+#[cold]
+#[inline(never)]
 pub fn wake(v: VcpuRef) -> Option<usize> {
     let cpu = SCHED.wake(v, counter())?;
     if cpu == this_cpu() && SCHED.current(cpu) != Some(v) {
@@ -207,6 +211,8 @@ pub enum Why {
 /// A scheduling point on this CPU with the running vCPU's registers in `frame` (a trap path
 /// that saved them all): wake the vCPUs whose timers came due, let the scheduler decide, and
 /// switch `frame` to the vCPU that runs next (idling here until there is one).
+#[cold]
+#[inline(never)]
 pub fn reschedule(frame: &mut TrapFrame, why: Why) {
     let cpu = this_cpu();
     let now = counter();
@@ -319,6 +325,8 @@ static mut NEXT_FRAME: [TrapFrame; MAX_CPUS] = [TrapFrame::ZERO; MAX_CPUS];
 
 /// The running vCPU stops for good (its domain stopped, or it turned itself off): the CPU
 /// runs something else.
+#[cold]
+#[inline(never)]
 pub fn stop_current() -> ! {
     let cpu = this_cpu();
     let v = VcpuRef::new(smp::current_domain(), smp::current_vcpu());
