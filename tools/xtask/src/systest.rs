@@ -344,6 +344,17 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         // Debian's kernel as a dom0less domU beside Linux dom0: its own vGIC, virtual timer,
         // vpl011 and Xen's guest DT, to a marker on its vpl011 (dom0less.rs).
         cases.push(Case { name: "linux_domu_beside_linux_dom0", boot: crate::dom0less::linux_domu_boot(images.hypervisor.clone()), check: crate::dom0less::linux_domu_check });
+        // The same under sched=credit with dom0 on both CPUs: the domU's vCPU shares one.
+        cases.push(Case {
+            name: "linux_domu_shares_cpus_with_linux_dom0_under_credit",
+            boot: crate::dom0less::linux_domu_credit_boot(images.hypervisor.clone()),
+            check: |o| {
+                crate::dom0less::linux_domu_check(o)?;
+                expect(o, "scheduler: credit (sched=)")?;
+                expect(o, "dom0: 2 vCPU(s)")?;
+                expect(o, "vCPU switches (sched=credit): ")
+            },
+        });
         // domUs that crash (UNDEF loop, abort loop, shutdown with reason crash): reported,
         // their CPUs stopped, dom0 goes on.
         cases.push(Case { name: "domu_crashes_reported_dom0_goes_on", boot: crate::dom0less::crash_boot(images.hypervisor.clone(), &images.test_guest), check: crate::dom0less::crash_check });
