@@ -14,6 +14,19 @@ fn credit(cpus: usize) -> Scheduler {
     s
 }
 
+/// Two started vCPUs, `a` of domain `da` and `b` of domain `da + 1`, homed on CPU 0 of a
+/// one-CPU credit scheduler; `a` runs.
+fn two_on_one_cpu(da: DomId) -> (Scheduler, VcpuRef, VcpuRef) {
+    let s = credit(1);
+    let (a, b) = (v(da, 0), v(da + 1, 0));
+    s.add(a, Some(0), 1).unwrap();
+    s.add(b, Some(0), 1).unwrap();
+    s.start(a, 0);
+    s.start(b, 0);
+    assert_eq!(s.schedule(0, 0).next, Some(a));
+    (s, a, b)
+}
+
 /// Run CPU 0 of `s` for `ms` with a scheduling point every tick; the time each vCPU ran.
 fn run_ticks(s: &Scheduler, vcpus: &[VcpuRef], from: u64, ms: u64) -> alloc::vec::Vec<u64> {
     let mut ran = alloc::vec![0u64; vcpus.len()];
@@ -51,13 +64,7 @@ fn two_busy_vcpus_share_one_cpu_by_weight() {
 
 #[test]
 fn a_timeslice_is_30_ms_between_equals() {
-    let s = credit(1);
-    let (a, b) = (v(1, 0), v(2, 0));
-    s.add(a, Some(0), 1).unwrap();
-    s.add(b, Some(0), 1).unwrap();
-    s.start(a, 0);
-    s.start(b, 0);
-    assert_eq!(s.schedule(0, 0).next, Some(a));
+    let (s, a, b) = two_on_one_cpu(1);
     // Ticks inside the slice keep it; at 30 ms b (same priority) takes over.
     assert_eq!(s.schedule(0, 10 * MS).next, Some(a));
     assert_eq!(s.schedule(0, 20 * MS).next, Some(a));
@@ -76,13 +83,7 @@ fn a_timeslice_is_30_ms_between_equals() {
 
 #[test]
 fn wfi_blocks_and_a_wakeup_resumes_with_a_boost() {
-    let s = credit(1);
-    let (a, b) = (v(0, 0), v(1, 0));
-    s.add(a, Some(0), 1).unwrap();
-    s.add(b, Some(0), 1).unwrap();
-    s.start(a, 0);
-    s.start(b, 0);
-    assert_eq!(s.schedule(0, 0).next, Some(a));
+    let (s, a, b) = two_on_one_cpu(0);
     // a idles: b runs.
     let d = s.block(0, 5 * MS, None);
     assert_eq!((d.prev, d.next), (Some(a), Some(b)));
@@ -110,13 +111,7 @@ fn wfi_blocks_and_a_wakeup_resumes_with_a_boost() {
 
 #[test]
 fn a_wakeup_racing_with_wfi_keeps_the_vcpu_running() {
-    let s = credit(1);
-    let (a, b) = (v(0, 0), v(1, 0));
-    s.add(a, Some(0), 1).unwrap();
-    s.add(b, Some(0), 1).unwrap();
-    s.start(a, 0);
-    s.start(b, 0);
-    s.schedule(0, 0);
+    let (s, a, b) = two_on_one_cpu(0);
     // The interrupt lands after a's WFI trapped but before it blocks.
     assert_eq!(s.wake(a, MS), Some(0));
     let d = s.block(0, MS, None);
@@ -128,13 +123,7 @@ fn a_wakeup_racing_with_wfi_keeps_the_vcpu_running() {
 
 #[test]
 fn a_blocked_vcpu_with_a_timer_deadline_is_handed_back_when_it_passes() {
-    let s = credit(1);
-    let (a, b) = (v(0, 0), v(1, 0));
-    s.add(a, Some(0), 1).unwrap();
-    s.add(b, Some(0), 1).unwrap();
-    s.start(a, 0);
-    s.start(b, 0);
-    s.schedule(0, 0);
+    let (s, a, b) = two_on_one_cpu(0);
     assert_eq!(s.block(0, MS, Some(8 * MS)).next, Some(b));
     assert_eq!(s.next_event(0, MS), Some(8 * MS));
     assert_eq!(s.take_expired(0, 7 * MS), None);

@@ -477,38 +477,30 @@ fn restore_el1(v: &[u64; EL1_REGS]) {
     el1_regs!(write_all);
 }
 
+/// The 32 Q registers as pairs at `[{p}, #32n]`, with load/store-pair instruction `$op`.
+macro_rules! q_pairs {
+    ($op:literal) => {
+        concat!(
+            $op, " q0, q1, [{p}, #0]\n", $op, " q2, q3, [{p}, #32]\n", $op, " q4, q5, [{p}, #64]\n",
+            $op, " q6, q7, [{p}, #96]\n", $op, " q8, q9, [{p}, #128]\n", $op, " q10, q11, [{p}, #160]\n",
+            $op, " q12, q13, [{p}, #192]\n", $op, " q14, q15, [{p}, #224]\n", $op, " q16, q17, [{p}, #256]\n",
+            $op, " q18, q19, [{p}, #288]\n", $op, " q20, q21, [{p}, #320]\n", $op, " q22, q23, [{p}, #352]\n",
+            $op, " q24, q25, [{p}, #384]\n", $op, " q26, q27, [{p}, #416]\n", $op, " q28, q29, [{p}, #448]\n",
+            $op, " q30, q31, [{p}, #480]\n",
+        )
+    };
+}
+
 /// # Safety
 /// `f` is valid for writes and 16-aligned.
 unsafe fn save_fp(f: *mut FpRegs) {
     // SAFETY: the caller's contract; FP/SIMD is enabled at EL2 (CPTR_EL2.TFP clear).
+    unsafe { core::arch::asm!(".arch_extension fp", ".arch_extension simd", q_pairs!("stp"), p = in(reg) f, options(nostack, preserves_flags)) };
+    let (fpsr, fpcr) = (sysreg!(read S3_3_C4_C4_1), sysreg!(read S3_3_C4_C4_0)); // FPSR, FPCR
+    // SAFETY: as above.
     unsafe {
-        core::arch::asm!(
-            ".arch_extension fp",
-            ".arch_extension simd",
-            "stp q0, q1, [{p}, #0]",
-            "stp q2, q3, [{p}, #32]",
-            "stp q4, q5, [{p}, #64]",
-            "stp q6, q7, [{p}, #96]",
-            "stp q8, q9, [{p}, #128]",
-            "stp q10, q11, [{p}, #160]",
-            "stp q12, q13, [{p}, #192]",
-            "stp q14, q15, [{p}, #224]",
-            "stp q16, q17, [{p}, #256]",
-            "stp q18, q19, [{p}, #288]",
-            "stp q20, q21, [{p}, #320]",
-            "stp q22, q23, [{p}, #352]",
-            "stp q24, q25, [{p}, #384]",
-            "stp q26, q27, [{p}, #416]",
-            "stp q28, q29, [{p}, #448]",
-            "stp q30, q31, [{p}, #480]",
-            "mrs {t}, fpsr",
-            "str {t}, [{p}, #512]",
-            "mrs {t}, fpcr",
-            "str {t}, [{p}, #520]",
-            p = in(reg) f,
-            t = out(reg) _,
-            options(nostack, preserves_flags),
-        )
+        (*f).fpsr = fpsr;
+        (*f).fpcr = fpcr;
     }
 }
 
@@ -516,35 +508,11 @@ unsafe fn save_fp(f: *mut FpRegs) {
 /// `f` is valid for reads and 16-aligned.
 unsafe fn restore_fp(f: *const FpRegs) {
     // SAFETY: the caller's contract; FP/SIMD is enabled at EL2 (CPTR_EL2.TFP clear).
-    unsafe {
-        core::arch::asm!(
-            ".arch_extension fp",
-            ".arch_extension simd",
-            "ldp q0, q1, [{p}, #0]",
-            "ldp q2, q3, [{p}, #32]",
-            "ldp q4, q5, [{p}, #64]",
-            "ldp q6, q7, [{p}, #96]",
-            "ldp q8, q9, [{p}, #128]",
-            "ldp q10, q11, [{p}, #160]",
-            "ldp q12, q13, [{p}, #192]",
-            "ldp q14, q15, [{p}, #224]",
-            "ldp q16, q17, [{p}, #256]",
-            "ldp q18, q19, [{p}, #288]",
-            "ldp q20, q21, [{p}, #320]",
-            "ldp q22, q23, [{p}, #352]",
-            "ldp q24, q25, [{p}, #384]",
-            "ldp q26, q27, [{p}, #416]",
-            "ldp q28, q29, [{p}, #448]",
-            "ldp q30, q31, [{p}, #480]",
-            "ldr {t}, [{p}, #512]",
-            "msr fpsr, {t}",
-            "ldr {t}, [{p}, #520]",
-            "msr fpcr, {t}",
-            p = in(reg) f,
-            t = out(reg) _,
-            options(nostack, preserves_flags),
-        )
-    }
+    unsafe { core::arch::asm!(".arch_extension fp", ".arch_extension simd", q_pairs!("ldp"), p = in(reg) f, options(nostack, preserves_flags)) };
+    // SAFETY: as above.
+    let (fpsr, fpcr) = unsafe { ((*f).fpsr, (*f).fpcr) };
+    sysreg!(write S3_3_C4_C4_1, fpsr); // FPSR
+    sysreg!(write S3_3_C4_C4_0, fpcr); // FPCR
 }
 
 const _: () = assert!(core::mem::offset_of!(FpRegs, fpsr) == 512 && core::mem::offset_of!(FpRegs, fpcr) == 520);
