@@ -334,9 +334,23 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
             log!("{}: asks for {} vCPUs; xenith runs dom0less guests with one (one vCPU per CPU, no scheduler yet): not started", spec.name, spec.vcpus);
             continue;
         }
-        let Some(&(cpu, mpidr)) = spare.peek() else {
-            log!("{}: no CPU left (dom0 has {} of {}; xenith runs one vCPU per CPU): not started", spec.name, cpus.dom0_vcpus(), cpus.host_cpus());
-            continue;
+        // Under sched=credit the scheduler gives its vCPU a home CPU it shares; under null it
+        // needs a CPU of its own.
+        let shared = crate::sched::SCHED.policy() == crate::sched::SchedPolicy::Credit;
+        let (cpu, mpidr) = if shared {
+            match crate::sched::SCHED.add(crate::sched::VcpuRef::new(id, 0), None, u64::MAX) {
+                Ok(c) => (c, cpus.host_mpidr(c)),
+                Err(e) => {
+                    log!("{}: the scheduler has no place for its vCPU ({e:?}): not started", spec.name);
+                    continue;
+                }
+            }
+        } else {
+            let Some(&(cpu, mpidr)) = spare.peek() else {
+                log!("{}: no CPU left (dom0 has {} of {}; xenith runs one vCPU per CPU): not started", spec.name, cpus.dom0_vcpus(), cpus.host_cpus());
+                continue;
+            };
+            (cpu, mpidr)
         };
         let mut built = None;
         arch.with_machine(&mut |m| built = Some(build_domu(spec, id, vmid, &mut *m.frames, m.mem, &mut *m.tlb)));
@@ -376,7 +390,9 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
             continue;
         }
         let start = CpuStart { cpu, mpidr, domain: id, vcpu: 0, vttbr, vtcr, entry: boot.entry, context: boot.dtb };
-        spare.next();
+        if !shared {
+            spare.next();
+        }
         match arch.start_cpu(&start) {
             Ok(()) => started.push(id),
             Err(e) => log!("{}: {e}: d{id} not started", spec.name),

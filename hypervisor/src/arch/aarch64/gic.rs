@@ -320,8 +320,9 @@ impl ListRegisters for HwLrs {
 /// (nothing pending, nothing changed since the last flush) is a register read and three loads.
 #[inline]
 pub fn guest_entry() {
-    // ISR_EL1.I: a physical IRQ is pending (at EL2 it reports the physical state).
-    if sysreg!(read ISR_EL1) & (1 << 7) != 0 {
+    // ISR_EL1.I: a physical IRQ is pending (at EL2 it reports the physical state). When vCPUs
+    // share CPUs it is left to the IRQ exit it causes, which is a scheduling point.
+    if sysreg!(read ISR_EL1) & (1 << 7) != 0 && !super::vcpu_switch::enabled() {
         let _ = take_physical_irqs();
     }
     super::vgic_glue::flush_if_changed();
@@ -433,9 +434,13 @@ pub(super) fn apply_hw_ops(ops: &[HwOp]) {
 
 /// An IRQ taken while a guest ran. Returns its kind for the trap counters (by the first
 /// INTID taken).
-pub fn irq_from_guest(_frame: &mut TrapFrame) -> TrapKind {
+pub fn irq_from_guest(frame: &mut TrapFrame) -> TrapKind {
     guest_exit();
     let first = take_physical_irqs();
+    if super::vcpu_switch::enabled() {
+        // The tick, a kick or a timer deadline: a scheduling point (vCPUs share CPUs).
+        super::vcpu_switch::reschedule(frame, super::vcpu_switch::Why::Interrupt);
+    }
     guest_entry();
     TrapKind::of_irq(first, KICK_SGI)
 }

@@ -34,7 +34,7 @@ pub const HCR_GUEST: u64 = (1 << 0)  // VM
 pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
 
 /// SCTLR_EL1 at vCPU reset: MMU and caches off, RES1 bits set.
-const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 
 /// Program the EL2 and EL1 registers for running vCPU `vcpu_id` of a domain whose stage 2 is
 /// described by `vttbr`/`vtcr`.

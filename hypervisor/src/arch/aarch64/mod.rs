@@ -28,6 +28,8 @@ pub mod start;
 pub mod trap;
 /// Guest virtual timer injection and the trapped EL1 physical timer.
 pub mod vtimer;
+/// vCPUs sharing CPUs (`sched=credit`): context switch, idle, WFI/WFE traps, the tick.
+pub mod vcpu_switch;
 /// The vGIC's per-CPU protocol (shared with ARMv7).
 pub mod vgic_glue;
 
@@ -221,6 +223,7 @@ impl crate::contract::Arch for Hw {
             alloc::format!("stage-2 faults resolved by a retry (a p2m change in progress): {}", trap::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)),
         ];
         out.extend(crate::trap_stats::breakdown(&counts, smp::vcpus(), 100));
+        out.extend(vcpu_switch::report());
         if trap::HCALL_STATS.load(Ordering::Relaxed) {
             out.extend(trap::HCALL_TIME.lines(100));
         }

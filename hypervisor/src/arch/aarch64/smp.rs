@@ -103,8 +103,9 @@ pub fn this_cpu() -> usize {
     (percpu() & 0xff) as usize
 }
 
-/// Set on each CPU by itself before anything asks (boot, secondary entry, parking).
-fn assign(cpu: usize, domain: DomId, vcpu: u32) {
+/// Set on each CPU by itself before anything asks (boot, secondary entry, parking, a vCPU
+/// switch).
+pub(super) fn assign(cpu: usize, domain: DomId, vcpu: u32) {
     let v = (cpu as u64 & 0xff) | (u64::from(vcpu) & 0xff) << 8 | u64::from(domain) << 16;
     sysreg!(write TPIDR_EL2, v);
 }
@@ -138,6 +139,16 @@ pub fn cpu_of(domain: DomId, vcpu: usize) -> Option<usize> {
     CPUS.cpu_of(domain, vcpu)
 }
 
+/// An interrupt for vCPU `vcpu` of `domain`: the CPU to kick. When vCPUs share CPUs
+/// (`sched=credit`) the scheduler also wakes it if it waits in WFI.
+#[inline]
+pub fn wake(domain: DomId, vcpu: usize) -> Option<usize> {
+    if super::vcpu_switch::enabled() {
+        return super::vcpu_switch::wake(crate::sched::VcpuRef::new(domain, vcpu as u32));
+    }
+    cpu_of(domain, vcpu)
+}
+
 /// Number of dom0 vCPUs.
 pub fn vcpus() -> usize {
     CPUS.dom0_vcpus()
@@ -152,12 +163,30 @@ pub fn host_mpidr(cpu: usize) -> u64 {
 /// `domain` with stage 2 `vttbr`/`vtcr`, entering EL1 at `entry` with x0 = `context`.
 #[allow(clippy::too_many_arguments)]
 pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, vtcr: u64, entry: u64, context: u64) -> Result<(), String> {
-    if cpu == 0 || cpu >= MAX_CPUS {
+    if cpu >= MAX_CPUS {
+        return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
+    }
+    let start = crate::contract::CpuStart { cpu, mpidr, domain, vcpu, vttbr, vtcr, entry, context };
+    if super::vcpu_switch::enabled() {
+        // The scheduler placed it; its CPU is powered on if it is off.
+        return super::vcpu_switch::start_vcpu(&start);
+    }
+    if cpu == 0 {
         return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
     }
     if domain != 0 {
         CPUS.give_to_domu(cpu, domain, vcpu);
     }
+    power_on(cpu, &start)
+}
+
+/// Power physical CPU `s.cpu` on through the firmware; it enters `s`'s vCPU (under
+/// `sched=null`) or what the scheduler picks.
+pub(super) fn power_on(cpu: usize, s: &crate::contract::CpuStart) -> Result<(), String> {
+    if cpu == 0 || cpu >= MAX_CPUS {
+        return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
+    }
+    let (mpidr, domain, vcpu, vttbr, vtcr, entry, context) = (s.mpidr, s.domain, s.vcpu, s.vttbr, s.vtcr, s.entry, s.context);
     let stacks = core::ptr::addr_of!(STACKS) as u64;
     let fill = StartBlock {
         ttbr0: sysreg!(read TTBR0_EL2),
@@ -175,7 +204,8 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
         vcpu: u64::from(vcpu),
     };
     // SAFETY: START[cpu] is only written while CPU `cpu` is off: for dom0 vCPUs under the
-    // OFF -> ON_PENDING compare-exchange (`Cpus::cpu_on`), for a domU once at boot; CPU `cpu` reads it after
+    // OFF -> ON_PENDING compare-exchange (`Cpus::cpu_on`), for a domU once at boot, under
+    // `sched=credit` under the CPU's off -> starting compare-exchange; CPU `cpu` reads it after
     // it starts.
     let block = unsafe {
         let b = &mut (*core::ptr::addr_of_mut!(START))[cpu];
@@ -189,12 +219,29 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
     }
 }
 
-/// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever.
+/// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever. When vCPUs
+/// share CPUs, only the vCPU stops and the CPU runs another.
 pub fn park_this_cpu() -> ! {
+    if super::vcpu_switch::enabled() {
+        super::vcpu_switch::stop_current();
+    }
     CPUS.release(this_cpu());
     assign(this_cpu(), NO_DOMAIN, 0);
     let _ = psci::call(0x8400_0002, 0, 0, 0);
     super::halt()
+}
+
+/// Enter the guest with `frame` on this CPU's EL2 stack (abandoning what is on it).
+pub(super) fn enter_guest_here(frame: &TrapFrame) -> ! {
+    let cpu = this_cpu();
+    let top = if cpu == 0 {
+        core::ptr::addr_of!(super::entry::BOOT_STACK) as u64 + STACK_SIZE as u64
+    } else {
+        core::ptr::addr_of!(STACKS) as u64 + (cpu as u64) * STACK_SIZE as u64
+    };
+    // SAFETY: the frame is copied to the top of this CPU's own EL2 stack, which nothing on it
+    // is needed any more; the vCPU's EL1/EL2 registers were restored by the caller.
+    unsafe { xenith_enter_guest(frame, top) }
 }
 
 #[no_mangle]
@@ -212,6 +259,9 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
     }
     guest::configure(block.vttbr, block.vtcr, u64::from(vcpu));
     super::spectre::cpu_init();
+    if super::vcpu_switch::enabled() {
+        super::vcpu_switch::cpu_up(cpu);
+    }
     assign(cpu, domain, vcpu);
     if let Some(v) = dom0_vcpu {
         CPUS.started(v);

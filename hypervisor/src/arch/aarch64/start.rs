@@ -229,6 +229,19 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // Interrupts: the physical GIC for the hypervisor's PPIs, and dom0's emulated GICv3 at the
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
     let host_lines = super::gic::init(&info.gic)?;
+    // The scheduler (`sched=`): under credit, dom0's vCPU n has CPU n as its home and domUs
+    // share the CPUs; under null (the default) every vCPU has a CPU of its own.
+    let policy = super::vcpu_switch::init(plan.cmdline.sched, mpidrs.len().min(super::smp::MAX_CPUS));
+    if policy == crate::sched::SchedPolicy::Credit {
+        for v in 0..vcpus {
+            if let Err(e) = crate::sched::SCHED.add(crate::sched::VcpuRef::new(0, v as u32), Some(v), u64::MAX) {
+                return Err(alloc::format!("dom0 vCPU {v}: {e:?}"));
+            }
+        }
+        // vCPU 0 runs on this CPU from the start, ahead of any domU started below.
+        super::vcpu_switch::boot_vcpu_running();
+    }
+    log!("scheduler: {} (sched=)", policy.name());
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
     // The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled in dom0's vGIC.

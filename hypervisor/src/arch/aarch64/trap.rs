@@ -188,8 +188,17 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             let ret = frame.elr;
             inject_undef(dom, frame, ret);
         }
-        // Not trapped (guest.rs); should one be, it completes at once, as WFI/WFE may.
-        ec::WFX => frame.elr += 4,
+        // Trapped only while vCPUs share the CPU (vcpu_switch.rs): WFI waits in the
+        // scheduler, WFE yields; else it completes at once, as WFI/WFE may.
+        ec::WFX => {
+            frame.elr += 4;
+            if super::vcpu_switch::enabled() {
+                let why = if iss & 1 == 0 { super::vcpu_switch::Why::Wfi } else { super::vcpu_switch::Why::Wfe };
+                super::vcpu_switch::reschedule(frame, why);
+                // The frame may be another vCPU's now: nothing below is about the trapping one.
+                return After::Resume;
+            }
+        }
         // Anything else a guest instruction can raise at EL2 is a trapped use of a feature
         // the guest is not offered (SVE 0x19, SME 0x1d, pointer authentication 0x09 when
         // hidden, ...): UNDEFINED as on a CPU without it.

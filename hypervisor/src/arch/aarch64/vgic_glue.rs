@@ -66,7 +66,8 @@ pub fn take_physical(intid: u32, kick_sgi: u32) -> bool {
 /// Note that vCPU `vcpu` of domain `dom` has new interrupt state, and make the CPU running it
 /// look (`kick`). Nothing happens for a vCPU that runs nowhere (not started, or parked).
 pub fn notify(dom: DomId, vcpu: usize) {
-    let Some(cpu) = smp::cpu_of(dom, vcpu) else { return };
+    // Also the scheduler's wakeup of a vCPU waiting in WFI (when vCPUs share CPUs).
+    let Some(cpu) = smp::wake(dom, vcpu) else { return };
     if let Some(w) = WORK.get(cpu) {
         w.store(true, Ordering::Release);
     }
@@ -149,6 +150,27 @@ fn flush(me: usize, writes: u64) {
     drop(g);
     if !ops.is_empty() {
         super::gic::apply_hw_ops(&ops);
+    }
+}
+
+/// This CPU's list-register bookkeeping for the vCPU being switched out: whether its list
+/// registers hold something, and the vGIC register-write count its last flush saw.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub fn take_cpu_state() -> (bool, u64) {
+    let me = this_cpu();
+    let live = LRS_LIVE.get(me).is_some_and(|l| l.swap(false, Ordering::Relaxed));
+    (live, SEEN_WRITES.get(me).map_or(0, |s| s.load(Ordering::Relaxed)))
+}
+
+/// The same for the vCPU switched in (its list registers restored): its interrupt state may
+/// have changed while it was out, so the next guest entry flushes.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub fn put_cpu_state(live: bool, seen: u64) {
+    let me = this_cpu();
+    if let (Some(l), Some(s), Some(w)) = (LRS_LIVE.get(me), SEEN_WRITES.get(me), WORK.get(me)) {
+        l.store(live, Ordering::Relaxed);
+        s.store(seen, Ordering::Relaxed);
+        w.store(true, Ordering::Release);
     }
 }
 

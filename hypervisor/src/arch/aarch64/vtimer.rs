@@ -11,6 +11,7 @@ use crate::irq::vgic::{PTIMER_PPI, VTIMER_PPI};
 use crate::sysreg;
 use super::smp::{self, this_cpu, MAX_CPUS};
 use crate::sync::SpinMutex as Mutex;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// CNT*_CTL bits.
 const CTL_ENABLE: u64 = 1 << 0;
@@ -29,6 +30,10 @@ struct PhysTimer {
 
 /// Per physical CPU (each runs one vCPU).
 static PTIMER: [Mutex<PhysTimer>; MAX_CPUS] = [const { Mutex::new(PhysTimer { ctl: 0, cval: 0 }) }; MAX_CPUS];
+
+/// Per physical CPU, when its scheduler next needs a scheduling point (the hypervisor timer
+/// serves both; `u64::MAX`: never, always so under `sched=null`).
+static SCHED_EVENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
 
 /// This CPU's emulated physical timer.
 fn ptimer() -> &'static Mutex<PhysTimer> {
@@ -85,6 +90,12 @@ pub fn on_virtual_timer() {
 pub fn on_hyp_timer() {
     sysreg!(write CNTHP_CTL_EL2, CTL_IMASK);
     isb();
+    // A scheduler event that came is done with (the scheduling point after the interrupt
+    // sets the next); otherwise CNTHP would fire again at once.
+    let event = &SCHED_EVENT[this_cpu() % MAX_CPUS];
+    if event.load(Ordering::Relaxed) <= now() {
+        event.store(u64::MAX, Ordering::Relaxed);
+    }
     let t = *ptimer().lock();
     update_ptimer_line(&t);
 }
@@ -99,17 +110,96 @@ fn fired(t: &PhysTimer) -> bool {
     t.ctl & CTL_ENABLE != 0 && now() >= t.cval
 }
 
-/// Drive virtual PPI 30 from the emulated timer, and arm CNTHP for its next deadline.
+/// Drive virtual PPI 30 from the emulated timer, and arm CNTHP for its next deadline or the
+/// scheduler's next event, whichever comes first.
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
     super::gic::set_irq_level(smp::current_domain(), smp::current_vcpu() as usize, PTIMER_PPI, asserted);
-    if t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted {
-        sysreg!(write CNTHP_CVAL_EL2, t.cval);
-        sysreg!(write CNTHP_CTL_EL2, CTL_ENABLE);
-    } else {
-        sysreg!(write CNTHP_CTL_EL2, 0);
+    let own = (t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted).then_some(t.cval);
+    arm_hyp_timer(own);
+}
+
+/// Program CNTHP for the earlier of `own` (the emulated timer's deadline) and this CPU's
+/// scheduler event; off when there is neither.
+fn arm_hyp_timer(own: Option<u64>) {
+    let sched = SCHED_EVENT[this_cpu() % MAX_CPUS].load(Ordering::Relaxed);
+    match own.map_or(sched, |c| c.min(sched)) {
+        u64::MAX => sysreg!(write CNTHP_CTL_EL2, 0),
+        at => {
+            sysreg!(write CNTHP_CVAL_EL2, at);
+            sysreg!(write CNTHP_CTL_EL2, CTL_ENABLE);
+        }
     }
     isb();
+}
+
+/// The scheduler's next event on this CPU (`None`: none): CNTHP is re-armed for it.
+pub fn set_sched_event(at: Option<u64>) {
+    SCHED_EVENT[this_cpu() % MAX_CPUS].store(at.unwrap_or(u64::MAX), Ordering::Relaxed);
+    let t = *ptimer().lock();
+    let own = (t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !fired(&t)).then_some(t.cval);
+    arm_hyp_timer(own);
+}
+
+/// Take the running vCPU's emulated physical timer off this CPU (it is switched out):
+/// `(ctl, cval)`; this CPU's is reset.
+pub fn take_ptimer() -> (u64, u64) {
+    let t = core::mem::take(&mut *ptimer().lock());
+    (t.ctl, t.cval)
+}
+
+/// The running vCPU's emulated physical timer: `(ctl, cval)`.
+pub fn peek_ptimer() -> (u64, u64) {
+    let t = *ptimer().lock();
+    (t.ctl, t.cval)
+}
+
+/// Put a vCPU's emulated physical timer on this CPU (it is switched in) and drive its line.
+pub fn put_ptimer(ctl: u64, cval: u64) {
+    let t = PhysTimer { ctl, cval };
+    *ptimer().lock() = t;
+    update_ptimer_line(&t);
+}
+
+/// A switched-out vCPU's timers: its virtual timer (`ctl`, `cval`, virtual offset `offset`)
+/// and its emulated physical timer (`pctl`, `pcval`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SavedTimers {
+    pub ctl: u64,
+    pub cval: u64,
+    pub offset: u64,
+    pub pctl: u64,
+    pub pcval: u64,
+}
+
+fn armed(ctl: u64) -> bool {
+    ctl & CTL_ENABLE != 0 && ctl & CTL_IMASK == 0
+}
+
+impl SavedTimers {
+    /// The physical counter time at which they want the vCPU (each timer only when enabled
+    /// and unmasked).
+    pub fn deadline(&self) -> Option<u64> {
+        let v = armed(self.ctl).then(|| self.cval.saturating_add(self.offset));
+        let p = armed(self.pctl).then_some(self.pcval);
+        match (v, p) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Their deadline passed (`now`): the virtual timer, if due, is masked here and vCPU
+    /// `vcpu` of `dom` gets its PPI 27; the emulated physical timer's line is raised if due.
+    /// The interrupts wake it.
+    pub fn expire(&mut self, dom: crate::domain::DomId, vcpu: usize, now: u64) {
+        if armed(self.ctl) && now >= self.cval.saturating_add(self.offset) {
+            self.ctl |= CTL_IMASK;
+            super::gic::inject_edge(dom, vcpu, VTIMER_PPI);
+        }
+        if armed(self.pctl) && now >= self.pcval {
+            super::gic::set_irq_level(dom, vcpu, PTIMER_PPI, true);
+        }
+    }
 }
 
 /// Emulate a trapped access to CNTP_CTL_EL0, CNTP_CVAL_EL0 or CNTP_TVAL_EL0 (EC 0x18,

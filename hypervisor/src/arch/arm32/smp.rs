@@ -174,6 +174,11 @@ pub fn cpu_of(domain: DomId, vcpu: usize) -> Option<usize> {
     (domain == 0 && vcpu < vcpus()).then_some(vcpu)
 }
 
+/// An interrupt for vCPU `vcpu` of `domain`: the CPU to kick (each vCPU has its own CPU here).
+pub fn wake(domain: DomId, vcpu: usize) -> Option<usize> {
+    cpu_of(domain, vcpu)
+}
+
 /// PSCI calls that concern other vCPUs (CPU_ON, AFFINITY_INFO, SMC32 only from a 32-bit
 /// guest) when dom0 has more than one; false leaves the call to the single-vCPU handler.
 pub fn psci(frame: &mut TrapFrame) -> bool {
