@@ -102,7 +102,7 @@ fn write_vm_reg(opc1: u32, crn: u32, crm: u32, opc2: u32, v: u32) -> bool {
 /// coherency (the HYP map covers RAM below 4 GiB at its physical addresses).
 fn clean_invalidate_ram(dom: &Domain) {
     let line = 4usize << ((super::regs::Ctr::read() >> 16) & 0xf);
-    for bank in dom.ram.as_slice() {
+    for bank in dom.ram().as_slice() {
         let Some(va) = super::mmu::va_of(bank.pa, bank.size) else { continue };
         let mut a = va & !(line - 1);
         while a < va + bank.size as usize {
