@@ -169,6 +169,38 @@ impl Cpus {
     }
 }
 
+/// A vCPU's trapped wait instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// WFI (or WFIT): wait for an interrupt.
+    Interrupt,
+    /// WFE (or WFET): wait for an event; a spinning lock's waiting loop.
+    Event,
+}
+
+/// What the vCPU's CPU does about a trapped wait instruction (it steps over it either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitAction {
+    /// Back to the guest at once.
+    Resume,
+    /// Wait on the physical CPU until an interrupt reaches it, then back to the guest.
+    WaitForInterrupt,
+}
+
+/// Xen's answer to a trapped WFI/WFE with one vCPU per physical CPU. WFE yields the vCPU, and
+/// with nothing else to run on its CPU it goes on at once. WFI blocks the vCPU unless an
+/// interrupt is already waiting for it (`deliverable`: pending in the vGIC, an event upcall
+/// included); blocked, its CPU idles until an interrupt arrives (a kick from a CPU that
+/// changed this vCPU's interrupts, its timer, a device's), which wakes the vCPU. A wait whose
+/// terms the hypervisor does not keep (`unheld`: WFIT's timeout, an AArch32 instruction's
+/// condition) completes at once, which a wait instruction may always do.
+pub fn on_wait(wait: Wait, deliverable: bool, unheld: bool) -> WaitAction {
+    match wait {
+        Wait::Interrupt if !deliverable && !unheld => WaitAction::WaitForInterrupt,
+        Wait::Interrupt | Wait::Event => WaitAction::Resume,
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -190,6 +222,16 @@ mod tests {
         assert_eq!(Cpus::new().setup_dom0(&HOST, 0), 1);
         assert_eq!(Cpus::new().setup_dom0(&[1, 2, 3, 4, 5, 6], 8), MAX_CPUS);
         assert_eq!(c.host_mpidr(9), 0);
+    }
+
+    #[test]
+    fn wfi_waits_only_with_nothing_deliverable_and_wfe_never_waits() {
+        assert_eq!(on_wait(Wait::Interrupt, false, false), WaitAction::WaitForInterrupt);
+        assert_eq!(on_wait(Wait::Interrupt, true, false), WaitAction::Resume);
+        assert_eq!(on_wait(Wait::Interrupt, false, true), WaitAction::Resume);
+        for (d, c) in [(false, false), (true, false), (false, true)] {
+            assert_eq!(on_wait(Wait::Event, d, c), WaitAction::Resume);
+        }
     }
 
     #[test]
