@@ -169,6 +169,23 @@ impl Cpus {
     }
 }
 
+/// The longest a vCPU runs before its CPU takes a scheduling decision: Xen 4.17's credit2
+/// scheduler's longest slice (CSCHED2_MAX_TIMER, 10 ms), so a running vCPU leaves for the
+/// hypervisor at least that often on both. With one vCPU per CPU the decision is to run it on;
+/// the slice's end is where a vCPU scheduler switches.
+pub const SLICE_US: u64 = 10_000;
+
+/// The end of a slice that starts at counter value `now` (counter frequency `freq` Hz).
+pub fn slice_end(now: u64, freq: u64) -> u64 {
+    now.saturating_add(freq.saturating_mul(SLICE_US) / 1_000_000)
+}
+
+/// When the CPU's hypervisor timer must fire: at `slice_end`, or at the deadline of the
+/// emulated EL1 physical timer (`ptimer`, when armed and not yet expired) if that is sooner.
+pub fn hyp_timer_deadline(slice_end: u64, ptimer: Option<u64>) -> u64 {
+    ptimer.map_or(slice_end, |p| p.min(slice_end))
+}
+
 /// A vCPU's trapped wait instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
@@ -222,6 +239,16 @@ mod tests {
         assert_eq!(Cpus::new().setup_dom0(&HOST, 0), 1);
         assert_eq!(Cpus::new().setup_dom0(&[1, 2, 3, 4, 5, 6], 8), MAX_CPUS);
         assert_eq!(c.host_mpidr(9), 0);
+    }
+
+    #[test]
+    fn the_hypervisor_timer_ends_each_slice_or_fires_sooner_for_the_guest() {
+        // 62.5 MHz (QEMU virt): 10 ms is 625 000 ticks.
+        assert_eq!(slice_end(1_000, 62_500_000), 626_000);
+        assert_eq!(slice_end(u64::MAX - 5, 62_500_000), u64::MAX);
+        assert_eq!(hyp_timer_deadline(626_000, None), 626_000);
+        assert_eq!(hyp_timer_deadline(626_000, Some(5_000)), 5_000);
+        assert_eq!(hyp_timer_deadline(626_000, Some(900_000)), 626_000);
     }
 
     #[test]

@@ -191,6 +191,7 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
 
 /// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever.
 pub fn park_this_cpu() -> ! {
+    super::vtimer::stop();
     CPUS.release(this_cpu());
     assign(this_cpu(), NO_DOMAIN, 0);
     let _ = psci::call(0x8400_0002, 0, 0, 0);

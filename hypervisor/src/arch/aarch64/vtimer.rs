@@ -4,6 +4,9 @@
 //! EL1 physical timer is trapped (CNTHCTL_EL2.EL1PCEN = 0) and emulated on the hypervisor's
 //! own physical timer (CNTHP, PPI 26): its state is per vCPU here, and its output is a level
 //! on virtual PPI 30. The physical counter stays readable (EL1PCTEN = 1).
+//!
+//! CNTHP also ends the running vCPU's slice (`domain::vcpu::SLICE_US`): it is armed for
+//! whichever comes first, the slice's end or the emulated timer's deadline.
 
 use super::entry::TrapFrame;
 use super::regs::isb;
@@ -11,6 +14,8 @@ use crate::irq::vgic::{PTIMER_PPI, VTIMER_PPI};
 use crate::sysreg;
 use super::smp::{self, this_cpu, MAX_CPUS};
 use crate::sync::SpinMutex as Mutex;
+use crate::domain::vcpu::{hyp_timer_deadline, slice_end};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// CNT*_CTL bits.
 const CTL_ENABLE: u64 = 1 << 0;
@@ -29,6 +34,8 @@ struct PhysTimer {
 
 /// Per physical CPU (each runs one vCPU).
 static PTIMER: [Mutex<PhysTimer>; MAX_CPUS] = [const { Mutex::new(PhysTimer { ctl: 0, cval: 0 }) }; MAX_CPUS];
+/// Per physical CPU: the counter value at which its vCPU's slice ends.
+static SLICE_END: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// This CPU's emulated physical timer.
 fn ptimer() -> &'static Mutex<PhysTimer> {
@@ -45,13 +52,26 @@ pub struct VtimerState {
 
 /// Program the timer controls for vCPU `vcpu_id` about to run: the physical timer trapped,
 /// the virtual counter offset (0: dom0's virtual counter equals the physical one, as the
-/// host's firmware set it), the virtual timer off.
+/// host's firmware set it), the virtual timer off; its first slice begins.
 pub fn configure_vcpu(_vcpu_id: u64) {
     sysreg!(write CNTHCTL_EL2, CNTHCTL_GUEST);
     sysreg!(write CNTVOFF_EL2, 0);
     sysreg!(write CNTV_CTL_EL0, 0);
-    sysreg!(write CNTHP_CTL_EL2, 0);
     *ptimer().lock() = PhysTimer::default();
+    new_slice();
+    arm_hyp_timer(None);
+}
+
+/// Start a slice for this CPU's vCPU.
+fn new_slice() {
+    if let Some(end) = SLICE_END.get(this_cpu()) {
+        end.store(slice_end(now(), sysreg!(read CNTFRQ_EL0)), Ordering::Relaxed);
+    }
+}
+
+/// Stop this CPU's hypervisor timer (the CPU stops running vCPUs).
+pub fn stop() {
+    sysreg!(write CNTHP_CTL_EL2, 0);
     isb();
 }
 
@@ -81,10 +101,14 @@ pub fn on_virtual_timer() {
     super::gic::inject_edge(smp::current_domain(), smp::current_vcpu() as usize, VTIMER_PPI);
 }
 
-/// The hypervisor timer (backing the guest's physical timer) fired.
+/// The hypervisor timer fired: the vCPU's slice ended (with one vCPU per CPU it runs on for
+/// another), the guest's physical-timer deadline passed, or both.
 pub fn on_hyp_timer() {
     sysreg!(write CNTHP_CTL_EL2, CTL_IMASK);
     isb();
+    if SLICE_END.get(this_cpu()).is_some_and(|end| now() >= end.load(Ordering::Relaxed)) {
+        new_slice();
+    }
     let t = *ptimer().lock();
     update_ptimer_line(&t);
 }
@@ -99,16 +123,20 @@ fn fired(t: &PhysTimer) -> bool {
     t.ctl & CTL_ENABLE != 0 && now() >= t.cval
 }
 
-/// Drive virtual PPI 30 from the emulated timer, and arm CNTHP for its next deadline.
+/// Drive virtual PPI 30 from the emulated timer, and arm CNTHP for the next of its deadline
+/// and the slice's end.
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
     super::gic::set_irq_level(smp::current_domain(), smp::current_vcpu() as usize, PTIMER_PPI, asserted);
-    if t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted {
-        sysreg!(write CNTHP_CVAL_EL2, t.cval);
-        sysreg!(write CNTHP_CTL_EL2, CTL_ENABLE);
-    } else {
-        sysreg!(write CNTHP_CTL_EL2, 0);
-    }
+    arm_hyp_timer((t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted).then_some(t.cval));
+}
+
+/// Arm CNTHP for the slice's end or the emulated timer's pending deadline `guest`, whichever
+/// is sooner.
+fn arm_hyp_timer(guest: Option<u64>) {
+    let end = SLICE_END.get(this_cpu()).map_or(u64::MAX, |e| e.load(Ordering::Relaxed));
+    sysreg!(write CNTHP_CVAL_EL2, hyp_timer_deadline(end, guest));
+    sysreg!(write CNTHP_CTL_EL2, CTL_ENABLE);
     isb();
 }
 
