@@ -207,7 +207,8 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
 /// A trapped WFI or WFE: the core decides (`vcpu::on_wait`) from what is waiting for the vCPU
 /// in its vGIC (the list registers were read back on exit); waiting is a WFI on this CPU.
 /// Physical interrupts stay masked at EL2 meanwhile: one that is pending ends the WFI, and it
-/// is taken (and any virtual interrupt it brings delivered) as the guest resumes.
+/// is taken (and any virtual interrupt it brings delivered) before the guest resumes
+/// (`gic::guest_entry`), in the same exit. A blocked vCPU has no slice (`vtimer::block`).
 fn wait(frame: &mut TrapFrame, esr_el2: u64) {
     use crate::domain::vcpu::{on_wait, Wait, WaitAction};
     let iss = esr_el2 & 0x1ff_ffff;
@@ -220,9 +221,11 @@ fn wait(frame: &mut TrapFrame, esr_el2: u64) {
         && !unheld
         && super::gic::current_vgic().is_some_and(|v| v.lock().has_deliverable(smp::current_vcpu() as usize));
     if on_wait(kind, deliverable, unheld) == WaitAction::WaitForInterrupt {
+        super::vtimer::block();
         // SAFETY: waits for an interrupt with PSTATE.I set at EL2 (exception entry); no memory
         // or register is touched.
         unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
+        super::vtimer::wake();
     }
     // ESR_EL2.IL: a 16-bit T32 wait instruction from AArch32 EL0 is 2 bytes.
     frame.elr += if esr_el2 & (1 << 25) != 0 { 4 } else { 2 };

@@ -69,6 +69,24 @@ fn new_slice() {
     }
 }
 
+/// The vCPU blocks (a trapped WFI waits on its CPU): it has no slice until it wakes, so the
+/// hypervisor timer fires only for the guest's physical timer meanwhile (a blocked vCPU is
+/// not woken by its scheduler, as on Xen, whose idle CPUs take no slice interrupt).
+pub fn block() {
+    if let Some(end) = SLICE_END.get(this_cpu()) {
+        end.store(u64::MAX, Ordering::Relaxed);
+    }
+    let t = *ptimer().lock();
+    arm_hyp_timer(pending_deadline(&t));
+}
+
+/// The blocked vCPU woke: a new slice begins.
+pub fn wake() {
+    new_slice();
+    let t = *ptimer().lock();
+    arm_hyp_timer(pending_deadline(&t));
+}
+
 /// Stop this CPU's hypervisor timer (the CPU stops running vCPUs).
 pub fn stop() {
     sysreg!(write CNTHP_CTL_EL2, 0);
@@ -128,7 +146,12 @@ fn fired(t: &PhysTimer) -> bool {
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
     super::gic::set_irq_level(smp::current_domain(), smp::current_vcpu() as usize, PTIMER_PPI, asserted);
-    arm_hyp_timer((t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted).then_some(t.cval));
+    arm_hyp_timer(if asserted { None } else { pending_deadline(t) });
+}
+
+/// The emulated timer's deadline while it is armed to interrupt (enabled, not masked).
+fn pending_deadline(t: &PhysTimer) -> Option<u64> {
+    (t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0).then_some(t.cval)
 }
 
 /// Arm CNTHP for the slice's end or the emulated timer's pending deadline `guest`, whichever
