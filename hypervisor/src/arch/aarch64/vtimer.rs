@@ -15,7 +15,6 @@ use crate::sysreg;
 use super::smp::{self, this_cpu, MAX_CPUS};
 use crate::sync::SpinMutex as Mutex;
 use crate::domain::vcpu::{hyp_timer_deadline, slice_end};
-use core::sync::atomic::{AtomicU64, Ordering};
 
 /// CNT*_CTL bits.
 const CTL_ENABLE: u64 = 1 << 0;
@@ -25,17 +24,17 @@ const CTL_ISTATUS: u64 = 1 << 2;
 /// CNTHCTL_EL2 for a guest: EL1PCTEN (counter readable), EL1PCEN clear (physical timer trapped).
 const CNTHCTL_GUEST: u64 = 0b01;
 
-/// The emulated EL1 physical timer of the vCPU on this CPU.
+/// The emulated EL1 physical timer of the vCPU on this CPU, and the end of its slice.
 #[derive(Clone, Copy, Debug, Default)]
 struct PhysTimer {
     ctl: u64,
     cval: u64,
+    /// The counter value at which the vCPU's slice ends (`u64::MAX`: it has none).
+    slice_end: u64,
 }
 
 /// Per physical CPU (each runs one vCPU).
-static PTIMER: [Mutex<PhysTimer>; MAX_CPUS] = [const { Mutex::new(PhysTimer { ctl: 0, cval: 0 }) }; MAX_CPUS];
-/// Per physical CPU: the counter value at which its vCPU's slice ends.
-static SLICE_END: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static PTIMER: [Mutex<PhysTimer>; MAX_CPUS] = [const { Mutex::new(PhysTimer { ctl: 0, cval: 0, slice_end: 0 }) }; MAX_CPUS];
 
 /// This CPU's emulated physical timer.
 fn ptimer() -> &'static Mutex<PhysTimer> {
@@ -57,34 +56,30 @@ pub fn configure_vcpu(_vcpu_id: u64) {
     sysreg!(write CNTHCTL_EL2, CNTHCTL_GUEST);
     sysreg!(write CNTVOFF_EL2, 0);
     sysreg!(write CNTV_CTL_EL0, 0);
-    *ptimer().lock() = PhysTimer::default();
-    new_slice();
-    arm_hyp_timer(None);
+    let t = PhysTimer { slice_end: next_slice_end(), ..PhysTimer::default() };
+    *ptimer().lock() = t;
+    arm_hyp_timer(&t, None);
 }
 
-/// Start a slice for this CPU's vCPU.
-fn new_slice() {
-    if let Some(end) = SLICE_END.get(this_cpu()) {
-        end.store(slice_end(now(), sysreg!(read CNTFRQ_EL0)), Ordering::Relaxed);
-    }
+/// The end of a slice that starts now.
+fn next_slice_end() -> u64 {
+    slice_end(now(), sysreg!(read CNTFRQ_EL0))
 }
 
 /// The vCPU blocks (a trapped WFI waits on its CPU): it has no slice until it wakes, so the
 /// hypervisor timer fires only for the guest's physical timer meanwhile (a blocked vCPU is
 /// not woken by its scheduler, as on Xen, whose idle CPUs take no slice interrupt).
 pub fn block() {
-    if let Some(end) = SLICE_END.get(this_cpu()) {
-        end.store(u64::MAX, Ordering::Relaxed);
-    }
-    let t = *ptimer().lock();
-    arm_hyp_timer(pending_deadline(&t));
+    let mut t = ptimer().lock();
+    t.slice_end = u64::MAX;
+    arm_hyp_timer(&t, pending_deadline(&t));
 }
 
 /// The blocked vCPU woke: a new slice begins.
 pub fn wake() {
-    new_slice();
-    let t = *ptimer().lock();
-    arm_hyp_timer(pending_deadline(&t));
+    let mut t = ptimer().lock();
+    t.slice_end = next_slice_end();
+    arm_hyp_timer(&t, pending_deadline(&t));
 }
 
 /// Stop this CPU's hypervisor timer (the CPU stops running vCPUs).
@@ -124,10 +119,13 @@ pub fn on_virtual_timer() {
 pub fn on_hyp_timer() {
     sysreg!(write CNTHP_CTL_EL2, CTL_IMASK);
     isb();
-    if SLICE_END.get(this_cpu()).is_some_and(|end| now() >= end.load(Ordering::Relaxed)) {
-        new_slice();
-    }
-    let t = *ptimer().lock();
+    let t = {
+        let mut t = ptimer().lock();
+        if now() >= t.slice_end {
+            t.slice_end = next_slice_end();
+        }
+        *t
+    };
     update_ptimer_line(&t);
 }
 
@@ -146,7 +144,7 @@ fn fired(t: &PhysTimer) -> bool {
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
     super::gic::set_irq_level(smp::current_domain(), smp::current_vcpu() as usize, PTIMER_PPI, asserted);
-    arm_hyp_timer(if asserted { None } else { pending_deadline(t) });
+    arm_hyp_timer(t, if asserted { None } else { pending_deadline(t) });
 }
 
 /// The emulated timer's deadline while it is armed to interrupt (enabled, not masked).
@@ -156,9 +154,8 @@ fn pending_deadline(t: &PhysTimer) -> Option<u64> {
 
 /// Arm CNTHP for the slice's end or the emulated timer's pending deadline `guest`, whichever
 /// is sooner.
-fn arm_hyp_timer(guest: Option<u64>) {
-    let end = SLICE_END.get(this_cpu()).map_or(u64::MAX, |e| e.load(Ordering::Relaxed));
-    sysreg!(write CNTHP_CVAL_EL2, hyp_timer_deadline(end, guest));
+fn arm_hyp_timer(t: &PhysTimer, guest: Option<u64>) {
+    sysreg!(write CNTHP_CVAL_EL2, hyp_timer_deadline(t.slice_end, guest));
     sysreg!(write CNTHP_CTL_EL2, CTL_ENABLE);
     isb();
 }
