@@ -11,18 +11,20 @@ use crate::sysreg;
 /// TLB/cache maintenance inner shareable, EL1 is AArch64. `cpufeat::hcr_bits` adds what the
 /// CPU's features call for (pointer authentication, RAS).
 ///
-/// WFI and WFE are not trapped (TWI, TWE clear): each vCPU has a physical CPU to itself
-/// (smp.rs), so it may wait there natively, as with Xen's `vwfi=native`. A waiting CPU wakes
-/// on a virtual interrupt pending in its list registers and on any physical interrupt (taken
-/// to EL2: its timers, the GIC maintenance interrupt, the kick SGI another CPU sends after
-/// changing this vCPU's interrupts), after which `gic::guest_entry` fills the list registers.
-/// Trapping WFI would cost an exit per idle period on top of the wake-up.
+/// WFI and WFE are trapped (TWI, TWE), as Xen 4.17 traps them by default: the hypervisor
+/// decides what a vCPU's wait does (`domain::vcpu::on_wait`; trap.rs carries it out). With one
+/// vCPU per physical CPU (smp.rs) a WFE goes on at once and a WFI with no interrupt waiting for
+/// the vCPU becomes a WFI of its CPU at EL2, woken by any physical interrupt (its timers, the
+/// GIC maintenance interrupt, the kick SGI another CPU sends after changing this vCPU's
+/// interrupts), after which `gic::guest_entry` fills the list registers.
 pub const HCR_GUEST: u64 = (1 << 0)  // VM
     | (1 << 1)                        // SWIO
     | (1 << 2)                        // PTW
     | (1 << 3) | (1 << 4) | (1 << 5)  // FMO, IMO, AMO
     | (1 << 9)                        // FB
     | (0b01 << 10)                    // BSU: inner shareable
+    | (1 << 13)                       // TWI
+    | (1 << 14)                       // TWE
     | (1 << 18)                       // TID3
     | (1 << 19)                       // TSC
     | (1 << 20)                       // TIDCP

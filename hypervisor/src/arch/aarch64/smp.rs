@@ -225,6 +225,7 @@ pub fn park_this_cpu() -> ! {
     if super::vcpu_switch::enabled() {
         super::vcpu_switch::stop_current();
     }
+    super::vtimer::stop();
     CPUS.release(this_cpu());
     assign(this_cpu(), NO_DOMAIN, 0);
     let _ = psci::call(0x8400_0002, 0, 0, 0);

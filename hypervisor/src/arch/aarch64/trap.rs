@@ -188,16 +188,19 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             let ret = frame.elr;
             inject_undef(dom, frame, ret);
         }
-        // Trapped only while vCPUs share the CPU (vcpu_switch.rs): WFI waits in the
-        // scheduler, WFE yields; else it completes at once, as WFI/WFE may.
+        // HCR_EL2.TWI/TWE (guest.rs; while vCPUs share the CPU, vcpu_switch.rs): with vCPUs
+        // sharing the CPU, WFI waits in the scheduler and WFE yields to another vCPU; else
+        // the vCPU's own CPU waits for it (`wait`).
         ec::WFX => {
-            frame.elr += 4;
             if super::vcpu_switch::enabled() {
+                // ESR_EL2.IL: a 16-bit T32 wait instruction from AArch32 EL0 is 2 bytes.
+                frame.elr += if esr_el2 & (1 << 25) != 0 { 4 } else { 2 };
                 let why = if iss & 1 == 0 { super::vcpu_switch::Why::Wfi } else { super::vcpu_switch::Why::Wfe };
                 super::vcpu_switch::reschedule(frame, why);
                 // The frame may be another vCPU's now: nothing below is about the trapping one.
                 return After::Resume;
             }
+            wait(frame, esr_el2);
         }
         // Anything else a guest instruction can raise at EL2 is a trapped use of a feature
         // the guest is not offered (SVE 0x19, SME 0x1d, pointer authentication 0x09 when
@@ -211,6 +214,33 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         }
     }
     after::after_trap(&super::Hw, &DOMAINS, dom)
+}
+
+/// A trapped WFI or WFE: the core decides (`vcpu::on_wait`) from what is waiting for the vCPU
+/// in its vGIC (the list registers were read back on exit); waiting is a WFI on this CPU.
+/// Physical interrupts stay masked at EL2 meanwhile: one that is pending ends the WFI, and it
+/// is taken (and any virtual interrupt it brings delivered) before the guest resumes
+/// (`gic::guest_entry`), in the same exit. A blocked vCPU has no slice (`vtimer::block`).
+fn wait(frame: &mut TrapFrame, esr_el2: u64) {
+    use crate::domain::vcpu::{on_wait, Wait, WaitAction};
+    let iss = esr_el2 & 0x1ff_ffff;
+    // TI: bit 0 tells WFE (and WFET) from WFI (and WFIT), bit 1 the timed forms.
+    let kind = if iss & 1 == 0 { Wait::Interrupt } else { Wait::Event };
+    // WFIT's timeout is not kept here, nor an AArch32 EL0 instruction's condition (CV set,
+    // COND not "always") evaluated: such a wait completes at once.
+    let unheld = iss & 2 != 0 || (iss & (1 << 24) != 0 && (iss >> 20) & 0xf != 0xe);
+    let deliverable = kind == Wait::Interrupt
+        && !unheld
+        && super::gic::current_vgic().is_some_and(|v| v.lock().has_deliverable(smp::current_vcpu() as usize));
+    if on_wait(kind, deliverable, unheld) == WaitAction::WaitForInterrupt {
+        super::vtimer::block();
+        // SAFETY: waits for an interrupt with PSTATE.I set at EL2 (exception entry); no memory
+        // or register is touched.
+        unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
+        super::vtimer::wake();
+    }
+    // ESR_EL2.IL: a 16-bit T32 wait instruction from AArch32 EL0 is 2 bytes.
+    frame.elr += if esr_el2 & (1 << 25) != 0 { 4 } else { 2 };
 }
 
 fn smccc(dom: &Domain, frame: &mut TrapFrame) {
