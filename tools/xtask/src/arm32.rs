@@ -192,11 +192,19 @@ pub fn relocatable_zimage(elf: &[u8]) -> std::result::Result<Vec<u8>, String> {
 /// machine is a Cortex-A15).
 pub fn command(b: &Boot) -> Command {
     let mut c = Command::new("qemu-system-arm");
-    c.args(["-M", "virt,virtualization=on,highmem=off", "-cpu", CPU])
+    c.args(["-M", if b.secure { "virt,secure=on,virtualization=on,highmem=off" } else { "virt,virtualization=on,highmem=off" }, "-cpu", CPU])
         .args(["-smp", &b.smp.to_string(), "-m", &b.mem])
-        .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
-        .arg("-kernel")
-        .arg(&b.hypervisor);
+        .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"]);
+    if b.secure {
+        // No -kernel: QEMU leaves the CPU in its reset state (Secure SVC) and starts it at
+        // the stub, which enters the hypervisor as a firmware would (`secure_stub`).
+        let link = link_address(&b.hypervisor).unwrap_or(0);
+        c.args(["-device", &format!("loader,file={},addr={link:#x},force-raw=on", b.hypervisor.display())])
+            .args(["-device", &format!("loader,file={},addr={SECURE_STUB_ADDR:#x},force-raw=on", secure_stub_path(&b.hypervisor).display())])
+            .args(["-device", &format!("loader,addr={SECURE_STUB_ADDR:#x},cpu-num=0")]);
+    } else {
+        c.arg("-kernel").arg(&b.hypervisor);
+    }
     if let Some(d) = &b.dtb {
         c.arg("-dtb").arg(d);
     }
@@ -214,6 +222,121 @@ pub fn command(b: &Boot) -> Command {
     }
     c.args(&b.extra);
     c
+}
+
+/// Where the Secure-entry boot's firmware stub runs: below the hypervisor (0x40010000), above
+/// the DTB QEMU puts at RAM base for a bare boot (which must end below it).
+pub const SECURE_STUB_ADDR: u64 = 0x4000_f000;
+/// QEMU puts `-dtb` at RAM base for a boot without `-kernel`.
+const RAM_BASE: u64 = 0x4000_0000;
+
+/// The hypervisor image's link address: its zImage header's start word.
+fn link_address(image: &Path) -> Option<u64> {
+    let head = std::fs::read(image).ok()?;
+    (u32_at(&head, 0x24).ok()? == 0x016f_2818).then_some(())?;
+    u32_at(&head, 0x28).ok().map(u64::from)
+}
+
+fn secure_stub_path(hypervisor: &Path) -> PathBuf {
+    hypervisor.with_file_name("secure-entry-stub.bin")
+}
+
+/// The firmware stub of the Secure-entry boot, as ARM instructions: r0 = 0, r1 = ~0 (no
+/// machine type), r2 = the DTB at RAM base, then a jump to the hypervisor's entry, all in the
+/// mode the CPU resets in (Secure SVC, MMU off) — what the Snow's firmware does.
+pub fn secure_stub(entry: u32, dtb: u32) -> Vec<u8> {
+    let words = [
+        0xe3a0_0000, // mov r0, #0
+        0xe3e0_1000, // mvn r1, #0
+        0xe59f_2004, // ldr r2, [pc, #4]  (the word at +0x14)
+        0xe59f_f004, // ldr pc, [pc, #4]  (the word at +0x18)
+        0xeaff_fffe, // b .
+        dtb,
+        entry,
+    ];
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// The Secure-entry system test: QEMU virt with `secure=on` (a GIC with the Security
+/// Extensions, QEMU's PSCI still answering SMC), the arm32 test guest as dom0 on one CPU. QEMU's
+/// DT for this machine (dumped with the dom0 module node, recompiled by dtc to its packed size so
+/// that it fits below the stub) goes to RAM base.
+pub fn secure_systest_boot() -> Boot {
+    let mut b = Boot::new(PathBuf::from("/nonexistent/xenith-arm32-unavailable"));
+    b.cpu = CPU.into();
+    b.secure = true;
+    b.smp = 1;
+    // QEMU's virt machine with secure=on has no PSCI (its DT has no psci node): xenith's power
+    // off reaches its own monitor, which answers NOT_SUPPORTED, and the CPU parks.
+    b.stop_at = Some(SECURE_PARKED.into());
+    b.timeout = std::time::Duration::from_secs(90);
+    let prepared = (|| -> Result<()> {
+        let images = build(true)?;
+        let guest = images.test_guest.ok_or("the arm32 test guest was not built")?;
+        let entry = link_address(&images.hypervisor).ok_or("the arm32 hypervisor has no zImage header")?;
+        std::fs::write(secure_stub_path(&images.hypervisor), secure_stub(entry as u32, RAM_BASE as u32)).map_err(|e| e.to_string())?;
+        let dir = env::images_dir();
+        let (full, packed) = (dir.join("qemu-virt-arm32-secure.dtb"), dir.join("qemu-virt-arm32-secure-packed.dtb"));
+        // The same machine and dom0 module as the boot, stopped once it has written its DT.
+        env::run(
+            Command::new("qemu-system-arm")
+                .args(["-M", &format!("virt,secure=on,virtualization=on,highmem=off,dumpdtb={}", full.display()), "-cpu", CPU])
+                .args(["-smp", &b.smp.to_string(), "-m", &b.mem, "-nographic"])
+                .args(["-device", &format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", guest.display(), b.dom0_args.replace(',', ",,"))])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )?;
+        env::ensure_tool("dtc", "device-tree-compiler")?;
+        env::run(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dtb", "-o"]).arg(&packed).arg(&full))?;
+        let size = std::fs::metadata(&packed).map_err(|e| e.to_string())?.len();
+        // QEMU grows a loaded DTB by 10000 bytes for its own edits.
+        if RAM_BASE + size + 10_000 > SECURE_STUB_ADDR {
+            return Err(format!("QEMU's packed DT ({size} bytes) does not fit below the stub at {SECURE_STUB_ADDR:#x}"));
+        }
+        b.hypervisor = images.hypervisor;
+        b.dom0 = Some(guest);
+        b.dtb = Some(packed);
+        Ok(())
+    })();
+    if let Err(e) = prepared {
+        eprintln!("xtask: arm32 Secure-entry boot: {e}");
+    }
+    b
+}
+
+/// What xenith prints when the firmware (here its own monitor) does not power the machine off.
+const SECURE_PARKED: &str = "PSCI SYSTEM_OFF returned 0xffffffff): parking the CPU";
+
+/// xenith switched itself from Secure SVC to non-secure HYP mode, and the arm32 test guest,
+/// as its dom0, saw what it sees on the HYP-mode boot: every `case` value Xen 4.17 armhf's
+/// (`expected-xen-4.17-armhf.txt`) or a listed deviation, as `cargo xtask conformance --arch
+/// arm32` checks; then dom0's power off reached the monitor, which has no PSCI.
+pub fn secure_systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
+    for needle in ["entered in Secure SVC mode: now non-secure HYP mode, xenith's monitor at MVBAR", "starting dom0", "hardware domain powered off", SECURE_PARKED] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}`"));
+        }
+    }
+    if crate::systest::guest_summary(o).is_none() {
+        return Err("the arm32 test guest did not reach its summary line".into());
+    }
+    let text = std::fs::read_to_string(expected_path()).map_err(|e| format!("{}: {e}", expected_path().display()))?;
+    let expected = crate::conformance::parse_cases(&text);
+    let devs = match std::fs::read_to_string(deviations_path()) {
+        Ok(t) => crate::conformance::parse_deviations(&t)?,
+        Err(_) => Default::default(),
+    };
+    let got = crate::conformance::parse_cases(&o.output);
+    let (lines, verdicts) = crate::conformance::compare(&expected, &got, &devs);
+    use crate::conformance::Verdict;
+    let bad: Vec<&String> = lines.iter().zip(&verdicts).filter(|(_, v)| !matches!(v, Verdict::Match | Verdict::Deviation)).map(|(l, _)| l).collect();
+    if !bad.is_empty() {
+        return Err(format!("{} case(s) differ from Xen 4.17 armhf's after the Secure entry:\n{}", bad.len(), bad.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n")));
+    }
+    if o.timed_out {
+        return Err("xenith never parked after dom0 powered off".into());
+    }
+    Ok(())
 }
 
 /// Boot `b` on the arm32 machine.

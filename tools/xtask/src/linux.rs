@@ -320,6 +320,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
          echo \"cpus online: $(cat /sys/devices/system/cpu/online)\"\n\
          if grep -qv none /sys/class/misc/hw_random/rng_current 2>/dev/null; then echo \"hwrng: $(timeout 10 head -c 16 /dev/hwrng | od -An -tx1 | tr -d '\\n')\"; fi\n\
          echo \"interrupts:\"; cat /proc/interrupts\n\
+         if grep -q xenith-stay /proc/cmdline; then echo \"xenith-stay: dom0 stays up\"; while true; do sleep 3600; done; fi\n\
          poweroff -f\n"
     ));
     s

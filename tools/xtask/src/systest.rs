@@ -363,6 +363,9 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
     }
     // ARMv7-A: set/way maintenance trapped (HCR.TSW) and handled, on QEMU's AArch32 `-cpu max`.
     cases.push(Case { name: "arm32_setway_trapped", boot: crate::arm32::setway_systest_boot(), check: crate::arm32::setway_systest_check });
+    // ARMv7-A entered in Secure SVC mode, as the Snow's firmware leaves the CPU: xenith makes
+    // itself non-secure HYP mode and runs the arm32 test guest as dom0 (arm32.rs).
+    cases.push(Case { name: "arm32_secure_svc_entry", boot: crate::arm32::secure_systest_boot(), check: crate::arm32::secure_systest_check });
     // ARMv7-A: Debian's armhf Linux as dom0 of xenith in HYP mode (arm32.rs).
     if crate::linux::systest_enabled() {
         cases.push(Case { name: "linux_dom0_arm32", boot: crate::arm32::linux_systest_boot(), check: crate::arm32::linux_systest_check });

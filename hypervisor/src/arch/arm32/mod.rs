@@ -14,6 +14,7 @@ pub mod guest;
 #[path = "../aarch64/heap.rs"]
 pub mod heap;
 pub mod mmu;
+pub mod monitor;
 pub mod psci;
 pub mod regs;
 /// Data-cache maintenance by set/way, and the control-register writes that track the caches.
