@@ -71,7 +71,52 @@ pub mod domctl {
     pub const SETNODEAFFINITY: u32 = 68;
     /// Read the NUMA node affinity.
     pub const GETNODEAFFINITY: u32 = 69;
+    /// Set the guest's register width (32 or 64) before it has memory.
+    pub const SET_ADDRESS_SIZE: u32 = 35;
+    /// Read the register width (x86 only: ARM answers -ENOSYS).
+    pub const GET_ADDRESS_SIZE: u32 = 36;
+    /// Clean and invalidate a range of the guest's memory to the point of coherency.
+    pub const CACHEFLUSH: u32 = 71;
+    /// Read the size of the domain's stage-2 table pool.
+    pub const GET_PAGING_MEMPOOL_SIZE: u32 = 85;
+    /// Set the size of the domain's stage-2 table pool.
+    pub const SET_PAGING_MEMPOOL_SIZE: u32 = 86;
 }
+
+/// `XEN_DOMCTL_CDF_*`: createdomain flags.
+pub mod cdf {
+    /// An HVM guest (required on ARM).
+    pub const HVM: u32 = 1 << 0;
+    /// Hardware-assisted paging (required on ARM).
+    pub const HAP: u32 = 1 << 1;
+    /// Memory integrity checked by tboot (x86).
+    pub const S3_INTEGRITY: u32 = 1 << 2;
+    /// No out-of-sync shadow tables (x86).
+    pub const OOS_OFF: u32 = 1 << 3;
+    /// A xenstore domain.
+    pub const XS_DOMAIN: u32 = 1 << 4;
+    /// May use the IOMMU (passed-through devices).
+    pub const IOMMU: u32 = 1 << 5;
+    /// Nested virtualization.
+    pub const NESTED_VIRT: u32 = 1 << 6;
+    /// A virtual PMU.
+    pub const VPMU: u32 = 1 << 7;
+    /// Every flag Xen 4.17 knows.
+    pub const ALL: u32 = (1 << 8) - 1;
+}
+
+/// `XEN_DOMCTL_IOMMU_no_sharept`: the IOMMU must not share the stage-2 tables.
+pub const XEN_DOMCTL_IOMMU_NO_SHAREPT: u32 = 1;
+/// `XEN_DOMCTL_GRANT_version_mask`: createdomain's grant_opts bits naming the grant version.
+pub const XEN_DOMCTL_GRANT_VERSION_MASK: u32 = 0xf;
+/// `XEN_DOMCTL_CONFIG_GIC_NATIVE`: the host's GIC version (filled in by createdomain).
+pub const XEN_DOMCTL_CONFIG_GIC_NATIVE: u8 = 0;
+/// `XEN_DOMCTL_CONFIG_GIC_V2`.
+pub const XEN_DOMCTL_CONFIG_GIC_V2: u8 = 1;
+/// `XEN_DOMCTL_CONFIG_GIC_V3`.
+pub const XEN_DOMCTL_CONFIG_GIC_V3: u8 = 2;
+/// `XEN_DOMCTL_CONFIG_TEE_NONE`.
+pub const XEN_DOMCTL_CONFIG_TEE_NONE: u16 = 0;
 
 /// Scheduler ids (`XEN_SCHEDULER_*`).
 pub const XEN_SCHEDULER_CREDIT: u32 = 5;
@@ -526,6 +571,143 @@ pub struct NodeAffinity {
 }
 crate::layout!(NodeAffinity, 16);
 
+/// `XEN_DOMCTL_createdomain`: the new domain's configuration (ARM's arch part at the end).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CreateDomain {
+    /// Security label (XSM).
+    pub ssidref: u32,
+    /// The domain's handle (UUID).
+    pub handle: [u8; 16],
+    /// [`cdf`] flags.
+    pub flags: u32,
+    /// IOMMU options ([`XEN_DOMCTL_IOMMU_NO_SHAREPT`]).
+    pub iommu_opts: u32,
+    /// vCPUs the domain may have.
+    pub max_vcpus: u32,
+    /// Highest event-channel port.
+    pub max_evtchn_port: u32,
+    /// Grant-table frames (negative: the hypervisor's default).
+    pub max_grant_frames: i32,
+    /// Maptrack frames (negative: the hypervisor's default).
+    pub max_maptrack_frames: i32,
+    /// Highest grant-table version in the low 4 bits.
+    pub grant_opts: u32,
+    /// Per-vCPU trace buffer bytes (0: none).
+    pub vmtrace_size: u32,
+    /// CPU pool.
+    pub cpupool_id: u32,
+    /// `XEN_DOMCTL_CONFIG_GIC_*` (native is replaced by the host's).
+    pub gic_version: u8,
+    /// Padding.
+    pub pad: u8,
+    /// `XEN_DOMCTL_CONFIG_TEE_*`.
+    pub tee_type: u16,
+    /// SPIs the domain's vGIC has (rounded up to 32).
+    pub nr_spis: u32,
+    /// Counter frequency to show the guest (0: the host's).
+    pub clock_frequency: u32,
+}
+crate::layout!(CreateDomain, 68; handle @ 4, flags @ 20, max_vcpus @ 28, grant_opts @ 44, cpupool_id @ 52, gic_version @ 56, tee_type @ 58, nr_spis @ 60, clock_frequency @ 64);
+
+/// `XEN_DOMCTL_max_vcpus`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaxVcpus {
+    /// Must be the count createdomain was given.
+    pub max: u32,
+}
+crate::layout!(MaxVcpus, 4);
+
+/// `XEN_DOMCTL_set_address_size`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddressSize {
+    /// 32 or 64.
+    pub size: u32,
+}
+crate::layout!(AddressSize, 4);
+
+/// `XEN_DOMCTL_cacheflush`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheFlush {
+    /// First guest frame.
+    pub start_pfn: u64,
+    /// Frames.
+    pub nr_pfns: u64,
+}
+crate::layout!(CacheFlush, 16; nr_pfns @ 8);
+
+/// `XEN_DOMCTL_{get,set}_paging_mempool_size`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PagingMempool {
+    /// Bytes.
+    pub size: u64,
+}
+crate::layout!(PagingMempool, 8);
+
+/// `VGCF_online`: the vCPU comes up when its domain is unpaused.
+pub const VGCF_ONLINE: u32 = 1;
+
+/// `struct vcpu_guest_context` (arm64): what XEN_DOMCTL_setvcpucontext gives a vCPU to start
+/// with and getvcpucontext reads back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuGuestContext {
+    /// [`VGCF_ONLINE`].
+    pub flags: u32,
+    /// Padding.
+    pub pad: u32,
+    /// x0..x30 (AArch32: the banked registers in Xen's order).
+    pub x: [u64; 31],
+    /// ELR_EL2: where the vCPU starts.
+    pub pc: u64,
+    /// SPSR_EL2: the mode and masks it starts in.
+    pub cpsr: u64,
+    /// SPSR_EL1 (AArch32: SPSR_svc in the low half).
+    pub spsr_el1: u64,
+    /// AArch32 SPSR_fiq, _irq, _und, _abt.
+    pub spsr_banked: [u32; 4],
+    /// SP_EL0.
+    pub sp_el0: u64,
+    /// SP_EL1.
+    pub sp_el1: u64,
+    /// ELR_EL1.
+    pub elr_el1: u64,
+    /// SCTLR_EL1.
+    pub sctlr: u64,
+    /// TCR_EL1.
+    pub ttbcr: u64,
+    /// TTBR0_EL1.
+    pub ttbr0: u64,
+    /// TTBR1_EL1.
+    pub ttbr1: u64,
+}
+crate::layout!(VcpuGuestContext, 352; x @ 8, pc @ 256, cpsr @ 264, spsr_el1 @ 272, sp_el0 @ 296, elr_el1 @ 312, sctlr @ 320, ttbr1 @ 344);
+
+impl Default for VcpuGuestContext {
+    fn default() -> Self {
+        Self { flags: 0, pad: 0, x: [0; 31], pc: 0, cpsr: 0, spsr_el1: 0, spsr_banked: [0; 4], sp_el0: 0, sp_el1: 0, elr_el1: 0, sctlr: 0, ttbcr: 0, ttbr0: 0, ttbr1: 0 }
+    }
+}
+
+/// `XEN_DOMCTL_setvcpucontext` / `getvcpucontext`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuContext {
+    /// The vCPU.
+    pub vcpu: u32,
+    /// Padding.
+    pub pad: u32,
+    /// Its [`VcpuGuestContext`] (0 on set: reset the vCPU).
+    pub ctxt: GuestHandle,
+}
+crate::layout!(VcpuContext, 16; ctxt @ 8);
+
+payloads!(VcpuContext);
+payloads!(CreateDomain, MaxVcpus, AddressSize, CacheFlush, PagingMempool);
 payloads!(Physinfo, SchedId, GetDomainInfoList, ReadConsole, GetCpuInfo, CpuTopoInfo, NumaInfo, CpupoolOp, GetDomainInfo, MaxMem, GetVcpuInfo, VcpuAffinity, SchedulerOp, NodeAffinity);
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod hypercall;
 pub mod iommu;
 pub mod irq;
 pub mod mm;
+pub mod sched;
 pub mod setway;
 pub mod spectre;
 pub mod sync;

@@ -554,14 +554,28 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
     let mut spare = cpus.spare().into_iter().peekable();
     for (i, spec) in specs.iter().enumerate() {
         let id = (i + 1) as DomId;
-        let vmid = DOM0_VMID + id;
+        let vmid = crate::domain::registry::vmid_of(id);
         if spec.vcpus != 1 {
             log!("{}: asks for {} vCPUs; xenith runs dom0less guests with one (one vCPU per CPU, no scheduler yet): not started", spec.name, spec.vcpus);
             continue;
         }
-        let Some(&(cpu, mpidr)) = spare.peek() else {
-            log!("{}: no CPU left (dom0 has {} of {}; xenith runs one vCPU per CPU): not started", spec.name, cpus.dom0_vcpus(), cpus.host_cpus());
-            continue;
+        // Under sched=credit the scheduler gives its vCPU a home CPU it shares; under null it
+        // needs a CPU of its own.
+        let shared = crate::sched::SCHED.policy() == crate::sched::SchedPolicy::Credit;
+        let (cpu, mpidr) = if shared {
+            match crate::sched::SCHED.add(crate::sched::VcpuRef::new(id, 0), None, u64::MAX) {
+                Ok(c) => (c, cpus.host_mpidr(c)),
+                Err(e) => {
+                    log!("{}: the scheduler has no place for its vCPU ({e:?}): not started", spec.name);
+                    continue;
+                }
+            }
+        } else {
+            let Some(&(cpu, mpidr)) = spare.peek() else {
+                log!("{}: no CPU left (dom0 has {} of {}; xenith runs one vCPU per CPU): not started", spec.name, cpus.dom0_vcpus(), cpus.host_cpus());
+                continue;
+            };
+            (cpu, mpidr)
         };
         let mut built = None;
         arch.with_machine(&mut |m| built = Some(build_domu(spec, id, vmid, &mut *m.frames, m.mem, &mut *m.tlb)));
@@ -573,7 +587,7 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
             }
             None => continue,
         };
-        for b in dom.ram.as_slice() {
+        for b in dom.ram().as_slice() {
             // The guest starts with its caches off: its kernel and DTB must be in memory.
             arch.clean_dcache_range(b.pa, b.size);
         }
@@ -589,7 +603,7 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
             log!("{}: vpl011 overlaps another device", spec.name);
         }
         let Some((vttbr, vtcr)) = dom.p2m.get_mut().as_ref().map(|p| (p.vttbr(), p.vtcr())) else { continue };
-        let bank = dom.ram.as_slice().first().copied().unwrap_or_default();
+        let bank = dom.ram().as_slice().first().copied().unwrap_or_default();
         log!(
             "d{id} ({}): RAM {:#x}-{:#x} ({} MiB) at host {:#x}, kernel entry {:#x}, DTB at {:#x}, VMID {vmid}, {}vCPU 0 on CPU {cpu}",
             spec.name, bank.ipa, bank.ipa + bank.size, bank.size >> 20, bank.pa, boot.entry, boot.dtb,
@@ -601,7 +615,9 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
             continue;
         }
         let start = CpuStart { cpu, mpidr, domain: id, vcpu: 0, vttbr, vtcr, entry: boot.entry, context: boot.dtb };
-        spare.next();
+        if !shared {
+            spare.next();
+        }
         match arch.start_cpu(&start) {
             Ok(()) => started.push(id),
             Err(e) => log!("{}: {e}: d{id} not started", spec.name),

@@ -322,7 +322,7 @@ fn dom0less_domus_start_on_the_cpus_dom0_leaves_through_the_arch() {
         assert_eq!((s.vttbr, s.vtcr), (p2m.vttbr(), p2m.vtcr()));
         assert_eq!(s.vttbr >> 48, u64::from(DOM0_VMID + id), "VMID");
         // Its RAM was cleaned before its CPU started (it runs with caches off at first).
-        let bank = d.ram.as_slice()[0];
+        let bank = d.ram().as_slice()[0];
         let at = |c: &Call| arch.calls().iter().position(|x| x == c);
         let clean = at(&Call::Clean { pa: bank.pa, len: bank.size }).expect("RAM cleaned");
         assert!(clean < at(&Call::StartCpu(*s)).unwrap());
@@ -534,7 +534,7 @@ fn dom0_is_the_direct_mapped_hardware_domain_with_a_grant_table_its_region_holds
     let dom = dom0_domain(r(0x5000_0000, 256 << 20), 2, p2m);
     assert!(dom.id == 0 && dom.is_hardware && dom.direct_mapped);
     assert_eq!(dom.max_vcpus, 2);
-    assert_eq!(dom.ram.as_slice(), [RamBank { ipa: 0x5000_0000, pa: 0x5000_0000, size: 256 << 20 }]);
+    assert_eq!(dom.ram().as_slice(), [RamBank { ipa: 0x5000_0000, pa: 0x5000_0000, size: 256 << 20 }]);
     assert_eq!(dom.p2m.read().as_ref().map(|p| p.vttbr()), Some(vttbr));
     let (frames, _) = crate::domain::grant::limits();
     assert_eq!(dom.grants.lock().max_frames(), frames.min((GNTTAB_SIZE / 4096) as u32));

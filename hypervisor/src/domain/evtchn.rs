@@ -321,12 +321,16 @@ impl EventChannels {
         self.mark_upcall(vcpu, mem);
     }
 
-    /// Set `vcpu`'s evtchn_upcall_pending and flag the upcall for the vGIC.
+    /// Set `vcpu`'s evtchn_upcall_pending and, if it was clear, flag the upcall for the vGIC.
+    /// As Xen's test_and_set_bit on bit 0 of the byte (other bits the guest keeps there stay):
+    /// an upcall already pending is not raised again, since the guest clears the flag before
+    /// it scans its events and so finds this one too. Only the hypervisor sets the flag, so
+    /// between the read and the write it can only have been cleared, which the write undoes
+    /// as the atomic operation would.
     fn mark_upcall(&mut self, vcpu: u32, mem: &dyn PhysMem) {
         let Some(vi) = self.vcpu_info_pa(vcpu) else { return };
-        // Bit 0 of the byte, as Xen's test_and_set_bit: other bits the guest keeps there stay.
         let mut b = [0u8];
-        if mem.read(vi + VCPU_UPCALL_PENDING, &mut b).is_ok() && mem.write(vi + VCPU_UPCALL_PENDING, &[b[0] | 1]).is_ok() {
+        if mem.read(vi + VCPU_UPCALL_PENDING, &mut b).is_ok() && b[0] & 1 == 0 && mem.write(vi + VCPU_UPCALL_PENDING, &[b[0] | 1]).is_ok() {
             self.upcall_pending |= 1 << vcpu;
         }
     }
@@ -412,9 +416,16 @@ mod tests {
         assert_eq!(mem.read_u64(0x8000_0000 + SHINFO_PENDING + 8).unwrap(), 1 << 6);
         assert_eq!(mem.read_u64(0x8000_0000 + VCPU_PENDING_SEL).unwrap(), 1 << 1);
         assert_eq!(e.upcall_pending, 1);
-        // masked: pending but no upcall; unmask delivers it
+        // While the vCPU's upcall is pending, another event's selector bit is set but the
+        // upcall is not raised again (the guest clears the flag before it scans).
         e.upcall_pending = 0;
+        e.set_pending(200, &mem);
+        assert_eq!(mem.read_u64(0x8000_0000 + VCPU_PENDING_SEL).unwrap(), (1 << 1) | (1 << 3));
+        assert_eq!(e.upcall_pending, 0);
+        // The guest took its events (flag and selector cleared)...
+        mem.write_u64(0x8000_0000 + VCPU_UPCALL_PENDING, 0).unwrap();
         mem.write_u64(0x8000_0000 + VCPU_PENDING_SEL, 0).unwrap();
+        // ...then masked: pending but no upcall; unmask delivers it
         mem.write_u64(0x8000_0000 + SHINFO_MASK, 1 << 3).unwrap();
         e.set_pending(3, &mem);
         assert_eq!(e.upcall_pending, 0);

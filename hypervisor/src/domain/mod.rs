@@ -15,7 +15,7 @@ pub mod vuart;
 pub mod zimage;
 
 use crate::sync::{Mutex, RwLock};
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use mmio::MmioBus;
 
 /// A domain identifier (Xen's `domid_t`).
@@ -121,7 +121,9 @@ pub struct Domain {
     pub is_hardware: bool,
     /// Guest physical == host physical for RAM.
     pub direct_mapped: bool,
-    pub ram: RamBanks,
+    /// Its RAM: given at construction for a domain built at boot, set once later for one the
+    /// toolstack made (when its memory is first populated).
+    ram: crate::sync::Once<RamBanks>,
     /// vCPUs the domain has (vCPU ids 0..max_vcpus; the builder sets it, default 1).
     pub max_vcpus: u32,
     /// The event-channel PPI as `hvm_op` reports it (HVM_PARAM_CALLBACK_IRQ); the domain
@@ -162,6 +164,19 @@ pub struct Domain {
     max_pages: AtomicU64,
     /// Where its vCPUs run and may run: read and written by the toolstack's domctls.
     pub placement: Mutex<Placement>,
+    /// Made by the toolstack (createdomain) rather than at boot: its vCPUs exist once
+    /// XEN_DOMCTL_max_vcpus made them, and stay down until the toolstack gives them a context.
+    pub by_toolstack: bool,
+    /// XEN_DOMCTL_max_vcpus made its vCPUs (always true for a domain built at boot).
+    vcpus_made: AtomicBool,
+    /// Register width the toolstack set (XEN_DOMCTL_set_address_size): 32 or 64.
+    address_size: AtomicU8,
+    /// The register state the toolstack gave each vCPU to start with (setvcpucontext), kept
+    /// until the vCPU starts. Empty for a domain built at boot.
+    pub start_context: Mutex<alloc::vec::Vec<Option<guest_abi::toolstack::VcpuGuestContext>>>,
+    /// Bytes of stage-2 table pool the toolstack asked for (XEN_DOMCTL_set_paging_mempool_size;
+    /// reported back, the tables themselves come from the frame pool).
+    paging_pool: AtomicU64,
 }
 
 /// Each vCPU's physical CPU and affinities, the domain's NUMA node affinity and handle, as the
@@ -196,12 +211,13 @@ impl Placement {
 
 impl Domain {
     pub fn new(id: DomId, is_hardware: bool, direct_mapped: bool, ram: RamBanks) -> Self {
+        let ram_total = ram.total();
         Self {
             mmio: MmioBus::default(),
             id,
             is_hardware,
             direct_mapped,
-            ram,
+            ram: if ram.as_slice().is_empty() { crate::sync::Once::new() } else { crate::sync::Once::initialized(ram) },
             max_vcpus: 1,
             callback_ppi: 16,
             p2m: RwLock::new(None),
@@ -216,9 +232,62 @@ impl Domain {
             shutdown_code: AtomicU32::new(u32::MAX),
             vcpu_off_ns: [const { AtomicU64::new(0) }; vcpu::MAX_VCPUS],
             controller_pauses: AtomicU32::new(0),
-            max_pages: AtomicU64::new(ram.total() >> 12),
+            max_pages: AtomicU64::new(ram_total >> 12),
             placement: Mutex::new(Placement::new(0)),
+            by_toolstack: false,
+            vcpus_made: AtomicBool::new(true),
+            address_size: AtomicU8::new(64),
+            paging_pool: AtomicU64::new(0),
+            start_context: Mutex::new(alloc::vec::Vec::new()),
         }
+    }
+
+    /// A domain as the toolstack's createdomain makes it: no RAM, `max_vcpus` vCPUs not made
+    /// yet (and down once made), paused by the controller until it unpauses it.
+    pub fn new_by_toolstack(id: DomId, max_vcpus: u32, handle: [u8; 16]) -> Self {
+        let mut d = Self::new(id, false, false, RamBanks::default());
+        d.max_vcpus = max_vcpus;
+        d.by_toolstack = true;
+        d.vcpus_made = AtomicBool::new(false);
+        // 32-bit until the toolstack sets the address size (Xen's default for a new domain).
+        d.address_size = AtomicU8::new(32);
+        d.vcpus_off = AtomicU32::new(u32::MAX);
+        d.controller_pauses = AtomicU32::new(1);
+        d.callback_ppi = domu::GUEST_EVTCHN_PPI;
+        d.placement.get_mut().handle = handle;
+        *d.start_context.get_mut() = alloc::vec![None; max_vcpus.min(vcpu::MAX_VCPUS as u32) as usize];
+        // Xen starts a new domain's p2m pool with 16 pages; xenith's stage-2 tables come from
+        // the hypervisor's frame pool, and the figure is the toolstack's to read and set.
+        d.paging_pool = AtomicU64::new(16 * 4096);
+        d
+    }
+
+    /// Whether its vCPUs exist (XEN_DOMCTL_max_vcpus made them, or it was built at boot).
+    pub fn vcpus_made(&self) -> bool {
+        self.vcpus_made.load(Ordering::Acquire)
+    }
+
+    /// XEN_DOMCTL_max_vcpus: make the vCPUs (they stay down).
+    pub fn make_vcpus(&self) {
+        self.vcpus_made.store(true, Ordering::Release);
+    }
+
+    /// The register width the toolstack chose (64 unless it said 32).
+    pub fn address_size(&self) -> u8 {
+        self.address_size.load(Ordering::Relaxed)
+    }
+
+    pub fn set_address_size(&self, bits: u8) {
+        self.address_size.store(bits, Ordering::Relaxed);
+    }
+
+    /// Bytes of stage-2 table pool the toolstack asked for.
+    pub fn paging_pool(&self) -> u64 {
+        self.paging_pool.load(Ordering::Relaxed)
+    }
+
+    pub fn set_paging_pool(&self, bytes: u64) {
+        self.paging_pool.store(bytes, Ordering::Relaxed);
     }
 
     /// Pause the domain for the toolstack: counted, at most 255 deep (Xen's limit).
@@ -242,9 +311,30 @@ impl Domain {
         self.max_pages.store(pages, Ordering::Relaxed);
     }
 
+    /// Its RAM banks (none yet for a toolstack-made domain whose memory was never populated).
+    #[inline]
+    pub fn ram(&self) -> &RamBanks {
+        static NONE: RamBanks = RamBanks::new();
+        self.ram.get().unwrap_or(&NONE)
+    }
+
+    /// Give a toolstack-made domain its RAM banks, all of it given back (not held) until
+    /// populated. `Err(banks)` when it has RAM already.
+    pub fn set_ram(&self, banks: RamBanks) -> Result<(), RamBanks> {
+        let mut banks = Some(banks);
+        self.ram.call_once(|| {
+            let b = banks.take().unwrap_or_default();
+            // Counted as given back before the banks are seen, so that no populate finds RAM
+            // it could take that the count does not show.
+            self.given_back.fetch_add(b.total() >> 12, Ordering::Relaxed);
+            b
+        });
+        banks.map_or(Ok(()), Err)
+    }
+
     /// Pages of RAM the domain was built with.
     pub fn ram_pages(&self) -> u64 {
-        self.ram.total() >> 12
+        self.ram().total() >> 12
     }
 
     /// vCPU `vcpu` turned itself off (PSCI CPU_OFF) at `now_ns` (ns since boot): its CPU
@@ -272,6 +362,18 @@ impl Domain {
     /// The shutdown code (`u32::MAX`: none given).
     pub fn shutdown_code(&self) -> u32 {
         self.shutdown_code.load(Ordering::Acquire)
+    }
+
+    /// Mark vCPU `vcpu` up (it comes up when the domain runs) or down, as the toolstack's
+    /// setvcpucontext says (VGCF_online) for a vCPU that has not run.
+    pub fn set_vcpu_down(&self, vcpu: u32, down: bool) {
+        if vcpu < 32 {
+            if down {
+                self.vcpus_off.fetch_or(1 << vcpu, Ordering::AcqRel);
+            } else {
+                self.vcpus_off.fetch_and(!(1 << vcpu), Ordering::AcqRel);
+            }
+        }
     }
 
     /// Whether vCPU `vcpu` turned itself off.
@@ -306,7 +408,7 @@ impl Domain {
 
     /// Host physical range `[pa, pa + len)` lies entirely inside one of this domain's RAM banks.
     pub fn owns_ram(&self, pa: u64, len: u64) -> bool {
-        self.ram.contains_pa(pa, len)
+        self.ram().contains_pa(pa, len)
     }
 
     /// Whether to log one more guest fault (the first 64, then every 1024th).

@@ -1,9 +1,14 @@
 //! Every domain the hypervisor runs, by id, and the machine services (physical memory, table
 //! frames, TLB maintenance) that operations on them need.
 //!
-//! The table is read-mostly and lock-free: a domain is put in its slot once, at boot, and stays
-//! there until the machine stops (no domain is ever destroyed), so a lookup is one load and
-//! the `&Domain` it gives stays valid. The work happens under the domain's own locks.
+//! The table is read-mostly and lock-free: a lookup is one load, and the `&Domain` it gives
+//! stays valid for as long as the machine runs, because a domain's record is never freed: boot
+//! puts dom0 and the dom0less domUs in their slots, the toolstack's createdomain adds domains
+//! at run time and its destroydomain takes one out of its slot ([`Domains::remove`]) after
+//! giving back everything it held (RAM, table frames, grant and event-channel state). The
+//! record itself (a few hundred bytes of locks and counters) stays allocated, so that a CPU
+//! that looked the domain up just before it left finds it intact; the slot takes a new domain.
+//! The work happens under the domain's own locks.
 //!
 //! Lock order: a CPU holding a lock takes only locks further down this list; two locks of one
 //! kind belong to two domains and are taken in domain-id order ([`lock_pair`]).
@@ -28,11 +33,18 @@
 
 use super::{DomId, Domain};
 use crate::mm::{FrameAlloc, RegionAllocator, TlbOps};
-use crate::sync::{Mutex, MutexGuard, Once, SpinMutex};
+use crate::sync::{Mutex, MutexGuard, SpinMutex};
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use platform::PhysMem;
 
 /// Domain ids a slot exists for (0..MAX_DOMAINS).
-pub const MAX_DOMAINS: usize = 8;
+pub const MAX_DOMAINS: usize = 32;
+
+/// The stage-2 VMID of domain `id` (dom0's is 1; 0 is left unused).
+pub const fn vmid_of(id: DomId) -> u16 {
+    1 + id
+}
 
 /// Every domain the machine runs (which one runs on each CPU is the architecture's to say).
 pub static DOMAINS: Domains = Domains::new();
@@ -61,7 +73,10 @@ impl FrameAlloc for PoolFrames {
 
 /// The live domains, each in the slot of its id.
 pub struct Domains {
-    slots: [Once<Domain>; MAX_DOMAINS],
+    /// A published domain: a leaked `Box<Domain>` (see the module documentation).
+    slots: [AtomicPtr<Domain>; MAX_DOMAINS],
+    /// The id the last createdomain chose (Xen's rover: the next one looks above it first).
+    rover: SpinMutex<DomId>,
 }
 
 impl core::fmt::Debug for Domains {
@@ -76,35 +91,86 @@ impl Default for Domains {
     }
 }
 
+impl Drop for Domains {
+    fn drop(&mut self) {
+        for slot in &mut self.slots {
+            let p = core::mem::replace(slot.get_mut(), core::ptr::null_mut());
+            if !p.is_null() {
+                // SAFETY: `p` came from `Box::into_raw` in `insert` and is still published, so
+                // nothing freed it; `&mut self` means no lookup can hold a reference to it.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
 impl Domains {
     pub const fn new() -> Self {
-        Self { slots: [const { Once::new() }; MAX_DOMAINS] }
+        Self { slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_DOMAINS], rover: SpinMutex::new(0) }
     }
 
     /// Add a domain; refused (returned back) if its id is taken or has no slot.
     pub fn insert(&self, d: Domain) -> Result<&Domain, Domain> {
         let Some(slot) = self.slots.get(usize::from(d.id)) else { return Err(d) };
-        let mut d = Some(d);
-        let stored = slot.call_once(|| d.take().expect("taken once"));
-        match d {
-            None => Ok(stored),
-            Some(d) => Err(d),
+        let p = Box::into_raw(Box::new(d));
+        match slot.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: `p` is the box just published; records are never freed while shared.
+            Ok(_) => Ok(unsafe { &*p }),
+            // SAFETY: `p` was not published: this is its only owner.
+            Err(_) => Err(*unsafe { Box::from_raw(p) }),
         }
     }
 
     /// Domain `id` (one load: no lock).
     #[inline]
     pub fn get(&self, id: DomId) -> Option<&Domain> {
-        self.slots.get(usize::from(id))?.get()
+        let p = self.slots.get(usize::from(id))?.load(Ordering::Acquire);
+        // SAFETY: a non-null slot holds a record from `insert`, which is never freed while
+        // `self` is shared (a removed record is left allocated: module documentation).
+        (!p.is_null()).then(|| unsafe { &*p })
     }
 
     /// Exclusive access, before the domains are shared (building them, host tests).
     pub fn get_mut(&mut self, id: DomId) -> Option<&mut Domain> {
-        self.slots.get_mut(usize::from(id))?.get_mut()
+        let p = *self.slots.get_mut(usize::from(id))?.get_mut();
+        // SAFETY: as in `get`, and `&mut self` excludes every other reference to the record.
+        (!p.is_null()).then(|| unsafe { &mut *p })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Domain> {
-        self.slots.iter().filter_map(Once::get)
+        (0..MAX_DOMAINS).filter_map(|i| self.get(i as DomId))
+    }
+
+    /// Take domain `id` out of the table: lookups stop finding it and its id is free again.
+    /// The record stays allocated (a CPU may still hold the `&Domain` it looked up).
+    pub fn remove(&self, id: DomId) -> Option<&Domain> {
+        let p = self.slots.get(usize::from(id))?.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: as in `get`: the record is never freed while `self` is shared.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// A free id for a new domain: `wanted` if one is asked for (and free), else the first
+    /// free one above the last id chosen this way, wrapping past the last slot to 1 and never
+    /// coming back to the last one chosen (Xen's rover). `Err(true)`: `wanted` is taken;
+    /// `Err(false)`: no id is free (or `wanted` has no slot).
+    pub fn choose_id(&self, wanted: Option<DomId>) -> Result<DomId, bool> {
+        if let Some(id) = wanted {
+            return match self.slots.get(usize::from(id)) {
+                None => Err(false),
+                Some(_) if self.get(id).is_some() => Err(true),
+                Some(_) => Ok(id),
+            };
+        }
+        let mut rover = self.rover.lock();
+        let n = MAX_DOMAINS as DomId;
+        for step in 1..n - 1 {
+            let id = (*rover + step - 1) % (n - 1) + 1;
+            if self.get(id).is_none() {
+                *rover = id;
+                return Ok(id);
+            }
+        }
+        Err(false)
     }
 }
 
@@ -144,5 +210,38 @@ mod tests {
         assert_eq!(ds.get(1).map(|d| d.is_hardware), Some(false));
         assert!(ds.get(7).is_none() && ds.get(DomId::MAX).is_none());
         assert_eq!(ds.iter().map(|d| d.id).collect::<alloc::vec::Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn a_removed_domain_frees_its_id_and_stays_readable() {
+        let ds = Domains::new();
+        let d1 = ds.insert(Domain::new(1, false, false, RamBanks::default())).ok().unwrap();
+        let gone = ds.remove(1).unwrap();
+        assert!(core::ptr::eq(d1, gone) && gone.id == 1);
+        assert!(ds.get(1).is_none() && ds.remove(1).is_none());
+        assert!(ds.insert(Domain::new(1, false, false, RamBanks::default())).is_ok());
+        assert_eq!(d1.id, 1, "the old record is still there for whoever looked it up");
+    }
+
+    #[test]
+    fn ids_are_chosen_like_xens_rover() {
+        let ds = Domains::new();
+        let _ = ds.insert(Domain::new(0, true, true, RamBanks::default()));
+        let _ = ds.insert(Domain::new(1, false, false, RamBanks::default()));
+        assert_eq!(ds.choose_id(None), Ok(2));
+        let _ = ds.insert(Domain::new(2, false, false, RamBanks::default()));
+        ds.remove(2);
+        // The rover moves on: id 2 is free again but the next choice is above it.
+        assert_eq!(ds.choose_id(None), Ok(3));
+        assert_eq!(ds.choose_id(Some(1)), Err(true));
+        assert_eq!(ds.choose_id(Some(5)), Ok(5));
+        assert_eq!(ds.choose_id(Some(MAX_DOMAINS as DomId)), Err(false));
+        for id in 3..MAX_DOMAINS as DomId {
+            let _ = ds.insert(Domain::new(id, false, false, RamBanks::default()));
+        }
+        // Only 2 is free; the rover wraps to it.
+        assert_eq!(ds.choose_id(None), Ok(2));
+        let _ = ds.insert(Domain::new(2, false, false, RamBanks::default()));
+        assert_eq!(ds.choose_id(None), Err(false));
     }
 }

@@ -169,6 +169,55 @@ impl Cpus {
     }
 }
 
+/// The longest a vCPU runs before its CPU takes a scheduling decision: Xen 4.17's credit2
+/// scheduler's longest slice (CSCHED2_MAX_TIMER, 10 ms), so a running vCPU leaves for the
+/// hypervisor at least that often on both. With one vCPU per CPU the decision is to run it on;
+/// the slice's end is where a vCPU scheduler switches.
+pub const SLICE_US: u64 = 10_000;
+
+/// The end of a slice that starts at counter value `now` (counter frequency `freq` Hz).
+pub fn slice_end(now: u64, freq: u64) -> u64 {
+    now.saturating_add(freq.saturating_mul(SLICE_US) / 1_000_000)
+}
+
+/// When the CPU's hypervisor timer must fire: at `slice_end`, or at the deadline of the
+/// emulated EL1 physical timer (`ptimer`, when armed and not yet expired) if that is sooner.
+pub fn hyp_timer_deadline(slice_end: u64, ptimer: Option<u64>) -> u64 {
+    ptimer.map_or(slice_end, |p| p.min(slice_end))
+}
+
+/// A vCPU's trapped wait instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// WFI (or WFIT): wait for an interrupt.
+    Interrupt,
+    /// WFE (or WFET): wait for an event; a spinning lock's waiting loop.
+    Event,
+}
+
+/// What the vCPU's CPU does about a trapped wait instruction (it steps over it either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitAction {
+    /// Back to the guest at once.
+    Resume,
+    /// Wait on the physical CPU until an interrupt reaches it, then back to the guest.
+    WaitForInterrupt,
+}
+
+/// Xen's answer to a trapped WFI/WFE with one vCPU per physical CPU. WFE yields the vCPU, and
+/// with nothing else to run on its CPU it goes on at once. WFI blocks the vCPU unless an
+/// interrupt is already waiting for it (`deliverable`: pending in the vGIC, an event upcall
+/// included); blocked, its CPU idles until an interrupt arrives (a kick from a CPU that
+/// changed this vCPU's interrupts, its timer, a device's), which wakes the vCPU. A wait whose
+/// terms the hypervisor does not keep (`unheld`: WFIT's timeout, an AArch32 instruction's
+/// condition) completes at once, which a wait instruction may always do.
+pub fn on_wait(wait: Wait, deliverable: bool, unheld: bool) -> WaitAction {
+    match wait {
+        Wait::Interrupt if !deliverable && !unheld => WaitAction::WaitForInterrupt,
+        Wait::Interrupt | Wait::Event => WaitAction::Resume,
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -190,6 +239,26 @@ mod tests {
         assert_eq!(Cpus::new().setup_dom0(&HOST, 0), 1);
         assert_eq!(Cpus::new().setup_dom0(&[1, 2, 3, 4, 5, 6], 8), MAX_CPUS);
         assert_eq!(c.host_mpidr(9), 0);
+    }
+
+    #[test]
+    fn the_hypervisor_timer_ends_each_slice_or_fires_sooner_for_the_guest() {
+        // 62.5 MHz (QEMU virt): 10 ms is 625 000 ticks.
+        assert_eq!(slice_end(1_000, 62_500_000), 626_000);
+        assert_eq!(slice_end(u64::MAX - 5, 62_500_000), u64::MAX);
+        assert_eq!(hyp_timer_deadline(626_000, None), 626_000);
+        assert_eq!(hyp_timer_deadline(626_000, Some(5_000)), 5_000);
+        assert_eq!(hyp_timer_deadline(626_000, Some(900_000)), 626_000);
+    }
+
+    #[test]
+    fn wfi_waits_only_with_nothing_deliverable_and_wfe_never_waits() {
+        assert_eq!(on_wait(Wait::Interrupt, false, false), WaitAction::WaitForInterrupt);
+        assert_eq!(on_wait(Wait::Interrupt, true, false), WaitAction::Resume);
+        assert_eq!(on_wait(Wait::Interrupt, false, true), WaitAction::Resume);
+        for (d, c) in [(false, false), (true, false), (false, true)] {
+            assert_eq!(on_wait(Wait::Event, d, c), WaitAction::Resume);
+        }
     }
 
     #[test]

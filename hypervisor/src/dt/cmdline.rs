@@ -69,6 +69,26 @@ impl Dom0Mem {
     }
 }
 
+/// Xen's `sched=`: which vCPU scheduler runs (`crate::sched` acts on it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SchedPolicy {
+    /// `sched=null`: every vCPU pinned to a physical CPU of its own (the default).
+    #[default]
+    Null,
+    /// `sched=credit`: Xen's credit policy: vCPUs may share a CPU, time-sliced by weight.
+    Credit,
+}
+
+impl SchedPolicy {
+    /// The name Xen gives it (`sched=` value, `xl info`'s `xen_scheduler`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedPolicy::Null => "null",
+            SchedPolicy::Credit => "credit",
+        }
+    }
+}
+
 /// The parsed command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HypervisorCmdline {
@@ -90,6 +110,9 @@ pub struct HypervisorCmdline {
     pub spectre_entry_all: bool,
     /// `its=hide`: the GICv3 ITS is kept from dom0 (no emulated ITS; PCI MSIs fall back to INTx).
     pub its_hide: bool,
+    /// `sched=null|credit`; another scheduler Xen knows (credit2, rtds, arinc653) is listed
+    /// in `unknown` and the default runs, as Xen falls back to its default for a name it lacks.
+    pub sched: SchedPolicy,
     /// Options xenith does not act on, as written (for a warning).
     pub unknown: Vec<String>,
 }
@@ -228,6 +251,8 @@ impl HypervisorCmdline {
                 "dom0_max_vcpus" => out.dom0_max_vcpus = value.and_then(|v| v.rsplit('-').next()?.parse().ok()),
                 "spectre_entry" if value == Some("all") => out.spectre_entry_all = true,
                 "its" if value.is_some() => out.its_hide = value == Some("hide"),
+                "sched" if value == Some("null") => out.sched = SchedPolicy::Null,
+                "sched" if value == Some("credit") => out.sched = SchedPolicy::Credit,
                 _ => out.unknown.push(word.to_owned()),
             }
         }
@@ -251,5 +276,18 @@ mod tests {
         assert_eq!((c.dom0_max_vcpus, c.spectre_entry_all), (None, false));
         assert_eq!(c.unknown, ["spectre_entry=auto"]);
         assert_eq!(HypervisorCmdline::parse("").unwrap().dom0_max_vcpus, None);
+    }
+
+    #[test]
+    fn sched_selects_null_or_credit_and_lists_other_schedulers() {
+        assert_eq!(HypervisorCmdline::parse("").unwrap().sched, SchedPolicy::Null);
+        let c = HypervisorCmdline::parse("sched=credit").unwrap();
+        assert_eq!((c.sched, c.sched.name()), (SchedPolicy::Credit, "credit"));
+        let c = HypervisorCmdline::parse("sched=credit sched=null").unwrap();
+        assert_eq!((c.sched, c.unknown.len()), (SchedPolicy::Null, 0));
+        // Xen's other schedulers (and a bare `sched`): the default, and a warning.
+        let c = HypervisorCmdline::parse("sched=credit sched=rtds sched").unwrap();
+        assert_eq!(c.sched, SchedPolicy::Credit);
+        assert_eq!(c.unknown, ["sched=rtds", "sched"]);
     }
 }

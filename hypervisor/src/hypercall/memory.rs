@@ -434,6 +434,7 @@ fn reservation(cx: &mut HypercallCtx<'_, '_>, op: u32, start: u64, arg: u64) -> 
         let Ok(gpfn) = read_arg::<u64>(cx.mem, r.extent_start.wrapping_add(i.wrapping_mul(8))) else { return done(i) };
         let Some(dom) = cx.domains.get(target) else { return done(i) };
         let ok = match op {
+            XENMEM_POPULATE_PHYSMAP if dom.by_toolstack && dom.ram().as_slice().is_empty() && !provide_ram(dom, cx.machine) => false,
             XENMEM_POPULATE_PHYSMAP if !dom.direct_mapped => populate_given_back(dom, cx.machine, gpfn, pages),
             XENMEM_POPULATE_PHYSMAP => populate(dom, cx.machine, gpfn, pages),
             XENMEM_DECREASE_RESERVATION => decrease(dom, cx.machine, gpfn, pages),
@@ -503,16 +504,64 @@ fn populate(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u6
     p2m.map(pa, pa, pages * PAGE, S2Attr::RAM_RWX, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
 }
 
+/// Pages of Xen's "magic" region a toolstack populates on ARM (console and xenstore rings and
+/// the rest: libxl's NR_MAGIC_PAGES) at [`GUEST_MAGIC_BASE`].
+const MAGIC_PAGES: u64 = 4;
+/// Xen's guest address of the magic pages on ARM.
+pub const GUEST_MAGIC_BASE: u64 = 0x3900_0000;
+/// Xen's first guest RAM bank on ARM: base and largest size.
+const GUEST_RAM0_SIZE: u64 = 0xc000_0000;
+
+/// One naturally aligned block of `bytes` (rounded up to a power of two; the tail given back).
+fn alloc_block(m: &mut crate::domain::registry::Machine<'_>, bytes: u64) -> Option<u64> {
+    let pages = bytes / PAGE;
+    let block = pages.checked_next_power_of_two()?;
+    let pa = m.frames.alloc_frames(usize::try_from(block).ok()?)?;
+    if block > pages {
+        m.frames.free_frames(pa + bytes, (block - pages) as usize);
+    }
+    Some(pa)
+}
+
+/// A domain the toolstack made gets its RAM when the toolstack first populates it: one bank at
+/// Xen's guest RAM base as large as its memory limit (at most Xen's first bank; naturally
+/// aligned, so stage 2 can use blocks) and the magic pages at Xen's magic base, all counted as
+/// not held until populated. Host frames are taken here, so the toolstack sees free memory
+/// fall when it builds a domain.
+fn provide_ram(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>) -> bool {
+    let bytes = dom.max_pages().saturating_mul(PAGE);
+    if bytes == 0 || bytes > GUEST_RAM0_SIZE {
+        return false;
+    }
+    let Some(ram) = alloc_block(m, bytes) else { return false };
+    let magic_bytes = MAGIC_PAGES * PAGE;
+    let Some(magic) = alloc_block(m, magic_bytes) else {
+        m.frames.free_frames(ram, (bytes / PAGE) as usize);
+        return false;
+    };
+    let mut banks = crate::domain::RamBanks::new();
+    banks.push(crate::domain::RamBank { ipa: crate::domain::domu::GUEST_RAM0_BASE, pa: ram, size: bytes });
+    banks.push(crate::domain::RamBank { ipa: GUEST_MAGIC_BASE, pa: magic, size: magic_bytes });
+    if let Err(banks) = dom.set_ram(banks) {
+        // Another vCPU gave it RAM first.
+        for b in banks.as_slice() {
+            m.frames.free_frames(b.pa, (b.size / PAGE) as usize);
+        }
+    }
+    true
+}
+
 /// A domain whose guest addresses are not its host addresses takes back pages it gave back
 /// (only its own RAM frames: a domain is never given frames beyond those it was built with),
 /// zeroed as a fresh page would be, at the guest frames they had. Pages it never gave back,
 /// or more than it gave back, are refused (its reservation is full).
 fn populate_given_back(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u64, pages: u64) -> bool {
-    if !gpfn.is_multiple_of(pages) || dom.given_back() < pages {
+    // Never beyond the limit the toolstack set (Xen refuses an allocation past max_pages).
+    if !gpfn.is_multiple_of(pages) || dom.given_back() < pages || dom.tot_pages() + pages > dom.max_pages() {
         return false;
     }
     let Some(ipa) = gpfn.checked_mul(PAGE) else { return false };
-    let Some(bank) = dom.ram.as_slice().iter().find(|b| ipa >= b.ipa && ipa - b.ipa + pages * PAGE <= b.size).copied() else { return false };
+    let Some(bank) = dom.ram().as_slice().iter().find(|b| ipa >= b.ipa && ipa - b.ipa + pages * PAGE <= b.size).copied() else { return false };
     let pa = bank.pa + (ipa - bank.ipa);
     let mut p2m = dom.p2m.write();
     if (0..pages).any(|k| gp::lookup_in(dom, &p2m, gpfn + k, m.mem).is_some()) {

@@ -13,7 +13,7 @@ use super::{read_arg, write_arg, HypercallCtx};
 use crate::domain::vcpu::MAX_VCPUS;
 use crate::domain::Domain;
 use crate::sync::Once;
-use guest_abi::errno::{ret, EACCES, EFAULT, EINVAL, ENOENT, ENOSYS, EOVERFLOW, EPERM, ESRCH};
+use guest_abi::errno::{ret, EACCES, EEXIST, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSYS, EOVERFLOW, EPERM, ESRCH};
 use guest_abi::toolstack::*;
 use guest_abi::DOMID_FIRST_RESERVED;
 
@@ -32,6 +32,8 @@ pub struct HostInfo {
     pub iommu_shares_p2m: bool,
     /// Guest physical address bits of a domain's stage 2.
     pub ipa_bits: u8,
+    /// The host's GIC as createdomain names it (`XEN_DOMCTL_CONFIG_GIC_V2` or `_V3`).
+    pub gic_version: u8,
     /// Pages of host RAM free now.
     pub free_pages: fn() -> u64,
     /// Nanoseconds since boot.
@@ -43,7 +45,7 @@ fn zero() -> u64 {
 }
 
 /// The host before [`set_host_info`] (host tests): one CPU, no RAM.
-const UNSET: HostInfo = HostInfo { nr_cpus: 1, cpu_khz: 0, total_pages: 0, max_mfn: 0, iommu_shares_p2m: false, ipa_bits: 40, free_pages: zero, now_ns: zero };
+const UNSET: HostInfo = HostInfo { nr_cpus: 1, cpu_khz: 0, total_pages: 0, max_mfn: 0, iommu_shares_p2m: false, ipa_bits: 40, gic_version: XEN_DOMCTL_CONFIG_GIC_V3, free_pages: zero, now_ns: zero };
 
 static HOST: Once<HostInfo> = Once::new();
 
@@ -299,7 +301,8 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
     let online = (0..n).filter(|&v| !d.vcpu_off(v)).count() as u32;
     // The shutdown code field holds Xen's int code: all ones until one is given.
     let mut flags = dominf::HAP | dominf::HVM_GUEST | d.shutdown_code() << dominf::SHUTDOWN_SHIFT;
-    if online != 0 {
+    // A toolstack-made domain's vCPUs are up once given a state, but do not run yet.
+    if online != 0 && !d.by_toolstack {
         flags |= dominf::RUNNING;
     }
     if d.shutdown().is_some() {
@@ -318,7 +321,8 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
         shared_info_frame: shared_info.map_or(0, |pa| pa >> 12),
         cpu_time: (0..n).map(|v| vcpu_time(d, v)).sum(),
         nr_online_vcpus: online,
-        max_vcpu_id: n - 1,
+        // A domain whose vCPUs are not made yet reports Xen's XEN_INVALID_MAX_VCPU_ID.
+        max_vcpu_id: if d.vcpus_made() { n - 1 } else { u32::MAX },
         handle: placement.handle,
         cpupool: CPUPOOL0,
         gpaddr_bits: host().ipa_bits,
@@ -328,7 +332,10 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
 
 /// Nanoseconds vCPU `v` ran: it has its CPU to itself from boot until it turns itself off.
 fn vcpu_time(d: &Domain, v: u32) -> u64 {
-    if d.vcpu_off(v) {
+    if d.by_toolstack {
+        // Its vCPUs have not run.
+        0
+    } else if d.vcpu_off(v) {
         d.vcpu_off_at(v).unwrap_or(0)
     } else {
         now_ns()
@@ -399,11 +406,13 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
             let mut v: GetVcpuInfo = payload(&op.u);
             if v.vcpu >= d.max_vcpus || v.vcpu as usize >= MAX_VCPUS {
                 Err(ret(EINVAL))
+            } else if !d.vcpus_made() {
+                Err(ret(ESRCH))
             } else {
                 let online = !d.vcpu_off(v.vcpu);
                 v.online = online as u8;
                 v.blocked = 0;
-                v.running = online as u8;
+                v.running = (online && !d.by_toolstack) as u8;
                 v.cpu_time = vcpu_time(d, v.vcpu);
                 v.cpu = d.placement.lock().cpu[v.vcpu as usize];
                 set_payload(&mut op.u, &v);
@@ -439,6 +448,53 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
                 Err(e) => Err(e),
             }
         }
+        (domctl::CREATEDOMAIN, _) => createdomain(cx, &mut op).map(|()| true),
+        (domctl::MAX_VCPUS, Some(d)) => {
+            let m: MaxVcpus = payload(&op.u);
+            if is_caller || m.max != d.max_vcpus {
+                Err(ret(EINVAL))
+            } else {
+                d.make_vcpus();
+                Ok(false)
+            }
+        }
+        (domctl::SETVCPUCONTEXT, Some(d)) => setvcpucontext(cx, d, is_caller, &payload(&op.u)).map(|()| false),
+        (domctl::GETVCPUCONTEXT, Some(d)) => {
+            let v: VcpuContext = payload(&op.u);
+            getvcpucontext(cx, d, &v).map(|()| true)
+        }
+        (domctl::DESTROYDOMAIN, Some(d)) => destroydomain(cx, d, is_caller).map(|()| false),
+        (domctl::SET_ADDRESS_SIZE, Some(d)) => {
+            let a: AddressSize = payload(&op.u);
+            match a.size {
+                // Only before the domain holds memory, as on Xen.
+                64 if d.tot_pages() != 0 => Err(ret(guest_abi::errno::EBUSY)),
+                64 => {
+                    d.set_address_size(64);
+                    Ok(false)
+                }
+                // xenith runs AArch64 guests only on AArch64 (Xen takes 32 where the CPU has
+                // AArch32 at EL1), and no other size.
+                _ => Err(ret(EINVAL)),
+            }
+        }
+        (domctl::CACHEFLUSH, Some(d)) => {
+            let c: CacheFlush = payload(&op.u);
+            cacheflush(cx, d, c.start_pfn, c.nr_pfns).map(|()| false)
+        }
+        (domctl::GET_PAGING_MEMPOOL_SIZE, Some(d)) => {
+            set_payload(&mut op.u, &PagingMempool { size: d.paging_pool() });
+            Ok(true)
+        }
+        (domctl::SET_PAGING_MEMPOOL_SIZE, Some(d)) => {
+            let m: PagingMempool = payload(&op.u);
+            if m.size & 0xfff != 0 {
+                Err(ret(EINVAL))
+            } else {
+                d.set_paging_pool(m.size);
+                Ok(false)
+            }
+        }
         (domctl::GETNODEAFFINITY, Some(d)) => {
             let m: NodeAffinity = payload(&op.u);
             let nodes = d.placement.lock().nodes;
@@ -451,6 +507,226 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
         Ok(false) => 0,
         Err(e) => e,
     }
+}
+
+/// Most vCPUs a guest's vGIC of each version addresses (Xen: 8 for GICv2; GICv3's
+/// redistributors are bounded by its 128 vCPUs per domain), and xenith's own bound.
+fn max_vcpus_for(gic_version: u8) -> u32 {
+    let by_gic = match gic_version {
+        XEN_DOMCTL_CONFIG_GIC_V2 => 8,
+        XEN_DOMCTL_CONFIG_GIC_V3 => 128,
+        _ => 0,
+    };
+    by_gic.min(MAX_VCPUS as u32)
+}
+
+/// Xen's checks of a new domain's configuration, in its order (common ones, ARM's, then
+/// those of the vGIC, the grant table and the CPU pool). Fills in the native GIC version;
+/// returns the grant-table limits (frames, maptrack frames) the domain gets.
+fn check_config(c: &mut CreateDomain) -> Result<(u32, u32), i64> {
+    let flags = c.flags;
+    let inval = Err(ret(EINVAL));
+    if flags & !cdf::ALL != 0 || c.grant_opts & !XEN_DOMCTL_GRANT_VERSION_MASK != 0 || c.max_vcpus < 1 {
+        return inval;
+    }
+    if flags & cdf::HAP != 0 && flags & cdf::HVM == 0 {
+        return inval;
+    }
+    if flags & cdf::IOMMU != 0 {
+        // A domain may use the IOMMU when the hypervisor drives one that shares its tables.
+        if c.iommu_opts & !XEN_DOMCTL_IOMMU_NO_SHAREPT != 0 || !host().iommu_shares_p2m {
+            return inval;
+        }
+    } else if c.iommu_opts != 0 {
+        return inval;
+    }
+    if c.vmtrace_size != 0 {
+        return inval;
+    }
+    // ARM: HVM with HAP, nothing else but the IOMMU and the vPMU; the stage 2 always shared.
+    if flags & !(cdf::IOMMU | cdf::VPMU) != cdf::HVM | cdf::HAP || c.iommu_opts & XEN_DOMCTL_IOMMU_NO_SHAREPT != 0 {
+        return inval;
+    }
+    if c.gic_version == XEN_DOMCTL_CONFIG_GIC_NATIVE {
+        c.gic_version = host().gic_version;
+    }
+    let max = max_vcpus_for(c.gic_version);
+    if max == 0 || c.max_vcpus > max || c.tee_type != XEN_DOMCTL_CONFIG_TEE_NONE {
+        return inval;
+    }
+    // The vGIC: only the host's version is emulated; SPIs in whole ranks of 32, at most 988.
+    if c.gic_version != host().gic_version {
+        return Err(ret(ENODEV));
+    }
+    if c.nr_spis.div_ceil(32).saturating_mul(32) > 1020 - 32 {
+        return inval;
+    }
+    let (opt_frames, opt_maptrack) = crate::domain::grant::limits();
+    let version = c.grant_opts & XEN_DOMCTL_GRANT_VERSION_MASK;
+    // ARM has grant tables v1 only.
+    if version != 1 {
+        return inval;
+    }
+    let frames = if c.max_grant_frames < 0 { opt_frames } else { c.max_grant_frames as u32 };
+    let maptrack = if c.max_maptrack_frames < 0 { opt_maptrack } else { c.max_maptrack_frames as u32 };
+    if frames < 1 || frames > opt_frames || maptrack > opt_maptrack {
+        return inval;
+    }
+    if c.cpupool_id != CPUPOOL0 {
+        return Err(ret(ESRCH));
+    }
+    Ok((frames, maptrack))
+}
+
+/// XEN_DOMCTL_createdomain: a new domain, paused, with no RAM and its vCPUs not made yet;
+/// its id goes back in the header and its configuration (native GIC resolved) in the payload.
+fn createdomain(cx: &mut HypercallCtx<'_, '_>, op: &mut XenDomctl) -> Result<(), i64> {
+    let wanted = (op.domain > 0 && op.domain < DOMID_FIRST_RESERVED).then_some(op.domain);
+    let id = cx.domains.choose_id(wanted).map_err(|taken| ret(if taken { EEXIST } else { ENOMEM }))?;
+    let mut c: CreateDomain = payload(&op.u);
+    let (frames, maptrack) = check_config(&mut c)?;
+    let mut d = Domain::new_by_toolstack(id, c.max_vcpus, c.handle);
+    *d.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(frames, maptrack);
+    let m = &mut *cx.machine;
+    let p2m = crate::mm::Stage2::new(crate::domain::registry::vmid_of(id), crate::mm::Stage2Config::DOMAIN, &mut *m.frames, m.mem).map_err(|_| ret(ENOMEM))?;
+    *d.p2m.get_mut() = Some(p2m);
+    match cx.domains.insert(d) {
+        Ok(_) => {}
+        Err(mut d) => {
+            // Another createdomain took the id in between.
+            if let Some(p2m) = d.p2m.get_mut().take() {
+                let _ = p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb);
+            }
+            return Err(ret(EEXIST));
+        }
+    }
+    crate::log!("d{id}: created by d{} ({} vCPU(s), GICv{}, {} grant frames)", cx.caller, c.max_vcpus, if c.gic_version == XEN_DOMCTL_CONFIG_GIC_V2 { 2 } else { 3 }, frames);
+    op.domain = id;
+    set_payload(&mut op.u, &c);
+    Ok(())
+}
+
+/// Whether `psr` is a mode an AArch64 vCPU may start in (EL1h, EL1t or EL0t; Xen's check).
+fn is_guest_psr64(psr: u64) -> bool {
+    psr & 0x10 == 0 && matches!(psr & 0x1f, 0x5 | 0x4 | 0x0)
+}
+
+/// Whether `psr` is an AArch32 mode a guest may be in (not Monitor or Hyp; Xen's check).
+fn is_guest_psr32(psr: u32) -> bool {
+    matches!(psr & 0x1f, 0x10 | 0x11 | 0x12 | 0x13 | 0x17 | 0x1b | 0x1f)
+}
+
+/// Xen's checks of a start state's modes for a domain of `address_size` bits (a new domain is
+/// 32-bit until the toolstack sets 64): the mode it starts in and every saved mode given.
+fn start_modes_ok(address_size: u8, c: &VcpuGuestContext) -> bool {
+    if address_size == 32 {
+        let saved = [c.spsr_el1 as u32, c.spsr_banked[0], c.spsr_banked[1], c.spsr_banked[2], c.spsr_banked[3]];
+        is_guest_psr32(c.cpsr as u32) && saved.iter().all(|&p| p == 0 || is_guest_psr32(p))
+    } else {
+        is_guest_psr64(c.cpsr) && (c.spsr_el1 == 0 || is_guest_psr64(c.spsr_el1))
+    }
+}
+
+/// XEN_DOMCTL_setvcpucontext: the register state a vCPU of a domain the toolstack made starts
+/// with (kept until it starts), online or not; a null handle resets the vCPU (down, no state).
+/// A vCPU that runs already (or one of a domain built at boot) is not given a new state.
+fn setvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool, v: &VcpuContext) -> Result<(), i64> {
+    if is_caller || v.vcpu >= d.max_vcpus || !d.vcpus_made() {
+        return Err(ret(EINVAL));
+    }
+    let mut slots = d.start_context.lock();
+    let Some(slot) = slots.get_mut(v.vcpu as usize) else { return Err(ret(guest_abi::errno::EBUSY)) };
+    if v.ctxt == 0 {
+        *slot = None;
+        d.set_vcpu_down(v.vcpu, true);
+        return Ok(());
+    }
+    let c: VcpuGuestContext = read_arg(cx.mem, v.ctxt)?;
+    if !start_modes_ok(d.address_size(), &c) {
+        return Err(ret(EINVAL));
+    }
+    *slot = Some(c);
+    d.set_vcpu_down(v.vcpu, c.flags & VGCF_ONLINE == 0);
+    Ok(())
+}
+
+/// XEN_DOMCTL_getvcpucontext: the state setvcpucontext gave a vCPU that has not run yet
+/// (VGCF_online if it is up). Not the caller's own vCPU; -ENODATA for one never given a state.
+fn getvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, v: &VcpuContext) -> Result<(), i64> {
+    if v.vcpu >= d.max_vcpus || !d.vcpus_made() || (d.id == cx.caller && v.vcpu == cx.vcpu) {
+        return Err(ret(EINVAL));
+    }
+    // A vCPU that runs (on a CPU of its own) keeps its registers there: not read from here.
+    let Some(slot) = d.start_context.lock().get(v.vcpu as usize).copied() else { return Err(ret(guest_abi::errno::EBUSY)) };
+    let Some(mut c) = slot else { return Err(ret(guest_abi::errno::ENODATA)) };
+    c.flags = if d.vcpu_off(v.vcpu) { 0 } else { VGCF_ONLINE };
+    write_arg(cx.mem, v.ctxt, &c)
+}
+
+/// XEN_DOMCTL_destroydomain: take the domain out of the table and give back what it holds (its
+/// stage-2 tables; dom0 hears VIRQ_DOM_EXC). Only a domain the toolstack made (whose vCPUs do
+/// not run yet): one that runs or ran on a CPU of its own (dom0less) is not torn down yet.
+fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> Result<(), i64> {
+    if is_caller || d.is_hardware {
+        return Err(ret(EINVAL));
+    }
+    if !d.by_toolstack {
+        return Err(ret(guest_abi::errno::EBUSY));
+    }
+    let Some(d) = cx.domains.remove(d.id) else { return Ok(()) };
+    let m = &mut *cx.machine;
+    if let Some(p2m) = d.p2m.write().take() {
+        if p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb).is_err() {
+            crate::log!("d{}: destroyed, but its stage-2 tables could not all be given back", d.id);
+        }
+    }
+    // Its RAM (a toolstack-made domain's banks, taken when it was first populated), once no
+    // other domain maps any of it: the frames go back to the pool and may be anyone's next.
+    revoke_foreign_maps(cx.domains, d, m);
+    for b in d.ram().as_slice() {
+        m.frames.free_frames(b.pa, (b.size / 4096) as usize);
+    }
+    crate::log!("d{}: destroyed by d{} ({} MiB of RAM given back)", d.id, cx.caller, d.ram().total() >> 20);
+    if let Some(d0) = cx.domains.get(0) {
+        crate::hypercall::event_channel::send_virq(d0, m, guest_abi::event_channel::VIRQ_DOM_EXC);
+    }
+    Ok(())
+}
+
+/// Unmap, from every other domain's stage 2, the pages of `gone`'s RAM they map (foreign maps
+/// the toolstack made to load it, rings a backend mapped). One domain's p2m lock at a time.
+fn revoke_foreign_maps(domains: &crate::domain::registry::Domains, gone: &Domain, m: &mut crate::domain::registry::Machine<'_>) {
+    let banks = *gone.ram();
+    if banks.as_slice().is_empty() {
+        return;
+    }
+    for other in domains.iter().filter(|o| o.id != gone.id) {
+        let mut p2m = other.p2m.write();
+        let Some(p2m) = p2m.as_mut() else { continue };
+        let ipas: alloc::vec::Vec<u64> = p2m.leaves(m.mem).filter_map(Result::ok).filter(|l| banks.contains_pa(l.pa, 4096) || (l.size > 4096 && banks.as_slice().iter().any(|b| l.pa < b.pa + b.size && b.pa < l.pa + l.size))).flat_map(|l| (0..l.size / 4096).map(move |k| l.ipa + k * 4096)).collect();
+        if ipas.is_empty() {
+            continue;
+        }
+        let n = p2m.unmap_each_page_if(&ipas, |_, pa| banks.contains_pa(pa, 4096), &mut *m.frames, m.mem, &mut *m.tlb).iter().filter(|r| matches!(r, Ok(true))).count();
+        crate::log!("d{}: {n} page(s) of d{}'s RAM unmapped from its stage 2 as d{} goes", other.id, gone.id, gone.id);
+    }
+}
+
+/// XEN_DOMCTL_cacheflush: clean and invalidate the mapped frames of `start..start + n` (at most
+/// 2^18 frames, Xen's largest order) to the point of coherency; holes are skipped.
+fn cacheflush(cx: &mut HypercallCtx<'_, '_>, d: &Domain, start: u64, n: u64) -> Result<(), i64> {
+    if n > 1 << 18 || start.checked_add(n).is_none() {
+        return Err(ret(EINVAL));
+    }
+    let p2m = d.p2m.read();
+    let Some(p2m) = p2m.as_ref() else { return Ok(()) };
+    for gfn in start..start + n {
+        let Some(ipa) = gfn.checked_mul(4096) else { break };
+        if let Some(pa) = p2m.lookup_pa(ipa, cx.machine.mem) {
+            cx.machine.mem.clean_dcache(pa & !0xfff, 4096);
+        }
+    }
+    Ok(())
 }
 
 /// XEN_DOMCTL_setvcpuaffinity / getvcpuaffinity, with Xen's checks and bitmap copies; a set
@@ -519,6 +795,143 @@ mod tests {
         let mut u = [0; 16];
         set_payload(&mut u, &v);
         u
+    }
+
+    fn config(max_vcpus: u32) -> CreateDomain {
+        CreateDomain { flags: cdf::HVM | cdf::HAP, max_vcpus, max_grant_frames: -1, max_maptrack_frames: -1, grant_opts: 1, handle: [7; 16], ..Default::default() }
+    }
+
+    #[test]
+    fn createdomain_checks_the_configuration_as_xen_does() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let bad: [fn(&mut CreateDomain); 12] = [
+            |c| c.flags |= 1 << 8,
+            |c| c.grant_opts = 0x11,
+            |c| c.max_vcpus = 0,
+            |c| c.flags = cdf::HAP,
+            |c| c.iommu_opts = 1,
+            |c| c.vmtrace_size = 4096,
+            |c| c.flags |= cdf::XS_DOMAIN,
+            |c| c.gic_version = 9,
+            |c| c.max_vcpus = 1000,
+            |c| c.tee_type = 1,
+            |c| c.nr_spis = 989,
+            |c| c.grant_opts = 2,
+        ];
+        for (i, f) in bad.iter().enumerate() {
+            let mut c = config(1);
+            f(&mut c);
+            assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(c)), ret(EINVAL), "case {i}");
+        }
+        let mut c = config(1);
+        c.gic_version = XEN_DOMCTL_CONFIG_GIC_V2;
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(c)), ret(ENODEV));
+        let mut c = config(1);
+        c.cpupool_id = 3;
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(c)), ret(ESRCH));
+        // Only the control domain creates.
+        assert_eq!(domctl_call(&mut e, 1, domctl::CREATEDOMAIN, v, 0, with(config(1))), ret(EPERM));
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 1, with(config(1))), ret(EEXIST));
+    }
+
+    #[test]
+    fn a_created_domain_is_paused_without_vcpus_until_max_vcpus_and_destroy_gives_it_back() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let free_before = e.frames.total_free();
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(config(2))), 0);
+        let out: XenDomctl = e.get(0);
+        let id = out.domain;
+        assert!(id >= 2, "a free id above the existing domains: {id}");
+        assert_eq!(payload::<CreateDomain>(&out.u).gic_version, XEN_DOMCTL_CONFIG_GIC_V3, "native resolved");
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), 0);
+        let info: GetDomainInfo = payload(&e.get::<XenDomctl>(0).u);
+        assert_eq!((info.domain, info.flags & 0xffff, info.tot_pages, info.nr_online_vcpus, info.max_vcpu_id), (id, dominf::HAP | dominf::HVM_GUEST | dominf::PAUSED, 0, 0, u32::MAX));
+        assert_eq!(info.handle, [7; 16]);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUINFO, v, id, [0; 16]), ret(ESRCH));
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_VCPUS, v, id, with(MaxVcpus { max: 1 })), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_VCPUS, v, id, with(MaxVcpus { max: 2 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), 0);
+        let info: GetDomainInfo = payload(&e.get::<XenDomctl>(0).u);
+        assert_eq!((info.nr_online_vcpus, info.max_vcpu_id), (0, 1));
+        // A new domain is 32-bit until the toolstack says 64 (Xen's default).
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 64 })), 0);
+        // vCPU 1's start state: a bad mode is refused, a good one kept and read back.
+        let mut ctx = VcpuGuestContext { flags: VGCF_ONLINE, pc: 0x4008_0000, cpsr: 0x1c9, ..Default::default() };
+        ctx.x[0] = 0x4800_0000;
+        e.put(0x800, &ctx);
+        let vc = |vcpu| with(VcpuContext { vcpu, pad: 0, ctxt: ARGS + 0x800 });
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, vc(1)), ret(EINVAL), "EL2h");
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUCONTEXT, v, id, vc(1)), ret(guest_abi::errno::ENODATA));
+        ctx.cpsr = 0x1c5;
+        e.put(0x800, &ctx);
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, vc(2)), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, vc(1)), 0);
+        e.put(0x800, &VcpuGuestContext::default());
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUCONTEXT, v, id, vc(1)), 0);
+        assert_eq!(e.get::<VcpuGuestContext>(0x800), ctx);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), 0);
+        let info: GetDomainInfo = payload(&e.get::<XenDomctl>(0).u);
+        assert_eq!((info.nr_online_vcpus, info.flags & (dominf::RUNNING | dominf::BLOCKED)), (1, 0), "up, paused, not running");
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, with(VcpuContext { vcpu: 1, pad: 0, ctxt: 0 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUCONTEXT, v, id, vc(1)), ret(guest_abi::errno::ENODATA));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 48 })), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 64 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_PAGING_MEMPOOL_SIZE, v, id, with(PagingMempool { size: 0x1001 })), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_PAGING_MEMPOOL_SIZE, v, id, with(PagingMempool { size: 2 << 20 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GET_PAGING_MEMPOOL_SIZE, v, id, [0; 16]), 0);
+        assert_eq!(payload::<PagingMempool>(&e.get::<XenDomctl>(0).u).size, 2 << 20);
+        assert_eq!(domctl_call(&mut e, 0, domctl::CACHEFLUSH, v, id, with(CacheFlush { start_pfn: 0x40000, nr_pfns: (1 << 18) + 1 })), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::CACHEFLUSH, v, id, with(CacheFlush { start_pfn: 0x40000, nr_pfns: 16 })), 0);
+        // A domain does not destroy itself; the toolstack's destroy takes it away for good.
+        assert_eq!(domctl_call(&mut e, id, domctl::DESTROYDOMAIN, v, id, [0; 16]), ret(EPERM));
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), ret(ESRCH));
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), ret(ESRCH));
+        assert_eq!(e.frames.total_free(), free_before, "its stage-2 tables went back");
+        // dom0 and a domain built at boot are not destroyed that way.
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 0, [0; 16]), ret(EINVAL));
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 1, [0; 16]), ret(guest_abi::errno::EBUSY));
+    }
+
+    #[test]
+    fn a_created_domain_gets_ram_when_populated_and_destroy_takes_it_and_dom0s_maps_of_it_back() {
+        use guest_abi::memory::*;
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let free_before = e.frames.total_free();
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(config(1))), 0);
+        let id = e.get::<XenDomctl>(0).domain;
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_MEM, v, id, with(MaxMem { max_memkb: 256 + 16 })), 0);
+        let populate = |e: &mut Env, base: u64, n: u64| {
+            for i in 0..n {
+                e.put(0x800 + i * 8, &(base + i));
+            }
+            e.put(0x400, &XenMemoryReservation { extent_start: ARGS + 0x800, nr_extents: n, extent_order: 0, mem_flags: 0, domid: id });
+            e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_POPULATE_PHYSMAP), ARGS + 0x400, 0, 0, 0]))
+        };
+        assert_eq!(populate(&mut e, 0x40000, 64), 64);
+        assert_eq!(populate(&mut e, crate::hypercall::memory::GUEST_MAGIC_BASE >> 12, 4), 4);
+        // Its limit (68 pages) is reached: no more.
+        assert_eq!(populate(&mut e, 0x40040, 1), 0);
+        assert_eq!(e.dom(id).tot_pages(), 68);
+        assert!(e.frames.total_free() < free_before);
+        // dom0 maps a page of it (as the toolstack does to load a kernel).
+        e.put(0x100, &0x40003u64);
+        e.put(0x108, &0x9_0000u64);
+        e.put(0x110, &0x7777_7777u32);
+        e.put(0, &XenAddToPhysmapBatch { domid: guest_abi::DOMID_SELF, space: XENMAPSPACE_GMFN_FOREIGN as u16, size: 1, foreign_domid: id, idxs: ARGS + 0x100, gpfns: ARGS + 0x108, errs: ARGS + 0x110 });
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH), ARGS, 0, 0, 0])), 0);
+        assert_eq!(e.get::<i32>(0x110), 0);
+        let domu_pa = super::super::guest_phys::lookup(e.dom(id), 0x40003, &e.phys).unwrap();
+        assert_eq!(super::super::guest_phys::lookup(e.dom(0), 0x9_0000, &e.phys), Some(domu_pa));
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), 0);
+        assert_eq!(super::super::guest_phys::lookup(e.dom(0), 0x9_0000, &e.phys), None, "dom0 no longer maps a frame that went back to the pool");
+        // dom0's own RAM is untouched.
+        assert!(super::super::guest_phys::lookup(e.dom(0), RAM >> 12, &e.phys).is_some());
+        // Every frame is back except the table dom0's foreign map split off.
+        assert!(e.frames.total_free() + 2 * 4096 >= free_before, "{} vs {}", e.frames.total_free(), free_before);
     }
 
     #[test]

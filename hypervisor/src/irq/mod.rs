@@ -3,5 +3,6 @@
 //! registers are driven by the architecture layer (`arch::aarch64::gic`).
 
 pub mod gicv2;
+pub mod guest_timer;
 pub mod its;
 pub mod vgic;

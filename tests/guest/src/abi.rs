@@ -4,7 +4,7 @@
 //! grant-table frame are mapped, vcpu_info is registered) and before its last two
 //! (FIFO init and the fuzz row). Expected values: real Xen 4.17.
 
-use crate::cases::{Case, Expect, Observed};
+use crate::cases::{Case, Expect, Observed, SetWayOp};
 use crate::ops::{self, hc2, hc3, Page, GRANT_MAP_IPA};
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -505,45 +505,24 @@ fn smccc(fid: u32, a1: usize, a2: usize) -> i64 {
 fn dc_set_way(op: SetWayOp) -> Observed {
     // SAFETY: our own page.
     unsafe { core::ptr::write_volatile(addr_of_mut!(SW_PAGE) as *mut u64, 0x5e7_3a11) };
-    let (sets, ways, line_shift) = l1_geometry();
-    let way_shift = 32 - (ways.max(2) - 1).ilog2() - 1;
-    crate::exceptions::clear();
-    let mut first_at = 0u64;
-    'outer: for way in 0..ways {
-        for set in 0..sets {
-            let v = (u64::from(way) << way_shift) | (u64::from(set) << line_shift);
-            let at: u64;
-            // SAFETY: cache maintenance by set/way on level 1 (bits 3:1 = 0): no memory is
-            // changed architecturally; a trap resumes after the instruction.
-            unsafe {
-                match op {
-                    SetWayOp::Isw => core::arch::asm!("adr {at}, 1f", "1: dc isw, {v}", "nop", at = out(reg) at, v = in(reg) v, options(nostack)),
-                    SetWayOp::Csw => core::arch::asm!("adr {at}, 1f", "1: dc csw, {v}", "nop", at = out(reg) at, v = in(reg) v, options(nostack)),
-                    SetWayOp::Cisw => core::arch::asm!("adr {at}, 1f", "1: dc cisw, {v}", "nop", at = out(reg) at, v = in(reg) v, options(nostack)),
-                }
-            }
-            if first_at == 0 {
-                first_at = at;
-            }
-            if crate::exceptions::last().0 != 0 {
-                break 'outer;
+    let walk = |v: u64| {
+        let at: u64;
+        // SAFETY: cache maintenance by set/way on level 1 (bits 3:1 = 0): no memory is
+        // changed architecturally; a trap resumes after the instruction.
+        unsafe {
+            match op {
+                SetWayOp::Isw => core::arch::asm!("adr {at}, 1f", "1: dc isw, {v}", "nop", at = out(reg) at, v = in(reg) v, options(nostack)),
+                SetWayOp::Csw => core::arch::asm!("adr {at}, 1f", "1: dc csw, {v}", "nop", at = out(reg) at, v = in(reg) v, options(nostack)),
+                SetWayOp::Cisw => core::arch::asm!("adr {at}, 1f", "1: dc cisw, {v}", "nop", at = out(reg) at, v = in(reg) v, options(nostack)),
             }
         }
-    }
-    if let (_, Some(e)) = crate::exceptions::last() {
-        return Observed::Exception { e, at: first_at };
-    }
+        at
+    };
     // SAFETY: our own page.
-    let v = unsafe { core::ptr::read_volatile(addr_of!(SW_PAGE) as *const u64) };
-    Observed::NoException(i64::from(v == 0x5e7_3a11))
+    let intact = || unsafe { core::ptr::read_volatile(addr_of!(SW_PAGE) as *const u64) } == 0x5e7_3a11;
+    crate::cases::set_way_walk(l1_geometry(), walk, intact)
 }
 
-#[derive(Clone, Copy)]
-enum SetWayOp {
-    Isw,
-    Csw,
-    Cisw,
-}
 
 /// Level-1 data cache: (sets, ways, log2 line bytes), from CCSIDR_EL1 (CSSELR_EL1 = 0).
 fn l1_geometry() -> (u32, u32, u32) {

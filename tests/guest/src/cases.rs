@@ -390,10 +390,47 @@ fn table() -> impl Iterator<Item = &'static Case> {
 }
 
 /// ARMv7-A: the rows both architectures share (the AArch64 instruction, register and GICv3
-/// rows are left out).
+/// rows are left out), then ARMv7's own CP15 rows.
 #[cfg(target_arch = "arm")]
 fn table() -> impl Iterator<Item = &'static Case> {
-    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::ops::OPS_TAIL)
+    CASES.iter().chain(crate::ops::OPS_CASES).chain(crate::arm32_cases::ARM32_CASES).chain(crate::ops::OPS_TAIL)
+}
+
+/// A data-cache maintenance operation by set/way.
+#[derive(Clone, Copy)]
+pub enum SetWayOp {
+    /// Invalidate (DC ISW, DCISW).
+    Isw,
+    /// Clean (DC CSW, DCCSW).
+    Csw,
+    /// Clean and invalidate (DC CISW, DCCISW).
+    Cisw,
+}
+
+/// Walk every set and way of a level-1 data cache of `(sets, ways, log2 line bytes)` with
+/// `op`, which issues the operation on one set/way operand and returns the instruction's
+/// address; stop at the first exception. Observed: that exception (at the first operation's
+/// address), or 1 if every operation completed and `intact` says the data survived, else 0.
+pub fn set_way_walk(geometry: (u32, u32, u32), mut op: impl FnMut(u64) -> u64, intact: impl FnOnce() -> bool) -> Observed {
+    let (sets, ways, line_shift) = geometry;
+    let way_shift = 32 - (ways.max(2) - 1).ilog2() - 1;
+    crate::exceptions::clear();
+    let mut first_at = 0u64;
+    'outer: for way in 0..ways {
+        for set in 0..sets {
+            let at = op((u64::from(way) << way_shift) | (u64::from(set) << line_shift));
+            if first_at == 0 {
+                first_at = at;
+            }
+            if crate::exceptions::last().0 != 0 {
+                break 'outer;
+            }
+        }
+    }
+    if let (_, Some(e)) = crate::exceptions::last() {
+        return Observed::Exception { e, at: first_at };
+    }
+    Observed::NoException(i64::from(intact()))
 }
 
 /// Runs every case; returns (passed, failed).

@@ -70,6 +70,9 @@ mod kernel;
 #[cfg(all(target_os = "none", target_arch = "arm"))]
 #[path = "arm32/bench.rs"]
 mod bench;
+#[cfg(all(target_os = "none", target_arch = "arm"))]
+#[path = "arm32/cases.rs"]
+mod arm32_cases;
 
 /// On the host only the pure parts (the DTB reader) are built, for their unit tests.
 #[cfg(not(target_os = "none"))]

@@ -204,6 +204,11 @@ fn info(domain: u16) -> Result<GetDomainInfo, i64> {
     }
 }
 
+/// Whether getdomaininfo shows `domain` shut down.
+pub fn shut_down(domain: u16) -> bool {
+    matches!(info(domain), Ok(i) if i.domain == domain && i.flags & dominf::SHUTDOWN != 0)
+}
+
 fn info_show(domain: u16, show: fn(&GetDomainInfo) -> u64) -> Observed {
     match info(domain) {
         Ok(i) => hex(show(&i)),
@@ -286,6 +291,106 @@ fn max_mem_same() -> Observed {
     then(r, || info_show(DOMU2, |i| i.max_pages))
 }
 
+// ---- a domain's life as `xl create` / `xl destroy` begin and end it ---------------------------
+
+/// The domain the lifecycle rows created (0: none yet).
+static mut CREATED: u16 = 0;
+
+fn created() -> u16 {
+    // SAFETY: the guest's own static; cases run one at a time on one vCPU.
+    match unsafe { CREATED } {
+        0 => ABSENT,
+        id => id,
+    }
+}
+
+/// What libxl asks for on ARM: HVM with HAP, the native GIC, default grant limits, v1.
+fn config(max_vcpus: u32) -> CreateDomain {
+    CreateDomain { flags: cdf::HVM | cdf::HAP, max_vcpus, max_grant_frames: -1, max_maptrack_frames: -1, grant_opts: 1, handle: [0x5a; 16], ..Default::default() }
+}
+
+/// Create with `c` changed by `f`: the return (a domain that was created is destroyed again).
+fn create_bad(f: fn(&mut CreateDomain)) -> Observed {
+    let mut c = config(1);
+    f(&mut c);
+    fill(0);
+    let r = domctl(domctl::CREATEDOMAIN, 0, with(c));
+    if r == 0 {
+        let id = get::<XenDomctl>(0).domain;
+        domctl(domctl::DESTROYDOMAIN, id, [0; 16]);
+    }
+    ret(r)
+}
+
+/// Create a 2-vCPU domain: the return, whether the id is a fresh one, and the GIC version
+/// filled in.
+fn create() -> Observed {
+    fill(0);
+    let r = domctl(domctl::CREATEDOMAIN, 0, with(config(2)));
+    if r != 0 {
+        return ret(r);
+    }
+    let out = get::<XenDomctl>(0);
+    // SAFETY: as in `created`.
+    unsafe { CREATED = out.domain };
+    let c: CreateDomain = payload(&out.u);
+    hex(u64::from(out.domain > DOMU2 && out.domain < guest_abi::DOMID_FIRST_RESERVED) << 8 | u64::from(c.gic_version))
+}
+
+/// The created domain's flags, pages, vCPUs and handle as getdomaininfo reports them.
+fn created_info() -> Observed {
+    info_show(created(), |i| {
+        u64::from(i.flags) << 32 | i.tot_pages << 24 | i.max_pages << 16 | u64::from(i.nr_online_vcpus) << 12 | u64::from(i.max_vcpu_id & 0xfff) | u64::from(i.handle == [0x5a; 16]) << 60
+    })
+}
+
+fn created_call<T: Payload>(cmd: u32, v: T) -> Observed {
+    ret(domctl(cmd, created(), with(v)))
+}
+
+/// get_paging_mempool_size: the size, or the return.
+fn mempool_size() -> Observed {
+    fill(0);
+    let r = domctl(domctl::GET_PAGING_MEMPOOL_SIZE, created(), [0; 16]);
+    then(r, || hex(domctl_out::<PagingMempool>().size))
+}
+
+/// The start state libxl gives vCPU 0 (kernel entry, EL1h with DAIF masked, x0 = DTB) with
+/// `cpsr` as the mode, at 0x800.
+fn start_state(cpsr: u64, flags: u32) -> u64 {
+    let mut c = VcpuGuestContext { flags, pc: 0x4008_0000, cpsr, ..Default::default() };
+    c.x[0] = 0x4800_0000;
+    put(0x800, c)
+}
+
+fn set_context(vcpu: u32, ctxt: u64) -> Observed {
+    ret(domctl(domctl::SETVCPUCONTEXT, created(), with(VcpuContext { vcpu, pad: 0, ctxt })))
+}
+
+/// getvcpucontext: the return, or the flags, the mode and whether pc and x0 came back.
+fn get_context(vcpu: u32) -> Observed {
+    put(0x800, VcpuGuestContext::default());
+    let r = domctl(domctl::GETVCPUCONTEXT, created(), with(VcpuContext { vcpu, pad: 0, ctxt: base() + 0x800 }));
+    then(r, || {
+        let c: VcpuGuestContext = get(0x800);
+        hex(u64::from(c.flags) << 32 | c.cpsr << 8 | u64::from(c.pc == 0x4008_0000 && c.x[0] == 0x4800_0000))
+    })
+}
+
+/// destroydomain, then what getdomaininfo says of the id.
+fn destroy() -> Observed {
+    let r = domctl(domctl::DESTROYDOMAIN, created(), [0; 16]);
+    if r != 0 {
+        return ret(r);
+    }
+    let after = match info(created()) {
+        Ok(i) if i.domain == created() => 0x100 | u64::from(i.flags & dominf::DYING),
+        Ok(_) => 0x200,
+        Err(e) => e.unsigned_abs() & 0xff,
+    };
+    hex(after)
+}
+
 pub static TOOLSTACK_CASES: &[Case] = &[
     // Every call: the struct, the interface version, privilege; unknown commands.
     Case { name: "toolstack.sysctl.bad_version", run: || ret(sysctl_v(sysctl::PHYSINFO, 0x14, [0; 16])), expect: Expect::Recorded },
@@ -358,4 +463,61 @@ pub static TOOLSTACK_CASES: &[Case] = &[
     Case { name: "toolstack.domctl.scheduler_op.other_scheduler", run: || sched_op(0, XEN_SCHEDULER_CREDIT2, SCHEDOP_GETINFO), expect: Expect::Recorded },
     Case { name: "toolstack.domctl.scheduler_op.bad_cmd", run: || sched_op(0, XEN_SCHEDULER_NULL, 9), expect: Expect::Recorded },
     Case { name: "toolstack.domctl.getnodeaffinity.dom0", run: || node_affinity(0), expect: Expect::Recorded },
+    // createdomain's checks of the configuration (`xl create` with a bad one).
+    Case { name: "toolstack.domctl.createdomain.unknown_flag", run: || create_bad(|c| c.flags |= 1 << 8), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.pv", run: || create_bad(|c| c.flags = 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.xs_domain", run: || create_bad(|c| c.flags |= cdf::XS_DOMAIN), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.no_vcpus", run: || create_bad(|c| c.max_vcpus = 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.iommu_opts_without_iommu", run: || create_bad(|c| c.iommu_opts = 1), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.vmtrace", run: || create_bad(|c| c.vmtrace_size = 4096), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.bad_gic_version", run: || create_bad(|c| c.gic_version = 7), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.gicv2", run: || create_bad(|c| c.gic_version = XEN_DOMCTL_CONFIG_GIC_V2), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.tee", run: || create_bad(|c| c.tee_type = 1), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.too_many_spis", run: || create_bad(|c| c.nr_spis = 989), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.grant_v0", run: || create_bad(|c| c.grant_opts = 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.grant_v2", run: || create_bad(|c| c.grant_opts = 2), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.grant_frames_0", run: || create_bad(|c| c.max_grant_frames = 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.grant_frames_65", run: || create_bad(|c| c.max_grant_frames = 65), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.maptrack_1025", run: || create_bad(|c| c.max_maptrack_frames = 1025), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.absent_pool", run: || create_bad(|c| c.cpupool_id = 5), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.taken_id", run: || ret(domctl(domctl::CREATEDOMAIN, 1, with(config(1)))), expect: Expect::Recorded },
+    // A domain's life: created paused without vCPUs, its vCPUs made, set up, destroyed.
+    Case { name: "toolstack.domctl.createdomain.two_vcpus", run: create, expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.info", run: created_info, expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuinfo.created_before_max_vcpus", run: || vcpuinfo(created(), 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.max_vcpus.other_count", run: || created_call(domctl::MAX_VCPUS, MaxVcpus { max: 1 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.max_vcpus.created", run: || created_call(domctl::MAX_VCPUS, MaxVcpus { max: 2 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.max_vcpus.self", run: || ret(domctl(domctl::MAX_VCPUS, 0, with(MaxVcpus { max: 2 }))), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.info_after_max_vcpus", run: created_info, expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuinfo.created_vcpu1", run: || vcpuinfo(created(), 1), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.el2h", run: || set_context(0, start_state(0x1c9, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.aarch32_mode", run: || set_context(0, start_state(0x1d3, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.bad_spsr_el1", run: || set_context(0, { let p = start_state(0x1c5, VGCF_ONLINE); let mut c: VcpuGuestContext = get(0x800); c.spsr_el1 = 0x1cd; put(0x800, c); p }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.vcpu_out_of_range", run: || set_context(2, start_state(0x1c5, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.unmapped", run: || set_context(0, crate::mmu::UNMAPPED_VA), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpucontext.never_set", run: || get_context(0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.vcpu0_online", run: || set_context(0, start_state(0x1c5, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpucontext.vcpu0", run: || get_context(0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.vcpu1_offline", run: || set_context(1, start_state(0x3c4, 0)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpucontext.vcpu1", run: || get_context(1), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.createdomain.info_with_vcpu0_up", run: created_info, expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpuinfo.created_vcpu0_up", run: || vcpuinfo(created(), 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.reset_vcpu1", run: || set_context(1, 0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpucontext.vcpu1_after_reset", run: || get_context(1), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.set_address_size.48", run: || created_call(domctl::SET_ADDRESS_SIZE, AddressSize { size: 48 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.set_address_size.64", run: || created_call(domctl::SET_ADDRESS_SIZE, AddressSize { size: 64 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.el1h_when_64", run: || set_context(0, start_state(0x1c5, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.getvcpucontext.el1h_when_64", run: || get_context(0), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.setvcpucontext.aarch32_when_64", run: || set_context(1, start_state(0x1d3, VGCF_ONLINE)), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.get_address_size", run: || created_call(domctl::GET_ADDRESS_SIZE, AddressSize { size: 0 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.paging_mempool.initial", run: mempool_size, expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.paging_mempool.unaligned", run: || created_call(domctl::SET_PAGING_MEMPOOL_SIZE, PagingMempool { size: 0x1800 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.paging_mempool.set", run: || created_call(domctl::SET_PAGING_MEMPOOL_SIZE, PagingMempool { size: 1 << 20 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.paging_mempool.after_set", run: mempool_size, expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.cacheflush.too_many", run: || created_call(domctl::CACHEFLUSH, CacheFlush { start_pfn: 0x40000, nr_pfns: (1 << 18) + 1 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.cacheflush.wraps", run: || created_call(domctl::CACHEFLUSH, CacheFlush { start_pfn: u64::MAX, nr_pfns: 2 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.cacheflush.unpopulated", run: || created_call(domctl::CACHEFLUSH, CacheFlush { start_pfn: 0x40000, nr_pfns: 16 }), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.destroydomain.self", run: || ret(domctl(domctl::DESTROYDOMAIN, 0, [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.destroydomain.created", run: destroy, expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.destroydomain.again", run: || ret(domctl(domctl::DESTROYDOMAIN, created(), [0; 16])), expect: Expect::Recorded },
 ];

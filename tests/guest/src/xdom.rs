@@ -286,10 +286,12 @@ fn read_after_unmap() -> Observed {
     }
 }
 
-/// The domU shuts down when it is done: dom0 hears of it through VIRQ_DOM_EXC.
+/// The domU shuts down when it is done: dom0 hears of it through VIRQ_DOM_EXC, and
+/// getdomaininfo then shows it shut down (the VIRQ alone may be an earlier domain's: the
+/// toolstack rows destroy one, and Xen raises VIRQ_DOM_EXC when that completes).
 fn domu_shutdown_seen() -> Observed {
     let port = VIRQ_PORT.load(Ordering::Relaxed);
-    hex(port != 0 && wait_for(|| ops::pending_bit(port) == 1))
+    hex(port != 0 && wait_for(|| ops::pending_bit(port) == 1 && crate::toolstack::shut_down(DOMU)))
 }
 
 /// Map's status (a mapping that succeeds is undone at once).

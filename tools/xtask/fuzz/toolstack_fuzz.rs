@@ -27,7 +27,7 @@ const SYSCTLS: &[u64] = &[1, 2, 3, 4, 6, 7, 8, 9, 16, 17, 18, 19, 22, 27];
 /// domctl commands the toolstack uses, and a few more.
 const DOMCTLS: &[u64] = &[1, 2, 3, 4, 5, 9, 11, 12, 13, 14, 15, 16, 17, 25, 35, 36, 68, 69, 71, 81, 85, 86];
 /// Domain ids: dom0, absent ones, DOMID_SELF, DOMID_IO, DOMID_INVALID, the idle domain.
-const DOMAINS: &[u64] = &[0, 0, 1, 7, 8, 0x100, 0x7ff0, 0x7ff1, 0x7ff4, 0x7fff, 0xffff];
+const DOMAINS: &[u64] = &[0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x100, 0x7ff0, 0x7ff1, 0x7ff4, 0x7fff, 0xffff];
 /// The buffer: 64 KiB, followed by an unmapped page.
 const BUF_SIZE: u64 = 64 << 10;
 const PAGE: u64 = 4096;
@@ -133,6 +133,18 @@ pub extern "C" fn _start() -> ! {
         };
         for i in 0..16 {
             words[payload_at + i] = word(&mut rng, buf);
+        }
+        // One createdomain in four gets a configuration Xen accepts (HVM|HAP, 1-4 vCPUs, grant
+        // v1 with the default limits, the native GIC), so that domains really come and go and
+        // the calls after it (ids 2-8) reach them.
+        if op == DOMCTL && cmd == 1 && (r >> 20) % 4 == 0 {
+            let vcpus = 1 + (r >> 22) % 4;
+            // ssidref, handle[16], flags, iommu_opts, max_vcpus, max_evtchn_port,
+            // max_grant_frames, max_maptrack_frames, grant_opts, vmtrace, cpupool, arch.
+            let cfg: [u32; 17] = [0, 1, 2, 3, 4, 3, 0, vcpus as u32, 1023, u32::MAX, u32::MAX, 1, 0, 0, 0, 0, 0];
+            for (i, pair) in cfg.chunks(2).enumerate() {
+                words[payload_at + i] = u64::from(pair[0]) | pair.get(1).map_or(0, |&h| u64::from(h) << 32);
+            }
         }
         // Mostly the buffer, sometimes a random or unmapped address.
         let arg = match (r >> 12) % 16 {

@@ -30,10 +30,10 @@ fn size(p: &Path) -> Result<u64> {
 
 /// Linux dom0 (1 vCPU) waiting for its domU to stop (`xenith-wait-domu`), and a Linux domU
 /// (Debian's kernel, its own initramfs) on the second CPU.
-fn linux_domu_boot_inner(hypervisor: PathBuf) -> Result<Boot> {
+fn linux_domu_boot_inner(hypervisor: PathBuf, cmdline: &str, tag: &str) -> Result<Boot> {
     let mut b = Boot::new(hypervisor);
     b.timeout = Duration::from_secs(240);
-    b.cmdline = "dom0_max_vcpus=1".into();
+    b.cmdline = cmdline.into();
     b.smp = 2;
     linux::use_for(&mut b)?;
     b.dom0_args = format!("{} xenith-wait-domu", linux::DOM0_ARGS);
@@ -48,7 +48,7 @@ fn linux_domu_boot_inner(hypervisor: PathBuf) -> Result<Boot> {
         format!("loader,file={},addr={rd_addr:#x},force-raw=on", domu.initrd.display()),
     ]);
     let node = linux_domu_node((DOMU_KERNEL_ADDR, ksize), (rd_addr, rsize));
-    b.dtb = Some(crate::conformance::dom0less_dtb_with(&b, &node, "linux-domu")?);
+    b.dtb = Some(crate::conformance::dom0less_dtb_with(&b, &node, tag)?);
     Ok(b)
 }
 
@@ -60,7 +60,13 @@ fn or_unavailable(b: Result<Boot>, hypervisor: PathBuf, what: &str) -> Boot {
 }
 
 pub fn linux_domu_boot(hypervisor: PathBuf) -> Boot {
-    or_unavailable(linux_domu_boot_inner(hypervisor.clone()), hypervisor, "Linux domU fixtures")
+    or_unavailable(linux_domu_boot_inner(hypervisor.clone(), "dom0_max_vcpus=1", "linux-domu"), hypervisor, "Linux domU fixtures")
+}
+
+/// The same machine (2 CPUs) with `sched=credit`: dom0 has both CPUs (2 vCPUs) and the domU's
+/// vCPU shares one of them.
+pub fn linux_domu_credit_boot(hypervisor: PathBuf) -> Boot {
+    or_unavailable(linux_domu_boot_inner(hypervisor.clone(), "dom0_max_vcpus=2 sched=credit", "linux-domu-credit"), hypervisor, "Linux domU fixtures")
 }
 
 /// The line of `out` containing `needle`, by index.

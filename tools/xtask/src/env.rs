@@ -125,6 +125,26 @@ pub fn ensure_tool(binary: &str, package: &str) -> Result<()> {
     run(Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// The Debian tools `cargo xtask snow` builds and checks the Snow's SD card image with:
+/// `(binary, package)`. vboot-kernel-utils also brings the developer keys (/usr/share/vboot/devkeys).
+pub const SNOW_TOOLS: &[(&str, &str)] = &[
+    ("mkimage", "u-boot-tools"),
+    ("dumpimage", "u-boot-tools"),
+    ("vbutil_kernel", "vboot-kernel-utils"),
+    ("cgpt", "cgpt"),
+    ("dtc", "device-tree-compiler"),
+    ("fdtget", "device-tree-compiler"),
+    ("mkfs.ext4", "e2fsprogs"),
+];
+
+/// Every tool of [`SNOW_TOOLS`], installed when missing (as root).
+pub fn ensure_snow_tools() -> Result<()> {
+    for (binary, package) in SNOW_TOOLS {
+        ensure_tool(binary, package)?;
+    }
+    Ok(())
+}
+
 /// Download a Debian package (`name:arch`) and unpack it under the cache; returns the
 /// unpacked root. Cached: a second call does nothing.
 pub fn debian_package(name: &str, arch: &str) -> Result<PathBuf> {

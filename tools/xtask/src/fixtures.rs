@@ -72,8 +72,13 @@ pub fn all() -> Result<()> {
     ensure(dir.join("qemu-virt-aarch64-bad-gic-reg.dtb"), malformed_qemu_virt)?;
     ensure(dir.join("qemu-virt-aarch64-dom0.dtb"), |p| dump_qemu_virt(p, true))?;
     ensure(dir.join("qemu-virt-aarch64-gicv2-dom0.dtb"), |p| dump_qemu_virt_gic(p, true, 2))?;
-    ensure(dir.join("exynos5250-snow.dtb"), snow_dtb)?;
+    snow()?;
     Ok(())
+}
+
+/// The Snow's DTB from Debian (`fixtures_dir()/exynos5250-snow.dtb`), fetched when missing.
+pub fn snow() -> Result<PathBuf> {
+    ensure(env::fixtures_dir().join("exynos5250-snow.dtb"), snow_dtb)
 }
 
 /// Debian's Xen 4.17 for arm64 (the reference hypervisor), as a raw Image.

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 /// Printed by /init once dom0 userspace runs.
 pub const MARKER: &str = "XENITH-DOM0-USERSPACE-OK";
+/// The line /init prints just before [`MARKER`]: dom0's /proc/uptime then.
+pub const UPTIME_AT_MARKER: &str = "dom0 uptime at marker:";
 /// dom0's command line (the Xen reference setup's, see ../shared/facts/environment.md).
 pub const DOM0_ARGS: &str = "console=hvc0 earlycon=xenboot rdinit=/init";
 
@@ -308,6 +310,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
          if grep -q xenith-nested /proc/cmdline; then for d in /sys/kernel/iommu_groups/*/devices/*; do g=${{d%/devices/*}}; echo \"iommu-group: ${{g##*/}} $(cat $d/vendor):$(cat $d/device) $(cat $g/type)\"; done; dmesg | grep -i smmu | sed 's/^/smmu-dmesg: /'; fi\n\
          if grep -q xenith-blkbench /proc/cmdline; then dd if=/dev/vda of=/dev/null bs=1M count=4 2>/dev/null; for i in 1 2 3; do echo 3 > /proc/sys/vm/drop_caches; x=$(awk '/sleeptime/{{s+=$(NF-1)}} END{{printf \"%.0f\", s}}' /proc/timer_list); a=$(/bin/cntvct); dd if=/dev/vda of=/dev/null bs=256k 2>/dev/null; b=$(/bin/cntvct); y=$(awk '/sleeptime/{{s+=$(NF-1)}} END{{printf \"%.0f\", s}}' /proc/timer_list); echo \"blkbench: $a $b idle-ns $x $y\"; done; fi\n\
          if grep -q xenith-iomem /proc/cmdline; then grep -i xen /proc/iomem | sed 's/^/iomem: /'; fi\n\
+         echo \"{UPTIME_AT_MARKER} $(cat /proc/uptime)\"\n\
          echo {MARKER}\n\
          for f in /sys/devices/system/cpu/vulnerabilities/*; do echo \"vuln: ${{f##*/}}: $(cat $f)\"; done\n\
          if grep -q xenith-wait-domu /proc/cmdline; then i=0; while [ $i -lt 150 ] && ! grep -q received /tmp/domexc.log; do sleep 1; i=$((i+1)); done; sed 's/^/dom0: /' /tmp/domexc.log; echo \"{DOM0_AFTER_DOMU}: $(cat /proc/uptime)\"; fi\n\
@@ -317,6 +320,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
          echo \"cpus online: $(cat /sys/devices/system/cpu/online)\"\n\
          if grep -qv none /sys/class/misc/hw_random/rng_current 2>/dev/null; then echo \"hwrng: $(timeout 10 head -c 16 /dev/hwrng | od -An -tx1 | tr -d '\\n')\"; fi\n\
          echo \"interrupts:\"; cat /proc/interrupts\n\
+         if grep -q xenith-stay /proc/cmdline; then echo \"xenith-stay: dom0 stays up\"; while true; do sleep 3600; done; fi\n\
          poweroff -f\n"
     ));
     s
@@ -943,6 +947,16 @@ mod tests {
     fn init_prints_marker_and_powers_off() {
         let s = init_script(&[("xen-evtchn.ko".into(), vec![])]);
         assert!(s.contains(MARKER) && s.contains("poweroff -f") && s.contains("insmod /lib/modules/xen-evtchn.ko"));
+        // dom0's uptime is printed just before the marker.
+        assert!(s.find(UPTIME_AT_MARKER) < s.find(&format!("echo {MARKER}")));
+    }
+
+    #[test]
+    fn uptime_at_marker_reads_the_first_proc_uptime_field() {
+        let out = format!("[    1.0] boot\n{UPTIME_AT_MARKER} 4.91 7.20\n{MARKER}\n");
+        assert_eq!(super::uptime_at_marker(&out), Some(4.91));
+        assert_eq!(super::uptime_at_marker(&format!("{MARKER}\n")), None);
+        assert_eq!(super::uptime_at_marker(&format!("{UPTIME_AT_MARKER} cat: /proc/uptime: No such file\n")), None);
     }
 }
 
@@ -1111,6 +1125,13 @@ fn own_trap_breakdown(output: &str) -> Vec<String> {
 
 /// One boot of `b` without a trace: wall seconds from QEMU's start to the marker line (None if
 /// dom0 never printed it), and the console output.
+/// dom0's uptime in seconds when /init reached its marker, from a boot's console output.
+pub(crate) fn uptime_at_marker(out: &str) -> Option<f64> {
+    let line = out.lines().find(|l| l.contains(UPTIME_AT_MARKER))?;
+    let rest = &line[line.find(UPTIME_AT_MARKER)? + UPTIME_AT_MARKER.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 pub(crate) fn marker_boot(b: &Boot) -> Result<(Option<f64>, String)> {
     timed_boot(b, None).map(|(t, out, _)| (t, out))
 }
@@ -1243,6 +1264,14 @@ pub fn toolstack_fuzz_systest_check(o: &Outcome) -> std::result::Result<(), Stri
             return Err(format!("expected output containing `{needle}` after the fuzzer"));
         }
     }
+    // The fuzzer's valid createdomain calls made domains and its destroydomain calls took some
+    // away again: the lifecycle ran under hostile calls, not only the argument checks.
+    let created = o.output.matches(": created by d0").count();
+    let destroyed = o.output.matches(": destroyed by d0").count();
+    if created == 0 || destroyed == 0 {
+        return Err(format!("the fuzzer created {created} and destroyed {destroyed} domains: expected some of each"));
+    }
+    println!("toolstack fuzz: {created} domains created and {destroyed} destroyed by the fuzzer");
     for bad in ["HYPERVISOR BUG", "panicked", "domain killed", "Kernel panic", "Internal error: Oops", "soft lockup", "rcu_sched self-detected stall", "rcu: INFO"] {
         if o.has(bad) {
             return Err(format!("`{bad}` in the output"));

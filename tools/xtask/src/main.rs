@@ -13,6 +13,7 @@ mod health;
 mod linux;
 mod overhead;
 mod qemu;
+mod snow;
 mod stress;
 mod systest;
 mod toolstack;
@@ -25,7 +26,8 @@ use std::process::Command;
 const HELP: &str = "\
 cargo xtask <command>
 
-  setup              install what is missing: Rust targets, QEMU >= 9.2 (bookworm-backports, as root)
+  setup              install what is missing: Rust targets, QEMU >= 9.2 (bookworm-backports, as root), and
+                     for `snow` u-boot-tools, vboot-kernel-utils, cgpt, device-tree-compiler, e2fsprogs
   build              build xenith and the test guest as raw arm64 Images under target/xenith/
   run [options]      boot xenith + dom0 on QEMU virt (GICv3, SMMUv3 stage 2); QEMU exits when dom0 shuts down
       --dom0 PATH        boot this kernel as dom0 instead of the test guest
@@ -70,11 +72,13 @@ cargo xtask <command>
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
       --noise            dom0's null hypercall while two dom0less domUs loop on hypercalls vs while they
                          idle, on xenith and Xen 4.17 (also part of bench and --against xen)
-  bench --arch arm32 [--against xen]
+  bench --arch arm32 [--against xen | --only icount]
                      ARMv7-A: the arm32 test guest's null hypercall in instructions under -icount
                      shift=0 on xenith in HYP mode; `--against xen` the same on Debian's Xen 4.17
                      armhf and Linux dom0's time to its marker on both, with the verdicts (null
-                     hypercall <= 0.5x Xen's, time <= Xen's; non-zero exit when one is missed)
+                     hypercall <= 0.5x Xen's, time <= Xen's; non-zero exit when one is missed);
+                     `--only icount` only Linux dom0 on both under -icount shift=0,sleep=off: dom0's
+                     uptime at its marker (guest seconds) and the verdict (<= Xen's)
   stress [options]   SMP dom0 stress suite: Debian's Linux as dom0 runs grant, balloon, evtchn, privcmd,
                      memory and virtio-blk DMA workloads on every vCPU at once; per-workload ops,
                      errors, integrity and dom0's health per boot; PASS/FAIL (non-zero exit on FAIL)
@@ -85,6 +89,10 @@ cargo xtask <command>
       --boots K          boots per hypervisor (default 1)
       --icount           -icount shift=0,sleep=off: ops per guest second compare instructions
       --only W,W         only these workloads (grant,balloon,evtchn,privcmd,memory,dma)
+  snow               the Chromebook Snow's SD card image (target/xenith/snow/xenith-snow-sd.img): a FIT of
+                     xenith (arm32), Debian's armmp-lpae kernel and the busybox initramfs as dom0 and
+                     Debian's exynos5250-snow.dtb, signed as a Chrome OS kernel partition (developer
+                     keys) in a GPT image; then read back with cgpt, vbutil_kernel and dumpimage
   fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
 ";
 
@@ -136,6 +144,7 @@ fn main() {
             .and_then(|i| systest::run_matching(&i, args.get(1).map(String::as_str)))
             .map(|_| ()),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
+        Some("snow") => setup().and_then(|_| snow::main(&args[1..])).map(|_| ()),
         Some("stress") => setup().and_then(|_| stress::main(&args[1..])),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
@@ -151,7 +160,13 @@ fn main() {
 
 fn setup() -> Result<()> {
     env::ensure_rust_targets()?;
-    env::ensure_qemu()
+    env::ensure_qemu()?;
+    // Only `cargo xtask snow` (and `test`, which runs its check) needs these: a user who cannot
+    // install them can still run everything else.
+    if let Err(e) = env::ensure_snow_tools() {
+        eprintln!("xtask: note: {e} (needed by `cargo xtask snow`)");
+    }
+    Ok(())
 }
 
 fn run(args: &[String]) -> Result<()> {
@@ -284,6 +299,9 @@ fn test() -> Result<()> {
     let root = env::root();
     eprintln!("xtask: host tests");
     let host = host_tests(&root)?;
+    // The Snow's SD card image, built and read back with the real tools (no QEMU).
+    eprintln!("xtask: the Snow's SD card image");
+    let snow = snow::main(&[])?;
     let images = build::all()?;
     let system = systest::run_all(&images)?;
     let mut conformance = conformance::check(&images)?;
@@ -291,8 +309,8 @@ fn test() -> Result<()> {
     eprintln!("xtask: arm32 conformance (qemu-system-arm, cortex-a15)");
     conformance += arm32::conformance(&[])?;
     // One closing line for the whole run (every stage above stops the run on a failure).
-    println!("host {host}, system {system}, conformance {conformance}");
-    println!("tests: {} passed, 0 failed", host as usize + system as usize + conformance);
+    println!("host {host}, snow image {snow}, system {system}, conformance {conformance}");
+    println!("tests: {} passed, 0 failed", host as usize + snow + system as usize + conformance);
     Ok(())
 }
 

@@ -44,6 +44,12 @@ pub struct Boot {
     pub trouble_grace: Duration,
     /// Echo the output live (interactive `run`).
     pub echo: bool,
+    /// ARMv7 only: QEMU virt with `secure=on`, the hypervisor loaded bare and entered in Secure
+    /// SVC mode through a firmware stub, as the Snow's firmware enters it (arm32.rs).
+    pub secure: bool,
+    /// Stop QEMU a second after a console line contains this (a machine that cannot power
+    /// itself off); such a boot does not count as timed out.
+    pub stop_at: Option<String>,
 }
 
 impl Boot {
@@ -66,6 +72,8 @@ impl Boot {
             timeout: Duration::from_secs(60),
             trouble_grace: Duration::from_secs(15),
             echo: false,
+            secure: false,
+            stop_at: None,
         }
     }
 
@@ -129,12 +137,16 @@ impl Boot {
         let start = Instant::now();
         // When the first trouble line arrived (since `start`).
         let trouble_at: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
+        // When a line containing `stop_at` arrived.
+        let stop_seen: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
         let mut readers = Vec::new();
         for (stream, echo, keep_raw) in [(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo, true), (child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), self.echo, false)] {
             let Some(stream) = stream else { continue };
             let out = Arc::clone(&out);
             let raw = Arc::clone(&raw);
             let trouble_at = Arc::clone(&trouble_at);
+            let stop_seen = Arc::clone(&stop_seen);
+            let stop_at = self.stop_at.clone();
             readers.push(std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream);
                 let mut bytes = Vec::new();
@@ -148,6 +160,11 @@ impl Boot {
                     bytes.clear();
                     if crate::health::is_trouble(&line) {
                         if let Ok(mut t) = trouble_at.lock() {
+                            t.get_or_insert(start.elapsed());
+                        }
+                    }
+                    if stop_at.as_deref().is_some_and(|s| line.contains(s)) {
+                        if let Ok(mut t) = stop_seen.lock() {
                             t.get_or_insert(start.elapsed());
                         }
                     }
@@ -167,6 +184,13 @@ impl Boot {
             }
             let trouble = trouble_at.lock().ok().and_then(|t| *t);
             let give_up = trouble.map_or(self.timeout, |t| self.timeout.min(t + self.trouble_grace));
+            if let Some(t) = stop_seen.lock().ok().and_then(|t| *t) {
+                if start.elapsed() > t + Duration::from_secs(1) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break (None, false);
+                }
+            }
             if start.elapsed() > give_up {
                 let _ = child.kill();
                 let _ = child.wait();

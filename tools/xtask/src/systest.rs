@@ -233,10 +233,23 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
     let one_cpu = Boot { smp: 1, ..Boot::new(images.hypervisor.clone()) };
     cases.push(Case {
         name: "domu_without_a_free_cpu",
-        boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), ..one_cpu }, &images.test_guest, "no-cpu")?,
+        boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), ..one_cpu.clone() }, &images.test_guest, "no-cpu")?,
         check: |o| {
             guest_clean(o)?;
             expect(o, "domU1: no CPU left (dom0 has 1 of 1; xenith runs one vCPU per CPU): not started")
+        },
+    });
+    // sched=credit: the same domU shares dom0's only CPU (time-sliced, WFI trapped).
+    cases.push(Case {
+        name: "domu_shares_a_cpu_under_credit",
+        boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), cmdline: "sched=credit".into(), ..one_cpu.clone() }, &images.test_guest, "credit-share")?,
+        check: |o| {
+            guest_clean(o)?;
+            expect(o, "scheduler: credit (sched=)")?;
+            // The domU ran between dom0's timeslices (it then waits for a dom0 that does not
+            // know it, until dom0 powers the machine off).
+            expect(o, "DOM1: case domu.grant.offer_to_dom0: 0x1")?;
+            expect(o, "vCPU switches (sched=credit): ")
         },
     });
     cases.push(Case {
@@ -331,12 +344,28 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         // Debian's kernel as a dom0less domU beside Linux dom0: its own vGIC, virtual timer,
         // vpl011 and Xen's guest DT, to a marker on its vpl011 (dom0less.rs).
         cases.push(Case { name: "linux_domu_beside_linux_dom0", boot: crate::dom0less::linux_domu_boot(images.hypervisor.clone()), check: crate::dom0less::linux_domu_check });
+        // The same under sched=credit with dom0 on both CPUs: the domU's vCPU shares one.
+        cases.push(Case {
+            name: "linux_domu_shares_cpus_with_linux_dom0_under_credit",
+            boot: crate::dom0less::linux_domu_credit_boot(images.hypervisor.clone()),
+            check: |o| {
+                crate::dom0less::linux_domu_check(o)?;
+                expect(o, "scheduler: credit (sched=)")?;
+                expect(o, "dom0: 2 vCPU(s)")?;
+                expect(o, "vCPU switches (sched=credit): ")
+            },
+        });
         // domUs that crash (UNDEF loop, abort loop, shutdown with reason crash): reported,
         // their CPUs stopped, dom0 goes on.
         cases.push(Case { name: "domu_crashes_reported_dom0_goes_on", boot: crate::dom0less::crash_boot(images.hypervisor.clone(), &images.test_guest), check: crate::dom0less::crash_check });
         // The SMP stress suite, short: 4 vCPUs, 30 s of every workload at once (stress.rs).
         cases.push(Case { name: "linux_dom0_stress_short", boot: crate::stress::systest_boot(images.hypervisor.clone()), check: crate::stress::systest_check });
     }
+    // ARMv7-A: set/way maintenance trapped (HCR.TSW) and handled, on QEMU's AArch32 `-cpu max`.
+    cases.push(Case { name: "arm32_setway_trapped", boot: crate::arm32::setway_systest_boot(), check: crate::arm32::setway_systest_check });
+    // ARMv7-A entered in Secure SVC mode, as the Snow's firmware leaves the CPU: xenith makes
+    // itself non-secure HYP mode and runs the arm32 test guest as dom0 (arm32.rs).
+    cases.push(Case { name: "arm32_secure_svc_entry", boot: crate::arm32::secure_systest_boot(), check: crate::arm32::secure_systest_check });
     // ARMv7-A: Debian's armhf Linux as dom0 of xenith in HYP mode (arm32.rs).
     if crate::linux::systest_enabled() {
         cases.push(Case { name: "linux_dom0_arm32", boot: crate::arm32::linux_systest_boot(), check: crate::arm32::linux_systest_check });

@@ -14,18 +14,20 @@ use crate::sysreg;
 /// TLB/cache maintenance inner shareable, EL1 is AArch64. `cpufeat::hcr_bits` adds what the
 /// CPU's features call for (pointer authentication, RAS).
 ///
-/// WFI and WFE are not trapped (TWI, TWE clear): each vCPU has a physical CPU to itself
-/// (smp.rs), so it may wait there natively, as with Xen's `vwfi=native`. A waiting CPU wakes
-/// on a virtual interrupt pending in its list registers and on any physical interrupt (taken
-/// to EL2: its timers, the GIC maintenance interrupt, the kick SGI another CPU sends after
-/// changing this vCPU's interrupts), after which `irq::guest_entry` fills the list registers.
-/// Trapping WFI would cost an exit per idle period on top of the wake-up.
+/// WFI and WFE are trapped (TWI, TWE), as Xen 4.17 traps them by default: the hypervisor
+/// decides what a vCPU's wait does (`domain::vcpu::on_wait`; trap.rs carries it out). With one
+/// vCPU per physical CPU (smp.rs) a WFE goes on at once and a WFI with no interrupt waiting for
+/// the vCPU becomes a WFI of its CPU at EL2, woken by any physical interrupt (its timers, the
+/// GIC maintenance interrupt, the kick SGI another CPU sends after changing this vCPU's
+/// interrupts), after which `irq::guest_entry` fills the list registers.
 pub const HCR_GUEST: u64 = (1 << 0)  // VM
     | (1 << 1)                        // SWIO
     | (1 << 2)                        // PTW
     | (1 << 3) | (1 << 4) | (1 << 5)  // FMO, IMO, AMO
     | (1 << 9)                        // FB
     | (0b01 << 10)                    // BSU: inner shareable
+    | (1 << 13)                       // TWI
+    | (1 << 14)                       // TWE
     | (1 << 18)                       // TID3
     | (1 << 19)                       // TSC
     | (1 << 20)                       // TIDCP
@@ -34,7 +36,7 @@ pub const HCR_GUEST: u64 = (1 << 0)  // VM
     | (1 << 31);                      // RW
 
 /// SCTLR_EL1 at vCPU reset: MMU and caches off, RES1 bits set.
-const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 
 /// Program the EL2 and EL1 registers for running vCPU `vcpu_id` of a domain whose stage 2 is
 /// described by `vttbr`/`vtcr`.
@@ -88,7 +90,7 @@ impl CurrentGuestMemory {
     /// hypercall may read or write through that vCPU's own stage 1 and stage 2. The domain
     /// table and a domain's RAM banks never change once it runs: no lock, nothing copied.
     fn owns(&self, pa: u64, len: u64) -> bool {
-        DOMAINS.get(percpu::current_domain()).is_some_and(|d| d.ram.contains_pa(pa, len))
+        DOMAINS.get(percpu::current_domain()).is_some_and(|d| d.ram().contains_pa(pa, len))
     }
 }
 

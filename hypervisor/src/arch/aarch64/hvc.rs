@@ -9,7 +9,7 @@ use super::stats;
 use crate::domain::registry::{PoolFrames, DOMAINS};
 use crate::hypercall::after::{self, After};
 use super::mem::DirectMem;
-use super::{iommu, irq, percpu, smp};
+use super::{iommu, irq, percpu};
 use crate::domain::registry::Machine;
 use crate::domain::DomId;
 use crate::hypercall::{self, HypercallCtx, Outcome};
@@ -76,7 +76,7 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     drop(tlb);
     // Upcalls the hypercall raised (vgic_glue.rs delivers them), then a stop the caller asked for.
     if after::after_hypercall(&super::Hw, &DOMAINS, current) == After::Park {
-        smp::park_this_cpu();
+        super::vcpu_switch::park_this_cpu();
     }
     outcome
 }

@@ -337,7 +337,7 @@ pub fn attach_vsmmu(
         inst.nested_vmid = Some(vmid);
         (*inst.smmu.features(), inst.smmu.mmio().read32(smmuv3::regs::off::IDR0))
     };
-    let ram = dom.ram.as_slice().iter().map(|b| (b.ipa, b.size)).collect();
+    let ram = dom.ram().as_slice().iter().map(|b| (b.ipa, b.size)).collect();
     let vsmmu = Vsmmu::new(VsmmuConfig { phys, phys_idr0, sids, ram, ipa_bits });
     if let Some(v) = super::vgic_glue::dom0_vgic() {
         let mut g = v.lock();

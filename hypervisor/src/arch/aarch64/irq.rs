@@ -49,8 +49,9 @@ pub fn attach_vgic(dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String> {
 /// (nothing pending, nothing changed since the last flush) is a register read and three loads.
 #[inline]
 pub fn guest_entry() {
-    // ISR_EL1.I: a physical IRQ is pending (at EL2 it reports the physical state).
-    if sysreg!(read ISR_EL1) & (1 << 7) != 0 {
+    // ISR_EL1.I: a physical IRQ is pending (at EL2 it reports the physical state). When vCPUs
+    // share CPUs it is left to the IRQ exit it causes, which is a scheduling point.
+    if sysreg!(read ISR_EL1) & (1 << 7) != 0 && !percpu::shares_cpus() {
         let _ = take_physical_irqs();
     }
     vgic_glue::flush_if_changed();
@@ -90,11 +91,16 @@ fn take_lpi(intid: u32) {
     }
 }
 
-/// An IRQ taken while a guest ran. Returns its kind for the trap counters (by the first
+/// An IRQ taken while a guest ran. When vCPUs share CPUs it is a scheduling point (the tick,
+/// a kick or a timer deadline): `reschedule` (the scheduler's, which sits above this file) may
+/// put another vCPU's frame in `frame`. Returns its kind for the trap counters (by the first
 /// INTID taken).
-pub fn irq_from_guest(_frame: &mut TrapFrame) -> TrapKind {
+pub fn irq_from_guest(frame: &mut TrapFrame, reschedule: fn(&mut TrapFrame)) -> TrapKind {
     guest_exit();
     let first = take_physical_irqs();
+    if percpu::shares_cpus() {
+        reschedule(frame);
+    }
     guest_entry();
     TrapKind::of_irq(first, KICK_SGI)
 }

@@ -38,6 +38,8 @@ pub mod start;
 pub mod trap;
 /// Guest virtual timer injection and the trapped EL1 physical timer.
 pub mod vtimer;
+/// vCPUs sharing CPUs (`sched=credit`): context switch, idle, WFI/WFE traps, the tick.
+pub mod vcpu_switch;
 /// The vGIC's per-CPU protocol (shared with ARMv7).
 pub mod vgic_glue;
 
@@ -55,6 +57,10 @@ pub struct Hw;
 
 impl crate::contract::Arch for Hw {
     fn start_cpu(&self, s: &crate::contract::CpuStart) -> Result<(), alloc::string::String> {
+        if vcpu_switch::enabled() {
+            // The scheduler placed it; its CPU is powered on if it is off.
+            return vcpu_switch::start_vcpu(s);
+        }
         smp::start_cpu(s.cpu, s.mpidr, s.domain, s.vcpu, s.vttbr, s.vtcr, s.entry, s.context)
     }
     fn clean_dcache_range(&self, pa: u64, len: u64) {
@@ -126,6 +132,7 @@ impl crate::contract::Arch for Hw {
             alloc::format!("stage-2 faults resolved by a retry (a p2m change in progress): {}", stats::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)),
         ];
         out.extend(crate::trap_stats::breakdown(&counts, percpu::vcpus(), 100));
+        out.extend(vcpu_switch::report());
         if stats::HCALL_STATS.load(Ordering::Relaxed) {
             out.extend(stats::HCALL_TIME.lines(100));
         }

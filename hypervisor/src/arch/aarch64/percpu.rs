@@ -6,6 +6,7 @@ use crate::domain::vcpu::CPUS;
 pub use crate::domain::vcpu::MAX_CPUS;
 use crate::domain::DomId;
 use crate::sysreg;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// The domain of a CPU that runs no guest.
 pub const NO_DOMAIN: DomId = DomId::MAX;
@@ -20,7 +21,8 @@ pub fn this_cpu() -> usize {
     (percpu() & 0xff) as usize
 }
 
-/// Set on each CPU by itself before anything asks (boot, secondary entry, parking).
+/// Set on each CPU by itself before anything asks (boot, secondary entry, parking, a vCPU
+/// switch).
 pub fn assign(cpu: usize, domain: DomId, vcpu: u32) {
     let v = (cpu as u64 & 0xff) | (u64::from(vcpu) & 0xff) << 8 | u64::from(domain) << 16;
     sysreg!(write TPIDR_EL2, v);
@@ -58,4 +60,18 @@ pub fn vcpus() -> usize {
 /// The physical MPIDR of CPU `cpu`.
 pub fn host_mpidr(cpu: usize) -> u64 {
     CPUS.host_mpidr(cpu)
+}
+
+/// vCPUs share CPUs (`sched=credit`, `vcpu_switch`): set once at boot.
+static SHARES_CPUS: AtomicBool = AtomicBool::new(false);
+
+/// Whether vCPUs share CPUs (`sched=credit`): a CPU may run several vCPUs in turn.
+#[inline]
+pub fn shares_cpus() -> bool {
+    SHARES_CPUS.load(Ordering::Relaxed)
+}
+
+/// At boot, before any other CPU runs: vCPUs share CPUs from now on.
+pub fn set_shares_cpus() {
+    SHARES_CPUS.store(true, Ordering::Relaxed);
 }

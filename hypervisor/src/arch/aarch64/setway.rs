@@ -62,7 +62,7 @@ fn write_vm_reg(reg: VmReg, v: u64) {
 /// covers all RAM at its physical addresses), to the point of coherency.
 fn clean_invalidate_ram(dom: &Domain) {
     let line = 4u64 << ((sysreg!(read CTR_EL0) >> 16) & 0xf);
-    for bank in dom.ram.as_slice() {
+    for bank in dom.ram().as_slice() {
         let mut a = bank.pa & !(line - 1);
         while a < bank.pa + bank.size {
             // SAFETY: cache maintenance by address on RAM the hypervisor maps; it changes no

@@ -39,6 +39,16 @@ const START_ZERO: StartBlock =
 static mut START: [StartBlock; MAX_CPUS] = [START_ZERO; MAX_CPUS];
 /// Each secondary vCPU's first register state.
 static mut ENTRY: [TrapFrame; MAX_CPUS] = [TrapFrame::ZERO; MAX_CPUS];
+/// What a secondary CPU runs once it is up, when vCPUs share CPUs (the scheduler, which sits
+/// above this file, registers it: `set_scheduled_entry`); without it the CPU enters the vCPU
+/// its start block names.
+static SCHEDULED_ENTRY: crate::sync::Once<fn(usize) -> !> = crate::sync::Once::new();
+
+/// Register the scheduler's entry for secondary CPUs (once, at boot, before any is started).
+pub fn set_scheduled_entry(run: fn(usize) -> !) {
+    SCHEDULED_ENTRY.call_once(|| run);
+}
+
 /// EL2 stacks of CPUs 1.. (CPU 0 uses the boot stack).
 static mut STACKS: [Stack; MAX_CPUS - 1] = [const { Stack([0; STACK_SIZE]) }; MAX_CPUS - 1];
 
@@ -92,12 +102,26 @@ pub fn setup_dom0(host_cpus: &[u64], n: usize) -> usize {
 /// `domain` with stage 2 `vttbr`/`vtcr`, entering EL1 at `entry` with x0 = `context`.
 #[allow(clippy::too_many_arguments)]
 pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, vtcr: u64, entry: u64, context: u64) -> Result<(), String> {
-    if cpu == 0 || cpu >= MAX_CPUS {
+    if cpu >= MAX_CPUS {
+        return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
+    }
+    let start = crate::contract::CpuStart { cpu, mpidr, domain, vcpu, vttbr, vtcr, entry, context };
+    if cpu == 0 {
         return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
     }
     if domain != 0 {
         CPUS.give_to_domu(cpu, domain, vcpu);
     }
+    power_on(cpu, &start)
+}
+
+/// Power physical CPU `s.cpu` on through the firmware; it enters `s`'s vCPU (under
+/// `sched=null`) or what the scheduler picks.
+pub(super) fn power_on(cpu: usize, s: &crate::contract::CpuStart) -> Result<(), String> {
+    if cpu == 0 || cpu >= MAX_CPUS {
+        return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
+    }
+    let (mpidr, domain, vcpu, vttbr, vtcr, entry, context) = (s.mpidr, s.domain, s.vcpu, s.vttbr, s.vtcr, s.entry, s.context);
     let stacks = core::ptr::addr_of!(STACKS) as u64;
     let fill = StartBlock {
         ttbr0: sysreg!(read TTBR0_EL2),
@@ -115,7 +139,8 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
         vcpu: u64::from(vcpu),
     };
     // SAFETY: START[cpu] is only written while CPU `cpu` is off: for dom0 vCPUs under the
-    // OFF -> ON_PENDING compare-exchange (`Cpus::cpu_on`), for a domU once at boot; CPU `cpu` reads it after
+    // OFF -> ON_PENDING compare-exchange (`Cpus::cpu_on`), for a domU once at boot, under
+    // `sched=credit` under the CPU's off -> starting compare-exchange; CPU `cpu` reads it after
     // it starts.
     let block = unsafe {
         let b = &mut (*core::ptr::addr_of_mut!(START))[cpu];
@@ -129,12 +154,27 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
     }
 }
 
-/// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever.
+/// Stop this CPU for good (its domain shut down, or under `sched=credit` the scheduler has
+/// nothing more for it): PSCI CPU_OFF, or wait forever.
 pub fn park_this_cpu() -> ! {
+    super::vtimer::stop();
     CPUS.release(this_cpu());
     assign(this_cpu(), NO_DOMAIN, 0);
     let _ = psci::call(0x8400_0002, 0, 0, 0);
     super::regs::halt()
+}
+
+/// Enter the guest with `frame` on this CPU's EL2 stack (abandoning what is on it).
+pub(super) fn enter_guest_here(frame: &TrapFrame) -> ! {
+    let cpu = this_cpu();
+    let top = if cpu == 0 {
+        core::ptr::addr_of!(super::entry::BOOT_STACK) as u64 + STACK_SIZE as u64
+    } else {
+        core::ptr::addr_of!(STACKS) as u64 + (cpu as u64) * STACK_SIZE as u64
+    };
+    // SAFETY: the frame is copied to the top of this CPU's own EL2 stack, which nothing on it
+    // is needed any more; the vCPU's EL1/EL2 registers were restored by the caller.
+    unsafe { xenith_enter_guest(frame, top) }
 }
 
 #[no_mangle]
@@ -152,6 +192,9 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
     }
     guest::configure(block.vttbr, block.vtcr, u64::from(vcpu));
     super::spectre::cpu_init();
+    if let Some(run) = SCHEDULED_ENTRY.get() {
+        run(cpu);
+    }
     assign(cpu, domain, vcpu);
     if let Some(v) = dom0_vcpu {
         CPUS.started(v);

@@ -204,6 +204,19 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // Interrupts: the physical GIC for the hypervisor's PPIs, and dom0's emulated GICv3 at the
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
     let host_lines = super::gic::init(&info.gic)?;
+    // The scheduler (`sched=`): under credit, dom0's vCPU n has CPU n as its home and domUs
+    // share the CPUs; under null (the default) every vCPU has a CPU of its own.
+    let policy = super::vcpu_switch::init(plan.cmdline.sched, mpidrs.len().min(super::percpu::MAX_CPUS));
+    if policy == crate::sched::SchedPolicy::Credit {
+        for v in 0..vcpus {
+            if let Err(e) = crate::sched::SCHED.add(crate::sched::VcpuRef::new(0, v as u32), Some(v), u64::MAX) {
+                return Err(alloc::format!("dom0 vCPU {v}: {e:?}"));
+            }
+        }
+        // vCPU 0 runs on this CPU from the start, ahead of any domU started below.
+        super::vcpu_switch::boot_vcpu_running();
+    }
+    log!("scheduler: {} (sched=)", policy.name());
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
     // The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled in dom0's vGIC.
@@ -227,6 +240,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
         max_mfn: (crate::hypercall::host_ram_end() >> 12).saturating_sub(1),
         iommu_shares_p2m,
         ipa_bits: crate::mm::Stage2Config::DOMAIN.ipa_bits,
+        gic_version: if super::gic_v2::get().is_some() { guest_abi::toolstack::XEN_DOMCTL_CONFIG_GIC_V2 } else { guest_abi::toolstack::XEN_DOMCTL_CONFIG_GIC_V3 },
         free_pages: || FRAMES.lock().total_free() >> 12,
         now_ns: || {
             let f = super::regs::counter_freq().max(1);
@@ -237,7 +251,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     release_boot_modules(&info, &[hyp, host_dtb]);
     let (heap_used, _) = heap::usage();
     let used = boot::MemoryUse {
-        guests: DOMAINS.iter().map(|d| d.ram.total()).sum(),
+        guests: DOMAINS.iter().map(|d| d.ram().total()).sum(),
         free: FRAMES.lock().total_free(),
         static_heap: heap::HEAP_SIZE as u64,
         heap_used: heap_used as u64,

@@ -13,7 +13,6 @@ use crate::hypercall::after::{self, After};
 use crate::hypercall;
 use crate::{log, sysreg};
 use super::percpu::{self, MAX_CPUS};
-use super::smp;
 use super::stats::{count, S2_FAULTS_RESOLVED};
 use crate::trap_stats::TrapKind;
 use crate::sync::SpinMutex as Mutex;
@@ -46,7 +45,7 @@ extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     let ssbd = super::spectre::guest_exit();
     super::irq::guest_exit();
     if handle_lower_sync(frame, esr_el2) == After::Park {
-        smp::park_this_cpu();
+        super::vcpu_switch::park_this_cpu();
     }
     super::irq::guest_entry();
     super::spectre::guest_entry(ssbd);
@@ -111,8 +110,20 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             let ret = frame.elr;
             inject_undef(dom, frame, ret);
         }
-        // Not trapped (guest.rs); should one be, it completes at once, as WFI/WFE may.
-        ec::WFX => frame.elr += 4,
+        // HCR_EL2.TWI/TWE (guest.rs; while vCPUs share the CPU, vcpu_switch.rs): with vCPUs
+        // sharing the CPU, WFI waits in the scheduler and WFE yields to another vCPU; else
+        // the vCPU's own CPU waits for it (`wait`).
+        ec::WFX => {
+            if super::vcpu_switch::enabled() {
+                // ESR_EL2.IL: a 16-bit T32 wait instruction from AArch32 EL0 is 2 bytes.
+                frame.elr += if esr_el2 & (1 << 25) != 0 { 4 } else { 2 };
+                let why = if iss & 1 == 0 { super::vcpu_switch::Why::Wfi } else { super::vcpu_switch::Why::Wfe };
+                super::vcpu_switch::reschedule(frame, why);
+                // The frame may be another vCPU's now: nothing below is about the trapping one.
+                return After::Resume;
+            }
+            wait(frame, esr_el2);
+        }
         // Anything else a guest instruction can raise at EL2 is a trapped use of a feature
         // the guest is not offered (SVE 0x19, SME 0x1d, pointer authentication 0x09 when
         // hidden, ...): UNDEFINED as on a CPU without it.
@@ -125,6 +136,33 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         }
     }
     after::after_trap(&super::Hw, &DOMAINS, dom)
+}
+
+/// A trapped WFI or WFE: the core decides (`vcpu::on_wait`) from what is waiting for the vCPU
+/// in its vGIC (the list registers were read back on exit); waiting is a WFI on this CPU.
+/// Physical interrupts stay masked at EL2 meanwhile: one that is pending ends the WFI, and it
+/// is taken (and any virtual interrupt it brings delivered) before the guest resumes
+/// (`gic::guest_entry`), in the same exit. A blocked vCPU has no slice (`vtimer::block`).
+fn wait(frame: &mut TrapFrame, esr_el2: u64) {
+    use crate::domain::vcpu::{on_wait, Wait, WaitAction};
+    let iss = esr_el2 & 0x1ff_ffff;
+    // TI: bit 0 tells WFE (and WFET) from WFI (and WFIT), bit 1 the timed forms.
+    let kind = if iss & 1 == 0 { Wait::Interrupt } else { Wait::Event };
+    // WFIT's timeout is not kept here, nor an AArch32 EL0 instruction's condition (CV set,
+    // COND not "always") evaluated: such a wait completes at once.
+    let unheld = iss & 2 != 0 || (iss & (1 << 24) != 0 && (iss >> 20) & 0xf != 0xe);
+    let deliverable = kind == Wait::Interrupt
+        && !unheld
+        && super::vgic_glue::current_vgic().is_some_and(|v| v.lock().has_deliverable(percpu::current_vcpu() as usize));
+    if on_wait(kind, deliverable, unheld) == WaitAction::WaitForInterrupt {
+        super::vtimer::block();
+        // SAFETY: waits for an interrupt with PSTATE.I set at EL2 (exception entry); no memory
+        // or register is touched.
+        unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
+        super::vtimer::wake();
+    }
+    // ESR_EL2.IL: a 16-bit T32 wait instruction from AArch32 EL0 is 2 bytes.
+    frame.elr += if esr_el2 & (1 << 25) != 0 { 4 } else { 2 };
 }
 
 fn smccc(dom: &Domain, frame: &mut TrapFrame) {
@@ -269,7 +307,7 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
     // Physical interrupts the hypervisor owns (timers, GIC maintenance): see irq.rs.
     let ssbd = super::spectre::guest_exit();
-    let kind = super::irq::irq_from_guest(frame);
+    let kind = super::irq::irq_from_guest(frame, |f| super::vcpu_switch::reschedule(f, super::vcpu_switch::Why::Interrupt));
     count(kind);
     super::spectre::guest_entry(ssbd);
 }
@@ -289,7 +327,7 @@ fn kill_current(why: &str) {
         log!("d{}: {why}: domain killed", dom.id);
         dom.set_shutdown(ShutdownReason::Crash);
         if after::after_trap(&super::Hw, &DOMAINS, dom) == After::Park {
-            smp::park_this_cpu();
+            super::vcpu_switch::park_this_cpu();
         }
     }
 }

@@ -25,6 +25,17 @@ static SEEN_WRITES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CP
 /// Physical interrupts taken that nobody claims (logged a few times only).
 static STRAY: AtomicU32 = AtomicU32::new(0);
 
+/// When vCPUs share CPUs, the scheduler's wakeup of a vCPU with new interrupt state: it
+/// returns the CPU to kick (`None`: the vCPU runs nowhere). The scheduler sits above this
+/// file, so it registers it (`set_wake`); without it each vCPU has its CPU (`percpu::cpu_of`).
+static WAKE: crate::sync::Once<fn(DomId, usize) -> Option<usize>> = crate::sync::Once::new();
+
+/// Register the scheduler's wakeup (once, at boot, before any domain runs).
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub fn set_wake(wake: fn(DomId, usize) -> Option<usize>) {
+    WAKE.call_once(|| wake);
+}
+
 /// Whether to log one more unclaimed physical interrupt (the first few only).
 pub fn log_stray() -> bool {
     STRAY.fetch_add(1, Ordering::Relaxed) < 8
@@ -77,7 +88,12 @@ pub fn take_physical(intid: u32, kick_sgi: u32, timers: &TimerPpis) -> bool {
 /// Note that vCPU `vcpu` of domain `dom` has new interrupt state, and make the CPU running it
 /// look (`kick`). Nothing happens for a vCPU that runs nowhere (not started, or parked).
 pub fn notify(dom: DomId, vcpu: usize) {
-    let Some(cpu) = percpu::cpu_of(dom, vcpu) else { return };
+    // Also the scheduler's wakeup of a vCPU waiting in WFI (when vCPUs share CPUs).
+    let cpu = match WAKE.get() {
+        Some(wake) => wake(dom, vcpu),
+        None => percpu::cpu_of(dom, vcpu),
+    };
+    let Some(cpu) = cpu else { return };
     if let Some(w) = WORK.get(cpu) {
         w.store(true, Ordering::Release);
     }
@@ -160,6 +176,27 @@ fn flush(me: usize, writes: u64) {
     drop(g);
     if !ops.is_empty() {
         super::gic::apply_hw_ops(&ops);
+    }
+}
+
+/// This CPU's list-register bookkeeping for the vCPU being switched out: whether its list
+/// registers hold something, and the vGIC register-write count its last flush saw.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub fn take_cpu_state() -> (bool, u64) {
+    let me = this_cpu();
+    let live = LRS_LIVE.get(me).is_some_and(|l| l.swap(false, Ordering::Relaxed));
+    (live, SEEN_WRITES.get(me).map_or(0, |s| s.load(Ordering::Relaxed)))
+}
+
+/// The same for the vCPU switched in (its list registers restored): its interrupt state may
+/// have changed while it was out, so the next guest entry flushes.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub fn put_cpu_state(live: bool, seen: u64) {
+    let me = this_cpu();
+    if let (Some(l), Some(s), Some(w)) = (LRS_LIVE.get(me), SEEN_WRITES.get(me), WORK.get(me)) {
+        l.store(live, Ordering::Relaxed);
+        s.store(seen, Ordering::Relaxed);
+        w.store(true, Ordering::Release);
     }
 }
 

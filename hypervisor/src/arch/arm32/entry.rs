@@ -1,7 +1,9 @@
 //! The zImage header, the boot CPU's entry in HYP mode, the HYP vectors (HVBAR) and guest entry.
 //!
 //! Entry contract (the ARM Linux zImage protocol, as QEMU `-kernel` and U-Boot `bootz` honour
-//! it): HYP mode, MMU off, r0 = 0, r1 = machine type, r2 = physical address of the DTB. The
+//! it): HYP mode, MMU off, r0 = 0, r1 = machine type, r2 = physical address of the DTB. Secure
+//! SVC mode (a firmware that never leaves the Secure world) is accepted too: `monitor.rs`
+//! switches the CPU to non-secure HYP mode first. The
 //! image is linked at 0x40010000 (QEMU virt's RAM base + the 0x10000 where `-kernel` loads a
 //! raw image; the header's start address says so to `bootz`); the entry code checks it runs
 //! there in HYP mode and parks otherwise.
@@ -64,10 +66,7 @@ _start:
 1:
     cpsid   aif
     mov     r10, r2                 // DTB
-    mrs     r3, cpsr
-    and     r3, r3, #0x1f
-    cmp     r3, #0x1a
-    bne     .Lpark                  // not entered in HYP mode: nothing we can do
+    mov     r11, #0                 // 1: entered in Secure SVC, the monitor is ours
     adr     r3, _start
     ldr     r4, =_start
     cmp     r3, r4
@@ -75,6 +74,16 @@ _start:
     mrc     p15, 0, r3, c0, c0, 5   // MPIDR
     ands    r3, r3, #0xff
     bne     .Lpark                  // secondaries come up through PSCI CPU_ON later
+    mrs     r3, cpsr
+    and     r3, r3, #0x1f
+    cmp     r3, #0x13               // SVC: a firmware that stays Secure (monitor.rs)
+    bne     3f
+    bl      xenith_secure_to_hyp
+    mov     r11, r0
+3:  mrs     r3, cpsr
+    and     r3, r3, #0x1f
+    cmp     r3, #0x1a
+    bne     .Lpark                  // not in HYP mode: nothing we can do
 
     // Zero BSS (MMU off: aligned word stores only).
     ldr     r3, =__bss_start
@@ -89,6 +98,7 @@ _start:
     mcr     p15, 4, r3, c12, c0, 0  // HVBAR
     isb
     mov     r0, r10
+    mov     r1, r11
     bl      xenith_boot_hyp
 .Lpark:
     cpsid   aif

@@ -8,7 +8,10 @@ use super::regs::{isb, Cnthctl, Cntvoff, CntvCtl, CnthpCtl, Hcr, Hstr, Midr, Par
 /// HCR while a guest runs: stage 2 on (VM), set/way invalidates upgraded to clean+invalidate
 /// (SWIO), stage-1 walks to device memory fault (PTW), physical FIQ/IRQ/asynchronous aborts to
 /// HYP (FMO/IMO/AMO), barriers and TLB/cache maintenance broadcast inner shareable (FB,
-/// BSU), SMC trapped (TSC: guests reach PSCI through the hypervisor).
+/// BSU), SMC trapped (TSC: guests reach PSCI through the hypervisor), set/way maintenance
+/// trapped (TSW: it reaches only this CPU's caches and names no address; setway.rs), ACTLR
+/// accesses trapped (TAC: reads see the CPU's value, writes are ignored, as on Xen 4.17) and
+/// the implementation-defined c9-c11 registers trapped (TIDCP: UNDEF, as on Xen 4.17).
 ///
 /// WFI/WFE are not trapped: each vCPU has a physical CPU of its own, as on AArch64.
 pub const HCR_GUEST: u32 = (1 << 0) // VM
@@ -17,7 +20,10 @@ pub const HCR_GUEST: u32 = (1 << 0) // VM
     | (1 << 3) | (1 << 4) | (1 << 5) // FMO, IMO, AMO
     | (1 << 9)                      // FB
     | (0b01 << 10)                  // BSU: inner shareable
-    | (1 << 19);                    // TSC
+    | (1 << 19)                     // TSC
+    | (1 << 20)                     // TIDCP
+    | (1 << 21)                     // TAC
+    | super::setway::HCR_TSW;
 
 /// CPSR a vCPU starts in (and the zImage protocol asks for): SVC mode, A32, A/I/F masked.
 pub const CPSR_SVC_MASKED: u32 = 0x1d3;

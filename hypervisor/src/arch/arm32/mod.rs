@@ -18,10 +18,13 @@ pub mod irq;
 /// Physical memory through the identity map, stage-2 TLB and cache maintenance.
 pub mod mem;
 pub mod mmu;
+pub mod monitor;
 /// Which domain and vCPU this physical CPU runs (HTPIDR).
 pub mod percpu;
 pub mod psci;
 pub mod regs;
+/// Data-cache maintenance by set/way, and the control-register writes that track the caches.
+pub mod setway;
 pub mod smp;
 pub mod start;
 /// Trap counters.

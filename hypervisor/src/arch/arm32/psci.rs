@@ -41,7 +41,9 @@ pub fn call(fid: u32, a1: u32, a2: u32, a3: u32) -> Option<u32> {
 
 /// Power the machine off; parks the CPU if the firmware returns (or there is no PSCI).
 pub fn system_off() -> ! {
-    let _ = call(SYSTEM_OFF, 0, 0, 0);
+    if let Some(r) = call(SYSTEM_OFF, 0, 0, 0) {
+        crate::log!("firmware did not power off (PSCI SYSTEM_OFF returned {r:#x}): parking the CPU");
+    }
     super::regs::halt()
 }
 

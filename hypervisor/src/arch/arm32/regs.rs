@@ -103,6 +103,8 @@ cp15_32!(/// HYP software thread ID: this CPU's index, vCPU and domain (percpu.r
     Htpidr, 4, 13, 0, 2);
 cp15_32!(/// PL1 system control (the guest's).
     Sctlr, 0, 1, 0, 0);
+cp15_32!(/// Auxiliary control (the CPU's; a guest's accesses trap with HCR.TAC).
+    Actlr, 0, 1, 0, 1);
 cp15_32!(/// PL1 vector base (the guest's).
     Vbar, 0, 12, 0, 0);
 cp15_32!(/// PL1 data fault status (the guest's).

@@ -5,7 +5,7 @@
 use super::entry::{enter_guest, TrapFrame};
 use super::guest::{self, CPSR_SVC_MASKED};
 use super::mem::{DirectMem, HwTlb};
-use super::{heap, mmu, psci, trap};
+use super::{heap, mmu, monitor, psci, trap};
 use crate::boot::{self, Console, DOM0_VMID};
 use crate::domain::zimage::{self, ZImageLayout};
 use crate::dt::{HostDt, Region};
@@ -35,7 +35,10 @@ extern "C" {
 }
 
 #[no_mangle]
-extern "C" fn xenith_boot_hyp(dtb_pa: u32) -> ! {
+extern "C" fn xenith_boot_hyp(dtb_pa: u32, from_secure: u32) -> ! {
+    if from_secure != 0 {
+        monitor::set_owned();
+    }
     mmu::enable_boot_map();
     super::percpu::init_boot_cpu();
     heap::init();
@@ -45,6 +48,9 @@ extern "C" fn xenith_boot_hyp(dtb_pa: u32) -> ! {
     psci::set_conduit(psci::Conduit::Smc);
     log!("xenith {} — Xen {}.{} guest ABI — ARMv7-A HYP mode (MIDR {:#010x}), DTB at {dtb_pa:#x}", env!("CARGO_PKG_VERSION"),
         crate::hypercall::version::XEN_MAJOR, crate::hypercall::version::XEN_MINOR, super::regs::Midr::read());
+    if monitor::owned() {
+        log!("entered in Secure SVC mode: now non-secure HYP mode, xenith's monitor at MVBAR");
+    }
     match boot(u64::from(dtb_pa)) {
         Err(why) => {
             log!("{why}");
@@ -93,6 +99,14 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
             crate::dt::boot_info::PsciMethod::Smc => psci::Conduit::Smc,
             crate::dt::boot_info::PsciMethod::Hvc => psci::Conduit::Hvc,
         });
+    }
+    // CNTFRQ is writable only from Secure PL1: a firmware that left it 0 (some Exynos U-Boots)
+    // is made good from the DT's clock-frequency through xenith's monitor, when it owns one.
+    let hz = info.timer.as_ref().and_then(|t| t.clock_frequency);
+    if let (0, Some(hz)) = (super::regs::Cntfrq::read(), hz) {
+        if monitor::set_cntfrq(hz) {
+            log!("CNTFRQ was 0: set to {hz} Hz (the DT's clock-frequency) through the monitor");
+        }
     }
     let image_start = core::ptr::addr_of!(__image_start) as u64;
     let image = Region { base: image_start, size: core::ptr::addr_of!(__image_end) as u64 - image_start };
@@ -188,6 +202,9 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     // Interrupts: the physical GICv2 for the hypervisor's PPIs, and dom0's emulated
     // distributor at the host's (left out of its stage 2, so every access traps) with the
     // GIC's virtual CPU interface where dom0 expects its CPU interface.
+    if let Some(gicc) = info.gic.cpu_interface {
+        monitor::gic_to_nonsecure(info.gic.distributor.base, gicc.base).map_err(|e| format!("GIC {}: {e}", info.gic.path))?;
+    }
     let host_lines = super::gic::init(&info.gic)?;
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);

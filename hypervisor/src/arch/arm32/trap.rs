@@ -57,7 +57,7 @@ impl CurrentGuestMemory {
                     guest::gva_to_pa(va, write).ok_or(GuestFault { gva: va })?
                 }
             };
-            if !dom.ram.contains_pa(pa, chunk as u64) {
+            if !dom.ram().contains_pa(pa, chunk as u64) {
                 return Err(GuestFault { gva: va });
             }
             let host = super::mmu::va_of(pa, chunk as u64).ok_or(GuestFault { gva: va })?;
@@ -161,6 +161,22 @@ fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
         ec::CP15_32 | ec::CP15_64 if super::vtimer::emulate_cp15(frame, iss, class == ec::CP15_64) => {
             frame.elr = frame.elr.wrapping_add(insn_len(hsr))
         }
+        // Cache maintenance by set/way, and the register writes that track the caches.
+        ec::CP15_32 | ec::CP15_64 if super::setway::emulate(dom, frame, iss, class == ec::CP15_64) => {
+            frame.elr = frame.elr.wrapping_add(insn_len(hsr))
+        }
+        // ACTLR (HCR.TAC) from PL1: reads see the CPU's own value, writes are ignored.
+        ec::CP15_32 if is_actlr(iss) && !guest::from_user(frame) => {
+            if iss & 1 != 0 {
+                let rt = ((iss >> 5) & 0xf) as usize;
+                if let Some(r) = frame.r.get_mut(rt) {
+                    *r = super::regs::Actlr::read();
+                } else {
+                    let _ = guest::write_banked(frame, rt, super::regs::Actlr::read());
+                }
+            }
+            frame.elr = frame.elr.wrapping_add(insn_len(hsr))
+        }
         // Not trapped (guest.rs); should one be, it completes at once, as WFI/WFE may.
         ec::WFX => frame.elr = frame.elr.wrapping_add(insn_len(hsr)),
         // Anything else (EC 0: an unknown reason, untrapped CP15 registers, ...): UNDEFINED.
@@ -173,6 +189,12 @@ fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
         }
     }
     after_guest_work(dom, current)
+}
+
+/// Whether a trapped MCR/MRC (`iss` of EC 0x03) names ACTLR: p15, 0, c1, c0, 1.
+fn is_actlr(iss: u32) -> bool {
+    let (opc2, opc1, crn, crm) = ((iss >> 17) & 7, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 1) & 0xf);
+    (opc1, crn, crm, opc2) == (0, 1, 0, 1)
 }
 
 /// Once a trap is handled: act on a shutdown the domain asked for.

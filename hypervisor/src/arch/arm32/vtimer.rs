@@ -4,12 +4,16 @@
 //! PL1 physical timer is trapped (CNTHCTL.PL1PCEN = 0) and emulated per vCPU on the HYP
 //! timer (CNTHP, PPI 26): CNTP_CTL and CNTP_TVAL by MCR/MRC, CNTP_CVAL by MCRR/MRRC; its
 //! output is a level on virtual PPI 30. The physical counter stays readable (PL1PCTEN = 1).
+//! CNTHP also re-checks the virtual timer while its interrupt is held (fired and masked here,
+//! not yet taken by the guest): `irq::guest_timer` says when CNTHP fires.
 
 use super::entry::TrapFrame;
 use super::regs::{isb, CntvCtl, CnthpCtl, CnthpCval};
 use super::percpu::{self, this_cpu, MAX_CPUS};
+use crate::irq::guest_timer;
 use crate::irq::vgic::{PTIMER_PPI, VTIMER_PPI};
 use crate::sync::SpinMutex as Mutex;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// CNT*_CTL bits.
 const CTL_ENABLE: u32 = 1 << 0;
@@ -30,9 +34,17 @@ fn ptimer() -> &'static Mutex<PhysTimer> {
     &PTIMER[this_cpu() % MAX_CPUS]
 }
 
-/// The vCPU about to run on this CPU starts with its emulated timer off.
+/// Per physical CPU: its vCPU's virtual-timer interrupt is held (`irq::guest_timer`).
+static VTIMER_HELD: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+fn vtimer_held() -> &'static AtomicBool {
+    &VTIMER_HELD[this_cpu() % MAX_CPUS]
+}
+
+/// The vCPU about to run on this CPU starts with its emulated timer off and nothing held.
 pub fn reset_vcpu() {
     *ptimer().lock() = PhysTimer::default();
+    vtimer_held().store(false, Ordering::Relaxed);
 }
 
 fn now() -> u64 {
@@ -45,14 +57,18 @@ fn fired(t: &PhysTimer) -> bool {
 }
 
 /// The host virtual-timer PPI fired: the guest's deadline passed. Mask it at the timer and
-/// hand the guest its PPI 27.
+/// hand the guest its PPI 27; until the guest re-arms or stops the timer, CNTHP re-checks it.
 pub fn on_virtual_timer() {
     CntvCtl::write(CntvCtl::read() | CTL_IMASK);
     isb();
     super::vgic_glue::inject_edge(percpu::current_domain(), percpu::current_vcpu() as usize, VTIMER_PPI);
+    vtimer_held().store(true, Ordering::Relaxed);
+    let t = *ptimer().lock();
+    let asserted = fired(&t) && t.ctl & CTL_IMASK == 0;
+    arm_hyp_timer(&t, asserted);
 }
 
-/// The HYP timer (backing the guest's physical timer) fired.
+/// The HYP timer (the guest's physical timer, or the held virtual timer's re-check) fired.
 pub fn on_hyp_timer() {
     CnthpCtl::write(CTL_IMASK);
     isb();
@@ -64,11 +80,24 @@ pub fn on_hyp_timer() {
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
     super::vgic_glue::set_irq_level(percpu::current_domain(), percpu::current_vcpu() as usize, PTIMER_PPI, asserted);
-    if t.ctl & CTL_ENABLE != 0 && t.ctl & CTL_IMASK == 0 && !asserted {
-        CnthpCval::write(t.cval);
-        CnthpCtl::write(CTL_ENABLE);
-    } else {
-        CnthpCtl::write(0);
+    arm_hyp_timer(t, asserted);
+}
+
+/// Program CNTHP for the emulated physical timer's deadline and, while the virtual timer's
+/// interrupt is held, its next re-check (the hold ends once the guest re-armed or stopped it).
+fn arm_hyp_timer(t: &PhysTimer, ptimer_asserted: bool) {
+    let held = vtimer_held();
+    let still = held.load(Ordering::Relaxed) && guest_timer::vtimer_still_held(u64::from(CntvCtl::read()));
+    if !still {
+        held.store(false, Ordering::Relaxed);
+    }
+    let ptimer = guest_timer::ptimer_deadline(u64::from(t.ctl), t.cval, ptimer_asserted);
+    match guest_timer::hyp_timer_deadline(ptimer, still, now(), super::regs::counter_freq()) {
+        Some(cval) => {
+            CnthpCval::write(cval);
+            CnthpCtl::write(CTL_ENABLE);
+        }
+        None => CnthpCtl::write(0),
     }
     isb();
 }

@@ -1,0 +1,582 @@
+//! Which vCPU runs on which physical CPU, and when: the scheduler's state machine, as pure
+//! logic over counter times (the architecture reads the counter, programs its timer and
+//! switches register state; it never decides).
+//!
+//! Every vCPU has a home CPU (its run queue) and a state: running on a CPU, runnable (queued
+//! on its home), blocked (it executed WFI with nothing pending, or waits for an event) or off
+//! (not started, powered off, paused). Two policies, chosen with Xen's `sched=`:
+//!
+//! - `null` (the default): one vCPU per CPU. A vCPU is placed on a CPU nobody else has and
+//!   never leaves it; WFI stays native (not trapped) and nothing here runs on the trap path.
+//! - `credit`: Xen's credit policy. vCPUs may share a CPU. Each vCPU earns credit at every
+//!   accounting period (one timeslice, 30 ms) in proportion to its domain's weight (256 by
+//!   default; a domain's weight is split among its vCPUs) and spends it while running: with
+//!   credit left at the last refill it is UNDER, without it OVER, and a vCPU that wakes from
+//!   blocking while UNDER is BOOSTed until it next runs a tick. A CPU runs its highest-priority runnable vCPU,
+//!   first-come first-served within a priority; a running vCPU is preempted at the end of its
+//!   30 ms timeslice (checked on the 10 ms tick) by a vCPU of at least its priority, and at once
+//!   by one of higher priority. Credit is capped at one period's worth, so an idle vCPU does
+//!   not hoard it. Credit is accounted per CPU: the CPU time of one CPU is shared among the
+//!   vCPUs homed on it. With `balance`, a CPU with nothing of its own to run takes a runnable
+//!   vCPU from another CPU's queue that its affinity allows (Xen's credit does so too).
+//!
+//! Wakeups: an interrupt or event for a vCPU calls [`Scheduler::wake`]: a blocked vCPU becomes
+//! runnable and its CPU is told to look (the caller kicks it); a running one is marked so that
+//! a WFI racing with the wakeup does not block. A blocked vCPU may carry a deadline (its
+//! virtual timer's, saved when it was switched out): [`Scheduler::take_expired`] hands the
+//! vCPUs whose deadline passed to the caller, which raises their timer interrupt and so wakes
+//! them.
+//!
+//! One lock guards the whole state. It is taken only at scheduling points (the tick, a WFI, a
+//! wakeup, a vCPU started or stopped) under `credit`; `null` never needs it on a trap path.
+
+use crate::domain::vcpu::MAX_CPUS;
+use crate::domain::DomId;
+use crate::sync::SpinMutex;
+
+pub use crate::dt::cmdline::SchedPolicy;
+
+/// Most vCPUs the scheduler holds (all domains together).
+pub const MAX_SCHED_VCPUS: usize = 4 * MAX_CPUS;
+/// Xen's default domain weight.
+pub const DEFAULT_WEIGHT: u32 = 256;
+/// Xen's weight bounds (`xl sched-credit -w`).
+pub const MIN_WEIGHT: u32 = 1;
+pub const MAX_WEIGHT: u32 = 65535;
+/// Xen credit's timeslice and tick, in milliseconds.
+pub const TIMESLICE_MS: u64 = 30;
+pub const TICK_MS: u64 = 10;
+
+/// A vCPU: its domain and index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuRef {
+    pub domain: DomId,
+    pub vcpu: u32,
+}
+
+impl VcpuRef {
+    pub const fn new(domain: DomId, vcpu: u32) -> Self {
+        Self { domain, vcpu }
+    }
+}
+
+/// A vCPU's scheduling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Running on this CPU.
+    Running(usize),
+    /// Waiting in its home CPU's run queue.
+    Runnable,
+    /// Waiting for an interrupt (WFI) or an event.
+    Blocked,
+    /// Not started, powered off or paused.
+    Off,
+}
+
+/// Credit priorities, higher first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    Over,
+    Under,
+    Boost,
+}
+
+/// Why a vCPU could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaceError {
+    /// Every CPU its affinity allows runs another vCPU (`null`), or it names no CPU there is.
+    NoCpu,
+    /// The scheduler holds [`MAX_SCHED_VCPUS`] already.
+    Full,
+    /// It is there already.
+    Exists,
+}
+
+/// A weight outside Xen's bounds ([`MIN_WEIGHT`]..=[`MAX_WEIGHT`]), or a domain id beyond
+/// the weight table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadWeight;
+
+/// What a CPU runs after a scheduling point: `prev` was running, `next` runs now (`None`:
+/// nothing, the CPU waits for an interrupt). A switch when they differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub prev: Option<VcpuRef>,
+    pub next: Option<VcpuRef>,
+}
+
+impl Decision {
+    pub fn switches(&self) -> bool {
+        self.prev != self.next
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    id: VcpuRef,
+    state: State,
+    home: usize,
+    /// CPUs it may run on (bit n: CPU n).
+    affinity: u64,
+    /// Credit in counter ticks (may go negative).
+    credit: i64,
+    boost: bool,
+    /// Out of credit at the last refill (OVER); priorities change only at refills, wakeups
+    /// and ticks, as Xen's credit recomputes them at its accounting.
+    over: bool,
+    /// A wakeup came while it ran: its next WFI returns at once instead of blocking.
+    woken: bool,
+    /// Run-queue order within a priority (smaller first).
+    seq: u64,
+    /// Counter time it was switched in (or last accounted).
+    since: u64,
+    /// While blocked: when to wake it (its timer's deadline), if ever.
+    deadline: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Cpu {
+    current: Option<usize>,
+    /// When the current vCPU's timeslice began.
+    slice_start: u64,
+    /// When this CPU's next credit refill is due.
+    next_acct: u64,
+}
+
+struct Inner {
+    policy: SchedPolicy,
+    balance: bool,
+    /// Counter ticks per millisecond.
+    per_ms: u64,
+    cpus: usize,
+    slots: [Option<Entry>; MAX_SCHED_VCPUS],
+    cpu: [Cpu; MAX_CPUS],
+    /// Domain weights (by domain id, 0 = default); ids beyond the table use the default.
+    weights: [u16; 64],
+    seq: u64,
+}
+
+/// The machine's scheduler (the one the architecture layers drive; tests make their own).
+pub static SCHED: Scheduler = Scheduler::new();
+
+/// One scheduler for the machine.
+pub struct Scheduler {
+    inner: SpinMutex<Inner>,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scheduler {
+    pub const fn new() -> Self {
+        Self {
+            inner: SpinMutex::new(Inner {
+                policy: SchedPolicy::Null,
+                balance: false,
+                per_ms: 1,
+                cpus: 1,
+                slots: [None; MAX_SCHED_VCPUS],
+                cpu: [Cpu { current: None, slice_start: 0, next_acct: 0 }; MAX_CPUS],
+                weights: [0; 64],
+                seq: 0,
+            }),
+        }
+    }
+
+    /// At boot, before any vCPU is added: the policy, the counter's frequency (Hz), the
+    /// number of CPUs, and whether an idle CPU may take another CPU's runnable vCPU.
+    pub fn configure(&self, policy: SchedPolicy, counter_hz: u64, cpus: usize, balance: bool) {
+        let mut s = self.inner.lock();
+        s.policy = policy;
+        s.per_ms = (counter_hz / 1000).max(1);
+        s.cpus = cpus.clamp(1, MAX_CPUS);
+        s.balance = balance && policy == SchedPolicy::Credit;
+    }
+
+    pub fn policy(&self) -> SchedPolicy {
+        self.inner.lock().policy
+    }
+
+    /// Counter ticks of one timeslice and of one tick.
+    pub fn timeslice(&self) -> u64 {
+        self.inner.lock().per_ms * TIMESLICE_MS
+    }
+    pub fn tick_period(&self) -> u64 {
+        self.inner.lock().per_ms * TICK_MS
+    }
+
+    /// Add vCPU `v` (off) with home `cpu` if given, else the CPU its `affinity` allows that
+    /// holds the fewest vCPUs (`null`: one holding none). Returns its home.
+    pub fn add(&self, v: VcpuRef, cpu: Option<usize>, affinity: u64) -> Result<usize, PlaceError> {
+        let mut s = self.inner.lock();
+        if s.find(v).is_some() {
+            return Err(PlaceError::Exists);
+        }
+        let free = s.slots.iter().position(Option::is_none).ok_or(PlaceError::Full)?;
+        let load = |s: &Inner, c: usize| s.slots.iter().flatten().filter(|e| e.home == c).count();
+        let allowed = |c: usize| c < s.cpus && affinity & (1 << c) != 0;
+        let home = match cpu {
+            Some(c) if !allowed(c) => return Err(PlaceError::NoCpu),
+            Some(c) if s.policy == SchedPolicy::Null && load(&s, c) > 0 => return Err(PlaceError::NoCpu),
+            Some(c) => c,
+            None => {
+                let best = (0..s.cpus).filter(|&c| allowed(c)).min_by_key(|&c| load(&s, c)).ok_or(PlaceError::NoCpu)?;
+                if s.policy == SchedPolicy::Null && load(&s, best) > 0 {
+                    return Err(PlaceError::NoCpu);
+                }
+                best
+            }
+        };
+        s.slots[free] = Some(Entry {
+            id: v,
+            state: State::Off,
+            home,
+            affinity,
+            credit: 0,
+            boost: false,
+            over: false,
+            woken: false,
+            seq: 0,
+            since: 0,
+            deadline: None,
+        });
+        Ok(home)
+    }
+
+    /// Remove vCPU `v` (its domain is gone). Returns the CPU that ran it, which must switch.
+    pub fn remove(&self, v: VcpuRef) -> Option<usize> {
+        let mut s = self.inner.lock();
+        let i = s.find(v)?;
+        let ran = s.unrun(i);
+        s.slots[i] = None;
+        ran
+    }
+
+    /// The slot vCPU `v` holds (`0..MAX_SCHED_VCPUS`, stable while it is here): where the
+    /// architecture keeps its saved registers.
+    pub fn slot(&self, v: VcpuRef) -> Option<usize> {
+        self.inner.lock().find(v)
+    }
+
+    /// The state of vCPU `v` (`None`: not here).
+    pub fn state(&self, v: VcpuRef) -> Option<State> {
+        let s = self.inner.lock();
+        s.find(v).and_then(|i| s.slots[i]).map(|e| e.state)
+    }
+
+    /// The CPU to kick about `v`: where it runs, else its home.
+    pub fn cpu_of(&self, v: VcpuRef) -> Option<usize> {
+        let s = self.inner.lock();
+        s.find(v).and_then(|i| s.slots[i]).map(|e| if let State::Running(c) = e.state { c } else { e.home })
+    }
+
+    /// What CPU `cpu` runs.
+    pub fn current(&self, cpu: usize) -> Option<VcpuRef> {
+        let s = self.inner.lock();
+        s.cpu.get(cpu)?.current.and_then(|i| s.slots[i]).map(|e| e.id)
+    }
+
+    /// Whether CPU `cpu` has more than one vCPU that is not off homed on it (so its vCPUs'
+    /// WFI must trap and a tick must run). Always false under `null`.
+    pub fn shares_cpu(&self, cpu: usize) -> bool {
+        let s = self.inner.lock();
+        s.policy == SchedPolicy::Credit && (s.balance || s.slots.iter().flatten().filter(|e| e.home == cpu && e.state != State::Off).count() > 1)
+    }
+
+    /// Set domain `d`'s weight (Xen's bounds).
+    pub fn set_weight(&self, d: DomId, weight: u32) -> Result<(), BadWeight> {
+        if !(MIN_WEIGHT..=MAX_WEIGHT).contains(&weight) {
+            return Err(BadWeight);
+        }
+        let mut s = self.inner.lock();
+        let slot = s.weights.get_mut(usize::from(d)).ok_or(BadWeight)?;
+        *slot = weight as u16;
+        Ok(())
+    }
+
+    pub fn weight(&self, d: DomId) -> u32 {
+        self.inner.lock().weight(d)
+    }
+
+    /// vCPU `v` is started (powered on, unpaused): off -> runnable. Returns the CPU that must
+    /// look at its run queue.
+    pub fn start(&self, v: VcpuRef, now: u64) -> Option<usize> {
+        let mut s = self.inner.lock();
+        let i = s.find(v)?;
+        let e = s.slots[i].as_mut()?;
+        if e.state != State::Off {
+            return None;
+        }
+        e.state = State::Runnable;
+        e.since = now;
+        let home = e.home;
+        s.enqueue(i);
+        Some(home)
+    }
+
+    /// vCPU `v` stops (powered off, paused): it is off; returns the CPU running it, which
+    /// must switch away.
+    pub fn stop(&self, v: VcpuRef) -> Option<usize> {
+        let mut s = self.inner.lock();
+        let i = s.find(v)?;
+        s.unrun(i)
+    }
+
+    /// An interrupt or event for `v`: a blocked vCPU becomes runnable (BOOSTed under credit
+    /// if it has credit left). Returns the CPU to kick (where it runs, or its home), `None` for
+    /// a vCPU that is off or unknown.
+    pub fn wake(&self, v: VcpuRef, now: u64) -> Option<usize> {
+        let mut s = self.inner.lock();
+        let i = s.find(v)?;
+        let credit = s.policy == SchedPolicy::Credit;
+        let e = s.slots[i].as_mut()?;
+        match e.state {
+            State::Off => None,
+            State::Running(c) => {
+                e.woken = true;
+                Some(c)
+            }
+            State::Runnable => Some(e.home),
+            State::Blocked => {
+                e.state = State::Runnable;
+                e.deadline = None;
+                e.boost = credit && !e.over;
+                e.since = now;
+                let home = e.home;
+                s.enqueue(i);
+                Some(home)
+            }
+        }
+    }
+
+    /// The vCPU running on `cpu` executed WFI with nothing pending (its timer, if armed, due
+    /// at `deadline`): it blocks, unless a wakeup raced with it (then it runs on), and the CPU
+    /// picks what runs next. Under `null` the vCPU keeps its CPU (its WFI is native there).
+    pub fn block(&self, cpu: usize, now: u64, deadline: Option<u64>) -> Decision {
+        let mut s = self.inner.lock();
+        let Some(i) = s.cpu.get(cpu).and_then(|c| c.current) else { return s.schedule(cpu, now, false) };
+        if s.policy == SchedPolicy::Credit {
+            s.account(cpu, now);
+            if let Some(e) = s.slots[i].as_mut() {
+                if core::mem::take(&mut e.woken) {
+                    let id = Some(e.id);
+                    return Decision { prev: id, next: id };
+                }
+                e.state = State::Blocked;
+                e.boost = false;
+                e.deadline = deadline;
+            }
+        }
+        s.schedule(cpu, now, false)
+    }
+
+    /// A scheduling point on `cpu` at `now` (its tick, a kick, its first run): account the
+    /// running vCPU's time, refill credit when a period ended, and switch if the timeslice
+    /// ended and another vCPU waits, or one of higher priority does.
+    pub fn schedule(&self, cpu: usize, now: u64) -> Decision {
+        self.inner.lock().schedule(cpu, now, false)
+    }
+
+    /// The running vCPU yields (SCHEDOP_yield): another runnable vCPU of at least its
+    /// priority runs first.
+    pub fn yield_now(&self, cpu: usize, now: u64) -> Decision {
+        self.inner.lock().schedule(cpu, now, true)
+    }
+
+    /// When `cpu` needs its next scheduling point: the next tick while vCPUs compete for it,
+    /// and the earliest deadline of the blocked vCPUs homed on it. `None`: nothing to wait for.
+    pub fn next_event(&self, cpu: usize, now: u64) -> Option<u64> {
+        let s = self.inner.lock();
+        if s.policy == SchedPolicy::Null {
+            return None;
+        }
+        let homed = |e: &&Entry| e.home == cpu;
+        let deadline = s.slots.iter().flatten().filter(homed).filter(|e| e.state == State::Blocked).filter_map(|e| e.deadline).min();
+        let running = s.cpu.get(cpu).and_then(|c| c.current).is_some();
+        let waiting = s.slots.iter().flatten().filter(homed).any(|e| e.state == State::Runnable);
+        let tick = (running && waiting).then(|| now + s.per_ms * TICK_MS);
+        match (tick, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A blocked vCPU homed on `cpu` whose deadline is at or before `now` (its deadline is
+    /// cleared; the caller raises its timer interrupt, whose wakeup makes it runnable).
+    pub fn take_expired(&self, cpu: usize, now: u64) -> Option<VcpuRef> {
+        let mut s = self.inner.lock();
+        let e = s.slots.iter_mut().flatten().find(|e| e.home == cpu && e.state == State::Blocked && e.deadline.is_some_and(|d| d <= now))?;
+        e.deadline = None;
+        Some(e.id)
+    }
+
+    /// vCPU `v`'s credit priority (tests and the toolstack's view).
+    pub fn priority(&self, v: VcpuRef) -> Option<Priority> {
+        let s = self.inner.lock();
+        s.find(v).and_then(|i| s.slots[i]).map(|e| e.priority())
+    }
+}
+
+impl Entry {
+    fn priority(&self) -> Priority {
+        if self.boost {
+            Priority::Boost
+        } else if self.over {
+            Priority::Over
+        } else {
+            Priority::Under
+        }
+    }
+}
+
+impl Inner {
+    fn find(&self, v: VcpuRef) -> Option<usize> {
+        self.slots.iter().position(|e| e.is_some_and(|e| e.id == v))
+    }
+
+    fn weight(&self, d: DomId) -> u32 {
+        match self.weights.get(usize::from(d)) {
+            Some(&w) if w != 0 => u32::from(w),
+            _ => DEFAULT_WEIGHT,
+        }
+    }
+
+    fn enqueue(&mut self, i: usize) {
+        self.seq += 1;
+        if let Some(e) = self.slots[i].as_mut() {
+            e.seq = self.seq;
+        }
+    }
+
+    /// Take slot `i` off whatever CPU runs it and turn it off; the CPU that ran it.
+    fn unrun(&mut self, i: usize) -> Option<usize> {
+        let e = self.slots[i].as_mut()?;
+        let ran = if let State::Running(c) = e.state { Some(c) } else { None };
+        e.state = State::Off;
+        e.deadline = None;
+        e.boost = false;
+        e.woken = false;
+        if let Some(c) = ran {
+            if let Some(cpu) = self.cpu.get_mut(c) {
+                if cpu.current == Some(i) {
+                    cpu.current = None;
+                }
+            }
+        }
+        ran
+    }
+
+    /// Charge the running vCPU of `cpu` for its time up to `now`, and refill the credit of the
+    /// vCPUs homed on `cpu` for every accounting period that ended.
+    fn account(&mut self, cpu: usize, now: u64) {
+        if let Some(i) = self.cpu[cpu].current {
+            if let Some(e) = self.slots[i].as_mut() {
+                let ran = now.saturating_sub(e.since);
+                e.credit = e.credit.saturating_sub(ran as i64);
+                e.since = now;
+                // A boost lasts until the vCPU has run a tick.
+                if ran >= self.per_ms * TICK_MS {
+                    e.boost = false;
+                }
+            }
+        }
+        let period = self.per_ms * TIMESLICE_MS;
+        if self.cpu[cpu].next_acct == 0 {
+            self.cpu[cpu].next_acct = now + period;
+            return;
+        }
+        while now >= self.cpu[cpu].next_acct {
+            self.cpu[cpu].next_acct += period;
+            self.refill(cpu, period);
+        }
+    }
+
+    /// One period of CPU `cpu`'s time shared among the vCPUs homed on it that are not off, in
+    /// proportion to their weight (a domain's weight split among its vCPUs that are not off),
+    /// each capped at one period's credit.
+    fn refill(&mut self, cpu: usize, period: u64) {
+        let share = |s: &Inner, e: &Entry| {
+            let mine = s.slots.iter().flatten().filter(|o| o.id.domain == e.id.domain && o.state != State::Off).count().max(1);
+            u64::from(s.weight(e.id.domain)) * 1024 / mine as u64
+        };
+        let total: u64 = self.slots.iter().flatten().filter(|e| e.home == cpu && e.state != State::Off).map(|e| share(self, e)).sum();
+        if total == 0 {
+            return;
+        }
+        for i in 0..self.slots.len() {
+            let Some(e) = self.slots[i] else { continue };
+            if e.home != cpu || e.state == State::Off {
+                continue;
+            }
+            let earn = (u128::from(period) * u128::from(share(self, &e)) / u128::from(total)) as i64;
+            if let Some(e) = self.slots[i].as_mut() {
+                e.credit = (e.credit + earn).clamp(-(4 * period as i64), period as i64);
+                e.over = e.credit < 0;
+            }
+        }
+    }
+
+    /// The best runnable vCPU `cpu` may run: its own queue first, then (balancing, when it
+    /// has none) another CPU's whose affinity allows `cpu`.
+    fn best_runnable(&self, cpu: usize) -> Option<usize> {
+        let runnable = |e: &Entry| e.state == State::Runnable;
+        let key = |i: usize| self.slots[i].map(|e| (e.priority(), core::cmp::Reverse(e.seq)));
+        let own = (0..self.slots.len()).filter(|&i| self.slots[i].is_some_and(|e| runnable(&e) && e.home == cpu)).max_by_key(|&i| key(i));
+        if own.is_some() || !self.balance {
+            return own;
+        }
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].is_some_and(|e| runnable(&e) && e.affinity & (1 << cpu) != 0))
+            .max_by_key(|&i| key(i))
+    }
+
+    fn schedule(&mut self, cpu: usize, now: u64, yielding: bool) -> Decision {
+        if cpu >= self.cpus {
+            return Decision { prev: None, next: None };
+        }
+        let cur = self.cpu[cpu].current;
+        let prev = cur.and_then(|i| self.slots[i]).map(|e| e.id);
+        if self.policy == SchedPolicy::Credit {
+            self.account(cpu, now);
+        }
+        let still = cur.filter(|&i| self.slots[i].is_some_and(|e| e.state == State::Running(cpu)));
+        let best = self.best_runnable(cpu);
+        let next = match (still, best) {
+            (Some(c), Some(b)) => {
+                let (pc, pb) = (self.slots[c].map(|e| e.priority()), self.slots[b].map(|e| e.priority()));
+                let expired = now.saturating_sub(self.cpu[cpu].slice_start) >= self.per_ms * TIMESLICE_MS;
+                let switch = self.policy == SchedPolicy::Credit && (pb > pc || ((expired || yielding) && pb >= pc));
+                if switch {
+                    if let Some(e) = self.slots[c].as_mut() {
+                        e.state = State::Runnable;
+                    }
+                    self.enqueue(c);
+                    Some(b)
+                } else {
+                    Some(c)
+                }
+            }
+            (Some(c), None) => Some(c),
+            (None, b) => b,
+        };
+        if next != still {
+            self.cpu[cpu].slice_start = now;
+            if let Some(e) = next.and_then(|n| self.slots[n].as_mut()) {
+                e.state = State::Running(cpu);
+                e.since = now;
+                e.woken = false;
+                if self.balance {
+                    e.home = cpu;
+                }
+            }
+        }
+        self.cpu[cpu].current = next;
+        Decision { prev, next: next.and_then(|i| self.slots[i]).map(|e| e.id) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

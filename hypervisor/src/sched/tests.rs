@@ -1,0 +1,242 @@
+use super::*;
+
+/// A 1 GHz counter: one tick a nanosecond.
+const HZ: u64 = 1_000_000_000;
+const MS: u64 = HZ / 1000;
+
+fn v(d: DomId, n: u32) -> VcpuRef {
+    VcpuRef::new(d, n)
+}
+
+fn credit(cpus: usize) -> Scheduler {
+    let s = Scheduler::new();
+    s.configure(SchedPolicy::Credit, HZ, cpus, false);
+    s
+}
+
+/// Two started vCPUs, `a` of domain `da` and `b` of domain `da + 1`, homed on CPU 0 of a
+/// one-CPU credit scheduler; `a` runs.
+fn two_on_one_cpu(da: DomId) -> (Scheduler, VcpuRef, VcpuRef) {
+    let s = credit(1);
+    let (a, b) = (v(da, 0), v(da + 1, 0));
+    s.add(a, Some(0), 1).unwrap();
+    s.add(b, Some(0), 1).unwrap();
+    s.start(a, 0);
+    s.start(b, 0);
+    assert_eq!(s.schedule(0, 0).next, Some(a));
+    (s, a, b)
+}
+
+/// Run CPU 0 of `s` for `ms` with a scheduling point every tick; the time each vCPU ran.
+fn run_ticks(s: &Scheduler, vcpus: &[VcpuRef], from: u64, ms: u64) -> alloc::vec::Vec<u64> {
+    let mut ran = alloc::vec![0u64; vcpus.len()];
+    let mut now = from;
+    let mut cur = s.schedule(0, now).next;
+    while now < from + ms * MS {
+        now += TICK_MS * MS;
+        if let Some(c) = cur {
+            ran[vcpus.iter().position(|&x| x == c).unwrap()] += TICK_MS * MS;
+        }
+        cur = s.schedule(0, now).next;
+    }
+    ran
+}
+
+#[test]
+fn two_busy_vcpus_share_one_cpu_by_weight() {
+    for (wa, wb) in [(256, 256), (512, 256), (256, 768)] {
+        let s = credit(1);
+        let (a, b) = (v(1, 0), v(2, 0));
+        s.set_weight(1, wa).unwrap();
+        s.set_weight(2, wb).unwrap();
+        assert_eq!(s.add(a, None, u64::MAX), Ok(0));
+        assert_eq!(s.add(b, None, u64::MAX), Ok(0));
+        assert_eq!(s.start(a, 0), Some(0));
+        assert_eq!(s.start(b, 0), Some(0));
+        assert!(s.shares_cpu(0));
+        let ran = run_ticks(&s, &[a, b], 0, 6000);
+        let want = wa as f64 / wb as f64;
+        let got = ran[0] as f64 / ran[1] as f64;
+        assert!((got / want - 1.0).abs() < 0.1, "weights {wa}:{wb}: ran {ran:?} (ratio {got:.3}, want {want:.3})");
+        assert_eq!(ran[0] + ran[1], 6000 * MS, "the CPU never idles while both are busy");
+    }
+}
+
+#[test]
+fn a_timeslice_is_30_ms_between_equals() {
+    let (s, a, b) = two_on_one_cpu(1);
+    // Ticks inside the slice keep it; at 30 ms b (same priority) takes over.
+    assert_eq!(s.schedule(0, 10 * MS).next, Some(a));
+    assert_eq!(s.schedule(0, 20 * MS).next, Some(a));
+    let d = s.schedule(0, 30 * MS);
+    assert_eq!((d.prev, d.next, d.switches()), (Some(a), Some(b), true));
+    assert_eq!((s.state(a), s.state(b)), (Some(State::Runnable), Some(State::Running(0))));
+    assert_eq!(s.next_event(0, 30 * MS), Some(40 * MS), "a tick while another vCPU waits");
+    // a spent its 30 ms against a 15 ms share: OVER at the refill, b UNDER. A yield goes to a
+    // vCPU of at least the yielder's priority only.
+    assert_eq!((s.priority(a), s.priority(b)), (Some(Priority::Over), Some(Priority::Under)));
+    assert_eq!(s.yield_now(0, 35 * MS).next, Some(b));
+    // At the next refill both are UNDER again (b ran 30 ms too); b's yield lets a run.
+    assert_eq!(s.schedule(0, 60 * MS).next, Some(a));
+    assert_eq!(s.yield_now(0, 61 * MS).next, Some(b));
+}
+
+#[test]
+fn wfi_blocks_and_a_wakeup_resumes_with_a_boost() {
+    let (s, a, b) = two_on_one_cpu(0);
+    // a idles: b runs.
+    let d = s.block(0, 5 * MS, None);
+    assert_eq!((d.prev, d.next), (Some(a), Some(b)));
+    assert_eq!(s.state(a), Some(State::Blocked));
+    assert_eq!(s.next_event(0, 5 * MS), None, "b alone: no tick, no deadline");
+    // b runs for a while and spends its credit; a's interrupt arrives.
+    assert_eq!(s.schedule(0, 100 * MS).next, Some(b));
+    assert_eq!(s.wake(a, 101 * MS), Some(0), "a's CPU is kicked");
+    assert_eq!(s.priority(a), Some(Priority::Boost));
+    // The kicked CPU preempts b at once for the boosted a, inside b's timeslice.
+    let d = s.schedule(0, 101 * MS);
+    assert_eq!((d.prev, d.next), (Some(b), Some(a)));
+    // Both block: the CPU idles.
+    let d = s.block(0, 102 * MS, None);
+    assert_eq!(d.next, Some(b));
+    let d = s.block(0, 103 * MS, None);
+    assert_eq!((d.prev, d.next, d.switches()), (Some(b), None, true));
+    assert_eq!(s.current(0), None);
+    // An idle CPU takes a woken vCPU at its next scheduling point.
+    assert_eq!(s.wake(b, 110 * MS), Some(0));
+    assert_eq!(s.schedule(0, 110 * MS), Decision { prev: None, next: Some(b) });
+    // A wakeup of an off or unknown vCPU does nothing.
+    assert_eq!(s.wake(v(9, 0), 0), None);
+}
+
+#[test]
+fn a_wakeup_racing_with_wfi_keeps_the_vcpu_running() {
+    let (s, a, b) = two_on_one_cpu(0);
+    // The interrupt lands after a's WFI trapped but before it blocks.
+    assert_eq!(s.wake(a, MS), Some(0));
+    let d = s.block(0, MS, None);
+    assert_eq!((d.prev, d.next), (Some(a), Some(a)));
+    assert_eq!(s.state(a), Some(State::Running(0)));
+    // The next WFI with nothing new blocks.
+    assert_eq!(s.block(0, 2 * MS, None).next, Some(b));
+}
+
+#[test]
+fn a_blocked_vcpu_with_a_timer_deadline_is_handed_back_when_it_passes() {
+    let (s, a, b) = two_on_one_cpu(0);
+    assert_eq!(s.block(0, MS, Some(8 * MS)).next, Some(b));
+    assert_eq!(s.next_event(0, MS), Some(8 * MS));
+    assert_eq!(s.take_expired(0, 7 * MS), None);
+    assert_eq!(s.take_expired(0, 8 * MS), Some(a));
+    assert_eq!(s.take_expired(0, 9 * MS), None, "handed back once");
+    // The caller raises a's timer interrupt: its wakeup.
+    assert_eq!(s.wake(a, 8 * MS), Some(0));
+    assert_eq!(s.schedule(0, 8 * MS).next, Some(a));
+}
+
+#[test]
+fn stopping_a_running_vcpu_frees_its_cpu() {
+    let s = credit(2);
+    let (a, b) = (v(0, 0), v(0, 1));
+    assert_eq!(s.add(a, None, u64::MAX), Ok(0));
+    assert_eq!(s.add(b, None, u64::MAX), Ok(1), "the emptier CPU");
+    assert_eq!(s.add(a, None, u64::MAX), Err(PlaceError::Exists));
+    assert_eq!(s.add(v(1, 0), Some(2), u64::MAX), Err(PlaceError::NoCpu), "no CPU 2");
+    assert_eq!(s.add(v(1, 0), None, 0b100), Err(PlaceError::NoCpu), "affinity names no CPU there is");
+    s.start(a, 0);
+    s.start(b, 0);
+    assert_eq!(s.schedule(0, 0).next, Some(a));
+    assert_eq!(s.stop(a), Some(0));
+    assert_eq!(s.state(a), Some(State::Off));
+    assert_eq!(s.schedule(0, 1).next, None);
+    assert_eq!(s.wake(a, 2), None, "an off vCPU stays off");
+    assert_eq!(s.start(a, 3), Some(0));
+    assert_eq!(s.schedule(0, 3).next, Some(a));
+    assert_eq!(s.remove(a), Some(0));
+    assert_eq!(s.state(a), None);
+    assert!(s.set_weight(1, 0).is_err() && s.set_weight(1, 65536).is_err());
+    assert!(s.set_weight(1, 65535).is_ok());
+    assert_eq!((s.weight(1), s.weight(2)), (65535, DEFAULT_WEIGHT));
+}
+
+#[test]
+fn null_keeps_one_vcpu_per_cpu() {
+    let s = Scheduler::new();
+    s.configure(SchedPolicy::Null, HZ, 3, true);
+    assert_eq!(s.policy(), SchedPolicy::Null);
+    // dom0's vCPU n on CPU n; a domU takes the free CPU; then no CPU is left.
+    assert_eq!(s.add(v(0, 0), Some(0), u64::MAX), Ok(0));
+    assert_eq!(s.add(v(0, 1), Some(1), u64::MAX), Ok(1));
+    assert_eq!(s.add(v(1, 0), Some(1), u64::MAX), Err(PlaceError::NoCpu));
+    assert_eq!(s.add(v(1, 0), None, u64::MAX), Ok(2));
+    assert_eq!(s.add(v(2, 0), None, u64::MAX), Err(PlaceError::NoCpu));
+    for (c, x) in [(0, v(0, 0)), (1, v(0, 1)), (2, v(1, 0))] {
+        s.start(x, 0);
+        assert_eq!(s.schedule(c, 0).next, Some(x));
+        // WFI stays native: a block keeps the vCPU running, no tick, no WFI trap.
+        assert_eq!(s.block(c, 5, Some(10)), Decision { prev: Some(x), next: Some(x) });
+        assert_eq!(s.schedule(c, 100 * MS), Decision { prev: Some(x), next: Some(x) });
+        assert_eq!(s.next_event(c, 0), None);
+        assert!(!s.shares_cpu(c));
+        assert_eq!(s.cpu_of(x), Some(c));
+    }
+}
+
+/// Random operations on 3 CPUs and 7 vCPUs with balancing: a vCPU runs on at most one CPU,
+/// each CPU's current vCPU is the one that says it runs there, and a running vCPU stays within
+/// its affinity.
+#[test]
+fn a_vcpu_never_runs_on_two_cpus_at_once() {
+    let s = Scheduler::new();
+    s.configure(SchedPolicy::Credit, HZ, 3, true);
+    let all: alloc::vec::Vec<VcpuRef> = (0..7).map(|i| v(i / 3, u32::from(i % 3))).collect();
+    let affinity = |x: &VcpuRef| if x.domain == 2 { 0b110 } else { u64::MAX };
+    for x in &all {
+        s.add(*x, None, affinity(x)).unwrap();
+        s.start(*x, 0);
+    }
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut now = 0;
+    for step in 0..20_000 {
+        now += rnd(3 * MS);
+        let cpu = rnd(3) as usize;
+        let x = all[rnd(all.len() as u64) as usize];
+        match rnd(7) {
+            0 => drop(s.block(cpu, now, (rnd(2) == 0).then_some(now + rnd(20 * MS)))),
+            1 => drop(s.wake(x, now)),
+            2 => drop(s.stop(x)),
+            3 => drop(s.start(x, now)),
+            4 => drop(s.yield_now(cpu, now)),
+            5 => {
+                while let Some(e) = s.take_expired(cpu, now) {
+                    s.wake(e, now);
+                }
+            }
+            _ => drop(s.schedule(cpu, now)),
+        }
+        let running: alloc::vec::Vec<Option<VcpuRef>> = (0..3).map(|c| s.current(c)).collect();
+        for c in 0..3 {
+            if let Some(r) = running[c] {
+                assert_eq!(s.state(r), Some(State::Running(c)), "step {step}: CPU {c}'s current");
+                assert!(affinity(&r) & (1 << c) != 0, "step {step}: {r:?} outside its affinity");
+                assert!(running.iter().enumerate().all(|(o, q)| o == c || *q != Some(r)), "step {step}: {r:?} on two CPUs");
+            }
+        }
+        for x in &all {
+            if let Some(State::Running(c)) = s.state(*x) {
+                assert_eq!(running[c], Some(*x), "step {step}: {x:?} says it runs on CPU {c}");
+            }
+        }
+        // A CPU never idles while a vCPU it may run is runnable, after its scheduling point.
+        if s.current(cpu).is_none() {
+            let d = s.schedule(cpu, now);
+            assert!(d.next.is_none() || d.prev.is_none());
+        }
+    }
+}
