@@ -5,9 +5,12 @@
 //! the Snow's are host-tested.
 //!
 //! Two steps, because one decision needs the hardware in between: [`plan`] reads the DT and the
-//! command line (console, reservations, free memory, dom0's layout, the DMA topology); the
-//! architecture then probes the IOMMUs the topology names, and [`Plan::decide`] takes the drivers
-//! that answered and gives the ownership table, dom0's device tree and its stage-2 device map.
+//! command line (console, reservations, free memory, dom0's layout, the DMA topology);
+//! [`Plan::decide_on_hardware`] then probes the IOMMUs the topology names through the
+//! architecture contract, and [`Plan::decide`] takes the drivers that answered and gives the
+//! ownership table, dom0's device tree and its stage-2 device map. What needs the hardware (the
+//! probes, taking an SMMU or the ITS over, reading PCI IDs, attaching streams) is asked of
+//! [`Arch`]; what to do with the answers is decided here.
 
 #[cfg(test)]
 mod tests;
@@ -16,7 +19,7 @@ use crate::contract::{Arch, CpuStart};
 use crate::domain::dom0::{self, Dom0Layout, DTB_ROOM};
 use crate::domain::registry::Domains;
 use crate::domain::vcpu::Cpus;
-use crate::domain::DomId;
+use crate::domain::{DomId, Domain, RamBank, RamBanks};
 use crate::log;
 use crate::dt::boot_info::{BootInfo, BootModule, GicInfo};
 use crate::irq::vgic::domains::VgicConfig;
@@ -310,6 +313,228 @@ impl Plan {
     }
 }
 
+/// The IOMMU kinds the hypervisor can drive here: every enabled SMMUv3 of `topo` is probed
+/// through `arch` (read-only). One it cannot drive (no stage 2, say) is reported and left to
+/// dom0, as on Xen; one that answers makes the SMMUv3 driver available.
+pub fn probe_iommus(arch: &dyn Arch, topo: &DmaTopology) -> Vec<IommuKind> {
+    let mut usable = false;
+    for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3 && i.enabled) {
+        let Some(reg) = i.regs.first() else { continue };
+        match arch.probe_smmu(reg.base) {
+            Ok(f) => {
+                log!("{}: {f}", i.path);
+                usable = true;
+            }
+            Err(e) => log!("{}: {e}: falling back: dom0 keeps this SMMU and its DMA is not isolated by xenith", i.path),
+        }
+    }
+    if usable {
+        alloc::vec![IommuKind::SmmuV3]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The StreamID bits an SMMU taken over must cover: the highest StreamID a master's
+/// `iommu-map` names (`None` without one).
+fn stream_id_bits(topo: &DmaTopology) -> Option<u8> {
+    let max_sid = topo.masters.iter().flat_map(|m| m.iommu_map.iter()).map(|e| e.sid_base.saturating_add(e.length)).max();
+    max_sid.map(|s| (32 - s.saturating_sub(1).leading_zeros()).max(1) as u8)
+}
+
+/// Take over, through `arch`, every SMMUv3 `table` gives the hypervisor (all streams blocked
+/// until attached). False if one could not be taken: every one taken is then given back, and
+/// the caller decides again without the driver.
+pub fn take_iommus(arch: &dyn Arch, table: &OwnershipTable) -> bool {
+    let topo = &table.topology;
+    let bits = stream_id_bits(topo);
+    let mut ok = true;
+    for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3) {
+        if !table.hypervisor_drives(&i.path) {
+            continue;
+        }
+        let Some(reg) = i.regs.first() else { continue };
+        match arch.take_smmu(&i.path, reg.base, bits) {
+            Ok(()) => log!("{}: enabled, unknown streams abort (GBPA.ABORT)", i.path),
+            Err(e) => {
+                log!("{}: cannot take over: {e}; dom0 keeps it", i.path);
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        arch.release_smmus();
+    }
+    ok
+}
+
+/// Attach, through `arch`, every stream of dom0's devices behind an SMMU the hypervisor drives
+/// to dom0's stage 2 (`p2m`: VMID, VTTBR, VTCR). A PCI host bridge's requester IDs are those
+/// of the functions found on its bus 0. Returns the streams of the SMMUs dom0 drives nested,
+/// per SMMU path.
+pub fn attach_dom0_streams(arch: &dyn Arch, dt: &HostDt, table: &OwnershipTable, p2m: (u16, u64, u64)) -> Vec<(String, Vec<u32>)> {
+    let (vmid, vttbr, vtcr) = p2m;
+    let mut nested: Vec<(String, Vec<u32>)> = Vec::new();
+    let topo = &table.topology;
+    for m in topo.masters.iter().filter(|m| m.enabled && m.problem.is_none()) {
+        let mut sids: Vec<(usize, u32)> = Vec::new();
+        for r in &m.iommus {
+            if let Some(&sid) = r.specifier.first() {
+                sids.push((r.iommu, sid));
+            }
+        }
+        if !m.iommu_map.is_empty() {
+            let ecam = dt.find_path(&m.path).and_then(|n| dt.reg(n).ok()).and_then(|r| r.first().copied());
+            if let Some(ecam) = ecam {
+                for (devfn, id) in arch.pci_bus0_functions(ecam.base) {
+                    if let Some(s) = m.pci_rid_to_stream(devfn) {
+                        log!("{}: PCI 00:{:02x}.{} ({:04x}:{:04x}) is stream {:#x}", m.path, devfn >> 3, devfn & 7, id & 0xffff, id >> 16, s.1);
+                        sids.push(s);
+                    }
+                }
+            }
+        }
+        for (idx, sid) in sids {
+            let Some(iommu) = topo.iommus.get(idx) else { continue };
+            if !table.hypervisor_drives(&iommu.path) {
+                continue;
+            }
+            match arch.attach_stream(&iommu.path, sid, vmid, vttbr, vtcr) {
+                Ok(()) => log!("{}: stream {sid:#x} ({}) translates through dom0's stage 2", iommu.path, m.path),
+                Err(e) => {
+                    log!("{}: stream {sid:#x} ({}) left blocked: {e}", iommu.path, m.path);
+                    continue;
+                }
+            }
+            if table.owner_of_iommu(&iommu.path) == Some(IommuOwner::Nested) {
+                match nested.iter_mut().find(|(p, _)| *p == iommu.path) {
+                    Some((_, v)) => v.push(sid),
+                    None => nested.push((iommu.path.clone(), alloc::vec![sid])),
+                }
+            }
+        }
+    }
+    nested
+}
+
+/// dom0's emulated SMMUs, through `arch`: one per SMMU it drives nested (`nested`, from
+/// [`attach_dom0_streams`]), at the physical SMMU's address, for the streams found at boot;
+/// the SPIs its node names for events and global errors are injected by the emulation.
+pub fn attach_vsmmus(arch: &dyn Arch, dt: &HostDt, table: &OwnershipTable, dom: &mut Domain, nested: Vec<(String, Vec<u32>)>, p2m: (u16, u64, u64), ipa_bits: u8) {
+    for (path, sids) in nested {
+        let Some(i) = table.topology.iommus.iter().find(|i| i.path == path) else { continue };
+        let Some(reg) = i.regs.first() else { continue };
+        let names = dt.find_path(&path).and_then(|n| dt.prop_strings(n, "interrupt-names").ok().flatten()).unwrap_or_default();
+        let spi = |name: &str| {
+            let at = names.iter().position(|n| *n == name)?;
+            i.interrupts.get(at)?.gic_intid()
+        };
+        let (event, gerror) = (spi("eventq"), spi("gerror"));
+        let n = sids.len();
+        match arch.attach_vsmmu(dom, &path, reg.base, sids, p2m, ipa_bits, event, gerror) {
+            Ok(()) => log!(
+                "{path}: dom0 gets an emulated SMMUv3 (stage 1, nested over its stage 2) at {:#x} for {n} stream(s){}",
+                reg.base,
+                match event {
+                    Some(e) => format!(", event interrupt INTID {e}"),
+                    None => ", no event interrupt".into(),
+                }
+            ),
+            Err(e) => log!("{path}: no emulated SMMU for dom0: {e}; its streams translate through dom0's stage 2 alone"),
+        }
+    }
+}
+
+/// Whether a hypervisor-driven SMMUv3 walks the domains' stage-2 tables (what the toolstack's
+/// physinfo reports as the IOMMU sharing the p2m).
+pub fn iommu_shares_p2m(table: &OwnershipTable) -> bool {
+    table.topology.iommus.iter().any(|i| i.kind == IommuKind::SmmuV3 && table.owner_of_iommu(&i.path) == Some(IommuOwner::Hypervisor))
+}
+
+/// dom0, the hardware domain: its RAM `ram` direct-mapped (IPA == PA), `vcpus` vCPUs, its
+/// stage 2 `p2m`, and a grant table of at most the frames that fit in the region its DT names
+/// for them (Xen on Arm caps dom0's table the same way).
+pub fn dom0_domain(ram: Region, vcpus: usize, p2m: Stage2) -> Domain {
+    let mut banks = RamBanks::default();
+    banks.push(RamBank { ipa: ram.base, pa: ram.base, size: ram.size });
+    let mut dom = Domain::new(0, true, true, banks);
+    let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
+    *dom.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(gnttab_frames.min((GNTTAB_SIZE / 4096) as u32), maptrack_frames);
+    dom.max_vcpus = vcpus as u32;
+    *dom.p2m.get_mut() = Some(p2m);
+    dom
+}
+
+/// Where the machine's memory went once the guests are built, for the boot log: RAM is the
+/// hypervisor's (image, heap, page tables, queues, the host DTB), the guests', firmware's
+/// (`info.reserved`) or free.
+pub struct MemoryUse {
+    /// RAM in the guests' banks.
+    pub guests: u64,
+    /// RAM left in the frame pool.
+    pub free: u64,
+    /// The image's static heap, and how much of the whole heap is in use.
+    pub static_heap: u64,
+    pub heap_used: u64,
+}
+
+impl Plan {
+    /// The boot log's memory line for `used`.
+    pub fn memory_line(&self, info: &BootInfo, used: &MemoryUse) -> String {
+        let firmware: u64 = info.reserved.iter().map(|r| page_round(r.region).size).sum();
+        format!(
+            "memory: xenith uses {} MiB of {} MiB (image {} MiB with a {} MiB static heap, {} MiB more heap, {} KiB of it in use; page tables, SMMU queues and the host DTB the rest); guests {} MiB, free {} MiB",
+            self.ram_total.saturating_sub(used.free + used.guests + firmware) / MIB,
+            self.ram_total / MIB,
+            self.hypervisor.size / MIB,
+            used.static_heap / MIB,
+            self.extra_heap / MIB,
+            used.heap_used / 1024,
+            used.guests / MIB,
+            used.free / MIB
+        )
+    }
+
+    /// RAM at and above `limit` (a 32-bit hypervisor's addressing limit) is taken out of
+    /// [`Plan::free`]: none of it becomes table frames, heap or dom0's RAM. Returns how much
+    /// there was.
+    pub fn set_aside_ram_above(&mut self, info: &BootInfo, limit: u64) -> Result<u64, String> {
+        let high: u64 = info.memory.iter().map(|r| (r.base + r.size).saturating_sub(r.base.max(limit))).sum();
+        if high != 0 {
+            self.free.reserve(limit, (1u64 << 40).saturating_sub(limit)).map_err(|e| format!("cannot set RAM above {} GiB aside: {e}", limit >> 30))?;
+        }
+        Ok(high)
+    }
+
+    /// dom0's emulated GICv3 ITS: unless `its=hide`, the physical ITS is taken for the
+    /// hypervisor through `arch` and dom0 gets an emulated one at its address
+    /// ([`Plan::emulated_its`] is then set). One that cannot be used is reported and dom0 gets
+    /// none; its PCI devices fall back to INTx, as with `its=hide`. Returns whether dom0 gets it.
+    pub fn take_its(&mut self, arch: &dyn Arch, dt: &HostDt, info: &BootInfo, vcpus: usize) -> bool {
+        self.emulated_its = None;
+        if !self.its_emulation {
+            return false;
+        }
+        match arch.take_its(dt, info, vcpus) {
+            Ok(its) => self.emulated_its = Some(its),
+            Err(e) => log!("ITS: {e}: no emulated ITS for dom0 (its devices fall back to INTx)"),
+        }
+        self.emulated_its.is_some()
+    }
+
+    /// [`Plan::decide`] on this machine: the hypervisor drives every SMMUv3 that `arch`'s
+    /// probe finds usable for stage 2 and takes them over; if one cannot be taken over after
+    /// all, dom0 gets every SMMU (decided again without the driver).
+    pub fn decide_on_hardware(&self, arch: &dyn Arch, dt: &HostDt, info: &BootInfo, ram: Region, initrd: Option<Region>, vcpus: usize) -> Result<Decisions, String> {
+        let drivers = probe_iommus(arch, &self.topology);
+        let decisions = self.decide(dt, info, &drivers, ram, initrd, vcpus)?;
+        if take_iommus(arch, &decisions.ownership) {
+            return Ok(decisions);
+        }
+        self.decide(dt, info, &[], ram, initrd, vcpus)
+    }
+}
+
 /// Boot-time domUs (Xen's dom0less `/chosen/domU*` nodes): each gets its RAM, its DT, its
 /// vGICv3, an emulated UART if asked, and one of the CPUs dom0 does not use (from `cpus`),
 /// where `arch` starts its vCPU 0; each goes into `domains`. One that cannot be built or has
@@ -430,13 +655,11 @@ pub fn build_dom0_stage2(decisions: &Decisions, ram: Region, frames: &mut dyn Fr
 /// writes at boot; devices the hypervisor keeps are not in it), all of the host's
 /// (`host_lines`) when the DT cannot bound them.
 pub fn dom0_vgic_lines(dom0_dtb: &[u8], host_lines: u32) -> u32 {
-    match HostDt::parse(dom0_dtb).and_then(|d| d.highest_gic_intid()) {
-        Ok(highest) => crate::irq::vgic::it_lines_for(highest, host_lines),
-        Err(e) => {
-            log!("dom0: vGIC with every host INTID: {e}");
-            host_lines
-        }
+    let (lines, why) = dom0_it_lines(dom0_dtb, host_lines);
+    if let Some(why) = why {
+        log!("{why}");
     }
+    lines
 }
 
 /// dom0's interrupt controller, of the host's GIC version at the host's addresses: every SPI is

@@ -440,3 +440,131 @@ fn dom0_gets_a_vgic_of_the_hosts_gic_version_at_its_addresses() {
     no_rdist.redistributors.clear();
     assert_eq!(dom0_vgic(&no_rdist, 8, 1).unwrap_err(), "GICv3 without a redistributor region");
 }
+
+#[test]
+fn the_hypervisor_takes_each_smmu_its_probe_finds_usable_and_dom0_gets_the_rest() {
+    use crate::contract::fake::{Call, FakeArch};
+    let (dt, info) = qemu("dom0_mem=64M");
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    let layout = p.dom0_layout(&info, &image_header()).unwrap();
+    let ram = r(layout.ram_base, layout.ram_size);
+    let smmu = "/smmuv3@9050000";
+    // The probe answers: the hypervisor drives it and takes it over for the StreamIDs the PCI
+    // bridge's iommu-map names (0..0x10000: 16 bits); dom0's RAM is then mapped with pages.
+    let arch = FakeArch::new(0x8000_0000, 1 << 20);
+    let d = p.decide_on_hardware(&arch, &dt, &info, ram, None, 1).unwrap();
+    assert_eq!(d.ownership.owner_of_iommu(smmu), Some(IommuOwner::Hypervisor));
+    assert!(d.page_granular);
+    assert_eq!(arch.calls(), [Call::TakeSmmu { path: smmu.into(), sid_bits: Some(16) }]);
+    // No stage 2: dom0 keeps it, as on Xen, and nothing is taken over.
+    let base = p.topology.iommus[0].regs[0].base;
+    let arch = FakeArch { smmus_without_stage2: alloc::vec![base], ..FakeArch::new(0x8000_0000, 1 << 20) };
+    let d = p.decide_on_hardware(&arch, &dt, &info, ram, None, 1).unwrap();
+    assert_eq!(d.ownership.owner_of_iommu(smmu), Some(IommuOwner::Dom0));
+    assert!(!d.page_granular);
+    assert!(arch.calls().is_empty());
+    // Usable but it cannot be taken over: every SMMU taken is given back and the decision is
+    // made again without the driver, so dom0 gets it.
+    let arch = FakeArch { smmus_refusing: alloc::vec![smmu.into()], ..FakeArch::new(0x8000_0000, 1 << 20) };
+    let d = p.decide_on_hardware(&arch, &dt, &info, ram, None, 1).unwrap();
+    assert_eq!(d.ownership.owner_of_iommu(smmu), Some(IommuOwner::Dom0));
+    assert!(!d.page_granular);
+    assert_eq!(arch.calls(), [Call::ReleaseSmmus]);
+    assert!(!iommu_shares_p2m(&d.ownership));
+}
+
+#[test]
+fn dom0_gets_an_emulated_its_only_when_the_hypervisor_could_take_the_physical_one() {
+    use crate::contract::fake::FakeArch;
+    let (dt, info) = qemu("dom0_mem=64M");
+    let its = ("/intc@8000000/its@8080000".to_string(), 0x0809_0000u64);
+    let arch = FakeArch { its: Some(its.clone()), ..FakeArch::new(0x8000_0000, 1 << 20) };
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    assert!(p.take_its(&arch, &dt, &info, 2));
+    assert_eq!(p.emulated_its, Some(its.clone()));
+    // The ITS cannot be used: no emulated one, dom0's PCI devices fall back to INTx.
+    assert!(!p.take_its(&FakeArch::new(0x8000_0000, 1 << 20), &dt, &info, 2));
+    assert_eq!(p.emulated_its, None);
+    // its=hide: the hypervisor does not even try.
+    let (dt, info) = qemu("its=hide");
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    assert!(!p.take_its(&arch, &dt, &info, 2));
+    assert_eq!(p.emulated_its, None);
+}
+
+#[test]
+fn dom0s_pci_streams_attach_to_its_stage2_and_a_nested_smmu_gets_an_emulated_one() {
+    use crate::contract::fake::{Call, FakeArch};
+    let smmu = "/smmuv3@9050000";
+    for (cmdline, nested) in [("dom0_mem=64M", false), ("dom0_mem=64M iommu-owner=nested:/smmuv3@9050000", true)] {
+        let (dt, info) = qemu(cmdline);
+        let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+        let layout = p.dom0_layout(&info, &image_header()).unwrap();
+        let ecam = dt.reg(dt.find_path("/pcie@10000000").unwrap()).unwrap()[0].base;
+        // Bus 0: the host bridge (00:00.0) and a device at 00:01.0 (RID 8).
+        let arch = FakeArch { pci_functions: alloc::vec![(ecam, 0, 0x0008_1b36), (ecam, 8, 0x1005_1af4)], ..FakeArch::new(0x8000_0000, 1 << 20) };
+        let d = p.decide_on_hardware(&arch, &dt, &info, r(layout.ram_base, layout.ram_size), None, 1).unwrap();
+        let p2m = (DOM0_VMID, 0x1_0000_0000_1000, 0x8035_3558);
+        let streams = attach_dom0_streams(&arch, &dt, &d.ownership, p2m);
+        let attached: Vec<_> = arch.calls().into_iter().filter_map(|c| if let Call::AttachStream { path, sid, vmid } = c { Some((path, sid, vmid)) } else { None }).collect();
+        assert_eq!(attached, [(smmu.to_string(), 0, DOM0_VMID), (smmu.to_string(), 8, DOM0_VMID)], "{cmdline}");
+        assert_eq!(iommu_shares_p2m(&d.ownership), !nested);
+        if !nested {
+            assert!(streams.is_empty());
+            continue;
+        }
+        assert_eq!(streams, [(smmu.to_string(), alloc::vec![0, 8])]);
+        // dom0's emulated SMMU: for those streams, with the SPIs its node names for events
+        // and global errors (QEMU virt: eventq SPI 74 -> INTID 106, gerror SPI 77 -> 109).
+        let mut dom = dom0_domain(r(layout.ram_base, layout.ram_size), 1, Stage2::new(DOM0_VMID, Stage2Config::DOMAIN, &mut *arch.frames.lock().unwrap(), &arch.phys).unwrap());
+        attach_vsmmus(&arch, &dt, &d.ownership, &mut dom, streams, p2m, DOM0_IPA_BITS);
+        let vsmmu = arch.calls().into_iter().find(|c| matches!(c, Call::AttachVsmmu { .. })).unwrap();
+        let Call::AttachVsmmu { dom: id, path, sids, event, gerror } = vsmmu else { unreachable!() };
+        assert_eq!((id, path.as_str(), sids), (0, smmu, alloc::vec![0, 8]));
+        assert!(event.is_some() && gerror.is_some() && event != gerror, "{event:?} {gerror:?}");
+    }
+}
+
+#[test]
+fn dom0_is_the_direct_mapped_hardware_domain_with_a_grant_table_its_region_holds() {
+    use crate::contract::fake::FakeArch;
+    let arch = FakeArch::new(0x8000_0000, 1 << 20);
+    let p2m = Stage2::new(DOM0_VMID, Stage2Config::DOMAIN, &mut *arch.frames.lock().unwrap(), &arch.phys).unwrap();
+    let vttbr = p2m.vttbr();
+    let dom = dom0_domain(r(0x5000_0000, 256 << 20), 2, p2m);
+    assert!(dom.id == 0 && dom.is_hardware && dom.direct_mapped);
+    assert_eq!(dom.max_vcpus, 2);
+    assert_eq!(dom.ram().as_slice(), [RamBank { ipa: 0x5000_0000, pa: 0x5000_0000, size: 256 << 20 }]);
+    assert_eq!(dom.p2m.read().as_ref().map(|p| p.vttbr()), Some(vttbr));
+    let (frames, _) = crate::domain::grant::limits();
+    assert_eq!(dom.grants.lock().max_frames(), frames.min((GNTTAB_SIZE / 4096) as u32));
+}
+
+#[test]
+fn the_memory_line_accounts_for_every_mib() {
+    let (dt, mut info) = qemu("dom0_mem=64M");
+    info.reserved.push(crate::dt::boot_info::MemRegion { region: r(0x7000_0000, 0x1800), source: crate::dt::boot_info::ReservedSource::MemReserve });
+    let p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    let used = MemoryUse { guests: 256 << 20, free: 1500 << 20, static_heap: 4 << 20, heap_used: 300 << 10 };
+    // 2048 MiB of RAM: 256 the guests', 1500 free, 8 KiB firmware's; xenith the rest (291 MiB).
+    assert_eq!(
+        p.memory_line(&info, &used),
+        "memory: xenith uses 291 MiB of 2048 MiB (image 12 MiB with a 4 MiB static heap, 8 MiB more heap, 300 KiB of it in use; \
+         page tables, SMMU queues and the host DTB the rest); guests 256 MiB, free 1500 MiB"
+    );
+}
+
+#[test]
+fn ram_a_32_bit_hypervisor_cannot_address_is_set_aside() {
+    let (dt, mut info) = qemu("dom0_mem=64M");
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    let free = p.free.total_free();
+    assert_eq!(p.set_aside_ram_above(&info, 1 << 32).unwrap(), 0, "QEMU virt's 2 GiB lie below 4 GiB");
+    assert_eq!(p.free.total_free(), free);
+    // A second bank across and above 4 GiB: its part above goes, what is below stays free.
+    info.memory.push(r(0xc000_0000, 2 << 30));
+    let mut p = plan(&dt, &info, IMAGE, DTB).unwrap();
+    let before = p.free.total_free();
+    assert_eq!(p.set_aside_ram_above(&info, 1 << 32).unwrap(), 1 << 30);
+    assert_eq!(p.free.total_free(), before - (1 << 30));
+}

@@ -24,6 +24,10 @@ pub enum Call {
     StopMachine(MachineAction),
     Upcall(DomId),
     IommuEvents,
+    TakeSmmu { path: String, sid_bits: Option<u8> },
+    ReleaseSmmus,
+    AttachStream { path: String, sid: u32, vmid: u16 },
+    AttachVsmmu { dom: DomId, path: String, sids: Vec<u32>, event: Option<u32>, gerror: Option<u32> },
 }
 
 /// A host machine: `phys` is its memory, `frames` the pool stage-2 tables come from.
@@ -34,6 +38,14 @@ pub struct FakeArch {
     pub calls: Mutex<Vec<Call>>,
     /// CPUs whose firmware CPU_ON fails.
     pub broken_cpus: Vec<usize>,
+    /// SMMUs (by register base) whose probe finds no usable stage 2.
+    pub smmus_without_stage2: Vec<u64>,
+    /// SMMUs (by path) that cannot be taken over.
+    pub smmus_refusing: Vec<String>,
+    /// PCI functions present: (ECAM base, devfn, IDs).
+    pub pci_functions: Vec<(u64, u32, u32)>,
+    /// The ITS the hypervisor can take (path, doorbell page); none: it cannot.
+    pub its: Option<(String, u64)>,
 }
 
 impl FakeArch {
@@ -42,7 +54,13 @@ impl FakeArch {
         let phys = TestMem::new(base, len);
         let mut frames = RegionAllocator::new();
         frames.add(base, len as u64).expect("a fresh pool takes any range");
-        Self { phys, frames: Mutex::new(frames), vgics: VgicTable::new(), calls: Mutex::new(Vec::new()), broken_cpus: Vec::new() }
+        Self { phys, frames: Mutex::new(frames), vgics: VgicTable::new(), calls: Mutex::new(Vec::new()),
+            broken_cpus: Vec::new(),
+            smmus_without_stage2: Vec::new(),
+            smmus_refusing: Vec::new(),
+            pci_functions: Vec::new(),
+            its: None,
+        }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -94,6 +112,36 @@ impl Arch for FakeArch {
     }
     fn report_iommu_events(&self) {
         self.record(Call::IommuEvents);
+    }
+    fn probe_smmu(&self, base: u64) -> Result<String, String> {
+        if self.smmus_without_stage2.contains(&base) {
+            return Err("no stage 2 (IDR0.S2P = 0)".into());
+        }
+        Ok("SMMUv3 with stage 2".into())
+    }
+    fn take_smmu(&self, path: &str, _base: u64, sid_bits: Option<u8>) -> Result<(), String> {
+        if self.smmus_refusing.iter().any(|p| p == path) {
+            return Err("the SMMU did not acknowledge CR0".into());
+        }
+        self.record(Call::TakeSmmu { path: path.into(), sid_bits });
+        Ok(())
+    }
+    fn release_smmus(&self) {
+        self.record(Call::ReleaseSmmus);
+    }
+    fn pci_bus0_functions(&self, ecam: u64) -> Vec<(u32, u32)> {
+        self.pci_functions.iter().filter(|f| f.0 == ecam).map(|f| (f.1, f.2)).collect()
+    }
+    fn attach_stream(&self, path: &str, sid: u32, vmid: u16, _vttbr: u64, _vtcr: u64) -> Result<(), String> {
+        self.record(Call::AttachStream { path: path.into(), sid, vmid });
+        Ok(())
+    }
+    fn attach_vsmmu(&self, dom: &mut Domain, path: &str, _base: u64, sids: Vec<u32>, _p2m: (u16, u64, u64), _ipa_bits: u8, event: Option<u32>, gerror: Option<u32>) -> Result<(), String> {
+        self.record(Call::AttachVsmmu { dom: dom.id, path: path.into(), sids, event, gerror });
+        Ok(())
+    }
+    fn take_its(&self, _dt: &crate::dt::HostDt, _info: &crate::dt::boot_info::BootInfo, _vcpus: usize) -> Result<(String, u64), String> {
+        self.its.clone().ok_or_else(|| "GITS_TYPER reads as zero".into())
     }
     fn shutdown_report(&self) -> Vec<String> {
         alloc::vec!["traps from guests: 0".into()]

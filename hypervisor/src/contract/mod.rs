@@ -2,7 +2,8 @@
 //!
 //! [`Arch`] covers what only the architecture can do (start a physical CPU, cache maintenance,
 //! stop the machine, the machine services a stage-2 change needs, a domain's interrupt
-//! controller). `arch::aarch64` and `arch::arm32` implement it on hardware; [`fake`] implements
+//! controller, and the hardware questions boot asks: probe or take over an SMMU or the ITS,
+//! the PCI functions on a bridge, attaching a stream). `arch::aarch64` and `arch::arm32` implement it on hardware; [`fake`] implements
 //! it on the host and records what it was asked, so the core's boot, lifecycle and PSCI
 //! decisions run under `cargo test`. The contract lives in the core, so the core never names
 //! `arch`: the architecture layers import the core, and only the binary's entry names them.
@@ -12,6 +13,8 @@ pub mod fake;
 use crate::domain::lifecycle::MachineAction;
 use crate::domain::registry::Machine;
 use crate::domain::{DomId, Domain};
+use crate::dt::boot_info::BootInfo;
+use crate::dt::HostDt;
 use crate::irq::vgic::domains::VgicConfig;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -51,6 +54,40 @@ pub trait Arch {
     fn deliver_event_upcall(&self, _dom: &Domain) {}
     /// Report IOMMU faults not reported yet (before a shutdown line, so they come in order).
     fn report_iommu_events(&self) {}
+    /// Read the SMMUv3 whose registers are at `base` without changing it: its features in a
+    /// line, or why the hypervisor cannot drive it (no stage 2, say).
+    fn probe_smmu(&self, _base: u64) -> Result<String, String> {
+        Err("no SMMUv3 driver on this architecture".into())
+    }
+    /// Take the SMMUv3 `path` (registers at `base`) over for StreamIDs of `sid_bits` bits:
+    /// every stream blocked until it is attached.
+    fn take_smmu(&self, _path: &str, _base: u64, _sid_bits: Option<u8>) -> Result<(), String> {
+        Err("no SMMUv3 driver on this architecture".into())
+    }
+    /// Disable and forget every SMMU taken over (one could not be: dom0 gets them all).
+    fn release_smmus(&self) {}
+    /// The functions present on bus 0 of the PCI host bridge whose ECAM is at `ecam`: (devfn,
+    /// vendor and device ID).
+    fn pci_bus0_functions(&self, _ecam: u64) -> Vec<(u32, u32)> {
+        Vec::new()
+    }
+    /// Attach stream `sid` of the SMMU `path` taken over to the stage 2 `vttbr`/`vtcr` of VMID
+    /// `vmid`.
+    fn attach_stream(&self, _path: &str, _sid: u32, _vmid: u16, _vttbr: u64, _vtcr: u64) -> Result<(), String> {
+        Err("no SMMUv3 driver on this architecture".into())
+    }
+    /// Give `dom` an emulated SMMUv3 at `base` (the physical SMMU `path`'s address) for
+    /// `sids`, nested over its stage 2 (`p2m`: VMID, VTTBR, VTCR; `ipa_bits`), injecting its
+    /// `event` and `gerror` SPIs.
+    #[allow(clippy::too_many_arguments)]
+    fn attach_vsmmu(&self, _dom: &mut Domain, _path: &str, _base: u64, _sids: Vec<u32>, _p2m: (u16, u64, u64), _ipa_bits: u8, _event: Option<u32>, _gerror: Option<u32>) -> Result<(), String> {
+        Err("no SMMUv3 driver on this architecture".into())
+    }
+    /// Take the GICv3 ITS for the hypervisor, to give dom0 (`vcpus` vCPUs) an emulated one:
+    /// the ITS node's path and its doorbell page.
+    fn take_its(&self, _dt: &HostDt, _info: &BootInfo, _vcpus: usize) -> Result<(String, u64), String> {
+        Err("no GICv3 ITS driver on this architecture".into())
+    }
     /// The architecture's counters, printed when the hardware domain stops.
     fn shutdown_report(&self) -> Vec<String> {
         Vec::new()

@@ -95,7 +95,7 @@ pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
         }
         Some(IdAnswer::Undef) => {
             let ret = frame.elr;
-            super::guest::inject_sync(frame, super::guest::esr::undef(), None, ret);
+            super::inject::inject_sync(frame, super::inject::esr::undef(), None, ret);
             true
         }
         None => false,

@@ -30,6 +30,10 @@ impl TrapFrame {
     pub const ZERO: TrapFrame = TrapFrame { x: [0; 31], elr: 0, spsr: 0, _pad: 0 };
 }
 
+/// ESR_EL2 of `HVC #0xEA1` from AArch64 (EC 0x16, IL, ISS = the immediate, Xen's tag): the
+/// vectors send it to the hypercall path (hvc.rs) before saving the full frame.
+pub const HVC_XEN_ESR: u32 = (0x16 << 26) | (1 << 25) | guest_abi::hypercall::XEN_HYPERCALL_TAG as u32;
+
 /// Bytes the vectors reserve for a `TrapFrame` (16-aligned).
 pub const FRAME_SIZE: usize = 34 * 8;
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == FRAME_SIZE);
@@ -327,8 +331,8 @@ xenith_enter_guest:
 "#,
     stack_size = const STACK_SIZE,
     frame = const FRAME_SIZE,
-    hvc_esr_lo = const super::hvc::HVC_XEN_ESR & 0xffff,
-    hvc_esr_hi = const super::hvc::HVC_XEN_ESR >> 16,
+    hvc_esr_lo = const HVC_XEN_ESR & 0xffff,
+    hvc_esr_hi = const HVC_XEN_ESR >> 16,
 );
 
 extern "C" {

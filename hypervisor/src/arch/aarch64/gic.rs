@@ -1,22 +1,19 @@
 //! The physical GICv3 as the hypervisor uses it at EL2: enough of the distributor,
 //! this CPU's redistributor and the CPU interface to take the PPIs the hypervisor owns
 //! (maintenance 25, hypervisor timer 26, virtual timer 27), and the ICH_* virtual interface
-//! (ICH_HCR_EL2, ICH_LR<n>_EL2) behind the vGIC's `ListRegisters` trait. Decisions about
-//! guest interrupts are made in `irq::vgic`; this file only moves values to and from
-//! registers.
+//! (ICH_HCR_EL2, ICH_LR<n>_EL2) behind the vGIC's `ListRegisters` trait, and the
+//! redistributors' LPI tables. On a GICv2 host it hands over to `gic_v2`. Decisions about
+//! guest interrupts are made in `irq::vgic`, where a taken interrupt goes in `irq.rs`; this
+//! file only moves values to and from registers.
 
-use super::entry::TrapFrame;
+use super::percpu::this_cpu;
 use super::regs::isb;
-use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
-use crate::irq::vgic::domains::{VgicConfig, VGICS};
+use crate::irq::its::phys::SH_INNER;
 use crate::irq::vgic::regs::GICD_SIZE;
-pub use super::vgic_glue::{current_vgic, deliver_event_upcall, dom0_vgic, guest_exit, inject_edge, notify_mask, notify_mask_here, set_irq_level};
-use super::vgic_glue::notify;
 use crate::irq::vgic::{HwOp, ListRegisters, HYP_TIMER_PPI, MAINTENANCE_PPI, MAX_LRS, VTIMER_PPI};
 use crate::trap_stats::TrapKind;
 use crate::{log, sysreg};
-use super::smp::{self, this_cpu};
 use crate::dt::Region;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -35,7 +32,7 @@ const POLL_LIMIT: u32 = 1_000_000;
 /// Redistributor regions, for CPUs that come up later.
 static REDISTRIBUTORS: Once<Vec<Region>> = Once::new();
 /// The SGI one CPU sends another to make it look at its vCPU's interrupts again.
-const KICK_SGI: u32 = 0;
+pub(super) const KICK_SGI: u32 = 0;
 /// The physical distributor's base (0 until `init`).
 static GICD_BASE: AtomicU64 = AtomicU64::new(0);
 /// Priority of passed-through SPIs at the physical GIC (below the hypervisor's own PPIs).
@@ -96,7 +93,7 @@ pub(super) fn redistributor_in(regions: &[Region], mpidr: u64) -> Option<u64> {
 pub fn init(info: &GicInfo) -> Result<u32, String> {
     if info.version == 2 {
         GICD_BASE.store(info.distributor.base, Ordering::Relaxed);
-        let it_lines = super::gic_v2::init(info)?;
+        let it_lines = super::gic_v2::init(info, &HYP_PPIS, HYP_PRIORITY)?;
         LR_COUNT.store(super::gic_v2::lr_count(), Ordering::Relaxed);
         return Ok(it_lines);
     }
@@ -127,7 +124,7 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
 /// kick SGI, the CPU interface at EL2, and the virtual interface.
 pub fn init_this_cpu() -> Result<(), String> {
     if super::gic_v2::get().is_some() {
-        return super::gic_v2::init_this_cpu();
+        return super::gic_v2::init_this_cpu(&HYP_PPIS, HYP_PRIORITY);
     }
     let regions = REDISTRIBUTORS.get().map(Vec::as_slice).unwrap_or(&[]);
     let rd = find_redistributor(regions).ok_or("no GICv3 redistributor matches this CPU's MPIDR")?;
@@ -138,7 +135,7 @@ pub fn init_this_cpu() -> Result<(), String> {
         return Err("GICR_WAKER.ChildrenAsleep never cleared".into());
     }
     // LPIs (host LPIs of the ITS), when the hypervisor has an ITS.
-    super::its::enable_lpis(rd, this_cpu());
+    enable_lpis(rd, this_cpu());
     let sgi = rd + 0x1_0000;
     mmio_write32(sgi + 0x180, 0xffff_ffff); // ICENABLER0: everything off
     mmio_write32(sgi + 0x80, 0xffff_ffff); // IGROUPR0: group 1
@@ -191,7 +188,7 @@ pub fn kick(cpu: usize) {
         g.send_sgi(KICK_SGI, super::gic_v2::cpu_mask(cpu));
         return;
     }
-    let mpidr = super::smp::host_mpidr(cpu);
+    let mpidr = super::percpu::host_mpidr(cpu);
     let aff0 = mpidr & 0xf;
     let value = ((mpidr >> 8) & 0xff) << 16 | ((mpidr >> 16) & 0xff) << 32 | ((mpidr >> 32) & 0xff) << 48
         | ((mpidr & 0xf0) >> 4) << 44
@@ -200,31 +197,6 @@ pub fn kick(cpu: usize) {
     super::regs::dsb_ish();
     sysreg!(write S3_0_C12_C11_5, value); // ICC_SGI1R_EL1
     isb();
-}
-
-/// Give dom0 a vGICv2 on a GICv2 host (`vcpus` vCPUs; the GICV frame mapped at its GICC) and
-/// make it that domain's vGIC.
-pub fn attach_vgic_v2(dom: &mut Domain, info: &GicInfo, it_lines: u32, vcpus: usize) -> Result<(), String> {
-    let vgic = super::gic_v2::attach_vgic(dom, info, it_lines, vcpus)?;
-    VGICS.insert(dom.id, vgic)?;
-    Ok(())
-}
-
-/// Give `dom` a vGICv3 (`cfg`: where, how many vCPUs, whether its SPIs pass through) and
-/// log it.
-pub fn attach_vgic(dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String> {
-    let vgic = crate::irq::vgic::domains::attach(&VGICS, dom, cfg)?;
-    let intids = vgic.lock().nr_irqs();
-    log!(
-        "d{}: vGICv3 distributor {:#x} ({} INTIDs{}), redistributors {:#x} for {} vCPU(s) (trapped and emulated)",
-        dom.id,
-        cfg.gicd,
-        intids,
-        if cfg.passthrough_spis { ", SPIs passed through" } else { "" },
-        cfg.gicr,
-        cfg.vcpus
-    );
-    Ok(())
 }
 
 /// The virtual CPU interface's list registers.
@@ -314,23 +286,11 @@ impl ListRegisters for HwLrs {
     }
 }
 
-/// The vCPU is about to re-enter the guest: first take the physical interrupts that became
-/// pending while the hypervisor ran (each would otherwise exit again right after the return),
-/// then fill the list registers if its interrupt state changed. Inline: the usual case
-/// (nothing pending, nothing changed since the last flush) is a register read and three loads.
+/// Acknowledge every pending physical interrupt (Group 1), drop its priority and hand it to
+/// `dispatch`, which says whether to deactivate it now (false: the guest does, through a HW
+/// list register, or it has no active state, an LPI). Returns the first INTID taken, if any.
 #[inline]
-pub fn guest_entry() {
-    // ISR_EL1.I: a physical IRQ is pending (at EL2 it reports the physical state). When vCPUs
-    // share CPUs it is left to the IRQ exit it causes, which is a scheduling point.
-    if sysreg!(read ISR_EL1) & (1 << 7) != 0 && !super::vcpu_switch::enabled() {
-        let _ = take_physical_irqs();
-    }
-    super::vgic_glue::flush_if_changed();
-}
-
-/// Acknowledge and handle every pending physical interrupt (Group 1). Returns the first
-/// INTID taken, if any.
-pub fn take_physical_irqs() -> Option<u32> {
+pub fn take_physical_irqs(mut dispatch: impl FnMut(u32) -> bool) -> Option<u32> {
     let mut first = None;
     let v2 = super::gic_v2::get();
     for _ in 0..64 {
@@ -354,13 +314,7 @@ pub fn take_physical_irqs() -> Option<u32> {
             Some(g) => g.end_of_interrupt(iar as u32),
             None => icc_eoir1!(iar),
         }
-        if intid >= crate::irq::its::lpi::LPI_BASE {
-            // A host LPI (an MSI through the ITS): no active state to deactivate; its virtual
-            // LPI pends on the vCPU it targets.
-            take_lpi(intid);
-            continue;
-        }
-        if super::vgic_glue::take_physical(intid, KICK_SGI) {
+        if dispatch(intid) {
             deactivate(iar);
         }
     }
@@ -372,20 +326,6 @@ fn deactivate(iar: u64) {
     match super::gic_v2::get() {
         Some(g) => g.deactivate(iar as u32),
         None => icc_dir!(iar),
-    }
-}
-
-/// Host LPI `intid` fired: pend the virtual LPI it stands for.
-fn take_lpi(intid: u32) {
-    let target = super::its::lpi_target(intid);
-    let vcpu = target.and_then(|t| dom0_vgic().and_then(|v| v.lock().lpi_set_pending(t.vlpi, true)));
-    match vcpu {
-        Some(v) => notify(0, v),
-        None => {
-            if super::vgic_glue::log_stray() {
-                log!("host LPI {intid} is not mapped to a guest: ignored");
-            }
-        }
     }
 }
 
@@ -410,7 +350,7 @@ pub(super) fn apply_hw_ops(ops: &[HwOp]) {
                 // To the CPU of vCPU 0, where Linux routes SPIs (GICD_IROUTER) unless told
                 // otherwise, whichever vCPU enabled it: the guest's EOI through a HW list
                 // register then deactivates it on the CPU that acknowledged it.
-                let route = super::smp::host_mpidr(0) & 0xff_00ff_ffff;
+                let route = super::percpu::host_mpidr(0) & 0xff_00ff_ffff;
                 // SAFETY: IROUTER<n> of an implemented SPI (the vGIC only names those).
                 unsafe { core::ptr::write_volatile((gicd + 0x6000 + 8 * u64::from(intid)) as *mut u64, route) };
                 let g = word(0x80, intid);
@@ -432,19 +372,6 @@ pub(super) fn apply_hw_ops(ops: &[HwOp]) {
     }
 }
 
-/// An IRQ taken while a guest ran. Returns its kind for the trap counters (by the first
-/// INTID taken).
-pub fn irq_from_guest(frame: &mut TrapFrame) -> TrapKind {
-    guest_exit();
-    let first = take_physical_irqs();
-    if super::vcpu_switch::enabled() {
-        // The tick, a kick or a timer deadline: a scheduling point (vCPUs share CPUs).
-        super::vcpu_switch::reschedule(frame, super::vcpu_switch::Why::Interrupt);
-    }
-    guest_entry();
-    TrapKind::of_irq(first, KICK_SGI)
-}
-
 /// Which emulated GIC part a trapped access at `ipa` hit (for the trap counters).
 pub fn mmio_kind(ipa: u64) -> TrapKind {
     let gicd = GICD_BASE.load(Ordering::Relaxed);
@@ -458,27 +385,41 @@ pub fn mmio_kind(ipa: u64) -> TrapKind {
     TrapKind::Mmio
 }
 
-/// Emulate a trapped MSR/MRS of a GIC system register (EC 0x18, `iss`): a write to
-/// ICC_SGI1R_EL1 sends SGIs. Returns false for other registers.
-pub fn emulate_sysreg(frame: &mut TrapFrame, iss: u64) -> bool {
-    // Op0 3, Op1 0, CRn 12, CRm 11, Op2 5, a write (Direction 0).
-    let key = iss & 0x3f_fc1e;
-    let sgi1r = (3 << 20) | (5 << 17) | (0 << 14) | (12 << 10) | (11 << 1);
-    if key != sgi1r {
-        return false;
-    }
-    let rt = ((iss >> 5) & 0x1f) as usize;
-    if iss & 1 != 0 {
-        // A read of a write-only register: read as zero rather than kill the guest.
-        if rt != 31 {
-            frame.x[rt] = 0;
-        }
-        return true;
-    }
-    let value = if rt == 31 { 0 } else { frame.x[rt] };
-    if let Some(v) = current_vgic() {
-        let targets = v.lock().send_sgi(smp::current_vcpu() as usize, value);
-        notify_mask(smp::current_domain(), targets);
-    }
-    true
+/// The redistributors' LPI tables (the ITS's host LPIs): configuration (shared), one pending
+/// table per CPU, and the INTID bits PROPBASER declares.
+pub struct LpiTables {
+    pub prop: u64,
+    pub pend: Vec<u64>,
+    pub id_bits: u8,
 }
+
+static LPI_TABLES: Once<LpiTables> = Once::new();
+
+/// The LPI tables every CPU's redistributor gets (`init_this_cpu`), once the ITS has them.
+pub fn set_lpi_tables(t: LpiTables) {
+    LPI_TABLES.call_once(|| t);
+}
+
+/// Enable LPIs on the redistributor at `rd` (this CPU's, awake), vCPU `vcpu`'s CPU, with the
+/// hypervisor's tables. Nothing to do before `init` or without an ITS.
+fn enable_lpis(rd: u64, vcpu: usize) {
+    let Some(t) = LPI_TABLES.get() else { return };
+    let Some(&pend) = t.pend.get(vcpu) else { return };
+    let ctlr = rd as *mut u32;
+    // SAFETY: GICR_CTLR/PROPBASER/PENDBASER of this CPU's redistributor (Device map).
+    unsafe {
+        if core::ptr::read_volatile(ctlr) & 1 != 0 {
+            return; // already on (its tables cannot change any more)
+        }
+        let id_bits = u64::from(t.id_bits - 1);
+        // InnerCache (bits 9:7) write-back read/write-allocate, Inner Shareable.
+        const CACHE_WAWB: u64 = 7 << 7;
+        core::ptr::write_volatile((rd + 0x70) as *mut u64, t.prop | CACHE_WAWB | SH_INNER | id_bits);
+        // PTZ: the pending table is zero.
+        core::ptr::write_volatile((rd + 0x78) as *mut u64, pend | CACHE_WAWB | SH_INNER | (1 << 62));
+        super::regs::dsb_ish();
+        core::ptr::write_volatile(ctlr, core::ptr::read_volatile(ctlr) | 1);
+    }
+    super::regs::dsb_ish();
+}
+

@@ -1,11 +1,12 @@
 //! A host with a GICv2: the physical driver (`irq::gicv2`) on the registers the host DT
 //! names, and dom0's vGIC with the GICv2 front end. `gic.rs` calls in here when `get()` says
-//! the host GIC is a GICv2; everything else about interrupts (the core's flush/sync, event
+//! the host GIC is a GICv2 (this file imports no sibling but `percpu` and `mem`: what it
+//! needs from above comes in as arguments); everything else about interrupts (the core's flush/sync, event
 //! delivery, timers) is shared with GICv3.
 
-use super::smp::{this_cpu, MAX_CPUS};
+use super::percpu::{this_cpu, MAX_CPUS};
 use crate::domain::registry::PoolFrames as LazyFrames;
-use super::{DirectMem, HwTlb};
+use super::mem::{DirectMem, HwTlb};
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
 use crate::irq::gicv2::{self, GicV2};
@@ -30,8 +31,9 @@ pub fn get() -> Option<&'static GicV2<RawMmio>> {
     GIC.get()
 }
 
-/// Bring up the distributor and this CPU's interfaces. Returns ITLinesNumber.
-pub fn init(info: &GicInfo) -> Result<u32, String> {
+/// Bring up the distributor and this CPU's interfaces, the hypervisor taking `ppis` (and its
+/// SGIs) at `priority`. Returns ITLinesNumber.
+pub fn init(info: &GicInfo, ppis: &[u32], priority: u8) -> Result<u32, String> {
     let (Some(gicc), Some(gich)) = (info.cpu_interface, info.hyp_interface) else {
         return Err(alloc::format!(
             "GICv2 at {}: no {} in its reg (the virtualization extensions are needed)",
@@ -54,7 +56,7 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
     g.init_distributor();
     let it_lines = g.it_lines();
     let gic = GIC.call_once(|| g);
-    init_this_cpu()?;
+    init_this_cpu(ppis, priority)?;
     log!(
         "GICv2: distributor {:#x} ({} INTIDs), CPU interface {:#x}; virtual interface {:#x}: {} list registers",
         info.distributor.base,
@@ -66,10 +68,11 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
     Ok(it_lines)
 }
 
-/// This CPU's banked registers, CPU interface and virtual interface.
-pub fn init_this_cpu() -> Result<(), String> {
+/// This CPU's banked registers (the hypervisor's `ppis` at `priority`), CPU interface and
+/// virtual interface.
+pub fn init_this_cpu(ppis: &[u32], priority: u8) -> Result<(), String> {
     let g = get().ok_or("GICv2 not initialised")?;
-    let mask = g.init_cpu(&super::gic::HYP_PPIS, super::gic::HYP_PRIORITY);
+    let mask = g.init_cpu(ppis, priority);
     if let Some(m) = CPU_MASK.get(this_cpu()) {
         m.store(mask, Ordering::Relaxed);
     }
@@ -102,7 +105,8 @@ pub fn write_lr(index: usize, value: u64) {
 
 /// Give dom0 (`vcpus` vCPUs, at most 8 on a GICv2) an emulated GICv2 distributor at the host's
 /// and the GIC's virtual CPU interface (GICV) where its DT puts the CPU interface (GICC).
-pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32, vcpus: usize) -> Result<SharedVgic, String> {
+/// `notify` is what a GICD_SGIR write calls with the vCPUs it made look at their interrupts.
+pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32, vcpus: usize, notify: fn(u64)) -> Result<SharedVgic, String> {
     if vcpus > MAX_VCPUS {
         return Err(alloc::format!("a GICv2 names at most {MAX_VCPUS} CPUs; dom0 has {vcpus} vCPUs"));
     }
@@ -116,7 +120,7 @@ pub fn attach_vgic(dom: &mut Domain, info: &GicInfo, it_lines: u32, vcpus: usize
     }
     let intids = g.nr_irqs();
     let vgic: SharedVgic = Arc::new(Mutex::new(g));
-    let dev = GicdV2Device { vgic: vgic.clone(), notify: super::gic::notify_mask_here };
+    let dev = GicdV2Device { vgic: vgic.clone(), notify };
     if !dom.mmio.add(info.distributor.base, info.distributor.size, alloc::boxed::Box::new(dev)) {
         return Err("vGIC: its MMIO range overlaps another emulated device".into());
     }

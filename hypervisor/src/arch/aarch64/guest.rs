@@ -1,8 +1,11 @@
 //! Running a guest at EL1: EL2 configuration for a domain, guest-virtual address translation
 //! with the CPU's AT instructions, and exception injection.
 
-use super::entry::TrapFrame;
+use super::mem::copy_bytes;
+use super::percpu;
 use super::regs::isb;
+use crate::domain::registry::DOMAINS;
+use crate::hypercall::{GuestFault, GuestMemory};
 use crate::sysreg;
 
 /// HCR_EL2 while a guest runs: stage 2 on, SMC trapped, physical interrupts to EL2, set/way
@@ -16,7 +19,7 @@ use crate::sysreg;
 /// vCPU per physical CPU (smp.rs) a WFE goes on at once and a WFI with no interrupt waiting for
 /// the vCPU becomes a WFI of its CPU at EL2, woken by any physical interrupt (its timers, the
 /// GIC maintenance interrupt, the kick SGI another CPU sends after changing this vCPU's
-/// interrupts), after which `gic::guest_entry` fills the list registers.
+/// interrupts), after which `irq::guest_entry` fills the list registers.
 pub const HCR_GUEST: u64 = (1 << 0)  // VM
     | (1 << 1)                        // SWIO
     | (1 << 2)                        // PTW
@@ -31,9 +34,6 @@ pub const HCR_GUEST: u64 = (1 << 0)  // VM
     | (1 << 21)                       // TACR
     | (1 << 22)                       // TSW
     | (1 << 31);                      // RW
-
-/// PSTATE a vCPU starts in, and that exceptions injected into EL1 enter with: EL1h, DAIF masked.
-pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
 
 /// SCTLR_EL1 at vCPU reset: MMU and caches off, RES1 bits set.
 pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
@@ -82,48 +82,65 @@ pub fn gva_to_pa(gva: u64, write: bool) -> Option<u64> {
     }
 }
 
-/// Make the guest take a synchronous exception at EL1 as if the hardware had raised it:
-/// ESR_EL1 = `esr`, FAR_EL1 = `far` (when given), return state saved in ELR/SPSR_EL1.
-/// `return_to` is the address the guest's handler sees in ELR_EL1.
-pub fn inject_sync(frame: &mut TrapFrame, esr: u64, far: Option<u64>, return_to: u64) {
-    let offset = match frame.spsr & 0x1f {
-        0b00000 => 0x400,         // EL0 (AArch64): lower EL vector
-        m if m & 0x10 != 0 => 0x600, // EL0 in AArch32 (EL1 is always AArch64): lower EL, AArch32
-        0b00100 => 0x000,         // EL1t
-        _ => 0x200,               // EL1h
-    };
-    sysreg!(write ELR_EL1, return_to);
-    sysreg!(write SPSR_EL1, frame.spsr);
-    sysreg!(write ESR_EL1, esr);
-    if let Some(f) = far {
-        sysreg!(write FAR_EL1, f);
+/// The calling vCPU's memory through its own stage 1 and stage 2, limited to its RAM.
+pub struct CurrentGuestMemory;
+
+impl CurrentGuestMemory {
+    /// Whether `[pa, pa + len)` is RAM of the domain whose vCPU runs on this CPU: what a
+    /// hypercall may read or write through that vCPU's own stage 1 and stage 2. The domain
+    /// table and a domain's RAM banks never change once it runs: no lock, nothing copied.
+    fn owns(&self, pa: u64, len: u64) -> bool {
+        DOMAINS.get(percpu::current_domain()).is_some_and(|d| d.ram().contains_pa(pa, len))
     }
-    frame.elr = sysreg!(read VBAR_EL1) + offset;
-    frame.spsr = SPSR_EL1H_MASKED;
 }
 
-/// True when the trapped guest context was running at EL0 (AArch64, or AArch32: its modes
-/// at EL1 do not exist here, HCR_EL2.RW making EL1 AArch64).
-pub fn from_el0(frame: &TrapFrame) -> bool {
-    frame.spsr & 0xf == 0 || frame.spsr & 0x10 != 0
+impl CurrentGuestMemory {
+    /// Walk `[gva, gva + len)` page by page, handing each piece's host address to `f`.
+    fn for_each_page(&self, gva: u64, len: usize, write: bool, mut f: impl FnMut(usize, usize, usize)) -> Result<(), GuestFault> {
+        let mut done = 0usize;
+        while done < len {
+            let va = gva.checked_add(done as u64).ok_or(GuestFault { gva })?;
+            let chunk = core::cmp::min(len - done, (0x1000 - (va & 0xfff)) as usize);
+            let pa = match gva_to_pa(va, write) {
+                Some(pa) => pa,
+                None => retranslate(va, write).ok_or(GuestFault { gva: va })?,
+            };
+            if !self.owns(pa, chunk as u64) {
+                return Err(GuestFault { gva: va });
+            }
+            f(pa as usize, done, chunk);
+            done += chunk;
+        }
+        Ok(())
+    }
 }
 
-/// ESR values for injected exceptions.
-pub mod esr {
-    const IL: u64 = 1 << 25;
-    /// Unknown reason (an UNDEFINED instruction).
-    pub fn undef() -> u64 {
-        IL
+/// A translation that failed once, again under the p2m's read lock: an address in a block
+/// another CPU is splitting or merging (break-before-make) does not translate for a moment,
+/// and once the read lock is ours no such change is under way. Hypercall handlers copy to and
+/// from the guest with none of its domain's p2m locks held.
+#[inline(never)]
+fn retranslate(va: u64, write: bool) -> Option<u64> {
+    let dom = DOMAINS.get(percpu::current_domain())?;
+    let _p2m = dom.p2m.read();
+    gva_to_pa(va, write)
+}
+
+impl GuestMemory for CurrentGuestMemory {
+    fn copy_from_guest(&mut self, gva: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
+        let dst = buf.as_mut_ptr();
+        self.for_each_page(gva, buf.len(), false, |pa, off, n| {
+            // SAFETY: `pa..pa+n` is RAM of this domain (checked), identity-mapped at EL2, and
+            // `off..off+n` lies inside `buf`.
+            unsafe { copy_bytes(pa as *const u8, dst.add(off), n) }
+        })
     }
-    /// A data abort, reported as Xen 4.17 reports one it injects: the exception class and IL
-    /// only (ISS 0), e.g. 0x96000000 from EL1.
-    pub fn data_abort(from_el0: bool) -> u64 {
-        let ec: u64 = if from_el0 { 0x24 } else { 0x25 };
-        (ec << 26) | IL
-    }
-    /// An instruction abort, likewise.
-    pub fn prefetch_abort(from_el0: bool) -> u64 {
-        let ec: u64 = if from_el0 { 0x20 } else { 0x21 };
-        (ec << 26) | IL
+
+    fn copy_to_guest(&mut self, gva: u64, data: &[u8]) -> Result<(), GuestFault> {
+        let src = data.as_ptr();
+        self.for_each_page(gva, data.len(), true, |pa, off, n| {
+            // SAFETY: as in `copy_from_guest`, in the other direction.
+            unsafe { copy_bytes(src.add(off), pa as *mut u8, n) }
+        })
     }
 }

@@ -4,17 +4,16 @@
 //! hypercall does not pay for the full `TrapFrame`. A hypercall only reads x0-x4 and x16 and
 //! writes x0 (x0-x2 and the return address for a continuation).
 
-use super::trap::{self, CurrentGuestMemory};
+use super::guest::CurrentGuestMemory;
+use super::stats;
 use crate::domain::registry::{PoolFrames, DOMAINS};
 use crate::hypercall::after::{self, After};
-use super::{gic, iommu, smp, DirectMem};
+use super::mem::DirectMem;
+use super::{iommu, irq, percpu};
 use crate::domain::registry::Machine;
 use crate::domain::DomId;
 use crate::hypercall::{self, HypercallCtx, Outcome};
 use crate::sysreg;
-
-/// ESR_EL2 of `HVC #0xEA1` from AArch64: EC 0x16, IL, ISS = the immediate (Xen's tag).
-pub const HVC_XEN_ESR: u32 = (0x16 << 26) | (1 << 25) | guest_abi::hypercall::XEN_HYPERCALL_TAG as u32;
 
 /// The caller-saved registers as the hypercall vector stores them: x0-x18, then x30.
 #[repr(C)]
@@ -28,15 +27,15 @@ const _: () = assert!(core::mem::size_of::<HvcRegs>() <= super::entry::FRAME_SIZ
 
 #[no_mangle]
 extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
-    trap::count(crate::trap_stats::TrapKind::Hypercall);
+    stats::count(crate::trap_stats::TrapKind::Hypercall);
     let ssbd = super::spectre::guest_exit();
-    // vGIC: the list registers are read back and refilled only when something changed (gic.rs).
-    gic::guest_exit();
+    // vGIC: the list registers are read back and refilled only when something changed (irq.rs).
+    irq::guest_exit();
     let args = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
-    let outcome = if trap::HCALL_STATS.load(core::sync::atomic::Ordering::Relaxed) {
+    let outcome = if stats::HCALL_STATS.load(core::sync::atomic::Ordering::Relaxed) {
         let t0 = super::regs::counter();
         let o = hypercall(regs.x[16], args);
-        trap::HCALL_TIME.add(regs.x[16], args[0], super::regs::counter().wrapping_sub(t0));
+        stats::HCALL_TIME.add(regs.x[16], args[0], super::regs::counter().wrapping_sub(t0));
         o
     } else {
         hypercall(regs.x[16], args)
@@ -50,7 +49,7 @@ extern "C" fn xenith_hypercall(regs: &mut HvcRegs) {
             sysreg!(write ELR_EL2, sysreg!(read ELR_EL2).wrapping_sub(4));
         }
     }
-    gic::guest_entry();
+    irq::guest_entry();
     super::spectre::guest_entry(ssbd);
 }
 
@@ -64,7 +63,7 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
         // guest's next console output (so they appear in order with it).
         iommu::report_events();
     }
-    let current: DomId = smp::current_domain();
+    let current: DomId = percpu::current_domain();
     let mut mem = CurrentGuestMemory;
     let mut frames = PoolFrames;
     // p2m changes reach the SMMUs sharing the tables.
@@ -72,12 +71,12 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
     // No lock here: the domain table is read without one, and each handler takes the locks of
     // what it changes (xen_version takes none).
-    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: smp::current_vcpu(), mem: &mut mem, machine: &mut machine };
+    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine };
     let outcome = hypercall::dispatch_step(&mut cx, nr, args);
     drop(tlb);
-    // Upcalls the hypercall raised (gic.rs delivers them), then a stop the caller asked for.
+    // Upcalls the hypercall raised (vgic_glue.rs delivers them), then a stop the caller asked for.
     if after::after_hypercall(&super::Hw, &DOMAINS, current) == After::Park {
-        smp::park_this_cpu();
+        super::vcpu_switch::park_this_cpu();
     }
     outcome
 }

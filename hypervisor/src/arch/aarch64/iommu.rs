@@ -3,7 +3,7 @@
 //! maintenance that reaches both the CPU and the SMMUs, and event reporting.
 
 use crate::domain::registry::FRAMES;
-use super::{DirectMem, HwTlb};
+use super::mem::{DirectMem, HwTlb};
 use crate::iommu::smmuv3::virt::{GuestMem, PhysSte, PhysTlbi, Vsmmu, VsmmuBackend, VsmmuConfig, VSMMU_SIZE};
 use crate::iommu::smmuv3::{self, Command, DmaAlloc, Smmu, SmmuConfig, SmmuError};
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
@@ -147,7 +147,7 @@ impl Dom0Ram<'_> {
         while done < len {
             let at = ipa.wrapping_add(done as u64);
             let n = ((4096 - (at & 0xfff)) as usize).min(len - done);
-            let Some(pa) = crate::hypercall::guest_phys::own_ram(self.0, at >> 12, &super::DirectMem) else { return false };
+            let Some(pa) = crate::hypercall::guest_phys::own_ram(self.0, at >> 12, &super::mem::DirectMem) else { return false };
             f(pa + (at & 0xfff), done, n);
             done += n;
         }
@@ -270,7 +270,7 @@ fn vsmmu_irqs(st: &mut VsmmuState) {
     if st.vsmmu.take_irq() {
         // Both lines are edge-triggered; a gerror or an event, dom0 reads the registers.
         for spi in [st.event_spi, st.gerror_spi].into_iter().flatten() {
-            super::gic::inject_edge(0, 0, spi);
+            super::vgic_glue::inject_edge(0, 0, spi);
         }
     }
 }
@@ -339,7 +339,7 @@ pub fn attach_vsmmu(
     };
     let ram = dom.ram().as_slice().iter().map(|b| (b.ipa, b.size)).collect();
     let vsmmu = Vsmmu::new(VsmmuConfig { phys, phys_idr0, sids, ram, ipa_bits });
-    if let Some(v) = super::gic::dom0_vgic() {
+    if let Some(v) = super::vgic_glue::dom0_vgic() {
         let mut g = v.lock();
         for spi in [event_spi, gerror_spi].into_iter().flatten() {
             // Injected by the emulation, not the physical line.

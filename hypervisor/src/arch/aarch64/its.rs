@@ -1,17 +1,18 @@
 //! The physical GICv3 ITS on AArch64: found in the host DT, probed and given its tables from
-//! the frame pool at boot, LPIs enabled on each CPU's redistributor with the hypervisor's
-//! configuration and pending tables, and dom0's emulated ITS (`irq::its::virt`) registered on
+//! the frame pool at boot, the LPI configuration and pending tables handed to the
+//! redistributors (`gic`), and dom0's emulated ITS (`irq::its::virt`) registered on
 //! its control frame. Decisions live in `irq::its`; this file finds things and wires them.
 
 use crate::domain::registry::FRAMES;
-use super::DirectMem;
+use super::mem::DirectMem;
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
 use crate::domain::Domain;
 use crate::dt::boot_info::BootInfo;
 use crate::dt::HostDt;
 use crate::irq::its::host::{HostIts, TableAlloc};
 use crate::irq::its::lpi::{pend_table_size, prop_table_size, HostLpis, LpiTarget};
-use crate::irq::its::phys::{PhysIts, SH_INNER};
+use super::gic::LpiTables;
+use crate::irq::its::phys::PhysIts;
 use crate::irq::its::virt::{GuestMem, Vits, VitsConfig, CONTROL_FRAME};
 use crate::irq::vgic::regs::{SharedVgic, REGISTER_WRITES};
 use crate::log;
@@ -48,14 +49,8 @@ type Host = HostIts<RawMmio, DirectMem, FrameTables>;
 static HOST: Once<SpinMutex<Host>> = Once::new();
 /// What each host LPI stands for (read by the IRQ path without the ITS lock).
 static HOST_LPIS: Once<Arc<SpinMutex<HostLpis>>> = Once::new();
-/// The redistributors' LPI tables: configuration (shared) and one pending table per CPU.
-static LPI_TABLES: Once<LpiTables> = Once::new();
-
-struct LpiTables {
-    prop: u64,
-    pend: Vec<u64>,
-}
-
+/// The ITS taken, once `init` took it.
+static NODE: Once<ItsNode> = Once::new();
 /// The ITS the hypervisor took, for dom0's DT and stage 2.
 #[derive(Clone, Debug)]
 pub struct ItsNode {
@@ -117,14 +112,14 @@ pub fn init(dt: &HostDt, info: &BootInfo, vcpus: usize) -> Result<ItsNode, Strin
     // Collection n: the redistributor of the CPU running vCPU n.
     let mut rdbases = Vec::new();
     for v in 0..vcpus {
-        let mpidr = super::smp::host_mpidr(v);
+        let mpidr = super::percpu::host_mpidr(v);
         let rd = super::gic::redistributor_in(&info.gic.redistributors, mpidr).ok_or_else(|| alloc::format!("no redistributor for MPIDR {mpidr:#x}"))?;
         // SAFETY: GICR_TYPER of a redistributor frame found in the DT's regions.
         let gicr_typer = unsafe { core::ptr::read_volatile((rd + 8) as *const u64) };
         rdbases.push(if typer.pta() { rd >> 16 } else { (gicr_typer >> 8) & 0xffff });
     }
     host.map_collections(&rdbases).map_err(|e| alloc::format!("{path}: MAPC: {e}"))?;
-    LPI_TABLES.call_once(|| LpiTables { prop, pend });
+    super::gic::set_lpi_tables(LpiTables { prop, pend, id_bits: HOST_ID_BITS });
     HOST_LPIS.call_once(|| lpis);
     HOST.call_once(|| SpinMutex::new(host));
     log!(
@@ -134,30 +129,12 @@ pub fn init(dt: &HostDt, info: &BootInfo, vcpus: usize) -> Result<ItsNode, Strin
         prop_table_size(id_bits),
         devices
     );
-    Ok(ItsNode { path, base, devices })
+    Ok(NODE.call_once(|| ItsNode { path, base, devices }).clone())
 }
 
-/// Enable LPIs on the redistributor at `rd` (this CPU's, awake), vCPU `vcpu`'s CPU, with the
-/// hypervisor's tables. Nothing to do before `init` or without an ITS.
-pub fn enable_lpis(rd: u64, vcpu: usize) {
-    let Some(t) = LPI_TABLES.get() else { return };
-    let Some(&pend) = t.pend.get(vcpu) else { return };
-    let ctlr = rd as *mut u32;
-    // SAFETY: GICR_CTLR/PROPBASER/PENDBASER of this CPU's redistributor (Device map).
-    unsafe {
-        if core::ptr::read_volatile(ctlr) & 1 != 0 {
-            return; // already on (its tables cannot change any more)
-        }
-        let id_bits = u64::from(HOST_ID_BITS - 1);
-        // InnerCache (bits 9:7) write-back read/write-allocate, Inner Shareable.
-        const CACHE_WAWB: u64 = 7 << 7;
-        core::ptr::write_volatile((rd + 0x70) as *mut u64, t.prop | CACHE_WAWB | SH_INNER | id_bits);
-        // PTZ: the pending table is zero.
-        core::ptr::write_volatile((rd + 0x78) as *mut u64, pend | CACHE_WAWB | SH_INNER | (1 << 62));
-        super::regs::dsb_ish();
-        core::ptr::write_volatile(ctlr, core::ptr::read_volatile(ctlr) | 1);
-    }
-    super::regs::dsb_ish();
+/// The ITS `init` took, if it did.
+pub fn node() -> Option<&'static ItsNode> {
+    NODE.get()
 }
 
 /// What host LPI `intid` delivers, if it is mapped.
@@ -206,7 +183,7 @@ impl MmioDevice for VitsDevice {
             };
             drop(host);
             REGISTER_WRITES.fetch_add(1, Ordering::Release);
-            super::gic::notify_mask(0, kick);
+            super::vgic_glue::notify_mask(0, kick);
         }
         r
     }

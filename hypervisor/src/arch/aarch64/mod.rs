@@ -11,17 +11,27 @@ pub mod gic;
 pub mod gic_v2;
 pub mod guest;
 pub mod heap;
+/// Exceptions injected into a guest.
+pub mod inject;
 /// The Xen hypercall path (HVC #0xEA1): short register save, straight to the dispatcher.
 pub mod hvc;
 pub mod iommu;
+/// Physical interrupts taken from guests and where they go; attaching a domain's vGIC.
+pub mod irq;
 pub mod its;
+/// Physical memory through the identity map, stage-2 TLB and cache maintenance.
+pub mod mem;
 pub mod mmu;
+/// Which domain and vCPU this physical CPU runs (TPIDR_EL2).
+pub mod percpu;
 pub mod psci;
 pub mod regs;
 /// Guest cache maintenance by set/way (HCR_EL2.TSW) and the TVM register writes it tracks.
 pub mod setway;
 /// SMP dom0: vCPU n pinned to physical CPU n, PSCI CPU_ON through the firmware.
 pub mod smp;
+/// Trap counters and hypercall times.
+pub mod stats;
 /// Spectre v2 / BHB / SSBD: firmware and CPU probed at boot, entry flags, guests' calls.
 pub mod spectre;
 pub mod start;
@@ -33,15 +43,7 @@ pub mod vcpu_switch;
 /// The vGIC's per-CPU protocol (shared with ARMv7).
 pub mod vgic_glue;
 
-use crate::sysreg;
-
-/// Park this CPU for good (interrupts masked).
-pub fn halt() -> ! {
-    loop {
-        // SAFETY: masks interrupts and waits; touches no memory.
-        unsafe { core::arch::asm!("msr daifset, #0xf", "wfi") };
-    }
-}
+use mem::DirectMem;
 
 /// A panic is a hypervisor bug (guest input never reaches one): say where, then stop the machine.
 #[panic_handler]
@@ -50,144 +52,19 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     psci::system_off()
 }
 
-/// Physical memory through the hypervisor's identity map (the hardware `PhysMem`).
-pub struct DirectMem;
-
-/// Copy `n` bytes from `src` to `dst` (host addresses) with the widest accesses both ends
-/// and the length allow: hypercall arguments and guest structures are mostly small and
-/// aligned (an event port is 4 bytes), where a general `memcpy` spends more on choosing its
-/// strategy than on copying.
-///
-/// # Safety
-/// As `core::ptr::copy_nonoverlapping(src, dst, n)`.
-#[inline]
-pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
-    let align = src as usize | dst as usize | n;
-    // Volatile: the loops stay word loops (not turned back into a `memcpy` call), and guest
-    // memory another vCPU may write is read once.
-    if align.is_multiple_of(8) {
-        for i in 0..n / 8 {
-            // SAFETY: both ranges are valid for `n` bytes (the caller's contract), 8-aligned.
-            unsafe { (dst as *mut u64).add(i).write_volatile((src as *const u64).add(i).read_volatile()) };
-        }
-    } else if align.is_multiple_of(4) {
-        for i in 0..n / 4 {
-            // SAFETY: both ranges are valid for `n` bytes (the caller's contract), 4-aligned.
-            unsafe { (dst as *mut u32).add(i).write_volatile((src as *const u32).add(i).read_volatile()) };
-        }
-    } else if n <= 64 {
-        for i in 0..n {
-            // SAFETY: both ranges are valid for `n` bytes (the caller's contract).
-            unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
-        }
-    } else {
-        // SAFETY: the caller's contract.
-        unsafe { core::ptr::copy_nonoverlapping(src, dst, n) }
-    }
-}
-
-impl platform::PhysMem for DirectMem {
-    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), platform::MemError> {
-        // SAFETY: callers (page-table code) only pass table frames they allocated from RAM,
-        // which the boot map covers as Normal memory.
-        unsafe { copy_bytes(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
-    }
-    fn write(&self, pa: u64, data: &[u8]) -> Result<(), platform::MemError> {
-        // SAFETY: as for `read`.
-        unsafe { copy_bytes(data.as_ptr(), pa as *mut u8, data.len()) };
-        Ok(())
-    }
-    fn read_u64(&self, pa: u64) -> Result<u64, platform::MemError> {
-        // SAFETY: as for `read`; table entries are 8-byte aligned.
-        Ok(unsafe { core::ptr::read_volatile(pa as *const u64) })
-    }
-    fn write_u64(&self, pa: u64, v: u64) -> Result<(), platform::MemError> {
-        // SAFETY: as for `read`; a single 64-bit store so the walker never sees a torn entry.
-        unsafe { core::ptr::write_volatile(pa as *mut u64, v) };
-        Ok(())
-    }
-    fn fetch_or_u64(&self, pa: u64, bits: u64) -> Result<u64, platform::MemError> {
-        // SAFETY: as for `read`; the word is 8-byte aligned (checked), so it is a valid AtomicU64.
-        Ok(Self::atomic(pa)?.fetch_or(bits, core::sync::atomic::Ordering::SeqCst))
-    }
-    fn fetch_and_u64(&self, pa: u64, bits: u64) -> Result<u64, platform::MemError> {
-        Ok(Self::atomic(pa)?.fetch_and(bits, core::sync::atomic::Ordering::SeqCst))
-    }
-    fn compare_exchange_u64(&self, pa: u64, current: u64, new: u64) -> Result<Result<u64, u64>, platform::MemError> {
-        use core::sync::atomic::Ordering::SeqCst;
-        Ok(Self::atomic(pa)?.compare_exchange(current, new, SeqCst, SeqCst))
-    }
-}
-
-impl DirectMem {
-    /// The 64-bit word at `pa` as an atomic (RAM mapped Normal, so exclusives work).
-    fn atomic(pa: u64) -> Result<&'static core::sync::atomic::AtomicU64, platform::MemError> {
-        if pa % 8 != 0 {
-            return Err(platform::MemError::NotMemory { pa });
-        }
-        // SAFETY: callers pass RAM the boot map covers (as for `read`), 8-byte aligned.
-        Ok(unsafe { &*(pa as *const core::sync::atomic::AtomicU64) })
-    }
-}
-
-/// Stage-2 TLB maintenance for a VMID (the `mm::TlbOps` of the hardware).
-pub struct HwTlb;
-
-impl HwTlb {
-    /// Run `f` with VTTBR_EL2 holding `vmid` (TLBIs by IPA/VMALL act on the current VMID).
-    fn with_vmid(vmid: u16, f: impl FnOnce()) {
-        let saved = sysreg!(read VTTBR_EL2);
-        sysreg!(write VTTBR_EL2, u64::from(vmid) << 48);
-        regs::isb();
-        f();
-        sysreg!(write VTTBR_EL2, saved);
-        regs::isb();
-    }
-}
-
-impl crate::mm::TlbOps for HwTlb {
-    fn invalidate_ipa(&mut self, vmid: u16, ipa: u64) {
-        Self::with_vmid(vmid, || {
-            // SAFETY: TLB maintenance only.
-            unsafe { core::arch::asm!("dsb ishst", "tlbi ipas2e1is, {}", "dsb ish", "tlbi vmalle1is", in(reg) ipa >> 12) };
-        });
-    }
-    fn invalidate_vmid(&mut self, vmid: u16) {
-        Self::with_vmid(vmid, || {
-            // SAFETY: TLB maintenance only.
-            unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is") };
-        });
-    }
-    fn sync(&mut self) {
-        // SAFETY: barriers only.
-        unsafe { core::arch::asm!("dsb ish", "isb") };
-    }
-}
-
-/// Clean (write back) the data cache for `[pa, pa + len)` to the point of coherency, and
-/// invalidate the instruction cache: for code and data a guest reads with its MMU off.
-pub fn clean_dcache_range(pa: u64, len: u64) {
-    let line = 4u64 << ((sysreg!(read CTR_EL0) >> 16) & 0xf);
-    let mut a = pa & !(line - 1);
-    while a < pa + len {
-        // SAFETY: cache maintenance by address on identity-mapped RAM.
-        unsafe { core::arch::asm!("dc cvac, {}", in(reg) a) };
-        a += line;
-    }
-    // SAFETY: barrier and I-cache invalidation.
-    unsafe { core::arch::asm!("dsb sy", "ic iallu", "dsb sy", "isb") };
-}
-
 /// The architecture contract ([`crate::contract::Arch`]) on this CPU.
 pub struct Hw;
 
 impl crate::contract::Arch for Hw {
     fn start_cpu(&self, s: &crate::contract::CpuStart) -> Result<(), alloc::string::String> {
+        if vcpu_switch::enabled() {
+            // The scheduler placed it; its CPU is powered on if it is off.
+            return vcpu_switch::start_vcpu(s);
+        }
         smp::start_cpu(s.cpu, s.mpidr, s.domain, s.vcpu, s.vttbr, s.vtcr, s.entry, s.context)
     }
     fn clean_dcache_range(&self, pa: u64, len: u64) {
-        clean_dcache_range(pa, len)
+        mem::clean_dcache_range(pa, len)
     }
     fn stop_machine(&self, action: crate::domain::lifecycle::MachineAction) {
         match action {
@@ -204,28 +81,60 @@ impl crate::contract::Arch for Hw {
         f(&mut crate::domain::registry::Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb });
     }
     fn attach_vgic(&self, dom: &mut crate::domain::Domain, cfg: &crate::irq::vgic::domains::VgicConfig) -> Result<(), alloc::string::String> {
-        gic::attach_vgic(dom, cfg)
+        irq::attach_vgic(dom, cfg)
     }
     fn vpl011_irq(&self) -> fn(crate::domain::DomId, bool) {
-        |d, high| gic::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high)
+        |d, high| vgic_glue::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high)
     }
     fn deliver_event_upcall(&self, dom: &crate::domain::Domain) {
-        gic::deliver_event_upcall(dom)
+        vgic_glue::deliver_event_upcall(dom)
     }
     fn report_iommu_events(&self) {
         iommu::report_events()
     }
+    fn probe_smmu(&self, base: u64) -> Result<alloc::string::String, alloc::string::String> {
+        iommu::probe(base).map(|f| alloc::format!("{f}")).map_err(|e| alloc::format!("{e}"))
+    }
+    fn take_smmu(&self, path: &str, base: u64, sid_bits: Option<u8>) -> Result<(), alloc::string::String> {
+        iommu::take(path, base, sid_bits).map_err(|e| alloc::format!("{e}"))
+    }
+    fn release_smmus(&self) {
+        let mut smmus = iommu::SMMUS.lock();
+        for inst in smmus.iter_mut() {
+            let _ = inst.smmu.disable();
+        }
+        smmus.clear();
+    }
+    fn pci_bus0_functions(&self, ecam: u64) -> alloc::vec::Vec<(u32, u32)> {
+        (0..256u32)
+            .filter_map(|devfn| {
+                // SAFETY: bus 0's config space in the bridge's ECAM window (Device memory); a
+                // read of an absent function returns all ones.
+                let id = unsafe { core::ptr::read_volatile((ecam + (u64::from(devfn) << 12)) as *const u32) };
+                (id != 0xffff_ffff).then_some((devfn, id))
+            })
+            .collect()
+    }
+    fn attach_stream(&self, path: &str, sid: u32, vmid: u16, vttbr: u64, vtcr: u64) -> Result<(), alloc::string::String> {
+        iommu::attach(path, sid, vmid, vttbr, vtcr).map_err(|e| alloc::format!("{e}"))
+    }
+    fn attach_vsmmu(&self, dom: &mut crate::domain::Domain, path: &str, base: u64, sids: alloc::vec::Vec<u32>, p2m: (u16, u64, u64), ipa_bits: u8, event: Option<u32>, gerror: Option<u32>) -> Result<(), alloc::string::String> {
+        iommu::attach_vsmmu(dom, path, base, sids, p2m, ipa_bits, event, gerror)
+    }
+    fn take_its(&self, dt: &crate::dt::HostDt, info: &crate::dt::boot_info::BootInfo, vcpus: usize) -> Result<(alloc::string::String, u64), alloc::string::String> {
+        its::init(dt, info, vcpus).map(|n| (n.path.clone(), its::doorbell_page(&n)))
+    }
     fn shutdown_report(&self) -> alloc::vec::Vec<alloc::string::String> {
         use core::sync::atomic::Ordering;
-        let counts = trap::TRAPS.snapshot();
+        let counts = stats::TRAPS.snapshot();
         let mut out = alloc::vec![
             alloc::format!("traps from guests: {}", counts.iter().flatten().map(|&n| u64::from(n)).sum::<u64>()),
-            alloc::format!("stage-2 faults resolved by a retry (a p2m change in progress): {}", trap::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)),
+            alloc::format!("stage-2 faults resolved by a retry (a p2m change in progress): {}", stats::S2_FAULTS_RESOLVED.load(Ordering::Relaxed)),
         ];
-        out.extend(crate::trap_stats::breakdown(&counts, smp::vcpus(), 100));
+        out.extend(crate::trap_stats::breakdown(&counts, percpu::vcpus(), 100));
         out.extend(vcpu_switch::report());
-        if trap::HCALL_STATS.load(Ordering::Relaxed) {
-            out.extend(trap::HCALL_TIME.lines(100));
+        if stats::HCALL_STATS.load(Ordering::Relaxed) {
+            out.extend(stats::HCALL_TIME.lines(100));
         }
         out
     }

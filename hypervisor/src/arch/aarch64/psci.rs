@@ -46,11 +46,11 @@ pub fn call(fid: u64, a1: u64, a2: u64, a3: u64) -> Option<u64> {
 /// Power the machine off; parks the CPU if the firmware returns (or there is no PSCI).
 pub fn system_off() -> ! {
     let _ = call(SYSTEM_OFF, 0, 0, 0);
-    super::halt()
+    super::regs::halt()
 }
 
 /// Reset the machine; parks the CPU if the firmware returns.
 pub fn system_reset() -> ! {
     let _ = call(SYSTEM_RESET, 0, 0, 0);
-    super::halt()
+    super::regs::halt()
 }

@@ -51,3 +51,11 @@ pub fn delay_ms(ms: u32) {
         core::hint::spin_loop();
     }
 }
+
+/// Park this CPU for good (interrupts masked).
+pub fn halt() -> ! {
+    loop {
+        // SAFETY: masks interrupts and waits; touches no memory.
+        unsafe { core::arch::asm!("msr daifset, #0xf", "wfi") };
+    }
+}

@@ -5,17 +5,15 @@
 //! redistributor and CPU interface, and enters the guest where the guest asked.
 
 use super::entry::{Stack, TrapFrame, STACK_SIZE};
-use super::guest::{self, SPSR_EL1H_MASKED};
+use super::guest;
+use super::inject::SPSR_EL1H_MASKED;
 use super::psci;
 use crate::{log, sysreg};
 use alloc::string::String;
 use core::arch::global_asm;
+use super::percpu::{assign, this_cpu, MAX_CPUS, NO_DOMAIN};
 use crate::domain::vcpu::CPUS;
-pub use crate::domain::vcpu::MAX_CPUS;
 use crate::domain::DomId;
-
-/// The domain of a CPU that runs no guest.
-pub const NO_DOMAIN: DomId = DomId::MAX;
 
 /// What a secondary CPU needs before its MMU is on (read with caches off: cleaned to PoC).
 #[repr(C)]
@@ -41,6 +39,16 @@ const START_ZERO: StartBlock =
 static mut START: [StartBlock; MAX_CPUS] = [START_ZERO; MAX_CPUS];
 /// Each secondary vCPU's first register state.
 static mut ENTRY: [TrapFrame; MAX_CPUS] = [TrapFrame::ZERO; MAX_CPUS];
+/// What a secondary CPU runs once it is up, when vCPUs share CPUs (the scheduler, which sits
+/// above this file, registers it: `set_scheduled_entry`); without it the CPU enters the vCPU
+/// its start block names.
+static SCHEDULED_ENTRY: crate::sync::Once<fn(usize) -> !> = crate::sync::Once::new();
+
+/// Register the scheduler's entry for secondary CPUs (once, at boot, before any is started).
+pub fn set_scheduled_entry(run: fn(usize) -> !) {
+    SCHEDULED_ENTRY.call_once(|| run);
+}
+
 /// EL2 stacks of CPUs 1.. (CPU 0 uses the boot stack).
 static mut STACKS: [Stack; MAX_CPUS - 1] = [const { Stack([0; STACK_SIZE]) }; MAX_CPUS - 1];
 
@@ -90,75 +98,6 @@ pub fn setup_dom0(host_cpus: &[u64], n: usize) -> usize {
     n
 }
 
-/// What each physical CPU runs lives in its own TPIDR_EL2 (nothing else uses it): bits 0-7
-/// the CPU's index, 8-15 the vCPU, 16-31 the domain. dom0's vCPU n runs on CPU n; a dom0less
-/// domU's vCPU 0 on a CPU dom0 does not use. Every hypercall asks: one register read.
-fn percpu() -> u64 {
-    sysreg!(read TPIDR_EL2)
-}
-
-/// This physical CPU's index (MPIDR Aff0: QEMU virt and the boards here number CPUs so).
-#[inline]
-pub fn this_cpu() -> usize {
-    (percpu() & 0xff) as usize
-}
-
-/// Set on each CPU by itself before anything asks (boot, secondary entry, parking, a vCPU
-/// switch).
-pub(super) fn assign(cpu: usize, domain: DomId, vcpu: u32) {
-    let v = (cpu as u64 & 0xff) | (u64::from(vcpu) & 0xff) << 8 | u64::from(domain) << 16;
-    sysreg!(write TPIDR_EL2, v);
-}
-
-/// The boot CPU, before any domain runs.
-pub fn init_boot_cpu() {
-    assign((sysreg!(read MPIDR_EL1) & 0xff) as usize, NO_DOMAIN, 0);
-}
-
-/// The domain whose vCPU runs on this CPU (`NO_DOMAIN` if none).
-#[inline]
-pub fn current_domain() -> DomId {
-    (percpu() >> 16) as DomId
-}
-
-/// Which of its domain's vCPUs runs on this CPU.
-#[inline]
-pub fn current_vcpu() -> u32 {
-    ((percpu() >> 8) & 0xff) as u32
-}
-
-/// Whether this CPU runs one of dom0's vCPUs.
-pub fn runs_dom0() -> bool {
-    current_domain() == 0
-}
-
-/// The physical CPU that runs vCPU `vcpu` of `domain`: dom0's vCPU n on CPU n, a domU's on
-/// the CPU it was given at boot. `None` if it runs nowhere.
-#[inline]
-pub fn cpu_of(domain: DomId, vcpu: usize) -> Option<usize> {
-    CPUS.cpu_of(domain, vcpu)
-}
-
-/// An interrupt for vCPU `vcpu` of `domain`: the CPU to kick. When vCPUs share CPUs
-/// (`sched=credit`) the scheduler also wakes it if it waits in WFI.
-#[inline]
-pub fn wake(domain: DomId, vcpu: usize) -> Option<usize> {
-    if super::vcpu_switch::enabled() {
-        return super::vcpu_switch::wake(crate::sched::VcpuRef::new(domain, vcpu as u32));
-    }
-    cpu_of(domain, vcpu)
-}
-
-/// Number of dom0 vCPUs.
-pub fn vcpus() -> usize {
-    CPUS.dom0_vcpus()
-}
-
-/// The physical MPIDR of CPU `cpu`.
-pub fn host_mpidr(cpu: usize) -> u64 {
-    CPUS.host_mpidr(cpu)
-}
-
 /// Power physical CPU `cpu` (MPIDR `mpidr`) on through the firmware to run vCPU `vcpu` of
 /// `domain` with stage 2 `vttbr`/`vtcr`, entering EL1 at `entry` with x0 = `context`.
 #[allow(clippy::too_many_arguments)]
@@ -167,10 +106,6 @@ pub fn start_cpu(cpu: usize, mpidr: u64, domain: DomId, vcpu: u32, vttbr: u64, v
         return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
     }
     let start = crate::contract::CpuStart { cpu, mpidr, domain, vcpu, vttbr, vtcr, entry, context };
-    if super::vcpu_switch::enabled() {
-        // The scheduler placed it; its CPU is powered on if it is off.
-        return super::vcpu_switch::start_vcpu(&start);
-    }
     if cpu == 0 {
         return Err(alloc::format!("CPU {cpu} cannot be started (CPUs 1..{MAX_CPUS} can)"));
     }
@@ -212,24 +147,21 @@ pub(super) fn power_on(cpu: usize, s: &crate::contract::CpuStart) -> Result<(), 
         *b = fill;
         b as *const StartBlock as u64
     };
-    super::clean_dcache_range(block, core::mem::size_of::<StartBlock>() as u64);
+    super::mem::clean_dcache_range(block, core::mem::size_of::<StartBlock>() as u64);
     match psci::call(0xc400_0003, mpidr, xenith_secondary_entry as *const () as u64, block) {
         Some(0) => Ok(()),
         other => Err(alloc::format!("firmware CPU_ON of CPU {mpidr:#x} failed ({other:?})")),
     }
 }
 
-/// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever. When vCPUs
-/// share CPUs, only the vCPU stops and the CPU runs another.
+/// Stop this CPU for good (its domain shut down, or under `sched=credit` the scheduler has
+/// nothing more for it): PSCI CPU_OFF, or wait forever.
 pub fn park_this_cpu() -> ! {
-    if super::vcpu_switch::enabled() {
-        super::vcpu_switch::stop_current();
-    }
     super::vtimer::stop();
     CPUS.release(this_cpu());
     assign(this_cpu(), NO_DOMAIN, 0);
     let _ = psci::call(0x8400_0002, 0, 0, 0);
-    super::halt()
+    super::regs::halt()
 }
 
 /// Enter the guest with `frame` on this CPU's EL2 stack (abandoning what is on it).
@@ -256,12 +188,12 @@ extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
         if let Some(v) = dom0_vcpu {
             CPUS.failed(v);
         }
-        super::halt();
+        super::regs::halt();
     }
     guest::configure(block.vttbr, block.vtcr, u64::from(vcpu));
     super::spectre::cpu_init();
-    if super::vcpu_switch::enabled() {
-        super::vcpu_switch::cpu_up(cpu);
+    if let Some(run) = SCHEDULED_ENTRY.get() {
+        run(cpu);
     }
     assign(cpu, domain, vcpu);
     if let Some(v) = dom0_vcpu {

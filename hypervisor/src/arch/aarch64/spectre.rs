@@ -4,7 +4,7 @@
 //! each vCPU's WORKAROUND_2 state, turning the mitigation back on for the hypervisor while it
 //! handles a trap from a vCPU that turned it off.
 
-use super::{psci, smp};
+use super::{percpu, psci};
 use crate::log;
 use crate::spectre::{self, BhbEntry, Firmware, HostCpu, SsbdState};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -24,7 +24,7 @@ pub const ENTRY_LOOP_SHIFT: u32 = 8;
 /// The firmware's WORKAROUND_2 is dynamic (the guest hooks below have work to do).
 static SSBD_DYNAMIC: AtomicBool = AtomicBool::new(false);
 /// Each vCPU's WORKAROUND_2 request, by the CPU it is pinned to.
-static SSBD: SsbdState<{ smp::MAX_CPUS }> = SsbdState::new();
+static SSBD: SsbdState<{ percpu::MAX_CPUS }> = SsbdState::new();
 
 macro_rules! read_sysreg {
     ($name:literal) => {{
@@ -120,7 +120,7 @@ pub fn cpu_init() {
 /// (`guest_entry`); the others are made now.
 pub fn forward(fid: u64, arg: u64) {
     if fid as u32 == SMCCC_ARCH_WORKAROUND_2 {
-        SSBD.set(smp::this_cpu(), arg != 0);
+        SSBD.set(percpu::this_cpu(), arg != 0);
     } else {
         let _ = psci::call(fid, arg, 0, 0);
     }
@@ -146,7 +146,7 @@ pub fn guest_entry(switched: bool) {
 /// Set the firmware's SSBD mitigation to `on` if this CPU's vCPU has it off; whether it did.
 #[inline(never)]
 fn ssbd_switch(on: bool) -> bool {
-    let off = !SSBD.get(smp::this_cpu());
+    let off = !SSBD.get(percpu::this_cpu());
     if off {
         let _ = psci::call(u64::from(SMCCC_ARCH_WORKAROUND_2), u64::from(on), 0, 0);
     }

@@ -1,18 +1,19 @@
-//! The boot CPU's path from the entry code to dom0: MMU, heap, console, the host DT, memory,
-//! the dom0 plan (`domain::dom0`), its DT (`dt::dom0`), its stage 2, then EL1 entry. Any
-//! reason to stop is printed, then the machine is powered off.
+//! The boot CPU's path from the entry code to dom0: MMU, heap, console, the host DT, then
+//! `crate::boot`'s steps (plan, decide, build, start), this CPU's hardware answering the
+//! questions they ask through [`super::Hw`], then EL1 entry. Any reason to stop is printed,
+//! then the machine is powered off.
 
 use super::entry::{enter_guest, TrapFrame};
-use super::guest::{self, SPSR_EL1H_MASKED};
-use super::{heap, iommu, mmu, psci, DirectMem, HwTlb};
+use super::guest;
+use super::inject::SPSR_EL1H_MASKED;
+use super::mem::{DirectMem, HwTlb};
+use super::{heap, mmu, psci};
 use crate::domain::registry::{DOMAINS, FRAMES};
-use crate::boot::{self, page_round, Console};
+use crate::boot::{self, Console};
 use crate::domain::dom0::Dom0Layout;
-use crate::domain::{Domain, RamBank, RamBanks};
 use crate::dt::{HostDt, Region};
-use crate::iommu::policy::{DmaTopology, IommuKind, IommuOwner, OwnershipTable};
 use crate::log;
-use crate::mm::{Stage2, Stage2Config};
+use crate::mm::Stage2Config;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -39,7 +40,7 @@ extern "C" {
 #[no_mangle]
 extern "C" fn xenith_boot_el2(dtb_pa: u64) -> ! {
     mmu::enable_boot_map();
-    super::smp::init_boot_cpu();
+    super::percpu::init_boot_cpu();
     heap::init();
     // SAFETY: QEMU virt's PL011, identity-mapped as Device memory by the boot map.
     let early = EARLY.call_once(|| Pl011::new(unsafe { RawMmio::new(EARLY_UART as usize) }));
@@ -65,7 +66,7 @@ fn unreachable_guest_entry() -> ! {
 /// Read the host DTB at `pa`: checks the header before trusting `totalsize`.
 fn host_dt(pa: u64) -> Result<HostDt, String> {
     let hint = "x0 must hold the DTB's address (an ELF given to QEMU's -kernel gets none: boot the raw Image)";
-    if pa == 0 || pa % 8 != 0 {
+    if pa == 0 || !pa.is_multiple_of(8) {
         return Err(format!("no usable device tree at {pa:#x}: {hint}"));
     }
     let mut head = [0u8; 8];
@@ -123,7 +124,7 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     }
     let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
     mmu::refine(&ram);
-    super::trap::HCALL_STATS.store(plan.cmdline.hypercall_stats, core::sync::atomic::Ordering::Relaxed);
+    super::stats::HCALL_STATS.store(plan.cmdline.hypercall_stats, core::sync::atomic::Ordering::Relaxed);
     if plan.spectre_entry_all {
         super::spectre::force_all_entry_barriers();
     }
@@ -147,31 +148,13 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     }
     *FRAMES.lock() = core::mem::take(&mut plan.free);
 
-    // Who owns each DMA master's IOMMU: the hypervisor drives every SMMUv3 it can use for
-    // stage 2; one it cannot (no stage 2) falls back to dom0, as Xen does, and says why.
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
-    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::smp::MAX_CPUS));
+    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::percpu::MAX_CPUS));
     let dom0_ram = Region { base: layout.ram_base, size: layout.ram_size };
     let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
-    // The GICv3 ITS: the hypervisor's, with an emulated one for dom0; with `its=hide`, or when
-    // it cannot be used, kept from dom0 altogether (PCI MSIs then fall back to INTx).
-    let its = if plan.its_emulation {
-        match super::its::init(&dt, &info, vcpus) {
-            Ok(node) => Some(node),
-            Err(e) => {
-                log!("ITS: {e}: no emulated ITS for dom0 (its devices fall back to INTx)");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    plan.emulated_its = its.as_ref().map(|n| (n.path.clone(), super::its::doorbell_page(n)));
-    let drivers = probe_smmus(&plan.topology);
-    let mut decisions = plan.decide(&dt, &info, &drivers, dom0_ram, dom0_initrd, vcpus)?;
-    if !take_smmus(&decisions.ownership) {
-        decisions = plan.decide(&dt, &info, &[], dom0_ram, dom0_initrd, vcpus)?;
-    }
+    // The GICv3 ITS and the IOMMUs: `boot` decides from what the hardware answers.
+    plan.take_its(&super::Hw, &dt, &info, vcpus);
+    let decisions = plan.decide_on_hardware(&super::Hw, &dt, &info, dom0_ram, dom0_initrd, vcpus)?;
     let table = &decisions.ownership;
     for line in table.to_string().lines() {
         log!("{line}");
@@ -210,28 +193,20 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let (used, total) = heap::usage();
     log!("heap: {} KiB of {} KiB in use; {} MiB of RAM left free", used / 1024, total / 1024, mib(free.total_free()));
 
-    let mut ram = RamBanks::default();
-    ram.push(RamBank { ipa: layout.ram_base, pa: layout.ram_base, size: layout.ram_size });
     drop(frames);
-    let nested = attach_dom0_streams(&dt, table, &p2m);
     let p2m_regs = (DOM0_VMID, p2m.vttbr(), p2m.vtcr());
+    let nested = boot::attach_dom0_streams(&super::Hw, &dt, table, p2m_regs);
     // dom0 drives its own IOMMU translation: its DMA layer must use IOMMU DMA ops, not
     // swiotlb-xen (which Linux picks for a dom0 it is told is direct-mapped).
     crate::hypercall::version::set_dom0_iommu_dma(!nested.is_empty());
-    let mut dom = Domain::new(0, true, true, ram);
-    // dom0 maps its grant frames in the region its DT names: no more frames than fit there
-    // (Xen on ARM caps dom0's table the same way).
-    let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
-    *dom.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(gnttab_frames.min((boot::GNTTAB_SIZE / 4096) as u32), maptrack_frames);
-    dom.max_vcpus = vcpus as u32;
     guest::configure(p2m.vttbr(), p2m.vtcr(), 0);
-    *dom.p2m.get_mut() = Some(p2m);
+    let mut dom = boot::dom0_domain(dom0_ram, vcpus, p2m);
     // Interrupts: the physical GIC for the hypervisor's PPIs, and dom0's emulated GICv3 at the
     // host GIC's addresses (left out of its stage 2 above, so every access traps).
     let host_lines = super::gic::init(&info.gic)?;
     // The scheduler (`sched=`): under credit, dom0's vCPU n has CPU n as its home and domUs
     // share the CPUs; under null (the default) every vCPU has a CPU of its own.
-    let policy = super::vcpu_switch::init(plan.cmdline.sched, mpidrs.len().min(super::smp::MAX_CPUS));
+    let policy = super::vcpu_switch::init(plan.cmdline.sched, mpidrs.len().min(super::percpu::MAX_CPUS));
     if policy == crate::sched::SchedPolicy::Credit {
         for v in 0..vcpus {
             if let Err(e) = crate::sched::SCHED.add(crate::sched::VcpuRef::new(0, v as u32), Some(v), u64::MAX) {
@@ -246,18 +221,18 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
     // The hypervisor's own devices (UART, a kept SMMU) are polled, never enabled in dom0's vGIC.
     match boot::dom0_vgic(&info.gic, it_lines, vcpus)? {
-        boot::Dom0Vgic::V2 { it_lines, vcpus } => super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?,
-        boot::Dom0Vgic::V3(cfg) => super::gic::attach_vgic(&mut dom, &cfg)?,
+        boot::Dom0Vgic::V2 { it_lines, vcpus } => super::irq::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?,
+        boot::Dom0Vgic::V3(cfg) => super::irq::attach_vgic(&mut dom, &cfg)?,
     }
-    if let (Some(node), Some(vgic)) = (&its, super::gic::dom0_vgic()) {
+    if let (Some(node), Some(vgic)) = (super::its::node().filter(|_| plan.emulated_its.is_some()), super::vgic_glue::dom0_vgic()) {
         super::its::attach(&mut dom, node, vgic, vcpus)?;
     }
-    attach_vsmmus(&dt, table, &mut dom, nested, p2m_regs, Stage2Config::DOMAIN.ipa_bits);
+    boot::attach_vsmmus(&super::Hw, &dt, table, &mut dom, nested, p2m_regs, Stage2Config::DOMAIN.ipa_bits);
     if DOMAINS.insert(dom).is_err() {
         return Err("dom0: domain 0 exists already".into());
     }
     // What the toolstack's sysctls report of the machine.
-    let iommu_shares_p2m = table.topology.iommus.iter().any(|i| i.kind == IommuKind::SmmuV3 && table.owner_of_iommu(&i.path) == Some(IommuOwner::Hypervisor));
+    let iommu_shares_p2m = boot::iommu_shares_p2m(table);
     crate::hypercall::toolstack::set_host_info(crate::hypercall::toolstack::HostInfo {
         nr_cpus: mpidrs.len() as u32,
         cpu_khz: (super::regs::counter_freq() / 1000) as u32,
@@ -274,22 +249,14 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     });
     boot::start_domus(&super::Hw, &dt, &DOMAINS, &crate::domain::vcpu::CPUS, host_lines);
     release_boot_modules(&info, &[hyp, host_dtb]);
-    let guests_ram: u64 = DOMAINS.iter().map(|d| d.ram().total()).sum();
-    let ram_total = plan.ram_total;
-    let firmware: u64 = info.reserved.iter().map(|r| page_round(r.region).size).sum();
-    let free_now = FRAMES.lock().total_free();
-    let (used, _) = heap::usage();
-    log!(
-        "memory: xenith uses {} MiB of {} MiB (image {} MiB with a {} MiB static heap, {} MiB more heap, {} KiB of it in use; page tables, SMMU queues and the host DTB the rest); guests {} MiB, free {} MiB",
-        mib(ram_total.saturating_sub(free_now + guests_ram + firmware)),
-        mib(ram_total),
-        mib(hyp.size),
-        mib(heap::HEAP_SIZE as u64),
-        mib(extra_heap),
-        used / 1024,
-        mib(guests_ram),
-        mib(free_now)
-    );
+    let (heap_used, _) = heap::usage();
+    let used = boot::MemoryUse {
+        guests: DOMAINS.iter().map(|d| d.ram().total()).sum(),
+        free: FRAMES.lock().total_free(),
+        static_heap: heap::HEAP_SIZE as u64,
+        heap_used: heap_used as u64,
+    };
+    log!("{}", plan.memory_line(&info, &used));
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {
@@ -306,136 +273,6 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
 fn release_boot_modules(info: &crate::dt::boot_info::BootInfo, keep: &[Region]) {
     let released = boot::release_boot_modules(info, keep, &mut FRAMES.lock());
     log!("boot modules freed: {} MiB back to the free pool", mib(released));
-}
-
-/// Probe (read-only) every SMMUv3 in the DT: the IOMMU kinds the hypervisor can drive here.
-/// One without stage 2 is reported and left alone: dom0 keeps it, as on Xen.
-fn probe_smmus(topo: &DmaTopology) -> Vec<IommuKind> {
-    let mut usable = false;
-    for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3 && i.enabled) {
-        let Some(reg) = i.regs.first() else { continue };
-        match iommu::probe(reg.base) {
-            Ok(f) => {
-                log!("{}: {f}", i.path);
-                usable = true;
-            }
-            Err(e) => log!("{}: {e}: falling back: dom0 keeps this SMMU and its DMA is not isolated by xenith", i.path),
-        }
-    }
-    if usable {
-        alloc::vec![IommuKind::SmmuV3]
-    } else {
-        Vec::new()
-    }
-}
-
-/// Take over every SMMUv3 the table gives the hypervisor (all streams blocked until
-/// attached). False if one could not be taken: the caller decides again without the driver.
-fn take_smmus(table: &OwnershipTable) -> bool {
-    let topo = &table.topology;
-    let max_sid = topo.masters.iter().flat_map(|m| m.iommu_map.iter()).map(|e| e.sid_base.saturating_add(e.length)).max();
-    let bits = max_sid.map(|s| (32 - s.saturating_sub(1).leading_zeros()).max(1) as u8);
-    let mut ok = true;
-    for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3) {
-        if !table.hypervisor_drives(&i.path) {
-            continue;
-        }
-        let Some(reg) = i.regs.first() else { continue };
-        match iommu::take(&i.path, reg.base, bits) {
-            Ok(()) => log!("{}: enabled, unknown streams abort (GBPA.ABORT)", i.path),
-            Err(e) => {
-                log!("{}: cannot take over: {e}; dom0 keeps it", i.path);
-                ok = false;
-            }
-        }
-    }
-    if !ok {
-        for inst in iommu::SMMUS.lock().iter_mut() {
-            let _ = inst.smmu.disable();
-        }
-        iommu::SMMUS.lock().clear();
-    }
-    ok
-}
-
-/// Attach every stream of dom0's devices behind a hypervisor-owned SMMU to dom0's stage 2.
-/// PCI requester IDs are found by scanning bus 0 of each host bridge's ECAM. Returns the
-/// streams of SMMUs dom0 drives nested, per SMMU path.
-fn attach_dom0_streams(dt: &HostDt, table: &OwnershipTable, p2m: &Stage2) -> Vec<(String, Vec<u32>)> {
-    let mut nested: Vec<(String, Vec<u32>)> = Vec::new();
-    let topo = &table.topology;
-    for m in topo.masters.iter().filter(|m| m.enabled && m.problem.is_none()) {
-        let mut sids: Vec<(usize, u32)> = Vec::new();
-        for r in &m.iommus {
-            if let Some(&sid) = r.specifier.first() {
-                sids.push((r.iommu, sid));
-            }
-        }
-        if !m.iommu_map.is_empty() {
-            let ecam = dt.find_path(&m.path).and_then(|n| dt.reg(n).ok()).and_then(|r| r.first().copied());
-            if let Some(ecam) = ecam {
-                for devfn in 0..256u64 {
-                    // SAFETY: bus 0's config space in the bridge's ECAM window (Device memory);
-                    // a read of an absent function returns all ones.
-                    let id = unsafe { core::ptr::read_volatile((ecam.base + (devfn << 12)) as *const u32) };
-                    if id != 0xffff_ffff {
-                        if let Some(s) = m.pci_rid_to_stream(devfn as u32) {
-                            log!("{}: PCI 00:{:02x}.{} ({:04x}:{:04x}) is stream {:#x}", m.path, devfn >> 3, devfn & 7, id & 0xffff, id >> 16, s.1);
-                            sids.push(s);
-                        }
-                    }
-                }
-            }
-        }
-        for (idx, sid) in sids {
-            let Some(iommu) = topo.iommus.get(idx) else { continue };
-            if !table.hypervisor_drives(&iommu.path) {
-                continue;
-            }
-            match iommu::attach(&iommu.path, sid, DOM0_VMID, p2m.vttbr(), p2m.vtcr()) {
-                Ok(()) => log!("{}: stream {sid:#x} ({}) translates through dom0's stage 2", iommu.path, m.path),
-                Err(e) => {
-                    log!("{}: stream {sid:#x} ({}) left blocked: {e}", iommu.path, m.path);
-                    continue;
-                }
-            }
-            if table.owner_of_iommu(&iommu.path) == Some(IommuOwner::Nested) {
-                match nested.iter_mut().find(|(p, _)| *p == iommu.path) {
-                    Some((_, v)) => v.push(sid),
-                    None => nested.push((iommu.path.clone(), alloc::vec![sid])),
-                }
-            }
-        }
-    }
-    nested
-}
-
-/// dom0's emulated SMMUs: one per SMMU it drives nested, at the physical SMMU's address, for
-/// the streams found at boot; the SPIs its node names for events and global errors are
-/// injected by the emulation.
-fn attach_vsmmus(dt: &HostDt, table: &OwnershipTable, dom: &mut Domain, nested: Vec<(String, Vec<u32>)>, p2m: (u16, u64, u64), ipa_bits: u8) {
-    for (path, sids) in nested {
-        let Some(i) = table.topology.iommus.iter().find(|i| i.path == path) else { continue };
-        let Some(reg) = i.regs.first() else { continue };
-        let names = dt.find_path(&path).and_then(|n| dt.prop_strings(n, "interrupt-names").ok().flatten()).unwrap_or_default();
-        let spi = |name: &str| {
-            let at = names.iter().position(|n| *n == name)?;
-            i.interrupts.get(at)?.gic_intid()
-        };
-        let (event, gerror) = (spi("eventq"), spi("gerror"));
-        let n = sids.len();
-        match iommu::attach_vsmmu(dom, &path, reg.base, sids, p2m, ipa_bits, event, gerror) {
-            Ok(()) => log!(
-                "{path}: dom0 gets an emulated SMMUv3 (stage 1, nested over its stage 2) at {:#x} for {n} stream(s){}",
-                reg.base,
-                match event {
-                    Some(e) => format!(", event interrupt INTID {e}"),
-                    None => ", no event interrupt".into(),
-                }
-            ),
-            Err(e) => log!("{path}: no emulated SMMU for dom0: {e}; its streams translate through dom0's stage 2 alone"),
-        }
-    }
 }
 
 fn dt_size(pa: u64) -> u64 {
@@ -459,9 +296,9 @@ fn load_dom0(l: &Dom0Layout, kernel: &[u8], initrd: Option<Region>, dtb: &[u8]) 
     }
     // dom0 starts with its MMU and caches off: what the hypervisor wrote must be in memory.
     // Nothing else of dom0's RAM was written here (cleaning all of it cost 34 M instructions).
-    super::clean_dcache_range(l.kernel_load, kernel.len() as u64);
+    super::mem::clean_dcache_range(l.kernel_load, kernel.len() as u64);
     if let Some((dst, len)) = l.initrd {
-        super::clean_dcache_range(dst, len);
+        super::mem::clean_dcache_range(dst, len);
     }
-    super::clean_dcache_range(l.dtb, dtb.len() as u64);
+    super::mem::clean_dcache_range(l.dtb, dtb.len() as u64);
 }

@@ -3,38 +3,23 @@
 //! answered with an injected exception, or the domain is killed with a log line.
 
 use super::entry::TrapFrame;
-use super::guest::{self, esr};
+use super::inject::{self, esr};
 use super::psci;
 use crate::domain::mmio::{MmioAccess, MmioResult};
 use crate::domain::registry::DOMAINS;
-use super::DirectMem;
+use super::mem::DirectMem;
 use crate::domain::{DomId, Domain, ShutdownReason};
 use crate::hypercall::after::{self, After};
-use crate::hypercall::{self, GuestFault, GuestMemory};
+use crate::hypercall;
 use crate::{log, sysreg};
-use super::smp::{self, MAX_CPUS};
-use crate::trap_stats::{TrapKind, TrapStats};
+use super::percpu::{self, MAX_CPUS};
+use super::stats::{count, S2_FAULTS_RESOLVED};
+use crate::trap_stats::TrapKind;
 use crate::sync::SpinMutex as Mutex;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
 use crate::domain::lifecycle::FaultLoop;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
-/// Exceptions taken from guests into EL2 (every lower-EL vector) per CPU and kind, printed
-/// when dom0 stops.
-pub static TRAPS: TrapStats<{ MAX_CPUS }> = TrapStats::new();
-/// Whether hypercalls are timed (`hypercall_stats` on the command line: off by default, so the
-/// hypercall path pays one load for it).
-pub static HCALL_STATS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-/// Time in the hypervisor per hypercall and sub-op, printed when dom0 stops.
-pub static HCALL_TIME: crate::trap_stats::HypercallTime = crate::trap_stats::HypercallTime::new();
-
-/// Count one trap of `kind` on this CPU.
-#[inline]
-pub(super) fn count(kind: TrapKind) {
-    TRAPS.count(smp::this_cpu(), kind);
-}
-/// Stage-2 faults that were another CPU's p2m change in progress: the guest retried.
-pub static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
 /// Per CPU, the last retried stage-2 fault (`fault::resolve`'s bound).
 static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RETRY_INIT) }; MAX_CPUS];
 const RETRY_INIT: RetryState = RetryState::new();
@@ -52,87 +37,24 @@ mod ec {
     pub const DABT_LOW: u64 = 0x24;
 }
 
-/// The calling vCPU's memory through its own stage 1 and stage 2, limited to its RAM.
-pub(super) struct CurrentGuestMemory;
-
-impl CurrentGuestMemory {
-    /// Whether `[pa, pa + len)` is RAM of the domain whose vCPU runs on this CPU: what a
-    /// hypercall may read or write through that vCPU's own stage 1 and stage 2. The domain
-    /// table and a domain's RAM banks never change once it runs: no lock, nothing copied.
-    fn owns(&self, pa: u64, len: u64) -> bool {
-        DOMAINS.get(smp::current_domain()).is_some_and(|d| d.ram().contains_pa(pa, len))
-    }
-}
-
-impl CurrentGuestMemory {
-    /// Walk `[gva, gva + len)` page by page, handing each piece's host address to `f`.
-    fn for_each_page(&self, gva: u64, len: usize, write: bool, mut f: impl FnMut(usize, usize, usize)) -> Result<(), GuestFault> {
-        let mut done = 0usize;
-        while done < len {
-            let va = gva.checked_add(done as u64).ok_or(GuestFault { gva })?;
-            let chunk = core::cmp::min(len - done, (0x1000 - (va & 0xfff)) as usize);
-            let pa = match guest::gva_to_pa(va, write) {
-                Some(pa) => pa,
-                None => retranslate(va, write).ok_or(GuestFault { gva: va })?,
-            };
-            if !self.owns(pa, chunk as u64) {
-                return Err(GuestFault { gva: va });
-            }
-            f(pa as usize, done, chunk);
-            done += chunk;
-        }
-        Ok(())
-    }
-}
-
-/// A translation that failed once, again under the p2m's read lock: an address in a block
-/// another CPU is splitting or merging (break-before-make) does not translate for a moment,
-/// and once the read lock is ours no such change is under way. Hypercall handlers copy to and
-/// from the guest with none of its domain's p2m locks held.
-#[inline(never)]
-fn retranslate(va: u64, write: bool) -> Option<u64> {
-    let dom = DOMAINS.get(smp::current_domain())?;
-    let _p2m = dom.p2m.read();
-    guest::gva_to_pa(va, write)
-}
-
-impl GuestMemory for CurrentGuestMemory {
-    fn copy_from_guest(&mut self, gva: u64, buf: &mut [u8]) -> Result<(), GuestFault> {
-        let dst = buf.as_mut_ptr();
-        self.for_each_page(gva, buf.len(), false, |pa, off, n| {
-            // SAFETY: `pa..pa+n` is RAM of this domain (checked), identity-mapped at EL2, and
-            // `off..off+n` lies inside `buf`.
-            unsafe { super::copy_bytes(pa as *const u8, dst.add(off), n) }
-        })
-    }
-
-    fn copy_to_guest(&mut self, gva: u64, data: &[u8]) -> Result<(), GuestFault> {
-        let src = data.as_ptr();
-        self.for_each_page(gva, data.len(), true, |pa, off, n| {
-            // SAFETY: as in `copy_from_guest`, in the other direction.
-            unsafe { super::copy_bytes(src.add(off), pa as *mut u8, n) }
-        })
-    }
-}
-
 #[no_mangle]
 extern "C" fn xenith_trap_lower_sync(frame: &mut TrapFrame) {
     // vGIC: read the list registers back before anything looks at interrupt state, and
-    // refill them on the way out (gic.rs).
+    // refill them on the way out (irq.rs).
     let esr_el2 = sysreg!(read ESR_EL2);
     let ssbd = super::spectre::guest_exit();
-    super::gic::guest_exit();
+    super::irq::guest_exit();
     if handle_lower_sync(frame, esr_el2) == After::Park {
-        smp::park_this_cpu();
+        super::vcpu_switch::park_this_cpu();
     }
-    super::gic::guest_entry();
+    super::irq::guest_entry();
     super::spectre::guest_entry(ssbd);
 }
 
 fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     let class = esr_el2 >> 26;
     let iss = esr_el2 & 0x1ff_ffff;
-    let current: DomId = smp::current_domain();
+    let current: DomId = percpu::current_domain();
     if class == ec::HVC64 && iss == u64::from(guest_abi::hypercall::XEN_HYPERCALL_TAG) {
         // The vector sends these to hvc.rs directly; should one arrive here, same handling.
         count(TrapKind::Hypercall); // before the call (it may power the machine off)
@@ -153,7 +75,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
     }
     let Some(dom) = DOMAINS.get(current) else {
         log!("trap from unknown domain {current} (ESR {esr_el2:#x}): halting this CPU");
-        super::halt();
+        super::regs::halt();
     };
     match class {
         ec::HVC64 if iss == 0 => smccc(dom, frame),
@@ -178,7 +100,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
         // Feature ID registers (HCR_EL2.TID3): the guest's view (cpufeat.rs).
         ec::SYSREG if super::cpufeat::emulate_sysreg(frame, iss) => {}
         // Timer and GIC system registers the guest may not touch directly are emulated.
-        ec::SYSREG if super::vtimer::emulate_sysreg(frame, iss) || super::gic::emulate_sysreg(frame, iss) => frame.elr += 4,
+        ec::SYSREG if super::vtimer::emulate_sysreg(frame, iss) || super::irq::emulate_sysreg(frame, iss) => frame.elr += 4,
         // Cache maintenance by set/way, and the register writes that track the caches.
         ec::SYSREG if super::setway::emulate(dom, frame, iss) => frame.elr += 4,
         ec::SYSREG | ec::UNKNOWN => {
@@ -231,7 +153,7 @@ fn wait(frame: &mut TrapFrame, esr_el2: u64) {
     let unheld = iss & 2 != 0 || (iss & (1 << 24) != 0 && (iss >> 20) & 0xf != 0xe);
     let deliverable = kind == Wait::Interrupt
         && !unheld
-        && super::gic::current_vgic().is_some_and(|v| v.lock().has_deliverable(smp::current_vcpu() as usize));
+        && super::vgic_glue::current_vgic().is_some_and(|v| v.lock().has_deliverable(percpu::current_vcpu() as usize));
     if on_wait(kind, deliverable, unheld) == WaitAction::WaitForInterrupt {
         super::vtimer::block();
         // SAFETY: waits for an interrupt with PSTATE.I set at EL2 (exception entry); no memory
@@ -262,14 +184,14 @@ fn smccc(dom: &Domain, frame: &mut TrapFrame) {
 
 fn inject_undef(dom: &Domain, frame: &mut TrapFrame, return_to: u64) {
     let pc = frame.elr;
-    guest::inject_sync(frame, esr::undef(), None, return_to);
+    inject::inject_sync(frame, esr::undef(), None, return_to);
     note_injection(dom, pc, frame.elr, "UNDEF");
 }
 
 /// Whether to log a fault at `pc` that gets an exception injected: not when it is one more turn
 /// of a handler faulting in its own vector entry (the loop is reported once, as a crash).
 fn log_fault(dom: &Domain, pc: u64) -> bool {
-    let nested = FAULT_LOOP.get(smp::this_cpu()).is_some_and(|l| l.lock().would_nest(pc));
+    let nested = FAULT_LOOP.get(percpu::this_cpu()).is_some_and(|l| l.lock().would_nest(pc));
     !nested && dom.should_log_fault()
 }
 
@@ -277,12 +199,12 @@ fn log_fault(dom: &Domain, pc: u64) -> bool {
 /// handler keeps faulting inside its vector entry cannot run any more, and its domain crashes
 /// (acted on as the trap returns: a domU's CPU stops, dom0 takes the machine with it).
 fn note_injection(dom: &Domain, pc: u64, vector: u64, what: &str) {
-    let Some(slot) = FAULT_LOOP.get(smp::this_cpu()) else { return };
+    let Some(slot) = FAULT_LOOP.get(percpu::this_cpu()) else { return };
     let mut l = slot.lock();
     if l.injected(pc, vector) {
         let n = l.nested();
         drop(l);
-        log!("d{}v{}: {what} loop: its exception handler at {vector:#x} faulted at once {n} times running: domain crashed", dom.id, smp::current_vcpu());
+        log!("d{}v{}: {what} loop: its exception handler at {vector:#x} faulted at once {n} times running: domain crashed", dom.id, percpu::current_vcpu());
         dom.set_shutdown(ShutdownReason::Crash);
     }
 }
@@ -293,7 +215,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
     let far = sysreg!(read FAR_EL2);
     let hpfar = sysreg!(read HPFAR_EL2);
     let ipa = ((hpfar & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff);
-    let el0 = guest::from_el0(frame);
+    let el0 = inject::from_el0(frame);
     let write = iss & (1 << 6) != 0;
     let is_data = class == ec::DABT_LOW;
     if is_data {
@@ -308,7 +230,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
     let now = super::regs::counter();
     // Retries more than ~1 ms apart (at the counter's frequency) are separate windows.
     let gap = super::regs::counter_freq() / 1000;
-    let resolution = match S2_RETRY.get(smp::this_cpu()) {
+    let resolution = match S2_RETRY.get(percpu::this_cpu()) {
         Some(slot) => fault::resolve(dom.p2m.read().as_ref(), &DirectMem, fault, &mut slot.lock(), now, gap),
         None => Resolution::Abort,
     };
@@ -335,7 +257,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u64, iss: u64) -> Tra
     }
     let esr = if is_data { esr::data_abort(el0) } else { esr::prefetch_abort(el0) };
     let ret = frame.elr;
-    guest::inject_sync(frame, esr, Some(far), ret);
+    inject::inject_sync(frame, esr, Some(far), ret);
     note_injection(dom, ret, frame.elr, if is_data { "data abort" } else { "instruction abort" });
     TrapKind::Abort
 }
@@ -360,7 +282,7 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
     let value = if size == 8 { value } else { value & ((1u64 << (size * 8)) - 1) };
     let access = MmioAccess { offset, size, write, value };
     // Banked registers are the accessing vCPU's.
-    match dev.access(smp::current_vcpu() as usize, access) {
+    match dev.access(percpu::current_vcpu() as usize, access) {
         MmioResult::Done(v) => {
             if !write && reg != 31 {
                 let bits = u32::from(size) * 8;
@@ -383,9 +305,9 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
 
 #[no_mangle]
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
-    // Physical interrupts the hypervisor owns (timers, GIC maintenance): see gic.rs.
+    // Physical interrupts the hypervisor owns (timers, GIC maintenance): see irq.rs.
     let ssbd = super::spectre::guest_exit();
-    let kind = super::gic::irq_from_guest(frame);
+    let kind = super::irq::irq_from_guest(frame, |f| super::vcpu_switch::reschedule(f, super::vcpu_switch::Why::Interrupt));
     count(kind);
     super::spectre::guest_entry(ssbd);
 }
@@ -400,12 +322,12 @@ extern "C" fn xenith_trap_lower_serror(frame: &mut TrapFrame) {
 /// machine with it; a domU's CPU stops).
 fn kill_current(why: &str) {
     count(TrapKind::OtherSync);
-    let current: DomId = smp::current_domain();
+    let current: DomId = percpu::current_domain();
     if let Some(dom) = DOMAINS.get(current) {
         log!("d{}: {why}: domain killed", dom.id);
         dom.set_shutdown(ShutdownReason::Crash);
         if after::after_trap(&super::Hw, &DOMAINS, dom) == After::Park {
-            smp::park_this_cpu();
+            super::vcpu_switch::park_this_cpu();
         }
     }
 }

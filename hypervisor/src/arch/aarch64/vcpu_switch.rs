@@ -12,19 +12,19 @@
 
 use super::entry::TrapFrame;
 use super::regs::{counter, counter_freq, isb};
-use super::smp::{self, this_cpu, MAX_CPUS, NO_DOMAIN};
+use super::percpu::{self, this_cpu, MAX_CPUS, NO_DOMAIN};
+use super::smp;
 use crate::contract::CpuStart;
 use crate::irq::vgic::ListRegisters;
 use crate::sched::{Decision, SchedPolicy, VcpuRef, MAX_SCHED_VCPUS, SCHED};
 use crate::sync::SpinMutex;
 use crate::sysreg;
 use alloc::string::String;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// HCR_EL2.TWI and TWE: trap WFI and WFE.
 const HCR_TWX: u64 = (1 << 13) | (1 << 14);
 
-static CREDIT: AtomicBool = AtomicBool::new(false);
 /// vCPU switches (a CPU going idle counts as one), printed when dom0 stops.
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
 /// Per CPU: 0 off, 1 being powered on, 2 up (scheduling).
@@ -102,7 +102,7 @@ pub fn report() -> Option<String> {
 /// Whether vCPUs share CPUs (`sched=credit`).
 #[inline]
 pub fn enabled() -> bool {
-    CREDIT.load(Ordering::Relaxed)
+    percpu::shares_cpus()
 }
 
 /// At boot, on the boot CPU: the scheduler's policy for `cpus` CPUs. `credit` needs a GICv3
@@ -116,7 +116,12 @@ pub fn init(policy: SchedPolicy, cpus: usize) -> SchedPolicy {
         policy
     };
     SCHED.configure(policy, counter_freq(), cpus, false);
-    CREDIT.store(policy == SchedPolicy::Credit, Ordering::Relaxed);
+    if policy == SchedPolicy::Credit {
+        percpu::set_shares_cpus();
+        // The layers below reach the scheduler through these.
+        super::vgic_glue::set_wake(|dom, vcpu| wake(VcpuRef::new(dom, vcpu as u32)));
+        smp::set_scheduled_entry(cpu_up);
+    }
     CPU_UP[0].store(2, Ordering::Relaxed);
     policy
 }
@@ -142,7 +147,7 @@ pub fn start_vcpu(s: &CpuStart) -> Result<(), String> {
         *c = CONTEXT_ZERO;
         c.frame.x[0] = s.context;
         c.frame.elr = s.entry;
-        c.frame.spsr = super::guest::SPSR_EL1H_MASKED;
+        c.frame.spsr = super::inject::SPSR_EL1H_MASKED;
         c.el1[0] = super::guest::SCTLR_EL1_RESET;
         c.vmpidr = (1 << 31) | u64::from(s.vcpu);
         c.vttbr = s.vttbr;
@@ -222,8 +227,8 @@ pub fn reschedule(frame: &mut TrapFrame, why: Why) {
         Why::Wfe => SCHED.yield_now(cpu, now),
         Why::Wfi => {
             // An interrupt the vCPU could take: WFI completes at once.
-            let vcpu = smp::current_vcpu() as usize;
-            if super::gic::current_vgic().is_some_and(|g| g.lock().has_deliverable(vcpu)) {
+            let vcpu = percpu::current_vcpu() as usize;
+            if super::vgic_glue::current_vgic().is_some_and(|g| g.lock().has_deliverable(vcpu)) {
                 return;
             }
             SCHED.block(cpu, now, own_deadline())
@@ -285,7 +290,7 @@ fn after_point(cpu: usize) {
 /// Nothing is runnable on `cpu`: wait at EL2 (interrupts masked; WFI wakes on a pending one)
 /// and take interrupts until the scheduler has a vCPU for it.
 fn idle(cpu: usize) -> VcpuRef {
-    smp::assign(cpu, NO_DOMAIN, 0);
+    percpu::assign(cpu, NO_DOMAIN, 0);
     loop {
         let now = counter();
         expire(cpu, now);
@@ -295,7 +300,7 @@ fn idle(cpu: usize) -> VcpuRef {
         super::vtimer::set_sched_event(SCHED.next_event(cpu, now));
         // SAFETY: waits for an interrupt; no memory or register effects.
         unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
-        let _ = super::gic::take_physical_irqs();
+        let _ = super::irq::take_physical_irqs();
     }
 }
 
@@ -323,13 +328,22 @@ pub fn run_next(cpu: usize) -> ! {
 /// Per CPU, the registers `run_next` enters a vCPU with.
 static mut NEXT_FRAME: [TrapFrame; MAX_CPUS] = [TrapFrame::ZERO; MAX_CPUS];
 
+/// This CPU's vCPU stops for good (its domain shut down): under `sched=credit` the CPU runs
+/// another vCPU, else it is parked.
+pub fn park_this_cpu() -> ! {
+    if enabled() {
+        stop_current();
+    }
+    smp::park_this_cpu()
+}
+
 /// The running vCPU stops for good (its domain stopped, or it turned itself off): the CPU
 /// runs something else.
 #[cold]
 #[inline(never)]
 pub fn stop_current() -> ! {
     let cpu = this_cpu();
-    let v = VcpuRef::new(smp::current_domain(), smp::current_vcpu());
+    let v = VcpuRef::new(percpu::current_domain(), percpu::current_vcpu());
     // Its list registers and timers are left behind: clear them for the next vCPU.
     let _ = super::vgic_glue::take_cpu_state();
     let mut lrs = super::gic::HwLrs::new();
@@ -376,7 +390,7 @@ fn save(slot: usize, frame: &TrapFrame) {
 
 fn restore(slot: usize, v: VcpuRef, frame: &mut TrapFrame) {
     let c = *CONTEXTS[slot].lock();
-    smp::assign(this_cpu(), v.domain, v.vcpu);
+    percpu::assign(this_cpu(), v.domain, v.vcpu);
     sysreg!(write VTCR_EL2, c.vtcr);
     sysreg!(write VTTBR_EL2, c.vttbr);
     sysreg!(write VMPIDR_EL2, c.vmpidr);

@@ -3,9 +3,11 @@
 //! a kick), reading the list registers back on guest exit and refilling them before guest
 //! entry when the vCPU's interrupt state changed, and the injections other code asks for
 //! (event-channel upcalls, timer expiries, level lines). The architecture's `gic` module gives
-//! the hardware side: `kick`, `HwLrs` (its list registers) and `apply_hw_ops`.
+//! the hardware side: `kick`, `HwLrs` (its list registers) and `apply_hw_ops`; `percpu` says
+//! what this CPU runs. It imports nothing else of the architecture: `irq` and `vtimer` call it
+//! (`irq` passes `vtimer`'s handlers in).
 
-use super::smp::{self, this_cpu, MAX_CPUS};
+use super::percpu::{self, this_cpu, MAX_CPUS};
 use crate::domain::{DomId, Domain};
 use crate::irq::vgic::domains::VGICS;
 use crate::irq::vgic::regs::{SharedVgic, REGISTER_WRITES};
@@ -23,17 +25,37 @@ static SEEN_WRITES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CP
 /// Physical interrupts taken that nobody claims (logged a few times only).
 static STRAY: AtomicU32 = AtomicU32::new(0);
 
+/// When vCPUs share CPUs, the scheduler's wakeup of a vCPU with new interrupt state: it
+/// returns the CPU to kick (`None`: the vCPU runs nowhere). The scheduler sits above this
+/// file, so it registers it (`set_wake`); without it each vCPU has its CPU (`percpu::cpu_of`).
+static WAKE: crate::sync::Once<fn(DomId, usize) -> Option<usize>> = crate::sync::Once::new();
+
+/// Register the scheduler's wakeup (once, at boot, before any domain runs).
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub fn set_wake(wake: fn(DomId, usize) -> Option<usize>) {
+    WAKE.call_once(|| wake);
+}
+
 /// Whether to log one more unclaimed physical interrupt (the first few only).
 pub fn log_stray() -> bool {
     STRAY.fetch_add(1, Ordering::Relaxed) < 8
 }
 
+/// What the architecture's timer code does when one of its PPIs fires: `vtimer` sits above
+/// this file, so its handlers come in as values.
+pub struct TimerPpis {
+    /// The guest's virtual timer (PPI 27).
+    pub virtual_timer: fn(),
+    /// The hypervisor's timer backing the guest's physical timer (PPI 26).
+    pub hyp_timer: fn(),
+}
+
 /// Act on physical SGI, PPI or SPI `intid`, acknowledged and its priority dropped: a
-/// passed-through SPI pends on dom0's vCPU it targets, the timers' PPIs go to `vtimer`, the
+/// passed-through SPI pends on dom0's vCPU it targets, the timers' PPIs go to `timers`, the
 /// maintenance interrupt and the kick (`kick_sgi`) only make `guest_entry` look again.
 /// Returns whether the caller deactivates it now (not a passed-through SPI: the guest does,
 /// through a HW list register).
-pub fn take_physical(intid: u32, kick_sgi: u32) -> bool {
+pub fn take_physical(intid: u32, kick_sgi: u32, timers: &TimerPpis) -> bool {
     if intid >= PRIVATE_IRQS {
         let target = dom0_vgic().and_then(|v| {
             let mut g = v.lock();
@@ -48,8 +70,8 @@ pub fn take_physical(intid: u32, kick_sgi: u32) -> bool {
         return target.is_none();
     }
     match intid {
-        VTIMER_PPI => super::vtimer::on_virtual_timer(),
-        HYP_TIMER_PPI => super::vtimer::on_hyp_timer(),
+        VTIMER_PPI => (timers.virtual_timer)(),
+        HYP_TIMER_PPI => (timers.hyp_timer)(),
         // Underflow: the list registers drained; `guest_entry` refills them. A kick: another
         // CPU changed this vCPU's interrupts; `guest_entry` looks at them.
         MAINTENANCE_PPI => {}
@@ -67,7 +89,11 @@ pub fn take_physical(intid: u32, kick_sgi: u32) -> bool {
 /// look (`kick`). Nothing happens for a vCPU that runs nowhere (not started, or parked).
 pub fn notify(dom: DomId, vcpu: usize) {
     // Also the scheduler's wakeup of a vCPU waiting in WFI (when vCPUs share CPUs).
-    let Some(cpu) = smp::wake(dom, vcpu) else { return };
+    let cpu = match WAKE.get() {
+        Some(wake) => wake(dom, vcpu),
+        None => percpu::cpu_of(dom, vcpu),
+    };
+    let Some(cpu) = cpu else { return };
     if let Some(w) = WORK.get(cpu) {
         w.store(true, Ordering::Release);
     }
@@ -86,13 +112,13 @@ pub fn notify_mask(dom: DomId, mut mask: u64) {
 /// The vCPUs in `mask` of the domain whose vCPU runs on this CPU look at their interrupts
 /// (a guest's GICD_SGIR write is emulated on the writing vCPU's CPU).
 pub fn notify_mask_here(mask: u64) {
-    notify_mask(smp::current_domain(), mask)
+    notify_mask(percpu::current_domain(), mask)
 }
 
 /// The vGIC of the vCPU on this CPU (its domain's), if that domain has one.
 #[inline]
 pub fn current_vgic() -> Option<&'static SharedVgic> {
-    VGICS.get(smp::current_domain())
+    VGICS.get(percpu::current_domain())
 }
 
 /// dom0's vGIC, whichever CPU asks (its passed-through SPIs, events other domains raise for it).
@@ -113,7 +139,7 @@ pub fn guest_exit() {
 #[inline(never)]
 fn guest_exit_sync(me: usize) {
     if let Some(v) = current_vgic() {
-        v.lock().sync(smp::current_vcpu() as usize, &mut super::gic::HwLrs::new());
+        v.lock().sync(percpu::current_vcpu() as usize, &mut super::gic::HwLrs::new());
         if let Some(w) = WORK.get(me) {
             w.store(true, Ordering::Relaxed);
         }
@@ -140,7 +166,7 @@ fn flush(me: usize, writes: u64) {
     let (Some(work), Some(seen)) = (WORK.get(me), SEEN_WRITES.get(me)) else { return };
     work.store(false, Ordering::Relaxed);
     seen.store(writes, Ordering::Relaxed);
-    let vcpu = smp::current_vcpu() as usize;
+    let vcpu = percpu::current_vcpu() as usize;
     let mut g = v.lock();
     g.flush(vcpu, &mut super::gic::HwLrs::new());
     if let Some(l) = LRS_LIVE.get(me) {

@@ -12,7 +12,7 @@ use super::entry::TrapFrame;
 use super::regs::isb;
 use crate::irq::vgic::{PTIMER_PPI, VTIMER_PPI};
 use crate::sysreg;
-use super::smp::{self, this_cpu, MAX_CPUS};
+use super::percpu::{self, this_cpu, MAX_CPUS};
 use crate::sync::SpinMutex as Mutex;
 use crate::domain::vcpu::{hyp_timer_deadline, slice_end};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -117,7 +117,7 @@ pub fn on_virtual_timer() {
     let ctl = sysreg!(read CNTV_CTL_EL0);
     sysreg!(write CNTV_CTL_EL0, ctl | CTL_IMASK);
     isb();
-    super::gic::inject_edge(smp::current_domain(), smp::current_vcpu() as usize, VTIMER_PPI);
+    super::vgic_glue::inject_edge(percpu::current_domain(), percpu::current_vcpu() as usize, VTIMER_PPI);
 }
 
 /// The hypervisor timer fired: the vCPU's slice ended (with one vCPU per CPU it runs on for
@@ -155,7 +155,7 @@ fn fired(t: &PhysTimer) -> bool {
 /// and the slice's end.
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
-    super::gic::set_irq_level(smp::current_domain(), smp::current_vcpu() as usize, PTIMER_PPI, asserted);
+    super::vgic_glue::set_irq_level(percpu::current_domain(), percpu::current_vcpu() as usize, PTIMER_PPI, asserted);
     arm_hyp_timer(t, if asserted { None } else { pending_deadline(t) });
 }
 
@@ -279,10 +279,10 @@ impl SavedTimers {
     pub fn expire(&mut self, dom: crate::domain::DomId, vcpu: usize, now: u64) {
         if armed(self.ctl) && now >= self.cval.saturating_add(self.offset) {
             self.ctl |= CTL_IMASK;
-            super::gic::inject_edge(dom, vcpu, VTIMER_PPI);
+            super::vgic_glue::inject_edge(dom, vcpu, VTIMER_PPI);
         }
         if armed(self.pctl) && now >= self.pcval {
-            super::gic::set_irq_level(dom, vcpu, PTIMER_PPI, true);
+            super::vgic_glue::set_irq_level(dom, vcpu, PTIMER_PPI, true);
         }
     }
 }

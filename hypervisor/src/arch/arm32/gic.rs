@@ -4,19 +4,15 @@
 //! driver, the vGIC front end and the per-CPU exit/entry protocol are the same code as on
 //! AArch64 (`gic_v2.rs`, `vgic_glue.rs`, shared by path); this file is ARMv7's hardware side.
 
-use super::entry::TrapFrame;
-use super::smp::this_cpu;
-pub use super::vgic_glue::{deliver_event_upcall, dom0_vgic, guest_exit, inject_edge, notify_mask_here, set_irq_level};
-use crate::domain::Domain;
+use super::percpu::this_cpu;
 use crate::dt::boot_info::GicInfo;
-use crate::irq::vgic::domains::VGICS;
 use crate::irq::vgic::{HwOp, ListRegisters, HYP_TIMER_PPI, MAINTENANCE_PPI, VTIMER_PPI};
 use alloc::string::String;
 
 /// Priority the hypervisor gives its PPIs.
 pub(super) const HYP_PRIORITY: u8 = 0x80;
 /// The SGI one CPU sends another to make it look at its vCPU's interrupts again.
-const KICK_SGI: u32 = 0;
+pub(super) const KICK_SGI: u32 = 0;
 /// The private interrupts the hypervisor takes on every CPU.
 pub(super) const HYP_PPIS: [u32; 4] = [KICK_SGI, MAINTENANCE_PPI, HYP_TIMER_PPI, VTIMER_PPI];
 /// Priority of passed-through SPIs at the physical GIC (below the hypervisor's own PPIs).
@@ -27,12 +23,12 @@ pub fn init(info: &GicInfo) -> Result<u32, String> {
     if info.version != 2 {
         return Err(alloc::format!("GICv{} at {}: ARMv7 hosts have a GICv2", info.version, info.path));
     }
-    super::gic_v2::init(info)
+    super::gic_v2::init(info, &HYP_PPIS, HYP_PRIORITY)
 }
 
 /// This CPU's banked GIC state, CPU interface and virtual interface (secondary CPUs).
 pub fn init_this_cpu() -> Result<(), String> {
-    super::gic_v2::init_this_cpu()
+    super::gic_v2::init_this_cpu(&HYP_PPIS, HYP_PRIORITY)
 }
 
 /// Make physical CPU `cpu` re-examine its vCPU's interrupts: a physical SGI, unless it is
@@ -45,13 +41,6 @@ pub fn kick(cpu: usize) {
         super::regs::dsb_ish();
         g.send_sgi(KICK_SGI, super::gic_v2::cpu_mask(cpu));
     }
-}
-
-/// Give dom0 its vGICv2 (the GICV frame mapped at its GICC) and register it.
-pub fn attach_vgic_v2(dom: &mut Domain, info: &GicInfo, it_lines: u32, vcpus: usize) -> Result<(), String> {
-    let vgic = super::gic_v2::attach_vgic(dom, info, it_lines, vcpus)?;
-    VGICS.insert(dom.id, vgic)?;
-    Ok(())
 }
 
 /// The GICH list registers behind the vGIC core's trait.
@@ -89,21 +78,12 @@ impl ListRegisters for HwLrs {
 }
 
 /// ISR (CP15 c12, c1, 0): bit 7, a physical IRQ is pending.
-fn irq_pending() -> bool {
+#[inline]
+pub fn irq_pending() -> bool {
     let isr: u32;
     // SAFETY: reads a status register; no memory effects.
     unsafe { core::arch::asm!("mrc p15, 0, {}, c12, c1, 0", out(reg) isr, options(nomem, nostack, preserves_flags)) };
     isr & (1 << 7) != 0
-}
-
-/// The vCPU is about to re-enter the guest: take the physical interrupts that arrived while
-/// the hypervisor ran, then refill the list registers if its interrupt state changed.
-#[inline]
-pub fn guest_entry() {
-    if irq_pending() {
-        let _ = take_physical_irqs();
-    }
-    super::vgic_glue::flush_if_changed();
 }
 
 /// Carry out on the physical distributor what the guest's writes to passed-through SPIs
@@ -114,8 +94,11 @@ pub(super) fn apply_hw_ops(ops: &[HwOp]) {
     }
 }
 
-/// Acknowledge and handle every pending physical interrupt. Returns the first INTID taken.
-pub fn take_physical_irqs() -> Option<u32> {
+/// Acknowledge every pending physical interrupt, drop its priority and hand it to `dispatch`,
+/// which says whether to deactivate it now (false: the guest does, through a HW list
+/// register). Returns the first INTID taken.
+#[inline]
+pub fn take_physical_irqs(mut dispatch: impl FnMut(u32) -> bool) -> Option<u32> {
     let g = super::gic_v2::get()?;
     let mut first = None;
     for _ in 0..64 {
@@ -127,16 +110,9 @@ pub fn take_physical_irqs() -> Option<u32> {
         first = first.or(Some(intid));
         // Priority drop; deactivation below or by the guest.
         g.end_of_interrupt(iar);
-        if super::vgic_glue::take_physical(intid, KICK_SGI) {
+        if dispatch(intid) {
             g.deactivate(iar);
         }
     }
     first
-}
-
-/// An IRQ taken to HYP mode while a guest ran.
-pub fn irq_from_guest(_frame: &mut TrapFrame) {
-    guest_exit();
-    let _ = take_physical_irqs();
-    guest_entry();
 }

@@ -44,11 +44,11 @@ pub fn system_off() -> ! {
     if let Some(r) = call(SYSTEM_OFF, 0, 0, 0) {
         crate::log!("firmware did not power off (PSCI SYSTEM_OFF returned {r:#x}): parking the CPU");
     }
-    super::halt()
+    super::regs::halt()
 }
 
 /// Reset the machine; parks the CPU if the firmware returns.
 pub fn system_reset() -> ! {
     let _ = call(SYSTEM_RESET, 0, 0, 0);
-    super::halt()
+    super::regs::halt()
 }

@@ -99,7 +99,7 @@ cp15_32!(/// Virtualization processor ID (the guest's MIDR).
     Vpidr, 4, 0, 0, 0);
 cp15_32!(/// Virtualization multiprocessor ID (the guest's MPIDR).
     Vmpidr, 4, 0, 0, 5);
-cp15_32!(/// HYP software thread ID: this CPU's index, vCPU and domain (smp.rs).
+cp15_32!(/// HYP software thread ID: this CPU's index, vCPU and domain (percpu.rs).
     Htpidr, 4, 13, 0, 2);
 cp15_32!(/// PL1 system control (the guest's).
     Sctlr, 0, 1, 0, 0);
@@ -174,5 +174,13 @@ pub fn delay_ms(ms: u32) {
     let start = counter();
     while counter().wrapping_sub(start) < ticks {
         core::hint::spin_loop();
+    }
+}
+
+/// Park this CPU for good (interrupts masked).
+pub fn halt() -> ! {
+    loop {
+        // SAFETY: masks interrupts and waits; touches no memory.
+        unsafe { core::arch::asm!("cpsid aif", "wfi") };
     }
 }

@@ -4,13 +4,12 @@
 
 use super::entry::{enter_guest, TrapFrame};
 use super::guest::{self, CPSR_SVC_MASKED};
-use super::{heap, mmu, monitor, psci, trap, DirectMem, HwTlb};
-use crate::boot::{self, Console};
+use super::mem::{DirectMem, HwTlb};
+use super::{heap, mmu, monitor, psci, trap};
+use crate::boot::{self, Console, DOM0_VMID};
 use crate::domain::zimage::{self, ZImageLayout};
-use crate::domain::{Domain, RamBank, RamBanks};
 use crate::dt::{HostDt, Region};
 use crate::log;
-use crate::mm::{S2Attr, Stage2, Stage2Config};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -22,8 +21,6 @@ use crate::sync::Once;
 const EARLY_UART: u64 = 0x0900_0000;
 /// Largest host DTB accepted.
 const MAX_DTB: usize = 2 << 20;
-/// dom0's VMID.
-const DOM0_VMID: u16 = 1;
 /// The zImage protocol's r1: "no machine type, the DTB describes the machine".
 const MACHINE_TYPE_DT: u32 = 0xffff_ffff;
 
@@ -43,7 +40,7 @@ extern "C" fn xenith_boot_hyp(dtb_pa: u32, from_secure: u32) -> ! {
         monitor::set_owned();
     }
     mmu::enable_boot_map();
-    super::smp::init_boot_cpu();
+    super::percpu::init_boot_cpu();
     heap::init();
     // SAFETY: QEMU virt's PL011, identity-mapped as Device memory by the boot map.
     let early = EARLY.call_once(|| Pl011::new(unsafe { RawMmio::new(EARLY_UART as usize) }));
@@ -137,12 +134,8 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
 
     // RAM above 4 GiB (LPAE machines may have some) has no HYP address: none of it becomes
     // table frames, heap or a 32-bit dom0's RAM.
-    const HIGH: u64 = 1 << 32;
-    let high: u64 = info.memory.iter().map(|r| (r.base + r.size).saturating_sub(r.base.max(HIGH))).sum();
+    let high = plan.set_aside_ram_above(&info, 1 << 32)?;
     if high != 0 {
-        if let Err(e) = plan.free.reserve(HIGH, (1 << 40) - HIGH) {
-            return Err(format!("cannot set RAM above 4 GiB aside: {e}"));
-        }
         log!("RAM above 4 GiB: {} MiB set aside (no HYP mapping on ARMv7)", mib(high));
     }
 
@@ -172,7 +165,7 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
     // dom0's vCPU n runs on the host DT's n-th CPU (PSCI CPU_ON starts the others); no SMMU here.
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
-    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::smp::MAX_CPUS));
+    let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::percpu::MAX_CPUS));
     let decisions = plan.decide(&dt, &info, &[], dom0_ram, dom0_initrd, vcpus)?;
     for (path, why) in &decisions.kept_masters {
         log!("{path}: kept from dom0 ({why})");
@@ -184,18 +177,8 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let mem = DirectMem;
     let mut tlb = HwTlb;
     let free = &mut plan.free;
-    let mut p2m = Stage2::new(DOM0_VMID, Stage2Config::DOMAIN, free, &mem).map_err(|e| format!("dom0 stage 2: {e}"))?;
+    let (p2m, mapped) = boot::build_dom0_stage2(&decisions, dom0_ram, free, &mem, &mut tlb)?;
     let vtcr = p2m.vtcr_armv7().ok_or("dom0 stage 2: a configuration ARMv7's VTCR cannot describe")?;
-    let mut mapped = 0usize;
-    for (path, r) in &decisions.dom0_devices {
-        if let Err(e) = p2m.map(r.base, r.base, r.size, S2Attr::DEVICE_RW, free, &mem, &mut tlb) {
-            log!("dom0 stage 2: cannot map {path} {r}: {e}");
-            continue;
-        }
-        mapped += 1;
-    }
-    p2m.map(layout.ram_base, layout.ram_base, layout.ram_size, S2Attr::RAM_RWX, free, &mem, &mut tlb)
-        .map_err(|e| format!("dom0 stage 2: RAM: {e}"))?;
     log!(
         "dom0: RAM {:#x}-{:#x} ({} MiB), zImage at {:#x} (entry), initrd {}, DTB at {:#x} ({} bytes), VMID {DOM0_VMID}, VTCR {vtcr:#x}",
         layout.ram_base,
@@ -214,14 +197,8 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let (used, total) = heap::usage();
     log!("heap: {} KiB of {} KiB in use; {} MiB of RAM left free", used / 1024, total / 1024, mib(free.total_free()));
 
-    let mut ram = RamBanks::default();
-    ram.push(RamBank { ipa: layout.ram_base, pa: layout.ram_base, size: layout.ram_size });
-    let mut dom = Domain::new(0, true, true, ram);
-    let (gnttab_frames, maptrack_frames) = crate::domain::grant::limits();
-    *dom.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(gnttab_frames.min((boot::GNTTAB_SIZE / 4096) as u32), maptrack_frames);
-    dom.max_vcpus = vcpus as u32;
     guest::configure(p2m.vttbr(), vtcr, 0);
-    *dom.p2m.get_mut() = Some(p2m);
+    let mut dom = boot::dom0_domain(dom0_ram, vcpus, p2m);
     // Interrupts: the physical GICv2 for the hypervisor's PPIs, and dom0's emulated
     // distributor at the host's (left out of its stage 2, so every access traps) with the
     // GIC's virtual CPU interface where dom0 expects its CPU interface.
@@ -230,13 +207,10 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     }
     let host_lines = super::gic::init(&info.gic)?;
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
-    let (it_lines, why) = boot::dom0_it_lines(dom0_dtb, host_lines);
-    if let Some(why) = why {
-        log!("{why}");
-    }
-    super::gic::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
+    let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
+    super::irq::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
     trap::install(dom, core::mem::take(&mut plan.free))?;
-    super::smp::assign(super::smp::this_cpu(), 0, 0);
+    super::percpu::assign(super::percpu::this_cpu(), 0, 0);
     log!("starting dom0");
     // SAFETY: single boot CPU; nothing else references DOM0_ENTRY.
     let frame = unsafe {
@@ -267,11 +241,11 @@ fn load_dom0(l: &ZImageLayout, kernel: &[u8], initrd: Option<Region>, dtb: &[u8]
         }
         core::ptr::copy_nonoverlapping(dtb.as_ptr(), ddst as *mut u8, dtb.len());
     }
-    super::clean_dcache_range(l.kernel_load, kernel.len() as u64);
+    super::mem::clean_dcache_range(l.kernel_load, kernel.len() as u64);
     if let Some((dst, len)) = l.initrd {
-        super::clean_dcache_range(dst, len);
+        super::mem::clean_dcache_range(dst, len);
     }
-    super::clean_dcache_range(l.dtb, dtb.len() as u64);
+    super::mem::clean_dcache_range(l.dtb, dtb.len() as u64);
     Ok(())
 }
 

@@ -5,8 +5,9 @@
 use super::entry::TrapFrame;
 use super::guest::{self, Exception};
 use super::regs::{Hdfar, Hifar, Hpfar, Hsr, Ttbcr};
-use super::smp::{self, MAX_CPUS};
-use super::{psci, DirectMem, HwTlb};
+use super::percpu::{self, MAX_CPUS};
+use super::mem::{DirectMem, HwTlb};
+use super::psci;
 use crate::domain::fault::{self, Resolution, RetryState, Stage2Fault};
 use crate::domain::mmio::{MmioAccess, MmioResult};
 use crate::domain::registry::{Machine, PoolFrames, DOMAINS, FRAMES};
@@ -16,13 +17,9 @@ use crate::hypercall::{self, GuestFault, GuestMemory, HypercallCtx, Outcome};
 use crate::log;
 use crate::mm::RegionAllocator;
 use crate::sync::SpinMutex as Mutex;
-use core::sync::atomic::{AtomicU64, Ordering};
+use super::stats::{HYPERCALLS, S2_FAULTS_RESOLVED, TRAPS};
+use core::sync::atomic::Ordering;
 
-/// Traps from guests, and how many of them were Xen hypercalls (printed when dom0 stops).
-pub(super) static TRAPS: AtomicU64 = AtomicU64::new(0);
-pub(super) static HYPERCALLS: AtomicU64 = AtomicU64::new(0);
-/// Stage-2 faults that were another CPU's p2m change in progress: the guest retried.
-pub(super) static S2_FAULTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
 /// Per CPU, the last retried stage-2 fault (`fault::resolve`'s bound).
 static S2_RETRY: [Mutex<RetryState>; MAX_CPUS] = [const { Mutex::new(RetryState::new()) }; MAX_CPUS];
 
@@ -46,7 +43,7 @@ pub(super) struct CurrentGuestMemory;
 impl CurrentGuestMemory {
     /// Walk `[gva, gva + len)` page by page, handing each piece's HYP address to `f`.
     fn for_each_page(&self, gva: u64, len: usize, write: bool, mut f: impl FnMut(usize, usize, usize)) -> Result<(), GuestFault> {
-        let dom = DOMAINS.get(smp::current_domain()).ok_or(GuestFault { gva })?;
+        let dom = DOMAINS.get(percpu::current_domain()).ok_or(GuestFault { gva })?;
         let mut done = 0usize;
         while done < len {
             let va = gva.checked_add(done as u64).ok_or(GuestFault { gva })?;
@@ -77,7 +74,7 @@ impl GuestMemory for CurrentGuestMemory {
         self.for_each_page(gva, buf.len(), false, |va, off, n| {
             // SAFETY: `va..va+n` is RAM of this domain (checked), identity-mapped in HYP mode,
             // and `off..off+n` lies inside `buf`.
-            unsafe { super::copy_bytes(va as *const u8, dst.add(off), n) }
+            unsafe { super::mem::copy_bytes(va as *const u8, dst.add(off), n) }
         })
     }
 
@@ -85,7 +82,7 @@ impl GuestMemory for CurrentGuestMemory {
         let src = data.as_ptr();
         self.for_each_page(gva, data.len(), true, |va, off, n| {
             // SAFETY: as in `copy_from_guest`, in the other direction.
-            unsafe { super::copy_bytes(src.add(off), va as *mut u8, n) }
+            unsafe { super::mem::copy_bytes(src.add(off), va as *mut u8, n) }
         })
     }
 }
@@ -95,12 +92,12 @@ extern "C" fn xenith_trap_guest(frame: &mut TrapFrame) {
     TRAPS.fetch_add(1, Ordering::Relaxed);
     let hsr = Hsr::read();
     // vGIC: read the list registers back before anything looks at interrupt state, and
-    // refill them on the way out (gic.rs).
-    super::gic::guest_exit();
+    // refill them on the way out (irq.rs).
+    super::irq::guest_exit();
     if handle(frame, hsr) == After::Park {
         park_this_cpu();
     }
-    super::gic::guest_entry();
+    super::irq::guest_entry();
 }
 
 /// Whether a trapped conditional instruction passed its condition (HSR.CV and COND against
@@ -132,13 +129,13 @@ fn insn_len(hsr: u32) -> u32 {
 fn handle(frame: &mut TrapFrame, hsr: u32) -> After {
     let class = hsr >> 26;
     let iss = hsr & 0x1ff_ffff;
-    let current: DomId = smp::current_domain();
+    let current: DomId = percpu::current_domain();
     if class == ec::HVC && iss & 0xffff == guest_abi::hypercall::XEN_HYPERCALL_TAG as u32 {
         return hypercall_trap(frame, current);
     }
     let Some(dom) = DOMAINS.get(current) else {
         log!("trap from unknown domain {current} (HSR {hsr:#x}): halting this CPU");
-        super::halt();
+        super::regs::halt();
     };
     match class {
         ec::HVC if iss & 0xffff == 0 => smccc(dom, frame),
@@ -216,7 +213,7 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
     let mut frames = PoolFrames;
     let mut tlb = HwTlb;
     let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
-    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: smp::current_vcpu(), mem: &mut mem, machine: &mut machine };
+    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine };
     match hypercall::dispatch_step(&mut cx, nr, args) {
         Outcome::Return(v) => frame.r[0] = v as u32,
         Outcome::Continue { x0, x1, x2 } => {
@@ -231,7 +228,7 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
         let id = with_upcalls.trailing_zeros() as DomId;
         with_upcalls &= with_upcalls - 1;
         if let Some(d) = DOMAINS.get(id) {
-            super::gic::deliver_event_upcall(d);
+            super::vgic_glue::deliver_event_upcall(d);
         }
     }
     match DOMAINS.get(current) {
@@ -243,11 +240,17 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
 /// SMCCC / PSCI from a 32-bit guest (`HVC #0` or a trapped `SMC #0`): function ID in r0,
 /// arguments r1-r7, results r0-r3. Only SMC32 calls exist for it; an SMC64 ID is unknown.
 fn smccc(dom: &Domain, frame: &mut TrapFrame) {
-    // PSCI CPU_ON / AFFINITY_INFO for a domain with several vCPUs (smp.rs).
-    if smp::psci(frame) {
-        return;
-    }
     let fid = frame.r[0];
+    // PSCI CPU_ON / AFFINITY_INFO for dom0 with several vCPUs (SMC32: CPU_ON starts its vCPU on
+    // dom0's stage 2, this CPU handling a trap from one of dom0's vCPUs).
+    if fid & 0x4000_0000 == 0 {
+        let x = [frame.r[0], frame.r[1], frame.r[2], frame.r[3]].map(u64::from);
+        let stage2 = || (super::regs::Vttbr::read(), u64::from(super::regs::Vtcr::read()));
+        if let Some(r0) = hypercall::smccc::psci_smp(&crate::domain::vcpu::CPUS, &super::Hw, dom.id, x, stage2) {
+            frame.r[0] = r0 as u32;
+            return;
+        }
+    }
     let ret = if fid & 0x4000_0000 != 0 {
         [u64::from(guest_abi::smccc::SMCCC_RET_NOT_SUPPORTED as u32), 0, 0, 0]
     } else {
@@ -276,7 +279,7 @@ fn guest_abort(dom: &Domain, frame: &mut TrapFrame, class: u32, iss: u32, len: u
     let fault = Stage2Fault::from_iss(ipa, u64::from(iss), !is_data);
     let now = super::regs::counter();
     let gap = super::regs::counter_freq() / 1000;
-    let resolution = match S2_RETRY.get(smp::this_cpu()) {
+    let resolution = match S2_RETRY.get(percpu::this_cpu()) {
         Some(slot) => fault::resolve(dom.p2m.read().as_ref(), &DirectMem, fault, &mut slot.lock(), now, gap),
         None => Resolution::Abort,
     };
@@ -343,7 +346,7 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32, len: u3
         _ => return false,
     };
     let value = u64::from(current) & if size == 4 { 0xffff_ffff } else { (1u64 << (size * 8)) - 1 };
-    match dev.access(smp::current_vcpu() as usize, MmioAccess { offset, size, write, value }) {
+    match dev.access(percpu::current_vcpu() as usize, MmioAccess { offset, size, write, value }) {
         MmioResult::Done(v) => {
             if !write {
                 let bits = u32::from(size) * 8;
@@ -366,17 +369,17 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u32, len: u3
 
 /// Stop this CPU for good (its domain shut down): PSCI CPU_OFF, or wait forever.
 fn park_this_cpu() -> ! {
-    smp::assign(smp::this_cpu(), smp::NO_DOMAIN, 0);
+    percpu::assign(percpu::this_cpu(), percpu::NO_DOMAIN, 0);
     let _ = psci::call(psci::CPU_OFF, 0, 0, 0);
-    super::halt()
+    super::regs::halt()
 }
 
 /// A physical IRQ or FIQ taken while a guest ran: the hypervisor's PPIs, a kick, or a
-/// passed-through SPI (gic.rs).
+/// passed-through SPI (irq.rs).
 #[no_mangle]
 extern "C" fn xenith_trap_guest_irq(frame: &mut TrapFrame) {
     TRAPS.fetch_add(1, Ordering::Relaxed);
-    super::gic::irq_from_guest(frame);
+    super::irq::irq_from_guest(frame);
 }
 
 /// An exception taken in HYP mode itself: a hypervisor bug. Report everything and stop.

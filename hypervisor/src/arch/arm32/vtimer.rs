@@ -9,7 +9,7 @@
 
 use super::entry::TrapFrame;
 use super::regs::{isb, CntvCtl, CnthpCtl, CnthpCval};
-use super::smp::{self, this_cpu, MAX_CPUS};
+use super::percpu::{self, this_cpu, MAX_CPUS};
 use crate::irq::guest_timer;
 use crate::irq::vgic::{PTIMER_PPI, VTIMER_PPI};
 use crate::sync::SpinMutex as Mutex;
@@ -61,7 +61,7 @@ fn fired(t: &PhysTimer) -> bool {
 pub fn on_virtual_timer() {
     CntvCtl::write(CntvCtl::read() | CTL_IMASK);
     isb();
-    super::gic::inject_edge(smp::current_domain(), smp::current_vcpu() as usize, VTIMER_PPI);
+    super::vgic_glue::inject_edge(percpu::current_domain(), percpu::current_vcpu() as usize, VTIMER_PPI);
     vtimer_held().store(true, Ordering::Relaxed);
     let t = *ptimer().lock();
     let asserted = fired(&t) && t.ctl & CTL_IMASK == 0;
@@ -79,7 +79,7 @@ pub fn on_hyp_timer() {
 /// Drive virtual PPI 30 from the emulated timer, and arm CNTHP for its next deadline.
 fn update_ptimer_line(t: &PhysTimer) {
     let asserted = fired(t) && t.ctl & CTL_IMASK == 0;
-    super::gic::set_irq_level(smp::current_domain(), smp::current_vcpu() as usize, PTIMER_PPI, asserted);
+    super::vgic_glue::set_irq_level(percpu::current_domain(), percpu::current_vcpu() as usize, PTIMER_PPI, asserted);
     arm_hyp_timer(t, asserted);
 }
 

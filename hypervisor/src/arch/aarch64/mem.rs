@@ -1,0 +1,134 @@
+//! Physical memory through the hypervisor's identity map (the hardware `PhysMem`), stage-2
+//! TLB maintenance and cleaning a guest's memory to the point of coherency.
+
+use super::regs;
+use crate::sysreg;
+
+/// Physical memory through the hypervisor's identity map (the hardware `PhysMem`).
+pub struct DirectMem;
+
+/// Copy `n` bytes from `src` to `dst` (host addresses) with the widest accesses both ends
+/// and the length allow: hypercall arguments and guest structures are mostly small and
+/// aligned (an event port is 4 bytes), where a general `memcpy` spends more on choosing its
+/// strategy than on copying.
+///
+/// # Safety
+/// As `core::ptr::copy_nonoverlapping(src, dst, n)`.
+#[inline]
+pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
+    let align = src as usize | dst as usize | n;
+    // Volatile: the loops stay word loops (not turned back into a `memcpy` call), and guest
+    // memory another vCPU may write is read once.
+    if align.is_multiple_of(8) {
+        for i in 0..n / 8 {
+            // SAFETY: both ranges are valid for `n` bytes (the caller's contract), 8-aligned.
+            unsafe { (dst as *mut u64).add(i).write_volatile((src as *const u64).add(i).read_volatile()) };
+        }
+    } else if align.is_multiple_of(4) {
+        for i in 0..n / 4 {
+            // SAFETY: both ranges are valid for `n` bytes (the caller's contract), 4-aligned.
+            unsafe { (dst as *mut u32).add(i).write_volatile((src as *const u32).add(i).read_volatile()) };
+        }
+    } else if n <= 64 {
+        for i in 0..n {
+            // SAFETY: both ranges are valid for `n` bytes (the caller's contract).
+            unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+        }
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, n) }
+    }
+}
+
+impl platform::PhysMem for DirectMem {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), platform::MemError> {
+        // SAFETY: callers (page-table code) only pass table frames they allocated from RAM,
+        // which the boot map covers as Normal memory.
+        unsafe { copy_bytes(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+    fn write(&self, pa: u64, data: &[u8]) -> Result<(), platform::MemError> {
+        // SAFETY: as for `read`.
+        unsafe { copy_bytes(data.as_ptr(), pa as *mut u8, data.len()) };
+        Ok(())
+    }
+    fn read_u64(&self, pa: u64) -> Result<u64, platform::MemError> {
+        // SAFETY: as for `read`; table entries are 8-byte aligned.
+        Ok(unsafe { core::ptr::read_volatile(pa as *const u64) })
+    }
+    fn write_u64(&self, pa: u64, v: u64) -> Result<(), platform::MemError> {
+        // SAFETY: as for `read`; a single 64-bit store so the walker never sees a torn entry.
+        unsafe { core::ptr::write_volatile(pa as *mut u64, v) };
+        Ok(())
+    }
+    fn fetch_or_u64(&self, pa: u64, bits: u64) -> Result<u64, platform::MemError> {
+        // SAFETY: as for `read`; the word is 8-byte aligned (checked), so it is a valid AtomicU64.
+        Ok(Self::atomic(pa)?.fetch_or(bits, core::sync::atomic::Ordering::SeqCst))
+    }
+    fn fetch_and_u64(&self, pa: u64, bits: u64) -> Result<u64, platform::MemError> {
+        Ok(Self::atomic(pa)?.fetch_and(bits, core::sync::atomic::Ordering::SeqCst))
+    }
+    fn compare_exchange_u64(&self, pa: u64, current: u64, new: u64) -> Result<Result<u64, u64>, platform::MemError> {
+        use core::sync::atomic::Ordering::SeqCst;
+        Ok(Self::atomic(pa)?.compare_exchange(current, new, SeqCst, SeqCst))
+    }
+}
+
+impl DirectMem {
+    /// The 64-bit word at `pa` as an atomic (RAM mapped Normal, so exclusives work).
+    fn atomic(pa: u64) -> Result<&'static core::sync::atomic::AtomicU64, platform::MemError> {
+        if !pa.is_multiple_of(8) {
+            return Err(platform::MemError::NotMemory { pa });
+        }
+        // SAFETY: callers pass RAM the boot map covers (as for `read`), 8-byte aligned.
+        Ok(unsafe { &*(pa as *const core::sync::atomic::AtomicU64) })
+    }
+}
+
+/// Stage-2 TLB maintenance for a VMID (the `mm::TlbOps` of the hardware).
+pub struct HwTlb;
+
+impl HwTlb {
+    /// Run `f` with VTTBR_EL2 holding `vmid` (TLBIs by IPA/VMALL act on the current VMID).
+    fn with_vmid(vmid: u16, f: impl FnOnce()) {
+        let saved = sysreg!(read VTTBR_EL2);
+        sysreg!(write VTTBR_EL2, u64::from(vmid) << 48);
+        regs::isb();
+        f();
+        sysreg!(write VTTBR_EL2, saved);
+        regs::isb();
+    }
+}
+
+impl crate::mm::TlbOps for HwTlb {
+    fn invalidate_ipa(&mut self, vmid: u16, ipa: u64) {
+        Self::with_vmid(vmid, || {
+            // SAFETY: TLB maintenance only.
+            unsafe { core::arch::asm!("dsb ishst", "tlbi ipas2e1is, {}", "dsb ish", "tlbi vmalle1is", in(reg) ipa >> 12) };
+        });
+    }
+    fn invalidate_vmid(&mut self, vmid: u16) {
+        Self::with_vmid(vmid, || {
+            // SAFETY: TLB maintenance only.
+            unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is") };
+        });
+    }
+    fn sync(&mut self) {
+        // SAFETY: barriers only.
+        unsafe { core::arch::asm!("dsb ish", "isb") };
+    }
+}
+
+/// Clean (write back) the data cache for `[pa, pa + len)` to the point of coherency, and
+/// invalidate the instruction cache: for code and data a guest reads with its MMU off.
+pub fn clean_dcache_range(pa: u64, len: u64) {
+    let line = 4u64 << ((sysreg!(read CTR_EL0) >> 16) & 0xf);
+    let mut a = pa & !(line - 1);
+    while a < pa + len {
+        // SAFETY: cache maintenance by address on identity-mapped RAM.
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) a) };
+        a += line;
+    }
+    // SAFETY: barrier and I-cache invalidation.
+    unsafe { core::arch::asm!("dsb sy", "ic iallu", "dsb sy", "isb") };
+}
