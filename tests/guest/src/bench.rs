@@ -53,11 +53,16 @@ fn timed(hvc: bool) -> u64 {
 
 /// Runs the benchmark and prints its lines.
 pub fn run() {
+    null_hypercall();
+    grant_map_unmap(frequency());
+}
+
+/// The null hypercall round trip alone (also part of `bench-exits`).
+pub fn null_hypercall() {
     let freq = frequency();
     let empty = timed(false);
     let full = timed(true);
     crate::window::report_null_hypercall(full, empty, N, freq);
-    grant_map_unmap(freq);
 }
 
 /// Grant map + unmap round trips of a page the guest grants to itself (same measurement as

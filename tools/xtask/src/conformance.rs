@@ -8,7 +8,7 @@ use crate::env::{self, Result};
 use crate::fixtures;
 use crate::qemu::{Boot, Outcome};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -401,10 +401,16 @@ fn check_cpu(images: &Images, cpu: &str, gic: u8) -> Result<usize> {
 
 /// `bench` lines of one boot of the test guest in bench mode under `-icount shift=0`.
 fn bench_run(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<BTreeMap<String, f64>> {
+    bench_run_mode(hypervisor, cmdline, guest, "bench")
+}
+
+/// [`bench_run`] with the guest's bench mode (`bench`: everything; `bench-exits`: the null
+/// hypercall and the per-exit costs).
+fn bench_run_mode(hypervisor: PathBuf, cmdline: &str, guest: PathBuf, mode: &str) -> Result<BTreeMap<String, f64>> {
     let mut b = Boot::new(hypervisor);
     b.cmdline = cmdline.into();
     b.dom0 = Some(guest);
-    b.dom0_args = "console=hvc0 bench".into();
+    b.dom0_args = format!("console=hvc0 {mode}");
     b.icount = true;
     b.timeout = Duration::from_secs(300);
     // The per-exit SPI bench raises edu's INTx (a physical SPI dom0 owns on both hypervisors).
@@ -429,6 +435,92 @@ pub fn bench_values(output: &str) -> BTreeMap<String, f64> {
         }
     }
     v
+}
+
+/// The keys `bench --only exits` reports.
+const EXIT_KEYS: [&str; 8] = [
+    "null_hypercall_ns",
+    "exit_gicd_read_ns",
+    "exit_gicd_write_ns",
+    "exit_gicr_read_ns",
+    "exit_gicr_write_ns",
+    "exit_sgi_self_ns",
+    "exit_vtimer_tick_ns",
+    "exit_spi_ns",
+];
+
+/// Where `bench --only exits --against xen` keeps Xen 4.17's figures, for later runs without
+/// `--against xen`.
+fn xen_exits_cache() -> PathBuf {
+    env::images_dir().join("xen-4.17-exits.txt")
+}
+
+/// A fingerprint of the files a cached Xen figure depends on (the Xen image and the guest:
+/// the guest's loops are part of every figure).
+fn fingerprint(files: &[&Path]) -> Result<String> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?.hash(&mut h);
+    }
+    Ok(format!("{:016x}", h.finish()))
+}
+
+/// `cargo xtask bench --only exits [--against xen]`: the null hypercall and one exit of each
+/// kind on xenith; with `--against xen` the same boot on Xen 4.17 (its figures then cached in
+/// target/), without it Xen's cached figures when they were recorded with this same guest.
+/// Fails when a figure is over Xen's.
+pub fn bench_exits(images: &Images, against_xen: bool) -> Result<()> {
+    let xen_image = fixtures::xen_4_17()?;
+    let print = fingerprint(&[&xen_image, &images.test_guest])?;
+    let cache = xen_exits_cache();
+    let (xen, source) = if against_xen {
+        let v = bench_run_mode(xen_image, XEN_BENCH_CMDLINE, images.test_guest.clone(), "bench-exits")?;
+        let mut text = format!("fingerprint {print}\n");
+        for (k, x) in &v {
+            text.push_str(&format!("{k} {x}\n"));
+        }
+        let _ = std::fs::write(&cache, text);
+        (v, "measured now")
+    } else {
+        let text = std::fs::read_to_string(&cache).unwrap_or_default();
+        let mut lines = text.lines();
+        if lines.next() == Some(&format!("fingerprint {print}")) {
+            let v = lines
+                .filter_map(|l| l.split_once(' '))
+                .filter_map(|(k, x)| Some((k.to_string(), x.parse::<f64>().ok()?)))
+                .collect();
+            (v, "cached from an earlier --against xen run with this guest")
+        } else {
+            (BTreeMap::new(), "none recorded for this guest: run with --against xen")
+        }
+    };
+    let ours = bench_run_mode(images.hypervisor.clone(), "", images.test_guest.clone(), "bench-exits")?;
+    println!("null hypercall and exits under -icount shift=0 (1 instruction = 1 ns of guest time); Xen 4.17: {source}");
+    println!("  {:<28} {:>12} {:>12} {:>8}", "", "xenith", "Xen 4.17", "ratio");
+    let mut over = Vec::new();
+    for key in EXIT_KEYS {
+        let (a, b) = (ours.get(key).copied(), xen.get(key).copied());
+        let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => {
+                if a > b {
+                    over.push(key);
+                }
+                format!("{:.3}", a / b)
+            }
+            _ => "-".into(),
+        };
+        println!("  {key:<28} {:>12} {:>12} {ratio:>8}", f(a), f(b));
+    }
+    if let Some(missing) = EXIT_KEYS.iter().find(|k| !ours.contains_key(**k)) {
+        return Err(format!("xenith's boot printed no {missing}"));
+    }
+    if over.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("over Xen 4.17's: {over:?}"))
+    }
 }
 
 /// `cargo xtask bench --against xen`: the guest's round trips on xenith and on Xen 4.17, same

@@ -67,6 +67,10 @@ cargo xtask <command>
                      -icount shift=0
       --only nested      only the virtio-blk read bench: dom0's stage 1 nested over xenith's stage 2 vs
                          stage 2 alone, ratio and verdict (non-zero exit below 0.8x)
+      --only exits [--against xen]
+                         only the null hypercall and the per-exit costs (one boot); beside Xen 4.17's
+                         figures, measured with --against xen (then kept in target/) or the kept
+                         ones; non-zero exit when one is over Xen's
       --against xen      round trips and per-exit costs on xenith and Xen 4.17 and their ratio, the Linux
                          dom0 boot, the boot overhead and the noise figure on both
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
@@ -131,7 +135,12 @@ fn main() {
             Some("nested") => setup().and_then(|_| build::all()).and_then(|i| systest::blkbench(&i)).and_then(|met| {
                 met.then_some(()).ok_or_else(|| format!("nested virtio-blk read throughput below {}x of stage 2 alone", systest::BLKBENCH_TARGET))
             }),
-            other => Err(format!("bench --only: unknown part {other:?} (nested)")),
+            Some("exits") => match args.get(3..).unwrap_or_default() {
+                [] => setup().and_then(|_| build::all()).and_then(|i| conformance::bench_exits(&i, false)),
+                [a, x] if a == "--against" && x == "xen" => setup().and_then(|_| build::all()).and_then(|i| conformance::bench_exits(&i, true)),
+                other => Err(format!("bench --only exits: unknown options {other:?} (--against xen)")),
+            },
+            other => Err(format!("bench --only: unknown part {other:?} (nested, exits)")),
         },
         Some("bench") => bench(),
         Some("conformance") if args.get(1).map(String::as_str) == Some("--arch") && args.get(2).map(String::as_str) == Some("arm32") => {
