@@ -275,8 +275,10 @@ impl ListRegisters for HwLrs {
         }
     }
     fn set_underflow_irq(&mut self, on: bool) {
-        if let Some(g) = super::gic_v2::get().filter(|_| self.v2) {
-            return g.set_underflow_irq(on);
+        if self.v2 {
+            if let Some(g) = super::gic_v2::get() {
+                return g.set_underflow_irq(on);
+            }
         }
         let hcr = sysreg!(read S3_4_C12_C11_0); // ICH_HCR_EL2
         let want = if on { hcr | (1 << 1) } else { hcr & !(1 << 1) };

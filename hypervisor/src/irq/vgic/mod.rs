@@ -149,6 +149,9 @@ struct VcpuIrqs {
     lr_value: [u64; MAX_LRS],
     /// LRs changed here (by register writes) that `flush` must write back.
     lr_stale: u16,
+    /// The LRs that hold an interrupt (bit n: `lr_owner[n]` is `Some`), so exit and entry
+    /// visit only those.
+    lr_used: u16,
     /// GICR_WAKER.ProcessorSleep.
     asleep: bool,
     /// Something may be deliverable that `flush` has not looked at yet.
@@ -166,7 +169,16 @@ impl VcpuIrqs {
             // SGIs are always edge-triggered; PPIs reset to level-sensitive.
             irq.edge = (i as u32) < SGI_COUNT;
         }
-        Self { affinity, private, lr_owner: [None; MAX_LRS], lr_value: [0; MAX_LRS], lr_stale: 0, asleep: true, dirty: false, candidates: 0 }
+        Self { affinity, private, lr_owner: [None; MAX_LRS], lr_value: [0; MAX_LRS], lr_stale: 0, lr_used: 0, asleep: true, dirty: false, candidates: 0 }
+    }
+}
+
+/// A mask of the `n` lowest bits (`n` at most 32).
+fn low_bits(n: usize) -> u32 {
+    if n >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << n) - 1
     }
 }
 
@@ -189,6 +201,9 @@ pub struct Vgic {
     /// SPIs that may be deliverable (bit n of word w: INTID 32 + 64 w + n), kept as the
     /// private `candidates` are: the scan in `flush` visits only these, not every SPI.
     spi_candidates: Vec<u64>,
+    /// The words of `spi_candidates` that may be non-zero (bit w: word w), so a scan with no
+    /// SPI candidate costs one load.
+    spi_candidate_words: u32,
     /// LPIs (INTIDs from 8192), when an emulated ITS gives the domain some.
     lpis: lpi::Lpis,
 }
@@ -203,7 +218,7 @@ impl Vgic {
         let vcpus = vcpu_mpidrs.iter().map(|&m| VcpuIrqs::new(mpidr_affinity(m))).collect();
         let words = (nr - PRIVATE_IRQS).div_ceil(64) as usize;
         let lpis = lpi::Lpis::new(vcpu_mpidrs.len());
-        Self { vcpus, spis, it_lines, ctlr: 0, hw_ops: Vec::new(), spi_candidates: alloc::vec![0; words], lpis }
+        Self { vcpus, spis, it_lines, ctlr: 0, hw_ops: Vec::new(), spi_candidates: alloc::vec![0; words], spi_candidate_words: 0, lpis }
     }
 
     pub fn vcpu_count(&self) -> usize {
@@ -274,6 +289,7 @@ impl Vgic {
             let i = (intid - PRIVATE_IRQS) as usize;
             if let Some(w) = self.spi_candidates.get_mut(i / 64) {
                 *w |= 1 << (i % 64);
+                self.spi_candidate_words |= 1 << (i / 64);
             }
         }
     }
@@ -286,6 +302,7 @@ impl Vgic {
         for w in &mut self.spi_candidates {
             *w = u64::MAX;
         }
+        self.spi_candidate_words = low_bits(self.spi_candidates.len());
     }
 
     /// Every private interrupt of `vcpu` may have become deliverable (its redistributor woke).
@@ -416,8 +433,12 @@ impl Vgic {
                 self.vcpus[vcpu].candidates = keep;
             }
         }
-        for w in 0..self.spi_candidates.len() {
-            let mut bits = self.spi_candidates[w];
+        let mut words = self.spi_candidate_words;
+        while words != 0 {
+            let w = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let Some(&word) = self.spi_candidates.get(w) else { continue };
+            let mut bits = word;
             let mut keep = bits;
             while bits != 0 {
                 let b = bits.trailing_zeros() as usize;
@@ -438,6 +459,9 @@ impl Vgic {
             }
             if prune {
                 self.spi_candidates[w] = keep;
+                if keep == 0 {
+                    self.spi_candidate_words &= !(1 << w);
+                }
             }
         }
         if !self.lpis.map.is_empty() {
@@ -452,19 +476,26 @@ impl Vgic {
         let private = self.vcpus.iter().all(|v| {
             v.private.iter().enumerate().all(|(i, irq)| !self.deliverable(irq) || v.candidates & (1 << i) != 0)
         });
+        let words = self.spi_candidates.iter().enumerate().all(|(w, &x)| x == 0 || self.spi_candidate_words & (1 << w) != 0);
         private
+            && words
             && self.spis.iter().enumerate().all(|(i, irq)| !self.deliverable(irq) || self.spi_candidates[i / 64] & (1 << (i % 64)) != 0)
+    }
+
+    /// The list-register bookkeeping's invariant: `lr_used` names exactly the owned LRs.
+    #[cfg(test)]
+    pub fn lr_used_matches_owners(&self) -> bool {
+        self.vcpus.iter().all(|v| (0..MAX_LRS).all(|i| (v.lr_used & (1 << i) != 0) == v.lr_owner[i].is_some()))
     }
 
     /// Read back the list registers after `vcpu` ran: free the ones the guest deactivated,
     /// record the active/pending state of the rest.
-    pub fn sync(&mut self, vcpu: usize, lrs: &mut dyn ListRegisters) {
+    pub fn sync<L: ListRegisters + ?Sized>(&mut self, vcpu: usize, lrs: &mut L) {
         let Some(v) = self.vcpus.get(vcpu) else { return };
-        if v.lr_owner.iter().all(Option::is_none) {
-            return;
-        }
-        let n = lrs.count().min(MAX_LRS);
-        for i in 0..n {
+        let mut used = v.lr_used & low_bits(lrs.count().min(MAX_LRS)) as u16;
+        while used != 0 {
+            let i = used.trailing_zeros() as usize;
+            used &= used - 1;
             let Some(intid) = self.vcpus[vcpu].lr_owner[i] else { continue };
             let value = lrs.read(i);
             let freed = lr::is_free(value) || lr::intid(value) != intid;
@@ -475,6 +506,7 @@ impl Vgic {
                     lrs.write(i, 0);
                 }
                 v.lr_owner[i] = None;
+                v.lr_used &= !(1 << i);
                 v.lr_value[i] = 0;
                 v.lr_stale &= !(1 << i);
                 v.dirty = true;
@@ -498,18 +530,19 @@ impl Vgic {
     /// Fill `vcpu`'s free list registers with its highest-priority pending interrupts, write
     /// back LRs changed by register writes, and ask for the underflow maintenance interrupt
     /// while interrupts are left waiting for a free LR.
-    pub fn flush(&mut self, vcpu: usize, lrs: &mut dyn ListRegisters) {
+    pub fn flush<L: ListRegisters + ?Sized>(&mut self, vcpu: usize, lrs: &mut L) {
         let Some(v) = self.vcpus.get(vcpu) else { return };
         if !v.dirty && v.lr_stale == 0 {
             return;
         }
         let n = lrs.count().min(MAX_LRS);
+        let implemented = low_bits(n) as u16;
         // The usual case after a register write: no LR held or changed, nothing that could be
         // delivered. Nothing to write but the underflow request (off).
         let idle = v.lr_stale == 0
-            && v.lr_owner[..n].iter().all(Option::is_none)
+            && v.lr_used & implemented == 0
             && (v.asleep || v.candidates == 0)
-            && self.spi_candidates.iter().all(|&w| w == 0)
+            && self.spi_candidate_words == 0
             // LPIs have no candidate set: they are looked at on every flush.
             && self.lpis.map.is_empty();
         if idle {
@@ -519,7 +552,10 @@ impl Vgic {
         }
 
         // Interrupts already in an LR that became pending again (an edge while active).
-        for i in 0..n {
+        let mut used = self.vcpus[vcpu].lr_used & implemented;
+        while used != 0 {
+            let i = used.trailing_zeros() as usize;
+            used &= used - 1;
             let Some(intid) = self.vcpus[vcpu].lr_owner[i] else { continue };
             let Some(irq) = self.irq(vcpu, intid).copied() else { continue };
             // A physically active SPI cannot pend again until the guest deactivates it.
@@ -535,14 +571,14 @@ impl Vgic {
             }
         }
         // Write back what register writes changed; an LR left with no state is free.
-        let stale = self.vcpus[vcpu].lr_stale;
-        for i in 0..n {
-            if stale & (1 << i) == 0 {
-                continue;
-            }
+        let mut stale = self.vcpus[vcpu].lr_stale & implemented;
+        while stale != 0 {
+            let i = stale.trailing_zeros() as usize;
+            stale &= stale - 1;
             let value = self.vcpus[vcpu].lr_value[i];
             if lr::is_free(value) {
                 let owner = self.vcpus[vcpu].lr_owner[i].take();
+                self.vcpus[vcpu].lr_used &= !(1 << i);
                 self.vcpus[vcpu].lr_value[i] = 0;
                 let mut deactivate = None;
                 if let Some(irq) = owner.and_then(|o| self.irq_mut(vcpu, o)) {
@@ -567,16 +603,10 @@ impl Vgic {
         self.vcpus[vcpu].lr_stale = 0;
 
         // The best candidates for the free LRs, in priority order (lowest value first, then
-        // lowest INTID).
-        let mut free = [0u8; MAX_LRS];
-        let mut want = 0usize;
-        for i in 0..n {
-            if self.vcpus[vcpu].lr_owner[i].is_none() {
-                free[want] = i as u8;
-                want += 1;
-            }
-        }
-        let mut best: [(u8, u32); MAX_LRS] = [(0, 0); MAX_LRS];
+        // lowest INTID): keys `priority << 32 | INTID`.
+        let free = implemented & !self.vcpus[vcpu].lr_used;
+        let want = free.count_ones() as usize;
+        let mut best = [0u64; MAX_LRS];
         let mut chosen = 0usize;
         let mut total = 0usize;
         self.for_each_candidate(vcpu, true, |prio, intid| {
@@ -584,7 +614,7 @@ impl Vgic {
             if want == 0 {
                 return;
             }
-            let key = (prio, intid);
+            let key = u64::from(prio) << 32 | u64::from(intid);
             if chosen < want {
                 best[chosen] = key;
                 chosen += 1;
@@ -600,8 +630,11 @@ impl Vgic {
                 j -= 1;
             }
         });
-        for (k, &(_, intid)) in best[..chosen].iter().enumerate() {
-            let slot = usize::from(free[k]);
+        let mut slots = free;
+        for &key in &best[..chosen] {
+            let intid = key as u32;
+            let slot = slots.trailing_zeros() as usize;
+            slots &= slots - 1;
             let Some(irq) = self.irq_mut(vcpu, intid) else { continue };
             let mut value = lr::encode(intid, irq.priority, irq.group1, true, irq.active);
             if irq.hw_active {
@@ -617,6 +650,7 @@ impl Vgic {
             irq.pending = false;
             let v = &mut self.vcpus[vcpu];
             v.lr_owner[slot] = Some(intid);
+            v.lr_used |= 1 << slot;
             v.lr_value[slot] = value;
             lrs.write(slot, value);
         }
@@ -628,7 +662,7 @@ impl Vgic {
 
     /// Whether any of `vcpu`'s list registers holds an interrupt (then `sync` has work).
     pub fn lrs_in_use(&self, vcpu: usize) -> bool {
-        self.vcpus.get(vcpu).is_some_and(|v| v.lr_owner.iter().any(Option::is_some))
+        self.vcpus.get(vcpu).is_some_and(|v| v.lr_used != 0)
     }
 
     /// Whether `vcpu` has an interrupt it could take: one pending in an LR, or one waiting for

@@ -565,8 +565,10 @@ proptest! {
             prop_assert!(g.candidates_cover_deliverable());
             g.sync(vcpu, &mut lrs[vcpu]);
             prop_assert!(g.candidates_cover_deliverable());
+            prop_assert!(g.lr_used_matches_owners());
             g.flush(vcpu, &mut lrs[vcpu]);
             prop_assert!(g.candidates_cover_deliverable());
+            prop_assert!(g.lr_used_matches_owners());
         }
     }
 }
