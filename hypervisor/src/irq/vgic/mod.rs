@@ -602,11 +602,22 @@ impl Vgic {
         }
         self.vcpus[vcpu].lr_stale = 0;
 
+        let free = implemented & !self.vcpus[vcpu].lr_used;
+        // Most CPUs have at most 4 LRs: a short array to sort into is cheaper to set up.
+        let (total, chosen) = if free.count_ones() <= 4 { self.fill::<4, L>(vcpu, lrs, free) } else { self.fill::<MAX_LRS, L>(vcpu, lrs, free) };
+        let left = total > chosen;
+        lrs.set_underflow_irq(left);
+        // With nothing left over, nothing changes until new input arrives or an LR frees up.
+        self.vcpus[vcpu].dirty = left;
+    }
+
+    /// Put the best candidates of `vcpu` (at most `K`) into its `free` LRs (bit n: LR n).
+    /// Returns how many candidates were deliverable and how many went into an LR.
+    fn fill<const K: usize, L: ListRegisters + ?Sized>(&mut self, vcpu: usize, lrs: &mut L, free: u16) -> (usize, usize) {
         // The best candidates for the free LRs, in priority order (lowest value first, then
         // lowest INTID): keys `priority << 32 | INTID`.
-        let free = implemented & !self.vcpus[vcpu].lr_used;
-        let want = free.count_ones() as usize;
-        let mut best = [0u64; MAX_LRS];
+        let want = (free.count_ones() as usize).min(K);
+        let mut best = [0u64; K];
         let mut chosen = 0usize;
         let mut total = 0usize;
         self.for_each_candidate(vcpu, true, |prio, intid| {
@@ -654,10 +665,7 @@ impl Vgic {
             v.lr_value[slot] = value;
             lrs.write(slot, value);
         }
-        let left = total > chosen;
-        lrs.set_underflow_irq(left);
-        // With nothing left over, nothing changes until new input arrives or an LR frees up.
-        self.vcpus[vcpu].dirty = left;
+        (total, chosen)
     }
 
     /// Whether any of `vcpu`'s list registers holds an interrupt (then `sync` has work).
