@@ -401,14 +401,19 @@ fn check_cpu(images: &Images, cpu: &str, gic: u8) -> Result<usize> {
 
 /// `bench` lines of one boot of the test guest in bench mode under `-icount shift=0`.
 fn bench_run(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<BTreeMap<String, f64>> {
-    bench_run_mode(hypervisor, cmdline, guest, "bench")
+    bench_run_mode(hypervisor, cmdline, guest, "bench", None)
 }
 
 /// [`bench_run`] with the guest's bench mode (`bench`: everything; `bench-exits`: the null
-/// hypercall and the per-exit costs).
-fn bench_run_mode(hypervisor: PathBuf, cmdline: &str, guest: PathBuf, mode: &str) -> Result<BTreeMap<String, f64>> {
+/// hypercall and the per-exit costs); `smp`: that many CPUs, each a vCPU of dom0 (the guest
+/// runs on vCPU 0, the others stay off but exist in its vGIC).
+fn bench_run_mode(hypervisor: PathBuf, cmdline: &str, guest: PathBuf, mode: &str, smp: Option<u32>) -> Result<BTreeMap<String, f64>> {
     let mut b = Boot::new(hypervisor);
     b.cmdline = cmdline.into();
+    if let Some(n) = smp {
+        b.smp = n;
+        b.cmdline = format!("{} dom0_max_vcpus={n}", b.cmdline).trim_start().to_string();
+    }
     b.dom0 = Some(guest);
     b.dom0_args = format!("console=hvc0 {mode}");
     b.icount = true;
@@ -451,8 +456,11 @@ const EXIT_KEYS: [&str; 8] = [
 
 /// Where `bench --only exits --against xen` keeps Xen 4.17's figures, for later runs without
 /// `--against xen`.
-fn xen_exits_cache() -> PathBuf {
-    env::images_dir().join("xen-4.17-exits.txt")
+fn xen_exits_cache(smp: Option<u32>) -> PathBuf {
+    match smp {
+        Some(n) => env::images_dir().join(format!("xen-4.17-exits-smp{n}.txt")),
+        None => env::images_dir().join("xen-4.17-exits.txt"),
+    }
 }
 
 /// A fingerprint of the files a cached Xen figure depends on (the Xen image and the guest:
@@ -466,16 +474,16 @@ fn fingerprint(files: &[&Path]) -> Result<String> {
     Ok(format!("{:016x}", h.finish()))
 }
 
-/// `cargo xtask bench --only exits [--against xen]`: the null hypercall and one exit of each
-/// kind on xenith; with `--against xen` the same boot on Xen 4.17 (its figures then cached in
-/// target/), without it Xen's cached figures when they were recorded with this same guest.
-/// Fails when a figure is over Xen's.
-pub fn bench_exits(images: &Images, against_xen: bool) -> Result<()> {
+/// `cargo xtask bench --only exits [--smp N] [--against xen]`: the null hypercall and one exit
+/// of each kind on xenith; with `--against xen` the same boot on Xen 4.17 (its figures then
+/// cached in target/), without it Xen's cached figures when they were recorded with this same
+/// guest. `smp`: N CPUs and dom0 vCPUs on both. Fails when a figure is over Xen's.
+pub fn bench_exits(images: &Images, against_xen: bool, smp: Option<u32>) -> Result<()> {
     let xen_image = fixtures::xen_4_17()?;
     let print = fingerprint(&[&xen_image, &images.test_guest])?;
-    let cache = xen_exits_cache();
+    let cache = xen_exits_cache(smp);
     let (xen, source) = if against_xen {
-        let v = bench_run_mode(xen_image, XEN_BENCH_CMDLINE, images.test_guest.clone(), "bench-exits")?;
+        let v = bench_run_mode(xen_image, XEN_BENCH_CMDLINE, images.test_guest.clone(), "bench-exits", smp)?;
         let mut text = format!("fingerprint {print}\n");
         for (k, x) in &v {
             text.push_str(&format!("{k} {x}\n"));
@@ -495,8 +503,9 @@ pub fn bench_exits(images: &Images, against_xen: bool) -> Result<()> {
             (BTreeMap::new(), "none recorded for this guest: run with --against xen")
         }
     };
-    let ours = bench_run_mode(images.hypervisor.clone(), "", images.test_guest.clone(), "bench-exits")?;
-    println!("null hypercall and exits under -icount shift=0 (1 instruction = 1 ns of guest time); Xen 4.17: {source}");
+    let ours = bench_run_mode(images.hypervisor.clone(), "", images.test_guest.clone(), "bench-exits", smp)?;
+    let cpus = smp.map_or(String::new(), |n| format!(", {n} CPUs and dom0 vCPUs"));
+    println!("null hypercall and exits under -icount shift=0 (1 instruction = 1 ns of guest time{cpus}); Xen 4.17: {source}");
     println!("  {:<28} {:>12} {:>12} {:>8}", "", "xenith", "Xen 4.17", "ratio");
     let mut over = Vec::new();
     for key in EXIT_KEYS {

@@ -67,10 +67,11 @@ cargo xtask <command>
                      -icount shift=0
       --only nested      only the virtio-blk read bench: dom0's stage 1 nested over xenith's stage 2 vs
                          stage 2 alone, ratio and verdict (non-zero exit below 0.8x)
-      --only exits [--against xen]
+      --only exits [--smp N] [--against xen]
                          only the null hypercall and the per-exit costs (one boot); beside Xen 4.17's
                          figures, measured with --against xen (then kept in target/) or the kept
-                         ones; non-zero exit when one is over Xen's
+                         ones; non-zero exit when one is over Xen's; --smp N: N CPUs, dom0 with N
+                         vCPUs on both (the guest runs on vCPU 0)
       --against xen      round trips and per-exit costs on xenith and Xen 4.17 and their ratio, the Linux
                          dom0 boot, the boot overhead and the noise figure on both
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
@@ -135,11 +136,8 @@ fn main() {
             Some("nested") => setup().and_then(|_| build::all()).and_then(|i| systest::blkbench(&i)).and_then(|met| {
                 met.then_some(()).ok_or_else(|| format!("nested virtio-blk read throughput below {}x of stage 2 alone", systest::BLKBENCH_TARGET))
             }),
-            Some("exits") => match args.get(3..).unwrap_or_default() {
-                [] => setup().and_then(|_| build::all()).and_then(|i| conformance::bench_exits(&i, false)),
-                [a, x] if a == "--against" && x == "xen" => setup().and_then(|_| build::all()).and_then(|i| conformance::bench_exits(&i, true)),
-                other => Err(format!("bench --only exits: unknown options {other:?} (--against xen)")),
-            },
+            Some("exits") => exits_bench_args(args.get(3..).unwrap_or_default())
+                .and_then(|(against, smp)| setup().and_then(|_| build::all()).and_then(|i| conformance::bench_exits(&i, against, smp))),
             other => Err(format!("bench --only: unknown part {other:?} (nested, exits)")),
         },
         Some("bench") => bench(),
@@ -361,6 +359,21 @@ fn run_tests(mut cmd: Command, root: &std::path::Path) -> Result<u64> {
         return Err(format!("host tests failed: {status}"));
     }
     Ok(passed)
+}
+
+/// `bench --only exits` options: `--against xen`, `--smp N`.
+fn exits_bench_args(args: &[String]) -> Result<(bool, Option<u32>)> {
+    let (mut against, mut smp) = (false, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (a.as_str(), it.clone().next().map(String::as_str)) {
+            ("--against", Some("xen")) => against = true,
+            ("--smp", Some(n)) => smp = Some(n.parse::<u32>().ok().filter(|n| (1..=8).contains(n)).ok_or(format!("--smp: 1 to 8, got {n}"))?),
+            _ => return Err(format!("bench --only exits: unknown option {a:?} (--against xen, --smp N)")),
+        }
+        it.next();
+    }
+    Ok((against, smp))
 }
 
 fn bench() -> Result<()> {

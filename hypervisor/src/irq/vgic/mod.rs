@@ -685,16 +685,35 @@ impl Vgic {
         any
     }
 
+    /// The vCPUs `sgi` sent by `sender` targets, as a bit mask (bit n: vCPU n, the first 64):
+    /// those `SgiRequest::targets` accepts, found with one subtraction per vCPU.
+    pub fn sgi_targets(&self, sender: usize, sgi: &SgiRequest) -> u64 {
+        let n = self.vcpus.len().min(64);
+        if sgi.all_but_self {
+            let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+            return if sender < 64 { all & !(1 << sender) } else { all };
+        }
+        // A vCPU is a target when its affinity is the cluster's with Aff0 in the range the
+        // target list covers (16 * RS ..) and its bit set: its distance from the range's first
+        // affinity is under 16 exactly then (Aff0 is the low byte; the range starts at most at
+        // 240, so another cluster is at least 16 away or below it).
+        let base = sgi.cluster | u64::from(sgi.rs) * 16;
+        let list = u64::from(sgi.target_list);
+        let mut targets = 0u64;
+        for (i, v) in self.vcpus[..n].iter().enumerate() {
+            let d = v.affinity.wrapping_sub(base);
+            if d < 16 && list & (1 << d) != 0 {
+                targets |= 1 << i;
+            }
+        }
+        targets
+    }
+
     /// A write of `value` to ICC_SGI1R_EL1 by `sender`: latch the SGI on every target vCPU.
     /// Returns the targeted vCPUs as a bit mask (vCPUs beyond 63 are not addressable).
     pub fn send_sgi(&mut self, sender: usize, value: u64) -> u64 {
         let sgi = SgiRequest::decode(value);
-        let mut targets = 0u64;
-        for (i, v) in self.vcpus.iter().enumerate().take(64) {
-            if sgi.targets(sender == i, v.affinity) {
-                targets |= 1 << i;
-            }
-        }
+        let targets = self.sgi_targets(sender, &sgi);
         let mut left = targets;
         while left != 0 {
             let i = left.trailing_zeros() as usize;

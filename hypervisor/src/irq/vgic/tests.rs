@@ -662,3 +662,30 @@ fn it_lines_cover_the_highest_intid_and_no_more_than_the_host() {
     d.access(0, wr(0x6000 + 8 * 128, 8, 1));
     assert_eq!(done(d.access(0, rd(0x6000 + 8 * 128, 8))), 0);
 }
+
+proptest! {
+    /// The SGI target mask `send_sgi` computes is the vCPUs `SgiRequest::targets` accepts,
+    /// whatever the vCPUs' affinities (Xen's layout, clusters of 8, arbitrary) and the request.
+    #[test]
+    fn sgi_targets_match_the_reference(value in any::<u64>(), sender in 0usize..6, layout in 0u8..3, raw in proptest::collection::vec(any::<u64>(), 1..6)) {
+        let mpidrs: Vec<u64> = raw.iter().enumerate().map(|(i, r)| match layout {
+            0 => (1 << 31) | ((i as u64 >> 4) << 8) | (i as u64 & 0xf),
+            1 => (1 << 31) | ((i as u64 >> 3) << 8) | (i as u64 & 7),
+            _ => *r & 0xff_00ff_ffff,
+        }).collect();
+        let g = Vgic::new(8, &mpidrs);
+        // Requests that hit: the target list and cluster of one of the vCPUs, half the time.
+        let value = if value & 1 == 0 {
+            let a = mpidr_affinity(mpidrs[(value as usize >> 1) % mpidrs.len()]);
+            let aff0 = a & 0xff;
+            (value & !((0xff << 16) | (0xff << 32) | (0xff << 48) | (0xf << 44) | 0xffff | (1 << 40)))
+                | ((a >> 8) & 0xff) << 16 | ((a >> 16) & 0xff) << 32 | ((a >> 32) & 0xff) << 48
+                | (aff0 >> 4) << 44 | 1 << (aff0 & 0xf) | (value >> 50) & 0xffff
+        } else {
+            value
+        };
+        let sgi = SgiRequest::decode(value);
+        let want = mpidrs.iter().enumerate().filter(|&(i, &m)| sgi.targets(i == sender, mpidr_affinity(m))).fold(0u64, |t, (i, _)| t | 1 << i);
+        prop_assert_eq!(g.sgi_targets(sender, &sgi), want);
+    }
+}
