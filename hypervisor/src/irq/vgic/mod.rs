@@ -697,7 +697,7 @@ impl Vgic {
         // target list covers (16 * RS ..) and its bit set: its distance from the range's first
         // affinity is under 16 exactly then (Aff0 is the low byte; the range starts at most at
         // 240, so another cluster is at least 16 away or below it).
-        let base = sgi.cluster | u64::from(sgi.rs) * 16;
+        let base = sgi.cluster | (u64::from(sgi.rs) * 16);
         let list = u64::from(sgi.target_list);
         let mut targets = 0u64;
         for (i, v) in self.vcpus[..n].iter().enumerate() {
