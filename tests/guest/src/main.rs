@@ -46,6 +46,8 @@ mod fdt;
 mod mmu;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod noise;
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+mod heartbeat;
 #[cfg(target_os = "none")]
 mod ops;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
@@ -166,6 +168,8 @@ mod kernel {
             crate::hostile::cpu_off_last_vcpu();
         } else if let Some(kind) = crash {
             crate::crash::run(kind);
+        } else if domu && info.has_arg(b"heartbeat") {
+            crate::heartbeat::domu();
         } else if domu && (info.has_arg(b"noise-busy") || info.has_arg(b"noise-idle")) {
             crate::noise::domu(info.has_arg(b"noise-busy"));
         } else if domu {

@@ -4,6 +4,11 @@
 //! numbers weighted in, domains 0, absent, reserved and random, payloads of random words and
 //! of pointers into a buffer (guest handles, bitmaps, arrays) with small and huge counts.
 //!
+//! Domain 1 is the system test's dom0less domU, which must keep running (its heartbeats are
+//! checked after the fuzzer): domctls aimed at it are limited to those that cannot stop it
+//! ([`HARMLESS_ON_PROTECTED`]); the others go to domain 2 instead. Xen lets dom0 destroy,
+//! pause or rewrite a domU, so those calls stopping it would be no fault of the hypervisor.
+//!
 //! The buffer is its own mapping with an unmapped page after it, so a hypervisor write that
 //! runs past it faults there instead of landing on this program's stack or statics. Built by
 //! xtask (linux.rs) like privcmd_fuzz.rs: rustc alone, aarch64-unknown-none, raw syscalls.
@@ -28,6 +33,14 @@ const SYSCTLS: &[u64] = &[1, 2, 3, 4, 6, 7, 8, 9, 16, 17, 18, 19, 22, 27];
 const DOMCTLS: &[u64] = &[1, 2, 3, 4, 5, 9, 11, 12, 13, 14, 15, 16, 17, 25, 35, 36, 68, 69, 71, 81, 85, 86];
 /// Domain ids: dom0, absent ones, DOMID_SELF, DOMID_IO, DOMID_INVALID, the idle domain.
 const DOMAINS: &[u64] = &[0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x100, 0x7ff0, 0x7ff1, 0x7ff4, 0x7fff, 0xffff];
+/// The running domU the system test checks afterwards.
+const PROTECTED: u64 = 1;
+/// The domctls sent to [`PROTECTED`] as drawn: reads, and changes that cannot stop a running
+/// domain (createdomain of a taken id, unpause, handle, node affinity, cache flush, scheduler
+/// parameters). Not: destroy, pause, setvcpucontext, setvcpuaffinity (the null scheduler may
+/// leave it without a CPU), max_mem, max_vcpus, set_address_size, the paging pool's size, and
+/// any other command.
+const HARMLESS_ON_PROTECTED: &[u64] = &[1, 4, 5, 13, 14, 16, 17, 25, 36, 68, 69, 71, 85];
 /// The buffer: 64 KiB, followed by an unmapped page.
 const BUF_SIZE: u64 = 64 << 10;
 const PAGE: u64 = 4096;
@@ -126,6 +139,7 @@ pub extern "C" fn _start() -> ! {
         words[0] = cmd | version << 32;
         let payload_at = if op == DOMCTL {
             let dom = if (r >> 7) % 4 == 0 { rng.next() & 0xffff } else { rng.pick(DOMAINS) };
+            let dom = if dom == PROTECTED && !HARMLESS_ON_PROTECTED.contains(&cmd) { 2 } else { dom };
             words[1] = dom | (rng.next() & 0xffff_0000_0000_0000) * ((r >> 9) & 1);
             2
         } else {

@@ -304,7 +304,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          if [ -x /etc/xenith/toolstack.sh ]; then /etc/xenith/toolstack.sh; fi\n\
-         if grep -q xenith-tsfuzz /proc/cmdline; then if [ -x /bin/toolstack_fuzz ]; then /bin/toolstack_fuzz; else echo TSFUZZ-FAILED no fuzzer; fi; echo \"tsfuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
+         if grep -q xenith-tsfuzz /proc/cmdline; then if [ -x /bin/toolstack_fuzz ]; then /bin/toolstack_fuzz; else echo TSFUZZ-FAILED no fuzzer; fi; echo \"tsfuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; sleep 2; fi\n\
          if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
          if grep -q xenith-msi /proc/cmdline; then echo \"msi-blk: $(md5sum /dev/vda)\"; ip link set eth0 up; timeout 15 udhcpc -i eth0 -n -q -t 3 -s /bin/true >/dev/null 2>&1; ip addr add 10.0.2.15/24 dev eth0 2>/dev/null; ping -c 2 -W 2 10.0.2.15 >/dev/null 2>&1; echo \"msi-net: rx $(cat /sys/class/net/eth0/statistics/rx_packets) tx $(cat /sys/class/net/eth0/statistics/tx_packets)\"; fi\n\
          if grep -q xenith-nested /proc/cmdline; then for d in /sys/kernel/iommu_groups/*/devices/*; do g=${{d%/devices/*}}; echo \"iommu-group: ${{g##*/}} $(cat $d/vendor):$(cat $d/device) $(cat $g/type)\"; done; dmesg | grep -i smmu | sed 's/^/smmu-dmesg: /'; fi\n\
@@ -1243,13 +1243,23 @@ mod console_bytes_tests {
 /// Printed by /init after the toolstack fuzzer ran its calls (`xenith-tsfuzz`).
 pub const TSFUZZ_DONE: &str = "TSFUZZ-DONE calls=100000";
 
+/// The dom0less domU beside the toolstack fuzzer: the test guest printing a heartbeat.
+pub const TSFUZZ_DOMU_ARGS: &str = "console=ttyAMA0 domu heartbeat";
+/// A heartbeat of that domU on the console (xenith prefixes its vpl011 output).
+const HEARTBEAT: &str = "DOM1: heartbeat ";
+
 /// The hostile-toolstack system test's boot: Linux dom0 (2 vCPUs) running
-/// tools/xtask/fuzz/toolstack_fuzz.rs (100 000 sysctl/domctl calls) before the marker.
-pub fn toolstack_fuzz_systest_boot(hypervisor: PathBuf) -> Boot {
-    let mut b = fuzz_systest_boot(hypervisor);
+/// tools/xtask/fuzz/toolstack_fuzz.rs (100 000 sysctl/domctl calls) before the marker, and a
+/// dom0less domU (the test guest, `guest`, on a CPU of its own) printing heartbeats meanwhile;
+/// dom0 waits 2 s after the fuzzer, so the domU's heartbeats after it show it still runs.
+pub fn toolstack_fuzz_systest_boot(hypervisor: PathBuf, guest: &std::path::Path) -> Boot {
+    let mut b = fuzz_systest_boot(hypervisor.clone());
     b.cmdline = format!("dom0_max_vcpus={SYSTEST_VCPUS}");
     b.dom0_args = format!("{DOM0_ARGS} xenith-tsfuzz");
-    b
+    crate::conformance::with_domus(b, guest, &[TSFUZZ_DOMU_ARGS], "tsfuzz-domu").unwrap_or_else(|e| {
+        eprintln!("xtask: toolstack fuzz domU: {e}");
+        Boot { dom0: Some(PathBuf::from("/nonexistent/tsfuzz-domu-unavailable")), ..Boot::new(hypervisor) }
+    })
 }
 
 /// 100 000 sysctl/domctl calls from dom0 userspace: the fuzzer finished, dom0 reached the
@@ -1272,6 +1282,21 @@ pub fn toolstack_fuzz_systest_check(o: &Outcome) -> std::result::Result<(), Stri
         return Err(format!("the fuzzer created {created} and destroyed {destroyed} domains: expected some of each"));
     }
     println!("toolstack fuzz: {created} domains created and {destroyed} destroyed by the fuzzer");
+    // The domU ran through the fuzzer and after it: heartbeats before the fuzzer's end and
+    // after it, and no stop of domain 1.
+    let lines: Vec<&str> = o.output.lines().collect();
+    let done = lines.iter().position(|l| l.contains(TSFUZZ_DONE)).unwrap_or(0);
+    let beats_before = lines[..done].iter().filter(|l| l.contains(HEARTBEAT)).count();
+    let beats_after = lines[done..].iter().filter(|l| l.contains(HEARTBEAT)).count();
+    if beats_before == 0 || beats_after < 2 {
+        return Err(format!("the domU's heartbeats: {beats_before} before the fuzzer's end, {beats_after} after it (expected some, then at least 2)"));
+    }
+    for gone in ["d1: destroyed", "d1: shutdown", "d1v0: UNDEF loop", "d1v0: data abort loop"] {
+        if o.has(gone) {
+            return Err(format!("the domU stopped: `{gone}` in the output"));
+        }
+    }
+    println!("toolstack fuzz: the domU beat {beats_before} times during the fuzzer and {beats_after} after it");
     for bad in ["HYPERVISOR BUG", "panicked", "domain killed", "Kernel panic", "Internal error: Oops", "soft lockup", "rcu_sched self-detected stall", "rcu: INFO"] {
         if o.has(bad) {
             return Err(format!("`{bad}` in the output"));

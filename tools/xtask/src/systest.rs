@@ -334,7 +334,7 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         cases.push(Case { name: "linux_dom0_toolstack_xl", boot: crate::toolstack::systest_boot(images.hypervisor.clone(), ""), check: crate::toolstack::systest_check });
         cases.push(Case { name: "linux_dom0_toolstack_xl_on_xen", boot: crate::toolstack::xen_systest_boot(), check: crate::toolstack::xen_systest_check });
         // A hostile dom0 process aimed at the toolstack's hypercalls: 100 000 sysctl/domctl calls.
-        cases.push(Case { name: "linux_dom0_toolstack_fuzz", boot: crate::linux::toolstack_fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::toolstack_fuzz_systest_check });
+        cases.push(Case { name: "linux_dom0_toolstack_fuzz", boot: crate::linux::toolstack_fuzz_systest_boot(images.hypervisor.clone(), &images.test_guest), check: crate::linux::toolstack_fuzz_systest_check });
         // dom0 panics (panic=1, sysrq c): the hypervisor restarts the machine as Xen does.
         cases.push(Case { name: "linux_dom0_crash_restarts_machine", boot: crate::linux::crash_systest_boot(images.hypervisor.clone()), check: crate::linux::crash_systest_check });
         // dom0's console bytes reach the UART exactly as on Xen 4.17.
