@@ -117,16 +117,7 @@ fn domu_init(modules: &[(String, Vec<u8>)]) -> String {
 
 /// The domU's initramfs: busybox, its modules, /init.
 fn domu_initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut c = Cpio::default();
-    for d in ["bin", "dev", "proc", "sys", "tmp", "mnt", "lib", "lib/modules", "sbin", "usr", "usr/bin", "usr/sbin"] {
-        c.dir(d);
-    }
-    c.file("bin/busybox", 0o755, busybox);
-    c.symlink("bin/sh", "busybox");
-    c.node("dev/console", 0o020600, 5, 1);
-    for (name, bytes) in modules {
-        c.file(&format!("lib/modules/{name}"), 0o644, bytes);
-    }
+    let mut c = crate::linux::busybox_archive(busybox, modules);
     c.file("init", 0o755, domu_init(modules).as_bytes());
     c.finish()
 }
