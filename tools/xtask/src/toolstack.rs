@@ -109,7 +109,7 @@ fn script() -> String {
          if [ $rc -eq 0 ]; then\n\
          mkfifo /tmp/console-in; (exec sleep 100000 > /tmp/console-in) & hold=$!\n\
          xl console {NAME} < /tmp/console-in 2>&1 | awk '{{ sub(/\\r$/, \"\"); print \"xl-console: \" $0; fflush(); print > \"/tmp/domu-console.log\"; fflush(\"/tmp/domu-console.log\") }}' &\n\
-         i=0; until grep -q {DOMU_DONE} /tmp/domu-console.log 2>/dev/null || [ $i -ge 750 ]; do sleep 0.2; i=$((i+1)); done\n\
+         i=0; until grep -q {DOMU_DONE} /tmp/domu-console.log 2>/dev/null || [ $i -ge 600 ]; do sleep 0.2; i=$((i+1)); done\n\
          grep -q {DOMU_DONE} /tmp/domu-console.log 2>/dev/null && echo \"toolstack: domU done\" || echo \"toolstack: the domU never printed {DOMU_DONE}\"\n\
          echo \"toolstack: xl list with the domU\"; xl list 2>&1 | sed 's/^/xl-list-domu: /'\n\
          xl vcpu-list {NAME} 2>&1 | sed 's/^/xl-vcpu-list-domu: /'\n\
@@ -435,4 +435,72 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
         return Err(format!("xenith's xl create -> domU marker ({a:.2} s) is slower than Xen 4.17's ({b:.2} s)"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The domU part of a run on Xen 4.17 (lines from the system test's output).
+    const XEN_RUN: &str = "toolstack: free_memory before create: 1504
+toolstack: xl create starting
+toolstack: xl create exit 0
+xl-console: XENITH-XL-DOMU-USERSPACE-OK uptime 23.04 cpus 0-1
+xl-console: domu-disk: sha256 f29fb072131fcfc725b5ec446ad19960b2b1b4fd78a3cbf5867009111fe602e0
+xl-console: domu-net: 3 packets transmitted, 3 packets received, 0% packet loss
+xl-console: domu: vcpus 2
+xl-console: XENITH-XL-DOMU-DONE
+toolstack: domU done
+xl-list-domu: Name                                        ID   Mem VCPUs\tState\tTime(s)
+xl-list-domu: Domain-0                                     0   512     2     r-----      61.9
+xl-list-domu: xenith-domu                                  1   128     2     ------      33.0
+xl-vcpu-list-domu: Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)
+xl-vcpu-list-domu: xenith-domu                          1     0    0   -b-      19.1  all / all
+xl-vcpu-list-domu: xenith-domu                          1     1    0   -b-      16.0  all / all
+toolstack: dom0 pings the domU: 2 packets transmitted, 2 packets received, 0% packet loss
+toolstack: xl destroy exit 0
+toolstack: free_memory after destroy: 1504
+xl-list-after: Name                                        ID   Mem VCPUs\tState\tTime(s)
+xl-list-after: Domain-0                                     0   512     2     r-----      72.4
+hotplug: block add backend/vbd/1/51712
+hotplug: block: /var/lib/xenith/disk.img on /dev/loop0 (7:0)
+hotplug: vif-route online vif1.0 backend/vif/1/0
+hotplug: vif-route: vif1.0 up
+hotplug: block remove backend/vbd/1/51712
+hotplug: vif-route offline vif1.0 backend/vif/1/0
+hotplug: block: /dev/loop0 detached
+";
+
+    fn outcome(output: &str) -> Outcome {
+        Outcome { output: output.to_string(), raw: Vec::new(), exit_code: None, timed_out: false, wall: Duration::ZERO, trouble_at: None }
+    }
+
+    #[test]
+    fn domu_check_takes_the_xen_run() {
+        assert_eq!(check_domu(&outcome(XEN_RUN)), Ok(()));
+    }
+
+    #[test]
+    fn domu_check_refuses_each_failure() {
+        for (from, to) in [
+            ("xl create exit 0", "xl create exit 3"),
+            ("XENITH-XL-DOMU-USERSPACE-OK", "XENITH-XL-DOMU-USERSPACE-??"),
+            ("cpus 0-1", "cpus 0"),
+            ("sha256 f29f", "sha256 029f"),
+            ("3 packets received", "2 packets received"),
+            ("domu: vcpus 2", "domu: vcpus 1"),
+            ("   128     2     ------", "   128     1     ------"),
+            ("xl-vcpu-list-domu: xenith-domu                          1     1", "xl-vcpu-list-domu: (gone)"),
+            ("dom0 pings the domU: 2 packets transmitted, 2 packets received", "dom0 pings the domU: 2 packets transmitted, 0 packets received"),
+            ("xl destroy exit 0", "xl destroy exit 1"),
+            ("free_memory after destroy: 1504", "free_memory after destroy: 1376"),
+            ("xl-list-after: Domain-0", "xl-list-after: xenith-domu 1 128 2\nxl-list-after: Domain-0"),
+            ("on /dev/loop0 (7:0)", "failed"),
+            ("vif1.0 up", "vif1.0 down"),
+        ] {
+            assert!(XEN_RUN.contains(from), "{from}");
+            let bad = XEN_RUN.replacen(from, to, 1);
+            assert!(check_domu(&outcome(&bad)).is_err(), "accepted with `{from}` -> `{to}`");
+        }
+    }
 }
