@@ -139,6 +139,48 @@ pub fn psci_smp(cpus: &Cpus, arch: &dyn Arch, caller: DomId, x: [u64; 4], stage2
     Some(neg(ret))
 }
 
+/// PSCI calls from vCPU `vcpu` of a domain the toolstack made, which may have several vCPUs
+/// (x0..x3 = `x`): CPU_ON starts vCPU n (MPIDR Aff0 = n, the other fields 0) at the entry
+/// given, placed by `sched` (see `domain::run`); AFFINITY_INFO reports which vCPUs are up;
+/// CPU_OFF turns the calling vCPU off (the trap layer takes it off its CPU). `None` leaves the
+/// call to [`handle`] (every other domain and call).
+pub fn psci_domu(sched: &crate::sched::Scheduler, cpus: &Cpus, arch: &dyn Arch, dom: &Domain, vcpu: u32, x: [u64; 4]) -> Option<u64> {
+    if !dom.by_toolstack {
+        return None;
+    }
+    let fid = x[0] as u32;
+    let is32 = fid & 0x4000_0000 == 0;
+    let arg = |i: usize| if is32 { x[i] & 0xffff_ffff } else { x[i] };
+    let ret = match fid & !0x4000_0000 {
+        PSCI_CPU_ON_32 => {
+            let (target, entry, context) = (arg(1), arg(2), arg(3));
+            let v = target & 0xff;
+            if target & !0xff != 0 || v >= u64::from(dom.max_vcpus) {
+                PSCI_RET_INVALID_PARAMETERS
+            } else if !dom.claim_vcpu_on(v as u32) {
+                PSCI_RET_ALREADY_ON
+            } else {
+                match crate::domain::run::start_vcpu(sched, cpus, arch, dom, v as u32, entry, context) {
+                    Ok(_) => PSCI_RET_SUCCESS,
+                    Err(e) => {
+                        crate::log!("{e}");
+                        dom.set_vcpu_down(v as u32, true);
+                        PSCI_RET_INTERNAL_FAILURE
+                    }
+                }
+            }
+        }
+        PSCI_AFFINITY_INFO_32 => affinity_info(arg(1), arg(2) as u32, dom.max_vcpus, |v| !dom.vcpu_off(v)),
+        // 0x8400_0002 (CPU_OFF) has no 64-bit form: only the exact number.
+        _ if fid == PSCI_CPU_OFF => {
+            dom.set_vcpu_off(vcpu, super::toolstack::now_ns());
+            PSCI_RET_SUCCESS
+        }
+        _ => return None,
+    };
+    Some(neg(ret))
+}
+
 /// MPIDR fields AFFINITY_INFO compares at each lowest affinity level (0..=3).
 const AFFINITY_MASKS: [u64; 4] = [0xff_00ff_ffff, 0xff_00ff_ff00, 0xff_00ff_0000, 0xff_0000_0000];
 /// AFFINITY_INFO answers.

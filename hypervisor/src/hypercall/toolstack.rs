@@ -63,6 +63,11 @@ pub fn now_ns() -> u64 {
     (host().now_ns)()
 }
 
+/// The system counter now (its ticks are the scheduler's time).
+fn now_ticks() -> u64 {
+    (u128::from(now_ns()) * u128::from(host().cpu_khz) / 1_000_000) as u64
+}
+
 /// CPU pool 0, the only one.
 const CPUPOOL0: u32 = 0;
 /// Nodes: one (node 0).
@@ -393,10 +398,10 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
             if is_caller {
                 Err(ret(EINVAL))
             } else {
-                d.controller_pause().map(|()| false).map_err(|()| ret(EOVERFLOW))
+                pausedomain(cx, d).map(|()| false)
             }
         }
-        (domctl::UNPAUSEDOMAIN, Some(d)) => d.controller_unpause().map(|()| false).map_err(|()| ret(EINVAL)),
+        (domctl::UNPAUSEDOMAIN, Some(d)) => unpausedomain(cx, d).map(|()| false),
         (domctl::MAX_MEM, Some(d)) => {
             let m: MaxMem = payload(&op.u);
             d.set_max_pages(m.max_memkb >> 2);
@@ -509,6 +514,31 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
     }
 }
 
+/// XEN_DOMCTL_pausedomain: counted; the vCPUs of a running toolstack-made domain leave their
+/// CPUs at their next scheduling point (their CPUs are kicked).
+fn pausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
+    d.controller_pause().map_err(|()| ret(EOVERFLOW))?;
+    if d.by_toolstack && d.started() {
+        crate::domain::run::pause_domain(&crate::sched::SCHED, cx.arch, d);
+    }
+    Ok(())
+}
+
+/// XEN_DOMCTL_unpausedomain: the last unpause of a toolstack-made domain starts its vCPUs
+/// (the first time) or puts them back in their run queues.
+fn unpausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
+    d.controller_unpause().map_err(|()| ret(EINVAL))?;
+    if d.by_toolstack && !d.paused() && !d.dying() {
+        let sched = &crate::sched::SCHED;
+        if d.started() {
+            crate::domain::run::resume_domain(sched, cx.arch, d, now_ticks());
+        } else {
+            crate::domain::run::start_domain(sched, &crate::domain::vcpu::CPUS, cx.arch, d);
+        }
+    }
+    Ok(())
+}
+
 /// Most vCPUs a guest's vGIC of each version addresses (Xen: 8 for GICv2; GICv3's
 /// redistributors are bounded by its 128 vCPUs per domain), and xenith's own bound.
 fn max_vcpus_for(gic_version: u8) -> u32 {
@@ -581,22 +611,43 @@ fn check_config(c: &mut CreateDomain) -> Result<(u32, u32), i64> {
 /// XEN_DOMCTL_createdomain: a new domain, paused, with no RAM and its vCPUs not made yet;
 /// its id goes back in the header and its configuration (native GIC resolved) in the payload.
 fn createdomain(cx: &mut HypercallCtx<'_, '_>, op: &mut XenDomctl) -> Result<(), i64> {
+    // One createdomain at a time: the id chosen stays free until the domain is in its slot,
+    // and the vGIC table's slot of that id is this domain's to fill.
+    let _one = CREATING.lock();
     let wanted = (op.domain > 0 && op.domain < DOMID_FIRST_RESERVED).then_some(op.domain);
     let id = cx.domains.choose_id(wanted).map_err(|taken| ret(if taken { EEXIST } else { ENOMEM }))?;
     let mut c: CreateDomain = payload(&op.u);
     let (frames, maptrack) = check_config(&mut c)?;
     let mut d = Domain::new_by_toolstack(id, c.max_vcpus, c.handle);
     *d.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(frames, maptrack);
+    // Its vGIC where Xen puts a guest's (the addresses libxl's device tree for it names): a
+    // redistributor per vCPU, the SPIs it asked for (virtual only). A vGIC left in the id's
+    // slot would be a destroyed domain's: the id is free.
+    cx.arch.detach_vgic(id);
+    if c.gic_version == XEN_DOMCTL_CONFIG_GIC_V3 {
+        if let Err(e) = cx.arch.attach_vgic(&mut d, &guest_vgic(c.max_vcpus, c.nr_spis)) {
+            crate::log!("d{id}: {e}: not created");
+            cx.arch.detach_vgic(id);
+            return Err(ret(ENOMEM));
+        }
+    }
     let m = &mut *cx.machine;
-    let p2m = crate::mm::Stage2::new(crate::domain::registry::vmid_of(id), crate::mm::Stage2Config::DOMAIN, &mut *m.frames, m.mem).map_err(|_| ret(ENOMEM))?;
+    let p2m = match crate::mm::Stage2::new(crate::domain::registry::vmid_of(id), crate::mm::Stage2Config::DOMAIN, &mut *m.frames, m.mem) {
+        Ok(p) => p,
+        Err(_) => {
+            cx.arch.detach_vgic(id);
+            return Err(ret(ENOMEM));
+        }
+    };
     *d.p2m.get_mut() = Some(p2m);
     match cx.domains.insert(d) {
         Ok(_) => {}
         Err(mut d) => {
-            // Another createdomain took the id in between.
+            // The id is taken after all (a domain built some other way).
             if let Some(p2m) = d.p2m.get_mut().take() {
                 let _ = p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb);
             }
+            cx.arch.detach_vgic(id);
             return Err(ret(EEXIST));
         }
     }
@@ -604,6 +655,24 @@ fn createdomain(cx: &mut HypercallCtx<'_, '_>, op: &mut XenDomctl) -> Result<(),
     op.domain = id;
     set_payload(&mut op.u, &c);
     Ok(())
+}
+
+/// createdomain's critical section (see there).
+static CREATING: crate::sync::SpinMutex<()> = crate::sync::SpinMutex::new(());
+
+/// The vGICv3 of a domain the toolstack makes with `vcpus` vCPUs and `nr_spis` SPIs (Xen's
+/// guest layout: GUEST_GICV3_GICD_BASE, redistributors from GUEST_GICV3_GICR0_BASE).
+pub fn guest_vgic(vcpus: u32, nr_spis: u32) -> crate::irq::vgic::domains::VgicConfig {
+    use crate::domain::domu::{GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICR0_BASE, GUEST_GICV3_GICR_STRIDE};
+    crate::irq::vgic::domains::VgicConfig {
+        gicd: GUEST_GICV3_GICD_BASE,
+        gicr: GUEST_GICV3_GICR0_BASE,
+        gicr_size: GUEST_GICV3_GICR_STRIDE * u64::from(vcpus),
+        // GICD_TYPER.ITLinesNumber: 32 (N + 1) INTIDs cover the 32 private ones and the SPIs.
+        it_lines: (31 + nr_spis.min(988)) / 32,
+        vcpus: vcpus as usize,
+        passthrough_spis: false,
+    }
 }
 
 /// Whether `psr` is a mode an AArch64 vCPU may start in (EL1h, EL1t or EL0t; Xen's check).
@@ -663,9 +732,10 @@ fn getvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, v: &VcpuContext) ->
     write_arg(cx.mem, v.ctxt, &c)
 }
 
-/// XEN_DOMCTL_destroydomain: take the domain out of the table and give back what it holds (its
-/// stage-2 tables; dom0 hears VIRQ_DOM_EXC). Only a domain the toolstack made (whose vCPUs do
-/// not run yet): one that runs or ran on a CPU of its own (dom0less) is not torn down yet.
+/// XEN_DOMCTL_destroydomain: stop the domain's vCPUs (each leaves its CPU first), take the
+/// domain out of the table and give back what it holds (its vGIC's slot, its stage-2 tables,
+/// its RAM once no other domain maps it; dom0 hears VIRQ_DOM_EXC). Only a domain the
+/// toolstack made: one that runs on a CPU of its own since boot (dom0less) is not torn down.
 fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> Result<(), i64> {
     if is_caller || d.is_hardware {
         return Err(ret(EINVAL));
@@ -673,7 +743,16 @@ fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> 
     if !d.by_toolstack {
         return Err(ret(guest_abi::errno::EBUSY));
     }
+    // A vCPU on another CPU leaves it at that CPU's next interrupt (it is kicked): well
+    // within this many tries unless that CPU is stuck, and then nothing is given back yet
+    // (-EBUSY; the toolstack may ask again).
+    const TRIES: u32 = 1 << 24;
+    if let Err(e) = crate::domain::run::stop_domain(&crate::sched::SCHED, cx.arch, d, TRIES, <crate::sync::Relax as spin::RelaxStrategy>::relax) {
+        crate::log!("d{}: vCPU {} still runs on CPU {}: not destroyed yet", d.id, e.vcpu, e.cpu);
+        return Err(ret(guest_abi::errno::EBUSY));
+    }
     let Some(d) = cx.domains.remove(d.id) else { return Ok(()) };
+    cx.arch.detach_vgic(d.id);
     let m = &mut *cx.machine;
     if let Some(p2m) = d.p2m.write().take() {
         if p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb).is_err() {

@@ -255,6 +255,31 @@ impl Scheduler {
         ran
     }
 
+    /// Remove vCPU `v` unless it is on a CPU now: `Ok` once it is not here (its registers are
+    /// nowhere in use), `Err(cpu)` while `cpu` runs it (that CPU must reach a scheduling point
+    /// and stop it first).
+    pub fn remove_unless_running(&self, v: VcpuRef) -> Result<(), usize> {
+        let mut s = self.inner.lock();
+        let Some(i) = s.find(v) else { return Ok(()) };
+        if let Some(State::Running(c)) = s.slots[i].map(|e| e.state) {
+            return Err(c);
+        }
+        s.slots[i] = None;
+        Ok(())
+    }
+
+    /// Turn vCPU `v` off unless it is on a CPU now (its registers are saved then): `Err(cpu)`
+    /// while `cpu` runs it.
+    pub fn stop_unless_running(&self, v: VcpuRef) -> Result<(), usize> {
+        let mut s = self.inner.lock();
+        let Some(i) = s.find(v) else { return Ok(()) };
+        if let Some(State::Running(c)) = s.slots[i].map(|e| e.state) {
+            return Err(c);
+        }
+        s.unrun(i);
+        Ok(())
+    }
+
     /// The slot vCPU `v` holds (`0..MAX_SCHED_VCPUS`, stable while it is here): where the
     /// architecture keeps its saved registers.
     pub fn slot(&self, v: VcpuRef) -> Option<usize> {
