@@ -975,6 +975,48 @@ mod tests {
     }
 
     #[test]
+    fn a_created_domain_has_a_vgic_at_xens_guest_layout_until_destroyed_and_starts_only_where_it_can() {
+        use crate::contract::fake::Call;
+        use crate::domain::domu::{GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICR0_BASE, GUEST_GICV3_GICR_STRIDE};
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let mut c = config(2);
+        c.nr_spis = 33;
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(c)), 0);
+        let id = e.get::<XenDomctl>(0).domain;
+        let vgic = e.arch.vgics.get(id).expect("a vGIC").clone();
+        // 32 private INTIDs and 33 SPIs: ITLinesNumber 2 (96 INTIDs); a redistributor each.
+        assert_eq!(vgic.lock().nr_irqs(), 96);
+        for ipa in [GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICR0_BASE, GUEST_GICV3_GICR0_BASE + GUEST_GICV3_GICR_STRIDE] {
+            assert!(e.dom(id).mmio.find(ipa).is_some(), "{ipa:#x}");
+        }
+        assert!(e.dom(id).mmio.find(GUEST_GICV3_GICR0_BASE + 2 * GUEST_GICV3_GICR_STRIDE).is_none());
+        // vCPU 0 online at the kernel's entry; the unpause starts it where the scheduler can
+        // place it: under the null scheduler (the host tests' machine) nowhere, and it stays
+        // down. The unpause itself succeeds, as Xen's does.
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_VCPUS, v, id, with(MaxVcpus { max: 2 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 64 })), 0);
+        e.put(0x800, &VcpuGuestContext { flags: VGCF_ONLINE, pc: 0x4008_0000, cpsr: 0x3c5, ..Default::default() });
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, with(VcpuContext { vcpu: 0, pad: 0, ctxt: ARGS + 0x800 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::UNPAUSEDOMAIN, v, id, [0; 16]), 0);
+        assert!(e.arch.started().is_empty());
+        assert!(e.dom(id).started() && e.dom(id).vcpu_off(0));
+        assert_eq!(domctl_call(&mut e, 0, domctl::UNPAUSEDOMAIN, v, id, [0; 16]), ret(EINVAL), "not paused");
+        assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, id, [0; 16]), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::UNPAUSEDOMAIN, v, id, [0; 16]), 0);
+        // Destroyed: its vGIC leaves the table, and a new domain with the id gets one again.
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), 0);
+        assert!(e.arch.vgics.get(id).is_none());
+        assert!(e.arch.calls().contains(&Call::DetachVgic(id)));
+        let mut op = XenDomctl { cmd: domctl::CREATEDOMAIN, interface_version: v, domain: id, ..Default::default() };
+        set_payload(&mut op.u, &config(1));
+        e.put(0, &op);
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_DOMCTL, [ARGS, 0, 0, 0, 0])), 0);
+        assert_eq!(e.get::<XenDomctl>(0).domain, id);
+        assert!(e.arch.vgics.get(id).is_some_and(|g| !alloc::sync::Arc::ptr_eq(g, &vgic)), "a vGIC of its own");
+    }
+
+    #[test]
     fn a_created_domain_gets_ram_when_populated_and_destroy_takes_it_and_dom0s_maps_of_it_back() {
         use guest_abi::memory::*;
         let mut e = Env::new();
