@@ -306,8 +306,8 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
     let online = (0..n).filter(|&v| !d.vcpu_off(v)).count() as u32;
     // The shutdown code field holds Xen's int code: all ones until one is given.
     let mut flags = dominf::HAP | dominf::HVM_GUEST | d.shutdown_code() << dominf::SHUTDOWN_SHIFT;
-    // A toolstack-made domain's vCPUs are up once given a state, but do not run yet.
-    if online != 0 && !d.by_toolstack {
+    // A toolstack-made domain's vCPUs are up once given a state, and run once unpaused.
+    if online != 0 && d.started() {
         flags |= dominf::RUNNING;
     }
     if d.shutdown().is_some() {
@@ -417,7 +417,7 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
                 let online = !d.vcpu_off(v.vcpu);
                 v.online = online as u8;
                 v.blocked = 0;
-                v.running = (online && !d.by_toolstack) as u8;
+                v.running = (online && d.started()) as u8;
                 v.cpu_time = vcpu_time(d, v.vcpu);
                 v.cpu = d.placement.lock().cpu[v.vcpu as usize];
                 set_payload(&mut op.u, &v);
