@@ -488,7 +488,8 @@ pub fn bench_against_xen(images: &Images) -> Result<()> {
     let (i, b) = noise_run(fixtures::xen_4_17()?, XEN_BENCH_CMDLINE, images.test_guest.clone())?;
     print_noise("Xen 4.17", &i, &b);
     crate::linux::bench_against_xen(images.hypervisor.clone(), fixtures::xen_4_17()?)?;
-    crate::overhead::bench(images.hypervisor.clone(), fixtures::xen_4_17()?)
+    crate::overhead::bench(images.hypervisor.clone(), fixtures::xen_4_17()?)?;
+    crate::toolstack::bench_against_xen(images.hypervisor.clone(), fixtures::xen_4_17()?)
 }
 
 /// `cargo xtask conformance [--against xen [--vulnerabilities | --console]] [--cpu MODEL]`.

@@ -35,13 +35,24 @@ pub fn fixtures() -> Result<Dom0Linux> {
     fixtures_from(env::Suite::Stable)
 }
 
-/// As [`fixtures`], with the kernel from `suite` (bookworm-backports' 6.12 has
-/// CONFIG_XEN_UNPOPULATED_ALLOC: it takes grant and foreign mappings from the extended regions).
-pub fn fixtures_from(suite: env::Suite) -> Result<Dom0Linux> {
+/// Debian stable's kernel package, unpacked: its directory, its raw Image and its version
+/// (the modules are under lib/modules/VERSION).
+pub fn stable_kernel() -> Result<(PathBuf, PathBuf, String)> {
+    kernel_from(env::Suite::Stable)
+}
+
+fn kernel_from(suite: env::Suite) -> Result<(PathBuf, PathBuf, String)> {
     let kpkg = env::debian_depends_in("linux-image-arm64", "arm64", suite)?;
     let kdir = env::debian_package(&kpkg, "arm64")?;
     let (kernel, version) = vmlinuz(&kdir, &kpkg)?;
     check_image(&kernel)?;
+    Ok((kdir, kernel, version))
+}
+
+/// As [`fixtures`], with the kernel from `suite` (bookworm-backports' 6.12 has
+/// CONFIG_XEN_UNPOPULATED_ALLOC: it takes grant and foreign mappings from the extended regions).
+pub fn fixtures_from(suite: env::Suite) -> Result<Dom0Linux> {
+    let (kdir, kernel, version) = kernel_from(suite)?;
     let bb = env::debian_package("busybox-static", "arm64")?.join("bin/busybox");
     let busybox = std::fs::read(&bb).map_err(|e| format!("{}: {e}", bb.display()))?;
     let modules = modules(&kdir.join("lib/modules").join(&version))?;
@@ -187,9 +198,14 @@ fn check_image(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The wanted modules, each after the modules it depends on (read from its `depends=` modinfo;
-/// the package ships no modules.dep), decompressed: `(file name, bytes)`.
+/// dom0's modules ([`MODULES`]), see [`modules_named`].
 pub fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    modules_named(moddir, MODULES)
+}
+
+/// The modules `wanted`, each after the modules it depends on (read from its `depends=` modinfo;
+/// the package ships no modules.dep), decompressed: `(file name, bytes)`.
+pub fn modules_named(moddir: &Path, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
     let dir = moddir.join("kernel");
     // Every module file by name (read only when wanted: a wanted module's dependencies,
     // e.g. virtio_pci's virtio_pci_modern_dev on 6.1, come along).
@@ -222,7 +238,7 @@ pub fn modules(moddir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(())
     }
     let mut order: Vec<(String, Vec<u8>)> = Vec::new();
-    for m in MODULES {
+    for m in wanted {
         if paths.contains_key(*m) {
             place(m, &paths, &mut order, 0)?;
         } else {
@@ -974,6 +990,18 @@ pub const XEN_CMDLINE: &str = "dom0_mem=512M console=dtuart dtuart=/pl011@900000
 /// EL2 from EL0/EL1, i.e. guest traps into the hypervisor, counted the same way for any
 /// hypervisor.
 fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Option<El2Entries>)> {
+    let (times, output, traps) = timed_lines(b, trace, &[MARKER])?;
+    Ok((times[0], output, traps))
+}
+
+/// One boot of `b` without a trace: for each of `needles`, wall seconds from QEMU's start to
+/// the first console line containing it (None if none did), and the console output.
+pub(crate) fn needle_times(b: &Boot, needles: &[&str]) -> Result<(Vec<Option<f64>>, String)> {
+    timed_lines(b, None, needles).map(|(t, out, _)| (t, out))
+}
+
+/// [`timed_boot`] for any `needles`.
+fn timed_lines(b: &Boot, trace: Option<&Path>, needles: &[&str]) -> Result<(Vec<Option<f64>>, String, Option<El2Entries>)> {
     use std::io::BufRead;
     let mut cmd = b.command();
     if let Some(log) = trace {
@@ -997,12 +1025,14 @@ fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Op
             }
         }
     });
-    let (mut output, mut marker, mut killed) = (String::new(), None, false);
+    let (mut output, mut times, mut killed) = (String::new(), vec![None; needles.len()], false);
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok((line, t)) => {
-                if marker.is_none() && line.contains(MARKER) {
-                    marker = Some(t);
+                for (time, needle) in times.iter_mut().zip(needles) {
+                    if time.is_none() && line.contains(needle) {
+                        *time = Some(t);
+                    }
                 }
                 output.push_str(&line);
                 output.push('\n');
@@ -1024,7 +1054,7 @@ fn timed_boot(b: &Boot, trace: Option<&Path>) -> Result<(Option<f64>, String, Op
         Some(log) => Some(count_el2_entries(log)?),
         None => None,
     };
-    Ok((marker, output, traps))
+    Ok((times, output, traps))
 }
 
 /// Exceptions into EL2 from a lower EL counted in a QEMU `-d int` log, in all and by kind.
@@ -1223,7 +1253,7 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
     Ok(())
 }
 
-fn tail(out: &str) -> String {
+pub(crate) fn tail(out: &str) -> String {
     let lines: Vec<&str> = out.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }

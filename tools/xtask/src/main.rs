@@ -18,6 +18,7 @@ mod stress;
 mod systest;
 mod toolstack;
 mod vulnerabilities;
+mod xl_domu;
 
 use env::Result;
 use std::path::PathBuf;
@@ -39,7 +40,8 @@ cargo xtask <command>
                          trades a grant and events with a test-guest dom0); QEMU gets one more CPU
       --append ARGS      xenith's command line (e.g. dom0_mem=512M)
       --toolstack        with --dom0 linux: Debian's xen-utils-4.17 in dom0's initramfs; /init starts
-                         xenstored, xen-init-dom0 and xenconsoled and runs xl info, xl list, xl vcpu-list
+                         xenstored, xen-init-dom0 and xenconsoled, runs xl info, xl list, xl vcpu-list,
+                         then xl create of a 2-vCPU Linux domU (disk, vif), xl console, xl destroy
       --smmu-stage S     QEMU SMMUv3 model stage: 2 (default), 1, nested
       --gic 2|3          QEMU virt's interrupt controller: GICv3 (default) or GICv2 (gic-version=2)
       -- QEMU-ARGS...    extra QEMU arguments
@@ -65,10 +67,14 @@ cargo xtask <command>
                      interrupt of each kind (exit_*), the noise figure, edu DMA, Linux dom0's virtio-blk
                      reads nested vs stage 2 alone, and host-side figures, measured by the guest under
                      -icount shift=0
+      --only xl          only `xl create` -> domU marker (through `xl console`) on xenith and Xen 4.17:
+                         Linux dom0 with Xen's toolstack creates a 2-vCPU Linux domU (disk, vif); median
+                         of 3 boots each, non-zero exit when either fails or xenith is slower
       --only nested      only the virtio-blk read bench: dom0's stage 1 nested over xenith's stage 2 vs
                          stage 2 alone, ratio and verdict (non-zero exit below 0.8x)
       --against xen      round trips and per-exit costs on xenith and Xen 4.17 and their ratio, the Linux
-                         dom0 boot, the boot overhead and the noise figure on both
+                         dom0 boot, the boot overhead, the noise figure and xl create -> domU marker
+                         (--only xl) on both
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
       --noise            dom0's null hypercall while two dom0less domUs loop on hypercalls vs while they
                          idle, on xenith and Xen 4.17 (also part of bench and --against xen)
@@ -131,7 +137,8 @@ fn main() {
             Some("nested") => setup().and_then(|_| build::all()).and_then(|i| systest::blkbench(&i)).and_then(|met| {
                 met.then_some(()).ok_or_else(|| format!("nested virtio-blk read throughput below {}x of stage 2 alone", systest::BLKBENCH_TARGET))
             }),
-            other => Err(format!("bench --only: unknown part {other:?} (nested)")),
+            Some("xl") => setup().and_then(|_| build::all()).and_then(|i| toolstack::bench_against_xen(i.hypervisor.clone(), fixtures::xen_4_17()?)),
+            other => Err(format!("bench --only: unknown part {other:?} (nested, xl)")),
         },
         Some("bench") => bench(),
         Some("conformance") if args.get(1).map(String::as_str) == Some("--arch") && args.get(2).map(String::as_str) == Some("arm32") => {

@@ -331,7 +331,7 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         cases.push(Case { name: "linux_dom0_privcmd_fuzz", boot: crate::linux::fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::fuzz_systest_check });
         // Xen's toolstack (Debian's xen-utils-4.17) in Linux dom0: xl info, xl list, xl vcpu-list
         // print the machine and Domain-0; the same script on Xen 4.17 is the reference.
-        cases.push(Case { name: "linux_dom0_toolstack_xl", boot: crate::toolstack::systest_boot(images.hypervisor.clone(), ""), check: crate::toolstack::systest_check });
+        cases.push(Case { name: "linux_dom0_toolstack_xl", boot: crate::toolstack::systest_boot(images.hypervisor.clone(), "sched=credit"), check: crate::toolstack::systest_check });
         cases.push(Case { name: "linux_dom0_toolstack_xl_on_xen", boot: crate::toolstack::xen_systest_boot(), check: crate::toolstack::xen_systest_check });
         // A hostile dom0 process aimed at the toolstack's hypercalls: 100 000 sysctl/domctl calls.
         cases.push(Case { name: "linux_dom0_toolstack_fuzz", boot: crate::linux::toolstack_fuzz_systest_boot(images.hypervisor.clone()), check: crate::linux::toolstack_fuzz_systest_check });
@@ -377,6 +377,9 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
         let out = case.boot.run()?;
+        // The whole output, kept for failures whose cause scrolls out of the lines shown.
+        let log = crate::env::root().join("target").join("systest-logs").join(format!("{}.log", case.name));
+        let _ = std::fs::create_dir_all(log.parent().unwrap_or(&log)).and_then(|()| std::fs::write(&log, &out.output));
         match (case.check)(&out) {
             Ok(()) => {
                 passed += 1;
@@ -390,6 +393,7 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
                 for l in &lines[lines.len().saturating_sub(60)..] {
                     println!("  | {l}");
                 }
+                println!("---- whole output: {}", log.display());
             }
         }
     }

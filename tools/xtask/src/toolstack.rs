@@ -1,14 +1,24 @@
 //! Xen's own toolstack in Linux dom0: Debian's xen-utils-4.17 (`xl`, `xenstored`,
-//! `xenconsoled`, `xen-init-dom0`) and xenstore-utils with every shared library they load, from
-//! Debian's arm64 packages (fetched and unpacked under .cache/ like the kernel). They go into a
-//! second cpio archive appended to dom0's busybox initramfs (the kernel unpacks concatenated
-//! archives in order), with /etc/xenith/toolstack.sh, which the initramfs's /init runs when it
-//! is there: it starts xenstored, xen-init-dom0 and xenconsoled, then runs `xl info`, `xl list`
-//! and `xl vcpu-list`.
+//! `xenconsoled`, `xen-init-dom0`, libxl's `xenconsole`) and xenstore-utils with every shared
+//! library they load, from Debian's arm64 packages (fetched and unpacked under .cache/ like the
+//! kernel). They go into a second cpio archive appended to dom0's busybox initramfs (the kernel
+//! unpacks concatenated archives in order), with /etc/xenith/toolstack.sh, which the
+//! initramfs's /init runs when it is there, and a domU to create (xl_domu.rs: its kernel,
+//! initramfs, disk image and xl configuration, dom0's backend modules, the hotplug scripts).
+//!
+//! The script starts xenstored, xen-init-dom0 and xenconsoled (with devpts mounted: xenconsoled
+//! gives each domU's console a pty), runs `xl info`, `xl list` and `xl vcpu-list`, then a
+//! domU's life: loads loop, xen-blkback and xen-netback, notes `xl info`'s free memory, `xl
+//! create`s the domU (2 vCPUs, a file in dom0 as its disk through blkback, a routed vif through
+//! netback), follows it with `xl console` (its stdin a FIFO nobody writes, so no terminal is
+//! needed; every line it prints goes to dom0's console as `xl-console: ...`) until the domU
+//! reports its disk and network checks, pings it from dom0, `xl destroy`s it and waits for the
+//! free memory to come back. Every step prints a tagged line that [`systest_check`] reads.
 //!
 //! `cargo xtask run --dom0 linux --toolstack` boots it; the system tests
-//! `linux_dom0_toolstack_xl` (xenith) and `linux_dom0_toolstack_xl_on_xen` (Debian's Xen 4.17,
-//! the reference) run the same script.
+//! `linux_dom0_toolstack_xl` (xenith, `sched=credit`: the domU's vCPUs share the CPUs with
+//! dom0's) and `linux_dom0_toolstack_xl_on_xen` (Debian's Xen 4.17, the reference) run the
+//! same script; `cargo xtask bench --only xl` times `xl create` to the domU's marker on both.
 
 use crate::env::{self, Result};
 use crate::linux::Cpio;
@@ -47,6 +57,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("usr/lib/xen-4.17/bin/xenconsoled", "usr/sbin/xenconsoled"),
     ("usr/lib/xen-4.17/bin/xen-init-dom0", "usr/sbin/xen-init-dom0"),
     ("usr/bin/xenstore", "usr/bin/xenstore"),
+    // `xl console` runs it from libxl's private directory.
+    ("usr/lib/xen-4.17/bin/xenconsole", "usr/lib/xen-4.17/bin/xenconsole"),
 ];
 
 /// Names the xenstore multi-call program answers to.
@@ -64,13 +76,17 @@ pub const DONE: &str = "TOOLSTACK-DONE";
 
 /// The script /init runs (see the module documentation).
 fn script() -> String {
+    use crate::xl_domu::{DOMU_IP, DONE as DOMU_DONE, NAME};
     format!(
         "#!/bin/sh\n\
-         # Xen's toolstack in dom0: the daemons, then xl's view of the machine.\n\
+         # Xen's toolstack in dom0: the daemons, xl's view of the machine, then a domU's life.\n\
          export LD_LIBRARY_PATH=/{LIBDIR}\n\
          export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
-         mkdir -p /run /var /var/lib/xen /var/lib/xenstored /var/log/xen /etc/xen && touch /etc/xen/xl.conf\n\
-         mount -t tmpfs tmpfs /run && mkdir -p /run/xen /run/xenstored /run/lock && ln -sf /run /var/run\n\
+         mkdir -p /run /var /var/lib/xen /var/lib/xenstored /var/log/xen /etc/xen\n\
+         echo 'autoballoon=\"off\"' > /etc/xen/xl.conf\n\
+         mount -t tmpfs tmpfs /run && mkdir -p /run/xen /run/xenstored /run/lock && ln -sf /run /var/run && ln -sf /run/lock /var/lock\n\
+         # xenconsoled gives each domU's console a pty.\n\
+         mkdir -p /dev/pts && mount -t devpts devpts /dev/pts\n\
          echo \"toolstack: starting xenstored\"\n\
          XENSTORED_ROOTDIR=/var/lib/xenstored xenstored --pid-file /run/xen/xenstored.pid\n\
          i=0; until xenstore-read / >/dev/null 2>&1 || [ $i -ge 50 ]; do sleep 0.2; i=$((i+1)); done\n\
@@ -81,9 +97,41 @@ fn script() -> String {
          echo \"toolstack: xl list\"; xl list 2>&1 | sed 's/^/xl-list: /'\n\
          echo \"toolstack: xl vcpu-list\"; xl vcpu-list 2>&1 | sed 's/^/xl-vcpu-list: /'\n\
          echo \"toolstack: daemons: $(for p in xenstored xenconsoled; do pidof $p >/dev/null && echo -n \"$p \"; done)\"\n\
+         if [ -f /etc/xenith/domu.cfg ]; then\n\
+         for m in $(cat /etc/xenith/xl-modules); do n=$(echo ${{m%.ko}} | tr - _); [ -d /sys/module/$n ] || insmod /lib/modules/xl/$m || echo \"toolstack: insmod $m failed\"; done\n\
+         free_mem() {{ xl info | awk '$1 == \"free_memory\" {{ print $3 }}'; }}\n\
+         free_before=$(free_mem)\n\
+         echo \"toolstack: free_memory before create: $free_before\"\n\
+         echo \"{CREATE_START}\"\n\
+         xl create /etc/xenith/domu.cfg > /tmp/xl-create.log 2>&1; rc=$?\n\
+         sed 's/^/xl-create: /' /tmp/xl-create.log\n\
+         echo \"toolstack: xl create exit $rc\"\n\
+         if [ $rc -eq 0 ]; then\n\
+         mkfifo /tmp/console-in; (exec sleep 100000 > /tmp/console-in) & hold=$!\n\
+         xl console {NAME} < /tmp/console-in 2>&1 | awk '{{ sub(/\\r$/, \"\"); print \"xl-console: \" $0; fflush(); print > \"/tmp/domu-console.log\"; fflush(\"/tmp/domu-console.log\") }}' &\n\
+         i=0; until grep -q {DOMU_DONE} /tmp/domu-console.log 2>/dev/null || [ $i -ge 750 ]; do sleep 0.2; i=$((i+1)); done\n\
+         grep -q {DOMU_DONE} /tmp/domu-console.log 2>/dev/null && echo \"toolstack: domU done\" || echo \"toolstack: the domU never printed {DOMU_DONE}\"\n\
+         echo \"toolstack: xl list with the domU\"; xl list 2>&1 | sed 's/^/xl-list-domu: /'\n\
+         xl vcpu-list {NAME} 2>&1 | sed 's/^/xl-vcpu-list-domu: /'\n\
+         echo \"toolstack: dom0 pings the domU: $(ping -c 2 -W 5 {DOMU_IP} 2>&1 | grep 'packets transmitted')\"\n\
+         xl destroy {NAME} > /tmp/xl-destroy.log 2>&1; rc=$?\n\
+         sed 's/^/xl-destroy: /' /tmp/xl-destroy.log\n\
+         echo \"toolstack: xl destroy exit $rc\"\n\
+         kill $hold 2>/dev/null\n\
+         fi\n\
+         i=0; while :; do free_after=$(free_mem); [ \"$free_after\" = \"$free_before\" ] || [ $i -ge 50 ] && break; sleep 0.2; i=$((i+1)); done\n\
+         echo \"toolstack: free_memory after destroy: $free_after\"\n\
+         echo \"toolstack: xl list after destroy\"; xl list 2>&1 | sed 's/^/xl-list-after: /'\n\
+         sed 's/^/hotplug: /' /var/log/xen/hotplug.log 2>/dev/null\n\
+         [ $rc -eq 0 ] || for f in /var/log/xen/*.log; do sed \"s|^|$f: |\" $f; done\n\
+         fi\n\
          echo {DONE}\n"
     )
 }
+
+/// Printed by the script just before `xl create` (the bench times from this line to the
+/// domU's marker).
+pub const CREATE_START: &str = "toolstack: xl create starting";
 
 /// The ELF's NEEDED libraries (`readelf -d`).
 fn needed(path: &Path) -> Result<Vec<String>> {
@@ -110,7 +158,7 @@ fn archive() -> Result<Vec<u8>> {
     }
     let find_program = |rel: &str| roots.iter().map(|r| r.join(rel)).find(|p| p.exists()).ok_or_else(|| format!("no package of {PACKAGES:?} has /{rel}"));
     let mut c = Cpio::default();
-    for d in ["etc", "etc/xenith", "lib", LIBDIR, "usr", "usr/sbin", "usr/bin"] {
+    for d in ["etc", "etc/xenith", "lib", LIBDIR, "usr", "usr/sbin", "usr/bin", "usr/lib", "usr/lib/xen-4.17", "usr/lib/xen-4.17/bin"] {
         c.dir(d);
     }
     // Programs, then the libraries they need, transitively.
@@ -144,6 +192,7 @@ fn archive() -> Result<Vec<u8>> {
         }
     }
     c.file("etc/xenith/toolstack.sh", 0o755, script().as_bytes());
+    crate::xl_domu::add_to(&mut c)?;
     Ok(c.finish())
 }
 
@@ -172,7 +221,7 @@ pub fn use_for(boot: &mut Boot) -> Result<()> {
 /// vCPUs and the toolstack.
 pub fn systest_boot(hypervisor: PathBuf, cmdline: &str) -> Boot {
     let mut b = Boot::new(hypervisor);
-    b.timeout = Duration::from_secs(150);
+    b.timeout = Duration::from_secs(300);
     b.cmdline = format!("{cmdline} dom0_max_vcpus={}", crate::linux::SYSTEST_VCPUS).trim().to_string();
     if let Err(e) = crate::linux::use_for(&mut b).and_then(|()| use_for(&mut b)) {
         eprintln!("xtask: Linux dom0 with the toolstack: {e}");
@@ -197,15 +246,83 @@ fn lines<'a>(o: &'a Outcome, tag: &str) -> Vec<&'a str> {
     o.output.lines().filter_map(|l| l.trim_end().split_once(tag).map(|(_, r)| r)).collect()
 }
 
-/// [`check`] on xenith: the machine's 2 CPUs.
+/// [`check`] and [`check_domu`] on xenith: the machine's 2 CPUs.
 pub fn systest_check(o: &Outcome) -> std::result::Result<(), String> {
-    check(o, Some("2"))
+    check(o, Some("2"))?;
+    check_domu(o)
 }
 
-/// [`check`] on Xen 4.17: under TCG on a loaded host Xen sometimes fails to bring its second
-/// CPU up (then runs both dom0 vCPUs on one), which is Xen's and QEMU's business here.
+/// [`check`] and [`check_domu`] on Xen 4.17: under TCG on a loaded host Xen sometimes fails to
+/// bring its second CPU up (then runs both dom0 vCPUs on one), which is Xen's and QEMU's
+/// business here.
 pub fn xen_systest_check(o: &Outcome) -> std::result::Result<(), String> {
-    check(o, None)
+    check(o, None)?;
+    check_domu(o)
+}
+
+/// The domU's life: `xl create` succeeded; through `xl console` its marker (with both vCPUs
+/// online), the disk's file with the payload's checksum, every ping to dom0 answered; `xl list`
+/// showed it with its vCPUs and memory; dom0 reached it over the vif; `xl destroy` succeeded,
+/// it left `xl list` and `xl info`'s free memory came back to its value before the create; the
+/// hotplug scripts attached and detached the loop device and brought the vif up.
+fn check_domu(o: &Outcome) -> std::result::Result<(), String> {
+    use crate::xl_domu::{DONE as DOMU_DONE, MARKER as DOMU_MARKER, MEMORY_MIB, NAME, PINGS, VCPUS};
+    if !o.has("toolstack: xl create exit 0") {
+        let why: Vec<&str> = lines(o, "xl-create: ");
+        return Err(format!("`xl create` failed: {why:?}"));
+    }
+    let console = lines(o, "xl-console: ");
+    let marker = console.iter().find(|l| l.starts_with(DOMU_MARKER)).ok_or_else(|| format!("`xl console` never showed the domU's `{DOMU_MARKER}`"))?;
+    if !marker.ends_with("cpus 0-1") {
+        return Err(format!("the domU's vCPUs online: {marker}, want cpus 0-1"));
+    }
+    let want = crate::xl_domu::payload_sha256().map_err(|e| format!("the payload's checksum: {e}"))?;
+    let disk = console.iter().find_map(|l| l.strip_prefix("domu-disk: ")).ok_or("the domU printed no domu-disk line")?;
+    if disk != format!("sha256 {want}") {
+        return Err(format!("the domU's disk: `{disk}`, want sha256 {want}"));
+    }
+    let net = console.iter().find_map(|l| l.strip_prefix("domu-net: ")).ok_or("the domU printed no domu-net line")?;
+    if !net.starts_with(&format!("{PINGS} packets transmitted, {PINGS} packets received")) {
+        return Err(format!("the domU's pings to dom0: `{net}`, want {PINGS} of {PINGS} answered"));
+    }
+    if !console.iter().any(|l| *l == format!("domu: vcpus {VCPUS}")) || !console.iter().any(|l| l.starts_with(DOMU_DONE)) || !o.has("toolstack: domU done") {
+        return Err(format!("the domU did not report {VCPUS} vCPUs and `{DOMU_DONE}`"));
+    }
+    let listed = lines(o, "xl-list-domu: ");
+    let row = listed.iter().find(|l| l.starts_with(NAME)).ok_or_else(|| format!("`xl list` did not show {NAME}: {listed:?}"))?;
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    if cols.get(2) != Some(&MEMORY_MIB.to_string().as_str()) || cols.get(3) != Some(&VCPUS.to_string().as_str()) {
+        return Err(format!("`xl list`: {NAME} should have {MEMORY_MIB} MiB and {VCPUS} vCPUs: {row}"));
+    }
+    let vcpus = lines(o, "xl-vcpu-list-domu: ").iter().filter(|l| l.starts_with(NAME)).count();
+    if vcpus != VCPUS as usize {
+        return Err(format!("`xl vcpu-list {NAME}` shows {vcpus} vCPUs, want {VCPUS}"));
+    }
+    if !o.has("toolstack: dom0 pings the domU: 2 packets transmitted, 2 packets received") {
+        return Err("dom0's pings to the domU over the vif were not both answered".into());
+    }
+    if !o.has("toolstack: xl destroy exit 0") {
+        return Err(format!("`xl destroy` failed: {:?}", lines(o, "xl-destroy: ")));
+    }
+    if lines(o, "xl-list-after: ").iter().any(|l| l.starts_with(NAME)) {
+        return Err(format!("{NAME} is still in `xl list` after `xl destroy`"));
+    }
+    let free = |tag: &str| lines(o, tag).first().and_then(|v| v.trim().parse::<u64>().ok());
+    match (free("toolstack: free_memory before create: "), free("toolstack: free_memory after destroy: ")) {
+        (Some(a), Some(b)) if a == b => {}
+        (a, b) => return Err(format!("`xl info` free_memory: {a:?} MiB before `xl create`, {b:?} after `xl destroy`")),
+    }
+    let hotplug = lines(o, "hotplug: ");
+    for (what, ok) in [
+        ("the block script attached the file to a loop device", hotplug.iter().any(|l| l.starts_with("block: /var/lib/xenith/disk.img on /dev/loop"))),
+        ("the block script detached the loop device", hotplug.iter().any(|l| l.starts_with("block: /dev/loop") && l.ends_with(" detached"))),
+        ("vif-route brought the vif up", hotplug.iter().any(|l| l.starts_with("vif-route: vif") && l.ends_with(" up"))),
+    ] {
+        if !ok {
+            return Err(format!("expected: {what} ({hotplug:?})"));
+        }
+    }
+    Ok(())
 }
 
 /// `xl info` printed the machine (its CPUs, memory, the hypervisor's version) and `xl list`
@@ -255,6 +372,67 @@ fn check(o: &Outcome, nr_cpus: Option<&str>) -> std::result::Result<(), String> 
         if o.has(bad) {
             return Err(format!("`{bad}` in the output"));
         }
+    }
+    Ok(())
+}
+
+/// The `xl console` line that carries the domU's marker.
+fn domu_marker_line() -> String {
+    format!("xl-console: {}", crate::xl_domu::MARKER)
+}
+
+/// Part of `cargo xtask bench --against xen` (alone: `cargo xtask bench --only xl`): the system
+/// test's boot (Linux dom0 with 2 vCPUs and the toolstack, the domU with 2 vCPUs on the 2 CPUs)
+/// on xenith (`sched=credit`) and on Xen 4.17, wall seconds from dom0's "xl create starting"
+/// line to the domU's marker arriving through `xl console`, both lines timestamped by the host
+/// as they reach QEMU's serial port (median of 3 boots each, alternating between the
+/// hypervisors so a change in the host's load falls on both). The domU's own uptime at its
+/// marker (guest seconds: kernel boot to /init) is printed beside it. Fails (after printing
+/// Xen's figures) when `xl create` or the domU fails on either, or xenith is slower than Xen.
+pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
+    const RUNS: usize = 3;
+    let boots = [("xenith", systest_boot(xenith, "sched=credit")), ("Xen 4.17", systest_boot(xen, crate::linux::XEN_CMDLINE))];
+    let needles = [CREATE_START.to_string(), domu_marker_line()];
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); boots.len()];
+    let mut uptimes: Vec<Vec<f64>> = vec![Vec::new(); boots.len()];
+    let mut failed: Vec<Option<String>> = vec![None; boots.len()];
+    for run in 1..=RUNS {
+        for (i, (name, b)) in boots.iter().enumerate() {
+            if failed[i].is_some() {
+                continue;
+            }
+            let (t, out) = crate::linux::needle_times(b, &needles)?;
+            let o = Outcome { output: out, raw: Vec::new(), exit_code: None, timed_out: false, wall: Duration::ZERO, trouble_at: None };
+            match (t[0], t[1]) {
+                (Some(start), Some(marker)) => {
+                    let up = lines(&o, &format!("{} uptime ", crate::xl_domu::MARKER)).first().and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok());
+                    println!("  {name}: run {run}: xl create -> domU marker {:.2} s (domU uptime at marker {})", marker - start, up.map_or("-".into(), |u| format!("{u:.2} s")));
+                    times[i].push(marker - start);
+                    uptimes[i].extend(up);
+                }
+                (None, _) => failed[i] = Some(format!("dom0 never reached `xl create` (last lines:\n{})", crate::linux::tail(&o.output))),
+                (Some(_), None) if !o.has("toolstack: xl create exit 0") => failed[i] = Some(format!("xl create failed: {:?}", lines(&o, "xl-create: "))),
+                (Some(_), None) => failed[i] = Some(format!("the domU's marker never came through `xl console` (last lines:\n{})", crate::linux::tail(&o.output))),
+            }
+        }
+    }
+    println!("xl create -> domU marker through xl console (Linux domU, 2 vCPUs, disk + vif; dom0 2 vCPUs; -smp 2):");
+    println!("  {:<10} {:>22} {:>26}", "", "create->marker (median s)", "domU uptime at marker (s)");
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
+    for (i, (name, _)) in boots.iter().enumerate() {
+        match &failed[i] {
+            Some(why) => println!("  {name}: {why}"),
+            None => println!("  {name:<10} {:>22} {:>26}", f(crate::linux::median(times[i].clone())), f(crate::linux::median(uptimes[i].clone()))),
+        }
+    }
+    if let Some((name, why)) = boots.iter().zip(&failed).find_map(|((n, _), w)| w.as_ref().map(|w| (n, w))) {
+        return Err(format!("{name}: {why}"));
+    }
+    let (a, b) = (crate::linux::median(times[0].clone()).unwrap_or(f64::MAX), crate::linux::median(times[1].clone()).unwrap_or(0.0));
+    println!("  ratio xenith/Xen: {:.3} (target <= 1)", a / b);
+    if a > b {
+        return Err(format!("xenith's xl create -> domU marker ({a:.2} s) is slower than Xen 4.17's ({b:.2} s)"));
     }
     Ok(())
 }
