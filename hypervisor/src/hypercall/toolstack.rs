@@ -303,12 +303,16 @@ fn scheduler_op_global(u: &[u64; 16]) -> Result<(), i64> {
 /// What getdomaininfo reports of `d`. A vCPU that is online runs: it has its CPU to itself.
 pub fn domain_info(d: &Domain) -> GetDomainInfo {
     let n = d.max_vcpus.clamp(1, MAX_VCPUS as u32);
-    let online = (0..n).filter(|&v| !d.vcpu_off(v)).count() as u32;
+    let up: alloc::vec::Vec<(bool, bool)> = (0..n).filter(|&v| !d.vcpu_off(v)).map(|v| run_state(d, v)).collect();
+    let online = up.len() as u32;
     // The shutdown code field holds Xen's int code: all ones until one is given.
     let mut flags = dominf::HAP | dominf::HVM_GUEST | d.shutdown_code() << dominf::SHUTDOWN_SHIFT;
-    // A toolstack-made domain's vCPUs are up once given a state, and run once unpaused.
-    if online != 0 && d.started() {
+    // As Xen: running if a vCPU that is up is on a CPU, blocked if every one waits.
+    if up.iter().any(|&(running, _)| running) {
         flags |= dominf::RUNNING;
+    }
+    if online != 0 && up.iter().all(|&(_, blocked)| blocked) {
+        flags |= dominf::BLOCKED;
     }
     if d.shutdown().is_some() {
         flags |= dominf::SHUTDOWN;
@@ -332,6 +336,23 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
         cpupool: CPUPOOL0,
         gpaddr_bits: host().ipa_bits,
         ..Default::default()
+    }
+}
+
+/// Whether vCPU `v` of `d` (which is up) is on a CPU now, and whether it waits for an event
+/// (WFI): a vCPU built at boot has a CPU of its own; a toolstack-made domain's vCPUs run once
+/// started, where and when the scheduler says.
+fn run_state(d: &Domain, v: u32) -> (bool, bool) {
+    if !d.by_toolstack {
+        return (true, false);
+    }
+    if !d.started() {
+        return (false, false);
+    }
+    match crate::sched::SCHED.state(crate::sched::VcpuRef::new(d.id, v)) {
+        Some(crate::sched::State::Running(_)) => (true, false),
+        Some(crate::sched::State::Blocked) => (false, true),
+        _ => (false, false),
     }
 }
 
@@ -415,9 +436,10 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
                 Err(ret(ESRCH))
             } else {
                 let online = !d.vcpu_off(v.vcpu);
+                let (running, blocked) = if online { run_state(d, v.vcpu) } else { (false, false) };
                 v.online = online as u8;
-                v.blocked = 0;
-                v.running = (online && d.started()) as u8;
+                v.blocked = blocked as u8;
+                v.running = running as u8;
                 v.cpu_time = vcpu_time(d, v.vcpu);
                 v.cpu = d.placement.lock().cpu[v.vcpu as usize];
                 set_payload(&mut op.u, &v);
