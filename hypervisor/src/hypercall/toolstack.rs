@@ -5,9 +5,10 @@
 //! control domain, here dom0: -EPERM), then the command runs and, where Xen copies the struct
 //! back, the struct is written back (-EFAULT if it cannot be). Commands not listed get -ENOSYS.
 //!
-//! The machine is fixed: one CPU pool (0) with every CPU, the null scheduler (each vCPU on a
-//! CPU of its own, never moved), one NUMA node. Affinities and node affinity are kept and
-//! reported as Xen keeps them; they do not move a vCPU.
+//! The machine is fixed: one CPU pool (0) with every CPU, reported with the null scheduler,
+//! one NUMA node. Affinities and node affinity are kept and reported as Xen keeps them; a hard
+//! affinity bounds where a toolstack-made domain's vCPU is placed when it starts (under
+//! `sched=credit`, `domain::run`), and nothing moves a vCPU once placed.
 
 use super::{read_arg, write_arg, HypercallCtx};
 use crate::domain::vcpu::MAX_VCPUS;
