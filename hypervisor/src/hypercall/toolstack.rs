@@ -691,8 +691,8 @@ pub fn guest_vgic(vcpus: u32, nr_spis: u32) -> crate::irq::vgic::domains::VgicCo
         gicd: GUEST_GICV3_GICD_BASE,
         gicr: GUEST_GICV3_GICR0_BASE,
         gicr_size: GUEST_GICV3_GICR_STRIDE * u64::from(vcpus),
-        // GICD_TYPER.ITLinesNumber: 32 (N + 1) INTIDs cover the 32 private ones and the SPIs.
-        it_lines: (31 + nr_spis.min(988)) / 32,
+        // GICD_TYPER.ITLinesNumber N: 32 (N + 1) INTIDs, the 32 private ones and the SPIs.
+        it_lines: nr_spis.min(988).div_ceil(32),
         vcpus: vcpus as usize,
         passthrough_spis: false,
     }
