@@ -5,78 +5,46 @@
 
 use super::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE, GICR_STRIDE};
 use super::{Vgic, PRIVATE_IRQS};
-use crate::domain::registry::MAX_DOMAINS;
+use crate::domain::registry::{Slots, MAX_DOMAINS};
 use crate::domain::{DomId, Domain};
 use crate::sync::SpinMutex;
-use alloc::boxed::Box;
-use core::sync::atomic::{AtomicPtr, Ordering};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 /// The vGICs of all domains, each in the slot of its domain's id: set before the domain runs,
-/// taken out when the toolstack destroys it. A lookup is one load and the reference it gives
-/// stays valid for as long as the machine runs: a vGIC taken out is never freed (as a domain's
-/// record is not, see `domain::registry`; the domain's emulated devices hold it anyway), so a
-/// CPU that looked it up just before it left finds it intact.
+/// taken out when the toolstack destroys it. A lookup is one load (`registry::Slots`); a vGIC
+/// taken out is never freed (the domain's record, which is not either, holds it in its
+/// emulated devices anyway).
+#[derive(Default)]
 pub struct VgicTable {
-    slots: [AtomicPtr<SharedVgic>; MAX_DOMAINS],
-}
-
-impl Default for VgicTable {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for VgicTable {
-    fn drop(&mut self) {
-        for slot in &mut self.slots {
-            let p = core::mem::replace(slot.get_mut(), core::ptr::null_mut());
-            if !p.is_null() {
-                // SAFETY: `p` came from `Box::into_raw` in `insert` and is still published;
-                // `&mut self` means no lookup holds a reference to it.
-                drop(unsafe { Box::from_raw(p) });
-            }
-        }
-    }
+    slots: Slots<SharedVgic>,
 }
 
 impl VgicTable {
     pub const fn new() -> Self {
-        Self { slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_DOMAINS] }
+        Self { slots: Slots::new() }
     }
 
     /// Domain `id`'s vGIC (one load: no lock).
     #[inline]
     pub fn get(&self, id: DomId) -> Option<&SharedVgic> {
-        let p = self.slots.get(usize::from(id))?.load(Ordering::Acquire);
-        // SAFETY: a published pointer came from `Box::into_raw` and is never freed while the
-        // table is shared (`remove` leaks it).
-        (!p.is_null()).then(|| unsafe { &*p })
+        self.slots.get(id)
     }
 
     /// Record `vgic` as domain `id`'s; refused when the slot is taken or does not exist.
     /// (`attach` does this for a vGICv3; a front end that builds its devices itself calls it.)
     pub fn insert(&self, id: DomId, vgic: SharedVgic) -> Result<&SharedVgic, String> {
-        let slot = self.slots.get(usize::from(id)).ok_or_else(|| format!("d{id}: no vGIC slot (domain ids stop at {MAX_DOMAINS})"))?;
-        let p = Box::into_raw(Box::new(vgic));
-        match slot.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
-            // SAFETY: `p` was just published and is never freed while shared.
-            Ok(_) => Ok(unsafe { &*p }),
-            Err(_) => {
-                // SAFETY: `p` was not published: this is its only owner.
-                drop(unsafe { Box::from_raw(p) });
-                Err(format!("d{id} has a vGIC already"))
-            }
+        if !self.slots.has_slot(id) {
+            return Err(format!("d{id}: no vGIC slot (domain ids stop at {MAX_DOMAINS})"));
         }
+        self.slots.insert(id, vgic).map_err(|_| format!("d{id} has a vGIC already"))
     }
 
     /// Take domain `id`'s vGIC out (its domain is gone; the id may be a new domain's next).
-    /// The record stays allocated (see the type's documentation).
     pub fn remove(&self, id: DomId) -> bool {
-        self.slots.get(usize::from(id)).is_some_and(|s| !s.swap(core::ptr::null_mut(), Ordering::AcqRel).is_null())
+        self.slots.take(id).is_some()
     }
 }
 
