@@ -357,11 +357,13 @@ fn run_state(d: &Domain, v: u32) -> (bool, bool) {
     }
 }
 
-/// Nanoseconds vCPU `v` ran: it has its CPU to itself from boot until it turns itself off.
+/// Nanoseconds vCPU `v` ran: one built at boot has its CPU to itself from boot until it turns
+/// itself off; a toolstack-made domain's vCPU ran for as long as the scheduler counted.
 fn vcpu_time(d: &Domain, v: u32) -> u64 {
     if d.by_toolstack {
-        // Its vCPUs have not run.
-        0
+        // Its vCPUs run where the scheduler puts them, which counts their time.
+        let ticks = crate::sched::SCHED.run_time(crate::sched::VcpuRef::new(d.id, v)).unwrap_or(0);
+        (u128::from(ticks) * 1_000_000 / u128::from(host().cpu_khz.max(1))) as u64
     } else if d.vcpu_off(v) {
         d.vcpu_off_at(v).unwrap_or(0)
     } else {

@@ -132,6 +132,8 @@ struct Entry {
     since: u64,
     /// While blocked: when to wake it (its timer's deadline), if ever.
     deadline: Option<u64>,
+    /// Counter ticks it ran, up to its CPU's last scheduling point.
+    ran: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -242,6 +244,7 @@ impl Scheduler {
             seq: 0,
             since: 0,
             deadline: None,
+            ran: 0,
         });
         Ok(home)
     }
@@ -438,6 +441,12 @@ impl Scheduler {
         Some(e.id)
     }
 
+    /// Counter ticks vCPU `v` ran (up to its CPU's last scheduling point; `None`: not here).
+    pub fn run_time(&self, v: VcpuRef) -> Option<u64> {
+        let s = self.inner.lock();
+        s.find(v).and_then(|i| s.slots[i]).map(|e| e.ran)
+    }
+
     /// vCPU `v`'s credit priority (tests and the toolstack's view).
     pub fn priority(&self, v: VcpuRef) -> Option<Priority> {
         let s = self.inner.lock();
@@ -501,6 +510,7 @@ impl Inner {
             if let Some(e) = self.slots[i].as_mut() {
                 let ran = now.saturating_sub(e.since);
                 e.credit = e.credit.saturating_sub(ran as i64);
+                e.ran = e.ran.saturating_add(ran);
                 e.since = now;
                 // A boost lasts until the vCPU has run a tick.
                 if ran >= self.per_ms * TICK_MS {

@@ -220,11 +220,12 @@ pub enum Why {
 #[inline(never)]
 pub fn reschedule(frame: &mut TrapFrame, why: Why) {
     let cpu = this_cpu();
-    // A vCPU of a domain being destroyed leaves for good; one of a domain the toolstack
-    // paused leaves until the unpause queues it again (its registers saved).
+    // A vCPU of a domain being destroyed, or that shut down (another of its vCPUs asked),
+    // leaves for good; one of a domain the toolstack paused leaves until the unpause queues
+    // it again (its registers saved).
     let (dom, vcpu) = (percpu::current_domain(), percpu::current_vcpu());
     if let Some(d) = crate::domain::registry::DOMAINS.get(dom).filter(|d| d.by_toolstack) {
-        if d.dying() {
+        if d.dying() || d.shutdown().is_some() {
             stop_current();
         }
         if d.paused() {
