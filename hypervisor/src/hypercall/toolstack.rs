@@ -5,8 +5,8 @@
 //! control domain, here dom0: -EPERM), then the command runs and, where Xen copies the struct
 //! back, the struct is written back (-EFAULT if it cannot be). Commands not listed get -ENOSYS.
 //!
-//! The machine is fixed: one CPU pool (0) with every CPU, reported with the null scheduler,
-//! one NUMA node. Affinities and node affinity are kept and reported as Xen keeps them; a hard
+//! The machine is fixed: one CPU pool (0) with every CPU, reported with the scheduler `sched=`
+//! chose (null, or credit with its per-domain weight), one NUMA node. Affinities and node affinity are kept and reported as Xen keeps them; a hard
 //! affinity bounds where a toolstack-made domain's vCPU is placed when it starts (under
 //! `sched=credit`, `domain::run`), and nothing moves a vCPU once placed.
 
@@ -103,7 +103,7 @@ pub fn sysctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
             Ok(())
         }
         sysctl::SCHED_ID => {
-            set_payload(&mut op.u, &SchedId { sched_id: XEN_SCHEDULER_NULL });
+            set_payload(&mut op.u, &SchedId { sched_id: sched_id() });
             Ok(())
         }
         sysctl::GETDOMAININFOLIST => getdomaininfolist(cx, &mut op.u),
@@ -116,7 +116,7 @@ pub fn sysctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
         sysctl::CPUTOPOINFO => cputopoinfo(cx, &mut op.u),
         sysctl::NUMAINFO => numainfo(cx, &mut op.u),
         sysctl::CPUPOOL_OP => cpupool_op(cx, &mut op.u),
-        sysctl::SCHEDULER_OP => scheduler_op_global(&op.u),
+        sysctl::SCHEDULER_OP => scheduler_op_global(&mut op.u, sched_id()),
         _ => return ret(ENOSYS),
     };
     match r {
@@ -271,7 +271,7 @@ fn cpupool_op(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i6
                 return Err(ret(ENOENT));
             }
             p.cpupool_id = CPUPOOL0;
-            p.sched_id = XEN_SCHEDULER_NULL;
+            p.sched_id = sched_id();
             p.n_dom = cx.domains.iter().count() as u32;
             put_bitmap(cx, &p.cpumap, all_cpus(), host().nr_cpus)?;
         }
@@ -285,20 +285,70 @@ fn cpupool_op(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i6
     Ok(())
 }
 
-/// XEN_SYSCTL_scheduler_op (pool-wide parameters): the null scheduler has none to get or set.
-fn scheduler_op_global(u: &[u64; 16]) -> Result<(), i64> {
-    // sched_id u32 @0, cpupool_id u32 @4, cmd u32 @8.
-    let (sched_id, pool, cmd) = (u[0] as u32, (u[0] >> 32) as u32, u[1] as u32);
+/// The scheduler pool 0 runs, as Xen names it: `sched=credit`'s, else null.
+fn sched_id() -> u32 {
+    if crate::sched::SCHED.policy() == crate::sched::SchedPolicy::Credit {
+        XEN_SCHEDULER_CREDIT
+    } else {
+        XEN_SCHEDULER_NULL
+    }
+}
+
+/// XEN_SYSCTL_scheduler_op (pool-wide parameters): the null scheduler has none to get or set;
+/// credit's (`xen_sysctl_credit_schedule`: tslice_ms u32 @16, ratelimit_us u32 @20,
+/// vcpu_migr_delay_us u32 @24) are read as the 30 ms timeslice, no rate limit and no
+/// migration delay, and are fixed here (-EOPNOTSUPP for a put).
+fn scheduler_op_global(u: &mut [u64; 16], running: u32) -> Result<(), i64> {
+    // cpupool_id u32 @0, sched_id u32 @4, cmd u32 @8, the scheduler's union @16.
+    let (pool, sched_id, cmd) = (u[0] as u32, (u[0] >> 32) as u32, u[1] as u32);
     if cmd != SCHEDOP_PUTINFO && cmd != SCHEDOP_GETINFO {
         return Err(ret(EINVAL));
     }
     if pool != CPUPOOL0 {
         return Err(ret(ESRCH));
     }
-    if sched_id != XEN_SCHEDULER_NULL {
+    if sched_id != running {
         return Err(ret(EINVAL));
     }
-    Ok(())
+    match (running, cmd) {
+        (XEN_SCHEDULER_CREDIT, SCHEDOP_GETINFO) => {
+            u[2] = crate::sched::TIMESLICE_MS;
+            u[3] = 0;
+            Ok(())
+        }
+        (XEN_SCHEDULER_CREDIT, _) => Err(ret(guest_abi::errno::EOPNOTSUPP)),
+        _ => Ok(()),
+    }
+}
+
+/// XEN_DOMCTL_scheduler_op of domain `d` under scheduler `running`. Credit: getinfo reads
+/// the domain's weight and cap (0: none), putinfo sets a weight that is not 0 (caps are not
+/// enforced here: a cap other than none is -EOPNOTSUPP; 0xffff keeps it); its per-vCPU
+/// commands are -EINVAL, as in Xen's credit. Null: nothing to get or set.
+fn scheduler_op_domain(sched: &crate::sched::Scheduler, d: &Domain, s: &mut SchedulerOp, running: u32) -> Result<(), i64> {
+    if s.sched_id != running || s.cmd > SCHEDOP_GETVCPUINFO {
+        return Err(ret(EINVAL));
+    }
+    if running != XEN_SCHEDULER_CREDIT {
+        return Ok(());
+    }
+    let (weight, cap) = (s.u[0] as u16, (s.u[0] >> 16) as u16);
+    match s.cmd {
+        SCHEDOP_GETINFO => {
+            s.u[0] = (s.u[0] & !0xffff_ffff) | u64::from(sched.weight(d.id) as u16);
+            Ok(())
+        }
+        SCHEDOP_PUTINFO => {
+            if cap != 0 && cap != u16::MAX {
+                return Err(ret(guest_abi::errno::EOPNOTSUPP));
+            }
+            if weight != 0 {
+                sched.set_weight(d.id, u32::from(weight)).map_err(|_| ret(EINVAL))?;
+            }
+            Ok(())
+        }
+        _ => Err(ret(EINVAL)),
+    }
 }
 
 /// What getdomaininfo reports of `d`. A vCPU that is online runs: it has its CPU to itself.
@@ -450,9 +500,10 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
             }
         }
         (domctl::SETVCPUAFFINITY | domctl::GETVCPUAFFINITY, Some(d)) => vcpu_affinity(cx, d, op.cmd, &op.u).map(|()| false),
-        (domctl::SCHEDULER_OP, Some(_)) => {
-            let s: SchedulerOp = payload(&op.u);
-            let r = if s.sched_id != XEN_SCHEDULER_NULL || s.cmd > SCHEDOP_GETVCPUINFO { Err(ret(EINVAL)) } else { Ok(()) };
+        (domctl::SCHEDULER_OP, Some(d)) => {
+            let mut s: SchedulerOp = payload(&op.u);
+            let r = scheduler_op_domain(&crate::sched::SCHED, d, &mut s, sched_id());
+            set_payload(&mut op.u, &s);
             // Xen copies the struct back whatever the outcome.
             match write_arg(cx.mem, arg, &op) {
                 Err(e) => Err(e),
@@ -1199,6 +1250,41 @@ mod tests {
         assert_eq!((p.cpupool_id, p.sched_id, p.n_dom), (0, XEN_SCHEDULER_NULL, 2));
         assert_eq!(sysctl_call(&mut e, 0, sysctl::CPUPOOL_OP, pool(1)), ret(ENOENT));
         assert_eq!(sysctl_call(&mut e, 0, sysctl::CPUPOOL_OP, with(CpupoolOp { op: 99, ..Default::default() })), ret(ENOSYS));
+    }
+
+    #[test]
+    fn credit_scheduler_op_reads_and_sets_the_weight_and_reports_its_fixed_timeslice() {
+        use crate::sched::{SchedPolicy, Scheduler};
+        let sched = Scheduler::new();
+        sched.configure(SchedPolicy::Credit, 1_000_000, 2, false);
+        let d = Domain::new_by_toolstack(3, 1, [0; 16]);
+        let op = |cmd, weight: u16, cap: u16| SchedulerOp { sched_id: XEN_SCHEDULER_CREDIT, cmd, u: [u64::from(weight) | u64::from(cap) << 16 | 0xdead << 32, 0] };
+        let mut s = op(SCHEDOP_GETINFO, 0, 0xffff);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut s, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(s.u[0], 256 | 0xdead << 32, "weight 256, no cap, the rest untouched");
+        // libxl's create: read, then put back what it read.
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 256, 0), XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 512, 0xffff), XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(sched.weight(3), 512);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 0, 0), XEN_SCHEDULER_CREDIT), Ok(()), "weight 0 leaves it");
+        assert_eq!(sched.weight(3), 512);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 100, 50), XEN_SCHEDULER_CREDIT), Err(ret(guest_abi::errno::EOPNOTSUPP)), "caps are not enforced");
+        assert_eq!(sched.weight(3), 512, "nothing changed");
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_GETVCPUINFO, 0, 0), XEN_SCHEDULER_CREDIT), Err(ret(EINVAL)));
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_GETINFO, 0, 0), XEN_SCHEDULER_NULL), Err(ret(EINVAL)), "not the running scheduler");
+        // The pool's parameters: pool 0 @0, the scheduler @4, the command @8, the union @16.
+        let mut u = [0u64; 16];
+        u[0] = u64::from(XEN_SCHEDULER_CREDIT) << 32;
+        u[1] = u64::from(SCHEDOP_GETINFO);
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!((u[2] as u32, (u[2] >> 32) as u32, u[3] as u32), (30, 0, 0));
+        u[1] = u64::from(SCHEDOP_PUTINFO);
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Err(ret(guest_abi::errno::EOPNOTSUPP)));
+        u[0] |= 1;
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Err(ret(ESRCH)), "no pool 1");
+        u[0] = u64::from(XEN_SCHEDULER_NULL) << 32;
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Err(ret(EINVAL)));
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_NULL), Ok(()));
     }
 
     #[test]
