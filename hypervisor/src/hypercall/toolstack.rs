@@ -604,7 +604,8 @@ fn pausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
 /// (the first time) or puts them back in their run queues.
 fn unpausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
     d.controller_unpause().map_err(|()| ret(EINVAL))?;
-    if d.by_toolstack && !d.paused() && !d.dying() {
+    // A domain that shut down stays stopped (its vCPUs left their CPUs for good).
+    if d.by_toolstack && !d.paused() && !d.dying() && d.shutdown().is_none() {
         let sched = &crate::sched::SCHED;
         if d.started() {
             crate::domain::run::resume_domain(sched, cx.arch, d, now_ticks());
