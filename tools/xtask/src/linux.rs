@@ -128,13 +128,7 @@ fn domu_init_script() -> String {
 
 /// A dom0less domU's initramfs: busybox and its /init, nothing else.
 pub fn domu_initramfs(busybox: &[u8]) -> Vec<u8> {
-    let mut c = Cpio::default();
-    for d in ["bin", "dev", "proc", "sys", "tmp", "sbin", "usr", "usr/bin", "usr/sbin"] {
-        c.dir(d);
-    }
-    c.file("bin/busybox", 0o755, busybox);
-    c.symlink("bin/sh", "busybox");
-    c.node("dev/console", 0o020600, 5, 1);
+    let mut c = busybox_archive(busybox, &[]);
     c.file("init", 0o755, domu_init_script().as_bytes());
     c.finish()
 }
@@ -357,10 +351,11 @@ pub struct Programs<'a> {
     pub toolstack_fuzzer: Option<&'a [u8]>,
 }
 
-/// The initramfs: busybox, /init, device node for the console, Xen modules, our programs.
-pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], programs: &Programs) -> Vec<u8> {
+/// A busybox initramfs without its /init: the directories, busybox as /bin/sh, the console's
+/// device node and `modules` in /lib/modules.
+pub fn busybox_archive(busybox: &[u8], modules: &[(String, Vec<u8>)]) -> Cpio {
     let mut c = Cpio::default();
-    for d in ["bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "sbin", "usr", "usr/bin", "usr/sbin"] {
+    for d in ["bin", "dev", "proc", "sys", "tmp", "mnt", "lib", "lib/modules", "sbin", "usr", "usr/bin", "usr/sbin"] {
         c.dir(d);
     }
     c.file("bin/busybox", 0o755, busybox);
@@ -370,6 +365,12 @@ pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], programs: &Progr
     for (name, bytes) in modules {
         c.file(&format!("lib/modules/{name}"), 0o644, bytes);
     }
+    c
+}
+
+/// The initramfs: busybox, /init, device node for the console, Xen modules, our programs.
+pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], programs: &Programs) -> Vec<u8> {
+    let mut c = busybox_archive(busybox, modules);
     if let Some(f) = programs.fuzzer {
         c.file("bin/privcmd_fuzz", 0o755, f);
     }

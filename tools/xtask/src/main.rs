@@ -68,8 +68,9 @@ cargo xtask <command>
                      reads nested vs stage 2 alone, and host-side figures, measured by the guest under
                      -icount shift=0
       --only xl          only `xl create` -> domU marker (through `xl console`) on xenith and Xen 4.17:
-                         Linux dom0 with Xen's toolstack creates a 2-vCPU Linux domU (disk, vif); median
-                         of 3 boots each, non-zero exit when either fails or xenith is slower
+                         Linux dom0 with Xen's toolstack creates a 2-vCPU Linux domU (disk, vif); wall
+                         seconds (median of 3 boots each) and dom0's guest seconds under -icount (one
+                         boot each); non-zero exit when either fails or xenith is slower under -icount
       --only nested      only the virtio-blk read bench: dom0's stage 1 nested over xenith's stage 2 vs
                          stage 2 alone, ratio and verdict (non-zero exit below 0.8x)
       --against xen      round trips and per-exit costs on xenith and Xen 4.17 and their ratio, the Linux

@@ -65,13 +65,17 @@ fn payload() -> Vec<u8> {
     v
 }
 
-/// The payload's SHA-256 in hex, computed by the host's `sha256sum`.
+/// The payload's SHA-256 in hex, computed by the host's `sha256sum` (fed on its stdin).
 pub fn payload_sha256() -> Result<String> {
-    let dir = env::cache_dir().join("linux");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let path = dir.join("xl-payload.bin");
-    std::fs::write(&path, payload()).map_err(|e| format!("{}: {e}", path.display()))?;
-    let out = env::output(Command::new("sha256sum").arg(&path))?;
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run sha256sum: {e}"))?;
+    child.stdin.take().ok_or("no stdin")?.write_all(&payload()).map_err(|e| format!("sha256sum: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("sha256sum: {e}"))?;
+    let out = String::from_utf8_lossy(&out.stdout);
     out.split_whitespace().next().map(str::to_string).filter(|h| h.len() == 64).ok_or_else(|| format!("sha256sum printed {out:?}"))
 }
 
@@ -117,16 +121,7 @@ fn domu_init(modules: &[(String, Vec<u8>)]) -> String {
 
 /// The domU's initramfs: busybox, its modules, /init.
 fn domu_initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut c = Cpio::default();
-    for d in ["bin", "dev", "proc", "sys", "tmp", "mnt", "lib", "lib/modules", "sbin", "usr", "usr/bin", "usr/sbin"] {
-        c.dir(d);
-    }
-    c.file("bin/busybox", 0o755, busybox);
-    c.symlink("bin/sh", "busybox");
-    c.node("dev/console", 0o020600, 5, 1);
-    for (name, bytes) in modules {
-        c.file(&format!("lib/modules/{name}"), 0o644, bytes);
-    }
+    let mut c = crate::linux::busybox_archive(busybox, modules);
     c.file("init", 0o755, domu_init(modules).as_bytes());
     c.finish()
 }
