@@ -17,6 +17,8 @@ pub const HVM_PARAM_STORE_EVTCHN: u32 = 2;
 pub const HVM_PARAM_CONSOLE_PFN: u32 = 17;
 /// Parameter: PV console event channel.
 pub const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
+/// The VM event monitor ring's frame (toolstack only).
+pub const HVM_PARAM_MONITOR_RING_PFN: u32 = 28;
 /// Callback type in bits 63:56 of `HVM_PARAM_CALLBACK_IRQ`: a PPI (2 on ARM, as Xen 4.17
 /// reports dom0's: 0x0200000000000210).
 pub const HVM_PARAM_CALLBACK_TYPE_PPI: u64 = 2;

@@ -205,7 +205,8 @@ impl World {
         }
         let mut frames = SharedFrames(&self.frames);
         let mut machine = Machine { mem: &self.mem, frames: &mut frames, tlb: &mut NoTlb };
-        let mut cx = HypercallCtx { domains: &self.domains, caller, vcpu: 0, mem: &mut gm, machine: &mut machine };
+        let arch = crate::contract::fake::FakeArch::new(0x9000_0000, 0x1000);
+        let mut cx = HypercallCtx { domains: &self.domains, caller, vcpu: 0, mem: &mut gm, machine: &mut machine, arch: &arch };
         let r = dispatch(&mut cx, nr, [x0, ARGS, x2, 0, 0]);
         (r, gm)
     }

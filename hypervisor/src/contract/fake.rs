@@ -23,6 +23,8 @@ pub enum Call {
     Clean { pa: u64, len: u64 },
     StopMachine(MachineAction),
     Upcall(DomId),
+    DetachVgic(DomId),
+    Kick(usize),
     IommuEvents,
     TakeSmmu { path: String, sid_bits: Option<u8> },
     ReleaseSmmus,
@@ -103,6 +105,13 @@ impl Arch for FakeArch {
     }
     fn attach_vgic(&self, dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String> {
         crate::irq::vgic::domains::attach(&self.vgics, dom, cfg).map(|_| ())
+    }
+    fn detach_vgic(&self, dom: DomId) {
+        self.vgics.remove(dom);
+        self.record(Call::DetachVgic(dom));
+    }
+    fn kick_cpu(&self, cpu: usize) {
+        self.record(Call::Kick(cpu));
     }
     fn vpl011_irq(&self) -> fn(DomId, bool) {
         |_, _| {}

@@ -48,6 +48,11 @@ pub trait Arch {
     fn with_machine(&self, f: &mut dyn FnMut(&mut Machine<'_>));
     /// Give `dom` its emulated GICv3 as `cfg` says.
     fn attach_vgic(&self, dom: &mut Domain, cfg: &VgicConfig) -> Result<(), String>;
+    /// Take domain `dom`'s vGIC out of the machine's table (the domain is gone; its id may be
+    /// a new domain's next).
+    fn detach_vgic(&self, _dom: DomId) {}
+    /// Make CPU `cpu` reach a scheduling point soon (it runs a vCPU that must stop).
+    fn kick_cpu(&self, _cpu: usize) {}
     /// What a domain's vpl011 calls to drive its interrupt line (`GUEST_VPL011_SPI`).
     fn vpl011_irq(&self) -> fn(DomId, bool);
     /// Raise `dom`'s event-channel upcall where its vCPU runs (nothing without a vGIC).

@@ -63,21 +63,21 @@ fn decide(reason: ShutdownReason, noreboot: bool) -> (MachineAction, String) {
 pub enum DomUAfter {
     /// It goes on running.
     Runs,
-    /// Its only vCPU turned itself off (PSCI CPU_OFF): its CPU stops, nobody is told; the
-    /// domain is not shut down by that (as on Xen).
+    /// The vCPU turned itself off (PSCI CPU_OFF): it leaves its CPU, nobody is told; the
+    /// domain is not shut down by that, even when it was its last vCPU (as on Xen).
     VcpuOff,
     /// The domain stopped (SCHEDOP_shutdown, PSCI SYSTEM_OFF/RESET, a crash): its CPU stops,
     /// nothing reclaims it (a dom0less guest), dom0 hears of it through VIRQ_DOM_EXC.
     Stopped(ShutdownReason),
 }
 
-/// What becomes of domU `id`'s vCPU given its domain's shutdown state and whether vCPU 0
-/// turned itself off, and the console line that says so (none while it runs).
-pub fn domu_after_trap(id: super::DomId, shutdown: Option<ShutdownReason>, vcpu0_off: bool) -> (DomUAfter, Option<String>) {
-    match (shutdown, vcpu0_off) {
+/// What becomes of domU `id`'s vCPU given its domain's shutdown state and whether the vCPU
+/// (`off`: its id) turned itself off, and the console line that says so (none while it runs).
+pub fn domu_after_trap(id: super::DomId, shutdown: Option<ShutdownReason>, off: Option<u32>) -> (DomUAfter, Option<String>) {
+    match (shutdown, off) {
         (Some(reason), _) => (DomUAfter::Stopped(reason), Some(format!("d{id}: shutdown ({reason:?}): its CPU stops; dom0 gets VIRQ_DOM_EXC"))),
-        (None, true) => (DomUAfter::VcpuOff, Some(format!("d{id}: vCPU 0 off (PSCI CPU_OFF): its CPU stops"))),
-        (None, false) => (DomUAfter::Runs, None),
+        (None, Some(v)) => (DomUAfter::VcpuOff, Some(format!("d{id}: vCPU {v} off (PSCI CPU_OFF): its CPU stops"))),
+        (None, None) => (DomUAfter::Runs, None),
     }
 }
 
@@ -131,13 +131,13 @@ mod tests {
 
     #[test]
     fn a_domu_that_stops_stops_its_cpu_and_only_a_shutdown_is_reported_to_dom0() {
-        assert_eq!(domu_after_trap(1, None, false), (DomUAfter::Runs, None));
-        let (after, line) = domu_after_trap(2, None, true);
+        assert_eq!(domu_after_trap(1, None, None), (DomUAfter::Runs, None));
+        let (after, line) = domu_after_trap(2, None, Some(0));
         assert_eq!(after, DomUAfter::VcpuOff);
         assert!(line.unwrap().starts_with("d2: vCPU 0 off"));
         for reason in [ShutdownReason::Crash, ShutdownReason::PowerOff, ShutdownReason::Reboot] {
             // A shutdown wins over a vCPU that also turned itself off.
-            for off in [false, true] {
+            for off in [None, Some(1)] {
                 let (after, line) = domu_after_trap(3, Some(reason), off);
                 assert_eq!(after, DomUAfter::Stopped(reason));
                 let line = line.unwrap();

@@ -10,6 +10,7 @@ pub mod image;
 pub mod lifecycle;
 pub mod mmio;
 pub mod registry;
+pub mod run;
 pub mod vcpu;
 pub mod vuart;
 pub mod zimage;
@@ -177,6 +178,11 @@ pub struct Domain {
     /// Bytes of stage-2 table pool the toolstack asked for (XEN_DOMCTL_set_paging_mempool_size;
     /// reported back, the tables themselves come from the frame pool).
     paging_pool: AtomicU64,
+    /// A toolstack-made domain's vCPUs were started (the first unpause that left it running).
+    started: AtomicBool,
+    /// The toolstack destroys it: its vCPUs leave their CPUs at their next exit and do not run
+    /// again.
+    dying: AtomicBool,
 }
 
 /// Each vCPU's physical CPU and affinities, the domain's NUMA node affinity and handle, as the
@@ -239,6 +245,8 @@ impl Domain {
             address_size: AtomicU8::new(64),
             paging_pool: AtomicU64::new(0),
             start_context: Mutex::new(alloc::vec::Vec::new()),
+            started: AtomicBool::new(false),
+            dying: AtomicBool::new(false),
         }
     }
 
@@ -260,6 +268,33 @@ impl Domain {
         // the hypervisor's frame pool, and the figure is the toolstack's to read and set.
         d.paging_pool = AtomicU64::new(16 * 4096);
         d
+    }
+
+    /// Whether its vCPUs run or ran: always for a domain built at boot; for one the toolstack
+    /// made, once its first unpause started them.
+    pub fn started(&self) -> bool {
+        !self.by_toolstack || self.started.load(Ordering::Acquire)
+    }
+
+    /// Mark a toolstack-made domain's vCPUs started; `false` if they were already.
+    pub fn mark_started(&self) -> bool {
+        !self.started.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether the toolstack is destroying it (its vCPUs must leave their CPUs).
+    #[inline]
+    pub fn dying(&self) -> bool {
+        self.dying.load(Ordering::Acquire)
+    }
+
+    pub fn set_dying(&self) {
+        self.dying.store(true, Ordering::Release);
+    }
+
+    /// PSCI CPU_ON's claim on vCPU `vcpu`, which is off: it is up from now on. `false` when it
+    /// is up already (or does not exist), so that of two CPU_ONs racing one starts it.
+    pub fn claim_vcpu_on(&self, vcpu: u32) -> bool {
+        vcpu < 32 && vcpu < self.max_vcpus && self.vcpus_off.fetch_and(!(1 << vcpu), Ordering::AcqRel) & (1 << vcpu) != 0
     }
 
     /// Whether its vCPUs exist (XEN_DOMCTL_max_vcpus made them, or it was built at boot).

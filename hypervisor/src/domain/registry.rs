@@ -71,10 +71,84 @@ impl FrameAlloc for PoolFrames {
     }
 }
 
+/// One record per domain id, published by a pointer swap and never freed while the table is
+/// shared: a lookup is one load, and the reference it gives stays valid for as long as the
+/// machine runs (a record taken out stays allocated: a CPU may hold what it looked up just
+/// before; see the module documentation).
+pub struct Slots<T> {
+    /// A published record: a leaked `Box<T>`.
+    slots: [AtomicPtr<T>; MAX_DOMAINS],
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Drop for Slots<T> {
+    fn drop(&mut self) {
+        for slot in &mut self.slots {
+            let p = core::mem::replace(slot.get_mut(), core::ptr::null_mut());
+            if !p.is_null() {
+                // SAFETY: `p` came from `Box::into_raw` in `insert` and is still published, so
+                // nothing freed it; `&mut self` means no lookup can hold a reference to it.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
+impl<T> Slots<T> {
+    pub const fn new() -> Self {
+        Self { slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_DOMAINS] }
+    }
+
+    /// Whether id `id` has a slot.
+    pub fn has_slot(&self, id: DomId) -> bool {
+        usize::from(id) < MAX_DOMAINS
+    }
+
+    /// Publish `v` as id `id`'s; refused (given back) if the slot is taken or does not exist.
+    pub fn insert(&self, id: DomId, v: T) -> Result<&T, T> {
+        let Some(slot) = self.slots.get(usize::from(id)) else { return Err(v) };
+        let p = Box::into_raw(Box::new(v));
+        match slot.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: `p` is the box just published; records are never freed while shared.
+            Ok(_) => Ok(unsafe { &*p }),
+            // SAFETY: `p` was not published: this is its only owner.
+            Err(_) => Err(*unsafe { Box::from_raw(p) }),
+        }
+    }
+
+    /// Id `id`'s record (one load: no lock).
+    #[inline]
+    pub fn get(&self, id: DomId) -> Option<&T> {
+        let p = self.slots.get(usize::from(id))?.load(Ordering::Acquire);
+        // SAFETY: a non-null slot holds a record from `insert`, which is never freed while
+        // `self` is shared (a record taken out is left allocated).
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// Exclusive access, before the table is shared (building it, host tests).
+    pub fn get_mut(&mut self, id: DomId) -> Option<&mut T> {
+        let p = *self.slots.get_mut(usize::from(id))?.get_mut();
+        // SAFETY: as in `get`, and `&mut self` excludes every other reference to the record.
+        (!p.is_null()).then(|| unsafe { &mut *p })
+    }
+
+    /// Take id `id`'s record out: lookups stop finding it and the slot is free again. The
+    /// record stays allocated.
+    pub fn take(&self, id: DomId) -> Option<&T> {
+        let p = self.slots.get(usize::from(id))?.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: as in `get`: the record is never freed while `self` is shared.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+}
+
 /// The live domains, each in the slot of its id.
 pub struct Domains {
-    /// A published domain: a leaked `Box<Domain>` (see the module documentation).
-    slots: [AtomicPtr<Domain>; MAX_DOMAINS],
+    slots: Slots<Domain>,
     /// The id the last createdomain chose (Xen's rover: the next one looks above it first).
     rover: SpinMutex<DomId>,
 }
@@ -91,50 +165,25 @@ impl Default for Domains {
     }
 }
 
-impl Drop for Domains {
-    fn drop(&mut self) {
-        for slot in &mut self.slots {
-            let p = core::mem::replace(slot.get_mut(), core::ptr::null_mut());
-            if !p.is_null() {
-                // SAFETY: `p` came from `Box::into_raw` in `insert` and is still published, so
-                // nothing freed it; `&mut self` means no lookup can hold a reference to it.
-                drop(unsafe { Box::from_raw(p) });
-            }
-        }
-    }
-}
-
 impl Domains {
     pub const fn new() -> Self {
-        Self { slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_DOMAINS], rover: SpinMutex::new(0) }
+        Self { slots: Slots::new(), rover: SpinMutex::new(0) }
     }
 
     /// Add a domain; refused (returned back) if its id is taken or has no slot.
     pub fn insert(&self, d: Domain) -> Result<&Domain, Domain> {
-        let Some(slot) = self.slots.get(usize::from(d.id)) else { return Err(d) };
-        let p = Box::into_raw(Box::new(d));
-        match slot.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
-            // SAFETY: `p` is the box just published; records are never freed while shared.
-            Ok(_) => Ok(unsafe { &*p }),
-            // SAFETY: `p` was not published: this is its only owner.
-            Err(_) => Err(*unsafe { Box::from_raw(p) }),
-        }
+        self.slots.insert(d.id, d)
     }
 
     /// Domain `id` (one load: no lock).
     #[inline]
     pub fn get(&self, id: DomId) -> Option<&Domain> {
-        let p = self.slots.get(usize::from(id))?.load(Ordering::Acquire);
-        // SAFETY: a non-null slot holds a record from `insert`, which is never freed while
-        // `self` is shared (a removed record is left allocated: module documentation).
-        (!p.is_null()).then(|| unsafe { &*p })
+        self.slots.get(id)
     }
 
     /// Exclusive access, before the domains are shared (building them, host tests).
     pub fn get_mut(&mut self, id: DomId) -> Option<&mut Domain> {
-        let p = *self.slots.get_mut(usize::from(id))?.get_mut();
-        // SAFETY: as in `get`, and `&mut self` excludes every other reference to the record.
-        (!p.is_null()).then(|| unsafe { &mut *p })
+        self.slots.get_mut(id)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Domain> {
@@ -144,9 +193,7 @@ impl Domains {
     /// Take domain `id` out of the table: lookups stop finding it and its id is free again.
     /// The record stays allocated (a CPU may still hold the `&Domain` it looked up).
     pub fn remove(&self, id: DomId) -> Option<&Domain> {
-        let p = self.slots.get(usize::from(id))?.swap(core::ptr::null_mut(), Ordering::AcqRel);
-        // SAFETY: as in `get`: the record is never freed while `self` is shared.
-        (!p.is_null()).then(|| unsafe { &*p })
+        self.slots.take(id)
     }
 
     /// A free id for a new domain: `wanted` if one is asked for (and free), else the first
@@ -155,10 +202,10 @@ impl Domains {
     /// `Err(false)`: no id is free (or `wanted` has no slot).
     pub fn choose_id(&self, wanted: Option<DomId>) -> Result<DomId, bool> {
         if let Some(id) = wanted {
-            return match self.slots.get(usize::from(id)) {
-                None => Err(false),
-                Some(_) if self.get(id).is_some() => Err(true),
-                Some(_) => Ok(id),
+            return match self.slots.has_slot(id) {
+                false => Err(false),
+                true if self.get(id).is_some() => Err(true),
+                true => Ok(id),
             };
         }
         let mut rover = self.rover.lock();

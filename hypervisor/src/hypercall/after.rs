@@ -32,15 +32,21 @@ pub fn hardware_domain_stop(arch: &dyn Arch, dom: &Domain) {
 }
 
 /// A domU that asked to stop (SCHEDOP_shutdown, PSCI SYSTEM_OFF, a crash) stays as it is
-/// (its memory, its grants: nothing reclaims a dom0less guest), dom0 hears of it through
-/// VIRQ_DOM_EXC as on Xen, and its CPU stops. One paused by the toolstack
-/// (XEN_DOMCTL_pausedomain) waits here, on its own CPU, until unpaused or stopped.
-pub fn domu_stop(arch: &dyn Arch, domains: &Domains, id: DomId) -> After {
+/// until the toolstack destroys it (a dom0less guest: for good), dom0 hears of it through
+/// VIRQ_DOM_EXC as on Xen, and the vCPU leaves its CPU; so does one that turned itself off
+/// (`vcpu`, the trapping one) and any vCPU of a domain being destroyed. One paused by the
+/// toolstack (XEN_DOMCTL_pausedomain) waits here, on its own CPU, until unpaused or stopped;
+/// where vCPUs share CPUs (`shared`) it runs on instead and leaves its CPU at the next
+/// scheduling point (the pause kicked it), so the CPU's other vCPUs are not held up.
+pub fn domu_stop(arch: &dyn Arch, domains: &Domains, id: DomId, vcpu: u32, shared: bool) -> After {
     let Some(d) = domains.get(id).filter(|d| !d.is_hardware) else { return After::Resume };
-    while d.paused() && d.shutdown().is_none() {
+    while !shared && d.paused() && d.shutdown().is_none() && !d.dying() {
         <crate::sync::Relax as spin::RelaxStrategy>::relax();
     }
-    let (after, line) = lifecycle::domu_after_trap(id, d.shutdown(), d.vcpu_off(0));
+    if d.dying() {
+        return After::Park;
+    }
+    let (after, line) = lifecycle::domu_after_trap(id, d.shutdown(), d.vcpu_off(vcpu).then_some(vcpu));
     if after == DomUAfter::Runs {
         return After::Resume;
     }
@@ -57,23 +63,29 @@ pub fn domu_stop(arch: &dyn Arch, domains: &Domains, id: DomId) -> After {
     After::Park
 }
 
-/// Once a trap from `dom`'s vCPU is handled: two loads while the domain runs on; the rest only
-/// once it asked to stop, a domU turned its vCPU off (PSCI CPU_OFF) or was paused.
+/// Whether vCPUs share CPUs (`sched=credit`): asked only on the way to stopping a vCPU.
+fn shared_cpus() -> bool {
+    crate::sched::SCHED.policy() == crate::sched::SchedPolicy::Credit
+}
+
+/// Once a trap from `dom`'s vCPU `vcpu` is handled: a few loads while the domain runs on; the
+/// rest only once it asked to stop, a domU turned the vCPU off (PSCI CPU_OFF), was paused or
+/// is being destroyed.
 #[inline]
-pub fn after_trap(arch: &dyn Arch, domains: &Domains, dom: &Domain) -> After {
-    if dom.shutdown().is_none() && (dom.is_hardware || (!dom.vcpu_off(0) && !dom.paused())) {
+pub fn after_trap(arch: &dyn Arch, domains: &Domains, dom: &Domain, vcpu: u32) -> After {
+    if dom.shutdown().is_none() && (dom.is_hardware || (!dom.vcpu_off(vcpu) && !dom.paused() && !dom.dying())) {
         return After::Resume;
     }
     hardware_domain_stop(arch, dom);
-    domu_stop(arch, domains, dom.id)
+    domu_stop(arch, domains, dom.id, vcpu, shared_cpus())
 }
 
-/// Once a hypercall from domain `caller` is handled: an event it raised reaches its domain as
-/// that domain's event-channel upcall, whichever domain raised it (an interdomain send, a
-/// domU's shutdown); then a stop is acted on. Inlined: on the hypercall path, with nothing
-/// raised and the caller running on, it is a few loads.
+/// Once a hypercall from vCPU `vcpu` of domain `caller` is handled: an event it raised
+/// reaches its domain as that domain's event-channel upcall, whichever domain raised it (an
+/// interdomain send, a domU's shutdown); then a stop is acted on. Inlined: on the hypercall
+/// path, with nothing raised and the caller running on, it is a few loads.
 #[inline(always)]
-pub fn after_hypercall(arch: &dyn Arch, domains: &Domains, caller: DomId) -> After {
+pub fn after_hypercall(arch: &dyn Arch, domains: &Domains, caller: DomId, vcpu: u32) -> After {
     let mut with_upcalls = crate::domain::take_domains_with_upcalls();
     while with_upcalls != 0 {
         let id = with_upcalls.trailing_zeros() as DomId;
@@ -88,7 +100,10 @@ pub fn after_hypercall(arch: &dyn Arch, domains: &Domains, caller: DomId) -> Aft
         }
         return After::Resume;
     }
-    domu_stop(arch, domains, caller)
+    match domains.get(caller) {
+        Some(d) => after_trap(arch, domains, d, vcpu),
+        None => After::Resume,
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -109,9 +124,9 @@ mod tests {
     fn a_running_domain_resumes_and_nothing_is_asked_of_the_machine() {
         let (arch, domains) = machine();
         for id in [0, 1] {
-            assert_eq!(after_trap(&arch, &domains, domains.get(id).unwrap()), After::Resume);
+            assert_eq!(after_trap(&arch, &domains, domains.get(id).unwrap(), 0), After::Resume);
         }
-        assert_eq!(domu_stop(&arch, &domains, 1), After::Resume);
+        assert_eq!(domu_stop(&arch, &domains, 1, 0, false), After::Resume);
         assert!(arch.calls().is_empty(), "{:?}", arch.calls());
     }
 
@@ -126,13 +141,13 @@ mod tests {
             let d0 = domains.get(0).unwrap();
             d0.set_shutdown(reason);
             // On hardware the machine stops inside; the fake returns and the CPU would resume.
-            assert_eq!(after_trap(&arch, &domains, d0), After::Resume);
+            assert_eq!(after_trap(&arch, &domains, d0, 0), After::Resume);
             assert_eq!(arch.stops(), [want], "{reason:?}");
             assert_eq!(arch.calls().first(), Some(&Call::IommuEvents), "IOMMU faults are reported before the shutdown line");
             // The same from the hypercall path.
             let (arch, domains) = machine();
             domains.get(0).unwrap().set_shutdown(reason);
-            assert_eq!(after_hypercall(&arch, &domains, 0), After::Resume);
+            assert_eq!(after_hypercall(&arch, &domains, 0, 0), After::Resume);
             assert_eq!(arch.stops(), [want]);
         }
     }
@@ -143,12 +158,12 @@ mod tests {
             let (arch, domains) = machine();
             let d1 = domains.get(1).unwrap();
             d1.set_shutdown(reason);
-            assert_eq!(after_trap(&arch, &domains, d1), After::Park, "{reason:?}");
+            assert_eq!(after_trap(&arch, &domains, d1, 0), After::Park, "{reason:?}");
             assert!(arch.stops().is_empty(), "a domU never stops the machine");
             assert_eq!(arch.calls(), [Call::IommuEvents, Call::Upcall(0)]);
             let (arch, domains) = machine();
             domains.get(1).unwrap().set_shutdown(reason);
-            assert_eq!(after_hypercall(&arch, &domains, 1), After::Park);
+            assert_eq!(after_hypercall(&arch, &domains, 1, 0), After::Park);
             assert!(arch.stops().is_empty() && arch.calls().contains(&Call::Upcall(0)));
         }
     }
@@ -158,11 +173,11 @@ mod tests {
         let (arch, domains) = machine();
         let d1 = domains.get(1).unwrap();
         d1.set_vcpu_off(0, 1);
-        assert_eq!(after_trap(&arch, &domains, d1), After::Park);
+        assert_eq!(after_trap(&arch, &domains, d1, 0), After::Park);
         assert!(arch.calls().is_empty(), "{:?}", arch.calls());
         // dom0's vCPUs cannot turn themselves off this way (PSCI CPU_OFF is denied to it).
         let d0 = domains.get(0).unwrap();
         d0.set_vcpu_off(0, 1);
-        assert_eq!(after_trap(&arch, &domains, d0), After::Resume);
+        assert_eq!(after_trap(&arch, &domains, d0, 0), After::Resume);
     }
 }

@@ -126,6 +126,8 @@ pub mod env {
         pub frames: RegionAllocator,
         pub domains: Domains,
         pub args: FlatMemory,
+        /// The architecture the hypercalls see (what createdomain and unpause ask of it).
+        pub arch: crate::contract::fake::FakeArch,
     }
 
     pub fn domain(id: DomId, ram_base: u64, frames: &mut RegionAllocator, phys: &TestMem) -> Domain {
@@ -152,14 +154,14 @@ pub mod env {
             let d1 = domain(1, RAM + RAM_SIZE / 2, &mut frames, &phys);
             let _ = domains.insert(d0);
             let _ = domains.insert(d1);
-            Self { phys, frames, domains, args: FlatMemory::new(ARGS, 0x4000) }
+            Self { phys, frames, domains, args: FlatMemory::new(ARGS, 0x4000), arch: crate::contract::fake::FakeArch::new(0x9000_0000, 0x1000) }
         }
 
         /// Run `f` as domain `caller`.
         pub fn call<R>(&mut self, caller: DomId, f: impl FnOnce(&mut HypercallCtx<'_, '_>) -> R) -> R {
             let mut tlb = self.phys.tlb();
             let mut machine = Machine { mem: &self.phys, frames: &mut self.frames, tlb: &mut tlb };
-            let mut cx = HypercallCtx { domains: &self.domains, caller, vcpu: 0, mem: &mut self.args, machine: &mut machine };
+            let mut cx = HypercallCtx { domains: &self.domains, caller, vcpu: 0, mem: &mut self.args, machine: &mut machine, arch: &self.arch };
             f(&mut cx)
         }
 

@@ -33,12 +33,24 @@ pub fn hvm_op(cx: &mut HypercallCtx<'_, '_>, op: u64, arg: u64) -> i64 {
     if target != cx.caller && !privileged {
         return ret(EPERM);
     }
+    // Xen's lists: the toolstack's parameters are set by another (privileged) domain only;
+    // the guest reads the ones that tell it where xenstore and its console are; nothing else.
+    let own = target == cx.caller;
     if set {
-        if p.index == HVM_PARAM_CALLBACK_IRQ {
-            return ret(EINVAL); // fixed by the domain builder on ARM
-        }
-        d.with_evtchn(|ev| ev.hvm_params[p.index as usize] = p.value);
-        return 0;
+        return match p.index {
+            HVM_PARAM_CALLBACK_IRQ | HVM_PARAM_STORE_PFN | HVM_PARAM_STORE_EVTCHN | HVM_PARAM_CONSOLE_PFN | HVM_PARAM_CONSOLE_EVTCHN | HVM_PARAM_MONITOR_RING_PFN if own => ret(EPERM),
+            HVM_PARAM_CALLBACK_IRQ | HVM_PARAM_STORE_PFN | HVM_PARAM_STORE_EVTCHN | HVM_PARAM_CONSOLE_PFN | HVM_PARAM_CONSOLE_EVTCHN | HVM_PARAM_MONITOR_RING_PFN => {
+                d.with_evtchn(|ev| ev.hvm_params[p.index as usize] = p.value);
+                0
+            }
+            _ => ret(EINVAL),
+        };
+    }
+    match p.index {
+        HVM_PARAM_CALLBACK_IRQ | HVM_PARAM_STORE_PFN | HVM_PARAM_STORE_EVTCHN | HVM_PARAM_CONSOLE_PFN | HVM_PARAM_CONSOLE_EVTCHN => {}
+        HVM_PARAM_MONITOR_RING_PFN if own => return ret(EPERM),
+        HVM_PARAM_MONITOR_RING_PFN => {}
+        _ => return ret(EINVAL),
     }
     p.value = match p.index {
         // dom0's is set by the domain builder (as Xen's); a dom0less domU's is whatever was set
@@ -70,7 +82,14 @@ mod tests {
         assert_eq!(op(&mut e, 0, 0, 1, HVM_PARAM_STORE_PFN, 0x1234).0, 0);
         assert_eq!(op(&mut e, 1, 1, 0x7ff0, HVM_PARAM_STORE_PFN, 0), (0, 0x1234));
         assert_eq!(op(&mut e, 1, 1, 0, HVM_PARAM_STORE_PFN, 0).0, ret(EPERM));
-        assert_eq!(op(&mut e, 0, 0, 0x7ff0, HVM_PARAM_CALLBACK_IRQ, 5).0, ret(EINVAL));
+        // A domain sets none of its own; the toolstack sets another's (its event-channel PPI
+        // as libxl does), and only the toolstack's parameters.
+        assert_eq!(op(&mut e, 0, 0, 0x7ff0, HVM_PARAM_CALLBACK_IRQ, 5).0, ret(EPERM));
+        assert_eq!(op(&mut e, 0, 0, 1, HVM_PARAM_CALLBACK_IRQ, 0x0200_0000_0000_031f).0, 0);
+        assert_eq!(op(&mut e, 1, 1, 0x7ff0, HVM_PARAM_CALLBACK_IRQ, 0), (0, 0x0200_0000_0000_031f));
+        assert_eq!(op(&mut e, 0, 0, 1, 3, 1).0, ret(EINVAL));
+        assert_eq!(op(&mut e, 0, 1, 1, 3, 0).0, ret(EINVAL));
+        assert_eq!(op(&mut e, 1, 1, 0x7ff0, HVM_PARAM_MONITOR_RING_PFN, 0).0, ret(EPERM));
         assert_eq!(op(&mut e, 0, 99, 0, 0, 0).0, ret(ENOSYS));
         assert_eq!(e.call(0, |cx| hvm_op(cx, 1, 0xdead_0000)), ret(EFAULT));
     }

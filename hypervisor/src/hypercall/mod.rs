@@ -80,6 +80,9 @@ pub struct HypercallCtx<'a, 'm> {
     pub vcpu: u32,
     pub mem: &'a mut dyn GuestMemory,
     pub machine: &'a mut Machine<'m>,
+    /// The architecture, for what only it does: a new domain's vGIC, starting and stopping
+    /// the vCPUs of a domain the toolstack made.
+    pub arch: &'a dyn crate::contract::Arch,
 }
 
 /// What a hypercall handler decided.
@@ -198,7 +201,8 @@ pub mod testmem {
         let _ = frames.add(0x8000_0000, 1 << 20);
         let mut tlb = phys.tlb();
         let mut machine = Machine { mem: &phys, frames: &mut frames, tlb: &mut tlb };
-        let mut cx = HypercallCtx { domains: &domains, caller: 0, vcpu: 0, mem, machine: &mut machine };
+        let arch = crate::contract::fake::FakeArch::new(0x9000_0000, 0x1000);
+        let mut cx = HypercallCtx { domains: &domains, caller: 0, vcpu: 0, mem, machine: &mut machine, arch: &arch };
         f(&mut cx)
     }
 }

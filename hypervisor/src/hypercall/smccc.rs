@@ -105,6 +105,14 @@ pub fn handle(dom: &Domain, x0: u64, args: [u64; 7]) -> [u64; 4] {
     }
 }
 
+/// A PSCI call's function number with the SMC64 bit cleared, and its x0..x3 (of an SMC32
+/// call, the low 32 bits of each).
+fn psci_call(x: [u64; 4]) -> (u32, impl Fn(usize) -> u64) {
+    let fid = x[0] as u32;
+    let mask = if fid & 0x4000_0000 == 0 { 0xffff_ffff } else { u64::MAX };
+    (fid & !0x4000_0000, move |i: usize| x[i] & mask)
+}
+
 /// PSCI calls that concern dom0's other vCPUs (CPU_ON, AFFINITY_INFO) when it has more than
 /// one, from `caller` with x0..x3 = `x`: x0's answer, or `None` to leave the call to [`handle`].
 /// CPU_ON claims the vCPU in `cpus` and has `arch` power its CPU on with dom0's stage 2
@@ -113,10 +121,8 @@ pub fn psci_smp(cpus: &Cpus, arch: &dyn Arch, caller: DomId, x: [u64; 4], stage2
     if cpus.dom0_vcpus() <= 1 || caller != 0 {
         return None;
     }
-    let fid = x[0] as u32;
-    let is32 = fid & 0x4000_0000 == 0;
-    let arg = |i: usize| if is32 { x[i] & 0xffff_ffff } else { x[i] };
-    let ret = match fid & !0x4000_0000 {
+    let (function, arg) = psci_call(x);
+    let ret = match function {
         PSCI_CPU_ON_32 => {
             let (entry, context) = (arg(2), arg(3));
             let started = cpus.cpu_on(arg(1), |v| {
@@ -134,6 +140,46 @@ pub fn psci_smp(cpus: &Cpus, arch: &dyn Arch, caller: DomId, x: [u64; 4], stage2
             }
         }
         PSCI_AFFINITY_INFO_32 => affinity_info(arg(1), arg(2) as u32, cpus.dom0_vcpus() as u32, |v| cpus.power(v as usize) != Power::Off),
+        _ => return None,
+    };
+    Some(neg(ret))
+}
+
+/// PSCI calls from vCPU `vcpu` of a domain the toolstack made, which may have several vCPUs
+/// (x0..x3 = `x`): CPU_ON starts vCPU n (MPIDR Aff0 = n, the other fields 0) at the entry
+/// given, placed by `sched` (see `domain::run`); AFFINITY_INFO reports which vCPUs are up;
+/// CPU_OFF turns the calling vCPU off (the trap layer takes it off its CPU). `None` leaves the
+/// call to [`handle`] (every other domain and call).
+pub fn psci_domu(sched: &crate::sched::Scheduler, cpus: &Cpus, arch: &dyn Arch, dom: &Domain, vcpu: u32, x: [u64; 4]) -> Option<u64> {
+    if !dom.by_toolstack {
+        return None;
+    }
+    let (function, arg) = psci_call(x);
+    let ret = match function {
+        PSCI_CPU_ON_32 => {
+            let (target, entry, context) = (arg(1), arg(2), arg(3));
+            let v = target & 0xff;
+            if target & !0xff != 0 || v >= u64::from(dom.max_vcpus) {
+                PSCI_RET_INVALID_PARAMETERS
+            } else if !dom.claim_vcpu_on(v as u32) {
+                PSCI_RET_ALREADY_ON
+            } else {
+                match crate::domain::run::start_vcpu(sched, cpus, arch, dom, v as u32, entry, context) {
+                    Ok(_) => PSCI_RET_SUCCESS,
+                    Err(e) => {
+                        crate::log!("{e}");
+                        dom.set_vcpu_down(v as u32, true);
+                        PSCI_RET_INTERNAL_FAILURE
+                    }
+                }
+            }
+        }
+        PSCI_AFFINITY_INFO_32 => affinity_info(arg(1), arg(2) as u32, dom.max_vcpus, |v| !dom.vcpu_off(v)),
+        // 0x8400_0002 (CPU_OFF) has no 64-bit form: only the exact number.
+        _ if x[0] as u32 == PSCI_CPU_OFF => {
+            dom.set_vcpu_off(vcpu, super::toolstack::now_ns());
+            PSCI_RET_SUCCESS
+        }
         _ => return None,
     };
     Some(neg(ret))
@@ -323,5 +369,42 @@ mod tests {
         let mut d = dom0();
         assert_eq!(handle(&mut d, u64::from(PSCI_CPU_ON_64), [0, 0x4008_0000, 0, 0, 0, 0, 0])[0] as i64, -4);
         assert_eq!(handle(&mut d, u64::from(PSCI_CPU_ON_64), [1, 0x4008_0000, 0, 0, 0, 0, 0])[0] as i64, -2);
+    }
+
+    #[test]
+    fn a_toolstack_domains_vcpus_come_up_with_cpu_on_and_go_down_with_cpu_off() {
+        use crate::contract::fake::FakeArch;
+        use crate::sched::{SchedPolicy, Scheduler, VcpuRef};
+        let arch = FakeArch::new(0x8000_0000, 1 << 20);
+        let sched = Scheduler::new();
+        sched.configure(SchedPolicy::Credit, 1_000_000, 2, false);
+        let cpus = Cpus::new();
+        cpus.setup_dom0(&[0x8000_0000, 0x8000_0001], 2);
+        let mut d = Domain::new_by_toolstack(3, 2, [0; 16]);
+        arch.with_machine(&mut |m| *d.p2m.get_mut() = Some(crate::mm::Stage2::new(4, crate::mm::Stage2Config::DOMAIN, &mut *m.frames, m.mem).unwrap()));
+        d.make_vcpus();
+        d.set_vcpu_down(0, false);
+        let call = |d: &Domain, vcpu: u32, x: [u64; 4]| psci_domu(&sched, &cpus, &arch, d, vcpu, x).map(|r| r as i64);
+        let on = |target: u64| [u64::from(PSCI_CPU_ON_64), target, 0x4020_0000, 0xc0de];
+        let info = |target: u64| [u64::from(PSCI_AFFINITY_INFO_64), target, 0, 0];
+        assert_eq!(call(&d, 0, info(1)), Some(1), "vCPU 1 starts OFF");
+        assert_eq!(call(&d, 0, on(2)), Some(PSCI_RET_INVALID_PARAMETERS), "no vCPU 2");
+        assert_eq!(call(&d, 0, on(0x100)), Some(PSCI_RET_INVALID_PARAMETERS), "Aff1 is 0");
+        assert_eq!(call(&d, 0, on(0)), Some(PSCI_RET_ALREADY_ON));
+        assert_eq!(call(&d, 0, on(1)), Some(PSCI_RET_SUCCESS));
+        let s = arch.started();
+        assert_eq!((s[0].domain, s[0].vcpu, s[0].entry, s[0].context), (3, 1, 0x4020_0000, 0xc0de));
+        assert_eq!(call(&d, 0, on(1)), Some(PSCI_RET_ALREADY_ON));
+        assert_eq!(call(&d, 0, info(1)), Some(0));
+        // SMC32: the arguments' upper halves are not the call's.
+        assert_eq!(call(&d, 0, [u64::from(PSCI_AFFINITY_INFO_32), 0xffff_ffff_0000_0001, 0, 0]), Some(0));
+        // vCPU 1 turns itself off; the scheduler keeps its place for the next CPU_ON.
+        assert_eq!(call(&d, 1, [u64::from(PSCI_CPU_OFF), 0, 0, 0]), Some(PSCI_RET_SUCCESS));
+        assert!(d.vcpu_off(1) && !d.vcpu_off(0));
+        assert!(sched.slot(VcpuRef::new(3, 1)).is_some());
+        // Other calls, and every domain not made by the toolstack, are left to `handle`.
+        assert_eq!(call(&d, 0, [u64::from(PSCI_VERSION), 0, 0, 0]), None);
+        let d0 = dom0();
+        assert_eq!(psci_domu(&sched, &cpus, &arch, &d0, 0, on(1)), None);
     }
 }

@@ -5,9 +5,10 @@
 //! control domain, here dom0: -EPERM), then the command runs and, where Xen copies the struct
 //! back, the struct is written back (-EFAULT if it cannot be). Commands not listed get -ENOSYS.
 //!
-//! The machine is fixed: one CPU pool (0) with every CPU, the null scheduler (each vCPU on a
-//! CPU of its own, never moved), one NUMA node. Affinities and node affinity are kept and
-//! reported as Xen keeps them; they do not move a vCPU.
+//! The machine is fixed: one CPU pool (0) with every CPU, reported with the scheduler `sched=`
+//! chose (null, or credit with its per-domain weight), one NUMA node. Affinities and node affinity are kept and reported as Xen keeps them; a hard
+//! affinity bounds where a toolstack-made domain's vCPU is placed when it starts (under
+//! `sched=credit`, `domain::run`), and nothing moves a vCPU once placed.
 
 use super::{read_arg, write_arg, HypercallCtx};
 use crate::domain::vcpu::MAX_VCPUS;
@@ -63,6 +64,11 @@ pub fn now_ns() -> u64 {
     (host().now_ns)()
 }
 
+/// The system counter now (its ticks are the scheduler's time).
+fn now_ticks() -> u64 {
+    (u128::from(now_ns()) * u128::from(host().cpu_khz) / 1_000_000) as u64
+}
+
 /// CPU pool 0, the only one.
 const CPUPOOL0: u32 = 0;
 /// Nodes: one (node 0).
@@ -97,7 +103,7 @@ pub fn sysctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
             Ok(())
         }
         sysctl::SCHED_ID => {
-            set_payload(&mut op.u, &SchedId { sched_id: XEN_SCHEDULER_NULL });
+            set_payload(&mut op.u, &SchedId { sched_id: sched_id() });
             Ok(())
         }
         sysctl::GETDOMAININFOLIST => getdomaininfolist(cx, &mut op.u),
@@ -110,7 +116,7 @@ pub fn sysctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
         sysctl::CPUTOPOINFO => cputopoinfo(cx, &mut op.u),
         sysctl::NUMAINFO => numainfo(cx, &mut op.u),
         sysctl::CPUPOOL_OP => cpupool_op(cx, &mut op.u),
-        sysctl::SCHEDULER_OP => scheduler_op_global(&op.u),
+        sysctl::SCHEDULER_OP => scheduler_op_global(&mut op.u, sched_id()),
         _ => return ret(ENOSYS),
     };
     match r {
@@ -265,7 +271,7 @@ fn cpupool_op(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i6
                 return Err(ret(ENOENT));
             }
             p.cpupool_id = CPUPOOL0;
-            p.sched_id = XEN_SCHEDULER_NULL;
+            p.sched_id = sched_id();
             p.n_dom = cx.domains.iter().count() as u32;
             put_bitmap(cx, &p.cpumap, all_cpus(), host().nr_cpus)?;
         }
@@ -279,31 +285,85 @@ fn cpupool_op(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i6
     Ok(())
 }
 
-/// XEN_SYSCTL_scheduler_op (pool-wide parameters): the null scheduler has none to get or set.
-fn scheduler_op_global(u: &[u64; 16]) -> Result<(), i64> {
-    // sched_id u32 @0, cpupool_id u32 @4, cmd u32 @8.
-    let (sched_id, pool, cmd) = (u[0] as u32, (u[0] >> 32) as u32, u[1] as u32);
+/// The scheduler pool 0 runs, as Xen names it: `sched=credit`'s, else null.
+fn sched_id() -> u32 {
+    if crate::sched::SCHED.policy() == crate::sched::SchedPolicy::Credit {
+        XEN_SCHEDULER_CREDIT
+    } else {
+        XEN_SCHEDULER_NULL
+    }
+}
+
+/// XEN_SYSCTL_scheduler_op (pool-wide parameters): the null scheduler has none to get or set;
+/// credit's (`xen_sysctl_credit_schedule`: tslice_ms u32 @16, ratelimit_us u32 @20,
+/// vcpu_migr_delay_us u32 @24) are read as the 30 ms timeslice, no rate limit and no
+/// migration delay, and are fixed here (-EOPNOTSUPP for a put).
+fn scheduler_op_global(u: &mut [u64; 16], running: u32) -> Result<(), i64> {
+    // cpupool_id u32 @0, sched_id u32 @4, cmd u32 @8, the scheduler's union @16.
+    let (pool, sched_id, cmd) = (u[0] as u32, (u[0] >> 32) as u32, u[1] as u32);
     if cmd != SCHEDOP_PUTINFO && cmd != SCHEDOP_GETINFO {
         return Err(ret(EINVAL));
     }
     if pool != CPUPOOL0 {
         return Err(ret(ESRCH));
     }
-    if sched_id != XEN_SCHEDULER_NULL {
+    if sched_id != running {
         return Err(ret(EINVAL));
     }
-    Ok(())
+    match (running, cmd) {
+        (XEN_SCHEDULER_CREDIT, SCHEDOP_GETINFO) => {
+            u[2] = crate::sched::TIMESLICE_MS;
+            u[3] = 0;
+            Ok(())
+        }
+        (XEN_SCHEDULER_CREDIT, _) => Err(ret(guest_abi::errno::EOPNOTSUPP)),
+        _ => Ok(()),
+    }
+}
+
+/// XEN_DOMCTL_scheduler_op of domain `d` under scheduler `running`. Credit: getinfo reads
+/// the domain's weight and cap (0: none), putinfo sets a weight that is not 0 (caps are not
+/// enforced here: a cap other than none is -EOPNOTSUPP; 0xffff keeps it); its per-vCPU
+/// commands are -EINVAL, as in Xen's credit. Null: nothing to get or set.
+fn scheduler_op_domain(sched: &crate::sched::Scheduler, d: &Domain, s: &mut SchedulerOp, running: u32) -> Result<(), i64> {
+    if s.sched_id != running || s.cmd > SCHEDOP_GETVCPUINFO {
+        return Err(ret(EINVAL));
+    }
+    if running != XEN_SCHEDULER_CREDIT {
+        return Ok(());
+    }
+    let (weight, cap) = (s.u[0] as u16, (s.u[0] >> 16) as u16);
+    match s.cmd {
+        SCHEDOP_GETINFO => {
+            s.u[0] = (s.u[0] & !0xffff_ffff) | u64::from(sched.weight(d.id) as u16);
+            Ok(())
+        }
+        SCHEDOP_PUTINFO => {
+            if cap != 0 && cap != u16::MAX {
+                return Err(ret(guest_abi::errno::EOPNOTSUPP));
+            }
+            if weight != 0 {
+                sched.set_weight(d.id, u32::from(weight)).map_err(|_| ret(EINVAL))?;
+            }
+            Ok(())
+        }
+        _ => Err(ret(EINVAL)),
+    }
 }
 
 /// What getdomaininfo reports of `d`. A vCPU that is online runs: it has its CPU to itself.
 pub fn domain_info(d: &Domain) -> GetDomainInfo {
     let n = d.max_vcpus.clamp(1, MAX_VCPUS as u32);
-    let online = (0..n).filter(|&v| !d.vcpu_off(v)).count() as u32;
+    let up: alloc::vec::Vec<(bool, bool)> = (0..n).filter(|&v| !d.vcpu_off(v)).map(|v| run_state(d, v)).collect();
+    let online = up.len() as u32;
     // The shutdown code field holds Xen's int code: all ones until one is given.
     let mut flags = dominf::HAP | dominf::HVM_GUEST | d.shutdown_code() << dominf::SHUTDOWN_SHIFT;
-    // A toolstack-made domain's vCPUs are up once given a state, but do not run yet.
-    if online != 0 && !d.by_toolstack {
+    // As Xen: running if a vCPU that is up is on a CPU, blocked if every one waits.
+    if up.iter().any(|&(running, _)| running) {
         flags |= dominf::RUNNING;
+    }
+    if online != 0 && up.iter().all(|&(_, blocked)| blocked) {
+        flags |= dominf::BLOCKED;
     }
     if d.shutdown().is_some() {
         flags |= dominf::SHUTDOWN;
@@ -330,11 +390,30 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
     }
 }
 
-/// Nanoseconds vCPU `v` ran: it has its CPU to itself from boot until it turns itself off.
+/// Whether vCPU `v` of `d` (which is up) is on a CPU now, and whether it waits for an event
+/// (WFI): a vCPU built at boot has a CPU of its own; a toolstack-made domain's vCPUs run once
+/// started, where and when the scheduler says.
+fn run_state(d: &Domain, v: u32) -> (bool, bool) {
+    if !d.by_toolstack {
+        return (true, false);
+    }
+    if !d.started() {
+        return (false, false);
+    }
+    match crate::sched::SCHED.state(crate::sched::VcpuRef::new(d.id, v)) {
+        Some(crate::sched::State::Running(_)) => (true, false),
+        Some(crate::sched::State::Blocked) => (false, true),
+        _ => (false, false),
+    }
+}
+
+/// Nanoseconds vCPU `v` ran: one built at boot has its CPU to itself from boot until it turns
+/// itself off; a toolstack-made domain's vCPU ran for as long as the scheduler counted.
 fn vcpu_time(d: &Domain, v: u32) -> u64 {
     if d.by_toolstack {
-        // Its vCPUs have not run.
-        0
+        // Its vCPUs run where the scheduler puts them, which counts their time.
+        let ticks = crate::sched::SCHED.run_time(crate::sched::VcpuRef::new(d.id, v)).unwrap_or(0);
+        (u128::from(ticks) * 1_000_000 / u128::from(host().cpu_khz.max(1))) as u64
     } else if d.vcpu_off(v) {
         d.vcpu_off_at(v).unwrap_or(0)
     } else {
@@ -393,10 +472,10 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
             if is_caller {
                 Err(ret(EINVAL))
             } else {
-                d.controller_pause().map(|()| false).map_err(|()| ret(EOVERFLOW))
+                pausedomain(cx, d).map(|()| false)
             }
         }
-        (domctl::UNPAUSEDOMAIN, Some(d)) => d.controller_unpause().map(|()| false).map_err(|()| ret(EINVAL)),
+        (domctl::UNPAUSEDOMAIN, Some(d)) => unpausedomain(cx, d).map(|()| false),
         (domctl::MAX_MEM, Some(d)) => {
             let m: MaxMem = payload(&op.u);
             d.set_max_pages(m.max_memkb >> 2);
@@ -410,9 +489,10 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
                 Err(ret(ESRCH))
             } else {
                 let online = !d.vcpu_off(v.vcpu);
+                let (running, blocked) = if online { run_state(d, v.vcpu) } else { (false, false) };
                 v.online = online as u8;
-                v.blocked = 0;
-                v.running = (online && !d.by_toolstack) as u8;
+                v.blocked = blocked as u8;
+                v.running = running as u8;
                 v.cpu_time = vcpu_time(d, v.vcpu);
                 v.cpu = d.placement.lock().cpu[v.vcpu as usize];
                 set_payload(&mut op.u, &v);
@@ -420,9 +500,10 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
             }
         }
         (domctl::SETVCPUAFFINITY | domctl::GETVCPUAFFINITY, Some(d)) => vcpu_affinity(cx, d, op.cmd, &op.u).map(|()| false),
-        (domctl::SCHEDULER_OP, Some(_)) => {
-            let s: SchedulerOp = payload(&op.u);
-            let r = if s.sched_id != XEN_SCHEDULER_NULL || s.cmd > SCHEDOP_GETVCPUINFO { Err(ret(EINVAL)) } else { Ok(()) };
+        (domctl::SCHEDULER_OP, Some(d)) => {
+            let mut s: SchedulerOp = payload(&op.u);
+            let r = scheduler_op_domain(&crate::sched::SCHED, d, &mut s, sched_id());
+            set_payload(&mut op.u, &s);
             // Xen copies the struct back whatever the outcome.
             match write_arg(cx.mem, arg, &op) {
                 Err(e) => Err(e),
@@ -509,6 +590,32 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
     }
 }
 
+/// XEN_DOMCTL_pausedomain: counted; the vCPUs of a running toolstack-made domain leave their
+/// CPUs at their next scheduling point (their CPUs are kicked).
+fn pausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
+    d.controller_pause().map_err(|()| ret(EOVERFLOW))?;
+    if d.by_toolstack && d.started() {
+        crate::domain::run::pause_domain(&crate::sched::SCHED, cx.arch, d);
+    }
+    Ok(())
+}
+
+/// XEN_DOMCTL_unpausedomain: the last unpause of a toolstack-made domain starts its vCPUs
+/// (the first time) or puts them back in their run queues.
+fn unpausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
+    d.controller_unpause().map_err(|()| ret(EINVAL))?;
+    // A domain that shut down stays stopped (its vCPUs left their CPUs for good).
+    if d.by_toolstack && !d.paused() && !d.dying() && d.shutdown().is_none() {
+        let sched = &crate::sched::SCHED;
+        if d.started() {
+            crate::domain::run::resume_domain(sched, cx.arch, d, now_ticks());
+        } else {
+            crate::domain::run::start_domain(sched, &crate::domain::vcpu::CPUS, cx.arch, d);
+        }
+    }
+    Ok(())
+}
+
 /// Most vCPUs a guest's vGIC of each version addresses (Xen: 8 for GICv2; GICv3's
 /// redistributors are bounded by its 128 vCPUs per domain), and xenith's own bound.
 fn max_vcpus_for(gic_version: u8) -> u32 {
@@ -581,22 +688,43 @@ fn check_config(c: &mut CreateDomain) -> Result<(u32, u32), i64> {
 /// XEN_DOMCTL_createdomain: a new domain, paused, with no RAM and its vCPUs not made yet;
 /// its id goes back in the header and its configuration (native GIC resolved) in the payload.
 fn createdomain(cx: &mut HypercallCtx<'_, '_>, op: &mut XenDomctl) -> Result<(), i64> {
+    // One createdomain at a time: the id chosen stays free until the domain is in its slot,
+    // and the vGIC table's slot of that id is this domain's to fill.
+    let _one = CREATING.lock();
     let wanted = (op.domain > 0 && op.domain < DOMID_FIRST_RESERVED).then_some(op.domain);
     let id = cx.domains.choose_id(wanted).map_err(|taken| ret(if taken { EEXIST } else { ENOMEM }))?;
     let mut c: CreateDomain = payload(&op.u);
     let (frames, maptrack) = check_config(&mut c)?;
     let mut d = Domain::new_by_toolstack(id, c.max_vcpus, c.handle);
     *d.grants.get_mut() = crate::domain::grant::GrantTable::with_limits(frames, maptrack);
+    // Its vGIC where Xen puts a guest's (the addresses libxl's device tree for it names): a
+    // redistributor per vCPU, the SPIs it asked for (virtual only). A vGIC left in the id's
+    // slot would be a destroyed domain's: the id is free.
+    cx.arch.detach_vgic(id);
+    if c.gic_version == XEN_DOMCTL_CONFIG_GIC_V3 {
+        if let Err(e) = cx.arch.attach_vgic(&mut d, &guest_vgic(c.max_vcpus, c.nr_spis)) {
+            crate::log!("d{id}: {e}: not created");
+            cx.arch.detach_vgic(id);
+            return Err(ret(ENOMEM));
+        }
+    }
     let m = &mut *cx.machine;
-    let p2m = crate::mm::Stage2::new(crate::domain::registry::vmid_of(id), crate::mm::Stage2Config::DOMAIN, &mut *m.frames, m.mem).map_err(|_| ret(ENOMEM))?;
+    let p2m = match crate::mm::Stage2::new(crate::domain::registry::vmid_of(id), crate::mm::Stage2Config::DOMAIN, &mut *m.frames, m.mem) {
+        Ok(p) => p,
+        Err(_) => {
+            cx.arch.detach_vgic(id);
+            return Err(ret(ENOMEM));
+        }
+    };
     *d.p2m.get_mut() = Some(p2m);
     match cx.domains.insert(d) {
         Ok(_) => {}
         Err(mut d) => {
-            // Another createdomain took the id in between.
+            // The id is taken after all (a domain built some other way).
             if let Some(p2m) = d.p2m.get_mut().take() {
                 let _ = p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb);
             }
+            cx.arch.detach_vgic(id);
             return Err(ret(EEXIST));
         }
     }
@@ -604,6 +732,24 @@ fn createdomain(cx: &mut HypercallCtx<'_, '_>, op: &mut XenDomctl) -> Result<(),
     op.domain = id;
     set_payload(&mut op.u, &c);
     Ok(())
+}
+
+/// createdomain's critical section (see there).
+static CREATING: crate::sync::SpinMutex<()> = crate::sync::SpinMutex::new(());
+
+/// The vGICv3 of a domain the toolstack makes with `vcpus` vCPUs and `nr_spis` SPIs (Xen's
+/// guest layout: GUEST_GICV3_GICD_BASE, redistributors from GUEST_GICV3_GICR0_BASE).
+pub fn guest_vgic(vcpus: u32, nr_spis: u32) -> crate::irq::vgic::domains::VgicConfig {
+    use crate::domain::domu::{GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICR0_BASE, GUEST_GICV3_GICR_STRIDE};
+    crate::irq::vgic::domains::VgicConfig {
+        gicd: GUEST_GICV3_GICD_BASE,
+        gicr: GUEST_GICV3_GICR0_BASE,
+        gicr_size: GUEST_GICV3_GICR_STRIDE * u64::from(vcpus),
+        // GICD_TYPER.ITLinesNumber N: 32 (N + 1) INTIDs, the 32 private ones and the SPIs.
+        it_lines: nr_spis.min(988).div_ceil(32),
+        vcpus: vcpus as usize,
+        passthrough_spis: false,
+    }
 }
 
 /// Whether `psr` is a mode an AArch64 vCPU may start in (EL1h, EL1t or EL0t; Xen's check).
@@ -663,9 +809,10 @@ fn getvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, v: &VcpuContext) ->
     write_arg(cx.mem, v.ctxt, &c)
 }
 
-/// XEN_DOMCTL_destroydomain: take the domain out of the table and give back what it holds (its
-/// stage-2 tables; dom0 hears VIRQ_DOM_EXC). Only a domain the toolstack made (whose vCPUs do
-/// not run yet): one that runs or ran on a CPU of its own (dom0less) is not torn down yet.
+/// XEN_DOMCTL_destroydomain: stop the domain's vCPUs (each leaves its CPU first), take the
+/// domain out of the table and give back what it holds (its vGIC's slot, its stage-2 tables,
+/// its RAM once no other domain maps it; dom0 hears VIRQ_DOM_EXC). Only a domain the
+/// toolstack made: one that runs on a CPU of its own since boot (dom0less) is not torn down.
 fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> Result<(), i64> {
     if is_caller || d.is_hardware {
         return Err(ret(EINVAL));
@@ -673,7 +820,16 @@ fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> 
     if !d.by_toolstack {
         return Err(ret(guest_abi::errno::EBUSY));
     }
+    // A vCPU on another CPU leaves it at that CPU's next interrupt (it is kicked): well
+    // within this many tries unless that CPU is stuck, and then nothing is given back yet
+    // (-EBUSY; the toolstack may ask again).
+    const TRIES: u32 = 1 << 24;
+    if let Err(e) = crate::domain::run::stop_domain(&crate::sched::SCHED, cx.arch, d, TRIES, <crate::sync::Relax as spin::RelaxStrategy>::relax) {
+        crate::log!("d{}: vCPU {} still runs on CPU {}: not destroyed yet", d.id, e.vcpu, e.cpu);
+        return Err(ret(guest_abi::errno::EBUSY));
+    }
     let Some(d) = cx.domains.remove(d.id) else { return Ok(()) };
+    cx.arch.detach_vgic(d.id);
     let m = &mut *cx.machine;
     if let Some(p2m) = d.p2m.write().take() {
         if p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb).is_err() {
@@ -896,6 +1052,48 @@ mod tests {
     }
 
     #[test]
+    fn a_created_domain_has_a_vgic_at_xens_guest_layout_until_destroyed_and_starts_only_where_it_can() {
+        use crate::contract::fake::Call;
+        use crate::domain::domu::{GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICR0_BASE, GUEST_GICV3_GICR_STRIDE};
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let mut c = config(2);
+        c.nr_spis = 33;
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(c)), 0);
+        let id = e.get::<XenDomctl>(0).domain;
+        let vgic = e.arch.vgics.get(id).expect("a vGIC").clone();
+        // 32 private INTIDs and 33 SPIs: ITLinesNumber 2 (96 INTIDs); a redistributor each.
+        assert_eq!(vgic.lock().nr_irqs(), 96);
+        for ipa in [GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICR0_BASE, GUEST_GICV3_GICR0_BASE + GUEST_GICV3_GICR_STRIDE] {
+            assert!(e.dom(id).mmio.find(ipa).is_some(), "{ipa:#x}");
+        }
+        assert!(e.dom(id).mmio.find(GUEST_GICV3_GICR0_BASE + 2 * GUEST_GICV3_GICR_STRIDE).is_none());
+        // vCPU 0 online at the kernel's entry; the unpause starts it where the scheduler can
+        // place it: under the null scheduler (the host tests' machine) nowhere, and it stays
+        // down. The unpause itself succeeds, as Xen's does.
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_VCPUS, v, id, with(MaxVcpus { max: 2 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::SET_ADDRESS_SIZE, v, id, with(AddressSize { size: 64 })), 0);
+        e.put(0x800, &VcpuGuestContext { flags: VGCF_ONLINE, pc: 0x4008_0000, cpsr: 0x3c5, ..Default::default() });
+        assert_eq!(domctl_call(&mut e, 0, domctl::SETVCPUCONTEXT, v, id, with(VcpuContext { vcpu: 0, pad: 0, ctxt: ARGS + 0x800 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::UNPAUSEDOMAIN, v, id, [0; 16]), 0);
+        assert!(e.arch.started().is_empty());
+        assert!(e.dom(id).started() && e.dom(id).vcpu_off(0));
+        assert_eq!(domctl_call(&mut e, 0, domctl::UNPAUSEDOMAIN, v, id, [0; 16]), ret(EINVAL), "not paused");
+        assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, id, [0; 16]), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::UNPAUSEDOMAIN, v, id, [0; 16]), 0);
+        // Destroyed: its vGIC leaves the table, and a new domain with the id gets one again.
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), 0);
+        assert!(e.arch.vgics.get(id).is_none());
+        assert!(e.arch.calls().contains(&Call::DetachVgic(id)));
+        let mut op = XenDomctl { cmd: domctl::CREATEDOMAIN, interface_version: v, domain: id, ..Default::default() };
+        set_payload(&mut op.u, &config(1));
+        e.put(0, &op);
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_DOMCTL, [ARGS, 0, 0, 0, 0])), 0);
+        assert_eq!(e.get::<XenDomctl>(0).domain, id);
+        assert!(e.arch.vgics.get(id).is_some_and(|g| !alloc::sync::Arc::ptr_eq(g, &vgic)), "a vGIC of its own");
+    }
+
+    #[test]
     fn a_created_domain_gets_ram_when_populated_and_destroy_takes_it_and_dom0s_maps_of_it_back() {
         use guest_abi::memory::*;
         let mut e = Env::new();
@@ -1053,6 +1251,41 @@ mod tests {
         assert_eq!((p.cpupool_id, p.sched_id, p.n_dom), (0, XEN_SCHEDULER_NULL, 2));
         assert_eq!(sysctl_call(&mut e, 0, sysctl::CPUPOOL_OP, pool(1)), ret(ENOENT));
         assert_eq!(sysctl_call(&mut e, 0, sysctl::CPUPOOL_OP, with(CpupoolOp { op: 99, ..Default::default() })), ret(ENOSYS));
+    }
+
+    #[test]
+    fn credit_scheduler_op_reads_and_sets_the_weight_and_reports_its_fixed_timeslice() {
+        use crate::sched::{SchedPolicy, Scheduler};
+        let sched = Scheduler::new();
+        sched.configure(SchedPolicy::Credit, 1_000_000, 2, false);
+        let d = Domain::new_by_toolstack(3, 1, [0; 16]);
+        let op = |cmd, weight: u16, cap: u16| SchedulerOp { sched_id: XEN_SCHEDULER_CREDIT, cmd, u: [u64::from(weight) | u64::from(cap) << 16 | 0xdead << 32, 0] };
+        let mut s = op(SCHEDOP_GETINFO, 0, 0xffff);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut s, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(s.u[0], 256 | 0xdead << 32, "weight 256, no cap, the rest untouched");
+        // libxl's create: read, then put back what it read.
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 256, 0), XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 512, 0xffff), XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(sched.weight(3), 512);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 0, 0), XEN_SCHEDULER_CREDIT), Ok(()), "weight 0 leaves it");
+        assert_eq!(sched.weight(3), 512);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 100, 50), XEN_SCHEDULER_CREDIT), Err(ret(guest_abi::errno::EOPNOTSUPP)), "caps are not enforced");
+        assert_eq!(sched.weight(3), 512, "nothing changed");
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_GETVCPUINFO, 0, 0), XEN_SCHEDULER_CREDIT), Err(ret(EINVAL)));
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_GETINFO, 0, 0), XEN_SCHEDULER_NULL), Err(ret(EINVAL)), "not the running scheduler");
+        // The pool's parameters: pool 0 @0, the scheduler @4, the command @8, the union @16.
+        let mut u = [0u64; 16];
+        u[0] = u64::from(XEN_SCHEDULER_CREDIT) << 32;
+        u[1] = u64::from(SCHEDOP_GETINFO);
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!((u[2] as u32, (u[2] >> 32) as u32, u[3] as u32), (30, 0, 0));
+        u[1] = u64::from(SCHEDOP_PUTINFO);
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Err(ret(guest_abi::errno::EOPNOTSUPP)));
+        u[0] |= 1;
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Err(ret(ESRCH)), "no pool 1");
+        u[0] = u64::from(XEN_SCHEDULER_NULL) << 32;
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Err(ret(EINVAL)));
+        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_NULL), Ok(()));
     }
 
     #[test]

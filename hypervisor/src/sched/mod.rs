@@ -132,6 +132,8 @@ struct Entry {
     since: u64,
     /// While blocked: when to wake it (its timer's deadline), if ever.
     deadline: Option<u64>,
+    /// Counter ticks it ran, up to its CPU's last scheduling point.
+    ran: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -242,6 +244,7 @@ impl Scheduler {
             seq: 0,
             since: 0,
             deadline: None,
+            ran: 0,
         });
         Ok(home)
     }
@@ -253,6 +256,31 @@ impl Scheduler {
         let ran = s.unrun(i);
         s.slots[i] = None;
         ran
+    }
+
+    /// Remove vCPU `v` unless it is on a CPU now: `Ok` once it is not here (its registers are
+    /// nowhere in use), `Err(cpu)` while `cpu` runs it (that CPU must reach a scheduling point
+    /// and stop it first).
+    pub fn remove_unless_running(&self, v: VcpuRef) -> Result<(), usize> {
+        let mut s = self.inner.lock();
+        let Some(i) = s.find(v) else { return Ok(()) };
+        if let Some(State::Running(c)) = s.slots[i].map(|e| e.state) {
+            return Err(c);
+        }
+        s.slots[i] = None;
+        Ok(())
+    }
+
+    /// Turn vCPU `v` off unless it is on a CPU now (its registers are saved then): `Err(cpu)`
+    /// while `cpu` runs it.
+    pub fn stop_unless_running(&self, v: VcpuRef) -> Result<(), usize> {
+        let mut s = self.inner.lock();
+        let Some(i) = s.find(v) else { return Ok(()) };
+        if let Some(State::Running(c)) = s.slots[i].map(|e| e.state) {
+            return Err(c);
+        }
+        s.unrun(i);
+        Ok(())
     }
 
     /// The slot vCPU `v` holds (`0..MAX_SCHED_VCPUS`, stable while it is here): where the
@@ -413,6 +441,12 @@ impl Scheduler {
         Some(e.id)
     }
 
+    /// Counter ticks vCPU `v` ran (up to its CPU's last scheduling point; `None`: not here).
+    pub fn run_time(&self, v: VcpuRef) -> Option<u64> {
+        let s = self.inner.lock();
+        s.find(v).and_then(|i| s.slots[i]).map(|e| e.ran)
+    }
+
     /// vCPU `v`'s credit priority (tests and the toolstack's view).
     pub fn priority(&self, v: VcpuRef) -> Option<Priority> {
         let s = self.inner.lock();
@@ -476,6 +510,7 @@ impl Inner {
             if let Some(e) = self.slots[i].as_mut() {
                 let ran = now.saturating_sub(e.since);
                 e.credit = e.credit.saturating_sub(ran as i64);
+                e.ran = e.ran.saturating_add(ran);
                 e.since = now;
                 // A boost lasts until the vCPU has run a tick.
                 if ran >= self.per_ms * TICK_MS {

@@ -240,3 +240,24 @@ fn a_vcpu_never_runs_on_two_cpus_at_once() {
         }
     }
 }
+
+#[test]
+fn the_time_each_vcpu_ran_is_counted_and_two_removals_keep_one_off_its_cpu() {
+    let (s, a, b) = two_on_one_cpu(10);
+    let ran = run_ticks(&s, &[a, b], 0, 600);
+    // Up to the last scheduling point: what run_ticks saw, less the slice still running.
+    let (ta, tb) = (s.run_time(a).unwrap(), s.run_time(b).unwrap());
+    assert!(ta + tb <= 600 * MS && ta + tb >= 600 * MS - TIMESLICE_MS * MS, "{ta} + {tb}");
+    assert!(ta.abs_diff(ran[0]) <= TIMESLICE_MS * MS && tb.abs_diff(ran[1]) <= TIMESLICE_MS * MS);
+    assert_eq!(s.run_time(v(99, 0)), None);
+    // The one running is neither removed nor stopped by the "unless running" forms.
+    let running = s.current(0).unwrap();
+    let other = if running == a { b } else { a };
+    assert_eq!(s.remove_unless_running(running), Err(0));
+    assert_eq!(s.stop_unless_running(running), Err(0));
+    assert_eq!(s.stop_unless_running(other), Ok(()));
+    assert_eq!(s.state(other), Some(State::Off));
+    assert_eq!(s.remove_unless_running(other), Ok(()));
+    assert_eq!(s.state(other), None);
+    assert_eq!(s.remove_unless_running(other), Ok(()), "gone already");
+}

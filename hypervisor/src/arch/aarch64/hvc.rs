@@ -71,11 +71,11 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
     // No lock here: the domain table is read without one, and each handler takes the locks of
     // what it changes (xen_version takes none).
-    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine };
+    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine, arch: &super::Hw };
     let outcome = hypercall::dispatch_step(&mut cx, nr, args);
     drop(tlb);
     // Upcalls the hypercall raised (vgic_glue.rs delivers them), then a stop the caller asked for.
-    if after::after_hypercall(&super::Hw, &DOMAINS, current) == After::Park {
+    if after::after_hypercall(&super::Hw, &DOMAINS, current, percpu::current_vcpu()) == After::Park {
         super::vcpu_switch::park_this_cpu();
     }
     outcome

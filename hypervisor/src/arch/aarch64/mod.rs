@@ -83,6 +83,12 @@ impl crate::contract::Arch for Hw {
     fn attach_vgic(&self, dom: &mut crate::domain::Domain, cfg: &crate::irq::vgic::domains::VgicConfig) -> Result<(), alloc::string::String> {
         irq::attach_vgic(dom, cfg)
     }
+    fn detach_vgic(&self, dom: crate::domain::DomId) {
+        crate::irq::vgic::domains::VGICS.remove(dom);
+    }
+    fn kick_cpu(&self, cpu: usize) {
+        vcpu_switch::kick(cpu);
+    }
     fn vpl011_irq(&self) -> fn(crate::domain::DomId, bool) {
         |d, high| vgic_glue::set_irq_level(d, 0, crate::domain::vuart::GUEST_VPL011_SPI, high)
     }

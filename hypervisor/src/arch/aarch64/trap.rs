@@ -135,7 +135,7 @@ fn handle_lower_sync(frame: &mut TrapFrame, esr_el2: u64) -> After {
             inject_undef(dom, frame, ret);
         }
     }
-    after::after_trap(&super::Hw, &DOMAINS, dom)
+    after::after_trap(&super::Hw, &DOMAINS, dom, percpu::current_vcpu())
 }
 
 /// A trapped WFI or WFE: the core decides (`vcpu::on_wait`) from what is waiting for the vCPU
@@ -171,6 +171,10 @@ fn smccc(dom: &Domain, frame: &mut TrapFrame) {
     let x = [frame.x[0], frame.x[1], frame.x[2], frame.x[3]];
     let stage2 = || (sysreg!(read VTTBR_EL2), sysreg!(read VTCR_EL2));
     if let Some(x0) = hypercall::smccc::psci_smp(&crate::domain::vcpu::CPUS, &super::Hw, dom.id, x, stage2) {
+        frame.x[0] = x0;
+        return;
+    }
+    if let Some(x0) = hypercall::smccc::psci_domu(&crate::sched::SCHED, &crate::domain::vcpu::CPUS, &super::Hw, dom, percpu::current_vcpu(), x) {
         frame.x[0] = x0;
         return;
     }
@@ -326,7 +330,7 @@ fn kill_current(why: &str) {
     if let Some(dom) = DOMAINS.get(current) {
         log!("d{}: {why}: domain killed", dom.id);
         dom.set_shutdown(ShutdownReason::Crash);
-        if after::after_trap(&super::Hw, &DOMAINS, dom) == After::Park {
+        if after::after_trap(&super::Hw, &DOMAINS, dom, percpu::current_vcpu()) == After::Park {
             super::vcpu_switch::park_this_cpu();
         }
     }

@@ -174,7 +174,7 @@ pub fn start_vcpu(s: &CpuStart) -> Result<(), String> {
 
 /// Make CPU `cpu` reach a scheduling point: the kick SGI, or on this CPU the hypervisor
 /// timer due at once.
-fn kick(cpu: usize) {
+pub fn kick(cpu: usize) {
     if cpu == this_cpu() {
         super::vtimer::set_sched_event(Some(0));
     } else {
@@ -220,6 +220,18 @@ pub enum Why {
 #[inline(never)]
 pub fn reschedule(frame: &mut TrapFrame, why: Why) {
     let cpu = this_cpu();
+    // A vCPU of a domain being destroyed, or that shut down (another of its vCPUs asked),
+    // leaves for good; one of a domain the toolstack paused leaves until the unpause queues
+    // it again (its registers saved).
+    let (dom, vcpu) = (percpu::current_domain(), percpu::current_vcpu());
+    if let Some(d) = crate::domain::registry::DOMAINS.get(dom).filter(|d| d.by_toolstack) {
+        if d.dying() || d.shutdown().is_some() {
+            stop_current();
+        }
+        if d.paused() {
+            return pause_current(cpu, frame, d, VcpuRef::new(dom, vcpu));
+        }
+    }
     let now = counter();
     expire(cpu, now);
     let d = match why {
@@ -235,6 +247,30 @@ pub fn reschedule(frame: &mut TrapFrame, why: Why) {
         }
     };
     carry_out(cpu, frame, d);
+}
+
+/// The running vCPU `v` of `d`, which the toolstack paused, leaves `cpu` with its registers
+/// saved (from `frame`); the CPU runs what the scheduler picks next. Should the unpause have
+/// come in between, the vCPU goes straight back in its run queue.
+fn pause_current(cpu: usize, frame: &mut TrapFrame, d: &crate::domain::Domain, v: VcpuRef) {
+    if let Some(slot) = SCHED.slot(v) {
+        save(slot, frame);
+    }
+    SCHED.stop(v);
+    let now = counter();
+    if !d.paused() && !d.dying() {
+        SCHED.start(v, now);
+    }
+    SWITCHES.fetch_add(1, Ordering::Relaxed);
+    expire(cpu, now);
+    let next = match SCHED.schedule(cpu, now).next {
+        Some(n) => n,
+        None => idle(cpu),
+    };
+    if let Some(slot) = SCHED.slot(next) {
+        restore(slot, next, frame);
+    }
+    after_point(cpu);
 }
 
 /// The running vCPU's timers' deadline (physical counter), from the registers.

@@ -199,7 +199,7 @@ fn is_actlr(iss: u32) -> bool {
 
 /// Once a trap is handled: act on a shutdown the domain asked for.
 fn after_guest_work(dom: &Domain, _current: DomId) -> After {
-    after::after_trap(&super::Hw, &DOMAINS, dom)
+    after::after_trap(&super::Hw, &DOMAINS, dom, percpu::current_vcpu())
 }
 
 /// A Xen hypercall (`HVC #0xEA1` from A32 or T32): number in r12, arguments r0-r4, result in
@@ -213,7 +213,7 @@ fn hypercall_trap(frame: &mut TrapFrame, current: DomId) -> After {
     let mut frames = PoolFrames;
     let mut tlb = HwTlb;
     let mut machine = Machine { mem: &DirectMem, frames: &mut frames, tlb: &mut tlb };
-    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine };
+    let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine, arch: &super::Hw };
     match hypercall::dispatch_step(&mut cx, nr, args) {
         Outcome::Return(v) => frame.r[0] = v as u32,
         Outcome::Continue { x0, x1, x2 } => {

@@ -5,47 +5,46 @@
 
 use super::regs::{GicdDevice, GicrDevice, SharedVgic, GICD_SIZE, GICR_STRIDE};
 use super::{Vgic, PRIVATE_IRQS};
-use crate::domain::registry::MAX_DOMAINS;
+use crate::domain::registry::{Slots, MAX_DOMAINS};
 use crate::domain::{DomId, Domain};
-use crate::sync::{Once, SpinMutex};
+use crate::sync::SpinMutex;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-/// The vGICs of all domains, each in the slot of its domain's id; set once, before the
-/// domain runs, and kept as long as the machine runs (as the domains are).
+/// The vGICs of all domains, each in the slot of its domain's id: set before the domain runs,
+/// taken out when the toolstack destroys it. A lookup is one load (`registry::Slots`); a vGIC
+/// taken out is never freed (the domain's record, which is not either, holds it in its
+/// emulated devices anyway).
+#[derive(Default)]
 pub struct VgicTable {
-    slots: [Once<SharedVgic>; MAX_DOMAINS],
-}
-
-impl Default for VgicTable {
-    fn default() -> Self {
-        Self::new()
-    }
+    slots: Slots<SharedVgic>,
 }
 
 impl VgicTable {
     pub const fn new() -> Self {
-        Self { slots: [const { Once::new() }; MAX_DOMAINS] }
+        Self { slots: Slots::new() }
     }
 
     /// Domain `id`'s vGIC (one load: no lock).
     #[inline]
     pub fn get(&self, id: DomId) -> Option<&SharedVgic> {
-        self.slots.get(usize::from(id))?.get()
+        self.slots.get(id)
     }
 
     /// Record `vgic` as domain `id`'s; refused when the slot is taken or does not exist.
     /// (`attach` does this for a vGICv3; a front end that builds its devices itself calls it.)
     pub fn insert(&self, id: DomId, vgic: SharedVgic) -> Result<&SharedVgic, String> {
-        let slot = self.slots.get(usize::from(id)).ok_or_else(|| format!("d{id}: no vGIC slot (domain ids stop at {MAX_DOMAINS})"))?;
-        let mut v = Some(vgic);
-        let stored = slot.call_once(|| v.take().expect("taken once"));
-        match v {
-            None => Ok(stored),
-            Some(_) => Err(format!("d{id} has a vGIC already")),
+        if !self.slots.has_slot(id) {
+            return Err(format!("d{id}: no vGIC slot (domain ids stop at {MAX_DOMAINS})"));
         }
+        self.slots.insert(id, vgic).map_err(|_| format!("d{id} has a vGIC already"))
+    }
+
+    /// Take domain `id`'s vGIC out (its domain is gone; the id may be a new domain's next).
+    pub fn remove(&self, id: DomId) -> bool {
+        self.slots.take(id).is_some()
     }
 }
 
