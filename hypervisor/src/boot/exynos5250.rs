@@ -102,15 +102,15 @@ const PMU_CORE_ON: u32 = 0x3;
 /// Polls of a core's power status before giving up.
 const POWER_SPINS: u32 = 100_000;
 
-/// The board's blocks behind their register handles.
-pub struct Exynos5250<M: Mmio> {
-    pub mct: M,
-    pub pmu: M,
-    pub sysram: M,
+/// The board's blocks behind their register handles (`sysram` is the page of [`Blocks::sysram`]).
+pub struct Exynos5250<T: Mmio, P: Mmio, S: Mmio> {
+    pub mct: T,
+    pub pmu: P,
+    pub sysram: S,
     pub boot_addr_offset: usize,
 }
 
-impl<M: Mmio> Exynos5250<M> {
+impl<T: Mmio, P: Mmio, S: Mmio> Exynos5250<T, P, S> {
     /// Start the MCT's global counter (the arch timer stands still until it runs) and pick the
     /// timer frequency: the DT's `clock-frequency`, else CNTFRQ as firmware left it, else the
     /// Exynos5250's 24 MHz. A dead MCT is reported, not waited for.
@@ -149,5 +149,132 @@ pub fn console_uart<M: Mmio>(regs: M, baud: u32) -> SamsungUart<M> {
         SamsungUart::from_firmware(regs)
     } else {
         SamsungUart::new(regs, SCLK_UART_HZ, baud)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use platform::exynos5250::{CONSOLE_BAUD, UARTS, SNOW_CONSOLE_UART};
+    use platform::Uart;
+    use std::vec;
+    use std::vec::Vec;
+    use sysmmu_model::mct::MctModel;
+    use sysmmu_model::soc::{CoreState, PmuModel, SecondaryCore, SramModel};
+    use sysmmu_model::uart::UartModel;
+
+    fn say<U: Uart>(u: &U, text: &[u8]) {
+        for &b in text {
+            u.put(b);
+        }
+    }
+
+    #[test]
+    fn a_console_firmware_left_off_is_programmed_for_115200() {
+        assert_eq!(UARTS[SNOW_CONSOLE_UART].base, 0x12c3_0000);
+        let m = UartModel::new(SCLK_UART_HZ, CONSOLE_BAUD);
+        let u = console_uart(&m, CONSOLE_BAUD);
+        say(&u, b"(xenith) on the Snow\n");
+        u.flush();
+        assert_eq!(m.text().as_deref(), Some(&b"(xenith) on the Snow\n"[..]));
+        assert_eq!(m.overruns(), 0);
+    }
+
+    #[test]
+    fn a_console_firmware_set_up_is_kept_as_it_is() {
+        // U-Boot's console from a 24 MHz clock: reprogramming it for 100 MHz would garble it.
+        let m = UartModel::configured(24_000_000, CONSOLE_BAUD, true);
+        let u = console_uart(&m, CONSOLE_BAUD);
+        say(&u, b"kept");
+        u.flush();
+        assert_eq!(m.text().as_deref(), Some(&b"kept"[..]));
+    }
+
+    fn board<'a>(mct: &'a MctModel, pmu: &'a PmuModel, sysram: &'a SramModel, off: usize) -> Exynos5250<&'a MctModel, &'a PmuModel, &'a SramModel> {
+        Exynos5250 { mct, pmu, sysram, boot_addr_offset: off }
+    }
+
+    #[test]
+    fn the_timer_starts_the_mct_and_takes_the_dts_frequency() {
+        let (mct, pmu, sram) = (MctModel::new(), PmuModel::new(), SramModel::default());
+        let b = board(&mct, &pmu, &sram, smp::SYSRAM_BOOT_ADDR);
+        mct.advance(10);
+        assert_eq!(mct.arch_counter(), 0);
+        assert_eq!(b.start_timer(0, Some(24_000_000)), (Ok(()), 24_000_000));
+        let t0 = mct.arch_counter();
+        mct.advance(10);
+        assert_eq!(mct.arch_counter(), t0 + 10, "the arch timer counts once the MCT runs");
+        assert_eq!(mct.wstat(), 0);
+        // Firmware left CNTFRQ 0 and the DT says nothing: the Exynos5250's 24 MHz.
+        assert_eq!(b.start_timer(0, None).1, 24_000_000);
+        let dead = MctModel::unresponsive();
+        let b = board(&dead, &pmu, &sram, smp::SYSRAM_BOOT_ADDR);
+        assert_eq!(b.start_timer(24_000_000, None), (Err(MctNotResponding), 24_000_000));
+    }
+
+    #[test]
+    fn a_secondary_is_released_through_sysram_then_the_sgi() {
+        let (mct, pmu, sram) = (MctModel::new(), PmuModel::new(), SramModel::default());
+        let core1 = SecondaryCore::new(1, &sram, smp::SYSRAM_BOOT_ADDR, &pmu);
+        let b = board(&mct, &pmu, &sram, smp::SYSRAM_BOOT_ADDR);
+        let mut sgis = Vec::new();
+        b.release_secondary(1, 0x5100_8000, &mut |c| {
+            sgis.push(c);
+            core1.event()
+        })
+        .unwrap();
+        assert_eq!((core1.state(), sgis), (CoreState::Jumped(0x5100_8000), vec![1]));
+    }
+
+    #[test]
+    fn with_secure_firmware_the_entry_goes_to_the_non_secure_page() {
+        let (mct, pmu, sram_ns) = (MctModel::new(), PmuModel::new(), SramModel::default());
+        let core1 = SecondaryCore::new(1, &sram_ns, smp::SYSRAM_NS_BOOT_ADDR, &pmu);
+        let b = board(&mct, &pmu, &sram_ns, smp::SYSRAM_NS_BOOT_ADDR);
+        b.release_secondary(1, 0x5100_9000, &mut |_| core1.event()).unwrap();
+        assert_eq!(core1.state(), CoreState::Jumped(0x5100_9000));
+    }
+
+    #[test]
+    fn a_powered_off_core_is_powered_on_before_its_release() {
+        let (mct, sram) = (MctModel::new(), SramModel::default());
+        let pmu = PmuModel::new().with_core_off(1);
+        let core1 = SecondaryCore::new(1, &sram, smp::SYSRAM_BOOT_ADDR, &pmu);
+        core1.event();
+        assert_eq!(core1.wakeups(), 0, "an unpowered core ignores events");
+        let b = board(&mct, &pmu, &sram, smp::SYSRAM_BOOT_ADDR);
+        b.release_secondary(1, 0x5100_8000, &mut |_| core1.event()).unwrap();
+        assert!(pmu.core_powered(1));
+        assert_eq!(core1.state(), CoreState::Jumped(0x5100_8000));
+    }
+
+    #[test]
+    fn bad_releases_are_refused_and_leave_the_core_in_the_rom() {
+        let (mct, pmu, sram) = (MctModel::new(), PmuModel::new(), SramModel::default());
+        let core1 = SecondaryCore::new(1, &sram, smp::SYSRAM_BOOT_ADDR, &pmu);
+        let b = board(&mct, &pmu, &sram, smp::SYSRAM_BOOT_ADDR);
+        assert_eq!(b.release_secondary(0, 0x5100_8000, &mut |_| core1.event()), Err(ReleaseError::Smp(SmpError::NoSuchCpu { cpu: 0 })));
+        assert_eq!(b.release_secondary(2, 0x5100_8000, &mut |_| core1.event()), Err(ReleaseError::Smp(SmpError::NoSuchCpu { cpu: 2 })));
+        assert!(b.release_secondary(1, 0x5100_8002, &mut |_| core1.event()).is_err());
+        assert_eq!(core1.state(), CoreState::InBootRom);
+    }
+
+    #[test]
+    fn reset_goes_through_the_pmu() {
+        let (mct, pmu, sram) = (MctModel::new(), PmuModel::new(), SramModel::default());
+        board(&mct, &pmu, &sram, 0).reset();
+        assert_eq!(pmu.resets(), 1);
+    }
+
+    #[test]
+    fn the_log_ring_takes_the_last_mib_below_4_gib() {
+        let dt = crate::dt::HostDt::parse(&crate::dt::fixtures::load(crate::dt::fixtures::SNOW)).unwrap();
+        let mut info = dt.boot_info().unwrap();
+        assert_eq!(log_ring_place(&info), Some(Region { base: 0xbff0_0000, size: 0x10_0000 }));
+        info.memory.push(Region { base: 0x1_0000_0000, size: 1 << 30 });
+        assert_eq!(log_ring_place(&info), Some(Region { base: 0xbff0_0000, size: 0x10_0000 }), "RAM above 4 GiB has no HYP address");
+        info.memory = vec![Region { base: 0x4000_0000, size: 0x10_0000 }];
+        assert_eq!(log_ring_place(&info), None, "too little RAM to spare a MiB");
     }
 }

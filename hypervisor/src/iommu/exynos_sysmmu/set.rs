@@ -55,55 +55,52 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
     /// fault input on the combiner. Memory is mapped before any SysMMU is enabled, so no master
     /// sees a half-built table. Returns the set and each SysMMU's outcome, in `specs`' order.
     pub fn bring_up(mem: P, alloc: A, pgd_pa: u64, combiner: C, specs: Vec<SysmmuSpec<M>>, ram: &[Region], readonly: &[Region]) -> (Self, Vec<(String, Outcome)>) {
-        let mut outcomes = Vec::new();
+        let n = specs.len();
+        let mut slots: Vec<Option<(String, Outcome)>> = (0..n).map(|_| None).collect();
         let mut probed = Vec::new();
-        for s in specs {
+        for (idx, s) in specs.into_iter().enumerate() {
             match Sysmmu::probe(s.regs) {
-                Ok(m) => probed.push((s.path, s.irq, m)),
-                Err(e) => outcomes.push((s.path, Outcome::Blocked { why: format!("{e}") })),
+                Ok(m) => probed.push((idx, s.path, s.irq, m)),
+                Err(e) => slots[idx] = Some((s.path, Outcome::Blocked { why: format!("{e}") })),
             }
         }
+        let finish = |slots: Vec<Option<(String, Outcome)>>| slots.into_iter().flatten().collect::<Vec<_>>();
         let mut set = SysmmuSet { shadow: None, attached: Vec::new(), combiner: Combiner::new(combiner), faults: 0 };
-        let Some(format) = probed.first().map(|(_, _, m)| m.pt_format()) else { return (set, outcomes) };
-        let mut shadow = match ShadowTable::new(mem, alloc, format, pgd_pa) {
+        let Some(format) = probed.first().map(|(_, _, _, m)| m.pt_format()) else { return (set, finish(slots)) };
+        let built = ShadowTable::new(mem, alloc, format, pgd_pa).map_err(|e| format!("no shadow table: {e}")).and_then(|mut shadow| {
+            for (r, writable) in ram.iter().map(|r| (r, true)).chain(readonly.iter().map(|r| (r, false))) {
+                shadow.map(r.base, r.base, r.size, writable).map_err(|e| format!("mapping {r}: {e}"))?;
+            }
+            Ok(shadow)
+        });
+        let mut shadow = match built {
             Ok(s) => s,
-            Err(e) => {
-                for (path, _, m) in probed {
+            Err(why) => {
+                for (idx, path, _, m) in probed {
                     m.isolate();
-                    outcomes.push((path, Outcome::Blocked { why: format!("no shadow table: {e}") }));
+                    slots[idx] = Some((path, Outcome::Blocked { why: why.clone() }));
                 }
-                return (set, outcomes);
+                return (set, finish(slots));
             }
         };
-        let mut mapped = Ok(());
-        for (r, writable) in ram.iter().map(|r| (r, true)).chain(readonly.iter().map(|r| (r, false))) {
-            mapped = mapped.and_then(|()| shadow.map(r.base, r.base, r.size, writable).map_err(|e| format!("mapping {r}: {e}")));
-        }
-        if let Err(why) = mapped {
-            for (path, _, m) in probed {
-                m.isolate();
-                outcomes.push((path, Outcome::Blocked { why: why.clone() }));
-            }
-            return (set, outcomes);
-        }
-        for (path, irq, m) in probed {
+        for (idx, path, irq, m) in probed {
             let version = format!("{}", m.version());
-            match shadow.attach(m) {
+            slots[idx] = Some(match shadow.attach(m) {
                 Ok(()) => {
                     if let Some(irq) = irq {
                         set.combiner.enable(irq);
                     }
                     set.attached.push((path.clone(), irq));
-                    outcomes.push((path, Outcome::Translating { version }));
+                    (path, Outcome::Translating { version })
                 }
                 Err((e, m)) => {
                     m.isolate();
-                    outcomes.push((path, Outcome::Blocked { why: format!("{e}") }));
+                    (path, Outcome::Blocked { why: format!("{e}") })
                 }
-            }
+            });
         }
         set.shadow = Some(shadow);
-        (set, outcomes)
+        (set, finish(slots))
     }
 
     /// The SysMMUs translating, by path.
@@ -147,5 +144,120 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
             out.push(FaultReport { path, line });
         }
         out
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use platform::exynos5250::sysmmu_pt::LV2_TABLE_SIZE;
+    use platform::exynos5250::SYSMMUS;
+    use std::rc::Rc;
+    use std::vec;
+    use sysmmu_model::soc::CombinerModel;
+    use sysmmu_model::{DmaError, ModelConfig, SimMem, SysmmuModel};
+
+    const PGD: u64 = 0x4000_0000;
+    const DOM0_RAM: Region = Region { base: 0x4200_0000, size: 16 << 20 };
+    const RING: Region = Region { base: 0x47f0_0000, size: 1 << 20 };
+
+    /// Level-2 tables from a bump pool.
+    struct Pool(u64);
+    impl Lv2TableAllocator for Pool {
+        fn alloc_lv2(&mut self) -> Option<u64> {
+            self.0 += LV2_TABLE_SIZE as u64;
+            Some(self.0 - LV2_TABLE_SIZE as u64)
+        }
+        fn free_lv2(&mut self, _pa: u64) {}
+    }
+
+    fn irq(name: &str) -> CombinerIrq {
+        let s = SYSMMUS.iter().find(|s| s.name == name).unwrap();
+        CombinerIrq::new(s.combiner.0, s.combiner.1).unwrap()
+    }
+
+    #[test]
+    fn bring_up_maps_dom0_and_takes_faults_through_the_combiner() {
+        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
+        let g2d = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
+        let tv = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
+        // The FIMD's power domain is off: VERSION reads 0.
+        let fimd = SysmmuModel::new(ModelConfig { version_override: Some(0), ..ModelConfig::v3(3) }, mem.clone());
+        let (g2d_irq, tv_irq, fimd_irq) = (irq("sysmmu_g2d"), irq("sysmmu_tv"), irq("sysmmu_fimd1"));
+        let dom0_line = std::cell::Cell::new(false);
+        let mut combiner = CombinerModel::new();
+        combiner.connect(g2d_irq.group, g2d_irq.bit, || g2d.irq_pending());
+        combiner.connect(tv_irq.group, tv_irq.bit, || tv.irq_pending());
+        combiner.connect(fimd_irq.group, fimd_irq.bit, || fimd.irq_pending());
+        // A dom0 device's input in the g2d SysMMU's group.
+        combiner.connect(g2d_irq.group, 0, || dom0_line.get());
+        let specs = vec![
+            SysmmuSpec { path: "/soc/sysmmu@10a60000".into(), irq: Some(g2d_irq), regs: &g2d },
+            SysmmuSpec { path: "/soc/sysmmu@14650000".into(), irq: Some(tv_irq), regs: &tv },
+            SysmmuSpec { path: "/soc/sysmmu@14640000".into(), irq: Some(fimd_irq), regs: &fimd },
+        ];
+        let (mut set, outcomes) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[RING]);
+        assert_eq!(outcomes[0], ("/soc/sysmmu@10a60000".into(), Outcome::Translating { version: "v3.3".into() }));
+        assert_eq!(outcomes[1].1, Outcome::Translating { version: "v3.3".into() });
+        assert!(matches!(&outcomes[2].1, Outcome::Blocked { why } if why.contains("VERSION")), "{:?}", outcomes[2]);
+        assert!(fimd.is_blocked(), "a SysMMU that cannot be driven stalls its master (never bypasses)");
+        assert_eq!(set.attached().collect::<Vec<_>>(), ["/soc/sysmmu@10a60000", "/soc/sysmmu@14650000"]);
+        assert!(set.owns_spi(g2d_irq.spi()) && set.owns_spi(tv_irq.spi()) && !set.owns_spi(fimd_irq.spi()));
+        assert_eq!(mem.stale_device_reads(), 0, "every table write cleaned before a walker read it");
+
+        // dom0's memory translates 1:1 for both masters; the ring is read-only.
+        assert_eq!(g2d.translate(0x4200_1000, true), Ok(0x4200_1000));
+        assert_eq!(tv.translate(0x42ff_f000, false), Ok(0x42ff_f000));
+        assert_eq!(tv.translate(RING.base as u32 + 0x40, false), Ok(RING.base + 0x40));
+        assert_eq!(mem.stale_device_reads(), 0);
+
+        // Outside dom0's memory: a fault, on the g2d SysMMU's combiner SPI.
+        assert!(matches!(g2d.translate(0x4400_0000, true), Err(DmaError::Fault { .. })));
+        assert!(combiner.spi_level(g2d_irq.spi()));
+        let r = set.handle_spi(g2d_irq.spi());
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].path, "/soc/sysmmu@10a60000");
+        assert!(r[0].line.contains("0x44000000"), "{}", r[0].line);
+        assert!(!combiner.spi_level(g2d_irq.spi()) && !g2d.is_blocked(), "cleared and resumed");
+        assert_eq!(g2d.translate(0x4200_2000, false), Ok(0x4200_2000));
+
+        // A write into the ring: an access-protection fault, reported for the mixer's SysMMU.
+        assert!(matches!(tv.translate(RING.base as u32, true), Err(DmaError::Fault { .. })));
+        let r = set.handle_spi(tv_irq.spi());
+        assert_eq!((r.len(), r[0].path.as_str()), (1, "/soc/sysmmu@14650000"));
+        assert!(r[0].line.contains("write"), "{}", r[0].line);
+        assert_eq!(set.faults(), 2);
+
+        // A dom0 device's input in the same group is not the hypervisor's to take.
+        Combiner::new(&combiner).enable(CombinerIrq::new(g2d_irq.group, 0).unwrap());
+        dom0_line.set(true);
+        assert!(set.handle_spi(g2d_irq.spi()).is_empty());
+        assert_eq!(set.faults(), 2);
+    }
+
+    #[test]
+    fn nothing_answering_builds_nothing() {
+        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
+        let off = SysmmuModel::new(ModelConfig { version_override: Some(0), ..ModelConfig::v3(3) }, mem.clone());
+        let combiner = CombinerModel::new();
+        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@13e80000".into(), irq: Some(irq("sysmmu_gsc0")), regs: &off }];
+        let (mut set, outcomes) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[]);
+        assert!(matches!(outcomes[0].1, Outcome::Blocked { .. }));
+        assert!(set.shadow().is_none() && set.attached().next().is_none());
+        assert!(set.handle_spi(2).is_empty());
+    }
+
+    #[test]
+    fn dom0_ram_the_table_format_cannot_hold_leaves_every_sysmmu_blocked() {
+        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
+        let g2d = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
+        let combiner = CombinerModel::new();
+        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@10a60000".into(), irq: Some(irq("sysmmu_g2d")), regs: &g2d }];
+        let odd = Region { base: 0x4200_0800, size: 0x1000 };
+        let (set, outcomes) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[odd], &[]);
+        assert!(matches!(&outcomes[0].1, Outcome::Blocked { why } if why.contains("mapping")), "{:?}", outcomes[0]);
+        assert!(g2d.is_blocked());
+        assert!(set.attached().next().is_none());
     }
 }
