@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod mmio;
 pub mod registry;
 pub mod vcpu;
+pub mod vcombiner;
 pub mod vuart;
 pub mod zimage;
 
