@@ -384,9 +384,10 @@ fn combiner_input(dt: &HostDt, irqs: &[crate::dt::IrqSpec]) -> Option<(u32, u32)
 
 /// Bring up, through `arch`, every Exynos SysMMU `table` gives the hypervisor, over dom0's
 /// memory (`ram`, and `readonly`): each is logged translating or left blocked (its master's DMA
-/// stalls; it never bypasses). Returns how many translate.
-pub fn start_sysmmus(arch: &dyn Arch, dt: &HostDt, table: &OwnershipTable, board: &Board, ram: Region, readonly: &[Region]) -> usize {
-    let Board::Exynos5250(blocks) = board else { return 0 };
+/// stalls; it never bypasses). Returns the combiner inputs (group, bit) of those translating:
+/// dom0's view of the combiner hides them.
+pub fn start_sysmmus(arch: &dyn Arch, dt: &HostDt, table: &OwnershipTable, board: &Board, ram: Region, readonly: &[Region]) -> Vec<(u32, u32)> {
+    let Board::Exynos5250(blocks) = board else { return Vec::new() };
     let specs: Vec<crate::contract::SysmmuStart> = table
         .topology
         .iommus
@@ -397,11 +398,11 @@ pub fn start_sysmmus(arch: &dyn Arch, dt: &HostDt, table: &OwnershipTable, board
             Some(crate::contract::SysmmuStart { path: i.path.clone(), base, irq: combiner_input(dt, &i.interrupts) })
         })
         .collect();
-    let mut up = 0;
+    let mut up = Vec::new();
     for (s, r) in specs.iter().zip(arch.start_sysmmus(blocks.combiner.base, &specs, ram, readonly)) {
         match r {
             Ok(v) => {
-                up += 1;
+                up.extend(s.irq);
                 let irq = s.irq.map(|(g, b)| format!("faults on combiner {g}/{b} (SPI {g})")).unwrap_or_else(|| "no fault interrupt".into());
                 log!("{}: {v} translating through dom0's shadow table; {irq}", s.path);
             }

@@ -635,7 +635,8 @@ fn snow_boot(cmdline: &str, arch: &crate::contract::fake::FakeArch) -> (Plan, De
     };
     assert_eq!((combiner, r0, readonly), (0x1044_0000, ram, alloc::vec![ring]));
     assert_eq!(sysmmus.len(), t.rows.iter().filter(|r| r.owner == IommuOwner::Hypervisor).count());
-    assert_eq!(up, sysmmus.len() - arch.sysmmus_off.len());
+    assert_eq!(up.len(), sysmmus.len() - arch.sysmmus_off.len());
+    assert!(up.iter().all(|i| sysmmus.iter().any(|s| s.irq == Some(*i) && !arch.sysmmus_off.contains(&s.base))));
     // Every fault input comes from the DT's combiner specifier and matches the board's table.
     for s in &sysmmus {
         let known = platform::exynos5250::sysmmu_at(s.base).unwrap_or_else(|| panic!("{} unknown", s.path));
@@ -726,7 +727,7 @@ fn snow_with_no_sysmmu_answering_gives_dom0_the_masters_sysmmus() {
     let p = plan(&dt, &info, r(0x5100_4000, 2 << 20), r(0x5ffe_c000, 0x1_0000)).unwrap();
     let d = p.decide_on_hardware(&arch, &dt, &info, r(0x6000_0000, 1152 << 20), None, 1).unwrap();
     assert_eq!(d.ownership.owner_of_master("/soc/mixer@14450000"), Some(IommuOwner::Dom0));
-    assert_eq!(start_sysmmus(&arch, &dt, &d.ownership, &p.board, r(0x6000_0000, 1152 << 20), &[]), 0);
+    assert!(start_sysmmus(&arch, &dt, &d.ownership, &p.board, r(0x6000_0000, 1152 << 20), &[]).is_empty());
 }
 
 #[test]
