@@ -148,6 +148,7 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
 }
 
 #[cfg(all(test, not(loom)))]
+#[allow(clippy::single_range_in_vec_init)] // SimMem takes a list of RAM ranges; one here
 mod tests {
     extern crate std;
     use super::*;
