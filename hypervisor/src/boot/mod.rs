@@ -336,35 +336,33 @@ impl Plan {
     }
 }
 
-/// The IOMMU kinds the hypervisor can drive here: every enabled SMMUv3 of `topo` is probed
-/// through `arch` (read-only). One it cannot drive (no stage 2, say) is reported and left to
-/// dom0, as on Xen; one that answers makes the SMMUv3 driver available.
+/// The IOMMU kinds the hypervisor can drive here: every enabled SMMUv3 and Exynos SysMMU of
+/// `topo` is probed through `arch` (read-only). An SMMUv3 it cannot drive (no stage 2, say) is
+/// reported and left to dom0, as on Xen; one IOMMU of a kind that answers makes that kind's
+/// driver available (a SysMMU that did not answer, its power domain off, say, is then left
+/// blocked when it is brought up).
 pub fn probe_iommus(arch: &dyn Arch, topo: &DmaTopology) -> Vec<IommuKind> {
-    let mut usable = false;
-    for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3 && i.enabled) {
-        let Some(reg) = i.regs.first() else { continue };
-        match arch.probe_smmu(reg.base) {
-            Ok(f) => {
-                log!("{}: {f}", i.path);
-                usable = true;
+    type Probe<'a> = &'a dyn Fn(u64) -> Result<String, String>;
+    let probes: [(IommuKind, Probe<'_>, &str); 2] = [
+        (IommuKind::SmmuV3, &|b| arch.probe_smmu(b), ": falling back: dom0 keeps this SMMU and its DMA is not isolated by xenith"),
+        (IommuKind::ExynosSysmmu, &|b| arch.probe_sysmmu(b), ""),
+    ];
+    let mut kinds = Vec::new();
+    for (kind, probe, fallback) in probes {
+        let mut usable = false;
+        for i in topo.iommus.iter().filter(|i| i.kind == kind && i.enabled) {
+            let Some(reg) = i.regs.first() else { continue };
+            match probe(reg.base) {
+                Ok(f) => {
+                    log!("{}: {f}", i.path);
+                    usable = true;
+                }
+                Err(e) => log!("{}: {e}{fallback}", i.path),
             }
-            Err(e) => log!("{}: {e}: falling back: dom0 keeps this SMMU and its DMA is not isolated by xenith", i.path),
         }
-    }
-    let mut kinds = if usable { alloc::vec![IommuKind::SmmuV3] } else { Vec::new() };
-    let mut sysmmu = false;
-    for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::ExynosSysmmu && i.enabled) {
-        let Some(reg) = i.regs.first() else { continue };
-        match arch.probe_sysmmu(reg.base) {
-            Ok(v) => {
-                log!("{}: {v}", i.path);
-                sysmmu = true;
-            }
-            Err(e) => log!("{}: {e}", i.path),
+        if usable {
+            kinds.push(kind);
         }
-    }
-    if sysmmu {
-        kinds.push(IommuKind::ExynosSysmmu);
     }
     kinds
 }
