@@ -107,9 +107,10 @@ mod tests {
     /// A ring as xenith leaves it: written through the same RamLog, with `text` in it.
     fn ring_with(text: &[u8]) -> Vec<u8> {
         let mem = Dump(RefCell::new(vec![0u8; SNOW_RING_SIZE as usize]));
-        let (mut r, _) = RamLog::attach(&mem, SNOW_RING_BASE, SNOW_RING_SIZE).unwrap();
-        r.write(text).unwrap();
-        drop(r);
+        {
+            let (mut r, _) = RamLog::attach(&mem, SNOW_RING_BASE, SNOW_RING_SIZE).unwrap();
+            r.write(text).unwrap();
+        }
         mem.0.into_inner()
     }
 
