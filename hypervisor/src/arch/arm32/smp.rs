@@ -182,7 +182,7 @@ pub fn start_cpu(cpu: usize, mpidr: u32, domain: DomId, vcpu: u32, vttbr: u64, v
     };
     super::mem::clean_dcache_range(u64::from(block), core::mem::size_of::<StartBlock>() as u64);
     // No PSCI on the Exynos5250: the board releases the CPU through SYSRAM and an SGI.
-    if let Some(b) = super::board::get() {
+    if let (false, Some(b)) = (psci::has_conduit(), super::board::get()) {
         return super::board::release_secondary(b, cpu, xenith_sysram_secondary_entry as *const () as u32);
     }
     match psci::call(psci::CPU_ON, mpidr, xenith_secondary_entry as *const () as u32, block) {
