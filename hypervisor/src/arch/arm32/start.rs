@@ -287,7 +287,8 @@ fn exynos5250_early(blocks: &boot::exynos5250::Blocks, info: &crate::dt::boot_in
         Err(e) => log!("Exynos5250: MCT at {}: {e}", blocks.mct),
     }
     if cntfrq == 0 && super::regs::Cntfrq::read() == 0 {
-        log!("CNTFRQ is 0 and xenith cannot set it (not entered from Secure SVC): dom0 must take {hz} Hz from the DT");
+        super::regs::set_counter_freq(hz);
+        log!("CNTFRQ is 0 and xenith cannot set it (not entered from Secure SVC): xenith counts at {hz} Hz, dom0 takes the DT's clock-frequency");
     }
     Ok(())
 }
