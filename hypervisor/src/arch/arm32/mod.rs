@@ -43,6 +43,7 @@ use mem::{DirectMem, HwTlb};
 /// A panic is a hypervisor bug (guest input never reaches one): say where, then stop the machine.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    start::console_for_panic();
     crate::log!("HYPERVISOR BUG: panic: {info}");
     psci::system_off()
 }

@@ -64,6 +64,16 @@ extern "C" fn xenith_boot_hyp(dtb_pa: u32, from_secure: u32) -> ! {
     }
 }
 
+/// Set once the host DT is known to be an Exynos5250's (no PL011 at QEMU virt's address).
+static NOT_QEMU_VIRT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// A panic before any console: QEMU virt's PL011, unless the DT said the board has none there.
+pub fn console_for_panic() {
+    if !NOT_QEMU_VIRT.load(core::sync::atomic::Ordering::Relaxed) && SAMSUNG_UART.get().is_none() {
+        early_uart();
+    }
+}
+
 /// Attach QEMU virt's PL011 as the console (once).
 fn early_uart() {
     if EARLY.get().is_some() {
@@ -104,7 +114,9 @@ fn mib(b: u64) -> u64 {
 
 fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let dt = host_dt(dtb_pa)?;
-    if !dt.is_compatible(dt.root(), "samsung,exynos5250") {
+    if dt.is_compatible(dt.root(), "samsung,exynos5250") {
+        NOT_QEMU_VIRT.store(true, core::sync::atomic::Ordering::Relaxed);
+    } else {
         early_uart();
     }
     let info = dt.boot_info().map_err(|e| format!("device tree at {dtb_pa:#x}: {e}"))?;
