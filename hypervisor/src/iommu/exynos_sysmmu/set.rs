@@ -40,11 +40,16 @@ pub struct FaultReport {
     pub line: String,
 }
 
+/// Faults a SysMMU may take with its master resumed each time; the next one leaves the master
+/// stopped (a device that keeps faulting, such as a display controller still scanning out a
+/// buffer firmware left outside dom0's memory, would otherwise keep a CPU in the handler).
+pub const FAULTS_BEFORE_STOP: u32 = 16;
+
 /// The hypervisor's SysMMUs, their shared shadow of dom0's memory and the combiner.
 pub struct SysmmuSet<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> {
     shadow: Option<ShadowTable<P, A, M>>,
-    /// (path, fault input) of each attached SysMMU, in the shadow table's order.
-    attached: Vec<(String, Option<CombinerIrq>)>,
+    /// (path, fault input, faults taken) of each attached SysMMU, in the shadow table's order.
+    attached: Vec<(String, Option<CombinerIrq>, u32)>,
     combiner: Combiner<C>,
     faults: u64,
 }
@@ -90,7 +95,7 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
                     if let Some(irq) = irq {
                         set.combiner.enable(irq);
                     }
-                    set.attached.push((path.clone(), irq));
+                    set.attached.push((path.clone(), irq, 0));
                     (path, Outcome::Translating { version })
                 }
                 Err((e, m)) => {
@@ -105,7 +110,7 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
 
     /// The SysMMUs translating, by path.
     pub fn attached(&self) -> impl Iterator<Item = &str> {
-        self.attached.iter().map(|(p, _)| p.as_str())
+        self.attached.iter().map(|(p, _, _)| p.as_str())
     }
 
     /// The shadow table, once built.
@@ -121,26 +126,34 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
     /// Whether `spi` (a GIC SPI number, INTID - 32) is a combiner group one of these SysMMUs
     /// reports faults on.
     pub fn owns_spi(&self, spi: u32) -> bool {
-        self.attached.iter().any(|(_, irq)| irq.is_some_and(|i| i.spi() == spi))
+        self.attached.iter().any(|(_, irq, _)| irq.is_some_and(|i| i.spi() == spi))
     }
 
     /// Take the faults behind combiner SPI `spi`: every pending input that is one of these
-    /// SysMMUs is decoded, cleared and the master resumed (the faulting access was refused);
-    /// one report per fault. A pending input that is not a SysMMU of this set is left alone.
+    /// SysMMUs is decoded, cleared and the master resumed (the faulting access was refused),
+    /// up to [`FAULTS_BEFORE_STOP`] times per SysMMU; after that its master stays stopped. One
+    /// report per fault. A pending input that is not a SysMMU of this set is left alone.
     pub fn handle_spi(&mut self, spi: u32) -> Vec<FaultReport> {
         let mut out = Vec::new();
         let Some(shadow) = &self.shadow else { return out };
         let pending: Vec<CombinerIrq> = self.combiner.pending_for_spi(spi).collect();
         for input in pending {
-            let Some(i) = self.attached.iter().position(|(_, irq)| *irq == Some(input)) else { continue };
-            let path = self.attached[i].0.clone();
-            let line = match shadow.sysmmus()[i].handle_fault(true) {
+            let Some(i) = self.attached.iter().position(|(_, irq, _)| *irq == Some(input)) else { continue };
+            let (path, _, taken) = &mut self.attached[i];
+            let resume = *taken + 1 < FAULTS_BEFORE_STOP;
+            let line = match shadow.sysmmus()[i].handle_fault(resume) {
                 Ok(f) => {
                     self.faults += 1;
-                    format!("{f}; the access was refused, the master resumed")
+                    *taken += 1;
+                    if resume {
+                        format!("{f}; the access was refused, the master resumed")
+                    } else {
+                        format!("{f}; the access was refused; {FAULTS_BEFORE_STOP} faults: the master stays stopped")
+                    }
                 }
                 Err(e) => format!("{e}"),
             };
+            let path = path.clone();
             out.push(FaultReport { path, line });
         }
         out
@@ -235,6 +248,27 @@ mod tests {
         dom0_line.set(true);
         assert!(set.handle_spi(g2d_irq.spi()).is_empty());
         assert_eq!(set.faults(), 2);
+    }
+
+    #[test]
+    fn a_master_that_keeps_faulting_is_stopped() {
+        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
+        let fimd = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
+        let input = irq("sysmmu_fimd1");
+        let mut combiner = CombinerModel::new();
+        combiner.connect(input.group, input.bit, || fimd.irq_pending());
+        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@14640000".into(), irq: Some(input), regs: &fimd }];
+        let (mut set, _) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[]);
+        // Scanning out a buffer firmware left outside dom0's memory.
+        for n in 1..=FAULTS_BEFORE_STOP {
+            assert!(matches!(fimd.translate(0x5000_0000, false), Err(DmaError::Fault { .. })));
+            let r = set.handle_spi(input.spi());
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].line.contains("stays stopped"), n == FAULTS_BEFORE_STOP, "{n}: {}", r[0].line);
+        }
+        assert!(fimd.is_blocked() && !combiner.spi_level(input.spi()), "stopped, and no interrupt storm");
+        assert_eq!(fimd.translate(0x4200_0000, false), Err(DmaError::Stalled));
+        assert!(set.handle_spi(input.spi()).is_empty());
     }
 
     #[test]
