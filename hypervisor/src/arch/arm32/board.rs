@@ -16,7 +16,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::alloc::Layout;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use platform::exynos5250::combiner::CombinerIrq;
 use platform::exynos5250::sysmmu_pt::{Lv2TableAllocator, LV1_TABLE_SIZE, LV2_TABLE_SIZE};
 use platform::{Mmio, RawMmio};
@@ -28,6 +28,8 @@ static BOARD: Once<Board> = Once::new();
 static SYSMMUS: SpinMutex<Option<Sysmmus>> = SpinMutex::new(None);
 /// Bit g set: combiner group g (GIC SPI g) carries a fault input of a SysMMU the hypervisor drives.
 static SYSMMU_SPIS: AtomicU32 = AtomicU32::new(0);
+/// The SysMMU set exists (dom0's p2m changes then reach its shadow table).
+static SYSMMUS_UP: AtomicBool = AtomicBool::new(false);
 
 /// A register block of `r`, which must have a HYP address (the boot map keeps every GiB without
 /// RAM as Device memory, and the Exynos5250's blocks lie below its RAM).
@@ -123,6 +125,7 @@ pub fn start_sysmmus(combiner: u64, sysmmus: &[SysmmuStart], ram: Region, readon
         }
     }
     *SYSMMUS.lock() = Some(set);
+    SYSMMUS_UP.store(true, Ordering::Release);
     SYSMMU_SPIS.store(spis, Ordering::Release);
     outcomes
         .into_iter()
@@ -137,6 +140,17 @@ pub fn start_sysmmus(combiner: u64, sysmmus: &[SysmmuStart], ram: Region, readon
 pub fn combiner_filter(blocks: &Blocks, kept: &[(u32, u32)]) -> Result<crate::domain::vcombiner::CombinerFilter<RawMmio>, String> {
     let r = regs("combiner", blocks.combiner)?;
     Ok(crate::domain::vcombiner::CombinerFilter::new(r, kept.iter().filter_map(|&(g, b)| CombinerIrq::new(g, b).ok())))
+}
+
+/// Follow a change of dom0's p2m in the SysMMUs' shadow table (nothing before they are up).
+pub fn mirror(ipa: u64, size: u64, now: Option<(u64, bool)>) {
+    if !SYSMMUS_UP.load(Ordering::Acquire) {
+        return;
+    }
+    let failed = SYSMMUS.lock().as_mut().and_then(|set| set.mirror(ipa, size, now).err());
+    if let Some(e) = failed {
+        log!("{e}: left unmapped for the SysMMUs");
+    }
 }
 
 /// A physical interrupt: a combiner SPI of the hypervisor's SysMMUs has its faults taken and

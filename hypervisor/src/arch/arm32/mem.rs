@@ -150,6 +150,12 @@ impl crate::mm::TlbOps for HwTlb {
         // SAFETY: barriers only.
         unsafe { core::arch::asm!("dsb ish", "isb") };
     }
+    /// dom0's p2m changed: the Exynos SysMMUs the hypervisor drives walk a shadow of it.
+    fn p2m_changed(&mut self, vmid: u16, ipa: u64, size: u64, now: Option<(u64, bool)>) {
+        if vmid == crate::boot::DOM0_VMID {
+            super::board::mirror(ipa, size, now);
+        }
+    }
 }
 
 /// Clean (write back) the data cache for `[pa, pa + len)` to the point of coherency, and

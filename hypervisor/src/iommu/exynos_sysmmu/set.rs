@@ -118,6 +118,21 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
         self.shadow.as_ref()
     }
 
+    /// Follow a change of dom0's p2m (`TlbOps::p2m_changed`): `[ipa, ipa + size)` now maps RAM
+    /// at `now` = (PA, writable), or nothing a device may reach. The shadow never grants more
+    /// than the p2m: on an error the range is left unmapped.
+    pub fn mirror(&mut self, ipa: u64, size: u64, now: Option<(u64, bool)>) -> Result<(), String> {
+        let Some(shadow) = self.shadow.as_mut() else { return Ok(()) };
+        let done = match now {
+            Some((pa, writable)) => shadow.map(ipa, pa, size, writable),
+            None => shadow.unmap(ipa, size),
+        };
+        done.map_err(|e| {
+            let _ = shadow.unmap(ipa, size);
+            format!("SysMMU shadow of {ipa:#x}+{size:#x}: {e}")
+        })
+    }
+
     /// Faults taken so far.
     pub fn faults(&self) -> u64 {
         self.faults
@@ -269,6 +284,53 @@ mod tests {
         assert!(fimd.is_blocked() && !combiner.spi_level(input.spi()), "stopped, and no interrupt storm");
         assert_eq!(fimd.translate(0x4200_0000, false), Err(DmaError::Stalled));
         assert!(set.handle_spi(input.spi()).is_empty());
+    }
+
+    #[test]
+    fn dom0_p2m_changes_are_followed() {
+        use crate::mm::{S2Attr, Stage2, Stage2Config, TlbOps};
+        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
+        let g2d = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
+        let input = irq("sysmmu_g2d");
+        let mut combiner = CombinerModel::new();
+        combiner.connect(input.group, input.bit, || g2d.irq_pending());
+        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@10a60000".into(), irq: Some(input), regs: &g2d }];
+        let (mut set, _) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[]);
+        /// dom0's TLB operations, reaching the set as the arm32 HwTlb does.
+        struct Follow<'s, 'm> {
+            set: &'s mut SysmmuSet<&'m SimMem, Pool, &'m SysmmuModel, &'m CombinerModel<'m>>,
+        }
+        impl TlbOps for Follow<'_, '_> {
+            fn invalidate_ipa(&mut self, _: u16, _: u64) {}
+            fn invalidate_vmid(&mut self, _: u16) {}
+            fn sync(&mut self) {}
+            fn p2m_changed(&mut self, vmid: u16, ipa: u64, size: u64, now: Option<(u64, bool)>) {
+                assert_eq!(vmid, 1);
+                self.set.mirror(ipa, size, now).unwrap();
+            }
+        }
+        let mut tlb = Follow { set: &mut set };
+        // dom0's stage 2 (its tables in a memory of their own), as at boot.
+        let p2m_mem = SimMem::new(&[0x4400_0000..0x4500_0000]);
+        let mut frames = crate::mm::RegionAllocator::new();
+        frames.add(0x4400_0000, 0x100_0000).unwrap();
+        let mut s2 = Stage2::new(1, Stage2Config::DOMAIN, &mut frames, &p2m_mem).unwrap();
+        s2.map(DOM0_RAM.base, DOM0_RAM.base, DOM0_RAM.size, S2Attr::RAM_RWX, &mut frames, &p2m_mem, &mut tlb).unwrap();
+        // A balloon batch gives three pages back: the master loses them before the pages are reused.
+        let out = [0x4210_0000, 0x4210_1000, 0x4210_2000];
+        assert_eq!(s2.unmap_pages_if(&out, |_| true, &mut frames, &p2m_mem, &mut tlb), Ok(3));
+        for ipa in out {
+            assert!(matches!(g2d.translate(ipa as u32, false), Err(DmaError::Fault { .. })), "{ipa:#x}");
+            assert_eq!(tlb.set.handle_spi(input.spi()).len(), 1);
+        }
+        assert_eq!(g2d.translate(0x4210_3000, false), Ok(0x4210_3000));
+        // One page back, at another frame; a device window: not for the master.
+        s2.map(0x4210_1000, 0x4300_0000, 0x1000, S2Attr::RAM_RW, &mut frames, &p2m_mem, &mut tlb).unwrap();
+        s2.map(0x4210_2000, 0x1000_0000, 0x1000, S2Attr::DEVICE_RW, &mut frames, &p2m_mem, &mut tlb).unwrap();
+        assert_eq!(g2d.translate(0x4210_1000, true), Ok(0x4300_0000));
+        assert!(matches!(g2d.translate(0x4210_2000, false), Err(DmaError::Fault { .. })));
+        assert_eq!(tlb.set.handle_spi(input.spi()).len(), 1);
+        assert_eq!(mem.stale_device_reads(), 0);
     }
 
     #[test]
