@@ -201,6 +201,27 @@ mod tests {
         fn free_lv2(&mut self, _pa: u64) {}
     }
 
+    type Set<'m> = SysmmuSet<&'m SimMem, Pool, &'m SysmmuModel, &'m CombinerModel<'m>>;
+
+    /// The combiner with `model`'s fault line on `input`.
+    fn wired(model: &SysmmuModel, input: CombinerIrq) -> CombinerModel<'_> {
+        let mut c = CombinerModel::new();
+        c.connect(input.group, input.bit, || model.irq_pending());
+        c
+    }
+
+    /// Run `f` with one v3.3 SysMMU (the board's `name`, at `path`) brought up over dom0's RAM:
+    /// its model, the combiner its fault line is wired to, the set and its fault input.
+    fn with_one(name: &str, path: &str, f: impl FnOnce(&SimMem, &SysmmuModel, &CombinerModel<'_>, &mut Set<'_>, CombinerIrq)) {
+        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
+        let model = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
+        let input = irq(name);
+        let combiner = wired(&model, input);
+        let specs = vec![SysmmuSpec { path: path.into(), irq: Some(input), regs: &model }];
+        let (mut set, _) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[]);
+        f(&mem, &model, &combiner, &mut set, input)
+    }
+
     fn irq(name: &str) -> CombinerIrq {
         let s = SYSMMUS.iter().find(|s| s.name == name).unwrap();
         CombinerIrq::new(s.combiner.0, s.combiner.1).unwrap()
@@ -267,70 +288,60 @@ mod tests {
 
     #[test]
     fn a_master_that_keeps_faulting_is_stopped() {
-        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
-        let fimd = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
-        let input = irq("sysmmu_fimd1");
-        let mut combiner = CombinerModel::new();
-        combiner.connect(input.group, input.bit, || fimd.irq_pending());
-        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@14640000".into(), irq: Some(input), regs: &fimd }];
-        let (mut set, _) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[]);
-        // Scanning out a buffer firmware left outside dom0's memory.
-        for n in 1..=FAULTS_BEFORE_STOP {
-            assert!(matches!(fimd.translate(0x5000_0000, false), Err(DmaError::Fault { .. })));
-            let r = set.handle_spi(input.spi());
-            assert_eq!(r.len(), 1);
-            assert_eq!(r[0].line.contains("stays stopped"), n == FAULTS_BEFORE_STOP, "{n}: {}", r[0].line);
-        }
-        assert!(fimd.is_blocked() && !combiner.spi_level(input.spi()), "stopped, and no interrupt storm");
-        assert_eq!(fimd.translate(0x4200_0000, false), Err(DmaError::Stalled));
-        assert!(set.handle_spi(input.spi()).is_empty());
+        with_one("sysmmu_fimd1", "/soc/sysmmu@14640000", |_, fimd, combiner, set, input| {
+            // Scanning out a buffer firmware left outside dom0's memory.
+            for n in 1..=FAULTS_BEFORE_STOP {
+                assert!(matches!(fimd.translate(0x5000_0000, false), Err(DmaError::Fault { .. })));
+                let r = set.handle_spi(input.spi());
+                assert_eq!(r.len(), 1);
+                assert_eq!(r[0].line.contains("stays stopped"), n == FAULTS_BEFORE_STOP, "{n}: {}", r[0].line);
+            }
+            assert!(fimd.is_blocked() && !combiner.spi_level(input.spi()), "stopped, and no interrupt storm");
+            assert_eq!(fimd.translate(0x4200_0000, false), Err(DmaError::Stalled));
+            assert!(set.handle_spi(input.spi()).is_empty());
+        });
     }
 
     #[test]
     fn dom0_p2m_changes_are_followed() {
         use crate::mm::{S2Attr, Stage2, Stage2Config, TlbOps};
-        let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
-        let g2d = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
-        let input = irq("sysmmu_g2d");
-        let mut combiner = CombinerModel::new();
-        combiner.connect(input.group, input.bit, || g2d.irq_pending());
-        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@10a60000".into(), irq: Some(input), regs: &g2d }];
-        let (mut set, _) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[]);
-        /// dom0's TLB operations, reaching the set as the arm32 HwTlb does.
-        struct Follow<'s, 'm> {
-            set: &'s mut SysmmuSet<&'m SimMem, Pool, &'m SysmmuModel, &'m CombinerModel<'m>>,
-        }
-        impl TlbOps for Follow<'_, '_> {
-            fn invalidate_ipa(&mut self, _: u16, _: u64) {}
-            fn invalidate_vmid(&mut self, _: u16) {}
-            fn sync(&mut self) {}
-            fn p2m_changed(&mut self, vmid: u16, ipa: u64, size: u64, now: Option<(u64, bool)>) {
-                assert_eq!(vmid, 1);
-                self.set.mirror(ipa, size, now).unwrap();
+        with_one("sysmmu_g2d", "/soc/sysmmu@10a60000", |mem, g2d, _, set, input| {
+            /// dom0's TLB operations, reaching the set as the arm32 HwTlb does.
+            struct Follow<'s, 'm> {
+                set: &'s mut Set<'m>,
             }
-        }
-        let mut tlb = Follow { set: &mut set };
-        // dom0's stage 2 (its tables in a memory of their own), as at boot.
-        let p2m_mem = SimMem::new(&[0x4400_0000..0x4500_0000]);
-        let mut frames = crate::mm::RegionAllocator::new();
-        frames.add(0x4400_0000, 0x100_0000).unwrap();
-        let mut s2 = Stage2::new(1, Stage2Config::DOMAIN, &mut frames, &p2m_mem).unwrap();
-        s2.map(DOM0_RAM.base, DOM0_RAM.base, DOM0_RAM.size, S2Attr::RAM_RWX, &mut frames, &p2m_mem, &mut tlb).unwrap();
-        // A balloon batch gives three pages back: the master loses them before the pages are reused.
-        let out = [0x4210_0000, 0x4210_1000, 0x4210_2000];
-        assert_eq!(s2.unmap_pages_if(&out, |_| true, &mut frames, &p2m_mem, &mut tlb), Ok(3));
-        for ipa in out {
-            assert!(matches!(g2d.translate(ipa as u32, false), Err(DmaError::Fault { .. })), "{ipa:#x}");
+            impl TlbOps for Follow<'_, '_> {
+                fn invalidate_ipa(&mut self, _: u16, _: u64) {}
+                fn invalidate_vmid(&mut self, _: u16) {}
+                fn sync(&mut self) {}
+                fn p2m_changed(&mut self, vmid: u16, ipa: u64, size: u64, now: Option<(u64, bool)>) {
+                    assert_eq!(vmid, 1);
+                    self.set.mirror(ipa, size, now).unwrap();
+                }
+            }
+            let mut tlb = Follow { set };
+            // dom0's stage 2 (its tables in a memory of their own), as at boot.
+            let p2m_mem = SimMem::new(&[0x4400_0000..0x4500_0000]);
+            let mut frames = crate::mm::RegionAllocator::new();
+            frames.add(0x4400_0000, 0x100_0000).unwrap();
+            let mut s2 = Stage2::new(1, Stage2Config::DOMAIN, &mut frames, &p2m_mem).unwrap();
+            s2.map(DOM0_RAM.base, DOM0_RAM.base, DOM0_RAM.size, S2Attr::RAM_RWX, &mut frames, &p2m_mem, &mut tlb).unwrap();
+            // A balloon batch gives three pages back: the master loses them before the pages are reused.
+            let out = [0x4210_0000, 0x4210_1000, 0x4210_2000];
+            assert_eq!(s2.unmap_pages_if(&out, |_| true, &mut frames, &p2m_mem, &mut tlb), Ok(3));
+            for ipa in out {
+                assert!(matches!(g2d.translate(ipa as u32, false), Err(DmaError::Fault { .. })), "{ipa:#x}");
+                assert_eq!(tlb.set.handle_spi(input.spi()).len(), 1);
+            }
+            assert_eq!(g2d.translate(0x4210_3000, false), Ok(0x4210_3000));
+            // One page back, at another frame; a device window: not for the master.
+            s2.map(0x4210_1000, 0x4300_0000, 0x1000, S2Attr::RAM_RW, &mut frames, &p2m_mem, &mut tlb).unwrap();
+            s2.map(0x4210_2000, 0x1000_0000, 0x1000, S2Attr::DEVICE_RW, &mut frames, &p2m_mem, &mut tlb).unwrap();
+            assert_eq!(g2d.translate(0x4210_1000, true), Ok(0x4300_0000));
+            assert!(matches!(g2d.translate(0x4210_2000, false), Err(DmaError::Fault { .. })));
             assert_eq!(tlb.set.handle_spi(input.spi()).len(), 1);
-        }
-        assert_eq!(g2d.translate(0x4210_3000, false), Ok(0x4210_3000));
-        // One page back, at another frame; a device window: not for the master.
-        s2.map(0x4210_1000, 0x4300_0000, 0x1000, S2Attr::RAM_RW, &mut frames, &p2m_mem, &mut tlb).unwrap();
-        s2.map(0x4210_2000, 0x1000_0000, 0x1000, S2Attr::DEVICE_RW, &mut frames, &p2m_mem, &mut tlb).unwrap();
-        assert_eq!(g2d.translate(0x4210_1000, true), Ok(0x4300_0000));
-        assert!(matches!(g2d.translate(0x4210_2000, false), Err(DmaError::Fault { .. })));
-        assert_eq!(tlb.set.handle_spi(input.spi()).len(), 1);
-        assert_eq!(mem.stale_device_reads(), 0);
+            assert_eq!(mem.stale_device_reads(), 0);
+        });
     }
 
     #[test]
