@@ -55,8 +55,22 @@ impl<const N: usize> Default for LogRing<N> {
     }
 }
 
+/// Where the console also keeps its bytes on boards with no reachable serial port: the RAM log
+/// ring at a fixed address, which survives a warm reset (`platform::exynos5250::logring`).
+pub trait RamSink: Send {
+    fn put_bytes(&mut self, bytes: &[u8]);
+}
+
+impl<P: platform::PhysMem + Send> RamSink for platform::exynos5250::logring::RamLog<P> {
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        // A memory error drops the text: the console must never stop the hypervisor.
+        let _ = self.write(bytes);
+    }
+}
+
 struct Console {
     uart: Option<&'static dyn Uart>,
+    ram: Option<&'static mut dyn RamSink>,
     ring: LogRing<RING_SIZE>,
     /// Ring position up to which a reader cleared the ring (XEN_SYSCTL_readconsole `clear`).
     cleared: usize,
@@ -71,6 +85,9 @@ impl Write for Console {
 
 impl Console {
     fn write_bytes(&mut self, bytes: &[u8]) {
+        if let Some(r) = self.ram.as_mut() {
+            r.put_bytes(bytes);
+        }
         for &b in bytes {
             self.ring.push(b);
             if let Some(u) = self.uart {
@@ -83,7 +100,16 @@ impl Console {
     }
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None, ring: LogRing::new(), cleared: 0 });
+static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None, ram: None, ring: LogRing::new(), cleared: 0 });
+
+/// Keep the log in `sink` from now on too; what was logged before is copied into it first.
+pub fn set_ram_log(sink: &'static mut dyn RamSink) {
+    let mut c = CONSOLE.lock();
+    let (a, b) = c.ring.contents();
+    sink.put_bytes(a);
+    sink.put_bytes(b);
+    c.ram = Some(sink);
+}
 
 /// Attach the UART; what was logged before is replayed to it.
 pub fn set_uart(uart: &'static dyn Uart) {
@@ -189,6 +215,44 @@ mod tests {
     fn domu_output_loses_control_bytes() {
         let kept: Vec<u8> = b"a\rb\x1b[2Jc\td\n\x7f\x80".iter().copied().filter(|&b| printable_from_domu(b)).collect();
         assert_eq!(kept, b"ab[2Jc\td\n");
+    }
+
+    #[test]
+    fn the_ram_log_gets_what_was_logged_before_and_after_it_was_attached() {
+        extern crate std;
+        use platform::exynos5250::logring::RamLog;
+        use platform::{MemError, PhysMem};
+        use std::sync::Mutex;
+        const BASE: u64 = 0xbff0_0000;
+        /// RAM that outlives a "reboot".
+        #[derive(Clone, Copy)]
+        struct Ram(&'static Mutex<Vec<u8>>);
+        impl PhysMem for Ram {
+            fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+                let at = pa.checked_sub(BASE).ok_or(MemError::NotMemory { pa })? as usize;
+                buf.copy_from_slice(self.0.lock().unwrap().get(at..at + buf.len()).ok_or(MemError::NotMemory { pa })?);
+                Ok(())
+            }
+            fn write(&self, pa: u64, data: &[u8]) -> Result<(), MemError> {
+                let at = pa.checked_sub(BASE).ok_or(MemError::NotMemory { pa })? as usize;
+                self.0.lock().unwrap().get_mut(at..at + data.len()).ok_or(MemError::NotMemory { pa })?.copy_from_slice(data);
+                Ok(())
+            }
+        }
+        crate::log!("before the RAM log: 0f1e2d");
+        let mem = Ram(alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(alloc::vec![0u8; 1 << 20]))));
+        let (ring, found) = RamLog::attach(mem, 0xbff0_0000, 1 << 20).unwrap();
+        assert!(!found);
+        set_ram_log(alloc::boxed::Box::leak(alloc::boxed::Box::new(ring)));
+        crate::log!("after the RAM log: 3c4b5a");
+        // A warm reset later, the next boot finds both lines in the ring.
+        let (again, found) = RamLog::attach(mem, 0xbff0_0000, 1 << 20).unwrap();
+        assert!(found);
+        let mut out = alloc::vec![0u8; again.len()];
+        let n = again.read_back(&mut out).unwrap();
+        let text = alloc::string::String::from_utf8_lossy(&out[..n]).into_owned();
+        assert!(text.contains("(xenith) before the RAM log: 0f1e2d\n"), "{text}");
+        assert!(text.contains("(xenith) after the RAM log: 3c4b5a\n"), "{text}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! probes, taking an SMMU or the ITS over, reading PCI IDs, attaching streams) is asked of
 //! [`Arch`]; what to do with the answers is decided here.
 
+pub mod exynos5250;
 #[cfg(test)]
 mod tests;
 
@@ -74,9 +75,23 @@ pub enum Board {
     /// QEMU's `virt` machine (or any board with nothing board-specific to do).
     Generic,
     /// Samsung Exynos5250 (the Snow, Arndale): start the MCT (the arch timer's counter) and keep
-    /// it from dom0; secondary CPUs are released through SYSRAM.
-    Exynos5250 { mct: Option<Region> },
+    /// it from dom0; secondary CPUs are released through SYSRAM, reset goes through the PMU, the
+    /// log is also kept in a RAM ring (the Snow has no reachable UART).
+    Exynos5250(exynos5250::Blocks),
 }
+
+impl Board {
+    /// The RAM log ring's place, on boards that keep one.
+    pub fn log_ring(&self) -> Option<Region> {
+        match self {
+            Board::Exynos5250(b) => b.log_ring,
+            Board::Generic => None,
+        }
+    }
+}
+
+/// The compatible of the RAM log ring's node under dom0's /reserved-memory.
+pub const LOG_RING_COMPATIBLE: &str = "xenith,log-ring";
 
 /// What [`plan`] read and decided.
 pub struct Plan {
@@ -145,17 +160,11 @@ pub fn dom0_it_lines(dom0_dtb: &[u8], host_lines: u32) -> (u32, Option<String>) 
     }
 }
 
-fn board(dt: &HostDt) -> Board {
+fn board(dt: &HostDt, info: &BootInfo) -> Result<Board, String> {
     if dt.is_compatible(dt.root(), "samsung,exynos5250") {
-        let mct = dt
-            .find_compatible("samsung,exynos4210-mct")
-            .into_iter()
-            .find(|&n| dt.is_enabled(n))
-            .and_then(|n| dt.reg(n).ok())
-            .and_then(|r| r.first().copied());
-        Board::Exynos5250 { mct }
+        Ok(Board::Exynos5250(exynos5250::Blocks::from_dt(dt, info)?))
     } else {
-        Board::Generic
+        Ok(Board::Generic)
     }
 }
 
@@ -176,7 +185,11 @@ pub fn plan(dt: &HostDt, info: &BootInfo, image: Region, dtb: Region) -> Result<
     let block = 2 * MIB;
     let hypervisor = Region { base: image.base & !(block - 1), size: (image.base + image.size - (image.base & !(block - 1))).div_ceil(block) * block };
     let host_dtb = page_round(dtb);
+    let board = board(dt, info)?;
     let mut reservations = alloc::vec![("xenith", hypervisor), ("host DTB", host_dtb)];
+    if let Some(ring) = board.log_ring() {
+        reservations.push(("RAM log ring", ring));
+    }
     reservations.extend(info.modules.iter().map(|m| ("module", page_round(m.region))));
     reservations.extend(info.reserved.iter().map(|r| ("firmware", page_round(r.region))));
     for (_, r) in &reservations {
@@ -192,7 +205,7 @@ pub fn plan(dt: &HostDt, info: &BootInfo, image: Region, dtb: Region) -> Result<
         spectre_entry_all,
         dom0_max_vcpus,
         console: console(info),
-        board: board(dt),
+        board,
         hypervisor,
         host_dtb,
         reservations,
@@ -229,6 +242,8 @@ pub struct Decisions {
     pub dom0_dtb: Vec<u8>,
     /// (node path, page-rounded range) of every device region dom0's stage 2 maps.
     pub dom0_devices: Vec<(String, Region)>,
+    /// (what, range) of hypervisor memory dom0's stage 2 maps read-only (the RAM log ring).
+    pub dom0_readonly: Vec<(String, Region)>,
     /// dom0's RAM is mapped with pages only: a hypervisor-owned IOMMU walks the same tables.
     pub page_granular: bool,
 }
@@ -270,6 +285,7 @@ impl Plan {
             strip_props: Vec::new(),
             disable_nodes: Vec::new(),
             vcpus: Some(vcpus as u32),
+            reserved_memory: Vec::new(),
         };
         spec.add_edits(&ownership.dom0_dt_edits());
         let masters = match &self.emulated_its {
@@ -278,7 +294,11 @@ impl Plan {
         };
         spec.remove_nodes.extend(masters.kept.iter().map(|(p, _)| p.clone()));
         spec.strip_props.extend(masters.strip.iter().cloned());
-        if let Board::Exynos5250 { .. } = self.board {
+        if let Some(ring) = self.board.log_ring() {
+            // dom0 may read the log (/dev/mem); `no-map` keeps it out of its RAM.
+            spec.reserved_memory.push((format!("xenith-log@{:x}", ring.base), LOG_RING_COMPATIBLE, ring));
+        }
+        if let Board::Exynos5250(_) = self.board {
             // The MCT drives the arch timer's counter: dom0 must not stop or reprogram it.
             for n in dt.find_compatible("samsung,exynos4210-mct") {
                 let p = dt.path(n);
@@ -303,36 +323,91 @@ impl Plan {
             .filter(|d| ownership.owner_of_iommu(&d.path) != Some(IommuOwner::Nested))
             .map(|d| (d.path.clone(), page_round(d.region)))
             .filter(|(_, r)| r.size != 0 && !in_ram(info, *r))
+            // dom0's combiner accesses trap: the hypervisor keeps its SysMMUs' fault inputs.
+            .filter(|(_, r)| !matches!(&self.board, Board::Exynos5250(b) if page_round(b.combiner).base == r.base))
             .collect();
         if let Some((path, doorbell)) = &self.emulated_its {
             dom0_devices.push((format!("{path} (doorbell page)"), Region { base: *doorbell, size: 4096 }));
         }
         let page_granular =
             ownership.topology.iommus.iter().any(|i| ownership.hypervisor_drives(&i.path));
-        Ok(Decisions { ownership, kept_masters: masters.kept, dom0_dt: spec, dom0_dtb, dom0_devices, page_granular })
+        let dom0_readonly = self.board.log_ring().map(|r| ("RAM log ring".into(), r)).into_iter().collect();
+        Ok(Decisions { ownership, kept_masters: masters.kept, dom0_dt: spec, dom0_dtb, dom0_devices, dom0_readonly, page_granular })
     }
 }
 
-/// The IOMMU kinds the hypervisor can drive here: every enabled SMMUv3 of `topo` is probed
-/// through `arch` (read-only). One it cannot drive (no stage 2, say) is reported and left to
-/// dom0, as on Xen; one that answers makes the SMMUv3 driver available.
+/// The IOMMU kinds the hypervisor can drive here: every enabled SMMUv3 and Exynos SysMMU of
+/// `topo` is probed through `arch` (read-only). An SMMUv3 it cannot drive (no stage 2, say) is
+/// reported and left to dom0, as on Xen; one IOMMU of a kind that answers makes that kind's
+/// driver available (a SysMMU that did not answer, its power domain off, say, is then left
+/// blocked when it is brought up).
 pub fn probe_iommus(arch: &dyn Arch, topo: &DmaTopology) -> Vec<IommuKind> {
-    let mut usable = false;
-    for i in topo.iommus.iter().filter(|i| i.kind == IommuKind::SmmuV3 && i.enabled) {
-        let Some(reg) = i.regs.first() else { continue };
-        match arch.probe_smmu(reg.base) {
-            Ok(f) => {
-                log!("{}: {f}", i.path);
-                usable = true;
+    type Probe<'a> = &'a dyn Fn(u64) -> Result<String, String>;
+    let probes: [(IommuKind, Probe<'_>, &str); 2] = [
+        (IommuKind::SmmuV3, &|b| arch.probe_smmu(b), ": falling back: dom0 keeps this SMMU and its DMA is not isolated by xenith"),
+        (IommuKind::ExynosSysmmu, &|b| arch.probe_sysmmu(b), ""),
+    ];
+    let mut kinds = Vec::new();
+    for (kind, probe, fallback) in probes {
+        let mut usable = false;
+        for i in topo.iommus.iter().filter(|i| i.kind == kind && i.enabled) {
+            let Some(reg) = i.regs.first() else { continue };
+            match probe(reg.base) {
+                Ok(f) => {
+                    log!("{}: {f}", i.path);
+                    usable = true;
+                }
+                Err(e) => log!("{}: {e}{fallback}", i.path),
             }
-            Err(e) => log!("{}: {e}: falling back: dom0 keeps this SMMU and its DMA is not isolated by xenith", i.path),
+        }
+        if usable {
+            kinds.push(kind);
         }
     }
-    if usable {
-        alloc::vec![IommuKind::SmmuV3]
-    } else {
-        Vec::new()
+    kinds
+}
+
+/// An Exynos SysMMU's fault input on the interrupt combiner: its `interrupts` cells
+/// <group bit> under a "samsung,exynos4210-combiner" parent.
+fn combiner_input(dt: &HostDt, irqs: &[crate::dt::IrqSpec]) -> Option<(u32, u32)> {
+    irqs.iter().find_map(|s| {
+        let parent = dt.find_path(&s.controller)?;
+        if !dt.is_compatible(parent, "samsung,exynos4210-combiner") {
+            return None;
+        }
+        let (&g, &b) = (s.cells.first()?, s.cells.get(1)?);
+        platform::exynos5250::combiner::CombinerIrq::new(g, b).ok().map(|i| (i.group, i.bit))
+    })
+}
+
+/// Bring up, through `arch`, every Exynos SysMMU `table` gives the hypervisor, over dom0's
+/// memory (`ram`, and `readonly`): each is logged translating or left blocked (its master's DMA
+/// stalls; it never bypasses). Returns the combiner inputs (group, bit) of those translating:
+/// dom0's view of the combiner hides them.
+pub fn start_sysmmus(arch: &dyn Arch, dt: &HostDt, table: &OwnershipTable, board: &Board, ram: Region, readonly: &[Region]) -> Vec<(u32, u32)> {
+    let Board::Exynos5250(blocks) = board else { return Vec::new() };
+    let specs: Vec<crate::contract::SysmmuStart> = table
+        .topology
+        .iommus
+        .iter()
+        .filter(|i| i.kind == IommuKind::ExynosSysmmu && table.hypervisor_drives(&i.path))
+        .filter_map(|i| {
+            let base = i.regs.first()?.base;
+            Some(crate::contract::SysmmuStart { path: i.path.clone(), base, irq: combiner_input(dt, &i.interrupts) })
+        })
+        .collect();
+    let mut up = Vec::new();
+    for (s, r) in specs.iter().zip(arch.start_sysmmus(blocks.combiner.base, &specs, ram, readonly)) {
+        match r {
+            Ok(v) => {
+                up.extend(s.irq);
+                let irq = s.irq.map(|(g, b)| format!("faults on combiner {g}/{b} (SPI {g})")).unwrap_or_else(|| "no fault interrupt".into());
+                log!("{}: {v} translating through dom0's shadow table; {irq}", s.path);
+            }
+            Err(e) => log!("{}: left blocked (its master's DMA stalls): {e}", s.path),
+        }
     }
+    up
 }
 
 /// The StreamID bits an SMMU taken over must cover: the highest StreamID a master's
@@ -638,6 +713,12 @@ pub fn build_dom0_stage2(decisions: &Decisions, ram: Region, frames: &mut dyn Fr
             continue;
         }
         mapped += 1;
+    }
+    for (what, r) in &decisions.dom0_readonly {
+        match p2m.map(r.base, r.base, r.size, S2Attr::RAM_RO, frames, mem, tlb) {
+            Ok(()) => mapped += 1,
+            Err(e) => log!("dom0 stage 2: cannot map the {what} {r} read-only: {e}"),
+        }
     }
     // RAM last: devices behind an SMMU the hypervisor keeps walk these same tables and cannot
     // retry a DMA that meets a break-before-make window, so dom0's RAM (and whatever is mapped

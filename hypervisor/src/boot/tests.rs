@@ -203,7 +203,8 @@ fn snow_plan_reads_the_board_from_debians_dtb() {
     assert_eq!(info.cpus.len(), 2);
     let p = plan(&dt, &info, r(0x5100_4000, 2 << 20), r(0x5ffe_c000, 0x1_0000)).unwrap();
     assert_eq!(p.console, Console::SamsungUart { path: "/soc/serial@12c30000".into(), base: 0x12c3_0000 });
-    assert_eq!(p.board, Board::Exynos5250 { mct: Some(r(0x101c_0000, 0x800)) });
+    let Board::Exynos5250(b) = &p.board else { panic!("not the Exynos5250: {:?}", p.board) };
+    assert_eq!(b.mct, r(0x101c_0000, 0x800));
     assert_eq!(p.dom0_max_vcpus, Some(2));
     assert_eq!(p.topology.iommus.len(), 23);
     assert_eq!(p.extra_heap, 8 << 20);
@@ -567,4 +568,177 @@ fn ram_a_32_bit_hypervisor_cannot_address_is_set_aside() {
     let before = p.free.total_free();
     assert_eq!(p.set_aside_ram_above(&info, 1 << 32).unwrap(), 1 << 30);
     assert_eq!(p.free.total_free(), before - (1 << 30));
+}
+
+/// A zImage header (start 0: position independent) of `len` bytes.
+fn zimage_header(len: u32) -> [u8; crate::domain::zimage::HEADER_LEN] {
+    let mut h = [0u8; crate::domain::zimage::HEADER_LEN];
+    h[0x24..0x28].copy_from_slice(&crate::domain::zimage::MAGIC.to_le_bytes());
+    h[0x2c..0x30].copy_from_slice(&len.to_le_bytes());
+    h
+}
+
+/// The boot the arm32 hypervisor makes on the Snow, with the fake arch answering the hardware
+/// questions: Debian's DTB read into the plan (memory, GIC-400, arch timer, MCT, UART3, the board's
+/// blocks and the RAM log ring), dom0's RAM placed as for its zImage, the SysMMUs probed and the
+/// ownership table decided, dom0's DT edited to match, its stage 2 built, the SysMMUs the
+/// hypervisor keeps brought up over dom0's memory. Returns the ownership table's text.
+fn snow_boot(cmdline: &str, arch: &crate::contract::fake::FakeArch) -> (Plan, Decisions, Region) {
+    use crate::contract::fake::Call;
+    use platform::exynos5250::logring::{SNOW_RING_BASE, SNOW_RING_SIZE};
+    let (dt, info) = snow(cmdline);
+    // Memory, GIC-400, arch timer, UART3.
+    assert_eq!(info.memory, [r(0x4000_0000, 0x8000_0000)]);
+    assert_eq!((info.gic.version, info.gic.distributor, info.gic.cpu_interface), (2, r(0x1048_1000, 0x1000), Some(r(0x1048_2000, 0x2000))));
+    assert_eq!((info.gic.hyp_interface, info.gic.vcpu_interface), (Some(r(0x1048_4000, 0x2000)), Some(r(0x1048_6000, 0x2000))));
+    let timer = info.timer.as_ref().unwrap();
+    assert_eq!((timer.ppis(), timer.clock_frequency), (alloc::vec![29, 30, 27, 26], Some(24_000_000)));
+    assert_eq!(info.psci, None);
+    let mut p = plan(&dt, &info, r(0x5100_4000, 2 << 20), r(0x5ffe_c000, 0x1_0000)).unwrap();
+    assert_eq!(p.console, Console::SamsungUart { path: "/soc/serial@12c30000".into(), base: 0x12c3_0000 });
+    let ring = r(SNOW_RING_BASE, SNOW_RING_SIZE);
+    assert_eq!(
+        p.board,
+        Board::Exynos5250(exynos5250::Blocks {
+            mct: r(0x101c_0000, 0x800),
+            pmu: r(0x1004_0000, 0x5000),
+            sysram: r(0x0202_0000, 0x1000),
+            boot_addr_offset: 0,
+            secure_firmware: false,
+            combiner: r(0x1044_0000, 0x1000),
+            log_ring: Some(ring),
+        })
+    );
+    assert!(p.reservations.contains(&("RAM log ring", ring)));
+    // dom0's RAM, as the arm32 boot places it for its zImage: never over the ring.
+    let layout = crate::domain::zimage::plan(&mut p.free, p.cmdline.dom0_mem.and_then(|m| m.target()), 0x4200_0000, &zimage_header(5 << 20), 5 << 20, None).unwrap();
+    let ram = r(layout.ram_base, layout.ram_size);
+    assert_eq!(ram.size, 1152 << 20);
+    assert!(ram.base + ram.size <= ring.base || ram.base >= ring.base + ring.size);
+    assert!(p.free.free_ranges().all(|(b, s)| b + s <= ring.base || b >= ring.base + ring.size), "the ring is not in the frame pool");
+    let d = p.decide_on_hardware(arch, &dt, &info, ram, None, 2).unwrap();
+    let t = &d.ownership;
+    std::println!("Snow boot plan ({cmdline}):\n{t}");
+    assert_eq!(t.rows.len(), 23);
+    assert_eq!(t.to_string().lines().count(), 24, "a heading and one line per SysMMU");
+    // dom0's stage 2: its devices, the ring read-only, its RAM.
+    let mut built = None;
+    arch.with_machine(&mut |m| built = Some(build_dom0_stage2(&d, ram, &mut *m.frames, m.mem, &mut *m.tlb)));
+    let (p2m, mapped) = built.unwrap().unwrap();
+    assert_eq!(mapped, d.dom0_devices.len() + 1);
+    let at_ring = p2m.lookup(ring.base + 0x40, &arch.phys).expect("the ring is mapped for dom0");
+    assert_eq!((at_ring.pa, at_ring.attr), (ring.base + 0x40, S2Attr::RAM_RO));
+    // The SysMMUs the hypervisor keeps, brought up over dom0's RAM and the ring.
+    let up = start_sysmmus(arch, &dt, &d.ownership, &p.board, ram, &[ring]);
+    let Some(Call::StartSysmmus { combiner, sysmmus, ram: r0, readonly }) = arch.calls().into_iter().find(|c| matches!(c, Call::StartSysmmus { .. })) else {
+        panic!("no SysMMU started")
+    };
+    assert_eq!((combiner, r0, readonly), (0x1044_0000, ram, alloc::vec![ring]));
+    assert_eq!(sysmmus.len(), t.rows.iter().filter(|r| r.owner == IommuOwner::Hypervisor).count());
+    assert_eq!(up.len(), sysmmus.len() - arch.sysmmus_off.len());
+    assert!(up.iter().all(|i| sysmmus.iter().any(|s| s.irq == Some(*i) && !arch.sysmmus_off.contains(&s.base))));
+    // Every fault input comes from the DT's combiner specifier and matches the board's table.
+    for s in &sysmmus {
+        let known = platform::exynos5250::sysmmu_at(s.base).unwrap_or_else(|| panic!("{} unknown", s.path));
+        assert_eq!(s.irq, Some(known.combiner), "{}", s.path);
+    }
+    (p, d, ram)
+}
+
+/// dom0's DT for the Snow, whatever the owners: the MCT and UART3 are the hypervisor's, the ring
+/// is reserved memory, the chipid and PWM pages are dom0's.
+fn check_snow_dom0_dt(d: &Decisions, ram: Region) -> HostDt {
+    use platform::exynos5250::logring::{SNOW_RING_BASE, SNOW_RING_SIZE};
+    let dom0 = HostDt::parse(&d.dom0_dtb).unwrap();
+    for gone in ["/soc/timer@101c0000", "/soc/serial@12c30000"] {
+        assert!(dom0.find_path(gone).is_none(), "{gone} in dom0's DT");
+        assert!(!d.dom0_devices.iter().any(|(p, _)| p == gone), "{gone} mapped into dom0");
+    }
+    for kept in ["/soc/chipid@10000000", "/soc/pwm@12dd0000"] {
+        assert!(d.dom0_devices.iter().any(|(p, _)| p == kept), "{kept} not mapped");
+    }
+    let node = dom0.find_path(&alloc::format!("/reserved-memory/xenith-log@{SNOW_RING_BASE:x}")).expect("the ring in dom0's DT");
+    assert!(dom0.is_compatible(node, LOG_RING_COMPATIBLE) && dom0.has_prop(node, "no-map"));
+    // dom0 keeps its combiner, but its accesses trap (the hypervisor's inputs are filtered).
+    assert!(dom0.find_path("/soc/interrupt-controller@10440000").is_some());
+    assert!(!d.dom0_devices.iter().any(|(p, _)| p == "/soc/interrupt-controller@10440000"));
+    let bi = dom0.boot_info().unwrap();
+    assert_eq!(bi.memory, [ram]);
+    assert_eq!(bi.reserved.iter().map(|m| m.region).collect::<Vec<_>>(), [r(SNOW_RING_BASE, SNOW_RING_SIZE)]);
+    assert_eq!(bi.cpus.len(), 2);
+    dom0
+}
+
+#[test]
+fn snow_boots_through_the_fake_arch_with_every_sysmmu_the_hypervisors() {
+    use crate::contract::fake::FakeArch;
+    let arch = FakeArch::new(0x4000_0000, 8 << 20);
+    let (_, d, ram) = snow_boot("dom0_mem=1152M dom0_max_vcpus=2", &arch);
+    let t = &d.ownership;
+    assert!(t.rows.iter().all(|r| r.owner == IommuOwner::Hypervisor));
+    assert!(d.page_granular);
+    let dom0 = check_snow_dom0_dt(&d, ram);
+    for (mmu, master) in [("/soc/sysmmu@14650000", "/soc/mixer@14450000"), ("/soc/sysmmu@14640000", "/soc/fimd@14400000"), ("/soc/sysmmu@10a60000", "/soc/g2d@10850000")] {
+        assert!(dom0.find_path(mmu).is_none(), "{mmu} in dom0's DT");
+        assert!(!d.dom0_devices.iter().any(|(p, _)| p == mmu), "{mmu} mapped into dom0");
+        let m = dom0.find_path(master).unwrap();
+        assert!(!dom0.has_prop(m, "iommus"), "{master} still names its SysMMU");
+    }
+}
+
+#[test]
+fn snow_boots_through_the_fake_arch_with_the_mixer_and_fimd_sysmmus_dom0s() {
+    use crate::contract::fake::FakeArch;
+    let arch = FakeArch::new(0x4000_0000, 8 << 20);
+    let (_, d, ram) = snow_boot("dom0_mem=1152M dom0_max_vcpus=2 iommu-owner=dom0:/soc/mixer@14450000,dom0:/soc/fimd@14400000", &arch);
+    let t = &d.ownership;
+    for m in ["/soc/mixer@14450000", "/soc/fimd@14400000"] {
+        assert_eq!(t.owner_of_master(m), Some(IommuOwner::Dom0), "{m}");
+    }
+    assert_eq!(t.rows.iter().filter(|r| r.owner == IommuOwner::Hypervisor).count(), 21);
+    assert!(t.rows.iter().filter(|r| r.owner == IommuOwner::Dom0).all(|r| matches!(r.reason, OwnerReason::CommandLine)));
+    let dom0 = check_snow_dom0_dt(&d, ram);
+    for mmu in ["/soc/sysmmu@14650000", "/soc/sysmmu@14640000"] {
+        assert!(dom0.find_path(mmu).is_some(), "{mmu} not in dom0's DT");
+        assert!(d.dom0_devices.iter().any(|(p, _)| p == mmu), "{mmu} not mapped");
+    }
+    assert!(dom0.has_prop(dom0.find_path("/soc/mixer@14450000").unwrap(), "iommus"));
+    assert!(dom0.find_path("/soc/sysmmu@10a60000").is_none());
+}
+
+#[test]
+fn snow_sysmmus_whose_power_domain_is_off_are_left_blocked() {
+    use crate::contract::fake::FakeArch;
+    // The GSC power domain off at boot: its four SysMMUs read VERSION 0.
+    let off = alloc::vec![0x13e8_0000, 0x13e9_0000, 0x13ea_0000, 0x13eb_0000];
+    let arch = FakeArch { sysmmus_off: off, ..FakeArch::new(0x4000_0000, 8 << 20) };
+    let (_, d, _) = snow_boot("dom0_mem=1152M", &arch);
+    // The others answer: the driver is used, and the hypervisor still owns the GSC's SysMMUs
+    // (left blocked: their masters' DMA stalls rather than reaching any memory).
+    assert!(d.ownership.hypervisor_drives("/soc/sysmmu@13e80000"));
+}
+
+#[test]
+fn snow_with_no_sysmmu_answering_gives_dom0_the_masters_sysmmus() {
+    use crate::contract::fake::FakeArch;
+    let (dt, info) = snow("dom0_mem=1152M");
+    let all: Vec<u64> = platform::exynos5250::SYSMMUS.iter().map(|s| s.base).collect();
+    let arch = FakeArch { sysmmus_off: all, ..FakeArch::new(0x4000_0000, 8 << 20) };
+    let p = plan(&dt, &info, r(0x5100_4000, 2 << 20), r(0x5ffe_c000, 0x1_0000)).unwrap();
+    let d = p.decide_on_hardware(&arch, &dt, &info, r(0x6000_0000, 1152 << 20), None, 1).unwrap();
+    assert_eq!(d.ownership.owner_of_master("/soc/mixer@14450000"), Some(IommuOwner::Dom0));
+    assert!(start_sysmmus(&arch, &dt, &d.ownership, &p.board, r(0x6000_0000, 1152 << 20), &[]).is_empty());
+}
+
+#[test]
+fn an_exynos5250_dt_without_its_mct_is_a_clear_error() {
+    use crate::dt::fdt::Tree;
+    let mut t = Tree::parse(&fixtures::load(SNOW)).unwrap();
+    let dt = load(SNOW);
+    let mct = dt.find_path("/soc/timer@101c0000").unwrap();
+    t.node_mut(mct).deleted = true;
+    let dt = HostDt::parse(&t.to_blob()).unwrap();
+    let info = dt.boot_info().unwrap();
+    let e = plan(&dt, &info, r(0x5100_4000, 2 << 20), r(0x5ffe_c000, 0x1_0000)).err().expect("refused");
+    assert!(e.contains("samsung,exynos4210-mct"), "{e}");
 }

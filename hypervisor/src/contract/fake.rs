@@ -5,7 +5,8 @@
 
 extern crate std;
 
-use super::{Arch, CpuStart};
+use super::{Arch, CpuStart, SysmmuStart};
+use crate::dt::Region;
 use crate::domain::lifecycle::MachineAction;
 use crate::domain::registry::Machine;
 use crate::domain::{DomId, Domain};
@@ -30,6 +31,7 @@ pub enum Call {
     ReleaseSmmus,
     AttachStream { path: String, sid: u32, vmid: u16 },
     AttachVsmmu { dom: DomId, path: String, sids: Vec<u32>, event: Option<u32>, gerror: Option<u32> },
+    StartSysmmus { combiner: u64, sysmmus: Vec<SysmmuStart>, ram: Region, readonly: Vec<Region> },
 }
 
 /// A host machine: `phys` is its memory, `frames` the pool stage-2 tables come from.
@@ -48,6 +50,8 @@ pub struct FakeArch {
     pub pci_functions: Vec<(u64, u32, u32)>,
     /// The ITS the hypervisor can take (path, doorbell page); none: it cannot.
     pub its: Option<(String, u64)>,
+    /// Exynos SysMMUs (by register base) whose VERSION reads 0 (power domain off).
+    pub sysmmus_off: Vec<u64>,
 }
 
 impl FakeArch {
@@ -62,6 +66,7 @@ impl FakeArch {
             smmus_refusing: Vec::new(),
             pci_functions: Vec::new(),
             its: None,
+            sysmmus_off: Vec::new(),
         }
     }
 
@@ -137,6 +142,16 @@ impl Arch for FakeArch {
     }
     fn release_smmus(&self) {
         self.record(Call::ReleaseSmmus);
+    }
+    fn probe_sysmmu(&self, base: u64) -> Result<String, String> {
+        if self.sysmmus_off.contains(&base) {
+            return Err("unknown SysMMU VERSION 0x00000000 (0.0); device left blocked".into());
+        }
+        Ok("Exynos SysMMU 3.3".into())
+    }
+    fn start_sysmmus(&self, combiner: u64, sysmmus: &[SysmmuStart], ram: Region, readonly: &[Region]) -> Vec<Result<String, String>> {
+        self.record(Call::StartSysmmus { combiner, sysmmus: sysmmus.to_vec(), ram, readonly: readonly.to_vec() });
+        sysmmus.iter().map(|s| if self.sysmmus_off.contains(&s.base) { Err("unknown SysMMU VERSION 0x00000000 (0.0); device left blocked".into()) } else { Ok("Exynos SysMMU 3.3".into()) }).collect()
     }
     fn pci_bus0_functions(&self, ecam: u64) -> Vec<(u32, u32)> {
         self.pci_functions.iter().filter(|f| f.0 == ecam).map(|f| (f.1, f.2)).collect()

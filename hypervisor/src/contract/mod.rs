@@ -14,7 +14,7 @@ use crate::domain::lifecycle::MachineAction;
 use crate::domain::registry::Machine;
 use crate::domain::{DomId, Domain};
 use crate::dt::boot_info::BootInfo;
-use crate::dt::HostDt;
+use crate::dt::{HostDt, Region};
 use crate::irq::vgic::domains::VgicConfig;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -32,6 +32,15 @@ pub struct CpuStart {
     pub vtcr: u64,
     pub entry: u64,
     pub context: u64,
+}
+
+/// An Exynos SysMMU for [`Arch::start_sysmmus`]: its DT path, registers and fault input on the
+/// interrupt combiner (group, bit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SysmmuStart {
+    pub path: String,
+    pub base: u64,
+    pub irq: Option<(u32, u32)>,
 }
 
 /// What the core asks of the architecture.
@@ -71,6 +80,18 @@ pub trait Arch {
     }
     /// Disable and forget every SMMU taken over (one could not be: dom0 gets them all).
     fn release_smmus(&self) {}
+    /// Read the Exynos SysMMU whose registers are at `base` without changing it: its version, or
+    /// why the hypervisor cannot drive it (an unknown version, its power domain off).
+    fn probe_sysmmu(&self, _base: u64) -> Result<String, String> {
+        Err("no Exynos SysMMU driver on this architecture".into())
+    }
+    /// Bring the Exynos SysMMUs `sysmmus` (what, register base) up over dom0's memory: one shadow
+    /// table mapping `ram` read-write and `readonly` read-only, IOVA = PA (dom0 is direct-mapped),
+    /// each SysMMU's fault input enabled on the combiner at `combiner`. Per SysMMU, its version
+    /// once translating, or why it was left blocked.
+    fn start_sysmmus(&self, _combiner: u64, sysmmus: &[SysmmuStart], _ram: Region, _readonly: &[Region]) -> Vec<Result<String, String>> {
+        sysmmus.iter().map(|_| Err("no Exynos SysMMU driver on this architecture".into())).collect()
+    }
     /// The functions present on bus 0 of the PCI host bridge whose ECAM is at `ecam`: (devfn,
     /// vendor and device ID).
     fn pci_bus0_functions(&self, _ecam: u64) -> Vec<(u32, u32)> {

@@ -56,6 +56,9 @@ pub struct Dom0DtSpec {
     /// dom0's vCPU count: /cpus keeps that many cpu nodes (the first ones), renumbered to
     /// dom0's vMPIDRs (vCPU n has Aff0 n), and loses its cpu-map. `None` copies the host's.
     pub vcpus: Option<u32>,
+    /// (node name, compatible, range) added under /reserved-memory with `no-map`: memory of the
+    /// hypervisor's dom0 may read but must not take as RAM (the RAM log ring).
+    pub reserved_memory: Vec<(String, &'static str, Region)>,
 }
 
 impl Dom0DtSpec {
@@ -469,6 +472,30 @@ pub fn build_dom0_dt(host: &HostDt, spec: &Dom0DtSpec) -> Result<Vec<u8>, DtErro
     let mem = t.add_node(root, &mem_name);
     t.set_prop(mem, "device_type", strings_value(&["memory"]));
     t.set_prop(mem, "reg", reg_value("/memory", &spec.memory, na, ns)?);
+
+    // Hypervisor memory dom0 may read, never as RAM.
+    if !spec.reserved_memory.is_empty() {
+        let (rm, rna, rns) = match host.find_path("/reserved-memory") {
+            Some(rm) => {
+                let (a, s) = host.cells_of_bus(rm)?;
+                (rm, a, s)
+            }
+            None => {
+                let rm = t.add_node(root, "reserved-memory");
+                t.set_prop(rm, "#address-cells", cells_value(&[na]));
+                t.set_prop(rm, "#size-cells", cells_value(&[ns]));
+                t.set_prop(rm, "ranges", Vec::new());
+                (rm, na, ns)
+            }
+        };
+        for (name, compatible, r) in &spec.reserved_memory {
+            let path = format!("/reserved-memory/{name}");
+            let n = t.add_node(rm, name);
+            t.set_prop(n, "compatible", strings_value(&[compatible]));
+            t.set_prop(n, "reg", reg_value(&path, core::slice::from_ref(r), rna, rns)?);
+            t.set_prop(n, "no-map", Vec::new());
+        }
+    }
 
     // /chosen.
     let chosen = match host.find_path("/chosen") {

@@ -71,4 +71,10 @@ pub trait TlbOps {
     fn invalidate_ipa(&mut self, vmid: u16, ipa: u64);
     fn invalidate_vmid(&mut self, vmid: u16);
     fn sync(&mut self);
+    /// `[ipa, ipa + size)` of `vmid`'s p2m changed: it now maps RAM at `now` = (PA, writable),
+    /// or nothing a device may reach (unmapped, or not RAM). For IOMMUs that walk a shadow of
+    /// the p2m rather than the p2m itself (the Exynos SysMMUs): called after the change and
+    /// before the p2m call returns, so a page given back is out of the shadow before it is
+    /// reused. Nothing to do for walkers that share the tables.
+    fn p2m_changed(&mut self, _vmid: u16, _ipa: u64, _size: u64, _now: Option<(u64, bool)>) {}
 }

@@ -1058,21 +1058,13 @@ impl Stage2 {
         if size == 0 {
             return Ok(());
         }
-        if size == PAGE_SIZE && self.map_page_in_place(ipa, pa, attr.desc_bits(), mem, tlb)? {
-            return Ok(());
-        }
-        self.update(
-            Op::Map {
-                ipa,
-                pa,
-                attr: attr.desc_bits(),
-            },
-            ipa,
-            ipa + size,
-            frames,
-            mem,
-            tlb,
-        )
+        let done = match size == PAGE_SIZE && self.map_page_in_place(ipa, pa, attr.desc_bits(), mem, tlb)? {
+            true => Ok(()),
+            false => self.update(Op::Map { ipa, pa, attr: attr.desc_bits() }, ipa, ipa + size, frames, mem, tlb),
+        };
+        let ram = attr.mem == S2MemType::NormalWb && attr.read && done.is_ok();
+        tlb.p2m_changed(self.vmid, ipa, size, ram.then_some((pa, attr.write)));
+        done
     }
 
     /// Like [`map`](Self::map), but fails with [`P2mError::AlreadyMapped`] (changing
@@ -1124,10 +1116,12 @@ impl Stage2 {
         if size == 0 {
             return Ok(());
         }
-        if size == PAGE_SIZE && self.unmap_page_in_place(ipa, mem, tlb)? {
-            return Ok(());
-        }
-        self.update(Op::Unmap, ipa, ipa + size, frames, mem, tlb)
+        let done = match size == PAGE_SIZE && self.unmap_page_in_place(ipa, mem, tlb)? {
+            true => Ok(()),
+            false => self.update(Op::Unmap, ipa, ipa + size, frames, mem, tlb),
+        };
+        tlb.p2m_changed(self.vmid, ipa, size, None);
+        done
     }
 
     /// Unmap the page at `ipa` if it is mapped and `want` accepts the (page-aligned) PA it maps
@@ -1160,6 +1154,7 @@ impl Stage2 {
             mem.clean_dcache(slot, 8);
             tlb.invalidate_ipa(self.vmid, ipa);
             tlb.sync();
+            tlb.p2m_changed(self.vmid, ipa, PAGE_SIZE, None);
             return Ok(true);
         }
         match self.lookup_pa(ipa, mem) {
@@ -1194,7 +1189,10 @@ impl Stage2 {
         for &ipa in ipas {
             let step = self.clear_page_if(ipa, &mut want, mem);
             match step {
-                Ok(Some(true)) => pending.note(ipa),
+                Ok(Some(true)) => {
+                    pending.note(ipa);
+                    tlb.p2m_changed(self.vmid, ipa, PAGE_SIZE, None);
+                }
                 Ok(Some(false)) => break,
                 Ok(None) => {
                     pending.flush(self.vmid, tlb);
@@ -1251,6 +1249,7 @@ impl Stage2 {
             out.push(match step {
                 Ok(Some(true)) => {
                     pending.note(ipa);
+                    tlb.p2m_changed(self.vmid, ipa, PAGE_SIZE, None);
                     Ok(true)
                 }
                 Ok(Some(false)) => Ok(false),

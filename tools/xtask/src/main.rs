@@ -14,6 +14,7 @@ mod linux;
 mod overhead;
 mod qemu;
 mod snow;
+mod snow_log;
 mod stress;
 mod systest;
 mod toolstack;
@@ -105,6 +106,8 @@ cargo xtask <command>
                      xenith (arm32), Debian's armmp-lpae kernel and the busybox initramfs as dom0 and
                      Debian's exynos5250-snow.dtb, signed as a Chrome OS kernel partition (developer
                      keys) in a GPT image; then read back with cgpt, vbutil_kernel and dumpimage
+  snow-log [DUMP]    decode a dump of xenith's RAM log ring on the Snow (raw, `devmem` words or U-Boot
+                     `md.l` output); without DUMP, how to take one from dom0 or U-Boot
   fixtures           fetch/produce the host-test fixtures (QEMU virt DTBs, the Snow DTB) into .cache/fixtures
 ";
 
@@ -160,6 +163,7 @@ fn main() {
             .map(|_| ()),
         Some("fixtures") => setup().and_then(|_| fixtures::all()),
         Some("snow") => setup().and_then(|_| snow::main(&args[1..])).map(|_| ()),
+        Some("snow-log") => snow_log::main(&args[1..]),
         Some("stress") => setup().and_then(|_| stress::main(&args[1..])),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");

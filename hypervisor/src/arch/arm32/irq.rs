@@ -35,7 +35,10 @@ const TIMERS: TimerPpis = TimerPpis { virtual_timer: super::vtimer::on_virtual_t
 /// Acknowledge and handle every pending physical interrupt (the vGIC protocol's, the timers'
 /// PPIs `vtimer`'s). Returns the first INTID taken.
 pub fn take_physical_irqs() -> Option<u32> {
-    gic::take_physical_irqs(|intid| vgic_glue::take_physical(intid, KICK_SGI, &TIMERS))
+    gic::take_physical_irqs(|intid| {
+        super::board::on_irq(intid);
+        vgic_glue::take_physical(intid, KICK_SGI, &TIMERS)
+    })
 }
 
 /// An IRQ taken to HYP mode while a guest ran.

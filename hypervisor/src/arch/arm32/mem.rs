@@ -88,6 +88,35 @@ impl platform::PhysMem for DirectMem {
     }
 }
 
+/// Physical memory as a non-coherent observer needs it written (the Exynos SysMMUs' table
+/// walkers, a RAM log read after a reset): every `clean_dcache` cleans to the point of coherency.
+pub struct NonCoherentMem;
+
+impl platform::PhysMem for NonCoherentMem {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), platform::MemError> {
+        DirectMem.read(pa, buf)
+    }
+    fn write(&self, pa: u64, data: &[u8]) -> Result<(), platform::MemError> {
+        DirectMem.write(pa, data)
+    }
+    fn clean_dcache(&self, pa: u64, len: usize) {
+        clean_dcache_to_poc(pa, len as u64)
+    }
+}
+
+/// Clean `[pa, pa + len)` to the point of coherency (DCCMVAC), then DSB.
+pub fn clean_dcache_to_poc(pa: u64, len: u64) {
+    let Some(va) = mmu::va_of(pa, len) else { return };
+    let line = 4usize << ((regs::Ctr::read() >> 16) & 0xf);
+    let mut a = va & !(line - 1);
+    while a < va + len as usize {
+        // SAFETY: cache maintenance by address on identity-mapped RAM (DCCMVAC).
+        unsafe { core::arch::asm!("mcr p15, 0, {}, c7, c10, 1", in(reg) a) };
+        a += line;
+    }
+    dsb_ish();
+}
+
 /// Stage-2 TLB maintenance for a VMID (the `mm::TlbOps` of the hardware).
 pub struct HwTlb;
 
@@ -121,20 +150,21 @@ impl crate::mm::TlbOps for HwTlb {
         // SAFETY: barriers only.
         unsafe { core::arch::asm!("dsb ish", "isb") };
     }
+    /// dom0's p2m changed: the Exynos SysMMUs the hypervisor drives walk a shadow of it.
+    fn p2m_changed(&mut self, vmid: u16, ipa: u64, size: u64, now: Option<(u64, bool)>) {
+        if vmid == crate::boot::DOM0_VMID {
+            super::board::mirror(ipa, size, now);
+        }
+    }
 }
 
 /// Clean (write back) the data cache for `[pa, pa + len)` to the point of coherency, and
 /// invalidate the instruction cache: for code and data a guest reads with its MMU off.
 pub fn clean_dcache_range(pa: u64, len: u64) {
-    let Some(va) = mmu::va_of(pa, len) else { return };
-    let line = 4usize << ((regs::Ctr::read() >> 16) & 0xf);
-    let mut a = va & !(line - 1);
-    while a < va + len as usize {
-        // SAFETY: cache maintenance by address on identity-mapped RAM (DCCMVAC).
-        unsafe { core::arch::asm!("mcr p15, 0, {}, c7, c10, 1", in(reg) a) };
-        a += line;
+    if mmu::va_of(pa, len).is_none() {
+        return;
     }
-    dsb_ish();
+    clean_dcache_to_poc(pa, len);
     // SAFETY: barrier and I-cache invalidation (ICIALLUIS, BPIALLIS).
     unsafe { core::arch::asm!("dsb sy", "mcr p15, 0, {z}, c7, c1, 0", "mcr p15, 0, {z}, c7, c1, 6", "dsb sy", "isb", z = in(reg) 0u32) };
 }

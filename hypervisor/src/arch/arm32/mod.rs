@@ -4,6 +4,8 @@
 //! arch-neutral modules it calls. Physical addresses are u64 (LPAE: 40 bits); the hypervisor
 //! reaches the ones below 4 GiB through its identity map (`mmu::va_of`).
 
+/// The Exynos5250's board code on the hardware (console, MCT, SYSRAM release, PMU reset, SysMMUs).
+pub mod board;
 pub mod entry;
 pub mod gic;
 /// The GICv2 driver and dom0's vGICv2 attachment are the same as on AArch64 (GICv2 is all MMIO).
@@ -41,6 +43,7 @@ use mem::{DirectMem, HwTlb};
 /// A panic is a hypervisor bug (guest input never reaches one): say where, then stop the machine.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    start::console_for_panic();
     crate::log!("HYPERVISOR BUG: panic: {info}");
     psci::system_off()
 }
@@ -74,9 +77,20 @@ impl crate::contract::Arch for Hw {
     fn stop_machine(&self, action: crate::domain::lifecycle::MachineAction) {
         if let crate::domain::lifecycle::MachineAction::Restart { delay_ms } = action {
             regs::delay_ms(delay_ms);
+            if let Some(b) = board::get() {
+                crate::log!("restarting through the PMU (SWRESET)");
+                b.reset();
+                regs::halt()
+            }
             psci::system_reset()
         }
         psci::system_off()
+    }
+    fn probe_sysmmu(&self, base: u64) -> Result<alloc::string::String, alloc::string::String> {
+        board::probe_sysmmu(base)
+    }
+    fn start_sysmmus(&self, combiner: u64, sysmmus: &[crate::contract::SysmmuStart], ram: crate::dt::Region, readonly: &[crate::dt::Region]) -> alloc::vec::Vec<Result<alloc::string::String, alloc::string::String>> {
+        board::start_sysmmus(combiner, sysmmus, ram, readonly)
     }
     fn shutdown_report(&self) -> alloc::vec::Vec<alloc::string::String> {
         use core::sync::atomic::Ordering;

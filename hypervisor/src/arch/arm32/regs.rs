@@ -164,8 +164,20 @@ pub fn counter() -> u64 {
     isb();
     Cntpct::read()
 }
+/// The counter's frequency: CNTFRQ, or what the board code found (the DT's `clock-frequency`)
+/// when firmware left CNTFRQ 0 and xenith could not set it (only Secure PL1 can).
 pub fn counter_freq() -> u64 {
-    u64::from(Cntfrq::read())
+    match Cntfrq::read() {
+        0 => u64::from(COUNTER_HZ.load(core::sync::atomic::Ordering::Relaxed)),
+        f => u64::from(f),
+    }
+}
+
+static COUNTER_HZ: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// The frequency to use while CNTFRQ reads 0.
+pub fn set_counter_freq(hz: u32) {
+    COUNTER_HZ.store(hz, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Busy-wait `ms` milliseconds on the generic counter.

@@ -3,7 +3,8 @@
 //! are `domain::vcpu`'s). A guest's PSCI CPU_ON (`hypercall::smccc::psci_smp`) powers that CPU
 //! on through the firmware here; it starts in HYP mode at `xenith_secondary_entry`, takes
 //! the boot CPU's HYP translation settings, brings up its banked GIC state and enters the
-//! guest where the guest asked. What each CPU runs is `percpu`'s.
+//! guest where the guest asked. On the Exynos5250 (no PSCI) the board releases the CPU
+//! through SYSRAM and an SGI instead. What each CPU runs is `percpu`'s.
 
 use super::entry::{Stack, TrapFrame, STACK_SIZE};
 use super::guest::{self, CPSR_SVC_MASKED};
@@ -99,8 +100,46 @@ xenith_secondary_entry:
 "#
 );
 
+// Where a secondary released through SYSRAM (the Exynos5250: no PSCI) starts: the boot ROM, or a
+// chained U-Boot's pen, jumps here in HYP mode with the MMU off and nothing in r0. It finds its
+// StartBlock by MPIDR.Aff0 (the CPU's index on the Exynos5250) and goes the PSCI way from there.
+// A CPU not in HYP mode (firmware that stays Secure) or with no block parks.
+global_asm!(
+    r#"
+    .syntax unified
+    .arm
+    .section .text, "ax"
+    .balign 4
+    .global xenith_sysram_secondary_entry
+xenith_sysram_secondary_entry:
+    cpsid   aif
+    mrs     r1, cpsr
+    and     r1, r1, #0x1f
+    cmp     r1, #0x1a
+    bne     2f
+    mrc     p15, 0, r1, c0, c0, 5   // MPIDR
+    and     r1, r1, #0xff
+    cmp     r1, #{max_cpus}
+    bhs     2f
+    movw    r0, #:lower16:{start}
+    movt    r0, #:upper16:{start}
+    mov     r2, #{block_size}
+    mla     r0, r1, r2, r0
+    ldr     r2, [r0, #24]           // stack_top: 0 unless the boot CPU filled the block
+    cmp     r2, #0
+    beq     2f
+    b       xenith_secondary_entry
+2:  wfe
+    b       2b
+"#,
+    max_cpus = const MAX_CPUS,
+    start = sym START,
+    block_size = const core::mem::size_of::<StartBlock>(),
+);
+
 extern "C" {
     fn xenith_secondary_entry();
+    fn xenith_sysram_secondary_entry();
 }
 
 /// dom0 runs `n` vCPUs (the boot plan bounded it by the host's CPUs and [`MAX_CPUS`]), vCPU n
@@ -142,6 +181,10 @@ pub fn start_cpu(cpu: usize, mpidr: u32, domain: DomId, vcpu: u32, vttbr: u64, v
         b as *const StartBlock as u32
     };
     super::mem::clean_dcache_range(u64::from(block), core::mem::size_of::<StartBlock>() as u64);
+    // No PSCI on the Exynos5250: the board releases the CPU through SYSRAM and an SGI.
+    if let (false, Some(b)) = (psci::has_conduit(), super::board::get()) {
+        return super::board::release_secondary(b, cpu, xenith_sysram_secondary_entry as *const () as u32);
+    }
     match psci::call(psci::CPU_ON, mpidr, xenith_secondary_entry as *const () as u32, block) {
         Some(0) => Ok(()),
         other => Err(alloc::format!("firmware CPU_ON of CPU {mpidr:#x} failed ({other:?})")),

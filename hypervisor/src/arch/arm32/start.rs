@@ -6,18 +6,21 @@ use super::entry::{enter_guest, TrapFrame};
 use super::guest::{self, CPSR_SVC_MASKED};
 use super::mem::{DirectMem, HwTlb};
 use super::{heap, mmu, monitor, psci, trap};
-use crate::boot::{self, Console, DOM0_VMID};
+use crate::boot::{self, Board, Console, DOM0_VMID};
 use crate::domain::zimage::{self, ZImageLayout};
 use crate::dt::{HostDt, Region};
 use crate::log;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use platform::exynos5250::uart::SamsungUart;
 use platform::qemu_virt::pl011::Pl011;
 use platform::RawMmio;
 use crate::sync::Once;
 
-/// Where to log before the DT names the console (QEMU virt's PL011), like Xen's early printk.
+/// Where to log before the DT names the console (QEMU virt's PL011), like Xen's early printk,
+/// unless the DT is an Exynos5250's (nothing is at that address there): until a UART is known
+/// the log is kept in the console's ring and replayed to it.
 const EARLY_UART: u64 = 0x0900_0000;
 /// Largest host DTB accepted.
 const MAX_DTB: usize = 2 << 20;
@@ -26,6 +29,7 @@ const MACHINE_TYPE_DT: u32 = 0xffff_ffff;
 
 static EARLY: Once<Pl011<RawMmio>> = Once::new();
 static CONSOLE_UART: Once<Pl011<RawMmio>> = Once::new();
+static SAMSUNG_UART: Once<SamsungUart<RawMmio>> = Once::new();
 /// dom0's boot vCPU registers (kept off the boot stack, which guest entry reuses).
 static mut DOM0_ENTRY: TrapFrame = TrapFrame::ZERO;
 
@@ -42,9 +46,6 @@ extern "C" fn xenith_boot_hyp(dtb_pa: u32, from_secure: u32) -> ! {
     mmu::enable_boot_map();
     super::percpu::init_boot_cpu();
     heap::init();
-    // SAFETY: QEMU virt's PL011, identity-mapped as Device memory by the boot map.
-    let early = EARLY.call_once(|| Pl011::new(unsafe { RawMmio::new(EARLY_UART as usize) }));
-    crate::console::set_uart(early);
     psci::set_conduit(psci::Conduit::Smc);
     log!("xenith {} — Xen {}.{} guest ABI — ARMv7-A HYP mode (MIDR {:#010x}), DTB at {dtb_pa:#x}", env!("CARGO_PKG_VERSION"),
         crate::hypercall::version::XEN_MAJOR, crate::hypercall::version::XEN_MINOR, super::regs::Midr::read());
@@ -53,11 +54,34 @@ extern "C" fn xenith_boot_hyp(dtb_pa: u32, from_secure: u32) -> ! {
     }
     match boot(u64::from(dtb_pa)) {
         Err(why) => {
+            if SAMSUNG_UART.get().is_none() {
+                early_uart();
+            }
             log!("{why}");
             log!("xenith: cannot continue: powering off");
             psci::system_off();
         }
     }
+}
+
+/// Set once the host DT is known to be an Exynos5250's (no PL011 at QEMU virt's address).
+static NOT_QEMU_VIRT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// A panic before any console: QEMU virt's PL011, unless the DT said the board has none there.
+pub fn console_for_panic() {
+    if !NOT_QEMU_VIRT.load(core::sync::atomic::Ordering::Relaxed) && SAMSUNG_UART.get().is_none() {
+        early_uart();
+    }
+}
+
+/// Attach QEMU virt's PL011 as the console (once).
+fn early_uart() {
+    if EARLY.get().is_some() {
+        return;
+    }
+    // SAFETY: QEMU virt's PL011, identity-mapped as Device memory by the boot map.
+    let early = EARLY.call_once(|| Pl011::new(unsafe { RawMmio::new(EARLY_UART as usize) }));
+    crate::console::set_uart(early);
 }
 
 /// Read the host DTB at `pa`: checks the header before trusting `totalsize`.
@@ -90,6 +114,11 @@ fn mib(b: u64) -> u64 {
 
 fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let dt = host_dt(dtb_pa)?;
+    if dt.is_compatible(dt.root(), "samsung,exynos5250") {
+        NOT_QEMU_VIRT.store(true, core::sync::atomic::Ordering::Relaxed);
+    } else {
+        early_uart();
+    }
     let info = dt.boot_info().map_err(|e| format!("device tree at {dtb_pa:#x}: {e}"))?;
     for w in &info.warnings {
         log!("device tree warning: {w}");
@@ -113,6 +142,9 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let dtb = Region { base: dtb_pa, size: dt_size(dtb_pa) };
     log!("command line: \"{}\"", info.hypervisor_cmdline.as_deref().unwrap_or_default());
     let mut plan = boot::plan(&dt, &info, image, dtb)?;
+    if let Board::Exynos5250(blocks) = &plan.board {
+        exynos5250_early(blocks, &info, hz)?;
+    }
     match &plan.console {
         Console::Pl011 { path, base } => {
             if *base != EARLY_UART {
@@ -123,13 +155,24 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
             }
             log!("console: {path} (PL011 at {base:#x})");
         }
-        Console::SamsungUart { path, .. } | Console::Unsupported { path: Some(path) } => {
-            log!("console: {path} is not a PL011 xenith drives here; staying on {EARLY_UART:#x}")
+        Console::SamsungUart { path, base } => {
+            let Some(va) = mmu::va_of(*base, 0x100) else { return Err(format!("console {path} at {base:#x} is above 4 GiB")) };
+            // SAFETY: the DT's console UART, in a Device-memory GiB of the boot map; only the
+            // console drives it.
+            let u = SAMSUNG_UART.call_once(|| boot::exynos5250::console_uart(unsafe { RawMmio::new(va) }, platform::exynos5250::CONSOLE_BAUD));
+            crate::console::set_uart(u);
+            log!("console: {path} (Samsung UART at {base:#x})");
+        }
+        Console::Unsupported { path: Some(path) } => {
+            log!("console: {path} is not a UART xenith drives; staying on {}", if EARLY.get().is_some() { "QEMU virt's PL011" } else { "the RAM log" })
         }
         Console::Unsupported { path: None } => {}
     }
     let ram: Vec<(u64, u64)> = info.memory.iter().map(|r| (r.base, r.size)).collect();
     mmu::refine(&ram);
+    if let Some(ring) = plan.board.log_ring() {
+        ram_log(ring);
+    }
     boot::apply_options(&plan, &info);
 
     // RAM above 4 GiB (LPAE machines may have some) has no HYP address: none of it becomes
@@ -166,7 +209,12 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     // dom0's vCPU n runs on the host DT's n-th CPU (PSCI CPU_ON starts the others); no SMMU here.
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
     let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::percpu::MAX_CPUS));
-    let decisions = plan.decide(&dt, &info, &[], dom0_ram, dom0_initrd, vcpus)?;
+    // The Exynos SysMMUs are the only IOMMUs the ARMv7 hypervisor drives.
+    let drivers = match plan.board {
+        Board::Exynos5250(_) => boot::probe_iommus(&super::Hw, &plan.topology),
+        Board::Generic => Vec::new(),
+    };
+    let decisions = plan.decide(&dt, &info, &drivers, dom0_ram, dom0_initrd, vcpus)?;
     for (path, why) in &decisions.kept_masters {
         log!("{path}: kept from dom0 ({why})");
     }
@@ -179,6 +227,9 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let free = &mut plan.free;
     let (p2m, mapped) = boot::build_dom0_stage2(&decisions, dom0_ram, free, &mem, &mut tlb)?;
     let vtcr = p2m.vtcr_armv7().ok_or("dom0 stage 2: a configuration ARMv7's VTCR cannot describe")?;
+    // The SysMMUs the hypervisor keeps translate dom0's DMA through a shadow of its memory.
+    let readonly: Vec<Region> = decisions.dom0_readonly.iter().map(|(_, r)| *r).collect();
+    let kept_inputs = boot::start_sysmmus(&super::Hw, &dt, &decisions.ownership, &plan.board, dom0_ram, &readonly);
     log!(
         "dom0: RAM {:#x}-{:#x} ({} MiB), zImage at {:#x} (entry), initrd {}, DTB at {:#x} ({} bytes), VMID {DOM0_VMID}, VTCR {vtcr:#x}",
         layout.ram_base,
@@ -199,6 +250,13 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
 
     guest::configure(p2m.vttbr(), vtcr, 0);
     let mut dom = boot::dom0_domain(dom0_ram, vcpus, p2m);
+    if let Board::Exynos5250(blocks) = &plan.board {
+        // dom0's combiner page is not in its stage 2: its accesses trap to the filter.
+        let filter = super::board::combiner_filter(blocks, &kept_inputs)?;
+        if !dom.mmio.add(blocks.combiner.base & !0xfff, 0x1000, alloc::boxed::Box::new(filter)) {
+            return Err(format!("dom0: the combiner at {} overlaps another emulated device", blocks.combiner));
+        }
+    }
     // Interrupts: the physical GICv2 for the hypervisor's PPIs, and dom0's emulated
     // distributor at the host's (left out of its stage 2, so every access traps) with the
     // GIC's virtual CPU interface where dom0 expects its CPU interface.
@@ -206,7 +264,8 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
         monitor::gic_to_nonsecure(info.gic.distributor.base, gicc.base).map_err(|e| format!("GIC {}: {e}", info.gic.path))?;
     }
     let host_lines = super::gic::init(&info.gic)?;
-    log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; PSCI CPU_ON starts the others)");
+    let how = if super::board::get().is_some() { "the others start through SYSRAM and an SGI" } else { "PSCI CPU_ON starts the others" };
+    log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; {how})");
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
     super::irq::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
     trap::install(dom, core::mem::take(&mut plan.free))?;
@@ -223,6 +282,45 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
         &*f
     };
     enter_guest(frame)
+}
+
+/// The Exynos5250's first steps, before anything uses the arch timer: take the board's blocks,
+/// stop calling PSCI (there is none), start the MCT (the arch timer's counter) and report the
+/// timer frequency (`dt_hz`: the DT's clock-frequency).
+fn exynos5250_early(blocks: &boot::exynos5250::Blocks, info: &crate::dt::boot_info::BootInfo, dt_hz: Option<u32>) -> Result<(), String> {
+    let b = super::board::init(blocks)?;
+    if info.psci.is_none() {
+        psci::clear_conduit();
+    }
+    let cntfrq = super::regs::Cntfrq::read();
+    let (mct, hz) = b.start_timer(cntfrq, dt_hz);
+    match mct {
+        Ok(()) => log!("Exynos5250: MCT at {} running (the arch timer counts at {hz} Hz); secondary CPUs through SYSRAM {:#x}+{:#x}; reset through the PMU", blocks.mct, blocks.sysram.base, blocks.boot_addr_offset),
+        Err(e) => log!("Exynos5250: MCT at {}: {e}", blocks.mct),
+    }
+    if cntfrq == 0 && super::regs::Cntfrq::read() == 0 {
+        super::regs::set_counter_freq(hz);
+        log!("CNTFRQ is 0 and xenith cannot set it (not entered from Secure SVC): xenith counts at {hz} Hz, dom0 takes the DT's clock-frequency");
+    }
+    Ok(())
+}
+
+/// Keep the log in the RAM ring at `ring` too (it survives a warm reset; dom0 reads it through
+/// its /reserved-memory node).
+fn ram_log(ring: Region) {
+    use platform::exynos5250::logring::RamLog;
+    match RamLog::attach(super::mem::NonCoherentMem, ring.base, ring.size) {
+        Ok((log, found)) => {
+            let boots = log.boots();
+            crate::console::set_ram_log(alloc::boxed::Box::leak(alloc::boxed::Box::new(log)));
+            if found {
+                log!("RAM log ring at {ring}: kept the log of the {boots} boot(s) before this one");
+            } else {
+                log!("RAM log ring at {ring}: started");
+            }
+        }
+        Err(e) => log!("RAM log ring at {ring}: {e}"),
+    }
 }
 
 /// Copy dom0's kernel, initrd and DTB into its RAM, then make them visible to a guest that

@@ -5,6 +5,7 @@
 
 pub mod driver;
 pub mod regs;
+pub mod set;
 pub mod shadow;
 
 // Property tests (proptest), not built for the loom model checks.
