@@ -73,6 +73,9 @@ mod kernel;
 #[path = "arm32/bench.rs"]
 mod bench;
 #[cfg(all(target_os = "none", target_arch = "arm"))]
+#[path = "arm32/exits.rs"]
+mod exits;
+#[cfg(all(target_os = "none", target_arch = "arm"))]
 #[path = "arm32/cases.rs"]
 mod arm32_cases;
 
