@@ -159,6 +159,7 @@ const NOT_OWNED_WRITE: u64 = 0xbff0_0000;
 /// hypervisor keeps the SMMU).
 pub const QEMU_VIRT_SMMU: u64 = 0x0905_0000;
 
+#[cfg(target_arch = "aarch64")]
 /// Read the SMMU's IDR0: `Some(value)`, or `None` if the access faulted (not in dom0's stage 2).
 fn read_smmu_idr0() -> Option<u32> {
     crate::exceptions::clear();
@@ -174,6 +175,7 @@ fn read_smmu_idr0() -> Option<u32> {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
 /// Whether dom0 sees the SMMU: its DT node, and its registers in dom0's stage 2. The
 /// hypervisor hides both when it keeps the SMMU, and gives both when dom0 owns it.
 pub fn smmu_visibility(node: Option<crate::fdt::Bank>, isolated: bool, passed: &mut u32, failed: &mut u32) {
@@ -187,6 +189,7 @@ pub fn smmu_visibility(node: Option<crate::fdt::Bank>, isolated: bool, passed: &
     check("edu.smmu_visible_to_dom0", ok, &seen, passed, failed);
 }
 
+#[cfg(target_arch = "aarch64")]
 /// Run the edu checks; `isolated`: the hypervisor owns the SMMU, so DMA outside the guest's
 /// memory must be blocked. Adds to the pass/fail counts.
 pub fn run(pci: Option<PciHost>, isolated: bool, passed: &mut u32, failed: &mut u32) {
@@ -233,6 +236,7 @@ pub fn run(pci: Option<PciHost>, isolated: bool, passed: &mut u32, failed: &mut 
 /// Transfers per timed window of the DMA benchmark.
 const BENCH_TRANSFERS: u64 = 8;
 
+#[cfg(target_arch = "aarch64")]
 /// `edu-bench`: time 4 KiB RAM -> device transfers (guest counter; deterministic under
 /// `-icount shift=0`) and print `bench edu_dma_4k_ns: <ns per transfer>`.
 pub fn bench(pci: Option<PciHost>) {

@@ -27,7 +27,7 @@ mod crash;
 mod cpu;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod dma_layer;
-#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+#[cfg(target_os = "none")]
 mod edu;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod gicv3;

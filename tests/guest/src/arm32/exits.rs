@@ -7,7 +7,10 @@
 //!   interrupt it pends, its acknowledge and EOI;
 //! - a virtual timer tick: CNTV_TVAL 0 and the timer enabled, so it fires at once; the physical
 //!   PPI 27 exits to the hypervisor, which hands the guest virtual PPI 27, acknowledged and
-//!   EOIed with the timer disabled again.
+//!   EOIed with the timer disabled again;
+//! - an SPI: QEMU's `edu` PCI device raises its INTx line (a physical SPI passed through to
+//!   dom0) on a write to its "raise" register; the guest acknowledges it, lowers the line and
+//!   EOIs it (printed only when an edu device is on the bus).
 //!
 //! The guest keeps CPSR.I masked and takes interrupts by polling GICC_IAR (the virtual CPU
 //! interface the hypervisor maps at the CPU interface's address, not trapped), so its own
@@ -95,8 +98,8 @@ fn vtimer(ctl: u32, tval: u32) {
     unsafe { asm!("mcr p15, 0, {t}, c14, c3, 0", "mcr p15, 0, {c}, c14, c3, 1", "isb", t = in(reg) tval, c = in(reg) ctl, options(nomem, nostack)) };
 }
 
-/// Runs every per-exit benchmark.
-pub fn run() {
+/// Runs every per-exit benchmark; `pci` is the host bridge, for the SPI bench's edu device.
+pub fn run(pci: Option<crate::fdt::PciHost>) {
     let freq = frequency();
     gic_init();
     let empty = window(|| {
@@ -128,5 +131,41 @@ pub fn run() {
     report("vtimer_tick", freq, full, empty);
     if lost != 0 {
         println!("bench exit_vtimer_tick: {lost} ticks never arrived");
+    }
+
+    match pci.and_then(|p| crate::edu::Edu::find(&p).map(|e| (p, e))) {
+        Some((p, edu)) => spi(freq, empty, &p, &edu),
+        None => println!("bench exit_spi: no edu device on bus 0 (QEMU -device edu)"),
+    }
+}
+
+/// The edu device's INTx (INTA) as a GIC SPI: QEMU virt swizzles slot and pin onto SPIs 3-6.
+fn spi(freq: u64, empty: u64, pci: &crate::fdt::PciHost, edu: &crate::edu::Edu) {
+    let Some(slot) = edu.slot(pci) else { return };
+    let intid = 32 + 3 + (slot % 4);
+    let (word, bit) = (4 * (intid / 32) as usize, 1u32 << (intid % 32));
+    let (byte, shift) = ((intid & !3) as usize, 8 * (intid & 3));
+    let p = GICD + 0x400 + byte;
+    w32(p, (r32(p) & !(0xff << shift)) | (0xa0 << shift)); // IPRIORITYR
+    let t = GICD + 0x800 + byte;
+    w32(t, (r32(t) & !(0xff << shift)) | (1 << shift)); // ITARGETSR: CPU interface 0
+    w32(GICD + 0x100 + word, bit); // ISENABLER
+    let mut lost = 0u64;
+    let full = window(|| {
+        edu.raise_irq();
+        lost += u64::from(!take_then(intid, || edu.ack_irq()));
+    });
+    w32(GICD + 0x180 + word, bit); // ICENABLER
+    // The same loop with the device's two register writes but no interrupt (INTx disabled at
+    // the device): what the SPI path adds to them.
+    edu.intx(false);
+    let base = window(|| {
+        edu.raise_irq();
+        edu.ack_irq();
+    });
+    edu.intx(true);
+    report("spi", freq, full, base.max(empty));
+    if lost != 0 {
+        println!("bench exit_spi: {lost} interrupts never arrived (INTID {intid})");
     }
 }

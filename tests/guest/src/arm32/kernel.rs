@@ -34,7 +34,15 @@ extern "C" fn rust_entry(dtb: usize, image: usize) -> ! {
     crate::heap::init();
     if bench {
         // SAFETY: boot CPU, before `mmu::enable`.
-        unsafe { mmu::add_device(crate::exits::GIC_BLOCK.0, crate::exits::GIC_BLOCK.1) };
+        unsafe {
+            mmu::add_device(crate::exits::GIC_BLOCK.0, crate::exits::GIC_BLOCK.1);
+            // The SPI bench's edu device: bus 0's config space and its BAR0 (1 MiB at the
+            // start of the 32-bit window).
+            if let Some(p) = &info.pci {
+                mmu::add_device(p.ecam.base, p.ecam.size.min(1 << 20));
+                mmu::add_device(p.mmio32.base, 1 << 20);
+            }
+        }
     }
     // SAFETY: boot CPU, MMU off, first and only call.
     if let Err(e) = unsafe { mmu::enable(info.banks(), image as u64, image_end) } {
@@ -50,7 +58,7 @@ extern "C" fn rust_entry(dtb: usize, image: usize) -> ! {
     println!("test-guest: bootargs \"{args}\"");
     if bench {
         crate::bench::run();
-        crate::exits::run();
+        crate::exits::run(info.pci);
         stop(SHUTDOWN_POWEROFF);
     }
     let (passed, failed) = cases::run_all();
