@@ -81,6 +81,30 @@ impl Edu {
         cfg_write(self.ecam, self.devfn, 0x04, cmd);
     }
 
+    /// The SPI exit bench's two loops, each timed by `window`: the device raising its INTx
+    /// with the SPI enabled, `take` acknowledging it and running the given quiesce (the device
+    /// lowers the line) before its EOI; then, once `disable` has turned the SPI off, the same
+    /// two register writes with INTx off at the device (what the SPI path adds to them).
+    /// Returns both loops' ticks; says how many interrupts `take` never saw, if any.
+    pub fn spi_loops(&self, window: impl Fn(&mut dyn FnMut()) -> u64, take: impl Fn(&dyn Fn()) -> bool, disable: impl FnOnce()) -> (u64, u64) {
+        let mut lost = 0u64;
+        let full = window(&mut || {
+            self.raise_irq();
+            lost += u64::from(!take(&|| self.ack_irq()));
+        });
+        disable();
+        self.intx(false);
+        let base = window(&mut || {
+            self.raise_irq();
+            self.ack_irq();
+        });
+        self.intx(true);
+        if lost != 0 {
+            println!("bench exit_spi: {lost} interrupts never arrived (edu in slot {})", self.devfn >> 3);
+        }
+        (full, base)
+    }
+
     fn read(&self, off: u64) -> u64 {
         // SAFETY: BAR0 (1 MiB) is mapped Device by the guest's stage 1.
         unsafe { read_volatile((self.bar + off) as *const u64) }
@@ -119,6 +143,15 @@ impl Edu {
             core::hint::spin_loop();
         }
         false
+    }
+}
+
+/// The SPI exit bench's device: runs `bench` with bus 0's edu device, or says there is none
+/// (the `exit_spi` line without a figure).
+pub fn with_spi_source(pci: Option<PciHost>, bench: impl FnOnce(&PciHost, &Edu)) {
+    match pci.and_then(|p| Edu::find(&p).map(|e| (p, e))) {
+        Some((p, edu)) => bench(&p, &edu),
+        None => println!("bench exit_spi: no edu device on bus 0 (QEMU -device edu)"),
     }
 }
 
