@@ -755,11 +755,12 @@ fn linux_marker(xenith: PathBuf, xen: PathBuf) -> Result<(Both<f64>, Both<Option
     Ok(((med[0], med[1]), icount))
 }
 
-/// `cargo xtask bench --arch arm32 [--against xen | --only icount]`: the arm32 test guest's
-/// null hypercall on xenith in HYP mode; with `--against xen` the same on Debian's Xen 4.17
-/// armhf and Linux dom0's time to its marker on both, each with its verdict. `--only icount`
-/// runs only the two Linux dom0 boots under `-icount` (guest seconds to the marker, the
-/// verdict on them). Errors if a target is not met.
+/// `cargo xtask bench --arch arm32 [--against xen | --only icount | --only exits [--against
+/// xen]]`: the arm32 test guest's null hypercall on xenith in HYP mode; with `--against xen`
+/// the same and the per-exit costs on Debian's Xen 4.17 armhf and Linux dom0's time to its
+/// marker on both, each with its verdict. `--only icount` runs only the two Linux dom0 boots
+/// under `-icount` (guest seconds to the marker, the verdict on them); `--only exits` only the
+/// test guest's boots ([`bench_exits`]). Errors if a target is not met.
 pub fn bench(args: &[String]) -> Result<()> {
     let against_xen = match args {
         [] => false,
