@@ -81,6 +81,30 @@ impl Edu {
         cfg_write(self.ecam, self.devfn, 0x04, cmd);
     }
 
+    /// The SPI exit bench's two loops, each timed by `window`: the device raising its INTx
+    /// with the SPI enabled, `take` acknowledging it and running the given quiesce (the device
+    /// lowers the line) before its EOI; then, once `disable` has turned the SPI off, the same
+    /// two register writes with INTx off at the device (what the SPI path adds to them).
+    /// Returns both loops' ticks; says how many interrupts `take` never saw, if any.
+    pub fn spi_loops(&self, window: impl Fn(&mut dyn FnMut()) -> u64, take: impl Fn(&dyn Fn()) -> bool, disable: impl FnOnce()) -> (u64, u64) {
+        let mut lost = 0u64;
+        let full = window(&mut || {
+            self.raise_irq();
+            lost += u64::from(!take(&|| self.ack_irq()));
+        });
+        disable();
+        self.intx(false);
+        let base = window(&mut || {
+            self.raise_irq();
+            self.ack_irq();
+        });
+        self.intx(true);
+        if lost != 0 {
+            println!("bench exit_spi: {lost} interrupts never arrived (edu in slot {})", self.devfn >> 3);
+        }
+        (full, base)
+    }
+
     fn read(&self, off: u64) -> u64 {
         // SAFETY: BAR0 (1 MiB) is mapped Device by the guest's stage 1.
         unsafe { read_volatile((self.bar + off) as *const u64) }
@@ -122,6 +146,15 @@ impl Edu {
     }
 }
 
+/// The SPI exit bench's device: runs `bench` with bus 0's edu device, or says there is none
+/// (the `exit_spi` line without a figure).
+pub fn with_spi_source(pci: Option<PciHost>, bench: impl FnOnce(&PciHost, &Edu)) {
+    match pci.and_then(|p| Edu::find(&p).map(|e| (p, e))) {
+        Some((p, edu)) => bench(&p, &edu),
+        None => println!("bench exit_spi: no edu device on bus 0 (QEMU -device edu)"),
+    }
+}
+
 /// Fill `buf` with a pattern derived from `seed`.
 pub fn pattern(buf: &mut [u8], seed: u8) {
     for (i, b) in buf.iter_mut().enumerate() {
@@ -159,6 +192,7 @@ const NOT_OWNED_WRITE: u64 = 0xbff0_0000;
 /// hypervisor keeps the SMMU).
 pub const QEMU_VIRT_SMMU: u64 = 0x0905_0000;
 
+#[cfg(target_arch = "aarch64")]
 /// Read the SMMU's IDR0: `Some(value)`, or `None` if the access faulted (not in dom0's stage 2).
 fn read_smmu_idr0() -> Option<u32> {
     crate::exceptions::clear();
@@ -174,6 +208,7 @@ fn read_smmu_idr0() -> Option<u32> {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
 /// Whether dom0 sees the SMMU: its DT node, and its registers in dom0's stage 2. The
 /// hypervisor hides both when it keeps the SMMU, and gives both when dom0 owns it.
 pub fn smmu_visibility(node: Option<crate::fdt::Bank>, isolated: bool, passed: &mut u32, failed: &mut u32) {
@@ -187,6 +222,7 @@ pub fn smmu_visibility(node: Option<crate::fdt::Bank>, isolated: bool, passed: &
     check("edu.smmu_visible_to_dom0", ok, &seen, passed, failed);
 }
 
+#[cfg(target_arch = "aarch64")]
 /// Run the edu checks; `isolated`: the hypervisor owns the SMMU, so DMA outside the guest's
 /// memory must be blocked. Adds to the pass/fail counts.
 pub fn run(pci: Option<PciHost>, isolated: bool, passed: &mut u32, failed: &mut u32) {
@@ -233,6 +269,7 @@ pub fn run(pci: Option<PciHost>, isolated: bool, passed: &mut u32, failed: &mut 
 /// Transfers per timed window of the DMA benchmark.
 const BENCH_TRANSFERS: u64 = 8;
 
+#[cfg(target_arch = "aarch64")]
 /// `edu-bench`: time 4 KiB RAM -> device transfers (guest counter; deterministic under
 /// `-icount shift=0`) and print `bench edu_dma_4k_ns: <ns per transfer>`.
 pub fn bench(pci: Option<PciHost>) {

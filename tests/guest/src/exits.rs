@@ -182,10 +182,7 @@ pub fn run(pci: Option<crate::fdt::PciHost>, short: bool) {
         println!("bench exit_vtimer_tick: {lost} ticks never arrived");
     }
 
-    match pci.and_then(|p| crate::edu::Edu::find(&p).map(|e| (p, e))) {
-        Some((p, edu)) => spi(freq, empty, &p, &edu),
-        None => println!("bench exit_spi: no edu device on bus 0 (QEMU -device edu)"),
-    }
+    crate::edu::with_spi_source(pci, |p, edu| spi(freq, empty, p, edu));
 }
 
 /// Acknowledge `intid`, run `quiesce` (the device drops its line), then EOI.
@@ -217,22 +214,7 @@ fn spi(freq: u64, empty: u64, pci: &crate::fdt::PciHost, edu: &crate::edu::Edu) 
     // SAFETY: a 64-bit distributor register, mapped Device.
     unsafe { write_volatile((GICD + 0x6000 + 8 * u64::from(intid)) as *mut u64, 0) };
     w32(GICD + 0x100 + word, bit); // ISENABLER
-    let mut lost = 0u64;
-    let full = window(|| {
-        edu.raise_irq();
-        lost += u64::from(!take_then(intid, || edu.ack_irq()));
-    });
-    w32(GICD + 0x180 + word, bit); // ICENABLER
-    // The same loop with the device's two register writes but no interrupt (INTx disabled at
-    // the device): what the SPI path adds to them.
-    edu.intx(false);
-    let base = window(|| {
-        edu.raise_irq();
-        edu.ack_irq();
-    });
-    edu.intx(true);
+    let disable = || w32(GICD + 0x180 + word, bit); // ICENABLER
+    let (full, base) = edu.spi_loops(|f| window(f), |q| take_then(intid, q), disable);
     report("spi", freq, full, base.max(empty));
-    if lost != 0 {
-        println!("bench exit_spi: {lost} interrupts never arrived (INTID {intid})");
-    }
 }

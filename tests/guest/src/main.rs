@@ -27,7 +27,7 @@ mod crash;
 mod cpu;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod dma_layer;
-#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+#[cfg(target_os = "none")]
 mod edu;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod gicv3;
@@ -72,6 +72,9 @@ mod kernel;
 #[cfg(all(target_os = "none", target_arch = "arm"))]
 #[path = "arm32/bench.rs"]
 mod bench;
+#[cfg(all(target_os = "none", target_arch = "arm"))]
+#[path = "arm32/exits.rs"]
+mod exits;
 #[cfg(all(target_os = "none", target_arch = "arm"))]
 #[path = "arm32/cases.rs"]
 mod arm32_cases;

@@ -618,6 +618,8 @@ fn guest_bench(hypervisor: PathBuf, cmdline: &str, guest: PathBuf) -> Result<std
     b.dom0 = Some(guest);
     b.dom0_args = "console=hvc0 bench".into();
     b.icount = true;
+    // The per-exit SPI bench raises edu's INTx (a physical SPI dom0 owns on both hypervisors).
+    b.extra = crate::systest::edu_device();
     b.timeout = std::time::Duration::from_secs(300);
     let out = boot(&b)?;
     let v = crate::conformance::bench_values(&out.output);
@@ -642,6 +644,34 @@ fn null_line(name: &str, v: &std::collections::BTreeMap<String, f64>) -> Option<
         v.get("null_hypercall_ticks").map_or("-".into(), |x| format!("{x}")),
     );
     ns
+}
+
+/// The per-exit keys the arm32 guest's `bench` mode prints (the AArch64 guest's kinds that a
+/// GICv2 has: no redistributor).
+const EXIT_KEYS: [&str; 5] = ["exit_gicd_read_ns", "exit_gicd_write_ns", "exit_sgi_self_ns", "exit_vtimer_tick_ns", "exit_spi_ns"];
+
+/// Prints the per-exit table of xenith's and Xen's figures; the kinds over Xen's (or missing
+/// on either side).
+fn exit_rows(ours: &std::collections::BTreeMap<String, f64>, xen: &std::collections::BTreeMap<String, f64>) -> Vec<&'static str> {
+    println!("  per-exit costs, instructions per exit:");
+    println!("  {:<28} {:>12} {:>12} {:>8}", "", "xenith", "Xen 4.17", "ratio");
+    let mut missed = Vec::new();
+    for key in EXIT_KEYS {
+        match crate::conformance::print_row(key, ours, xen) {
+            Some(r) if r <= 1.0 => {}
+            _ => missed.push(key),
+        }
+        // `exit_<kind>: <n> ... never arrived`: the loop timed fewer exits than it counts.
+        let lost = key.trim_end_matches("_ns");
+        for (name, v) in [("xenith", ours), ("Xen 4.17", xen)] {
+            if let Some(n) = v.get(lost) {
+                println!("  {name}: {n} of the {lost} interrupts never arrived");
+                missed.push(key);
+            }
+        }
+    }
+    println!("  (target: each exit_* at most Xen's, ratio <= 1)");
+    missed
 }
 
 /// A figure for each hypervisor: (xenith, Xen 4.17 armhf).
@@ -725,11 +755,12 @@ fn linux_marker(xenith: PathBuf, xen: PathBuf) -> Result<(Both<f64>, Both<Option
     Ok(((med[0], med[1]), icount))
 }
 
-/// `cargo xtask bench --arch arm32 [--against xen | --only icount]`: the arm32 test guest's
-/// null hypercall on xenith in HYP mode; with `--against xen` the same on Debian's Xen 4.17
-/// armhf and Linux dom0's time to its marker on both, each with its verdict. `--only icount`
-/// runs only the two Linux dom0 boots under `-icount` (guest seconds to the marker, the
-/// verdict on them). Errors if a target is not met.
+/// `cargo xtask bench --arch arm32 [--against xen | --only icount | --only exits [--against
+/// xen]]`: the arm32 test guest's null hypercall on xenith in HYP mode; with `--against xen`
+/// the same and the per-exit costs on Debian's Xen 4.17 armhf and Linux dom0's time to its
+/// marker on both, each with its verdict. `--only icount` runs only the two Linux dom0 boots
+/// under `-icount` (guest seconds to the marker, the verdict on them); `--only exits` only the
+/// test guest's boots ([`bench_exits`]). Errors if a target is not met.
 pub fn bench(args: &[String]) -> Result<()> {
     let against_xen = match args {
         [] => false,
@@ -743,7 +774,15 @@ pub fn bench(args: &[String]) -> Result<()> {
             println!("  Linux dom0 guest time to marker xenith/Xen: {:.3} (target <= 1: {})", a / b, if met { "met" } else { "NOT met" });
             return if met { Ok(()) } else { Err("arm32 bench target not met: Linux dom0 guest time to marker".into()) };
         }
-        other => return Err(format!("bench --arch arm32: unknown options {other:?} (--against xen or --only icount)")),
+        [a, x, rest @ ..] if a == "--only" && x == "exits" => {
+            let against_xen = match rest {
+                [] => false,
+                [a, x] if a == "--against" && x == "xen" => true,
+                other => return Err(format!("bench --arch arm32 --only exits: unknown options {other:?} (only --against xen)")),
+            };
+            return bench_exits(against_xen);
+        }
+        other => return Err(format!("bench --arch arm32: unknown options {other:?} (--against xen, --only icount or --only exits [--against xen])")),
     };
     let images = build(true)?;
     let guest = images.test_guest.clone().ok_or("the arm32 test guest was not built")?;
@@ -755,7 +794,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     let xen = guest_bench(xen_4_17_armhf()?, XEN_CMDLINE, guest)?;
     let b = null_line("Xen 4.17", &xen);
-    let mut missed = Vec::new();
+    let mut missed: Vec<&str> = exit_rows(&ours, &xen);
     if let (Some(a), Some(b)) = (a, b) {
         let ratio = a / b;
         let met = ratio <= NULL_HYPERCALL_TARGET;
@@ -781,6 +820,33 @@ pub fn bench(args: &[String]) -> Result<()> {
         Ok(())
     } else {
         Err(format!("arm32 bench targets not met: {}", missed.join(", ")))
+    }
+}
+
+/// `cargo xtask bench --arch arm32 --only exits [--against xen]`: the null hypercall and the
+/// per-exit costs of the arm32 test guest on xenith; with `--against xen` beside Debian's Xen
+/// 4.17 armhf's, an error when a kind is over Xen's.
+fn bench_exits(against_xen: bool) -> Result<()> {
+    let images = build(true)?;
+    let guest = images.test_guest.clone().ok_or("the arm32 test guest was not built")?;
+    println!("arm32 (qemu-system-arm virt, cortex-a15, GICv2), test guest as dom0, -icount shift=0 (1 instruction = 1 ns):");
+    let ours = guest_bench(images.hypervisor, "", guest.clone())?;
+    null_line("xenith", &ours);
+    let xen = if against_xen {
+        let xen = guest_bench(xen_4_17_armhf()?, XEN_CMDLINE, guest)?;
+        null_line("Xen 4.17", &xen);
+        xen
+    } else {
+        Default::default()
+    };
+    let over = exit_rows(&ours, &xen);
+    if let Some(missing) = EXIT_KEYS.iter().find(|k| !ours.contains_key(**k)) {
+        return Err(format!("xenith's arm32 boot printed no {missing}"));
+    }
+    if !against_xen || over.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("arm32 exits over Xen 4.17 armhf's: {over:?}"))
     }
 }
 

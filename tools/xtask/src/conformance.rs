@@ -471,7 +471,7 @@ const ROUND_TRIP_KEYS: [&str; 12] = [
 ];
 
 /// One row of the xenith / Xen 4.17 table; returns the ratio when both figures are there.
-fn print_row(key: &str, ours: &BTreeMap<String, f64>, xen: &BTreeMap<String, f64>) -> Option<f64> {
+pub(crate) fn print_row(key: &str, ours: &BTreeMap<String, f64>, xen: &BTreeMap<String, f64>) -> Option<f64> {
     let (a, b) = (ours.get(key).copied(), xen.get(key).copied());
     let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
     let ratio = match (a, b) {

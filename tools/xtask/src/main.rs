@@ -85,13 +85,16 @@ cargo xtask <command>
       --boot-overhead    instructions to dom0's /init over bare Linux, xenith vs Xen 4.17 (also part of --against xen)
       --noise            dom0's null hypercall while two dom0less domUs loop on hypercalls vs while they
                          idle, on xenith and Xen 4.17 (also part of bench and --against xen)
-  bench --arch arm32 [--against xen | --only icount]
+  bench --arch arm32 [--against xen | --only icount | --only exits [--against xen]]
                      ARMv7-A: the arm32 test guest's null hypercall in instructions under -icount
-                     shift=0 on xenith in HYP mode; `--against xen` the same on Debian's Xen 4.17
-                     armhf and Linux dom0's time to its marker on both, with the verdicts (null
-                     hypercall <= 0.5x Xen's, time <= Xen's; non-zero exit when one is missed);
-                     `--only icount` only Linux dom0 on both under -icount shift=0,sleep=off: dom0's
-                     uptime at its marker (guest seconds) and the verdict (<= Xen's)
+                     shift=0 on xenith in HYP mode; `--against xen` the same and its per-exit costs
+                     (GICD read/write, SGI to self, vtimer tick, SPI) on Debian's Xen 4.17 armhf and
+                     Linux dom0's time to its marker on both, with the verdicts (null hypercall
+                     <= 0.5x Xen's, each exit <= Xen's, time <= Xen's; non-zero exit when one is
+                     missed); `--only icount` only Linux dom0 on both under -icount shift=0,sleep=off:
+                     dom0's uptime at its marker (guest seconds) and the verdict (<= Xen's);
+                     `--only exits` only the test guest's null hypercall and per-exit costs (beside
+                     Xen 4.17 armhf's with --against xen; non-zero exit when an exit is over Xen's)
   stress [options]   SMP dom0 stress suite: Debian's Linux as dom0 runs grant, balloon, evtchn, privcmd,
                      memory and virtio-blk DMA workloads on every vCPU at once; per-workload ops,
                      errors, integrity and dom0's health per boot; PASS/FAIL (non-zero exit on FAIL)

@@ -1,7 +1,7 @@
 //! The test guest's kernel on ARMv7-A: reads the DTB, maps its RAM, runs the part of the
 //! conformance table that is the same on both architectures (the rows that need no AArch64
 //! instruction or register), prints one line per case and powers the domain off. With `bench`
-//! on its command line it runs the null-hypercall benchmark instead.
+//! on its command line it runs the null-hypercall and per-exit benchmarks instead.
 
 use crate::{cases, fdt, mmu, println};
 use guest_abi::guest;
@@ -30,7 +30,20 @@ extern "C" fn rust_entry(dtb: usize, image: usize) -> ! {
         }
     };
     let image_end = core::ptr::addr_of!(_end) as u64;
+    let bench = info.has_arg(b"bench");
     crate::heap::init();
+    if bench {
+        // SAFETY: boot CPU, before `mmu::enable`.
+        unsafe {
+            mmu::add_device(crate::exits::GIC_BLOCK.0, crate::exits::GIC_BLOCK.1);
+            // The SPI bench's edu device: bus 0's config space and its BAR0 (1 MiB at the
+            // start of the 32-bit window).
+            if let Some(p) = &info.pci {
+                mmu::add_device(p.ecam.base, p.ecam.size.min(1 << 20));
+                mmu::add_device(p.mmio32.base, 1 << 20);
+            }
+        }
+    }
     // SAFETY: boot CPU, MMU off, first and only call.
     if let Err(e) = unsafe { mmu::enable(info.banks(), image as u64, image_end) } {
         println!("test-guest: cannot build the page tables: {e:?}");
@@ -43,8 +56,9 @@ extern "C" fn rust_entry(dtb: usize, image: usize) -> ! {
     }
     let args = core::str::from_utf8(info.bootargs()).unwrap_or("?");
     println!("test-guest: bootargs \"{args}\"");
-    if info.has_arg(b"bench") {
+    if bench {
         crate::bench::run();
+        crate::exits::run(info.pci);
         stop(SHUTDOWN_POWEROFF);
     }
     let (passed, failed) = cases::run_all();
