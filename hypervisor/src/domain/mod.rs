@@ -10,7 +10,6 @@ pub mod image;
 pub mod lifecycle;
 pub mod mmio;
 pub mod registry;
-pub mod run;
 pub mod vcpu;
 pub mod vcombiner;
 pub mod vuart;

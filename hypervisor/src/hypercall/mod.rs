@@ -4,6 +4,7 @@
 
 pub mod after;
 pub mod console_io;
+pub mod domain_run;
 pub mod event_channel;
 pub mod grant_table;
 pub mod guest_phys;

@@ -147,7 +147,7 @@ pub fn psci_smp(cpus: &Cpus, arch: &dyn Arch, caller: DomId, x: [u64; 4], stage2
 
 /// PSCI calls from vCPU `vcpu` of a domain the toolstack made, which may have several vCPUs
 /// (x0..x3 = `x`): CPU_ON starts vCPU n (MPIDR Aff0 = n, the other fields 0) at the entry
-/// given, placed by `sched` (see `domain::run`); AFFINITY_INFO reports which vCPUs are up;
+/// given, placed by `sched` (see `hypercall::domain_run`); AFFINITY_INFO reports which vCPUs are up;
 /// CPU_OFF turns the calling vCPU off (the trap layer takes it off its CPU). `None` leaves the
 /// call to [`handle`] (every other domain and call).
 pub fn psci_domu(sched: &crate::sched::Scheduler, cpus: &Cpus, arch: &dyn Arch, dom: &Domain, vcpu: u32, x: [u64; 4]) -> Option<u64> {
@@ -164,7 +164,7 @@ pub fn psci_domu(sched: &crate::sched::Scheduler, cpus: &Cpus, arch: &dyn Arch, 
             } else if !dom.claim_vcpu_on(v as u32) {
                 PSCI_RET_ALREADY_ON
             } else {
-                match crate::domain::run::start_vcpu(sched, cpus, arch, dom, v as u32, entry, context) {
+                match crate::hypercall::domain_run::start_vcpu(sched, cpus, arch, dom, v as u32, entry, context) {
                     Ok(_) => PSCI_RET_SUCCESS,
                     Err(e) => {
                         crate::log!("{e}");

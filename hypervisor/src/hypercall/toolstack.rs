@@ -8,7 +8,7 @@
 //! The machine is fixed: one CPU pool (0) with every CPU, reported with the scheduler `sched=`
 //! chose (null, or credit with its per-domain weight), one NUMA node. Affinities and node affinity are kept and reported as Xen keeps them; a hard
 //! affinity bounds where a toolstack-made domain's vCPU is placed when it starts (under
-//! `sched=credit`, `domain::run`), and nothing moves a vCPU once placed.
+//! `sched=credit`, `hypercall::domain_run`), and nothing moves a vCPU once placed.
 
 use super::{read_arg, write_arg, HypercallCtx};
 use crate::domain::vcpu::MAX_VCPUS;
@@ -595,7 +595,7 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
 fn pausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
     d.controller_pause().map_err(|()| ret(EOVERFLOW))?;
     if d.by_toolstack && d.started() {
-        crate::domain::run::pause_domain(&crate::sched::SCHED, cx.arch, d);
+        crate::hypercall::domain_run::pause_domain(&crate::sched::SCHED, cx.arch, d);
     }
     Ok(())
 }
@@ -608,9 +608,9 @@ fn unpausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
     if d.by_toolstack && !d.paused() && !d.dying() && d.shutdown().is_none() {
         let sched = &crate::sched::SCHED;
         if d.started() {
-            crate::domain::run::resume_domain(sched, cx.arch, d, now_ticks());
+            crate::hypercall::domain_run::resume_domain(sched, cx.arch, d, now_ticks());
         } else {
-            crate::domain::run::start_domain(sched, &crate::domain::vcpu::CPUS, cx.arch, d);
+            crate::hypercall::domain_run::start_domain(sched, &crate::domain::vcpu::CPUS, cx.arch, d);
         }
     }
     Ok(())
@@ -824,7 +824,7 @@ fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> 
     // within this many tries unless that CPU is stuck, and then nothing is given back yet
     // (-EBUSY; the toolstack may ask again).
     const TRIES: u32 = 1 << 24;
-    if let Err(e) = crate::domain::run::stop_domain(&crate::sched::SCHED, cx.arch, d, TRIES, <crate::sync::Relax as spin::RelaxStrategy>::relax) {
+    if let Err(e) = crate::hypercall::domain_run::stop_domain(&crate::sched::SCHED, cx.arch, d, TRIES, <crate::sync::Relax as spin::RelaxStrategy>::relax) {
         crate::log!("d{}: vCPU {} still runs on CPU {}: not destroyed yet", d.id, e.vcpu, e.cpu);
         return Err(ret(guest_abi::errno::EBUSY));
     }

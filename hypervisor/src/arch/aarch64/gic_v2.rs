@@ -6,7 +6,8 @@
 
 use super::percpu::{this_cpu, MAX_CPUS};
 use crate::domain::registry::PoolFrames as LazyFrames;
-use super::mem::{DirectMem, HwTlb};
+use super::mem::DirectMem;
+use super::tlb::HwTlb;
 use crate::domain::Domain;
 use crate::dt::boot_info::GicInfo;
 use crate::irq::gicv2::{self, GicV2};

@@ -3,7 +3,8 @@
 //! maintenance that reaches both the CPU and the SMMUs, and event reporting.
 
 use crate::domain::registry::FRAMES;
-use super::mem::{DirectMem, HwTlb};
+use super::mem::DirectMem;
+use super::tlb::HwTlb;
 use crate::iommu::smmuv3::virt::{GuestMem, PhysSte, PhysTlbi, Vsmmu, VsmmuBackend, VsmmuConfig, VSMMU_SIZE};
 use crate::iommu::smmuv3::{self, Command, DmaAlloc, Smmu, SmmuConfig, SmmuError};
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};

@@ -32,6 +32,8 @@ pub mod setway;
 pub mod smp;
 /// Trap counters and hypercall times.
 pub mod stats;
+/// Stage-2 TLB maintenance (the hardware `mm::TlbOps`).
+pub mod tlb;
 /// Spectre v2 / BHB / SSBD: firmware and CPU probed at boot, entry flags, guests' calls.
 pub mod spectre;
 pub mod start;

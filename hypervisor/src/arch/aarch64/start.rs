@@ -6,7 +6,8 @@
 use super::entry::{enter_guest, TrapFrame};
 use super::guest;
 use super::inject::SPSR_EL1H_MASKED;
-use super::mem::{DirectMem, HwTlb};
+use super::mem::DirectMem;
+use super::tlb::HwTlb;
 use super::{heap, mmu, psci};
 use crate::domain::registry::{DOMAINS, FRAMES};
 use crate::boot::{self, Console};

@@ -31,6 +31,8 @@ pub mod smp;
 pub mod start;
 /// Trap counters.
 pub mod stats;
+/// Stage-2 TLB maintenance (the hardware `mm::TlbOps`) and the SysMMU shadow's hook.
+pub mod tlb;
 pub mod trap;
 /// The vGIC's per-CPU protocol, as on AArch64.
 #[path = "../aarch64/vgic_glue.rs"]
@@ -38,7 +40,8 @@ pub mod vgic_glue;
 /// Guest timers: the virtual timer is the guest's, the PL1 physical timer is trapped.
 pub mod vtimer;
 
-use mem::{DirectMem, HwTlb};
+use mem::DirectMem;
+use tlb::HwTlb;
 
 /// A panic is a hypervisor bug (guest input never reaches one): say where, then stop the machine.
 #[panic_handler]

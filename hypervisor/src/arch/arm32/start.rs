@@ -4,7 +4,8 @@
 
 use super::entry::{enter_guest, TrapFrame};
 use super::guest::{self, CPSR_SVC_MASKED};
-use super::mem::{DirectMem, HwTlb};
+use super::mem::DirectMem;
+use super::tlb::HwTlb;
 use super::{heap, mmu, monitor, psci, trap};
 use crate::boot::{self, Board, Console, DOM0_VMID};
 use crate::domain::zimage::{self, ZImageLayout};

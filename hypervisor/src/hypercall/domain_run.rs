@@ -11,7 +11,7 @@
 //! start is refused with a line in the log, and the unpause itself still succeeds, as Xen's
 //! does for a domain whose vCPUs have nowhere to run.
 
-use super::Domain;
+use crate::domain::Domain;
 use crate::contract::{Arch, CpuStart};
 use crate::domain::vcpu::Cpus;
 use crate::sched::{SchedPolicy, Scheduler, State, VcpuRef};
@@ -26,7 +26,7 @@ pub fn start_vcpu(sched: &Scheduler, cpus: &Cpus, arch: &dyn Arch, d: &Domain, v
     if sched.policy() != SchedPolicy::Credit {
         return Err(format!("d{}: vCPU {vcpu} not started: every CPU runs a vCPU of its own under sched=null (a domain the toolstack makes runs under sched=credit)", d.id));
     }
-    if vcpu >= d.max_vcpus || vcpu as usize >= super::vcpu::MAX_VCPUS {
+    if vcpu >= d.max_vcpus || vcpu as usize >= crate::domain::vcpu::MAX_VCPUS {
         return Err(format!("d{}: no vCPU {vcpu}", d.id));
     }
     if d.dying() {
@@ -87,7 +87,7 @@ pub fn start_domain(sched: &Scheduler, cpus: &Cpus, arch: &dyn Arch, d: &Domain)
 /// others are kicked, so that each reaches a scheduling point and the vCPU leaves (the
 /// architecture's switch path sees the pause).
 pub fn pause_domain(sched: &Scheduler, arch: &dyn Arch, d: &Domain) {
-    for v in 0..d.max_vcpus.min(super::vcpu::MAX_VCPUS as u32) {
+    for v in 0..d.max_vcpus.min(crate::domain::vcpu::MAX_VCPUS as u32) {
         if let Err(cpu) = sched.stop_unless_running(VcpuRef::new(d.id, v)) {
             arch.kick_cpu(cpu);
         }
@@ -97,7 +97,7 @@ pub fn pause_domain(sched: &Scheduler, arch: &dyn Arch, d: &Domain) {
 /// The unpause of a domain whose vCPUs a pause took off their CPUs: each that is up goes back
 /// in its home CPU's run queue (that CPU is kicked).
 pub fn resume_domain(sched: &Scheduler, arch: &dyn Arch, d: &Domain, now: u64) {
-    for v in 0..d.max_vcpus.min(super::vcpu::MAX_VCPUS as u32) {
+    for v in 0..d.max_vcpus.min(crate::domain::vcpu::MAX_VCPUS as u32) {
         let r = VcpuRef::new(d.id, v);
         if d.vcpu_off(v) || sched.state(r) != Some(State::Off) {
             continue;
@@ -122,7 +122,7 @@ pub struct StillRunning {
 /// then.
 pub fn stop_domain(sched: &Scheduler, arch: &dyn Arch, d: &Domain, tries: u32, mut relax: impl FnMut()) -> Result<(), StillRunning> {
     d.set_dying();
-    for v in 0..d.max_vcpus.min(super::vcpu::MAX_VCPUS as u32) {
+    for v in 0..d.max_vcpus.min(crate::domain::vcpu::MAX_VCPUS as u32) {
         let r = VcpuRef::new(d.id, v);
         let mut kicked = None;
         let mut left = tries;
