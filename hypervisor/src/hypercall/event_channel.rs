@@ -89,6 +89,11 @@ fn bind_interdomain(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> Result<(), i64> 
     } else {
         // Both ends change together: no other vCPU binds or closes either in between.
         with_two(ld, rd, |lev, rev| {
+            // A domain being destroyed takes no new peers: its ports are closed under these
+            // locks once it is marked dying, and a channel made after that would outlive it.
+            if rd.dying() {
+                return Err(ret(ESRCH));
+            }
             if rev.state(rport) != (PortState::Unbound { remote: caller }) {
                 return Err(ret(EINVAL));
             }
@@ -175,6 +180,32 @@ pub fn close(cx: &mut HypercallCtx<'_, '_>, port: u32) -> Result<(), i64> {
                     return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// Close every port of `gone`, a domain being destroyed (already marked dying, so no new
+/// channel reaches it): the other end of each interdomain channel goes back to waiting for
+/// `gone`'s id, as after a close, and is not signalled.
+pub fn close_all(domains: &crate::domain::registry::Domains, gone: &Domain, mem: &dyn platform::PhysMem) {
+    let ports: alloc::vec::Vec<(u32, PortState)> = gone.with_evtchn(|ev| ev.live_ports().map(|p| (p, ev.state(p))).collect());
+    for (port, state) in ports {
+        let peer = match state {
+            PortState::Interdomain { dom, port: rport } if dom != gone.id => domains.get(dom).map(|rd| (rd, rport)),
+            _ => None,
+        };
+        match peer {
+            Some((rd, rport)) => with_two(gone, rd, |ev, rev| {
+                if rev.state(rport) == (PortState::Interdomain { dom: gone.id, port }) {
+                    rev.set(rport, PortState::Unbound { remote: gone.id });
+                }
+                ev.free(port);
+                ev.clear_pending(port, mem);
+            }),
+            None => gone.with_evtchn(|ev| {
+                ev.free(port);
+                ev.clear_pending(port, mem);
+            }),
         }
     }
 }

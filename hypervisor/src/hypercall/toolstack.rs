@@ -810,7 +810,8 @@ fn getvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, v: &VcpuContext) ->
 }
 
 /// XEN_DOMCTL_destroydomain: stop the domain's vCPUs (each leaves its CPU first), take the
-/// domain out of the table and give back what it holds (its vGIC's slot, its stage-2 tables,
+/// domain out of the table and give back what it holds (its vGIC's slot, its event channels,
+/// whose peers' ends go back to unbound, its stage-2 tables,
 /// its RAM once no other domain maps it; dom0 hears VIRQ_DOM_EXC). Only a domain the
 /// toolstack made: one that runs on a CPU of its own since boot (dom0less) is not torn down.
 fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> Result<(), i64> {
@@ -830,6 +831,7 @@ fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> 
     }
     let Some(d) = cx.domains.remove(d.id) else { return Ok(()) };
     cx.arch.detach_vgic(d.id);
+    crate::hypercall::event_channel::close_all(cx.domains, d, cx.machine.mem);
     let m = &mut *cx.machine;
     if let Some(p2m) = d.p2m.write().take() {
         if p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb).is_err() {
@@ -1049,6 +1051,31 @@ mod tests {
         // dom0 and a domain built at boot are not destroyed that way.
         assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 0, [0; 16]), ret(EINVAL));
         assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 1, [0; 16]), ret(guest_abi::errno::EBUSY));
+    }
+
+    #[test]
+    fn destroy_closes_the_domains_event_channels_and_leaves_dom0s_ends_unbound() {
+        use crate::domain::evtchn::PortState;
+        use guest_abi::event_channel::{EvtchnAllocUnbound, EvtchnBindInterdomain, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN};
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        assert_eq!(domctl_call(&mut e, 0, domctl::CREATEDOMAIN, v, 0, with(config(1))), 0);
+        let id = e.get::<XenDomctl>(0).domain;
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_VCPUS, v, id, with(MaxVcpus { max: 1 })), 0);
+        let evtchn = |e: &mut Env, caller: u16, cmd: u32| e.call(caller, |cx| super::super::dispatch(cx, nr::HYPERVISOR_EVENT_CHANNEL_OP, [u64::from(cmd), ARGS, 0, 0, 0]));
+        // dom0 offers a port to the new domain (as xenstored and the backends do), which binds it.
+        e.put(0, &EvtchnAllocUnbound { dom: guest_abi::DOMID_SELF, remote_dom: id, port: 0 });
+        assert_eq!(evtchn(&mut e, 0, EVTCHNOP_ALLOC_UNBOUND), 0);
+        let dom0_port = e.get::<EvtchnAllocUnbound>(0).port;
+        e.put(0, &EvtchnBindInterdomain { remote_dom: 0, remote_port: dom0_port, local_port: 0 });
+        assert_eq!(evtchn(&mut e, id, EVTCHNOP_BIND_INTERDOMAIN), 0);
+        let its_port = e.get::<EvtchnBindInterdomain>(0).local_port;
+        assert_eq!(e.dom(0).with_evtchn(|ev| ev.state(dom0_port)), PortState::Interdomain { dom: id, port: its_port });
+        let gone = e.dom(id) as *const crate::domain::Domain;
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), 0);
+        assert_eq!(e.dom(0).with_evtchn(|ev| ev.state(dom0_port)), PortState::Unbound { remote: id }, "dom0's end waits again, as after a close");
+        // SAFETY: the registry never frees a domain's record, so the destroyed one is still there.
+        assert_eq!(unsafe { &*gone }.with_evtchn(|ev| ev.live_ports().count()), 0, "none of its ports is left open");
     }
 
     #[test]
