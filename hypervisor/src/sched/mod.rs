@@ -121,6 +121,9 @@ struct Entry {
     /// Credit in counter ticks (may go negative).
     credit: i64,
     boost: bool,
+    /// Counter ticks it ran since its boost began (the boost ends after one tick's worth, as
+    /// Xen's credit ends it at the first tick that finds the vCPU running).
+    boost_ran: u64,
     /// Out of credit at the last refill (OVER); priorities change only at refills, wakeups
     /// and ticks, as Xen's credit recomputes them at its accounting.
     over: bool,
@@ -239,6 +242,7 @@ impl Scheduler {
             affinity,
             credit: 0,
             boost: false,
+            boost_ran: 0,
             over: false,
             woken: false,
             seq: 0,
@@ -372,6 +376,7 @@ impl Scheduler {
                 e.state = State::Runnable;
                 e.deadline = None;
                 e.boost = credit && !e.over;
+                e.boost_ran = 0;
                 e.since = now;
                 let home = e.home;
                 s.enqueue(i);
@@ -408,8 +413,8 @@ impl Scheduler {
         self.inner.lock().schedule(cpu, now, false)
     }
 
-    /// The running vCPU yields (SCHEDOP_yield): another runnable vCPU of at least its
-    /// priority runs first.
+    /// The running vCPU yields (SCHEDOP_yield, a trapped WFE): the best other runnable vCPU
+    /// runs first, whatever its priority.
     pub fn yield_now(&self, cpu: usize, now: u64) -> Decision {
         self.inner.lock().schedule(cpu, now, true)
     }
@@ -512,8 +517,10 @@ impl Inner {
                 e.credit = e.credit.saturating_sub(ran as i64);
                 e.ran = e.ran.saturating_add(ran);
                 e.since = now;
-                // A boost lasts until the vCPU has run a tick.
-                if ran >= self.per_ms * TICK_MS {
+                // A boost lasts until the vCPU has run a tick in all (scheduling points
+                // more often than the tick must not keep it boosted).
+                e.boost_ran = e.boost_ran.saturating_add(ran);
+                if e.boost_ran >= self.per_ms * TICK_MS {
                     e.boost = false;
                 }
             }
@@ -583,7 +590,10 @@ impl Inner {
             (Some(c), Some(b)) => {
                 let (pc, pb) = (self.slots[c].map(|e| e.priority()), self.slots[b].map(|e| e.priority()));
                 let expired = now.saturating_sub(self.cpu[cpu].slice_start) >= self.per_ms * TIMESLICE_MS;
-                let switch = self.policy == SchedPolicy::Credit && (pb > pc || ((expired || yielding) && pb >= pc));
+                // A yielding vCPU goes behind the best runnable one even of a lower priority
+                // (Xen's credit queues it behind one lower-priority vCPU): a guest that
+                // yields in a loop waits for another vCPU of this CPU to make progress.
+                let switch = self.policy == SchedPolicy::Credit && (pb > pc || yielding || (expired && pb >= pc));
                 if switch {
                     if let Some(e) = self.slots[c].as_mut() {
                         e.state = State::Runnable;

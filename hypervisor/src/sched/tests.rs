@@ -72,13 +72,33 @@ fn a_timeslice_is_30_ms_between_equals() {
     assert_eq!((d.prev, d.next, d.switches()), (Some(a), Some(b), true));
     assert_eq!((s.state(a), s.state(b)), (Some(State::Runnable), Some(State::Running(0))));
     assert_eq!(s.next_event(0, 30 * MS), Some(40 * MS), "a tick while another vCPU waits");
-    // a spent its 30 ms against a 15 ms share: OVER at the refill, b UNDER. A yield goes to a
-    // vCPU of at least the yielder's priority only.
+    // a spent its 30 ms against a 15 ms share: OVER at the refill, b UNDER. b's yield lets
+    // even the lower-priority a run; at the next scheduling point b, higher, takes over again.
     assert_eq!((s.priority(a), s.priority(b)), (Some(Priority::Over), Some(Priority::Under)));
-    assert_eq!(s.yield_now(0, 35 * MS).next, Some(b));
-    // At the next refill both are UNDER again (b ran 30 ms too); b's yield lets a run.
-    assert_eq!(s.schedule(0, 60 * MS).next, Some(a));
-    assert_eq!(s.yield_now(0, 61 * MS).next, Some(b));
+    assert_eq!(s.yield_now(0, 35 * MS).next, Some(a));
+    assert_eq!(s.schedule(0, 36 * MS).next, Some(b));
+    // a ran that 1 ms too: still OVER after the refill at 60 ms, so b keeps the CPU past the
+    // end of the slice it began at 36 ms, and a yield by b lets a run again.
+    assert_eq!(s.schedule(0, 60 * MS).next, Some(b));
+    assert_eq!((s.priority(a), s.priority(b)), (Some(Priority::Over), Some(Priority::Under)));
+    assert_eq!(s.schedule(0, 66 * MS).next, Some(b));
+    assert_eq!(s.yield_now(0, 67 * MS).next, Some(a));
+}
+
+#[test]
+fn a_boost_ends_after_a_tick_of_running_however_often_it_traps() {
+    let (s, a, b) = two_on_one_cpu(0);
+    assert_eq!(s.block(0, 5 * MS, None).next, Some(b));
+    assert_eq!(s.schedule(0, 100 * MS).next, Some(b));
+    s.wake(a, 101 * MS);
+    assert_eq!(s.schedule(0, 101 * MS).next, Some(a));
+    // A scheduling point every millisecond (hypercalls, kicks): boosted for 10 ms of running.
+    for t in 102..111 {
+        assert_eq!(s.schedule(0, t * MS).next, Some(a));
+        assert_eq!(s.priority(a), Some(Priority::Boost), "at {t} ms");
+    }
+    s.schedule(0, 111 * MS);
+    assert_ne!(s.priority(a), Some(Priority::Boost));
 }
 
 #[test]

@@ -107,6 +107,7 @@ fn script() -> String {
          xl create /etc/xenith/domu.cfg > /tmp/xl-create.log 2>&1; rc=$?\n\
          sed 's/^/xl-create: /' /tmp/xl-create.log\n\
          echo \"toolstack: xl create exit $rc\"\n\
+         echo \"{UPTIME_AT_CREATE_EXIT} $(cut -d' ' -f1 /proc/uptime)\"\n\
          if [ $rc -eq 0 ]; then\n\
          mkfifo /tmp/console-in; (exec sleep 100000 > /tmp/console-in) & hold=$!\n\
          xl console {NAME} < /tmp/console-in 2>&1 | awk '{{ sub(/\\r$/, \"\"); print \"xl-console: \" $0; if (!seen && index($0, \"{DOMU_MARKER}\")) {{ seen = 1; getline u < \"/proc/uptime\"; close(\"/proc/uptime\"); split(u, f, \" \"); print \"{UPTIME_AT_DOMU_MARKER} \" f[1] }} fflush(); print > \"/tmp/domu-console.log\"; fflush(\"/tmp/domu-console.log\") }}' &\n\
@@ -136,6 +137,8 @@ pub const CREATE_START: &str = "toolstack: xl create starting";
 /// dom0's /proc/uptime just before `xl create`, and when the domU's marker came through `xl
 /// console` (the bench's guest-time figure under -icount).
 const UPTIME_AT_CREATE: &str = "toolstack: dom0 uptime at xl create:";
+/// dom0's /proc/uptime as `xl create` has returned (the domain built, its vCPUs unpaused).
+const UPTIME_AT_CREATE_EXIT: &str = "toolstack: dom0 uptime at xl create exit:";
 const UPTIME_AT_DOMU_MARKER: &str = "toolstack: dom0 uptime at the domU marker:";
 
 /// The ELF's NEEDED libraries (`readelf -d`).
@@ -438,7 +441,8 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
         let at = |tag: &str| lines(&o, tag).first().and_then(|v| v.trim().parse::<f64>().ok());
         match (at(UPTIME_AT_CREATE), at(UPTIME_AT_DOMU_MARKER)) {
             (Some(a), Some(m)) => {
-                println!("  {name}: -icount: xl create -> domU marker {:.2} guest s", m - a);
+                let e = at(UPTIME_AT_CREATE_EXIT).map_or("-".to_string(), |e| format!("{:.2} + {:.2}", e - a, m - e));
+                println!("  {name}: -icount: xl create -> domU marker {:.2} guest s (building the domain + booting it: {e})", m - a);
                 guest[i] = Some(m - a);
             }
             _ => failed[i] = Some(format!("the -icount boot did not time xl create -> the domU's marker (last lines:\n{})", crate::linux::tail(&o.output))),

@@ -20,7 +20,7 @@ use crate::sched::{Decision, SchedPolicy, VcpuRef, MAX_SCHED_VCPUS, SCHED};
 use crate::sync::SpinMutex;
 use crate::sysreg;
 use alloc::string::String;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// HCR_EL2.TWI and TWE: trap WFI and WFE.
 const HCR_TWX: u64 = (1 << 13) | (1 << 14);
@@ -29,6 +29,10 @@ const HCR_TWX: u64 = (1 << 13) | (1 << 14);
 static SWITCHES: AtomicU64 = AtomicU64::new(0);
 /// Per CPU: 0 off, 1 being powered on, 2 up (scheduling).
 static CPU_UP: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// Per CPU: its vCPU asked to yield (SCHEDOP_yield); the scheduling point the hypervisor
+/// timer brings once the hypercall returns is a yield.
+static YIELD: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 /// FP/SIMD registers: V0-V31, FPSR, FPCR.
 #[repr(C, align(16))]
@@ -182,6 +186,16 @@ pub fn kick(cpu: usize) {
     }
 }
 
+/// The running vCPU yields (SCHEDOP_yield): a scheduling point once the hypercall returns
+/// (the hypercall path does not save the registers a switch needs), at which another
+/// runnable vCPU of this CPU runs first. Nothing under `null`.
+pub fn request_yield() {
+    if enabled() {
+        YIELD[this_cpu() % MAX_CPUS].store(true, Ordering::Relaxed);
+        super::vtimer::set_sched_event(Some(0));
+    }
+}
+
 /// An interrupt for `v`: wake it if it waits; the CPU to kick (where it runs or waits).
 #[cold]
 #[inline(never)]
@@ -235,6 +249,7 @@ pub fn reschedule(frame: &mut TrapFrame, why: Why) {
     let now = counter();
     expire(cpu, now);
     let d = match why {
+        Why::Interrupt if YIELD[cpu % MAX_CPUS].swap(false, Ordering::Relaxed) => SCHED.yield_now(cpu, now),
         Why::Interrupt => SCHED.schedule(cpu, now),
         Why::Wfe => SCHED.yield_now(cpu, now),
         Why::Wfi => {
