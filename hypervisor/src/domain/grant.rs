@@ -475,6 +475,24 @@ impl GrantTable {
     pub fn maptrack_frames(&self) -> u32 {
         self.maptrack.len() as u32
     }
+
+    /// Every mapping held, with its handle.
+    pub fn mappings(&self) -> impl Iterator<Item = (u32, GrantMapping)> + '_ {
+        self.maptrack.iter().flatten().enumerate().filter_map(|(h, s)| s.mapping().map(|m| (h as u32, m)))
+    }
+
+    /// Host PAs of the table's frames.
+    pub fn frame_pas(&self) -> &[u64] {
+        &self.frames
+    }
+
+    /// A dead domain's table gives its frames up (the caller frees them): no entry is
+    /// addressable after this, so a late unpin finds nothing to write.
+    pub fn take_frames(&mut self) -> Vec<u64> {
+        self.frame_gfn.clear();
+        self.pins.clear();
+        core::mem::take(&mut self.frames)
+    }
 }
 
 #[cfg(test)]

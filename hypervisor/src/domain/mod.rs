@@ -10,6 +10,7 @@ pub mod image;
 pub mod lifecycle;
 pub mod mmio;
 pub mod registry;
+pub mod remains;
 pub mod vcpu;
 pub mod vcombiner;
 pub mod vuart;
@@ -183,6 +184,15 @@ pub struct Domain {
     /// The toolstack destroys it: its vCPUs leave their CPUs at their next exit and do not run
     /// again.
     dying: AtomicBool,
+    /// Its destroy is done (Xen's DOMDYING_dead): nothing of it runs or is held but the frames
+    /// other domains still map, listed in [`Domain::remains`]; it stays in the table (its id
+    /// taken) until they are unmapped.
+    dead: AtomicBool,
+    /// Frames [`Domain::remains`] holds (what getdomaininfo reports of a dead domain).
+    held_pages: AtomicU64,
+    /// A dead domain's frames still mapped by other domains, and by whom. Taken with no other
+    /// lock held; under it, another domain's grant table or p2m (read), one at a time.
+    pub remains: Mutex<Option<remains::Remains>>,
 }
 
 /// Each vCPU's physical CPU and affinities, the domain's NUMA node affinity and handle, as the
@@ -247,6 +257,9 @@ impl Domain {
             start_context: Mutex::new(alloc::vec::Vec::new()),
             started: AtomicBool::new(false),
             dying: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+            held_pages: AtomicU64::new(0),
+            remains: Mutex::new(None),
         }
     }
 
@@ -289,6 +302,23 @@ impl Domain {
 
     pub fn set_dying(&self) {
         self.dying.store(true, Ordering::Release);
+    }
+
+    /// Whether its destroy is done and only frames other domains map are left of it.
+    #[inline]
+    pub fn dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    /// Its destroy is done; `held` frames are still mapped elsewhere.
+    pub fn set_dead(&self, held: u64) {
+        self.held_pages.store(held, Ordering::Relaxed);
+        self.dead.store(true, Ordering::Release);
+    }
+
+    /// Frames of a dead domain still mapped elsewhere.
+    pub fn set_held_pages(&self, held: u64) {
+        self.held_pages.store(held, Ordering::Relaxed);
     }
 
     /// PSCI CPU_ON's claim on vCPU `vcpu`, which is off: it is up from now on. `false` when it
@@ -424,6 +454,9 @@ impl Domain {
 
     /// Pages the domain holds now (XENMEM_current_reservation).
     pub fn tot_pages(&self) -> u64 {
+        if self.dead() {
+            return self.held_pages.load(Ordering::Relaxed);
+        }
         self.ram_pages().saturating_sub(self.given_back.load(Ordering::Relaxed))
     }
 

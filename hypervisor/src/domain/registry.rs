@@ -5,7 +5,9 @@
 //! stays valid for as long as the machine runs, because a domain's record is never freed: boot
 //! puts dom0 and the dom0less domUs in their slots, the toolstack's createdomain adds domains
 //! at run time and its destroydomain takes one out of its slot ([`Domains::remove`]) after
-//! giving back everything it held (RAM, table frames, grant and event-channel state). The
+//! giving back everything it held (RAM, table frames, grant and event-channel state; a frame
+//! another domain still maps keeps the domain in its slot, dying, until it is unmapped:
+//! `hypercall::teardown`). The
 //! record itself (a few hundred bytes of locks and counters) stays allocated, so that a CPU
 //! that looked the domain up just before it left finds it intact; the slot takes a new domain.
 //! The work happens under the domain's own locks.
@@ -13,13 +15,15 @@
 //! Lock order: a CPU holding a lock takes only locks further down this list; two locks of one
 //! kind belong to two domains and are taken in domain-id order ([`lock_pair`]).
 //!
+//! 0. `Domain::remains` (a dead domain's frames still mapped elsewhere): taken with no other
+//!    lock held; under it, one other domain's grant table or p2m (read) at a time.
 //! 1. `Domain::evtchn` (`with_evtchn`): ports, shared_info, vcpu_info. Both domains' for
 //!    EVTCHNOP_bind_interdomain and close; a send takes one at a time (it reads its port, lets
 //!    go, then raises the other end only if that end still names the sender's port).
 //! 2. `Domain::grants`: pins, maptrack, table frames. Granter's and mapper's for grant
 //!    map/unmap; the entry's GTF_reading/writing change with atomic OR/AND under the granter's.
-//! 3. `Domain::p2m`, read or write: never two domains' at once (a foreign map reads the
-//!    foreign p2m, lets go, then writes its own). Writers: populate, decrease, add/remove
+//! 3. `Domain::p2m`, read or write: two domains' only for a foreign map (the foreign p2m read,
+//!    the mapper's written, taken in domain-id order). Writers: populate, decrease, add/remove
 //!    physmap, grant and foreign maps. Readers: lookups, the stage-2 fault re-check, a guest
 //!    copy whose translation failed once.
 //! 4. Leaves, which take nothing else: the frame pool, the SMMU queues, per-CPU retry state,

@@ -23,6 +23,15 @@ pub const OPS_PER_TRAP: u32 = 64;
 type BatchOp = fn(&mut HypercallCtx<'_, '_>, u64) -> Result<(), i64>;
 
 pub fn grant_table_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, uop: u64, count: u64) -> Outcome {
+    let out = ops(cx, cmd, uop, count);
+    // An unmap may have dropped the last reference to a dead domain's frame.
+    if matches!(split_cmd(cmd).0, GNTTABOP_UNMAP_GRANT_REF | GNTTABOP_UNMAP_AND_REPLACE) && super::teardown::any_lingering() {
+        super::teardown::reap(cx.domains, cx.machine);
+    }
+    out
+}
+
+fn ops(cx: &mut HypercallCtx<'_, '_>, cmd: u64, uop: u64, count: u64) -> Outcome {
     let (op, opaque) = split_cmd(cmd);
     let count = count as u32; // `unsigned int` in Xen's prototype
     if (opaque != 0 && op != GNTTABOP_CACHE_FLUSH) || (count as i32) < 0 {
@@ -275,6 +284,14 @@ fn unpin_grant(gt: &mut GrantTable, gref: u32, readonly: bool, entry_pa: u64, me
     let clear = (GTF_READING | GTF_WRITING) & !keep;
     if clear != 0 {
         let _ = mem.fetch_and_u64(entry_pa, !u64::from(clear));
+    }
+}
+
+/// Drop a pin on `gref` of the table `gt` (locked), if its entry still exists: for a mapping
+/// released without an unmap call (its mapper is being destroyed).
+pub(super) fn drop_pin(gt: &mut GrantTable, gref: u32, readonly: bool, mem: &dyn PhysMem) {
+    if let Ok(entry_pa) = entry_pa(gt, gref) {
+        unpin_grant(gt, gref, readonly, entry_pa, mem);
     }
 }
 

@@ -23,6 +23,16 @@ pub const BATCH_PER_TRAP: u64 = 256;
 const MAX_ORDER: u32 = 9;
 
 pub fn memory_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> Outcome {
+    let out = ops(cx, cmd, arg);
+    // A stage-2 entry replaced or removed may have been the last reference to a dead
+    // domain's frame.
+    if matches!(split_cmd(cmd).0, XENMEM_ADD_TO_PHYSMAP | XENMEM_ADD_TO_PHYSMAP_BATCH | XENMEM_REMOVE_FROM_PHYSMAP | XENMEM_POPULATE_PHYSMAP) && super::teardown::any_lingering() {
+        super::teardown::reap(cx.domains, cx.machine);
+    }
+    out
+}
+
+fn ops(cx: &mut HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> Outcome {
     let (op, start) = split_cmd(cmd);
     let r = match op {
         XENMEM_INCREASE_RESERVATION | XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP => {
@@ -198,29 +208,30 @@ fn acquire_resource(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> Outc
     if last >= u64::from(max_frames) {
         return r(ret(EINVAL));
     }
-    let mut frames = [0u64; ACQUIRE_PER_TRAP as usize];
+    let Some(caller) = cx.domains.get(cx.caller) else { return r(ret(ESRCH)) };
+    let mut gfns = [0u64; ACQUIRE_PER_TRAP as usize];
+    for (k, g) in gfns.iter_mut().enumerate().take(todo as usize) {
+        match read_arg::<u64>(cx.mem, x.frame_list.wrapping_add((start + k as u64) * 8)) {
+            Ok(v) => *g = v,
+            Err(e) => return r(e),
+        }
+    }
     {
+        // The frames are mapped under the table's lock, which a destroy takes once the domain
+        // is dying: it finds these maps, or this finds it dying.
         let mut gt = target.grants.lock();
+        if target.dying() {
+            return r(ret(ESRCH));
+        }
         if gt.grow(last as u32 + 1, &mut *cx.machine.frames, cx.machine.mem).is_err() {
             return r(ret(ENOMEM));
         }
-        for (k, f) in frames.iter_mut().enumerate().take(todo as usize) {
-            match gt.frame((first + k as u64) as u32) {
-                Some(pa) => *f = pa,
-                None => return r(ret(EINVAL)),
+        for (k, gfn) in gfns.iter().enumerate().take(todo as usize) {
+            let Some(pa) = gt.frame((first + k as u64) as u32) else { return r(ret(EINVAL)) };
+            if let Err(e) = gp::map(caller, cx.machine, *gfn, pa, S2Attr::RAM_RW) {
+                // Only the first failure is the map's own error; a later one leaves a partial map.
+                return r(if k == 0 { e } else { ret(EIO) });
             }
-        }
-    }
-    let Some(caller) = cx.domains.get(cx.caller) else { return r(ret(ESRCH)) };
-    for (k, pa) in frames.iter().enumerate().take(todo as usize) {
-        let k = k as u64;
-        let gfn = match read_arg::<u64>(cx.mem, x.frame_list.wrapping_add((start + k) * 8)) {
-            Ok(g) => g,
-            Err(e) => return r(e),
-        };
-        if let Err(e) = gp::map(caller, cx.machine, gfn, *pa, S2Attr::RAM_RW) {
-            // Only the first failure is the map's own error; a later one leaves a partial map.
-            return r(if k == 0 { e } else { ret(EIO) });
         }
     }
     let done = start + todo;
@@ -372,15 +383,29 @@ fn add_to_physmap_batch(cx: &mut HypercallCtx<'_, '_>, start: u64, arg: u64) -> 
     Outcome::Return(0)
 }
 
-/// The hardware domain maps frame `gfn` of `foreign` at its own `gpfn` (the foreign p2m's read
-/// lock and the target's write lock are taken one after the other, never together).
+/// The hardware domain maps frame `gfn` of `foreign` at its own `gpfn`, holding the foreign
+/// p2m's read lock until the frame is mapped (the two p2m locks in domain-id order): a destroy
+/// of `foreign`, which takes that p2m as writer, then finds the new entry when it looks for
+/// the frames other domains map.
 fn map_foreign(cx: &mut HypercallCtx<'_, '_>, target: u16, foreign: u16, gfn: u64, gpfn: u64) -> Result<(), i64> {
     let (Some(dom), Some(fdom)) = (cx.domains.get(target), cx.domains.get(foreign)) else { return Err(ret(ESRCH)) };
     if target == foreign {
         return Err(ret(ESRCH));
     }
-    let pa = gp::own_ram(fdom, gfn, cx.machine.mem).ok_or(ret(EINVAL))?;
-    gp::map(dom, cx.machine, gpfn, pa, S2Attr::RAM_RW)
+    let m = &mut *cx.machine;
+    let map = |fp2m: &Option<crate::mm::Stage2>, own: &mut Option<crate::mm::Stage2>, m: &mut crate::domain::registry::Machine<'_>| {
+        let pa = gp::lookup_in(fdom, fp2m, gfn, m.mem).filter(|pa| fdom.owns_ram(*pa, PAGE)).ok_or(ret(EINVAL))?;
+        gp::map_in(own, m, gpfn, pa, S2Attr::RAM_RW)
+    };
+    if target < foreign {
+        let mut own = dom.p2m.write();
+        let fp2m = fdom.p2m.read();
+        map(&fp2m, &mut own, m)
+    } else {
+        let fp2m = fdom.p2m.read();
+        let mut own = dom.p2m.write();
+        map(&fp2m, &mut own, m)
+    }
 }
 
 fn remove_from_physmap(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {

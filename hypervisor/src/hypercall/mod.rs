@@ -14,6 +14,7 @@ pub mod multicall;
 pub mod platform;
 pub mod sched;
 pub mod smccc;
+pub mod teardown;
 pub mod toolstack;
 pub mod vcpu;
 pub mod version;

@@ -162,6 +162,9 @@ fn readconsole(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i
 }
 
 fn getdomaininfolist(cx: &mut HypercallCtx<'_, '_>, u: &mut [u64; 16]) -> Result<(), i64> {
+    if super::teardown::any_lingering() {
+        super::teardown::reap(cx.domains, cx.machine);
+    }
     let mut l: GetDomainInfoList = payload(u);
     let mut n = 0u32;
     for d in cx.domains.iter().filter(|d| d.id >= l.first_domain) {
@@ -371,6 +374,9 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
     if d.paused() {
         flags |= dominf::PAUSED;
     }
+    if d.dead() {
+        flags |= dominf::DYING;
+    }
     let placement = *d.placement.lock();
     let shared_info = d.with_evtchn(|ev| ev.shared_info);
     GetDomainInfo {
@@ -454,6 +460,9 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
     let is_caller = op.domain == cx.caller;
     let r: Result<bool, i64> = match (op.cmd, target) {
         (domctl::GETDOMAININFO, _) => {
+            if super::teardown::any_lingering() {
+                super::teardown::reap(cx.domains, cx.machine);
+            }
             if op.domain >= DOMID_FIRST_RESERVED {
                 Err(ret(EINVAL))
             } else {
@@ -809,14 +818,17 @@ fn getvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, v: &VcpuContext) ->
     write_arg(cx.mem, v.ctxt, &c)
 }
 
-/// XEN_DOMCTL_destroydomain: stop the domain's vCPUs (each leaves its CPU first), take the
-/// domain out of the table and give back what it holds (its vGIC's slot, its event channels,
-/// whose peers' ends go back to unbound, its stage-2 tables,
-/// its RAM once no other domain maps it; dom0 hears VIRQ_DOM_EXC). Only a domain the
-/// toolstack made: one that runs on a CPU of its own since boot (dom0less) is not torn down.
+/// XEN_DOMCTL_destroydomain: stop the domain's vCPUs (each leaves its CPU first), then give
+/// back what it holds (`teardown`): what other domains still map stays, the domain with it,
+/// dying, until they unmap it (a destroy of such a domain succeeds again, as on Xen). Not
+/// dom0 nor the caller.
 fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> Result<(), i64> {
     if is_caller || d.is_hardware {
         return Err(ret(EINVAL));
+    }
+    if d.dead() {
+        super::teardown::reap(cx.domains, cx.machine);
+        return Ok(());
     }
     if !d.by_toolstack {
         return Err(ret(guest_abi::errno::EBUSY));
@@ -829,45 +841,12 @@ fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> 
         crate::log!("d{}: vCPU {} still runs on CPU {}: not destroyed yet", d.id, e.vcpu, e.cpu);
         return Err(ret(guest_abi::errno::EBUSY));
     }
-    let Some(d) = cx.domains.remove(d.id) else { return Ok(()) };
-    cx.arch.detach_vgic(d.id);
-    crate::hypercall::event_channel::close_all(cx.domains, d, cx.machine.mem);
-    let m = &mut *cx.machine;
-    if let Some(p2m) = d.p2m.write().take() {
-        if p2m.destroy(&mut *m.frames, m.mem, &mut *m.tlb).is_err() {
-            crate::log!("d{}: destroyed, but its stage-2 tables could not all be given back", d.id);
-        }
+    if super::teardown::tear_down(cx, d) {
+        crate::log!("d{}: destroyed by d{}", d.id, cx.caller);
     }
-    // Its RAM (a toolstack-made domain's banks, taken when it was first populated), once no
-    // other domain maps any of it: the frames go back to the pool and may be anyone's next.
-    revoke_foreign_maps(cx.domains, d, m);
-    for b in d.ram().as_slice() {
-        m.frames.free_frames(b.pa, (b.size / 4096) as usize);
-    }
-    crate::log!("d{}: destroyed by d{} ({} MiB of RAM given back)", d.id, cx.caller, d.ram().total() >> 20);
-    if let Some(d0) = cx.domains.get(0) {
-        crate::hypercall::event_channel::send_virq(d0, m, guest_abi::event_channel::VIRQ_DOM_EXC);
-    }
+    // A domain that lingered on frames this one mapped may go now.
+    super::teardown::reap(cx.domains, cx.machine);
     Ok(())
-}
-
-/// Unmap, from every other domain's stage 2, the pages of `gone`'s RAM they map (foreign maps
-/// the toolstack made to load it, rings a backend mapped). One domain's p2m lock at a time.
-fn revoke_foreign_maps(domains: &crate::domain::registry::Domains, gone: &Domain, m: &mut crate::domain::registry::Machine<'_>) {
-    let banks = *gone.ram();
-    if banks.as_slice().is_empty() {
-        return;
-    }
-    for other in domains.iter().filter(|o| o.id != gone.id) {
-        let mut p2m = other.p2m.write();
-        let Some(p2m) = p2m.as_mut() else { continue };
-        let ipas: alloc::vec::Vec<u64> = p2m.leaves(m.mem).filter_map(Result::ok).filter(|l| banks.contains_pa(l.pa, 4096) || (l.size > 4096 && banks.as_slice().iter().any(|b| l.pa < b.pa + b.size && b.pa < l.pa + l.size))).flat_map(|l| (0..l.size / 4096).map(move |k| l.ipa + k * 4096)).collect();
-        if ipas.is_empty() {
-            continue;
-        }
-        let n = p2m.unmap_each_page_if(&ipas, |_, pa| banks.contains_pa(pa, 4096), &mut *m.frames, m.mem, &mut *m.tlb).iter().filter(|r| matches!(r, Ok(true))).count();
-        crate::log!("d{}: {n} page(s) of d{}'s RAM unmapped from its stage 2 as d{} goes", other.id, gone.id, gone.id);
-    }
 }
 
 /// XEN_DOMCTL_cacheflush: clean and invalidate the mapped frames of `start..start + n` (at most
@@ -1121,7 +1100,7 @@ mod tests {
     }
 
     #[test]
-    fn a_created_domain_gets_ram_when_populated_and_destroy_takes_it_and_dom0s_maps_of_it_back() {
+    fn a_created_domain_gets_ram_when_populated_and_destroy_takes_it_back_once_dom0_unmaps_it() {
         use guest_abi::memory::*;
         let mut e = Env::new();
         let v = XEN_DOMCTL_INTERFACE_VERSION;
@@ -1152,7 +1131,12 @@ mod tests {
         let domu_pa = super::super::guest_phys::lookup(e.dom(id), 0x40003, &e.phys).unwrap();
         assert_eq!(super::super::guest_phys::lookup(e.dom(0), 0x9_0000, &e.phys), Some(domu_pa));
         assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), 0);
-        assert_eq!(super::super::guest_phys::lookup(e.dom(0), 0x9_0000, &e.phys), None, "dom0 no longer maps a frame that went back to the pool");
+        // dom0's map holds its frame (and the domain, dying) until dom0 removes it.
+        assert_eq!(super::super::guest_phys::lookup(e.dom(0), 0x9_0000, &e.phys), Some(domu_pa));
+        assert!(e.domains.get(id).is_some_and(|d| d.dead()));
+        e.put(0, &XenRemoveFromPhysmap { domid: guest_abi::DOMID_SELF, gpfn: 0x9_0000 });
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_REMOVE_FROM_PHYSMAP), ARGS, 0, 0, 0])), 0);
+        assert!(e.domains.get(id).is_none());
         // dom0's own RAM is untouched.
         assert!(super::super::guest_phys::lookup(e.dom(0), RAM >> 12, &e.phys).is_some());
         // Every frame is back except the table dom0's foreign map split off.
