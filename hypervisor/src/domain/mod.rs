@@ -184,6 +184,9 @@ pub struct Domain {
     /// The toolstack destroys it: its vCPUs leave their CPUs at their next exit and do not run
     /// again.
     dying: AtomicBool,
+    /// Bit n: vCPU n asked to yield (SCHEDOP_yield) in the hypercall being handled; the
+    /// hypercall's exit takes it.
+    yields: AtomicU32,
     /// Its destroy is done (Xen's DOMDYING_dead): nothing of it runs or is held but the frames
     /// other domains still map, listed in [`Domain::remains`]; it stays in the table (its id
     /// taken) until they are unmapped.
@@ -257,6 +260,7 @@ impl Domain {
             start_context: Mutex::new(alloc::vec::Vec::new()),
             started: AtomicBool::new(false),
             dying: AtomicBool::new(false),
+            yields: AtomicU32::new(0),
             dead: AtomicBool::new(false),
             held_pages: AtomicU64::new(0),
             remains: Mutex::new(None),
@@ -302,6 +306,21 @@ impl Domain {
 
     pub fn set_dying(&self) {
         self.dying.store(true, Ordering::Release);
+    }
+
+    /// vCPU `vcpu` yields (SCHEDOP_yield): its CPU's next scheduling point comes once the
+    /// hypercall returns.
+    pub fn request_yield(&self, vcpu: u32) {
+        if vcpu < 32 {
+            self.yields.fetch_or(1 << vcpu, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether vCPU `vcpu` asked to yield since the last call (the request is taken).
+    #[inline(always)]
+    pub fn take_yield(&self, vcpu: u32) -> bool {
+        let bit = 1u32.checked_shl(vcpu).unwrap_or(0);
+        self.yields.load(Ordering::Relaxed) & bit != 0 && self.yields.fetch_and(!bit, Ordering::Relaxed) & bit != 0
     }
 
     /// Whether its destroy is done and only frames other domains map are left of it.

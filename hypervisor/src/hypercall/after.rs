@@ -15,6 +15,9 @@ pub enum After {
     Resume,
     /// Its domain (a domU) stopped or its vCPU turned itself off: the CPU stops.
     Park,
+    /// Return to the guest, with a scheduling point first (SCHEDOP_yield): where vCPUs
+    /// share the CPU another runnable one may run before it.
+    Yield,
 }
 
 /// dom0 stopping takes the machine with it (as on Xen): power off, or restart for reboot and
@@ -94,15 +97,19 @@ pub fn after_hypercall(arch: &dyn Arch, domains: &Domains, caller: DomId, vcpu: 
             arch.deliver_event_upcall(d);
         }
     }
+    let Some(d) = domains.get(caller) else { return After::Resume };
+    let yielded = d.take_yield(vcpu);
     if caller == 0 {
-        if let Some(d0) = domains.get(0).filter(|d| d.shutdown().is_some()) {
-            hardware_domain_stop(arch, d0);
+        if d.shutdown().is_some() {
+            hardware_domain_stop(arch, d);
         }
-        return After::Resume;
+    } else if after_trap(arch, domains, d, vcpu) == After::Park {
+        return After::Park;
     }
-    match domains.get(caller) {
-        Some(d) => after_trap(arch, domains, d, vcpu),
-        None => After::Resume,
+    if yielded {
+        After::Yield
+    } else {
+        After::Resume
     }
 }
 
@@ -179,5 +186,29 @@ mod tests {
         let d0 = domains.get(0).unwrap();
         d0.set_vcpu_off(0, 1);
         assert_eq!(after_trap(&arch, &domains, d0, 0), After::Resume);
+    }
+
+    #[test]
+    fn a_yield_from_the_sched_op_is_reported_once_and_a_stop_wins_over_it() {
+        use crate::hypercall::guest_phys::env::Env;
+        let mut e = Env::new();
+        // SCHEDOP_yield from dom0's vCPU 0 and dom1's vCPU 0, through the dispatcher.
+        for caller in [0, 1] {
+            let r = e.call(caller, |cx| crate::hypercall::dispatch(cx, guest_abi::hypercall::HYPERVISOR_SCHED_OP, [u64::from(guest_abi::sched::SCHEDOP_YIELD), 0, 0, 0, 0]));
+            assert_eq!(r, 0);
+            assert_eq!(after_hypercall(&e.arch, &e.domains, caller, 1), After::Resume, "another vCPU's request is not this one's");
+            assert_eq!(after_hypercall(&e.arch, &e.domains, caller, 0), After::Yield);
+            assert_eq!(after_hypercall(&e.arch, &e.domains, caller, 0), After::Resume, "taken once");
+        }
+        // Other sched_ops ask for no yield.
+        let r = e.call(1, |cx| crate::hypercall::dispatch(cx, guest_abi::hypercall::HYPERVISOR_SCHED_OP, [99, 0, 0, 0, 0]));
+        assert!(r < 0);
+        assert_eq!(after_hypercall(&e.arch, &e.domains, 1, 0), After::Resume);
+        // A domU that yields and stops in one go (a multicall) parks.
+        let (arch, domains) = machine();
+        let d1 = domains.get(1).unwrap();
+        d1.request_yield(0);
+        d1.set_shutdown(ShutdownReason::PowerOff);
+        assert_eq!(after_hypercall(&arch, &domains, 1, 0), After::Park);
     }
 }

@@ -26,6 +26,15 @@ pub fn sched_op_cx(cx: &mut super::HypercallCtx<'_, '_>, cmd: u64, arg: u64) -> 
             }
             None => ret(ESRCH),
         },
+        // A scheduling point once the call returns: `after::after_hypercall` reports it to
+        // the architecture, which carries it out.
+        SCHEDOP_YIELD => match cx.domains.get(cx.caller) {
+            Some(d) => {
+                d.request_yield(cx.vcpu);
+                0
+            }
+            None => ret(ESRCH),
+        },
         SCHEDOP_REMOTE_SHUTDOWN => {
             let r: SchedRemoteShutdown = match read_arg(cx.mem, arg) {
                 Ok(r) => r,

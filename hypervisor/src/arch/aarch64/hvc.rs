@@ -74,12 +74,12 @@ pub fn hypercall(nr: u64, args: [u64; 5]) -> Outcome {
     let mut cx = HypercallCtx { domains: &DOMAINS, caller: current, vcpu: percpu::current_vcpu(), mem: &mut mem, machine: &mut machine, arch: &super::Hw };
     let outcome = hypercall::dispatch_step(&mut cx, nr, args);
     drop(tlb);
-    if nr == guest_abi::hypercall::HYPERVISOR_SCHED_OP && args[0] == u64::from(guest_abi::sched::SCHEDOP_YIELD) {
-        super::vcpu_switch::request_yield();
-    }
-    // Upcalls the hypercall raised (vgic_glue.rs delivers them), then a stop the caller asked for.
-    if after::after_hypercall(&super::Hw, &DOMAINS, current, percpu::current_vcpu()) == After::Park {
-        super::vcpu_switch::park_this_cpu();
+    // Upcalls the hypercall raised (vgic_glue.rs delivers them), then a stop or a yield the
+    // caller asked for.
+    match after::after_hypercall(&super::Hw, &DOMAINS, current, percpu::current_vcpu()) {
+        After::Resume => {}
+        After::Yield => super::vcpu_switch::request_yield(),
+        After::Park => super::vcpu_switch::park_this_cpu(),
     }
     outcome
 }
