@@ -1,8 +1,9 @@
 //! Running the vCPUs of a domain the toolstack made (XEN_DOMCTL_createdomain). Its first
 //! unpause starts every vCPU the toolstack gave an online state (libxl gives vCPU 0 one: the
 //! kernel's entry in the PC, its device tree's address in x0); PSCI CPU_ON from the guest
-//! starts the others. A pause takes its vCPUs off their CPUs at their next scheduling point
-//! (the CPUs running them are kicked) and the unpause puts them back; its destroy stops every
+//! starts the others. A pause takes its vCPUs off their CPUs (the CPUs running them are
+//! kicked, and the pause returns once each has left at its next scheduling point) and the
+//! unpause puts them back; its destroy stops every
 //! one of them before anything it holds is given back.
 //!
 //! Its vCPUs share the CPUs with dom0's under `sched=credit`: the scheduler places each (the
@@ -82,15 +83,38 @@ pub fn start_domain(sched: &Scheduler, cpus: &Cpus, arch: &dyn Arch, d: &Domain)
     started
 }
 
-/// A pause of a running toolstack-made domain: its vCPUs waiting for a CPU (runnable or
-/// blocked; their registers are saved) are taken off the run queues now; the CPUs running the
-/// others are kicked, so that each reaches a scheduling point and the vCPU leaves (the
-/// architecture's switch path sees the pause).
-pub fn pause_domain(sched: &Scheduler, arch: &dyn Arch, d: &Domain) {
-    for v in 0..d.max_vcpus.min(crate::domain::vcpu::MAX_VCPUS as u32) {
-        if let Err(cpu) = sched.stop_unless_running(VcpuRef::new(d.id, v)) {
-            arch.kick_cpu(cpu);
+/// A pause of a running toolstack-made domain, synchronous as Xen's (`vcpu_sleep_sync`): its
+/// vCPUs waiting for a CPU (runnable or blocked; their registers are saved) are taken off the
+/// run queues now; the CPUs running the others are kicked, so that each reaches a scheduling
+/// point and the vCPU leaves (the architecture's switch path sees the pause), and this waits
+/// for that, trying `tries` times (`relax` between tries). The wait ends early when the
+/// domain is unpaused or destroyed meanwhile (its vCPUs may then run on or are stopped by
+/// the destroy). `Err` names a vCPU still running when the tries ran out: it leaves at its
+/// CPU's next scheduling point.
+pub fn pause_domain(sched: &Scheduler, arch: &dyn Arch, d: &Domain, tries: u32, mut relax: impl FnMut()) -> Result<(), StillRunning> {
+    let n = d.max_vcpus.min(crate::domain::vcpu::MAX_VCPUS as u32);
+    let mut kicked = [None; crate::domain::vcpu::MAX_VCPUS];
+    let mut left = tries;
+    loop {
+        if !d.paused() || d.dying() {
+            return Ok(());
         }
+        let mut running = None;
+        for v in 0..n {
+            if let Err(cpu) = sched.stop_unless_running(VcpuRef::new(d.id, v)) {
+                if kicked[v as usize] != Some(cpu) {
+                    arch.kick_cpu(cpu);
+                    kicked[v as usize] = Some(cpu);
+                }
+                running.get_or_insert(StillRunning { vcpu: v, cpu });
+            }
+        }
+        let Some(e) = running else { return Ok(()) };
+        if left == 0 {
+            return Err(e);
+        }
+        left -= 1;
+        relax();
     }
 }
 
@@ -273,10 +297,21 @@ mod tests {
         let home = sched.cpu_of(r).unwrap();
         sched.start(r, 0);
         sched.block(home, 1, None);
-        pause_domain(&sched, &arch, &d);
-        assert!(arch.calls().contains(&Call::Kick(home)));
-        // Its CPU took it off (the switch path for a paused domain).
-        sched.stop(r);
+        assert_eq!(sched.state(r), Some(State::Running(home)));
+        d.controller_pause().unwrap();
+        // The pause returns once its CPU took it off (the switch path for a paused domain,
+        // which the kick brings about).
+        let mut relaxed = 0;
+        assert_eq!(pause_domain(&sched, &arch, &d, 10, || {
+            relaxed += 1;
+            if relaxed == 3 {
+                sched.stop(r);
+            }
+        }), Ok(()));
+        assert_eq!(relaxed, 3);
+        assert_eq!(sched.state(r), Some(State::Off));
+        assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(home)).count(), 1, "kicked once");
+        d.controller_unpause().unwrap();
         resume_domain(&sched, &arch, &d, 2);
         assert_eq!(sched.state(r), Some(State::Runnable));
         // A vCPU that is down stays off.
@@ -285,5 +320,37 @@ mod tests {
         sched.add(VcpuRef::new(2, 0), None, u64::MAX).unwrap();
         resume_domain(&sched, &arch, &e, 3);
         assert_eq!(sched.state(VcpuRef::new(2, 0)), Some(State::Off));
+    }
+
+    #[test]
+    fn a_pause_waits_bounded_and_stops_waiting_when_unpaused() {
+        let (sched, cpus, arch) = machine(SchedPolicy::Credit);
+        let d = domain(&arch, 1, 2);
+        // The toolstack's unpause that starts it.
+        d.controller_unpause().unwrap();
+        start_domain(&sched, &cpus, &arch, &d);
+        d.claim_vcpu_on(1);
+        start_vcpu(&sched, &cpus, &arch, &d, 1, 0x4000_0000, 0).unwrap();
+        let (r0, r1) = (VcpuRef::new(1, 0), VcpuRef::new(1, 1));
+        sched.start(r0, 0);
+        sched.start(r1, 0);
+        let home0 = sched.cpu_of(r0).unwrap();
+        sched.block(home0, 1, None);
+        assert_eq!(sched.state(r0), Some(State::Running(home0)));
+        // Its CPU never gets to a scheduling point: the pause gives up after its tries, the
+        // vCPU that waited for a CPU is off already.
+        d.controller_pause().unwrap();
+        assert_eq!(pause_domain(&sched, &arch, &d, 4, || {}), Err(StillRunning { vcpu: 0, cpu: home0 }));
+        assert_eq!(sched.state(r1), Some(State::Off));
+        // An unpause on another CPU while the pause waits ends the wait: the vCPU runs on.
+        let mut n = 0;
+        assert_eq!(pause_domain(&sched, &arch, &d, 1000, || {
+            n += 1;
+            if n == 2 {
+                d.controller_unpause().unwrap();
+            }
+        }), Ok(()));
+        assert_eq!(n, 2);
+        assert_eq!(sched.state(r0), Some(State::Running(home0)));
     }
 }

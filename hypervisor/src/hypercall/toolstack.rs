@@ -600,11 +600,18 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
 }
 
 /// XEN_DOMCTL_pausedomain: counted; the vCPUs of a running toolstack-made domain leave their
-/// CPUs at their next scheduling point (their CPUs are kicked).
+/// CPUs (their CPUs are kicked) before it returns, as Xen's pause waits for them, within a
+/// bound (a CPU that never reaches a scheduling point is logged; its vCPU leaves when it does).
+/// One pause or unpause at a time (Xen's domctl lock), so a pause's wait cannot stop vCPUs an
+/// unpause has just queued again.
 fn pausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
+    let _one = RUNSTATE.lock();
     d.controller_pause().map_err(|()| ret(EOVERFLOW))?;
     if d.by_toolstack && d.started() {
-        crate::hypercall::domain_run::pause_domain(&crate::sched::SCHED, cx.arch, d);
+        const TRIES: u32 = 1 << 24;
+        if let Err(e) = crate::hypercall::domain_run::pause_domain(&crate::sched::SCHED, cx.arch, d, TRIES, <crate::sync::Relax as spin::RelaxStrategy>::relax) {
+            crate::log!("d{}: paused, but vCPU {} still runs on CPU {}", d.id, e.vcpu, e.cpu);
+        }
     }
     Ok(())
 }
@@ -612,6 +619,7 @@ fn pausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
 /// XEN_DOMCTL_unpausedomain: the last unpause of a toolstack-made domain starts its vCPUs
 /// (the first time) or puts them back in their run queues.
 fn unpausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
+    let _one = RUNSTATE.lock();
     d.controller_unpause().map_err(|()| ret(EINVAL))?;
     // A domain that shut down stays stopped (its vCPUs left their CPUs for good).
     if d.by_toolstack && !d.paused() && !d.dying() && d.shutdown().is_none() {
@@ -624,6 +632,9 @@ fn unpausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
     }
     Ok(())
 }
+
+/// pausedomain's and unpausedomain's critical section (see there).
+static RUNSTATE: crate::sync::SpinMutex<()> = crate::sync::SpinMutex::new(());
 
 /// Most vCPUs a guest's vGIC of each version addresses (Xen: 8 for GICv2; GICv3's
 /// redistributors are bounded by its 128 vCPUs per domain), and xenith's own bound.
