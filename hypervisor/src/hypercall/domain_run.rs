@@ -141,11 +141,28 @@ pub struct StillRunning {
 
 /// Before `d` is destroyed: mark it dying and take every vCPU of it out of the scheduler. One
 /// that is on a CPU leaves at that CPU's next scheduling point (it is kicked, and the switch
-/// path stops a dying domain's vCPU); this waits for it, trying `tries` times (`relax` between
+/// path stops a dying domain's vCPU); one that has a CPU of its own (a dom0less guest under
+/// `sched=null`, in `cpus`) leaves when the kick's interrupt finds its domain dying, and the
+/// CPU is released. This waits for them, trying `tries` times per vCPU (`relax` between
 /// tries). `Err` names a vCPU still running when the tries ran out: nothing may be given back
 /// then.
-pub fn stop_domain(sched: &Scheduler, arch: &dyn Arch, d: &Domain, tries: u32, mut relax: impl FnMut()) -> Result<(), StillRunning> {
+pub fn stop_domain(sched: &Scheduler, cpus: &Cpus, arch: &dyn Arch, d: &Domain, tries: u32, mut relax: impl FnMut()) -> Result<(), StillRunning> {
     d.set_dying();
+    for v in 0..d.max_vcpus.min(crate::domain::vcpu::MAX_VCPUS as u32) {
+        let mut kicked = false;
+        let mut left = tries;
+        while let Some(cpu) = cpus.cpu_of(d.id, v as usize) {
+            if !kicked {
+                arch.kick_cpu(cpu);
+                kicked = true;
+            }
+            if left == 0 {
+                return Err(StillRunning { vcpu: v, cpu });
+            }
+            left -= 1;
+            relax();
+        }
+    }
     for v in 0..d.max_vcpus.min(crate::domain::vcpu::MAX_VCPUS as u32) {
         let r = VcpuRef::new(d.id, v);
         let mut kicked = None;
@@ -269,13 +286,13 @@ mod tests {
         sched.block(home0, 1, None);
         assert_eq!(sched.state(VcpuRef::new(1, 0)), Some(State::Running(home0)));
         // Its CPU does not get to a scheduling point within the tries: refused, nothing removed.
-        assert_eq!(stop_domain(&sched, &arch, &d, 3, || {}), Err(StillRunning { vcpu: 0, cpu: home0 }));
+        assert_eq!(stop_domain(&sched, &cpus, &arch, &d, 3, || {}), Err(StillRunning { vcpu: 0, cpu: home0 }));
         assert!(d.dying());
         assert!(arch.calls().contains(&Call::Kick(home0)));
         assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(home0)).count(), 1, "kicked once while it stays there");
         // The CPU stops it (as the switch path does for a dying domain): the destroy goes on.
         let mut relaxed = 0;
-        let r = stop_domain(&sched, &arch, &d, 10, || {
+        let r = stop_domain(&sched, &cpus, &arch, &d, 10, || {
             relaxed += 1;
             sched.stop(VcpuRef::new(1, 0));
         });
@@ -352,5 +369,23 @@ mod tests {
         }), Ok(()));
         assert_eq!(n, 2);
         assert_eq!(sched.state(r0), Some(State::Running(home0)));
+    }
+
+    #[test]
+    fn destroy_of_a_guest_with_a_cpu_of_its_own_waits_until_that_cpu_is_released() {
+        let (sched, cpus, arch) = machine(SchedPolicy::Null);
+        // A dom0less guest built at boot, its vCPU on CPU 3 (not in the scheduler).
+        let d = Domain::new(1, false, false, crate::domain::RamBanks::default());
+        cpus.give_to_domu(3, 1, 0);
+        assert_eq!(stop_domain(&sched, &cpus, &arch, &d, 2, || {}), Err(StillRunning { vcpu: 0, cpu: 3 }));
+        assert!(d.dying());
+        assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(3)).count(), 1);
+        // The kick's interrupt finds the domain dying and parks the CPU, releasing it.
+        let mut n = 0;
+        assert_eq!(stop_domain(&sched, &cpus, &arch, &d, 10, || {
+            n += 1;
+            cpus.release(3);
+        }), Ok(()));
+        assert_eq!((n, cpus.cpu_of(1, 0)), (1, None));
     }
 }

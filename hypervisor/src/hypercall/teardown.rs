@@ -353,4 +353,25 @@ mod tests {
         assert_eq!(entry_flags(&e, 1, 7), GTF_PERMIT_ACCESS, "dom1 may end access again");
         assert!(!super::any_lingering());
     }
+
+    #[test]
+    fn a_dom0less_guest_is_destroyed_and_its_ram_goes_back_to_the_pool() {
+        use crate::domain::{Domain, RamBank, RamBanks};
+        let mut e = Env::new();
+        // A guest as boot builds one: RAM from the frame pool, a stage 2 mapping it.
+        let pa = e.frames.alloc(16 * 4096, 4096).unwrap();
+        let mut ram = RamBanks::default();
+        ram.push(RamBank { ipa: 0x4000_0000, pa, size: 16 * 4096 });
+        let mut d = Domain::new(2, false, false, ram);
+        let mut tlb = e.phys.tlb();
+        let mut p2m = crate::mm::Stage2::new(3, crate::mm::Stage2Config::DOMAIN, &mut e.frames, &e.phys).unwrap();
+        p2m.map(0x4000_0000, pa, 16 * 4096, crate::mm::S2Attr::RAM_RWX, &mut e.frames, &e.phys, &mut tlb).unwrap();
+        *d.p2m.get_mut() = Some(p2m);
+        assert!(e.domains.insert(d).is_ok());
+        let before = e.frames.total_free();
+        assert_eq!(domctl(&mut e, 0, domctl::DESTROYDOMAIN, 2, [0; 16]), 0);
+        assert!(e.domains.get(2).is_none());
+        assert!(e.frames.is_free(pa, 16 * 4096));
+        assert!(e.frames.total_free() > before + 16 * 4096, "its stage-2 tables too");
+    }
 }

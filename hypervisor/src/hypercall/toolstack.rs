@@ -831,8 +831,9 @@ fn getvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, v: &VcpuContext) ->
 
 /// XEN_DOMCTL_destroydomain: stop the domain's vCPUs (each leaves its CPU first), then give
 /// back what it holds (`teardown`): what other domains still map stays, the domain with it,
-/// dying, until they unmap it (a destroy of such a domain succeeds again, as on Xen). Not
-/// dom0 nor the caller.
+/// dying, until they unmap it (a destroy of such a domain succeeds again, as on Xen). A
+/// domain the toolstack made or one built at boot (dom0less), as on Xen; not dom0 nor the
+/// caller.
 fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> Result<(), i64> {
     if is_caller || d.is_hardware {
         return Err(ret(EINVAL));
@@ -841,14 +842,11 @@ fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> 
         super::teardown::reap(cx.domains, cx.machine);
         return Ok(());
     }
-    if !d.by_toolstack {
-        return Err(ret(guest_abi::errno::EBUSY));
-    }
     // A vCPU on another CPU leaves it at that CPU's next interrupt (it is kicked): well
     // within this many tries unless that CPU is stuck, and then nothing is given back yet
     // (-EBUSY; the toolstack may ask again).
     const TRIES: u32 = 1 << 24;
-    if let Err(e) = crate::hypercall::domain_run::stop_domain(&crate::sched::SCHED, cx.arch, d, TRIES, <crate::sync::Relax as spin::RelaxStrategy>::relax) {
+    if let Err(e) = crate::hypercall::domain_run::stop_domain(&crate::sched::SCHED, &crate::domain::vcpu::CPUS, cx.arch, d, TRIES, <crate::sync::Relax as spin::RelaxStrategy>::relax) {
         crate::log!("d{}: vCPU {} still runs on CPU {}: not destroyed yet", d.id, e.vcpu, e.cpu);
         return Err(ret(guest_abi::errno::EBUSY));
     }
@@ -1038,9 +1036,11 @@ mod tests {
         assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, id, [0; 16]), ret(ESRCH));
         assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, id, [0; 16]), ret(ESRCH));
         assert_eq!(e.frames.total_free(), free_before, "its stage-2 tables went back");
-        // dom0 and a domain built at boot are not destroyed that way.
+        // dom0 is not destroyed that way.
         assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 0, [0; 16]), ret(EINVAL));
-        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 1, [0; 16]), ret(guest_abi::errno::EBUSY));
+        // A dom0less guest is destroyed too (as on Xen).
+        assert_eq!(domctl_call(&mut e, 0, domctl::DESTROYDOMAIN, v, 1, [0; 16]), 0);
+        assert!(e.domains.get(1).is_none());
     }
 
     #[test]

@@ -95,7 +95,14 @@ pub fn fixtures_from(suite: env::Suite) -> Result<Dom0Linux> {
             None
         }
     };
-    let programs = Programs { fuzzer: fuzz.as_deref(), stress: stress.as_deref(), cntvct: cntvct.as_deref(), domexc: domexc.as_deref(), toolstack_fuzzer: toolstack_fuzz.as_deref() };
+    let gnthold = match user_program(&out, "tools/xtask/fuzz/gnthold.rs", "gnthold") {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("xtask: grant holder not built ({e}): the toolstack test's destroy will find no grant held");
+            None
+        }
+    };
+    let programs = Programs { fuzzer: fuzz.as_deref(), stress: stress.as_deref(), cntvct: cntvct.as_deref(), domexc: domexc.as_deref(), toolstack_fuzzer: toolstack_fuzz.as_deref(), gnthold: gnthold.as_deref() };
     std::fs::write(&initrd, initramfs(&busybox, &modules, &programs)).map_err(|e| format!("{}: {e}", initrd.display()))?;
     Ok(Dom0Linux { kernel, initrd })
 }
@@ -349,6 +356,8 @@ pub struct Programs<'a> {
     pub domexc: Option<&'a [u8]>,
     /// /bin/toolstack_fuzz (`xenith-tsfuzz`).
     pub toolstack_fuzzer: Option<&'a [u8]>,
+    /// /bin/gnthold (the toolstack script holds a domU's grant across its destroy).
+    pub gnthold: Option<&'a [u8]>,
 }
 
 /// A busybox initramfs without its /init: the directories, busybox as /bin/sh, the console's
@@ -385,6 +394,9 @@ pub fn initramfs(busybox: &[u8], modules: &[(String, Vec<u8>)], programs: &Progr
     }
     if let Some(f) = programs.toolstack_fuzzer {
         c.file("bin/toolstack_fuzz", 0o755, f);
+    }
+    if let Some(f) = programs.gnthold {
+        c.file("bin/gnthold", 0o755, f);
     }
     c.file("init", 0o755, init_script(modules).as_bytes());
     c.finish()
@@ -907,7 +919,7 @@ mod tests {
     fn user_programs_are_static_aarch64_executables() {
         let dir = std::env::temp_dir().join(format!("xenith-fuzz-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for (src, name) in [("tools/xtask/fuzz/privcmd_fuzz.rs", "privcmd_fuzz"), ("tools/xtask/stress/stress.rs", "stress"), ("tools/xtask/fuzz/cntvct.rs", "cntvct")] {
+        for (src, name) in [("tools/xtask/fuzz/privcmd_fuzz.rs", "privcmd_fuzz"), ("tools/xtask/stress/stress.rs", "stress"), ("tools/xtask/fuzz/cntvct.rs", "cntvct"), ("tools/xtask/fuzz/gnthold.rs", "gnthold")] {
             let elf = user_program(&dir, src, name).unwrap();
             assert_eq!(&elf[..5], b"\x7fELF\x02", "{name}");
             assert_eq!(u16::from_le_bytes([elf[16], elf[17]]), 2, "{name}: ET_EXEC");

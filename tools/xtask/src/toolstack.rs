@@ -116,9 +116,14 @@ fn script() -> String {
          echo \"toolstack: xl list with the domU\"; xl list 2>&1 | sed 's/^/xl-list-domu: /'\n\
          xl vcpu-list {NAME} 2>&1 | sed 's/^/xl-vcpu-list-domu: /'\n\
          echo \"toolstack: dom0 pings the domU: $(ping -c 2 -W 5 {DOMU_IP} 2>&1 | grep 'packets transmitted')\"\n\
+         # dom0 maps the domU's xenstore grant and holds it across the destroy.\n\
+         xl domid {NAME} > /tmp/gnthold.domid 2>/dev/null; gh=\n\
+         if [ -x /bin/gnthold ]; then /bin/gnthold > /tmp/gnthold.log 2>&1 & gh=$!; i=0; until grep -q mapped /tmp/gnthold.log || [ $i -ge 50 ]; do sleep 0.1; i=$((i+1)); done; sed 's/^/gnthold: /' /tmp/gnthold.log; fi\n\
          xl destroy {NAME} > /tmp/xl-destroy.log 2>&1; rc=$?\n\
          sed 's/^/xl-destroy: /' /tmp/xl-destroy.log\n\
          echo \"toolstack: xl destroy exit $rc\"\n\
+         echo \"toolstack: xl list while dom0 holds its grant\"; xl list 2>&1 | sed 's/^/xl-list-held: /'\n\
+         [ -n \"$gh\" ] && kill $gh && wait $gh 2>/dev/null; echo \"toolstack: grant released\"\n\
          kill $hold 2>/dev/null\n\
          fi\n\
          i=0; while :; do free_after=$(free_mem); [ \"$free_after\" = \"$free_before\" ] || [ $i -ge 50 ] && break; sleep 0.2; i=$((i+1)); done\n\
@@ -312,7 +317,16 @@ fn check_domu(o: &Outcome) -> std::result::Result<(), String> {
     if !o.has("toolstack: xl destroy exit 0") {
         return Err(format!("`xl destroy` failed: {:?}", lines(o, "xl-destroy: ")));
     }
-    if lines(o, "xl-list-after: ").iter().any(|l| l.starts_with(NAME)) {
+    // While dom0 maps its xenstore grant the destroyed domain stays, dying (`d`), with the
+    // held page; once dom0 unmaps it the domain is gone.
+    let held = lines(o, "gnthold: ");
+    let domid = held.iter().find_map(|l| l.split_once("mapped d")?.1.split_whitespace().next()).ok_or_else(|| format!("dom0 did not map the domU's xenstore grant: {held:?}"))?;
+    let during = lines(o, "xl-list-held: ");
+    let dying = during.iter().map(|l| l.split_whitespace().collect::<Vec<_>>()).any(|c| c.len() >= 6 && c[1] == domid && c[4].ends_with('d'));
+    if !dying {
+        return Err(format!("`xl list` after `xl destroy`, dom0 still mapping d{domid}'s grant, should show it dying: {during:?}"));
+    }
+    if lines(o, "xl-list-after: ").iter().any(|l| l.starts_with(NAME) || l.split_whitespace().nth(1) == Some(domid)) {
         return Err(format!("{NAME} is still in `xl list` after `xl destroy`"));
     }
     let free = |tag: &str| lines(o, tag).first().and_then(|v| v.trim().parse::<u64>().ok());
@@ -490,7 +504,13 @@ xl-vcpu-list-domu: Name                                ID  VCPU   CPU State   Ti
 xl-vcpu-list-domu: xenith-domu                          1     0    0   -b-      19.1  all / all
 xl-vcpu-list-domu: xenith-domu                          1     1    0   -b-      16.0  all / all
 toolstack: dom0 pings the domU: 2 packets transmitted, 2 packets received, 0% packet loss
+gnthold: gnthold: mapped d1 ref 1, first byte 0
 toolstack: xl destroy exit 0
+toolstack: xl list while dom0 holds its grant
+xl-list-held: Name                                        ID   Mem VCPUs\tState\tTime(s)
+xl-list-held: Domain-0                                     0   512     2     r-----     149.8
+xl-list-held: (null)                                       1     0     2     --p--d      83.5
+toolstack: grant released
 toolstack: free_memory after destroy: 1504
 xl-list-after: Name                                        ID   Mem VCPUs\tState\tTime(s)
 xl-list-after: Domain-0                                     0   512     2     r-----      72.4
@@ -537,6 +557,10 @@ hotplug: block: /dev/loop0 detached
             ("xl destroy exit 0", "xl destroy exit 1"),
             ("free_memory after destroy: 1504", "free_memory after destroy: 1376"),
             ("xl-list-after: Domain-0", "xl-list-after: xenith-domu 1 128 2\nxl-list-after: Domain-0"),
+            ("xl-list-after: Domain-0", "xl-list-after: (null) 1 0 2 --p--d 83.5\nxl-list-after: Domain-0"),
+            ("gnthold: mapped d1", "gnthold: map ioctl: -22"),
+            ("2     --p--d", "2     --p---"),
+            ("xl-list-held: (null)", "xl-list-gone: (null)"),
             ("on /dev/loop0 (7:0)", "failed"),
             ("vif1.0 up", "vif1.0 down"),
         ] {
