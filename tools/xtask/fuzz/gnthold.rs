@@ -11,22 +11,12 @@ use core::arch::asm;
 
 #[path = "decimal.rs"]
 mod decimal;
+#[path = "gntdev.rs"]
+mod gntdev;
+use gntdev::{GntdevMap, IOCTL_GNTDEV_MAP_GRANT_REF};
 
 /// The reference mapped: GNTTAB_RESERVED_XENSTORE.
 const GREF: u32 = 1;
-
-/// `struct ioctl_gntdev_map_grant_ref` with one reference.
-#[repr(C)]
-struct GntdevMap {
-    count: u32,
-    pad: u32,
-    index: u64,
-    domid: u32,
-    r#ref: u32,
-}
-
-/// IOCTL_GNTDEV_MAP_GRANT_REF: _IOC(none, 'G', 0, sizeof(GntdevMap)).
-const IOCTL_GNTDEV_MAP_GRANT_REF: u64 = ((core::mem::size_of::<GntdevMap>() as u64) << 16) | ((b'G' as u64) << 8);
 
 fn syscall6(nr: u64, a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> i64 {
     let ret: i64;
@@ -90,7 +80,7 @@ pub extern "C" fn _start() -> ! {
     if fd < 0 {
         fail(b"cannot open /dev/xen/gntdev", fd);
     }
-    let mut m = GntdevMap { count: 1, pad: 0, index: 0, domid: dom, r#ref: GREF };
+    let mut m = GntdevMap { count: 1, pad: 0, index: 0, domid: dom, gref: GREF };
     let r = syscall6(29, fd as u64, IOCTL_GNTDEV_MAP_GRANT_REF, &mut m as *mut GntdevMap as u64, 0, 0, 0);
     if r < 0 {
         fail(b"map ioctl", r);

@@ -27,6 +27,9 @@
 
 use core::arch::asm;
 
+#[path = "../fuzz/gntdev.rs"]
+mod gntdev;
+use gntdev::{GntdevMap, IOCTL_GNTDEV_MAP_GRANT_REF};
 #[path = "../fuzz/decimal.rs"]
 mod decimal;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
@@ -507,14 +510,6 @@ struct GntallocDealloc {
     count: u32,
 }
 #[repr(C)]
-struct GntdevMap {
-    count: u32,
-    pad: u32,
-    index: u64,
-    domid: u32,
-    gref: u32,
-}
-#[repr(C)]
 struct GntdevUnmap {
     index: u64,
     count: u32,
@@ -522,7 +517,6 @@ struct GntdevUnmap {
 }
 const IOCTL_GNTALLOC_ALLOC_GREF: u64 = ioc(b'G', 5, core::mem::size_of::<GntallocAlloc>() as u64);
 const IOCTL_GNTALLOC_DEALLOC_GREF: u64 = ioc(b'G', 6, core::mem::size_of::<GntallocDealloc>() as u64);
-const IOCTL_GNTDEV_MAP_GRANT_REF: u64 = ioc(b'G', 0, core::mem::size_of::<GntdevMap>() as u64);
 const IOCTL_GNTDEV_UNMAP_GRANT_REF: u64 = ioc(b'G', 1, core::mem::size_of::<GntdevUnmap>() as u64);
 const GNTALLOC_FLAG_WRITABLE: u16 = 1;
 const _: () = assert!(IOCTL_GNTALLOC_ALLOC_GREF == 0x0018_4705 && IOCTL_GNTDEV_MAP_GRANT_REF == 0x0018_4700);
