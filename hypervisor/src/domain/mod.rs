@@ -191,6 +191,9 @@ pub struct Domain {
     /// other domains still map, listed in [`Domain::remains`]; it stays in the table (its id
     /// taken) until they are unmapped.
     dead: AtomicBool,
+    /// Scheduler ticks its vCPUs ran, counted as the destroy took them out of the scheduler
+    /// (what getdomaininfo reports of a dead domain).
+    ran_ticks: AtomicU64,
     /// Frames [`Domain::remains`] holds (what getdomaininfo reports of a dead domain).
     held_pages: AtomicU64,
     /// A dead domain's frames still mapped by other domains, and by whom. Taken with no other
@@ -263,6 +266,7 @@ impl Domain {
             yields: AtomicU32::new(0),
             dead: AtomicBool::new(false),
             held_pages: AtomicU64::new(0),
+            ran_ticks: AtomicU64::new(0),
             remains: Mutex::new(None),
         }
     }
@@ -333,6 +337,16 @@ impl Domain {
     pub fn set_dead(&self, held: u64) {
         self.held_pages.store(held, Ordering::Relaxed);
         self.dead.store(true, Ordering::Release);
+    }
+
+    /// A vCPU that ran `ticks` leaves the scheduler for good (the domain is destroyed).
+    pub fn note_ran(&self, ticks: u64) {
+        self.ran_ticks.fetch_add(ticks, Ordering::Relaxed);
+    }
+
+    /// Ticks its vCPUs ran, as [`Domain::note_ran`] counted them.
+    pub fn ran_ticks(&self) -> u64 {
+        self.ran_ticks.load(Ordering::Relaxed)
     }
 
     /// Frames of a dead domain still mapped elsewhere.

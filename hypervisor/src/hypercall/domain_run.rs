@@ -168,8 +168,12 @@ pub fn stop_domain(sched: &Scheduler, cpus: &Cpus, arch: &dyn Arch, d: &Domain, 
         let mut kicked = None;
         let mut left = tries;
         loop {
+            let ran = sched.run_time(r).unwrap_or(0);
             match sched.remove_unless_running(r) {
-                Ok(()) => break,
+                Ok(()) => {
+                    d.note_ran(ran);
+                    break;
+                }
                 Err(cpu) => {
                     if kicked != Some(cpu) {
                         arch.kick_cpu(cpu);

@@ -115,6 +115,11 @@ fn references(domains: &Domains, gone: &Domain, mem: &dyn platform::PhysMem) -> 
     let table: Vec<u64> = gone.grants.lock().frame_pas().to_vec();
     let owned = |pa: u64| banks.contains_pa(pa, 4096) || table.contains(&pa);
     let mut refs = Vec::new();
+    // Without RAM or grant-table frames nothing of it can be mapped (and no stage 2 need be
+    // walked: dom0's is large).
+    if banks.as_slice().is_empty() && table.is_empty() {
+        return refs;
+    }
     for o in domains.iter().filter(|o| o.id != gone.id) {
         refs.extend(o.grants.lock().mappings().filter(|(_, gm)| gm.granter == gone.id).map(|(handle, gm)| Ref { holder: Holder::Grant { mapper: o.id, handle }, pa: gm.pa }));
         let p2m = o.p2m.read();

@@ -385,7 +385,8 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
         tot_pages: d.tot_pages(),
         max_pages: d.max_pages(),
         shared_info_frame: shared_info.map_or(0, |pa| pa >> 12),
-        cpu_time: (0..n).map(|v| vcpu_time(d, v)).sum(),
+        // A dead domain's vCPUs left the scheduler, which counted their time until then.
+        cpu_time: if d.dead() { ticks_to_ns(d.ran_ticks()) } else { (0..n).map(|v| vcpu_time(d, v)).sum() },
         nr_online_vcpus: online,
         // A domain whose vCPUs are not made yet reports Xen's XEN_INVALID_MAX_VCPU_ID.
         max_vcpu_id: if d.vcpus_made() { n - 1 } else { u32::MAX },
@@ -418,13 +419,17 @@ fn run_state(d: &Domain, v: u32) -> (bool, bool) {
 fn vcpu_time(d: &Domain, v: u32) -> u64 {
     if d.by_toolstack {
         // Its vCPUs run where the scheduler puts them, which counts their time.
-        let ticks = crate::sched::SCHED.run_time(crate::sched::VcpuRef::new(d.id, v)).unwrap_or(0);
-        (u128::from(ticks) * 1_000_000 / u128::from(host().cpu_khz.max(1))) as u64
+        ticks_to_ns(crate::sched::SCHED.run_time(crate::sched::VcpuRef::new(d.id, v)).unwrap_or(0))
     } else if d.vcpu_off(v) {
         d.vcpu_off_at(v).unwrap_or(0)
     } else {
         now_ns()
     }
+}
+
+/// Nanoseconds of `ticks` of the system counter.
+fn ticks_to_ns(ticks: u64) -> u64 {
+    (u128::from(ticks) * 1_000_000 / u128::from(host().cpu_khz.max(1))) as u64
 }
 
 /// `domctl(arg)`.
