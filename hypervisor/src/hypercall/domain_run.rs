@@ -289,6 +289,10 @@ mod tests {
         // dom0's vCPU on that CPU blocks: the domU's vCPU 0 runs.
         sched.block(home0, 1, None);
         assert_eq!(sched.state(VcpuRef::new(1, 0)), Some(State::Running(home0)));
+        // It runs a while (the tick accounts it).
+        sched.schedule(home0, 1001);
+        let ran = sched.run_time(VcpuRef::new(1, 0)).unwrap();
+        assert!(ran > 0);
         // Its CPU does not get to a scheduling point within the tries: refused, nothing removed.
         assert_eq!(stop_domain(&sched, &cpus, &arch, &d, 3, || {}), Err(StillRunning { vcpu: 0, cpu: home0 }));
         assert!(d.dying());
@@ -302,6 +306,7 @@ mod tests {
         });
         assert_eq!(r, Ok(()));
         assert_eq!(relaxed, 1);
+        assert_eq!(d.ran_ticks(), ran, "its vCPUs' time, kept for getdomaininfo");
         for v in 0..2 {
             assert_eq!(sched.state(VcpuRef::new(1, v)), None);
         }
