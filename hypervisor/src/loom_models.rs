@@ -410,3 +410,63 @@ fn loom_event_send_vs_close() {
         assert_eq!(d1.with_evtchn(|ev| ev.state(1)), crate::domain::evtchn::PortState::Unbound { remote: 0 });
     });
 }
+
+/// dom0 maps a frame of a guest (a foreign map, as the toolstack does) on one vCPU and
+/// destroys that guest on another, while an earlier foreign map of the guest's other page keeps
+/// it in the table. Either the new map fails (the guest's stage 2 was gone) and its frame goes
+/// back to the pool, or the destroy finds the map and the frame stays the lingering guest's
+/// until dom0 removes it: never does dom0 map a frame that went back to the pool.
+#[test]
+fn loom_foreign_map_vs_destroy() {
+    use guest_abi::memory::{XenAddToPhysmapBatch, XenRemoveFromPhysmap, XENMAPSPACE_GMFN_FOREIGN, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_REMOVE_FROM_PHYSMAP};
+    use guest_abi::toolstack::{domctl, XenDomctl, XEN_DOMCTL_INTERFACE_VERSION};
+    const GUEST: u64 = 0x4000_0000;
+    const EARLIER: u64 = HOST_ADDR + PAGE;
+    model(|| {
+        let w = World::new(|mem, ds, frames| {
+            // dom2: two pages of RAM from the pool at GUEST (not direct-mapped); dom0 maps the
+            // second at EARLIER.
+            let pa = frames.alloc_frames(2).unwrap();
+            let mut ram = RamBanks::default();
+            ram.push(RamBank { ipa: GUEST, pa, size: 2 * PAGE });
+            let mut d = Domain::new(2, false, false, ram);
+            let mut p2m = Stage2::new(3, Stage2Config { ipa_bits: 40, pa_bits: 40 }, frames, mem).unwrap();
+            p2m.map(GUEST, pa, 2 * PAGE, S2Attr::RAM_RW, frames, mem, &mut NoTlb).unwrap();
+            *d.p2m.get_mut() = Some(p2m);
+            assert!(ds.insert(d).is_ok());
+            ds.get(0).unwrap().p2m.write().as_mut().unwrap().map(EARLIER, pa + PAGE, PAGE, S2Attr::RAM_RW, frames, mem, &mut NoTlb).unwrap();
+        });
+        let pa = w.domains.get(2).unwrap().ram().as_slice()[0].pa;
+        let w2 = w.clone();
+        let mapper = spawn(move || {
+            let b = XenAddToPhysmapBatch { domid: guest_abi::DOMID_SELF, space: XENMAPSPACE_GMFN_FOREIGN as u16, size: 1, foreign_domid: 2, idxs: ARGS + 0x100, gpfns: ARGS + 0x108, errs: ARGS + 0x110 };
+            let (r, mut gm) = w2.call(0, 12, u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH), &b, 0, &[(ARGS + 0x100, GUEST / PAGE), (ARGS + 0x108, HOST_ADDR / PAGE), (ARGS + 0x110, u64::MAX)]);
+            assert_eq!(r, 0, "the guest lingers: it is still found");
+            crate::hypercall::read_arg::<i32>(&mut gm, ARGS + 0x110).unwrap()
+        });
+        let op = XenDomctl { cmd: domctl::DESTROYDOMAIN, interface_version: XEN_DOMCTL_INTERFACE_VERSION, domain: 2, pad: [0; 3], u: [0; 16] };
+        let (r, _) = w.call(0, guest_abi::hypercall::HYPERVISOR_DOMCTL, ARGS, &op, 0, &[]);
+        assert_eq!(r, 0);
+        let err = mapper.join().unwrap();
+        let d0 = w.domains.get(0).unwrap();
+        let seen = d0.p2m.read().as_ref().unwrap().lookup_pa(HOST_ADDR, &w.mem);
+        let d2 = w.domains.get(2).expect("the guest lingers while dom0 maps its frames");
+        assert!(d2.dead());
+        if err == 0 {
+            assert_eq!(seen, Some(pa));
+            assert!(d2.remains.lock().as_ref().is_some_and(|r| r.holds(pa)));
+            assert!(!w.frames.lock().is_free(pa, PAGE), "a frame dom0 maps went back to the pool");
+        } else {
+            assert_eq!(seen, None);
+            assert!(w.frames.lock().is_free(pa, PAGE));
+        }
+        // dom0 removes its maps: the frames and the guest go.
+        for gpfn in [HOST_ADDR / PAGE, EARLIER / PAGE] {
+            let (r, _) = w.call(0, 12, u64::from(XENMEM_REMOVE_FROM_PHYSMAP), &XenRemoveFromPhysmap { domid: guest_abi::DOMID_SELF, gpfn }, 0, &[]);
+            assert!(r == 0 || (err != 0 && gpfn == HOST_ADDR / PAGE), "remove_from_physmap {gpfn:#x}: {r}");
+        }
+        assert!(w.domains.get(2).is_none());
+        assert!(w.frames.lock().is_free(pa, 2 * PAGE));
+        assert!(!crate::hypercall::teardown::any_lingering());
+    });
+}
