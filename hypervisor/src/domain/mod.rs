@@ -320,11 +320,18 @@ impl Domain {
         }
     }
 
-    /// Whether vCPU `vcpu` asked to yield since the last call (the request is taken).
+    /// Whether vCPU `vcpu` asked to yield since the last call (the request is taken). One
+    /// load while no vCPU of the domain asked.
     #[inline(always)]
     pub fn take_yield(&self, vcpu: u32) -> bool {
+        self.yields.load(Ordering::Relaxed) != 0 && self.take_yield_slow(vcpu)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_yield_slow(&self, vcpu: u32) -> bool {
         let bit = 1u32.checked_shl(vcpu).unwrap_or(0);
-        self.yields.load(Ordering::Relaxed) & bit != 0 && self.yields.fetch_and(!bit, Ordering::Relaxed) & bit != 0
+        self.yields.fetch_and(!bit, Ordering::Relaxed) & bit != 0
     }
 
     /// Whether its destroy is done and only frames other domains map are left of it.

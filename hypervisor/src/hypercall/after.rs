@@ -97,19 +97,18 @@ pub fn after_hypercall(arch: &dyn Arch, domains: &Domains, caller: DomId, vcpu: 
             arch.deliver_event_upcall(d);
         }
     }
-    let Some(d) = domains.get(caller) else { return After::Resume };
-    let yielded = d.take_yield(vcpu);
+    let yielded = |d: &Domain| if d.take_yield(vcpu) { After::Yield } else { After::Resume };
     if caller == 0 {
-        if d.shutdown().is_some() {
-            hardware_domain_stop(arch, d);
+        let Some(d0) = domains.get(0) else { return After::Resume };
+        if d0.shutdown().is_some() {
+            hardware_domain_stop(arch, d0);
         }
-    } else if after_trap(arch, domains, d, vcpu) == After::Park {
-        return After::Park;
+        return yielded(d0);
     }
-    if yielded {
-        After::Yield
-    } else {
-        After::Resume
+    match domains.get(caller) {
+        Some(d) if after_trap(arch, domains, d, vcpu) == After::Park => After::Park,
+        Some(d) => yielded(d),
+        None => After::Resume,
     }
 }
 

@@ -313,16 +313,19 @@ extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
     let ssbd = super::spectre::guest_exit();
     let kind = super::irq::irq_from_guest(frame, |f| super::vcpu_switch::reschedule(f, super::vcpu_switch::Why::Interrupt));
     count(kind);
-    // A guest with a CPU of its own (sched=null) is kicked when it is destroyed: its CPU
-    // stops (and is released) here. Where vCPUs share CPUs the reschedule did that.
-    if kind == TrapKind::IrqKick && !percpu::shares_cpus() {
-        if let Some(dom) = DOMAINS.get(percpu::current_domain()).filter(|d| d.dying()) {
-            if after::after_trap(&super::Hw, &DOMAINS, dom, percpu::current_vcpu()) == After::Park {
-                super::vcpu_switch::park_this_cpu();
-            }
+    super::spectre::guest_entry(ssbd);
+}
+
+/// A kick on a CPU a guest has to itself (sched=null): when it is the guest's destroy, its
+/// CPU stops (and is released) here. Where vCPUs share CPUs the reschedule does that.
+#[cold]
+#[inline(never)]
+pub(super) fn kicked() {
+    if let Some(dom) = DOMAINS.get(percpu::current_domain()).filter(|d| d.dying()) {
+        if after::after_trap(&super::Hw, &DOMAINS, dom, percpu::current_vcpu()) == After::Park {
+            super::vcpu_switch::park_this_cpu();
         }
     }
-    super::spectre::guest_entry(ssbd);
 }
 
 #[no_mangle]
