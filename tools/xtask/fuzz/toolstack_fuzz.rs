@@ -117,6 +117,25 @@ pub extern "C" fn _start() -> ! {
         fail(b"cannot map the buffer");
     }
     let buf = buf as u64;
+    // Run again with /tmp/tsfuzz-destroy present: destroy the dom0less domU (id 1), as Xen
+    // lets dom0 do, and say what destroydomain returned.
+    let flag = b"/tmp/tsfuzz-destroy\0";
+    if unsafe { syscall(48, -100i64 as u64, flag.as_ptr() as u64, 0, 0, 0, 0) } == 0 {
+        // SAFETY: the buffer mapped above.
+        let w = unsafe { core::slice::from_raw_parts_mut(buf as *mut u64, 18) };
+        w.fill(0);
+        w[0] = 2 | VERSION << 32; // XEN_DOMCTL_destroydomain
+        w[1] = PROTECTED;
+        let h = Hypercall { op: DOMCTL, arg: [buf, 0, 0, 0, 0] };
+        let ret = unsafe { syscall(29, fd as u64, IOCTL_PRIVCMD_HYPERCALL, &h as *const Hypercall as u64, 0, 0, 0) };
+        write(b"tsfuzz-destroy: d1 destroydomain ");
+        if ret < 0 {
+            write(b"-");
+        }
+        write_num(ret.unsigned_abs());
+        write(b"\n");
+        exit(0);
+    }
     // SAFETY: the mapping just made, BUF_SIZE bytes, readable and writable.
     let words = unsafe { core::slice::from_raw_parts_mut(buf as *mut u64, (BUF_SIZE / 8) as usize) };
     let mut rng = Rng(SEED);

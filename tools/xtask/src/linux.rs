@@ -321,7 +321,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          if [ -x /etc/xenith/toolstack.sh ]; then /etc/xenith/toolstack.sh; fi\n\
-         if grep -q xenith-tsfuzz /proc/cmdline; then if [ -x /bin/toolstack_fuzz ]; then /bin/toolstack_fuzz; else echo TSFUZZ-FAILED no fuzzer; fi; echo \"tsfuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; sleep 2; fi\n\
+         if grep -q xenith-tsfuzz /proc/cmdline; then if [ -x /bin/toolstack_fuzz ]; then /bin/toolstack_fuzz; else echo TSFUZZ-FAILED no fuzzer; fi; echo \"tsfuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; sleep 2; touch /tmp/tsfuzz-destroy; [ -x /bin/toolstack_fuzz ] && /bin/toolstack_fuzz; sleep 2; echo \"tsfuzz: after the domU's destroy\"; fi\n\
          if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
          if grep -q xenith-msi /proc/cmdline; then echo \"msi-blk: $(md5sum /dev/vda)\"; ip link set eth0 up; timeout 15 udhcpc -i eth0 -n -q -t 3 -s /bin/true >/dev/null 2>&1; ip addr add 10.0.2.15/24 dev eth0 2>/dev/null; ping -c 2 -W 2 10.0.2.15 >/dev/null 2>&1; echo \"msi-net: rx $(cat /sys/class/net/eth0/statistics/rx_packets) tx $(cat /sys/class/net/eth0/statistics/tx_packets)\"; fi\n\
          if grep -q xenith-nested /proc/cmdline; then for d in /sys/kernel/iommu_groups/*/devices/*; do g=${{d%/devices/*}}; echo \"iommu-group: ${{g##*/}} $(cat $d/vendor):$(cat $d/device) $(cat $g/type)\"; done; dmesg | grep -i smmu | sed 's/^/smmu-dmesg: /'; fi\n\
@@ -1290,6 +1290,8 @@ pub const TSFUZZ_DONE: &str = "TSFUZZ-DONE calls=100000";
 pub const TSFUZZ_DOMU_ARGS: &str = "console=ttyAMA0 domu heartbeat";
 /// A heartbeat of that domU on the console (xenith prefixes its vpl011 output).
 const HEARTBEAT: &str = "DOM1: heartbeat ";
+/// What the fuzzer prints when run again to destroy the domU, before destroydomain's return.
+const DESTROY_ASKED: &str = "tsfuzz-destroy: d1 destroydomain ";
 
 /// The hostile-toolstack system test's boot: Linux dom0 (2 vCPUs) running
 /// tools/xtask/fuzz/toolstack_fuzz.rs (100 000 sysctl/domctl calls) before the marker, and a
@@ -1326,20 +1328,34 @@ pub fn toolstack_fuzz_systest_check(o: &Outcome) -> std::result::Result<(), Stri
     }
     println!("toolstack fuzz: {created} domains created and {destroyed} destroyed by the fuzzer");
     // The domU ran through the fuzzer and after it: heartbeats before the fuzzer's end and
-    // after it, and no stop of domain 1.
+    // after it, and no stop of domain 1 until dom0 destroyed it.
     let lines: Vec<&str> = o.output.lines().collect();
     let done = lines.iter().position(|l| l.contains(TSFUZZ_DONE)).unwrap_or(0);
+    let destroy = lines.iter().position(|l| l.contains(DESTROY_ASKED)).ok_or("dom0 did not destroy the domU after the fuzzer")?;
+    // The hypervisor's lines about the destroy come before dom0 prints its return.
+    let destroy = lines[done..destroy].iter().position(|l| l.contains("d1: gone") || l.contains("d1: destroyed")).map_or(destroy, |i| done + i);
     let beats_before = lines[..done].iter().filter(|l| l.contains(HEARTBEAT)).count();
-    let beats_after = lines[done..].iter().filter(|l| l.contains(HEARTBEAT)).count();
+    let beats_after = lines[done..destroy].iter().filter(|l| l.contains(HEARTBEAT)).count();
     if beats_before == 0 || beats_after < 2 {
         return Err(format!("the domU's heartbeats: {beats_before} before the fuzzer's end, {beats_after} after it (expected some, then at least 2)"));
     }
     for gone in ["d1: destroyed", "d1: shutdown", "d1v0: UNDEF loop", "d1v0: data abort loop"] {
-        if o.has(gone) {
+        if lines[..destroy].iter().any(|l| l.contains(gone)) {
             return Err(format!("the domU stopped: `{gone}` in the output"));
         }
     }
     println!("toolstack fuzz: the domU beat {beats_before} times during the fuzzer and {beats_after} after it");
+    // dom0 destroys the dom0less domU (as Xen 4.17 lets it): destroydomain returns 0, the
+    // domain goes (its RAM back to the pool, its CPU released) and beats no more.
+    let asked = lines.iter().find(|l| l.contains(DESTROY_ASKED)).map_or("", |l| l.trim());
+    if !asked.ends_with(&format!("{DESTROY_ASKED}0")) || !o.has("d1: gone") {
+        return Err(format!("the domU's destroy: `{asked}`, `d1: gone` logged: {}", o.has("d1: gone")));
+    }
+    let end = lines.iter().position(|l| l.contains("tsfuzz: after the domU's destroy")).ok_or("dom0 did not go on after the domU's destroy")?;
+    let late = lines[destroy..end].iter().filter(|l| l.contains(HEARTBEAT)).count();
+    if late > 1 {
+        return Err(format!("the domU beat {late} times after its destroy"));
+    }
     for bad in ["HYPERVISOR BUG", "panicked", "domain killed", "Kernel panic", "Internal error: Oops", "soft lockup", "rcu_sched self-detected stall", "rcu: INFO"] {
         if o.has(bad) {
             return Err(format!("`{bad}` in the output"));
