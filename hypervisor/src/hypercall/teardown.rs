@@ -168,7 +168,9 @@ pub fn reap(domains: &Domains, m: &mut Machine<'_>) {
             }
             (freed, last)
         };
-        for pa in &freed {
+        // Its grant-table frames go back when it goes (`finish`), once.
+        let table: Vec<u64> = if freed.is_empty() { Vec::new() } else { d.grants.lock().frame_pas().to_vec() };
+        for pa in freed.iter().filter(|pa| !table.contains(pa)) {
             m.frames.free_frame(*pa);
         }
         if last {
@@ -378,5 +380,30 @@ mod tests {
         assert!(e.domains.get(2).is_none());
         assert!(e.frames.is_free(pa, 16 * 4096));
         assert!(e.frames.total_free() > before + 16 * 4096, "its stage-2 tables too");
+    }
+
+    #[test]
+    fn an_acquired_grant_table_frame_holds_the_domain_and_goes_back_once() {
+        let mut e = Env::new();
+        let id = new_domain(&mut e, 4);
+        // dom0 maps the domain's grant-table frame 0 (as the toolstack seeds it).
+        e.put(0x100, &0x9_0000u64);
+        e.put(0, &XenMemAcquireResource { domid: id, r#type: XENMEM_RESOURCE_GRANT_TABLE, id: XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED, nr_frames: 1, pad: 0, frame: 0, frame_list: ARGS + 0x100 });
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_ACQUIRE_RESOURCE), ARGS, 0, 0, 0])), 0);
+        let table = e.dom(id).grants.lock().frame(0).unwrap();
+        assert_eq!(gp::lookup(e.dom(0), 0x9_0000, &e.phys), Some(table));
+        assert_eq!(domctl(&mut e, 0, domctl::DESTROYDOMAIN, id, [0; 16]), 0);
+        assert_eq!(info(&mut e, id).map(|i| (i.flags & dominf::DYING, i.tot_pages)), Some((dominf::DYING, 1)));
+        assert!(!e.frames.is_free(table, 4096));
+        // A dying domain's resources are not acquired again.
+        e.put(0x100, &0x9_0001u64);
+        e.put(0, &XenMemAcquireResource { domid: id, r#type: XENMEM_RESOURCE_GRANT_TABLE, id: XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED, nr_frames: 1, pad: 0, frame: 0, frame_list: ARGS + 0x100 });
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_ACQUIRE_RESOURCE), ARGS, 0, 0, 0])), ret(ESRCH));
+        let after = e.frames.total_free();
+        e.put(0, &XenRemoveFromPhysmap { domid: guest_abi::DOMID_SELF, gpfn: 0x9_0000 });
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_REMOVE_FROM_PHYSMAP), ARGS, 0, 0, 0])), 0);
+        assert!(e.domains.get(id).is_none());
+        assert!(e.frames.is_free(table, 4096));
+        assert_eq!(e.frames.total_free(), after + 4096);
     }
 }
