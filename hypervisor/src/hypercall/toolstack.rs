@@ -391,31 +391,32 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
 }
 
 /// Whether vCPU `v` of `d` (which is up) is on a CPU now, and whether it waits for an event
-/// (WFI): a vCPU built at boot has a CPU of its own; a toolstack-made domain's vCPUs run once
-/// started, where and when the scheduler says.
+/// (WFI): as the scheduler says for a vCPU it places (a toolstack-made domain's once started,
+/// and under `credit` dom0's and the dom0less domUs'); a vCPU with a CPU of its own since boot
+/// (`null`) is on it.
 fn run_state(d: &Domain, v: u32) -> (bool, bool) {
-    if !d.by_toolstack {
-        return (true, false);
-    }
     if !d.started() {
         return (false, false);
     }
     match crate::sched::SCHED.state(crate::sched::VcpuRef::new(d.id, v)) {
         Some(crate::sched::State::Running(_)) => (true, false),
         Some(crate::sched::State::Blocked) => (false, true),
-        _ => (false, false),
+        Some(_) => (false, false),
+        None => (!d.by_toolstack, false),
     }
 }
 
-/// Nanoseconds vCPU `v` ran: one built at boot has its CPU to itself from boot until it turns
-/// itself off; a toolstack-made domain's vCPU ran for as long as the scheduler counted.
+/// Nanoseconds vCPU `v` ran: as long as the scheduler counted for a vCPU it places; one with
+/// a CPU of its own since boot ran from boot until it turned itself off.
 fn vcpu_time(d: &Domain, v: u32) -> u64 {
+    let counted = crate::sched::SCHED.run_time(crate::sched::VcpuRef::new(d.id, v));
+    let ticks_ns = |ticks: u64| (u128::from(ticks) * 1_000_000 / u128::from(host().cpu_khz.max(1))) as u64;
     if d.by_toolstack {
-        // Its vCPUs run where the scheduler puts them, which counts their time.
-        let ticks = crate::sched::SCHED.run_time(crate::sched::VcpuRef::new(d.id, v)).unwrap_or(0);
-        (u128::from(ticks) * 1_000_000 / u128::from(host().cpu_khz.max(1))) as u64
+        ticks_ns(counted.unwrap_or(0))
     } else if d.vcpu_off(v) {
         d.vcpu_off_at(v).unwrap_or(0)
+    } else if let Some(ticks) = counted {
+        ticks_ns(ticks)
     } else {
         now_ns()
     }

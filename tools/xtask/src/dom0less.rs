@@ -14,10 +14,12 @@ const DOMU_MEMORY_KIB: u64 = 256 * 1024;
 /// The Linux domU's command line.
 pub const DOMU_ARGS: &str = "console=ttyAMA0 rdinit=/init";
 
-/// A `/chosen/domU1` node with a kernel and a ramdisk module.
+/// A `/chosen/domU1` node with a kernel and a ramdisk module. `xen,enhanced = "no-xenstore"`:
+/// the kernel finds Xen (the /hypervisor node: grant table, event channels) and no xenstore
+/// is set up for it (nothing in dom0 would introduce it).
 fn linux_domu_node(kernel: (u64, u64), ramdisk: (u64, u64)) -> String {
     format!(
-        "\t\tdomU1 {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {DOMU_MEMORY_KIB:#x}>;\n\t\t\tcpus = <0x1>;\n\t\t\tvpl011;\n\
+        "\t\tdomU1 {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {DOMU_MEMORY_KIB:#x}>;\n\t\t\tcpus = <0x1>;\n\t\t\tvpl011;\n\t\t\txen,enhanced = \"no-xenstore\";\n\
          \t\t\tmodule@{:x} {{\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\t\t\t\treg = <{:#x} {:#x}>;\n\t\t\t\tbootargs = \"{DOMU_ARGS}\";\n\t\t\t}};\n\
          \t\t\tmodule@{:x} {{\n\t\t\t\tcompatible = \"multiboot,ramdisk\", \"multiboot,module\";\n\t\t\t\treg = <{:#x} {:#x}>;\n\t\t\t}};\n\t\t}};\n",
         kernel.0, kernel.0, kernel.1, ramdisk.0, ramdisk.0, ramdisk.1

@@ -333,6 +333,10 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         // print the machine and Domain-0; the same script on Xen 4.17 is the reference.
         cases.push(Case { name: "linux_dom0_toolstack_xl", boot: crate::toolstack::systest_boot(images.hypervisor.clone(), "sched=credit"), check: crate::toolstack::systest_check });
         cases.push(Case { name: "linux_dom0_toolstack_xl_on_xen", boot: crate::toolstack::xen_systest_boot(), check: crate::toolstack::xen_systest_check });
+        // A dom0less domU (xen,enhanced) that dom0's init-dom0less introduces: `xl list` names
+        // it; the same script on Xen 4.17 is the reference.
+        cases.push(Case { name: "linux_dom0_toolstack_dom0less", boot: crate::toolstack::dom0less_systest_boot(images.hypervisor.clone(), "sched=credit", &images.test_guest), check: crate::toolstack::dom0less_systest_check });
+        cases.push(Case { name: "linux_dom0_toolstack_dom0less_on_xen", boot: crate::toolstack::xen_dom0less_systest_boot(&images.test_guest), check: crate::toolstack::xen_dom0less_systest_check });
         // A hostile dom0 process aimed at the toolstack's hypercalls: 100 000 sysctl/domctl calls.
         cases.push(Case { name: "linux_dom0_toolstack_fuzz", boot: crate::linux::toolstack_fuzz_systest_boot(images.hypervisor.clone(), &images.test_guest), check: crate::linux::toolstack_fuzz_systest_check });
         // dom0 panics (panic=1, sysrq c): the hypervisor restarts the machine as Xen does.
