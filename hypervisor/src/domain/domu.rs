@@ -278,6 +278,11 @@ pub fn build_domu(spec: &DomUSpec, id: DomId, vmid: u16, frames: &mut dyn FrameA
     let mut d = Domain::new(id, false, false, ram);
     *d.p2m.get_mut() = Some(p2m);
     d.callback_ppi = GUEST_EVTCHN_PPI;
+    // vCPU 0 starts at the kernel's entry; the others wait for the guest's PSCI CPU_ON.
+    d.max_vcpus = spec.vcpus;
+    for v in 1..spec.vcpus {
+        d.set_vcpu_down(v, true);
+    }
     // As Xen's: the domain may hold its RAM and no more until the toolstack raises the limit.
     d.set_max_pages(pages);
     if magic.is_some() {
@@ -519,6 +524,16 @@ mod tests {
         assert_eq!(Enhanced::from_prop(Some(b"enabled\0x\0")), Enhanced::Enabled);
     }
 
+    /// 12 MiB of host memory: an arm64 Image at its start (0x8000_0000), then an 11 MiB pool
+    /// of frames from 0x8040_0000.
+    fn machine() -> (TestMem, RegionAllocator) {
+        let phys = TestMem::new(0x8000_0000, (12 * MIB) as usize);
+        phys.write(0x8000_0000, &image(0x2000)).unwrap();
+        let mut frames = RegionAllocator::new();
+        let _ = frames.add(0x8040_0000, 11 * MIB);
+        (phys, frames)
+    }
+
     /// The guest's DT as `build_domu` wrote it.
     fn built_dt(d: &Domain, boot: &DomUBoot, phys: &TestMem) -> HostDt {
         let dpa = lookup(d, boot.dtb >> 12, phys).unwrap() + (boot.dtb & 0xfff);
@@ -534,10 +549,7 @@ mod tests {
         use crate::domain::evtchn::PortState;
         use guest_abi::hvm::{HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN};
         for enhanced in [Enhanced::Disabled, Enhanced::NoXenstore, Enhanced::Enabled] {
-            let phys = TestMem::new(0x8000_0000, (12 * MIB) as usize);
-            phys.write(0x8000_0000, &image(0x2000)).unwrap();
-            let mut frames = RegionAllocator::new();
-            let _ = frames.add(0x8040_0000, 11 * MIB);
+            let (phys, mut frames) = machine();
             let free = frames.total_free();
             let mut tlb = phys.tlb();
             let spec = DomUSpec { name: "domU1".into(), memory: 2 * MIB, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: None, vpl011: false, enhanced };
@@ -561,6 +573,20 @@ mod tests {
             }
             assert_eq!(lookup(&d, magic_gfn + 1, &phys), None);
         }
+    }
+
+    #[test]
+    fn a_domain_of_several_vcpus_starts_with_vcpu_0_only() {
+        let (phys, mut frames) = machine();
+        let mut tlb = phys.tlb();
+        let spec = DomUSpec { name: "domU1".into(), memory: 2 * MIB, vcpus: 3, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: None, vpl011: false, enhanced: Enhanced::Disabled };
+        let (d, boot) = build_domu(&spec, 1, 2, &mut frames, &phys, &mut tlb).unwrap();
+        assert_eq!(d.max_vcpus, 3);
+        assert!(!d.vcpu_off(0) && d.vcpu_off(1) && d.vcpu_off(2));
+        let dt = built_dt(&d, &boot, &phys);
+        assert!(dt.find_path("/cpus/cpu@2").is_some() && dt.find_path("/cpus/cpu@3").is_none());
+        let gic = dt.find_path("/interrupt-controller@3001000").unwrap();
+        assert_eq!(dt.prop(gic, "reg").unwrap(), &u64s(&[GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICD_SIZE, GUEST_GICV3_GICR0_BASE, 3 * GUEST_GICV3_GICR_STRIDE])[..]);
     }
 
     #[test]

@@ -1216,7 +1216,7 @@ mod tests {
             e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_POPULATE_PHYSMAP), ARGS + 0x400, 0, 0, 0]))
         };
         assert_eq!(populate(&mut e, store_gfn), 0, "at its limit");
-        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_MEM, v, 1, with(MaxMem { max_memkb: u64::from(info.max_pages) * 4 + 4 })), 0);
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_MEM, v, 1, with(MaxMem { max_memkb: info.max_pages * 4 + 4 })), 0);
         assert_eq!(populate(&mut e, store_gfn), 1);
         assert_eq!(populate(&mut e, store_gfn + 1), 0, "one page was allowed");
         assert_eq!((e.dom(1).tot_pages(), e.dom(1).max_pages()), (257, 257));

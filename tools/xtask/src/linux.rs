@@ -106,7 +106,8 @@ pub const DOM0_AFTER_DOMU: &str = "dom0: still running after the domU stopped";
 pub const DOMU_MARKER: &str = "XENITH-DOMU-USERSPACE-OK";
 
 /// The domU's /init: the marker, its virtual timer's interrupt count before and after a
-/// sleep (which needs that interrupt), what /sys/hypervisor says, then power off after a
+/// sleep (which needs that interrupt), what /sys/hypervisor says, the CPUs online, then power
+/// off after a
 /// while (time for dom0 to be listening for VIRQ_DOM_EXC).
 fn domu_init_script() -> String {
     format!(
@@ -119,6 +120,7 @@ fn domu_init_script() -> String {
          sleep 2\n\
          echo \"domU timer after: $(grep arch_timer /proc/interrupts)\"\n\
          echo \"domU hypervisor type: $(cat /sys/hypervisor/type 2>&1)\"\n\
+         echo \"domU cpus online: $(cat /sys/devices/system/cpu/online)\"\n\
          echo \"domU interrupts:\"; cat /proc/interrupts\n\
          sleep 20\n\
          echo \"domU: powering off\"\n\
@@ -1271,6 +1273,25 @@ mod console_bytes_tests {
     }
 }
 
+/// A dom0less domain 1 ran through an event and after it: the lines with its heartbeat
+/// (`beat`) before the first line containing `mark` (`what`, for the error) and after it,
+/// some before and at least 2 after, and nothing stopped the domain. Returns both counts.
+pub fn domu_beat_through(o: &Outcome, beat: &str, mark: &str, what: &str) -> std::result::Result<(usize, usize), String> {
+    let lines: Vec<&str> = o.output.lines().collect();
+    let at = lines.iter().position(|l| l.contains(mark)).ok_or_else(|| format!("no line with `{mark}`"))?;
+    let before = lines[..at].iter().filter(|l| l.contains(beat)).count();
+    let after = lines[at..].iter().filter(|l| l.contains(beat)).count();
+    if before == 0 || after < 2 {
+        return Err(format!("the domU's heartbeats: {before} before {what}, {after} after it (expected some, then at least 2)"));
+    }
+    for gone in ["d1: destroyed", "d1: shutdown", "d1v0: UNDEF loop", "d1v0: data abort loop"] {
+        if o.has(gone) {
+            return Err(format!("the domU stopped: `{gone}` in the output"));
+        }
+    }
+    Ok((before, after))
+}
+
 /// Printed by /init after the toolstack fuzzer ran its calls (`xenith-tsfuzz`).
 pub const TSFUZZ_DONE: &str = "TSFUZZ-DONE calls=100000";
 
@@ -1313,20 +1334,8 @@ pub fn toolstack_fuzz_systest_check(o: &Outcome) -> std::result::Result<(), Stri
         return Err(format!("the fuzzer created {created} and destroyed {destroyed} domains: expected some of each"));
     }
     println!("toolstack fuzz: {created} domains created and {destroyed} destroyed by the fuzzer");
-    // The domU ran through the fuzzer and after it: heartbeats before the fuzzer's end and
-    // after it, and no stop of domain 1.
-    let lines: Vec<&str> = o.output.lines().collect();
-    let done = lines.iter().position(|l| l.contains(TSFUZZ_DONE)).unwrap_or(0);
-    let beats_before = lines[..done].iter().filter(|l| l.contains(HEARTBEAT)).count();
-    let beats_after = lines[done..].iter().filter(|l| l.contains(HEARTBEAT)).count();
-    if beats_before == 0 || beats_after < 2 {
-        return Err(format!("the domU's heartbeats: {beats_before} before the fuzzer's end, {beats_after} after it (expected some, then at least 2)"));
-    }
-    for gone in ["d1: destroyed", "d1: shutdown", "d1v0: UNDEF loop", "d1v0: data abort loop"] {
-        if o.has(gone) {
-            return Err(format!("the domU stopped: `{gone}` in the output"));
-        }
-    }
+    // The domU ran through the fuzzer and after it.
+    let (beats_before, beats_after) = domu_beat_through(o, HEARTBEAT, TSFUZZ_DONE, "the fuzzer's end")?;
     println!("toolstack fuzz: the domU beat {beats_before} times during the fuzzer and {beats_after} after it");
     for bad in ["HYPERVISOR BUG", "panicked", "domain killed", "Kernel panic", "Internal error: Oops", "soft lockup", "rcu_sched self-detected stall", "rcu: INFO"] {
         if o.has(bad) {

@@ -238,10 +238,13 @@ pub fn reschedule(frame: &mut TrapFrame, why: Why) {
     // leaves for good; one of a domain the toolstack paused leaves until the unpause queues
     // it again (its registers saved).
     let (dom, vcpu) = (percpu::current_domain(), percpu::current_vcpu());
-    if let Some(d) = crate::domain::registry::DOMAINS.get(dom).filter(|d| d.by_toolstack) {
+    if let Some(d) = crate::domain::registry::DOMAINS.get(dom).filter(|d| !d.is_hardware) {
+        // A dom0less domU with several vCPUs stops as a toolstack-made one does.
         if d.dying() || d.shutdown().is_some() {
             stop_current();
         }
+    }
+    if let Some(d) = crate::domain::registry::DOMAINS.get(dom).filter(|d| d.by_toolstack) {
         if d.paused() {
             return pause_current(cpu, frame, d, VcpuRef::new(dom, vcpu));
         }
