@@ -185,7 +185,8 @@ fn dom0less_dtb(b: &Boot, guest: &std::path::Path, tag: &str, cpu_off_domu: bool
     let size = std::fs::metadata(guest).map_err(|e| format!("{}: {e}", guest.display()))?.len();
     let mut nodes = domu_node(size);
     if cpu_off_domu {
-        nodes.push_str(&dom0less_node(2, DOMU2_KERNEL_ADDR, DOMU2_MEMORY_KIB, size, "console=ttyAMA0 domu-cpu-off"));
+        // `xen,enhanced`: the toolstack rows read and set its xenstore parameters and page.
+        nodes.push_str(&dom0less_node_with(2, DOMU2_KERNEL_ADDR, DOMU2_MEMORY_KIB, size, "console=ttyAMA0 domu-cpu-off", "\t\t\txen,enhanced = \"enabled\";\n"));
     }
     dom0less_dtb_with(b, &nodes, tag)
 }
