@@ -15,6 +15,11 @@
 //! reports its disk and network checks, pings it from dom0, `xl destroy`s it and waits for the
 //! free memory to come back. Every step prints a tagged line that [`systest_check`] reads.
 //!
+//! With `xenith-dom0less` on dom0's command line the script runs Debian's `init-dom0less`
+//! instead of the domU's life: the boot's dom0less domU1 (`xen,enhanced`) is introduced to
+//! xenstore and named for libxl, and `xl list` shows it (`linux_dom0_toolstack_dom0less` and
+//! its `_on_xen` twin).
+//!
 //! `cargo xtask run --dom0 linux --toolstack` boots it; the system tests
 //! `linux_dom0_toolstack_xl` (xenith, `sched=credit`: the domU's vCPUs share the CPUs with
 //! dom0's) and `linux_dom0_toolstack_xl_on_xen` (Debian's Xen 4.17, the reference) run the
