@@ -630,13 +630,17 @@ pub fn start_domus(arch: &dyn Arch, dt: &HostDt, domains: &Domains, cpus: &Cpus,
     for (i, spec) in specs.iter().enumerate() {
         let id = (i + 1) as DomId;
         let vmid = crate::domain::registry::vmid_of(id);
-        if spec.vcpus != 1 {
-            log!("{}: asks for {} vCPUs; xenith runs dom0less guests with one (one vCPU per CPU, no scheduler yet): not started", spec.name, spec.vcpus);
+        // Under sched=credit the scheduler gives its vCPU a home CPU it shares (and its other
+        // vCPUs theirs at the guest's PSCI CPU_ON); under null it needs a CPU of its own.
+        let shared = crate::sched::SCHED.policy() == crate::sched::SchedPolicy::Credit;
+        if spec.vcpus != 1 && !shared {
+            log!("{}: asks for {} vCPUs; under sched=null xenith runs dom0less guests with one (sched=credit runs more): not started", spec.name, spec.vcpus);
             continue;
         }
-        // Under sched=credit the scheduler gives its vCPU a home CPU it shares; under null it
-        // needs a CPU of its own.
-        let shared = crate::sched::SCHED.policy() == crate::sched::SchedPolicy::Credit;
+        if spec.vcpus as usize > crate::domain::vcpu::MAX_VCPUS {
+            log!("{}: asks for {} vCPUs; a domain has at most {}: not started", spec.name, spec.vcpus, crate::domain::vcpu::MAX_VCPUS);
+            continue;
+        }
         let (cpu, mpidr) = if shared {
             match crate::sched::SCHED.add(crate::sched::VcpuRef::new(id, 0), None, u64::MAX) {
                 Ok(c) => (c, cpus.host_mpidr(c)),

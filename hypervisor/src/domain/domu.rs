@@ -44,7 +44,56 @@ pub struct DomUSpec {
     pub bootargs: Option<String>,
     /// `vpl011`: an emulated SBSA UART at Xen's guest address (`vuart::GUEST_PL011_BASE`).
     pub vpl011: bool,
+    /// `xen,enhanced`: which of Xen's PV interfaces the guest is told about.
+    pub enhanced: Enhanced,
 }
+
+/// Xen's `xen,enhanced` property of a dom0less domain (docs/misc/arm/device-tree/booting.txt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enhanced {
+    /// No property, or a value other than the two below: the guest's DT has no /hypervisor
+    /// node and no xenstore is prepared (its hypercalls work all the same).
+    Disabled,
+    /// `"no-xenstore"`: the /hypervisor node (grant table, event-channel PPI), no xenstore.
+    NoXenstore,
+    /// `"enabled"` or no value: the /hypervisor node, and a xenstore event channel (unbound,
+    /// for dom0) with `HVM_PARAM_STORE_PFN` reading [`STORE_PFN_LATE_INIT`] until dom0's
+    /// init-dom0less gives the domain its xenstore page.
+    Enabled,
+}
+
+impl Enhanced {
+    /// The property's value as Xen 4.17 reads it: absent is disabled; present with no value,
+    /// or without a terminating NUL, is enabled; otherwise the string up to its first NUL.
+    pub fn from_prop(value: Option<&[u8]>) -> Self {
+        let Some(v) = value else { return Self::Disabled };
+        let Some(end) = v.iter().position(|&c| c == 0) else { return Self::Enabled };
+        match &v[..end] {
+            b"enabled" => Self::Enabled,
+            b"no-xenstore" => Self::NoXenstore,
+            _ => Self::Disabled,
+        }
+    }
+
+    /// The guest's DT gets the /hypervisor node.
+    pub fn hypervisor_node(self) -> bool {
+        self != Self::Disabled
+    }
+
+    /// The domain gets a xenstore event channel and its magic pages.
+    pub fn xenstore(self) -> bool {
+        self == Self::Enabled
+    }
+}
+
+/// What `HVM_PARAM_STORE_PFN` of an enhanced domU reads until its xenstore page exists (all
+/// ones: Xen's "initialised late" value, which a guest takes as "wait for xenstore").
+pub const STORE_PFN_LATE_INIT: u64 = u64::MAX;
+/// Xen's guest address of the "magic" pages on ARM (console and xenstore rings; libxl
+/// populates 4 there, init-dom0less the xenstore one at the second).
+pub const GUEST_MAGIC_BASE: u64 = 0x3900_0000;
+/// Pages of the magic region a domain may have populated there.
+pub const MAGIC_PAGES: u64 = 4;
 
 /// Why a domU cannot be read or built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,7 +180,8 @@ pub fn find_domus(dt: &HostDt) -> Result<Vec<DomUSpec>, DomUError> {
         }
         let kernel = kernel.ok_or(bad("multiboot,kernel module"))?;
         let vpl011 = dt.prop(node, "vpl011").is_some();
-        out.push(DomUSpec { name, memory, vcpus, kernel, ramdisk, bootargs, vpl011 });
+        let enhanced = Enhanced::from_prop(dt.prop(node, "xen,enhanced"));
+        out.push(DomUSpec { name, memory, vcpus, kernel, ramdisk, bootargs, vpl011, enhanced });
     }
     Ok(out)
 }
@@ -206,9 +256,47 @@ pub fn build_domu(spec: &DomUSpec, id: DomId, vmid: u16, frames: &mut dyn FrameA
     };
     let mut ram = RamBanks::default();
     ram.push(RamBank { ipa: GUEST_RAM0_BASE, pa, size: spec.memory });
+    // An enhanced domain's magic pages: frames set aside now (so that populating them later
+    // cannot fail for want of host memory), counted as not held and left unmapped until dom0
+    // populates them, within the limit it sets with max_mem (Xen allocates them at that
+    // populate from its heap).
+    let magic = if spec.enhanced.xenstore() {
+        match frames.alloc_frames(MAGIC_PAGES as usize) {
+            Some(m) => Some(m),
+            None => {
+                let _ = p2m.destroy(frames, mem, tlb);
+                undo(frames);
+                return Err(DomUError::OutOfMemory);
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(m) = magic {
+        ram.push(RamBank { ipa: GUEST_MAGIC_BASE, pa: m, size: MAGIC_PAGES * 4096 });
+    }
     let mut d = Domain::new(id, false, false, ram);
     *d.p2m.get_mut() = Some(p2m);
     d.callback_ppi = GUEST_EVTCHN_PPI;
+    // vCPU 0 starts at the kernel's entry; the others wait for the guest's PSCI CPU_ON.
+    d.max_vcpus = spec.vcpus;
+    for v in 1..spec.vcpus {
+        d.set_vcpu_down(v, true);
+    }
+    // As Xen's: the domain may hold its RAM and no more until the toolstack raises the limit.
+    d.set_max_pages(pages);
+    if magic.is_some() {
+        d.note_reservation(MAGIC_PAGES, true);
+        // Xen's xenstore event channel of a dom0less domain: the lowest free port, unbound
+        // for dom0 (whose xenstored binds it at the introduction), and the store frame
+        // "late": the guest learns it from the parameter once init-dom0less sets it.
+        d.with_evtchn(|ev| {
+            if let Some(port) = ev.alloc(super::evtchn::PortState::Unbound { remote: 0 }) {
+                ev.hvm_params[guest_abi::hvm::HVM_PARAM_STORE_EVTCHN as usize] = u64::from(port);
+            }
+            ev.hvm_params[guest_abi::hvm::HVM_PARAM_STORE_PFN as usize] = STORE_PFN_LATE_INIT;
+        });
+    }
     Ok((d, boot))
 }
 
@@ -266,8 +354,8 @@ fn strs(v: &[&str]) -> Vec<u8> {
 
 /// The domU's device tree, as Xen writes one for a dom0less guest: memory, chosen (bootargs,
 /// and the ramdisk's IPA range `initrd` when it has one), cpus (PSCI), a GICv3 at Xen's guest
-/// addresses, the architected timer, /psci and /hypervisor (grant-table region, event-channel
-/// PPI 31).
+/// addresses, the architected timer, /psci and, when `xen,enhanced` asks for it, /hypervisor
+/// (grant-table region, event-channel PPI 31).
 pub fn domu_dt(spec: &DomUSpec, initrd: Option<(u64, u64)>) -> Vec<u8> {
     let mut t = Tree { nodes: vec![NodeData { name: String::new(), parent: None, children: Vec::new(), props: Vec::new(), deleted: false }], mem_reserve: Vec::new(), boot_cpuid_phys: 0 };
     const GIC_PHANDLE: u32 = 0xfde8;
@@ -324,10 +412,12 @@ pub fn domu_dt(spec: &DomUSpec, initrd: Option<(u64, u64)>) -> Vec<u8> {
         t.set_prop(uart, "interrupt-parent", u32s(&[GIC_PHANDLE]));
         t.set_prop(uart, "current-speed", u32s(&[115_200]));
     }
-    let hyp = t.add_node(root, "hypervisor");
-    t.set_prop(hyp, "compatible", strs(&["xen,xen-4.17", "xen,xen"]));
-    t.set_prop(hyp, "reg", u64s(&[GUEST_GNTTAB_BASE, GUEST_GNTTAB_SIZE]));
-    t.set_prop(hyp, "interrupts", u32s(&[1, GUEST_EVTCHN_PPI - 16, 0xf08]));
+    if spec.enhanced.hypervisor_node() {
+        let hyp = t.add_node(root, "hypervisor");
+        t.set_prop(hyp, "compatible", strs(&["xen,xen-4.17", "xen,xen"]));
+        t.set_prop(hyp, "reg", u64s(&[GUEST_GNTTAB_BASE, GUEST_GNTTAB_SIZE]));
+        t.set_prop(hyp, "interrupts", u32s(&[1, GUEST_EVTCHN_PPI - 16, 0xf08]));
+    }
     t.to_blob()
 }
 
@@ -377,7 +467,7 @@ mod tests {
     fn reads_domu_nodes() {
         let dt = host_dt(4096, (0x4a00_0000, 0x1000));
         let specs = find_domus(&dt).unwrap();
-        assert_eq!(specs, vec![DomUSpec { name: "domU1".into(), memory: 4 * MIB, vcpus: 1, kernel: (0x4a00_0000, 0x1000), ramdisk: None, bootargs: Some("console=hvc0 domu".into()), vpl011: true }]);
+        assert_eq!(specs, vec![DomUSpec { name: "domU1".into(), memory: 4 * MIB, vcpus: 1, kernel: (0x4a00_0000, 0x1000), ramdisk: None, bootargs: Some("console=hvc0 domu".into()), vpl011: true, enhanced: Enhanced::Disabled }]);
         assert!(matches!(find_domus(&host_dt(0, (0, 1))), Err(DomUError::BadMemory { .. })));
         assert!(matches!(find_domus(&host_dt(u64::MAX, (0, 1))), Err(DomUError::BadNode { .. })));
     }
@@ -391,7 +481,7 @@ mod tests {
         let mut frames = RegionAllocator::new();
         let _ = frames.add(0x8040_0000, 11 * MIB);
         let mut tlb = phys.tlb();
-        let spec = DomUSpec { name: "domU1".into(), memory: 3 * MIB, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: Some("console=hvc0".into()), vpl011: true };
+        let spec = DomUSpec { name: "domU1".into(), memory: 3 * MIB, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: Some("console=hvc0".into()), vpl011: true, enhanced: Enhanced::Enabled };
         let (d, boot) = build_domu(&spec, 1, 2, &mut frames, &phys, &mut tlb).unwrap();
         assert_eq!(boot.entry, GUEST_RAM0_BASE + 0x8_0000);
         assert!(!d.direct_mapped && !d.is_hardware);
@@ -421,6 +511,85 @@ mod tests {
     }
 
     #[test]
+    fn xen_enhanced_is_read_as_xen_reads_it() {
+        assert_eq!(Enhanced::from_prop(None), Enhanced::Disabled);
+        assert_eq!(Enhanced::from_prop(Some(b"")), Enhanced::Enabled);
+        assert_eq!(Enhanced::from_prop(Some(b"enabled\0")), Enhanced::Enabled);
+        // Not NUL-terminated: Xen's -EILSEQ, taken as enabled.
+        assert_eq!(Enhanced::from_prop(Some(b"enab")), Enhanced::Enabled);
+        assert_eq!(Enhanced::from_prop(Some(b"no-xenstore\0")), Enhanced::NoXenstore);
+        assert_eq!(Enhanced::from_prop(Some(b"disabled\0")), Enhanced::Disabled);
+        assert_eq!(Enhanced::from_prop(Some(b"Enabled\0")), Enhanced::Disabled);
+        // Only the string up to the first NUL counts.
+        assert_eq!(Enhanced::from_prop(Some(b"enabled\0x\0")), Enhanced::Enabled);
+    }
+
+    /// 12 MiB of host memory: an arm64 Image at its start (0x8000_0000), then an 11 MiB pool
+    /// of frames from 0x8040_0000.
+    fn machine() -> (TestMem, RegionAllocator) {
+        let phys = TestMem::new(0x8000_0000, (12 * MIB) as usize);
+        phys.write(0x8000_0000, &image(0x2000)).unwrap();
+        let mut frames = RegionAllocator::new();
+        let _ = frames.add(0x8040_0000, 11 * MIB);
+        (phys, frames)
+    }
+
+    /// The guest's DT as `build_domu` wrote it.
+    fn built_dt(d: &Domain, boot: &DomUBoot, phys: &TestMem) -> HostDt {
+        let dpa = lookup(d, boot.dtb >> 12, phys).unwrap() + (boot.dtb & 0xfff);
+        let mut hdr = [0u8; 8];
+        phys.read(dpa, &mut hdr).unwrap();
+        let mut blob = vec![0u8; u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize];
+        phys.read(dpa, &mut blob).unwrap();
+        HostDt::parse(&blob).unwrap()
+    }
+
+    #[test]
+    fn an_enhanced_domain_gets_xenstores_port_and_magic_pages_and_the_others_do_not() {
+        use crate::domain::evtchn::PortState;
+        use guest_abi::hvm::{HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN};
+        for enhanced in [Enhanced::Disabled, Enhanced::NoXenstore, Enhanced::Enabled] {
+            let (phys, mut frames) = machine();
+            let free = frames.total_free();
+            let mut tlb = phys.tlb();
+            let spec = DomUSpec { name: "domU1".into(), memory: 2 * MIB, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: None, vpl011: false, enhanced };
+            let (d, boot) = build_domu(&spec, 1, 2, &mut frames, &phys, &mut tlb).unwrap();
+            let dt = built_dt(&d, &boot, &phys);
+            assert_eq!(dt.find_path("/hypervisor").is_some(), enhanced != Enhanced::Disabled, "{enhanced:?}");
+            // Whatever it has set aside, the domain holds its RAM and may hold no more.
+            assert_eq!((d.tot_pages(), d.max_pages()), (512, 512), "{enhanced:?}");
+            let (state, store_evtchn, store_pfn) = d.with_evtchn(|ev| (ev.state(1), ev.hvm_params[HVM_PARAM_STORE_EVTCHN as usize], ev.hvm_params[HVM_PARAM_STORE_PFN as usize]));
+            let magic_gfn = GUEST_MAGIC_BASE >> 12;
+            if enhanced == Enhanced::Enabled {
+                assert_eq!((state, store_evtchn, store_pfn), (PortState::Unbound { remote: 0 }, 1, STORE_PFN_LATE_INIT));
+                // The magic pages are the domain's, not yet mapped nor counted.
+                assert_eq!(d.given_back(), MAGIC_PAGES);
+                assert!(d.ram().as_slice().iter().any(|b| b.ipa == GUEST_MAGIC_BASE && b.size == MAGIC_PAGES * 4096));
+                assert!(frames.total_free() <= free - 2 * MIB - MAGIC_PAGES * 4096);
+            } else {
+                assert_eq!((state, store_evtchn, store_pfn), (PortState::Free, 0, 0));
+                assert_eq!(d.given_back(), 0);
+                assert_eq!(d.ram().as_slice().len(), 1);
+            }
+            assert_eq!(lookup(&d, magic_gfn + 1, &phys), None);
+        }
+    }
+
+    #[test]
+    fn a_domain_of_several_vcpus_starts_with_vcpu_0_only() {
+        let (phys, mut frames) = machine();
+        let mut tlb = phys.tlb();
+        let spec = DomUSpec { name: "domU1".into(), memory: 2 * MIB, vcpus: 3, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: None, vpl011: false, enhanced: Enhanced::Disabled };
+        let (d, boot) = build_domu(&spec, 1, 2, &mut frames, &phys, &mut tlb).unwrap();
+        assert_eq!(d.max_vcpus, 3);
+        assert!(!d.vcpu_off(0) && d.vcpu_off(1) && d.vcpu_off(2));
+        let dt = built_dt(&d, &boot, &phys);
+        assert!(dt.find_path("/cpus/cpu@2").is_some() && dt.find_path("/cpus/cpu@3").is_none());
+        let gic = dt.find_path("/interrupt-controller@3001000").unwrap();
+        assert_eq!(dt.prop(gic, "reg").unwrap(), &u64s(&[GUEST_GICV3_GICD_BASE, GUEST_GICV3_GICD_SIZE, GUEST_GICV3_GICR0_BASE, 3 * GUEST_GICV3_GICR_STRIDE])[..]);
+    }
+
+    #[test]
     fn the_ramdisk_is_loaded_where_the_dtb_says() {
         let phys = TestMem::new(0x8000_0000, (12 * MIB) as usize);
         phys.write(0x8000_0000, &image(0x2000)).unwrap();
@@ -428,7 +597,7 @@ mod tests {
         let mut frames = RegionAllocator::new();
         let _ = frames.add(0x8040_0000, 11 * MIB);
         let mut tlb = phys.tlb();
-        let spec = DomUSpec { name: "domU1".into(), memory: 4 * MIB, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: Some((0x8001_0000, 0x1234)), bootargs: None, vpl011: false };
+        let spec = DomUSpec { name: "domU1".into(), memory: 4 * MIB, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: Some((0x8001_0000, 0x1234)), bootargs: None, vpl011: false, enhanced: Enhanced::Disabled };
         let (d, boot) = build_domu(&spec, 1, 2, &mut frames, &phys, &mut tlb).unwrap();
         let (rd, len) = boot.ramdisk.unwrap();
         assert_eq!(len, 0x1234);
@@ -455,7 +624,7 @@ mod tests {
         let _ = frames.add(0x8020_0000, 2 * MIB);
         let mut tlb = phys.tlb();
         let free = frames.total_free();
-        let tiny = DomUSpec { name: "d".into(), memory: 0x8_0000, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: None, vpl011: false };
+        let tiny = DomUSpec { name: "d".into(), memory: 0x8_0000, vcpus: 1, kernel: (0x8000_0000, 0x2000), ramdisk: None, bootargs: None, vpl011: false, enhanced: Enhanced::Enabled };
         assert!(matches!(build_domu(&tiny, 1, 2, &mut frames, &phys, &mut tlb), Err(DomUError::TooSmall { .. })));
         assert_eq!(frames.total_free(), free);
         let huge = DomUSpec { memory: 64 * MIB, ..tiny.clone() };

@@ -529,11 +529,7 @@ fn populate(dom: &Domain, m: &mut crate::domain::registry::Machine<'_>, gpfn: u6
     p2m.map(pa, pa, pages * PAGE, S2Attr::RAM_RWX, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
 }
 
-/// Pages of Xen's "magic" region a toolstack populates on ARM (console and xenstore rings and
-/// the rest: libxl's NR_MAGIC_PAGES) at [`GUEST_MAGIC_BASE`].
-const MAGIC_PAGES: u64 = 4;
-/// Xen's guest address of the magic pages on ARM.
-pub const GUEST_MAGIC_BASE: u64 = 0x3900_0000;
+pub use crate::domain::domu::{GUEST_MAGIC_BASE, MAGIC_PAGES};
 /// Xen's first guest RAM bank on ARM: base and largest size.
 const GUEST_RAM0_SIZE: u64 = 0xc000_0000;
 

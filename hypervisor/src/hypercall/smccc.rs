@@ -145,13 +145,13 @@ pub fn psci_smp(cpus: &Cpus, arch: &dyn Arch, caller: DomId, x: [u64; 4], stage2
     Some(neg(ret))
 }
 
-/// PSCI calls from vCPU `vcpu` of a domain the toolstack made, which may have several vCPUs
-/// (x0..x3 = `x`): CPU_ON starts vCPU n (MPIDR Aff0 = n, the other fields 0) at the entry
+/// PSCI calls from vCPU `vcpu` of a domU that may have several vCPUs (one the toolstack made,
+/// or a dom0less one with more than one) (x0..x3 = `x`): CPU_ON starts vCPU n (MPIDR Aff0 = n, the other fields 0) at the entry
 /// given, placed by `sched` (see `hypercall::domain_run`); AFFINITY_INFO reports which vCPUs are up;
 /// CPU_OFF turns the calling vCPU off (the trap layer takes it off its CPU). `None` leaves the
 /// call to [`handle`] (every other domain and call).
 pub fn psci_domu(sched: &crate::sched::Scheduler, cpus: &Cpus, arch: &dyn Arch, dom: &Domain, vcpu: u32, x: [u64; 4]) -> Option<u64> {
-    if !dom.by_toolstack {
+    if dom.is_hardware || (!dom.by_toolstack && dom.max_vcpus <= 1) {
         return None;
     }
     let (function, arg) = psci_call(x);
@@ -373,13 +373,8 @@ mod tests {
 
     #[test]
     fn a_toolstack_domains_vcpus_come_up_with_cpu_on_and_go_down_with_cpu_off() {
-        use crate::contract::fake::FakeArch;
-        use crate::sched::{SchedPolicy, Scheduler, VcpuRef};
-        let arch = FakeArch::new(0x8000_0000, 1 << 20);
-        let sched = Scheduler::new();
-        sched.configure(SchedPolicy::Credit, 1_000_000, 2, false);
-        let cpus = Cpus::new();
-        cpus.setup_dom0(&[0x8000_0000, 0x8000_0001], 2);
+        use crate::sched::VcpuRef;
+        let (arch, sched, cpus) = credit_machine();
         let mut d = Domain::new_by_toolstack(3, 2, [0; 16]);
         arch.with_machine(&mut |m| *d.p2m.get_mut() = Some(crate::mm::Stage2::new(4, crate::mm::Stage2Config::DOMAIN, &mut *m.frames, m.mem).unwrap()));
         d.make_vcpus();
@@ -406,5 +401,37 @@ mod tests {
         assert_eq!(call(&d, 0, [u64::from(PSCI_VERSION), 0, 0, 0]), None);
         let d0 = dom0();
         assert_eq!(psci_domu(&sched, &cpus, &arch, &d0, 0, on(1)), None);
+    }
+
+    /// Two CPUs under `sched=credit`, dom0's 2 vCPUs on them.
+    fn credit_machine() -> (crate::contract::fake::FakeArch, crate::sched::Scheduler, Cpus) {
+        let arch = crate::contract::fake::FakeArch::new(0x8000_0000, 1 << 20);
+        let sched = crate::sched::Scheduler::new();
+        sched.configure(crate::sched::SchedPolicy::Credit, 1_000_000, 2, false);
+        let cpus = Cpus::new();
+        cpus.setup_dom0(&[0x8000_0000, 0x8000_0001], 2);
+        (arch, sched, cpus)
+    }
+
+    /// A dom0less domU with `cpus = <2>` (as `domain::domu::build_domu` leaves it: vCPU 0
+    /// running, vCPU 1 down) starts its second vCPU with CPU_ON; one with a single vCPU is
+    /// left to `handle`.
+    #[test]
+    fn a_dom0less_domu_starts_its_other_vcpus_with_cpu_on() {
+        let (arch, sched, cpus) = credit_machine();
+        let mut d = Domain::new(1, false, false, crate::domain::RamBanks::default());
+        arch.with_machine(&mut |m| *d.p2m.get_mut() = Some(crate::mm::Stage2::new(2, crate::mm::Stage2Config::DOMAIN, &mut *m.frames, m.mem).unwrap()));
+        let on = |target: u64| [u64::from(PSCI_CPU_ON_64), target, 0x4020_0000, 0xc0de];
+        assert_eq!(psci_domu(&sched, &cpus, &arch, &d, 0, on(1)), None, "one vCPU: the usual answers");
+        d.max_vcpus = 2;
+        d.set_vcpu_down(1, true);
+        let call = |d: &Domain, x: [u64; 4]| psci_domu(&sched, &cpus, &arch, d, 0, x).map(|r| r as i64);
+        assert_eq!(call(&d, [u64::from(PSCI_AFFINITY_INFO_64), 1, 0, 0]), Some(1));
+        assert_eq!(call(&d, on(0)), Some(PSCI_RET_ALREADY_ON));
+        assert_eq!(call(&d, on(1)), Some(PSCI_RET_SUCCESS));
+        let s = arch.started();
+        assert_eq!((s[0].domain, s[0].vcpu, s[0].entry, s[0].context), (1, 1, 0x4020_0000, 0xc0de));
+        assert_eq!(call(&d, [u64::from(PSCI_AFFINITY_INFO_64), 1, 0, 0]), Some(0));
+        assert_eq!(call(&d, on(1)), Some(PSCI_RET_ALREADY_ON));
     }
 }

@@ -398,30 +398,31 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
 }
 
 /// Whether vCPU `v` of `d` (which is up) is on a CPU now, and whether it waits for an event
-/// (WFI): a vCPU built at boot has a CPU of its own; a toolstack-made domain's vCPUs run once
-/// started, where and when the scheduler says.
+/// (WFI): as the scheduler says for a vCPU it places (a toolstack-made domain's once started,
+/// and under `credit` dom0's and the dom0less domUs'); a vCPU with a CPU of its own since boot
+/// (`null`) is on it.
 fn run_state(d: &Domain, v: u32) -> (bool, bool) {
-    if !d.by_toolstack {
-        return (true, false);
-    }
     if !d.started() {
         return (false, false);
     }
     match crate::sched::SCHED.state(crate::sched::VcpuRef::new(d.id, v)) {
         Some(crate::sched::State::Running(_)) => (true, false),
         Some(crate::sched::State::Blocked) => (false, true),
-        _ => (false, false),
+        Some(_) => (false, false),
+        None => (!d.by_toolstack, false),
     }
 }
 
-/// Nanoseconds vCPU `v` ran: one built at boot has its CPU to itself from boot until it turns
-/// itself off; a toolstack-made domain's vCPU ran for as long as the scheduler counted.
+/// Nanoseconds vCPU `v` ran: as long as the scheduler counted for a vCPU it places; one with
+/// a CPU of its own since boot ran from boot until it turned itself off.
 fn vcpu_time(d: &Domain, v: u32) -> u64 {
+    let counted = crate::sched::SCHED.run_time(crate::sched::VcpuRef::new(d.id, v));
     if d.by_toolstack {
-        // Its vCPUs run where the scheduler puts them, which counts their time.
-        ticks_to_ns(crate::sched::SCHED.run_time(crate::sched::VcpuRef::new(d.id, v)).unwrap_or(0))
+        ticks_to_ns(counted.unwrap_or(0))
     } else if d.vcpu_off(v) {
         d.vcpu_off_at(v).unwrap_or(0)
+    } else if let Some(ticks) = counted {
+        ticks_to_ns(ticks)
     } else {
         now_ns()
     }
@@ -1143,6 +1144,89 @@ mod tests {
         assert!(super::super::guest_phys::lookup(e.dom(0), RAM >> 12, &e.phys).is_some());
         // Every frame is back (its RAM, its stage-2 tables).
         assert_eq!(e.frames.total_free(), free_before);
+    }
+
+    /// dom0 and, as domain 1, a dom0less domU built from a DT node with `xen,enhanced` (1 MiB).
+    fn env_with_enhanced_domu() -> Env {
+        use crate::domain::domu::{build_domu, DomUSpec, Enhanced};
+        use crate::mm::testmem::TestMem;
+        const POOL_BYTES: u64 = 8 << 20;
+        let phys = TestMem::new(RAM, (RAM_SIZE + POOL_BYTES) as usize);
+        crate::hypercall::set_host_ram(&[(RAM, RAM_SIZE + POOL_BYTES)]);
+        let mut frames = crate::mm::RegionAllocator::new();
+        let _ = frames.add(POOL, POOL_BYTES);
+        let d0 = domain(0, RAM, &mut frames, &phys);
+        // Its kernel module, an arm64 Image header, in host memory no domain owns.
+        let kernel = RAM + RAM_SIZE / 2;
+        let mut image = [0u8; 0x2000];
+        image[8..16].copy_from_slice(&0x8_0000u64.to_le_bytes());
+        image[16..24].copy_from_slice(&0x2000u64.to_le_bytes());
+        image[24..32].copy_from_slice(&0xau64.to_le_bytes());
+        image[0x38..0x3c].copy_from_slice(&0x644d_5241u32.to_le_bytes());
+        platform::PhysMem::write(&phys, kernel, &image).unwrap();
+        let spec = DomUSpec { name: "domU1".into(), memory: 1 << 20, vcpus: 1, kernel: (kernel, 0x2000), ramdisk: None, bootargs: None, vpl011: false, enhanced: Enhanced::Enabled };
+        let mut tlb = phys.tlb();
+        let (d1, _) = build_domu(&spec, 1, 2, &mut frames, &phys, &mut tlb).unwrap();
+        let domains = crate::domain::registry::Domains::new();
+        let _ = domains.insert(d0);
+        let _ = domains.insert(d1);
+        Env { phys, frames, domains, args: crate::hypercall::testmem::FlatMemory::new(ARGS, 0x4000), arch: crate::contract::fake::FakeArch::new(0x9000_0000, 0x1000) }
+    }
+
+    /// What Debian's init-dom0less asks of the hypervisor for a dom0less domU with
+    /// `xen,enhanced`, in its order: the store event channel is there; the domain holds its
+    /// RAM up to its limit, so its xenstore page can be populated only once max_mem made room
+    /// for it; dom0 maps that page; the store frame is set for the guest to read; xenstored
+    /// binds the port.
+    #[test]
+    fn init_dom0less_gives_an_enhanced_domu_its_xenstore_page() {
+        use guest_abi::event_channel::*;
+        use guest_abi::hvm::*;
+        use guest_abi::memory::*;
+        let mut e = env_with_enhanced_domu();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        let param = |e: &mut Env, caller: u16, cmd: u64, index: u32, value: u64| {
+            e.put(0, &XenHvmParam { domid: if caller == 0 { 1 } else { guest_abi::DOMID_SELF }, index, value });
+            let r = e.call(caller, |cx| super::super::dispatch(cx, nr::HYPERVISOR_HVM_OP, [cmd, ARGS, 0, 0, 0]));
+            (r, e.get::<XenHvmParam>(0).value)
+        };
+        assert_eq!(param(&mut e, 0, 1, HVM_PARAM_STORE_EVTCHN, 0), (0, 1));
+        assert_eq!(param(&mut e, 1, 1, HVM_PARAM_STORE_PFN, 0), (0, u64::MAX), "late: no xenstore page yet");
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETDOMAININFO, v, 1, [0; 16]), 0);
+        let info: GetDomainInfo = payload(&e.get::<XenDomctl>(0).u);
+        assert_eq!((info.domain, info.tot_pages, info.max_pages, info.nr_online_vcpus), (1, 256, 256, 1));
+        let store_gfn = (crate::hypercall::memory::GUEST_MAGIC_BASE >> 12) + 1;
+        let populate = |e: &mut Env, gfn: u64| {
+            e.put(0x800, &gfn);
+            e.put(0x400, &XenMemoryReservation { extent_start: ARGS + 0x800, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: 1 });
+            e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_POPULATE_PHYSMAP), ARGS + 0x400, 0, 0, 0]))
+        };
+        assert_eq!(populate(&mut e, store_gfn), 0, "at its limit");
+        assert_eq!(domctl_call(&mut e, 0, domctl::MAX_MEM, v, 1, with(MaxMem { max_memkb: info.max_pages * 4 + 4 })), 0);
+        assert_eq!(populate(&mut e, store_gfn), 1);
+        assert_eq!(populate(&mut e, store_gfn + 1), 0, "one page was allowed");
+        assert_eq!((e.dom(1).tot_pages(), e.dom(1).max_pages()), (257, 257));
+        // dom0 maps it (to clear it and mark the connection) and sees zeroes.
+        e.put(0x100, &store_gfn);
+        e.put(0x108, &0x9_0000u64);
+        e.put(0x110, &0x7777_7777u32);
+        e.put(0, &XenAddToPhysmapBatch { domid: guest_abi::DOMID_SELF, space: XENMAPSPACE_GMFN_FOREIGN as u16, size: 1, foreign_domid: 1, idxs: ARGS + 0x100, gpfns: ARGS + 0x108, errs: ARGS + 0x110 });
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_MEMORY_OP, [u64::from(XENMEM_ADD_TO_PHYSMAP_BATCH), ARGS, 0, 0, 0])), 0);
+        assert_eq!(e.get::<i32>(0x110), 0);
+        let pa = super::super::guest_phys::lookup(e.dom(1), store_gfn, &e.phys).unwrap();
+        assert!(e.dom(1).owns_ram(pa, 4096));
+        assert_eq!(super::super::guest_phys::lookup(e.dom(0), 0x9_0000, &e.phys), Some(pa));
+        let mut page = [0xffu8; 4096];
+        platform::PhysMem::read(&e.phys, pa, &mut page).unwrap();
+        assert!(page.iter().all(|&b| b == 0));
+        // The store frame, set by dom0 and read by the guest.
+        assert_eq!(param(&mut e, 0, 0, HVM_PARAM_STORE_PFN, store_gfn).0, 0);
+        assert_eq!(param(&mut e, 1, 1, HVM_PARAM_STORE_PFN, 0), (0, store_gfn));
+        // xenstored binds the guest's store port.
+        e.put(0, &EvtchnBindInterdomain { remote_dom: 1, remote_port: 1, local_port: 0 });
+        assert_eq!(e.call(0, |cx| super::super::dispatch(cx, nr::HYPERVISOR_EVENT_CHANNEL_OP, [u64::from(EVTCHNOP_BIND_INTERDOMAIN), ARGS, 0, 0, 0])), 0);
+        let local = e.get::<EvtchnBindInterdomain>(0).local_port;
+        assert_eq!(e.dom(1).with_evtchn(|ev| ev.state(1)), crate::domain::evtchn::PortState::Interdomain { dom: 0, port: local });
     }
 
     #[test]

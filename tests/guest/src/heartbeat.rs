@@ -1,7 +1,9 @@
-//! `heartbeat` (a domU): prints `heartbeat N` every [`PERIOD_MS`] of its virtual counter,
-//! forever, so that a system test can tell it still runs after what happened beside it. In
-//! between it waits in WFI for its virtual timer: no interrupt is enabled at its GIC, the
-//! timer's line only ends the wait (so the vCPU sleeps rather than spins).
+//! `heartbeat` (a domU): prints `heartbeat N` every [`PERIOD_MS`] of its virtual counter
+//! (`heartbeat-slow`: every [`SLOW_PERIOD_MS`], for tests whose dom0 prints on the same
+//! console meanwhile), forever, so that a system test can tell it still runs after what
+//! happened beside it. In between it waits in WFI for its virtual timer: no interrupt is
+//! enabled at its GIC, the timer's line only ends the wait (so the vCPU sleeps rather than
+//! spins).
 
 use crate::bench::{counter, frequency};
 use crate::println;
@@ -9,9 +11,11 @@ use core::arch::asm;
 
 /// Time between two heartbeats.
 pub const PERIOD_MS: u64 = 250;
+/// Time between two heartbeats in `heartbeat-slow` mode.
+pub const SLOW_PERIOD_MS: u64 = 2000;
 
-pub fn domu() -> ! {
-    let period = frequency() * PERIOD_MS / 1000;
+pub fn domu(period_ms: u64) -> ! {
+    let period = frequency() * period_ms / 1000;
     let mut n = 0u64;
     loop {
         n += 1;

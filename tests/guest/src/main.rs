@@ -172,7 +172,9 @@ mod kernel {
         } else if let Some(kind) = crash {
             crate::crash::run(kind);
         } else if domu && info.has_arg(b"heartbeat") {
-            crate::heartbeat::domu();
+            crate::heartbeat::domu(crate::heartbeat::PERIOD_MS);
+        } else if domu && info.has_arg(b"heartbeat-slow") {
+            crate::heartbeat::domu(crate::heartbeat::SLOW_PERIOD_MS);
         } else if domu && (info.has_arg(b"noise-busy") || info.has_arg(b"noise-idle")) {
             crate::noise::domu(info.has_arg(b"noise-busy"));
         } else if domu {

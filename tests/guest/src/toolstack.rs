@@ -291,6 +291,51 @@ fn max_mem_same() -> Observed {
     then(r, || info_show(DOMU2, |i| i.max_pages))
 }
 
+// ---- a dom0less domain with `xen,enhanced` as init-dom0less finds and sets it up -----------
+
+/// The conformance run's domU1 has no `xen,enhanced`; domU2 has `"enabled"`.
+const DOMU1: u16 = 1;
+/// The second of Xen's magic pages on ARM (0x39000000), which init-dom0less populates as a
+/// dom0less domain's xenstore page.
+const XENSTORE_GFN: u64 = 0x39001;
+
+/// hvm_op get_param `index` of `domid`: the return if it fails, else the value.
+fn param(domid: u16, index: u32) -> Observed {
+    use guest_abi::hvm::*;
+    let p = put(0, XenHvmParam { domid, index, value: 0 });
+    then(hc2(HYPERVISOR_HVM_OP, u64::from(HVMOP_GET_PARAM), p), || hex(get::<XenHvmParam>(0).value))
+}
+
+/// populate_physmap of one page of `domid` at `gfn`: the extents done.
+fn populate(domid: u16, gfn: u64) -> i64 {
+    use guest_abi::memory::*;
+    let list = put(OUT, gfn);
+    let r = put(0, XenMemoryReservation { extent_start: list, nr_extents: 1, extent_order: 0, mem_flags: 0, domid });
+    hc2(HYPERVISOR_MEMORY_OP, u64::from(XENMEM_POPULATE_PHYSMAP), r)
+}
+
+/// init-dom0less's steps on domU2's memory: the xenstore page refused while the domain holds
+/// all it may, then max_mem one page higher and the page populated, a second page refused;
+/// shown as the two populates' counts, max_mem's return and the pages held and allowed after.
+fn xenstore_page() -> Observed {
+    let Ok(before) = info(DOMU2) else { return hex(0xdead) };
+    let at_limit = populate(DOMU2, XENSTORE_GFN);
+    let raised = domctl(domctl::MAX_MEM, DOMU2, with(MaxMem { max_memkb: (before.max_pages + 1) * 4 }));
+    let page = populate(DOMU2, XENSTORE_GFN);
+    let beyond = populate(DOMU2, XENSTORE_GFN + 1);
+    let Ok(after) = info(DOMU2) else { return hex(0xbeef) };
+    let grew = |a: u64, b: u64| (a - b) & 0xff;
+    hex((at_limit as u64 & 0xf) << 28 | (raised as u64 & 0xff) << 20 | (page as u64 & 0xf) << 16 | (beyond as u64 & 0xf) << 12 | grew(after.tot_pages, before.tot_pages) << 4 | grew(after.max_pages, before.max_pages))
+}
+
+/// dom0 sets domU2's STORE_PFN to the xenstore page, as init-dom0less does once the page is
+/// ready: the set's return, then the value read back.
+fn set_store_pfn() -> Observed {
+    use guest_abi::hvm::*;
+    let p = put(0, XenHvmParam { domid: DOMU2, index: HVM_PARAM_STORE_PFN, value: XENSTORE_GFN });
+    then(hc2(HYPERVISOR_HVM_OP, u64::from(HVMOP_SET_PARAM), p), || param(DOMU2, HVM_PARAM_STORE_PFN))
+}
+
 // ---- a domain's life as `xl create` / `xl destroy` begin and end it ---------------------------
 
 /// The domain the lifecycle rows created (0: none yet).
@@ -447,6 +492,15 @@ pub static TOOLSTACK_CASES: &[Case] = &[
     Case { name: "toolstack.domctl.pausedomain.domu2_cycle", run: pause_cycle, expect: Expect::Recorded },
     // max_mem (`xl mem-max`).
     Case { name: "toolstack.domctl.max_mem.domu2_same", run: max_mem_same, expect: Expect::Recorded },
+    // A dom0less domain as init-dom0less sees it: domU2 (xen,enhanced) has a xenstore port
+    // and a "late" store frame, domU1 (no xen,enhanced) neither; its xenstore page once
+    // max_mem makes room; the store frame set.
+    Case { name: "toolstack.dom0less.domu1.store_evtchn", run: || param(DOMU1, guest_abi::hvm::HVM_PARAM_STORE_EVTCHN), expect: Expect::Recorded },
+    Case { name: "toolstack.dom0less.domu1.store_pfn", run: || param(DOMU1, guest_abi::hvm::HVM_PARAM_STORE_PFN), expect: Expect::Recorded },
+    Case { name: "toolstack.dom0less.domu2.store_evtchn", run: || param(DOMU2, guest_abi::hvm::HVM_PARAM_STORE_EVTCHN), expect: Expect::Recorded },
+    Case { name: "toolstack.dom0less.domu2.store_pfn_late", run: || param(DOMU2, guest_abi::hvm::HVM_PARAM_STORE_PFN), expect: Expect::Recorded },
+    Case { name: "toolstack.dom0less.domu2.xenstore_page", run: xenstore_page, expect: Expect::Recorded },
+    Case { name: "toolstack.dom0less.domu2.set_store_pfn", run: set_store_pfn, expect: Expect::Recorded },
     // vCPUs (`xl vcpu-list`, `xl vcpu-pin`).
     Case { name: "toolstack.domctl.getvcpuinfo.dom0_vcpu0", run: || vcpuinfo(0, 0), expect: Expect::Recorded },
     Case { name: "toolstack.domctl.getvcpuinfo.dom0_vcpu1", run: || vcpuinfo(0, 1), expect: Expect::Recorded },

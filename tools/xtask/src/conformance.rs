@@ -161,8 +161,13 @@ const DOMU2_MEMORY_KIB: u64 = 64 * 1024;
 
 /// A `/chosen/domU<n>` node: one vCPU, a vpl011, `memory_kib` of RAM, its kernel at `addr`.
 pub fn dom0less_node(n: u32, addr: u64, memory_kib: u64, kernel_size: u64, bootargs: &str) -> String {
+    dom0less_node_with(n, addr, memory_kib, kernel_size, bootargs, "")
+}
+
+/// [`dom0less_node`] with more properties (`props`: DTS lines, each ending in `;`).
+pub fn dom0less_node_with(n: u32, addr: u64, memory_kib: u64, kernel_size: u64, bootargs: &str, props: &str) -> String {
     format!(
-        "\t\tdomU{n} {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {memory_kib:#x}>;\n\t\t\tcpus = <0x1>;\n\t\t\tvpl011;\n\t\t\tmodule@{addr:x} {{\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\t\t\t\treg = <{addr:#x} {kernel_size:#x}>;\n\t\t\t\tbootargs = \"{bootargs}\";\n\t\t\t}};\n\t\t}};\n"
+        "\t\tdomU{n} {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {memory_kib:#x}>;\n\t\t\tcpus = <0x1>;\n\t\t\tvpl011;\n{props}\t\t\tmodule@{addr:x} {{\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\t\t\t\treg = <{addr:#x} {kernel_size:#x}>;\n\t\t\t\tbootargs = \"{bootargs}\";\n\t\t\t}};\n\t\t}};\n"
     )
 }
 
@@ -180,7 +185,8 @@ fn dom0less_dtb(b: &Boot, guest: &std::path::Path, tag: &str, cpu_off_domu: bool
     let size = std::fs::metadata(guest).map_err(|e| format!("{}: {e}", guest.display()))?.len();
     let mut nodes = domu_node(size);
     if cpu_off_domu {
-        nodes.push_str(&dom0less_node(2, DOMU2_KERNEL_ADDR, DOMU2_MEMORY_KIB, size, "console=ttyAMA0 domu-cpu-off"));
+        // `xen,enhanced`: the toolstack rows read and set its xenstore parameters and page.
+        nodes.push_str(&dom0less_node_with(2, DOMU2_KERNEL_ADDR, DOMU2_MEMORY_KIB, size, "console=ttyAMA0 domu-cpu-off", "\t\t\txen,enhanced = \"enabled\";\n"));
     }
     dom0less_dtb_with(b, &nodes, tag)
 }

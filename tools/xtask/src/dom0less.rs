@@ -14,10 +14,12 @@ const DOMU_MEMORY_KIB: u64 = 256 * 1024;
 /// The Linux domU's command line.
 pub const DOMU_ARGS: &str = "console=ttyAMA0 rdinit=/init";
 
-/// A `/chosen/domU1` node with a kernel and a ramdisk module.
-fn linux_domu_node(kernel: (u64, u64), ramdisk: (u64, u64)) -> String {
+/// A `/chosen/domU1` node with a kernel and a ramdisk module. `xen,enhanced = "no-xenstore"`:
+/// the kernel finds Xen (the /hypervisor node: grant table, event channels) and no xenstore
+/// is set up for it (nothing in dom0 would introduce it).
+fn linux_domu_node(kernel: (u64, u64), ramdisk: (u64, u64), vcpus: u32) -> String {
     format!(
-        "\t\tdomU1 {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {DOMU_MEMORY_KIB:#x}>;\n\t\t\tcpus = <0x1>;\n\t\t\tvpl011;\n\
+        "\t\tdomU1 {{\n\t\t\tcompatible = \"xen,domain\";\n\t\t\t#address-cells = <0x1>;\n\t\t\t#size-cells = <0x1>;\n\t\t\tmemory = <0x0 {DOMU_MEMORY_KIB:#x}>;\n\t\t\tcpus = <{vcpus:#x}>;\n\t\t\tvpl011;\n\t\t\txen,enhanced = \"no-xenstore\";\n\
          \t\t\tmodule@{:x} {{\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\t\t\t\treg = <{:#x} {:#x}>;\n\t\t\t\tbootargs = \"{DOMU_ARGS}\";\n\t\t\t}};\n\
          \t\t\tmodule@{:x} {{\n\t\t\t\tcompatible = \"multiboot,ramdisk\", \"multiboot,module\";\n\t\t\t\treg = <{:#x} {:#x}>;\n\t\t\t}};\n\t\t}};\n",
         kernel.0, kernel.0, kernel.1, ramdisk.0, ramdisk.0, ramdisk.1
@@ -29,8 +31,8 @@ fn size(p: &Path) -> Result<u64> {
 }
 
 /// Linux dom0 (1 vCPU) waiting for its domU to stop (`xenith-wait-domu`), and a Linux domU
-/// (Debian's kernel, its own initramfs) on the second CPU.
-fn linux_domu_boot_inner(hypervisor: PathBuf, cmdline: &str, tag: &str) -> Result<Boot> {
+/// (Debian's kernel, its own initramfs, `vcpus` vCPUs) on the second CPU.
+fn linux_domu_boot_inner(hypervisor: PathBuf, cmdline: &str, tag: &str, vcpus: u32) -> Result<Boot> {
     let mut b = Boot::new(hypervisor);
     b.timeout = Duration::from_secs(240);
     b.cmdline = cmdline.into();
@@ -47,7 +49,7 @@ fn linux_domu_boot_inner(hypervisor: PathBuf, cmdline: &str, tag: &str) -> Resul
         "-device".to_string(),
         format!("loader,file={},addr={rd_addr:#x},force-raw=on", domu.initrd.display()),
     ]);
-    let node = linux_domu_node((DOMU_KERNEL_ADDR, ksize), (rd_addr, rsize));
+    let node = linux_domu_node((DOMU_KERNEL_ADDR, ksize), (rd_addr, rsize), vcpus);
     b.dtb = Some(crate::conformance::dom0less_dtb_with(&b, &node, tag)?);
     Ok(b)
 }
@@ -60,13 +62,13 @@ fn or_unavailable(b: Result<Boot>, hypervisor: PathBuf, what: &str) -> Boot {
 }
 
 pub fn linux_domu_boot(hypervisor: PathBuf) -> Boot {
-    or_unavailable(linux_domu_boot_inner(hypervisor.clone(), "dom0_max_vcpus=1", "linux-domu"), hypervisor, "Linux domU fixtures")
+    or_unavailable(linux_domu_boot_inner(hypervisor.clone(), "dom0_max_vcpus=1", "linux-domu", 1), hypervisor, "Linux domU fixtures")
 }
 
-/// The same machine (2 CPUs) with `sched=credit`: dom0 has both CPUs (2 vCPUs) and the domU's
-/// vCPU shares one of them.
+/// The same machine (2 CPUs) with `sched=credit`: dom0 has both CPUs (2 vCPUs) and the domU
+/// has 2 vCPUs (`cpus = <2>`, the second started by its PSCI CPU_ON) that share them.
 pub fn linux_domu_credit_boot(hypervisor: PathBuf) -> Boot {
-    or_unavailable(linux_domu_boot_inner(hypervisor.clone(), "dom0_max_vcpus=2 sched=credit", "linux-domu-credit"), hypervisor, "Linux domU fixtures")
+    or_unavailable(linux_domu_boot_inner(hypervisor.clone(), "dom0_max_vcpus=2 sched=credit", "linux-domu-credit", 2), hypervisor, "Linux domU fixtures")
 }
 
 /// The line of `out` containing `needle`, by index.

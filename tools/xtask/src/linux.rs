@@ -113,7 +113,8 @@ pub const DOM0_AFTER_DOMU: &str = "dom0: still running after the domU stopped";
 pub const DOMU_MARKER: &str = "XENITH-DOMU-USERSPACE-OK";
 
 /// The domU's /init: the marker, its virtual timer's interrupt count before and after a
-/// sleep (which needs that interrupt), what /sys/hypervisor says, then power off after a
+/// sleep (which needs that interrupt), what /sys/hypervisor says, the CPUs online, then power
+/// off after a
 /// while (time for dom0 to be listening for VIRQ_DOM_EXC).
 fn domu_init_script() -> String {
     format!(
@@ -126,6 +127,7 @@ fn domu_init_script() -> String {
          sleep 2\n\
          echo \"domU timer after: $(grep arch_timer /proc/interrupts)\"\n\
          echo \"domU hypervisor type: $(cat /sys/hypervisor/type 2>&1)\"\n\
+         echo \"domU cpus online: $(cat /sys/devices/system/cpu/online)\"\n\
          echo \"domU interrupts:\"; cat /proc/interrupts\n\
          sleep 20\n\
          echo \"domU: powering off\"\n\
@@ -1281,6 +1283,25 @@ mod console_bytes_tests {
         assert!(l.contains("\\001\\002") && l.contains("\\377") && l.contains("\\047"));
         assert!(!l[l.find("printf '").unwrap() + 8..l.rfind('\'').unwrap()].contains('\''));
     }
+}
+
+/// A dom0less domain 1 ran through an event and after it: the lines with its heartbeat
+/// (`beat`) before the first line containing `mark` (`what`, for the error) and after it,
+/// some before and at least 2 after, and nothing stopped the domain. Returns both counts.
+pub fn domu_beat_through(o: &Outcome, beat: &str, mark: &str, what: &str) -> std::result::Result<(usize, usize), String> {
+    let lines: Vec<&str> = o.output.lines().collect();
+    let at = lines.iter().position(|l| l.contains(mark)).ok_or_else(|| format!("no line with `{mark}`"))?;
+    let before = lines[..at].iter().filter(|l| l.contains(beat)).count();
+    let after = lines[at..].iter().filter(|l| l.contains(beat)).count();
+    if before == 0 || after < 2 {
+        return Err(format!("the domU's heartbeats: {before} before {what}, {after} after it (expected some, then at least 2)"));
+    }
+    for gone in ["d1: destroyed", "d1: shutdown", "d1v0: UNDEF loop", "d1v0: data abort loop"] {
+        if o.has(gone) {
+            return Err(format!("the domU stopped: `{gone}` in the output"));
+        }
+    }
+    Ok((before, after))
 }
 
 /// Printed by /init after the toolstack fuzzer ran its calls (`xenith-tsfuzz`).

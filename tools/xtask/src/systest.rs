@@ -333,6 +333,10 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         // print the machine and Domain-0; the same script on Xen 4.17 is the reference.
         cases.push(Case { name: "linux_dom0_toolstack_xl", boot: crate::toolstack::systest_boot(images.hypervisor.clone(), "sched=credit"), check: crate::toolstack::systest_check });
         cases.push(Case { name: "linux_dom0_toolstack_xl_on_xen", boot: crate::toolstack::xen_systest_boot(), check: crate::toolstack::xen_systest_check });
+        // A dom0less domU (xen,enhanced) that dom0's init-dom0less introduces: `xl list` names
+        // it; the same script on Xen 4.17 is the reference.
+        cases.push(Case { name: "linux_dom0_toolstack_dom0less", boot: crate::toolstack::dom0less_systest_boot(images.hypervisor.clone(), "sched=credit", &images.test_guest), check: |o| crate::toolstack::check(o, Some("2")).and_then(|()| crate::toolstack::check_dom0less(o)) });
+        cases.push(Case { name: "linux_dom0_toolstack_dom0less_on_xen", boot: crate::toolstack::xen_dom0less_systest_boot(&images.test_guest), check: |o| crate::toolstack::check(o, None).and_then(|()| crate::toolstack::check_dom0less(o)) });
         // A hostile dom0 process aimed at the toolstack's hypercalls: 100 000 sysctl/domctl calls.
         cases.push(Case { name: "linux_dom0_toolstack_fuzz", boot: crate::linux::toolstack_fuzz_systest_boot(images.hypervisor.clone(), &images.test_guest), check: crate::linux::toolstack_fuzz_systest_check });
         // dom0 panics (panic=1, sysrq c): the hypervisor restarts the machine as Xen does.
@@ -344,12 +348,13 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         // Debian's kernel as a dom0less domU beside Linux dom0: its own vGIC, virtual timer,
         // vpl011 and Xen's guest DT, to a marker on its vpl011 (dom0less.rs).
         cases.push(Case { name: "linux_domu_beside_linux_dom0", boot: crate::dom0less::linux_domu_boot(images.hypervisor.clone()), check: crate::dom0less::linux_domu_check });
-        // The same under sched=credit with dom0 on both CPUs: the domU's vCPU shares one.
+        // The same under sched=credit with dom0 on both CPUs: the domU's 2 vCPUs share them.
         cases.push(Case {
             name: "linux_domu_shares_cpus_with_linux_dom0_under_credit",
             boot: crate::dom0less::linux_domu_credit_boot(images.hypervisor.clone()),
             check: |o| {
                 crate::dom0less::linux_domu_check(o)?;
+                expect(o, "DOM1: domU cpus online: 0-1")?;
                 expect(o, "scheduler: credit (sched=)")?;
                 expect(o, "dom0: 2 vCPU(s)")?;
                 expect(o, "vCPU switches (sched=credit): ")

@@ -15,6 +15,11 @@
 //! reports its disk and network checks, pings it from dom0, `xl destroy`s it and waits for the
 //! free memory to come back. Every step prints a tagged line that [`systest_check`] reads.
 //!
+//! With `xenith-dom0less` on dom0's command line the script runs Debian's `init-dom0less`
+//! instead of the domU's life: the boot's dom0less domU1 (`xen,enhanced`) is introduced to
+//! xenstore and named for libxl, and `xl list` shows it (`linux_dom0_toolstack_dom0less` and
+//! its `_on_xen` twin).
+//!
 //! `cargo xtask run --dom0 linux --toolstack` boots it; the system tests
 //! `linux_dom0_toolstack_xl` (xenith, `sched=credit`: the domU's vCPUs share the CPUs with
 //! dom0's) and `linux_dom0_toolstack_xl_on_xen` (Debian's Xen 4.17, the reference) run the
@@ -56,6 +61,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("usr/lib/xen-4.17/bin/xenstored", "usr/sbin/xenstored"),
     ("usr/lib/xen-4.17/bin/xenconsoled", "usr/sbin/xenconsoled"),
     ("usr/lib/xen-4.17/bin/xen-init-dom0", "usr/sbin/xen-init-dom0"),
+    ("usr/lib/xen-4.17/bin/init-dom0less", "usr/sbin/init-dom0less"),
     ("usr/bin/xenstore", "usr/bin/xenstore"),
     // `xl console` runs it from libxl's private directory.
     ("usr/lib/xen-4.17/bin/xenconsole", "usr/lib/xen-4.17/bin/xenconsole"),
@@ -97,7 +103,18 @@ fn script() -> String {
          echo \"toolstack: xl list\"; xl list 2>&1 | sed 's/^/xl-list: /'\n\
          echo \"toolstack: xl vcpu-list\"; xl vcpu-list 2>&1 | sed 's/^/xl-vcpu-list: /'\n\
          echo \"toolstack: daemons: $(for p in xenstored xenconsoled; do pidof $p >/dev/null && echo -n \"$p \"; done)\"\n\
-         if [ -f /etc/xenith/domu.cfg ]; then\n\
+         if grep -q {DOM0LESS_FLAG} /proc/cmdline; then\n\
+         # The boot's dom0less domU (xen,enhanced): introduced to xenstore and named for libxl.\n\
+         echo \"toolstack: xl list before init-dom0less\"; xl list 2>&1 | sed 's/^/xl-list-pre: /'\n\
+         init-dom0less > /tmp/init-dom0less.log 2>&1; rc=$?\n\
+         sed 's/^/init-dom0less: /' /tmp/init-dom0less.log\n\
+         echo \"{INIT_DOM0LESS_EXIT} $rc\"\n\
+         echo \"toolstack: xl list after init-dom0less\"; xl list 2>&1 | sed 's/^/xl-list-dom0less: /'\n\
+         xl vcpu-list 2>&1 | sed 's/^/xl-vcpu-list-dom0less: /'\n\
+         echo \"toolstack: dom0less xenstore: name $(xenstore-read /local/domain/1/name 2>&1), store port $(xenstore-read /local/domain/1/store/port 2>&1), ring-ref $(xenstore-read /local/domain/1/store/ring-ref 2>&1)\"\n\
+         sleep 5\n\
+         echo \"{DOM0LESS_DONE}\"\n\
+         elif [ -f /etc/xenith/domu.cfg ]; then\n\
          for m in $(cat /etc/xenith/xl-modules); do n=$(echo ${{m%.ko}} | tr - _); [ -d /sys/module/$n ] || insmod /lib/modules/xl/$m || echo \"toolstack: insmod $m failed\"; done\n\
          free_mem() {{ xl info | awk '$1 == \"free_memory\" {{ print $3 }}'; }}\n\
          free_before=$(free_mem)\n\
@@ -135,6 +152,14 @@ fn script() -> String {
          echo {DONE}\n"
     )
 }
+
+/// In dom0's command line: the boot has a dom0less domU for `init-dom0less` (the script does
+/// that instead of `xl create`).
+const DOM0LESS_FLAG: &str = "xenith-dom0less";
+/// Printed with init-dom0less's exit status.
+const INIT_DOM0LESS_EXIT: &str = "toolstack: init-dom0less exit";
+/// Printed 5 s after `init-dom0less` (the domU's heartbeats meanwhile show it runs on).
+const DOM0LESS_DONE: &str = "toolstack: dom0less done";
 
 /// Printed by the script just before `xl create` (the bench times from this line to the
 /// domU's marker).
@@ -254,6 +279,92 @@ pub fn xen_systest_boot() -> Boot {
     }
 }
 
+/// Where QEMU loads the dom0less domU's kernel (the test guest): above dom0's kernel and its
+/// initramfs with the toolstack (about 100 MB from 0x49000000).
+const DOM0LESS_KERNEL_ADDR: u64 = 0x5800_0000;
+/// The dom0less domU's RAM.
+const DOM0LESS_MEMORY_MIB: u64 = 64;
+/// Its console line (vpl011) in heartbeat mode, on both hypervisors.
+const DOM0LESS_HEARTBEAT: &str = "DOM1: heartbeat ";
+/// The guest frame of a dom0less domain's xenstore page that init-dom0less populates and
+/// writes to xenstore: the second of Xen's magic pages (0x39000000 on ARM).
+const XENSTORE_RING_REF: u64 = 0x39001;
+/// The name init-dom0less gives domain 1.
+const DOM0LESS_NAME: &str = "dom0less-1";
+
+/// The dom0less system test's boot on `hypervisor` with `cmdline`: the toolstack boot with a
+/// dom0less domU (the test guest `guest` printing a heartbeat every 2 s, one vCPU, 64 MiB,
+/// `xen,enhanced = "enabled"`) that shares the 2 CPUs with dom0's 2 vCPUs; dom0's script runs
+/// init-dom0less and lists it instead of creating a domU.
+pub fn dom0less_systest_boot(hypervisor: PathBuf, cmdline: &str, guest: &Path) -> Boot {
+    dom0less_boot(hypervisor, cmdline, guest, "toolstack-dom0less")
+}
+
+/// [`dom0less_systest_boot`], its generated files named after `tag`.
+fn dom0less_boot(hypervisor: PathBuf, cmdline: &str, guest: &Path, tag: &str) -> Boot {
+    let mut b = systest_boot(hypervisor.clone(), cmdline);
+    b.dom0_args = format!("{} {DOM0LESS_FLAG}", b.dom0_args);
+    let with_domu = |mut b: Boot| -> Result<Boot> {
+        let size = std::fs::metadata(guest).map_err(|e| format!("{}: {e}", guest.display()))?.len();
+        b.extra.push("-device".into());
+        b.extra.push(format!("loader,file={},addr={DOM0LESS_KERNEL_ADDR:#x},force-raw=on", guest.display()));
+        let node = crate::conformance::dom0less_node_with(1, DOM0LESS_KERNEL_ADDR, DOM0LESS_MEMORY_MIB << 10, size, "console=ttyAMA0 domu heartbeat-slow", "\t\t\txen,enhanced = \"enabled\";\n");
+        b.dtb = Some(crate::conformance::dom0less_dtb_with(&b, &node, tag)?);
+        Ok(b)
+    };
+    with_domu(b).unwrap_or_else(|e| {
+        eprintln!("xtask: the dom0less domU for the toolstack: {e}");
+        Boot { dom0: Some(PathBuf::from("/nonexistent/toolstack-dom0less-unavailable")), ..Boot::new(hypervisor) }
+    })
+}
+
+/// The same boot on Debian's Xen 4.17, the reference.
+pub fn xen_dom0less_systest_boot(guest: &Path) -> Boot {
+    match crate::fixtures::xen_4_17() {
+        Ok(xen) => dom0less_boot(xen, crate::linux::XEN_CMDLINE, guest, "toolstack-dom0less-xen"),
+        Err(e) => {
+            eprintln!("xtask: Xen 4.17 fixtures: {e}");
+            Boot::new(PathBuf::from("/nonexistent/xen-4.17-fixtures-unavailable"))
+        }
+    }
+}
+
+/// init-dom0less introduced the dom0less domU: it exited 0 having initialised domain 1;
+/// xenstore has the domain's name and store port; `xl list` shows it by name as domain 1
+/// with its 64 MiB and 1 vCPU, `xl vcpu-list` its vCPU; the domU printed heartbeats before
+/// and at least 2 after init-dom0less (it ran on), and its domain was never stopped. The
+/// system tests run it after [`check`] (on Xen without the CPU count, as in
+/// [`xen_systest_check`]).
+pub fn check_dom0less(o: &Outcome) -> std::result::Result<(), String> {
+    if !o.has(DOM0LESS_DONE) {
+        return Err(format!("the script never printed `{DOM0LESS_DONE}`"));
+    }
+    if !o.has(&format!("{INIT_DOM0LESS_EXIT} 0")) {
+        return Err(format!("init-dom0less failed: {:?}", lines(o, "init-dom0less: ")));
+    }
+    if !lines(o, "init-dom0less: ").iter().any(|l| l.trim() == "Init dom0less domain: 1") {
+        return Err(format!("init-dom0less did not initialise domain 1: {:?}", lines(o, "init-dom0less: ")));
+    }
+    let xs = lines(o, "toolstack: dom0less xenstore: ");
+    let xs = xs.first().ok_or("no xenstore line for the dom0less domU")?;
+    if !xs.starts_with(&format!("name {DOM0LESS_NAME}, store port ")) || !xs.ends_with(&format!("ring-ref {XENSTORE_RING_REF}")) {
+        return Err(format!("xenstore for domain 1: `{xs}`"));
+    }
+    let listed = lines(o, "xl-list-dom0less: ");
+    let row = listed.iter().find(|l| l.starts_with(DOM0LESS_NAME)).ok_or_else(|| format!("`xl list` after init-dom0less does not show {DOM0LESS_NAME}: {listed:?}"))?;
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    if cols.get(1) != Some(&"1") || cols.get(2) != Some(&DOM0LESS_MEMORY_MIB.to_string().as_str()) || cols.get(3) != Some(&"1") {
+        return Err(format!("`xl list`: {DOM0LESS_NAME} should be domain 1 with {DOM0LESS_MEMORY_MIB} MiB and 1 vCPU: {row}"));
+    }
+    let vcpus = lines(o, "xl-vcpu-list-dom0less: ").iter().filter(|l| l.starts_with(DOM0LESS_NAME)).count();
+    if vcpus != 1 {
+        return Err(format!("`xl vcpu-list` shows {vcpus} vCPUs of {DOM0LESS_NAME}, want 1"));
+    }
+    let (before, after) = crate::linux::domu_beat_through(o, DOM0LESS_HEARTBEAT, INIT_DOM0LESS_EXIT, "init-dom0less ended")?;
+    println!("    dom0less: `{row}`; heartbeats {before} before init-dom0less ended, {after} after");
+    Ok(())
+}
+
 /// The lines of one command's output (`xl-info: ...`).
 fn lines<'a>(o: &'a Outcome, tag: &str) -> Vec<&'a str> {
     o.output.lines().filter_map(|l| l.trim_end().split_once(tag).map(|(_, r)| r)).collect()
@@ -349,7 +460,7 @@ fn check_domu(o: &Outcome) -> std::result::Result<(), String> {
 
 /// `xl info` printed the machine (its CPUs, memory, the hypervisor's version) and `xl list`
 /// Domain-0 with its vCPUs; the daemons run; dom0 went on to its marker and powered off.
-fn check(o: &Outcome, nr_cpus: Option<&str>) -> std::result::Result<(), String> {
+pub fn check(o: &Outcome, nr_cpus: Option<&str>) -> std::result::Result<(), String> {
     if !o.has(DONE) {
         return Err(format!("the toolstack script never printed `{DONE}` (timed out: {})", o.timed_out));
     }

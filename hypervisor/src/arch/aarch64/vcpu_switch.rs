@@ -234,12 +234,12 @@ pub enum Why {
 #[inline(never)]
 pub fn reschedule(frame: &mut TrapFrame, why: Why) {
     let cpu = this_cpu();
-    // A vCPU of a domain being destroyed (a dom0less guest's too), or of a toolstack-made
-    // domain that shut down (another of its vCPUs asked), leaves for good; one of a domain the
+    // A vCPU of a domain being destroyed, or of a domain that shut down (another of its
+    // vCPUs asked), leaves for good; one of a domain the
     // toolstack paused leaves until the unpause queues it again (its registers saved).
     let (dom, vcpu) = (percpu::current_domain(), percpu::current_vcpu());
     if let Some(d) = crate::domain::registry::DOMAINS.get(dom).filter(|d| !d.is_hardware) {
-        if d.dying() || (d.by_toolstack && d.shutdown().is_some()) {
+        if d.dying() || d.shutdown().is_some() {
             stop_current();
         }
         if d.by_toolstack && d.paused() {
