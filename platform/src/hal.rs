@@ -42,6 +42,20 @@ pub trait PhysMem {
         let _ = (pa, len);
     }
 
+    /// Zero `[pa, pa + len)` (a page given to a domain, a fresh table). The default writes a
+    /// zeroed buffer a chunk at a time; the hardware implementation zeroes whole cache blocks
+    /// per instruction. Nothing is cleaned: callers that need it call [`clean_dcache`](Self::clean_dcache).
+    fn zero(&self, pa: u64, len: u64) -> Result<(), MemError> {
+        const ZEROS: [u8; 512] = [0; 512];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(ZEROS.len() as u64);
+            self.write(pa.checked_add(done).ok_or(MemError::NotMemory { pa })?, &ZEROS[..n as usize])?;
+            done += n;
+        }
+        Ok(())
+    }
+
     fn read_u32(&self, pa: u64) -> Result<u32, MemError> {
         let mut b = [0u8; 4];
         self.read(pa, &mut b)?;

@@ -328,7 +328,7 @@ impl GrantTable {
             }
             pins.resize(ENTRIES_PER_FRAME as usize, PinCount::default());
             let pa = frames.alloc_frame().ok_or(GrowError::NoMemory)?;
-            if mem.write(pa, &[0u8; 4096]).is_err() {
+            if mem.zero(pa, 4096).is_err() {
                 frames.free_frame(pa);
                 return Err(GrowError::NoMemory);
             }

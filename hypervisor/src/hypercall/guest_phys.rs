@@ -94,7 +94,7 @@ pub fn shared_info(ev: &mut EventChannels, m: &mut Machine<'_>) -> Result<u64, i
         return Ok(pa);
     }
     let pa = m.frames.alloc_frame().ok_or(ret(ENOMEM))?;
-    if m.mem.write(pa, &[0u8; PAGE as usize]).is_err() {
+    if m.mem.zero(pa, PAGE).is_err() {
         m.frames.free_frame(pa);
         return Err(ret(ENOMEM));
     }

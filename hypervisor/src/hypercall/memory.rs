@@ -584,19 +584,19 @@ fn populate_given_back(dom: &Domain, m: &mut crate::domain::registry::Machine<'_
     let Some(ipa) = gpfn.checked_mul(PAGE) else { return false };
     let Some(bank) = dom.ram().as_slice().iter().find(|b| ipa >= b.ipa && ipa - b.ipa + pages * PAGE <= b.size).copied() else { return false };
     let pa = bank.pa + (ipa - bank.ipa);
+    let bytes = pages * PAGE;
     let mut p2m = dom.p2m.write();
-    if (0..pages).any(|k| gp::lookup_in(dom, &p2m, gpfn + k, m.mem).is_some()) {
+    let Some(p2m) = p2m.as_mut() else { return false };
+    // No page of the extent may be mapped (one walk over the range; an unreadable table
+    // refuses too): a mapped page is the guest's, and zeroing it would destroy its contents.
+    if p2m.leaves_in(ipa, ipa + bytes, m.mem).next().is_some() {
         return false;
     }
-    let zero = [0u8; 256];
-    for off in (0..pages * PAGE).step_by(zero.len()) {
-        if m.mem.write(pa + off, &zero).is_err() {
-            return false;
-        }
+    if m.mem.zero(pa, bytes).is_err() {
+        return false;
     }
-    m.mem.clean_dcache(pa, (pages * PAGE) as usize);
-    let Some(p2m) = p2m.as_mut() else { return false };
-    p2m.map(ipa, pa, pages * PAGE, S2Attr::RAM_RWX, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
+    m.mem.clean_dcache(pa, bytes as usize);
+    p2m.map(ipa, pa, bytes, S2Attr::RAM_RWX, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
 }
 
 /// Take pages out of the domain's map (the RAM stays the domain's; populate brings it back).
@@ -806,11 +806,10 @@ mod tests {
         assert_eq!(gp::lookup(e.dom(0), 0xa_0000 + 39, &e.phys), Some(f39));
     }
 
-    #[test]
-    fn a_domu_takes_back_only_what_it_gave_back() {
+    /// dom2, whose guest addresses are unlike its host ones (dom1's half of the test RAM, all
+    /// mapped): its RAM's guest and host base.
+    fn remapped_domain(e: &mut Env) -> (u64, u64) {
         use crate::domain::{Domain, RamBank, RamBanks};
-        let mut e = Env::new();
-        // dom2: guest addresses unlike its host ones (dom1's half of the test RAM)
         let (ipa, pa) = (0x8000_0000u64, RAM + RAM_SIZE / 2);
         let mut ram = RamBanks::default();
         ram.push(RamBank { ipa, pa, size: RAM_SIZE / 2 });
@@ -820,12 +819,22 @@ mod tests {
         p2m.map(ipa, pa, RAM_SIZE / 2, S2Attr::RAM_RWX, &mut e.frames, &e.phys, &mut tlb).unwrap();
         *d.p2m.get_mut() = Some(p2m);
         let _ = e.domains.insert(d);
+        (ipa, pa)
+    }
+
+    /// dom2's reservation op `op` of one extent of `order` at `gfn`.
+    fn res_order(e: &mut Env, op: u32, gfn: u64, order: u32) -> i64 {
+        e.put(0x100, &gfn);
+        e.put(0, &XenMemoryReservation { extent_start: ARGS + 0x100, nr_extents: 1, extent_order: order, mem_flags: 0, domid: DOMID_SELF });
+        call(e, 2, u64::from(op))
+    }
+
+    #[test]
+    fn a_domu_takes_back_only_what_it_gave_back() {
+        let mut e = Env::new();
+        let (ipa, pa) = remapped_domain(&mut e);
         let gfn = (ipa >> 12) + 3;
-        let res = |e: &mut Env, op: u32, gfn: u64| {
-            e.put(0x100, &gfn);
-            e.put(0, &XenMemoryReservation { extent_start: ARGS + 0x100, nr_extents: 1, extent_order: 0, mem_flags: 0, domid: DOMID_SELF });
-            call(e, 2, u64::from(op))
-        };
+        let res = |e: &mut Env, op: u32, gfn: u64| res_order(e, op, gfn, 0);
         assert_eq!(res(&mut e, XENMEM_POPULATE_PHYSMAP, gfn), 0, "nothing given back yet");
         e.phys.write(pa + 3 * PAGE, b"old data").unwrap();
         assert_eq!(res(&mut e, XENMEM_DECREASE_RESERVATION, gfn), 1);
@@ -835,6 +844,37 @@ mod tests {
         assert_eq!(gp::lookup(e.dom(2), gfn, &e.phys), Some(pa + 3 * PAGE));
         assert_eq!(e.phys.read_u64(pa + 3 * PAGE).unwrap(), 0, "handed back zeroed");
         assert_eq!(res(&mut e, XENMEM_POPULATE_PHYSMAP, gfn), 0, "its reservation is full again");
+    }
+
+    #[test]
+    fn an_extent_comes_back_whole_and_zeroed_or_not_at_all() {
+        let mut e = Env::new();
+        let (ipa, pa) = remapped_domain(&mut e);
+        let gfn = (ipa >> 12) + 8; // an order-3 extent: pages 8..16
+        for k in 0..8 {
+            e.phys.write(pa + (8 + k) * PAGE + 0xff8, b"old data").unwrap();
+        }
+        // Enough pages given back for the extent (pages 32..40 elsewhere, pages 8..15 of it),
+        // but page 15 still mapped: the extent is refused, page 15 kept.
+        for k in 0..8 {
+            assert_eq!(res_order(&mut e, XENMEM_DECREASE_RESERVATION, gfn + 24 + k, 0), 1);
+        }
+        for k in 0..7 {
+            assert_eq!(res_order(&mut e, XENMEM_DECREASE_RESERVATION, gfn + k, 0), 1);
+        }
+        assert_eq!(res_order(&mut e, XENMEM_POPULATE_PHYSMAP, gfn, 3), 0, "page 15 is still mapped");
+        assert_eq!(gp::lookup(e.dom(2), gfn, &e.phys), None);
+        assert_eq!(e.phys.read_u64(pa + 15 * PAGE + 0xff8).unwrap(), u64::from_le_bytes(*b"old data"), "a mapped page is not zeroed");
+        assert_eq!(res_order(&mut e, XENMEM_DECREASE_RESERVATION, gfn + 7, 0), 1);
+        assert_eq!(res_order(&mut e, XENMEM_POPULATE_PHYSMAP, gfn + 4, 3), 0, "not aligned to its order");
+        assert_eq!(res_order(&mut e, XENMEM_POPULATE_PHYSMAP, gfn, 3), 1);
+        for k in 0..8 {
+            assert_eq!(gp::lookup(e.dom(2), gfn + k, &e.phys), Some(pa + (8 + k) * PAGE));
+            let mut page = [0xa5u8; PAGE as usize];
+            e.phys.read(pa + (8 + k) * PAGE, &mut page).unwrap();
+            assert!(page.iter().all(|&b| b == 0), "page {k} of the extent handed back zeroed");
+        }
+        assert_eq!(gp::lookup(e.dom(2), gfn + 8, &e.phys), Some(pa + 16 * PAGE), "the next page untouched");
     }
 
     #[test]

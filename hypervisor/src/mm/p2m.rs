@@ -484,10 +484,7 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
     }
 
     fn zero_frame(&self, pa: u64) -> Result<(), P2mError> {
-        const ZEROS: [u8; 512] = [0; 512];
-        for off in (0..PAGE_SIZE).step_by(ZEROS.len()) {
-            self.mem.write(pa + off, &ZEROS)?;
-        }
+        self.mem.zero(pa, PAGE_SIZE)?;
         self.mem.clean_dcache(pa, PAGE_SIZE as usize);
         Ok(())
     }

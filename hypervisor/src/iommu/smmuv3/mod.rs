@@ -459,13 +459,7 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
         if pa % align != 0 {
             return Err(SmmuError::NoMemory { what });
         }
-        let zero = [0u8; 256];
-        let mut done = 0u64;
-        while done < size {
-            let n = (size - done).min(zero.len() as u64);
-            mem.write(pa + done, &zero[..n as usize])?;
-            done += n;
-        }
+        mem.zero(pa, size)?;
         mem.clean_dcache(pa, size as usize);
         Ok(pa)
     }
