@@ -24,6 +24,8 @@ pub const DOM0_INITRD_ADDR: u64 = 0x4b20_0000;
 pub struct Images {
     /// Raw image (zImage header) of the hypervisor.
     pub hypervisor: PathBuf,
+    /// The hypervisor's ELF (its symbols place the module bundle: `snow.rs`).
+    pub hypervisor_elf: PathBuf,
     /// The arm32 test guest (a zImage), when it builds for this target.
     pub test_guest: Option<PathBuf>,
 }
@@ -53,7 +55,7 @@ pub fn build(with_guest: bool) -> Result<Images> {
     } else {
         None
     };
-    Ok(Images { hypervisor, test_guest })
+    Ok(Images { hypervisor, hypervisor_elf: hyp_elf, test_guest })
 }
 
 fn flatten_to(elf_path: &Path, out: &Path) -> Result<PathBuf> {
@@ -104,6 +106,30 @@ pub fn flatten32(elf: &[u8]) -> std::result::Result<(u32, Vec<u8>), String> {
         out[at..at + data.len()].copy_from_slice(data);
     }
     Ok((base, out))
+}
+
+/// The values of the named symbols of a little-endian ELF32's symbol table.
+pub fn symbols32(elf: &[u8], names: &[&str]) -> std::result::Result<Vec<u32>, String> {
+    if elf.get(0..4) != Some(b"\x7fELF") || elf.get(4) != Some(&1) || elf.get(5) != Some(&1) {
+        return Err("not a little-endian ELF32 file".into());
+    }
+    let shoff = u32_at(elf, 0x20)? as usize;
+    let shentsize = u16_at(elf, 0x2e)? as usize;
+    let shnum = u16_at(elf, 0x30)? as usize;
+    let section = |i: usize| shoff + i * shentsize;
+    let symtab = (0..shnum).find(|&i| u32_at(elf, section(i) + 4) == Ok(2)).ok_or("no symbol table")?;
+    let (off, size) = (u32_at(elf, section(symtab) + 16)? as usize, u32_at(elf, section(symtab) + 20)? as usize);
+    let strtab = u32_at(elf, section(symtab) + 24)? as usize;
+    let stroff = u32_at(elf, section(strtab) + 16)? as usize;
+    let mut out = vec![None; names.len()];
+    for sym in (off..off + size).step_by(16) {
+        let name_at = stroff + u32_at(elf, sym)? as usize;
+        let name = elf.get(name_at..).and_then(|b| b.split(|&c| c == 0).next()).ok_or("symbol name outside the file")?;
+        if let Some(i) = names.iter().position(|n| n.as_bytes() == name) {
+            out[i] = Some(u32_at(elf, sym + 4)?);
+        }
+    }
+    names.iter().zip(out).map(|(n, v)| v.ok_or_else(|| format!("no symbol `{n}`"))).collect()
 }
 
 /// ELF relocation types the test guest's image can hold (ARM ELF ABI numbers).
