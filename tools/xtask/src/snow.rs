@@ -757,4 +757,46 @@ Created:         Thu Dec  3 19:25:30 2026
         assert!(s.contains("module@4b200000 {") && s.contains("\"multiboot,ramdisk\", \"multiboot,module\""));
         assert!(chosen_modules_dts((0, 1), (2, 3), "a\"b").is_err());
     }
+
+    #[test]
+    fn the_bundle_follows_the_image_at_its_bss_start_and_round_trips() {
+        let image = vec![0xaau8; 0x6_c2b0];
+        let (kernel, initrd) = (vec![1u8; 5000], vec![2u8; 3000]);
+        let layout = Layout::new(0x4001_0000, 0x4008_e000, 0x408d_4000, 5000, 3000).unwrap();
+        let b = make_bundle(&image, &layout, &kernel, &initrd).unwrap();
+        assert_eq!(b.len() as u64, 0x7_e000 + layout.total_len);
+        assert_eq!(&b[..image.len()], &image[..]);
+        assert!(b[image.len()..0x7_e000].iter().all(|&x| x == 0), "zeros up to the BSS start");
+        let h = bundle::Header::parse(&b[0x7_e000..]).unwrap();
+        assert_eq!(u64::from(h.dest), 0x40a0_0000);
+        h.verify(&b[0x7_e000..]).unwrap();
+        let placed: Vec<u64> = h.placed().map(|(_, a)| a).collect();
+        assert_eq!(placed, [layout.module_addr(Kind::Kernel), layout.module_addr(Kind::Ramdisk)]);
+        let k = (0x7_e000 + layout.modules[0].1) as usize;
+        assert_eq!(&b[k..k + 5000], &kernel[..]);
+        // An image longer than its BSS start, or a module of another size, is refused.
+        assert!(make_bundle(&vec![0; 0x7_e001], &layout, &kernel, &initrd).is_err());
+        assert!(make_bundle(&image, &layout, &kernel[..10], &initrd).is_err());
+    }
+
+    #[test]
+    fn fdt_prop_finds_a_property_by_node_path() {
+        let dir = std::env::temp_dir().join(format!("xenith-fdt-prop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dts = dir.join("t.dts");
+        std::fs::write(&dts, "/dts-v1/;\n/ { a = <1>; images { x { data = [01 02 03]; }; y { data = <0xdeadbeef>; h { value = <5>; }; }; }; };\n").unwrap();
+        let dtb = dir.join("t.dtb");
+        // dtc: device-tree-compiler, one of the Snow image tools `cargo xtask setup` installs.
+        assert!(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&dtb).arg(&dts).status().is_ok_and(|s| s.success()), "dtc");
+        let blob = std::fs::read(&dtb).unwrap();
+        let (at, len) = fdt_prop(&blob, "/images/y", "data").unwrap();
+        assert_eq!((len, &blob[at..at + 4]), (4, &[0xde, 0xad, 0xbe, 0xef][..]));
+        let (at, len) = fdt_prop(&blob, "/images/x", "data").unwrap();
+        assert_eq!(&blob[at..at + len], &[1, 2, 3]);
+        assert!(fdt_prop(&blob, "/images/y/h", "value").is_some());
+        assert!(fdt_prop(&blob, "/images", "data").is_none());
+        assert!(fdt_prop(&blob, "/", "a").is_some());
+        assert!(fdt_prop(&blob[4..], "/", "a").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
