@@ -228,6 +228,8 @@ pub fn command(b: &Boot) -> Command {
         c.args(["-device", &format!("loader,file={},addr={link:#x},force-raw=on", b.hypervisor.display())])
             .args(["-device", &format!("loader,file={},addr={SECURE_STUB_ADDR:#x},force-raw=on", secure_stub_path(&b.hypervisor).display())])
             .args(["-device", &format!("loader,addr={SECURE_STUB_ADDR:#x},cpu-num=0")]);
+    } else if b.bios {
+        c.arg("-bios").arg(&b.hypervisor);
     } else {
         c.arg("-kernel").arg(&b.hypervisor);
     }

@@ -369,6 +369,9 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
     // ARMv7-A: Debian's armhf Linux as dom0 of xenith in HYP mode (arm32.rs).
     if crate::linux::systest_enabled() {
         cases.push(Case { name: "linux_dom0_arm32", boot: crate::arm32::linux_systest_boot(), check: crate::arm32::linux_systest_check });
+        // The same dom0 through a real U-Boot's bootm of a FIT without loadables: the modules
+        // travel in xenith's module bundle, as on the Snow's stock firmware (uboot.rs).
+        cases.push(Case { name: "arm32_uboot_bootm_module_bundle", boot: crate::uboot::systest_boot(), check: crate::uboot::systest_check });
     }
     cases.retain(|c| filter.is_none_or(|f| c.name.contains(f)));
     if cases.is_empty() {
