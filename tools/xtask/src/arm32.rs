@@ -221,7 +221,14 @@ pub fn command(b: &Boot) -> Command {
     c.args(["-M", if b.secure { "virt,secure=on,virtualization=on,highmem=off" } else { "virt,virtualization=on,highmem=off" }, "-cpu", CPU])
         .args(["-smp", &b.smp.to_string(), "-m", &b.mem])
         .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"]);
-    if b.secure {
+    if b.secure && b.bios {
+        // Firmware in flash (`secure_pen`): every CPU starts there in Secure SVC; QEMU has no
+        // PSCI then. CPU 0 enters the hypervisor, the others wait in its pen.
+        let link = link_address(&b.hypervisor).unwrap_or(0);
+        c.args(["-device", &format!("loader,file={},addr={link:#x},force-raw=on", b.hypervisor.display())])
+            .arg("-bios")
+            .arg(secure_pen_path(&b.hypervisor));
+    } else if b.secure {
         // No -kernel: QEMU leaves the CPU in its reset state (Secure SVC) and starts it at
         // the stub, which enters the hypervisor as a firmware would (`secure_stub`).
         let link = link_address(&b.hypervisor).unwrap_or(0);
@@ -283,6 +290,112 @@ pub fn secure_stub(entry: u32, dtb: u32) -> Vec<u8> {
         entry,
     ];
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+fn secure_pen_path(hypervisor: &Path) -> PathBuf {
+    hypervisor.with_file_name("secure-smp-pen.bin")
+}
+
+/// Where the pen's secondaries wait for their entry point (the DT's `cpu-release-addr`): RAM
+/// below the hypervisor, above the DTB QEMU puts at RAM base.
+pub const PEN_MAILBOX: u64 = 0x4000_f000;
+
+/// Firmware for flash at 0, as ARM instructions, that leaves every CPU in Secure SVC mode (as
+/// the Snow's firmware leaves both cores): CPU 0 (MPIDR.Aff0 = 0) gets r0 = 0, r1 = ~0, r2 =
+/// the DTB and jumps to the hypervisor's entry; the others wait (WFE) until the word at
+/// `mailbox` is non-zero and jump there, a spin-table pen.
+pub fn secure_pen(entry: u32, dtb: u32, mailbox: u32) -> Vec<u8> {
+    let words = [
+        0xee10_3fb0, // 0x00 mrc p15, 0, r3, c0, c0, 5  (MPIDR)
+        0xe213_30ff, // 0x04 ands r3, r3, #0xff
+        0x1a00_0003, // 0x08 bne 0x1c
+        0xe3a0_0000, // 0x0c mov r0, #0
+        0xe3e0_1000, // 0x10 mvn r1, #0
+        0xe59f_2018, // 0x14 ldr r2, [pc, #0x18]  (0x34: dtb)
+        0xe59f_f018, // 0x18 ldr pc, [pc, #0x18]  (0x38: entry)
+        0xe59f_4018, // 0x1c ldr r4, [pc, #0x18]  (0x3c: mailbox)
+        0xe320_f002, // 0x20 wfe
+        0xe594_0000, // 0x24 ldr r0, [r4]
+        0xe350_0000, // 0x28 cmp r0, #0
+        0x0aff_fffb, // 0x2c beq 0x20
+        0xe12f_ff10, // 0x30 bx r0
+        dtb,
+        entry,
+        mailbox,
+    ];
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// The Secure-entry SMP system test: firmware in flash keeps both CPUs in Secure SVC mode
+/// (`secure_pen`), QEMU virt `secure=on` (no PSCI), the DT names CPU 1 a spin-table CPU whose
+/// pen waits at [`PEN_MAILBOX`]; Debian's armhf Linux as a 2-vCPU dom0. CPU 1, released into
+/// `xenith_sysram_secondary_entry` still in Secure SVC mode, must switch itself to non-secure
+/// HYP mode as the boot CPU did.
+pub fn secure_smp_systest_boot() -> Boot {
+    let mut b = Boot::new(PathBuf::from("/nonexistent/xenith-arm32-unavailable"));
+    b.cpu = CPU.into();
+    b.secure = true;
+    b.bios = true;
+    b.smp = 2;
+    b.stop_at = Some(SECURE_PARKED.into());
+    b.timeout = std::time::Duration::from_secs(150);
+    b.dom0_args = crate::linux::DOM0_ARGS.into();
+    let prepared = (|| -> Result<()> {
+        let images = build(false)?;
+        let linux = linux_fixtures()?;
+        let entry = link_address(&images.hypervisor).ok_or("the arm32 hypervisor has no zImage header")?;
+        std::fs::write(secure_pen_path(&images.hypervisor), secure_pen(entry as u32, RAM_BASE as u32, PEN_MAILBOX as u32)).map_err(|e| e.to_string())?;
+        let dir = env::images_dir();
+        let (full, edited) = (dir.join("qemu-virt-arm32-secure-smp.dtb"), dir.join("qemu-virt-arm32-secure-smp-pen.dtb"));
+        // The same machine (firmware in flash: no PSCI node) and dom0 modules as the boot.
+        env::run(
+            Command::new("qemu-system-arm")
+                .args(["-M", &format!("virt,secure=on,virtualization=on,highmem=off,dumpdtb={}", full.display()), "-cpu", CPU])
+                .args(["-smp", &b.smp.to_string(), "-m", &b.mem, "-nographic"])
+                .arg("-bios")
+                .arg(secure_pen_path(&images.hypervisor))
+                .args(["-device", &format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", linux.kernel.display(), b.dom0_args.replace(',', ",,"))])
+                .args(["-device", &format!("guest-loader,addr={DOM0_INITRD_ADDR:#x},initrd={}", linux.initrd.display())])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )?;
+        env::ensure_tool("dtc", "device-tree-compiler")?;
+        let dts = env::output(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&full))?;
+        if dts.contains("psci") {
+            return Err("QEMU's DT for the machine with firmware still has a PSCI node".into());
+        }
+        // QEMU takes no -append without -kernel: xenith's command line goes in /chosen.
+        let pen = format!(
+            "\n&{{/cpus/cpu@1}} {{\n\tenable-method = \"spin-table\";\n\tcpu-release-addr = <0x0 {PEN_MAILBOX:#x}>;\n}};\n&{{/chosen}} {{\n\tbootargs = \"dom0_max_vcpus={LINUX_VCPUS}\";\n}};\n"
+        );
+        let dts_path = dir.join("qemu-virt-arm32-secure-smp-pen.dts");
+        std::fs::write(&dts_path, format!("{dts}{pen}")).map_err(|e| e.to_string())?;
+        env::run(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&edited).arg(&dts_path))?;
+        let size = std::fs::metadata(&edited).map_err(|e| e.to_string())?.len();
+        if RAM_BASE + size + 10_000 > PEN_MAILBOX {
+            return Err(format!("QEMU's DT ({size} bytes) does not fit below the pen's mailbox at {PEN_MAILBOX:#x}"));
+        }
+        b.hypervisor = images.hypervisor;
+        b.dom0 = Some(linux.kernel);
+        b.initrd = Some(linux.initrd);
+        b.dtb = Some(edited);
+        Ok(())
+    })();
+    if let Err(e) = prepared {
+        eprintln!("xtask: arm32 Secure-entry SMP boot: {e}");
+    }
+    b
+}
+
+/// Both CPUs came through Secure SVC mode: the boot CPU and CPU 1 (released from the pen) each
+/// switched to non-secure HYP mode; Linux dom0 ran on both and powered off.
+pub fn secure_smp_systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
+    for needle in ["entered in Secure SVC mode: now non-secure HYP mode, xenith's monitor at MVBAR", "CPU 1: entered in Secure SVC mode: now non-secure HYP mode", "d0: vCPU 1 up on CPU 1", SECURE_PARKED] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}`"));
+        }
+    }
+    linux_systest_check(o)
 }
 
 /// The Secure-entry system test: QEMU virt with `secure=on` (a GIC with the Security

@@ -230,6 +230,7 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
     // dom0's vCPU n runs on the host DT's n-th CPU (PSCI CPU_ON starts the others); no SMMU here.
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
+    super::smp::set_release_addrs(&info.cpus);
     let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::percpu::MAX_CPUS));
     // The Exynos SysMMUs are the only IOMMUs the ARMv7 hypervisor drives.
     let drivers = match plan.board {
@@ -286,7 +287,13 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
         monitor::gic_to_nonsecure(info.gic.distributor.base, gicc.base).map_err(|e| format!("GIC {}: {e}", info.gic.path))?;
     }
     let host_lines = super::gic::init(&info.gic)?;
-    let how = if super::board::get().is_some() { "the others start through SYSRAM and an SGI" } else { "PSCI CPU_ON starts the others" };
+    let how = if super::smp::has_spin_table_cpus() {
+        "the others are released from the firmware's spin-table pen"
+    } else if super::board::get().is_some() {
+        "the others start through SYSRAM and an SGI"
+    } else {
+        "PSCI CPU_ON starts the others"
+    };
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; {how})");
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
     super::irq::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
