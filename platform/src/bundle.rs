@@ -167,11 +167,11 @@ impl Header {
             return Err(BundleError::HeaderCrc { stored, computed });
         }
         let (dest, total_len, count) = (word(h, 4), word(h, 5), word(h, 6));
-        if u64::from(dest) % DEST_ALIGN != 0 {
+        if !u64::from(dest).is_multiple_of(DEST_ALIGN) {
             return Err(BundleError::Dest(dest));
         }
         let len = u64::from(total_len);
-        if len % COPY_GRANULE != 0 || len < HEADER_LEN as u64 || len > MAX_LEN || u64::from(dest) + len > 1 << 32 {
+        if !len.is_multiple_of(COPY_GRANULE) || len < HEADER_LEN as u64 || len > MAX_LEN || u64::from(dest) + len > 1 << 32 {
             return Err(BundleError::Length(total_len));
         }
         if count as usize > MAX_MODULES {
@@ -261,7 +261,7 @@ fn align_up(v: u64, a: u64) -> u64 {
 
 impl Layout {
     pub fn new(image_start: u64, bss_start: u64, image_end: u64, kernel: u64, ramdisk: u64) -> Result<Layout, &'static str> {
-        if !(image_start <= bss_start && bss_start < image_end) || bss_start % 8 != 0 {
+        if !(image_start <= bss_start && bss_start < image_end && bss_start.is_multiple_of(8)) {
             return Err("the image's start, BSS start and end are out of order or misaligned");
         }
         let dest = align_up(image_end, DEST_ALIGN);

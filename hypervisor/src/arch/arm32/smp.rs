@@ -174,7 +174,7 @@ pub fn set_release_addrs(cpus: &[crate::dt::boot_info::CpuInfo]) {
     for (i, c) in cpus.iter().enumerate().take(MAX_CPUS) {
         if let (Some("spin-table"), Some(addr)) = (c.enable_method.as_deref(), c.release_addr) {
             match u32::try_from(addr) {
-                Ok(a) if a != 0 && a % 8 == 0 => RELEASE[i].store(a, core::sync::atomic::Ordering::Relaxed),
+                Ok(a) if a != 0 && a.is_multiple_of(8) => RELEASE[i].store(a, core::sync::atomic::Ordering::Relaxed),
                 _ => log!("{}: cpu-release-addr {addr:#x} is unusable (zero, misaligned or above 4 GiB): the CPU cannot be started", c.path),
             }
         }
