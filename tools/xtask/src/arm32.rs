@@ -292,6 +292,19 @@ pub fn secure_stub(entry: u32, dtb: u32) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
+/// QEMU's DT for the arm32 `machine` (`-M` options) with `b`'s CPUs and memory and the
+/// `extra` arguments (devices that add DT nodes, firmware), written to `out`.
+pub fn dump_dtb(machine: &str, b: &Boot, out: &Path, extra: &[&str]) -> Result<()> {
+    env::run(
+        Command::new("qemu-system-arm")
+            .args(["-M", &format!("{machine},dumpdtb={}", out.display()), "-cpu", CPU])
+            .args(["-smp", &b.smp.to_string(), "-m", &b.mem, "-nographic"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+}
+
 fn secure_pen_path(hypervisor: &Path) -> PathBuf {
     hypervisor.with_file_name("secure-smp-pen.bin")
 }
@@ -348,17 +361,10 @@ pub fn secure_smp_systest_boot() -> Boot {
         let dir = env::images_dir();
         let (full, edited) = (dir.join("qemu-virt-arm32-secure-smp.dtb"), dir.join("qemu-virt-arm32-secure-smp-pen.dtb"));
         // The same machine (firmware in flash: no PSCI node) and dom0 modules as the boot.
-        env::run(
-            Command::new("qemu-system-arm")
-                .args(["-M", &format!("virt,secure=on,virtualization=on,highmem=off,dumpdtb={}", full.display()), "-cpu", CPU])
-                .args(["-smp", &b.smp.to_string(), "-m", &b.mem, "-nographic"])
-                .arg("-bios")
-                .arg(secure_pen_path(&images.hypervisor))
-                .args(["-device", &format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", linux.kernel.display(), b.dom0_args.replace(',', ",,"))])
-                .args(["-device", &format!("guest-loader,addr={DOM0_INITRD_ADDR:#x},initrd={}", linux.initrd.display())])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null()),
-        )?;
+        let pen = secure_pen_path(&images.hypervisor).display().to_string();
+        let kernel = format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", linux.kernel.display(), b.dom0_args.replace(',', ",,"));
+        let initrd = format!("guest-loader,addr={DOM0_INITRD_ADDR:#x},initrd={}", linux.initrd.display());
+        dump_dtb("virt,secure=on,virtualization=on,highmem=off", &b, &full, &["-bios", &pen, "-device", &kernel, "-device", &initrd])?;
         env::ensure_tool("dtc", "device-tree-compiler")?;
         let dts = env::output(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&full))?;
         if dts.contains("psci") {
@@ -419,14 +425,8 @@ pub fn secure_systest_boot() -> Boot {
         let dir = env::images_dir();
         let (full, packed) = (dir.join("qemu-virt-arm32-secure.dtb"), dir.join("qemu-virt-arm32-secure-packed.dtb"));
         // The same machine and dom0 module as the boot, stopped once it has written its DT.
-        env::run(
-            Command::new("qemu-system-arm")
-                .args(["-M", &format!("virt,secure=on,virtualization=on,highmem=off,dumpdtb={}", full.display()), "-cpu", CPU])
-                .args(["-smp", &b.smp.to_string(), "-m", &b.mem, "-nographic"])
-                .args(["-device", &format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", guest.display(), b.dom0_args.replace(',', ",,"))])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null()),
-        )?;
+        let kernel = format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", guest.display(), b.dom0_args.replace(',', ",,"));
+        dump_dtb("virt,secure=on,virtualization=on,highmem=off", &b, &full, &["-device", &kernel])?;
         env::ensure_tool("dtc", "device-tree-compiler")?;
         env::run(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dtb", "-o"]).arg(&packed).arg(&full))?;
         let size = std::fs::metadata(&packed).map_err(|e| e.to_string())?.len();

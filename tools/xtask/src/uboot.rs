@@ -65,13 +65,7 @@ fn prepare(b: &Boot) -> Result<(PathBuf, PathBuf, PathBuf)> {
 
     // QEMU's DT for this machine, /chosen with xenith's command line and dom0's modules.
     let qemu_dtb = dir.join("qemu-virt-arm32.dtb");
-    env::run(
-        Command::new("qemu-system-arm")
-            .args(["-M", &format!("virt,virtualization=on,highmem=off,dumpdtb={}", qemu_dtb.display()), "-cpu", crate::arm32::CPU])
-            .args(["-smp", &b.smp.to_string(), "-m", &b.mem, "-nographic"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    )?;
+    crate::arm32::dump_dtb("virt,virtualization=on,highmem=off", b, &qemu_dtb, &[])?;
     let dts = env::output(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&qemu_dtb))?;
     let chosen = crate::snow::chosen_modules_dts(
         (layout.module_addr(Kind::Kernel), kernel.len() as u64),
