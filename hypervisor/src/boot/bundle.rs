@@ -85,10 +85,10 @@ pub fn check<'a>(
 /// the loader was to copy the module there and did not.
 pub fn missing_kernel(status: u32, module: Region, why: &str) -> String {
     if status == MOVED {
-        format!("dom0's kernel module at {module} (from the module bundle) is not a zImage: {why}")
+        format!("dom0's kernel module at {module} (from the module bundle): {why}")
     } else {
         format!(
-            "dom0's kernel module at {module} is not a zImage ({why}): nothing was loaded there. A loader that ignores FIT `loadables` (the Snow's stock firmware) needs the image's module bundle (`cargo xtask snow` builds it)"
+            "dom0's kernel module at {module}: {why}: nothing was loaded there. A loader that ignores FIT `loadables` (the Snow's stock firmware) needs the image's module bundle (`cargo xtask snow` builds it)"
         )
     }
 }

@@ -39,7 +39,9 @@ fn its(bundle: &Path, load: u64, dtb: &Path) -> String {
 }
 
 /// Build the FIT and U-Boot's environment flash; returns the U-Boot binary, the FIT and the flash.
-fn prepare(b: &Boot) -> Result<(PathBuf, PathBuf, PathBuf)> {
+/// Without `with_bundle` the kernel image is xenith alone, and the DT still names the modules
+/// where the bundle would have put them: a loader that loaded nothing there.
+fn prepare(b: &Boot, with_bundle: bool) -> Result<(PathBuf, PathBuf, PathBuf)> {
     let uboot = env::debian_package("u-boot-qemu", "all")?.join("usr/lib/u-boot/qemu_arm/u-boot.bin");
     if !uboot.exists() {
         return Err(format!("{} is missing from Debian's u-boot-qemu", uboot.display()));
@@ -57,11 +59,11 @@ fn prepare(b: &Boot) -> Result<(PathBuf, PathBuf, PathBuf)> {
     if layout.dest + layout.total_len > FIT_ADDR {
         return Err(format!("the module bundle ({:#x}+{:#x}) reaches the FIT at {FIT_ADDR:#x}", layout.dest, layout.total_len));
     }
-    let dir = env::images_dir().join("uboot");
+    let dir = env::images_dir().join(if with_bundle { "uboot" } else { "uboot-no-bundle" });
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let bundle = dir.join("xenith-bundle.bin");
-    write(&bundle, crate::snow::make_bundle(&image, &layout, &kernel, &initrd)?)?;
+    write(&bundle, if with_bundle { crate::snow::make_bundle(&image, &layout, &kernel, &initrd)? } else { image })?;
 
     // QEMU's DT for this machine, /chosen with xenith's command line and dom0's modules.
     let qemu_dtb = dir.join("qemu-virt-arm32.dtb");
@@ -102,10 +104,20 @@ fn prepare(b: &Boot) -> Result<(PathBuf, PathBuf, PathBuf)> {
 
 /// The system test's boot: U-Boot from flash, the FIT in RAM, `bootm` from the environment.
 pub fn systest_boot() -> Boot {
+    boot(true)
+}
+
+/// The same boot with xenith alone as the FIT's kernel image: nothing puts dom0's modules
+/// where the DT names them.
+pub fn no_bundle_systest_boot() -> Boot {
+    boot(false)
+}
+
+fn boot(with_bundle: bool) -> Boot {
     let mut b = Boot::new(PathBuf::from("/nonexistent/xenith-arm32-unavailable"));
     b.cpu = crate::arm32::CPU.into();
     b.timeout = std::time::Duration::from_secs(150);
-    match prepare(&b) {
+    match prepare(&b, with_bundle) {
         Ok((uboot, fit, flash)) => {
             b.hypervisor = uboot;
             b.extra = vec![
@@ -133,4 +145,21 @@ pub fn systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
         return Err("U-Boot loaded loadables: the FIT was to have none".into());
     }
     crate::arm32::linux_systest_check(o)
+}
+
+/// Without the bundle xenith finds no zImage where the DT names dom0's kernel, says why
+/// (the message a Snow owner reads in the RAM log) and powers the machine off.
+pub fn no_bundle_systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
+    for needle in ["Trying 'xenith' kernel subimage", "dom0's kernel module at 0x40a01000", "not a zImage: the word at 0x24 is", "nothing was loaded there", "ignores FIT `loadables`", "xenith: cannot continue"] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}`"));
+        }
+    }
+    if o.has("module bundle: moved") || o.has("starting dom0") {
+        return Err("xenith went on without dom0's modules".into());
+    }
+    if o.timed_out {
+        return Err("xenith did not power the machine off".into());
+    }
+    Ok(())
 }
