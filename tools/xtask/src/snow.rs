@@ -191,10 +191,10 @@ pub fn fdt_prop(blob: &[u8], path: &str, prop: &str) -> Option<(usize, usize)> {
     }
 }
 
-/// Make the FIT's loadables point into the xenith image's data (the module bundle) instead of
-/// carrying their bytes: each one's placeholder `data` becomes `data-position` (from the FIT's
+/// Make the FIT's loadables (`dom0-linux`, `dom0-initramfs`) point into the `xenith` image's
+/// data (the module bundle) instead of carrying their bytes: each one's placeholder `data` becomes `data-position` (from the FIT's
 /// start) and `data-size`, and its SHA-1 is its real bytes' (`sha1sum`).
-fn share_loadables(fit: &Path, img: &Image, kernel: &[u8], initrd: &[u8]) -> Result<()> {
+pub fn share_loadables(fit: &Path, layout: &Layout, kernel: &[u8], initrd: &[u8]) -> Result<()> {
     let fdtput = |args: &[&str]| env::run(Command::new("fdtput").arg(fit).args(args));
     for (name, data) in [(IMG_KERNEL, kernel), (IMG_INITRD, initrd)] {
         let node = format!("/images/{name}");
@@ -207,8 +207,8 @@ fn share_loadables(fit: &Path, img: &Image, kernel: &[u8], initrd: &[u8]) -> Res
     let (xenith_data, _) = fdt_prop(&blob, &format!("/images/{IMG_XENITH}"), "data").ok_or("the FIT has no xenith data")?;
     for ((name, data), kind) in [(IMG_KERNEL, kernel), (IMG_INITRD, initrd)].into_iter().zip([Kind::Kernel, Kind::Ramdisk]) {
         let node = format!("/images/{name}");
-        let off = img.layout.modules.iter().find(|m| m.0 == kind).map(|m| m.1).unwrap_or(0);
-        let position = xenith_data as u64 + img.layout.header_offset + off;
+        let off = layout.modules.iter().find(|m| m.0 == kind).map(|m| m.1).unwrap_or(0);
+        let position = xenith_data as u64 + layout.header_offset + off;
         let (at, len) = fdt_prop(&blob, &node, "data-position").ok_or_else(|| format!("{node}: no data-position"))?;
         if len != 4 {
             return Err(format!("{node}: data-position is {len} bytes"));
@@ -308,7 +308,7 @@ pub fn build() -> Result<Image> {
     let its_path = dir.join("xenith-snow.its");
     write(&its_path, its(&img))?;
     env::run(Command::new("mkimage").arg("-f").arg(&its_path).arg(&img.fit).stdout(std::process::Stdio::null()))?;
-    share_loadables(&img.fit, &img, &kernel_bytes, &initrd_bytes)?;
+    share_loadables(&img.fit, &img.layout, &kernel_bytes, &initrd_bytes)?;
 
     // The signed kernel partition: config = xenith's command line, a dummy bootloader stub
     // (the ARM firmware does not run it; vbutil_kernel requires one).

@@ -24,24 +24,48 @@ fn write(p: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(p, bytes).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-/// The FIT source: the kernel image (xenith and its module bundle) and the fdt, nothing else.
-fn its(bundle: &Path, load: u64, dtb: &Path) -> String {
+/// The FIT source: the kernel image (xenith and its module bundle) and the fdt; with
+/// `loadables` (their addresses), dom0's kernel and initramfs too as `cargo xtask snow` lists
+/// them (placeholders that `snow::share_loadables` points into the bundle).
+fn its(bundle: &Path, load: u64, dtb: &Path, loadables: Option<(u64, u64)>) -> String {
+    let (images, config) = match loadables {
+        Some((k, i)) => (
+            format!(
+                "\t\tdom0-linux {{\n\t\t\tdata = [00 00 00 00];\n\t\t\ttype = \"kernel\";\n\t\t\tarch = \"arm\";\n\t\t\tos = \"linux\";\n\t\t\tcompression = \"none\";\n\t\t\tload = <{k:#x}>;\n\t\t\tentry = <{k:#x}>;\n\t\t\thash-1 {{ algo = \"sha1\"; }};\n\t\t}};\n\
+                 \t\tdom0-initramfs {{\n\t\t\tdata = [00 00 00 00];\n\t\t\ttype = \"ramdisk\";\n\t\t\tarch = \"arm\";\n\t\t\tos = \"linux\";\n\t\t\tcompression = \"none\";\n\t\t\tload = <{i:#x}>;\n\t\t\thash-1 {{ algo = \"sha1\"; }};\n\t\t}};\n"
+            ),
+            "\t\t\tloadables = \"dom0-linux\", \"dom0-initramfs\";\n",
+        ),
+        None => (String::new(), ""),
+    };
     format!(
-        "/dts-v1/;\n\n/ {{\n\tdescription = \"xenith with dom0 in its module bundle, QEMU virt DT (no loadables)\";\n\t#address-cells = <1>;\n\n\
+        "/dts-v1/;\n\n/ {{\n\tdescription = \"xenith with dom0 in its module bundle, QEMU virt DT\";\n\t#address-cells = <1>;\n\n\
          \timages {{\n\
          \t\txenith {{\n\t\t\tdata = /incbin/(\"{}\");\n\t\t\ttype = \"kernel\";\n\t\t\tarch = \"arm\";\n\t\t\tos = \"linux\";\n\t\t\tcompression = \"none\";\n\
          \t\t\tload = <{load:#x}>;\n\t\t\tentry = <{load:#x}>;\n\t\t\thash-1 {{ algo = \"sha1\"; }};\n\t\t}};\n\
          \t\tfdt {{\n\t\t\tdata = /incbin/(\"{}\");\n\t\t\ttype = \"flat_dt\";\n\t\t\tarch = \"arm\";\n\t\t\tcompression = \"none\";\n\t\t\thash-1 {{ algo = \"sha1\"; }};\n\t\t}};\n\
-         \t}};\n\n\tconfigurations {{\n\t\tdefault = \"qemu\";\n\t\tqemu {{\n\t\t\tkernel = \"xenith\";\n\t\t\tfdt = \"fdt\";\n\t\t}};\n\t}};\n}};\n",
+         {images}\t}};\n\n\tconfigurations {{\n\t\tdefault = \"qemu\";\n\t\tqemu {{\n\t\t\tkernel = \"xenith\";\n\t\t\tfdt = \"fdt\";\n{config}\t\t}};\n\t}};\n}};\n",
         bundle.display(),
         dtb.display()
     )
 }
 
+/// What the FIT holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// xenith with the module bundle and the fdt: what the Snow's stock firmware can boot.
+    Bundle,
+    /// xenith alone and the fdt, the DT still naming the modules where the bundle would have
+    /// put them: a loader that loaded nothing there.
+    NoBundle,
+    /// As `cargo xtask snow` builds it: the bundle, and the modules also as `loadables` whose
+    /// data lies inside it, for a U-Boot that loads them itself.
+    BundleAndLoadables,
+}
+
 /// Build the FIT and U-Boot's environment flash; returns the U-Boot binary, the FIT and the flash.
-/// Without `with_bundle` the kernel image is xenith alone, and the DT still names the modules
-/// where the bundle would have put them: a loader that loaded nothing there.
-fn prepare(b: &Boot, with_bundle: bool) -> Result<(PathBuf, PathBuf, PathBuf)> {
+fn prepare(b: &Boot, route: Route) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let with_bundle = route != Route::NoBundle;
     let uboot = env::debian_package("u-boot-qemu", "all")?.join("usr/lib/u-boot/qemu_arm/u-boot.bin");
     if !uboot.exists() {
         return Err(format!("{} is missing from Debian's u-boot-qemu", uboot.display()));
@@ -59,7 +83,11 @@ fn prepare(b: &Boot, with_bundle: bool) -> Result<(PathBuf, PathBuf, PathBuf)> {
     if layout.dest + layout.total_len > FIT_ADDR {
         return Err(format!("the module bundle ({:#x}+{:#x}) reaches the FIT at {FIT_ADDR:#x}", layout.dest, layout.total_len));
     }
-    let dir = env::images_dir().join(if with_bundle { "uboot" } else { "uboot-no-bundle" });
+    let dir = env::images_dir().join(match route {
+        Route::Bundle => "uboot",
+        Route::NoBundle => "uboot-no-bundle",
+        Route::BundleAndLoadables => "uboot-loadables",
+    });
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let bundle = dir.join("xenith-bundle.bin");
@@ -80,14 +108,18 @@ fn prepare(b: &Boot, with_bundle: bool) -> Result<(PathBuf, PathBuf, PathBuf)> {
     env::run(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&dtb).arg(&dts_path))?;
 
     let its_path = dir.join("xenith-qemu.its");
-    write(&its_path, its(&bundle, start, &dtb))?;
+    let loadables = (route == Route::BundleAndLoadables).then(|| (layout.module_addr(Kind::Kernel), layout.module_addr(Kind::Ramdisk)));
+    write(&its_path, its(&bundle, start, &dtb, loadables))?;
     let fit = dir.join("xenith-qemu.itb");
     env::run(Command::new("mkimage").arg("-f").arg(&its_path).arg(&fit).stdout(std::process::Stdio::null()))?;
-    // The FIT must not hold loadables: what is tested is the route without them.
+    if loadables.is_some() {
+        crate::snow::share_loadables(&fit, &layout, &kernel, &initrd)?;
+    }
     let listing = env::output(Command::new("dumpimage").arg("-l").arg(&fit))?;
     let (images, cfg) = crate::snow::parse_fit_listing(&listing)?;
-    if images.len() != 2 || !cfg.loadables.is_empty() {
-        return Err(format!("the test FIT is not kernel + fdt only:\n{listing}"));
+    let want = if loadables.is_some() { 4 } else { 2 };
+    if images.len() != want || cfg.loadables.is_empty() == loadables.is_some() {
+        return Err(format!("the test FIT does not hold {want} images with{} loadables:\n{listing}", if loadables.is_some() { "" } else { "out" }));
     }
 
     // U-Boot's environment: boot the FIT at once.
@@ -104,20 +136,26 @@ fn prepare(b: &Boot, with_bundle: bool) -> Result<(PathBuf, PathBuf, PathBuf)> {
 
 /// The system test's boot: U-Boot from flash, the FIT in RAM, `bootm` from the environment.
 pub fn systest_boot() -> Boot {
-    boot(true)
+    boot(Route::Bundle)
 }
 
 /// The same boot with xenith alone as the FIT's kernel image: nothing puts dom0's modules
 /// where the DT names them.
 pub fn no_bundle_systest_boot() -> Boot {
-    boot(false)
+    boot(Route::NoBundle)
 }
 
-fn boot(with_bundle: bool) -> Boot {
+/// The same boot with the modules also as `loadables` sharing the bundle's bytes, as on the
+/// Snow's card: a U-Boot that honours them copies them, then xenith's entry moves the bundle.
+pub fn loadables_systest_boot() -> Boot {
+    boot(Route::BundleAndLoadables)
+}
+
+fn boot(route: Route) -> Boot {
     let mut b = Boot::new(PathBuf::from("/nonexistent/xenith-arm32-unavailable"));
     b.cpu = crate::arm32::CPU.into();
     b.timeout = std::time::Duration::from_secs(150);
-    match prepare(&b, with_bundle) {
+    match prepare(&b, route) {
         Ok((uboot, fit, flash)) => {
             b.hypervisor = uboot;
             b.extra = vec![
@@ -143,6 +181,22 @@ pub fn systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
     }
     if o.has("Loading loadables") {
         return Err("U-Boot loaded loadables: the FIT was to have none".into());
+    }
+    crate::arm32::linux_systest_check(o)
+}
+
+/// U-Boot loaded both loadables from inside the bundle (their SHA-1s checked), and the boot
+/// went on as without them.
+pub fn loadables_systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
+    for needle in ["Trying 'dom0-linux' loadables subimage", "Trying 'dom0-initramfs' loadables subimage", "to 0x40a01000", "to 0x40f4c000"] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}`"));
+        }
+    }
+    for needle in ["Trying 'xenith' kernel subimage", "module bundle: moved past xenith's memory to 0x40a00000, CRC-32 checked"] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}`"));
+        }
     }
     crate::arm32::linux_systest_check(o)
 }
