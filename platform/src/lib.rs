@@ -6,6 +6,7 @@
 //! driver code is unit-tested against a model of the hardware.
 #![cfg_attr(not(test), no_std)]
 
+pub mod bundle;
 pub mod exynos5250;
 pub mod hal;
 pub mod qemu_virt;

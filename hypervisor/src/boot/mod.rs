@@ -12,6 +12,7 @@
 //! probes, taking an SMMU or the ITS over, reading PCI IDs, attaching streams) is asked of
 //! [`Arch`]; what to do with the answers is decided here.
 
+pub mod bundle;
 pub mod exynos5250;
 #[cfg(test)]
 mod tests;
@@ -184,6 +185,16 @@ pub fn plan(dt: &HostDt, info: &BootInfo, image: Region, dtb: Region) -> Result<
     }
     let block = 2 * MIB;
     let hypervisor = Region { base: image.base & !(block - 1), size: (image.base + image.size - (image.base & !(block - 1))).div_ceil(block) * block };
+    // A module inside xenith's memory (its image, BSS, stacks, static heap, and the rest of
+    // their 2 MiB blocks, which hold the grant-table region) would be overwritten by xenith.
+    for m in &info.modules {
+        if m.region.size != 0 && m.region.base < hypervisor.base + hypervisor.size && hypervisor.base < m.region.base.saturating_add(m.region.size) {
+            return Err(format!(
+                "boot module {} at {} overlaps xenith's memory {hypervisor} (image, BSS, stacks, heap): the loader put it where xenith runs",
+                m.path, m.region
+            ));
+        }
+    }
     let host_dtb = page_round(dtb);
     let board = board(dt, info)?;
     let mut reservations = alloc::vec![("xenith", hypervisor), ("host DTB", host_dtb)];

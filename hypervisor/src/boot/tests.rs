@@ -163,6 +163,13 @@ fn bad_input_is_refused_with_a_reason() {
     let mut none = info.clone();
     none.modules.clear();
     assert!(p.dom0_layout(&none, &image_header()).is_err());
+    // A module inside xenith's memory (here its last 2 MiB block, past the image's end).
+    let mut inside = info.clone();
+    inside.modules[0].region = r(0x40b0_0000, 0x1000);
+    let e = plan(&dt, &inside, IMAGE, DTB).err().unwrap();
+    assert!(e.contains("overlaps xenith's memory 0x40000000+0xc00000"), "{e}");
+    inside.modules[0].region = r(0x40c0_0000, 0x1000);
+    assert!(plan(&dt, &inside, IMAGE, DTB).is_ok(), "just past it");
 }
 
 #[test]

@@ -108,6 +108,9 @@ pub struct CpuInfo {
     pub path: String,
     pub mpidr: u64,
     pub enable_method: Option<String>,
+    /// `cpu-release-addr` (with `enable-method = "spin-table"`): where firmware holding the
+    /// CPU in a pen waits for its entry point.
+    pub release_addr: Option<u64>,
 }
 
 /// Everything the boot path reads from the host DT.
@@ -527,6 +530,12 @@ impl HostDt {
                 path: self.path(c),
                 mpidr,
                 enable_method: self.prop_str(c, "enable-method")?.map(|s| s.to_owned()),
+                release_addr: match self.prop_cells(c, "cpu-release-addr")?.as_deref() {
+                    None => None,
+                    Some(&[lo]) => Some(u64::from(lo)),
+                    Some(&[hi, lo]) => Some(u64::from(hi) << 32 | u64::from(lo)),
+                    Some(_) => return Err(self.bad_prop(c, "cpu-release-addr", "not 1 or 2 cells")),
+                },
             });
         }
         Ok(out)

@@ -1029,3 +1029,24 @@ fn extended_regions_are_the_unused_space_as_xen_finds_it() {
     assert!(extended_regions(&host, 36, &[]).iter().all(|e| e.base + e.size <= 1 << 36));
     assert_eq!(extended_regions(&host, 32, &[]), [r(0x0a20_0000, 0x1000_0000 - 0x0a20_0000), r(0xc000_0000, 0x4000_0000)]);
 }
+
+#[test]
+fn spin_table_cpus_give_their_release_address() {
+    let dt = edited(&load(QEMU_VIRT_DOM0), |dt, t| {
+        let cpu1 = dt.find_path("/cpus/cpu@1").unwrap();
+        t.set_prop(cpu1, "enable-method", b"spin-table\0".to_vec());
+        t.set_prop(cpu1, "cpu-release-addr", 0x4000_f000u64.to_be_bytes().to_vec());
+        let cpu0 = dt.find_path("/cpus/cpu@0").unwrap();
+        t.set_prop(cpu0, "cpu-release-addr", 0x4000_e000u32.to_be_bytes().to_vec());
+    });
+    let bi = dt.boot_info().unwrap();
+    assert_eq!(bi.cpus[1].enable_method.as_deref(), Some("spin-table"));
+    assert_eq!(bi.cpus[1].release_addr, Some(0x4000_f000));
+    assert_eq!(bi.cpus[0].release_addr, Some(0x4000_e000), "one cell");
+    let bad = edited(&load(QEMU_VIRT_DOM0), |dt, t| {
+        let cpu1 = dt.find_path("/cpus/cpu@1").unwrap();
+        t.set_prop(cpu1, "cpu-release-addr", [0u8; 12].to_vec());
+    });
+    let bi = bad.boot_info().unwrap();
+    assert!(bi.warnings.iter().any(|w| format!("{w}").contains("cpu-release-addr")), "three cells: {:?}", bi.warnings);
+}

@@ -24,6 +24,8 @@ pub const DOM0_INITRD_ADDR: u64 = 0x4b20_0000;
 pub struct Images {
     /// Raw image (zImage header) of the hypervisor.
     pub hypervisor: PathBuf,
+    /// The hypervisor's ELF (its symbols place the module bundle: `snow.rs`).
+    pub hypervisor_elf: PathBuf,
     /// The arm32 test guest (a zImage), when it builds for this target.
     pub test_guest: Option<PathBuf>,
 }
@@ -53,7 +55,7 @@ pub fn build(with_guest: bool) -> Result<Images> {
     } else {
         None
     };
-    Ok(Images { hypervisor, test_guest })
+    Ok(Images { hypervisor, hypervisor_elf: hyp_elf, test_guest })
 }
 
 fn flatten_to(elf_path: &Path, out: &Path) -> Result<PathBuf> {
@@ -104,6 +106,30 @@ pub fn flatten32(elf: &[u8]) -> std::result::Result<(u32, Vec<u8>), String> {
         out[at..at + data.len()].copy_from_slice(data);
     }
     Ok((base, out))
+}
+
+/// The values of the named symbols of a little-endian ELF32's symbol table.
+pub fn symbols32(elf: &[u8], names: &[&str]) -> std::result::Result<Vec<u32>, String> {
+    if elf.get(0..4) != Some(b"\x7fELF") || elf.get(4) != Some(&1) || elf.get(5) != Some(&1) {
+        return Err("not a little-endian ELF32 file".into());
+    }
+    let shoff = u32_at(elf, 0x20)? as usize;
+    let shentsize = u16_at(elf, 0x2e)? as usize;
+    let shnum = u16_at(elf, 0x30)? as usize;
+    let section = |i: usize| shoff + i * shentsize;
+    let symtab = (0..shnum).find(|&i| u32_at(elf, section(i) + 4) == Ok(2)).ok_or("no symbol table")?;
+    let (off, size) = (u32_at(elf, section(symtab) + 16)? as usize, u32_at(elf, section(symtab) + 20)? as usize);
+    let strtab = u32_at(elf, section(symtab) + 24)? as usize;
+    let stroff = u32_at(elf, section(strtab) + 16)? as usize;
+    let mut out = vec![None; names.len()];
+    for sym in (off..off + size).step_by(16) {
+        let name_at = stroff + u32_at(elf, sym)? as usize;
+        let name = elf.get(name_at..).and_then(|b| b.split(|&c| c == 0).next()).ok_or("symbol name outside the file")?;
+        if let Some(i) = names.iter().position(|n| n.as_bytes() == name) {
+            out[i] = Some(u32_at(elf, sym + 4)?);
+        }
+    }
+    names.iter().zip(out).map(|(n, v)| v.ok_or_else(|| format!("no symbol `{n}`"))).collect()
 }
 
 /// ELF relocation types the test guest's image can hold (ARM ELF ABI numbers).
@@ -195,13 +221,22 @@ pub fn command(b: &Boot) -> Command {
     c.args(["-M", if b.secure { "virt,secure=on,virtualization=on,highmem=off" } else { "virt,virtualization=on,highmem=off" }, "-cpu", CPU])
         .args(["-smp", &b.smp.to_string(), "-m", &b.mem])
         .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"]);
-    if b.secure {
+    if b.secure && b.bios {
+        // Firmware in flash (`secure_pen`): every CPU starts there in Secure SVC; QEMU has no
+        // PSCI then. CPU 0 enters the hypervisor, the others wait in its pen.
+        let link = link_address(&b.hypervisor).unwrap_or(0);
+        c.args(["-device", &format!("loader,file={},addr={link:#x},force-raw=on", b.hypervisor.display())])
+            .arg("-bios")
+            .arg(secure_pen_path(&b.hypervisor));
+    } else if b.secure {
         // No -kernel: QEMU leaves the CPU in its reset state (Secure SVC) and starts it at
         // the stub, which enters the hypervisor as a firmware would (`secure_stub`).
         let link = link_address(&b.hypervisor).unwrap_or(0);
         c.args(["-device", &format!("loader,file={},addr={link:#x},force-raw=on", b.hypervisor.display())])
             .args(["-device", &format!("loader,file={},addr={SECURE_STUB_ADDR:#x},force-raw=on", secure_stub_path(&b.hypervisor).display())])
             .args(["-device", &format!("loader,addr={SECURE_STUB_ADDR:#x},cpu-num=0")]);
+    } else if b.bios {
+        c.arg("-bios").arg(&b.hypervisor);
     } else {
         c.arg("-kernel").arg(&b.hypervisor);
     }
@@ -257,6 +292,118 @@ pub fn secure_stub(entry: u32, dtb: u32) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
+/// QEMU's DT for the arm32 `machine` (`-M` options) with `b`'s CPUs and memory and the
+/// `extra` arguments (devices that add DT nodes, firmware), written to `out`.
+pub fn dump_dtb(machine: &str, b: &Boot, out: &Path, extra: &[&str]) -> Result<()> {
+    env::run(
+        Command::new("qemu-system-arm")
+            .args(["-M", &format!("{machine},dumpdtb={}", out.display()), "-cpu", CPU])
+            .args(["-smp", &b.smp.to_string(), "-m", &b.mem, "-nographic"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+}
+
+fn secure_pen_path(hypervisor: &Path) -> PathBuf {
+    hypervisor.with_file_name("secure-smp-pen.bin")
+}
+
+/// Where the pen's secondaries wait for their entry point (the DT's `cpu-release-addr`): RAM
+/// below the hypervisor, above the DTB QEMU puts at RAM base.
+pub const PEN_MAILBOX: u64 = 0x4000_f000;
+
+/// Firmware for flash at 0, as ARM instructions, that leaves every CPU in Secure SVC mode (as
+/// the Snow's firmware leaves both cores): CPU 0 (MPIDR.Aff0 = 0) gets r0 = 0, r1 = ~0, r2 =
+/// the DTB and jumps to the hypervisor's entry; the others wait (WFE) until the word at
+/// `mailbox` is non-zero and jump there, a spin-table pen.
+pub fn secure_pen(entry: u32, dtb: u32, mailbox: u32) -> Vec<u8> {
+    let words = [
+        0xee10_3fb0, // 0x00 mrc p15, 0, r3, c0, c0, 5  (MPIDR)
+        0xe213_30ff, // 0x04 ands r3, r3, #0xff
+        0x1a00_0003, // 0x08 bne 0x1c
+        0xe3a0_0000, // 0x0c mov r0, #0
+        0xe3e0_1000, // 0x10 mvn r1, #0
+        0xe59f_2018, // 0x14 ldr r2, [pc, #0x18]  (0x34: dtb)
+        0xe59f_f018, // 0x18 ldr pc, [pc, #0x18]  (0x38: entry)
+        0xe59f_4018, // 0x1c ldr r4, [pc, #0x18]  (0x3c: mailbox)
+        0xe320_f002, // 0x20 wfe
+        0xe594_0000, // 0x24 ldr r0, [r4]
+        0xe350_0000, // 0x28 cmp r0, #0
+        0x0aff_fffb, // 0x2c beq 0x20
+        0xe12f_ff10, // 0x30 bx r0
+        dtb,
+        entry,
+        mailbox,
+    ];
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// The Secure-entry SMP system test: firmware in flash keeps both CPUs in Secure SVC mode
+/// (`secure_pen`), QEMU virt `secure=on` (no PSCI), the DT names CPU 1 a spin-table CPU whose
+/// pen waits at [`PEN_MAILBOX`]; Debian's armhf Linux as a 2-vCPU dom0. CPU 1, released into
+/// `xenith_sysram_secondary_entry` still in Secure SVC mode, must switch itself to non-secure
+/// HYP mode as the boot CPU did.
+pub fn secure_smp_systest_boot() -> Boot {
+    let mut b = Boot::new(PathBuf::from("/nonexistent/xenith-arm32-unavailable"));
+    b.cpu = CPU.into();
+    b.secure = true;
+    b.bios = true;
+    b.smp = 2;
+    b.stop_at = Some(SECURE_PARKED.into());
+    b.timeout = std::time::Duration::from_secs(150);
+    b.dom0_args = crate::linux::DOM0_ARGS.into();
+    let prepared = (|| -> Result<()> {
+        let images = build(false)?;
+        let linux = linux_fixtures()?;
+        let entry = link_address(&images.hypervisor).ok_or("the arm32 hypervisor has no zImage header")?;
+        std::fs::write(secure_pen_path(&images.hypervisor), secure_pen(entry as u32, RAM_BASE as u32, PEN_MAILBOX as u32)).map_err(|e| e.to_string())?;
+        let dir = env::images_dir();
+        let (full, edited) = (dir.join("qemu-virt-arm32-secure-smp.dtb"), dir.join("qemu-virt-arm32-secure-smp-pen.dtb"));
+        // The same machine (firmware in flash: no PSCI node) and dom0 modules as the boot.
+        let pen = secure_pen_path(&images.hypervisor).display().to_string();
+        let kernel = format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", linux.kernel.display(), b.dom0_args.replace(',', ",,"));
+        let initrd = format!("guest-loader,addr={DOM0_INITRD_ADDR:#x},initrd={}", linux.initrd.display());
+        dump_dtb("virt,secure=on,virtualization=on,highmem=off", &b, &full, &["-bios", &pen, "-device", &kernel, "-device", &initrd])?;
+        env::ensure_tool("dtc", "device-tree-compiler")?;
+        let dts = env::output(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&full))?;
+        if dts.contains("psci") {
+            return Err("QEMU's DT for the machine with firmware still has a PSCI node".into());
+        }
+        // QEMU takes no -append without -kernel: xenith's command line goes in /chosen.
+        let pen = format!(
+            "\n&{{/cpus/cpu@1}} {{\n\tenable-method = \"spin-table\";\n\tcpu-release-addr = <0x0 {PEN_MAILBOX:#x}>;\n}};\n&{{/chosen}} {{\n\tbootargs = \"dom0_max_vcpus={LINUX_VCPUS}\";\n}};\n"
+        );
+        let dts_path = dir.join("qemu-virt-arm32-secure-smp-pen.dts");
+        std::fs::write(&dts_path, format!("{dts}{pen}")).map_err(|e| e.to_string())?;
+        env::run(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&edited).arg(&dts_path))?;
+        let size = std::fs::metadata(&edited).map_err(|e| e.to_string())?.len();
+        if RAM_BASE + size + 10_000 > PEN_MAILBOX {
+            return Err(format!("QEMU's DT ({size} bytes) does not fit below the pen's mailbox at {PEN_MAILBOX:#x}"));
+        }
+        b.hypervisor = images.hypervisor;
+        b.dom0 = Some(linux.kernel);
+        b.initrd = Some(linux.initrd);
+        b.dtb = Some(edited);
+        Ok(())
+    })();
+    if let Err(e) = prepared {
+        eprintln!("xtask: arm32 Secure-entry SMP boot: {e}");
+    }
+    b
+}
+
+/// Both CPUs came through Secure SVC mode: the boot CPU and CPU 1 (released from the pen) each
+/// switched to non-secure HYP mode; Linux dom0 ran on both and powered off.
+pub fn secure_smp_systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
+    for needle in ["entered in Secure SVC mode: now non-secure HYP mode, xenith's monitor at MVBAR", "CPU 1: entered in Secure SVC mode: now non-secure HYP mode", "d0: vCPU 1 up on CPU 1", SECURE_PARKED] {
+        if !o.has(needle) {
+            return Err(format!("expected output containing `{needle}`"));
+        }
+    }
+    linux_systest_check(o)
+}
+
 /// The Secure-entry system test: QEMU virt with `secure=on` (a GIC with the Security
 /// Extensions, QEMU's PSCI still answering SMC), the arm32 test guest as dom0 on one CPU. QEMU's
 /// DT for this machine (dumped with the dom0 module node, recompiled by dtc to its packed size so
@@ -278,14 +425,8 @@ pub fn secure_systest_boot() -> Boot {
         let dir = env::images_dir();
         let (full, packed) = (dir.join("qemu-virt-arm32-secure.dtb"), dir.join("qemu-virt-arm32-secure-packed.dtb"));
         // The same machine and dom0 module as the boot, stopped once it has written its DT.
-        env::run(
-            Command::new("qemu-system-arm")
-                .args(["-M", &format!("virt,secure=on,virtualization=on,highmem=off,dumpdtb={}", full.display()), "-cpu", CPU])
-                .args(["-smp", &b.smp.to_string(), "-m", &b.mem, "-nographic"])
-                .args(["-device", &format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", guest.display(), b.dom0_args.replace(',', ",,"))])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null()),
-        )?;
+        let kernel = format!("guest-loader,addr={DOM0_KERNEL_ADDR:#x},kernel={},bootargs={}", guest.display(), b.dom0_args.replace(',', ",,"));
+        dump_dtb("virt,secure=on,virtualization=on,highmem=off", &b, &full, &["-device", &kernel])?;
         env::ensure_tool("dtc", "device-tree-compiler")?;
         env::run(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dtb", "-o"]).arg(&packed).arg(&full))?;
         let size = std::fs::metadata(&packed).map_err(|e| e.to_string())?.len();

@@ -14,6 +14,7 @@ mod linux;
 mod overhead;
 mod qemu;
 mod snow;
+mod uboot;
 mod snow_log;
 mod stress;
 mod systest;

@@ -50,6 +50,9 @@ pub struct Boot {
     /// Stop QEMU a second after a console line contains this (a machine that cannot power
     /// itself off); such a boot does not count as timed out.
     pub stop_at: Option<String>,
+    /// ARMv7 only: `hypervisor` is firmware for `-bios` (a U-Boot that loads the rest), not
+    /// a `-kernel` image.
+    pub bios: bool,
 }
 
 impl Boot {
@@ -74,6 +77,7 @@ impl Boot {
             echo: false,
             secure: false,
             stop_at: None,
+            bios: false,
         }
     }
 

@@ -10,6 +10,7 @@
 //! [`check`] reads the image back with the same tools (`cargo xtask test` runs it).
 
 use crate::env::{self, Result};
+use platform::bundle::{self, Kind, Layout};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -28,10 +29,16 @@ const DISK_SECTORS: u64 = ROOT_START + ROOT_SECTORS + 2048;
 const KERN_PRIORITY: u64 = 10;
 const KERN_TRIES: u64 = 5;
 const KERN_SUCCESSFUL: u64 = 1;
+/// The stock firmware's kernel buffer: vboot loads KERN-A's body (the FIT, then
+/// vbutil_kernel's config and bootloader pages) to 0x42000000 and it may be at most 8 MiB
+/// (Chromium OS U-Boot's `chromeos-config` for Exynos: `kernel = <0x42000000 0x00800000>`).
+pub const KERNEL_BUFFER: u64 = 8 << 20;
+/// vbutil_kernel's keyblock and preamble before the body (its default padding).
+const KPART_HEADER: u64 = 0x1_0000;
 /// xenith's command line: the kernel partition's config.
 pub const XENITH_CMDLINE: &str = "dom0_max_vcpus=2";
 /// Where the chained-U-Boot boot script loads the FIT: above every load address inside it and
-/// below the RAM log (the last MiB of the Snow's 2 GiB).
+/// below the RAM log (the last MiB of the Snow's 2 GiB); the stock firmware's is 0x42000000.
 const FIT_ADDR: u64 = 0x6000_0000;
 /// The FIT's image names, also the names `check` looks for.
 const IMG_XENITH: &str = "xenith";
@@ -52,6 +59,9 @@ pub struct Image {
     pub hypervisor: PathBuf,
     /// Where the hypervisor is linked (the zImage header's start word).
     pub hypervisor_addr: u64,
+    /// The hypervisor with dom0's modules appended (`platform::bundle`): the FIT's kernel.
+    pub bundle: PathBuf,
+    pub layout: Layout,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     /// Debian's Snow DTB with dom0's module nodes.
@@ -84,23 +94,28 @@ pub fn chosen_modules_dts(kernel: (u64, u64), initrd: (u64, u64), dom0_args: &st
     ))
 }
 
-/// The FIT source: xenith is the configuration's kernel (copied to its link address and
-/// entered with the DTB), dom0's kernel and initramfs are `loadables` (copied to the module
-/// addresses the DTB names), the DTB is its `fdt`.
-fn its(img: &Image, kernel_addr: u64, initrd_addr: u64) -> String {
+/// The FIT source: xenith with dom0's modules appended (the module bundle) is the
+/// configuration's kernel, copied to xenith's link address and entered with the DTB: all an
+/// old `bootm` does. dom0's kernel and initramfs are also listed as `loadables` at the
+/// addresses the bundle moves them to, for a U-Boot that loads them itself; their data is a
+/// 4-byte placeholder here, which [`share_loadables`] replaces by a `data-position` into the
+/// bundle's bytes (no second copy: the firmware's kernel buffer holds 8 MiB). The DTB is its
+/// `fdt`.
+fn its(img: &Image) -> String {
     let q = |p: &Path| p.display().to_string();
+    let (kernel_addr, initrd_addr) = (img.layout.module_addr(Kind::Kernel), img.layout.module_addr(Kind::Ramdisk));
     format!(
         "/dts-v1/;\n\n/ {{\n\
-         \tdescription = \"xenith for the Chromebook Snow: hypervisor, dom0 Linux and initramfs, exynos5250-snow DTB\";\n\
+         \tdescription = \"xenith for the Chromebook Snow: hypervisor with dom0 Linux and initramfs, exynos5250-snow DTB\";\n\
          \t#address-cells = <1>;\n\n\
          \timages {{\n\
-         \t\t{IMG_XENITH} {{\n\t\t\tdescription = \"xenith (ARMv7-A HYP mode)\";\n\t\t\tdata = /incbin/(\"{}\");\n\
+         \t\t{IMG_XENITH} {{\n\t\t\tdescription = \"xenith (ARMv7-A HYP mode) and its module bundle\";\n\t\t\tdata = /incbin/(\"{}\");\n\
          \t\t\ttype = \"kernel\";\n\t\t\tarch = \"arm\";\n\t\t\tos = \"linux\";\n\t\t\tcompression = \"none\";\n\
          \t\t\tload = <{:#x}>;\n\t\t\tentry = <{:#x}>;\n\t\t\thash-1 {{ algo = \"sha1\"; }};\n\t\t}};\n\
-         \t\t{IMG_KERNEL} {{\n\t\t\tdescription = \"dom0: Debian linux-image-armmp-lpae zImage\";\n\t\t\tdata = /incbin/(\"{}\");\n\
+         \t\t{IMG_KERNEL} {{\n\t\t\tdescription = \"dom0: Debian linux-image-armmp-lpae zImage (inside the xenith image)\";\n\t\t\tdata = [00 00 00 00];\n\
          \t\t\ttype = \"kernel\";\n\t\t\tarch = \"arm\";\n\t\t\tos = \"linux\";\n\t\t\tcompression = \"none\";\n\
          \t\t\tload = <{kernel_addr:#x}>;\n\t\t\tentry = <{kernel_addr:#x}>;\n\t\t\thash-1 {{ algo = \"sha1\"; }};\n\t\t}};\n\
-         \t\t{IMG_INITRD} {{\n\t\t\tdescription = \"dom0: busybox initramfs\";\n\t\t\tdata = /incbin/(\"{}\");\n\
+         \t\t{IMG_INITRD} {{\n\t\t\tdescription = \"dom0: busybox initramfs (inside the xenith image)\";\n\t\t\tdata = [00 00 00 00];\n\
          \t\t\ttype = \"ramdisk\";\n\t\t\tarch = \"arm\";\n\t\t\tos = \"linux\";\n\t\t\tcompression = \"none\";\n\
          \t\t\tload = <{initrd_addr:#x}>;\n\t\t\thash-1 {{ algo = \"sha1\"; }};\n\t\t}};\n\
          \t\t{IMG_FDT} {{\n\t\t\tdescription = \"exynos5250-snow.dtb (Debian) with dom0's boot modules\";\n\t\t\tdata = /incbin/(\"{}\");\n\
@@ -108,13 +123,116 @@ fn its(img: &Image, kernel_addr: u64, initrd_addr: u64) -> String {
          \t}};\n\n\
          \tconfigurations {{\n\t\tdefault = \"snow\";\n\t\tsnow {{\n\t\t\tdescription = \"xenith + Linux dom0 on the Snow\";\n\
          \t\t\tkernel = \"{IMG_XENITH}\";\n\t\t\tfdt = \"{IMG_FDT}\";\n\t\t\tloadables = \"{IMG_KERNEL}\", \"{IMG_INITRD}\";\n\t\t}};\n\t}};\n}};\n",
-        q(&img.hypervisor),
+        q(&img.bundle),
         img.hypervisor_addr,
         img.hypervisor_addr,
-        q(&img.kernel),
-        q(&img.initrd),
         q(&img.dtb),
     )
+}
+
+/// xenith's image with dom0's modules appended at its BSS start: the loaded bytes, zeros up
+/// to the BSS start, the bundle header, each module at its offset, zeros to the total length.
+pub fn make_bundle(image: &[u8], layout: &Layout, kernel: &[u8], initrd: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let at = layout.header_offset as usize;
+    if image.len() > at {
+        return Err(format!("xenith's loaded bytes ({}) run past its BSS start ({at})", image.len()));
+    }
+    let mut out = image.to_vec();
+    out.resize(at + layout.total_len as usize, 0);
+    let mut mods = Vec::new();
+    for (&(kind, off, size), data) in layout.modules.iter().zip([kernel, initrd]) {
+        if data.len() as u64 != size {
+            return Err(format!("{} is {} bytes, the layout says {size}", kind.name(), data.len()));
+        }
+        out[at + off as usize..at + (off + size) as usize].copy_from_slice(data);
+        mods.push(bundle::Module { kind, offset: off as u32, size: size as u32, crc: bundle::crc32(data) });
+    }
+    out[at..at + bundle::HEADER_LEN].copy_from_slice(&bundle::Header::encode(layout.dest as u32, layout.total_len as u32, &mods));
+    Ok(out)
+}
+
+fn be32(b: &[u8], o: usize) -> Option<u32> {
+    b.get(o..o + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Where the value of property `prop` of the node at `path` lies in the flattened device tree
+/// `blob`: (offset, length).
+pub fn fdt_prop(blob: &[u8], path: &str, prop: &str) -> Option<(usize, usize)> {
+    if be32(blob, 0)? != 0xd00d_feed {
+        return None;
+    }
+    let (structs, strings) = (be32(blob, 8)? as usize, be32(blob, 12)? as usize);
+    let want: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    let mut at = structs;
+    let mut stack: Vec<String> = Vec::new();
+    loop {
+        match be32(blob, at)? {
+            1 => {
+                let name = blob.get(at + 4..)?.split(|&c| c == 0).next()?;
+                stack.push(String::from_utf8_lossy(name).into_owned());
+                at += 4 + (name.len() + 1).div_ceil(4) * 4;
+            }
+            2 => {
+                stack.pop();
+                at += 4;
+            }
+            3 => {
+                let (len, nameoff) = (be32(blob, at + 4)? as usize, be32(blob, at + 8)? as usize);
+                let name = blob.get(strings + nameoff..)?.split(|&c| c == 0).next()?;
+                // stack[0] is the root's empty name.
+                if name == prop.as_bytes() && stack.len() == want.len() + 1 && stack[1..].iter().zip(&want).all(|(a, b)| a == b) {
+                    return Some((at + 12, len));
+                }
+                at += 12 + len.div_ceil(4) * 4;
+            }
+            4 => at += 4,
+            _ => return None,
+        }
+    }
+}
+
+/// Make the FIT's loadables (`dom0-linux`, `dom0-initramfs`) point into the `xenith` image's
+/// data (the module bundle) instead of carrying their bytes: each one's placeholder `data` becomes `data-position` (from the FIT's
+/// start) and `data-size`, and its SHA-1 is its real bytes' (`sha1sum`).
+pub fn share_loadables(fit: &Path, layout: &Layout, kernel: &[u8], initrd: &[u8]) -> Result<()> {
+    let fdtput = |args: &[&str]| env::run(Command::new("fdtput").arg(fit).args(args));
+    for (name, data) in [(IMG_KERNEL, kernel), (IMG_INITRD, initrd)] {
+        let node = format!("/images/{name}");
+        fdtput(&["-d", &node, "data"])?;
+        fdtput(&["-t", "x", &node, "data-size", &format!("{:x}", data.len())])?;
+        fdtput(&["-t", "x", &node, "data-position", "0"])?;
+    }
+    // Those edits moved the data; now patch values of fixed size in place.
+    let mut blob = std::fs::read(fit).map_err(|e| format!("{}: {e}", fit.display()))?;
+    let (xenith_data, _) = fdt_prop(&blob, &format!("/images/{IMG_XENITH}"), "data").ok_or("the FIT has no xenith data")?;
+    for ((name, data), kind) in [(IMG_KERNEL, kernel), (IMG_INITRD, initrd)].into_iter().zip([Kind::Kernel, Kind::Ramdisk]) {
+        let node = format!("/images/{name}");
+        let off = layout.modules.iter().find(|m| m.0 == kind).map(|m| m.1).unwrap_or(0);
+        let position = xenith_data as u64 + layout.header_offset + off;
+        let (at, len) = fdt_prop(&blob, &node, "data-position").ok_or_else(|| format!("{node}: no data-position"))?;
+        if len != 4 {
+            return Err(format!("{node}: data-position is {len} bytes"));
+        }
+        blob[at..at + 4].copy_from_slice(&(position as u32).to_be_bytes());
+        let (at, len) = fdt_prop(&blob, &format!("{node}/hash-1"), "value").ok_or_else(|| format!("{node}: no hash value"))?;
+        let sha = sha1(data)?;
+        if len != sha.len() {
+            return Err(format!("{node}: hash value is {len} bytes"));
+        }
+        blob[at..at + len].copy_from_slice(&sha);
+    }
+    write(fit, blob)
+}
+
+/// SHA-1 of `data` by the host's `sha1sum`.
+fn sha1(data: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut child = Command::new("sha1sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().map_err(|e| format!("sha1sum: {e}"))?;
+    child.stdin.take().ok_or("sha1sum: no stdin")?.write_all(data).map_err(|e| format!("sha1sum: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("sha1sum: {e}"))?;
+    let hex = String::from_utf8_lossy(&out.stdout);
+    let hex = hex.split_whitespace().next().unwrap_or("");
+    (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| format!("sha1sum printed `{hex}`: {e}"))).collect()
 }
 
 /// The chained-U-Boot route's boot script (`boot.cmd`, made `boot.scr` with mkimage): U-Boot's
@@ -136,27 +254,37 @@ pub fn build() -> Result<Image> {
             return Err(format!("{DEVKEYS}/{key} is missing (vboot-kernel-utils ships the developer keys)"));
         }
     }
-    let hypervisor = crate::arm32::build(false)?.hypervisor;
+    let images = crate::arm32::build(false)?;
+    let hypervisor = images.hypervisor;
     let head = std::fs::read(&hypervisor).map_err(|e| format!("{}: {e}", hypervisor.display()))?;
     let word = |o: usize| head.get(o..o + 4).map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
     let (Some(0x016f_2818), Some(start), Some(end)) = (word(0x24), word(0x28), word(0x2c)) else {
         return Err(format!("{} has no zImage header", hypervisor.display()));
     };
+    // The bundle goes at the BSS start and moves past the image's end: both from the ELF.
+    let elf = std::fs::read(&images.hypervisor_elf).map_err(|e| format!("{}: {e}", images.hypervisor_elf.display()))?;
+    let syms = crate::arm32::symbols32(&elf, &["__image_start", "__bss_start", "__image_end"]).map_err(|e| format!("{}: {e}", images.hypervisor_elf.display()))?;
+    let (sym_start, bss_start, image_end) = (u64::from(syms[0]), u64::from(syms[1]), u64::from(syms[2]));
+    if (sym_start, image_end) != (start, end) {
+        return Err(format!("{}'s zImage header says {start:#x}..{end:#x}, its ELF {sym_start:#x}..{image_end:#x}", hypervisor.display()));
+    }
     let linux = crate::arm32::linux_fixtures()?;
-    let (kernel_addr, initrd_addr) = (crate::arm32::DOM0_KERNEL_ADDR, crate::arm32::DOM0_INITRD_ADDR);
-    let (kernel_size, initrd_size) = (size_of(&linux.kernel)?, size_of(&linux.initrd)?);
-    // The load addresses must not overlap: xenith up to the end of its BSS, then the kernel,
-    // then the initramfs, all below the FIT's own address in the chained route.
-    if end > kernel_addr || kernel_addr + kernel_size > initrd_addr || initrd_addr + initrd_size > FIT_ADDR {
-        return Err(format!(
-            "the images overlap: xenith {start:#x}..{end:#x}, dom0 kernel {kernel_addr:#x}+{kernel_size:#x}, initramfs {initrd_addr:#x}+{initrd_size:#x}, FIT at {FIT_ADDR:#x}"
-        ));
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let (kernel_bytes, initrd_bytes) = (read(&linux.kernel)?, read(&linux.initrd)?);
+    let layout = Layout::new(start, bss_start, image_end, kernel_bytes.len() as u64, initrd_bytes.len() as u64)?;
+    let (kernel_addr, initrd_addr) = (layout.module_addr(Kind::Kernel), layout.module_addr(Kind::Ramdisk));
+    let (kernel_size, initrd_size) = (kernel_bytes.len() as u64, initrd_bytes.len() as u64);
+    // The chained route's FIT at FIT_ADDR must lie clear of the modules' destination.
+    if layout.dest + layout.total_len > FIT_ADDR {
+        return Err(format!("the module bundle ({:#x}+{:#x}) reaches the chained route's FIT at {FIT_ADDR:#x}", layout.dest, layout.total_len));
     }
     let dir = env::images_dir().join("snow");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("root/boot")).map_err(|e| e.to_string())?;
+    let bundle_path = dir.join("xenith-bundle.bin");
+    write(&bundle_path, make_bundle(&head, &layout, &kernel_bytes, &initrd_bytes)?)?;
 
-    // Debian's Snow DTB with dom0's boot modules under /chosen.
+    // Debian's Snow DTB with dom0's boot modules under /chosen, where the bundle moves them.
     let dts = env::output(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(crate::fixtures::snow()?))?;
     let extra = chosen_modules_dts((kernel_addr, kernel_size), (initrd_addr, initrd_size), &dom0_args())?;
     let dts_path = dir.join("exynos5250-snow-xenith.dts");
@@ -167,6 +295,8 @@ pub fn build() -> Result<Image> {
     let img = Image {
         hypervisor,
         hypervisor_addr: start,
+        bundle: bundle_path,
+        layout,
         kernel: linux.kernel,
         initrd: linux.initrd,
         dtb,
@@ -176,8 +306,9 @@ pub fn build() -> Result<Image> {
         dir: dir.clone(),
     };
     let its_path = dir.join("xenith-snow.its");
-    write(&its_path, its(&img, kernel_addr, initrd_addr))?;
+    write(&its_path, its(&img))?;
     env::run(Command::new("mkimage").arg("-f").arg(&its_path).arg(&img.fit).stdout(std::process::Stdio::null()))?;
+    share_loadables(&img.fit, &img.layout, &kernel_bytes, &initrd_bytes)?;
 
     // The signed kernel partition: config = xenith's command line, a dummy bootloader stub
     // (the ARM firmware does not run it; vbutil_kernel requires one).
@@ -204,6 +335,9 @@ pub fn build() -> Result<Image> {
     let kpart_size = size_of(&img.kpart)?;
     if kpart_size > KERN_SECTORS * SECTOR {
         return Err(format!("the kernel partition's payload is {kpart_size} bytes, more than KERN-A's {} MiB", (KERN_SECTORS * SECTOR) >> 20));
+    }
+    if kpart_size - KPART_HEADER > KERNEL_BUFFER {
+        return Err(format!("KERN-A's body is {} bytes, more than the stock firmware's {KERNEL_BUFFER}-byte kernel buffer", kpart_size - KPART_HEADER));
     }
 
     // The root partition: ext4 with the FIT and the chained route's boot script.
@@ -423,13 +557,23 @@ pub fn check(img: &Image) -> Result<Vec<String>> {
     if got.len() < built.len() || got[..built.len()] != built[..] {
         return Err(format!("KERN-A's body ({} bytes) does not start with the FIT built ({} bytes)", got.len(), built.len()));
     }
+    if got.len() as u64 > KERNEL_BUFFER {
+        return Err(format!("KERN-A's body is {} bytes, more than the stock firmware's kernel buffer ({KERNEL_BUFFER} bytes at 0x42000000)", got.len()));
+    }
+    report.push(format!(
+        "KERN-A's body: {} bytes ({:.2} MiB), within the stock firmware's {} MiB kernel buffer; the FIT {} bytes",
+        got.len(),
+        got.len() as f64 / (1 << 20) as f64,
+        KERNEL_BUFFER >> 20,
+        built.len()
+    ));
     let listing = env::output(Command::new("dumpimage").arg("-l").arg(&fit))?;
     let (images, cfg) = parse_fit_listing(&listing)?;
     let find = |name: &str| images.iter().find(|i| i.name == name).ok_or_else(|| format!("dumpimage -l lists no image `{name}`:\n{listing}"));
-    let kernel_addr = crate::arm32::DOM0_KERNEL_ADDR;
-    let initrd_addr = crate::arm32::DOM0_INITRD_ADDR;
+    let kernel_addr = img.layout.module_addr(Kind::Kernel);
+    let initrd_addr = img.layout.module_addr(Kind::Ramdisk);
     let wanted: [(&str, &str, Option<u64>, &Path); 4] = [
-        (IMG_XENITH, "Kernel Image", Some(img.hypervisor_addr), &img.hypervisor),
+        (IMG_XENITH, "Kernel Image", Some(img.hypervisor_addr), &img.bundle),
         (IMG_KERNEL, "Kernel Image", Some(kernel_addr), &img.kernel),
         (IMG_INITRD, "RAMDisk Image", Some(initrd_addr), &img.initrd),
         (IMG_FDT, "Flat Device Tree", None, &img.dtb),
@@ -457,6 +601,29 @@ pub fn check(img: &Image) -> Result<Vec<String>> {
         return Err(format!("the default configuration is kernel `{}`, fdt `{}`, loadables {:?}", cfg.kernel, cfg.fdt, cfg.loadables));
     }
     report.push(format!("dumpimage -l: default configuration: kernel {}, fdt {}, loadables {}", cfg.kernel, cfg.fdt, cfg.loadables.join(", ")));
+
+    // The kernel image an old bootm copies: xenith, then at its BSS start the module bundle,
+    // whose modules are the loadables' bytes and go where the loadables load (no second copy).
+    let xenith = std::fs::read(work.join(format!("{IMG_XENITH}.bin"))).map_err(|e| e.to_string())?;
+    let plain = std::fs::read(&img.hypervisor).map_err(|e| e.to_string())?;
+    if xenith.get(..plain.len()) != Some(&plain[..]) {
+        return Err(format!("the FIT's `{IMG_XENITH}` does not start with {}", img.hypervisor.display()));
+    }
+    let at = img.layout.header_offset as usize;
+    let header = bundle::Header::parse(xenith.get(at..).unwrap_or(&[])).map_err(|e| format!("the FIT's `{IMG_XENITH}` at its BSS start (+{at:#x}): {e}"))?;
+    header.verify(&xenith[at..]).map_err(|e| e.to_string())?;
+    let placed: Vec<(u64, u64)> = header.placed().map(|(m, a)| (a, u64::from(m.size))).collect();
+    let want = [(kernel_addr, size_of(&img.kernel)?), (initrd_addr, size_of(&img.initrd)?)];
+    if u64::from(header.dest) != img.layout.dest || placed != want || u64::from(header.dest) < img.layout.dest {
+        return Err(format!("the module bundle moves to {:#x} and places {placed:x?}; the loadables say {want:x?}", header.dest));
+    }
+    if built.len() as u64 >= size_of(&img.bundle)? + size_of(&img.kernel)? {
+        return Err(format!("the FIT ({} bytes) carries dom0's kernel twice", built.len()));
+    }
+    report.push(format!(
+        "module bundle in `{IMG_XENITH}` at +{at:#x} (xenith's BSS start): moves to {:#x} (past xenith's end), dom0 kernel at {kernel_addr:#x}, initramfs at {initrd_addr:#x}, CRC-32s match; the loadables' data lies inside it",
+        header.dest
+    ));
 
     // 4. The DTB is the Snow's and names the loadables' addresses and sizes as dom0's modules.
     let fdt = work.join(format!("{IMG_FDT}.bin"));
@@ -589,5 +756,47 @@ Created:         Thu Dec  3 19:25:30 2026
         assert!(s.contains("module@49000000 {") && s.contains("reg = <0x49000000 0x510000>;") && s.contains("bootargs = \"console=tty1\";"));
         assert!(s.contains("module@4b200000 {") && s.contains("\"multiboot,ramdisk\", \"multiboot,module\""));
         assert!(chosen_modules_dts((0, 1), (2, 3), "a\"b").is_err());
+    }
+
+    #[test]
+    fn the_bundle_follows_the_image_at_its_bss_start_and_round_trips() {
+        let image = vec![0xaau8; 0x6_c2b0];
+        let (kernel, initrd) = (vec![1u8; 5000], vec![2u8; 3000]);
+        let layout = Layout::new(0x4001_0000, 0x4008_e000, 0x408d_4000, 5000, 3000).unwrap();
+        let b = make_bundle(&image, &layout, &kernel, &initrd).unwrap();
+        assert_eq!(b.len() as u64, 0x7_e000 + layout.total_len);
+        assert_eq!(&b[..image.len()], &image[..]);
+        assert!(b[image.len()..0x7_e000].iter().all(|&x| x == 0), "zeros up to the BSS start");
+        let h = bundle::Header::parse(&b[0x7_e000..]).unwrap();
+        assert_eq!(u64::from(h.dest), 0x40a0_0000);
+        h.verify(&b[0x7_e000..]).unwrap();
+        let placed: Vec<u64> = h.placed().map(|(_, a)| a).collect();
+        assert_eq!(placed, [layout.module_addr(Kind::Kernel), layout.module_addr(Kind::Ramdisk)]);
+        let k = (0x7_e000 + layout.modules[0].1) as usize;
+        assert_eq!(&b[k..k + 5000], &kernel[..]);
+        // An image longer than its BSS start, or a module of another size, is refused.
+        assert!(make_bundle(&vec![0; 0x7_e001], &layout, &kernel, &initrd).is_err());
+        assert!(make_bundle(&image, &layout, &kernel[..10], &initrd).is_err());
+    }
+
+    #[test]
+    fn fdt_prop_finds_a_property_by_node_path() {
+        let dir = std::env::temp_dir().join(format!("xenith-fdt-prop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dts = dir.join("t.dts");
+        std::fs::write(&dts, "/dts-v1/;\n/ { a = <1>; images { x { data = [01 02 03]; }; y { data = <0xdeadbeef>; h { value = <5>; }; }; }; };\n").unwrap();
+        let dtb = dir.join("t.dtb");
+        // dtc: device-tree-compiler, one of the Snow image tools `cargo xtask setup` installs.
+        assert!(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&dtb).arg(&dts).status().is_ok_and(|s| s.success()), "dtc");
+        let blob = std::fs::read(&dtb).unwrap();
+        let (at, len) = fdt_prop(&blob, "/images/y", "data").unwrap();
+        assert_eq!((len, &blob[at..at + 4]), (4, &[0xde, 0xad, 0xbe, 0xef][..]));
+        let (at, len) = fdt_prop(&blob, "/images/x", "data").unwrap();
+        assert_eq!(&blob[at..at + len], &[1, 2, 3]);
+        assert!(fdt_prop(&blob, "/images/y/h", "value").is_some());
+        assert!(fdt_prop(&blob, "/images", "data").is_none());
+        assert!(fdt_prop(&blob, "/", "a").is_some());
+        assert!(fdt_prop(&blob[4..], "/", "a").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

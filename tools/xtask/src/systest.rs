@@ -374,6 +374,16 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
     // ARMv7-A: Debian's armhf Linux as dom0 of xenith in HYP mode (arm32.rs).
     if crate::linux::systest_enabled() {
         cases.push(Case { name: "linux_dom0_arm32", boot: crate::arm32::linux_systest_boot(), check: crate::arm32::linux_systest_check });
+        // The same dom0 through a real U-Boot's bootm of a FIT without loadables: the modules
+        // travel in xenith's module bundle, as on the Snow's stock firmware (uboot.rs).
+        cases.push(Case { name: "arm32_uboot_bootm_module_bundle", boot: crate::uboot::systest_boot(), check: crate::uboot::systest_check });
+        // Without the bundle the modules never arrive: a clear reason, then power off.
+        cases.push(Case { name: "arm32_uboot_bootm_without_bundle_says_why", boot: crate::uboot::no_bundle_systest_boot(), check: crate::uboot::no_bundle_systest_check });
+        // With the modules also as loadables inside the bundle (the Snow card's FIT layout).
+        cases.push(Case { name: "arm32_uboot_bootm_loadables_inside_the_bundle", boot: crate::uboot::loadables_systest_boot(), check: crate::uboot::loadables_systest_check });
+        // Both CPUs left in Secure SVC mode by firmware (CPU 1 in a spin-table pen): each
+        // switches itself to non-secure HYP mode; Linux dom0 runs on both (arm32.rs).
+        cases.push(Case { name: "arm32_secure_svc_secondary", boot: crate::arm32::secure_smp_systest_boot(), check: crate::arm32::secure_smp_systest_check });
     }
     cases.retain(|c| filter.is_none_or(|f| c.name.contains(f)));
     if cases.is_empty() {

@@ -85,6 +85,61 @@ _start:
     cmp     r3, #0x1a
     bne     .Lpark                  // not in HYP mode: nothing we can do
 
+    // A module bundle (platform::bundle) at the BSS start: move it to its destination past
+    // xenith's memory before the BSS is cleared. r9 = what happened (boot::bundle), r6 = the
+    // destination. Copies 32 bytes at a time from the end down: the destination is above.
+    mov     r9, #{bundle_none}
+    mov     r6, #0
+    ldr     r3, =__bss_start
+    ldr     r4, [r3]
+    ldr     r5, ={magic0}
+    cmp     r4, r5
+    bne     5f
+    ldr     r4, [r3, #4]
+    ldr     r5, ={magic1}
+    cmp     r4, r5
+    bne     5f
+    mov     r9, #{bundle_refused_layout}
+    ldr     r6, [r3, #16]           // destination
+    ldr     r7, [r3, #20]           // total length
+    ldr     r4, =__image_end
+    cmp     r6, r4
+    blo     5f                      // inside xenith's own memory
+    ldr     r4, ={dest_mask}
+    tst     r6, r4
+    bne     5f
+    tst     r7, #{granule_mask}
+    bne     5f
+    cmp     r7, #{header_len}
+    blo     5f
+    ldr     r4, ={max_len}
+    cmp     r7, r4
+    bhi     5f
+    adds    r8, r6, r7              // the destination's end
+    bcs     5f
+    // The DTB (r10, header totalsize, at most 2 MiB counted) must lie clear of [r6, r8).
+    mov     r9, #{bundle_refused_dtb}
+    mov     r4, #4
+    tst     r10, #3
+    bne     6f
+    ldr     r4, [r10, #4]
+    rev     r4, r4
+    cmp     r4, #0x200000
+    movhi   r4, #0x200000
+6:  add     r4, r10, r4
+    cmp     r10, r8
+    bhs     7f
+    cmp     r4, r6
+    bhi     5f
+7:  add     r3, r3, r7              // the source's end
+    ldr     r6, =__bss_start
+8:  ldmdb   r3!, {{r0-r2, r4, r5, r7, r12, lr}}
+    stmdb   r8!, {{r0-r2, r4, r5, r7, r12, lr}}
+    cmp     r3, r6
+    bhi     8b
+    mov     r6, r8                  // the destination's start
+    mov     r9, #{bundle_moved}
+5:
     // Zero BSS (MMU off: aligned word stores only).
     ldr     r3, =__bss_start
     ldr     r4, =__bss_end
@@ -99,6 +154,8 @@ _start:
     isb
     mov     r0, r10
     mov     r1, r11
+    mov     r2, r9
+    mov     r3, r6
     bl      xenith_boot_hyp
 .Lpark:
     cpsid   aif
@@ -191,6 +248,16 @@ xenith_enter_guest:
     b       xenith_return_to_guest
 "#,
     zimage_magic = const ZIMAGE_MAGIC,
+    magic0 = const platform::bundle::MAGIC[0],
+    magic1 = const platform::bundle::MAGIC[1],
+    dest_mask = const (platform::bundle::DEST_ALIGN - 1) as u32,
+    granule_mask = const (platform::bundle::COPY_GRANULE - 1) as u32,
+    header_len = const platform::bundle::HEADER_LEN,
+    max_len = const platform::bundle::MAX_LEN as u32,
+    bundle_none = const crate::boot::bundle::NONE,
+    bundle_moved = const crate::boot::bundle::MOVED,
+    bundle_refused_layout = const crate::boot::bundle::REFUSED_LAYOUT,
+    bundle_refused_dtb = const crate::boot::bundle::REFUSED_DTB,
     stack_size = const STACK_SIZE,
     frame = const FRAME_SIZE,
 );

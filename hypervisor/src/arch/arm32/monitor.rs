@@ -147,6 +147,12 @@ fn call(fid: u32, a1: u32, a2: u32) -> u32 {
     r0
 }
 
+/// The GIC the boot CPU moved to the non-secure group, and the counter frequency it
+/// programmed: what a secondary that also arrives in Secure SVC mode repeats for its own banked
+/// state (`secondary_to_nonsecure`).
+static GIC: [core::sync::atomic::AtomicU32; 2] = [const { core::sync::atomic::AtomicU32::new(0) }; 2];
+static CNTFRQ: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 /// Every interrupt of the GIC at `gicd`/`gicc` to the non-secure group (the distributor's
 /// shared ones and this CPU's banked ones), this CPU's priority mask open: a GIC with the
 /// Security Extensions resets with everything Secure, which HYP mode can neither see nor take.
@@ -157,12 +163,39 @@ pub fn gic_to_nonsecure(gicd: u64, gicc: u64) -> Result<(), &'static str> {
     }
     let (Ok(d), Ok(c)) = (u32::try_from(gicd), u32::try_from(gicc)) else { return Err("the GIC is above 4 GiB") };
     match call(GIC_GROUPS, d, c) {
-        0 => Ok(()),
+        0 => {
+            GIC[0].store(d, core::sync::atomic::Ordering::Relaxed);
+            GIC[1].store(c, core::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
         _ => Err("the monitor refused GIC_GROUPS"),
     }
 }
 
+/// On a secondary CPU that `xenith_sysram_secondary_entry` switched from Secure SVC to
+/// non-secure HYP (its own MVBAR, NSACR and SCR: banked per CPU): its banked GIC interrupts
+/// (SGIs, PPIs) to the non-secure group and its priority mask open, and its CNTFRQ (a per-CPU
+/// register) programmed if the firmware left it 0, as the boot CPU's were.
+pub fn secondary_to_nonsecure() -> Result<(), &'static str> {
+    let (d, c) = (GIC[0].load(core::sync::atomic::Ordering::Relaxed), GIC[1].load(core::sync::atomic::Ordering::Relaxed));
+    if d == 0 {
+        return Err("the boot CPU never moved the GIC to the non-secure group");
+    }
+    if call(GIC_GROUPS, d, c) != 0 {
+        return Err("the monitor refused GIC_GROUPS");
+    }
+    let hz = CNTFRQ.load(core::sync::atomic::Ordering::Relaxed);
+    if super::regs::Cntfrq::read() == 0 && hz != 0 && call(SET_CNTFRQ, hz, 0) != 0 {
+        return Err("the monitor refused SET_CNTFRQ");
+    }
+    Ok(())
+}
+
 /// Program CNTFRQ (Secure PL1 only) through the monitor; false when xenith does not own it.
 pub fn set_cntfrq(hz: u32) -> bool {
-    owned() && call(SET_CNTFRQ, hz, 0) == 0
+    let done = owned() && call(SET_CNTFRQ, hz, 0) == 0;
+    if done {
+        CNTFRQ.store(hz, core::sync::atomic::Ordering::Relaxed);
+    }
+    done
 }

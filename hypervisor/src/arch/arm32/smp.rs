@@ -35,6 +35,9 @@ struct StartBlock {
     context: u32,
     domain: u32,
     vcpu: u32,
+    /// 1: the boot CPU arrived in Secure SVC mode and switched itself; a secondary that
+    /// arrives in SVC mode does the same (`xenith_sysram_secondary_entry`).
+    from_secure: u32,
 }
 
 const START_ZERO: StartBlock = StartBlock {
@@ -52,6 +55,7 @@ const START_ZERO: StartBlock = StartBlock {
     context: 0,
     domain: 0,
     vcpu: 0,
+    from_secure: 0,
 };
 static mut START: [StartBlock; MAX_CPUS] = [START_ZERO; MAX_CPUS];
 /// Each secondary vCPU's first register state (kept off its stack, which guest entry reuses).
@@ -69,6 +73,9 @@ global_asm!(
     .global xenith_secondary_entry
 xenith_secondary_entry:
     // From firmware (PSCI CPU_ON): HYP mode, MMU and caches off, r0 = this CPU's StartBlock.
+    mov     r5, #0                  // not switched from Secure SVC
+    .global xenith_secondary_entry_r5
+xenith_secondary_entry_r5:
     cpsid   aif
     mov     r4, r0
     ldr     r1, [r4, #12]
@@ -94,16 +101,19 @@ xenith_secondary_entry:
     mcr     p15, 4, r1, c1, c0, 0   // HSCTLR
     isb
     mov     r0, r4
+    mov     r1, r5
     bl      xenith_secondary_main
 1:  wfe
     b       1b
 "#
 );
 
-// Where a secondary released through SYSRAM (the Exynos5250: no PSCI) starts: the boot ROM, or a
-// chained U-Boot's pen, jumps here in HYP mode with the MMU off and nothing in r0. It finds its
-// StartBlock by MPIDR.Aff0 (the CPU's index on the Exynos5250) and goes the PSCI way from there.
-// A CPU not in HYP mode (firmware that stays Secure) or with no block parks.
+// Where a secondary released through SYSRAM (the Exynos5250: no PSCI) or a spin-table pen starts:
+// the boot ROM, or a firmware's pen, jumps here with the MMU off and nothing in r0. It finds its StartBlock
+// by MPIDR.Aff0 (the CPU's index on the Exynos5250). In HYP mode it goes the PSCI way from
+// there; in SVC mode, when the boot CPU arrived in Secure SVC mode (the stock firmware leaves
+// every core Secure), it makes itself non-secure HYP mode the same way first: MVBAR, NSACR and
+// SCR are banked per CPU. A CPU with no block, or in another mode, parks.
 global_asm!(
     r#"
     .syntax unified
@@ -113,10 +123,6 @@ global_asm!(
     .global xenith_sysram_secondary_entry
 xenith_sysram_secondary_entry:
     cpsid   aif
-    mrs     r1, cpsr
-    and     r1, r1, #0x1f
-    cmp     r1, #0x1a
-    bne     2f
     mrc     p15, 0, r1, c0, c0, 5   // MPIDR
     and     r1, r1, #0xff
     cmp     r1, #{max_cpus}
@@ -124,22 +130,73 @@ xenith_sysram_secondary_entry:
     movw    r0, #:lower16:{start}
     movt    r0, #:upper16:{start}
     mov     r2, #{block_size}
-    mla     r0, r1, r2, r0
-    ldr     r2, [r0, #24]           // stack_top: 0 unless the boot CPU filled the block
+    mla     r6, r1, r2, r0          // this CPU's StartBlock (r6 survives xenith_secure_to_hyp)
+    ldr     r2, [r6, #24]           // stack_top: 0 unless the boot CPU filled the block
     cmp     r2, #0
     beq     2f
-    b       xenith_secondary_entry
+    mov     r5, #0
+    mrs     r1, cpsr
+    and     r1, r1, #0x1f
+    cmp     r1, #0x13               // SVC
+    bne     3f
+    ldr     r2, [r6, #{from_secure}]
+    cmp     r2, #0
+    beq     2f                      // the boot CPU was not Secure: this SVC is not ours to leave
+    bl      xenith_secure_to_hyp
+    mov     r5, r0                  // 1: now non-secure HYP mode
+3:  mrs     r1, cpsr
+    and     r1, r1, #0x1f
+    cmp     r1, #0x1a
+    bne     2f
+    mov     r0, r6
+    b       xenith_secondary_entry_r5
 2:  wfe
     b       2b
 "#,
     max_cpus = const MAX_CPUS,
     start = sym START,
     block_size = const core::mem::size_of::<StartBlock>(),
+    from_secure = const core::mem::offset_of!(StartBlock, from_secure),
 );
 
 extern "C" {
     fn xenith_secondary_entry();
     fn xenith_sysram_secondary_entry();
+}
+
+/// Per CPU index, the `cpu-release-addr` of a CPU the DT says firmware holds in a pen
+/// (`enable-method = "spin-table"`), or 0.
+static RELEASE: [core::sync::atomic::AtomicU32; MAX_CPUS] = [const { core::sync::atomic::AtomicU32::new(0) }; MAX_CPUS];
+
+/// Record the host DT's spin-table CPUs (CPU index = position in /cpus); their release
+/// address must lie below 4 GiB.
+pub fn set_release_addrs(cpus: &[crate::dt::boot_info::CpuInfo]) {
+    for (i, c) in cpus.iter().enumerate().take(MAX_CPUS) {
+        if let (Some("spin-table"), Some(addr)) = (c.enable_method.as_deref(), c.release_addr) {
+            match u32::try_from(addr) {
+                Ok(a) if a != 0 && a.is_multiple_of(8) => RELEASE[i].store(a, core::sync::atomic::Ordering::Relaxed),
+                _ => log!("{}: cpu-release-addr {addr:#x} is unusable (zero, misaligned or above 4 GiB): the CPU cannot be started", c.path),
+            }
+        }
+    }
+}
+
+/// Some CPU is started by releasing it from a firmware pen.
+pub fn has_spin_table_cpus() -> bool {
+    RELEASE.iter().any(|r| r.load(core::sync::atomic::Ordering::Relaxed) != 0)
+}
+
+/// Release a CPU held in a firmware pen: its entry point to the release address (cleaned to
+/// the point of coherency: the pen reads with caches off), then an event.
+fn spin_table_release(release: u32, entry: u32) -> Result<(), String> {
+    let va = super::mmu::va_of(u64::from(release), 8).ok_or_else(|| alloc::format!("cpu-release-addr {release:#x} is not mapped"))?;
+    // SAFETY: the DT names this RAM word as the pen's mailbox; identity-mapped, 8-aligned.
+    unsafe { core::ptr::write_volatile(va as *mut u64, u64::from(entry)) };
+    super::mem::clean_dcache_range(u64::from(release), 8);
+    super::regs::dsb_sy();
+    // SAFETY: SEV only signals an event to the other CPUs.
+    unsafe { core::arch::asm!("sev", options(nomem, nostack)) };
+    Ok(())
 }
 
 /// dom0 runs `n` vCPUs (the boot plan bounded it by the host's CPUs and [`MAX_CPUS`]), vCPU n
@@ -172,6 +229,7 @@ pub fn start_cpu(cpu: usize, mpidr: u32, domain: DomId, vcpu: u32, vttbr: u64, v
         context,
         domain: u32::from(domain),
         vcpu,
+        from_secure: u32::from(super::monitor::owned()),
     };
     // SAFETY: START[cpu] is only written while CPU `cpu` is off (under the OFF -> ON_PENDING
     // compare-exchange, `Cpus::cpu_on`); CPU `cpu` reads it after it starts.
@@ -181,6 +239,11 @@ pub fn start_cpu(cpu: usize, mpidr: u32, domain: DomId, vcpu: u32, vttbr: u64, v
         b as *const StartBlock as u32
     };
     super::mem::clean_dcache_range(u64::from(block), core::mem::size_of::<StartBlock>() as u64);
+    // A CPU the DT says firmware holds in a pen (spin-table): the pen releases it.
+    let release = RELEASE[cpu].load(core::sync::atomic::Ordering::Relaxed);
+    if release != 0 {
+        return spin_table_release(release, xenith_sysram_secondary_entry as *const () as u32);
+    }
     // No PSCI on the Exynos5250: the board releases the CPU through SYSRAM and an SGI.
     if let (false, Some(b)) = (psci::has_conduit(), super::board::get()) {
         return super::board::release_secondary(b, cpu, xenith_sysram_secondary_entry as *const () as u32);
@@ -192,11 +255,21 @@ pub fn start_cpu(cpu: usize, mpidr: u32, domain: DomId, vcpu: u32, vttbr: u64, v
 }
 
 #[no_mangle]
-extern "C" fn xenith_secondary_main(block: &StartBlock) -> ! {
+extern "C" fn xenith_secondary_main(block: &StartBlock, from_secure: u32) -> ! {
     let cpu = block.cpu as usize;
     let (domain, vcpu) = (block.domain as DomId, block.vcpu);
     let dom0_vcpu = (domain == 0).then_some(vcpu as usize);
     assign(cpu, NO_DOMAIN, vcpu);
+    if from_secure != 0 {
+        if let Err(e) = super::monitor::secondary_to_nonsecure() {
+            log!("CPU {cpu}: entered in Secure SVC mode, now non-secure HYP mode, but {e}: parking it");
+            if let Some(v) = dom0_vcpu {
+                CPUS.failed(v);
+            }
+            super::regs::halt();
+        }
+        log!("CPU {cpu}: entered in Secure SVC mode: now non-secure HYP mode, xenith's monitor at its MVBAR");
+    }
     if let Err(e) = super::gic::init_this_cpu() {
         log!("CPU {cpu}: GIC: {e}: parking it");
         if let Some(v) = dom0_vcpu {

@@ -39,11 +39,17 @@ extern "C" {
     static __image_end: u8;
 }
 
+/// What the entry code did with a module bundle at the BSS start (`boot::bundle`), and its
+/// destination.
+static mut BUNDLE: (u32, u32) = (0, 0);
+
 #[no_mangle]
-extern "C" fn xenith_boot_hyp(dtb_pa: u32, from_secure: u32) -> ! {
+extern "C" fn xenith_boot_hyp(dtb_pa: u32, from_secure: u32, bundle: u32, bundle_dest: u32) -> ! {
     if from_secure != 0 {
         monitor::set_owned();
     }
+    // SAFETY: the boot CPU alone, before anything reads it.
+    unsafe { BUNDLE = (bundle, bundle_dest) };
     mmu::enable_boot_map();
     super::percpu::init_boot_cpu();
     heap::init();
@@ -183,11 +189,26 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
         log!("RAM above 4 GiB: {} MiB set aside (no HYP mapping on ARMv7)", mib(high));
     }
 
+    // dom0's modules carried in the image: checked against the DTB before any is read.
+    // SAFETY: written once by the boot CPU at entry.
+    let (bundle_status, bundle_dest) = unsafe { BUNDLE };
+    let image_end = image.base + image.size;
+    let read = |len: u64| {
+        // SAFETY: the entry code wrote the bundle there (RAM, identity-mapped); `len` bytes.
+        mmu::va_of(u64::from(bundle_dest), len).map(|va| unsafe { core::slice::from_raw_parts(va as *const u8, len as usize) })
+    };
+    if let Some(line) = boot::bundle::check(bundle_status, u64::from(bundle_dest), read, &info.modules, dtb, image_end)? {
+        log!("{line}");
+    }
+
     // dom0's kernel (a zImage) and initrd: the plan checked the kernel lies in RAM.
     let kernel = boot::dom0_kernel(&info)?;
     let kva = mmu::va_of(kernel.region.base, kernel.region.size).ok_or_else(|| format!("dom0 kernel module at {} is above 4 GiB", kernel.region))?;
     // SAFETY: the module lies in RAM (checked), identity-mapped.
     let kernel_bytes = unsafe { core::slice::from_raw_parts(kva as *const u8, kernel.region.size as usize) };
+    if let Err(e) = zimage::ZImage::parse(kernel_bytes) {
+        return Err(boot::bundle::missing_kernel(bundle_status, kernel.region, &format!("{e}")));
+    }
     let initrd = info.ramdisk().map(|i| i.region);
     if let Some(r) = initrd {
         if !info.memory.iter().any(|b| r.base >= b.base && r.base.saturating_add(r.size) <= b.base + b.size) || mmu::va_of(r.base, r.size).is_none() {
@@ -209,6 +230,7 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
     let dom0_initrd = layout.initrd.map(|(b, s)| Region { base: b, size: s });
     // dom0's vCPU n runs on the host DT's n-th CPU (PSCI CPU_ON starts the others); no SMMU here.
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).collect();
+    super::smp::set_release_addrs(&info.cpus);
     let vcpus = super::smp::setup_dom0(&mpidrs, boot::dom0_vcpus(plan.dom0_max_vcpus, mpidrs.len(), super::percpu::MAX_CPUS));
     // The Exynos SysMMUs are the only IOMMUs the ARMv7 hypervisor drives.
     let drivers = match plan.board {
@@ -265,7 +287,13 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
         monitor::gic_to_nonsecure(info.gic.distributor.base, gicc.base).map_err(|e| format!("GIC {}: {e}", info.gic.path))?;
     }
     let host_lines = super::gic::init(&info.gic)?;
-    let how = if super::board::get().is_some() { "the others start through SYSRAM and an SGI" } else { "PSCI CPU_ON starts the others" };
+    let how = if super::smp::has_spin_table_cpus() {
+        "the others are released from the firmware's spin-table pen"
+    } else if super::board::get().is_some() {
+        "the others start through SYSRAM and an SGI"
+    } else {
+        "PSCI CPU_ON starts the others"
+    };
     log!("dom0: {vcpus} vCPU(s), vCPU n on CPU n (dom0_max_vcpus=; {how})");
     let it_lines = boot::dom0_vgic_lines(dom0_dtb, host_lines);
     super::irq::attach_vgic_v2(&mut dom, &info.gic, it_lines, vcpus)?;
