@@ -12,6 +12,7 @@ pub mod mmio;
 pub mod registry;
 pub mod vcpu;
 pub mod vcombiner;
+pub mod vpowerdomain;
 pub mod vuart;
 pub mod zimage;
 
