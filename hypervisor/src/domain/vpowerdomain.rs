@@ -277,8 +277,8 @@ mod tests {
         drop(f);
         let at = pmu_off(PowerDomain::Disp1);
         for v in [0, PD_ON] {
-            (&r.pmu).write32(at, v);
-            while (&r.pmu).read32(at + 4) & PD_ON != v {}
+            r.pmu.write32(at, v);
+            while r.pmu.read32(at + 4) & PD_ON != v {}
         }
         assert_eq!(r.tv.translate(NOT_DOM0S, true), Ok(u64::from(NOT_DOM0S)), "bypass: the master reaches memory that is not dom0's");
     }
@@ -349,7 +349,7 @@ mod tests {
         let mut f = PowerDomainFilter::new(pmu.window(PMU_POWER_DOMAINS), PAGE, [PowerDomain::Gsc.region().base], set);
         assert_eq!(access(&mut f, 0, true, PD_ON), MmioResult::Done(0));
         assert_eq!(f.timeouts(), 1);
-        assert_eq!((&pmu).read32(at) & PD_ON, 0, "CONFIGURATION written back to off");
+        assert_eq!(pmu.read32(at) & PD_ON, 0, "CONFIGURATION written back to off");
         assert!(f.hook().attached().next().is_none());
     }
 
@@ -366,13 +366,13 @@ mod tests {
         }
         // LOCAL_PWR_CFG is all or nothing.
         assert_eq!(access(&mut f, disp1, true, 0x3), MmioResult::Abort);
-        assert_eq!((&r.pmu).read32(pmu_off(PowerDomain::Disp1)), PD_ON, "the refused write did not reach the PMU");
+        assert_eq!(r.pmu.read32(pmu_off(PowerDomain::Disp1)), PD_ON, "the refused write did not reach the PMU");
         assert_eq!(r.tv.translate(0x4200_0000, false), Ok(0x4200_0000));
         // A domain's other registers, and the page's other PMU registers, as before.
         assert_eq!(access(&mut f, disp1 + 0x8, true, 0x1), MmioResult::Done(0));
         assert_eq!(access(&mut f, disp1 + 0x8, false, 0), MmioResult::Done(1));
         assert_eq!(access(&mut f, 0x800, true, 0xabc), MmioResult::Done(0));
-        assert_eq!((&r.pmu).read32(PMU_POWER_DOMAINS + 0x800), 0xabc);
+        assert_eq!(r.pmu.read32(PMU_POWER_DOMAINS + 0x800), 0xabc);
         // Bits above LOCAL_PWR_CFG are passed on.
         assert!(linux_power(&mut f, PowerDomain::Disp1, false));
         assert_eq!(access(&mut f, disp1, true, 0x100 | PD_ON), MmioResult::Done(0));
@@ -420,7 +420,7 @@ mod tests {
                     Op::Dma { mmu, iova, write } => {
                         let (m, _) = mmus[mmu as usize];
                         if let Ok(pa) = m.translate(iova, write) {
-                            prop_assert!(pa >= DOM0_RAM.base && pa < DOM0_RAM.base + DOM0_RAM.size, "DMA reached {pa:#x}");
+                            prop_assert!((DOM0_RAM.base..DOM0_RAM.base + DOM0_RAM.size).contains(&pa), "DMA reached {pa:#x}");
                         }
                     }
                     Op::Fault { mmu } => {

@@ -171,6 +171,7 @@ fn combiner_routes_a_sysmmu_fault_line_to_its_spi() {
 }
 
 #[test]
+#[allow(clippy::single_range_in_vec_init)] // SimMem takes a list of RAM ranges; one here
 fn a_power_domain_cycle_resets_the_sysmmus_inside_it() {
     use platform::Mmio;
     use std::rc::Rc;
