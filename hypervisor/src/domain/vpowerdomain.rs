@@ -173,9 +173,8 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::dt::Region;
-    use crate::iommu::exynos_sysmmu::set::{Outcome, SysmmuSpec};
+    use crate::iommu::exynos_sysmmu::set::{Outcome, Pool, SysmmuSpec};
     use platform::exynos5250::combiner::CombinerIrq;
-    use platform::exynos5250::sysmmu_pt::LV2_TABLE_SIZE;
     use platform::exynos5250::{PowerDomain, SYSMMUS};
     use proptest::prelude::*;
     use std::rc::Rc;
@@ -188,15 +187,6 @@ mod tests {
     const DOM0_RAM: Region = Region { base: 0x4200_0000, size: 16 << 20 };
     /// Outside dom0's RAM, but memory: a bypassing master reaches it.
     const NOT_DOM0S: u32 = 0x4500_0000;
-
-    struct Pool(u64);
-    impl Lv2TableAllocator for Pool {
-        fn alloc_lv2(&mut self) -> Option<u64> {
-            self.0 += LV2_TABLE_SIZE as u64;
-            Some(self.0 - LV2_TABLE_SIZE as u64)
-        }
-        fn free_lv2(&mut self, _pa: u64) {}
-    }
 
     type Set<'m> = SysmmuSet<&'m SimMem, Pool, &'m SysmmuModel, &'m CombinerModel<'m>>;
     type Filter<'m> = PowerDomainFilter<sysmmu_model::soc::PmuWindow<'m>, Set<'m>>;

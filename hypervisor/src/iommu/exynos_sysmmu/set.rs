@@ -284,12 +284,24 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
     }
 }
 
+/// Level-2 tables from a bump pool starting at the PA it holds (host tests).
+#[cfg(all(test, not(loom)))]
+pub(crate) struct Pool(pub u64);
+
+#[cfg(all(test, not(loom)))]
+impl Lv2TableAllocator for Pool {
+    fn alloc_lv2(&mut self) -> Option<u64> {
+        self.0 += platform::exynos5250::sysmmu_pt::LV2_TABLE_SIZE as u64;
+        Some(self.0 - platform::exynos5250::sysmmu_pt::LV2_TABLE_SIZE as u64)
+    }
+    fn free_lv2(&mut self, _pa: u64) {}
+}
+
 #[cfg(all(test, not(loom)))]
 #[allow(clippy::single_range_in_vec_init)] // SimMem takes a list of RAM ranges; one here
 mod tests {
     extern crate std;
     use super::*;
-    use platform::exynos5250::sysmmu_pt::LV2_TABLE_SIZE;
     use platform::exynos5250::SYSMMUS;
     use std::rc::Rc;
     use std::vec;
@@ -300,15 +312,7 @@ mod tests {
     const DOM0_RAM: Region = Region { base: 0x4200_0000, size: 16 << 20 };
     const RING: Region = Region { base: 0x47f0_0000, size: 1 << 20 };
 
-    /// Level-2 tables from a bump pool.
-    struct Pool(u64);
-    impl Lv2TableAllocator for Pool {
-        fn alloc_lv2(&mut self) -> Option<u64> {
-            self.0 += LV2_TABLE_SIZE as u64;
-            Some(self.0 - LV2_TABLE_SIZE as u64)
-        }
-        fn free_lv2(&mut self, _pa: u64) {}
-    }
+    use super::Pool;
 
     type Set<'m> = SysmmuSet<&'m SimMem, Pool, &'m SysmmuModel, &'m CombinerModel<'m>>;
 
