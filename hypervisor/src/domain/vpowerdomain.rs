@@ -6,7 +6,8 @@
 //! write powers a domain off, its SysMMUs leave the shadow table (their registers untouched);
 //! once a write powers it on, the hypervisor waits (bounded) for STATUS to report on and
 //! re-attaches them before dom0's access returns, so no master of the domain runs before its
-//! SysMMU translates again. A domain that does not come on in time is turned off again.
+//! SysMMU translates again. A domain that does not come on in time is turned off again; a
+//! power-off write returns once STATUS reports off (bounded), so the next power-on starts from off.
 
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
 use crate::iommu::exynos_sysmmu::set::SysmmuSet;
@@ -127,6 +128,11 @@ impl<M: Mmio, H: DomainPower> PowerDomainFilter<M, H> {
                 self.hook.powering_off(domain, false);
                 self.domains[i].on = false;
                 self.regs.write32(at, value);
+                // Returning once STATUS reports off (bounded) means a power-on that follows starts
+                // from a domain that is off: its SysMMUs are reprogrammed after their reset, never
+                // before a power-down still under way.
+                let status = (offset + PD_STATUS) as usize;
+                let _ = (0..POWER_ON_POLLS).any(|_| self.regs.read32(status) & PD_ON == 0);
             }
             PD_ON => {
                 self.regs.write32(at, value);
@@ -283,6 +289,7 @@ mod tests {
 
         assert!(linux_power(&mut f, PowerDomain::Disp1, false));
         assert_eq!(r.tv.translate(0x4200_1000, true), Err(DmaError::PoweredOff));
+        assert_eq!(r.pmu.domain_line(pmu_off(PowerDomain::Disp1)).power_ups(), 0);
         assert_eq!(f.hook().attached().collect::<Vec<_>>(), ["/soc/sysmmu@13e80000", "/soc/sysmmu@10a60000"]);
         // dom0's p2m changes while the domain is off reach the table, not the unpowered SysMMU.
         f.hook_mut().mirror(0x4210_0000, 0x1000, None).unwrap();
@@ -363,6 +370,12 @@ mod tests {
         assert_eq!(access(&mut f, disp1 + 0x8, false, 0), MmioResult::Done(1));
         assert_eq!(access(&mut f, 0x800, true, 0xabc), MmioResult::Done(0));
         assert_eq!(r.pmu.read32(PMU_POWER_DOMAINS + 0x800), 0xabc);
+        // A power-off returns once the domain is off: a power-on right after it starts from off.
+        assert_eq!(access(&mut f, disp1, true, 0), MmioResult::Done(0));
+        assert!(!r.pmu.domain_on(pmu_off(PowerDomain::Disp1)));
+        assert_eq!(access(&mut f, disp1, true, PD_ON), MmioResult::Done(0));
+        assert_eq!(r.pmu.domain_line(pmu_off(PowerDomain::Disp1)).power_ups(), 1);
+        assert_eq!(r.tv.translate(0x4200_0000, false), Ok(0x4200_0000));
         // Bits above LOCAL_PWR_CFG are passed on.
         assert!(linux_power(&mut f, PowerDomain::Disp1, false));
         assert_eq!(access(&mut f, disp1, true, 0x100 | PD_ON), MmioResult::Done(0));
