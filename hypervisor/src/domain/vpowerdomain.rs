@@ -6,11 +6,12 @@
 //! write powers a domain off, its SysMMUs leave the shadow table (their registers untouched);
 //! once a write powers it on, the hypervisor waits (bounded) for STATUS to report on and
 //! re-attaches them before dom0's access returns, so no master of the domain runs before its
-//! SysMMU translates again. A domain that does not come on in time is turned off again; a
-//! power-off write returns once STATUS reports off (bounded), so the next power-on starts from off.
+//! SysMMU translates again. A domain that does not come on in time, or whose SysMMU answers
+//! neither programmed nor blocked (its clocks gated, say), is turned off again; a power-off write
+//! returns once STATUS reports off (bounded), so the next power-on starts from off.
 
 use crate::domain::mmio::{MmioAccess, MmioDevice, MmioResult};
-use crate::iommu::exynos_sysmmu::set::SysmmuSet;
+use crate::iommu::exynos_sysmmu::set::{Outcome, SysmmuSet};
 use alloc::vec::Vec;
 use platform::exynos5250::sysmmu_pt::Lv2TableAllocator;
 use platform::{Mmio, PhysMem};
@@ -25,20 +26,32 @@ pub const PD_ON: u32 = 0x7;
 /// STATUS reads the hypervisor waits for a domain to report on (Linux waits about 1 ms).
 pub const POWER_ON_POLLS: u32 = 100_000;
 
+/// Why a domain is going off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerOff {
+    /// dom0 wrote it off (or it went off other than through this page).
+    Dom0,
+    /// Asked on, it did not report on within [`POWER_ON_POLLS`] reads: turned off again.
+    NotOnInTime,
+    /// It came on, but a SysMMU inside it answered neither programmed nor blocked: turned off
+    /// again before its master could run.
+    SysmmuUnresponsive,
+}
+
 /// What the hypervisor does when a domain changes power (the SysMMUs inside it).
 pub trait DomainPower {
-    /// The domain whose registers are at `domain` (PA) reports on.
-    fn powered_on(&mut self, domain: u64);
-    /// The domain at `domain` is going off; `timed_out`: it was asked on but did not report on
-    /// within [`POWER_ON_POLLS`] reads and is being turned off again.
-    fn powering_off(&mut self, domain: u64, timed_out: bool);
+    /// The domain whose registers are at `domain` (PA) reports on. False: a SysMMU inside it
+    /// cannot be kept from bypassing, and the domain must go off again.
+    fn powered_on(&mut self, domain: u64) -> bool;
+    /// The domain at `domain` is going off.
+    fn powering_off(&mut self, domain: u64, why: PowerOff);
 }
 
 impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> DomainPower for SysmmuSet<P, A, M, C> {
-    fn powered_on(&mut self, domain: u64) {
-        self.domain_on(domain);
+    fn powered_on(&mut self, domain: u64) -> bool {
+        !self.domain_on(domain).iter().any(|(_, o)| matches!(o, Outcome::Unresponsive { .. }))
     }
-    fn powering_off(&mut self, domain: u64, _timed_out: bool) {
+    fn powering_off(&mut self, domain: u64, _why: PowerOff) {
         self.domain_off(domain);
     }
 }
@@ -55,14 +68,14 @@ pub struct PowerDomainFilter<M: Mmio, H: DomainPower> {
     page: u64,
     domains: Vec<Tracked>,
     hook: H,
-    timeouts: u32,
+    refused: u32,
 }
 
 impl<M: Mmio, H: DomainPower> PowerDomainFilter<M, H> {
     /// dom0's view of the 4 KiB page at `page` (PA, registers `regs`) holding the domains whose
     /// registers are at `domains` (PAs; ones outside the page are not this filter's).
     pub fn new(regs: M, page: u64, domains: impl IntoIterator<Item = u64>, hook: H) -> Self {
-        let mut f = PowerDomainFilter { regs, page, domains: Vec::new(), hook, timeouts: 0 };
+        let mut f = PowerDomainFilter { regs, page, domains: Vec::new(), hook, refused: 0 };
         for pa in domains {
             let Some(offset) = pa.checked_sub(page).filter(|&o| o + PD_SIZE <= 0x1000 && o.is_multiple_of(PD_SIZE)) else { continue };
             if f.domains.iter().all(|d| d.offset != offset) {
@@ -82,9 +95,39 @@ impl<M: Mmio, H: DomainPower> PowerDomainFilter<M, H> {
         &mut self.hook
     }
 
-    /// Power-on requests that did not report on in time (and were turned off again).
-    pub fn timeouts(&self) -> u32 {
-        self.timeouts
+    /// Power-ups undone: the domain did not report on in time, or a SysMMU inside it did not
+    /// answer (each turned off again).
+    pub fn refused(&self) -> u32 {
+        self.refused
+    }
+
+    /// Read the domain's STATUS until its field is `want` (at most [`POWER_ON_POLLS`] reads).
+    fn wait_status(&self, offset: u64, want: u32) -> bool {
+        let status = (offset + PD_STATUS) as usize;
+        (0..POWER_ON_POLLS).any(|_| self.regs.read32(status) & PD_ON == want)
+    }
+
+    /// The domain at `offset` came on (by dom0's write, or seen on): its SysMMUs are attached,
+    /// or, if one cannot be kept from bypassing, the domain is turned off again before dom0's
+    /// access returns.
+    fn came_on(&mut self, i: usize, at_config: usize, config: u32) {
+        let domain = self.page + self.domains[i].offset;
+        if self.hook.powered_on(domain) {
+            self.domains[i].on = true;
+            return;
+        }
+        self.refuse(i, at_config, config, PowerOff::SysmmuUnresponsive);
+    }
+
+    /// Turn the domain off again (CONFIGURATION `config` without LOCAL_PWR_CFG), its SysMMUs out
+    /// of the table first, and wait for it to report off.
+    fn refuse(&mut self, i: usize, at_config: usize, config: u32, why: PowerOff) {
+        let offset = self.domains[i].offset;
+        self.refused += 1;
+        self.hook.powering_off(self.page + offset, why);
+        self.domains[i].on = false;
+        self.regs.write32(at_config, config & !PD_ON);
+        let _ = self.wait_status(offset, 0);
     }
 
     /// The domain at `offset` is configured on and reports on.
@@ -107,16 +150,22 @@ impl<M: Mmio, H: DomainPower> PowerDomainFilter<M, H> {
         };
         let (offset, reg) = (self.domains[i].offset, a.offset - self.domains[i].offset);
         let domain = self.page + offset;
+        let at_config = (offset + PD_CONFIGURATION) as usize;
         if !a.write || reg != PD_CONFIGURATION {
             let r = self.forward(at, a);
             // A domain that came on (or went off) other than through this page is followed too.
             let on = self.hardware_on(offset);
             if on != self.domains[i].on {
-                self.domains[i].on = on;
                 if on {
-                    self.hook.powered_on(domain);
+                    let config = self.regs.read32(at_config);
+                    self.came_on(i, at_config, config);
+                    // dom0 reads what the domain now is.
+                    if !self.domains[i].on && !a.write {
+                        return MmioResult::Done(u64::from(self.regs.read32(at)));
+                    }
                 } else {
-                    self.hook.powering_off(domain, false);
+                    self.domains[i].on = false;
+                    self.hook.powering_off(domain, PowerOff::Dom0);
                 }
             }
             return r;
@@ -125,27 +174,21 @@ impl<M: Mmio, H: DomainPower> PowerDomainFilter<M, H> {
         match value & PD_ON {
             0 => {
                 // The SysMMUs leave the table before their registers go.
-                self.hook.powering_off(domain, false);
+                self.hook.powering_off(domain, PowerOff::Dom0);
                 self.domains[i].on = false;
                 self.regs.write32(at, value);
                 // Returning once STATUS reports off (bounded) means a power-on that follows starts
                 // from a domain that is off: its SysMMUs are reprogrammed after their reset, never
                 // before a power-down still under way.
-                let status = (offset + PD_STATUS) as usize;
-                let _ = (0..POWER_ON_POLLS).any(|_| self.regs.read32(status) & PD_ON == 0);
+                let _ = self.wait_status(offset, 0);
             }
             PD_ON => {
                 self.regs.write32(at, value);
-                let status = (offset + PD_STATUS) as usize;
-                if (0..POWER_ON_POLLS).any(|_| self.regs.read32(status) & PD_ON == PD_ON) {
-                    self.hook.powered_on(domain);
-                    self.domains[i].on = true;
+                if self.wait_status(offset, PD_ON) {
+                    self.came_on(i, at_config, value);
                 } else {
                     // Its SysMMUs could come up bypassing after dom0's access returned.
-                    self.timeouts += 1;
-                    self.hook.powering_off(domain, true);
-                    self.domains[i].on = false;
-                    self.regs.write32(at, value & !PD_ON);
+                    self.refuse(i, at_config, value, PowerOff::NotOnInTime);
                 }
             }
             _ => return MmioResult::Abort,
@@ -312,7 +355,7 @@ mod tests {
         assert_eq!(r.mem.stale_device_reads(), 0);
         // The other domains' SysMMUs never noticed.
         assert_eq!(r.g2d.translate(0x4200_2000, false), Ok(0x4200_2000));
-        assert_eq!(f.timeouts(), 0);
+        assert_eq!(f.refused(), 0);
     }
 
     #[test]
@@ -345,9 +388,30 @@ mod tests {
         let (set, _) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &c, specs, &[DOM0_RAM], &[]);
         let mut f = PowerDomainFilter::new(pmu.window(PMU_POWER_DOMAINS), PAGE, [PowerDomain::Gsc.region().base], set);
         assert_eq!(access(&mut f, 0, true, PD_ON), MmioResult::Done(0));
-        assert_eq!(f.timeouts(), 1);
+        assert_eq!(f.refused(), 1);
         assert_eq!(pmu.read32(at) & PD_ON, 0, "CONFIGURATION written back to off");
         assert!(f.hook().attached().next().is_none());
+    }
+
+    #[test]
+    fn a_domain_whose_sysmmu_does_not_answer_is_turned_off_again() {
+        // The mixer's clock (the SysMMU's "master" clock) gated when DISP1 comes on: its
+        // registers neither take the program nor the block, and it would bypass once clocked.
+        let r = rig(true);
+        let c = r.combiner();
+        let (mut f, _) = r.bring_up(&c);
+        assert!(linux_power(&mut f, PowerDomain::Disp1, false));
+        r.tv.set_clock(false);
+        assert!(!linux_power(&mut f, PowerDomain::Disp1, true), "dom0 sees the power-on fail");
+        assert_eq!(f.refused(), 1);
+        assert!(!r.pmu.domain_on(pmu_off(PowerDomain::Disp1)));
+        r.tv.set_clock(true);
+        assert_eq!(r.tv.translate(NOT_DOM0S, true), Err(DmaError::PoweredOff), "the master never runs unconfined");
+        assert!(!f.hook().attached().any(|p| p == "/soc/sysmmu@14650000"));
+        // Clocked, the next power-up attaches it.
+        assert!(linux_power(&mut f, PowerDomain::Disp1, true));
+        assert_eq!(r.tv.translate(0x4200_1000, false), Ok(0x4200_1000));
+        assert!(matches!(r.tv.translate(NOT_DOM0S, true), Err(DmaError::Fault { .. })));
     }
 
     #[test]
@@ -387,6 +451,8 @@ mod tests {
         Access { offset: u64, size: u8, write: bool, value: u32 },
         Dma { mmu: u8, iova: u32, write: bool },
         Fault { mmu: u8 },
+        /// The mixer's clock gated or not (its driver's runtime PM).
+        Clock { on: bool },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -398,14 +464,16 @@ mod tests {
             4 => (offset, prop::sample::select(vec![4u8, 4, 4, 1, 2, 8]), any::<bool>(), value).prop_map(|(offset, size, write, value)| Op::Access { offset, size, write, value }),
             2 => (0u8..3, prop_oneof![Just(0x4200_1000u32), Just(NOT_DOM0S), any::<u32>()], any::<bool>()).prop_map(|(mmu, iova, write)| Op::Dma { mmu, iova, write }),
             1 => (0u8..3).prop_map(|mmu| Op::Fault { mmu }),
+            1 => any::<bool>().prop_map(|on| Op::Clock { on }),
         ]
     }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-        /// Whatever dom0 writes or reads, in whatever order, no powered SysMMU of the set ever
-        /// bypasses, none is touched while its domain is off, and nothing panics.
+        /// Whatever dom0 writes or reads, in whatever order, with the mixer's clock coming and
+        /// going, no powered SysMMU of the set ever bypasses, none is touched while its domain is
+        /// off, and nothing panics.
         #[test]
         fn no_sequence_of_dom0_accesses_opens_a_bypass(gsc_on in any::<bool>(), ops in proptest::collection::vec(op(), 1..40)) {
             let r = rig(gsc_on);
@@ -429,6 +497,7 @@ mod tests {
                     Op::Fault { mmu } => {
                         let _ = f.hook_mut().handle_spi(irq(mmus[mmu as usize].1).spi());
                     }
+                    Op::Clock { on } => r.tv.set_clock(on),
                 }
                 for ((m, name), boot) in mmus.iter().zip(at_boot) {
                     if m.powered() {

@@ -32,6 +32,8 @@
 //! - Power (a SysMMU placed in a PMU model's power domain, [`SysmmuModel::in_domain`]): while the
 //!   domain is off, registers read as zero, writes are lost and the master does no DMA; when the
 //!   domain comes on again every register and cache is at its reset value (disabled: bypass).
+//! - Clocks ([`SysmmuModel::set_clock`]): with its (or its master's) clock gated, the registers
+//!   read as zero and writes are lost (the state is kept) and the master does no DMA.
 
 use crate::mem::SimMem;
 use crate::soc::PowerLine;
@@ -145,6 +147,8 @@ pub enum DmaError {
     BypassNotMemory { pa: u64 },
     /// The power domain is off: neither the master nor its SysMMU runs.
     PoweredOff,
+    /// The clock is gated: neither the master nor its SysMMU runs.
+    NoClock,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -206,6 +210,8 @@ pub struct ModelStats {
     pub status_reads: u64,
     /// Register reads and writes while the power domain was off (lost on hardware).
     pub accesses_while_off: u64,
+    /// Register reads and writes while the clock was gated (lost).
+    pub accesses_without_clock: u64,
 }
 
 /// One SysMMU and the master device behind it.
@@ -215,19 +221,38 @@ pub struct SysmmuModel {
     st: RefCell<State>,
     /// The power domain, and how many power-ups of it this SysMMU has taken (reset) so far.
     power: Option<(Rc<PowerLine>, Cell<u64>)>,
+    clock_gated: Cell<bool>,
 }
 
 impl SysmmuModel {
     /// A SysMMU out of reset (disabled: bypass) in front of `mem`.
     pub fn new(cfg: ModelConfig, mem: Rc<SimMem>) -> Self {
         let st = State { tlb: vec![Vec::new(); TLB_SETS], ..State::default() };
-        SysmmuModel { cfg, mem, st: RefCell::new(st), power: None }
+        SysmmuModel { cfg, mem, st: RefCell::new(st), power: None, clock_gated: Cell::new(false) }
     }
 
     /// A SysMMU inside the power domain `line` (a PMU model's [`crate::soc::PmuModel::domain_line`]).
     pub fn in_domain(cfg: ModelConfig, mem: Rc<SimMem>, line: Rc<PowerLine>) -> Self {
         let seen = Cell::new(line.power_ups());
         SysmmuModel { power: Some((line, seen)), ..Self::new(cfg, mem) }
+    }
+
+    /// Gate (false) or ungate the clock the registers and the master need.
+    pub fn set_clock(&self, on: bool) {
+        self.clock_gated.set(!on);
+    }
+
+    /// Registers answer: powered and clocked (counting an access that is lost otherwise).
+    fn answers(&self) -> bool {
+        if !self.powered() {
+            self.st.borrow_mut().stats.accesses_while_off += 1;
+            return false;
+        }
+        if self.clock_gated.get() {
+            self.st.borrow_mut().stats.accesses_without_clock += 1;
+            return false;
+        }
+        true
     }
 
     /// Whether the SysMMU has power; a power-up since the last look resets it first.
@@ -502,6 +527,9 @@ impl SysmmuModel {
         if !self.powered() {
             return Err(DmaError::PoweredOff);
         }
+        if self.clock_gated.get() {
+            return Err(DmaError::NoClock);
+        }
         let mut st = self.st.borrow_mut();
         if st.fault_blocked || st.ctrl & 2 != 0 {
             return Err(DmaError::Stalled);
@@ -614,8 +642,7 @@ impl SysmmuModel {
 
 impl Mmio for SysmmuModel {
     fn read32(&self, offset: usize) -> u32 {
-        if !self.powered() {
-            self.st.borrow_mut().stats.accesses_while_off += 1;
+        if !self.answers() {
             return 0;
         }
         let mut st = self.st.borrow_mut();
@@ -660,8 +687,7 @@ impl Mmio for SysmmuModel {
     // One arm per register, as in the datasheet's register table.
     #[allow(clippy::collapsible_match)]
     fn write32(&self, offset: usize, value: u32) {
-        if !self.powered() {
-            self.st.borrow_mut().stats.accesses_while_off += 1;
+        if !self.answers() {
             return;
         }
         let mut st = self.st.borrow_mut();

@@ -8,7 +8,7 @@ use super::mem::NonCoherentMem;
 use super::mmu;
 use crate::boot::exynos5250::{Blocks, Exynos5250};
 use crate::contract::SysmmuStart;
-use crate::domain::vpowerdomain::{DomainPower, PowerDomainFilter, POWER_ON_POLLS};
+use crate::domain::vpowerdomain::{DomainPower, PowerDomainFilter, PowerOff, POWER_ON_POLLS};
 use crate::dt::Region;
 use crate::iommu::exynos_sysmmu::set::{Outcome, SysmmuSet, SysmmuSpec};
 use crate::iommu::exynos_sysmmu::{classify, regs::MMU_VERSION};
@@ -130,7 +130,7 @@ pub fn start_sysmmus(combiner: u64, sysmmus: &[SysmmuStart], ram: Region, readon
         .into_iter()
         .map(|(_, o)| match o {
             Outcome::Translating { version } => Ok(format!("Exynos SysMMU {version}")),
-            Outcome::Blocked { why } => Err(why),
+            Outcome::Blocked { why } | Outcome::Unresponsive { why } => Err(why),
         })
         .collect()
 }
@@ -145,25 +145,34 @@ pub fn combiner_filter(blocks: &Blocks, kept: &[(u32, u32)]) -> Result<crate::do
 pub struct LiveSysmmus;
 
 impl DomainPower for LiveSysmmus {
-    fn powered_on(&mut self, domain: u64) {
+    fn powered_on(&mut self, domain: u64) -> bool {
         let outcomes = match SYSMMUS.lock().as_mut() {
             Some(set) => {
                 let o = set.domain_on(domain);
                 SYSMMU_SPIS.store(set.fault_spis(), Ordering::Release);
                 o
             }
-            None => return,
+            None => return true,
         };
+        let mut safe = true;
         for (path, o) in outcomes {
-            if let Outcome::Blocked { why } = o {
-                log!("{path}: power domain {domain:#x} on, SysMMU left blocked (its master's DMA stalls): {why}");
+            match o {
+                Outcome::Translating { .. } => {}
+                Outcome::Blocked { why } => log!("{path}: power domain {domain:#x} on, SysMMU left blocked (its master's DMA stalls): {why}"),
+                Outcome::Unresponsive { why } => {
+                    safe = false;
+                    log!("{path}: power domain {domain:#x} on, SysMMU does not answer: {why}");
+                }
             }
         }
+        safe
     }
 
-    fn powering_off(&mut self, domain: u64, timed_out: bool) {
-        if timed_out {
-            log!("power domain {domain:#x}: asked on, STATUS not on after {POWER_ON_POLLS} reads; turned off again (its SysMMUs could come up bypassing)");
+    fn powering_off(&mut self, domain: u64, why: PowerOff) {
+        match why {
+            PowerOff::Dom0 => {}
+            PowerOff::NotOnInTime => log!("power domain {domain:#x}: asked on, STATUS not on after {POWER_ON_POLLS} reads; turned off again (its SysMMUs could come up bypassing)"),
+            PowerOff::SysmmuUnresponsive => log!("power domain {domain:#x}: turned off again (a SysMMU in it could bypass)"),
         }
         if let Some(set) = SYSMMUS.lock().as_mut() {
             set.domain_off(domain);

@@ -14,6 +14,7 @@ use platform::exynos5250::sysmmu_pt::Lv2TableAllocator;
 use platform::{Mmio, PhysMem};
 
 use super::driver::Sysmmu;
+use super::regs::{CTRL_BLOCK, MMU_CTRL};
 use super::shadow::ShadowTable;
 use crate::dt::Region;
 
@@ -35,6 +36,10 @@ pub enum Outcome {
     /// Probe or enable failed: the SysMMU is left blocked (its master's DMA stalls, it never
     /// bypasses). One whose power domain was off is probed again when the domain comes on.
     Blocked { why: String },
+    /// After its domain came on, the SysMMU could be neither programmed nor blocked: its
+    /// registers do not answer (CTRL does not read back BLOCK; its clocks gated, say), so it may
+    /// bypass once they do. Its master must not run: the domain goes off again.
+    Unresponsive { why: String },
 }
 
 /// A fault taken: which SysMMU, what the driver decoded.
@@ -176,29 +181,28 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
     /// The power domain whose registers are at `domain` reports on: each of its SysMMUs came
     /// out of reset disabled, i.e. bypassing. Before its master can run, every one is probed,
     /// pointed at the shadow table and enabled, its fault input enabled on the combiner; one
-    /// that cannot be is left blocked (probed again at the next power-up). Those still attached
-    /// (the domain never went off as far as the set knows) are programmed again too.
+    /// that cannot be is left blocked (probed again at the next power-up), and one that ends
+    /// neither translating nor blocked is [`Outcome::Unresponsive`]. Those still attached (the
+    /// domain did not go off: every power-off reaches [`SysmmuSet::domain_off`] first) kept
+    /// their registers and are left as they are.
     pub fn domain_on(&mut self, domain: u64) -> Vec<(String, Outcome)> {
-        let mut out = Vec::new();
-        if let Some(shadow) = self.shadow.as_ref() {
-            let pgd = shadow.table().pgd_pa();
-            for (a, mmu) in self.attached.iter().zip(shadow.sysmmus()) {
-                if a.domain == Some(domain) {
-                    let o = match mmu.enable(pgd) {
-                        Ok(()) => Outcome::Translating { version: format!("{}", mmu.version()) },
-                        Err(e) => Outcome::Blocked { why: format!("{e}") },
-                    };
-                    out.push((a.path.clone(), o));
-                }
+        // A SysMMU that was not programmed must at least read back blocked.
+        let held = |regs: &M, why: String| {
+            let ctrl = regs.read32(MMU_CTRL);
+            if ctrl == CTRL_BLOCK {
+                Outcome::Blocked { why }
+            } else {
+                Outcome::Unresponsive { why: format!("{why}; CTRL reads {ctrl:#x}, not BLOCK") }
             }
-        }
+        };
+        let mut out = Vec::new();
         let (waking, rest): (Vec<_>, Vec<_>) = core::mem::take(&mut self.idle).into_iter().partition(|i| i.domain == Some(domain));
         self.idle = rest;
         for Idle { path, irq, domain, regs } in waking {
             let m = match Sysmmu::try_probe(regs) {
                 Ok(m) => m,
                 Err((e, regs)) => {
-                    out.push((path.clone(), Outcome::Blocked { why: format!("{e}") }));
+                    out.push((path.clone(), held(&regs, format!("{e}"))));
                     self.idle.push(Idle { path, irq, domain, regs });
                     continue;
                 }
@@ -206,7 +210,7 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
             let version = format!("{}", m.version());
             let Some(shadow) = self.shadow.as_mut() else {
                 m.isolate();
-                out.push((path.clone(), Outcome::Blocked { why: "no shadow table (no SysMMU could be driven at boot)".into() }));
+                out.push((path.clone(), held(m.regs(), "no shadow table (no SysMMU could be driven at boot)".into())));
                 self.idle.push(Idle { path, irq, domain, regs: m.into_regs() });
                 continue;
             };
@@ -220,7 +224,7 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
                 }
                 Err((e, m)) => {
                     m.isolate();
-                    out.push((path.clone(), Outcome::Blocked { why: format!("{e}") }));
+                    out.push((path.clone(), held(m.regs(), format!("{e}"))));
                     self.idle.push(Idle { path, irq, domain, regs: m.into_regs() });
                 }
             }
