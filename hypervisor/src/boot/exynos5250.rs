@@ -9,6 +9,7 @@ use crate::dt::{HostDt, Region};
 use crate::dt::boot_info::BootInfo;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use platform::exynos5250::smp::{self, SmpError};
 use platform::exynos5250::timer::{self, MctNotResponding};
 use platform::exynos5250::uart::{SamsungUart, SCLK_UART_HZ, UCON};
@@ -30,6 +31,10 @@ pub struct Blocks {
     pub secure_firmware: bool,
     /// The interrupt combiner the SysMMU fault lines go through.
     pub combiner: Region,
+    /// The power domains (`samsung,exynos4210-pd`: CONFIGURATION, STATUS), in DT order. dom0
+    /// keeps power management, but its accesses to their pages trap: a SysMMU the hypervisor
+    /// keeps loses its registers while its domain is off.
+    pub power_domains: Vec<Region>,
     /// Where the RAM log ring lives: the last MiB of the highest RAM bank below 4 GiB (survives
     /// a warm reset; reserved from the frame pool and described to dom0 as reserved memory).
     pub log_ring: Option<Region>,
@@ -62,7 +67,31 @@ impl Blocks {
         if (sysram.size as usize) < boot_addr_offset + 4 {
             return Err(format!("SYSRAM page {sysram} too small for the boot address at {boot_addr_offset:#x}"));
         }
-        Ok(Blocks { mct, pmu, sysram, boot_addr_offset, secure_firmware, combiner, log_ring: log_ring_place(info) })
+        let power_domains = dt
+            .find_compatible("samsung,exynos4210-pd")
+            .into_iter()
+            .filter(|&n| dt.is_enabled(n))
+            .filter_map(|n| dt.reg(n).ok()?.first().copied())
+            .filter(|r| r.size != 0)
+            .collect();
+        Ok(Blocks { mct, pmu, sysram, boot_addr_offset, secure_firmware, combiner, power_domains, log_ring: log_ring_place(info) })
+    }
+
+    /// The 4 KiB pages holding the power domains' registers, each once.
+    pub fn power_domain_pages(&self) -> Vec<u64> {
+        let mut pages: Vec<u64> = self.power_domains.iter().map(|r| r.base & !0xfff).collect();
+        pages.dedup();
+        pages
+    }
+
+    /// The pages of dom0's devices whose accesses trap to a filter: the combiner's and the
+    /// power domains'.
+    pub fn trapped_pages(&self) -> Vec<u64> {
+        let mut pages = self.power_domain_pages();
+        pages.push(self.combiner.base & !0xfff);
+        pages.sort_unstable();
+        pages.dedup();
+        pages
     }
 }
 

@@ -134,6 +134,24 @@ pub fn page_round(r: Region) -> Region {
     Region { base, size: end - base }
 }
 
+/// `r` (page-aligned) less the 4 KiB pages `pages`: the pieces left, in order.
+pub fn without_pages(r: Region, pages: &[u64]) -> Vec<Region> {
+    let mut out = Vec::new();
+    let (mut at, end) = (r.base, r.base.saturating_add(r.size));
+    let mut holes: Vec<u64> = pages.iter().copied().filter(|&p| p >= r.base && p < end).collect();
+    holes.sort_unstable();
+    for h in holes {
+        if h > at {
+            out.push(Region { base: at, size: h - at });
+        }
+        at = at.max(h + 0x1000);
+    }
+    if end > at {
+        out.push(Region { base: at, size: end - at });
+    }
+    out
+}
+
 /// dom0's vCPU count: what the command line asks (default [`DOM0_DEFAULT_VCPUS`]), at most one
 /// per host CPU and `max_cpus`, at least one.
 pub fn dom0_vcpus(requested: Option<usize>, host_cpus: usize, max_cpus: usize) -> usize {
@@ -326,6 +344,10 @@ impl Plan {
             path == info.gic.path || spec.remove_nodes.iter().any(|r| path == r || path.starts_with(&format!("{r}/")))
         };
         let its_path = self.emulated_its.as_ref().map(|(p, _)| p.as_str());
+        let trapped = match &self.board {
+            Board::Exynos5250(b) => b.trapped_pages(),
+            Board::Generic => Vec::new(),
+        };
         let mut dom0_devices: Vec<(String, Region)> = dt
             .device_regions()
             .into_iter()
@@ -334,8 +356,9 @@ impl Plan {
             .filter(|d| ownership.owner_of_iommu(&d.path) != Some(IommuOwner::Nested))
             .map(|d| (d.path.clone(), page_round(d.region)))
             .filter(|(_, r)| r.size != 0 && !in_ram(info, *r))
-            // dom0's combiner accesses trap: the hypervisor keeps its SysMMUs' fault inputs.
-            .filter(|(_, r)| !matches!(&self.board, Board::Exynos5250(b) if page_round(b.combiner).base == r.base))
+            // dom0's accesses to the combiner and the power domains trap: the hypervisor keeps
+            // its SysMMUs' fault inputs and follows their power.
+            .flat_map(|(p, r)| without_pages(r, &trapped).into_iter().map(move |r| (p.clone(), r)))
             .collect();
         if let Some((path, doorbell)) = &self.emulated_its {
             dom0_devices.push((format!("{path} (doorbell page)"), Region { base: *doorbell, size: 4096 }));
@@ -391,10 +414,21 @@ fn combiner_input(dt: &HostDt, irqs: &[crate::dt::IrqSpec]) -> Option<(u32, u32)
     })
 }
 
+/// The register base of the power domain an Exynos SysMMU's `power-domains` names, if it is one
+/// of the board's `power_domains`.
+fn sysmmu_power_domain(dt: &HostDt, path: &str, power_domains: &[Region]) -> Option<u64> {
+    let node = dt.find_path(path)?;
+    let phandle = *dt.prop_cells(node, "power-domains").ok()??.first()?;
+    let pd = dt.find_phandle(phandle)?;
+    let base = dt.reg(pd).ok()?.first()?.base;
+    power_domains.iter().any(|r| r.base == base).then_some(base)
+}
+
 /// Bring up, through `arch`, every Exynos SysMMU `table` gives the hypervisor, over dom0's
 /// memory (`ram`, and `readonly`): each is logged translating or left blocked (its master's DMA
-/// stalls; it never bypasses). Returns the combiner inputs (group, bit) of those translating:
-/// dom0's view of the combiner hides them.
+/// stalls; it never bypasses; one whose power domain is off is attached when dom0 powers the
+/// domain on). Returns the combiner inputs (group, bit) of all of them: dom0's view of the
+/// combiner hides them.
 pub fn start_sysmmus(arch: &dyn Arch, dt: &HostDt, table: &OwnershipTable, board: &Board, ram: Region, readonly: &[Region]) -> Vec<(u32, u32)> {
     let Board::Exynos5250(blocks) = board else { return Vec::new() };
     let specs: Vec<crate::contract::SysmmuStart> = table
@@ -404,18 +438,22 @@ pub fn start_sysmmus(arch: &dyn Arch, dt: &HostDt, table: &OwnershipTable, board
         .filter(|i| i.kind == IommuKind::ExynosSysmmu && table.hypervisor_drives(&i.path))
         .filter_map(|i| {
             let base = i.regs.first()?.base;
-            Some(crate::contract::SysmmuStart { path: i.path.clone(), base, irq: combiner_input(dt, &i.interrupts) })
+            let power_domain = sysmmu_power_domain(dt, &i.path, &blocks.power_domains);
+            Some(crate::contract::SysmmuStart { path: i.path.clone(), base, irq: combiner_input(dt, &i.interrupts), power_domain })
         })
         .collect();
     let mut up = Vec::new();
     for (s, r) in specs.iter().zip(arch.start_sysmmus(blocks.combiner.base, &specs, ram, readonly)) {
+        up.extend(s.irq);
         match r {
             Ok(v) => {
-                up.extend(s.irq);
                 let irq = s.irq.map(|(g, b)| format!("faults on combiner {g}/{b} (SPI {g})")).unwrap_or_else(|| "no fault interrupt".into());
                 log!("{}: {v} translating through dom0's shadow table; {irq}", s.path);
             }
-            Err(e) => log!("{}: left blocked (its master's DMA stalls): {e}", s.path),
+            Err(e) => {
+                let later = if s.power_domain.is_some() { "; probed again when dom0 powers its domain on" } else { "" };
+                log!("{}: left blocked (its master's DMA stalls): {e}{later}", s.path)
+            }
         }
     }
     up

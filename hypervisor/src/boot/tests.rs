@@ -613,6 +613,7 @@ fn snow_boot(cmdline: &str, arch: &crate::contract::fake::FakeArch) -> (Plan, De
             boot_addr_offset: 0,
             secure_firmware: false,
             combiner: r(0x1044_0000, 0x1000),
+            power_domains: [0x1004_4000, 0x1004_4040, 0x1004_4060, 0x1004_40a0, 0x1004_40c0].map(|b| r(b, 0x20)).to_vec(),
             log_ring: Some(ring),
         })
     );
@@ -642,13 +643,24 @@ fn snow_boot(cmdline: &str, arch: &crate::contract::fake::FakeArch) -> (Plan, De
     };
     assert_eq!((combiner, r0, readonly), (0x1044_0000, ram, alloc::vec![ring]));
     assert_eq!(sysmmus.len(), t.rows.iter().filter(|r| r.owner == IommuOwner::Hypervisor).count());
-    assert_eq!(up.len(), sysmmus.len() - arch.sysmmus_off.len());
-    assert!(up.iter().all(|i| sysmmus.iter().any(|s| s.irq == Some(*i) && !arch.sysmmus_off.contains(&s.base))));
-    // Every fault input comes from the DT's combiner specifier and matches the board's table.
+    // Every one's fault input is kept from dom0, those left blocked too (attached once their
+    // power domain comes on).
+    assert_eq!(up, sysmmus.iter().filter_map(|s| s.irq).collect::<Vec<_>>());
+    assert_eq!(up.len(), sysmmus.len());
+    // Every fault input comes from the DT's combiner specifier and every power domain from its
+    // `power-domains`, and both match the board's table.
     for s in &sysmmus {
         let known = platform::exynos5250::sysmmu_at(s.base).unwrap_or_else(|| panic!("{} unknown", s.path));
         assert_eq!(s.irq, Some(known.combiner), "{}", s.path);
+        assert_eq!(s.power_domain, known.power_domain.map(|d| d.region().base), "{}", s.path);
     }
+    // dom0 keeps the PMU but for the power domains' page, whose accesses trap to the filter.
+    let pmu = "/soc/system-controller@10040000";
+    let pmu_pieces: Vec<Region> = d.dom0_devices.iter().filter(|(p, _)| p == pmu).map(|(_, r)| *r).collect();
+    assert_eq!(pmu_pieces, [r(0x1004_0000, 0x4000)]);
+    assert!(d.dom0_devices.iter().all(|(_, r)| r.base + r.size <= 0x1004_4000 || r.base >= 0x1004_5000), "the power-domain page is not mapped");
+    assert!(p2m.lookup(0x1004_40a0, &arch.phys).is_none());
+    assert!(p2m.lookup(0x1004_3ffc, &arch.phys).is_some(), "the rest of the PMU is dom0's");
     (p, d, ram)
 }
 
@@ -734,7 +746,12 @@ fn snow_with_no_sysmmu_answering_gives_dom0_the_masters_sysmmus() {
     let p = plan(&dt, &info, r(0x5100_4000, 2 << 20), r(0x5ffe_c000, 0x1_0000)).unwrap();
     let d = p.decide_on_hardware(&arch, &dt, &info, r(0x6000_0000, 1152 << 20), None, 1).unwrap();
     assert_eq!(d.ownership.owner_of_master("/soc/mixer@14450000"), Some(IommuOwner::Dom0));
-    assert!(start_sysmmus(&arch, &dt, &d.ownership, &p.board, r(0x6000_0000, 1152 << 20), &[]).is_empty());
+    // The hypervisor still keeps (blocked) the SysMMUs no master of dom0's uses, and their
+    // fault inputs; the masters' ones and their inputs are dom0's.
+    let kept = start_sysmmus(&arch, &dt, &d.ownership, &p.board, r(0x6000_0000, 1152 << 20), &[]);
+    for s in platform::exynos5250::SYSMMUS {
+        assert_eq!(kept.contains(&s.combiner), s.master.is_none(), "{}", s.name);
+    }
 }
 
 #[test]
@@ -748,4 +765,13 @@ fn an_exynos5250_dt_without_its_mct_is_a_clear_error() {
     let info = dt.boot_info().unwrap();
     let e = plan(&dt, &info, r(0x5100_4000, 2 << 20), r(0x5ffe_c000, 0x1_0000)).err().expect("refused");
     assert!(e.contains("samsung,exynos4210-mct"), "{e}");
+}
+
+#[test]
+fn trapped_pages_are_cut_out_of_dom0s_device_regions() {
+    let pmu = r(0x1004_0000, 0x5000);
+    assert_eq!(without_pages(pmu, &[0x1004_4000]), [r(0x1004_0000, 0x4000)]);
+    assert_eq!(without_pages(pmu, &[0x1004_1000, 0x1004_3000, 0x1004_1000]), [r(0x1004_0000, 0x1000), r(0x1004_2000, 0x1000), r(0x1004_4000, 0x1000)]);
+    assert_eq!(without_pages(r(0x1004_4000, 0x1000), &[0x1004_4000]), []);
+    assert_eq!(without_pages(pmu, &[0x1044_0000]), [pmu], "a page elsewhere leaves it whole");
 }

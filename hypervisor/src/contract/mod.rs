@@ -34,13 +34,15 @@ pub struct CpuStart {
     pub context: u64,
 }
 
-/// An Exynos SysMMU for [`Arch::start_sysmmus`]: its DT path, registers and fault input on the
-/// interrupt combiner (group, bit).
+/// An Exynos SysMMU for [`Arch::start_sysmmus`]: its DT path, registers, fault input on the
+/// interrupt combiner (group, bit) and power domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SysmmuStart {
     pub path: String,
     pub base: u64,
     pub irq: Option<(u32, u32)>,
+    /// The register base of its power domain (its `power-domains`), if it is in one.
+    pub power_domain: Option<u64>,
 }
 
 /// What the core asks of the architecture.

@@ -13,6 +13,7 @@ pub mod registry;
 pub mod remains;
 pub mod vcpu;
 pub mod vcombiner;
+pub mod vpowerdomain;
 pub mod vuart;
 pub mod zimage;
 

@@ -6,6 +6,13 @@
 //! - PMU SWRESET (0x400): writing a value with bit 0 set resets the SoC; other values do nothing.
 //!   ARM_CORE<n>_CONFIGURATION (0x2000 + 0x80 n) bits [1:0] = 3 power the core on, 0 off; its
 //!   STATUS (+0x4) follows `power_ticks` accesses later.
+//! - Power domains (samsung,exynos4210-pd, 0x20 each at PMU + 0x4000 + n * 0x20 on the Exynos5250):
+//!   CONFIGURATION (+0x0) bits [2:0] = 7 power the domain on, 0 off; STATUS (+0x4) takes the
+//!   configured field `power_ticks` accesses later (never, for a domain made stuck). The domain is
+//!   on while STATUS reads 7. Blocks inside it see the domain through a [`PowerLine`]: a SysMMU
+//!   model in a domain that is off reads as zero and ignores writes, its master does no DMA, and
+//!   when the domain comes on again every register is back at its reset value (the SysMMU
+//!   bypasses until it is programmed again).
 //! - A secondary core in the boot ROM sleeps in WFE. On a wake-up event (an SGI to it, or SEV) it
 //!   reads its boot address from SYSRAM (offset 0x0, or 0x1c in the non-secure SYSRAM page when
 //!   secure firmware runs): 0 sends it back to sleep, anything else is where it jumps. A core that
@@ -18,12 +25,49 @@
 //!   from whatever the test connects (e.g. a SysMMU model's fault line).
 
 use platform::Mmio;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 pub const PMU_SWRESET: usize = 0x400;
 pub const fn pmu_core_config(core: usize) -> usize {
     0x2000 + 0x80 * core
+}
+
+/// The Exynos5250's power-domain registers start here in the PMU (the DT's
+/// `samsung,exynos4210-pd` nodes: 0x10044000 = PMU 0x10040000 + 0x4000).
+pub const PMU_POWER_DOMAINS: usize = 0x4000;
+/// A power domain's LOCAL_PWR_CFG / STATUS field: all three bits set is on.
+pub const PD_ON: u32 = 0x7;
+
+/// What the blocks inside one power domain see of it: whether it is on, and how many times it
+/// came on (a block whose registers were lost compares this with what it last saw).
+#[derive(Debug, Default)]
+pub struct PowerLine {
+    on: Cell<bool>,
+    power_ups: Cell<u64>,
+}
+
+impl PowerLine {
+    /// A domain that is on (and was never cycled), for a block that is powered throughout.
+    pub fn always_on() -> Rc<Self> {
+        Rc::new(PowerLine { on: Cell::new(true), power_ups: Cell::new(0) })
+    }
+    pub fn is_on(&self) -> bool {
+        self.on.get()
+    }
+    /// Times the domain went from off to on.
+    pub fn power_ups(&self) -> u64 {
+        self.power_ups.get()
+    }
+}
+
+struct Domain {
+    cfg: u32,
+    status: u32,
+    countdown: u32,
+    stuck: bool,
+    line: Rc<PowerLine>,
 }
 
 pub struct PmuModel {
@@ -36,6 +80,8 @@ struct PmuState {
     resets: u32,
     /// Per core: configured power (bits [1:0]), status, and accesses until the status follows.
     cores: [(u32, u32, u32); 2],
+    /// Power domains by the offset of their CONFIGURATION register in the PMU.
+    domains: BTreeMap<usize, Domain>,
     other: BTreeMap<usize, u32>,
 }
 
@@ -51,6 +97,38 @@ impl PmuModel {
     pub fn with_core_off(self, n: usize) -> Self {
         self.st.borrow_mut().cores[n] = (0, 0, 0);
         self
+    }
+
+    /// A power domain whose registers are at PMU offset `off`, on or off.
+    pub fn with_domain(self, off: usize, on: bool) -> Self {
+        let v = if on { PD_ON } else { 0 };
+        let line = Rc::new(PowerLine { on: Cell::new(on), power_ups: Cell::new(0) });
+        self.st.borrow_mut().domains.insert(off, Domain { cfg: v, status: v, countdown: 0, stuck: false, line });
+        self
+    }
+
+    /// The domain at `off` never reports a new state (its STATUS stays where it is).
+    pub fn with_stuck_domain(self, off: usize) -> Self {
+        if let Some(d) = self.st.borrow_mut().domains.get_mut(&off) {
+            d.stuck = true;
+        }
+        self
+    }
+
+    /// What the blocks inside the domain at `off` see of it.
+    pub fn domain_line(&self, off: usize) -> Rc<PowerLine> {
+        self.st.borrow().domains.get(&off).map(|d| d.line.clone()).expect("no such power domain in the model")
+    }
+
+    /// The domain at `off` is on (its STATUS reads 7).
+    pub fn domain_on(&self, off: usize) -> bool {
+        self.st.borrow().domains.get(&off).is_some_and(|d| d.status & PD_ON == PD_ON)
+    }
+
+    /// A register window of the PMU starting at `base` (e.g. the power-domain page), as a
+    /// driver that maps only that page sees it.
+    pub fn window(&self, base: usize) -> PmuWindow<'_> {
+        PmuWindow { pmu: self, base }
     }
 
     /// How many times software reset the SoC.
@@ -71,6 +149,35 @@ impl PmuModel {
                 }
             }
         }
+        for d in st.domains.values_mut() {
+            if d.countdown > 0 && !d.stuck {
+                d.countdown -= 1;
+                if d.countdown == 0 {
+                    d.status = d.cfg & PD_ON;
+                    let on = d.status == PD_ON;
+                    if on && !d.line.on.get() {
+                        d.line.power_ups.set(d.line.power_ups.get() + 1);
+                    }
+                    d.line.on.set(on);
+                }
+            }
+        }
+    }
+}
+
+/// A window of the PMU's registers (see [`PmuModel::window`]).
+#[derive(Clone, Copy)]
+pub struct PmuWindow<'a> {
+    pmu: &'a PmuModel,
+    base: usize,
+}
+
+impl Mmio for PmuWindow<'_> {
+    fn read32(&self, off: usize) -> u32 {
+        self.pmu.read32(self.base + off)
+    }
+    fn write32(&self, off: usize, v: u32) {
+        self.pmu.write32(self.base + off, v)
     }
 }
 
@@ -82,8 +189,24 @@ impl Default for PmuModel {
 
 impl Mmio for &PmuModel {
     fn read32(&self, off: usize) -> u32 {
+        (**self).read32(off)
+    }
+    fn write32(&self, off: usize, v: u32) {
+        (**self).write32(off, v)
+    }
+}
+
+impl Mmio for PmuModel {
+    fn read32(&self, off: usize) -> u32 {
         let mut st = self.st.borrow_mut();
         PmuModel::tick(&mut st);
+        if let Some(d) = st.domains.get(&(off & !0x1f)) {
+            match off & 0x1f {
+                0 => return d.cfg,
+                4 => return d.status,
+                _ => {}
+            }
+        }
         for n in 0..2 {
             if off == pmu_core_config(n) {
                 return st.cores[n].0;
@@ -102,6 +225,11 @@ impl Mmio for &PmuModel {
             if v & 1 != 0 {
                 st.resets += 1;
             }
+            return;
+        }
+        if let Some(d) = st.domains.get_mut(&off) {
+            d.cfg = v;
+            d.countdown = self.power_ticks;
             return;
         }
         for n in 0..2 {

@@ -29,10 +29,16 @@
 //! - CFG.EAP (bit 2) enables the permission check; without it every mapped page is read-write.
 //! - Physical addresses in configured secure ranges give SECURITY faults; a walk or a transfer to
 //!   an address that is not RAM gives a BUS ERROR (v1-v3; v5 reports a page-table-walk fault).
+//! - Power (a SysMMU placed in a PMU model's power domain, [`SysmmuModel::in_domain`]): while the
+//!   domain is off, registers read as zero, writes are lost and the master does no DMA; when the
+//!   domain comes on again every register and cache is at its reset value (disabled: bypass).
+//! - Clocks ([`SysmmuModel::set_clock`]): with its (or its master's) clock gated, the registers
+//!   read as zero and writes are lost (the state is kept) and the master does no DMA.
 
 use crate::mem::SimMem;
+use crate::soc::PowerLine;
 use platform::Mmio;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::rc::Rc;
 
@@ -139,6 +145,10 @@ pub enum DmaError {
     Fault { fault: ModelFault, iova: u32 },
     /// Bypass (SysMMU disabled) to an address that is not RAM.
     BypassNotMemory { pa: u64 },
+    /// The power domain is off: neither the master nor its SysMMU runs.
+    PoweredOff,
+    /// The clock is gated: neither the master nor its SysMMU runs.
+    NoClock,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -198,6 +208,10 @@ pub struct ModelStats {
     pub prefetch_hits: u64,
     pub flpd_hits: u64,
     pub status_reads: u64,
+    /// Register reads and writes while the power domain was off (lost on hardware).
+    pub accesses_while_off: u64,
+    /// Register reads and writes while the clock was gated (lost).
+    pub accesses_without_clock: u64,
 }
 
 /// One SysMMU and the master device behind it.
@@ -205,13 +219,53 @@ pub struct SysmmuModel {
     cfg: ModelConfig,
     mem: Rc<SimMem>,
     st: RefCell<State>,
+    /// The power domain, and how many power-ups of it this SysMMU has taken (reset) so far.
+    power: Option<(Rc<PowerLine>, Cell<u64>)>,
+    clock_gated: Cell<bool>,
 }
 
 impl SysmmuModel {
     /// A SysMMU out of reset (disabled: bypass) in front of `mem`.
     pub fn new(cfg: ModelConfig, mem: Rc<SimMem>) -> Self {
         let st = State { tlb: vec![Vec::new(); TLB_SETS], ..State::default() };
-        SysmmuModel { cfg, mem, st: RefCell::new(st) }
+        SysmmuModel { cfg, mem, st: RefCell::new(st), power: None, clock_gated: Cell::new(false) }
+    }
+
+    /// A SysMMU inside the power domain `line` (a PMU model's [`crate::soc::PmuModel::domain_line`]).
+    pub fn in_domain(cfg: ModelConfig, mem: Rc<SimMem>, line: Rc<PowerLine>) -> Self {
+        let seen = Cell::new(line.power_ups());
+        SysmmuModel { power: Some((line, seen)), ..Self::new(cfg, mem) }
+    }
+
+    /// Gate (false) or ungate the clock the registers and the master need.
+    pub fn set_clock(&self, on: bool) {
+        self.clock_gated.set(!on);
+    }
+
+    /// Registers answer: powered and clocked (counting an access that is lost otherwise).
+    fn answers(&self) -> bool {
+        if !self.powered() {
+            self.st.borrow_mut().stats.accesses_while_off += 1;
+            return false;
+        }
+        if self.clock_gated.get() {
+            self.st.borrow_mut().stats.accesses_without_clock += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Whether the SysMMU has power; a power-up since the last look resets it first.
+    pub fn powered(&self) -> bool {
+        let Some((line, seen)) = &self.power else { return true };
+        if !line.is_on() {
+            return false;
+        }
+        if seen.get() != line.power_ups() {
+            seen.set(line.power_ups());
+            self.power_cycle();
+        }
+        true
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -231,26 +285,31 @@ impl SysmmuModel {
 
     /// CTRL as last written.
     pub fn ctrl(&self) -> u32 {
+        self.powered();
         self.st.borrow().ctrl
     }
 
     /// CFG as last written.
     pub fn cfg_reg(&self) -> u32 {
+        self.powered();
         self.st.borrow().cfg
     }
 
     /// The level-1 table base the SysMMU walks.
     pub fn pt_base(&self) -> u64 {
+        self.powered();
         self.st.borrow().pt_base
     }
 
     /// Translation is on (not bypassing).
     pub fn is_enabled(&self) -> bool {
+        self.powered();
         self.st.borrow().ctrl & 1 != 0
     }
 
     /// The master stalls (blocked by CTRL or by a fault).
     pub fn is_blocked(&self) -> bool {
+        self.powered();
         let st = self.st.borrow();
         st.fault_blocked || (st.ctrl & 2 != 0)
     }
@@ -260,12 +319,13 @@ impl SysmmuModel {
         self.is_blocked() || self.is_enabled()
     }
 
-    /// The fault interrupt line.
+    /// The fault interrupt line (low while the domain is off).
     pub fn irq_pending(&self) -> bool {
-        self.st.borrow().int_status != 0
+        self.powered() && self.st.borrow().int_status != 0
     }
 
     pub fn int_status(&self) -> u32 {
+        self.powered();
         self.st.borrow().int_status
     }
 
@@ -464,6 +524,12 @@ impl SysmmuModel {
     /// Translate one access of the master at `iova`, as the hardware would (TLB, caches, walk,
     /// permission and security checks, fault reporting). Returns the physical address.
     pub fn translate(&self, iova: u32, write: bool) -> Result<u64, DmaError> {
+        if !self.powered() {
+            return Err(DmaError::PoweredOff);
+        }
+        if self.clock_gated.get() {
+            return Err(DmaError::NoClock);
+        }
         let mut st = self.st.borrow_mut();
         if st.fault_blocked || st.ctrl & 2 != 0 {
             return Err(DmaError::Stalled);
@@ -576,6 +642,9 @@ impl SysmmuModel {
 
 impl Mmio for SysmmuModel {
     fn read32(&self, offset: usize) -> u32 {
+        if !self.answers() {
+            return 0;
+        }
         let mut st = self.st.borrow_mut();
         let v5 = self.cfg.is_v5_layout();
         match offset {
@@ -618,6 +687,9 @@ impl Mmio for SysmmuModel {
     // One arm per register, as in the datasheet's register table.
     #[allow(clippy::collapsible_match)]
     fn write32(&self, offset: usize, value: u32) {
+        if !self.answers() {
+            return;
+        }
         let mut st = self.st.borrow_mut();
         let v5 = self.cfg.is_v5_layout();
         let blocked = st.fault_blocked || st.ctrl & 2 != 0;

@@ -169,3 +169,39 @@ fn combiner_routes_a_sysmmu_fault_line_to_its_spi() {
     fault.set(true);
     assert!(!model.spi_level(group));
 }
+
+#[test]
+#[allow(clippy::single_range_in_vec_init)] // SimMem takes a list of RAM ranges; one here
+fn a_power_domain_cycle_resets_the_sysmmus_inside_it() {
+    use platform::Mmio;
+    use std::rc::Rc;
+    use sysmmu_model::soc::{PD_ON, PMU_POWER_DOMAINS};
+    use sysmmu_model::{DmaError, ModelConfig, SimMem, SysmmuModel};
+    // DISP1 (0x100440a0 = PMU + 0x40a0) holds the mixer's SysMMU.
+    let disp1 = PMU_POWER_DOMAINS + 0xa0;
+    let pmu = PmuModel::new().with_domain(disp1, true);
+    let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4100_0000]));
+    let tv = SysmmuModel::in_domain(ModelConfig::v3(3), mem.clone(), pmu.domain_line(disp1));
+    let outside = SysmmuModel::new(ModelConfig::v3(3), mem);
+    for m in [&tv, &outside] {
+        m.write32(sysmmu_model::sysmmu::CTRL, 0x7); // blocked: the master stalls
+        assert_eq!(m.translate(0x4000_0000, false), Err(DmaError::Stalled));
+    }
+    let pm = pmu.window(PMU_POWER_DOMAINS);
+    pm.write32(0xa0, 0);
+    assert!(pmu.domain_on(disp1), "STATUS follows a few accesses later");
+    while pm.read32(0xa4) & PD_ON != 0 {}
+    assert_eq!(tv.translate(0x4000_0000, false), Err(DmaError::PoweredOff));
+    assert_eq!(tv.read32(sysmmu_model::sysmmu::VERSION), 0, "an unpowered block reads as zero");
+    tv.write32(sysmmu_model::sysmmu::CTRL, 0x7);
+    assert_eq!(tv.stats().accesses_while_off, 2);
+    pm.write32(0xa0, PD_ON);
+    while pm.read32(0xa4) & PD_ON != PD_ON {}
+    assert_eq!(pmu.domain_line(disp1).power_ups(), 1);
+    // Back out of reset: disabled, i.e. bypass; the write made while it was off is lost.
+    assert_eq!(tv.ctrl(), 0);
+    assert_eq!(tv.translate(0x4000_0000, false), Ok(0x4000_0000));
+    assert_eq!(tv.read32(sysmmu_model::sysmmu::VERSION), 0x3060_0000);
+    // A SysMMU outside the domain kept its state.
+    assert_eq!(outside.translate(0x4000_0000, false), Err(DmaError::Stalled));
+}

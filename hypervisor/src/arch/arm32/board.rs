@@ -1,12 +1,14 @@
 //! The Exynos5250's board code on the hardware: `crate::boot::exynos5250` and the SysMMU set
 //! (`crate::iommu::exynos_sysmmu::set`) over the real register blocks. Only the register handles,
-//! the heap-backed SysMMU tables and the interrupt hook are here; what is done with them is the
-//! host-tested code.
+//! the heap-backed SysMMU tables, the interrupt hook and the power-domain hook (dom0's writes to
+//! the PMU's power domains reaching the SysMMU set, `crate::domain::vpowerdomain`) are here; what
+//! is done with them is the host-tested code.
 
 use super::mem::NonCoherentMem;
 use super::mmu;
 use crate::boot::exynos5250::{Blocks, Exynos5250};
 use crate::contract::SysmmuStart;
+use crate::domain::vpowerdomain::{DomainPower, PowerDomainFilter, PowerOff, POWER_ON_POLLS};
 use crate::dt::Region;
 use crate::iommu::exynos_sysmmu::set::{Outcome, SysmmuSet, SysmmuSpec};
 use crate::iommu::exynos_sysmmu::{classify, regs::MMU_VERSION};
@@ -37,7 +39,9 @@ fn regs(what: &str, r: Region) -> Result<RawMmio, String> {
     let va = mmu::va_of(r.base, r.size).ok_or_else(|| format!("{what} at {r} is above 4 GiB"))?;
     // SAFETY: a register block the DT names, in a Device-memory GiB of the identity map; the
     // hypervisor is its only driver (dom0's DT no longer has the MCT; the PMU and SYSRAM words
-    // touched are the reset and secondary-boot ones, which dom0 does not use under xenith).
+    // touched are the reset and secondary-boot ones, which dom0 does not use under xenith), or
+    // dom0's accesses to it trap and reach it only through the hypervisor (the combiner, the
+    // power-domain page).
     Ok(unsafe { RawMmio::new(va) })
 }
 
@@ -107,7 +111,7 @@ pub fn start_sysmmus(combiner: u64, sysmmus: &[SysmmuStart], ram: Region, readon
     let mut specs = Vec::new();
     for s in sysmmus {
         match regs(&s.path, Region { base: s.base, size: 0x1000 }) {
-            Ok(r) => specs.push(SysmmuSpec { path: s.path.clone(), irq: s.irq.and_then(|(g, b)| CombinerIrq::new(g, b).ok()), regs: r }),
+            Ok(r) => specs.push(SysmmuSpec { path: s.path.clone(), irq: s.irq.and_then(|(g, b)| CombinerIrq::new(g, b).ok()), domain: s.power_domain, regs: r }),
             Err(e) => return fail(e),
         }
     }
@@ -118,12 +122,7 @@ pub fn start_sysmmus(combiner: u64, sysmmus: &[SysmmuStart], ram: Region, readon
         return fail("no heap for the SysMMUs' level-1 table".into());
     }
     let (set, outcomes) = SysmmuSet::bring_up(NonCoherentMem, HeapTables, pgd as u64, combiner, specs, &[ram], readonly);
-    let mut spis = 0u32;
-    for s in sysmmus {
-        if let (Some((g, _)), true) = (s.irq, set.attached().any(|p| p == s.path)) {
-            spis |= 1 << g;
-        }
-    }
+    let spis = set.fault_spis();
     *SYSMMUS.lock() = Some(set);
     SYSMMUS_UP.store(true, Ordering::Release);
     SYSMMU_SPIS.store(spis, Ordering::Release);
@@ -131,7 +130,7 @@ pub fn start_sysmmus(combiner: u64, sysmmus: &[SysmmuStart], ram: Region, readon
         .into_iter()
         .map(|(_, o)| match o {
             Outcome::Translating { version } => Ok(format!("Exynos SysMMU {version}")),
-            Outcome::Blocked { why } => Err(why),
+            Outcome::Blocked { why } | Outcome::Unresponsive { why } => Err(why),
         })
         .collect()
 }
@@ -140,6 +139,57 @@ pub fn start_sysmmus(combiner: u64, sysmmus: &[SysmmuStart], ram: Region, readon
 pub fn combiner_filter(blocks: &Blocks, kept: &[(u32, u32)]) -> Result<crate::domain::vcombiner::CombinerFilter<RawMmio>, String> {
     let r = regs("combiner", blocks.combiner)?;
     Ok(crate::domain::vcombiner::CombinerFilter::new(r, kept.iter().filter_map(|&(g, b)| CombinerIrq::new(g, b).ok())))
+}
+
+/// The hypervisor's SysMMUs, followed through dom0's power-domain writes.
+pub struct LiveSysmmus;
+
+impl DomainPower for LiveSysmmus {
+    fn powered_on(&mut self, domain: u64) -> bool {
+        let outcomes = match SYSMMUS.lock().as_mut() {
+            Some(set) => {
+                let o = set.domain_on(domain);
+                SYSMMU_SPIS.store(set.fault_spis(), Ordering::Release);
+                o
+            }
+            None => return true,
+        };
+        let mut safe = true;
+        for (path, o) in outcomes {
+            match o {
+                Outcome::Translating { .. } => {}
+                Outcome::Blocked { why } => log!("{path}: power domain {domain:#x} on, SysMMU left blocked (its master's DMA stalls): {why}"),
+                Outcome::Unresponsive { why } => {
+                    safe = false;
+                    log!("{path}: power domain {domain:#x} on, SysMMU does not answer: {why}");
+                }
+            }
+        }
+        safe
+    }
+
+    fn powering_off(&mut self, domain: u64, why: PowerOff) {
+        match why {
+            PowerOff::Dom0 => {}
+            PowerOff::NotOnInTime => log!("power domain {domain:#x}: asked on, STATUS not on after {POWER_ON_POLLS} reads; turned off again (its SysMMUs could come up bypassing)"),
+            PowerOff::SysmmuUnresponsive => log!("power domain {domain:#x}: turned off again (a SysMMU in it could bypass)"),
+        }
+        if let Some(set) = SYSMMUS.lock().as_mut() {
+            set.domain_off(domain);
+            SYSMMU_SPIS.store(set.fault_spis(), Ordering::Release);
+        }
+    }
+}
+
+/// dom0's views of the power-domain pages of `blocks`: (page, filter) for each.
+pub fn power_domain_filters(blocks: &Blocks) -> Result<Vec<(u64, PowerDomainFilter<RawMmio, LiveSysmmus>)>, String> {
+    let domains: Vec<u64> = blocks.power_domains.iter().map(|r| r.base).collect();
+    let mut out = Vec::new();
+    for page in blocks.power_domain_pages() {
+        let r = regs("power domains", Region { base: page, size: 0x1000 })?;
+        out.push((page, PowerDomainFilter::new(r, page, domains.iter().copied(), LiveSysmmus)));
+    }
+    Ok(out)
 }
 
 /// Follow a change of dom0's p2m in the SysMMUs' shadow table (nothing before they are up).

@@ -279,6 +279,12 @@ fn boot(dtb_pa: u64) -> Result<core::convert::Infallible, String> {
         if !dom.mmio.add(blocks.combiner.base & !0xfff, 0x1000, alloc::boxed::Box::new(filter)) {
             return Err(format!("dom0: the combiner at {} overlaps another emulated device", blocks.combiner));
         }
+        // Nor are the power domains' pages: powering a domain on re-attaches its SysMMUs.
+        for (page, filter) in super::board::power_domain_filters(blocks)? {
+            if !dom.mmio.add(page, 0x1000, alloc::boxed::Box::new(filter)) {
+                return Err(format!("dom0: the power domains' page {page:#x} overlaps another emulated device"));
+            }
+        }
     }
     // Interrupts: the physical GICv2 for the hypervisor's PPIs, and dom0's emulated
     // distributor at the host's (left out of its stage 2, so every access traps) with the

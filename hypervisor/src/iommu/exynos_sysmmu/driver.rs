@@ -205,13 +205,24 @@ impl<M: Mmio> Sysmmu<M> {
     /// Read VERSION and take the device. An unknown or unsupported version is an error and the
     /// SysMMU is left blocked (CTRL = BLOCK: its master stalls instead of bypassing).
     pub fn probe(regs: M) -> Result<Self, SysmmuError> {
+        Self::try_probe(regs).map_err(|(e, _)| e)
+    }
+
+    /// [`Sysmmu::probe`], handing the registers back (left blocked) when the SysMMU cannot be
+    /// driven, so that it can be probed again later (e.g. once its power domain is on).
+    pub fn try_probe(regs: M) -> Result<Self, (SysmmuError, M)> {
         match classify(regs.read32(MMU_VERSION)) {
             Ok((version, layout)) => Ok(Sysmmu { regs, version, layout }),
             Err(e) => {
                 regs.write32(MMU_CTRL, CTRL_BLOCK);
-                Err(e)
+                Err((e, regs))
             }
         }
+    }
+
+    /// Give the registers up (nothing is written).
+    pub fn into_regs(self) -> M {
+        self.regs
     }
 
     pub fn version(&self) -> SysmmuVersion {

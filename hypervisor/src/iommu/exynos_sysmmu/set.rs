@@ -1,7 +1,9 @@
 //! The SysMMUs the hypervisor keeps on an Exynos5250, live: brought up over dom0's memory (one
 //! shadow table, IOVA = IPA = PA since dom0 is direct-mapped) and their fault interrupts taken
 //! through the interrupt combiner. [`SysmmuSet::bring_up`] is what the boot path runs once dom0's
-//! stage 2 is built; [`SysmmuSet::handle_spi`] is what the interrupt path runs for a combiner SPI.
+//! stage 2 is built; [`SysmmuSet::handle_spi`] is what the interrupt path runs for a combiner SPI;
+//! [`SysmmuSet::domain_off`] and [`SysmmuSet::domain_on`] are what dom0's power-domain writes run
+//! (a SysMMU loses its registers while its power domain is off and comes back bypassing).
 
 use alloc::format;
 use alloc::string::String;
@@ -12,25 +14,32 @@ use platform::exynos5250::sysmmu_pt::Lv2TableAllocator;
 use platform::{Mmio, PhysMem};
 
 use super::driver::Sysmmu;
+use super::regs::{CTRL_BLOCK, MMU_CTRL};
 use super::shadow::ShadowTable;
 use crate::dt::Region;
 
 /// One SysMMU to take: its DT path, its fault input on the combiner (from its `interrupts`
-/// under the combiner), and its registers.
+/// under the combiner), the register base of its power domain (from its `power-domains`), and
+/// its registers.
 pub struct SysmmuSpec<M> {
     pub path: String,
     pub irq: Option<CombinerIrq>,
+    pub domain: Option<u64>,
     pub regs: M,
 }
 
-/// What bring-up did with one SysMMU.
+/// What bring-up (or a power-up of its domain) did with one SysMMU.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Translating through dom0's shadow table; its fault input is enabled on the combiner.
     Translating { version: String },
     /// Probe or enable failed: the SysMMU is left blocked (its master's DMA stalls, it never
-    /// bypasses).
+    /// bypasses). One whose power domain was off is probed again when the domain comes on.
     Blocked { why: String },
+    /// After its domain came on, the SysMMU could be neither programmed nor blocked: its
+    /// registers do not answer (CTRL does not read back BLOCK; its clocks gated, say), so it may
+    /// bypass once they do. Its master must not run: the domain goes off again.
+    Unresponsive { why: String },
 }
 
 /// A fault taken: which SysMMU, what the driver decoded.
@@ -45,11 +54,29 @@ pub struct FaultReport {
 /// buffer firmware left outside dom0's memory, would otherwise keep a CPU in the handler).
 pub const FAULTS_BEFORE_STOP: u32 = 16;
 
+/// A SysMMU translating through the shadow table.
+struct Attached {
+    path: String,
+    irq: Option<CombinerIrq>,
+    domain: Option<u64>,
+    /// Faults taken since it was attached.
+    faults: u32,
+}
+
+/// A SysMMU of the set that is not translating: left blocked, or its power domain is off.
+struct Idle<M> {
+    path: String,
+    irq: Option<CombinerIrq>,
+    domain: Option<u64>,
+    regs: M,
+}
+
 /// The hypervisor's SysMMUs, their shared shadow of dom0's memory and the combiner.
 pub struct SysmmuSet<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> {
     shadow: Option<ShadowTable<P, A, M>>,
-    /// (path, fault input, faults taken) of each attached SysMMU, in the shadow table's order.
-    attached: Vec<(String, Option<CombinerIrq>, u32)>,
+    /// The attached SysMMUs, in the shadow table's order.
+    attached: Vec<Attached>,
+    idle: Vec<Idle<M>>,
     combiner: Combiner<C>,
     faults: u64,
 }
@@ -62,16 +89,19 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
     pub fn bring_up(mem: P, alloc: A, pgd_pa: u64, combiner: C, specs: Vec<SysmmuSpec<M>>, ram: &[Region], readonly: &[Region]) -> (Self, Vec<(String, Outcome)>) {
         let n = specs.len();
         let mut slots: Vec<Option<(String, Outcome)>> = (0..n).map(|_| None).collect();
+        let mut set = SysmmuSet { shadow: None, attached: Vec::new(), idle: Vec::new(), combiner: Combiner::new(combiner), faults: 0 };
         let mut probed = Vec::new();
         for (idx, s) in specs.into_iter().enumerate() {
-            match Sysmmu::probe(s.regs) {
-                Ok(m) => probed.push((idx, s.path, s.irq, m)),
-                Err(e) => slots[idx] = Some((s.path, Outcome::Blocked { why: format!("{e}") })),
+            match Sysmmu::try_probe(s.regs) {
+                Ok(m) => probed.push((idx, s.path, s.irq, s.domain, m)),
+                Err((e, regs)) => {
+                    slots[idx] = Some((s.path.clone(), Outcome::Blocked { why: format!("{e}") }));
+                    set.idle.push(Idle { path: s.path, irq: s.irq, domain: s.domain, regs });
+                }
             }
         }
         let finish = |slots: Vec<Option<(String, Outcome)>>| slots.into_iter().flatten().collect::<Vec<_>>();
-        let mut set = SysmmuSet { shadow: None, attached: Vec::new(), combiner: Combiner::new(combiner), faults: 0 };
-        let Some(format) = probed.first().map(|(_, _, _, m)| m.pt_format()) else { return (set, finish(slots)) };
+        let Some(format) = probed.first().map(|(_, _, _, _, m)| m.pt_format()) else { return (set, finish(slots)) };
         let built = ShadowTable::new(mem, alloc, format, pgd_pa).map_err(|e| format!("no shadow table: {e}")).and_then(|mut shadow| {
             for (r, writable) in ram.iter().map(|r| (r, true)).chain(readonly.iter().map(|r| (r, false))) {
                 shadow.map(r.base, r.base, r.size, writable).map_err(|e| format!("mapping {r}: {e}"))?;
@@ -81,25 +111,27 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
         let mut shadow = match built {
             Ok(s) => s,
             Err(why) => {
-                for (idx, path, _, m) in probed {
+                for (idx, path, irq, domain, m) in probed {
                     m.isolate();
-                    slots[idx] = Some((path, Outcome::Blocked { why: why.clone() }));
+                    slots[idx] = Some((path.clone(), Outcome::Blocked { why: why.clone() }));
+                    set.idle.push(Idle { path, irq, domain, regs: m.into_regs() });
                 }
                 return (set, finish(slots));
             }
         };
-        for (idx, path, irq, m) in probed {
+        for (idx, path, irq, domain, m) in probed {
             let version = format!("{}", m.version());
             slots[idx] = Some(match shadow.attach(m) {
                 Ok(()) => {
                     if let Some(irq) = irq {
                         set.combiner.enable(irq);
                     }
-                    set.attached.push((path.clone(), irq, 0));
+                    set.attached.push(Attached { path: path.clone(), irq, domain, faults: 0 });
                     (path, Outcome::Translating { version })
                 }
                 Err((e, m)) => {
                     m.isolate();
+                    set.idle.push(Idle { path: path.clone(), irq, domain, regs: m.into_regs() });
                     (path, Outcome::Blocked { why: format!("{e}") })
                 }
             });
@@ -110,12 +142,94 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
 
     /// The SysMMUs translating, by path.
     pub fn attached(&self) -> impl Iterator<Item = &str> {
-        self.attached.iter().map(|(p, _, _)| p.as_str())
+        self.attached.iter().map(|a| a.path.as_str())
     }
 
     /// The shadow table, once built.
     pub fn shadow(&self) -> Option<&ShadowTable<P, A, M>> {
         self.shadow.as_ref()
+    }
+
+    /// Bit g set: combiner group g (GIC SPI g) carries the fault input of a SysMMU translating.
+    pub fn fault_spis(&self) -> u32 {
+        self.attached.iter().filter_map(|a| a.irq).fold(0, |m, i| m | 1 << i.spi())
+    }
+
+    /// The power domain whose registers are at `domain` is going off: its SysMMUs lose their
+    /// registers, so they leave the shadow table (no flush or fault handling reaches a block
+    /// without power) and their fault inputs are disabled on the combiner (which keeps power).
+    /// Their registers are not touched. Returns their paths.
+    pub fn domain_off(&mut self, domain: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(shadow) = self.shadow.as_mut() else { return out };
+        for i in (0..self.attached.len()).rev() {
+            if self.attached[i].domain != Some(domain) {
+                continue;
+            }
+            let a = self.attached.remove(i);
+            let Some(mmu) = shadow.forget(i) else { continue };
+            if let Some(irq) = a.irq {
+                self.combiner.disable(irq);
+            }
+            out.push(a.path.clone());
+            self.idle.push(Idle { path: a.path, irq: a.irq, domain: a.domain, regs: mmu.into_regs() });
+        }
+        out.reverse();
+        out
+    }
+
+    /// The power domain whose registers are at `domain` reports on: each of its SysMMUs came
+    /// out of reset disabled, i.e. bypassing. Before its master can run, every one is probed,
+    /// pointed at the shadow table and enabled, its fault input enabled on the combiner; one
+    /// that cannot be is left blocked (probed again at the next power-up), and one that ends
+    /// neither translating nor blocked is [`Outcome::Unresponsive`]. Those still attached (the
+    /// domain did not go off: every power-off reaches [`SysmmuSet::domain_off`] first) kept
+    /// their registers and are left as they are.
+    pub fn domain_on(&mut self, domain: u64) -> Vec<(String, Outcome)> {
+        // A SysMMU that was not programmed must at least read back blocked.
+        let held = |regs: &M, why: String| {
+            let ctrl = regs.read32(MMU_CTRL);
+            if ctrl == CTRL_BLOCK {
+                Outcome::Blocked { why }
+            } else {
+                Outcome::Unresponsive { why: format!("{why}; CTRL reads {ctrl:#x}, not BLOCK") }
+            }
+        };
+        let mut out = Vec::new();
+        let (waking, rest): (Vec<_>, Vec<_>) = core::mem::take(&mut self.idle).into_iter().partition(|i| i.domain == Some(domain));
+        self.idle = rest;
+        for Idle { path, irq, domain, regs } in waking {
+            let m = match Sysmmu::try_probe(regs) {
+                Ok(m) => m,
+                Err((e, regs)) => {
+                    out.push((path.clone(), held(&regs, format!("{e}"))));
+                    self.idle.push(Idle { path, irq, domain, regs });
+                    continue;
+                }
+            };
+            let version = format!("{}", m.version());
+            let Some(shadow) = self.shadow.as_mut() else {
+                m.isolate();
+                out.push((path.clone(), held(m.regs(), "no shadow table (no SysMMU could be driven at boot)".into())));
+                self.idle.push(Idle { path, irq, domain, regs: m.into_regs() });
+                continue;
+            };
+            match shadow.attach(m) {
+                Ok(()) => {
+                    if let Some(irq) = irq {
+                        self.combiner.enable(irq);
+                    }
+                    out.push((path.clone(), Outcome::Translating { version }));
+                    self.attached.push(Attached { path, irq, domain, faults: 0 });
+                }
+                Err((e, m)) => {
+                    m.isolate();
+                    out.push((path.clone(), held(m.regs(), format!("{e}"))));
+                    self.idle.push(Idle { path, irq, domain, regs: m.into_regs() });
+                }
+            }
+        }
+        out
     }
 
     /// Follow a change of dom0's p2m (`TlbOps::p2m_changed`): `[ipa, ipa + size)` now maps RAM
@@ -141,7 +255,7 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
     /// Whether `spi` (a GIC SPI number, INTID - 32) is a combiner group one of these SysMMUs
     /// reports faults on.
     pub fn owns_spi(&self, spi: u32) -> bool {
-        self.attached.iter().any(|(_, irq, _)| irq.is_some_and(|i| i.spi() == spi))
+        self.attached.iter().any(|a| a.irq.is_some_and(|i| i.spi() == spi))
     }
 
     /// Take the faults behind combiner SPI `spi`: every pending input that is one of these
@@ -153,13 +267,13 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
         let Some(shadow) = &self.shadow else { return out };
         let pending: Vec<CombinerIrq> = self.combiner.pending_for_spi(spi).collect();
         for input in pending {
-            let Some(i) = self.attached.iter().position(|(_, irq, _)| *irq == Some(input)) else { continue };
-            let (path, _, taken) = &mut self.attached[i];
-            let resume = *taken + 1 < FAULTS_BEFORE_STOP;
+            let Some(i) = self.attached.iter().position(|a| a.irq == Some(input)) else { continue };
+            let a = &mut self.attached[i];
+            let resume = a.faults + 1 < FAULTS_BEFORE_STOP;
             let line = match shadow.sysmmus()[i].handle_fault(resume) {
                 Ok(f) => {
                     self.faults += 1;
-                    *taken += 1;
+                    a.faults += 1;
                     if resume {
                         format!("{f}; the access was refused, the master resumed")
                     } else {
@@ -168,11 +282,23 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
                 }
                 Err(e) => format!("{e}"),
             };
-            let path = path.clone();
-            out.push(FaultReport { path, line });
+            out.push(FaultReport { path: a.path.clone(), line });
         }
         out
     }
+}
+
+/// Level-2 tables from a bump pool starting at the PA it holds (host tests).
+#[cfg(all(test, not(loom)))]
+pub(crate) struct Pool(pub u64);
+
+#[cfg(all(test, not(loom)))]
+impl Lv2TableAllocator for Pool {
+    fn alloc_lv2(&mut self) -> Option<u64> {
+        self.0 += platform::exynos5250::sysmmu_pt::LV2_TABLE_SIZE as u64;
+        Some(self.0 - platform::exynos5250::sysmmu_pt::LV2_TABLE_SIZE as u64)
+    }
+    fn free_lv2(&mut self, _pa: u64) {}
 }
 
 #[cfg(all(test, not(loom)))]
@@ -180,7 +306,6 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio, C: Mmio> SysmmuSet<P, A, M, C> {
 mod tests {
     extern crate std;
     use super::*;
-    use platform::exynos5250::sysmmu_pt::LV2_TABLE_SIZE;
     use platform::exynos5250::SYSMMUS;
     use std::rc::Rc;
     use std::vec;
@@ -191,15 +316,7 @@ mod tests {
     const DOM0_RAM: Region = Region { base: 0x4200_0000, size: 16 << 20 };
     const RING: Region = Region { base: 0x47f0_0000, size: 1 << 20 };
 
-    /// Level-2 tables from a bump pool.
-    struct Pool(u64);
-    impl Lv2TableAllocator for Pool {
-        fn alloc_lv2(&mut self) -> Option<u64> {
-            self.0 += LV2_TABLE_SIZE as u64;
-            Some(self.0 - LV2_TABLE_SIZE as u64)
-        }
-        fn free_lv2(&mut self, _pa: u64) {}
-    }
+    use super::Pool;
 
     type Set<'m> = SysmmuSet<&'m SimMem, Pool, &'m SysmmuModel, &'m CombinerModel<'m>>;
 
@@ -217,7 +334,7 @@ mod tests {
         let model = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
         let input = irq(name);
         let combiner = wired(&model, input);
-        let specs = vec![SysmmuSpec { path: path.into(), irq: Some(input), regs: &model }];
+        let specs = vec![SysmmuSpec { path: path.into(), irq: Some(input), domain: None, regs: &model }];
         let (mut set, _) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[]);
         f(&mem, &model, &combiner, &mut set, input)
     }
@@ -243,9 +360,9 @@ mod tests {
         // A dom0 device's input in the g2d SysMMU's group.
         combiner.connect(g2d_irq.group, 0, || dom0_line.get());
         let specs = vec![
-            SysmmuSpec { path: "/soc/sysmmu@10a60000".into(), irq: Some(g2d_irq), regs: &g2d },
-            SysmmuSpec { path: "/soc/sysmmu@14650000".into(), irq: Some(tv_irq), regs: &tv },
-            SysmmuSpec { path: "/soc/sysmmu@14640000".into(), irq: Some(fimd_irq), regs: &fimd },
+            SysmmuSpec { path: "/soc/sysmmu@10a60000".into(), irq: Some(g2d_irq), domain: None, regs: &g2d },
+            SysmmuSpec { path: "/soc/sysmmu@14650000".into(), irq: Some(tv_irq), domain: None, regs: &tv },
+            SysmmuSpec { path: "/soc/sysmmu@14640000".into(), irq: Some(fimd_irq), domain: None, regs: &fimd },
         ];
         let (mut set, outcomes) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[RING]);
         assert_eq!(outcomes[0], ("/soc/sysmmu@10a60000".into(), Outcome::Translating { version: "v3.3".into() }));
@@ -349,7 +466,7 @@ mod tests {
         let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
         let off = SysmmuModel::new(ModelConfig { version_override: Some(0), ..ModelConfig::v3(3) }, mem.clone());
         let combiner = CombinerModel::new();
-        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@13e80000".into(), irq: Some(irq("sysmmu_gsc0")), regs: &off }];
+        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@13e80000".into(), irq: Some(irq("sysmmu_gsc0")), domain: None, regs: &off }];
         let (mut set, outcomes) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[DOM0_RAM], &[]);
         assert!(matches!(outcomes[0].1, Outcome::Blocked { .. }));
         assert!(set.shadow().is_none() && set.attached().next().is_none());
@@ -361,7 +478,7 @@ mod tests {
         let mem = Rc::new(SimMem::new(&[0x4000_0000..0x4800_0000]));
         let g2d = SysmmuModel::new(ModelConfig::v3(3), mem.clone());
         let combiner = CombinerModel::new();
-        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@10a60000".into(), irq: Some(irq("sysmmu_g2d")), regs: &g2d }];
+        let specs = vec![SysmmuSpec { path: "/soc/sysmmu@10a60000".into(), irq: Some(irq("sysmmu_g2d")), domain: None, regs: &g2d }];
         let odd = Region { base: 0x4200_0800, size: 0x1000 };
         let (set, outcomes) = SysmmuSet::bring_up(&*mem, Pool(0x4010_0000), PGD, &combiner, specs, &[odd], &[]);
         assert!(matches!(&outcomes[0].1, Outcome::Blocked { why } if why.contains("mapping")), "{:?}", outcomes[0]);

@@ -105,6 +105,12 @@ impl<P: PhysMem, A: Lv2TableAllocator, M: Mmio> ShadowTable<P, A, M> {
         Some(mmu)
     }
 
+    /// Hand back the SysMMU at `index` without touching its registers: its power domain is
+    /// going off (the registers are lost, and a powered-off block must not be accessed).
+    pub fn forget(&mut self, index: usize) -> Option<Sysmmu<M>> {
+        (index < self.mmus.len()).then(|| self.mmus.remove(index))
+    }
+
     /// Reprogram every attached SysMMU after its power domain came back (registers are lost when
     /// the domain is off, and the SysMMU then bypasses): call before the master runs again.
     /// Each one that fails is left blocked; the first error is returned.
