@@ -22,16 +22,12 @@ pub const OPS_PER_TRAP: u32 = 64;
 /// One op of a batch: its guest address in, `Err(rc)` to end the whole call.
 type BatchOp = fn(&mut HypercallCtx<'_, '_>, u64) -> Result<(), i64>;
 
-pub fn grant_table_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, uop: u64, count: u64) -> Outcome {
-    let out = ops(cx, cmd, uop, count);
-    // An unmap may have dropped the last reference to a dead domain's frame.
-    if matches!(split_cmd(cmd).0, GNTTABOP_UNMAP_GRANT_REF | GNTTABOP_UNMAP_AND_REPLACE) && super::teardown::any_lingering() {
-        super::teardown::reap(cx.domains, cx.machine);
-    }
-    out
+/// Whether grant-table op `cmd` can drop a mapping (the last reference to a dead domain's frame).
+pub fn unmaps(cmd: u64) -> bool {
+    matches!(split_cmd(cmd).0, GNTTABOP_UNMAP_GRANT_REF | GNTTABOP_UNMAP_AND_REPLACE)
 }
 
-fn ops(cx: &mut HypercallCtx<'_, '_>, cmd: u64, uop: u64, count: u64) -> Outcome {
+pub fn grant_table_op(cx: &mut HypercallCtx<'_, '_>, cmd: u64, uop: u64, count: u64) -> Outcome {
     let (op, opaque) = split_cmd(cmd);
     let count = count as u32; // `unsigned int` in Xen's prototype
     if (opaque != 0 && op != GNTTABOP_CACHE_FLUSH) || (count as i32) < 0 {

@@ -113,7 +113,14 @@ pub fn dispatch_step(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5])
     }
     match number {
         nr::HYPERVISOR_MEMORY_OP => return memory::memory_op(cx, args[0], args[1]),
-        nr::HYPERVISOR_GRANT_TABLE_OP => return grant_table::grant_table_op(cx, args[0], args[1], args[2]),
+        nr::HYPERVISOR_GRANT_TABLE_OP => {
+            let out = grant_table::grant_table_op(cx, args[0], args[1], args[2]);
+            // An unmap may have dropped the last reference to a dead domain's frame.
+            if grant_table::unmaps(args[0]) && teardown::any_lingering() {
+                teardown::reap(cx.domains, cx.machine);
+            }
+            return out;
+        }
         nr::HYPERVISOR_MULTICALL => return multicall::multicall(cx, args[0], args[1]),
         nr::HYPERVISOR_EVENT_CHANNEL_OP => return Outcome::Return(event_channel::event_channel_op(cx, args[0], args[1])),
         nr::HYPERVISOR_VCPU_OP => return Outcome::Return(vcpu::vcpu_op(cx, args[0], args[1], args[2])),

@@ -93,15 +93,16 @@ fn take_lpi(intid: u32) {
 
 /// An IRQ taken while a guest ran. When vCPUs share CPUs it is a scheduling point (the tick,
 /// a kick or a timer deadline): `reschedule` (the scheduler's, which sits above this file) may
-/// put another vCPU's frame in `frame`; on a CPU of its own a kick may be its destroy. Returns its kind for the trap counters (by the first
-/// INTID taken).
-pub fn irq_from_guest(frame: &mut TrapFrame, reschedule: fn(&mut TrapFrame)) -> TrapKind {
+/// put another vCPU's frame in `frame`; on a CPU of its own a kick may be its destroy, which
+/// `kicked` (also the scheduler's) carries out. Returns its kind for the trap counters (by the
+/// first INTID taken).
+pub fn irq_from_guest(frame: &mut TrapFrame, reschedule: fn(&mut TrapFrame), kicked: fn()) -> TrapKind {
     guest_exit();
     let first = take_physical_irqs();
     if percpu::shares_cpus() {
         reschedule(frame);
     } else if first == Some(KICK_SGI) {
-        super::trap::kicked();
+        kicked();
     }
     guest_entry();
     TrapKind::of_irq(first, KICK_SGI)

@@ -311,21 +311,9 @@ fn emulate_mmio(dom: &Domain, frame: &mut TrapFrame, ipa: u64, iss: u64) -> Opti
 extern "C" fn xenith_trap_lower_irq(frame: &mut TrapFrame) {
     // Physical interrupts the hypervisor owns (timers, GIC maintenance): see irq.rs.
     let ssbd = super::spectre::guest_exit();
-    let kind = super::irq::irq_from_guest(frame, |f| super::vcpu_switch::reschedule(f, super::vcpu_switch::Why::Interrupt));
+    let kind = super::irq::irq_from_guest(frame, |f| super::vcpu_switch::reschedule(f, super::vcpu_switch::Why::Interrupt), super::vcpu_switch::kicked);
     count(kind);
     super::spectre::guest_entry(ssbd);
-}
-
-/// A kick on a CPU a guest has to itself (sched=null): when it is the guest's destroy, its
-/// CPU stops (and is released) here. Where vCPUs share CPUs the reschedule does that.
-#[cold]
-#[inline(never)]
-pub(super) fn kicked() {
-    if let Some(dom) = DOMAINS.get(percpu::current_domain()).filter(|d| d.dying()) {
-        if after::after_trap(&super::Hw, &DOMAINS, dom, percpu::current_vcpu()) == After::Park {
-            super::vcpu_switch::park_this_cpu();
-        }
-    }
 }
 
 #[no_mangle]

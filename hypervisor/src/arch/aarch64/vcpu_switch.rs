@@ -581,3 +581,15 @@ unsafe fn restore_fp(f: *const FpRegs) {
 }
 
 const _: () = assert!(core::mem::offset_of!(FpRegs, fpsr) == 512 && core::mem::offset_of!(FpRegs, fpcr) == 520);
+
+/// A kick on a CPU a guest has to itself (sched=null): when it is the guest's destroy, its
+/// CPU stops (and is released) here. Where vCPUs share CPUs the reschedule does that.
+#[cold]
+#[inline(never)]
+pub(super) fn kicked() {
+    if let Some(dom) = crate::domain::registry::DOMAINS.get(percpu::current_domain()).filter(|d| d.dying()) {
+        if crate::hypercall::after::after_trap(&super::Hw, &crate::domain::registry::DOMAINS, dom, percpu::current_vcpu()) == crate::hypercall::after::After::Park {
+            park_this_cpu();
+        }
+    }
+}
