@@ -113,6 +113,12 @@ pub struct HypervisorCmdline {
     /// `sched=null|credit`; another scheduler Xen knows (credit2, rtds, arinc653) is listed
     /// in `unknown` and the default runs, as Xen falls back to its default for a name it lacks.
     pub sched: SchedPolicy,
+    /// Xen's `sched_credit_tslice_ms=` (credit's timeslice; checked against Xen's bounds by
+    /// the scheduler).
+    pub sched_credit_tslice_ms: Option<u32>,
+    /// Xen's `sched_ratelimit_us=` (the least a credit vCPU runs before it is preempted; 0:
+    /// none).
+    pub sched_ratelimit_us: Option<u32>,
     /// Options xenith does not act on, as written (for a warning).
     pub unknown: Vec<String>,
 }
@@ -253,6 +259,8 @@ impl HypervisorCmdline {
                 "its" if value.is_some() => out.its_hide = value == Some("hide"),
                 "sched" if value == Some("null") => out.sched = SchedPolicy::Null,
                 "sched" if value == Some("credit") => out.sched = SchedPolicy::Credit,
+                "sched_credit_tslice_ms" if value.and_then(|v| v.parse::<u32>().ok()).is_some() => out.sched_credit_tslice_ms = value.and_then(|v| v.parse().ok()),
+                "sched_ratelimit_us" if value.and_then(|v| v.parse::<u32>().ok()).is_some() => out.sched_ratelimit_us = value.and_then(|v| v.parse().ok()),
                 _ => out.unknown.push(word.to_owned()),
             }
         }
@@ -289,5 +297,9 @@ mod tests {
         let c = HypervisorCmdline::parse("sched=credit sched=rtds sched").unwrap();
         assert_eq!(c.sched, SchedPolicy::Credit);
         assert_eq!(c.unknown, ["sched=rtds", "sched"]);
+        let c = HypervisorCmdline::parse("sched_credit_tslice_ms=5 sched_ratelimit_us=0 sched_ratelimit_us=x").unwrap();
+        assert_eq!((c.sched_credit_tslice_ms, c.sched_ratelimit_us), (Some(5), Some(0)));
+        assert_eq!(c.unknown, ["sched_ratelimit_us=x"]);
+        assert_eq!(HypervisorCmdline::parse("").unwrap().sched_ratelimit_us, None);
     }
 }

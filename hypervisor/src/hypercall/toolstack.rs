@@ -116,7 +116,7 @@ pub fn sysctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
         sysctl::CPUTOPOINFO => cputopoinfo(cx, &mut op.u),
         sysctl::NUMAINFO => numainfo(cx, &mut op.u),
         sysctl::CPUPOOL_OP => cpupool_op(cx, &mut op.u),
-        sysctl::SCHEDULER_OP => scheduler_op_global(&mut op.u, sched_id()),
+        sysctl::SCHEDULER_OP => scheduler_op_global(&crate::sched::SCHED, &mut op.u, sched_id()),
         _ => return ret(ENOSYS),
     };
     match r {
@@ -299,9 +299,10 @@ fn sched_id() -> u32 {
 
 /// XEN_SYSCTL_scheduler_op (pool-wide parameters): the null scheduler has none to get or set;
 /// credit's (`xen_sysctl_credit_schedule`: tslice_ms u32 @16, ratelimit_us u32 @20,
-/// vcpu_migr_delay_us u32 @24) are read as the 30 ms timeslice, no rate limit and no
-/// migration delay, and are fixed here (-EOPNOTSUPP for a put).
-fn scheduler_op_global(u: &mut [u64; 16], running: u32) -> Result<(), i64> {
+/// vcpu_migr_delay_us u32 @24) are read, and set as Xen checks them (-EINVAL for values out of
+/// its bounds or a rate limit longer than the timeslice, changing nothing); a put reads back
+/// what it set.
+fn scheduler_op_global(sched: &crate::sched::Scheduler, u: &mut [u64; 16], running: u32) -> Result<(), i64> {
     // cpupool_id u32 @0, sched_id u32 @4, cmd u32 @8, the scheduler's union @16.
     let (pool, sched_id, cmd) = (u[0] as u32, (u[0] >> 32) as u32, u[1] as u32);
     if cmd != SCHEDOP_PUTINFO && cmd != SCHEDOP_GETINFO {
@@ -313,15 +314,17 @@ fn scheduler_op_global(u: &mut [u64; 16], running: u32) -> Result<(), i64> {
     if sched_id != running {
         return Err(ret(EINVAL));
     }
-    match (running, cmd) {
-        (XEN_SCHEDULER_CREDIT, SCHEDOP_GETINFO) => {
-            u[2] = crate::sched::TIMESLICE_MS;
-            u[3] = 0;
-            Ok(())
-        }
-        (XEN_SCHEDULER_CREDIT, _) => Err(ret(guest_abi::errno::EOPNOTSUPP)),
-        _ => Ok(()),
+    if running != XEN_SCHEDULER_CREDIT {
+        return Ok(());
     }
+    if cmd == SCHEDOP_PUTINFO {
+        let p = crate::sched::CreditParams { tslice_ms: u[2] as u32, ratelimit_us: (u[2] >> 32) as u32, migr_delay_us: u[3] as u32 };
+        sched.set_params(p).map_err(|_| ret(EINVAL))?;
+    }
+    let p = sched.params();
+    u[2] = u64::from(p.tslice_ms) | u64::from(p.ratelimit_us) << 32;
+    u[3] = (u[3] & !0xffff_ffff) | u64::from(p.migr_delay_us);
+    Ok(())
 }
 
 /// XEN_DOMCTL_scheduler_op of domain `d` under scheduler `running`. Credit: getinfo reads
@@ -1351,7 +1354,7 @@ mod tests {
     }
 
     #[test]
-    fn credit_scheduler_op_reads_and_sets_the_weight_and_reports_its_fixed_timeslice() {
+    fn credit_scheduler_op_reads_and_sets_the_weight_and_the_pool_parameters() {
         use crate::sched::{SchedPolicy, Scheduler};
         let sched = Scheduler::new();
         sched.configure(SchedPolicy::Credit, 1_000_000, 2, false);
@@ -1374,15 +1377,32 @@ mod tests {
         let mut u = [0u64; 16];
         u[0] = u64::from(XEN_SCHEDULER_CREDIT) << 32;
         u[1] = u64::from(SCHEDOP_GETINFO);
-        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Ok(()));
-        assert_eq!((u[2] as u32, (u[2] >> 32) as u32, u[3] as u32), (30, 0, 0));
+        assert_eq!(scheduler_op_global(&sched, &mut u, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!((u[2] as u32, (u[2] >> 32) as u32, u[3] as u32), (30, 1000, 0), "Xen's defaults");
+        // `xl sched-credit -s -t 10 -r 500`.
         u[1] = u64::from(SCHEDOP_PUTINFO);
-        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Err(ret(guest_abi::errno::EOPNOTSUPP)));
+        u[2] = 10 | 500 << 32;
+        assert_eq!(scheduler_op_global(&sched, &mut u, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!((u[2] as u32, (u[2] >> 32) as u32), (10, 500));
+        assert_eq!((sched.timeslice(), sched.tick_period()), (10 * 1000, 10 * 1000 / 3));
+        // Refused as Xen refuses them, changing nothing: a rate limit longer than the
+        // timeslice, out of bounds, a timeslice of 0 or over 1 s, too long a migration delay.
+        for (t, r, m) in [(10u64, 20_000u64, 0u64), (10, 50, 0), (0, 0, 0), (1001, 0, 0), (10, 0, 100_001)] {
+            u[2] = t | r << 32;
+            u[3] = m;
+            assert_eq!(scheduler_op_global(&sched, &mut u, XEN_SCHEDULER_CREDIT), Err(ret(EINVAL)), "{t} ms {r} us {m} us");
+        }
+        assert_eq!(sched.params(), crate::sched::CreditParams { tslice_ms: 10, ratelimit_us: 500, migr_delay_us: 0 });
+        // No rate limit at all is allowed.
+        u[2] = 30;
+        u[3] = 0;
+        assert_eq!(scheduler_op_global(&sched, &mut u, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(sched.params().ratelimit_us, 0);
         u[0] |= 1;
-        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Err(ret(ESRCH)), "no pool 1");
+        assert_eq!(scheduler_op_global(&sched, &mut u, XEN_SCHEDULER_CREDIT), Err(ret(ESRCH)), "no pool 1");
         u[0] = u64::from(XEN_SCHEDULER_NULL) << 32;
-        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_CREDIT), Err(ret(EINVAL)));
-        assert_eq!(scheduler_op_global(&mut u, XEN_SCHEDULER_NULL), Ok(()));
+        assert_eq!(scheduler_op_global(&sched, &mut u, XEN_SCHEDULER_CREDIT), Err(ret(EINVAL)));
+        assert_eq!(scheduler_op_global(&sched, &mut u, XEN_SCHEDULER_NULL), Ok(()));
     }
 
     #[test]

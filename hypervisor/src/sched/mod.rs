@@ -9,13 +9,15 @@
 //! - `null` (the default): one vCPU per CPU. A vCPU is placed on a CPU nobody else has and
 //!   never leaves it; WFI stays native (not trapped) and nothing here runs on the trap path.
 //! - `credit`: Xen's credit policy. vCPUs may share a CPU. Each vCPU earns credit at every
-//!   accounting period (one timeslice, 30 ms) in proportion to its domain's weight (256 by
-//!   default; a domain's weight is split among its vCPUs) and spends it while running: with
-//!   credit left at the last refill it is UNDER, without it OVER, and a vCPU that wakes from
-//!   blocking while UNDER is BOOSTed until it next runs a tick. A CPU runs its highest-priority runnable vCPU,
-//!   first-come first-served within a priority; a running vCPU is preempted at the end of its
-//!   30 ms timeslice (checked on the 10 ms tick) by a vCPU of at least its priority, and at once
-//!   by one of higher priority. Credit is capped at one period's worth, so an idle vCPU does
+//!   accounting period (one timeslice, 30 ms by default) in proportion to its domain's weight
+//!   (256 by default; a domain's weight is split among its vCPUs) and spends it while running:
+//!   with credit left at the last refill it is UNDER, without it OVER, and a vCPU that wakes
+//!   from blocking while UNDER is BOOSTed until it next runs a tick. A CPU runs its
+//!   highest-priority runnable vCPU, first-come first-served within a priority; a running vCPU
+//!   is preempted at the end of its timeslice (checked on the tick, a third of the timeslice)
+//!   by a vCPU of at least its priority, and by one of higher priority as soon as it has run
+//!   the rate limit (1 ms by default; Xen's `sched_ratelimit_us`, so a vCPU that wakes often,
+//!   such as dom0's console daemon, does not switch the CPU on every event). Credit is capped at one period's worth, so an idle vCPU does
 //!   not hoard it. Credit is accounted per CPU: the CPU time of one CPU is shared among the
 //!   vCPUs homed on it. With `balance`, a CPU with nothing of its own to run takes a runnable
 //!   vCPU from another CPU's queue that its affinity allows (Xen's credit does so too).
@@ -43,9 +45,70 @@ pub const DEFAULT_WEIGHT: u32 = 256;
 /// Xen's weight bounds (`xl sched-credit -w`).
 pub const MIN_WEIGHT: u32 = 1;
 pub const MAX_WEIGHT: u32 = 65535;
-/// Xen credit's timeslice and tick, in milliseconds.
+/// Xen credit's default timeslice, and the ticks per timeslice.
 pub const TIMESLICE_MS: u64 = 30;
-pub const TICK_MS: u64 = 10;
+pub const TICKS_PER_TSLICE: u64 = 3;
+/// Xen's default tick (a third of the default timeslice), in milliseconds.
+pub const TICK_MS: u64 = TIMESLICE_MS / TICKS_PER_TSLICE;
+/// Xen's default rate limit (`sched_ratelimit_us`), in microseconds.
+pub const RATELIMIT_US: u32 = 1000;
+/// Xen's bounds on credit's timeslice (ms), the rate limit (us; 0 is none as well) and the
+/// migration delay (us) (`XEN_SYSCTL_CSCHED_TSLICE_*`, `XEN_SYSCTL_SCHED_RATELIMIT_*`,
+/// `XEN_SYSCTL_CSCHED_MGR_DLY_MAX_US`).
+pub const TSLICE_MS_MIN: u32 = 1;
+pub const TSLICE_MS_MAX: u32 = 1000;
+pub const RATELIMIT_US_MIN: u32 = 100;
+pub const RATELIMIT_US_MAX: u32 = 500_000;
+pub const MIGR_DELAY_US_MAX: u32 = 100_000;
+
+/// Credit's pool-wide parameters, as `XEN_SYSCTL_SCHEDOP_{get,put}info` carry them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreditParams {
+    pub tslice_ms: u32,
+    pub ratelimit_us: u32,
+    /// Accepted and reported as Xen does; vCPUs here keep their home CPU, so nothing migrates.
+    pub migr_delay_us: u32,
+}
+
+impl CreditParams {
+    pub const DEFAULT: Self = Self { tslice_ms: TIMESLICE_MS as u32, ratelimit_us: RATELIMIT_US, migr_delay_us: 0 };
+
+    /// Xen's check of a `putinfo`: every value within its bounds, the rate limit no longer
+    /// than the timeslice.
+    pub fn valid(&self) -> bool {
+        (TSLICE_MS_MIN..=TSLICE_MS_MAX).contains(&self.tslice_ms)
+            && (self.ratelimit_us == 0 || (RATELIMIT_US_MIN..=RATELIMIT_US_MAX).contains(&self.ratelimit_us))
+            && u64::from(self.ratelimit_us) <= u64::from(self.tslice_ms) * 1000
+            && self.migr_delay_us <= MIGR_DELAY_US_MAX
+    }
+
+    /// The boot command line's values as Xen takes them: a timeslice or rate limit out of
+    /// bounds is the default, a rate limit longer than the timeslice is the timeslice.
+    /// Returns what was changed, for a warning.
+    pub fn from_cmdline(tslice_ms: Option<u32>, ratelimit_us: Option<u32>) -> (Self, Option<&'static str>) {
+        let mut p = Self::DEFAULT;
+        let mut warn = None;
+        if let Some(t) = tslice_ms {
+            if (TSLICE_MS_MIN..=TSLICE_MS_MAX).contains(&t) {
+                p.tslice_ms = t;
+            } else {
+                warn = Some("sched_credit_tslice_ms out of range [1,1000]: the default 30 ms");
+            }
+        }
+        if let Some(r) = ratelimit_us {
+            if r == 0 || (RATELIMIT_US_MIN..=RATELIMIT_US_MAX).contains(&r) {
+                p.ratelimit_us = r;
+            } else {
+                warn = Some("sched_ratelimit_us out of range [100,500000]: the default 1000 us");
+            }
+        }
+        if u64::from(p.ratelimit_us) > u64::from(p.tslice_ms) * 1000 {
+            p.ratelimit_us = p.tslice_ms * 1000;
+            warn = Some("sched_ratelimit_us longer than the timeslice: the timeslice");
+        }
+        (p, warn)
+    }
+}
 
 /// A vCPU: its domain and index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +154,10 @@ pub enum PlaceError {
     /// It is there already.
     Exists,
 }
+
+/// Credit parameters Xen's `putinfo` refuses (see [`CreditParams::valid`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadParams;
 
 /// A weight outside Xen's bounds ([`MIN_WEIGHT`]..=[`MAX_WEIGHT`]), or a domain id beyond
 /// the weight table.
@@ -153,6 +220,10 @@ struct Inner {
     balance: bool,
     /// Counter ticks per millisecond.
     per_ms: u64,
+    /// Credit's timeslice and rate limit, in counter ticks, and the values as set.
+    tslice: u64,
+    ratelimit: u64,
+    params: CreditParams,
     cpus: usize,
     slots: [Option<Entry>; MAX_SCHED_VCPUS],
     cpu: [Cpu; MAX_CPUS],
@@ -182,6 +253,9 @@ impl Scheduler {
                 policy: SchedPolicy::Null,
                 balance: false,
                 per_ms: 1,
+                tslice: TIMESLICE_MS,
+                ratelimit: 1,
+                params: CreditParams::DEFAULT,
                 cpus: 1,
                 slots: [None; MAX_SCHED_VCPUS],
                 cpu: [Cpu { current: None, slice_start: 0, next_acct: 0 }; MAX_CPUS],
@@ -197,6 +271,8 @@ impl Scheduler {
         let mut s = self.inner.lock();
         s.policy = policy;
         s.per_ms = (counter_hz / 1000).max(1);
+        let p = s.params;
+        s.set_params(p);
         s.cpus = cpus.clamp(1, MAX_CPUS);
         s.balance = balance && policy == SchedPolicy::Credit;
     }
@@ -207,10 +283,25 @@ impl Scheduler {
 
     /// Counter ticks of one timeslice and of one tick.
     pub fn timeslice(&self) -> u64 {
-        self.inner.lock().per_ms * TIMESLICE_MS
+        self.inner.lock().tslice
     }
     pub fn tick_period(&self) -> u64 {
-        self.inner.lock().per_ms * TICK_MS
+        self.inner.lock().tick()
+    }
+
+    /// Credit's timeslice, rate limit and migration delay.
+    pub fn params(&self) -> CreditParams {
+        self.inner.lock().params
+    }
+
+    /// Set credit's parameters (`putinfo`, the boot command line); refused as Xen refuses
+    /// them, changing nothing.
+    pub fn set_params(&self, p: CreditParams) -> Result<(), BadParams> {
+        if !p.valid() {
+            return Err(BadParams);
+        }
+        self.inner.lock().set_params(p);
+        Ok(())
     }
 
     /// Add vCPU `v` (off) with home `cpu` if given, else the CPU its `affinity` allows that
@@ -428,9 +519,15 @@ impl Scheduler {
         }
         let homed = |e: &&Entry| e.home == cpu;
         let deadline = s.slots.iter().flatten().filter(homed).filter(|e| e.state == State::Blocked).filter_map(|e| e.deadline).min();
-        let running = s.cpu.get(cpu).and_then(|c| c.current).is_some();
-        let waiting = s.slots.iter().flatten().filter(homed).any(|e| e.state == State::Runnable);
-        let tick = (running && waiting).then(|| now + s.per_ms * TICK_MS);
+        let Some(c) = s.cpu.get(cpu) else { return deadline };
+        let running = c.current.and_then(|i| s.slots[i]);
+        let waiting = s.slots.iter().flatten().filter(homed).filter(|e| e.state == State::Runnable).map(|e| e.priority()).max();
+        let tick = match (running, waiting) {
+            // One of higher priority waits for the rate limit to pass.
+            (Some(r), Some(w)) if w > r.priority() => Some((c.slice_start + s.ratelimit).max(now).min(now + s.tick())),
+            (Some(_), Some(_)) => Some(now + s.tick()),
+            _ => None,
+        };
         match (tick, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -476,6 +573,16 @@ impl Inner {
         self.slots.iter().position(|e| e.is_some_and(|e| e.id == v))
     }
 
+    fn tick(&self) -> u64 {
+        (self.tslice / TICKS_PER_TSLICE).max(1)
+    }
+
+    fn set_params(&mut self, p: CreditParams) {
+        self.params = p;
+        self.tslice = self.per_ms * u64::from(p.tslice_ms);
+        self.ratelimit = (self.per_ms * u64::from(p.ratelimit_us) / 1000).min(self.tslice);
+    }
+
     fn weight(&self, d: DomId) -> u32 {
         match self.weights.get(usize::from(d)) {
             Some(&w) if w != 0 => u32::from(w),
@@ -511,6 +618,7 @@ impl Inner {
     /// Charge the running vCPU of `cpu` for its time up to `now`, and refill the credit of the
     /// vCPUs homed on `cpu` for every accounting period that ended.
     fn account(&mut self, cpu: usize, now: u64) {
+        let tick = self.tick();
         if let Some(i) = self.cpu[cpu].current {
             if let Some(e) = self.slots[i].as_mut() {
                 let ran = now.saturating_sub(e.since);
@@ -520,12 +628,12 @@ impl Inner {
                 // A boost lasts until the vCPU has run a tick in all (scheduling points
                 // more often than the tick must not keep it boosted).
                 e.boost_ran = e.boost_ran.saturating_add(ran);
-                if e.boost_ran >= self.per_ms * TICK_MS {
+                if e.boost_ran >= tick {
                     e.boost = false;
                 }
             }
         }
-        let period = self.per_ms * TIMESLICE_MS;
+        let period = self.tslice;
         if self.cpu[cpu].next_acct == 0 {
             self.cpu[cpu].next_acct = now + period;
             return;
@@ -589,11 +697,14 @@ impl Inner {
         let next = match (still, best) {
             (Some(c), Some(b)) => {
                 let (pc, pb) = (self.slots[c].map(|e| e.priority()), self.slots[b].map(|e| e.priority()));
-                let expired = now.saturating_sub(self.cpu[cpu].slice_start) >= self.per_ms * TIMESLICE_MS;
+                let ran = now.saturating_sub(self.cpu[cpu].slice_start);
+                let expired = ran >= self.tslice;
+                // A vCPU that has run less than the rate limit keeps the CPU, unless it yields.
+                let limited = ran < self.ratelimit;
                 // A yielding vCPU goes behind the best runnable one even of a lower priority
                 // (Xen's credit queues it behind one lower-priority vCPU): a guest that
                 // yields in a loop waits for another vCPU of this CPU to make progress.
-                let switch = self.policy == SchedPolicy::Credit && (pb > pc || yielding || (expired && pb >= pc));
+                let switch = self.policy == SchedPolicy::Credit && (yielding || (!limited && (pb > pc || (expired && pb >= pc))));
                 if switch {
                     if let Some(e) = self.slots[c].as_mut() {
                         e.state = State::Runnable;

@@ -130,6 +130,33 @@ fn wfi_blocks_and_a_wakeup_resumes_with_a_boost() {
 }
 
 #[test]
+fn a_boosted_wakeup_waits_for_the_rate_limit_unless_the_running_vcpu_yields() {
+    let us = MS / 1000;
+    for ratelimit_us in [1000, 0] {
+        let (s, a, b) = two_on_one_cpu(0);
+        s.set_params(CreditParams { ratelimit_us, ..CreditParams::DEFAULT }).unwrap();
+        // a blocks at 5 ms: b (UNDER, not boosted) runs from 5 ms.
+        let d = s.block(0, 5 * MS, None);
+        assert_eq!((d.prev, d.next), (Some(a), Some(b)));
+        // a's event 300 us into b's run: a is boosted.
+        assert_eq!(s.wake(a, 5 * MS + 300 * us), Some(0));
+        assert_eq!((s.priority(a), s.priority(b)), (Some(Priority::Boost), Some(Priority::Under)));
+        let d = s.schedule(0, 5 * MS + 300 * us);
+        if ratelimit_us == 0 {
+            assert_eq!(d.next, Some(a), "no rate limit: the boost preempts at once");
+            continue;
+        }
+        // b keeps the CPU until it has run 1 ms; the CPU's next scheduling point is then.
+        assert_eq!(d.next, Some(b));
+        assert_eq!(s.next_event(0, 5 * MS + 300 * us), Some(6 * MS));
+        let d = s.schedule(0, 6 * MS);
+        assert_eq!((d.prev, d.next), (Some(b), Some(a)));
+        // A yield is not held back: a, 10 us in, yields to b.
+        assert_eq!(s.yield_now(0, 6 * MS + 10 * us).next, Some(b));
+    }
+}
+
+#[test]
 fn a_wakeup_racing_with_wfi_keeps_the_vcpu_running() {
     let (s, a, b) = two_on_one_cpu(0);
     // The interrupt lands after a's WFI trapped but before it blocks.

@@ -526,14 +526,14 @@ fn domu_marker_line() -> String {
 /// (after printing Xen's figures) when `xl create` or the domU fails on either, or xenith is
 /// slower than Xen under -icount.
 pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
-    const RUNS: usize = 3;
+    let runs: usize = std::env::var("XENITH_XL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let boots = [("xenith", systest_boot(xenith, "sched=credit")), ("Xen 4.17", systest_boot(xen, crate::linux::XEN_CMDLINE))];
     let needles = [CREATE_START.to_string(), domu_marker_line()];
     let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); boots.len()];
     let mut uptimes: Vec<Vec<f64>> = vec![Vec::new(); boots.len()];
     let mut failed: Vec<Option<String>> = vec![None; boots.len()];
-    for run in 1..=RUNS {
+    for run in 1..=runs {
         for (i, (name, b)) in boots.iter().enumerate() {
             if failed[i].is_some() {
                 continue;
@@ -563,6 +563,8 @@ pub fn bench_against_xen(xenith: PathBuf, xen: PathBuf) -> Result<()> {
         }
         let b = Boot { icount: true, timeout: Duration::from_secs(900), ..b.clone() };
         let o = b.run()?;
+        let log = crate::env::root().join("target").join("systest-logs").join(format!("xl_bench_icount_{}.log", if i == 0 { "xenith" } else { "xen" }));
+        let _ = std::fs::create_dir_all(log.parent().unwrap_or(Path::new("."))).and_then(|_| std::fs::write(&log, &o.output));
         let at = |tag: &str| lines(&o, tag).first().and_then(|v| v.trim().parse::<f64>().ok());
         match (at(UPTIME_AT_CREATE), at(UPTIME_AT_DOMU_MARKER)) {
             (Some(a), Some(m)) => {

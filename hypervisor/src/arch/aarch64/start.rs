@@ -209,6 +209,15 @@ fn boot(dtb_pa: u64) -> Result<(), String> {
     // share the CPUs; under null (the default) every vCPU has a CPU of its own.
     let policy = super::vcpu_switch::init(plan.cmdline.sched, mpidrs.len().min(super::percpu::MAX_CPUS));
     if policy == crate::sched::SchedPolicy::Credit {
+        let (params, warn) = crate::sched::CreditParams::from_cmdline(plan.cmdline.sched_credit_tslice_ms, plan.cmdline.sched_ratelimit_us);
+        if let Some(w) = warn {
+            log!("warning: {w}");
+        }
+        // from_cmdline's values are within Xen's bounds.
+        let _ = crate::sched::SCHED.set_params(params);
+        log!("credit: timeslice {} ms, rate limit {} us (sched_credit_tslice_ms=, sched_ratelimit_us=)", params.tslice_ms, params.ratelimit_us);
+    }
+    if policy == crate::sched::SchedPolicy::Credit {
         for v in 0..vcpus {
             if let Err(e) = crate::sched::SCHED.add(crate::sched::VcpuRef::new(0, v as u32), Some(v), u64::MAX) {
                 return Err(alloc::format!("dom0 vCPU {v}: {e:?}"));
