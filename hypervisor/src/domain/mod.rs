@@ -163,6 +163,9 @@ pub struct Domain {
     /// Pauses by the toolstack (XEN_DOMCTL_pausedomain) not undone yet: while non-zero, the
     /// domain's vCPUs wait in the hypervisor at their next exit.
     controller_pauses: AtomicU32,
+    /// Bit n: vCPU n, which has a CPU of its own (`sched=null`), waits paused in the
+    /// hypervisor on that CPU (the pause's wait ends when it is set).
+    waits_paused: AtomicU32,
     /// Pages the domain may hold (XEN_DOMCTL_max_mem; its RAM until the toolstack sets it).
     max_pages: AtomicU64,
     /// Where its vCPUs run and may run: read and written by the toolstack's domctls.
@@ -255,6 +258,7 @@ impl Domain {
             shutdown_code: AtomicU32::new(u32::MAX),
             vcpu_off_ns: [const { AtomicU64::new(0) }; vcpu::MAX_VCPUS],
             controller_pauses: AtomicU32::new(0),
+            waits_paused: AtomicU32::new(0),
             max_pages: AtomicU64::new(ram_total >> 12),
             placement: Mutex::new(Placement::new(0)),
             by_toolstack: false,
@@ -410,6 +414,22 @@ impl Domain {
     #[inline]
     pub fn paused(&self) -> bool {
         self.controller_pauses.load(Ordering::Acquire) != 0
+    }
+
+    /// vCPU `vcpu` (on a CPU of its own) waits paused on its CPU (`true`) or left that wait.
+    pub fn set_waits_paused(&self, vcpu: u32, waits: bool) {
+        if vcpu < 32 {
+            if waits {
+                self.waits_paused.fetch_or(1 << vcpu, Ordering::AcqRel);
+            } else {
+                self.waits_paused.fetch_and(!(1 << vcpu), Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Whether vCPU `vcpu` waits paused on a CPU of its own (see [`Domain::set_waits_paused`]).
+    pub fn waits_paused(&self, vcpu: u32) -> bool {
+        vcpu < 32 && self.waits_paused.load(Ordering::Acquire) & (1 << vcpu) != 0
     }
 
     /// Set the pages the domain may hold (XEN_DOMCTL_max_mem).
