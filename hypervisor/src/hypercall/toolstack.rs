@@ -411,6 +411,8 @@ fn run_state(d: &Domain, v: u32) -> (bool, bool) {
     match crate::sched::SCHED.state(crate::sched::VcpuRef::new(d.id, v)) {
         Some(crate::sched::State::Running(_)) => (true, false),
         Some(crate::sched::State::Blocked) => (false, true),
+        // Paused while blocked: still blocked until a wakeup, as Xen reports it.
+        Some(crate::sched::State::Off) => (false, crate::sched::SCHED.blocked_while_off(crate::sched::VcpuRef::new(d.id, v), now_ticks())),
         Some(_) => (false, false),
         None => (!d.by_toolstack && !d.waits_paused(v), false),
     }
