@@ -235,6 +235,22 @@ impl Placement {
     }
 }
 
+/// Set or clear bit `vcpu` of a per-vCPU bit set (vCPUs beyond 31 have no bit).
+fn set_vcpu_bit(bits: &AtomicU32, vcpu: u32, on: bool) {
+    if vcpu < 32 {
+        if on {
+            bits.fetch_or(1 << vcpu, Ordering::AcqRel);
+        } else {
+            bits.fetch_and(!(1 << vcpu), Ordering::AcqRel);
+        }
+    }
+}
+
+/// Bit `vcpu` of a per-vCPU bit set.
+fn vcpu_bit(bits: &AtomicU32, vcpu: u32) -> bool {
+    vcpu < 32 && bits.load(Ordering::Acquire) & (1 << vcpu) != 0
+}
+
 impl Domain {
     pub fn new(id: DomId, is_hardware: bool, direct_mapped: bool, ram: RamBanks) -> Self {
         let ram_total = ram.total();
@@ -418,18 +434,12 @@ impl Domain {
 
     /// vCPU `vcpu` (on a CPU of its own) waits paused on its CPU (`true`) or left that wait.
     pub fn set_waits_paused(&self, vcpu: u32, waits: bool) {
-        if vcpu < 32 {
-            if waits {
-                self.waits_paused.fetch_or(1 << vcpu, Ordering::AcqRel);
-            } else {
-                self.waits_paused.fetch_and(!(1 << vcpu), Ordering::AcqRel);
-            }
-        }
+        set_vcpu_bit(&self.waits_paused, vcpu, waits);
     }
 
     /// Whether vCPU `vcpu` waits paused on a CPU of its own (see [`Domain::set_waits_paused`]).
     pub fn waits_paused(&self, vcpu: u32) -> bool {
-        vcpu < 32 && self.waits_paused.load(Ordering::Acquire) & (1 << vcpu) != 0
+        vcpu_bit(&self.waits_paused, vcpu)
     }
 
     /// Set the pages the domain may hold (XEN_DOMCTL_max_mem).
@@ -493,18 +503,12 @@ impl Domain {
     /// Mark vCPU `vcpu` up (it comes up when the domain runs) or down, as the toolstack's
     /// setvcpucontext says (VGCF_online) for a vCPU that has not run.
     pub fn set_vcpu_down(&self, vcpu: u32, down: bool) {
-        if vcpu < 32 {
-            if down {
-                self.vcpus_off.fetch_or(1 << vcpu, Ordering::AcqRel);
-            } else {
-                self.vcpus_off.fetch_and(!(1 << vcpu), Ordering::AcqRel);
-            }
-        }
+        set_vcpu_bit(&self.vcpus_off, vcpu, down);
     }
 
     /// Whether vCPU `vcpu` turned itself off.
     pub fn vcpu_off(&self, vcpu: u32) -> bool {
-        vcpu < 32 && self.vcpus_off.load(Ordering::Acquire) & (1 << vcpu) != 0
+        vcpu_bit(&self.vcpus_off, vcpu)
     }
 
     /// Pages the domain may hold (XENMEM_maximum_reservation): its RAM, unless the toolstack

@@ -334,15 +334,7 @@ mod tests {
         d.controller_pause().unwrap();
         // The pause returns once its CPU took it off (the switch path for a paused domain,
         // which the kick brings about).
-        let mut relaxed = 0;
-        assert_eq!(pause_domain(&sched, &cpus, &arch, &d, 10, || {
-            relaxed += 1;
-            if relaxed == 3 {
-                sched.stop(r);
-            }
-        }), Ok(()));
-        assert_eq!(relaxed, 3);
-        assert_eq!(sched.state(r), Some(State::Off));
+        pause_taken_off_at(&sched, &cpus, &arch, &d, r, 3);
         assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(home)).count(), 1, "kicked once");
         d.controller_unpause().unwrap();
         resume_domain(&sched, &arch, &d, 2);
@@ -387,6 +379,20 @@ mod tests {
         assert_eq!(sched.state(r0), Some(State::Running(home0)));
     }
 
+    /// A pause of `d` whose running vCPU `r` its CPU takes off at the wait's `at`-th try: it
+    /// returns then, with `r` off.
+    fn pause_taken_off_at(sched: &Scheduler, cpus: &Cpus, arch: &FakeArch, d: &Domain, r: VcpuRef, at: u32) {
+        let mut relaxed = 0;
+        assert_eq!(pause_domain(sched, cpus, arch, d, 10, || {
+            relaxed += 1;
+            if relaxed == at {
+                sched.stop(r);
+            }
+        }), Ok(()));
+        assert_eq!(relaxed, at);
+        assert_eq!(sched.state(r), Some(State::Off));
+    }
+
     /// A dom0less domain as boot builds it under `credit`: one vCPU, placed by the scheduler,
     /// started from boot.
     fn dom0less_under_credit(sched: &Scheduler, id: u16) -> Domain {
@@ -407,15 +413,8 @@ mod tests {
         assert_eq!(sched.state(r), Some(State::Running(home)));
         assert!(d.started(), "built at boot: it runs from the start");
         d.controller_pause().unwrap();
-        let mut relaxed = 0;
-        assert_eq!(pause_domain(&sched, &cpus, &arch, &d, 10, || {
-            relaxed += 1;
-            if relaxed == 2 {
-                // Its CPU's scheduling point (the kick's interrupt) takes it off.
-                sched.stop(r);
-            }
-        }), Ok(()));
-        assert_eq!(sched.state(r), Some(State::Off));
+        // Its CPU's scheduling point (the kick's interrupt) takes it off.
+        pause_taken_off_at(&sched, &cpus, &arch, &d, r, 2);
         assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(home)).count(), 1);
         // Off, an interrupt does not wake it.
         assert_eq!(sched.wake(r, 2), None);
