@@ -15,7 +15,6 @@ use crate::irq::vgic::domains::{VgicConfig, VGICS};
 use crate::trap_stats::TrapKind;
 use crate::{log, sysreg};
 use alloc::string::String;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 pub use super::vgic_glue::guest_exit;
 
@@ -71,8 +70,11 @@ const TIMERS: TimerPpis = TimerPpis { virtual_timer: super::vtimer::on_virtual_t
 /// MSI through the ITS) pends its virtual LPI (no active state to deactivate), the rest goes
 /// to the vGIC protocol. Returns whether it is deactivated now.
 fn dispatch(intid: u32) -> bool {
+    // Under `sched=null` a kick is noted wherever it is taken (with other interrupts in the
+    // same exit, or on the way back into the guest from a hypercall or a trap), so that the
+    // next IRQ exit acts on it.
     if intid == KICK_SGI && !percpu::shares_cpus() {
-        note_kick();
+        percpu::note_kick();
     }
     if intid >= LPI_BASE {
         take_lpi(intid);
@@ -95,25 +97,6 @@ fn take_lpi(intid: u32) {
     }
 }
 
-/// Per CPU, where each vCPU has a CPU of its own (`sched=null`): a kick was taken and
-/// `irq_from_guest` has not looked at it yet.
-static KICK_SEEN: [AtomicBool; percpu::MAX_CPUS] = [const { AtomicBool::new(false) }; percpu::MAX_CPUS];
-
-/// A kick reached this CPU (under `sched=null`). It is noted wherever it is taken: with other
-/// interrupts in the same exit, or on the way back into the guest from a hypercall or a trap,
-/// so that the next IRQ exit acts on it.
-fn note_kick() {
-    if let Some(k) = KICK_SEEN.get(percpu::this_cpu()) {
-        k.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Whether a kick was noted on this CPU since the last call (the note is taken).
-#[inline]
-fn take_kick() -> bool {
-    KICK_SEEN.get(percpu::this_cpu()).is_some_and(|k| k.load(Ordering::Relaxed) && k.swap(false, Ordering::Relaxed))
-}
-
 /// An IRQ taken while a guest ran. When vCPUs share CPUs it is a scheduling point (the tick,
 /// a kick or a timer deadline): `reschedule` (the scheduler's, which sits above this file) may
 /// put another vCPU's frame in `frame`; on a CPU of its own a kick taken since the last IRQ
@@ -124,7 +107,7 @@ pub fn irq_from_guest(frame: &mut TrapFrame, reschedule: fn(&mut TrapFrame), kic
     let first = take_physical_irqs();
     if percpu::shares_cpus() {
         reschedule(frame);
-    } else if take_kick() {
+    } else if percpu::take_kick() {
         kicked();
     }
     guest_entry();
