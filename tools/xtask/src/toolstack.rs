@@ -12,7 +12,8 @@
 //! create`s the domU (2 vCPUs, a file in dom0 as its disk through blkback, a routed vif through
 //! netback), follows it with `xl console` (its stdin a FIFO nobody writes, so no terminal is
 //! needed; every line it prints goes to dom0's console as `xl-console: ...`) until the domU
-//! reports its disk and network checks, pings it from dom0, `xl destroy`s it and waits for the
+//! reports its disk and network checks, pings it from dom0, sets a cap of 50 % on it with `xl
+//! sched-<scheduler> -c` and reads it back (then removes it), `xl destroy`s it and waits for the
 //! free memory to come back. Every step prints a tagged line that [`systest_check`] reads.
 //!
 //! With `xenith-dom0less` on dom0's command line the script runs Debian's `init-dom0less`
@@ -132,6 +133,14 @@ fn script() -> String {
          grep -q {DOMU_DONE} /tmp/domu-console.log 2>/dev/null && echo \"toolstack: domU done\" || echo \"toolstack: the domU never printed {DOMU_DONE}\"\n\
          echo \"toolstack: xl list with the domU\"; xl list 2>&1 | sed 's/^/xl-list-domu: /'\n\
          xl vcpu-list {NAME} 2>&1 | sed 's/^/xl-vcpu-list-domu: /'\n\
+         # A cap of 50 % of a CPU on the domU, read back, and removed, with the scheduler in\n\
+         # force (credit on xenith, Debian's Xen 4.17 runs credit2: both take `-c`).\n\
+         sched=$(xl info | awk '$1 == \"xen_scheduler\" {{ print $3 }}')\n\
+         xl sched-$sched -d {NAME} 2>&1 | sed 's/^/xl-sched-before: /'\n\
+         xl sched-$sched -d {NAME} -c 50 2>&1 | sed 's/^/xl-sched-put: /'\n\
+         xl sched-$sched -d {NAME} 2>&1 | sed 's/^/xl-sched-capped: /'\n\
+         xl sched-$sched -d {NAME} -c 0 2>&1 | sed 's/^/xl-sched-put: /'\n\
+         xl sched-$sched -d {NAME} 2>&1 | sed 's/^/xl-sched-uncapped: /'\n\
          echo \"toolstack: dom0 pings the domU: $(ping -c 2 -W 5 {DOMU_IP} 2>&1 | grep 'packets transmitted')\"\n\
          # dom0 maps the domU's xenstore grant and holds it across the destroy.\n\
          xl domid {NAME} > /tmp/gnthold.domid 2>/dev/null; gh=\n\
@@ -421,6 +430,14 @@ fn check_domu(o: &Outcome) -> std::result::Result<(), String> {
     let vcpus = lines(o, "xl-vcpu-list-domu: ").iter().filter(|l| l.starts_with(NAME)).count();
     if vcpus != VCPUS as usize {
         return Err(format!("`xl vcpu-list {NAME}` shows {vcpus} vCPUs, want {VCPUS}"));
+    }
+    // `xl sched-<scheduler> -d NAME`: `NAME ID Weight Cap`; the cap 0, 50 once set, 0 again.
+    for (tag, cap) in [("xl-sched-before: ", "0"), ("xl-sched-capped: ", "50"), ("xl-sched-uncapped: ", "0")] {
+        let shown = lines(o, tag);
+        let row = shown.iter().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|c| c.first() == Some(&NAME));
+        if row.as_ref().and_then(|c| c.get(3)) != Some(&cap) {
+            return Err(format!("`xl sched-<scheduler> -d {NAME}` ({tag}) should show cap {cap}: {shown:?} {:?}", lines(o, "xl-sched-put: ")));
+        }
     }
     if !o.has("toolstack: dom0 pings the domU: 2 packets transmitted, 2 packets received") {
         return Err("dom0's pings to the domU over the vif were not both answered".into());
