@@ -222,6 +222,8 @@ struct Entry {
     deadline: Option<u64>,
     /// Counter ticks it ran, up to its CPU's last scheduling point.
     ran: u64,
+    /// `ran` at its CPU's last refill: it ran since then if they differ.
+    ran_at_refill: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -362,6 +364,7 @@ impl Scheduler {
             since: 0,
             deadline: None,
             ran: 0,
+            ran_at_refill: 0,
         });
         Ok(home)
     }
@@ -713,16 +716,21 @@ impl Inner {
     /// One period of CPU `cpu`'s time shared among the vCPUs homed on it that are not off, in
     /// proportion to their weight (a domain's weight split among its vCPUs that are not off),
     /// each capped at one period's credit. A capped domain's vCPU earns at most its share of
-    /// the cap (Xen's: the cap's credit rounded up, split among the vCPUs rounded up), and
-    /// what that keeps from it goes to the uncapped vCPUs by weight. Then Xen's parking: a
-    /// capped vCPU below minus its share of the cap is parked, a parked one back at zero or
-    /// above unparked.
+    /// the cap (Xen's: the cap's credit rounded up, split rounded up among the domain's active
+    /// vCPUs: those running or runnable, or that ran since their CPU's last refill, as Xen's
+    /// credit drops a vCPU that only earns from its active list), and what that keeps from it
+    /// goes to the uncapped vCPUs by weight. Then Xen's parking: a capped vCPU below minus its
+    /// share of the cap is parked, a parked one back at zero or above unparked.
     fn refill(&mut self, cpu: usize, period: u64) {
         let vcpus = |s: &Inner, d: DomId| s.slots.iter().flatten().filter(|o| o.id.domain == d && o.state != State::Off).count().max(1) as u64;
+        let active = |s: &Inner, d: DomId| {
+            let busy = |o: &&Entry| matches!(o.state, State::Running(_) | State::Runnable) || o.ran != o.ran_at_refill;
+            s.slots.iter().flatten().filter(|o| o.id.domain == d).filter(busy).count().max(1) as u64
+        };
         let share = |s: &Inner, e: &Entry| u64::from(s.weight(e.id.domain)) * 1024 / vcpus(s, e.id.domain);
         let cap = |s: &Inner, e: &Entry| match s.cap(e.id.domain) {
             NO_CAP => None,
-            c => Some((u64::from(c) * period).div_ceil(100).div_ceil(vcpus(s, e.id.domain))),
+            c => Some((u64::from(c) * period).div_ceil(100).div_ceil(active(s, e.id.domain))),
         };
         let homed = |e: &Entry| e.home == cpu && e.state != State::Off;
         let total: u64 = self.slots.iter().flatten().filter(|e| homed(e)).map(|e| share(self, e)).sum();
@@ -758,6 +766,9 @@ impl Inner {
                 e.boost = false;
             }
             e.credit = e.credit.clamp(-(4 * period as i64), period as i64);
+        }
+        for e in self.slots.iter_mut().flatten().filter(|e| homed(e)) {
+            e.ran_at_refill = e.ran;
         }
     }
 

@@ -397,6 +397,23 @@ fn a_capped_domains_vcpus_share_its_cap() {
 }
 
 #[test]
+fn a_capped_domains_busy_vcpu_gets_the_whole_cap_while_its_other_vcpu_idles() {
+    // Cap 60 over 2 vCPUs on 2 CPUs, one of them waiting in WFI all along: the busy one is the
+    // domain's only active vCPU and gets all 60 %.
+    let s = credit(2);
+    let (a, b) = (v(1, 0), v(1, 1));
+    s.add(a, Some(0), u64::MAX).unwrap();
+    s.add(b, Some(1), u64::MAX).unwrap();
+    s.set_cap(1, 60).unwrap();
+    s.start(a, 0);
+    s.start(b, 0);
+    assert_eq!(s.schedule(1, 0).next, Some(b));
+    assert_eq!(s.block(1, 0, None).next, None);
+    let got = pct(run_events(&s, 0, &[a], 0, 6000)[0], 6000);
+    assert!((got - 60.0).abs() < 2.0, "{got:.2} %");
+}
+
+#[test]
 fn cap_zero_removes_the_limit() {
     let s = credit(1);
     let a = v(1, 0);
