@@ -336,6 +336,30 @@ fn run_events(s: &Scheduler, cpu: usize, vcpus: &[VcpuRef], from: u64, ms: u64) 
     ran
 }
 
+/// A one-CPU credit scheduler with vCPU 0 of domain 1, capped at `cap` and started.
+fn capped_alone(cap: u16) -> (Scheduler, VcpuRef) {
+    let s = credit(1);
+    let a = v(1, 0);
+    s.add(a, Some(0), 1).unwrap();
+    s.set_cap(1, cap).unwrap();
+    assert_eq!(s.cap(1), cap);
+    s.start(a, 0);
+    (s, a)
+}
+
+/// A two-CPU credit scheduler with domain 1's two vCPUs, one on each CPU, capped at `cap`
+/// together and started.
+fn capped_pair(cap: u16) -> (Scheduler, VcpuRef, VcpuRef) {
+    let s = credit(2);
+    let (a, b) = (v(1, 0), v(1, 1));
+    s.add(a, Some(0), u64::MAX).unwrap();
+    s.add(b, Some(1), u64::MAX).unwrap();
+    s.set_cap(1, cap).unwrap();
+    s.start(a, 0);
+    s.start(b, 0);
+    (s, a, b)
+}
+
 /// The share of `total` ms that `ran` is, in percent.
 fn pct(ran: u64, total: u64) -> f64 {
     ran as f64 * 100.0 / (total * MS) as f64
@@ -344,12 +368,7 @@ fn pct(ran: u64, total: u64) -> f64 {
 #[test]
 fn a_busy_capped_vcpu_alone_on_its_cpu_gets_its_cap() {
     for cap in [10u16, 25, 30, 50, 75] {
-        let s = credit(1);
-        let a = v(1, 0);
-        s.add(a, Some(0), 1).unwrap();
-        s.set_cap(1, cap).unwrap();
-        assert_eq!(s.cap(1), cap);
-        s.start(a, 0);
+        let (s, a) = capped_alone(cap);
         assert!(s.shares_cpu(0), "a capped vCPU's WFI traps even alone");
         let ran = run_events(&s, 0, &[a], 0, 6000);
         let got = pct(ran[0], 6000);
@@ -383,13 +402,7 @@ fn an_uncapped_vcpu_beside_a_capped_one_is_not_slowed() {
 #[test]
 fn a_capped_domains_vcpus_share_its_cap() {
     // Cap 100 over 2 vCPUs on 2 CPUs: half a CPU each, one CPU in all.
-    let s = credit(2);
-    let (a, b) = (v(1, 0), v(1, 1));
-    s.add(a, Some(0), u64::MAX).unwrap();
-    s.add(b, Some(1), u64::MAX).unwrap();
-    s.set_cap(1, 100).unwrap();
-    s.start(a, 0);
-    s.start(b, 0);
+    let (s, a, b) = capped_pair(100);
     for (cpu, x) in [(0, a), (1, b)] {
         let got = pct(run_events(&s, cpu, &[x], 0, 6000)[0], 6000);
         assert!((got - 50.0).abs() < 2.0, "{x:?}: {got:.2} %");
@@ -400,13 +413,7 @@ fn a_capped_domains_vcpus_share_its_cap() {
 fn a_capped_domains_busy_vcpu_gets_the_whole_cap_while_its_other_vcpu_idles() {
     // Cap 60 over 2 vCPUs on 2 CPUs, one of them waiting in WFI all along: the busy one is the
     // domain's only active vCPU and gets all 60 %.
-    let s = credit(2);
-    let (a, b) = (v(1, 0), v(1, 1));
-    s.add(a, Some(0), u64::MAX).unwrap();
-    s.add(b, Some(1), u64::MAX).unwrap();
-    s.set_cap(1, 60).unwrap();
-    s.start(a, 0);
-    s.start(b, 0);
+    let (s, a, b) = capped_pair(60);
     assert_eq!(s.schedule(1, 0).next, Some(b));
     assert_eq!(s.block(1, 0, None).next, None);
     let got = pct(run_events(&s, 0, &[a], 0, 6000)[0], 6000);
@@ -415,11 +422,7 @@ fn a_capped_domains_busy_vcpu_gets_the_whole_cap_while_its_other_vcpu_idles() {
 
 #[test]
 fn cap_zero_removes_the_limit() {
-    let s = credit(1);
-    let a = v(1, 0);
-    s.add(a, Some(0), 1).unwrap();
-    s.set_cap(1, 50).unwrap();
-    s.start(a, 0);
+    let (s, a) = capped_alone(50);
     let ran = run_events(&s, 0, &[a], 0, 3000);
     assert!((pct(ran[0], 3000) - 50.0).abs() < 2.0);
     s.set_cap(1, NO_CAP).unwrap();
@@ -433,11 +436,7 @@ fn cap_zero_removes_the_limit() {
 #[test]
 fn a_parked_vcpu_leaves_at_once_and_its_cpu_idles_until_the_refill_that_unparks_it() {
     let us = MS / 1000;
-    let s = credit(1);
-    let a = v(1, 0);
-    s.add(a, Some(0), 1).unwrap();
-    s.set_cap(1, 10).unwrap();
-    s.start(a, 0);
+    let (s, a) = capped_alone(10);
     assert_eq!(s.schedule(0, 0).next, Some(a));
     assert_eq!(s.next_event(0, 0), Some(30 * MS), "the refill");
     // It runs 29.5 ms, waits in WFI, wakes (boosted: no refill has found it over yet) and is
@@ -476,11 +475,7 @@ fn a_parked_vcpu_leaves_at_once_and_its_cpu_idles_until_the_refill_that_unparks_
 
 #[test]
 fn a_parked_vcpu_blocks_and_wakes_parked_and_a_raced_wfi_does_not_keep_it_on() {
-    let s = credit(1);
-    let a = v(1, 0);
-    s.add(a, Some(0), 1).unwrap();
-    s.set_cap(1, 10).unwrap();
-    s.start(a, 0);
+    let (s, a) = capped_alone(10);
     assert_eq!(s.schedule(0, 0).next, Some(a));
     // Its WFI at the refill that parks it, with a wakeup racing it: it leaves runnable.
     s.wake(a, 29 * MS);
@@ -489,10 +484,7 @@ fn a_parked_vcpu_blocks_and_wakes_parked_and_a_raced_wfi_does_not_keep_it_on() {
     assert_eq!((s.state(a), s.parked(a)), (Some(State::Runnable), Some(true)));
     // Unparked later, it runs and blocks; a refill that finds it blocked over its cap parks it
     // blocked, and its wakeup leaves it parked and unboosted.
-    let s = credit(1);
-    s.add(a, Some(0), 1).unwrap();
-    s.set_cap(1, 10).unwrap();
-    s.start(a, 0);
+    let (s, a) = capped_alone(10);
     assert_eq!(s.schedule(0, 0).next, Some(a));
     assert_eq!(s.block(0, 29 * MS, Some(100 * MS)).next, None);
     assert_eq!(s.schedule(0, 30 * MS).next, None);
