@@ -142,10 +142,10 @@ fn script() -> String {
          xl sched-$sched -d {NAME} 2>&1 | sed 's/^/xl-sched-before: /'\n\
          xl sched-$sched -d {NAME} -c 50 2>&1 | sed 's/^/xl-sched-put: /'\n\
          xl sched-$sched -d {NAME} 2>&1 | sed 's/^/xl-sched-capped: /'\n\
-         cpu_time capped\n\
+         cpu_time capped; xl vcpu-list {NAME} 2>&1 | sed 's/^/xl-vcpu-list-capped: /'\n\
          xl sched-$sched -d {NAME} -c 0 2>&1 | sed 's/^/xl-sched-put: /'\n\
          xl sched-$sched -d {NAME} 2>&1 | sed 's/^/xl-sched-uncapped: /'\n\
-         cpu_time uncapped\n\
+         cpu_time uncapped; xl vcpu-list {NAME} 2>&1 | sed 's/^/xl-vcpu-list-uncapped: /'\n\
          echo \"toolstack: dom0 pings the domU: $(ping -c 2 -W 5 {DOMU_IP} 2>&1 | grep 'packets transmitted')\"\n\
          # dom0 maps the domU's xenstore grant and holds it across the destroy.\n\
          xl domid {NAME} > /tmp/gnthold.domid 2>/dev/null; gh=\n\
