@@ -655,6 +655,14 @@ xl-list-domu: xenith-domu                                  1   128     2     ---
 xl-vcpu-list-domu: Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)
 xl-vcpu-list-domu: xenith-domu                          1     0    0   -b-      19.1  all / all
 xl-vcpu-list-domu: xenith-domu                          1     1    0   -b-      16.0  all / all
+xl-sched-before: Name                                ID Weight  Cap
+xl-sched-before: xenith-domu                          1    256    0
+xl-sched-capped: Name                                ID Weight  Cap
+xl-sched-capped: xenith-domu                          1    256   50
+toolstack: domU cpu time capped 18.7 20.7 wall 40.12 44.84
+xl-sched-uncapped: Name                                ID Weight  Cap
+xl-sched-uncapped: xenith-domu                          1    256    0
+toolstack: domU cpu time uncapped 23.4 28.2 wall 48.18 52.67
 toolstack: dom0 pings the domU: 2 packets transmitted, 2 packets received, 0% packet loss
 gnthold: gnthold: mapped d1 ref 1, first byte 0
 toolstack: xl destroy exit 0
@@ -705,6 +713,13 @@ hotplug: block: /dev/loop0 detached
             ("domu: vcpus 2", "domu: vcpus 1"),
             ("   128     2     ------", "   128     1     ------"),
             ("xl-vcpu-list-domu: xenith-domu                          1     1", "xl-vcpu-list-domu: (gone)"),
+            ("xl-sched-capped: xenith-domu                          1    256   50", "xl-sched-capped: xenith-domu                          1    256    0"),
+            ("xl-sched-uncapped: xenith-domu                          1    256    0", "xl-sched-uncapped: xenith-domu                          1    256   50"),
+            ("xl-sched-before: xenith-domu", "xl-sched-before: libxl: error"),
+            // The cap ignored: the busy vCPU runs on.
+            ("capped 18.7 20.7 wall", "capped 18.7 22.7 wall"),
+            ("uncapped 23.4 28.2 wall", "uncapped 23.4 25.4 wall"),
+            ("toolstack: domU cpu time uncapped", "toolstack: domU cpu uncapped"),
             ("dom0 pings the domU: 2 packets transmitted, 2 packets received", "dom0 pings the domU: 2 packets transmitted, 0 packets received"),
             ("xl destroy exit 0", "xl destroy exit 1"),
             ("free_memory after destroy: 1504", "free_memory after destroy: 1376"),
