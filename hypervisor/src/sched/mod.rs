@@ -23,7 +23,8 @@
 //!   nothing of its own to run takes a runnable vCPU from another CPU's queue that its affinity
 //!   allows (Xen's credit does so too).
 //! - Caps (Xen credit's `cap`, percent of one CPU, 0 = none): a capped domain earns at most
-//!   its cap's share of a period in all, split among its vCPUs; what its weight would have
+//!   its cap's share of a period in all, split among its active vCPUs (those that run or want
+//!   to, or ran since the last refill, as Xen's active list); what its weight would have
 //!   given it beyond that goes to the uncapped vCPUs of the CPU. A vCPU of a capped domain
 //!   whose credit is below minus its per-vCPU cap at a refill is parked: it does not run, even
 //!   on an idle CPU, until a refill brings its credit back to zero or above (then it is
@@ -725,7 +726,7 @@ impl Inner {
         let vcpus = |s: &Inner, d: DomId| s.slots.iter().flatten().filter(|o| o.id.domain == d && o.state != State::Off).count().max(1) as u64;
         let active = |s: &Inner, d: DomId| {
             let busy = |o: &&Entry| matches!(o.state, State::Running(_) | State::Runnable) || o.ran != o.ran_at_refill;
-            s.slots.iter().flatten().filter(|o| o.id.domain == d).filter(busy).count().max(1) as u64
+            s.slots.iter().flatten().filter(|o| o.id.domain == d && o.state != State::Off).filter(busy).count().max(1) as u64
         };
         let share = |s: &Inner, e: &Entry| u64::from(s.weight(e.id.domain)) * 1024 / vcpus(s, e.id.domain);
         let cap = |s: &Inner, e: &Entry| match s.cap(e.id.domain) {
