@@ -42,9 +42,12 @@ pub trait PhysMem {
         let _ = (pa, len);
     }
 
-    /// Zero `[pa, pa + len)` (a page given to a domain, a fresh table). The default writes a
-    /// zeroed buffer a chunk at a time; the hardware implementation zeroes whole cache blocks
-    /// per instruction. Nothing is cleaned: callers that need it call [`clean_dcache`](Self::clean_dcache).
+    /// Zero `[pa, pa + len)` (a page given to a domain, a fresh table), cleaned to the point
+    /// of coherency: a page a domain is given reads as zeros even through a non-cacheable
+    /// mapping or with its MMU off, never as what a previous owner left in RAM beneath the
+    /// cache (Xen cleans every page it allocates). The default writes a zeroed buffer a chunk
+    /// at a time, then cleans; the hardware implementation zeroes whole cache blocks per
+    /// instruction.
     fn zero(&self, pa: u64, len: u64) -> Result<(), MemError> {
         const ZEROS: [u8; 512] = [0; 512];
         let mut done = 0;
@@ -53,6 +56,7 @@ pub trait PhysMem {
             self.write(pa.checked_add(done).ok_or(MemError::NotMemory { pa })?, &ZEROS[..n as usize])?;
             done += n;
         }
+        self.clean_dcache(pa, len as usize);
         Ok(())
     }
 

@@ -209,15 +209,9 @@ fn copy(mem: &dyn PhysMem, from: u64, to: u64, len: u64) -> Result<(), DomUError
     Ok(())
 }
 
+/// Zero `[pa, pa + len)` to the point of coherency (the domU starts with its caches off).
 fn zero(mem: &dyn PhysMem, pa: u64, len: u64) -> Result<(), DomUError> {
-    const Z: [u8; 4096] = [0; 4096];
-    let mut done = 0;
-    while done < len {
-        let n = core::cmp::min(Z.len() as u64, len - done) as usize;
-        mem.write(pa + done, &Z[..n]).map_err(|_| DomUError::Mem)?;
-        done += n as u64;
-    }
-    Ok(())
+    mem.zero(pa, len).map_err(|_| DomUError::Mem)
 }
 
 fn align_down(x: u64, a: u64) -> u64 {

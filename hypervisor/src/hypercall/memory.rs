@@ -592,10 +592,10 @@ fn populate_given_back(dom: &Domain, m: &mut crate::domain::registry::Machine<'_
     if p2m.leaves_in(ipa, ipa + bytes, m.mem).next().is_some() {
         return false;
     }
+    // Zeroed to the point of coherency: the guest may map it non-cacheable.
     if m.mem.zero(pa, bytes).is_err() {
         return false;
     }
-    m.mem.clean_dcache(pa, bytes as usize);
     p2m.map(ipa, pa, bytes, S2Attr::RAM_RWX, &mut *m.frames, m.mem, &mut *m.tlb).is_ok()
 }
 

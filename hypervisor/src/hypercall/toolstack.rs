@@ -327,10 +327,11 @@ fn scheduler_op_global(sched: &crate::sched::Scheduler, u: &mut [u64; 16], runni
     Ok(())
 }
 
-/// XEN_DOMCTL_scheduler_op of domain `d` under scheduler `running`. Credit: getinfo reads
-/// the domain's weight and cap (0: none), putinfo sets a weight that is not 0 (caps are not
-/// enforced here: a cap other than none is -EOPNOTSUPP; 0xffff keeps it); its per-vCPU
-/// commands are -EINVAL, as in Xen's credit. Null: nothing to get or set.
+/// XEN_DOMCTL_scheduler_op of domain `d` under scheduler `running`. Credit
+/// (`xen_domctl_sched_credit`: weight u16 @0, cap u16 @2): getinfo reads the domain's weight
+/// and cap (percent of one CPU, 0: none), putinfo sets a weight that is not 0 and a cap that
+/// is not 0xffff (any other value, as Xen's credit takes it); its per-vCPU commands are
+/// -EINVAL, as in Xen's credit. Null: nothing to get or set.
 fn scheduler_op_domain(sched: &crate::sched::Scheduler, d: &Domain, s: &mut SchedulerOp, running: u32) -> Result<(), i64> {
     if s.sched_id != running || s.cmd > SCHEDOP_GETVCPUINFO {
         return Err(ret(EINVAL));
@@ -341,15 +342,15 @@ fn scheduler_op_domain(sched: &crate::sched::Scheduler, d: &Domain, s: &mut Sche
     let (weight, cap) = (s.u[0] as u16, (s.u[0] >> 16) as u16);
     match s.cmd {
         SCHEDOP_GETINFO => {
-            s.u[0] = (s.u[0] & !0xffff_ffff) | u64::from(sched.weight(d.id) as u16);
+            s.u[0] = (s.u[0] & !0xffff_ffff) | u64::from(sched.weight(d.id) as u16) | u64::from(sched.cap(d.id)) << 16;
             Ok(())
         }
         SCHEDOP_PUTINFO => {
-            if cap != 0 && cap != u16::MAX {
-                return Err(ret(guest_abi::errno::EOPNOTSUPP));
-            }
             if weight != 0 {
                 sched.set_weight(d.id, u32::from(weight)).map_err(|_| ret(EINVAL))?;
+            }
+            if cap != u16::MAX {
+                sched.set_cap(d.id, cap).map_err(|_| ret(EINVAL))?;
             }
             Ok(())
         }
@@ -523,6 +524,14 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
         (domctl::SCHEDULER_OP, Some(d)) => {
             let mut s: SchedulerOp = payload(&op.u);
             let r = scheduler_op_domain(&crate::sched::SCHED, d, &mut s, sched_id());
+            if r.is_ok() && s.cmd == SCHEDOP_PUTINFO && s.sched_id == XEN_SCHEDULER_CREDIT {
+                // A new cap is enforced from its vCPUs' CPUs' next scheduling point: make one.
+                for v in 0..d.max_vcpus.min(MAX_VCPUS as u32) {
+                    if let Some(cpu) = crate::sched::SCHED.cpu_of(crate::sched::VcpuRef::new(d.id, v)) {
+                        cx.arch.kick_cpu(cpu);
+                    }
+                }
+            }
             set_payload(&mut op.u, &s);
             // Xen copies the struct back whatever the outcome.
             match write_arg(cx.mem, arg, &op) {
@@ -752,7 +761,8 @@ fn createdomain(cx: &mut HypercallCtx<'_, '_>, op: &mut XenDomctl) -> Result<(),
     };
     *d.p2m.get_mut() = Some(p2m);
     match cx.domains.insert(d) {
-        Ok(_) => {}
+        // Xen's defaults for a new domain, whatever a destroyed one of this id had.
+        Ok(_) => crate::sched::SCHED.new_domain(id),
         Err(mut d) => {
             // The id is taken after all (a domain built some other way).
             if let Some(p2m) = d.p2m.get_mut().take() {
@@ -882,11 +892,24 @@ fn cacheflush(cx: &mut HypercallCtx<'_, '_>, d: &Domain, start: u64, n: u64) -> 
     }
     let p2m = d.p2m.read();
     let Some(p2m) = p2m.as_ref() else { return Ok(()) };
+    // Machine-contiguous runs of mapped frames, each cleaned (and every CPU's I-cache
+    // invalidated) at once: the toolstack flushes a kernel it wrote before the domain runs
+    // it with its MMU off.
+    let mut run: Option<(u64, u64)> = None;
     for gfn in start..start + n {
         let Some(ipa) = gfn.checked_mul(4096) else { break };
-        if let Some(pa) = p2m.lookup_pa(ipa, cx.machine.mem) {
-            cx.machine.mem.clean_dcache(pa & !0xfff, 4096);
-        }
+        let Some(pa) = p2m.lookup_pa(ipa, cx.machine.mem).map(|pa| pa & !0xfff) else { continue };
+        run = match run {
+            Some((base, len)) if base + len == pa => Some((base, len + 4096)),
+            Some((base, len)) => {
+                cx.arch.clean_dcache_range(base, len);
+                Some((pa, 4096))
+            }
+            None => Some((pa, 4096)),
+        };
+    }
+    if let Some((base, len)) = run {
+        cx.arch.clean_dcache_range(base, len);
     }
     Ok(())
 }
@@ -1144,6 +1167,22 @@ mod tests {
         };
         assert_eq!(populate(&mut e, 0x40000, 64), 64);
         assert_eq!(populate(&mut e, crate::hypercall::memory::GUEST_MAGIC_BASE >> 12, 4), 4);
+        // Each page it was given is zeroed at the point of coherency (what a previous owner
+        // left in RAM is not readable through a non-cacheable mapping).
+        for gfn in 0x40000..0x40040 {
+            let pa = super::super::guest_phys::lookup(e.dom(id), gfn, &e.phys).expect("populated");
+            assert!(e.phys.is_clean(pa, 4096), "gfn {gfn:#x} at {pa:#x} left dirty in the cache");
+        }
+        // XEN_DOMCTL_cacheflush over the populated pages and a hole beyond them: every mapped
+        // frame cleaned (with the I-cache), the hole skipped.
+        let before = e.arch.calls().len();
+        assert_eq!(domctl_call(&mut e, 0, domctl::CACHEFLUSH, v, id, with(CacheFlush { start_pfn: 0x40000, nr_pfns: 0x50 })), 0);
+        let mut cleaned: Vec<(u64, u64)> = e.arch.calls()[before..].iter().filter_map(|c| if let crate::contract::fake::Call::Clean { pa, len } = c { Some((*pa, *len)) } else { None }).collect();
+        cleaned.sort();
+        let mut want: Vec<u64> = (0x40000..0x40040).filter_map(|g| super::super::guest_phys::lookup(e.dom(id), g, &e.phys)).collect();
+        want.sort();
+        let got: Vec<u64> = cleaned.iter().flat_map(|&(pa, len)| (0..len / 4096).map(move |i| pa + i * 4096)).collect();
+        assert_eq!(got, want, "each mapped frame once, nothing else");
         // Its limit (68 pages) is reached: no more.
         assert_eq!(populate(&mut e, 0x40040, 1), 0);
         assert_eq!(e.dom(id).tot_pages(), 68);
@@ -1414,8 +1453,28 @@ mod tests {
         assert_eq!(sched.weight(3), 512);
         assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 0, 0), XEN_SCHEDULER_CREDIT), Ok(()), "weight 0 leaves it");
         assert_eq!(sched.weight(3), 512);
-        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 100, 50), XEN_SCHEDULER_CREDIT), Err(ret(guest_abi::errno::EOPNOTSUPP)), "caps are not enforced");
-        assert_eq!(sched.weight(3), 512, "nothing changed");
+        // `xl sched-credit -d 3 -c 50`: libxl puts the weight it read and the cap.
+        let mut s = op(SCHEDOP_PUTINFO, 512, 50);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut s, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(s.u[0], 512 | 50 << 16 | 0xdead << 32, "a put leaves the struct as it came");
+        let mut s = op(SCHEDOP_GETINFO, 0, 0);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut s, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(s.u[0], 512 | 50 << 16 | 0xdead << 32, "weight 512, cap 50");
+        // 0xffff keeps the cap; any other value is taken as Xen's credit takes it (over 100%
+        // too: libxl, not Xen, bounds it by the vCPUs), 0 removes it.
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 0, 0xffff), XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!((sched.weight(3), sched.cap(3)), (512, 50));
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 0, 0xfffe), XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(sched.cap(3), 0xfffe);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_PUTINFO, 0, 0), XEN_SCHEDULER_CREDIT), Ok(()));
+        let mut s = op(SCHEDOP_GETINFO, 7, 7);
+        assert_eq!(scheduler_op_domain(&sched, &d, &mut s, XEN_SCHEDULER_CREDIT), Ok(()));
+        assert_eq!(s.u[0], 512 | 0xdead << 32, "no cap");
+        // A new domain of a destroyed one's id starts at Xen's defaults.
+        sched.set_cap(3, 20).unwrap();
+        sched.new_domain(3);
+        assert_eq!((sched.weight(3), sched.cap(3)), (256, 0));
+        sched.set_weight(3, 512).unwrap();
         assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_GETVCPUINFO, 0, 0), XEN_SCHEDULER_CREDIT), Err(ret(EINVAL)));
         assert_eq!(scheduler_op_domain(&sched, &d, &mut op(SCHEDOP_GETINFO, 0, 0), XEN_SCHEDULER_NULL), Err(ret(EINVAL)), "not the running scheduler");
         // The pool's parameters: pool 0 @0, the scheduler @4, the command @8, the union @16.

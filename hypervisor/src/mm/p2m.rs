@@ -484,8 +484,8 @@ impl<'a, F: FrameAlloc + ?Sized, M: PhysMem + ?Sized, T: TlbOps + ?Sized> Editor
     }
 
     fn zero_frame(&self, pa: u64) -> Result<(), P2mError> {
+        // Zeroed to the point of coherency (a walker that does not snoop reads it).
         self.mem.zero(pa, PAGE_SIZE)?;
-        self.mem.clean_dcache(pa, PAGE_SIZE as usize);
         Ok(())
     }
 

@@ -90,6 +90,13 @@ impl TestMem {
         }
     }
 
+    /// Whether `[pa, pa + len)` holds no line written since its last clean (what the CPU
+    /// wrote there is at the point of coherency).
+    pub fn is_clean(&self, pa: u64, len: u64) -> bool {
+        let s = self.shared.borrow();
+        !s.dirty.iter().any(|&line| line + 64 > pa && line < pa + len)
+    }
+
     pub fn set_logging(&self, on: bool) {
         let mut s = self.shared.borrow_mut();
         s.logging = on;

@@ -17,10 +17,21 @@
 //!   is preempted at the end of its timeslice (checked on the tick, a third of the timeslice)
 //!   by a vCPU of at least its priority, and by one of higher priority as soon as it has run
 //!   the rate limit (1 ms by default; Xen's `sched_ratelimit_us`, so a vCPU that wakes often,
-//!   such as dom0's console daemon, does not switch the CPU on every event). Credit is capped at one period's worth, so an idle vCPU does
-//!   not hoard it. Credit is accounted per CPU: the CPU time of one CPU is shared among the
-//!   vCPUs homed on it. With `balance`, a CPU with nothing of its own to run takes a runnable
-//!   vCPU from another CPU's queue that its affinity allows (Xen's credit does so too).
+//!   such as dom0's console daemon, does not switch the CPU on every event). Credit is capped
+//!   at one period's worth, so an idle vCPU does not hoard it. Credit is accounted per CPU: the
+//!   CPU time of one CPU is shared among the vCPUs homed on it. With `balance`, a CPU with
+//!   nothing of its own to run takes a runnable vCPU from another CPU's queue that its affinity
+//!   allows (Xen's credit does so too).
+//! - Caps (Xen credit's `cap`, percent of one CPU, 0 = none): a capped domain earns at most
+//!   its cap's share of a period in all, split among its active vCPUs (those that run or want
+//!   to, or ran since the last refill, as Xen's active list); what its weight would have
+//!   given it beyond that goes to the uncapped vCPUs of the CPU. A vCPU of a capped domain
+//!   whose credit is below minus its per-vCPU cap at a refill is parked: it does not run, even
+//!   on an idle CPU, until a refill brings its credit back to zero or above (then it is
+//!   unparked, without a boost). Parking is orthogonal to the state: a parked vCPU may block,
+//!   wake, be stopped and started, and runs only once unparked; a running vCPU that is parked
+//!   leaves its CPU at once, whatever the rate limit. A CPU with such a vCPU has a scheduling
+//!   point at every refill and traps WFI, so idling is not charged as running.
 //!
 //! Wakeups: an interrupt or event for a vCPU calls [`Scheduler::wake`]: a blocked vCPU becomes
 //! runnable and its CPU is told to look (the caller kicks it); a running one is marked so that
@@ -42,6 +53,8 @@ pub use crate::dt::cmdline::SchedPolicy;
 pub const MAX_SCHED_VCPUS: usize = 4 * MAX_CPUS;
 /// Xen's default domain weight.
 pub const DEFAULT_WEIGHT: u32 = 256;
+/// A cap of none (`xl sched-credit -c 0`).
+pub const NO_CAP: u16 = 0;
 /// Xen's weight bounds (`xl sched-credit -w`).
 pub const MIN_WEIGHT: u32 = 1;
 pub const MAX_WEIGHT: u32 = 65535;
@@ -164,6 +177,10 @@ pub struct BadParams;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadWeight;
 
+/// A domain id beyond the scheduler's per-domain table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadDomain;
+
 /// What a CPU runs after a scheduling point: `prev` was running, `next` runs now (`None`:
 /// nothing, the CPU waits for an interrupt). A switch when they differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +211,8 @@ struct Entry {
     /// Out of credit at the last refill (OVER); priorities change only at refills, wakeups
     /// and ticks, as Xen's credit recomputes them at its accounting.
     over: bool,
+    /// Over its domain's cap at a refill: not run until a refill brings its credit back.
+    parked: bool,
     /// A wakeup came while it ran: its next WFI returns at once instead of blocking.
     woken: bool,
     /// Run-queue order within a priority (smaller first).
@@ -208,6 +227,8 @@ struct Entry {
     blocked_off: bool,
     /// Counter ticks it ran, up to its CPU's last scheduling point.
     ran: u64,
+    /// `ran` at its CPU's last refill: it ran since then if they differ.
+    ran_at_refill: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -233,6 +254,8 @@ struct Inner {
     cpu: [Cpu; MAX_CPUS],
     /// Domain weights (by domain id, 0 = default); ids beyond the table use the default.
     weights: [u16; 64],
+    /// Domain caps (by domain id; percent of one CPU, [`NO_CAP`] = none).
+    caps: [u16; 64],
     seq: u64,
 }
 
@@ -264,6 +287,7 @@ impl Scheduler {
                 slots: [None; MAX_SCHED_VCPUS],
                 cpu: [Cpu { current: None, slice_start: 0, next_acct: 0 }; MAX_CPUS],
                 weights: [0; 64],
+                caps: [NO_CAP; 64],
                 seq: 0,
             }),
         }
@@ -339,12 +363,14 @@ impl Scheduler {
             boost: false,
             boost_ran: 0,
             over: false,
+            parked: false,
             woken: false,
             seq: 0,
             since: 0,
             deadline: None,
             blocked_off: false,
             ran: 0,
+            ran_at_refill: 0,
         });
         Ok(home)
     }
@@ -422,11 +448,13 @@ impl Scheduler {
         s.cpu.get(cpu)?.current.and_then(|i| s.slots[i]).map(|e| e.id)
     }
 
-    /// Whether CPU `cpu` has more than one vCPU that is not off homed on it (so its vCPUs'
-    /// WFI must trap and a tick must run). Always false under `null`.
+    /// Whether CPU `cpu` has more than one vCPU that is not off homed on it, or one that is
+    /// capped or parked (so its vCPUs' WFI must trap: a vCPU waiting in WFI on its CPU would
+    /// be charged as running). Always false under `null`.
     pub fn shares_cpu(&self, cpu: usize) -> bool {
         let s = self.inner.lock();
-        s.policy == SchedPolicy::Credit && (s.balance || s.slots.iter().flatten().filter(|e| e.home == cpu && e.state != State::Off).count() > 1)
+        let mut homed = s.slots.iter().flatten().filter(|e| e.home == cpu && e.state != State::Off);
+        s.policy == SchedPolicy::Credit && (s.balance || homed.clone().count() > 1 || homed.any(|e| e.parked || s.cap(e.id.domain) != NO_CAP))
     }
 
     /// Set domain `d`'s weight (Xen's bounds).
@@ -442,6 +470,37 @@ impl Scheduler {
 
     pub fn weight(&self, d: DomId) -> u32 {
         self.inner.lock().weight(d)
+    }
+
+    /// Set domain `d`'s cap: percent of one CPU its vCPUs may use together, [`NO_CAP`] for
+    /// none. Any value is taken, as Xen's credit takes it (a cap above the domain's vCPUs'
+    /// worth limits nothing). Its vCPUs' CPUs see it at their next scheduling point.
+    pub fn set_cap(&self, d: DomId, cap: u16) -> Result<(), BadDomain> {
+        let mut s = self.inner.lock();
+        *s.caps.get_mut(usize::from(d)).ok_or(BadDomain)? = cap;
+        Ok(())
+    }
+
+    pub fn cap(&self, d: DomId) -> u16 {
+        self.inner.lock().cap(d)
+    }
+
+    /// A new domain `d` (its id may be a destroyed domain's): Xen's defaults, weight 256 and
+    /// no cap.
+    pub fn new_domain(&self, d: DomId) {
+        let mut s = self.inner.lock();
+        if let Some(w) = s.weights.get_mut(usize::from(d)) {
+            *w = 0;
+        }
+        if let Some(c) = s.caps.get_mut(usize::from(d)) {
+            *c = NO_CAP;
+        }
+    }
+
+    /// Whether vCPU `v` is parked over its domain's cap (`None`: not here).
+    pub fn parked(&self, v: VcpuRef) -> Option<bool> {
+        let s = self.inner.lock();
+        s.find(v).and_then(|i| s.slots[i]).map(|e| e.parked)
     }
 
     /// vCPU `v` is started (powered on, unpaused): off -> runnable. Returns the CPU that must
@@ -491,7 +550,8 @@ impl Scheduler {
             State::Blocked => {
                 e.state = State::Runnable;
                 e.deadline = None;
-                e.boost = credit && !e.over;
+                // A parked vCPU wakes unboosted (it runs once unparked), as in Xen's credit.
+                e.boost = credit && !e.over && !e.parked;
                 e.boost_ran = 0;
                 e.since = now;
                 let home = e.home;
@@ -510,9 +570,14 @@ impl Scheduler {
         if s.policy == SchedPolicy::Credit {
             s.account(cpu, now);
             if let Some(e) = s.slots[i].as_mut() {
+                // A wakeup raced the WFI: it runs on, unless the refill just parked it (then
+                // it is runnable, and leaves the CPU below).
                 if core::mem::take(&mut e.woken) {
                     let id = Some(e.id);
-                    return Decision { prev: id, next: id };
+                    if !e.parked {
+                        return Decision { prev: id, next: id };
+                    }
+                    return s.schedule(cpu, now, false);
                 }
                 e.state = State::Blocked;
                 e.boost = false;
@@ -536,6 +601,8 @@ impl Scheduler {
     }
 
     /// When `cpu` needs its next scheduling point: the next tick while vCPUs compete for it,
+    /// the next refill while a capped or parked vCPU homed on it is runnable or running (the
+    /// refill parks and unparks it; a CPU whose only runnable vCPU is parked idles until then),
     /// and the earliest deadline of the blocked vCPUs homed on it. `None`: nothing to wait for.
     pub fn next_event(&self, cpu: usize, now: u64) -> Option<u64> {
         let s = self.inner.lock();
@@ -546,17 +613,16 @@ impl Scheduler {
         let deadline = s.slots.iter().flatten().filter(homed).filter(|e| e.state == State::Blocked).filter_map(|e| e.deadline).min();
         let Some(c) = s.cpu.get(cpu) else { return deadline };
         let running = c.current.and_then(|i| s.slots[i]);
-        let waiting = s.slots.iter().flatten().filter(homed).filter(|e| e.state == State::Runnable).map(|e| e.priority()).max();
+        let waiting = s.slots.iter().flatten().filter(homed).filter(|e| e.state == State::Runnable && !e.parked).map(|e| e.priority()).max();
+        let capped = s.slots.iter().flatten().filter(homed).any(|e| matches!(e.state, State::Running(_) | State::Runnable) && (e.parked || s.cap(e.id.domain) != NO_CAP));
+        let refill = capped.then_some(c.next_acct.max(now));
         let tick = match (running, waiting) {
             // One of higher priority waits for the rate limit to pass.
             (Some(r), Some(w)) if w > r.priority() => Some((c.slice_start + s.ratelimit).max(now).min(now + s.tick())),
             (Some(_), Some(_)) => Some(now + s.tick()),
             _ => None,
         };
-        match (tick, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [tick, refill, deadline].into_iter().flatten().min()
     }
 
     /// A blocked vCPU homed on `cpu` whose deadline is at or before `now` (its deadline is
@@ -613,6 +679,10 @@ impl Inner {
             Some(&w) if w != 0 => u32::from(w),
             _ => DEFAULT_WEIGHT,
         }
+    }
+
+    fn cap(&self, d: DomId) -> u16 {
+        self.caps.get(usize::from(d)).copied().unwrap_or(NO_CAP)
     }
 
     fn enqueue(&mut self, i: usize) {
@@ -672,33 +742,67 @@ impl Inner {
 
     /// One period of CPU `cpu`'s time shared among the vCPUs homed on it that are not off, in
     /// proportion to their weight (a domain's weight split among its vCPUs that are not off),
-    /// each capped at one period's credit.
+    /// each capped at one period's credit. A capped domain's vCPU earns at most its share of
+    /// the cap (Xen's: the cap's credit rounded up, split rounded up among the domain's active
+    /// vCPUs: those running or runnable, or that ran since their CPU's last refill, as Xen's
+    /// credit drops a vCPU that only earns from its active list), and what that keeps from it
+    /// goes to the uncapped vCPUs by weight. Then Xen's parking: a capped vCPU below minus its
+    /// share of the cap is parked, a parked one back at zero or above unparked.
     fn refill(&mut self, cpu: usize, period: u64) {
-        let share = |s: &Inner, e: &Entry| {
-            let mine = s.slots.iter().flatten().filter(|o| o.id.domain == e.id.domain && o.state != State::Off).count().max(1);
-            u64::from(s.weight(e.id.domain)) * 1024 / mine as u64
+        let vcpus = |s: &Inner, d: DomId| s.slots.iter().flatten().filter(|o| o.id.domain == d && o.state != State::Off).count().max(1) as u64;
+        let active = |s: &Inner, d: DomId| {
+            let busy = |o: &&Entry| matches!(o.state, State::Running(_) | State::Runnable) || o.ran != o.ran_at_refill;
+            s.slots.iter().flatten().filter(|o| o.id.domain == d && o.state != State::Off).filter(busy).count().max(1) as u64
         };
-        let total: u64 = self.slots.iter().flatten().filter(|e| e.home == cpu && e.state != State::Off).map(|e| share(self, e)).sum();
+        let share = |s: &Inner, e: &Entry| u64::from(s.weight(e.id.domain)) * 1024 / vcpus(s, e.id.domain);
+        let cap = |s: &Inner, e: &Entry| match s.cap(e.id.domain) {
+            NO_CAP => None,
+            c => Some((u64::from(c) * period).div_ceil(100).div_ceil(active(s, e.id.domain))),
+        };
+        let homed = |e: &Entry| e.home == cpu && e.state != State::Off;
+        let total: u64 = self.slots.iter().flatten().filter(|e| homed(e)).map(|e| share(self, e)).sum();
         if total == 0 {
             return;
         }
+        let fair = |s: &Inner, e: &Entry| (u128::from(period) * u128::from(share(s, e)) / u128::from(total)) as u64;
+        // What the caps keep from the capped vCPUs, and the weight of those the caps do not limit.
+        let (mut kept, mut free) = (0u64, 0u64);
+        for e in self.slots.iter().flatten().filter(|e| homed(e)) {
+            match cap(self, e) {
+                Some(c) if c < fair(self, e) => kept += fair(self, e) - c,
+                _ => free += share(self, e),
+            }
+        }
         for i in 0..self.slots.len() {
             let Some(e) = self.slots[i] else { continue };
-            if e.home != cpu || e.state == State::Off {
+            if !homed(&e) {
                 continue;
             }
-            let earn = (u128::from(period) * u128::from(share(self, &e)) / u128::from(total)) as i64;
-            if let Some(e) = self.slots[i].as_mut() {
-                e.credit = (e.credit + earn).clamp(-(4 * period as i64), period as i64);
-                e.over = e.credit < 0;
+            let limit = cap(self, &e);
+            let earn = match limit {
+                Some(c) if c < fair(self, &e) => c,
+                _ => fair(self, &e) + (u128::from(kept) * u128::from(share(self, &e)) / u128::from(free.max(1))) as u64,
+            } as i64;
+            let Some(e) = self.slots[i].as_mut() else { continue };
+            e.credit += earn;
+            e.over = e.credit < 0;
+            if e.credit >= 0 {
+                e.parked = false;
+            } else if limit.is_some_and(|c| e.credit < -(c as i64)) {
+                e.parked = true;
+                e.boost = false;
             }
+            e.credit = e.credit.clamp(-(4 * period as i64), period as i64);
+        }
+        for e in self.slots.iter_mut().flatten().filter(|e| homed(e)) {
+            e.ran_at_refill = e.ran;
         }
     }
 
     /// The best runnable vCPU `cpu` may run: its own queue first, then (balancing, when it
     /// has none) another CPU's whose affinity allows `cpu`.
     fn best_runnable(&self, cpu: usize) -> Option<usize> {
-        let runnable = |e: &Entry| e.state == State::Runnable;
+        let runnable = |e: &Entry| e.state == State::Runnable && !e.parked;
         let key = |i: usize| self.slots[i].map(|e| (e.priority(), core::cmp::Reverse(e.seq)));
         let own = (0..self.slots.len()).filter(|&i| self.slots[i].is_some_and(|e| runnable(&e) && e.home == cpu)).max_by_key(|&i| key(i));
         if own.is_some() || !self.balance {
@@ -717,6 +821,14 @@ impl Inner {
         let prev = cur.and_then(|i| self.slots[i]).map(|e| e.id);
         if self.policy == SchedPolicy::Credit {
             self.account(cpu, now);
+        }
+        // A running vCPU the refill parked leaves at once (the rate limit keeps only a vCPU
+        // that could go on running); it waits runnable for its unpark.
+        if let Some(i) = cur.filter(|&i| self.slots[i].is_some_and(|e| e.state == State::Running(cpu) && e.parked)) {
+            if let Some(e) = self.slots[i].as_mut() {
+                e.state = State::Runnable;
+            }
+            self.enqueue(i);
         }
         let still = cur.filter(|&i| self.slots[i].is_some_and(|e| e.state == State::Running(cpu)));
         let best = self.best_runnable(cpu);

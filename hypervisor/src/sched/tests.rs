@@ -261,9 +261,9 @@ fn null_keeps_one_vcpu_per_cpu() {
     }
 }
 
-/// Random operations on 3 CPUs and 7 vCPUs with balancing: a vCPU runs on at most one CPU,
-/// each CPU's current vCPU is the one that says it runs there, and a running vCPU stays within
-/// its affinity.
+/// Random operations on 3 CPUs and 7 vCPUs with balancing, caps set and removed now and then:
+/// a vCPU runs on at most one CPU, each CPU's current vCPU is the one that says it runs there,
+/// a running vCPU stays within its affinity and is never parked.
 #[test]
 fn a_vcpu_never_runs_on_two_cpus_at_once() {
     let s = Scheduler::new();
@@ -286,6 +286,9 @@ fn a_vcpu_never_runs_on_two_cpus_at_once() {
         now += rnd(3 * MS);
         let cpu = rnd(3) as usize;
         let x = all[rnd(all.len() as u64) as usize];
+        if step % 250 == 0 {
+            s.set_cap(rnd(3) as DomId, [0, 10, 50, 150][rnd(4) as usize]).unwrap();
+        }
         match rnd(7) {
             0 => drop(s.block(cpu, now, (rnd(2) == 0).then_some(now + rnd(20 * MS)))),
             1 => drop(s.wake(x, now)),
@@ -305,6 +308,7 @@ fn a_vcpu_never_runs_on_two_cpus_at_once() {
                 assert_eq!(s.state(r), Some(State::Running(c)), "step {step}: CPU {c}'s current");
                 assert!(affinity(&r) & (1 << c) != 0, "step {step}: {r:?} outside its affinity");
                 assert!(running.iter().enumerate().all(|(o, q)| o == c || *q != Some(r)), "step {step}: {r:?} on two CPUs");
+                assert_eq!(s.parked(r), Some(false), "step {step}: {r:?} runs parked");
             }
         }
         for x in &all {
@@ -339,4 +343,188 @@ fn the_time_each_vcpu_ran_is_counted_and_two_removals_keep_one_off_its_cpu() {
     assert_eq!(s.remove_unless_running(other), Ok(()));
     assert_eq!(s.state(other), None);
     assert_eq!(s.remove_unless_running(other), Ok(()), "gone already");
+}
+
+/// Run CPU `cpu` of `s` from `from` for `ms` with busy vCPUs (they never block), reaching a
+/// scheduling point only where the scheduler asks for one (`next_event`, as the architecture
+/// arms its timer, running or idle); the time each of `vcpus` ran.
+fn run_events(s: &Scheduler, cpu: usize, vcpus: &[VcpuRef], from: u64, ms: u64) -> alloc::vec::Vec<u64> {
+    let mut ran = alloc::vec![0u64; vcpus.len()];
+    let end = from + ms * MS;
+    let mut now = from;
+    let mut cur = s.schedule(cpu, now).next;
+    let mut points = 0;
+    while now < end {
+        let next = s.next_event(cpu, now).unwrap_or(end).min(end);
+        assert!(next > now, "an event at {next} from {now}: no progress");
+        if let Some(c) = cur {
+            ran[vcpus.iter().position(|&x| x == c).unwrap()] += next - now;
+        }
+        now = next;
+        cur = s.schedule(cpu, now).next;
+        points += 1;
+    }
+    assert!(points <= ms, "{points} scheduling points in {ms} ms");
+    ran
+}
+
+/// A one-CPU credit scheduler with vCPU 0 of domain 1, capped at `cap` and started.
+fn capped_alone(cap: u16) -> (Scheduler, VcpuRef) {
+    let s = credit(1);
+    let a = v(1, 0);
+    s.add(a, Some(0), 1).unwrap();
+    s.set_cap(1, cap).unwrap();
+    assert_eq!(s.cap(1), cap);
+    s.start(a, 0);
+    (s, a)
+}
+
+/// A two-CPU credit scheduler with domain 1's two vCPUs, one on each CPU, capped at `cap`
+/// together and started.
+fn capped_pair(cap: u16) -> (Scheduler, VcpuRef, VcpuRef) {
+    let s = credit(2);
+    let (a, b) = (v(1, 0), v(1, 1));
+    s.add(a, Some(0), u64::MAX).unwrap();
+    s.add(b, Some(1), u64::MAX).unwrap();
+    s.set_cap(1, cap).unwrap();
+    s.start(a, 0);
+    s.start(b, 0);
+    (s, a, b)
+}
+
+/// The share of `total` ms that `ran` is, in percent.
+fn pct(ran: u64, total: u64) -> f64 {
+    ran as f64 * 100.0 / (total * MS) as f64
+}
+
+#[test]
+fn a_busy_capped_vcpu_alone_on_its_cpu_gets_its_cap() {
+    for cap in [10u16, 25, 30, 50, 75] {
+        let (s, a) = capped_alone(cap);
+        assert!(s.shares_cpu(0), "a capped vCPU's WFI traps even alone");
+        let ran = run_events(&s, 0, &[a], 0, 6000);
+        let got = pct(ran[0], 6000);
+        // With the cap ignored it would run all 6 s.
+        assert!((got - f64::from(cap)).abs() < 2.0, "cap {cap}: ran {got:.2} %");
+    }
+}
+
+#[test]
+fn an_uncapped_vcpu_beside_a_capped_one_is_not_slowed() {
+    // On the same CPU: the capped one gets its cap, the uncapped one all the rest (equal
+    // weights would give each half), and the CPU never idles while the uncapped one is busy.
+    let (s, a, b) = two_on_one_cpu(1);
+    s.set_cap(1, 20).unwrap();
+    let ran = run_events(&s, 0, &[a, b], 0, 6000);
+    let (pa, pb) = (pct(ran[0], 6000), pct(ran[1], 6000));
+    assert!((pa - 20.0).abs() < 3.0 && pb > 77.0, "capped {pa:.2} %, uncapped {pb:.2} %");
+    assert_eq!(ran[0] + ran[1], 6000 * MS);
+    // On another CPU: untouched.
+    let s = credit(2);
+    let (a, c) = (v(1, 0), v(2, 0));
+    s.add(a, Some(0), u64::MAX).unwrap();
+    s.add(c, Some(1), u64::MAX).unwrap();
+    s.set_cap(1, 20).unwrap();
+    s.start(a, 0);
+    s.start(c, 0);
+    assert!(!s.shares_cpu(1));
+    assert_eq!(run_events(&s, 1, &[c], 0, 3000)[0], 3000 * MS);
+}
+
+#[test]
+fn a_capped_domains_vcpus_share_its_cap() {
+    // Cap 100 over 2 vCPUs on 2 CPUs: half a CPU each, one CPU in all.
+    let (s, a, b) = capped_pair(100);
+    for (cpu, x) in [(0, a), (1, b)] {
+        let got = pct(run_events(&s, cpu, &[x], 0, 6000)[0], 6000);
+        assert!((got - 50.0).abs() < 2.0, "{x:?}: {got:.2} %");
+    }
+}
+
+#[test]
+fn a_capped_domains_busy_vcpu_gets_the_whole_cap_while_its_other_vcpu_idles() {
+    // Cap 60 over 2 vCPUs on 2 CPUs, one of them waiting in WFI all along: the busy one is the
+    // domain's only active vCPU and gets all 60 %.
+    let (s, a, b) = capped_pair(60);
+    assert_eq!(s.schedule(1, 0).next, Some(b));
+    assert_eq!(s.block(1, 0, None).next, None);
+    let got = pct(run_events(&s, 0, &[a], 0, 6000)[0], 6000);
+    assert!((got - 60.0).abs() < 2.0, "{got:.2} %");
+}
+
+#[test]
+fn cap_zero_removes_the_limit() {
+    let (s, a) = capped_alone(50);
+    let ran = run_events(&s, 0, &[a], 0, 3000);
+    assert!((pct(ran[0], 3000) - 50.0).abs() < 2.0);
+    s.set_cap(1, NO_CAP).unwrap();
+    // Unparked (if it is parked) by the next refills; then it runs all the time.
+    let ran = run_events(&s, 0, &[a], 3000 * MS, 3000);
+    assert!(pct(ran[0], 3000) > 97.0, "{:.2} %", pct(ran[0], 3000));
+    assert!(!s.shares_cpu(0), "alone and uncapped: WFI native again");
+    assert_eq!(s.next_event(0, 6000 * MS), None, "no refill to wait for");
+}
+
+#[test]
+fn a_parked_vcpu_leaves_at_once_and_its_cpu_idles_until_the_refill_that_unparks_it() {
+    let us = MS / 1000;
+    let (s, a) = capped_alone(10);
+    assert_eq!(s.schedule(0, 0).next, Some(a));
+    assert_eq!(s.next_event(0, 0), Some(30 * MS), "the refill");
+    // It runs 29.5 ms, waits in WFI, wakes (boosted: no refill has found it over yet) and is
+    // back on the CPU 400 us before the refill.
+    assert_eq!(s.block(0, 29_500 * us, None).next, None);
+    s.wake(a, 29_600 * us);
+    assert_eq!(s.priority(a), Some(Priority::Boost));
+    assert_eq!(s.schedule(0, 29_600 * us).next, Some(a));
+    // The refill parks it (-29.6 + 3 ms < -3 ms): it leaves though it ran less than the rate
+    // limit, and the CPU idles until the next refill.
+    let d = s.schedule(0, 30 * MS);
+    assert_eq!((d.prev, d.next), (Some(a), None));
+    assert_eq!((s.state(a), s.parked(a), s.priority(a)), (Some(State::Runnable), Some(true), Some(Priority::Over)));
+    assert_eq!(s.next_event(0, 30 * MS), Some(60 * MS));
+    // A wakeup, a yield, a stop and a start do not run it while parked.
+    assert_eq!(s.wake(a, 31 * MS), Some(0));
+    assert_eq!(s.yield_now(0, 31 * MS).next, None);
+    s.stop(a);
+    assert_eq!(s.next_event(0, 32 * MS), None, "off: nothing to wait for");
+    assert_eq!(s.start(a, 32 * MS), Some(0));
+    assert_eq!((s.schedule(0, 32 * MS).next, s.parked(a)), (None, Some(true)));
+    // The refills bring its credit up 3 ms each: from -26.6 ms it is back at 0.4 ms at the
+    // ninth, at 300 ms, and runs then, unboosted. Until then every scheduling point is a refill.
+    let mut now = 32 * MS;
+    loop {
+        let next = s.next_event(0, now).unwrap();
+        assert_eq!(next % (30 * MS), 0, "{next}: not a refill");
+        now = next;
+        if s.schedule(0, now).next == Some(a) {
+            break;
+        }
+    }
+    assert_eq!(now, 300 * MS);
+    assert_eq!((s.parked(a), s.priority(a)), (Some(false), Some(Priority::Under)));
+}
+
+#[test]
+fn a_parked_vcpu_blocks_and_wakes_parked_and_a_raced_wfi_does_not_keep_it_on() {
+    let (s, a) = capped_alone(10);
+    assert_eq!(s.schedule(0, 0).next, Some(a));
+    // Its WFI at the refill that parks it, with a wakeup racing it: it leaves runnable.
+    s.wake(a, 29 * MS);
+    let d = s.block(0, 30 * MS, None);
+    assert_eq!((d.prev, d.next), (Some(a), None));
+    assert_eq!((s.state(a), s.parked(a)), (Some(State::Runnable), Some(true)));
+    // Unparked later, it runs and blocks; a refill that finds it blocked over its cap parks it
+    // blocked, and its wakeup leaves it parked and unboosted.
+    let (s, a) = capped_alone(10);
+    assert_eq!(s.schedule(0, 0).next, Some(a));
+    assert_eq!(s.block(0, 29 * MS, Some(100 * MS)).next, None);
+    assert_eq!(s.schedule(0, 30 * MS).next, None);
+    assert_eq!((s.state(a), s.parked(a)), (Some(State::Blocked), Some(true)));
+    assert_eq!(s.next_event(0, 30 * MS), Some(100 * MS), "only its timer: a blocked vCPU needs no refill");
+    assert_eq!(s.take_expired(0, 100 * MS), Some(a));
+    s.wake(a, 100 * MS);
+    assert_eq!((s.state(a), s.parked(a), s.priority(a)), (Some(State::Runnable), Some(true), Some(Priority::Over)));
+    assert_eq!(s.schedule(0, 100 * MS).next, None);
+    assert_eq!(s.next_event(0, 100 * MS), Some(120 * MS));
 }

@@ -12,7 +12,9 @@
 //! create`s the domU (2 vCPUs, a file in dom0 as its disk through blkback, a routed vif through
 //! netback), follows it with `xl console` (its stdin a FIFO nobody writes, so no terminal is
 //! needed; every line it prints goes to dom0's console as `xl-console: ...`) until the domU
-//! reports its disk and network checks, pings it from dom0, `xl destroy`s it and waits for the
+//! reports its disk and network checks, sets a cap of 50 % on it with `xl sched-<scheduler> -c`
+//! and reads it back, measures the CPU time the busy domU gets capped and uncapped, pings it
+//! from dom0, `xl destroy`s it and waits for the
 //! free memory to come back. Every step prints a tagged line that [`systest_check`] reads.
 //!
 //! With `xenith-dom0less` on dom0's command line the script runs Debian's `init-dom0less`
@@ -140,6 +142,18 @@ fn script() -> String {
          grep -q {DOMU_DONE} /tmp/domu-console.log 2>/dev/null && echo \"toolstack: domU done\" || echo \"toolstack: the domU never printed {DOMU_DONE}\"\n\
          echo \"toolstack: xl list with the domU\"; xl list 2>&1 | sed 's/^/xl-list-domu: /'\n\
          xl vcpu-list {NAME} 2>&1 | sed 's/^/xl-vcpu-list-domu: /'\n\
+         # A cap of 50 % of a CPU on the domU (busy on one vCPU now), read back, its CPU time\n\
+         # over 4 s, the cap removed and the same again, with the scheduler in force (credit on\n\
+         # xenith; Debian's Xen 4.17 runs credit2: both take `-c`).\n\
+         sched=$(xl info | awk '$1 == \"xen_scheduler\" {{ print $3 }}')\n\
+         cpu_time() {{ t0=$(xl list {NAME} | awk 'NR == 2 {{ print $6 }}'); w0=$(cut -d' ' -f1 /proc/uptime); sleep 4; t1=$(xl list {NAME} | awk 'NR == 2 {{ print $6 }}'); w1=$(cut -d' ' -f1 /proc/uptime); echo \"{CPU_TIME} $1 $t0 $t1 wall $w0 $w1\"; }}\n\
+         xl sched-$sched -d {NAME} 2>&1 | sed 's/^/xl-sched-before: /'\n\
+         xl sched-$sched -d {NAME} -c 50 2>&1 | sed 's/^/xl-sched-put: /'\n\
+         xl sched-$sched -d {NAME} 2>&1 | sed 's/^/xl-sched-capped: /'\n\
+         cpu_time capped; xl vcpu-list {NAME} 2>&1 | sed 's/^/xl-vcpu-list-capped: /'\n\
+         xl sched-$sched -d {NAME} -c 0 2>&1 | sed 's/^/xl-sched-put: /'\n\
+         xl sched-$sched -d {NAME} 2>&1 | sed 's/^/xl-sched-uncapped: /'\n\
+         cpu_time uncapped; xl vcpu-list {NAME} 2>&1 | sed 's/^/xl-vcpu-list-uncapped: /'\n\
          echo \"toolstack: dom0 pings the domU: $(ping -c 2 -W 5 {DOMU_IP} 2>&1 | grep 'packets transmitted')\"\n\
          # dom0 maps the domU's xenstore grant and holds it across the destroy.\n\
          xl domid {NAME} > /tmp/gnthold.domid 2>/dev/null; gh=\n\
@@ -164,6 +178,9 @@ fn script() -> String {
 /// In dom0's command line: the boot has a dom0less domU for `init-dom0less` (the script does
 /// that instead of `xl create`).
 const DOM0LESS_FLAG: &str = "xenith-dom0less";
+/// Printed with the domU's CPU time (`xl list`, s) and dom0's uptime before and after 4 s, capped
+/// at 50 % and uncapped.
+const CPU_TIME: &str = "toolstack: domU cpu time";
 /// Printed with init-dom0less's exit status.
 const INIT_DOM0LESS_EXIT: &str = "toolstack: init-dom0less exit";
 /// Printed at the end of the dom0less steps: 5 s after `init-dom0less` (the domU's heartbeats
@@ -472,6 +489,28 @@ fn check_domu(o: &Outcome) -> std::result::Result<(), String> {
     if vcpus != VCPUS as usize {
         return Err(format!("`xl vcpu-list {NAME}` shows {vcpus} vCPUs, want {VCPUS}"));
     }
+    // `xl sched-<scheduler> -d NAME`: `NAME ID Weight Cap`; the cap 0, 50 once set, 0 again.
+    for (tag, cap) in [("xl-sched-before: ", "0"), ("xl-sched-capped: ", "50"), ("xl-sched-uncapped: ", "0")] {
+        let shown = lines(o, tag);
+        let row = shown.iter().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|c| c.first() == Some(&NAME));
+        if row.as_ref().and_then(|c| c.get(3)) != Some(&cap) {
+            return Err(format!("`xl sched-<scheduler> -d {NAME}` ({tag}) should show cap {cap}: {shown:?} {:?}", lines(o, "xl-sched-put: ")));
+        }
+    }
+    // Its CPU time over 4 s of wall clock, one vCPU busy and the other idle: about half a CPU
+    // capped (the whole cap goes to the busy vCPU, as on Xen), nearly one uncapped.
+    let share = |what: &str| -> std::result::Result<f64, String> {
+        let l = lines(o, &format!("{CPU_TIME} {what} ")).first().copied().ok_or_else(|| format!("no `{CPU_TIME} {what}` line"))?;
+        let f: Vec<f64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        match f[..] {
+            [t0, t1, w0, w1] if w1 > w0 => Ok((t1 - t0) / (w1 - w0)),
+            _ => Err(format!("`{CPU_TIME} {what} {l}`: not CPU times and uptimes")),
+        }
+    };
+    let (capped, uncapped) = (share("capped")?, share("uncapped")?);
+    if !(0.2..=0.7).contains(&capped) || uncapped < 0.8 {
+        return Err(format!("the busy domU used {capped:.2} CPUs capped at 50 % and {uncapped:.2} uncapped: want 0.2-0.7 and at least 0.8"));
+    }
     if !o.has("toolstack: dom0 pings the domU: 2 packets transmitted, 2 packets received") {
         return Err("dom0's pings to the domU over the vif were not both answered".into());
     }
@@ -666,6 +705,14 @@ xl-list-domu: xenith-domu                                  1   128     2     ---
 xl-vcpu-list-domu: Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)
 xl-vcpu-list-domu: xenith-domu                          1     0    0   -b-      19.1  all / all
 xl-vcpu-list-domu: xenith-domu                          1     1    0   -b-      16.0  all / all
+xl-sched-before: Name                                ID Weight  Cap
+xl-sched-before: xenith-domu                          1    256    0
+xl-sched-capped: Name                                ID Weight  Cap
+xl-sched-capped: xenith-domu                          1    256   50
+toolstack: domU cpu time capped 18.7 20.7 wall 40.12 44.84
+xl-sched-uncapped: Name                                ID Weight  Cap
+xl-sched-uncapped: xenith-domu                          1    256    0
+toolstack: domU cpu time uncapped 23.4 28.2 wall 48.18 52.67
 toolstack: dom0 pings the domU: 2 packets transmitted, 2 packets received, 0% packet loss
 gnthold: gnthold: mapped d1 ref 1, first byte 0
 toolstack: xl destroy exit 0
@@ -716,6 +763,13 @@ hotplug: block: /dev/loop0 detached
             ("domu: vcpus 2", "domu: vcpus 1"),
             ("   128     2     ------", "   128     1     ------"),
             ("xl-vcpu-list-domu: xenith-domu                          1     1", "xl-vcpu-list-domu: (gone)"),
+            ("xl-sched-capped: xenith-domu                          1    256   50", "xl-sched-capped: xenith-domu                          1    256    0"),
+            ("xl-sched-uncapped: xenith-domu                          1    256    0", "xl-sched-uncapped: xenith-domu                          1    256   50"),
+            ("xl-sched-before: xenith-domu", "xl-sched-before: libxl: error"),
+            // The cap ignored: the busy vCPU runs on.
+            ("capped 18.7 20.7 wall", "capped 18.7 22.7 wall"),
+            ("uncapped 23.4 28.2 wall", "uncapped 23.4 25.4 wall"),
+            ("toolstack: domU cpu time uncapped", "toolstack: domU cpu uncapped"),
             ("dom0 pings the domU: 2 packets transmitted, 2 packets received", "dom0 pings the domU: 2 packets transmitted, 0 packets received"),
             ("xl destroy exit 0", "xl destroy exit 1"),
             ("free_memory after destroy: 1504", "free_memory after destroy: 1376"),

@@ -5,7 +5,7 @@
 //!   /var/lib/xenith/domu.cpio: the domU's busybox initramfs, whose /init prints
 //!   [`MARKER`], loads xen-blkfront, xen-netfront and ext4, mounts the disk (xvda) and prints
 //!   the SHA-256 of the file on it, gives eth0 10.0.0.2/24, pings dom0 (10.0.0.1), prints
-//!   [`DONE`] and stays up until dom0 destroys it.
+//!   [`DONE`], keeps vCPU 0 busy for [`BUSY_S`] and stays up until dom0 destroys it.
 //! - /var/lib/xenith/disk.img: an ext2 image (host `mke2fs -d`) holding [`PAYLOAD_NAME`],
 //!   whose checksum the system test checks against [`payload_sha256`].
 //! - /etc/xenith/domu.cfg: the xl configuration: 2 vCPUs, 128 MiB, the disk as a raw file
@@ -32,6 +32,9 @@ pub const MARKER: &str = "XENITH-XL-DOMU-USERSPACE-OK";
 pub const DONE: &str = "XENITH-XL-DOMU-DONE";
 /// The domain's name in the xl configuration.
 pub const NAME: &str = "xenith-domu";
+/// How long the domU keeps its vCPU 0 busy after [`DONE`] (s): dom0 measures the CPU share a
+/// cap leaves it meanwhile.
+pub const BUSY_S: u32 = 40;
 /// The domU's vCPUs and memory (MiB).
 pub const VCPUS: u32 = 2;
 pub const MEMORY_MIB: u32 = 128;
@@ -114,6 +117,8 @@ fn domu_init(modules: &[(String, Vec<u8>)]) -> String {
          echo \"domu-net: $(ping -c {PINGS} -W 5 {DOM0_IP} 2>&1 | grep 'packets transmitted')\"\n\
          echo \"domu: vcpus $(grep -c ^processor /proc/cpuinfo)\"\n\
          echo {DONE}\n\
+         read u _ < /proc/uptime; end=$(( ${{u%.*}} + {BUSY_S} ))\n\
+         (while read u _ < /proc/uptime && [ ${{u%.*}} -lt $end ]; do :; done) & taskset -p 1 $! > /dev/null\n\
          while true; do sleep 3600; done\n"
     ));
     s

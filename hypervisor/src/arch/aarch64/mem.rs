@@ -55,7 +55,11 @@ impl platform::PhysMem for DirectMem {
         let end = pa.checked_add(len).ok_or(platform::MemError::NotMemory { pa })?;
         // SAFETY: as for `write`: callers pass RAM the boot map covers as Normal memory.
         unsafe { zero_range(pa, end) };
+        clean_dcache_to_poc(pa, len);
         Ok(())
+    }
+    fn clean_dcache(&self, pa: u64, len: usize) {
+        clean_dcache_to_poc(pa, len as u64)
     }
     fn read_u64(&self, pa: u64) -> Result<u64, platform::MemError> {
         // SAFETY: as for `read`; table entries are 8-byte aligned.
@@ -123,16 +127,27 @@ impl DirectMem {
     }
 }
 
-/// Clean (write back) the data cache for `[pa, pa + len)` to the point of coherency, and
-/// invalidate the instruction cache: for code and data a guest reads with its MMU off.
-pub fn clean_dcache_range(pa: u64, len: u64) {
+/// Clean (write back) the data cache for `[pa, pa + len)` to the point of coherency (DC CVAC
+/// by line), then DSB: a table walker that does not snoop, or a guest reading through a
+/// non-cacheable mapping, sees what the CPU wrote.
+pub fn clean_dcache_to_poc(pa: u64, len: u64) {
     let line = 4u64 << ((sysreg!(read CTR_EL0) >> 16) & 0xf);
+    let end = pa.saturating_add(len);
     let mut a = pa & !(line - 1);
-    while a < pa + len {
+    while a < end {
         // SAFETY: cache maintenance by address on identity-mapped RAM.
-        unsafe { core::arch::asm!("dc cvac, {}", in(reg) a) };
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) a, options(nostack, preserves_flags)) };
         a += line;
     }
-    // SAFETY: barrier and I-cache invalidation.
-    unsafe { core::arch::asm!("dsb sy", "ic iallu", "dsb sy", "isb") };
+    // SAFETY: a barrier.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Clean the data cache for `[pa, pa + len)` to the point of coherency and invalidate every
+/// CPU's instruction cache (IC IALLUIS): for code and data a guest reads with its MMU off,
+/// on whichever CPU it runs.
+pub fn clean_dcache_range(pa: u64, len: u64) {
+    clean_dcache_to_poc(pa, len);
+    // SAFETY: I-cache invalidation and barriers.
+    unsafe { core::arch::asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }

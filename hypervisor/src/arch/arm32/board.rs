@@ -4,7 +4,7 @@
 //! the PMU's power domains reaching the SysMMU set, `crate::domain::vpowerdomain`) are here; what
 //! is done with them is the host-tested code.
 
-use super::mem::NonCoherentMem;
+use super::mem::DirectMem;
 use super::mmu;
 use crate::boot::exynos5250::{Blocks, Exynos5250};
 use crate::contract::SysmmuStart;
@@ -24,7 +24,7 @@ use platform::exynos5250::sysmmu_pt::{Lv2TableAllocator, LV1_TABLE_SIZE, LV2_TAB
 use platform::{Mmio, RawMmio};
 
 type Board = Exynos5250<RawMmio, RawMmio, RawMmio>;
-type Sysmmus = SysmmuSet<NonCoherentMem, HeapTables, RawMmio, RawMmio>;
+type Sysmmus = SysmmuSet<DirectMem, HeapTables, RawMmio, RawMmio>;
 
 static BOARD: Once<Board> = Once::new();
 static SYSMMUS: SpinMutex<Option<Sysmmus>> = SpinMutex::new(None);
@@ -121,7 +121,7 @@ pub fn start_sysmmus(combiner: u64, sysmmus: &[SysmmuStart], ram: Region, readon
     if pgd.is_null() {
         return fail("no heap for the SysMMUs' level-1 table".into());
     }
-    let (set, outcomes) = SysmmuSet::bring_up(NonCoherentMem, HeapTables, pgd as u64, combiner, specs, &[ram], readonly);
+    let (set, outcomes) = SysmmuSet::bring_up(DirectMem, HeapTables, pgd as u64, combiner, specs, &[ram], readonly);
     let spis = set.fault_spis();
     *SYSMMUS.lock() = Some(set);
     SYSMMUS_UP.store(true, Ordering::Release);

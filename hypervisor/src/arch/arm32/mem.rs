@@ -5,7 +5,9 @@ use super::mmu;
 use super::regs::{self, dsb_ish};
 
 /// Physical memory through the hypervisor's identity map (the hardware `PhysMem`). Memory
-/// above 4 GiB has no HYP address: it is reported as not memory.
+/// above 4 GiB has no HYP address: it is reported as not memory. `clean_dcache` cleans to the
+/// point of coherency, for the observers that do not snoop the caches (the Exynos SysMMUs'
+/// table walkers, a RAM log read after a reset, a guest with its MMU off).
 pub struct DirectMem;
 
 /// Copy `n` bytes from `src` to `dst` (host addresses) word by word where both ends and the
@@ -85,19 +87,6 @@ impl platform::PhysMem for DirectMem {
     fn compare_exchange_u64(&self, pa: u64, current: u64, new: u64) -> Result<Result<u64, u64>, platform::MemError> {
         use core::sync::atomic::Ordering::SeqCst;
         Ok(Self::atomic(pa)?.compare_exchange(current, new, SeqCst, SeqCst))
-    }
-}
-
-/// Physical memory as a non-coherent observer needs it written (the Exynos SysMMUs' table
-/// walkers, a RAM log read after a reset): every `clean_dcache` cleans to the point of coherency.
-pub struct NonCoherentMem;
-
-impl platform::PhysMem for NonCoherentMem {
-    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), platform::MemError> {
-        DirectMem.read(pa, buf)
-    }
-    fn write(&self, pa: u64, data: &[u8]) -> Result<(), platform::MemError> {
-        DirectMem.write(pa, data)
     }
     fn clean_dcache(&self, pa: u64, len: usize) {
         clean_dcache_to_poc(pa, len as u64)

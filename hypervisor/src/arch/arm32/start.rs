@@ -344,7 +344,7 @@ fn exynos5250_early(blocks: &boot::exynos5250::Blocks, info: &crate::dt::boot_in
 /// its /reserved-memory node).
 fn ram_log(ring: Region) {
     use platform::exynos5250::logring::RamLog;
-    match RamLog::attach(super::mem::NonCoherentMem, ring.base, ring.size) {
+    match RamLog::attach(super::mem::DirectMem, ring.base, ring.size) {
         Ok((log, found)) => {
             let boots = log.boots();
             crate::console::set_ram_log(alloc::boxed::Box::leak(alloc::boxed::Box::new(log)));

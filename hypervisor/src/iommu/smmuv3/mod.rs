@@ -459,8 +459,8 @@ impl<M: Mmio, P: PhysMem, C: Clock, A: DmaAlloc> Smmu<M, P, C, A> {
         if pa % align != 0 {
             return Err(SmmuError::NoMemory { what });
         }
+        // Zeroed to the point of coherency (a non-coherent SMMU reads it).
         mem.zero(pa, size)?;
-        mem.clean_dcache(pa, size as usize);
         Ok(pa)
     }
 

@@ -131,15 +131,7 @@ pub struct PhysIts<R: Mmio> {
 
 /// Zero `size` bytes of fresh memory at `pa`.
 fn zero(mem: &dyn PhysMem, pa: u64, size: u64) -> Result<(), ItsError> {
-    let chunk = [0u8; 512];
-    let mut off = 0;
-    while off < size {
-        let n = (size - off).min(chunk.len() as u64);
-        mem.write(pa + off, &chunk[..n as usize]).map_err(|_| ItsError::NoMemory { what: "table (not memory)", size })?;
-        off += n;
-    }
-    mem.clean_dcache(pa, size as usize);
-    Ok(())
+    mem.zero(pa, size).map_err(|_| ItsError::NoMemory { what: "table (not memory)", size })
 }
 
 impl<R: Mmio> PhysIts<R> {
