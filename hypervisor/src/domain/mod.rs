@@ -163,6 +163,9 @@ pub struct Domain {
     /// Pauses by the toolstack (XEN_DOMCTL_pausedomain) not undone yet: while non-zero, the
     /// domain's vCPUs wait in the hypervisor at their next exit.
     controller_pauses: AtomicU32,
+    /// Bit n: vCPU n, which has a CPU of its own (`sched=null`), waits paused in the
+    /// hypervisor on that CPU (the pause's wait ends when it is set).
+    waits_paused: AtomicU32,
     /// Pages the domain may hold (XEN_DOMCTL_max_mem; its RAM until the toolstack sets it).
     max_pages: AtomicU64,
     /// Where its vCPUs run and may run: read and written by the toolstack's domctls.
@@ -232,6 +235,22 @@ impl Placement {
     }
 }
 
+/// Set or clear bit `vcpu` of a per-vCPU bit set (vCPUs beyond 31 have no bit).
+fn set_vcpu_bit(bits: &AtomicU32, vcpu: u32, on: bool) {
+    if vcpu < 32 {
+        if on {
+            bits.fetch_or(1 << vcpu, Ordering::AcqRel);
+        } else {
+            bits.fetch_and(!(1 << vcpu), Ordering::AcqRel);
+        }
+    }
+}
+
+/// Bit `vcpu` of a per-vCPU bit set.
+fn vcpu_bit(bits: &AtomicU32, vcpu: u32) -> bool {
+    vcpu < 32 && bits.load(Ordering::Acquire) & (1 << vcpu) != 0
+}
+
 impl Domain {
     pub fn new(id: DomId, is_hardware: bool, direct_mapped: bool, ram: RamBanks) -> Self {
         let ram_total = ram.total();
@@ -255,6 +274,7 @@ impl Domain {
             shutdown_code: AtomicU32::new(u32::MAX),
             vcpu_off_ns: [const { AtomicU64::new(0) }; vcpu::MAX_VCPUS],
             controller_pauses: AtomicU32::new(0),
+            waits_paused: AtomicU32::new(0),
             max_pages: AtomicU64::new(ram_total >> 12),
             placement: Mutex::new(Placement::new(0)),
             by_toolstack: false,
@@ -412,6 +432,16 @@ impl Domain {
         self.controller_pauses.load(Ordering::Acquire) != 0
     }
 
+    /// vCPU `vcpu` (on a CPU of its own) waits paused on its CPU (`true`) or left that wait.
+    pub fn set_waits_paused(&self, vcpu: u32, waits: bool) {
+        set_vcpu_bit(&self.waits_paused, vcpu, waits);
+    }
+
+    /// Whether vCPU `vcpu` waits paused on a CPU of its own (see [`Domain::set_waits_paused`]).
+    pub fn waits_paused(&self, vcpu: u32) -> bool {
+        vcpu_bit(&self.waits_paused, vcpu)
+    }
+
     /// Set the pages the domain may hold (XEN_DOMCTL_max_mem).
     pub fn set_max_pages(&self, pages: u64) {
         self.max_pages.store(pages, Ordering::Relaxed);
@@ -473,18 +503,12 @@ impl Domain {
     /// Mark vCPU `vcpu` up (it comes up when the domain runs) or down, as the toolstack's
     /// setvcpucontext says (VGCF_online) for a vCPU that has not run.
     pub fn set_vcpu_down(&self, vcpu: u32, down: bool) {
-        if vcpu < 32 {
-            if down {
-                self.vcpus_off.fetch_or(1 << vcpu, Ordering::AcqRel);
-            } else {
-                self.vcpus_off.fetch_and(!(1 << vcpu), Ordering::AcqRel);
-            }
-        }
+        set_vcpu_bit(&self.vcpus_off, vcpu, down);
     }
 
     /// Whether vCPU `vcpu` turned itself off.
     pub fn vcpu_off(&self, vcpu: u32) -> bool {
-        vcpu < 32 && self.vcpus_off.load(Ordering::Acquire) & (1 << vcpu) != 0
+        vcpu_bit(&self.vcpus_off, vcpu)
     }
 
     /// Pages the domain may hold (XENMEM_maximum_reservation): its RAM, unless the toolstack

@@ -43,8 +43,15 @@ pub fn hardware_domain_stop(arch: &dyn Arch, dom: &Domain) {
 /// scheduling point (the pause kicked it), so the CPU's other vCPUs are not held up.
 pub fn domu_stop(arch: &dyn Arch, domains: &Domains, id: DomId, vcpu: u32, shared: bool) -> After {
     let Some(d) = domains.get(id).filter(|d| !d.is_hardware) else { return After::Resume };
-    while !shared && d.paused() && d.shutdown().is_none() && !d.dying() {
-        <crate::sync::Relax as spin::RelaxStrategy>::relax();
+    let held = || d.paused() && d.shutdown().is_none() && !d.dying();
+    // The pause waits for the mark (Xen's pause returns once the vCPU is descheduled); a pause
+    // that saw the mark just before an unpause let it go is caught by the check after it.
+    while !shared && held() {
+        d.set_waits_paused(vcpu, true);
+        while held() {
+            <crate::sync::Relax as spin::RelaxStrategy>::relax();
+        }
+        d.set_waits_paused(vcpu, false);
     }
     if d.dying() {
         return After::Park;
@@ -185,6 +192,37 @@ mod tests {
         let d0 = domains.get(0).unwrap();
         d0.set_vcpu_off(0, 1);
         assert_eq!(after_trap(&arch, &domains, d0, 0), After::Resume);
+    }
+
+    #[test]
+    fn a_paused_domu_with_a_cpu_of_its_own_waits_marked_until_unpaused_or_destroyed() {
+        let (arch, domains) = machine();
+        let d = domains.get(1).unwrap();
+        d.controller_pause().unwrap();
+        // The vCPU waits in the trap (sched=null here): the pause sees the mark, the unpause
+        // lets it go back into the guest with the mark cleared.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !d.waits_paused(0) {
+                    std::thread::yield_now();
+                }
+                d.controller_unpause().unwrap();
+            });
+            assert_eq!(after_trap(&arch, &domains, d, 0), After::Resume);
+        });
+        assert!(!d.waits_paused(0));
+        // A destroy while it waits: the CPU stops.
+        d.controller_pause().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !d.waits_paused(0) {
+                    std::thread::yield_now();
+                }
+                d.set_dying();
+            });
+            assert_eq!(after_trap(&arch, &domains, d, 0), After::Park);
+        });
+        assert!(!d.waits_paused(0));
     }
 
     #[test]

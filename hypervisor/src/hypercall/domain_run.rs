@@ -1,10 +1,10 @@
 //! Running the vCPUs of a domain the toolstack made (XEN_DOMCTL_createdomain). Its first
 //! unpause starts every vCPU the toolstack gave an online state (libxl gives vCPU 0 one: the
 //! kernel's entry in the PC, its device tree's address in x0); PSCI CPU_ON from the guest
-//! starts the others. A pause takes its vCPUs off their CPUs (the CPUs running them are
-//! kicked, and the pause returns once each has left at its next scheduling point) and the
-//! unpause puts them back; its destroy stops every
-//! one of them before anything it holds is given back.
+//! starts the others. A pause of it, or of a dom0less domain built at boot, takes its vCPUs off
+//! their CPUs (the CPUs running them are kicked, and the pause returns once each has left at
+//! its next scheduling point) and the unpause puts them back; its destroy stops every one of
+//! them before anything it holds is given back.
 //!
 //! Its vCPUs share the CPUs with dom0's under `sched=credit`: the scheduler places each (the
 //! CPU its hard affinity allows that holds the fewest vCPUs). Under `null` every CPU belongs
@@ -83,15 +83,17 @@ pub fn start_domain(sched: &Scheduler, cpus: &Cpus, arch: &dyn Arch, d: &Domain)
     started
 }
 
-/// A pause of a running toolstack-made domain, synchronous as Xen's (`vcpu_sleep_sync`): its
+/// A pause of a running domain, synchronous as Xen's (`vcpu_sleep_sync`). Under `credit` its
 /// vCPUs waiting for a CPU (runnable or blocked; their registers are saved) are taken off the
 /// run queues now; the CPUs running the others are kicked, so that each reaches a scheduling
-/// point and the vCPU leaves (the architecture's switch path sees the pause), and this waits
-/// for that, trying `tries` times (`relax` between tries). The wait ends early when the
-/// domain is unpaused or destroyed meanwhile (its vCPUs may then run on or are stopped by
-/// the destroy). `Err` names a vCPU still running when the tries ran out: it leaves at its
-/// CPU's next scheduling point.
-pub fn pause_domain(sched: &Scheduler, arch: &dyn Arch, d: &Domain, tries: u32, mut relax: impl FnMut()) -> Result<(), StillRunning> {
+/// point and the vCPU leaves (the architecture's switch path sees the pause). A vCPU with a CPU
+/// of its own (a dom0less guest under `null`, in `cpus`) leaves the guest at the kick's
+/// interrupt and waits paused in the hypervisor on that CPU, as Xen's null scheduler runs the
+/// idle vCPU there. This waits for every vCPU, trying `tries` times (`relax` between tries).
+/// The wait ends early when the domain is unpaused or destroyed meanwhile (its vCPUs may then
+/// run on or are stopped by the destroy). `Err` names a vCPU still running when the tries ran
+/// out: it leaves at its CPU's next interrupt.
+pub fn pause_domain(sched: &Scheduler, cpus: &Cpus, arch: &dyn Arch, d: &Domain, tries: u32, mut relax: impl FnMut()) -> Result<(), StillRunning> {
     let n = d.max_vcpus.min(crate::domain::vcpu::MAX_VCPUS as u32);
     let mut kicked = [None; crate::domain::vcpu::MAX_VCPUS];
     let mut left = tries;
@@ -101,7 +103,12 @@ pub fn pause_domain(sched: &Scheduler, arch: &dyn Arch, d: &Domain, tries: u32, 
         }
         let mut running = None;
         for v in 0..n {
-            if let Err(cpu) = sched.stop_unless_running(VcpuRef::new(d.id, v)) {
+            let on = match cpus.cpu_of(d.id, v as usize) {
+                Some(cpu) if !d.waits_paused(v) && !d.vcpu_off(v) && d.shutdown().is_none() => Err(cpu),
+                Some(_) => Ok(()),
+                None => sched.stop_unless_running(VcpuRef::new(d.id, v)),
+            };
+            if let Err(cpu) = on {
                 if kicked[v as usize] != Some(cpu) {
                     arch.kick_cpu(cpu);
                     kicked[v as usize] = Some(cpu);
@@ -327,15 +334,7 @@ mod tests {
         d.controller_pause().unwrap();
         // The pause returns once its CPU took it off (the switch path for a paused domain,
         // which the kick brings about).
-        let mut relaxed = 0;
-        assert_eq!(pause_domain(&sched, &arch, &d, 10, || {
-            relaxed += 1;
-            if relaxed == 3 {
-                sched.stop(r);
-            }
-        }), Ok(()));
-        assert_eq!(relaxed, 3);
-        assert_eq!(sched.state(r), Some(State::Off));
+        pause_taken_off_at(&sched, &cpus, &arch, &d, r, 3);
         assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(home)).count(), 1, "kicked once");
         d.controller_unpause().unwrap();
         resume_domain(&sched, &arch, &d, 2);
@@ -366,11 +365,11 @@ mod tests {
         // Its CPU never gets to a scheduling point: the pause gives up after its tries, the
         // vCPU that waited for a CPU is off already.
         d.controller_pause().unwrap();
-        assert_eq!(pause_domain(&sched, &arch, &d, 4, || {}), Err(StillRunning { vcpu: 0, cpu: home0 }));
+        assert_eq!(pause_domain(&sched, &cpus, &arch, &d, 4, || {}), Err(StillRunning { vcpu: 0, cpu: home0 }));
         assert_eq!(sched.state(r1), Some(State::Off));
         // An unpause on another CPU while the pause waits ends the wait: the vCPU runs on.
         let mut n = 0;
-        assert_eq!(pause_domain(&sched, &arch, &d, 1000, || {
+        assert_eq!(pause_domain(&sched, &cpus, &arch, &d, 1000, || {
             n += 1;
             if n == 2 {
                 d.controller_unpause().unwrap();
@@ -378,6 +377,93 @@ mod tests {
         }), Ok(()));
         assert_eq!(n, 2);
         assert_eq!(sched.state(r0), Some(State::Running(home0)));
+    }
+
+    /// A pause of `d` whose running vCPU `r` its CPU takes off at the wait's `at`-th try: it
+    /// returns then, with `r` off.
+    fn pause_taken_off_at(sched: &Scheduler, cpus: &Cpus, arch: &FakeArch, d: &Domain, r: VcpuRef, at: u32) {
+        let mut relaxed = 0;
+        assert_eq!(pause_domain(sched, cpus, arch, d, 10, || {
+            relaxed += 1;
+            if relaxed == at {
+                sched.stop(r);
+            }
+        }), Ok(()));
+        assert_eq!(relaxed, at);
+        assert_eq!(sched.state(r), Some(State::Off));
+    }
+
+    /// A dom0less domain as boot builds it under `credit`: one vCPU, placed by the scheduler,
+    /// started from boot.
+    fn dom0less_under_credit(sched: &Scheduler, id: u16) -> Domain {
+        let d = Domain::new(id, false, false, crate::domain::RamBanks::default());
+        sched.add(VcpuRef::new(id, 0), None, u64::MAX).unwrap();
+        sched.start(VcpuRef::new(id, 0), 0);
+        d
+    }
+
+    #[test]
+    fn a_dom0less_guest_sharing_a_cpu_is_paused_and_unpaused_like_a_toolstack_domain() {
+        let (sched, cpus, arch) = machine(SchedPolicy::Credit);
+        let d = dom0less_under_credit(&sched, 1);
+        let r = VcpuRef::new(1, 0);
+        let home = sched.cpu_of(r).unwrap();
+        // dom0's vCPU there blocks: the domU's runs.
+        sched.block(home, 1, None);
+        assert_eq!(sched.state(r), Some(State::Running(home)));
+        assert!(d.started(), "built at boot: it runs from the start");
+        d.controller_pause().unwrap();
+        // Its CPU's scheduling point (the kick's interrupt) takes it off.
+        pause_taken_off_at(&sched, &cpus, &arch, &d, r, 2);
+        assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(home)).count(), 1);
+        // Off, an interrupt does not wake it.
+        assert_eq!(sched.wake(r, 2), None);
+        d.controller_unpause().unwrap();
+        resume_domain(&sched, &arch, &d, 3);
+        assert_eq!(sched.state(r), Some(State::Runnable));
+        assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(home)).count(), 2, "its CPU kicked to run it");
+        // A pause finds it waiting for its CPU: off at once, no kick, no wait.
+        d.controller_pause().unwrap();
+        assert_eq!(pause_domain(&sched, &cpus, &arch, &d, 0, || panic!("no wait")), Ok(()));
+        assert_eq!(sched.state(r), Some(State::Off));
+        assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(home)).count(), 2);
+    }
+
+    #[test]
+    fn a_pause_of_a_guest_with_a_cpu_of_its_own_waits_until_it_waits_paused_there() {
+        let (sched, cpus, arch) = machine(SchedPolicy::Null);
+        let d = Domain::new(1, false, false, crate::domain::RamBanks::default());
+        cpus.give_to_domu(3, 1, 0);
+        d.controller_pause().unwrap();
+        // Its CPU never takes the kick within the tries: reported, kicked once.
+        assert_eq!(pause_domain(&sched, &cpus, &arch, &d, 3, || {}), Err(StillRunning { vcpu: 0, cpu: 3 }));
+        assert_eq!(arch.calls().iter().filter(|c| **c == Call::Kick(3)).count(), 1);
+        // The kick's interrupt leaves the guest and waits paused on the CPU (`after::domu_stop`).
+        let mut n = 0;
+        assert_eq!(pause_domain(&sched, &cpus, &arch, &d, 10, || {
+            n += 1;
+            if n == 2 {
+                d.set_waits_paused(0, true);
+            }
+        }), Ok(()));
+        assert_eq!(n, 2);
+        assert_eq!(cpus.cpu_of(1, 0), Some(3), "the CPU stays the guest's");
+        // An unpause ends a wait that has not finished; a destroy too.
+        d.set_waits_paused(0, false);
+        let mut n = 0;
+        assert_eq!(pause_domain(&sched, &cpus, &arch, &d, 100, || {
+            n += 1;
+            d.controller_unpause().unwrap();
+        }), Ok(()));
+        assert_eq!(n, 1);
+        d.controller_pause().unwrap();
+        assert_eq!(pause_domain(&sched, &cpus, &arch, &d, 100, || d.set_dying()), Ok(()));
+        // A guest that shut down (its CPU parks) is not waited for.
+        let e = Domain::new(2, false, false, crate::domain::RamBanks::default());
+        cpus.give_to_domu(2, 2, 0);
+        e.set_shutdown(crate::domain::ShutdownReason::PowerOff);
+        e.controller_pause().unwrap();
+        assert_eq!(pause_domain(&sched, &cpus, &arch, &e, 0, || panic!("no wait")), Ok(()));
     }
 
     #[test]

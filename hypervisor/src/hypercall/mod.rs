@@ -134,7 +134,15 @@ pub fn dispatch_step(cx: &mut HypercallCtx<'_, '_>, number: u64, args: [u64; 5])
     let mem = &mut *cx.mem;
     Outcome::Return(match number {
         nr::HYPERVISOR_CONSOLE_IO => console_io::console_io(dom, mem, args[0], args[1], args[2]),
-        nr::HYPERVISOR_DOMCTL => toolstack::domctl(cx, args[0]),
+        nr::HYPERVISOR_DOMCTL => {
+            // A destroy still waiting for a vCPU to leave its CPU goes on as a continuation
+            // with the same argument (Xen's -ERESTART never reaches the guest).
+            let r = toolstack::domctl(cx, args[0]);
+            if r == ret(guest_abi::errno::ERESTART) {
+                return Outcome::Continue { x0: args[0], x1: args[1], x2: args[2] };
+            }
+            r
+        }
         nr::HYPERVISOR_SYSCTL => toolstack::sysctl(cx, args[0]),
         _ => ret(ENOSYS),
     })

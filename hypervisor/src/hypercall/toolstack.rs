@@ -14,7 +14,7 @@ use super::{read_arg, write_arg, HypercallCtx};
 use crate::domain::vcpu::MAX_VCPUS;
 use crate::domain::Domain;
 use crate::sync::Once;
-use guest_abi::errno::{ret, EACCES, EEXIST, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSYS, EOVERFLOW, EPERM, ESRCH};
+use guest_abi::errno::{ret, EACCES, EEXIST, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSYS, EOVERFLOW, EPERM, ERESTART, ESRCH};
 use guest_abi::toolstack::*;
 use guest_abi::DOMID_FIRST_RESERVED;
 
@@ -404,7 +404,7 @@ pub fn domain_info(d: &Domain) -> GetDomainInfo {
 /// Whether vCPU `v` of `d` (which is up) is on a CPU now, and whether it waits for an event
 /// (WFI): as the scheduler says for a vCPU it places (a toolstack-made domain's once started,
 /// and under `credit` dom0's and the dom0less domUs'); a vCPU with a CPU of its own since boot
-/// (`null`) is on it.
+/// (`null`) is on it unless it waits there paused.
 fn run_state(d: &Domain, v: u32) -> (bool, bool) {
     if !d.started() {
         return (false, false);
@@ -412,8 +412,10 @@ fn run_state(d: &Domain, v: u32) -> (bool, bool) {
     match crate::sched::SCHED.state(crate::sched::VcpuRef::new(d.id, v)) {
         Some(crate::sched::State::Running(_)) => (true, false),
         Some(crate::sched::State::Blocked) => (false, true),
+        // Paused while blocked: still blocked until a wakeup, as Xen reports it.
+        Some(crate::sched::State::Off) => (false, crate::sched::SCHED.blocked_while_off(crate::sched::VcpuRef::new(d.id, v), now_ticks())),
         Some(_) => (false, false),
-        None => (!d.by_toolstack, false),
+        None => (!d.by_toolstack && !d.waits_paused(v), false),
     }
 }
 
@@ -617,17 +619,18 @@ pub fn domctl(cx: &mut HypercallCtx<'_, '_>, arg: u64) -> i64 {
     }
 }
 
-/// XEN_DOMCTL_pausedomain: counted; the vCPUs of a running toolstack-made domain leave their
-/// CPUs (their CPUs are kicked) before it returns, as Xen's pause waits for them, within a
-/// bound (a CPU that never reaches a scheduling point is logged; its vCPU leaves when it does).
-/// One pause or unpause at a time (Xen's domctl lock), so a pause's wait cannot stop vCPUs an
-/// unpause has just queued again.
+/// XEN_DOMCTL_pausedomain: counted; the vCPUs of a running domU (one the toolstack made or a
+/// dom0less one built at boot) leave their CPUs (their CPUs are kicked) before it returns, as
+/// Xen's pause waits for them, within a bound (a CPU that never reaches a scheduling point is
+/// logged; its vCPU leaves when it does). One pause or unpause at a time (Xen's domctl lock),
+/// so a pause's wait cannot stop vCPUs an unpause has just queued again.
 fn pausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
     let _one = RUNSTATE.lock();
     d.controller_pause().map_err(|()| ret(EOVERFLOW))?;
-    if d.by_toolstack && d.started() {
+    if d.started() {
         const TRIES: u32 = 1 << 24;
-        if let Err(e) = crate::hypercall::domain_run::pause_domain(&crate::sched::SCHED, cx.arch, d, TRIES, <crate::sync::Relax as spin::RelaxStrategy>::relax) {
+        let relax = <crate::sync::Relax as spin::RelaxStrategy>::relax;
+        if let Err(e) = crate::hypercall::domain_run::pause_domain(&crate::sched::SCHED, &crate::domain::vcpu::CPUS, cx.arch, d, TRIES, relax) {
             crate::log!("d{}: paused, but vCPU {} still runs on CPU {}", d.id, e.vcpu, e.cpu);
         }
     }
@@ -635,12 +638,14 @@ fn pausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
 }
 
 /// XEN_DOMCTL_unpausedomain: the last unpause of a toolstack-made domain starts its vCPUs
-/// (the first time) or puts them back in their run queues.
+/// (the first time); of a domain that ran, it puts the vCPUs the pause took off their CPUs
+/// back in their run queues (a vCPU with a CPU of its own, waiting paused there, sees the
+/// unpause itself).
 fn unpausedomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain) -> Result<(), i64> {
     let _one = RUNSTATE.lock();
     d.controller_unpause().map_err(|()| ret(EINVAL))?;
     // A domain that shut down stays stopped (its vCPUs left their CPUs for good).
-    if d.by_toolstack && !d.paused() && !d.dying() && d.shutdown().is_none() {
+    if !d.paused() && !d.dying() && d.shutdown().is_none() {
         let sched = &crate::sched::SCHED;
         if d.started() {
             crate::hypercall::domain_run::resume_domain(sched, cx.arch, d, now_ticks());
@@ -848,8 +853,9 @@ fn getvcpucontext(cx: &mut HypercallCtx<'_, '_>, d: &Domain, v: &VcpuContext) ->
     write_arg(cx.mem, v.ctxt, &c)
 }
 
-/// XEN_DOMCTL_destroydomain: stop the domain's vCPUs (each leaves its CPU first), then give
-/// back what it holds (`teardown`): what other domains still map stays, the domain with it,
+/// XEN_DOMCTL_destroydomain: stop the domain's vCPUs (each leaves its CPU first; -ERESTART,
+/// which the dispatcher turns into a continuation, while one has not yet), then give back
+/// what it holds (`teardown`): what other domains still map stays, the domain with it,
 /// dying, until they unmap it (a destroy of such a domain succeeds again, as on Xen). A
 /// domain the toolstack made or one built at boot (dom0less), as on Xen; not dom0 nor the
 /// caller.
@@ -861,13 +867,14 @@ fn destroydomain(cx: &mut HypercallCtx<'_, '_>, d: &Domain, is_caller: bool) -> 
         super::teardown::reap(cx.domains, cx.machine);
         return Ok(());
     }
-    // A vCPU on another CPU leaves it at that CPU's next interrupt (it is kicked): well
-    // within this many tries unless that CPU is stuck, and then nothing is given back yet
-    // (-EBUSY; the toolstack may ask again).
-    const TRIES: u32 = 1 << 24;
-    if let Err(e) = crate::hypercall::domain_run::stop_domain(&crate::sched::SCHED, &crate::domain::vcpu::CPUS, cx.arch, d, TRIES, <crate::sync::Relax as spin::RelaxStrategy>::relax) {
-        crate::log!("d{}: vCPU {} still runs on CPU {}: not destroyed yet", d.id, e.vcpu, e.cpu);
-        return Err(ret(guest_abi::errno::EBUSY));
+    // A vCPU on another CPU leaves it at that CPU's next interrupt (it is kicked). One that
+    // has not left within this many tries keeps the destroy going as a continuation (Xen's
+    // -ERESTART): the caller's vCPU takes its interrupts, re-issues the call, and the next
+    // step kicks that CPU again; nothing is given back until every vCPU left.
+    const TRIES: u32 = 1 << 16;
+    let relax = <crate::sync::Relax as spin::RelaxStrategy>::relax;
+    if crate::hypercall::domain_run::stop_domain(&crate::sched::SCHED, &crate::domain::vcpu::CPUS, cx.arch, d, TRIES, relax).is_err() {
+        return Err(ret(ERESTART));
     }
     if super::teardown::tear_down(cx, d) {
         crate::log!("d{}: destroyed by d{}", d.id, cx.caller);
@@ -1330,6 +1337,44 @@ mod tests {
             assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, 1, [0; 16]), 0);
         }
         assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, 1, [0; 16]), ret(EOVERFLOW));
+    }
+
+    #[test]
+    fn a_destroy_waiting_for_a_cpu_of_its_own_continues_until_that_cpu_lets_go() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        // A dom0less guest on a CPU of its own (sched=null); an id no other test uses, as the
+        // CPU table is the machine's.
+        let id = 29;
+        let _ = e.domains.insert(Domain::new(id, false, false, crate::domain::RamBanks::default()));
+        crate::domain::vcpu::CPUS.give_to_domu(3, id, 0);
+        e.put(0, &XenDomctl { cmd: domctl::DESTROYDOMAIN, interface_version: v, domain: id, pad: [0; 3], u: [0; 16] });
+        let step = |e: &mut Env| e.call(0, |cx| super::super::dispatch_step(cx, nr::HYPERVISOR_DOMCTL, [ARGS, 0, 0, 0, 0]));
+        // Its CPU has not taken the kick: the call goes on as a continuation with the same
+        // argument, nothing given back yet; each step kicks that CPU again.
+        for kicks in 1..=2 {
+            assert_eq!(step(&mut e), super::super::Outcome::Continue { x0: ARGS, x1: 0, x2: 0 });
+            assert!(e.dom(id).dying() && !e.dom(id).dead());
+            assert_eq!(e.arch.calls().iter().filter(|c| **c == crate::contract::fake::Call::Kick(3)).count(), kicks);
+        }
+        // The kick's interrupt parks the CPU (releasing it): the destroy completes.
+        crate::domain::vcpu::CPUS.release(3);
+        assert_eq!(step(&mut e), super::super::Outcome::Return(0));
+        assert!(e.domains.get(id).is_none());
+    }
+
+    #[test]
+    fn a_paused_guest_waiting_on_a_cpu_of_its_own_is_reported_paused_and_not_running() {
+        let mut e = Env::new();
+        let v = XEN_DOMCTL_INTERFACE_VERSION;
+        assert_eq!(domain_info(e.dom(1)).flags & (dominf::RUNNING | dominf::PAUSED), dominf::RUNNING);
+        assert_eq!(domctl_call(&mut e, 0, domctl::PAUSEDOMAIN, v, 1, [0; 16]), 0);
+        e.dom(1).set_waits_paused(0, true);
+        assert_eq!(domain_info(e.dom(1)).flags & (dominf::RUNNING | dominf::BLOCKED | dominf::PAUSED), dominf::PAUSED);
+        let u = with(GetVcpuInfo { vcpu: 0, ..Default::default() });
+        assert_eq!(domctl_call(&mut e, 0, domctl::GETVCPUINFO, v, 1, u), 0);
+        let info: GetVcpuInfo = payload(&e.get::<XenDomctl>(0).u);
+        assert_eq!((info.online, info.running, info.blocked), (1, 0, 0));
     }
 
     #[test]

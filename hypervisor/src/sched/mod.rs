@@ -219,8 +219,12 @@ struct Entry {
     seq: u64,
     /// Counter time it was switched in (or last accounted).
     since: u64,
-    /// While blocked: when to wake it (its timer's deadline), if ever.
+    /// While blocked: when to wake it (its timer's deadline), if ever. Kept while it is off
+    /// after [`Scheduler::stop_unless_running`] found it blocked.
     deadline: Option<u64>,
+    /// Off (paused) while blocked, and no wakeup since: Xen's vCPU keeps its blocked flag
+    /// while paused, until an event or its timer unblocks it.
+    blocked_off: bool,
     /// Counter ticks it ran, up to its CPU's last scheduling point.
     ran: u64,
     /// `ran` at its CPU's last refill: it ran since then if they differ.
@@ -364,6 +368,7 @@ impl Scheduler {
             seq: 0,
             since: 0,
             deadline: None,
+            blocked_off: false,
             ran: 0,
             ran_at_refill: 0,
         });
@@ -393,15 +398,30 @@ impl Scheduler {
     }
 
     /// Turn vCPU `v` off unless it is on a CPU now (its registers are saved then): `Err(cpu)`
-    /// while `cpu` runs it.
+    /// while `cpu` runs it. One that was blocked is still reported blocked while off
+    /// ([`Scheduler::blocked_while_off`]).
     pub fn stop_unless_running(&self, v: VcpuRef) -> Result<(), usize> {
         let mut s = self.inner.lock();
         let Some(i) = s.find(v) else { return Ok(()) };
-        if let Some(State::Running(c)) = s.slots[i].map(|e| e.state) {
-            return Err(c);
+        let Some(e) = s.slots[i] else { return Ok(()) };
+        match e.state {
+            State::Running(c) => return Err(c),
+            State::Off => return Ok(()),
+            _ => {}
         }
         s.unrun(i);
+        if let Some(off) = s.slots[i].as_mut().filter(|_| e.state == State::Blocked) {
+            off.blocked_off = true;
+            off.deadline = e.deadline;
+        }
         Ok(())
+    }
+
+    /// Whether vCPU `v`, off, was blocked when it was turned off and nothing has woken it
+    /// since: no wakeup, and its deadline (if any) is after `now`.
+    pub fn blocked_while_off(&self, v: VcpuRef, now: u64) -> bool {
+        let s = self.inner.lock();
+        s.find(v).and_then(|i| s.slots[i]).is_some_and(|e| e.state == State::Off && e.blocked_off && e.deadline.is_none_or(|d| d > now))
     }
 
     /// The slot vCPU `v` holds (`0..MAX_SCHED_VCPUS`, stable while it is here): where the
@@ -494,6 +514,7 @@ impl Scheduler {
         }
         e.state = State::Runnable;
         e.since = now;
+        (e.blocked_off, e.deadline) = (false, None);
         let home = e.home;
         s.enqueue(i);
         Some(home)
@@ -516,7 +537,11 @@ impl Scheduler {
         let credit = s.policy == SchedPolicy::Credit;
         let e = s.slots[i].as_mut()?;
         match e.state {
-            State::Off => None,
+            State::Off => {
+                // Paused while blocked: the wakeup unblocks it (it stays off).
+                e.blocked_off = false;
+                None
+            }
             State::Running(c) => {
                 e.woken = true;
                 Some(c)
@@ -673,6 +698,7 @@ impl Inner {
         let ran = if let State::Running(c) = e.state { Some(c) } else { None };
         e.state = State::Off;
         e.deadline = None;
+        e.blocked_off = false;
         e.boost = false;
         e.woken = false;
         if let Some(c) = ran {

@@ -182,6 +182,38 @@ fn a_blocked_vcpu_with_a_timer_deadline_is_handed_back_when_it_passes() {
 }
 
 #[test]
+fn a_vcpu_paused_while_blocked_stays_blocked_until_its_wakeup_or_deadline() {
+    let (s, a, b) = two_on_one_cpu(0);
+    assert_eq!(s.block(0, MS, Some(8 * MS)).next, Some(b));
+    // The pause finds it blocked: off, still blocked until its deadline.
+    assert_eq!(s.stop_unless_running(a), Ok(()));
+    assert_eq!(s.state(a), Some(State::Off));
+    assert!(s.blocked_while_off(a, 2 * MS));
+    assert_eq!(s.stop_unless_running(a), Ok(()), "a pause's second look keeps it");
+    assert!(s.blocked_while_off(a, 7 * MS));
+    assert!(!s.blocked_while_off(a, 8 * MS), "its timer unblocked it");
+    assert_eq!(s.next_event(0, 2 * MS), None, "an off vCPU's deadline wakes nothing");
+    assert_eq!(s.take_expired(0, 9 * MS), None);
+    // A wakeup while paused unblocks it; it stays off.
+    let (s, a, b) = two_on_one_cpu(0);
+    assert_eq!(s.block(0, MS, None).next, Some(b));
+    s.stop_unless_running(a).unwrap();
+    assert!(s.blocked_while_off(a, u64::MAX));
+    assert_eq!(s.wake(a, 2 * MS), None);
+    assert!(!s.blocked_while_off(a, 2 * MS));
+    assert_eq!(s.state(a), Some(State::Off));
+    // The unpause queues it; paused while runnable or running, it is not blocked.
+    s.start(a, 3 * MS);
+    assert!(!s.blocked_while_off(a, 3 * MS));
+    s.stop_unless_running(a).unwrap();
+    assert!(!s.blocked_while_off(a, 3 * MS));
+    s.start(a, 4 * MS);
+    let running = s.current(0).unwrap();
+    s.stop(running);
+    assert!(!s.blocked_while_off(running, 4 * MS));
+}
+
+#[test]
 fn stopping_a_running_vcpu_frees_its_cpu() {
     let s = credit(2);
     let (a, b) = (v(0, 0), v(0, 1));

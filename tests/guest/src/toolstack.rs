@@ -436,6 +436,86 @@ fn destroy() -> Observed {
     hex(after)
 }
 
+// ---- a domain destroyed while dom0 maps a page it granted ------------------------------------
+
+/// Where dom0 maps that domain's grant-table frame, then its granted page (free frames of the
+/// block the grant rows use).
+const HELD_TABLE_IPA: u64 = crate::ops::GRANT_MAP_IPA + 0x2_0000;
+const HELD_PAGE_IPA: u64 = crate::ops::GRANT_MAP_IPA + 0x2_1000;
+/// Xen's guest RAM base on ARM (GUEST_RAM0_BASE), as a frame: where the domain's page goes.
+const GUEST_RAM0_GFN: u64 = 0x4_0000;
+
+/// `xl destroy` of a domain whose page dom0 still maps through a grant (a backend holding a
+/// frontend's ring): dom0 creates a domain, populates one page of it, writes grant 1 of it
+/// through its acquired grant-table frame (as init-dom0less seeds xenstored's grant) and lets
+/// that frame go, maps the grant, destroys the domain, then unmaps the grant. Shown:
+/// destroydomain's return, whether getdomaininfo then shows the domain (bit 4) dying (bit 0)
+/// and its pages, the unmap's status, and whether the domain is still there after the unmap. A
+/// setup step that fails is shown instead (`0xf` and the step, its return), the domain
+/// destroyed again.
+fn destroy_while_granted() -> Observed {
+    use guest_abi::grant_table::*;
+    use guest_abi::memory::*;
+    fill(0);
+    let r = domctl(domctl::CREATEDOMAIN, 0, with(config(1)));
+    if r != 0 {
+        return ret(r);
+    }
+    let id = get::<XenDomctl>(0).domain;
+    let failed = |step: u64, r: i64| {
+        domctl(domctl::DESTROYDOMAIN, id, [0; 16]);
+        hex(0xf << 60 | step << 32 | (r as u64 & 0xffff_ffff))
+    };
+    let r = domctl(domctl::MAX_VCPUS, id, with(MaxVcpus { max: 1 }));
+    if r != 0 {
+        return failed(1, r);
+    }
+    let r = domctl(domctl::MAX_MEM, id, with(MaxMem { max_memkb: 64 * 4 }));
+    if r != 0 {
+        return failed(2, r);
+    }
+    let r = populate(id, GUEST_RAM0_GFN);
+    if r != 1 {
+        return failed(3, r);
+    }
+    let list = put(OUT, HELD_TABLE_IPA >> 12);
+    let p = put(0, XenMemAcquireResource { domid: id, r#type: XENMEM_RESOURCE_GRANT_TABLE, id: XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED, nr_frames: 1, pad: 0, frame: 0, frame_list: list });
+    let r = hc2(HYPERVISOR_MEMORY_OP, u64::from(XENMEM_ACQUIRE_RESOURCE), p);
+    if r != 0 {
+        return failed(4, r);
+    }
+    let entry = (HELD_TABLE_IPA + 8) as *mut GrantEntryV1;
+    // SAFETY: HELD_TABLE_IPA's block is mapped at stage 1 (Device) and the domain's grant-table
+    // frame 0 at stage 2 now; entry 1 is at byte 8 of it. The flags go last, as a granter
+    // writes them.
+    unsafe {
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*entry).domid), 0);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*entry).frame), GUEST_RAM0_GFN as u32);
+        core::arch::asm!("dmb ish");
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*entry).flags), GTF_PERMIT_ACCESS);
+    }
+    let p = put(0, XenRemoveFromPhysmap { domid: guest_abi::DOMID_SELF, gpfn: HELD_TABLE_IPA >> 12 });
+    let r = hc2(HYPERVISOR_MEMORY_OP, u64::from(XENMEM_REMOVE_FROM_PHYSMAP), p);
+    if r != 0 {
+        return failed(5, r);
+    }
+    let m = crate::ops::map(1, id, GNTMAP_HOST_MAP, HELD_PAGE_IPA);
+    if m.status != 0 {
+        return failed(6, i64::from(m.status));
+    }
+    let destroyed = domctl(domctl::DESTROYDOMAIN, id, [0; 16]);
+    let shown = |i: Result<GetDomainInfo, i64>| match i {
+        Ok(i) if i.domain == id => 0x10 | u64::from(i.flags & dominf::DYING != 0),
+        _ => 0,
+    };
+    let dying = info(id);
+    let pages = dying.as_ref().map_or(0xff, |i| i.tot_pages & 0xff);
+    let dying = shown(dying);
+    let unmapped = crate::ops::unmap(m.handle, HELD_PAGE_IPA);
+    let after = shown(info(id));
+    hex((destroyed as u64 & 0xff) << 40 | dying << 32 | pages << 16 | (unmapped as u64 & 0xff) << 8 | after)
+}
+
 pub static TOOLSTACK_CASES: &[Case] = &[
     // Every call: the struct, the interface version, privilege; unknown commands.
     Case { name: "toolstack.sysctl.bad_version", run: || ret(sysctl_v(sysctl::PHYSINFO, 0x14, [0; 16])), expect: Expect::Recorded },
@@ -574,4 +654,5 @@ pub static TOOLSTACK_CASES: &[Case] = &[
     Case { name: "toolstack.domctl.destroydomain.self", run: || ret(domctl(domctl::DESTROYDOMAIN, 0, [0; 16])), expect: Expect::Recorded },
     Case { name: "toolstack.domctl.destroydomain.created", run: destroy, expect: Expect::Recorded },
     Case { name: "toolstack.domctl.destroydomain.again", run: || ret(domctl(domctl::DESTROYDOMAIN, created(), [0; 16])), expect: Expect::Recorded },
+    Case { name: "toolstack.domctl.destroydomain.while_granted", run: destroy_while_granted, expect: Expect::Recorded },
 ];

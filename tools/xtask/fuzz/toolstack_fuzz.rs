@@ -117,23 +117,34 @@ pub extern "C" fn _start() -> ! {
         fail(b"cannot map the buffer");
     }
     let buf = buf as u64;
-    // Run again with /tmp/tsfuzz-destroy present: destroy the dom0less domU (id 1), as Xen
-    // lets dom0 do, and say what destroydomain returned.
-    let flag = b"/tmp/tsfuzz-destroy\0";
-    if unsafe { syscall(48, -100i64 as u64, flag.as_ptr() as u64, 0, 0, 0, 0) } == 0 {
+    // Run again with one of these files present: pause, unpause or destroy the dom0less domU
+    // (id 1), as Xen lets dom0 do, and say what the domctl returned.
+    let once: [(&[u8], u64, &[u8]); 3] = [
+        (b"/tmp/tsfuzz-pause\0", 3, b"tsfuzz-pause: d1 pausedomain "),
+        (b"/tmp/tsfuzz-unpause\0", 4, b"tsfuzz-unpause: d1 unpausedomain "),
+        (b"/tmp/tsfuzz-destroy\0", 2, b"tsfuzz-destroy: d1 destroydomain "),
+    ];
+    for (flag, cmd, say) in once {
+        if unsafe { syscall(48, -100i64 as u64, flag.as_ptr() as u64, 0, 0, 0, 0) } != 0 {
+            continue;
+        }
         // SAFETY: the buffer mapped above.
         let w = unsafe { core::slice::from_raw_parts_mut(buf as *mut u64, 18) };
         w.fill(0);
-        w[0] = 2 | VERSION << 32; // XEN_DOMCTL_destroydomain
+        w[0] = cmd | VERSION << 32;
         w[1] = PROTECTED;
         let h = Hypercall { op: DOMCTL, arg: [buf, 0, 0, 0, 0] };
         let ret = unsafe { syscall(29, fd as u64, IOCTL_PRIVCMD_HYPERCALL, &h as *const Hypercall as u64, 0, 0, 0) };
-        write(b"tsfuzz-destroy: d1 destroydomain ");
-        if ret < 0 {
-            write(b"-");
+        // One write for the line, so that the domU's console lines are not cut into it.
+        let mut line = [0u8; 64];
+        let mut n = 0;
+        let mut num = [0u8; 20];
+        let sign: &[u8] = if ret < 0 { b"-" } else { b"" };
+        for part in [say, sign, decimal::decimal(ret.unsigned_abs(), &mut num), b"\n"] {
+            line[n..n + part.len()].copy_from_slice(part);
+            n += part.len();
         }
-        write_num(ret.unsigned_abs());
-        write(b"\n");
+        write(&line[..n]);
         exit(0);
     }
     // SAFETY: the mapping just made, BUF_SIZE bytes, readable and writable.

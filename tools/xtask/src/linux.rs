@@ -323,7 +323,7 @@ fn init_script(modules: &[(String, Vec<u8>)]) -> String {
         "mkdir -p /proc/xen && mount -t xenfs xenfs /proc/xen 2>/dev/null\n\
          if grep -q xenith-fuzz /proc/cmdline; then if [ -x /bin/privcmd_fuzz ]; then /bin/privcmd_fuzz; else echo FUZZ-FAILED no fuzzer; fi; echo \"fuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; fi\n\
          if [ -x /etc/xenith/toolstack.sh ]; then /etc/xenith/toolstack.sh; fi\n\
-         if grep -q xenith-tsfuzz /proc/cmdline; then if [ -x /bin/toolstack_fuzz ]; then /bin/toolstack_fuzz; else echo TSFUZZ-FAILED no fuzzer; fi; echo \"tsfuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; sleep 2; touch /tmp/tsfuzz-destroy; [ -x /bin/toolstack_fuzz ] && /bin/toolstack_fuzz; sleep 2; echo \"tsfuzz: after the domU's destroy\"; fi\n\
+         if grep -q xenith-tsfuzz /proc/cmdline; then if [ -x /bin/toolstack_fuzz ]; then /bin/toolstack_fuzz; else echo TSFUZZ-FAILED no fuzzer; fi; echo \"tsfuzz: dom0 alive after the fuzzer, $(cat /proc/uptime)\"; sleep 2; for step in pause unpause destroy; do touch /tmp/tsfuzz-$step; [ -x /bin/toolstack_fuzz ] && /bin/toolstack_fuzz; rm -f /tmp/tsfuzz-$step; [ $step = pause ] && sleep 2 && echo \"{TSFUZZ_UNPAUSING}\"; [ $step = unpause ] && sleep 2; done; sleep 2; echo \"tsfuzz: after the domU's destroy\"; fi\n\
          if grep -q xenith-stress= /proc/cmdline; then if [ -x /bin/stress ]; then /bin/stress; else echo STRESS-FAILED no stress program; fi; fi\n\
          if grep -q xenith-msi /proc/cmdline; then echo \"msi-blk: $(md5sum /dev/vda)\"; ip link set eth0 up; timeout 15 udhcpc -i eth0 -n -q -t 3 -s /bin/true >/dev/null 2>&1; ip addr add 10.0.2.15/24 dev eth0 2>/dev/null; ping -c 2 -W 2 10.0.2.15 >/dev/null 2>&1; echo \"msi-net: rx $(cat /sys/class/net/eth0/statistics/rx_packets) tx $(cat /sys/class/net/eth0/statistics/tx_packets)\"; fi\n\
          if grep -q xenith-nested /proc/cmdline; then for d in /sys/kernel/iommu_groups/*/devices/*; do g=${{d%/devices/*}}; echo \"iommu-group: ${{g##*/}} $(cat $d/vendor):$(cat $d/device) $(cat $g/type)\"; done; dmesg | grep -i smmu | sed 's/^/smmu-dmesg: /'; fi\n\
@@ -1313,6 +1313,11 @@ pub const TSFUZZ_DOMU_ARGS: &str = "console=ttyAMA0 domu heartbeat";
 const HEARTBEAT: &str = "DOM1: heartbeat ";
 /// What the fuzzer prints when run again to destroy the domU, before destroydomain's return.
 const DESTROY_ASKED: &str = "tsfuzz-destroy: d1 destroydomain ";
+/// The same for the pause and the unpause before it.
+const PAUSE_ASKED: &str = "tsfuzz-pause: d1 pausedomain ";
+const UNPAUSE_ASKED: &str = "tsfuzz-unpause: d1 unpausedomain ";
+/// Printed by /init 2 s after the pause, before the unpause.
+const TSFUZZ_UNPAUSING: &str = "tsfuzz: unpausing the domU";
 
 /// The hostile-toolstack system test's boot: Linux dom0 (2 vCPUs) running
 /// tools/xtask/fuzz/toolstack_fuzz.rs (100 000 sysctl/domctl calls) before the marker, and a
@@ -1326,6 +1331,14 @@ pub fn toolstack_fuzz_systest_boot(hypervisor: PathBuf, guest: &std::path::Path)
         eprintln!("xtask: toolstack fuzz domU: {e}");
         Boot { dom0: Some(PathBuf::from("/nonexistent/tsfuzz-domu-unavailable")), ..Boot::new(hypervisor) }
     })
+}
+
+/// The return value the fuzzer printed after `asked` in `line` (the domU's console line may be
+/// cut into it right after the number: the guest runs again the moment the call returns).
+fn returned<'a>(line: &'a str, asked: &str) -> Option<&'a str> {
+    let rest = line.split_once(asked)?.1;
+    let end = rest.find(|c: char| c != '-' && !c.is_ascii_digit()).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|n| !n.is_empty())
 }
 
 /// 100 000 sysctl/domctl calls from dom0 userspace: the fuzzer finished, dom0 reached the
@@ -1355,11 +1368,25 @@ pub fn toolstack_fuzz_systest_check(o: &Outcome) -> std::result::Result<(), Stri
     let destroy = lines.iter().position(|l| l.contains(DESTROY_ASKED)).ok_or("dom0 did not destroy the domU after the fuzzer")?;
     // The hypervisor's lines about the destroy come before dom0 prints its return.
     let destroy = lines[done..destroy].iter().position(|l| l.contains("d1: gone") || l.contains("d1: destroyed")).map_or(destroy, |i| done + i);
+    // Then dom0 pauses it (its vCPU waits on its own CPU), waits 2 s and unpauses it.
+    let at = |mark: &str| lines.iter().position(|l| l.contains(mark)).ok_or_else(|| format!("no line with `{mark}` after the fuzzer"));
+    let (pause, unpausing, unpause) = (at(PAUSE_ASKED)?, at(TSFUZZ_UNPAUSING)?, at(UNPAUSE_ASKED)?);
+    for (i, asked) in [(pause, PAUSE_ASKED), (unpause, UNPAUSE_ASKED)] {
+        if returned(lines[i], asked) != Some("0") {
+            return Err(format!("`{}`: the domctl failed", lines[i].trim()));
+        }
+    }
+    let beats = |from: usize, to: usize| lines.get(from + 1..to).map_or(0, |ls| ls.iter().filter(|l| l.contains(HEARTBEAT)).count());
     let beats_before = lines[..done].iter().filter(|l| l.contains(HEARTBEAT)).count();
-    let beats_after = lines[done..destroy].iter().filter(|l| l.contains(HEARTBEAT)).count();
+    let beats_after = beats(done, pause);
+    let (paused, resumed) = (beats(pause, unpausing), beats(unpause, destroy));
     if beats_before == 0 || beats_after < 2 {
         return Err(format!("the domU's heartbeats: {beats_before} before the fuzzer's end, {beats_after} after it (expected some, then at least 2)"));
     }
+    if paused != 0 || resumed < 2 || o.has("d1: paused, but") {
+        return Err(format!("the domU's heartbeats: {paused} in the 2 s it was paused (want 0), {resumed} after the unpause (want at least 2); pause's wait ran out: {}", o.has("d1: paused, but")));
+    }
+    println!("toolstack fuzz: the domU beat {paused} times in the 2 s dom0 had it paused and {resumed} after the unpause");
     for gone in ["d1: destroyed", "d1: shutdown", "d1v0: UNDEF loop", "d1v0: data abort loop"] {
         if lines[..destroy].iter().any(|l| l.contains(gone)) {
             return Err(format!("the domU stopped: `{gone}` in the output"));
@@ -1369,7 +1396,7 @@ pub fn toolstack_fuzz_systest_check(o: &Outcome) -> std::result::Result<(), Stri
     // dom0 destroys the dom0less domU (as Xen 4.17 lets it): destroydomain returns 0, the
     // domain goes (its RAM back to the pool, its CPU released) and beats no more.
     let asked = lines.iter().find(|l| l.contains(DESTROY_ASKED)).map_or("", |l| l.trim());
-    if !asked.ends_with(&format!("{DESTROY_ASKED}0")) || !o.has("d1: gone") {
+    if returned(asked, DESTROY_ASKED) != Some("0") || !o.has("d1: gone") {
         return Err(format!("the domU's destroy: `{asked}`, `d1: gone` logged: {}", o.has("d1: gone")));
     }
     let end = lines.iter().position(|l| l.contains("tsfuzz: after the domU's destroy")).ok_or("dom0 did not go on after the domU's destroy")?;

@@ -19,8 +19,8 @@
 //!
 //! With `xenith-dom0less` on dom0's command line the script runs Debian's `init-dom0less`
 //! instead of the domU's life: the boot's dom0less domU1 (`xen,enhanced`) is introduced to
-//! xenstore and named for libxl, and `xl list` shows it (`linux_dom0_toolstack_dom0less` and
-//! its `_on_xen` twin).
+//! xenstore and named for libxl, `xl list` shows it, and `xl pause` stops its heartbeats until
+//! `xl unpause` (`linux_dom0_toolstack_dom0less` and its `_on_xen` twin).
 //!
 //! `cargo xtask run --dom0 linux --toolstack` boots it; the system tests
 //! `linux_dom0_toolstack_xl` (xenith, `sched=credit`: the domU's vCPUs share the CPUs with
@@ -115,6 +115,14 @@ fn script() -> String {
          xl vcpu-list 2>&1 | sed 's/^/xl-vcpu-list-dom0less: /'\n\
          echo \"toolstack: dom0less xenstore: name $(xenstore-read /local/domain/1/name 2>&1), store port $(xenstore-read /local/domain/1/store/port 2>&1), ring-ref $(xenstore-read /local/domain/1/store/ring-ref 2>&1)\"\n\
          sleep 5\n\
+         # Paused, it beats no more and `xl list` shows it paused; unpaused, it beats again.\n\
+         xl pause {DOM0LESS_NAME}; echo \"{PAUSE_EXIT} $?\"\n\
+         xl list 2>&1 | sed 's/^/xl-list-paused: /'\n\
+         sleep {PAUSED_SECS}\n\
+         echo \"{UNPAUSING}\"\n\
+         xl unpause {DOM0LESS_NAME}; echo \"{UNPAUSE_EXIT} $?\"\n\
+         xl list 2>&1 | sed 's/^/xl-list-unpaused: /'\n\
+         sleep {PAUSED_SECS}\n\
          echo \"{DOM0LESS_DONE}\"\n\
          elif [ -f /etc/xenith/domu.cfg ]; then\n\
          for m in $(cat /etc/xenith/xl-modules); do n=$(echo ${{m%.ko}} | tr - _); [ -d /sys/module/$n ] || insmod /lib/modules/xl/$m || echo \"toolstack: insmod $m failed\"; done\n\
@@ -175,8 +183,18 @@ const DOM0LESS_FLAG: &str = "xenith-dom0less";
 const CPU_TIME: &str = "toolstack: domU cpu time";
 /// Printed with init-dom0less's exit status.
 const INIT_DOM0LESS_EXIT: &str = "toolstack: init-dom0less exit";
-/// Printed 5 s after `init-dom0less` (the domU's heartbeats meanwhile show it runs on).
+/// Printed at the end of the dom0less steps: 5 s after `init-dom0less` (the domU's heartbeats
+/// meanwhile show it runs on), `xl pause` of the domU, [`PAUSED_SECS`] s, `xl unpause` and as
+/// long again.
 const DOM0LESS_DONE: &str = "toolstack: dom0less done";
+/// Printed with `xl pause`'s exit status (of the dom0less domU).
+const PAUSE_EXIT: &str = "toolstack: xl pause exit";
+/// Printed before `xl unpause`, [`PAUSED_SECS`] s after the pause.
+const UNPAUSING: &str = "toolstack: dom0less unpausing";
+/// Printed with `xl unpause`'s exit status.
+const UNPAUSE_EXIT: &str = "toolstack: xl unpause exit";
+/// Seconds dom0 leaves the domU paused, and then running: 3 of its 2-s heartbeats.
+const PAUSED_SECS: u32 = 6;
 
 /// Printed by the script just before `xl create` (the bench times from this line to the
 /// domU's marker).
@@ -379,6 +397,38 @@ pub fn check_dom0less(o: &Outcome) -> std::result::Result<(), String> {
     }
     let (before, after) = crate::linux::domu_beat_through(o, DOM0LESS_HEARTBEAT, INIT_DOM0LESS_EXIT, "init-dom0less ended")?;
     println!("    dom0less: `{row}`; heartbeats {before} before init-dom0less ended, {after} after");
+    check_dom0less_pause(o)
+}
+
+/// `xl pause` of the dom0less domU stopped it and `xl unpause` let it go on: both exited 0; it
+/// beat between init-dom0less and the pause, not once in the [`PAUSED_SECS`] s after the pause
+/// returned, and at least twice after the unpause; `xl list` showed it paused (`p` in its
+/// state) while it was, and not after.
+fn check_dom0less_pause(o: &Outcome) -> std::result::Result<(), String> {
+    for exit in [PAUSE_EXIT, UNPAUSE_EXIT] {
+        if !o.has(&format!("{exit} 0")) {
+            return Err(format!("`{exit} 0` not in the output: {:?}", lines(o, exit)));
+        }
+    }
+    let state = |tag: &str| -> std::result::Result<String, String> {
+        let listed = lines(o, tag);
+        let row = listed.iter().find(|l| l.starts_with(DOM0LESS_NAME)).ok_or_else(|| format!("`xl list` ({tag}) does not show {DOM0LESS_NAME}: {listed:?}"))?;
+        row.split_whitespace().nth(4).map(str::to_string).ok_or_else(|| format!("`xl list` ({tag}): no state in `{row}`"))
+    };
+    let (paused, unpaused) = (state("xl-list-paused: ")?, state("xl-list-unpaused: ")?);
+    if !paused.contains('p') || unpaused.contains('p') {
+        return Err(format!("`xl list` state of {DOM0LESS_NAME}: `{paused}` while paused, `{unpaused}` after the unpause"));
+    }
+    let all: Vec<&str> = o.output.lines().collect();
+    let at = |mark: &str| all.iter().position(|l| l.contains(mark)).ok_or_else(|| format!("no line with `{mark}`"));
+    let (init, pause, unpausing, unpause, done) = (at(INIT_DOM0LESS_EXIT)?, at(PAUSE_EXIT)?, at(UNPAUSING)?, at(UNPAUSE_EXIT)?, at(DOM0LESS_DONE)?);
+    // Between the marker lines, not on them (a line of the guest's may be cut into dom0's).
+    let beats = |from: usize, to: usize| all.get(from + 1..to).map_or(0, |ls| ls.iter().filter(|l| l.contains(DOM0LESS_HEARTBEAT)).count());
+    let (running, while_paused, resumed) = (beats(init, pause), beats(pause, unpausing), beats(unpause, done));
+    println!("    dom0less pause: heartbeats {running} before `xl pause`, {while_paused} in the {PAUSED_SECS} s paused, {resumed} after `xl unpause`; xl list `{paused}` then `{unpaused}`");
+    if running == 0 || while_paused != 0 || resumed < 2 {
+        return Err(format!("the dom0less domU's heartbeats: {running} before the pause (want some), {while_paused} while paused (want 0), {resumed} after the unpause (want at least 2)"));
+    }
     Ok(())
 }
 

@@ -70,6 +70,12 @@ const TIMERS: TimerPpis = TimerPpis { virtual_timer: super::vtimer::on_virtual_t
 /// MSI through the ITS) pends its virtual LPI (no active state to deactivate), the rest goes
 /// to the vGIC protocol. Returns whether it is deactivated now.
 fn dispatch(intid: u32) -> bool {
+    // Under `sched=null` a kick is noted wherever it is taken (with other interrupts in the
+    // same exit, or on the way back into the guest from a hypercall or a trap), so that the
+    // next IRQ exit acts on it.
+    if intid == KICK_SGI && !percpu::shares_cpus() {
+        percpu::note_kick();
+    }
     if intid >= LPI_BASE {
         take_lpi(intid);
         return false;
@@ -93,15 +99,15 @@ fn take_lpi(intid: u32) {
 
 /// An IRQ taken while a guest ran. When vCPUs share CPUs it is a scheduling point (the tick,
 /// a kick or a timer deadline): `reschedule` (the scheduler's, which sits above this file) may
-/// put another vCPU's frame in `frame`; on a CPU of its own a kick may be its destroy, which
-/// `kicked` (also the scheduler's) carries out. Returns its kind for the trap counters (by the
-/// first INTID taken).
+/// put another vCPU's frame in `frame`; on a CPU of its own a kick taken since the last IRQ
+/// exit may be its domain's destroy or pause, which `kicked` (also the scheduler's) carries
+/// out. Returns its kind for the trap counters (by the first INTID taken).
 pub fn irq_from_guest(frame: &mut TrapFrame, reschedule: fn(&mut TrapFrame), kicked: fn()) -> TrapKind {
     guest_exit();
     let first = take_physical_irqs();
     if percpu::shares_cpus() {
         reschedule(frame);
-    } else if first == Some(KICK_SGI) {
+    } else if percpu::take_kick() {
         kicked();
     }
     guest_entry();

@@ -1,6 +1,7 @@
 //! What each physical CPU runs, in its own TPIDR_EL2 (nothing else uses it): bits 0-7 the
-//! CPU's index, 8-15 the vCPU, 16-31 the domain. Every hypercall asks: one register read. The
-//! placement itself (which vCPU goes where) is `domain::vcpu`'s.
+//! CPU's index, 8-15 the vCPU, 16-31 the domain, bit 32 a kick not yet acted on. Every
+//! hypercall asks: one register read. The placement itself (which vCPU goes where) is
+//! `domain::vcpu`'s.
 
 use crate::domain::vcpu::CPUS;
 pub use crate::domain::vcpu::MAX_CPUS;
@@ -26,6 +27,26 @@ pub fn this_cpu() -> usize {
 pub fn assign(cpu: usize, domain: DomId, vcpu: u32) {
     let v = (cpu as u64 & 0xff) | (u64::from(vcpu) & 0xff) << 8 | u64::from(domain) << 16;
     sysreg!(write TPIDR_EL2, v);
+}
+
+/// TPIDR_EL2's bit for a kick taken on this CPU that the next IRQ exit has to act on.
+const KICK_SEEN: u64 = 1 << 32;
+
+/// A kick was taken on this CPU (see [`take_kick`]).
+pub fn note_kick() {
+    sysreg!(write TPIDR_EL2, percpu() | KICK_SEEN);
+}
+
+/// Whether a kick was noted on this CPU since the last call (the note is taken): a register
+/// read while there is none.
+#[inline]
+pub fn take_kick() -> bool {
+    let p = percpu();
+    if p & KICK_SEEN == 0 {
+        return false;
+    }
+    sysreg!(write TPIDR_EL2, p & !KICK_SEEN);
+    true
 }
 
 /// The boot CPU, before any domain runs.

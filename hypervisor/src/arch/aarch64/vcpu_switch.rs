@@ -235,14 +235,14 @@ pub enum Why {
 pub fn reschedule(frame: &mut TrapFrame, why: Why) {
     let cpu = this_cpu();
     // A vCPU of a domain being destroyed, or of a domain that shut down (another of its
-    // vCPUs asked), leaves for good; one of a domain the
-    // toolstack paused leaves until the unpause queues it again (its registers saved).
+    // vCPUs asked), leaves for good; one of a domU the toolstack paused (made by it or built
+    // at boot) leaves until the unpause queues it again (its registers saved).
     let (dom, vcpu) = (percpu::current_domain(), percpu::current_vcpu());
     if let Some(d) = crate::domain::registry::DOMAINS.get(dom).filter(|d| !d.is_hardware) {
         if d.dying() || d.shutdown().is_some() {
             stop_current();
         }
-        if d.by_toolstack && d.paused() {
+        if d.paused() {
             return pause_current(cpu, frame, d, VcpuRef::new(dom, vcpu));
         }
     }
@@ -264,7 +264,7 @@ pub fn reschedule(frame: &mut TrapFrame, why: Why) {
     carry_out(cpu, frame, d);
 }
 
-/// The running vCPU `v` of `d`, which the toolstack paused, leaves `cpu` with its registers
+/// The running vCPU `v` of domU `d`, which the toolstack paused, leaves `cpu` with its registers
 /// saved (from `frame`); the CPU runs what the scheduler picks next. Should the unpause have
 /// come in between, the vCPU goes straight back in its run queue.
 fn pause_current(cpu: usize, frame: &mut TrapFrame, d: &crate::domain::Domain, v: VcpuRef) {
@@ -583,11 +583,13 @@ unsafe fn restore_fp(f: *const FpRegs) {
 const _: () = assert!(core::mem::offset_of!(FpRegs, fpsr) == 512 && core::mem::offset_of!(FpRegs, fpcr) == 520);
 
 /// A kick on a CPU a guest has to itself (sched=null): when it is the guest's destroy, its
-/// CPU stops (and is released) here. Where vCPUs share CPUs the reschedule does that.
+/// CPU stops (and is released) here; when it is its pause, the vCPU waits here until the
+/// unpause (`after::domu_stop`). Where vCPUs share CPUs the reschedule does both.
 #[cold]
 #[inline(never)]
 pub(super) fn kicked() {
-    if let Some(dom) = crate::domain::registry::DOMAINS.get(percpu::current_domain()).filter(|d| d.dying()) {
+    let stops = |d: &&crate::domain::Domain| !d.is_hardware && (d.dying() || d.paused());
+    if let Some(dom) = crate::domain::registry::DOMAINS.get(percpu::current_domain()).filter(stops) {
         if crate::hypercall::after::after_trap(&super::Hw, &crate::domain::registry::DOMAINS, dom, percpu::current_vcpu()) == crate::hypercall::after::After::Park {
             park_this_cpu();
         }
