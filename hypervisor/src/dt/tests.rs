@@ -33,7 +33,10 @@ fn edited(dt: &HostDt, edit: impl FnOnce(&HostDt, &mut Tree)) -> HostDt {
 /// Test-only: decompiles a blob with `dtc` when it is installed and checks dtc accepts it.
 fn dtc_accepts(blob: &[u8]) {
     use std::process::{Command, Stdio};
-    let path = std::env::temp_dir().join(std::format!("xenith-dom0-{}.dtb", std::process::id()));
+    // One file per call: tests run on several threads of one process.
+    static CALLS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    let n = CALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(std::format!("xenith-dom0-{}-{n}.dtb", std::process::id()));
     std::fs::write(&path, blob).unwrap();
     let out = Command::new("dtc")
         .args(["-I", "dtb", "-O", "dts", "-o", "/dev/null"])
