@@ -318,7 +318,7 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
                 expect(o, "dom0: 2 vCPU(s)")?;
                 expect(o, "DOM1: noise: domU looping on xen_version")?;
                 let switches = o.output.lines().find_map(|l| l.split("vCPU switches (sched=credit): ").nth(1)).and_then(|n| n.trim().parse::<u64>().ok());
-                if !switches.is_some_and(|n| n >= 10) {
+                if switches.is_none_or(|n| n < 10) {
                     return Err(format!("vCPU switches {switches:?}: wanted the domU and dom0 to take turns"));
                 }
                 if let Some(lines) = o.trouble() {
