@@ -104,17 +104,7 @@ fn take<C: Cpuif>(intid: u32) -> bool {
 /// group 1 and enabled, the CPU interface accepting every priority with IRQs masked at PSTATE.
 fn gic_init() {
     if is_v2() {
-        // The banked SGI and PPI priorities and enables at the distributor; the CPU interface
-        // on (EOImode 0) with every priority unmasked.
-        w32(GICD, 1); // GICD_CTLR: Enable
-        w32(GICD + 0x400, 0xa0a0_a0a0); // IPRIORITYR0 (SGIs 0-3)
-        w32(GICD + 0x418, 0xa0a0_a0a0); // IPRIORITYR6 (PPIs 24-27)
-        w32(GICD + 0x100, (1 << SELF_SGI) | (1 << VTIMER_PPI)); // ISENABLER0
-        w32(GICC + 0x4, 0xff); // GICC_PMR
-        w32(GICC + 0x8, 0); // GICC_BPR
-        w32(GICC, 1); // GICC_CTLR: Enable
-        while MmioIf::iar() != SPURIOUS {}
-        return;
+        return crate::gicv2_poll::init(SELF_SGI, VTIMER_PPI);
     }
     w32(GICD, (1 << 4) | (1 << 1)); // GICD_CTLR: ARE_NS, EnableGrp1A
     w32(GICR + 0x14, 0); // GICR_WAKER: ProcessorSleep off
