@@ -26,6 +26,8 @@ mod gich {
     pub const HCR: usize = 0x00;
     pub const VTR: usize = 0x04;
     pub const VMCR: usize = 0x08;
+    pub const ELRSR0: usize = 0x30;
+    pub const ELRSR1: usize = 0x34;
     pub const APR: usize = 0xf0;
     pub const LR0: usize = 0x100;
     /// GICH_HCR.En: the virtual CPU interface works.
@@ -46,6 +48,26 @@ pub mod lr {
     pub const PRIORITY_SHIFT: u32 = 23;
     pub const PHYS_SHIFT: u32 = 10;
     pub const CPUID_SHIFT: u32 = 10;
+}
+
+/// Most list registers a vCPU switch carries (the vGIC core uses no more).
+const SAVED_LRS: usize = crate::irq::vgic::MAX_LRS;
+
+/// A vCPU's virtual CPU interface while it is off its CPU (`sched=credit`): GICH_HCR (with
+/// the underflow request and EOICount), GICH_VMCR (the guest's GICV_CTLR, PMR, BPR), GICH_APR
+/// (the active priorities), and the list registers in the GICv2 format as they were (an
+/// SGI's source CPU kept), 0 for those that were empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtState {
+    pub hcr: u32,
+    pub vmcr: u32,
+    pub apr: u32,
+    pub lrs: [u32; SAVED_LRS],
+}
+
+impl VirtState {
+    /// A vCPU that has not run: the virtual interface enabled, nothing in it.
+    pub const FRESH: Self = Self { hcr: gich::HCR_EN, vmcr: 0, apr: 0, lrs: [0; SAVED_LRS] };
 }
 
 /// One GICv2: its three register blocks. `M` is the hardware (`RawMmio`) or a model.
@@ -196,6 +218,40 @@ impl<M: Mmio> GicV2<M> {
 
     pub fn write_lr(&self, index: usize, value: u32) {
         self.gich.write32(gich::LR0 + 4 * index.min(63), value);
+    }
+
+    /// Save this CPU's virtual interface into `out` and leave it empty for the next vCPU:
+    /// only the list registers GICH_ELRSR does not report empty are read (and cleared), the
+    /// active priorities cleared, and GICH_HCR back to En alone (no underflow interrupt for an
+    /// interface with nothing in it).
+    pub fn save_virtual(&self, out: &mut VirtState) {
+        let n = self.lr_count().min(SAVED_LRS);
+        let empty = u64::from(self.gich.read32(gich::ELRSR0)) | u64::from(self.gich.read32(gich::ELRSR1)) << 32;
+        for (i, lr) in out.lrs.iter_mut().enumerate() {
+            *lr = 0;
+            if i < n && empty & (1 << i) == 0 {
+                *lr = self.read_lr(i);
+                self.write_lr(i, 0);
+            }
+        }
+        out.hcr = self.gich.read32(gich::HCR);
+        out.vmcr = self.gich.read32(gich::VMCR);
+        out.apr = self.gich.read32(gich::APR);
+        self.gich.write32(gich::APR, 0);
+        self.gich.write32(gich::HCR, gich::HCR_EN);
+    }
+
+    /// Load a vCPU's virtual interface (as `save_virtual` left it) on this CPU: every list
+    /// register written (the empty ones 0, so nothing of the vCPU before remains), then the
+    /// active priorities, GICV_CTLR/PMR/BPR and last GICH_HCR.
+    pub fn restore_virtual(&self, s: &VirtState) {
+        let n = self.lr_count().min(SAVED_LRS);
+        for (i, &lr) in s.lrs.iter().enumerate().take(n) {
+            self.write_lr(i, lr);
+        }
+        self.gich.write32(gich::APR, s.apr);
+        self.gich.write32(gich::VMCR, s.vmcr);
+        self.gich.write32(gich::HCR, s.hcr);
     }
 
     /// GICH_HCR.UIE on or off (written only when it changes).
@@ -354,6 +410,89 @@ mod tests {
         assert!(h.writes.borrow().is_empty());
         g.set_underflow_irq(true);
         assert_eq!(h.values.borrow()[&gich::HCR], gich::HCR_EN | gich::HCR_UIE);
+    }
+
+    /// A GICH block with `lrs` list registers holding `values` (0 empty: GICH_ELRSR set).
+    fn gich_with(h: &Regs, values: &[u32]) {
+        let mut m = h.values.borrow_mut();
+        m.insert(gich::VTR, values.len() as u32 - 1);
+        let mut empty = 0u64;
+        for (i, &v) in values.iter().enumerate() {
+            m.insert(gich::LR0 + 4 * i, v);
+            if v == 0 {
+                empty |= 1 << i;
+            }
+        }
+        m.insert(gich::ELRSR0, empty as u32);
+        m.insert(gich::ELRSR1, (empty >> 32) as u32);
+    }
+
+    #[test]
+    fn a_switch_saves_the_list_registers_in_use_and_leaves_the_interface_empty() {
+        let (d, c, h) = (Regs::default(), Regs::default(), Regs::default());
+        // LR1 a pending SGI 3 from CPU 2, LR3 an active HW SPI; LR0 and LR2 empty.
+        let sgi = 3 | (2 << lr::CPUID_SHIFT) | lr::PENDING;
+        let spi = 48 | (48 << lr::PHYS_SHIFT) | lr::HW | lr::ACTIVE;
+        gich_with(&h, &[0, sgi, 0, spi]);
+        h.values.borrow_mut().insert(gich::HCR, gich::HCR_EN | gich::HCR_UIE | (3 << 27));
+        h.values.borrow_mut().insert(gich::VMCR, 0xf000_0201);
+        h.values.borrow_mut().insert(gich::APR, 1 << 4);
+        let g = gic(&d, &c, &h);
+        let mut s = VirtState::FRESH;
+        s.lrs[2] = 0xdead;
+        g.save_virtual(&mut s);
+        assert_eq!(s.hcr, gich::HCR_EN | gich::HCR_UIE | (3 << 27));
+        assert_eq!((s.vmcr, s.apr), (0xf000_0201, 1 << 4));
+        let mut want = [0; SAVED_LRS];
+        (want[1], want[3]) = (sgi, spi);
+        assert_eq!(s.lrs, want, "the SGI's source CPU kept, empty ones 0");
+        // Only the two in use were read back and cleared; the interface is left enabled and
+        // empty, with no underflow interrupt.
+        let lr_writes: Vec<_> = h.writes.borrow().iter().filter(|(o, _)| *o >= gich::LR0).copied().collect();
+        assert_eq!(lr_writes, [(gich::LR0 + 4, 0), (gich::LR0 + 12, 0)]);
+        assert_eq!(h.values.borrow()[&gich::HCR], gich::HCR_EN);
+        assert_eq!(h.values.borrow()[&gich::APR], 0);
+    }
+
+    #[test]
+    fn a_switch_restores_every_list_register_then_the_control_registers() {
+        let (d, c, h) = (Regs::default(), Regs::default(), Regs::default());
+        // The vCPU before left LR0 and LR2 full; the incoming one had only LR1.
+        gich_with(&h, &[27 | lr::PENDING, 0, 30 | lr::ACTIVE, 0]);
+        let g = gic(&d, &c, &h);
+        let mut s = VirtState::FRESH;
+        s.lrs[1] = 33 | lr::PENDING | lr::EOI;
+        (s.hcr, s.vmcr, s.apr) = (gich::HCR_EN | gich::HCR_UIE, 0x1f0_0001, 1 << 2);
+        g.restore_virtual(&s);
+        let v = h.values.borrow();
+        let lrs: Vec<u32> = (0..4).map(|i| v[&(gich::LR0 + 4 * i)]).collect();
+        assert_eq!(lrs, [0, 33 | lr::PENDING | lr::EOI, 0, 0]);
+        assert_eq!((v[&gich::APR], v[&gich::VMCR], v[&gich::HCR]), (1 << 2, 0x1f0_0001, gich::HCR_EN | gich::HCR_UIE));
+        // GICH_HCR last: the interface is enabled (and may signal underflow) only once its
+        // list registers are the incoming vCPU's.
+        assert_eq!(h.writes.borrow().last(), Some(&(gich::HCR, gich::HCR_EN | gich::HCR_UIE)));
+        // Only the implemented list registers are touched.
+        assert!(h.writes.borrow().iter().all(|(o, _)| *o < gich::LR0 + 16));
+    }
+
+    #[test]
+    fn save_then_restore_gives_back_the_same_interface() {
+        let (d, c, h) = (Regs::default(), Regs::default(), Regs::default());
+        let values = [5 | lr::PENDING | (1 << lr::CPUID_SHIFT), 0, 40 | lr::PENDING | lr::ACTIVE | lr::GROUP1, 27 | lr::EOI];
+        gich_with(&h, &values);
+        // LR3: invalid state but EOI set: GICH_ELRSR does not count it empty.
+        h.values.borrow_mut().insert(gich::ELRSR0, 0b0010);
+        h.values.borrow_mut().insert(gich::HCR, gich::HCR_EN | gich::HCR_UIE);
+        h.values.borrow_mut().insert(gich::VMCR, 0x4c00_0003);
+        h.values.borrow_mut().insert(gich::APR, 0x8000_0001);
+        let g = gic(&d, &c, &h);
+        let mut s = VirtState::FRESH;
+        g.save_virtual(&mut s);
+        assert_eq!(&s.lrs[..4], &values);
+        g.restore_virtual(&s);
+        let v = h.values.borrow();
+        assert_eq!((0..4).map(|i| v[&(gich::LR0 + 4 * i)]).collect::<Vec<_>>(), values);
+        assert_eq!((v[&gich::HCR], v[&gich::VMCR], v[&gich::APR]), (gich::HCR_EN | gich::HCR_UIE, 0x4c00_0003, 0x8000_0001));
     }
 
     #[test]

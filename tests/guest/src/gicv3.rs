@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 /// The DT names a GICv2.
 static V2: AtomicBool = AtomicBool::new(false);
 /// QEMU virt's GICv2 CPU interface.
-const GICC: u64 = 0x0801_0000;
+pub const GICC: u64 = 0x0801_0000;
 
 /// Record whether the guest's GIC is a GICv2 (from its DT).
 pub fn set_v2(v2: bool) {

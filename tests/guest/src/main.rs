@@ -29,6 +29,8 @@ mod cpu;
 mod dma_layer;
 #[cfg(target_os = "none")]
 mod edu;
+#[cfg(target_os = "none")]
+mod gicv2_poll;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 mod gicv3;
 #[cfg(target_os = "none")]

@@ -75,11 +75,12 @@ cargo xtask <command>
                          boot each); non-zero exit when either fails or xenith is slower under -icount
       --only nested      only the virtio-blk read bench: dom0's stage 1 nested over xenith's stage 2 vs
                          stage 2 alone, ratio and verdict (non-zero exit below 0.8x)
-      --only exits [--smp N] [--against xen]
+      --only exits [--smp N] [--gic 2|3] [--against xen]
                          only the null hypercall and the per-exit costs (one boot); beside Xen 4.17's
                          figures, measured with --against xen (then kept in target/) or the kept
                          ones; non-zero exit when one is over Xen's; --smp N: N CPUs, dom0 with N
-                         vCPUs on both (the guest runs on vCPU 0)
+                         vCPUs on both (the guest runs on vCPU 0); --gic 2: QEMU virt with
+                         gic-version=2 (no GICR rows there)
       --against xen      round trips and per-exit costs on xenith and Xen 4.17 and their ratio, the Linux
                          dom0 boot, the boot overhead, the noise figure and xl create -> domU marker
                          (--only xl) on both
@@ -151,7 +152,7 @@ fn main() {
                 met.then_some(()).ok_or_else(|| format!("nested virtio-blk read throughput below {}x of stage 2 alone", systest::BLKBENCH_TARGET))
             }),
             Some("exits") => exits_bench_args(args.get(3..).unwrap_or_default())
-                .and_then(|(against, smp)| setup().and_then(|_| build::all()).and_then(|i| conformance::bench_exits(&i, against, smp))),
+                .and_then(|(against, smp, gic)| setup().and_then(|_| build::all()).and_then(|i| conformance::bench_exits(&i, against, smp, gic))),
             Some("xl") => setup().and_then(|_| build::all()).and_then(|i| toolstack::bench_against_xen(i.hypervisor.clone(), fixtures::xen_4_17()?)),
             other => Err(format!("bench --only: unknown part {other:?} (nested, exits, xl)")),
         },
@@ -378,18 +379,19 @@ fn run_tests(mut cmd: Command, root: &std::path::Path) -> Result<u64> {
 }
 
 /// `bench --only exits` options: `--against xen`, `--smp N`.
-fn exits_bench_args(args: &[String]) -> Result<(bool, Option<u32>)> {
-    let (mut against, mut smp) = (false, None);
+fn exits_bench_args(args: &[String]) -> Result<(bool, Option<u32>, u8)> {
+    let (mut against, mut smp, mut gic) = (false, None, 3);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match (a.as_str(), it.clone().next().map(String::as_str)) {
             ("--against", Some("xen")) => against = true,
             ("--smp", Some(n)) => smp = Some(n.parse::<u32>().ok().filter(|n| (1..=8).contains(n)).ok_or(format!("--smp: 1 to 8, got {n}"))?),
-            _ => return Err(format!("bench --only exits: unknown option {a:?} (--against xen, --smp N)")),
+            ("--gic", Some(n)) => gic = n.parse::<u8>().ok().filter(|n| matches!(n, 2 | 3)).ok_or(format!("--gic: 2 or 3, got {n}"))?,
+            _ => return Err(format!("bench --only exits: unknown option {a:?} (--against xen, --smp N, --gic 2|3)")),
         }
         it.next();
     }
-    Ok((against, smp))
+    Ok((against, smp, gic))
 }
 
 fn bench() -> Result<()> {

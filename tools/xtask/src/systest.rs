@@ -252,6 +252,19 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
             expect(o, "vCPU switches (sched=credit): ")
         },
     });
+    // The same on a GICv2 host (sched=credit runs there; the domU, whose vGIC is a GICv3,
+    // uses no virtual CPU interface, so this does not tell whether a switch carries GICH).
+    cases.push(Case {
+        name: "domu_shares_a_cpu_under_credit_gicv2",
+        boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), cmdline: "sched=credit".into(), gic: 2, ..one_cpu.clone() }, &images.test_guest, "credit-share-gicv2")?,
+        check: |o| {
+            guest_clean(o)?;
+            expect(o, "GICv2: distributor 0x8000000")?;
+            expect(o, "scheduler: credit (sched=)")?;
+            expect(o, "DOM1: case domu.grant.offer_to_dom0: 0x1")?;
+            expect(o, "vCPU switches (sched=credit): ")
+        },
+    });
     cases.push(Case {
         name: "domu_kernel_not_an_arm64_image",
         boot: crate::conformance::with_domu(Boot { dom0: Some(images.test_guest.clone()), ..Boot::new(images.hypervisor.clone()) }, &images.test_guest_elf, "bad-kernel")?,
@@ -280,6 +293,34 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
             check: |o| {
                 crate::linux::systest_check(o)?;
                 expect(o, "vGICv2 distributor")?;
+                if let Some(lines) = o.trouble() {
+                    return Err(format!("trouble in the output:\n{}", lines.join("\n")));
+                }
+                Ok(())
+            },
+        });
+        // The same under sched=credit beside a dom0less domU that never blocks (the test guest
+        // looping on hypercalls): it shares a CPU with one of dom0's vCPUs, so each timeslice
+        // switch saves and restores the GICH virtual interface with Linux's state in it. The
+        // domU leaves that interface alone, so a switch that kept it in place would pass too.
+        cases.push(Case {
+            name: "linux_dom0_gicv2_shares_a_cpu_under_credit",
+            boot: {
+                let mut b = Boot { gic: 2, smp: 1, ..crate::linux::systest_boot(images.hypervisor.clone()) };
+                b.cmdline.push_str(" sched=credit");
+                b.timeout = Duration::from_secs(240);
+                crate::conformance::with_domus(b, &images.test_guest, &["console=ttyAMA0 domu noise-busy"], "linux-gicv2-credit")?
+            },
+            check: |o| {
+                crate::linux::systest_check(o)?;
+                expect(o, "vGICv2 distributor")?;
+                expect(o, "scheduler: credit (sched=)")?;
+                expect(o, "dom0: 2 vCPU(s)")?;
+                expect(o, "DOM1: noise: domU looping on xen_version")?;
+                let switches = o.output.lines().find_map(|l| l.split("vCPU switches (sched=credit): ").nth(1)).and_then(|n| n.trim().parse::<u64>().ok());
+                if switches.is_none_or(|n| n < 10) {
+                    return Err(format!("vCPU switches {switches:?}: wanted the domU and dom0 to take turns"));
+                }
                 if let Some(lines) = o.trouble() {
                     return Err(format!("trouble in the output:\n{}", lines.join("\n")));
                 }
@@ -336,6 +377,16 @@ pub fn run_matching(images: &Images, filter: Option<&str>) -> Result<u32> {
         // A dom0less domU (xen,enhanced) that dom0's init-dom0less introduces: `xl list` names
         // it; the same script on Xen 4.17 is the reference.
         cases.push(Case { name: "linux_dom0_toolstack_dom0less", boot: crate::toolstack::dom0less_systest_boot(images.hypervisor.clone(), "sched=credit", &images.test_guest), check: |o| crate::toolstack::check(o, Some("2")).and_then(|()| crate::toolstack::check_dom0less(o)) });
+        // The same on a GICv2 host (dom0's 2 vCPUs and the domU share the 2 CPUs under credit).
+        cases.push(Case {
+            name: "linux_dom0_toolstack_dom0less_gicv2",
+            boot: crate::toolstack::dom0less_systest_boot_gicv2(images.hypervisor.clone(), "sched=credit", &images.test_guest),
+            check: |o| {
+                crate::toolstack::check(o, Some("2")).and_then(|()| crate::toolstack::check_dom0less(o))?;
+                expect(o, "vGICv2 distributor")?;
+                expect(o, "vCPU switches (sched=credit): ")
+            },
+        });
         cases.push(Case { name: "linux_dom0_toolstack_dom0less_on_xen", boot: crate::toolstack::xen_dom0less_systest_boot(&images.test_guest), check: |o| crate::toolstack::check(o, None).and_then(|()| crate::toolstack::check_dom0less(o)) });
         // A hostile dom0 process aimed at the toolstack's hypercalls: 100 000 sysctl/domctl calls.
         cases.push(Case { name: "linux_dom0_toolstack_fuzz", boot: crate::linux::toolstack_fuzz_systest_boot(images.hypervisor.clone(), &images.test_guest), check: crate::linux::toolstack_fuzz_systest_check });

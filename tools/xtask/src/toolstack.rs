@@ -332,12 +332,18 @@ const DOM0LESS_NAME: &str = "dom0less-1";
 /// `xen,enhanced = "enabled"`) that shares the 2 CPUs with dom0's 2 vCPUs; dom0's script runs
 /// init-dom0less and lists it instead of creating a domU.
 pub fn dom0less_systest_boot(hypervisor: PathBuf, cmdline: &str, guest: &Path) -> Boot {
-    dom0less_boot(hypervisor, cmdline, guest, "toolstack-dom0less")
+    dom0less_boot(hypervisor, cmdline, guest, "toolstack-dom0less", 3)
 }
 
-/// [`dom0less_systest_boot`], its generated files named after `tag`.
-fn dom0less_boot(hypervisor: PathBuf, cmdline: &str, guest: &Path, tag: &str) -> Boot {
+/// [`dom0less_systest_boot`] on QEMU virt with `gic-version=2`.
+pub fn dom0less_systest_boot_gicv2(hypervisor: PathBuf, cmdline: &str, guest: &Path) -> Boot {
+    dom0less_boot(hypervisor, cmdline, guest, "toolstack-dom0less-gicv2", 2)
+}
+
+/// [`dom0less_systest_boot`], its generated files named after `tag`, on a GICv`gic`.
+fn dom0less_boot(hypervisor: PathBuf, cmdline: &str, guest: &Path, tag: &str, gic: u8) -> Boot {
     let mut b = systest_boot(hypervisor.clone(), cmdline);
+    b.gic = gic;
     b.dom0_args = format!("{} {DOM0LESS_FLAG}", b.dom0_args);
     let with_domu = |mut b: Boot| -> Result<Boot> {
         let size = std::fs::metadata(guest).map_err(|e| format!("{}: {e}", guest.display()))?.len();
@@ -356,7 +362,7 @@ fn dom0less_boot(hypervisor: PathBuf, cmdline: &str, guest: &Path, tag: &str) ->
 /// The same boot on Debian's Xen 4.17, the reference.
 pub fn xen_dom0less_systest_boot(guest: &Path) -> Boot {
     match crate::fixtures::xen_4_17() {
-        Ok(xen) => dom0less_boot(xen, crate::linux::XEN_CMDLINE, guest, "toolstack-dom0less-xen"),
+        Ok(xen) => dom0less_boot(xen, crate::linux::XEN_CMDLINE, guest, "toolstack-dom0less-xen", 3),
         Err(e) => {
             eprintln!("xtask: Xen 4.17 fixtures: {e}");
             Boot::new(PathBuf::from("/nonexistent/xen-4.17-fixtures-unavailable"))

@@ -1,5 +1,6 @@
 //! Sharing physical CPUs among vCPUs (`sched=credit`): a vCPU's whole state saved and
-//! restored when its CPU switches vCPU, the CPU idling at EL2 when nothing is runnable, WFI and
+//! restored when its CPU switches vCPU (its GIC virtual interface: ICH_* system registers on a
+//! GICv3 host, the GICH block on a GICv2 one), the CPU idling at EL2 when nothing is runnable, WFI and
 //! WFE trapped while a CPU has more than one vCPU, and the hypervisor timer (CNTHP, PPI 26) as
 //! the scheduler's tick and the deadline of blocked vCPUs' timers. What runs where is
 //! `crate::sched`'s decision; this file carries it out.
@@ -15,6 +16,7 @@ use super::regs::{counter, counter_freq, isb};
 use super::percpu::{self, this_cpu, MAX_CPUS, NO_DOMAIN};
 use super::smp;
 use crate::contract::CpuStart;
+use crate::irq::gicv2::VirtState;
 use crate::irq::vgic::ListRegisters;
 use crate::sched::{Decision, SchedPolicy, VcpuRef, MAX_SCHED_VCPUS, SCHED};
 use crate::sync::SpinMutex;
@@ -60,11 +62,14 @@ struct Context {
     cntv_cval: u64,
     ptimer_ctl: u64,
     ptimer_cval: u64,
+    /// GICv3 hosts: ICH_LR<n>_EL2, ICH_HCR_EL2, ICH_VMCR_EL2, ICH_AP{0,1}R<n>_EL2.
     lrs: [u64; crate::irq::vgic::MAX_LRS],
     ich_hcr: u64,
     ich_vmcr: u64,
     ap0r: [u64; 4],
     ap1r: [u64; 4],
+    /// GICv2 hosts: the GICH virtual interface.
+    gich: VirtState,
     lrs_live: bool,
     seen_writes: u64,
     pauth: super::cpufeat::PauthKeys,
@@ -90,6 +95,7 @@ const CONTEXT_ZERO: Context = Context {
     ich_vmcr: 0,
     ap0r: [0; 4],
     ap1r: [0; 4],
+    gich: VirtState::FRESH,
     lrs_live: false,
     seen_writes: 0,
     pauth: super::cpufeat::PauthKeys([0; 10]),
@@ -109,16 +115,9 @@ pub fn enabled() -> bool {
     percpu::shares_cpus()
 }
 
-/// At boot, on the boot CPU: the scheduler's policy for `cpus` CPUs. `credit` needs a GICv3
-/// (its virtual interface's state is what a switch saves); on a GICv2 host it falls back to
-/// `null`. Returns the policy in force.
+/// At boot, on the boot CPU: the scheduler's policy for `cpus` CPUs. Returns the policy in
+/// force.
 pub fn init(policy: SchedPolicy, cpus: usize) -> SchedPolicy {
-    let policy = if policy == SchedPolicy::Credit && super::gic_v2::get().is_some() {
-        crate::log!("sched=credit needs a GICv3 on AArch64: the null scheduler runs");
-        SchedPolicy::Null
-    } else {
-        policy
-    };
     SCHED.configure(policy, counter_freq(), cpus, false);
     if policy == SchedPolicy::Credit {
         percpu::set_shares_cpus();
@@ -158,6 +157,7 @@ pub fn start_vcpu(s: &CpuStart) -> Result<(), String> {
         c.vtcr = s.vtcr;
         c.hcr = super::guest::HCR_GUEST | super::cpufeat::hcr_bits();
         c.ich_hcr = 1; // En
+        c.gich = VirtState::FRESH;
     }
     let cpu = SCHED.start(v, counter()).ok_or_else(|| alloc::format!("d{}v{}: already started", s.domain, s.vcpu))?;
     if s.domain == 0 {
@@ -397,9 +397,17 @@ pub fn stop_current() -> ! {
     let v = VcpuRef::new(percpu::current_domain(), percpu::current_vcpu());
     // Its list registers and timers are left behind: clear them for the next vCPU.
     let _ = super::vgic_glue::take_cpu_state();
-    let mut lrs = super::gic::HwLrs::new();
-    for i in 0..lrs.count() {
-        lrs.write(i, 0);
+    match super::gic_v2::get() {
+        Some(g) => {
+            let mut dropped = VirtState::FRESH;
+            g.save_virtual(&mut dropped);
+        }
+        None => {
+            let mut lrs = super::gic::HwLrs::new();
+            for i in 0..lrs.count() {
+                lrs.write(i, 0);
+            }
+        }
     }
     super::vtimer::save();
     super::vtimer::take_ptimer();
@@ -421,17 +429,10 @@ fn save(slot: usize, frame: &TrapFrame) {
     let t = super::vtimer::save();
     (c.cntv_ctl, c.cntv_cval, c.cntvoff) = (t.ctl, t.cval, t.offset);
     (c.ptimer_ctl, c.ptimer_cval) = super::vtimer::take_ptimer();
-    let mut lrs = super::gic::HwLrs::new();
-    for i in 0..lrs.count() {
-        c.lrs[i] = lrs.read(i);
-        lrs.write(i, 0);
+    match super::gic_v2::get() {
+        Some(g) => g.save_virtual(&mut c.gich),
+        None => save_ich(&mut c),
     }
-    c.ich_hcr = sysreg!(read S3_4_C12_C11_0);
-    c.ich_vmcr = sysreg!(read S3_4_C12_C11_7);
-    let n = aprs();
-    (c.ap0r, c.ap1r) = read_aprs(n);
-    write_aprs(n, &[0; 4], &[0; 4]);
-    sysreg!(write S3_4_C12_C11_0, 1);
     (c.lrs_live, c.seen_writes) = super::vgic_glue::take_cpu_state();
     if c.hcr & (1 << 41) != 0 {
         c.pauth = super::cpufeat::PauthKeys::save();
@@ -454,6 +455,32 @@ fn restore(slot: usize, v: VcpuRef, frame: &mut TrapFrame) {
     }
     super::vtimer::restore(&super::vtimer::VtimerState { ctl: c.cntv_ctl, cval: c.cntv_cval, offset: c.cntvoff });
     super::vtimer::put_ptimer(c.ptimer_ctl, c.ptimer_cval);
+    match super::gic_v2::get() {
+        Some(g) => g.restore_virtual(&c.gich),
+        None => restore_ich(&c),
+    }
+    super::vgic_glue::put_cpu_state(c.lrs_live, c.seen_writes);
+    isb();
+    *frame = c.frame;
+}
+
+/// Save the GICv3 virtual interface (ICH_*) into `c` and leave it empty and enabled.
+fn save_ich(c: &mut Context) {
+    let mut lrs = super::gic::HwLrs::new();
+    for i in 0..lrs.count() {
+        c.lrs[i] = lrs.read(i);
+        lrs.write(i, 0);
+    }
+    c.ich_hcr = sysreg!(read S3_4_C12_C11_0);
+    c.ich_vmcr = sysreg!(read S3_4_C12_C11_7);
+    let n = aprs();
+    (c.ap0r, c.ap1r) = read_aprs(n);
+    write_aprs(n, &[0; 4], &[0; 4]);
+    sysreg!(write S3_4_C12_C11_0, 1);
+}
+
+/// Load the GICv3 virtual interface `save_ich` saved.
+fn restore_ich(c: &Context) {
     let mut lrs = super::gic::HwLrs::new();
     for i in 0..lrs.count() {
         lrs.write(i, c.lrs[i]);
@@ -461,9 +488,6 @@ fn restore(slot: usize, v: VcpuRef, frame: &mut TrapFrame) {
     write_aprs(aprs(), &c.ap0r, &c.ap1r);
     sysreg!(write S3_4_C12_C11_7, c.ich_vmcr);
     sysreg!(write S3_4_C12_C11_0, c.ich_hcr);
-    super::vgic_glue::put_cpu_state(c.lrs_live, c.seen_writes);
-    isb();
-    *frame = c.frame;
 }
 
 /// How many ICH_AP{0,1}R<n>_EL2 the virtual interface has (from ICH_VTR_EL2.PRIbits).

@@ -68,15 +68,7 @@ fn take_then(intid: u32, quiesce: impl FnOnce()) -> bool {
 /// The distributor and CPU interface on, SGI 1 and PPI 27 enabled, every priority accepted;
 /// CPSR.I stays masked.
 fn gic_init() {
-    w32(GICD, 1); // GICD_CTLR: forward
-    w32(GICD + 0x400, 0xa0a0_a0a0); // IPRIORITYR0 (SGIs 0-3)
-    w32(GICD + 0x418, 0xa0a0_a0a0); // IPRIORITYR6 (PPIs 24-27)
-    w32(GICD + 0x100, (1 << SELF_SGI) | (1 << VTIMER_PPI)); // ISENABLER0
-    w32(GICC + 0x04, 0xff); // GICC_PMR
-    w32(GICC + 0x08, 0); // GICC_BPR
-    w32(GICC, 1); // GICC_CTLR: signal interrupts, EOI also deactivates
-    // Nothing left over from boot.
-    while r32(GICC + 0x0c) & 0x3ff != SPURIOUS {}
+    crate::gicv2_poll::init(SELF_SGI, VTIMER_PPI);
 }
 
 /// Guest counter ticks for `N` runs of `f`.
