@@ -112,8 +112,10 @@ fn prepare(b: &Boot, route: Route) -> Result<(PathBuf, PathBuf, PathBuf)> {
     write(&its_path, its(&bundle, start, &dtb, loadables))?;
     let fit = dir.join("xenith-qemu.itb");
     env::run(Command::new("mkimage").arg("-f").arg(&its_path).arg(&fit).stdout(std::process::Stdio::null()))?;
-    if loadables.is_some() {
+    if let Some((k, r)) = loadables {
         crate::snow::share_loadables(&fit, &layout, &kernel, &initrd)?;
+        // Where U-Boot is to copy them (they follow from the fixtures' sizes), for the check.
+        write(&dir.join(LOADABLES_ADDRS), format!("{k:#x} {r:#x}\n"))?;
     }
     let listing = env::output(Command::new("dumpimage").arg("-l").arg(&fit))?;
     let (images, cfg) = crate::snow::parse_fit_listing(&listing)?;
@@ -185,10 +187,20 @@ pub fn systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
     crate::arm32::linux_systest_check(o)
 }
 
-/// U-Boot loaded both loadables from inside the bundle (their SHA-1s checked), and the boot
-/// went on as without them.
+/// In the loadables route's directory: the addresses the FIT names for dom0's kernel and
+/// initramfs loadables.
+const LOADABLES_ADDRS: &str = "loadables.addrs";
+
+/// U-Boot loaded both loadables from inside the bundle (their SHA-1s checked) to the addresses
+/// the FIT names, and the boot went on as without them.
 pub fn loadables_systest_check(o: &qemu::Outcome) -> std::result::Result<(), String> {
-    for needle in ["Trying 'dom0-linux' loadables subimage", "Trying 'dom0-initramfs' loadables subimage", "to 0x40a01000", "to 0x40f4c000"] {
+    let path = env::images_dir().join("uboot-loadables").join(LOADABLES_ADDRS);
+    let addrs = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let to: Vec<String> = addrs.split_whitespace().map(|a| format!("to {a}")).collect();
+    if to.len() != 2 {
+        return Err(format!("{}: not two addresses: {addrs:?}", path.display()));
+    }
+    for needle in ["Trying 'dom0-linux' loadables subimage", "Trying 'dom0-initramfs' loadables subimage", to[0].as_str(), to[1].as_str()] {
         if !o.has(needle) {
             return Err(format!("expected output containing `{needle}`"));
         }
